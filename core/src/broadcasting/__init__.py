@@ -1,0 +1,70 @@
+"""Push events to browsers through Pusher, Ably and other realtime services.
+
+>>> from broadcasting import Broadcast
+>>> Broadcast({"DRIVER": "null"}).channel("orders", {"id": 42}, "shipped").channels
+('orders',)
+"""
+
+from __future__ import annotations
+
+from broadcasting._broadcast import Broadcast
+from broadcasting._config import Config, load_config
+from broadcasting._driver import Driver
+from broadcasting._errors import (
+    BroadcastError,
+    ConfigurationError,
+    DriverNotFound,
+    InvalidChannel,
+    InvalidChannelType,
+    InvalidEvent,
+    InvalidPayload,
+    PayloadTooLarge,
+    PluginLoadError,
+    PublishError,
+    ValidationError,
+)
+from broadcasting._loop import run_sync
+from broadcasting._markers import hookimpl, hookspec
+from broadcasting._plugins import (
+    DriverInfo,
+    installed_drivers,
+    register_driver,
+    unregister_driver,
+)
+from broadcasting._retry import Retry
+from broadcasting._types import Limits, Message, Payload, Receipt, Secret, encode_payload
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Broadcast",
+    "BroadcastError",
+    "Config",
+    "ConfigurationError",
+    "Driver",
+    "DriverInfo",
+    "DriverNotFound",
+    "InvalidChannel",
+    "InvalidChannelType",
+    "InvalidEvent",
+    "InvalidPayload",
+    "Limits",
+    "Message",
+    "Payload",
+    "PayloadTooLarge",
+    "PluginLoadError",
+    "PublishError",
+    "Receipt",
+    "Retry",
+    "Secret",
+    "ValidationError",
+    "__version__",
+    "encode_payload",
+    "hookimpl",
+    "hookspec",
+    "installed_drivers",
+    "load_config",
+    "register_driver",
+    "run_sync",
+    "unregister_driver",
+]

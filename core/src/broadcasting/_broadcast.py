@@ -1,0 +1,261 @@
+"""The Broadcast object: configuration in, connected drivers out, publishes through hooks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from broadcasting._config import ConfigSource, load_config
+from broadcasting._driver import Driver
+from broadcasting._errors import DriverNotFound, PluginLoadError
+from broadcasting._plugins import (
+    apublish_hook,
+    driver_names,
+    driver_plugin,
+    make_plugin_manager,
+)
+from broadcasting._types import Payload, Receipt
+from broadcasting._validate import build_message
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+D = TypeVar("D", bound=Driver)
+
+
+class Broadcast:
+    """Publishes events through the driver named in configuration.
+
+    ``config`` is a mapping with ``DRIVER`` and ``DRIVERS`` (the shape of a
+    Masonite ``config/broadcast.py``), a module with those names, or a path to
+    such a ``.py`` file. With no config, ``$BROADCAST_DRIVER`` or ``log`` is
+    used. ``plugins`` are extra hook implementations for this instance.
+
+    Connections are opened on first use and reused; release them with
+    :meth:`close` / :meth:`aclose` or by using the object as a context manager.
+    """
+
+    def __init__(self, config: ConfigSource = None, *, plugins: Iterable[object] = ()) -> None:
+        self.config = load_config(config)
+        self.plugin_manager = make_plugin_manager(plugins)
+        self._drivers: dict[str, Driver] = {}
+        self._extra: list[Driver] = []
+        self._variants: dict[tuple[object, ...], Driver] = {}
+        self._lock = threading.RLock()
+
+    # -- choosing a driver --------------------------------------------------
+
+    @overload
+    def driver(self, driver: str | None = None) -> Driver: ...
+
+    @overload
+    def driver(self, driver: type[D]) -> D: ...
+
+    def driver(self, driver: str | type[Driver] | None = None) -> Driver:
+        """Return the connected driver called ``driver`` (default: ``DRIVER``).
+
+        ``driver`` may also be a Driver class, e.g. ``BroadcastAblyDriver``;
+        a class that no installed plugin provides is connected directly.
+        """
+        if driver is None:
+            name = self.config.driver
+        elif isinstance(driver, str):
+            name = driver
+        elif isinstance(driver, type) and issubclass(driver, Driver):
+            return self._driver_for_class(driver)
+        else:
+            raise TypeError(f"driver() takes a name or a Driver class, not {driver!r}")
+        connected = self._drivers.get(name)
+        if connected is not None:
+            return connected
+        with self._lock:
+            connected = self._drivers.get(name)
+            if connected is None:
+                connected = self._connect_new(name, self.config.options(name))
+                self._drivers[name] = connected
+            return connected
+
+    def _driver_for_class(self, cls: type[D]) -> D:
+        name = cls.name
+        if not name:
+            raise TypeError(f"{cls.__qualname__} has no driver name (set its `name` attribute)")
+        with self._lock:
+            connected = self._drivers.get(name)
+            if isinstance(connected, cls):
+                return connected
+            if connected is None and self._plugin_for(name) is not None:
+                connected = self.driver(name)
+                if isinstance(connected, cls):
+                    return connected
+            # a class no installed plugin provides: build it on this instance only
+            return self._variant(cls, name, self.config.options(name))
+
+    def _variant(self, cls: type[D], name: str, options: Mapping[str, Any]) -> D:
+        """A driver of ``cls`` with ``options`` other than the default one; cached."""
+        key = (cls, name, repr(sorted(options.items(), key=lambda item: str(item[0]))))
+        with self._lock:
+            existing = self._variants.get(key)
+            if existing is None:
+                existing = self._variants[key] = self._connect_new(name, options, cls)
+            return existing  # type: ignore[return-value]
+
+    def _plugin_for(self, name: str) -> object | None:
+        return driver_plugin(name)
+
+    def _connect_new(self, name: str, options: Mapping[str, Any], cls: type[D] | None = None) -> D:
+        with self._lock:
+            return self._connect_locked(name, options, cls)
+
+    def _connect_locked(self, name: str, options: Mapping[str, Any], cls: type[D] | None) -> D:
+        plugin = self._plugin_for(name)
+        if cls is not None and plugin is None:
+            # a class no installed plugin provides (a private or test driver)
+            return self._adopt(cls.from_config(options), options)  # type: ignore[return-value]
+        pm = self.plugin_manager
+        if plugin is not None and not pm.is_registered(plugin):
+            pm.register(plugin, name=f"driver:{name}")
+        driver = pm.hook.broadcasting_connect(name=name, options=options)
+        if driver is None:
+            if plugin is None:
+                raise DriverNotFound(name, driver_names())
+            raise PluginLoadError(
+                entry_point=name,
+                value=repr(plugin),
+                distribution=None,
+                reason=f"its broadcasting_connect hook returned None for {name!r}",
+            )
+        if not isinstance(driver, Driver):
+            raise PluginLoadError(
+                entry_point=name,
+                value=repr(plugin),
+                distribution=None,
+                reason=f"broadcasting_connect returned {type(driver).__name__}, not a Driver",
+            )
+        if cls is not None and not isinstance(driver, cls):
+            return self._adopt(cls.from_config(options), options)  # type: ignore[return-value]
+        return self._adopt(driver, options)  # type: ignore[return-value]
+
+    def _adopt(self, driver: Driver, options: Mapping[str, Any] | None = None) -> Driver:
+        driver._broadcast = self
+        if options is not None:
+            driver._options = options
+        with self._lock:
+            self._extra.append(driver)
+        return driver
+
+    # -- publishing -----------------------------------------------------------
+
+    def channel(
+        self,
+        channels: str | Sequence[str],
+        message: Payload,
+        event: str = "base-event",
+        *,
+        socket_id: str | None = None,
+    ) -> Receipt:
+        """Publish ``message`` as ``event`` on the default driver.
+
+        ``channels`` is a channel name or a list of them (duplicates are sent
+        once); ``message`` a str or JSON-serialisable dict/list. Returns a
+        :class:`Receipt` once the provider acknowledged it, or raises a
+        :class:`BroadcastError`: a :class:`ValidationError` before any network
+        request, a :class:`PublishError` if delivery failed.
+        """
+        return self._publish(self.driver(), channels, message, event, socket_id)
+
+    async def achannel(
+        self,
+        channels: str | Sequence[str],
+        message: Payload,
+        event: str = "base-event",
+        *,
+        socket_id: str | None = None,
+    ) -> Receipt:
+        """Async twin of :meth:`channel`; never blocks the event loop."""
+        return await self._apublish(self.driver(), channels, message, event, socket_id)
+
+    def _publish(
+        self,
+        driver: Driver,
+        channels: str | Sequence[str],
+        data: Payload,
+        event: str,
+        socket_id: str | None,
+    ) -> Receipt:
+        message = build_message(driver, channels, data, event, socket_id)
+        receipt = self.plugin_manager.hook.broadcasting_publish(driver=driver, message=message)
+        if not isinstance(receipt, Receipt):
+            raise TypeError(
+                f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt"
+            )
+        return receipt
+
+    async def _apublish(
+        self,
+        driver: Driver,
+        channels: str | Sequence[str],
+        data: Payload,
+        event: str,
+        socket_id: str | None,
+    ) -> Receipt:
+        message = build_message(driver, channels, data, event, socket_id)
+        return await apublish_hook(self.plugin_manager, driver, message)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def _take_drivers(self) -> list[Driver]:
+        with self._lock:
+            drivers = list(dict.fromkeys([*self._drivers.values(), *self._extra]))
+            self._drivers.clear()
+            self._extra.clear()
+            self._variants.clear()
+        return drivers
+
+    def close(self) -> None:
+        """Close every connection. The object stays usable and reconnects on demand."""
+        errors = []
+        for driver in self._take_drivers():
+            try:
+                driver.close()
+            except Exception as exc:  # close every driver, then report
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`."""
+        errors = []
+        for driver in self._take_drivers():
+            try:
+                await driver.aclose()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Broadcast driver={self.config.driver!r}>"

@@ -1,0 +1,128 @@
+"""The exception hierarchy: everything the library raises derives from BroadcastError."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class BroadcastError(Exception):
+    """Base class of every error raised by ``broadcasting`` and its drivers."""
+
+
+class DriverNotFound(BroadcastError, LookupError):
+    """No installed or registered driver has the requested name."""
+
+    def __init__(self, name: str, installed: Iterable[str] = ()) -> None:
+        self.name = name
+        self.installed = tuple(sorted(installed))
+        listed = ", ".join(self.installed) or "none"
+        super().__init__(
+            f"No broadcasting driver named {name!r} is installed "
+            f"(installed: {listed}). Try: pip install broadcasting-{name}"
+        )
+
+
+class PluginLoadError(BroadcastError, ImportError):
+    """A plugin's entry point failed to import or did not provide what it declared.
+
+    The message names the distribution, the entry point and the original error;
+    the original exception is also chained as ``__cause__``.
+    """
+
+    def __init__(
+        self, *, entry_point: str, value: str, distribution: str | None, reason: str
+    ) -> None:
+        self.entry_point = entry_point
+        self.value = value
+        self.distribution = distribution
+        self.reason = reason
+        dist = distribution or "an unknown distribution"
+        super().__init__(f"Plugin {entry_point!r} ({value}) from {dist} failed to load: {reason}")
+
+
+class ConfigurationError(BroadcastError, ValueError):
+    """A driver's configuration is missing a key or has a bad value.
+
+    Names the driver and the key; never includes the value, which may be secret.
+    """
+
+    def __init__(self, driver: str, key: str | None, problem: str) -> None:
+        self.driver = driver
+        self.key = key
+        where = f"{driver!r} driver" + (f", key {key!r}" if key else "")
+        super().__init__(f"Configuration error in the {where}: {problem}")
+
+
+class ValidationError(BroadcastError, ValueError):
+    """A publish was refused before any network request because its input is invalid."""
+
+
+class InvalidChannel(ValidationError):
+    """A channel name is empty, not a string, or breaks the driver's naming rule."""
+
+
+class InvalidChannelType(InvalidChannel, TypeError):
+    """A channel (or the channel list) has the wrong type."""
+
+
+class InvalidEvent(ValidationError):
+    """The event name is empty, not a string, or too long for the driver."""
+
+
+class InvalidPayload(ValidationError, TypeError):
+    """The message is neither a str nor JSON-serialisable data."""
+
+
+class PayloadTooLarge(ValidationError):
+    """The encoded message is larger than the driver allows."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(message)
+
+
+class PublishError(BroadcastError):
+    """The provider did not acknowledge a publish.
+
+    Attributes:
+        driver: name of the driver that failed.
+        status: HTTP status, or ``None`` for connection failures and timeouts.
+        code: the provider's own error code, when it sent one.
+        retryable: whether sending the same publish again may succeed.
+        delivered: channels that *were* acknowledged before the failure.
+        failed: channels that were not acknowledged.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        driver: str,
+        status: int | None = None,
+        code: int | str | None = None,
+        retryable: bool = False,
+        delivered: Sequence[str] = (),
+        failed: Sequence[str] = (),
+    ) -> None:
+        self.driver = driver
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        self.delivered = tuple(delivered)
+        self.failed = tuple(failed)
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        text = str(self.args[0]) if self.args else ""
+        details = [f"driver={self.driver!r}"]
+        if self.status is not None:
+            details.append(f"status={self.status}")
+        if self.code is not None:
+            details.append(f"code={self.code}")
+        details.append(f"retryable={self.retryable}")
+        if self.delivered:
+            details.append(f"delivered={list(self.delivered)}")
+        if self.failed:
+            details.append(f"failed={list(self.failed)}")
+        return f"{text} ({', '.join(details)})"

@@ -1,0 +1,263 @@
+"""Driver discovery through entry points, the in-process registry, and hook calling."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from broadcasting import hookspecs
+from broadcasting._driver import Driver
+from broadcasting._errors import DriverNotFound, PluginLoadError
+from broadcasting._markers import PROJECT, hookimpl
+from broadcasting._types import Message, Receipt
+
+DRIVER_GROUP = "broadcasting.drivers"
+PLUGIN_GROUP = "broadcasting.plugins"
+
+
+@dataclass(frozen=True)
+class DriverInfo:
+    """An installed or registered driver, as ``broadcasting drivers`` lists it."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    module: str
+
+
+@cache
+def _entry_points(group: str) -> dict[str, EntryPoint]:
+    # One metadata scan per group per process; first entry wins on duplicates.
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=group):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+_lock = threading.RLock()
+_loaded: dict[str, object] = {}
+_failed: dict[str, PluginLoadError] = {}
+_registered: dict[str, object] = {}
+
+
+def _load(ep: EntryPoint) -> object:
+    key = f"{ep.group}:{ep.name}"
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        if key in _failed:
+            raise _failed[key]
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            error = PluginLoadError(
+                entry_point=ep.name,
+                value=ep.value,
+                distribution=ep.dist.name if ep.dist else None,
+                reason=f"{type(exc).__name__}: {exc}",
+            )
+            error.__cause__ = exc
+            _failed[key] = error
+            raise error from exc
+        _loaded[key] = plugin
+        return plugin
+
+
+def installed_drivers() -> list[DriverInfo]:
+    """Every driver this process can use, sorted by name, without importing any."""
+    infos = {
+        name: DriverInfo(
+            name=name,
+            distribution=ep.dist.name if ep.dist else None,
+            version=ep.dist.version if ep.dist else None,
+            module=ep.value,
+        )
+        for name, ep in _entry_points(DRIVER_GROUP).items()
+    }
+    with _lock:
+        for name, plugin in _registered.items():
+            infos[name] = DriverInfo(name, None, None, _describe(plugin))
+    return [infos[name] for name in sorted(infos)]
+
+
+def driver_names() -> list[str]:
+    """Names of every installed or registered driver."""
+    return [info.name for info in installed_drivers()]
+
+
+def _describe(plugin: object) -> str:
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+
+
+class _ClassPlugin:
+    """Adapts a Driver subclass into a plugin that connects it by name."""
+
+    def __init__(self, name: str, cls: type[Driver]) -> None:
+        self.name = name
+        self.cls = cls
+
+    @hookimpl
+    def broadcasting_connect(self, name: str, options: Mapping[str, Any]) -> Driver | None:
+        if name != self.name:
+            return None
+        return self.cls.from_config(options)
+
+    def __repr__(self) -> str:
+        return f"<driver {self.name!r}: {self.cls.__module__}.{self.cls.__qualname__}>"
+
+
+def as_plugin(name: str, driver: type[Driver] | object) -> object:
+    """Return a plugin object for ``driver``: a Driver subclass or a plugin already."""
+    if isinstance(driver, type) and issubclass(driver, Driver):
+        return _ClassPlugin(name, driver)
+    return driver
+
+
+def register_driver(name: str, driver: type[Driver] | object) -> None:
+    """Make a driver available in this process under ``name``, without packaging.
+
+    ``driver`` is a :class:`Driver` subclass (built with ``from_config``) or
+    a plugin object implementing ``broadcasting_connect``. A registered name
+    takes precedence over an installed entry point of the same name.
+    """
+    if not name or not isinstance(name, str):
+        raise ValueError("a driver name must be a non-empty string")
+    with _lock:
+        _registered[name] = as_plugin(name, driver)
+
+
+def unregister_driver(name: str) -> None:
+    """Undo :func:`register_driver` (no error if ``name`` is not registered)."""
+    with _lock:
+        _registered.pop(name, None)
+
+
+def driver_plugin(name: str) -> object | None:
+    """The plugin for driver ``name``: registered, else its entry point (imported once)."""
+    with _lock:
+        plugin = _registered.get(name)
+    if plugin is not None:
+        return plugin
+    ep = _entry_points(DRIVER_GROUP).get(name)
+    if ep is None:
+        return None
+    return _load(ep)
+
+
+def driver_class(name: str, attribute: str) -> type[Driver]:
+    """Resolve a seed-style class name (``BroadcastPusherDriver``) of driver ``name``."""
+    plugin = driver_plugin(name)
+    if plugin is None:
+        raise DriverNotFound(name, driver_names())
+    if isinstance(plugin, _ClassPlugin):
+        return plugin.cls
+    cls = getattr(plugin, attribute, None)
+    if isinstance(cls, type) and issubclass(cls, Driver):
+        return cls
+    raise AttributeError(f"driver plugin {_describe(plugin)!r} has no Driver class {attribute!r}")
+
+
+class _CorePlugin:
+    """The core's own implementation of the publish hook: it runs last."""
+
+    @hookimpl(trylast=True)
+    def broadcasting_publish(self, driver: Driver, message: Message) -> Receipt:
+        return driver.publish(message)
+
+
+CORE_PLUGIN = _CorePlugin()
+
+
+def global_plugins() -> list[object]:
+    """Plugins from the ``broadcasting.plugins`` entry-point group (imported once)."""
+    return [_load(ep) for _, ep in sorted(_entry_points(PLUGIN_GROUP).items())]
+
+
+def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
+    """A plugin manager with the specs, the core plugin and the given plugins."""
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(CORE_PLUGIN, name="broadcasting.core")
+    for plugin in (*global_plugins(), *plugins):
+        if not pm.is_registered(plugin):
+            pm.register(plugin)
+    return pm
+
+
+async def apublish_hook(pm: pluggy.PluginManager, driver: Driver, message: Message) -> Receipt:
+    """Call ``broadcasting_publish`` on the async path, with pluggy's semantics.
+
+    Wrappers (``wrapper=True`` and old-style ``hookwrapper=True``) run their
+    code before and after ``yield`` as they do on the sync path; the core's own
+    implementation awaits ``driver.apublish``; other implementations may
+    return an awaitable. The first non-None result wins.
+    """
+    kwargs = {"driver": driver, "message": message}
+    teardowns: list[tuple[Any, bool]] = []
+    result: object = None
+    error: BaseException | None = None
+    try:
+        for impl in reversed(pm.hook.broadcasting_publish.get_hookimpls()):
+            args = [kwargs[arg] for arg in impl.argnames]
+            if impl.wrapper or impl.hookwrapper:
+                gen: Any = impl.function(*args)
+                try:
+                    next(gen)
+                except StopIteration:
+                    raise RuntimeError(
+                        f"wrapper {impl.plugin_name!r} of broadcasting_publish did not yield"
+                    ) from None
+                teardowns.append((gen, impl.hookwrapper))
+                continue
+            if impl.plugin is CORE_PLUGIN:
+                res: object = await driver.apublish(message)
+            else:
+                res = impl.function(*args)
+                if inspect.isawaitable(res):
+                    res = await res
+            if res is not None:
+                result = res
+                break
+    except BaseException as exc:  # handed to the wrappers, like pluggy does
+        error = exc
+    for gen, old_style in reversed(teardowns):
+        if old_style:
+            outcome = pluggy.Result(result, error)
+            try:
+                gen.send(outcome)
+            except StopIteration:
+                error = outcome.exception
+                result = outcome.get_result() if error is None else None
+            except BaseException as exc:
+                error = exc
+            else:
+                gen.close()
+                error = RuntimeError("a hookwrapper of broadcasting_publish yielded twice")
+            continue
+        try:
+            if error is not None:
+                gen.throw(error)
+            else:
+                gen.send(result)
+        except StopIteration as stop:
+            result, error = stop.value, None
+        except BaseException as exc:
+            error = exc
+        else:
+            gen.close()
+            error = RuntimeError("a wrapper of broadcasting_publish yielded twice")
+    if error is not None:
+        raise error
+    if not isinstance(result, Receipt):
+        raise TypeError(f"broadcasting_publish returned {type(result).__name__}, not a Receipt")
+    return result

@@ -1,0 +1,122 @@
+"""Value types that cross the hook boundary: Message, Receipt, Limits, Secret."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+#: What ``Broadcast.channel`` accepts as a message: a string, or JSON data.
+Payload = Union[str, Mapping[str, Any], Sequence[Any]]
+
+
+def encode_payload(data: Payload) -> str:
+    """Return the text that goes over the wire for ``data``.
+
+    A ``str`` is sent unchanged; anything else is compact JSON (UTF-8, no ASCII
+    escaping, no NaN). Raises ``TypeError``/``ValueError`` from :mod:`json`.
+    """
+    if isinstance(data, str):
+        return data
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One validated publish, as handed to the ``broadcasting_publish`` hook.
+
+    Attributes:
+        channels: channel names, de-duplicated, in the caller's order.
+        event: the event name.
+        data: the message as the caller gave it (``str`` or JSON data).
+        text: ``data`` encoded for the wire (see :func:`encode_payload`).
+        id: a unique id for this publish; drivers reuse it on every retry so
+            a provider with idempotent publishing never delivers it twice.
+        socket_id: the sender's own connection, to be excluded, if given.
+    """
+
+    channels: tuple[str, ...]
+    event: str
+    data: Payload
+    text: str
+    id: str
+    socket_id: str | None = None
+
+    @property
+    def size(self) -> int:
+        """Size of :attr:`text` in UTF-8 bytes."""
+        return len(self.text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a publish returns once the provider acknowledged it.
+
+    Attributes:
+        driver: the name of the driver that delivered it.
+        event: the event name.
+        channels: the channels it was delivered to.
+        message_id: :attr:`Message.id` of the publish.
+        ids: ids the provider returned (event ids, message serials), if any.
+        requests: how many network requests the publish took (0 for in-process drivers).
+    """
+
+    driver: str
+    event: str
+    channels: tuple[str, ...]
+    message_id: str
+    ids: tuple[str, ...] = ()
+    requests: int = 0
+
+    def __str__(self) -> str:
+        chans = ", ".join(self.channels)
+        text = f"{self.driver}: {self.event!r} -> {chans} (id {self.message_id}"
+        if self.requests:
+            text += f", {self.requests} request{'s' if self.requests != 1 else ''}"
+        return text + ")"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits a driver declares; the core enforces them before any request.
+
+    ``None`` means "no limit". ``channel_pattern`` must match a whole channel
+    name; ``channel_rule`` describes it in words for error messages.
+    ``max_channels_per_request`` is not a limit on the caller: drivers split
+    larger lists into that many channels per request.
+    """
+
+    max_payload_bytes: int | None = None
+    max_event_name_length: int | None = None
+    max_channel_name_length: int | None = None
+    max_channels_per_request: int | None = None
+    channel_pattern: re.Pattern[str] | None = None
+    channel_rule: str = ""
+
+
+@dataclass(frozen=True, repr=False)
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or f-strings.
+
+    Drivers keep keys and secrets in a ``Secret`` and call :meth:`reveal`
+    only where the SDK needs the value.
+    """
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        """Return the secret value."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)

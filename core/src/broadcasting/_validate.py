@@ -1,0 +1,110 @@
+"""Turning a ``channel()`` call into a validated :class:`Message`."""
+
+from __future__ import annotations
+
+import os
+from base64 import urlsafe_b64encode
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from broadcasting._errors import (
+    InvalidChannel,
+    InvalidChannelType,
+    InvalidEvent,
+    InvalidPayload,
+    PayloadTooLarge,
+    ValidationError,
+)
+from broadcasting._types import Message, Payload, encode_payload
+
+if TYPE_CHECKING:
+    from broadcasting._driver import Driver
+
+
+def new_message_id() -> str:
+    """A random, URL-safe, 16-character id (96 bits)."""
+    return urlsafe_b64encode(os.urandom(12)).decode("ascii")
+
+
+def _channels(channels: object, driver: str) -> tuple[str, ...]:
+    if isinstance(channels, str):
+        names: tuple[object, ...] = (channels,)
+    elif isinstance(channels, (list, tuple)):
+        names = tuple(channels)
+        if not names:
+            raise InvalidChannel(f"{driver}: no channels given")
+    else:
+        raise InvalidChannelType(
+            f"{driver}: channels must be a str or a list/tuple of str, "
+            f"not {type(channels).__name__}"
+        )
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidChannelType(
+                f"{driver}: channel names must be str, not {type(name).__name__}"
+            )
+        if not name:
+            raise InvalidChannel(f"{driver}: channel names must not be empty")
+    if len(names) > 1:
+        names = tuple(dict.fromkeys(names))  # a channel listed twice is delivered once
+    return names  # type: ignore[return-value]
+
+
+def build_message(
+    driver: Driver,
+    channels: str | Sequence[str],
+    data: Payload,
+    event: str,
+    socket_id: str | None,
+) -> Message:
+    """Validate a publish against the core rules and the driver's limits."""
+    name = driver.name
+    names = _channels(channels, name)
+    if not isinstance(event, str):
+        raise InvalidEvent(f"{name}: the event name must be a str, not {type(event).__name__}")
+    if not event:
+        raise InvalidEvent(f"{name}: the event name must not be empty")
+    if not isinstance(data, (str, Mapping, list, tuple)):
+        raise InvalidPayload(
+            f"{name}: a message must be a str, dict or list, not {type(data).__name__}"
+        )
+    try:
+        text = encode_payload(data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"{name}: the message is not JSON-serialisable: {exc}") from None
+    if socket_id is not None:
+        if not driver.supports_socket_id:
+            raise ValidationError(f"{name}: this driver cannot exclude a socket_id")
+        if not isinstance(socket_id, str) or not socket_id:
+            raise ValidationError(f"{name}: socket_id must be a non-empty str")
+    message = Message(names, event, data, text, new_message_id(), socket_id)
+
+    limits = driver.limits
+    if limits.max_event_name_length is not None and len(event) > limits.max_event_name_length:
+        raise InvalidEvent(
+            f"{name}: event name is {len(event)} characters; "
+            f"the limit is {limits.max_event_name_length}"
+        )
+    max_len = limits.max_channel_name_length
+    pattern = limits.channel_pattern
+    if max_len is not None or pattern is not None:
+        for channel in names:
+            if max_len is not None and len(channel) > max_len:
+                raise InvalidChannel(
+                    f"{name}: channel {channel[:40]!r}... is {len(channel)} characters; "
+                    f"the limit is {max_len}"
+                )
+            if pattern is not None and pattern.fullmatch(channel) is None:
+                rule = f" ({limits.channel_rule})" if limits.channel_rule else ""
+                raise InvalidChannel(f"{name}: invalid channel name {channel!r}{rule}")
+    if limits.max_payload_bytes is not None:
+        size = driver.payload_size(message)
+        if size > limits.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"{name}: the message is {size} bytes; the limit is "
+                f"{limits.max_payload_bytes} bytes",
+                size=size,
+                limit=limits.max_payload_bytes,
+            )
+    driver.validate(message)
+    return message

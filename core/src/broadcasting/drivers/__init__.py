@@ -1,0 +1,38 @@
+"""Driver classes by their seed-era names, resolved lazily from installed plugins.
+
+``from broadcasting.drivers import BroadcastPusherDriver`` imports the
+``pusher`` driver's plugin (and nothing else) and returns its class. Any
+``Broadcast<Name>Driver`` maps to driver ``<name>``; a missing plugin makes
+the import fail with the ``pip install broadcasting-<name>`` hint.
+
+The built-in drivers live next to this file: ``log.py``, ``null.py``,
+``memory.py``; each is registered through the core's own entry points.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from broadcasting.drivers.log import BroadcastLogDriver as BroadcastLogDriver
+    from broadcasting.drivers.memory import BroadcastMemoryDriver as BroadcastMemoryDriver
+    from broadcasting.drivers.null import BroadcastNullDriver as BroadcastNullDriver
+
+_SEED_NAME = re.compile(r"Broadcast([A-Z][A-Za-z0-9]*)Driver")
+
+
+def __getattr__(attribute: str) -> Any:
+    match = _SEED_NAME.fullmatch(attribute)
+    if match is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
+    from broadcasting._errors import DriverNotFound
+    from broadcasting._plugins import driver_class
+
+    name = match.group(1).lower()
+    try:
+        cls = driver_class(name, attribute)
+    except DriverNotFound as exc:
+        raise ImportError(str(exc), name=__name__) from exc
+    globals()[attribute] = cls
+    return cls

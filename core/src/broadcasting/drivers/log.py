@@ -1,0 +1,57 @@
+"""The ``log`` driver: writes every message to the ``broadcasting`` logger."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from broadcasting import ConfigurationError, Driver, Message, Receipt, hookimpl
+
+
+class BroadcastLogDriver(Driver):
+    """Logs each publish at INFO (or ``level``) on the ``broadcasting`` logger (or ``logger``).
+
+    Useful in development and as the zero-configuration default.
+    """
+
+    name = "log"
+
+    def __init__(self, logger: str = "broadcasting", level: int = logging.INFO) -> None:
+        self.logger = logging.getLogger(logger)
+        self.level = level
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> BroadcastLogDriver:
+        unknown = set(options) - {"logger", "level"}
+        if unknown:
+            raise ConfigurationError(cls.name, sorted(unknown)[0], "unknown option")
+        logger = options.get("logger", "broadcasting")
+        if not isinstance(logger, str) or not logger:
+            raise ConfigurationError(cls.name, "logger", "must be a logger name")
+        level = options.get("level", logging.INFO)
+        if isinstance(level, str):
+            level = logging.getLevelName(level.upper())
+        if not isinstance(level, int):
+            raise ConfigurationError(cls.name, "level", "must be a logging level name or number")
+        return cls(logger, level)
+
+    def publish(self, message: Message) -> Receipt:
+        self.logger.log(
+            self.level,
+            "broadcast %r on %s: %s",
+            message.event,
+            ", ".join(message.channels),
+            message.text,
+        )
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+    async def apublish(self, message: Message) -> Receipt:
+        return self.publish(message)
+
+
+@hookimpl
+def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None:
+    if name == BroadcastLogDriver.name:
+        return BroadcastLogDriver.from_config(options)
+    return None

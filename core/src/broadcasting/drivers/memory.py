@@ -1,0 +1,148 @@
+"""The ``memory`` driver: keeps every message in order; in-process code can subscribe."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from broadcasting import ConfigurationError, Driver, Message, Receipt, hookimpl
+
+Callback = Callable[[Message], object]
+
+
+class Subscription:
+    """An async iterator of the messages published after it was created.
+
+    Get one from :meth:`BroadcastMemoryDriver.listen` inside a running event
+    loop; publishes from any thread are handed to that loop. Use it as an
+    async context manager (or call :meth:`close`) to stop receiving.
+    """
+
+    def __init__(self, driver: BroadcastMemoryDriver, channel: str | None) -> None:
+        self.channel = channel
+        self._driver = driver
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[Message] = asyncio.Queue()
+
+    def _deliver(self, message: Message) -> None:
+        if self.channel is None or self.channel in message.channels:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Message:
+        return await self._queue.get()
+
+    async def get(self, timeout: float | None = None) -> Message:
+        """The next message, waiting at most ``timeout`` seconds."""
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    def close(self) -> None:
+        """Stop receiving messages (idempotent)."""
+        self._driver._unsubscribe(self._deliver)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class BroadcastMemoryDriver(Driver):
+    """Keeps every published message, in order, and hands them to subscribers.
+
+    Thread-safe. ``max_history`` (option) bounds the kept history; by default
+    every message is kept until :meth:`clear`.
+    """
+
+    name = "memory"
+    supports_socket_id = True
+
+    def __init__(self, max_history: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self._history: deque[Message] = deque(maxlen=max_history)
+        self._subscribers: list[Callback] = []
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> BroadcastMemoryDriver:
+        unknown = set(options) - {"max_history"}
+        if unknown:
+            raise ConfigurationError(cls.name, sorted(unknown)[0], "unknown option")
+        max_history = options.get("max_history")
+        if max_history is not None and (
+            not isinstance(max_history, int) or isinstance(max_history, bool) or max_history < 1
+        ):
+            raise ConfigurationError(cls.name, "max_history", "must be a positive int or None")
+        return cls(max_history)
+
+    @property
+    def messages(self) -> list[Message]:
+        """Every kept message, oldest first (a copy)."""
+        with self._lock:
+            return list(self._history)
+
+    def received(self, channel: str) -> list[Message]:
+        """The kept messages that were published to ``channel``."""
+        return [m for m in self.messages if channel in m.channels]
+
+    def clear(self) -> None:
+        """Forget the history (subscribers stay)."""
+        with self._lock:
+            self._history.clear()
+
+    def subscribe(self, callback: Callback, channel: str | None = None) -> Callable[[], None]:
+        """Call ``callback(message)`` for every later publish (to ``channel`` if given).
+
+        Runs in the publishing thread. Returns a function that unsubscribes.
+        """
+
+        def deliver(message: Message) -> None:
+            if channel is None or channel in message.channels:
+                callback(message)
+
+        with self._lock:
+            self._subscribers.append(deliver)
+        return lambda: self._unsubscribe(deliver)
+
+    def listen(self, channel: str | None = None) -> Subscription:
+        """An async iterator of later publishes (to ``channel`` if given).
+
+        Must be called inside a running event loop.
+        """
+        subscription = Subscription(self, channel)
+        with self._lock:
+            self._subscribers.append(subscription._deliver)
+        return subscription
+
+    def _unsubscribe(self, deliver: Callback) -> None:
+        with self._lock:
+            if deliver in self._subscribers:
+                self._subscribers.remove(deliver)
+
+    def publish(self, message: Message) -> Receipt:
+        with self._lock:
+            self._history.append(message)
+            subscribers = tuple(self._subscribers)
+        for deliver in subscribers:
+            deliver(message)
+        return Receipt(self.name, message.event, message.channels, message.id, (message.id,))
+
+    async def apublish(self, message: Message) -> Receipt:
+        return self.publish(message)
+
+
+@hookimpl
+def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None:
+    if name == BroadcastMemoryDriver.name:
+        return BroadcastMemoryDriver.from_config(options)
+    return None

@@ -1,0 +1,65 @@
+"""Hook specifications for ``broadcasting`` plugins.
+
+A plugin is a module or object with functions named after these specs and
+decorated with :data:`broadcasting.hookimpl`. Driver plugins are found through
+the ``broadcasting.drivers`` entry-point group (entry-point name = driver
+name); other plugins through ``broadcasting.plugins`` or by passing them to
+``Broadcast(plugins=[...])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from broadcasting._markers import hookspec
+
+if TYPE_CHECKING:
+    from broadcasting._driver import Driver
+    from broadcasting._types import Message, Receipt
+
+
+@hookspec(firstresult=True)
+def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None:
+    """Turn a driver name and its options into a connected driver.
+
+    Called when a :class:`~broadcasting.Broadcast` first needs the driver
+    called ``name``; the result is cached on that ``Broadcast`` and reused
+    until it is closed. Only the plugin registered under ``name`` in the
+    ``broadcasting.drivers`` entry-point group is imported for this call.
+
+    :param name: the driver name, as written in ``DRIVER`` or passed to
+        ``Broadcast.driver()``.
+    :param options: that driver's mapping from ``DRIVERS`` (empty if absent).
+        Implementations must raise :class:`~broadcasting.ConfigurationError`
+        for a missing or bad key, naming the key and never its value.
+
+    :return: a :class:`~broadcasting.Driver`, or ``None`` if this plugin does
+        not provide ``name``.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def broadcasting_publish(driver: Driver, message: Message) -> Receipt | None:
+    """Deliver one validated message through ``driver``.
+
+    Every publish goes through this hook, from ``channel()`` and from
+    ``achannel()`` alike, after the core has validated the message against
+    the driver's limits. The core's own implementation runs last and calls
+    ``driver.publish(message)`` (or awaits ``driver.apublish(message)`` on
+    the async path), so a ``wrapper=True`` implementation observes, and may
+    alter or veto, every publish on every driver. On the async path a
+    non-wrapper implementation may return an awaitable; it is awaited.
+
+    :param driver: the connected driver the message is for.
+    :param message: the message, with de-duplicated channels, the encoded
+        text and its id.
+
+    :return: a :class:`~broadcasting.Receipt` once the provider acknowledged
+        the message. Raise :class:`~broadcasting.PublishError` otherwise;
+        never return ``None`` for a message that was not delivered.
+
+    Stops at first non-None result.
+    """
