@@ -23,9 +23,13 @@ def encode_payload(data: Payload) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Message:
     """One validated publish, as handed to the ``broadcasting_publish`` hook.
+
+    A ``wrapper=True`` implementation of that hook may change ``channels``,
+    ``event`` or ``data`` before it yields; assigning ``data`` re-encodes
+    ``text``. Such changes are not validated again.
 
     Attributes:
         channels: channel names, de-duplicated, in the caller's order.
@@ -43,6 +47,11 @@ class Message:
     text: str
     id: str
     socket_id: str | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "data" and "id" in self.__dict__:  # after __init__: keep text in step
+            object.__setattr__(self, "text", encode_payload(value))
 
     @property
     def size(self) -> int:

@@ -31,8 +31,8 @@ def __getattr__(attribute: str) -> Any:
 
     name = match.group(1).lower()
     try:
-        cls = driver_class(name, attribute)
+        # not stored in this module's globals: a driver registered in-process
+        # later (tests, private drivers) must win over an earlier lookup
+        return driver_class(name, attribute)
     except DriverNotFound as exc:
         raise ImportError(str(exc), name=__name__) from exc
-    globals()[attribute] = cls
-    return cls

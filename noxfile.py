@@ -1,0 +1,60 @@
+"""Automation: `python3 -m nox` runs every default session; `-s NAME` runs one.
+
+Sessions:
+  tests      the whole test suite on every Python 3.10-3.13 found
+  lint       ruff check + ruff format --check
+  typecheck  mypy --strict on the core and both driver packages
+  isolated   wheels installed into fresh venvs prove discovery from the outside
+  bench      benchmarks against the raw SDKs (not a default session)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+PACKAGES = ["core", "plugins/pusher_driver", "plugins/ably_driver"]
+EXAMPLES = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("examples/*/pyproject.toml"))
+
+nox.options.sessions = ["lint", "typecheck", "tests", "isolated"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
+
+
+def _install_all(session: nox.Session) -> None:
+    editable = [arg for path in [*PACKAGES, *EXAMPLES] for arg in ("-e", path)]
+    session.install(*editable, "-r", "tests/requirements.txt")
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (soketi is started by the tests themselves)."""
+    _install_all(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the three packages."""
+    _install_all(session)
+    session.install("mypy>=1.10")
+    session.run("mypy")
+
+
+@nox.session
+def isolated(session: nox.Session) -> None:
+    """Build wheels, install them into fresh venvs, prove discovery from the outside."""
+    session.install("build", "pytest>=8")
+    session.run("python", "tests/isolated/run.py", *session.posargs)

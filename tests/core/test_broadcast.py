@@ -1,0 +1,173 @@
+"""The Broadcast object: drivers by name or class, lifecycle, repr, secrets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from broadcasting import (
+    Broadcast,
+    ConfigurationError,
+    Driver,
+    Message,
+    PublishError,
+    Receipt,
+    Secret,
+)
+from broadcasting.drivers.log import BroadcastLogDriver
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+
+SECRET = "sk_live_do-not-leak-9f8e7d"
+
+
+class Vault(Driver):
+    """A driver holding a secret, that records close calls."""
+
+    name = "vault"
+
+    def __init__(self, token: Secret, region: str) -> None:
+        self.token = token
+        self.region = region
+        self.closed = 0
+        self.aclosed = 0
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> Vault:
+        token = options.get("token")
+        if not isinstance(token, str) or len(token) < 8:
+            raise ConfigurationError(cls.name, "token", "must be a string of 8+ characters")
+        return cls(Secret(token), str(options.get("region", "eu")))
+
+    def publish(self, message: Message) -> Receipt:
+        if message.event == "fail":
+            raise PublishError("upstream refused", driver=self.name, status=503, retryable=True)
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+    async def apublish(self, message: Message) -> Receipt:
+        return self.publish(message)
+
+    def close(self) -> None:
+        self.closed += 1
+
+    async def aclose(self) -> None:
+        self.aclosed += 1
+
+    def __repr__(self) -> str:
+        return f"<Vault region={self.region!r} token={self.token!r}>"
+
+
+CONFIG = {"DRIVER": "vault", "DRIVERS": {"vault": {"token": SECRET, "region": "us"}}}
+
+
+def test_driver_by_class_uses_the_configured_options() -> None:
+    broadcast = Broadcast(CONFIG)
+    vault = broadcast.driver(Vault)
+    assert vault.region == "us"
+    assert broadcast.driver(Vault) is vault
+    assert vault.channel("c", "m").driver == "vault"
+
+
+def test_nothing_secret_in_reprs_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    broadcast = Broadcast(CONFIG)
+    vault = broadcast.driver(Vault)
+    texts = [repr(broadcast), str(broadcast), repr(vault), str(vault), f"{vault.token}"]
+    with pytest.raises(PublishError) as info:
+        vault.channel("c", "m", "fail")
+    texts.append(str(info.value))
+    with pytest.raises(ConfigurationError) as config_info:
+        Broadcast({"DRIVERS": {"vault": {"token": SECRET[:5]}}}).driver(Vault)
+    texts.append(str(config_info.value))
+    texts.extend(record.getMessage() for record in caplog.records)
+    assert repr(broadcast) == "<Broadcast driver='vault'>"
+    assert vault.token.reveal() == SECRET
+    for text in texts:
+        assert SECRET not in text
+        assert SECRET[:5] not in text
+
+
+def test_publish_error_says_everything_but_secrets() -> None:
+    error = PublishError(
+        "partial fan-out",
+        driver="x",
+        status=500,
+        code=50000,
+        retryable=True,
+        delivered=["a"],
+        failed=["b", "c"],
+    )
+    assert str(error) == (
+        "partial fan-out (driver='x', status=500, code=50000, retryable=True, "
+        "delivered=['a'], failed=['b', 'c'])"
+    )
+
+
+def test_close_closes_every_connection_and_reconnects_on_demand() -> None:
+    broadcast = Broadcast(CONFIG)
+    first = broadcast.driver(Vault)
+    broadcast.close()
+    broadcast.close()  # idempotent
+    assert first.closed == 1
+    second = broadcast.driver(Vault)
+    assert second is not first
+    assert second.channel("c", "m").driver == "vault"
+
+
+async def test_async_context_manager_acloses() -> None:
+    async with Broadcast(CONFIG) as broadcast:
+        vault = broadcast.driver(Vault)
+        await vault.achannel("c", "m")
+    assert (vault.aclosed, vault.closed) == (1, 0)
+
+
+def test_context_manager_closes() -> None:
+    with Broadcast(CONFIG) as broadcast:
+        vault = broadcast.driver(Vault)
+    assert vault.closed == 1
+
+
+def test_with_options_returns_a_cached_variant_closed_with_the_rest() -> None:
+    broadcast = Broadcast(CONFIG)
+    vault = broadcast.driver(Vault)
+    eu = vault.with_options(region="eu")
+    assert (eu.region, vault.region) == ("eu", "us")
+    assert vault.with_options(region="eu") is eu
+    assert eu.channel("c", "m").driver == "vault"
+    broadcast.close()
+    assert (vault.closed, eu.closed) == (1, 1)
+
+
+def test_a_driver_made_without_broadcast_still_publishes_through_the_hooks() -> None:
+    driver = BroadcastMemoryDriver()
+    assert driver.channel("c", "m").driver == "memory"
+    assert [m.text for m in driver.messages] == ["m"]
+
+
+def test_log_driver_writes_to_the_broadcasting_logger(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="broadcasting")
+    Broadcast().channel(["orders", "admin"], {"order": 42}, "shipped")
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("broadcasting", logging.INFO, "broadcast 'shipped' on orders, admin: {\"order\":42}")
+    ]
+
+
+def test_log_driver_options() -> None:
+    driver = Broadcast({"DRIVERS": {"log": {"level": "warning", "logger": "app.events"}}}).driver(
+        BroadcastLogDriver
+    )
+    assert (driver.level, driver.logger.name) == (logging.WARNING, "app.events")
+    with pytest.raises(ConfigurationError, match="'level'"):
+        Broadcast({"DRIVERS": {"log": {"level": ["x"]}}}).driver("log")
+
+
+def test_driver_takes_a_name_or_a_class_only() -> None:
+    with pytest.raises(TypeError):
+        Broadcast().driver(3)  # type: ignore[call-overload]
+
+
+def test_receipt_text() -> None:
+    receipt = Receipt("pusher", "shipped", ("a", "b"), "id1", ("e1",), 2)
+    assert str(receipt) == "pusher: 'shipped' -> a, b (id id1, 2 requests)"

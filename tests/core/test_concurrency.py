@@ -1,0 +1,149 @@
+"""Sync from threads and from inside a running loop; async never blocks the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from broadcasting import Broadcast, Driver, Message, Receipt, run_sync
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+
+
+def test_8_threads_by_1000_publishes_arrive_complete_and_unduplicated(
+    memory_broadcast: Broadcast, memory: BroadcastMemoryDriver
+) -> None:
+    def work(thread: int) -> list[str]:
+        return [memory_broadcast.channel(f"t{thread}", {"n": n}).message_id for n in range(1000)]
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = [i for chunk in pool.map(work, range(8)) for i in chunk]
+    messages = memory.messages
+    assert len(messages) == 8000
+    assert len(set(ids)) == 8000
+    assert Counter(m.id for m in messages) == Counter(ids)
+    for thread in range(8):
+        ours = [m.data["n"] for m in messages if m.channels == (f"t{thread}",)]  # type: ignore[index,call-overload]
+        assert ours == list(range(1000))  # per-thread order is kept
+
+
+def test_threads_share_one_connection_per_driver() -> None:
+    broadcast = Broadcast({"DRIVER": "memory"})
+    barrier = threading.Barrier(8)
+
+    def connect(_: int) -> int:
+        barrier.wait()
+        return id(broadcast.driver())
+
+    with ThreadPoolExecutor(8) as pool:
+        assert len(set(pool.map(connect, range(8)))) == 1
+
+
+async def test_sync_call_from_inside_a_running_loop(memory_broadcast: Broadcast) -> None:
+    # a sync helper called from async code (a notebook, a sync view in an async app)
+    receipt = memory_broadcast.channel("c", "from inside the loop")
+    assert receipt.channels == ("c",)
+
+
+class AsyncOnly(Driver):
+    """Implements only apublish: its sync path runs on the core's background loop."""
+
+    name = "asynconly"
+
+    def __init__(self) -> None:
+        self.loops: list[int] = []
+
+    async def apublish(self, message: Message) -> Receipt:
+        self.loops.append(id(asyncio.get_running_loop()))
+        await asyncio.sleep(0)
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+
+async def test_async_only_driver_called_sync_from_a_running_loop_uses_one_background_loop() -> None:
+    driver = Broadcast().driver(AsyncOnly)
+    for _ in range(3):
+        driver.channel("c", "m")
+    await asyncio.to_thread(driver.channel, "c", "m")
+    assert len(set(driver.loops)) == 1
+    assert driver.loops[0] != id(asyncio.get_running_loop())
+
+
+def test_async_only_driver_from_many_threads() -> None:
+    driver = Broadcast().driver(AsyncOnly)
+    with ThreadPoolExecutor(8) as pool:
+        receipts = list(pool.map(lambda n: driver.channel("c", str(n)), range(200)))
+    assert len({r.message_id for r in receipts}) == 200
+    assert len(set(driver.loops)) == 1
+
+
+class SyncOnly(Driver):
+    """Implements only publish, and blocks: its async path runs in a worker thread."""
+
+    name = "synconly"
+
+    def publish(self, message: Message) -> Receipt:
+        time.sleep(0.2)
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+
+async def test_a_blocking_driver_does_not_block_the_event_loop() -> None:
+    driver = Broadcast().driver(SyncOnly)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.gather(*(driver.achannel("c", str(n)) for n in range(4)))
+    task.cancel()
+    assert ticks >= 5  # the loop kept running while 4 x 0.2 s publishes were under way
+
+
+async def test_memory_async_subscription_receives_publishes_from_threads(
+    memory: BroadcastMemoryDriver,
+) -> None:
+    async with memory.listen("news") as subscription:
+        await asyncio.to_thread(memory.channel, "news", {"n": 1})
+        await asyncio.to_thread(memory.channel, "other", {"n": 2})
+        await memory.achannel(["news", "other"], {"n": 3}, "update")
+        first = await subscription.get(timeout=2)
+        second = await subscription.get(timeout=2)
+    assert (first.data, first.event) == ({"n": 1}, "base-event")
+    assert (second.data, second.event) == ({"n": 3}, "update")
+    memory.channel("news", "after close")
+    with pytest.raises(asyncio.TimeoutError):
+        await subscription.get(timeout=0.05)
+
+
+def test_memory_sync_subscription(memory: BroadcastMemoryDriver) -> None:
+    seen: list[str] = []
+    unsubscribe = memory.subscribe(lambda m: seen.append(m.text), channel="a")
+    everything: list[str] = []
+    memory.subscribe(lambda m: everything.append(m.text))
+    memory.channel("a", "one")
+    memory.channel("b", "two")
+    unsubscribe()
+    memory.channel("a", "three")
+    assert seen == ["one"]
+    assert everything == ["one", "two", "three"]
+    assert [m.text for m in memory.received("a")] == ["one", "three"]
+    memory.clear()
+    assert memory.messages == []
+
+
+def test_run_sync_refuses_its_own_loop_thread() -> None:
+    async def inner() -> None:
+        async def nothing() -> None:
+            return None
+
+        run_sync(nothing())
+
+    with pytest.raises(RuntimeError, match="cannot be called from the broadcasting loop"):
+        run_sync(inner())

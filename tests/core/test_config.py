@@ -1,0 +1,104 @@
+"""Configuration: the seed's DRIVER/DRIVERS as a mapping, a module or a file; the env default."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+
+from broadcasting import Broadcast, ConfigurationError, DriverNotFound, load_config
+
+
+def test_mapping_in_the_seed_shape() -> None:
+    config = load_config(
+        {
+            "DRIVER": "pusher",
+            "DRIVERS": {
+                "pusher": {"app_id": "1", "client": "k", "secret": "s"},
+                "ably": {"secret": "api:key"},
+            },
+        }
+    )
+    assert config.driver == "pusher"
+    assert config.options("ably") == {"secret": "api:key"}
+    assert config.options("missing") == {}
+
+
+def test_module_object() -> None:
+    module = types.ModuleType("broadcast_config")
+    module.DRIVER = "memory"  # type: ignore[attr-defined]
+    module.DRIVERS = {"memory": {"max_history": 3}}  # type: ignore[attr-defined]
+    broadcast = Broadcast(module)
+    assert broadcast.config.driver == "memory"
+    assert broadcast.driver().limits is not None
+    for i in range(5):
+        broadcast.channel("c", str(i))
+    assert [m.data for m in broadcast.driver("memory").messages] == ["2", "3", "4"]  # type: ignore[attr-defined]
+
+
+def test_path_to_a_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "broadcast.py"
+    path.write_text(
+        "import os\nDRIVER = 'null'\nDRIVERS = {'null': {}, 'log': {'level': 'WARNING'}}\n"
+    )
+    assert load_config(path).driver == "null"
+    assert load_config(str(path)).options("log") == {"level": "WARNING"}
+    assert Broadcast(str(path)).channel("c", "m").driver == "null"
+
+
+def test_missing_file_and_broken_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no configuration file"):
+        load_config(tmp_path / "nope.py")
+    broken = tmp_path / "broken.py"
+    broken.write_text("SECRET = 'hunter2'\nraise RuntimeError(SECRET)\n")
+    with pytest.raises(ConfigurationError, match="failed to load: RuntimeError") as info:
+        load_config(broken)
+    assert "hunter2" not in str(info.value)
+
+
+def test_no_config_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BROADCAST_DRIVER", raising=False)
+    assert Broadcast().config.driver == "log"
+    monkeypatch.setenv("BROADCAST_DRIVER", "null")
+    assert Broadcast().config.driver == "null"
+    assert Broadcast().channel("c", "m").driver == "null"
+
+
+@pytest.mark.parametrize(
+    ("source", "key"),
+    [
+        ({"DRIVER": 3}, "DRIVER"),
+        ({"DRIVER": "log", "DRIVERS": ["log"]}, "DRIVERS"),
+        ({"DRIVER": "log", "DRIVERS": {"log": "level=INFO"}}, None),
+    ],
+)
+def test_bad_shapes_are_configuration_errors(source: dict[str, object], key: str | None) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_config(source)
+    assert info.value.key == key
+
+
+def test_wrong_source_type() -> None:
+    with pytest.raises(ConfigurationError, match="not int"):
+        load_config(42)  # type: ignore[arg-type]
+
+
+def test_unknown_option_of_a_builtin_driver_names_the_key_not_the_value() -> None:
+    broadcast = Broadcast({"DRIVER": "log", "DRIVERS": {"log": {"token": "s3cr3t-value"}}})
+    with pytest.raises(ConfigurationError) as info:
+        broadcast.channel("c", "m")
+    assert info.value.driver == "log"
+    assert info.value.key == "token"
+    assert "token" in str(info.value)
+    assert "s3cr3t-value" not in str(info.value)
+
+
+def test_driver_named_in_config_but_not_installed() -> None:
+    broadcast = Broadcast({"DRIVER": "carrier-pigeon"})
+    with pytest.raises(DriverNotFound) as info:
+        broadcast.channel("c", "m")
+    message = str(info.value)
+    assert "pip install broadcasting-carrier-pigeon" in message
+    for name in ("log", "memory", "null"):
+        assert name in message

@@ -1,0 +1,232 @@
+"""Finding drivers by name through entry points, in-process registration and isolation.
+
+Fake distributions are real: a `*.dist-info` folder with METADATA and
+entry_points.txt on sys.path, which importlib.metadata reads like any other.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import broadcasting._plugins as plugins
+from broadcasting import (
+    Broadcast,
+    Driver,
+    DriverNotFound,
+    Message,
+    PluginLoadError,
+    Receipt,
+    installed_drivers,
+    register_driver,
+    unregister_driver,
+)
+
+
+def _reset_discovery() -> None:
+    plugins._entry_points.cache_clear()
+    for key, plugin in list(plugins._loaded.items()):
+        if getattr(plugin, "__name__", "").startswith("fake_"):
+            del plugins._loaded[key]
+    plugins._failed.clear()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Path]:
+    """A folder on sys.path where tests install fake distributions."""
+    sys.path.insert(0, str(tmp_path))
+    _reset_discovery()
+    before = set(sys.modules)
+    try:
+        yield tmp_path
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in set(sys.modules) - before:
+            if name.startswith("fake_"):
+                del sys.modules[name]
+        _reset_discovery()
+
+
+DRIVER_MODULE = """
+from broadcasting import Driver, Receipt, hookimpl
+
+class Broadcast{cls}Driver(Driver):
+    name = {name!r}
+    def publish(self, message):
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+@hookimpl
+def broadcasting_connect(name, options):
+    if name == {name!r}:
+        return Broadcast{cls}Driver.from_config(options)
+"""
+
+
+def install_fake(site: Path, dist: str, name: str, module: str, source: str) -> None:
+    info = site / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[broadcasting.drivers]\n{name} = {module}\n")
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+def test_builtins_come_from_the_cores_own_entry_points() -> None:
+    infos = {info.name: info for info in installed_drivers()}
+    for name in ("log", "memory", "null"):
+        assert infos[name].distribution == "broadcasting"
+        assert infos[name].module == f"broadcasting.drivers.{name}"
+        assert infos[name].version
+
+
+def test_a_packaged_driver_is_found_by_name_without_touching_the_core(site: Path) -> None:
+    install_fake(
+        site, "broadcasting-fax", "fax", "fake_fax", DRIVER_MODULE.format(cls="Fax", name="fax")
+    )
+    assert "fake_fax" not in sys.modules
+    info = {i.name: i for i in installed_drivers()}["fax"]
+    assert (info.distribution, info.version, info.module) == (
+        "broadcasting-fax",
+        "1.2.3",
+        "fake_fax",
+    )
+    assert "fake_fax" not in sys.modules  # listing imports nothing
+    receipt = Broadcast({"DRIVER": "fax"}).channel("c", "m")
+    assert receipt.driver == "fax"
+    from broadcasting.drivers import BroadcastFaxDriver  # type: ignore[attr-defined]
+
+    assert BroadcastFaxDriver.__module__ == "fake_fax"
+
+
+def test_only_the_selected_driver_is_imported(site: Path) -> None:
+    install_fake(
+        site, "broadcasting-aa", "aa", "fake_aa", DRIVER_MODULE.format(cls="Aa", name="aa")
+    )
+    install_fake(
+        site, "broadcasting-bb", "bb", "fake_bb", DRIVER_MODULE.format(cls="Bb", name="bb")
+    )
+    Broadcast({"DRIVER": "aa"}).channel("c", "m")
+    assert "fake_aa" in sys.modules
+    assert "fake_bb" not in sys.modules
+
+
+def test_an_entry_point_is_loaded_once_and_cached(site: Path) -> None:
+    install_fake(
+        site,
+        "broadcasting-count",
+        "count",
+        "fake_count",
+        DRIVER_MODULE.format(cls="Count", name="count")
+        + "\nimport builtins\n"
+        + "builtins.fake_count_imports = getattr(builtins, 'fake_count_imports', 0) + 1\n",
+    )
+    import builtins
+
+    for _ in range(3):
+        Broadcast({"DRIVER": "count"}).channel("c", "m")
+    assert builtins.fake_count_imports == 1  # type: ignore[attr-defined]
+    del builtins.fake_count_imports  # type: ignore[attr-defined]
+
+
+def test_a_broken_plugin_is_named_and_isolated(site: Path) -> None:
+    install_fake(
+        site, "broadcasting-broken", "broken", "fake_broken", "import does_not_exist_xyz\n"
+    )
+    install_fake(
+        site, "broadcasting-ok", "ok", "fake_ok", DRIVER_MODULE.format(cls="Ok", name="ok")
+    )
+    broadcast = Broadcast({"DRIVER": "broken"})
+    with pytest.raises(PluginLoadError) as info:
+        broadcast.channel("c", "m")
+    message = str(info.value)
+    assert "broadcasting-broken" in message
+    assert "'broken'" in message and "fake_broken" in message
+    assert "ModuleNotFoundError" in message and "does_not_exist_xyz" in message
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+    # the failure is remembered, and every other driver still works
+    with pytest.raises(PluginLoadError):
+        broadcast.driver("broken")
+    assert broadcast.driver("ok").channel("c", "m").driver == "ok"
+    assert broadcast.driver("memory").channel("c", "m").driver == "memory"
+    assert "broken" in {i.name for i in installed_drivers()}
+
+
+def test_a_plugin_whose_hook_returns_nothing(site: Path) -> None:
+    install_fake(site, "broadcasting-mute", "mute", "fake_mute", "x = 1\n")
+    with pytest.raises(PluginLoadError, match="returned None for 'mute'"):
+        Broadcast({"DRIVER": "mute"}).driver()
+
+
+def test_not_installed_lists_the_installed_and_gives_the_install_hint() -> None:
+    with pytest.raises(DriverNotFound) as info:
+        Broadcast().driver("smoke-signal")
+    assert "pip install broadcasting-smoke-signal" in str(info.value)
+    assert {"log", "memory", "null"} <= set(info.value.installed)
+    assert isinstance(info.value, LookupError)
+
+
+def test_seed_class_name_for_a_missing_plugin_fails_to_import_with_the_hint() -> None:
+    with pytest.raises(ImportError, match="pip install broadcasting-smokesignal"):
+        from broadcasting.drivers import BroadcastSmokeSignalDriver  # type: ignore[attr-defined]  # noqa: F401
+    with pytest.raises(ImportError):
+        from broadcasting.drivers import NotADriverName  # type: ignore[attr-defined]  # noqa: F401
+
+
+class Pigeon(Driver):
+    name = "pigeon"
+
+    def publish(self, message: Message) -> Receipt:
+        return Receipt(self.name, message.event, message.channels, message.id, ("coo",))
+
+
+def test_register_a_driver_in_process() -> None:
+    register_driver("pigeon", Pigeon)
+    try:
+        assert {"pigeon"} <= {i.name for i in installed_drivers()}
+        receipt = Broadcast({"DRIVER": "pigeon"}).channel("c", "m")
+        assert receipt.ids == ("coo",)
+        from broadcasting.drivers import BroadcastPigeonDriver  # type: ignore[attr-defined]
+
+        assert BroadcastPigeonDriver is Pigeon
+    finally:
+        unregister_driver("pigeon")
+    with pytest.raises(DriverNotFound):
+        Broadcast({"DRIVER": "pigeon"}).driver()
+
+
+def test_an_unregistered_class_is_connected_directly() -> None:
+    broadcast = Broadcast()
+    driver = broadcast.driver(Pigeon)
+    assert isinstance(driver, Pigeon)
+    assert broadcast.driver(Pigeon) is driver
+    assert driver.channel("c", "m").ids == ("coo",)
+
+
+def test_a_plugin_object_passed_to_broadcast_provides_a_driver() -> None:
+    from broadcasting import hookimpl
+
+    class Provider:
+        @hookimpl
+        def broadcasting_connect(self, name: str, options: object) -> Driver | None:
+            return Pigeon() if name == "homing" else None
+
+    broadcast = Broadcast({"DRIVER": "homing"}, plugins=[Provider()])
+    assert broadcast.channel("c", "m").ids == ("coo",)
+
+
+def test_selecting_a_builtin_imports_no_other_driver_module() -> None:
+    code = (
+        "import sys\n"
+        "from broadcasting import Broadcast\n"
+        "Broadcast({'DRIVER': 'memory'}).channel('c', 'm')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'ably', 'pusher', 'broadcasting_pusher', 'broadcasting_ably', 'broadcasting_webhook'}"
+        " or m in {'broadcasting.drivers.log', 'broadcasting.drivers.null'})\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,236 @@
+"""The hooks: a wrapper sees every publish, sync and async, and may alter or veto it."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Generator, Mapping
+from typing import Any
+
+import pluggy
+import pytest
+
+from broadcasting import (
+    Broadcast,
+    BroadcastError,
+    Driver,
+    Message,
+    Receipt,
+    hookimpl,
+)
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+
+
+class Timing:
+    """The documented example: time every publish, whatever the driver."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, float]] = []
+
+    @hookimpl(wrapper=True)
+    def broadcasting_publish(
+        self, driver: Driver, message: Message
+    ) -> Generator[None, Receipt, Receipt]:
+        start = time.perf_counter()
+        receipt = yield
+        self.seen.append((driver.name, message.event, time.perf_counter() - start))
+        return receipt
+
+
+def test_a_wrapper_sees_sync_publishes_on_every_driver() -> None:
+    timing = Timing()
+    broadcast = Broadcast({"DRIVER": "memory"}, plugins=[timing])
+    broadcast.channel("c", "m", "one")
+    broadcast.driver("null").channel("c", "m", "two")
+    broadcast.driver("log").channel("c", "m", "three")
+    assert [(d, e) for d, e, _ in timing.seen] == [
+        ("memory", "one"),
+        ("null", "two"),
+        ("log", "three"),
+    ]
+    assert all(elapsed >= 0 for _, _, elapsed in timing.seen)
+
+
+async def test_a_wrapper_sees_async_publishes() -> None:
+    timing = Timing()
+    broadcast = Broadcast({"DRIVER": "memory"}, plugins=[timing])
+    receipt = await broadcast.achannel("c", {"a": 1}, "async-one")
+    await broadcast.driver("null").achannel("c", "m", "async-two")
+    assert [(d, e) for d, e, _ in timing.seen] == [("memory", "async-one"), ("null", "async-two")]
+    assert receipt.channels == ("c",)
+
+
+class Staging:
+    """Alters every message before it is delivered: prefixes channels, tags the data."""
+
+    @hookimpl(wrapper=True)
+    def broadcasting_publish(
+        self, driver: Driver, message: Message
+    ) -> Generator[None, Receipt, Receipt]:
+        message.channels = tuple(f"staging-{c}" for c in message.channels)
+        if isinstance(message.data, dict):
+            message.data = {**message.data, "env": "staging"}
+        receipt = yield
+        return dataclasses.replace(receipt, ids=("rewritten",))
+
+
+class Veto:
+    @hookimpl(wrapper=True)
+    def broadcasting_publish(
+        self, driver: Driver, message: Message
+    ) -> Generator[None, Receipt, Receipt]:
+        if message.event == "forbidden":
+            raise PermissionError("event 'forbidden' is vetoed")
+        return (yield)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_wrapper_may_alter_the_result_or_veto(mode: str) -> None:
+    broadcast = Broadcast({"DRIVER": "memory"}, plugins=[Staging(), Veto()])
+    memory = broadcast.driver(BroadcastMemoryDriver)
+
+    async def publish(event: str) -> Receipt:
+        if mode == "sync":
+            return broadcast.channel("c", "m", event)
+        return await broadcast.achannel("c", "m", event)
+
+    receipt = await publish("fine")
+    assert receipt.ids == ("rewritten",)
+    assert receipt.channels == ("staging-c",)
+    with pytest.raises(PermissionError, match="vetoed"):
+        await publish("forbidden")
+    assert [(m.event, m.channels) for m in memory.messages] == [("fine", ("staging-c",))]
+    if mode == "sync":
+        broadcast.channel("c", {"a": 1})
+    else:
+        await broadcast.achannel("c", {"a": 1})
+    assert memory.messages[-1].text == '{"a":1,"env":"staging"}'
+
+
+class Intercept:
+    """A non-wrapper implementation answers first; the driver is never called."""
+
+    def __init__(self, awaitable: bool) -> None:
+        self.awaitable = awaitable
+
+    @hookimpl
+    def broadcasting_publish(self, driver: Driver, message: Message) -> Any:
+        receipt = Receipt("intercepted", message.event, message.channels, message.id)
+        if not self.awaitable:
+            return receipt
+
+        async def later() -> Receipt:
+            return receipt
+
+        return later()
+
+
+async def test_a_non_wrapper_implementation_may_answer_instead_of_the_driver() -> None:
+    broadcast = Broadcast({"DRIVER": "memory"}, plugins=[Intercept(awaitable=False)])
+    memory = broadcast.driver(BroadcastMemoryDriver)
+    assert broadcast.channel("c", "m").driver == "intercepted"
+    assert (await broadcast.achannel("c", "m")).driver == "intercepted"
+    assert memory.messages == []
+
+
+async def test_an_async_implementation_is_awaited_on_the_async_path() -> None:
+    broadcast = Broadcast({"DRIVER": "memory"}, plugins=[Intercept(awaitable=True)])
+    assert (await broadcast.achannel("c", "m")).driver == "intercepted"
+
+
+class OldStyle:
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    @hookimpl(hookwrapper=True)
+    def broadcasting_publish(
+        self, driver: Driver, message: Message
+    ) -> Generator[None, pluggy.Result[Receipt], None]:
+        outcome = yield
+        self.outcomes.append("error" if outcome.exception else outcome.get_result().driver)
+        if message.event == "replace":
+            outcome.force_result(Receipt("replaced", message.event, message.channels, message.id))
+
+
+async def test_old_style_hookwrappers_work_on_both_paths() -> None:
+    old = OldStyle()
+    broadcast = Broadcast({"DRIVER": "null"}, plugins=[old])
+    assert broadcast.channel("c", "m").driver == "null"
+    assert (await broadcast.achannel("c", "m")).driver == "null"
+    assert (await broadcast.achannel("c", "m", "replace")).driver == "replaced"
+    assert broadcast.channel("c", "m", "replace").driver == "replaced"
+    assert old.outcomes == ["null", "null", "null", "null"]
+
+
+class Failing(Driver):
+    name = "failing"
+
+    def publish(self, message: Message) -> Receipt:
+        raise BroadcastError("provider said no")
+
+    async def apublish(self, message: Message) -> Receipt:
+        raise BroadcastError("provider said no")
+
+
+class SeesErrors:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def broadcasting_publish(
+        self, driver: Driver, message: Message
+    ) -> Generator[None, Receipt, Receipt]:
+        try:
+            return (yield)
+        except BroadcastError as exc:
+            self.errors.append(str(exc))
+            raise
+
+
+async def test_a_wrapper_sees_failures_and_they_still_raise() -> None:
+    seer = SeesErrors()
+    broadcast = Broadcast(plugins=[seer])
+    driver = broadcast.driver(Failing)
+    with pytest.raises(BroadcastError, match="said no"):
+        driver.channel("c", "m")
+    with pytest.raises(BroadcastError, match="said no"):
+        await driver.achannel("c", "m")
+    assert seer.errors == ["provider said no", "provider said no"]
+
+
+class ConnectSpy:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    @hookimpl(wrapper=True)
+    def broadcasting_connect(
+        self, name: str, options: Mapping[str, Any]
+    ) -> Generator[None, Driver | None, Driver | None]:
+        driver = yield
+        self.calls.append((name, dict(options)))
+        return driver
+
+
+def test_a_connect_wrapper_sees_every_connection_once() -> None:
+    spy = ConnectSpy()
+    broadcast = Broadcast(
+        {"DRIVER": "memory", "DRIVERS": {"log": {"level": "DEBUG"}}}, plugins=[spy]
+    )
+    broadcast.channel("c", "m")
+    broadcast.channel("c", "m")
+    broadcast.driver("log").channel("c", "m")
+    assert spy.calls == [("memory", {}), ("log", {"level": "DEBUG"})]
+
+
+def test_a_wrapper_that_does_not_yield_is_reported_on_the_async_path() -> None:
+    class NoYield:
+        @hookimpl(wrapper=True)
+        def broadcasting_publish(self, driver: Driver, message: Message) -> Any:
+            return
+            yield  # pragma: no cover
+
+    import asyncio
+
+    broadcast = Broadcast({"DRIVER": "null"}, plugins=[NoYield()])
+    with pytest.raises(RuntimeError, match="did not yield"):
+        asyncio.run(broadcast.achannel("c", "m"))

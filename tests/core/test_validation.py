@@ -1,0 +1,182 @@
+"""Bad input gets a clear, typed error before the driver (or any network) is reached."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pytest
+
+from broadcasting import (
+    Broadcast,
+    BroadcastError,
+    Driver,
+    InvalidChannel,
+    InvalidChannelType,
+    InvalidEvent,
+    InvalidPayload,
+    Limits,
+    Message,
+    PayloadTooLarge,
+    Receipt,
+    ValidationError,
+)
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+
+
+class Strict(Driver):
+    """A driver with every limit declared; it records what reaches it."""
+
+    name = "strict"
+    limits = Limits(
+        max_payload_bytes=10,
+        max_event_name_length=12,
+        max_channel_name_length=8,
+        channel_pattern=re.compile(r"[a-z-]+"),
+        channel_rule="lowercase letters and '-'",
+    )
+    reached: ClassVar[list[Message]] = []
+
+    def publish(self, message: Message) -> Receipt:
+        self.reached.append(message)
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+    def validate(self, message: Message) -> None:
+        if message.event == "nope":
+            raise InvalidEvent("strict: 'nope' is reserved")
+
+
+@pytest.fixture
+def strict() -> Strict:
+    Strict.reached.clear()
+    return Broadcast().driver(Strict)
+
+
+@pytest.mark.parametrize(
+    ("channels", "error", "text"),
+    [
+        ("", InvalidChannel, "must not be empty"),
+        ([], InvalidChannel, "no channels"),
+        (["ok", ""], InvalidChannel, "must not be empty"),
+        (None, InvalidChannelType, "not NoneType"),
+        (42, InvalidChannelType, "not int"),
+        ({"a"}, InvalidChannelType, "not set"),
+        (["ok", 3], InvalidChannelType, "must be str, not int"),
+        ("UPPER", InvalidChannel, "lowercase letters"),
+        ("much-too-long", InvalidChannel, "13 characters; the limit is 8"),
+    ],
+)
+def test_bad_channels(strict: Strict, channels: Any, error: type[Exception], text: str) -> None:
+    with pytest.raises(error, match=re.escape(text)):
+        strict.channel(channels, "m")
+    assert Strict.reached == []
+
+
+@pytest.mark.parametrize(
+    ("event", "text"),
+    [
+        ("", "must not be empty"),
+        (None, "must be a str"),
+        ("much-too-long-event", "19 characters"),
+        ("nope", "reserved"),
+    ],
+)
+def test_bad_events(strict: Strict, event: Any, text: str) -> None:
+    with pytest.raises(InvalidEvent, match=text):
+        strict.channel("ok", "m", event)
+    assert Strict.reached == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "text"),
+    [
+        (object(), "not object"),
+        (42, "not int"),
+        (None, "not NoneType"),
+        ({"a": object()}, "not JSON-serialisable"),
+        ({"a": math.nan}, "not JSON-serialisable"),
+        ([1, {2, 3}], "not JSON-serialisable"),
+    ],
+)
+def test_bad_payloads(strict: Strict, payload: Any, text: str) -> None:
+    with pytest.raises(InvalidPayload, match=text) as info:
+        strict.channel("ok", payload)
+    assert isinstance(info.value, TypeError)
+    assert Strict.reached == []
+
+
+def test_payload_size_is_utf8_bytes(strict: Strict) -> None:
+    strict.channel("ok", "ten bytes!")
+    with pytest.raises(PayloadTooLarge) as info:
+        strict.channel("ok", "é" * 6)  # 6 characters, 12 bytes
+    assert (info.value.size, info.value.limit) == (12, 10)
+    assert len(Strict.reached) == 1
+
+
+def test_errors_are_typed_and_share_one_base(strict: Strict) -> None:
+    for call in (lambda: strict.channel("", "m"), lambda: strict.channel("ok", object())):
+        with pytest.raises(BroadcastError) as info:
+            call()
+        assert isinstance(info.value, ValidationError)
+        assert isinstance(info.value, ValueError)
+
+
+async def test_async_validates_the_same_way(strict: Strict) -> None:
+    with pytest.raises(InvalidChannel):
+        await strict.achannel("UPPER", "m")
+    with pytest.raises(InvalidPayload):
+        await strict.achannel("ok", {1j: 2})
+    assert Strict.reached == []
+
+
+def test_a_channel_listed_twice_is_delivered_once(memory: BroadcastMemoryDriver) -> None:
+    receipt = memory.channel(["a", "b", "a", "c", "b"], "m")
+    assert receipt.channels == ("a", "b", "c")
+    assert memory.messages[0].channels == ("a", "b", "c")
+
+
+def test_tuples_and_dicts_and_lists(memory: BroadcastMemoryDriver) -> None:
+    memory.channel(("a", "b"), [1, "two", {"3": None}])
+    message = memory.messages[0]
+    assert message.text == '[1,"two",{"3":null}]'
+    assert message.data == [1, "two", {"3": None}]
+
+
+def test_non_ascii_is_sent_as_utf8_not_escaped(memory: BroadcastMemoryDriver) -> None:
+    memory.channel("a", {"city": "Zürich", "emoji": "🚚"})
+    assert memory.messages[0].text == '{"city":"Zürich","emoji":"🚚"}'
+    assert memory.messages[0].size == len('{"city":"Zürich","emoji":"🚚"}'.encode())
+
+
+def test_socket_id_on_a_driver_that_cannot_exclude() -> None:
+    with pytest.raises(ValidationError, match="cannot exclude a socket_id"):
+        Broadcast({"DRIVER": "null"}).channel("a", "m", socket_id="1.2")
+
+
+def test_socket_id_is_passed_through(memory: BroadcastMemoryDriver) -> None:
+    memory.channel("a", "m", socket_id="123.456")
+    assert memory.messages[0].socket_id == "123.456"
+
+
+def test_every_message_gets_a_fresh_id(memory: BroadcastMemoryDriver) -> None:
+    ids = {memory.channel("a", "m").message_id for _ in range(200)}
+    assert len(ids) == 200
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{16}", i) for i in ids)
+
+
+class NoPublish(Driver):
+    name = "nopublish"
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> NoPublish:
+        return cls()
+
+
+async def test_a_driver_must_implement_publish_or_apublish() -> None:
+    driver = Broadcast().driver(NoPublish)
+    with pytest.raises(TypeError, match="must implement publish"):
+        driver.channel("a", "m")
+    with pytest.raises(TypeError, match="must implement publish"):
+        await driver.achannel("a", "m")
