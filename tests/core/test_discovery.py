@@ -230,3 +230,40 @@ def test_selecting_a_builtin_imports_no_other_driver_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def install_observer(site: Path, dist: str, module: str, source: str) -> None:
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[broadcasting.plugins]\n{module} = {module}\n")
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+
+
+def test_an_installed_observer_plugin_wraps_every_broadcast(site: Path) -> None:
+    install_observer(
+        site,
+        "broadcasting-audit",
+        "fake_audit",
+        """
+        from broadcasting import hookimpl
+        seen = []
+
+        @hookimpl(wrapper=True)
+        def broadcasting_publish(driver, message):
+            receipt = yield
+            seen.append((driver.name, message.event))
+            return receipt
+        """,
+    )
+    Broadcast({"DRIVER": "null"}).channel("c", "m", "one")
+    Broadcast({"DRIVER": "memory"}).channel("c", "m", "two")
+    import fake_audit  # type: ignore[import-not-found]
+
+    assert fake_audit.seen == [("null", "one"), ("memory", "two")]
+
+
+def test_a_broken_observer_plugin_is_named(site: Path) -> None:
+    install_observer(site, "broadcasting-badaudit", "fake_badaudit", "raise ValueError('boom')\n")
+    with pytest.raises(PluginLoadError, match=r"broadcasting-badaudit.*ValueError: boom"):
+        Broadcast()
