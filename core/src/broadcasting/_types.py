@@ -12,6 +12,10 @@ from typing import Any, Union
 Payload = Union[str, Mapping[str, Any], Sequence[Any]]
 
 
+# Built once: json.dumps() with non-default options builds a new encoder per call.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def encode_payload(data: Payload) -> str:
     """Return the text that goes over the wire for ``data``.
 
@@ -20,10 +24,9 @@ def encode_payload(data: Payload) -> str:
     """
     if isinstance(data, str):
         return data
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _encode_json(data)
 
 
-@dataclass
 class Message:
     """One validated publish, as handed to the ``broadcasting_publish`` hook.
 
@@ -41,22 +44,54 @@ class Message:
         socket_id: the sender's own connection, to be excluded, if given.
     """
 
-    channels: tuple[str, ...]
-    event: str
-    data: Payload
-    text: str
-    id: str
-    socket_id: str | None = None
+    __slots__ = ("_data", "channels", "event", "id", "socket_id", "text")
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        if name == "data" and "id" in self.__dict__:  # after __init__: keep text in step
-            object.__setattr__(self, "text", encode_payload(value))
+    def __init__(
+        self,
+        channels: tuple[str, ...],
+        event: str,
+        data: Payload,
+        text: str,
+        id: str,
+        socket_id: str | None = None,
+    ) -> None:
+        self.channels = channels
+        self.event = event
+        self._data = data
+        self.text = text
+        self.id = id
+        self.socket_id = socket_id
+
+    @property
+    def data(self) -> Payload:
+        """The message as the caller gave it; assigning it re-encodes :attr:`text`."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Payload) -> None:
+        self.text = encode_payload(value)
+        self._data = value
 
     @property
     def size(self) -> int:
         """Size of :attr:`text` in UTF-8 bytes."""
         return len(self.text.encode("utf-8"))
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.channels, self.event, self._data, self.text, self.id, self.socket_id)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(channels={self.channels!r}, event={self.event!r}, data={self._data!r}, "
+            f"id={self.id!r}, socket_id={self.socket_id!r})"
+        )
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def build_message(
         raise InvalidEvent(f"{name}: the event name must be a str, not {type(event).__name__}")
     if not event:
         raise InvalidEvent(f"{name}: the event name must not be empty")
-    if not isinstance(data, (str, Mapping, list, tuple)):
+    if not isinstance(data, (str, dict, list, tuple)) and not isinstance(data, Mapping):
         raise InvalidPayload(
             f"{name}: a message must be a str, dict or list, not {type(data).__name__}"
         )
