@@ -171,3 +171,11 @@ def test_driver_takes_a_name_or_a_class_only() -> None:
 def test_receipt_text() -> None:
     receipt = Receipt("pusher", "shipped", ("a", "b"), "id1", ("e1",), 2)
     assert str(receipt) == "pusher: 'shipped' -> a, b (id id1, 2 requests)"
+
+
+def test_publish_error_shortens_long_channel_lists_but_keeps_them_all() -> None:
+    channels = [f"c{i}" for i in range(250)]
+    error = PublishError("partial", driver="x", delivered=channels[:100], failed=channels[100:])
+    assert len(error.failed) == 150
+    assert "and 90 more" in str(error)
+    assert "and 140 more" in str(error)

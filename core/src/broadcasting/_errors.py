@@ -122,7 +122,14 @@ class PublishError(BroadcastError):
             details.append(f"code={self.code}")
         details.append(f"retryable={self.retryable}")
         if self.delivered:
-            details.append(f"delivered={list(self.delivered)}")
+            details.append(f"delivered={_shorten(self.delivered)}")
         if self.failed:
-            details.append(f"failed={list(self.failed)}")
+            details.append(f"failed={_shorten(self.failed)}")
         return f"{text} ({', '.join(details)})"
+
+
+def _shorten(channels: tuple[str, ...], shown: int = 10) -> str:
+    """A channel list for a message; the full lists stay on the exception."""
+    if len(channels) <= shown:
+        return repr(list(channels))
+    return f"{list(channels[:shown])!r} and {len(channels) - shown} more"
