@@ -1,0 +1,108 @@
+"""Pusher's publishing rules: names, sizes, and how a message is split into requests."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from broadcasting import ConfigurationError, InvalidChannel, Limits, Message, ValidationError
+from broadcasting_pusher._settings import NAME
+
+#: Channels per trigger request (Pusher HTTP API).
+MAX_CHANNELS_PER_TRIGGER = 100
+#: Events per ``/batch_events`` request (Pusher's multi-tenant clusters).
+MAX_BATCH_EVENTS = 10
+MAX_CHANNEL_NAME_LENGTH = 164
+MAX_EVENT_NAME_LENGTH = 200
+
+ENCRYPTED_PREFIX = "private-encrypted-"
+RESERVED_PREFIX = "#server-to-user-"
+
+CHANNEL_PATTERN = re.compile(r"[A-Za-z0-9_\-=@,.;]+")
+CHANNEL_RULE = (
+    f"at most {MAX_CHANNEL_NAME_LENGTH} characters from A-Z a-z 0-9 _ - = @ , . ; "
+    f"(the {RESERVED_PREFIX!r} prefix is reserved for Pusher's user events)"
+)
+SOCKET_ID_PATTERN = re.compile(r"\A\d+\.\d+\Z")
+
+# Encrypted payloads are sent as json.dumps({"nonce": ..., "ciphertext": ...}):
+# a 24-byte nonce (32 base64 characters) and the plaintext plus a 16-byte MAC.
+_NONCE_B64 = 32
+_MAC_BYTES = 16
+_ENVELOPE = len('{"nonce": "", "ciphertext": ""}')
+
+
+def limits(max_payload_bytes: int) -> Limits:
+    """The limits the core checks for this driver, with the configured payload limit."""
+    return Limits(
+        max_payload_bytes=max_payload_bytes,
+        max_event_name_length=MAX_EVENT_NAME_LENGTH,
+        max_channel_name_length=MAX_CHANNEL_NAME_LENGTH,
+        max_channels_per_request=MAX_CHANNELS_PER_TRIGGER,
+        channel_pattern=CHANNEL_PATTERN,
+        channel_rule=CHANNEL_RULE,
+    )
+
+
+def is_encrypted(channel: str) -> bool:
+    """Whether ``channel`` is an end-to-end encrypted channel."""
+    return channel.startswith(ENCRYPTED_PREFIX)
+
+
+def encrypted_size(plain_bytes: int) -> int:
+    """Bytes of the ``data`` field sent for an encrypted channel, for a plaintext size."""
+    cipher = plain_bytes + _MAC_BYTES
+    return _ENVELOPE + _NONCE_B64 + 4 * ((cipher + 2) // 3)
+
+
+def payload_size(message: Message) -> int:
+    """UTF-8 bytes of the largest ``data`` field this message is sent with."""
+    size = message.size
+    if any(is_encrypted(channel) for channel in message.channels):
+        return encrypted_size(size)
+    return size
+
+
+def validate(message: Message, *, has_master_key: bool) -> None:
+    """Pusher rules the core's generic limits do not cover."""
+    for channel in message.channels:
+        if channel.startswith(RESERVED_PREFIX):  # pragma: no cover - the pattern rejects '#'
+            raise InvalidChannel(f"{NAME}: channel prefix {RESERVED_PREFIX!r} is reserved")
+        if is_encrypted(channel) and not has_master_key:
+            raise ConfigurationError(
+                NAME,
+                "encryption_master_key_base64",
+                f"is needed to publish to the encrypted channel {channel!r}",
+            )
+        if channel == ENCRYPTED_PREFIX:
+            raise InvalidChannel(f"{NAME}: {channel!r} needs a name after the prefix")
+    socket_id = message.socket_id
+    if socket_id is not None and not SOCKET_ID_PATTERN.match(socket_id):
+        raise ValidationError(
+            f"{NAME}: socket_id {socket_id[:40]!r} is not a Pusher socket id "
+            "(two numbers joined by a dot, e.g. '1234.5678')"
+        )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The channels that go out in one trigger request."""
+
+    channels: tuple[str, ...]
+    encrypted: bool = False
+
+
+def plan(channels: tuple[str, ...]) -> list[Chunk]:
+    """Split channels into trigger requests: 100 plain channels each, encrypted ones alone.
+
+    The Pusher API cannot encrypt one trigger for several channels (each
+    encrypted channel has its own key), so each encrypted channel gets its own
+    request.
+    """
+    plain = [channel for channel in channels if not is_encrypted(channel)]
+    chunks = [
+        Chunk(tuple(plain[start : start + MAX_CHANNELS_PER_TRIGGER]))
+        for start in range(0, len(plain), MAX_CHANNELS_PER_TRIGGER)
+    ]
+    chunks.extend(Chunk((channel,), True) for channel in channels if is_encrypted(channel))
+    return chunks
