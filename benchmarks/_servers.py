@@ -176,3 +176,71 @@ def soketi(*, metrics: bool = False) -> Iterator[Soketi]:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+ABLY_EMULATOR = ROOT / "tests" / "servers" / "ably_emulator.py"
+
+
+@dataclass
+class AblyServer:
+    """The test suite's Ably REST emulator, served by ``_ably_server.py`` in a child process."""
+
+    port: int
+    ca_path: str
+    key: str
+    proc: subprocess.Popen[str]
+
+    def _command(self, command: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def publish_requests(self) -> int:
+        """Publish requests received since the last :meth:`reset`."""
+        return int(self._command("count"))
+
+    def reset(self) -> None:
+        """Drop the emulator's records (keeps its memory bounded between repetitions)."""
+        self._command("reset")
+
+    def sdk_options(self) -> dict[str, object]:
+        """Keyword arguments for ``ably.AblyRest`` / ``AblyRestSync`` aimed at the emulator."""
+        return {"key": self.key, "endpoint": HOST, "tls_port": self.port}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def ably_emulator_installed() -> bool:
+    return ABLY_EMULATOR.is_file()
+
+
+@contextlib.contextmanager
+def ably_emulator() -> Iterator[AblyServer]:
+    """Start the emulator process; the caller trusts its CA through ``SSL_CERT_FILE``."""
+    script = Path(__file__).resolve().parent / "_ably_server.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.wait(timeout=10)
+        raise RuntimeError(f"the Ably emulator did not start ({proc.returncode})")
+    info = json.loads(line)
+    server = AblyServer(info["port"], info["ca_path"], info["key"], proc)
+    try:
+        yield server
+    finally:
+        server.stop()
