@@ -1,0 +1,518 @@
+"""A local HTTPS emulator of the part of Ably's REST API that publishing uses.
+
+No Ably server can run here, so the Ably driver's tests talk to this instead. It
+serves ``POST /channels/{name}/messages`` and ``POST /messages`` (batch publish)
+over TLS on 127.0.0.1 with a certificate from a ``trustme`` CA, and it is strict:
+every request is recorded and checked the way Ably would read it (Basic
+authorization against known keys, the ``X-Ably-Version`` header, JSON or msgpack
+bodies as the ``Content-Type`` says, the message fields and their encodings, the
+batch spec shape and its 100-channel limit). A request that breaks a rule is
+answered with an Ably-shaped 400 and the problem is added to :attr:`violations`.
+
+Delivery is idempotent like Ably's: a message id already stored on a channel is
+acknowledged again but not stored twice, so a test can tell whether a retry was
+delivered twice. Faults can be queued for the next requests: Ably-shaped errors
+(401/40101, 429/42911, 500/50000, ...), a slow answer that first stores the
+message and then waits past the client's timeout, and per-channel failures in a
+batch. Keys may carry a capability (channel patterns) so a batch can fail for
+some channels the way Ably's 40160 does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import fnmatch
+import json
+import ssl
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import msgpack
+import trustme
+from aiohttp import web
+
+#: Keys for tests: one with every capability, one limited to `allowed:*`, one wrong.
+TEST_KEY = "appid.keyid:Sup3rS3cretValue_0123456789"
+LIMITED_KEY = "appid.limited:An0therS3cretValue_98765"
+WRONG_KEY = "appid.keyid:NotTheRightSecret_000000"
+
+MESSAGE_FIELDS = {"id", "name", "data", "encoding", "clientId", "extras", "connectionKey"}
+MAX_BATCH_CHANNELS = 100
+JSON = "application/json"
+MSGPACK = "application/x-msgpack"
+
+
+@dataclass
+class Fault:
+    """What to do instead of (or besides) answering the next request normally."""
+
+    kind: str  # "error" | "slow" | "channel_error"
+    status: int = 500
+    code: int = 50000
+    message: str = "Internal error"
+    delay: float = 0.0
+    channels: tuple[str, ...] = ()
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the emulator received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    content_type: str
+    body: bytes
+    decoded: Any = None
+    key_name: str | None = None
+    channels: tuple[str, ...] = ()
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 0
+    answer: Any = None
+
+
+@dataclass
+class StoredMessage:
+    """A message the emulator delivered to a channel (after idempotency)."""
+
+    channel: str
+    id: str | None
+    name: str | None
+    data: Any  # decoded as a subscriber would get it
+    wire_data: Any  # as it came over the wire
+    encoding: str | None
+    client_id: str | None
+    serial: str
+
+
+class AblyEmulator:
+    """The emulator; use :meth:`start` / :meth:`stop` or ``with AblyEmulator(...)``."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, Iterable[str]] | None = None,
+        *,
+        batch_format: str = "legacy",
+    ) -> None:
+        # key "appId.keyId:secret" -> channel patterns it may publish to
+        self.keys = {
+            k: tuple(v) for k, v in (keys or {TEST_KEY: ["*"], LIMITED_KEY: ["allowed:*"]}).items()
+        }
+        self.batch_format = batch_format  # "legacy" (400/40020) or "result" (BatchResult)
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.requests: list[RecordedRequest] = []
+        self.violations: list[str] = []
+        self.faults: deque[Fault] = deque()
+        self._stored: dict[str, list[StoredMessage]] = {}
+        self._serial = 0
+        self._lock = threading.Lock()
+        self._ca = trustme.CA()
+        self._tmp = tempfile.TemporaryDirectory(prefix="ably-emulator-")
+        self.ca_path = str(Path(self._tmp.name) / "ca.pem")
+        self._ca.cert_pem.write_to_path(self.ca_path)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> AblyEmulator:
+        """Start serving on 127.0.0.1 (a free port) in a background thread."""
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._serve())
+            except BaseException as exc:  # reported to start()
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="ably-emulator", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if errors:
+            raise errors[0]
+        return self
+
+    async def _serve(self) -> None:
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_post("/messages", self._batch)
+        app.router.add_post(r"/channels/{channel:[^/]+}/messages", self._single)
+        app.router.add_get("/time", self._time)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=ctx)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def stop(self) -> None:
+        """Stop serving and remove the certificate files."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+        self._tmp.cleanup()
+
+    def __enter__(self) -> AblyEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what tests use -------------------------------------------------------
+
+    def options(self, key: str = TEST_KEY, **extra: Any) -> dict[str, Any]:
+        """Driver options that point the `ably` driver at this emulator."""
+        return {"key": key, "endpoint": self.host, "tls_port": self.port, **extra}
+
+    def reset(self) -> None:
+        """Forget recorded requests, stored messages, faults and violations."""
+        with self._lock:
+            self.requests.clear()
+            self.violations.clear()
+            self.faults.clear()
+            self._stored.clear()
+
+    def fail_next(
+        self, status: int, code: int, message: str = "Emulated failure", times: int = 1
+    ) -> None:
+        """Answer the next ``times`` requests with an Ably error (status, code)."""
+        with self._lock:
+            self.faults.extend(Fault("error", status, code, message) for _ in range(times))
+
+    def slow_next(self, delay: float, times: int = 1) -> None:
+        """Store the next request's messages, then wait ``delay`` s before answering."""
+        with self._lock:
+            self.faults.extend(Fault("slow", delay=delay) for _ in range(times))
+
+    def fail_channels_next(
+        self, channels: Iterable[str], status: int, code: int, message: str = "Emulated failure"
+    ) -> None:
+        """In the next batch request, fail these channels (the others are delivered)."""
+        with self._lock:
+            self.faults.append(
+                Fault("channel_error", status, code, message, channels=tuple(channels))
+            )
+
+    def messages(self, channel: str) -> list[StoredMessage]:
+        """Messages delivered to ``channel``, in order."""
+        with self._lock:
+            return list(self._stored.get(channel, []))
+
+    @property
+    def publish_requests(self) -> list[RecordedRequest]:
+        """Recorded publish requests (single and batch)."""
+        with self._lock:
+            return [r for r in self.requests if r.method == "POST"]
+
+    # -- request handling -----------------------------------------------------
+
+    def _next_fault(self) -> Fault | None:
+        with self._lock:
+            return self.faults.popleft() if self.faults else None
+
+    def _violation(self, text: str) -> None:
+        with self._lock:
+            self.violations.append(text)
+
+    async def _time(self, request: web.Request) -> web.Response:
+        return self._answer(request, 200, [int(time.time() * 1000)])
+
+    async def _single(self, request: web.Request) -> web.StreamResponse:
+        raw_path = request.raw_path.split("?", 1)[0]
+        encoded = raw_path[len("/channels/") : -len("/messages")]
+        channel = unquote(encoded)
+        return await self._publish(request, [channel], batch=False)
+
+    async def _batch(self, request: web.Request) -> web.StreamResponse:
+        return await self._publish(request, None, batch=True)
+
+    async def _publish(
+        self, request: web.Request, channels: list[str] | None, *, batch: bool
+    ) -> web.StreamResponse:
+        body = await request.read()
+        record = RecordedRequest(
+            method=request.method,
+            path=request.raw_path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            content_type=request.headers.get("Content-Type", ""),
+            body=body,
+        )
+        with self._lock:
+            self.requests.append(record)
+
+        # 1. headers every Ably REST request carries
+        if not request.headers.get("X-Ably-Version"):
+            return self._reject(request, record, "no X-Ably-Version header")
+        accept = request.headers.get("Accept", "")
+        if accept not in (JSON, MSGPACK):
+            return self._reject(request, record, f"unexpected Accept {accept!r}")
+        if record.content_type != accept:
+            return self._reject(request, record, "Content-Type and Accept disagree")
+
+        # 2. Basic authorization with a known key
+        key = self._authenticate(request, record)
+        if key is None:
+            return self._error(request, record, 401, 40101, "Invalid credentials")
+
+        # 3. the body, decoded as its Content-Type says
+        try:
+            if record.content_type == MSGPACK:
+                decoded = msgpack.unpackb(body, raw=False)
+            else:
+                decoded = json.loads(body)
+        except Exception as exc:
+            return self._reject(request, record, f"undecodable {record.content_type} body: {exc}")
+        record.decoded = decoded
+
+        # 4. the publish itself
+        if batch:
+            specs = decoded if isinstance(decoded, list) else [decoded]
+            parsed: list[tuple[list[str], list[dict[str, Any]]]] = []
+            for spec in specs:
+                problem = self._check_spec(spec)
+                if problem:
+                    return self._reject(request, record, problem)
+                spec_channels = spec["channels"]
+                spec_channels = [spec_channels] if isinstance(spec_channels, str) else spec_channels
+                spec_messages = spec["messages"]
+                spec_messages = (
+                    [spec_messages] if isinstance(spec_messages, dict) else spec_messages
+                )
+                parsed.append((list(spec_channels), list(spec_messages)))
+        else:
+            assert channels is not None
+            messages = decoded if isinstance(decoded, list) else [decoded]
+            parsed = [(channels, messages)]
+        for _, messages in parsed:
+            for message in messages:
+                problem = self._check_message(message, request)
+                if problem:
+                    return self._reject(request, record, problem)
+        record.channels = tuple(c for chans, _ in parsed for c in chans)
+        record.messages = [m for _, msgs in parsed for m in msgs]
+
+        fault = self._next_fault()
+        if fault is not None and fault.kind == "error":
+            return self._error(request, record, fault.status, fault.code, fault.message)
+
+        results: list[list[dict[str, Any]]] = []
+        for spec_channels, messages in parsed:
+            spec_results = []
+            for channel in spec_channels:
+                error = self._channel_error(channel, key, fault)
+                if error is not None:
+                    spec_results.append({"channel": channel, "error": error})
+                    continue
+                serials = [self._store(channel, m, request) for m in messages]
+                first_id = messages[0].get("id") if messages else None
+                message_id = first_id.rsplit(":", 1)[0] if isinstance(first_id, str) else "srv"
+                spec_results.append(
+                    {"channel": channel, "messageId": message_id, "serials": serials}
+                )
+            results.append(spec_results)
+
+        if fault is not None and fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
+
+        if not batch:
+            only = results[0][0]
+            if "error" in only:
+                err = only["error"]
+                return self._error(request, record, err["statusCode"], err["code"], err["message"])
+            return self._answer(request, 201, only, record)
+        return self._batch_answer(request, record, results, many=isinstance(decoded, list))
+
+    def _batch_answer(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        results: list[list[dict[str, Any]]],
+        *,
+        many: bool,
+    ) -> web.Response:
+        failed = any("error" in r for spec in results for r in spec)
+        if self.batch_format == "result":
+            out = [
+                {
+                    "successCount": sum("error" not in r for r in spec),
+                    "failureCount": sum("error" in r for r in spec),
+                    "results": spec,
+                }
+                for spec in results
+            ]
+            return self._answer(request, 201, out if many else out[0], record)
+        flat: Any = results if many else results[0]
+        if not failed:
+            return self._answer(request, 201, flat, record)
+        payload = {
+            "error": {
+                "message": "Batched response includes errors",
+                "statusCode": 400,
+                "code": 40020,
+            },
+            "batchResponse": flat,
+        }
+        return self._answer(request, 400, payload, record, error_code=40020)
+
+    def _channel_error(self, channel: str, key: str, fault: Fault | None) -> dict[str, Any] | None:
+        if fault is not None and fault.kind == "channel_error" and channel in fault.channels:
+            return {"message": fault.message, "statusCode": fault.status, "code": fault.code}
+        if not any(fnmatch.fnmatchcase(channel, pattern) for pattern in self.keys[key]):
+            return {
+                "message": "Channel denied access based on given capability",
+                "statusCode": 401,
+                "code": 40160,
+            }
+        return None
+
+    def _store(self, channel: str, message: dict[str, Any], request: web.Request) -> str:
+        data = message.get("data")
+        wire = data
+        encoding = message.get("encoding")
+        if encoding == "json" and isinstance(data, str):
+            data = json.loads(data)
+        header_client = request.headers.get("X-Ably-ClientId")
+        client_id = message.get("clientId") or (
+            base64.b64decode(header_client).decode() if header_client else None
+        )
+        with self._lock:
+            stored = self._stored.setdefault(channel, [])
+            msg_id = message.get("id")
+            for existing in stored:
+                if msg_id is not None and existing.id == msg_id:
+                    return existing.serial  # idempotent: acknowledged, not delivered again
+            self._serial += 1
+            serial = f"serial-{self._serial:06d}"
+            stored.append(
+                StoredMessage(
+                    channel, msg_id, message.get("name"), data, wire, encoding, client_id, serial
+                )
+            )
+            return serial
+
+    def _authenticate(self, request: web.Request, record: RecordedRequest) -> str | None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            self._violation(f"{record.path}: no Basic authorization")
+            return None
+        try:
+            decoded = base64.b64decode(header[6:], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            self._violation(f"{record.path}: malformed Basic authorization")
+            return None
+        record.key_name = decoded.split(":", 1)[0]
+        return decoded if decoded in self.keys else None
+
+    def _check_spec(self, spec: object) -> str | None:
+        if not isinstance(spec, dict) or set(spec) != {"channels", "messages"}:
+            return f"a batch spec must be an object with channels and messages, got {spec!r:.200}"
+        channels = spec["channels"]
+        if isinstance(channels, str):
+            channels = [channels]
+        if not isinstance(channels, list) or not channels:
+            return "batch spec channels must be a non-empty list"
+        if len(channels) > MAX_BATCH_CHANNELS:
+            return f"batch spec has {len(channels)} channels; the limit is {MAX_BATCH_CHANNELS}"
+        if not all(isinstance(c, str) and c for c in channels):
+            return "batch spec channels must be non-empty strings"
+        messages = spec["messages"]
+        if isinstance(messages, dict):
+            messages = [messages]
+        if not isinstance(messages, list) or not messages:
+            return "batch spec messages must be a message or a non-empty list of messages"
+        return None
+
+    def _check_message(self, message: object, request: web.Request) -> str | None:
+        if not isinstance(message, dict):
+            return f"a message must be an object, got {type(message).__name__}"
+        unknown = set(message) - MESSAGE_FIELDS
+        if unknown:
+            return f"unknown message fields {sorted(unknown)}"
+        if "name" in message and not isinstance(message["name"], str):
+            return "message name must be a string"
+        if "id" in message and (not isinstance(message["id"], str) or not message["id"]):
+            return "message id must be a non-empty string"
+        data = message.get("data")
+        encoding = message.get("encoding")
+        if encoding not in (None, "json"):
+            return f"unexpected encoding {encoding!r}"
+        if encoding == "json":
+            if not isinstance(data, str):
+                return "json-encoded data must be a string"
+            try:
+                json.loads(data)
+            except ValueError:
+                return "data with encoding json is not JSON"
+        elif not isinstance(data, str):
+            return f"data without encoding must be a string, got {type(data).__name__}"
+        client_id = message.get("clientId")
+        header = request.headers.get("X-Ably-ClientId")
+        if (
+            client_id is not None
+            and header is not None
+            and base64.b64decode(header).decode() != client_id
+        ):
+            return "message clientId differs from X-Ably-ClientId"
+        return None
+
+    # -- answers --------------------------------------------------------------
+
+    def _reject(self, request: web.Request, record: RecordedRequest, problem: str) -> web.Response:
+        self._violation(f"{record.method} {record.path}: {problem}")
+        return self._error(request, record, 400, 40001, f"Invalid request: {problem}")
+
+    def _error(
+        self, request: web.Request, record: RecordedRequest, status: int, code: int, message: str
+    ) -> web.Response:
+        payload = {"error": {"message": message, "statusCode": status, "code": code}}
+        return self._answer(request, status, payload, record, error_code=code)
+
+    def _answer(
+        self,
+        request: web.Request,
+        status: int,
+        payload: Any,
+        record: RecordedRequest | None = None,
+        *,
+        error_code: int | None = None,
+    ) -> web.Response:
+        if record is not None:
+            record.status = status
+            record.answer = payload
+        headers = {}
+        if error_code is not None:
+            headers["X-Ably-Errorcode"] = str(error_code)
+        if request.headers.get("Accept") == MSGPACK:
+            body = msgpack.packb(payload, use_bin_type=True)
+            return web.Response(status=status, body=body, content_type=MSGPACK, headers=headers)
+        return web.Response(
+            status=status, text=json.dumps(payload), content_type=JSON, headers=headers
+        )
