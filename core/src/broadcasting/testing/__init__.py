@@ -1,0 +1,44 @@
+"""A conformance kit for ``broadcasting`` drivers, run with pytest.
+
+Subclass :class:`DriverConformance` in your driver's test suite, say what the
+driver supports with :class:`Features`, give it a configuration and a way to
+see what arrived (an :class:`Observer`), and inherit every behavioural test::
+
+    from broadcasting.testing import DeliveryRecorder, DriverConformance, Features
+
+    class TestMyDriver(DriverConformance):
+        driver_name = "mine"
+        secrets = ("s3cret",)
+
+        @pytest.fixture
+        def driver_options(self, my_server): ...
+
+        @pytest.fixture
+        def observer(self, my_server): return my_server.recorder
+
+This module needs pytest; ``import broadcasting`` never imports it.
+"""
+
+from __future__ import annotations
+
+try:
+    import pytest  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "broadcasting.testing is a pytest conformance kit: pip install pytest"
+    ) from exc
+
+from broadcasting.testing._features import Features
+from broadcasting.testing._observe import AsyncObserver, Delivery, DeliveryRecorder, Observer
+from broadcasting.testing._suite import MODES, DriverConformance, PublishProbe
+
+__all__ = [
+    "MODES",
+    "AsyncObserver",
+    "Delivery",
+    "DeliveryRecorder",
+    "DriverConformance",
+    "Features",
+    "Observer",
+    "PublishProbe",
+]

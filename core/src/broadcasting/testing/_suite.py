@@ -1,0 +1,1077 @@
+"""The driver conformance suite: a base class whose tests every driver inherits."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import re
+import secrets as _secrets
+import threading
+from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeVar, cast
+
+import pytest
+
+from broadcasting import (
+    Broadcast,
+    BroadcastError,
+    ConfigurationError,
+    Driver,
+    InvalidChannel,
+    InvalidChannelType,
+    InvalidEvent,
+    InvalidPayload,
+    Message,
+    PayloadTooLarge,
+    PublishError,
+    Receipt,
+    ValidationError,
+    hookimpl,
+    installed_drivers,
+    run_sync,
+)
+from broadcasting.testing._features import Features
+from broadcasting.testing._observe import AsyncObserver, Delivery, Observer
+
+T = TypeVar("T")
+
+MODES = ("sync", "async")
+_DEFAULT = "base-event"
+_EVENT = "conformance-event"
+# option keys whose str values look like credentials and must be declared as secrets
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|credential", re.IGNORECASE)
+
+
+class PublishProbe:
+    """A ``wrapper=True`` plugin that records every publish reaching the hook.
+
+    The kit registers it on the :class:`~broadcasting.Broadcast` it builds, so
+    a test can tell whether a publish got as far as the driver at all.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: list[tuple[Driver, Message]] = []
+
+    @hookimpl(wrapper=True)
+    def broadcasting_publish(
+        self, driver: Driver, message: Message
+    ) -> Generator[None, Receipt, Receipt]:
+        """Record the call, then let the publish proceed unchanged."""
+        with self._lock:
+            self.calls.append((driver, message))
+        return (yield)
+
+    @property
+    def messages(self) -> list[Message]:
+        """The messages that reached the publish hook, in order."""
+        with self._lock:
+            return [message for _, message in self.calls]
+
+
+class _LogCapture(logging.Handler):
+    """Collects every log line (any logger, DEBUG and up) while active."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(record.getMessage())
+        except Exception:  # a broken log call is not the kit's business
+            self.lines.append(str(record.msg))
+
+
+@contextmanager
+def _capture_logs() -> Iterator[_LogCapture]:
+    root = logging.getLogger()
+    handler = _LogCapture()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _error_texts(exc: BaseException) -> list[str]:
+    """str and repr of an exception and of everything chained to it."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        texts += [str(current), repr(current)]
+        current = current.__cause__ or current.__context__
+    return texts
+
+
+def _leaks(texts: Sequence[str], secrets: Sequence[str]) -> list[str]:
+    return [text for text in texts for secret in secrets if secret and secret in text]
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _text_of(data: object) -> str:
+    if isinstance(data, str):
+        return data
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def _arrived_intact(delivery: Delivery, data: object) -> bool:
+    """Whether ``delivery`` carries ``data`` as sent (wire text, or decoded JSON)."""
+    if isinstance(data, str):
+        return delivery.data == data
+    text = _text_of(data)
+    return delivery.data == text or delivery.data == json.loads(text)
+
+
+class _Run:
+    """Everything one conformance test needs, bundled (the ``conformance`` fixture)."""
+
+    def __init__(
+        self,
+        suite: DriverConformance,
+        broadcast: Broadcast,
+        driver: Driver,
+        observer: Observer | AsyncObserver | None,
+        probe: PublishProbe,
+        secrets: Sequence[str],
+    ) -> None:
+        self.suite = suite
+        self.features = suite.features
+        self.broadcast = broadcast
+        self.driver = driver
+        self.observer = observer if suite.features.observe else None
+        self.probe = probe
+        self.secrets = tuple(secrets)
+        self.timeout = suite.receive_timeout
+
+    # -- names and payloads ----------------------------------------------------
+
+    def channel(self, hint: str) -> str:
+        return self.suite.channel_name(hint)
+
+    @staticmethod
+    def marker() -> str:
+        return _secrets.token_hex(6)
+
+    # -- publishing --------------------------------------------------------------
+
+    def publish(
+        self,
+        mode: str,
+        channels: Any,
+        data: Any,
+        event: Any = None,
+        *,
+        socket_id: str | None = None,
+        driver: Driver | None = None,
+    ) -> Receipt:
+        """Publish through ``driver.channel`` or ``achannel`` (event omitted if None)."""
+        target = driver or self.driver
+        kwargs: dict[str, Any] = {} if socket_id is None else {"socket_id": socket_id}
+        if event is not None:
+            kwargs["event"] = event
+        if mode == "sync":
+            return target.channel(channels, data, **kwargs)
+        return asyncio.run(target.achannel(channels, data, **kwargs))
+
+    def publish_or_refused(
+        self, mode: str, channels: Any, data: Any, event: Any = None
+    ) -> Receipt | None:
+        """Publish; when async is declared unsupported, check it is refused and return None."""
+        if mode == "async" and not self.features.async_publish:
+            with pytest.raises(BroadcastError):
+                self.publish(mode, channels, data, event)
+            return None
+        return self.publish(mode, channels, data, event)
+
+    # -- observing ----------------------------------------------------------------
+
+    def watch(self, *channels: str) -> None:
+        if self.observer is not None:
+            self.resolve(self.observer.watch(list(channels)))
+
+    def seen(self, channel: str, count: int) -> list[Delivery]:
+        assert self.observer is not None
+        found = self.resolve(self.observer.deliveries(channel, count, self.timeout))
+        return list(found)
+
+    @staticmethod
+    def resolve(value: T | Awaitable[T]) -> T:
+        if inspect.isawaitable(value):
+            return run_sync(_await(cast("Awaitable[T]", value)))
+        return value
+
+    def expect_delivered(
+        self, channels: Sequence[str], data: object, event: str, *, copies: int = 1
+    ) -> None:
+        """Every channel got ``data`` as ``event`` exactly ``copies`` times (if observable)."""
+        if self.observer is None:
+            return
+        for channel in channels:
+            seen = self.seen(channel, copies)
+            matching = [d for d in seen if _arrived_intact(d, data)]
+            assert len(matching) == copies, (
+                f"expected {copies} delivery of the message on {channel!r} within "
+                f"{self.timeout}s, the receiving side saw {len(matching)} "
+                f"(all deliveries on that channel: {seen!r})"
+            )
+            assert all(d.event == event for d in matching), (
+                f"wrong event name on {channel!r}: {[d.event for d in matching]} != {event!r}"
+            )
+            assert all(d.channel == channel for d in matching), matching
+
+    def expect_nothing_sent(self, channel: str, calls_before: int) -> None:
+        """No publish reached the driver, and ``channel`` sees only a later sentinel."""
+        assert len(self.probe.calls) == calls_before, (
+            "a publish reached the driver although validation should have refused it first"
+        )
+        if self.observer is None:
+            return
+        sentinel = {"sentinel": self.marker()}
+        self.publish("sync", channel, sentinel, _EVENT)
+        seen = self.seen(channel, 1)
+        assert seen, f"the sentinel published to {channel!r} never arrived"
+        assert _arrived_intact(seen[0], sentinel), (
+            f"{channel!r} received something before the sentinel: {seen[0]!r}; the refused "
+            "publish must not have been sent"
+        )
+
+    # -- receipts -------------------------------------------------------------------
+
+    def check_receipt(
+        self, receipt: object, event: str, channels: Sequence[str], message: Message | None = None
+    ) -> Receipt:
+        assert isinstance(receipt, Receipt), f"publish returned {receipt!r}, not a Receipt"
+        name = self.suite.driver_name
+        assert receipt.driver == name, f"receipt.driver is {receipt.driver!r}, not {name!r}"
+        assert receipt.event == event, f"receipt.event is {receipt.event!r}, not {event!r}"
+        assert receipt.channels == tuple(channels), (
+            f"receipt.channels is {receipt.channels!r}, not {tuple(channels)!r}"
+        )
+        assert isinstance(receipt.message_id, str), receipt.message_id
+        assert receipt.message_id, "receipt.message_id is empty"
+        if message is not None:
+            assert receipt.message_id == message.id, (
+                "receipt.message_id must be the Message.id the driver was given"
+            )
+        assert isinstance(receipt.ids, tuple), receipt.ids
+        assert all(isinstance(i, str) for i in receipt.ids), receipt.ids
+        assert isinstance(receipt.requests, int), receipt.requests
+        if self.features.network:
+            assert receipt.requests >= 1, "a network driver's receipt must count its requests"
+        else:
+            assert receipt.requests == 0, "Features(network=False) but receipt.requests > 0"
+        return receipt
+
+    def last_message(self) -> Message:
+        messages = self.probe.messages
+        assert messages, "no publish reached the broadcasting_publish hook"
+        return messages[-1]
+
+    # -- building other Broadcasts ------------------------------------------------
+
+    def other_broadcast(self, options: Mapping[str, Any]) -> Broadcast:
+        name = self.suite.driver_name
+        return Broadcast(
+            {"DRIVER": name, "DRIVERS": {name: dict(options)}}, plugins=[PublishProbe()]
+        )
+
+    def assert_no_secrets(self, texts: Sequence[str], where: str) -> None:
+        leaks = _leaks(texts, self.secrets)
+        assert not leaks, f"a declared secret appears in {where}: {leaks[0][:200]!r}"
+
+
+_INVALID_INPUT: list[tuple[str, Callable[[str], tuple[Any, Any, Any]], type[ValidationError]]] = [
+    ("empty-channel", lambda ch: ("", {"k": 1}, _EVENT), InvalidChannel),
+    ("empty-channel-in-list", lambda ch: ([ch, ""], {"k": 1}, _EVENT), InvalidChannel),
+    ("no-channels", lambda ch: ([], {"k": 1}, _EVENT), InvalidChannel),
+    ("non-str-channel", lambda ch: (42, {"k": 1}, _EVENT), InvalidChannelType),
+    ("non-str-channel-in-list", lambda ch: ([ch, 42], {"k": 1}, _EVENT), InvalidChannelType),
+    ("channels-as-set", lambda ch: ({ch}, {"k": 1}, _EVENT), InvalidChannelType),
+    ("empty-event", lambda ch: (ch, {"k": 1}, ""), InvalidEvent),
+    ("non-str-event", lambda ch: (ch, {"k": 1}, 42), InvalidEvent),
+    ("payload-object", lambda ch: (ch, object(), _EVENT), InvalidPayload),
+    ("payload-nested-object", lambda ch: (ch, {"k": object()}, _EVENT), InvalidPayload),
+    ("payload-nan", lambda ch: (ch, {"k": float("nan")}, _EVENT), InvalidPayload),
+    ("payload-int", lambda ch: (ch, 42, _EVENT), InvalidPayload),
+    ("payload-bytes", lambda ch: (ch, b"bytes", _EVENT), InvalidPayload),
+    ("payload-none", lambda ch: (ch, None, _EVENT), InvalidPayload),
+]
+
+# channel names that break most naming rules; the first one a declared
+# ``channel_pattern`` refuses is used to check the pattern is enforced
+_PATTERN_BREAKERS = ("has space", "line\nbreak", "slash/name", "ünïcödé", "#hash", "[bracket", "")
+
+
+class DriverConformance:
+    """Behavioural tests every driver should pass; subclass it in your test suite.
+
+    Name the subclass ``Test...`` so pytest collects it, and provide:
+
+    Class attributes
+        ``driver_name`` (required): the name the driver is found by.
+        ``features``: a :class:`Features` saying what the driver supports.
+        ``secrets``: strings (keys, secrets, tokens in URLs) that must never
+        appear in a repr, a log line or an error message. Or override the
+        ``declared_secrets`` fixture to compute them.
+        ``invalid_channel_names``: names your ``Driver.validate`` or
+        ``Limits.channel_pattern`` must refuse with ``InvalidChannel``.
+        ``receive_timeout`` (5 s): how long to wait for a delivery.
+        ``socket_id_sample``: a well-formed ``socket_id`` for your service.
+        Override :meth:`channel_name` if your service needs a channel prefix.
+
+    Fixtures (override them with ``@pytest.fixture`` methods of the same name;
+    they may request any other fixture, e.g. a server you start):
+        ``driver_options`` -> ``Mapping``: the driver's ``DRIVERS`` entry. The
+        kit builds ``Broadcast({"DRIVER": name, "DRIVERS": {name: options}})``
+        itself (with a probe plugin on the publish hook), connects the driver
+        through it, and closes it after each test.
+        ``observer`` -> :class:`Observer` | :class:`AsyncObserver` | ``None``:
+        the receiving side. It may request the ``driver`` fixture (the
+        connected driver under test). Required unless
+        ``Features(observe=False)``.
+        ``failing_options`` -> ``Sequence[Mapping]``: configurations that build
+        but whose publishes fail (unreachable host, wrong credentials...).
+        Required when ``Features(network=True)``.
+        ``invalid_options`` -> ``Sequence[tuple[Mapping, str]]``: configurations
+        that ``from_config`` must refuse, each with the option key the
+        ``ConfigurationError`` must name.
+
+    Every test runs without pytest-asyncio: async publishes run in
+    ``asyncio.run``, a fresh event loop per test, as a script would; the
+    driver must also cope with being closed from sync code afterwards.
+    Switching a feature off in :class:`Features` changes what a test checks;
+    it never removes the test.
+    """
+
+    driver_name: ClassVar[str] = ""
+    features: ClassVar[Features] = Features()
+    secrets: ClassVar[Sequence[str]] = ()
+    invalid_channel_names: ClassVar[Sequence[str]] = ()
+    receive_timeout: ClassVar[float] = 5.0
+    socket_id_sample: ClassVar[str] = "1234.5678"
+    #: sizes tried when the driver declares no limit: they must work
+    unlimited_payload_bytes: ClassVar[int] = 64 * 1024
+    unlimited_name_length: ClassVar[int] = 300
+    unlimited_channels: ClassVar[int] = 20
+
+    def channel_name(self, hint: str) -> str:
+        """A fresh channel name for one test (unique, so tests never see each other)."""
+        return f"conformance-{hint}-{_secrets.token_hex(4)}"
+
+    # -- fixtures the driver's test suite overrides ------------------------------
+
+    @pytest.fixture
+    def driver_options(self) -> Mapping[str, Any]:
+        """The driver's ``DRIVERS`` entry (override it)."""
+        return {}
+
+    @pytest.fixture
+    def observer(self, driver: Driver) -> Observer | AsyncObserver | None:
+        """The receiving side (override it, or declare ``Features(observe=False)``)."""
+        return None
+
+    @pytest.fixture
+    def failing_options(self) -> Sequence[Mapping[str, Any]]:
+        """Configurations whose publishes fail with a PublishError (network drivers)."""
+        return ()
+
+    @pytest.fixture
+    def invalid_options(self) -> Sequence[tuple[Mapping[str, Any], str]]:
+        """Configurations ``from_config`` refuses, with the key the error must name."""
+        return ()
+
+    @pytest.fixture
+    def declared_secrets(self) -> Sequence[str]:
+        """The secret strings; by default the ``secrets`` class attribute."""
+        return tuple(self.secrets)
+
+    # -- fixtures the kit provides ---------------------------------------------------
+
+    @pytest.fixture
+    def probe(self) -> PublishProbe:
+        """The plugin that records every publish reaching the hook."""
+        return PublishProbe()
+
+    @pytest.fixture
+    def broadcast(
+        self, driver_options: Mapping[str, Any], probe: PublishProbe
+    ) -> Iterator[Broadcast]:
+        """A Broadcast configured with ``driver_options``, closed after the test."""
+        if not self.driver_name:
+            pytest.fail(f"{type(self).__name__} must set driver_name")
+        name = self.driver_name
+        broadcast = Broadcast(
+            {"DRIVER": name, "DRIVERS": {name: dict(driver_options)}}, plugins=[probe]
+        )
+        yield broadcast
+        broadcast.close()
+
+    @pytest.fixture
+    def driver(self, broadcast: Broadcast) -> Driver:
+        """The connected driver under test."""
+        return broadcast.driver(self.driver_name)
+
+    @pytest.fixture
+    def conformance(
+        self,
+        broadcast: Broadcast,
+        driver: Driver,
+        observer: Observer | AsyncObserver | None,
+        probe: PublishProbe,
+        declared_secrets: Sequence[str],
+    ) -> _Run:
+        """The bundle each test uses."""
+        if self.features.observe and observer is None:
+            pytest.fail(
+                f"{type(self).__name__}: provide an `observer` fixture, "
+                "or declare features = Features(observe=False)"
+            )
+        return _Run(self, broadcast, driver, observer, probe, declared_secrets)
+
+    # -- payloads, channels, events ----------------------------------------------------
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_str_payload_arrives_intact(self, conformance: _Run, mode: str) -> None:
+        """A str message is delivered as the identical str."""
+        run = conformance
+        channel = run.channel("str")
+        data = f'plain text {run.marker()} with "quotes" and {{braces}}'
+        run.watch(channel)
+        receipt = run.publish_or_refused(mode, channel, data, _EVENT)
+        if receipt is None:
+            return
+        run.check_receipt(receipt, _EVENT, [channel], run.last_message())
+        run.expect_delivered([channel], data, _EVENT)
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_json_looking_str_stays_a_str(self, conformance: _Run, mode: str) -> None:
+        """A str that happens to be JSON is sent as given, not re-encoded."""
+        run = conformance
+        channel = run.channel("jsonstr")
+        data = '{"marker": "' + run.marker() + '", "n": 1}'
+        run.watch(channel)
+        receipt = run.publish_or_refused(mode, channel, data, _EVENT)
+        if receipt is None:
+            return
+        assert run.last_message().text == data
+        run.check_receipt(receipt, _EVENT, [channel])
+        run.expect_delivered([channel], data, _EVENT)
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_dict_payload_arrives_intact(self, conformance: _Run, mode: str) -> None:
+        """A dict is delivered as its JSON, nested values and types unchanged."""
+        run = conformance
+        channel = run.channel("dict")
+        data = {
+            "marker": run.marker(),
+            "n": 42,
+            "pi": 3.5,
+            "ok": True,
+            "none": None,
+            "nested": {"list": [1, "two", {"three": 3}]},
+        }
+        run.watch(channel)
+        receipt = run.publish_or_refused(mode, channel, data, _EVENT)
+        if receipt is None:
+            return
+        run.check_receipt(receipt, _EVENT, [channel], run.last_message())
+        run.expect_delivered([channel], data, _EVENT)
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_list_payload_arrives_intact(self, conformance: _Run, mode: str) -> None:
+        """A list is delivered as its JSON."""
+        run = conformance
+        channel = run.channel("list")
+        data = [run.marker(), 1, {"a": [True, None]}]
+        run.watch(channel)
+        receipt = run.publish_or_refused(mode, channel, data, _EVENT)
+        if receipt is None:
+            return
+        run.check_receipt(receipt, _EVENT, [channel])
+        run.expect_delivered([channel], data, _EVENT)
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_unicode_payload_arrives_intact(self, conformance: _Run, mode: str) -> None:
+        """Non-ASCII text (accents, CJK, emoji) survives in str and dict payloads."""
+        run = conformance
+        channel = run.channel("unicode")
+        text = f"héllo wörld — 日本語 — \U0001f389 {run.marker()}"
+        data = {"text": text, "ключ": "значение"}
+        run.watch(channel)
+        first = run.publish_or_refused(mode, channel, text, _EVENT)
+        if first is None:
+            return
+        second = run.publish(mode, channel, data, _EVENT)
+        run.check_receipt(first, _EVENT, [channel])
+        run.check_receipt(second, _EVENT, [channel])
+        run.expect_delivered([channel], text, _EVENT)
+        run.expect_delivered([channel], data, _EVENT)
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_default_event_name_is_base_event(self, conformance: _Run, mode: str) -> None:
+        """Leaving out the event publishes as 'base-event', the seed's default."""
+        run = conformance
+        channel = run.channel("default")
+        data = {"marker": run.marker()}
+        run.watch(channel)
+        receipt = run.publish_or_refused(mode, channel, data)
+        if receipt is None:
+            return
+        assert run.last_message().event == _DEFAULT
+        run.check_receipt(receipt, _DEFAULT, [channel])
+        run.expect_delivered([channel], data, _DEFAULT)
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_custom_event_name(self, conformance: _Run, mode: str) -> None:
+        """A custom event name arrives unchanged (dots, colons and dashes included)."""
+        run = conformance
+        channel = run.channel("event")
+        event = "order.shipped:v2-final"
+        data = {"marker": run.marker()}
+        run.watch(channel)
+        receipt = run.publish_or_refused(mode, channel, data, event)
+        if receipt is None:
+            return
+        run.check_receipt(receipt, event, [channel])
+        run.expect_delivered([channel], data, event)
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_multiple_channels(self, conformance: _Run, mode: str) -> None:
+        """A list of channels delivers to each of them (or is refused, if unsupported)."""
+        run = conformance
+        channels = [run.channel("multi-a"), run.channel("multi-b"), run.channel("multi-c")]
+        data = {"marker": run.marker()}
+        run.watch(*channels)
+        if not run.features.multiple_channels:
+            before = len(run.probe.calls)
+            with pytest.raises(ValidationError):
+                run.publish(mode, channels, data, _EVENT)
+            run.expect_nothing_sent(channels[0], before)
+            return
+        receipt = run.publish_or_refused(mode, tuple(channels), data, _EVENT)
+        if receipt is None:
+            return
+        run.check_receipt(receipt, _EVENT, channels, run.last_message())
+        run.expect_delivered(channels, data, _EVENT)
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_duplicate_channels_are_delivered_once(self, conformance: _Run, mode: str) -> None:
+        """A channel listed twice receives the message once; the receipt lists it once."""
+        run = conformance
+        channel = run.channel("dup")
+        data = {"marker": run.marker()}
+        run.watch(channel)
+        receipt = run.publish_or_refused(mode, [channel, channel], data, _EVENT)
+        if receipt is None:
+            return
+        assert run.last_message().channels == (channel,)
+        run.check_receipt(receipt, _EVENT, [channel])
+        if run.observer is not None:
+            sentinel = {"sentinel": run.marker()}
+            run.publish("sync", channel, sentinel, _EVENT)
+            seen = run.seen(channel, 2)
+            copies = [d for d in seen if _arrived_intact(d, data)]
+            assert len(copies) == 1, f"{channel!r} received the message {len(copies)} times"
+
+    # -- async and concurrency --------------------------------------------------------------
+
+    def test_concurrent_async_publishes(self, conformance: _Run) -> None:
+        """Ten achannel() calls gathered on one loop all arrive, each once."""
+        run = conformance
+        channel = run.channel("gather")
+        payloads = [{"marker": run.marker(), "n": n} for n in range(10)]
+        run.watch(channel)
+
+        async def main() -> list[Receipt]:
+            return list(
+                await asyncio.gather(*(run.driver.achannel(channel, p, _EVENT) for p in payloads))
+            )
+
+        if not run.features.async_publish:
+            with pytest.raises(BroadcastError):
+                asyncio.run(main())
+            return
+        receipts = asyncio.run(main())
+        ids = {m.id for m in run.probe.messages}
+        for receipt in receipts:
+            run.check_receipt(receipt, _EVENT, [channel])
+            assert receipt.message_id in ids
+        assert len({r.message_id for r in receipts}) == len(payloads), "message ids must differ"
+        if run.observer is not None:
+            seen = run.seen(channel, len(payloads))
+            for payload in payloads:
+                copies = [d for d in seen if _arrived_intact(d, payload)]
+                assert len(copies) == 1, f"{payload} arrived {len(copies)} times"
+
+    def test_concurrent_threaded_publishes(self, conformance: _Run) -> None:
+        """One driver shared by eight threads (as in a web server) delivers every publish."""
+        run = conformance
+        channels = [run.channel(f"thread{n}") for n in range(8)]
+        run.watch(*channels)
+        barrier = threading.Barrier(len(channels))
+
+        def work(channel: str) -> list[tuple[Receipt, dict[str, str]]]:
+            barrier.wait(timeout=10)
+            out = []
+            for _ in range(2):
+                data = {"marker": run.marker()}
+                out.append((run.driver.channel(channel, data, _EVENT), data))
+            return out
+
+        with ThreadPoolExecutor(len(channels)) as pool:
+            results = list(pool.map(work, channels))
+        for channel, sent in zip(channels, results, strict=True):
+            for receipt, data in sent:
+                run.check_receipt(receipt, _EVENT, [channel])
+                run.expect_delivered([channel], data, _EVENT)
+
+    def test_sync_publish_inside_a_running_event_loop(self, conformance: _Run) -> None:
+        """channel() works from sync code running in an event loop's thread."""
+        run = conformance
+        channel = run.channel("inloop")
+        data = {"marker": run.marker()}
+        run.watch(channel)
+
+        async def main() -> Receipt:
+            return run.driver.channel(channel, data, _EVENT)
+
+        receipt = asyncio.run(main())
+        run.check_receipt(receipt, _EVENT, [channel])
+        run.expect_delivered([channel], data, _EVENT)
+
+    def test_async_publish_in_two_event_loops(self, conformance: _Run) -> None:
+        """Two asyncio.run() calls in a row both publish, then a sync close() works."""
+        run = conformance
+        channel = run.channel("twoloops")
+        first, second = {"marker": run.marker()}, {"marker": run.marker()}
+        run.watch(channel)
+        if not run.features.async_publish:
+            with pytest.raises(BroadcastError):
+                asyncio.run(run.driver.achannel(channel, first, _EVENT))
+            return
+        run.check_receipt(
+            asyncio.run(run.driver.achannel(channel, first, _EVENT)), _EVENT, [channel]
+        )
+        run.check_receipt(
+            asyncio.run(run.driver.achannel(channel, second, _EVENT)), _EVENT, [channel]
+        )
+        run.expect_delivered([channel], first, _EVENT)
+        run.expect_delivered([channel], second, _EVENT)
+        run.driver.close()
+
+    # -- hooks, receipts, socket_id -----------------------------------------------------
+
+    def test_every_publish_goes_through_the_publish_hook(self, conformance: _Run) -> None:
+        """Sync and async publishes reach broadcasting_publish with this driver and message."""
+        run = conformance
+        channel = run.channel("hook")
+        run.watch(channel)
+        sync_receipt = run.publish("sync", channel, {"via": "sync"}, _EVENT)
+        assert len(run.probe.calls) == 1
+        driver, message = run.probe.calls[0]
+        assert driver is run.driver
+        assert message.channels == (channel,)
+        assert message.event == _EVENT
+        assert message.data == {"via": "sync"}
+        assert message.text == '{"via":"sync"}'
+        run.check_receipt(sync_receipt, _EVENT, [channel], message)
+        if not run.features.async_publish:
+            return
+        async_receipt = run.publish("async", channel, {"via": "async"}, _EVENT)
+        assert len(run.probe.calls) == 2
+        assert run.probe.calls[1][0] is run.driver
+        run.check_receipt(async_receipt, _EVENT, [channel], run.probe.calls[1][1])
+        assert sync_receipt.message_id != async_receipt.message_id
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_socket_id(self, conformance: _Run, mode: str) -> None:
+        """socket_id is passed through when supported, else refused before any request."""
+        run = conformance
+        assert run.driver.supports_socket_id == run.features.socket_id, (
+            "Features(socket_id=...) must match the driver's supports_socket_id"
+        )
+        channel = run.channel("socket")
+        data = {"marker": run.marker()}
+        run.watch(channel)
+        if not run.features.socket_id:
+            before = len(run.probe.calls)
+            with pytest.raises(ValidationError):
+                run.publish(mode, channel, data, _EVENT, socket_id=run.suite.socket_id_sample)
+            run.expect_nothing_sent(channel, before)
+            return
+        if mode == "async" and not run.features.async_publish:
+            return
+        receipt = run.publish(mode, channel, data, _EVENT, socket_id=run.suite.socket_id_sample)
+        message = run.last_message()
+        assert message.socket_id == run.suite.socket_id_sample
+        run.check_receipt(receipt, _EVENT, [channel], message)
+        # the observer is not the excluded connection, so it still receives it
+        run.expect_delivered([channel], data, _EVENT)
+
+    # -- validation before any request ------------------------------------------------
+
+    @pytest.mark.parametrize("mode", MODES)
+    @pytest.mark.parametrize(
+        ("build", "error"),
+        [pytest.param(build, error, id=name) for name, build, error in _INVALID_INPUT],
+    )
+    def test_invalid_input_is_refused_before_any_request(
+        self,
+        conformance: _Run,
+        mode: str,
+        build: Callable[[str], tuple[Any, Any, Any]],
+        error: type[ValidationError],
+    ) -> None:
+        """Bad channels, events and payloads raise a typed ValidationError; nothing is sent."""
+        run = conformance
+        channel = run.channel("invalid")
+        channels, data, event = build(channel)
+        run.watch(channel)
+        before = len(run.probe.calls)
+        with pytest.raises(error) as info:
+            run.publish(mode, channels, data, event)
+        assert isinstance(info.value, BroadcastError)
+        run.assert_no_secrets(_error_texts(info.value), "a validation error")
+        run.expect_nothing_sent(channel, before)
+
+    def test_driver_specific_channel_rules(self, conformance: _Run) -> None:
+        """Names the driver declares invalid (and its channel_pattern) are refused."""
+        run = conformance
+        names = list(run.suite.invalid_channel_names)
+        pattern = run.driver.limits.channel_pattern
+        if pattern is not None:
+            assert pattern.fullmatch(run.channel("pattern")), (
+                "channel_name() must produce names that the driver's channel_pattern accepts"
+            )
+            names += [n for n in _PATTERN_BREAKERS if n and pattern.fullmatch(n) is None][:1]
+        channel = run.channel("rules")
+        run.watch(channel)
+        before = len(run.probe.calls)
+        for name in names:
+            with pytest.raises(InvalidChannel):
+                run.publish("sync", [channel, name], {"k": 1}, _EVENT)
+        run.expect_nothing_sent(channel, before)
+        if not names:  # no rules declared: awkward but legal names must work
+            odd = run.channel("odd") + "_=@,.;"
+            run.watch(odd)
+            data = {"marker": run.marker()}
+            run.check_receipt(run.publish("sync", odd, data, _EVENT), _EVENT, [odd])
+            run.expect_delivered([odd], data, _EVENT)
+
+    # -- declared limits ------------------------------------------------------------------
+
+    def test_event_name_limit(self, conformance: _Run) -> None:
+        """An event name at the declared limit works; one character more is refused."""
+        run = conformance
+        limit = run.driver.limits.max_event_name_length
+        channel = run.channel("evlimit")
+        run.watch(channel)
+        length = limit if limit is not None else run.suite.unlimited_name_length
+        event = "e" * length
+        data = {"marker": run.marker()}
+        run.check_receipt(run.publish("sync", channel, data, event), event, [channel])
+        run.expect_delivered([channel], data, event)
+        if limit is None:
+            return
+        other = run.channel("evlimit2")
+        run.watch(other)
+        before = len(run.probe.calls)
+        with pytest.raises(InvalidEvent):
+            run.publish("sync", other, data, event + "e")
+        run.expect_nothing_sent(other, before)
+
+    def test_channel_name_limit(self, conformance: _Run) -> None:
+        """A channel name at the declared length limit works; one character more is refused."""
+        run = conformance
+        limit = run.driver.limits.max_channel_name_length
+        length = limit if limit is not None else run.suite.unlimited_name_length
+        base = run.channel("chlimit")[:length]
+        channel = base + "a" * (length - len(base))
+        run.watch(channel)
+        data = {"marker": run.marker()}
+        run.check_receipt(run.publish("sync", channel, data, _EVENT), _EVENT, [channel])
+        run.expect_delivered([channel], data, _EVENT)
+        if limit is None:
+            return
+        other = run.channel("chlimit2")
+        run.watch(other)
+        before = len(run.probe.calls)
+        with pytest.raises(InvalidChannel):
+            run.publish("sync", [other, channel + "a"], data, _EVENT)
+        run.expect_nothing_sent(other, before)
+
+    def _size(self, run: _Run, channel: str, text: str) -> int:
+        message = Message((channel,), _EVENT, text, text, "0123456789abcdef")
+        return run.driver.payload_size(message)
+
+    def _fill_to(self, run: _Run, channel: str, limit: int) -> int:
+        """How many ASCII characters make a message of ``limit`` bytes (or just under)."""
+        base = self._size(run, channel, "")
+        assert base <= limit, f"an empty message is already {base} bytes, over the {limit} limit"
+        n = limit - base
+        while n > 0 and self._size(run, channel, "x" * n) > limit:
+            n -= 1
+        return n
+
+    def test_payload_limit(self, conformance: _Run) -> None:
+        """A message at the declared size limit is delivered; one byte more is refused."""
+        run = conformance
+        limit = run.driver.limits.max_payload_bytes
+        channel = run.channel("size")
+        run.watch(channel)
+        if limit is None:
+            data = "x" * run.suite.unlimited_payload_bytes
+            run.check_receipt(run.publish("sync", channel, data, _EVENT), _EVENT, [channel])
+            run.expect_delivered([channel], data, _EVENT)
+            return
+        n = self._fill_to(run, channel, limit)
+        data = "x" * n
+        assert self._size(run, channel, data) == limit, (
+            "payload_size() should grow by one byte per ASCII character"
+        )
+        run.check_receipt(run.publish("sync", channel, data, _EVENT), _EVENT, [channel])
+        run.expect_delivered([channel], data, _EVENT)
+        other = run.channel("size2")
+        run.watch(other)
+        before = len(run.probe.calls)
+        with pytest.raises(PayloadTooLarge) as info:
+            run.publish("sync", other, data + "x", _EVENT)
+        assert info.value.limit == limit
+        assert info.value.size > limit
+        run.expect_nothing_sent(other, before)
+
+    def test_payload_limit_counts_bytes_not_characters(self, conformance: _Run) -> None:
+        """Non-ASCII text is measured in encoded bytes (two per 'é'), not characters."""
+        run = conformance
+        limit = run.driver.limits.max_payload_bytes
+        channel = run.channel("bytes")
+        run.watch(channel)
+        if limit is None:
+            data = "é" * (run.suite.unlimited_payload_bytes // 2)
+            run.check_receipt(run.publish("sync", channel, data, _EVENT), _EVENT, [channel])
+            run.expect_delivered([channel], data, _EVENT)
+            return
+        n = self._fill_to(run, channel, limit)
+        data = "é" * (n // 2 + 1)  # fewer characters than the limit, more bytes
+        assert len(data) <= max(n, 1)
+        before = len(run.probe.calls)
+        with pytest.raises(PayloadTooLarge):
+            run.publish("sync", channel, data, _EVENT)
+        run.expect_nothing_sent(channel, before)
+
+    def test_large_channel_lists_are_delivered(self, conformance: _Run) -> None:
+        """More channels than one request takes are split by the driver; all receive it."""
+        run = conformance
+        per_request = run.driver.limits.max_channels_per_request
+        if not run.features.multiple_channels:
+            assert per_request in (None, 1), (
+                "max_channels_per_request > 1 contradicts Features(multiple_channels=False)"
+            )
+            return
+        count = per_request + 1 if per_request is not None else run.suite.unlimited_channels
+        channels = [run.channel(f"fan{n}") for n in range(count)]
+        run.watch(channels[0], channels[-1])
+        data = {"marker": run.marker()}
+        receipt = run.publish("sync", channels, data, _EVENT)
+        run.check_receipt(receipt, _EVENT, channels)
+        if per_request is not None and run.features.network:
+            assert receipt.requests >= 2, "a list over max_channels_per_request needs >1 request"
+        run.expect_delivered([channels[0], channels[-1]], data, _EVENT)
+
+    # -- configuration, failures, secrets ------------------------------------------------
+
+    def test_configuration_errors_name_the_key(
+        self,
+        conformance: _Run,
+        driver_options: Mapping[str, Any],
+        invalid_options: Sequence[tuple[Mapping[str, Any], str]],
+    ) -> None:
+        """Bad options raise ConfigurationError naming the key, never showing a value."""
+        run = conformance
+        cases = list(invalid_options)
+        unknown = {**driver_options, "no_such_option_xyz": "value-xyz"}
+        if run.features.strict_options:
+            cases.append((unknown, "no_such_option_xyz"))
+        else:
+            with run.other_broadcast(unknown) as other:
+                other.driver(self.driver_name)
+        assert cases, "declare invalid_options, or keep Features(strict_options=True)"
+        for options, key in cases:
+            with run.other_broadcast(options) as other, pytest.raises(ConfigurationError) as info:
+                other.driver(self.driver_name)
+            error = info.value
+            assert isinstance(error, BroadcastError)
+            assert error.driver == self.driver_name, error.driver
+            assert error.key == key, f"the error names {error.key!r}, expected {key!r}"
+            assert repr(key) in str(error), str(error)
+            run.assert_no_secrets(_error_texts(error), "a ConfigurationError")
+            assert "value-xyz" not in str(error), "a ConfigurationError shows an option's value"
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_publish_failures_are_publish_errors(
+        self, conformance: _Run, failing_options: Sequence[Mapping[str, Any]], mode: str
+    ) -> None:
+        """A publish the service does not acknowledge raises PublishError; nothing leaks."""
+        run = conformance
+        if not run.features.network:
+            assert not failing_options, "failing_options given but Features(network=False)"
+            channel = run.channel("inproc")
+            receipt = run.publish_or_refused(mode, channel, {"k": 1}, _EVENT)
+            if receipt is not None:
+                run.check_receipt(receipt, _EVENT, [channel])
+            return
+        assert failing_options, (
+            "a network driver must give `failing_options`: configurations whose publishes fail"
+        )
+        if mode == "async" and not run.features.async_publish:
+            return
+        for options in failing_options:
+            with run.other_broadcast(options) as other, _capture_logs() as logs:
+                driver = other.driver(self.driver_name)
+                with pytest.raises(PublishError) as info:
+                    run.publish(mode, run.channel("fail"), {"k": 1}, _EVENT, driver=driver)
+            error = info.value
+            assert isinstance(error, BroadcastError)
+            assert error.driver == self.driver_name, error.driver
+            assert isinstance(error.retryable, bool)
+            assert error.status is None or isinstance(error.status, int)
+            run.assert_no_secrets(_error_texts(error), "a PublishError (or its cause)")
+            run.assert_no_secrets(logs.lines, "a log line")
+
+    def test_secrets_never_shown(
+        self, conformance: _Run, driver_options: Mapping[str, Any]
+    ) -> None:
+        """Declared secrets never appear in reprs, str(), attributes, receipts or log lines."""
+        run = conformance
+        undeclared = [
+            key
+            for key, value in driver_options.items()
+            if _SECRET_KEY.search(str(key)) and isinstance(value, str) and value
+            if value not in run.secrets
+        ]
+        assert not undeclared, (
+            f"options {undeclared} look secret: list their values in `secrets` "
+            "so the kit can check they never leak"
+        )
+        driver = run.driver
+        texts = [repr(driver), str(driver), f"{driver}", repr(run.broadcast), str(run.broadcast)]
+        texts += [
+            f"{name}={value!r}" for name, value in vars(driver).items() if not name.startswith("_")
+        ]
+        channel = run.channel("secret")
+        run.watch(channel)
+        with _capture_logs() as logs:
+            receipt = run.publish("sync", channel, {"k": 1}, _EVENT)
+            run.driver.close()
+        texts += [repr(receipt), str(receipt), *logs.lines]
+        run.assert_no_secrets(texts, "a repr, attribute, receipt or log line")
+
+    def test_driver_is_found_by_name(self, conformance: _Run) -> None:
+        """The driver is installed (or registered) under its name and says so."""
+        run = conformance
+        names = [info.name for info in installed_drivers()]
+        assert self.driver_name in names, f"{self.driver_name!r} not in {names}"
+        assert isinstance(run.driver, Driver)
+        assert type(run.driver).name == self.driver_name
+        assert run.broadcast.driver(self.driver_name) is run.driver, "drivers are cached"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _after_close(self, run: _Run, mode: str) -> None:
+        channel = run.channel("reopen")
+        data = {"marker": run.marker()}
+        run.watch(channel)
+        if not run.features.reconnect_after_close:
+            with pytest.raises(BroadcastError):
+                run.publish(mode, channel, data, _EVENT)
+            return
+        receipt = run.publish_or_refused(mode, channel, data, _EVENT)
+        if receipt is not None:
+            run.check_receipt(receipt, _EVENT, [channel])
+            run.expect_delivered([channel], data, _EVENT)
+
+    def test_close_is_idempotent(self, conformance: _Run) -> None:
+        """close() twice is fine; the next publish reconnects (or fails clearly)."""
+        run = conformance
+        channel = run.channel("close")
+        run.check_receipt(run.publish("sync", channel, {"k": 1}, _EVENT), _EVENT, [channel])
+        run.driver.close()
+        run.driver.close()
+        self._after_close(run, "sync")
+
+    def test_aclose_is_idempotent(self, conformance: _Run) -> None:
+        """aclose() twice is fine; the next async publish reconnects (or fails clearly)."""
+        run = conformance
+        channel = run.channel("aclose")
+
+        async def main() -> Receipt | None:
+            receipt = None
+            if run.features.async_publish:
+                receipt = await run.driver.achannel(channel, {"k": 1}, _EVENT)
+            await run.driver.aclose()
+            await run.driver.aclose()
+            return receipt
+
+        receipt = asyncio.run(main())
+        if receipt is not None:
+            run.check_receipt(receipt, _EVENT, [channel])
+        self._after_close(run, "async")
+
+    def test_close_before_first_publish(self, conformance: _Run) -> None:
+        """A driver that never published closes cleanly, sync and async."""
+        run = conformance
+        run.driver.close()
+        asyncio.run(run.driver.aclose())
+        run.driver.close()
+        self._after_close(run, "sync")
+
+    def test_broadcast_close_and_reuse(self, conformance: _Run) -> None:
+        """Broadcast.close() closes the driver; the Broadcast reconnects on demand."""
+        run = conformance
+        channel = run.channel("bclose")
+        run.check_receipt(run.publish("sync", channel, {"k": 1}, _EVENT), _EVENT, [channel])
+        run.broadcast.close()
+        run.broadcast.close()
+        fresh = run.broadcast.driver(self.driver_name)
+        assert fresh is not run.driver, "after Broadcast.close() a new driver is connected"
+        receipt = fresh.channel(channel, {"k": 2}, _EVENT)
+        run.check_receipt(receipt, _EVENT, [channel])
+
+    def test_context_managers(self, conformance: _Run, driver_options: Mapping[str, Any]) -> None:
+        """``with Broadcast(...)`` and ``async with`` publish, then close the driver."""
+        run = conformance
+        channel = run.channel("ctx")
+        with run.other_broadcast(driver_options) as other:
+            run.check_receipt(other.driver().channel(channel, "sync", _EVENT), _EVENT, [channel])
+
+        async def main() -> Receipt:
+            async with run.other_broadcast(driver_options) as other:
+                return await other.achannel(channel, "async", _EVENT)
+
+        if run.features.async_publish:
+            run.check_receipt(asyncio.run(main()), _EVENT, [channel])
+
+    def test_with_options_variant_publishes(self, conformance: _Run) -> None:
+        """driver.with_options() gives a cached, working driver of the same class."""
+        run = conformance
+        variant = run.driver.with_options()
+        assert type(variant) is type(run.driver)
+        assert run.driver.with_options() is variant, "variants are cached"
+        channel = run.channel("variant")
+        run.check_receipt(variant.channel(channel, {"k": 1}, _EVENT), _EVENT, [channel])
+
+
+__all__ = ["MODES", "DriverConformance", "PublishProbe"]

@@ -1,0 +1,89 @@
+"""The conformance kit run against the built-in drivers: memory, log and null.
+
+Each class is what a driver author writes: a name, the features, a
+configuration and an observer. The receiving side is real for each driver:
+the memory driver's own subscriber API, the log records the log driver
+writes, and nothing at all for the null driver (declared, not skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from broadcasting import Driver, Message
+from broadcasting.drivers.log import BroadcastLogDriver
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, Features
+
+
+class TestMemoryDriverConformance(DriverConformance):
+    """The memory driver: observed through ``subscribe``, the API apps use in tests."""
+
+    driver_name = "memory"
+    features = Features(network=False, socket_id=True)
+
+    @pytest.fixture
+    def invalid_options(self) -> Sequence[tuple[Mapping[str, Any], str]]:
+        return [({"max_history": 0}, "max_history"), ({"max_history": "ten"}, "max_history")]
+
+    @pytest.fixture
+    def observer(self, driver: Driver) -> Iterator[DeliveryRecorder]:
+        assert isinstance(driver, BroadcastMemoryDriver)
+        recorder = DeliveryRecorder()
+
+        def record(message: Message) -> None:
+            for channel in message.channels:
+                recorder.record(Delivery(channel, message.event, message.text))
+
+        unsubscribe = driver.subscribe(record)
+        yield recorder
+        unsubscribe()
+
+
+class _LogObserver(logging.Handler):
+    """Turns the log driver's records back into deliveries (one per channel)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.recorder = DeliveryRecorder()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        assert isinstance(args, tuple) and len(args) == 3, record.msg
+        event, channels, text = args
+        for channel in str(channels).split(", "):
+            self.recorder.record(Delivery(channel, str(event), text))
+
+
+class TestLogDriverConformance(DriverConformance):
+    """The log driver with its default configuration: observed through its log records."""
+
+    driver_name = "log"
+    features = Features(network=False)
+
+    @pytest.fixture
+    def invalid_options(self) -> Sequence[tuple[Mapping[str, Any], str]]:
+        return [({"level": "LOUD"}, "level"), ({"logger": ""}, "logger"), ({"logger": 3}, "logger")]
+
+    @pytest.fixture
+    def observer(self, driver: Driver) -> Iterator[DeliveryRecorder]:
+        assert isinstance(driver, BroadcastLogDriver)
+        handler = _LogObserver()
+        logger = driver.logger
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(min(driver.level, logging.INFO))
+        yield handler.recorder
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+class TestNullDriverConformance(DriverConformance):
+    """The null driver delivers nowhere: observation is switched off, not skipped."""
+
+    driver_name = "null"
+    features = Features(network=False, observe=False)

@@ -1,0 +1,311 @@
+"""The conformance kit must fail drivers that misbehave, each for the right reason.
+
+A suite of deliberately broken in-process drivers is written to a temporary
+directory and run with pytest in a subprocess (``-p no:asyncio``, so this also
+proves the kit needs no pytest-asyncio). The report must show each broken
+driver failing exactly the tests about its bug, and a correct driver passing
+everything with nothing skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+
+import pytest
+
+SUITE = """
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from broadcasting import ConfigurationError, Driver, Limits, Message, Receipt, register_driver
+from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, Features
+
+
+class Good(Driver):
+    name = "kit-good"
+
+    def __init__(self) -> None:
+        self.recorder = DeliveryRecorder()
+
+    def deliver(self, message: Message) -> None:
+        for channel in message.channels:
+            self.recorder.record(Delivery(channel, message.event, message.text))
+
+    def publish(self, message: Message) -> Receipt:
+        self.deliver(message)
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+    async def apublish(self, message: Message) -> Receipt:
+        return self.publish(message)
+
+
+class DropsEvent(Good):
+    name = "kit-drops-event"
+
+    def deliver(self, message: Message) -> None:
+        for channel in message.channels:
+            self.recorder.record(Delivery(channel, "base-event", message.text))
+
+
+class MangledUnicode(Good):
+    name = "kit-mangled-unicode"
+
+    def deliver(self, message: Message) -> None:
+        text = message.text.encode("ascii", "replace").decode("ascii")
+        for channel in message.channels:
+            self.recorder.record(Delivery(channel, message.event, text))
+
+
+class FirstChannelOnly(Good):
+    name = "kit-first-channel"
+
+    def deliver(self, message: Message) -> None:
+        self.recorder.record(Delivery(message.channels[0], message.event, message.text))
+
+
+class Twice(Good):
+    name = "kit-twice"
+
+    def deliver(self, message: Message) -> None:
+        super().deliver(message)
+        super().deliver(message)
+
+
+class LeaksSecret(Good):
+    name = "kit-leaks-secret"
+
+    def __init__(self, token: str = "") -> None:
+        super().__init__()
+        self.token = token  # a raw str attribute: shows in debuggers and tracebacks
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> LeaksSecret:
+        return cls(str(options.get("token", "")))
+
+
+class ErrorShowsValue(Good):
+    name = "kit-error-shows-value"
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> ErrorShowsValue:
+        token = options.get("token")
+        if not isinstance(token, str) or len(token) < 8:
+            raise ConfigurationError(cls.name, "token", f"{token!r} is too short")
+        return cls()
+
+
+class CloseTwiceFails(Good):
+    name = "kit-close-twice"
+    closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            raise RuntimeError("already closed")
+        self.closed = True
+
+
+class CountsCharacters(Good):
+    name = "kit-counts-chars"
+    limits = Limits(max_payload_bytes=200)
+
+    def payload_size(self, message: Message) -> int:
+        return len(message.text)
+
+
+class SendsWhileMeasuring(Good):
+    name = "kit-sends-early"
+    limits = Limits(max_payload_bytes=200)
+
+    def payload_size(self, message: Message) -> int:
+        self.deliver(message)  # a request before validation has finished
+        return message.size
+
+
+class RunsItsOwnLoop(Good):
+    name = "kit-own-loop"
+
+    def publish(self, message: Message) -> Receipt:
+        return asyncio.run(self.apublish(message))
+
+    async def apublish(self, message: Message) -> Receipt:
+        self.deliver(message)
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+
+class WrongReceipt(Good):
+    name = "kit-wrong-receipt"
+
+    def publish(self, message: Message) -> Receipt:
+        self.deliver(message)
+        return Receipt(self.name, message.event, message.channels[:1], message.id)
+
+
+class ClaimsSocketId(Good):
+    name = "kit-claims-socket-id"
+    supports_socket_id = True
+
+
+DRIVERS = [Good, DropsEvent, MangledUnicode, FirstChannelOnly, Twice, LeaksSecret,
+           ErrorShowsValue, CloseTwiceFails, CountsCharacters, SendsWhileMeasuring,
+           RunsItsOwnLoop, WrongReceipt, ClaimsSocketId]
+for cls in DRIVERS:
+    register_driver(cls.name, cls)
+
+
+class Base(DriverConformance):
+    features = Features(network=False)
+    receive_timeout = 0.5  # in-process deliveries are immediate; keep failures quick
+
+    @pytest.fixture
+    def observer(self, driver: Driver) -> DeliveryRecorder:
+        assert isinstance(driver, Good)
+        return driver.recorder
+
+
+class TestGood(Base):
+    driver_name = "kit-good"
+
+class TestDropsEvent(Base):
+    driver_name = "kit-drops-event"
+
+class TestMangledUnicode(Base):
+    driver_name = "kit-mangled-unicode"
+
+class TestFirstChannelOnly(Base):
+    driver_name = "kit-first-channel"
+
+class TestTwice(Base):
+    driver_name = "kit-twice"
+
+class TestLeaksSecret(Base):
+    driver_name = "kit-leaks-secret"
+    features = Features(network=False, strict_options=False)
+    secrets = ("tok-5ecret-value",)
+
+    @pytest.fixture
+    def driver_options(self) -> dict[str, str]:
+        return {"token": "tok-5ecret-value"}
+
+class TestErrorShowsValue(Base):
+    driver_name = "kit-error-shows-value"
+    features = Features(network=False, strict_options=False)
+    secrets = ("short",)
+
+    @pytest.fixture
+    def driver_options(self) -> dict[str, str]:
+        return {"token": "long-enough-token"}
+
+    @pytest.fixture
+    def invalid_options(self) -> list[tuple[dict[str, str], str]]:
+        return [({"token": "short"}, "token")]
+
+class TestCloseTwiceFails(Base):
+    driver_name = "kit-close-twice"
+
+class TestCountsCharacters(Base):
+    driver_name = "kit-counts-chars"
+
+class TestSendsWhileMeasuring(Base):
+    driver_name = "kit-sends-early"
+
+class TestRunsItsOwnLoop(Base):
+    driver_name = "kit-own-loop"
+
+class TestWrongReceipt(Base):
+    driver_name = "kit-wrong-receipt"
+
+class TestClaimsSocketId(Base):
+    driver_name = "kit-claims-socket-id"
+"""
+
+# class -> tests (function names, parameters stripped) that MUST fail
+EXPECTED_FAILURES = {
+    "TestDropsEvent": {"test_custom_event_name", "test_str_payload_arrives_intact"},
+    "TestMangledUnicode": {"test_unicode_payload_arrives_intact"},
+    "TestFirstChannelOnly": {"test_multiple_channels", "test_large_channel_lists_are_delivered"},
+    "TestTwice": {"test_str_payload_arrives_intact", "test_duplicate_channels_are_delivered_once"},
+    "TestLeaksSecret": {"test_secrets_never_shown"},
+    "TestErrorShowsValue": {"test_configuration_errors_name_the_key"},
+    "TestCloseTwiceFails": {"test_close_is_idempotent", "test_close_before_first_publish"},
+    "TestCountsCharacters": {"test_payload_limit_counts_bytes_not_characters"},
+    "TestSendsWhileMeasuring": {"test_payload_limit"},
+    "TestRunsItsOwnLoop": {"test_sync_publish_inside_a_running_event_loop"},
+    "TestWrongReceipt": {"test_multiple_channels"},
+    "TestClaimsSocketId": {"test_socket_id"},
+}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, set[str]]]:
+    """Run the broken-driver suite once; outcome -> class -> failed test names."""
+    root = tmp_path_factory.mktemp("kit")
+    (root / "pytest.ini").write_text("[pytest]\n")
+    (root / "test_broken_drivers.py").write_text(textwrap.dedent(SUITE))
+    xml = root / "report.xml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:asyncio",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            f"--junitxml={xml}",
+            "-c",
+            str(root / "pytest.ini"),
+            "--rootdir",
+            str(root),
+            str(root / "test_broken_drivers.py"),
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert xml.exists(), result.stdout + result.stderr
+    outcomes: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        cls = case.get("classname", "").rsplit(".", 1)[-1]
+        name = case.get("name", "").split("[", 1)[0]
+        kinds = {child.tag for child in case}
+        if kinds & {"failure", "error"}:
+            outcome = "failed"
+        elif "skipped" in kinds:
+            outcome = "skipped"
+        else:
+            outcome = "passed"
+        outcomes[outcome][cls].add(name)
+    return outcomes
+
+
+def test_a_correct_driver_passes_everything_and_skips_nothing(
+    report: dict[str, dict[str, set[str]]],
+) -> None:
+    assert not report["failed"]["TestGood"], report["failed"]["TestGood"]
+    assert not report["skipped"], dict(report["skipped"])
+    assert len(report["passed"]["TestGood"]) >= 30
+
+
+@pytest.mark.parametrize("cls", sorted(EXPECTED_FAILURES))
+def test_a_broken_driver_fails_the_tests_about_its_bug(
+    report: dict[str, dict[str, set[str]]], cls: str
+) -> None:
+    failed = report["failed"][cls]
+    missing = EXPECTED_FAILURES[cls] - failed
+    assert not missing, f"{cls}: the kit let {sorted(missing)} pass (failed: {sorted(failed)})"
+    # the bug is pinned down, not everything falls over
+    assert report["passed"][cls], f"{cls}: nothing passed at all"
