@@ -1,0 +1,172 @@
+"""Configuration of the pusher driver: every key checked, secrets never shown.
+
+No server is needed: nothing here makes a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import pytest
+
+from broadcasting import Broadcast, ConfigurationError, Secret, installed_drivers
+from broadcasting.drivers import BroadcastPusherDriver
+from broadcasting_pusher import PusherSettings, parse_settings
+
+SECRET = "s3cr3t-do-not-show-8f2a"
+MASTER = base64.b64encode(b"k" * 32).decode()
+BASE = {"app_id": "1234567", "client": "app-key", "secret": SECRET}
+
+
+def settings(**changes: Any) -> PusherSettings:
+    return parse_settings({**BASE, **changes})
+
+
+def config_error(**changes: Any) -> ConfigurationError:
+    options = {**BASE, **changes}
+    for key in [k for k, v in options.items() if v is ...]:
+        del options[key]
+    with pytest.raises(ConfigurationError) as info:
+        parse_settings(options)
+    assert SECRET not in str(info.value)
+    return info.value
+
+
+def test_entry_point_is_installed() -> None:
+    info = {i.name: i for i in installed_drivers()}["pusher"]
+    assert info.distribution == "broadcasting-pusher"
+    assert info.module == "broadcasting_pusher"
+
+
+def test_seed_keys_and_defaults() -> None:
+    s = settings()
+    assert (s.app_id, s.key, s.secret.reveal()) == ("1234567", "app-key", SECRET)
+    assert (s.host, s.port, s.ssl, s.timeout) == ("api.pusherapp.com", 443, True, 5.0)
+    assert s.max_payload_bytes == 10240
+    assert (s.retry.retries, s.retry.backoff, s.retry.max_backoff) == (2, 0.1, 2.0)
+    assert s.batch_events is False
+
+
+def test_modern_key_cluster_and_plain_http() -> None:
+    s = parse_settings({"app_id": 42, "key": "k", "secret": "x", "cluster": "eu", "ssl": False})
+    assert (s.app_id, s.key, s.host, s.port, s.base_url) == (
+        "42",
+        "k",
+        "api-eu.pusher.com",
+        80,
+        "http://api-eu.pusher.com:80",
+    )
+
+
+def test_host_port_timeout_payload_and_retries() -> None:
+    s = settings(
+        host="127.0.0.1",
+        port=6001,
+        timeout=0.5,
+        max_payload_bytes=20000,
+        retries=5,
+        retry_backoff=0.5,
+        retry_max_backoff=3,
+    )
+    assert (s.base_url, s.timeout, s.max_payload_bytes) == ("https://127.0.0.1:6001", 0.5, 20000)
+    assert (s.retry.retries, s.retry.backoff, s.retry.max_backoff) == (5, 0.5, 3.0)
+    assert BroadcastPusherDriver(s).limits.max_payload_bytes == 20000
+
+
+@pytest.mark.parametrize("app_id", ["my-app", "12a", "", None, 1.5, True, "-3"])
+def test_app_id_must_be_numeric(app_id: object) -> None:
+    error = config_error(app_id=app_id if app_id is not None else ...)
+    assert error.key == "app_id"
+    assert "numeric" in str(error) or "required" in str(error)
+
+
+def test_non_numeric_app_id_says_why() -> None:
+    assert "must be numeric" in str(config_error(app_id="app-id"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"client": ...}, "key"),
+        ({"secret": ...}, "secret"),
+        ({"secret": ""}, "secret"),
+        ({"secret": 123}, "secret"),
+        ({"key": "other"}, "client"),
+        ({"ssl": "yes"}, "ssl"),
+        ({"port": "6001"}, "port"),
+        ({"port": 70000}, "port"),
+        ({"host": "https://example.com"}, "host"),
+        ({"host": "example.com:443"}, "host"),
+        ({"cluster": "EU west"}, "cluster"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": "5"}, "timeout"),
+        ({"max_payload_bytes": 0}, "max_payload_bytes"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"retries": -1}, "retries"),
+        ({"retry_backoff": "fast"}, "retry_backoff"),
+        ({"batch_events": 1}, "batch_events"),
+        ({"batch_in_flight": 0}, "batch_in_flight"),
+        ({"encryption_master_key_base64": "not base64!"}, "encryption_master_key_base64"),
+        ({"encryption_master_key_base64": base64.b64encode(b"short").decode()}, None),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_values_name_the_key(changes: dict[str, Any], key: str | None) -> None:
+    error = config_error(**changes)
+    assert error.driver == "pusher"
+    assert error.key == (key or "encryption_master_key_base64")
+
+
+def test_master_key_value_never_shown() -> None:
+    bad = base64.b64encode(b"a-31-byte-master-key-xxxxxxxxxx").decode()
+    error = config_error(encryption_master_key_base64=bad)
+    assert bad not in str(error)
+    good = settings(encryption_master_key_base64=MASTER)
+    assert MASTER not in repr(good)
+    assert good.encryption_master_key is not None
+
+
+def test_secret_objects_are_accepted() -> None:
+    assert settings(secret=Secret(SECRET)).secret.reveal() == SECRET
+
+
+def test_secret_not_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": BASE}})
+    driver = broadcast.driver()
+    texts = [repr(driver), str(driver), repr(driver.settings), repr(broadcast), caplog.text]
+    assert all(SECRET not in text for text in texts)
+    assert "1234567" in repr(driver)
+    broadcast.close()
+
+
+def test_connecting_makes_no_request() -> None:
+    # port 9 (discard) on loopback: nothing may be contacted until a publish
+    broadcast = Broadcast(
+        {"DRIVER": "pusher", "DRIVERS": {"pusher": {**BASE, "host": "127.0.0.1", "port": 9}}}
+    )
+    driver = broadcast.driver(BroadcastPusherDriver)
+    assert isinstance(driver, BroadcastPusherDriver)
+    assert driver._pool.opened == 0
+    broadcast.close()
+
+
+def test_ssl_toggle_returns_a_cached_variant() -> None:
+    broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": BASE}})
+    driver = broadcast.driver("pusher")
+    plain = driver.ssl(False)
+    assert isinstance(plain, BroadcastPusherDriver)
+    assert plain is not driver
+    assert plain.settings.ssl is False and plain.settings.port == 80
+    assert driver.settings.ssl is True
+    assert driver.ssl(False) is plain
+    assert plain.ssl(True).settings.ssl is True
+    broadcast.close()
+
+
+def test_bad_config_fails_on_connect_naming_key() -> None:
+    broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": {**BASE, "app_id": "x1"}}})
+    with pytest.raises(ConfigurationError, match="app_id"):
+        broadcast.driver()

@@ -1,0 +1,248 @@
+"""A small HTTP/1.1 reverse proxy on loopback that counts requests and injects faults.
+
+Put it between a driver and a real server to see what goes over the wire:
+every request is recorded (method, path, body) and every client connection
+counted, so a test can check how many HTTP requests a publish took and whether
+connections were reused. It keeps client connections alive even when the
+server closes each one (soketi 1.6 does).
+
+Faults are for what a real server cannot be made to do on demand (a 503, a
+429, a 413 from a proxy in front, a slow answer): queue them with :meth:`fail`
+or :meth:`delay`. A faulted request is answered by the proxy and never
+reaches the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+HOST = "127.0.0.1"
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Too Large"}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A request the proxy received."""
+
+    method: str
+    path: str
+    body: bytes
+
+    def json(self) -> Any:
+        """The body, decoded."""
+        return json.loads(self.body)
+
+
+@dataclass
+class Fault:
+    """An answer the proxy gives instead of forwarding, to requests ``when`` matches."""
+
+    status: int
+    body: bytes = b""
+    times: int | None = 1  # None: every matching request
+    when: Callable[[Seen], bool] | None = None
+    delay: float = 0.0
+    forward: bool = False  # forward after the delay (a slow server) instead of answering
+    hits: int = field(default=0)
+
+
+class CountingProxy:
+    """Forwards ``http://127.0.0.1:{port}`` to ``upstream``; see the module docstring."""
+
+    def __init__(self, upstream_port: int, upstream_host: str = HOST) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.port = 0
+        self.requests: list[Seen] = []
+        self.connections = 0
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- control (any thread) -------------------------------------------------------
+
+    def fail(
+        self,
+        status: int,
+        body: str | dict[str, Any] = "",
+        *,
+        times: int | None = 1,
+        when: Callable[[Seen], bool] | None = None,
+    ) -> Fault:
+        """Answer the next ``times`` matching requests with ``status`` and ``body``."""
+        raw = json.dumps(body) if isinstance(body, dict) else body
+        fault = Fault(status, raw.encode(), times, when)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def delay(self, seconds: float, *, times: int | None = 1, forward: bool = True) -> Fault:
+        """Hold the next ``times`` requests for ``seconds`` (then forward them)."""
+        fault = Fault(200, b"", times, None, seconds, forward)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        """Forget recorded requests, connection count and pending faults."""
+        with self._lock:
+            self.requests.clear()
+            self.connections = 0
+            self._faults.clear()
+
+    def posts(self) -> list[Seen]:
+        """The POST requests seen so far."""
+        with self._lock:
+            return [seen for seen in self.requests if seen.method == "POST"]
+
+    def _fault_for(self, seen: Seen) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.times is not None and fault.hits >= fault.times:
+                    continue
+                if fault.when is None or fault.when(seen):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    # -- serving ------------------------------------------------------------------------
+
+    async def _read_message(
+        self, reader: asyncio.StreamReader, *, response: bool
+    ) -> tuple[str, dict[str, str], bytes] | None:
+        head = await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b""
+        if not head:
+            return None
+        lines = head.decode("latin-1").split("\r\n")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        elif response:
+            body = await reader.read()
+        else:
+            body = b""
+        return lines[0], headers, body
+
+    async def _forward(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> bytes:
+        reader, writer = await asyncio.open_connection(*self.upstream)
+        try:
+            out = [f"{method} {target} HTTP/1.1", f"Host: {self.upstream[0]}:{self.upstream[1]}"]
+            out += [
+                f"{name}: {value}"
+                for name, value in headers.items()
+                if name not in ("host", "connection", "content-length")
+            ]
+            out += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+            writer.write("\r\n".join(out).encode("latin-1") + body)
+            await writer.drain()
+            message = await self._read_message(reader, response=True)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        if message is None:
+            raise ConnectionError("upstream closed without answering")
+        status_line, _, answer = message
+        return self._answer(int(status_line.split()[1]), answer)
+
+    @staticmethod
+    def _answer(status: int, body: bytes) -> bytes:
+        reason = _REASONS.get(status, "Status")
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+        )
+        return head.encode("latin-1") + body
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._lock:
+            self.connections += 1
+        try:
+            while True:
+                try:
+                    message = await self._read_message(reader, response=False)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                if message is None:
+                    return
+                request_line, headers, body = message
+                method, target, _ = request_line.split(" ", 2)
+                seen = Seen(method, target, body)
+                with self._lock:
+                    self.requests.append(seen)
+                fault = self._fault_for(seen)
+                if fault is not None and fault.delay:
+                    await asyncio.sleep(fault.delay)
+                if fault is not None and not fault.forward:
+                    answer = self._answer(fault.status, fault.body)
+                else:
+                    try:
+                        answer = await self._forward(method, target, headers, body)
+                    except OSError:
+                        return  # the server is down: drop the client connection too
+                writer.write(answer)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            return
+        finally:
+            writer.close()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> CountingProxy:
+        """Serve on a free loopback port in a background thread."""
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._server = loop.run_until_complete(asyncio.start_server(self._serve, HOST, 0))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            self._server.close()
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(self._server.wait_closed())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="counting-proxy", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        self._loop = self._thread = None
+
+    def __enter__(self) -> CountingProxy:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
