@@ -55,7 +55,7 @@ MSGPACK = "application/x-msgpack"
 class Fault:
     """What to do instead of (or besides) answering the next request normally."""
 
-    kind: str  # "error" | "slow" | "channel_error"
+    kind: str  # "error" | "slow" | "channel_error" | "html"
     status: int = 500
     code: int = 50000
     message: str = "Internal error"
@@ -114,6 +114,7 @@ class AblyEmulator:
         self.violations: list[str] = []
         self.faults: deque[Fault] = deque()
         self._stored: dict[str, list[StoredMessage]] = {}
+        self._serials: dict[tuple[str, str], str] = {}  # (channel, message id) -> serial
         self._serial = 0
         self._lock = threading.Lock()
         self._ca = trustme.CA()
@@ -199,6 +200,7 @@ class AblyEmulator:
             self.violations.clear()
             self.faults.clear()
             self._stored.clear()
+            self._serials.clear()
 
     def fail_next(
         self, status: int, code: int, message: str = "Emulated failure", times: int = 1
@@ -220,6 +222,11 @@ class AblyEmulator:
             self.faults.append(
                 Fault("channel_error", status, code, message, channels=tuple(channels))
             )
+
+    def html_next(self, status: int = 502, times: int = 1) -> None:
+        """Answer the next requests with an HTML error page, as a proxy in front of Ably might."""
+        with self._lock:
+            self.faults.extend(Fault("html", status) for _ in range(times))
 
     def messages(self, channel: str) -> list[StoredMessage]:
         """Messages delivered to ``channel``, in order."""
@@ -320,6 +327,10 @@ class AblyEmulator:
         record.messages = [m for _, msgs in parsed for m in msgs]
 
         fault = self._next_fault()
+        if fault is not None and fault.kind == "html":
+            record.status = fault.status
+            html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return web.Response(status=fault.status, text=html, content_type="text/html")
         if fault is not None and fault.kind == "error":
             return self._error(request, record, fault.status, fault.code, fault.message)
 
@@ -403,14 +414,16 @@ class AblyEmulator:
         client_id = message.get("clientId") or (
             base64.b64decode(header_client).decode() if header_client else None
         )
+        msg_id = message.get("id")
         with self._lock:
+            if isinstance(msg_id, str) and (channel, msg_id) in self._serials:
+                # idempotent publishing: acknowledged again, not delivered twice
+                return self._serials[(channel, msg_id)]
             stored = self._stored.setdefault(channel, [])
-            msg_id = message.get("id")
-            for existing in stored:
-                if msg_id is not None and existing.id == msg_id:
-                    return existing.serial  # idempotent: acknowledged, not delivered again
             self._serial += 1
             serial = f"serial-{self._serial:06d}"
+            if isinstance(msg_id, str):
+                self._serials[(channel, msg_id)] = serial
             stored.append(
                 StoredMessage(
                     channel, msg_id, message.get("name"), data, wire, encoding, client_id, serial

@@ -5,8 +5,11 @@
   no event loop, so it works in plain scripts, in many threads, and in sync code
   running inside a thread whose loop is running.
 * The async path uses ``ably.AblyRest``, whose ``httpx.AsyncClient`` belongs to
-  the event loop it first ran on: one client per running loop, kept in a
-  ``WeakKeyDictionary`` so a finished loop's client goes with it.
+  the event loop it first ran on: one client per running loop. Each client is
+  closed when its loop shuts down (``asyncio.run`` and ``asyncio.Runner`` close
+  async generators first; a tiny generator per client closes it then), so code
+  that never calls ``aclose()`` leaves no sockets behind; clients of closed
+  loops are dropped when the next loop gets its client.
 
 ``import ably`` takes about 100 ms, so it happens here, on the first publish,
 never when the plugin is merely imported or listed.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import weakref
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from broadcasting_ably._settings import AblySettings
@@ -60,9 +63,7 @@ class Clients:
         self._settings = settings
         self._lock = threading.Lock()
         self._sync: Any = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._async: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
 
     def sync_client(self) -> Any:
         """The shared ``AblyRestSync`` (created on first call)."""
@@ -77,21 +78,25 @@ class Clients:
                     client = self._sync = AblyRestSync(**_kwargs(self._settings))
         return client
 
-    def async_client(self) -> Any:
+    async def async_client(self) -> Any:
         """The ``AblyRest`` of the running event loop (created on first call in it)."""
         loop = asyncio.get_running_loop()
-        client = self._async.get(loop)
-        if client is None:
+        entry = self._async.get(loop)
+        if entry is None:
             with self._lock:
-                client = self._async.get(loop)
-                if client is None:
+                entry = self._async.get(loop)
+                if entry is None:
                     guard_sdk_logging()
                     from ably import AblyRest
 
-                    client = self._async[loop] = AblyRest(**_kwargs(self._settings))
-        return client
+                    entry = _LoopClient(AblyRest(**_kwargs(self._settings)))
+                    for old in [old for old in self._async if old.is_closed()]:
+                        del self._async[old]  # its loop closed it (or took its sockets)
+                    self._async[loop] = entry
+            await entry.watch()
+        return entry.client
 
-    def _take(self) -> tuple[Any, list[tuple[asyncio.AbstractEventLoop, Any]]]:
+    def _take(self) -> tuple[Any, list[tuple[asyncio.AbstractEventLoop, _LoopClient]]]:
         with self._lock:
             sync, self._sync = self._sync, None
             clients = list(self._async.items())
@@ -119,7 +124,40 @@ class Clients:
                 _close_elsewhere(loop, client)
 
 
-def _close_elsewhere(loop: asyncio.AbstractEventLoop, client: Any) -> None:
+class _LoopClient:
+    """An ``AblyRest`` and the async generator that closes it when its loop shuts down."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._closer: AsyncGenerator[None, None] | None = None
+        self._closed = False
+
+    async def watch(self) -> None:
+        """Start the closer in the running loop (the loop then tracks it until shutdown)."""
+        if self._closer is None:
+            self._closer = self._close_at_shutdown()
+            await self._closer.asend(None)
+
+    async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await self._close_client()
+
+    async def _close_client(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.client.close()
+
+    async def close(self) -> None:
+        """Close the client now (idempotent), and retire the closer."""
+        closer, self._closer = self._closer, None
+        if closer is not None:
+            await closer.aclose()  # runs the finally: closes the client
+        await self._close_client()
+
+
+def _close_elsewhere(loop: asyncio.AbstractEventLoop, client: _LoopClient) -> None:
     """Close ``client`` on ``loop`` if that loop is alive; a closed loop took its sockets."""
     if loop.is_closed():
         return

@@ -257,7 +257,7 @@ class BroadcastAblyDriver(Driver):
         return self._answered(step, response, hosts)
 
     async def _send_async(self, step: _Send) -> _Reply:
-        client = self._clients.async_client()
+        client = await self._clients.async_client()
         hosts = _hosts(client)
         try:
             response = await client.request("POST", step.path, API_VERSION, body=step.body)

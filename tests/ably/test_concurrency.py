@@ -1,0 +1,164 @@
+"""Sync and async publishing: scripts, threads, sync code inside a running loop, many loops.
+
+Against the local emulator (Ably cannot run here); driver, SDK and httpx are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from broadcasting import Broadcast, Receipt
+from broadcasting_ably import BroadcastAblyDriver
+from servers.ably_emulator import AblyEmulator
+
+
+def _loops_running_now() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "broadcasting-loop")
+
+
+def test_sync_from_a_plain_script_uses_no_event_loop(
+    emulator: AblyEmulator, broadcast: Broadcast
+) -> None:
+    receipt = broadcast.channel("orders", "m")
+    assert receipt.requests == 1
+    with_loop_before = _loops_running_now()
+    for _ in range(5):
+        broadcast.channel("orders", "m")
+    # AblyRestSync: no background loop was started for the sync path
+    assert _loops_running_now() == with_loop_before
+    assert len(emulator.messages("orders")) == 6
+
+
+def test_eight_threads_share_one_sync_client(emulator: AblyEmulator, broadcast: Broadcast) -> None:
+    driver = broadcast.driver(BroadcastAblyDriver)
+    per_thread = 10
+
+    def work(n: int) -> list[Receipt]:
+        return [broadcast.channel([f"t{n}", "all"], {"n": n, "i": i}) for i in range(per_thread)]
+
+    with ThreadPoolExecutor(8) as pool:
+        receipts = [r for batch in pool.map(work, range(8)) for r in batch]
+
+    assert len(receipts) == 8 * per_thread
+    assert len({r.message_id for r in receipts}) == len(receipts)
+    assert len(emulator.messages("all")) == 8 * per_thread
+    for n in range(8):
+        assert sorted(m.data["i"] for m in emulator.messages(f"t{n}")) == list(range(per_thread))
+    assert driver._clients._sync is not None
+    assert emulator.violations == []
+
+
+async def test_async_publish_does_not_block_the_loop(
+    emulator: AblyEmulator, abroadcast: Broadcast
+) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    emulator.slow_next(0.3)
+    started = time.perf_counter()
+    receipt = await abroadcast.achannel("orders", "m")
+    elapsed = time.perf_counter() - started
+    task.cancel()
+    assert receipt.requests == 1
+    assert elapsed >= 0.3
+    assert ticks >= 10  # the loop kept running while the publish waited
+    assert len(emulator.messages("orders")) == 1
+
+
+async def test_many_async_publishes_at_once(emulator: AblyEmulator, abroadcast: Broadcast) -> None:
+    receipts = await asyncio.gather(
+        *(abroadcast.achannel(["x", f"c{i}"], {"i": i}) for i in range(30))
+    )
+    assert len({r.message_id for r in receipts}) == 30
+    assert len(emulator.messages("x")) == 30
+    assert emulator.violations == []
+
+
+async def test_sync_call_inside_a_running_loop(
+    emulator: AblyEmulator, abroadcast: Broadcast
+) -> None:
+    """Sync code called from a coroutine (a notebook cell, a sync helper in an async app)."""
+    assert asyncio.get_running_loop().is_running()
+    receipt = abroadcast.channel(["a", "b"], "from sync code")
+    assert receipt.requests == 1
+    assert [m.data for m in emulator.messages("a")] == ["from sync code"]
+    # and async publishing on the same driver still works in this loop
+    await abroadcast.achannel("a", "from async code")
+    assert len(emulator.messages("a")) == 2
+
+
+def test_each_event_loop_gets_its_own_async_client(
+    emulator: AblyEmulator, broadcast: Broadcast
+) -> None:
+    driver = broadcast.driver(BroadcastAblyDriver)
+    clients = []
+
+    async def publish(tag: str) -> None:
+        await broadcast.achannel("loops", tag)
+        clients.append(await driver._clients.async_client())
+
+    asyncio.run(publish("first"))
+    asyncio.run(publish("second"))  # a new loop: a new client, no "attached to a different loop"
+
+    results: list[BaseException | None] = []
+
+    def in_thread() -> None:
+        try:
+            asyncio.run(publish("thread"))
+            results.append(None)
+        except BaseException as exc:
+            results.append(exc)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(10)
+
+    assert results == [None]
+    assert len({id(c) for c in clients}) == 3
+    assert [m.data for m in emulator.messages("loops")] == ["first", "second", "thread"]
+
+
+async def test_close_is_idempotent_and_the_driver_reconnects(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    broadcast = make_broadcast()
+    driver = broadcast.driver(BroadcastAblyDriver)
+    await driver.achannel("c", "1")
+    driver.channel("c", "2")
+    await driver.aclose()
+    await driver.aclose()
+    driver.close()
+    assert driver._clients._sync is None
+    await driver.achannel("c", "3")
+    driver.channel("c", "4")
+    await broadcast.aclose()
+    assert [m.data for m in emulator.messages("c")] == ["1", "2", "3", "4"]
+
+
+def test_clients_of_finished_loops_are_closed_and_dropped(
+    emulator: AblyEmulator, broadcast: Broadcast
+) -> None:
+    """``asyncio.run`` per call (a sync framework calling async code) leaks nothing."""
+    driver = broadcast.driver(BroadcastAblyDriver)
+    seen = []
+
+    async def publish(i: int) -> None:
+        await broadcast.achannel("runs", {"i": i})
+        seen.append(await driver._clients.async_client())
+
+    for i in range(5):
+        asyncio.run(publish(i))
+
+    assert all(client.http._Http__client.is_closed for client in seen)
+    assert len(driver._clients._async) == 1  # only the last loop's entry is left
+    assert [m.data["i"] for m in emulator.messages("runs")] == list(range(5))
