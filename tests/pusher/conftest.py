@@ -53,6 +53,16 @@ def soketi() -> Iterator[SoketiServer]:
         server.close()
 
 
+@pytest.fixture
+def own_soketi() -> Iterator[SoketiServer]:
+    """A soketi of the test's own, which it may stop and start (closed afterwards)."""
+    server = start_soketi()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture(scope="session")
 def _session_proxy(soketi: SoketiServer) -> Iterator[CountingProxy]:
     with CountingProxy(soketi.port) as proxy:

@@ -1,9 +1,10 @@
 """Micro-batching for the async path: publishes that wait share ``/batch_events`` requests.
 
-While fewer than ``in_flight`` requests are under way a publish is sent at
-once, so an idle driver adds no latency. Publishes that arrive while all
-slots are busy queue up; whichever request finishes first takes the queue's
-head, up to 10 events (Pusher's per-request limit), in one request.
+While fewer than ``in_flight`` requests are under way a publish starts a
+request on the loop's next iteration, so an idle driver adds no waiting (and
+publishes made in the same iteration already share it). Publishes that arrive
+while all slots are busy queue up; whichever request finishes first takes the
+queue's head, up to 10 events (Pusher's per-request limit), in one request.
 """
 
 from __future__ import annotations

@@ -1,0 +1,219 @@
+"""Connections: the sync keep-alive pool, one aiohttp session per loop, close and reopen,
+the SDK's ``backend=`` hook, and async micro-batching over ``/batch_events``.
+
+The counting proxy in front of soketi counts client connections and requests;
+it keeps connections alive even though soketi 1.6 closes every one (it sends
+``Connection: close``), so reuse by the driver shows up in its counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from http_proxy import CountingProxy
+from pusher_ws import Subscribe
+from soketi_server import SoketiServer
+
+from broadcasting import Broadcast, PublishError
+from broadcasting.drivers import BroadcastPusherDriver
+
+pytestmark = pytest.mark.soketi
+
+
+def seed_config(options: dict[str, Any]) -> dict[str, Any]:
+    return {"DRIVER": "pusher", "DRIVERS": {"pusher": options}}
+
+
+def test_sync_pool_keeps_one_connection_alive(proxied: Broadcast, proxy: CountingProxy) -> None:
+    for n in range(20):
+        proxied.channel("keep", {"n": n})
+    assert (len(proxy.posts()), proxy.connections) == (20, 1)
+
+
+async def test_async_session_is_shared(proxied: Broadcast, proxy: CountingProxy) -> None:
+    driver = proxied.driver(BroadcastPusherDriver)
+    for n in range(20):
+        await proxied.achannel("keep", {"n": n})
+    await asyncio.gather(*(proxied.achannel("keep", {"n": n}) for n in range(20)))
+    assert len(proxy.posts()) == 40
+    assert driver._sessions.opened == 1, "one session for this loop"
+    assert proxy.connections <= driver.settings.max_connections
+
+
+def test_soketi_closes_every_connection(soketi: SoketiServer) -> None:
+    # what the pool meets on soketi itself: no keep-alive, a new connection per request
+    with Broadcast(seed_config(soketi.driver_options())) as broadcast:
+        driver = broadcast.driver(BroadcastPusherDriver)
+        for _ in range(3):
+            broadcast.channel("a", "x")
+        assert driver._pool.opened == 3
+
+
+def test_close_then_reconnect_lazily(proxied: Broadcast, proxy: CountingProxy) -> None:
+    driver = proxied.driver(BroadcastPusherDriver)
+
+    async def publish_twice() -> None:
+        await driver.achannel("c", "1")
+        await driver.achannel("c", "2")
+
+    proxied.channel("c", "sync")
+    asyncio.run(publish_twice())
+    asyncio.run(publish_twice())  # a second loop gets its own session
+    assert driver._sessions.opened == 2
+    sessions = list(driver._sessions._sessions.values())
+    proxied.close()
+    assert all(session.closed for session in sessions)
+    assert driver._pool._idle == []
+    # the same Broadcast (and even the old driver object) still publishes
+    assert proxied.channel("c", "after close").requests == 1
+    assert driver.channel("c", "old driver").requests == 1
+    assert asyncio.run(driver.achannel("c", "async after close")).requests == 1
+    proxied.close()
+    driver.close()  # Broadcast.close() let go of it at the first close
+
+
+async def test_aclose_closes_this_loops_session(proxied: Broadcast) -> None:
+    driver = proxied.driver(BroadcastPusherDriver)
+    await proxied.achannel("c", "x")
+    session = driver._sessions.get()
+    await proxied.aclose()
+    assert session.closed
+    await driver.achannel("c", "reopened")
+    assert driver._sessions.opened == 2
+    await driver.aclose()
+
+
+def test_close_reaches_a_session_on_another_threads_loop(proxied: Broadcast) -> None:
+    driver = proxied.driver(BroadcastPusherDriver)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(driver.achannel("c", "x"), loop).result(10)
+        (session,) = driver._sessions._sessions.values()
+        proxied.close()  # from this thread, while that loop runs
+        assert session.closed
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+async def test_sync_publish_inside_a_running_loop(proxied: Broadcast, subscribe: Subscribe) -> None:
+    sub = await subscribe("inside")
+    proxied.channel("inside", "from sync code in a coroutine")
+    assert (await sub.next_event()).data == "from sync code in a coroutine"
+
+
+async def test_sdk_calls_go_through_the_drivers_backends(
+    proxied: Broadcast, proxy: CountingProxy, subscribe: Subscribe
+) -> None:
+    await subscribe("occupied")
+    driver = proxied.driver(BroadcastPusherDriver)
+    info = driver.pusher.channels_info()
+    assert "occupied" in info["channels"]
+    info = await driver.apusher.channel_info("occupied")
+    assert info["occupied"] is True
+    gets = [seen for seen in proxy.requests if seen.method == "GET"]
+    assert len(gets) == 2, "both SDK calls went through the driver's transports"
+
+
+# -- micro-batching (async, opt-in) -----------------------------------------------------
+
+
+@pytest.fixture
+def batching(soketi: SoketiServer, proxy: CountingProxy) -> Any:
+    options = soketi.driver_options(port=proxy.port, batch_events=True, batch_in_flight=1)
+    with Broadcast(seed_config(options)) as broadcast:
+        yield broadcast
+
+
+async def test_idle_publish_is_sent_at_once(batching: Broadcast, proxy: CountingProxy) -> None:
+    receipt = await batching.achannel(["a", "b"], "alone")
+    assert receipt.requests == 1
+    (post,) = proxy.posts()
+    assert "/events?" in post.path and post.json()["channels"] == ["a", "b"]
+
+
+async def test_waiting_publishes_share_batch_requests(
+    batching: Broadcast, proxy: CountingProxy, subscribe: Subscribe
+) -> None:
+    channels = [f"b-{i}" for i in range(41)]
+    sub = await subscribe(*channels)
+    receipts = await asyncio.gather(*(batching.achannel(c, {"to": c}, "batched") for c in channels))
+    assert [r.channels for r in receipts] == [(c,) for c in channels]
+    events = await sub.events(len(channels))
+    assert sorted(e.channel for e in events) == sorted(channels)
+    assert all(e.json() == {"to": e.channel} and e.event == "batched" for e in events)
+    posts = proxy.posts()
+    # all 41 were queued in one loop tick: they ride 10 to a request
+    assert len(posts) == 5
+    sizes = [
+        len(p.json()["batch"]) if "/batch_events?" in p.path else len(p.json()["channels"])
+        for p in posts
+    ]
+    assert sorted(sizes) == [1, 10, 10, 10, 10]
+
+
+async def test_batches_keep_encrypted_channels_apart(
+    soketi: SoketiServer, proxy: CountingProxy
+) -> None:
+    import base64
+
+    master = base64.b64encode(b"m" * 32).decode()
+    options = soketi.driver_options(
+        port=proxy.port, batch_events=True, batch_in_flight=1, encryption_master_key_base64=master
+    )
+    with Broadcast(seed_config(options)) as broadcast:
+        await asyncio.gather(
+            broadcast.achannel("first", "x"),
+            broadcast.achannel(["private-encrypted-1", "plain"], "secret"),
+            broadcast.achannel("private-encrypted-2", "secret"),
+        )
+        await broadcast.aclose()
+    (batch,) = [p.json()["batch"] for p in proxy.posts() if "/batch_events?" in p.path]
+    by_channel = {item["channel"]: item["data"] for item in batch}
+    assert by_channel["plain"] == "secret"
+    assert "ciphertext" in by_channel["private-encrypted-1"]
+    assert "ciphertext" in by_channel["private-encrypted-2"]
+
+
+async def test_a_failed_batch_fails_each_rider(batching: Broadcast, proxy: CountingProxy) -> None:
+    proxy.fail(400, "bad batch", times=None, when=lambda seen: "/batch_events?" in seen.path)
+    results = await asyncio.gather(
+        *(batching.achannel(f"f-{i}", "x") for i in range(5)), return_exceptions=True
+    )
+    for i, result in enumerate(results):
+        assert isinstance(result, PublishError)
+        assert (result.status, result.failed, result.retryable) == (400, (f"f-{i}",), False)
+        assert "bad batch" in str(result)
+    assert len(proxy.posts()) == 1, "the five rode in one request"
+
+
+async def test_big_fan_outs_bypass_the_batcher(batching: Broadcast, proxy: CountingProxy) -> None:
+    receipt = await batching.achannel([f"m-{i}" for i in range(150)], "x")
+    assert receipt.requests == 2
+    assert all("/events?" in p.path for p in proxy.posts())
+
+
+async def test_publishes_waiting_on_a_busy_request_ride_together(
+    batching: Broadcast, proxy: CountingProxy, subscribe: Subscribe
+) -> None:
+    channels = [f"w-{i}" for i in range(16)]
+    sub = await subscribe(*channels)
+    proxy.delay(0.3, times=1)  # the first request is slow; the others queue meanwhile
+    first = asyncio.create_task(batching.achannel(channels[0], "first"))
+    for _ in range(400):  # until the first request is in flight
+        if proxy.posts():
+            break
+        await asyncio.sleep(0.005)
+    rest = await asyncio.gather(*(batching.achannel(c, "waited") for c in channels[1:]))
+    assert (await first).requests == 1
+    assert all(r.requests == 1 for r in rest)
+    assert len(await sub.events(16)) == 16
+    sizes = [len(p.json()["batch"]) for p in proxy.posts() if "/batch_events?" in p.path]
+    assert sorted(sizes) == [5, 10], "15 waiting publishes in 2 requests"
+    assert len(proxy.posts()) == 3
