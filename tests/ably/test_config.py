@@ -1,0 +1,130 @@
+"""The `ably` options: what is accepted, what the SDK gets, what is refused (by key name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from broadcasting import ConfigurationError, Retry
+from broadcasting_ably._settings import parse_settings
+from servers.ably_emulator import TEST_KEY
+
+
+def test_defaults() -> None:
+    settings = parse_settings({"secret": TEST_KEY})
+    assert settings.max_payload_bytes == 65536
+    assert settings.retry == Retry(2, 0.1, 2.0)
+    assert settings.sdk_options() == {
+        "tls": True,
+        "use_binary_protocol": True,
+        "idempotent_rest_publishing": True,
+        # Ably's default endpoint has fallback hosts: the SDK may try 1 + retries hosts
+        "http_max_retry_count": 3,
+    }
+
+
+def test_every_option() -> None:
+    settings = parse_settings(
+        {
+            "key": TEST_KEY,
+            "client_id": "server-1",
+            "endpoint": "eu.example.com",
+            "port": 8080,
+            "tls_port": 8443,
+            "tls": True,
+            "http_open_timeout": 1.5,
+            "http_request_timeout": 4,
+            "use_binary_protocol": False,
+            "max_payload_bytes": 256 * 1024,
+            "retries": 5,
+            "retry_backoff": 0.2,
+            "retry_max_backoff": 3,
+        }
+    )
+    assert settings.max_payload_bytes == 262144
+    assert settings.retry == Retry(5, 0.2, 3.0)
+    assert settings.sdk_options() == {
+        "tls": True,
+        "use_binary_protocol": False,
+        "idempotent_rest_publishing": True,
+        "http_max_retry_count": 1,  # a host name has no fallback hosts: the driver retries
+        "client_id": "server-1",
+        "endpoint": "eu.example.com",
+        "port": 8080,
+        "tls_port": 8443,
+        "http_open_timeout": 1.5,
+        "http_request_timeout": 4.0,
+    }
+
+
+def test_single_timeout_sets_both_and_specific_ones_win() -> None:
+    both = parse_settings({"secret": TEST_KEY, "timeout": 2}).sdk_options()
+    assert (both["http_open_timeout"], both["http_request_timeout"]) == (2.0, 2.0)
+    mixed = parse_settings({"secret": TEST_KEY, "timeout": 2, "http_open_timeout": 0.5})
+    assert (mixed.http_open_timeout, mixed.http_request_timeout) == (0.5, 2.0)
+
+
+@pytest.mark.parametrize("old", ["environment", "rest_host"])
+def test_older_host_options_are_endpoint(old: str, caplog: pytest.LogCaptureFixture) -> None:
+    from ably import AblyRest
+
+    settings = parse_settings({"secret": TEST_KEY, old: "sandbox"})
+    assert settings.endpoint == "sandbox"
+    client = AblyRest(key=TEST_KEY, **settings.sdk_options())
+    assert client.options.get_host() == "sandbox.realtime.ably.net"
+    assert "deprecated" not in caplog.text  # no SDK warning on every connect
+
+
+def test_fallback_hosts_are_counted_against_the_retry_budget() -> None:
+    from ably import AblyRest
+
+    main = parse_settings({"secret": TEST_KEY, "retries": 1})
+    client = AblyRest(key=TEST_KEY, **main.sdk_options())
+    assert len(client.options.get_hosts()) == 2  # primary + 1 fallback = 1 + retries
+
+    custom = parse_settings({"secret": TEST_KEY, "endpoint": "127.0.0.1"})
+    assert not custom.has_fallback_hosts
+    assert AblyRest(key=TEST_KEY, **custom.sdk_options()).options.get_hosts() == ["127.0.0.1"]
+
+    listed = parse_settings(
+        {"secret": TEST_KEY, "endpoint": "a.example.com", "fallback_hosts": ["b.example.com"]}
+    )
+    assert listed.has_fallback_hosts
+    assert listed.sdk_options()["http_max_retry_count"] == 3
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [
+        ({}, "secret"),
+        ({"secret": TEST_KEY, "key": TEST_KEY}, "key"),
+        ({"secret": 42}, "secret"),
+        ({"secret": TEST_KEY, "cluster": "eu"}, "cluster"),
+        ({"secret": TEST_KEY, "app_id": "1"}, "app_id"),
+        ({"secret": TEST_KEY, "client_id": ""}, "client_id"),
+        ({"secret": TEST_KEY, "client_id": "*"}, "client_id"),
+        ({"secret": TEST_KEY, "endpoint": "x", "environment": "y"}, "environment"),
+        ({"secret": TEST_KEY, "endpoint": 3}, "endpoint"),
+        ({"secret": TEST_KEY, "port": 0}, "port"),
+        ({"secret": TEST_KEY, "tls_port": 70000}, "tls_port"),
+        ({"secret": TEST_KEY, "tls_port": "443"}, "tls_port"),
+        ({"secret": TEST_KEY, "tls": "yes"}, "tls"),
+        ({"secret": TEST_KEY, "tls": False}, "tls"),
+        ({"secret": TEST_KEY, "timeout": 0}, "timeout"),
+        ({"secret": TEST_KEY, "http_request_timeout": -1}, "http_request_timeout"),
+        ({"secret": TEST_KEY, "http_open_timeout": True}, "http_open_timeout"),
+        ({"secret": TEST_KEY, "use_binary_protocol": 1}, "use_binary_protocol"),
+        ({"secret": TEST_KEY, "max_payload_bytes": 0}, "max_payload_bytes"),
+        ({"secret": TEST_KEY, "max_payload_bytes": 1.5}, "max_payload_bytes"),
+        ({"secret": TEST_KEY, "fallback_hosts": "b.example.com"}, "fallback_hosts"),
+        ({"secret": TEST_KEY, "retries": -1}, "retries"),
+        ({"secret": TEST_KEY, "retry_backoff": "fast"}, "retry_backoff"),
+    ],
+)
+def test_bad_options_name_the_key(options: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_settings(options)
+    assert caught.value.key == key
+    assert caught.value.driver == "ably"
+    assert TEST_KEY not in str(caught.value)
