@@ -8,7 +8,6 @@ fail instead, so a CI run can never pass by skipping them.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,27 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
 from http_proxy import CountingProxy
 from pusher_ws import PusherSubscriber, Subscribe
-from soketi_server import SoketiServer, SoketiUnavailable
+from soketi_pytest import start_soketi
+from soketi_server import SoketiServer
 
 from broadcasting import Broadcast
-
-
-def soketi_unavailable(reason: str) -> None:
-    """Skip (or, with CI set, fail) because soketi cannot run here."""
-    if os.environ.get("CI"):
-        pytest.fail(f"soketi is required in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def start_soketi(**config: Any) -> SoketiServer:
-    """A started soketi with ``config`` overrides, or skip/fail if it cannot run."""
-    server = SoketiServer(**config)
-    try:
-        return server.start()
-    except SoketiUnavailable as exc:
-        server.close()
-        soketi_unavailable(str(exc))
-        raise  # unreachable: skip/fail raise
 
 
 @pytest.fixture(scope="session")

@@ -50,8 +50,9 @@ class Event:
 class PusherSubscriber:
     """One WebSocket connection to a Pusher-protocol server; use ``async with``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, ssl: Any = None) -> None:
         self.url = url
+        self.ssl = ssl
         self.socket_id = ""
         self._ws: Any = None
         self._events: asyncio.Queue[Event] = asyncio.Queue()
@@ -61,7 +62,9 @@ class PusherSubscriber:
 
     async def connect(self, timeout: float = 10) -> PusherSubscriber:
         """Open the connection and read ``socket_id`` from the first frame."""
-        self._ws = await asyncio.wait_for(websockets.connect(self.url, max_size=None), timeout)
+        extra = {"ssl": self.ssl} if self.ssl is not None else {}
+        connecting = websockets.connect(self.url, max_size=None, **extra)
+        self._ws = await asyncio.wait_for(connecting, timeout)
         first = json.loads(await asyncio.wait_for(self._ws.recv(), timeout))
         if first.get("event") != "pusher:connection_established":
             raise RuntimeError(f"unexpected first frame: {first!r}")

@@ -1,0 +1,82 @@
+"""TLS, the default: a soketi serving HTTPS/WSS with a certificate from a test CA.
+
+The driver verifies certificates against the default trust store; the test CA
+is added through ``SSL_CERT_FILE`` (which OpenSSL reads), as a user with a
+private CA would do.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from pusher_ws import PusherSubscriber
+from soketi_pytest import start_soketi
+from soketi_server import SoketiServer
+
+from broadcasting import Broadcast, PublishError
+
+pytestmark = pytest.mark.soketi
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tls_soketi(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoketiServer]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert = ca.issue_cert("127.0.0.1")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    server = start_soketi(**{"ssl.certPath": str(cert_path), "ssl.keyPath": str(key_path)})
+    yield server
+    server.close()
+
+
+def config(server: SoketiServer, **changes: Any) -> dict[str, Any]:
+    options = server.driver_options(**changes)
+    assert options.pop("ssl") is True
+    return {"DRIVER": "pusher", "DRIVERS": {"pusher": options}}  # ssl: the default, True
+
+
+async def test_publishes_over_tls(
+    tls_soketi: SoketiServer, ca: trustme.CA, ca_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    async with PusherSubscriber(tls_soketi.ws_url(), ssl=client_context) as sub:
+        await sub.subscribe("secure")
+        with Broadcast(config(tls_soketi)) as broadcast:
+            assert broadcast.driver().settings.base_url.startswith("https://")
+            broadcast.channel("secure", "over https, sync")
+            await broadcast.achannel("secure", "over https, async")
+            await broadcast.aclose()
+        assert [e.data for e in await sub.events(2)] == ["over https, sync", "over https, async"]
+
+
+async def test_untrusted_certificate_is_not_retried(tls_soketi: SoketiServer) -> None:
+    with Broadcast(config(tls_soketi, retry_backoff=0.01)) as broadcast:
+        with pytest.raises(PublishError) as info:
+            broadcast.channel("secure", "x")
+        assert (info.value.status, info.value.retryable) == (None, False)
+        assert "certificate" in str(info.value)
+        with pytest.raises(PublishError) as info:
+            await broadcast.achannel("secure", "x")
+        assert (info.value.status, info.value.retryable) == (None, False)
+        assert "certificate" in str(info.value)
+        await broadcast.aclose()
