@@ -152,6 +152,14 @@ async def test_soketi_style_error_with_200_is_an_error(
     assert (info.value.status, info.value.code, info.value.retryable) == (429, 429, True)
 
 
+async def test_soketi_refuses_empty_data(proxied: Broadcast) -> None:
+    # soketi 1.6 answers data "" with 400 (sent as HTTP 200): an error, not a silent success
+    with pytest.raises(PublishError) as info:
+        proxied.channel("r", "")
+    assert (info.value.status, info.value.retryable) == (400, False)
+    assert "The received data is incorrect" in str(info.value)
+
+
 async def test_non_json_success_is_an_error(proxied: Broadcast, proxy: CountingProxy) -> None:
     proxy.fail(200, "<html>captive portal</html>", times=None)
     with pytest.raises(PublishError, match="not JSON"):

@@ -82,6 +82,12 @@ def test_event_name_limit(driver: BroadcastPusherDriver) -> None:
         driver.channel("a", "x", "e" * 201)
 
 
+@pytest.mark.parametrize("event", ["pusher:subscribe", "pusher_internal:member_added"])
+def test_protocol_event_names_are_reserved(driver: BroadcastPusherDriver, event: str) -> None:
+    with pytest.raises(InvalidEvent, match="reserved"):
+        driver.channel("a", "x", event)
+
+
 @pytest.mark.parametrize("socket_id", ["abc", "1.2.3", "12", ".5", "1.", "1.2\n"])
 def test_socket_id_format(driver: BroadcastPusherDriver, socket_id: str) -> None:
     with pytest.raises(ValidationError, match="socket id"):

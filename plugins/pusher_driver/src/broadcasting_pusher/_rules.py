@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from broadcasting import ConfigurationError, InvalidChannel, Limits, Message, ValidationError
+from broadcasting import (
+    ConfigurationError,
+    InvalidChannel,
+    InvalidEvent,
+    Limits,
+    Message,
+    ValidationError,
+)
 from broadcasting_pusher._settings import NAME
 
 #: Channels per trigger request (Pusher HTTP API).
@@ -24,6 +31,8 @@ CHANNEL_RULE = (
     f"(the {RESERVED_PREFIX!r} prefix is reserved for Pusher's user events)"
 )
 SOCKET_ID_PATTERN = re.compile(r"\A\d+\.\d+\Z")
+#: Event names the Pusher protocol keeps for itself; clients treat them as protocol frames.
+RESERVED_EVENT_PREFIXES = ("pusher:", "pusher_internal:")
 
 # Encrypted payloads are sent as json.dumps({"nonce": ..., "ciphertext": ...}):
 # a 24-byte nonce (32 base64 characters) and the plaintext plus a 16-byte MAC.
@@ -65,6 +74,11 @@ def payload_size(message: Message) -> int:
 
 def validate(message: Message, *, has_master_key: bool) -> None:
     """Pusher rules the core's generic limits do not cover."""
+    if message.event.startswith(RESERVED_EVENT_PREFIXES):
+        raise InvalidEvent(
+            f"{NAME}: event names starting with 'pusher:' or 'pusher_internal:' are reserved "
+            f"for the Pusher protocol; subscribers would not see {message.event[:40]!r}"
+        )
     for channel in message.channels:
         if channel.startswith(RESERVED_PREFIX):  # pragma: no cover - the pattern rejects '#'
             raise InvalidChannel(f"{NAME}: channel prefix {RESERVED_PREFIX!r} is reserved")
