@@ -10,27 +10,37 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
 
 from broadcasting import Broadcast, Receipt
 from broadcasting_ably import BroadcastAblyDriver
 from servers.ably_emulator import AblyEmulator
 
 
-def _loops_running_now() -> int:
-    return sum(1 for t in threading.enumerate() if t.name == "broadcasting-loop")
-
-
-def test_sync_from_a_plain_script_uses_no_event_loop(
-    emulator: AblyEmulator, broadcast: Broadcast
+def test_sync_publish_runs_in_the_calling_thread(
+    emulator: AblyEmulator, broadcast: Broadcast, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    receipt = broadcast.channel("orders", "m")
-    assert receipt.requests == 1
-    with_loop_before = _loops_running_now()
-    for _ in range(5):
-        broadcast.channel("orders", "m")
-    # AblyRestSync: no background loop was started for the sync path
-    assert _loops_running_now() == with_loop_before
-    assert len(emulator.messages("orders")) == 6
+    """AblyRestSync: no hop to a background event loop, no loop created per call."""
+    driver = broadcast.driver(BroadcastAblyDriver)
+    broadcast.channel("orders", "first")
+    http = driver._clients.sync_client().http
+    threads: list[int] = []
+    original = http.make_request
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(http, "make_request", spy)
+    new_loop = asyncio.new_event_loop
+    monkeypatch.setattr(asyncio, "new_event_loop", lambda: pytest.fail("a loop was created"))
+    for _ in range(3):
+        broadcast.channel(["orders", "audit"], "m")
+    monkeypatch.setattr(asyncio, "new_event_loop", new_loop)
+    assert threads == [threading.get_ident()] * 3
+    assert len(emulator.messages("orders")) == 4
 
 
 def test_eight_threads_share_one_sync_client(emulator: AblyEmulator, broadcast: Broadcast) -> None:
