@@ -201,7 +201,10 @@ def main(argv: list[str]) -> int:
         work = Path(tmp)
         dist = work / "dist"
         build_wheels(dist, {name for names, _ in scenarios.values() for name in names})
-        results = [run_scenario(t, names, check, dist, work) for t, (names, check) in scenarios.items()]
+        results = [
+            run_scenario(title, names, check, dist, work)
+            for title, (names, check) in scenarios.items()
+        ]
     passed, failed = results.count(True), results.count(False)
     print(f"isolated: {passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -14,12 +14,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pusher
 import pytest
 from http_proxy import CountingProxy
 from pusher_ws import Subscribe
 from soketi_server import SoketiServer
 
-import pusher
 from broadcasting import Broadcast, PayloadTooLarge, PublishError, Receipt
 from broadcasting.drivers import BroadcastPusherDriver
 

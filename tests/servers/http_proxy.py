@@ -209,6 +209,7 @@ class CountingProxy:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)  # gather() below looks the loop up from the thread
             self._loop = loop
             self._server = loop.run_until_complete(asyncio.start_server(self._serve, HOST, 0))
             self.port = self._server.sockets[0].getsockname()[1]

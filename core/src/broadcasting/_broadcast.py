@@ -205,18 +205,18 @@ class Broadcast:
 
     # -- lifecycle --------------------------------------------------------------
 
-    def _take_drivers(self) -> list[Driver]:
+    def _connected(self) -> list[Driver]:
         with self._lock:
-            drivers = list(dict.fromkeys([*self._drivers.values(), *self._extra]))
-            self._drivers.clear()
-            self._extra.clear()
-            self._variants.clear()
-        return drivers
+            return list(dict.fromkeys([*self._drivers.values(), *self._extra]))
 
     def close(self) -> None:
-        """Close every connection. The object stays usable and reconnects on demand."""
+        """Close every connection. Idempotent.
+
+        The ``Broadcast`` and its drivers stay usable: a driver reconnects on its
+        next publish, and a later ``close()`` closes it again.
+        """
         errors = []
-        for driver in self._take_drivers():
+        for driver in self._connected():
             try:
                 driver.close()
             except Exception as exc:  # close every driver, then report
@@ -227,7 +227,7 @@ class Broadcast:
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
         errors = []
-        for driver in self._take_drivers():
+        for driver in self._connected():
             try:
                 await driver.aclose()
             except Exception as exc:

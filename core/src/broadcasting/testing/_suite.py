@@ -333,7 +333,10 @@ class DriverConformance:
         Override :meth:`channel_name` if your service needs a channel prefix.
 
     Fixtures (override them with ``@pytest.fixture`` methods of the same name;
-    they may request any other fixture, e.g. a server you start):
+    they may request any other fixture, e.g. a server you start). The kit's
+    own ``broadcast``, ``driver``, ``probe`` and ``conformance`` fixtures are
+    available to yours; override ``broadcast`` only if the Broadcast must be
+    built differently, and then pass ``plugins=[probe]`` to it.
         ``driver_options`` -> ``Mapping``: the driver's ``DRIVERS`` entry. The
         kit builds ``Broadcast({"DRIVER": name, "DRIVERS": {name: options}})``
         itself (with a probe plugin on the publish hook), connects the driver
@@ -713,6 +716,8 @@ class DriverConformance:
             run.expect_nothing_sent(channel, before)
             return
         if mode == "async" and not run.features.async_publish:
+            with pytest.raises(BroadcastError):
+                run.publish(mode, channel, data, _EVENT, socket_id=run.suite.socket_id_sample)
             return
         receipt = run.publish(mode, channel, data, _EVENT, socket_id=run.suite.socket_id_sample)
         message = run.last_message()
@@ -936,20 +941,21 @@ class DriverConformance:
         assert failing_options, (
             "a network driver must give `failing_options`: configurations whose publishes fail"
         )
+        expected: type[BroadcastError] = PublishError
         if mode == "async" and not run.features.async_publish:
-            return
+            expected = BroadcastError  # refused, as declared
         for options in failing_options:
             with run.other_broadcast(options) as other, _capture_logs() as logs:
                 driver = other.driver(self.driver_name)
-                with pytest.raises(PublishError) as info:
+                with pytest.raises(expected) as info:
                     run.publish(mode, run.channel("fail"), {"k": 1}, _EVENT, driver=driver)
             error = info.value
-            assert isinstance(error, BroadcastError)
-            assert error.driver == self.driver_name, error.driver
-            assert isinstance(error.retryable, bool)
-            assert error.status is None or isinstance(error.status, int)
-            run.assert_no_secrets(_error_texts(error), "a PublishError (or its cause)")
+            run.assert_no_secrets(_error_texts(error), "an error (or its cause)")
             run.assert_no_secrets(logs.lines, "a log line")
+            if isinstance(error, PublishError):
+                assert error.driver == self.driver_name, error.driver
+                assert isinstance(error.retryable, bool)
+                assert error.status is None or isinstance(error.status, int)
 
     def test_secrets_never_shown(
         self, conformance: _Run, driver_options: Mapping[str, Any]
@@ -1039,15 +1045,15 @@ class DriverConformance:
         self._after_close(run, "sync")
 
     def test_broadcast_close_and_reuse(self, conformance: _Run) -> None:
-        """Broadcast.close() closes the driver; the Broadcast reconnects on demand."""
+        """Broadcast.close() closes the driver, which stays usable and reconnects on demand."""
         run = conformance
         channel = run.channel("bclose")
         run.check_receipt(run.publish("sync", channel, {"k": 1}, _EVENT), _EVENT, [channel])
         run.broadcast.close()
         run.broadcast.close()
-        fresh = run.broadcast.driver(self.driver_name)
-        assert fresh is not run.driver, "after Broadcast.close() a new driver is connected"
-        receipt = fresh.channel(channel, {"k": 2}, _EVENT)
+        same = run.broadcast.driver(self.driver_name)
+        assert same is run.driver, "after Broadcast.close() the Broadcast keeps its driver"
+        receipt = same.channel(channel, {"k": 2}, _EVENT)
         run.check_receipt(receipt, _EVENT, [channel])
 
     def test_context_managers(self, conformance: _Run, driver_options: Mapping[str, Any]) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from pusher import Pusher
 from pusher.http import Request
 from pusher.pusher_client import PusherClient
 
@@ -24,7 +25,6 @@ from broadcasting_pusher._wire import (
     read_answer,
     trigger_request,
 )
-from pusher import Pusher
 
 if TYPE_CHECKING:
     from typing_extensions import Self
