@@ -27,7 +27,17 @@ from typing import Any
 
 import pytest
 
-from broadcasting import ConfigurationError, Driver, Limits, Message, Receipt, register_driver
+from broadcasting import (
+    BroadcastError,
+    ConfigurationError,
+    Driver,
+    InvalidChannel,
+    Limits,
+    Message,
+    PublishError,
+    Receipt,
+    register_driver,
+)
 from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, Features
 
 
@@ -155,7 +165,72 @@ class ClaimsSocketId(Good):
     supports_socket_id = True
 
 
-DRIVERS = [Good, DropsEvent, MangledUnicode, FirstChannelOnly, Twice, LeaksSecret,
+# -- correct drivers that switch features off: the kit must pass them, skipping nothing
+
+
+class SyncOnly(Good):
+    name = "kit-sync-only"
+
+    async def apublish(self, message: Message) -> Receipt:
+        raise BroadcastError("kit-sync-only has no async path")
+
+
+class SingleChannel(Good):
+    name = "kit-single-channel"
+
+    def validate(self, message: Message) -> None:
+        if len(message.channels) > 1:
+            raise InvalidChannel("kit-single-channel: one channel per publish")
+
+
+class NoReconnect(Good):
+    name = "kit-no-reconnect"
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def publish(self, message: Message) -> Receipt:
+        if self.closed:
+            raise BroadcastError("kit-no-reconnect: closed")
+        return super().publish(message)
+
+
+class Networked(Good):
+    # pretends to make one request per publish; fails when configured to
+
+    name = "kit-networked"
+
+    def __init__(self, fail: str = "") -> None:
+        super().__init__()
+        self.fail = fail
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> Networked:
+        unknown = set(options) - {"fail"}
+        if unknown:
+            raise ConfigurationError(cls.name, sorted(unknown)[0], "unknown option")
+        return cls(str(options.get("fail", "")))
+
+    def publish(self, message: Message) -> Receipt:
+        if self.fail:
+            self.raise_failure()
+        self.deliver(message)
+        return Receipt(self.name, message.event, message.channels, message.id, (), 1)
+
+    def raise_failure(self) -> None:
+        raise PublishError("service unavailable", driver=self.name, status=503, retryable=True)
+
+
+class NetworkedRawError(Networked):
+    name = "kit-networked-raw-error"
+
+    def raise_failure(self) -> None:
+        raise ConnectionError("the SDK's own exception escaped")
+
+
+DRIVERS = [Good, SyncOnly, SingleChannel, NoReconnect, Networked, NetworkedRawError,
+           DropsEvent, MangledUnicode, FirstChannelOnly, Twice, LeaksSecret,
            ErrorShowsValue, CloseTwiceFails, CountsCharacters, SendsWhileMeasuring,
            RunsItsOwnLoop, WrongReceipt, ClaimsSocketId]
 for cls in DRIVERS:
@@ -174,6 +249,34 @@ class Base(DriverConformance):
 
 class TestGood(Base):
     driver_name = "kit-good"
+
+class TestSyncOnly(Base):
+    driver_name = "kit-sync-only"
+    features = Features(network=False, async_publish=False)
+
+
+class TestSingleChannel(Base):
+    driver_name = "kit-single-channel"
+    features = Features(network=False, multiple_channels=False)
+
+
+class TestNoReconnect(Base):
+    driver_name = "kit-no-reconnect"
+    features = Features(network=False, reconnect_after_close=False)
+
+
+class TestNetworked(Base):
+    driver_name = "kit-networked"
+    features = Features()
+
+    @pytest.fixture
+    def failing_options(self) -> list[dict[str, str]]:
+        return [{"fail": "yes"}]
+
+
+class TestNetworkedRawError(TestNetworked):
+    driver_name = "kit-networked-raw-error"
+
 
 class TestDropsEvent(Base):
     driver_name = "kit-drops-event"
@@ -229,7 +332,11 @@ class TestClaimsSocketId(Base):
 """
 
 # class -> tests (function names, parameters stripped) that MUST fail
+# correct drivers, some with features switched off: nothing may fail or be skipped
+CORRECT = ["TestGood", "TestSyncOnly", "TestSingleChannel", "TestNoReconnect", "TestNetworked"]
+
 EXPECTED_FAILURES = {
+    "TestNetworkedRawError": {"test_publish_failures_are_publish_errors"},
     "TestDropsEvent": {"test_custom_event_name", "test_str_payload_arrives_intact"},
     "TestMangledUnicode": {"test_unicode_payload_arrives_intact"},
     "TestFirstChannelOnly": {"test_multiple_channels", "test_large_channel_lists_are_delivered"},
@@ -292,12 +399,13 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, set[
     return outcomes
 
 
+@pytest.mark.parametrize("cls", CORRECT)
 def test_a_correct_driver_passes_everything_and_skips_nothing(
-    report: dict[str, dict[str, set[str]]],
+    report: dict[str, dict[str, set[str]]], cls: str
 ) -> None:
-    assert not report["failed"]["TestGood"], report["failed"]["TestGood"]
-    assert not report["skipped"], dict(report["skipped"])
-    assert len(report["passed"]["TestGood"]) >= 30
+    assert not report["failed"][cls], sorted(report["failed"][cls])
+    assert not report["skipped"][cls], sorted(report["skipped"][cls])
+    assert len(report["passed"][cls]) >= 30
 
 
 @pytest.mark.parametrize("cls", sorted(EXPECTED_FAILURES))
