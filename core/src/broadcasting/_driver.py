@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -69,6 +68,8 @@ class Driver:
         """
         if type(self).publish is Driver.publish:
             raise TypeError(f"{type(self).__name__} must implement publish() or apublish()")
+        import asyncio
+
         return await asyncio.to_thread(self.publish, message)
 
     def validate(self, message: Message) -> None:

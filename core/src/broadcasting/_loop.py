@@ -8,11 +8,13 @@ a loop per call: every call shares one daemon thread's loop.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -24,6 +26,8 @@ _thread: threading.Thread | None = None
 def background_loop() -> asyncio.AbstractEventLoop:
     """Return the shared background loop, starting its thread on first use."""
     global _loop, _thread
+    import asyncio  # here, not at import: sync-only users never pay for asyncio
+
     loop = _loop
     if loop is not None and not loop.is_closed():
         return loop
@@ -46,6 +50,8 @@ def background_loop() -> asyncio.AbstractEventLoop:
 
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run ``coro`` on the background loop and wait for its result in this thread."""
+    import asyncio
+
     loop = background_loop()
     if threading.current_thread() is _thread:
         coro.close()

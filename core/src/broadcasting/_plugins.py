@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -223,7 +222,7 @@ async def apublish_hook(pm: pluggy.PluginManager, driver: Driver, message: Messa
                 res: object = await driver.apublish(message)
             else:
                 res = impl.function(*args)
-                if inspect.isawaitable(res):
+                if hasattr(res, "__await__"):
                     res = await res
             if res is not None:
                 result = res

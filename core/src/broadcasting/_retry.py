@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -75,4 +74,6 @@ class Retry:
                 delay = next(delays, None) if exc.retryable else None
                 if delay is None:
                     raise
+            import asyncio
+
             await asyncio.sleep(delay)
