@@ -102,3 +102,9 @@ def test_driver_named_in_config_but_not_installed() -> None:
     assert "pip install broadcasting-carrier-pigeon" in message
     for name in ("log", "memory", "null"):
         assert name in message
+
+
+def test_config_repr_shows_option_keys_not_values() -> None:
+    config = load_config({"DRIVER": "pusher", "DRIVERS": {"pusher": {"secret": "hunter2-xyz"}}})
+    assert repr(config) == "Config(driver='pusher', option keys={'pusher': ['secret']})"
+    assert "hunter2" not in str(config)

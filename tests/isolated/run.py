@@ -69,6 +69,13 @@ SCENARIOS: dict[str, tuple[list[str], str]] = {
         assert out.returncode == 0, out.stderr
         assert "broadcast 'shipped' on orders" in out.stderr, out.stderr
         assert not_importable("pusher") and not_importable("ably")
+        # the conformance kit ships in the core wheel but needs pytest only when used
+        try:
+            import broadcasting.testing
+        except ImportError as exc:
+            assert "pip install pytest" in str(exc), str(exc)
+        else:
+            raise AssertionError("broadcasting.testing imported without pytest installed")
         """,
     ),
     "core + pusher": (
@@ -128,6 +135,15 @@ SCENARIOS: dict[str, tuple[list[str], str]] = {
             "url": "http://127.0.0.1:9/hook", "secret": "whsec-test-123456"}}}).driver("webhook")
         assert type(driver).__module__.startswith("broadcasting_webhook"), type(driver)
         assert "whsec-test-123456" not in repr(driver)
+        # the third-party path: its own test suite (conformance kit included) against
+        # the installed wheels, with its own config and no pytest-asyncio
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "pytest", "trustme"],
+                       check=True)
+        example = Path(os.environ["REPO_ROOT"]) / "examples" / "webhook"
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                             cwd=example, capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert " passed" in out.stdout and "skipped" not in out.stdout, out.stdout[-500:]
         """,
     ),
 }
@@ -176,7 +192,12 @@ def run_scenario(title: str, names: list[str], check: str, dist: Path, work: Pat
         capture_output=True,
         text=True,
         cwd=scenario_tmp,  # not the checkout: nothing importable from here
-        env={**os.environ, "SCENARIO_TMP": str(scenario_tmp), "PYTHONPATH": ""},
+        env={
+            **os.environ,
+            "SCENARIO_TMP": str(scenario_tmp),
+            "REPO_ROOT": str(ROOT),
+            "PYTHONPATH": "",
+        },
     )
     if result.returncode != 0:
         print(f"FAILED {title}\n{result.stdout}{result.stderr}")

@@ -26,6 +26,11 @@ class Config:
     driver: str
     drivers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # option values may be secrets: show the keys only
+        keys = {name: sorted(map(str, options or {})) for name, options in self.drivers.items()}
+        return f"Config(driver={self.driver!r}, option keys={keys!r})"
+
     def options(self, name: str) -> Mapping[str, Any]:
         """The ``DRIVERS`` entry for ``name`` (empty if there is none)."""
         return self.drivers.get(name) or {}

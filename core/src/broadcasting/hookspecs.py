@@ -24,8 +24,8 @@ def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None
     """Turn a driver name and its options into a connected driver.
 
     Called when a :class:`~broadcasting.Broadcast` first needs the driver
-    called ``name``; the result is cached on that ``Broadcast`` and reused
-    until it is closed. Only the plugin registered under ``name`` in the
+    called ``name``; the result is kept by that ``Broadcast`` and reused:
+    ``close()`` closes it, and it reconnects on its next publish. Only the plugin registered under ``name`` in the
     ``broadcasting.drivers`` entry-point group is imported for this call.
 
     :param name: the driver name, as written in ``DRIVER`` or passed to
