@@ -25,8 +25,9 @@ def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None
 
     Called when a :class:`~broadcasting.Broadcast` first needs the driver
     called ``name``; the result is kept by that ``Broadcast`` and reused:
-    ``close()`` closes it, and it reconnects on its next publish. Only the plugin registered under ``name`` in the
-    ``broadcasting.drivers`` entry-point group is imported for this call.
+    ``close()`` closes it, and it reconnects on its next publish. Only the
+    plugin registered under ``name`` in the ``broadcasting.drivers``
+    entry-point group is imported for this call.
 
     :param name: the driver name, as written in ``DRIVER`` or passed to
         ``Broadcast.driver()``.
