@@ -268,6 +268,7 @@ def _versions() -> dict[str, str | None]:
         "requests",
         "httpx",
         "pluggy",
+        "sniffio",  # httpcore (Ably's async client) is much slower without it
     ):
         try:
             found[dist] = version(dist)

@@ -120,7 +120,7 @@ class Workloads:
     def async_concurrent(self) -> Row:
         from ably import AblyRest
 
-        n = 300 if self.quick else 1_500
+        n = 200 if self.quick else 600
         loop = self.loop
         sdk = AblyRest(**self.server.sdk_options())
         sdk_channel = sdk.channels.get("orders")

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             "core overhead (null driver)",
             lambda: bench_core.core_overhead(args.quick, reps, warmup),
         )
-        step("memory driver RSS", lambda: bench_core.memory_driver(args.quick, reps))
+        step("memory driver RSS", lambda: bench_core.memory_driver(args.quick))
     if "startup" in groups:
         import bench_startup
 
