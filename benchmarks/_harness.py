@@ -284,7 +284,7 @@ def _verdict(row: Row) -> str:
     if not row.target:
         return "—"
     if row.met is None:
-        return "not measured"
+        return "not judged"
     return "**yes**" if row.met else "**NO**"
 
 

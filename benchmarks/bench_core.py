@@ -172,6 +172,7 @@ def memory_driver(quick: bool) -> list[Row]:
             f"(after {warm:,} warm-up)",
             bounded,
             count,
+            judge=not quick,
         ),
         Row(
             key="memory.memory.unbounded",
