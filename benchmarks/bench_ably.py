@@ -175,7 +175,7 @@ class Workloads:
         from ably.sync import AblyRestSync
 
         channels = self.channels
-        reps = self.reps if self.quick else max(2, self.reps - 2)
+        reps = self.reps
         sdk = AblyRestSync(**self.server.sdk_options())
 
         def masonite_loop() -> None:

@@ -220,7 +220,7 @@ class Workloads:
 
     def fanout(self) -> list[Row]:
         channels = self.channels
-        reps = max(2, self.reps - 2) if not self.quick else self.reps
+        reps = self.reps
         sdk = sdk_client(self.server)
 
         def masonite_loop(client: Any) -> None:
