@@ -291,6 +291,9 @@ def _verdict(row: Row) -> str:
 def markdown(rows: Sequence[Row], info: dict[str, Any], settings: dict[str, Any]) -> str:
     """The results as a Markdown table, ratios first, with the run's date and machine."""
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
+    absent = [k for k, v in info["versions"].items() if not v]
+    if absent:
+        versions += f" (not installed: {', '.join(absent)})"
     lines = [
         f"Run {info['date']} on {info['cpu']}, {info['cores']} cores, "
         f"{info['memory_gib']} GiB, {info['os']}, {info['python_impl']} {info['python']}"
