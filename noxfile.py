@@ -58,3 +58,14 @@ def isolated(session: nox.Session) -> None:
     """Build wheels, install them into fresh venvs, prove discovery from the outside."""
     session.install("build", "pytest>=8")
     session.run("python", "tests/isolated/run.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the raw SDKs, servers on 127.0.0.1 (not a default session).
+
+    `nox -s bench` rewrites benchmarks/results/latest.* (~3 min on 2 cores);
+    `nox -s bench -- --quick` is a ~40 s smoke run writing results/quick.*.
+    """
+    _install_all(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
