@@ -3,7 +3,15 @@
 The SDK's own ``AsyncIOBackend`` opens and closes a session (and so a TCP
 connection, and a TLS handshake) for every request. Here each event loop that
 publishes gets one session, created on first use and kept until the driver is
-closed; concurrent publishes on that loop share its connection pool.
+closed or the loop shuts down; concurrent publishes on that loop share its
+connection pool.
+
+A loop that ends (``asyncio.run`` returns) would otherwise strand its
+session's keep-alive connections: once the loop is closed nothing can close
+their transports, and the sockets stay open until the garbage collector finds
+them. So each loop also gets a parked async generator: loops shut their async
+generators down before closing (``asyncio.run`` and ``asyncio.Runner`` do),
+and that one closes the loop's session while the loop still runs.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
 import aiohttp
@@ -34,6 +42,20 @@ def _finish_now(coro: Coroutine[Any, Any, Any]) -> None:
     coro.close()
 
 
+def _park(guard: AsyncGenerator[None, None]) -> None:
+    """Run ``guard`` up to its ``yield`` now, in the running loop's thread.
+
+    Its first step registers it with the running loop (the loop's async
+    generator hook), so the loop's ``shutdown_asyncgens()`` closes it later.
+    """
+    step = guard.asend(None)
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()  # pragma: no cover - the guard never suspends before its yield
+
+
 class LoopSessions:
     """One ``aiohttp.ClientSession`` per event loop, made on first use there."""
 
@@ -42,6 +64,7 @@ class LoopSessions:
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._lock = threading.Lock()
         self._closing: set[asyncio.Future[Any]] = set()
+        self._guards: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         #: Sessions created so far (for tests and diagnostics).
         self.opened = 0
 
@@ -56,9 +79,26 @@ class LoopSessions:
             if session is None or session.closed:
                 for dead in [other for other in self._sessions if other.is_closed()]:
                     _finish_now(self._sessions.pop(dead).close())
+                for dead in [other for other in self._guards if other.is_closed()]:
+                    del self._guards[dead]  # a closed loop's finalizer hook ignores it
                 session = self._sessions[loop] = self._new()
                 self.opened += 1
+                if loop not in self._guards:
+                    guard = self._guards[loop] = self._close_at_shutdown(loop)
+                    _park(guard)
             return session
+
+    async def _close_at_shutdown(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> AsyncGenerator[None, None]:
+        """Wait (parked) for ``loop`` to shut down, then close its session while it still runs."""
+        try:
+            yield
+        finally:
+            self._guards.pop(loop, None)
+            session = self._sessions.pop(loop, None)  # no lock: get() may hold it
+            if session is not None and not session.closed:
+                await session.close()
 
     def _new(self) -> aiohttp.ClientSession:
         s = self.settings
