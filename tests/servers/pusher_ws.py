@@ -4,7 +4,8 @@ It connects like a browser's pusher-js would: the first frame,
 ``pusher:connection_established``, carries the connection's ``socket_id``;
 ``pusher:subscribe`` is answered by ``pusher_internal:subscription_succeeded``
 (private channels need an ``auth`` signature from the app's secret). Every
-other event is queued for :meth:`PusherSubscriber.next_event`. Frames on one
+other event is queued for :meth:`PusherSubscriber.next_event` (or, if an
+``on_event`` callback is given, handed to it instead). Frames on one
 connection arrive in order, so "event X did not arrive" is checked by
 publishing a marker after X and seeing the marker arrive first.
 """
@@ -50,13 +51,17 @@ class Event:
 class PusherSubscriber:
     """One WebSocket connection to a Pusher-protocol server; use ``async with``."""
 
-    def __init__(self, url: str, ssl: Any = None) -> None:
+    def __init__(
+        self, url: str, ssl: Any = None, on_event: Callable[[Event], None] | None = None
+    ) -> None:
         self.url = url
         self.ssl = ssl
+        self.on_event = on_event
         self.socket_id = ""
         self._ws: Any = None
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._subscribed: dict[str, asyncio.Future[None]] = {}
+        self._pongs: list[asyncio.Future[None]] = []
         self._reader: asyncio.Task[None] | None = None
         self.errors: list[Any] = []
 
@@ -81,6 +86,11 @@ class PusherSubscriber:
                     future = self._subscribed.get(frame.get("channel", ""))
                     if future is not None and not future.done():
                         future.set_result(None)
+                elif name == "pusher:pong":
+                    if self._pongs:
+                        pong = self._pongs.pop(0)
+                        if not pong.done():
+                            pong.set_result(None)
                 elif name == "pusher:ping":
                     await self._ws.send(json.dumps({"event": "pusher:pong", "data": {}}))
                 elif name in ("pusher:error", "pusher:subscription_error"):
@@ -92,7 +102,11 @@ class PusherSubscriber:
                     data = frame.get("data", "")
                     if not isinstance(data, str):
                         data = json.dumps(data)
-                    self._events.put_nowait(Event(frame.get("channel", ""), name, data))
+                    event = Event(frame.get("channel", ""), name, data)
+                    if self.on_event is not None:
+                        self.on_event(event)
+                    else:
+                        self._events.put_nowait(event)
 
     async def subscribe(self, *channels: str, auth: dict[str, str] | None = None) -> None:
         """Subscribe and wait for each ``subscription_succeeded``.
@@ -110,6 +124,19 @@ class PusherSubscriber:
                 data["auth"] = auth[channel]
             await self._ws.send(json.dumps({"event": "pusher:subscribe", "data": data}))
         await asyncio.wait_for(asyncio.gather(*waits), 10)
+
+    async def flush(self, timeout: float = 10) -> None:
+        """Round-trip a ``pusher:ping``; return once its ``pusher:pong`` is read.
+
+        The server writes the pong after every frame it sent before it got the
+        ping, and one connection's frames arrive in order: once this returns,
+        every event the server had sent by then has been read (and handed to
+        ``on_event`` or queued).
+        """
+        pong = asyncio.get_running_loop().create_future()
+        self._pongs.append(pong)
+        await self._ws.send(json.dumps({"event": "pusher:ping", "data": {}}))
+        await asyncio.wait_for(pong, timeout)
 
     async def next_event(self, timeout: float = 5) -> Event:
         """The next user event (raises TimeoutError if none comes)."""
