@@ -46,7 +46,7 @@ def test_seed_keys_and_defaults() -> None:
     assert (s.host, s.port, s.ssl, s.timeout) == ("api.pusherapp.com", 443, True, 5.0)
     assert s.max_payload_bytes == 10240
     assert (s.retry.retries, s.retry.backoff, s.retry.max_backoff) == (2, 0.1, 2.0)
-    assert s.batch_events is False
+    assert s.batch_events is True  # async micro-batching is on by default
 
 
 def test_modern_key_cluster_and_plain_http() -> None:

@@ -20,13 +20,15 @@ import asyncio
 import ssl
 import threading
 from collections.abc import AsyncGenerator, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from pusher.http import Request, process_response
 
 from broadcasting_pusher._settings import PusherSettings
 from broadcasting_pusher._wire import query_path, transport_error
+
+if TYPE_CHECKING:
+    import aiohttp  # imported on first async use: sync-only apps never pay for it
 
 _CLOSE_TIMEOUT = 5.0
 
@@ -101,6 +103,8 @@ class LoopSessions:
                 await session.close()
 
     def _new(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         s = self.settings
         connector = aiohttp.TCPConnector(
             limit=s.max_connections,
@@ -172,6 +176,8 @@ class SessionBackend:
 
     async def send(self, request: Request) -> tuple[int, bytes]:
         """Send a signed SDK request; raise PublishError when no answer came."""
+        import aiohttp
+
         settings = self.sessions.settings
         session = self.sessions.get()
         url = settings.base_url + query_path(request)

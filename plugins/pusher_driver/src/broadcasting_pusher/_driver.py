@@ -72,7 +72,7 @@ class BroadcastPusherDriver(Driver):
     ``private-encrypted-`` channels), ``max_payload_bytes`` (default 10240),
     ``max_connections`` (default 10), ``retries``/``retry_backoff``/
     ``retry_max_backoff``, and ``batch_events``/``batch_in_flight`` (async
-    micro-batching, off by default).
+    micro-batching, on by default: see the README).
 
     A list of channels goes out 100 channels per request; each encrypted
     channel goes alone. Sync publishes share a keep-alive connection pool

@@ -62,7 +62,7 @@ class PusherSettings:
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     retry: Retry = field(default_factory=Retry)
-    batch_events: bool = False
+    batch_events: bool = True
     batch_in_flight: int = DEFAULT_BATCH_IN_FLIGHT
 
     @property
@@ -183,7 +183,7 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
     timeout = options.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
         raise ConfigurationError(NAME, "timeout", "must be a number of seconds > 0")
-    batch_events = options.get("batch_events", False)
+    batch_events = options.get("batch_events", True)
     if not isinstance(batch_events, bool):
         raise ConfigurationError(NAME, "batch_events", "must be True or False")
     return PusherSettings(
