@@ -109,11 +109,12 @@ def _error_fields(error: Any, status: int | None = None) -> tuple[int | None, in
 
 def _per_channel(answer: Answer, channels: Sequence[str], entries: list[dict[str, Any]]) -> Answer:
     seen: set[str] = set()
+    wanted = set(channels)  # a tuple of 100 names would make this loop quadratic
     for entry in entries:
         channel = entry.get("channel")
         if not isinstance(channel, str) and len(channels) == 1:
             channel = channels[0]  # a single-channel answer may omit the name
-        if not isinstance(channel, str) or channel not in channels or channel in seen:
+        if not isinstance(channel, str) or channel not in wanted or channel in seen:
             continue
         seen.add(channel)
         if "error" in entry:
