@@ -40,8 +40,8 @@ class Broadcast:
     def __init__(self, config: ConfigSource = None, *, plugins: Iterable[object] = ()) -> None:
         self.config = load_config(config)
         self.plugin_manager = make_plugin_manager(plugins)
-        self._drivers: dict[str, Driver] = {}
-        self._extra: list[Driver] = []
+        self._drivers: dict[str, Driver] = {}  # by name: what driver(name) returns
+        self._adopted: list[Driver] = []  # every driver this instance connected, to close
         self._variants: dict[tuple[object, ...], Driver] = {}
         self._lock = threading.RLock()
 
@@ -142,7 +142,7 @@ class Broadcast:
         if options is not None:
             driver._options = options
         with self._lock:
-            self._extra.append(driver)
+            self._adopted.append(driver)
         return driver
 
     # -- publishing -----------------------------------------------------------
@@ -207,7 +207,7 @@ class Broadcast:
 
     def _connected(self) -> list[Driver]:
         with self._lock:
-            return list(dict.fromkeys([*self._drivers.values(), *self._extra]))
+            return list(self._adopted)
 
     def close(self) -> None:
         """Close every connection. Idempotent.
