@@ -16,6 +16,10 @@ delivered twice. Faults can be queued for the next requests: Ably-shaped errors
 message and then waits past the client's timeout, and per-channel failures in a
 batch. Keys may carry a capability (channel patterns) so a batch can fail for
 some channels the way Ably's 40160 does.
+
+A batch body may be one spec or a list of specs (the driver's micro-batching
+sends one spec per publish); a list is answered per spec, in order, and the
+whole request may hold at most 100 channels and 2 MiB of body, like Ably's.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ WRONG_KEY = "appid.keyid:NotTheRightSecret_000000"
 
 MESSAGE_FIELDS = {"id", "name", "data", "encoding", "clientId", "extras", "connectionKey"}
 MAX_BATCH_CHANNELS = 100
+MAX_BODY_BYTES = 2 * 1024 * 1024
 JSON = "application/json"
 MSGPACK = "application/x-msgpack"
 
@@ -55,7 +60,7 @@ MSGPACK = "application/x-msgpack"
 class Fault:
     """What to do instead of (or besides) answering the next request normally."""
 
-    kind: str  # "error" | "slow" | "channel_error" | "html"
+    kind: str  # "error" | "stored_error" | "slow" | "channel_error" | "html"
     status: int = 500
     code: int = 50000
     message: str = "Internal error"
@@ -107,7 +112,9 @@ class AblyEmulator:
         self.keys = {
             k: tuple(v) for k, v in (keys or {TEST_KEY: ["*"], LIMITED_KEY: ["allowed:*"]}).items()
         }
-        self.batch_format = batch_format  # "legacy" (400/40020) or "result" (BatchResult)
+        # "legacy" (400/40020), "result" (BatchResult) or "flat" (a list of specs answered
+        # with one flat list of per-channel results, in the specs' order)
+        self.batch_format = batch_format
         self.host = "127.0.0.1"
         self.port = 0
         self.requests: list[RecordedRequest] = []
@@ -203,11 +210,22 @@ class AblyEmulator:
             self._serials.clear()
 
     def fail_next(
-        self, status: int, code: int, message: str = "Emulated failure", times: int = 1
+        self,
+        status: int,
+        code: int,
+        message: str = "Emulated failure",
+        times: int = 1,
+        *,
+        after_store: bool = False,
     ) -> None:
-        """Answer the next ``times`` requests with an Ably error (status, code)."""
+        """Answer the next ``times`` requests with an Ably error (status, code).
+
+        With ``after_store`` the messages are delivered first (an answer lost on
+        the way back): a retry must then not deliver them twice.
+        """
+        kind = "stored_error" if after_store else "error"
         with self._lock:
-            self.faults.extend(Fault("error", status, code, message) for _ in range(times))
+            self.faults.extend(Fault(kind, status, code, message) for _ in range(times))
 
     def slow_next(self, delay: float, times: int = 1) -> None:
         """Store the next request's messages, then wait ``delay`` s before answering."""
@@ -299,9 +317,14 @@ class AblyEmulator:
             return self._reject(request, record, f"undecodable {record.content_type} body: {exc}")
         record.decoded = decoded
 
+        if len(body) > MAX_BODY_BYTES:
+            return self._reject(request, record, f"a body of {len(body)} bytes is over 2 MiB")
+
         # 4. the publish itself
         if batch:
             specs = decoded if isinstance(decoded, list) else [decoded]
+            if not specs:
+                return self._reject(request, record, "an empty list of batch specs")
             parsed: list[tuple[list[str], list[dict[str, Any]]]] = []
             for spec in specs:
                 problem = self._check_spec(spec)
@@ -314,6 +337,13 @@ class AblyEmulator:
                     [spec_messages] if isinstance(spec_messages, dict) else spec_messages
                 )
                 parsed.append((list(spec_channels), list(spec_messages)))
+            total = sum(len(chans) for chans, _ in parsed)
+            if total > MAX_BATCH_CHANNELS:
+                return self._reject(
+                    request,
+                    record,
+                    f"the batch specs hold {total} channels; the limit is {MAX_BATCH_CHANNELS}",
+                )
         else:
             assert channels is not None
             messages = decoded if isinstance(decoded, list) else [decoded]
@@ -353,6 +383,9 @@ class AblyEmulator:
         if fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.delay)
 
+        if fault is not None and fault.kind == "stored_error":
+            return self._error(request, record, fault.status, fault.code, fault.message)
+
         if not batch:
             only = results[0][0]
             if "error" in only:
@@ -380,7 +413,10 @@ class AblyEmulator:
                 for spec in results
             ]
             return self._answer(request, 201, out if many else out[0], record)
-        flat: Any = results if many else results[0]
+        if many and self.batch_format == "flat":
+            flat: Any = [r for spec in results for r in spec]
+        else:
+            flat = results if many else results[0]
         if not failed:
             return self._answer(request, 201, flat, record)
         payload = {
