@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Union
 
 from broadcasting import Driver, Limits, Message, PublishError, Receipt, hookimpl
+from broadcasting_ably._batcher import Batcher
 from broadcasting_ably._clients import Clients
 from broadcasting_ably._errors import (
     PREFIX,
@@ -18,18 +20,23 @@ from broadcasting_ably._errors import (
     int_or_none,
     is_auth_failure,
     request_error,
+    retryable,
     transport_error,
     unreadable_answer,
 )
 from broadcasting_ably._settings import DRIVER, AblySettings, parse_settings
 from broadcasting_ably._wire import (
     API_VERSION,
+    BATCH_PATH,
     MAX_CHANNELS_PER_REQUEST,
     Answer,
+    batch_spec,
     chunks,
     payload_size,
     read_answer,
+    read_batch_answer,
     request_for,
+    spec_size,
     wire_message,
 )
 
@@ -50,6 +57,8 @@ class _Send:
     channels: tuple[str, ...]
     path: str
     body: Any
+    #: the Ably message in ``body`` (a micro-batch puts it in a spec of its own)
+    wire: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,19 @@ class _Reply:
     failed_over: bool = False
 
 
+@dataclass(frozen=True)
+class _Undecided:
+    """A shared request's answer said nothing certain about this publish.
+
+    Its first attempt is then made on its own, at once; ``requests`` (the
+    shared request) is added to that attempt's count.
+    """
+
+    requests: int = 1
+
+
 _Steps = Generator[Union[_Send, _Sleep], Union[_Reply, None], Receipt]
+_Outcome = Union[_Reply, _Undecided]
 
 
 class BroadcastAblyDriver(Driver):
@@ -79,6 +100,11 @@ class BroadcastAblyDriver(Driver):
     fixed id, so retries are never delivered twice. Failures raise
     :class:`~broadcasting.PublishError` with Ably's error code and HTTP status;
     a batch that fails for some channels lists ``delivered`` and ``failed``.
+
+    Async publishes are micro-batched by default (``batch_publishes``,
+    ``batch_in_flight``): publishes that wait while every request slot is busy
+    share one ``POST /messages``, one spec each, and then carry on (retries,
+    errors) on their own. See the package README.
     """
 
     name = "ably"
@@ -94,6 +120,8 @@ class BroadcastAblyDriver(Driver):
         )
         self._clients = Clients(settings)
         self._scrub = Scrubber(settings.key)
+        self._lock = threading.Lock()
+        self._batchers: dict[asyncio.AbstractEventLoop, Batcher[_Send, _Outcome]] = {}
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> Self:
@@ -127,9 +155,18 @@ class BroadcastAblyDriver(Driver):
                 reply = self._send_sync(step)
 
     async def apublish(self, message: Message) -> Receipt:
-        """Publish from async code; never blocks the event loop."""
+        """Publish from async code; never blocks the event loop.
+
+        With ``batch_publishes`` (the default) a publish to at most 100 channels
+        makes its first attempt through this loop's micro-batcher: at once when
+        a request slot is free, else together with the other publishes waiting.
+        Retries always go on their own, as they would without batching.
+        """
         steps = self._steps(message)
         reply: _Reply | None = None
+        batcher = None
+        if self.settings.batch_publishes and len(message.channels) <= MAX_CHANNELS_PER_REQUEST:
+            batcher = self._batcher()
         while True:
             try:
                 step = steps.send(reply)
@@ -139,6 +176,15 @@ class BroadcastAblyDriver(Driver):
             if isinstance(step, _Sleep):
                 await asyncio.sleep(step.seconds)
                 reply = None
+            elif batcher is not None:
+                size = spec_size(step.channels, step.wire, binary=self._binary)
+                outcome = await batcher.submit(step, len(step.channels), size)
+                batcher = None
+                if isinstance(outcome, _Undecided):
+                    alone = await self._send_async(step)
+                    reply = replace(alone, requests=alone.requests + outcome.requests)
+                else:
+                    reply = outcome
             else:
                 reply = await self._send_async(step)
 
@@ -161,7 +207,7 @@ class BroadcastAblyDriver(Driver):
             delays = self.settings.retry.delays()
             while pending:
                 path, body = request_for(pending, wire)
-                reply = yield _Send(pending, path, body)
+                reply = yield _Send(pending, path, body, wire)
                 assert reply is not None
                 requests += reply.requests
                 ok, new_ids, errors = self._judge(pending, reply)
@@ -271,13 +317,7 @@ class BroadcastAblyDriver(Driver):
             items = list(response.items)
         except Exception as exc:
             return _Reply(error=unreadable_answer(self._scrub, step.channels, exc))
-        tried = 1
-        try:
-            host = response.response.url.host
-            tried = list(hosts).index(host) + 1 if host in hosts else 1
-        except Exception:  # the host is only for counting requests
-            pass
-        failed_over = len(hosts) > 1 and 500 <= status <= 504
+        tried, failed_over = _tried(response, status, hosts)
         answer = read_answer(step.channels, status, items)
         return _Reply(answer=answer, requests=tried, failed_over=failed_over)
 
@@ -303,14 +343,73 @@ class BroadcastAblyDriver(Driver):
             raise exc
         return _Reply(error=error, requests=tried, failed_over=len(hosts) > 1)
 
+    # -- micro-batching -------------------------------------------------------------
+
+    @property
+    def _binary(self) -> bool:
+        return self.settings.use_binary_protocol
+
+    def _batcher(self) -> Batcher[_Send, _Outcome]:
+        """This loop's batcher; those of closed loops are dropped."""
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            with self._lock:
+                for dead in [other for other in self._batchers if other.is_closed()]:
+                    del self._batchers[dead]
+                batcher = self._batchers.setdefault(
+                    loop, Batcher(self._send_batch, self.settings.batch_in_flight)
+                )
+        return batcher
+
+    async def _send_batch(self, sends: list[_Send]) -> list[_Outcome]:
+        """The first attempts of ``sends`` in one request, and what it says about each."""
+        if len(sends) == 1:
+            return [await self._send_async(sends[0])]  # alone: the usual request
+        client = await self._clients.async_client()
+        hosts = _hosts(client)
+        body = [batch_spec(send.channels, send.wire) for send in sends]
+        try:
+            response = await client.request("POST", BATCH_PATH, API_VERSION, body=body)
+        except Exception as exc:
+            return [_shared(self._failed(send, exc, hosts)) for send in sends]
+        try:
+            status = int(response.status_code)
+            items = list(response.items)
+        except Exception:
+            return [_Undecided() for _ in sends]
+        tried, failed_over = _tried(response, status, hosts)
+        answers = read_batch_answer([send.channels for send in sends], status, items)
+        return [
+            _Undecided(tried)
+            if answer is None
+            else _shared(_Reply(answer=answer, requests=tried, failed_over=failed_over))
+            for answer in answers
+        ]
+
     # -- lifecycle ----------------------------------------------------------------
 
+    def _take_batchers(self) -> list[tuple[asyncio.AbstractEventLoop, Batcher[_Send, _Outcome]]]:
+        with self._lock:
+            batchers = list(self._batchers.items())
+            self._batchers.clear()
+        return batchers
+
     def close(self) -> None:
-        """Close the SDK clients (idempotent); the next publish opens new ones."""
+        """Close the SDK clients (idempotent); the next publish opens new ones.
+
+        Publishes already queued in a micro-batcher are still sent (on a client
+        opened again if need be): none is dropped or left waiting.
+        """
+        self._take_batchers()
         self._clients.close()
 
     async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
+        """Async twin of :meth:`close`; first waits for this loop's queued publishes."""
+        running = asyncio.get_running_loop()
+        for loop, batcher in self._take_batchers():
+            if loop is running:
+                await batcher.wait_idle()
         await self._clients.aclose()
 
     def __repr__(self) -> str:
@@ -321,6 +420,37 @@ class BroadcastAblyDriver(Driver):
 def _is_auth(error: PublishError) -> bool:
     code = error.code if isinstance(error.code, int) else None
     return is_auth_failure(error.status, code)
+
+
+def _shared(reply: _Reply) -> _Outcome:
+    """A shared request's verdict on one publish, or undecided if it may be another's fault.
+
+    Auth failures concern the key and retryable errors are retried anyway, so
+    they count as the publish's first attempt; any other request-wide error
+    (a 400, say) may come from another publish's spec.
+    """
+    if reply.error is not None:
+        status, code, retry = reply.error.status, reply.error.code, reply.error.retryable
+        code = code if isinstance(code, int) else None
+    elif reply.answer is not None and reply.answer.error is not None:
+        status, code, _ = reply.answer.error
+        retry = retryable(status, code)
+    else:
+        return reply
+    if retry or is_auth_failure(status, code):
+        return reply
+    return _Undecided(reply.requests)
+
+
+def _tried(response: Any, status: int, hosts: Sequence[str]) -> tuple[int, bool]:
+    """Requests one SDK call made (fallback hosts included) and whether it failed over."""
+    tried = 1
+    try:
+        host = response.response.url.host
+        tried = list(hosts).index(host) + 1 if host in hosts else 1
+    except Exception:  # the host is only for counting requests
+        pass
+    return tried, len(hosts) > 1 and 500 <= status <= 504
 
 
 def _hosts(client: Any) -> list[str]:

@@ -15,6 +15,8 @@ DRIVER = "ably"
 KEY_SHAPE = re.compile(r"[^\s.:]+\.[^\s.:]+:[^\s:]+")
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+#: Requests the async micro-batcher keeps under way before publishes wait and share one.
+DEFAULT_BATCH_IN_FLIGHT = 4
 
 KNOWN_OPTIONS = frozenset(
     {
@@ -36,6 +38,8 @@ KNOWN_OPTIONS = frozenset(
         "retries",
         "retry_backoff",
         "retry_max_backoff",
+        "batch_publishes",
+        "batch_in_flight",
     }
 )
 
@@ -56,6 +60,9 @@ class AblySettings:
     use_binary_protocol: bool = True
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     retry: Retry = field(default_factory=Retry)
+    #: async micro-batching (see ``_batcher``): on, and how many requests run before sharing
+    batch_publishes: bool = True
+    batch_in_flight: int = DEFAULT_BATCH_IN_FLIGHT
 
     @property
     def has_fallback_hosts(self) -> bool:
@@ -133,6 +140,13 @@ def _seconds(options: Mapping[str, Any], key: str) -> float | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
         raise ConfigurationError(DRIVER, key, "must be a number of seconds > 0")
     return float(value)
+
+
+def _positive_int(options: Mapping[str, Any], key: str, default: int) -> int:
+    value = options.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(DRIVER, key, "must be an int >= 1")
+    return value
 
 
 def _key(options: Mapping[str, Any]) -> Secret:
@@ -215,4 +229,6 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
         use_binary_protocol=_bool(options, "use_binary_protocol", True),
         max_payload_bytes=max_payload,
         retry=Retry.from_options(DRIVER, options),
+        batch_publishes=_bool(options, "batch_publishes", True),
+        batch_in_flight=_positive_int(options, "batch_in_flight", DEFAULT_BATCH_IN_FLIGHT),
     )

@@ -12,11 +12,15 @@ a dict with ``json.dumps`` defaults: spaces and ``\\uXXXX`` escapes, bigger than
 what was measured.)
 
 One channel goes to ``POST /channels/{name}/messages``; two or more go to the
-batch endpoint ``POST /messages`` in specs of at most 100 channels.
+batch endpoint ``POST /messages`` in specs of at most 100 channels. The async
+micro-batcher sends several publishes in one ``POST /messages`` as a list of
+specs, one spec per publish, and reads the answer back per spec
+(:func:`read_batch_answer`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +36,9 @@ MAX_CHANNELS_PER_REQUEST = 100
 BATCH_PATH = "/messages"
 #: Ably's code for "a batch request had failures"; the details are per channel.
 BATCH_ERROR = 40020
+#: What the micro-batcher puts in one request: Ably takes bodies up to 2 MiB; the
+#: sizes it adds up are upper bounds (msgpack) or exact (JSON), this leaves a margin.
+MAX_BATCH_BODY_BYTES = 2 * 1024 * 1024 - 64 * 1024
 
 
 def wire_message(message: Message) -> dict[str, Any]:
@@ -66,6 +73,23 @@ def request_for(channels: Sequence[str], wire: dict[str, Any]) -> tuple[str, Any
     if len(channels) == 1:
         return channel_path(channels[0]), wire
     return BATCH_PATH, {"channels": list(channels), "messages": [wire]}
+
+
+def batch_spec(channels: Sequence[str], wire: dict[str, Any]) -> dict[str, Any]:
+    """One spec of a ``POST /messages`` body: ``wire`` to ``channels``."""
+    return {"channels": list(channels), "messages": [wire]}
+
+
+def spec_size(channels: Sequence[str], wire: dict[str, Any], *, binary: bool) -> int:
+    """Bytes :func:`batch_spec` takes in a request body (an upper bound for msgpack).
+
+    JSON is measured as the SDK writes it (``json.dumps``, ASCII escapes); msgpack
+    adds at most 5 bytes of header to each string, plus the fixed keys.
+    """
+    if not binary:
+        return len(json.dumps(batch_spec(channels, wire), separators=(",", ":"))) + 1
+    strings = [*channels, *(v for v in wire.values() if isinstance(v, str))]
+    return 64 + sum(len(s.encode("utf-8")) + 5 for s in strings)
 
 
 @dataclass
@@ -107,7 +131,9 @@ def _error_fields(error: Any, status: int | None = None) -> tuple[int | None, in
     return status, code, message if isinstance(message, str) else ""
 
 
-def _per_channel(answer: Answer, channels: Sequence[str], entries: list[dict[str, Any]]) -> Answer:
+def _match(channels: Sequence[str], entries: list[dict[str, Any]]) -> tuple[Answer, list[str]]:
+    """What ``entries`` say about ``channels``, and the channels they do not mention."""
+    answer = Answer()
     seen: set[str] = set()
     wanted = set(channels)  # a tuple of 100 names would make this loop quadratic
     for entry in entries:
@@ -126,9 +152,13 @@ def _per_channel(answer: Answer, channels: Sequence[str], entries: list[dict[str
             answer.ids.extend(s for s in serials if isinstance(s, str))
         elif isinstance(entry.get("messageId"), str):
             answer.ids.append(entry["messageId"])
-    for channel in channels:
-        if channel not in seen:  # nothing lost silently: unacknowledged means failed
-            answer.failures[channel] = (None, None, "not acknowledged in Ably's answer")
+    return answer, [channel for channel in channels if channel not in seen]
+
+
+def _per_channel(channels: Sequence[str], entries: list[dict[str, Any]]) -> Answer:
+    answer, missing = _match(channels, entries)
+    for channel in missing:  # nothing lost silently: unacknowledged means failed
+        answer.failures[channel] = (None, None, "not acknowledged in Ably's answer")
     return answer
 
 
@@ -140,10 +170,71 @@ def read_answer(channels: Sequence[str], status: int, items: list[Any]) -> Answe
         if not entries:  # acknowledged without per-channel detail
             answer.delivered.extend(channels)
             return answer
-        return _per_channel(answer, channels, entries)
+        return _per_channel(channels, entries)
     body = items[0] if len(items) == 1 and isinstance(items[0], dict) else {}
     _, code, message = _error_fields(body.get("error"), status)
     if code == BATCH_ERROR and "batchResponse" in body:
-        return _per_channel(answer, channels, list(_entries(body["batchResponse"])))
+        return _per_channel(channels, list(_entries(body["batchResponse"])))
     answer.error = (status, code, message or f"HTTP {status}")
     return answer
+
+
+def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, Any]]] | None:
+    """The entries of each spec in the answer to a list of specs; None if it does not say.
+
+    Ably answers a list of specs with a list of per-spec results (a list of
+    ``{channel, ...}`` entries or a ``BatchResult``); a flat list of entries is
+    accepted only when it names exactly the specs' channels, in order.
+    """
+    if (
+        isinstance(obj, list)
+        and len(obj) == len(specs)
+        and all(
+            isinstance(item, list)
+            or (isinstance(item, dict) and isinstance(item.get("results"), list))
+            for item in obj
+        )
+    ):
+        return [list(_entries(item)) for item in obj]
+    flat = list(_entries(obj))
+    expected = [channel for spec in specs for channel in spec]
+    if len(flat) != len(expected) or any(
+        entry.get("channel") != channel for entry, channel in zip(flat, expected, strict=True)
+    ):
+        return None
+    out: list[list[dict[str, Any]]] = []
+    start = 0
+    for spec in specs:
+        out.append(flat[start : start + len(spec)])
+        start += len(spec)
+    return out
+
+
+def read_batch_answer(
+    specs: Sequence[Sequence[str]], status: int, items: list[Any]
+) -> list[Answer | None]:
+    """Interpret the answer to one ``POST /messages`` of several specs, per spec.
+
+    A request-wide error is every spec's answer. ``None`` stands for a spec the
+    answer says nothing certain about (an unexpected shape, a channel it does
+    not mention): its publish is then sent again on its own, with the same id.
+    """
+    if 200 <= status < 300:
+        if not items:  # acknowledged without per-channel detail
+            return [Answer(delivered=list(spec)) for spec in specs]
+        found: Any = items
+    else:
+        body = items[0] if len(items) == 1 and isinstance(items[0], dict) else {}
+        _, code, message = _error_fields(body.get("error"), status)
+        if code != BATCH_ERROR or "batchResponse" not in body:
+            error = (status, code, message or f"HTTP {status}")
+            return [Answer(error=error) for _ in specs]
+        found = body["batchResponse"]
+    per_spec = _per_spec(specs, found)
+    if per_spec is None:
+        return [None for _ in specs]
+    answers: list[Answer | None] = []
+    for spec, entries in zip(specs, per_spec, strict=True):
+        answer, missing = _match(spec, entries)
+        answers.append(None if missing else answer)
+    return answers

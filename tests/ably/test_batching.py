@@ -1,0 +1,527 @@
+"""Async micro-batching: waiting publishes share one ``POST /messages``, one spec each.
+
+Against the local emulator (Ably cannot run here); the driver, the SDK and httpx
+are real. The emulator records every request, so the tests count requests and
+specs there, and it stores messages idempotently by (channel, id), so a
+publish delivered twice would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgpack
+import pytest
+
+from broadcasting import Broadcast, ConfigurationError, PublishError, Receipt
+from broadcasting_ably import BroadcastAblyDriver
+from broadcasting_ably._settings import parse_settings
+from broadcasting_ably._wire import read_batch_answer
+from servers.ably_emulator import (
+    LIMITED_KEY,
+    TEST_KEY,
+    WRONG_KEY,
+    AblyEmulator,
+    RecordedRequest,
+)
+
+
+def _driver(make_broadcast: Callable[..., Broadcast], **options: Any) -> BroadcastAblyDriver:
+    return make_broadcast(**options).driver(BroadcastAblyDriver)
+
+
+def _body(request: RecordedRequest) -> Any:
+    if request.decoded is not None:
+        return request.decoded
+    # refused before the emulator decoded it (a wrong key): decode it here
+    if request.content_type == "application/x-msgpack":
+        return msgpack.unpackb(request.body, raw=False)
+    return json.loads(request.body)
+
+
+def _specs(emulator: AblyEmulator) -> list[int]:
+    """Specs per recorded publish request (a single-channel or one-spec request is 1)."""
+    bodies = [_body(r) for r in emulator.publish_requests]
+    return [len(body) if isinstance(body, list) else 1 for body in bodies]
+
+
+async def _until_requests(emulator: AblyEmulator, count: int) -> None:
+    """Wait (up to 10 s) until the emulator has received ``count`` publish requests."""
+    for _ in range(1000):
+        if len(emulator.publish_requests) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(emulator.publish_requests)} requests, expected {count}")
+
+
+def _check_delivered_once(
+    emulator: AblyEmulator, receipts: Sequence[Receipt], data: Sequence[Any]
+) -> None:
+    for receipt, expected in zip(receipts, data, strict=True):
+        for channel in receipt.channels:
+            mine = [m for m in emulator.messages(channel) if m.id == f"{receipt.message_id}:0"]
+            assert len(mine) == 1, (channel, receipt.message_id)
+            assert mine[0].data == expected
+            assert mine[0].name == receipt.event
+
+
+@pytest.mark.parametrize("batch_format", ["legacy", "result", "flat"])
+@pytest.mark.parametrize("binary", [True, False])
+async def test_concurrent_publishes_share_one_request(
+    emulator: AblyEmulator,
+    make_broadcast: Callable[..., Broadcast],
+    batch_format: str,
+    binary: bool,
+) -> None:
+    emulator.batch_format = batch_format
+    driver = _driver(make_broadcast, use_binary_protocol=binary)
+    data = [{"i": i} if i % 2 else f"text {i}" for i in range(40)]
+    receipts = await asyncio.gather(
+        *(driver.achannel(f"room-{i % 5}", data[i], "tick") for i in range(40))
+    )
+    # published in one loop iteration: they all ride in the first request
+    assert _specs(emulator) == [40]
+    body = emulator.publish_requests[0].decoded
+    assert [spec["channels"] for spec in body] == [[f"room-{i % 5}"] for i in range(40)]
+    assert all(len(spec["messages"]) == 1 for spec in body)
+    assert [r.requests for r in receipts] == [1] * 40
+    assert len({r.message_id for r in receipts}) == 40
+    assert all(len(r.ids) == 1 for r in receipts)
+    _check_delivered_once(emulator, receipts, data)
+    assert sum(len(emulator.messages(f"room-{k}")) for k in range(5)) == 40
+    assert emulator.violations == []
+
+
+async def test_publishes_wait_while_every_slot_is_busy(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, batch_in_flight=2)
+    emulator.slow_next(1.0, times=2)
+    first = []
+    for i in range(2):  # one at a time: each takes a free slot at once, alone
+        first.append(asyncio.create_task(driver.achannel(f"slow-{i}", "m")))
+        await _until_requests(emulator, i + 1)
+    # both slots hold a slow request now
+    waiting = [asyncio.create_task(driver.achannel(["w", f"w-{i}"], str(i))) for i in range(10)]
+    await asyncio.sleep(0.05)
+    assert len(emulator.publish_requests) == 2  # nobody jumped the queue
+    receipts = await asyncio.gather(*first, *waiting)
+    # the two first requests were lone, unchanged requests; the ten waiting shared one
+    assert [r.path for r in emulator.publish_requests[:2]] == [
+        "/channels/slow-0/messages",
+        "/channels/slow-1/messages",
+    ]
+    assert _specs(emulator) == [1, 1, 10]
+    assert [m.data for m in emulator.messages("w")] == [str(i) for i in range(10)]
+    assert all(r.requests == 1 for r in receipts)
+    _check_delivered_once(emulator, receipts[2:], [str(i) for i in range(10)])
+
+
+async def test_an_idle_publish_is_sent_alone_as_without_batching(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast)
+    one = await driver.achannel("orders", {"n": 1})
+    two = await driver.achannel(["a", "b"], "x")
+    first, second = emulator.publish_requests
+    assert first.path == "/channels/orders/messages"
+    assert first.decoded["id"] == f"{one.message_id}:0"  # a message, not a list of specs
+    assert second.path == "/messages"
+    assert second.decoded == {
+        "channels": ["a", "b"],
+        "messages": [{"id": f"{two.message_id}:0", "name": "base-event", "data": "x"}],
+    }
+    assert (one.requests, two.requests) == (1, 1)
+    batcher = driver._batchers[asyncio.get_running_loop()]
+    assert (batcher.batches, batcher.publishes) == (2, 2)
+
+
+async def test_a_refused_channel_fails_only_its_own_publish(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, key=LIMITED_KEY)
+    results = await asyncio.gather(
+        driver.achannel("allowed:1", "one"),
+        driver.achannel(["allowed:2", "denied", "allowed:3"], "two"),
+        driver.achannel("allowed:4", "four"),
+        return_exceptions=True,
+    )
+    assert _specs(emulator) == [3]  # one shared request; a 40160 is not retried
+    ok_1, error, ok_4 = results
+    assert isinstance(ok_1, Receipt) and isinstance(ok_4, Receipt)
+    assert isinstance(error, PublishError)
+    assert (error.status, error.code, error.retryable) == (401, 40160, False)
+    assert error.delivered == ("allowed:2", "allowed:3")
+    assert error.failed == ("denied",)
+    assert [m.data for m in emulator.messages("allowed:2")] == ["two"]
+    assert emulator.messages("denied") == []
+    assert [m.data for m in emulator.messages("allowed:1")] == ["one"]
+    assert [m.data for m in emulator.messages("allowed:4")] == ["four"]
+
+    # the very same error as the same publish made without batching
+    emulator.reset()
+    lone = _driver(make_broadcast, key=LIMITED_KEY, batch_publishes=False)
+    with pytest.raises(PublishError) as caught:
+        await lone.achannel(["allowed:2", "denied", "allowed:3"], "two")
+    assert str(caught.value) == str(error)
+    assert (caught.value.delivered, caught.value.failed) == (error.delivered, error.failed)
+
+
+async def test_a_single_channel_publish_refused_in_a_batch_fails_as_it_would_alone(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, key=LIMITED_KEY)
+    results = await asyncio.gather(
+        driver.achannel("allowed:x", "ok"), driver.achannel("denied", "no"), return_exceptions=True
+    )
+    assert isinstance(results[0], Receipt)
+    error = results[1]
+    assert isinstance(error, PublishError)
+    emulator.reset()
+    with pytest.raises(PublishError) as caught:
+        await _driver(make_broadcast, key=LIMITED_KEY).achannel("denied", "no")
+    assert emulator.publish_requests[0].path == "/channels/denied/messages"
+    alone = caught.value
+    assert str(error) == str(alone)
+    assert (error.status, error.code, error.retryable) == (alone.status, alone.code, False)
+    assert (error.delivered, error.failed) == ((), ("denied",))
+
+
+@pytest.mark.parametrize("batch_format", ["legacy", "result", "flat"])
+async def test_a_retryable_channel_failure_is_retried_alone_with_the_same_id(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast], batch_format: str
+) -> None:
+    emulator.batch_format = batch_format
+    driver = _driver(make_broadcast)
+    emulator.fail_channels_next(["flaky"], 503, 50300, "Emulated unavailable")
+    receipts = await asyncio.gather(
+        driver.achannel("steady", "s"),
+        driver.achannel(["flaky", "fine"], "f"),
+    )
+    assert _specs(emulator) == [2, 1]
+    retry = emulator.publish_requests[1]
+    assert retry.path == "/channels/flaky/messages"  # only the failed channel, on its own
+    assert retry.decoded["id"] == f"{receipts[1].message_id}:0"
+    assert [r.requests for r in receipts] == [1, 2]
+    assert len(receipts[1].ids) == 2
+    _check_delivered_once(emulator, receipts, ["s", "f"])
+
+
+@pytest.mark.parametrize("after_store", [False, True])
+async def test_a_failed_shared_request_is_retried_per_publish_and_delivered_once(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast], after_store: bool
+) -> None:
+    driver = _driver(make_broadcast)
+    # with after_store the shared request delivered everything but its answer was a 500
+    emulator.fail_next(500, 50000, "Emulated internal error", after_store=after_store)
+    data = [str(i) for i in range(12)]
+    receipts = await asyncio.gather(
+        *(driver.achannel(["all", f"own-{i}"], data[i]) for i in range(12))
+    )
+    assert _specs(emulator) == [12] + [1] * 12
+    retried = sorted(r.decoded["messages"][0]["id"] for r in emulator.publish_requests[1:])
+    assert retried == sorted(f"{r.message_id}:0" for r in receipts)
+    assert all(r.path == "/messages" for r in emulator.publish_requests[1:])
+    assert [r.requests for r in receipts] == [2] * 12
+    _check_delivered_once(emulator, receipts, data)
+    assert len(emulator.messages("all")) == 12
+
+
+async def test_a_shared_request_that_keeps_failing_raises_for_every_publish(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, retries=1)
+    emulator.fail_next(503, 50300, "Emulated unavailable", times=10)
+    results = await asyncio.gather(
+        *(driver.achannel(f"c{i}", str(i)) for i in range(4)), return_exceptions=True
+    )
+    assert _specs(emulator) == [4, 1, 1, 1, 1]  # one shared attempt, one retry each
+    for i, error in enumerate(results):
+        assert isinstance(error, PublishError)
+        assert (error.status, error.code, error.retryable) == (503, 50300, True)
+        assert error.failed == (f"c{i}",)
+        assert str(error).startswith(f"Ably did not accept the publish to channel 'c{i}'")
+
+
+async def test_an_auth_failure_of_a_shared_request_is_each_publishs_own(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, key=WRONG_KEY)
+    results = await asyncio.gather(
+        driver.achannel("a", "m"), driver.achannel(["b", "c"], "m"), return_exceptions=True
+    )
+    assert _specs(emulator) == [2]  # not retried, not re-sent
+    emulator.reset()
+    lone = _driver(make_broadcast, key=WRONG_KEY, batch_publishes=False)
+    for error, channels in zip(results, ["a", ["b", "c"]], strict=True):
+        assert isinstance(error, PublishError)
+        with pytest.raises(PublishError) as caught:
+            await lone.achannel(channels, "m")
+        assert str(error) == str(caught.value)
+        assert (error.status, error.code, error.retryable) == (401, 40101, False)
+        assert error.failed == caught.value.failed
+        assert TEST_KEY.split(":")[1] not in str(error)
+        assert WRONG_KEY.split(":")[1] not in str(error)
+
+
+async def test_a_request_wide_client_error_sends_each_publish_again_alone(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    """A 400 for the whole request may be one spec's fault: each publish gets its own answer."""
+    driver = _driver(make_broadcast, retries=0)
+    emulator.fail_next(400, 40000, "Emulated bad request")
+    receipts = await asyncio.gather(*(driver.achannel(f"d{i}", str(i)) for i in range(5)))
+    assert _specs(emulator) == [5, 1, 1, 1, 1, 1]
+    assert [r.requests for r in receipts] == [2] * 5  # the shared request counts for each
+    _check_delivered_once(emulator, receipts, [str(i) for i in range(5)])
+
+
+async def test_batching_off_sends_one_request_per_publish(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, batch_publishes=False)
+    receipts = await asyncio.gather(*(driver.achannel(f"x{i}", str(i)) for i in range(20)))
+    assert _specs(emulator) == [1] * 20
+    assert sorted(r.path for r in emulator.publish_requests) == sorted(
+        f"/channels/x{i}/messages" for i in range(20)
+    )
+    assert driver._batchers == {}
+    _check_delivered_once(emulator, receipts, [str(i) for i in range(20)])
+
+
+async def test_requests_hold_at_most_100_channels(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast)
+    sevens = [[f"p{i}-{k}" for k in range(7)] for i in range(30)]
+    big = [f"big-{k}" for k in range(150)]
+    receipts = await asyncio.gather(
+        *(driver.achannel(channels, str(i)) for i, channels in enumerate(sevens)),
+        driver.achannel(big, "big"),
+    )
+    assert emulator.violations == []
+    shared = [r for r in emulator.publish_requests if isinstance(r.decoded, list)]
+    # 30 publishes of 7 channels: 14 + 14 + 2 publishes (98, 98 and 14 channels)
+    assert sorted(len(r.decoded) for r in shared) == [2, 14, 14]
+    assert all(len(r.channels) <= 100 for r in emulator.publish_requests)
+    # the 150-channel publish goes its usual way: two requests of its own
+    alone = [r for r in emulator.publish_requests if isinstance(r.decoded, dict)]
+    assert sorted(len(r.channels) for r in alone) == [50, 100]
+    assert receipts[-1].requests == 2
+    _check_delivered_once(emulator, receipts, [*(str(i) for i in range(30)), "big"])
+
+
+async def test_requests_stay_under_ablys_body_limit(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, max_payload_bytes=256 * 1024)
+    data = [chr(ord("a") + i) * (200 * 1024) for i in range(14)]
+    receipts = await asyncio.gather(*(driver.achannel(f"big{i}", d) for i, d in enumerate(data)))
+    assert emulator.violations == []
+    assert sum(_specs(emulator)) == 14
+    assert len(emulator.publish_requests) == 2  # 14 x 200 KiB is more than 2 MiB
+    assert all(len(r.body) <= 2 * 1024 * 1024 for r in emulator.publish_requests)
+    _check_delivered_once(emulator, receipts, data)
+
+
+async def test_the_emulator_refuses_more_than_100_channels_in_one_request(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    """The check the tests above rely on: the emulator is strict about the total."""
+    driver = _driver(make_broadcast)
+    client = await driver._clients.async_client()
+    body = [
+        {"channels": [f"s{s}-{k}" for k in range(51)], "messages": [{"data": "x"}]}
+        for s in range(2)
+    ]
+    response = await client.request("POST", "/messages", "3", body=body)
+    assert response.status_code == 400
+    assert "102 channels" in emulator.violations[0]
+
+
+async def test_aclose_waits_for_queued_publishes(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, batch_in_flight=1)
+    emulator.slow_next(0.5)
+    tasks = [asyncio.create_task(driver.achannel("q0", "0"))]
+    await _until_requests(emulator, 1)  # the only slot is busy: the next ones queue
+    tasks += [asyncio.create_task(driver.achannel(f"q{i}", str(i))) for i in range(1, 8)]
+    await asyncio.sleep(0)
+    batcher = driver._batchers[asyncio.get_running_loop()]
+    assert len(batcher._queue) == 7
+    await driver.aclose()
+    assert not batcher._queue and not batcher._tasks
+    assert driver._batchers == {}
+    assert _specs(emulator) == [1, 7]  # sent before aclose() returned
+    receipts = await asyncio.gather(*tasks)
+    _check_delivered_once(emulator, receipts, [str(i) for i in range(8)])
+
+
+async def test_sync_close_inside_the_loop_leaves_no_publish_waiting(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, batch_in_flight=1)
+    emulator.slow_next(0.5)
+    tasks = [asyncio.create_task(driver.achannel("s0", "0"))]
+    await _until_requests(emulator, 1)
+    tasks += [asyncio.create_task(driver.achannel(f"s{i}", str(i))) for i in range(1, 6)]
+    await asyncio.sleep(0)
+    driver.close()  # sync code inside the loop: it cannot wait, the queue still goes out
+    receipts = await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    # the five queued rode together (the slow request, whose client close() shut under
+    # it, may have been retried on a new client: same id, still delivered once)
+    assert _specs(emulator)[:2] == [1, 5]
+    _check_delivered_once(emulator, receipts, [str(i) for i in range(6)])
+    await driver.aclose()
+
+
+async def test_a_cancelled_waiting_publish_is_not_sent(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, batch_in_flight=1)
+    emulator.slow_next(0.2)
+    first = asyncio.create_task(driver.achannel("first", "0"))
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.create_task(driver.achannel(f"w{i}", str(i))) for i in range(3)]
+    await asyncio.sleep(0)
+    waiting[1].cancel()
+    results = await asyncio.gather(first, *waiting, return_exceptions=True)
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert emulator.messages("w1") == []
+    assert _specs(emulator) == [1, 2]
+    assert [len(emulator.messages(c)) for c in ("first", "w0", "w2")] == [1, 1, 1]
+
+
+def test_one_batcher_per_loop_dropped_when_its_loop_closes(
+    emulator: AblyEmulator, broadcast: Broadcast
+) -> None:
+    driver = broadcast.driver(BroadcastAblyDriver)
+    loops = []
+
+    async def publish(i: int) -> None:
+        loops.append(asyncio.get_running_loop())
+        await asyncio.gather(
+            driver.achannel("loops", str(i)), driver.achannel("loops", str(i + 10))
+        )
+
+    for i in range(3):
+        asyncio.run(publish(i))
+    assert list(driver._batchers) == [loops[-1]]  # the closed loops' batchers are gone
+    assert sorted(m.data for m in emulator.messages("loops")) == ["0", "1", "10", "11", "12", "2"]
+    assert _specs(emulator) == [2, 2, 2]
+
+
+def test_the_sync_path_does_not_batch(emulator: AblyEmulator, broadcast: Broadcast) -> None:
+    driver = broadcast.driver(BroadcastAblyDriver)
+    for i in range(3):
+        driver.channel(f"sync{i}", str(i))
+    assert _specs(emulator) == [1, 1, 1]
+    assert driver._batchers == {}
+
+
+async def test_secrets_stay_out_of_batched_errors(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    driver = _driver(make_broadcast, retries=0)
+    emulator.fail_next(500, 50000, f"echo of {TEST_KEY} in an error")
+    results = await asyncio.gather(
+        driver.achannel("a", "1"), driver.achannel("b", "2"), return_exceptions=True
+    )
+    secret = TEST_KEY.split(":")[1]
+    for error in results:
+        assert isinstance(error, PublishError)
+        assert secret not in str(error) and secret not in repr(error)
+        assert "********" in str(error)
+    assert secret not in repr(driver) and secret not in repr(driver._batchers)
+
+
+# -- options and reading answers (no server needed) -------------------------------------
+
+
+def test_batching_options_default_on_and_are_checked() -> None:
+    settings = parse_settings({"key": TEST_KEY})
+    assert (settings.batch_publishes, settings.batch_in_flight) == (True, 4)
+    settings = parse_settings({"key": TEST_KEY, "batch_publishes": False, "batch_in_flight": 9})
+    assert (settings.batch_publishes, settings.batch_in_flight) == (False, 9)
+    for key, value in [
+        ("batch_publishes", "yes"),
+        ("batch_publishes", 1),
+        ("batch_in_flight", 0),
+        ("batch_in_flight", True),
+        ("batch_in_flight", "4"),
+        ("batch_in_flight", 2.5),
+    ]:
+        with pytest.raises(ConfigurationError) as caught:
+            parse_settings({"key": TEST_KEY, key: value})
+        assert caught.value.key == key
+        assert TEST_KEY.split(":")[1] not in str(caught.value)
+
+
+SPECS = [("a",), ("a", "b"), ("c",)]
+
+
+def _ok(channel: str, n: int) -> dict[str, Any]:
+    return {"channel": channel, "messageId": f"m{n}", "serials": [f"s{n}-{channel}"]}
+
+
+def test_read_batch_answer_per_spec_lists() -> None:
+    items = [[_ok("a", 0)], [_ok("a", 1), _ok("b", 1)], [_ok("c", 2)]]
+    answers = read_batch_answer(SPECS, 201, items)
+    assert [a.delivered if a else None for a in answers] == [["a"], ["a", "b"], ["c"]]
+    assert answers[1] is not None and answers[1].ids == ["s1-a", "s1-b"]
+
+
+def test_read_batch_answer_batch_results_and_flat_lists() -> None:
+    denied = {"code": 40160, "statusCode": 401, "message": "no"}
+    results = [
+        {"successCount": 1, "failureCount": 0, "results": [_ok("a", 0)]},
+        {
+            "successCount": 1,
+            "failureCount": 1,
+            "results": [_ok("a", 1), {"channel": "b", "error": denied}],
+        },
+        {"successCount": 1, "failureCount": 0, "results": [_ok("c", 2)]},
+    ]
+    answers = read_batch_answer(SPECS, 201, results)
+    assert answers[1] is not None
+    assert answers[1].delivered == ["a"] and answers[1].failures == {"b": (401, 40160, "no")}
+    flat = [_ok("a", 0), _ok("a", 1), _ok("b", 1), _ok("c", 2)]
+    assert [a.ids if a else None for a in read_batch_answer(SPECS, 201, flat)] == [
+        ["s0-a"],
+        ["s1-a", "s1-b"],
+        ["s2-c"],
+    ]
+
+
+def test_read_batch_answer_says_undecided_when_it_cannot_tell() -> None:
+    # a flat list in another order, or missing a channel, cannot be pinned on specs
+    assert read_batch_answer(SPECS, 201, [_ok("a", 1), _ok("a", 0), _ok("c", 2)]) == [None] * 3
+    # a spec whose result does not mention one of its channels
+    answers = read_batch_answer(SPECS, 201, [[_ok("a", 0)], [_ok("a", 1)], [_ok("c", 2)]])
+    assert answers[0] is not None and answers[1] is None and answers[2] is not None
+
+
+def test_read_batch_answer_request_wide_and_partial_errors() -> None:
+    error = {"error": {"message": "Internal", "statusCode": 500, "code": 50000}}
+    answers = read_batch_answer(SPECS, 500, [error])
+    assert [a.error if a else None for a in answers] == [(500, 50000, "Internal")] * 3
+    partial = {
+        "error": {"message": "Batched response includes errors", "statusCode": 400, "code": 40020},
+        "batchResponse": [
+            [_ok("a", 0)],
+            [_ok("a", 1), {"channel": "b", "error": {"code": 50300, "statusCode": 503}}],
+            [_ok("c", 2)],
+        ],
+    }
+    answers = read_batch_answer(SPECS, 400, [partial])
+    assert answers[1] is not None and answers[1].failures == {"b": (503, 50300, "")}
+    assert answers[0] is not None and answers[0].delivered == ["a"]
+    assert [a.delivered for a in read_batch_answer(SPECS, 201, []) if a] == [
+        ["a"],
+        ["a", "b"],
+        ["c"],
+    ]
