@@ -157,7 +157,7 @@ class Workloads:
         return compare(
             "ably.async",
             SECTION_ASYNC,
-            "Ably: " + what,
+            "Ably: " + what + " (driver defaults: micro-batching on)",
             stats(results[0], "pub/s"),
             base,
             "AblyRest (async)",
