@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import threading
@@ -445,11 +446,9 @@ def _shared(reply: _Reply) -> _Outcome:
 def _tried(response: Any, status: int, hosts: Sequence[str]) -> tuple[int, bool]:
     """Requests one SDK call made (fallback hosts included) and whether it failed over."""
     tried = 1
-    try:
+    with contextlib.suppress(Exception):  # the host is only for counting requests
         host = response.response.url.host
         tried = list(hosts).index(host) + 1 if host in hosts else 1
-    except Exception:  # the host is only for counting requests
-        pass
     return tried, len(hosts) > 1 and 500 <= status <= 504
 
 
