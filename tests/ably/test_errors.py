@@ -275,3 +275,36 @@ class TestFallbackHosts:
         with pytest.raises(PublishError):
             make_broadcast(retries=2).channel("orders", "m")
         assert len(emulator.publish_requests) == 3
+
+
+async def test_async_partial_failure_across_concurrent_groups(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    """On the async path the groups of 100 go concurrently; the report is the same."""
+    channels = (
+        [f"allowed:{i}" for i in range(150)] + ["denied"] + [f"allowed:x{i}" for i in range(99)]
+    )
+    broadcast = make_broadcast(key=LIMITED_KEY)
+    with pytest.raises(PublishError) as caught:
+        await broadcast.achannel(channels, "m")
+    error = caught.value
+    assert error.failed == ("denied",)
+    assert error.delivered == tuple(c for c in channels if c != "denied")
+    assert (error.code, error.retryable) == (40160, False)
+    assert "1 of 250 channels" in str(error)
+    assert len(emulator.publish_requests) == 3
+    await broadcast.aclose()
+
+
+async def test_async_fan_out_groups_arrive_once_with_one_id(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    channels = [f"fan-{i}" for i in range(250)]
+    broadcast = make_broadcast()
+    receipt = await broadcast.achannel(channels, {"n": 1}, "fan")
+    assert receipt.requests == 3
+    assert receipt.channels == tuple(channels)
+    assert sorted(len(r.channels) for r in emulator.publish_requests) == [50, 100, 100]
+    assert all(len(emulator.messages(c)) == 1 for c in channels)
+    assert {m.id for c in channels for m in emulator.messages(c)} == {f"{receipt.message_id}:0"}
+    await broadcast.aclose()

@@ -162,7 +162,42 @@ class BroadcastAblyDriver(Driver):
         makes its first attempt through this loop's micro-batcher: at once when
         a request slot is free, else together with the other publishes waiting.
         Retries always go on their own, as they would without batching.
+
+        A publish to more than 100 channels sends its groups of 100 concurrently
+        (each with its own retries) and reports them as one publish.
         """
+        groups = chunks(message.channels)
+        if len(groups) > 1:
+            return await self._apublish_groups(message, groups)
+        return await self._apublish_one(message)
+
+    async def _apublish_groups(
+        self, message: Message, groups: Sequence[tuple[str, ...]]
+    ) -> Receipt:
+        parts = [
+            Message(group, message.event, message.data, message.text, message.id)
+            for group in groups
+        ]
+        results = await asyncio.gather(
+            *(self._apublish_one(part) for part in parts), return_exceptions=True
+        )
+        delivered: set[str] = set()
+        ids: list[str] = []
+        failed: dict[str, PublishError] = {}
+        requests = 0
+        for part, result in zip(parts, results, strict=True):
+            if isinstance(result, Receipt):
+                delivered.update(part.channels)
+                ids.extend(result.ids)
+                requests += result.requests
+            elif isinstance(result, PublishError):
+                delivered.update(result.delivered)
+                failed.update(dict.fromkeys(result.failed, result))
+            else:
+                raise result
+        return self._finish(message, delivered, ids, failed, requests)
+
+    async def _apublish_one(self, message: Message) -> Receipt:
         steps = self._steps(message)
         reply: _Reply | None = None
         batcher = None
