@@ -2,13 +2,15 @@
 
 Each class is what a driver author writes: a name, the features, a
 configuration and an observer. The receiving side is real for each driver:
-the memory driver's own subscriber API, the log records the log driver
+the memory driver's own subscriber API (a subscriber with a ``socket_id``,
+so the kit checks the sender's exclusion), the log records the log driver
 writes, and nothing at all for the null driver (declared, not skipped).
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +20,28 @@ from broadcasting import Driver, Message
 from broadcasting.drivers.log import BroadcastLogDriver
 from broadcasting.drivers.memory import BroadcastMemoryDriver
 from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, Features
+
+
+class _MemoryObserver(DeliveryRecorder):
+    """A memory-driver subscriber with its own ``socket_id``, like one browser connection.
+
+    Offering ``socket_id()`` makes the kit check that a publish with this id
+    really skips this subscriber (``toOthers()``), not only that the id is
+    passed through.
+    """
+
+    def __init__(self, own_socket_id: str) -> None:
+        super().__init__()
+        self._socket_id = own_socket_id
+
+    def socket_id(self) -> str:
+        """The id this subscriber gave ``BroadcastMemoryDriver.subscribe``."""
+        return self._socket_id
+
+    def record_message(self, message: Message) -> None:
+        """The subscriber callback: one delivery per channel of ``message``."""
+        for channel in message.channels:
+            self.record(Delivery(channel, message.event, message.text))
 
 
 class TestMemoryDriverConformance(DriverConformance):
@@ -31,16 +55,11 @@ class TestMemoryDriverConformance(DriverConformance):
         return [({"max_history": 0}, "max_history"), ({"max_history": "ten"}, "max_history")]
 
     @pytest.fixture
-    def observer(self, driver: Driver) -> Iterator[DeliveryRecorder]:
+    def observer(self, driver: Driver) -> Iterator[_MemoryObserver]:
         assert isinstance(driver, BroadcastMemoryDriver)
-        recorder = DeliveryRecorder()
-
-        def record(message: Message) -> None:
-            for channel in message.channels:
-                recorder.record(Delivery(channel, message.event, message.text))
-
-        unsubscribe = driver.subscribe(record)
-        yield recorder
+        observer = _MemoryObserver(f"{secrets.randbelow(10**6)}.{secrets.randbelow(10**6)}")
+        unsubscribe = driver.subscribe(observer.record_message, socket_id=observer.socket_id())
+        yield observer
         unsubscribe()
 
 

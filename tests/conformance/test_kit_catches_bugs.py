@@ -165,6 +165,65 @@ class ClaimsSocketId(Good):
     supports_socket_id = True
 
 
+# socket_id: the observer below is one connection with its own id; a correct
+# driver skips it for publishes made with that id, and only for those
+
+OBSERVER_SOCKET_ID = "4242.1717"
+
+
+class IdentifiedRecorder(DeliveryRecorder):
+    # the sync observer, offering the optional socket_id() capability
+
+    def socket_id(self) -> str:
+        return OBSERVER_SOCKET_ID
+
+
+class AsyncIdentifiedObserver:
+    # the async flavour: every method, socket_id() included, is a coroutine
+
+    def __init__(self, recorder: DeliveryRecorder) -> None:
+        self.recorder = recorder
+
+    async def watch(self, channels):
+        self.recorder.watch(channels)
+
+    async def deliveries(self, channel, count, timeout):
+        return await asyncio.to_thread(self.recorder.deliveries, channel, count, timeout)
+
+    async def socket_id(self) -> str:
+        await asyncio.sleep(0)
+        return OBSERVER_SOCKET_ID
+
+
+class ExcludesSender(Good):
+    name = "kit-excludes-sender"
+    supports_socket_id = True
+
+    def __init__(self) -> None:
+        self.recorder = IdentifiedRecorder()
+
+    def deliver(self, message: Message) -> None:
+        if message.socket_id != OBSERVER_SOCKET_ID:
+            super().deliver(message)
+
+
+class IgnoresSocketId(ExcludesSender):
+    # accepts socket_id, then delivers to the sender's connection anyway
+    name = "kit-ignores-socket-id"
+
+    def deliver(self, message: Message) -> None:
+        Good.deliver(self, message)
+
+
+class ExcludesEveryone(ExcludesSender):
+    # treats any socket_id as "deliver to nobody"
+    name = "kit-excludes-everyone"
+
+    def deliver(self, message: Message) -> None:
+        if message.socket_id is None:
+            Good.deliver(self, message)
+
+
 # -- correct drivers that switch features off: the kit must pass them, skipping nothing
 
 
@@ -232,7 +291,8 @@ class NetworkedRawError(Networked):
 DRIVERS = [Good, SyncOnly, SingleChannel, NoReconnect, Networked, NetworkedRawError,
            DropsEvent, MangledUnicode, FirstChannelOnly, Twice, LeaksSecret,
            ErrorShowsValue, CloseTwiceFails, CountsCharacters, SendsWhileMeasuring,
-           RunsItsOwnLoop, WrongReceipt, ClaimsSocketId]
+           RunsItsOwnLoop, WrongReceipt, ClaimsSocketId, ExcludesSender, IgnoresSocketId,
+           ExcludesEveryone]
 for cls in DRIVERS:
     register_driver(cls.name, cls)
 
@@ -329,11 +389,56 @@ class TestWrongReceipt(Base):
 
 class TestClaimsSocketId(Base):
     driver_name = "kit-claims-socket-id"
+
+class TestExcludesSender(Base):
+    driver_name = "kit-excludes-sender"
+    features = Features(network=False, socket_id=True)
+
+class TestExcludesSenderAsyncObserver(TestExcludesSender):
+    @pytest.fixture
+    def observer(self, driver: Driver) -> AsyncIdentifiedObserver:
+        assert isinstance(driver, Good)
+        return AsyncIdentifiedObserver(driver.recorder)
+
+class TestExcludesSenderUnidentifiedObserver(TestExcludesSender):
+    # no socket_id() on the observer: the kit falls back to the pass-through check
+    @pytest.fixture
+    def observer(self, driver: Driver) -> DeliveryRecorder:
+        assert isinstance(driver, Good)
+        plain = DeliveryRecorder()
+        driver.recorder = plain
+        return plain
+
+class TestIgnoresSocketId(TestExcludesSender):
+    driver_name = "kit-ignores-socket-id"
+
+class TestIgnoresSocketIdAsyncObserver(TestExcludesSenderAsyncObserver):
+    driver_name = "kit-ignores-socket-id"
+
+class TestIgnoresSocketIdUnidentifiedObserver(TestExcludesSenderUnidentifiedObserver):
+    # the bug cannot be seen without the observer's own id: the kit passes it,
+    # which is why an observer that is one connection should offer socket_id()
+    driver_name = "kit-ignores-socket-id"
+
+class TestExcludesEveryone(TestExcludesSender):
+    driver_name = "kit-excludes-everyone"
+
+class TestExcludesEveryoneUnidentifiedObserver(TestExcludesSenderUnidentifiedObserver):
+    driver_name = "kit-excludes-everyone"
 """
 
 # class -> tests (function names, parameters stripped) that MUST fail
 # correct drivers, some with features switched off: nothing may fail or be skipped
-CORRECT = ["TestGood", "TestSyncOnly", "TestSingleChannel", "TestNoReconnect", "TestNetworked"]
+CORRECT = [
+    "TestGood",
+    "TestSyncOnly",
+    "TestSingleChannel",
+    "TestNoReconnect",
+    "TestNetworked",
+    "TestExcludesSender",
+    "TestExcludesSenderAsyncObserver",
+    "TestExcludesSenderUnidentifiedObserver",
+]
 
 EXPECTED_FAILURES = {
     "TestNetworkedRawError": {"test_publish_failures_are_publish_errors"},
@@ -349,12 +454,27 @@ EXPECTED_FAILURES = {
     "TestRunsItsOwnLoop": {"test_sync_publish_inside_a_running_event_loop"},
     "TestWrongReceipt": {"test_multiple_channels"},
     "TestClaimsSocketId": {"test_socket_id"},
+    "TestIgnoresSocketId": {"test_socket_id"},
+    "TestIgnoresSocketIdAsyncObserver": {"test_socket_id"},
+    "TestExcludesEveryone": {"test_socket_id"},
+}
+
+# broken drivers whose bug is found by these test cases and by nothing else
+EXACT_FAILURES = {
+    "TestIgnoresSocketId": {"test_socket_id[sync]", "test_socket_id[async]"},
+    "TestIgnoresSocketIdAsyncObserver": {"test_socket_id[sync]", "test_socket_id[async]"},
+    "TestExcludesEveryone": {"test_socket_id[sync]", "test_socket_id[async]"},
 }
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, set[str]]]:
-    """Run the broken-driver suite once; outcome -> class -> failed test names."""
+    """Run the broken-driver suite once; outcome -> class -> test names.
+
+    Outcomes are ``passed``, ``failed`` and ``skipped`` (function names,
+    parameters stripped); ``failed-cases`` has the full names of failed cases
+    (``test_socket_id[sync]``) and ``failed-messages`` their failure messages.
+    """
     root = tmp_path_factory.mktemp("kit")
     (root / "pytest.ini").write_text("[pytest]\n")
     (root / "test_broken_drivers.py").write_text(textwrap.dedent(SUITE))
@@ -387,10 +507,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, set[
     outcomes: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for case in ET.parse(xml).getroot().iter("testcase"):
         cls = case.get("classname", "").rsplit(".", 1)[-1]
-        name = case.get("name", "").split("[", 1)[0]
+        full = case.get("name", "")
+        name = full.split("[", 1)[0]
         kinds = {child.tag for child in case}
         if kinds & {"failure", "error"}:
             outcome = "failed"
+            outcomes["failed-cases"][cls].add(full)
+            for child in case:
+                outcomes["failed-messages"][cls].add(child.get("message", ""))
         elif "skipped" in kinds:
             outcome = "skipped"
         else:
@@ -417,3 +541,42 @@ def test_a_broken_driver_fails_the_tests_about_its_bug(
     assert not missing, f"{cls}: the kit let {sorted(missing)} pass (failed: {sorted(failed)})"
     # the bug is pinned down, not everything falls over
     assert report["passed"][cls], f"{cls}: nothing passed at all"
+
+
+@pytest.mark.parametrize("cls", sorted(EXACT_FAILURES))
+def test_a_socket_id_bug_fails_exactly_test_socket_id_for_the_right_reason(
+    report: dict[str, dict[str, set[str]]], cls: str
+) -> None:
+    """Both modes of test_socket_id fail, nothing else does, and the message says why."""
+    assert report["failed-cases"][cls] == EXACT_FAILURES[cls], sorted(report["failed-cases"][cls])
+    assert len(report["passed"][cls]) >= 30
+    messages = " ".join(report["failed-messages"][cls])
+    if "IgnoresSocketId" in cls:
+        # the observer's own connection got the message it sent
+        assert "the sender's connection must be excluded" in messages, messages
+    else:
+        # any socket_id dropped the message for everybody, the observer included
+        assert "expected 1 delivery of the message" in messages, messages
+
+
+def test_an_observer_without_socket_id_keeps_the_pass_through_check(
+    report: dict[str, dict[str, set[str]]],
+) -> None:
+    """Without the observer's socket_id() the kit checks only the pass-through.
+
+    The same drivers, observed by a plain DeliveryRecorder: the correct one and
+    the one that ignores socket_id both pass test_socket_id (the exclusion is
+    invisible to an observer with no connection of its own), while the one
+    that drops messages carrying any socket_id still fails it.
+    """
+    for cls in (
+        "TestExcludesSenderUnidentifiedObserver",
+        "TestIgnoresSocketIdUnidentifiedObserver",
+    ):
+        assert not report["failed"][cls], (cls, sorted(report["failed"][cls]))
+        assert not report["skipped"][cls], (cls, sorted(report["skipped"][cls]))
+        assert "test_socket_id" in report["passed"][cls], cls
+    assert report["failed-cases"]["TestExcludesEveryoneUnidentifiedObserver"] == {
+        "test_socket_id[sync]",
+        "test_socket_id[async]",
+    }

@@ -4,7 +4,9 @@ Everything is real: the driver publishes over HTTP to the session's soketi (a
 Pusher-protocol server), and the observer is a WebSocket connection to that
 same soketi speaking the Pusher protocol, as a browser's pusher-js would. It
 subscribes in ``watch()`` (and waits for ``subscription_succeeded``), so what
-it collects is what soketi actually delivered to subscribers.
+it collects is what soketi actually delivered to subscribers. It also offers
+its connection's ``socket_id``, so the kit's test_socket_id checks that a
+publish with that id is not delivered to it (the sender is excluded).
 
 The one stand-in: one of the ``failing_options`` goes through the counting
 proxy told to answer every request with 503, because soketi cannot be made to
@@ -79,6 +81,8 @@ class PusherObserver:
     subscribed and returns once soketi confirmed every subscription, so a
     publish made afterwards is delivered to this connection. Every user event
     received is recorded per channel; ``deliveries`` waits for them.
+    ``socket_id`` gives the connection's own id, so the kit checks the
+    sender's exclusion against soketi itself.
     """
 
     def __init__(self, loop: LoopThread, url: str) -> None:
@@ -91,17 +95,30 @@ class PusherObserver:
     def _record(self, event: Event) -> None:
         self._recorder.record(Delivery(event.channel, event.event, event.data))
 
-    async def _watch(self, channels: Sequence[str]) -> None:
+    async def _connect(self) -> PusherSubscriber:
         if self._subscriber is None:
             self._subscriber = await PusherSubscriber(self._url, on_event=self._record).connect()
+        return self._subscriber
+
+    async def _watch(self, channels: Sequence[str]) -> None:
+        subscriber = await self._connect()
         new = [channel for channel in dict.fromkeys(channels) if channel not in self._subscribed]
         if new:
-            await self._subscriber.subscribe(*new)
+            await subscriber.subscribe(*new)
             self._subscribed.update(new)
 
     def watch(self, channels: Sequence[str]) -> None:
         """Subscribe to ``channels`` and wait for soketi's ``subscription_succeeded``."""
         self._loop.run(self._watch(channels), timeout=20)
+
+    def socket_id(self) -> str:
+        """This connection's id, from soketi's ``pusher:connection_established``.
+
+        The kit's optional observer capability: with it, test_socket_id
+        publishes with this id and checks soketi really leaves this
+        connection out, as Laravel's ``toOthers()`` relies on.
+        """
+        return self._loop.run(self._connect(), timeout=20).socket_id
 
     def deliveries(self, channel: str, count: int, timeout: float) -> Sequence[Delivery]:
         """What arrived on ``channel``: wait up to ``timeout`` s for ``count``, then flush.
@@ -139,8 +156,9 @@ class TestPusherConformance(DriverConformance):
     """The pusher driver, publishing to soketi and observed over soketi's WebSocket."""
 
     driver_name = "pusher"
-    # socket_id is supported and fully checked: the kit sends a well-formed id
-    # that is not the observer's, so soketi must still deliver to the observer.
+    # socket_id is supported and fully checked: a well-formed id that is not the
+    # observer's must still be delivered to the observer, and the observer's own
+    # connection id (PusherObserver.socket_id) must make soketi leave it out.
     features = Features(socket_id=True)
     secrets: ClassVar[Sequence[str]] = (APP_SECRET, MASTER_KEY, WRONG_SECRET)
     invalid_channel_names: ClassVar[Sequence[str]] = (

@@ -1,4 +1,9 @@
-"""The ``memory`` driver: keeps every message in order; in-process code can subscribe."""
+"""The ``memory`` driver: keeps every message in order; in-process code can subscribe.
+
+A subscriber may give itself a ``socket_id``: it then plays the part of one
+browser connection, and a publish with that same ``socket_id`` (Laravel's
+``toOthers()``) is not handed to it. The history keeps every message anyway.
+"""
 
 from __future__ import annotations
 
@@ -14,22 +19,38 @@ from broadcasting import ConfigurationError, Driver, Message, Receipt, hookimpl
 Callback = Callable[[Message], object]
 
 
+def _wanted(message: Message, channel: str | None, socket_id: str | None) -> bool:
+    """Whether a subscriber to ``channel`` with connection id ``socket_id`` gets ``message``."""
+    if channel is not None and channel not in message.channels:
+        return False
+    # the sender's own connection is excluded (toOthers); no id excludes nobody
+    return socket_id is None or message.socket_id != socket_id
+
+
 class Subscription:
     """An async iterator of the messages published after it was created.
 
     Get one from :meth:`BroadcastMemoryDriver.listen` inside a running event
     loop; publishes from any thread are handed to that loop. Use it as an
     async context manager (or call :meth:`close`) to stop receiving.
+
+    Attributes:
+        channel: the channel listened to, or ``None`` for every channel.
+        socket_id: this subscription's own connection id, or ``None``; a
+            publish made with the same ``socket_id`` is not delivered here.
     """
 
-    def __init__(self, driver: BroadcastMemoryDriver, channel: str | None) -> None:
+    def __init__(
+        self, driver: BroadcastMemoryDriver, channel: str | None, socket_id: str | None = None
+    ) -> None:
         self.channel = channel
+        self.socket_id = socket_id
         self._driver = driver
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
 
     def _deliver(self, message: Message) -> None:
-        if self.channel is None or self.channel in message.channels:
+        if _wanted(message, self.channel, self.socket_id):
             self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
 
     def __aiter__(self) -> Subscription:
@@ -62,7 +83,9 @@ class BroadcastMemoryDriver(Driver):
     """Keeps every published message, in order, and hands them to subscribers.
 
     Thread-safe. ``max_history`` (option) bounds the kept history; by default
-    every message is kept until :meth:`clear`.
+    every message is kept until :meth:`clear`. ``socket_id`` is supported: a
+    subscriber that gave the same ``socket_id`` (see :meth:`subscribe` and
+    :meth:`listen`) does not receive the message; every other one does.
     """
 
     name = "memory"
@@ -100,26 +123,34 @@ class BroadcastMemoryDriver(Driver):
         with self._lock:
             self._history.clear()
 
-    def subscribe(self, callback: Callback, channel: str | None = None) -> Callable[[], None]:
+    def subscribe(
+        self, callback: Callback, channel: str | None = None, *, socket_id: str | None = None
+    ) -> Callable[[], None]:
         """Call ``callback(message)`` for every later publish (to ``channel`` if given).
+
+        ``socket_id`` names this subscriber's own connection, as a browser's
+        socket id does: publishes made with that same ``socket_id`` are
+        skipped (the sender is excluded), all others are delivered.
 
         Runs in the publishing thread. Returns a function that unsubscribes.
         """
 
         def deliver(message: Message) -> None:
-            if channel is None or channel in message.channels:
+            if _wanted(message, channel, socket_id):
                 callback(message)
 
         with self._lock:
             self._subscribers.append(deliver)
         return lambda: self._unsubscribe(deliver)
 
-    def listen(self, channel: str | None = None) -> Subscription:
+    def listen(self, channel: str | None = None, *, socket_id: str | None = None) -> Subscription:
         """An async iterator of later publishes (to ``channel`` if given).
 
+        ``socket_id`` names this subscription's own connection: publishes made
+        with that same ``socket_id`` are skipped, as in :meth:`subscribe`.
         Must be called inside a running event loop.
         """
-        subscription = Subscription(self, channel)
+        subscription = Subscription(self, channel, socket_id)
         with self._lock:
             self._subscribers.append(subscription._deliver)
         return subscription

@@ -16,6 +16,10 @@ see what arrived (an :class:`Observer`), and inherit every behavioural test::
         @pytest.fixture
         def observer(self, my_server): return my_server.recorder
 
+An observer that is itself one connection of the service may also offer
+``socket_id()`` (:class:`SocketIdentity`), so the kit checks that
+``socket_id=`` really excludes the sender's connection.
+
 This module needs pytest; ``import broadcasting`` never imports it.
 """
 
@@ -29,7 +33,13 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from broadcasting.testing._features import Features
-from broadcasting.testing._observe import AsyncObserver, Delivery, DeliveryRecorder, Observer
+from broadcasting.testing._observe import (
+    AsyncObserver,
+    Delivery,
+    DeliveryRecorder,
+    Observer,
+    SocketIdentity,
+)
 from broadcasting.testing._suite import MODES, DriverConformance, PublishProbe
 
 __all__ = [
@@ -41,4 +51,5 @@ __all__ = [
     "Features",
     "Observer",
     "PublishProbe",
+    "SocketIdentity",
 ]

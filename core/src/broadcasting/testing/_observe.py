@@ -36,6 +36,20 @@ class Observer(Protocol):
 
     The kit calls :meth:`watch` with the channels it is about to publish to,
     then publishes, then calls :meth:`deliveries` to see what arrived.
+
+    Optional capability, ``socket_id() -> str`` (see :class:`SocketIdentity`):
+    an observer that is itself one connection of the service (a WebSocket
+    subscriber, an in-process subscriber with an identity) may return that
+    connection's id. The kit calls it after :meth:`watch`. When the driver
+    declares ``Features(socket_id=True)``, the kit then publishes with
+    ``socket_id=<that id>`` to a watched channel, publishes a marker without
+    one to the same channel, waits for the marker and asserts the first
+    message never reached the observer: the sender's own connection is
+    really excluded (Laravel's ``toOthers()``). This relies on the
+    observer's deliveries on one channel arriving in publish order, as they
+    do on one WebSocket connection. Without the method, the kit only checks
+    that ``socket_id`` is passed through and that a connection that is not
+    the sender still receives the message.
     """
 
     def watch(self, channels: Sequence[str]) -> None:
@@ -56,7 +70,8 @@ class AsyncObserver(Protocol):
 
     The kit runs these coroutines on :func:`broadcasting.run_sync`'s shared
     background loop, so create loop-bound resources (websockets...) inside
-    them, not in a fixture running on another loop.
+    them, not in a fixture running on another loop. The optional
+    ``socket_id()`` capability (see :class:`Observer`) may be a coroutine here.
     """
 
     def watch(self, channels: Sequence[str]) -> Awaitable[None]:
@@ -65,6 +80,25 @@ class AsyncObserver(Protocol):
 
     def deliveries(self, channel: str, count: int, timeout: float) -> Awaitable[Sequence[Delivery]]:
         """Async twin of :meth:`Observer.deliveries`."""
+        ...
+
+
+@runtime_checkable
+class SocketIdentity(Protocol):
+    """The optional observer capability: "I am one connection; this is my id".
+
+    An :class:`Observer` or :class:`AsyncObserver` that also has this method
+    lets the kit check that a publish with ``socket_id=<this id>`` excludes
+    the observer (see :class:`Observer`). Leave it out if the receiving side
+    has no connection of its own (a webhook receiver, a log).
+    """
+
+    def socket_id(self) -> str | Awaitable[str]:
+        """The observer's own connection id, as the service's clients know it.
+
+        Called after :meth:`Observer.watch`, so a connection opened there
+        exists; may be a coroutine for an :class:`AsyncObserver`.
+        """
         ...
 
 

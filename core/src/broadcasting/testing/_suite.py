@@ -208,6 +208,23 @@ class _Run:
         found = self.resolve(self.observer.deliveries(channel, count, self.timeout))
         return list(found)
 
+    def own_socket_id(self) -> str | None:
+        """The observer's own connection id, if it offers ``socket_id()``; else None."""
+        if self.observer is None:
+            return None
+        method = getattr(self.observer, "socket_id", None)
+        if method is None:
+            return None
+        assert callable(method), (
+            f"{type(self.observer).__name__}.socket_id must be a method returning the "
+            "observer's connection id (see broadcasting.testing.SocketIdentity)"
+        )
+        own: object = self.resolve(method())
+        assert isinstance(own, str) and own, (
+            f"{type(self.observer).__name__}.socket_id() returned {own!r}, not a non-empty str"
+        )
+        return own
+
     @staticmethod
     def resolve(value: T | Awaitable[T]) -> T:
         if inspect.isawaitable(value):
@@ -338,7 +355,8 @@ class DriverConformance:
         ``invalid_channel_names``: names your ``Driver.validate`` or
         ``Limits.channel_pattern`` must refuse with ``InvalidChannel``.
         ``receive_timeout`` (5 s): how long to wait for a delivery.
-        ``socket_id_sample``: a well-formed ``socket_id`` for your service.
+        ``socket_id_sample``: a well-formed ``socket_id`` for your service
+        that is not the observer's own connection.
         Override :meth:`channel_name` if your service needs a channel prefix.
 
     Fixtures (override them with ``@pytest.fixture`` methods of the same name;
@@ -353,7 +371,10 @@ class DriverConformance:
         ``observer`` -> :class:`Observer` | :class:`AsyncObserver` | ``None``:
         the receiving side. It may request the ``driver`` fixture (the
         connected driver under test). Required unless
-        ``Features(observe=False)``.
+        ``Features(observe=False)``. If it is one connection of the service,
+        give it a ``socket_id()`` method (:class:`SocketIdentity`) returning
+        that connection's id: with ``Features(socket_id=True)`` the kit then
+        checks that the sender's own connection is really excluded.
         ``failing_options`` -> ``Sequence[Mapping]``: configurations that build
         but whose publishes fail (unreachable host, wrong credentials...).
         Required when ``Features(network=True)``.
@@ -710,7 +731,14 @@ class DriverConformance:
 
     @pytest.mark.parametrize("mode", MODES)
     def test_socket_id(self, conformance: _Run, mode: str) -> None:
-        """socket_id is passed through when supported, else refused before any request."""
+        """socket_id excludes the sender's connection when supported, else is refused.
+
+        Supported: a publish with ``socket_id_sample`` (not the observer's
+        connection) carries the id to the driver and still reaches the
+        observer. If the observer offers ``socket_id()`` (``SocketIdentity``),
+        a publish with the observer's own id must not reach it, while a marker
+        published next, without ``socket_id``, does.
+        """
         run = conformance
         assert run.driver.supports_socket_id == run.features.socket_id, (
             "Features(socket_id=...) must match the driver's supports_socket_id"
@@ -728,12 +756,38 @@ class DriverConformance:
             with pytest.raises(BroadcastError):
                 run.publish(mode, channel, data, _EVENT, socket_id=run.suite.socket_id_sample)
             return
-        receipt = run.publish(mode, channel, data, _EVENT, socket_id=run.suite.socket_id_sample)
+        own = run.own_socket_id()
+        sample = run.suite.socket_id_sample
+        assert own != sample, (
+            f"the observer's socket_id() is {own!r}, the same as socket_id_sample: "
+            "set socket_id_sample to an id that is not the observer's connection"
+        )
+        receipt = run.publish(mode, channel, data, _EVENT, socket_id=sample)
         message = run.last_message()
-        assert message.socket_id == run.suite.socket_id_sample
+        assert message.socket_id == sample
         run.check_receipt(receipt, _EVENT, [channel], message)
         # the observer is not the excluded connection, so it still receives it
         run.expect_delivered([channel], data, _EVENT)
+        if own is None:
+            return  # the observer has no connection of its own: pass-through is all we can see
+        # the observer's own connection is the sender: it must not get the message,
+        # while a marker published afterwards (no socket_id) does arrive
+        excluded = {"excluded": run.marker()}
+        receipt = run.publish(mode, channel, excluded, _EVENT, socket_id=own)
+        message = run.last_message()
+        assert message.socket_id == own
+        run.check_receipt(receipt, _EVENT, [channel], message)
+        marker = {"after-excluded": run.marker()}
+        run.check_receipt(run.publish(mode, channel, marker, _EVENT), _EVENT, [channel])
+        run.expect_delivered([channel], marker, _EVENT)
+        # deliveries arrive in publish order: had the sender got it, it is here by now
+        seen = run.seen(channel, 2)
+        leaked = [d for d in seen if _arrived_intact(d, excluded)]
+        assert not leaked, (
+            f"published with socket_id={own!r} (the observer's own connection), yet the "
+            f"observer received it on {channel!r}: the sender's connection must be excluded "
+            f"(all deliveries on that channel: {seen!r})"
+        )
 
     # -- validation before any request ------------------------------------------------
 
