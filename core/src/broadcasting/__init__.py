@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from broadcasting._broadcast import Broadcast
 from broadcasting._config import Config, load_config
+from broadcasting._delivery import Answer, Batch, Capabilities, DeliveryOptions, Part
 from broadcasting._driver import Driver
 from broadcasting._errors import (
     BroadcastError,
@@ -25,6 +26,7 @@ from broadcasting._errors import (
 )
 from broadcasting._loop import run_sync
 from broadcasting._markers import hookimpl, hookspec
+from broadcasting._perloop import PerLoop
 from broadcasting._plugins import (
     DriverInfo,
     installed_drivers,
@@ -37,10 +39,14 @@ from broadcasting._types import Limits, Message, Payload, Receipt, Secret, encod
 __version__ = "0.1.0"
 
 __all__ = [
+    "Answer",
+    "Batch",
     "Broadcast",
     "BroadcastError",
+    "Capabilities",
     "Config",
     "ConfigurationError",
+    "DeliveryOptions",
     "Driver",
     "DriverInfo",
     "DriverNotFound",
@@ -50,8 +56,10 @@ __all__ = [
     "InvalidPayload",
     "Limits",
     "Message",
+    "Part",
     "Payload",
     "PayloadTooLarge",
+    "PerLoop",
     "PluginLoadError",
     "PublishError",
     "Receipt",

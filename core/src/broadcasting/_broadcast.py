@@ -8,8 +8,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from broadcasting._config import ConfigSource, load_config
+from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions, drain
 from broadcasting._driver import Driver
-from broadcasting._errors import DriverNotFound, PluginLoadError
+from broadcasting._errors import ConfigurationError, DriverNotFound, PluginLoadError
 from broadcasting._plugins import (
     apublish_hook,
     driver_names,
@@ -109,14 +110,15 @@ class Broadcast:
             return self._connect_locked(name, options, cls)
 
     def _connect_locked(self, name: str, options: Mapping[str, Any], cls: type[D] | None) -> D:
+        delivery, own = DeliveryOptions.from_options(name, options)
         plugin = self._plugin_for(name)
         if cls is not None and plugin is None:
             # a class no installed plugin provides (a private or test driver)
-            return self._adopt(cls.from_config(options), options)  # type: ignore[return-value]
+            return self._adopt(cls.from_config(own), options, delivery)  # type: ignore[return-value]
         pm = self.plugin_manager
         if plugin is not None and not pm.is_registered(plugin):
             pm.register(plugin, name=f"driver:{name}")
-        driver = pm.hook.broadcasting_connect(name=name, options=options)
+        driver = pm.hook.broadcasting_connect(name=name, options=own)
         if driver is None:
             if plugin is None:
                 raise DriverNotFound(name, driver_names())
@@ -134,10 +136,24 @@ class Broadcast:
                 reason=f"broadcasting_connect returned {type(driver).__name__}, not a Driver",
             )
         if cls is not None and not isinstance(driver, cls):
-            return self._adopt(cls.from_config(options), options)  # type: ignore[return-value]
-        return self._adopt(driver, options)  # type: ignore[return-value]
+            driver = cls.from_config(own)
+        return self._adopt(driver, options, delivery)  # type: ignore[return-value]
 
-    def _adopt(self, driver: Driver, options: Mapping[str, Any] | None = None) -> Driver:
+    def _adopt(
+        self,
+        driver: Driver,
+        options: Mapping[str, Any] | None = None,
+        delivery: DeliveryOptions | None = None,
+    ) -> Driver:
+        if delivery is not None and options is not None:
+            given = sorted(DELIVERY_OPTIONS.intersection(options))
+            if given and not driver._uses_core_delivery():
+                raise ConfigurationError(
+                    driver.name,
+                    given[0],
+                    "does not apply: this driver delivers in process (nothing to retry or batch)",
+                )
+            driver.delivery = delivery
         driver._broadcast = self
         if options is not None:
             driver._options = options
@@ -229,6 +245,7 @@ class Broadcast:
         errors = []
         for driver in self._connected():
             try:
+                await drain(driver)  # publishes queued for a shared request go out first
                 await driver.aclose()
             except Exception as exc:
                 errors.append(exc)

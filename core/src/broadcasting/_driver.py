@@ -5,6 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from broadcasting._delivery import (
+    Batch,
+    Capabilities,
+    DeliveryOptions,
+    Part,
+    SendResult,
+    adeliver,
+    deliver,
+)
 from broadcasting._errors import ConfigurationError
 from broadcasting._loop import run_sync
 from broadcasting._types import Limits, Message, Payload, Receipt
@@ -14,14 +23,22 @@ if TYPE_CHECKING:
 
     from broadcasting._broadcast import Broadcast
 
+_DEFAULT_DELIVERY = DeliveryOptions()
+
 
 class Driver:
     """Base class of every driver.
 
-    A driver implements :meth:`publish` or :meth:`apublish` (or both; the
-    other is derived), declares :attr:`name` and :attr:`limits`, and builds
-    itself from its ``DRIVERS`` options in :meth:`from_config`. The core
-    validates every message against :attr:`limits` before calling it.
+    A driver for a service implements :meth:`send` or :meth:`asend` (or both):
+    one request and what the service answered. It declares :attr:`name`,
+    :attr:`limits` (checked before any request) and :attr:`capabilities`
+    (what one request can carry, whether the service de-duplicates), and
+    builds itself from its ``DRIVERS`` options in :meth:`from_config`. The
+    core does the rest: splitting channel lists, retries, micro-batching and
+    the outcome of every channel (see :meth:`publish`).
+
+    A driver that delivers in process (``memory``, ``log``) may override
+    :meth:`publish` / :meth:`apublish` instead and skip all of that.
 
     Users reach drivers through ``Broadcast.driver(...)``, which returns the
     connected instance; :meth:`channel` and :meth:`achannel` on it publish
@@ -32,8 +49,13 @@ class Driver:
     name: ClassVar[str] = ""
     #: Limits the core enforces before any request (instances may override).
     limits: Limits = Limits()
+    #: What one request to the service can carry; the core plans around it.
+    capabilities: Capabilities = Capabilities()
     #: Whether the driver can exclude a sender's connection (``socket_id``).
     supports_socket_id: ClassVar[bool] = False
+    #: The user's delivery options (``retries``, ``at_least_once``, ``batch``...), set
+    #: by the core when it connects the driver.
+    delivery: DeliveryOptions = _DEFAULT_DELIVERY
 
     _broadcast: Broadcast | None = None
     _options: Mapping[str, Any] = {}
@@ -52,25 +74,90 @@ class Driver:
 
     # -- what a driver implements -------------------------------------------
 
-    def publish(self, message: Message) -> Receipt:
-        """Deliver ``message`` and return a receipt once it is acknowledged.
+    def send(self, batch: Batch) -> SendResult:
+        """Send one request carrying ``batch`` and say what the service answered.
 
-        The default runs :meth:`apublish` on the core's background loop.
+        ``batch.parts`` holds one message and its channels (at most
+        ``capabilities.channels_per_request``), or several messages when the
+        driver declares ``capabilities.batch_channels``. Return ``None`` when
+        the service acknowledged everything, an :class:`Answer` (ids, channels
+        it refused) for a one-part batch, or one ``Answer`` or
+        :class:`PublishError` per part. Raise :class:`PublishError` when the
+        request failed as a whole, with ``maybe_delivered=True`` if the service
+        may have processed it (a timeout or lost connection after sending, a
+        5xx) and ``retryable`` if sending it again may succeed. Never retry
+        here: the core decides.
+
+        The default runs :meth:`asend` on the core's background loop.
         """
-        if type(self).apublish is Driver.apublish:
-            raise TypeError(f"{type(self).__name__} must implement publish() or apublish()")
-        return run_sync(self.apublish(message))
+        if not self._sends_async():
+            raise TypeError(f"{type(self).__name__} must implement send() or asend()")
+        return run_sync(self.asend(batch))
 
-    async def apublish(self, message: Message) -> Receipt:
-        """Async twin of :meth:`publish`; must not block the event loop.
+    async def asend(self, batch: Batch) -> SendResult:
+        """Async twin of :meth:`send`; must not block the event loop.
 
-        The default runs :meth:`publish` in a worker thread.
+        The default runs :meth:`send` in a worker thread.
         """
-        if type(self).publish is Driver.publish:
-            raise TypeError(f"{type(self).__name__} must implement publish() or apublish()")
+        if not self._sends_sync():
+            raise TypeError(f"{type(self).__name__} must implement send() or asend()")
         import asyncio
 
-        return await asyncio.to_thread(self.publish, message)
+        return await asyncio.to_thread(self.send, batch)
+
+    def plan(self, message: Message) -> list[tuple[str, ...]]:
+        """The channel groups ``message`` is sent in, one request each (each channel once).
+
+        The default cuts ``message.channels`` into groups of
+        ``capabilities.channels_per_request``; override it when some channels
+        must go alone (Pusher's encrypted channels do).
+        """
+        step = self.capabilities.channels_per_request
+        channels = message.channels
+        if step is None or len(channels) <= step:
+            return [channels]
+        return [channels[i : i + step] for i in range(0, len(channels), step)]
+
+    def part_size(self, part: Part) -> int:
+        """Bytes ``part`` adds to a shared request (checked against ``capabilities.batch_bytes``).
+
+        The default counts the payload once per channel.
+        """
+        return self.payload_size(part.message) * len(part.channels)
+
+    def publish(self, message: Message) -> Receipt:
+        """Deliver ``message``; return a receipt once every channel is acknowledged.
+
+        The default is the core's delivery over :meth:`send`: it raises a
+        :class:`PublishError` listing the ``delivered``, ``failed`` and
+        ``unknown`` channels otherwise. Drivers that deliver in process may
+        override it.
+        """
+        if self._sends_sync() or self._sends_async():
+            return deliver(self, message)
+        if _overrides(self, "apublish"):
+            return run_sync(self.apublish(message))
+        raise TypeError(f"{type(self).__name__} must implement send() or asend()")
+
+    async def apublish(self, message: Message) -> Receipt:
+        """Async twin of :meth:`publish`; never blocks the event loop."""
+        if self._sends_sync() or self._sends_async():
+            return await adeliver(self, message)
+        if _overrides(self, "publish"):
+            import asyncio
+
+            return await asyncio.to_thread(self.publish, message)
+        raise TypeError(f"{type(self).__name__} must implement send() or asend()")
+
+    def _sends_sync(self) -> bool:
+        return _overrides(self, "send")
+
+    def _sends_async(self) -> bool:
+        return _overrides(self, "asend")
+
+    def _uses_core_delivery(self) -> bool:
+        """Whether publishes go through :meth:`send` (so delivery options apply)."""
+        return not (_overrides(self, "publish") or _overrides(self, "apublish"))
 
     def validate(self, message: Message) -> None:
         """Check driver-specific rules beyond :attr:`limits`; raise a ValidationError.
@@ -129,3 +216,7 @@ class Driver:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} driver={self.name!r}>"
+
+
+def _overrides(driver: Driver, method: str) -> bool:
+    return getattr(type(driver), method) is not getattr(Driver, method)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 
 class BroadcastError(Exception):
@@ -83,15 +83,33 @@ class PayloadTooLarge(ValidationError):
 
 
 class PublishError(BroadcastError):
-    """The provider did not acknowledge a publish.
+    """The service did not acknowledge every channel of a publish.
+
+    Every channel of the publish ends in exactly one of three tuples:
+
+    * ``delivered``: the service acknowledged it;
+    * ``failed``: certainly not delivered (refused, a 4xx, or never sent):
+      sending it again cannot deliver it twice;
+    * ``unknown``: the service may have it (a timeout or a lost connection
+      after the request was sent, a 5xx). Sending it again may deliver it
+      twice, unless the service de-duplicates by message id.
+
+    A driver raises it from ``send()`` for one request, leaving the channel
+    tuples empty and saying with ``maybe_delivered`` whether the service may
+    have processed the request; the core then fills in the tuples for the
+    whole publish and raises that one to the caller, with the driver's error
+    as ``__cause__``.
 
     Attributes:
         driver: name of the driver that failed.
         status: HTTP status, or ``None`` for connection failures and timeouts.
-        code: the provider's own error code, when it sent one.
+        code: the service's own error code, when it sent one.
         retryable: whether sending the same publish again may succeed.
-        delivered: channels that *were* acknowledged before the failure.
-        failed: channels that were not acknowledged.
+        maybe_delivered: whether the service may have processed it
+            (true exactly when ``unknown`` is non-empty, on a publish's error).
+        delivered, failed, unknown: the channels, by outcome (see above).
+        requests: requests the publish (or, from a driver, the request) took.
+        causes: the driver's error for each channel that was not delivered.
     """
 
     def __init__(
@@ -102,8 +120,12 @@ class PublishError(BroadcastError):
         status: int | None = None,
         code: int | str | None = None,
         retryable: bool = False,
+        maybe_delivered: bool = False,
         delivered: Sequence[str] = (),
         failed: Sequence[str] = (),
+        unknown: Sequence[str] = (),
+        requests: int = 1,
+        causes: Mapping[str, PublishError] | None = None,
     ) -> None:
         self.driver = driver
         self.status = status
@@ -111,6 +133,10 @@ class PublishError(BroadcastError):
         self.retryable = retryable
         self.delivered = tuple(delivered)
         self.failed = tuple(failed)
+        self.unknown = tuple(unknown)
+        self.maybe_delivered = maybe_delivered or bool(self.unknown)
+        self.requests = requests
+        self.causes: Mapping[str, PublishError] = dict(causes or {})
         super().__init__(message)
 
     def __str__(self) -> str:
@@ -121,10 +147,12 @@ class PublishError(BroadcastError):
         if self.code is not None:
             details.append(f"code={self.code}")
         details.append(f"retryable={self.retryable}")
-        if self.delivered:
-            details.append(f"delivered={_shorten(self.delivered)}")
-        if self.failed:
-            details.append(f"failed={_shorten(self.failed)}")
+        for outcome in ("delivered", "failed", "unknown"):
+            channels = getattr(self, outcome)
+            if channels:
+                details.append(f"{outcome}={_shorten(channels)}")
+        if not (self.failed or self.unknown) and self.maybe_delivered:
+            details.append("maybe_delivered=True")
         return f"{text} ({', '.join(details)})"
 
 

@@ -45,6 +45,7 @@ _lock = threading.RLock()
 _loaded: dict[str, object] = {}
 _failed: dict[str, PluginLoadError] = {}
 _registered: dict[str, object] = {}
+_class_plugins: dict[str, _ClassPlugin] = {}
 
 
 def _load(ep: EntryPoint) -> object:
@@ -99,7 +100,11 @@ def _describe(plugin: object) -> str:
 
 
 class _ClassPlugin:
-    """Adapts a Driver subclass into a plugin that connects it by name."""
+    """Adapts a Driver subclass into a plugin that connects it by name.
+
+    Used for ``register_driver(name, DriverClass)`` and for an entry point
+    that names a Driver class (``pusher = "broadcasting_pusher:BroadcastPusherDriver"``).
+    """
 
     def __init__(self, name: str, cls: type[Driver]) -> None:
         self.name = name
@@ -150,7 +155,15 @@ def driver_plugin(name: str) -> object | None:
     ep = _entry_points(DRIVER_GROUP).get(name)
     if ep is None:
         return None
-    return _load(ep)
+    loaded = _load(ep)
+    if not (isinstance(loaded, type) and issubclass(loaded, Driver)):
+        return loaded
+    # an entry point that names a Driver class: the core connects it by name
+    with _lock:
+        plugin = _class_plugins.get(name)
+        if plugin is None or plugin.cls is not loaded:
+            plugin = _class_plugins[name] = _ClassPlugin(name, loaded)
+        return plugin
 
 
 def driver_class(name: str, attribute: str) -> type[Driver]:
@@ -193,6 +206,17 @@ def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
     return pm
 
 
+def _result(value: object, error: BaseException | None) -> pluggy.Result[object]:
+    """A pluggy Result made through its public constructor, ``Result.from_call``."""
+
+    def call() -> object:
+        if error is not None:
+            raise error
+        return value
+
+    return pluggy.Result.from_call(call)
+
+
 async def apublish_hook(pm: pluggy.PluginManager, driver: Driver, message: Message) -> Receipt:
     """Call ``broadcasting_publish`` on the async path, with pluggy's semantics.
 
@@ -231,7 +255,7 @@ async def apublish_hook(pm: pluggy.PluginManager, driver: Driver, message: Messa
         error = exc
     for gen, old_style in reversed(teardowns):
         if old_style:
-            outcome = pluggy.Result(result, error)
+            outcome = _result(result, error)
             try:
                 gen.send(outcome)
             except StopIteration:

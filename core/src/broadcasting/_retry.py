@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from broadcasting._errors import ConfigurationError, PublishError
-
-T = TypeVar("T")
+from broadcasting._errors import ConfigurationError
 
 
 @dataclass(frozen=True)
 class Retry:
-    """How a driver retries a publish that failed with a retryable :class:`PublishError`.
+    """How often, and after what waits, the core retries a failed request.
 
     ``retries`` extra attempts are made after the first; the n-th waits a
     random time up to ``min(max_backoff, backoff * 2**n)`` seconds ("full
-    jitter"). A non-retryable error is raised at once; after the last attempt
-    the last error is raised.
+    jitter"). Which failures are retried at all is the core's delivery policy
+    (see ``broadcasting._delivery``): only a retryable error that was certainly
+    not delivered, unless the service de-duplicates or ``at_least_once`` is set.
     """
 
     retries: int = 2
@@ -46,34 +44,12 @@ class Retry:
             values[key] = float(value)
         return cls(retries, values["retry_backoff"], values["retry_max_backoff"])
 
+    def delay(self, attempt: int) -> float:
+        """The wait before retry number ``attempt + 1``, in seconds."""
+        cap = min(self.max_backoff, self.backoff * (2**attempt))
+        return random.uniform(0, cap) if self.jitter else cap
+
     def delays(self) -> Iterator[float]:
         """The wait before each retry, in seconds (``retries`` values)."""
         for attempt in range(self.retries):
-            cap = min(self.max_backoff, self.backoff * (2**attempt))
-            yield random.uniform(0, cap) if self.jitter else cap
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` until it succeeds, retrying retryable PublishErrors."""
-        delays = self.delays()
-        while True:
-            try:
-                return fn()
-            except PublishError as exc:
-                delay = next(delays, None) if exc.retryable else None
-                if delay is None:
-                    raise
-            time.sleep(delay)
-
-    async def acall(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Async twin of :meth:`call`."""
-        delays = self.delays()
-        while True:
-            try:
-                return await fn()
-            except PublishError as exc:
-                delay = next(delays, None) if exc.retryable else None
-                if delay is None:
-                    raise
-            import asyncio
-
-            await asyncio.sleep(delay)
+            yield self.delay(attempt)

@@ -126,16 +126,16 @@ class Receipt:
 class Limits:
     """Limits a driver declares; the core enforces them before any request.
 
-    ``None`` means "no limit". ``channel_pattern`` must match a whole channel
-    name; ``channel_rule`` describes it in words for error messages.
-    ``max_channels_per_request`` is not a limit on the caller: drivers split
-    larger lists into that many channels per request.
+    ``None`` means "no limit". Lengths count characters (``len(str)``);
+    ``max_payload_bytes`` counts bytes as :meth:`Driver.payload_size` measures
+    them. ``channel_pattern`` must match a whole channel name; ``channel_rule``
+    describes it in words for error messages. (How many channels one request
+    carries is not a limit on the caller: see :class:`Capabilities`.)
     """
 
     max_payload_bytes: int | None = None
     max_event_name_length: int | None = None
     max_channel_name_length: int | None = None
-    max_channels_per_request: int | None = None
     channel_pattern: re.Pattern[str] | None = None
     channel_rule: str = ""
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from broadcasting import ConfigurationError, Driver, Message, Receipt, hookimpl
+from broadcasting import ConfigurationError, Driver, Message, Receipt
 
 
 class BroadcastLogDriver(Driver):
@@ -48,10 +48,3 @@ class BroadcastLogDriver(Driver):
 
     async def apublish(self, message: Message) -> Receipt:
         return self.publish(message)
-
-
-@hookimpl
-def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None:
-    if name == BroadcastLogDriver.name:
-        return BroadcastLogDriver.from_config(options)
-    return None

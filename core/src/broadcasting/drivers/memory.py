@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from broadcasting import ConfigurationError, Driver, Message, Receipt, hookimpl
+from broadcasting import ConfigurationError, Driver, Message, Receipt
 
 Callback = Callable[[Message], object]
 
@@ -170,10 +170,3 @@ class BroadcastMemoryDriver(Driver):
 
     async def apublish(self, message: Message) -> Receipt:
         return self.publish(message)
-
-
-@hookimpl
-def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None:
-    if name == BroadcastMemoryDriver.name:
-        return BroadcastMemoryDriver.from_config(options)
-    return None

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from broadcasting import Driver, Message, Receipt, hookimpl
+from broadcasting import Driver, Message, Receipt
 
 
 class BroadcastNullDriver(Driver):
@@ -18,10 +15,3 @@ class BroadcastNullDriver(Driver):
 
     async def apublish(self, message: Message) -> Receipt:
         return Receipt(self.name, message.event, message.channels, message.id)
-
-
-@hookimpl
-def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None:
-    if name == BroadcastNullDriver.name:
-        return BroadcastNullDriver.from_config(options)
-    return None

@@ -943,10 +943,10 @@ class DriverConformance:
     def test_large_channel_lists_are_delivered(self, conformance: _Run) -> None:
         """More channels than one request takes are split by the driver; all receive it."""
         run = conformance
-        per_request = run.driver.limits.max_channels_per_request
+        per_request = run.driver.capabilities.channels_per_request
         if not run.features.multiple_channels:
             assert per_request in (None, 1), (
-                "max_channels_per_request > 1 contradicts Features(multiple_channels=False)"
+                "channels_per_request > 1 contradicts Features(multiple_channels=False)"
             )
             return
         count = per_request + 1 if per_request is not None else run.suite.unlimited_channels
@@ -956,7 +956,7 @@ class DriverConformance:
         receipt = run.publish("sync", channels, data, _EVENT)
         run.check_receipt(receipt, _EVENT, channels)
         if per_request is not None and run.features.network:
-            assert receipt.requests >= 2, "a list over max_channels_per_request needs >1 request"
+            assert receipt.requests >= 2, "a list over channels_per_request needs >1 request"
         run.expect_delivered([channels[0], channels[-1]], data, _EVENT)
 
     # -- configuration, failures, secrets ------------------------------------------------

@@ -1,0 +1,154 @@
+"""Micro-batching: the first attempts of concurrent async publishes share requests.
+
+One batcher per driver and event loop. While fewer than ``batch_in_flight``
+requests are under way, a publish starts a request on the loop's next
+iteration, so an idle driver adds no waiting (publishes made in the same
+iteration already share it). Publishes that arrive while every slot is busy
+queue up; whichever request finishes first takes the queue's head, as many
+publishes as fit (``Capabilities.batch_channels`` channels and
+``batch_bytes`` bytes in all), and sends them as one request.
+
+The shared request is only each publish's first attempt; what it says about a
+publish goes back to that publish, which carries on (retries, outcome) on its
+own. If the request fails as a whole for a reason that may belong to one
+publish (a certain, non-retryable failure other than authentication: a 400
+for one bad payload, a 413), each publish in it is sent again alone, at once,
+so every caller gets its own outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
+
+from broadcasting._delivery import Batch, Part, send_async
+from broadcasting._errors import PublishError
+
+if TYPE_CHECKING:
+    from broadcasting._delivery import _Outcome
+    from broadcasting._driver import Driver
+
+#: A publish's first attempt: its outcome and the requests it took.
+_Result = tuple["_Outcome", int]
+
+
+@dataclass
+class _Alone:
+    """The shared request cannot say what happened to this publish: send it alone."""
+
+    requests: int
+
+
+@dataclass
+class _Pending:
+    part: Part
+    size: int
+    future: asyncio.Future[Union[_Result, _Alone]] = field(repr=False)
+
+
+def _may_be_ones_fault(error: PublishError) -> bool:
+    """Whether a shared request's error may come from only one of its publishes."""
+    return not (error.maybe_delivered or error.retryable or error.status in (401, 403))
+
+
+class Batcher:
+    """Coalesces the first attempts of concurrent publishes of one driver on one loop."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        capabilities = driver.capabilities
+        self._in_flight = driver.delivery.batch_in_flight
+        self._max_channels = capabilities.batch_channels
+        self._max_bytes = capabilities.batch_bytes
+        self._queue: deque[_Pending] = deque()
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Requests sent and publishes they carried (for tests and benchmarks).
+        self.requests = 0
+        self.publishes = 0
+
+    async def submit(self, part: Part) -> _Result:
+        """Make ``part``'s first attempt, shared if others wait; return its outcome."""
+        loop = asyncio.get_running_loop()
+        size = self._driver.part_size(part) if self._max_bytes is not None else 0
+        pending = _Pending(part, size, loop.create_future())
+        self._queue.append(pending)
+        if self._running < self._in_flight:
+            self._running += 1
+            task = loop.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        verdict = await pending.future
+        if isinstance(verdict, _Alone):
+            batch = Batch((part,))
+            outcomes, _ = await send_async(self._driver, batch)
+            return outcomes[0], verdict.requests + batch.requests
+        return verdict
+
+    def _take(self) -> list[_Pending]:
+        taken: list[_Pending] = []
+        channels = size = 0
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done():  # its publisher was cancelled before it was sent
+                self._queue.popleft()
+                continue
+            count = len(head.part.channels)
+            if taken and (
+                channels + count > self._max_channels
+                or (self._max_bytes is not None and size + head.size > self._max_bytes)
+            ):
+                break
+            taken.append(self._queue.popleft())
+            channels += count
+            size += head.size
+        return taken
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                taken = self._take()
+                if not taken:
+                    return
+                await self._deliver(taken)
+        except asyncio.CancelledError:
+            if self._running == 1:  # no other drain will take the queue: nothing may hang
+                while self._queue:
+                    self._queue.popleft().future.cancel()
+            raise
+        finally:
+            self._running -= 1
+
+    async def _deliver(self, taken: list[_Pending]) -> None:
+        self.requests += 1
+        self.publishes += len(taken)
+        batch = Batch(tuple(pending.part for pending in taken))
+        try:
+            outcomes, whole = await send_async(self._driver, batch)
+        except asyncio.CancelledError:
+            for pending in taken:
+                pending.future.cancel()
+            raise
+        except BaseException as exc:
+            for pending in taken:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        alone = whole is not None and len(taken) > 1 and _may_be_ones_fault(whole)
+        for pending, outcome in zip(taken, outcomes, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(
+                    _Alone(batch.requests) if alone else (outcome, batch.requests)
+                )
+
+    async def wait_idle(self) -> None:
+        """Wait until every queued publish has had its request (for ``aclose``)."""
+        while self._tasks:  # asyncio.wait: cancelling the caller does not cancel the drains
+            await asyncio.wait(list(self._tasks))
+
+    def __repr__(self) -> str:
+        return f"<Batcher queued={len(self._queue)} running={self._running}>"

@@ -1,0 +1,499 @@
+"""Delivery: the core's policy for turning one publish into requests and one outcome.
+
+A driver that implements ``send()`` / ``asend()`` sends *one request* and says
+what the service answered. Everything else happens here, the same way for
+every driver:
+
+* the channel list is split into requests (:meth:`Driver.plan`, by default
+  ``Capabilities.channels_per_request`` channels each); on the async path a
+  fan-out's requests go out concurrently;
+* every channel ends as *delivered*, *failed* (certainly not delivered) or
+  *unknown* (the service may have it), and a publish that is not delivered
+  everywhere raises one :class:`~broadcasting.PublishError` saying which;
+* retries: an error is retried (same message id, full-jitter backoff, at most
+  ``retries`` times) only if it is ``retryable`` and either certainly not
+  delivered, or the service de-duplicates by message id
+  (``Capabilities.deduplicates``), or the user opted into ``at_least_once``.
+  With the defaults nothing is ever delivered twice by a retry of ours;
+* micro-batching (async, see :mod:`broadcasting._batcher`) is only an
+  optimisation of a publish's first attempt: a shared request that fails for
+  a reason that may belong to one publish is re-sent one publish at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+from broadcasting._errors import ConfigurationError, PublishError
+from broadcasting._retry import Retry
+from broadcasting._types import Message, Receipt
+
+if TYPE_CHECKING:
+    from broadcasting._batcher import Batcher
+    from broadcasting._driver import Driver
+    from broadcasting._perloop import PerLoop
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a driver's service can do with one request; the core plans around it.
+
+    Attributes:
+        channels_per_request: channels one message can address in one request
+            (``None``: any number). Longer lists are split.
+        batch_channels: channels, added up over several messages, that one
+            shared request can carry; ``0`` or ``1`` means the service has no
+            way to send several messages in one request (no micro-batching).
+        batch_bytes: bytes one shared request can carry, as
+            :meth:`Driver.part_size` measures each part (``None``: no limit).
+        deduplicates: the service drops a message whose id it has already
+            accepted, so re-sending after an unknown outcome is safe.
+        concurrent_requests: the async path may send a fan-out's requests at
+            the same time (otherwise one after another).
+    """
+
+    channels_per_request: int | None = None
+    batch_channels: int = 0
+    batch_bytes: int | None = None
+    deduplicates: bool = False
+    concurrent_requests: bool = True
+
+    @property
+    def batches(self) -> bool:
+        """Whether several messages can share one request."""
+        return self.batch_channels > 1
+
+
+#: Options every network driver accepts in its ``DRIVERS`` entry; the core reads them.
+DELIVERY_OPTIONS = frozenset(
+    {"retries", "retry_backoff", "retry_max_backoff", "at_least_once", "batch", "batch_in_flight"}
+)
+DEFAULT_BATCH_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """How the core delivers through one connected driver (the user's delivery options).
+
+    Attributes:
+        retry: retries of a retryable failure (``retries``, ``retry_backoff``,
+            ``retry_max_backoff``).
+        at_least_once: also retry an *unknown* outcome on a service that does
+            not de-duplicate. A subscriber may then receive a publish twice.
+        batch: async micro-batching, for drivers whose service can share a
+            request between messages.
+        batch_in_flight: requests a loop keeps under way before publishes that
+            wait share one.
+    """
+
+    retry: Retry = field(default_factory=Retry)
+    at_least_once: bool = False
+    batch: bool = True
+    batch_in_flight: int = DEFAULT_BATCH_IN_FLIGHT
+
+    @classmethod
+    def from_options(
+        cls, driver: str, options: Mapping[str, Any]
+    ) -> tuple[DeliveryOptions, dict[str, Any]]:
+        """Read the delivery options out of ``options``; return them and the driver's own."""
+        own = {key: value for key, value in options.items() if key not in DELIVERY_OPTIONS}
+        if len(own) == len(options):
+            return _DEFAULT_OPTIONS, own
+        flags = {}
+        for key, default in (("at_least_once", False), ("batch", True)):
+            value = options.get(key, default)
+            if not isinstance(value, bool):
+                raise ConfigurationError(driver, key, "must be True or False")
+            flags[key] = value
+        in_flight = options.get("batch_in_flight", DEFAULT_BATCH_IN_FLIGHT)
+        if not isinstance(in_flight, int) or isinstance(in_flight, bool) or in_flight < 1:
+            raise ConfigurationError(driver, "batch_in_flight", "must be an int >= 1")
+        return (
+            cls(
+                Retry.from_options(driver, options),
+                flags["at_least_once"],
+                flags["batch"],
+                in_flight,
+            ),
+            own,
+        )
+
+
+_DEFAULT_OPTIONS = DeliveryOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One message to some of its channels, inside one request."""
+
+    message: Message
+    channels: tuple[str, ...]
+
+
+class Batch:
+    """What one request carries, as the core hands it to ``Driver.send``.
+
+    Attributes:
+        parts: the messages of the request, each with the channels it goes to
+            in this request. Usually one; several when micro-batching.
+        attempt: ``0`` for a first attempt, ``n`` for the n-th retry.
+        requests: how many requests sending it took. A driver whose transport
+            already re-sends by itself (to fallback hosts, say) sets it, so
+            the core counts those against the retry budget and the receipt.
+    """
+
+    __slots__ = ("attempt", "parts", "requests")
+
+    def __init__(self, parts: tuple[Part, ...], attempt: int = 0) -> None:
+        self.parts = parts
+        self.attempt = attempt
+        self.requests = 1
+
+    @property
+    def message(self) -> Message:
+        """The message of a one-part batch (``ValueError`` if the request is shared)."""
+        if len(self.parts) != 1:
+            raise ValueError("this request carries several messages: use .parts")
+        return self.parts[0].message
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels of a one-part batch (``ValueError`` if the request is shared)."""
+        if len(self.parts) != 1:
+            raise ValueError("this request carries several messages: use .parts")
+        return self.parts[0].channels
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{p.message.id}->{len(p.channels)}ch" for p in self.parts)
+        return f"<Batch attempt={self.attempt} [{parts}]>"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the service said about one part of a request.
+
+    Channels not in ``refused`` were acknowledged.
+
+    Attributes:
+        ids: ids the service gave the message (event ids, serials), if any.
+        refused: channels the service did not acknowledge, each with why.
+    """
+
+    ids: tuple[str, ...] = ()
+    refused: Mapping[str, PublishError] = field(default_factory=dict)
+
+
+#: What ``send()`` returns: ``None`` (all acknowledged), one Answer (a one-part
+#: batch), or one Answer or PublishError per part, in order.
+SendResult = Union[None, Answer, Sequence[Union[Answer, PublishError]]]
+_Outcome = Union[None, Answer, PublishError]
+
+
+# -- one request --------------------------------------------------------------------
+
+
+def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
+    """``send()``'s result as one outcome per part; a TypeError names a bad one."""
+    count = len(batch.parts)
+    if result is None or isinstance(result, PublishError):
+        return [result] * count
+    if isinstance(result, Answer):
+        if count != 1:
+            raise TypeError(
+                f"driver {driver.name!r}: send() returned one Answer for a request of "
+                f"{count} messages; return one per part"
+            )
+        return [result]
+    if (
+        isinstance(result, (list, tuple))
+        and len(result) == count
+        and all(isinstance(item, (Answer, PublishError)) for item in result)
+    ):
+        return list(result)
+    raise TypeError(
+        f"driver {driver.name!r}: send() must return None, an Answer, or one Answer or "
+        f"PublishError per part ({count}), not {type(result).__name__}"
+    )
+
+
+def send_sync(driver: Driver, batch: Batch) -> tuple[list[_Outcome], PublishError | None]:
+    """Send ``batch`` from sync code; return each part's outcome and a request-wide error."""
+    try:
+        if driver._sends_sync():
+            result: object = driver.send(batch)
+        else:
+            from broadcasting._loop import run_sync
+
+            result = run_sync(driver.asend(batch))
+    except PublishError as exc:
+        return [exc] * len(batch.parts), exc
+    return per_part(driver, batch, result), None
+
+
+async def send_async(driver: Driver, batch: Batch) -> tuple[list[_Outcome], PublishError | None]:
+    """Async twin of :func:`send_sync` (a sync-only ``send`` runs in a worker thread)."""
+    try:
+        if driver._sends_async():
+            result: object = await driver.asend(batch)
+        else:
+            import asyncio
+
+            result = await asyncio.to_thread(driver.send, batch)
+    except PublishError as exc:
+        return [exc] * len(batch.parts), exc
+    return per_part(driver, batch, result), None
+
+
+# -- one group of channels, with its retries ------------------------------------------
+
+
+@dataclass
+class _Group:
+    """What happened to one group of channels (one request and its retries)."""
+
+    delivered: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    errors: dict[str, PublishError] = field(default_factory=dict)
+    requests: int = 0
+
+
+def may_retry(error: PublishError, capabilities: Capabilities, options: DeliveryOptions) -> bool:
+    """Whether the core may send again what ``error`` answered, by the rules above."""
+    if not error.retryable:
+        return False
+    return not error.maybe_delivered or capabilities.deduplicates or options.at_least_once
+
+
+#: A step of a group: a request to send, or seconds to wait.
+_Step = Union[Batch, float]
+#: What a step gets back: the part's outcome and the requests it took (None after a wait).
+_Reply = Union[tuple[_Outcome, int], None]
+
+
+def group_steps(
+    driver: Driver, message: Message, channels: tuple[str, ...]
+) -> Generator[_Step, _Reply, _Group]:
+    """The requests and waits that deliver ``message`` to ``channels``, shared by both paths."""
+    options = driver.delivery
+    capabilities = driver.capabilities
+    group = _Group()
+    pending = channels
+    attempt = used = 0
+    while True:
+        reply = yield Batch((Part(message, pending),), attempt)
+        assert reply is not None
+        outcome, requests = reply
+        group.requests += requests
+        used += requests
+        if outcome is None:
+            group.delivered.extend(pending)
+            return group
+        if isinstance(outcome, PublishError):
+            refused: Mapping[str, PublishError] = dict.fromkeys(pending, outcome)
+        else:
+            refused = {c: e for c, e in outcome.refused.items() if c in pending}
+            group.ids.extend(outcome.ids)
+            group.delivered.extend(c for c in pending if c not in refused)
+        again = tuple(c for c, e in refused.items() if may_retry(e, capabilities, options))
+        if not again or used > options.retry.retries:
+            group.errors.update(refused)
+            return group
+        group.errors.update({c: e for c, e in refused.items() if c not in again})
+        yield options.retry.delay(attempt)
+        pending = again
+        attempt += 1
+
+
+def _run_sync(driver: Driver, steps: Generator[_Step, _Reply, _Group]) -> _Group:
+    reply: _Reply = None
+    while True:
+        try:
+            step = steps.send(reply)
+        except StopIteration as done:
+            result: _Group = done.value
+            return result
+        if isinstance(step, Batch):
+            outcomes, _ = send_sync(driver, step)
+            reply = (outcomes[0], step.requests)
+        else:
+            time.sleep(step)
+            reply = None
+
+
+async def _run_async(
+    driver: Driver, steps: Generator[_Step, _Reply, _Group], batcher: Batcher | None
+) -> _Group:
+    import asyncio
+
+    reply: _Reply = None
+    while True:
+        try:
+            step = steps.send(reply)
+        except StopIteration as done:
+            result: _Group = done.value
+            return result
+        if not isinstance(step, Batch):
+            await asyncio.sleep(step)
+            reply = None
+        elif batcher is not None:
+            reply = await batcher.submit(step.parts[0])
+            batcher = None  # only the first attempt rides a shared request
+        else:
+            outcomes, _ = await send_async(driver, step)
+            reply = (outcomes[0], step.requests)
+
+
+# -- a whole publish ----------------------------------------------------------------
+
+
+def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | None:
+    """An authentication failure of a whole group: later groups would fail the same way."""
+    if group.delivered or len(group.errors) != len(channels):
+        return None
+    error = next(iter(group.errors.values()))
+    if error.status in (401, 403) and not error.maybe_delivered:
+        return error
+    return None
+
+
+def deliver(driver: Driver, message: Message) -> Receipt:
+    """Deliver ``message`` through ``driver.send`` from sync code (groups one after another)."""
+    groups: list[tuple[tuple[str, ...], _Group]] = []
+    stop: PublishError | None = None
+    for channels in driver.plan(message):
+        if stop is not None:  # never sent: certainly not delivered
+            groups.append((channels, _Group(errors=dict.fromkeys(channels, stop))))
+            continue
+        group = _run_sync(driver, group_steps(driver, message, channels))
+        groups.append((channels, group))
+        stop = _stops_the_rest(group, channels)
+    return finish(driver, message, [group for _, group in groups])
+
+
+async def adeliver(driver: Driver, message: Message) -> Receipt:
+    """Deliver ``message`` through ``driver.asend`` (a fan-out's requests concurrently)."""
+    import asyncio
+
+    plan = driver.plan(message)
+    if len(plan) == 1:
+        batcher = _batcher_for(driver, plan[0])
+        group = await _run_async(driver, group_steps(driver, message, plan[0]), batcher)
+        return finish(driver, message, [group])
+    if driver.capabilities.concurrent_requests:
+        results = await asyncio.gather(
+            *(_run_async(driver, group_steps(driver, message, c), None) for c in plan)
+        )
+        return finish(driver, message, list(results))
+    groups: list[_Group] = []
+    stop: PublishError | None = None
+    for channels in plan:
+        if stop is not None:
+            groups.append(_Group(errors=dict.fromkeys(channels, stop)))
+            continue
+        group = await _run_async(driver, group_steps(driver, message, channels), None)
+        groups.append(group)
+        stop = _stops_the_rest(group, channels)
+    return finish(driver, message, groups)
+
+
+def finish(driver: Driver, message: Message, groups: Sequence[_Group]) -> Receipt:
+    """The receipt of a publish whose every channel was acknowledged; else raise."""
+    requests = sum(group.requests for group in groups)
+    if len(groups) == 1 and not groups[0].errors:
+        return Receipt(
+            driver.name, message.event, message.channels, message.id, tuple(groups[0].ids), requests
+        )
+    errors: dict[str, PublishError] = {}
+    delivered: set[str] = set()
+    ids = []
+    for group in groups:
+        errors.update(group.errors)
+        delivered.update(group.delivered)
+        ids.extend(group.ids)
+    missing = [c for c in message.channels if c not in errors and c not in delivered]
+    if missing:
+        never = PublishError(
+            f"{driver.name}: the driver's plan() did not send these channels",
+            driver=driver.name,
+        )
+        errors.update(dict.fromkeys(missing, never))
+    if not errors:
+        return Receipt(
+            driver.name, message.event, message.channels, message.id, tuple(ids), requests
+        )
+    raise publish_error(driver.name, message.channels, errors, requests)
+
+
+def publish_error(
+    driver: str, channels: Sequence[str], errors: Mapping[str, PublishError], requests: int
+) -> PublishError:
+    """One error for a publish from each failed channel's error (the first is the cause)."""
+    failed = [c for c in channels if c in errors and not errors[c].maybe_delivered]
+    unknown = [c for c in channels if c in errors and errors[c].maybe_delivered]
+    delivered = [c for c in channels if c not in errors]
+    causes = list({id(errors[c]): errors[c] for c in channels if c in errors}.values())
+    first = causes[0]
+    if len(causes) == 1 and not delivered:
+        text = str(first.args[0]) if first.args else ""
+    else:
+        said = [str(cause.args[0]) if cause.args else "" for cause in causes[:3]]
+        if len(causes) > 3:
+            said.append(f"and {len(causes) - 3} more errors")
+        text = (
+            f"{len(failed) + len(unknown)} of {len(channels)} channels not delivered: "
+            + " | ".join(said)
+        )
+    error = PublishError(
+        text,
+        driver=driver,
+        status=first.status,
+        code=first.code,
+        retryable=all(cause.retryable for cause in causes),
+        delivered=delivered,
+        failed=failed,
+        unknown=unknown,
+        requests=requests,
+        causes=errors,
+    )
+    error.__cause__ = first
+    return error
+
+
+# -- micro-batching -----------------------------------------------------------------
+
+_batchers_lock = threading.Lock()
+
+
+def _batcher_for(driver: Driver, channels: tuple[str, ...]) -> Batcher | None:
+    """This loop's batcher for ``driver`` if a publish to ``channels`` may share a request."""
+    capabilities = driver.capabilities
+    if (
+        not capabilities.batches
+        or not driver.delivery.batch
+        or len(channels) > capabilities.batch_channels
+    ):
+        return None
+    batchers: PerLoop[Batcher] | None = driver.__dict__.get("_batchers")
+    if batchers is None:
+        with _batchers_lock:
+            batchers = driver.__dict__.get("_batchers")
+            if batchers is None:
+                from broadcasting._batcher import Batcher
+                from broadcasting._perloop import PerLoop
+
+                batchers = PerLoop(lambda: Batcher(driver), Batcher.wait_idle)
+                driver.__dict__["_batchers"] = batchers
+    return batchers.get()
+
+
+async def drain(driver: Driver) -> None:
+    """Wait until the running loop's batcher of ``driver`` has sent what it queued."""
+    batchers: PerLoop[Batcher] | None = driver.__dict__.get("_batchers")
+    if batchers is not None:
+        batcher = batchers.peek()
+        if batcher is not None:
+            await batcher.wait_idle()

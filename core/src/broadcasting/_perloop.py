@@ -1,0 +1,194 @@
+"""PerLoop: one object per running event loop, closed when that loop shuts down.
+
+Async clients (an ``aiohttp.ClientSession``, an ``httpx.AsyncClient``, a
+micro-batcher) belong to the event loop they were made on. A driver that is
+used from several loops (``asyncio.run`` per request, a worker thread with its
+own loop, the core's background loop) needs one per loop, made on first use,
+and closed both when the driver is closed and when the loop ends.
+
+A loop that ends (``asyncio.run`` returns) would otherwise strand its object:
+once the loop is closed nothing can close its transports, and the sockets
+stay open until the garbage collector finds them. So each loop also gets a
+parked async generator: loops shut their async generators down before closing
+(``asyncio.run`` and ``asyncio.Runner`` do), and that one closes the loop's
+object while the loop still runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
+
+T = TypeVar("T")
+
+#: Seconds to wait for another thread's loop to close its object.
+CLOSE_TIMEOUT = 5.0
+
+
+def _finish_now(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run a coroutine that is expected not to suspend; give up if it does."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    except Exception:  # closing is best effort once the loop is gone
+        return
+    coro.close()
+
+
+def _park(guard: AsyncGenerator[None, None]) -> None:
+    """Run ``guard`` up to its ``yield`` now, in the running loop's thread.
+
+    Its first step registers it with the running loop (the loop's async
+    generator hook), so the loop's ``shutdown_asyncgens()`` closes it later.
+    """
+    step = guard.asend(None)
+    try:
+        step.send(None)
+    except StopIteration:
+        return
+    step.close()  # pragma: no cover - the guard never suspends before its yield
+
+
+class PerLoop(Generic[T]):
+    """One ``T`` per running event loop, made by ``create()`` on first use in that loop.
+
+    ``close(obj)``, if given, is awaited on the object's own loop when the
+    driver closes it (:meth:`close` / :meth:`aclose`) or when that loop shuts
+    down. Thread-safe; :meth:`get` must be called inside a running loop.
+
+    >>> import asyncio
+    >>> sessions = PerLoop(dict)
+    >>> asyncio.run(asyncio.sleep(0, sessions.get())) == {}
+    True
+    """
+
+    def __init__(
+        self,
+        create: Callable[[], T],
+        close: Callable[[T], Awaitable[object]] | None = None,
+    ) -> None:
+        self._create = create
+        self._close = close
+        self._objects: dict[asyncio.AbstractEventLoop, T] = {}
+        self._guards: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
+        self._closing: set[asyncio.Task[Any]] = set()
+        self._lock = threading.Lock()
+        #: Objects created so far (for tests and diagnostics).
+        self.created = 0
+
+    def get(self) -> T:
+        """The running loop's object (created on the first call in that loop)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        obj = self._objects.get(loop)
+        if obj is not None:
+            return obj
+        with self._lock:
+            obj = self._objects.get(loop)
+            if obj is None:
+                for dead in [other for other in self._objects if other.is_closed()]:
+                    self._finish(self._objects.pop(dead))
+                for dead in [other for other in self._guards if other.is_closed()]:
+                    del self._guards[dead]  # a closed loop's finalizer hook ignores it
+                obj = self._objects[loop] = self._create()
+                self.created += 1
+                if loop not in self._guards:
+                    guard = self._guards[loop] = self._close_at_shutdown(loop)
+                    _park(guard)
+            return obj
+
+    def peek(self) -> T | None:
+        """The running loop's object if it has one, without creating it."""
+        import asyncio
+
+        return self._objects.get(asyncio.get_running_loop())
+
+    def items(self) -> list[tuple[asyncio.AbstractEventLoop, T]]:
+        """Every loop's object, as ``(loop, object)`` pairs (a copy)."""
+        with self._lock:
+            return list(self._objects.items())
+
+    async def _close_at_shutdown(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> AsyncGenerator[None, None]:
+        """Wait (parked) for ``loop`` to shut down, then close its object while it still runs."""
+        try:
+            yield
+        finally:
+            self._guards.pop(loop, None)
+            obj = self._objects.pop(loop, None)  # no lock: get() may hold it
+            if obj is not None and self._close is not None:
+                await self._close(obj)
+
+    def _finish(self, obj: T) -> None:
+        if self._close is not None:
+            result = self._close(obj)
+            if isinstance(result, Coroutine):
+                _finish_now(result)
+
+    def _take_all(self) -> list[tuple[asyncio.AbstractEventLoop, T]]:
+        with self._lock:
+            objects = list(self._objects.items())
+            self._objects.clear()
+        return objects
+
+    def close(self) -> None:
+        """Close every loop's object, from any thread (idempotent; ``get`` makes new ones)."""
+        for loop, obj in self._take_all():
+            self._close_from_outside(loop, obj)
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`: awaits the running loop's object."""
+        import asyncio
+
+        current = asyncio.get_running_loop()
+        for loop, obj in self._take_all():
+            if self._close is None:
+                continue
+            if loop is current:
+                await self._close(obj)
+            elif loop.is_running() and not loop.is_closed():
+                future = asyncio.run_coroutine_threadsafe(_awaited(self._close(obj)), loop)
+                await asyncio.wait_for(asyncio.wrap_future(future), CLOSE_TIMEOUT)
+            else:
+                self._close_from_outside(loop, obj)
+
+    def _close_from_outside(self, loop: asyncio.AbstractEventLoop, obj: T) -> None:
+        import asyncio
+
+        if self._close is None:
+            return
+        if loop.is_closed():
+            self._finish(obj)
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:  # a sync close() inside this loop: cannot block it
+            task = loop.create_task(_awaited(self._close(obj)))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        elif loop.is_running():  # another thread's loop (e.g. the core's background loop)
+            future = asyncio.run_coroutine_threadsafe(_awaited(self._close(obj)), loop)
+            try:
+                future.result(CLOSE_TIMEOUT)
+            except Exception:  # that loop is busy or stopping: it closes it at shutdown
+                future.cancel()
+        elif running is None:  # a loop that is idle in this thread
+            loop.run_until_complete(_awaited(self._close(obj)))
+        else:
+            self._finish(obj)
+
+    def __repr__(self) -> str:
+        return f"<PerLoop loops={len(self._objects)}>"
+
+
+async def _awaited(awaitable: Awaitable[object]) -> None:
+    await awaitable
