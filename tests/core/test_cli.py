@@ -23,14 +23,18 @@ def test_drivers_lists_name_package_version_module(capsys: pytest.CaptureFixture
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["NAME", "PACKAGE", "VERSION", "MODULE"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
-    assert rows["memory"][1:] == ["broadcasting", rows["memory"][2], "broadcasting.drivers.memory"]
+    assert rows["memory"][1:] == [
+        "broadcasting",
+        rows["memory"][2],
+        "broadcasting.drivers.memory:BroadcastMemoryDriver",
+    ]
 
 
 def test_drivers_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["drivers", "--json"]) == 0
     infos = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
     assert infos["log"]["distribution"] == "broadcasting"
-    assert infos["log"]["module"] == "broadcasting.drivers.log"
+    assert infos["log"]["module"] == "broadcasting.drivers.log:BroadcastLogDriver"
     assert set(infos["null"]) == {"name", "distribution", "version", "module"}
 
 

@@ -79,7 +79,8 @@ def test_builtins_come_from_the_cores_own_entry_points() -> None:
     infos = {info.name: info for info in installed_drivers()}
     for name in ("log", "memory", "null"):
         assert infos[name].distribution == "broadcasting"
-        assert infos[name].module == f"broadcasting.drivers.{name}"
+        # the entry point names the Driver class itself: no connect hook needed
+        assert infos[name].module == f"broadcasting.drivers.{name}:Broadcast{name.title()}Driver"
         assert infos[name].version
 
 
@@ -100,6 +101,41 @@ def test_a_packaged_driver_is_found_by_name_without_touching_the_core(site: Path
     from broadcasting.drivers import BroadcastFaxDriver  # type: ignore[attr-defined]
 
     assert BroadcastFaxDriver.__module__ == "fake_fax"
+
+
+CLASS_DRIVER_MODULE = """
+from broadcasting import Batch, Capabilities, Driver
+
+SENT = []
+
+class BroadcastTelexDriver(Driver):
+    name = "telex"
+    capabilities = Capabilities(channels_per_request=2)
+    def __init__(self, prefix="!"):
+        self.prefix = prefix
+    @classmethod
+    def from_config(cls, options):
+        return cls(**options)
+    def send(self, batch: Batch):
+        SENT.append((batch.channels, self.prefix + batch.message.text))
+"""
+
+
+def test_an_entry_point_may_name_the_driver_class(site: Path) -> None:
+    """`telex = "fake_telex:BroadcastTelexDriver"`: no connect hook, name written once."""
+    install_fake(
+        site, "broadcasting-telex", "telex", "fake_telex:BroadcastTelexDriver", CLASS_DRIVER_MODULE
+    )
+    (site / "fake_telex:BroadcastTelexDriver.py").rename(site / "fake_telex.py")
+    config = {"DRIVER": "telex", "DRIVERS": {"telex": {"prefix": ">", "retries": 0}}}
+    receipt = Broadcast(config).channel(["a", "b", "c"], "hi")
+    import fake_telex  # type: ignore[import-not-found]
+
+    assert fake_telex.SENT == [(("a", "b"), ">hi"), (("c",), ">hi")]
+    assert receipt.requests == 2
+    from broadcasting.drivers import BroadcastTelexDriver  # type: ignore[attr-defined]
+
+    assert BroadcastTelexDriver is fake_telex.BroadcastTelexDriver
 
 
 def test_only_the_selected_driver_is_imported(site: Path) -> None:

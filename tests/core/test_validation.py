@@ -174,9 +174,9 @@ class NoPublish(Driver):
         return cls()
 
 
-async def test_a_driver_must_implement_publish_or_apublish() -> None:
+async def test_a_driver_must_implement_send_or_publish() -> None:
     driver = Broadcast().driver(NoPublish)
-    with pytest.raises(TypeError, match="must implement publish"):
+    with pytest.raises(TypeError, match=r"must implement send\(\) or asend\(\)"):
         driver.channel("a", "m")
-    with pytest.raises(TypeError, match="must implement publish"):
+    with pytest.raises(TypeError, match=r"must implement send\(\) or asend\(\)"):
         await driver.achannel("a", "m")

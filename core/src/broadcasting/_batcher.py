@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from broadcasting._delivery import _Outcome
     from broadcasting._driver import Driver
 
-#: A publish's first attempt: its outcome and the requests it took.
-_Result = tuple["_Outcome", int]
+#: A publish's first attempt: its outcome, the requests it took, and those that count
+#: against its retry budget.
+_Result = tuple["_Outcome", int, int]
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Batcher:
         if isinstance(verdict, _Alone):
             batch = Batch((part,))
             outcomes, _ = await send_async(self._driver, batch)
-            return outcomes[0], verdict.requests + batch.requests
+            return outcomes[0], verdict.requests + batch.requests, batch.requests
         return verdict
 
     def _take(self) -> list[_Pending]:
@@ -142,7 +143,7 @@ class Batcher:
         for pending, outcome in zip(taken, outcomes, strict=True):
             if not pending.future.done():
                 pending.future.set_result(
-                    _Alone(batch.requests) if alone else (outcome, batch.requests)
+                    _Alone(batch.requests) if alone else (outcome, batch.requests, batch.requests)
                 )
 
     async def wait_idle(self) -> None:

@@ -231,7 +231,22 @@ def send_sync(driver: Driver, batch: Batch) -> tuple[list[_Outcome], PublishErro
             result = run_sync(driver.asend(batch))
     except PublishError as exc:
         return [exc] * len(batch.parts), exc
+    except Exception as exc:
+        error = _unexpected(driver, exc)
+        return [error] * len(batch.parts), error
     return per_part(driver, batch, result), None
+
+
+def _unexpected(driver: Driver, exc: Exception) -> PublishError:
+    """A driver bug (an exception its error mapping missed), as an unknown outcome."""
+    error = PublishError(
+        f"{driver.name}: send() raised {type(exc).__name__} instead of a PublishError; "
+        "the service may or may not have the message",
+        driver=driver.name,
+        maybe_delivered=True,
+    )
+    error.__cause__ = exc
+    return error
 
 
 async def send_async(driver: Driver, batch: Batch) -> tuple[list[_Outcome], PublishError | None]:
@@ -245,6 +260,9 @@ async def send_async(driver: Driver, batch: Batch) -> tuple[list[_Outcome], Publ
             result = await asyncio.to_thread(driver.send, batch)
     except PublishError as exc:
         return [exc] * len(batch.parts), exc
+    except Exception as exc:
+        error = _unexpected(driver, exc)
+        return [error] * len(batch.parts), error
     return per_part(driver, batch, result), None
 
 
@@ -270,8 +288,10 @@ def may_retry(error: PublishError, capabilities: Capabilities, options: Delivery
 
 #: A step of a group: a request to send, or seconds to wait.
 _Step = Union[Batch, float]
-#: What a step gets back: the part's outcome and the requests it took (None after a wait).
-_Reply = Union[tuple[_Outcome, int], None]
+#: What a step gets back (None after a wait): the part's outcome, the requests it took,
+#: and how many of them count against the retry budget (a shared first attempt whose
+#: publish had to be re-sent alone does not).
+_Reply = Union[tuple[_Outcome, int, int], None]
 
 
 def group_steps(
@@ -286,9 +306,9 @@ def group_steps(
     while True:
         reply = yield Batch((Part(message, pending),), attempt)
         assert reply is not None
-        outcome, requests = reply
+        outcome, requests, attempts = reply
         group.requests += requests
-        used += requests
+        used += attempts
         if outcome is None:
             group.delivered.extend(pending)
             return group
@@ -318,7 +338,7 @@ def _run_sync(driver: Driver, steps: Generator[_Step, _Reply, _Group]) -> _Group
             return result
         if isinstance(step, Batch):
             outcomes, _ = send_sync(driver, step)
-            reply = (outcomes[0], step.requests)
+            reply = (outcomes[0], step.requests, step.requests)
         else:
             time.sleep(step)
             reply = None
@@ -344,7 +364,7 @@ async def _run_async(
             batcher = None  # only the first attempt rides a shared request
         else:
             outcomes, _ = await send_async(driver, step)
-            reply = (outcomes[0], step.requests)
+            reply = (outcomes[0], step.requests, step.requests)
 
 
 # -- a whole publish ----------------------------------------------------------------

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
 
 _DEFAULT_DELIVERY = DeliveryOptions()
+_MISSING = "{} must implement send() or asend() (or publish()/apublish() to deliver in process)"
 
 
 class Driver:
@@ -91,7 +92,7 @@ class Driver:
         The default runs :meth:`asend` on the core's background loop.
         """
         if not self._sends_async():
-            raise TypeError(f"{type(self).__name__} must implement send() or asend()")
+            raise TypeError(_MISSING.format(type(self).__name__))
         return run_sync(self.asend(batch))
 
     async def asend(self, batch: Batch) -> SendResult:
@@ -100,7 +101,7 @@ class Driver:
         The default runs :meth:`send` in a worker thread.
         """
         if not self._sends_sync():
-            raise TypeError(f"{type(self).__name__} must implement send() or asend()")
+            raise TypeError(_MISSING.format(type(self).__name__))
         import asyncio
 
         return await asyncio.to_thread(self.send, batch)
@@ -137,7 +138,7 @@ class Driver:
             return deliver(self, message)
         if _overrides(self, "apublish"):
             return run_sync(self.apublish(message))
-        raise TypeError(f"{type(self).__name__} must implement send() or asend()")
+        raise TypeError(_MISSING.format(type(self).__name__))
 
     async def apublish(self, message: Message) -> Receipt:
         """Async twin of :meth:`publish`; never blocks the event loop."""
@@ -147,7 +148,7 @@ class Driver:
             import asyncio
 
             return await asyncio.to_thread(self.publish, message)
-        raise TypeError(f"{type(self).__name__} must implement send() or asend()")
+        raise TypeError(_MISSING.format(type(self).__name__))
 
     def _sends_sync(self) -> bool:
         return _overrides(self, "send")

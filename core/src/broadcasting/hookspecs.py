@@ -27,12 +27,17 @@ def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None
     called ``name``; the result is kept by that ``Broadcast`` and reused:
     ``close()`` closes it, and it reconnects on its next publish. Only the
     plugin registered under ``name`` in the ``broadcasting.drivers``
-    entry-point group is imported for this call.
+    entry-point group is imported for this call. An entry point that names a
+    :class:`~broadcasting.Driver` class needs no implementation of this hook:
+    the core connects it with ``from_config(options)``; implement it for a
+    factory (one plugin serving several names, say).
 
     :param name: the driver name, as written in ``DRIVER`` or passed to
         ``Broadcast.driver()``.
-    :param options: that driver's mapping from ``DRIVERS`` (empty if absent).
-        Implementations must raise :class:`~broadcasting.ConfigurationError`
+    :param options: that driver's mapping from ``DRIVERS`` (empty if absent),
+        less the delivery options the core reads itself (``retries``,
+        ``retry_backoff``, ``retry_max_backoff``, ``at_least_once``, ``batch``,
+        ``batch_in_flight``). Implementations must raise :class:`~broadcasting.ConfigurationError`
         for a missing or bad key, naming the key and never its value.
 
     :return: a :class:`~broadcasting.Driver`, or ``None`` if this plugin does
@@ -50,17 +55,20 @@ def broadcasting_publish(driver: Driver, message: Message) -> Receipt | None:
     ``achannel()`` alike, after the core has validated the message against
     the driver's limits. The core's own implementation runs last and calls
     ``driver.publish(message)`` (or awaits ``driver.apublish(message)`` on
-    the async path), so a ``wrapper=True`` implementation observes, and may
-    alter or veto, every publish on every driver. On the async path a
+    the async path): the core's delivery (requests, retries, batching,
+    outcomes) for a driver that implements ``send``. So a ``wrapper=True``
+    implementation observes, and may alter or veto, every publish on every
+    driver, and sees its final outcome. On the async path a
     non-wrapper implementation may return an awaitable; it is awaited.
 
     :param driver: the connected driver the message is for.
     :param message: the message, with de-duplicated channels, the encoded
         text and its id.
 
-    :return: a :class:`~broadcasting.Receipt` once the provider acknowledged
-        the message. Raise :class:`~broadcasting.PublishError` otherwise;
-        never return ``None`` for a message that was not delivered.
+    :return: a :class:`~broadcasting.Receipt` once the service acknowledged
+        the message on every channel. Raise :class:`~broadcasting.PublishError`
+        otherwise, saying which channels were ``delivered``, ``failed`` or are
+        ``unknown``; never return ``None`` for a message that was not delivered.
 
     Stops at first non-None result.
     """

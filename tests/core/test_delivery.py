@@ -1,0 +1,427 @@
+"""The core's delivery policy: splitting, retries, outcomes and micro-batching.
+
+The driver here is a real ``send``/``asend`` driver whose "service" lives in the
+test process: it records every request and stores what it accepted (optionally
+de-duplicating by message id, as Ably does), and a per-test script makes a
+request fail the ways a network does. What a subscriber would receive is what
+the service stored. The drivers' own suites prove the same rules against soketi
+and the Ably emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from broadcasting import (
+    Answer,
+    Batch,
+    Broadcast,
+    Capabilities,
+    ConfigurationError,
+    Driver,
+    PublishError,
+    Receipt,
+)
+
+FAST = {"retry_backoff": 0.001, "retry_max_backoff": 0.002}
+
+
+class Service:
+    """What the receiving side stored, and how the next requests fail."""
+
+    def __init__(self, deduplicates: bool) -> None:
+        self.deduplicates = deduplicates
+        self.stored: list[tuple[str, str, object]] = []  # (channel, message id, data)
+        self.requests: list[Batch] = []
+        self.script: list[str] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def deliveries(self, channel: str | None = None) -> list[object]:
+        return [data for ch, _, data in self.stored if channel is None or ch == channel]
+
+    def _store(self, batch: Batch) -> None:
+        for part in batch.parts:
+            for channel in part.channels:
+                key = (channel, part.message.id)
+                if self.deduplicates and any((c, i) == key for c, i, _ in self.stored):
+                    continue
+                self.stored.append((channel, part.message.id, part.message.data))
+
+    def handle(self, batch: Batch) -> Any:
+        self.requests.append(batch)
+        step = self.script.pop(0) if self.script else "ok"
+        if any(part.message.data == "bad" for part in batch.parts):
+            step = "reject"  # the service refuses the whole request for one bad message
+        if step == "refuse":  # connection refused: nothing reached the service
+            raise PublishError("refused", driver="scripted", retryable=True)
+        if step == "reject":
+            raise PublishError("bad request", driver="scripted", status=400)
+        if step == "auth":
+            raise PublishError("bad key", driver="scripted", status=401)
+        self._store(batch)
+        if step == "lost":  # processed, then the answer was lost
+            raise PublishError("timed out", driver="scripted", retryable=True, maybe_delivered=True)
+        if step == "503":
+            raise PublishError("unavailable", driver="scripted", status=503, retryable=True,
+                               maybe_delivered=True)  # fmt: skip
+        if step.startswith("refuse-channel:"):  # e.g. a capability refused on one channel
+            channel = step.split(":", 1)[1]
+            error = PublishError(f"no to {channel}", driver="scripted", status=429, retryable=True)
+            self.stored = [s for s in self.stored if s[0] != channel or s[1] != batch.message.id]
+            return Answer(ids=("id-1",), refused={channel: error})
+        if step == "fallback":  # the transport tried two hosts before this answer
+            batch.requests = 2
+        return None
+
+
+Factory = Callable[..., tuple[Broadcast, Driver, Service]]
+
+
+@pytest.fixture
+def make() -> Iterator[Factory]:
+    made: list[Broadcast] = []
+
+    def factory(
+        capabilities: Capabilities | None = None,
+        *,
+        deduplicates: bool = False,
+        sync_only: bool = False,
+        **options: Any,
+    ) -> tuple[Broadcast, Driver, Service]:
+        service = Service(deduplicates)
+        caps = capabilities or Capabilities(deduplicates=deduplicates)
+
+        class Scripted(Driver):
+            name = "scripted"
+            capabilities = caps
+
+            @classmethod
+            def from_config(cls, options: Mapping[str, Any]) -> Scripted:
+                assert not options, f"delivery options reached the driver: {options}"
+                return cls()
+
+            def send(self, batch: Batch) -> Any:
+                return service.handle(batch)
+
+        class ScriptedAsync(Scripted):
+            async def asend(self, batch: Batch) -> Any:
+                service.in_flight += 1
+                service.most_in_flight = max(service.most_in_flight, service.in_flight)
+                try:
+                    await asyncio.sleep(0.005)
+                    return service.handle(batch)
+                finally:
+                    service.in_flight -= 1
+
+        cls = Scripted if sync_only else ScriptedAsync
+        broadcast = Broadcast({"DRIVER": "scripted", "DRIVERS": {"scripted": {**FAST, **options}}})
+        made.append(broadcast)
+        return broadcast, broadcast.driver(cls), service
+
+    yield factory
+    for broadcast in made:
+        broadcast.close()
+
+
+MODES = ["sync", "async"]
+
+
+def publish(driver: Driver, mode: str, channels: Any, data: Any = "hi", **kw: Any) -> Receipt:
+    if mode == "sync":
+        return driver.channel(channels, data, "ev", **kw)
+    return asyncio.run(driver.achannel(channels, data, "ev", **kw))
+
+
+# -- splitting ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_channel_list_is_split_by_channels_per_request(make: Factory, mode: str) -> None:
+    _, driver, service = make(Capabilities(channels_per_request=3))
+    channels = [f"c{n}" for n in range(7)]
+    receipt = publish(driver, mode, channels)
+    assert [len(b.channels) for b in service.requests] == [3, 3, 1]
+    assert receipt.requests == 3
+    assert sorted(ch for ch, _, _ in service.stored) == sorted(channels)
+
+
+def test_async_fan_out_requests_run_concurrently(make: Factory) -> None:
+    _, driver, service = make(Capabilities(channels_per_request=1))
+    publish(driver, "async", ["a", "b", "c", "d"])
+    assert service.most_in_flight == 4
+
+
+def test_async_fan_out_in_order_when_the_service_wants_it(make: Factory) -> None:
+    _, driver, service = make(Capabilities(channels_per_request=1, concurrent_requests=False))
+    publish(driver, "async", ["a", "b", "c"])
+    assert service.most_in_flight == 1
+    assert [b.channels for b in service.requests] == [("a",), ("b",), ("c",)]
+
+
+# -- the three outcomes and the retry rules ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_lost_answer_is_unknown_and_never_resent_without_deduplication(
+    make: Factory, mode: str
+) -> None:
+    _, driver, service = make()
+    service.script = ["lost"]
+    with pytest.raises(PublishError) as caught:
+        publish(driver, mode, ["a", "b"])
+    error = caught.value
+    assert error.unknown == ("a", "b")
+    assert error.failed == error.delivered == ()
+    assert error.maybe_delivered and error.retryable
+    assert len(service.requests) == 1 and error.requests == 1
+    assert service.deliveries() == ["hi", "hi"]  # one delivery per channel, not three
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("step", ["lost", "503"])
+def test_unknown_outcomes_are_retried_with_the_same_id_when_the_service_deduplicates(
+    make: Factory, mode: str, step: str
+) -> None:
+    _, driver, service = make(deduplicates=True)
+    service.script = [step, step]
+    receipt = publish(driver, mode, "a")
+    assert receipt.requests == 3
+    assert {b.message.id for b in service.requests} == {receipt.message_id}
+    assert [b.attempt for b in service.requests] == [0, 1, 2]
+    assert service.deliveries("a") == ["hi"]  # the service dropped the re-sends
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_at_least_once_retries_unknown_outcomes_and_may_deliver_twice(
+    make: Factory, mode: str
+) -> None:
+    _, driver, service = make(at_least_once=True)
+    service.script = ["lost"]
+    receipt = publish(driver, mode, "a")
+    assert receipt.requests == 2
+    assert service.deliveries("a") == ["hi", "hi"]  # what the option's documentation warns of
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_certain_failures_are_retried_then_reported_failed(make: Factory, mode: str) -> None:
+    _, driver, service = make()
+    service.script = ["refuse", "refuse", "refuse"]
+    with pytest.raises(PublishError) as caught:
+        publish(driver, mode, ["a", "b"])
+    assert caught.value.failed == ("a", "b") and caught.value.unknown == ()
+    assert not caught.value.maybe_delivered
+    assert len(service.requests) == 3 == caught.value.requests  # 1 + retries (2)
+    assert service.stored == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_refused_attempt_then_success_delivers_once(make: Factory, mode: str) -> None:
+    _, driver, service = make()
+    service.script = ["refuse"]
+    receipt = publish(driver, mode, "a")
+    assert receipt.requests == 2
+    assert service.deliveries("a") == ["hi"]
+
+
+def test_retries_option_bounds_the_attempts(make: Factory) -> None:
+    _, driver, service = make(retries=0)
+    service.script = ["refuse"]
+    with pytest.raises(PublishError):
+        publish(driver, "sync", "a")
+    assert len(service.requests) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_non_retryable_errors_are_not_retried(make: Factory, mode: str) -> None:
+    _, driver, service = make(deduplicates=True)
+    service.script = ["reject"]
+    with pytest.raises(PublishError, match="bad request") as caught:
+        publish(driver, mode, "a")
+    assert caught.value.status == 400 and caught.value.failed == ("a",)
+    assert len(service.requests) == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_refused_channel_is_retried_alone(make: Factory, mode: str) -> None:
+    _, driver, service = make()
+    service.script = ["refuse-channel:b"]
+    receipt = publish(driver, mode, ["a", "b", "c"])
+    assert [b.channels for b in service.requests] == [("a", "b", "c"), ("b",)]
+    assert receipt.ids == ("id-1",)
+    assert sorted(service.deliveries()) == ["hi"] * 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_partial_fan_out_says_which_channels_got_it(make: Factory, mode: str) -> None:
+    _, driver, service = make(Capabilities(channels_per_request=2, concurrent_requests=False))
+    service.script = ["ok", "lost", "refuse", "refuse", "refuse"]
+    with pytest.raises(PublishError) as caught:
+        publish(driver, mode, ["a", "b", "c", "d", "e"])
+    error = caught.value
+    assert error.delivered == ("a", "b")
+    assert error.unknown == ("c", "d")
+    assert error.failed == ("e",)
+    assert set(error.causes) == {"c", "d", "e"}
+    assert error.__cause__ is error.causes["c"]
+    assert "3 of 5 channels not delivered" in str(error)
+    assert "delivered=['a', 'b']" in str(error) and "unknown=['c', 'd']" in str(error)
+
+
+def test_an_authentication_failure_stops_the_remaining_requests(make: Factory) -> None:
+    _, driver, service = make(Capabilities(channels_per_request=1))
+    service.script = ["auth"]
+    with pytest.raises(PublishError) as caught:
+        publish(driver, "sync", ["a", "b", "c"])
+    assert len(service.requests) == 1
+    assert caught.value.failed == ("a", "b", "c") and caught.value.status == 401
+
+
+def test_requests_the_transport_retried_count_against_the_budget(make: Factory) -> None:
+    _, driver, service = make(deduplicates=True)
+    service.script = ["fallback"]
+    receipt = publish(driver, "sync", "a")
+    assert receipt.requests == 2 and len(service.requests) == 1
+
+
+def test_a_shared_attempt_re_sent_alone_does_not_use_up_a_retry(make: Factory) -> None:
+    _, driver, service = make(BATCHING, batch_in_flight=1, retries=1)
+
+    async def run() -> list[Receipt | BaseException]:
+        service.script = ["reject", "refuse", "refuse"]  # shared 400, then c0 and c1 refused once
+        return await asyncio.gather(
+            driver.achannel("c0", "x", "e"), driver.achannel("c1", "y", "e")
+        )
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, Receipt) for r in results), results
+    # shared request, two lone re-sends refused, two retries that succeed
+    assert len(service.requests) == 5
+    assert [r.requests for r in results if isinstance(r, Receipt)] == [3, 3]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_exception_a_driver_did_not_map_is_an_unknown_outcome(make: Factory, mode: str) -> None:
+    _, driver, service = make(Capabilities(channels_per_request=1, concurrent_requests=False))
+    service.script = ["ok", "crash"]
+    original = service.handle
+
+    def handle(batch: Batch) -> Any:
+        if service.script and service.script[0] == "crash":
+            service.script.pop(0)
+            service.requests.append(batch)
+            raise OSError("unmapped")
+        return original(batch)
+
+    service.handle = handle  # type: ignore[method-assign]
+    with pytest.raises(PublishError, match="raised OSError") as caught:
+        publish(driver, mode, ["a", "b", "c"])
+    assert caught.value.delivered == ("a", "c") and caught.value.unknown == ("b",)
+    assert isinstance(caught.value.causes["b"].__cause__, OSError)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_sync_only_or_async_only_driver_serves_both_paths(make: Factory, mode: str) -> None:
+    _, driver, service = make(sync_only=True)
+    publish(driver, mode, "a")
+    assert service.deliveries("a") == ["hi"]
+
+
+def test_a_malformed_send_result_is_a_type_error_naming_the_driver() -> None:
+    class Bad(Driver):
+        name = "bad"
+
+        def send(self, batch: Batch) -> Any:
+            return "yes"
+
+    with pytest.raises(TypeError, match=r"driver 'bad': send\(\) must return None"):
+        Broadcast().driver(Bad).channel("a", "m")
+
+
+# -- micro-batching ------------------------------------------------------------------
+
+BATCHING = Capabilities(channels_per_request=10, batch_channels=10)
+
+
+async def _ten(driver: Driver, bad: int | None = None) -> list[Receipt | BaseException]:
+    payloads = ["bad" if n == bad else f"m{n}" for n in range(10)]
+    return await asyncio.gather(
+        *(driver.achannel(f"c{n}", data, "ev") for n, data in enumerate(payloads)),
+        return_exceptions=True,
+    )
+
+
+def test_waiting_publishes_share_requests(make: Factory) -> None:
+    _, driver, service = make(BATCHING, batch_in_flight=1)
+    results = asyncio.run(_ten(driver))
+    assert all(isinstance(r, Receipt) for r in results)
+    assert len(service.requests) < 10
+    assert any(len(b.parts) > 1 for b in service.requests)
+    assert sorted(service.deliveries()) == sorted(f"m{n}" for n in range(10))
+
+
+def test_one_bad_publish_in_a_shared_request_fails_alone(make: Factory) -> None:
+    _, driver, service = make(BATCHING, batch_in_flight=1)
+    results = asyncio.run(_ten(driver, bad=5))
+    receipts = [r for r in results if isinstance(r, Receipt)]
+    errors = [r for r in results if isinstance(r, PublishError)]
+    assert len(receipts) == 9 and len(errors) == 1
+    assert errors[0].failed == ("c5",) and errors[0].status == 400
+    assert sorted(service.deliveries()) == sorted(f"m{n}" for n in range(10) if n != 5)
+
+
+def test_an_unknown_shared_request_is_not_resent_without_deduplication(make: Factory) -> None:
+    _, driver, service = make(BATCHING, batch_in_flight=1)
+    service.script = ["lost"]  # publishes made in one loop iteration share the first request
+    results = asyncio.run(_ten(driver))
+    assert len(service.requests) == 1 and len(service.requests[0].parts) == 10
+    assert all(isinstance(r, PublishError) and r.unknown and r.maybe_delivered for r in results)
+    assert len(service.deliveries()) == 10  # each stored once; nothing re-sent
+
+
+def test_batch_false_sends_every_publish_alone(make: Factory) -> None:
+    _, driver, service = make(BATCHING, batch_in_flight=1, batch=False)
+    asyncio.run(_ten(driver))
+    assert len(service.requests) == 10
+
+
+def test_aclose_sends_what_the_batcher_queued(make: Factory) -> None:
+    broadcast, driver, service = make(BATCHING, batch_in_flight=1)
+
+    async def run() -> None:
+        tasks = [asyncio.ensure_future(driver.achannel(f"c{n}", "m", "ev")) for n in range(5)]
+        await asyncio.sleep(0)
+        await broadcast.aclose()
+        assert len(service.deliveries()) == 5
+        await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+
+
+# -- delivery options ----------------------------------------------------------------
+
+
+def test_delivery_options_reach_the_core_not_the_driver(make: Factory) -> None:
+    _, driver, _ = make(retries=5, at_least_once=True, batch=False, batch_in_flight=2)
+    assert driver.delivery.retry.retries == 5
+    assert driver.delivery.at_least_once and not driver.delivery.batch
+    assert driver.delivery.batch_in_flight == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("retries", -1), ("at_least_once", "yes"), ("batch", 1), ("batch_in_flight", 0)],
+)
+def test_bad_delivery_options_name_the_key(make: Factory, key: str, value: object) -> None:
+    with pytest.raises(ConfigurationError, match=repr(key)):
+        make(**{key: value})
+
+
+def test_an_in_process_driver_refuses_delivery_options() -> None:
+    broadcast = Broadcast({"DRIVER": "memory", "DRIVERS": {"memory": {"retries": 3}}})
+    with pytest.raises(ConfigurationError, match=r"'retries'.*in process"):
+        broadcast.driver()
