@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -184,6 +185,37 @@ def interleaved(
         for index in order:
             results[index].append(runs[index]())
     return results
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_rows(
+    key: str,
+    section: str,
+    what: str,
+    ours: tuple[list[float], list[float]],
+    baseline: tuple[list[float], list[float]],
+    baseline_name: str,
+    note: str = "",
+) -> list[Row]:
+    """Two rows (p50 and p99, milliseconds) for one contender against the baseline."""
+    return [
+        compare(
+            f"{key}.{name}",
+            section,
+            f"{what}: {name}",
+            stats(ours[index], "ms", higher_is_better=False),
+            stats(baseline[index], "ms", higher_is_better=False),
+            baseline_name,
+            note=note,
+        )
+        for index, name in enumerate(("p50", "p99"))
+    ]
 
 
 def rate(count: int, fn: Callable[[], object]) -> float:

@@ -16,12 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _harness import Row, compare, elapsed, interleaved, rate, stats
+from _harness import Row, compare, elapsed, interleaved, latency_rows, rate, stats
 from _servers import AblyServer, ably_emulator, ably_emulator_installed, log
-from bench_pusher import CONCURRENCY, FANOUT, PAYLOAD, bounded_gather
+from bench_pusher import (
+    CONCURRENCY,
+    FANOUT,
+    PAYLOAD,
+    SECTION_LATENCY,
+    Percentiles,
+    bounded_gather,
+)
 
 SECTION_SYNC = "1. Sync sequential"
 SECTION_ASYNC = "2. Async, 32 in flight"
@@ -34,8 +41,8 @@ def driver_installed() -> bool:
     return any(ep.name == "ably" for ep in entry_points(group="broadcasting.drivers"))
 
 
-def our_config(server: AblyServer) -> dict[str, Any]:
-    return {"DRIVER": "ably", "DRIVERS": {"ably": server.sdk_options()}}
+def our_config(server: AblyServer, **options: Any) -> dict[str, Any]:
+    return {"DRIVER": "ably", "DRIVERS": {"ably": {**server.sdk_options(), **options}}}
 
 
 class Workloads:
@@ -51,10 +58,10 @@ class Workloads:
     def close(self) -> None:
         self.loop.close()
 
-    def _ours(self) -> Any:
+    def _ours(self, **options: Any) -> Any:
         from broadcasting import Broadcast
 
-        return Broadcast(our_config(self.server))
+        return Broadcast(our_config(self.server, **options))
 
     def _reset_after(self, fn: Callable[[], float]) -> Callable[[], float]:
         """Run ``fn``, then clear the emulator's records (untimed) so it does not grow."""
@@ -164,6 +171,50 @@ class Workloads:
             target=1.0,
         )
 
+    def latency(self) -> list[Row]:
+        """p50/p99 of a single publish with 32 in flight: batching on, off, and the SDK."""
+        from ably import AblyRest
+
+        if not self.has_ours:
+            return []
+        n = 200 if self.quick else 600
+        loop = self.loop
+        sdk = AblyRest(**self.server.sdk_options())
+        sdk_channel = sdk.channels.get("orders")
+        contenders = [self._ours(), self._ours(batch=False)]
+        timings = [Percentiles() for _ in range(3)]
+
+        def ours(broadcast: Any) -> Callable[[int], Awaitable[object]]:
+            async def publish(i: int) -> object:
+                return await broadcast.achannel("orders", PAYLOAD, "shipped")
+
+            return publish
+
+        async def sdk_publish(i: int) -> object:
+            return await sdk_channel.publish("shipped", PAYLOAD)
+
+        publishers = [ours(contenders[0]), ours(contenders[1]), sdk_publish]
+        runs = [
+            self._reset_after(t.runner(loop, n, p))
+            for t, p in zip(timings, publishers, strict=True)
+        ]
+        interleaved(runs, self.reps, self.warmup)
+        for broadcast in contenders:
+            loop.run_until_complete(broadcast.aclose())
+        loop.run_until_complete(sdk.close())
+        base = timings[2].last(self.reps)
+        what = f"Ably: `achannel()` latency, {n:,} publishes, {CONCURRENCY} in flight"
+        return [
+            *latency_rows(
+                "ably.latency", SECTION_LATENCY, what + ", batching on (default)",
+                timings[0].last(self.reps), base, "AblyRest (async)",
+            ),
+            *latency_rows(
+                "ably.latency.unbatched", SECTION_LATENCY, what + ", `batch: False`",
+                timings[1].last(self.reps), base, "AblyRest (async)",
+            ),
+        ]  # fmt: skip
+
     def _count(self, publish: Callable[[], object]) -> int:
         self.server.reset()
         publish()
@@ -269,7 +320,12 @@ def run_all(quick: bool, reps: int, warmup: int) -> list[Row]:
         os.environ["SSL_CERT_FILE"] = server.ca_path  # both clients trust the emulator's CA
         work = Workloads(server, quick, reps, warmup)
         try:
-            return [work.sync_sequential(), work.async_concurrent(), *work.fanout()]
+            return [
+                work.sync_sequential(),
+                work.async_concurrent(),
+                *work.fanout(),
+                *work.latency(),
+            ]
         finally:
             work.close()
             if previous is None:

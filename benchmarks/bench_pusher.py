@@ -23,7 +23,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _harness import Row, compare, fmt, interleaved, rate, run_python, stats
+from _harness import (
+    Row,
+    compare,
+    fmt,
+    interleaved,
+    latency_rows,
+    percentile,
+    rate,
+    run_python,
+    stats,
+)
 from _servers import Soketi
 
 SECTION_SYNC = "1. Sync sequential"
@@ -31,6 +41,7 @@ SECTION_ASYNC = "2. Async, 32 in flight"
 SECTION_FANOUT = "3. Fan-out 1,000 channels"
 SECTION_START = "5. Start-up"
 SECTION_MEM = "6. Memory"
+SECTION_LATENCY = "7. Latency of one publish, 32 in flight"
 
 PAYLOAD = {"order": 42, "status": "shipped", "items": ["book", "pen"]}
 CONCURRENCY = 32
@@ -78,6 +89,43 @@ async def bounded_gather(n: int, publish: Callable[[int], Awaitable[object]]) ->
             await publish(i)
 
     await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def timed_gather(n: int, publish: Callable[[int], Awaitable[object]]) -> list[float]:
+    """Like :func:`bounded_gather`; returns each publish's latency in milliseconds."""
+    sem = asyncio.Semaphore(CONCURRENCY)
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        async with sem:
+            start = time.perf_counter()
+            await publish(i)
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return latencies
+
+
+class Percentiles:
+    """p50 and p99 of each repetition of one contender (warm-up runs are dropped)."""
+
+    def __init__(self) -> None:
+        self.p50: list[float] = []
+        self.p99: list[float] = []
+
+    def runner(
+        self, loop: asyncio.AbstractEventLoop, n: int, publish: Callable[[int], Awaitable[object]]
+    ) -> Callable[[], float]:
+        def run() -> float:
+            latencies = loop.run_until_complete(timed_gather(n, publish))
+            self.p50.append(percentile(latencies, 50))
+            self.p99.append(percentile(latencies, 99))
+            return self.p50[-1]
+
+        return run
+
+    def last(self, reps: int) -> tuple[list[float], list[float]]:
+        return self.p50[-reps:], self.p99[-reps:]
 
 
 class Workloads:
@@ -184,7 +232,7 @@ class Workloads:
                 )
             ]
         ours = self._ours(self.server)
-        unbatched = self._ours(self.server, batch_events=False)
+        unbatched = self._ours(self.server, batch=False)
         results = interleaved(
             [run_ours(ours), run_ours(unbatched), run_sdk], self.reps, self.warmup
         )
@@ -204,7 +252,7 @@ class Workloads:
             compare(
                 "pusher.async.unbatched",
                 SECTION_ASYNC,
-                "Pusher: same with `batch_events: False`, one request per publish "
+                "Pusher: same with `batch: False`, one request per publish "
                 "(for reference: the default lets waiting publishes share `/batch_events` "
                 "requests)",
                 stats(results[1], "pub/s"),
@@ -212,6 +260,48 @@ class Workloads:
                 "SDK AsyncIOBackend (aiohttp)",
             ),
         ]
+
+    # -- 7. latency of one publish ----------------------------------------------------
+
+    def latency(self) -> list[Row]:
+        """p50/p99 of a single publish with 32 in flight: batching on, off, and the SDK."""
+        from pusher.aiohttp import AsyncIOBackend
+
+        if not self.has_ours:
+            return []
+        n = 500 if self.quick else 2_000
+        loop = self.loop
+        sdk = sdk_client(self.server, AsyncIOBackend)
+        contenders = [self._ours(self.server), self._ours(self.server, batch=False)]
+        timings = [Percentiles() for _ in range(3)]
+
+        def ours(broadcast: Any) -> Callable[[int], Awaitable[object]]:
+            async def publish(i: int) -> object:
+                return await broadcast.achannel("orders", PAYLOAD, "shipped")
+
+            return publish
+
+        async def sdk_publish(i: int) -> object:
+            return await sdk.trigger("orders", "shipped", PAYLOAD)
+
+        publishers = [ours(contenders[0]), ours(contenders[1]), sdk_publish]
+        runs = [t.runner(loop, n, p) for t, p in zip(timings, publishers, strict=True)]
+        interleaved(runs, self.reps, self.warmup)
+        for broadcast in contenders:
+            loop.run_until_complete(broadcast.aclose())
+        base = timings[2].last(self.reps)
+        what = f"Pusher: `achannel()` latency, {n:,} publishes, {CONCURRENCY} in flight"
+        name = "SDK AsyncIOBackend (aiohttp)"
+        return [
+            *latency_rows(
+                "pusher.latency", SECTION_LATENCY, what + ", batching on (default)",
+                timings[0].last(self.reps), base, name,
+            ),
+            *latency_rows(
+                "pusher.latency.unbatched", SECTION_LATENCY, what + ", `batch: False`",
+                timings[1].last(self.reps), base, name,
+            ),
+        ]  # fmt: skip
 
     # -- 3. fan-out ------------------------------------------------------------------
 
@@ -484,6 +574,7 @@ def run_all(server: Soketi, counting: Soketi, quick: bool, reps: int, warmup: in
     work = Workloads(server, counting, quick, reps, warmup)
     try:
         rows = [work.sync_sequential(), *work.async_concurrent(), *work.fanout()]
+        rows += work.latency()
         rows += work.first_publish()
         rows += work.memory()
         return rows
