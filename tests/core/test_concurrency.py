@@ -147,3 +147,47 @@ def test_run_sync_refuses_its_own_loop_thread() -> None:
 
     with pytest.raises(RuntimeError, match="cannot be called from the broadcasting loop"):
         run_sync(inner())
+
+
+def test_run_sync_cancels_the_coroutine_when_it_times_out() -> None:
+    events: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(5)
+            events.append("finished")
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    with pytest.raises(TimeoutError, match="cancelled"):
+        run_sync(slow(), timeout=0.05)
+    assert events == ["cancelled"]  # cancelled before run_sync returned: nothing goes out later
+
+
+def test_run_sync_never_hands_out_a_stopped_loop() -> None:
+    from broadcasting import _loop
+
+    async def running() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    first = run_sync(running())
+    _loop._shutdown()  # what atexit does: the loop stops and its thread ends
+    assert not first.is_running()
+    second = run_sync(running())
+    assert second is not first and second.is_running()
+
+
+def test_run_sync_in_a_forked_child_starts_its_own_loop() -> None:
+    import os
+
+    async def answer() -> int:
+        return 42
+
+    assert run_sync(answer()) == 42  # the parent's loop thread exists now
+    pid = os.fork()
+    if pid == 0:  # child: the parent's loop thread is not here; this must not hang
+        code = 0 if run_sync(answer(), timeout=5) == 42 else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
