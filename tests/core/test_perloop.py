@@ -85,3 +85,23 @@ def test_sync_close_inside_the_running_loop_does_not_block_it() -> None:
         return thing
 
     assert asyncio.run(run()).closed_on is not None
+
+
+def test_a_forked_child_starts_empty_and_leaves_the_parents_objects_open() -> None:
+    import os
+
+    per_loop: PerLoop[Thing] = PerLoop(Thing, close_thing)
+    loop = asyncio.new_event_loop()
+    try:
+        parents = loop.run_until_complete(_get(per_loop))
+        pid = os.fork()
+        if pid == 0:  # child: no parent objects, a new one for a new loop, nothing closed
+            fresh = asyncio.run(_get(per_loop))
+            ok = per_loop.created >= 1 and fresh is not parents and parents.closed_on is None
+            os._exit(0 if ok and len(per_loop.items()) == 0 else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert per_loop.items() == [(loop, parents)]  # the parent's is untouched
+    finally:
+        loop.run_until_complete(per_loop.aclose())
+        loop.close()

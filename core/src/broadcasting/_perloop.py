@@ -16,7 +16,9 @@ object while the loop still runs.
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -59,7 +61,9 @@ class PerLoop(Generic[T]):
 
     ``close(obj)``, if given, is awaited on the object's own loop when the
     driver closes it (:meth:`close` / :meth:`aclose`) or when that loop shuts
-    down. Thread-safe; :meth:`get` must be called inside a running loop.
+    down. Thread-safe; :meth:`get` must be called inside a running loop. In a
+    child process made by ``os.fork()`` it starts empty: objects of the
+    parent's loops are dropped, not closed, so the parent keeps its connections.
 
     >>> import asyncio
     >>> sessions = PerLoop(dict)
@@ -72,6 +76,7 @@ class PerLoop(Generic[T]):
         create: Callable[[], T],
         close: Callable[[T], Awaitable[object]] | None = None,
     ) -> None:
+        _instances.add(self)
         self._create = create
         self._close = close
         self._objects: dict[asyncio.AbstractEventLoop, T] = {}
@@ -186,8 +191,27 @@ class PerLoop(Generic[T]):
         else:
             self._finish(obj)
 
+    def _forget(self) -> None:
+        """In a forked child: the parent's loops do not run here; drop, never close, theirs."""
+        self._lock = threading.Lock()
+        self._objects = {}
+        self._guards = {}
+        self._closing = set()
+
     def __repr__(self) -> str:
         return f"<PerLoop loops={len(self._objects)}>"
+
+
+_instances: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    for per_loop in list(_instances):
+        per_loop._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 async def _awaited(awaitable: Awaitable[object]) -> None:
