@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -181,3 +184,38 @@ def test_publish_error_shortens_long_channel_lists_but_keeps_them_all() -> None:
     assert len(error.failed) == 150
     assert "and 90 more" in str(error)
     assert "and 140 more" in str(error)
+
+
+def _script(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_the_default_log_driver_is_visible_in_a_plain_script() -> None:
+    done = _script(
+        """
+        from broadcasting import Broadcast
+        Broadcast().channel("orders", {"id": 42}, "shipped")
+        """
+    )
+    assert done.stderr == "broadcasting: broadcast 'shipped' on orders: {\"id\":42}\n"
+
+
+def test_the_log_driver_follows_logging_once_it_is_configured() -> None:
+    done = _script(
+        """
+        import logging, sys
+        logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="%(message)s")
+        from broadcasting import Broadcast
+        Broadcast().channel("quiet", "below WARNING: filtered")
+        logging.getLogger("broadcasting").setLevel(logging.INFO)
+        Broadcast().channel("loud", "now shown")
+        """
+    )
+    assert done.stderr == ""
+    assert done.stdout == "broadcast 'base-event' on loud: now shown\n"

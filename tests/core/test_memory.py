@@ -69,3 +69,32 @@ def test_to_others_through_a_broadcast(memory_broadcast: Broadcast) -> None:
     memory_broadcast.channel("c", {"n": 1}, "e", socket_id="9.9")
     memory_broadcast.channel("c", {"n": 2}, "e", socket_id="9.10")
     assert [m.data for m in seen] == [{"n": 2}]
+
+
+def test_a_failing_subscriber_does_not_stop_the_others(
+    memory: BroadcastMemoryDriver, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[str] = []
+
+    def broken(message: Message) -> None:
+        raise ValueError("subscriber bug")
+
+    memory.subscribe(broken)
+    memory.subscribe(lambda m: seen.append(m.text))
+    receipt = memory.channel("a", "one")
+    assert receipt.channels == ("a",)
+    assert seen == ["one"]
+    assert "a subscriber failed" in caplog.text and "subscriber bug" in caplog.text
+
+
+def test_a_subscription_whose_loop_closed_is_dropped(memory: BroadcastMemoryDriver) -> None:
+    async def subscribe() -> None:
+        memory.listen("a")
+
+    asyncio.run(subscribe())  # its loop is closed once asyncio.run returns
+    seen: list[str] = []
+    memory.subscribe(lambda m: seen.append(m.text))
+    memory.channel("a", "one")
+    memory.channel("a", "two")
+    assert seen == ["one", "two"]
+    assert len(memory._subscribers) == 1

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from broadcasting import ConfigurationError, Driver, Message, Receipt
 
+_LINE = "broadcast %r on %s: %s"
+
 
 class BroadcastLogDriver(Driver):
     """Logs each publish at INFO (or ``level``) on the ``broadcasting`` logger (or ``logger``).
 
-    Useful in development and as the zero-configuration default.
+    Useful in development and as the zero-configuration default. When the
+    application has not configured logging at all (no handler anywhere on the
+    logger's path), the line goes to stderr instead, so a first script shows
+    what it broadcast; once logging is configured, the driver is an ordinary
+    logging citizen (levels, handlers and filters decide).
     """
 
     name = "log"
@@ -37,13 +44,12 @@ class BroadcastLogDriver(Driver):
         return cls(logger, level)
 
     def publish(self, message: Message) -> Receipt:
-        self.logger.log(
-            self.level,
-            "broadcast %r on %s: %s",
-            message.event,
-            ", ".join(message.channels),
-            message.text,
-        )
+        channels = ", ".join(message.channels)
+        if self.logger.hasHandlers():
+            self.logger.log(self.level, _LINE, message.event, channels, message.text)
+        else:  # logging is not configured: Python would print nothing below WARNING
+            print(f"{self.logger.name}: " + _LINE % (message.event, channels, message.text),
+                  file=sys.stderr)  # fmt: skip
         return Receipt(self.name, message.event, message.channels, message.id)
 
     async def apublish(self, message: Message) -> Receipt:

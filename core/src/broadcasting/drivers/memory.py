@@ -8,6 +8,7 @@ browser connection, and a publish with that same ``socket_id`` (Laravel's
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -17,6 +18,12 @@ from typing import Any
 from broadcasting import ConfigurationError, Driver, Message, Receipt
 
 Callback = Callable[[Message], object]
+
+log = logging.getLogger("broadcasting.memory")
+
+
+class _Gone(Exception):
+    """A subscription whose event loop has closed: it can never receive again."""
 
 
 def _wanted(message: Message, channel: str | None, socket_id: str | None) -> bool:
@@ -51,7 +58,10 @@ class Subscription:
 
     def _deliver(self, message: Message) -> None:
         if _wanted(message, self.channel, self.socket_id):
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+            try:
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+            except RuntimeError as exc:  # its loop is closed
+                raise _Gone from exc
 
     def __aiter__(self) -> Subscription:
         return self
@@ -161,11 +171,25 @@ class BroadcastMemoryDriver(Driver):
                 self._subscribers.remove(deliver)
 
     def publish(self, message: Message) -> Receipt:
+        """Keep ``message`` and hand it to every subscriber.
+
+        Each subscriber is isolated: one whose callback raises is logged (on the
+        ``broadcasting.memory`` logger) and the others still get the message;
+        one whose event loop has closed is dropped. The publish itself succeeds.
+        """
         with self._lock:
             self._history.append(message)
             subscribers = tuple(self._subscribers)
         for deliver in subscribers:
-            deliver(message)
+            try:
+                deliver(message)
+            except _Gone:
+                self._unsubscribe(deliver)
+                log.info("memory: dropped a subscription whose event loop has closed")
+            except Exception:
+                log.exception(
+                    "memory: a subscriber failed on %r; the others still get it", message.event
+                )
         return Receipt(self.name, message.event, message.channels, message.id, (message.id,))
 
     async def apublish(self, message: Message) -> Receipt:
