@@ -219,3 +219,43 @@ def test_the_log_driver_follows_logging_once_it_is_configured() -> None:
     )
     assert done.stderr == ""
     assert done.stdout == "broadcast 'base-event' on loud: now shown\n"
+
+
+class Keyed(Driver):
+    """Remembers its key and whether it was closed (what with_options must keep apart)."""
+
+    name = "keyed"
+    closed = 0
+
+    def __init__(self, key: Secret) -> None:
+        self.key = key
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> Keyed:
+        return cls(options["key"])
+
+    def publish(self, message: Message) -> Receipt:
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_with_options_keys_variants_by_value_secrets_included() -> None:
+    base = Broadcast({"DRIVER": "keyed", "DRIVERS": {"keyed": {"key": Secret("appA")}}})
+    a = base.driver(Keyed)
+    b = a.with_options(key=Secret("appB"))
+    c = a.with_options(key=Secret("appC"))
+    assert (a.key.reveal(), b.key.reveal(), c.key.reveal()) == ("appA", "appB", "appC")
+    assert a.with_options(key=Secret("appB")) is b  # same value: the same driver, reused
+
+
+def test_variants_are_bounded_and_the_evicted_one_is_closed() -> None:
+    from broadcasting._broadcast import MAX_VARIANTS
+
+    base = Broadcast({"DRIVER": "keyed", "DRIVERS": {"keyed": {"key": Secret("k0")}}})
+    first = base.driver(Keyed)
+    made = [first.with_options(key=Secret(f"k{n}")) for n in range(1, MAX_VARIANTS + 1)]
+    assert len(base._variants) == MAX_VARIANTS  # one more than fits was made
+    assert [d for d in [first, *made] if d.closed] == [first]  # the least recently used
+    assert first not in base._variants.values()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -25,6 +26,26 @@ if TYPE_CHECKING:
 
 D = TypeVar("D", bound=Driver)
 
+#: Drivers with other options (``with_options``, a class) one Broadcast keeps open.
+MAX_VARIANTS = 32
+
+
+def _frozen(value: object) -> object:
+    """A hashable stand-in for an options value, equal exactly when the values are."""
+    if isinstance(value, Mapping):
+        return tuple(sorted(((str(k), _frozen(v)) for k, v in value.items()), key=lambda i: i[0]))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = tuple(_frozen(v) for v in value)
+        return (
+            type(value).__name__,
+            tuple(sorted(items, key=repr)) if isinstance(value, (set, frozenset)) else items,
+        )
+    try:
+        hash(value)
+    except TypeError:
+        return ("unhashable", id(value))  # never equal to another object's options
+    return (type(value).__name__, value)
+
 
 class Broadcast:
     """Publishes events through the driver named in configuration.
@@ -43,7 +64,7 @@ class Broadcast:
         self.plugin_manager = make_plugin_manager(plugins)
         self._drivers: dict[str, Driver] = {}  # by name: what driver(name) returns
         self._adopted: list[Driver] = []  # every driver this instance connected, to close
-        self._variants: dict[tuple[object, ...], Driver] = {}
+        self._variants: OrderedDict[tuple[object, ...], Driver] = OrderedDict()
         self._lock = threading.RLock()
 
     # -- choosing a driver --------------------------------------------------
@@ -94,13 +115,26 @@ class Broadcast:
             return self._variant(cls, name, self.config.options(name))
 
     def _variant(self, cls: type[D], name: str, options: Mapping[str, Any]) -> D:
-        """A driver of ``cls`` with ``options`` other than the default one; cached."""
-        key = (cls, name, repr(sorted(options.items(), key=lambda item: str(item[0]))))
+        """A driver of ``cls`` with ``options`` other than the default one; cached by value.
+
+        Keyed by the options' values (a :class:`Secret` compares by value without
+        showing it), so two tenants' keys never share a driver. At most
+        :data:`MAX_VARIANTS` are kept; the least recently used one is closed.
+        """
+        key = (cls, name, _frozen(options))
+        evicted: Driver | None = None
         with self._lock:
             existing = self._variants.get(key)
-            if existing is None:
-                existing = self._variants[key] = self._connect_new(name, options, cls)
-            return existing  # type: ignore[return-value]
+            if existing is not None:
+                self._variants.move_to_end(key)
+                return existing  # type: ignore[return-value]
+            existing = self._variants[key] = self._connect_new(name, options, cls)
+            if len(self._variants) > MAX_VARIANTS:
+                _, evicted = self._variants.popitem(last=False)
+                self._adopted.remove(evicted)
+        if evicted is not None:
+            evicted.close()
+        return existing
 
     def _plugin_for(self, name: str) -> object | None:
         return driver_plugin(name)
