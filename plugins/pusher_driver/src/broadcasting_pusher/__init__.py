@@ -9,19 +9,7 @@ Installed with ``pip install broadcasting-pusher``; found through the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from broadcasting import Driver, hookimpl
 from broadcasting_pusher._driver import BroadcastPusherDriver
 from broadcasting_pusher._settings import PusherSettings, parse_settings
 
-__all__ = ["BroadcastPusherDriver", "PusherSettings", "broadcasting_connect", "parse_settings"]
-
-
-@hookimpl
-def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None:
-    """Connect the ``pusher`` driver (and nothing else)."""
-    if name == BroadcastPusherDriver.name:
-        return BroadcastPusherDriver.from_config(options)
-    return None
+__all__ = ["BroadcastPusherDriver", "PusherSettings", "parse_settings"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from broadcasting import (
     ConfigurationError,
@@ -47,7 +46,6 @@ def limits(max_payload_bytes: int) -> Limits:
         max_payload_bytes=max_payload_bytes,
         max_event_name_length=MAX_EVENT_NAME_LENGTH,
         max_channel_name_length=MAX_CHANNEL_NAME_LENGTH,
-        max_channels_per_request=MAX_CHANNELS_PER_TRIGGER,
         channel_pattern=CHANNEL_PATTERN,
         channel_rule=CHANNEL_RULE,
     )
@@ -98,15 +96,7 @@ def validate(message: Message, *, has_master_key: bool) -> None:
         )
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """The channels that go out in one trigger request."""
-
-    channels: tuple[str, ...]
-    encrypted: bool = False
-
-
-def plan(channels: tuple[str, ...]) -> list[Chunk]:
+def plan(channels: tuple[str, ...]) -> list[tuple[str, ...]]:
     """Split channels into trigger requests: 100 plain channels each, encrypted ones alone.
 
     The Pusher API cannot encrypt one trigger for several channels (each
@@ -114,9 +104,9 @@ def plan(channels: tuple[str, ...]) -> list[Chunk]:
     request.
     """
     plain = [channel for channel in channels if not is_encrypted(channel)]
-    chunks = [
-        Chunk(tuple(plain[start : start + MAX_CHANNELS_PER_TRIGGER]))
+    groups = [
+        tuple(plain[start : start + MAX_CHANNELS_PER_TRIGGER])
         for start in range(0, len(plain), MAX_CHANNELS_PER_TRIGGER)
     ]
-    chunks.extend(Chunk((channel,), True) for channel in channels if is_encrypted(channel))
-    return chunks
+    groups.extend((channel,) for channel in channels if is_encrypted(channel))
+    return groups

@@ -6,14 +6,15 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from broadcasting import ConfigurationError, Retry, Secret
+from broadcasting import ConfigurationError, Secret
 
 NAME = "pusher"
 
-#: Every option the driver understands; anything else is a configuration error.
+#: Every option the driver reads; the core reads the delivery options (``retries``,
+#: ``at_least_once``, ``batch``...) before the driver sees the rest.
 KNOWN_OPTIONS = frozenset(
     {
         "app_id",
@@ -28,18 +29,14 @@ KNOWN_OPTIONS = frozenset(
         "encryption_master_key_base64",
         "max_payload_bytes",
         "max_connections",
-        "retries",
-        "retry_backoff",
-        "retry_max_backoff",
-        "batch_events",
-        "batch_in_flight",
     }
 )
+#: Options of earlier versions, and what replaced them.
+_RENAMED = {"batch_events": "the core's 'batch' option"}
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 10
-DEFAULT_BATCH_IN_FLIGHT = 4
 
 _DIGITS = re.compile(r"[0-9]+")
 _CLUSTER = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -61,9 +58,6 @@ class PusherSettings:
     encryption_master_key: Secret | None = None
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
-    retry: Retry = field(default_factory=Retry)
-    batch_events: bool = True
-    batch_in_flight: int = DEFAULT_BATCH_IN_FLIGHT
 
     @property
     def scheme(self) -> str:
@@ -167,9 +161,12 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
     if not isinstance(options, Mapping):
         raise ConfigurationError(NAME, None, "its options must be a mapping")
     for key in options:
+        if key in _RENAMED:
+            raise ConfigurationError(NAME, key, f"was replaced by {_RENAMED[key]}")
         if key not in KNOWN_OPTIONS:
+            known = ", ".join(sorted(KNOWN_OPTIONS))
             raise ConfigurationError(
-                NAME, str(key), f"unknown option (known: {', '.join(sorted(KNOWN_OPTIONS))})"
+                NAME, str(key), f"unknown option (known: {known}, and the delivery options)"
             )
     app_id = _app_id(options)
     key = _key(options)
@@ -183,9 +180,6 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
     timeout = options.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
         raise ConfigurationError(NAME, "timeout", "must be a number of seconds > 0")
-    batch_events = options.get("batch_events", True)
-    if not isinstance(batch_events, bool):
-        raise ConfigurationError(NAME, "batch_events", "must be True or False")
     return PusherSettings(
         app_id=app_id,
         key=key,
@@ -198,7 +192,4 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
         encryption_master_key=_master_key(options),
         max_payload_bytes=_positive_int(options, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES),
         max_connections=_positive_int(options, "max_connections", DEFAULT_MAX_CONNECTIONS),
-        retry=Retry.from_options(NAME, options),
-        batch_events=batch_events,
-        batch_in_flight=_positive_int(options, "batch_in_flight", DEFAULT_BATCH_IN_FLIGHT),
     )

@@ -1,10 +1,14 @@
-"""Building signed Pusher requests with the SDK, and reading the answers.
+"""The wire: signed Pusher requests built with the SDK, and what an answer (or its absence) means.
 
 Requests are built with the SDK's own ``pusher.http.Request`` (which signs
 them) rather than through ``Pusher.trigger``: ``trigger`` re-checks the size
 with ``sys.getsizeof`` (wrong for non-ASCII text, pusher-http-python issue
 236) and would refuse payloads a dedicated cluster accepts. The driver's own
 checks, made before this point, are the authoritative ones.
+
+Every failure says whether Pusher may have processed the request
+(``maybe_delivered``): the core never re-sends one that it may have, since
+Pusher has no idempotency key for triggers.
 """
 
 from __future__ import annotations
@@ -12,22 +16,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import ssl
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from http.client import HTTPException
+from collections.abc import Iterable
 from typing import Any
 
 from pusher.crypto import encrypt
 from pusher.http import POST, Request
 
-from broadcasting import PublishError
-from broadcasting_pusher._rules import Chunk
+from broadcasting import Batch, Part, PublishError
+from broadcasting_pusher._rules import is_encrypted
 from broadcasting_pusher._settings import NAME, PusherSettings
 
-#: HTTP statuses worth sending the same request again for.
-RETRYABLE_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+#: HTTP statuses of a request the server refused but may accept if sent again.
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 _HINTS = {
     400: "the server refused the request as malformed",
@@ -40,57 +41,50 @@ _HINTS = {
 _MAX_SERVER_TEXT = 500
 
 
-@dataclass(frozen=True)
-class BatchEvent:
-    """One event of a ``/batch_events`` request (one channel each)."""
-
-    channel: str
-    name: str
-    data: str
-    socket_id: str | None = None
-
-
-def _data_for(channel: str, text: str, master_key: bytes | None) -> str:
-    if master_key is None or not channel.startswith("private-encrypted-"):
-        return text
-    return json.dumps(encrypt(channel, text, master_key), ensure_ascii=False)
-
-
 def master_key_bytes(settings: PusherSettings) -> bytes | None:
     """The decoded end-to-end encryption master key, if configured."""
     key = settings.encryption_master_key
     return None if key is None else base64.b64decode(key.reveal())
 
 
-def trigger_request(
-    client: Any,
-    chunk: Chunk,
-    event: str,
-    text: str,
-    socket_id: str | None,
-    master_key: bytes | None,
-) -> Request:
-    """A signed ``POST /apps/{id}/events`` for one chunk of channels."""
-    data = _data_for(chunk.channels[0], text, master_key) if chunk.encrypted else text
-    params: dict[str, Any] = {"name": event, "channels": list(chunk.channels), "data": data}
-    if socket_id is not None:
-        params["socket_id"] = socket_id
+def _data_for(channel: str, text: str, master_key: bytes | None) -> str:
+    if master_key is None or not is_encrypted(channel):
+        return text
+    return json.dumps(encrypt(channel, text, master_key), ensure_ascii=False)
+
+
+def _events_request(client: Any, part: Part, master_key: bytes | None) -> Request:
+    """``POST /apps/{id}/events``: one message to its channels (an encrypted one alone)."""
+    message, channels = part.message, part.channels
+    data = _data_for(channels[0], message.text, master_key) if len(channels) == 1 else message.text
+    params: dict[str, Any] = {"name": message.event, "channels": list(channels), "data": data}
+    if message.socket_id is not None:
+        params["socket_id"] = message.socket_id
     return Request(client, POST, f"/apps/{client.app_id}/events", params)
 
 
-def batch_request(client: Any, events: Iterable[BatchEvent], master_key: bytes | None) -> Request:
-    """A signed ``POST /apps/{id}/batch_events`` (at most 10 events on hosted Pusher)."""
-    batch = []
-    for event in events:
-        item = {
-            "channel": event.channel,
-            "name": event.name,
-            "data": _data_for(event.channel, event.data, master_key),
-        }
-        if event.socket_id is not None:
-            item["socket_id"] = event.socket_id
-        batch.append(item)
-    return Request(client, POST, f"/apps/{client.app_id}/batch_events", {"batch": batch})
+def _batch_request(client: Any, parts: Iterable[Part], master_key: bytes | None) -> Request:
+    """``POST /apps/{id}/batch_events``: one event per channel of every part."""
+    events = []
+    for part in parts:
+        message = part.message
+        for channel in part.channels:
+            event = {
+                "channel": channel,
+                "name": message.event,
+                "data": _data_for(channel, message.text, master_key),
+            }
+            if message.socket_id is not None:
+                event["socket_id"] = message.socket_id
+            events.append(event)
+    return Request(client, POST, f"/apps/{client.app_id}/batch_events", {"batch": events})
+
+
+def request_for(client: Any, batch: Batch, master_key: bytes | None) -> Request:
+    """The signed request for ``batch``: ``/events`` for one part, else ``/batch_events``."""
+    if len(batch.parts) == 1:
+        return _events_request(client, batch.parts[0], master_key)
+    return _batch_request(client, batch.parts, master_key)
 
 
 def query_path(request: Request) -> str:
@@ -100,24 +94,29 @@ def query_path(request: Request) -> str:
     return f"{request.path}?{urlencode(sorted(request.query_params.items()))}"
 
 
-def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
+def _secrets(settings: PusherSettings) -> tuple[str, ...]:
+    master = settings.encryption_master_key
+    return (settings.secret.reveal(), master.reveal() if master is not None else "")
+
+
+def _scrub(text: str, settings: PusherSettings) -> str:
+    for secret in _secrets(settings):
         if secret:
             text = text.replace(secret, "********")
-    return text
+    return text[:_MAX_SERVER_TEXT]
 
 
-def read_answer(status: int, body: bytes, settings: PusherSettings) -> Mapping[str, Any]:
-    """The JSON answer of a successful request; raise PublishError for any other answer.
+def check_answer(status: int, body: bytes, settings: PusherSettings) -> None:
+    """Return if the server acknowledged the request; raise PublishError for any other answer.
 
     soketi 1.6 answers API errors with HTTP 200 and ``{"error": ..., "code": N}``
     (its status line is written too late to count); such an answer is an error
-    with status ``N``, not a success.
+    with status ``N``, not a success. A 4xx was certainly not delivered; a 5xx,
+    or a success that cannot be read, may have been.
     """
     text = body.decode("utf-8", "replace")
-    data: Any = None
     try:
-        data = json.loads(text) if text.strip() else {}
+        data: Any = json.loads(text) if text.strip() else {}
     except ValueError:
         data = None
     code: int | str | None = None
@@ -126,55 +125,57 @@ def read_answer(status: int, body: bytes, settings: PusherSettings) -> Mapping[s
         raw_code = data.get("code")
         if isinstance(raw_code, (int, str)) and not isinstance(raw_code, bool):
             code = raw_code
-        error = data.get("error")
-        if isinstance(error, str):
-            server_text = error
+        if isinstance(data.get("error"), str):
+            server_text = data["error"]
             if 200 <= status < 300 and isinstance(raw_code, int) and raw_code >= 400:
                 status = raw_code
     if 200 <= status < 300:
-        if data is None:
-            raise PublishError(
-                f"{NAME}: the server at {settings.base_url} answered HTTP {status} with a body "
-                "that is not JSON; is it a Pusher-protocol server?",
-                driver=NAME,
-                status=status,
-                retryable=False,
-            )
-        return data if isinstance(data, dict) else {"answer": data}
+        if data is not None:
+            return
+        raise PublishError(
+            f"{NAME}: the server at {settings.base_url} answered HTTP {status} with a body "
+            "that is not JSON (is it a Pusher-protocol server?); it may have been delivered",
+            driver=NAME,
+            status=status,
+            maybe_delivered=True,
+        )
     hint = _HINTS.get(status, "server error" if status >= 500 else "request refused")
-    server_text = _scrub(server_text, _secrets(settings))[:_MAX_SERVER_TEXT]
-    said = f": {server_text!r}" if server_text else ""
+    said = _scrub(server_text, settings)
     raise PublishError(
-        f"{NAME}: {settings.base_url} answered HTTP {status} ({hint}){said}",
+        f"{NAME}: {settings.base_url} answered HTTP {status} ({hint})"
+        + (f": {said!r}" if said else ""),
         driver=NAME,
         status=status,
         code=code,
-        retryable=status in RETRYABLE_STATUSES,
+        retryable=status in RETRYABLE_STATUSES or status >= 500,
+        maybe_delivered=status >= 500,
     )
 
 
-def _secrets(settings: PusherSettings) -> tuple[str, ...]:
-    master = settings.encryption_master_key
-    return (settings.secret.reveal(), master.reveal() if master is not None else "")
+def transport_error(exc: BaseException, settings: PusherSettings, *, sent: bool) -> PublishError:
+    """A PublishError for a request that got no HTTP answer (status ``None``).
 
-
-def transport_error(exc: BaseException, settings: PusherSettings) -> PublishError:
-    """A PublishError for a request that got no HTTP answer (status ``None``)."""
+    ``sent`` says whether the whole request was written: a failure before that
+    (connecting, DNS, TLS, writing) certainly did not deliver it; one after it
+    (a read timeout, a reset or closed connection) may have.
+    """
     where = settings.base_url
-    if isinstance(exc, (TimeoutError, socket.timeout, asyncio.TimeoutError)):
-        text = f"{NAME}: no answer from {where} within {settings.timeout:g} s"
-        retryable = True
-    elif isinstance(exc, ssl.SSLCertVerificationError):
-        text = f"{NAME}: TLS certificate of {where} could not be verified: {exc.verify_message}"
-        retryable = False
-    else:
-        detail = _scrub(str(exc), _secrets(settings))[:_MAX_SERVER_TEXT]
-        text = f"{NAME}: could not reach {where}: {type(exc).__name__}" + (
-            f": {detail}" if detail else ""
-        )
-        retryable = True
-    return PublishError(text, driver=NAME, status=None, retryable=retryable)
-
-
-#: Exceptions of a sync request that mean "no answer" (wrapped by transport_error).
-SYNC_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (OSError, HTTPException)
+    timeout = f"{settings.timeout:g} s"
+    timed_out = isinstance(exc, (TimeoutError, asyncio.TimeoutError))
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        text = f"TLS certificate of {where} could not be verified: {exc.verify_message}"
+        return PublishError(f"{NAME}: {text}", driver=NAME, retryable=False)
+    detail = _scrub(str(exc), settings)
+    detail = f"{type(exc).__name__}" + (f": {detail}" if detail else "")
+    if not sent:
+        text = f"could not send the request to {where} within {timeout}" if timed_out else ""
+        text = text or f"could not reach {where}: {detail}"
+        return PublishError(f"{NAME}: {text} (not sent)", driver=NAME, retryable=True)
+    text = f"no answer from {where} within {timeout}" if timed_out else ""
+    text = text or f"the connection to {where} was lost before the answer ({detail})"
+    return PublishError(
+        f"{NAME}: {text}; the request was sent, so it may have been delivered",
+        driver=NAME,
+        retryable=True,
+        maybe_delivered=True,
+    )
