@@ -1,7 +1,9 @@
 """``broadcasting-webhook``: a broadcasting driver that POSTs events as signed JSON.
 
 Installing this package registers the ``webhook`` driver through the
-``broadcasting.drivers`` entry point, so this works with no other setup::
+``broadcasting.drivers`` entry point, which names
+:class:`BroadcastWebhookDriver` (the core builds it with ``from_config``), so
+this works with no other setup::
 
     from broadcasting import Broadcast
 
@@ -17,12 +19,8 @@ Receivers check requests with :func:`verify_signature`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from broadcasting import Driver, hookimpl
-
 from broadcasting_webhook._driver import (
+    DEFAULT_CHANNELS_PER_REQUEST,
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_NAME_LENGTH,
     MIN_SECRET_LENGTH,
@@ -39,16 +37,8 @@ from broadcasting_webhook._signing import (
     verify_signature,
 )
 
-
-@hookimpl
-def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None:
-    """Connect the ``webhook`` driver; leave every other name to other plugins."""
-    if name == BroadcastWebhookDriver.name:
-        return BroadcastWebhookDriver.from_config(options)
-    return None
-
-
 __all__ = [
+    "DEFAULT_CHANNELS_PER_REQUEST",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_TOLERANCE",
     "ID_HEADER",
@@ -59,7 +49,6 @@ __all__ = [
     "BroadcastWebhookDriver",
     "InvalidSignature",
     "__version__",
-    "broadcasting_connect",
     "sign",
     "verify_signature",
 ]

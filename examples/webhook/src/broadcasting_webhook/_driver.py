@@ -1,13 +1,16 @@
-"""The ``webhook`` driver: every publish is one signed JSON POST to your URL."""
+"""The ``webhook`` driver: each request is one signed JSON POST to your URL.
+
+The driver sends one request and says what came of it; the core of
+``broadcasting`` does the rest (splitting long channel lists into
+``channels_per_request`` groups, retries, the outcome of every channel).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import math
 import ssl
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,95 +18,69 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from broadcasting import (
+    Batch,
+    Capabilities,
     ConfigurationError,
     Driver,
     Limits,
     Message,
     PublishError,
-    Receipt,
-    Retry,
     Secret,
 )
 
+from broadcasting_webhook._pool import Connection, Pool
 from broadcasting_webhook._signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 __version__ = "0.1.0"
 
 #: Default for the ``max_payload_bytes`` option: the whole JSON body, in bytes.
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
-#: Event and channel names longer than this are refused (they end up in your logs and indexes).
+#: Default for the ``channels_per_request`` option.
+DEFAULT_CHANNELS_PER_REQUEST = 100
+#: Event and channel names longer than this (in characters) are refused.
 MAX_NAME_LENGTH = 200
 #: Shortest secret accepted: HMAC keys shorter than this are guessable.
 MIN_SECRET_LENGTH = 16
-#: Statuses worth sending again: timeouts, rate limits and server errors.
+#: Refusals worth sending again: the receiver certainly did not process them.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
-#: Errors on a reused keep-alive connection that mean "the server had closed it".
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
-_OPTIONS = {
-    "url",
-    "secret",
-    "timeout",
-    "max_payload_bytes",
-    "ca_file",
-    "retries",
-    "retry_backoff",
-    "retry_max_backoff",
-}
-
-Connection = http.client.HTTPConnection
-
-
-class _Pool:
-    """Idle keep-alive connections to one host, shared by every thread.
-
-    A connection is used by one request at a time; :meth:`close` closes the
-    idle ones and makes those in use be closed when they come back.
-    """
-
-    def __init__(self, connect: Any, size: int = 8) -> None:
-        self._connect = connect
-        self._size = size
-        self._lock = threading.Lock()
-        self._idle: list[Connection] = []
-        self._generation = 0
-
-    def get(self) -> tuple[Connection, bool, int]:
-        """A connection, whether it was used before, and the pool generation."""
-        with self._lock:
-            generation = self._generation
-            if self._idle:
-                return self._idle.pop(), True, generation
-        return self._connect(), False, generation
-
-    def put(self, conn: Connection, generation: int) -> None:
-        with self._lock:
-            if generation == self._generation and len(self._idle) < self._size:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-            self._generation += 1
-        for conn in idle:
-            conn.close()
+_OPTIONS = frozenset(
+    {
+        "url",
+        "secret",
+        "timeout",
+        "max_payload_bytes",
+        "ca_file",
+        "channels_per_request",
+        "receiver_deduplicates",
+    }
+)
+#: TLS failures during the handshake that a new attempt may not meet again.
+_TRANSIENT_TLS = (ssl.SSLEOFError, ssl.SSLSyscallError, ssl.SSLZeroReturnError)
 
 
 class BroadcastWebhookDriver(Driver):
     """POSTs each message as JSON to ``url``, signed with HMAC-SHA256 over the body.
 
-    The body is ``{"id", "timestamp", "event", "channels", "data"}``; ``data``
-    is the message as published (a JSON string for a str message). Headers:
-    ``X-Broadcasting-Signature: sha256=<hex>``, ``X-Broadcasting-Timestamp``
-    (signed with the body, to stop replays) and ``X-Broadcasting-Id`` (the
-    same on every retry, so receivers can drop duplicates). Verify requests
+    The body is ``{"id", "message_id", "timestamp", "event", "channels",
+    "data"}``; ``data`` is the message as published (a JSON string for a str
+    message). Headers: ``X-Broadcasting-Signature: sha256=<hex>``,
+    ``X-Broadcasting-Timestamp`` (signed with the body, to stop replays) and
+    ``X-Broadcasting-Id`` (= ``id``: the same on every retry of a request, so
+    receivers can drop duplicates; see :meth:`request_id`). Verify requests
     with :func:`broadcasting_webhook.verify_signature`.
 
-    Any 2xx answer acknowledges the message. 408, 425, 429, 5xx and
-    connection failures are retried (``retries``, default 2, with backoff);
-    other answers raise :class:`~broadcasting.PublishError` at once.
+    Any 2xx answer acknowledges the request. How failures end (the core
+    decides retries from these):
+
+    * no connection (refused, DNS, connect timeout): certainly not
+      delivered, retryable;
+    * no answer after sending (timeout, connection lost) or a 5xx: maybe
+      delivered, retryable. Not re-sent unless ``receiver_deduplicates`` or
+      the core's ``at_least_once`` option is set;
+    * 408, 425, 429: certainly not delivered, retryable;
+    * any other status, or an untrusted TLS certificate: certainly not
+      delivered, not retryable.
     """
 
     name = "webhook"
@@ -117,7 +94,8 @@ class BroadcastWebhookDriver(Driver):
         timeout: float = 5.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         ca_file: str | None = None,
-        retry: Retry | None = None,
+        channels_per_request: int = DEFAULT_CHANNELS_PER_REQUEST,
+        receiver_deduplicates: bool = False,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -135,9 +113,11 @@ class BroadcastWebhookDriver(Driver):
             max_event_name_length=MAX_NAME_LENGTH,
             max_channel_name_length=MAX_NAME_LENGTH,
         )
-        self._retry = retry or Retry()
+        self.capabilities = Capabilities(
+            channels_per_request=channels_per_request, deduplicates=receiver_deduplicates
+        )
         self._ssl = ssl.create_default_context(cafile=ca_file) if self._https else None
-        self._pool = _Pool(self._connect)
+        self._pool = Pool(self._connect)
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> BroadcastWebhookDriver:
@@ -145,7 +125,10 @@ class BroadcastWebhookDriver(Driver):
 
         ``url`` and ``secret`` are required; ``timeout`` (seconds, default 5),
         ``max_payload_bytes`` (default 262144), ``ca_file`` (a CA bundle for
-        https), ``retries``, ``retry_backoff`` and ``retry_max_backoff`` are optional.
+        https), ``channels_per_request`` (default 100) and
+        ``receiver_deduplicates`` (default False) are optional. The delivery
+        options (``retries``, ``at_least_once``...) are read by the core and
+        never reach this method.
         """
         for key in options:
             if key not in _OPTIONS:
@@ -192,43 +175,100 @@ class BroadcastWebhookDriver(Driver):
                 raise ConfigurationError(cls.name, "ca_file", "must be the path of a CA file")
             if parts.scheme != "https":
                 raise ConfigurationError(cls.name, "ca_file", "only applies to https:// URLs")
-        retry = Retry.from_options(cls.name, options)
+        per_request = options.get("channels_per_request", DEFAULT_CHANNELS_PER_REQUEST)
+        if not isinstance(per_request, int) or isinstance(per_request, bool) or per_request < 1:
+            raise ConfigurationError(cls.name, "channels_per_request", "must be an int >= 1")
+        deduplicates = options.get("receiver_deduplicates", False)
+        if not isinstance(deduplicates, bool):
+            raise ConfigurationError(cls.name, "receiver_deduplicates", "must be True or False")
         return cls(
             url,
             Secret(revealed),
             timeout=float(timeout),
             max_payload_bytes=max_bytes,
             ca_file=ca_file,
-            retry=retry,
+            channels_per_request=per_request,
+            receiver_deduplicates=deduplicates,
         )
 
     # -- the body ---------------------------------------------------------------
 
     @staticmethod
-    def body(message: Message, timestamp: int) -> bytes:
-        """The JSON body for ``message``: compact, UTF-8, ``data`` embedded as sent."""
-        data = (
-            json.dumps(message.text, ensure_ascii=False)
-            if isinstance(message.data, str)
-            else message.text
-        )
+    def request_id(message: Message, channels: tuple[str, ...]) -> str:
+        """The ``X-Broadcasting-Id`` of the request carrying ``message`` to ``channels``.
+
+        ``message.id`` when the request carries all the message's channels
+        (the usual case: it is then the receipt's ``message_id``). A publish
+        the core split into several requests gets ``<message id>.<n>`` per
+        request, ``n`` being the position of the request's first channel in
+        the publish, so every request has its own id and a retry of it the
+        same one: a receiver that drops repeated ids never drops part of a
+        fan-out.
+        """
+        if channels == message.channels:
+            return message.id
+        return f"{message.id}.{message.channels.index(channels[0])}"
+
+    @classmethod
+    def body(cls, message: Message, channels: tuple[str, ...], timestamp: int) -> bytes:
+        """The JSON body sending ``message`` to ``channels`` at ``timestamp``."""
+        return cls._head(message, channels, timestamp) + cls._data(message)
+
+    @classmethod
+    def _head(cls, message: Message, channels: tuple[str, ...], timestamp: int) -> bytes:
         head = json.dumps(
             {
-                "id": message.id,
+                "id": cls.request_id(message, channels),
+                "message_id": message.id,
                 "timestamp": timestamp,
                 "event": message.event,
-                "channels": list(message.channels),
+                "channels": list(channels),
             },
             separators=(",", ":"),
             ensure_ascii=False,
         )
-        return (head[:-1] + ',"data":' + data + "}").encode("utf-8")
+        return (head[:-1] + ',"data":').encode("utf-8")
+
+    @staticmethod
+    def _data(message: Message) -> bytes:
+        """``data`` as embedded in the body (compact, UTF-8), with the closing brace."""
+        if isinstance(message.data, str):
+            return (json.dumps(message.text, ensure_ascii=False) + "}").encode("utf-8")
+        return (message.text + "}").encode("utf-8")
 
     def payload_size(self, message: Message) -> int:
-        """The size of the whole body, which ``max_payload_bytes`` limits."""
-        return len(self.body(message, int(time.time())))
+        """Bytes of the largest request body ``message`` makes, which ``max_payload_bytes`` limits.
 
-    # -- sending ------------------------------------------------------------------
+        Each request of a split fan-out lists only its own channels, so the
+        largest body is measured, not one listing every channel.
+        """
+        now = int(time.time())
+        head = max(len(self._head(message, group, now)) for group in self.plan(message))
+        return head + len(self._data(message))
+
+    # -- one request ----------------------------------------------------------------
+
+    def send(self, batch: Batch) -> None:
+        """POST ``batch.message`` to ``batch.channels``; return once a 2xx came back.
+
+        Raises :class:`~broadcasting.PublishError` otherwise, saying whether
+        the receiver may have processed it (``maybe_delivered``) and whether
+        sending it again may succeed (``retryable``). Never retries: the core
+        does, by those two answers and the user's delivery options.
+        """
+        message, channels = batch.message, batch.channels
+        body = self.body(message, channels, int(time.time()))
+        status, reason, answer = self._post(body, self.request_id(message, channels))
+        if 200 <= status < 300:
+            return
+        snippet = answer[:200].decode("utf-8", "replace").strip()
+        raise PublishError(
+            f"{self.endpoint} answered {status} {reason}" + (f": {snippet}" if snippet else ""),
+            driver=self.name,
+            status=status,
+            retryable=status in RETRYABLE_STATUSES or status >= 500,
+            maybe_delivered=status >= 500,
+        )
 
     def _connect(self) -> Connection:
         if self._ssl is not None:
@@ -237,30 +277,22 @@ class BroadcastWebhookDriver(Driver):
             )
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
 
-    def _headers(self, body: bytes, message_id: str) -> dict[str, str]:
+    def _headers(self, body: bytes, request_id: str) -> dict[str, str]:
         now = int(time.time())
         return {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": f"broadcasting-webhook/{__version__}",
             SIGNATURE_HEADER: sign(self._secret, body, now),
             TIMESTAMP_HEADER: str(now),
-            ID_HEADER: message_id,
+            ID_HEADER: request_id,
         }
 
-    def _post(self, body: bytes, message_id: str, attempts: list[int]) -> None:
-        """One delivery attempt (plus one silent retry if a kept-alive connection was stale)."""
-        while True:
-            conn, reused, generation = self._pool.get()
-            attempts[0] += 1
+    def _post(self, body: bytes, request_id: str) -> tuple[int, str, bytes]:
+        """One POST: the status, reason and body of the answer, or a PublishError."""
+        conn, generation = self._pool.get()
+        if conn.sock is None:  # a new connection: a failure here certainly sent nothing
             try:
-                conn.request("POST", self._target.reveal(), body, self._headers(body, message_id))
-                response = conn.getresponse()
-                answer = response.read()
-            except _STALE as exc:
-                conn.close()
-                if reused:
-                    continue  # the server closed an idle connection: open a new one
-                raise self._unreachable(exc) from exc
+                conn.connect()
             except ssl.SSLCertVerificationError as exc:
                 conn.close()
                 raise PublishError(
@@ -268,54 +300,32 @@ class BroadcastWebhookDriver(Driver):
                     driver=self.name,
                     retryable=False,
                 ) from None
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:  # refused, DNS, connect timeout, TLS handshake
                 conn.close()
-                raise self._unreachable(exc) from exc
-            if response.will_close:
-                conn.close()
-            else:
-                self._pool.put(conn, generation)
-            status = response.status
-            if 200 <= status < 300:
-                return
-            snippet = answer[:200].decode("utf-8", "replace").strip()
+                retryable = not isinstance(exc, ssl.SSLError) or isinstance(exc, _TRANSIENT_TLS)
+                raise PublishError(
+                    f"could not connect to {self.endpoint}: {_describe(exc)}",
+                    driver=self.name,
+                    retryable=retryable,
+                ) from exc
+        try:
+            conn.request("POST", self._target.reveal(), body, self._headers(body, request_id))
+            response = conn.getresponse()
+            answer = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            # the request may have been written and processed: only the answer is missing
+            conn.close()
             raise PublishError(
-                f"{self.endpoint} answered {status} {response.reason}"
-                + (f": {snippet}" if snippet else ""),
+                f"sent to {self.endpoint} but got no answer: {_describe(exc)}",
                 driver=self.name,
-                status=status,
-                retryable=status in RETRYABLE_STATUSES or status >= 500,
-            )
-
-    def _unreachable(self, exc: BaseException) -> PublishError:
-        reason = str(exc) or type(exc).__name__
-        return PublishError(
-            f"could not deliver to {self.endpoint}: {type(exc).__name__}: {reason}",
-            driver=self.name,
-            retryable=True,
-        )
-
-    def _receipt(self, message: Message, attempts: int) -> Receipt:
-        return Receipt(self.name, message.event, message.channels, message.id, (), attempts)
-
-    def publish(self, message: Message) -> Receipt:
-        """POST the message; retry retryable failures; return once a 2xx came back."""
-        body = self.body(message, int(time.time()))
-        attempts = [0]
-        self._retry.call(lambda: self._post(body, message.id, attempts))
-        return self._receipt(message, attempts[0])
-
-    async def apublish(self, message: Message) -> Receipt:
-        """Async twin of :meth:`publish`: each attempt runs in a worker thread.
-
-        The blocking request runs in ``asyncio.to_thread`` (sharing the
-        keep-alive pool with sync callers); waits between retries are
-        ``asyncio.sleep``, so the event loop is never blocked.
-        """
-        body = self.body(message, int(time.time()))
-        attempts = [0]
-        await self._retry.acall(lambda: asyncio.to_thread(self._post, body, message.id, attempts))
-        return self._receipt(message, attempts[0])
+                retryable=True,
+                maybe_delivered=True,
+            ) from exc
+        if response.will_close:
+            conn.close()
+        else:
+            self._pool.put(conn, generation)
+        return response.status, response.reason, answer
 
     def close(self) -> None:
         """Close the kept-alive connections (idempotent); the next publish reconnects."""
@@ -323,3 +333,7 @@ class BroadcastWebhookDriver(Driver):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} driver={self.name!r} endpoint={self.endpoint!r}>"
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc) or 'no details'}"

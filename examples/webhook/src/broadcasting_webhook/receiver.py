@@ -1,8 +1,11 @@
 """A small webhook receiver for tests and local development (not for production).
 
 It listens on 127.0.0.1, verifies every request with :func:`verify_signature`
-and keeps what it received. It can also misbehave on purpose (answer 500s,
-answer slowly, drop kept-alive connections) so you can watch retries work.
+and keeps what it received. It can also misbehave on purpose (answer 503s,
+answer slowly, process a request and hang up without answering, drop
+kept-alive connections) so you can watch what the driver and the core make
+of each, and it can drop repeated ``X-Broadcasting-Id`` s as a de-duplicating
+receiver would.
 
 From a shell, it prints every verified event as one JSON line::
 
@@ -47,12 +50,21 @@ class ReceivedRequest:
     error: str | None
     #: the client's (host, port): one per TCP connection
     client: tuple[str, int]
+    #: processed, then the connection was dropped without an answer (``lose_answers``)
+    lost: bool = False
+    #: a verified repeat of an id already accepted, acknowledged but not delivered again
+    duplicate: bool = False
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the default of 5 drops bursts of new connections
     receiver: WebhookReceiver
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close a client connection, and count it (see ``WebhookReceiver.wait_closed``)."""
+        super().shutdown_request(request)
+        self.receiver._connection_closed()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up (timed out) is normal; report anything else."""
@@ -71,7 +83,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         headers = {key: value for key, value in self.headers.items()}
-        status, reason = receiver._answer(self.path, headers, body, self.client_address[:2])
+        status, reason, lost = receiver._answer(self.path, headers, body, self.client_address[:2])
+        if lost:
+            self.close_connection = True  # hang up without a word, as a crash would
+            return
         if receiver.delay:
             time.sleep(receiver.delay)
         payload = reason.encode("utf-8")
@@ -95,9 +110,12 @@ class WebhookReceiver:
     called (in the server's thread) with each verified, decoded body.
 
     Simulation knobs: :meth:`fail_next` answers the next requests with the
-    given statuses; :attr:`delay` waits before every answer; setting
-    :attr:`keep_alive` to False closes each connection after one answer
-    without announcing it.
+    given statuses (without processing them); :meth:`lose_answers` processes
+    the next requests and hangs up without answering; :attr:`delay` waits
+    before every answer; setting :attr:`keep_alive` to False closes each
+    connection after one answer without announcing it. Setting
+    :attr:`deduplicate` makes it acknowledge a verified request whose
+    ``X-Broadcasting-Id`` it already accepted without delivering it again.
     """
 
     def __init__(
@@ -117,8 +135,12 @@ class WebhookReceiver:
         self.on_event = on_event
         self.delay = 0.0
         self.keep_alive = True
-        self._lock = threading.Lock()
+        self.deduplicate = False
+        self._lock = threading.Condition()
         self._scripted: deque[int] = deque()
+        self._lose = 0
+        self._accepted: set[str] = set()
+        self._closed = 0
         self._requests: list[ReceivedRequest] = []
         self._server = _Server((host, port), _Handler)
         self._server.receiver = self
@@ -184,18 +206,41 @@ class WebhookReceiver:
         """The verified bodies, oldest first."""
         return [r.event for r in self.requests if r.event is not None]
 
+    @property
+    def closed_connections(self) -> int:
+        """How many client connections the receiver has closed so far."""
+        with self._lock:
+            return self._closed
+
     def fail_next(self, *statuses: int) -> None:
         """Answer the next ``len(statuses)`` requests with these statuses, unverified."""
         with self._lock:
             self._scripted.extend(statuses)
 
+    def lose_answers(self, count: int = 1) -> None:
+        """Process the next ``count`` verified requests, then hang up on each without answering."""
+        with self._lock:
+            self._lose += count
+
+    def wait_closed(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until the receiver has closed ``count`` client connections in all."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._closed >= count, timeout)
+
+    def _connection_closed(self) -> None:
+        with self._lock:
+            self._closed += 1
+            self._lock.notify_all()
+
     # -- answering ----------------------------------------------------------------------
 
     def _answer(
         self, path: str, headers: dict[str, str], body: bytes, client: tuple[str, int]
-    ) -> tuple[int, str]:
+    ) -> tuple[int, str, bool]:
+        """Check and record one request: its status, the reason, and whether to hang up."""
         event: dict[str, Any] | None = None
         error: str | None = None
+        lost = duplicate = False
         with self._lock:
             scripted = self._scripted.popleft() if self._scripted else None
         if scripted is not None:
@@ -215,12 +260,19 @@ class WebhookReceiver:
                 else:
                     status = 204
         with self._lock:
+            if event is not None:
+                if self.deduplicate and event["id"] in self._accepted:
+                    status, event, duplicate = 200, None, True
+                self._accepted.add(str(headers.get("X-Broadcasting-Id")))
+                if self._lose:
+                    self._lose -= 1
+                    lost = True
             self._requests.append(
-                ReceivedRequest(path, headers, body, status, event, error, client)
+                ReceivedRequest(path, headers, body, status, event, error, client, lost, duplicate)
             )
         if event is not None and self.on_event is not None:
             self.on_event(event)
-        return status, error or ""
+        return status, error or ("duplicate" if duplicate else ""), lost
 
 
 def main(argv: Sequence[str] | None = None) -> int:
