@@ -1,7 +1,8 @@
 """The ``ably`` driver for ``broadcasting``: Ably channels through the official ``ably`` SDK.
 
-Installed as the ``broadcasting.drivers`` entry point ``ably``. Importing this
-package does not import the SDK; that happens on the first publish.
+Installed as the ``broadcasting.drivers`` entry point ``ably``, which names
+:class:`BroadcastAblyDriver`. Importing this package does not import the SDK;
+that happens on the first publish.
 
 >>> from broadcasting import Broadcast
 >>> broadcast = Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": {"secret": "app.key:secret"}}})
@@ -11,9 +12,9 @@ package does not import the SDK; that happens on the first publish.
 
 from __future__ import annotations
 
-from broadcasting_ably._driver import BroadcastAblyDriver, broadcasting_connect
+from broadcasting_ably._driver import BroadcastAblyDriver
 from broadcasting_ably._settings import AblySettings
 
 __version__ = "0.1.0"
 
-__all__ = ["AblySettings", "BroadcastAblyDriver", "__version__", "broadcasting_connect"]
+__all__ = ["AblySettings", "BroadcastAblyDriver", "__version__"]

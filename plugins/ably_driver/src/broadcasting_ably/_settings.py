@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from broadcasting import ConfigurationError, Retry, Secret
+from broadcasting import ConfigurationError, Secret
 
 DRIVER = "ably"
 
@@ -15,8 +15,6 @@ DRIVER = "ably"
 KEY_SHAPE = re.compile(r"[^\s.:]+\.[^\s.:]+:[^\s:]+")
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
-#: Requests the async micro-batcher keeps under way before publishes wait and share one.
-DEFAULT_BATCH_IN_FLIGHT = 4
 
 KNOWN_OPTIONS = frozenset(
     {
@@ -35,13 +33,10 @@ KNOWN_OPTIONS = frozenset(
         "fallback_hosts",
         "use_binary_protocol",
         "max_payload_bytes",
-        "retries",
-        "retry_backoff",
-        "retry_max_backoff",
-        "batch_publishes",
-        "batch_in_flight",
     }
 )
+#: Options of earlier versions that the core now reads under another name.
+RENAMED = {"batch_publishes": "batch"}
 
 
 @dataclass(frozen=True, repr=False)
@@ -59,10 +54,6 @@ class AblySettings:
     fallback_hosts: tuple[str, ...] | None = None
     use_binary_protocol: bool = True
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-    retry: Retry = field(default_factory=Retry)
-    #: async micro-batching (see ``_batcher``): on, and how many requests run before sharing
-    batch_publishes: bool = True
-    batch_in_flight: int = DEFAULT_BATCH_IN_FLIGHT
 
     @property
     def has_fallback_hosts(self) -> bool:
@@ -77,17 +68,21 @@ class AblySettings:
         endpoint = self.endpoint or "main"
         return not ("." in endpoint or "::" in endpoint or "localhost" in endpoint)
 
-    def sdk_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``AblyRest`` / ``AblyRestSync`` (the key is added last)."""
+    def sdk_options(self, retries: int) -> dict[str, Any]:
+        """Keyword arguments for ``AblyRest`` / ``AblyRestSync`` (the key is added last).
+
+        ``retries`` is the core's retry budget (the ``retries`` delivery option).
+        """
         options: dict[str, Any] = {
             "tls": self.tls,
             "use_binary_protocol": self.use_binary_protocol,
             # The driver sets every message id itself (see _wire.wire_message).
             "idempotent_rest_publishing": True,
             # With fallback hosts the SDK re-sends a request that got a 5xx or a
-            # network error to the next host at once; the driver's retry budget
-            # sets how many hosts it may try, so retries are not doubled.
-            "http_max_retry_count": 1 + self.retry.retries if self.has_fallback_hosts else 1,
+            # network error to the next host at once. The core's retry budget
+            # sets how many hosts it may try, and the driver reports the hosts
+            # tried (Batch.requests), so the core counts them: no doubled retries.
+            "http_max_retry_count": 1 + retries if self.has_fallback_hosts else 1,
         }
         for name in ("client_id", "endpoint", "port", "tls_port"):
             value = getattr(self, name)
@@ -142,13 +137,6 @@ def _seconds(options: Mapping[str, Any], key: str) -> float | None:
     return float(value)
 
 
-def _positive_int(options: Mapping[str, Any], key: str, default: int) -> int:
-    value = options.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(DRIVER, key, "must be an int >= 1")
-    return value
-
-
 def _key(options: Mapping[str, Any]) -> Secret:
     given = [name for name in ("key", "secret") if options.get(name) is not None]
     if not given:
@@ -175,8 +163,16 @@ def _key(options: Mapping[str, Any]) -> Secret:
 
 
 def parse_settings(options: Mapping[str, Any]) -> AblySettings:
-    """Check ``options`` and return settings; raise :class:`ConfigurationError` naming the key."""
+    """Check ``options`` and return settings; raise :class:`ConfigurationError` naming the key.
+
+    The delivery options (``retries``, ``batch``...) are the core's: it reads them
+    and removes them before the driver sees its options.
+    """
     for name in options:
+        if name in RENAMED:
+            raise ConfigurationError(
+                DRIVER, name, f"was renamed: use the core's delivery option {RENAMED[name]!r}"
+            )
         if name not in KNOWN_OPTIONS:
             raise ConfigurationError(DRIVER, str(name), "unknown option")
     key = _key(options)
@@ -228,7 +224,4 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
         fallback_hosts=fallback_hosts,
         use_binary_protocol=_bool(options, "use_binary_protocol", True),
         max_payload_bytes=max_payload,
-        retry=Retry.from_options(DRIVER, options),
-        batch_publishes=_bool(options, "batch_publishes", True),
-        batch_in_flight=_positive_int(options, "batch_in_flight", DEFAULT_BATCH_IN_FLIGHT),
     )

@@ -1,15 +1,18 @@
-"""The SDK clients a driver uses, created on first use.
+"""The SDK clients a driver uses, created on first use, and the requests they make.
 
 * The sync path uses ``ably.sync.AblyRestSync``: one client per driver, shared
   by every thread (its ``httpx.Client`` connection pool is thread-safe). It runs
   no event loop, so it works in plain scripts, in many threads, and in sync code
   running inside a thread whose loop is running.
 * The async path uses ``ably.AblyRest``, whose ``httpx.AsyncClient`` belongs to
-  the event loop it first ran on: one client per running loop. Each client is
-  closed when its loop shuts down (``asyncio.run`` and ``asyncio.Runner`` close
-  async generators first; a tiny generator per client closes it then), so code
-  that never calls ``aclose()`` leaves no sockets behind; clients of closed
-  loops are dropped when the next loop gets its client.
+  the event loop it first ran on: one client per running loop, kept by the
+  core's :class:`~broadcasting.PerLoop`, which closes it when its loop shuts
+  down (so ``asyncio.run`` per call leaks no sockets) or when the driver closes.
+
+With fallback hosts the SDK sends a request that got a 5xx or no answer to the
+next host by itself. :func:`counting` tells how many HTTP requests one SDK call
+made (an httpx request hook), so the driver can report them to the core, which
+counts them against the retry budget.
 
 ``import ably`` takes about 100 ms, so it happens here, on the first publish,
 never when the plugin is merely imported or listed.
@@ -17,16 +20,21 @@ never when the plugin is merely imported or listed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
+from broadcasting import PerLoop
 from broadcasting_ably._settings import AblySettings
 
 _HPACK_FILTER_LOCK = threading.Lock()
 _hpack_filtered = False
+
+#: The HTTP requests made so far by the SDK call under way in this thread or task.
+_SENT: ContextVar[list[int] | None] = ContextVar("broadcasting_ably_sent", default=None)
 
 
 class _DropEncodedHeaderBlocks(logging.Filter):
@@ -52,18 +60,59 @@ def guard_sdk_logging() -> None:
             _hpack_filtered = True
 
 
-def _kwargs(settings: AblySettings) -> dict[str, Any]:
-    return {**settings.sdk_options(), "key": settings.key.reveal()}
+@contextmanager
+def counting() -> Iterator[list[int]]:
+    """Count the HTTP requests the SDK makes inside the block (``box[0]``)."""
+    box = [0]
+    token = _SENT.set(box)
+    try:
+        yield box
+    finally:
+        _SENT.reset(token)
+
+
+def _count(request: Any) -> None:
+    box = _SENT.get()
+    if box is not None:
+        box[0] += 1
+
+
+async def _acount(request: Any) -> None:
+    _count(request)
+
+
+def _watch(client: Any, hook: Callable[[Any], Any]) -> Any:
+    """Add the request-counting hook to the SDK client's own httpx client.
+
+    The SDK does not expose that client; if a later SDK renames it, requests
+    are counted as one per call (the tests check that the hook is in place).
+    """
+    http = client.http  # Http, or HttpSync in the sync SDK: its private ``__client``
+    inner: Any = getattr(http, f"_{type(http).__name__}__client", None)
+    hooks = getattr(inner, "event_hooks", None)
+    if isinstance(hooks, dict):
+        inner.event_hooks = {**hooks, "request": [*hooks.get("request", []), hook]}
+    return client
 
 
 class Clients:
-    """The sync client and the per-loop async clients of one driver."""
+    """The sync client and the per-loop async clients of one driver.
 
-    def __init__(self, settings: AblySettings) -> None:
+    ``retries`` gives the core's retry budget when a client is made (the core
+    sets a driver's delivery options after building it, so clients are lazy).
+    """
+
+    def __init__(self, settings: AblySettings, retries: Callable[[], int]) -> None:
         self._settings = settings
+        self._retries = retries
         self._lock = threading.Lock()
         self._sync: Any = None
-        self._async: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        #: One ``AblyRest`` per running event loop.
+        self.loops: PerLoop[Any] = PerLoop(self._new_async, _close_async)
+
+    def _kwargs(self) -> dict[str, Any]:
+        guard_sdk_logging()
+        return {**self._settings.sdk_options(self._retries()), "key": self._settings.key.reveal()}
 
     def sync_client(self) -> Any:
         """The shared ``AblyRestSync`` (created on first call)."""
@@ -72,103 +121,39 @@ class Clients:
             with self._lock:
                 client = self._sync
                 if client is None:
-                    guard_sdk_logging()
                     from ably.sync import AblyRestSync
 
-                    client = self._sync = AblyRestSync(**_kwargs(self._settings))
+                    client = self._sync = _watch(AblyRestSync(**self._kwargs()), _count)
         return client
 
-    async def async_client(self) -> Any:
+    def async_client(self) -> Any:
         """The ``AblyRest`` of the running event loop (created on first call in it)."""
-        loop = asyncio.get_running_loop()
-        entry = self._async.get(loop)
-        if entry is None:
-            with self._lock:
-                entry = self._async.get(loop)
-                if entry is None:
-                    guard_sdk_logging()
-                    from ably import AblyRest
+        return self.loops.get()
 
-                    entry = _LoopClient(AblyRest(**_kwargs(self._settings)))
-                    for old in [old for old in self._async if old.is_closed()]:
-                        del self._async[old]  # its loop closed it (or took its sockets)
-                    self._async[loop] = entry
-            await entry.watch()
-        return entry.client
+    def _new_async(self) -> Any:
+        from ably import AblyRest
 
-    def _take(self) -> tuple[Any, list[tuple[asyncio.AbstractEventLoop, _LoopClient]]]:
+        return _watch(AblyRest(**self._kwargs()), _acount)
+
+    def _take_sync(self) -> Any:
         with self._lock:
             sync, self._sync = self._sync, None
-            clients = list(self._async.items())
-            self._async.clear()
-        return sync, clients
+        return sync
 
     def close(self) -> None:
-        """Close every client; async ones are closed on their own loop when it still runs."""
-        sync, clients = self._take()
+        """Close every client; async ones on their own loop (idempotent)."""
+        sync = self._take_sync()
         if sync is not None:
             sync.close()
-        for loop, client in clients:
-            _close_elsewhere(loop, client)
+        self.loops.close()
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`: awaits the close of this loop's client."""
-        sync, clients = self._take()
+        sync = self._take_sync()
         if sync is not None:
             sync.close()
-        running = asyncio.get_running_loop()
-        for loop, client in clients:
-            if loop is running:
-                await client.close()
-            else:
-                _close_elsewhere(loop, client)
+        await self.loops.aclose()
 
 
-class _LoopClient:
-    """An ``AblyRest`` and the async generator that closes it when its loop shuts down."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self._closer: AsyncGenerator[None, None] | None = None
-        self._closed = False
-
-    async def watch(self) -> None:
-        """Start the closer in the running loop (the loop then tracks it until shutdown)."""
-        if self._closer is None:
-            self._closer = self._close_at_shutdown()
-            await self._closer.asend(None)
-
-    async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            await self._close_client()
-
-    async def _close_client(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self.client.close()
-
-    async def close(self) -> None:
-        """Close the client now (idempotent), and retire the closer."""
-        closer, self._closer = self._closer, None
-        if closer is not None:
-            await closer.aclose()  # runs the finally: closes the client
-        await self._close_client()
-
-
-def _close_elsewhere(loop: asyncio.AbstractEventLoop, client: _LoopClient) -> None:
-    """Close ``client`` on ``loop`` if that loop is alive; a closed loop took its sockets."""
-    if loop.is_closed():
-        return
-    if loop.is_running():
-        coro = client.close()
-        try:
-            asyncio.run_coroutine_threadsafe(coro, loop)
-        except RuntimeError:  # the loop closed meanwhile
-            coro.close()
-        return
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # no loop runs in this thread: run the idle one to close
-        loop.run_until_complete(client.close())
+async def _close_async(client: Any) -> None:
+    await client.close()

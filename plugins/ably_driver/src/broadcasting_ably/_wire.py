@@ -11,11 +11,12 @@ hand it back as an object. (The SDK's own ``channel.publish`` would re-encode
 a dict with ``json.dumps`` defaults: spaces and ``\\uXXXX`` escapes, bigger than
 what was measured.)
 
-One channel goes to ``POST /channels/{name}/messages``; two or more go to the
-batch endpoint ``POST /messages`` in specs of at most 100 channels. The async
-micro-batcher sends several publishes in one ``POST /messages`` as a list of
-specs, one spec per publish, and reads the answer back per spec
-(:func:`read_batch_answer`).
+One request carries one :class:`~broadcasting.Part` or several (the core's
+micro-batching). One part to one channel goes to
+``POST /channels/{name}/messages``; one part to several channels to the batch
+endpoint ``POST /messages`` as one spec; several parts to ``POST /messages`` as
+a list of specs, one per part. The answer is read back per part
+(:func:`read_answer`), in any of Ably's shapes.
 """
 
 from __future__ import annotations
@@ -23,22 +24,25 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 from urllib.parse import quote
 
-from broadcasting import Message
+from broadcasting import Message, Part
 from broadcasting_ably._errors import int_or_none
 
 #: The Ably REST API version sent with every request (``X-Ably-Version``).
 API_VERSION = "3"
-#: Ably's limit of channels per batch spec.
+#: Ably's limit of channels per request (one spec, or all the specs of a list).
 MAX_CHANNELS_PER_REQUEST = 100
 BATCH_PATH = "/messages"
 #: Ably's code for "a batch request had failures"; the details are per channel.
 BATCH_ERROR = 40020
-#: What the micro-batcher puts in one request: Ably takes bodies up to 2 MiB; the
-#: sizes it adds up are upper bounds (msgpack) or exact (JSON), this leaves a margin.
+#: What one shared request may carry: Ably takes bodies up to 2 MiB; the sizes
+#: :func:`spec_size` adds up are upper bounds (msgpack) or exact (JSON): a margin.
 MAX_BATCH_BODY_BYTES = 2 * 1024 * 1024 - 64 * 1024
+
+#: ``(status, code, message)`` of an error Ably answered.
+Fault = tuple[Union[int, None], Union[int, None], str]
 
 
 def wire_message(message: Message) -> dict[str, Any]:
@@ -57,27 +61,24 @@ def payload_size(message: Message, client_id: str | None) -> int:
     return size
 
 
-def chunks(channels: Sequence[str]) -> list[tuple[str, ...]]:
-    """``channels`` in groups of at most :data:`MAX_CHANNELS_PER_REQUEST`."""
-    step = MAX_CHANNELS_PER_REQUEST
-    return [tuple(channels[i : i + step]) for i in range(0, len(channels), step)]
-
-
 def channel_path(channel: str) -> str:
     """The REST path of one channel's messages (the name fully percent-encoded)."""
     return f"/channels/{quote(channel, safe='')}/messages"
 
 
-def request_for(channels: Sequence[str], wire: dict[str, Any]) -> tuple[str, Any]:
-    """The path and body that publish ``wire`` to ``channels``."""
-    if len(channels) == 1:
-        return channel_path(channels[0]), wire
-    return BATCH_PATH, {"channels": list(channels), "messages": [wire]}
-
-
 def batch_spec(channels: Sequence[str], wire: dict[str, Any]) -> dict[str, Any]:
     """One spec of a ``POST /messages`` body: ``wire`` to ``channels``."""
     return {"channels": list(channels), "messages": [wire]}
+
+
+def request_for(parts: Sequence[Part]) -> tuple[str, Any]:
+    """The path and body of one request carrying ``parts``."""
+    if len(parts) > 1:
+        return BATCH_PATH, [batch_spec(p.channels, wire_message(p.message)) for p in parts]
+    (part,) = parts
+    if len(part.channels) == 1:
+        return channel_path(part.channels[0]), wire_message(part.message)
+    return BATCH_PATH, batch_spec(part.channels, wire_message(part.message))
 
 
 def spec_size(channels: Sequence[str], wire: dict[str, Any], *, binary: bool) -> int:
@@ -92,20 +93,22 @@ def spec_size(channels: Sequence[str], wire: dict[str, Any], *, binary: bool) ->
     return 64 + sum(len(s.encode("utf-8")) + 5 for s in strings)
 
 
-@dataclass
-class Answer:
-    """What one request's answer says happened to each channel."""
+# -- reading answers -------------------------------------------------------------------
 
-    delivered: list[str] = field(default_factory=list)
+
+@dataclass
+class Reading:
+    """What Ably's answer says about the channels of one part."""
+
     ids: list[str] = field(default_factory=list)
-    #: channel -> (status, code, message) for channels Ably refused
-    failures: dict[str, tuple[int | None, int | None, str]] = field(default_factory=dict)
-    #: (status, code, message) when the request failed as a whole
-    error: tuple[int | None, int | None, str] | None = None
+    #: channels Ably refused, with why
+    failures: dict[str, Fault] = field(default_factory=dict)
+    #: channels the answer does not mention (neither acknowledged nor refused)
+    missing: list[str] = field(default_factory=list)
 
 
 def _entries(obj: Any) -> Iterator[dict[str, Any]]:
-    """Per-channel results in any of Ably's batch answer shapes.
+    """Per-channel results in any of Ably's answer shapes.
 
     The legacy shape is a list of ``{channel, messageId}`` / ``{channel, error}``
     (inside ``batchResponse`` when some failed); newer API versions answer
@@ -118,22 +121,24 @@ def _entries(obj: Any) -> Iterator[dict[str, Any]]:
     elif isinstance(obj, dict):
         if isinstance(obj.get("results"), list):
             yield from _entries(obj["results"])
-        elif "channel" in obj or "error" in obj or "messageId" in obj:
+        elif any(key in obj for key in ("channel", "error", "messageId", "serials")):
             yield obj
 
 
-def _error_fields(error: Any, status: int | None = None) -> tuple[int | None, int | None, str]:
+def _fault(error: Any, status: int | None = None) -> Fault:
     if not isinstance(error, dict):
         return status, None, ""
-    code = int_or_none(error.get("code"))
-    status = int_or_none(error.get("statusCode")) or status
     message = error.get("message")
-    return status, code, message if isinstance(message, str) else ""
+    return (
+        int_or_none(error.get("statusCode")) or status,
+        int_or_none(error.get("code")),
+        message if isinstance(message, str) else "",
+    )
 
 
-def _match(channels: Sequence[str], entries: list[dict[str, Any]]) -> tuple[Answer, list[str]]:
-    """What ``entries`` say about ``channels``, and the channels they do not mention."""
-    answer = Answer()
+def _read(channels: Sequence[str], entries: list[dict[str, Any]]) -> Reading:
+    """What ``entries`` say about ``channels``."""
+    reading = Reading()
     seen: set[str] = set()
     wanted = set(channels)  # a tuple of 100 names would make this loop quadratic
     for entry in entries:
@@ -144,39 +149,15 @@ def _match(channels: Sequence[str], entries: list[dict[str, Any]]) -> tuple[Answ
             continue
         seen.add(channel)
         if "error" in entry:
-            answer.failures[channel] = _error_fields(entry["error"])
+            reading.failures[channel] = _fault(entry["error"])
             continue
-        answer.delivered.append(channel)
         serials = entry.get("serials")
         if isinstance(serials, list) and any(isinstance(s, str) for s in serials):
-            answer.ids.extend(s for s in serials if isinstance(s, str))
+            reading.ids.extend(s for s in serials if isinstance(s, str))
         elif isinstance(entry.get("messageId"), str):
-            answer.ids.append(entry["messageId"])
-    return answer, [channel for channel in channels if channel not in seen]
-
-
-def _per_channel(channels: Sequence[str], entries: list[dict[str, Any]]) -> Answer:
-    answer, missing = _match(channels, entries)
-    for channel in missing:  # nothing lost silently: unacknowledged means failed
-        answer.failures[channel] = (None, None, "not acknowledged in Ably's answer")
-    return answer
-
-
-def read_answer(channels: Sequence[str], status: int, items: list[Any]) -> Answer:
-    """Interpret a response to a publish of ``channels`` (``items`` as the SDK decoded it)."""
-    answer = Answer()
-    if 200 <= status < 300:
-        entries = list(_entries(items))
-        if not entries:  # acknowledged without per-channel detail
-            answer.delivered.extend(channels)
-            return answer
-        return _per_channel(channels, entries)
-    body = items[0] if len(items) == 1 and isinstance(items[0], dict) else {}
-    _, code, message = _error_fields(body.get("error"), status)
-    if code == BATCH_ERROR and "batchResponse" in body:
-        return _per_channel(channels, list(_entries(body["batchResponse"])))
-    answer.error = (status, code, message or f"HTTP {status}")
-    return answer
+            reading.ids.append(entry["messageId"])
+    reading.missing = [channel for channel in channels if channel not in seen]
+    return reading
 
 
 def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, Any]]] | None:
@@ -210,31 +191,28 @@ def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, A
     return out
 
 
-def read_batch_answer(
-    specs: Sequence[Sequence[str]], status: int, items: list[Any]
-) -> list[Answer | None]:
-    """Interpret the answer to one ``POST /messages`` of several specs, per spec.
+def read_answer(
+    parts: Sequence[Sequence[str]], status: int, items: list[Any]
+) -> Fault | list[Reading | None]:
+    """Interpret Ably's answer to one request carrying ``parts`` (their channels).
 
-    A request-wide error is every spec's answer. ``None`` stands for a spec the
-    answer says nothing certain about (an unexpected shape, a channel it does
-    not mention): its publish is then sent again on its own, with the same id.
+    Returns the request-wide error, or one :class:`Reading` per part. ``None``
+    stands for a part the answer cannot be matched to (an unexpected shape for
+    a list of specs). ``items`` is the body as the SDK decoded it.
     """
     if 200 <= status < 300:
-        if not items:  # acknowledged without per-channel detail
-            return [Answer(delivered=list(spec)) for spec in specs]
+        if not items or (len(parts) == 1 and next(_entries(items), None) is None):
+            return [Reading() for _ in parts]  # acknowledged without per-channel detail
         found: Any = items
     else:
         body = items[0] if len(items) == 1 and isinstance(items[0], dict) else {}
-        _, code, message = _error_fields(body.get("error"), status)
-        if code != BATCH_ERROR or "batchResponse" not in body:
-            error = (status, code, message or f"HTTP {status}")
-            return [Answer(error=error) for _ in specs]
+        fault = _fault(body.get("error"), status)
+        if fault[1] != BATCH_ERROR or "batchResponse" not in body:
+            return status, fault[1], fault[2] or f"HTTP {status}"
         found = body["batchResponse"]
-    per_spec = _per_spec(specs, found)
+    if len(parts) == 1:
+        return [_read(parts[0], list(_entries(found)))]
+    per_spec = _per_spec(parts, found)
     if per_spec is None:
-        return [None for _ in specs]
-    answers: list[Answer | None] = []
-    for spec, entries in zip(specs, per_spec, strict=True):
-        answer, missing = _match(spec, entries)
-        answers.append(None if missing else answer)
-    return answers
+        return [None for _ in parts]
+    return [_read(part, entries) for part, entries in zip(parts, per_spec, strict=True)]
