@@ -12,10 +12,15 @@ answered with an Ably-shaped 400 and the problem is added to :attr:`violations`.
 Delivery is idempotent like Ably's: a message id already stored on a channel is
 acknowledged again but not stored twice, so a test can tell whether a retry was
 delivered twice. Faults can be queued for the next requests: Ably-shaped errors
-(401/40101, 429/42911, 500/50000, ...), a slow answer that first stores the
-message and then waits past the client's timeout, and per-channel failures in a
-batch. Keys may carry a capability (channel patterns) so a batch can fail for
-some channels the way Ably's 40160 does.
+(401/40101, 429/42911, 500/50000, ...), an error answered after the messages
+were stored, a slow answer that first stores the message and then waits past
+the client's timeout, a connection dropped after storing without any answer
+(an answer lost on the way back), per-channel failures in a batch, and a batch
+answer that leaves some channels out (delivered, but not mentioned). A
+"poison" marker makes every request holding a message whose data contains it
+fail with a 400, as a request with one bad message would. Keys may carry a
+capability (channel patterns) so a batch can fail for some channels the way
+Ably's 40160 does.
 
 A batch body may be one spec or a list of specs (the driver's micro-batching
 sends one spec per publish); a list is answered per spec, in order, and the
@@ -60,7 +65,7 @@ MSGPACK = "application/x-msgpack"
 class Fault:
     """What to do instead of (or besides) answering the next request normally."""
 
-    kind: str  # "error" | "stored_error" | "slow" | "channel_error" | "html"
+    kind: str  # error | stored_error | slow | drop | channel_error | forget | html
     status: int = 500
     code: int = 50000
     message: str = "Internal error"
@@ -120,6 +125,8 @@ class AblyEmulator:
         self.requests: list[RecordedRequest] = []
         self.violations: list[str] = []
         self.faults: deque[Fault] = deque()
+        #: a request holding a message whose data contains this text gets a 400
+        self.poison: str | None = None
         self._stored: dict[str, list[StoredMessage]] = {}
         self._serials: dict[tuple[str, str], str] = {}  # (channel, message id) -> serial
         self._serial = 0
@@ -206,6 +213,7 @@ class AblyEmulator:
             self.requests.clear()
             self.violations.clear()
             self.faults.clear()
+            self.poison = None
             self._stored.clear()
             self._serials.clear()
 
@@ -232,6 +240,11 @@ class AblyEmulator:
         with self._lock:
             self.faults.extend(Fault("slow", delay=delay) for _ in range(times))
 
+    def drop_next(self, times: int = 1) -> None:
+        """Store the next requests' messages, then drop the connection without answering."""
+        with self._lock:
+            self.faults.extend(Fault("drop") for _ in range(times))
+
     def fail_channels_next(
         self, channels: Iterable[str], status: int, code: int, message: str = "Emulated failure"
     ) -> None:
@@ -240,6 +253,11 @@ class AblyEmulator:
             self.faults.append(
                 Fault("channel_error", status, code, message, channels=tuple(channels))
             )
+
+    def forget_channels_next(self, channels: Iterable[str]) -> None:
+        """In the next batch request, deliver these channels but leave them out of the answer."""
+        with self._lock:
+            self.faults.append(Fault("forget", channels=tuple(channels)))
 
     def html_next(self, status: int = 502, times: int = 1) -> None:
         """Answer the next requests with an HTML error page, as a proxy in front of Ably might."""
@@ -356,6 +374,10 @@ class AblyEmulator:
         record.channels = tuple(c for chans, _ in parsed for c in chans)
         record.messages = [m for _, msgs in parsed for m in msgs]
 
+        poison = self.poison
+        if poison is not None and any(poison in str(m.get("data")) for m in record.messages):
+            return self._error(request, record, 400, 40000, "Emulated: a poisoned message")
+
         fault = self._next_fault()
         if fault is not None and fault.kind == "html":
             record.status = fault.status
@@ -373,6 +395,8 @@ class AblyEmulator:
                     spec_results.append({"channel": channel, "error": error})
                     continue
                 serials = [self._store(channel, m, request) for m in messages]
+                if fault is not None and fault.kind == "forget" and channel in fault.channels:
+                    continue
                 first_id = messages[0].get("id") if messages else None
                 message_id = first_id.rsplit(":", 1)[0] if isinstance(first_id, str) else "srv"
                 spec_results.append(
@@ -385,6 +409,12 @@ class AblyEmulator:
 
         if fault is not None and fault.kind == "stored_error":
             return self._error(request, record, fault.status, fault.code, fault.message)
+
+        if fault is not None and fault.kind == "drop":
+            record.status = -1  # stored, then the connection dropped: no answer at all
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError  # aiohttp's way to end a handler without answering
 
         if not batch:
             only = results[0][0]
