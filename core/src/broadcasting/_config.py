@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-import runpy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,34 +36,156 @@ class Config:
         return self.drivers.get(name) or {}
 
 
-def load_config(source: ConfigSource = None) -> Config:
-    """Read a mapping, a module, or a path to a ``.py`` file with DRIVER/DRIVERS.
+_KEYS = ("DRIVER", "DRIVERS")
 
-    A missing ``DRIVER`` falls back to ``$BROADCAST_DRIVER``, then ``log``.
+
+def _did_you_mean(name: str) -> str | None:
+    """``DRIVER`` or ``DRIVERS`` if ``name`` looks like a slip of one of them."""
+    import difflib
+
+    upper = name.upper()
+    if upper in _KEYS:
+        return upper
+    close = difflib.get_close_matches(upper, _KEYS, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _check_names(values: Mapping[str, Any], where: str, *, strict: bool) -> None:
+    """Refuse keys that are not DRIVER/DRIVERS: all of them (a mapping), or likely typos."""
+    for key in values:
+        if not isinstance(key, str) or key in _KEYS:
+            continue
+        guess = _did_you_mean(key)
+        if guess is not None and guess not in values:
+            raise ConfigurationError("config", key, f"is not a setting; did you mean {guess!r}?")
+        if strict:
+            raise ConfigurationError(
+                "config", key, f"is not a setting of {where} (only DRIVER and DRIVERS are)"
+            )
+
+
+def _scrubbed(text: str, namespace: Mapping[str, Any]) -> str:
+    """``text`` without any string value the config file defined (they may be secrets)."""
+    found: list[str] = []
+
+    def collect(value: object) -> None:
+        if isinstance(value, str) and len(value) >= 4:
+            found.append(value)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+
+    for name, value in namespace.items():
+        if not name.startswith("__"):
+            collect(value)
+    for value in sorted(found, key=len, reverse=True):
+        text = text.replace(value, "********")
+    return text
+
+
+def _run_python(path: Path) -> Mapping[str, Any]:
+    namespace: dict[str, Any] = {"__file__": str(path), "__name__": "__broadcast_config__"}
+    try:
+        code = compile(path.read_bytes(), str(path), "exec")
+    except SyntaxError as exc:
+        raise ConfigurationError(
+            "config", None, f"{str(path)!r} line {exc.lineno}: SyntaxError: {exc.msg}"
+        ) from None
+    try:
+        exec(code, namespace)
+    except Exception as exc:
+        line = None
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == str(path):
+                line = tb.tb_lineno
+            tb = tb.tb_next
+        said = _scrubbed(str(exc), namespace)[:300]
+        where = f"{str(path)!r}" + (f" line {line}" if line else "")
+        error = ConfigurationError(
+            "config", None, f"{where} failed: {type(exc).__name__}" + (f": {said}" if said else "")
+        )
+        raise error from None
+    return namespace
+
+
+def _read_file(path: Path) -> Mapping[str, Any]:
+    suffix = path.suffix.lower()
+    if suffix == ".py":
+        values = _run_python(path)
+        _check_names({k: v for k, v in values.items() if not k.startswith("_")}, "", strict=False)
+        return values
+    if suffix in (".json", ".toml"):
+        try:
+            if suffix == ".json":
+                import json
+
+                data: Any = json.loads(path.read_text(encoding="utf-8"))
+            else:
+                try:  # by name: type-checked for Python 3.10, which has no tomllib
+                    tomllib: Any = importlib.import_module("tomllib")
+                except ModuleNotFoundError:
+                    raise ConfigurationError(
+                        "config", None, f"{str(path)!r}: TOML configuration needs Python 3.11+"
+                    ) from None
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:  # json.JSONDecodeError, tomllib.TOMLDecodeError
+            raise ConfigurationError(
+                "config", None, f"{str(path)!r} is not valid {suffix[1:].upper()}: {exc}"
+            ) from None
+        if not isinstance(data, Mapping):
+            raise ConfigurationError("config", None, f"{str(path)!r} must hold a table/object")
+        _check_names(data, str(path), strict=True)
+        return data
+    raise ConfigurationError(
+        "config", None, f"{str(path)!r}: a configuration file is a .py, .toml or .json file"
+    )
+
+
+def load_config(source: ConfigSource = None) -> Config:
+    """Read a mapping, a module, or a path to a ``.py``, ``.toml`` or ``.json`` file.
+
+    The settings are ``DRIVER`` (the default driver's name) and ``DRIVERS``
+    (each driver's options). A mapping or data file holds nothing else; in a
+    module, other names are ignored unless they look like a slip of those two
+    (``driver``, ``DRIVER_S``), which is an error with a did-you-mean. With no
+    ``DRIVER`` at all, ``$BROADCAST_DRIVER`` is used, then ``log``; a
+    ``DRIVER`` that is present but empty or ``None`` is an error.
     """
     if source is None:
         values: Mapping[str, Any] = {}
     elif isinstance(source, Mapping):
         values = source
+        _check_names(values, "a configuration mapping", strict=True)
     elif isinstance(source, ModuleType):
-        values = {k: getattr(source, k) for k in ("DRIVER", "DRIVERS") if hasattr(source, k)}
+        names = {k: getattr(source, k) for k in dir(source) if not k.startswith("_")}
+        _check_names(names, "", strict=False)
+        values = {k: names[k] for k in _KEYS if k in names}
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise ConfigurationError("config", None, f"no configuration file at {str(path)!r}")
-        try:
-            values = runpy.run_path(str(path))
-        except Exception as exc:
-            raise ConfigurationError(
-                "config", None, f"{str(path)!r} failed to load: {type(exc).__name__}"
-            ) from exc
+        values = _read_file(path)
     else:
         raise ConfigurationError(
             "config",
             None,
             f"expected a mapping, a module or a path, not {type(source).__name__}",
         )
-    driver = values.get("DRIVER") or os.environ.get(ENV_DRIVER) or DEFAULT_DRIVER
+    if "DRIVER" in values:
+        driver = values["DRIVER"]
+        if driver is None or driver == "":
+            raise ConfigurationError(
+                "config",
+                "DRIVER",
+                "is empty (an unset environment variable?); name a driver, or leave DRIVER out "
+                f"to use ${ENV_DRIVER} or {DEFAULT_DRIVER!r}",
+            )
+    else:
+        driver = os.environ.get(ENV_DRIVER) or DEFAULT_DRIVER
     if not isinstance(driver, str):
         raise ConfigurationError("config", "DRIVER", "must be a driver name (a string)")
     drivers = values.get("DRIVERS") or {}
