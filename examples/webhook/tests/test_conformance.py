@@ -63,5 +63,27 @@ class TestWebhookConformance(DriverConformance):
             ({"url": url, "secret": secret, "timeout": "5"}, "timeout"),
             ({"url": url, "secret": secret, "max_payload_bytes": 10}, "max_payload_bytes"),
             ({"url": url, "secret": secret, "ca_file": "/nonexistent/ca.pem"}, "ca_file"),
+            ({"url": url, "secret": secret, "channels_per_request": 0}, "channels_per_request"),
+            ({"url": url, "secret": secret, "receiver_deduplicates": 1}, "receiver_deduplicates"),
+            # a delivery option: the core reads it (and names this driver in the error)
             ({"url": url, "secret": secret, "retries": -1}, "retries"),
         ]
+
+
+class TestWebhookConformanceWithADeduplicatingReceiver(TestWebhookConformance):
+    """The whole kit again, with ``receiver_deduplicates`` against a receiver that does.
+
+    The driver then declares ``Capabilities(deduplicates=True)``, so the core
+    re-sends after a lost answer; the kit checks that the receiver still
+    sees every message once, which is what makes the option honest.
+    """
+
+    @pytest.fixture
+    def driver_options(self, receiver: WebhookReceiver, secret: str) -> Mapping[str, Any]:
+        receiver.deduplicate = True
+        return {
+            "url": receiver.url,
+            "secret": secret,
+            "retry_backoff": 0.01,
+            "receiver_deduplicates": True,
+        }

@@ -1,4 +1,7 @@
-"""The webhook driver against a real HTTP receiver: wire format, retries, keep-alive, TLS."""
+"""The webhook driver against a real HTTP receiver: discovery, wire format, keep-alive, TLS.
+
+Failures, retries and split fan-outs are in test_outcomes.py.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ from typing import Any
 import pytest
 from broadcasting import (
     Broadcast,
-    BroadcastError,
+    Capabilities,
     ConfigurationError,
+    Message,
+    PayloadTooLarge,
     PublishError,
     Receipt,
     Secret,
@@ -58,28 +63,34 @@ def _publish(broadcast: Broadcast, mode: str, *args: Any) -> Receipt:
 # -- the plugin and its discovery ---------------------------------------------------
 
 
-def test_hook_broadcasting_connect(receiver: WebhookReceiver, secret: str) -> None:
-    """The plugin's hook answers for 'webhook' only, building from the options."""
-    driver = broadcasting_webhook.broadcasting_connect(
-        name="webhook", options={"url": receiver.url, "secret": secret}
-    )
-    assert isinstance(driver, BroadcastWebhookDriver)
-    assert driver.endpoint == receiver.base_url
-    other = broadcasting_webhook.broadcasting_connect(name="pusher", options={"app_id": "1"})
-    assert other is None
-
-
 def test_found_through_its_entry_point(receiver: WebhookReceiver, secret: str) -> None:
-    """Installed, the package is a driver: listed, importable by seed name, connectable."""
+    """The entry point names the Driver class: listed, importable by seed name, connectable."""
     info = {d.name: d for d in installed_drivers()}["webhook"]
     assert info.distribution == "broadcasting-webhook"
-    assert info.module == "broadcasting_webhook"
+    assert info.module == "broadcasting_webhook:BroadcastWebhookDriver"
     from broadcasting.drivers import BroadcastWebhookDriver as seed_name
 
     assert seed_name is BroadcastWebhookDriver
+    assert not hasattr(broadcasting_webhook, "broadcasting_connect")  # no hook needed
     with Broadcast(_config(receiver.url, secret)) as broadcast:
-        assert isinstance(broadcast.driver(), BroadcastWebhookDriver)
-        assert isinstance(broadcast.driver(BroadcastWebhookDriver), BroadcastWebhookDriver)
+        driver = broadcast.driver()
+        assert isinstance(driver, BroadcastWebhookDriver)
+        assert broadcast.driver(BroadcastWebhookDriver) is driver
+        assert driver.endpoint == receiver.base_url
+
+
+def test_delivery_options_are_the_cores(receiver: WebhookReceiver, secret: str) -> None:
+    """``retries`` & co. reach the core (driver.delivery), never the driver's from_config."""
+    config = _config(receiver.url, secret, retries=5, at_least_once=True, batch=False)
+    with Broadcast(config) as broadcast:
+        driver = broadcast.driver()
+        assert driver.delivery.retry.retries == 5
+        assert driver.delivery.retry.backoff == 0.01
+        assert driver.delivery.at_least_once is True
+        assert driver.capabilities == Capabilities(channels_per_request=100, deduplicates=False)
+    with pytest.raises(ConfigurationError) as info:
+        BroadcastWebhookDriver.from_config({"url": receiver.url, "secret": secret, "retries": 1})
+    assert info.value.key == "retries"  # only the core knows it
 
 
 def test_cli_lists_the_driver_and_sends_through_it(
@@ -133,7 +144,7 @@ def test_cli_lists_the_driver_and_sends_through_it(
 def test_request_format(
     broadcast: Broadcast, receiver: WebhookReceiver, secret: str, token: str, mode: str
 ) -> None:
-    """One POST per publish: path with token, JSON body, signature, timestamp and id."""
+    """One POST per publish: path with token, JSON body, signature, timestamp and ids."""
     before = int(time.time())
     receipt = _publish(broadcast, mode, ["orders", "audit"], {"id": 42, "é": "ü"}, "shipped")
     [request] = receiver.requests
@@ -144,6 +155,7 @@ def test_request_format(
     body = json.loads(request.body)
     assert body == {
         "id": receipt.message_id,
+        "message_id": receipt.message_id,
         "timestamp": body["timestamp"],
         "event": "shipped",
         "channels": ["orders", "audit"],
@@ -171,115 +183,26 @@ def test_payload_size_is_the_whole_body(receiver: WebhookReceiver, secret: str) 
         assert driver.limits.max_payload_bytes == 2048
         broadcast.channel("c", "x" * 1900)
         [request] = receiver.requests
-        with pytest.raises(BroadcastError, match="2048"):
+        with pytest.raises(PayloadTooLarge, match="2048"):
             broadcast.channel("c", "x" * 2000)
         assert len(receiver.requests) == 1
         assert len(request.body) < 2048
 
 
-# -- failures, retries ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_server_errors_are_retried_with_the_same_body_and_id(
-    broadcast: Broadcast, receiver: WebhookReceiver, secret: str, mode: str
+def test_payload_size_of_a_split_fan_out_is_its_largest_request(
+    receiver: WebhookReceiver, secret: str
 ) -> None:
-    """500 then 503 then success: three requests, one delivery, one id, fresh signatures."""
-    receiver.fail_next(500, 503)
-    receipt = _publish(broadcast, mode, "orders", {"n": 1}, "created")
-    assert receipt.requests == 3
-    requests = receiver.requests
-    assert [r.status for r in requests] == [500, 503, 204]
-    assert len({r.body for r in requests}) == 1
-    assert {r.headers[ID_HEADER] for r in requests} == {receipt.message_id}
-    assert all(verify_signature(secret, r.body, r.headers) for r in requests)
-    assert len(receiver.events) == 1
-
-
-@pytest.mark.parametrize(
-    ("status", "retryable"), [(500, True), (502, True), (429, True), (408, True), (400, False)]
-)
-def test_status_mapping(
-    receiver: WebhookReceiver, secret: str, status: int, retryable: bool
-) -> None:
-    """Retryable statuses are tried retries+1 times; others fail at once. Always PublishError."""
-    receiver.fail_next(*[status] * 3)
-    with (
-        Broadcast(_config(receiver.url, secret, retries=2)) as broadcast,
-        pytest.raises(PublishError) as info,
-    ):
-        broadcast.channel("orders", {"n": 1})
-    error = info.value
-    assert (error.status, error.retryable, error.driver) == (status, retryable, "webhook")
-    assert len(receiver.requests) == (3 if retryable else 1)
-    assert "scripted failure" in str(error)  # the receiver's answer helps debugging
-    assert receiver.base_url in str(error)
-
-
-def test_a_wrong_secret_is_refused_and_not_retried(receiver: WebhookReceiver, token: str) -> None:
-    wrong = "whsec-this-is-not-the-secret"
-    with (
-        Broadcast(_config(receiver.url, wrong, retries=3)) as broadcast,
-        pytest.raises(PublishError) as info,
-    ):
-        broadcast.channel("orders", {"n": 1})
-    assert (info.value.status, info.value.retryable) == (401, False)
-    assert len(receiver.requests) == 1
-    assert receiver.events == []
-    for text in (str(info.value), repr(info.value)):
-        assert wrong not in text
-        assert token not in text
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_connection_refused_is_retryable(
-    closed_url: str, secret: str, token: str, mode: str
-) -> None:
-    with (
-        Broadcast(_config(closed_url, secret, retries=1)) as broadcast,
-        pytest.raises(PublishError) as info,
-    ):
-        _publish(broadcast, mode, "orders", {"n": 1})
-    assert info.value.status is None
-    assert info.value.retryable is True
-    assert "ConnectionRefusedError" in str(info.value)
-    assert token not in str(info.value)
-
-
-def test_a_slow_receiver_times_out(receiver: WebhookReceiver, secret: str) -> None:
-    receiver.delay = 1.0
-    started = time.monotonic()
-    config = _config(receiver.url, secret, timeout=0.2, retries=0)
-    with Broadcast(config) as broadcast, pytest.raises(PublishError) as info:
-        broadcast.channel("orders", {"n": 1})
-    assert time.monotonic() - started < 0.9
-    assert info.value.retryable is True
-    assert info.value.status is None
-
-
-def test_async_retries_do_not_block_the_event_loop(receiver: WebhookReceiver, secret: str) -> None:
-    """While achannel waits between retries, other tasks on the loop keep running."""
-    receiver.fail_next(503, 503)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    async def main() -> Receipt:
-        config = _config(receiver.url, secret, retry_backoff=0.1, retry_max_backoff=0.1)
-        async with Broadcast(config) as broadcast:
-            task = asyncio.create_task(ticker())
-            try:
-                return await broadcast.achannel("orders", {"n": 1})
-            finally:
-                task.cancel()
-
-    receipt = asyncio.run(main())
-    assert receipt.requests == 3
-    assert ticks >= 3
+    """Each request lists only its own channels: the largest body is what is limited."""
+    channels = [f"channel-{n:03d}" for n in range(30)]
+    with Broadcast(_config(receiver.url, secret, channels_per_request=10)) as broadcast:
+        driver = broadcast.driver()
+        assert isinstance(driver, BroadcastWebhookDriver)
+        receipt = broadcast.channel(channels, {"n": 1}, "fan")
+        message = Message(tuple(channels), "fan", {"n": 1}, '{"n":1}', receipt.message_id)
+        largest = max(len(r.body) for r in receiver.requests)
+        assert driver.payload_size(message) == largest
+        everything = driver.body(message, message.channels, int(time.time()))
+        assert largest < len(everything)
 
 
 # -- connections ---------------------------------------------------------------------------
@@ -295,12 +218,20 @@ def test_keep_alive_reuses_one_connection(broadcast: Broadcast, receiver: Webhoo
 def test_a_connection_dropped_while_idle_is_replaced(
     broadcast: Broadcast, receiver: WebhookReceiver
 ) -> None:
-    """The server closes each connection after answering, without saying so."""
+    """The server closes each connection after answering, without saying so.
+
+    The driver notices before reusing it and opens a new one: no request is
+    written to a dead connection (which would leave its outcome unknown).
+    """
     receiver.keep_alive = False
-    receipts = [broadcast.channel("orders", {"n": n}) for n in range(4)]
+    receipts = []
+    for n in range(4):
+        receipts.append(broadcast.channel("orders", {"n": n}))
+        assert receiver.wait_closed(n + 1)  # the server has hung up before the next publish
     assert [e["data"]["n"] for e in receiver.events] == [0, 1, 2, 3]  # each exactly once
-    assert len({r.client for r in receiver.requests if r.status == 204}) == 4
-    assert all(r.requests >= 1 for r in receipts)
+    assert len({r.client for r in receiver.requests}) == 4
+    assert [r.status for r in receiver.requests] == [204] * 4
+    assert [r.requests for r in receipts] == [1, 1, 1, 1]
 
 
 def test_close_closes_connections_and_the_next_publish_reconnects(
@@ -335,7 +266,9 @@ def test_an_untrusted_certificate_is_not_retried(
     ):
         broadcast.channel("secure", {"ok": True})
     assert info.value.retryable is False
-    assert tls_receiver.events == []
+    assert info.value.failed == ("secure",)
+    assert info.value.requests == 1
+    assert tls_receiver.requests == []
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -353,6 +286,10 @@ def test_secret_may_be_a_secret_object(receiver: WebhookReceiver, secret: str) -
         ({"url": "http://127.0.0.1/", "ca_file": __file__}, "ca_file"),
         ({"url": "http://127.0.0.1/#frag", "timeout": float("nan")}, "timeout"),
         ({"url": "http://127.0.0.1/", "retry_backoff": -1}, "retry_backoff"),
+        ({"url": "http://127.0.0.1/", "at_least_once": "yes"}, "at_least_once"),
+        ({"url": "http://127.0.0.1/", "channels_per_request": 0}, "channels_per_request"),
+        ({"url": "http://127.0.0.1/", "channels_per_request": True}, "channels_per_request"),
+        ({"url": "http://127.0.0.1/", "receiver_deduplicates": 1}, "receiver_deduplicates"),
     ],
 )
 def test_more_configuration_errors(options: Mapping[str, Any], key: str, secret: str) -> None:
