@@ -259,3 +259,29 @@ def test_variants_are_bounded_and_the_evicted_one_is_closed() -> None:
     assert len(base._variants) == MAX_VARIANTS  # one more than fits was made
     assert [d for d in [first, *made] if d.closed] == [first]  # the least recently used
     assert first not in base._variants.values()
+
+
+def test_close_reports_every_drivers_error() -> None:
+    from broadcasting import CloseError
+
+    class Stuck(Driver):
+        name = "stuck"
+
+        def publish(self, message: Message) -> Receipt:
+            return Receipt(self.name, message.event, message.channels, message.id)
+
+        def close(self) -> None:
+            raise OSError(f"cannot close {self.marker}")
+
+        @classmethod
+        def from_config(cls, options: Mapping[str, Any]) -> Stuck:
+            driver = cls()
+            driver.marker = options.get("marker", "first")  # type: ignore[attr-defined]
+            return driver
+
+    broadcast = Broadcast({"DRIVER": "stuck"})
+    broadcast.driver(Stuck).with_options(marker="second")
+    with pytest.raises(CloseError) as info:
+        broadcast.close()
+    assert [str(e) for e in info.value.errors] == ["cannot close first", "cannot close second"]
+    assert "2 drivers failed to close" in str(info.value)

@@ -104,7 +104,7 @@ def test_driver_named_in_config_but_not_installed() -> None:
     with pytest.raises(DriverNotFound) as info:
         broadcast.channel("c", "m")
     message = str(info.value)
-    assert "pip install broadcasting-carrier-pigeon" in message
+    assert "pip install" not in message  # an unknown name gets no install hint to squat on
     for name in ("log", "memory", "null"):
         assert name in message
 

@@ -197,16 +197,23 @@ def test_a_plugin_whose_hook_returns_nothing(site: Path) -> None:
         Broadcast({"DRIVER": "mute"}).driver()
 
 
-def test_not_installed_lists_the_installed_and_gives_the_install_hint() -> None:
+def test_not_installed_lists_the_installed_and_suggests_the_closest() -> None:
     with pytest.raises(DriverNotFound) as info:
-        Broadcast().driver("smoke-signal")
-    assert "pip install broadcasting-smoke-signal" in str(info.value)
+        Broadcast().driver("memroy")
+    assert "Did you mean 'memory'?" in str(info.value)
+    assert "pip install" not in str(info.value)  # only this project's own drivers get a hint
     assert {"log", "memory", "null"} <= set(info.value.installed)
     assert isinstance(info.value, LookupError)
 
 
-def test_seed_class_name_for_a_missing_plugin_fails_to_import_with_the_hint() -> None:
-    with pytest.raises(ImportError, match="pip install broadcasting-smokesignal"):
+def test_the_install_hint_is_only_for_this_projects_drivers() -> None:
+    assert "Try: pip install broadcasting-pusher" in str(DriverNotFound("pusher", ["log"]))
+    assert "Try: pip install broadcasting-ably" in str(DriverNotFound("Ably", ["log"]))
+    assert "pip install" not in str(DriverNotFound("smoke-signal", ["log"]))
+
+
+def test_seed_class_name_for_a_missing_plugin_fails_to_import() -> None:
+    with pytest.raises(ImportError, match="No broadcasting driver named 'smokesignal'"):
         from broadcasting.drivers import BroadcastSmokeSignalDriver  # type: ignore[attr-defined]  # noqa: F401
     with pytest.raises(ImportError):
         from broadcasting.drivers import NotADriverName  # type: ignore[attr-defined]  # noqa: F401

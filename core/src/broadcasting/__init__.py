@@ -13,6 +13,7 @@ from broadcasting._delivery import Answer, Batch, Capabilities, DeliveryOptions,
 from broadcasting._driver import Driver
 from broadcasting._errors import (
     BroadcastError,
+    CloseError,
     ConfigurationError,
     DriverNotFound,
     InvalidChannel,
@@ -44,6 +45,7 @@ __all__ = [
     "Broadcast",
     "BroadcastError",
     "Capabilities",
+    "CloseError",
     "Config",
     "ConfigurationError",
     "DeliveryOptions",

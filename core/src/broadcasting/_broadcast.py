@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from broadcasting._config import ConfigSource, load_config
 from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions, drain
 from broadcasting._driver import Driver
-from broadcasting._errors import ConfigurationError, DriverNotFound, PluginLoadError
+from broadcasting._errors import (
+    CloseError,
+    ConfigurationError,
+    DriverNotFound,
+    PluginLoadError,
+)
 from broadcasting._plugins import (
     apublish_hook,
     driver_names,
@@ -271,8 +276,7 @@ class Broadcast:
                 driver.close()
             except Exception as exc:  # close every driver, then report
                 errors.append(exc)
-        if errors:
-            raise errors[0]
+        _raise_all(errors)
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
@@ -283,8 +287,7 @@ class Broadcast:
                 await driver.aclose()
             except Exception as exc:
                 errors.append(exc)
-        if errors:
-            raise errors[0]
+        _raise_all(errors)
 
     def __enter__(self) -> Self:
         return self
@@ -310,3 +313,11 @@ class Broadcast:
 
     def __repr__(self) -> str:
         return f"<Broadcast driver={self.config.driver!r}>"
+
+
+def _raise_all(errors: list[Exception]) -> None:
+    """Raise the one error of a close, or a CloseError holding every one of them."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise CloseError(errors) from errors[0]

@@ -9,17 +9,34 @@ class BroadcastError(Exception):
     """Base class of every error raised by ``broadcasting`` and its drivers."""
 
 
+#: Drivers this project publishes, and the package each comes in. Only these get an
+#: install hint: suggesting ``pip install broadcasting-<whatever was typed>`` would
+#: send a typo to whoever registers that name first.
+KNOWN_PACKAGES = {"pusher": "broadcasting-pusher", "ably": "broadcasting-ably"}
+
+
 class DriverNotFound(BroadcastError, LookupError):
-    """No installed or registered driver has the requested name."""
+    """No installed or registered driver has the requested name.
+
+    The message lists the installed drivers, suggests the closest one to a
+    misspelt name, and gives the ``pip install`` line for this project's own
+    drivers.
+    """
 
     def __init__(self, name: str, installed: Iterable[str] = ()) -> None:
+        import difflib
+
         self.name = name
         self.installed = tuple(sorted(installed))
         listed = ", ".join(self.installed) or "none"
-        super().__init__(
-            f"No broadcasting driver named {name!r} is installed "
-            f"(installed: {listed}). Try: pip install broadcasting-{name}"
-        )
+        text = f"No broadcasting driver named {name!r} is installed (installed: {listed})."
+        close = difflib.get_close_matches(name.lower(), self.installed, n=1, cutoff=0.6)
+        if close:
+            text += f" Did you mean {close[0]!r}?"
+        package = KNOWN_PACKAGES.get(name.lower())
+        if package is not None:
+            text += f" Try: pip install {package}"
+        super().__init__(text)
 
 
 class PluginLoadError(BroadcastError, ImportError):
@@ -154,6 +171,15 @@ class PublishError(BroadcastError):
         if not (self.failed or self.unknown) and self.maybe_delivered:
             details.append("maybe_delivered=True")
         return f"{text} ({', '.join(details)})"
+
+
+class CloseError(BroadcastError):
+    """Several drivers failed to close; ``errors`` holds each one's exception."""
+
+    def __init__(self, errors: Sequence[BaseException]) -> None:
+        self.errors = tuple(errors)
+        said = "; ".join(f"{type(e).__name__}: {e}" for e in self.errors)
+        super().__init__(f"{len(self.errors)} drivers failed to close: {said}")
 
 
 def _shorten(channels: tuple[str, ...], shown: int = 10) -> str:
