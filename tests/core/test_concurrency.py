@@ -6,7 +6,9 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -32,15 +34,29 @@ def test_8_threads_by_1000_publishes_arrive_complete_and_unduplicated(
 
 
 def test_threads_share_one_connection_per_driver() -> None:
-    broadcast = Broadcast({"DRIVER": "memory"})
-    barrier = threading.Barrier(8)
+    """Eight threads ask for the driver while the first is still connecting: one connect."""
+    entered = threading.Event()
+    release = threading.Event()
+    connects: list[int] = []
 
-    def connect(_: int) -> int:
-        barrier.wait()
-        return id(broadcast.driver())
+    class SlowConnect(BroadcastMemoryDriver):
+        name = "slowconnect"
 
+        @classmethod
+        def from_config(cls, options: Mapping[str, Any]) -> SlowConnect:
+            connects.append(1)
+            entered.set()
+            release.wait(5)
+            return cls()
+
+    broadcast = Broadcast({"DRIVER": "slowconnect"})
     with ThreadPoolExecutor(8) as pool:
-        assert len(set(pool.map(connect, range(8)))) == 1
+        futures = [pool.submit(broadcast.driver, SlowConnect) for _ in range(8)]
+        assert entered.wait(5)
+        time.sleep(0.05)  # room for a second connect, were the others not waiting on the lock
+        release.set()
+        drivers = {id(f.result(5)) for f in futures}
+    assert connects == [1] and len(drivers) == 1
 
 
 async def test_sync_call_from_inside_a_running_loop(memory_broadcast: Broadcast) -> None:
@@ -81,29 +97,27 @@ def test_async_only_driver_from_many_threads() -> None:
 
 
 class SyncOnly(Driver):
-    """Implements only publish, and blocks: its async path runs in a worker thread."""
+    """Implements only publish, and blocks until the event loop itself releases it."""
 
     name = "synconly"
+    release = threading.Event()
 
     def publish(self, message: Message) -> Receipt:
-        time.sleep(0.2)
+        # Only a coroutine on the caller's loop sets this: if publish ran on that
+        # loop's thread, the loop could not run it and this would time out.
+        if not self.release.wait(5):
+            raise TimeoutError("the event loop was blocked")
         return Receipt(self.name, message.event, message.channels, message.id)
 
 
 async def test_a_blocking_driver_does_not_block_the_event_loop() -> None:
     driver = Broadcast().driver(SyncOnly)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    await asyncio.gather(*(driver.achannel("c", str(n)) for n in range(4)))
-    task.cancel()
-    assert ticks >= 5  # the loop kept running while 4 x 0.2 s publishes were under way
+    SyncOnly.release.clear()
+    publishes = asyncio.gather(*(driver.achannel("c", str(n)) for n in range(4)))
+    await asyncio.sleep(0)  # the loop runs on while the publishes wait in worker threads
+    SyncOnly.release.set()
+    receipts = await publishes
+    assert len(receipts) == 4
 
 
 async def test_memory_async_subscription_receives_publishes_from_threads(
