@@ -11,15 +11,22 @@ import pytest
 
 from broadcasting import Answer, Batch, Broadcast, Capabilities, Driver, PublishError
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+CORE_README = ROOT / "core" / "README.md"
 
 
-def snippet(name: str) -> str:
-    """The ```python block right after ``<!-- snippet: name -->`` in the README."""
-    text = README.read_text(encoding="utf-8")
+def snippet(name: str, readme: Path = README) -> str:
+    """The ```python block right after ``<!-- snippet: name -->`` in a README."""
+    text = readme.read_text(encoding="utf-8")
     found = re.search(rf"<!-- snippet: {name} -->\s*```python\n(.*?)```", text, re.S)
-    assert found, f"no snippet {name!r} in README.md"
+    assert found, f"no snippet {name!r} in {readme.name}"
     return found.group(1)
+
+
+def test_the_core_readme_quickstart_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    exec(compile(snippet("quickstart", CORE_README), "core/README.md", "exec"), {})
+    assert capsys.readouterr().out.startswith("memory: 'shipped' -> orders (id ")
 
 
 class HalfDelivered(Driver):
