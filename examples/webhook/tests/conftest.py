@@ -54,6 +54,14 @@ def receiver(recorder: DeliveryRecorder) -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
+def lossy_receiver(recorder: DeliveryRecorder) -> Iterator[WebhookReceiver]:
+    """Like ``receiver``, but it hangs up on every request after processing it (lost answers)."""
+    with WebhookReceiver(SECRET, path=f"/hooks/{TOKEN}", on_event=_feeding(recorder)) as server:
+        server.lose_answers(1_000_000)
+        yield server
+
+
+@pytest.fixture
 def closed_url() -> str:
     """A URL on 127.0.0.1 where nothing listens (connection refused)."""
     with socket.socket() as sock:

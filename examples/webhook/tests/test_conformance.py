@@ -37,12 +37,18 @@ class TestWebhookConformance(DriverConformance):
 
     @pytest.fixture
     def failing_options(
-        self, receiver: WebhookReceiver, closed_url: str, secret: str
+        self,
+        receiver: WebhookReceiver,
+        lossy_receiver: WebhookReceiver,
+        closed_url: str,
+        secret: str,
     ) -> Sequence[Mapping[str, Any]]:
         return [
             {"url": closed_url, "secret": secret, "retries": 0},  # connection refused
             {"url": receiver.url, "secret": WRONG_SECRET, "retries": 0},  # 401 from the receiver
             {"url": receiver.base_url + "/elsewhere", "secret": secret, "retries": 0},  # 404
+            # processed, then no answer: unknown, and (the kit checks) received at most once
+            {"url": lossy_receiver.url, "secret": secret},
         ]
 
     @pytest.fixture
