@@ -1,25 +1,27 @@
 """Async micro-batching: waiting publishes share one ``POST /messages``, one spec each.
 
-Against the local emulator (Ably cannot run here); the driver, the SDK and httpx
-are real. The emulator records every request, so the tests count requests and
-specs there, and it stores messages idempotently by (channel, id), so a
-publish delivered twice would show.
+The core's batcher decides who shares a request; the driver turns a shared
+batch into a list of specs and reads Ably's answer back per spec. Against the
+local emulator (Ably cannot run here); the driver, the SDK and httpx are real.
+The emulator records every request, so the tests count requests and specs
+there, and it stores messages idempotently by (channel, id), so a publish
+delivered twice would show.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
 import pytest
 
-from broadcasting import Broadcast, ConfigurationError, PublishError, Receipt
+from broadcasting import Broadcast, PublishError, Receipt
 from broadcasting_ably import BroadcastAblyDriver
-from broadcasting_ably._settings import parse_settings
-from broadcasting_ably._wire import read_batch_answer
+from broadcasting_ably._wire import Reading, read_answer
 from servers.ably_emulator import (
     LIMITED_KEY,
     TEST_KEY,
@@ -86,7 +88,7 @@ async def test_concurrent_publishes_share_one_request(
     assert _specs(emulator) == [40]
     body = emulator.publish_requests[0].decoded
     assert [spec["channels"] for spec in body] == [[f"room-{i % 5}"] for i in range(40)]
-    assert all(len(spec["messages"]) == 1 for spec in body)
+    assert [spec["messages"][0]["id"] for spec in body] == [f"{r.message_id}:0" for r in receipts]
     assert [r.requests for r in receipts] == [1] * 40
     assert len({r.message_id for r in receipts}) == 40
     assert all(len(r.ids) == 1 for r in receipts)
@@ -135,8 +137,6 @@ async def test_an_idle_publish_is_sent_alone_as_without_batching(
         "messages": [{"id": f"{two.message_id}:0", "name": "base-event", "data": "x"}],
     }
     assert (one.requests, two.requests) == (1, 1)
-    batcher = driver._batchers[asyncio.get_running_loop()]
-    assert (batcher.batches, batcher.publishes) == (2, 2)
 
 
 async def test_a_refused_channel_fails_only_its_own_publish(
@@ -155,7 +155,7 @@ async def test_a_refused_channel_fails_only_its_own_publish(
     assert isinstance(error, PublishError)
     assert (error.status, error.code, error.retryable) == (401, 40160, False)
     assert error.delivered == ("allowed:2", "allowed:3")
-    assert error.failed == ("denied",)
+    assert (error.failed, error.unknown) == (("denied",), ())
     assert [m.data for m in emulator.messages("allowed:2")] == ["two"]
     assert emulator.messages("denied") == []
     assert [m.data for m in emulator.messages("allowed:1")] == ["one"]
@@ -163,7 +163,7 @@ async def test_a_refused_channel_fails_only_its_own_publish(
 
     # the very same error as the same publish made without batching
     emulator.reset()
-    lone = _driver(make_broadcast, key=LIMITED_KEY, batch_publishes=False)
+    lone = _driver(make_broadcast, key=LIMITED_KEY, batch=False)
     with pytest.raises(PublishError) as caught:
         await lone.achannel(["allowed:2", "denied", "allowed:3"], "two")
     assert str(caught.value) == str(error)
@@ -177,6 +177,7 @@ async def test_a_single_channel_publish_refused_in_a_batch_fails_as_it_would_alo
     results = await asyncio.gather(
         driver.achannel("allowed:x", "ok"), driver.achannel("denied", "no"), return_exceptions=True
     )
+    assert _specs(emulator) == [2]
     assert isinstance(results[0], Receipt)
     error = results[1]
     assert isinstance(error, PublishError)
@@ -188,6 +189,34 @@ async def test_a_single_channel_publish_refused_in_a_batch_fails_as_it_would_alo
     assert str(error) == str(alone)
     assert (error.status, error.code, error.retryable) == (alone.status, alone.code, False)
     assert (error.delivered, error.failed) == ((), ("denied",))
+
+
+async def test_one_bad_publish_in_a_shared_request_fails_alone(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    """A 400 for the whole shared request, caused by one publish's message.
+
+    The error is certain and not retryable, so it may be one publish's fault:
+    the core sends each publish again on its own, and only the bad one fails.
+    """
+    emulator.poison = "POISON"
+    driver = _driver(make_broadcast)
+    data = ["POISON pill" if i == 6 else f"good {i}" for i in range(10)]
+    results = await asyncio.gather(
+        *(driver.achannel(f"p{i}", data[i]) for i in range(10)), return_exceptions=True
+    )
+    assert _specs(emulator) == [10] + [1] * 10  # shared, refused; then each alone
+    assert [r.status for r in emulator.publish_requests].count(400) == 2
+    error = results[6]
+    assert isinstance(error, PublishError)
+    assert (error.status, error.code, error.retryable) == (400, 40000, False)
+    assert (error.failed, error.unknown, error.delivered) == (("p6",), (), ())
+    assert error.requests == 2  # the shared request and its own
+    receipts = [r for r in results if isinstance(r, Receipt)]
+    assert len(receipts) == 9
+    assert all(r.requests == 2 for r in receipts)
+    _check_delivered_once(emulator, receipts, [d for i, d in enumerate(data) if i != 6])
+    assert emulator.messages("p6") == []
 
 
 @pytest.mark.parametrize("batch_format", ["legacy", "result", "flat"])
@@ -210,13 +239,18 @@ async def test_a_retryable_channel_failure_is_retried_alone_with_the_same_id(
     _check_delivered_once(emulator, receipts, ["s", "f"])
 
 
-@pytest.mark.parametrize("after_store", [False, True])
+@pytest.mark.parametrize("fault", ["500", "503 after storing", "answer lost"])
 async def test_a_failed_shared_request_is_retried_per_publish_and_delivered_once(
-    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast], after_store: bool
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast], fault: str
 ) -> None:
+    """Ably may have processed the shared request: each publish retries alone, same id."""
     driver = _driver(make_broadcast)
-    # with after_store the shared request delivered everything but its answer was a 500
-    emulator.fail_next(500, 50000, "Emulated internal error", after_store=after_store)
+    if fault == "500":
+        emulator.fail_next(500, 50000, "Emulated internal error")
+    elif fault == "503 after storing":
+        emulator.fail_next(503, 50300, "Emulated unavailable", after_store=True)
+    else:
+        emulator.drop_next()
     data = [str(i) for i in range(12)]
     receipts = await asyncio.gather(
         *(driver.achannel(["all", f"own-{i}"], data[i]) for i in range(12))
@@ -242,7 +276,9 @@ async def test_a_shared_request_that_keeps_failing_raises_for_every_publish(
     for i, error in enumerate(results):
         assert isinstance(error, PublishError)
         assert (error.status, error.code, error.retryable) == (503, 50300, True)
-        assert error.failed == (f"c{i}",)
+        assert (error.unknown, error.failed) == ((f"c{i}",), ())
+        assert error.requests == 2
+        # the last attempt was the publish's own: its error names its own channel
         assert str(error).startswith(f"Ably did not accept the publish to channel 'c{i}'")
 
 
@@ -253,42 +289,55 @@ async def test_an_auth_failure_of_a_shared_request_is_each_publishs_own(
     results = await asyncio.gather(
         driver.achannel("a", "m"), driver.achannel(["b", "c"], "m"), return_exceptions=True
     )
-    assert _specs(emulator) == [2]  # not retried, not re-sent
-    emulator.reset()
-    lone = _driver(make_broadcast, key=WRONG_KEY, batch_publishes=False)
-    for error, channels in zip(results, ["a", ["b", "c"]], strict=True):
+    assert _specs(emulator) == [2]  # not retried, not re-sent: the key is wrong for all
+    for error, channels in zip(results, [("a",), ("b", "c")], strict=True):
         assert isinstance(error, PublishError)
-        with pytest.raises(PublishError) as caught:
-            await lone.achannel(channels, "m")
-        assert str(error) == str(caught.value)
         assert (error.status, error.code, error.retryable) == (401, 40101, False)
-        assert error.failed == caught.value.failed
+        assert (error.failed, error.unknown) == (channels, ())
+        assert "3 channels of 2 publishes sharing one request" in str(error)
+        assert "check the API key" in str(error)
         assert TEST_KEY.split(":")[1] not in str(error)
         assert WRONG_KEY.split(":")[1] not in str(error)
 
 
-async def test_a_request_wide_client_error_sends_each_publish_again_alone(
+async def test_channels_a_shared_answer_leaves_out_are_retried_with_the_same_id(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
-    """A 400 for the whole request may be one spec's fault: each publish gets its own answer."""
-    driver = _driver(make_broadcast, retries=0)
-    emulator.fail_next(400, 40000, "Emulated bad request")
-    receipts = await asyncio.gather(*(driver.achannel(f"d{i}", str(i)) for i in range(5)))
-    assert _specs(emulator) == [5, 1, 1, 1, 1, 1]
-    assert [r.requests for r in receipts] == [2] * 5  # the shared request counts for each
-    _check_delivered_once(emulator, receipts, [str(i) for i in range(5)])
+    driver = _driver(make_broadcast)
+    emulator.forget_channels_next(["b"])
+    receipts = await asyncio.gather(driver.achannel(["a", "b"], "1"), driver.achannel("c", "2"))
+    assert _specs(emulator) == [2, 1]
+    assert emulator.publish_requests[1].path == "/channels/b/messages"
+    assert [r.requests for r in receipts] == [2, 1]
+    _check_delivered_once(emulator, receipts, ["1", "2"])
+
+
+async def test_a_flat_answer_that_cannot_be_matched_is_retried_per_publish(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    """A flat answer missing one channel cannot be pinned on specs: every publish is unknown.
+
+    Ably de-duplicates, so the core sends each one again with its id; nothing
+    is delivered twice.
+    """
+    emulator.batch_format = "flat"
+    driver = _driver(make_broadcast)
+    emulator.forget_channels_next(["b"])
+    receipts = await asyncio.gather(driver.achannel(["a", "b"], "1"), driver.achannel("c", "2"))
+    assert _specs(emulator) == [2, 1, 1]
+    assert [r.requests for r in receipts] == [2, 2]
+    _check_delivered_once(emulator, receipts, ["1", "2"])
 
 
 async def test_batching_off_sends_one_request_per_publish(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
-    driver = _driver(make_broadcast, batch_publishes=False)
+    driver = _driver(make_broadcast, batch=False)
     receipts = await asyncio.gather(*(driver.achannel(f"x{i}", str(i)) for i in range(20)))
     assert _specs(emulator) == [1] * 20
     assert sorted(r.path for r in emulator.publish_requests) == sorted(
         f"/channels/x{i}/messages" for i in range(20)
     )
-    assert driver._batchers == {}
     _check_delivered_once(emulator, receipts, [str(i) for i in range(20)])
 
 
@@ -314,10 +363,11 @@ async def test_requests_hold_at_most_100_channels(
     _check_delivered_once(emulator, receipts, [*(str(i) for i in range(30)), "big"])
 
 
+@pytest.mark.parametrize("binary", [True, False])
 async def test_requests_stay_under_ablys_body_limit(
-    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast], binary: bool
 ) -> None:
-    driver = _driver(make_broadcast, max_payload_bytes=256 * 1024)
+    driver = _driver(make_broadcast, max_payload_bytes=256 * 1024, use_binary_protocol=binary)
     data = [chr(ord("a") + i) * (200 * 1024) for i in range(14)]
     receipts = await asyncio.gather(*(driver.achannel(f"big{i}", d) for i, d in enumerate(data)))
     assert emulator.violations == []
@@ -332,7 +382,7 @@ async def test_the_emulator_refuses_more_than_100_channels_in_one_request(
 ) -> None:
     """The check the tests above rely on: the emulator is strict about the total."""
     driver = _driver(make_broadcast)
-    client = await driver._clients.async_client()
+    client = driver._clients.async_client()
     body = [
         {"channels": [f"s{s}-{k}" for k in range(51)], "messages": [{"data": "x"}]}
         for s in range(2)
@@ -342,20 +392,17 @@ async def test_the_emulator_refuses_more_than_100_channels_in_one_request(
     assert "102 channels" in emulator.violations[0]
 
 
-async def test_aclose_waits_for_queued_publishes(
+async def test_aclose_sends_queued_publishes_first(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
-    driver = _driver(make_broadcast, batch_in_flight=1)
+    broadcast = make_broadcast(batch_in_flight=1)
+    driver = broadcast.driver(BroadcastAblyDriver)
     emulator.slow_next(0.5)
     tasks = [asyncio.create_task(driver.achannel("q0", "0"))]
     await _until_requests(emulator, 1)  # the only slot is busy: the next ones queue
     tasks += [asyncio.create_task(driver.achannel(f"q{i}", str(i))) for i in range(1, 8)]
     await asyncio.sleep(0)
-    batcher = driver._batchers[asyncio.get_running_loop()]
-    assert len(batcher._queue) == 7
-    await driver.aclose()
-    assert not batcher._queue and not batcher._tasks
-    assert driver._batchers == {}
+    await broadcast.aclose()
     assert _specs(emulator) == [1, 7]  # sent before aclose() returned
     receipts = await asyncio.gather(*tasks)
     _check_delivered_once(emulator, receipts, [str(i) for i in range(8)])
@@ -385,7 +432,7 @@ async def test_a_cancelled_waiting_publish_is_not_sent(
     driver = _driver(make_broadcast, batch_in_flight=1)
     emulator.slow_next(0.2)
     first = asyncio.create_task(driver.achannel("first", "0"))
-    await asyncio.sleep(0.05)
+    await _until_requests(emulator, 1)
     waiting = [asyncio.create_task(driver.achannel(f"w{i}", str(i))) for i in range(3)]
     await asyncio.sleep(0)
     waiting[1].cancel()
@@ -396,31 +443,36 @@ async def test_a_cancelled_waiting_publish_is_not_sent(
     assert [len(emulator.messages(c)) for c in ("first", "w0", "w2")] == [1, 1, 1]
 
 
-def test_one_batcher_per_loop_dropped_when_its_loop_closes(
-    emulator: AblyEmulator, broadcast: Broadcast
-) -> None:
+def test_every_event_loop_batches_on_its_own(emulator: AblyEmulator, broadcast: Broadcast) -> None:
     driver = broadcast.driver(BroadcastAblyDriver)
-    loops = []
 
     async def publish(i: int) -> None:
-        loops.append(asyncio.get_running_loop())
         await asyncio.gather(
             driver.achannel("loops", str(i)), driver.achannel("loops", str(i + 10))
         )
 
     for i in range(3):
         asyncio.run(publish(i))
-    assert list(driver._batchers) == [loops[-1]]  # the closed loops' batchers are gone
     assert sorted(m.data for m in emulator.messages("loops")) == ["0", "1", "10", "11", "12", "2"]
     assert _specs(emulator) == [2, 2, 2]
 
 
 def test_the_sync_path_does_not_batch(emulator: AblyEmulator, broadcast: Broadcast) -> None:
-    driver = broadcast.driver(BroadcastAblyDriver)
-    for i in range(3):
-        driver.channel(f"sync{i}", str(i))
-    assert _specs(emulator) == [1, 1, 1]
-    assert driver._batchers == {}
+    """Ten threads publishing at once: ten requests, one message each."""
+    start = threading.Barrier(10)
+
+    def publish(i: int) -> None:
+        start.wait(5)
+        broadcast.channel(f"sync{i}", str(i))
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert _specs(emulator) == [1] * 10
+    assert all(r.path.startswith("/channels/sync") for r in emulator.publish_requests)
+    assert [len(emulator.messages(f"sync{i}")) for i in range(10)] == [1] * 10
 
 
 async def test_secrets_stay_out_of_batched_errors(
@@ -436,30 +488,10 @@ async def test_secrets_stay_out_of_batched_errors(
         assert isinstance(error, PublishError)
         assert secret not in str(error) and secret not in repr(error)
         assert "********" in str(error)
-    assert secret not in repr(driver) and secret not in repr(driver._batchers)
+    assert secret not in repr(driver)
 
 
-# -- options and reading answers (no server needed) -------------------------------------
-
-
-def test_batching_options_default_on_and_are_checked() -> None:
-    settings = parse_settings({"key": TEST_KEY})
-    assert (settings.batch_publishes, settings.batch_in_flight) == (True, 4)
-    settings = parse_settings({"key": TEST_KEY, "batch_publishes": False, "batch_in_flight": 9})
-    assert (settings.batch_publishes, settings.batch_in_flight) == (False, 9)
-    for key, value in [
-        ("batch_publishes", "yes"),
-        ("batch_publishes", 1),
-        ("batch_in_flight", 0),
-        ("batch_in_flight", True),
-        ("batch_in_flight", "4"),
-        ("batch_in_flight", 2.5),
-    ]:
-        with pytest.raises(ConfigurationError) as caught:
-            parse_settings({"key": TEST_KEY, key: value})
-        assert caught.value.key == key
-        assert TEST_KEY.split(":")[1] not in str(caught.value)
-
+# -- reading answers (no server needed) ------------------------------------------------
 
 SPECS = [("a",), ("a", "b"), ("c",)]
 
@@ -468,14 +500,19 @@ def _ok(channel: str, n: int) -> dict[str, Any]:
     return {"channel": channel, "messageId": f"m{n}", "serials": [f"s{n}-{channel}"]}
 
 
-def test_read_batch_answer_per_spec_lists() -> None:
+def _readings(result: object) -> list[Reading | None]:
+    assert isinstance(result, list)
+    return result
+
+
+def test_read_answer_per_spec_lists() -> None:
     items = [[_ok("a", 0)], [_ok("a", 1), _ok("b", 1)], [_ok("c", 2)]]
-    answers = read_batch_answer(SPECS, 201, items)
-    assert [a.delivered if a else None for a in answers] == [["a"], ["a", "b"], ["c"]]
-    assert answers[1] is not None and answers[1].ids == ["s1-a", "s1-b"]
+    readings = _readings(read_answer(SPECS, 201, items))
+    assert [r.ids if r else None for r in readings] == [["s0-a"], ["s1-a", "s1-b"], ["s2-c"]]
+    assert all(r is not None and not r.failures and not r.missing for r in readings)
 
 
-def test_read_batch_answer_batch_results_and_flat_lists() -> None:
+def test_read_answer_batch_results_and_flat_lists() -> None:
     denied = {"code": 40160, "statusCode": 401, "message": "no"}
     results = [
         {"successCount": 1, "failureCount": 0, "results": [_ok("a", 0)]},
@@ -486,29 +523,33 @@ def test_read_batch_answer_batch_results_and_flat_lists() -> None:
         },
         {"successCount": 1, "failureCount": 0, "results": [_ok("c", 2)]},
     ]
-    answers = read_batch_answer(SPECS, 201, results)
-    assert answers[1] is not None
-    assert answers[1].delivered == ["a"] and answers[1].failures == {"b": (401, 40160, "no")}
+    readings = _readings(read_answer(SPECS, 201, results))
+    assert readings[1] is not None
+    assert readings[1].ids == ["s1-a"] and readings[1].failures == {"b": (401, 40160, "no")}
     flat = [_ok("a", 0), _ok("a", 1), _ok("b", 1), _ok("c", 2)]
-    assert [a.ids if a else None for a in read_batch_answer(SPECS, 201, flat)] == [
+    assert [r.ids if r else None for r in _readings(read_answer(SPECS, 201, flat))] == [
         ["s0-a"],
         ["s1-a", "s1-b"],
         ["s2-c"],
     ]
 
 
-def test_read_batch_answer_says_undecided_when_it_cannot_tell() -> None:
+def test_read_answer_says_when_it_cannot_tell() -> None:
     # a flat list in another order, or missing a channel, cannot be pinned on specs
-    assert read_batch_answer(SPECS, 201, [_ok("a", 1), _ok("a", 0), _ok("c", 2)]) == [None] * 3
+    unordered = [_ok("a", 1), _ok("a", 0), _ok("c", 2)]
+    assert read_answer(SPECS, 201, unordered) == [None] * 3
     # a spec whose result does not mention one of its channels
-    answers = read_batch_answer(SPECS, 201, [[_ok("a", 0)], [_ok("a", 1)], [_ok("c", 2)]])
-    assert answers[0] is not None and answers[1] is None and answers[2] is not None
+    readings = _readings(read_answer(SPECS, 201, [[_ok("a", 0)], [_ok("a", 1)], [_ok("c", 2)]]))
+    assert [r.missing if r else None for r in readings] == [[], ["b"], []]
+    # one part: the channels the answer does not mention
+    (reading,) = _readings(read_answer([("a", "b", "c")], 201, [_ok("a", 0)]))
+    assert reading is not None and reading.missing == ["b", "c"]
 
 
-def test_read_batch_answer_request_wide_and_partial_errors() -> None:
+def test_read_answer_request_wide_and_partial_errors() -> None:
     error = {"error": {"message": "Internal", "statusCode": 500, "code": 50000}}
-    answers = read_batch_answer(SPECS, 500, [error])
-    assert [a.error if a else None for a in answers] == [(500, 50000, "Internal")] * 3
+    assert read_answer(SPECS, 500, [error]) == (500, 50000, "Internal")
+    assert read_answer([("a",)], 502, []) == (502, None, "HTTP 502")
     partial = {
         "error": {"message": "Batched response includes errors", "statusCode": 400, "code": 40020},
         "batchResponse": [
@@ -517,11 +558,10 @@ def test_read_batch_answer_request_wide_and_partial_errors() -> None:
             [_ok("c", 2)],
         ],
     }
-    answers = read_batch_answer(SPECS, 400, [partial])
-    assert answers[1] is not None and answers[1].failures == {"b": (503, 50300, "")}
-    assert answers[0] is not None and answers[0].delivered == ["a"]
-    assert [a.delivered for a in read_batch_answer(SPECS, 201, []) if a] == [
-        ["a"],
-        ["a", "b"],
-        ["c"],
-    ]
+    readings = _readings(read_answer(SPECS, 400, [partial]))
+    assert readings[1] is not None and readings[1].failures == {"b": (503, 50300, "")}
+    assert readings[0] is not None and readings[0].ids == ["s0-a"]
+    acknowledged = _readings(read_answer(SPECS, 201, []))
+    assert all(r == Reading() for r in acknowledged)  # no detail: all acknowledged
+    # a single publish answered without per-channel detail is acknowledged
+    assert read_answer([("a", "b")], 201, [{}]) == [Reading()]

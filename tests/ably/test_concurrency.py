@@ -115,7 +115,7 @@ def test_each_event_loop_gets_its_own_async_client(
 
     async def publish(tag: str) -> None:
         await broadcast.achannel("loops", tag)
-        clients.append(await driver._clients.async_client())
+        clients.append(driver._clients.async_client())
 
     asyncio.run(publish("first"))
     asyncio.run(publish("second"))  # a new loop: a new client, no "attached to a different loop"
@@ -164,11 +164,12 @@ def test_clients_of_finished_loops_are_closed_and_dropped(
 
     async def publish(i: int) -> None:
         await broadcast.achannel("runs", {"i": i})
-        seen.append(await driver._clients.async_client())
+        seen.append(driver._clients.async_client())
 
     for i in range(5):
         asyncio.run(publish(i))
 
     assert all(client.http._Http__client.is_closed for client in seen)
-    assert len(driver._clients._async) == 1  # only the last loop's entry is left
+    assert driver._clients.loops.items() == []  # each loop closed its client as it ended
+    assert driver._clients.loops.created == 5
     assert [m.data["i"] for m in emulator.messages("runs")] == list(range(5))

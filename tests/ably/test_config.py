@@ -1,4 +1,9 @@
-"""The `ably` options: what is accepted, what the SDK gets, what is refused (by key name)."""
+"""The `ably` options: what is accepted, what the SDK gets, what is refused (by key name).
+
+The delivery options (``retries``, ``batch``...) belong to the core, which reads
+them from the same ``DRIVERS['ably']`` entry; the tests here check that they reach
+the driver (``driver.delivery``) and the SDK's fallback-host count.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,21 @@ from typing import Any
 
 import pytest
 
-from broadcasting import ConfigurationError, Retry
+from broadcasting import Broadcast, ConfigurationError, DeliveryOptions, Retry
+from broadcasting_ably import BroadcastAblyDriver
 from broadcasting_ably._settings import parse_settings
 from servers.ably_emulator import TEST_KEY
+
+
+def _connect(**options: Any) -> BroadcastAblyDriver:
+    config = {"DRIVER": "ably", "DRIVERS": {"ably": {"secret": TEST_KEY, **options}}}
+    return Broadcast(config).driver(BroadcastAblyDriver)
 
 
 def test_defaults() -> None:
     settings = parse_settings({"secret": TEST_KEY})
     assert settings.max_payload_bytes == 65536
-    assert settings.retry == Retry(2, 0.1, 2.0)
-    assert settings.sdk_options() == {
+    assert settings.sdk_options(2) == {
         "tls": True,
         "use_binary_protocol": True,
         "idempotent_rest_publishing": True,
@@ -37,14 +47,10 @@ def test_every_option() -> None:
             "http_request_timeout": 4,
             "use_binary_protocol": False,
             "max_payload_bytes": 256 * 1024,
-            "retries": 5,
-            "retry_backoff": 0.2,
-            "retry_max_backoff": 3,
         }
     )
     assert settings.max_payload_bytes == 262144
-    assert settings.retry == Retry(5, 0.2, 3.0)
-    assert settings.sdk_options() == {
+    assert settings.sdk_options(5) == {
         "tls": True,
         "use_binary_protocol": False,
         "idempotent_rest_publishing": True,
@@ -59,7 +65,7 @@ def test_every_option() -> None:
 
 
 def test_single_timeout_sets_both_and_specific_ones_win() -> None:
-    both = parse_settings({"secret": TEST_KEY, "timeout": 2}).sdk_options()
+    both = parse_settings({"secret": TEST_KEY, "timeout": 2}).sdk_options(2)
     assert (both["http_open_timeout"], both["http_request_timeout"]) == (2.0, 2.0)
     mixed = parse_settings({"secret": TEST_KEY, "timeout": 2, "http_open_timeout": 0.5})
     assert (mixed.http_open_timeout, mixed.http_request_timeout) == (0.5, 2.0)
@@ -71,27 +77,85 @@ def test_older_host_options_are_endpoint(old: str, caplog: pytest.LogCaptureFixt
 
     settings = parse_settings({"secret": TEST_KEY, old: "sandbox"})
     assert settings.endpoint == "sandbox"
-    client = AblyRest(key=TEST_KEY, **settings.sdk_options())
+    client = AblyRest(key=TEST_KEY, **settings.sdk_options(2))
     assert client.options.get_host() == "sandbox.realtime.ably.net"
     assert "deprecated" not in caplog.text  # no SDK warning on every connect
 
 
 def test_fallback_hosts_are_counted_against_the_retry_budget() -> None:
-    from ably import AblyRest
-
-    main = parse_settings({"secret": TEST_KEY, "retries": 1})
-    client = AblyRest(key=TEST_KEY, **main.sdk_options())
+    """The SDK may try 1 + retries hosts: the core's ``retries``, read when a client is made."""
+    main = _connect(retries=1)
+    assert main.delivery.retry.retries == 1
+    client = main._clients.sync_client()
     assert len(client.options.get_hosts()) == 2  # primary + 1 fallback = 1 + retries
+    assert client.options.http_max_retry_count == 2
+    main.close()
 
     custom = parse_settings({"secret": TEST_KEY, "endpoint": "127.0.0.1"})
     assert not custom.has_fallback_hosts
-    assert AblyRest(key=TEST_KEY, **custom.sdk_options()).options.get_hosts() == ["127.0.0.1"]
+    assert custom.sdk_options(2)["http_max_retry_count"] == 1
 
     listed = parse_settings(
         {"secret": TEST_KEY, "endpoint": "a.example.com", "fallback_hosts": ["b.example.com"]}
     )
     assert listed.has_fallback_hosts
-    assert listed.sdk_options()["http_max_retry_count"] == 3
+    assert listed.sdk_options(2)["http_max_retry_count"] == 3
+
+
+def test_the_sdk_clients_count_their_requests() -> None:
+    """The request hook that counts fallback-host re-sends is on both SDK clients.
+
+    If a new SDK moved its httpx client, the hook would be missing and re-sends
+    would be counted as one request: this test would say so.
+    """
+    import asyncio
+
+    driver = _connect()
+    sync = driver._clients.sync_client()
+
+    async def async_hooks() -> list[object]:
+        client = driver._clients.async_client()
+        hooks: list[object] = client.http._Http__client.event_hooks["request"]
+        return hooks
+
+    assert [h.__name__ for h in sync.http._HttpSync__client.event_hooks["request"]] == ["_count"]
+    assert [h.__name__ for h in asyncio.run(async_hooks())] == ["_acount"]  # type: ignore[attr-defined]
+    driver.close()
+
+
+def test_delivery_options_are_the_cores() -> None:
+    driver = _connect(
+        retries=5, retry_backoff=0.2, retry_max_backoff=3, batch=False, batch_in_flight=9
+    )
+    assert driver.delivery == DeliveryOptions(Retry(5, 0.2, 3.0), False, False, 9)
+    assert _connect().delivery == DeliveryOptions()  # retries 2, batching on, 4 in flight
+    caps = BroadcastAblyDriver.capabilities
+    assert (caps.channels_per_request, caps.batch_channels, caps.deduplicates) == (100, 100, True)
+    assert caps.batch_bytes is not None and caps.batch_bytes < 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("retries", -1),
+        ("retry_backoff", "fast"),
+        ("batch", "yes"),
+        ("batch_in_flight", 0),
+        ("at_least_once", 1),
+    ],
+)
+def test_bad_delivery_options_name_the_key(key: str, value: object) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        _connect(**{key: value})
+    assert (caught.value.driver, caught.value.key) == ("ably", key)
+    assert TEST_KEY not in str(caught.value)
+
+
+def test_the_old_batching_option_says_what_it_became() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_settings({"secret": TEST_KEY, "batch_publishes": False})
+    assert caught.value.key == "batch_publishes"
+    assert "'batch'" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -118,8 +182,8 @@ def test_fallback_hosts_are_counted_against_the_retry_budget() -> None:
         ({"secret": TEST_KEY, "max_payload_bytes": 0}, "max_payload_bytes"),
         ({"secret": TEST_KEY, "max_payload_bytes": 1.5}, "max_payload_bytes"),
         ({"secret": TEST_KEY, "fallback_hosts": "b.example.com"}, "fallback_hosts"),
-        ({"secret": TEST_KEY, "retries": -1}, "retries"),
-        ({"secret": TEST_KEY, "retry_backoff": "fast"}, "retry_backoff"),
+        # parse_settings never sees the core's options: given to it, they are unknown
+        ({"secret": TEST_KEY, "retries": 2}, "retries"),
     ],
 )
 def test_bad_options_name_the_key(options: dict[str, Any], key: str) -> None:

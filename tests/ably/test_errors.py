@@ -1,11 +1,14 @@
-"""Ably's errors as PublishError, retries with the same ids, partial batch failures.
+"""Ably's errors as PublishError: the three outcomes, and retries that never deliver twice.
 
-The emulator (Ably cannot run here) answers with Ably-shaped errors on demand;
-the driver, the SDK and httpx are real.
+The emulator (Ably cannot run here) answers with Ably-shaped errors on demand,
+loses answers after storing, and de-duplicates by (channel, message id) like
+Ably, so counting what it stored shows whether a retry delivered twice. The
+driver, the SDK and httpx are real.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -18,45 +21,59 @@ def _ids(emulator: AblyEmulator) -> list[str]:
     return [m["id"] for r in emulator.publish_requests for m in r.messages]
 
 
+def _closed_port() -> int:
+    with socket.socket() as sock:  # bound, never listening, then closed
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _partition(error: PublishError, channels: tuple[str, ...]) -> None:
+    """The error's delivered/failed/unknown split the channels exactly."""
+    outcomes = (*error.delivered, *error.failed, *error.unknown)
+    assert sorted(outcomes) == sorted(channels)
+    assert error.maybe_delivered == bool(error.unknown)
+
+
 def test_wrong_key_is_a_clear_auth_error_without_retries(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
-    broadcast = make_broadcast(key=WRONG_KEY)
     with pytest.raises(PublishError) as caught:
-        broadcast.channel("orders", "m")
+        make_broadcast(key=WRONG_KEY).channel("orders", "m")
     error = caught.value
     assert (error.code, error.status, error.retryable) == (40101, 401, False)
     assert "Invalid credentials" in str(error)
     assert "check the API key" in str(error)
-    assert error.failed == ("orders",)
-    assert len(emulator.publish_requests) == 1  # an auth error is not retried
+    assert (error.failed, error.unknown, error.maybe_delivered) == (("orders",), (), False)
+    assert error.requests == len(emulator.publish_requests) == 1
 
 
-def test_auth_failure_stops_the_remaining_batches(
+def test_auth_failure_stops_the_remaining_groups(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
-    channels = [f"c{i}" for i in range(250)]
+    channels = tuple(f"c{i}" for i in range(250))
     with pytest.raises(PublishError) as caught:
         make_broadcast(key=WRONG_KEY).channel(channels, "m")
-    assert caught.value.failed == tuple(channels)
-    assert caught.value.delivered == ()
+    assert caught.value.failed == channels
+    assert caught.value.delivered == caught.value.unknown == ()
     assert len(emulator.publish_requests) == 1
 
 
 @pytest.mark.parametrize(
-    ("status", "code", "retryable"),
+    ("status", "code", "retryable", "maybe_delivered"),
     [
-        (401, 40101, False),
-        (401, 40140, False),
-        (401, 40142, False),
-        (401, 40160, False),
-        (400, 40000, False),
-        (400, 40009, False),
-        (429, 42910, True),
-        (429, 42911, True),
-        (500, 50000, True),
-        (503, 50300, True),
-        (504, 50400, True),
+        (401, 40101, False, False),
+        (401, 40140, False, False),
+        (401, 40142, False, False),
+        (401, 40160, False, False),
+        (400, 40000, False, False),
+        (400, 40009, False, False),
+        (408, 40800, True, False),
+        (429, 42910, True, False),
+        (429, 42911, True, False),
+        (500, 50000, True, True),
+        (503, 50300, True, True),
+        (504, 50400, True, True),
     ],
 )
 def test_ably_error_codes_map_to_publish_error(
@@ -65,14 +82,20 @@ def test_ably_error_codes_map_to_publish_error(
     status: int,
     code: int,
     retryable: bool,
+    maybe_delivered: bool,
 ) -> None:
     emulator.fail_next(status, code, "Emulated")
     with pytest.raises(PublishError) as caught:
         make_broadcast(retries=0).channel("orders", "m")
     error = caught.value
     assert (error.status, error.code, error.retryable) == (status, code, retryable)
+    assert error.maybe_delivered is maybe_delivered
+    outcome = "unknown" if maybe_delivered else "failed"
+    assert getattr(error, outcome) == ("orders",)
     assert f"({code}, HTTP {status})" in str(error)
     assert error.driver == "ably"
+    assert isinstance(error.__cause__, PublishError)  # the driver's error for the request
+    assert error.causes == {"orders": error.__cause__}
 
 
 @pytest.mark.parametrize(("status", "code"), [(429, 42911), (500, 50000), (503, 50300)])
@@ -93,14 +116,74 @@ def test_rate_limit_that_lasts_gives_up_after_the_retry_budget(
     emulator.fail_next(429, 42911, "Rate limit exceeded", times=10)
     with pytest.raises(PublishError) as caught:
         make_broadcast(retries=3).channel("orders", "m")
-    assert (caught.value.code, caught.value.status, caught.value.retryable) == (42911, 429, True)
-    assert len(emulator.publish_requests) == 4
+    error = caught.value
+    assert (error.code, error.status, error.retryable) == (42911, 429, True)
+    assert (error.failed, error.unknown) == (("orders",), ())  # a 429 stored nothing
+    assert error.requests == len(emulator.publish_requests) == 4
+    assert emulator.messages("orders") == []
+
+
+# -- unknown outcomes: Ably may have it, and de-duplicates the retry ------------------
+
+
+@pytest.mark.parametrize("channels", [("orders",), ("orders", "audit")])
+def test_a_lost_answer_is_retried_with_the_same_id_and_stored_once(
+    emulator: AblyEmulator, broadcast: Broadcast, channels: tuple[str, ...]
+) -> None:
+    """The emulator stores the message, then drops the connection without answering."""
+    emulator.drop_next()
+    receipt = broadcast.channel(list(channels), {"n": 1})
+
+    first, _ = emulator.publish_requests
+    assert first.status == -1  # no answer at all
+    assert receipt.requests == 2
+    assert _ids(emulator) == [f"{receipt.message_id}:0"] * 2
+    for channel in channels:
+        (stored,) = emulator.messages(channel)
+        assert stored.data == {"n": 1}
+
+
+async def test_a_lost_answer_on_the_async_path(
+    emulator: AblyEmulator, abroadcast: Broadcast
+) -> None:
+    emulator.drop_next()
+    receipt = await abroadcast.achannel(["a", "b"], "m")
+    assert receipt.requests == 2
+    assert _ids(emulator) == [f"{receipt.message_id}:0"] * 2
+    assert [len(emulator.messages(c)) for c in ("a", "b")] == [1, 1]
+
+
+def test_a_lost_answer_without_retries_is_unknown(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    emulator.drop_next()
+    with pytest.raises(PublishError) as caught:
+        make_broadcast(retries=0).channel(["a", "b"], "m")
+    error = caught.value
+    assert (error.unknown, error.failed, error.delivered) == (("a", "b"), (), ())
+    assert error.maybe_delivered and error.retryable and error.status is None
+    assert "may have arrived" in str(error)
+    # and it did arrive: "unknown" was the honest answer
+    assert [len(emulator.messages(c)) for c in ("a", "b")] == [1, 1]
+
+
+@pytest.mark.parametrize("channels", [("orders",), ("orders", "audit")])
+def test_a_503_after_storing_is_retried_and_stored_once(
+    emulator: AblyEmulator, broadcast: Broadcast, channels: tuple[str, ...]
+) -> None:
+    emulator.fail_next(503, 50300, "Emulated unavailable", after_store=True)
+    receipt = broadcast.channel(list(channels), "m")
+
+    assert [r.status for r in emulator.publish_requests] == [503, 201]
+    assert receipt.requests == 2
+    assert _ids(emulator) == [f"{receipt.message_id}:0"] * 2
+    assert all(len(emulator.messages(c)) == 1 for c in channels)
 
 
 def test_a_timed_out_publish_that_ably_did_store_is_delivered_once(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
-    """The emulator stores the message, then answers too late; the retry is deduplicated."""
+    """The emulator stores the message, then answers too late; the retry is de-duplicated."""
     emulator.slow_next(1.0)
     receipt = make_broadcast(timeout=0.3).channel("orders", {"n": 1})
 
@@ -110,17 +193,16 @@ def test_a_timed_out_publish_that_ably_did_store_is_delivered_once(
     assert stored.data == {"n": 1}
 
 
-def test_a_timeout_without_retries_is_a_retryable_error(
+def test_a_timeout_without_retries_is_unknown(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
     emulator.slow_next(1.0)
     with pytest.raises(PublishError) as caught:
         make_broadcast(http_request_timeout=0.2, retries=0).channel("orders", "m")
     error = caught.value
-    assert error.retryable is True
-    assert error.status is None
+    assert (error.retryable, error.status) == (True, None)
     assert "timed out" in str(error)
-    assert error.failed == ("orders",)
+    assert (error.unknown, error.failed) == (("orders",), ())
 
 
 async def test_async_retries_keep_the_same_id(
@@ -136,6 +218,85 @@ async def test_async_retries_keep_the_same_id(
     await driver.aclose()
 
 
+def test_an_unreadable_answer_is_retried(emulator: AblyEmulator, broadcast: Broadcast) -> None:
+    """A proxy's HTML error page: the SDK cannot decode it; the same id makes a retry safe."""
+    emulator.html_next(502)
+    receipt = broadcast.channel("orders", "m")
+    assert receipt.requests == 2
+    assert len(emulator.messages("orders")) == 1
+
+
+def test_an_unreadable_answer_without_retries_is_unknown(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    emulator.html_next(502)
+    with pytest.raises(PublishError) as caught:
+        make_broadcast(retries=0).channel("orders", "m")
+    assert caught.value.retryable is True
+    assert caught.value.unknown == ("orders",)
+    assert "could not be read" in str(caught.value)
+
+
+@pytest.mark.parametrize("batch_format", ["legacy", "result"])
+def test_channels_left_out_of_the_answer_are_retried_with_the_same_id(
+    emulator: AblyEmulator, broadcast: Broadcast, batch_format: str
+) -> None:
+    """Ably's answer does not mention "b": it may have it, so the core sends it again."""
+    emulator.batch_format = batch_format
+    emulator.forget_channels_next(["b"])
+    receipt = broadcast.channel(["a", "b", "c"], "m")
+
+    first, second = emulator.publish_requests
+    assert first.channels == ("a", "b", "c")
+    assert second.channels == ("b",)
+    assert receipt.requests == 2
+    assert _ids(emulator) == [f"{receipt.message_id}:0"] * 2
+    assert [len(emulator.messages(c)) for c in "abc"] == [1, 1, 1]
+
+
+def test_channels_left_out_of_the_answer_without_retries_are_unknown(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    emulator.forget_channels_next(["b"])
+    with pytest.raises(PublishError) as caught:
+        make_broadcast(retries=0).channel(["a", "b", "c"], "m")
+    error = caught.value
+    assert (error.delivered, error.failed, error.unknown) == (("a", "c"), (), ("b",))
+    assert "not mentioned in Ably's answer" in str(error)
+
+
+# -- certain failures ----------------------------------------------------------------
+
+
+def test_connection_refused_is_failed_and_retried(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    """Nothing listens on the port: nothing can have been delivered, so it is retried."""
+    broadcast = make_broadcast(tls_port=_closed_port())  # retries=2 by default
+    with pytest.raises(PublishError) as caught:
+        broadcast.channel(["orders", "audit"], "m")
+    error = caught.value
+    assert (error.failed, error.unknown, error.maybe_delivered) == (("orders", "audit"), (), False)
+    assert (error.retryable, error.status) == (True, None)
+    assert error.requests == 3  # the first attempt and two retries
+    assert "could not connect to Ably" in str(error)
+    assert emulator.requests == []
+    assert emulator.messages("orders") == emulator.messages("audit") == []
+
+
+async def test_connection_refused_on_the_async_path(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    broadcast = make_broadcast(tls_port=_closed_port(), retries=1)
+    with pytest.raises(PublishError) as caught:
+        await broadcast.achannel("orders", "m")
+    assert (caught.value.failed, caught.value.requests) == (("orders",), 2)
+    await broadcast.aclose()
+
+
+# -- partial failures of a batch request ---------------------------------------------
+
+
 @pytest.mark.parametrize("batch_format", ["legacy", "result"])
 def test_partial_batch_failure_lists_delivered_and_failed_channels(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast], batch_format: str
@@ -143,11 +304,13 @@ def test_partial_batch_failure_lists_delivered_and_failed_channels(
     """A key limited to `allowed:*` (Ably's capability check, code 40160 per channel)."""
     emulator.batch_format = batch_format
     broadcast = make_broadcast(key=LIMITED_KEY)
+    channels = ("allowed:1", "denied", "allowed:2", "also-denied")
     with pytest.raises(PublishError) as caught:
-        broadcast.channel(["allowed:1", "denied", "allowed:2", "also-denied"], "m")
+        broadcast.channel(list(channels), "m")
     error = caught.value
+    _partition(error, channels)
     assert error.delivered == ("allowed:1", "allowed:2")
-    assert error.failed == ("denied", "also-denied")
+    assert (error.failed, error.unknown) == (("denied", "also-denied"), ())
     assert (error.code, error.status, error.retryable) == (40160, 401, False)
     assert "2 of 4 channels" in str(error)
     assert len(emulator.publish_requests) == 1  # capability errors are not retried
@@ -156,15 +319,37 @@ def test_partial_batch_failure_lists_delivered_and_failed_channels(
     assert answer.status == (400 if batch_format == "legacy" else 201)
 
 
-def test_partial_failure_across_batches(
+@pytest.mark.parametrize("batch_format", ["legacy", "result"])
+def test_partial_failure_retries_only_the_retryable_channels(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast], batch_format: str
+) -> None:
+    """40020 with one channel refused (40160) and one unavailable (503): only the 503 goes again."""
+    emulator.batch_format = batch_format
+    emulator.fail_channels_next(["allowed:b"], 503, 50300, "Emulated unavailable")
+    channels = ("allowed:a", "allowed:b", "denied", "allowed:c")
+    with pytest.raises(PublishError) as caught:
+        make_broadcast(key=LIMITED_KEY).channel(list(channels), "m")
+    error = caught.value
+    _partition(error, channels)
+    assert error.delivered == ("allowed:a", "allowed:b", "allowed:c")
+    assert (error.failed, error.unknown) == (("denied",), ())
+    assert error.requests == 2
+    first, second = emulator.publish_requests
+    assert first.channels == channels
+    assert second.channels == ("allowed:b",)  # alone: the refused channel is not retried
+    assert second.messages[0]["id"] == first.messages[0]["id"]
+    assert [len(emulator.messages(c)) for c in channels] == [1, 1, 0, 1]
+
+
+def test_partial_failure_across_groups(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
-    channels = [f"allowed:{i}" for i in range(150)] + ["denied"]
+    channels = (*(f"allowed:{i}" for i in range(150)), "denied")
     with pytest.raises(PublishError) as caught:
         make_broadcast(key=LIMITED_KEY).channel(channels, "m")
-    assert caught.value.delivered == tuple(channels[:-1])
+    assert caught.value.delivered == channels[:-1]
     assert caught.value.failed == ("denied",)
-    assert len(emulator.publish_requests) == 2
+    assert len(emulator.publish_requests) == caught.value.requests == 2
 
 
 @pytest.mark.parametrize("batch_format", ["legacy", "result"])
@@ -184,97 +369,99 @@ def test_only_the_failed_channels_are_retried(
 
 
 def test_mixed_per_channel_failures(emulator: AblyEmulator, broadcast: Broadcast) -> None:
-    """Retryable failures are retried; what still fails is reported with every cause."""
-    emulator.fail_channels_next(["b"], 429, 42911, "Rate limit exceeded")
-    emulator.fail_channels_next(["b"], 429, 42911, "Rate limit exceeded")
-    emulator.fail_channels_next(["b"], 429, 42911, "Rate limit exceeded")
+    """A rate limit on one channel is retried until the budget ends; it stays failed."""
+    for _ in range(3):
+        emulator.fail_channels_next(["b"], 429, 42911, "Rate limit exceeded")
     with pytest.raises(PublishError) as caught:
-        broadcast.channel(["a", "b", "[bad"[1:]], "m")
+        broadcast.channel(["a", "b", "c"], "m")
     error = caught.value
-    assert error.delivered == ("a", "bad")
-    assert error.failed == ("b",)
+    assert (error.delivered, error.failed, error.unknown) == (("a", "c"), ("b",), ())
     assert (error.code, error.retryable) == (42911, True)
-    assert len(emulator.publish_requests) == 3  # 1 + 2 retries, the last two for "b" only
+    assert [r.channels for r in emulator.publish_requests] == [("a", "b", "c"), ("b",), ("b",)]
 
 
-def test_an_unreadable_answer_is_retried(emulator: AblyEmulator, broadcast: Broadcast) -> None:
-    """A proxy's HTML error page: the SDK cannot decode it; the same ids make a retry safe."""
-    emulator.html_next(502)
-    receipt = broadcast.channel("orders", "m")
-    assert receipt.requests == 2
-    assert len(emulator.messages("orders")) == 1
-
-
-def test_an_unreadable_answer_without_retries(
-    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+def test_a_channel_that_keeps_failing_with_a_server_error_is_unknown(
+    emulator: AblyEmulator, broadcast: Broadcast
 ) -> None:
-    emulator.html_next(502)
+    for _ in range(3):
+        emulator.fail_channels_next(["b"], 500, 50000, "Internal error")
     with pytest.raises(PublishError) as caught:
-        make_broadcast(retries=0).channel("orders", "m")
-    assert caught.value.retryable is True
-    assert "could not be read" in str(caught.value)
-
-
-def test_connection_refused_is_a_retryable_error(
-    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
-) -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    broadcast = make_broadcast(tls_port=port, retries=1)
-    with pytest.raises(PublishError) as caught:
-        broadcast.channel("orders", "m")
-    assert caught.value.retryable is True
-    assert caught.value.status is None
-    assert "failed before Ably answered" in str(caught.value)
+        broadcast.channel(["a", "b"], "m")
+    error = caught.value
+    assert (error.delivered, error.failed, error.unknown) == (("a",), (), ("b",))
+    assert error.requests == 3
 
 
 class TestFallbackHosts:
-    """The SDK's own fallback-host retries count against the same budget.
+    """The SDK's own fallback-host re-sends count against the same budget, once.
 
     ``localhost`` and ``127.0.0.1`` are two names of the emulator, standing in
     for Ably's primary and fallback hosts.
     """
 
-    def test_sdk_failover_is_not_retried_again(
+    def _broadcast(self, make_broadcast: Callable[..., Broadcast], **options: object) -> Broadcast:
+        return make_broadcast(endpoint="localhost", fallback_hosts=["127.0.0.1"], **options)
+
+    def test_sdk_failover_uses_the_budget(
         self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
     ) -> None:
         emulator.fail_next(500, 50000, times=10)
-        broadcast = make_broadcast(endpoint="localhost", fallback_hosts=["127.0.0.1"], retries=2)
         with pytest.raises(PublishError) as caught:
-            broadcast.channel("orders", "m")
+            self._broadcast(make_broadcast, retries=1).channel("orders", "m")
         assert caught.value.code == 50000
-        # the SDK tried both hosts at once; the driver did not start over (that would be 6)
-        assert len(emulator.publish_requests) == 2
+        # the SDK tried both hosts; the core counted them and did not start over
+        hosts = [r.headers["host"].split(":")[0] for r in emulator.publish_requests]
+        assert hosts == ["localhost", "127.0.0.1"]
+        assert caught.value.requests == 2
         assert len(set(_ids(emulator))) == 1
+
+    def test_every_request_of_the_sdk_is_counted(
+        self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+    ) -> None:
+        """retries=2 with only two hosts: one SDK call (2 requests) leaves one retry.
+
+        That retry is again one SDK call over both hosts, so the publish takes 4
+        requests, and says so: the core stops once the count is over the budget.
+        """
+        emulator.fail_next(500, 50000, times=10)
+        with pytest.raises(PublishError) as caught:
+            self._broadcast(make_broadcast, retries=2).channel("orders", "m")
+        assert caught.value.requests == len(emulator.publish_requests) == 4
+        assert caught.value.unknown == ("orders",)
 
     def test_sdk_failover_success_counts_its_requests(
         self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
     ) -> None:
         emulator.fail_next(503, 50300)
-        broadcast = make_broadcast(endpoint="localhost", fallback_hosts=["127.0.0.1"])
-        receipt = broadcast.channel("orders", "m")
-        assert receipt.requests == 2
+        receipt = self._broadcast(make_broadcast).channel("orders", "m")
+        assert receipt.requests == len(emulator.publish_requests) == 2
         assert len(emulator.messages("orders")) == 1
 
-    def test_rate_limits_are_still_retried_by_the_driver(
+    async def test_sdk_failover_is_counted_on_the_async_path(
         self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
     ) -> None:
-        """The SDK does not fail over on 429, so the driver backs off and retries."""
-        emulator.fail_next(429, 42911)
-        broadcast = make_broadcast(endpoint="localhost", fallback_hosts=["127.0.0.1"])
-        receipt = broadcast.channel("orders", "m")
-        assert receipt.requests == 2
+        emulator.fail_next(503, 50300, after_store=True)
+        broadcast = self._broadcast(make_broadcast)
+        receipt = await broadcast.achannel(["a", "b"], "m")
+        assert receipt.requests == len(emulator.publish_requests) == 2
+        assert [len(emulator.messages(c)) for c in "ab"] == [1, 1]
+        await broadcast.aclose()
 
-    def test_without_fallback_hosts_the_driver_retries(
+    def test_rate_limits_are_retried_by_the_core(
+        self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+    ) -> None:
+        """The SDK does not fail over on 429, so the core backs off and retries."""
+        emulator.fail_next(429, 42911)
+        receipt = self._broadcast(make_broadcast).channel("orders", "m")
+        assert receipt.requests == len(emulator.publish_requests) == 2
+
+    def test_without_fallback_hosts_the_core_retries(
         self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
     ) -> None:
         emulator.fail_next(500, 50000, times=10)
-        with pytest.raises(PublishError):
+        with pytest.raises(PublishError) as caught:
             make_broadcast(retries=2).channel("orders", "m")
-        assert len(emulator.publish_requests) == 3
+        assert caught.value.requests == len(emulator.publish_requests) == 3
 
 
 async def test_async_partial_failure_across_concurrent_groups(
@@ -282,17 +469,20 @@ async def test_async_partial_failure_across_concurrent_groups(
 ) -> None:
     """On the async path the groups of 100 go concurrently; the report is the same."""
     channels = (
-        [f"allowed:{i}" for i in range(150)] + ["denied"] + [f"allowed:x{i}" for i in range(99)]
+        *(f"allowed:{i}" for i in range(150)),
+        "denied",
+        *(f"allowed:x{i}" for i in range(99)),
     )
     broadcast = make_broadcast(key=LIMITED_KEY)
     with pytest.raises(PublishError) as caught:
         await broadcast.achannel(channels, "m")
     error = caught.value
+    _partition(error, channels)
     assert error.failed == ("denied",)
     assert error.delivered == tuple(c for c in channels if c != "denied")
     assert (error.code, error.retryable) == (40160, False)
     assert "1 of 250 channels" in str(error)
-    assert len(emulator.publish_requests) == 3
+    assert len(emulator.publish_requests) == error.requests == 3
     await broadcast.aclose()
 
 

@@ -10,9 +10,13 @@ from broadcasting import installed_drivers
 
 
 def test_installed_through_the_entry_point() -> None:
+    """The entry point names the Driver class; the core connects it with from_config."""
     info = {d.name: d for d in installed_drivers()}["ably"]
     assert info.distribution == "broadcasting-ably"
-    assert info.module == "broadcasting_ably"
+    assert info.module == "broadcasting_ably:BroadcastAblyDriver"
+    import broadcasting_ably
+
+    assert not hasattr(broadcasting_ably, "broadcasting_connect")
 
 
 def _python(code: str) -> str:
