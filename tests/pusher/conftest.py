@@ -4,10 +4,16 @@ soketi is started once per test session on free loopback ports (``npm ci``
 first if it is not installed) and stopped at the end. Without Node.js/npm the
 tests that need it are skipped, naming what is missing; with ``CI`` set they
 fail instead, so a CI run can never pass by skipping them.
+
+Ports that fail the way networks do, without a mock: :func:`refusing` (nothing
+listens: the kernel refuses the connection) and :func:`unanswered` (a listener
+whose accept queue is full: Linux drops the SYN, the connect times out). Both
+count the process's connect attempts to them (``http_proxy.ConnectAttempts``).
 """
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,10 +23,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
-from http_proxy import CountingProxy
-from pusher_ws import PusherSubscriber, Subscribe
+from http_proxy import ConnectAttempts, CountingProxy
+from pusher_ws import Event, PusherSubscriber, Received, Subscribe
 from soketi_pytest import start_soketi
-from soketi_server import SoketiServer
+from soketi_server import HOST, SoketiServer, free_port
 
 from broadcasting import Broadcast
 
@@ -93,3 +99,56 @@ async def subscribe(soketi: SoketiServer) -> AsyncIterator[Subscribe]:
     yield open_and_subscribe
     for subscriber in opened:
         await subscriber.close()
+
+
+@pytest.fixture
+def received(broadcast: Broadcast) -> Received:
+    """``await received(sub, channel)``: every event ``sub`` got so far, nothing missed.
+
+    Publishes a marker to ``channel`` straight to soketi and reads up to it
+    (``PusherSubscriber.until_marker``): whatever soketi delivered before,
+    even for a request whose answer was lost, arrives first.
+    """
+
+    async def read(sub: PusherSubscriber, channel: str) -> list[Event]:
+        return await sub.until_marker(lambda marker: broadcast.achannel(channel, marker, "marker"))
+
+    return read
+
+
+@pytest.fixture
+def refusing() -> Iterator[ConnectAttempts]:
+    """A loopback port nothing listens on (connects are refused), with its attempts counted."""
+    attempts = ConnectAttempts(free_port())
+    yield attempts
+    attempts.stop()
+
+
+@pytest.fixture
+def unanswered() -> Iterator[ConnectAttempts]:
+    """A loopback port whose connects time out, with its attempts counted.
+
+    A listener that never accepts, with a backlog of 0, and one connection
+    already waiting in its queue: Linux then drops new SYNs (the client
+    retransmits until its connect timeout).
+    """
+    server = socket.socket()
+    server.bind((HOST, 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    filler = socket.create_connection((HOST, port), timeout=2)
+    probe = socket.socket()
+    probe.settimeout(0.2)
+    try:
+        probe.connect((HOST, port))
+    except TimeoutError:
+        pass
+    else:  # pragma: no cover - a kernel that accepts beyond the backlog
+        pytest.skip("this kernel completes connects beyond a full accept queue")
+    finally:
+        probe.close()
+    attempts = ConnectAttempts(port)
+    yield attempts
+    attempts.stop()
+    filler.close()
+    server.close()

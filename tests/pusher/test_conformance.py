@@ -229,7 +229,9 @@ class TestPusherConformance(DriverConformance):
             ({**base, "max_connections": 0}, "max_connections"),
             ({**base, "retries": -1}, "retries"),
             ({**base, "retry_backoff": -0.5}, "retry_backoff"),
-            ({**base, "batch_events": "yes"}, "batch_events"),
+            ({**base, "batch_events": False}, "batch_events"),  # replaced by the core's batch
+            ({**base, "batch": "yes"}, "batch"),
+            ({**base, "at_least_once": "no"}, "at_least_once"),
             ({**base, "batch_in_flight": 0}, "batch_in_flight"),
             (
                 {**base, "encryption_master_key_base64": "not base64!"},

@@ -37,16 +37,14 @@ def config_error(**changes: Any) -> ConfigurationError:
 def test_entry_point_is_installed() -> None:
     info = {i.name: i for i in installed_drivers()}["pusher"]
     assert info.distribution == "broadcasting-pusher"
-    assert info.module == "broadcasting_pusher"
+    assert info.module == "broadcasting_pusher:BroadcastPusherDriver"
 
 
 def test_seed_keys_and_defaults() -> None:
     s = settings()
     assert (s.app_id, s.key, s.secret.reveal()) == ("1234567", "app-key", SECRET)
     assert (s.host, s.port, s.ssl, s.timeout) == ("api.pusherapp.com", 443, True, 5.0)
-    assert s.max_payload_bytes == 10240
-    assert (s.retry.retries, s.retry.backoff, s.retry.max_backoff) == (2, 0.1, 2.0)
-    assert s.batch_events is True  # async micro-batching is on by default
+    assert (s.max_payload_bytes, s.max_connections) == (10240, 10)
 
 
 def test_modern_key_cluster_and_plain_http() -> None:
@@ -60,19 +58,46 @@ def test_modern_key_cluster_and_plain_http() -> None:
     )
 
 
-def test_host_port_timeout_payload_and_retries() -> None:
-    s = settings(
-        host="127.0.0.1",
-        port=6001,
-        timeout=0.5,
-        max_payload_bytes=20000,
-        retries=5,
-        retry_backoff=0.5,
-        retry_max_backoff=3,
-    )
+def test_host_port_timeout_and_payload() -> None:
+    s = settings(host="127.0.0.1", port=6001, timeout=0.5, max_payload_bytes=20000)
     assert (s.base_url, s.timeout, s.max_payload_bytes) == ("https://127.0.0.1:6001", 0.5, 20000)
-    assert (s.retry.retries, s.retry.backoff, s.retry.max_backoff) == (5, 0.5, 3.0)
     assert BroadcastPusherDriver(s).limits.max_payload_bytes == 20000
+
+
+def test_delivery_options_are_the_cores() -> None:
+    # the core reads them from the same DRIVERS entry; the driver never sees them
+    options = {**BASE, "retries": 5, "retry_backoff": 0.5, "at_least_once": True, "batch": False}
+    with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as broadcast:
+        delivery = broadcast.driver(BroadcastPusherDriver).delivery
+    assert (delivery.retry.retries, delivery.retry.backoff) == (5, 0.5)
+    assert (delivery.at_least_once, delivery.batch, delivery.batch_in_flight) == (True, False, 4)
+    with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": BASE}}) as broadcast:
+        defaults = broadcast.driver(BroadcastPusherDriver).delivery
+    assert (defaults.retry.retries, defaults.at_least_once, defaults.batch) == (2, False, True)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("retries", -1),
+        ("retry_backoff", "fast"),
+        ("at_least_once", "yes"),
+        ("batch", 1),
+        ("batch_in_flight", 0),
+    ],
+)
+def test_bad_delivery_options_name_the_key(key: str, value: object) -> None:
+    broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": {**BASE, key: value}}})
+    with pytest.raises(ConfigurationError) as info:
+        broadcast.driver()
+    assert (info.value.driver, info.value.key) == ("pusher", key)
+    assert SECRET not in str(info.value)
+
+
+def test_batch_events_says_what_replaced_it() -> None:
+    error = config_error(batch_events=False)
+    assert error.key == "batch_events"
+    assert "'batch'" in str(error)
 
 
 @pytest.mark.parametrize("app_id", ["my-app", "12a", "", None, 1.5, True, "-3"])
@@ -104,10 +129,6 @@ def test_non_numeric_app_id_says_why() -> None:
         ({"timeout": "5"}, "timeout"),
         ({"max_payload_bytes": 0}, "max_payload_bytes"),
         ({"max_connections": 0}, "max_connections"),
-        ({"retries": -1}, "retries"),
-        ({"retry_backoff": "fast"}, "retry_backoff"),
-        ({"batch_events": 1}, "batch_events"),
-        ({"batch_in_flight": 0}, "batch_in_flight"),
         ({"encryption_master_key_base64": "not base64!"}, "encryption_master_key_base64"),
         ({"encryption_master_key_base64": base64.b64encode(b"short").decode()}, None),
         ({"colour": "blue"}, "colour"),

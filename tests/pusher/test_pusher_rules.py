@@ -128,11 +128,11 @@ def test_encrypted_overhead_counts_against_the_limit() -> None:
 
 def test_fan_out_plan() -> None:
     channels = (*tuple(f"c{i}" for i in range(250)), "private-encrypted-x", "private-encrypted-y")
-    chunks = _rules.plan(channels)
-    assert [len(c.channels) for c in chunks] == [100, 100, 50, 1, 1]
-    assert [c.encrypted for c in chunks] == [False, False, False, True, True]
-    assert sorted(c for chunk in chunks for c in chunk.channels) == sorted(channels)
-    assert _rules.plan(("only",))[0].channels == ("only",)
+    groups = _rules.plan(channels)
+    assert [len(group) for group in groups] == [100, 100, 50, 1, 1]
+    assert groups[3:] == [("private-encrypted-x",), ("private-encrypted-y",)]
+    assert sorted(c for group in groups for c in group) == sorted(channels)
+    assert _rules.plan(("only",)) == [("only",)]
 
 
 def test_sdk_size_check_is_bypassed() -> None:

@@ -70,13 +70,16 @@ async def test_publishes_over_tls(
 
 
 async def test_untrusted_certificate_is_not_retried(tls_soketi: SoketiServer) -> None:
+    # refused before anything was sent: certainly not delivered, and sending again cannot help
     with Broadcast(config(tls_soketi, retry_backoff=0.01)) as broadcast:
         with pytest.raises(PublishError) as info:
             broadcast.channel("secure", "x")
-        assert (info.value.status, info.value.retryable) == (None, False)
+        assert (info.value.status, info.value.retryable, info.value.requests) == (None, False, 1)
+        assert (info.value.failed, info.value.unknown) == (("secure",), ())
         assert "certificate" in str(info.value)
         with pytest.raises(PublishError) as info:
             await broadcast.achannel("secure", "x")
-        assert (info.value.status, info.value.retryable) == (None, False)
+        assert (info.value.status, info.value.retryable, info.value.requests) == (None, False, 1)
+        assert (info.value.failed, info.value.unknown) == (("secure",), ())
         assert "certificate" in str(info.value)
         await broadcast.aclose()

@@ -1,5 +1,5 @@
 """Connections: the sync keep-alive pool, one aiohttp session per loop, close and reopen,
-the SDK's ``backend=`` hook, and async micro-batching over ``/batch_events``.
+the SDK's ``backend=`` hook, and the core's async micro-batching over ``/batch_events``.
 
 The counting proxy in front of soketi counts client connections and requests;
 it keeps connections alive even though soketi 1.6 closes every one (it sends
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from http_proxy import CountingProxy
-from pusher_ws import Subscribe
+from pusher_ws import Received, Subscribe
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast, PublishError
@@ -42,7 +42,7 @@ async def test_async_session_is_shared(proxied: Broadcast, proxy: CountingProxy)
     # at once: the default micro-batching lets waiting publishes share /batch_events requests
     assert 20 + 2 <= len(proxy.posts()) < 40
     assert any("/batch_events" in seen.path for seen in proxy.posts())
-    assert driver._sessions.opened == 1, "one session for this loop"
+    assert driver._sessions.created == 1, "one session for this loop"
     assert proxy.connections <= driver.settings.max_connections
 
 
@@ -65,10 +65,10 @@ def test_close_then_reconnect_lazily(proxied: Broadcast, proxy: CountingProxy) -
     proxied.channel("c", "sync")
     asyncio.run(publish_twice())
     asyncio.run(publish_twice())  # a second loop gets its own session
-    assert driver._sessions.opened == 2
-    sessions = list(driver._sessions._sessions.values())
+    assert driver._sessions.created == 2
+    assert driver._sessions.items() == [], "each loop closed its session as it shut down"
+    assert len(driver._pool._idle) == 1
     proxied.close()
-    assert all(session.closed for session in sessions)
     assert driver._pool._idle == []
     # the same Broadcast (and even the old driver object) still publishes
     assert proxied.channel("c", "after close").requests == 1
@@ -85,7 +85,7 @@ async def test_aclose_closes_this_loops_session(proxied: Broadcast) -> None:
     await proxied.aclose()
     assert session.closed
     await driver.achannel("c", "reopened")
-    assert driver._sessions.opened == 2
+    assert driver._sessions.created == 2
     await driver.aclose()
 
 
@@ -96,7 +96,7 @@ def test_close_reaches_a_session_on_another_threads_loop(proxied: Broadcast) -> 
     thread.start()
     try:
         asyncio.run_coroutine_threadsafe(driver.achannel("c", "x"), loop).result(10)
-        (session,) = driver._sessions._sessions.values()
+        ((_, session),) = driver._sessions.items()
         proxied.close()  # from this thread, while that loop runs
         assert session.closed
     finally:
@@ -124,12 +124,14 @@ async def test_sdk_calls_go_through_the_drivers_backends(
     assert len(gets) == 2, "both SDK calls went through the driver's transports"
 
 
-# -- micro-batching (async, opt-in) -----------------------------------------------------
+# -- micro-batching (the core's, async, on by default) -------------------------------------
 
 
 @pytest.fixture
 def batching(soketi: SoketiServer, proxy: CountingProxy) -> Any:
-    options = soketi.driver_options(port=proxy.port, batch_events=True, batch_in_flight=1)
+    options = soketi.driver_options(
+        port=proxy.port, batch_in_flight=1, retry_backoff=0.01, retry_max_backoff=0.02
+    )
     with Broadcast(seed_config(options)) as broadcast:
         yield broadcast
 
@@ -161,39 +163,82 @@ async def test_waiting_publishes_share_batch_requests(
     assert sorted(sizes) == [1, 10, 10, 10, 10]
 
 
-async def test_batches_keep_encrypted_channels_apart(
-    soketi: SoketiServer, proxy: CountingProxy
+async def test_encrypted_channels_in_a_shared_request(
+    soketi: SoketiServer, proxy: CountingProxy, subscribe: Subscribe
 ) -> None:
     import base64
 
     master = base64.b64encode(b"m" * 32).decode()
     options = soketi.driver_options(
-        port=proxy.port, batch_events=True, batch_in_flight=1, encryption_master_key_base64=master
+        port=proxy.port, batch_in_flight=1, encryption_master_key_base64=master
     )
     with Broadcast(seed_config(options)) as broadcast:
+        driver = broadcast.driver(BroadcastPusherDriver)
+        sub = await subscribe()
+        auth = driver.pusher.authenticate("private-encrypted-2", sub.socket_id)
+        await sub.subscribe(
+            "first", "private-encrypted-2", auth={"private-encrypted-2": auth["auth"]}
+        )
         await asyncio.gather(
             broadcast.achannel("first", "x"),
-            broadcast.achannel(["private-encrypted-1", "plain"], "secret"),
+            broadcast.achannel(["private-encrypted-1", "plain"], "two requests"),
             broadcast.achannel("private-encrypted-2", "secret"),
         )
         await broadcast.aclose()
     (batch,) = [p.json()["batch"] for p in proxy.posts() if "/batch_events?" in p.path]
     by_channel = {item["channel"]: item["data"] for item in batch}
-    assert by_channel["plain"] == "secret"
-    assert "ciphertext" in by_channel["private-encrypted-1"]
-    assert "ciphertext" in by_channel["private-encrypted-2"]
+    assert by_channel["first"] == "x"
+    assert "secret" not in by_channel["private-encrypted-2"]
+    events = {e.channel: e for e in await sub.events(2)}
+    assert events["first"].data == "x"
+    assert events["private-encrypted-2"].decrypt(auth["shared_secret"]) == "secret"
+    # a publish planned as several requests (an encrypted channel goes alone) is not shared
+    singles = [p.json()["channels"] for p in proxy.posts() if "/events?" in p.path]
+    assert sorted(singles) == [["plain"], ["private-encrypted-1"]]
 
 
-async def test_a_failed_batch_fails_each_rider(batching: Broadcast, proxy: CountingProxy) -> None:
+async def test_a_refused_shared_request_is_sent_again_one_publish_at_a_time(
+    batching: Broadcast, proxy: CountingProxy, subscribe: Subscribe, received: Received
+) -> None:
+    # e.g. a proxy in front of the server that does not allow /batch_events
+    channels = [f"f-{i}" for i in range(5)]
+    sub = await subscribe(*channels)
     proxy.fail(400, "bad batch", times=None, when=lambda seen: "/batch_events?" in seen.path)
+    receipts = await asyncio.gather(*(batching.achannel(c, "x") for c in channels))
+    assert all(r.requests == 2 for r in receipts)
+    posts = proxy.posts()
+    assert len(posts) == 6 and "/batch_events?" in posts[0].path, "one shared, then 5 alone"
+    events = await received(sub, channels[0])
+    assert sorted(e.channel for e in events) == channels, "each delivered once"
+
+
+async def test_a_shared_request_refused_for_now_is_retried_per_publish(
+    batching: Broadcast, proxy: CountingProxy, subscribe: Subscribe, received: Received
+) -> None:
+    channels = [f"r-{i}" for i in range(5)]
+    sub = await subscribe(*channels)
+    proxy.fail(429, "slow down", times=1, when=lambda seen: "/batch_events?" in seen.path)
+    receipts = await asyncio.gather(*(batching.achannel(c, "x") for c in channels))
+    assert all(r.requests == 2 for r in receipts), "the shared 429, then a retry of its own"
+    events = await received(sub, channels[0])
+    assert sorted(e.channel for e in events) == channels, "each delivered once"
+
+
+async def test_a_shared_request_that_may_have_been_delivered_is_not_sent_again(
+    batching: Broadcast, proxy: CountingProxy, subscribe: Subscribe, received: Received
+) -> None:
+    channels = [f"u-{i}" for i in range(5)]
+    sub = await subscribe(*channels)
+    proxy.drop(times=1, when=lambda seen: "/batch_events?" in seen.path)
     results = await asyncio.gather(
-        *(batching.achannel(f"f-{i}", "x") for i in range(5)), return_exceptions=True
+        *(batching.achannel(c, "x") for c in channels), return_exceptions=True
     )
-    for i, result in enumerate(results):
-        assert isinstance(result, PublishError)
-        assert (result.status, result.failed, result.retryable) == (400, (f"f-{i}",), False)
-        assert "bad batch" in str(result)
-    assert len(proxy.posts()) == 1, "the five rode in one request"
+    assert [r.unknown if isinstance(r, PublishError) else r for r in results] == [
+        (c,) for c in channels
+    ]
+    assert len(proxy.posts()) == 1
+    events = await received(sub, channels[0])
+    assert sorted(e.channel for e in events) == channels, "soketi delivered each once"
 
 
 async def test_big_fan_outs_bypass_the_batcher(batching: Broadcast, proxy: CountingProxy) -> None:
@@ -207,7 +252,7 @@ async def test_publishes_waiting_on_a_busy_request_ride_together(
 ) -> None:
     channels = [f"w-{i}" for i in range(16)]
     sub = await subscribe(*channels)
-    proxy.delay(0.3, times=1)  # the first request is slow; the others queue meanwhile
+    proxy.delay(0.3, times=1)  # the first request's answer is slow; the others queue meanwhile
     first = asyncio.create_task(batching.achannel(channels[0], "first"))
     for _ in range(400):  # until the first request is in flight
         if proxy.posts():
@@ -220,3 +265,14 @@ async def test_publishes_waiting_on_a_busy_request_ride_together(
     sizes = [len(p.json()["batch"]) for p in proxy.posts() if "/batch_events?" in p.path]
     assert sorted(sizes) == [5, 10], "15 waiting publishes in 2 requests"
     assert len(proxy.posts()) == 3
+
+
+async def test_batch_off_sends_one_request_per_publish(
+    soketi: SoketiServer, proxy: CountingProxy
+) -> None:
+    options = soketi.driver_options(port=proxy.port, batch=False)
+    with Broadcast(seed_config(options)) as broadcast:
+        await asyncio.gather(*(broadcast.achannel(f"n-{i}", "x") for i in range(20)))
+        await broadcast.aclose()
+    posts = proxy.posts()
+    assert len(posts) == 20 and all("/events?" in p.path for p in posts)

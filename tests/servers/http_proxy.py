@@ -6,10 +6,17 @@ counted, so a test can check how many HTTP requests a publish took and whether
 connections were reused. It keeps client connections alive even when the
 server closes each one (soketi 1.6 does).
 
-Faults are for what a real server cannot be made to do on demand (a 503, a
-429, a 413 from a proxy in front, a slow answer): queue them with :meth:`fail`
-or :meth:`delay`. A faulted request is answered by the proxy and never
-reaches the server.
+Faults are for what a real server cannot be made to do on demand. Each one
+applies to the next ``times`` requests its ``when`` matches:
+
+* :meth:`fail`: answer a status (503, 429, 413...) instead of the server; with
+  ``forward=True`` the server gets the request first (and delivers it), and
+  its answer is replaced: the service did the work, the client hears "error";
+* :meth:`drop`: close the client's connection without an answer; with
+  ``forward=True`` (the default) after the server got the request: the answer
+  is lost on the way back;
+* :meth:`delay`: forward at once and answer ``seconds`` late (a slow server,
+  or with a client timeout shorter than that, an answer that never comes).
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 HOST = "127.0.0.1"
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Too Large"}
@@ -42,15 +50,64 @@ class Seen:
 
 @dataclass
 class Fault:
-    """An answer the proxy gives instead of forwarding, to requests ``when`` matches."""
+    """What the proxy does to the next ``times`` requests ``when`` matches (None: all)."""
 
-    status: int
+    status: int | None = None  # answer this status (None: the server's own answer)
     body: bytes = b""
     times: int | None = 1  # None: every matching request
     when: Callable[[Seen], bool] | None = None
-    delay: float = 0.0
-    forward: bool = False  # forward after the delay (a slow server) instead of answering
+    forward: bool = False  # the server gets the request first
+    drop: bool = False  # close the client connection instead of answering
+    delay: float = 0.0  # seconds to wait before answering (after forwarding)
     hits: int = field(default=0)
+
+
+def containing(text: str) -> Callable[[Seen], bool]:
+    """A ``when`` for the requests whose body contains ``text``."""
+    raw = text.encode()
+    return lambda seen: raw in seen.body
+
+
+class ConnectAttempts:
+    """Counts this process's ``connect()`` calls to one loopback port, sync or asyncio.
+
+    For failures that happen before any request reaches a proxy: a refused
+    connection, a connect timeout.
+
+    Through an audit hook: CPython raises the ``socket.connect`` audit event
+    for every connect, before the kernel answers, so refused and timed-out
+    attempts count too. Hooks cannot be removed; the one installed here only
+    looks up the ports being watched.
+    """
+
+    _watched: ClassVar[dict[int, ConnectAttempts]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _installed: ClassVar[bool] = False
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.count = 0
+        with self._lock:
+            if not ConnectAttempts._installed:
+                sys.addaudithook(ConnectAttempts._hook)
+                ConnectAttempts._installed = True
+            self._watched[port] = self
+
+    @classmethod
+    def _hook(cls, event: str, args: tuple[Any, ...]) -> None:
+        if event != "socket.connect" or not cls._watched:
+            return
+        address = args[1]
+        if isinstance(address, tuple) and len(address) >= 2 and address[0] == HOST:
+            watcher = cls._watched.get(address[1])
+            if watcher is not None:
+                with cls._lock:
+                    watcher.count += 1
+
+    def stop(self) -> None:
+        """Stop counting."""
+        with self._lock:
+            self._watched.pop(self.port, None)
 
 
 class CountingProxy:
@@ -69,6 +126,11 @@ class CountingProxy:
 
     # -- control (any thread) -------------------------------------------------------
 
+    def _add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
     def fail(
         self,
         status: int,
@@ -76,20 +138,27 @@ class CountingProxy:
         *,
         times: int | None = 1,
         when: Callable[[Seen], bool] | None = None,
+        forward: bool = False,
     ) -> Fault:
-        """Answer the next ``times`` matching requests with ``status`` and ``body``."""
+        """Answer ``status`` and ``body``; with ``forward`` the server gets the request first."""
         raw = json.dumps(body) if isinstance(body, dict) else body
-        fault = Fault(status, raw.encode(), times, when)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
+        return self._add(Fault(status, raw.encode(), times, when, forward=forward))
 
-    def delay(self, seconds: float, *, times: int | None = 1, forward: bool = True) -> Fault:
-        """Hold the next ``times`` requests for ``seconds`` (then forward them)."""
-        fault = Fault(200, b"", times, None, seconds, forward)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
+    def drop(
+        self,
+        *,
+        times: int | None = 1,
+        when: Callable[[Seen], bool] | None = None,
+        forward: bool = True,
+    ) -> Fault:
+        """Close the client connection without answering (after forwarding, by default)."""
+        return self._add(Fault(None, b"", times, when, forward=forward, drop=True))
+
+    def delay(
+        self, seconds: float, *, times: int | None = 1, when: Callable[[Seen], bool] | None = None
+    ) -> Fault:
+        """Forward at once; give the server's answer ``seconds`` later."""
+        return self._add(Fault(None, b"", times, when, forward=True, delay=seconds))
 
     def clear(self) -> None:
         """Forget recorded requests, connection count and pending faults."""
@@ -185,15 +254,18 @@ class CountingProxy:
                 with self._lock:
                     self.requests.append(seen)
                 fault = self._fault_for(seen)
-                if fault is not None and fault.delay:
-                    await asyncio.sleep(fault.delay)
-                if fault is not None and not fault.forward:
-                    answer = self._answer(fault.status, fault.body)
-                else:
+                answer = b""
+                if fault is None or fault.forward:
                     try:
                         answer = await self._forward(method, target, headers, body)
                     except OSError:
                         return  # the server is down: drop the client connection too
+                if fault is not None:
+                    await asyncio.sleep(fault.delay)
+                    if fault.drop:
+                        return  # the finally clause closes the connection: no answer
+                    if fault.status is not None:
+                        answer = self._answer(fault.status, fault.body)
                 writer.write(answer)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):

@@ -16,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -150,6 +151,24 @@ class PusherSubscriber:
 
         return await asyncio.wait_for(collect(), timeout)
 
+    async def until_marker(
+        self, publish: Callable[[str], Awaitable[object]], timeout: float = 10
+    ) -> list[Event]:
+        """Every event received so far and not yet taken, on any channel: nothing missed.
+
+        ``publish(marker)`` publishes a unique marker to one of this
+        connection's channels; the events before it are returned. The server
+        handled every earlier publish before the marker's, and one
+        connection's frames arrive in order, so nothing the server delivered
+        before is still on its way.
+        """
+        marker = f"marker-{uuid.uuid4().hex}"
+        await publish(marker)
+        events = []
+        while (event := await self.next_event(timeout)).data != marker:
+            events.append(event)
+        return events
+
     def pending(self) -> int:
         """Events received and not yet taken."""
         return self._events.qsize()
@@ -177,3 +196,5 @@ class PusherSubscriber:
 
 #: The ``subscribe`` fixture: ``await subscribe("a", "b")`` -> a subscribed connection.
 Subscribe = Callable[..., Awaitable[PusherSubscriber]]
+#: The ``received`` fixture: ``await received(sub, channel)`` -> what ``sub`` got so far.
+Received = Callable[[PusherSubscriber, str], Awaitable[list[Event]]]
