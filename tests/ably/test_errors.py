@@ -284,6 +284,21 @@ def test_connection_refused_is_failed_and_retried(
     assert emulator.messages("orders") == emulator.messages("audit") == []
 
 
+def test_an_unverifiable_certificate_is_failed(
+    emulator: AblyEmulator,
+    make_broadcast: Callable[..., Broadcast],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without the emulator's CA the TLS handshake fails: no request was ever sent."""
+    monkeypatch.delenv("SSL_CERT_FILE")  # httpx falls back to certifi's bundle
+    with pytest.raises(PublishError) as caught:
+        make_broadcast(retries=1).channel("orders", "m")
+    error = caught.value
+    assert (error.failed, error.unknown, error.requests) == (("orders",), (), 2)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error)
+    assert emulator.publish_requests == []
+
+
 async def test_connection_refused_on_the_async_path(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
