@@ -49,10 +49,12 @@ import msgpack
 import trustme
 from aiohttp import web
 
-#: Keys for tests: one with every capability, one limited to `allowed:*`, one wrong.
+#: Keys for tests: one with every capability, one limited to `allowed:*`, one wrong,
+#: and one whose every publish is stored and then answered by a dropped connection.
 TEST_KEY = "appid.keyid:Sup3rS3cretValue_0123456789"
 LIMITED_KEY = "appid.limited:An0therS3cretValue_98765"
 WRONG_KEY = "appid.keyid:NotTheRightSecret_000000"
+DROPPING_KEY = "appid.dropping:L0stAnswersS3cret_424242"
 
 MESSAGE_FIELDS = {"id", "name", "data", "encoding", "clientId", "extras", "connectionKey"}
 MAX_BATCH_CHANNELS = 100
@@ -115,7 +117,10 @@ class AblyEmulator:
     ) -> None:
         # key "appId.keyId:secret" -> channel patterns it may publish to
         self.keys = {
-            k: tuple(v) for k, v in (keys or {TEST_KEY: ["*"], LIMITED_KEY: ["allowed:*"]}).items()
+            k: tuple(v)
+            for k, v in (
+                keys or {TEST_KEY: ["*"], LIMITED_KEY: ["allowed:*"], DROPPING_KEY: ["*"]}
+            ).items()
         }
         # "legacy" (400/40020), "result" (BatchResult) or "flat" (a list of specs answered
         # with one flat list of per-channel results, in the specs' order)
@@ -410,7 +415,7 @@ class AblyEmulator:
         if fault is not None and fault.kind == "stored_error":
             return self._error(request, record, fault.status, fault.code, fault.message)
 
-        if fault is not None and fault.kind == "drop":
+        if (fault is not None and fault.kind == "drop") or key == DROPPING_KEY:
             record.status = -1  # stored, then the connection dropped: no answer at all
             assert request.transport is not None
             request.transport.abort()
