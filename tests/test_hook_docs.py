@@ -13,22 +13,43 @@ The rules, checked for each spec in :mod:`broadcasting.hookspecs`:
   or calls it with exactly those keyword arguments.
 
 Adding a hook, or changing one's arguments, without updating both the guide
-and a test makes these tests fail; the last tests here prove that on a
+and a test makes these tests fail; the tests after them prove that on a
 made-up new hook and a made-up changed one.
+
+The guide's other code must stay valid too (the last section here): every
+python block compiles; the complete Acme driver it shows runs against a real
+local HTTP server, with the outcomes the guide claims; the webhook example's
+fixtures it shows exist in that example's tests with the arguments shown;
+and the packaging snippet has what a build needs.
 """
 
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
+import json
 import re
-from collections.abc import Callable, Iterable
+import socket
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from broadcasting import hookspecs
+from broadcasting import (
+    Broadcast,
+    ConfigurationError,
+    Driver,
+    PublishError,
+    hookspecs,
+    register_driver,
+    unregister_driver,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "docs" / "writing-a-driver.md", ROOT / "docs" / "hooks.md"]
@@ -253,3 +274,271 @@ def test_stale_hooks_in_the_docs_are_reported() -> None:
     assert any("broadcasting_removed" in p and "not a hook" in p for p in problems), problems
     assert any("['region']" in p for p in problems), problems
     assert any("out of date" in p for p in problems), problems
+
+
+# -- the guide's other code ----------------------------------------------------------------
+
+GUIDE = DOC_FILES[0]
+WEBHOOK_TESTS = ROOT / "examples" / "webhook" / "tests"
+
+
+def guide_text() -> str:
+    return GUIDE.read_text(encoding="utf-8")
+
+
+def guide_example(name: str) -> str:
+    """The python block that follows ``<!-- example: name -->`` in the guide."""
+    match = re.search(
+        rf"<!-- example: {re.escape(name)} -->\s*```python\n(.*?)```", guide_text(), re.DOTALL
+    )
+    assert match, f"no example {name!r} in {GUIDE.name}"
+    return match.group(1)
+
+
+def test_every_python_block_of_the_guide_compiles() -> None:
+    """Fragments (methods, a bare hook signature, top-level await) included."""
+    text = guide_text()
+    blocks = python_blocks(text)
+    assert len(blocks) > 10
+    for code in blocks:
+        where = f"{GUIDE.name}, the python block at line {text[: text.index(code)].count(chr(10))}"
+        try:
+            compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        except SyntaxError:
+            if not re.fullmatch(r"@hookspec.*\ndef .*:\n", code, re.DOTALL):
+                raise
+            compile(code + "    ...\n", where, "exec")  # a bare signature (hook reference)
+
+
+def _functions(code: str) -> dict[str, list[str]]:
+    """Every function (and method) defined in ``code``, by name, with its argument names."""
+    return {
+        node.name: _params(node)
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.FunctionDef)
+    }
+
+
+@pytest.mark.parametrize(
+    ("example", "real"),
+    [("webhook-conftest", "conftest.py"), ("webhook-conformance", "test_conformance.py")],
+)
+def test_the_webhook_fixtures_the_guide_shows_exist(example: str, real: str) -> None:
+    """Each function in the shortened snippet exists in the real file, asking for no more."""
+    shown = _functions(guide_example(example))
+    actual = _functions((WEBHOOK_TESTS / real).read_text(encoding="utf-8"))
+    assert shown
+    for name, params in shown.items():
+        assert name in actual, f"the guide's {real} shows {name}(), which the real one lacks"
+        extra = set(params) - set(actual[name])
+        assert not extra, f"the guide's {name}() asks for {sorted(extra)}; the real one does not"
+
+
+def test_the_fixtures_the_guide_conformance_test_requests_are_shown() -> None:
+    """Every fixture the conformance snippet requests is the kit's or in the conftest snippet."""
+    from broadcasting.testing import DriverConformance
+
+    conftest = _functions(guide_example("webhook-conftest"))
+    requested = {
+        param
+        for params in _functions(guide_example("webhook-conformance")).values()
+        for param in params
+    }
+    kit = {name for name in dir(DriverConformance) if not name.startswith("_")}
+    missing = requested - set(conftest) - kit
+    assert not missing, f"the guide's conformance test requests unexplained fixtures {missing}"
+
+
+def test_the_packaging_snippet_builds() -> None:
+    """The pyproject.toml of the guide has a build system, a test extra and a class entry point."""
+    blocks = re.findall(r"```toml\n(.*?)```", guide_text(), re.DOTALL)
+    [pyproject] = [textwrap.dedent(b) for b in blocks if "[build-system]" in textwrap.dedent(b)]
+    for needed in (
+        'build-backend = "hatchling.build"',
+        "[project.optional-dependencies]\ntest = [",
+        '[project.entry-points."broadcasting.drivers"]\n'
+        'acme = "broadcasting_acme:BroadcastAcmeDriver"',
+    ):
+        assert needed in pyproject, needed
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        data = tomllib.loads(pyproject)
+        assert data["build-system"]["requires"]
+        assert data["project"]["optional-dependencies"]["test"]
+    assert "python -m build" in guide_text()
+
+
+# the Acme driver of §5, run against a real HTTP server on 127.0.0.1
+
+
+class _AcmeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _AcmeServer
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.server.lock:
+            self.server.requests.append((self.path, dict(self.headers.items()), body))
+            action = self.server.script.pop(0) if self.server.script else 204
+        if action == "hang up":  # processed; the answer is lost
+            self.close_connection = True
+            return
+        self.send_response(int(action))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+class _AcmeServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _AcmeHandler)
+        self.lock = threading.Lock()
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.script: list[int | str] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+@pytest.fixture
+def acme() -> Iterator[_AcmeServer]:
+    """The Acme service: records every request, answers 204 unless scripted."""
+    server = _AcmeServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield server
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+@pytest.fixture
+def acme_driver(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[Driver]]:
+    """The guide's BroadcastAcmeDriver, registered as ``acme``."""
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)  # urllib would send 127.0.0.1 through it
+    namespace: dict[str, Any] = {"__name__": "guide_acme"}
+    exec(compile(guide_example("acme-driver"), str(GUIDE), "exec"), namespace)
+    cls = namespace["BroadcastAcmeDriver"]
+    assert issubclass(cls, Driver)
+    register_driver("acme", cls)
+    yield cls
+    unregister_driver("acme")
+
+
+KEY = "acme-key-0123456789"
+
+
+def _acme(url: str, **options: Any) -> Broadcast:
+    options = {"api_key": KEY, "endpoint": url, "retry_backoff": 0.01, **options}
+    return Broadcast({"DRIVER": "acme", "DRIVERS": {"acme": options}})
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_guide_acme_driver_delivers_a_fan_out_in_requests_of_100(
+    acme: _AcmeServer, acme_driver: type[Driver], mode: str
+) -> None:
+    channels = [f"c{n}" for n in range(150)]
+    with _acme(acme.url) as broadcast:
+        if mode == "sync":
+            receipt = broadcast.channel(channels, {"id": 1}, "created")
+        else:
+            receipt = asyncio.run(broadcast.achannel(channels, {"id": 1}, "created"))
+        assert KEY not in repr(broadcast.driver())
+    assert receipt.requests == 2
+    bodies = sorted((json.loads(body) for _, _, body in acme.requests), key=len)
+    assert sorted(len(body["channels"]) for body in bodies) == [50, 100]
+    assert sorted(c for body in bodies for c in body["channels"]) == sorted(channels)
+    for path, headers, _ in acme.requests:
+        assert path == "/v1/events"
+        assert headers["Authorization"] == f"Bearer {KEY}"
+        assert headers["Idempotency-Key"] == receipt.message_id
+    assert {body["data"] for body in bodies} == {'{"id":1}'}
+
+
+@pytest.mark.parametrize(
+    ("script", "outcome", "requests"),
+    [
+        ([503], "unknown", 1),  # Acme may have processed it: not re-sent
+        (["hang up"], "unknown", 1),  # processed, answer lost: not re-sent
+        ([401], "failed", 1),  # refused, final
+        ([429, 429, 429], "failed", 3),  # refused, retried twice (the default)
+        ([429, 204], "delivered", 2),
+    ],
+)
+def test_guide_acme_driver_outcomes(
+    acme: _AcmeServer,
+    acme_driver: type[Driver],
+    script: list[int | str],
+    outcome: str,
+    requests: int,
+) -> None:
+    """What §5 claims of the Acme driver: with the defaults, nothing is sent twice."""
+    acme.script.extend(script)
+    with _acme(acme.url) as broadcast:
+        if outcome == "delivered":
+            assert broadcast.channel("orders", {"id": 1}).requests == requests
+        else:
+            with pytest.raises(PublishError) as info:
+                broadcast.channel("orders", {"id": 1})
+            assert getattr(info.value, outcome) == ("orders",)
+            assert info.value.requests == requests
+            assert KEY not in str(info.value)
+    assert len(acme.requests) == requests
+
+
+def test_guide_acme_driver_retries_a_refused_connection(acme_driver: type[Driver]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    with _acme(f"http://127.0.0.1:{port}") as broadcast, pytest.raises(PublishError) as info:
+        broadcast.channel(["a", "b"], {"id": 1})
+    assert info.value.failed == ("a", "b")
+    assert info.value.requests == 3
+    assert "could not reach Acme" in str(info.value)
+
+
+def test_guide_acme_driver_configuration(acme_driver: type[Driver]) -> None:
+    for options, key in (
+        ({}, "api_key"),
+        ({"api_key": KEY, "region": "eu"}, "region"),
+        ({"api_key": KEY, "timeout": 0}, "timeout"),
+        ({"api_key": KEY, "endpoint": "ftp://x"}, "endpoint"),
+        ({"api_key": KEY, "retries": -1}, "retries"),  # a delivery option: the core's check
+    ):
+        with pytest.raises(ConfigurationError) as info:
+            Broadcast({"DRIVERS": {"acme": options}}).driver("acme")
+        assert (info.value.driver, info.value.key) == ("acme", key)
+        assert KEY not in str(info.value)
+
+
+def test_the_guide_states_the_kits_secret_name_rule() -> None:
+    """The option names the guide says the kit's safety net catches (and misses) are right.
+
+    The rule lives in the kit (``broadcasting.testing``); when it changes,
+    this fails until the guide's sentence says what it now does.
+    """
+    from broadcasting.testing._suite import _SECRET_KEY
+
+    sentence = re.search(
+        r"fails when an option whose\s+\*name\* contains (.*?)\s+holds a string you did not"
+        r" declare\. The net goes by name only: it does\s+not catch an option called (.*?),",
+        guide_text(),
+        re.DOTALL,
+    )
+    assert sentence, "the guide no longer states the kit's secret-name rule"
+    caught = re.findall(r"`([^`]+)`", sentence.group(1))
+    missed = re.findall(r"`([^`]+)`", sentence.group(2))
+    assert caught and missed
+    assert all(_SECRET_KEY.search(f"app_{word}") for word in caught), caught
+    assert not any(_SECRET_KEY.search(word) for word in missed), missed
+    for word in ("secret", "password", "passwd", "token", "credential", "api_key", "key"):
+        listed = caught if _SECRET_KEY.search(word) else missed
+        assert word in listed, f"the guide should list {word!r} among {listed}"
