@@ -126,6 +126,8 @@ def test_the_key_is_kept_as_a_secret() -> None:
     _assert_clean(repr(settings) + str(settings) + f"{settings}", TEST_KEY)
     driver = BroadcastAblyDriver(settings)
     _assert_clean(repr(driver) + repr(driver.limits), TEST_KEY)
+    # nor in the driver's own attributes, private ones included (the SDK clients aside)
+    _assert_clean(repr(vars(driver)) + repr(vars(driver._scrub)), TEST_KEY)
 
 
 def test_hpack_debug_log_of_http2_header_blocks_is_dropped(

@@ -58,12 +58,13 @@ class Scrubber:
         raw = key.reveal()
         secret = raw.split(":", 1)[1]
         basic = base64.b64encode(raw.encode("utf-8")).decode("ascii")
-        self._needles = sorted({raw, secret, basic}, key=len, reverse=True)
+        # kept as Secrets too: not even vars() of the driver's attributes shows them
+        self._needles = [Secret(n) for n in sorted({raw, secret, basic}, key=len, reverse=True)]
 
     def __call__(self, text: str) -> str:
         for needle in self._needles:
-            if needle in text:
-                text = text.replace(needle, "********")
+            if needle.reveal() in text:
+                text = text.replace(needle.reveal(), "********")
         return text
 
 
