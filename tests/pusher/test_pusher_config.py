@@ -38,6 +38,9 @@ def test_entry_point_is_installed() -> None:
     info = {i.name: i for i in installed_drivers()}["pusher"]
     assert info.distribution == "broadcasting-pusher"
     assert info.module == "broadcasting_pusher:BroadcastPusherDriver"
+    import broadcasting_pusher
+
+    assert not hasattr(broadcasting_pusher, "broadcasting_connect"), "the core connects the class"
 
 
 def test_seed_keys_and_defaults() -> None:
