@@ -1,22 +1,31 @@
 """The conformance kit must fail drivers that misbehave, each for the right reason.
 
-A suite of deliberately broken in-process drivers is written to a temporary
-directory and run with pytest in a subprocess (``-p no:asyncio``, so this also
-proves the kit needs no pytest-asyncio). The report must show each broken
-driver failing exactly the tests about its bug, and a correct driver passing
-everything with nothing skipped.
+A suite of deliberately broken drivers is written to a temporary directory and
+run with pytest in a subprocess (``-p no:asyncio``, so this also proves the kit
+needs no pytest-asyncio). The report must show each broken driver failing the
+tests about its bug, and a correct driver passing everything with nothing
+skipped. Most are in-process drivers (``publish`` overridden); the network
+ones are ``send()`` drivers of the in-process service in ``toy_service.py``
+(copied next to the suite), broken in the ways that matter to delivery:
+claiming a de-duplication the service does not do, re-sending behind the
+core's back, taking a refusal for an acknowledgement, letting an SDK exception
+escape, and returning what ``send()`` must not return.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
+
+TOY_SERVICE = Path(__file__).resolve().parent / "toy_service.py"
 
 SUITE = """
 from __future__ import annotations
@@ -28,7 +37,9 @@ from typing import Any
 import pytest
 
 from broadcasting import (
+    Answer,
     BroadcastError,
+    Capabilities,
     ConfigurationError,
     Driver,
     InvalidChannel,
@@ -39,6 +50,7 @@ from broadcasting import (
     register_driver,
 )
 from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, Features
+from toy_service import AsyncToyDriver, ToyDriver, ToyService
 
 
 class Good(Driver):
@@ -255,40 +267,97 @@ class NoReconnect(Good):
         return super().publish(message)
 
 
-class Networked(Good):
-    # pretends to make one request per publish; fails when configured to
+# -- network drivers: send() to the in-process toy service (toy_service.py, copied
+# next to this file); the kit taps send()/asend() and checks the service's side
 
+
+class Networked(ToyDriver):
+    # correct: one request per send(), failures mapped, no retries of its own
     name = "kit-networked"
+    service = ToyService()
 
-    def __init__(self, fail: str = "") -> None:
-        super().__init__()
-        self.fail = fail
 
-    @classmethod
-    def from_config(cls, options: Mapping[str, Any]) -> Networked:
-        unknown = set(options) - {"fail"}
-        if unknown:
-            raise ConfigurationError(cls.name, sorted(unknown)[0], "unknown option")
-        return cls(str(options.get("fail", "")))
-
-    def publish(self, message: Message) -> Receipt:
-        if self.fail:
-            self.raise_failure()
-        self.deliver(message)
-        return Receipt(self.name, message.event, message.channels, message.id, (), 1)
-
-    def raise_failure(self) -> None:
-        raise PublishError("service unavailable", driver=self.name, status=503, retryable=True)
+class NetworkedDedup(AsyncToyDriver):
+    # correct: asend, micro-batching, and a service that really drops re-sent ids
+    name = "kit-networked-dedup"
+    service = ToyService(deduplicates=True)
 
 
 class NetworkedRawError(Networked):
+    # lets its SDK's exception escape send(): the core files it as unknown, the kit flags it
     name = "kit-networked-raw-error"
 
-    def raise_failure(self) -> None:
-        raise ConnectionError("the SDK's own exception escaped")
+    def request(self, parts):
+        if self.fault:
+            raise ConnectionError("the SDK's own exception escaped")
+        return super().request(parts)
 
 
-DRIVERS = [Good, SyncOnly, SingleChannel, NoReconnect, Networked, NetworkedRawError,
+class ClaimsDedup(Networked):
+    # declares that its service drops a re-sent message id; the service keeps every copy
+    name = "kit-claims-dedup"
+    capabilities = Capabilities(channels_per_request=5, deduplicates=True)
+
+
+class RetriesInternally(Networked):
+    # its transport re-sends after a timeout, as an SDK with retries of its own does
+    name = "kit-retries-internally"
+
+    def request(self, parts):
+        for attempt in range(3):
+            try:
+                return super().request(parts)
+            except TimeoutError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+class AsendRetriesSend(Networked):
+    # its async path runs send() in a thread and retries it itself on a retryable error
+    name = "kit-asend-retries-send"
+
+    async def asend(self, batch):
+        for attempt in range(3):
+            try:
+                return await asyncio.to_thread(self.send, batch)
+            except PublishError as exc:
+                if not exc.retryable or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+class SucceedsWhenRefused(Networked):
+    # reads only 5xx as failure: a 401 from the service becomes "acknowledged"
+    name = "kit-succeeds-when-refused"
+
+    def answer(self, status):
+        if status < 500:
+            return None
+        return super().answer(status)
+
+
+class MalformedResult(Networked):
+    # returns the service's raw answer instead of None / Answer / one per part
+    name = "kit-malformed-result"
+
+    def answer(self, status):
+        super().answer(status)
+        return {"status": status}
+
+
+class NonStrIds(Networked):
+    # returns the status code as the message's id: ids must be str
+    name = "kit-non-str-ids"
+
+    def answer(self, status):
+        super().answer(status)
+        return Answer(ids=(status,))
+
+
+DRIVERS = [Good, SyncOnly, SingleChannel, NoReconnect, Networked, NetworkedDedup,
+           NetworkedRawError, ClaimsDedup, RetriesInternally, AsendRetriesSend,
+           SucceedsWhenRefused, MalformedResult, NonStrIds,
            DropsEvent, MangledUnicode, FirstChannelOnly, Twice, LeaksSecret,
            ErrorShowsValue, CloseTwiceFails, CountsCharacters, SendsWhileMeasuring,
            RunsItsOwnLoop, WrongReceipt, ClaimsSocketId, ExcludesSender, IgnoresSocketId,
@@ -325,17 +394,48 @@ class TestNoReconnect(Base):
     features = Features(network=False, reconnect_after_close=False)
 
 
-class TestNetworked(Base):
-    driver_name = "kit-networked"
+class NetworkedBase(DriverConformance):
     features = Features()
+    receive_timeout = 0.5
 
     @pytest.fixture
-    def failing_options(self) -> list[dict[str, str]]:
-        return [{"fail": "yes"}]
+    def observer(self, driver: Driver) -> DeliveryRecorder:
+        # the service's side, shared by every instance (with_options variants too)
+        assert isinstance(driver, ToyDriver)
+        return type(driver).service.recorder
+
+    @pytest.fixture
+    def failing_options(self) -> list[dict[str, Any]]:
+        faults = ("refuse", "reject", "unavailable", "lose")
+        return [{"fault": fault, "retry_backoff": 0.001} for fault in faults]
 
 
-class TestNetworkedRawError(TestNetworked):
+class TestNetworked(NetworkedBase):
+    driver_name = "kit-networked"
+
+class TestNetworkedDedup(NetworkedBase):
+    driver_name = "kit-networked-dedup"
+
+class TestNetworkedRawError(NetworkedBase):
     driver_name = "kit-networked-raw-error"
+
+class TestClaimsDedup(NetworkedBase):
+    driver_name = "kit-claims-dedup"
+
+class TestRetriesInternally(NetworkedBase):
+    driver_name = "kit-retries-internally"
+
+class TestAsendRetriesSend(NetworkedBase):
+    driver_name = "kit-asend-retries-send"
+
+class TestSucceedsWhenRefused(NetworkedBase):
+    driver_name = "kit-succeeds-when-refused"
+
+class TestMalformedResult(NetworkedBase):
+    driver_name = "kit-malformed-result"
+
+class TestNonStrIds(NetworkedBase):
+    driver_name = "kit-non-str-ids"
 
 
 class TestDropsEvent(Base):
@@ -435,6 +535,7 @@ CORRECT = [
     "TestSingleChannel",
     "TestNoReconnect",
     "TestNetworked",
+    "TestNetworkedDedup",
     "TestExcludesSender",
     "TestExcludesSenderAsyncObserver",
     "TestExcludesSenderUnidentifiedObserver",
@@ -442,6 +543,18 @@ CORRECT = [
 
 EXPECTED_FAILURES = {
     "TestNetworkedRawError": {"test_publish_failures_are_publish_errors"},
+    "TestClaimsDedup": {
+        "test_lost_answer_is_unknown_unless_the_service_deduplicates",
+        "test_lost_answer_is_resent_with_at_least_once",
+    },
+    "TestRetriesInternally": {"test_failed_publish_has_three_outcomes"},
+    "TestAsendRetriesSend": {"test_lost_answer_is_unknown_unless_the_service_deduplicates"},
+    "TestSucceedsWhenRefused": {
+        "test_publish_failures_are_publish_errors",
+        "test_failed_publish_has_three_outcomes",
+    },
+    "TestMalformedResult": {"test_str_payload_arrives_intact", "test_refused_request_is_retried"},
+    "TestNonStrIds": {"test_str_payload_arrives_intact", "test_multiple_channels"},
     "TestDropsEvent": {"test_custom_event_name", "test_str_payload_arrives_intact"},
     "TestMangledUnicode": {"test_unicode_payload_arrives_intact"},
     "TestFirstChannelOnly": {"test_multiple_channels", "test_large_channel_lists_are_delivered"},
@@ -467,6 +580,60 @@ EXACT_FAILURES = {
 }
 
 
+def _both(*names: str) -> set[str]:
+    return {f"{name}[{mode}]" for name in names for mode in ("sync", "async")}
+
+
+# send() drivers that lie about delivery: class -> (the exact failed cases, phrases
+# the failure messages must contain, so each fails for the reason it is broken)
+DELIVERY_BUGS: dict[str, tuple[set[str], tuple[str, ...]]] = {
+    "TestNetworkedRawError": (
+        _both("test_publish_failures_are_publish_errors"),
+        ("raised ConnectionError", "instead of a PublishError"),
+    ),
+    "TestClaimsDedup": (
+        _both(
+            "test_lost_answer_is_unknown_unless_the_service_deduplicates",
+            "test_lost_answer_is_resent_with_at_least_once",
+            "test_failed_publish_has_three_outcomes",
+        ),
+        (
+            "declares deduplicates=True, but its service delivered the re-sent message id "
+            "again: the claim is false",
+            "expected once (it declares deduplicates=True)",
+            "is unknown, and the receiving side got the message 3 times",
+        ),
+    ),
+    "TestRetriesInternally": (
+        _both("test_failed_publish_has_three_outcomes"),
+        ("is unknown, and the receiving side got the message 3 times",),
+    ),
+    "TestAsendRetriesSend": (
+        {
+            "test_lost_answer_is_unknown_unless_the_service_deduplicates[async]",
+            "test_lost_answer_is_resent_with_at_least_once[async]",
+            "test_failed_publish_has_three_outcomes[async]",
+        },
+        (
+            "so a lost answer must raise a PublishError",
+            "the publish made 2 requests but reports requests=1",
+            "is unknown, and the receiving side got the message 3 times",
+        ),
+    ),
+    "TestSucceedsWhenRefused": (
+        _both("test_publish_failures_are_publish_errors", "test_failed_publish_has_three_outcomes"),
+        ("the driver reported success for a publish that configuration makes fail",),
+    ),
+}
+
+# send() drivers returning what send() must not return: every publish that gets an
+# answer fails (not pinned to a few tests), and the message says what was wrong
+MALFORMED_RESULTS = {
+    "TestMalformedResult": "send() must return None, an Answer, or one Answer or PublishError",
+    "TestNonStrIds": "receipt.ids must be str",
+}
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, set[str]]]:
     """Run the broken-driver suite once; outcome -> class -> test names.
@@ -478,6 +645,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, set[
     root = tmp_path_factory.mktemp("kit")
     (root / "pytest.ini").write_text("[pytest]\n")
     (root / "test_broken_drivers.py").write_text(textwrap.dedent(SUITE))
+    shutil.copy(TOY_SERVICE, root / TOY_SERVICE.name)
     xml = root / "report.xml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     result = subprocess.run(
@@ -557,6 +725,43 @@ def test_a_socket_id_bug_fails_exactly_test_socket_id_for_the_right_reason(
     else:
         # any socket_id dropped the message for everybody, the observer included
         assert "expected 1 delivery of the message" in messages, messages
+
+
+@pytest.mark.parametrize("cls", sorted(DELIVERY_BUGS))
+def test_a_delivery_lie_fails_exactly_the_delivery_checks_for_the_right_reason(
+    report: dict[str, dict[str, set[str]]], cls: str
+) -> None:
+    """A send() driver that lies about delivery fails the outcome and retry checks only.
+
+    Claiming de-duplication the service does not do, re-sending after a lost
+    answer (in the transport, or around its own send() on the async path),
+    taking a 401 for an acknowledgement, letting an SDK exception escape: each
+    fails exactly the kit's tests that catch it, in the modes where the bug
+    lives, with a message that says what the driver did; everything else passes.
+    """
+    cases, phrases = DELIVERY_BUGS[cls]
+    assert report["failed-cases"][cls] == cases, sorted(report["failed-cases"][cls])
+    assert not report["skipped"][cls], sorted(report["skipped"][cls])
+    assert len(report["passed"][cls]) >= 30
+    messages = " ".join(report["failed-messages"][cls])
+    for phrase in phrases:
+        assert phrase in messages, (phrase, messages)
+
+
+@pytest.mark.parametrize("cls", sorted(MALFORMED_RESULTS))
+def test_a_malformed_send_result_fails_every_answered_publish(
+    report: dict[str, dict[str, set[str]]], cls: str
+) -> None:
+    """A send() result the core cannot read fails every test whose publish gets an answer.
+
+    The failures name what was wrong; tests whose publishes fail (the failing
+    configurations, a lost answer without de-duplication) still pass.
+    """
+    failed = report["failed"][cls]
+    assert {"test_str_payload_arrives_intact", "test_refused_request_is_retried"} <= failed
+    assert "test_publish_failures_are_publish_errors" in report["passed"][cls]
+    messages = " ".join(report["failed-messages"][cls])
+    assert MALFORMED_RESULTS[cls] in messages, messages
 
 
 def test_an_observer_without_socket_id_keeps_the_pass_through_check(

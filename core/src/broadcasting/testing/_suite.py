@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, ClassVar, TypeVar, cast
 
 import pytest
@@ -37,6 +37,7 @@ from broadcasting import (
 )
 from broadcasting.testing._features import Features
 from broadcasting.testing._observe import AsyncObserver, Delivery, Observer
+from broadcasting.testing._tap import SendTap, delivers_in_process
 
 T = TypeVar("T")
 
@@ -258,6 +259,65 @@ class _Run:
             )
             assert all(d.channel == channel for d in matching), matching
 
+    def copies_before_sentinel(self, channel: str, data: object) -> int:
+        """How many times ``channel`` received ``data``, counted once a later sentinel arrived.
+
+        The sentinel is published through the working driver after the publish
+        under test has returned; deliveries on one channel arrive in publish
+        order, so every copy of ``data`` the service will ever deliver is in by then.
+        """
+        sentinel = {"sentinel": self.marker()}
+        self.publish("sync", channel, sentinel, _EVENT)
+        deadline = time.monotonic() + self.timeout
+        want = 1
+        while True:
+            seen = self.seen(channel, want)
+            if any(_arrived_intact(d, sentinel) for d in seen):
+                return sum(1 for d in seen if _arrived_intact(d, data))
+            assert len(seen) >= want and time.monotonic() <= deadline, (
+                f"the sentinel published to {channel!r} after the publish under test never "
+                f"arrived within {self.timeout}s (deliveries on that channel: {seen!r})"
+            )
+            want = len(seen) + 1
+
+    def tapped_variant(self, **delivery: Any) -> Driver:
+        """A variant of the driver with the core's default retries, ready to be tapped.
+
+        ``retries`` is the core's default (2) whatever ``driver_options`` say,
+        with short backoffs; ``at_least_once`` is off unless given.
+        """
+        options: dict[str, Any] = {
+            "retries": 2,
+            "retry_backoff": 0.01,
+            "retry_max_backoff": 0.05,
+            "at_least_once": False,
+        }
+        options.update(delivery)
+        return self.driver.with_options(**options)
+
+    def check_in_process(self, mode: str) -> None:
+        """The declared alternative for a driver that delivers in process (no send())."""
+        name = type(self.driver).__name__
+        assert not self.features.network, (
+            f"{name} overrides publish()/apublish(), so the core's retry and outcome rules "
+            "never run for it: a network driver implements send()/asend() and leaves "
+            "publish() to the core (an in-process driver declares Features(network=False))"
+        )
+        channel = self.channel("inproc")
+        data = {"marker": self.marker()}
+        self.watch(channel)
+        receipt = self.publish_or_refused(mode, channel, data, _EVENT)
+        if receipt is not None:
+            self.check_receipt(receipt, _EVENT, [channel], self.last_message())
+            self.expect_delivered([channel], data, _EVENT)
+
+    def check_sends(self) -> None:
+        """A driver that delivers through send()/asend() talks to a service: network=True."""
+        assert self.features.network, (
+            f"{type(self.driver).__name__} delivers through send()/asend(), so every publish "
+            "makes requests: declare Features(network=True)"
+        )
+
     def expect_nothing_sent(self, channel: str, calls_before: int) -> None:
         """No publish reached the driver, and ``channel`` sees only a later sentinel."""
         assert len(self.probe.calls) == calls_before, (
@@ -293,7 +353,9 @@ class _Run:
                 "receipt.message_id must be the Message.id the driver was given"
             )
         assert isinstance(receipt.ids, tuple), receipt.ids
-        assert all(isinstance(i, str) for i in receipt.ids), receipt.ids
+        assert all(isinstance(i, str) for i in receipt.ids), (
+            f"receipt.ids must be str (the ids the service gave): {receipt.ids!r}"
+        )
         assert isinstance(receipt.requests, int), receipt.requests
         if self.features.network:
             assert receipt.requests >= 1, "a network driver's receipt must count its requests"
@@ -988,11 +1050,50 @@ class DriverConformance:
             run.assert_no_secrets(_error_texts(error), "a ConfigurationError")
             assert "value-xyz" not in str(error), "a ConfigurationError shows an option's value"
 
+    def _fail(
+        self,
+        run: _Run,
+        where: str,
+        options: Mapping[str, Any],
+        mode: str,
+        channels: Sequence[str],
+        data: Any,
+    ) -> tuple[BaseException, SendTap | None, list[str]]:
+        """Publish through a driver built from failing ``options``; return what it raised.
+
+        A driver that delivers through send()/asend() is tapped (nothing is
+        injected) so the kit sees what each of its requests raised.
+        """
+        expected: type[BroadcastError] = PublishError
+        if mode == "async" and not run.features.async_publish:
+            expected = BroadcastError  # refused, as declared
+        target = list(channels) if len(channels) > 1 else channels[0]
+        with run.other_broadcast(options) as other, _capture_logs() as logs:
+            driver = other.driver(self.driver_name)
+            tap = None if delivers_in_process(driver) else SendTap(driver)
+            with tap or nullcontext():
+                try:
+                    receipt = run.publish(mode, target, data, _EVENT, driver=driver)
+                except expected as exc:
+                    error: BaseException = exc
+                else:
+                    pytest.fail(
+                        f"the publish with {where} returned {receipt!r}: the driver reported "
+                        "success for a publish that configuration makes fail (did it read "
+                        "the service's refusal as an acknowledgement?)"
+                    )
+        return error, tap, logs.lines
+
     @pytest.mark.parametrize("mode", MODES)
     def test_publish_failures_are_publish_errors(
         self, conformance: _Run, failing_options: Sequence[Mapping[str, Any]], mode: str
     ) -> None:
-        """A publish the service does not acknowledge raises PublishError; nothing leaks."""
+        """A publish the service does not acknowledge raises PublishError; nothing leaks.
+
+        The driver's ``send()`` must map every failure to a PublishError itself:
+        an SDK exception escaping it is a bug, even though the core turns it
+        into an unknown outcome rather than letting it reach the caller.
+        """
         run = conformance
         if not run.features.network:
             assert not failing_options, "failing_options given but Features(network=False)"
@@ -1004,21 +1105,304 @@ class DriverConformance:
         assert failing_options, (
             "a network driver must give `failing_options`: configurations whose publishes fail"
         )
-        expected: type[BroadcastError] = PublishError
-        if mode == "async" and not run.features.async_publish:
-            expected = BroadcastError  # refused, as declared
-        for options in failing_options:
-            with run.other_broadcast(options) as other, _capture_logs() as logs:
-                driver = other.driver(self.driver_name)
-                with pytest.raises(expected) as info:
-                    run.publish(mode, run.channel("fail"), {"k": 1}, _EVENT, driver=driver)
-            error = info.value
+        for index, options in enumerate(failing_options):
+            where = f"failing_options[{index}]"
+            channels = [run.channel("fail")]
+            error, tap, logs = self._fail(run, where, options, mode, channels, {"k": 1})
             run.assert_no_secrets(_error_texts(error), "an error (or its cause)")
-            run.assert_no_secrets(logs.lines, "a log line")
+            run.assert_no_secrets(logs, "a log line")
             if isinstance(error, PublishError):
                 assert error.driver == self.driver_name, error.driver
                 assert isinstance(error.retryable, bool)
                 assert error.status is None or isinstance(error.status, int)
+            if tap is not None:
+                raw = [exc for exc in tap.raised if not isinstance(exc, PublishError)]
+                assert not raw, (
+                    f"with {where}, {type(tap.driver).__name__}.send()/asend() raised {raw[0]!r} "
+                    "instead of "
+                    "a PublishError: map every failure of a request to PublishError(..., "
+                    "retryable=..., maybe_delivered=...) so the core can apply its retry rule"
+                )
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_failed_publish_has_three_outcomes(
+        self, conformance: _Run, failing_options: Sequence[Mapping[str, Any]], mode: str
+    ) -> None:
+        """A failed publish says, channel by channel, delivered / failed / unknown, truthfully.
+
+        For every ``failing_options`` configuration, the PublishError's
+        ``delivered``, ``failed`` and ``unknown`` partition the published
+        channels exactly; ``maybe_delivered`` is true exactly when ``unknown``
+        is not empty; a failure that was certainly not delivered leaves its
+        channels in ``failed``; ``requests`` counts at least every request the
+        driver made. Then the receiving side is checked against those claims:
+        a ``delivered`` channel got the message once, a ``failed`` one never,
+        an ``unknown`` one at most once (a driver or SDK that re-sends behind
+        the core's back shows up here when a configuration loses answers).
+        """
+        run = conformance
+        if not run.features.network:
+            assert not failing_options, "failing_options given but Features(network=False)"
+            run.check_in_process(mode)
+            return
+        assert failing_options, (
+            "a network driver must give `failing_options`: configurations whose publishes fail"
+        )
+        for index, options in enumerate(failing_options):
+            where = f"failing_options[{index}]"
+            count = 2 if run.features.multiple_channels else 1
+            channels = [run.channel(f"outcome{n}") for n in range(count)]
+            data = {"marker": run.marker()}
+            run.watch(*channels)
+            error, tap, _ = self._fail(run, where, options, mode, channels, data)
+            if not isinstance(error, PublishError):
+                continue  # async publishing is declared unsupported: refused, as checked above
+            outcomes = {"delivered": error.delivered, "failed": error.failed}
+            outcomes["unknown"] = error.unknown
+            for outcome, listed in outcomes.items():
+                assert isinstance(listed, tuple), f"PublishError.{outcome} is not a tuple"
+                assert len(set(listed)) == len(listed), f"{outcome} lists a channel twice: {listed}"
+            together = [c for listed in outcomes.values() for c in listed]
+            assert sorted(together) == sorted(channels), (
+                f"{where}: delivered {error.delivered}, failed {error.failed} and unknown "
+                f"{error.unknown} must partition the published channels {channels} "
+                "(each channel in exactly one of them)"
+            )
+            assert error.failed or error.unknown, (
+                f"{where}: a PublishError whose channels were all delivered"
+            )
+            assert error.maybe_delivered == bool(error.unknown), (
+                f"{where}: maybe_delivered={error.maybe_delivered} but unknown={error.unknown}"
+            )
+            assert set(error.causes) == set(error.failed) | set(error.unknown), (
+                f"{where}: causes must name every channel that was not delivered, and only "
+                f"those: {sorted(error.causes)}"
+            )
+            for channel, cause in error.causes.items():
+                assert isinstance(cause, PublishError), f"causes[{channel!r}] is {cause!r}"
+                assert cause.maybe_delivered == (channel in error.unknown), (
+                    f"{where}: {channel!r} is {'unknown' if channel in error.unknown else 'failed'}"
+                    f" but its cause says maybe_delivered={cause.maybe_delivered}"
+                )
+            assert isinstance(error.requests, int) and error.requests >= 1, (
+                f"{where}: a network driver's PublishError must count its requests "
+                f"(requests={error.requests!r})"
+            )
+            if tap is not None:
+                assert error.requests >= tap.requests, (
+                    f"{where}: the publish made {tap.requests} requests but reports "
+                    f"requests={error.requests}"
+                )
+                assert isinstance(error.__cause__, PublishError), (
+                    f"{where}: the first driver error must be the PublishError's __cause__"
+                )
+            if run.observer is None:
+                continue
+            resent = bool(options.get("at_least_once"))
+            for channel in channels:
+                copies = run.copies_before_sentinel(channel, data)
+                if channel in error.delivered:
+                    assert copies == 1, (
+                        f"{where}: {channel!r} is reported delivered, yet the receiving side "
+                        f"got the message {copies} times"
+                    )
+                elif channel in error.failed:
+                    assert copies == 0, (
+                        f"{where}: {channel!r} is reported failed (certainly not delivered), "
+                        f"yet the receiving side got the message {copies} times"
+                    )
+                elif not resent:
+                    assert copies <= 1, (
+                        f"{where}: {channel!r} is unknown, and the receiving side got the "
+                        f"message {copies} times: something re-sent it although the service "
+                        "does not drop a re-sent message id (an SDK's or the driver's own "
+                        "retries?); only the core may retry, by its rules"
+                    )
+
+    # -- lost answers and retries, at the driver boundary -----------------------------------
+
+    def _tapped_publish(
+        self, run: _Run, mode: str, fault: str, **delivery: Any
+    ) -> tuple[Receipt | PublishError, SendTap, str, dict[str, str]] | None:
+        """Publish once through a tapped variant whose first request meets ``fault``.
+
+        Returns the receipt or PublishError, the tap, the channel and the data;
+        ``None`` when async publishing is declared unsupported (checked refused).
+        """
+        variant = run.tapped_variant(**delivery)
+        channel = run.channel(fault)
+        data = {"marker": run.marker()}
+        run.watch(channel)
+        if mode == "async" and not run.features.async_publish:
+            with pytest.raises(BroadcastError):
+                run.publish(mode, channel, data, _EVENT, driver=variant)
+            return None
+        with SendTap(variant, fault) as tap:
+            try:
+                outcome: Receipt | PublishError = run.publish(
+                    mode, channel, data, _EVENT, driver=variant
+                )
+            except PublishError as exc:
+                outcome = exc
+        assert not tap.raised, (
+            f"the driver's own send()/asend() failed ({tap.raised[0]!r}), so the kit could not "
+            "check what happens after an injected failure"
+        )
+        message = run.last_message()
+        ids = {part.message.id for batch in tap.sent + tap.refused for part in batch.parts}
+        assert ids == {message.id}, (
+            f"every request of one publish must carry its Message.id {message.id!r}: {ids}"
+        )
+        if isinstance(outcome, Receipt):
+            run.check_receipt(outcome, _EVENT, [channel], message)
+        return outcome, tap, channel, data
+
+    @staticmethod
+    def _check_counted(outcome: Receipt | PublishError, tap: SendTap) -> None:
+        """The publish counts at least every request the tap saw."""
+        assert outcome.requests >= tap.requests, (
+            f"the publish made {tap.requests} requests but reports requests="
+            f"{outcome.requests}: a driver whose transport re-sends a request sets "
+            "batch.requests (and leaves retries to the core)"
+        )
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_lost_answer_is_unknown_unless_the_service_deduplicates(
+        self, conformance: _Run, mode: str
+    ) -> None:
+        """An answer lost after the service got the request never becomes a duplicate.
+
+        The kit lets the driver's first request really reach the service, then
+        raises a lost-answer PublishError (retryable, maybe delivered) in its
+        place. With the default options, a driver whose service does not
+        de-duplicate must leave the channel ``unknown``, its request made once;
+        a driver declaring ``Capabilities(deduplicates=True)`` gets the request
+        re-sent with the same message id and a Receipt, and its service must
+        drop the copy. Either way the receiving side sees exactly one delivery,
+        which is what proves the ``deduplicates`` claim. A driver that delivers
+        in process must declare ``Features(network=False)`` instead.
+        """
+        run = conformance
+        if delivers_in_process(run.driver):
+            run.check_in_process(mode)
+            return
+        run.check_sends()
+        done = self._tapped_publish(run, mode, "lose")
+        if done is None:
+            return
+        outcome, tap, channel, data = done
+        assert tap.lost is not None, "the kit's lost answer was never injected"
+        name = type(run.driver).__name__
+        if run.driver.capabilities.deduplicates:
+            assert isinstance(outcome, Receipt), (
+                f"{name} declares deduplicates=True, so a lost answer is re-sent with the same "
+                f"id and must end in a Receipt; got {outcome!r}"
+            )
+            assert len(tap.sent) == 2, (
+                f"the lost request and one retry should have reached the service, "
+                f"{len(tap.sent)} did"
+            )
+            why = (
+                f"{name} declares deduplicates=True, but its service delivered the re-sent "
+                "message id again: the claim is false"
+            )
+        else:
+            assert isinstance(outcome, PublishError), (
+                f"{name}'s service does not de-duplicate, so a lost answer must raise a "
+                f"PublishError (the message may or may not be there); got {outcome!r}"
+            )
+            assert outcome.unknown == (channel,), (
+                f"a lost answer leaves the channel unknown: delivered={outcome.delivered}, "
+                f"failed={outcome.failed}, unknown={outcome.unknown}"
+            )
+            assert outcome.maybe_delivered
+            assert len(tap.sent) == 1, (
+                f"the request reached the service {len(tap.sent)} times: without "
+                "de-duplication nothing may re-send a request whose answer was lost"
+            )
+            why = "something re-sent it behind the core's back"
+        self._check_counted(outcome, tap)
+        if run.observer is not None:
+            copies = run.copies_before_sentinel(channel, data)
+            assert copies > 0, (
+                f"the request whose answer was lost never reached the receiving side of "
+                f"{channel!r} (the kit let it run before losing its answer)"
+            )
+            assert copies == 1, (
+                f"after one lost answer the receiving side got the message {copies} times "
+                f"on {channel!r}: {why}"
+            )
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_lost_answer_is_resent_with_at_least_once(self, conformance: _Run, mode: str) -> None:
+        """With ``at_least_once: True`` the core re-sends a lost answer, same id, once.
+
+        The caller gets a Receipt after exactly two requests. The receiving side
+        sees the message once if the driver declares ``deduplicates``, and at
+        most twice otherwise (once per request: nothing else re-sent it). A
+        driver that delivers in process must refuse ``at_least_once`` as an
+        option that does not apply, naming it.
+        """
+        run = conformance
+        if delivers_in_process(run.driver):
+            run.check_in_process(mode)
+            with pytest.raises(ConfigurationError) as info:
+                run.driver.with_options(at_least_once=True)
+            assert info.value.key == "at_least_once", info.value
+            return
+        run.check_sends()
+        done = self._tapped_publish(run, mode, "lose", at_least_once=True)
+        if done is None:
+            return
+        outcome, tap, channel, data = done
+        assert isinstance(outcome, Receipt), (
+            f"with at_least_once the core re-sends a lost answer; got {outcome!r}"
+        )
+        assert len(tap.sent) == 2, (
+            f"the lost request and one retry should have reached the service, {len(tap.sent)} did"
+        )
+        self._check_counted(outcome, tap)
+        if run.observer is not None:
+            copies = run.copies_before_sentinel(channel, data)
+            most = 1 if run.driver.capabilities.deduplicates else 2
+            expected = "once (it declares deduplicates=True)" if most == 1 else "once or twice"
+            assert 1 <= copies <= most, (
+                f"two requests carried the message and the receiving side got it {copies} "
+                f"times on {channel!r}, expected {expected}"
+            )
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_refused_request_is_retried(self, conformance: _Run, mode: str) -> None:
+        """A request refused before it was sent is retried, and delivered once.
+
+        The kit makes the first request fail as a refused connection would
+        (retryable, certainly not delivered) without running it. The core
+        retries it with the same message id whatever the service, the caller
+        gets a Receipt, and the receiving side sees exactly one delivery.
+        """
+        run = conformance
+        if delivers_in_process(run.driver):
+            run.check_in_process(mode)
+            return
+        run.check_sends()
+        done = self._tapped_publish(run, mode, "refuse")
+        if done is None:
+            return
+        outcome, tap, channel, data = done
+        assert len(tap.refused) == 1, "the kit's refused request was never injected"
+        assert isinstance(outcome, Receipt), (
+            f"a refused request (certainly not delivered) is retried; got {outcome!r}"
+        )
+        assert len(tap.sent) == 1, (
+            f"one request should have reached the service after the refused one, "
+            f"{len(tap.sent)} did"
+        )
+        self._check_counted(outcome, tap)
+        if run.observer is not None:
+            copies = run.copies_before_sentinel(channel, data)
+            assert copies == 1, (
+                f"the retried request was delivered {copies} times on {channel!r}, not once"
+            )
 
     def test_secrets_never_shown(
         self, conformance: _Run, driver_options: Mapping[str, Any]

@@ -1,0 +1,135 @@
+"""A realtime service that lives in the test process, and ``send()`` drivers for it.
+
+The conformance kit checks network drivers against what their service really
+received. Pusher and Ably have their real (soketi) or emulated services; this
+one is small enough to break on purpose: ``ToyService`` stores each channel's
+deliveries (optionally dropping a message id it already has, as Ably does) and
+fails a request the ways a network does, chosen per driver configuration:
+
+* ``refuse``: nothing listens (the transport raises ``ConnectionRefusedError``);
+* ``reject``: the service answers 401 and stores nothing;
+* ``unavailable``: the service answers 503 and stores nothing;
+* ``lose``: the service stores the message, then the answer is lost
+  (the transport raises ``TimeoutError``).
+
+``ToyDriver`` is a correct driver for it: one request per ``send()``, every
+failure mapped to a PublishError that says whether it may have been
+delivered, never a retry of its own. ``AsyncToyDriver`` adds ``asend``,
+micro-batching and a de-duplicating service. ``tests/conformance/test_send_driver.py``
+runs the kit against both; ``test_kit_catches_bugs.py`` breaks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from broadcasting import (
+    Batch,
+    Capabilities,
+    ConfigurationError,
+    Driver,
+    Part,
+    PublishError,
+)
+from broadcasting.testing import Delivery, DeliveryRecorder
+
+FAULTS = ("", "refuse", "reject", "unavailable", "lose")
+
+
+class ToyService:
+    """The receiving side: what subscribers of each channel got (``recorder``)."""
+
+    def __init__(self, *, deduplicates: bool = False) -> None:
+        self.deduplicates = deduplicates
+        self.recorder = DeliveryRecorder()
+        self._ids: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def handle(self, parts: Sequence[Part], fault: str) -> int:
+        """Receive one request; return its HTTP status, or raise as a transport would."""
+        if fault == "refuse":
+            raise ConnectionRefusedError("nothing listens on the toy service's port")
+        if fault == "reject":
+            return 401
+        if fault == "unavailable":
+            return 503
+        with self._lock:
+            for part in parts:
+                message = part.message
+                for channel in part.channels:
+                    if self.deduplicates and (channel, message.id) in self._ids:
+                        continue
+                    self._ids.add((channel, message.id))
+                    self.recorder.record(Delivery(channel, message.event, message.text))
+        if fault == "lose":
+            raise TimeoutError("read timed out: the toy service's answer was lost")
+        return 200
+
+
+class ToyDriver(Driver):
+    """A correct ``send()`` driver for :class:`ToyService`."""
+
+    name: ClassVar[str] = "toy"
+    service: ClassVar[ToyService] = ToyService()
+    capabilities = Capabilities(channels_per_request=5)
+
+    def __init__(self, fault: str = "") -> None:
+        self.fault = fault
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> ToyDriver:
+        for key in options:
+            if key != "fault":
+                raise ConfigurationError(cls.name, key, "unknown option")
+        fault = options.get("fault", "")
+        if fault not in FAULTS:
+            raise ConfigurationError(cls.name, "fault", f"must be one of {FAULTS}")
+        return cls(fault)
+
+    def request(self, parts: Sequence[Part]) -> int:
+        """The transport: one round trip to the service."""
+        return self.service.handle(parts, self.fault)
+
+    def send(self, batch: Batch) -> Any:
+        try:
+            status = self.request(batch.parts)
+        except ConnectionRefusedError as exc:
+            raise PublishError(
+                f"{self.name}: connection refused", driver=self.name, retryable=True
+            ) from exc
+        except TimeoutError as exc:
+            raise PublishError(
+                f"{self.name}: no answer (the service may have the message)",
+                driver=self.name,
+                retryable=True,
+                maybe_delivered=True,
+            ) from exc
+        return self.answer(status)
+
+    def answer(self, status: int) -> Any:
+        """What ``send()`` returns for the service's ``status``."""
+        if status == 200:
+            return None
+        unsure = status >= 500
+        raise PublishError(
+            f"{self.name}: the service answered {status}",
+            driver=self.name,
+            status=status,
+            retryable=unsure,
+            maybe_delivered=unsure,
+        )
+
+
+class AsyncToyDriver(ToyDriver):
+    """``asend`` too, several messages per request, and a service that de-duplicates."""
+
+    name: ClassVar[str] = "toy-async"
+    service: ClassVar[ToyService] = ToyService(deduplicates=True)
+    capabilities = Capabilities(channels_per_request=5, batch_channels=20, deduplicates=True)
+
+    async def asend(self, batch: Batch) -> Any:
+        await asyncio.sleep(0)  # a real round trip would yield to the loop
+        return self.send(batch)
