@@ -462,6 +462,20 @@ class TestFallbackHosts:
         assert [len(emulator.messages(c)) for c in "ab"] == [1, 1]
         await broadcast.aclose()
 
+    def test_after_a_failover_a_refusal_is_not_called_certain(
+        self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+    ) -> None:
+        """The first host answered 500 after storing: the second host's answer cannot rule
+        out that the first one delivered, so the refused channel is unknown, not failed."""
+        emulator.fail_next(500, 50000, after_store=True)
+        emulator.fail_channels_next(["b"], 400, 40000, "Emulated bad channel")
+        with pytest.raises(PublishError) as caught:
+            self._broadcast(make_broadcast).channel(["a", "b"], "m")
+        error = caught.value
+        assert (error.delivered, error.failed, error.unknown) == (("a",), (), ("b",))
+        assert error.requests == len(emulator.publish_requests) == 2  # not retried: a 400
+        assert len(emulator.messages("b")) == 1  # and it had indeed been delivered
+
     def test_rate_limits_are_retried_by_the_core(
         self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
     ) -> None:

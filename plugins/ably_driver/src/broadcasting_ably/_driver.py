@@ -138,9 +138,11 @@ class BroadcastAblyDriver(Driver):
         result = read_answer([part.channels for part in batch.parts], status, items)
         if isinstance(result, tuple):
             raise self._refused(_what(batch.parts), result, failed_over=sent > 1)
-        return [self._outcome(p, reading) for p, reading in zip(batch.parts, result, strict=True)]
+        parts = zip(batch.parts, result, strict=True)
+        return [self._outcome(part, reading, failed_over=sent > 1) for part, reading in parts]
 
-    def _outcome(self, part: Part, reading: Reading | None) -> _Outcome:
+    def _outcome(self, part: Part, reading: Reading | None, *, failed_over: bool) -> _Outcome:
+        """One part's answer (``failed_over``: an earlier host may have stored it all)."""
         if reading is None:
             return not_mentioned(channels_text(part.channels))
         refused: dict[str, PublishError] = {}
@@ -148,7 +150,8 @@ class BroadcastAblyDriver(Driver):
         for channel, fault in reading.failures.items():
             by_fault.setdefault(fault, []).append(channel)
         for fault, channels in by_fault.items():
-            refused.update(dict.fromkeys(channels, self._refused(channels_text(channels), fault)))
+            error = self._refused(channels_text(channels), fault, failed_over=failed_over)
+            refused.update(dict.fromkeys(channels, error))
         if reading.missing:
             unknown = not_mentioned(channels_text(reading.missing))
             refused.update(dict.fromkeys(reading.missing, unknown))
