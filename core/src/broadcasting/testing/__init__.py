@@ -20,6 +20,12 @@ An observer that is itself one connection of the service may also offer
 ``socket_id()`` (:class:`SocketIdentity`), so the kit checks that
 ``socket_id=`` really excludes the sender's connection.
 
+For a network driver the kit also checks delivery, against what the observer
+saw: a failed publish's ``delivered`` / ``failed`` / ``unknown`` channels, and,
+by wrapping the driver's ``send()`` / ``asend()``, a lost answer (never a
+duplicate delivery, unless ``at_least_once``; a ``deduplicates`` claim must
+hold) and a refused request (retried, delivered once).
+
 This module needs pytest; ``import broadcasting`` never imports it.
 """
 

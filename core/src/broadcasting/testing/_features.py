@@ -27,10 +27,20 @@ class Features:
             refused before any request.
         reconnect_after_close: a closed driver reconnects on its next
             publish. Off: that publish must raise a ``BroadcastError``.
-        network: the driver talks to a service over the network. On:
-            receipts count at least one request, and the ``failing_options``
-            fixture must give configurations whose publishes fail with a
-            ``PublishError``. Off: receipts report ``requests == 0``.
+        network: the driver talks to a service: it implements ``send()`` /
+            ``asend()`` and leaves ``publish()`` to the core. On: receipts
+            count at least one request; the ``failing_options`` fixture must
+            give configurations whose publishes fail with a ``PublishError``
+            whose ``delivered`` / ``failed`` / ``unknown`` channels are true to
+            what the receiving side got; and the kit wraps ``send()`` /
+            ``asend()`` on the connected driver to lose an answer after the
+            service got the request, or to refuse a request unsent, checking
+            the retries that follow (a lost answer is re-sent only if
+            ``Capabilities.deduplicates`` or ``at_least_once``, and the
+            receiving side still sees one delivery). Off: the driver delivers
+            in process (overrides ``publish`` / ``apublish``), receipts report
+            ``requests == 0``, no ``failing_options`` are given, and delivery
+            options such as ``at_least_once`` are refused.
         strict_options: an unknown option in the driver's configuration is a
             ``ConfigurationError`` naming it. Off: unknown options are ignored.
     """

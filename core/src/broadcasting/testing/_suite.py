@@ -439,10 +439,25 @@ class DriverConformance:
         checks that the sender's own connection is really excluded.
         ``failing_options`` -> ``Sequence[Mapping]``: configurations that build
         but whose publishes fail (unreachable host, wrong credentials...).
-        Required when ``Features(network=True)``.
+        Required when ``Features(network=True)``. The kit publishes with each
+        (to two channels, if the driver takes several) and checks the
+        PublishError's three outcomes against the receiving side: a
+        ``failed`` channel got nothing, an ``unknown`` one at most one copy. Include one where the service gets
+        the request but the answer is lost (a proxy that forwards, then drops
+        the connection, say): that is how the kit catches an SDK that retries
+        by itself.
         ``invalid_options`` -> ``Sequence[tuple[Mapping, str]]``: configurations
         that ``from_config`` must refuse, each with the option key the
         ``ConfigurationError`` must name.
+
+    A network driver (``Features(network=True)``) delivers through ``send()`` /
+    ``asend()``: the kit wraps those two methods on the connected driver (an
+    instance attribute; the class is untouched) to count requests, lose the
+    first answer after the service got it, or refuse the first request
+    unsent, and checks the core's retries and the receiving side's deliveries
+    that follow. Those checks use a ``with_options`` variant with the core's
+    default ``retries`` and short backoffs; the observer must see the service,
+    not one driver instance.
 
     Every test runs without pytest-asyncio: async publishes run in
     ``asyncio.run``, a fresh event loop per test, as a script would; the
