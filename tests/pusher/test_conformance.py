@@ -8,9 +8,12 @@ it collects is what soketi actually delivered to subscribers. It also offers
 its connection's ``socket_id``, so the kit's test_socket_id checks that a
 publish with that id is not delivered to it (the sender is excluded).
 
-The one stand-in: one of the ``failing_options`` goes through the counting
-proxy told to answer every request with 503, because soketi cannot be made to
-keep failing with a retryable status on demand.
+The stand-ins: two of the ``failing_options`` go through counting proxies in
+front of soketi, because soketi cannot be made to fail that way on demand. One
+answers every request with 503 (without passing it on: unknown to the driver,
+never delivered); the other passes every request on and loses every answer,
+so soketi delivers what the driver must report as unknown, and the kit checks
+that no retry delivered it twice.
 
 The observer flushes its connection before answering ``deliveries`` because
 the kit's ``expect_delivered`` waits for ``copies`` deliveries *on the
@@ -152,6 +155,14 @@ def observer_loop() -> Iterator[LoopThread]:
         loop.close()
 
 
+@pytest.fixture(scope="module")
+def losing_proxy(soketi: SoketiServer) -> Iterator[CountingProxy]:
+    """A proxy in front of soketi that passes every request on and loses every answer."""
+    with CountingProxy(soketi.port) as proxy:
+        proxy.drop(times=None)
+        yield proxy
+
+
 class TestPusherConformance(DriverConformance):
     """The pusher driver, publishing to soketi and observed over soketi's WebSocket."""
 
@@ -191,14 +202,14 @@ class TestPusherConformance(DriverConformance):
 
     @pytest.fixture
     def failing_options(
-        self, soketi: SoketiServer, proxy: CountingProxy
+        self, soketi: SoketiServer, proxy: CountingProxy, losing_proxy: CountingProxy
     ) -> Sequence[Mapping[str, Any]]:
-        # the stand-in: a server that keeps answering 503 (retryable) until retries run out
-        proxy.fail(503, {"error": "unavailable"}, times=None)
+        proxy.fail(503, {"error": "unavailable"}, times=None)  # a server error: unknown
         return [
             soketi.driver_options(secret=WRONG_SECRET),  # soketi answers 401
-            soketi.driver_options(port=free_port(), retries=0, timeout=0.5),  # nothing listens
-            soketi.driver_options(port=proxy.port, retries=1, retry_backoff=0.01),
+            soketi.driver_options(port=free_port(), timeout=0.5, retry_backoff=0.01),  # refused
+            soketi.driver_options(port=proxy.port, retry_backoff=0.01),
+            soketi.driver_options(port=losing_proxy.port, retry_backoff=0.01),
         ]
 
     @pytest.fixture
