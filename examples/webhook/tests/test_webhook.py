@@ -249,12 +249,15 @@ def test_close_closes_connections_and_the_next_publish_reconnects(
 def test_https_with_a_private_ca(
     tls_receiver: WebhookReceiver, tls_ca: tuple[ssl.SSLContext, str], secret: str
 ) -> None:
+    """Works over TLS, and a kept-alive TLS connection is reused (not taken for a dead one)."""
     assert tls_receiver.url.startswith("https://")
     with Broadcast(_config(tls_receiver.url, secret, ca_file=tls_ca[1])) as broadcast:
         receipt = broadcast.channel("secure", {"ok": True}, "tls")
         asyncio.run(broadcast.achannel("secure", {"ok": 2}, "tls"))
+        broadcast.channel("secure", {"ok": 3}, "tls")
     assert receipt.requests == 1
-    assert [e["data"] for e in tls_receiver.events] == [{"ok": True}, {"ok": 2}]
+    assert [e["data"] for e in tls_receiver.events] == [{"ok": True}, {"ok": 2}, {"ok": 3}]
+    assert len({r.client for r in tls_receiver.requests}) == 1
 
 
 def test_an_untrusted_certificate_is_not_retried(
