@@ -425,3 +425,13 @@ def test_an_in_process_driver_refuses_delivery_options() -> None:
     broadcast = Broadcast({"DRIVER": "memory", "DRIVERS": {"memory": {"retries": 3}}})
     with pytest.raises(ConfigurationError, match=r"'retries'.*in process"):
         broadcast.driver()
+
+
+def test_each_retry_is_logged_at_debug(make: Factory, caplog: pytest.LogCaptureFixture) -> None:
+    _, driver, service = make()
+    service.script = ["refuse"]
+    with caplog.at_level("DEBUG", "broadcasting.delivery"):
+        receipt = publish(driver, "sync", "a")
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"scripted: retrying message {receipt.message_id} to 1")
+    assert record.getMessage().endswith("after: refused (driver='scripted', retryable=True)")

@@ -22,6 +22,7 @@ every driver:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -125,6 +126,8 @@ class DeliveryOptions:
 
 _DEFAULT_OPTIONS = DeliveryOptions()
 
+log = logging.getLogger("broadcasting.delivery")
+
 
 @dataclass(frozen=True, slots=True)
 class Part:
@@ -144,6 +147,9 @@ class Batch:
         requests: how many requests sending it took. A driver whose transport
             already re-sends by itself (to fallback hosts, say) sets it, so
             the core counts those against the retry budget and the receipt.
+            The core checks the budget between calls of ``send``, so such a
+            transport should make at most ``delivery.retry.retries + 1``
+            requests per call (one call may otherwise overshoot it).
     """
 
     __slots__ = ("attempt", "parts", "requests")
@@ -323,7 +329,16 @@ def group_steps(
             group.errors.update(refused)
             return group
         group.errors.update({c: e for c, e in refused.items() if c not in again})
-        yield options.retry.delay(attempt)
+        delay = options.retry.delay(attempt)
+        log.debug(
+            "%s: retrying message %s to %d channel(s) in %.3f s after: %s",
+            driver.name,
+            message.id,
+            len(again),
+            delay,
+            refused[again[0]],
+        )
+        yield delay
         pending = again
         attempt += 1
 
