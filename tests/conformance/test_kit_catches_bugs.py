@@ -601,12 +601,16 @@ DELIVERY_BUGS: dict[str, tuple[set[str], tuple[str, ...]]] = {
             "declares deduplicates=True, but its service delivered the re-sent message id "
             "again: the claim is false",
             "expected once (it declares deduplicates=True)",
-            "is unknown, and the receiving side got the message 3 times",
+            "is unknown, and the receiving side got the message 3 times: ClaimsDedup declares "
+            "deduplicates=True, so the core re-sent it",
         ),
     ),
     "TestRetriesInternally": (
         _both("test_failed_publish_has_three_outcomes"),
-        ("is unknown, and the receiving side got the message 3 times",),
+        (
+            "is unknown, and the receiving side got the message 3 times: the driver (or its "
+            "SDK) re-sent it by itself",
+        ),
     ),
     "TestAsendRetriesSend": (
         {

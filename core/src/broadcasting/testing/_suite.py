@@ -442,10 +442,10 @@ class DriverConformance:
         Required when ``Features(network=True)``. The kit publishes with each
         (to two channels, if the driver takes several) and checks the
         PublishError's three outcomes against the receiving side: a
-        ``failed`` channel got nothing, an ``unknown`` one at most one copy. Include one where the service gets
-        the request but the answer is lost (a proxy that forwards, then drops
-        the connection, say): that is how the kit catches an SDK that retries
-        by itself.
+        ``failed`` channel got nothing, an ``unknown`` one at most one copy.
+        Include one where the service gets the request but the answer is
+        lost (a proxy that forwards, then drops the connection, say): that is
+        how the kit catches an SDK that retries by itself.
         ``invalid_options`` -> ``Sequence[tuple[Mapping, str]]``: configurations
         that ``from_config`` must refuse, each with the option key the
         ``ConfigurationError`` must name.
@@ -1073,7 +1073,7 @@ class DriverConformance:
         mode: str,
         channels: Sequence[str],
         data: Any,
-    ) -> tuple[BaseException, SendTap | None, list[str]]:
+    ) -> tuple[BaseException, Driver, SendTap | None, list[str]]:
         """Publish through a driver built from failing ``options``; return what it raised.
 
         A driver that delivers through send()/asend() is tapped (nothing is
@@ -1097,7 +1097,7 @@ class DriverConformance:
                         "success for a publish that configuration makes fail (did it read "
                         "the service's refusal as an acknowledgement?)"
                     )
-        return error, tap, logs.lines
+        return error, driver, tap, logs.lines
 
     @pytest.mark.parametrize("mode", MODES)
     def test_publish_failures_are_publish_errors(
@@ -1123,7 +1123,7 @@ class DriverConformance:
         for index, options in enumerate(failing_options):
             where = f"failing_options[{index}]"
             channels = [run.channel("fail")]
-            error, tap, logs = self._fail(run, where, options, mode, channels, {"k": 1})
+            error, _, tap, logs = self._fail(run, where, options, mode, channels, {"k": 1})
             run.assert_no_secrets(_error_texts(error), "an error (or its cause)")
             run.assert_no_secrets(logs, "a log line")
             if isinstance(error, PublishError):
@@ -1169,7 +1169,7 @@ class DriverConformance:
             channels = [run.channel(f"outcome{n}") for n in range(count)]
             data = {"marker": run.marker()}
             run.watch(*channels)
-            error, tap, _ = self._fail(run, where, options, mode, channels, data)
+            error, failing, tap, _ = self._fail(run, where, options, mode, channels, data)
             if not isinstance(error, PublishError):
                 continue  # async publishing is declared unsupported: refused, as checked above
             outcomes = {"delivered": error.delivered, "failed": error.failed}
@@ -1214,6 +1214,16 @@ class DriverConformance:
             if run.observer is None:
                 continue
             resent = bool(options.get("at_least_once"))
+            if failing.capabilities.deduplicates:
+                who = (
+                    f"{type(failing).__name__} declares deduplicates=True, so the core re-sent "
+                    "it, but the service delivered the copies: the claim is false"
+                )
+            else:
+                who = (
+                    "the driver (or its SDK) re-sent it by itself; only the core may retry, "
+                    "by its rules"
+                )
             for channel in channels:
                 copies = run.copies_before_sentinel(channel, data)
                 if channel in error.delivered:
@@ -1229,9 +1239,7 @@ class DriverConformance:
                 elif not resent:
                     assert copies <= 1, (
                         f"{where}: {channel!r} is unknown, and the receiving side got the "
-                        f"message {copies} times: something re-sent it although the service "
-                        "does not drop a re-sent message id (an SDK's or the driver's own "
-                        "retries?); only the core may retry, by its rules"
+                        f"message {copies} times: {who}"
                     )
 
     # -- lost answers and retries, at the driver boundary -----------------------------------
