@@ -435,3 +435,27 @@ def test_each_retry_is_logged_at_debug(make: Factory, caplog: pytest.LogCaptureF
     (record,) = caplog.records
     assert record.getMessage().startswith(f"scripted: retrying message {receipt.message_id} to 1")
     assert record.getMessage().endswith("after: refused (driver='scripted', retryable=True)")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_channel_an_earlier_attempt_may_have_delivered_stays_unknown(
+    make: Factory, mode: str
+) -> None:
+    """at_least_once: answer lost (stored), then the retry refused: unknown, never 'failed'."""
+    _, driver, service = make(at_least_once=True)
+    service.script = ["lost", "reject-once"]
+    original = service.handle
+
+    def handle(batch: Batch) -> Any:
+        if service.script and service.script[0] == "reject-once":
+            service.script.pop(0)
+            service.requests.append(batch)
+            raise PublishError("bad request", driver="scripted", status=400)
+        return original(batch)
+
+    service.handle = handle  # type: ignore[method-assign]
+    with pytest.raises(PublishError) as caught:
+        publish(driver, mode, "a")
+    assert caught.value.unknown == ("a",) and caught.value.failed == ()
+    assert "an earlier attempt may have delivered it" in str(caught.value)
+    assert service.deliveries("a") == ["hi"]  # it did arrive: 'failed' would have been a lie

@@ -273,11 +273,6 @@ async def test_one_bad_publish_in_a_shared_request(
     ), "the nine each delivered exactly once, the bad one never"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: group_steps() keeps only the last attempt's error, so a channel whose "
-    "first attempt may have been delivered ends as 'failed' when a retry fails for sure",
-)
 @pytest.mark.parametrize("mode", MODES)
 async def test_maybe_delivered_once_stays_unknown(
     soketi: SoketiServer,

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from broadcasting._broadcast import Broadcast
 from broadcasting._config import Config, load_config
-from broadcasting._delivery import Answer, Batch, Capabilities, DeliveryOptions, Part
+from broadcasting._delivery import (
+    DELIVERY_OPTIONS,
+    Answer,
+    Batch,
+    Capabilities,
+    DeliveryOptions,
+    Part,
+    SendResult,
+)
 from broadcasting._driver import Driver
 from broadcasting._errors import (
     BroadcastError,
@@ -37,9 +45,10 @@ from broadcasting._plugins import (
 from broadcasting._retry import Retry
 from broadcasting._types import Limits, Message, Payload, Receipt, Secret, encode_payload
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "DELIVERY_OPTIONS",
     "Answer",
     "Batch",
     "Broadcast",
@@ -67,6 +76,7 @@ __all__ = [
     "Receipt",
     "Retry",
     "Secret",
+    "SendResult",
     "ValidationError",
     "__version__",
     "encode_payload",

@@ -309,6 +309,7 @@ def group_steps(
     group = _Group()
     pending = channels
     attempt = used = 0
+    maybe: dict[str, PublishError] = {}  # channels an attempt may already have delivered
     while True:
         reply = yield Batch((Part(message, pending),), attempt)
         assert reply is not None
@@ -324,6 +325,11 @@ def group_steps(
             refused = {c: e for c, e in outcome.refused.items() if c in pending}
             group.ids.extend(outcome.ids)
             group.delivered.extend(c for c in pending if c not in refused)
+        if maybe:  # a later certain failure cannot undo an earlier maybe-delivered attempt
+            refused = {
+                c: _still_unknown(e, maybe[c]) if c in maybe else e for c, e in refused.items()
+            }
+        maybe.update((c, e) for c, e in refused.items() if e.maybe_delivered)
         again = tuple(c for c, e in refused.items() if may_retry(e, capabilities, options))
         if not again or used > options.retry.retries:
             group.errors.update(refused)
@@ -341,6 +347,25 @@ def group_steps(
         yield delay
         pending = again
         attempt += 1
+
+
+def _still_unknown(last: PublishError, earlier: PublishError) -> PublishError:
+    """``last`` for a channel an earlier attempt may have delivered: its outcome is unknown."""
+    if last.maybe_delivered:
+        return last
+    text = str(last.args[0]) if last.args else ""
+    before = str(earlier.args[0]) if earlier.args else ""
+    error = PublishError(
+        f"{text} (an earlier attempt may have delivered it: {before})",
+        driver=last.driver,
+        status=last.status,
+        code=last.code,
+        retryable=last.retryable,
+        maybe_delivered=True,
+        requests=last.requests,
+    )
+    error.__cause__ = last
+    return error
 
 
 def _run_sync(driver: Driver, steps: Generator[_Step, _Reply, _Group]) -> _Group:

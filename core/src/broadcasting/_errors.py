@@ -125,7 +125,8 @@ class PublishError(BroadcastError):
         maybe_delivered: whether the service may have processed it
             (true exactly when ``unknown`` is non-empty, on a publish's error).
         delivered, failed, unknown: the channels, by outcome (see above).
-        requests: requests the publish (or, from a driver, the request) took.
+        requests: requests the whole publish took, retries included (set by
+            the core; a driver reports its own count through ``Batch.requests``).
         causes: the driver's error for each channel that was not delivered.
     """
 
