@@ -31,7 +31,7 @@ from broadcasting import (
 from broadcasting_webhook._pool import Connection, Pool
 from broadcasting_webhook._signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Default for the ``max_payload_bytes`` option: the whole JSON body, in bytes.
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024

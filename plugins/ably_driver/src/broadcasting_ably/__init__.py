@@ -15,6 +15,6 @@ from __future__ import annotations
 from broadcasting_ably._driver import BroadcastAblyDriver
 from broadcasting_ably._settings import AblySettings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["AblySettings", "BroadcastAblyDriver", "__version__"]
