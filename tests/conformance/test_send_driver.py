@@ -22,19 +22,22 @@ from broadcasting import register_driver, unregister_driver
 from broadcasting.testing import DeliveryRecorder, DriverConformance, Features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toy_service import AsyncToyDriver, ToyDriver
+from toy_service import AsendOnlyToyDriver, AsyncToyDriver, ToyDriver
 
 FAULTS = ("refuse", "reject", "unavailable", "lose")
 FAILING = [{"fault": fault, "retry_backoff": 0.001} for fault in FAULTS]
 
 
+DRIVERS = (ToyDriver, AsyncToyDriver, AsendOnlyToyDriver)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _toy_drivers() -> Iterator[None]:
-    register_driver(ToyDriver.name, ToyDriver)
-    register_driver(AsyncToyDriver.name, AsyncToyDriver)
+    for cls in DRIVERS:
+        register_driver(cls.name, cls)
     yield
-    unregister_driver(ToyDriver.name)
-    unregister_driver(AsyncToyDriver.name)
+    for cls in DRIVERS:
+        unregister_driver(cls.name)
 
 
 class TestToyDriverConformance(DriverConformance):
@@ -65,3 +68,13 @@ class TestAsyncToyDriverConformance(TestToyDriverConformance):
     @pytest.fixture
     def observer(self) -> DeliveryRecorder:
         return AsyncToyDriver.service.recorder
+
+
+class TestAsendOnlyToyDriverConformance(TestToyDriverConformance):
+    """``asend`` alone: sync publishes (and the kit's tap) go through the core's loop."""
+
+    driver_name = AsendOnlyToyDriver.name
+
+    @pytest.fixture
+    def observer(self) -> DeliveryRecorder:
+        return AsendOnlyToyDriver.service.recorder

@@ -15,7 +15,8 @@ fails a request the ways a network does, chosen per driver configuration:
 ``ToyDriver`` is a correct driver for it: one request per ``send()``, every
 failure mapped to a PublishError that says whether it may have been
 delivered, never a retry of its own. ``AsyncToyDriver`` adds ``asend``,
-micro-batching and a de-duplicating service. ``tests/conformance/test_send_driver.py``
+micro-batching and a de-duplicating service; ``AsendOnlyToyDriver`` has
+``asend`` alone. ``tests/conformance/test_send_driver.py``
 runs the kit against both; ``test_kit_catches_bugs.py`` breaks them.
 """
 
@@ -94,6 +95,10 @@ class ToyDriver(Driver):
         return self.service.handle(parts, self.fault)
 
     def send(self, batch: Batch) -> Any:
+        return self.exchange(batch)
+
+    def exchange(self, batch: Batch) -> Any:
+        """One request and its answer, mapped as ``send()`` returns or raises it."""
         try:
             status = self.request(batch.parts)
         except ConnectionRefusedError as exc:
@@ -133,3 +138,15 @@ class AsyncToyDriver(ToyDriver):
     async def asend(self, batch: Batch) -> Any:
         await asyncio.sleep(0)  # a real round trip would yield to the loop
         return self.send(batch)
+
+
+class AsendOnlyToyDriver(ToyDriver):
+    """Only ``asend``: the core runs it on its background loop for sync publishes."""
+
+    name: ClassVar[str] = "toy-asend-only"
+    service: ClassVar[ToyService] = ToyService()
+    send = Driver.send  # the base class's bridge: this driver does not implement send()
+
+    async def asend(self, batch: Batch) -> Any:
+        await asyncio.sleep(0)
+        return self.exchange(batch)
