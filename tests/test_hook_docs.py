@@ -539,6 +539,6 @@ def test_the_guide_states_the_kits_secret_name_rule() -> None:
     assert caught and missed
     assert all(_SECRET_KEY.search(f"app_{word}") for word in caught), caught
     assert not any(_SECRET_KEY.search(word) for word in missed), missed
-    for word in ("secret", "password", "passwd", "token", "credential", "api_key", "key"):
+    for word in ("secret", "password", "passwd", "token", "credential", "api_key", "key", "auth"):
         listed = caught if _SECRET_KEY.search(word) else missed
         assert word in listed, f"the guide should list {word!r} among {listed}"

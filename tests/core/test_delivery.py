@@ -331,15 +331,17 @@ def test_a_sync_only_or_async_only_driver_serves_both_paths(make: Factory, mode:
     assert service.deliveries("a") == ["hi"]
 
 
-def test_a_malformed_send_result_is_a_type_error_naming_the_driver() -> None:
+def test_a_malformed_send_result_is_an_unknown_outcome_naming_the_driver() -> None:
     class Bad(Driver):
         name = "bad"
 
         def send(self, batch: Batch) -> Any:
             return "yes"
 
-    with pytest.raises(TypeError, match=r"driver 'bad': send\(\) must return None"):
+    with pytest.raises(PublishError, match=r"driver 'bad': send\(\) must return None") as info:
         Broadcast().driver(Bad).channel("a", "m")
+    assert info.value.unknown == ("a",)  # the request went out: it may have arrived
+    assert isinstance(info.value.__cause__.__cause__, TypeError)
 
 
 # -- micro-batching ------------------------------------------------------------------

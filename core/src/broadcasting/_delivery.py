@@ -240,7 +240,23 @@ def send_sync(driver: Driver, batch: Batch) -> tuple[list[_Outcome], PublishErro
     except Exception as exc:
         error = _unexpected(driver, exc)
         return [error] * len(batch.parts), error
-    return per_part(driver, batch, result), None
+    return _read(driver, batch, result)
+
+
+def _read(
+    driver: Driver, batch: Batch, result: object
+) -> tuple[list[_Outcome], PublishError | None]:
+    """Each part's outcome from what ``send()`` returned; an unreadable result is a bug."""
+    try:
+        return per_part(driver, batch, result), None
+    except TypeError as exc:  # the request went out: its outcome is unknown
+        error = PublishError(
+            f"{exc}; the service may or may not have the message",
+            driver=driver.name,
+            maybe_delivered=True,
+        )
+        error.__cause__ = exc
+        return [error] * len(batch.parts), error
 
 
 def _unexpected(driver: Driver, exc: Exception) -> PublishError:
@@ -269,7 +285,7 @@ async def send_async(driver: Driver, batch: Batch) -> tuple[list[_Outcome], Publ
     except Exception as exc:
         error = _unexpected(driver, exc)
         return [error] * len(batch.parts), error
-    return per_part(driver, batch, result), None
+    return _read(driver, batch, result)
 
 
 # -- one group of channels, with its retries ------------------------------------------

@@ -45,7 +45,10 @@ MODES = ("sync", "async")
 _DEFAULT = "base-event"
 _EVENT = "conformance-event"
 # option keys whose str values look like credentials and must be declared as secrets
-_SECRET_KEY = re.compile(r"secret|password|passwd|token|credential", re.IGNORECASE)
+#: Option names that look secret: the safety net of ``test_secrets_never_shown``.
+_SECRET_KEY = re.compile(
+    r"secret|passw(?:or)?d|token|credential|apikey|(?:^|[_-])key(?:$|[_-])", re.IGNORECASE
+)
 
 
 class PublishProbe:
