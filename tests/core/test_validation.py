@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -180,3 +181,51 @@ async def test_a_driver_must_implement_send_or_publish() -> None:
         driver.channel("a", "m")
     with pytest.raises(TypeError, match=r"must implement send\(\) or asend\(\)"):
         await driver.achannel("a", "m")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"id": 42, "ok": True, "none": None, "f": 1.5, "big": 10**30},
+        ["é", "日本", "\u2028", "\\", '"quoted"', {"nested": [1, [2, {"x": -0.0}]]}],
+        {"emoji": "🚀", "ctrl": "\x00\x1f", "keys": {"1": 1, "b": [], "c": {}}},
+        (1, 2, 3),
+    ],
+)
+def test_payloads_encode_exactly_as_compact_json(data: object) -> None:
+    """The fast encoder writes what json.dumps with the same options writes."""
+    from broadcasting import encode_payload
+
+    expected = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert encode_payload(data) == expected  # type: ignore[arg-type]
+
+
+def test_a_payload_that_contains_itself_is_invalid() -> None:
+    data: dict[str, object] = {}
+    data["self"] = data
+    with pytest.raises(InvalidPayload, match="not JSON-serialisable"):
+        Broadcast({"DRIVER": "null"}).channel("c", data)
+
+
+def test_message_ids_are_unique_across_forked_workers() -> None:
+    """Pre-forked workers must not repeat each other's ids (Ably would drop a repeat)."""
+    import os
+
+    from broadcasting._validate import new_message_id
+
+    new_message_id()  # the parent has drawn ids before forking, as a preloaded app does
+    read, write = os.pipe()
+    children = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:
+            os.write(write, ("".join(new_message_id() for _ in range(5)) + "\n").encode())
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        lines = pipe.read().split()
+    ids = [line[i : i + 16] for line in lines for i in range(0, len(line), 16)]
+    assert len(ids) == 15 and len(set(ids)) == 15

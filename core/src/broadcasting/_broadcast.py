@@ -18,6 +18,7 @@ from broadcasting._errors import (
     PluginLoadError,
 )
 from broadcasting._plugins import (
+    CORE_PLUGIN,
     apublish_hook,
     driver_names,
     driver_plugin,
@@ -240,7 +241,14 @@ class Broadcast:
         socket_id: str | None,
     ) -> Receipt:
         message = build_message(driver, channels, data, event, socket_id)
-        receipt = self.plugin_manager.hook.broadcasting_publish(driver=driver, message=message)
+        hook = self.plugin_manager.hook.broadcasting_publish
+        impls = hook.get_hookimpls()
+        if len(impls) == 1 and impls[0].plugin is CORE_PLUGIN:
+            # only the core's own implementation (which calls driver.publish) is
+            # registered: call it directly, as pluggy would, without its ~4 µs
+            receipt: object = driver.publish(message)
+        else:
+            receipt = hook(driver=driver, message=message)
         if not isinstance(receipt, Receipt):
             raise TypeError(
                 f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt"

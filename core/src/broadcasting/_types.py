@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -13,14 +13,37 @@ Payload = Union[str, Mapping[str, Any], Sequence[Any]]
 
 
 # Built once: json.dumps() with non-default options builds a new encoder per call.
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _c_encoder() -> Callable[[Any], str]:
+    """CPython's C encoder with the options above, called directly (3x faster for small data).
+
+    It is what ``JSONEncoder.encode`` ends up calling, minus the circular-reference
+    bookkeeping: a cycle raises ``RecursionError`` instead of ``ValueError``.
+    Where the C accelerator is missing (PyPy), the ordinary encoder is used.
+    """
+    from json import encoder as json_encoder
+
+    c_make_encoder: Any = getattr(json_encoder, "c_make_encoder", None)  # not in typeshed
+    if c_make_encoder is None:  # pragma: no cover - CPython always has it
+        return _ENCODER.encode
+    encode_basestring = json_encoder.encode_basestring
+    encode = c_make_encoder(
+        None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, False
+    )
+    return lambda data: "".join(encode(data, 0))
+
+
+_encode_json = _c_encoder()
 
 
 def encode_payload(data: Payload) -> str:
     """Return the text that goes over the wire for ``data``.
 
     A ``str`` is sent unchanged; anything else is compact JSON (UTF-8, no ASCII
-    escaping, no NaN). Raises ``TypeError``/``ValueError`` from :mod:`json`.
+    escaping, no NaN). Raises ``TypeError``/``ValueError`` from :mod:`json`, and
+    ``RecursionError`` for data that contains itself.
     """
     if isinstance(data, str):
         return data

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from base64 import urlsafe_b64encode
 from collections.abc import Mapping, Sequence
+from random import getrandbits as _bits
 from typing import TYPE_CHECKING
 
 from broadcasting._errors import (
@@ -22,8 +22,13 @@ if TYPE_CHECKING:
 
 
 def new_message_id() -> str:
-    """A random, URL-safe, 16-character id (96 bits)."""
-    return urlsafe_b64encode(os.urandom(12)).decode("ascii")
+    """A random, URL-safe, 16-character id (96 bits).
+
+    From :mod:`random`, which is reseeded in every child after ``os.fork()``, so
+    pre-forked workers never repeat each other's ids (a repeated id would make
+    Ably drop a message as a duplicate). Ids need to be unique, not secret.
+    """
+    return urlsafe_b64encode(_bits(96).to_bytes(12, "big")).decode("ascii")
 
 
 def _channels(channels: object, driver: str) -> tuple[str, ...]:
@@ -70,7 +75,7 @@ def build_message(
         )
     try:
         text = encode_payload(data)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(f"{name}: the message is not JSON-serialisable: {exc}") from None
     if socket_id is not None:
         if not driver.supports_socket_id:
