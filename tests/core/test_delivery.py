@@ -145,7 +145,7 @@ def test_a_channel_list_is_split_by_channels_per_request(make: Factory, mode: st
     _, driver, service = make(Capabilities(channels_per_request=3))
     channels = [f"c{n}" for n in range(7)]
     receipt = publish(driver, mode, channels)
-    assert [len(b.channels) for b in service.requests] == [3, 3, 1]
+    assert sorted(len(b.channels) for b in service.requests) == [1, 3, 3]
     assert receipt.requests == 3
     assert sorted(ch for ch, _, _ in service.stored) == sorted(channels)
 
@@ -154,6 +154,26 @@ def test_async_fan_out_requests_run_concurrently(make: Factory) -> None:
     _, driver, service = make(Capabilities(channels_per_request=1))
     publish(driver, "async", ["a", "b", "c", "d"])
     assert service.most_in_flight == 4
+
+
+def test_sync_fan_out_requests_run_concurrently(make: Factory) -> None:
+    """The first group goes alone; the other three meet at a barrier: they run at once."""
+    import threading
+
+    _, driver, service = make(Capabilities(channels_per_request=1), sync_only=True)
+    barrier = threading.Barrier(3, timeout=5)
+    original = service.handle
+
+    def handle(batch: Batch) -> Any:
+        if batch.channels != ("a",):
+            barrier.wait()  # BrokenBarrierError if they went one after another
+        return original(batch)
+
+    service.handle = handle  # type: ignore[method-assign]
+    receipt = publish(driver, "sync", ["a", "b", "c", "d"])
+    assert receipt.requests == 4
+    assert service.requests[0].channels == ("a",)  # first, before the others
+    assert sorted(ch for ch, _, _ in service.stored) == ["a", "b", "c", "d"]
 
 
 def test_async_fan_out_in_order_when_the_service_wants_it(make: Factory) -> None:
@@ -273,7 +293,7 @@ def test_a_partial_fan_out_says_which_channels_got_it(make: Factory, mode: str) 
 
 
 def test_an_authentication_failure_stops_the_remaining_requests(make: Factory) -> None:
-    _, driver, service = make(Capabilities(channels_per_request=1))
+    _, driver, service = make(Capabilities(channels_per_request=1, concurrent_requests=False))
     service.script = ["auth"]
     with pytest.raises(PublishError) as caught:
         publish(driver, "sync", ["a", "b", "c"])
@@ -461,3 +481,34 @@ def test_a_channel_an_earlier_attempt_may_have_delivered_stays_unknown(
     assert caught.value.unknown == ("a",) and caught.value.failed == ()
     assert "an earlier attempt may have delivered it" in str(caught.value)
     assert service.deliveries("a") == ["hi"]  # it did arrive: 'failed' would have been a lie
+
+
+def test_a_sync_fan_out_works_in_a_forked_child(make: Factory) -> None:
+    """The parent's fan-out threads do not exist after fork(); the child gets its own."""
+    import os
+    import signal
+    import threading
+
+    from broadcasting._delivery import FANOUT_THREADS
+
+    _, driver, service = make(Capabilities(channels_per_request=1), sync_only=True)
+    # the first group alone, then the caller's thread and every one of the pool's
+    groups = [f"c{n}" for n in range(FANOUT_THREADS + 2)]
+    barrier = threading.Barrier(FANOUT_THREADS + 1, timeout=5)
+    original = service.handle
+
+    def handle(batch: Batch) -> Any:
+        if batch.channels != ("c0",):
+            barrier.wait()  # all at once: every one of the pool's threads now exists
+        return original(batch)
+
+    service.handle = handle  # type: ignore[method-assign]
+    publish(driver, "sync", groups)
+    service.handle = original  # type: ignore[method-assign]
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(10)  # a child waiting on the parent's threads would hang: fail instead
+        receipt = publish(driver, "sync", groups)
+        os._exit(0 if receipt.requests == len(groups) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

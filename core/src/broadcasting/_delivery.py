@@ -23,6 +23,7 @@ every driver:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -53,8 +54,9 @@ class Capabilities:
             :meth:`Driver.part_size` measures each part (``None``: no limit).
         deduplicates: the service drops a message whose id it has already
             accepted, so re-sending after an unknown outcome is safe.
-        concurrent_requests: the async path may send a fan-out's requests at
-            the same time (otherwise one after another).
+        concurrent_requests: a fan-out's requests may go out at the same time
+            (async: as tasks on the loop; sync: the caller's thread and a small
+            shared pool of threads); otherwise one after another.
     """
 
     channels_per_request: int | None = None
@@ -437,17 +439,67 @@ def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | 
 
 
 def deliver(driver: Driver, message: Message) -> Receipt:
-    """Deliver ``message`` through ``driver.send`` from sync code (groups one after another)."""
-    groups: list[tuple[tuple[str, ...], _Group]] = []
-    stop: PublishError | None = None
-    for channels in driver.plan(message):
+    """Deliver ``message`` through ``driver.send`` from sync code.
+
+    The first group goes first. If an authentication failure ends it, the
+    others are not sent (they would fail the same way); otherwise they go out
+    at the same time when the driver allows concurrent requests (the calling
+    thread sends one, a small shared pool of threads the rest), else one after
+    another.
+    """
+    plan = driver.plan(message)
+    first = _run_sync(driver, group_steps(driver, message, plan[0]))
+    groups = [first]
+    stop = _stops_the_rest(first, plan[0])
+    rest = plan[1:]
+    if stop is None and len(rest) > 1 and driver.capabilities.concurrent_requests:
+        groups.extend(_concurrently(driver, message, rest))
+        rest = []
+    for channels in rest:
         if stop is not None:  # never sent: certainly not delivered
-            groups.append((channels, _Group(errors=dict.fromkeys(channels, stop))))
+            groups.append(_Group(errors=dict.fromkeys(channels, stop)))
             continue
         group = _run_sync(driver, group_steps(driver, message, channels))
-        groups.append((channels, group))
+        groups.append(group)
         stop = _stops_the_rest(group, channels)
-    return finish(driver, message, [group for _, group in groups])
+    return finish(driver, message, groups)
+
+
+#: Threads (per process) that send the other groups of sync fan-outs.
+FANOUT_THREADS = 8
+_pool: Any = None
+_pool_lock = threading.Lock()
+
+
+def _concurrently(driver: Driver, message: Message, plan: list[tuple[str, ...]]) -> list[_Group]:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _pool = ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="broadcasting-fanout")
+    futures = [
+        _pool.submit(_run_sync, driver, group_steps(driver, message, channels))
+        for channels in plan[1:]
+    ]
+    try:
+        first = _run_sync(driver, group_steps(driver, message, plan[0]))
+        return [first, *(future.result() for future in futures)]
+    except BaseException:  # Ctrl-C while waiting: what has not started never will
+        for future in futures:
+            future.cancel()
+        raise
+
+
+def _forget_pool_in_child() -> None:
+    """After fork: the parent's pool threads do not exist in the child."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 async def adeliver(driver: Driver, message: Message) -> Receipt:
