@@ -47,6 +47,7 @@ from broadcasting import (
     Message,
     PublishError,
     Receipt,
+    Secret,
     register_driver,
 )
 from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, Features
@@ -112,7 +113,8 @@ class LeaksSecret(Good):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> LeaksSecret:
-        return cls(str(options.get("token", "")))
+        token = options.get("token")  # the core hands it over as a Secret...
+        return cls(token.reveal() if isinstance(token, Secret) else "")  # ...kept revealed
 
 
 class ErrorShowsValue(Good):
@@ -121,8 +123,9 @@ class ErrorShowsValue(Good):
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> ErrorShowsValue:
         token = options.get("token")
-        if not isinstance(token, str) or len(token) < 8:
-            raise ConfigurationError(cls.name, "token", f"{token!r} is too short")
+        value = token.reveal() if isinstance(token, Secret) else token
+        if not isinstance(value, str) or len(value) < 8:
+            raise ConfigurationError(cls.name, "token", f"{value!r} is too short")
         return cls()
 
 

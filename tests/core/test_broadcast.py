@@ -39,10 +39,10 @@ class Vault(Driver):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> Vault:
-        token = options.get("token")
-        if not isinstance(token, str) or len(token) < 8:
+        token = options.get("token")  # the core hands secret-named options over as Secrets
+        if not isinstance(token, Secret) or len(token.reveal()) < 8:
             raise ConfigurationError(cls.name, "token", "must be a string of 8+ characters")
-        return cls(Secret(token), str(options.get("region", "eu")))
+        return cls(token, str(options.get("region", "eu")))
 
     def publish(self, message: Message) -> Receipt:
         if message.event == "fail":

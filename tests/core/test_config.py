@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcasting import Broadcast, ConfigurationError, DriverNotFound, load_config
+from broadcasting import Broadcast, ConfigurationError, DriverNotFound, Secret, load_config
 
 
 def test_mapping_in_the_seed_shape() -> None:
@@ -21,7 +21,8 @@ def test_mapping_in_the_seed_shape() -> None:
         }
     )
     assert config.driver == "pusher"
-    assert config.options("ably") == {"secret": "api:key"}
+    assert config.options("ably") == {"secret": Secret("api:key")}  # wrapped on load
+    assert config.options("pusher")["client"] == "k"  # not a secret-looking name
     assert config.options("missing") == {}
 
 

@@ -16,6 +16,7 @@ from broadcasting._errors import (
     ConfigurationError,
     DriverNotFound,
     PluginLoadError,
+    detach,
 )
 from broadcasting._plugins import (
     CORE_PLUGIN,
@@ -24,7 +25,7 @@ from broadcasting._plugins import (
     driver_plugin,
     make_plugin_manager,
 )
-from broadcasting._types import Payload, Receipt
+from broadcasting._types import Options, Payload, Receipt
 from broadcasting._validate import build_message
 
 if TYPE_CHECKING:
@@ -146,8 +147,15 @@ class Broadcast:
         return driver_plugin(name)
 
     def _connect_new(self, name: str, options: Mapping[str, Any], cls: type[D] | None = None) -> D:
+        error: ConfigurationError | None = None
         with self._lock:
-            return self._connect_locked(name, options, cls)
+            try:
+                return self._connect_locked(name, options, cls)
+            except ConfigurationError as exc:
+                # a driver's frames may hold a revealed secret at the moment it
+                # raised: raise it again from here, with none of those frames
+                error = exc
+        raise detach(error)  # outside the except block: a traceback from here on only
 
     def _connect_locked(self, name: str, options: Mapping[str, Any], cls: type[D] | None) -> D:
         delivery, own = DeliveryOptions.from_options(name, options)
@@ -196,7 +204,7 @@ class Broadcast:
             driver.delivery = delivery
         driver._broadcast = self
         if options is not None:
-            driver._options = options
+            driver._options = options if isinstance(options, Options) else Options(options)
         with self._lock:
             self._adopted.append(driver)
         return driver

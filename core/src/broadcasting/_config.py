@@ -10,7 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Union
 
-from broadcasting._errors import ConfigurationError
+from broadcasting._errors import ConfigurationError, detach
+from broadcasting._types import Options, wrap_secrets
 
 #: Anything ``Broadcast(config)`` accepts.
 ConfigSource = Union[Mapping[str, Any], ModuleType, str, "os.PathLike[str]", None]
@@ -33,7 +34,7 @@ class Config:
 
     def options(self, name: str) -> Mapping[str, Any]:
         """The ``DRIVERS`` entry for ``name`` (empty if there is none)."""
-        return self.drivers.get(name) or {}
+        return self.drivers.get(name) or Options()
 
 
 _KEYS = ("DRIVER", "DRIVERS")
@@ -148,10 +149,26 @@ def _read_file(path: Path) -> Mapping[str, Any]:
 def load_config(source: ConfigSource = None) -> Config:
     """Read a mapping, a module, or a path to a ``.py``, ``.toml`` or ``.json`` file.
 
+    See :func:`_load`. A ``ConfigurationError`` is raised with none of the
+    frames that read the raw configuration (their locals hold its values).
+    """
+    error: ConfigurationError | None = None
+    try:
+        return _load(source)
+    except ConfigurationError as exc:
+        error = exc
+    raise detach(error)  # outside the except block: nothing chained, no reading frames
+
+
+def _load(source: ConfigSource) -> Config:
+    """Read a mapping, a module, or a path to a ``.py``, ``.toml`` or ``.json`` file.
+
     The settings are ``DRIVER`` (the default driver's name) and ``DRIVERS``
     (each driver's options). A mapping or data file holds nothing else; in a
     module, other names are ignored unless they look like a slip of those two
-    (``driver``, ``DRIVER_S``), which is an error with a did-you-mean. With no
+    (``driver``, ``DRIVER_S``), which is an error with a did-you-mean. Options
+    whose name looks secret (``secret``, ``key``, ``token``...) are wrapped in
+    :class:`~broadcasting.Secret` here and stay wrapped. With no
     ``DRIVER`` at all, ``$BROADCAST_DRIVER`` is used, then ``log``; a
     ``DRIVER`` that is present but empty or ``None`` is an error.
     """
@@ -191,7 +208,9 @@ def load_config(source: ConfigSource = None) -> Config:
     drivers = values.get("DRIVERS") or {}
     if not isinstance(drivers, Mapping):
         raise ConfigurationError("config", "DRIVERS", "must be a mapping of driver name to options")
+    wrapped: dict[str, Mapping[str, Any]] = {}
     for name, options in drivers.items():
         if options is not None and not isinstance(options, Mapping):
             raise ConfigurationError(str(name), None, "its DRIVERS entry must be a mapping")
-    return Config(driver=driver, drivers=dict(drivers))
+        wrapped[name] = wrap_secrets(options or {})  # secrets stay wrapped from here on
+    return Config(driver=driver, drivers=wrapped)

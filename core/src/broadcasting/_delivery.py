@@ -30,9 +30,9 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-from broadcasting._errors import ConfigurationError, PublishError
+from broadcasting._errors import ConfigurationError, PublishError, detach
 from broadcasting._retry import Retry
-from broadcasting._types import Message, Receipt
+from broadcasting._types import Message, Options, Receipt
 
 if TYPE_CHECKING:
     from broadcasting._batcher import Batcher
@@ -101,9 +101,9 @@ class DeliveryOptions:
     @classmethod
     def from_options(
         cls, driver: str, options: Mapping[str, Any]
-    ) -> tuple[DeliveryOptions, dict[str, Any]]:
+    ) -> tuple[DeliveryOptions, Options]:
         """Read the delivery options out of ``options``; return them and the driver's own."""
-        own = {key: value for key, value in options.items() if key not in DELIVERY_OPTIONS}
+        own = Options({k: v for k, v in options.items() if k not in DELIVERY_OPTIONS})
         if len(own) == len(options):
             return _DEFAULT_OPTIONS, own
         flags = {}
@@ -564,6 +564,8 @@ def publish_error(
     unknown = [c for c in channels if c in errors and errors[c].maybe_delivered]
     delivered = [c for c in channels if c not in errors]
     causes = list({id(errors[c]): errors[c] for c in channels if c in errors}.values())
+    for cause in causes:
+        detach(cause)  # driver and SDK frames may hold revealed keys or auth headers
     first = causes[0]
     if len(causes) == 1 and not delivered:
         text = str(first.args[0]) if first.args else ""

@@ -16,7 +16,7 @@ from broadcasting._delivery import (
 )
 from broadcasting._errors import ConfigurationError
 from broadcasting._loop import run_sync
-from broadcasting._types import Limits, Message, Payload, Receipt
+from broadcasting._types import Limits, Message, Options, Payload, Receipt, wrap_secrets
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -59,7 +59,7 @@ class Driver:
     delivery: DeliveryOptions = _DEFAULT_DELIVERY
 
     _broadcast: Broadcast | None = None
-    _options: Mapping[str, Any] = {}
+    _options: Mapping[str, Any] = Options()
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> Self:
@@ -203,7 +203,7 @@ class Driver:
 
     def with_options(self, **overrides: Any) -> Self:
         """Return a new connected driver of this kind with some options replaced."""
-        options = {**self._options, **overrides}
+        options = Options({**self._options, **wrap_secrets(overrides)})
         return self._owner()._variant(type(self), self.name, options)
 
     def _owner(self) -> Broadcast:

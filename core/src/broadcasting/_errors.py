@@ -188,3 +188,19 @@ def _shorten(channels: tuple[str, ...], shown: int = 10) -> str:
     if len(channels) <= shown:
         return repr(list(channels))
     return f"{list(channels[:shown])!r} and {len(channels) - shown} more"
+
+
+def detach(error: BaseException) -> BaseException:
+    """``error`` and the exceptions chained to it, without their tracebacks.
+
+    A traceback keeps every frame's local variables, and error trackers record
+    them: a driver's frames may hold a revealed key, an SDK's the request
+    headers. The messages (scrubbed by the drivers) and the chain stay.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -163,12 +163,22 @@ class Limits:
     channel_rule: str = ""
 
 
-@dataclass(frozen=True, repr=False)
+#: Option names that hold secrets: the core wraps such a string option in a
+#: :class:`Secret` when it loads the configuration (``secret``, ``app_secret``,
+#: ``password``, ``token``, ``api_key``, ``key``, ``encryption_master_key_base64``...).
+SECRET_OPTION = re.compile(
+    r"secret|passw(?:or)?d|token|credential|apikey|(?:^|[_-])key(?:$|[_-])", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True, repr=False, slots=True)
 class Secret:
-    """A string that never shows itself in ``repr``, ``str`` or f-strings.
+    """A string that never shows itself in ``repr``, ``str``, f-strings or pickles.
 
     Drivers keep keys and secrets in a ``Secret`` and call :meth:`reveal`
-    only where the SDK needs the value.
+    only where the SDK needs the value. It compares and hashes by value (so
+    two drivers with different keys are told apart) without showing it, has
+    no ``__dict__`` for ``vars()`` to show, and refuses to be pickled.
     """
 
     _value: str = field(repr=False)
@@ -187,3 +197,53 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled: that would write its value out")
+
+    def __copy__(self) -> Secret:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
+
+class Options(Mapping[str, Any]):
+    """A driver's options: a read-only mapping whose repr shows the keys, never the values.
+
+    Values that are not named like secrets can still carry one (a token in a
+    webhook URL), and debuggers and error trackers show the ``repr`` of every
+    attribute and local variable: this one shows nothing but the option names.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] = {}) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Options(keys={sorted(map(str, self._items))!r})"
+
+    def __reduce__(self) -> Any:
+        return (Options, (self._items,))
+
+
+def wrap_secrets(options: Mapping[str, Any]) -> Options:
+    """``options`` with every string whose name looks secret (:data:`SECRET_OPTION`) in a Secret."""
+    return Options(
+        {
+            key: Secret(value)
+            if isinstance(value, str) and isinstance(key, str) and SECRET_OPTION.search(key)
+            else value
+            for key, value in options.items()
+        }
+    )

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import json
 import logging
-import re
+import os
 import secrets as _secrets
 import threading
 import time
@@ -35,6 +35,7 @@ from broadcasting import (
     installed_drivers,
     run_sync,
 )
+from broadcasting._types import SECRET_OPTION
 from broadcasting.testing._features import Features
 from broadcasting.testing._observe import AsyncObserver, Delivery, Observer
 from broadcasting.testing._tap import SendTap, delivers_in_process
@@ -44,11 +45,9 @@ T = TypeVar("T")
 MODES = ("sync", "async")
 _DEFAULT = "base-event"
 _EVENT = "conformance-event"
-# option keys whose str values look like credentials and must be declared as secrets
-#: Option names that look secret: the safety net of ``test_secrets_never_shown``.
-_SECRET_KEY = re.compile(
-    r"secret|passw(?:or)?d|token|credential|apikey|(?:^|[_-])key(?:$|[_-])", re.IGNORECASE
-)
+#: Option names that look secret (the names the core wraps in a Secret when it
+#: loads a config): the safety net of ``test_secrets_never_shown``.
+_SECRET_KEY = SECRET_OPTION
 
 
 class PublishProbe:
@@ -106,16 +105,42 @@ def _capture_logs() -> Iterator[_LogCapture]:
         root.setLevel(level)
 
 
+_KIT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def _error_texts(exc: BaseException) -> list[str]:
-    """str and repr of an exception and of everything chained to it."""
+    """str and repr of an exception and of everything chained to it, and its frames' locals.
+
+    Error trackers (Sentry and the like) record the local variables of every
+    frame of a traceback, chained exceptions included: a revealed key in one
+    of them leaks as surely as one in the message. The kit's own frames,
+    which hold the test's raw options on purpose, are left out.
+    """
     texts: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         texts += [str(current), repr(current)]
+        tb = current.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if not os.path.abspath(frame.f_code.co_filename).startswith(_KIT_DIR):
+                for name, value in frame.f_locals.items():
+                    texts.append(f"local {name!r} of {frame.f_code.co_name}(): {_shown(value)}")
+            tb = tb.tb_next
         current = current.__cause__ or current.__context__
     return texts
+
+
+def _shown(value: object) -> str:
+    """A value as a debugger or error tracker shows it."""
+    if isinstance(value, str):
+        return value
+    try:
+        return repr(value)
+    except Exception as exc:  # a broken repr shows nothing
+        return f"<repr failed: {type(exc).__name__}>"
 
 
 def _leaks(texts: Sequence[str], secrets: Sequence[str]) -> list[str]:
@@ -1438,7 +1463,8 @@ class DriverConformance:
     def test_secrets_never_shown(
         self, conformance: _Run, driver_options: Mapping[str, Any]
     ) -> None:
-        """Declared secrets never appear in reprs, str(), attributes, receipts or log lines."""
+        """Declared secrets never appear in reprs, str(), attributes (private ones too),
+        receipts or log lines."""
         run = conformance
         undeclared = [
             key
@@ -1452,9 +1478,8 @@ class DriverConformance:
         )
         driver = run.driver
         texts = [repr(driver), str(driver), f"{driver}", repr(run.broadcast), str(run.broadcast)]
-        texts += [
-            f"{name}={value!r}" for name, value in vars(driver).items() if not name.startswith("_")
-        ]
+        # private attributes too: debuggers and error trackers show them all
+        texts += [f"{name}={_shown(value)}" for name, value in vars(driver).items()]
         channel = run.channel("secret")
         run.watch(channel)
         with _capture_logs() as logs:

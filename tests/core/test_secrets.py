@@ -1,0 +1,116 @@
+"""Secrets stay wrapped: from the configuration on, in attributes, pickles and tracebacks."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+from broadcasting import (
+    Batch,
+    Broadcast,
+    ConfigurationError,
+    Driver,
+    PublishError,
+    Secret,
+    load_config,
+)
+
+TOKEN = "tok-live-5d41402abc4b2a76"
+
+
+def frames(error: BaseException) -> Iterator[Any]:
+    """Every frame of ``error``'s traceback and of the exceptions chained to it."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb: TracebackType | None = current.__traceback__
+        while tb is not None:
+            yield tb.tb_frame
+            tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+
+
+def revealed_in_locals(error: BaseException, secret: str) -> list[str]:
+    """Frames (outside this test module) with a local whose str or repr shows ``secret``."""
+    found = []
+    for frame in frames(error):
+        if frame.f_code.co_filename == __file__:
+            continue  # this test's own frames hold the raw config on purpose
+        for name, value in frame.f_locals.items():
+            shown = value if isinstance(value, str) else repr(value)
+            if secret in shown:
+                found.append(f"{frame.f_code.co_name}:{name}")
+    return found
+
+
+class Picky(Driver):
+    """Reveals its token while checking it, as settings code does, then sends with it."""
+
+    name = "picky"
+
+    def __init__(self, token: Secret) -> None:
+        self.token = token
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> Picky:
+        revealed = options["token"].reveal()  # a local that holds the value when it raises
+        if not revealed.startswith("tok-"):
+            raise ConfigurationError(cls.name, "token", "must start with 'tok-'")
+        return cls(options["token"])
+
+    def send(self, batch: Batch) -> None:
+        authorization = f"Bearer {self.token.reveal()}"  # as an SDK's request headers would
+        raise PublishError(f"refused ({len(authorization)} bytes of auth)", driver=self.name)
+
+
+def test_secret_looking_options_are_wrapped_when_the_config_is_loaded() -> None:
+    config = load_config(
+        {"DRIVERS": {"x": {"token": TOKEN, "api_key": "k-1", "key_id": "k-2", "host": "h"}}}
+    )
+    options = config.options("x")
+    assert options["token"] == Secret(TOKEN)
+    assert options["api_key"] == Secret("k-1") and options["key_id"] == Secret("k-2")
+    assert options["host"] == "h"  # not a secret-looking name
+    assert TOKEN not in repr(config) and TOKEN not in repr(options)
+
+
+def test_a_secret_has_no_vars_and_refuses_pickling_but_copies() -> None:
+    secret = Secret(TOKEN)
+    with pytest.raises(TypeError):
+        vars(secret)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(secret)
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(load_config({"DRIVERS": {"x": {"secret": TOKEN}}}))
+    assert copy.deepcopy({"s": secret})["s"] is secret
+
+
+def test_with_options_wraps_what_it_is_given() -> None:
+    broadcast = Broadcast({"DRIVER": "picky", "DRIVERS": {"picky": {"token": TOKEN}}})
+    driver = broadcast.driver(Picky).with_options(token="tok-other-value")
+    assert driver.token == Secret("tok-other-value")
+    assert "tok-other-value" not in repr(vars(driver))
+
+
+def test_a_configuration_error_carries_no_frame_with_the_revealed_secret() -> None:
+    bad = "bad-" + TOKEN
+    broadcast = Broadcast({"DRIVER": "picky", "DRIVERS": {"picky": {"token": bad}}})
+    with pytest.raises(ConfigurationError, match="must start with") as info:
+        broadcast.driver(Picky)
+    assert revealed_in_locals(info.value, bad) == []
+    assert info.value.__context__ is None and info.value.__cause__ is None
+
+
+def test_a_publish_error_carries_no_frame_with_the_revealed_secret() -> None:
+    broadcast = Broadcast({"DRIVER": "picky", "DRIVERS": {"picky": {"token": TOKEN}}})
+    with pytest.raises(PublishError, match="refused") as info:
+        broadcast.driver(Picky).channel("c", "m")
+    assert revealed_in_locals(info.value, TOKEN) == []
+    assert isinstance(info.value.__cause__, PublishError)  # the driver's error is still there
+    assert info.value.__cause__.__traceback__ is None
