@@ -33,6 +33,7 @@ from broadcasting._errors import (
     PublishError,
     ValidationError,
 )
+from broadcasting._health import HEALTH_STATUSES, Health, HealthStatus
 from broadcasting._loop import run_sync
 from broadcasting._markers import hookimpl, hookspec
 from broadcasting._perloop import PerLoop
@@ -61,6 +62,9 @@ __all__ = [
     "Driver",
     "DriverInfo",
     "DriverNotFound",
+    "HEALTH_STATUSES",
+    "Health",
+    "HealthStatus",
     "InvalidChannel",
     "InvalidChannelType",
     "InvalidEvent",

@@ -15,6 +15,7 @@ from broadcasting._delivery import (
     deliver,
 )
 from broadcasting._errors import ConfigurationError
+from broadcasting._health import Health, not_supported
 from broadcasting._loop import run_sync
 from broadcasting._types import Limits, Message, Options, Payload, Receipt, wrap_secrets
 
@@ -37,6 +38,10 @@ class Driver:
     builds itself from its ``DRIVERS`` options in :meth:`from_config`. The
     core does the rest: splitting channel lists, retries, micro-batching and
     the outcome of every channel (see :meth:`publish`).
+
+    It may also implement :meth:`check` / :meth:`acheck`: one request that
+    tells whether the service answers and accepts the credentials (what
+    ``broadcasting check`` reports).
 
     A driver that delivers in process (``memory``, ``log``) may override
     :meth:`publish` / :meth:`apublish` instead and skip all of that.
@@ -169,6 +174,36 @@ class Driver:
     def payload_size(self, message: Message) -> int:
         """Bytes of the message as this driver will send it (checked against the limit)."""
         return message.size
+
+    def check(self) -> Health:
+        """Check that the service answers and accepts this driver's credentials.
+
+        A driver for a service overrides this (or :meth:`acheck`) with one cheap
+        request that needs its credentials, sent once and never retried, and
+        returns what it found: :meth:`Health.measure` times such a request and
+        maps a :class:`PublishError` to ``auth_failed``, ``unreachable`` or
+        ``error``. A failed check is reported in the :class:`Health`, not raised.
+
+        The default runs :meth:`acheck` on the core's background loop when only
+        that is implemented, and otherwise reports ``not_supported`` (nothing
+        was checked; the built-in ``log``, ``null`` and ``memory`` drivers,
+        which deliver in process, report that).
+        """
+        if _overrides(self, "acheck"):
+            return run_sync(self.acheck())
+        return not_supported(self.name)
+
+    async def acheck(self) -> Health:
+        """Async twin of :meth:`check`; must not block the event loop.
+
+        The default runs :meth:`check` in a worker thread when only that is
+        implemented, and otherwise reports ``not_supported``.
+        """
+        if _overrides(self, "check"):
+            import asyncio
+
+            return await asyncio.to_thread(self.check)
+        return not_supported(self.name)
 
     def close(self) -> None:
         """Release connections. Idempotent; the driver may reconnect on next use."""
