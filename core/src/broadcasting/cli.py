@@ -1,4 +1,4 @@
-"""The ``broadcasting`` command: list drivers, send a message, check a configuration."""
+"""The ``broadcasting`` command: list drivers, send a message, check each driver's service."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from broadcasting import __version__
 from broadcasting._broadcast import Broadcast
 from broadcasting._errors import BroadcastError
+from broadcasting._health import Health
 from broadcasting._plugins import installed_drivers
 
 
@@ -36,8 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--config", metavar="PATH", help="a .py file with DRIVER and DRIVERS")
     send.add_argument("--json", action="store_true", help="print the receipt as JSON")
 
-    check = commands.add_parser("check", help="connect every configured driver")
+    check = commands.add_parser(
+        "check",
+        help="check that each configured driver's service answers and accepts its credentials",
+        description=(
+            "Connect each driver and make its health check: one authenticated request, "
+            "never retried. Prints ok, auth_failed, unreachable, error or not_supported "
+            "per driver. Exit status 0 when every driver is ok or not_supported (a driver "
+            "without a health check), 1 when any failed or could not be built."
+        ),
+    )
     check.add_argument("--config", metavar="PATH", help="a .py file with DRIVER and DRIVERS")
+    check.add_argument(
+        "--driver",
+        "-d",
+        action="append",
+        metavar="NAME",
+        help="check only this driver (repeatable; default: DRIVER and every DRIVERS entry)",
+    )
+    check.add_argument("--json", action="store_true", help="print a JSON list")
     return parser
 
 
@@ -54,16 +72,10 @@ def _drivers(as_json: bool) -> int:
     if as_json:
         print(json.dumps([asdict(info) for info in infos], indent=2))
         return 0
-    rows = [("NAME", "PACKAGE", "VERSION", "MODULE")] + [
-        (i.name, i.distribution or "(registered)", i.version or "-", i.module) for i in infos
-    ]
-    widths = [max(len(row[col]) for row in rows) for col in range(3)]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
-            + "  "
-            + row[3]
-        )
+    _print_table(
+        [("NAME", "PACKAGE", "VERSION", "MODULE")]
+        + [(i.name, i.distribution or "(registered)", i.version or "-", i.module) for i in infos]
+    )
     return 0
 
 
@@ -84,23 +96,57 @@ def _send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_one(broadcast: Broadcast, name: str) -> Health:
+    """Connect ``name`` and run its check; a driver that cannot be built is an ``error``."""
+    try:
+        driver = broadcast.driver(name)
+        return driver.check()
+    except BroadcastError as exc:  # ConfigurationError, DriverNotFound, PluginLoadError...
+        return Health("error", None, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a driver's bug; its message may hold anything, secrets too
+        return Health("error", None, f"{type(exc).__name__} raised by the check (message withheld)")
+
+
 def _check(args: argparse.Namespace) -> int:
     broadcast = Broadcast(args.config)
-    names = list(dict.fromkeys([broadcast.config.driver, *broadcast.config.drivers]))
-    failed = 0
+    default = broadcast.config.driver
+    names = list(dict.fromkeys(args.driver or [default, *broadcast.config.drivers]))
     try:
-        for name in names:
-            try:
-                broadcast.driver(name)
-            except BroadcastError as exc:
-                failed += 1
-                print(f"{name}: error: {exc}")
-            else:
-                default = " (default)" if name == broadcast.config.driver else ""
-                print(f"{name}: ok{default}")
+        results = [(name, _check_one(broadcast, name)) for name in names]
+        _print_health(results, default, as_json=args.json)
     finally:
         broadcast.close()
-    return 1 if failed else 0
+    return 1 if any(health.failed for _, health in results) else 0
+
+
+def _print_health(results: list[tuple[str, Health]], default: str, *, as_json: bool) -> None:
+    if as_json:
+        rows = [
+            {"driver": name, "default": name == default, **asdict(health)}
+            for name, health in results
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    _print_table(
+        [("DRIVER", "STATUS", "LATENCY", "DETAIL")]
+        + [
+            (
+                name + (" (default)" if name == default else ""),
+                health.status,
+                "-" if health.latency_ms is None else f"{health.latency_ms:.1f} ms",
+                " ".join(health.detail.split()),
+            )
+            for name, health in results
+        ]
+    )
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Columns padded to their widest cell; the last one is not padded."""
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
