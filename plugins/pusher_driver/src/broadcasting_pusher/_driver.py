@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 from pusher import Pusher
 from pusher.pusher_client import PusherClient
 
-from broadcasting import Batch, Capabilities, ConfigurationError, Driver, Message
+from broadcasting import (
+    Batch,
+    Capabilities,
+    ConfigurationError,
+    Driver,
+    Health,
+    Message,
+    PublishError,
+)
 from broadcasting_pusher import _rules
 from broadcasting_pusher._async_backend import SessionBackend, loop_sessions
 from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
@@ -17,6 +26,7 @@ from broadcasting_pusher._sync_backend import ConnectionPool, PooledBackend
 from broadcasting_pusher._wire import check_answer, master_key_bytes, request_for
 
 if TYPE_CHECKING:
+    from pusher.http import Request
     from typing_extensions import Self
 
 
@@ -143,6 +153,63 @@ class BroadcastPusherDriver(Driver):
         request = request_for(self._aclient, batch, self._master_key)
         status, body = await self._aclient.http.send(request)
         check_answer(status, body, self.settings)
+
+    # -- the health check ---------------------------------------------------------------
+
+    def check(self) -> Health:
+        """One signed ``GET /apps/{app_id}/channels`` on the sync pool, never retried.
+
+        ``ok`` when the server lists the app's channels; ``auth_failed`` when it
+        refuses the key or secret (HTTP 401/403, including soketi's HTTP 200
+        with an error body); ``unreachable`` when no answer comes (refused,
+        DNS, nothing within ``timeout``); ``error`` otherwise (an unknown
+        ``app_id`` is a 404, a certificate that cannot be verified...).
+        """
+        request = self._channels_request(self._client)
+        return Health.measure(lambda: self._channels_listed(*self._client.http.send(request)))
+
+    async def acheck(self) -> Health:
+        """Async twin of :meth:`check`, on this loop's session."""
+        request = self._channels_request(self._aclient)
+        self._sessions.get()  # made (and aiohttp imported) before the clock starts
+
+        async def probe() -> str:
+            return self._channels_listed(*await self._aclient.http.send(request))
+
+        return await Health.ameasure(probe)
+
+    @staticmethod
+    def _channels_request(client: Any) -> Request:
+        # the SDK's own signed request for the channels query, sent by our transport
+        request: Request = client.channels_info.make_request()
+        return request
+
+    def _channels_listed(self, status: int, body: bytes) -> str:
+        """The detail of an answered check, or the PublishError the answer deserves."""
+        s = self.settings
+        where = f"GET /apps/{s.app_id}/channels"
+        data: Any = None
+        if 200 <= status < 300:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                raise self._not_pusher(where, f"HTTP {status} but not JSON") from None
+        check_answer(status, body, s)  # refusals, soketi's HTTP 200 with an error body too
+        channels = data.get("channels") if isinstance(data, dict) else None
+        if not isinstance(channels, dict):
+            raise self._not_pusher(where, f"HTTP {status} but no channel list")
+        count = len(channels)
+        return (
+            f"{s.base_url} accepted the app key and secret ({where}: "
+            f"{count} occupied channel{'' if count == 1 else 's'})"
+        )
+
+    def _not_pusher(self, where: str, answer: str) -> PublishError:
+        return PublishError(
+            f"{self.name}: {self.settings.base_url} answered {where} with {answer} "
+            "(is it a Pusher-protocol server?)",
+            driver=self.name,
+        )
 
     def ssl(self, enabled: bool) -> Self:
         """The seed's toggle: this driver with ``ssl`` switched on or off."""
