@@ -25,6 +25,13 @@ Ably's 40160 does.
 A batch body may be one spec or a list of specs (the driver's micro-batching
 sends one spec per publish); a list is answered per spec, in order, and the
 whole request may hold at most 100 channels and 2 MiB of body, like Ably's.
+
+The driver's health check asks for a token: ``POST /keys/{keyName}/requestToken``
+with the key as Basic authorization and token params as the body. It gets the
+same header, authorization and body checks as a publish; the key must be the
+one the path names, and the params may only hold Ably's token-param fields.
+An issued token is answered with HTTP 201 and token details; the queued
+``error``, ``stored_error``, ``html``, ``slow`` and ``drop`` faults apply to it.
 """
 
 from __future__ import annotations
@@ -57,6 +64,9 @@ WRONG_KEY = "appid.keyid:NotTheRightSecret_000000"
 DROPPING_KEY = "appid.dropping:L0stAnswersS3cret_424242"
 
 MESSAGE_FIELDS = {"id", "name", "data", "encoding", "clientId", "extras", "connectionKey"}
+TOKEN_PARAM_FIELDS = {"ttl", "capability", "clientId", "timestamp", "nonce"}
+#: Ably's default token lifetime (60 minutes), in milliseconds.
+DEFAULT_TOKEN_TTL = 60 * 60 * 1000
 MAX_BATCH_CHANNELS = 100
 MAX_BODY_BYTES = 2 * 1024 * 1024
 JSON = "application/json"
@@ -178,6 +188,7 @@ class AblyEmulator:
         app.router.add_post("/messages", self._batch)
         app.router.add_post(r"/channels/{channel:[^/]+}/messages", self._single)
         app.router.add_get("/time", self._time)
+        app.router.add_post(r"/keys/{key_name:[^/]+}/requestToken", self._request_token)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -278,7 +289,15 @@ class AblyEmulator:
     def publish_requests(self) -> list[RecordedRequest]:
         """Recorded publish requests (single and batch)."""
         with self._lock:
-            return [r for r in self.requests if r.method == "POST"]
+            return [
+                r for r in self.requests if r.method == "POST" and not r.path.startswith("/keys/")
+            ]
+
+    @property
+    def token_requests(self) -> list[RecordedRequest]:
+        """Recorded token requests (``POST /keys/{keyName}/requestToken``)."""
+        with self._lock:
+            return [r for r in self.requests if r.path.startswith("/keys/")]
 
     # -- request handling -----------------------------------------------------
 
@@ -302,28 +321,46 @@ class AblyEmulator:
     async def _batch(self, request: web.Request) -> web.StreamResponse:
         return await self._publish(request, None, batch=True)
 
-    async def _publish(
-        self, request: web.Request, channels: list[str] | None, *, batch: bool
-    ) -> web.StreamResponse:
-        body = await request.read()
+    async def _record(self, request: web.Request) -> RecordedRequest:
         record = RecordedRequest(
             method=request.method,
             path=request.raw_path,
             headers={k.lower(): v for k, v in request.headers.items()},
             content_type=request.headers.get("Content-Type", ""),
-            body=body,
+            body=await request.read(),
         )
         with self._lock:
             self.requests.append(record)
+        return record
 
-        # 1. headers every Ably REST request carries
+    def _header_problem(self, request: web.Request, record: RecordedRequest) -> str | None:
+        """What is wrong with the headers every Ably REST request with a body carries."""
         if not request.headers.get("X-Ably-Version"):
-            return self._reject(request, record, "no X-Ably-Version header")
+            return "no X-Ably-Version header"
         accept = request.headers.get("Accept", "")
         if accept not in (JSON, MSGPACK):
-            return self._reject(request, record, f"unexpected Accept {accept!r}")
+            return f"unexpected Accept {accept!r}"
         if record.content_type != accept:
-            return self._reject(request, record, "Content-Type and Accept disagree")
+            return "Content-Type and Accept disagree"
+        return None
+
+    @staticmethod
+    def _decode(record: RecordedRequest) -> Any:
+        """The body, decoded as its Content-Type says (raises if it cannot be)."""
+        if record.content_type == MSGPACK:
+            return msgpack.unpackb(record.body, raw=False)
+        return json.loads(record.body)
+
+    async def _publish(
+        self, request: web.Request, channels: list[str] | None, *, batch: bool
+    ) -> web.StreamResponse:
+        record = await self._record(request)
+        body = record.body
+
+        # 1. headers every Ably REST request carries
+        problem = self._header_problem(request, record)
+        if problem:
+            return self._reject(request, record, problem)
 
         # 2. Basic authorization with a known key
         key = self._authenticate(request, record)
@@ -332,10 +369,7 @@ class AblyEmulator:
 
         # 3. the body, decoded as its Content-Type says
         try:
-            if record.content_type == MSGPACK:
-                decoded = msgpack.unpackb(body, raw=False)
-            else:
-                decoded = json.loads(body)
+            decoded = self._decode(record)
         except Exception as exc:
             return self._reject(request, record, f"undecodable {record.content_type} body: {exc}")
         record.decoded = decoded
@@ -428,6 +462,61 @@ class AblyEmulator:
                 return self._error(request, record, err["statusCode"], err["code"], err["message"])
             return self._answer(request, 201, only, record)
         return self._batch_answer(request, record, results, many=isinstance(decoded, list))
+
+    async def _request_token(self, request: web.Request) -> web.StreamResponse:
+        record = await self._record(request)
+        problem = self._header_problem(request, record)
+        if problem:
+            return self._reject(request, record, problem)
+        key = self._authenticate(request, record)
+        if key is None:
+            return self._error(request, record, 401, 40101, "Invalid credentials")
+        raw_name = request.raw_path.split("?", 1)[0][len("/keys/") : -len("/requestToken")]
+        key_name = unquote(raw_name)
+        if key.split(":", 1)[0] != key_name:
+            self._violation(f"{record.path}: authorized with another key than the path names")
+            return self._error(request, record, 401, 40101, "Invalid credentials")
+        try:
+            params = self._decode(record)
+        except Exception as exc:
+            return self._reject(request, record, f"undecodable {record.content_type} body: {exc}")
+        record.decoded = params
+        if not isinstance(params, dict):
+            return self._reject(request, record, "token params must be an object")
+        unknown = set(params) - TOKEN_PARAM_FIELDS
+        if unknown:
+            return self._reject(request, record, f"unknown token param fields {sorted(unknown)}")
+        ttl = params.get("ttl", DEFAULT_TOKEN_TTL)
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+            return self._reject(request, record, "token ttl must be a positive int (ms)")
+
+        fault = self._next_fault()
+        if fault is not None and fault.kind == "html":
+            record.status = fault.status
+            html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return web.Response(status=fault.status, text=html, content_type="text/html")
+        if fault is not None and fault.kind in ("error", "stored_error"):
+            return self._error(request, record, fault.status, fault.code, fault.message)
+        if fault is not None and fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
+        if fault is not None and fault.kind == "drop":
+            record.status = -1
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError
+        issued = int(time.time() * 1000)
+        capability = json.dumps({pattern: ["*"] for pattern in self.keys[key]})
+        details: dict[str, Any] = {
+            "token": f"{key_name}.emulated-{issued}",
+            "keyName": key_name,
+            "issued": issued,
+            "expires": issued + ttl,
+            "capability": capability,
+        }
+        client_id = params.get("clientId")
+        if client_id is not None:
+            details["clientId"] = client_id
+        return self._answer(request, 201, details, record)
 
     def _batch_answer(
         self,

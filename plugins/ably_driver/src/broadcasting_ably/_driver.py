@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
+from urllib.parse import quote
 
-from broadcasting import Answer, Batch, Capabilities, Driver, Limits, Message, Part, PublishError
+from broadcasting import (
+    Answer,
+    Batch,
+    Capabilities,
+    Driver,
+    Health,
+    Limits,
+    Message,
+    Part,
+    PublishError,
+)
 from broadcasting_ably._errors import (
     Scrubber,
     ably_error,
     channels_text,
+    describe,
     int_or_none,
     not_mentioned,
     transport_error,
     unreadable_answer,
 )
 from broadcasting_ably._settings import AblySettings, parse_settings
-from broadcasting_ably._transport import Clients, counting
+from broadcasting_ably._transport import Clients, counting, guard_sdk_logging
 from broadcasting_ably._wire import (
     API_VERSION,
     MAX_BATCH_BODY_BYTES,
@@ -179,6 +192,136 @@ class BroadcastAblyDriver(Driver):
             return unreadable_answer(self._scrub, what, exc)
         raise exc
 
+    # -- the health check ---------------------------------------------------------------
+
+    def check(self) -> Health:
+        """Ask Ably for a token with the key (``POST /keys/{keyName}/requestToken``), once.
+
+        The request is authenticated with the key exactly as publishes are
+        (HTTP Basic), and issuing a token needs no capability beyond the key's
+        own, so a key limited to publishing passes; the token is discarded.
+        ``ok`` when Ably issues it; ``auth_failed`` when Ably refuses the key
+        (HTTP 401/403: 40101 invalid credentials...); ``unreachable`` when no
+        answer comes; ``error`` otherwise (a TLS certificate that cannot be
+        verified, another error, an unreadable answer).
+
+        The check uses its own SDK client, which tries only the first host
+        (no fallback hosts: a check is never retried), and closes it.
+        """
+        from ably.sync import AblyRestSync
+
+        client = AblyRestSync(**self._check_client_options())
+        path, body = self._token_request()
+
+        def probe() -> str:
+            try:
+                response = client.request("POST", path, API_VERSION, body=body)
+            except Exception as exc:
+                raise self._check_failure(exc) from None
+            return self._token_issued(response)
+
+        try:
+            return Health.measure(probe)
+        finally:
+            client.close()
+
+    async def acheck(self) -> Health:
+        """Async twin of :meth:`check`, with an async SDK client of its own."""
+        from ably import AblyRest
+
+        client = AblyRest(**self._check_client_options())
+        path, body = self._token_request()
+
+        async def probe() -> str:
+            try:
+                response = await client.request("POST", path, API_VERSION, body=body)
+            except Exception as exc:
+                raise self._check_failure(exc) from None
+            return self._token_issued(response)
+
+        try:
+            return await Health.ameasure(probe)
+        finally:
+            await client.close()
+
+    def _check_client_options(self) -> dict[str, Any]:
+        guard_sdk_logging()
+        # no retry budget: with fallback hosts the SDK tries the first one only
+        return {**self.settings.sdk_options(0), "key": self.settings.key.reveal()}
+
+    def _key_name(self) -> str:
+        return self.settings.key.reveal().split(":", 1)[0]  # appId.keyId: public
+
+    def _token_request(self) -> tuple[str, dict[str, Any]]:
+        """Path and body (empty token params: the key's own capability) of the check."""
+        return f"/keys/{quote(self._key_name(), safe='')}/requestToken", {}
+
+    def _token_issued(self, response: Any) -> str:
+        """The detail of a token Ably issued, or the PublishError its answer deserves."""
+        try:
+            status = int(response.status_code)
+            items = list(response.items)
+        except Exception as exc:
+            raise self._check_failure(exc) from None
+        first = items[0] if items else None
+        if 200 <= status < 300:
+            if isinstance(first, dict) and isinstance(first.get("token"), str):
+                endpoint = self.settings.endpoint or "main"
+                return (
+                    f"Ably ({endpoint}) accepted the key {self._key_name()!r}: it issued a "
+                    "token, which was discarded"
+                )
+            raise PublishError(
+                f"Ably answered the health check's token request with HTTP {status} but no token",
+                driver=self.name,
+                status=status,
+            )
+        error = first.get("error") if isinstance(first, dict) else None
+        if isinstance(error, dict):
+            code = int_or_none(error.get("code"))
+            said = str(error.get("message") or "")
+        else:
+            code, said = int_or_none(response.error_code), ""
+        raise PublishError(
+            self._scrub(f"Ably refused the health check: {describe(status, code, said)}"),
+            driver=self.name,
+            status=status,
+            code=code,
+        )
+
+    def _check_failure(self, exc: Exception) -> PublishError:
+        """The error of a check the SDK raised for (other exceptions propagate)."""
+        import httpx
+        from ably.util.exceptions import AblyException
+
+        endpoint = self.settings.endpoint or "main"
+        detail = f"{type(exc).__name__}: {self._scrub(str(exc)) or 'no detail'}"
+        if isinstance(exc, httpx.TransportError):
+            if _caused_by(exc, ssl.SSLCertVerificationError):
+                text = f"the TLS certificate of Ably ({endpoint}) could not be verified ({detail})"
+                return PublishError(text, driver=self.name)
+            if isinstance(exc, httpx.TimeoutException):
+                text = f"no answer from Ably ({endpoint}) in time ({detail})"
+            else:
+                text = f"could not reach Ably ({endpoint}): {detail}"
+            return PublishError(text, driver=self.name, retryable=True)
+        if isinstance(exc, AblyException):
+            status = int_or_none(getattr(exc, "status_code", None))
+            code = int_or_none(getattr(exc, "code", None))
+            said = describe(status, code, str(getattr(exc, "message", "") or ""))
+            return PublishError(
+                self._scrub(f"Ably refused the health check: {said}"),
+                driver=self.name,
+                status=status,
+                code=code,
+            )
+        if isinstance(exc, (ValueError, KeyError)):  # an answer the SDK could not decode
+            return PublishError(
+                f"Ably's answer to the health check could not be read ({detail})",
+                driver=self.name,
+            )
+        raise exc
+
     # -- lifecycle --------------------------------------------------------------------
 
     def close(self) -> None:
@@ -192,6 +335,18 @@ class BroadcastAblyDriver(Driver):
     def __repr__(self) -> str:
         endpoint = self.settings.endpoint or "main"
         return f"<{type(self).__name__} driver={self.name!r} endpoint={endpoint!r}>"
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``exc`` or an exception it was raised from or during is a ``kind``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _what(parts: Sequence[Part]) -> str:
