@@ -213,3 +213,23 @@ async def test_an_untrusted_certificate_is_an_error(
     assert health.status == "error"
     assert health.detail.startswith("the TLS certificate of Ably (127.0.0.1) could not be verified")
     assert emulator.token_requests == []
+
+
+# -- against the real Ably (only with ABLY_API_KEY) -------------------------------------
+
+LIVE_KEY = os.environ.get("ABLY_API_KEY", "")
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not LIVE_KEY, reason="set ABLY_API_KEY to check against the real Ably")
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_the_real_ably_issues_a_token_to_the_key_and_refuses_a_wrong_secret(
+    mode: str,
+) -> None:
+    name = LIVE_KEY.split(":", 1)[0]
+    wrong = f"{name}:{'x' * 20}WrongSecret"
+    for key, expected in ((LIVE_KEY, "ok"), (wrong, "auth_failed")):
+        with Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": {"key": key}}}) as broadcast:
+            health = await check(broadcast, mode)
+        assert health.status == expected, health.detail
+        assert LIVE_KEY.split(":", 1)[1] not in repr(health)
