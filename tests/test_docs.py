@@ -1,0 +1,1310 @@
+"""Every python block of the documentation runs, and what the docs quote is true.
+
+The documents: ``README.md``, ``core/README.md``, ``docs/*.md``, the plugin
+READMEs (``plugins/*/README.md``) and the example driver's
+(``examples/*/README.md``). Each ```` ```python ```` block in them is one test
+case, which executes the block as written:
+
+- A block may be named by the HTML comment right before it,
+  ``<!-- snippet: NAME -->`` (``<!-- example: NAME -->`` in the guide). A
+  named block may have a runner here (``@runs(doc, name)``) that gives it the
+  namespace it assumes (``config``, a server's URL, a config file at
+  ``config/broadcast.py``) and then checks what it claims against the real
+  parts: the Pusher blocks publish to a real soketi and a real WebSocket
+  subscriber must receive them; the Ably blocks publish through the real SDK
+  to the HTTPS emulator of tests/servers/ably_emulator.py; the webhook blocks
+  to a real local HTTP server; the FastAPI and Flask blocks are driven by
+  those frameworks' own test clients.
+- Any other block runs as written in an empty namespace: a block that does
+  not run fails its test (``test_an_unmarked_block_that_does_not_run_fails``
+  proves it). ``<!-- snippet: skip REASON -->`` marks a deliberate fragment;
+  there are none at present, and at most a few are allowed.
+
+Top-level ``await`` is allowed (the READMEs show ``await broadcast.achannel``
+next to sync calls): such a block runs whole inside ``asyncio.run``, so its
+sync calls also prove that ``channel()`` works from inside a running loop.
+
+The other checks: figures quoted from the benchmarks (after a
+``<!-- bench: KEY ... -->`` marker) appear in those rows of
+``benchmarks/results/latest.md``, and the README's table is that file; every
+``pip install ./path`` names a package folder of this checkout, and every
+PyPI name a package built here; the built-in drivers' options in the README
+are the ones the drivers accept.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import importlib.util
+import inspect
+import json
+import logging
+import re
+import subprocess
+import sys
+import threading
+import types
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+for _path in (TESTS, TESTS / "servers"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from http_proxy import CountingProxy  # noqa: E402
+from pusher_ws import Event, PusherSubscriber  # noqa: E402
+from soketi_pytest import start_soketi  # noqa: E402
+from soketi_server import SoketiServer  # noqa: E402
+
+from broadcasting import (  # noqa: E402
+    Answer,
+    Batch,
+    Broadcast,
+    Capabilities,
+    ConfigurationError,
+    Driver,
+    InvalidChannel,
+    InvalidEvent,
+    Limits,
+    Message,
+    PayloadTooLarge,
+    PublishError,
+    Receipt,
+    hookspec,
+    hookspecs,
+    register_driver,
+    unregister_driver,
+)
+from broadcasting.drivers.null import BroadcastNullDriver  # noqa: E402
+from servers.ably_emulator import LIMITED_KEY, AblyEmulator  # noqa: E402
+
+DOCS = (
+    ROOT / "README.md",
+    ROOT / "core" / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted(ROOT.glob("plugins/*/README.md")),
+    *sorted(ROOT.glob("examples/*/README.md")),
+)
+MAX_SKIPPED = 3
+
+_BLOCK = re.compile(r"^```python\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+_MARKER = re.compile(r"<!-- (?:snippet|example): (.+?) -->\s*\Z")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One python block of a document."""
+
+    doc: str  # the document, relative to the repository root
+    line: int  # the line of the block's first code line
+    name: str | None  # from the marker right before it, if any
+    code: str
+
+    @property
+    def skip_reason(self) -> str | None:
+        if self.name is not None and self.name.startswith("skip"):
+            return self.name[len("skip") :].strip() or "(no reason given)"
+        return None
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc}:{self.name or self.line}"
+
+
+def blocks_of(path: Path, root: Path = ROOT) -> list[Block]:
+    """The python blocks of one markdown file, in order."""
+    text = path.read_text(encoding="utf-8")
+    found = []
+    for match in _BLOCK.finditer(text):
+        before = text[: match.start()]
+        marker = _MARKER.search(before)
+        found.append(
+            Block(
+                doc=path.relative_to(root).as_posix(),
+                line=before.count("\n") + 2,
+                name=marker.group(1).strip() if marker else None,
+                code=match.group(1),
+            )
+        )
+    return found
+
+
+BLOCKS = [block for doc in DOCS for block in blocks_of(doc)]
+
+
+def block(doc: str, name: str) -> Block:
+    """The block called ``name`` in ``doc``."""
+    matches = [b for b in BLOCKS if b.doc == doc and b.name == name]
+    assert len(matches) == 1, f"{doc} should have exactly one block named {name!r}"
+    return matches[0]
+
+
+# -- running a block ---------------------------------------------------------------------
+
+
+def compiled(b: Block, flags: int = 0) -> types.CodeType:
+    """The block's code object; its line numbers are the document's."""
+    source = "\n" * (b.line - 1) + b.code
+    return compile(source, str(ROOT / b.doc), "exec", flags=flags | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def execute(b: Block, namespace: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the block in ``namespace`` (top-level await: inside ``asyncio.run``)."""
+    namespace = {} if namespace is None else namespace
+    namespace.setdefault("__name__", "docs_block")
+    result = eval(compiled(b), namespace)
+    if inspect.iscoroutine(result):
+        asyncio.run(result)
+    return namespace
+
+
+def class_body(b: Block, namespace: dict[str, Any]) -> dict[str, Any]:
+    """Run a block of methods or class attributes as a class body: what it defines."""
+    body: dict[str, Any] = {}
+    exec(compiled(b), {"__name__": "docs_block", **namespace}, body)
+    return body
+
+
+def public(obj: object) -> dict[str, Any]:
+    """An object's public attributes (what the conformance kit inspects for secrets)."""
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+
+
+def close_all(namespace: dict[str, Any]) -> None:
+    for value in namespace.values():
+        if isinstance(value, Broadcast):
+            value.close()
+
+
+# -- the real parts ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def soketi() -> Iterator[SoketiServer]:
+    """A soketi of this module's own (the pusher tests' fixtures live in their directory)."""
+    server = start_soketi()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def emulator_server() -> Iterator[AblyEmulator]:
+    with AblyEmulator() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _no_driver_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BROADCAST_DRIVER", raising=False)
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)  # urllib would send 127.0.0.1 through it
+
+
+class Watcher:
+    """A Pusher WebSocket subscriber on soketi, on an event loop of its own thread.
+
+    The blocks run their own loops (or none); the subscriber must not depend
+    on them. :meth:`received` publishes a marker to the first channel watched
+    and returns everything soketi delivered before it: soketi handles
+    publishes in order and one connection's frames arrive in order, so
+    nothing delivered earlier is still on its way.
+    """
+
+    def __init__(self, soketi: SoketiServer) -> None:
+        self._soketi = soketi
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._events: list[Event] = []
+        self._marked = threading.Event()
+        self._marker = f"marker-{uuid.uuid4().hex}"
+        self._channels: list[str] = []
+        self._subscriber = self._run(
+            PusherSubscriber(soketi.ws_url(), on_event=self._on_event).connect()
+        )
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(20)
+
+    def _on_event(self, event: Event) -> None:
+        if event.data == self._marker:
+            self._marked.set()
+        else:
+            self._events.append(event)
+
+    def watch(self, *channels: str) -> None:
+        self._run(self._subscriber.subscribe(*channels))
+        self._channels.extend(channels)
+
+    def received(self) -> list[Event]:
+        with Broadcast(
+            {"DRIVER": "pusher", "DRIVERS": {"pusher": pusher_options(self._soketi)}}
+        ) as b:
+            b.channel(self._channels[0], self._marker, "marker")
+        assert self._marked.wait(10), "the marker never arrived"
+        return list(self._events)
+
+    def close(self) -> None:
+        self._run(self._subscriber.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def pusher_options(soketi: SoketiServer, **overrides: Any) -> dict[str, Any]:
+    return soketi.driver_options(**overrides)
+
+
+class Recorder(ThreadingHTTPServer):
+    """An HTTP server on 127.0.0.1 that records every POST and answers 204."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RecordingHandler)
+        self.posts: list[tuple[str, dict[str, str], bytes]] = []
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05})
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self._thread.join()
+        self.server_close()
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Recorder
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.posts.append((self.path, dict(self.headers.items()), body))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+WEBHOOK_SECRET = "whsec-docs-0123456789abcdef"
+ACME_KEY = "acme-key-docs-0123456789"
+
+
+class Docs:
+    """What a runner may need, made on first use: fixtures, servers, files."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        # requested before the block runs, so they see all it prints and logs
+        self.tmp_path: Path = request.getfixturevalue("tmp_path")
+        self.monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+        self.capsys: pytest.CaptureFixture[str] = request.getfixturevalue("capsys")
+        self.caplog: pytest.LogCaptureFixture = request.getfixturevalue("caplog")
+
+    def fixture(self, name: str) -> Any:
+        return self.request.getfixturevalue(name)
+
+    @cached_property
+    def soketi(self) -> SoketiServer:
+        server: SoketiServer = self.fixture("soketi")
+        return server
+
+    @cached_property
+    def emulator(self) -> AblyEmulator:
+        """The Ably emulator, reset, its CA handed to the SDK's httpx clients."""
+        server: AblyEmulator = self.fixture("emulator_server")
+        server.reset()
+        server.batch_format = "legacy"
+        self.monkeypatch.setenv("SSL_CERT_FILE", server.ca_path)
+        self.monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        return server
+
+    @contextmanager
+    def watcher(self, *channels: str) -> Iterator[Watcher]:
+        watcher = Watcher(self.soketi)
+        try:
+            watcher.watch(*channels)
+            yield watcher
+        finally:
+            watcher.close()
+
+    @contextmanager
+    def webhook_receiver(self) -> Iterator[Any]:
+        from broadcasting_webhook.receiver import WebhookReceiver
+
+        with WebhookReceiver(WEBHOOK_SECRET) as receiver:
+            yield receiver
+
+    def config_file(self, driver: str, options: dict[str, Any]) -> Path:
+        """``config/broadcast.py`` in a fresh working directory, for ``driver``."""
+        self.monkeypatch.chdir(self.tmp_path)
+        path = self.tmp_path / "config" / "broadcast.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"DRIVER = {driver!r}\nDRIVERS = {{{driver!r}: {options!r}}}\n")
+        return path
+
+    def module_from(self, b: Block) -> types.ModuleType:
+        """The block saved as ``config/broadcast.py`` and imported, as an app would."""
+        path = self.tmp_path / "config" / "broadcast.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(b.code, encoding="utf-8")
+        spec = importlib.util.spec_from_file_location("config.broadcast", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    def acme_package(self, init: Block, legacy: str | None = None) -> types.ModuleType:
+        """``broadcasting_acme`` built from the guide's files, importable for this test."""
+        package = self.tmp_path / "src" / "broadcasting_acme"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(init.code, encoding="utf-8")
+        driver = block("docs/writing-a-driver.md", "acme-driver")
+        (package / "_driver.py").write_text(driver.code, encoding="utf-8")
+        if legacy is not None:
+            (package / "_legacy.py").write_text(legacy, encoding="utf-8")
+        self.monkeypatch.syspath_prepend(str(package.parent))
+        self.request.addfinalizer(_forget_acme)
+        _forget_acme()
+        return importlib.import_module("broadcasting_acme")
+
+
+def _forget_acme() -> None:
+    for name in [m for m in sys.modules if m.split(".")[0] == "broadcasting_acme"]:
+        del sys.modules[name]
+
+
+Runner = Callable[[Block, Docs], None]
+RUNNERS: dict[tuple[str, str], Runner] = {}
+
+
+def runs(doc: str, name: str) -> Callable[[Runner], Runner]:
+    """Register the runner of block ``name`` of ``doc``."""
+
+    def register(runner: Runner) -> Runner:
+        assert (doc, name) not in RUNNERS
+        RUNNERS[(doc, name)] = runner
+        return runner
+
+    return register
+
+
+def run_as_written(b: Block, docs: Docs) -> None:
+    """An unmarked block, or one that needs nothing: as written, in an empty namespace."""
+    close_all(execute(b))
+
+
+# -- the tests -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("b", BLOCKS, ids=[b.id for b in BLOCKS])
+def test_block_runs(b: Block, request: pytest.FixtureRequest) -> None:
+    if b.skip_reason is not None:
+        pytest.skip(f"marked as a fragment: {b.skip_reason}")
+    runner = RUNNERS.get((b.doc, b.name or ""), run_as_written)
+    runner(b, Docs(request))
+
+
+def test_the_docs_have_their_blocks() -> None:
+    assert len(BLOCKS) >= 30
+    for doc in DOCS:
+        names = [b.name for b in blocks_of(doc) if b.name]
+        assert len(names) == len(set(names)), f"{doc}: a block name is used twice"
+
+
+def test_every_runner_has_its_block() -> None:
+    for doc, name in RUNNERS:
+        block(doc, name)
+
+
+def test_few_blocks_are_skipped_and_each_says_why() -> None:
+    skipped = [b for b in BLOCKS if b.skip_reason is not None]
+    assert len(skipped) <= MAX_SKIPPED, [b.id for b in skipped]
+    assert all(b.skip_reason != "(no reason given)" for b in skipped)
+
+
+def test_an_unmarked_block_that_does_not_run_fails(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The README's FastAPI block as it was (no imports, no config) is caught."""
+    doc = tmp_path / "README.md"
+    doc.write_text(
+        "# x\n\n```python\n# FastAPI\nbroadcast = Broadcast('config/broadcast.py')\n"
+        "app = FastAPI()\n```\n",
+        encoding="utf-8",
+    )
+    [broken] = blocks_of(doc, root=tmp_path)
+    assert broken.name is None and broken.line == 4
+    with pytest.raises(NameError, match="Broadcast") as info:
+        run_as_written(broken, Docs(request))
+    # the traceback points at the document's own line
+    assert info.traceback[-1].lineno + 1 == 5
+
+
+# -- README.md -------------------------------------------------------------------------------
+
+
+@runs("README.md", "intro")
+def _readme_intro(b: Block, docs: Docs) -> None:
+    with docs.watcher("orders") as watcher:
+        config = {"DRIVER": "pusher", "DRIVERS": {"pusher": pusher_options(docs.soketi)}}
+        close_all(execute(b, {"config": config}))
+        events = watcher.received()
+    assert [(e.channel, e.event, e.json()) for e in events] == [
+        ("orders", "shipped", {"id": 42})
+    ] * 2
+
+
+PUSHER_ENV = {"PUSHER_APP_ID": "1234567", "PUSHER_CLIENT": "docs-app-key"}
+PUSHER_SECRET = "docs-pusher-secret-0123"
+ABLY_SECRET = "docsapp.keyid:docs-ably-secret-4567"
+
+
+@runs("README.md", "config")
+def _readme_config(b: Block, docs: Docs) -> None:
+    """The file works as a path and as the imported module; no value shows; empty DRIVER fails."""
+    for name, value in {
+        **PUSHER_ENV,
+        "PUSHER_SECRET": PUSHER_SECRET,
+        "ABLY_SECRET": ABLY_SECRET,
+    }.items():
+        docs.monkeypatch.setenv(name, value)
+    docs.monkeypatch.chdir(docs.tmp_path)
+    module = docs.module_from(b)
+    for source in ("config/broadcast.py", module):
+        with Broadcast(source) as broadcast:
+            pusher = broadcast.driver()
+            assert pusher.name == "pusher"
+            assert pusher.settings.host == "api-eu.pusher.com"  # type: ignore[attr-defined]
+            assert pusher.settings.app_id == "1234567"  # type: ignore[attr-defined]
+            ably = broadcast.driver("ably")
+            assert ably.name == "ably"
+            shown = repr(pusher) + repr(ably) + repr(broadcast.config) + repr(public(pusher))
+            assert PUSHER_SECRET not in shown and ABLY_SECRET not in shown
+    docs.monkeypatch.setenv("BROADCAST_DRIVER", "")  # set, but empty: an error, not a default
+    with pytest.raises(ConfigurationError) as info:
+        Broadcast("config/broadcast.py")
+    assert info.value.key == "DRIVER"
+
+
+def test_readme_configuration_slips_are_errors_with_a_did_you_mean() -> None:
+    """What the README's Configuration section says about slips and empty DRIVERs."""
+    slips = types.ModuleType("slips")
+    slips.driver = "pusher"  # type: ignore[attr-defined]
+    for source, key, guess in (
+        ({"driver": "pusher"}, "driver", "DRIVER"),
+        (slips, "driver", "DRIVER"),
+        ({"DRIVER": "memory", "DRIVER_S": {}}, "DRIVER_S", "DRIVERS"),
+    ):
+        with pytest.raises(ConfigurationError) as info:
+            Broadcast(source)
+        assert info.value.key == key
+        assert f"did you mean {guess!r}?" in str(info.value)
+    for empty in ("", None):
+        with pytest.raises(ConfigurationError) as info:
+            Broadcast({"DRIVER": empty})
+        assert info.value.key == "DRIVER"
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_readme_configuration_data_files(tmp_path: Path, suffix: str) -> None:
+    """The README: a .toml or .json file holding DRIVER and DRIVERS works as a config."""
+    if suffix == ".toml" and sys.version_info < (3, 11):
+        pytest.skip("TOML configuration needs Python 3.11+ (as the README says)")
+    path = tmp_path / f"broadcast{suffix}"
+    if suffix == ".toml":
+        path.write_text('DRIVER = "memory"\n\n[DRIVERS.memory]\nmax_history = 5\n')
+    else:
+        path.write_text(json.dumps({"DRIVER": "memory", "DRIVERS": {"memory": {"max_history": 5}}}))
+    with Broadcast(path) as broadcast:
+        assert broadcast.channel("orders", "hi").driver == "memory"
+
+
+@runs("README.md", "usage")
+def _readme_usage(b: Block, docs: Docs) -> None:
+    namespace = execute(b)
+    config = {
+        "DRIVER": "pusher",
+        "DRIVERS": {
+            "pusher": pusher_options(docs.soketi),
+            "ably": docs.emulator.options(retry_backoff=0.01),
+        },
+    }
+    with docs.watcher("channel_name", "channel1", "channel2") as watcher:
+        with Broadcast(config) as broadcast:
+            namespace["OrderController"]().show(broadcast)
+        events = watcher.received()
+    assert sorted((e.channel, e.event, e.data) for e in events) == sorted(
+        [
+            ("channel1", "base-event", '{"message":"hi"}'),
+            ("channel2", "base-event", '{"message":"hi"}'),
+            ("channel_name", "base-event", '{"message":"hello world"}'),
+            ("channel_name", "base-event", "message"),
+            ("channel_name", "subscribed", "message"),
+        ]
+    )
+    stored = docs.emulator.messages("channel_name")
+    assert [(m.name, m.data) for m in stored] == [("subscribed", "message")] * 2
+    assert docs.emulator.violations == []
+
+
+@runs("README.md", "fastapi")
+def _readme_fastapi(b: Block, docs: Docs) -> None:
+    from fastapi.testclient import TestClient
+
+    docs.config_file("pusher", pusher_options(docs.soketi))
+    with docs.watcher("order-42") as watcher:
+        namespace = execute(b)
+        with TestClient(namespace["app"]) as client:  # runs the lifespan: the async with
+            answer = client.post("/orders/42/ship")
+        events = watcher.received()
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["message_id"]) == 16
+    assert [(e.channel, e.event, e.json()) for e in events] == [
+        ("order-42", "shipped", {"status": "shipped"})
+    ]
+
+
+@runs("README.md", "flask")
+def _readme_flask(b: Block, docs: Docs) -> None:
+    docs.config_file("pusher", pusher_options(docs.soketi))
+    with docs.watcher("order-7") as watcher:
+        namespace = execute(b)
+        try:
+            client = namespace["app"].test_client()
+            answer = client.post("/orders/7/ship")
+        finally:
+            close_all(namespace)
+        events = watcher.received()
+    assert answer.status_code == 200, answer.text
+    assert len(answer.get_json()["message_id"]) == 16
+    assert [(e.channel, e.event, e.json()) for e in events] == [
+        ("order-7", "shipped", {"status": "shipped"})
+    ]
+
+
+@runs("README.md", "delivery")
+def _readme_delivery(b: Block, docs: Docs) -> None:
+    """Real outcomes from the Ably emulator: one delivered, one refused, one unknown.
+
+    The key may publish to ``allowed:*`` only, so Ably refuses ``denied``
+    (40160: failed); the emulator stores ``allowed:c`` but leaves it out of
+    its answer (unknown). ``retries: 0``: with Ably's default retries the core
+    would re-send the unknown channel, which Ably de-duplicates, and it would
+    end delivered.
+    """
+    emulator = docs.emulator
+    options = emulator.options(key=LIMITED_KEY, retries=0)
+    emulator.forget_channels_next(["allowed:c"])
+    later: list[tuple[str, ...]] = []
+    with Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": options}}) as broadcast:
+        namespace = {
+            "broadcast": broadcast,
+            "channels": ["allowed:a", "denied", "allowed:c"],
+            "send_later": later.append,
+            "log": logging.getLogger("app"),
+        }
+        with docs.caplog.at_level(logging.WARNING, "app"):
+            execute(b, namespace)
+    assert later == [("denied",)]
+    [warning] = [r for r in docs.caplog.records if r.name == "app"]
+    assert warning.getMessage().startswith("maybe delivered to ('allowed:c',): ")
+    assert [len(emulator.messages(c)) for c in ("allowed:a", "denied", "allowed:c")] == [1, 0, 1]
+
+
+@runs("README.md", "timing")
+def _readme_timing(b: Block, docs: Docs) -> None:
+    config = {"DRIVER": "pusher", "DRIVERS": {"pusher": pusher_options(docs.soketi)}}
+    namespace = execute(b, {"config": config})
+    with namespace["broadcast"] as broadcast:
+        broadcast.channel("orders", {"id": 42}, "shipped")
+        asyncio.run(broadcast.achannel("orders", {"id": 43}, "shipped"))
+    printed = docs.capsys.readouterr().out.splitlines()
+    assert len(printed) == 2
+    assert all(re.fullmatch(r"pusher shipped took \d+\.\d{4}s", line) for line in printed)
+
+
+@runs("README.md", "app-tests")
+def _readme_app_tests(b: Block, docs: Docs) -> None:
+    def handle_order(broadcast: Broadcast) -> None:
+        broadcast.channel(["orders", "audit"], {"id": 42}, "shipped")
+
+    close_all(execute(b, {"handle_order": handle_order}))
+    # the assertion in the block is a real one
+    with pytest.raises(AssertionError):
+        execute(b, {"handle_order": lambda broadcast: None})
+
+
+@runs("README.md", "builtin-log")
+def _readme_builtin_log(b: Block, docs: Docs) -> None:
+    """Logging not configured: the line the block's comment shows goes to stderr."""
+    shown = re.search(r"stderr shows:\n# (.*)\n", b.code)
+    assert shown, "the block should show the line it prints"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(logging.getLogger(), "handlers", [])  # pytest's own handlers
+        docs.capsys.readouterr()
+        close_all(execute(b))
+        assert docs.capsys.readouterr().err == shown.group(1) + "\n"
+    # with logging configured, it is an ordinary record at the configured level
+    with docs.caplog.at_level(logging.DEBUG, "myapp.events"):
+        close_all(execute(b))
+    assert docs.capsys.readouterr().err == ""
+    [record] = [r for r in docs.caplog.records if r.name == "myapp.events"]
+    assert (record.levelno, record.getMessage()) == (
+        logging.DEBUG,
+        shown.group(1).split(": ", 1)[1],
+    )
+
+
+def test_readme_documents_the_builtin_drivers_options() -> None:
+    """The README's built-in drivers table names every option they accept, and only those."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### The built-in drivers") :]
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"^\| `(log|null|memory)` \| (.*?) \|", section, re.M)
+    }
+    documented = {name: set(re.findall(r"`([a-z_]+)` \(default", rows[name])) for name in rows}
+    assert documented == {"log": {"logger", "level"}, "null": set(), "memory": {"max_history"}}
+    for name, options in documented.items():
+        for option in options:  # each is accepted (with a value of the documented kind)
+            value = {"logger": "docs", "level": "DEBUG", "max_history": 3}[option]
+            with Broadcast({"DRIVERS": {name: {option: value}}}) as broadcast:
+                assert broadcast.driver(name).name == name
+        with pytest.raises(ConfigurationError) as info:  # anything else is refused
+            Broadcast({"DRIVERS": {name: {"colour": "blue"}}}).driver(name)
+        assert info.value.key == "colour"
+        with pytest.raises(ConfigurationError):  # and so are the delivery options
+            Broadcast({"DRIVERS": {name: {"retries": 1}}}).driver(name)
+
+
+# -- core/README.md --------------------------------------------------------------------------
+
+
+@runs("core/README.md", "quickstart")
+def _core_quickstart(b: Block, docs: Docs) -> None:
+    close_all(execute(b))
+    assert docs.capsys.readouterr().out.startswith("memory: 'shipped' -> orders (id ")
+
+
+# -- docs/writing-a-driver.md ----------------------------------------------------------------
+
+GUIDE = "docs/writing-a-driver.md"
+
+
+@runs(GUIDE, "intro")
+def _guide_intro(b: Block, docs: Docs) -> None:
+    with docs.webhook_receiver() as receiver:
+        close_all(execute(b, {"WEBHOOK_URL": receiver.url, "WEBHOOK_SECRET": WEBHOOK_SECRET}))
+        events = receiver.events
+    assert [(e["event"], e["channels"], e["data"]) for e in events] == [
+        ("shipped", ["orders"], {"id": 42})
+    ]
+
+
+@runs(GUIDE, "acme-init")
+def _guide_acme_init(b: Block, docs: Docs) -> None:
+    package = docs.acme_package(b)
+    assert package.__all__ == ["BroadcastAcmeDriver"]
+    assert package.BroadcastAcmeDriver.name == "acme"
+
+
+@runs(GUIDE, "acme-driver")
+def _guide_acme_driver(b: Block, docs: Docs) -> None:
+    """The package the guide builds, registered as it would be installed, against a real server."""
+    package = docs.acme_package(block(GUIDE, "acme-init"))
+    register_driver("acme", package.BroadcastAcmeDriver)
+    try:
+        with Recorder() as acme:
+            options = {"api_key": ACME_KEY, "endpoint": acme.url}
+            with Broadcast({"DRIVER": "acme", "DRIVERS": {"acme": options}}) as broadcast:
+                receipt = broadcast.channel([f"c{n}" for n in range(150)], {"id": 1}, "created")
+                assert ACME_KEY not in repr(broadcast.driver()) + repr(public(broadcast.driver()))
+    finally:
+        unregister_driver("acme")
+    assert receipt.requests == 2
+    assert sorted(len(json.loads(body)["channels"]) for _, _, body in acme.posts) == [50, 100]
+    assert {(path, headers["Authorization"]) for path, headers, _ in acme.posts} == {
+        ("/v1/events", f"Bearer {ACME_KEY}")
+    }
+
+
+LEGACY = '''"""A stand-in for the guide's older Acme API driver."""
+
+from broadcasting_acme._driver import BroadcastAcmeDriver
+
+
+class BroadcastAcmeV1Driver(BroadcastAcmeDriver):
+    """Acme API version 1."""
+'''
+
+
+@runs(GUIDE, "acme-factory")
+def _guide_acme_factory(b: Block, docs: Docs) -> None:
+    package = docs.acme_package(b, legacy=LEGACY)
+    assert package.broadcasting_connect("other", {}) is None
+    register_driver("acme", package)
+    try:
+        for version, cls in (
+            (1, "BroadcastAcmeV1Driver"),
+            (2, "BroadcastAcmeDriver"),
+            (None, "BroadcastAcmeDriver"),
+        ):
+            options: dict[str, Any] = {"api_key": ACME_KEY}
+            if version is not None:
+                options["api_version"] = version
+            with Broadcast({"DRIVERS": {"acme": options}}) as broadcast:
+                assert type(broadcast.driver("acme")).__name__ == cls
+    finally:
+        unregister_driver("acme")
+
+
+def _hook_reference(b: Block, docs: Docs, hook: str) -> None:
+    """A hook's reference block defines exactly the real spec: flags, signature, summary."""
+    namespace: dict[str, Any] = {"hookspec": hookspec}
+    # compiled as under `from __future__ import annotations`, as hookspecs.py is:
+    # both signatures then hold their annotations as the same strings
+    exec(compiled(b, annotations.compiler_flag), namespace)
+    shown = namespace[f"broadcasting_{hook}"]
+    real = getattr(hookspecs, f"broadcasting_{hook}")
+    assert shown.broadcasting_spec == real.broadcasting_spec
+    assert inspect.signature(shown) == inspect.signature(real)
+    assert shown.__doc__ == real.__doc__.split("\n")[0]
+
+
+runs(GUIDE, "hook-connect")(lambda b, docs: _hook_reference(b, docs, "connect"))
+runs(GUIDE, "hook-publish")(lambda b, docs: _hook_reference(b, docs, "publish"))
+
+
+def _self_type() -> Any:
+    try:
+        from typing import Self  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # Python 3.10
+        from typing_extensions import Self
+    return Self
+
+
+class _Toggle(Driver):
+    """An in-process driver with an ``ssl`` option, for the guide's toggle."""
+
+    name = "toggle"
+
+    def __init__(self, ssl: bool = True) -> None:
+        self.ssl_enabled = ssl
+
+    @classmethod
+    def from_config(cls, options: Any) -> _Toggle:
+        unknown = set(options) - {"ssl"}
+        if unknown:
+            raise ConfigurationError(cls.name, sorted(unknown)[0], "unknown option")
+        return cls(ssl=options.get("ssl", True))
+
+    def publish(self, message: Message) -> Receipt:
+        return Receipt(self.name, message.event, message.channels, message.id)
+
+
+@runs(GUIDE, "ssl-toggle")
+def _guide_ssl_toggle(b: Block, docs: Docs) -> None:
+    toggled = type("Toggled", (_Toggle,), class_body(b, {"Self": _self_type()}))
+    register_driver("toggle", toggled)
+    try:
+        with Broadcast({"DRIVER": "toggle"}) as broadcast:
+            driver = broadcast.driver()
+            plain = driver.ssl(False)
+            assert (driver.ssl_enabled, plain.ssl_enabled) == (True, False)
+            assert driver.ssl(False) is plain  # a cached variant
+            assert plain.channel("orders", "hi").driver == "toggle"
+    finally:
+        unregister_driver("toggle")
+
+
+@runs(GUIDE, "from-config")
+def _guide_from_config(b: Block, docs: Docs) -> None:
+    package = docs.acme_package(block(GUIDE, "acme-init"))
+    module = sys.modules["broadcasting_acme._driver"]
+    body = class_body(b, dict(vars(module)))
+    cls = type("ShortAcme", (package.BroadcastAcmeDriver,), body)
+    register_driver("acme", cls)
+    try:
+        with Broadcast({"DRIVERS": {"acme": {"api_key": ACME_KEY}}}) as broadcast:
+            assert isinstance(broadcast.driver("acme"), cls)
+        for options, key in (({}, "api_key"), ({"api_key": ACME_KEY, "region": "eu"}, "region")):
+            with pytest.raises(ConfigurationError) as info:
+                Broadcast({"DRIVERS": {"acme": options}}).driver("acme")
+            assert info.value.key == key
+    finally:
+        unregister_driver("acme")
+
+
+@runs(GUIDE, "limits")
+def _guide_limits(b: Block, docs: Docs) -> None:
+    body = class_body(b, {"Limits": Limits, "re": re})
+    limited = type("Limited", (BroadcastNullDriver,), {"name": "limited", **body})
+    register_driver("limited", limited)
+    try:
+        with Broadcast({"DRIVER": "limited"}) as broadcast:
+            assert broadcast.channel("c" * 164, "x" * 10_240, "e" * 200).driver == "limited"
+            with pytest.raises(InvalidChannel, match=re.escape("letters, digits and _-=@,.;")):
+                broadcast.channel("orders!", "hi")
+            with pytest.raises(InvalidChannel):
+                broadcast.channel("c" * 165, "hi")
+            with pytest.raises(InvalidEvent):
+                broadcast.channel("orders", "hi", "e" * 201)
+            with pytest.raises(PayloadTooLarge):
+                broadcast.channel("orders", "é" * 5_121)  # 10,242 bytes in 5,121 characters
+    finally:
+        unregister_driver("limited")
+
+
+class _Requests(Driver):
+    """Acknowledges every request and records the channels of each."""
+
+    name = "requests"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, ...]] = []
+        self.specs: list[list[dict[str, Any]]] = []
+
+    def send(self, batch: Batch) -> Any:
+        self.sent.append(batch.channels)
+
+    # what the guide's batching send() calls
+    def _post_batch(self, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.specs.append(specs)
+        return [{"channels": spec["channels"]} for spec in specs]
+
+    def _answer(self, result: dict[str, Any]) -> Answer:
+        return Answer()
+
+
+@runs(GUIDE, "capabilities")
+def _guide_capabilities(b: Block, docs: Docs) -> None:
+    """§7: with 100 channels per request declared, 250 channels are three requests."""
+    cls = type("Declared", (_Requests,), class_body(b, {"Capabilities": Capabilities}))
+    register_driver("requests", cls)
+    try:
+        with Broadcast({"DRIVER": "requests"}) as broadcast:
+            receipt = broadcast.channel([f"c{n}" for n in range(250)], "hi")
+            driver = broadcast.driver()
+    finally:
+        unregister_driver("requests")
+    assert receipt.requests == 3
+    assert sorted(len(group) for group in driver.sent) == [50, 100, 100]  # type: ignore[attr-defined]
+
+
+@runs(GUIDE, "batching")
+def _guide_batching(b: Block, docs: Docs) -> None:
+    """§8: concurrent async publishes share requests; a lone sync publish is a one-part batch."""
+    names = {
+        "Capabilities": Capabilities,
+        "Batch": Batch,
+        "Answer": Answer,
+        "PublishError": PublishError,
+    }
+    cls = type("Batching", (_Requests,), class_body(b, names))
+    register_driver("requests", cls)
+    try:
+        config = {"DRIVER": "requests", "DRIVERS": {"requests": {"batch_in_flight": 1}}}
+        with Broadcast(config) as broadcast:
+
+            async def many() -> list[Receipt]:
+                publishes = (broadcast.achannel(f"c{n}", {"n": n}) for n in range(20))
+                return list(await asyncio.gather(*publishes))
+
+            receipts = asyncio.run(many())
+            driver: Any = broadcast.driver()
+            shared = list(driver.specs)
+            alone = broadcast.channel("alone", "hi")
+    finally:
+        unregister_driver("requests")
+    assert sorted(c for spec in (s for r in shared for s in r) for c in spec["channels"]) == sorted(
+        f"c{n}" for n in range(20)
+    )
+    assert len(shared) < 20 and max(len(request) for request in shared) > 1
+    assert {r.message_id for r in receipts} == {s["id"] for r in shared for s in r}
+    assert driver.specs[-1] == [  # a lone publish: a one-part batch
+        {"id": alone.message_id, "name": "base-event", "channels": ["alone"], "data": "hi"}
+    ]
+
+
+@runs(GUIDE, "perloop")
+def _guide_perloop(b: Block, docs: Docs) -> None:
+    """§11: one session per loop, closed when its loop ends; two asyncio.run calls both work."""
+    cls = execute(b)["BroadcastAcmeDriver"]
+    sessions: list[Any] = []
+
+    with Recorder() as acme:
+
+        class Local(cls):  # type: ignore[misc,valid-type]
+            @classmethod
+            def from_config(cls, options: Any) -> Local:
+                return cls(endpoint=acme.url)
+
+            async def asend(self, batch: Batch) -> None:
+                sessions.append(self._sessions.get())
+                await super().asend(batch)
+
+        register_driver("acme", Local)
+        try:
+            with Broadcast({"DRIVER": "acme"}) as broadcast:
+                for _ in range(2):
+                    asyncio.run(broadcast.achannel(["a", "b"], {"id": 1}))
+        finally:
+            unregister_driver("acme")
+    assert len(acme.posts) == 2
+    assert {path for path, _, _ in acme.posts} == {"/v1/events"}
+    assert [json.loads(body)["channels"] for _, _, body in acme.posts] == [["a", "b"]] * 2
+    assert len(sessions) == 2 and sessions[0] is not sessions[1]
+    assert all(session.closed for session in sessions)
+
+
+_conformance_run: dict[str, subprocess.CompletedProcess[str]] = {}
+
+
+def _run_guide_conformance(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """The guide's shortened conftest.py and test_conformance.py, run by pytest as files."""
+    if "result" not in _conformance_run:
+        folder = tmp_path / "guide-tests"
+        folder.mkdir()
+        (folder / "conftest.py").write_text(block(GUIDE, "webhook-conftest").code)
+        (folder / "test_conformance.py").write_text(block(GUIDE, "webhook-conformance").code)
+        _conformance_run["result"] = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    return _conformance_run["result"]
+
+
+@runs(GUIDE, "webhook-conftest")
+@runs(GUIDE, "webhook-conformance")
+def _guide_webhook_tests(b: Block, docs: Docs) -> None:
+    result = _run_guide_conformance(docs.tmp_path)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= 40, summary
+    assert "skipped" not in summary and "failed" not in summary, summary
+
+
+@runs(GUIDE, "pusher-observer")
+def _guide_pusher_observer(b: Block, docs: Docs) -> None:
+    """The outline runs, and the real observer has these methods, asking for no more."""
+    observer = execute(b)["PusherObserver"]
+    shown = {
+        name: list(inspect.signature(fn).parameters)
+        for name, fn in vars(observer).items()
+        if inspect.isfunction(fn)
+    }
+    tree = ast.parse((TESTS / "pusher" / "test_conformance.py").read_text(encoding="utf-8"))
+    [real] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PusherObserver"]
+    actual = {
+        node.name: [a.arg for a in node.args.args]
+        for node in real.body
+        if isinstance(node, ast.FunctionDef)
+    }
+    assert shown == {name: actual[name] for name in shown}
+    outline = observer.__new__(observer)
+    outline._subscriber = types.SimpleNamespace(socket_id="123.456")
+    assert outline.socket_id() == "123.456"
+
+
+@runs(GUIDE, "register-driver")
+def _guide_register_driver(b: Block, docs: Docs) -> None:
+    receipt = execute(b)["receipt"]
+    assert (receipt.driver, receipt.event, receipt.channels) == ("print", "created", ("orders",))
+    assert docs.capsys.readouterr().out == 'created -> orders: {"id":1}\n'
+
+
+def _timing_lines(docs: Docs, broadcast: Broadcast) -> list[str]:
+    with docs.caplog.at_level(logging.INFO, "myapp.broadcasting"):
+        broadcast.channel(["a", "b"], {"id": 1}, "created")
+        asyncio.run(broadcast.achannel("a", "text", "updated"))
+    return [r.getMessage() for r in docs.caplog.records if r.name == "myapp.broadcasting"]
+
+
+@runs(GUIDE, "timing-plugin")
+def _guide_timing_plugin(b: Block, docs: Docs) -> None:
+    plugin = execute(b)["TimingPlugin"]()
+    with Broadcast({"DRIVER": "memory"}, plugins=[plugin]) as broadcast:
+        lines = _timing_lines(docs, broadcast)
+    assert re.fullmatch(r"memory published 'created' to 2 channel\(s\) in [\d.]+ ms", lines[0])
+    assert re.fullmatch(r"memory published 'updated' to 1 channel\(s\) in [\d.]+ ms", lines[1])
+
+
+@runs(GUIDE, "timing-install")
+def _guide_timing_install(b: Block, docs: Docs) -> None:
+    plugin_class = execute(block(GUIDE, "timing-plugin"))["TimingPlugin"]
+    namespace = execute(b, {"config": {"DRIVER": "memory"}, "TimingPlugin": plugin_class})
+    with namespace["broadcast"] as broadcast:
+        assert len(_timing_lines(docs, broadcast)) == 2
+
+
+# -- plugins/pusher_driver/README.md ---------------------------------------------------------
+
+PUSHER_README = "plugins/pusher_driver/README.md"
+
+
+@runs(PUSHER_README, "config")
+def _pusher_config(b: Block, docs: Docs) -> None:
+    for name, value in {**PUSHER_ENV, "PUSHER_SECRET": PUSHER_SECRET}.items():
+        docs.monkeypatch.setenv(name, value)
+    with Broadcast(docs.module_from(b)) as broadcast:
+        driver = broadcast.driver()
+        assert (driver.name, driver.settings.host) == ("pusher", "api-eu.pusher.com")  # type: ignore[attr-defined]
+        assert PUSHER_SECRET not in repr(driver) + repr(public(driver))
+
+
+@runs(PUSHER_README, "usage")
+def _pusher_usage(b: Block, docs: Docs) -> None:
+    """Through a counting proxy in front of soketi: what arrives, and in how many requests."""
+    channels = ("orders", "local", "room", "user-0", "user-999")
+    with CountingProxy(docs.soketi.port) as proxy, docs.watcher(*channels) as watcher:
+        config = {
+            "DRIVER": "pusher",
+            "DRIVERS": {"pusher": pusher_options(docs.soketi, port=proxy.port)},
+        }
+        close_all(execute(b, {"config": config}))
+        events = watcher.received()
+        posts = proxy.posts()
+    assert sorted((e.channel, e.event, e.data) for e in events) == sorted(
+        [
+            ("local", "base-event", "plain HTTP"),
+            ("orders", "base-event", "async too"),
+            ("orders", "shipped", '{"id":42}'),
+            ("room", "said", "not to myself"),  # another connection's socket_id: still ours
+            ("user-0", "base-event", "hello"),
+            ("user-999", "base-event", "hello"),
+        ]
+    )
+    assert sum(b"user-" in post.body for post in posts) == 10  # "10 requests, not 1,000"
+    assert len(posts) == 14
+
+
+# -- plugins/ably_driver/README.md -----------------------------------------------------------
+
+ABLY_README = "plugins/ably_driver/README.md"
+
+
+@runs(ABLY_README, "config")
+def _ably_config(b: Block, docs: Docs) -> None:
+    docs.monkeypatch.setenv("ABLY_SECRET", ABLY_SECRET)
+    with Broadcast(docs.module_from(b)) as broadcast:
+        driver = broadcast.driver()
+        assert driver.name == "ably"
+        assert ABLY_SECRET not in repr(driver) + repr(public(driver))
+
+
+@runs(ABLY_README, "usage")
+def _ably_usage(b: Block, docs: Docs) -> None:
+    emulator = docs.emulator
+    docs.config_file("ably", emulator.options(retry_backoff=0.01))
+    close_all(execute(b))
+    assert [(m.name, m.data) for m in emulator.messages("channel_name")] == [
+        ("base-event", {"message": "hello world"}),
+        ("subscribed", "message"),
+        ("base-event", "message"),
+    ]
+    for channel in ("channel1", "channel2"):
+        assert [(m.name, m.data) for m in emulator.messages(channel)] == [("subscribed", "message")]
+    assert emulator.violations == []
+
+
+# -- examples/webhook/README.md --------------------------------------------------------------
+
+WEBHOOK_README = "examples/webhook/README.md"
+
+
+@runs(WEBHOOK_README, "config")
+def _webhook_config(b: Block, docs: Docs) -> None:
+    docs.monkeypatch.setenv("BROADCAST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    with Broadcast(docs.module_from(b)) as broadcast:
+        driver = broadcast.driver()
+        assert driver.name == "webhook"
+        shown = repr(driver) + repr(public(driver))
+        assert WEBHOOK_SECRET not in shown and "/hooks/broadcasting" not in shown
+
+
+@runs(WEBHOOK_README, "usage")
+def _webhook_usage(b: Block, docs: Docs) -> None:
+    with docs.webhook_receiver() as receiver:
+        docs.config_file("webhook", {"url": receiver.url, "secret": WEBHOOK_SECRET})
+        close_all(execute(b))
+        events = receiver.events
+    assert [(e["event"], e["channels"], e["data"]) for e in events] == [
+        ("order.shipped", ["orders"], {"id": 42, "status": "shipped"}),
+        ("base-event", ["orders", "audit"], "plain text works too"),
+    ]
+
+
+@runs(WEBHOOK_README, "verify")
+def _webhook_verify(b: Block, docs: Docs) -> None:
+    """The Flask receiver, served for real, gets the driver's requests; a forged one gets 401."""
+    from werkzeug.serving import make_server
+
+    docs.monkeypatch.setenv("BROADCAST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    app = execute(b)["app"]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/hooks/broadcasting"
+        config = {
+            "DRIVER": "webhook",
+            "DRIVERS": {"webhook": {"url": url, "secret": WEBHOOK_SECRET}},
+        }
+        with Broadcast(config) as broadcast:
+            receipt = broadcast.channel("orders", {"id": 42}, "order.shipped")
+            with pytest.raises(PublishError) as info:  # the wrong secret: refused, certainly
+                broadcast.driver().with_options(secret="not-the-secret-0000").channel("orders", "x")
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert receipt.requests == 1
+    assert (info.value.status, info.value.failed) == (401, ("orders",))
+    assert docs.capsys.readouterr().out == "order.shipped ['orders'] {'id': 42}\n"
+    forged = app.test_client().post(
+        "/hooks/broadcasting",
+        data=b'{"event": "x"}',
+        headers={"X-Broadcasting-Timestamp": "1", "X-Broadcasting-Signature": "sha256=00"},
+    )
+    assert forged.status_code == 401
+
+
+# -- figures quoted from the benchmarks ------------------------------------------------------
+
+LATEST = ROOT / "benchmarks" / "results" / "latest.md"
+_BENCH = re.compile(r"<!-- bench: ([^>]*?) -->(.*?)(?:\n[ \t]*\n|\Z)", re.DOTALL)
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def bench_rows() -> dict[str, str]:
+    """Each benchmark row of latest.md, by its key in latest.json."""
+    data = json.loads(LATEST.with_suffix(".json").read_text(encoding="utf-8"))
+    cells = [
+        line.split(" | ")
+        for line in LATEST.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| ") and line.count(" | ") >= 3
+    ]
+    rows = {}
+    for row in data["rows"]:
+        matching = [" | ".join(c) for c in cells if c[1].startswith(row["what"])]
+        assert len(matching) == 1, f"{row['key']}: {len(matching)} rows of latest.md match"
+        rows[row["key"]] = matching[0]
+    return rows
+
+
+def figure_problems(text: str, rows: dict[str, str]) -> list[str]:
+    """What the ``<!-- bench: KEY ... -->`` quotes of ``text`` say that those rows do not."""
+    problems = []
+    for match in _BENCH.finditer(text):
+        keys, quote = match.group(1).split(), match.group(2)
+        unknown = [key for key in keys if key not in rows]
+        if unknown:
+            problems.append(f"no benchmark rows {unknown}")
+            continue
+        shown = set(_NUMBER.findall(" ".join(rows[key] for key in keys)))
+        quoted = _NUMBER.findall(quote)
+        if not quoted:
+            problems.append(f"no figure after the marker for {keys}")
+        missing = sorted(set(quoted) - shown)
+        if missing:
+            problems.append(f"{missing} are not in rows {keys}: {' '.join(quote.split())!r}")
+    return problems
+
+
+def test_the_readme_table_is_latest_md() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("<!-- bench:start -->\n", 1)[1].split("<!-- bench:end -->", 1)[0]
+    assert table == LATEST.read_text(encoding="utf-8")
+
+
+def test_quoted_figures_are_those_of_the_latest_benchmark_run() -> None:
+    rows = bench_rows()
+    quoting = set()
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        problems = figure_problems(text, rows)
+        assert not problems, f"{doc.relative_to(ROOT).as_posix()}: {problems}"
+        if _BENCH.search(text):
+            quoting.add(doc.relative_to(ROOT).as_posix())
+    assert quoting >= {"README.md", PUSHER_README, ABLY_README}
+
+
+def test_a_figure_that_is_not_in_its_row_is_caught() -> None:
+    rows = bench_rows()
+    drifted = "<!-- bench: pusher.sync -->\nabout 1,234.5 publishes/s\n\nmore"
+    [problem] = figure_problems(drifted, rows)
+    assert "['1,234.5']" in problem
+    assert figure_problems("<!-- bench: no.such.row -->\n1 ms\n", rows) == [
+        "no benchmark rows ['no.such.row']"
+    ]
+
+
+# -- install lines ---------------------------------------------------------------------------
+
+_LOCAL = re.compile(r"pip install ((?:(?:-e )?\.{1,2}/[^\s#`]+\s*)+)")
+_PYPI = re.compile(r"pip install ((?:broadcasting[\w-]*\s*)+)")
+_NAME = re.compile(r'^name = "([^"]+)"', re.MULTILINE)
+READMES = [doc for doc in DOCS if doc.name == "README.md"]
+
+
+def _project_names() -> set[str]:
+    names = set()
+    for pyproject in ROOT.glob("*/**/pyproject.toml"):
+        if "node_modules" not in pyproject.parts:
+            found = _NAME.search(pyproject.read_text(encoding="utf-8"))
+            assert found, pyproject
+            names.add(found.group(1))
+    return names
+
+
+def test_install_lines_name_packages_of_this_checkout() -> None:
+    """``pip install ./x`` names a package folder; each PyPI name is one built here."""
+    names = _project_names()
+    assert {"broadcasting", "broadcasting-pusher", "broadcasting-ably"} <= names
+    local = pypi = 0
+    for doc in DOCS:
+        for line in doc.read_text(encoding="utf-8").splitlines():
+            for match in _LOCAL.finditer(line):
+                for token in match.group(1).replace("-e ", "").split():
+                    base = ROOT if token.startswith("./") else doc.parent
+                    folder = (base / token).resolve()
+                    assert (folder / "pyproject.toml").is_file(), f"{doc.name}: {line.strip()}"
+                    local += 1
+            if doc not in READMES:
+                continue  # the guide names a made-up third-party package
+            for match in _PYPI.finditer(line):
+                for name in match.group(1).split():
+                    assert name in names, f"{doc.name}: {name} is not a package of this repository"
+                    pypi += 1
+    assert local >= 5 and pypi >= 5
+    for doc in READMES:
+        assert _LOCAL.search(doc.read_text(encoding="utf-8")), (
+            f"{doc}: no install line for a checkout"
+        )
