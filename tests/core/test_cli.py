@@ -70,19 +70,3 @@ def test_errors_exit_non_zero_with_one_line_and_no_traceback() -> None:
     result = run("send", "hi", "--channel", "")
     assert result.returncode == 1
     assert "InvalidChannel" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_check_reports_each_configured_driver(tmp_path: Path) -> None:
-    config = tmp_path / "broadcast.py"
-    config.write_text(
-        "DRIVER = 'memory'\nDRIVERS = {'memory': {}, 'log': {'colour': 'red'}, 'nowhere': {}}\n"
-    )
-    result = run("check", "--config", str(config))
-    assert result.returncode == 1
-    lines = result.stdout.splitlines()
-    assert lines[0] == "memory: ok (default)"
-    assert lines[1].startswith("log: error: ") and "'colour'" in lines[1] and "red" not in lines[1]
-    assert lines[2].startswith("nowhere: error: No broadcasting driver named 'nowhere'")
-    config.write_text("DRIVER = 'null'\n")
-    ok = run("check", "--config", str(config))
-    assert (ok.returncode, ok.stdout) == (0, "null: ok (default)\n")

@@ -288,10 +288,16 @@ class CountingProxy:
             ready.set()
             loop.run_forever()
             self._server.close()
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            # cancel until none is left: a connection accepted while the first ones
+            # wind down starts a task of its own, which must not be left to the
+            # garbage collector (its cleanup would await in a closed loop)
+            for _ in range(100):
+                pending = asyncio.all_tasks(loop)
+                if not pending:
+                    break
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.run_until_complete(self._server.wait_closed())
             loop.close()
 
