@@ -16,12 +16,22 @@ counts them against the retry budget.
 
 ``import ably`` takes about 100 ms, so it happens here, on the first publish,
 never when the plugin is merely imported or listed.
+
+Fork safety: in a child made by ``os.fork()`` (``gunicorn --preload`` workers)
+every driver's sync client is dropped, never closed, so the child opens its
+own connections and the parent's stay usable: closing the inherited client
+would close sockets (and, over TLS, could end sessions) that the parent still
+uses, and two processes sharing one HTTP/2 connection would mix up its
+streams. The per-loop async clients are dropped the same way by the core's
+:class:`~broadcasting.PerLoop`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -109,6 +119,9 @@ class Clients:
         self._sync: Any = None
         #: One ``AblyRest`` per running event loop.
         self.loops: PerLoop[Any] = PerLoop(self._new_async, _close_async)
+        #: Sync clients of a parent process let go of after ``os.fork()``.
+        self.inherited = 0
+        _all_clients.add(self)
 
     def _kwargs(self) -> dict[str, Any]:
         guard_sdk_logging()
@@ -153,6 +166,27 @@ class Clients:
         if sync is not None:
             sync.close()
         await self.loops.aclose()
+
+    def _forget_parent(self) -> None:
+        """In a forked child: drop (never close) the parent's sync client; make one on demand."""
+        self._lock = threading.Lock()  # another parent thread may have held it at the fork
+        if self._sync is not None:
+            self._sync = None
+            self.inherited += 1
+
+
+_all_clients: weakref.WeakSet[Clients] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    global _HPACK_FILTER_LOCK
+    _HPACK_FILTER_LOCK = threading.Lock()
+    for clients in list(_all_clients):
+        clients._forget_parent()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 async def _close_async(client: Any) -> None:
