@@ -9,6 +9,13 @@ checks, made before this point, are the authoritative ones.
 Every failure says whether Pusher may have processed the request
 (``maybe_delivered``): the core never re-sends one that it may have, since
 Pusher has no idempotency key for triggers.
+
+A wrong ``ssl`` setting looks like a network failure (a TLS handshake that
+never completes, a connection closed without an answer). The transports then
+probe the server once (:func:`probe_plain_http`, :func:`probe_tls`) and, if it
+speaks the other protocol, raise :func:`ssl_mismatch`: certain, not retried,
+naming the setting. Only a server that has not yet answered this process in
+the configured protocol is probed, and what a probe finds is remembered.
 """
 
 from __future__ import annotations
@@ -16,9 +23,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import ssl
+import threading
 from collections.abc import Iterable
-from typing import Any
+from contextlib import suppress
+from typing import Any, Literal
 
 from pusher.crypto import encrypt
 from pusher.http import POST, Request
@@ -141,6 +151,9 @@ def check_answer(status: int, body: bytes, settings: PusherSettings) -> None:
         )
     hint = _HINTS.get(status, "server error" if status >= 500 else "request refused")
     said = _scrub(server_text, settings)
+    if status == 400 and data is None and not settings.ssl:
+        # what a TLS port of nginx and most load balancers answers to plain HTTP
+        said += (" " if said else "") + "(does the server expect TLS? then set ssl=True)"
     raise PublishError(
         f"{NAME}: {settings.base_url} answered HTTP {status} ({hint})"
         + (f": {said!r}" if said else ""),
@@ -179,3 +192,85 @@ def transport_error(exc: BaseException, settings: PusherSettings, *, sent: bool)
         retryable=True,
         maybe_delivered=True,
     )
+
+
+# -- a wrong ``ssl`` setting ---------------------------------------------------------------
+
+#: What a server is known to speak, by (host, port): learned from an answer or a probe.
+Speaks = Literal["http", "tls", "neither"]
+_known: dict[tuple[str, int], Speaks] = {}
+_known_lock = threading.Lock()
+#: Bytes of a probe's answer that are read (a status line's start, or a TLS record header).
+PROBE_READ = 12
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})")
+
+
+def known_protocol(settings: PusherSettings) -> Speaks | None:
+    """What the server of ``settings`` is known to speak, if anything yet."""
+    return _known.get((settings.host, settings.port))
+
+
+def learn_protocol(settings: PusherSettings, protocol: Speaks) -> None:
+    """Remember what the server speaks (an answer in the configured protocol, or a probe)."""
+    with _known_lock:
+        _known[(settings.host, settings.port)] = protocol
+
+
+def heard(settings: PusherSettings) -> None:
+    """The server answered over the configured protocol: it is never probed."""
+    if (settings.host, settings.port) not in _known:
+        learn_protocol(settings, "tls" if settings.ssl else "http")
+
+
+def plain_http_probe(settings: PusherSettings) -> bytes:
+    """A harmless plain HTTP request (``GET /``) that any HTTP server answers at once."""
+    host = settings.host if settings.port in (80, 443) else f"{settings.host}:{settings.port}"
+    return f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode("ascii")
+
+
+def tls_probe() -> bytes:
+    """A TLS ClientHello: a TLS server answers it at once with its ServerHello.
+
+    Sent only to a server that gave no HTTP answer to :func:`plain_http_probe`.
+    Nothing follows the hello, so a plain HTTP server (or a proxy) just waits
+    for the end of a request line and never passes the bytes on.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    outgoing = ssl.MemoryBIO()
+    hello = context.wrap_bio(ssl.MemoryBIO(), outgoing)
+    with suppress(ssl.SSLWantReadError):  # the hello is written; the answer would come next
+        hello.do_handshake()
+    return outgoing.read()
+
+
+def answers_plain_http(head: bytes) -> bool:
+    """Whether ``head`` starts an HTTP answer that a TLS port would not give.
+
+    A 400 is left out: TLS ports of nginx and most load balancers answer
+    plain HTTP with one ("The plain HTTP request was sent to HTTPS port").
+    """
+    match = _STATUS_LINE.match(head)
+    return match is not None and match.group(1) != b"400"
+
+
+def answers_tls(head: bytes) -> bool:
+    """Whether ``head`` starts a TLS record (a handshake or an alert)."""
+    return len(head) >= 2 and head[0] in (0x15, 0x16) and head[1] == 0x03
+
+
+def ssl_mismatch(settings: PusherSettings) -> PublishError:
+    """The certain, not retried, error of a server that speaks the other protocol."""
+    where = settings.base_url
+    if settings.ssl:
+        text = (
+            f"the server at {where} does not speak TLS (it answers plain HTTP): "
+            "set ssl=False, or use its TLS port (not sent)"
+        )
+    else:
+        text = (
+            f"the server at {where} expects TLS (it answers with a TLS handshake), so it "
+            "could not read the request: set ssl=True, or use its plain HTTP port (not delivered)"
+        )
+    return PublishError(f"{NAME}: {text}", driver=NAME)
