@@ -59,8 +59,9 @@ class Broadcast:
 
     ``config`` is a mapping with ``DRIVER`` and ``DRIVERS`` (the shape of a
     Masonite ``config/broadcast.py``), a module with those names, or a path to
-    such a ``.py`` file. With no config, ``$BROADCAST_DRIVER`` or ``log`` is
-    used. ``plugins`` are extra hook implementations for this instance.
+    a ``.py``, ``.toml`` or ``.json`` file that holds them. With no config,
+    ``$BROADCAST_DRIVER`` or ``log`` is used. ``plugins`` are extra hook
+    implementations for this instance.
 
     Connections are opened on first use and reused; release them with
     :meth:`close` / :meth:`aclose` or by using the object as a context manager.

@@ -66,6 +66,10 @@ class ConfigurationError(BroadcastError, ValueError):
     def __init__(self, driver: str, key: str | None, problem: str) -> None:
         self.driver = driver
         self.key = key
+        if driver == "config":  # the configuration itself, not one driver's options
+            where = f" (setting {key!r})" if key else ""
+            super().__init__(f"Configuration error{where}: {problem}")
+            return
         where = f"{driver!r} driver" + (f", key {key!r}" if key else "")
         super().__init__(f"Configuration error in the {where}: {problem}")
 
