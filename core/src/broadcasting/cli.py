@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     send.add_argument("--event", "-e", default="base-event", metavar="NAME")
     send.add_argument("--driver", "-d", metavar="NAME", help="default: DRIVER from the config")
-    send.add_argument("--config", metavar="PATH", help="a .py, .toml or .json file with DRIVER and DRIVERS")
+    send.add_argument(
+        "--config", metavar="PATH", help="a .py, .toml or .json file with DRIVER and DRIVERS"
+    )
     send.add_argument("--json", action="store_true", help="print the receipt as JSON")
 
     check = commands.add_parser(
@@ -47,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
             "without a health check), 1 when any failed or could not be built."
         ),
     )
-    check.add_argument("--config", metavar="PATH", help="a .py, .toml or .json file with DRIVER and DRIVERS")
+    check.add_argument(
+        "--config", metavar="PATH", help="a .py, .toml or .json file with DRIVER and DRIVERS"
+    )
     check.add_argument(
         "--driver",
         "-d",
