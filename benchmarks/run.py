@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "results"
 if str(HERE) not in sys.path:  # `python benchmarks/run.py` puts HERE first already
     sys.path.insert(0, str(HERE))
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=",".join(GROUPS), help=f"comma-separated groups of {GROUPS}"
     )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5, quick 2)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="output folder")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     args = parser.parse_args(argv)
 
     groups = [g.strip() for g in args.only.split(",") if g.strip()]
@@ -102,10 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = write_results(rows, info, settings, args.out, stem)
     print(markdown(rows, info, settings))
     log(f"[bench] wrote {json_path} and {md_path} in {settings['seconds']}s")
+    if stem == "latest" and args.out == DEFAULT_OUT:
+        _update_readme(md_path)
     if failures:
         log(f"[bench] failed: {', '.join(failures)}")
         return 1
     return 0
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _update_readme(md_path: Path) -> None:
+    """Put the table of a full run between the README's bench markers (a test checks it)."""
+    text = README.read_text(encoding="utf-8")
+    head, rest = text.split("<!-- bench:start -->\n", 1)
+    _, tail = rest.split("<!-- bench:end -->", 1)
+    table = md_path.read_text(encoding="utf-8")
+    README.write_text(f"{head}<!-- bench:start -->\n{table}<!-- bench:end -->{tail}", "utf-8")
+    log(f"[bench] updated the table in {README}")
 
 
 if __name__ == "__main__":
