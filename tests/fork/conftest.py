@@ -1,0 +1,63 @@
+"""Fixtures for the fork-safety tests: a real soketi, a proxy that tells connections apart.
+
+The web servers users run in front of ``broadcasting`` (gunicorn with
+``--preload``, uvicorn with ``--workers``) are started for real by the tests,
+on loopback, and serve the tiny apps of this folder (``wsgi_app.py``,
+``asgi_app.py``), which publish through a module-level ``Broadcast``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent
+for folder in (TESTS / "servers", HERE):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from pusher_ws import PusherSubscriber  # noqa: E402
+from recording_proxy import RecordingProxy  # noqa: E402
+from serving import pusher_config  # noqa: E402
+from soketi_pytest import start_soketi  # noqa: E402
+from soketi_server import SoketiServer  # noqa: E402
+
+from broadcasting import Broadcast  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def soketi() -> Iterator[SoketiServer]:
+    """This folder's soketi (stopped after the last test)."""
+    server = start_soketi()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def proxy(soketi: SoketiServer) -> Iterator[RecordingProxy]:
+    """A keep-alive proxy in front of soketi that records which connection carried what."""
+    with RecordingProxy(soketi.port) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def direct(soketi: SoketiServer) -> Iterator[Broadcast]:
+    """The test's own Broadcast, straight to soketi (for markers)."""
+    with Broadcast(pusher_config(soketi.driver_options())) as broadcast:
+        yield broadcast
+
+
+@pytest.fixture
+async def subscriber(soketi: SoketiServer) -> AsyncIterator[PusherSubscriber]:
+    """A real Pusher-protocol WebSocket connection (subscribe with ``await sub.subscribe``)."""
+    sub = await PusherSubscriber(soketi.ws_url()).connect()
+    try:
+        yield sub
+    finally:
+        await sub.close()
