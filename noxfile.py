@@ -26,7 +26,8 @@ nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 
 def _install_all(session: nox.Session) -> None:
-    editable = [arg for path in [*PACKAGES, *EXAMPLES] for arg in ("-e", path)]
+    extras = {"plugins/pusher_driver": "plugins/pusher_driver[aiohttp]"}
+    editable = [arg for path in [*PACKAGES, *EXAMPLES] for arg in ("-e", extras.get(path, path))]
     session.install(*editable, "-r", "tests/requirements.txt")
 
 

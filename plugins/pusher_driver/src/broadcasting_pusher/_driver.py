@@ -46,9 +46,11 @@ class BroadcastPusherDriver(Driver):
     the core plans the requests (100 channels each, each encrypted channel
     alone, up to 10 events of concurrent async publishes in one
     ``/batch_events``) and retries only what cannot be delivered twice.
-    Sync requests share a keep-alive connection pool (thread-safe); async
-    ones share one ``aiohttp`` session per event loop. Both are closed by
-    :meth:`close` / :meth:`aclose` and reopened on demand.
+    Sync requests share a keep-alive connection pool (thread-safe, and
+    fork-safe: a forked worker lets go of the parent's connections); async
+    ones share one ``aiohttp`` session per event loop (or, without aiohttp,
+    the pool in worker threads). Both are closed by :meth:`close` /
+    :meth:`aclose` and reopened on demand.
     """
 
     name = NAME
