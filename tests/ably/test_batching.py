@@ -101,15 +101,16 @@ async def test_publishes_wait_while_every_slot_is_busy(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
     driver = _driver(make_broadcast, batch_in_flight=2)
-    emulator.slow_next(1.0, times=2)
+    gate = emulator.hold_next(times=2)  # answered only once the test opens the gate
     first = []
     for i in range(2):  # one at a time: each takes a free slot at once, alone
         first.append(asyncio.create_task(driver.achannel(f"slow-{i}", "m")))
         await _until_requests(emulator, i + 1)
-    # both slots hold a slow request now
+    # both slots hold a request that cannot finish until the gate opens
     waiting = [asyncio.create_task(driver.achannel(["w", f"w-{i}"], str(i))) for i in range(10)]
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # room for a waiting publish to jump the queue, were it able to
     assert len(emulator.publish_requests) == 2  # nobody jumped the queue
+    gate.set()
     receipts = await asyncio.gather(*first, *waiting)
     # the two first requests were lone, unchanged requests; the ten waiting shared one
     assert [r.path for r in emulator.publish_requests[:2]] == [
@@ -397,11 +398,12 @@ async def test_aclose_sends_queued_publishes_first(
 ) -> None:
     broadcast = make_broadcast(batch_in_flight=1)
     driver = broadcast.driver(BroadcastAblyDriver)
-    emulator.slow_next(0.5)
+    gate = emulator.hold_next()
     tasks = [asyncio.create_task(driver.achannel("q0", "0"))]
     await _until_requests(emulator, 1)  # the only slot is busy: the next ones queue
     tasks += [asyncio.create_task(driver.achannel(f"q{i}", str(i))) for i in range(1, 8)]
     await asyncio.sleep(0)
+    gate.set()  # the queued seven are waiting now; let the first request finish
     await broadcast.aclose()
     assert _specs(emulator) == [1, 7]  # sent before aclose() returned
     receipts = await asyncio.gather(*tasks)
@@ -412,11 +414,12 @@ async def test_sync_close_inside_the_loop_leaves_no_publish_waiting(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
     driver = _driver(make_broadcast, batch_in_flight=1)
-    emulator.slow_next(0.5)
+    gate = emulator.hold_next()
     tasks = [asyncio.create_task(driver.achannel("s0", "0"))]
     await _until_requests(emulator, 1)
     tasks += [asyncio.create_task(driver.achannel(f"s{i}", str(i))) for i in range(1, 6)]
     await asyncio.sleep(0)
+    gate.set()
     driver.close()  # sync code inside the loop: it cannot wait, the queue still goes out
     receipts = await asyncio.wait_for(asyncio.gather(*tasks), 10)
     # the five queued rode together (the slow request, whose client close() shut under
@@ -430,12 +433,13 @@ async def test_a_cancelled_waiting_publish_is_not_sent(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
     driver = _driver(make_broadcast, batch_in_flight=1)
-    emulator.slow_next(0.2)
+    gate = emulator.hold_next()
     first = asyncio.create_task(driver.achannel("first", "0"))
     await _until_requests(emulator, 1)
     waiting = [asyncio.create_task(driver.achannel(f"w{i}", str(i))) for i in range(3)]
     await asyncio.sleep(0)
     waiting[1].cancel()
+    gate.set()
     results = await asyncio.gather(first, *waiting, return_exceptions=True)
     assert isinstance(results[2], asyncio.CancelledError)
     assert emulator.messages("w1") == []

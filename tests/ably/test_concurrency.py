@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -65,6 +64,8 @@ def test_eight_threads_share_one_sync_client(emulator: AblyEmulator, broadcast: 
 async def test_async_publish_does_not_block_the_loop(
     emulator: AblyEmulator, abroadcast: Broadcast
 ) -> None:
+    """The emulator answers only once the loop itself opened the gate, five ticks in."""
+    gate = emulator.hold_next(limit=10)
     ticks = 0
 
     async def ticker() -> None:
@@ -72,16 +73,14 @@ async def test_async_publish_does_not_block_the_loop(
         while True:
             await asyncio.sleep(0.01)
             ticks += 1
+            if ticks == 5:
+                gate.set()  # only possible if the loop runs while the publish waits
 
     task = asyncio.create_task(ticker())
-    emulator.slow_next(0.3)
-    started = time.perf_counter()
     receipt = await abroadcast.achannel("orders", "m")
-    elapsed = time.perf_counter() - started
     task.cancel()
+    assert ticks >= 5  # a blocked loop would have ticked 0 times before the answer
     assert receipt.requests == 1
-    assert elapsed >= 0.3
-    assert ticks >= 10  # the loop kept running while the publish waited
     assert len(emulator.messages("orders")) == 1
 
 

@@ -83,6 +83,8 @@ class Fault:
     message: str = "Internal error"
     delay: float = 0.0
     channels: tuple[str, ...] = ()
+    #: for ``slow``: answer once this is set (at most ``delay`` seconds), not after a time
+    gate: threading.Event | None = None
 
 
 @dataclass
@@ -114,6 +116,14 @@ class StoredMessage:
     encoding: str | None
     client_id: str | None
     serial: str
+
+
+async def _wait(fault: Fault) -> None:
+    """A slow fault's wait: until its gate opens, or ``delay`` seconds."""
+    if fault.gate is None:
+        await asyncio.sleep(fault.delay)
+    else:
+        await asyncio.to_thread(fault.gate.wait, fault.delay)
 
 
 class AblyEmulator:
@@ -255,6 +265,17 @@ class AblyEmulator:
         """Store the next request's messages, then wait ``delay`` s before answering."""
         with self._lock:
             self.faults.extend(Fault("slow", delay=delay) for _ in range(times))
+
+    def hold_next(self, times: int = 1, limit: float = 30.0) -> threading.Event:
+        """Store the next requests' messages, then answer only once the returned event is set.
+
+        A test that must know a request is still under way waits on this,
+        not on a time (``limit`` seconds is only a safety net).
+        """
+        gate = threading.Event()
+        with self._lock:
+            self.faults.extend(Fault("slow", delay=limit, gate=gate) for _ in range(times))
+        return gate
 
     def drop_next(self, times: int = 1) -> None:
         """Store the next requests' messages, then drop the connection without answering."""
@@ -444,7 +465,7 @@ class AblyEmulator:
             results.append(spec_results)
 
         if fault is not None and fault.kind == "slow":
-            await asyncio.sleep(fault.delay)
+            await _wait(fault)
 
         if fault is not None and fault.kind == "stored_error":
             return self._error(request, record, fault.status, fault.code, fault.message)
@@ -498,7 +519,7 @@ class AblyEmulator:
         if fault is not None and fault.kind in ("error", "stored_error"):
             return self._error(request, record, fault.status, fault.code, fault.message)
         if fault is not None and fault.kind == "slow":
-            await asyncio.sleep(fault.delay)
+            await _wait(fault)
         if fault is not None and fault.kind == "drop":
             record.status = -1
             assert request.transport is not None
