@@ -23,7 +23,7 @@ from broadcasting_pusher import _rules
 from broadcasting_pusher._async_backend import SessionBackend, loop_sessions
 from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
 from broadcasting_pusher._sync_backend import ConnectionPool, PooledBackend
-from broadcasting_pusher._wire import check_answer, master_key_bytes, request_for
+from broadcasting_pusher._wire import check_answer, request_for
 
 if TYPE_CHECKING:
     from pusher.http import Request
@@ -65,7 +65,7 @@ class BroadcastPusherDriver(Driver):
     def __init__(self, settings: PusherSettings) -> None:
         self.settings = settings
         self.limits = _rules.limits(settings.max_payload_bytes)
-        self._master_key = master_key_bytes(settings)
+        self._master_key = settings.encryption_master_key  # a Secret, decoded per event
         self._pool = ConnectionPool(settings)
         self._sessions = loop_sessions(settings)
         self._sync_backend = {"backend": PooledBackend, "pool": self._pool}

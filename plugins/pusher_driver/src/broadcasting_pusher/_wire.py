@@ -33,7 +33,7 @@ from typing import Any, Literal
 from pusher.crypto import encrypt
 from pusher.http import POST, Request
 
-from broadcasting import Batch, Part, PublishError
+from broadcasting import Batch, Part, PublishError, Secret
 from broadcasting_pusher._rules import is_encrypted
 from broadcasting_pusher._settings import NAME, PusherSettings
 
@@ -51,19 +51,16 @@ _HINTS = {
 _MAX_SERVER_TEXT = 500
 
 
-def master_key_bytes(settings: PusherSettings) -> bytes | None:
-    """The decoded end-to-end encryption master key, if configured."""
-    key = settings.encryption_master_key
-    return None if key is None else base64.b64decode(key.reveal())
-
-
-def _data_for(channel: str, text: str, master_key: bytes | None) -> str:
+def _data_for(channel: str, text: str, master_key: Secret | None) -> str:
     if master_key is None or not is_encrypted(channel):
         return text
-    return json.dumps(encrypt(channel, text, master_key), ensure_ascii=False)
+    # decoded here, for this one event: the raw key never sits in an attribute
+    return json.dumps(
+        encrypt(channel, text, base64.b64decode(master_key.reveal())), ensure_ascii=False
+    )
 
 
-def _events_request(client: Any, part: Part, master_key: bytes | None) -> Request:
+def _events_request(client: Any, part: Part, master_key: Secret | None) -> Request:
     """``POST /apps/{id}/events``: one message to its channels (an encrypted one alone)."""
     message, channels = part.message, part.channels
     data = _data_for(channels[0], message.text, master_key) if len(channels) == 1 else message.text
@@ -73,7 +70,7 @@ def _events_request(client: Any, part: Part, master_key: bytes | None) -> Reques
     return Request(client, POST, f"/apps/{client.app_id}/events", params)
 
 
-def _batch_request(client: Any, parts: Iterable[Part], master_key: bytes | None) -> Request:
+def _batch_request(client: Any, parts: Iterable[Part], master_key: Secret | None) -> Request:
     """``POST /apps/{id}/batch_events``: one event per channel of every part."""
     events = []
     for part in parts:
@@ -90,7 +87,7 @@ def _batch_request(client: Any, parts: Iterable[Part], master_key: bytes | None)
     return Request(client, POST, f"/apps/{client.app_id}/batch_events", {"batch": events})
 
 
-def request_for(client: Any, batch: Batch, master_key: bytes | None) -> Request:
+def request_for(client: Any, batch: Batch, master_key: Secret | None) -> Request:
     """The signed request for ``batch``: ``/events`` for one part, else ``/batch_events``."""
     if len(batch.parts) == 1:
         return _events_request(client, batch.parts[0], master_key)
