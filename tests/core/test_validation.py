@@ -79,7 +79,7 @@ def test_bad_channels(strict: Strict, channels: Any, error: type[Exception], tex
     ("event", "text"),
     [
         ("", "must not be empty"),
-        (None, "must be a str"),
+        (42, "must be a str"),
         ("much-too-long-event", "19 characters"),
         ("nope", "reserved"),
     ],

@@ -7,7 +7,15 @@
 
 from __future__ import annotations
 
+from broadcasting._auth import AuthKind, AuthRequest, ChannelRules
 from broadcasting._broadcast import Broadcast
+from broadcasting._channels import (
+    Channel,
+    ChannelKind,
+    EncryptedPrivateChannel,
+    PresenceChannel,
+    PrivateChannel,
+)
 from broadcasting._config import Config, load_config
 from broadcasting._delivery import (
     DELIVERY_OPTIONS,
@@ -24,15 +32,21 @@ from broadcasting._errors import (
     CloseError,
     ConfigurationError,
     DriverNotFound,
+    Forbidden,
+    InvalidAuthRequest,
     InvalidChannel,
     InvalidChannelType,
     InvalidEvent,
     InvalidPayload,
+    NotSupported,
     PayloadTooLarge,
     PluginLoadError,
     PublishError,
+    RuleError,
+    Unauthorized,
     ValidationError,
 )
+from broadcasting._events import Broadcastable, BroadcastEvent
 from broadcasting._health import HEALTH_STATUSES, Health, HealthStatus
 from broadcasting._loop import run_sync
 from broadcasting._markers import hookimpl, hookspec
@@ -44,44 +58,64 @@ from broadcasting._plugins import (
     unregister_driver,
 )
 from broadcasting._retry import Retry
+from broadcasting._state import ChannelInfo, Member
 from broadcasting._types import Limits, Message, Payload, Receipt, Secret, encode_payload
+from broadcasting._webhooks import WebhookEvent
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "DELIVERY_OPTIONS",
     "Answer",
+    "AuthKind",
+    "AuthRequest",
     "Batch",
     "Broadcast",
     "BroadcastError",
+    "BroadcastEvent",
+    "Broadcastable",
     "Capabilities",
+    "Channel",
+    "ChannelInfo",
+    "ChannelKind",
+    "ChannelRules",
     "CloseError",
     "Config",
     "ConfigurationError",
+    "DELIVERY_OPTIONS",
     "DeliveryOptions",
     "Driver",
     "DriverInfo",
     "DriverNotFound",
+    "EncryptedPrivateChannel",
+    "Forbidden",
     "HEALTH_STATUSES",
     "Health",
     "HealthStatus",
+    "InvalidAuthRequest",
     "InvalidChannel",
     "InvalidChannelType",
     "InvalidEvent",
     "InvalidPayload",
     "Limits",
+    "Member",
     "Message",
+    "NotSupported",
     "Part",
     "Payload",
     "PayloadTooLarge",
     "PerLoop",
     "PluginLoadError",
+    "PresenceChannel",
+    "PrivateChannel",
     "PublishError",
     "Receipt",
     "Retry",
+    "RuleError",
     "Secret",
     "SendResult",
+    "Unauthorized",
     "ValidationError",
+    "WebhookEvent",
     "__version__",
     "encode_payload",
     "hookimpl",

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from broadcasting import _auth, _events, _webhooks
+from broadcasting._auth import AuthRequest, ChannelRules, Rule
+from broadcasting._channels import Channel
 from broadcasting._config import ConfigSource, load_config
 from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions, drain
 from broadcasting._driver import Driver
@@ -16,20 +19,29 @@ from broadcasting._errors import (
     ConfigurationError,
     DriverNotFound,
     PluginLoadError,
+    ValidationError,
     detach,
 )
 from broadcasting._plugins import (
     CORE_PLUGIN,
+    acall_firstresult,
     apublish_hook,
     driver_names,
     driver_plugin,
     make_plugin_manager,
 )
-from broadcasting._types import Options, Payload, Receipt
+from broadcasting._types import Message, Options, Payload, Receipt
 from broadcasting._validate import build_message
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+    from broadcasting._state import ChannelInfo, Member
+    from broadcasting._webhooks import WebhookEvent, WebhookHandler
+
+#: What ``channel()`` publishes to: a channel name, a :class:`Channel`, or a list
+#: of them; or an event object (anything with ``broadcast_on()``).
+Target = Any
 
 D = TypeVar("D", bound=Driver)
 
@@ -74,6 +86,10 @@ class Broadcast:
         self._adopted: list[Driver] = []  # every driver this instance connected, to close
         self._variants: OrderedDict[tuple[object, ...], Driver] = OrderedDict()
         self._lock = threading.RLock()
+        #: The channel rules added with :meth:`authorize`.
+        self.rules = ChannelRules()
+        #: The webhook handlers added with :meth:`on_webhook`.
+        self.webhook_handlers = _webhooks.WebhookHandlers()
 
     # -- choosing a driver --------------------------------------------------
 
@@ -214,42 +230,84 @@ class Broadcast:
 
     def channel(
         self,
-        channels: str | Sequence[str],
-        message: Payload,
-        event: str = "base-event",
+        channels: Target,
+        message: Payload | None = None,
+        event: str | None = None,
         *,
         socket_id: str | None = None,
     ) -> Receipt:
         """Publish ``message`` as ``event`` on the default driver.
 
-        ``channels`` is a channel name or a list of them (duplicates are sent
-        once); ``message`` a str or JSON-serialisable dict/list. Returns a
-        :class:`Receipt` once the provider acknowledged it, or raises a
-        :class:`BroadcastError`: a :class:`ValidationError` before any network
-        request, a :class:`PublishError` if delivery failed.
+        ``channels`` is a channel name, a :class:`Channel` (``PrivateChannel("orders.1")``)
+        or a list of them (duplicates are sent once); ``message`` a str or
+        JSON-serialisable dict/list; ``event`` defaults to ``"base-event"``.
+        ``channels`` may instead be an event object (anything with
+        ``broadcast_on()``, such as a :class:`BroadcastEvent`): its channels,
+        payload and name are used, and ``event``/``socket_id`` override its own.
+
+        Returns a :class:`Receipt` once the provider acknowledged it (one with no
+        channels when the event's ``broadcast_when()`` said not to send it), or
+        raises a :class:`BroadcastError`: a :class:`ValidationError` before any
+        network request, a :class:`PublishError` if delivery failed.
         """
         return self._publish(self.driver(), channels, message, event, socket_id)
 
     async def achannel(
         self,
-        channels: str | Sequence[str],
-        message: Payload,
-        event: str = "base-event",
+        channels: Target,
+        message: Payload | None = None,
+        event: str | None = None,
         *,
         socket_id: str | None = None,
     ) -> Receipt:
         """Async twin of :meth:`channel`; never blocks the event loop."""
         return await self._apublish(self.driver(), channels, message, event, socket_id)
 
+    def _message(
+        self,
+        driver: Driver,
+        channels: Target,
+        data: Payload | None,
+        event: str | None,
+        socket_id: str | None,
+    ) -> Message | Receipt:
+        """The validated message, or an empty receipt for an event that is not to be sent."""
+        if not _events.is_event(channels):
+            return build_message(
+                driver,
+                channels,
+                data,
+                "base-event" if event is None else event,
+                socket_id,
+            )
+        if data is not None:
+            raise TypeError("channel(event) takes no message: the event's broadcast_with() is it")
+        resolved = _events.resolve(channels, event, socket_id)
+        if resolved is None:
+            return Receipt(driver.name, event or type(channels).__name__, (), "")
+        return build_message(
+            driver,
+            resolved.channels,
+            resolved.data,
+            resolved.name,
+            resolved.socket_id,
+            source=channels,
+        )
+
     def _publish(
         self,
         driver: Driver,
-        channels: str | Sequence[str],
-        data: Payload,
-        event: str,
+        channels: Target,
+        data: Payload | None,
+        event: str | None,
         socket_id: str | None,
     ) -> Receipt:
-        message = build_message(driver, channels, data, event, socket_id)
+        message = self._message(driver, channels, data, event, socket_id)
+        if isinstance(message, Receipt):
+            return message
+        return self._deliver(driver, message)
+
+    def _deliver(self, driver: Driver, message: Message) -> Receipt:
         hook = self.plugin_manager.hook.broadcasting_publish
         impls = hook.get_hookimpls()
         if len(impls) == 1 and impls[0].plugin is CORE_PLUGIN:
@@ -267,13 +325,211 @@ class Broadcast:
     async def _apublish(
         self,
         driver: Driver,
-        channels: str | Sequence[str],
-        data: Payload,
-        event: str,
+        channels: Target,
+        data: Payload | None,
+        event: str | None,
         socket_id: str | None,
     ) -> Receipt:
-        message = build_message(driver, channels, data, event, socket_id)
+        message = self._message(driver, channels, data, event, socket_id)
+        if isinstance(message, Receipt):
+            return message
         return await apublish_hook(self.plugin_manager, driver, message)
+
+    # -- authorizing subscriptions ----------------------------------------------
+
+    def authorize(self, pattern: str) -> Callable[[Rule], Rule]:
+        """Decorator: add a channel rule for channels matching ``pattern``.
+
+        ``pattern`` is matched against the channel name without its
+        ``private-``/``presence-``/``private-encrypted-`` prefix (or the
+        driver's own); ``{name}`` matches one dot-free segment and is passed
+        to the rule by keyword; the pattern is anchored. The rule is called as
+        ``rule(user, **params)`` and may be async. It returns ``True`` to allow
+        a private or encrypted channel, the member's info (a dict with an
+        ``id``) to allow a presence channel, and ``False``/``None`` to refuse.
+        Rules are tried in the order they were added; the first match decides.
+        """
+
+        def add(rule: Rule) -> Rule:
+            self.rules.add(pattern, rule)
+            return rule
+
+        return add
+
+    def authenticate(
+        self,
+        user: Any,
+        *,
+        socket_id: str,
+        channel_name: str,
+        driver: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Authorize ``user``'s subscription to ``channel_name`` and return the signed body.
+
+        The body is what the client library expects from its auth endpoint
+        (``{"auth": ...}`` for Pusher, with ``channel_data`` for presence and
+        ``shared_secret`` for encrypted channels; a token request for Ably).
+        Raises :class:`InvalidAuthRequest` (400) for a malformed request and
+        :class:`Forbidden` (403) when no rule allows it.
+        """
+        target = self.driver(driver)
+        request = _auth.channel_request(target, user, socket_id, channel_name)
+        if extra:
+            request = _with_extra(request, extra)
+        return self._authorize(target, request)
+
+    async def aauthenticate(
+        self,
+        user: Any,
+        *,
+        socket_id: str,
+        channel_name: str,
+        driver: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`authenticate`; async rules are awaited on the caller's loop."""
+        target = self.driver(driver)
+        request = _auth.channel_request(target, user, socket_id, channel_name)
+        if extra:
+            request = _with_extra(request, extra)
+        return await self._aauthorize(target, request)
+
+    def authenticate_user(
+        self, socket_id: str, user_data: Mapping[str, Any], *, driver: str | None = None
+    ) -> dict[str, Any]:
+        """Sign a user in (``pusher:signin``): ``user_data`` must have an ``id``.
+
+        Raises :class:`NotSupported` when the driver has no user sign-in.
+        """
+        target = self.driver(driver)
+        return self._authorize(target, _auth.user_request(socket_id, user_data))
+
+    async def aauthenticate_user(
+        self, socket_id: str, user_data: Mapping[str, Any], *, driver: str | None = None
+    ) -> dict[str, Any]:
+        """Async twin of :meth:`authenticate_user`."""
+        target = self.driver(driver)
+        return await self._aauthorize(target, _auth.user_request(socket_id, user_data))
+
+    def _authorize(self, driver: Driver, request: AuthRequest) -> dict[str, Any]:
+        body = self.plugin_manager.hook.broadcasting_authorize(
+            broadcast=self, driver=driver, request=request
+        )
+        return _signed(body)
+
+    async def _aauthorize(self, driver: Driver, request: AuthRequest) -> dict[str, Any]:
+        async def core() -> dict[str, Any]:
+            return _auth.sign(driver, await _auth.adecide(self.rules, request))
+
+        body = await acall_firstresult(
+            self.plugin_manager,
+            "broadcasting_authorize",
+            {"broadcast": self, "driver": driver, "request": request},
+            core,
+        )
+        return _signed(body)
+
+    def send_to_user(
+        self, user_id: str | int, event: str, data: Payload, *, driver: str | None = None
+    ) -> Receipt:
+        """Publish ``event`` to every connection of the signed-in user ``user_id``.
+
+        Raises :class:`NotSupported` when the driver cannot address a user.
+        """
+        target = self.driver(driver)
+        message = self._user_message(target, user_id, event, data)
+        return self._deliver(target, message)
+
+    async def asend_to_user(
+        self, user_id: str | int, event: str, data: Payload, *, driver: str | None = None
+    ) -> Receipt:
+        """Async twin of :meth:`send_to_user`."""
+        target = self.driver(driver)
+        message = self._user_message(target, user_id, event, data)
+        return await apublish_hook(self.plugin_manager, target, message)
+
+    @staticmethod
+    def _user_message(driver: Driver, user_id: str | int, event: str, data: Payload) -> Message:
+        if not isinstance(user_id, (str, int)) or isinstance(user_id, bool) or user_id == "":
+            raise ValidationError(f"{driver.name}: user_id must be a non-empty str")
+        channel = driver.user_channel(str(user_id))
+        return build_message(driver, channel, data, event, None, reserved=True)
+
+    # -- hearing back ---------------------------------------------------------
+
+    def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]:
+        """Decorator: call the function with every verified webhook event called ``name``.
+
+        ``name`` is a :class:`WebhookEvent` name such as ``member_added``, or
+        ``"*"`` for every event. The handler may be async. The same event may
+        arrive twice (services retry deliveries): de-duplicate on ``event.id``.
+        """
+
+        def add(handler: WebhookHandler) -> WebhookHandler:
+            self.webhook_handlers.add(name, handler)
+            return handler
+
+        return add
+
+    def webhook(
+        self, headers: Mapping[str, str], body: bytes, *, driver: str | None = None
+    ) -> list[WebhookEvent]:
+        """Verify a webhook delivery, run the hook and handlers on each event, return the events.
+
+        ``body`` must be the raw request body. Raises :class:`Unauthorized`
+        (401) for a bad signature, an unknown key or an old delivery and
+        :class:`InvalidAuthRequest` (400) for a malformed one.
+        """
+        return _webhooks.receive(self, self.driver(driver), headers, body)
+
+    async def awebhook(
+        self, headers: Mapping[str, str], body: bytes, *, driver: str | None = None
+    ) -> list[WebhookEvent]:
+        """Async twin of :meth:`webhook`; async handlers are awaited on the caller's loop."""
+        return await _webhooks.areceive(self, self.driver(driver), headers, body)
+
+    def channels(
+        self, prefix: str | None = None, *, driver: str | None = None
+    ) -> list[ChannelInfo]:
+        """The occupied channels whose name starts with ``prefix``."""
+        return self.driver(driver).channels(prefix)
+
+    async def achannels(
+        self, prefix: str | None = None, *, driver: str | None = None
+    ) -> list[ChannelInfo]:
+        """Async twin of :meth:`channels`."""
+        return await self.driver(driver).achannels(prefix)
+
+    def channel_info(self, channel: str | Channel, *, driver: str | None = None) -> ChannelInfo:
+        """What the service knows of one channel (occupied, subscriptions, users)."""
+        target = self.driver(driver)
+        return target.channel_info(target.channel_name(channel))
+
+    async def achannel_info(
+        self, channel: str | Channel, *, driver: str | None = None
+    ) -> ChannelInfo:
+        """Async twin of :meth:`channel_info`."""
+        target = self.driver(driver)
+        return await target.achannel_info(target.channel_name(channel))
+
+    def members(self, channel: str | Channel, *, driver: str | None = None) -> list[Member]:
+        """Who is in a presence channel."""
+        target = self.driver(driver)
+        return target.members(target.channel_name(channel))
+
+    async def amembers(self, channel: str | Channel, *, driver: str | None = None) -> list[Member]:
+        """Async twin of :meth:`members`."""
+        target = self.driver(driver)
+        return await target.amembers(target.channel_name(channel))
+
+    def terminate_user(self, user_id: str, *, driver: str | None = None) -> None:
+        """Disconnect every connection of the signed-in user ``user_id``."""
+        self.driver(driver).terminate_user(str(user_id))
+
+    async def aterminate_user(self, user_id: str, *, driver: str | None = None) -> None:
+        """Async twin of :meth:`terminate_user`."""
+        await self.driver(driver).aterminate_user(str(user_id))
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -338,3 +594,15 @@ def _raise_all(errors: list[Exception]) -> None:
         raise errors[0]
     if errors:
         raise CloseError(errors) from errors[0]
+
+
+def _with_extra(request: AuthRequest, extra: Mapping[str, str]) -> AuthRequest:
+    from dataclasses import replace
+
+    return replace(request, extra=dict(extra))
+
+
+def _signed(body: object) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise TypeError(f"broadcasting_authorize returned {type(body).__name__}, not a dict")
+    return body

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from broadcasting._channels import PUSHER_PREFIXES, Channel, ChannelKind, parse, render
 from broadcasting._delivery import (
     Batch,
     Capabilities,
@@ -14,7 +15,7 @@ from broadcasting._delivery import (
     adeliver,
     deliver,
 )
-from broadcasting._errors import ConfigurationError
+from broadcasting._errors import ConfigurationError, NotSupported
 from broadcasting._health import Health, not_supported
 from broadcasting._loop import run_sync
 from broadcasting._types import Limits, Message, Options, Payload, Receipt, wrap_secrets
@@ -22,7 +23,10 @@ from broadcasting._types import Limits, Message, Options, Payload, Receipt, wrap
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from broadcasting._auth import AuthRequest
     from broadcasting._broadcast import Broadcast
+    from broadcasting._state import ChannelInfo, Member
+    from broadcasting._webhooks import WebhookEvent
 
 _DEFAULT_DELIVERY = DeliveryOptions()
 _MISSING = "{} must implement send() or asend() (or publish()/apublish() to deliver in process)"
@@ -59,6 +63,11 @@ class Driver:
     capabilities: Capabilities = Capabilities()
     #: Whether the driver can exclude a sender's connection (``socket_id``).
     supports_socket_id: ClassVar[bool] = False
+    #: How the service names private, presence and encrypted channels (the
+    #: prefix of each kind); a kind left out is one the service does not have.
+    #: The default is Pusher's convention (``private-``, ``presence-``,
+    #: ``private-encrypted-``).
+    channel_prefixes: ClassVar[Mapping[ChannelKind, str]] = PUSHER_PREFIXES
     #: The user's delivery options (``retries``, ``at_least_once``, ``batch``...), set
     #: by the core when it connects the driver.
     delivery: DeliveryOptions = _DEFAULT_DELIVERY
@@ -205,6 +214,115 @@ class Driver:
             return await asyncio.to_thread(self.check)
         return not_supported(self.name)
 
+    # -- channel names --------------------------------------------------------
+
+    def channel_name(self, channel: str | Channel) -> str:
+        """The service's name for ``channel``: ``PrivateChannel("orders.1")`` is
+        ``private-orders.1`` by :attr:`channel_prefixes`; a ``str`` is kept as it is."""
+        return render(self.channel_prefixes, channel)
+
+    def parse_channel(self, channel: str) -> tuple[ChannelKind, str]:
+        """The kind of the full channel name ``channel`` and its name without the prefix."""
+        return parse(self.channel_prefixes, channel)
+
+    # -- authorizing subscriptions (optional) ---------------------------------
+
+    def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
+        """Sign an authorized subscription: the JSON-ready body the client expects.
+
+        Called by the core once a channel rule allowed ``request`` (a
+        ``private``, ``presence`` or ``encrypted`` channel; for presence,
+        ``request.member`` holds the rule's member info with its ``id``).
+        Signing is local: no network request. Raise a :class:`ValidationError`
+        for member info the service would refuse (too large, say). The default
+        raises :class:`NotSupported`.
+        """
+        raise NotSupported(self.name, "channel authorization")
+
+    def sign_user(self, request: AuthRequest) -> dict[str, Any]:
+        """Sign a user's sign-in (``request.member`` is the user data, with ``id``).
+
+        The default raises :class:`NotSupported`.
+        """
+        raise NotSupported(self.name, "user sign-in")
+
+    def user_channel(self, user_id: str) -> str:
+        """The channel that reaches every connection of a signed-in user.
+
+        ``Broadcast.send_to_user()`` publishes on it (the channel-name rule is
+        not applied to it). The default raises :class:`NotSupported`.
+        """
+        raise NotSupported(self.name, "sending to a user")
+
+    # -- hearing back (optional) ----------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+        """Verify a webhook delivery and return its events.
+
+        ``headers`` are the request's headers (any case), ``body`` the raw body
+        exactly as received. Verify in constant time; raise
+        :class:`Unauthorized` for an unknown key, a bad signature or a delivery
+        older than five minutes, :class:`InvalidAuthRequest` for a malformed
+        body. The default raises :class:`NotSupported`.
+        """
+        raise NotSupported(self.name, "webhooks")
+
+    def channels(self, prefix: str | None = None) -> list[ChannelInfo]:
+        """The occupied channels (whose name starts with ``prefix``), by name."""
+        if _overrides(self, "achannels"):
+            return run_sync(self.achannels(prefix))
+        raise NotSupported(self.name, "listing channels")
+
+    async def achannels(self, prefix: str | None = None) -> list[ChannelInfo]:
+        """Async twin of :meth:`channels`."""
+        if _overrides(self, "channels"):
+            import asyncio
+
+            return await asyncio.to_thread(self.channels, prefix)
+        raise NotSupported(self.name, "listing channels")
+
+    def channel_info(self, channel: str) -> ChannelInfo:
+        """What the service knows of ``channel``: occupied, subscriptions, users."""
+        if _overrides(self, "achannel_info"):
+            return run_sync(self.achannel_info(channel))
+        raise NotSupported(self.name, "channel info")
+
+    async def achannel_info(self, channel: str) -> ChannelInfo:
+        """Async twin of :meth:`channel_info`."""
+        if _overrides(self, "channel_info"):
+            import asyncio
+
+            return await asyncio.to_thread(self.channel_info, channel)
+        raise NotSupported(self.name, "channel info")
+
+    def members(self, channel: str) -> list[Member]:
+        """The members of the presence channel ``channel``."""
+        if _overrides(self, "amembers"):
+            return run_sync(self.amembers(channel))
+        raise NotSupported(self.name, "presence members")
+
+    async def amembers(self, channel: str) -> list[Member]:
+        """Async twin of :meth:`members`."""
+        if _overrides(self, "members"):
+            import asyncio
+
+            return await asyncio.to_thread(self.members, channel)
+        raise NotSupported(self.name, "presence members")
+
+    def terminate_user(self, user_id: str) -> None:
+        """Disconnect every connection of the signed-in user ``user_id``."""
+        if _overrides(self, "aterminate_user"):
+            return run_sync(self.aterminate_user(user_id))
+        raise NotSupported(self.name, "terminating a user's connections")
+
+    async def aterminate_user(self, user_id: str) -> None:
+        """Async twin of :meth:`terminate_user`."""
+        if _overrides(self, "terminate_user"):
+            import asyncio
+
+            return await asyncio.to_thread(self.terminate_user, user_id)
+        raise NotSupported(self.name, "terminating a user's connections")
+
     def close(self) -> None:
         """Release connections. Idempotent; the driver may reconnect on next use."""
 
@@ -216,20 +334,23 @@ class Driver:
 
     def channel(
         self,
-        channels: str | Sequence[str],
-        message: Payload,
-        event: str = "base-event",
+        channels: Any,
+        message: Payload | None = None,
+        event: str | None = None,
         *,
         socket_id: str | None = None,
     ) -> Receipt:
-        """Publish ``message`` as ``event`` to one channel or a list of channels."""
+        """Publish ``message`` as ``event`` to one channel or a list of channels.
+
+        Takes what :meth:`Broadcast.channel` takes, event objects included.
+        """
         return self._owner()._publish(self, channels, message, event, socket_id)
 
     async def achannel(
         self,
-        channels: str | Sequence[str],
-        message: Payload,
-        event: str = "base-event",
+        channels: Any,
+        message: Payload | None = None,
+        event: str | None = None,
         *,
         socket_id: str | None = None,
     ) -> Receipt:

@@ -6,7 +6,15 @@ from collections.abc import Iterable, Mapping, Sequence
 
 
 class BroadcastError(Exception):
-    """Base class of every error raised by ``broadcasting`` and its drivers."""
+    """Base class of every error raised by ``broadcasting`` and its drivers.
+
+    ``http_status`` is the HTTP status a web endpoint answers with for this error
+    (``400`` for bad input, ``401``/``403`` for refused credentials or
+    permission, ``501`` for a missing feature); ``None`` for errors that are
+    not the client's to see, which endpoints answer with ``500``.
+    """
+
+    http_status: int | None = None
 
 
 #: Drivers this project publishes, and the package each comes in. Only these get an
@@ -76,6 +84,54 @@ class ConfigurationError(BroadcastError, ValueError):
 
 class ValidationError(BroadcastError, ValueError):
     """A publish was refused before any network request because its input is invalid."""
+
+    http_status: int | None = 400
+
+
+class InvalidAuthRequest(ValidationError):
+    """An authorization or webhook request is malformed (HTTP 400).
+
+    A ``socket_id`` that is not ``digits.digits``, a channel name the driver
+    would refuse, a missing field, a public channel (which needs no
+    authorization) or a body of the wrong content type.
+    """
+
+
+class Forbidden(BroadcastError, PermissionError):
+    """An authorization was refused (HTTP 403).
+
+    No rule matches the channel, the rule returned ``False``/``None``, there is
+    no user for a private or presence channel, or a plugin vetoed it. The
+    message says which, for the server's log; endpoints answer with a fixed
+    body and never show it to the client.
+    """
+
+    http_status: int | None = 403
+
+
+class Unauthorized(BroadcastError, PermissionError):
+    """A webhook's key or signature did not verify, or it is too old (HTTP 401)."""
+
+    http_status: int | None = 401
+
+
+class NotSupported(BroadcastError, NotImplementedError):
+    """The driver does not offer a feature (HTTP 501); names the driver and the feature."""
+
+    http_status: int | None = 501
+
+    def __init__(self, driver: str, feature: str, hint: str = "") -> None:
+        self.driver = driver
+        self.feature = feature
+        text = f"The {driver!r} driver does not support {feature}"
+        super().__init__(f"{text}: {hint}" if hint else f"{text}.")
+
+
+class RuleError(BroadcastError, TypeError):
+    """A channel rule returned something unusable (a presence rule without an ``id``).
+
+    The application's bug, not the client's: endpoints answer ``500``.
+    """
 
 
 class InvalidChannel(ValidationError):

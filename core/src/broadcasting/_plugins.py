@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -17,6 +17,10 @@ from broadcasting._driver import Driver
 from broadcasting._errors import DriverNotFound, PluginLoadError
 from broadcasting._markers import PROJECT, hookimpl
 from broadcasting._types import Message, Receipt
+
+if TYPE_CHECKING:
+    from broadcasting._auth import AuthRequest
+    from broadcasting._broadcast import Broadcast
 
 DRIVER_GROUP = "broadcasting.drivers"
 PLUGIN_GROUP = "broadcasting.plugins"
@@ -186,6 +190,14 @@ class _CorePlugin:
     def broadcasting_publish(self, driver: Driver, message: Message) -> Receipt:
         return driver.publish(message)
 
+    @hookimpl(trylast=True)
+    def broadcasting_authorize(
+        self, broadcast: Broadcast, driver: Driver, request: AuthRequest
+    ) -> dict[str, Any]:
+        from broadcasting._auth import decide, sign
+
+        return sign(driver, decide(broadcast.rules, request))
+
 
 CORE_PLUGIN = _CorePlugin()
 
@@ -225,12 +237,34 @@ async def apublish_hook(pm: pluggy.PluginManager, driver: Driver, message: Messa
     implementation awaits ``driver.apublish``; other implementations may
     return an awaitable. The first non-None result wins.
     """
-    kwargs = {"driver": driver, "message": message}
+    result = await acall_firstresult(
+        pm,
+        "broadcasting_publish",
+        {"driver": driver, "message": message},
+        lambda: driver.apublish(message),
+    )
+    if not isinstance(result, Receipt):
+        raise TypeError(f"broadcasting_publish returned {type(result).__name__}, not a Receipt")
+    return result
+
+
+async def acall_firstresult(
+    pm: pluggy.PluginManager,
+    name: str,
+    kwargs: Mapping[str, Any],
+    core: Callable[[], Awaitable[object]],
+) -> object:
+    """Call the first-result hook ``name`` on the async path, as pluggy would.
+
+    Wrappers run their code before and after ``yield`` as on the sync path;
+    the core's own implementation is replaced by awaiting ``core()``; other
+    implementations may return an awaitable, which is awaited.
+    """
     teardowns: list[tuple[Any, bool]] = []
     result: object = None
     error: BaseException | None = None
     try:
-        for impl in reversed(pm.hook.broadcasting_publish.get_hookimpls()):
+        for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
             args = [kwargs[arg] for arg in impl.argnames]
             if impl.wrapper or impl.hookwrapper:
                 gen: Any = impl.function(*args)
@@ -238,12 +272,12 @@ async def apublish_hook(pm: pluggy.PluginManager, driver: Driver, message: Messa
                     next(gen)
                 except StopIteration:
                     raise RuntimeError(
-                        f"wrapper {impl.plugin_name!r} of broadcasting_publish did not yield"
+                        f"wrapper {impl.plugin_name!r} of {name} did not yield"
                     ) from None
                 teardowns.append((gen, impl.hookwrapper))
                 continue
             if impl.plugin is CORE_PLUGIN:
-                res: object = await driver.apublish(message)
+                res: object = await core()
             else:
                 res = impl.function(*args)
                 if hasattr(res, "__await__"):
@@ -265,7 +299,7 @@ async def apublish_hook(pm: pluggy.PluginManager, driver: Driver, message: Messa
                 error = exc
             else:
                 gen.close()
-                error = RuntimeError("a hookwrapper of broadcasting_publish yielded twice")
+                error = RuntimeError(f"a hookwrapper of {name} yielded twice")
             continue
         try:
             if error is not None:
@@ -278,9 +312,7 @@ async def apublish_hook(pm: pluggy.PluginManager, driver: Driver, message: Messa
             error = exc
         else:
             gen.close()
-            error = RuntimeError("a wrapper of broadcasting_publish yielded twice")
+            error = RuntimeError(f"a wrapper of {name} yielded twice")
     if error is not None:
         raise error
-    if not isinstance(result, Receipt):
-        raise TypeError(f"broadcasting_publish returned {type(result).__name__}, not a Receipt")
     return result

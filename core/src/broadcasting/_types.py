@@ -65,9 +65,10 @@ class Message:
         id: a unique id for this publish; drivers reuse it on every retry so
             a provider with idempotent publishing never delivers it twice.
         socket_id: the sender's own connection, to be excluded, if given.
+        source: the event object it was built from (``channel(event)``), else ``None``.
     """
 
-    __slots__ = ("_data", "channels", "event", "id", "socket_id", "text")
+    __slots__ = ("_data", "channels", "event", "id", "socket_id", "source", "text")
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class Message:
         text: str,
         id: str,
         socket_id: str | None = None,
+        source: object = None,
     ) -> None:
         self.channels = channels
         self.event = event
@@ -84,6 +86,7 @@ class Message:
         self.text = text
         self.id = id
         self.socket_id = socket_id
+        self.source = source
 
     @property
     def data(self) -> Payload:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from base64 import urlsafe_b64encode
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from random import getrandbits as _bits
 from typing import TYPE_CHECKING
 
+from broadcasting._channels import Channel
 from broadcasting._errors import (
     InvalidChannel,
     InvalidChannelType,
@@ -15,7 +16,7 @@ from broadcasting._errors import (
     PayloadTooLarge,
     ValidationError,
 )
-from broadcasting._types import Message, Payload, encode_payload
+from broadcasting._types import Message, encode_payload
 
 if TYPE_CHECKING:
     from broadcasting._driver import Driver
@@ -31,11 +32,14 @@ def new_message_id() -> str:
     return urlsafe_b64encode(_bits(96).to_bytes(12, "big")).decode("ascii")
 
 
-def _channels(channels: object, driver: str) -> tuple[str, ...]:
+def _channels(channels: object, owner: Driver) -> tuple[str, ...]:
+    driver = owner.name
     if isinstance(channels, str):
         names: tuple[object, ...] = (channels,)
+    elif isinstance(channels, Channel):
+        names = (owner.channel_name(channels),)
     elif isinstance(channels, (list, tuple)):
-        names = tuple(channels)
+        names = tuple(owner.channel_name(c) if isinstance(c, Channel) else c for c in channels)
         if not names:
             raise InvalidChannel(f"{driver}: no channels given")
     else:
@@ -57,14 +61,22 @@ def _channels(channels: object, driver: str) -> tuple[str, ...]:
 
 def build_message(
     driver: Driver,
-    channels: str | Sequence[str],
-    data: Payload,
+    channels: object,
+    data: object,
     event: str,
     socket_id: str | None,
+    *,
+    source: object = None,
+    reserved: bool = False,
 ) -> Message:
-    """Validate a publish against the core rules and the driver's limits."""
+    """Validate a publish against the core rules and the driver's limits.
+
+    ``source`` is the event object the publish was built from; ``reserved``
+    skips the channel-name rule for a channel the driver named itself (a
+    user's channel, ``#server-to-user-<id>`` on Pusher).
+    """
     name = driver.name
-    names = _channels(channels, name)
+    names = _channels(channels, driver)
     if not isinstance(event, str):
         raise InvalidEvent(f"{name}: the event name must be a str, not {type(event).__name__}")
     if not event:
@@ -82,7 +94,7 @@ def build_message(
             raise ValidationError(f"{name}: this driver cannot exclude a socket_id")
         if not isinstance(socket_id, str) or not socket_id:
             raise ValidationError(f"{name}: socket_id must be a non-empty str")
-    message = Message(names, event, data, text, new_message_id(), socket_id)
+    message = Message(names, event, data, text, new_message_id(), socket_id, source)
 
     limits = driver.limits
     if limits.max_event_name_length is not None and len(event) > limits.max_event_name_length:
@@ -92,7 +104,7 @@ def build_message(
         )
     max_len = limits.max_channel_name_length
     pattern = limits.channel_pattern
-    if max_len is not None or pattern is not None:
+    if (max_len is not None or pattern is not None) and not reserved:
         for channel in names:
             if max_len is not None and len(channel) > max_len:
                 raise InvalidChannel(

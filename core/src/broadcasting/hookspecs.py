@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 from broadcasting._markers import hookspec
 
 if TYPE_CHECKING:
+    from broadcasting._auth import AuthRequest
+    from broadcasting._broadcast import Broadcast
     from broadcasting._driver import Driver
     from broadcasting._types import Message, Receipt
+    from broadcasting._webhooks import WebhookEvent
 
 
 @hookspec(firstresult=True)
@@ -71,4 +74,57 @@ def broadcasting_publish(driver: Driver, message: Message) -> Receipt | None:
         ``unknown``; never return ``None`` for a message that was not delivered.
 
     Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def broadcasting_authorize(
+    broadcast: Broadcast, driver: Driver, request: AuthRequest
+) -> dict[str, Any] | None:
+    """Authorize one subscription or sign-in and return what the client expects.
+
+    Every authorization goes through this hook, from ``authenticate()``,
+    ``aauthenticate()``, ``authenticate_user()`` and the web endpoints alike,
+    after the core has checked the request's form (``socket_id``, channel name).
+    The core's own implementation runs last: it finds the channel rule that
+    matches ``request.name``, calls it with the user and the pattern's
+    parameters, and has the driver sign the result
+    (:meth:`~broadcasting.Driver.sign_channel`, or
+    :meth:`~broadcasting.Driver.sign_user` for a sign-in). So a
+    ``wrapper=True`` implementation can audit every authorization and its
+    outcome, rate-limit, or veto one by raising :class:`~broadcasting.Forbidden`.
+    On the async path a non-wrapper implementation may return an awaitable;
+    it is awaited.
+
+    :param broadcast: the :class:`~broadcasting.Broadcast` whose rules apply.
+    :param driver: the connected driver that signs.
+    :param request: the :class:`~broadcasting.AuthRequest`: its ``kind``
+        (``private``, ``presence``, ``encrypted`` or ``user``), ``socket_id``,
+        ``channel``, ``name`` without the prefix, and ``user``.
+
+    :return: the JSON-ready body for the client (Pusher's ``{"auth": ...}``,
+        an Ably token request...). Raise :class:`~broadcasting.Forbidden` to
+        refuse; never return ``None`` for a refusal.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec
+def broadcasting_webhook(broadcast: Broadcast, driver: Driver, event: WebhookEvent) -> None:
+    """Receive one verified webhook event.
+
+    Called once per event of every delivery that ``Broadcast.webhook()``
+    verified (signature, key and age), before the handlers registered with
+    ``Broadcast.on_webhook()``. Every implementation is called. Services
+    retry a delivery that was not answered with 2xx, so the same event may
+    arrive twice: de-duplicate on ``event.id``.
+
+    :param broadcast: the :class:`~broadcasting.Broadcast` that verified it.
+    :param driver: the driver whose credentials verified it.
+    :param event: the :class:`~broadcasting.WebhookEvent`.
+
+    :return: nothing; the return value is ignored. An exception propagates to
+        the caller of ``webhook()`` (the endpoint answers 500 and the service
+        retries).
     """

@@ -8,14 +8,18 @@ browser connection, and a publish with that same ``socket_id`` (Laravel's
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
-from broadcasting import ConfigurationError, Driver, Message, Receipt
+from broadcasting import AuthRequest, ConfigurationError, Driver, Message, Receipt, Secret
 
 Callback = Callable[[Message], object]
 
@@ -102,6 +106,7 @@ class BroadcastMemoryDriver(Driver):
     supports_socket_id = True
 
     def __init__(self, max_history: int | None = None) -> None:
+        self._signing_key = Secret(os.urandom(32).hex())  # this driver's own; never leaves it
         self._lock = threading.Lock()
         self._history: deque[Message] = deque(maxlen=max_history)
         self._subscribers: list[Callback] = []
@@ -169,6 +174,53 @@ class BroadcastMemoryDriver(Driver):
         with self._lock:
             if deliver in self._subscribers:
                 self._subscribers.remove(deliver)
+
+    # -- authorization: Pusher-shaped answers, signed with this driver's own key --
+
+    def _signature(self, text: str) -> str:
+        key = self._signing_key.reveal().encode("ascii")
+        return "memory:" + hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
+        """A Pusher-shaped answer (``auth``, and ``channel_data`` for presence).
+
+        Signed with a key random to this driver, so :meth:`verify` tells an
+        answer this driver gave from any other: applications test their channel
+        rules with it, no service needed.
+        """
+        subject = f"{request.socket_id}:{request.channel}"
+        if request.kind == "presence":
+            data = json.dumps(
+                {"user_id": request.member_id, "user_info": request.member},
+                separators=(",", ":"),
+            )
+            return {"auth": self._signature(f"{subject}:{data}"), "channel_data": data}
+        return {"auth": self._signature(subject)}
+
+    def sign_user(self, request: AuthRequest) -> dict[str, Any]:
+        """A Pusher-shaped sign-in answer (``auth`` and ``user_data``)."""
+        data = json.dumps(request.member, separators=(",", ":"))
+        return {"auth": self._signature(f"{request.socket_id}::user::{data}"), "user_data": data}
+
+    def user_channel(self, user_id: str) -> str:
+        """``#server-to-user-<id>``, as on Pusher: subscribe to it to see ``send_to_user``."""
+        return f"#server-to-user-{user_id}"
+
+    def verify(self, answer: Mapping[str, Any], *, socket_id: str, channel: str | None) -> bool:
+        """Whether ``answer`` is what this driver signed for ``socket_id`` and ``channel``.
+
+        ``channel=None`` checks a sign-in answer. Constant-time.
+        """
+        auth = answer.get("auth")
+        if not isinstance(auth, str):
+            return False
+        if channel is None:
+            subject = f"{socket_id}::user::{answer.get('user_data', '')}"
+        elif "channel_data" in answer:
+            subject = f"{socket_id}:{channel}:{answer['channel_data']}"
+        else:
+            subject = f"{socket_id}:{channel}"
+        return hmac.compare_digest(auth, self._signature(subject))
 
     def publish(self, message: Message) -> Receipt:
         """Keep ``message`` and hand it to every subscriber.

@@ -11,15 +11,19 @@ from pusher import Pusher
 from pusher.pusher_client import PusherClient
 
 from broadcasting import (
+    AuthRequest,
     Batch,
     Capabilities,
+    ChannelInfo,
     ConfigurationError,
     Driver,
     Health,
+    Member,
     Message,
     PublishError,
+    WebhookEvent,
 )
-from broadcasting_pusher import _rules
+from broadcasting_pusher import _auth, _rules, _state, _webhooks
 from broadcasting_pusher._async_backend import SessionBackend, loop_sessions
 from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
 from broadcasting_pusher._sync_backend import ConnectionPool, PooledBackend
@@ -212,6 +216,58 @@ class BroadcastPusherDriver(Driver):
             "(is it a Pusher-protocol server?)",
             driver=self.name,
         )
+
+    # -- authorizing subscriptions: _auth.py -----------------------------------------
+
+    def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
+        """Pusher's answer for a private, presence or encrypted subscription (see ``_auth``)."""
+        return _auth.sign_channel(self, request)
+
+    def sign_user(self, request: AuthRequest) -> dict[str, Any]:
+        """Pusher's answer for a user sign-in (``pusher:signin``)."""
+        return _auth.sign_user(self, request)
+
+    def user_channel(self, user_id: str) -> str:
+        """``#server-to-user-<id>``: what ``send_to_user`` triggers on."""
+        return _auth.user_channel(user_id)
+
+    # -- hearing back: _webhooks.py and _state.py --------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+        """Verify ``X-Pusher-Key``/``X-Pusher-Signature`` and parse the events."""
+        return _webhooks.verify(self, headers, body)
+
+    def channels(self, prefix: str | None = None) -> list[ChannelInfo]:
+        """``GET /apps/{id}/channels``."""
+        return _state.channels(self, prefix)
+
+    async def achannels(self, prefix: str | None = None) -> list[ChannelInfo]:
+        """Async twin of :meth:`channels`."""
+        return await _state.achannels(self, prefix)
+
+    def channel_info(self, channel: str) -> ChannelInfo:
+        """``GET /apps/{id}/channels/{name}``."""
+        return _state.channel_info(self, channel)
+
+    async def achannel_info(self, channel: str) -> ChannelInfo:
+        """Async twin of :meth:`channel_info`."""
+        return await _state.achannel_info(self, channel)
+
+    def members(self, channel: str) -> list[Member]:
+        """``GET /apps/{id}/channels/{name}/users``."""
+        return _state.members(self, channel)
+
+    async def amembers(self, channel: str) -> list[Member]:
+        """Async twin of :meth:`members`."""
+        return await _state.amembers(self, channel)
+
+    def terminate_user(self, user_id: str) -> None:
+        """``POST /apps/{id}/users/{user}/terminate_connections``."""
+        _state.terminate_user(self, user_id)
+
+    async def aterminate_user(self, user_id: str) -> None:
+        """Async twin of :meth:`terminate_user`."""
+        await _state.aterminate_user(self, user_id)
 
     def ssl(self, enabled: bool) -> Self:
         """The seed's toggle: this driver with ``ssl`` switched on or off."""

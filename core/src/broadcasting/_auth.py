@@ -1,0 +1,237 @@
+"""Authorizing subscriptions: channel rules by pattern, and what the core asks a driver to sign."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from broadcasting._errors import Forbidden, InvalidAuthRequest, RuleError
+
+if TYPE_CHECKING:
+    from broadcasting._driver import Driver
+
+#: What is being authorized: a subscription to a private, presence or
+#: encrypted channel, or a user's sign-in (``pusher:signin``).
+AuthKind = Literal["private", "presence", "encrypted", "user"]
+
+#: A channel rule: ``rule(user, **params)`` returns ``True`` (or, for a
+#: presence channel, the member's info with an ``id``) to authorize, ``False``
+#: or ``None`` to refuse. It may be a coroutine function.
+Rule = Callable[..., Any]
+
+_SOCKET_ID = re.compile(r"\d+\.\d+")
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: The longest socket id the core accepts (Pusher's are two ~10-digit numbers).
+MAX_SOCKET_ID_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequest:
+    """One authorization: what the client asked for, for whom, and what the rule said.
+
+    The core builds it from ``authenticate()`` / ``authenticate_user()`` and
+    hands it to the ``broadcasting_authorize`` hook; a driver's
+    :meth:`~broadcasting.Driver.sign_channel` / :meth:`~broadcasting.Driver.sign_user`
+    turn it into the body the client expects.
+
+    Attributes:
+        kind: ``private``, ``presence``, ``encrypted`` or ``user`` (sign-in).
+        socket_id: the client connection's id, as the client sent it.
+        channel: the full channel name as the client sent it (``None`` for sign-in).
+        name: the channel name without the driver's prefix (``None`` for sign-in).
+        user: the application's user object (``None`` when nobody is signed in).
+        params: what the matching rule's pattern captured (``{"order_id": "42"}``).
+        member: for ``presence``, the rule's member info (a dict with ``id``);
+            for ``user``, the user data given to ``authenticate_user``.
+        extra: anything else the client sent that a driver may need (Ably's
+            current token, say), as strings.
+    """
+
+    kind: AuthKind
+    socket_id: str
+    channel: str | None = None
+    name: str | None = None
+    user: Any = field(default=None, repr=False)
+    params: Mapping[str, str] = field(default_factory=dict)
+    member: Mapping[str, Any] | None = None
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def member_id(self) -> str | None:
+        """The member's (or signed-in user's) id as text, or ``None``."""
+        if self.member is None:
+            return None
+        return str(self.member["id"])
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    pattern: str
+    regex: re.Pattern[str]
+    rule: Rule
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """``orders.{order_id}`` as an anchored regex; ``{x}`` is one dot-free segment."""
+    if not isinstance(pattern, str) or not pattern:
+        raise TypeError("a channel rule's pattern must be a non-empty str")
+    parts: list[str] = []
+    seen: set[str] = set()
+    end = 0
+    for match in _PARAM.finditer(pattern):
+        parts.append(re.escape(pattern[end : match.start()]))
+        name = match.group(1)
+        if name in seen:
+            raise ValueError(f"channel rule {pattern!r} names {{{name}}} twice")
+        seen.add(name)
+        parts.append(f"(?P<{name}>[^.]+)")
+        end = match.end()
+    parts.append(re.escape(pattern[end:]))
+    return re.compile("".join(parts))
+
+
+class ChannelRules:
+    """The channel rules of one :class:`~broadcasting.Broadcast`, tried in the order added."""
+
+    def __init__(self) -> None:
+        self._rules: list[_Compiled] = []
+
+    def add(self, pattern: str, rule: Rule) -> None:
+        """Add ``rule`` for channels matching ``pattern``."""
+        if not callable(rule):
+            raise TypeError(f"the rule for {pattern!r} must be callable")
+        self._rules.append(_Compiled(pattern, compile_pattern(pattern), rule))
+
+    def match(self, name: str) -> tuple[str, Rule, dict[str, str]] | None:
+        """The first rule whose pattern matches ``name``: (pattern, rule, params)."""
+        for compiled in self._rules:
+            found = compiled.regex.fullmatch(name)
+            if found is not None:
+                return compiled.pattern, compiled.rule, found.groupdict()
+        return None
+
+    @property
+    def patterns(self) -> list[str]:
+        """The patterns, in the order they are tried."""
+        return [c.pattern for c in self._rules]
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+
+def check_socket_id(socket_id: object) -> str:
+    """``socket_id`` if it is ``digits.digits``; else :class:`InvalidAuthRequest`."""
+    if not isinstance(socket_id, str) or not socket_id:
+        raise InvalidAuthRequest("socket_id is missing")
+    if len(socket_id) > MAX_SOCKET_ID_LENGTH or _SOCKET_ID.fullmatch(socket_id) is None:
+        raise InvalidAuthRequest("socket_id must look like '1234.5678' (digits.digits)")
+    return socket_id
+
+
+def channel_request(driver: Driver, user: Any, socket_id: object, channel: object) -> AuthRequest:
+    """Validate a subscription request and say which kind of channel it is for."""
+    socket = check_socket_id(socket_id)
+    if not isinstance(channel, str) or not channel:
+        raise InvalidAuthRequest("channel_name is missing")
+    limits = driver.limits
+    if limits.max_channel_name_length is not None and len(channel) > limits.max_channel_name_length:
+        raise InvalidAuthRequest(
+            f"channel_name is {len(channel)} characters; the limit is "
+            f"{limits.max_channel_name_length}"
+        )
+    if limits.channel_pattern is not None and limits.channel_pattern.fullmatch(channel) is None:
+        rule = f" ({limits.channel_rule})" if limits.channel_rule else ""
+        raise InvalidAuthRequest(f"invalid channel_name {channel[:80]!r}{rule}")
+    kind, name = driver.parse_channel(channel)
+    if kind == "public":
+        raise InvalidAuthRequest(f"{channel[:80]!r} is a public channel: it needs no authorization")
+    return AuthRequest(kind, socket, channel, name, user)
+
+
+def user_request(socket_id: object, user_data: object) -> AuthRequest:
+    """Validate a sign-in request: ``user_data`` must be a mapping with an ``id``."""
+    socket = check_socket_id(socket_id)
+    if not isinstance(user_data, Mapping):
+        raise RuleError(f"user_data must be a dict with an 'id', not {type(user_data).__name__}")
+    _check_id(user_data, "user_data")
+    return AuthRequest("user", socket, member=dict(user_data))
+
+
+def _check_id(info: Mapping[str, Any], what: str) -> None:
+    ident = info.get("id")
+    if ident is None or ident == "" or not isinstance(ident, (str, int)) or isinstance(ident, bool):
+        raise RuleError(f"{what} must have an 'id' (a non-empty str or an int)")
+
+
+def _verdict(request: AuthRequest, pattern: str, value: object) -> AuthRequest:
+    """The rule's return value applied to ``request``: the request to sign, or Forbidden."""
+    where = f"channel {request.channel!r} (rule {pattern!r})"
+    if value is None or value is False:
+        raise Forbidden(f"{where}: the rule refused")
+    if request.kind == "presence":
+        if not isinstance(value, Mapping):
+            raise RuleError(
+                f"{where}: a presence rule must return the member's info "
+                f"(a dict with an 'id'), not {type(value).__name__}"
+            )
+        _check_id(value, "a presence rule's member info")
+        return replace(request, member=dict(value))
+    if value is not True and not isinstance(value, Mapping):
+        raise RuleError(
+            f"{where}: a rule must return True, False or None, not {type(value).__name__}"
+        )
+    return request
+
+
+def _prepare(rules: ChannelRules, request: AuthRequest) -> tuple[str, Rule, AuthRequest]:
+    assert request.name is not None
+    found = rules.match(request.name)
+    if found is None:
+        raise Forbidden(f"channel {request.channel!r}: no channel rule matches {request.name!r}")
+    pattern, rule, params = found
+    if request.user is None:
+        raise Forbidden(f"channel {request.channel!r}: nobody is signed in")
+    return pattern, rule, replace(request, params=params)
+
+
+def decide(rules: ChannelRules, request: AuthRequest) -> AuthRequest:
+    """Run the matching rule for a channel request (sync path); sign-ins pass through."""
+    if request.kind == "user":
+        return request
+    pattern, rule, request = _prepare(rules, request)
+    value = rule(request.user, **request.params)
+    if inspect.isawaitable(value):
+        from broadcasting._loop import run_sync
+
+        value = run_sync(_awaited(value))
+    return _verdict(request, pattern, value)
+
+
+async def adecide(rules: ChannelRules, request: AuthRequest) -> AuthRequest:
+    """Async twin of :func:`decide`: an async rule is awaited on the caller's loop."""
+    if request.kind == "user":
+        return request
+    pattern, rule, request = _prepare(rules, request)
+    value = rule(request.user, **request.params)
+    if inspect.isawaitable(value):
+        value = await value
+    return _verdict(request, pattern, value)
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value
+
+
+def sign(driver: Driver, request: AuthRequest) -> dict[str, Any]:
+    """The driver's signed answer for an authorized request."""
+    user = request.kind == "user"
+    body = driver.sign_user(request) if user else driver.sign_channel(request)
+    if not isinstance(body, dict):
+        raise TypeError(
+            f"{type(driver).__name__}.sign_{'user' if request.kind == 'user' else 'channel'} "
+            f"returned {type(body).__name__}, not a dict"
+        )
+    return body

@@ -1,0 +1,29 @@
+"""What a service says about its channels: typed answers to channel and presence queries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """One channel as the service sees it.
+
+    ``subscription_count`` and ``user_count`` (presence channels only) are
+    ``None`` when the service did not report them.
+    """
+
+    name: str
+    occupied: bool
+    subscription_count: int | None = None
+    user_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of a presence channel: its id and, where the service reports it, its info."""
+
+    id: str
+    info: Mapping[str, Any] | None = field(default=None, compare=False)
