@@ -1,0 +1,630 @@
+"""The framework-agnostic side of the web endpoints: parse, authorize, answer.
+
+Every adapter (Starlette/FastAPI, Django, Flask) reads what its framework
+gives (method, headers, query string, raw body) and hands it to one
+:class:`AuthEndpoints`, which answers with a :class:`Response`. Nothing here
+imports a web framework.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl
+
+from broadcasting._errors import (
+    BroadcastError,
+    Forbidden,
+    InvalidAuthRequest,
+    NotSupported,
+    RuleError,
+)
+
+if TYPE_CHECKING:
+    from broadcasting._broadcast import Broadcast
+
+logger = logging.getLogger("broadcasting.web")
+
+#: ``user(request)``: the application's current user, or ``None`` when nobody
+#: is signed in. ``request`` is the framework's own request object. It may be
+#: a coroutine function.
+UserFunction = Callable[[Any], Any]
+
+#: ``user_data(request, user)``: the signed-in user's data for ``pusher:signin``,
+#: a dict with an ``id`` (Pusher shows the rest, such as ``name``, to nobody
+#: but the server's webhooks and ``members()``). It may be a coroutine function.
+UserDataFunction = Callable[[Any, Any], Any]
+
+#: Which endpoint a request is for.
+Route = Literal["auth", "user-auth", "webhook"]
+
+#: The default paths the adapters mount.
+AUTH_PATH = "/broadcasting/auth"
+USER_AUTH_PATH = "/broadcasting/user-auth"
+WEBHOOK_PATH = "/broadcasting/webhook"
+
+#: The largest authorization request body accepted (413 above it). A
+#: pusher-js request is under 100 bytes; an Ably client's current token
+#: (a JWT) fits easily.
+MAX_AUTH_BODY = 8 * 1024
+#: The largest webhook delivery accepted (413 above it).
+MAX_WEBHOOK_BODY = 1024 * 1024
+
+#: The fields the auth endpoints read themselves; every other field the
+#: client sends goes to ``extra`` (see :meth:`Broadcast.authenticate`).
+SOCKET_ID = "socket_id"
+CHANNEL_NAME = "channel_name"
+#: Form fields that carry a CSRF token: never handed on as ``extra``.
+_CSRF_FIELDS = frozenset({"csrfmiddlewaretoken", "_token"})
+_MAX_FIELDS = 64
+_SOCKET_ID_RE = re.compile(r"\d{1,30}\.\d{1,30}")
+
+_JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
+_FIXED = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    405: "method not allowed",
+    413: "request body too large",
+    500: "internal server error",
+    501: "not supported",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What an endpoint answers: an HTTP status, a JSON body and extra headers.
+
+    ``headers`` always holds ``content-type: application/json`` and
+    ``cache-control: no-store`` (an authorization must never be cached).
+    """
+
+    status: int
+    body: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=lambda: dict(_JSON_HEADERS))
+
+    @property
+    def content(self) -> bytes:
+        """The body as compact UTF-8 JSON."""
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is 2xx."""
+        return 200 <= self.status < 300
+
+
+def _error(status: int, message: str | None = None, **headers: str) -> Response:
+    body = {"error": message if message is not None else _FIXED.get(status, "error")}
+    return Response(status, body, {**_JSON_HEADERS, **headers})
+
+
+class Headers(Mapping[str, str]):
+    """A case-insensitive, read-only view of request headers.
+
+    Built from any mapping or list of pairs; a name given twice keeps its
+    first value. Webhook verification receives one of these.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, headers: Any = ()) -> None:
+        items: dict[str, tuple[str, str]] = {}
+        pairs: Iterable[tuple[Any, Any]] = headers.items() if hasattr(headers, "items") else headers
+        for name, value in pairs:
+            if isinstance(name, bytes):
+                name = name.decode("latin-1")
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            items.setdefault(str(name).lower(), (str(name), str(value)))
+        self._items = items
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __iter__(self) -> Iterator[str]:
+        return (original for original, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __repr__(self) -> str:
+        return f"Headers({sorted(self._items)!r})"
+
+
+def socket_id_from(headers: Any) -> str | None:
+    """The ``X-Socket-ID`` header's socket id if it is ``digits.digits``, else ``None``.
+
+    Laravel Echo sends it on the application's own requests (its axios,
+    jQuery and Vue interceptors), so a view can publish to everyone but the
+    sender's own tab::
+
+        broadcast.channel("orders", data, "shipped", socket_id=socket_id_from(request.headers))
+
+    ``headers`` may be any framework's header mapping (``request.headers``
+    of Starlette, Django or Flask), a plain dict, or Django's
+    ``request.META`` (``HTTP_X_SOCKET_ID``). A malformed value is ignored,
+    so a forged header cannot break the publish.
+    """
+    value: object = None
+    getter = getattr(headers, "get", None)
+    if getter is not None:
+        for name in ("X-Socket-ID", "x-socket-id", "HTTP_X_SOCKET_ID"):
+            value = getter(name)
+            if value is not None:
+                break
+        else:
+            for key in headers:
+                if isinstance(key, str) and key.lower() == "x-socket-id":
+                    value = headers[key]
+                    break
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if isinstance(value, str):
+        value = value.strip()
+        if _SOCKET_ID_RE.fullmatch(value):
+            return value
+    return None
+
+
+def default_user_data(user: Any) -> dict[str, Any]:
+    """The sign-in data derived from a user: ``{"id": ...}``.
+
+    A mapping with an ``id`` is used as it is (copied); otherwise the id is
+    the user's ``id`` attribute, else ``pk`` (Django), else ``get_id()``
+    (Flask-Login), as text. Anything else is a :class:`RuleError`: pass
+    ``user_data=`` to the endpoints.
+    """
+    if isinstance(user, Mapping):
+        if "id" in user:
+            return dict(user)
+    else:
+        for attribute in ("id", "pk"):
+            ident = getattr(user, attribute, None)
+            if ident is not None and not callable(ident):
+                return {"id": str(ident)}
+        get_id = getattr(user, "get_id", None)
+        if callable(get_id):
+            ident = get_id()
+            if ident is not None:
+                return {"id": str(ident)}
+    raise RuleError(
+        f"cannot derive sign-in data from a {type(user).__name__}: it has no 'id', 'pk' or "
+        "get_id(); pass user_data=lambda request, user: {'id': ..., ...} to the endpoints"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    socket_id: str
+    channel_name: str | None
+    extra: dict[str, str]
+
+
+class _BadRequest(Exception):
+    """A request the endpoint refuses before authorizing (status and short message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _media_type(headers: Headers) -> str:
+    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _decode(raw: bytes | str, what: str) -> str:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _BadRequest(400, f"{what} is not valid UTF-8") from None
+
+
+def _form(text: str, what: str) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
+    except ValueError:
+        raise _BadRequest(400, f"{what} has too many fields") from None
+
+
+def _json_fields(text: str) -> list[tuple[str, str]]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise _BadRequest(400, "the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise _BadRequest(400, "the JSON body must be an object")
+    if len(value) > _MAX_FIELDS:
+        raise _BadRequest(400, "the JSON body has too many fields")
+    pairs: list[tuple[str, str]] = []
+    for key, item in value.items():
+        if key in (SOCKET_ID, CHANNEL_NAME) and not isinstance(item, str):
+            if item is None:
+                continue
+            raise _BadRequest(400, f"{key} must be a string")
+        if isinstance(item, str):
+            pairs.append((key, item))
+        elif item is not None:
+            pairs.append((key, json.dumps(item, separators=(",", ":"))))
+    return pairs
+
+
+def parse_fields(
+    method: str, headers: Headers, body: bytes, query: bytes | str, *, channel: bool
+) -> tuple[str, str | None, dict[str, str]]:
+    """``(socket_id, channel_name, extra)`` from what a client sent; raises ``_BadRequest``.
+
+    GET reads the query string; POST reads the body (form-encoded or JSON)
+    over the query string. ``socket_id`` is required (and ``channel_name``
+    when ``channel``); the core checks their shapes.
+    """
+    pairs = _form(_decode(query, "the query string"), "the query string") if query else []
+    if method == "POST" and body:
+        media = _media_type(headers)
+        text = _decode(body, "the body")
+        if media == "application/x-www-form-urlencoded":
+            body_pairs = _form(text, "the body")
+        elif media == "application/json" or media.endswith("+json"):
+            body_pairs = _json_fields(text)
+        else:
+            shown = media[:60] or "none"
+            raise _BadRequest(
+                400,
+                f"unsupported content type {shown!r}: send "
+                "application/x-www-form-urlencoded or application/json",
+            )
+        body_keys = {key for key, _ in body_pairs}
+        pairs = [(k, v) for k, v in pairs if k not in body_keys] + body_pairs
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        if key in (SOCKET_ID, CHANNEL_NAME) and key in fields:
+            raise _BadRequest(400, f"{key} is given twice")
+        fields[key] = value
+    socket_id = fields.pop(SOCKET_ID, None)
+    if not socket_id:
+        raise _BadRequest(400, "socket_id is missing")
+    channel_name = fields.pop(CHANNEL_NAME, None)
+    if channel and not channel_name:
+        raise _BadRequest(400, "channel_name is missing")
+    extra = {k: v for k, v in fields.items() if k not in _CSRF_FIELDS}
+    return socket_id, channel_name, extra
+
+
+class AuthEndpoints:
+    """The authorization, sign-in and webhook endpoints of one :class:`~broadcasting.Broadcast`.
+
+    Args:
+        broadcast: whose channel rules authorize and whose driver signs.
+        user: ``user(request)`` returns the current user or ``None``; it is
+            handed the framework's own request object, and may be async.
+        user_data: ``user_data(request, user)`` returns the sign-in data (a
+            dict with an ``id``) for ``/broadcasting/user-auth``; by default
+            :func:`default_user_data` derives ``{"id": ...}`` from the user.
+        driver: the driver name to sign with (default: the ``DRIVER``).
+        max_body: the largest auth request body accepted (413 above).
+        max_webhook_body: the largest webhook delivery accepted (413 above).
+
+    Each ``handle_*`` method takes the framework's request (for ``user``),
+    the HTTP method, the headers, the raw body and the raw query string, and
+    returns a :class:`Response`; each has an async twin (``ahandle_*``)
+    that calls the ``a*`` methods of the :class:`~broadcasting.Broadcast` and
+    awaits async user functions and rules on the caller's loop.
+
+    Statuses: 200 with the driver's body; 400 (malformed request, with a
+    short message); 403 ``{"error": "forbidden"}`` whatever the reason (the
+    reason is logged at DEBUG on ``broadcasting.web``); 405; 413; 501 (the
+    driver lacks the feature); 500 ``{"error": "internal server error"}``
+    for anything else (a rule or user function that raised), logged with
+    its traceback on ``broadcasting.web``.
+    """
+
+    def __init__(
+        self,
+        broadcast: Broadcast,
+        *,
+        user: UserFunction,
+        user_data: UserDataFunction | None = None,
+        driver: str | None = None,
+        max_body: int = MAX_AUTH_BODY,
+        max_webhook_body: int = MAX_WEBHOOK_BODY,
+    ) -> None:
+        if not callable(user):
+            raise TypeError("user= must be a function: user(request) -> the user or None")
+        if user_data is not None and not callable(user_data):
+            raise TypeError("user_data= must be a function: user_data(request, user) -> dict")
+        for name, value in (("max_body", max_body), ("max_webhook_body", max_webhook_body)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int")
+        self.broadcast = broadcast
+        self.user = user
+        self.user_data = user_data
+        self.driver = driver
+        self.max_body = max_body
+        self.max_webhook_body = max_webhook_body
+
+    def limit(self, route: Route) -> int:
+        """The body size limit of ``route``: adapters read at most one byte more."""
+        return self.max_webhook_body if route == "webhook" else self.max_body
+
+    def __repr__(self) -> str:
+        return f"<AuthEndpoints {self.broadcast!r} driver={self.driver!r}>"
+
+    # -- the pieces shared by both twins ------------------------------------------
+
+    def _precheck(
+        self, route: Route, method: str, headers: Headers, body: bytes, methods: tuple[str, ...]
+    ) -> Response | None:
+        if method not in methods:
+            return _error(405, allow=", ".join(methods))
+        limit = self.limit(route)
+        length = headers.get("content-length", "")
+        if len(body) > limit or (length.isdigit() and int(length) > limit):
+            return _error(413)
+        return None
+
+    def _failure(self, route: Route, exc: BaseException) -> Response:
+        """The response for an exception raised while handling ``route``."""
+        if isinstance(exc, _BadRequest):
+            logger.debug("%s: %s", route, exc.message)
+            return _error(exc.status, exc.message)
+        status = getattr(exc, "http_status", None) if isinstance(exc, BroadcastError) else None
+        if isinstance(status, int) and (400 <= status < 500 or status == 501):
+            logger.debug("%s: %d: %s", route, status, exc)
+            if isinstance(exc, (InvalidAuthRequest, NotSupported)):
+                return _error(status, str(exc))
+            return _error(status)
+        logger.error("%s: the request failed", route, exc_info=exc)
+        return _error(500)
+
+    # -- channel authorization ------------------------------------------------------
+
+    def handle_auth(
+        self,
+        request: Any,
+        *,
+        method: str,
+        headers: Mapping[str, str] | Any,
+        body: bytes = b"",
+        query: bytes | str = b"",
+    ) -> Response:
+        """Authorize a subscription (``/broadcasting/auth``; GET or POST)."""
+        method = method.upper()
+        heads = Headers(headers)
+        early = self._precheck("auth", method, heads, body, ("GET", "POST"))
+        if early is not None:
+            return early
+        try:
+            socket_id, channel, extra = parse_fields(method, heads, body, query, channel=True)
+            user = _resolve(self.user(request))
+            answer = self.broadcast.authenticate(
+                user,
+                socket_id=socket_id,
+                channel_name=channel or "",
+                driver=self.driver,
+                extra=extra,
+            )
+        except Exception as exc:
+            return self._failure("auth", exc)
+        return Response(200, answer)
+
+    async def ahandle_auth(
+        self,
+        request: Any,
+        *,
+        method: str,
+        headers: Mapping[str, str] | Any,
+        body: bytes = b"",
+        query: bytes | str = b"",
+    ) -> Response:
+        """Async twin of :meth:`handle_auth`."""
+        method = method.upper()
+        heads = Headers(headers)
+        early = self._precheck("auth", method, heads, body, ("GET", "POST"))
+        if early is not None:
+            return early
+        try:
+            socket_id, channel, extra = parse_fields(method, heads, body, query, channel=True)
+            user = await _aresolve(self.user(request))
+            answer = await self.broadcast.aauthenticate(
+                user,
+                socket_id=socket_id,
+                channel_name=channel or "",
+                driver=self.driver,
+                extra=extra,
+            )
+        except Exception as exc:
+            return self._failure("auth", exc)
+        return Response(200, answer)
+
+    # -- user sign-in ------------------------------------------------------------------
+
+    def _user_data(self, request: Any, user: Any) -> Any:
+        if user is None:
+            raise Forbidden("user sign-in: nobody is signed in")
+        if self.user_data is None:
+            return default_user_data(user)
+        return self.user_data(request, user)
+
+    def handle_user_auth(
+        self,
+        request: Any,
+        *,
+        method: str,
+        headers: Mapping[str, str] | Any,
+        body: bytes = b"",
+        query: bytes | str = b"",
+    ) -> Response:
+        """Sign the current user in (``/broadcasting/user-auth``; POST); 403 if nobody is."""
+        method = method.upper()
+        heads = Headers(headers)
+        early = self._precheck("user-auth", method, heads, body, ("POST",))
+        if early is not None:
+            return early
+        try:
+            socket_id, _, _ = parse_fields(method, heads, body, query, channel=False)
+            user = _resolve(self.user(request))
+            data = _resolve(self._user_data(request, user))
+            answer = self.broadcast.authenticate_user(socket_id, data, driver=self.driver)
+        except Exception as exc:
+            return self._failure("user-auth", exc)
+        return Response(200, answer)
+
+    async def ahandle_user_auth(
+        self,
+        request: Any,
+        *,
+        method: str,
+        headers: Mapping[str, str] | Any,
+        body: bytes = b"",
+        query: bytes | str = b"",
+    ) -> Response:
+        """Async twin of :meth:`handle_user_auth`."""
+        method = method.upper()
+        heads = Headers(headers)
+        early = self._precheck("user-auth", method, heads, body, ("POST",))
+        if early is not None:
+            return early
+        try:
+            socket_id, _, _ = parse_fields(method, heads, body, query, channel=False)
+            user = await _aresolve(self.user(request))
+            data = await _aresolve(self._user_data(request, user))
+            answer = await self.broadcast.aauthenticate_user(socket_id, data, driver=self.driver)
+        except Exception as exc:
+            return self._failure("user-auth", exc)
+        return Response(200, answer)
+
+    # -- webhooks -----------------------------------------------------------------------
+
+    def handle_webhook(
+        self, request: Any, *, method: str, headers: Mapping[str, str] | Any, body: bytes
+    ) -> Response:
+        """Verify a webhook delivery and run its handlers (``/broadcasting/webhook``; POST).
+
+        ``body`` must be the raw body, byte for byte: the signature covers it.
+        200 ``{"ok": true, "events": N}``; 401 for a bad signature, unknown
+        key or old delivery; 400 for a malformed one; 500 when a handler
+        raised (the service then retries the delivery).
+        """
+        del request  # the signature, not a session, says who sent it
+        method = method.upper()
+        heads = Headers(headers)
+        early = self._precheck("webhook", method, heads, body, ("POST",))
+        if early is not None:
+            return early
+        try:
+            events = self.broadcast.webhook(heads, body, driver=self.driver)
+        except Exception as exc:
+            return self._failure("webhook", exc)
+        return Response(200, {"ok": True, "events": len(events)})
+
+    async def ahandle_webhook(
+        self, request: Any, *, method: str, headers: Mapping[str, str] | Any, body: bytes
+    ) -> Response:
+        """Async twin of :meth:`handle_webhook`."""
+        del request
+        method = method.upper()
+        heads = Headers(headers)
+        early = self._precheck("webhook", method, heads, body, ("POST",))
+        if early is not None:
+            return early
+        try:
+            events = await self.broadcast.awebhook(heads, body, driver=self.driver)
+        except Exception as exc:
+            return self._failure("webhook", exc)
+        return Response(200, {"ok": True, "events": len(events)})
+
+    # -- dispatch by route --------------------------------------------------------------
+
+    def handle(
+        self,
+        route: Route,
+        request: Any,
+        *,
+        method: str,
+        headers: Mapping[str, str] | Any,
+        body: bytes = b"",
+        query: bytes | str = b"",
+    ) -> Response:
+        """Call the handler of ``route`` (``auth``, ``user-auth`` or ``webhook``)."""
+        if route == "auth":
+            return self.handle_auth(request, method=method, headers=headers, body=body, query=query)
+        if route == "user-auth":
+            return self.handle_user_auth(
+                request, method=method, headers=headers, body=body, query=query
+            )
+        if route == "webhook":
+            return self.handle_webhook(request, method=method, headers=headers, body=body)
+        raise ValueError(f"unknown route {route!r}")
+
+    async def ahandle(
+        self,
+        route: Route,
+        request: Any,
+        *,
+        method: str,
+        headers: Mapping[str, str] | Any,
+        body: bytes = b"",
+        query: bytes | str = b"",
+    ) -> Response:
+        """Async twin of :meth:`handle`."""
+        if route == "auth":
+            return await self.ahandle_auth(
+                request, method=method, headers=headers, body=body, query=query
+            )
+        if route == "user-auth":
+            return await self.ahandle_user_auth(
+                request, method=method, headers=headers, body=body, query=query
+            )
+        if route == "webhook":
+            return await self.ahandle_webhook(request, method=method, headers=headers, body=body)
+        raise ValueError(f"unknown route {route!r}")
+
+
+def endpoints_for(
+    target: Broadcast | AuthEndpoints,
+    *,
+    user: UserFunction | None,
+    user_data: UserDataFunction | None = None,
+    driver: str | None = None,
+) -> AuthEndpoints:
+    """``target`` if it is already an :class:`AuthEndpoints`, else one built on it."""
+    if isinstance(target, AuthEndpoints):
+        if user is not None or user_data is not None or driver is not None:
+            raise TypeError("pass user=, user_data= and driver= to AuthEndpoints, not here")
+        return target
+    if user is None:
+        raise TypeError(
+            "user= is required: a function user(request) returning the current user or None"
+        )
+    return AuthEndpoints(target, user=user, user_data=user_data, driver=driver)
+
+
+def _resolve(value: Any) -> Any:
+    """A user function's result on the sync path: an awaitable is run to completion."""
+    if inspect.isawaitable(value):
+        from broadcasting._loop import run_sync
+
+        return run_sync(_awaited(value))
+    return value
+
+
+async def _aresolve(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value

@@ -1,0 +1,155 @@
+"""Starlette and FastAPI: the endpoints as routes (async; ``aauthenticate``).
+
+Starlette::
+
+    app = Starlette(routes=[*broadcasting_routes(broadcast, user=current_user)])
+
+FastAPI::
+
+    app.include_router(broadcasting_router(broadcast, user=current_user))
+
+``user(request)`` receives Starlette's :class:`~starlette.requests.Request`
+and may be async. Needs ``starlette`` (``pip install broadcasting[starlette]``,
+or ``[fastapi]`` for :func:`broadcasting_router`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route as StarletteRoute
+
+from broadcasting.web._handler import (
+    AUTH_PATH,
+    USER_AUTH_PATH,
+    WEBHOOK_PATH,
+    AuthEndpoints,
+    Route,
+    UserDataFunction,
+    UserFunction,
+    endpoints_for,
+)
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from broadcasting._broadcast import Broadcast
+
+__all__ = ["broadcasting_router", "broadcasting_routes", "read_body"]
+
+_METHODS: dict[Route, list[str]] = {
+    "auth": ["GET", "POST"],
+    "user-auth": ["POST"],
+    "webhook": ["POST"],
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, read up to ``limit + 1`` bytes (so a larger one is seen as such)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        return b""  # the handler answers 413 from the header; nothing is read
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            break
+    return bytes(received)
+
+
+def _endpoint(
+    endpoints: AuthEndpoints, route: Route
+) -> Callable[[Request], Awaitable[StarletteResponse]]:
+    limit = endpoints.limit(route)
+
+    async def endpoint(request: Request) -> StarletteResponse:
+        body = await read_body(request, limit)
+        answer = await endpoints.ahandle(
+            route,
+            request,
+            method=request.method,
+            headers=request.headers,
+            body=body,
+            query=request.url.query,
+        )
+        return StarletteResponse(
+            answer.content, status_code=answer.status, headers=dict(answer.headers)
+        )
+
+    endpoint.__name__ = f"broadcasting_{route.replace('-', '_')}"
+    return endpoint
+
+
+def broadcasting_routes(
+    target: Broadcast | AuthEndpoints,
+    *,
+    user: UserFunction | None = None,
+    user_data: UserDataFunction | None = None,
+    driver: str | None = None,
+    auth_path: str | None = AUTH_PATH,
+    user_auth_path: str | None = USER_AUTH_PATH,
+    webhook_path: str | None = WEBHOOK_PATH,
+) -> list[StarletteRoute]:
+    """Starlette routes for ``/broadcasting/auth``, ``…/user-auth`` and ``…/webhook``.
+
+    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user`` is
+    required, see :class:`~broadcasting.web.AuthEndpoints`) or a ready
+    :class:`~broadcasting.web.AuthEndpoints`. A path set to ``None`` leaves
+    that route out. The routes are named ``broadcasting_auth``,
+    ``broadcasting_user_auth`` and ``broadcasting_webhook``.
+    """
+    endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
+    routes: list[StarletteRoute] = []
+    wanted: list[tuple[Route, str | None]] = [
+        ("auth", auth_path),
+        ("user-auth", user_auth_path),
+        ("webhook", webhook_path),
+    ]
+    for route, path in wanted:
+        if path is None:
+            continue
+        name = f"broadcasting_{route.replace('-', '_')}"
+        routes.append(
+            StarletteRoute(
+                path,
+                _endpoint(endpoints, route),
+                methods=_METHODS[route],
+                name=name,
+                include_in_schema=False,
+            )
+        )
+    return routes
+
+
+def broadcasting_router(
+    target: Broadcast | AuthEndpoints,
+    *,
+    user: UserFunction | None = None,
+    user_data: UserDataFunction | None = None,
+    driver: str | None = None,
+    auth_path: str | None = AUTH_PATH,
+    user_auth_path: str | None = USER_AUTH_PATH,
+    webhook_path: str | None = WEBHOOK_PATH,
+) -> APIRouter:
+    """A FastAPI ``APIRouter`` holding :func:`broadcasting_routes`, for ``app.include_router()``.
+
+    The routes stay out of the OpenAPI schema. Needs ``fastapi``.
+    """
+    from fastapi import APIRouter
+
+    router = APIRouter()
+    router.routes.extend(
+        broadcasting_routes(
+            target,
+            user=user,
+            user_data=user_data,
+            driver=driver,
+            auth_path=auth_path,
+            user_auth_path=user_auth_path,
+            webhook_path=webhook_path,
+        )
+    )
+    return router
