@@ -798,6 +798,8 @@ def _hook_reference(b: Block, docs: Docs, hook: str) -> None:
 
 runs(GUIDE, "hook-connect")(lambda b, docs: _hook_reference(b, docs, "connect"))
 runs(GUIDE, "hook-publish")(lambda b, docs: _hook_reference(b, docs, "publish"))
+runs(GUIDE, "hook-authorize")(lambda b, docs: _hook_reference(b, docs, "authorize"))
+runs(GUIDE, "hook-webhook")(lambda b, docs: _hook_reference(b, docs, "webhook"))
 
 
 def _self_type() -> Any:
