@@ -281,10 +281,15 @@ class Broadcast:
                 socket_id,
             )
         if data is not None:
-            raise TypeError("channel(event) takes no message: the event's broadcast_with() is it")
+            raise TypeError(
+                f"channel({type(channels).__qualname__}(...), message) takes no message: "
+                "an event object carries its own payload (its broadcast_with()); "
+                "pass the event alone, or a channel name and a message"
+            )
         resolved = _events.resolve(channels, event, socket_id)
-        if resolved is None:
-            return Receipt(driver.name, event or type(channels).__name__, (), "")
+        if not resolved.send:
+            # broadcast_when() said no: nothing is validated, sent, or seen by a hook
+            return Receipt(driver.name, resolved.name, (), "")
         return build_message(
             driver,
             resolved.channels,

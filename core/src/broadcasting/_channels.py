@@ -37,6 +37,16 @@ class Channel:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"{type(self).__name__} needs a non-empty str name")
+        if self.kind != "public":
+            for prefix in sorted(PUSHER_PREFIXES.values(), key=len, reverse=True):
+                if self.name.startswith(prefix):
+                    from broadcasting._errors import InvalidChannel
+
+                    kind = type(self).__name__
+                    raise InvalidChannel(
+                        f"{kind}({self.name!r}): give the name without its prefix, "
+                        f"{kind}({self.name[len(prefix) :]!r}); each driver adds its own"
+                    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+import datetime as _dt
+import decimal
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from broadcasting._channels import Channel
+from broadcasting._errors import InvalidChannelType, InvalidEvent, InvalidPayload
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
     from broadcasting._types import Payload
+
+#: Laravel's default event namespace, as Laravel Echo's ``namespace`` option has it.
+LARAVEL_NAMESPACE = "App.Events"
 
 
 @runtime_checkable
@@ -25,6 +33,60 @@ class Broadcastable(Protocol):
 
     def broadcast_on(self) -> Any:
         """The channel or channels to publish on (names or :class:`Channel` objects)."""
+
+
+def echo_event_name(name: str, namespace: str | None = LARAVEL_NAMESPACE) -> str:
+    """The event name Laravel Echo's ``listen(name)`` binds, so publish under it.
+
+    Echo binds a name with a leading ``.`` (or ``\\``) as it is, without that
+    character: ``listen('.shipped')`` binds ``shipped``. Any other name gets
+    Echo's ``namespace`` option (``App.Events`` unless the page changed it)
+    prepended and every ``.`` turned into ``\\``: ``listen('OrderShipped')``
+    binds ``App\\Events\\OrderShipped``. Pass ``namespace=None`` for an Echo
+    created with ``namespace: false``.
+
+    >>> echo_event_name("OrderShipped")
+    'App\\\\Events\\\\OrderShipped'
+    >>> echo_event_name(".shipped")
+    'shipped'
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidEvent(f"an event name must be a non-empty str, not {name!r}")
+    if name[0] in ".\\":
+        return name[1:]
+    if namespace:
+        name = f"{namespace}.{name}"
+    return name.replace(".", "\\")
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with the types JSON lacks made plain: dates as ISO text, enums by value.
+
+    Dataclasses become dicts, tuples and sets lists, ``UUID`` and ``Decimal``
+    text; anything else is left for the encoder to accept or refuse.
+    """
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value)
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):  # a pydantic model inside a dataclass or a plain event
+        return dump(mode="json")
+    return value
+
+
+def _public(name: str) -> bool:
+    return not name.startswith("_") and name != "socket_id"
 
 
 class BroadcastEvent:
@@ -46,56 +108,90 @@ class BroadcastEvent:
         broadcast.channel(OrderShipped(42))
 
     Call :meth:`to_others` with the request's ``X-Socket-ID`` to leave out the
-    sender's own connection.
+    sender's own connection. Set :attr:`echo_namespace` (or derive from
+    :class:`LaravelEvent`) to publish under the name Laravel Echo's
+    ``listen('OrderShipped')`` expects.
     """
 
     #: The sender's connection to leave out (see :meth:`to_others`).
     socket_id: str | None = None
+
+    #: When set (``"App.Events"``), :meth:`broadcast_as` returns the class name
+    #: in that namespace, Laravel's way (``App\\Events\\OrderShipped``): what
+    #: Echo's ``listen('OrderShipped')`` binds. ``None``: the bare class name,
+    #: which Echo receives with ``listen('.OrderShipped')``.
+    echo_namespace: ClassVar[str | None] = None
 
     def broadcast_on(self) -> Any:
         """The channel or channels to publish on; subclasses must override it."""
         raise NotImplementedError(f"{type(self).__qualname__} must define broadcast_on()")
 
     def broadcast_with(self) -> Payload:
-        """The payload: a dataclass's fields, a pydantic model's dump, else public attributes."""
+        """The payload: the event's public fields, without ``socket_id``.
+
+        A dataclass's fields, a pydantic model's ``model_dump(mode="json")``,
+        else the public instance attributes. Dates and times become ISO 8601
+        text, enums their value, ``UUID`` and ``Decimal`` text, nested
+        dataclasses dicts; names starting with ``_`` are left out.
+        """
         if hasattr(type(self), "__dataclass_fields__"):
             return {
-                f.name: getattr(self, f.name)
+                f.name: _jsonable(getattr(self, f.name))
                 for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                if not f.name.startswith("_") and f.name != "socket_id"
+                if _public(f.name)
             }
         dump = getattr(self, "model_dump", None)
         if callable(dump):
             data = dump(mode="json")
             if isinstance(data, dict):
-                data.pop("socket_id", None)
-                return data
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "socket_id"}
+                return {k: v for k, v in data.items() if _public(k)}
+        fields = getattr(self, "__dict__", {})
+        return {k: _jsonable(v) for k, v in fields.items() if _public(k)}
 
     def broadcast_as(self) -> str:
-        """The event name: the class name (``OrderShipped``)."""
-        return type(self).__name__
+        """The event name: the class name (``OrderShipped``), in :attr:`echo_namespace` if set."""
+        name = type(self).__name__
+        if self.echo_namespace:
+            return echo_event_name(name, self.echo_namespace)
+        return name
 
     def broadcast_when(self) -> bool:
-        """Whether to publish at all; ``False`` skips the publish."""
+        """Whether to publish at all; ``False`` skips the publish (nothing is sent)."""
         return True
 
     def to_others(self, socket_id: str | None) -> Self:
-        """Leave out the connection ``socket_id`` (the request's ``X-Socket-ID``); returns self."""
+        """Leave out the connection ``socket_id`` (the request's ``X-Socket-ID``); returns self.
+
+        ``None`` (a request without the header) leaves out nobody. Works on
+        frozen dataclasses and pydantic models too.
+        """
         try:
             self.socket_id = socket_id
-        except (AttributeError, dataclasses.FrozenInstanceError):
+        except (AttributeError, TypeError, ValueError, dataclasses.FrozenInstanceError):
+            # frozen dataclasses refuse, pydantic models refuse unknown fields
             object.__setattr__(self, "socket_id", socket_id)
         return self
 
 
+class LaravelEvent(BroadcastEvent):
+    """A :class:`BroadcastEvent` named the way Laravel names its events.
+
+    ``OrderShipped`` is published as ``App\\Events\\OrderShipped``, so a page
+    written for a Laravel backend keeps its ``Echo...listen('OrderShipped')``.
+    Set :attr:`echo_namespace` on the subclass for another namespace.
+    """
+
+    echo_namespace: ClassVar[str | None] = LARAVEL_NAMESPACE
+
+
 class Resolved(NamedTuple):
-    """An event object taken apart for ``channel()``."""
+    """An event object taken apart for ``channel()``; ``send`` is its ``broadcast_when()``."""
 
     channels: list[str | Channel]
     data: Any
     name: str
     socket_id: str | None
+    send: bool
 
 
 def is_event(value: object) -> bool:
@@ -105,27 +201,48 @@ def is_event(value: object) -> bool:
     )
 
 
-def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved | None:
-    """Take ``event`` apart; ``None`` when its ``broadcast_when()`` says not to send it.
+def _channels_of(event: object) -> list[str | Channel]:
+    owner = type(event).__qualname__
+    on = event.broadcast_on()  # type: ignore[attr-defined]
+    if isinstance(on, (str, Channel)):
+        return [on]
+    if isinstance(on, (list, tuple)):
+        for item in on:
+            if not isinstance(item, (str, Channel)):
+                raise InvalidChannelType(
+                    f"{owner}.broadcast_on() returned a list holding "
+                    f"{type(item).__name__}; it must hold channel names (str) or Channel objects"
+                )
+        return list(on)
+    raise InvalidChannelType(
+        f"{owner}.broadcast_on() returned {type(on).__name__}; it must return a channel "
+        "name (str), a Channel such as PrivateChannel('orders.1'), or a list of them"
+    )
+
+
+def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
+    """Take ``event`` apart; ``send`` is ``False`` when ``broadcast_when()`` says not to send it.
 
     ``name`` and ``socket_id``, when given to ``channel()``, override the event's own.
     """
+    owner = type(event).__qualname__
+    if name is None:
+        as_ = getattr(event, "broadcast_as", None)
+        name = as_() if callable(as_) else type(event).__name__
+        if not isinstance(name, str) or not name:
+            raise InvalidEvent(
+                f"{owner}.broadcast_as() returned {name!r}; it must return a non-empty str"
+            )
     when = getattr(event, "broadcast_when", None)
     if callable(when) and not when():
-        return None
-    on = event.broadcast_on()  # type: ignore[attr-defined]
-    if isinstance(on, (str, Channel)):
-        channels: list[str | Channel] = [on]
-    elif isinstance(on, Sequence):
-        channels = list(on)
-    else:
-        raise TypeError(
-            f"{type(event).__qualname__}.broadcast_on() returned {type(on).__name__}, "
-            "not a channel or a list of channels"
-        )
+        return Resolved([], None, name, None, False)
+    channels = _channels_of(event)
     with_ = getattr(event, "broadcast_with", None)
     data = with_() if callable(with_) else BroadcastEvent.broadcast_with(event)  # type: ignore[arg-type]
-    as_ = getattr(event, "broadcast_as", None)
-    event_name = name or (as_() if callable(as_) else type(event).__name__)
+    if not isinstance(data, (str, list, tuple, Mapping)):
+        raise InvalidPayload(
+            f"{owner}.broadcast_with() returned {type(data).__name__}; "
+            "it must return a str, dict or list"
+        )
     sender = socket_id if socket_id is not None else getattr(event, "socket_id", None)
-    return Resolved(channels, data, event_name, sender)
+    return Resolved(channels, data, name, sender, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -207,15 +208,59 @@ def global_plugins() -> list[object]:
     return [_load(ep) for _, ep in sorted(_entry_points(PLUGIN_GROUP).items())]
 
 
+#: Every plugin manager made by :func:`make_plugin_manager` (one per Broadcast),
+#: so a process-wide plugin reaches the Broadcasts that already exist.
+_managers: weakref.WeakSet[pluggy.PluginManager] = weakref.WeakSet()
+#: Plugins registered with :func:`register_everywhere`, in registration order.
+_everywhere: list[object] = []
+
+
 def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
-    """A plugin manager with the specs, the core plugin and the given plugins."""
+    """A plugin manager with the specs, the core plugin and the given plugins.
+
+    The plugins registered with :func:`register_everywhere` are registered
+    on it too, after the others, and it gets those registered later.
+    """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(CORE_PLUGIN, name="broadcasting.core")
     for plugin in (*global_plugins(), *plugins):
         if not pm.is_registered(plugin):
             pm.register(plugin)
+    with _lock:
+        for plugin in _everywhere:
+            if not pm.is_registered(plugin):
+                pm.register(plugin)
+        _managers.add(pm)
     return pm
+
+
+def register_everywhere(plugin: object) -> None:
+    """Register ``plugin`` on every Broadcast of this process, existing and future.
+
+    This is how :func:`broadcasting.testing.fake` intercepts every publish. A
+    plugin registered this way comes after each Broadcast's own, so among
+    implementations of equal priority it is called first. Undo it with
+    :func:`unregister_everywhere`.
+    """
+    with _lock:
+        if any(p is plugin for p in _everywhere):
+            raise ValueError(f"{plugin!r} is already registered everywhere")
+        _everywhere.append(plugin)
+        for pm in list(_managers):
+            if not pm.is_registered(plugin):
+                pm.register(plugin)
+
+
+def unregister_everywhere(plugin: object) -> None:
+    """Undo :func:`register_everywhere` (no error if ``plugin`` is not registered)."""
+    with _lock:
+        if not any(p is plugin for p in _everywhere):
+            return
+        _everywhere[:] = [p for p in _everywhere if p is not plugin]
+        for pm in list(_managers):
+            if pm.is_registered(plugin):
+                pm.unregister(plugin)
 
 
 def _result(value: object, error: BaseException | None) -> pluggy.Result[object]:

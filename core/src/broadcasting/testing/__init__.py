@@ -1,8 +1,19 @@
-"""A conformance kit for ``broadcasting`` drivers, run with pytest.
+"""Testing helpers: a fake that records publishes, and a conformance kit for drivers.
 
-Subclass :class:`DriverConformance` in your driver's test suite, say what the
-driver supports with :class:`Features`, give it a configuration and a way to
-see what arrived (an :class:`Observer`), and inherit every behavioural test::
+**The fake.** ``broadcasting.testing.fake()`` records every publish of every
+:class:`~broadcasting.Broadcast` in the process instead of sending it, after
+the core validated it against the configured driver's limits; the pytest
+fixture ``broadcast_fake`` (installed with the core) does the same for one
+test::
+
+    def test_ship(broadcast_fake):
+        ship_order(42)
+        broadcast_fake.assert_sent(OrderShipped, channel=PrivateChannel("orders.42"))
+
+**The conformance kit.** Subclass :class:`DriverConformance` in your
+driver's test suite, say what the driver supports with :class:`Features`,
+give it a configuration and a way to see what arrived (an
+:class:`Observer`), and inherit every behavioural test::
 
     from broadcasting.testing import DeliveryRecorder, DriverConformance, Features
 
@@ -26,10 +37,15 @@ by wrapping the driver's ``send()`` / ``asend()``, a lost answer (never a
 duplicate delivery, unless ``at_least_once``; a ``deduplicates`` claim must
 hold) and a refused request (retried, delivered once).
 
-This module needs pytest; ``import broadcasting`` never imports it.
+This module needs pytest; ``import broadcasting`` never imports it. Its parts
+are imported on first use, so pytest's start-up (which loads the
+``broadcast_fake`` plugin in every run) does not pay for the kit.
 """
 
 from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 try:
     import pytest  # noqa: F401
@@ -38,24 +54,59 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "broadcasting.testing is a pytest conformance kit: pip install pytest"
     ) from exc
 
-from broadcasting.testing._features import Features
-from broadcasting.testing._observe import (
-    AsyncObserver,
-    Delivery,
-    DeliveryRecorder,
-    Observer,
-    SocketIdentity,
-)
-from broadcasting.testing._suite import MODES, DriverConformance, PublishProbe
+if TYPE_CHECKING:
+    from broadcasting.testing._fake import BroadcastFake, Sent, fake
+    from broadcasting.testing._features import Features
+    from broadcasting.testing._observe import (
+        AsyncObserver,
+        Delivery,
+        DeliveryRecorder,
+        Observer,
+        SocketIdentity,
+    )
+    from broadcasting.testing._suite import MODES, DriverConformance, PublishProbe
+
+#: Where each public name lives; imported when first asked for.
+_HOMES = {
+    "BroadcastFake": "_fake",
+    "Sent": "_fake",
+    "fake": "_fake",
+    "Features": "_features",
+    "AsyncObserver": "_observe",
+    "Delivery": "_observe",
+    "DeliveryRecorder": "_observe",
+    "Observer": "_observe",
+    "SocketIdentity": "_observe",
+    "MODES": "_suite",
+    "DriverConformance": "_suite",
+    "PublishProbe": "_suite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "MODES",
     "AsyncObserver",
+    "BroadcastFake",
     "Delivery",
     "DeliveryRecorder",
     "DriverConformance",
     "Features",
     "Observer",
     "PublishProbe",
+    "Sent",
     "SocketIdentity",
+    "fake",
 ]
