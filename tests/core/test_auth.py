@@ -202,6 +202,8 @@ def test_a_private_rule_returning_something_odd_is_a_rule_error() -> None:
         ("1.2", "", "channel_name is missing"),
         ("1.2", None, "channel_name is missing"),
         ("1.2", "orders.42", "public channel"),
+        ("1.2", "private-a\nb", "control characters"),
+        ("1.2", "private-" + "x" * 1100, "the limit is 1024"),
     ],
 )
 def test_malformed_requests_are_400_before_any_rule_runs(

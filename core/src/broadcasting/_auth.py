@@ -23,6 +23,9 @@ AuthKind = Literal["private", "presence", "encrypted", "user"]
 Rule = Callable[..., Any]
 
 _SOCKET_ID = re.compile(r"\d+\.\d+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The longest channel name the core accepts when the driver declares no limit.
+MAX_CHANNEL_NAME_LENGTH = 1024
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: The longest socket id the core accepts (Pusher's are two ~10-digit numbers).
 MAX_SOCKET_ID_LENGTH = 64
@@ -137,11 +140,13 @@ def channel_request(driver: Driver, user: Any, socket_id: object, channel: objec
     if not isinstance(channel, str) or not channel:
         raise InvalidAuthRequest("channel_name is missing")
     limits = driver.limits
-    if limits.max_channel_name_length is not None and len(channel) > limits.max_channel_name_length:
+    longest = limits.max_channel_name_length or MAX_CHANNEL_NAME_LENGTH
+    if len(channel) > longest:
         raise InvalidAuthRequest(
-            f"channel_name is {len(channel)} characters; the limit is "
-            f"{limits.max_channel_name_length}"
+            f"channel_name is {len(channel)} characters; the limit is {longest}"
         )
+    if _CONTROL.search(channel):
+        raise InvalidAuthRequest("channel_name must not contain control characters")
     if limits.channel_pattern is not None and limits.channel_pattern.fullmatch(channel) is None:
         rule = f" ({limits.channel_rule})" if limits.channel_rule else ""
         raise InvalidAuthRequest(f"invalid channel_name {channel[:80]!r}{rule}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -22,12 +23,18 @@ from broadcasting import (
     BroadcastError,
     ConfigurationError,
     Driver,
+    EncryptedPrivateChannel,
+    Forbidden,
+    InvalidAuthRequest,
     InvalidChannel,
     InvalidChannelType,
     InvalidEvent,
     InvalidPayload,
     Message,
+    NotSupported,
     PayloadTooLarge,
+    PresenceChannel,
+    PrivateChannel,
     PublishError,
     Receipt,
     ValidationError,
@@ -1580,6 +1587,106 @@ class DriverConformance:
         assert run.driver.with_options() is variant, "variants are cached"
         channel = run.channel("variant")
         run.check_receipt(variant.channel(channel, {"k": 1}, _EVENT), _EVENT, [channel])
+
+    # -- authorizing subscriptions -------------------------------------------------------
+
+    def _authenticate(self, run: _Run, mode: str, user: Any, socket_id: str, channel: str) -> Any:
+        if mode == "sync":
+            return run.broadcast.authenticate(user, socket_id=socket_id, channel_name=channel)
+        return asyncio.run(
+            run.broadcast.aauthenticate(user, socket_id=socket_id, channel_name=channel)
+        )
+
+    @staticmethod
+    def _signed(call: Callable[[], Any]) -> tuple[Any, BroadcastError | None]:
+        """The signed body, or the NotSupported/ConfigurationError signing raised."""
+        try:
+            return call(), None
+        except (NotSupported, ConfigurationError) as exc:
+            return None, exc
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_subscriptions_are_signed_or_not_supported(self, conformance: _Run, mode: str) -> None:
+        """Each kind of channel the driver names is signed into a JSON-ready dict bound to
+        the channel, or refused with NotSupported naming the driver.
+
+        (Whether an answer is bound to the socket too depends on the service: Pusher's
+        are, Ably's tokens are bound to a client id instead. Prove that with the
+        service's own client.)"""
+        run = conformance
+        driver = run.driver
+        run.broadcast.authorize("{name}")(
+            lambda user, name: {"id": "kit-user", "name": "Kit"} if user == "kit" else False
+        )
+        kinds = {"private": PrivateChannel, "presence": PresenceChannel}
+        kinds["encrypted"] = EncryptedPrivateChannel
+        for kind, helper in kinds.items():
+            if kind not in driver.channel_prefixes:
+                continue
+            channel = driver.channel_name(helper(run.channel(f"auth-{kind}")))
+            assert driver.parse_channel(channel)[0] == kind, (
+                f"{channel!r} does not parse back as a {kind} channel"
+            )
+            with pytest.raises(Forbidden):
+                self._authenticate(run, mode, "not-kit", "1234.5678", channel)
+            body, error = self._signed(
+                functools.partial(self._authenticate, run, mode, "kit", "1234.5678", channel)
+            )
+            if error is not None:
+                # NotSupported by name; or a ConfigurationError for encrypted channels when
+                # no encryption key is configured
+                assert isinstance(error, NotSupported) or kind == "encrypted", (
+                    f"signing a {kind} channel failed: {error!r}"
+                )
+                if isinstance(error, NotSupported):
+                    assert error.driver == driver.name and error.http_status == 501, error
+                run.assert_no_secrets(_error_texts(error), f"the error signing a {kind} channel")
+                continue
+            assert isinstance(body, dict), f"sign_channel returned {type(body).__name__}"
+            text = json.dumps(body)  # JSON-ready: what the endpoint sends as it is
+            run.assert_no_secrets([text, repr(body)], f"the signed answer for a {kind} channel")
+            twin = driver.channel_name(helper(run.channel(f"auth-{kind}-2")))
+            other_channel = self._authenticate(run, mode, "kit", "1234.5678", twin)
+            assert json.dumps(other_channel) != text, "the answer does not depend on the channel"
+
+    def test_user_sign_in_is_signed_or_not_supported(self, conformance: _Run) -> None:
+        """A sign-in gives a JSON-ready dict bound to the socket, or NotSupported by name."""
+        run = conformance
+        body, error = self._signed(
+            lambda: run.broadcast.authenticate_user("1234.5678", {"id": "kit-user"})
+        )
+        if error is not None:
+            assert isinstance(error, NotSupported), f"signing a sign-in failed: {error!r}"
+            assert error.driver == run.driver.name and error.http_status == 501, error
+            return
+        assert isinstance(body, dict), f"sign_user returned {type(body).__name__}"
+        text = json.dumps(body)
+        run.assert_no_secrets([text, repr(body)], "a signed sign-in")
+        other = run.broadcast.authenticate_user("1234.5679", {"id": "kit-user"})
+        assert json.dumps(other) != text, "the sign-in answer does not depend on socket_id"
+
+    def test_malformed_authorization_requests_are_refused_first(self, conformance: _Run) -> None:
+        """A bad socket_id, a public channel or a channel name the driver would refuse is
+        an InvalidAuthRequest (400) before any rule runs; its text holds no secret."""
+        run = conformance
+        ran: list[str] = []
+
+        def rule(user: object, name: str) -> bool:
+            ran.append(name)
+            return True
+
+        run.broadcast.authorize("{name}")(rule)
+        good = run.driver.channel_name(PrivateChannel(run.channel("auth-bad")))
+        for socket_id, channel in (
+            ("1234", good),
+            ("1234.5678", run.channel("public")),
+            ("1234.5678", good + "\n"),
+        ):
+            with pytest.raises(InvalidAuthRequest) as info:
+                run.broadcast.authenticate("kit", socket_id=socket_id, channel_name=channel)
+            assert info.value.http_status == 400
+            run.assert_no_secrets(_error_texts(info.value), "an InvalidAuthRequest")
+        assert ran == [], f"a rule ran for a malformed request: {ran}"
 
 
 __all__ = ["MODES", "DriverConformance", "PublishProbe"]
