@@ -46,7 +46,13 @@ from broadcasting._errors import (
     Unauthorized,
     ValidationError,
 )
-from broadcasting._events import Broadcastable, BroadcastEvent
+from broadcasting._events import (
+    LARAVEL_NAMESPACE,
+    Broadcastable,
+    BroadcastEvent,
+    LaravelEvent,
+    echo_event_name,
+)
 from broadcasting._health import HEALTH_STATUSES, Health, HealthStatus
 from broadcasting._loop import run_sync
 from broadcasting._markers import hookimpl, hookspec
@@ -96,6 +102,8 @@ __all__ = [
     "InvalidChannelType",
     "InvalidEvent",
     "InvalidPayload",
+    "LARAVEL_NAMESPACE",
+    "LaravelEvent",
     "Limits",
     "Member",
     "Message",
@@ -117,6 +125,7 @@ __all__ = [
     "ValidationError",
     "WebhookEvent",
     "__version__",
+    "echo_event_name",
     "encode_payload",
     "hookimpl",
     "hookspec",
