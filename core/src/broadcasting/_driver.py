@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from broadcasting._channels import PUSHER_PREFIXES, Channel, ChannelKind, parse, render
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from broadcasting._auth import AuthRequest
     from broadcasting._broadcast import Broadcast
-    from broadcasting._state import ChannelInfo, Member
+    from broadcasting._state import ChannelInfo, Heard, Member
     from broadcasting._webhooks import WebhookEvent
 
 _DEFAULT_DELIVERY = DeliveryOptions()
@@ -322,6 +322,23 @@ class Driver:
 
             return await asyncio.to_thread(self.terminate_user, user_id)
         raise NotSupported(self.name, "terminating a user's connections")
+
+    def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
+        """Subscribe to ``channels`` as a client would and yield each event as it arrives.
+
+        What ``broadcasting listen`` runs, so a developer sees whether events
+        go out. An async generator: iterate it with ``async for``, and close it
+        (``aclose()``, or leaving the loop of an ``async with
+        contextlib.aclosing(...)``) to unsubscribe and disconnect. It ends
+        only when closed; a lost connection raises a :class:`BroadcastError`.
+        ``channels`` are full names (``private-orders.1``); a driver that can
+        signs its own private and presence subscriptions with its credentials.
+
+        The ``pusher`` driver speaks the Pusher WebSocket protocol; the
+        ``memory`` driver hears the publishes of this process. The default
+        raises :class:`NotSupported`.
+        """
+        raise NotSupported(self.name, "listening to channels")
 
     def close(self) -> None:
         """Release connections. Idempotent; the driver may reconnect on next use."""

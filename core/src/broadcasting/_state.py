@@ -27,3 +27,25 @@ class Member:
 
     id: str
     info: Mapping[str, Any] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """One event a listener received on a channel, as a subscribed client would see it.
+
+    What :meth:`Driver.listen_channels` yields and ``broadcasting listen`` prints.
+
+    Attributes:
+        channel: the channel it arrived on.
+        event: the event's name (``shipped``; ``pusher:member_added`` and the
+            like for a presence channel's own events).
+        data: the event's data as sent (a JSON text for JSON payloads).
+        received_at: when it arrived, seconds since the epoch (``time.time()``).
+        user_id: the member, for a presence channel's member events.
+    """
+
+    channel: str
+    event: str
+    data: str
+    received_at: float
+    user_id: str | None = None

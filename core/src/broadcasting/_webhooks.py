@@ -1,10 +1,30 @@
-"""Webhooks: verified deliveries from the service, as typed events for plugins and handlers."""
+"""Webhooks: verified deliveries from the service, as typed events for plugins and handlers.
+
+``Broadcast.webhook(headers, body)`` (and ``awebhook``) hands the raw request
+to the driver's :meth:`~broadcasting.Driver.verify_webhook`, which checks the
+key, the signature and the age and returns the events; each event then goes,
+in order, to every ``broadcasting_webhook`` hook implementation and to the
+handlers registered with ``Broadcast.on_webhook``.
+
+Delivery is at least once. Services retry a delivery that was not answered
+with a 2xx (Pusher for five minutes), resending the same body, so the same
+event may reach the handlers twice: every :class:`WebhookEvent` has an ``id``
+that is the same for every delivery of that event, to de-duplicate on.
+
+When a hook implementation or a handler raises, the exception propagates to
+the caller of ``webhook()`` at once, as it was raised (the events and handlers
+after it are not run): the endpoint answers 500 and the service retries the
+whole delivery, so handlers that had already run see their events again.
+Handlers should therefore be idempotent (or de-duplicate on ``event.id``) and
+quick; slow work belongs in a queue, since a delivery that is not answered in
+time is retried as well.
+"""
 
 from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +49,8 @@ class WebhookEvent:
             ``cache_miss``, or a driver's own name for another kind.
         channel: the channel it happened on, if any.
         time_ms: the delivery's timestamp, milliseconds since the epoch.
-        id: a stable identity: the same event delivered twice has the same id.
+        id: a stable identity: the same event delivered twice (a retried
+            delivery) has the same id; de-duplicate on it.
         user_id: the member, for presence events and client events.
         event: the client event's name, for ``client_event``.
         data: the client event's data or the message's data, as sent.
@@ -67,38 +88,84 @@ class WebhookHandlers:
             self._handlers.setdefault(name, []).append(handler)
 
     def for_event(self, name: str) -> list[WebhookHandler]:
-        """The handlers for ``name``, then those for every event."""
+        """The handlers for ``name``, then those for every event, in the order they were added."""
         with self._lock:
             return [*self._handlers.get(name, ()), *self._handlers.get("*", ())]
+
+
+class Headers(Mapping[str, str]):
+    """Request headers looked up in any letter case (``X-Pusher-Key`` = ``x-pusher-key``).
+
+    Web frameworks hand headers over in different cases (WSGI environs, ASGI
+    scopes, plain dicts in tests); drivers read them through this.
+    """
+
+    def __init__(self, headers: Mapping[str, str] | Any) -> None:
+        items: Any = headers.items() if hasattr(headers, "items") else headers
+        self._items: dict[str, tuple[str, str]] = {}
+        for key, value in items:
+            name = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+            text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            self._items.setdefault(name.lower(), (name, text))
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key.lower()][1]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({sorted(self)!r})"  # names only: values may be signatures
+
+
+def _verified(driver: Driver, headers: Mapping[str, str] | Any, body: object) -> list[WebhookEvent]:
+    raw: bytes
+    if isinstance(body, bytes):
+        raw = body
+    elif isinstance(body, str):
+        raw = body.encode("utf-8")
+    elif isinstance(body, (bytearray, memoryview)):
+        raw = bytes(body)
+    else:
+        raise TypeError(f"webhook() takes the raw request body as bytes, not {type(body).__name__}")
+    return driver.verify_webhook(Headers(headers), raw)
 
 
 def receive(
     broadcast: Broadcast, driver: Driver, headers: Mapping[str, str], body: bytes
 ) -> list[WebhookEvent]:
-    """Verify a delivery, hand each event to the hook and the handlers, return the events."""
-    events = driver.verify_webhook(headers, body)
-    for event in events:
-        broadcast.plugin_manager.hook.broadcasting_webhook(
-            broadcast=broadcast, driver=driver, event=event
-        )
-        for handler in broadcast.webhook_handlers.for_event(event.name):
-            result = handler(event)
-            if inspect.isawaitable(result):
-                from broadcasting._loop import run_sync
+    """Verify a delivery, hand each event to the hook and the handlers, return the events.
 
-                run_sync(_awaited(result))
+    Async hook implementations and handlers are run to completion on the
+    core's background loop. The first exception propagates (see the module doc).
+    """
+    events = _verified(driver, headers, body)
+    hook = broadcast.plugin_manager.hook.broadcasting_webhook
+    for event in events:
+        for result in hook(broadcast=broadcast, driver=driver, event=event):
+            _wait(result)
+        for handler in broadcast.webhook_handlers.for_event(event.name):
+            _wait(handler(event))
     return events
 
 
 async def areceive(
     broadcast: Broadcast, driver: Driver, headers: Mapping[str, str], body: bytes
 ) -> list[WebhookEvent]:
-    """Async twin of :func:`receive`: async handlers are awaited on the caller's loop."""
-    events = driver.verify_webhook(headers, body)
+    """Async twin of :func:`receive`: async hook results and handlers are awaited here.
+
+    They run on the caller's loop, sync handlers too: they should be quick.
+    """
+    events = _verified(driver, headers, body)
+    hook = broadcast.plugin_manager.hook.broadcasting_webhook
     for event in events:
-        for result in broadcast.plugin_manager.hook.broadcasting_webhook(
-            broadcast=broadcast, driver=driver, event=event
-        ):
+        for result in hook(broadcast=broadcast, driver=driver, event=event):
             if inspect.isawaitable(result):
                 await result
         for handler in broadcast.webhook_handlers.for_event(event.name):
@@ -106,6 +173,13 @@ async def areceive(
             if inspect.isawaitable(result):
                 await result
     return events
+
+
+def _wait(result: object) -> None:
+    if inspect.isawaitable(result):
+        from broadcasting._loop import run_sync
+
+        run_sync(_awaited(result))
 
 
 async def _awaited(value: Any) -> Any:

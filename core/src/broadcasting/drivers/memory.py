@@ -3,6 +3,15 @@
 A subscriber may give itself a ``socket_id``: it then plays the part of one
 browser connection, and a publish with that same ``socket_id`` (Laravel's
 ``toOthers()``) is not handed to it. The history keeps every message anyway.
+
+Hearing back works in process too, so applications test that code without a
+service: the in-process subscriptions are the channel state
+(``Broadcast.channels()``, ``channel_info()``, and ``members()`` of a
+presence channel whose subscribers gave a ``member``), ``listen_channels``
+(what ``broadcasting listen`` runs) hears this process's publishes, and
+:meth:`BroadcastMemoryDriver.webhook_delivery` makes signed deliveries that
+``Broadcast.webhook()`` verifies and hands to the handlers. There are no
+signed-in connections: ``terminate_user`` is :class:`NotSupported`.
 """
 
 from __future__ import annotations
@@ -14,12 +23,31 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from broadcasting import AuthRequest, ConfigurationError, Driver, Message, Receipt, Secret
+from broadcasting import (
+    AuthRequest,
+    ChannelInfo,
+    ConfigurationError,
+    Driver,
+    InvalidAuthRequest,
+    InvalidChannel,
+    Member,
+    Message,
+    NotSupported,
+    Receipt,
+    Secret,
+    Unauthorized,
+    ValidationError,
+    WebhookEvent,
+)
+from broadcasting._state import Heard
+from broadcasting._webhooks import MAX_AGE_SECONDS
 
 Callback = Callable[[Message], object]
 
@@ -28,6 +56,33 @@ log = logging.getLogger("broadcasting.memory")
 
 class _Gone(Exception):
     """A subscription whose event loop has closed: it can never receive again."""
+
+
+PRESENCE_PREFIX = "presence-"
+#: The headers of :meth:`BroadcastMemoryDriver.webhook_delivery`.
+KEY_HEADER = "X-Broadcasting-Key"
+SIGNATURE_HEADER = "X-Broadcasting-Signature"
+
+
+@dataclass(frozen=True, eq=False)
+class _Entry:
+    """One subscriber: how to hand it a message, its channel and its presence member."""
+
+    deliver: Callback
+    channel: str | None
+    member: Mapping[str, Any] | None = None
+
+
+def _member(channel: str | None, member: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if member is None:
+        return None
+    if channel is None or not channel.startswith(PRESENCE_PREFIX):
+        raise ValidationError(
+            f"memory: a member joins a presence channel ({PRESENCE_PREFIX}...), not {channel!r}"
+        )
+    if not isinstance(member, Mapping) or member.get("id") in (None, ""):
+        raise ValidationError("memory: a presence member is a mapping with an 'id'")
+    return dict(member)
 
 
 def _wanted(message: Message, channel: str | None, socket_id: str | None) -> bool:
@@ -52,10 +107,15 @@ class Subscription:
     """
 
     def __init__(
-        self, driver: BroadcastMemoryDriver, channel: str | None, socket_id: str | None = None
+        self,
+        driver: BroadcastMemoryDriver,
+        channel: str | None,
+        socket_id: str | None = None,
+        member: Mapping[str, Any] | None = None,
     ) -> None:
         self.channel = channel
         self.socket_id = socket_id
+        self.member = member
         self._driver = driver
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
@@ -109,7 +169,7 @@ class BroadcastMemoryDriver(Driver):
         self._signing_key = Secret(os.urandom(32).hex())  # this driver's own; never leaves it
         self._lock = threading.Lock()
         self._history: deque[Message] = deque(maxlen=max_history)
-        self._subscribers: list[Callback] = []
+        self._subscribers: list[_Entry] = []
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> BroadcastMemoryDriver:
@@ -139,41 +199,175 @@ class BroadcastMemoryDriver(Driver):
             self._history.clear()
 
     def subscribe(
-        self, callback: Callback, channel: str | None = None, *, socket_id: str | None = None
+        self,
+        callback: Callback,
+        channel: str | None = None,
+        *,
+        socket_id: str | None = None,
+        member: Mapping[str, Any] | None = None,
     ) -> Callable[[], None]:
         """Call ``callback(message)`` for every later publish (to ``channel`` if given).
 
         ``socket_id`` names this subscriber's own connection, as a browser's
         socket id does: publishes made with that same ``socket_id`` are
         skipped (the sender is excluded), all others are delivered.
+        ``member`` (a mapping with an ``id``) makes the subscriber a member
+        of the presence channel ``channel``, as :meth:`members` reports.
 
         Runs in the publishing thread. Returns a function that unsubscribes.
         """
+        joined = _member(channel, member)
 
         def deliver(message: Message) -> None:
             if _wanted(message, channel, socket_id):
                 callback(message)
 
         with self._lock:
-            self._subscribers.append(deliver)
+            self._subscribers.append(_Entry(deliver, channel, joined))
         return lambda: self._unsubscribe(deliver)
 
-    def listen(self, channel: str | None = None, *, socket_id: str | None = None) -> Subscription:
+    def listen(
+        self,
+        channel: str | None = None,
+        *,
+        socket_id: str | None = None,
+        member: Mapping[str, Any] | None = None,
+    ) -> Subscription:
         """An async iterator of later publishes (to ``channel`` if given).
 
         ``socket_id`` names this subscription's own connection: publishes made
-        with that same ``socket_id`` are skipped, as in :meth:`subscribe`.
-        Must be called inside a running event loop.
+        with that same ``socket_id`` are skipped, and ``member`` joins a
+        presence channel, as in :meth:`subscribe`. Must be called inside a
+        running event loop.
         """
-        subscription = Subscription(self, channel, socket_id)
+        joined = _member(channel, member)
+        subscription = Subscription(self, channel, socket_id, joined)
         with self._lock:
-            self._subscribers.append(subscription._deliver)
+            self._subscribers.append(_Entry(subscription._deliver, channel, joined))
         return subscription
 
     def _unsubscribe(self, deliver: Callback) -> None:
         with self._lock:
-            if deliver in self._subscribers:
-                self._subscribers.remove(deliver)
+            self._subscribers[:] = [e for e in self._subscribers if e.deliver != deliver]
+
+    # -- channel state: the in-process subscriptions -------------------------------
+
+    def _entries(self) -> list[_Entry]:
+        with self._lock:
+            return list(self._subscribers)
+
+    @staticmethod
+    def _info(channel: str, entries: list[_Entry]) -> ChannelInfo:
+        mine = [e for e in entries if e.channel == channel]
+        users = None
+        if channel.startswith(PRESENCE_PREFIX):
+            users = len({str(e.member["id"]) for e in mine if e.member is not None})
+        return ChannelInfo(channel, bool(mine), len(mine), users)
+
+    def channels(self, prefix: str | None = None) -> list[ChannelInfo]:
+        """The channels that in-process subscribers listen to (by name), with their counts.
+
+        A subscriber to every channel (``channel=None``) occupies none.
+        """
+        entries = self._entries()
+        names = sorted({e.channel for e in entries if e.channel is not None})
+        return [self._info(n, entries) for n in names if not prefix or n.startswith(prefix)]
+
+    def channel_info(self, channel: str) -> ChannelInfo:
+        """Whether in-process subscribers listen to ``channel``, how many, and (presence) users."""
+        if not isinstance(channel, str) or not channel:
+            raise InvalidChannel("memory: the channel name must be a non-empty str")
+        return self._info(channel, self._entries())
+
+    def members(self, channel: str) -> list[Member]:
+        """The members of a presence channel: subscribers that gave a ``member``, once per id."""
+        if not isinstance(channel, str) or not channel.startswith(PRESENCE_PREFIX):
+            raise InvalidChannel(
+                f"memory: only presence channels have members, not {channel!r} "
+                f"(use a name starting with {PRESENCE_PREFIX!r})"
+            )
+        found: dict[str, Member] = {}
+        for entry in self._entries():
+            if entry.channel == channel and entry.member is not None:
+                user_id = str(entry.member["id"])
+                found.setdefault(user_id, Member(user_id, entry.member))
+        return list(found.values())
+
+    def terminate_user(self, user_id: str) -> None:
+        """Not supported: the memory driver has no signed-in connections to end."""
+        raise NotSupported(self.name, "terminating a user's connections", "nobody signs in")
+
+    async def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
+        """Yield every later publish of this process to ``channels``, once per channel.
+
+        What ``broadcasting listen`` runs for the memory driver: it hears the
+        publishes of the process it runs in (another process has its own
+        memory driver). Closing the generator unsubscribes.
+        """
+        if not channels or not all(isinstance(c, str) and c for c in channels):
+            raise InvalidChannel("memory: listen to one or more non-empty channel names")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Heard] = asyncio.Queue()
+
+        def hand_over(channel: str) -> Callback:
+            def deliver(message: Message) -> None:
+                heard = Heard(channel, message.event, message.text, time.time())
+                loop.call_soon_threadsafe(queue.put_nowait, heard)
+
+            return deliver
+
+        stops = [self.subscribe(hand_over(c), c) for c in dict.fromkeys(channels)]
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            for stop in stops:
+                stop()
+
+    # -- webhooks: deliveries this driver signs, for testing handlers ----------------
+
+    def _webhook_signature(self, body: bytes) -> str:
+        key = self._signing_key.reveal().encode("ascii")
+        return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+    def webhook_delivery(
+        self, events: Iterable[Mapping[str, Any]], *, time_ms: int | None = None
+    ) -> tuple[dict[str, str], bytes]:
+        """A delivery of ``events`` as a service would POST it: ``(headers, body)``.
+
+        Each event is a mapping with a ``name`` (``member_added``...) and the
+        fields of a :class:`WebhookEvent` (``channel``, ``user_id``...). The
+        body has Pusher's shape (``{"time_ms", "events"}``), signed with this
+        driver's own random key, so ``Broadcast.webhook(headers, body)``
+        verifies it and runs the hook and handlers: test them with no service.
+        """
+        now = int(time.time() * 1000) if time_ms is None else time_ms
+        body = json.dumps({"time_ms": now, "events": [dict(e) for e in events]}).encode()
+        return {KEY_HEADER: self.name, SIGNATURE_HEADER: self._webhook_signature(body)}, body
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+        """Verify a :meth:`webhook_delivery` (signature, age) and return its events."""
+        signature = headers.get(SIGNATURE_HEADER)
+        if headers.get(KEY_HEADER) != self.name or not isinstance(signature, str):
+            raise Unauthorized(f"memory: webhook refused: no {KEY_HEADER}/{SIGNATURE_HEADER}")
+        if not self._signed(body, signature):
+            raise Unauthorized(f"memory: webhook refused: {SIGNATURE_HEADER} does not match")
+        try:
+            data = json.loads(body)
+            time_ms, items = data["time_ms"], list(data["events"])
+            names = [item["name"] for item in items]
+        except (ValueError, KeyError, TypeError):
+            raise InvalidAuthRequest("memory: webhook refused: a malformed body") from None
+        if not isinstance(time_ms, int) or not all(isinstance(n, str) for n in names):
+            raise InvalidAuthRequest("memory: webhook refused: a malformed body")
+        if abs(time.time() - time_ms / 1000) > MAX_AGE_SECONDS:
+            raise Unauthorized("memory: webhook refused: its time_ms is too old")
+        return [_webhook_event(self.name, time_ms, i, item) for i, item in enumerate(items)]
+
+    def _signed(self, body: bytes, signature: str) -> bool:
+        return hmac.compare_digest(
+            signature.encode("ascii", "replace"), self._webhook_signature(body).encode("ascii")
+        )
 
     # -- authorization: Pusher-shaped answers, signed with this driver's own key --
 
@@ -231,7 +425,7 @@ class BroadcastMemoryDriver(Driver):
         """
         with self._lock:
             self._history.append(message)
-            subscribers = tuple(self._subscribers)
+            subscribers = tuple(e.deliver for e in self._subscribers)
         for deliver in subscribers:
             try:
                 deliver(message)
@@ -246,3 +440,25 @@ class BroadcastMemoryDriver(Driver):
 
     async def apublish(self, message: Message) -> Receipt:
         return self.publish(message)
+
+
+def _webhook_event(driver: str, time_ms: int, index: int, item: Mapping[str, Any]) -> WebhookEvent:
+    content = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(f"{time_ms}:{index}:{content}".encode()).hexdigest()[:32]
+
+    def text(key: str) -> str | None:
+        value = item.get(key)
+        return None if value is None else str(value)
+
+    return WebhookEvent(
+        name=item["name"],
+        channel=text("channel"),
+        time_ms=time_ms,
+        id=digest,
+        user_id=text("user_id"),
+        event=text("event"),
+        data=item.get("data"),
+        socket_id=text("socket_id"),
+        driver=driver,
+        raw=dict(item),
+    )

@@ -1,17 +1,186 @@
-"""Verifying Pusher's (and soketi's) webhooks. (Being written.)"""
+"""Verifying Pusher's (and soketi's) webhooks and turning them into :class:`WebhookEvent`.
+
+A delivery is a POST whose raw body is ``{"time_ms": ..., "events": [...]}``,
+with ``X-Pusher-Key`` (the app key) and ``X-Pusher-Signature`` (the hex
+HMAC-SHA256 of the raw body under the app secret). Verification happens
+before the body is parsed, in this order, each a typed error with a fixed
+message that never shows the secret, the expected signature or the body:
+
+1. ``X-Pusher-Key`` missing or not this app's key: :class:`Unauthorized` (401);
+2. ``X-Pusher-Signature`` missing or wrong (constant-time compare): 401;
+3. a body that is not a JSON object with an integer ``time_ms`` and an
+   ``events`` list of objects with a ``name``: :class:`InvalidAuthRequest` (400);
+4. ``time_ms`` more than five minutes away from now (either way): 401.
+
+The expected signature is computed and compared inside :func:`_signed`, whose
+frame is gone before any error is raised: a traceback's locals never hold the
+secret, nor a valid signature for the body an attacker sent.
+
+Every event gets a stable ``id``: a SHA-256 of the delivery's ``time_ms``,
+the event's position in the delivery and its canonical JSON. Pusher retries
+a delivery that was not answered with 2xx, resending the same body, so a
+retried event has the same id as the first attempt.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from broadcasting import NotSupported, WebhookEvent
+from broadcasting import InvalidAuthRequest, Secret, Unauthorized, WebhookEvent
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
 
+#: Deliveries whose ``time_ms`` is further than this from now are refused.
+MAX_AGE_SECONDS = 300.0
+
+#: The event names Pusher and soketi send (others are passed through by name).
+EVENT_NAMES = frozenset(
+    {
+        "channel_occupied",
+        "channel_vacated",
+        "member_added",
+        "member_removed",
+        "client_event",
+        "cache_miss",
+        "subscription_count",
+    }
+)
+
+KEY_HEADER = "X-Pusher-Key"
+SIGNATURE_HEADER = "X-Pusher-Signature"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]`` in any letter case (frameworks differ), or ``None``."""
+    value: object = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if isinstance(key, str) and key.lower() == lowered:
+                value = candidate
+                break
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return value if isinstance(value, str) else None
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time equality of two header values (non-ASCII never equals)."""
+    try:
+        return hmac.compare_digest(given.encode("ascii"), expected.encode("ascii"))
+    except UnicodeEncodeError:
+        return False
+
+
+def _signed(secret: Secret, body: bytes, signature: str) -> bool:
+    """Whether ``signature`` is the hex HMAC-SHA256 of ``body`` under ``secret``."""
+    expected = hmac.new(secret.reveal().encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return _same(signature.strip().lower(), expected)
+
+
+def sign(secret: Secret, body: bytes) -> str:
+    """The ``X-Pusher-Signature`` of ``body``: what a Pusher-protocol server sends.
+
+    For tests and for relaying a delivery; the result is as secret as the body is.
+    """
+    return hmac.new(secret.reveal().encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def _as_bytes(body: object) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    raise TypeError(f"the webhook body must be the raw bytes received, not {type(body).__name__}")
+
 
 def verify(
-    driver: BroadcastPusherDriver, headers: Mapping[str, str], body: bytes
+    driver: BroadcastPusherDriver,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
 ) -> list[WebhookEvent]:
-    raise NotSupported(driver.name, "webhooks", "not written yet")
+    """Verify a delivery for ``driver``'s app and return its events (see the module doc)."""
+    name = driver.name
+    raw = _as_bytes(body)
+    key = _header(headers, KEY_HEADER)
+    if key is None:
+        raise Unauthorized(f"{name}: webhook refused: no {KEY_HEADER} header")
+    if not _same(key, driver.settings.key):
+        raise Unauthorized(f"{name}: webhook refused: {KEY_HEADER} is not this app's key")
+    signature = _header(headers, SIGNATURE_HEADER)
+    if signature is None:
+        raise Unauthorized(f"{name}: webhook refused: no {SIGNATURE_HEADER} header")
+    if not _signed(driver.settings.secret, raw, signature):
+        raise Unauthorized(
+            f"{name}: webhook refused: {SIGNATURE_HEADER} does not match the body "
+            "(signed with another secret, or the body was altered or re-encoded)"
+        )
+    time_ms, items = _parse(name, raw)
+    current = time.time() if now is None else now
+    age = current - time_ms / 1000
+    if abs(age) > MAX_AGE_SECONDS:
+        when = "old" if age > 0 else "far in the future"
+        raise Unauthorized(
+            f"{name}: webhook refused: its time_ms is {abs(age):.0f} s {when} "
+            f"(more than {MAX_AGE_SECONDS:.0f} s; a replay, or a clock that is off)"
+        )
+    return [_event(name, time_ms, index, item) for index, item in enumerate(items)]
+
+
+def _parse(name: str, raw: bytes) -> tuple[int, list[Mapping[str, Any]]]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise InvalidAuthRequest(f"{name}: webhook refused: the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidAuthRequest(f"{name}: webhook refused: the body is not a JSON object")
+    time_ms = data.get("time_ms")
+    if not isinstance(time_ms, int) or isinstance(time_ms, bool):
+        raise InvalidAuthRequest(f"{name}: webhook refused: no integer time_ms in the body")
+    items = data.get("events")
+    if not isinstance(items, list):
+        raise InvalidAuthRequest(f"{name}: webhook refused: no events list in the body")
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidAuthRequest(
+                f"{name}: webhook refused: an event is not an object with a name"
+            )
+    return time_ms, items
+
+
+def event_id(time_ms: int, index: int, item: Mapping[str, Any]) -> str:
+    """The stable id of the ``index``-th event of a delivery sent at ``time_ms``."""
+    content = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(f"{time_ms}:{index}:{content}".encode()).hexdigest()
+    return digest[:32]
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def _event(driver: str, time_ms: int, index: int, item: Mapping[str, Any]) -> WebhookEvent:
+    return WebhookEvent(
+        name=item["name"],
+        channel=_text(item.get("channel")),
+        time_ms=time_ms,
+        id=event_id(time_ms, index, item),
+        user_id=_text(item.get("user_id")),
+        event=_text(item.get("event")),
+        data=item.get("data"),
+        socket_id=_text(item.get("socket_id")),
+        driver=driver,
+        raw=dict(item),
+    )
