@@ -1,0 +1,189 @@
+"""Django: the endpoints as URL patterns for ``include()``.
+
+In ``urls.py``::
+
+    urlpatterns = [path("", include(broadcasting_urls(broadcast)))]
+
+By default the current user is ``request.user`` when it is authenticated
+(Django's ``AuthenticationMiddleware``), and sign-in data is
+``{"id": str(user.pk)}``. The views are exempt from CSRF unless ``csrf=True``
+(see :func:`broadcasting_urls`); the webhook view always is (its HMAC
+signature proves who sent it). ``async_views=True`` serves them as async
+views for an ASGI deployment. Needs ``django`` (``pip install broadcasting[django]``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped, unused-ignore]
+from django.urls import URLPattern, path  # type: ignore[import-untyped, unused-ignore]
+
+from broadcasting.web._handler import (
+    AUTH_PATH,
+    USER_AUTH_PATH,
+    WEBHOOK_PATH,
+    AuthEndpoints,
+    Response,
+    Route,
+    UserDataFunction,
+    UserFunction,
+    endpoints_for,
+)
+
+if TYPE_CHECKING:
+    from broadcasting._broadcast import Broadcast
+
+__all__ = ["arequest_user", "broadcasting_urls", "request_user"]
+
+
+def request_user(request: HttpRequest) -> Any:
+    """``request.user`` if it is authenticated, else ``None`` (the default user function)."""
+    user = getattr(request, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user
+
+
+async def arequest_user(request: HttpRequest) -> Any:
+    """Async twin of :func:`request_user` (``await request.auser()``, Django 5+)."""
+    auser = getattr(request, "auser", None)
+    if auser is not None:
+        user = await auser()
+    else:  # Django 4.2: the lazy user object loads itself on first attribute access
+        from asgiref.sync import sync_to_async
+
+        user = await sync_to_async(request_user)(request)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user
+
+
+def _body(request: HttpRequest, limit: int) -> bytes:
+    length = str(request.META.get("CONTENT_LENGTH") or "")
+    if length.isdigit() and int(length) > limit:
+        return b""  # the handler answers 413 from the header; nothing is read
+    body: bytes = request.body
+    return body
+
+
+def _django_response(answer: Response) -> HttpResponse:
+    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
+    return HttpResponse(
+        answer.content,
+        status=answer.status,
+        content_type=answer.headers.get("content-type", "application/json"),
+        headers=headers,
+    )
+
+
+def _sync_view(endpoints: AuthEndpoints, route: Route) -> Callable[[HttpRequest], HttpResponse]:
+    limit = endpoints.limit(route)
+
+    def view(request: HttpRequest) -> HttpResponse:
+        answer = endpoints.handle(
+            route,
+            request,
+            method=request.method or "GET",
+            headers=request.headers,
+            body=_body(request, limit),
+            query=str(request.META.get("QUERY_STRING", "")),
+        )
+        return _django_response(answer)
+
+    return view
+
+
+def _async_view(
+    endpoints: AuthEndpoints, route: Route
+) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
+    limit = endpoints.limit(route)
+
+    async def view(request: HttpRequest) -> HttpResponse:
+        answer = await endpoints.ahandle(
+            route,
+            request,
+            method=request.method or "GET",
+            headers=request.headers,
+            body=_body(request, limit),
+            query=str(request.META.get("QUERY_STRING", "")),
+        )
+        return _django_response(answer)
+
+    return view
+
+
+def _off_the_loop(function: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """A sync function run in a thread (Django refuses ORM calls on the event loop)."""
+    if function is None or inspect.iscoroutinefunction(function):
+        return function
+    from asgiref.sync import sync_to_async
+
+    return sync_to_async(function)
+
+
+def broadcasting_urls(
+    target: Broadcast | AuthEndpoints,
+    *,
+    user: UserFunction | None = None,
+    user_data: UserDataFunction | None = None,
+    driver: str | None = None,
+    csrf: bool = False,
+    async_views: bool = False,
+    auth_path: str | None = AUTH_PATH,
+    user_auth_path: str | None = USER_AUTH_PATH,
+    webhook_path: str | None = WEBHOOK_PATH,
+) -> list[URLPattern]:
+    """URL patterns for ``/broadcasting/auth``, ``…/user-auth`` and ``…/webhook``.
+
+    Args:
+        target: a :class:`~broadcasting.Broadcast`, or a ready
+            :class:`~broadcasting.web.AuthEndpoints` (then pass neither
+            ``user``, ``user_data`` nor ``driver``).
+        user: ``user(request)`` returns the current user or ``None``; by
+            default :func:`request_user` (or :func:`arequest_user` with
+            ``async_views``). With ``async_views`` a sync function runs in
+            a thread (``sync_to_async``), so it may use the ORM.
+        user_data: ``user_data(request, user)`` returns the sign-in data (a
+            dict with ``id``); by default ``{"id": str(user.pk)}``.
+        driver: the driver that signs (default: the ``DRIVER``).
+        csrf: ``False`` (the default) exempts the auth views from Django's
+            CSRF check, because pusher-js does not send Django's CSRF token.
+            The session cookie then authorizes a cross-site POST, which only
+            yields a signature for the *attacker's* socket id if the user
+            may join that channel: set ``csrf=True`` and send the token from
+            the client (pusher-js ``channelAuthorization: {headers:
+            {"X-CSRFToken": token}}``) to keep Django's protection.
+        async_views: serve async views (for ASGI) that call ``aauthenticate``.
+        auth_path, user_auth_path, webhook_path: the paths (a leading ``/``
+            is dropped; ``include()`` them under any prefix); ``None`` leaves
+            that view out.
+
+    The patterns are named ``broadcasting_auth``, ``broadcasting_user_auth``
+    and ``broadcasting_webhook``.
+    """
+    if not isinstance(target, AuthEndpoints):
+        if user is None:
+            user = arequest_user if async_views else request_user
+        if async_views:
+            user = _off_the_loop(user)
+            user_data = _off_the_loop(user_data)
+    endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
+    wanted: list[tuple[Route, str | None]] = [
+        ("auth", auth_path),
+        ("user-auth", user_auth_path),
+        ("webhook", webhook_path),
+    ]
+    patterns: list[URLPattern] = []
+    for route, where in wanted:
+        if where is None:
+            continue
+        view: Any = (_async_view if async_views else _sync_view)(endpoints, route)
+        view.__name__ = f"broadcasting_{route.replace('-', '_')}"
+        if route == "webhook" or not csrf:
+            # what csrf_exempt sets, without wrapping (an async view stays async)
+            view.csrf_exempt = True
+        patterns.append(path(where.lstrip("/"), view, name=view.__name__))
+    return patterns

@@ -1,0 +1,103 @@
+"""Flask: the endpoints as a Blueprint.
+
+::
+
+    app.register_blueprint(broadcasting_blueprint(broadcast, user=current_user))
+
+``user(request)`` receives Flask's request object. Needs ``flask``
+(``pip install broadcasting[flask]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Request, request
+from flask import Response as FlaskResponse
+
+from broadcasting.web._handler import (
+    AUTH_PATH,
+    USER_AUTH_PATH,
+    WEBHOOK_PATH,
+    AuthEndpoints,
+    Route,
+    UserDataFunction,
+    UserFunction,
+    endpoints_for,
+)
+
+if TYPE_CHECKING:
+    from broadcasting._broadcast import Broadcast
+
+__all__ = ["broadcasting_blueprint"]
+
+_METHODS: dict[Route, list[str]] = {
+    "auth": ["GET", "POST"],
+    "user-auth": ["POST"],
+    "webhook": ["POST"],
+}
+
+
+def _body(current: Request, limit: int) -> bytes:
+    length = current.content_length
+    if length is not None and length > limit:
+        return b""  # the handler answers 413 from the header; nothing is read
+    if length is not None:
+        return current.get_data(cache=True)
+    return current.stream.read(limit + 1)
+
+
+def _view(endpoints: AuthEndpoints, route: Route) -> Callable[[], FlaskResponse]:
+    limit = endpoints.limit(route)
+
+    def view() -> FlaskResponse:
+        current: Request = request._get_current_object()  # type: ignore[attr-defined]
+        answer = endpoints.handle(
+            route,
+            current,
+            method=current.method,
+            headers=current.headers,
+            body=_body(current, limit),
+            query=current.query_string,
+        )
+        return FlaskResponse(answer.content, status=answer.status, headers=dict(answer.headers))
+
+    return view
+
+
+def broadcasting_blueprint(
+    target: Broadcast | AuthEndpoints,
+    *,
+    user: UserFunction | None = None,
+    user_data: UserDataFunction | None = None,
+    driver: str | None = None,
+    name: str = "broadcasting",
+    url_prefix: str | None = None,
+    auth_path: str | None = AUTH_PATH,
+    user_auth_path: str | None = USER_AUTH_PATH,
+    webhook_path: str | None = WEBHOOK_PATH,
+) -> Blueprint:
+    """A Blueprint serving ``/broadcasting/auth``, ``…/user-auth`` and ``…/webhook``.
+
+    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user`` is
+    required: ``user(request)`` returns the current user or ``None``, for
+    instance Flask-Login's ``current_user`` when it is authenticated) or a
+    ready :class:`~broadcasting.web.AuthEndpoints`. A path set to ``None``
+    leaves that view out. The views are ``<name>.auth``, ``<name>.user_auth``
+    and ``<name>.webhook`` for ``url_for``. The views are sync; an async
+    ``user`` function or rule runs on broadcasting's own loop.
+    """
+    endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
+    blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
+    wanted: list[tuple[Route, str | None]] = [
+        ("auth", auth_path),
+        ("user-auth", user_auth_path),
+        ("webhook", webhook_path),
+    ]
+    for route, where in wanted:
+        if where is None:
+            continue
+        endpoint = route.replace("-", "_")
+        blueprint.add_url_rule(where, endpoint, _view(endpoints, route), methods=_METHODS[route])
+    return blueprint
