@@ -1,0 +1,321 @@
+"""The broadcast fake, used directly: every Broadcast, every path, the real limits, no network.
+
+These tests use the ``broadcast_fake`` fixture the way an application's tests
+would (it comes from the ``pytest11`` entry point of the installed core) and
+the ``fake()`` context manager; test_pytest_plugin.py runs the plugin inside
+pytester for its failure texts and its clean-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from broadcasting import (
+    Broadcast,
+    BroadcastEvent,
+    InvalidChannel,
+    InvalidEvent,
+    Message,
+    NotSupported,
+    PayloadTooLarge,
+    PresenceChannel,
+    PrivateChannel,
+    PublishError,
+    Receipt,
+    ValidationError,
+    hookimpl,
+)
+from broadcasting._plugins import CORE_PLUGIN
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.testing import BroadcastFake, Sent, fake
+
+
+@dataclass
+class OrderShipped(BroadcastEvent):
+    order_id: int
+
+    def broadcast_on(self) -> Any:
+        return PrivateChannel(f"orders.{self.order_id}")
+
+
+@dataclass
+class OrderCancelled(BroadcastEvent):
+    order_id: int
+
+    def broadcast_on(self) -> Any:
+        return PrivateChannel(f"orders.{self.order_id}")
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A TCP port that listens but never answers: any connection to it stays queued.
+
+    A publish that reached the network would leave a connection waiting in
+    its backlog, which ``accept()`` finds; with nothing there, a non-blocking
+    ``accept()`` raises BlockingIOError at once (no waiting on time).
+    """
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.setblocking(False)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def connections(server: socket.socket) -> int:
+    """How many connections are waiting on ``server`` (accepted and closed here)."""
+    count = 0
+    while True:
+        try:
+            conn, _ = server.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+
+
+def pusher_config(port: int, **extra: Any) -> dict[str, Any]:
+    options = {
+        "app_id": "1",
+        "key": "app-key",
+        "secret": "app-secret",
+        "host": "127.0.0.1",
+        "port": port,
+        "ssl": False,
+        "max_payload_bytes": 10 * 1024,
+        **extra,
+    }
+    return {"DRIVER": "pusher", "DRIVERS": {"pusher": options}}
+
+
+# -- what it intercepts -------------------------------------------------------------------
+
+
+def test_every_broadcast_existing_and_new_sync_async_and_threads(
+    broadcast_fake: BroadcastFake, listener: socket.socket
+) -> None:
+    port = listener.getsockname()[1]
+    new = Broadcast(pusher_config(port))  # made while the fake is active
+    # EXISTING was made at import, before any fake existed
+    receipts = [new.channel(OrderShipped(1)), EXISTING.channel("orders", {"n": 1}, "made")]
+    receipts.append(asyncio.run(new.achannel(OrderShipped(2).to_others("1.2"))))
+
+    def publish(n: int) -> None:
+        receipts.append(Broadcast(pusher_config(port)).channel("orders", {"n": n}, "threaded"))
+
+    threads = [threading.Thread(target=publish, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(broadcast_fake.sent) == 11
+    assert all(isinstance(r, Receipt) and r.requests == 0 for r in receipts)
+    broadcast_fake.assert_sent(OrderShipped, times=2)
+    broadcast_fake.assert_sent(OrderShipped, channel=PrivateChannel("orders.2"), times=1)
+    broadcast_fake.assert_sent("made", channel="orders", data={"n": 1}, times=1)
+    broadcast_fake.assert_sent("threaded", data=lambda d: d["n"] in range(8), times=8)
+    [second] = broadcast_fake.find(channel="private-orders.2")
+    assert (second.socket_id, second.driver, second.source) == ("1.2", "pusher", OrderShipped(2))
+    assert connections(listener) == 0
+    assert EXISTING.driver(BroadcastMemoryDriver).messages == []
+
+
+EXISTING = Broadcast({"DRIVER": "memory"})
+
+
+async def test_async_publishes_from_many_tasks(
+    broadcast_fake: BroadcastFake, listener: socket.socket
+) -> None:
+    with Broadcast(pusher_config(listener.getsockname()[1])) as broadcast:
+        await asyncio.gather(*(broadcast.achannel(OrderShipped(n)) for n in range(20)))
+        broadcast.channel("orders", {"inside": "a loop"}, "sync-in-loop")
+    broadcast_fake.assert_sent(OrderShipped, times=20)
+    broadcast_fake.assert_sent("sync-in-loop", times=1)
+    assert connections(listener) == 0
+
+
+def test_without_the_fake_the_same_config_reaches_the_network(listener: socket.socket) -> None:
+    """The control for the tests above: this setup does connect when nothing fakes it."""
+    config = pusher_config(listener.getsockname()[1], timeout=0.2, retries=0)
+    with Broadcast(config) as broadcast, pytest.raises(PublishError):
+        broadcast.channel("orders", {"id": 1}, "shipped")
+    assert connections(listener) >= 1
+
+
+# -- validation still happens, with the configured driver's limits ------------------------
+
+
+def test_the_configured_drivers_limits_still_raise(
+    broadcast_fake: BroadcastFake, listener: socket.socket
+) -> None:
+    with Broadcast(pusher_config(listener.getsockname()[1])) as broadcast:
+        with pytest.raises(PayloadTooLarge) as too_large:
+            broadcast.channel("orders", {"blob": "x" * 10_300}, "big")
+        assert (too_large.value.size, too_large.value.limit) == (10_311, 10_240)
+        broadcast.channel("orders", {"blob": "x" * 10_000}, "fits")
+        with pytest.raises(InvalidChannel):
+            broadcast.channel("orders with spaces", {}, "e")
+        with pytest.raises(InvalidEvent):
+            broadcast.channel("orders", {}, "e" * 201)
+        with pytest.raises(ValidationError, match="socket"):
+            broadcast.channel("orders", {}, "e", socket_id="not-a-socket-id")
+    broadcast_fake.assert_sent("fits", times=1)
+    assert len(broadcast_fake.sent) == 1
+    assert connections(listener) == 0
+
+
+async def test_limits_apply_on_the_async_path_too(
+    broadcast_fake: BroadcastFake, listener: socket.socket
+) -> None:
+    config = pusher_config(listener.getsockname()[1])
+    with Broadcast(config) as broadcast, pytest.raises(PayloadTooLarge):
+        await broadcast.achannel("orders", "é" * 6000, "big")  # 12,000 bytes of UTF-8
+    broadcast_fake.assert_nothing_sent()
+
+
+def test_an_event_the_driver_cannot_send_fails_as_in_production(
+    broadcast_fake: BroadcastFake,
+) -> None:
+    with Broadcast({"DRIVER": "null"}) as broadcast:
+        with pytest.raises(ValidationError, match="cannot exclude a socket_id"):
+            broadcast.channel(OrderShipped(1).to_others("1.2"))
+        with pytest.raises(NotSupported):
+            broadcast.send_to_user("42", "notice", {"n": 1})
+    broadcast_fake.assert_nothing_sent()
+
+
+# -- send_to_user and authorization ---------------------------------------------------------
+
+
+def test_send_to_user_is_recorded_and_asserted_by_user(broadcast_fake: BroadcastFake) -> None:
+    with Broadcast({"DRIVER": "memory"}) as broadcast:
+        broadcast.send_to_user(42, "notice", {"text": "hi"})
+        asyncio.run(broadcast.asend_to_user("7", "notice", {"text": "yo"}))
+        assert broadcast.driver(BroadcastMemoryDriver).messages == []
+    [to_42] = broadcast_fake.assert_sent("notice", user=42)
+    assert to_42.channels == ("#server-to-user-42",)
+    broadcast_fake.assert_sent(user="7", data={"text": "yo"}, times=1)
+    broadcast_fake.assert_not_sent(user=8)
+
+
+def test_authorization_is_not_faked_and_not_recorded(broadcast_fake: BroadcastFake) -> None:
+    with Broadcast({"DRIVER": "memory"}) as broadcast:
+
+        @broadcast.authorize("orders.{order_id}")
+        def owner(user: dict[str, Any], order_id: str) -> bool:
+            return bool(user["id"] == 1 and order_id == "42")
+
+        body = broadcast.authenticate({"id": 1}, socket_id="1.2", channel_name="private-orders.42")
+        memory = broadcast.driver(BroadcastMemoryDriver)
+        assert memory.verify(body, socket_id="1.2", channel="private-orders.42")
+    broadcast_fake.assert_nothing_sent()
+
+
+# -- the plugin shape ---------------------------------------------------------------------
+
+
+class Observer:
+    """A user's own wrapper on the publish hook: it still sees every message."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[str, object]] = []
+
+    @hookimpl(wrapper=True)
+    def broadcasting_publish(self, driver: Any, message: Message) -> Any:
+        receipt = yield
+        self.outcomes.append((message.event, receipt))
+        return receipt
+
+
+def test_wrappers_still_run_around_the_fake() -> None:
+    observer = Observer()
+    with Broadcast({"DRIVER": "memory"}, plugins=[observer]) as broadcast, fake() as recorder:
+        receipt = broadcast.channel("orders", {"id": 1}, "shipped")
+        assert broadcast.driver(BroadcastMemoryDriver).messages == []
+    assert observer.outcomes == [("shipped", receipt)]
+    assert recorder.sent[0].message_id == receipt.message_id
+
+
+def test_stopping_restores_the_fast_path_and_delivery() -> None:
+    with Broadcast({"DRIVER": "memory"}) as broadcast:
+        hook = broadcast.plugin_manager.hook.broadcasting_publish
+        with fake() as recorder:
+            assert [i.plugin for i in hook.get_hookimpls()] == [CORE_PLUGIN, recorder]
+            assert recorder.active
+            broadcast.channel("orders", {"id": 1}, "faked")
+        assert not recorder.active
+        assert [i.plugin for i in hook.get_hookimpls()] == [CORE_PLUGIN]
+        broadcast.channel("orders", {"id": 2}, "real")
+        made_after = Broadcast({"DRIVER": "memory"})
+        assert made_after.plugin_manager.hook.broadcasting_publish.get_hookimpls()[0].plugin is (
+            CORE_PLUGIN
+        )
+        assert [m.event for m in broadcast.driver(BroadcastMemoryDriver).messages] == ["real"]
+        assert [s.event for s in recorder.sent] == ["faked"]
+
+
+def test_stopped_even_when_the_block_raises() -> None:
+    recorder = fake()
+    with pytest.raises(RuntimeError, match="boom"), recorder:
+        raise RuntimeError("boom")
+    assert not recorder.active
+    with Broadcast({"DRIVER": "memory"}) as broadcast:
+        broadcast.channel("orders", {"id": 1}, "real")
+        assert len(broadcast.driver(BroadcastMemoryDriver).messages) == 1
+    assert recorder.sent == []
+
+
+def test_start_stop_clear_and_nesting() -> None:
+    outer = BroadcastFake().start()
+    try:
+        with Broadcast({"DRIVER": "memory"}) as broadcast:
+            broadcast.channel("orders", {"id": 1}, "one")
+            with fake() as inner:  # the innermost fake records
+                broadcast.channel("orders", {"id": 2}, "two")
+            broadcast.channel("orders", {"id": 3}, "three")
+        assert [s.event for s in outer.sent] == ["one", "three"]
+        assert [s.event for s in inner.sent] == ["two"]
+        outer.clear()
+        outer.assert_nothing_sent()
+        with pytest.raises(ValueError, match="already registered"):
+            outer.start()
+    finally:
+        outer.stop()
+        outer.stop()  # idempotent
+    assert "stopped" in repr(outer)
+
+
+def test_sent_records_are_plain_values(broadcast_fake: BroadcastFake) -> None:
+    with Broadcast({"DRIVER": "memory"}) as broadcast:
+        broadcast.channel([PresenceChannel("chat.1"), "lobby"], "hello", "said")
+    [sent] = broadcast_fake.sent
+    assert isinstance(sent, Sent)
+    assert (sent.driver, sent.event, sent.channels, sent.data, sent.text) == (
+        "memory",
+        "said",
+        ("presence-chat.1", "lobby"),
+        "hello",
+        "hello",
+    )
+    assert sent.on(PresenceChannel("chat.1")) and sent.on("lobby")
+    assert not sent.on(PrivateChannel("chat.1"))
+    assert str(sent) == "memory: 'said' on presence-chat.1, lobby hello"
+
+
+def test_bad_criteria_are_type_errors(broadcast_fake: BroadcastFake) -> None:
+    with pytest.raises(TypeError, match="event must be an event name or an event class"):
+        broadcast_fake.assert_sent(event=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="channel must be"):
+        broadcast_fake.assert_sent(channel=["a"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="times"):
+        broadcast_fake.assert_sent(times=-1)
