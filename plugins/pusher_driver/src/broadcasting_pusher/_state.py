@@ -1,42 +1,318 @@
-"""Channel and presence queries over Pusher's HTTP API. (Being written.)"""
+"""Channel and presence queries over Pusher's HTTP API, on the driver's own transports.
+
+Each query is the SDK's signed :class:`pusher.http.Request` sent on the
+driver's keep-alive pool (sync) or its per-loop session (async), as
+:meth:`BroadcastPusherDriver.check` does, and never retried:
+
+* :func:`channels` -- ``GET /apps/{id}/channels?filter_by_prefix=P`` (with
+  ``info=user_count`` when ``P`` starts with ``presence-``, the only case
+  Pusher allows it);
+* :func:`channel_info` -- ``GET /apps/{id}/channels/{name}?info=subscription_count``
+  (plus ``user_count`` for a presence channel). Pusher refuses
+  ``subscription_count`` (HTTP 400) unless the app enabled subscription
+  counting; after a 400 the query is made once more without it and, if that
+  succeeds, the driver remembers not to ask again (``subscription_count`` is
+  then ``None``);
+* :func:`members` -- ``GET /apps/{id}/channels/{name}/users``;
+* :func:`terminate_user` -- ``POST /apps/{id}/users/{user}/terminate_connections``.
+  The SDK's ``terminate_user_connections`` posts to ``/users/{user}/...``
+  without the ``/apps/{id}`` prefix, which soketi and Reverb do not route.
+
+Bad input (a channel name Pusher would refuse, a non-presence channel for
+:func:`members`, an empty or invalid user id) is a :class:`ValidationError`
+before any request. Any answer other than success, soketi's HTTP 200 with an
+``{"error", "code"}`` body included, is a :class:`PublishError` carrying the
+HTTP status (or soketi's code); no answer at all is one with status ``None``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import weakref
+from typing import TYPE_CHECKING, Any
 
-from broadcasting import ChannelInfo, Member, NotSupported
+from pusher.http import GET, POST, Request
+
+from broadcasting import ChannelInfo, InvalidChannel, Member, PublishError, ValidationError
+from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH
+from broadcasting_pusher._wire import check_answer
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
 
+PRESENCE_PREFIX = "presence-"
+MAX_USER_ID_LENGTH = 200
+
+#: Drivers whose app refused ``info=subscription_count`` (subscription counting is off).
+_no_subscription_count: weakref.WeakSet[BroadcastPusherDriver] = weakref.WeakSet()
+
+
+# -- checking input before any request -------------------------------------------------
+
+
+def _channel(driver: BroadcastPusherDriver, channel: object) -> str:
+    if not isinstance(channel, str):
+        raise InvalidChannel(f"{driver.name}: a channel name must be a str, not {type(channel)}")
+    if not channel:
+        raise InvalidChannel(f"{driver.name}: the channel name is empty")
+    if len(channel) > MAX_CHANNEL_NAME_LENGTH or not CHANNEL_PATTERN.fullmatch(channel):
+        raise InvalidChannel(
+            f"{driver.name}: {channel[:200]!r} is not a Pusher channel name "
+            f"(at most {MAX_CHANNEL_NAME_LENGTH} of A-Z a-z 0-9 _ - = @ , . ;)"
+        )
+    return channel
+
+
+def _prefix(driver: BroadcastPusherDriver, prefix: object) -> str | None:
+    if prefix is None or prefix == "":
+        return None
+    if not isinstance(prefix, str):
+        raise ValidationError(f"{driver.name}: a channel prefix must be a str")
+    if len(prefix) > MAX_CHANNEL_NAME_LENGTH or not CHANNEL_PATTERN.fullmatch(prefix):
+        raise ValidationError(
+            f"{driver.name}: {prefix[:200]!r} cannot start a Pusher channel name "
+            "(A-Z a-z 0-9 _ - = @ , . ; only)"
+        )
+    return prefix
+
+
+def _presence(driver: BroadcastPusherDriver, channel: object) -> str:
+    name = _channel(driver, channel)
+    if not name.startswith(PRESENCE_PREFIX):
+        raise InvalidChannel(
+            f"{driver.name}: only presence channels have members; {name!r} does not start "
+            f"with {PRESENCE_PREFIX!r} (use PresenceChannel({name!r}))"
+        )
+    return name
+
+
+def _user_id(driver: BroadcastPusherDriver, user_id: object) -> str:
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    if not isinstance(user_id, str) or not user_id:
+        raise ValidationError(f"{driver.name}: user_id must be a non-empty str")
+    if len(user_id) > MAX_USER_ID_LENGTH or not CHANNEL_PATTERN.fullmatch(user_id):
+        raise ValidationError(
+            f"{driver.name}: {user_id[:200]!r} is not a Pusher user id "
+            f"(at most {MAX_USER_ID_LENGTH} of A-Z a-z 0-9 _ - = @ , . ;)"
+        )
+    return user_id
+
+
+# -- the requests ------------------------------------------------------------------------
+
+
+def _channels_request(client: Any, prefix: str | None) -> Request:
+    params: dict[str, str] = {}
+    if prefix is not None:
+        params["filter_by_prefix"] = prefix
+        if prefix.startswith(PRESENCE_PREFIX):
+            params["info"] = "user_count"
+    return Request(client, GET, f"/apps/{client.app_id}/channels", params)
+
+
+def _info_attributes(driver: BroadcastPusherDriver, channel: str) -> list[str]:
+    attributes = [] if driver in _no_subscription_count else ["subscription_count"]
+    if channel.startswith(PRESENCE_PREFIX):
+        attributes.append("user_count")
+    return attributes
+
+
+def _info_request(client: Any, channel: str, attributes: list[str]) -> Request:
+    params = {"info": ",".join(attributes)} if attributes else {}
+    return Request(client, GET, f"/apps/{client.app_id}/channels/{channel}", params)
+
+
+def _users_request(client: Any, channel: str) -> Request:
+    return Request(client, GET, f"/apps/{client.app_id}/channels/{channel}/users")
+
+
+def _terminate_request(client: Any, user_id: str) -> Request:
+    path = f"/apps/{client.app_id}/users/{user_id}/terminate_connections"
+    return Request(client, POST, path, {})
+
+
+# -- reading the answers -----------------------------------------------------------------
+
+
+def _answer(driver: BroadcastPusherDriver, where: str, status: int, body: bytes) -> Any:
+    """The decoded JSON of a successful answer; a PublishError for anything else."""
+    check_answer(status, body, driver.settings)  # refusals, soketi's 200 with an error body
+    try:
+        return json.loads(body) if body.strip() else {}
+    except ValueError:  # pragma: no cover - check_answer refuses a 2xx that is not JSON
+        raise _unexpected(driver, where, status, "a body that is not JSON") from None
+
+
+def _unexpected(driver: BroadcastPusherDriver, where: str, status: int, what: str) -> PublishError:
+    return PublishError(
+        f"{driver.name}: {driver.settings.base_url} answered {where} with HTTP {status} "
+        f"but {what} (is it a Pusher-protocol server?)",
+        driver=driver.name,
+        status=status,
+    )
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _channel_list(
+    driver: BroadcastPusherDriver, prefix: str | None, status: int, body: bytes
+) -> list[ChannelInfo]:
+    where = f"GET /apps/{driver.settings.app_id}/channels"
+    data = _answer(driver, where, status, body)
+    listed = data.get("channels") if isinstance(data, dict) else None
+    if not isinstance(listed, dict):
+        raise _unexpected(driver, where, status, "no channel list")
+    found = []
+    for name, info in sorted(listed.items()):
+        if prefix is not None and not name.startswith(prefix):
+            continue  # a server that ignored the filter
+        info = info if isinstance(info, dict) else {}
+        found.append(
+            ChannelInfo(
+                name=name,
+                occupied=True,
+                subscription_count=_count(info.get("subscription_count")),
+                user_count=_count(info.get("user_count")),
+            )
+        )
+    return found
+
+
+def _channel_info(
+    driver: BroadcastPusherDriver, channel: str, status: int, body: bytes
+) -> ChannelInfo:
+    where = f"GET /apps/{driver.settings.app_id}/channels/{channel}"
+    data = _answer(driver, where, status, body)
+    if not isinstance(data, dict) or not isinstance(data.get("occupied"), bool):
+        raise _unexpected(driver, where, status, "no 'occupied' field")
+    occupied: bool = data["occupied"]
+    subscriptions = _count(data.get("subscription_count"))
+    users = _count(data.get("user_count"))
+    if not occupied:
+        # an empty channel has no subscribers: say 0 where the count was asked for
+        if subscriptions is None and driver not in _no_subscription_count:
+            subscriptions = 0
+        if users is None and channel.startswith(PRESENCE_PREFIX):
+            users = 0
+    return ChannelInfo(channel, occupied, subscriptions, users)
+
+
+def _member_list(
+    driver: BroadcastPusherDriver, channel: str, status: int, body: bytes
+) -> list[Member]:
+    where = f"GET /apps/{driver.settings.app_id}/channels/{channel}/users"
+    data = _answer(driver, where, status, body)
+    users = data.get("users") if isinstance(data, dict) else None
+    if not isinstance(users, list):
+        raise _unexpected(driver, where, status, "no user list")
+    members = []
+    for user in users:
+        user_id = user.get("id") if isinstance(user, dict) else None
+        if isinstance(user_id, (str, int)) and not isinstance(user_id, bool):
+            members.append(Member(str(user_id)))
+    return members
+
+
+def _terminated(driver: BroadcastPusherDriver, user_id: str, status: int, body: bytes) -> None:
+    where = f"POST /apps/{driver.settings.app_id}/users/{user_id}/terminate_connections"
+    _answer(driver, where, status, body)
+
+
+def _counting_refused(error: PublishError) -> bool:
+    """Whether a refused channel-info query may be Pusher refusing ``subscription_count``."""
+    return error.status == 400
+
+
+# -- sync ----------------------------------------------------------------------------------
+
 
 def channels(driver: BroadcastPusherDriver, prefix: str | None) -> list[ChannelInfo]:
-    raise NotSupported(driver.name, "listing channels", "not written yet")
-
-
-async def achannels(driver: BroadcastPusherDriver, prefix: str | None) -> list[ChannelInfo]:
-    raise NotSupported(driver.name, "listing channels", "not written yet")
+    """The occupied channels whose name starts with ``prefix``, sorted by name."""
+    prefix = _prefix(driver, prefix)
+    client = driver._client
+    status, body = client.http.send(_channels_request(client, prefix))
+    return _channel_list(driver, prefix, status, body)
 
 
 def channel_info(driver: BroadcastPusherDriver, channel: str) -> ChannelInfo:
-    raise NotSupported(driver.name, "channel info", "not written yet")
-
-
-async def achannel_info(driver: BroadcastPusherDriver, channel: str) -> ChannelInfo:
-    raise NotSupported(driver.name, "channel info", "not written yet")
+    """Whether ``channel`` is occupied, by how many connections and (presence) users."""
+    channel = _channel(driver, channel)
+    client = driver._client
+    attributes = _info_attributes(driver, channel)
+    status, body = client.http.send(_info_request(client, channel, attributes))
+    try:
+        return _channel_info(driver, channel, status, body)
+    except PublishError as error:
+        if "subscription_count" not in attributes or not _counting_refused(error):
+            raise
+    attributes.remove("subscription_count")
+    status, body = client.http.send(_info_request(client, channel, attributes))
+    info = _channel_info(driver, channel, status, body)
+    _no_subscription_count.add(driver)  # it was the attribute: never ask for it again
+    return info
 
 
 def members(driver: BroadcastPusherDriver, channel: str) -> list[Member]:
-    raise NotSupported(driver.name, "presence members", "not written yet")
-
-
-async def amembers(driver: BroadcastPusherDriver, channel: str) -> list[Member]:
-    raise NotSupported(driver.name, "presence members", "not written yet")
+    """The users in the presence channel ``channel`` (ids only: Pusher reports no info)."""
+    channel = _presence(driver, channel)
+    client = driver._client
+    status, body = client.http.send(_users_request(client, channel))
+    return _member_list(driver, channel, status, body)
 
 
 def terminate_user(driver: BroadcastPusherDriver, user_id: str) -> None:
-    raise NotSupported(driver.name, "terminating a user's connections", "not written yet")
+    """Disconnect every connection of the signed-in user ``user_id``."""
+    user_id = _user_id(driver, user_id)
+    client = driver._client
+    status, body = client.http.send(_terminate_request(client, user_id))
+    _terminated(driver, user_id, status, body)
+
+
+# -- async ---------------------------------------------------------------------------------
+
+
+async def achannels(driver: BroadcastPusherDriver, prefix: str | None) -> list[ChannelInfo]:
+    """Async twin of :func:`channels`, on this loop's session."""
+    prefix = _prefix(driver, prefix)
+    client = driver._aclient
+    status, body = await client.http.send(_channels_request(client, prefix))
+    return _channel_list(driver, prefix, status, body)
+
+
+async def achannel_info(driver: BroadcastPusherDriver, channel: str) -> ChannelInfo:
+    """Async twin of :func:`channel_info`."""
+    channel = _channel(driver, channel)
+    client = driver._aclient
+    attributes = _info_attributes(driver, channel)
+    status, body = await client.http.send(_info_request(client, channel, attributes))
+    try:
+        return _channel_info(driver, channel, status, body)
+    except PublishError as error:
+        if "subscription_count" not in attributes or not _counting_refused(error):
+            raise
+    attributes.remove("subscription_count")
+    status, body = await client.http.send(_info_request(client, channel, attributes))
+    info = _channel_info(driver, channel, status, body)
+    _no_subscription_count.add(driver)  # it was the attribute: never ask for it again
+    return info
+
+
+async def amembers(driver: BroadcastPusherDriver, channel: str) -> list[Member]:
+    """Async twin of :func:`members`."""
+    channel = _presence(driver, channel)
+    client = driver._aclient
+    status, body = await client.http.send(_users_request(client, channel))
+    return _member_list(driver, channel, status, body)
 
 
 async def aterminate_user(driver: BroadcastPusherDriver, user_id: str) -> None:
-    raise NotSupported(driver.name, "terminating a user's connections", "not written yet")
+    """Async twin of :func:`terminate_user`."""
+    user_id = _user_id(driver, user_id)
+    client = driver._aclient
+    status, body = await client.http.send(_terminate_request(client, user_id))
+    _terminated(driver, user_id, status, body)

@@ -1,0 +1,126 @@
+"""Channel state on the memory driver: its in-process subscriptions are the channels and members.
+
+All real: the built-in memory driver's own ``subscribe``/``listen`` API and the
+``Broadcast`` queries; the Pusher driver's queries run against soketi in
+tests/pusher/test_state.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from broadcasting import (
+    Broadcast,
+    ChannelInfo,
+    Driver,
+    InvalidChannel,
+    Member,
+    NotSupported,
+    PresenceChannel,
+    ValidationError,
+)
+from broadcasting._state import Heard
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+
+
+def test_channels_and_channel_info_count_the_in_process_subscribers(
+    memory_broadcast: Broadcast, memory: BroadcastMemoryDriver
+) -> None:
+    assert memory_broadcast.channels() == []
+    stops = [
+        memory.subscribe(print, "orders"),
+        memory.subscribe(print, "orders", socket_id="1.1"),
+        memory.subscribe(print, "presence-room", member={"id": 7, "name": "Ann"}),
+        memory.subscribe(print, "presence-room", member={"id": "7"}),  # a second tab
+        memory.subscribe(print, "presence-room", member={"id": 8}),
+        memory.subscribe(print),  # every channel: occupies none
+    ]
+    assert memory_broadcast.channels() == [
+        ChannelInfo("orders", True, 2, None),
+        ChannelInfo("presence-room", True, 3, 2),
+    ]
+    assert [c.name for c in memory_broadcast.channels(prefix="presence-")] == ["presence-room"]
+    assert memory_broadcast.channel_info("orders") == ChannelInfo("orders", True, 2, None)
+    assert memory_broadcast.channel_info(PresenceChannel("room")).user_count == 2
+    assert memory_broadcast.channel_info("nobody") == ChannelInfo("nobody", False, 0, None)
+    assert memory_broadcast.members(PresenceChannel("room")) == [Member("7"), Member("8")]
+    assert memory_broadcast.members("presence-room")[0].info == {"id": 7, "name": "Ann"}
+    for stop in stops:
+        stop()
+    assert memory_broadcast.channels() == []
+    assert memory_broadcast.members("presence-room") == []
+    assert memory_broadcast.channel_info("presence-room") == ChannelInfo(
+        "presence-room", False, 0, 0
+    )
+
+
+async def test_async_twins_and_listen_subscriptions_count_too(
+    memory_broadcast: Broadcast, memory: BroadcastMemoryDriver
+) -> None:
+    async with memory.listen("presence-room", member={"id": "9"}):
+        assert await memory_broadcast.amembers("presence-room") == [Member("9")]
+        assert (await memory_broadcast.achannel_info("presence-room")).subscription_count == 1
+        assert [c.name for c in await memory_broadcast.achannels()] == ["presence-room"]
+    assert await memory_broadcast.amembers("presence-room") == []
+
+
+def test_bad_input_is_refused_before_anything(
+    memory_broadcast: Broadcast, memory: BroadcastMemoryDriver
+) -> None:
+    with pytest.raises(InvalidChannel, match="only presence channels"):
+        memory_broadcast.members("orders")
+    with pytest.raises(ValidationError, match="presence channel"):
+        memory.subscribe(print, "orders", member={"id": 1})
+    with pytest.raises(ValidationError, match="'id'"):
+        memory.subscribe(print, "presence-room", member={"name": "no id"})
+    with pytest.raises(InvalidChannel):
+        memory.channel_info("")
+    assert memory.channels() == []  # nothing was subscribed by the refused calls
+
+
+async def test_terminate_user_is_not_supported(
+    memory_broadcast: Broadcast,
+) -> None:
+    with pytest.raises(NotSupported) as error:
+        memory_broadcast.terminate_user("7")
+    assert error.value.http_status == 501
+    with pytest.raises(NotSupported):
+        await memory_broadcast.aterminate_user("7")
+
+
+async def test_listen_channels_hears_this_process_publishes_once_per_channel(
+    memory_broadcast: Broadcast, memory: BroadcastMemoryDriver
+) -> None:
+    heard: list[Heard] = []
+    listener = memory.listen_channels(["orders", "lobby", "orders"])
+    async with contextlib.aclosing(listener):
+        first = asyncio.ensure_future(anext(listener))
+        await asyncio.sleep(0)  # one turn: the generator subscribes before it first waits
+        assert [c.name for c in memory.channels()] == ["lobby", "orders"]
+        await memory_broadcast.achannel(["orders", "lobby"], {"id": 1}, "shipped")
+        await asyncio.to_thread(memory_broadcast.channel, "elsewhere", "not heard")
+        await asyncio.to_thread(memory_broadcast.channel, "orders", "from a thread", "note")
+        heard.append(await asyncio.wait_for(first, 5))
+        heard.append(await asyncio.wait_for(anext(listener), 5))
+        heard.append(await asyncio.wait_for(anext(listener), 5))
+        assert memory.channel_info("orders").subscription_count == 1
+    assert [(h.channel, h.event, h.data) for h in heard] == [
+        ("orders", "shipped", '{"id":1}'),
+        ("lobby", "shipped", '{"id":1}'),
+        ("orders", "note", "from a thread"),
+    ]
+    assert memory.channels() == []  # closing the generator unsubscribed
+
+
+def test_drivers_without_listening_say_so() -> None:
+    with Broadcast({"DRIVER": "log"}) as broadcast:
+        driver: Driver = broadcast.driver()
+        with pytest.raises(NotSupported, match="listening to channels"):
+            driver.listen_channels(["orders"])
+        with pytest.raises(NotSupported, match="listing channels"):
+            broadcast.channels()
+        with pytest.raises(NotSupported, match="presence members"):
+            broadcast.members("presence-room")
