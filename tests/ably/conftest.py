@@ -80,3 +80,58 @@ async def abroadcast(make_broadcast: Callable[..., Broadcast]) -> AsyncIterator[
     broadcast = make_broadcast()
     yield broadcast
     await broadcast.aclose()
+
+
+class WebServer:
+    """A real ASGI server (uvicorn) on 127.0.0.1, in a thread of its own, serving ``app``."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> WebServer:
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:  # uvicorn sets it once it listens
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(20)
+        self._socket.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Any], WebServer]]:
+    """Serve an ASGI app with a real uvicorn for the test; every server stopped after."""
+    started: list[WebServer] = []
+
+    def start(app: Any) -> WebServer:
+        server = WebServer(app).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -32,6 +32,30 @@ same header, authorization and body checks as a publish; the key must be the
 one the path names, and the params may only hold Ably's token-param fields.
 An issued token is answered with HTTP 201 and token details; the queued
 ``error``, ``stored_error``, ``html``, ``slow`` and ``drop`` faults apply to it.
+
+Token authentication, as Ably does it: a request may carry ``Authorization:
+Bearer <base64 token>`` instead of the key. A token is a JWT signed with one
+of the keys (header ``kid`` = the key name, ``alg`` HS256, claims ``exp``,
+``x-ably-capability`` as a JSON string, ``x-ably-clientId``), or a token this
+emulator issued at ``requestToken``. The emulator verifies the signature with
+the named key's secret (401/40144 when it does not verify, 401/40142 once
+``exp`` has passed, 401/40140 for anything unreadable) and then enforces the
+capability, intersected with the key's own, on every channel a request
+touches: ``publish`` to publish, ``history`` for
+``GET /channels/{name}/messages``, ``subscribe`` (or ``presence``) for
+``GET /channels/{name}/presence``, ``channel-metadata`` for
+``GET /channels/{name}`` and for the channels ``GET /channels`` lists. A
+refused channel is Ably's 401/40160. A message whose ``clientId`` is not the
+token's is refused with 400/40012.
+
+Channel state the tests set: :meth:`AblyEmulator.enter_presence` /
+:meth:`AblyEmulator.leave_presence` (the presence set, which Ably's REST API
+only reads) and :meth:`AblyEmulator.set_occupancy` (connections, subscribers,
+publishers). ``GET /channels/{name}/presence`` answers the presence set and
+``GET /channels`` (``by=value`` or ``by=id``, ``prefix``) the active channels,
+both ``limit`` items a page with a ``Link: <...>; rel="next"`` header for the
+rest, as Ably paginates; ``GET /channels/{name}`` answers ``ChannelDetails``
+with the occupancy metrics.
 """
 
 from __future__ import annotations
@@ -40,6 +64,8 @@ import asyncio
 import base64
 import binascii
 import fnmatch
+import hashlib
+import hmac
 import json
 import ssl
 import tempfile
@@ -50,7 +76,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 import msgpack
 import trustme
@@ -118,6 +144,50 @@ class StoredMessage:
     serial: str
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who a request is from: the key (Basic) or a token signed with one."""
+
+    key: str
+    capability: Mapping[str, tuple[str, ...]]
+    client_id: str | None = None
+    token: bool = False
+
+
+@dataclass
+class PresenceMember:
+    """One member of a channel's presence set (one client id on one connection)."""
+
+    client_id: str
+    connection_id: str
+    data: Any
+    timestamp: int
+
+
+@dataclass
+class Occupancy:
+    """What a test set of a channel's occupancy (the presence metrics are derived)."""
+
+    connections: int = 0
+    subscribers: int = 0
+    publishers: int = 0
+    presence_subscribers: int = 0
+
+
+class Refused(Exception):
+    """An Ably error to answer with (status, code, message)."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 async def _wait(fault: Fault) -> None:
     """A slow fault's wait: until its gate opens, or ``delay`` seconds."""
     if fault.gate is None:
@@ -155,6 +225,9 @@ class AblyEmulator:
         self._stored: dict[str, list[StoredMessage]] = {}
         self._serials: dict[tuple[str, str], str] = {}  # (channel, message id) -> serial
         self._serial = 0
+        self._presence: dict[str, dict[tuple[str, str], PresenceMember]] = {}
+        self._occupancy: dict[str, Occupancy] = {}
+        self._issued: dict[str, Identity] = {}  # tokens issued at requestToken
         self._lock = threading.Lock()
         self._ca = trustme.CA()
         self._tmp = tempfile.TemporaryDirectory(prefix="ably-emulator-")
@@ -197,6 +270,10 @@ class AblyEmulator:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/messages", self._batch)
         app.router.add_post(r"/channels/{channel:[^/]+}/messages", self._single)
+        app.router.add_get(r"/channels/{channel:[^/]+}/messages", self._history)
+        app.router.add_get(r"/channels/{channel:[^/]+}/presence", self._presence_get)
+        app.router.add_get(r"/channels/{channel:[^/]+}", self._channel_details)
+        app.router.add_get("/channels", self._enumerate)
         app.router.add_get("/time", self._time)
         app.router.add_post(r"/keys/{key_name:[^/]+}/requestToken", self._request_token)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -242,6 +319,9 @@ class AblyEmulator:
             self.poison = None
             self._stored.clear()
             self._serials.clear()
+            self._presence.clear()
+            self._occupancy.clear()
+            self._issued.clear()
 
     def fail_next(
         self,
@@ -305,6 +385,46 @@ class AblyEmulator:
         """Messages delivered to ``channel``, in order."""
         with self._lock:
             return list(self._stored.get(channel, []))
+
+    def enter_presence(
+        self, channel: str, client_id: str, data: Any = None, *, connection_id: str | None = None
+    ) -> None:
+        """Put ``client_id`` (on ``connection_id``) in ``channel``'s presence set with ``data``."""
+        connection = connection_id or f"conn-{client_id}"
+        member = PresenceMember(client_id, connection, data, int(time.time() * 1000))
+        with self._lock:
+            self._presence.setdefault(channel, {})[(client_id, connection)] = member
+
+    def leave_presence(
+        self, channel: str, client_id: str, *, connection_id: str | None = None
+    ) -> None:
+        """Take ``client_id`` (on ``connection_id``, or on every connection) out of the set."""
+        with self._lock:
+            members = self._presence.get(channel, {})
+            for found in list(members):
+                if found[0] == client_id and connection_id in (None, found[1]):
+                    del members[found]
+
+    def set_occupancy(
+        self,
+        channel: str,
+        *,
+        connections: int = 0,
+        subscribers: int = 0,
+        publishers: int = 0,
+        presence_subscribers: int = 0,
+    ) -> None:
+        """Set the occupancy ``GET /channels/{name}`` reports (the presence counts are derived)."""
+        with self._lock:
+            self._occupancy[channel] = Occupancy(
+                connections, subscribers, publishers, presence_subscribers
+            )
+
+    @property
+    def state_requests(self) -> list[RecordedRequest]:
+        """Recorded GET requests (history, presence, channel status and enumeration)."""
+        with self._lock:
+            return [r for r in self.requests if r.method == "GET" and r.path != "/time"]
 
     @property
     def publish_requests(self) -> list[RecordedRequest]:
@@ -383,10 +503,12 @@ class AblyEmulator:
         if problem:
             return self._reject(request, record, problem)
 
-        # 2. Basic authorization with a known key
-        key = self._authenticate(request, record)
-        if key is None:
-            return self._error(request, record, 401, 40101, "Invalid credentials")
+        # 2. Basic authorization with a known key, or a token signed with one
+        try:
+            identity = self._identify(request, record)
+        except Refused as refused:
+            return self._error(request, record, refused.status, refused.code, refused.message)
+        key = identity.key
 
         # 3. the body, decoded as its Content-Type says
         try:
@@ -431,6 +553,9 @@ class AblyEmulator:
                 problem = self._check_message(message, request)
                 if problem:
                     return self._reject(request, record, problem)
+                wrong = self._client_id_problem(message, identity)
+                if wrong:
+                    return self._error(request, record, 400, 40012, wrong)
         record.channels = tuple(c for chans, _ in parsed for c in chans)
         record.messages = [m for _, msgs in parsed for m in msgs]
 
@@ -450,11 +575,11 @@ class AblyEmulator:
         for spec_channels, messages in parsed:
             spec_results = []
             for channel in spec_channels:
-                error = self._channel_error(channel, key, fault)
+                error = self._channel_error(channel, identity, fault)
                 if error is not None:
                     spec_results.append({"channel": channel, "error": error})
                     continue
-                serials = [self._store(channel, m, request) for m in messages]
+                serials = [self._store(channel, m, request, identity) for m in messages]
                 if fault is not None and fault.kind == "forget" and channel in fault.channels:
                     continue
                 first_id = messages[0].get("id") if messages else None
@@ -492,6 +617,8 @@ class AblyEmulator:
         key = self._authenticate(request, record)
         if key is None:
             return self._error(request, record, 401, 40101, "Invalid credentials")
+        if key == "":  # a token cannot ask for another one here
+            return self._error(request, record, 401, 40101, "Invalid credentials: a key is needed")
         raw_name = request.raw_path.split("?", 1)[0][len("/keys/") : -len("/requestToken")]
         key_name = unquote(raw_name)
         if key.split(":", 1)[0] != key_name:
@@ -537,6 +664,13 @@ class AblyEmulator:
         client_id = params.get("clientId")
         if client_id is not None:
             details["clientId"] = client_id
+        with self._lock:
+            self._issued[details["token"]] = Identity(
+                key,
+                {pattern: ("*",) for pattern in self.keys[key]},
+                client_id if isinstance(client_id, str) else None,
+                token=True,
+            )
         return self._answer(request, 201, details, record)
 
     def _batch_answer(
@@ -574,10 +708,12 @@ class AblyEmulator:
         }
         return self._answer(request, 400, payload, record, error_code=40020)
 
-    def _channel_error(self, channel: str, key: str, fault: Fault | None) -> dict[str, Any] | None:
+    def _channel_error(
+        self, channel: str, identity: Identity, fault: Fault | None
+    ) -> dict[str, Any] | None:
         if fault is not None and fault.kind == "channel_error" and channel in fault.channels:
             return {"message": fault.message, "statusCode": fault.status, "code": fault.code}
-        if not any(fnmatch.fnmatchcase(channel, pattern) for pattern in self.keys[key]):
+        if not self._allows(identity, channel, "publish"):
             return {
                 "message": "Channel denied access based on given capability",
                 "statusCode": 401,
@@ -585,15 +721,23 @@ class AblyEmulator:
             }
         return None
 
-    def _store(self, channel: str, message: dict[str, Any], request: web.Request) -> str:
+    def _store(
+        self,
+        channel: str,
+        message: dict[str, Any],
+        request: web.Request,
+        identity: Identity | None = None,
+    ) -> str:
         data = message.get("data")
         wire = data
         encoding = message.get("encoding")
         if encoding == "json" and isinstance(data, str):
             data = json.loads(data)
         header_client = request.headers.get("X-Ably-ClientId")
-        client_id = message.get("clientId") or (
-            base64.b64decode(header_client).decode() if header_client else None
+        client_id = (
+            message.get("clientId")
+            or (base64.b64decode(header_client).decode() if header_client else None)
+            or (identity.client_id if identity is not None and identity.client_id != "*" else None)
         )
         msg_id = message.get("id")
         with self._lock:
@@ -613,7 +757,10 @@ class AblyEmulator:
             return serial
 
     def _authenticate(self, request: web.Request, record: RecordedRequest) -> str | None:
+        """The key of a Basic authorization; ``""`` for a Bearer token; ``None`` if unknown."""
         header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            return ""
         if not header.startswith("Basic "):
             self._violation(f"{record.path}: no Basic authorization")
             return None
@@ -624,6 +771,246 @@ class AblyEmulator:
             return None
         record.key_name = decoded.split(":", 1)[0]
         return decoded if decoded in self.keys else None
+
+    def _identify(self, request: web.Request, record: RecordedRequest) -> Identity:
+        """Who sent the request (Basic key or token); raises :class:`Refused`."""
+        key = self._authenticate(request, record)
+        if key is None:
+            raise Refused(401, 40101, "Invalid credentials")
+        if key:
+            return Identity(key, {pattern: ("*",) for pattern in self.keys[key]})
+        header = request.headers.get("Authorization", "")
+        try:
+            token = base64.b64decode(header[len("Bearer ") :], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            self._violation(f"{record.path}: a Bearer token that is not base64")
+            raise Refused(401, 40140, "Token error: not base64") from None
+        with self._lock:
+            issued = self._issued.get(token)
+        if issued is not None:
+            return issued
+        if token.count(".") != 2:
+            raise Refused(401, 40140, "Token error: unrecognised token")
+        return self._verify_jwt(token)
+
+    def _verify_jwt(self, token: str) -> Identity:
+        head, body, signature = token.split(".")
+        try:
+            header = json.loads(_unb64url(head))
+            claims = json.loads(_unb64url(body))
+            given = _unb64url(signature)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise Refused(401, 40140, "Token error: malformed JWT") from None
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise Refused(401, 40140, "Token error: malformed JWT")
+        if header.get("typ") != "JWT" or header.get("alg") != "HS256":
+            raise Refused(401, 40140, "Token error: only HS256 JWTs are accepted")
+        key = next((k for k in self.keys if k.split(":", 1)[0] == header.get("kid")), None)
+        if key is None:
+            raise Refused(401, 40101, "Invalid credentials: no such key (kid)")
+        secret = key.split(":", 1)[1].encode()
+        expected = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, given):
+            raise Refused(401, 40144, "Token error: the JWT signature does not verify")
+        exp = claims.get("exp")
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+            raise Refused(401, 40140, "Token error: exp is missing")
+        if exp <= time.time():
+            raise Refused(401, 40142, "Token expired")
+        raw = claims.get("x-ably-capability")
+        try:
+            capability = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            capability = None
+        if not isinstance(capability, dict) or not all(
+            isinstance(ops, list) and all(isinstance(op, str) for op in ops)
+            for ops in capability.values()
+        ):
+            raise Refused(401, 40140, "Token error: x-ably-capability is not a capability")
+        client_id = claims.get("x-ably-clientId")
+        return Identity(
+            key,
+            {str(name): tuple(ops) for name, ops in capability.items()},
+            client_id if isinstance(client_id, str) and client_id else None,
+            token=True,
+        )
+
+    def _allows(self, identity: Identity, channel: str, operation: str) -> bool:
+        """Whether ``identity`` may do ``operation`` on ``channel`` (token and key capability)."""
+        if not any(fnmatch.fnmatchcase(channel, pattern) for pattern in self.keys[identity.key]):
+            return False
+        return any(
+            fnmatch.fnmatchcase(channel, resource) and ("*" in ops or operation in ops)
+            for resource, ops in identity.capability.items()
+        )
+
+    @staticmethod
+    def _client_id_problem(message: dict[str, Any], identity: Identity) -> str | None:
+        wanted = message.get("clientId")
+        if not identity.token or wanted is None or identity.client_id == "*":
+            return None
+        if wanted != identity.client_id:
+            return f"message clientId {wanted!r} is not the token's ({identity.client_id!r})"
+        return None
+
+    async def _read_request(
+        self, request: web.Request
+    ) -> tuple[RecordedRequest, Identity | web.Response]:
+        """Record a GET, check its headers and say who sent it (or the error answer)."""
+        record = await self._record(request)
+        if not request.headers.get("X-Ably-Version"):
+            return record, self._reject(request, record, "no X-Ably-Version header")
+        accept = request.headers.get("Accept", "")
+        if accept not in (JSON, MSGPACK):
+            return record, self._reject(request, record, f"unexpected Accept {accept!r}")
+        try:
+            return record, self._identify(request, record)
+        except Refused as refused:
+            return record, self._error(
+                request, record, refused.status, refused.code, refused.message
+            )
+
+    def _channel_of(self, request: web.Request, suffix: str) -> str:
+        raw_path = request.raw_path.split("?", 1)[0]
+        end = len(raw_path) - len(suffix) if suffix else len(raw_path)
+        return unquote(raw_path[len("/channels/") : end])
+
+    def _denied(self, request: web.Request, record: RecordedRequest) -> web.Response:
+        return self._error(
+            request, record, 401, 40160, "Channel denied access based on given capability"
+        )
+
+    @staticmethod
+    def _limit(request: web.Request) -> int:
+        raw = request.query.get("limit", "100")
+        return max(1, min(1000, int(raw))) if raw.isdigit() else 100
+
+    def _page(
+        self,
+        request: web.Request,
+        record: RecordedRequest,
+        items: list[Any],
+        link_base: str,
+    ) -> web.Response:
+        """One page of ``items`` (``limit`` of them from ``start``) with a next link if more."""
+        limit = self._limit(request)
+        raw_start = request.query.get("start", "0")
+        start = int(raw_start) if raw_start.isdigit() else 0
+        page = items[start : start + limit]
+        response = self._answer(request, 200, page, record)
+        if start + limit < len(items):
+            params = {k: v for k, v in request.query.items() if k != "start"}
+            params["start"] = str(start + limit)
+            response.headers["Link"] = f'<./{link_base}?{urlencode(params)}>; rel="next"'
+        return response
+
+    async def _history(self, request: web.Request) -> web.StreamResponse:
+        record, who = await self._read_request(request)
+        if isinstance(who, web.Response):
+            return who
+        channel = self._channel_of(request, "/messages")
+        record.channels = (channel,)
+        if not self._allows(who, channel, "history"):
+            return self._denied(request, record)
+        items = [
+            {
+                k: v
+                for k, v in {
+                    "id": m.id,
+                    "name": m.name,
+                    "data": m.wire_data,
+                    "encoding": m.encoding,
+                    "clientId": m.client_id,
+                    "serial": m.serial,
+                }.items()
+                if v is not None
+            }
+            for m in reversed(self.messages(channel))
+        ]
+        return self._page(request, record, items, "messages")
+
+    def _members(self, channel: str) -> list[PresenceMember]:
+        with self._lock:
+            return list(self._presence.get(channel, {}).values())
+
+    async def _presence_get(self, request: web.Request) -> web.StreamResponse:
+        record, who = await self._read_request(request)
+        if isinstance(who, web.Response):
+            return who
+        channel = self._channel_of(request, "/presence")
+        record.channels = (channel,)
+        if not (self._allows(who, channel, "subscribe") or self._allows(who, channel, "presence")):
+            return self._denied(request, record)
+        items = []
+        for index, member in enumerate(self._members(channel)):
+            item: dict[str, Any] = {
+                "id": f"{member.connection_id}:0:{index}",
+                "clientId": member.client_id,
+                "connectionId": member.connection_id,
+                "timestamp": member.timestamp,
+                "action": 1,  # present
+            }
+            if isinstance(member.data, (dict, list)):
+                item["data"] = json.dumps(member.data, separators=(",", ":"))
+                item["encoding"] = "json"
+            elif member.data is not None:
+                item["data"] = member.data
+            items.append(item)
+        return self._page(request, record, items, "presence")
+
+    def _details(self, channel: str) -> dict[str, Any]:
+        members = self._members(channel)
+        with self._lock:
+            occupancy = self._occupancy.get(channel, Occupancy())
+            stored = bool(self._stored.get(channel))
+        presence_connections = len({m.connection_id for m in members})
+        connections = max(occupancy.connections, presence_connections)
+        metrics = {
+            "connections": connections,
+            "publishers": occupancy.publishers,
+            "subscribers": occupancy.subscribers,
+            "presenceConnections": presence_connections,
+            "presenceMembers": len(members),
+            "presenceSubscribers": occupancy.presence_subscribers,
+        }
+        return {
+            "channelId": channel,
+            "name": channel,
+            "status": {
+                "isActive": connections > 0 or stored,
+                "occupancy": {"metrics": metrics},
+            },
+        }
+
+    async def _channel_details(self, request: web.Request) -> web.StreamResponse:
+        record, who = await self._read_request(request)
+        if isinstance(who, web.Response):
+            return who
+        channel = self._channel_of(request, "")
+        record.channels = (channel,)
+        if not self._allows(who, channel, "channel-metadata"):
+            return self._denied(request, record)
+        return self._answer(request, 200, self._details(channel), record)
+
+    async def _enumerate(self, request: web.Request) -> web.StreamResponse:
+        record, who = await self._read_request(request)
+        if isinstance(who, web.Response):
+            return who
+        by = request.query.get("by", "value")
+        if by not in ("value", "id"):
+            return self._reject(request, record, f"unexpected by={by!r}")
+        prefix = request.query.get("prefix", "")
+        with self._lock:
+            names = set(self._stored) | set(self._occupancy) | set(self._presence)
+        details = [self._details(name) for name in sorted(names) if name.startswith(prefix)]
+        active = [
+            d
+            for d in details
+            if d["status"]["isActive"] and self._allows(who, d["channelId"], "channel-metadata")
+        ]
+        record.channels = tuple(d["channelId"] for d in active)
+        items: list[Any] = [d["channelId"] for d in active] if by == "id" else active
+        return self._page(request, record, items, "channels")
 
     def _check_spec(self, spec: object) -> str | None:
         if not isinstance(spec, dict) or set(spec) != {"channels", "messages"}:

@@ -5,20 +5,28 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 from urllib.parse import quote
 
 from broadcasting import (
     Answer,
+    AuthRequest,
     Batch,
     Capabilities,
+    Channel,
+    ChannelInfo,
+    ChannelKind,
     Driver,
     Health,
     Limits,
+    Member,
     Message,
+    NotSupported,
     Part,
     PublishError,
+    WebhookEvent,
 )
+from broadcasting_ably import _auth, _state, _webhooks
 from broadcasting_ably._errors import (
     Scrubber,
     ably_error,
@@ -55,6 +63,13 @@ CHANNEL_RULE = (
 
 _Outcome = Union[Answer, PublishError]
 
+#: The channel prefixes of Ably's own Laravel broadcaster and Echo connector.
+ABLY_PREFIXES: Mapping[ChannelKind, str] = {"private": "private:", "presence": "presence:"}
+_NO_ENCRYPTED = (
+    "Ably encrypts on the client with cipher keys the application hands out itself; "
+    "there is no server-signed shared secret (use PrivateChannel)"
+)
+
 
 class BroadcastAblyDriver(Driver):
     """Publishes to Ably channels over Ably's REST API, using the ``ably`` SDK (3.x).
@@ -74,6 +89,9 @@ class BroadcastAblyDriver(Driver):
 
     name = "ably"
     supports_socket_id = False
+    #: ``private:`` and ``presence:``, as ably/laravel-broadcaster and Ably's Echo
+    #: connector name them; Ably has no server-signed encrypted channels.
+    channel_prefixes: ClassVar[Mapping[ChannelKind, str]] = ABLY_PREFIXES
     capabilities = Capabilities(
         channels_per_request=MAX_CHANNELS_PER_REQUEST,
         batch_channels=MAX_CHANNELS_PER_REQUEST,
@@ -321,6 +339,82 @@ class BroadcastAblyDriver(Driver):
                 driver=self.name,
             )
         raise exc
+
+    # -- channel names, authorizing subscriptions -----------------------------------
+
+    def channel_name(self, channel: str | Channel) -> str:
+        """``PrivateChannel("orders.1")`` is ``private:orders.1``; an encrypted one is refused.
+
+        Raises :class:`NotSupported` for an :class:`EncryptedPrivateChannel`.
+        """
+        if isinstance(channel, Channel) and channel.kind == "encrypted":
+            raise NotSupported(self.name, "encrypted channels", _NO_ENCRYPTED)
+        return super().channel_name(channel)
+
+    def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
+        """A token (a JWT signed with the key, no network) granting the channel to the user.
+
+        The answer is shaped like Ably's ``TokenDetails`` (``token``,
+        ``issued``, ``expires``, ``capability``, ``clientId``; ``info`` for
+        presence); a still-valid token of ours in ``request.extra["token"]``
+        has its channels kept. See the package README, "Authorizing
+        subscriptions".
+        """
+        return _auth.sign_channel(self.settings.key, request, ttl=self.settings.token_ttl)
+
+    def sign_user(self, request: AuthRequest) -> dict[str, Any]:
+        """Not supported: Ably identifies a user by the token's ``clientId``, not a sign-in."""
+        raise NotSupported(
+            self.name,
+            "user sign-in",
+            "Ably has no pusher:signin; the tokens authenticate() signs carry the clientId",
+        )
+
+    # -- hearing back -----------------------------------------------------------------
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+        """Verify a signed batched Ably webhook delivery and return its events.
+
+        See the package README, "Webhooks"; raises :class:`~broadcasting.Unauthorized`
+        or :class:`~broadcasting.InvalidAuthRequest`.
+        """
+        return _webhooks.verify(self.settings.key, headers, body)
+
+    def channels(self, prefix: str | None = None) -> list[ChannelInfo]:
+        """The occupied channels (Ably's channel enumeration, every page), by name."""
+        return _state.channels(self, prefix)
+
+    async def achannels(self, prefix: str | None = None) -> list[ChannelInfo]:
+        """Async twin of :meth:`channels`."""
+        return await _state.achannels(self, prefix)
+
+    def channel_info(self, channel: str) -> ChannelInfo:
+        """Occupancy of ``channel`` (``GET /channels/{name}``)."""
+        return _state.channel_info(self, channel)
+
+    async def achannel_info(self, channel: str) -> ChannelInfo:
+        """Async twin of :meth:`channel_info`."""
+        return await _state.achannel_info(self, channel)
+
+    def members(self, channel: str) -> list[Member]:
+        """The presence set of ``channel``, one member per client id."""
+        return _state.members(self, channel)
+
+    async def amembers(self, channel: str) -> list[Member]:
+        """Async twin of :meth:`members`."""
+        return await _state.amembers(self, channel)
+
+    def terminate_user(self, user_id: str) -> None:
+        """Not supported: Ably's REST API cannot close another client's connections."""
+        raise NotSupported(
+            self.name,
+            "terminating a user's connections",
+            "Ably's REST API has no such call; revoke the user's tokens in Ably instead",
+        )
+
+    async def aterminate_user(self, user_id: str) -> None:
+        """Async twin of :meth:`terminate_user` (not supported either)."""
+        self.terminate_user(user_id)
 
     # -- lifecycle --------------------------------------------------------------------
 

@@ -15,6 +15,10 @@ DRIVER = "ably"
 KEY_SHAPE = re.compile(r"[^\s.:]+\.[^\s.:]+:[^\s:]+")
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+#: Lifetime of the tokens ``authenticate()`` signs (Ably's default for its own tokens).
+DEFAULT_TOKEN_TTL = 3600
+#: Ably's longest token lifetime (24 hours).
+MAX_TOKEN_TTL = 24 * 3600
 
 KNOWN_OPTIONS = frozenset(
     {
@@ -33,6 +37,7 @@ KNOWN_OPTIONS = frozenset(
         "fallback_hosts",
         "use_binary_protocol",
         "max_payload_bytes",
+        "token_ttl",
     }
 )
 #: Options of earlier versions that the core now reads under another name.
@@ -54,6 +59,7 @@ class AblySettings:
     fallback_hosts: tuple[str, ...] | None = None
     use_binary_protocol: bool = True
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    token_ttl: int = DEFAULT_TOKEN_TTL
 
     @property
     def has_fallback_hosts(self) -> bool:
@@ -212,6 +218,16 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
     if not isinstance(max_payload, int) or isinstance(max_payload, bool) or max_payload < 1:
         raise ConfigurationError(DRIVER, "max_payload_bytes", "must be a positive int")
 
+    token_ttl = options.get("token_ttl", DEFAULT_TOKEN_TTL)
+    if (
+        not isinstance(token_ttl, int)
+        or isinstance(token_ttl, bool)
+        or not 60 <= token_ttl <= MAX_TOKEN_TTL
+    ):
+        raise ConfigurationError(
+            DRIVER, "token_ttl", f"must be a number of seconds from 60 to {MAX_TOKEN_TTL}"
+        )
+
     return AblySettings(
         key=key,
         client_id=client_id,
@@ -224,4 +240,5 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
         fallback_hosts=fallback_hosts,
         use_binary_protocol=_bool(options, "use_binary_protocol", True),
         max_payload_bytes=max_payload,
+        token_ttl=token_ttl,
     )

@@ -1,0 +1,247 @@
+"""Ably's webhooks: verify a batched delivery's signature and turn its items into events.
+
+Ably signs only *batched* webhook deliveries, and only when the rule is set to
+"sign with key" (https://ably.com/docs/platform/integrations/webhooks, "Batch
+request details" and "Configure a webhook"): ``X-Ably-Key`` names the key and
+``X-Ably-Signature`` is the base64 HMAC-SHA256 of the raw body with the key's
+secret. The body is ``{"items": [...]}``; each item has ``webhookId``,
+``source``, ``serial``, ``timestamp`` (ms), ``name`` and ``data``:
+
+* ``channel.lifecycle``: ``channel.opened`` becomes ``channel_occupied`` and
+  ``channel.closed`` ``channel_vacated`` (``data`` = the channel's status);
+* ``channel.presence``: one event per presence message, ``member_added``
+  (enter, present), ``member_removed`` (leave, absent) or ``member_updated``
+  (update), with ``user_id`` = its ``clientId``, ``data`` = its data and
+  ``socket_id`` = its ``connectionId``;
+* ``channel.message``: one ``message`` event per message (``event`` = its
+  name, ``data`` = its data, ``json`` encoding undone);
+* ``channel.occupancy``: ``channel_occupancy`` (``data`` = the status);
+* anything else: ``ably:<source>`` with the item's ``data``.
+
+Every event's ``id`` is stable across Ably's retries of the same delivery:
+the item's ``serial`` (or, without one, a digest of the item), followed by
+the presence message's or message's own ``id`` (or its index).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from broadcasting import InvalidAuthRequest, Secret, Unauthorized, WebhookEvent
+
+DRIVER = "ably"
+
+#: A delivery whose newest item is older (or further in the future) than this is refused.
+MAX_AGE_SECONDS = 300.0
+
+#: Ably's presence actions (PresenceMessage.action) and the event each one becomes.
+PRESENCE_EVENTS = {
+    0: "member_removed",  # absent
+    1: "member_added",  # present
+    2: "member_added",  # enter
+    3: "member_removed",  # leave
+    4: "member_updated",  # update
+}
+LIFECYCLE_EVENTS = {"channel.opened": "channel_occupied", "channel.closed": "channel_vacated"}
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == wanted:
+            return value if isinstance(value, str) else None
+    return None
+
+
+def verify(
+    key: Secret, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+) -> list[WebhookEvent]:
+    """Verify an Ably webhook delivery and return its events (see the module docstring).
+
+    Raises :class:`Unauthorized` for a missing or unknown key, a bad signature
+    or a stale delivery, and :class:`InvalidAuthRequest` for a body that is not
+    the documented JSON. The signature is checked before the body is parsed.
+    """
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise InvalidAuthRequest(f"{DRIVER} webhook: the body must be the raw bytes received")
+    raw = bytes(body)
+    key_name, secret = key.reveal().split(":", 1)
+    given_key = _header(headers, "X-Ably-Key")
+    given_signature = _header(headers, "X-Ably-Signature")
+    if not given_key or not given_signature:
+        raise Unauthorized(
+            f"{DRIVER} webhook: X-Ably-Key and X-Ably-Signature are required (Ably signs "
+            "batched deliveries of a rule set to sign with this key)"
+        )
+    if not hmac.compare_digest(given_key.encode(), key_name.encode()):
+        raise Unauthorized(f"{DRIVER} webhook: signed with an unknown key")
+    expected = base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, given_signature.strip().encode()):
+        raise Unauthorized(f"{DRIVER} webhook: the signature does not match the body")
+
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidAuthRequest(f"{DRIVER} webhook: the body is not JSON") from None
+    items = document.get("items") if isinstance(document, dict) else None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise InvalidAuthRequest(f"{DRIVER} webhook: the body must be {{'items': [objects]}}")
+    if not items:
+        return []
+    stamps = [_timestamp(item) for item in items]
+    newest = max(stamps)
+    current = time.time() if now is None else now
+    if abs(current - newest / 1000) > MAX_AGE_SECONDS:
+        raise Unauthorized(
+            f"{DRIVER} webhook: the delivery's newest item is {int(current - newest / 1000)} s "
+            f"old; deliveries more than {int(MAX_AGE_SECONDS)} s off are refused"
+        )
+    events: list[WebhookEvent] = []
+    for item, stamp in zip(items, stamps, strict=True):
+        events.extend(_events(item, stamp))
+    return events
+
+
+def _timestamp(item: Mapping[str, Any]) -> int:
+    stamp = item.get("timestamp")
+    if not isinstance(stamp, (int, float)) or isinstance(stamp, bool) or stamp <= 0:
+        raise InvalidAuthRequest(f"{DRIVER} webhook: every item needs a numeric 'timestamp' (ms)")
+    return int(stamp)
+
+
+def _item_id(item: Mapping[str, Any]) -> str:
+    serial = item.get("serial")
+    if isinstance(serial, str) and serial:
+        return serial
+    digest = hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
+    return f"sha256-{digest[:32]}"
+
+
+def _data(item: Mapping[str, Any]) -> dict[str, Any]:
+    data = item.get("data")
+    if not isinstance(data, dict):
+        raise InvalidAuthRequest(f"{DRIVER} webhook: an item's 'data' must be an object")
+    return data
+
+
+def _channel(data: Mapping[str, Any]) -> str | None:
+    channel = data.get("channelId", data.get("name"))
+    return channel if isinstance(channel, str) and channel else None
+
+
+def _decoded(entry: Mapping[str, Any]) -> Any:
+    """A message's or presence message's data, with ``encoding: json`` undone."""
+    value = entry.get("data")
+    encoding = entry.get("encoding")
+    if encoding == "json" and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _events(item: Mapping[str, Any], stamp: int) -> list[WebhookEvent]:
+    source = item.get("source")
+    name = item.get("name")
+    base = _item_id(item)
+    data = _data(item)
+    channel = _channel(data)
+
+    if source == "channel.lifecycle":
+        event = LIFECYCLE_EVENTS.get(name) if isinstance(name, str) else None
+        return [
+            WebhookEvent(
+                name=event or f"ably:{name}",
+                channel=channel,
+                time_ms=stamp,
+                id=base,
+                data=data.get("status"),
+                driver=DRIVER,
+                raw=item,
+            )
+        ]
+    if source == "channel.occupancy":
+        return [
+            WebhookEvent(
+                name="channel_occupancy",
+                channel=channel,
+                time_ms=stamp,
+                id=base,
+                data=data.get("status", data.get("occupancy")),
+                driver=DRIVER,
+                raw=item,
+            )
+        ]
+    if source == "channel.presence":
+        entries = _entries(data, "presence")
+        out = []
+        for index, entry in enumerate(entries):
+            action = entry.get("action")
+            event = PRESENCE_EVENTS.get(action) if isinstance(action, int) else None
+            out.append(
+                WebhookEvent(
+                    name=event or "ably:presence",
+                    channel=channel,
+                    time_ms=_entry_time(entry, stamp),
+                    id=f"{base}:{_text(entry.get('id')) or index}",
+                    user_id=_text(entry.get("clientId")),
+                    data=_decoded(entry),
+                    socket_id=_text(entry.get("connectionId")),
+                    driver=DRIVER,
+                    raw=entry,
+                )
+            )
+        return out
+    if source == "channel.message":
+        entries = _entries(data, "messages")
+        return [
+            WebhookEvent(
+                name="message",
+                channel=channel,
+                time_ms=_entry_time(entry, stamp),
+                id=f"{base}:{_text(entry.get('id')) or index}",
+                user_id=_text(entry.get("clientId")),
+                event=_text(entry.get("name")),
+                data=_decoded(entry),
+                socket_id=_text(entry.get("connectionId")),
+                driver=DRIVER,
+                raw=entry,
+            )
+            for index, entry in enumerate(entries)
+        ]
+    return [
+        WebhookEvent(
+            name=f"ably:{source}",
+            channel=channel,
+            time_ms=stamp,
+            id=base,
+            data=data,
+            driver=DRIVER,
+            raw=item,
+        )
+    ]
+
+
+def _entries(data: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
+    entries = data.get(field)
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InvalidAuthRequest(f"{DRIVER} webhook: data.{field} must be a list of objects")
+    return entries
+
+
+def _entry_time(entry: Mapping[str, Any], fallback: int) -> int:
+    stamp = entry.get("timestamp")
+    if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and stamp > 0:
+        return int(stamp)
+    return fallback

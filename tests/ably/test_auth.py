@@ -1,0 +1,551 @@
+"""Authorizing Ably subscriptions: a JWT per channel, proved with the ``ably`` SDK as the client.
+
+The tokens are checked two ways: taken apart here (header, claims, the
+capability's exact operations, the signature recomputed with the key's
+secret), and used by the real ``ably`` SDK against the HTTPS emulator, which
+verifies the signature and expiry and enforces the capability on every
+channel (tests/servers/ably_emulator.py). The end-to-end tests serve
+``/broadcasting/auth`` with the library's own Starlette routes on a real
+uvicorn, and the SDK fetches its token from there through ``auth_url``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from broadcasting import (
+    AuthRequest,
+    Broadcast,
+    EncryptedPrivateChannel,
+    Forbidden,
+    InvalidAuthRequest,
+    NotSupported,
+    PresenceChannel,
+    PrivateChannel,
+    ValidationError,
+)
+from broadcasting_ably import _auth
+from servers.ably_emulator import LIMITED_KEY, TEST_KEY, AblyEmulator
+
+KEY_NAME, KEY_SECRET = TEST_KEY.split(":", 1)
+SOCKET = "1234.5678"
+
+
+@dataclass
+class User:
+    id: int
+    name: str
+
+
+ALICE = User(7, "Alice")
+BOB = User(8, "Bob")
+
+
+def _part(text: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
+def decode(token: str, secret: str = KEY_SECRET) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a JWT, after checking its HS256 signature with ``secret``."""
+    head, body, signature = token.split(".")
+    expected = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    assert base64.urlsafe_b64encode(expected).rstrip(b"=").decode() == signature
+    return _part(head), _part(body)
+
+
+def capability(body: dict[str, Any]) -> dict[str, list[str]]:
+    _, claims = decode(body["token"])
+    assert claims["x-ably-capability"] == body["capability"]
+    result: dict[str, list[str]] = json.loads(body["capability"])
+    return result
+
+
+def with_rules(broadcast: Broadcast) -> Broadcast:
+    @broadcast.authorize("orders.{order_id}")
+    def order_owner(user: User, order_id: str) -> bool:
+        return order_id in ("1", "2", "3")
+
+    @broadcast.authorize("chat.{room}")
+    def chat_member(user: User, room: str) -> dict[str, Any] | None:
+        return {"id": str(user.id), "name": user.name} if room != "closed" else None
+
+    return broadcast
+
+
+# -- channel names ------------------------------------------------------------------
+
+
+def test_channels_are_named_as_ably_laravel_broadcaster_names_them(broadcast: Broadcast) -> None:
+    driver = broadcast.driver("ably")
+    assert driver.channel_name(PrivateChannel("orders.1")) == "private:orders.1"
+    assert driver.channel_name(PresenceChannel("chat.1")) == "presence:chat.1"
+    assert driver.parse_channel("private:orders.1") == ("private", "orders.1")
+    assert driver.parse_channel("presence:chat.1") == ("presence", "chat.1")
+    assert driver.parse_channel("private-orders.1") == ("public", "private-orders.1")
+    with pytest.raises(NotSupported, match="'ably' driver does not support encrypted channels"):
+        driver.channel_name(EncryptedPrivateChannel("orders.1"))
+
+
+def test_pusher_style_and_public_names_need_no_token(broadcast: Broadcast) -> None:
+    with_rules(broadcast)
+    for channel in ("private-orders.1", "private-encrypted-orders.1", "orders.1"):
+        with pytest.raises(InvalidAuthRequest, match="public channel"):
+            broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name=channel)
+
+
+# -- what a token holds -------------------------------------------------------------
+
+
+def test_a_private_token_grants_that_channel_to_the_user(broadcast: Broadcast) -> None:
+    with_rules(broadcast)
+    before = int(time.time())
+    body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    header, claims = decode(body["token"])
+    assert header == {"typ": "JWT", "alg": "HS256", "kid": KEY_NAME}
+    assert json.loads(claims["x-ably-capability"]) == {"private:orders.1": ["history", "subscribe"]}
+    assert claims["x-ably-clientId"] == "7" == body["clientId"]
+    assert before <= claims["iat"] <= int(time.time())
+    assert claims["exp"] - claims["iat"] == 3600
+    assert (body["issued"], body["expires"]) == (claims["iat"] * 1000, claims["exp"] * 1000)
+    assert "info" not in body
+    json.dumps(body)  # JSON-ready
+
+
+def test_a_presence_token_lets_the_member_enter_with_the_rules_info(
+    broadcast: Broadcast,
+) -> None:
+    with_rules(broadcast)
+    body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="presence:chat.1")
+    assert capability(body) == {"presence:chat.1": ["history", "presence", "subscribe"]}
+    assert decode(body["token"])[1]["x-ably-clientId"] == "7" == body["clientId"]
+    assert body["info"] == {"id": "7", "name": "Alice"}
+
+
+def test_a_user_without_an_id_gets_a_token_without_client_id(broadcast: Broadcast) -> None:
+    @broadcast.authorize("orders.{order_id}")
+    def anyone(user: object, order_id: str) -> bool:
+        return True
+
+    body = broadcast.authenticate("someone", socket_id=SOCKET, channel_name="private:orders.1")
+    assert "x-ably-clientId" not in decode(body["token"])[1]
+    assert "clientId" not in body
+
+
+def test_token_ttl_is_an_option(make_broadcast: Callable[..., Broadcast]) -> None:
+    broadcast = with_rules(make_broadcast(token_ttl=120))
+    body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    _, claims = decode(body["token"])
+    assert claims["exp"] - claims["iat"] == 120
+
+
+@pytest.mark.parametrize("ttl", [0, 59, 86401, "3600", True, 1.5])
+def test_a_bad_token_ttl_is_a_configuration_error(
+    make_broadcast: Callable[..., Broadcast], ttl: object
+) -> None:
+    from broadcasting import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="token_ttl"):
+        make_broadcast(token_ttl=ttl).driver("ably")
+
+
+# -- the client's current token: kept when it is ours, ignored otherwise ------------------
+
+
+def test_the_current_token_keeps_its_channels(broadcast: Broadcast) -> None:
+    with_rules(broadcast)
+    first = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    second = broadcast.authenticate(
+        ALICE,
+        socket_id=SOCKET,
+        channel_name="presence:chat.1",
+        extra={"token": first["token"]},
+    )
+    assert capability(second) == {
+        "presence:chat.1": ["history", "presence", "subscribe"],
+        "private:orders.1": ["history", "subscribe"],
+    }
+    third = broadcast.authenticate(
+        ALICE, socket_id=SOCKET, channel_name="private:orders.2", extra={"token": second["token"]}
+    )
+    assert set(capability(third)) == {"private:orders.1", "private:orders.2", "presence:chat.1"}
+    assert third["clientId"] == "7"
+
+
+def _tampered(token: str) -> str:
+    head, body, signature = token.split(".")
+    claims = _part(body)
+    claims["x-ably-capability"] = json.dumps({"*": ["*"]})
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{head}.{forged}.{signature}"
+
+
+def _signed_with(key: str, claims: dict[str, Any]) -> str:
+    from broadcasting import Secret
+
+    return _auth.encode_jwt(Secret(key), claims)
+
+
+@pytest.mark.parametrize(
+    "held",
+    [
+        pytest.param(lambda good: _tampered(good), id="tampered-claims"),
+        pytest.param(
+            lambda good: good[:-4] + ("AAAA" if good[-4:] != "AAAA" else "BBBB"), id="bad-signature"
+        ),
+        pytest.param(
+            lambda good: _signed_with(
+                "appid.keyid:AnotherSecret",
+                {"iat": 1, "exp": int(time.time()) + 60, "x-ably-capability": '{"*":["*"]}'},
+            ),
+            id="signed-with-another-secret",
+        ),
+        pytest.param(
+            lambda good: _signed_with(
+                LIMITED_KEY,
+                {"iat": 1, "exp": int(time.time()) + 60, "x-ably-capability": '{"*":["*"]}'},
+            ),
+            id="another-key",
+        ),
+        pytest.param(
+            lambda good: _signed_with(
+                TEST_KEY,
+                {"iat": 1, "exp": int(time.time()) - 1, "x-ably-capability": '{"*":["*"]}'},
+            ),
+            id="expired",
+        ),
+        pytest.param(
+            lambda good: _signed_with(
+                TEST_KEY,
+                {
+                    "iat": 1,
+                    "exp": int(time.time()) + 60,
+                    "x-ably-capability": '{"private:orders.9":["*"]}',
+                    "x-ably-clientId": "8",
+                },
+            ),
+            id="another-users-token",
+        ),
+        pytest.param(lambda good: "not-a-jwt", id="garbage"),
+        pytest.param(lambda good: "a.b.c", id="three-garbage-parts"),
+    ],
+)
+def test_a_current_token_that_is_not_ours_or_not_valid_is_ignored(
+    broadcast: Broadcast, held: Callable[[str], str]
+) -> None:
+    with_rules(broadcast)
+    good = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    body = broadcast.authenticate(
+        ALICE,
+        socket_id=SOCKET,
+        channel_name="presence:chat.1",
+        extra={"token": held(good["token"])},
+    )
+    assert capability(body) == {"presence:chat.1": ["history", "presence", "subscribe"]}
+    assert body["clientId"] == "7"
+
+
+# -- refusals -----------------------------------------------------------------------
+
+
+def test_a_refused_rule_no_rule_and_no_user_are_forbidden(broadcast: Broadcast) -> None:
+    with_rules(broadcast)
+    for user, channel in [
+        (ALICE, "private:orders.99"),
+        (ALICE, "presence:chat.closed"),
+        (ALICE, "private:invoices.1"),
+        (None, "private:orders.1"),
+    ]:
+        with pytest.raises(Forbidden) as caught:
+            broadcast.authenticate(user, socket_id=SOCKET, channel_name=channel)
+        assert caught.value.http_status == 403
+
+
+def test_presence_info_ably_would_refuse_is_an_error_before_signing(broadcast: Broadcast) -> None:
+    @broadcast.authorize("big.{room}")
+    def big(user: User, room: str) -> dict[str, Any]:
+        return {"id": "7", "bio": "x" * (64 * 1024)}
+
+    with pytest.raises(ValidationError, match="Ably accepts at most 65536"):
+        broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="presence:big.1")
+
+
+def test_sign_in_sending_to_a_user_and_terminating_are_not_supported(broadcast: Broadcast) -> None:
+    with pytest.raises(NotSupported, match="user sign-in: Ably has no pusher:signin"):
+        broadcast.authenticate_user(SOCKET, {"id": "7"})
+    with pytest.raises(NotSupported, match="sending to a user"):
+        broadcast.send_to_user("7", "hello", {})
+    with pytest.raises(NotSupported, match="terminating a user's connections") as caught:
+        broadcast.terminate_user("7")
+    assert caught.value.http_status == 501
+
+
+def test_an_encrypted_request_reaching_the_driver_is_not_supported(broadcast: Broadcast) -> None:
+    driver = broadcast.driver("ably")
+    request = AuthRequest("encrypted", SOCKET, "private-encrypted-x", "x", ALICE)
+    with pytest.raises(NotSupported, match="encrypted channels"):
+        driver.sign_channel(request)
+
+
+def test_the_key_appears_in_no_answer_error_or_repr(broadcast: Broadcast) -> None:
+    with_rules(broadcast)
+    shown = [
+        json.dumps(broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="presence:chat.1")),
+        repr(broadcast.driver("ably")),
+    ]
+    for user, channel in [(ALICE, "private:orders.99"), (ALICE, "private-x")]:
+        try:
+            broadcast.authenticate(user, socket_id=SOCKET, channel_name=channel)
+        except Exception as exc:
+            shown.append(str(exc) + repr(exc))
+    token_claims = json.dumps(decode(json.loads(shown[0])["token"]))
+    for text in [*shown, token_claims]:
+        assert KEY_SECRET not in text and TEST_KEY not in text
+
+
+async def test_aauthenticate_with_an_async_rule(abroadcast: Broadcast) -> None:
+    @abroadcast.authorize("orders.{order_id}")
+    async def owner(user: User, order_id: str) -> bool:
+        return order_id == "1"
+
+    body = await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    assert capability(body) == {"private:orders.1": ["history", "subscribe"]}
+    with pytest.raises(Forbidden):
+        await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.2")
+
+
+# -- the ably SDK as the client, through our endpoint, against the emulator ----------------
+
+
+USERS = {"alice": ALICE, "bob": BOB}
+
+
+def auth_app(broadcast: Broadcast) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+
+    from broadcasting.web.starlette import broadcasting_routes
+
+    def current_user(request: Request) -> User | None:
+        return USERS.get(request.headers.get("x-user", ""))
+
+    return Starlette(routes=broadcasting_routes(broadcast, user=current_user))
+
+
+def sdk_client(emulator: AblyEmulator, server_url: str, user: str, **auth_params: str) -> Any:
+    from ably import AblyRest
+
+    return AblyRest(
+        auth_url=f"{server_url}/broadcasting/auth",
+        auth_headers={"X-User": user},
+        auth_params={"socket_id": SOCKET, **auth_params},
+        endpoint=emulator.host,
+        tls_port=emulator.port,
+        use_binary_protocol=False,
+        fallback_hosts=[],
+    )
+
+
+async def test_the_sdk_gets_a_token_from_our_endpoint_and_reads_only_that_channel(
+    emulator: AblyEmulator, abroadcast: Broadcast, serve: Callable[[Any], Any]
+) -> None:
+    from ably.util.exceptions import AblyException
+
+    with_rules(abroadcast)
+    await abroadcast.achannel("private:orders.1", {"id": 1}, "shipped")
+    await abroadcast.achannel("private:orders.2", {"id": 2}, "shipped")
+    server = serve(auth_app(abroadcast))
+    client = sdk_client(emulator, server.url, "alice", channel_name="private:orders.1")
+    try:
+        history = await client.channels.get("private:orders.1").history()
+        assert [(m.name, m.data) for m in history.items] == [("shipped", {"id": 1})]
+        assert client.auth.client_id == "7"
+
+        with pytest.raises(AblyException) as denied:
+            await client.channels.get("private:orders.2").history()
+        assert (denied.value.status_code, denied.value.code) == (401, 40160)
+
+        with pytest.raises(AblyException) as publish:
+            await client.channels.get("private:orders.1").publish("forged", {"id": 1})
+        assert publish.value.code == 40160  # the token grants no publish
+    finally:
+        await client.close()
+    token_uses = [
+        r for r in emulator.requests if r.headers.get("authorization", "").startswith("Bearer ")
+    ]
+    assert len(token_uses) == 3
+    assert [m.data for m in emulator.messages("private:orders.1")] == [{"id": 1}]
+    assert emulator.violations == []
+
+
+async def test_the_sdk_reads_the_presence_set_with_a_presence_token(
+    emulator: AblyEmulator, abroadcast: Broadcast, serve: Callable[[Any], Any]
+) -> None:
+    with_rules(abroadcast)
+    emulator.enter_presence("presence:chat.1", "7", {"id": "7", "name": "Alice"})
+    emulator.enter_presence("presence:chat.1", "8", {"id": "8", "name": "Bob"})
+    server = serve(auth_app(abroadcast))
+    client = sdk_client(emulator, server.url, "alice", channel_name="presence:chat.1")
+    try:
+        present = await client.channels.get("presence:chat.1").presence.get()
+        assert sorted((m.client_id, m.data["name"]) for m in present.items) == [
+            ("7", "Alice"),
+            ("8", "Bob"),
+        ]
+        token = await client.auth.authorize()
+        assert token.client_id == "7"
+    finally:
+        await client.close()
+    assert emulator.violations == []
+
+
+async def test_a_merged_token_works_for_both_channels_and_no_third(
+    emulator: AblyEmulator, abroadcast: Broadcast
+) -> None:
+    from ably import AblyRest
+    from ably.util.exceptions import AblyException
+
+    with_rules(abroadcast)
+    first = await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    merged = await abroadcast.aauthenticate(
+        ALICE, socket_id=SOCKET, channel_name="private:orders.2", extra={"token": first["token"]}
+    )
+    client = AblyRest(
+        token=merged["token"],
+        endpoint=emulator.host,
+        tls_port=emulator.port,
+        fallback_hosts=[],
+    )
+    try:
+        for channel in ("private:orders.1", "private:orders.2"):
+            assert (await client.channels.get(channel).history()).items == []
+        with pytest.raises(AblyException) as denied:
+            await client.channels.get("private:orders.3").history()
+        assert denied.value.code == 40160
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("forge", "code"),
+    [
+        pytest.param(lambda good: _tampered(good), 40144, id="tampered"),
+        pytest.param(
+            lambda good: _signed_with(
+                TEST_KEY,
+                {"iat": 1, "exp": int(time.time()) - 5, "x-ably-capability": '{"*":["*"]}'},
+            ),
+            40142,
+            id="expired",
+        ),
+    ],
+)
+async def test_the_emulator_refuses_forged_and_expired_tokens(
+    emulator: AblyEmulator,
+    abroadcast: Broadcast,
+    forge: Callable[[str], str],
+    code: int,
+) -> None:
+    from ably import AblyRest
+    from ably.util.exceptions import AblyException
+
+    with_rules(abroadcast)
+    good = await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    client = AblyRest(
+        token=forge(good["token"]),
+        endpoint=emulator.host,
+        tls_port=emulator.port,
+        fallback_hosts=[],
+    )
+    try:
+        with pytest.raises(AblyException):
+            await client.channels.get("private:orders.1").history()
+    finally:
+        await client.close()
+    answered = [r.answer for r in emulator.requests if r.path.endswith("/messages")]
+    assert answered and answered[0]["error"]["code"] == code
+
+
+def ably_shaped_errors(app: Any) -> Any:
+    """Wrap an ASGI app so an error body ``{"error": "forbidden"}`` reads as Ably's error shape.
+
+    The ``ably`` SDK reads an ``authUrl``'s error body as ``{"error": {"message",
+    "statusCode", "code"}}``; on the library's ``{"error": "<text>"}`` it hits a
+    ``TypeError`` and reports status 500 (see the strict xfail below; the fix
+    belongs to the web endpoints and is requested in /tmp/requests/ably.md).
+    Until then this rewrites the body only; the status is the endpoint's own.
+    """
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        held: dict[str, Any] = {}
+
+        async def capture(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                held["start"] = message
+                return
+            if message["type"] == "http.response.body" and "start" in held:
+                status = held["start"]["status"]
+                text = json.loads(message["body"])["error"]
+                body = json.dumps(
+                    {"error": {"message": text, "statusCode": status, "code": status * 100}}
+                ).encode()
+                headers = [
+                    (k, str(len(body)).encode() if k == b"content-length" else v)
+                    for k, v in held["start"]["headers"]
+                ]
+                await send({**held["start"], "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await app(scope, receive, capture)
+
+    return wrapped
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the ably SDK cannot read the endpoint's {'error': '<text>'} body: it raises a "
+    "TypeError inside, reported as an AblyException with status 500 (request filed)",
+)
+async def test_a_refused_rule_reaches_the_sdk_from_the_endpoint_as_it_is(
+    emulator: AblyEmulator, abroadcast: Broadcast, serve: Callable[[Any], Any]
+) -> None:
+    from ably.util.exceptions import AblyException
+
+    with_rules(abroadcast)
+    server = serve(auth_app(abroadcast))
+    client = sdk_client(emulator, server.url, "alice", channel_name="private:orders.99")
+    try:
+        with pytest.raises(AblyException) as refused:
+            await client.channels.get("private:orders.99").history()
+        assert refused.value.status_code == 403
+    finally:
+        await client.close()
+
+
+async def test_a_refused_rule_reaches_the_sdk_as_the_endpoints_403(
+    emulator: AblyEmulator, abroadcast: Broadcast, serve: Callable[[Any], Any]
+) -> None:
+    from ably.util.exceptions import AblyException
+
+    with_rules(abroadcast)
+    server = serve(ably_shaped_errors(auth_app(abroadcast)))
+    for user, channel in [("alice", "private:orders.99"), ("nobody", "private:orders.1")]:
+        client = sdk_client(emulator, server.url, user, channel_name=channel)
+        try:
+            with pytest.raises(AblyException) as refused:
+                await client.channels.get(channel).history()
+            assert (refused.value.status_code, refused.value.code) == (403, 40300)
+        finally:
+            await client.close()
+    assert [r for r in emulator.requests if r.method == "GET"] == []  # no token, no request
