@@ -132,6 +132,8 @@ class NodeClient:
     def start(self) -> NodeClient:
         """Start the script (installing the npm packages first if needed)."""
         ensure_installed(chromium=bool(self.config.get("chromium")))
+        if self.config.get("chromium") is True:
+            self.config["chromium"] = str(CHROMIUM)  # the scripts take the executable's path
         env = dict(os.environ)
         env["NODE_NO_WARNINGS"] = "1"
         with self._stderr_path.open("w") as stderr:
@@ -315,7 +317,8 @@ def require_node(*, chromium: bool = False) -> Path:
 def start_client(script: str, config: Mapping[str, Any] | None = None) -> NodeClient:
     """A started :class:`NodeClient`, or skip/fail (pytest) if Node cannot run here.
 
-    ``config["chromium"] = True`` also requires Chromium. Use it as a context
+    ``config["chromium"] = True`` also requires Chromium (the script then gets
+    its path in ``config["chromium"]``). Use it as a context
     manager (or call :meth:`NodeClient.close`) to stop the script.
     """
     client = NodeClient(script, config)
