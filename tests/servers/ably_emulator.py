@@ -55,7 +55,8 @@ publishers). ``GET /channels/{name}/presence`` answers the presence set and
 ``GET /channels`` (``by=value`` or ``by=id``, ``prefix``) the active channels,
 both ``limit`` items a page with a ``Link: <...>; rel="next"`` header for the
 rest, as Ably paginates; ``GET /channels/{name}`` answers ``ChannelDetails``
-with the occupancy metrics.
+with the occupancy metrics. The queued ``error`` and ``html`` faults apply to
+these reads too.
 """
 
 from __future__ import annotations
@@ -864,11 +865,19 @@ class AblyEmulator:
         if accept not in (JSON, MSGPACK):
             return record, self._reject(request, record, f"unexpected Accept {accept!r}")
         try:
-            return record, self._identify(request, record)
+            identity = self._identify(request, record)
         except Refused as refused:
             return record, self._error(
                 request, record, refused.status, refused.code, refused.message
             )
+        fault = self._next_fault()  # the queued error and html faults apply to reads too
+        if fault is not None and fault.kind == "html":
+            record.status = fault.status
+            html = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return record, web.Response(status=fault.status, text=html, content_type="text/html")
+        if fault is not None and fault.kind in ("error", "stored_error"):
+            return record, self._error(request, record, fault.status, fault.code, fault.message)
+        return record, identity
 
     def _channel_of(self, request: web.Request, suffix: str) -> str:
         raw_path = request.raw_path.split("?", 1)[0]
