@@ -159,10 +159,7 @@ def flask_app(broadcast: Broadcast) -> Any:
     """The Flask app: ``broadcasting_blueprint`` plus the ship view and the page."""
     from flask import Flask, Response, jsonify, request
 
-    try:
-        from broadcasting.web.flask import broadcasting_blueprint
-    except ImportError:  # until the Flask adapter lands: the same endpoints, by hand
-        broadcasting_blueprint = _blueprint
+    from broadcasting.web.flask import broadcasting_blueprint
 
     app = Flask("e2e")
     app.register_blueprint(
@@ -192,35 +189,6 @@ def flask_app(broadcast: Broadcast) -> Any:
         return Response(_pusher_js(), mimetype="text/javascript")
 
     return app
-
-
-def _blueprint(broadcast: Broadcast, **kwargs: Any) -> Any:
-    from flask import Blueprint, Response, request
-
-    from broadcasting.web import AuthEndpoints
-
-    endpoints = AuthEndpoints(broadcast, **kwargs)
-    blueprint = Blueprint("broadcasting", __name__)
-
-    def view(route: Any) -> Any:
-        def handle() -> Response:
-            answer = endpoints.handle(
-                route,
-                request,
-                method=request.method,
-                headers=request.headers,
-                body=request.get_data(),
-                query=request.query_string,
-            )
-            return Response(answer.content, status=answer.status, headers=dict(answer.headers))
-
-        return handle
-
-    blueprint.add_url_rule("/broadcasting/auth", "auth", view("auth"), methods=["GET", "POST"])
-    blueprint.add_url_rule(
-        "/broadcasting/user-auth", "user_auth", view("user-auth"), methods=["POST"]
-    )
-    return blueprint
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, wsgiref.simple_server.WSGIServer):
