@@ -22,7 +22,7 @@ from broadcasting import (
     PresenceChannel,
     ValidationError,
 )
-from broadcasting._state import Heard
+from broadcasting._state import SUBSCRIBED, Heard
 from broadcasting.drivers.memory import BroadcastMemoryDriver
 
 
@@ -97,15 +97,17 @@ async def test_listen_channels_hears_this_process_publishes_once_per_channel(
     heard: list[Heard] = []
     listener = memory.listen_channels(["orders", "lobby", "orders"])
     async with contextlib.aclosing(listener):
-        first = asyncio.ensure_future(anext(listener))
-        await asyncio.sleep(0)  # one turn: the generator subscribes before it first waits
+        ready = [await anext(listener), await anext(listener)]
+        assert [(h.channel, h.event) for h in ready] == [
+            ("orders", SUBSCRIBED),
+            ("lobby", SUBSCRIBED),
+        ]
         assert [c.name for c in memory.channels()] == ["lobby", "orders"]
         await memory_broadcast.achannel(["orders", "lobby"], {"id": 1}, "shipped")
         await asyncio.to_thread(memory_broadcast.channel, "elsewhere", "not heard")
         await asyncio.to_thread(memory_broadcast.channel, "orders", "from a thread", "note")
-        heard.append(await asyncio.wait_for(first, 5))
-        heard.append(await asyncio.wait_for(anext(listener), 5))
-        heard.append(await asyncio.wait_for(anext(listener), 5))
+        for _ in range(3):
+            heard.append(await asyncio.wait_for(anext(listener), 5))
         assert memory.channel_info("orders").subscription_count == 1
     assert [(h.channel, h.event, h.data) for h in heard] == [
         ("orders", "shipped", '{"id":1}'),

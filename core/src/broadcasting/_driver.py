@@ -327,7 +327,10 @@ class Driver:
         """Subscribe to ``channels`` as a client would and yield each event as it arrives.
 
         What ``broadcasting listen`` runs, so a developer sees whether events
-        go out. An async generator: iterate it with ``async for``, and close it
+        go out. It first yields, for each channel, a ``Heard`` whose ``event``
+        is ``broadcasting._state.SUBSCRIBED`` once the subscription is confirmed
+        (publishes from then on are heard), then every event as it arrives.
+        An async generator: iterate it with ``async for``, and close it
         (``aclose()``, or leaving the loop of an ``async with
         contextlib.aclosing(...)``) to unsubscribe and disconnect. It ends
         only when closed; a lost connection raises a :class:`BroadcastError`.

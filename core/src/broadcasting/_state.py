@@ -29,6 +29,11 @@ class Member:
     info: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
+#: The event of the :class:`Heard` a listener yields once per channel when its
+#: subscription is confirmed, before any other event of that channel.
+SUBSCRIBED = "broadcasting:subscribed"
+
+
 @dataclass(frozen=True, slots=True)
 class Heard:
     """One event a listener received on a channel, as a subscribed client would see it.
@@ -38,7 +43,8 @@ class Heard:
     Attributes:
         channel: the channel it arrived on.
         event: the event's name (``shipped``; ``pusher:member_added`` and the
-            like for a presence channel's own events).
+            like for a presence channel's own events; :data:`SUBSCRIBED` once
+            the subscription is confirmed).
         data: the event's data as sent (a JSON text for JSON payloads).
         received_at: when it arrived, seconds since the epoch (``time.time()``).
         user_id: the member, for a presence channel's member events.

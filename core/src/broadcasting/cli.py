@@ -1,20 +1,33 @@
-"""The ``broadcasting`` command: list drivers, send a message, check each driver's service."""
+"""The ``broadcasting`` command: drivers, send, check, and hearing back from the service.
+
+``channels`` and ``members`` ask the service about its channels (a table, or
+``--json``); ``listen`` subscribes as a client would and prints each event as
+it arrives, one line each (``--json``: one JSON object a line), until Ctrl-C,
+which exits with status 130 and no traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TextIO
 
 from broadcasting import __version__
 from broadcasting._broadcast import Broadcast
 from broadcasting._errors import BroadcastError
 from broadcasting._health import Health
 from broadcasting._plugins import installed_drivers
+from broadcasting._state import SUBSCRIBED, Heard
+
+#: The exit status after Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,7 +73,46 @@ def _parser() -> argparse.ArgumentParser:
         help="check only this driver (repeatable; default: DRIVER and every DRIVERS entry)",
     )
     check.add_argument("--json", action="store_true", help="print a JSON list")
+
+    channels = commands.add_parser(
+        "channels",
+        help="list the occupied channels the service reports",
+        description="Ask the driver's service which channels are occupied (one request).",
+    )
+    channels.add_argument("--prefix", "-p", metavar="P", help="only channels starting with P")
+    _common(channels, "print a JSON list")
+
+    members = commands.add_parser(
+        "members",
+        help="list the members of a presence channel",
+        description="Ask the driver's service who is in a presence channel (one request).",
+    )
+    members.add_argument(
+        "channel", metavar="CHANNEL", help="a presence channel, e.g. presence-room"
+    )
+    _common(members, "print a JSON list")
+
+    listen = commands.add_parser(
+        "listen",
+        help="subscribe to channels and print each event as it arrives",
+        description=(
+            "Subscribe to the channels as a client would (the Pusher WebSocket protocol for "
+            "pusher, signing private and presence subscriptions with the configured secret; "
+            "this process's publishes for memory) and print each event as it arrives, one "
+            "line each. Ctrl-C stops it (exit status 130)."
+        ),
+    )
+    listen.add_argument("channel", nargs="+", metavar="CHANNEL", help="full channel names")
+    _common(listen, "print one JSON object per event")
     return parser
+
+
+def _common(parser: argparse.ArgumentParser, json_help: str) -> None:
+    parser.add_argument("--driver", "-d", metavar="NAME", help="default: DRIVER from the config")
+    parser.add_argument(
+        "--config", metavar="PATH", help="a .py, .toml or .json file with DRIVER and DRIVERS"
+    )
+    parser.add_argument("--json", action="store_true", help=json_help)
 
 
 def _parse_message(text: str) -> Any:
@@ -145,6 +197,111 @@ def _print_health(results: list[tuple[str, Health]], default: str, *, as_json: b
     )
 
 
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _channels(args: argparse.Namespace) -> int:
+    with Broadcast(args.config) as broadcast:
+        found = broadcast.channels(args.prefix, driver=args.driver)
+    if args.json:
+        print(json.dumps([asdict(info) for info in found], indent=2))
+        return 0
+    if not found:
+        where = f" starting with {args.prefix!r}" if args.prefix else ""
+        print(f"no occupied channels{where}", file=sys.stderr)
+        return 0
+    _print_table(
+        [("CHANNEL", "SUBSCRIPTIONS", "USERS")]
+        + [(c.name, _count(c.subscription_count), _count(c.user_count)) for c in found]
+    )
+    return 0
+
+
+def _members(args: argparse.Namespace) -> int:
+    with Broadcast(args.config) as broadcast:
+        found = broadcast.members(args.channel, driver=args.driver)
+    if args.json:
+        print(json.dumps([{"id": m.id, "info": m.info} for m in found], indent=2, default=str))
+        return 0
+    if not found:
+        print(f"nobody is in {args.channel}", file=sys.stderr)
+        return 0
+    _print_table(
+        [("ID", "INFO")]
+        + [(m.id, "-" if m.info is None else json.dumps(m.info, default=str)) for m in found]
+    )
+    return 0
+
+
+def _heard_line(heard: Heard, as_json: bool) -> str:
+    if as_json:
+        row: dict[str, Any] = {
+            "channel": heard.channel,
+            "event": heard.event,
+            "data": heard.data,
+            "received_at": heard.received_at,
+        }
+        if heard.user_id is not None:
+            row["user_id"] = heard.user_id
+        return json.dumps(row, ensure_ascii=False)
+    clock = time.strftime("%H:%M:%S", time.localtime(heard.received_at))
+    millis = int(heard.received_at * 1000) % 1000
+    data = heard.data.replace("\r", "\\r").replace("\n", "\\n")  # one line per event
+    return f"{clock}.{millis:03d}  {heard.channel}  {heard.event}  {data}"
+
+
+async def listen(
+    broadcast: Broadcast,
+    channels: Sequence[str],
+    *,
+    driver: str | None = None,
+    as_json: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> None:
+    """Print each event heard on ``channels`` (what ``broadcasting listen`` runs), until cancelled.
+
+    Subscription notices go to ``err``; once every channel is subscribed it
+    says ``listening on ...``. Each event is one line on ``out``, flushed at once.
+    """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    target = broadcast.driver(driver)
+    waiting = set(channels)
+    heard_events = target.listen_channels(list(channels))
+    try:
+        async for heard in heard_events:
+            if heard.event == SUBSCRIBED:
+                waiting.discard(heard.channel)
+                if not waiting:
+                    names = ", ".join(dict.fromkeys(channels))
+                    print(
+                        f"broadcasting: listening on {names} ({target.name}); Ctrl-C to stop",
+                        file=err,
+                        flush=True,
+                    )
+                continue
+            print(_heard_line(heard, as_json), file=out, flush=True)
+    finally:
+        close = getattr(heard_events, "aclose", None)
+        if close is not None:
+            await close()  # unsubscribe and disconnect, also when cancelled (Ctrl-C)
+
+
+def _listen(args: argparse.Namespace) -> int:
+    broadcast = Broadcast(args.config)
+    try:
+        asyncio.run(listen(broadcast, args.channel, driver=args.driver, as_json=args.json))
+    except KeyboardInterrupt:
+        print("broadcasting: stopped", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        with contextlib.suppress(Exception):
+            broadcast.close()
+    return 0  # pragma: no cover - listening ends only by Ctrl-C or an error
+
+
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
     """Columns padded to their widest cell; the last one is not padded."""
     widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]) - 1)]
@@ -161,6 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _drivers(args.json)
         if args.command == "send":
             return _send(args)
+        if args.command == "channels":
+            return _channels(args)
+        if args.command == "members":
+            return _members(args)
+        if args.command == "listen":
+            return _listen(args)
         return _check(args)
     except BroadcastError as exc:
         print(f"broadcasting: error: {type(exc).__name__}: {exc}", file=sys.stderr)

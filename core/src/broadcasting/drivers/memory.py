@@ -46,7 +46,7 @@ from broadcasting import (
     ValidationError,
     WebhookEvent,
 )
-from broadcasting._state import Heard
+from broadcasting._state import SUBSCRIBED, Heard
 from broadcasting._webhooks import MAX_AGE_SECONDS
 
 Callback = Callable[[Message], object]
@@ -300,9 +300,11 @@ class BroadcastMemoryDriver(Driver):
     async def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
         """Yield every later publish of this process to ``channels``, once per channel.
 
-        What ``broadcasting listen`` runs for the memory driver: it hears the
-        publishes of the process it runs in (another process has its own
-        memory driver). Closing the generator unsubscribes.
+        First one :data:`~broadcasting._state.SUBSCRIBED` per channel (the
+        subscriptions are made by then). What ``broadcasting listen`` runs
+        for the memory driver: it hears the publishes of the process it runs
+        in (another process has its own memory driver). Closing the generator
+        unsubscribes.
         """
         if not channels or not all(isinstance(c, str) and c for c in channels):
             raise InvalidChannel("memory: listen to one or more non-empty channel names")
@@ -316,8 +318,11 @@ class BroadcastMemoryDriver(Driver):
 
             return deliver
 
-        stops = [self.subscribe(hand_over(c), c) for c in dict.fromkeys(channels)]
+        names = list(dict.fromkeys(channels))
+        stops = [self.subscribe(hand_over(c), c) for c in names]
         try:
+            for name in names:
+                yield Heard(name, SUBSCRIBED, "", time.time())
             while True:
                 yield await queue.get()
         finally:

@@ -1,0 +1,191 @@
+"""Listening to channels over the Pusher WebSocket protocol (what ``broadcasting listen`` runs).
+
+One WebSocket connection (``aiohttp``, the plugin's ``aiohttp`` extra) to
+``ws(s)://HOST:PORT/app/KEY?protocol=7``: for Pusher Channels the host is the
+cluster's ``ws-CLUSTER.pusher.com``; for soketi and Reverb it is the configured
+``host`` and ``port``. It subscribes to every channel, signing private,
+presence and encrypted subscriptions itself with the configured secret, as an
+app's auth endpoint would (a presence subscription joins as the member
+``broadcasting-listen-<random>``, so it shows in the channel's members).
+Events on ``private-encrypted-`` channels are decrypted with the master key.
+
+It yields, in order: one :data:`~broadcasting._state.SUBSCRIBED` per channel
+once the server confirmed it, then every event as it arrives (a presence
+channel's ``pusher:member_added``/``pusher:member_removed`` too). The
+server's pings are answered. A refused subscription, a connection that fails
+or closes is a :class:`BroadcastError` naming the URL, never the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from broadcasting import BroadcastError, InvalidChannel, NotSupported, ValidationError
+from broadcasting._state import SUBSCRIBED, Heard
+from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH, is_encrypted
+
+if TYPE_CHECKING:
+    from broadcasting_pusher._driver import BroadcastPusherDriver
+    from broadcasting_pusher._settings import PusherSettings
+
+PROTOCOL = 7
+CLIENT = "broadcasting-listen"
+_SIGNED_PREFIXES = ("private-", "presence-")
+
+
+def ws_url(settings: PusherSettings) -> str:
+    """The WebSocket URL of the app: the cluster's ``ws-`` host, or the configured one."""
+    host, port = settings.host, settings.port
+    if settings.cluster and host == f"api-{settings.cluster}.pusher.com":
+        host = f"ws-{settings.cluster}.pusher.com"
+    elif host == "api.pusherapp.com":
+        host = "ws.pusherapp.com"
+    scheme = "wss" if settings.ssl else "ws"
+    query = f"protocol={PROTOCOL}&client={CLIENT}&version=1.0"
+    return f"{scheme}://{host}:{port}/app/{settings.key}?{query}"
+
+
+def _checked(driver: BroadcastPusherDriver, channels: Sequence[str]) -> list[str]:
+    if isinstance(channels, str) or not channels:
+        raise InvalidChannel(f"{driver.name}: listen to a list of one or more channel names")
+    names = list(dict.fromkeys(channels))
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise InvalidChannel(f"{driver.name}: channel names must be non-empty str")
+        if len(name) > MAX_CHANNEL_NAME_LENGTH or not CHANNEL_PATTERN.fullmatch(name):
+            raise InvalidChannel(f"{driver.name}: {name[:200]!r} is not a Pusher channel name")
+        if is_encrypted(name) and driver.settings.encryption_master_key is None:
+            raise ValidationError(
+                f"{driver.name}: listening to {name!r} needs encryption_master_key_base64 "
+                "in the driver's options, to decrypt its events"
+            )
+    return names
+
+
+def _sign(driver: BroadcastPusherDriver, text: str) -> str:
+    secret = driver.settings.secret.reveal().encode("utf-8")
+    return f"{driver.settings.key}:" + hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _subscribe_frame(driver: BroadcastPusherDriver, socket_id: str, channel: str) -> str:
+    data: dict[str, str] = {"channel": channel}
+    if channel.startswith("presence-"):
+        member = {"user_id": f"{CLIENT}-{os.urandom(4).hex()}", "user_info": {"listener": True}}
+        data["channel_data"] = json.dumps(member, separators=(",", ":"))
+        data["auth"] = _sign(driver, f"{socket_id}:{channel}:{data['channel_data']}")
+    elif channel.startswith(_SIGNED_PREFIXES):
+        data["auth"] = _sign(driver, f"{socket_id}:{channel}")
+    return json.dumps({"event": "pusher:subscribe", "data": data})
+
+
+def _decrypted(driver: BroadcastPusherDriver, channel: str, data: str) -> str:
+    import nacl.exceptions
+    import nacl.secret
+
+    master = driver.settings.encryption_master_key
+    assert master is not None  # checked before connecting
+    shared = hashlib.sha256(channel.encode() + base64.b64decode(master.reveal())).digest()
+    try:
+        envelope = json.loads(data)
+        nonce = base64.b64decode(envelope["nonce"])
+        ciphertext = base64.b64decode(envelope["ciphertext"])
+        plain: bytes = nacl.secret.SecretBox(shared).decrypt(ciphertext, nonce)
+    except (ValueError, KeyError, TypeError, nacl.exceptions.CryptoError):
+        raise BroadcastError(
+            f"{driver.name}: an event on {channel!r} could not be decrypted "
+            "(is encryption_master_key_base64 the one the publisher uses?)"
+        ) from None
+    return plain.decode("utf-8", "replace")
+
+
+def _text(data: Any) -> str:
+    return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+
+
+async def listen_channels(
+    driver: BroadcastPusherDriver, channels: Sequence[str], *, timeout: float | None = None
+) -> AsyncIterator[Heard]:
+    """Subscribe to ``channels`` over the WebSocket protocol and yield what arrives."""
+    names = _checked(driver, channels)
+    try:
+        import aiohttp
+    except ImportError:
+        raise NotSupported(
+            driver.name,
+            "listening to channels",
+            "it needs aiohttp: pip install 'broadcasting-pusher[aiohttp]'",
+        ) from None
+    settings = driver.settings
+    url = ws_url(settings)
+    where = url.split("?")[0]
+    wait = settings.timeout if timeout is None else timeout
+    client_timeout = aiohttp.ClientTimeout(total=None, connect=wait, sock_connect=wait)
+    async with aiohttp.ClientSession(timeout=client_timeout) as session:
+        try:
+            ws = await session.ws_connect(url, heartbeat=None)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise BroadcastError(
+                f"{driver.name}: could not open the WebSocket {where}: {type(exc).__name__}: {exc}"
+            ) from None
+        async with ws:
+            pending = set(names)
+            socket_id = ""
+            while True:
+                try:
+                    message = await ws.receive(timeout=wait * 4 if pending else None)
+                except asyncio.TimeoutError:
+                    raise BroadcastError(
+                        f"{driver.name}: {where} did not confirm the subscriptions to "
+                        f"{sorted(pending)} within {wait * 4:g} s"
+                    ) from None
+                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    raise BroadcastError(
+                        f"{driver.name}: the server closed the WebSocket {where} "
+                        f"(code {ws.close_code})"
+                    )
+                if message.type == aiohttp.WSMsgType.ERROR:
+                    raise BroadcastError(f"{driver.name}: the WebSocket {where} failed")
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                frame = json.loads(message.data)
+                event = str(frame.get("event", ""))
+                channel = str(frame.get("channel", ""))
+                data = frame.get("data", "")
+                if event == "pusher:connection_established":
+                    socket_id = json.loads(data)["socket_id"]
+                    for name in names:
+                        await ws.send_str(_subscribe_frame(driver, socket_id, name))
+                elif event == "pusher:ping":
+                    await ws.send_str(json.dumps({"event": "pusher:pong", "data": {}}))
+                elif event == "pusher_internal:subscription_succeeded":
+                    if channel in pending:
+                        pending.discard(channel)
+                        yield Heard(channel, SUBSCRIBED, "", time.time())
+                elif event in ("pusher:error", "pusher:subscription_error"):
+                    said = _text(data)[:300]
+                    raise BroadcastError(
+                        f"{driver.name}: {where} refused: {said}"
+                        + (f" (channel {channel!r})" if channel else "")
+                    )
+                elif event in ("pusher_internal:member_added", "pusher_internal:member_removed"):
+                    info = json.loads(data) if isinstance(data, str) else data
+                    user = info.get("user_id") if isinstance(info, dict) else None
+                    name = event.replace("pusher_internal:", "pusher:")
+                    yield Heard(channel, name, _text(data), time.time(), _opt(user))
+                elif not event.startswith("pusher"):
+                    text = _text(data)
+                    if is_encrypted(channel):
+                        text = _decrypted(driver, channel, text)
+                    yield Heard(channel, event, text, time.time(), _opt(frame.get("user_id")))
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
