@@ -149,7 +149,7 @@ def test_echo_receives_both_naming_conventions(
         assert [line["event"] for line in client.seen("raw")] == published
 
     # and echo_event_name() says what each listen() bound, for each namespace option
-    name_of = dict(zip(WHICH, published))
+    name_of = dict(zip(WHICH, published, strict=True))
     for label, options in LISTENERS.items():
         namespace = options.get("namespace", "App.Events")
         for listen, which in fired(label):
