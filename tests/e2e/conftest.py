@@ -46,7 +46,14 @@ def _apps_with_user_authentication() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def soketi() -> Iterator[SoketiServer]:
-    server = start_soketi(**{"appManager.array.apps": _apps_with_user_authentication()})
+    server = start_soketi(
+        **{
+            "appManager.array.apps": _apps_with_user_authentication(),
+            # with user authentication on, soketi closes a connection that has not
+            # signed in after this long (default 30 s): far beyond any test here
+            "userAuthenticationTimeout": 600_000,
+        }
+    )
     try:
         yield server
     finally:
