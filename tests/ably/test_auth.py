@@ -549,3 +549,34 @@ async def test_a_refused_rule_reaches_the_sdk_as_the_endpoints_403(
         finally:
             await client.close()
     assert [r for r in emulator.requests if r.method == "GET"] == []  # no token, no request
+
+
+def test_the_endpoint_merges_the_token_an_echo_style_client_posts_back(
+    broadcast: Broadcast, serve: Callable[[Any], Any]
+) -> None:
+    """Posted the way Ably's Echo connector posts (JSON: channel_name and its current token;
+    plus the socket_id the core still requires), the second answer grants both channels."""
+    import httpx
+
+    with_rules(broadcast)
+    server = serve(auth_app(broadcast))
+    url = f"{server.url}/broadcasting/auth"
+    with httpx.Client(headers={"X-User": "alice"}) as client:
+        first = client.post(
+            url, json={"socket_id": SOCKET, "channel_name": "private:orders.1", "token": None}
+        )
+        second = client.post(
+            url,
+            json={
+                "socket_id": SOCKET,
+                "channel_name": "presence:chat.1",
+                "token": first.json()["token"],
+            },
+        )
+    assert first.status_code == second.status_code == 200
+    assert first.headers["content-type"].startswith("application/json")
+    assert capability(second.json()) == {
+        "presence:chat.1": ["history", "presence", "subscribe"],
+        "private:orders.1": ["history", "subscribe"],
+    }
+    assert second.json()["info"] == {"id": "7", "name": "Alice"}

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import functools
 import hmac
 import json
 import time
@@ -60,8 +60,18 @@ MAX_MEMBER_INFO_BYTES = 64 * 1024
 MAX_CHANNELS_PER_TOKEN = 100
 
 
+#: JSON without spaces; keys in the order given (the callers build them sorted).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+@functools.lru_cache(maxsize=64)
+def _jwt_header(key_name: str) -> str:
+    """The encoded JWT header for a key name (public; the same for every token of the key)."""
+    return _b64url(_compact({"typ": "JWT", "alg": "HS256", "kid": key_name}).encode())
 
 
 def _unb64url(text: str) -> bytes:
@@ -74,15 +84,14 @@ def _compact(value: Any) -> str:
 
 def canonical_capability(capability: Mapping[str, Any]) -> str:
     """The capability as the JSON string Ably expects: sorted resources and operations."""
-    return _compact({name: sorted(set(ops)) for name, ops in capability.items()})
+    return _COMPACT.encode({name: sorted(set(capability[name])) for name in sorted(capability)})
 
 
 def encode_jwt(key: Secret, claims: Mapping[str, Any]) -> str:
     """An HS256 JWT with ``claims``, signed with the key's secret, naming the key in ``kid``."""
-    key_name, secret = key.reveal().split(":", 1)
-    header = {"typ": "JWT", "alg": "HS256", "kid": key_name}
-    signing_input = f"{_b64url(_compact(header).encode())}.{_b64url(_compact(claims).encode())}"
-    mac = hmac.new(secret.encode(), signing_input.encode("ascii"), hashlib.sha256).digest()
+    key_name, _, secret = key.reveal().partition(":")
+    signing_input = f"{_jwt_header(key_name)}.{_b64url(_COMPACT.encode(claims).encode())}"
+    mac = hmac.digest(secret.encode(), signing_input.encode("ascii"), "sha256")
     return f"{signing_input}.{_b64url(mac)}"
 
 
@@ -102,7 +111,7 @@ def decode_jwt(key: Secret, token: str, *, now: float | None = None) -> dict[str
     key_name, secret = key.reveal().split(":", 1)
     if header.get("alg") != "HS256" or header.get("kid") != key_name:
         return None
-    expected = hmac.new(secret.encode(), f"{head}.{body}".encode("ascii"), hashlib.sha256).digest()
+    expected = hmac.digest(secret.encode(), f"{head}.{body}".encode("ascii"), "sha256")
     if not hmac.compare_digest(expected, given):
         return None
     exp = claims.get("exp")
