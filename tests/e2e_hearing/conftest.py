@@ -1,0 +1,170 @@
+"""End-to-end hearing: soketi sends its real webhooks to our endpoint; pusher-js makes them happen.
+
+- ``soketi``: one soketi for this folder whose app posts ``channel_occupied``,
+  ``channel_vacated``, ``member_added`` and ``member_removed`` to the receiver
+  (``webhooks: [{url, event_types}]``) and has user authentication on.
+- ``broadcast``: the ``pusher`` driver pointed at it, with a presence rule
+  (``room.{name}``: any signed-in user, as its member info), an
+  ``on_webhook("*")`` handler collecting what the library verified
+  (:class:`hearing_support.Heard`) and an online-users plugin on the
+  ``broadcasting_webhook`` hook.
+- ``receiver``: ``broadcasting_routes`` (the library's Starlette adapter) under
+  uvicorn, wrapped in a :class:`~hearing_support.Recorder`.
+- ``pusher_js``: starts pusher-js clients (Node, tests/js) as users.
+
+Without Node.js/npm the tests skip; with ``CI`` set they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hearing_support import Heard, Recorder, Uvicorn, free_port
+from node_clients import NodeClient, start_client
+from soketi_pytest import start_soketi
+from soketi_server import CONFIG_FILE, SoketiServer
+
+from broadcasting import Broadcast, Driver, WebhookEvent, hookimpl
+
+EVENT_TYPES = ["channel_occupied", "channel_vacated", "member_added", "member_removed"]
+USERS = {"1": "Ann", "2": "Bob", "3": "Cy"}
+
+
+class OnlineUsers:
+    """A plugin keeping who is online per presence channel; de-duplicates on ``event.id``."""
+
+    def __init__(self) -> None:
+        self.online: dict[str, set[str]] = {}
+        self.seen: set[str] = set()
+        self.duplicates = 0
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def broadcasting_webhook(
+        self, broadcast: Broadcast, driver: Driver, event: WebhookEvent
+    ) -> None:
+        with self._lock:
+            if event.id in self.seen:
+                self.duplicates += 1
+                return
+            self.seen.add(event.id)
+            if event.channel is None or event.user_id is None:
+                return
+            room = self.online.setdefault(event.channel, set())
+            if event.name == "member_added":
+                room.add(event.user_id)
+            elif event.name == "member_removed":
+                room.discard(event.user_id)
+
+    def of(self, channel: str) -> set[str]:
+        with self._lock:
+            return set(self.online.get(channel, ()))
+
+
+@pytest.fixture(scope="session")
+def receiver_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def soketi(receiver_port: int) -> Iterator[SoketiServer]:
+    apps: list[dict[str, Any]] = json.loads(CONFIG_FILE.read_text("utf-8"))["appManager.array.apps"]
+    url = f"http://127.0.0.1:{receiver_port}/broadcasting/webhook"
+    hooked = [
+        {
+            **app,
+            "enableUserAuthentication": True,
+            "webhooks": [{"url": url, "event_types": EVENT_TYPES}],
+        }
+        for app in apps
+    ]
+    server = start_soketi(**{"appManager.array.apps": hooked})
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def plugin() -> OnlineUsers:
+    return OnlineUsers()
+
+
+@pytest.fixture(scope="session")
+def heard() -> Heard:
+    return Heard()
+
+
+@pytest.fixture(scope="session")
+def broadcast(soketi: SoketiServer, plugin: OnlineUsers, heard: Heard) -> Iterator[Broadcast]:
+    config = {"DRIVER": "pusher", "DRIVERS": {"pusher": soketi.driver_options(retries=0)}}
+    with Broadcast(config, plugins=[plugin]) as broadcast:
+
+        @broadcast.authorize("room.{name}")
+        def room(user: str | None, name: str) -> dict[str, Any] | None:
+            return None if user is None else {"id": user, "name": USERS[user]}
+
+        broadcast.on_webhook()(heard)
+        yield broadcast
+
+
+@pytest.fixture(scope="session")
+def recorder(broadcast: Broadcast) -> Recorder:
+    from starlette.applications import Starlette
+
+    from broadcasting.web import WEBHOOK_PATH
+    from broadcasting.web.starlette import broadcasting_routes
+
+    def user(request: Any) -> str | None:
+        value = request.headers.get("x-user", "")
+        return value if value in USERS else None
+
+    app = Starlette(routes=broadcasting_routes(broadcast, user=user))
+    return Recorder(app, WEBHOOK_PATH)
+
+
+@pytest.fixture(scope="session")
+def receiver(recorder: Recorder, receiver_port: int) -> Iterator[Uvicorn]:
+    server = Uvicorn(recorder, receiver_port).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+Start = Callable[[str], NodeClient]
+
+
+@pytest.fixture
+def pusher_js(soketi: SoketiServer, receiver: Uvicorn) -> Iterator[Start]:
+    """``pusher_js(user_id)``: a connected pusher-js client authorized as that user."""
+    started: list[NodeClient] = []
+
+    def start(user: str) -> NodeClient:
+        client = start_client(
+            "pusher_client.mjs",
+            {
+                "key": soketi.key,
+                "wsHost": soketi.host,
+                "wsPort": soketi.port,
+                "authEndpoint": f"{receiver.url}/broadcasting/auth",
+                "headers": {"X-User": user},
+            },
+        )
+        started.append(client)
+        client.expect("connected")
+        return client
+
+    yield start
+    for client in started:
+        client.close()
