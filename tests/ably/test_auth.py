@@ -580,3 +580,29 @@ def test_the_endpoint_merges_the_token_an_echo_style_client_posts_back(
         "private:orders.1": ["history", "subscribe"],
     }
     assert second.json()["info"] == {"id": "7", "name": "Alice"}
+
+
+def test_no_frame_of_a_refused_authorization_holds_the_key(broadcast: Broadcast) -> None:
+    @broadcast.authorize("big.{room}")
+    def big(user: User, room: str) -> dict[str, Any]:
+        return {"id": "7", "bio": "x" * (64 * 1024)}
+
+    with_rules(broadcast)
+    held = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    for channel, extra in [
+        ("presence:big.1", {"token": held["token"]}),
+        ("private:orders.99", {"token": _tampered(held["token"])}),
+    ]:
+        with pytest.raises((ValidationError, Forbidden)) as caught:
+            broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name=channel, extra=extra)
+        current: BaseException | None = caught.value
+        while current is not None:
+            tb = current.__traceback__
+            while tb is not None:
+                frame = tb.tb_frame
+                if frame.f_code.co_filename != __file__:
+                    for name, value in frame.f_locals.items():
+                        shown = value if isinstance(value, str) else repr(value)
+                        assert KEY_SECRET not in shown, f"{frame.f_code.co_name}.{name}"
+                tb = tb.tb_next
+            current = current.__cause__ or current.__context__

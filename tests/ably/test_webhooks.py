@@ -371,3 +371,36 @@ def test_the_webhook_endpoint_verifies_ably_deliveries(
     assert forged.status_code == 401 and stale.status_code == 401
     assert KEY_SECRET not in forged.text + stale.text
     assert received == ["s1:A:1:0"]
+
+
+def _frames(error: BaseException) -> list[Any]:
+    found = []
+    current: BaseException | None = error
+    while current is not None:
+        tb = current.__traceback__
+        while tb is not None:
+            found.append(tb.tb_frame)
+            tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def test_no_frame_of_a_refusal_holds_the_secret_or_the_valid_signature(
+    broadcast: Broadcast,
+) -> None:
+    valid = sign(GOOD)["X-Ably-Signature"]
+    stale = delivery(lifecycle("channel.opened", "x", "s1", stamp=now_ms(-900)))
+    forged = {**sign(GOOD), "X-Ably-Signature": base64.b64encode(b"x" * 32).decode()}
+    cases = [(forged, GOOD), (sign(stale), stale), (sign(b"[]"), b"[]")]
+    for headers, body in cases:
+        with pytest.raises((Unauthorized, InvalidAuthRequest)) as caught:
+            broadcast.webhook(headers, body)
+        error = caught.value
+        for frame in _frames(error):
+            if frame.f_code.co_filename == __file__:
+                continue
+            for name, value in frame.f_locals.items():
+                shown = value if isinstance(value, str) else repr(value)
+                assert KEY_SECRET not in shown, f"{frame.f_code.co_name}.{name} holds the secret"
+                if body is GOOD:
+                    assert valid not in shown, f"{frame.f_code.co_name}.{name} holds the signature"

@@ -87,12 +87,28 @@ def canonical_capability(capability: Mapping[str, Any]) -> str:
     return _COMPACT.encode({name: sorted(set(capability[name])) for name in sorted(capability)})
 
 
+def key_name(key: Secret) -> str:
+    """The public part of an Ably key (``appId.keyId``)."""
+    return key.reveal().partition(":")[0]
+
+
+def mac(key: Secret, data: bytes) -> bytes:
+    """HMAC-SHA256 of ``data`` with the key's secret.
+
+    The secret is revealed here only, as a temporary: no frame that may raise
+    (and so end up in a traceback an error tracker records) holds it.
+    """
+    return hmac.digest(key.reveal().partition(":")[2].encode(), data, "sha256")
+
+
 def encode_jwt(key: Secret, claims: Mapping[str, Any]) -> str:
     """An HS256 JWT with ``claims``, signed with the key's secret, naming the key in ``kid``."""
-    key_name, _, secret = key.reveal().partition(":")
-    signing_input = f"{_jwt_header(key_name)}.{_b64url(_COMPACT.encode(claims).encode())}"
-    mac = hmac.digest(secret.encode(), signing_input.encode("ascii"), "sha256")
-    return f"{signing_input}.{_b64url(mac)}"
+    signing_input = f"{_jwt_header(key_name(key))}.{_b64url(_COMPACT.encode(claims).encode())}"
+    return f"{signing_input}.{_b64url(mac(key, signing_input.encode('ascii')))}"
+
+
+def _signed_by(key: Secret, signing_input: str, signature: bytes) -> bool:
+    return hmac.compare_digest(mac(key, signing_input.encode("ascii")), signature)
 
 
 def decode_jwt(key: Secret, token: str, *, now: float | None = None) -> dict[str, Any] | None:
@@ -108,11 +124,9 @@ def decode_jwt(key: Secret, token: str, *, now: float | None = None) -> dict[str
         return None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return None
-    key_name, secret = key.reveal().split(":", 1)
-    if header.get("alg") != "HS256" or header.get("kid") != key_name:
+    if header.get("alg") != "HS256" or header.get("kid") != key_name(key):
         return None
-    expected = hmac.digest(secret.encode(), f"{head}.{body}".encode("ascii"), "sha256")
-    if not hmac.compare_digest(expected, given):
+    if not _signed_by(key, f"{head}.{body}", given):
         return None
     exp = claims.get("exp")
     if not isinstance(exp, (int, float)) or isinstance(exp, bool):

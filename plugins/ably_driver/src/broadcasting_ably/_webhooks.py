@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from broadcasting import InvalidAuthRequest, Secret, Unauthorized, WebhookEvent
+from broadcasting_ably._auth import key_name, mac
 
 DRIVER = "ably"
 
@@ -71,7 +72,6 @@ def verify(
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise InvalidAuthRequest(f"{DRIVER} webhook: the body must be the raw bytes received")
     raw = bytes(body)
-    key_name, secret = key.reveal().split(":", 1)
     given_key = _header(headers, "X-Ably-Key")
     given_signature = _header(headers, "X-Ably-Signature")
     if not given_key or not given_signature:
@@ -79,10 +79,9 @@ def verify(
             f"{DRIVER} webhook: X-Ably-Key and X-Ably-Signature are required (Ably signs "
             "batched deliveries of a rule set to sign with this key)"
         )
-    if not hmac.compare_digest(given_key.encode(), key_name.encode()):
+    if not hmac.compare_digest(given_key.encode(), key_name(key).encode()):
         raise Unauthorized(f"{DRIVER} webhook: signed with an unknown key")
-    expected = base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest())
-    if not hmac.compare_digest(expected, given_signature.strip().encode()):
+    if not _matches(key, raw, given_signature):
         raise Unauthorized(f"{DRIVER} webhook: the signature does not match the body")
 
     try:
@@ -106,6 +105,11 @@ def verify(
     for item, stamp in zip(items, stamps, strict=True):
         events.extend(_events(item, stamp))
     return events
+
+
+def _matches(key: Secret, raw: bytes, given: str) -> bool:
+    """Whether ``given`` is the body's signature (computed and compared here, kept nowhere)."""
+    return hmac.compare_digest(base64.b64encode(mac(key, raw)), given.strip().encode())
 
 
 def _timestamp(item: Mapping[str, Any]) -> int:
