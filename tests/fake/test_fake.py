@@ -144,9 +144,40 @@ async def test_async_publishes_from_many_tasks(
     assert connections(listener) == 0
 
 
-def test_without_the_fake_the_same_config_reaches_the_network(listener: socket.socket) -> None:
+def ably_config(port: int, **extra: Any) -> dict[str, Any]:
+    options = {
+        "key": "app.kid:not-a-real-secret",
+        "rest_host": "127.0.0.1",
+        "tls_port": port,
+        "fallback_hosts": [],
+        **extra,
+    }
+    return {"DRIVER": "ably", "DRIVERS": {"ably": options}}
+
+
+CONFIGS = {"pusher": pusher_config, "ably": ably_config}
+
+
+@pytest.mark.parametrize("driver", sorted(CONFIGS))
+async def test_no_driver_opens_a_connection(
+    broadcast_fake: BroadcastFake, listener: socket.socket, driver: str
+) -> None:
+    with Broadcast(CONFIGS[driver](listener.getsockname()[1])) as broadcast:
+        broadcast.channel(PrivateChannel("orders.1"), {"id": 1}, "sync")
+        await broadcast.achannel([PrivateChannel("orders.1"), "orders"], {"id": 1}, "async")
+    prefix = {"pusher": "private-", "ably": "private:"}[driver]
+    broadcast_fake.assert_sent("sync", channel=f"{prefix}orders.1", times=1)
+    broadcast_fake.assert_sent("async", channel=PrivateChannel("orders.1"), times=1)
+    assert {s.driver for s in broadcast_fake.sent} == {driver}
+    assert connections(listener) == 0
+
+
+@pytest.mark.parametrize("driver", sorted(CONFIGS))
+def test_without_the_fake_the_same_config_reaches_the_network(
+    listener: socket.socket, driver: str
+) -> None:
     """The control for the tests above: this setup does connect when nothing fakes it."""
-    config = pusher_config(listener.getsockname()[1], timeout=0.2, retries=0)
+    config = CONFIGS[driver](listener.getsockname()[1], timeout=0.2, retries=0)
     with Broadcast(config) as broadcast, pytest.raises(PublishError):
         broadcast.channel("orders", {"id": 1}, "shipped")
     assert connections(listener) >= 1
@@ -312,8 +343,22 @@ def test_sent_records_are_plain_values(broadcast_fake: BroadcastFake) -> None:
     assert str(sent) == "memory: 'said' on presence-chat.1, lobby hello"
 
 
+def test_an_event_object_matches_by_value(broadcast_fake: BroadcastFake) -> None:
+    with Broadcast({"DRIVER": "memory"}) as broadcast:
+        broadcast.channel(OrderShipped(42))
+        broadcast.channel(OrderCancelled(42))
+    broadcast_fake.assert_sent(OrderShipped(42), times=1)
+    broadcast_fake.assert_not_sent(OrderShipped(43))
+    broadcast_fake.assert_not_sent(OrderCancelled(7))
+    with pytest.raises(AssertionError) as failed:
+        broadcast_fake.assert_sent(OrderShipped(7))
+    assert str(failed.value).splitlines()[0] == (
+        "no publish matched event=OrderShipped(order_id=7)"
+    )
+
+
 def test_bad_criteria_are_type_errors(broadcast_fake: BroadcastFake) -> None:
-    with pytest.raises(TypeError, match="event must be an event name or an event class"):
+    with pytest.raises(TypeError, match="an event class or an event object, not 42"):
         broadcast_fake.assert_sent(event=42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="channel must be"):
         broadcast_fake.assert_sent(channel=["a"])  # type: ignore[arg-type]

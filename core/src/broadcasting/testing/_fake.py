@@ -15,10 +15,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from broadcasting._channels import Channel
 from broadcasting._errors import BroadcastError
+from broadcasting._events import Broadcastable, is_event
 from broadcasting._markers import hookimpl
 from broadcasting._plugins import register_everywhere, unregister_everywhere
 from broadcasting._types import Message, Payload, Receipt
@@ -83,6 +84,8 @@ class Sent:
 
 #: What ``data=`` of an assertion may be: the payload itself, or a test of it.
 DataMatch = Any
+#: What ``event=`` of an assertion may be: a name, an event class, or an event object.
+EventMatch = Union[str, type, Broadcastable, None]
 
 
 class BroadcastFake:
@@ -168,7 +171,7 @@ class BroadcastFake:
 
     def find(
         self,
-        event: str | type | None = None,
+        event: EventMatch = None,
         channel: str | Channel | None = None,
         data: DataMatch = None,
         *,
@@ -176,8 +179,9 @@ class BroadcastFake:
     ) -> list[Sent]:
         """The recorded publishes that match every criterion given.
 
-        ``event`` is an event name or an event class (matched with
-        ``isinstance`` against the event object); ``channel`` a full channel
+        ``event`` is an event name, an event class (matched with
+        ``isinstance`` against the event object) or an event object (matched
+        with ``==``: a dataclass or pydantic event compares by value); ``channel`` a full channel
         name or a :class:`~broadcasting.Channel`, rendered by the driver the
         publish was for; ``data`` the payload (compared with ``==``) or a
         function that takes the payload and returns whether it matches;
@@ -188,7 +192,7 @@ class BroadcastFake:
 
     def assert_sent(
         self,
-        event: str | type | None = None,
+        event: EventMatch = None,
         channel: str | Channel | None = None,
         data: DataMatch = None,
         times: int | None = None,
@@ -228,7 +232,7 @@ class BroadcastFake:
 
     def assert_not_sent(
         self,
-        event: str | type | None = None,
+        event: EventMatch = None,
         channel: str | Channel | None = None,
         data: DataMatch = None,
         *,
@@ -271,10 +275,12 @@ def _times(n: int) -> str:
 
 
 def _matcher(
-    event: str | type | None, channel: str | Channel | None, data: DataMatch, user: str | int | None
+    event: EventMatch, channel: str | Channel | None, data: DataMatch, user: str | int | None
 ) -> Callable[[Sent], bool]:
-    if event is not None and not isinstance(event, (str, type)):
-        raise TypeError(f"event must be an event name or an event class, not {event!r}")
+    if event is not None and not isinstance(event, (str, type)) and not is_event(event):
+        raise TypeError(
+            f"event must be an event name, an event class or an event object, not {event!r}"
+        )
     if channel is not None and not isinstance(channel, (str, Channel)):
         raise TypeError(f"channel must be a channel name or a Channel, not {channel!r}")
 
@@ -282,6 +288,8 @@ def _matcher(
         if isinstance(event, str) and sent.event != event:
             return False
         if isinstance(event, type) and not isinstance(sent.source, event):
+            return False
+        if event is not None and not isinstance(event, (str, type)) and sent.source != event:
             return False
         if channel is not None and not sent.on(channel):
             return False
@@ -295,13 +303,15 @@ def _matcher(
 
 
 def _describe(
-    event: str | type | None, channel: str | Channel | None, data: DataMatch, user: str | int | None
+    event: EventMatch, channel: str | Channel | None, data: DataMatch, user: str | int | None
 ) -> str:
     parts = []
     if isinstance(event, type):
         parts.append(f"event={event.__qualname__}")
-    elif event is not None:
+    elif isinstance(event, str):
         parts.append(f"event='{event}'")
+    elif event is not None:
+        parts.append(f"event={event!r}")
     if channel is not None:
         parts.append(f"channel={channel!r}")
     if data is not None:
