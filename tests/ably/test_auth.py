@@ -606,3 +606,44 @@ def test_no_frame_of_a_refused_authorization_holds_the_key(broadcast: Broadcast)
                         assert KEY_SECRET not in shown, f"{frame.f_code.co_name}.{name}"
                 tb = tb.tb_next
             current = current.__cause__ or current.__context__
+
+
+async def test_a_connection_token_reads_public_channels_and_grows_per_channel(
+    emulator: AblyEmulator, abroadcast: Broadcast
+) -> None:
+    """The token Ably's Echo connector asks for before any channel: ``public:*`` only; the
+    channel tokens signed on top of it keep it."""
+    from ably import AblyRest
+    from ably.util.exceptions import AblyException
+
+    with_rules(abroadcast)
+    driver = abroadcast.driver("ably")
+    connect = driver.sign_connection(ALICE)
+    assert capability(connect) == {"public:*": ["history", "subscribe"]}
+    assert connect["clientId"] == "7"
+    assert "clientId" not in driver.sign_connection(None)
+    await abroadcast.achannel("public:orders", {"id": 1}, "listed")
+
+    client = AblyRest(
+        token=connect["token"], endpoint=emulator.host, tls_port=emulator.port, fallback_hosts=[]
+    )
+    try:
+        history = await client.channels.get("public:orders").history()
+        assert [m.data for m in history.items] == [{"id": 1}]
+        with pytest.raises(AblyException) as denied:
+            await client.channels.get("private:orders.1").history()
+        assert denied.value.code == 40160
+    finally:
+        await client.close()
+
+    grown = await abroadcast.aauthenticate(
+        ALICE, socket_id=SOCKET, channel_name="private:orders.1", extra={"token": connect["token"]}
+    )
+    assert capability(grown) == {
+        "private:orders.1": ["history", "subscribe"],
+        "public:*": ["history", "subscribe"],
+    }
+    again = driver.sign_connection(ALICE, token=grown["token"])  # a renewal keeps the channels
+    assert capability(again) == capability(grown)
+    other_user = driver.sign_connection(BOB, token=grown["token"])
+    assert capability(other_user) == {"public:*": ["history", "subscribe"]}

@@ -51,6 +51,11 @@ OPERATIONS: Mapping[str, tuple[str, ...]] = {
     "presence": ("history", "presence", "subscribe"),
 }
 
+#: What the connection token grants on public channels (Ably's Echo connector
+#: subscribes ``Echo.channel("orders")`` to ``public:orders`` without asking).
+PUBLIC_RESOURCE = "public:*"
+PUBLIC_OPERATIONS = ("history", "subscribe")
+
 #: Ably refuses presence data larger than this (the message size limit of the
 #: smallest plans); checked before signing.
 MAX_MEMBER_INFO_BYTES = 64 * 1024
@@ -198,21 +203,62 @@ def sign_channel(
         client_id = user_client_id(request.user)
 
     issued = time.time() if now is None else now
-    capability: dict[str, list[str]] = {}
-    held = request.extra.get("token")
-    claims = decode_jwt(key, held, now=issued) if held else None
-    if claims is not None:
-        held_client = claims.get("x-ably-clientId")
-        held_client = held_client if isinstance(held_client, str) and held_client else None
-        held_capability = _held_capability(claims)
-        same_user = held_client is None or client_id is None or held_client == client_id
-        if held_capability is not None and same_user:  # never merge another user's token
-            client_id = client_id or held_client
-            held_capability.pop(request.channel, None)
-            if len(held_capability) < MAX_CHANNELS_PER_TOKEN:
-                capability = held_capability
+    capability, client_id = _merged(key, request.extra.get("token"), client_id, issued)
+    capability.pop(request.channel, None)
+    if len(capability) >= MAX_CHANNELS_PER_TOKEN:
+        capability = {}
     capability[request.channel] = list(OPERATIONS[request.kind])
+    return _answer(key, capability, client_id, issued, ttl, info)
 
+
+def sign_connection(
+    key: Secret, user: Any, *, held: str | None, ttl: int, now: float | None = None
+) -> dict[str, Any]:
+    """A token to connect with before any private channel: the ``public:`` channels only.
+
+    What Ably's Echo connector asks for first (no channel name). It grants
+    ``history`` and ``subscribe`` on ``public:*``, keeps the channels of a
+    valid ``held`` token of the same user, and carries the user's ``id`` as
+    client id when it has one.
+    """
+    issued = time.time() if now is None else now
+    client_id = user_client_id(user) if user is not None else None
+    capability, client_id = _merged(key, held, client_id, issued)
+    if len(capability) >= MAX_CHANNELS_PER_TOKEN:
+        capability = {}
+    capability[PUBLIC_RESOURCE] = list(PUBLIC_OPERATIONS)
+    return _answer(key, capability, client_id, issued, ttl, None)
+
+
+def _merged(
+    key: Secret, held: str | None, client_id: str | None, now: float
+) -> tuple[dict[str, list[str]], str | None]:
+    """The capability of the client's current token and the client id to sign for.
+
+    ``held`` counts only when it is an unexpired JWT of this key for the same
+    user (or for no user): another user's token is never merged.
+    """
+    claims = decode_jwt(key, held, now=now) if held else None
+    if claims is None:
+        return {}, client_id
+    held_client = claims.get("x-ably-clientId")
+    held_client = held_client if isinstance(held_client, str) and held_client else None
+    capability = _held_capability(claims)
+    same_user = held_client is None or client_id is None or held_client == client_id
+    if capability is None or not same_user:
+        return {}, client_id
+    return capability, client_id or held_client
+
+
+def _answer(
+    key: Secret,
+    capability: Mapping[str, list[str]],
+    client_id: str | None,
+    issued: float,
+    ttl: int,
+    info: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The signed JWT and the TokenDetails-shaped answer around it."""
     iat = int(issued)
     exp = iat + ttl
     text = canonical_capability(capability)

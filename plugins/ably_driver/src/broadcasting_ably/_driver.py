@@ -362,6 +362,19 @@ class BroadcastAblyDriver(Driver):
         """
         return _auth.sign_channel(self.settings.key, request, ttl=self.settings.token_ttl)
 
+    def sign_connection(self, user: Any = None, *, token: str | None = None) -> dict[str, Any]:
+        """A token to connect with, before any private channel: ``public:*`` only.
+
+        Ably's Echo connector (and any ably-js client whose ``authUrl`` is the
+        auth endpoint) asks for a token before it names a channel; answer that
+        request with this until the web endpoints do (``token``: the client's
+        current token, merged as :meth:`sign_channel` merges it). Local, no
+        network. See the package README.
+        """
+        return _auth.sign_connection(
+            self.settings.key, user, held=token, ttl=self.settings.token_ttl
+        )
+
     def sign_user(self, request: AuthRequest) -> dict[str, Any]:
         """Not supported: Ably identifies a user by the token's ``clientId``, not a sign-in."""
         raise NotSupported(
