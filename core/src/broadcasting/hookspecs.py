@@ -114,17 +114,22 @@ def broadcasting_authorize(
 def broadcasting_webhook(broadcast: Broadcast, driver: Driver, event: WebhookEvent) -> None:
     """Receive one verified webhook event.
 
-    Called once per event of every delivery that ``Broadcast.webhook()``
-    verified (signature, key and age), before the handlers registered with
-    ``Broadcast.on_webhook()``. Every implementation is called. Services
-    retry a delivery that was not answered with 2xx, so the same event may
-    arrive twice: de-duplicate on ``event.id``.
+    Called once per event of every delivery that ``Broadcast.webhook()`` or
+    ``awebhook()`` verified (key, signature and age), in the delivery's
+    order, before the handlers registered with ``Broadcast.on_webhook()``.
+    Every implementation is called. An implementation may return an
+    awaitable: ``awebhook()`` awaits it on the caller's loop, ``webhook()``
+    runs it to completion on the core's background loop. Services retry a
+    delivery that was not answered with 2xx, so the same event may arrive
+    twice: de-duplicate on ``event.id``, which is the same for every
+    delivery of that event.
 
     :param broadcast: the :class:`~broadcasting.Broadcast` that verified it.
     :param driver: the driver whose credentials verified it.
     :param event: the :class:`~broadcasting.WebhookEvent`.
 
-    :return: nothing; the return value is ignored. An exception propagates to
-        the caller of ``webhook()`` (the endpoint answers 500 and the service
-        retries).
+    :return: nothing (or an awaitable); the value is ignored. An exception
+        propagates at once to the caller of ``webhook()`` (the later events
+        and handlers of that delivery are not run; the endpoint answers 500
+        and the service retries the whole delivery).
     """
