@@ -243,3 +243,24 @@ def test_the_same_fake_under_unittest(pytester: pytest.Pytester) -> None:
         consecutive=True,
     )
     result.stderr.fnmatch_lines(["FAILED (failures=1)"])
+
+
+def test_with_autoloading_off_the_plugin_loads_by_name(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(
+        test_one="""
+        from broadcasting import Broadcast
+
+        def test_one(broadcast_fake):
+            Broadcast({"DRIVER": "null"}).channel("orders", {"id": 1}, "shipped")
+            broadcast_fake.assert_sent("shipped", channel="orders", times=1)
+        """
+    )
+    without = pytester.runpytest("-p", "no:cacheprovider")
+    without.assert_outcomes(errors=1)
+    without.stdout.fnmatch_lines(["*fixture 'broadcast_fake' not found*"])
+    plugin = "broadcasting.testing.pytest_plugin"
+    loaded = pytester.runpytest("-p", "no:cacheprovider", "-p", plugin)
+    loaded.assert_outcomes(passed=1)
