@@ -580,7 +580,9 @@ class AblyEmulator:
                 if error is not None:
                     spec_results.append({"channel": channel, "error": error})
                     continue
-                serials = [self._store(channel, m, request, identity) for m in messages]
+                serials = [
+                    self._store(channel, self._attributed(m, identity), request) for m in messages
+                ]
                 if fault is not None and fault.kind == "forget" and channel in fault.channels:
                     continue
                 first_id = messages[0].get("id") if messages else None
@@ -722,23 +724,23 @@ class AblyEmulator:
             }
         return None
 
-    def _store(
-        self,
-        channel: str,
-        message: dict[str, Any],
-        request: web.Request,
-        identity: Identity | None = None,
-    ) -> str:
+    @staticmethod
+    def _attributed(message: dict[str, Any], identity: Identity) -> dict[str, Any]:
+        """The message with the token's client id, as Ably attributes a token's publishes."""
+        client_id = identity.client_id
+        if message.get("clientId") or client_id is None or client_id == "*":
+            return message
+        return {**message, "clientId": client_id}
+
+    def _store(self, channel: str, message: dict[str, Any], request: web.Request) -> str:
         data = message.get("data")
         wire = data
         encoding = message.get("encoding")
         if encoding == "json" and isinstance(data, str):
             data = json.loads(data)
         header_client = request.headers.get("X-Ably-ClientId")
-        client_id = (
-            message.get("clientId")
-            or (base64.b64decode(header_client).decode() if header_client else None)
-            or (identity.client_id if identity is not None and identity.client_id != "*" else None)
+        client_id = message.get("clientId") or (
+            base64.b64decode(header_client).decode() if header_client else None
         )
         msg_id = message.get("id")
         with self._lock:
