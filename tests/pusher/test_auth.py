@@ -309,8 +309,10 @@ def test_sign_channel_refuses_requests_it_cannot_sign(broadcast: Broadcast) -> N
 
 
 def frames(error: BaseException) -> Iterator[Any]:
+    seen: set[int] = set()
     current: BaseException | None = error
-    while current is not None:
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
         tb: TracebackType | None = current.__traceback__
         while tb is not None:
             yield tb.tb_frame

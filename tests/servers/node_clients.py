@@ -110,7 +110,9 @@ class NodeClient:
     """One Node client script as a subprocess speaking JSON lines.
 
     ``lines`` holds every line read so far, in order; :meth:`expect` waits
-    for the next matching one (lines already seen count, once each).
+    for the next matching one (lines already seen count, once each). Wait
+    from one thread at a time per client (one client per browser tab or
+    connection keeps tests simple anyway).
     """
 
     def __init__(self, script: str, config: Mapping[str, Any] | None = None) -> None:

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 # and maximum 128 characters for user id" -
 # https://pusher.com/docs/channels/using_channels/presence-channels/#limits).
 # soketi's default (presence.maxMemberSizeInKb = 2) is looser; Pusher is the bound.
-#: The longest presence user id Pusher accepts, in characters.
+#: The longest presence user id Pusher accepts, in characters. Sign-in ids are held to it
+#: too: a signed-in user's data is what Pusher shows in presence channels.
 MAX_USER_ID_LENGTH = 128
 #: The largest presence ``user_info`` Pusher accepts, in bytes of its JSON text.
 MAX_USER_INFO_BYTES = 1024
