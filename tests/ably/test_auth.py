@@ -446,6 +446,27 @@ async def test_a_merged_token_works_for_both_channels_and_no_third(
             40142,
             id="expired",
         ),
+        pytest.param(
+            lambda good: _signed_with(
+                "otherapp.otherkey:OtherSecret",
+                {"iat": 1, "exp": int(time.time()) + 60, "x-ably-capability": '{"*":["*"]}'},
+            ),
+            40101,
+            id="unknown-key",
+        ),
+        pytest.param(
+            lambda good: ".".join(
+                [
+                    base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"none","kid":"appid.keyid"}')
+                    .rstrip(b"=")
+                    .decode(),
+                    good.split(".")[1],
+                    "",
+                ]
+            ),
+            40140,
+            id="alg-none",
+        ),
     ],
 )
 async def test_the_emulator_refuses_forged_and_expired_tokens(

@@ -84,7 +84,14 @@ class BroadcastAblyDriver(Driver):
 
     Every message has the fixed id ``<Message.id>:0``; Ably drops a re-sent
     id, so the core may retry even when an answer was lost
-    (``capabilities.deduplicates``). See the package README.
+    (``capabilities.deduplicates``).
+
+    It also authorizes subscriptions (:meth:`sign_channel`: a JWT per
+    channel, signed locally with the key, for ``private:`` and ``presence:``
+    channels; :meth:`sign_connection` for the first token), reads channel
+    state (:meth:`channels`, :meth:`channel_info`, :meth:`members`) and
+    verifies Ably's signed webhooks (:meth:`verify_webhook`). See the package
+    README.
     """
 
     name = "ably"
