@@ -154,9 +154,20 @@ def block(doc: str, name: str) -> Block:
 
 
 def compiled(b: Block, flags: int = 0) -> types.CodeType:
-    """The block's code object; its line numbers are the document's."""
+    """The block's code object; its line numbers are the document's.
+
+    Compiled as a user's module would be: without this file's own ``from
+    __future__`` imports (``dont_inherit``), so a block's annotations are real
+    objects (a ``@dataclass`` in a block needs that) unless ``flags`` asks.
+    """
     source = "\n" * (b.line - 1) + b.code
-    return compile(source, str(ROOT / b.doc), "exec", flags=flags | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    return compile(
+        source,
+        str(ROOT / b.doc),
+        "exec",
+        flags=flags | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+        dont_inherit=True,
+    )
 
 
 def execute(b: Block, namespace: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -64,7 +64,7 @@ from broadcasting._plugins import (
     unregister_driver,
 )
 from broadcasting._retry import Retry
-from broadcasting._state import ChannelInfo, Member
+from broadcasting._state import SUBSCRIBED, ChannelInfo, Heard, Member
 from broadcasting._types import Limits, Message, Payload, Receipt, Secret, encode_payload
 from broadcasting._webhooks import WebhookEvent
 
@@ -97,6 +97,7 @@ __all__ = [
     "HEALTH_STATUSES",
     "Health",
     "HealthStatus",
+    "Heard",
     "InvalidAuthRequest",
     "InvalidChannel",
     "InvalidChannelType",
@@ -119,6 +120,7 @@ __all__ = [
     "Receipt",
     "Retry",
     "RuleError",
+    "SUBSCRIBED",
     "Secret",
     "SendResult",
     "Unauthorized",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pusher import Pusher
@@ -18,12 +18,13 @@ from broadcasting import (
     ConfigurationError,
     Driver,
     Health,
+    Heard,
     Member,
     Message,
     PublishError,
     WebhookEvent,
 )
-from broadcasting_pusher import _auth, _rules, _state, _webhooks
+from broadcasting_pusher import _auth, _listen, _rules, _state, _webhooks
 from broadcasting_pusher._async_backend import SessionBackend, loop_sessions
 from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
 from broadcasting_pusher._sync_backend import ConnectionPool, PooledBackend
@@ -236,6 +237,14 @@ class BroadcastPusherDriver(Driver):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         """Verify ``X-Pusher-Key``/``X-Pusher-Signature`` and parse the events."""
         return _webhooks.verify(self, headers, body)
+
+    def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
+        """Subscribe over the Pusher WebSocket protocol (aiohttp), as ``broadcasting listen`` does.
+
+        Private and presence subscriptions are signed with this driver's own
+        secret; encrypted channels are decrypted with its master key.
+        """
+        return _listen.listen_channels(self, channels)
 
     def channels(self, prefix: str | None = None) -> list[ChannelInfo]:
         """``GET /apps/{id}/channels``."""
