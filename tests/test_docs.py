@@ -1150,6 +1150,19 @@ def _ably_usage(b: Block, docs: Docs) -> None:
     assert emulator.violations == []
 
 
+@runs(ABLY_README, "state")
+def _ably_state(b: Block, docs: Docs) -> None:
+    emulator = docs.emulator
+    namespace = execute(b)
+    emulator.enter_presence("presence:chat.1", "7", {"id": "7", "name": "Alice"})
+    emulator.set_occupancy("presence:chat.1", connections=1, subscribers=1)
+    emulator.set_occupancy("presence:chat.2", connections=0)
+    with Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": emulator.options()}}) as broadcast:
+        assert namespace["who_is_in"](broadcast, "1") == ["7"]
+        assert namespace["busy_rooms"](broadcast) == {"presence:chat.1": 1}
+    assert emulator.violations == []
+
+
 # -- examples/webhook/README.md --------------------------------------------------------------
 
 WEBHOOK_README = "examples/webhook/README.md"
