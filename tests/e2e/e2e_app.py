@@ -69,6 +69,11 @@ def add_rules(broadcast: Broadcast) -> Broadcast:
         await asyncio.sleep(0)  # async rules are awaited (and run from sync views)
         return {**member(user), "room": room}
 
+    @broadcast.authorize("crowd.{size}")
+    def crowd(user: User | None, size: str) -> dict[str, Any]:
+        # member info of about ``size`` bytes: Pusher accepts at most 1 KB
+        return {**member(user), "bio": "x" * int(size)} if user is not None else {}
+
     @broadcast.authorize("vault.{name}")
     def vault(user: User | None, name: str) -> bool:
         return user is not None and user.id != 3

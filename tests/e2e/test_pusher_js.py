@@ -115,6 +115,16 @@ def test_presence_members_and_their_arrivals_carry_the_rules_info(
     assert (removed["id"], removed["info"]) == ("2", info["2"])
 
 
+def test_presence_info_too_large_for_pusher_is_refused_before_signing(
+    clients: Start, soketi: SoketiServer, server: Uvicorn | WsgiRef
+) -> None:
+    ann = pusher_js(clients, soketi, server, user=1)
+    assert subscribe(ann, "presence-crowd.500")["type"] == "subscribed"
+    refused = subscribe(ann, "presence-crowd.2000")  # over Pusher's 1 KB per member
+    assert refused["type"] == "subscription_error"
+    assert refused["status"] == 400  # a ValidationError: nothing was signed
+
+
 def test_pusher_js_decrypts_what_the_driver_encrypted(
     clients: Start, soketi: SoketiServer, server: Uvicorn | WsgiRef, broadcast: Broadcast
 ) -> None:
