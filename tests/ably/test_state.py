@@ -219,3 +219,71 @@ def unused_port() -> Any:
     with socket.socket() as sock:  # bound, never listening: connections are refused
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+# -- terminate_user: Ably's token revocation -------------------------------------------------
+
+
+def _rules(broadcast: Broadcast) -> Broadcast:
+    broadcast.authorize("orders.{order_id}")(lambda user, order_id: True)
+    return broadcast
+
+
+async def _history_code(emulator: AblyEmulator, token: str) -> int | None:
+    """Ably's error code for reading private:orders.1 with ``token`` (None when allowed)."""
+    from ably import AblyRest
+    from ably.util.exceptions import AblyException
+
+    client = AblyRest(
+        token=token, endpoint=emulator.host, tls_port=emulator.port, fallback_hosts=[]
+    )
+    try:
+        await client.channels.get("private:orders.1").history()
+    except AblyException:
+        answered = [r.answer for r in emulator.requests if r.method == "GET"][-1]
+        code: int = answered["error"]["code"]
+        return code
+    finally:
+        await client.close()
+    return None
+
+
+async def test_terminate_user_revokes_that_users_tokens(
+    emulator: AblyEmulator, abroadcast: Broadcast
+) -> None:
+    _rules(abroadcast)
+    alice = await abroadcast.aauthenticate(
+        {"id": 7}, socket_id="1.1", channel_name="private:orders.1"
+    )
+    bob = await abroadcast.aauthenticate(
+        {"id": 8}, socket_id="1.2", channel_name="private:orders.1"
+    )
+    assert await _history_code(emulator, alice["token"]) is None
+
+    await abroadcast.aterminate_user("7")
+    assert await _history_code(emulator, alice["token"]) == 40141  # Ably's "token revoked"
+    assert await _history_code(emulator, bob["token"]) is None
+    revoke = [r for r in emulator.requests if r.path.endswith("/revokeTokens")]
+    assert [(r.path, r.decoded, r.headers["authorization"][:6]) for r in revoke] == [
+        ("/keys/appid.keyid/revokeTokens", {"targets": ["clientId:7"]}, "Basic ")
+    ]
+    assert emulator.violations == []
+
+
+def test_terminate_user_sync_and_its_errors(emulator: AblyEmulator, broadcast: Broadcast) -> None:
+    broadcast.terminate_user(8)
+    assert emulator.requests[-1].decoded == {"targets": ["clientId:8"]}
+
+    emulator.fail_next(401, 40160, "Revoking tokens is not enabled for this key")
+    with pytest.raises(PublishError) as refused:
+        broadcast.terminate_user("7")
+    assert (refused.value.status, refused.value.code) == (401, 40160)
+    assert "revoke the tokens of client id '7'" in str(refused.value)
+    _no_key(refused.value)
+
+    from broadcasting import ValidationError
+
+    sent = len(emulator.requests)
+    with pytest.raises(ValidationError, match="non-empty user id"):
+        broadcast.terminate_user("")
+    assert len(emulator.requests) == sent  # refused before any request

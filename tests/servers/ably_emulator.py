@@ -57,6 +57,11 @@ both ``limit`` items a page with a ``Link: <...>; rel="next"`` header for the
 rest, as Ably paginates; ``GET /channels/{name}`` answers ``ChannelDetails``
 with the occupancy metrics. The queued ``error`` and ``html`` faults apply to
 these reads too.
+
+``POST /keys/{keyName}/revokeTokens`` (Basic authorization with that key;
+targets ``clientId:<id>``, at most 100) revokes the tokens of those client
+ids issued before ``issuedBefore`` (default now): using one afterwards is
+Ably's 401/40141. Other target kinds fail per target.
 """
 
 from __future__ import annotations
@@ -153,6 +158,8 @@ class Identity:
     capability: Mapping[str, tuple[str, ...]]
     client_id: str | None = None
     token: bool = False
+    #: when the token was issued, milliseconds since the epoch (0 for a key)
+    issued_ms: int = 0
 
 
 @dataclass
@@ -229,6 +236,8 @@ class AblyEmulator:
         self._presence: dict[str, dict[tuple[str, str], PresenceMember]] = {}
         self._occupancy: dict[str, Occupancy] = {}
         self._issued: dict[str, Identity] = {}  # tokens issued at requestToken
+        #: (key, client id) -> tokens issued before this time (ms) are revoked
+        self._revoked: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._ca = trustme.CA()
         self._tmp = tempfile.TemporaryDirectory(prefix="ably-emulator-")
@@ -277,6 +286,7 @@ class AblyEmulator:
         app.router.add_get("/channels", self._enumerate)
         app.router.add_get("/time", self._time)
         app.router.add_post(r"/keys/{key_name:[^/]+}/requestToken", self._request_token)
+        app.router.add_post(r"/keys/{key_name:[^/]+}/revokeTokens", self._revoke_tokens)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -323,6 +333,7 @@ class AblyEmulator:
             self._presence.clear()
             self._occupancy.clear()
             self._issued.clear()
+            self._revoked.clear()
 
     def fail_next(
         self,
@@ -673,8 +684,68 @@ class AblyEmulator:
                 {pattern: ("*",) for pattern in self.keys[key]},
                 client_id if isinstance(client_id, str) else None,
                 token=True,
+                issued_ms=issued,
             )
         return self._answer(request, 201, details, record)
+
+    async def _revoke_tokens(self, request: web.Request) -> web.StreamResponse:
+        """``POST /keys/{keyName}/revokeTokens``: the targets' earlier tokens stop working."""
+        record = await self._record(request)
+        problem = self._header_problem(request, record)
+        if problem:
+            return self._reject(request, record, problem)
+        key = self._authenticate(request, record)
+        if key is None:
+            return self._error(request, record, 401, 40101, "Invalid credentials")
+        if key == "":
+            return self._error(request, record, 401, 40162, "Revoking tokens needs the key")
+        raw_name = request.raw_path.split("?", 1)[0][len("/keys/") : -len("/revokeTokens")]
+        if key.split(":", 1)[0] != unquote(raw_name):
+            self._violation(f"{record.path}: authorized with another key than the path names")
+            return self._error(request, record, 401, 40101, "Invalid credentials")
+        try:
+            body = self._decode(record)
+        except Exception as exc:
+            return self._reject(request, record, f"undecodable {record.content_type} body: {exc}")
+        record.decoded = body
+        if not isinstance(body, dict) or set(body) - {
+            "targets",
+            "issuedBefore",
+            "allowReauthMargin",
+        }:
+            return self._reject(request, record, "a revocation body holds targets (and options)")
+        targets = body.get("targets")
+        if (
+            not isinstance(targets, list)
+            or not 0 < len(targets) <= 100
+            or not all(isinstance(t, str) and ":" in t for t in targets)
+        ):
+            return self._reject(request, record, "targets must be 1 to 100 'type:value' strings")
+        fault = self._next_fault()
+        if fault is not None and fault.kind in ("error", "stored_error"):
+            return self._error(request, record, fault.status, fault.code, fault.message)
+        now = int(time.time() * 1000)
+        before = body.get("issuedBefore", now)
+        results: list[dict[str, Any]] = []
+        for target in targets:
+            kind, _, value = target.partition(":")
+            if kind != "clientId":
+                error = {
+                    "message": f"unsupported target {kind!r}",
+                    "statusCode": 400,
+                    "code": 40000,
+                }
+                results.append({"target": target, "error": error})
+                continue
+            with self._lock:
+                self._revoked[(key, value)] = before
+            results.append({"target": target, "issuedBefore": before, "appliesAt": now})
+        answer = {
+            "successCount": sum("error" not in r for r in results),
+            "failureCount": sum("error" in r for r in results),
+            "results": results,
+        }
+        return self._answer(request, 201, answer, record)
 
     def _batch_answer(
         self,
@@ -790,11 +861,16 @@ class AblyEmulator:
             raise Refused(401, 40140, "Token error: not base64") from None
         with self._lock:
             issued = self._issued.get(token)
-        if issued is not None:
-            return issued
-        if token.count(".") != 2:
-            raise Refused(401, 40140, "Token error: unrecognised token")
-        return self._verify_jwt(token)
+        if issued is None:
+            if token.count(".") != 2:
+                raise Refused(401, 40140, "Token error: unrecognised token")
+            issued = self._verify_jwt(token)
+        if issued.client_id is not None:
+            with self._lock:
+                before = self._revoked.get((issued.key, issued.client_id))
+            if before is not None and issued.issued_ms <= before:
+                raise Refused(401, 40141, "Token revoked")
+        return issued
 
     def _verify_jwt(self, token: str) -> Identity:
         head, body, signature = token.split(".")
@@ -831,11 +907,13 @@ class AblyEmulator:
         ):
             raise Refused(401, 40140, "Token error: x-ably-capability is not a capability")
         client_id = claims.get("x-ably-clientId")
+        iat = claims.get("iat")
         return Identity(
             key,
             {str(name): tuple(ops) for name, ops in capability.items()},
             client_id if isinstance(client_id, str) and client_id else None,
             token=True,
+            issued_ms=int(iat * 1000) if isinstance(iat, (int, float)) else 0,
         )
 
     def _allows(self, identity: Identity, channel: str, operation: str) -> bool:

@@ -425,16 +425,19 @@ class BroadcastAblyDriver(Driver):
         return await _state.amembers(self, channel)
 
     def terminate_user(self, user_id: str) -> None:
-        """Not supported: Ably's REST API cannot close another client's connections."""
-        raise NotSupported(
-            self.name,
-            "terminating a user's connections",
-            "Ably's REST API has no such call; revoke the user's tokens in Ably instead",
-        )
+        """Revoke every token issued to client id ``user_id``: Ably disconnects its connections.
+
+        ``POST /keys/{keyName}/revokeTokens`` with the target
+        ``clientId:<user_id>``. Ably honours it only for tokens issued while
+        the key had "revocable tokens" enabled (its dashboard setting, which
+        also limits tokens to one hour). The user may sign in again: the next
+        authorization runs the channel rules as usual.
+        """
+        _state.terminate_user(self, user_id)
 
     async def aterminate_user(self, user_id: str) -> None:
-        """Async twin of :meth:`terminate_user` (not supported either)."""
-        self.terminate_user(user_id)
+        """Async twin of :meth:`terminate_user`."""
+        await _state.aterminate_user(self, user_id)
 
     # -- lifecycle --------------------------------------------------------------------
 

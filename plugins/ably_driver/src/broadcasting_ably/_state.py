@@ -168,13 +168,17 @@ class Reader:
             self._driver._scrub(text), driver=DRIVER, status=status, code=code, retryable=retryable
         )
 
-    def read(self, query: Query, *, paginate: bool) -> list[Any]:
-        """Every item of the answer (all pages when ``paginate``), with the sync client."""
+    def read(self, query: Query, *, paginate: bool, body: Any = None) -> list[Any]:
+        """Every item of the answer (all pages when ``paginate``), with the sync client.
+
+        A ``body`` makes it a POST.
+        """
         path, params = query
         client = self._driver._clients.sync_client()
         collected: list[Any] = []
+        method = "GET" if body is None else "POST"
         try:
-            response = client.request("GET", path, API_VERSION, params=params or None)
+            response = client.request(method, path, API_VERSION, params=params or None, body=body)
             for _ in range(MAX_PAGES):
                 items, more = self._page(response)
                 collected.extend(items)
@@ -189,13 +193,16 @@ class Reader:
             return collected
         raise error
 
-    async def aread(self, query: Query, *, paginate: bool) -> list[Any]:
+    async def aread(self, query: Query, *, paginate: bool, body: Any = None) -> list[Any]:
         """Async twin of :meth:`read`, with this event loop's client."""
         path, params = query
         client = self._driver._clients.async_client()
         collected: list[Any] = []
+        method = "GET" if body is None else "POST"
         try:
-            response = await client.request("GET", path, API_VERSION, params=params or None)
+            response = await client.request(
+                method, path, API_VERSION, params=params or None, body=body
+            )
             for _ in range(MAX_PAGES):
                 items, more = self._page(response)
                 collected.extend(items)
@@ -275,3 +282,48 @@ def members(driver: BroadcastAblyDriver, channel: str) -> list[Member]:
 async def amembers(driver: BroadcastAblyDriver, channel: str) -> list[Member]:
     what = f"the presence set of channel {channel!r}"
     return members_from(await Reader(driver, what).aread(members_query(channel), paginate=True))
+
+
+def revoke_query(key_name: str) -> Query:
+    return f"/keys/{quote(key_name, safe='')}/revokeTokens", {}
+
+
+def _revoke_body(user_id: str) -> dict[str, Any]:
+    if not isinstance(user_id, str) or not user_id or len(user_id) > 1024:
+        from broadcasting import ValidationError
+
+        raise ValidationError(f"{DRIVER}: terminate_user() needs a non-empty user id")
+    return {"targets": [f"clientId:{user_id}"]}
+
+
+def _revoked(driver: BroadcastAblyDriver, items: list[Any], what: str) -> None:
+    """Raise the error of a target Ably could not revoke (a batch result's failure)."""
+    for item in items:
+        results = item.get("results") if isinstance(item, Mapping) else None
+        for result in results if isinstance(results, list) else [item]:
+            error = result.get("error") if isinstance(result, Mapping) else None
+            if isinstance(error, Mapping):
+                status = int_or_none(error.get("statusCode"))
+                code = int_or_none(error.get("code"))
+                said = describe(status, code, str(error.get("message") or ""))
+                raise PublishError(
+                    driver._scrub(f"Ably refused {what}: {said}"),
+                    driver=DRIVER,
+                    status=status,
+                    code=code,
+                )
+
+
+def terminate_user(driver: BroadcastAblyDriver, user_id: str) -> None:
+    body = _revoke_body(user_id)
+    what = f"to revoke the tokens of client id {user_id!r}"
+    items = Reader(driver, what).read(revoke_query(driver._key_name()), paginate=False, body=body)
+    _revoked(driver, items, what)
+
+
+async def aterminate_user(driver: BroadcastAblyDriver, user_id: str) -> None:
+    body = _revoke_body(user_id)
+    what = f"to revoke the tokens of client id {user_id!r}"
+    reader = Reader(driver, what)
+    items = await reader.aread(revoke_query(driver._key_name()), paginate=False, body=body)
+    _revoked(driver, items, what)
