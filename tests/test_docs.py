@@ -74,6 +74,7 @@ from broadcasting import (  # noqa: E402
     Capabilities,
     ConfigurationError,
     Driver,
+    Forbidden,
     InvalidChannel,
     InvalidEvent,
     Limits,
@@ -81,6 +82,7 @@ from broadcasting import (  # noqa: E402
     PayloadTooLarge,
     PublishError,
     Receipt,
+    Unauthorized,
     hookspec,
     hookspecs,
     register_driver,
@@ -661,13 +663,97 @@ def _readme_timing(b: Block, docs: Docs) -> None:
 
 @runs("README.md", "app-tests")
 def _readme_app_tests(b: Block, docs: Docs) -> None:
-    def handle_order(broadcast: Broadcast) -> None:
-        broadcast.channel(["orders", "audit"], {"id": 42}, "shipped")
+    """The block is a pytest test: run it with the real fake, then prove its assertion bites."""
+    from broadcasting.testing import fake
 
-    close_all(execute(b, {"handle_order": handle_order}))
-    # the assertion in the block is a real one
-    with pytest.raises(AssertionError):
-        execute(b, {"handle_order": lambda broadcast: None})
+    broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": pusher_options(docs.soketi)}})
+
+    def ship_order(order_id: int) -> None:
+        broadcast.channel("orders", {"id": order_id}, "shipped")
+
+    namespace = execute(b, {"ship_order": ship_order})
+    with docs.watcher("orders") as watcher:
+        with fake() as recorder:
+            namespace["test_shipping_broadcasts"](recorder)
+        assert [s.event for s in recorder.sent] == ["shipped"]
+        broadcast.channel("orders", {"id": 0}, "sentinel")  # the fake is gone: this one is sent
+        events = watcher.received()
+    assert [e.event for e in events] == ["sentinel"], "the fake let a publish through"
+    namespace = execute(b, {"ship_order": lambda order_id: None})
+    with fake() as recorder, pytest.raises(AssertionError):
+        namespace["test_shipping_broadcasts"](recorder)
+    broadcast.close()
+
+
+@runs("README.md", "authorize")
+def _readme_authorize(b: Block, docs: Docs) -> None:
+    namespace = execute(b)
+    broadcast = namespace["broadcast"]
+    memory = broadcast.driver("memory")
+    assert memory.verify(namespace["body"], socket_id="1234.5678", channel="private-orders.42")
+    assert memory.verify(namespace["member"], socket_id="1234.5678", channel="presence-chat.lobby")
+    with pytest.raises(Forbidden):
+        broadcast.authenticate(
+            {"id": 2, "name": "Bob", "orders": []},
+            socket_id="1234.5678",
+            channel_name="private-orders.42",
+        )
+
+
+@runs("README.md", "auth-routes")
+def _readme_auth_routes(b: Block, docs: Docs) -> None:
+    from fastapi.testclient import TestClient
+
+    broadcast = Broadcast({"DRIVER": "memory"})
+    broadcast.authorize("orders.{order_id}")(lambda user, order_id: user == "ada")
+    namespace = execute(
+        b,
+        {"broadcast": broadcast, "current_user": lambda request: request.cookies.get("user")},
+    )
+    client = TestClient(namespace["app"], cookies={"user": "ada"})
+    fields = {"socket_id": "1234.5678", "channel_name": "private-orders.42"}
+    answer = client.post("/broadcasting/auth", data=fields)
+    assert answer.status_code == 200, answer.text
+    assert broadcast.driver("memory").verify(
+        answer.json(), socket_id="1234.5678", channel="private-orders.42"
+    )
+    refused = TestClient(namespace["app"], cookies={"user": "bob"})
+    assert refused.post("/broadcasting/auth", data=fields).status_code == 403
+
+
+@runs("README.md", "webhooks")
+def _readme_webhooks(b: Block, docs: Docs) -> None:
+    """soketi's real webhook format, signed with the app's secret as soketi signs it."""
+    import hashlib
+    import hmac
+    import time
+
+    options = pusher_options(docs.soketi)
+    key = str(options.get("key") or options["client"])
+    namespace = execute(b, {"config": {"DRIVER": "pusher", "DRIVERS": {"pusher": options}}})
+    broadcast, online = namespace["broadcast"], namespace["online"]
+
+    def deliver(*events: dict[str, str]) -> None:
+        body = json.dumps({"time_ms": int(time.time() * 1000), "events": list(events)}).encode()
+        signature = hmac.new(str(options["secret"]).encode(), body, hashlib.sha256).hexdigest()
+        headers = {"X-Pusher-Key": key, "X-Pusher-Signature": signature}
+        broadcast.webhook(headers, body)
+
+    deliver({"name": "member_added", "channel": "presence-chat.1", "user_id": "7"})
+    deliver({"name": "member_added", "channel": "presence-chat.1", "user_id": "8"})
+    assert online == {"7", "8"}
+    deliver({"name": "member_removed", "channel": "presence-chat.1", "user_id": "7"})
+    assert online == {"8"}
+    with pytest.raises(Unauthorized):
+        broadcast.webhook({"X-Pusher-Key": key, "X-Pusher-Signature": "0"}, b"{}")
+    broadcast.close()
+
+
+@runs("README.md", "events")
+def _readme_events(b: Block, docs: Docs) -> None:
+    namespace = execute(b)  # the block asserts what it shows
+    [message] = namespace["broadcast"].driver().messages
+    assert isinstance(message.source, namespace["OrderShipped"])
 
 
 @runs("README.md", "builtin-log")
