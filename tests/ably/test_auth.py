@@ -666,3 +666,30 @@ async def test_a_connection_token_reads_public_channels_and_grows_per_channel(
     assert capability(again) == capability(grown)
     other_user = driver.sign_connection(BOB, token=grown["token"])
     assert capability(other_user) == {"public:*": ["history", "subscribe"]}
+
+
+def test_the_client_id_of_a_private_token_comes_from_the_users_id(broadcast: Broadcast) -> None:
+    import uuid
+
+    broadcast.authorize("orders.{order_id}")(lambda user, order_id: True)
+
+    class DjangoUser:
+        pk = 12
+
+    class FlaskLoginUser:
+        def get_id(self) -> str:
+            return "u-13"
+
+    ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    for user, expected in [
+        ({"id": 11}, "11"),
+        (DjangoUser(), "12"),
+        (FlaskLoginUser(), "u-13"),
+        (User(id=ident, name="x"), str(ident)),  # type: ignore[arg-type]
+        ({"id": "*"}, None),
+        ({"id": True}, None),
+        ("just a name", None),
+    ]:
+        body = broadcast.authenticate(user, socket_id=SOCKET, channel_name="private:orders.1")
+        assert body.get("clientId") == expected, user
+        assert decode(body["token"])[1].get("x-ably-clientId") == expected

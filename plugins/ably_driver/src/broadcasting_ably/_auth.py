@@ -35,6 +35,7 @@ import functools
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -159,9 +160,26 @@ def _held_capability(claims: Mapping[str, Any]) -> dict[str, list[str]] | None:
 
 
 def user_client_id(user: Any) -> str | None:
-    """A client id for a private channel's token: the user's ``id`` (attribute or key), if any."""
-    ident = user.get("id") if isinstance(user, Mapping) else getattr(user, "id", None)
-    if ident is None or isinstance(ident, bool) or not isinstance(ident, (str, int)):
+    """A client id for a private channel's token, from the user, or ``None``.
+
+    A mapping's ``"id"``; else the user's ``id`` attribute, else ``pk``
+    (Django), else ``get_id()`` (Flask-Login); a ``str``, ``int`` or ``UUID``,
+    as text. ``"*"`` (Ably's wildcard) is never used.
+    """
+    if isinstance(user, Mapping):
+        ident = user.get("id")
+    else:
+        ident = None
+        for attribute in ("id", "pk"):
+            value = getattr(user, attribute, None)
+            if value is not None and not callable(value):
+                ident = value
+                break
+        else:
+            get_id = getattr(user, "get_id", None)
+            if callable(get_id):
+                ident = get_id()
+    if isinstance(ident, bool) or not isinstance(ident, (str, int, uuid.UUID)):
         return None
     text = str(ident)
     return text if text and text != "*" else None
