@@ -404,3 +404,18 @@ def test_no_frame_of_a_refusal_holds_the_secret_or_the_valid_signature(
                 assert KEY_SECRET not in shown, f"{frame.f_code.co_name}.{name} holds the secret"
                 if body is GOOD:
                     assert valid not in shown, f"{frame.f_code.co_name}.{name} holds the signature"
+
+
+def test_a_msgpack_encoded_delivery(broadcast: Broadcast) -> None:
+    """A rule whose encoding is MsgPack posts the same items as MessagePack."""
+    import msgpack
+
+    body = msgpack.packb(
+        {"items": [presence("presence:chat.1", "s1", member(2, "7", {"id": "7"}, "A:1:0"))]}
+    )
+    headers = {**sign(body), "Content-Type": "application/x-msgpack"}
+    events = broadcast.webhook(headers, body)
+    assert [(e.name, e.user_id, e.data) for e in events] == [("member_added", "7", {"id": "7"})]
+    garbage = b"\xc1\xc1"
+    with pytest.raises(InvalidAuthRequest, match="not MessagePack"):
+        broadcast.webhook({**sign(garbage), "Content-Type": "application/x-msgpack"}, garbage)

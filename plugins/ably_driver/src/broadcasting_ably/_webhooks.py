@@ -4,7 +4,9 @@ Ably signs only *batched* webhook deliveries, and only when the rule is set to
 "sign with key" (https://ably.com/docs/platform/integrations/webhooks, "Batch
 request details" and "Configure a webhook"): ``X-Ably-Key`` names the key and
 ``X-Ably-Signature`` is the base64 HMAC-SHA256 of the raw body with the key's
-secret. The body is ``{"items": [...]}``; each item has ``webhookId``,
+secret. The body is ``{"items": [...]}`` (JSON, or MessagePack when the rule's
+encoding is MsgPack and ``Content-Type`` says ``application/x-msgpack``);
+each item has ``webhookId``,
 ``source``, ``serial``, ``timestamp`` (ms), ``name`` and ``data``:
 
 * ``channel.lifecycle``: ``channel.opened`` becomes ``channel_occupied`` and
@@ -84,10 +86,7 @@ def verify(
     if not _matches(key, raw, given_signature):
         raise Unauthorized(f"{DRIVER} webhook: the signature does not match the body")
 
-    try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidAuthRequest(f"{DRIVER} webhook: the body is not JSON") from None
+    document = _decode(raw, _header(headers, "Content-Type") or "")
     items = document.get("items") if isinstance(document, dict) else None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise InvalidAuthRequest(f"{DRIVER} webhook: the body must be {{'items': [objects]}}")
@@ -105,6 +104,21 @@ def verify(
     for item, stamp in zip(items, stamps, strict=True):
         events.extend(_events(item, stamp))
     return events
+
+
+def _decode(raw: bytes, content_type: str) -> Any:
+    """The body as JSON, or as MessagePack when the rule's encoding is MsgPack."""
+    if content_type.split(";", 1)[0].strip().lower() == "application/x-msgpack":
+        import msgpack  # the ably SDK's own dependency
+
+        try:
+            return msgpack.unpackb(raw, raw=False)
+        except Exception:  # msgpack raises several kinds for a bad body
+            raise InvalidAuthRequest(f"{DRIVER} webhook: the body is not MessagePack") from None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidAuthRequest(f"{DRIVER} webhook: the body is not JSON") from None
 
 
 def _matches(key: Secret, raw: bytes, given: str) -> bool:
