@@ -144,6 +144,17 @@ async def test_the_async_twins(emulator: AblyEmulator, abroadcast: Broadcast) ->
     assert emulator.violations == []
 
 
+async def test_the_async_twins_follow_every_page(
+    emulator: AblyEmulator, abroadcast: Broadcast
+) -> None:
+    for n in range(1100):
+        emulator.enter_presence("presence:big", f"user-{n}")
+        emulator.set_occupancy(f"room-{n:04d}", connections=1)
+    assert len(await abroadcast.amembers("presence:big")) == 1100
+    assert len(await abroadcast.achannels("room-")) == 1100
+    assert len(emulator.state_requests) == 4  # two pages each
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
