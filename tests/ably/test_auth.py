@@ -693,3 +693,26 @@ def test_the_client_id_of_a_private_token_comes_from_the_users_id(broadcast: Bro
         body = broadcast.authenticate(user, socket_id=SOCKET, channel_name="private:orders.1")
         assert body.get("clientId") == expected, user
         assert decode(body["token"])[1].get("x-ably-clientId") == expected
+
+
+def test_a_merged_token_stays_small_enough_to_send_back(broadcast: Broadcast) -> None:
+    """Each authorization adds a channel; past 4 KiB of capability (or 100 channels) the
+    client starts again with the requested channel alone, so the token it posts back stays
+    under the web endpoints' 8 KiB body limit."""
+    from broadcasting.web import MAX_AUTH_BODY
+
+    broadcast.authorize("room.{name}")(lambda user, name: True)
+    token = None
+    longest = 0
+    for n in range(150):
+        channel = f"private:room.{n:03d}-{'x' * 60}"
+        extra = {"token": token} if token else None
+        body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name=channel, extra=extra)
+        granted = capability(body)
+        assert channel in granted
+        token = body["token"]
+        longest = max(longest, len(token))
+        if n == 1:
+            assert len(granted) == 2  # it did merge
+    assert len(json.dumps({"channel_name": "x" * 200, "token": token})) < MAX_AUTH_BODY
+    assert longest < MAX_AUTH_BODY - 512

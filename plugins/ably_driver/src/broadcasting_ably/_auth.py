@@ -61,9 +61,12 @@ PUBLIC_OPERATIONS = ("history", "subscribe")
 #: smallest plans); checked before signing.
 MAX_MEMBER_INFO_BYTES = 64 * 1024
 
-#: How many channels one merged token may grant (each authorization adds one);
-#: past it the client gets a fresh token for the requested channel only.
+#: How many channels one merged token may grant (each authorization adds one),
+#: and how long its capability may be as JSON: past either, the client gets a
+#: fresh token for the requested channel only. The size keeps the token (sent
+#: back with the next authorization) well under the web endpoints' 8 KiB body.
 MAX_CHANNELS_PER_TOKEN = 100
+MAX_CAPABILITY_BYTES = 4096
 
 
 #: JSON without spaces; keys in the order given (the callers build them sorted).
@@ -223,8 +226,7 @@ def sign_channel(
     issued = time.time() if now is None else now
     capability, client_id = _merged(key, request.extra.get("token"), client_id, issued)
     capability.pop(request.channel, None)
-    if len(capability) >= MAX_CHANNELS_PER_TOKEN:
-        capability = {}
+    capability = _room_for_one(capability, request.channel)
     capability[request.channel] = list(OPERATIONS[request.kind])
     return _answer(key, capability, client_id, issued, ttl, info)
 
@@ -242,10 +244,17 @@ def sign_connection(
     issued = time.time() if now is None else now
     client_id = user_client_id(user) if user is not None else None
     capability, client_id = _merged(key, held, client_id, issued)
-    if len(capability) >= MAX_CHANNELS_PER_TOKEN:
-        capability = {}
+    capability = _room_for_one(capability, PUBLIC_RESOURCE)
     capability[PUBLIC_RESOURCE] = list(PUBLIC_OPERATIONS)
     return _answer(key, capability, client_id, issued, ttl, None)
+
+
+def _room_for_one(capability: dict[str, list[str]], name: str) -> dict[str, list[str]]:
+    """``capability`` if one more resource fits (count and size), else nothing of it."""
+    if len(capability) >= MAX_CHANNELS_PER_TOKEN:
+        return {}
+    size = len(canonical_capability(capability).encode()) + len(name.encode()) + 48
+    return capability if size <= MAX_CAPABILITY_BYTES else {}
 
 
 def _merged(
