@@ -716,3 +716,40 @@ def test_a_merged_token_stays_small_enough_to_send_back(broadcast: Broadcast) ->
             assert len(granted) == 2  # it did merge
     assert len(json.dumps({"channel_name": "x" * 200, "token": token})) < MAX_AUTH_BODY
     assert longest < MAX_AUTH_BODY - 512
+
+
+async def test_the_emulator_attributes_a_tokens_publishes_to_its_client_id(
+    emulator: AblyEmulator,
+) -> None:
+    """What Ably does with a token that may publish: its messages carry the token's client
+    id, and a message claiming another client id is refused (40012)."""
+    from ably import AblyRest
+    from ably.types.message import Message
+    from ably.util.exceptions import AblyException
+
+    token = _signed_with(
+        TEST_KEY,
+        {
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+            "x-ably-capability": '{"room":["publish"]}',
+            "x-ably-clientId": "7",
+        },
+    )
+    client = AblyRest(
+        token=token,
+        endpoint=emulator.host,
+        tls_port=emulator.port,
+        fallback_hosts=[],
+        use_binary_protocol=False,
+    )
+    try:
+        await client.channels.get("room").publish("said", "hi")
+        with pytest.raises(AblyException):
+            await client.channels.get("room").publish(
+                messages=[Message(name="said", data="forged", client_id="8")]
+            )
+    finally:
+        await client.close()
+    assert [(m.data, m.client_id) for m in emulator.messages("room")] == [("hi", "7")]
+    assert emulator.requests[-1].answer["error"]["code"] == 40012
