@@ -17,7 +17,7 @@ from e2e_app import Uvicorn, WsgiRef
 from node_clients import NodeClient
 from soketi_server import SoketiServer
 
-from broadcasting import Broadcast, InvalidChannel
+from broadcasting import Broadcast
 from conftest import Start
 
 
@@ -141,12 +141,6 @@ def test_pusher_js_decrypts_what_the_driver_encrypted(
     assert (event["event"], event["data"]) == ("opened", secret)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidChannel,
-    reason="the pusher driver's _rules.validate refuses '#server-to-user-' "
-    "(request 1 in /tmp/requests/pusher-auth.md); sign-in itself is proved above the publish",
-)
 def test_sign_in_succeeds_and_send_to_user_arrives(
     clients: Start, soketi: SoketiServer, server: Uvicorn | WsgiRef, broadcast: Broadcast
 ) -> None:
