@@ -57,6 +57,22 @@ def test_a_json_body_works_like_the_form(web: WebClient) -> None:
     assert web.memory.verify(reply.json, socket_id="1.2", channel="private-orders.2")
 
 
+def _multipart(*parts: str) -> bytes:
+    return "".join(f"--XyZ\r\n{part}\r\n" for part in parts).encode() + b"--XyZ--\r\n"
+
+
+def test_a_multipart_body_as_a_browsers_form_data_sends(web: WebClient) -> None:
+    body = _multipart(
+        'Content-Disposition: form-data; name="socket_id"\r\n\r\n1.2',
+        'Content-Disposition: form-data; name="channel_name"\r\n\r\nprivate-orders.1',
+    )
+    reply = web.post(
+        AUTH, content=body, content_type="multipart/form-data; boundary=XyZ", headers=ADA
+    )
+    assert reply.status == 200, reply.text
+    assert web.memory.verify(reply.json, socket_id="1.2", channel="private-orders.1")
+
+
 def test_get_with_query_parameters_as_an_auth_url_client_sends(web: WebClient) -> None:
     reply = web.request(
         "GET",
@@ -132,6 +148,12 @@ def test_malformed_requests_are_400_with_a_short_reason(
 
 
 BAD_BODIES = [
+    (
+        _multipart('Content-Disposition: form-data; name="socket_id"; filename="a.txt"\r\n\r\n1.2'),
+        "multipart/form-data; boundary=XyZ",
+        "only named text fields",
+    ),
+    (b"socket_id=1.2", "multipart/form-data", "no boundary"),
     (b"socket_id=1.2&channel_name=private-orders.1", "text/plain", "unsupported content type"),
     (b'{"socket_id": "1.2", "channel_name": ', "application/json", "not valid JSON"),
     (b'["1.2", "private-orders.1"]', "application/json", "must be an object"),

@@ -286,6 +286,13 @@ def flask_client(broadcast: Broadcast) -> WebClient:
 # -- Django: settings configured once, URLs per test -------------------------------------------
 
 
+DJANGO_MIDDLEWARE = [
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "web_support.HeaderUserMiddleware",
+]
+DJANGO_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+
 def configure_django() -> None:
     """Minimal settings: no database, a middleware that signs users in from ``X-User``."""
     import django
@@ -295,13 +302,10 @@ def configure_django() -> None:
         settings.configure(
             DEBUG=False,
             SECRET_KEY="web-tests-only",
-            ALLOWED_HOSTS=["testserver", "127.0.0.1", "localhost"],
+            ALLOWED_HOSTS=DJANGO_HOSTS,
             ROOT_URLCONF="web_support",
             INSTALLED_APPS=[],
-            MIDDLEWARE=[
-                "django.middleware.csrf.CsrfViewMiddleware",
-                "web_support.HeaderUserMiddleware",
-            ],
+            MIDDLEWARE=DJANGO_MIDDLEWARE,
             USE_TZ=True,
             LOGGING_CONFIG=None,
         )
@@ -378,7 +382,10 @@ def django_client(
             response.status_code, response.content.decode(), dict(response.headers.items())
         )
 
-    with override_settings(ROOT_URLCONF=site):
+    # every setting the tests rely on, whoever configured Django first in this process
+    with override_settings(
+        ROOT_URLCONF=site, MIDDLEWARE=DJANGO_MIDDLEWARE, ALLOWED_HOSTS=DJANGO_HOSTS
+    ):
         yield WebClient("django-async" if asynchronous else "django", send, broadcast)
 
 

@@ -239,6 +239,31 @@ def _form(text: str, what: str) -> list[tuple[str, str]]:
         raise _BadRequest(400, f"{what} has too many fields") from None
 
 
+def _multipart_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """The text fields of a ``multipart/form-data`` body (a browser's ``FormData``)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    if "boundary=" not in content_type:
+        raise _BadRequest(400, "the multipart body has no boundary")
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        raise _BadRequest(400, "the multipart body does not parse")
+    pairs: list[tuple[str, str]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or part.get_filename() is not None:
+            raise _BadRequest(400, "the multipart body may hold only named text fields")
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            raise _BadRequest(400, "the multipart body does not parse")
+        pairs.append((name, _decode(payload, "the body")))
+        if len(pairs) > _MAX_FIELDS:
+            raise _BadRequest(400, "the body has too many fields")
+    return pairs
+
+
 def _json_fields(text: str) -> list[tuple[str, str]]:
     try:
         value = json.loads(text)
@@ -273,17 +298,18 @@ def parse_fields(
     pairs = _form(_decode(query, "the query string"), "the query string") if query else []
     if method == "POST" and body:
         media = _media_type(headers)
-        text = _decode(body, "the body")
         if media == "application/x-www-form-urlencoded":
-            body_pairs = _form(text, "the body")
+            body_pairs = _form(_decode(body, "the body"), "the body")
         elif media == "application/json" or media.endswith("+json"):
-            body_pairs = _json_fields(text)
+            body_pairs = _json_fields(_decode(body, "the body"))
+        elif media == "multipart/form-data":
+            body_pairs = _multipart_fields(headers.get("content-type", ""), body)
         else:
             shown = media[:60] or "none"
             raise _BadRequest(
                 400,
                 f"unsupported content type {shown!r}: send "
-                "application/x-www-form-urlencoded or application/json",
+                "application/x-www-form-urlencoded, application/json or multipart/form-data",
             )
         body_keys = {key for key, _ in body_pairs}
         pairs = [(k, v) for k, v in pairs if k not in body_keys] + body_pairs

@@ -1,0 +1,371 @@
+"""What each adapter adds to the shared behaviour (mounting, names, defaults, CSRF); the helpers."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from web_support import (
+    USERS,
+    WebClient,
+    django_client,
+    flask_app,
+    make_broadcast,
+    user_from_headers,
+)
+
+from broadcasting import Broadcast, RuleError
+from broadcasting.web import (
+    AuthEndpoints,
+    Headers,
+    Response,
+    default_user_data,
+    socket_id_from,
+)
+
+FORM = {"socket_id": "1.2", "channel_name": "private-orders.1"}
+ADA = {"X-User": "ada"}
+FRAMEWORK_ROOTS = {"django", "flask", "werkzeug", "starlette", "fastapi", "httpx", "uvicorn"}
+
+
+@pytest.fixture
+def broadcast() -> Iterator[Broadcast]:
+    b = make_broadcast()
+    yield b
+    b.close()
+
+
+# -- imports ---------------------------------------------------------------------------
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = (
+        f"import sys\n{statement}\n"
+        "import json\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout)) & FRAMEWORK_ROOTS
+
+
+def test_importing_broadcasting_web_imports_no_framework() -> None:
+    assert _loaded_after("import broadcasting.web") == set()
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("starlette", {"starlette", "anyio"}),
+        ("flask", {"flask", "werkzeug"}),
+        ("django", {"django"}),
+    ],
+)
+def test_each_adapter_imports_only_its_own_framework(module: str, allowed: set[str]) -> None:
+    loaded = _loaded_after(f"import broadcasting.web.{module}")
+    assert module in loaded
+    assert loaded <= allowed, loaded - allowed
+
+
+# -- the helpers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"X-Socket-ID": "1234.5678"}, "1234.5678"),
+        ({"x-socket-id": " 1.2 "}, "1.2"),
+        ({"X-SOCKET-ID": "1.2"}, "1.2"),  # a plain dict with other casing
+        ({"HTTP_X_SOCKET_ID": "3.4"}, "3.4"),  # Django's request.META
+        (Headers([(b"x-socket-id", b"5.6")]), "5.6"),
+        ({"X-Socket-ID": "1234"}, None),
+        ({"X-Socket-ID": "1.2.3"}, None),
+        ({"X-Socket-ID": "abc.def"}, None),
+        ({"X-Socket-ID": "1" * 31 + ".1"}, None),
+        ({"X-Socket-ID": ""}, None),
+        ({}, None),
+    ],
+)
+def test_socket_id_from(headers: Any, expected: str | None) -> None:
+    assert socket_id_from(headers) == expected
+
+
+def test_socket_id_from_reads_each_frameworks_request_headers(broadcast: Broadcast) -> None:
+    from django.test import RequestFactory
+    from flask import Flask
+    from starlette.requests import Request
+
+    scope = {"type": "http", "headers": [(b"x-socket-id", b"7.8")], "method": "GET"}
+    assert socket_id_from(Request(scope).headers) == "7.8"
+    with Flask("t").test_request_context(headers={"X-Socket-ID": "7.8"}) as ctx:
+        assert socket_id_from(ctx.request.headers) == "7.8"
+    django_client(broadcast, asynchronous=False)  # configures Django once
+    from web_support import configure_django
+
+    configure_django()
+    request = RequestFactory().get("/", headers={"X-Socket-ID": "7.8"})
+    assert socket_id_from(request.headers) == "7.8"
+    assert socket_id_from(request.META) == "7.8"
+
+
+@dataclass
+class _WithId:
+    id: int
+
+
+@dataclass
+class _WithPk:
+    pk: int
+
+
+class _FlaskLogin:
+    def get_id(self) -> str:
+        return "u-9"
+
+
+def test_default_user_data_derives_the_id() -> None:
+    assert default_user_data({"id": 1, "name": "A"}) == {"id": 1, "name": "A"}
+    assert default_user_data(_WithId(5)) == {"id": "5"}
+    assert default_user_data(_WithPk(6)) == {"id": "6"}
+    assert default_user_data(_FlaskLogin()) == {"id": "u-9"}
+    with pytest.raises(RuleError, match="user_data="):
+        default_user_data(object())
+    with pytest.raises(RuleError):
+        default_user_data({"name": "no id"})
+
+
+def test_headers_are_case_insensitive_and_keep_the_first_value() -> None:
+    headers = Headers([("X-A", "1"), ("x-a", "2"), (b"Content-Type", b"text/plain")])
+    assert headers["x-A"] == "1" and headers.get("content-type") == "text/plain"
+    assert "X-a" in headers and "missing" not in headers and len(headers) == 2
+    assert sorted(headers) == ["Content-Type", "X-A"]
+
+
+def test_the_endpoints_check_their_arguments(broadcast: Broadcast) -> None:
+    with pytest.raises(TypeError, match="user="):
+        AuthEndpoints(broadcast, user="nobody")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="user_data="):
+        AuthEndpoints(broadcast, user=user_from_headers, user_data=42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_body"):
+        AuthEndpoints(broadcast, user=user_from_headers, max_body=0)
+    from broadcasting.web.starlette import broadcasting_routes
+
+    with pytest.raises(TypeError, match="user= is required"):
+        broadcasting_routes(broadcast)
+    endpoints = AuthEndpoints(broadcast, user=user_from_headers)
+    with pytest.raises(TypeError, match="not here"):
+        broadcasting_routes(endpoints, user=user_from_headers)
+    assert "secret" not in repr(endpoints).lower()
+
+
+def test_a_driver_without_sign_in_or_webhooks_answers_501() -> None:
+    with Broadcast({"DRIVER": "null"}) as b:
+        b.authorize("orders.{x}")(lambda user, x: True)
+        endpoints = AuthEndpoints(b, user=lambda request: {"id": "1"})
+        form = {"content-type": "application/x-www-form-urlencoded"}
+        auth = endpoints.handle_auth(
+            None, method="POST", headers=form, body=b"socket_id=1.2&channel_name=private-orders.1"
+        )
+        user = endpoints.handle_user_auth(None, method="POST", headers=form, body=b"socket_id=1.2")
+        hook = endpoints.handle_webhook(None, method="POST", headers={}, body=b"{}")
+    for answer in (auth, user, hook):
+        assert answer.status == 501
+        assert "'null' driver does not support" in answer.body["error"]
+
+
+def test_the_response_is_compact_json() -> None:
+    answer = Response(200, {"auth": "k:é"})
+    assert answer.content == '{"auth":"k:é"}'.encode()
+    assert answer.ok and not Response(403, {}).ok
+
+
+# -- Starlette and FastAPI ---------------------------------------------------------------------
+
+
+def test_starlette_paths_can_be_moved_or_left_out(broadcast: Broadcast) -> None:
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from broadcasting.web.starlette import broadcasting_routes
+
+    routes = broadcasting_routes(
+        broadcast, user=user_from_headers, auth_path="/pusher/auth", webhook_path=None
+    )
+    app = Starlette(routes=routes)
+    assert [r.name for r in routes] == ["broadcasting_auth", "broadcasting_user_auth"]
+    assert app.url_path_for("broadcasting_auth") == "/pusher/auth"
+    with TestClient(app) as client:
+        assert client.post("/pusher/auth", data=FORM, headers=ADA).status_code == 200
+        assert client.post("/broadcasting/auth", data=FORM, headers=ADA).status_code == 404
+        assert client.post("/broadcasting/webhook", content=b"{}").status_code == 404
+
+
+def test_fastapi_routes_stay_out_of_the_openapi_schema(broadcast: Broadcast) -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from broadcasting.web.starlette import broadcasting_router
+
+    app = FastAPI()
+
+    @app.get("/orders")
+    def orders() -> list[int]:
+        return [1]
+
+    app.include_router(broadcasting_router(broadcast, user=user_from_headers), prefix="/api")
+    with TestClient(app) as client:
+        assert list(client.get("/openapi.json").json()["paths"]) == ["/orders"]
+        assert client.post("/api/broadcasting/auth", data=FORM, headers=ADA).status_code == 200
+
+
+def test_starlette_refuses_an_oversize_chunked_body(broadcast: Broadcast) -> None:
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from broadcasting.web.starlette import broadcasting_routes
+
+    app = Starlette(routes=broadcasting_routes(broadcast, user=user_from_headers))
+
+    def chunks() -> Iterator[bytes]:  # chunked: no Content-Length to refuse it by
+        yield b"socket_id=1.2&channel_name=private-orders.1&pad="
+        yield from [b"x" * 1024] * 64
+
+    with TestClient(app) as client:
+        reply = client.post(
+            "/broadcasting/auth",
+            content=chunks(),
+            headers={**ADA, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+    assert reply.status_code == 413
+
+
+def test_a_starlette_view_publishes_to_others_with_the_socket_id_header(
+    broadcast: Broadcast,
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def ship(request: Request) -> JSONResponse:
+        await broadcast.achannel(
+            "orders", {"id": 1}, "shipped", socket_id=socket_id_from(request.headers)
+        )
+        return JSONResponse({"ok": True})
+
+    memory = broadcast.driver("strict")
+    assert hasattr(memory, "subscribe")
+    mine: list[Any] = []
+    others: list[Any] = []
+    memory.subscribe(mine.append, "orders", socket_id="1.1")
+    memory.subscribe(others.append, "orders", socket_id="2.2")
+    with TestClient(Starlette(routes=[Route("/ship", ship, methods=["POST"])])) as client:
+        assert client.post("/ship", headers={"X-Socket-ID": "1.1"}).status_code == 200
+        assert client.post("/ship", headers={"X-Socket-ID": "not-a-socket"}).status_code == 200
+    assert [m.socket_id for m in others] == ["1.1", None]
+    assert [m.socket_id for m in mine] == [None]  # its own publish skipped, the other arrives
+
+
+# -- Django -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_django_by_default_authorizes_request_user_and_signs_in_its_pk(
+    broadcast: Broadcast, asynchronous: bool
+) -> None:
+    @broadcast.authorize("profile.{pk}")
+    def own_profile(user: Any, pk: str) -> bool:
+        return str(user.pk) == pk  # a Django user, from request.user
+
+    clients = django_client(broadcast, asynchronous=asynchronous, user=None)
+    web: WebClient = next(clients)
+    form = {"socket_id": "1.2", "channel_name": "private-profile.1"}
+    try:
+        assert web.post("/broadcasting/auth", form=form, headers=ADA).status == 200
+        assert web.post("/broadcasting/auth", form=form, headers={"X-User": "bob"}).status == 403
+        anonymous = web.post("/broadcasting/auth", form=form)
+        assert (anonymous.status, anonymous.json) == (403, {"error": "forbidden"})
+        signed_in = web.post("/broadcasting/user-auth", form={"socket_id": "1.2"}, headers=ADA)
+        assert json.loads(signed_in.json["user_data"]) == {"id": USERS["ada"]["id"]}
+    finally:
+        clients.close()
+
+
+def test_django_urls_are_named_and_reversible(broadcast: Broadcast) -> None:
+    clients = django_client(broadcast, asynchronous=False)
+    next(clients)
+    try:
+        from django.urls import reverse
+
+        assert reverse("broadcasting_auth") == "/broadcasting/auth"
+        assert reverse("broadcasting_user_auth") == "/broadcasting/user-auth"
+        assert reverse("broadcasting_webhook") == "/broadcasting/webhook"
+    finally:
+        clients.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_django_csrf_is_off_by_default_and_can_be_kept(
+    broadcast: Broadcast, asynchronous: bool
+) -> None:
+    from web_support import signed_delivery, webhook_headers
+
+    exempt = django_client(broadcast, asynchronous=asynchronous, enforce_csrf=True)
+    try:
+        web = next(exempt)
+        assert web.post("/broadcasting/auth", form=FORM, headers=ADA).status == 200
+    finally:
+        exempt.close()
+
+    kept = django_client(broadcast, asynchronous=asynchronous, enforce_csrf=True, csrf=True)
+    try:
+        web = next(kept)
+        refused = web.post("/broadcasting/auth", form=FORM, headers=ADA)
+        assert refused.status == 403 and "CSRF" in refused.text  # Django's own refusal
+        from django.middleware.csrf import _get_new_csrf_string
+
+        token = _get_new_csrf_string()
+        headers = {**ADA, "X-CSRFToken": token, "Cookie": f"csrftoken={token}"}
+        assert web.post("/broadcasting/auth", form=FORM, headers=headers).status == 200
+        # the webhook's signature is its proof: never behind CSRF
+        body = signed_delivery([{"name": "channel_occupied", "channel": "c"}])
+        assert (
+            web.post("/broadcasting/webhook", content=body, headers=webhook_headers(body)).status
+            == 200
+        )
+    finally:
+        kept.close()
+
+
+# -- Flask -------------------------------------------------------------------------------------
+
+
+def test_flask_blueprint_names_and_prefix(broadcast: Broadcast) -> None:
+    from flask import url_for
+
+    app = flask_app(broadcast, name="rt", url_prefix="/api", user_auth_path=None)
+    with app.test_request_context():
+        assert url_for("rt.auth") == "/api/broadcasting/auth"
+        assert url_for("rt.webhook") == "/api/broadcasting/webhook"
+    client = app.test_client()
+    assert client.post("/api/broadcasting/auth", data=FORM, headers=ADA).status_code == 200
+    assert client.post("/api/broadcasting/user-auth", data={"socket_id": "1.2"}).status_code == 404
+
+
+def test_flask_refuses_an_oversize_chunked_body(broadcast: Broadcast) -> None:
+    app = flask_app(broadcast)
+    body = b"socket_id=1.2&channel_name=private-orders.1&pad=" + b"x" * 65536
+    reply = app.test_client().post(
+        "/broadcasting/auth",
+        input_stream=io.BytesIO(body),
+        # what a server sets for a chunked request: no CONTENT_LENGTH to refuse it by
+        environ_overrides={"wsgi.input_terminated": True},
+        headers={**ADA, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert reply.status_code == 413
