@@ -299,3 +299,26 @@ def test_main_dispatches_the_new_commands_in_process(capsys: pytest.CaptureFixtu
     assert "nobody is in presence-room" in capsys.readouterr().err
     assert main(["members", "orders", "--driver", "memory"]) == 1
     assert "InvalidChannel" in capsys.readouterr().err
+
+
+@pytest.mark.soketi
+def test_listen_reports_a_lost_connection_in_one_line(tmp_path: Path) -> None:
+    server = start_soketi()
+    try:
+        path = tmp_path / "own.json"
+        path.write_text(
+            json.dumps({"DRIVER": "pusher", "DRIVERS": {"pusher": server.driver_options()}})
+        )
+        listener = Process("listen", "cli-outage", "--config", str(path))
+        try:
+            listener.wait_stderr("listening on")
+            server.stop()  # the service goes away under the listener
+            status = listener.process.wait(timeout=30)
+        finally:
+            listener.kill()
+    finally:
+        server.close()
+    errors = listener.stderr_text()
+    assert status == 1, errors
+    assert "broadcasting: error: BroadcastError: pusher: " in errors
+    assert "Traceback" not in errors

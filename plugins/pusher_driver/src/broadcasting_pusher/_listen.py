@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from broadcasting import BroadcastError, InvalidChannel, NotSupported, ValidationError
@@ -86,23 +87,31 @@ def _subscribe_frame(driver: BroadcastPusherDriver, socket_id: str, channel: str
     return json.dumps({"event": "pusher:subscribe", "data": data})
 
 
-def _decrypted(driver: BroadcastPusherDriver, channel: str, data: str) -> str:
+def _open(driver: BroadcastPusherDriver, channel: str, data: str) -> bytes | None:
+    """The plaintext of an encrypted event, or ``None`` when it does not decrypt."""
     import nacl.exceptions
     import nacl.secret
 
     master = driver.settings.encryption_master_key
     assert master is not None  # checked before connecting
-    shared = hashlib.sha256(channel.encode() + base64.b64decode(master.reveal())).digest()
     try:
         envelope = json.loads(data)
-        nonce = base64.b64decode(envelope["nonce"])
-        ciphertext = base64.b64decode(envelope["ciphertext"])
-        plain: bytes = nacl.secret.SecretBox(shared).decrypt(ciphertext, nonce)
+        plain: bytes = nacl.secret.SecretBox(
+            hashlib.sha256(channel.encode() + base64.b64decode(master.reveal())).digest()
+        ).decrypt(base64.b64decode(envelope["ciphertext"]), base64.b64decode(envelope["nonce"]))
     except (ValueError, KeyError, TypeError, nacl.exceptions.CryptoError):
+        return None
+    return plain
+
+
+def _decrypted(driver: BroadcastPusherDriver, channel: str, data: str) -> str:
+    # the key is derived and used inside _open, whose frame is gone before this raises
+    plain = _open(driver, channel, data)
+    if plain is None:
         raise BroadcastError(
             f"{driver.name}: an event on {channel!r} could not be decrypted "
             "(is encryption_master_key_base64 the one the publisher uses?)"
-        ) from None
+        )
     return plain.decode("utf-8", "replace")
 
 
@@ -135,56 +144,69 @@ async def listen_channels(
             raise BroadcastError(
                 f"{driver.name}: could not open the WebSocket {where}: {type(exc).__name__}: {exc}"
             ) from None
-        async with ws:
-            pending = set(names)
-            socket_id = ""
-            while True:
-                try:
-                    message = await ws.receive(timeout=wait * 4 if pending else None)
-                except asyncio.TimeoutError:
-                    raise BroadcastError(
-                        f"{driver.name}: {where} did not confirm the subscriptions to "
-                        f"{sorted(pending)} within {wait * 4:g} s"
-                    ) from None
-                if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
-                    raise BroadcastError(
-                        f"{driver.name}: the server closed the WebSocket {where} "
-                        f"(code {ws.close_code})"
-                    )
-                if message.type == aiohttp.WSMsgType.ERROR:
-                    raise BroadcastError(f"{driver.name}: the WebSocket {where} failed")
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                frame = json.loads(message.data)
-                event = str(frame.get("event", ""))
-                channel = str(frame.get("channel", ""))
-                data = frame.get("data", "")
-                if event == "pusher:connection_established":
-                    socket_id = json.loads(data)["socket_id"]
-                    for name in names:
-                        await ws.send_str(_subscribe_frame(driver, socket_id, name))
-                elif event == "pusher:ping":
-                    await ws.send_str(json.dumps({"event": "pusher:pong", "data": {}}))
-                elif event == "pusher_internal:subscription_succeeded":
-                    if channel in pending:
-                        pending.discard(channel)
-                        yield Heard(channel, SUBSCRIBED, "", time.time())
-                elif event in ("pusher:error", "pusher:subscription_error"):
-                    said = _text(data)[:300]
-                    raise BroadcastError(
-                        f"{driver.name}: {where} refused: {said}"
-                        + (f" (channel {channel!r})" if channel else "")
-                    )
-                elif event in ("pusher_internal:member_added", "pusher_internal:member_removed"):
-                    info = json.loads(data) if isinstance(data, str) else data
-                    user = info.get("user_id") if isinstance(info, dict) else None
-                    name = event.replace("pusher_internal:", "pusher:")
-                    yield Heard(channel, name, _text(data), time.time(), _opt(user))
-                elif not event.startswith("pusher"):
-                    text = _text(data)
-                    if is_encrypted(channel):
-                        text = _decrypted(driver, channel, text)
-                    yield Heard(channel, event, text, time.time(), _opt(frame.get("user_id")))
+        async with ws, contextlib.aclosing(_frames(driver, ws, names, where, wait)) as frames:
+            try:
+                async for heard in frames:
+                    yield heard
+            except (aiohttp.ClientError, OSError) as exc:
+                raise BroadcastError(
+                    f"{driver.name}: the WebSocket {where} failed: {type(exc).__name__}"
+                ) from None
+
+
+async def _frames(
+    driver: BroadcastPusherDriver, ws: Any, names: list[str], where: str, wait: float
+) -> AsyncGenerator[Heard, None]:
+    """What arrives on the open WebSocket ``ws``: subscriptions confirmed, then events."""
+    import aiohttp
+
+    pending = set(names)
+    while True:
+        try:
+            message = await ws.receive(timeout=wait * 4 if pending else None)
+        except asyncio.TimeoutError:
+            raise BroadcastError(
+                f"{driver.name}: {where} did not confirm the subscriptions to "
+                f"{sorted(pending)} within {wait * 4:g} s"
+            ) from None
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+            raise BroadcastError(
+                f"{driver.name}: the server closed the WebSocket {where} (code {ws.close_code})"
+            )
+        if message.type == aiohttp.WSMsgType.ERROR:
+            raise BroadcastError(f"{driver.name}: the WebSocket {where} failed")
+        if message.type != aiohttp.WSMsgType.TEXT:
+            continue
+        frame = json.loads(message.data)
+        event = str(frame.get("event", ""))
+        channel = str(frame.get("channel", ""))
+        data = frame.get("data", "")
+        if event == "pusher:connection_established":
+            socket_id = json.loads(data)["socket_id"]
+            for name in names:
+                await ws.send_str(_subscribe_frame(driver, socket_id, name))
+        elif event == "pusher:ping":
+            await ws.send_str(json.dumps({"event": "pusher:pong", "data": {}}))
+        elif event == "pusher_internal:subscription_succeeded":
+            if channel in pending:
+                pending.discard(channel)
+                yield Heard(channel, SUBSCRIBED, "", time.time())
+        elif event in ("pusher:error", "pusher:subscription_error"):
+            said = _text(data)[:300]
+            raise BroadcastError(
+                f"{driver.name}: {where} refused: {said}"
+                + (f" (channel {channel!r})" if channel else "")
+            )
+        elif event in ("pusher_internal:member_added", "pusher_internal:member_removed"):
+            info = json.loads(data) if isinstance(data, str) else data
+            user = info.get("user_id") if isinstance(info, dict) else None
+            name = event.replace("pusher_internal:", "pusher:")
+            yield Heard(channel, name, _text(data), time.time(), _opt(user))
+        elif not event.startswith("pusher"):
+            text = _text(data)
+            if is_encrypted(channel):
+                text = _decrypted(driver, channel, text)
+            yield Heard(channel, event, text, time.time(), _opt(frame.get("user_id")))
 
 
 def _opt(value: object) -> str | None:
