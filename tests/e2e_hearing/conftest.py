@@ -1,8 +1,9 @@
 """End-to-end hearing: soketi sends its real webhooks to our endpoint; pusher-js makes them happen.
 
 - ``soketi``: one soketi for this folder whose app posts ``channel_occupied``,
-  ``channel_vacated``, ``member_added`` and ``member_removed`` to the receiver
-  (``webhooks: [{url, event_types}]``) and has user authentication on.
+  ``channel_vacated``, ``member_added``, ``member_removed`` and
+  ``client_event`` to the receiver (``webhooks: [{url, event_types}]``), with
+  user authentication and client events on.
 - ``broadcast``: the ``pusher`` driver pointed at it, with a presence rule
   (``room.{name}``: any signed-in user, as its member info), an
   ``on_webhook("*")`` handler collecting what the library verified
@@ -36,7 +37,13 @@ from soketi_server import CONFIG_FILE, SoketiServer
 
 from broadcasting import Broadcast, Driver, WebhookEvent, hookimpl
 
-EVENT_TYPES = ["channel_occupied", "channel_vacated", "member_added", "member_removed"]
+EVENT_TYPES = [
+    "channel_occupied",
+    "channel_vacated",
+    "member_added",
+    "member_removed",
+    "client_event",
+]
 USERS = {"1": "Ann", "2": "Bob", "3": "Cy"}
 
 
@@ -84,6 +91,7 @@ def soketi(receiver_port: int) -> Iterator[SoketiServer]:
         {
             **app,
             "enableUserAuthentication": True,
+            "enableClientMessages": True,
             "webhooks": [{"url": url, "event_types": EVENT_TYPES}],
         }
         for app in apps

@@ -13,6 +13,7 @@ re-signed with an old ``time_ms``: all but the replay are refused.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -193,3 +194,30 @@ def test_a_failing_handler_answers_500_and_the_retry_has_the_same_ids(
     assert [e.id for e in handled] == failures
     ann.send({"cmd": "disconnect"})
     heard.wait_for(channel, ("channel_vacated", None))
+
+
+async def test_a_client_event_arrives_with_its_sender(
+    soketi: Any, receiver: Uvicorn, heard: Heard, recorder: Recorder, broadcast: Broadcast
+) -> None:
+    """A Pusher-protocol WebSocket client (tests/servers/pusher_ws.py) whispers in a room."""
+    from pusher_ws import PusherSubscriber
+
+    channel = "presence-room.whispers"
+    client = await PusherSubscriber(soketi.ws_url()).connect()
+    try:
+        answer = await broadcast.aauthenticate(
+            "2", socket_id=client.socket_id, channel_name=channel
+        )
+        future = client._subscribed[channel] = asyncio.get_running_loop().create_future()
+        frame = {"channel": channel, **answer}
+        await client._ws.send(json.dumps({"event": "pusher:subscribe", "data": frame}))
+        await asyncio.wait_for(future, 10)
+        whisper = {"event": "client-typing", "channel": channel, "data": {"typing": True}}
+        await client._ws.send(json.dumps(whisper))
+        events = await asyncio.to_thread(heard.wait_for, channel, ("client_event", "2"))
+    finally:
+        await client.close()
+    (typed,) = [e for e in events if e.name == "client_event"]
+    assert (typed.event, typed.socket_id, typed.user_id) == ("client-typing", client.socket_id, "2")
+    assert typed.data == {"typing": True}  # as the client sent it
+    await asyncio.to_thread(heard.wait_for, channel, ("channel_vacated", None))

@@ -72,8 +72,9 @@ def _checked(driver: BroadcastPusherDriver, channels: Sequence[str]) -> list[str
 
 
 def _sign(driver: BroadcastPusherDriver, text: str) -> str:
-    secret = driver.settings.secret.reveal().encode("utf-8")
-    return f"{driver.settings.key}:" + hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()
+    settings = driver.settings  # the secret is revealed only inside the expression
+    digest = hmac.new(settings.secret.reveal().encode(), text.encode(), hashlib.sha256)
+    return f"{settings.key}:{digest.hexdigest()}"
 
 
 def _subscribe_frame(driver: BroadcastPusherDriver, socket_id: str, channel: str) -> str:
