@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hearing_support import Heard, Recorder, Uvicorn, free_port
+from hearing_support import Heard, OnlineUsers, Recorder, Start, Uvicorn, free_port
 from node_clients import NodeClient, start_client
 from soketi_pytest import start_soketi
 from soketi_server import CONFIG_FILE, SoketiServer
 
-from broadcasting import Broadcast, Driver, WebhookEvent, hookimpl
+from broadcasting import Broadcast
 
 EVENT_TYPES = [
     "channel_occupied",
@@ -45,37 +44,6 @@ EVENT_TYPES = [
     "client_event",
 ]
 USERS = {"1": "Ann", "2": "Bob", "3": "Cy"}
-
-
-class OnlineUsers:
-    """A plugin keeping who is online per presence channel; de-duplicates on ``event.id``."""
-
-    def __init__(self) -> None:
-        self.online: dict[str, set[str]] = {}
-        self.seen: set[str] = set()
-        self.duplicates = 0
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def broadcasting_webhook(
-        self, broadcast: Broadcast, driver: Driver, event: WebhookEvent
-    ) -> None:
-        with self._lock:
-            if event.id in self.seen:
-                self.duplicates += 1
-                return
-            self.seen.add(event.id)
-            if event.channel is None or event.user_id is None:
-                return
-            room = self.online.setdefault(event.channel, set())
-            if event.name == "member_added":
-                room.add(event.user_id)
-            elif event.name == "member_removed":
-                room.discard(event.user_id)
-
-    def of(self, channel: str) -> set[str]:
-        with self._lock:
-            return set(self.online.get(channel, ()))
 
 
 @pytest.fixture(scope="session")
@@ -148,9 +116,6 @@ def receiver(recorder: Recorder, receiver_port: int) -> Iterator[Uvicorn]:
         yield server
     finally:
         server.close()
-
-
-Start = Callable[[str], NodeClient]
 
 
 @pytest.fixture

@@ -18,9 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from broadcasting import WebhookEvent
+from node_clients import NodeClient
+
+from broadcasting import Broadcast, Driver, WebhookEvent, hookimpl
 
 HOST = "127.0.0.1"
+
+#: The ``pusher_js`` fixture: ``pusher_js(user_id)`` -> a connected pusher-js client.
+Start = Callable[[str], NodeClient]
 
 
 @dataclass(frozen=True)
@@ -172,3 +177,34 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+class OnlineUsers:
+    """A plugin keeping who is online per presence channel; de-duplicates on ``event.id``."""
+
+    def __init__(self) -> None:
+        self.online: dict[str, set[str]] = {}
+        self.seen: set[str] = set()
+        self.duplicates = 0
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def broadcasting_webhook(
+        self, broadcast: Broadcast, driver: Driver, event: WebhookEvent
+    ) -> None:
+        with self._lock:
+            if event.id in self.seen:
+                self.duplicates += 1
+                return
+            self.seen.add(event.id)
+            if event.channel is None or event.user_id is None:
+                return
+            room = self.online.setdefault(event.channel, set())
+            if event.name == "member_added":
+                room.add(event.user_id)
+            elif event.name == "member_removed":
+                room.discard(event.user_id)
+
+    def of(self, channel: str) -> set[str]:
+        with self._lock:
+            return set(self.online.get(channel, ()))

@@ -16,12 +16,12 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from hearing_support import Start
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast, BroadcastError
 from broadcasting._state import SUBSCRIBED, Heard
 from broadcasting_pusher import _listen
-from conftest import Start
 
 pytestmark = pytest.mark.soketi
 

@@ -22,13 +22,12 @@ from typing import Any
 
 import httpx
 import pytest
-from hearing_support import Delivery, Heard, Recorder, Uvicorn
+from hearing_support import Delivery, Heard, OnlineUsers, Recorder, Start, Uvicorn
 from node_clients import NodeClient
 from soketi_server import APP_KEY, APP_SECRET
 
 from broadcasting import Broadcast, WebhookEvent
 from broadcasting.web import WEBHOOK_PATH
-from conftest import OnlineUsers, Start
 
 pytestmark = pytest.mark.soketi
 
