@@ -73,7 +73,7 @@ def _endpoint(
             method=request.method,
             headers=request.headers,
             body=body,
-            query=request.url.query,
+            query=request.scope.get("query_string", b""),
         )
         return StarletteResponse(
             answer.content, status_code=answer.status, headers=dict(answer.headers)
