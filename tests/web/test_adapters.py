@@ -178,6 +178,27 @@ def test_a_driver_without_sign_in_or_webhooks_answers_501() -> None:
         assert "'null' driver does not support" in answer.body["error"]
 
 
+def test_presence_info_over_the_services_limit_is_refused_before_signing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("broadcasting_pusher")
+    options = {"app_id": "1", "key": "k", "secret": "s-not-shown", "cluster": "eu"}
+    with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as b:
+        b.authorize("chat.{room}")(lambda user, room: {"id": "1", "bio": "private " * 500})
+        endpoints = AuthEndpoints(b, user=lambda request: {"id": "1"})
+        answer = endpoints.handle_auth(
+            None,
+            method="GET",
+            headers={},
+            query="socket_id=1.2&channel_name=presence-chat.1",
+        )
+    assert (answer.status, answer.body) == (400, {"error": "bad request"})
+    # the application's mistake: a warning on the server, naming the limit
+    [record] = [r for r in caplog.records if r.name == "broadcasting.web"]
+    assert record.levelname == "WARNING" and "1024" in record.getMessage()
+    assert "private private" not in record.getMessage()
+
+
 def test_the_response_is_compact_json() -> None:
     answer = Response(200, {"auth": "k:é"})
     assert answer.content == '{"auth":"k:é"}'.encode()

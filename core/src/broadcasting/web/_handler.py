@@ -23,6 +23,7 @@ from broadcasting._errors import (
     InvalidAuthRequest,
     NotSupported,
     RuleError,
+    Unauthorized,
 )
 
 if TYPE_CHECKING:
@@ -401,13 +402,23 @@ class AuthEndpoints:
         return None
 
     def _failure(self, route: Route, exc: BaseException) -> Response:
-        """The response for an exception raised while handling ``route``."""
+        """The response for an exception raised while handling ``route``.
+
+        The client's own mistakes and refusals are logged at DEBUG; a 4xx the
+        application caused (a presence rule's info over the service's limit,
+        say) and a 501 at WARNING, without a traceback; anything else at ERROR
+        with its traceback. Only the client's mistakes and 501s show their
+        message in the body.
+        """
         if isinstance(exc, _BadRequest):
             logger.debug("%s: %s", route, exc.message)
             return _error(exc.status, exc.message)
         status = getattr(exc, "http_status", None) if isinstance(exc, BroadcastError) else None
         if isinstance(status, int) and (400 <= status < 500 or status == 501):
-            logger.debug("%s: %d: %s", route, status, exc)
+            if isinstance(exc, (InvalidAuthRequest, Forbidden, Unauthorized)):
+                logger.debug("%s: %d: %s", route, status, exc)
+            else:
+                logger.warning("%s: %d: %s", route, status, exc)
             if isinstance(exc, (InvalidAuthRequest, NotSupported)):
                 return _error(status, str(exc))
             return _error(status)
