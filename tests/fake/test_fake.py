@@ -228,15 +228,21 @@ def test_an_event_the_driver_cannot_send_fails_as_in_production(
 # -- send_to_user and authorization ---------------------------------------------------------
 
 
-def test_send_to_user_is_recorded_and_asserted_by_user(broadcast_fake: BroadcastFake) -> None:
-    with Broadcast({"DRIVER": "memory"}) as broadcast:
+@pytest.mark.parametrize("driver", ["memory", "pusher"])
+def test_send_to_user_is_recorded_and_asserted_by_user(
+    broadcast_fake: BroadcastFake, listener: socket.socket, driver: str
+) -> None:
+    config = pusher_config(listener.getsockname()[1]) if driver == "pusher" else {"DRIVER": driver}
+    with Broadcast(config) as broadcast:
         broadcast.send_to_user(42, "notice", {"text": "hi"})
         asyncio.run(broadcast.asend_to_user("7", "notice", {"text": "yo"}))
-        assert broadcast.driver(BroadcastMemoryDriver).messages == []
+        if driver == "memory":
+            assert broadcast.driver(BroadcastMemoryDriver).messages == []
     [to_42] = broadcast_fake.assert_sent("notice", user=42)
-    assert to_42.channels == ("#server-to-user-42",)
+    assert (to_42.driver, to_42.channels) == (driver, ("#server-to-user-42",))
     broadcast_fake.assert_sent(user="7", data={"text": "yo"}, times=1)
     broadcast_fake.assert_not_sent(user=8)
+    assert connections(listener) == 0
 
 
 def test_authorization_is_not_faked_and_not_recorded(broadcast_fake: BroadcastFake) -> None:
