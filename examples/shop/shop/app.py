@@ -124,3 +124,10 @@ async def add_note(order_id: int, note: Note) -> dict[str, Any]:
         raise HTTPException(413, f"the note is too long to send ({exc.size} bytes)") from None
     order.notes.append(note.text)
     return {"id": order.id, "notes": len(order.notes)}
+
+
+@app.post("/customers/{customer}/notify")
+async def notify(customer: str, note: Note) -> dict[str, Any]:
+    """Tell every tab where the customer is signed in (``pusher:signin``)."""
+    await broadcast.asend_to_user(customer, "notice", {"text": note.text})
+    return {"sent": True}

@@ -91,3 +91,11 @@ def test_only_the_customer_may_follow_an_order(broadcast_fake: BroadcastFake) ->
     assert allowed.json()["auth"].startswith("app-key:")
     assert refused.status_code == 403
     broadcast_fake.assert_sent(OrderPlaced, times=1)  # authorizing published nothing
+
+
+def test_a_notice_reaches_the_customer_wherever_signed_in(broadcast_fake: BroadcastFake) -> None:
+    response = client.post("/customers/ada/notify", json={"text": "Your parcel is late"})
+
+    assert response.json() == {"sent": True}
+    broadcast_fake.assert_sent("notice", user="ada", data={"text": "Your parcel is late"})
+    broadcast_fake.assert_not_sent(user="bob")
