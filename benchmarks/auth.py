@@ -83,7 +83,8 @@ def make_broadcast(driver: str) -> Any:
 USER = {"id": "1", "name": "Ada", "orders": {"42"}}
 
 
-def current_user(request: Any) -> dict[str, Any]:
+async def current_user(request: Any) -> dict[str, Any]:
+    """An async app's user function (a sync one would run in the thread pool)."""
     return USER
 
 

@@ -226,6 +226,37 @@ def test_starlette_paths_can_be_moved_or_left_out(broadcast: Broadcast) -> None:
         assert client.post("/broadcasting/webhook", content=b"{}").status_code == 404
 
 
+def test_starlette_runs_a_sync_user_function_off_the_event_loop(broadcast: Broadcast) -> None:
+    """A blocking user function (a database query) must not stall the server's loop."""
+    import threading
+
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from broadcasting.web.starlette import broadcasting_routes
+
+    threads: list[threading.Thread] = []
+
+    def blocking_user(request: Any) -> Any:
+        threads.append(threading.current_thread())
+        return user_from_headers(request)
+
+    loop_threads: list[threading.Thread] = []
+
+    async def async_user(request: Any) -> Any:
+        loop_threads.append(threading.current_thread())
+        return user_from_headers(request)
+
+    for user in (blocking_user, async_user):
+        app = Starlette(routes=broadcasting_routes(broadcast, user=user))
+        with TestClient(app) as client:
+            assert client.post("/broadcasting/auth", data=FORM, headers=ADA).status_code == 200
+            assert client.post("/broadcasting/user-auth", data=FORM, headers=ADA).status_code == 200
+    # the loop runs in one thread; the sync function ran in others (the pool)
+    assert len(set(loop_threads)) == 1
+    assert loop_threads[0] not in threads and len(threads) == 2
+
+
 def test_fastapi_routes_stay_out_of_the_openapi_schema(broadcast: Broadcast) -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient

@@ -9,15 +9,20 @@ FastAPI::
     app.include_router(broadcasting_router(broadcast, user=current_user))
 
 ``user(request)`` receives Starlette's :class:`~starlette.requests.Request`
-and may be async. Needs ``starlette`` (``pip install broadcasting[starlette]``,
-or ``[fastapi]`` for :func:`broadcasting_router`).
+and may be async; a sync ``user`` or ``user_data`` function runs in
+Starlette's thread pool, as a sync endpoint or dependency would, so it may
+block (a database query) without stalling the event loop. Needs
+``starlette`` (``pip install broadcasting[starlette]``, or ``[fastapi]`` for
+:func:`broadcasting_router`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route as StarletteRoute
@@ -60,6 +65,18 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(received)
 
 
+def _off_the_loop(function: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    """A sync function as a coroutine function that runs it in the thread pool."""
+    if function is None or inspect.iscoroutinefunction(function):
+        return function
+    sync = function
+
+    async def in_threadpool(*args: Any) -> Any:
+        return await run_in_threadpool(sync, *args)
+
+    return in_threadpool
+
+
 def _endpoint(
     endpoints: AuthEndpoints, route: Route
 ) -> Callable[[Request], Awaitable[StarletteResponse]]:
@@ -96,11 +113,14 @@ def broadcasting_routes(
     """Starlette routes for ``/broadcasting/auth``, ``…/user-auth`` and ``…/webhook``.
 
     ``target`` is a :class:`~broadcasting.Broadcast` (then ``user`` is
-    required, see :class:`~broadcasting.web.AuthEndpoints`) or a ready
-    :class:`~broadcasting.web.AuthEndpoints`. A path set to ``None`` leaves
+    required, see :class:`~broadcasting.web.AuthEndpoints`; a sync ``user``
+    or ``user_data`` runs in the thread pool) or a ready
+    :class:`~broadcasting.web.AuthEndpoints` (used as it is). A path set to ``None`` leaves
     that route out. The routes are named ``broadcasting_auth``,
     ``broadcasting_user_auth`` and ``broadcasting_webhook``.
     """
+    if not isinstance(target, AuthEndpoints):
+        user, user_data = _off_the_loop(user), _off_the_loop(user_data)
     endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
     routes: list[StarletteRoute] = []
     wanted: list[tuple[Route, str | None]] = [
