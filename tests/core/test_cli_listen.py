@@ -33,33 +33,12 @@ from pusher_ws import PusherSubscriber
 from soketi_pytest import start_soketi
 from soketi_server import APP_KEY, APP_SECRET, SoketiServer
 
-from broadcasting import Broadcast, Driver
+from broadcasting import Broadcast
 from broadcasting.cli import INTERRUPTED, listen, main
-
-#: Registers a pusher driver with ``listen_channels`` when the installed one has none yet.
-LAUNCHER = """
-import sys
-from broadcasting import Driver, register_driver
-from broadcasting_pusher import BroadcastPusherDriver
-from broadcasting_pusher import _listen
-from broadcasting.cli import main
-
-if BroadcastPusherDriver.listen_channels is Driver.listen_channels:
-    class Listening(BroadcastPusherDriver):
-        def listen_channels(self, channels):
-            return _listen.listen_channels(self, channels)
-    register_driver("pusher", Listening)
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def command(*args: str) -> list[str]:
-    """The ``broadcasting`` command line (through LAUNCHER while the driver lacks listening)."""
-    from broadcasting_pusher import BroadcastPusherDriver
-
-    if BroadcastPusherDriver.listen_channels is Driver.listen_channels:
-        # until the lead wires _listen into the pusher driver (/tmp/requests/hearing.md)
-        return [sys.executable, "-c", LAUNCHER, *args]
+    """The ``broadcasting`` command line, as this interpreter runs it."""
     return [sys.executable, "-m", "broadcasting", *args]
 
 
@@ -322,3 +301,21 @@ def test_listen_reports_a_lost_connection_in_one_line(tmp_path: Path) -> None:
     assert status == 1, errors
     assert "broadcasting: error: BroadcastError: pusher: " in errors
     assert "Traceback" not in errors
+
+
+def test_listen_on_pusher_without_aiohttp_says_what_to_install(tmp_path: Path) -> None:
+    path = tmp_path / "pusher.json"
+    options = {"app_id": "1", "key": "k", "secret": "s", "host": "127.0.0.1", "port": 9}
+    path.write_text(json.dumps({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}))
+    script = (
+        "import sys; sys.modules['aiohttp'] = None\n"  # an interpreter without aiohttp
+        "from broadcasting.cli import main\n"
+        f"sys.exit(main(['listen', 'orders', '--config', {str(path)!r}]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "NotSupported" in result.stderr
+    assert "pip install 'broadcasting-pusher[aiohttp]'" in result.stderr
+    assert "Traceback" not in result.stderr

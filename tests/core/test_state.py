@@ -13,16 +13,17 @@ import contextlib
 import pytest
 
 from broadcasting import (
+    SUBSCRIBED,
     Broadcast,
     ChannelInfo,
     Driver,
+    Heard,
     InvalidChannel,
     Member,
     NotSupported,
     PresenceChannel,
     ValidationError,
 )
-from broadcasting._state import SUBSCRIBED, Heard
 from broadcasting.drivers.memory import BroadcastMemoryDriver
 
 

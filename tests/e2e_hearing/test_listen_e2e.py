@@ -19,8 +19,7 @@ import pytest
 from hearing_support import Start
 from soketi_server import SoketiServer
 
-from broadcasting import Broadcast, BroadcastError
-from broadcasting._state import SUBSCRIBED, Heard
+from broadcasting import SUBSCRIBED, Broadcast, BroadcastError, Heard
 from broadcasting_pusher import _listen
 
 pytestmark = pytest.mark.soketi

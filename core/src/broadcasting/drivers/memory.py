@@ -31,10 +31,12 @@ from types import TracebackType
 from typing import Any
 
 from broadcasting import (
+    SUBSCRIBED,
     AuthRequest,
     ChannelInfo,
     ConfigurationError,
     Driver,
+    Heard,
     InvalidAuthRequest,
     InvalidChannel,
     Member,
@@ -46,7 +48,6 @@ from broadcasting import (
     ValidationError,
     WebhookEvent,
 )
-from broadcasting._state import SUBSCRIBED, Heard
 from broadcasting._webhooks import MAX_AGE_SECONDS
 
 Callback = Callable[[Message], object]
@@ -300,7 +301,7 @@ class BroadcastMemoryDriver(Driver):
     async def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
         """Yield every later publish of this process to ``channels``, once per channel.
 
-        First one :data:`~broadcasting._state.SUBSCRIBED` per channel (the
+        First one :data:`~broadcasting.SUBSCRIBED` per channel (the
         subscriptions are made by then). What ``broadcasting listen`` runs
         for the memory driver: it hears the publishes of the process it runs
         in (another process has its own memory driver). Closing the generator

@@ -9,7 +9,7 @@ app's auth endpoint would (a presence subscription joins as the member
 ``broadcasting-listen-<random>``, so it shows in the channel's members).
 Events on ``private-encrypted-`` channels are decrypted with the master key.
 
-It yields, in order: one :data:`~broadcasting._state.SUBSCRIBED` per channel
+It yields, in order: one :data:`~broadcasting.SUBSCRIBED` per channel
 once the server confirmed it, then every event as it arrives (a presence
 channel's ``pusher:member_added``/``pusher:member_removed`` too). The
 server's pings are answered. A refused subscription, a connection that fails
@@ -29,8 +29,14 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from broadcasting import BroadcastError, InvalidChannel, NotSupported, ValidationError
-from broadcasting._state import SUBSCRIBED, Heard
+from broadcasting import (
+    SUBSCRIBED,
+    BroadcastError,
+    Heard,
+    InvalidChannel,
+    NotSupported,
+    ValidationError,
+)
 from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH, is_encrypted
 
 if TYPE_CHECKING:
