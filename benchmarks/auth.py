@@ -1,7 +1,12 @@
 """Authorizations per second: in process, through the ASGI endpoint, and in a reconnect storm.
 
-    python benchmarks/auth.py            # full run (about a minute on 2 cores)
+    python benchmarks/auth.py            # full run (about two minutes on 2 cores)
     python benchmarks/auth.py --quick    # smoke run (a few seconds; writes nothing)
+    # the storm on uvicorn[standard] (uvloop, httptools) too, from a second venv:
+    python -m venv /tmp/std && /tmp/std/bin/pip install -e ./core -e ./plugins/pusher_driver \
+        starlette "uvicorn[standard]"
+    python benchmarks/auth.py --server-python "$(command -v python)" \
+        --server-python /tmp/std/bin/python
 
 Three groups (issue 11's targets: >= 20,000/s in process, >= 2,000/s through the
 ASGI endpoint):
@@ -412,14 +417,14 @@ async def _storm(host: str, port: int, clients: int) -> Storm:
     return Storm(time.perf_counter() - started, [x for pair in each for x in pair])
 
 
-def _storms(driver: str, clients: int, repetitions: int) -> list[Storm]:
+def _storms(driver: str, clients: int, repetitions: int, python: str) -> list[Storm]:
     """Storms against a real uvicorn in its own process serving ``make_app(driver)``."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(4096)
     host, port = listener.getsockname()
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve-fd", str(listener.fileno()), "--driver", driver],
+        [python, __file__, "--serve-fd", str(listener.fileno()), "--driver", driver],
         pass_fds=[listener.fileno()],
     )
     try:
@@ -433,9 +438,11 @@ def _storms(driver: str, clients: int, repetitions: int) -> list[Storm]:
         listener.close()
 
 
-def reconnect_storm(clients: int, repetitions: int, driver: str = "pusher") -> list[Row]:
-    storms = _storms(driver, clients, repetitions)
-    floor = _storms("constant", clients, repetitions)
+def reconnect_storm(
+    clients: int, repetitions: int, python: str, driver: str = "pusher"
+) -> list[Row]:
+    storms = _storms(driver, clients, repetitions, python)
+    floor = _storms("constant", clients, repetitions, python)
     requests = 2 * clients
 
     def throughput(runs: list[Storm]) -> Figure:
@@ -444,7 +451,7 @@ def reconnect_storm(clients: int, repetitions: int, driver: str = "pusher") -> l
     def millis(values: list[float]) -> Figure:
         return Figure([v * 1000 for v in values], "ms")
 
-    where = f"real uvicorn (1 worker, own process, {_uvicorn_flavour()}) on `{driver}`"
+    where = f"real uvicorn (1 worker, own process, {_uvicorn_flavour(python)}) on `{driver}`"
     what = (
         f"{clients:,} clients at once, each connecting and posting a private then a "
         "presence authorization on its connection"
@@ -486,11 +493,17 @@ def reconnect_storm(clients: int, repetitions: int, driver: str = "pusher") -> l
     ]
 
 
-def _uvicorn_flavour() -> str:
-    import importlib.util
-
-    extras = [m for m in ("uvloop", "httptools") if importlib.util.find_spec(m) is not None]
-    return "with " + " and ".join(extras) if extras else "plain: no uvloop, no httptools (h11)"
+def _uvicorn_flavour(python: str) -> str:
+    """Which of uvicorn's speed-ups ``python`` has (``uvicorn[standard]`` installs both)."""
+    code = (
+        "import importlib.util as u; "
+        "print(' and '.join(m for m in ('uvloop', 'httptools') if u.find_spec(m)))"
+    )
+    found = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    extras = found.stdout.strip()
+    if not extras:
+        return "plain `uvicorn`: asyncio and h11"
+    return f"`uvicorn[standard]`: {extras}"
 
 
 def _percentile(values: Iterable[float], pct: int) -> float:
@@ -533,6 +546,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run; writes nothing")
     parser.add_argument("--clients", type=int, default=None, help="reconnect storm size")
+    parser.add_argument(
+        "--server-python",
+        action="append",
+        help="the interpreter(s) that run uvicorn for the storm (default: this one); "
+        "give one with uvicorn[standard] installed to measure uvloop and httptools too",
+    )
     parser.add_argument("--serve-fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--driver", default="pusher", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -546,8 +565,9 @@ def main(argv: list[str] | None = None) -> int:
         *in_process(count, repetitions),
         *asgi_direct(count // 2, repetitions),
         *asgi_in_process(count // 4, repetitions),
-        *reconnect_storm(clients, repetitions),
     ]
+    for python in args.server_python or [sys.executable]:
+        rows.extend(reconnect_storm(clients, repetitions, python))
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = (
         f"# Authorization benchmarks\n\nRun {now} on {platform.processor() or platform.machine()}, "
