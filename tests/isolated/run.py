@@ -144,6 +144,22 @@ SCENARIOS: dict[str, tuple[list[str], str]] = {
                              cwd=example, capture_output=True, text=True)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         assert " passed" in out.stdout and "skipped" not in out.stdout, out.stdout[-500:]
+        # the core wheel registers the broadcast_fake fixture with pytest (entry
+        # point pytest11): an app's test uses it with no conftest and no plugin flag
+        app_tests = Path(os.environ["SCENARIO_TMP"]) / "app_tests"
+        app_tests.mkdir()
+        (app_tests / "test_app.py").write_text(
+            "from broadcasting import Broadcast\\n"
+            "def test_views_broadcast(broadcast_fake):\\n"
+            "    Broadcast({'DRIVER': 'log'}).channel('orders', {'id': 42}, 'shipped')\\n"
+            "    broadcast_fake.assert_sent('shipped', channel='orders', times=1)\\n"
+            "def test_a_miss_is_reported(broadcast_fake):\\n"
+            "    broadcast_fake.assert_sent('shipped')\\n"
+        )
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                             cwd=app_tests, capture_output=True, text=True)
+        assert "1 failed, 1 passed" in out.stdout, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "test_a_miss_is_reported" in out.stdout, out.stdout[-3000:]
         """,
     ),
 }
