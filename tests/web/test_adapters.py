@@ -83,6 +83,7 @@ def test_each_adapter_imports_only_its_own_framework(module: str, allowed: set[s
         ({"X-SOCKET-ID": "1.2"}, "1.2"),  # a plain dict with other casing
         ({"HTTP_X_SOCKET_ID": "3.4"}, "3.4"),  # Django's request.META
         (Headers([(b"x-socket-id", b"5.6")]), "5.6"),
+        ([("X-Socket-Id", "6.7")], "6.7"),  # a list of pairs, as WSGI and ASGI give
         ({"X-Socket-ID": "1234"}, None),
         ({"X-Socket-ID": "1.2.3"}, None),
         ({"X-Socket-ID": "abc.def"}, None),
@@ -129,7 +130,8 @@ class _FlaskLogin:
 
 
 def test_default_user_data_derives_the_id() -> None:
-    assert default_user_data({"id": 1, "name": "A"}) == {"id": 1, "name": "A"}
+    # only the id: the rest of a user never goes to the browser or the service by default
+    assert default_user_data({"id": 1, "name": "A", "password_hash": "x"}) == {"id": "1"}
     assert default_user_data(_WithId(5)) == {"id": "5"}
     assert default_user_data(_WithPk(6)) == {"id": "6"}
     assert default_user_data(_FlaskLogin()) == {"id": "u-9"}

@@ -156,18 +156,18 @@ def socket_id_from(headers: Any) -> str | None:
     ``request.META`` (``HTTP_X_SOCKET_ID``). A malformed value is ignored,
     so a forged header cannot break the publish.
     """
+    if not hasattr(headers, "get"):  # a list of (name, value) pairs
+        headers = Headers(headers)
     value: object = None
-    getter = getattr(headers, "get", None)
-    if getter is not None:
-        for name in ("X-Socket-ID", "x-socket-id", "HTTP_X_SOCKET_ID"):
-            value = getter(name)
-            if value is not None:
+    for name in ("X-Socket-ID", "x-socket-id", "HTTP_X_SOCKET_ID"):
+        value = headers.get(name)
+        if value is not None:
+            break
+    else:  # a plain dict with other casing
+        for key in headers:
+            if isinstance(key, str) and key.lower() == "x-socket-id":
+                value = headers[key]
                 break
-        else:
-            for key in headers:
-                if isinstance(key, str) and key.lower() == "x-socket-id":
-                    value = headers[key]
-                    break
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if isinstance(value, str):
@@ -178,16 +178,17 @@ def socket_id_from(headers: Any) -> str | None:
 
 
 def default_user_data(user: Any) -> dict[str, Any]:
-    """The sign-in data derived from a user: ``{"id": ...}``.
+    """The sign-in data derived from a user: ``{"id": "<the user's id as text>"}``, nothing more.
 
-    A mapping with an ``id`` is used as it is (copied); otherwise the id is
-    the user's ``id`` attribute, else ``pk`` (Django), else ``get_id()``
-    (Flask-Login), as text. Anything else is a :class:`RuleError`: pass
-    ``user_data=`` to the endpoints.
+    The id is ``user["id"]`` for a mapping, else the user's ``id``
+    attribute, else ``pk`` (Django), else ``get_id()`` (Flask-Login). Only
+    the id: the sign-in data goes back to the browser and to the service, so
+    nothing else of the user is sent unless ``user_data=`` says so. A user
+    with no id is a :class:`RuleError`: pass ``user_data=`` to the endpoints.
     """
     if isinstance(user, Mapping):
-        if "id" in user:
-            return dict(user)
+        if user.get("id") is not None:
+            return {"id": str(user["id"])}
     else:
         for attribute in ("id", "pk"):
             ident = getattr(user, attribute, None)
