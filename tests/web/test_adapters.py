@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -199,6 +200,58 @@ def test_presence_info_over_the_services_limit_is_refused_before_signing(
     [record] = [r for r in caplog.records if r.name == "broadcasting.web"]
     assert record.levelname == "WARNING" and "1024" in record.getMessage()
     assert "private private" not in record.getMessage()
+
+
+def test_the_pusher_secret_never_reaches_a_body_or_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pytest.importorskip("broadcasting_pusher")
+    secret = "pusher-secret-4b1d-never-shown"
+    options = {"app_id": "1", "key": "app-key", "secret": secret, "cluster": "eu"}
+    caplog.set_level(logging.DEBUG)
+    with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as b:
+        b.authorize("orders.{x}")(lambda user, x: x == "1")
+        b.authorize("boom.{x}")(lambda user, x: 1 / 0)
+        endpoints = AuthEndpoints(b, user=lambda request: {"id": "1"})
+        answers = [
+            endpoints.handle_auth(None, method="GET", headers={}, query=query)
+            for query in (
+                "socket_id=1.2&channel_name=private-orders.1",
+                "socket_id=1.2&channel_name=private-orders.2",
+                "socket_id=1.2&channel_name=private-boom.1",
+                "socket_id=x&channel_name=private-orders.1",
+            )
+        ]
+        unsigned = {"X-Pusher-Key": "app-key"}
+        answers.append(endpoints.handle_webhook(None, method="POST", headers=unsigned, body=b"{}"))
+    assert [a.status for a in answers] == [200, 403, 500, 400, 401]
+    assert answers[0].body["auth"].startswith("app-key:")
+    seen = [a.content.decode() for a in answers] + [r.getMessage() for r in caplog.records]
+    seen += [logging.Formatter().formatException(r.exc_info) for r in caplog.records if r.exc_info]
+    assert not [line for line in seen if secret in line]
+    assert secret not in repr(endpoints)
+
+
+def test_a_plugin_veto_is_a_403_like_any_refusal(broadcast: Broadcast) -> None:
+    from broadcasting import Forbidden, hookimpl
+
+    class RateLimit:
+        @hookimpl
+        def broadcasting_authorize(self, broadcast: Any, driver: Any, request: Any) -> None:
+            if request.socket_id == "6.6":
+                raise Forbidden("rate limit: socket 6.6 asked too often")
+
+    broadcast.plugin_manager.register(RateLimit())
+    endpoints = AuthEndpoints(broadcast, user=user_from_headers)
+    request = type("R", (), {"headers": ADA})()
+    for socket_id, status in (("6.6", 403), ("7.7", 200)):
+        answer = endpoints.handle_auth(
+            request,
+            method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            body=f"socket_id={socket_id}&channel_name=private-orders.1".encode(),
+        )
+        assert answer.status == status
 
 
 def test_the_response_is_compact_json() -> None:
