@@ -105,7 +105,10 @@ def recorder(broadcast: Broadcast) -> Recorder:
         value = request.headers.get("x-user", "")
         return value if value in USERS else None
 
-    app = Starlette(routes=broadcasting_routes(broadcast, user=user))
+    def user_data(request: Any, user: str) -> dict[str, Any]:
+        return {"id": user, "name": USERS[user]}
+
+    app = Starlette(routes=broadcasting_routes(broadcast, user=user, user_data=user_data))
     return Recorder(app, WEBHOOK_PATH)
 
 
@@ -131,6 +134,7 @@ def pusher_js(soketi: SoketiServer, receiver: Uvicorn) -> Iterator[Start]:
                 "wsHost": soketi.host,
                 "wsPort": soketi.port,
                 "authEndpoint": f"{receiver.url}/broadcasting/auth",
+                "userAuthEndpoint": f"{receiver.url}/broadcasting/user-auth",
                 "headers": {"X-User": user},
             },
         )
