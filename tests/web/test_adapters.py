@@ -476,3 +476,40 @@ def test_flask_refuses_an_oversize_chunked_body(broadcast: Broadcast) -> None:
         headers={**ADA, "Content-Type": "application/x-www-form-urlencoded"},
     )
     assert reply.status_code == 413
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_django_with_csrf_kept_reads_a_multipart_body_the_middleware_already_parsed(
+    broadcast: Broadcast, asynchronous: bool
+) -> None:
+    """CsrfViewMiddleware reads request.POST first; a multipart stream is then gone."""
+    from django.middleware.csrf import _get_new_csrf_string
+
+    token = _get_new_csrf_string()
+    clients = django_client(broadcast, asynchronous=asynchronous, enforce_csrf=True, csrf=True)
+    web = next(clients)
+    headers = {**ADA, "X-CSRFToken": token, "Cookie": f"csrftoken={token}"}
+
+    def part(name: str, value: str, extra: str = "") -> str:
+        return f'--XyZ\r\nContent-Disposition: form-data; name="{name}"{extra}\r\n\r\n{value}\r\n'
+
+    fields = part("socket_id", "1.2") + part("channel_name", "private-orders.1")
+    try:
+        reply = web.post(
+            "/broadcasting/auth",
+            content=(fields + "--XyZ--\r\n").encode(),
+            content_type="multipart/form-data; boundary=XyZ",
+            headers=headers,
+        )
+        assert reply.status == 200, reply.text
+        assert web.memory.verify(reply.json, socket_id="1.2", channel="private-orders.1")
+        with_file = fields + part("f", "data", '; filename="a.txt"') + "--XyZ--\r\n"
+        refused = web.post(
+            "/broadcasting/auth",
+            content=with_file.encode(),
+            content_type="multipart/form-data; boundary=XyZ",
+            headers=headers,
+        )
+        assert refused.status == 400 and "text fields" in refused.json["error"]
+    finally:
+        clients.close()

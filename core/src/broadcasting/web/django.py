@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped, unused-ignore]
 from django.urls import URLPattern, path  # type: ignore[import-untyped, unused-ignore]
@@ -30,6 +31,7 @@ from broadcasting.web._handler import (
     Route,
     UserDataFunction,
     UserFunction,
+    _error,
     endpoints_for,
 )
 
@@ -61,12 +63,30 @@ async def arequest_user(request: HttpRequest) -> Any:
     return user
 
 
-def _body(request: HttpRequest, limit: int) -> bytes:
+def _read(request: HttpRequest, limit: int) -> tuple[bytes, Any] | Response:
+    """The raw body and the headers to hand on, or an answer if the body cannot be had.
+
+    With ``csrf=True``, Django's ``CsrfViewMiddleware`` reads ``request.POST``
+    before the view; for a multipart body that consumes the stream, so the
+    fields it parsed are handed on as a form instead.
+    """
+    from django.http.request import RawPostDataException  # type: ignore[import-untyped, unused-ignore]
+
     length = str(request.META.get("CONTENT_LENGTH") or "")
     if length.isdigit() and int(length) > limit:
-        return b""  # the handler answers 413 from the header; nothing is read
-    body: bytes = request.body
-    return body
+        return b"", request.headers  # the handler answers 413 from the header; nothing is read
+    try:
+        body: bytes = request.body
+        return body, request.headers
+    except RawPostDataException:
+        pass
+    if request.FILES:
+        return _error(400, "the multipart body may hold only named text fields")
+    pairs = [(key, value) for key, values in request.POST.lists() for value in values]
+    form = urlencode(pairs).encode("utf-8")
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return form, headers
 
 
 def _django_response(answer: Response) -> HttpResponse:
@@ -83,12 +103,16 @@ def _sync_view(endpoints: AuthEndpoints, route: Route) -> Callable[[HttpRequest]
     limit = endpoints.limit(route)
 
     def view(request: HttpRequest) -> HttpResponse:
+        read = _read(request, limit)
+        if isinstance(read, Response):
+            return _django_response(read)
+        body, headers = read
         answer = endpoints.handle(
             route,
             request,
             method=request.method or "GET",
-            headers=request.headers,
-            body=_body(request, limit),
+            headers=headers,
+            body=body,
             query=str(request.META.get("QUERY_STRING", "")),
         )
         return _django_response(answer)
@@ -102,12 +126,16 @@ def _async_view(
     limit = endpoints.limit(route)
 
     async def view(request: HttpRequest) -> HttpResponse:
+        read = _read(request, limit)
+        if isinstance(read, Response):
+            return _django_response(read)
+        body, headers = read
         answer = await endpoints.ahandle(
             route,
             request,
             method=request.method or "GET",
-            headers=request.headers,
-            body=_body(request, limit),
+            headers=headers,
+            body=body,
             query=str(request.META.get("QUERY_STRING", "")),
         )
         return _django_response(answer)
