@@ -513,3 +513,22 @@ def test_django_with_csrf_kept_reads_a_multipart_body_the_middleware_already_par
         assert refused.status == 400 and "text fields" in refused.json["error"]
     finally:
         clients.close()
+
+
+def test_flask_reads_a_form_a_before_request_hook_already_parsed(broadcast: Broadcast) -> None:
+    from flask import request
+
+    app = flask_app(broadcast)
+
+    @app.before_request
+    def peek() -> None:
+        request.form.get("anything")  # consumes the stream, as extensions do
+
+    client = app.test_client()
+    reply = client.post("/broadcasting/auth", data=FORM, headers=ADA)
+    assert reply.status_code == 200, reply.text
+    memory = broadcast.driver("strict")
+    assert memory.verify(reply.get_json(), socket_id="1.2", channel="private-orders.1")  # type: ignore[attr-defined]
+    with_file = {**FORM, "f": (io.BytesIO(b"data"), "a.txt")}
+    refused = client.post("/broadcasting/auth", data=with_file, headers=ADA)
+    assert refused.status_code == 400

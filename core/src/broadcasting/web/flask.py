@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Request, request
 from flask import Response as FlaskResponse
@@ -21,9 +22,11 @@ from broadcasting.web._handler import (
     USER_AUTH_PATH,
     WEBHOOK_PATH,
     AuthEndpoints,
+    Response,
     Route,
     UserDataFunction,
     UserFunction,
+    _error,
     endpoints_for,
 )
 
@@ -39,13 +42,26 @@ _METHODS: dict[Route, list[str]] = {
 }
 
 
-def _body(current: Request, limit: int) -> bytes:
+def _read(current: Request, limit: int) -> tuple[bytes, Any] | Response:
+    """The raw body and the headers to hand on, or an answer if the body cannot be had.
+
+    A ``before_request`` hook (or an extension) that read ``request.form``
+    has consumed the stream; the fields it parsed are handed on as a form.
+    """
     length = current.content_length
     if length is not None and length > limit:
-        return b""  # the handler answers 413 from the header; nothing is read
-    if length is not None:
-        return current.get_data(cache=True)
-    return current.stream.read(limit + 1)
+        return b"", current.headers  # the handler answers 413 from the header; nothing is read
+    if length is None:
+        return current.stream.read(limit + 1), current.headers
+    body = current.get_data(cache=True)
+    if body or not length or "form" not in current.__dict__:
+        return body, current.headers
+    if current.files:
+        return _error(400, "the multipart body may hold only named text fields")
+    form = urlencode(list(current.form.items(multi=True))).encode("utf-8")
+    headers = {k: v for k, v in current.headers.items() if k.lower() != "content-length"}
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return form, headers
 
 
 def _view(endpoints: AuthEndpoints, route: Route) -> Callable[[], FlaskResponse]:
@@ -53,14 +69,19 @@ def _view(endpoints: AuthEndpoints, route: Route) -> Callable[[], FlaskResponse]
 
     def view() -> FlaskResponse:
         current: Request = request._get_current_object()  # type: ignore[attr-defined]
-        answer = endpoints.handle(
-            route,
-            current,
-            method=current.method,
-            headers=current.headers,
-            body=_body(current, limit),
-            query=current.query_string,
-        )
+        read = _read(current, limit)
+        if isinstance(read, Response):
+            answer = read
+        else:
+            body, headers = read
+            answer = endpoints.handle(
+                route,
+                current,
+                method=current.method,
+                headers=headers,
+                body=body,
+                query=current.query_string,
+            )
         return FlaskResponse(answer.content, status=answer.status, headers=dict(answer.headers))
 
     return view
