@@ -532,3 +532,25 @@ def test_flask_reads_a_form_a_before_request_hook_already_parsed(broadcast: Broa
     with_file = {**FORM, "f": (io.BytesIO(b"data"), "a.txt")}
     refused = client.post("/broadcasting/auth", data=with_file, headers=ADA)
     assert refused.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "socket_id=1.2&channel_name=private-orders.1",
+        "a=&b",
+        "&&a=1&",
+        "a==b",
+        "x=1&x=2",
+        "",
+        "a",
+        "name=A%20B&c=d+e",  # quoted: the standard parser
+        "a=1;b=2",
+    ],
+)
+def test_the_form_fast_path_reads_what_parse_qsl_reads(text: str) -> None:
+    from urllib.parse import parse_qsl
+
+    from broadcasting.web._handler import _form
+
+    assert _form(text, "the body") == parse_qsl(text, keep_blank_values=True)

@@ -116,14 +116,19 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_items",)
 
     def __init__(self, headers: Any = ()) -> None:
+        if isinstance(headers, Headers):
+            self._items: dict[str, tuple[str, str]] = headers._items
+            return
         items: dict[str, tuple[str, str]] = {}
         pairs: Iterable[tuple[Any, Any]] = headers.items() if hasattr(headers, "items") else headers
         for name, value in pairs:
-            if isinstance(name, bytes):
-                name = name.decode("latin-1")
-            if isinstance(value, bytes):
-                value = value.decode("latin-1")
-            items.setdefault(str(name).lower(), (str(name), str(value)))
+            if name.__class__ is not str:
+                name = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+            if value.__class__ is not str:
+                value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            key = name.lower()
+            if key not in items:
+                items[key] = (name, value)
         self._items = items
 
     def __getitem__(self, name: str) -> str:
@@ -235,6 +240,14 @@ def _decode(raw: bytes | str, what: str) -> str:
 
 
 def _form(text: str, what: str) -> list[tuple[str, str]]:
+    if "%" not in text and "+" not in text and ";" not in text and text.count("&") < _MAX_FIELDS:
+        # nothing to unquote (pusher-js's usual form): split it directly
+        pairs = []
+        for field in text.split("&"):
+            if field:
+                name, _, value = field.partition("=")
+                pairs.append((name, value))
+        return pairs
     try:
         return parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
     except ValueError:

@@ -55,8 +55,10 @@ _METHODS: dict[Route, list[str]] = {
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, read up to ``limit + 1`` bytes (so a larger one is seen as such)."""
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
-        return b""  # the handler answers 413 from the header; nothing is read
+    if length.isdigit():
+        if int(length) > limit:
+            return b""  # the handler answers 413 from the header; nothing is read
+        return await request.body()  # the server holds it to Content-Length
     received = bytearray()
     async for chunk in request.stream():
         received += chunk
