@@ -636,11 +636,10 @@ async def test_a_connection_token_reads_public_channels_and_grows_per_channel(
     from ably.util.exceptions import AblyException
 
     with_rules(abroadcast)
-    driver = abroadcast.driver("ably")
-    connect = driver.sign_connection(ALICE)
+    connect = await abroadcast.aauthenticate(ALICE)  # no channel_name: Echo's first request
     assert capability(connect) == {"public:*": ["history", "subscribe"]}
     assert connect["clientId"] == "7"
-    assert "clientId" not in driver.sign_connection(None)
+    assert "clientId" not in abroadcast.authenticate(None)
     await abroadcast.achannel("public:orders", {"id": 1}, "listed")
 
     client = AblyRest(
@@ -662,9 +661,9 @@ async def test_a_connection_token_reads_public_channels_and_grows_per_channel(
         "private:orders.1": ["history", "subscribe"],
         "public:*": ["history", "subscribe"],
     }
-    again = driver.sign_connection(ALICE, token=grown["token"])  # a renewal keeps the channels
+    again = abroadcast.authenticate(ALICE, extra={"token": grown["token"]})  # renewal keeps them
     assert capability(again) == capability(grown)
-    other_user = driver.sign_connection(BOB, token=grown["token"])
+    other_user = abroadcast.authenticate(BOB, extra={"token": grown["token"]})
     assert capability(other_user) == {"public:*": ["history", "subscribe"]}
 
 
@@ -753,3 +752,12 @@ async def test_the_emulator_attributes_a_tokens_publishes_to_its_client_id(
         await client.close()
     assert [(m.data, m.client_id) for m in emulator.messages("room")] == [("hi", "7")]
     assert emulator.requests[-1].answer["error"]["code"] == 40012
+
+
+def test_ably_clients_need_not_send_a_socket_id(broadcast: Broadcast) -> None:
+    """Ably's Echo connector posts only channel_name and its token: no socket id."""
+    with_rules(broadcast)
+    body = broadcast.authenticate(ALICE, channel_name="private:orders.1")
+    assert capability(body) == {"private:orders.1": ["history", "subscribe"]}
+    with pytest.raises(InvalidAuthRequest, match="up to 64 letters"):
+        broadcast.authenticate(ALICE, socket_id="no spaces", channel_name="private:orders.1")

@@ -408,3 +408,68 @@ def test_bad_patterns_are_refused_when_added() -> None:
         b.authorize("")(lambda user: True)
     with pytest.raises(TypeError, match="callable"):
         b.rules.add("x", "not callable")  # type: ignore[arg-type]
+
+
+class TokenDriver(BroadcastMemoryDriver):
+    """A memory driver whose service's clients send no socket id and ask for a token first."""
+
+    name = "tokens"
+    requires_socket_id = False
+
+    def sign_connection(self, request: AuthRequest) -> dict[str, Any]:
+        return {"token": f"connect:{request.user}:{request.extra.get('token', '')}"}
+
+
+@pytest.fixture
+def tokens() -> Generator[Broadcast, None, None]:
+    register_driver("tokens", TokenDriver)
+    try:
+        b = Broadcast({"DRIVER": "tokens"})
+        b.authorize("orders.{id}")(lambda user, id: True)
+        yield b
+    finally:
+        unregister_driver("tokens")
+
+
+def test_a_driver_may_sign_a_connection_before_any_channel(tokens: Broadcast) -> None:
+    assert tokens.authenticate("ann") == {"token": "connect:ann:"}
+    assert tokens.authenticate("ann", extra={"token": "old"}) == {"token": "connect:ann:old"}
+
+
+async def test_connection_tokens_on_the_async_path_and_through_the_hook(tokens: Broadcast) -> None:
+    audit = Audit()
+    tokens.plugin_manager.register(audit)
+    assert await tokens.aauthenticate(None) == {"token": "connect:None:"}
+    assert audit.seen == [("connection", None, "allowed")]
+
+
+def test_a_driver_without_connection_tokens_needs_a_channel_name() -> None:
+    b = Broadcast({"DRIVER": "memory"})
+    with pytest.raises(InvalidAuthRequest, match="channel_name is missing"):
+        b.authenticate("ann", socket_id="1.2")
+
+
+@pytest.mark.parametrize("socket_id", [None, "", "hd9Az3-8!a1", "1234.5678"])
+def test_a_driver_whose_clients_send_no_socket_id_accepts_none_or_a_connection_id(
+    tokens: Broadcast, socket_id: str | None
+) -> None:
+    body = tokens.authenticate("ann", socket_id=socket_id, channel_name="private-orders.1")
+    assert tokens.driver().verify(body, socket_id=socket_id or "", channel="private-orders.1")
+
+
+@pytest.mark.parametrize("socket_id", ["has space", "x" * 65, "semi;colon"])
+def test_even_then_a_socket_id_must_be_header_safe(tokens: Broadcast, socket_id: str) -> None:
+    with pytest.raises(InvalidAuthRequest, match="up to 64 letters"):
+        tokens.authenticate("ann", socket_id=socket_id, channel_name="private-orders.1")
+
+
+def test_driver_may_be_a_connected_driver_such_as_a_tenants_variant() -> None:
+    b = Broadcast({"DRIVER": "memory"})
+    b.authorize("orders.{id}")(lambda user, id: True)
+    tenant = b.driver("memory").with_options(max_history=5)
+    assert tenant is not b.driver("memory")
+    body = b.authenticate("ann", socket_id="1.2", channel_name="private-orders.1", driver=tenant)
+    assert tenant.verify(body, socket_id="1.2", channel="private-orders.1")
+    assert not b.driver("memory").verify(body, socket_id="1.2", channel="private-orders.1")
+    receipt = b.send_to_user("7", "ping", "hi", driver=tenant)
+    assert receipt.channels == ("#server-to-user-7",) and tenant.messages[-1].data == "hi"

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from broadcasting._driver import Driver
 
 #: What is being authorized: a subscription to a private, presence or
-#: encrypted channel, or a user's sign-in (``pusher:signin``).
-AuthKind = Literal["private", "presence", "encrypted", "user"]
+#: encrypted channel, a user's sign-in (``pusher:signin``), or a connection
+#: before any channel is named (Ably's clients ask for a token first).
+AuthKind = Literal["private", "presence", "encrypted", "user", "connection"]
 
 #: A channel rule: ``rule(user, **params)`` returns ``True`` (or, for a
 #: presence channel, the member's info with an ``id``) to authorize, ``False``
@@ -23,6 +24,9 @@ AuthKind = Literal["private", "presence", "encrypted", "user"]
 Rule = Callable[..., Any]
 
 _SOCKET_ID = re.compile(r"\d+\.\d+")
+#: A connection id of a service whose clients need not send one (Ably's are
+#: like ``hd9Az3-8!a1``): short and made of characters safe in any header.
+_CONNECTION_ID = re.compile(r"[A-Za-z0-9._:!-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: The longest channel name the core accepts when the driver declares no limit.
 MAX_CHANNEL_NAME_LENGTH = 1024
@@ -125,18 +129,29 @@ class ChannelRules:
         return len(self._rules)
 
 
-def check_socket_id(socket_id: object) -> str:
-    """``socket_id`` if it is ``digits.digits``; else :class:`InvalidAuthRequest`."""
-    if not isinstance(socket_id, str) or not socket_id:
+def check_socket_id(socket_id: object, *, required: bool = True) -> str:
+    """``socket_id`` if it is ``digits.digits``; else :class:`InvalidAuthRequest`.
+
+    With ``required=False`` (a driver whose clients send none, such as Ably's)
+    a missing one is ``""`` and any short header-safe id is accepted.
+    """
+    if socket_id is None or socket_id == "":
+        if not required:
+            return ""
         raise InvalidAuthRequest("socket_id is missing")
-    if len(socket_id) > MAX_SOCKET_ID_LENGTH or _SOCKET_ID.fullmatch(socket_id) is None:
-        raise InvalidAuthRequest("socket_id must look like '1234.5678' (digits.digits)")
+    if not isinstance(socket_id, str):
+        raise InvalidAuthRequest("socket_id is missing")
+    if required:
+        if len(socket_id) > MAX_SOCKET_ID_LENGTH or _SOCKET_ID.fullmatch(socket_id) is None:
+            raise InvalidAuthRequest("socket_id must look like '1234.5678' (digits.digits)")
+    elif _CONNECTION_ID.fullmatch(socket_id) is None:
+        raise InvalidAuthRequest("socket_id must be up to 64 letters, digits or ._:!-")
     return socket_id
 
 
 def channel_request(driver: Driver, user: Any, socket_id: object, channel: object) -> AuthRequest:
     """Validate a subscription request and say which kind of channel it is for."""
-    socket = check_socket_id(socket_id)
+    socket = check_socket_id(socket_id, required=driver.requires_socket_id)
     if not isinstance(channel, str) or not channel:
         raise InvalidAuthRequest("channel_name is missing")
     limits = driver.limits
@@ -154,6 +169,12 @@ def channel_request(driver: Driver, user: Any, socket_id: object, channel: objec
     if kind == "public":
         raise InvalidAuthRequest(f"{channel[:80]!r} is a public channel: it needs no authorization")
     return AuthRequest(kind, socket, channel, name, user)
+
+
+def connection_request(driver: Driver, user: Any, socket_id: object) -> AuthRequest:
+    """A request for a connection token, before any channel (for drivers that sign one)."""
+    socket = check_socket_id(socket_id, required=driver.requires_socket_id)
+    return AuthRequest("connection", socket, user=user)
 
 
 def user_request(socket_id: object, user_data: object) -> AuthRequest:
@@ -215,8 +236,9 @@ def _match(rules: ChannelRules, request: AuthRequest) -> tuple[str, Rule, dict[s
 
 
 def decide(rules: ChannelRules, request: AuthRequest) -> AuthRequest:
-    """Run the matching rule for a channel request (sync path); sign-ins pass through."""
-    if request.kind == "user":
+    """Run the matching rule for a channel request (sync path); sign-ins and
+    connection tokens pass through (no channel, no rule)."""
+    if request.kind == "user" or request.kind == "connection":
         return request
     pattern, rule, params = _match(rules, request)
     value = rule(request.user, **params)
@@ -229,7 +251,7 @@ def decide(rules: ChannelRules, request: AuthRequest) -> AuthRequest:
 
 async def adecide(rules: ChannelRules, request: AuthRequest) -> AuthRequest:
     """Async twin of :func:`decide`: an async rule is awaited on the caller's loop."""
-    if request.kind == "user":
+    if request.kind == "user" or request.kind == "connection":
         return request
     pattern, rule, params = _match(rules, request)
     value = rule(request.user, **params)
@@ -244,11 +266,17 @@ async def _awaited(value: Awaitable[Any]) -> Any:
 
 def sign(driver: Driver, request: AuthRequest) -> dict[str, Any]:
     """The driver's signed answer for an authorized request."""
-    user = request.kind == "user"
-    body = driver.sign_user(request) if user else driver.sign_channel(request)
+    if request.kind == "user":
+        method = "sign_user"
+        body = driver.sign_user(request)
+    elif request.kind == "connection":
+        method = "sign_connection"
+        body = driver.sign_connection(request)
+    else:
+        method = "sign_channel"
+        body = driver.sign_channel(request)
     if not isinstance(body, dict):
         raise TypeError(
-            f"{type(driver).__name__}.sign_{'user' if request.kind == 'user' else 'channel'} "
-            f"returned {type(body).__name__}, not a dict"
+            f"{type(driver).__name__}.{method} returned {type(body).__name__}, not a dict"
         )
     return body

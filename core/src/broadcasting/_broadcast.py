@@ -6,18 +6,19 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from broadcasting import _auth, _events, _webhooks
 from broadcasting._auth import AuthRequest, ChannelRules, Rule
 from broadcasting._channels import Channel
 from broadcasting._config import ConfigSource, load_config
 from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions, drain
-from broadcasting._driver import Driver
+from broadcasting._driver import Driver, _overrides
 from broadcasting._errors import (
     CloseError,
     ConfigurationError,
     DriverNotFound,
+    InvalidAuthRequest,
     PluginLoadError,
     ValidationError,
     detach,
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 
     from broadcasting._state import ChannelInfo, Member
     from broadcasting._webhooks import WebhookEvent, WebhookHandler
+
+#: How a call names its driver: a name, a connected :class:`Driver`, or ``None``
+#: for the configured default.
+DriverRef: TypeAlias = "str | Driver | None"
 
 #: What ``channel()`` publishes to: a channel name, a :class:`Channel`, or a list
 #: of them; or an event object (anything with ``broadcast_on()``).
@@ -365,63 +370,94 @@ class Broadcast:
         self,
         user: Any,
         *,
-        socket_id: str,
-        channel_name: str,
-        driver: str | None = None,
+        socket_id: str | None = None,
+        channel_name: str | None = None,
+        driver: DriverRef = None,
         extra: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Authorize ``user``'s subscription to ``channel_name`` and return the signed body.
 
         The body is what the client library expects from its auth endpoint
         (``{"auth": ...}`` for Pusher, with ``channel_data`` for presence and
-        ``shared_secret`` for encrypted channels; a token request for Ably).
-        Raises :class:`InvalidAuthRequest` (400) for a malformed request and
-        :class:`Forbidden` (403) when no rule allows it.
+        ``shared_secret`` for encrypted channels; a token for Ably). Raises
+        :class:`InvalidAuthRequest` (400) for a malformed request and
+        :class:`Forbidden` (403) when no rule allows it. ``extra`` is anything
+        else the client sent that the driver may use (Ably's current ``token``).
+
+        Without ``channel_name``, a driver that signs connection tokens (Ably:
+        its clients ask for one before naming a channel) signs one for ``user``
+        (:meth:`Driver.sign_connection`); any other raises :class:`InvalidAuthRequest`.
+        ``driver`` is a driver name, a connected driver (a tenant's
+        ``with_options()`` variant, say) or ``None`` for the default.
         """
-        target = self.driver(driver)
-        request = _auth.channel_request(target, user, socket_id, channel_name)
-        if extra:
-            request = _with_extra(request, extra)
-        return self._authorize(target, request)
+        target = self._target(driver)
+        return self._authorize(
+            target, self._auth_request(target, user, socket_id, channel_name, extra)
+        )
 
     async def aauthenticate(
         self,
         user: Any,
         *,
-        socket_id: str,
-        channel_name: str,
-        driver: str | None = None,
+        socket_id: str | None = None,
+        channel_name: str | None = None,
+        driver: DriverRef = None,
         extra: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Async twin of :meth:`authenticate`; async rules are awaited on the caller's loop."""
-        target = self.driver(driver)
-        request = _auth.channel_request(target, user, socket_id, channel_name)
+        target = self._target(driver)
+        return await self._aauthorize(
+            target, self._auth_request(target, user, socket_id, channel_name, extra)
+        )
+
+    @staticmethod
+    def _auth_request(
+        driver: Driver,
+        user: Any,
+        socket_id: str | None,
+        channel_name: str | None,
+        extra: Mapping[str, str] | None,
+    ) -> AuthRequest:
+        if channel_name is None or channel_name == "":
+            if not _overrides(driver, "sign_connection"):
+                raise InvalidAuthRequest("channel_name is missing")
+            request = _auth.connection_request(driver, user, socket_id)
+        else:
+            request = _auth.channel_request(driver, user, socket_id, channel_name)
         if extra:
             request = _with_extra(request, extra)
-        return await self._aauthorize(target, request)
+        return request
+
+    def _target(self, driver: DriverRef) -> Driver:
+        """The driver a call names: a name, a connected driver, or ``None`` for the default."""
+        if isinstance(driver, Driver):
+            return driver
+        return self.driver(driver)
 
     def authenticate_user(
-        self, socket_id: str, user_data: Mapping[str, Any], *, driver: str | None = None
+        self, socket_id: str, user_data: Mapping[str, Any], *, driver: DriverRef = None
     ) -> dict[str, Any]:
         """Sign a user in (``pusher:signin``): ``user_data`` must have an ``id``.
 
         Raises :class:`NotSupported` when the driver has no user sign-in.
         """
-        target = self.driver(driver)
+        target = self._target(driver)
         return self._authorize(target, _auth.user_request(socket_id, user_data))
 
     async def aauthenticate_user(
-        self, socket_id: str, user_data: Mapping[str, Any], *, driver: str | None = None
+        self, socket_id: str, user_data: Mapping[str, Any], *, driver: DriverRef = None
     ) -> dict[str, Any]:
         """Async twin of :meth:`authenticate_user`."""
-        target = self.driver(driver)
+        target = self._target(driver)
         return await self._aauthorize(target, _auth.user_request(socket_id, user_data))
 
     def _authorize(self, driver: Driver, request: AuthRequest) -> dict[str, Any]:
-        body = self.plugin_manager.hook.broadcasting_authorize(
-            broadcast=self, driver=driver, request=request
-        )
-        return _signed(body)
+        hook = self.plugin_manager.hook.broadcasting_authorize
+        impls = hook.get_hookimpls()
+        if len(impls) == 1 and impls[0].plugin is CORE_PLUGIN:
+            # only the core's own implementation: call it as pluggy would, without its cost
+            return _auth.sign(driver, _auth.decide(self.rules, request))
+        return _signed(hook(broadcast=self, driver=driver, request=request))
 
     async def _aauthorize(self, driver: Driver, request: AuthRequest) -> dict[str, Any]:
         async def core() -> dict[str, Any]:
@@ -436,21 +472,21 @@ class Broadcast:
         return _signed(body)
 
     def send_to_user(
-        self, user_id: str | int, event: str, data: Payload, *, driver: str | None = None
+        self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None
     ) -> Receipt:
         """Publish ``event`` to every connection of the signed-in user ``user_id``.
 
         Raises :class:`NotSupported` when the driver cannot address a user.
         """
-        target = self.driver(driver)
+        target = self._target(driver)
         message = self._user_message(target, user_id, event, data)
         return self._deliver(target, message)
 
     async def asend_to_user(
-        self, user_id: str | int, event: str, data: Payload, *, driver: str | None = None
+        self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None
     ) -> Receipt:
         """Async twin of :meth:`send_to_user`."""
-        target = self.driver(driver)
+        target = self._target(driver)
         message = self._user_message(target, user_id, event, data)
         return await apublish_hook(self.plugin_manager, target, message)
 
@@ -478,7 +514,7 @@ class Broadcast:
         return add
 
     def webhook(
-        self, headers: Mapping[str, str], body: bytes, *, driver: str | None = None
+        self, headers: Mapping[str, str], body: bytes, *, driver: DriverRef = None
     ) -> list[WebhookEvent]:
         """Verify a webhook delivery, run the hook and handlers on each event, return the events.
 
@@ -486,55 +522,53 @@ class Broadcast:
         (401) for a bad signature, an unknown key or an old delivery and
         :class:`InvalidAuthRequest` (400) for a malformed one.
         """
-        return _webhooks.receive(self, self.driver(driver), headers, body)
+        return _webhooks.receive(self, self._target(driver), headers, body)
 
     async def awebhook(
-        self, headers: Mapping[str, str], body: bytes, *, driver: str | None = None
+        self, headers: Mapping[str, str], body: bytes, *, driver: DriverRef = None
     ) -> list[WebhookEvent]:
         """Async twin of :meth:`webhook`; async handlers are awaited on the caller's loop."""
-        return await _webhooks.areceive(self, self.driver(driver), headers, body)
+        return await _webhooks.areceive(self, self._target(driver), headers, body)
 
-    def channels(
-        self, prefix: str | None = None, *, driver: str | None = None
-    ) -> list[ChannelInfo]:
+    def channels(self, prefix: str | None = None, *, driver: DriverRef = None) -> list[ChannelInfo]:
         """The occupied channels whose name starts with ``prefix``."""
-        return self.driver(driver).channels(prefix)
+        return self._target(driver).channels(prefix)
 
     async def achannels(
-        self, prefix: str | None = None, *, driver: str | None = None
+        self, prefix: str | None = None, *, driver: DriverRef = None
     ) -> list[ChannelInfo]:
         """Async twin of :meth:`channels`."""
-        return await self.driver(driver).achannels(prefix)
+        return await self._target(driver).achannels(prefix)
 
-    def channel_info(self, channel: str | Channel, *, driver: str | None = None) -> ChannelInfo:
+    def channel_info(self, channel: str | Channel, *, driver: DriverRef = None) -> ChannelInfo:
         """What the service knows of one channel (occupied, subscriptions, users)."""
-        target = self.driver(driver)
+        target = self._target(driver)
         return target.channel_info(target.channel_name(channel))
 
     async def achannel_info(
-        self, channel: str | Channel, *, driver: str | None = None
+        self, channel: str | Channel, *, driver: DriverRef = None
     ) -> ChannelInfo:
         """Async twin of :meth:`channel_info`."""
-        target = self.driver(driver)
+        target = self._target(driver)
         return await target.achannel_info(target.channel_name(channel))
 
-    def members(self, channel: str | Channel, *, driver: str | None = None) -> list[Member]:
+    def members(self, channel: str | Channel, *, driver: DriverRef = None) -> list[Member]:
         """Who is in a presence channel."""
-        target = self.driver(driver)
+        target = self._target(driver)
         return target.members(target.channel_name(channel))
 
-    async def amembers(self, channel: str | Channel, *, driver: str | None = None) -> list[Member]:
+    async def amembers(self, channel: str | Channel, *, driver: DriverRef = None) -> list[Member]:
         """Async twin of :meth:`members`."""
-        target = self.driver(driver)
+        target = self._target(driver)
         return await target.amembers(target.channel_name(channel))
 
-    def terminate_user(self, user_id: str, *, driver: str | None = None) -> None:
+    def terminate_user(self, user_id: str, *, driver: DriverRef = None) -> None:
         """Disconnect every connection of the signed-in user ``user_id``."""
-        self.driver(driver).terminate_user(str(user_id))
+        self._target(driver).terminate_user(str(user_id))
 
-    async def aterminate_user(self, user_id: str, *, driver: str | None = None) -> None:
+    async def aterminate_user(self, user_id: str, *, driver: DriverRef = None) -> None:
         """Async twin of :meth:`terminate_user`."""
-        await self.driver(driver).aterminate_user(str(user_id))
+        await self._target(driver).aterminate_user(str(user_id))
 
     # -- lifecycle --------------------------------------------------------------
 

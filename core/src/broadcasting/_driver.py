@@ -68,6 +68,10 @@ class Driver:
     #: The default is Pusher's convention (``private-``, ``presence-``,
     #: ``private-encrypted-``).
     channel_prefixes: ClassVar[Mapping[ChannelKind, str]] = PUSHER_PREFIXES
+    #: Whether the service's clients send a ``socket_id`` (``digits.digits``) when
+    #: they ask the application to authorize them. Pusher's do; Ably's do not
+    #: (their tokens are bound to a client id), so the Ably driver sets this off.
+    requires_socket_id: ClassVar[bool] = True
     #: The user's delivery options (``retries``, ``at_least_once``, ``batch``...), set
     #: by the core when it connects the driver.
     delivery: DeliveryOptions = _DEFAULT_DELIVERY
@@ -245,6 +249,16 @@ class Driver:
         The default raises :class:`NotSupported`.
         """
         raise NotSupported(self.name, "user sign-in")
+
+    def sign_connection(self, request: AuthRequest) -> dict[str, Any]:
+        """Sign a connection before any channel is named (``request.kind == "connection"``).
+
+        For services whose clients ask the auth endpoint for a token first
+        (Ably's Echo connector does, with no channel name). ``request.user`` is
+        the current user or ``None``; ``request.extra`` holds what else the
+        client sent (its current token). The default raises :class:`NotSupported`.
+        """
+        raise NotSupported(self.name, "connection tokens")
 
     def user_channel(self, user_id: str) -> str:
         """The channel that reaches every connection of a signed-in user.

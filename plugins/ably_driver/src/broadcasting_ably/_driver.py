@@ -96,6 +96,8 @@ class BroadcastAblyDriver(Driver):
 
     name = "ably"
     supports_socket_id = False
+    #: Ably's clients send no socket id when they ask for a token.
+    requires_socket_id = False
     #: ``private:`` and ``presence:``, as ably/laravel-broadcaster and Ably's Echo
     #: connector name them; Ably has no server-signed encrypted channels.
     channel_prefixes: ClassVar[Mapping[ChannelKind, str]] = ABLY_PREFIXES
@@ -369,17 +371,21 @@ class BroadcastAblyDriver(Driver):
         """
         return _auth.sign_channel(self.settings.key, request, ttl=self.settings.token_ttl)
 
-    def sign_connection(self, user: Any = None, *, token: str | None = None) -> dict[str, Any]:
+    def sign_connection(self, request: AuthRequest) -> dict[str, Any]:
         """A token to connect with, before any private channel: ``public:*`` only.
 
         Ably's Echo connector (and any ably-js client whose ``authUrl`` is the
-        auth endpoint) asks for a token before it names a channel; answer that
-        request with this until the web endpoints do (``token``: the client's
-        current token, merged as :meth:`sign_channel` merges it). Local, no
-        network. See the package README.
+        auth endpoint) asks for a token before it names a channel: the core
+        calls this for ``authenticate(user, channel_name=None)`` and the web
+        endpoints for a request without ``channel_name``. The client's current
+        token (``request.extra["token"]``) is merged as :meth:`sign_channel`
+        merges it. Local, no network. See the package README.
         """
         return _auth.sign_connection(
-            self.settings.key, user, held=token, ttl=self.settings.token_ttl
+            self.settings.key,
+            request.user,
+            held=request.extra.get("token") or None,
+            ttl=self.settings.token_ttl,
         )
 
     def sign_user(self, request: AuthRequest) -> dict[str, Any]:
