@@ -574,9 +574,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} cores, CPython {platform.python_version()}; "
         f"{'quick' if quick else 'full'} mode, {repetitions} repetitions after 1 warm-up. "
         f"Packages: {_versions()}.\n\n"
-        "Figures are median [min-max] over the repetitions; *Ratio* is ours ÷ the raw SDK "
-        "doing the signing alone (ours also matches the channel rule and runs the "
-        "authorize hook). Made by `python benchmarks/auth.py`."
+        "Figures are median [min-max] over the repetitions. *Ratio* is ours ÷ the baseline "
+        "(for times, the baseline's ÷ ours): in group 1 the raw SDK doing the signing "
+        "alone (ours also matches the channel rule and runs the authorize hook); in groups "
+        "2 and 3 the same client and server answering from a route that returns a constant, "
+        "the most that client and server allow. Client and server share a 2-core machine "
+        "with other work, so absolute figures drift between runs. Made by "
+        "`python benchmarks/auth.py`."
     )
     text = table(rows, header)
     print(text)
