@@ -17,7 +17,7 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_broadcasting_imports_and_publishes_without_pytest() -> None:
-    """With pytest unimportable, the library works and the kit says what it needs."""
+    """With pytest unimportable, the library and the fake work and the kit says what it needs."""
     result = _run(
         """
         import sys
@@ -27,12 +27,19 @@ def test_broadcasting_imports_and_publishes_without_pytest() -> None:
         receipt = Broadcast({"DRIVER": "memory"}).channel("orders", {"id": 1}, "shipped")
         assert receipt.driver == "memory", receipt
         assert "broadcasting.testing" not in sys.modules
+        # the fake is for unittest users too: it needs no pytest
+        from broadcasting.testing import fake
+        with fake() as recorder:
+            Broadcast({"DRIVER": "memory"}).channel("orders", {"id": 2}, "shipped")
+        recorder.assert_sent("shipped", channel="orders", times=1)
+        # the conformance kit is pytest tests: it says what it needs
         try:
-            import broadcasting.testing
+            from broadcasting.testing import DriverConformance
         except ImportError as exc:
             assert "pip install pytest" in str(exc), str(exc)
+            assert "DriverConformance" in str(exc), str(exc)
         else:
-            raise AssertionError("broadcasting.testing imported without pytest")
+            raise AssertionError("the conformance kit imported without pytest")
         """
     )
     assert result.returncode == 0, result.stderr

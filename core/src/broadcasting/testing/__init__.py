@@ -37,22 +37,17 @@ by wrapping the driver's ``send()`` / ``asend()``, a lost answer (never a
 duplicate delivery, unless ``at_least_once``; a ``deduplicates`` claim must
 hold) and a refused request (retried, delivered once).
 
-This module needs pytest; ``import broadcasting`` never imports it. Its parts
-are imported on first use, so pytest's start-up (which loads the
-``broadcast_fake`` plugin in every run) does not pay for the kit.
+The fake needs nothing but the core; the conformance kit needs pytest (asking
+for one of its names without pytest installed raises an ``ImportError`` that
+says so). ``import broadcasting`` imports neither. The parts are imported on
+first use, so pytest's start-up (which loads the ``broadcast_fake`` plugin in
+every run) does not pay for the kit.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
-
-try:
-    import pytest  # noqa: F401
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "broadcasting.testing is a pytest conformance kit: pip install pytest"
-    ) from exc
 
 if TYPE_CHECKING:
     from broadcasting.testing._fake import BroadcastFake, Sent, fake
@@ -87,6 +82,14 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if home != "_fake":  # the fake is plain Python; the conformance kit is pytest tests
+        try:
+            import pytest  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                f"broadcasting.testing.{name} is part of the pytest conformance kit: "
+                "pip install pytest"
+            ) from exc
     value = getattr(import_module(f"{__name__}.{home}"), name)
     globals()[name] = value
     return value
