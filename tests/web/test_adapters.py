@@ -16,6 +16,7 @@ from web_support import (
     USERS,
     WebClient,
     django_client,
+    error,
     flask_app,
     make_broadcast,
     user_from_headers,
@@ -178,7 +179,7 @@ def test_a_driver_without_sign_in_or_webhooks_answers_501() -> None:
         hook = endpoints.handle_webhook(None, method="POST", headers={}, body=b"{}")
     for answer in (auth, user, hook):
         assert answer.status == 501
-        assert "'null' driver does not support" in answer.body["error"]
+        assert "'null' driver does not support" in answer.body["error"]["message"]
 
 
 def test_presence_info_over_the_services_limit_is_refused_before_signing(
@@ -195,7 +196,10 @@ def test_presence_info_over_the_services_limit_is_refused_before_signing(
             headers={},
             query="socket_id=1.2&channel_name=presence-chat.1",
         )
-    assert (answer.status, answer.body) == (400, {"error": "bad request"})
+    assert (answer.status, answer.body) == (
+        400,
+        error(400, "bad request"),
+    )
     # the application's mistake: a warning on the server, naming the limit
     [record] = [r for r in caplog.records if r.name == "broadcasting.web"]
     assert record.levelname == "WARNING" and "1024" in record.getMessage()
@@ -397,7 +401,10 @@ def test_django_by_default_authorizes_request_user_and_signs_in_its_pk(
         assert web.post("/broadcasting/auth", form=form, headers=ADA).status == 200
         assert web.post("/broadcasting/auth", form=form, headers={"X-User": "bob"}).status == 403
         anonymous = web.post("/broadcasting/auth", form=form)
-        assert (anonymous.status, anonymous.json) == (403, {"error": "forbidden"})
+        assert (anonymous.status, anonymous.json) == (
+            403,
+            error(403, "forbidden"),
+        )
         signed_in = web.post("/broadcasting/user-auth", form={"socket_id": "1.2"}, headers=ADA)
         assert json.loads(signed_in.json["user_data"]) == {"id": USERS["ada"]["id"]}
     finally:
@@ -510,7 +517,7 @@ def test_django_with_csrf_kept_reads_a_multipart_body_the_middleware_already_par
             content_type="multipart/form-data; boundary=XyZ",
             headers=headers,
         )
-        assert refused.status == 400 and "text fields" in refused.json["error"]
+        assert refused.status == 400 and "text fields" in refused.json["error"]["message"]
     finally:
         clients.close()
 

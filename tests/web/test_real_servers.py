@@ -20,6 +20,7 @@ from web_support import (
     ServerThread,
     StrictMemoryDriver,
     django_client,
+    error,
     flask_app,
     make_broadcast,
     signed_delivery,
@@ -84,7 +85,10 @@ def _check_the_endpoints(url: str, broadcast: Broadcast) -> None:
         denied = client.post(
             "/broadcasting/auth", data={**form, "channel_name": "private-orders.9"}, headers=ADA
         )
-        assert (denied.status_code, denied.json()) == (403, {"error": "forbidden"})
+        assert (denied.status_code, denied.json()) == (
+            403,
+            error(403, "forbidden"),
+        )
 
         presence = client.post(
             "/broadcasting/auth",

@@ -411,3 +411,8 @@ class ServerThread:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(10)
+
+
+def error(status: int, message: str) -> dict[str, dict[str, object]]:
+    """The endpoints' error body: Ably's shape, which every client reads."""
+    return {"error": {"message": message, "statusCode": status, "code": status * 100}}

@@ -103,7 +103,7 @@ def broadcasting_authorize(
         ``channel``, ``name`` without the prefix, and ``user``.
 
     :return: the JSON-ready body for the client (Pusher's ``{"auth": ...}``,
-        an Ably token request...). Raise :class:`~broadcasting.Forbidden` to
+        an Ably token...). Raise :class:`~broadcasting.Forbidden` to
         refuse; never return ``None`` for a refusal.
 
     Stops at first non-None result.

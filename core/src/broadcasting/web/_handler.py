@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
+from broadcasting._driver import _overrides
 from broadcasting._errors import (
     BroadcastError,
     Forbidden,
@@ -102,7 +103,15 @@ class Response:
 
 
 def _error(status: int, message: str | None = None, **headers: str) -> Response:
-    body = {"error": message if message is not None else _FIXED.get(status, "error")}
+    """An error answer in the one shape every client reads.
+
+    ``{"error": {"message", "statusCode", "code"}}`` is Ably's error shape (the
+    ``ably`` SDK and ably-js parse an ``authUrl``'s error body as it, and crash
+    on any other); pusher-js and Echo read only the status. ``code`` follows
+    Ably's convention for HTTP-derived errors: the status times 100.
+    """
+    text = message if message is not None else _FIXED.get(status, "error")
+    body = {"error": {"message": text, "statusCode": status, "code": status * 100}}
     return Response(status, body, {**_JSON_HEADERS, **headers})
 
 
@@ -302,13 +311,20 @@ def _json_fields(text: str) -> list[tuple[str, str]]:
 
 
 def parse_fields(
-    method: str, headers: Headers, body: bytes, query: bytes | str, *, channel: bool
-) -> tuple[str, str | None, dict[str, str]]:
+    method: str,
+    headers: Headers,
+    body: bytes,
+    query: bytes | str,
+    *,
+    channel: bool,
+    socket_required: bool = True,
+) -> tuple[str | None, str | None, dict[str, str]]:
     """``(socket_id, channel_name, extra)`` from what a client sent; raises ``_BadRequest``.
 
     GET reads the query string; POST reads the body (form-encoded or JSON)
-    over the query string. ``socket_id`` is required (and ``channel_name``
-    when ``channel``); the core checks their shapes.
+    over the query string. ``socket_id`` is required when ``socket_required``
+    (Pusher's clients send one, Ably's do not), ``channel_name`` when
+    ``channel``; the core checks their shapes.
     """
     pairs = _form(_decode(query, "the query string"), "the query string") if query else []
     if method == "POST" and body:
@@ -333,8 +349,8 @@ def parse_fields(
         if key in (SOCKET_ID, CHANNEL_NAME) and key in fields:
             raise _BadRequest(400, f"{key} is given twice")
         fields[key] = value
-    socket_id = fields.pop(SOCKET_ID, None)
-    if not socket_id:
+    socket_id = fields.pop(SOCKET_ID, None) or None
+    if socket_required and socket_id is None:
         raise _BadRequest(400, "socket_id is missing")
     channel_name = fields.pop(CHANNEL_NAME, None)
     if channel and not channel_name:
@@ -364,9 +380,9 @@ class AuthEndpoints:
     awaits async user functions and rules on the caller's loop.
 
     Statuses: 200 with the driver's body; 400 (malformed request, with a
-    short message); 403 ``{"error": "forbidden"}`` whatever the reason (the
+    short message); 403 ``forbidden`` whatever the reason (the
     reason is logged at DEBUG on ``broadcasting.web``); 405; 413; 501 (the
-    driver lacks the feature); 500 ``{"error": "internal server error"}``
+    driver lacks the feature); 500 ``internal server error``
     for anything else (a rule or user function that raised), logged with
     its traceback on ``broadcasting.web``.
     """
@@ -415,6 +431,27 @@ class AuthEndpoints:
             return _error(413)
         return None
 
+    def _auth_fields(
+        self, method: str, headers: Headers, body: bytes, query: bytes | str
+    ) -> tuple[str | None, str | None, dict[str, str]]:
+        """The auth route's fields, refusing what the driver needs and did not get.
+
+        ``channel_name`` may be missing only for a driver that signs connection
+        tokens (Ably's clients ask for one before any channel); ``socket_id``
+        only for one whose clients send none (Ably's). Both are refused here,
+        before the user function runs.
+        """
+        driver = self.broadcast._target(self.driver)
+        connection = _overrides(driver, "sign_connection")
+        return parse_fields(
+            method,
+            headers,
+            body,
+            query,
+            channel=not connection,
+            socket_required=driver.requires_socket_id,
+        )
+
     def _failure(self, route: Route, exc: BaseException) -> Response:
         """The response for an exception raised while handling ``route``.
 
@@ -457,12 +494,12 @@ class AuthEndpoints:
         if early is not None:
             return early
         try:
-            socket_id, channel, extra = parse_fields(method, heads, body, query, channel=True)
+            socket_id, channel, extra = self._auth_fields(method, heads, body, query)
             user = _resolve(self.user(request))
             answer = self.broadcast.authenticate(
                 user,
                 socket_id=socket_id,
-                channel_name=channel or "",
+                channel_name=channel,
                 driver=self.driver,
                 extra=extra,
             )
@@ -486,12 +523,12 @@ class AuthEndpoints:
         if early is not None:
             return early
         try:
-            socket_id, channel, extra = parse_fields(method, heads, body, query, channel=True)
+            socket_id, channel, extra = self._auth_fields(method, heads, body, query)
             user = await _aresolve(self.user(request))
             answer = await self.broadcast.aauthenticate(
                 user,
                 socket_id=socket_id,
-                channel_name=channel or "",
+                channel_name=channel,
                 driver=self.driver,
                 extra=extra,
             )
@@ -525,6 +562,7 @@ class AuthEndpoints:
             return early
         try:
             socket_id, _, _ = parse_fields(method, heads, body, query, channel=False)
+            socket_id = socket_id or ""  # parse_fields refused a missing one already
             user = _resolve(self.user(request))
             data = _resolve(self._user_data(request, user))
             answer = self.broadcast.authenticate_user(socket_id, data, driver=self.driver)
@@ -549,6 +587,7 @@ class AuthEndpoints:
             return early
         try:
             socket_id, _, _ = parse_fields(method, heads, body, query, channel=False)
+            socket_id = socket_id or ""  # parse_fields refused a missing one already
             user = await _aresolve(self.user(request))
             data = await _aresolve(self._user_data(request, user))
             answer = await self.broadcast.aauthenticate_user(socket_id, data, driver=self.driver)
