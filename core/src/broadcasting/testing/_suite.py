@@ -1678,7 +1678,7 @@ class DriverConformance:
         run.broadcast.authorize("{name}")(rule)
         good = run.driver.channel_name(PrivateChannel(run.channel("auth-bad")))
         for socket_id, channel in (
-            ("1234", good),
+            ("not a socket id", good),
             ("1234.5678", run.channel("public")),
             ("1234.5678", good + "\n"),
         ):
