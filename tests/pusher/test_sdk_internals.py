@@ -164,3 +164,24 @@ def test_the_driver_still_builds_its_requests_on_this_sdk() -> None:
     envelope = json.loads(json.loads(request.body)["data"])
     assert set(envelope) == {"nonce", "ciphertext"}, "sent encrypted"
     driver.close()
+
+
+def test_the_sdk_reads_its_secret_only_through_the_secret_property() -> None:
+    # _sdk.py: GuardedPusherClient keeps _secret as a broadcasting.Secret and reveals it in
+    # the `secret` property alone; an SDK that read _secret directly would sign with the
+    # wrapper (or fail) and leave the plain text where the driver no longer expects it
+    from broadcasting import Secret
+    from broadcasting_pusher._sdk import GuardedPusherClient
+
+    plain = PusherClient(**APP, ssl=False, backend=Recording)
+    guarded = GuardedPusherClient(**APP, ssl=False, backend=Recording)
+    assert isinstance(guarded._secret, Secret), "PusherClient no longer stores _secret"
+    assert isinstance(plain._secret, str), "PusherClient stores its secret differently now"
+    params = {"name": "e", "channels": ["a"], "data": "x"}
+    signed = [
+        Request(client, POST, "/apps/4242/events", params).query_params
+        for client in (plain, guarded)
+    ]
+    for query in signed:
+        query.pop("auth_timestamp")
+    assert signed[0] == signed[1], "the guarded client signs differently from the SDK's own"

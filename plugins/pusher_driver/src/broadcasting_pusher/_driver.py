@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pusher import Pusher
-from pusher.pusher_client import PusherClient
 
 from broadcasting import (
     AuthRequest,
@@ -26,6 +25,7 @@ from broadcasting import (
 )
 from broadcasting_pusher import _auth, _listen, _rules, _state, _webhooks
 from broadcasting_pusher._async_backend import SessionBackend, loop_sessions
+from broadcasting_pusher._sdk import GuardedPusherClient
 from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
 from broadcasting_pusher._sync_backend import ConnectionPool, PooledBackend
 from broadcasting_pusher._wire import check_answer, request_for
@@ -79,8 +79,9 @@ class BroadcastPusherDriver(Driver):
             "sessions": self._sessions,
             "settings": settings,
         }
-        self._client = self._sdk(PusherClient, self._sync_backend)
-        self._aclient = self._sdk(PusherClient, self._async_backend)
+        # the SDK's client, its secret kept wrapped (see _sdk.py)
+        self._client = self._sdk(GuardedPusherClient, self._sync_backend)
+        self._aclient = self._sdk(GuardedPusherClient, self._async_backend)
         self._lock = threading.Lock()
         self._full: dict[str, Pusher] = {}
 
@@ -126,8 +127,10 @@ class BroadcastPusherDriver(Driver):
     def pusher(self) -> Pusher:
         """The official SDK client, sharing this driver's sync connection pool.
 
-        For what the driver does not wrap: ``authenticate()`` for private and
-        presence channel auth endpoints, ``channels_info()``, webhooks...
+        For what the driver does not wrap. It is the SDK as it is: it holds the
+        app secret (and the encryption key) as plain text, as the SDK does, so
+        it is made only when asked for; the driver's own clients keep the
+        secret wrapped in a :class:`~broadcasting.Secret`.
         """
         return self._full_sdk("sync")
 
