@@ -293,7 +293,7 @@ async def test_an_auth_failure_of_a_shared_request_is_each_publishs_own(
     assert _specs(emulator) == [2]  # not retried, not re-sent: the key is wrong for all
     for error, channels in zip(results, [("a",), ("b", "c")], strict=True):
         assert isinstance(error, PublishError)
-        assert (error.status, error.code, error.retryable) == (401, 40101, False)
+        assert (error.status, error.code, error.retryable) == (401, 40144, False)
         assert (error.failed, error.unknown) == (channels, ())
         assert "3 channels of 2 publishes sharing one request" in str(error)
         assert "check the API key" in str(error)

@@ -14,7 +14,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from broadcasting import Broadcast, InvalidChannel, PayloadTooLarge
+from broadcasting import Broadcast, InvalidChannel, PayloadTooLarge, Secret
+from broadcasting_ably._auth import decode_jwt
 from servers.ably_emulator import TEST_KEY, AblyEmulator
 
 PROTOCOLS = [pytest.param(True, id="msgpack"), pytest.param(False, id="json")]
@@ -36,8 +37,13 @@ def test_single_channel_request(
     (request,) = emulator.publish_requests
     assert request.method == "POST"
     assert request.path == "/channels/orders/messages"
-    expected_auth = "Basic " + base64.b64encode(TEST_KEY.encode()).decode()
-    assert request.headers["authorization"] == expected_auth
+    # a token the driver signed with the key (the SDK base64-encodes it in the header);
+    # the key itself never travels, and the SDK never holds it
+    scheme, _, encoded = request.headers["authorization"].partition(" ")
+    assert scheme == "Bearer"
+    claims = decode_jwt(Secret(TEST_KEY), base64.b64decode(encoded).decode())
+    assert claims is not None and json.loads(claims["x-ably-capability"]) == {"*": ["*"]}
+    assert TEST_KEY.split(":")[1] not in str(request.headers)
     assert request.headers["x-ably-version"] == "3"
     content_type = "application/x-msgpack" if binary else "application/json"
     assert request.content_type == content_type
@@ -154,7 +160,10 @@ def test_client_id_is_sent_and_counted(
     broadcast = make_broadcast(client_id="server-1")
     broadcast.channel("orders", "m")
     (request,) = emulator.publish_requests
-    assert base64.b64decode(request.headers["x-ably-clientid"]).decode() == "server-1"
+    # the client id is in the driver's token, and Ably puts it on the message
+    token = base64.b64decode(request.headers["authorization"].partition(" ")[2]).decode()
+    claims = decode_jwt(Secret(TEST_KEY), token)
+    assert claims is not None and claims["x-ably-clientId"] == "server-1"
     assert emulator.messages("orders")[0].client_id == "server-1"
 
     # Ably counts data + name + clientId against the message size limit

@@ -231,6 +231,25 @@ def sign_channel(
     return _answer(key, capability, client_id, issued, ttl, info)
 
 
+def publisher_token(
+    key: Secret, client_id: str | None, ttl: int, now: float | None = None
+) -> tuple[str, int, int]:
+    """The driver's own token: ``(jwt, issued_ms, expires_ms)``, every operation the key allows.
+
+    Ably intersects a token's capability with its key's, so ``{"*": ["*"]}``
+    grants exactly what the key grants.
+    """
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "iat": issued,
+        "exp": issued + ttl,
+        "x-ably-capability": canonical_capability({"*": ["*"]}),
+    }
+    if client_id is not None:
+        claims["x-ably-clientId"] = client_id
+    return encode_jwt(key, claims), issued * 1000, (issued + ttl) * 1000
+
+
 def sign_connection(
     key: Secret, user: Any, *, held: str | None, ttl: int, now: float | None = None
 ) -> dict[str, Any]:

@@ -28,6 +28,9 @@ DRIVER = "ably"
 
 _HINTS = {
     40101: "check the API key in the 'secret' (or 'key') option",
+    # the driver authenticates with tokens it signs with the key: a wrong secret
+    # makes Ably refuse the token's signature
+    40144: "check the API key in the 'secret' (or 'key') option",
     40160: "check the key's capabilities in your Ably dashboard",
     40009: "lower max_payload_bytes to your Ably plan's message size limit",
 }

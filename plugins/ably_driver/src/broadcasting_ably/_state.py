@@ -168,13 +168,14 @@ class Reader:
             self._driver._scrub(text), driver=DRIVER, status=status, code=code, retryable=retryable
         )
 
-    def read(self, query: Query, *, paginate: bool, body: Any = None) -> list[Any]:
-        """Every item of the answer (all pages when ``paginate``), with the sync client.
-
-        A ``body`` makes it a POST.
+    def read(
+        self, query: Query, *, paginate: bool, body: Any = None, client: Any = None
+    ) -> list[Any]:
+        """Every item of the answer (all pages when ``paginate``), with the sync client
+        (or ``client``). A ``body`` makes it a POST.
         """
         path, params = query
-        client = self._driver._clients.sync_client()
+        client = client or self._driver._clients.sync_client()
         collected: list[Any] = []
         method = "GET" if body is None else "POST"
         try:
@@ -193,10 +194,12 @@ class Reader:
             return collected
         raise error
 
-    async def aread(self, query: Query, *, paginate: bool, body: Any = None) -> list[Any]:
-        """Async twin of :meth:`read`, with this event loop's client."""
+    async def aread(
+        self, query: Query, *, paginate: bool, body: Any = None, client: Any = None
+    ) -> list[Any]:
+        """Async twin of :meth:`read`, with this event loop's client (or ``client``)."""
         path, params = query
-        client = self._driver._clients.async_client()
+        client = client or self._driver._clients.async_client()
         collected: list[Any] = []
         method = "GET" if body is None else "POST"
         try:
@@ -317,7 +320,12 @@ def _revoked(driver: BroadcastAblyDriver, items: list[Any], what: str) -> None:
 def terminate_user(driver: BroadcastAblyDriver, user_id: str) -> None:
     body = _revoke_body(user_id)
     what = f"to revoke the tokens of client id {user_id!r}"
-    items = Reader(driver, what).read(revoke_query(driver._key_name()), paginate=False, body=body)
+    # revoking needs the key itself (Basic auth), which the driver's clients do not
+    # hold: a client made for this one call, closed after it
+    with driver._clients.keyed_sync() as client:
+        items = Reader(driver, what).read(
+            revoke_query(driver._key_name()), paginate=False, body=body, client=client
+        )
     _revoked(driver, items, what)
 
 
@@ -325,5 +333,8 @@ async def aterminate_user(driver: BroadcastAblyDriver, user_id: str) -> None:
     body = _revoke_body(user_id)
     what = f"to revoke the tokens of client id {user_id!r}"
     reader = Reader(driver, what)
-    items = await reader.aread(revoke_query(driver._key_name()), paginate=False, body=body)
+    async with driver._clients.keyed_async() as client:
+        items = await reader.aread(
+            revoke_query(driver._key_name()), paginate=False, body=body, client=client
+        )
     _revoked(driver, items, what)

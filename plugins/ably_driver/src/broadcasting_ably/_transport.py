@@ -32,8 +32,8 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -123,9 +123,59 @@ class Clients:
         self.inherited = 0
         _all_clients.add(self)
 
-    def _kwargs(self) -> dict[str, Any]:
+    def _kwargs(self, callback: Callable[..., Any]) -> dict[str, Any]:
         guard_sdk_logging()
-        return {**self._settings.sdk_options(self._retries()), "key": self._settings.key.reveal()}
+        return {**self._settings.sdk_options(self._retries()), "auth_callback": callback}
+
+    def _token(self, token_params: Any = None) -> Any:
+        """A token for the SDK, signed here with the key: the SDK never holds the key.
+
+        The SDK keeps whatever it is given in its objects (a key in its auth
+        options, and a base64 copy for Basic auth), where debuggers and error
+        trackers see it. It is given this callback instead: a JWT signed
+        locally (no request) for every channel and operation the key allows,
+        renewed by the SDK before it expires.
+        """
+        from broadcasting_ably._auth import publisher_token
+
+        token, issued, expires = publisher_token(
+            self._settings.key, self._settings.client_id, self._settings.token_ttl
+        )
+        # TokenDetails as a dict: the sync and async SDKs each have their own class
+        details: dict[str, Any] = {"token": token, "issued": issued, "expires": expires}
+        if self._settings.client_id is not None:
+            details["clientId"] = self._settings.client_id
+        return details
+
+    async def _atoken(self, token_params: Any = None) -> Any:
+        return self._token(token_params)
+
+    @contextmanager
+    def keyed_sync(self) -> Iterator[Any]:
+        """A sync client with the key itself, for the one call that needs it (then closed).
+
+        Revoking tokens needs Basic auth; nothing else the driver does.
+        """
+        from ably.sync import AblyRestSync
+
+        guard_sdk_logging()
+        client = AblyRestSync(**self._settings.sdk_options(0), key=self._settings.key.reveal())
+        try:
+            yield client
+        finally:
+            client.close()
+
+    @asynccontextmanager
+    async def keyed_async(self) -> AsyncIterator[Any]:
+        """Async twin of :meth:`keyed_sync`."""
+        from ably import AblyRest
+
+        guard_sdk_logging()
+        client = AblyRest(**self._settings.sdk_options(0), key=self._settings.key.reveal())
+        try:
+            yield client
+        finally:
+            await client.close()
 
     def sync_client(self) -> Any:
         """The shared ``AblyRestSync`` (created on first call)."""
@@ -136,7 +186,7 @@ class Clients:
                 if client is None:
                     from ably.sync import AblyRestSync
 
-                    client = self._sync = _watch(AblyRestSync(**self._kwargs()), _count)
+                    client = self._sync = _watch(AblyRestSync(**self._kwargs(self._token)), _count)
         return client
 
     def async_client(self) -> Any:
@@ -146,7 +196,7 @@ class Clients:
     def _new_async(self) -> Any:
         from ably import AblyRest
 
-        return _watch(AblyRest(**self._kwargs()), _acount)
+        return _watch(AblyRest(**self._kwargs(self._atoken)), _acount)
 
     def _take_sync(self) -> Any:
         with self._lock:
