@@ -31,7 +31,7 @@ from broadcasting._plugins import (
     driver_plugin,
     make_plugin_manager,
 )
-from broadcasting._types import Message, Options, Payload, Receipt
+from broadcasting._types import Message, Options, Payload, Receipt, Secret
 from broadcasting._validate import build_message
 
 if TYPE_CHECKING:
@@ -225,6 +225,15 @@ class Broadcast:
                 )
             driver.delivery = delivery
         driver._broadcast = self
+        hidden = type(driver).secret_options
+        if hidden:
+            # options the driver says are secret, though not named so: wrapped in the
+            # copy the core keeps, and in this Broadcast's configuration
+            entry = self.config.drivers.get(driver.name)
+            if entry is not None and isinstance(self.config.drivers, dict):
+                self.config.drivers[driver.name] = _hide(entry, hidden)
+            if options is not None:
+                options = _hide(options, hidden)
         if options is not None:
             driver._options = options if isinstance(options, Options) else Options(options)
         with self._lock:
@@ -633,6 +642,12 @@ def _raise_all(errors: list[Exception]) -> None:
         raise errors[0]
     if errors:
         raise CloseError(errors) from errors[0]
+
+
+def _hide(options: Mapping[str, Any], hidden: frozenset[str]) -> Options:
+    return Options(
+        {k: Secret(v) if k in hidden and isinstance(v, str) else v for k, v in options.items()}
+    )
 
 
 def _with_extra(request: AuthRequest, extra: Mapping[str, str]) -> AuthRequest:

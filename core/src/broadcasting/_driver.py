@@ -72,6 +72,12 @@ class Driver:
     #: they ask the application to authorize them. Pusher's do; Ably's do not
     #: (their tokens are bound to a client id), so the Ably driver sets this off.
     requires_socket_id: ClassVar[bool] = True
+    #: Options that hold a secret although their names do not say so (a webhook
+    #: URL with a token in its path, say). Options named like secrets (``secret``,
+    #: ``key``, ``token``...) are wrapped in :class:`Secret` when the configuration
+    #: is loaded; these are wrapped where the core keeps the options (for
+    #: :meth:`with_options`), so ``from_config`` may receive them as a ``Secret``.
+    secret_options: ClassVar[frozenset[str]] = frozenset()
     #: The user's delivery options (``retries``, ``at_least_once``, ``batch``...), set
     #: by the core when it connects the driver.
     delivery: DeliveryOptions = _DEFAULT_DELIVERY

@@ -37,6 +37,7 @@ from broadcasting import (
     PrivateChannel,
     PublishError,
     Receipt,
+    Secret,
     ValidationError,
     hookimpl,
     installed_drivers,
@@ -138,6 +139,55 @@ def _error_texts(exc: BaseException) -> list[str]:
             tb = tb.tb_next
         current = current.__cause__ or current.__context__
     return texts
+
+
+def _reachable(root: object, limit: int = 50_000) -> Iterator[tuple[str, object]]:
+    """``(path, value)`` for everything reachable from ``root`` through data, not code.
+
+    Attributes, slots, mapping keys and values, sequence items: what a debugger
+    or an error tracker that records an object shows, recursively. A
+    :class:`~broadcasting.Secret` is not opened: it holds its value on purpose.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[str, object]] = [("driver", root)]
+    skip = (type, type(os), type(_reachable), Secret)
+    while stack and len(seen) < limit:
+        path, value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        yield path, value
+        if isinstance(value, skip):
+            continue
+        if isinstance(value, Mapping):
+            try:
+                items = list(value.items())
+            except Exception:  # a mapping that cannot be listed shows nothing more
+                items = []
+            stack.extend((f"{path}[{k!r}]", v) for k, v in items)
+            stack.extend((f"{path} key", k) for k, _ in items)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+        attributes = getattr(value, "__dict__", None)
+        if isinstance(attributes, dict):
+            stack.extend((f"{path}.{name}", v) for name, v in attributes.items())
+        for cls in type(value).__mro__:
+            for name in getattr(cls, "__slots__", ()):
+                if isinstance(name, str) and hasattr(value, name):
+                    stack.append((f"{path}.{name}", getattr(value, name)))
+
+
+def holders(root: object, secrets: Sequence[str | bytes]) -> list[str]:
+    """Where, in what is reachable from ``root``, one of ``secrets`` is held as text."""
+    texts = [s for s in secrets if isinstance(s, str) and s]
+    raw = [s for s in secrets if isinstance(s, bytes) and s]
+    found = []
+    for path, value in _reachable(root):
+        if (isinstance(value, str) and any(s in value for s in texts)) or (
+            isinstance(value, bytes) and any(s in value for s in raw)
+        ):
+            found.append(path)
+    return found
 
 
 def _shown(value: object) -> str:
@@ -1494,6 +1544,11 @@ class DriverConformance:
             run.driver.close()
         texts += [repr(receipt), str(receipt), *logs.lines]
         run.assert_no_secrets(texts, "a repr, attribute, receipt or log line")
+        # and nothing the driver keeps, however deep (its SDK clients included),
+        # holds one as text: debuggers and error trackers show all of it
+        secrets = [s for s in run.secrets if s]
+        held = holders(driver, [*secrets, *(s.encode() for s in secrets)])
+        assert not held, f"a declared secret is held as text at {held[:5]}"
 
     def test_driver_is_found_by_name(self, conformance: _Run) -> None:
         """The driver is installed (or registered) under its name and says so."""

@@ -84,6 +84,8 @@ class BroadcastWebhookDriver(Driver):
     """
 
     name = "webhook"
+    #: the URL's path and query often carry a token: the core keeps the option wrapped
+    secret_options = frozenset({"url"})
     supports_socket_id = False
 
     def __init__(
@@ -134,6 +136,8 @@ class BroadcastWebhookDriver(Driver):
             if key not in _OPTIONS:
                 raise ConfigurationError(cls.name, str(key), "unknown option")
         url = options.get("url")
+        if isinstance(url, Secret):  # the core keeps it wrapped (secret_options)
+            url = url.reveal()
         if not isinstance(url, str) or not url:
             raise ConfigurationError(cls.name, "url", "is required (the URL to POST to)")
         parts = urlsplit(url)
