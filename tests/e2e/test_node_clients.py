@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from node_clients import ClientFailed, NodeClient, start_client
+from node_clients import ClientFailed, NodeClient, node_unavailable, start_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,8 @@ def test_without_chromium_the_browser_test_skips_or_fails_under_ci(
     tmp_path: Path, ci: bool
 ) -> None:
     if os.system("command -v node >/dev/null 2>&1") != 0:
-        pytest.skip("needs node (the case without it is the test above)")
+        # the case without node is the test above; under CI node must be there
+        node_unavailable("needs node (the case without it is the test above)")
     missing = tmp_path / "no-chromium"
     output = run_child(
         tmp_path,

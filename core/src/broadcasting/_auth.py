@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -241,11 +241,9 @@ def decide(rules: ChannelRules, request: AuthRequest) -> AuthRequest:
     if request.kind == "user" or request.kind == "connection":
         return request
     pattern, rule, params = _match(rules, request)
-    value = rule(request.user, **params)
-    if inspect.isawaitable(value):
-        from broadcasting._loop import run_sync
+    from broadcasting._loop import resolve_sync
 
-        value = run_sync(_awaited(value))
+    value = resolve_sync(rule(request.user, **params))
     return _verdict(request, pattern, params, value)
 
 
@@ -258,10 +256,6 @@ async def adecide(rules: ChannelRules, request: AuthRequest) -> AuthRequest:
     if inspect.isawaitable(value):
         value = await value
     return _verdict(request, pattern, params, value)
-
-
-async def _awaited(value: Awaitable[Any]) -> Any:
-    return await value
 
 
 def sign(driver: Driver, request: AuthRequest) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from broadcasting._auth import AuthRequest, ChannelRules, Rule
 from broadcasting._channels import Channel
 from broadcasting._config import ConfigSource, load_config
 from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions, drain
-from broadcasting._driver import Driver, _overrides
+from broadcasting._driver import Driver
 from broadcasting._errors import (
     CloseError,
     ConfigurationError,
@@ -428,7 +428,7 @@ class Broadcast:
         extra: Mapping[str, str] | None,
     ) -> AuthRequest:
         if channel_name is None or channel_name == "":
-            if not _overrides(driver, "sign_connection"):
+            if not driver._signs_connections():
                 raise InvalidAuthRequest("channel_name is missing")
             request = _auth.connection_request(driver, user, socket_id)
         else:

@@ -180,6 +180,10 @@ class Driver:
     def _sends_async(self) -> bool:
         return _overrides(self, "asend")
 
+    def _signs_connections(self) -> bool:
+        """Whether an authorization may name no channel (see :meth:`sign_connection`)."""
+        return _overrides(self, "sign_connection")
+
     def _uses_core_delivery(self) -> bool:
         """Whether publishes go through :meth:`send` (so delivery options apply)."""
         return not (_overrides(self, "publish") or _overrides(self, "apublish"))

@@ -22,9 +22,10 @@ safe in the ways such a helper must be:
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -134,6 +135,18 @@ class _Call:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+def resolve_sync(value: Any) -> Any:
+    """``value``; or, if it is awaitable (an async rule's, handler's or user function's
+    result on the sync path), what it gives once run on the background loop."""
+    if inspect.isawaitable(value):
+        return run_sync(_awaited(value))
+    return value
+
+
+async def _awaited(value: Awaitable[Any]) -> Any:
+    return await value
 
 
 def _shutdown() -> None:

@@ -176,11 +176,6 @@ async def areceive(
 
 
 def _wait(result: object) -> None:
-    if inspect.isawaitable(result):
-        from broadcasting._loop import run_sync
+    from broadcasting._loop import resolve_sync
 
-        run_sync(_awaited(result))
-
-
-async def _awaited(value: Any) -> Any:
-    return await value
+    resolve_sync(result)

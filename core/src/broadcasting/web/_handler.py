@@ -12,12 +12,11 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
-from broadcasting._driver import _overrides
 from broadcasting._errors import (
     BroadcastError,
     Forbidden,
@@ -442,13 +441,12 @@ class AuthEndpoints:
         before the user function runs.
         """
         driver = self.broadcast._target(self.driver)
-        connection = _overrides(driver, "sign_connection")
         return parse_fields(
             method,
             headers,
             body,
             query,
-            channel=not connection,
+            channel=not driver._signs_connections(),
             socket_required=driver.requires_socket_id,
         )
 
@@ -703,18 +701,12 @@ def endpoints_for(
 
 def _resolve(value: Any) -> Any:
     """A user function's result on the sync path: an awaitable is run to completion."""
-    if inspect.isawaitable(value):
-        from broadcasting._loop import run_sync
+    from broadcasting._loop import resolve_sync
 
-        return run_sync(_awaited(value))
-    return value
+    return resolve_sync(value)
 
 
 async def _aresolve(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-async def _awaited(value: Awaitable[Any]) -> Any:
-    return await value

@@ -79,7 +79,7 @@ def _read(request: HttpRequest, limit: int) -> tuple[bytes, Any] | Response:
         body: bytes = request.body
         return body, request.headers
     except RawPostDataException:
-        pass
+        pass  # the middleware consumed the stream: use the fields it parsed, below
     if request.FILES:
         return _error(400, "the multipart body may hold only named text fields")
     pairs = [(key, value) for key, values in request.POST.lists() for value in values]
