@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from broadcasting._errors import Forbidden, InvalidAuthRequest, RuleError
+from broadcasting._types import Secret
 
 if TYPE_CHECKING:
     from broadcasting._driver import Driver
@@ -23,7 +24,7 @@ AuthKind = Literal["private", "presence", "encrypted", "user", "connection"]
 #: or ``None`` to refuse. It may be a coroutine function.
 Rule = Callable[..., Any]
 
-_SOCKET_ID = re.compile(r"\d+\.\d+")
+_SOCKET_ID = re.compile(r"[0-9]+\.[0-9]+")
 #: A connection id of a service whose clients need not send one (Ably's are
 #: like ``hd9Az3-8!a1``): short and made of characters safe in any header.
 _CONNECTION_ID = re.compile(r"[A-Za-z0-9._:!-]{1,64}")
@@ -33,6 +34,8 @@ MAX_CHANNEL_NAME_LENGTH = 1024
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: The longest socket id the core accepts (Pusher's are two ~10-digit numbers).
 MAX_SOCKET_ID_LENGTH = 64
+#: How many channels of a held credential one authorization re-checks and keeps.
+MAX_CARRIED = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +57,12 @@ class AuthRequest:
         member: for ``presence``, the rule's member info (a dict with ``id``);
             for ``user``, the user data given to ``authenticate_user``.
         extra: anything else the client sent that a driver may need (Ably's
-            current token, say), as strings.
+            current token, say), each value wrapped in a :class:`~broadcasting.Secret`:
+            what a client sends may be a credential, and a wrapped value shows
+            in no traceback, log line or repr.
+        carried: the channels of a credential the client already holds that the
+            answer may keep (see :meth:`~broadcasting.Driver.held_channels`), each
+            authorized again by the channel rules just now; empty otherwise.
     """
 
     kind: AuthKind
@@ -64,7 +72,8 @@ class AuthRequest:
     user: Any = field(default=None, repr=False)
     params: Mapping[str, str] = field(default_factory=dict)
     member: Mapping[str, Any] | None = None
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+    extra: Mapping[str, Secret] = field(default_factory=dict, repr=False)
+    carried: tuple[AuthRequest, ...] = ()
 
     @property
     def member_id(self) -> str | None:
@@ -74,30 +83,90 @@ class AuthRequest:
         return str(self.member["id"])
 
 
+class Pattern:
+    """A channel rule's pattern, compiled: literal text around ``{name}`` parameters.
+
+    Matching is linear in the channel name's length, whatever the pattern:
+    no regular expression, so no backtracking a crafted name could exploit.
+    A parameter matches one or more characters, never a ``.`` nor any of the
+    driver's :attr:`~broadcasting.Driver.special_characters` (so a parameter
+    can never carry a wildcard into a signed capability). With several
+    parameters in one segment (``{org}-{team}``), the earlier ones take as
+    much as they can, as a greedy regular expression would: ``a-b-c`` gives
+    ``org="a-b"``, ``team="c"``.
+    """
+
+    __slots__ = ("names", "pieces", "text")
+
+    def __init__(self, text: str) -> None:
+        if not isinstance(text, str) or not text:
+            raise TypeError("a channel rule's pattern must be a non-empty str")
+        names: list[str] = []
+        pieces: list[str] = []
+        end = 0
+        for found in _PARAM.finditer(text):
+            name = found.group(1)
+            if name in names:
+                raise ValueError(f"channel rule {text!r} names {{{name}}} twice")
+            literal = text[end : found.start()]
+            if names and not literal:
+                raise ValueError(
+                    f"channel rule {text!r}: {{{names[-1]}}}{{{name}}} has nothing between "
+                    "the parameters to tell where one ends"
+                )
+            pieces.append(literal)
+            names.append(name)
+            end = found.end()
+        pieces.append(text[end:])
+        if any("{" in piece or "}" in piece for piece in pieces):
+            raise ValueError(f"channel rule {text!r}: a parameter is written {{name}}")
+        self.text = text
+        self.names = tuple(names)
+        #: The literal text before, between and after the parameters (one more than names).
+        self.pieces = tuple(pieces)
+
+    def match(self, name: str, special: str = "") -> dict[str, str] | None:
+        """The parameters if ``name`` matches the whole pattern, else ``None``."""
+        pieces = self.pieces
+        if not self.names:
+            return {} if name == pieces[0] else None
+        head, tail = pieces[0], pieces[-1]
+        if not name.startswith(head) or not name.endswith(tail):
+            return None
+        low = len(head)
+        stop = len(name) - len(tail)
+        values: list[str] = []
+        # Right to left: each literal at its rightmost place leaves the parameters
+        # to its left the most room (a greedy regex's answer), and each search
+        # covers only the text it moves past, so the whole match is linear.
+        for index in range(len(self.names) - 1, 0, -1):
+            literal = pieces[index]
+            at = name.rfind(literal, low, stop)
+            if at < 0 or at + len(literal) >= stop:
+                return None
+            values.append(name[at + len(literal) : stop])
+            stop = at
+        if stop <= low:
+            return None
+        values.append(name[low:stop])
+        for value in values:
+            if "." in value or (special and any(char in value for char in special)):
+                return None
+        return dict(zip(self.names, reversed(values), strict=True))
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.text!r})"
+
+
+def compile_pattern(pattern: str) -> Pattern:
+    """``orders.{order_id}`` as a :class:`Pattern` (raises ``TypeError``/``ValueError``)."""
+    return Pattern(pattern)
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    pattern: str
-    regex: re.Pattern[str]
+    pattern: Pattern
     rule: Rule
-
-
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """``orders.{order_id}`` as an anchored regex; ``{x}`` is one dot-free segment."""
-    if not isinstance(pattern, str) or not pattern:
-        raise TypeError("a channel rule's pattern must be a non-empty str")
-    parts: list[str] = []
-    seen: set[str] = set()
-    end = 0
-    for match in _PARAM.finditer(pattern):
-        parts.append(re.escape(pattern[end : match.start()]))
-        name = match.group(1)
-        if name in seen:
-            raise ValueError(f"channel rule {pattern!r} names {{{name}}} twice")
-        seen.add(name)
-        parts.append(f"(?P<{name}>[^.]+)")
-        end = match.end()
-    parts.append(re.escape(pattern[end:]))
-    return re.compile("".join(parts))
 
 
 class ChannelRules:
@@ -110,20 +179,24 @@ class ChannelRules:
         """Add ``rule`` for channels matching ``pattern``."""
         if not callable(rule):
             raise TypeError(f"the rule for {pattern!r} must be callable")
-        self._rules.append(_Compiled(pattern, compile_pattern(pattern), rule))
+        self._rules.append(_Compiled(compile_pattern(pattern), rule))
 
-    def match(self, name: str) -> tuple[str, Rule, dict[str, str]] | None:
-        """The first rule whose pattern matches ``name``: (pattern, rule, params)."""
+    def match(self, name: str, special: str = "") -> tuple[str, Rule, dict[str, str]] | None:
+        """The first rule whose pattern matches ``name``: (pattern, rule, params).
+
+        ``special`` holds the characters no parameter may match (the driver's
+        :attr:`~broadcasting.Driver.special_characters`).
+        """
         for compiled in self._rules:
-            found = compiled.regex.fullmatch(name)
-            if found is not None:
-                return compiled.pattern, compiled.rule, found.groupdict()
+            params = compiled.pattern.match(name, special)
+            if params is not None:
+                return compiled.pattern.text, compiled.rule, params
         return None
 
     @property
     def patterns(self) -> list[str]:
         """The patterns, in the order they are tried."""
-        return [c.pattern for c in self._rules]
+        return [c.pattern.text for c in self._rules]
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -192,6 +265,21 @@ def _check_id(info: Mapping[str, Any], what: str) -> None:
         raise RuleError(f"{what} must have an 'id' (a non-empty str or an int)")
 
 
+def wrap_extra(extra: Mapping[str, str | Secret] | None) -> dict[str, Secret]:
+    """``extra`` with every value in a :class:`Secret` (what a client sends may be a credential)."""
+    if not extra:
+        return {}
+    wrapped: dict[str, Secret] = {}
+    for key, value in extra.items():
+        if isinstance(value, Secret):
+            wrapped[key] = value
+        elif isinstance(value, str):
+            wrapped[key] = Secret(value)
+        else:
+            raise TypeError(f"extra[{key!r}] must be a str or a Secret, not {type(value).__name__}")
+    return wrapped
+
+
 def _verdict(
     request: AuthRequest, pattern: str, params: dict[str, str], value: object
 ) -> AuthRequest:
@@ -200,6 +288,12 @@ def _verdict(
         raise Forbidden(f"channel {request.channel!r} (rule {pattern!r}): the rule refused")
     member: dict[str, Any] | None = None
     if request.kind == "presence":
+        if value is True:
+            # a private channel's rule: the client asked for the wrong kind of channel
+            raise Forbidden(
+                f"channel {request.channel!r} (rule {pattern!r}): the rule returned True, "
+                "which allows private channels only; a presence rule returns the member's info"
+            )
         if not isinstance(value, Mapping):
             raise RuleError(
                 f"channel {request.channel!r} (rule {pattern!r}): a presence rule must return "
@@ -222,12 +316,15 @@ def _verdict(
         params,
         member,
         request.extra,
+        request.carried,
     )
 
 
-def _match(rules: ChannelRules, request: AuthRequest) -> tuple[str, Rule, dict[str, str]]:
+def _match(
+    rules: ChannelRules, request: AuthRequest, special: str
+) -> tuple[str, Rule, dict[str, str]]:
     assert request.name is not None
-    found = rules.match(request.name)
+    found = rules.match(request.name, special)
     if found is None:
         raise Forbidden(f"channel {request.channel!r}: no channel rule matches {request.name!r}")
     if request.user is None:
@@ -235,27 +332,90 @@ def _match(rules: ChannelRules, request: AuthRequest) -> tuple[str, Rule, dict[s
     return found
 
 
-def decide(rules: ChannelRules, request: AuthRequest) -> AuthRequest:
-    """Run the matching rule for a channel request (sync path); sign-ins and
-    connection tokens pass through (no channel, no rule)."""
-    if request.kind == "user" or request.kind == "connection":
+def _held(driver: Driver, request: AuthRequest) -> list[AuthRequest]:
+    """The channels of the client's held credential, as requests for the rules to decide again.
+
+    A name the core would refuse from a client (malformed, public, this
+    request's own channel) is dropped here: it is never re-signed.
+    """
+    if not request.extra or request.user is None:
+        return []
+    names = driver.held_channels(request)
+    if not names:
+        return []
+    found: list[AuthRequest] = []
+    seen = {request.channel}
+    for channel in names:
+        if channel in seen or not isinstance(channel, str):
+            continue
+        seen.add(channel)
+        try:
+            held = channel_request(driver, request.user, request.socket_id, channel)
+        except InvalidAuthRequest:
+            continue
+        found.append(held)
+        if len(found) >= MAX_CARRIED:
+            break
+    return found
+
+
+def _with_carried(request: AuthRequest, carried: list[AuthRequest]) -> AuthRequest:
+    if not carried:
         return request
-    pattern, rule, params = _match(rules, request)
+    from dataclasses import replace
+
+    return replace(request, carried=tuple(carried))
+
+
+def decide(rules: ChannelRules, request: AuthRequest, driver: Driver | None = None) -> AuthRequest:
+    """Run the matching rule for a channel request (sync path).
+
+    Sign-ins pass through; a connection token has no channel of its own. With
+    ``driver``, the channels of a credential the client holds are each decided
+    again (a refusal drops that channel) and kept in ``carried``.
+    """
     from broadcasting._loop import resolve_sync
 
-    value = resolve_sync(rule(request.user, **params))
-    return _verdict(request, pattern, params, value)
-
-
-async def adecide(rules: ChannelRules, request: AuthRequest) -> AuthRequest:
-    """Async twin of :func:`decide`: an async rule is awaited on the caller's loop."""
-    if request.kind == "user" or request.kind == "connection":
+    if request.kind != "user" and request.kind != "connection":
+        special = driver.special_characters if driver is not None else ""
+        pattern, rule, params = _match(rules, request, special)
+        request = _verdict(request, pattern, params, resolve_sync(rule(request.user, **params)))
+    if driver is None or request.kind == "user":
         return request
-    pattern, rule, params = _match(rules, request)
-    value = rule(request.user, **params)
-    if inspect.isawaitable(value):
-        value = await value
-    return _verdict(request, pattern, params, value)
+    carried = []
+    for held in _held(driver, request):
+        try:
+            pattern, rule, params = _match(rules, held, driver.special_characters)
+            carried.append(_verdict(held, pattern, params, resolve_sync(rule(held.user, **params))))
+        except Forbidden:
+            continue
+    return _with_carried(request, carried)
+
+
+async def adecide(
+    rules: ChannelRules, request: AuthRequest, driver: Driver | None = None
+) -> AuthRequest:
+    """Async twin of :func:`decide`: an async rule is awaited on the caller's loop."""
+    if request.kind != "user" and request.kind != "connection":
+        special = driver.special_characters if driver is not None else ""
+        pattern, rule, params = _match(rules, request, special)
+        value = rule(request.user, **params)
+        if inspect.isawaitable(value):
+            value = await value
+        request = _verdict(request, pattern, params, value)
+    if driver is None or request.kind == "user":
+        return request
+    carried = []
+    for held in _held(driver, request):
+        try:
+            pattern, rule, params = _match(rules, held, driver.special_characters)
+            value = rule(held.user, **params)
+            if inspect.isawaitable(value):
+                value = await value
+            carried.append(_verdict(held, pattern, params, value))
+        except Forbidden:
+            continue
+    return _with_carried(request, carried)
 
 
 def sign(driver: Driver, request: AuthRequest) -> dict[str, Any]:

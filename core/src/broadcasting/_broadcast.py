@@ -382,7 +382,7 @@ class Broadcast:
         socket_id: str | None = None,
         channel_name: str | None = None,
         driver: DriverRef = None,
-        extra: Mapping[str, str] | None = None,
+        extra: Mapping[str, str | Secret] | None = None,
     ) -> dict[str, Any]:
         """Authorize ``user``'s subscription to ``channel_name`` and return the signed body.
 
@@ -411,7 +411,7 @@ class Broadcast:
         socket_id: str | None = None,
         channel_name: str | None = None,
         driver: DriverRef = None,
-        extra: Mapping[str, str] | None = None,
+        extra: Mapping[str, str | Secret] | None = None,
     ) -> dict[str, Any]:
         """Async twin of :meth:`authenticate`; async rules are awaited on the caller's loop."""
         target = self._target(driver)
@@ -425,7 +425,7 @@ class Broadcast:
         user: Any,
         socket_id: str | None,
         channel_name: str | None,
-        extra: Mapping[str, str] | None,
+        extra: Mapping[str, str | Secret] | None,
     ) -> AuthRequest:
         if channel_name is None or channel_name == "":
             if not driver._signs_connections():
@@ -465,12 +465,12 @@ class Broadcast:
         impls = hook.get_hookimpls()
         if len(impls) == 1 and impls[0].plugin is CORE_PLUGIN:
             # only the core's own implementation: call it as pluggy would, without its cost
-            return _auth.sign(driver, _auth.decide(self.rules, request))
+            return _auth.sign(driver, _auth.decide(self.rules, request, driver))
         return _signed(hook(broadcast=self, driver=driver, request=request))
 
     async def _aauthorize(self, driver: Driver, request: AuthRequest) -> dict[str, Any]:
         async def core() -> dict[str, Any]:
-            return _auth.sign(driver, await _auth.adecide(self.rules, request))
+            return _auth.sign(driver, await _auth.adecide(self.rules, request, driver))
 
         body = await acall_firstresult(
             self.plugin_manager,
@@ -650,10 +650,10 @@ def _hide(options: Mapping[str, Any], hidden: frozenset[str]) -> Options:
     )
 
 
-def _with_extra(request: AuthRequest, extra: Mapping[str, str]) -> AuthRequest:
+def _with_extra(request: AuthRequest, extra: Mapping[str, str | Secret]) -> AuthRequest:
     from dataclasses import replace
 
-    return replace(request, extra=dict(extra))
+    return replace(request, extra=_auth.wrap_extra(extra))
 
 
 def _signed(body: object) -> dict[str, Any]:

@@ -72,6 +72,11 @@ class Driver:
     #: they ask the application to authorize them. Pusher's do; Ably's do not
     #: (their tokens are bound to a client id), so the Ably driver sets this off.
     requires_socket_id: ClassVar[bool] = True
+    #: Characters with a meaning of their own in the service's channel or
+    #: capability syntax (Ably's ``*`` wildcard, ``:`` namespaces and ``[...]``
+    #: qualifiers). A channel rule's ``{param}`` never matches one, so what a
+    #: rule allows for ``chat.{room}`` can never widen into a wildcard grant.
+    special_characters: ClassVar[str] = ""
     #: Options that hold a secret although their names do not say so (a webhook
     #: URL with a token in its path, say). Options named like secrets (``secret``,
     #: ``key``, ``token``...) are wrapped in :class:`Secret` when the configuration
@@ -269,6 +274,22 @@ class Driver:
         client sent (its current token). The default raises :class:`NotSupported`.
         """
         raise NotSupported(self.name, "connection tokens")
+
+    def held_channels(self, request: AuthRequest) -> Sequence[str]:
+        """The channels a credential the client already holds grants, to keep in the answer.
+
+        For services whose clients hold one credential per connection and ask
+        for a new one with each channel (Ably's tokens): read the credential
+        the client sent (``request.extra``), and return its channels only if
+        this driver issued it to a client, for the user ``request.user`` (the
+        same id), it has not been revoked, and it grants no wildcard. The core
+        then runs the channel rules for each of them again, as though the
+        client had asked for it just now, and hands the ones still allowed to
+        :meth:`sign_channel` / :meth:`sign_connection` in ``request.carried``;
+        never sign a channel that is not there. Called only when someone is
+        signed in. The default holds nothing.
+        """
+        return ()
 
     def user_channel(self, user_id: str) -> str:
         """The channel that reaches every connection of a signed-in user.

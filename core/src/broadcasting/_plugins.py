@@ -197,7 +197,7 @@ class _CorePlugin:
     ) -> dict[str, Any]:
         from broadcasting._auth import decide, sign
 
-        return sign(driver, decide(broadcast.rules, request))
+        return sign(driver, decide(broadcast.rules, request, driver))
 
 
 CORE_PLUGIN = _CorePlugin()

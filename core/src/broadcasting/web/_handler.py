@@ -63,7 +63,7 @@ CHANNEL_NAME = "channel_name"
 #: Form fields that carry a CSRF token: never handed on as ``extra``.
 _CSRF_FIELDS = frozenset({"csrfmiddlewaretoken", "_token"})
 _MAX_FIELDS = 64
-_SOCKET_ID_RE = re.compile(r"\d{1,30}\.\d{1,30}")
+_SOCKET_ID_RE = re.compile(r"[0-9]{1,30}\.[0-9]{1,30}")
 
 _JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
 _FIXED = {
@@ -426,7 +426,7 @@ class AuthEndpoints:
             return _error(405, allow=", ".join(methods))
         limit = self.limit(route)
         length = headers.get("content-length", "")
-        if len(body) > limit or (length.isdigit() and int(length) > limit):
+        if len(body) > limit or (length.isascii() and length.isdigit() and int(length) > limit):
             return _error(413)
         return None
 

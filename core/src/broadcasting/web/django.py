@@ -73,7 +73,7 @@ def _read(request: HttpRequest, limit: int) -> tuple[bytes, Any] | Response:
     from django.http.request import RawPostDataException  # type: ignore[import-untyped, unused-ignore]
 
     length = str(request.META.get("CONTENT_LENGTH") or "")
-    if length.isdigit() and int(length) > limit:
+    if length.isascii() and length.isdigit() and int(length) > limit:
         return b"", request.headers  # the handler answers 413 from the header; nothing is read
     try:
         body: bytes = request.body

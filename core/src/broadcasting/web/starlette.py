@@ -55,7 +55,7 @@ _METHODS: dict[Route, list[str]] = {
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, read up to ``limit + 1`` bytes (so a larger one is seen as such)."""
     length = request.headers.get("content-length", "")
-    if length.isdigit():
+    if length.isascii() and length.isdigit():
         if int(length) > limit:
             return b""  # the handler answers 413 from the header; nothing is read
         return await request.body()  # the server holds it to Content-Length

@@ -29,7 +29,7 @@ CHANNEL_RULE = (
     f"at most {MAX_CHANNEL_NAME_LENGTH} characters from A-Z a-z 0-9 _ - = @ , . ; "
     f"(the {RESERVED_PREFIX!r} prefix is reserved for Pusher's user events)"
 )
-SOCKET_ID_PATTERN = re.compile(r"\A\d+\.\d+\Z")
+SOCKET_ID_PATTERN = re.compile(r"\A[0-9]+\.[0-9]+\Z")
 #: Event names the Pusher protocol keeps for itself; clients treat them as protocol frames.
 RESERVED_EVENT_PREFIXES = ("pusher:", "pusher_internal:")
 
