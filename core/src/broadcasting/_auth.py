@@ -127,35 +127,43 @@ class Pattern:
 
     def match(self, name: str, special: str = "") -> dict[str, str] | None:
         """The parameters if ``name`` matches the whole pattern, else ``None``."""
-        pieces = self.pieces
-        if not self.names:
+        names, pieces = self.names, self.pieces
+        if not names:
             return {} if name == pieces[0] else None
         head, tail = pieces[0], pieces[-1]
         if not name.startswith(head) or not name.endswith(tail):
             return None
         low = len(head)
         stop = len(name) - len(tail)
-        values: list[str] = []
+        params: dict[str, str] = {}
         # Right to left: each literal at its rightmost place leaves the parameters
         # to its left the most room (a greedy regex's answer), and each search
         # covers only the text it moves past, so the whole match is linear.
-        for index in range(len(self.names) - 1, 0, -1):
+        for index in range(len(names) - 1, 0, -1):
             literal = pieces[index]
             at = name.rfind(literal, low, stop)
-            if at < 0 or at + len(literal) >= stop:
+            start = at + len(literal)
+            if at < 0 or start >= stop:
                 return None
-            values.append(name[at + len(literal) : stop])
+            value = name[start:stop]
+            if "." in value or (special and _has_any(value, special)):
+                return None
+            params[names[index]] = value
             stop = at
         if stop <= low:
             return None
-        values.append(name[low:stop])
-        for value in values:
-            if "." in value or (special and any(char in value for char in special)):
-                return None
-        return dict(zip(self.names, reversed(values), strict=True))
+        value = name[low:stop]
+        if "." in value or (special and _has_any(value, special)):
+            return None
+        params[names[0]] = value
+        return params
 
     def __repr__(self) -> str:
         return f"Pattern({self.text!r})"
+
+
+def _has_any(text: str, characters: str) -> bool:
+    return any(char in text for char in characters)
 
 
 def compile_pattern(pattern: str) -> Pattern:
