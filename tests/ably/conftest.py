@@ -23,6 +23,15 @@ from broadcasting import Broadcast  # noqa: E402
 from servers.ably_emulator import AblyEmulator  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _forget_revocations() -> Iterator[None]:
+    """terminate_user's record is per process: keep one test's from reaching the next."""
+    yield
+    from broadcasting_ably._auth import REVOKED
+
+    REVOKED.clear()
+
+
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[AblyEmulator]:
     """One emulator for the session (starting it costs a certificate and a thread)."""

@@ -62,6 +62,10 @@ def decode(token: str, secret: str = KEY_SECRET) -> tuple[dict[str, Any], dict[s
     return _part(head), _part(body)
 
 
+#: What every client token grants besides its channels (Echo's public channels).
+PUBLIC = {"public:*": ["history", "subscribe"]}
+
+
 def capability(body: dict[str, Any]) -> dict[str, list[str]]:
     _, claims = decode(body["token"])
     assert claims["x-ably-capability"] == body["capability"]
@@ -111,7 +115,10 @@ def test_a_private_token_grants_that_channel_to_the_user(broadcast: Broadcast) -
     body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
     header, claims = decode(body["token"])
     assert header == {"typ": "JWT", "alg": "HS256", "kid": KEY_NAME}
-    assert json.loads(claims["x-ably-capability"]) == {"private:orders.1": ["history", "subscribe"]}
+    assert json.loads(claims["x-ably-capability"]) == {
+        "private:orders.1": ["history", "subscribe"],
+        **PUBLIC,
+    }
     assert claims["x-ably-clientId"] == "7" == body["clientId"]
     assert before <= claims["iat"] <= int(time.time())
     assert claims["exp"] - claims["iat"] == 3600
@@ -125,7 +132,7 @@ def test_a_presence_token_lets_the_member_enter_with_the_rules_info(
 ) -> None:
     with_rules(broadcast)
     body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="presence:chat.1")
-    assert capability(body) == {"presence:chat.1": ["history", "presence", "subscribe"]}
+    assert capability(body) == {"presence:chat.1": ["history", "presence", "subscribe"], **PUBLIC}
     assert decode(body["token"])[1]["x-ably-clientId"] == "7" == body["clientId"]
     assert body["info"] == {"id": "7", "name": "Alice"}
 
@@ -172,11 +179,17 @@ def test_the_current_token_keeps_its_channels(broadcast: Broadcast) -> None:
     assert capability(second) == {
         "presence:chat.1": ["history", "presence", "subscribe"],
         "private:orders.1": ["history", "subscribe"],
+        **PUBLIC,
     }
     third = broadcast.authenticate(
         ALICE, socket_id=SOCKET, channel_name="private:orders.2", extra={"token": second["token"]}
     )
-    assert set(capability(third)) == {"private:orders.1", "private:orders.2", "presence:chat.1"}
+    assert set(capability(third)) == {
+        "private:orders.1",
+        "private:orders.2",
+        "presence:chat.1",
+        "public:*",
+    }
     assert third["clientId"] == "7"
 
 
@@ -249,7 +262,7 @@ def test_a_current_token_that_is_not_ours_or_not_valid_is_ignored(
         channel_name="presence:chat.1",
         extra={"token": held(good["token"])},
     )
-    assert capability(body) == {"presence:chat.1": ["history", "presence", "subscribe"]}
+    assert capability(body) == {"presence:chat.1": ["history", "presence", "subscribe"], **PUBLIC}
     assert body["clientId"] == "7"
 
 
@@ -315,7 +328,7 @@ async def test_aauthenticate_with_an_async_rule(abroadcast: Broadcast) -> None:
         return order_id == "1"
 
     body = await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
-    assert capability(body) == {"private:orders.1": ["history", "subscribe"]}
+    assert capability(body) == {"private:orders.1": ["history", "subscribe"], **PUBLIC}
     with pytest.raises(Forbidden):
         await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.2")
 
@@ -539,7 +552,7 @@ def test_the_endpoint_merges_the_token_an_echo_style_client_posts_back(
     assert capability(second.json()) == {
         "presence:chat.1": ["history", "presence", "subscribe"],
         "private:orders.1": ["history", "subscribe"],
-        "public:*": ["history", "subscribe"],
+        **PUBLIC,
     }
     assert second.json()["info"] == {"id": "7", "name": "Alice"}
 
@@ -580,7 +593,7 @@ async def test_a_connection_token_reads_public_channels_and_grows_per_channel(
 
     with_rules(abroadcast)
     connect = await abroadcast.aauthenticate(ALICE)  # no channel_name: Echo's first request
-    assert capability(connect) == {"public:*": ["history", "subscribe"]}
+    assert capability(connect) == PUBLIC
     assert connect["clientId"] == "7"
     assert "clientId" not in abroadcast.authenticate(None)
     await abroadcast.achannel("public:orders", {"id": 1}, "listed")
@@ -600,14 +613,13 @@ async def test_a_connection_token_reads_public_channels_and_grows_per_channel(
     grown = await abroadcast.aauthenticate(
         ALICE, socket_id=SOCKET, channel_name="private:orders.1", extra={"token": connect["token"]}
     )
-    assert capability(grown) == {
-        "private:orders.1": ["history", "subscribe"],
-        "public:*": ["history", "subscribe"],
-    }
+    assert capability(grown) == {"private:orders.1": ["history", "subscribe"], **PUBLIC}
     again = abroadcast.authenticate(ALICE, extra={"token": grown["token"]})  # renewal keeps them
     assert capability(again) == capability(grown)
     other_user = abroadcast.authenticate(BOB, extra={"token": grown["token"]})
-    assert capability(other_user) == {"public:*": ["history", "subscribe"]}
+    assert capability(other_user) == PUBLIC
+    guest = abroadcast.authenticate(None, extra={"token": grown["token"]})
+    assert capability(guest) == PUBLIC and "clientId" not in guest
 
 
 def test_the_client_id_of_a_private_token_comes_from_the_users_id(broadcast: Broadcast) -> None:
@@ -639,23 +651,27 @@ def test_the_client_id_of_a_private_token_comes_from_the_users_id(broadcast: Bro
 
 def test_a_merged_token_stays_small_enough_to_send_back(broadcast: Broadcast) -> None:
     """Each authorization adds a channel; past 4 KiB of capability (or 100 channels) the
-    client starts again with the requested channel alone, so the token it posts back stays
-    under the web endpoints' 8 KiB body limit."""
+    carried channels that do not fit are left out (never the requested one), so the token
+    the client posts back stays under the web endpoints' 8 KiB body limit."""
     from broadcasting.web import MAX_AUTH_BODY
 
     broadcast.authorize("room.{name}")(lambda user, name: True)
     token = None
     longest = 0
+    most = 0
     for n in range(150):
         channel = f"private:room.{n:03d}-{'x' * 60}"
         extra = {"token": token} if token else None
         body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name=channel, extra=extra)
         granted = capability(body)
-        assert channel in granted
+        assert channel in granted and "public:*" in granted
+        assert len(json.dumps(granted, separators=(",", ":"))) <= 4096
         token = body["token"]
         longest = max(longest, len(token))
+        most = max(most, len(granted))
         if n == 1:
-            assert len(granted) == 2  # it did merge
+            assert len(granted) == 3  # it did merge
+    assert most >= 35  # it kept as many as fit
     assert len(json.dumps({"channel_name": "x" * 200, "token": token})) < MAX_AUTH_BODY
     assert longest < MAX_AUTH_BODY - 512
 
@@ -701,6 +717,6 @@ def test_ably_clients_need_not_send_a_socket_id(broadcast: Broadcast) -> None:
     """Ably's Echo connector posts only channel_name and its token: no socket id."""
     with_rules(broadcast)
     body = broadcast.authenticate(ALICE, channel_name="private:orders.1")
-    assert capability(body) == {"private:orders.1": ["history", "subscribe"]}
+    assert capability(body) == {"private:orders.1": ["history", "subscribe"], **PUBLIC}
     with pytest.raises(InvalidAuthRequest, match="up to 64 letters"):
         broadcast.authenticate(ALICE, socket_id="no spaces", channel_name="private:orders.1")

@@ -10,15 +10,15 @@ Ably accepts a JWT signed with an API key in place of its own tokens:
 * claims ``iat`` and ``exp`` (seconds), ``x-ably-capability`` (the capability
   as a JSON *string*) and ``x-ably-clientId`` (left out when there is none).
 
-Like ``ably/laravel-broadcaster`` (which this follows in idea, not in code), a
-client that already holds a token sends it with the next authorization
-(``token`` in the request's ``extra``); when it is one of ours (``kid`` is this
-key, the HS256 signature verifies with the key's secret, it has not expired,
-its client id is the same), its capabilities are kept and the new channel is
-added, so one connection keeps one token that grants every channel the user
-was allowed. Anything else about the old token (a bad signature, another
-key, expired, unreadable, another user's) is ignored: the answer is a fresh
-token with just the requested channel. Nothing is sent to Ably.
+A client that already holds a token sends it with the next authorization
+(``token`` in the request's ``extra``). Its channels are never copied from it:
+:func:`held_channels` reads them only from a token this driver signed for a
+client (this key, a verified signature, unexpired, no wildcard, only the
+operations clients get), for the signed-in user (its client id is the user's
+id) and not revoked by this process's ``terminate_user``; the core then runs
+the channel rules for each again, and the new token grants the requested
+channel, the ones the rules allowed again (``request.carried``) and
+``public:*``. Nothing is sent to Ably.
 
 The answer is a JSON object shaped like Ably's ``TokenDetails`` (``token``,
 ``issued``, ``expires``, ``capability``, ``clientId``), which the ``ably`` SDK
@@ -34,14 +34,27 @@ import binascii
 import functools
 import hmac
 import json
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from broadcasting import AuthRequest, NotSupported, Secret, ValidationError
+from broadcasting import (
+    AuthRequest,
+    ChannelKind,
+    InvalidAuthRequest,
+    NotSupported,
+    Secret,
+    ValidationError,
+)
+from broadcasting_ably._settings import MAX_TOKEN_TTL
 
 DRIVER = "ably"
+
+#: The prefixes of private and presence channels, as Ably's Laravel broadcaster
+#: and Echo connector name them: the channels a client token may grant.
+PREFIXES: Mapping[ChannelKind, str] = {"private": "private:", "presence": "presence:"}
 
 #: What a token grants on the channel it was asked for, by kind of channel:
 #: members of a private channel receive its messages (and may read its
@@ -61,10 +74,10 @@ PUBLIC_OPERATIONS = ("history", "subscribe")
 #: smallest plans); checked before signing.
 MAX_MEMBER_INFO_BYTES = 64 * 1024
 
-#: How many channels one merged token may grant (each authorization adds one),
-#: and how long its capability may be as JSON: past either, the client gets a
-#: fresh token for the requested channel only. The size keeps the token (sent
-#: back with the next authorization) well under the web endpoints' 8 KiB body.
+#: How many channels one token may grant and how long its capability may be
+#: as JSON: carried channels past either are left out (the requested one never
+#: is). The size keeps the token (sent back with the next authorization) well
+#: under the web endpoints' 8 KiB body.
 MAX_CHANNELS_PER_TOKEN = 100
 MAX_CAPABILITY_BYTES = 4096
 
@@ -145,23 +158,6 @@ def decode_jwt(key: Secret, token: str, *, now: float | None = None) -> dict[str
     return claims
 
 
-def _held_capability(claims: Mapping[str, Any]) -> dict[str, list[str]] | None:
-    """The capability of a verified token's claims, or ``None`` when it is not readable."""
-    raw = claims.get("x-ably-capability")
-    try:
-        capability = json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
-        return None
-    if not isinstance(capability, dict):
-        return None
-    if not all(
-        isinstance(ops, list) and all(isinstance(op, str) for op in ops)
-        for ops in capability.values()
-    ):
-        return None
-    return {str(name): list(ops) for name, ops in capability.items()}
-
-
 def user_client_id(user: Any) -> str | None:
     """A client id for a private channel's token, from the user, or ``None``.
 
@@ -188,49 +184,6 @@ def user_client_id(user: Any) -> str | None:
     return text if text and text != "*" else None
 
 
-def sign_channel(
-    key: Secret, request: AuthRequest, *, ttl: int, now: float | None = None
-) -> dict[str, Any]:
-    """The token answer for an authorized subscription (see the module docstring).
-
-    ``ttl`` is the new token's lifetime in seconds. Raises :class:`NotSupported`
-    for an encrypted channel and :class:`ValidationError` for presence info
-    Ably would refuse.
-    """
-    if request.kind not in OPERATIONS or request.channel is None:
-        raise NotSupported(
-            DRIVER,
-            f"{request.kind} channels",
-            "Ably encrypts on the client with cipher keys the application hands out itself; "
-            "there is no server-signed shared secret",
-        )
-    info: dict[str, Any] | None = None
-    if request.kind == "presence":
-        assert request.member is not None  # the core's rule check guarantees it
-        info = dict(request.member)
-        try:
-            size = len(_compact(info).encode())
-        except (TypeError, ValueError):
-            raise ValidationError(
-                f"{DRIVER}: the presence member info for {request.channel!r} is not JSON"
-            ) from None
-        if size > MAX_MEMBER_INFO_BYTES:
-            raise ValidationError(
-                f"{DRIVER}: the presence member info for {request.channel!r} is {size} bytes; "
-                f"Ably accepts at most {MAX_MEMBER_INFO_BYTES}"
-            )
-        client_id: str | None = request.member_id
-    else:
-        client_id = user_client_id(request.user)
-
-    issued = time.time() if now is None else now
-    capability, client_id = _merged(key, request.extra.get("token"), client_id, issued)
-    capability.pop(request.channel, None)
-    capability = _room_for_one(capability, request.channel)
-    capability[request.channel] = list(OPERATIONS[request.kind])
-    return _answer(key, capability, client_id, issued, ttl, info)
-
-
 def publisher_token(
     key: Secret, client_id: str | None, ttl: int, now: float | None = None
 ) -> tuple[str, int, int]:
@@ -250,50 +203,195 @@ def publisher_token(
     return encode_jwt(key, claims), issued * 1000, (issued + ttl) * 1000
 
 
-def sign_connection(
-    key: Secret, user: Any, *, held: str | None, ttl: int, now: float | None = None
+def wildcard_free(channel: str) -> bool:
+    """Whether ``channel``, as a capability resource, grants that one channel only.
+
+    Ably reads ``*`` as a wildcard and a leading ``[...]`` as a qualifier; the
+    driver also refuses ``[`` or ``:`` right after the ``private:`` /
+    ``presence:`` prefix, where a namespace or qualifier would begin.
+    """
+    if "*" in channel or channel.startswith(("[", ":")):
+        return False
+    for prefix in PREFIXES.values():
+        if channel.startswith(prefix):
+            return not channel[len(prefix) :].startswith(("[", ":"))
+    return True
+
+
+def _client_operations(resource: str) -> tuple[str, ...] | None:
+    """What a client token of this driver may grant on ``resource`` (``None``: nothing)."""
+    if resource == PUBLIC_RESOURCE:
+        return PUBLIC_OPERATIONS
+    if not wildcard_free(resource):
+        return None
+    for kind, prefix in PREFIXES.items():
+        if resource.startswith(prefix):
+            return OPERATIONS[kind]
+    return None
+
+
+class Revocations:
+    """When this process last revoked the tokens of each (key name, client id).
+
+    ``terminate_user`` notes it; a held token issued at or before it is not
+    carried over. Only this process's revocations are known here: the channel
+    rules, run again for every carried channel, are what hold across processes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at: dict[tuple[str, str], float] = {}
+
+    def note(self, key: str, client_id: str) -> None:
+        now = time.time()
+        with self._lock:
+            # every token issued before a note older than the longest lifetime has expired
+            stale = now - MAX_TOKEN_TTL
+            for old in [pair for pair, seen in self._at.items() if seen < stale]:
+                del self._at[old]
+            self._at[(key, client_id)] = now
+
+    def at(self, key: str, client_id: str) -> float | None:
+        with self._lock:
+            return self._at.get((key, client_id))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._at.clear()
+
+
+REVOKED = Revocations()
+
+
+def held_channels(
+    key: Secret, held: Secret, client_id: str, *, now: float | None = None
+) -> list[str]:
+    """The channels of the client's token ``held`` for the rules to decide again, or none.
+
+    Only a token this driver signed for a client counts (see the module
+    docstring), and only whole: one resource it would never have signed
+    (a wildcard, an operation clients never get, the publishing token's
+    ``{"*": ["*"]}``) and nothing of it is carried.
+    """
+    # revealed as a temporary: only decode_jwt's frame, which catches what it raises, holds it
+    claims = decode_jwt(key, held.reveal(), now=now)
+    if claims is None or claims.get("x-ably-clientId") != client_id:
+        return []
+    issued = claims.get("iat")
+    if not isinstance(issued, (int, float)) or isinstance(issued, bool):
+        return []
+    revoked = REVOKED.at(key_name(key), client_id)
+    if revoked is not None and issued <= revoked:
+        return []
+    raw = claims.get("x-ably-capability")
+    try:
+        capability = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return []
+    if not isinstance(capability, dict):
+        return []
+    names: list[str] = []
+    for resource, operations in capability.items():
+        granted = _client_operations(resource)
+        if (
+            granted is None
+            or not isinstance(operations, list)
+            or not all(isinstance(op, str) and op in granted for op in operations)
+        ):
+            return []
+        if resource != PUBLIC_RESOURCE:
+            names.append(resource)
+    return names
+
+
+def sign_channel(
+    key: Secret, request: AuthRequest, *, ttl: int, now: float | None = None
 ) -> dict[str, Any]:
-    """A token to connect with before any private channel: the ``public:`` channels only.
+    """The token answer for an authorized subscription (see the module docstring).
 
-    What Ably's Echo connector asks for first (no channel name). It grants
-    ``history`` and ``subscribe`` on ``public:*``, keeps the channels of a
-    valid ``held`` token of the same user, and carries the user's ``id`` as
-    client id when it has one.
+    ``ttl`` is the new token's lifetime in seconds. Raises :class:`NotSupported`
+    for an encrypted channel, :class:`InvalidAuthRequest` for a name Ably would
+    read as a wildcard and :class:`ValidationError` for presence info Ably
+    would refuse.
     """
-    issued = time.time() if now is None else now
-    client_id = user_client_id(user) if user is not None else None
-    capability, client_id = _merged(key, held, client_id, issued)
-    capability = _room_for_one(capability, PUBLIC_RESOURCE)
-    capability[PUBLIC_RESOURCE] = list(PUBLIC_OPERATIONS)
-    return _answer(key, capability, client_id, issued, ttl, None)
+    if request.kind not in OPERATIONS or request.channel is None:
+        raise NotSupported(
+            DRIVER,
+            f"{request.kind} channels",
+            "Ably encrypts on the client with cipher keys the application hands out itself; "
+            "there is no server-signed shared secret",
+        )
+    if not wildcard_free(request.channel):  # the channel pattern refuses it first; kept here
+        raise InvalidAuthRequest(
+            f"{DRIVER}: {request.channel[:80]!r} would be a wildcard in an Ably capability"
+        )
+    info: dict[str, Any] | None = None
+    if request.kind == "presence":
+        assert request.member is not None  # the core's rule check guarantees it
+        info = dict(request.member)
+        try:
+            size = len(_compact(info).encode())
+        except (TypeError, ValueError):
+            raise ValidationError(
+                f"{DRIVER}: the presence member info for {request.channel!r} is not JSON"
+            ) from None
+        if size > MAX_MEMBER_INFO_BYTES:
+            raise ValidationError(
+                f"{DRIVER}: the presence member info for {request.channel!r} is {size} bytes; "
+                f"Ably accepts at most {MAX_MEMBER_INFO_BYTES}"
+            )
+        client_id: str | None = request.member_id
+        if client_id == "*":
+            raise ValidationError(
+                f"{DRIVER}: a presence member id of '*' would be Ably's wildcard client id"
+            )
+    else:
+        client_id = user_client_id(request.user)
+    own = {request.channel: list(OPERATIONS[request.kind])}
+    capability = _capability(own, request.carried, client_id)
+    return _answer(key, capability, client_id, time.time() if now is None else now, ttl, info)
 
 
-def _room_for_one(capability: dict[str, list[str]], name: str) -> dict[str, list[str]]:
-    """``capability`` if one more resource fits (count and size), else nothing of it."""
-    if len(capability) >= MAX_CHANNELS_PER_TOKEN:
-        return {}
-    size = len(canonical_capability(capability).encode()) + len(name.encode()) + 48
-    return capability if size <= MAX_CAPABILITY_BYTES else {}
+def sign_connection(
+    key: Secret, request: AuthRequest, *, ttl: int, now: float | None = None
+) -> dict[str, Any]:
+    """A token to connect with before any private channel: ``public:*`` and the carried channels.
 
-
-def _merged(
-    key: Secret, held: str | None, client_id: str | None, now: float
-) -> tuple[dict[str, list[str]], str | None]:
-    """The capability of the client's current token and the client id to sign for.
-
-    ``held`` counts only when it is an unexpired JWT of this key for the same
-    user (or for no user): another user's token is never merged.
+    What Ably's Echo connector asks for first (no channel name), and again to
+    renew. The user's ``id`` is its client id; a guest's token has none.
     """
-    claims = decode_jwt(key, held, now=now) if held else None
-    if claims is None:
-        return {}, client_id
-    held_client = claims.get("x-ably-clientId")
-    held_client = held_client if isinstance(held_client, str) and held_client else None
-    capability = _held_capability(claims)
-    same_user = held_client is None or client_id is None or held_client == client_id
-    if capability is None or not same_user:
-        return {}, client_id
-    return capability, client_id or held_client
+    client_id = user_client_id(request.user) if request.user is not None else None
+    capability = _capability({}, request.carried, client_id)
+    return _answer(key, capability, client_id, time.time() if now is None else now, ttl, None)
+
+
+def _capability(
+    own: Mapping[str, list[str]], carried: Sequence[AuthRequest], client_id: str | None
+) -> dict[str, list[str]]:
+    """``public:*``, ``own`` and the carried channels that fit (count and size).
+
+    Built from the requests only (what the rules allowed just now), never
+    from the held token's capability.
+    """
+    capability = {PUBLIC_RESOURCE: list(PUBLIC_OPERATIONS), **own}
+    size = len(canonical_capability(capability).encode())
+    for held in carried:
+        channel = held.channel
+        if (
+            held.kind not in OPERATIONS
+            or channel is None
+            or channel in capability
+            or not wildcard_free(channel)
+        ):
+            continue
+        if held.kind == "presence" and held.member_id != client_id:
+            continue  # a token has one client id, the one presence is entered with
+        operations = list(OPERATIONS[held.kind])
+        size += len(_COMPACT.encode({channel: operations}).encode())
+        if len(capability) >= MAX_CHANNELS_PER_TOKEN or size > MAX_CAPABILITY_BYTES:
+            break
+        capability[channel] = operations
+    return capability
 
 
 def _answer(

@@ -24,6 +24,7 @@ from broadcasting import (
     NotSupported,
     Part,
     PublishError,
+    Secret,
     WebhookEvent,
 )
 from broadcasting_ably import _auth, _state, _webhooks
@@ -55,16 +56,20 @@ from broadcasting_ably._wire import (
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-#: Ably's channel naming rule, checked by the core before any request.
-CHANNEL_PATTERN = re.compile(r"(?![\[:])[^\r\n]+")
+#: Ably's channel naming rule, checked by the core before any request, plus
+#: one of this driver's: a private or presence name is never one Ably would
+#: read as a wildcard in a token's capability (``*``, or ``[``/``:`` right
+#: after the prefix), so no authorization can ask for one.
+CHANNEL_PATTERN = re.compile(r"(?![\[:])(?!(?:private|presence):(?:[\[:]|.*\*))[^\r\n]+")
 CHANNEL_RULE = (
-    "Ably channel names are non-empty, do not start with '[' or ':' and have no line breaks"
+    "Ably channel names are non-empty, do not start with '[' or ':' and have no line breaks; "
+    "private: and presence: names have no '*' and no '[' or ':' right after the prefix"
 )
 
 _Outcome = Union[Answer, PublishError]
 
 #: The channel prefixes of Ably's own Laravel broadcaster and Echo connector.
-ABLY_PREFIXES: Mapping[ChannelKind, str] = {"private": "private:", "presence": "presence:"}
+ABLY_PREFIXES: Mapping[ChannelKind, str] = _auth.PREFIXES
 _NO_ENCRYPTED = (
     "Ably encrypts on the client with cipher keys the application hands out itself; "
     "there is no server-signed shared secret (use PrivateChannel)"
@@ -101,6 +106,9 @@ class BroadcastAblyDriver(Driver):
     #: ``private:`` and ``presence:``, as ably/laravel-broadcaster and Ably's Echo
     #: connector name them; Ably has no server-signed encrypted channels.
     channel_prefixes: ClassVar[Mapping[ChannelKind, str]] = ABLY_PREFIXES
+    #: Ably's capability syntax: ``*`` wildcards, ``:`` namespaces, ``[...]``
+    #: qualifiers. A rule's ``{param}`` never matches them.
+    special_characters: ClassVar[str] = "*:[]"
     capabilities = Capabilities(
         channels_per_request=MAX_CHANNELS_PER_REQUEST,
         batch_channels=MAX_CHANNELS_PER_REQUEST,
@@ -365,28 +373,36 @@ class BroadcastAblyDriver(Driver):
 
         The answer is shaped like Ably's ``TokenDetails`` (``token``,
         ``issued``, ``expires``, ``capability``, ``clientId``; ``info`` for
-        presence); a still-valid token of ours in ``request.extra["token"]``
-        has its channels kept. See the package README, "Authorizing
-        subscriptions".
+        presence). It also grants ``public:*`` and the channels of
+        ``request.carried`` (see :meth:`held_channels`). See the package
+        README, "Authorizing subscriptions".
         """
         return _auth.sign_channel(self.settings.key, request, ttl=self.settings.token_ttl)
 
     def sign_connection(self, request: AuthRequest) -> dict[str, Any]:
-        """A token to connect with, before any private channel: ``public:*`` only.
+        """A token to connect with, before any private channel: ``public:*`` and the carried ones.
 
         Ably's Echo connector (and any ably-js client whose ``authUrl`` is the
-        auth endpoint) asks for a token before it names a channel: the core
-        calls this for ``authenticate(user, channel_name=None)`` and the web
-        endpoints for a request without ``channel_name``. The client's current
-        token (``request.extra["token"]``) is merged as :meth:`sign_channel`
-        merges it. Local, no network. See the package README.
+        auth endpoint) asks for a token before it names a channel, and again
+        to renew it: the core calls this for ``authenticate(user,
+        channel_name=None)`` and the web endpoints for a request without
+        ``channel_name``. A guest's token grants ``public:*`` only and has no
+        client id. Local, no network. See the package README.
         """
-        return _auth.sign_connection(
-            self.settings.key,
-            request.user,
-            held=request.extra.get("token") or None,
-            ttl=self.settings.token_ttl,
-        )
+        return _auth.sign_connection(self.settings.key, request, ttl=self.settings.token_ttl)
+
+    def held_channels(self, request: AuthRequest) -> Sequence[str]:
+        """The channels of the client's token (``extra["token"]``) for the rules to decide again.
+
+        Only a token this driver signed for a client, for the signed-in user's
+        id, unexpired, without wildcards and not revoked by this process's
+        :meth:`terminate_user`; anything else holds nothing.
+        """
+        held = request.extra.get("token")
+        client_id = _auth.user_client_id(request.user) if request.user is not None else None
+        if not isinstance(held, Secret) or not held or client_id is None:
+            return ()
+        return _auth.held_channels(self.settings.key, held, client_id)
 
     def sign_user(self, request: AuthRequest) -> dict[str, Any]:
         """Not supported: Ably identifies a user by the token's ``clientId``, not a sign-in."""
@@ -437,7 +453,10 @@ class BroadcastAblyDriver(Driver):
         ``clientId:<user_id>``. Ably honours it only for tokens issued while
         the key had "revocable tokens" enabled (its dashboard setting, which
         also limits tokens to one hour). The user may sign in again: the next
-        authorization runs the channel rules as usual.
+        authorization runs the channel rules as usual. This process also notes
+        the time, and never carries over the channels of a token of
+        ``user_id`` issued before it (:meth:`held_channels`); other processes
+        do not see that note.
         """
         _state.terminate_user(self, user_id)
 

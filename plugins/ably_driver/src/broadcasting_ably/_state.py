@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from broadcasting import ChannelInfo, Member, PublishError
+from broadcasting_ably._auth import REVOKED
 from broadcasting_ably._errors import describe, int_or_none
 from broadcasting_ably._wire import API_VERSION
 
@@ -317,12 +318,26 @@ def _revoked(driver: BroadcastAblyDriver, items: list[Any], what: str) -> None:
                 )
 
 
+@contextlib.contextmanager
+def _noting(driver: BroadcastAblyDriver, user_id: str) -> Iterator[None]:
+    """Note the revocation in this process before and after it is sent.
+
+    Before: a renewal racing the request cannot carry a token over; after:
+    nor can one signed while it was under way (Ably revokes those too).
+    """
+    REVOKED.note(driver._key_name(), user_id)
+    try:
+        yield
+    finally:
+        REVOKED.note(driver._key_name(), user_id)
+
+
 def terminate_user(driver: BroadcastAblyDriver, user_id: str) -> None:
     body = _revoke_body(user_id)
     what = f"to revoke the tokens of client id {user_id!r}"
     # revoking needs the key itself (Basic auth), which the driver's clients do not
     # hold: a client made for this one call, closed after it
-    with driver._clients.keyed_sync() as client:
+    with _noting(driver, user_id), driver._clients.keyed_sync() as client:
         items = Reader(driver, what).read(
             revoke_query(driver._key_name()), paginate=False, body=body, client=client
         )
@@ -333,8 +348,9 @@ async def aterminate_user(driver: BroadcastAblyDriver, user_id: str) -> None:
     body = _revoke_body(user_id)
     what = f"to revoke the tokens of client id {user_id!r}"
     reader = Reader(driver, what)
-    async with driver._clients.keyed_async() as client:
-        items = await reader.aread(
-            revoke_query(driver._key_name()), paginate=False, body=body, client=client
-        )
+    with _noting(driver, user_id):
+        async with driver._clients.keyed_async() as client:
+            items = await reader.aread(
+                revoke_query(driver._key_name()), paginate=False, body=body, client=client
+            )
     _revoked(driver, items, what)
