@@ -54,9 +54,11 @@ def test_missing_file_and_broken_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("SECRET = 'hunter2'\nraise RuntimeError('bad ' + SECRET)\n")
     with pytest.raises(
-        ConfigurationError, match=r"broken.py' line 2 failed: RuntimeError: bad \*+"
-    ):
+        ConfigurationError, match=r"broken.py' line 2 failed: RuntimeError \("
+    ) as info:
         load_config(broken)
+    assert "hunter2" not in str(info.value)  # the message is withheld, not scrubbed
+    assert f"run `python {broken}` to see the whole error" in str(info.value)
     syntax = tmp_path / "syntax.py"
     syntax.write_text("DRIVER = 'log'\nDRIVERS = {\n")
     with pytest.raises(ConfigurationError, match=r"syntax.py' line 2: SyntaxError"):

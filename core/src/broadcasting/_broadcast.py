@@ -27,11 +27,12 @@ from broadcasting._plugins import (
     CORE_PLUGIN,
     acall_firstresult,
     apublish_hook,
+    declared_secret_options,
     driver_names,
     driver_plugin,
     make_plugin_manager,
 )
-from broadcasting._types import Message, Options, Payload, Receipt, Secret
+from broadcasting._types import Message, Payload, Receipt, Secret, wrap_named
 from broadcasting._validate import build_message
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ class Broadcast:
         showing it), so two tenants' keys never share a driver. At most
         :data:`MAX_VARIANTS` are kept; the least recently used one is closed.
         """
+        options = wrap_named(options, cls.secret_options)  # wrapped before keying and building
         key = (cls, name, _frozen(options))
         evicted: Driver | None = None
         with self._lock:
@@ -180,8 +182,17 @@ class Broadcast:
         raise detach(error)  # outside the except block: a traceback from here on only
 
     def _connect_locked(self, name: str, options: Mapping[str, Any], cls: type[D] | None) -> D:
-        delivery, own = DeliveryOptions.from_options(name, options)
         plugin = self._plugin_for(name)
+        # options a driver declares secret (``secret_options``) reach its from_config
+        # wrapped on every path where the core knows the class before connecting:
+        # Broadcast.driver(cls), an entry point or register_driver() naming a class,
+        # with_options(). A factory plugin builds a class the core cannot know in
+        # advance: it declares the names on itself (its own ``secret_options``).
+        hidden = declared_secret_options(name, plugin) if plugin is not None else frozenset()
+        if cls is not None:
+            hidden |= cls.secret_options
+        options = wrap_named(options, hidden)
+        delivery, own = DeliveryOptions.from_options(name, options)
         if cls is not None and plugin is None:
             # a class no installed plugin provides (a private or test driver)
             return self._adopt(cls.from_config(own), options, delivery)  # type: ignore[return-value]
@@ -225,17 +236,11 @@ class Broadcast:
                 )
             driver.delivery = delivery
         driver._broadcast = self
-        hidden = type(driver).secret_options
-        if hidden:
-            # options the driver says are secret, though not named so: wrapped in the
-            # copy the core keeps, and in this Broadcast's configuration
-            entry = self.config.drivers.get(driver.name)
-            if entry is not None and isinstance(self.config.drivers, dict):
-                self.config.drivers[driver.name] = _hide(entry, hidden)
-            if options is not None:
-                options = _hide(options, hidden)
         if options is not None:
-            driver._options = options if isinstance(options, Options) else Options(options)
+            # the copy the core keeps (for with_options): what the driver says is
+            # secret is wrapped there too, whoever built it. The configuration is
+            # left alone: it keeps every option string sealed already (see Config).
+            driver._options = wrap_named(options, type(driver).secret_options)
         with self._lock:
             self._adopted.append(driver)
         return driver
@@ -633,7 +638,8 @@ class Broadcast:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"<Broadcast driver={self.config.driver!r}>"
+        config = getattr(self, "config", None)  # None while __init__ failed to load it
+        return f"<Broadcast driver={config.driver if config is not None else '?'!r}>"
 
 
 def _raise_all(errors: list[Exception]) -> None:
@@ -642,12 +648,6 @@ def _raise_all(errors: list[Exception]) -> None:
         raise errors[0]
     if errors:
         raise CloseError(errors) from errors[0]
-
-
-def _hide(options: Mapping[str, Any], hidden: frozenset[str]) -> Options:
-    return Options(
-        {k: Secret(v) if k in hidden and isinstance(v, str) else v for k, v in options.items()}
-    )
 
 
 def _with_extra(request: AuthRequest, extra: Mapping[str, str | Secret]) -> AuthRequest:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Union
 
 from broadcasting._errors import ConfigurationError, detach
-from broadcasting._types import Options, wrap_secrets
+from broadcasting._types import Options, Secret, wrap_secrets
 
 #: Anything ``Broadcast(config)`` accepts.
 ConfigSource = Union[Mapping[str, Any], ModuleType, str, "os.PathLike[str]", None]
@@ -20,21 +19,73 @@ DEFAULT_DRIVER = "log"
 ENV_DRIVER = "BROADCAST_DRIVER"
 
 
-@dataclass(frozen=True)
+#: One driver's options at rest: every string in a Secret, and the keys of those
+#: that are shown as text when read (the ones not wrapped when the config loaded).
+_Sealed = tuple[Options, frozenset[str]]
+
+
+def _seal(options: Mapping[str, Any]) -> _Sealed:
+    shown = frozenset(k for k, v in options.items() if isinstance(v, str))
+    return Options({k: Secret(v) if k in shown else v for k, v in options.items()}), shown
+
+
 class Config:
-    """The parsed configuration: the default driver and each driver's options."""
+    """The parsed configuration: the default driver and each driver's options.
+
+    Read-only, and never changed by connecting a driver. Options named like
+    secrets are :class:`~broadcasting.Secret` (see :func:`load_config`); other
+    strings read as text. At rest, every option string is kept in a ``Secret``
+    and shown only when read: an option only its driver knows is secret (its
+    ``secret_options``, a URL with a token, say) is not held as text by a
+    configuration that anything (a debugger, an error tracker) can walk.
+    """
+
+    __slots__ = ("_sealed", "driver")
 
     driver: str
-    drivers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    _sealed: Mapping[str, _Sealed]
 
-    def __repr__(self) -> str:
-        # option values may be secrets: show the keys only
-        keys = {name: sorted(map(str, options or {})) for name, options in self.drivers.items()}
-        return f"Config(driver={self.driver!r}, option keys={keys!r})"
+    def __init__(self, driver: str, drivers: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        object.__setattr__(self, "driver", driver)
+        sealed = {name: _seal(options or {}) for name, options in (drivers or {}).items()}
+        object.__setattr__(self, "_sealed", sealed)
+
+    @property
+    def drivers(self) -> Mapping[str, Mapping[str, Any]]:
+        """Each configured driver's options, by driver name (a new mapping on each read)."""
+        return {name: self.options(name) for name in self._sealed}
 
     def options(self, name: str) -> Mapping[str, Any]:
         """The ``DRIVERS`` entry for ``name`` (empty if there is none)."""
-        return self.drivers.get(name) or Options()
+        entry = self._sealed.get(name)
+        if entry is None:
+            return Options()
+        values, shown = entry
+        if not shown:
+            return values
+        return Options({k: v.reveal() if k in shown else v for k, v in values.items()})
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Config is read-only (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Config is read-only (cannot delete {name!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self.driver == other.driver and self.drivers == other.drivers
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self) -> Any:
+        # what a pickle holds is read back: a Secret in it refuses to be pickled
+        return (Config, (self.driver, self.drivers))
+
+    def __repr__(self) -> str:
+        # option values may be secrets: show the keys only
+        keys = {name: sorted(map(str, values)) for name, (values, _) in self._sealed.items()}
+        return f"Config(driver={self.driver!r}, option keys={keys!r})"
 
 
 _KEYS = ("DRIVER", "DRIVERS")
@@ -65,51 +116,70 @@ def _check_names(values: Mapping[str, Any], where: str, *, strict: bool) -> None
             )
 
 
-def _scrubbed(text: str, namespace: Mapping[str, Any]) -> str:
-    """``text`` without any string value the config file defined (they may be secrets)."""
-    found: list[str] = []
+def _exception_name(exc: BaseException) -> str:
+    name = type(exc).__name__
+    # a class statement makes an identifier; type() takes any string at all
+    return name if name.isascii() and name.isidentifier() and len(name) <= 60 else "an exception"
 
-    def collect(value: object) -> None:
-        if isinstance(value, str) and len(value) >= 4:
-            found.append(value)
-        elif isinstance(value, Mapping):
-            for item in value.values():
-                collect(item)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                collect(item)
 
-    for name, value in namespace.items():
-        if not name.startswith("__"):
-            collect(value)
-    for value in sorted(found, key=len, reverse=True):
-        text = text.replace(value, "********")
-    return text
+def _failure(path: Path, exc: BaseException) -> str:
+    """Where and how running the config file failed: its lines and the exception's type.
+
+    Never the exception's message nor a source line: either may hold a value
+    from the file, from the environment or from a helper's local variable
+    (``int(os.environ[...])`` quotes what it could not read), any of them a
+    secret. The file's author can see the whole error by running the file.
+    """
+    outer = inner = function = None
+    tb = exc.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == str(path) and tb.tb_lineno is not None:
+            if outer is None:
+                outer = tb.tb_lineno  # the file's own statement
+            inner, function = tb.tb_lineno, code.co_name  # the deepest line of the file
+        tb = tb.tb_next
+    where = f"{str(path)!r}" + (f" line {outer}" if outer else "")
+    text = f"{where} failed: {_exception_name(exc)}"
+    if inner is not None and inner != outer:
+        # a def's name is an identifier; Python names a lambda or comprehension itself
+        known = function is not None and (function.isidentifier() or function in _GENERATED)
+        text += f" in {function if known else 'a function'}() at line {inner}"
+    return text + _SEE_ALL.format(_quoted(str(path)))
+
+
+def _syntax_failure(path: Path, exc: SyntaxError | ValueError) -> str:
+    line = f" line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
+    return f"{str(path)!r}{line}: {_exception_name(exc)}" + _SEE_ALL.format(_quoted(str(path)))
+
+
+_GENERATED = frozenset({"<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
+_SEE_ALL = " (message withheld: it may hold a secret; run `python {}` to see the whole error)"
+
+
+def _quoted(text: str) -> str:
+    import shlex  # only when a config file failed
+
+    return shlex.quote(text)
 
 
 def _run_python(path: Path) -> Mapping[str, Any]:
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": "__broadcast_config__"}
+    failure: str | None = None
     try:
         code = compile(path.read_bytes(), str(path), "exec")
-    except SyntaxError as exc:
-        raise ConfigurationError(
-            "config", None, f"{str(path)!r} line {exc.lineno}: SyntaxError: {exc.msg}"
-        ) from None
-    try:
-        exec(code, namespace)
-    except Exception as exc:
-        line = None
-        tb = exc.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == str(path):
-                line = tb.tb_lineno
-            tb = tb.tb_next
-        said = _scrubbed(str(exc), namespace)[:300]
-        where = f"{str(path)!r}" + (f" line {line}" if line else "")
-        error = ConfigurationError(
-            "config", None, f"{where} failed: {type(exc).__name__}" + (f": {said}" if said else "")
-        )
-        raise error from None
+    except (SyntaxError, ValueError) as exc:  # ValueError: a null byte, before Python 3.12
+        failure = _syntax_failure(path, exc)
+    else:
+        try:
+            exec(code, namespace)
+        except (Exception, SystemExit) as exc:  # sys.exit("...") may carry a value too
+            failure = _failure(path, exc)
+    if failure is not None:
+        # Raised here, after the except blocks, so nothing is chained to it: the
+        # exception the file raised carries the value in its message, and its
+        # traceback the file's frames, whose locals hold the values it read.
+        raise ConfigurationError("config", None, failure)
     return namespace
 
 

@@ -81,7 +81,8 @@ class Driver:
     #: URL with a token in its path, say). Options named like secrets (``secret``,
     #: ``key``, ``token``...) are wrapped in :class:`Secret` when the configuration
     #: is loaded; these are wrapped where the core keeps the options (for
-    #: :meth:`with_options`), so ``from_config`` may receive them as a ``Secret``.
+    #: :meth:`with_options`); ``from_config`` receives them as a ``Secret`` (a factory
+    #: plugin declares them in its own ``secret_options``).
     secret_options: ClassVar[frozenset[str]] = frozenset()
     #: The user's delivery options (``retries``, ``at_least_once``, ``batch``...), set
     #: by the core when it connects the driver.

@@ -17,7 +17,7 @@ from broadcasting import hookspecs
 from broadcasting._driver import Driver
 from broadcasting._errors import DriverNotFound, PluginLoadError
 from broadcasting._markers import PROJECT, hookimpl
-from broadcasting._types import Message, Receipt
+from broadcasting._types import Message, Receipt, wrap_named
 
 if TYPE_CHECKING:
     from broadcasting._auth import AuthRequest
@@ -119,7 +119,8 @@ class _ClassPlugin:
     def broadcasting_connect(self, name: str, options: Mapping[str, Any]) -> Driver | None:
         if name != self.name:
             return None
-        return self.cls.from_config(options)
+        # the class is known: the options it declares secret reach it wrapped
+        return self.cls.from_config(wrap_named(options, self.cls.secret_options))
 
     def __repr__(self) -> str:
         return f"<driver {self.name!r}: {self.cls.__module__}.{self.cls.__qualname__}>"
@@ -169,6 +170,30 @@ def driver_plugin(name: str) -> object | None:
         if plugin is None or plugin.cls is not loaded:
             plugin = _class_plugins[name] = _ClassPlugin(name, loaded)
         return plugin
+
+
+def declared_secret_options(name: str, plugin: object) -> frozenset[str]:
+    """The options ``plugin`` (of driver ``name``) says hold a secret, though not named so.
+
+    Its class's ``secret_options`` (an entry point or registration naming a
+    Driver class), else the plugin's own ``secret_options`` attribute (a
+    factory plugin, which may build any class), else none.
+    """
+    if isinstance(plugin, _ClassPlugin):
+        return plugin.cls.secret_options
+    declared = getattr(plugin, "secret_options", None)
+    if declared is None:
+        return frozenset()
+    if isinstance(declared, (set, frozenset, list, tuple)) and all(
+        isinstance(key, str) for key in declared
+    ):
+        return frozenset(declared)
+    raise PluginLoadError(
+        entry_point=name,
+        value=_describe(plugin),
+        distribution=None,
+        reason="its secret_options must be a set of option names (str)",
+    )
 
 
 def driver_class(name: str, attribute: str) -> type[Driver]:

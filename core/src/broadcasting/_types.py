@@ -68,7 +68,7 @@ class Message:
         source: the event object it was built from (``channel(event)``), else ``None``.
     """
 
-    __slots__ = ("_data", "channels", "event", "id", "socket_id", "source", "text")
+    __slots__ = ("_data", "_measured", "channels", "event", "id", "socket_id", "source", "text")
 
     def __init__(
         self,
@@ -87,6 +87,7 @@ class Message:
         self.id = id
         self.socket_id = socket_id
         self.source = source
+        self._measured: tuple[str, int] | None = None  # (text, its UTF-8 size), see size
 
     @property
     def data(self) -> Payload:
@@ -101,7 +102,15 @@ class Message:
     @property
     def size(self) -> int:
         """Size of :attr:`text` in UTF-8 bytes."""
-        return len(self.text.encode("utf-8"))
+        text = self.text
+        if text.isascii():  # a flag CPython keeps on the string: no scan
+            return len(text)
+        measured = self._measured
+        if measured is not None and measured[0] is text:
+            return measured[1]  # measured when it was validated (or last asked)
+        size = len(text.encode("utf-8"))
+        self._measured = (text, size)
+        return size
 
     def _fields(self) -> tuple[object, ...]:
         return (self.channels, self.event, self._data, self.text, self.id, self.socket_id)
@@ -238,6 +247,19 @@ class Options(Mapping[str, Any]):
 
     def __reduce__(self) -> Any:
         return (Options, (self._items,))
+
+
+def wrap_named(options: Mapping[str, Any], names: frozenset[str]) -> Options:
+    """``options`` with every string under one of ``names`` in a Secret (a driver's
+    ``secret_options``); a value already wrapped, or not a string, is kept as it is."""
+    if not names or not any(key in names for key in options):
+        return options if isinstance(options, Options) else Options(options)
+    return Options(
+        {
+            key: Secret(value) if key in names and isinstance(value, str) else value
+            for key, value in options.items()
+        }
+    )
 
 
 def wrap_secrets(options: Mapping[str, Any]) -> Options:

@@ -32,6 +32,45 @@ def new_message_id() -> str:
     return urlsafe_b64encode(_bits(96).to_bytes(12, "big")).decode("ascii")
 
 
+def _not_utf8(text: str) -> str | None:
+    """Why ``text`` cannot be sent as UTF-8 (a lone surrogate, at which index), or None.
+
+    ``str.isascii()`` reads a flag CPython keeps on every string, so ASCII text
+    (event names, channel names and most payloads) costs no scan; other text
+    is encoded once, strictly.
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"it holds a lone surrogate U+{ord(text[exc.start]):04X} at index {exc.start}"
+    return None
+
+
+def _where_not_utf8(data: object, path: str, depth: int = 0) -> tuple[str, str] | None:
+    """Which key or value of ``data`` is not valid UTF-8, and why: for the error message."""
+    if isinstance(data, str):
+        problem = _not_utf8(data)
+        return (path, problem) if problem else None
+    if depth > 100:  # deeper than that, the encoder gave up already
+        return None
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            problem = _not_utf8(key) if isinstance(key, str) else None
+            if problem:
+                return f"a key of {path}", problem
+            found = _where_not_utf8(value, f"{path}[{ascii(key)[:40]}]", depth + 1)
+            if found:
+                return found
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            found = _where_not_utf8(value, f"{path}[{index}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
 def _channels(channels: object, owner: Driver) -> tuple[str, ...]:
     driver = owner.name
     if isinstance(channels, str):
@@ -54,6 +93,10 @@ def _channels(channels: object, owner: Driver) -> tuple[str, ...]:
             )
         if not name:
             raise InvalidChannel(f"{driver}: channel names must not be empty")
+        if not name.isascii() and (problem := _not_utf8(name)):
+            raise InvalidChannel(
+                f"{driver}: channel {name[:40]!a} is not valid UTF-8 text: {problem}"
+            )
     if len(names) > 1:
         names = tuple(dict.fromkeys(names))  # a channel listed twice is delivered once
     return names  # type: ignore[return-value]
@@ -81,6 +124,10 @@ def build_message(
         raise InvalidEvent(f"{name}: the event name must be a str, not {type(event).__name__}")
     if not event:
         raise InvalidEvent(f"{name}: the event name must not be empty")
+    if not event.isascii() and (problem := _not_utf8(event)):
+        raise InvalidEvent(
+            f"{name}: the event name {event[:40]!a} is not valid UTF-8 text: {problem}"
+        )
     if not isinstance(data, (str, dict, list, tuple)) and not isinstance(data, Mapping):
         raise InvalidPayload(
             f"{name}: a message must be a str, dict or list, not {type(data).__name__}"
@@ -89,12 +136,28 @@ def build_message(
         text = encode_payload(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidPayload(f"{name}: the message is not JSON-serialisable: {exc}") from None
+    size = -1
+    if not text.isascii():
+        # every driver sends UTF-8: refused here, before any hook, not in a driver's
+        # encoder; the size is kept for Message.size (limits, batching), measured once
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            where, problem = _where_not_utf8(data, "the message") or (
+                "the message",
+                _not_utf8(text) or "",
+            )
+            raise InvalidPayload(f"{name}: {where} is not valid UTF-8 text: {problem}") from None
     if socket_id is not None:
         if not driver.supports_socket_id:
             raise ValidationError(f"{name}: this driver cannot exclude a socket_id")
         if not isinstance(socket_id, str) or not socket_id:
             raise ValidationError(f"{name}: socket_id must be a non-empty str")
+        if not socket_id.isascii() and (problem := _not_utf8(socket_id)):
+            raise ValidationError(f"{name}: socket_id is not valid UTF-8 text: {problem}")
     message = Message(names, event, data, text, new_message_id(), socket_id, source)
+    if size >= 0:
+        message._measured = (text, size)
 
     limits = driver.limits
     if limits.max_event_name_length is not None and len(event) > limits.max_event_name_length:

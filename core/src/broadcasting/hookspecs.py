@@ -41,7 +41,9 @@ def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None
         less the delivery options the core reads itself (``retries``,
         ``retry_backoff``, ``retry_max_backoff``, ``at_least_once``, ``batch``,
         ``batch_in_flight``). Implementations must raise :class:`~broadcasting.ConfigurationError`
-        for a missing or bad key, naming the key and never its value.
+        for a missing or bad key, naming the key and never its value. Options
+        named like secrets arrive as :class:`~broadcasting.Secret`; so do those a
+        factory plugin lists in a ``secret_options`` attribute of its own.
 
     :return: a :class:`~broadcasting.Driver`, or ``None`` if this plugin does
         not provide ``name``.

@@ -3,13 +3,41 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from broadcasting import ConfigurationError, Driver, Message, Receipt
 
-_LINE = "broadcast %r on %s: %s"
+_LINE = "broadcast '%s' on %s: %s"
+
+#: What could end a log line or rewrite it on a terminal: C0 controls, DEL, C1
+#: controls (NEL, U+0085, among them) and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every control character written as an escape: one record, one line."""
+    return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
+
+
+def _text(value: object) -> str:
+    # str's own methods: a str subclass (or a hook's replacement) cannot format itself
+    return str.__str__(value) if isinstance(value, str) else repr(value)
+
+
+def _fields(message: Message) -> tuple[str, str, str]:
+    """The event, the channels and the text, as the driver writes them."""
+    channels = ", ".join(_one_line(_text(c)) for c in message.channels)
+    return _one_line(_text(message.event)), channels, _one_line(_text(message.text))
 
 
 class BroadcastLogDriver(Driver):
@@ -44,12 +72,12 @@ class BroadcastLogDriver(Driver):
         return cls(logger, level)
 
     def publish(self, message: Message) -> Receipt:
-        channels = ", ".join(message.channels)
+        # a message must not forge log lines: control characters are escaped
+        fields = _fields(message)
         if self.logger.hasHandlers():
-            self.logger.log(self.level, _LINE, message.event, channels, message.text)
+            self.logger.log(self.level, _LINE, *fields)
         else:  # logging is not configured: Python would print nothing below WARNING
-            print(f"{self.logger.name}: " + _LINE % (message.event, channels, message.text),
-                  file=sys.stderr)  # fmt: skip
+            print(f"{self.logger.name}: " + _LINE % fields, file=sys.stderr)
         return Receipt(self.name, message.event, message.channels, message.id)
 
     async def apublish(self, message: Message) -> Receipt:

@@ -377,9 +377,16 @@ class BroadcastMemoryDriver(Driver):
 
     # -- authorization: Pusher-shaped answers, signed with this driver's own key --
 
-    def _signature(self, text: str) -> str:
+    def _signature(self, kind: str, *parts: str) -> str:
+        """``memory:`` and the HMAC of ``kind`` and ``parts`` as one JSON array.
+
+        Each part is bound on its own: a channel name may contain ``:`` (or any
+        other character), and an answer for one channel, socket or kind never
+        verifies for another, however its parts are cut and joined.
+        """
         key = self._signing_key.reveal().encode("ascii")
-        return "memory:" + hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+        subject = json.dumps([kind, *parts], separators=(",", ":")).encode("ascii")
+        return "memory:" + hmac.new(key, subject, hashlib.sha256).hexdigest()
 
     def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
         """A Pusher-shaped answer (``auth``, and ``channel_data`` for presence).
@@ -388,19 +395,20 @@ class BroadcastMemoryDriver(Driver):
         answer this driver gave from any other: applications test their channel
         rules with it, no service needed.
         """
-        subject = f"{request.socket_id}:{request.channel}"
+        socket_id, channel = str(request.socket_id), str(request.channel)
         if request.kind == "presence":
             data = json.dumps(
                 {"user_id": request.member_id, "user_info": request.member},
                 separators=(",", ":"),
             )
-            return {"auth": self._signature(f"{subject}:{data}"), "channel_data": data}
-        return {"auth": self._signature(subject)}
+            auth = self._signature("presence", socket_id, channel, data)
+            return {"auth": auth, "channel_data": data}
+        return {"auth": self._signature("channel", socket_id, channel)}
 
     def sign_user(self, request: AuthRequest) -> dict[str, Any]:
         """A Pusher-shaped sign-in answer (``auth`` and ``user_data``)."""
         data = json.dumps(request.member, separators=(",", ":"))
-        return {"auth": self._signature(f"{request.socket_id}::user::{data}"), "user_data": data}
+        return {"auth": self._signature("user", str(request.socket_id), data), "user_data": data}
 
     def user_channel(self, user_id: str) -> str:
         """``#server-to-user-<id>``, as on Pusher: subscribe to it to see ``send_to_user``."""
@@ -415,12 +423,19 @@ class BroadcastMemoryDriver(Driver):
         if not isinstance(auth, str):
             return False
         if channel is None:
-            subject = f"{socket_id}::user::{answer.get('user_data', '')}"
+            data = answer.get("user_data")
+            if not isinstance(data, str):
+                return False
+            expected = self._signature("user", socket_id, data)
         elif "channel_data" in answer:
-            subject = f"{socket_id}:{channel}:{answer['channel_data']}"
+            data = answer["channel_data"]
+            if not isinstance(data, str):
+                return False
+            expected = self._signature("presence", socket_id, channel, data)
         else:
-            subject = f"{socket_id}:{channel}"
-        return hmac.compare_digest(auth, self._signature(subject))
+            expected = self._signature("channel", socket_id, channel)
+        # bytes: compare_digest refuses a str that is not ASCII (a forged answer may be)
+        return hmac.compare_digest(auth.encode("utf-8", "replace"), expected.encode("ascii"))
 
     def publish(self, message: Message) -> Receipt:
         """Keep ``message`` and hand it to every subscriber.
