@@ -169,3 +169,10 @@ def test_socket_ids_are_ascii_digits_when_publishing_through_pusher(socket_id: s
     }
     with Broadcast(config) as broadcast, pytest.raises(ValidationError, match="socket_id"):
         broadcast.channel("orders", {"id": 1}, "shipped", socket_id=socket_id)
+
+
+def test_a_channel_name_that_is_not_utf8_is_a_bad_request() -> None:
+    broadcast = Broadcast({"DRIVER": "memory"})
+    broadcast.authorize("orders.{id}")(lambda user, id: True)
+    with pytest.raises(InvalidAuthRequest, match="UTF-8"):
+        broadcast.authenticate({"id": 1}, socket_id="1.2", channel_name="private-orders.\ud800")

@@ -243,6 +243,11 @@ def channel_request(driver: Driver, user: Any, socket_id: object, channel: objec
         )
     if _CONTROL.search(channel):
         raise InvalidAuthRequest("channel_name must not contain control characters")
+    if not channel.isascii():
+        try:
+            channel.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate, from a JSON escape
+            raise InvalidAuthRequest("channel_name is not valid UTF-8 text") from None
     if limits.channel_pattern is not None and limits.channel_pattern.fullmatch(channel) is None:
         rule = f" ({limits.channel_rule})" if limits.channel_rule else ""
         raise InvalidAuthRequest(f"invalid channel_name {channel[:80]!r}{rule}")
