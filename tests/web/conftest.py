@@ -12,17 +12,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from web_support import (  # noqa: E402
-    Recorder,
-    WebClient,
-    django_client,
-    flask_client,
-    handler_client,
-    make_broadcast,
-    starlette_client,
-)
-
-FRAMEWORKS = ["handler", "handler-async", "starlette", "fastapi", "django", "django-async", "flask"]
+from web_support import FRAMEWORKS, Recorder, WebClient, make_broadcast, open_client  # noqa: E402
 
 
 @pytest.fixture
@@ -34,17 +24,8 @@ def recorder() -> Recorder:
 def web(request: pytest.FixtureRequest, recorder: Recorder) -> Iterator[WebClient]:
     """The endpoints of one Broadcast, mounted on each framework in turn."""
     broadcast = make_broadcast(recorder)
-    name = request.param
     try:
-        if name in ("handler", "handler-async"):
-            yield handler_client(broadcast, asynchronous=name == "handler-async")
-        elif name in ("starlette", "fastapi"):
-            client, test_client = starlette_client(broadcast, fastapi=name == "fastapi")
-            with test_client:
-                yield client
-        elif name in ("django", "django-async"):
-            yield from django_client(broadcast, asynchronous=name == "django-async")
-        else:
-            yield flask_client(broadcast)
+        with open_client(request.param, broadcast) as client:
+            yield client
     finally:
         broadcast.close()

@@ -15,6 +15,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -59,9 +60,11 @@ class StrictMemoryDriver(BroadcastMemoryDriver):
             raise Unauthorized("bad webhook signature")
         try:
             delivery = json.loads(body)
-            events = delivery["events"]
+            events = list(delivery["events"])
             time_ms = int(delivery["time_ms"])
-        except (ValueError, KeyError, TypeError):
+            if not all(isinstance(e, dict) for e in events):
+                raise TypeError("an event is not an object")
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
             raise InvalidAuthRequest("malformed webhook body") from None
         return [
             WebhookEvent(
@@ -96,12 +99,35 @@ class Recorder:
         self.requests.append(request)
 
 
-def make_broadcast(recorder: Recorder | None = None) -> Broadcast:
-    """The Broadcast under test: the strict memory driver and a handful of rules."""
+#: Options of the real drivers the security tests also serve (nothing here talks to a network:
+#: signing, tokens and webhook verification are local).
+PUSHER_KEY, PUSHER_SECRET = "web-test-key", "web-test-secret-2b7"
+ABLY_KEY = "webapp.webkey:W3bTestS3cret_abcdefghij"
+DRIVER_OPTIONS: dict[str, dict[str, Any]] = {
+    "pusher": {
+        "app_id": "4242",
+        "key": PUSHER_KEY,
+        "secret": PUSHER_SECRET,
+        "host": "127.0.0.1",
+        "port": 9,
+    },
+    "ably": {"key": ABLY_KEY},
+    "memory": {},
+}
+
+
+def make_broadcast(
+    recorder: Recorder | None = None, *, driver: str = "strict", raising: bool = True
+) -> Broadcast:
+    """The Broadcast under test: the strict memory driver (or ``driver``) and a handful of rules.
+
+    ``raising=False`` leaves out the rules that raise (the application's own faults).
+    """
     plugins: list[object] = [Provider()]
     if recorder is not None:
         plugins.append(recorder)
-    broadcast = Broadcast({"DRIVER": "strict"}, plugins=plugins)
+    drivers = {driver: DRIVER_OPTIONS[driver]} if driver in DRIVER_OPTIONS else {}
+    broadcast = Broadcast({"DRIVER": driver, "DRIVERS": drivers}, plugins=plugins)
 
     @broadcast.authorize("orders.{order_id}")
     def order_owner(user: Any, order_id: str) -> bool:
@@ -110,6 +136,9 @@ def make_broadcast(recorder: Recorder | None = None) -> Broadcast:
     @broadcast.authorize("chat.{room}")
     async def chat_member(user: Any, room: str) -> dict[str, Any]:
         return {"id": user["id"], "name": user["name"], "room": room}
+
+    if not raising:
+        return broadcast
 
     @broadcast.authorize("boom.{x}")
     def boom(user: Any, x: str) -> bool:
@@ -120,6 +149,29 @@ def make_broadcast(recorder: Recorder | None = None) -> Broadcast:
         return {"name": SECRET_DETAIL}
 
     return broadcast
+
+
+def sign_webhook(broadcast: Broadcast, body: bytes) -> dict[str, str]:
+    """The headers with which the service of ``broadcast``'s default driver signs ``body``."""
+    import base64
+
+    name = broadcast.driver().name
+    if name == "strict":
+        return webhook_headers(body)
+    if name == "pusher":
+        signature = hmac.new(PUSHER_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        return {"X-Pusher-Key": PUSHER_KEY, "X-Pusher-Signature": signature}
+    if name == "ably":
+        key_name, secret = ABLY_KEY.split(":", 1)
+        mac = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+        return {"X-Ably-Key": key_name, "X-Ably-Signature": base64.b64encode(mac).decode()}
+    if name == "memory":
+        driver: Any = broadcast.driver()
+        return {
+            "X-Broadcasting-Key": name,
+            "X-Broadcasting-Signature": driver._webhook_signature(body),
+        }
+    raise ValueError(f"no webhook signing for {name!r}")
 
 
 USERS = {
@@ -254,7 +306,8 @@ def starlette_client(broadcast: Broadcast, *, fastapi: bool) -> tuple[WebClient,
 
     def send(method: str, path: str, body: bytes, headers: dict[str, str], query: str) -> Reply:
         url = f"{path}?{query}" if query else path
-        response = client.request(method, url, content=body, headers=headers)
+        raw = {name: value.encode("latin-1") for name, value in headers.items()}  # as on the wire
+        response = client.request(method, url, content=body, headers=raw)
         return Reply(response.status_code, response.text, dict(response.headers))
 
     return WebClient("fastapi" if fastapi else "starlette", send, broadcast), client
@@ -387,6 +440,30 @@ def django_client(
         ROOT_URLCONF=site, MIDDLEWARE=DJANGO_MIDDLEWARE, ALLOWED_HOSTS=DJANGO_HOSTS
     ):
         yield WebClient("django-async" if asynchronous else "django", send, broadcast)
+
+
+FRAMEWORKS = ["handler", "handler-async", "starlette", "fastapi", "django", "django-async", "flask"]
+
+
+@contextmanager
+def open_client(name: str, broadcast: Broadcast) -> Iterator[WebClient]:
+    """The endpoints of ``broadcast`` mounted on framework ``name`` (one of FRAMEWORKS)."""
+    if name in ("handler", "handler-async"):
+        yield handler_client(broadcast, asynchronous=name == "handler-async")
+    elif name in ("starlette", "fastapi"):
+        client, test_client = starlette_client(broadcast, fastapi=name == "fastapi")
+        with test_client:
+            yield client
+    elif name in ("django", "django-async"):
+        clients = django_client(broadcast, asynchronous=name == "django-async")
+        try:
+            yield next(clients)
+        finally:
+            clients.close()
+    elif name == "flask":
+        yield flask_client(broadcast)
+    else:
+        raise ValueError(f"unknown framework {name!r}")
 
 
 class ServerThread:

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from broadcasting._errors import InvalidAuthRequest
+
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
     from broadcasting._driver import Driver
@@ -134,7 +136,16 @@ def _verified(driver: Driver, headers: Mapping[str, str] | Any, body: object) ->
         raw = bytes(body)
     else:
         raise TypeError(f"webhook() takes the raw request body as bytes, not {type(body).__name__}")
-    return driver.verify_webhook(Headers(headers), raw)
+    try:
+        return driver.verify_webhook(Headers(headers), raw)
+    except (RecursionError, OverflowError):
+        # A driver's parser that gave up on the sender's body (nested deeper than
+        # it recurses, a number past a float's range): a malformed delivery, 400,
+        # not the application's error. Drivers should refuse these themselves.
+        raise InvalidAuthRequest(
+            f"{driver.name}: webhook refused: the body is nested too deeply or holds a number "
+            "out of range"
+        ) from None
 
 
 def receive(

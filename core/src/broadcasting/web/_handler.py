@@ -25,6 +25,7 @@ from broadcasting._errors import (
     RuleError,
     Unauthorized,
 )
+from broadcasting._types import Secret
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
@@ -225,6 +226,24 @@ class _Fields:
     extra: dict[str, str]
 
 
+class _Sent:
+    """The raw body and query string a client sent, neither shown by ``repr``.
+
+    They may hold a credential (an Ably client's current ``token``), and an
+    error tracker records the ``repr`` of every local of a logged traceback's
+    frames: the handlers keep them in this, not as text, while rules run.
+    """
+
+    __slots__ = ("body", "query")
+
+    def __init__(self, body: bytes, query: bytes | str) -> None:
+        self.body = body
+        self.query = query
+
+    def __repr__(self) -> str:
+        return f"<request body ({len(self.body)} bytes) and query string, not shown>"
+
+
 class _BadRequest(Exception):
     """A request the endpoint refuses before authorizing (status and short message)."""
 
@@ -232,6 +251,17 @@ class _BadRequest(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def _content_length(value: object) -> int | None:
+    """A ``Content-Length`` value as an int, or ``None`` if it is not ASCII digits.
+
+    Past 18 digits it is larger than any body limit, and ``int()`` would refuse
+    it past 4300 (Python's limit on converting text): it counts as unbounded.
+    """
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value) if len(value) <= 18 else 2**63
 
 
 def _media_type(headers: Headers) -> str:
@@ -287,13 +317,35 @@ def _multipart_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
     return pairs
 
 
-def _json_fields(text: str) -> list[tuple[str, str]]:
+def _is_utf8(text: str) -> bool:
     try:
-        value = json.loads(text)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_fields(text: str) -> list[tuple[str, str]]:
+    twice: list[str] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # Called as each object closes, the outermost last: what it leaves in
+        # ``twice`` is about the top-level object, whose fields these are.
+        value = dict(pairs)
+        twice.clear()
+        if len(value) < len(pairs):  # a name given twice: json.loads keeps the last
+            names = [name for name, _ in pairs]
+            twice.extend(key for key in (SOCKET_ID, CHANNEL_NAME) if names.count(key) > 1)
+        return value
+
+    try:
+        value = json.loads(text, object_pairs_hook=pairs_hook)
     except ValueError:
         raise _BadRequest(400, "the body is not valid JSON") from None
     if not isinstance(value, dict):
         raise _BadRequest(400, "the JSON body must be an object")
+    if twice:
+        raise _BadRequest(400, f"{twice[0]} is given twice")
     if len(value) > _MAX_FIELDS:
         raise _BadRequest(400, "the JSON body has too many fields")
     pairs: list[tuple[str, str]] = []
@@ -302,6 +354,9 @@ def _json_fields(text: str) -> list[tuple[str, str]]:
             if item is None:
                 continue
             raise _BadRequest(400, f"{key} must be a string")
+        if not _is_utf8(key) or (isinstance(item, str) and not _is_utf8(item)):
+            # a "\ud800" escape decodes to a lone surrogate, which no signature can encode
+            raise _BadRequest(400, "the JSON body holds a lone surrogate")
         if isinstance(item, str):
             pairs.append((key, item))
         elif item is not None:
@@ -328,19 +383,23 @@ def parse_fields(
     pairs = _form(_decode(query, "the query string"), "the query string") if query else []
     if method == "POST" and body:
         media = _media_type(headers)
-        if media == "application/x-www-form-urlencoded":
-            body_pairs = _form(_decode(body, "the body"), "the body")
-        elif media == "application/json" or media.endswith("+json"):
-            body_pairs = _json_fields(_decode(body, "the body"))
-        elif media == "multipart/form-data":
-            body_pairs = _multipart_fields(headers.get("content-type", ""), body)
-        else:
-            shown = media[:60] or "none"
-            raise _BadRequest(
-                400,
-                f"unsupported content type {shown!r}: send "
-                "application/x-www-form-urlencoded, application/json or multipart/form-data",
-            )
+        try:
+            if media == "application/x-www-form-urlencoded":
+                body_pairs = _form(_decode(body, "the body"), "the body")
+            elif media == "application/json" or media.endswith("+json"):
+                body_pairs = _json_fields(_decode(body, "the body"))
+            elif media == "multipart/form-data":
+                body_pairs = _multipart_fields(headers.get("content-type", ""), body)
+            else:
+                shown = media[:60] or "none"
+                raise _BadRequest(
+                    400,
+                    f"unsupported content type {shown!r}: send "
+                    "application/x-www-form-urlencoded, application/json or multipart/form-data",
+                )
+        except RecursionError:
+            # a few KB of "[" (or nested multiparts) is deeper than a parser recurses
+            raise _BadRequest(400, "the body is nested too deeply") from None
         body_keys = {key for key, _ in body_pairs}
         pairs = [(k, v) for k, v in pairs if k not in body_keys] + body_pairs
     fields: dict[str, str] = {}
@@ -425,30 +484,32 @@ class AuthEndpoints:
         if method not in methods:
             return _error(405, allow=", ".join(methods))
         limit = self.limit(route)
-        length = headers.get("content-length", "")
-        if len(body) > limit or (length.isascii() and length.isdigit() and int(length) > limit):
+        length = _content_length(headers.get("content-length"))
+        if len(body) > limit or (length is not None and length > limit):
             return _error(413)
         return None
 
     def _auth_fields(
-        self, method: str, headers: Headers, body: bytes, query: bytes | str
-    ) -> tuple[str | None, str | None, dict[str, str]]:
+        self, method: str, headers: Headers, sent: _Sent
+    ) -> tuple[str | None, str | None, dict[str, Secret]]:
         """The auth route's fields, refusing what the driver needs and did not get.
 
         ``channel_name`` may be missing only for a driver that signs connection
         tokens (Ably's clients ask for one before any channel); ``socket_id``
         only for one whose clients send none (Ably's). Both are refused here,
-        before the user function runs.
+        before the user function runs. Every ``extra`` value comes back in a
+        :class:`~broadcasting.Secret` (it may be a credential).
         """
         driver = self.broadcast._target(self.driver)
-        return parse_fields(
+        socket_id, channel, extra = parse_fields(
             method,
             headers,
-            body,
-            query,
+            sent.body,
+            sent.query,
             channel=not driver._signs_connections(),
             socket_required=driver.requires_socket_id,
         )
+        return socket_id, channel, {key: Secret(value) for key, value in extra.items()}
 
     def _failure(self, route: Route, exc: BaseException) -> Response:
         """The response for an exception raised while handling ``route``.
@@ -488,12 +549,16 @@ class AuthEndpoints:
         """Authorize a subscription (``/broadcasting/auth``; GET or POST)."""
         method = method.upper()
         heads = Headers(headers)
-        early = self._precheck("auth", method, heads, body, ("GET", "POST"))
+        sent = _Sent(body, query)
+        del headers, body, query  # held, hidden, by heads and sent (see _Sent)
+        early = self._precheck("auth", method, heads, sent.body, ("GET", "POST"))
         if early is not None:
             return early
         try:
-            socket_id, channel, extra = self._auth_fields(method, heads, body, query)
+            socket_id, channel, extra = self._auth_fields(method, heads, sent)
+            del heads, sent  # parsed: what stays is the fields, extra's values as Secrets
             user = _resolve(self.user(request))
+            del request  # Django's and Flask's show the query string in their repr
             answer = self.broadcast.authenticate(
                 user,
                 socket_id=socket_id,
@@ -517,12 +582,16 @@ class AuthEndpoints:
         """Async twin of :meth:`handle_auth`."""
         method = method.upper()
         heads = Headers(headers)
-        early = self._precheck("auth", method, heads, body, ("GET", "POST"))
+        sent = _Sent(body, query)
+        del headers, body, query  # held, hidden, by heads and sent (see _Sent)
+        early = self._precheck("auth", method, heads, sent.body, ("GET", "POST"))
         if early is not None:
             return early
         try:
-            socket_id, channel, extra = self._auth_fields(method, heads, body, query)
+            socket_id, channel, extra = self._auth_fields(method, heads, sent)
+            del heads, sent  # parsed: what stays is the fields, extra's values as Secrets
             user = await _aresolve(self.user(request))
+            del request  # Django's and Flask's show the query string in their repr
             answer = await self.broadcast.aauthenticate(
                 user,
                 socket_id=socket_id,
@@ -555,14 +624,18 @@ class AuthEndpoints:
         """Sign the current user in (``/broadcasting/user-auth``; POST); 403 if nobody is."""
         method = method.upper()
         heads = Headers(headers)
-        early = self._precheck("user-auth", method, heads, body, ("POST",))
+        sent = _Sent(body, query)
+        del headers, body, query  # held, hidden, by heads and sent (see _Sent)
+        early = self._precheck("user-auth", method, heads, sent.body, ("POST",))
         if early is not None:
             return early
         try:
-            socket_id, _, _ = parse_fields(method, heads, body, query, channel=False)
+            socket_id, _, _ = parse_fields(method, heads, sent.body, sent.query, channel=False)
+            del heads, sent  # parsed: only the socket id is needed from here on
             socket_id = socket_id or ""  # parse_fields refused a missing one already
             user = _resolve(self.user(request))
             data = _resolve(self._user_data(request, user))
+            del request  # Django's and Flask's show the query string in their repr
             answer = self.broadcast.authenticate_user(socket_id, data, driver=self.driver)
         except Exception as exc:
             return self._failure("user-auth", exc)
@@ -580,14 +653,18 @@ class AuthEndpoints:
         """Async twin of :meth:`handle_user_auth`."""
         method = method.upper()
         heads = Headers(headers)
-        early = self._precheck("user-auth", method, heads, body, ("POST",))
+        sent = _Sent(body, query)
+        del headers, body, query  # held, hidden, by heads and sent (see _Sent)
+        early = self._precheck("user-auth", method, heads, sent.body, ("POST",))
         if early is not None:
             return early
         try:
-            socket_id, _, _ = parse_fields(method, heads, body, query, channel=False)
+            socket_id, _, _ = parse_fields(method, heads, sent.body, sent.query, channel=False)
+            del heads, sent  # parsed: only the socket id is needed from here on
             socket_id = socket_id or ""  # parse_fields refused a missing one already
             user = await _aresolve(self.user(request))
             data = await _aresolve(self._user_data(request, user))
+            del request  # Django's and Flask's show the query string in their repr
             answer = await self.broadcast.aauthenticate_user(socket_id, data, driver=self.driver)
         except Exception as exc:
             return self._failure("user-auth", exc)

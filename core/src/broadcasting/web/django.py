@@ -15,6 +15,7 @@ views for an ASGI deployment. Needs ``django`` (``pip install broadcasting[djang
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -31,6 +32,7 @@ from broadcasting.web._handler import (
     Route,
     UserDataFunction,
     UserFunction,
+    _content_length,
     _error,
     endpoints_for,
 )
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
 
 __all__ = ["arequest_user", "broadcasting_urls", "request_user"]
+
+logger = logging.getLogger("broadcasting.web")
 
 
 def request_user(request: HttpRequest) -> Any:
@@ -70,16 +74,27 @@ def _read(request: HttpRequest, limit: int) -> tuple[bytes, Any] | Response:
     before the view; for a multipart body that consumes the stream, so the
     fields it parsed are handed on as a form instead.
     """
-    from django.http.request import RawPostDataException  # type: ignore[import-untyped, unused-ignore]
+    from django.http.request import (  # type: ignore[import-untyped, unused-ignore]
+        RawPostDataException,
+        UnreadablePostError,
+    )
 
-    length = str(request.META.get("CONTENT_LENGTH") or "")
-    if length.isascii() and length.isdigit() and int(length) > limit:
+    given = str(request.META.get("CONTENT_LENGTH") or "")
+    length = _content_length(given)
+    if given and length is None:
+        # request.body would int() it and raise (a 500); HTTP allows digits only
+        return _error(400, "the Content-Length header is not a number")
+    if length is not None and length > limit:
         return b"", request.headers  # the handler answers 413 from the header; nothing is read
     try:
         body: bytes = request.body
         return body, request.headers
     except RawPostDataException:
         pass  # the middleware consumed the stream: use the fields it parsed, below
+    except UnreadablePostError:
+        # the client went away mid-body (the server's read failed): not the application's error
+        logger.debug("the client disconnected before its body was read")
+        return _error(400, "the client disconnected")
     if request.FILES:
         return _error(400, "the multipart body may hold only named text fields")
     pairs = [(key, value) for key, values in request.POST.lists() for value in values]
@@ -89,14 +104,25 @@ def _read(request: HttpRequest, limit: int) -> tuple[bytes, Any] | Response:
     return form, headers
 
 
-def _django_response(answer: Response) -> HttpResponse:
+def _django_response(request: HttpRequest, answer: Response) -> HttpResponse:
     headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
-    return HttpResponse(
+    response = HttpResponse(
         answer.content,
         status=answer.status,
         content_type=answer.headers.get("content-type", "application/json"),
         headers=headers,
     )
+    if answer.status == 501:
+        # Django logs every 5xx at ERROR on django.request; a 501 (the driver
+        # lacks the feature) is no fault of this request, so at WARNING, as
+        # broadcasting.web logs it. log_response marks the response as logged.
+        from django.utils.log import log_response  # type: ignore[import-untyped, unused-ignore]
+
+        reason = response.reason_phrase
+        log_response(
+            "%s: %s", reason, request.path, response=response, request=request, level="warning"
+        )
+    return response
 
 
 def _sync_view(endpoints: AuthEndpoints, route: Route) -> Callable[[HttpRequest], HttpResponse]:
@@ -105,7 +131,7 @@ def _sync_view(endpoints: AuthEndpoints, route: Route) -> Callable[[HttpRequest]
     def view(request: HttpRequest) -> HttpResponse:
         read = _read(request, limit)
         if isinstance(read, Response):
-            return _django_response(read)
+            return _django_response(request, read)
         body, headers = read
         answer = endpoints.handle(
             route,
@@ -115,7 +141,7 @@ def _sync_view(endpoints: AuthEndpoints, route: Route) -> Callable[[HttpRequest]
             body=body,
             query=str(request.META.get("QUERY_STRING", "")),
         )
-        return _django_response(answer)
+        return _django_response(request, answer)
 
     return view
 
@@ -128,7 +154,7 @@ def _async_view(
     async def view(request: HttpRequest) -> HttpResponse:
         read = _read(request, limit)
         if isinstance(read, Response):
-            return _django_response(read)
+            return _django_response(request, read)
         body, headers = read
         answer = await endpoints.ahandle(
             route,
@@ -138,7 +164,7 @@ def _async_view(
             body=body,
             query=str(request.META.get("QUERY_STRING", "")),
         )
-        return _django_response(answer)
+        return _django_response(request, answer)
 
     return view
 

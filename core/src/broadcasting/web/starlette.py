@@ -19,11 +19,12 @@ block (a database query) without stalling the event loop. Needs
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route as StarletteRoute
 
@@ -35,6 +36,8 @@ from broadcasting.web._handler import (
     Route,
     UserDataFunction,
     UserFunction,
+    _content_length,
+    _error,
     endpoints_for,
 )
 
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["broadcasting_router", "broadcasting_routes", "read_body"]
 
+logger = logging.getLogger("broadcasting.web")
+
 _METHODS: dict[Route, list[str]] = {
     "auth": ["GET", "POST"],
     "user-auth": ["POST"],
@@ -54,9 +59,9 @@ _METHODS: dict[Route, list[str]] = {
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, read up to ``limit + 1`` bytes (so a larger one is seen as such)."""
-    length = request.headers.get("content-length", "")
-    if length.isascii() and length.isdigit():
-        if int(length) > limit:
+    length = _content_length(request.headers.get("content-length"))
+    if length is not None:
+        if length > limit:
             return b""  # the handler answers 413 from the header; nothing is read
         return await request.body()  # the server holds it to Content-Length
     received = bytearray()
@@ -85,15 +90,22 @@ def _endpoint(
     limit = endpoints.limit(route)
 
     async def endpoint(request: Request) -> StarletteResponse:
-        body = await read_body(request, limit)
-        answer = await endpoints.ahandle(
-            route,
-            request,
-            method=request.method,
-            headers=request.headers,
-            body=body,
-            query=request.scope.get("query_string", b""),
-        )
+        try:
+            body = await read_body(request, limit)
+        except ClientDisconnect:
+            # the client went away mid-body: its doing, not an error of the
+            # application; the answer goes nowhere (the server drops it)
+            logger.debug("%s: the client disconnected before its body was read", route)
+            answer = _error(400, "the client disconnected")
+        else:
+            answer = await endpoints.ahandle(
+                route,
+                request,
+                method=request.method,
+                headers=request.headers,
+                body=body,
+                query=request.scope.get("query_string", b""),
+            )
         return StarletteResponse(
             answer.content, status_code=answer.status, headers=dict(answer.headers)
         )

@@ -31,6 +31,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -101,8 +102,11 @@ def verify(
             f"old; deliveries more than {int(MAX_AGE_SECONDS)} s off are refused"
         )
     events: list[WebhookEvent] = []
-    for item, stamp in zip(items, stamps, strict=True):
-        events.extend(_events(item, stamp))
+    try:
+        for item, stamp in zip(items, stamps, strict=True):
+            events.extend(_events(item, stamp))
+    except RecursionError:  # a field nested too deeply to show as text or hash
+        raise InvalidAuthRequest(f"{DRIVER} webhook: the body is nested too deeply") from None
     return events
 
 
@@ -117,7 +121,7 @@ def _decode(raw: bytes, content_type: str) -> Any:
             raise InvalidAuthRequest(f"{DRIVER} webhook: the body is not MessagePack") from None
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidAuthRequest(f"{DRIVER} webhook: the body is not JSON") from None
 
 
@@ -126,18 +130,36 @@ def _matches(key: Secret, raw: bytes, given: str) -> bool:
     return hmac.compare_digest(base64.b64encode(mac(key, raw)), given.strip().encode())
 
 
+def _milliseconds(stamp: object) -> int | None:
+    """``stamp`` as whole milliseconds if it is a plausible timestamp, else ``None``.
+
+    Positive, finite and within 64 bits: ``NaN``, ``1e999`` (infinity) and a
+    300-digit integer are what a sender can write, and none is a time.
+    """
+    if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+        return None
+    if isinstance(stamp, float) and not math.isfinite(stamp):
+        return None
+    return int(stamp) if 0 < stamp < 2**63 else None
+
+
 def _timestamp(item: Mapping[str, Any]) -> int:
-    stamp = item.get("timestamp")
-    if not isinstance(stamp, (int, float)) or isinstance(stamp, bool) or stamp <= 0:
+    stamp = _milliseconds(item.get("timestamp"))
+    if stamp is None:
         raise InvalidAuthRequest(f"{DRIVER} webhook: every item needs a numeric 'timestamp' (ms)")
-    return int(stamp)
+    return stamp
 
 
 def _item_id(item: Mapping[str, Any]) -> str:
     serial = item.get("serial")
     if isinstance(serial, str) and serial:
         return serial
-    digest = hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()).hexdigest()
+    try:
+        content = json.dumps(item, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        # MessagePack map keys may be bytes, or a mix JSON cannot sort: hash their repr
+        content = repr(sorted(item.items(), key=repr))
+    digest = hashlib.sha256(content.encode()).hexdigest()
     return f"sha256-{digest[:32]}"
 
 
@@ -160,7 +182,7 @@ def _decoded(entry: Mapping[str, Any]) -> Any:
     if encoding == "json" and isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
 
@@ -259,7 +281,5 @@ def _entries(data: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
 
 
 def _entry_time(entry: Mapping[str, Any], fallback: int) -> int:
-    stamp = entry.get("timestamp")
-    if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and stamp > 0:
-        return int(stamp)
-    return fallback
+    stamp = _milliseconds(entry.get("timestamp"))
+    return fallback if stamp is None else stamp

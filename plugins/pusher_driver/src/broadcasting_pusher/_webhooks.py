@@ -8,8 +8,9 @@ message that never shows the secret, the expected signature or the body:
 
 1. ``X-Pusher-Key`` missing or not this app's key: :class:`Unauthorized` (401);
 2. ``X-Pusher-Signature`` missing or wrong (constant-time compare): 401;
-3. a body that is not a JSON object with an integer ``time_ms`` and an
-   ``events`` list of objects with a ``name``: :class:`InvalidAuthRequest` (400);
+3. a body that is not a JSON object with an integer ``time_ms`` (a 64-bit
+   one) and an ``events`` list of objects with a ``name``, or that is nested
+   too deeply to read: :class:`InvalidAuthRequest` (400);
 4. ``time_ms`` more than five minutes away from now (either way): 401.
 
 The expected signature is computed and compared inside :func:`_signed`, whose
@@ -134,7 +135,16 @@ def verify(
             f"{name}: webhook refused: its time_ms is {abs(age):.0f} s {when} "
             f"(more than {MAX_AGE_SECONDS:.0f} s; a replay, or a clock that is off)"
         )
-    return [_event(name, time_ms, index, item) for index, item in enumerate(items)]
+    try:
+        return [_event(name, time_ms, index, item) for index, item in enumerate(items)]
+    except RecursionError:  # an event's field nested too deeply to show as text or hash
+        raise InvalidAuthRequest(
+            f"{name}: webhook refused: the body is nested too deeply"
+        ) from None
+
+
+#: ``time_ms`` must fit 64 bits (what Pusher sends); a larger one overflows a float.
+_TIME_MS_RANGE = range(-(2**63), 2**63)
 
 
 def _parse(name: str, raw: bytes) -> tuple[int, list[Mapping[str, Any]]]:
@@ -142,11 +152,15 @@ def _parse(name: str, raw: bytes) -> tuple[int, list[Mapping[str, Any]]]:
         data = json.loads(raw)
     except ValueError:
         raise InvalidAuthRequest(f"{name}: webhook refused: the body is not JSON") from None
+    except RecursionError:
+        raise InvalidAuthRequest(
+            f"{name}: webhook refused: the body is nested too deeply"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidAuthRequest(f"{name}: webhook refused: the body is not a JSON object")
     time_ms = data.get("time_ms")
-    if not isinstance(time_ms, int) or isinstance(time_ms, bool):
-        raise InvalidAuthRequest(f"{name}: webhook refused: no integer time_ms in the body")
+    if not isinstance(time_ms, int) or isinstance(time_ms, bool) or time_ms not in _TIME_MS_RANGE:
+        raise InvalidAuthRequest(f"{name}: webhook refused: no 64-bit integer time_ms in the body")
     items = data.get("events")
     if not isinstance(items, list):
         raise InvalidAuthRequest(f"{name}: webhook refused: no events list in the body")
@@ -161,8 +175,9 @@ def _parse(name: str, raw: bytes) -> tuple[int, list[Mapping[str, Any]]]:
 def event_id(time_ms: int, index: int, item: Mapping[str, Any]) -> str:
     """The stable id of the ``index``-th event of a delivery sent at ``time_ms``."""
     content = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    digest = hashlib.sha256(f"{time_ms}:{index}:{content}".encode()).hexdigest()
-    return digest[:32]
+    # surrogatepass: a "\\ud800" escape in the body decodes to a lone surrogate
+    text = f"{time_ms}:{index}:{content}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(text).hexdigest()[:32]
 
 
 def _text(value: object) -> str | None:
