@@ -362,9 +362,14 @@ class BroadcastMemoryDriver(Driver):
             data = json.loads(body)
             time_ms, items = data["time_ms"], list(data["events"])
             names = [item["name"] for item in items]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise InvalidAuthRequest("memory: webhook refused: a malformed body") from None
-        if not isinstance(time_ms, int) or not all(isinstance(n, str) for n in names):
+        if (
+            not isinstance(time_ms, int)
+            or isinstance(time_ms, bool)
+            or not 0 <= time_ms < 2**63
+            or not all(isinstance(n, str) for n in names)
+        ):
             raise InvalidAuthRequest("memory: webhook refused: a malformed body")
         if abs(time.time() - time_ms / 1000) > MAX_AGE_SECONDS:
             raise Unauthorized("memory: webhook refused: its time_ms is too old")

@@ -142,7 +142,7 @@ def decode_jwt(key: Secret, token: str, *, now: float | None = None) -> dict[str
         header = json.loads(_unb64url(head))
         claims = json.loads(_unb64url(body))
         given = _unb64url(signature)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, RecursionError):  # a crafted token nests deeply
         return None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return None
