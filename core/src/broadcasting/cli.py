@@ -139,12 +139,17 @@ def _send(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     logger = logging.getLogger("broadcasting")
+    level = logger.level
     logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+    if level == logging.NOTSET or level > logging.INFO:
         logger.setLevel(logging.INFO)
-    with Broadcast(args.config) as broadcast:
-        driver = broadcast.driver(args.driver)
-        receipt = driver.channel(args.channel, _parse_message(args.message), args.event)
+    try:
+        with Broadcast(args.config) as broadcast:
+            driver = broadcast.driver(args.driver)
+            receipt = driver.channel(args.channel, _parse_message(args.message), args.event)
+    finally:  # main() may run in a process that goes on (a test, a script)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
     if args.json:
         print(json.dumps(asdict(receipt)))
     else:
