@@ -18,19 +18,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-WEB = Path(__file__).resolve().parents[1] / "web"
-if str(WEB) not in sys.path:
-    sys.path.insert(0, str(WEB))
-
-from web_support import (  # noqa: E402
-    FRAMEWORKS,
+from web_support import (
     WebClient,
     make_broadcast,
     open_client,
@@ -43,16 +35,6 @@ USER_AUTH = "/broadcasting/user-auth"
 WEBHOOK = "/broadcasting/webhook"
 ADA = {"X-User": "ada"}
 NESTED = b"[" * 2048  # about 2 KB: under the 8 KiB cap, deeper than any parser recurses
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def web(request: pytest.FixtureRequest) -> Iterator[WebClient]:
-    broadcast = make_broadcast()
-    try:
-        with open_client(request.param, broadcast) as client:
-            yield client
-    finally:
-        broadcast.close()
 
 
 @pytest.fixture(params=["pusher", "ably", "memory"])

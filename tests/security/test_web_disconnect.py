@@ -13,27 +13,20 @@ from __future__ import annotations
 import io
 import logging
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-WEB = Path(__file__).resolve().parents[1] / "web"
-if str(WEB) not in sys.path:
-    sys.path.insert(0, str(WEB))
-
-from web_support import (  # noqa: E402
+from web_support import (
     django_client,
     flask_app,
     make_broadcast,
     user_from_headers,
 )
 
-from broadcasting import Broadcast  # noqa: E402
+from broadcasting import Broadcast
 
 AUTH = "/broadcasting/auth"
 

@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-WEB = Path(__file__).resolve().parents[1] / "web"
-if str(WEB) not in sys.path:
-    sys.path.insert(0, str(WEB))
-
-from web_support import (  # noqa: E402
+from web_support import (
     FRAMEWORKS,
     Reply,
     WebClient,

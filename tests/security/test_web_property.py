@@ -27,22 +27,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-WEB = Path(__file__).resolve().parents[1] / "web"
-if str(WEB) not in sys.path:
-    sys.path.insert(0, str(WEB))
-
-from web_support import (  # noqa: E402
+from web_support import (
     FRAMEWORKS,
     WebClient,
     make_broadcast,
@@ -50,7 +43,7 @@ from web_support import (  # noqa: E402
     sign_webhook,
 )
 
-from broadcasting.web import MAX_AUTH_BODY, MAX_WEBHOOK_BODY  # noqa: E402
+from broadcasting.web import MAX_AUTH_BODY, MAX_WEBHOOK_BODY
 
 DOCUMENTED = {200, 400, 401, 403, 405, 413, 501}
 PATHS = {

@@ -18,20 +18,12 @@ from __future__ import annotations
 import dataclasses
 import linecache
 import logging
-import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import pytest
-
-WEB = Path(__file__).resolve().parents[1] / "web"
-if str(WEB) not in sys.path:
-    sys.path.insert(0, str(WEB))
-
-from web_support import (  # noqa: E402
-    FRAMEWORKS,
+from web_support import (
     SECRET_DETAIL,
     WebClient,
     make_broadcast,
@@ -111,16 +103,6 @@ def tracker() -> Iterator[Seen]:
         yield handler.seen
     finally:
         logger.removeHandler(handler)
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def web(request: pytest.FixtureRequest) -> Iterator[WebClient]:
-    broadcast = make_broadcast()
-    try:
-        with open_client(request.param, broadcast) as client:
-            yield client
-    finally:
-        broadcast.close()
 
 
 FIELDS = {"socket_id": "1.2", "channel_name": "private-boom.1", "token": TOKEN}

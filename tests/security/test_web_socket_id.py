@@ -11,19 +11,11 @@ narrow), the endpoints refuse one as a malformed request, and a
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from web_support import WebClient
 
-WEB = Path(__file__).resolve().parents[1] / "web"
-if str(WEB) not in sys.path:
-    sys.path.insert(0, str(WEB))
-
-from web_support import FRAMEWORKS, WebClient, make_broadcast, open_client  # noqa: E402
-
-from broadcasting.web import socket_id_from  # noqa: E402
+from broadcasting.web import socket_id_from
 
 NOT_ASCII = [
     "١٢.٣٤",  # Arabic-Indic
@@ -45,16 +37,6 @@ def test_socket_id_from_refuses_digits_that_are_not_ascii(value: str) -> None:
 
 def test_socket_id_from_still_reads_an_ascii_one() -> None:
     assert socket_id_from({"x-socket-id": " 1234.5678 "}) == "1234.5678"
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def web(request: pytest.FixtureRequest) -> Iterator[WebClient]:
-    broadcast = make_broadcast()
-    try:
-        with open_client(request.param, broadcast) as client:
-            yield client
-    finally:
-        broadcast.close()
 
 
 @pytest.mark.parametrize("value", NOT_ASCII)

@@ -12,19 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-WEB = Path(__file__).resolve().parents[1] / "web"
-if str(WEB) not in sys.path:
-    sys.path.insert(0, str(WEB))
-
-from web_support import (  # noqa: E402
+from web_support import (
     FRAMEWORKS,
     WebClient,
     make_broadcast,
@@ -32,7 +25,7 @@ from web_support import (  # noqa: E402
     sign_webhook,
 )
 
-from broadcasting import Broadcast, InvalidAuthRequest  # noqa: E402
+from broadcasting import Broadcast, InvalidAuthRequest
 
 WEBHOOK = "/broadcasting/webhook"
 
