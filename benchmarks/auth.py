@@ -11,7 +11,7 @@
 Three groups (issue 11's targets: >= 20,000/s in process, >= 2,000/s through the
 ASGI endpoint):
 
-1. In process: ``broadcast.authenticate()`` (a rule, the authorize hook, the
+1. In process: ``broadcast.authorize()`` (a rule, the authorize hook, the
    driver's signature) for private and presence channels on the ``memory`` and
    ``pusher`` drivers, and the raw ``pusher`` SDK's ``authenticate()`` doing the
    signing alone, for a ratio. Signing is local: no server is involved.
@@ -74,11 +74,11 @@ def make_broadcast(driver: str) -> Any:
         config["DRIVERS"] = {"pusher": dict(PUSHER)}
     broadcast = Broadcast(config)
 
-    @broadcast.authorize("orders.{order_id}")
+    @broadcast.rule("orders.{order_id}")
     def order_owner(user: dict[str, Any], order_id: str) -> bool:
         return order_id in user["orders"]
 
-    @broadcast.authorize("chat.{room}")
+    @broadcast.rule("chat.{room}")
     def chat_member(user: dict[str, Any], room: str) -> dict[str, Any]:
         return {"id": user["id"], "name": user["name"]}
 
@@ -188,9 +188,9 @@ def in_process(count: int, repetitions: int) -> list[Row]:
                 continue
 
             def run(n: int, broadcast: Any = broadcast, channel: str = channel) -> None:
-                authenticate = broadcast.authenticate
+                authorize = broadcast.authorize
                 for i in range(n):
-                    authenticate(USER, socket_id=f"{i}.1", channel_name=channel)
+                    authorize(USER, socket_id=f"{i}.1", channel_name=channel)
 
             ours = rate(run, count, repetitions)
             baseline = None
@@ -199,7 +199,7 @@ def in_process(count: int, repetitions: int) -> list[Row]:
             rows.append(
                 Row(
                     "1. In process",
-                    f"`authenticate()` on `{driver}`, {kind} channel (rule + hook + signature)",
+                    f"`authorize()` on `{driver}`, {kind} channel (rule + hook + signature)",
                     ours,
                     baseline,
                     "raw `pusher` SDK `authenticate()`, signing only" if baseline else "",
@@ -211,12 +211,12 @@ def in_process(count: int, repetitions: int) -> list[Row]:
 
     async def arun(n: int) -> None:
         for i in range(n):
-            await broadcast.aauthenticate(USER, socket_id=f"{i}.1", channel_name="presence-chat.1")
+            await broadcast.aauthorize(USER, socket_id=f"{i}.1", channel_name="presence-chat.1")
 
     rows.append(
         Row(
             "1. In process",
-            "`await aauthenticate()` on `memory`, presence channel",
+            "`await aauthorize()` on `memory`, presence channel",
             rate(lambda n: asyncio.run(arun(n)), count, repetitions),
             target=IN_PROCESS_TARGET,
         )

@@ -74,15 +74,15 @@ from broadcasting import (  # noqa: E402
     Capabilities,
     ConfigurationError,
     Driver,
-    Forbidden,
-    InvalidChannel,
-    InvalidEvent,
+    ForbiddenError,
+    InvalidChannelError,
+    InvalidEventError,
     Limits,
     Message,
-    PayloadTooLarge,
+    PayloadTooLargeError,
     PublishError,
     Receipt,
-    Unauthorized,
+    UnauthorizedError,
     hookspec,
     hookspecs,
     register_driver,
@@ -692,8 +692,8 @@ def _readme_authorize(b: Block, docs: Docs) -> None:
     memory = broadcast.driver("memory")
     assert memory.verify(namespace["body"], socket_id="1234.5678", channel="private-orders.42")
     assert memory.verify(namespace["member"], socket_id="1234.5678", channel="presence-chat.lobby")
-    with pytest.raises(Forbidden):
-        broadcast.authenticate(
+    with pytest.raises(ForbiddenError):
+        broadcast.authorize(
             {"id": 2, "name": "Bob", "orders": []},
             socket_id="1234.5678",
             channel_name="private-orders.42",
@@ -705,7 +705,7 @@ def _readme_auth_routes(b: Block, docs: Docs) -> None:
     from fastapi.testclient import TestClient
 
     broadcast = Broadcast({"DRIVER": "memory"})
-    broadcast.authorize("orders.{order_id}")(lambda user, order_id: user == "ada")
+    broadcast.rule("orders.{order_id}")(lambda user, order_id: user == "ada")
     namespace = execute(
         b,
         {"broadcast": broadcast, "current_user": lambda request: request.cookies.get("user")},
@@ -744,7 +744,7 @@ def _readme_webhooks(b: Block, docs: Docs) -> None:
     assert online == {"7", "8"}
     deliver({"name": "member_removed", "channel": "presence-chat.1", "user_id": "7"})
     assert online == {"8"}
-    with pytest.raises(Unauthorized):
+    with pytest.raises(UnauthorizedError):
         broadcast.webhook({"X-Pusher-Key": key, "X-Pusher-Signature": "0"}, b"{}")
     broadcast.close()
 
@@ -967,13 +967,13 @@ def _guide_limits(b: Block, docs: Docs) -> None:
     try:
         with Broadcast({"DRIVER": "limited"}) as broadcast:
             assert broadcast.channel("c" * 164, "x" * 10_240, "e" * 200).driver == "limited"
-            with pytest.raises(InvalidChannel, match=re.escape("letters, digits and _-=@,.;")):
+            with pytest.raises(InvalidChannelError, match=re.escape("letters, digits and _-=@,.;")):
                 broadcast.channel("orders!", "hi")
-            with pytest.raises(InvalidChannel):
+            with pytest.raises(InvalidChannelError):
                 broadcast.channel("c" * 165, "hi")
-            with pytest.raises(InvalidEvent):
+            with pytest.raises(InvalidEventError):
                 broadcast.channel("orders", "hi", "e" * 201)
-            with pytest.raises(PayloadTooLarge):
+            with pytest.raises(PayloadTooLargeError):
                 broadcast.channel("orders", "é" * 5_121)  # 10,242 bytes in 5,121 characters
     finally:
         unregister_driver("limited")

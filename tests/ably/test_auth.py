@@ -24,14 +24,14 @@ import pytest
 
 from broadcasting import (
     AuthRequest,
+    BadRequestError,
     Broadcast,
     EncryptedPrivateChannel,
-    Forbidden,
-    InvalidAuthRequest,
-    NotSupported,
+    ForbiddenError,
+    InputError,
+    NotSupportedError,
     PresenceChannel,
     PrivateChannel,
-    ValidationError,
 )
 from broadcasting_ably import _auth
 from servers.ably_emulator import LIMITED_KEY, TEST_KEY, AblyEmulator
@@ -74,11 +74,11 @@ def capability(body: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def with_rules(broadcast: Broadcast) -> Broadcast:
-    @broadcast.authorize("orders.{order_id}")
+    @broadcast.rule("orders.{order_id}")
     def order_owner(user: User, order_id: str) -> bool:
         return order_id in ("1", "2", "3")
 
-    @broadcast.authorize("chat.{room}")
+    @broadcast.rule("chat.{room}")
     def chat_member(user: User, room: str) -> dict[str, Any] | None:
         return {"id": str(user.id), "name": user.name} if room != "closed" else None
 
@@ -95,15 +95,17 @@ def test_channels_are_named_as_ably_laravel_broadcaster_names_them(broadcast: Br
     assert driver.parse_channel("private:orders.1") == ("private", "orders.1")
     assert driver.parse_channel("presence:chat.1") == ("presence", "chat.1")
     assert driver.parse_channel("private-orders.1") == ("public", "private-orders.1")
-    with pytest.raises(NotSupported, match="'ably' driver does not support encrypted channels"):
+    with pytest.raises(
+        NotSupportedError, match="'ably' driver does not support encrypted channels"
+    ):
         driver.channel_name(EncryptedPrivateChannel("orders.1"))
 
 
 def test_pusher_style_and_public_names_need_no_token(broadcast: Broadcast) -> None:
     with_rules(broadcast)
     for channel in ("private-orders.1", "private-encrypted-orders.1", "orders.1"):
-        with pytest.raises(InvalidAuthRequest, match="public channel"):
-            broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name=channel)
+        with pytest.raises(BadRequestError, match="public channel"):
+            broadcast.authorize(ALICE, socket_id=SOCKET, channel_name=channel)
 
 
 # -- what a token holds -------------------------------------------------------------
@@ -112,7 +114,7 @@ def test_pusher_style_and_public_names_need_no_token(broadcast: Broadcast) -> No
 def test_a_private_token_grants_that_channel_to_the_user(broadcast: Broadcast) -> None:
     with_rules(broadcast)
     before = int(time.time())
-    body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    body = broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
     header, claims = decode(body["token"])
     assert header == {"typ": "JWT", "alg": "HS256", "kid": KEY_NAME}
     assert json.loads(claims["x-ably-capability"]) == {
@@ -131,25 +133,25 @@ def test_a_presence_token_lets_the_member_enter_with_the_rules_info(
     broadcast: Broadcast,
 ) -> None:
     with_rules(broadcast)
-    body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="presence:chat.1")
+    body = broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="presence:chat.1")
     assert capability(body) == {"presence:chat.1": ["history", "presence", "subscribe"], **PUBLIC}
     assert decode(body["token"])[1]["x-ably-clientId"] == "7" == body["clientId"]
     assert body["info"] == {"id": "7", "name": "Alice"}
 
 
 def test_a_user_without_an_id_gets_a_token_without_client_id(broadcast: Broadcast) -> None:
-    @broadcast.authorize("orders.{order_id}")
+    @broadcast.rule("orders.{order_id}")
     def anyone(user: object, order_id: str) -> bool:
         return True
 
-    body = broadcast.authenticate("someone", socket_id=SOCKET, channel_name="private:orders.1")
+    body = broadcast.authorize("someone", socket_id=SOCKET, channel_name="private:orders.1")
     assert "x-ably-clientId" not in decode(body["token"])[1]
     assert "clientId" not in body
 
 
 def test_token_ttl_is_an_option(make_broadcast: Callable[..., Broadcast]) -> None:
     broadcast = with_rules(make_broadcast(token_ttl=120))
-    body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    body = broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
     _, claims = decode(body["token"])
     assert claims["exp"] - claims["iat"] == 120
 
@@ -169,8 +171,8 @@ def test_a_bad_token_ttl_is_a_configuration_error(
 
 def test_the_current_token_keeps_its_channels(broadcast: Broadcast) -> None:
     with_rules(broadcast)
-    first = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
-    second = broadcast.authenticate(
+    first = broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    second = broadcast.authorize(
         ALICE,
         socket_id=SOCKET,
         channel_name="presence:chat.1",
@@ -181,7 +183,7 @@ def test_the_current_token_keeps_its_channels(broadcast: Broadcast) -> None:
         "private:orders.1": ["history", "subscribe"],
         **PUBLIC,
     }
-    third = broadcast.authenticate(
+    third = broadcast.authorize(
         ALICE, socket_id=SOCKET, channel_name="private:orders.2", extra={"token": second["token"]}
     )
     assert set(capability(third)) == {
@@ -255,8 +257,8 @@ def test_a_current_token_that_is_not_ours_or_not_valid_is_ignored(
     broadcast: Broadcast, held: Callable[[str], str]
 ) -> None:
     with_rules(broadcast)
-    good = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
-    body = broadcast.authenticate(
+    good = broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    body = broadcast.authorize(
         ALICE,
         socket_id=SOCKET,
         channel_name="presence:chat.1",
@@ -277,44 +279,46 @@ def test_a_refused_rule_no_rule_and_no_user_are_forbidden(broadcast: Broadcast) 
         (ALICE, "private:invoices.1"),
         (None, "private:orders.1"),
     ]:
-        with pytest.raises(Forbidden) as caught:
-            broadcast.authenticate(user, socket_id=SOCKET, channel_name=channel)
+        with pytest.raises(ForbiddenError) as caught:
+            broadcast.authorize(user, socket_id=SOCKET, channel_name=channel)
         assert caught.value.http_status == 403
 
 
 def test_presence_info_ably_would_refuse_is_an_error_before_signing(broadcast: Broadcast) -> None:
-    @broadcast.authorize("big.{room}")
+    @broadcast.rule("big.{room}")
     def big(user: User, room: str) -> dict[str, Any]:
         return {"id": "7", "bio": "x" * (64 * 1024)}
 
-    with pytest.raises(ValidationError, match="Ably accepts at most 65536"):
-        broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="presence:big.1")
+    with pytest.raises(InputError, match="Ably accepts at most 65536"):
+        broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="presence:big.1")
 
 
 def test_sign_in_and_sending_to_a_user_are_not_supported(broadcast: Broadcast) -> None:
-    with pytest.raises(NotSupported, match="user sign-in: Ably has no pusher:signin") as caught:
+    with pytest.raises(
+        NotSupportedError, match="user sign-in: Ably has no pusher:signin"
+    ) as caught:
         broadcast.authenticate_user(SOCKET, {"id": "7"})
     assert caught.value.http_status == 501
-    with pytest.raises(NotSupported, match="sending to a user"):
+    with pytest.raises(NotSupportedError, match="sending to a user"):
         broadcast.send_to_user("7", "hello", {})
 
 
 def test_an_encrypted_request_reaching_the_driver_is_not_supported(broadcast: Broadcast) -> None:
     driver = broadcast.driver("ably")
     request = AuthRequest("encrypted", SOCKET, "private-encrypted-x", "x", ALICE)
-    with pytest.raises(NotSupported, match="encrypted channels"):
+    with pytest.raises(NotSupportedError, match="encrypted channels"):
         driver.sign_channel(request)
 
 
 def test_the_key_appears_in_no_answer_error_or_repr(broadcast: Broadcast) -> None:
     with_rules(broadcast)
     shown = [
-        json.dumps(broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="presence:chat.1")),
+        json.dumps(broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="presence:chat.1")),
         repr(broadcast.driver("ably")),
     ]
     for user, channel in [(ALICE, "private:orders.99"), (ALICE, "private-x")]:
         try:
-            broadcast.authenticate(user, socket_id=SOCKET, channel_name=channel)
+            broadcast.authorize(user, socket_id=SOCKET, channel_name=channel)
         except Exception as exc:
             shown.append(str(exc) + repr(exc))
     token_claims = json.dumps(decode(json.loads(shown[0])["token"]))
@@ -323,14 +327,14 @@ def test_the_key_appears_in_no_answer_error_or_repr(broadcast: Broadcast) -> Non
 
 
 async def test_aauthenticate_with_an_async_rule(abroadcast: Broadcast) -> None:
-    @abroadcast.authorize("orders.{order_id}")
+    @abroadcast.rule("orders.{order_id}")
     async def owner(user: User, order_id: str) -> bool:
         return order_id == "1"
 
-    body = await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    body = await abroadcast.aauthorize(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
     assert capability(body) == {"private:orders.1": ["history", "subscribe"], **PUBLIC}
-    with pytest.raises(Forbidden):
-        await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.2")
+    with pytest.raises(ForbiddenError):
+        await abroadcast.aauthorize(ALICE, socket_id=SOCKET, channel_name="private:orders.2")
 
 
 # -- the ably SDK as the client, through our endpoint, against the emulator ----------------
@@ -428,8 +432,8 @@ async def test_a_merged_token_works_for_both_channels_and_no_third(
     from ably.util.exceptions import AblyException
 
     with_rules(abroadcast)
-    first = await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
-    merged = await abroadcast.aauthenticate(
+    first = await abroadcast.aauthorize(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    merged = await abroadcast.aauthorize(
         ALICE, socket_id=SOCKET, channel_name="private:orders.2", extra={"token": first["token"]}
     )
     client = AblyRest(
@@ -493,7 +497,7 @@ async def test_the_emulator_refuses_forged_and_expired_tokens(
     from ably.util.exceptions import AblyException
 
     with_rules(abroadcast)
-    good = await abroadcast.aauthenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    good = await abroadcast.aauthorize(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
     client = AblyRest(
         token=forge(good["token"]),
         endpoint=emulator.host,
@@ -558,18 +562,18 @@ def test_the_endpoint_merges_the_token_an_echo_style_client_posts_back(
 
 
 def test_no_frame_of_a_refused_authorization_holds_the_key(broadcast: Broadcast) -> None:
-    @broadcast.authorize("big.{room}")
+    @broadcast.rule("big.{room}")
     def big(user: User, room: str) -> dict[str, Any]:
         return {"id": "7", "bio": "x" * (64 * 1024)}
 
     with_rules(broadcast)
-    held = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
+    held = broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="private:orders.1")
     for channel, extra in [
         ("presence:big.1", {"token": held["token"]}),
         ("private:orders.99", {"token": _tampered(held["token"])}),
     ]:
-        with pytest.raises((ValidationError, Forbidden)) as caught:
-            broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name=channel, extra=extra)
+        with pytest.raises((InputError, ForbiddenError)) as caught:
+            broadcast.authorize(ALICE, socket_id=SOCKET, channel_name=channel, extra=extra)
         current: BaseException | None = caught.value
         while current is not None:
             tb = current.__traceback__
@@ -592,10 +596,10 @@ async def test_a_connection_token_reads_public_channels_and_grows_per_channel(
     from ably.util.exceptions import AblyException
 
     with_rules(abroadcast)
-    connect = await abroadcast.aauthenticate(ALICE)  # no channel_name: Echo's first request
+    connect = await abroadcast.aauthorize(ALICE)  # no channel_name: Echo's first request
     assert capability(connect) == PUBLIC
     assert connect["clientId"] == "7"
-    assert "clientId" not in abroadcast.authenticate(None)
+    assert "clientId" not in abroadcast.authorize(None)
     await abroadcast.achannel("public:orders", {"id": 1}, "listed")
 
     client = AblyRest(
@@ -610,22 +614,22 @@ async def test_a_connection_token_reads_public_channels_and_grows_per_channel(
     finally:
         await client.close()
 
-    grown = await abroadcast.aauthenticate(
+    grown = await abroadcast.aauthorize(
         ALICE, socket_id=SOCKET, channel_name="private:orders.1", extra={"token": connect["token"]}
     )
     assert capability(grown) == {"private:orders.1": ["history", "subscribe"], **PUBLIC}
-    again = abroadcast.authenticate(ALICE, extra={"token": grown["token"]})  # renewal keeps them
+    again = abroadcast.authorize(ALICE, extra={"token": grown["token"]})  # renewal keeps them
     assert capability(again) == capability(grown)
-    other_user = abroadcast.authenticate(BOB, extra={"token": grown["token"]})
+    other_user = abroadcast.authorize(BOB, extra={"token": grown["token"]})
     assert capability(other_user) == PUBLIC
-    guest = abroadcast.authenticate(None, extra={"token": grown["token"]})
+    guest = abroadcast.authorize(None, extra={"token": grown["token"]})
     assert capability(guest) == PUBLIC and "clientId" not in guest
 
 
 def test_the_client_id_of_a_private_token_comes_from_the_users_id(broadcast: Broadcast) -> None:
     import uuid
 
-    broadcast.authorize("orders.{order_id}")(lambda user, order_id: True)
+    broadcast.rule("orders.{order_id}")(lambda user, order_id: True)
 
     class DjangoUser:
         pk = 12
@@ -644,7 +648,7 @@ def test_the_client_id_of_a_private_token_comes_from_the_users_id(broadcast: Bro
         ({"id": True}, None),
         ("just a name", None),
     ]:
-        body = broadcast.authenticate(user, socket_id=SOCKET, channel_name="private:orders.1")
+        body = broadcast.authorize(user, socket_id=SOCKET, channel_name="private:orders.1")
         assert body.get("clientId") == expected, user
         assert decode(body["token"])[1].get("x-ably-clientId") == expected
 
@@ -655,14 +659,14 @@ def test_a_merged_token_stays_small_enough_to_send_back(broadcast: Broadcast) ->
     the client posts back stays under the web endpoints' 8 KiB body limit."""
     from broadcasting.web import MAX_AUTH_BODY
 
-    broadcast.authorize("room.{name}")(lambda user, name: True)
+    broadcast.rule("room.{name}")(lambda user, name: True)
     token = None
     longest = 0
     most = 0
     for n in range(150):
         channel = f"private:room.{n:03d}-{'x' * 60}"
         extra = {"token": token} if token else None
-        body = broadcast.authenticate(ALICE, socket_id=SOCKET, channel_name=channel, extra=extra)
+        body = broadcast.authorize(ALICE, socket_id=SOCKET, channel_name=channel, extra=extra)
         granted = capability(body)
         assert channel in granted and "public:*" in granted
         assert len(json.dumps(granted, separators=(",", ":"))) <= 4096
@@ -716,7 +720,7 @@ async def test_the_emulator_attributes_a_tokens_publishes_to_its_client_id(
 def test_ably_clients_need_not_send_a_socket_id(broadcast: Broadcast) -> None:
     """Ably's Echo connector posts only channel_name and its token: no socket id."""
     with_rules(broadcast)
-    body = broadcast.authenticate(ALICE, channel_name="private:orders.1")
+    body = broadcast.authorize(ALICE, channel_name="private:orders.1")
     assert capability(body) == {"private:orders.1": ["history", "subscribe"], **PUBLIC}
-    with pytest.raises(InvalidAuthRequest, match="up to 64 letters"):
-        broadcast.authenticate(ALICE, socket_id="no spaces", channel_name="private:orders.1")
+    with pytest.raises(BadRequestError, match="up to 64 letters"):
+        broadcast.authorize(ALICE, socket_id="no spaces", channel_name="private:orders.1")

@@ -111,16 +111,16 @@ def test_channels_lists_the_occupied_ones_by_name_with_a_prefix(
     emulator.set_occupancy("idle", connections=0)
     broadcast.channel("published-only", "x")  # active for a while, but nobody is connected
 
-    assert broadcast.channels() == [
+    assert broadcast.occupied_channels() == [
         ChannelInfo("presence:chat.1", True, subscription_count=0, user_count=1),
         ChannelInfo("private:orders.1", True, subscription_count=2),
         ChannelInfo("private:orders.2", True, subscription_count=1),
     ]
-    assert [c.name for c in broadcast.channels(prefix="private:")] == [
+    assert [c.name for c in broadcast.occupied_channels(prefix="private:")] == [
         "private:orders.1",
         "private:orders.2",
     ]
-    assert broadcast.channels(prefix="nothing") == []
+    assert broadcast.occupied_channels(prefix="nothing") == []
     query = emulator.state_requests[1].path
     assert query.startswith("/channels?") and "prefix=private%3A" in query and "by=value" in query
 
@@ -128,7 +128,7 @@ def test_channels_lists_the_occupied_ones_by_name_with_a_prefix(
 def test_channels_follow_every_page(emulator: AblyEmulator, broadcast: Broadcast) -> None:
     for n in range(1500):
         emulator.set_occupancy(f"room-{n:04d}", connections=1, subscribers=1)
-    listed = broadcast.channels(prefix="room-")
+    listed = broadcast.occupied_channels(prefix="room-")
     assert [c.name for c in listed] == [f"room-{n:04d}" for n in range(1500)]
     assert len(emulator.state_requests) == 2
 
@@ -140,7 +140,7 @@ async def test_the_async_twins(emulator: AblyEmulator, abroadcast: Broadcast) ->
         "presence:chat.1", True, subscription_count=1, user_count=1
     )
     assert await abroadcast.amembers(PresenceChannel("chat.1")) == [Member("7")]
-    assert [c.name for c in await abroadcast.achannels("presence:")] == ["presence:chat.1"]
+    assert [c.name for c in await abroadcast.aoccupied_channels("presence:")] == ["presence:chat.1"]
     assert emulator.violations == []
 
 
@@ -151,7 +151,7 @@ async def test_the_async_twins_follow_every_page(
         emulator.enter_presence("presence:big", f"user-{n}")
         emulator.set_occupancy(f"room-{n:04d}", connections=1)
     assert len(await abroadcast.amembers("presence:big")) == 1100
-    assert len(await abroadcast.achannels("room-")) == 1100
+    assert len(await abroadcast.aoccupied_channels("room-")) == 1100
     assert len(emulator.state_requests) == 4  # two pages each
 
 
@@ -197,7 +197,7 @@ def test_service_errors_are_typed_and_say_whether_to_retry(
 
     emulator.fail_next(401, 40101, "Invalid credentials")
     with pytest.raises(PublishError) as bad_key:
-        broadcast.channels()
+        broadcast.occupied_channels()
     assert (bad_key.value.code, bad_key.value.retryable) == (40101, False)
     assert "check the API key" in str(bad_key.value)
     for error in (server_error.value, limited.value, bad_key.value):
@@ -236,7 +236,7 @@ def unused_port() -> Any:
 
 
 def _rules(broadcast: Broadcast) -> Broadcast:
-    broadcast.authorize("orders.{order_id}")(lambda user, order_id: True)
+    broadcast.rule("orders.{order_id}")(lambda user, order_id: True)
     return broadcast
 
 
@@ -263,12 +263,8 @@ async def test_terminate_user_revokes_that_users_tokens(
     emulator: AblyEmulator, abroadcast: Broadcast
 ) -> None:
     _rules(abroadcast)
-    alice = await abroadcast.aauthenticate(
-        {"id": 7}, socket_id="1.1", channel_name="private:orders.1"
-    )
-    bob = await abroadcast.aauthenticate(
-        {"id": 8}, socket_id="1.2", channel_name="private:orders.1"
-    )
+    alice = await abroadcast.aauthorize({"id": 7}, socket_id="1.1", channel_name="private:orders.1")
+    bob = await abroadcast.aauthorize({"id": 8}, socket_id="1.2", channel_name="private:orders.1")
     assert await _history_code(emulator, alice["token"]) is None
 
     await abroadcast.aterminate_user("7")
@@ -292,9 +288,9 @@ def test_terminate_user_sync_and_its_errors(emulator: AblyEmulator, broadcast: B
     assert "revoke the tokens of client id '7'" in str(refused.value)
     _no_key(refused.value)
 
-    from broadcasting import ValidationError
+    from broadcasting import InputError
 
     sent = len(emulator.requests)
-    with pytest.raises(ValidationError, match="non-empty user id"):
+    with pytest.raises(InputError, match="non-empty user id"):
         broadcast.terminate_user("")
     assert len(emulator.requests) == sent  # refused before any request

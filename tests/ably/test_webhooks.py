@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from broadcasting import (
+    BadRequestError,
     Broadcast,
-    InvalidAuthRequest,
-    Unauthorized,
+    UnauthorizedError,
     WebhookEvent,
     hookimpl,
 )
@@ -281,7 +281,7 @@ def _hex_signature(body: bytes) -> dict[str, str]:
 def test_forged_deliveries_are_unauthorized(
     broadcast: Broadcast, headers: dict[str, str], body: bytes, said: str
 ) -> None:
-    with pytest.raises(Unauthorized, match=said) as caught:
+    with pytest.raises(UnauthorizedError, match=said) as caught:
         broadcast.webhook(headers, body)
     assert caught.value.http_status == 401
     assert KEY_SECRET not in str(caught.value) + repr(caught.value)
@@ -290,7 +290,7 @@ def test_forged_deliveries_are_unauthorized(
 @pytest.mark.parametrize("offset", [-301, -3600, 301], ids=["just-old", "an-hour-old", "future"])
 def test_a_stale_delivery_is_unauthorized(broadcast: Broadcast, offset: int) -> None:
     body = delivery(lifecycle("channel.opened", "x", "s1", stamp=now_ms(offset)))
-    with pytest.raises(Unauthorized, match="are refused"):
+    with pytest.raises(UnauthorizedError, match="are refused"):
         broadcast.webhook(sign(body), body)
 
 
@@ -331,14 +331,14 @@ def test_the_newest_item_dates_a_delivery(broadcast: Broadcast) -> None:
 def test_signed_but_malformed_deliveries_are_bad_requests(
     broadcast: Broadcast, body: bytes, said: str
 ) -> None:
-    with pytest.raises(InvalidAuthRequest, match=said) as caught:
+    with pytest.raises(BadRequestError, match=said) as caught:
         broadcast.webhook(sign(body), body)
     assert caught.value.http_status == 400
 
 
 def test_the_driver_takes_the_raw_bytes(broadcast: Broadcast) -> None:
     driver = broadcast.driver("ably")
-    with pytest.raises(InvalidAuthRequest, match="raw bytes"):
+    with pytest.raises(BadRequestError, match="raw bytes"):
         driver.verify_webhook(sign(GOOD), GOOD.decode())  # type: ignore[arg-type]
     assert [e.name for e in broadcast.webhook(sign(GOOD), GOOD.decode())] == ["channel_occupied"]
 
@@ -393,7 +393,7 @@ def test_no_frame_of_a_refusal_holds_the_secret_or_the_valid_signature(
     forged = {**sign(GOOD), "X-Ably-Signature": base64.b64encode(b"x" * 32).decode()}
     cases = [(forged, GOOD), (sign(stale), stale), (sign(b"[]"), b"[]")]
     for headers, body in cases:
-        with pytest.raises((Unauthorized, InvalidAuthRequest)) as caught:
+        with pytest.raises((UnauthorizedError, BadRequestError)) as caught:
             broadcast.webhook(headers, body)
         error = caught.value
         for frame in _frames(error):
@@ -417,5 +417,5 @@ def test_a_msgpack_encoded_delivery(broadcast: Broadcast) -> None:
     events = broadcast.webhook(headers, body)
     assert [(e.name, e.user_id, e.data) for e in events] == [("member_added", "7", {"id": "7"})]
     garbage = b"\xc1\xc1"
-    with pytest.raises(InvalidAuthRequest, match="not MessagePack"):
+    with pytest.raises(BadRequestError, match="not MessagePack"):
         broadcast.webhook({**sign(garbage), "Content-Type": "application/x-msgpack"}, garbage)

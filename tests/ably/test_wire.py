@@ -14,7 +14,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from broadcasting import Broadcast, InvalidChannel, PayloadTooLarge, Secret
+from broadcasting import Broadcast, InvalidChannelError, PayloadTooLargeError, Secret
 from broadcasting_ably._auth import decode_jwt
 from servers.ably_emulator import TEST_KEY, AblyEmulator
 
@@ -141,9 +141,9 @@ def test_channel_names_reach_ably_intact(
 def test_channel_rules_checked_before_any_request(
     emulator: AblyEmulator, broadcast: Broadcast, channel: str
 ) -> None:
-    with pytest.raises(InvalidChannel):
+    with pytest.raises(InvalidChannelError):
         broadcast.channel(channel, "m")
-    with pytest.raises(InvalidChannel):
+    with pytest.raises(InvalidChannelError):
         broadcast.channel(["fine", channel], "m")
     assert emulator.requests == []
 
@@ -169,7 +169,7 @@ def test_client_id_is_sent_and_counted(
     # Ably counts data + name + clientId against the message size limit
     limited = make_broadcast(client_id="server-1", max_payload_bytes=20)
     limited.channel("orders", "x" * 2, "e" * 10)  # 2 + 10 + 8 = 20 bytes
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(PayloadTooLargeError):
         limited.channel("orders", "x" * 3, "e" * 10)
 
 
@@ -180,7 +180,7 @@ def test_payload_limit_is_bytes_as_sent_and_from_config(
     event = "ee"
     fits = "é" * ((65536 - len(event)) // 2)  # 2 bytes each in UTF-8: 65534 + 2 = the limit
     default.channel("big", fits, event)
-    with pytest.raises(PayloadTooLarge) as too_large:
+    with pytest.raises(PayloadTooLargeError) as too_large:
         default.channel("big", fits + "x", event)
     assert too_large.value.limit == 65536
     assert too_large.value.size == 65537
@@ -188,7 +188,7 @@ def test_payload_limit_is_bytes_as_sent_and_from_config(
     pro = make_broadcast(max_payload_bytes=256 * 1024)
     pro.channel("big", "x" * 200_000)
     small = make_broadcast(max_payload_bytes=10)
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(PayloadTooLargeError):
         small.channel("big", {"k": "123456"})  # {"k":"123456"} + base-event > 10
     assert len(emulator.publish_requests) == 2
     assert emulator.violations == []

@@ -42,7 +42,7 @@ from broadcasting import (
     Capabilities,
     ConfigurationError,
     Driver,
-    InvalidChannel,
+    InvalidChannelError,
     Limits,
     Message,
     PublishError,
@@ -254,7 +254,7 @@ class SingleChannel(Good):
 
     def validate(self, message: Message) -> None:
         if len(message.channels) > 1:
-            raise InvalidChannel("kit-single-channel: one channel per publish")
+            raise InvalidChannelError("kit-single-channel: one channel per publish")
 
 
 class NoReconnect(Good):

@@ -12,11 +12,11 @@ import pytest
 
 from broadcasting import (
     AuthRequest,
+    BadRequestError,
     Broadcast,
     Driver,
-    Forbidden,
-    InvalidAuthRequest,
-    NotSupported,
+    ForbiddenError,
+    NotSupportedError,
     RuleError,
     hookimpl,
     register_driver,
@@ -41,16 +41,16 @@ BOB = User(2, "Bob")
 def broadcast() -> Broadcast:
     b = Broadcast({"DRIVER": "memory"})
 
-    @b.authorize("orders.{order_id}")
+    @b.rule("orders.{order_id}")
     def order_owner(user: User, order_id: str) -> bool:
         return int(order_id) in user.orders
 
-    @b.authorize("chat.{room}")
+    @b.rule("chat.{room}")
     async def chat_member(user: User, room: str) -> dict[str, Any]:
         await asyncio.sleep(0)
         return {"id": str(user.id), "name": user.name, "room": room}
 
-    @b.authorize("team.{team}.project.{project}")
+    @b.rule("team.{team}.project.{project}")
     def project(user: User, team: str, project: str) -> bool:
         return (team, project) == ("red", "apollo")
 
@@ -64,7 +64,7 @@ def memory(b: Broadcast) -> BroadcastMemoryDriver:
 
 
 def test_an_allowed_private_subscription_is_signed_and_verifies(broadcast: Broadcast) -> None:
-    body = broadcast.authenticate(ANN, socket_id="123.456", channel_name="private-orders.42")
+    body = broadcast.authorize(ANN, socket_id="123.456", channel_name="private-orders.42")
     assert set(body) == {"auth"}
     assert memory(broadcast).verify(body, socket_id="123.456", channel="private-orders.42")
     # the signature binds the socket and the channel
@@ -73,7 +73,7 @@ def test_an_allowed_private_subscription_is_signed_and_verifies(broadcast: Broad
 
 
 def test_another_drivers_answer_does_not_verify(broadcast: Broadcast) -> None:
-    body = broadcast.authenticate(ANN, socket_id="1.2", channel_name="private-orders.42")
+    body = broadcast.authorize(ANN, socket_id="1.2", channel_name="private-orders.42")
     other = Broadcast({"DRIVER": "memory"})
     assert not memory(other).verify(body, socket_id="1.2", channel="private-orders.42")
 
@@ -93,22 +93,20 @@ def test_another_drivers_answer_does_not_verify(broadcast: Broadcast) -> None:
 def test_refusals_are_forbidden_with_the_reason(
     broadcast: Broadcast, user: User | None, channel: str, why: str
 ) -> None:
-    with pytest.raises(Forbidden, match=why) as caught:
-        broadcast.authenticate(user, socket_id="1.2", channel_name=channel)
+    with pytest.raises(ForbiddenError, match=why) as caught:
+        broadcast.authorize(user, socket_id="1.2", channel_name=channel)
     assert caught.value.http_status == 403
 
 
 def test_parameters_are_passed_by_keyword(broadcast: Broadcast) -> None:
-    body = broadcast.authenticate(
-        ANN, socket_id="1.2", channel_name="private-team.red.project.apollo"
-    )
+    body = broadcast.authorize(ANN, socket_id="1.2", channel_name="private-team.red.project.apollo")
     assert memory(broadcast).verify(
         body, socket_id="1.2", channel="private-team.red.project.apollo"
     )
 
 
 def test_presence_carries_the_rules_member_info(broadcast: Broadcast) -> None:
-    body = broadcast.authenticate(ANN, socket_id="9.9", channel_name="presence-chat.lobby")
+    body = broadcast.authorize(ANN, socket_id="9.9", channel_name="presence-chat.lobby")
     data = json.loads(body["channel_data"])
     assert data == {"user_id": "1", "user_info": {"id": "1", "name": "Ann", "room": "lobby"}}
     assert memory(broadcast).verify(body, socket_id="9.9", channel="presence-chat.lobby")
@@ -116,32 +114,32 @@ def test_presence_carries_the_rules_member_info(broadcast: Broadcast) -> None:
 
 def test_encrypted_channels_strip_their_own_prefix(broadcast: Broadcast) -> None:
     # private-encrypted- is stripped before matching, not private-
-    body = broadcast.authenticate(ANN, socket_id="1.2", channel_name="private-encrypted-orders.42")
+    body = broadcast.authorize(ANN, socket_id="1.2", channel_name="private-encrypted-orders.42")
     assert memory(broadcast).verify(body, socket_id="1.2", channel="private-encrypted-orders.42")
 
 
 async def test_the_async_path_awaits_async_rules_on_the_callers_loop(broadcast: Broadcast) -> None:
     seen: list[int] = []
 
-    @broadcast.authorize("loop.{n}")
+    @broadcast.rule("loop.{n}")
     async def on_this_loop(user: User, n: str) -> bool:
         seen.append(id(asyncio.get_running_loop()))
         return True
 
-    body = await broadcast.aauthenticate(ANN, socket_id="1.2", channel_name="private-loop.1")
+    body = await broadcast.aauthorize(ANN, socket_id="1.2", channel_name="private-loop.1")
     assert memory(broadcast).verify(body, socket_id="1.2", channel="private-loop.1")
     assert seen == [id(asyncio.get_running_loop())]
-    presence = await broadcast.aauthenticate(BOB, socket_id="3.4", channel_name="presence-chat.x")
+    presence = await broadcast.aauthorize(BOB, socket_id="3.4", channel_name="presence-chat.x")
     assert json.loads(presence["channel_data"])["user_id"] == "2"
 
 
 async def test_the_async_path_refuses_like_the_sync_one(broadcast: Broadcast) -> None:
-    with pytest.raises(Forbidden, match="the rule refused"):
-        await broadcast.aauthenticate(BOB, socket_id="1.2", channel_name="private-orders.42")
+    with pytest.raises(ForbiddenError, match="the rule refused"):
+        await broadcast.aauthorize(BOB, socket_id="1.2", channel_name="private-orders.42")
 
 
 def test_a_sync_call_runs_an_async_rule(broadcast: Broadcast) -> None:
-    body = broadcast.authenticate(BOB, socket_id="1.2", channel_name="presence-chat.x")
+    body = broadcast.authorize(BOB, socket_id="1.2", channel_name="presence-chat.x")
     assert json.loads(body["channel_data"])["user_info"]["name"] == "Bob"
 
 
@@ -149,18 +147,18 @@ def test_the_first_matching_rule_decides() -> None:
     b = Broadcast({"DRIVER": "memory"})
     calls: list[str] = []
 
-    @b.authorize("orders.{id}")
+    @b.rule("orders.{id}")
     def first(user: object, id: str) -> bool:
         calls.append("first")
         return False
 
-    @b.authorize("orders.{id}")
+    @b.rule("orders.{id}")
     def second(user: object, id: str) -> bool:
         calls.append("second")
         return True
 
-    with pytest.raises(Forbidden):
-        b.authenticate("u", socket_id="1.2", channel_name="private-orders.1")
+    with pytest.raises(ForbiddenError):
+        b.authorize("u", socket_id="1.2", channel_name="private-orders.1")
     assert calls == ["first"]
     assert b.rules.patterns == ["orders.{id}", "orders.{id}"]
 
@@ -176,17 +174,17 @@ def test_the_first_matching_rule_decides() -> None:
 )
 def test_a_presence_rule_must_return_info_with_an_id(returned: object, error: str) -> None:
     b = Broadcast({"DRIVER": "memory"})
-    b.authorize("room.{r}")(lambda user, r: returned)
+    b.rule("room.{r}")(lambda user, r: returned)
     with pytest.raises(RuleError, match=error) as caught:
-        b.authenticate("u", socket_id="1.2", channel_name="presence-room.1")
+        b.authorize("u", socket_id="1.2", channel_name="presence-room.1")
     assert caught.value.http_status is None  # the application's bug: a 500, not the client's
 
 
 def test_a_private_rule_returning_something_odd_is_a_rule_error() -> None:
     b = Broadcast({"DRIVER": "memory"})
-    b.authorize("room.{r}")(lambda user, r: "yes")
+    b.rule("room.{r}")(lambda user, r: "yes")
     with pytest.raises(RuleError, match="must return True, False or None"):
-        b.authenticate("u", socket_id="1.2", channel_name="private-room.1")
+        b.authorize("u", socket_id="1.2", channel_name="private-room.1")
 
 
 @pytest.mark.parametrize(
@@ -211,9 +209,9 @@ def test_malformed_requests_are_400_before_any_rule_runs(
 ) -> None:
     b = Broadcast({"DRIVER": "memory"})
     ran: list[object] = []
-    b.authorize("{anything}")(lambda user, anything: ran.append(anything) or True)
-    with pytest.raises(InvalidAuthRequest, match=error) as caught:
-        b.authenticate("u", socket_id=socket_id, channel_name=channel)  # type: ignore[arg-type]
+    b.rule("{anything}")(lambda user, anything: ran.append(anything) or True)
+    with pytest.raises(BadRequestError, match=error) as caught:
+        b.authorize("u", socket_id=socket_id, channel_name=channel)  # type: ignore[arg-type]
     assert caught.value.http_status == 400
     assert ran == []
 
@@ -226,11 +224,11 @@ def test_channel_names_are_checked_against_the_drivers_rules() -> None:
             "DRIVERS": {"pusher": {"app_id": "1", "key": "k", "secret": "s", "host": "127.0.0.1"}},
         }
     )
-    b.authorize("{anything}")(lambda user, anything: True)
-    with pytest.raises(InvalidAuthRequest, match="invalid channel_name"):
-        b.authenticate("u", socket_id="1.2", channel_name="private-has space")
-    with pytest.raises(InvalidAuthRequest, match="the limit is 164"):
-        b.authenticate("u", socket_id="1.2", channel_name="private-" + "x" * 200)
+    b.rule("{anything}")(lambda user, anything: True)
+    with pytest.raises(BadRequestError, match="invalid channel_name"):
+        b.authorize("u", socket_id="1.2", channel_name="private-has space")
+    with pytest.raises(BadRequestError, match="the limit is 164"):
+        b.authorize("u", socket_id="1.2", channel_name="private-" + "x" * 200)
 
 
 def test_user_sign_in_is_signed_and_verifies() -> None:
@@ -272,14 +270,16 @@ async def test_asend_to_user() -> None:
 @pytest.mark.parametrize("driver", ["log", "null"])
 def test_drivers_without_signing_say_so_by_name(driver: str) -> None:
     b = Broadcast({"DRIVER": driver})
-    b.authorize("{x}")(lambda user, x: True)
-    with pytest.raises(NotSupported, match=f"The '{driver}' driver does not support channel auth"):
-        b.authenticate("u", socket_id="1.2", channel_name="private-x")
-    with pytest.raises(NotSupported, match="user sign-in") as caught:
+    b.rule("{x}")(lambda user, x: True)
+    with pytest.raises(
+        NotSupportedError, match=f"The '{driver}' driver does not support channel auth"
+    ):
+        b.authorize("u", socket_id="1.2", channel_name="private-x")
+    with pytest.raises(NotSupportedError, match="user sign-in") as caught:
         b.authenticate_user("1.2", {"id": 1})
     assert caught.value.http_status == 501
     assert (caught.value.driver, caught.value.feature) == (driver, "user sign-in")
-    with pytest.raises(NotSupported, match="sending to a user"):
+    with pytest.raises(NotSupportedError, match="sending to a user"):
         b.send_to_user("1", "e", "d")
 
 
@@ -297,10 +297,10 @@ class Audit:
         if request.user == "mallory":
             with self.lock:
                 self.seen.append((request.kind, request.channel, "vetoed"))
-            raise Forbidden("audit: mallory is banned")
+            raise ForbiddenError("audit: mallory is banned")
         try:
             body = yield
-        except Forbidden:
+        except ForbiddenError:
             with self.lock:
                 self.seen.append((request.kind, request.channel, "refused"))
             raise
@@ -312,18 +312,18 @@ class Audit:
 def _audited() -> tuple[Broadcast, Audit]:
     audit = Audit()
     b = Broadcast({"DRIVER": "memory"}, plugins=[audit])
-    b.authorize("orders.{id}")(lambda user, id: user == "ann")
+    b.rule("orders.{id}")(lambda user, id: user == "ann")
     return b, audit
 
 
 def test_hook_broadcasting_authorize() -> None:
     """A wrapper sees every authorization and its outcome, and can veto one."""
     b, audit = _audited()
-    b.authenticate("ann", socket_id="1.2", channel_name="private-orders.1")
-    with pytest.raises(Forbidden):
-        b.authenticate("bob", socket_id="1.2", channel_name="private-orders.1")
-    with pytest.raises(Forbidden, match="banned"):
-        b.authenticate("mallory", socket_id="1.2", channel_name="private-orders.1")
+    b.authorize("ann", socket_id="1.2", channel_name="private-orders.1")
+    with pytest.raises(ForbiddenError):
+        b.authorize("bob", socket_id="1.2", channel_name="private-orders.1")
+    with pytest.raises(ForbiddenError, match="banned"):
+        b.authorize("mallory", socket_id="1.2", channel_name="private-orders.1")
     b.authenticate_user("1.2", {"id": 1})
     assert audit.seen == [
         ("private", "private-orders.1", "allowed"),
@@ -335,11 +335,11 @@ def test_hook_broadcasting_authorize() -> None:
 
 async def test_the_authorize_hook_wraps_the_async_path_too() -> None:
     b, audit = _audited()
-    await b.aauthenticate("ann", socket_id="1.2", channel_name="private-orders.1")
-    with pytest.raises(Forbidden, match="banned"):
-        await b.aauthenticate("mallory", socket_id="1.2", channel_name="private-orders.1")
-    with pytest.raises(Forbidden, match="refused"):
-        await b.aauthenticate("bob", socket_id="1.2", channel_name="private-orders.1")
+    await b.aauthorize("ann", socket_id="1.2", channel_name="private-orders.1")
+    with pytest.raises(ForbiddenError, match="banned"):
+        await b.aauthorize("mallory", socket_id="1.2", channel_name="private-orders.1")
+    with pytest.raises(ForbiddenError, match="refused"):
+        await b.aauthorize("bob", socket_id="1.2", channel_name="private-orders.1")
     assert [s[2] for s in audit.seen] == ["allowed", "vetoed", "refused"]
 
 
@@ -357,12 +357,12 @@ class Fixed:
 
 async def test_a_plugin_can_answer_instead_of_the_rules_sync_and_async() -> None:
     b = Broadcast({"DRIVER": "memory"}, plugins=[Fixed()])
-    assert b.authenticate("u", socket_id="1.2", channel_name="private-open") == {"auth": "fixed"}
-    assert await b.aauthenticate("u", socket_id="1.2", channel_name="private-open") == {
+    assert b.authorize("u", socket_id="1.2", channel_name="private-open") == {"auth": "fixed"}
+    assert await b.aauthorize("u", socket_id="1.2", channel_name="private-open") == {
         "auth": "fixed"
     }
-    with pytest.raises(Forbidden, match="no channel rule"):
-        b.authenticate("u", socket_id="1.2", channel_name="private-closed")
+    with pytest.raises(ForbiddenError, match="no channel rule"):
+        b.authorize("u", socket_id="1.2", channel_name="private-closed")
 
 
 def test_a_driver_that_returns_no_dict_is_a_type_error() -> None:
@@ -375,9 +375,9 @@ def test_a_driver_that_returns_no_dict_is_a_type_error() -> None:
     register_driver("odd", Odd)
     try:
         b = Broadcast({"DRIVER": "odd"})
-        b.authorize("{x}")(lambda user, x: True)
+        b.rule("{x}")(lambda user, x: True)
         with pytest.raises(TypeError, match=r"Odd\.sign_channel returned str, not a dict"):
-            b.authenticate("u", socket_id="1.2", channel_name="private-x")
+            b.authorize("u", socket_id="1.2", channel_name="private-x")
     finally:
         unregister_driver("odd")
 
@@ -411,9 +411,9 @@ def test_patterns(pattern: str, name: str, params: dict[str, str] | None) -> Non
 def test_bad_patterns_are_refused_when_added() -> None:
     b = Broadcast({"DRIVER": "memory"})
     with pytest.raises(ValueError, match="twice"):
-        b.authorize("a.{x}.{x}")(lambda user, x: True)
+        b.rule("a.{x}.{x}")(lambda user, x: True)
     with pytest.raises(TypeError, match="non-empty str"):
-        b.authorize("")(lambda user: True)
+        b.rule("")(lambda user: True)
     with pytest.raises(TypeError, match="callable"):
         b.rules.add("x", "not callable")  # type: ignore[arg-type]
 
@@ -434,50 +434,50 @@ def tokens() -> Generator[Broadcast, None, None]:
     register_driver("tokens", TokenDriver)
     try:
         b = Broadcast({"DRIVER": "tokens"})
-        b.authorize("orders.{id}")(lambda user, id: True)
+        b.rule("orders.{id}")(lambda user, id: True)
         yield b
     finally:
         unregister_driver("tokens")
 
 
 def test_a_driver_may_sign_a_connection_before_any_channel(tokens: Broadcast) -> None:
-    assert tokens.authenticate("ann") == {"token": "connect:ann:"}
-    assert tokens.authenticate("ann", extra={"token": "old"}) == {"token": "connect:ann:old"}
+    assert tokens.authorize("ann") == {"token": "connect:ann:"}
+    assert tokens.authorize("ann", extra={"token": "old"}) == {"token": "connect:ann:old"}
 
 
 async def test_connection_tokens_on_the_async_path_and_through_the_hook(tokens: Broadcast) -> None:
     audit = Audit()
     tokens.plugin_manager.register(audit)
-    assert await tokens.aauthenticate(None) == {"token": "connect:None:"}
+    assert await tokens.aauthorize(None) == {"token": "connect:None:"}
     assert audit.seen == [("connection", None, "allowed")]
 
 
 def test_a_driver_without_connection_tokens_needs_a_channel_name() -> None:
     b = Broadcast({"DRIVER": "memory"})
-    with pytest.raises(InvalidAuthRequest, match="channel_name is missing"):
-        b.authenticate("ann", socket_id="1.2")
+    with pytest.raises(BadRequestError, match="channel_name is missing"):
+        b.authorize("ann", socket_id="1.2")
 
 
 @pytest.mark.parametrize("socket_id", [None, "", "hd9Az3-8!a1", "1234.5678"])
 def test_a_driver_whose_clients_send_no_socket_id_accepts_none_or_a_connection_id(
     tokens: Broadcast, socket_id: str | None
 ) -> None:
-    body = tokens.authenticate("ann", socket_id=socket_id, channel_name="private-orders.1")
+    body = tokens.authorize("ann", socket_id=socket_id, channel_name="private-orders.1")
     assert tokens.driver().verify(body, socket_id=socket_id or "", channel="private-orders.1")
 
 
 @pytest.mark.parametrize("socket_id", ["has space", "x" * 65, "semi;colon"])
 def test_even_then_a_socket_id_must_be_header_safe(tokens: Broadcast, socket_id: str) -> None:
-    with pytest.raises(InvalidAuthRequest, match="up to 64 letters"):
-        tokens.authenticate("ann", socket_id=socket_id, channel_name="private-orders.1")
+    with pytest.raises(BadRequestError, match="up to 64 letters"):
+        tokens.authorize("ann", socket_id=socket_id, channel_name="private-orders.1")
 
 
 def test_driver_may_be_a_connected_driver_such_as_a_tenants_variant() -> None:
     b = Broadcast({"DRIVER": "memory"})
-    b.authorize("orders.{id}")(lambda user, id: True)
+    b.rule("orders.{id}")(lambda user, id: True)
     tenant = b.driver("memory").with_options(max_history=5)
     assert tenant is not b.driver("memory")
-    body = b.authenticate("ann", socket_id="1.2", channel_name="private-orders.1", driver=tenant)
+    body = b.authorize("ann", socket_id="1.2", channel_name="private-orders.1", driver=tenant)
     assert tenant.verify(body, socket_id="1.2", channel="private-orders.1")
     assert not b.driver("memory").verify(body, socket_id="1.2", channel="private-orders.1")
     receipt = b.send_to_user("7", "ping", "hi", driver=tenant)

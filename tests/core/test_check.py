@@ -27,7 +27,7 @@ from broadcasting import (
     ConfigurationError,
     Driver,
     Health,
-    InvalidChannel,
+    InvalidChannelError,
     PublishError,
     register_driver,
     unregister_driver,
@@ -87,8 +87,8 @@ def test_of_error_maps_a_request_error_to_a_status(error: PublishError, status: 
 
 
 def test_of_error_on_another_library_error_names_its_type() -> None:
-    health = Health.of_error(InvalidChannel("channel 'x y' breaks the rule"))
-    assert health == Health("error", None, "InvalidChannel: channel 'x y' breaks the rule")
+    health = Health.of_error(InvalidChannelError("channel 'x y' breaks the rule"))
+    assert health == Health("error", None, "InvalidChannelError: channel 'x y' breaks the rule")
 
 
 def test_measure_ok_failed_and_a_bug() -> None:
@@ -272,7 +272,7 @@ def test_drivers_that_cannot_be_built_are_errors_and_exit_one(tmp_path: Path) ->
     assert rows["log"]["detail"].startswith("ConfigurationError: ")
     assert "'colour'" in rows["log"]["detail"] and "red-secret" not in result.stdout
     assert rows["nowhere"]["status"] == "error"
-    assert rows["nowhere"]["detail"].startswith("DriverNotFound: ")
+    assert rows["nowhere"]["detail"].startswith("DriverNotFoundError: ")
 
 
 def test_driver_option_checks_only_the_named_drivers(tmp_path: Path) -> None:

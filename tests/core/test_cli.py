@@ -65,8 +65,8 @@ def test_errors_exit_non_zero_with_one_line_and_no_traceback() -> None:
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "Traceback" not in result.stderr
-    assert "DriverNotFound" in result.stderr and "'pigeon-post'" in result.stderr
+    assert "DriverNotFoundError" in result.stderr and "'pigeon-post'" in result.stderr
     assert "pip install" not in result.stderr  # not a package this project publishes
     result = run("send", "hi", "--channel", "")
     assert result.returncode == 1
-    assert "InvalidChannel" in result.stderr and "Traceback" not in result.stderr
+    assert "InvalidChannelError" in result.stderr and "Traceback" not in result.stderr

@@ -209,7 +209,7 @@ def test_listen_on_a_driver_that_cannot_fails_with_one_line(tmp_path: Path) -> N
     result = run("listen", "orders", "--driver", "log")
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "broadcasting: error: NotSupported: "
+        "broadcasting: error: NotSupportedError: "
         "The 'log' driver does not support listening to channels."
     )
 
@@ -227,7 +227,7 @@ def test_refused_subscriptions_and_bad_names_fail_with_one_line(
     assert "refused" in refused.stderr and "not-the-secret" not in refused.stderr
     bad = run("listen", "no spaces", "--config", str(path))
     assert (bad.returncode, bad.stderr.count("\n")) == (1, 1)
-    assert "InvalidChannel" in bad.stderr
+    assert "InvalidChannelError" in bad.stderr
     members = run("members", "cli-orders", "--config", str(path))
     assert (members.returncode, "only presence channels" in members.stderr) == (1, True)
 
@@ -253,11 +253,11 @@ async def test_listen_hears_the_memory_drivers_publishes_in_process() -> None:
         second = json.loads(await asyncio.wait_for(heard.get(), 5))
         assert (first["channel"], second["channel"]) == ("orders", "presence-room")
         assert first["data"] == '{"id":1}' and first["event"] == "shipped"
-        assert [c.name for c in broadcast.channels()] == ["orders", "presence-room"]
+        assert [c.name for c in broadcast.occupied_channels()] == ["orders", "presence-room"]
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert broadcast.channels() == []  # cancelled: it unsubscribed
+        assert broadcast.occupied_channels() == []  # cancelled: it unsubscribed
 
 
 def test_listen_on_memory_as_a_process_stops_on_ctrl_c() -> None:
@@ -277,7 +277,7 @@ def test_main_dispatches_the_new_commands_in_process(capsys: pytest.CaptureFixtu
     assert main(["members", "presence-room", "--driver", "memory"]) == 0
     assert "nobody is in presence-room" in capsys.readouterr().err
     assert main(["members", "orders", "--driver", "memory"]) == 1
-    assert "InvalidChannel" in capsys.readouterr().err
+    assert "InvalidChannelError" in capsys.readouterr().err
 
 
 @pytest.mark.soketi
@@ -316,6 +316,6 @@ def test_listen_on_pusher_without_aiohttp_says_what_to_install(tmp_path: Path) -
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 1
-    assert "NotSupported" in result.stderr
+    assert "NotSupportedError" in result.stderr
     assert "pip install 'broadcasting-pusher[aiohttp]'" in result.stderr
     assert "Traceback" not in result.stderr

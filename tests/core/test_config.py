@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcasting import Broadcast, ConfigurationError, DriverNotFound, Secret, load_config
+from broadcasting import Broadcast, ConfigurationError, DriverNotFoundError, Secret, load_config
 
 
 def test_mapping_in_the_seed_shape() -> None:
@@ -104,7 +104,7 @@ def test_unknown_option_of_a_builtin_driver_names_the_key_not_the_value() -> Non
 
 def test_driver_named_in_config_but_not_installed() -> None:
     broadcast = Broadcast({"DRIVER": "carrier-pigeon"})
-    with pytest.raises(DriverNotFound) as info:
+    with pytest.raises(DriverNotFoundError) as info:
         broadcast.channel("c", "m")
     message = str(info.value)
     assert "pip install" not in message  # an unknown name gets no install hint to squat on

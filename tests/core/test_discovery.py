@@ -18,7 +18,7 @@ import broadcasting._plugins as plugins
 from broadcasting import (
     Broadcast,
     Driver,
-    DriverNotFound,
+    DriverNotFoundError,
     Message,
     PluginLoadError,
     Receipt,
@@ -198,7 +198,7 @@ def test_a_plugin_whose_hook_returns_nothing(site: Path) -> None:
 
 
 def test_not_installed_lists_the_installed_and_suggests_the_closest() -> None:
-    with pytest.raises(DriverNotFound) as info:
+    with pytest.raises(DriverNotFoundError) as info:
         Broadcast().driver("memroy")
     assert "Did you mean 'memory'?" in str(info.value)
     assert "pip install" not in str(info.value)  # only this project's own drivers get a hint
@@ -207,9 +207,9 @@ def test_not_installed_lists_the_installed_and_suggests_the_closest() -> None:
 
 
 def test_the_install_hint_is_only_for_this_projects_drivers() -> None:
-    assert "Try: pip install broadcasting-pusher" in str(DriverNotFound("pusher", ["log"]))
-    assert "Try: pip install broadcasting-ably" in str(DriverNotFound("Ably", ["log"]))
-    assert "pip install" not in str(DriverNotFound("smoke-signal", ["log"]))
+    assert "Try: pip install broadcasting-pusher" in str(DriverNotFoundError("pusher", ["log"]))
+    assert "Try: pip install broadcasting-ably" in str(DriverNotFoundError("Ably", ["log"]))
+    assert "pip install" not in str(DriverNotFoundError("smoke-signal", ["log"]))
 
 
 def test_seed_class_name_for_a_missing_plugin_fails_to_import() -> None:
@@ -237,7 +237,7 @@ def test_register_a_driver_in_process() -> None:
         assert BroadcastPigeonDriver is Pigeon
     finally:
         unregister_driver("pigeon")
-    with pytest.raises(DriverNotFound):
+    with pytest.raises(DriverNotFoundError):
         Broadcast({"DRIVER": "pigeon"}).driver()
 
 

@@ -24,10 +24,9 @@ from broadcasting import (
     Channel,
     ChannelKind,
     EncryptedPrivateChannel,
-    InvalidChannel,
-    InvalidChannelType,
-    InvalidEvent,
-    InvalidPayload,
+    InvalidChannelError,
+    InvalidEventError,
+    InvalidPayloadError,
     Limits,
     Message,
     PresenceChannel,
@@ -309,14 +308,14 @@ class Returns(BroadcastEvent):
 @pytest.mark.parametrize(
     ("event", "error", "text"),
     [
-        (Returns(on=42), InvalidChannelType, "Returns.broadcast_on() returned int"),
-        (Returns(on={"orders"}), InvalidChannelType, "Returns.broadcast_on() returned set"),
-        (Returns(on=["a", 1]), InvalidChannelType, "a list holding int"),
-        (Returns(on=[]), InvalidChannel, "no channels given"),
-        (Returns(with_=42), InvalidPayload, "Returns.broadcast_with() returned int"),
-        (Returns(with_={"when": object()}), InvalidPayload, "not JSON-serialisable"),
-        (Returns(as_=""), InvalidEvent, "Returns.broadcast_as() returned ''"),
-        (Returns(as_=3), InvalidEvent, "Returns.broadcast_as() returned 3"),
+        (Returns(on=42), InvalidChannelError, "Returns.broadcast_on() returned int"),
+        (Returns(on={"orders"}), InvalidChannelError, "Returns.broadcast_on() returned set"),
+        (Returns(on=["a", 1]), InvalidChannelError, "a list holding int"),
+        (Returns(on=[]), InvalidChannelError, "no channels given"),
+        (Returns(with_=42), InvalidPayloadError, "Returns.broadcast_with() returned int"),
+        (Returns(with_={"when": object()}), InvalidPayloadError, "not JSON-serialisable"),
+        (Returns(as_=""), InvalidEventError, "Returns.broadcast_as() returned ''"),
+        (Returns(as_=3), InvalidEventError, "Returns.broadcast_as() returned 3"),
     ],
 )
 def test_a_bad_event_raises_a_typed_error_naming_the_method(
@@ -355,7 +354,10 @@ def test_the_drivers_limits_apply_to_events(broadcast: Broadcast) -> None:
 
     register_driver("limited", Limited)
     try:
-        with Broadcast({"DRIVER": "limited"}) as limited, pytest.raises(InvalidEvent, match="300"):
+        with (
+            Broadcast({"DRIVER": "limited"}) as limited,
+            pytest.raises(InvalidEventError, match="300"),
+        ):
             limited.channel(TooLong())
     finally:
         unregister_driver("limited")
@@ -408,7 +410,7 @@ def test_helpers_are_rendered_by_each_drivers_prefixes(
 
 
 def test_a_kind_the_driver_lacks_is_an_invalid_channel(colons: Broadcast) -> None:
-    with pytest.raises(InvalidChannel, match="this driver has no encrypted channels"):
+    with pytest.raises(InvalidChannelError, match="this driver has no encrypted channels"):
         colons.channel(EncryptedPrivateChannel("vault"), "x", "e")
 
 
@@ -423,7 +425,7 @@ def test_a_kind_the_driver_lacks_is_an_invalid_channel(colons: Broadcast) -> Non
 def test_a_helper_given_a_prefixed_name_says_what_to_write(
     cls: type[Channel], name: str, hint: str
 ) -> None:
-    with pytest.raises(InvalidChannel, match=re.escape(hint)):
+    with pytest.raises(InvalidChannelError, match=re.escape(hint)):
         cls(name)
 
 
@@ -464,7 +466,7 @@ def test_echo_event_name_is_what_echo_listen_binds(
 
 
 def test_echo_event_name_refuses_an_empty_name() -> None:
-    with pytest.raises(InvalidEvent):
+    with pytest.raises(InvalidEventError):
         echo_event_name("")
 
 

@@ -14,15 +14,14 @@ from broadcasting import (
     Broadcast,
     BroadcastError,
     Driver,
-    InvalidChannel,
-    InvalidChannelType,
-    InvalidEvent,
-    InvalidPayload,
+    InputError,
+    InvalidChannelError,
+    InvalidEventError,
+    InvalidPayloadError,
     Limits,
     Message,
-    PayloadTooLarge,
+    PayloadTooLargeError,
     Receipt,
-    ValidationError,
 )
 from broadcasting.drivers.memory import BroadcastMemoryDriver
 
@@ -46,7 +45,7 @@ class Strict(Driver):
 
     def validate(self, message: Message) -> None:
         if message.event == "nope":
-            raise InvalidEvent("strict: 'nope' is reserved")
+            raise InvalidEventError("strict: 'nope' is reserved")
 
 
 @pytest.fixture
@@ -58,15 +57,15 @@ def strict() -> Strict:
 @pytest.mark.parametrize(
     ("channels", "error", "text"),
     [
-        ("", InvalidChannel, "must not be empty"),
-        ([], InvalidChannel, "no channels"),
-        (["ok", ""], InvalidChannel, "must not be empty"),
-        (None, InvalidChannelType, "not NoneType"),
-        (42, InvalidChannelType, "not int"),
-        ({"a"}, InvalidChannelType, "not set"),
-        (["ok", 3], InvalidChannelType, "must be str, not int"),
-        ("UPPER", InvalidChannel, "lowercase letters"),
-        ("much-too-long", InvalidChannel, "13 characters; the limit is 8"),
+        ("", InvalidChannelError, "must not be empty"),
+        ([], InvalidChannelError, "no channels"),
+        (["ok", ""], InvalidChannelError, "must not be empty"),
+        (None, InvalidChannelError, "not NoneType"),
+        (42, InvalidChannelError, "not int"),
+        ({"a"}, InvalidChannelError, "not set"),
+        (["ok", 3], InvalidChannelError, "must be str, not int"),
+        ("UPPER", InvalidChannelError, "lowercase letters"),
+        ("much-too-long", InvalidChannelError, "13 characters; the limit is 8"),
     ],
 )
 def test_bad_channels(strict: Strict, channels: Any, error: type[Exception], text: str) -> None:
@@ -85,7 +84,7 @@ def test_bad_channels(strict: Strict, channels: Any, error: type[Exception], tex
     ],
 )
 def test_bad_events(strict: Strict, event: Any, text: str) -> None:
-    with pytest.raises(InvalidEvent, match=text):
+    with pytest.raises(InvalidEventError, match=text):
         strict.channel("ok", "m", event)
     assert Strict.reached == []
 
@@ -102,7 +101,7 @@ def test_bad_events(strict: Strict, event: Any, text: str) -> None:
     ],
 )
 def test_bad_payloads(strict: Strict, payload: Any, text: str) -> None:
-    with pytest.raises(InvalidPayload, match=text) as info:
+    with pytest.raises(InvalidPayloadError, match=text) as info:
         strict.channel("ok", payload)
     assert isinstance(info.value, TypeError)
     assert Strict.reached == []
@@ -110,7 +109,7 @@ def test_bad_payloads(strict: Strict, payload: Any, text: str) -> None:
 
 def test_payload_size_is_utf8_bytes(strict: Strict) -> None:
     strict.channel("ok", "ten bytes!")
-    with pytest.raises(PayloadTooLarge) as info:
+    with pytest.raises(PayloadTooLargeError) as info:
         strict.channel("ok", "é" * 6)  # 6 characters, 12 bytes
     assert (info.value.size, info.value.limit) == (12, 10)
     assert len(Strict.reached) == 1
@@ -120,14 +119,14 @@ def test_errors_are_typed_and_share_one_base(strict: Strict) -> None:
     for call in (lambda: strict.channel("", "m"), lambda: strict.channel("ok", object())):
         with pytest.raises(BroadcastError) as info:
             call()
-        assert isinstance(info.value, ValidationError)
+        assert isinstance(info.value, InputError)
         assert isinstance(info.value, ValueError)
 
 
 async def test_async_validates_the_same_way(strict: Strict) -> None:
-    with pytest.raises(InvalidChannel):
+    with pytest.raises(InvalidChannelError):
         await strict.achannel("UPPER", "m")
-    with pytest.raises(InvalidPayload):
+    with pytest.raises(InvalidPayloadError):
         await strict.achannel("ok", {1j: 2})
     assert Strict.reached == []
 
@@ -152,7 +151,7 @@ def test_non_ascii_is_sent_as_utf8_not_escaped(memory: BroadcastMemoryDriver) ->
 
 
 def test_socket_id_on_a_driver_that_cannot_exclude() -> None:
-    with pytest.raises(ValidationError, match="cannot exclude a socket_id"):
+    with pytest.raises(InputError, match="cannot exclude a socket_id"):
         Broadcast({"DRIVER": "null"}).channel("a", "m", socket_id="1.2")
 
 
@@ -203,7 +202,7 @@ def test_payloads_encode_exactly_as_compact_json(data: object) -> None:
 def test_a_payload_that_contains_itself_is_invalid() -> None:
     data: dict[str, object] = {}
     data["self"] = data
-    with pytest.raises(InvalidPayload, match="not JSON-serialisable"):
+    with pytest.raises(InvalidPayloadError, match="not JSON-serialisable"):
         Broadcast({"DRIVER": "null"}).channel("c", data)
 
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from broadcasting import (
+    BadRequestError,
     Broadcast,
     Driver,
-    InvalidAuthRequest,
-    NotSupported,
-    Unauthorized,
+    NotSupportedError,
+    UnauthorizedError,
     WebhookEvent,
     hookimpl,
 )
@@ -197,15 +197,15 @@ def test_refused_deliveries_reach_neither_hook_nor_handlers(
     handled: list[WebhookEvent] = []
     broadcast.on_webhook()(handled.append)
     headers, body = memory.webhook_delivery(JOIN_AND_LEAVE)
-    with pytest.raises(Unauthorized) as bad:
+    with pytest.raises(UnauthorizedError) as bad:
         broadcast.webhook(headers, body.replace(b'"7"', b'"9"'))
     assert bad.value.http_status == 401
-    with pytest.raises(Unauthorized):
+    with pytest.raises(UnauthorizedError):
         broadcast.webhook(*memory.webhook_delivery(JOIN_AND_LEAVE, time_ms=1_000))
     junk_headers, _ = memory.webhook_delivery([])
     not_json = b"[not json"
     junk_headers["X-Broadcasting-Signature"] = memory._webhook_signature(not_json)
-    with pytest.raises(InvalidAuthRequest) as malformed:
+    with pytest.raises(BadRequestError) as malformed:
         broadcast.webhook(junk_headers, not_json)
     assert malformed.value.http_status == 400
     assert handled == [] and plugin.calls == []
@@ -215,7 +215,7 @@ def test_webhooks_arrive_for_the_named_driver(plugin: OnlineUsers) -> None:
     config = {"DRIVER": "log", "DRIVERS": {"log": {}, "memory": {}}}
     with Broadcast(config, plugins=[plugin]) as broadcast:
         memory = broadcast.driver(BroadcastMemoryDriver)
-        with pytest.raises(NotSupported) as unsupported:
+        with pytest.raises(NotSupportedError) as unsupported:
             broadcast.webhook(*memory.webhook_delivery(JOIN_AND_LEAVE))
         assert unsupported.value.http_status == 501
         assert "'log'" in str(unsupported.value)

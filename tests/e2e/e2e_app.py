@@ -60,21 +60,21 @@ def member(user: User) -> dict[str, Any]:
 def add_rules(broadcast: Broadcast) -> Broadcast:
     """The channel rules every server of the tests authorizes with."""
 
-    @broadcast.authorize("orders.{order_id}")
+    @broadcast.rule("orders.{order_id}")
     def order_owner(user: User | None, order_id: str) -> bool:
         return user is not None and str(user.id) == order_id
 
-    @broadcast.authorize("chat.{room}")
+    @broadcast.rule("chat.{room}")
     async def chat_member(user: User, room: str) -> dict[str, Any]:
         await asyncio.sleep(0)  # async rules are awaited (and run from sync views)
         return {**member(user), "room": room}
 
-    @broadcast.authorize("crowd.{size}")
+    @broadcast.rule("crowd.{size}")
     def crowd(user: User | None, size: str) -> dict[str, Any]:
         # member info of about ``size`` bytes: Pusher accepts at most 1 KB
         return {**member(user), "bio": "x" * int(size)} if user is not None else {}
 
-    @broadcast.authorize("vault.{name}")
+    @broadcast.rule("vault.{name}")
     def vault(user: User | None, name: str) -> bool:
         return user is not None and user.id != 3
 

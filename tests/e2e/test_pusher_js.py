@@ -122,7 +122,7 @@ def test_presence_info_too_large_for_pusher_is_refused_before_signing(
     assert subscribe(ann, "presence-crowd.500")["type"] == "subscribed"
     refused = subscribe(ann, "presence-crowd.2000")  # over Pusher's 1 KB per member
     assert refused["type"] == "subscription_error"
-    assert refused["status"] == 400  # a ValidationError: nothing was signed
+    assert refused["status"] == 400  # a InputError: nothing was signed
 
 
 def test_pusher_js_decrypts_what_the_driver_encrypted(

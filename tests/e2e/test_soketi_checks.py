@@ -34,7 +34,7 @@ async def test_soketi_accepts_our_private_signature_and_refuses_it_on_another_co
         PusherSubscriber(soketi.ws_url()) as first,
         PusherSubscriber(soketi.ws_url()) as second,
     ):
-        body = await broadcast.aauthenticate(
+        body = await broadcast.aauthorize(
             Ann(), socket_id=first.socket_id, channel_name="private-orders.1"
         )
         await first.subscribe("private-orders.1", auth={"private-orders.1": body["auth"]})
@@ -48,7 +48,7 @@ async def test_soketi_refuses_presence_data_changed_after_signing(
     channel = "presence-chat.controls"
     async with websockets.connect(soketi.ws_url()) as ws:
         socket_id = json.loads(json.loads(await ws.recv())["data"])["socket_id"]
-        body = await broadcast.aauthenticate(Ann(), socket_id=socket_id, channel_name=channel)
+        body = await broadcast.aauthorize(Ann(), socket_id=socket_id, channel_name=channel)
         forged = body["channel_data"].replace('"Ann"', '"Eve"')
         assert forged != body["channel_data"]
         for data, expected in ((forged, "error"), (body["channel_data"], "succeeded")):
@@ -77,7 +77,7 @@ async def test_soketi_carries_only_ciphertext_that_opens_with_our_shared_secret(
 ) -> None:
     channel = "private-encrypted-vault.controls"
     async with PusherSubscriber(soketi.ws_url()) as raw:
-        body = await broadcast.aauthenticate(Ann(), socket_id=raw.socket_id, channel_name=channel)
+        body = await broadcast.aauthorize(Ann(), socket_id=raw.socket_id, channel_name=channel)
         await raw.subscribe(channel, auth={channel: body["auth"]})
         await broadcast.achannel(channel, {"plans": "under the floor"}, "opened")
         event = await raw.next_event(timeout=10)

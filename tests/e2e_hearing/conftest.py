@@ -86,7 +86,7 @@ def broadcast(soketi: SoketiServer, plugin: OnlineUsers, heard: Heard) -> Iterat
     config = {"DRIVER": "pusher", "DRIVERS": {"pusher": soketi.driver_options(retries=0)}}
     with Broadcast(config, plugins=[plugin]) as broadcast:
 
-        @broadcast.authorize("room.{name}")
+        @broadcast.rule("room.{name}")
         def room(user: str | None, name: str) -> dict[str, Any] | None:
             return None if user is None else {"id": user, "name": USERS[user]}
 

@@ -80,7 +80,7 @@ def test_presence_joins_and_leaves_arrive_as_verified_webhooks(
     assert sorted(m.id for m in broadcast.members(channel)) == ["1", "2"]
     info = broadcast.channel_info(channel)
     assert (info.occupied, info.user_count, info.subscription_count) == (True, 2, 2)
-    assert channel in [c.name for c in broadcast.channels(prefix="presence-room.")]
+    assert channel in [c.name for c in broadcast.occupied_channels(prefix="presence-room.")]
 
     bob.send({"cmd": "unsubscribe", "channel": channel})
     heard.wait_for(channel, ("member_removed", "2"))
@@ -204,9 +204,7 @@ async def test_a_client_event_arrives_with_its_sender(
     channel = "presence-room.whispers"
     client = await PusherSubscriber(soketi.ws_url()).connect()
     try:
-        answer = await broadcast.aauthenticate(
-            "2", socket_id=client.socket_id, channel_name=channel
-        )
+        answer = await broadcast.aauthorize("2", socket_id=client.socket_id, channel_name=channel)
         future = client._subscribed[channel] = asyncio.get_running_loop().create_future()
         frame = {"channel": channel, **answer}
         await client._ws.send(json.dumps({"event": "pusher:subscribe", "data": frame}))

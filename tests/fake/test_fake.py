@@ -20,16 +20,16 @@ import pytest
 from broadcasting import (
     Broadcast,
     BroadcastEvent,
-    InvalidChannel,
-    InvalidEvent,
+    InputError,
+    InvalidChannelError,
+    InvalidEventError,
     Message,
-    NotSupported,
-    PayloadTooLarge,
+    NotSupportedError,
+    PayloadTooLargeError,
     PresenceChannel,
     PrivateChannel,
     PublishError,
     Receipt,
-    ValidationError,
     hookimpl,
 )
 from broadcasting._plugins import CORE_PLUGIN
@@ -190,15 +190,15 @@ def test_the_configured_drivers_limits_still_raise(
     broadcast_fake: BroadcastFake, listener: socket.socket
 ) -> None:
     with Broadcast(pusher_config(listener.getsockname()[1])) as broadcast:
-        with pytest.raises(PayloadTooLarge) as too_large:
+        with pytest.raises(PayloadTooLargeError) as too_large:
             broadcast.channel("orders", {"blob": "x" * 10_300}, "big")
         assert (too_large.value.size, too_large.value.limit) == (10_311, 10_240)
         broadcast.channel("orders", {"blob": "x" * 10_000}, "fits")
-        with pytest.raises(InvalidChannel):
+        with pytest.raises(InvalidChannelError):
             broadcast.channel("orders with spaces", {}, "e")
-        with pytest.raises(InvalidEvent):
+        with pytest.raises(InvalidEventError):
             broadcast.channel("orders", {}, "e" * 201)
-        with pytest.raises(ValidationError, match="socket"):
+        with pytest.raises(InputError, match="socket"):
             broadcast.channel("orders", {}, "e", socket_id="not-a-socket-id")
     broadcast_fake.assert_sent("fits", times=1)
     assert len(broadcast_fake.sent) == 1
@@ -209,7 +209,7 @@ async def test_limits_apply_on_the_async_path_too(
     broadcast_fake: BroadcastFake, listener: socket.socket
 ) -> None:
     config = pusher_config(listener.getsockname()[1])
-    with Broadcast(config) as broadcast, pytest.raises(PayloadTooLarge):
+    with Broadcast(config) as broadcast, pytest.raises(PayloadTooLargeError):
         await broadcast.achannel("orders", "é" * 6000, "big")  # 12,000 bytes of UTF-8
     broadcast_fake.assert_nothing_sent()
 
@@ -218,9 +218,9 @@ def test_an_event_the_driver_cannot_send_fails_as_in_production(
     broadcast_fake: BroadcastFake,
 ) -> None:
     with Broadcast({"DRIVER": "null"}) as broadcast:
-        with pytest.raises(ValidationError, match="cannot exclude a socket_id"):
+        with pytest.raises(InputError, match="cannot exclude a socket_id"):
             broadcast.channel(OrderShipped(1).to_others("1.2"))
-        with pytest.raises(NotSupported):
+        with pytest.raises(NotSupportedError):
             broadcast.send_to_user("42", "notice", {"n": 1})
     broadcast_fake.assert_nothing_sent()
 
@@ -248,11 +248,11 @@ def test_send_to_user_is_recorded_and_asserted_by_user(
 def test_authorization_is_not_faked_and_not_recorded(broadcast_fake: BroadcastFake) -> None:
     with Broadcast({"DRIVER": "memory"}) as broadcast:
 
-        @broadcast.authorize("orders.{order_id}")
+        @broadcast.rule("orders.{order_id}")
         def owner(user: dict[str, Any], order_id: str) -> bool:
             return bool(user["id"] == 1 and order_id == "42")
 
-        body = broadcast.authenticate({"id": 1}, socket_id="1.2", channel_name="private-orders.42")
+        body = broadcast.authorize({"id": 1}, socket_id="1.2", channel_name="private-orders.42")
         memory = broadcast.driver(BroadcastMemoryDriver)
         assert memory.verify(body, socket_id="1.2", channel="private-orders.42")
     broadcast_fake.assert_nothing_sent()

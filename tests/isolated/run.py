@@ -29,7 +29,7 @@ COMMON = """
 import json, subprocess, sys, os
 from pathlib import Path
 import broadcasting
-from broadcasting import Broadcast, DriverNotFound
+from broadcasting import Broadcast, DriverNotFoundError
 bin_dir = Path(sys.executable).parent
 def cli(*args):
     out = subprocess.run([str(bin_dir / "broadcasting"), *args], capture_output=True, text=True)
@@ -52,7 +52,7 @@ SCENARIOS: dict[str, tuple[list[str], str]] = {
         assert all(d["distribution"] == "broadcasting" for d in listed.values())
         try:
             Broadcast().driver("pusher")
-        except DriverNotFound as exc:
+        except DriverNotFoundError as exc:
             assert "pip install broadcasting-pusher" in str(exc), str(exc)
             assert "log, memory, null" in str(exc), str(exc)
         else:
@@ -99,7 +99,7 @@ SCENARIOS: dict[str, tuple[list[str], str]] = {
         assert not_importable("broadcasting_ably") and not_importable("ably")
         try:
             Broadcast().driver("ably")
-        except DriverNotFound as exc:
+        except DriverNotFoundError as exc:
             assert "pip install broadcasting-ably" in str(exc)
         else:
             raise AssertionError("ably found without broadcasting-ably")

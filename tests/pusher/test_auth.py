@@ -27,9 +27,9 @@ from broadcasting import (
     Broadcast,
     BroadcastError,
     ConfigurationError,
-    Forbidden,
-    PayloadTooLarge,
-    ValidationError,
+    ForbiddenError,
+    InputError,
+    PayloadTooLargeError,
 )
 from broadcasting.drivers import BroadcastPusherDriver
 from broadcasting_pusher import _auth
@@ -61,24 +61,24 @@ class User:
 
 
 def with_rules(broadcast: Broadcast) -> Broadcast:
-    @broadcast.authorize("orders.{order_id}")
+    @broadcast.rule("orders.{order_id}")
     def order_owner(user: User | None, order_id: str) -> bool:
         return user is not None and order_id == str(user.id)
 
-    @broadcast.authorize("chat.{room}")
+    @broadcast.rule("chat.{room}")
     def chat_member(user: User, room: str) -> dict[str, Any]:
         return {"id": user.id, "name": user.name, "room": room}
 
-    @broadcast.authorize("big.{size}")
+    @broadcast.rule("big.{size}")
     def big_member(user: User, size: str) -> dict[str, Any]:
         # {"id": 42, "pad": ""} is 21 characters of JSON besides the padding
         return {"id": user.id, "pad": "x" * (int(size) - 21)}
 
-    @broadcast.authorize("shared.{anything}")
+    @broadcast.rule("shared.{anything}")
     def anyone(user: User | None, anything: str) -> bool:
         return user is not None
 
-    @broadcast.authorize("long-id.{size}")
+    @broadcast.rule("long-id.{size}")
     def long_id(user: User, size: str) -> dict[str, Any]:
         return {"id": "u" * int(size)}
 
@@ -116,22 +116,22 @@ ANN = User(42, "Ann")
 def test_private_channel_is_key_colon_hmac_of_socket_and_channel(
     broadcast: Broadcast, sdk: pusher.Pusher
 ) -> None:
-    body = broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="private-orders.42")
+    body = broadcast.authorize(ANN, socket_id=SOCKET, channel_name="private-orders.42")
     assert body == {"auth": signature(f"{SOCKET}:private-orders.42")}
     assert body == sdk.authenticate("private-orders.42", SOCKET)
 
 
 def test_signatures_depend_on_socket_and_channel(broadcast: Broadcast) -> None:
-    one = broadcast.authenticate(ANN, socket_id="1.1", channel_name="private-orders.42")
-    other_socket = broadcast.authenticate(ANN, socket_id="1.2", channel_name="private-orders.42")
+    one = broadcast.authorize(ANN, socket_id="1.1", channel_name="private-orders.42")
+    other_socket = broadcast.authorize(ANN, socket_id="1.2", channel_name="private-orders.42")
     other_secret = hmac.new(b"other", b"1.1:private-orders.42", hashlib.sha256)
     assert one["auth"] != other_socket["auth"]
     assert one["auth"] != f"{KEY}:{other_secret.hexdigest()}"
 
 
 def test_a_refused_private_channel_is_forbidden(broadcast: Broadcast) -> None:
-    with pytest.raises(Forbidden) as refused:
-        broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="private-orders.7")
+    with pytest.raises(ForbiddenError) as refused:
+        broadcast.authorize(ANN, socket_id=SOCKET, channel_name="private-orders.7")
     assert refused.value.http_status == 403
 
 
@@ -141,7 +141,7 @@ def test_a_refused_private_channel_is_forbidden(broadcast: Broadcast) -> None:
 def test_presence_channel_data_is_the_exact_signed_json(
     broadcast: Broadcast, sdk: pusher.Pusher
 ) -> None:
-    body = broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-chat.lobby")
+    body = broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-chat.lobby")
     member = {"id": 42, "name": "Ann", "room": "lobby"}
     assert json.loads(body["channel_data"]) == {"user_id": "42", "user_info": member}
     assert body["channel_data"] == json.dumps({"user_id": "42", "user_info": member})
@@ -155,15 +155,15 @@ def test_presence_info_with_non_ascii_text_matches_the_sdk(
     broadcast: Broadcast, sdk: pusher.Pusher
 ) -> None:
     zoe = User(7, "Zoë 🚀")
-    body = broadcast.authenticate(zoe, socket_id=SOCKET, channel_name="presence-chat.x")
+    body = broadcast.authorize(zoe, socket_id=SOCKET, channel_name="presence-chat.x")
     info = {"id": 7, "name": "Zoë 🚀", "room": "x"}
     assert body == sdk.authenticate("presence-chat.x", SOCKET, {"user_id": "7", "user_info": info})
     assert json.loads(body["channel_data"])["user_info"]["name"] == "Zoë 🚀"
 
 
 async def test_async_presence_signs_the_same(broadcast: Broadcast) -> None:
-    sync = broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-chat.lobby")
-    body = await broadcast.aauthenticate(ANN, socket_id=SOCKET, channel_name="presence-chat.lobby")
+    sync = broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-chat.lobby")
+    body = await broadcast.aauthorize(ANN, socket_id=SOCKET, channel_name="presence-chat.lobby")
     assert body == sync
 
 
@@ -172,7 +172,7 @@ async def test_async_presence_signs_the_same(broadcast: Broadcast) -> None:
 
 
 def test_presence_info_at_the_limit_is_signed(broadcast: Broadcast) -> None:
-    body = broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-big.1024")
+    body = broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-big.1024")
     info = json.loads(body["channel_data"])["user_info"]
     assert len(json.dumps(info)) == _auth.MAX_USER_INFO_BYTES == 1024
 
@@ -183,41 +183,41 @@ def test_presence_info_over_1kb_is_refused_before_signing(
     signed: list[str] = []
     real = _auth._signature
     monkeypatch.setattr(_auth, "_signature", lambda d, text: signed.append(text) or real(d, text))
-    with pytest.raises(PayloadTooLarge) as too_big:
-        broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-big.1025")
-    assert isinstance(too_big.value, ValidationError)
+    with pytest.raises(PayloadTooLargeError) as too_big:
+        broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-big.1025")
+    assert isinstance(too_big.value, InputError)
     assert (too_big.value.size, too_big.value.limit) == (1025, 1024)
     assert "1025 bytes" in str(too_big.value) and "presence-big.1025" in str(too_big.value)
     assert signed == []  # nothing was signed
-    broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-big.1000")
+    broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-big.1000")
     assert len(signed) == 1  # the spy does see a signing
 
 
 def test_non_ascii_info_counts_as_sent(broadcast: Broadcast) -> None:
     # "é" travels as the 6-character escape \u00e9 in channel_data
-    @broadcast.authorize("accents.{n}")
+    @broadcast.rule("accents.{n}")
     def accents(user: User, n: str) -> dict[str, Any]:
         return {"id": 1, "pad": "é" * int(n)}
 
-    broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-accents.167")
-    with pytest.raises(PayloadTooLarge):
-        broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-accents.168")
+    broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-accents.167")
+    with pytest.raises(PayloadTooLargeError):
+        broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-accents.168")
 
 
 def test_presence_user_id_over_128_characters_is_refused(broadcast: Broadcast) -> None:
-    body = broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-long-id.128")
+    body = broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-long-id.128")
     assert json.loads(body["channel_data"])["user_id"] == "u" * 128
-    with pytest.raises(ValidationError, match="129 characters; Pusher accepts at most 128"):
-        broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-long-id.129")
+    with pytest.raises(InputError, match="129 characters; Pusher accepts at most 128"):
+        broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-long-id.129")
 
 
 def test_presence_info_that_is_not_json_is_a_validation_error(broadcast: Broadcast) -> None:
-    @broadcast.authorize("odd.{x}")
+    @broadcast.rule("odd.{x}")
     def odd(user: User, x: str) -> dict[str, Any]:
         return {"id": 1, "when": object()}
 
-    with pytest.raises(ValidationError, match="JSON-serializable"):
-        broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="presence-odd.1")
+    with pytest.raises(InputError, match="JSON-serializable"):
+        broadcast.authorize(ANN, socket_id=SOCKET, channel_name="presence-odd.1")
 
 
 # -- encrypted --------------------------------------------------------------------
@@ -227,7 +227,7 @@ def test_encrypted_channel_adds_the_shared_secret_as_text(
     broadcast: Broadcast, sdk: pusher.Pusher
 ) -> None:
     channel = "private-encrypted-orders.42"
-    body = broadcast.authenticate(ANN, socket_id=SOCKET, channel_name=channel)
+    body = broadcast.authorize(ANN, socket_id=SOCKET, channel_name=channel)
     expected = base64.b64encode(hashlib.sha256(channel.encode() + MASTER_BYTES).digest()).decode()
     assert body == {"auth": signature(f"{SOCKET}:{channel}"), "shared_secret": expected}
     assert isinstance(body["shared_secret"], str)
@@ -238,8 +238,8 @@ def test_encrypted_channel_adds_the_shared_secret_as_text(
 
 
 def test_each_encrypted_channel_has_its_own_shared_secret(broadcast: Broadcast) -> None:
-    one = broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="private-encrypted-shared.a")
-    two = broadcast.authenticate(ANN, socket_id=SOCKET, channel_name="private-encrypted-shared.b")
+    one = broadcast.authorize(ANN, socket_id=SOCKET, channel_name="private-encrypted-shared.a")
+    two = broadcast.authorize(ANN, socket_id=SOCKET, channel_name="private-encrypted-shared.b")
     assert one["shared_secret"] != two["shared_secret"]
     assert len(base64.b64decode(one["shared_secret"])) == 32
 
@@ -248,13 +248,11 @@ def test_encrypted_channel_without_a_master_key_names_the_setting() -> None:
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options()}}) as broadcast:
         with_rules(broadcast)
         with pytest.raises(ConfigurationError) as missing:
-            broadcast.authenticate(
-                ANN, socket_id=SOCKET, channel_name="private-encrypted-orders.42"
-            )
+            broadcast.authorize(ANN, socket_id=SOCKET, channel_name="private-encrypted-orders.42")
         assert "encryption_master_key_base64" in str(missing.value)
         assert "private-encrypted-orders.42" in str(missing.value)
         # a plain private channel still signs
-        assert "auth" in broadcast.authenticate(
+        assert "auth" in broadcast.authorize(
             ANN, socket_id=SOCKET, channel_name="private-orders.42"
         )
 
@@ -286,9 +284,9 @@ async def test_async_user_sign_in_signs_the_same(broadcast: Broadcast) -> None:
 def test_user_channel_is_the_reserved_server_to_user_channel(broadcast: Broadcast) -> None:
     driver = broadcast.driver(BroadcastPusherDriver)
     assert driver.user_channel("42") == "#server-to-user-42"
-    with pytest.raises(ValidationError):
+    with pytest.raises(InputError):
         driver.user_channel("")
-    with pytest.raises(ValidationError, match="at most 128"):
+    with pytest.raises(InputError, match="at most 128"):
         driver.user_channel("u" * 129)
 
 
@@ -297,11 +295,11 @@ def test_user_channel_is_the_reserved_server_to_user_channel(broadcast: Broadcas
 
 def test_sign_channel_refuses_requests_it_cannot_sign(broadcast: Broadcast) -> None:
     driver = broadcast.driver(BroadcastPusherDriver)
-    with pytest.raises(ValidationError, match="needs a channel name"):
+    with pytest.raises(InputError, match="needs a channel name"):
         driver.sign_channel(AuthRequest("private", SOCKET))
-    with pytest.raises(ValidationError, match="needs an 'id'"):
+    with pytest.raises(InputError, match="needs an 'id'"):
         driver.sign_channel(AuthRequest("presence", SOCKET, "presence-x", "x", ANN, member={}))
-    with pytest.raises(ValidationError, match="needs no authorization"):
+    with pytest.raises(InputError, match="needs no authorization"):
         driver.sign_channel(AuthRequest("public", SOCKET, "orders", "orders"))  # type: ignore[arg-type]
 
 
@@ -337,7 +335,7 @@ def test_secrets_are_absent_from_errors_and_their_tracebacks(broadcast: Broadcas
             (broadcast, "private-orders.1"),
         ]:
             with pytest.raises(BroadcastError) as caught:
-                target.authenticate(ANN, socket_id=SOCKET, channel_name=channel)
+                target.authorize(ANN, socket_id=SOCKET, channel_name=channel)
             errors.append(caught.value)
     for error in errors:
         assert not shows_a_secret(str(error)) and not shows_a_secret(repr(error))
@@ -353,7 +351,7 @@ def test_secrets_are_absent_from_errors_and_their_tracebacks(broadcast: Broadcas
 def test_answers_carry_no_secret(broadcast: Broadcast) -> None:
     driver = broadcast.driver(BroadcastPusherDriver)
     for channel in ("private-orders.42", "presence-chat.1", "private-encrypted-orders.42"):
-        body = broadcast.authenticate(ANN, socket_id=SOCKET, channel_name=channel)
+        body = broadcast.authorize(ANN, socket_id=SOCKET, channel_name=channel)
         assert not shows_a_secret(json.dumps(body))
     assert not shows_a_secret(broadcast.authenticate_user(SOCKET, {"id": "42"}))
     assert not shows_a_secret(repr(driver)) and not shows_a_secret(repr(driver.settings))
@@ -395,7 +393,7 @@ def test_concurrent_async_authorizations_each_get_their_own_signature(
     async def storm() -> list[dict[str, Any]]:
         return await asyncio.gather(
             *(
-                broadcast.aauthenticate(
+                broadcast.aauthorize(
                     User(i, f"u{i}"), socket_id=f"{i}.{i}", channel_name=f"private-orders.{i}"
                 )
                 for i in range(200)

@@ -20,7 +20,7 @@ from http_proxy import CountingProxy
 from pusher_ws import Subscribe
 from soketi_server import SoketiServer
 
-from broadcasting import Broadcast, PayloadTooLarge, PublishError, Receipt
+from broadcasting import Broadcast, PayloadTooLargeError, PublishError, Receipt
 from broadcasting.drivers import BroadcastPusherDriver
 
 pytestmark = pytest.mark.soketi
@@ -212,9 +212,9 @@ async def test_payload_size_in_utf8_bytes(
     assert (await sub.next_event()).data == emoji
 
     proxy.clear()
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(PayloadTooLargeError):
         proxied.channel("big", at_limit + "é")
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(PayloadTooLargeError):
         await proxied.achannel("big", at_limit + "é")
     assert proxy.posts() == [], "refused before any request"
 

@@ -19,10 +19,10 @@ from pusher.crypto import encrypt
 from broadcasting import (
     Broadcast,
     ConfigurationError,
-    InvalidChannel,
-    InvalidEvent,
-    PayloadTooLarge,
-    ValidationError,
+    InputError,
+    InvalidChannelError,
+    InvalidEventError,
+    PayloadTooLargeError,
 )
 from broadcasting.drivers import BroadcastPusherDriver
 from broadcasting_pusher import _rules
@@ -60,14 +60,14 @@ def driver() -> Iterator[BroadcastPusherDriver]:
     ],
 )
 def test_bad_channel_names(driver: BroadcastPusherDriver, channel: str) -> None:
-    with pytest.raises(InvalidChannel):
+    with pytest.raises(InvalidChannelError):
         driver.channel(channel, "x")
 
 
 def test_channel_rule_is_explained(driver: BroadcastPusherDriver) -> None:
-    with pytest.raises(InvalidChannel, match=r"A-Z a-z 0-9 _ - = @ , \. ;"):
+    with pytest.raises(InvalidChannelError, match=r"A-Z a-z 0-9 _ - = @ , \. ;"):
         driver.channel("bad channel", "x")
-    with pytest.raises(InvalidChannel, match="server-to-user"):
+    with pytest.raises(InvalidChannelError, match="server-to-user"):
         driver.channel("#server-to-user-1", "x")
 
 
@@ -78,19 +78,19 @@ def test_longest_and_widest_legal_channel_pass_validation() -> None:
 
 
 def test_event_name_limit(driver: BroadcastPusherDriver) -> None:
-    with pytest.raises(InvalidEvent, match="201"):
+    with pytest.raises(InvalidEventError, match="201"):
         driver.channel("a", "x", "e" * 201)
 
 
 @pytest.mark.parametrize("event", ["pusher:subscribe", "pusher_internal:member_added"])
 def test_protocol_event_names_are_reserved(driver: BroadcastPusherDriver, event: str) -> None:
-    with pytest.raises(InvalidEvent, match="reserved"):
+    with pytest.raises(InvalidEventError, match="reserved"):
         driver.channel("a", "x", event)
 
 
 @pytest.mark.parametrize("socket_id", ["abc", "1.2.3", "12", ".5", "1.", "1.2\n"])
 def test_socket_id_format(driver: BroadcastPusherDriver, socket_id: str) -> None:
-    with pytest.raises(ValidationError, match="socket id"):
+    with pytest.raises(InputError, match="socket id"):
         driver.channel("a", "x", socket_id=socket_id)
 
 
@@ -100,10 +100,10 @@ def test_encrypted_channel_needs_master_key(driver: BroadcastPusherDriver) -> No
 
 
 def test_payload_limit_counts_utf8_bytes(driver: BroadcastPusherDriver) -> None:
-    with pytest.raises(PayloadTooLarge) as info:
+    with pytest.raises(PayloadTooLargeError) as info:
         driver.channel("a", "é" * 5121)  # 5,121 characters, 10,242 bytes
     assert (info.value.size, info.value.limit) == (10242, 10240)
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(PayloadTooLargeError):
         driver.channel("a", {"text": "€" * 3410})  # JSON as sent: 10,241 bytes
 
 
@@ -121,7 +121,7 @@ def test_encrypted_payload_size_is_what_is_sent() -> None:
 def test_encrypted_overhead_counts_against_the_limit() -> None:
     options = {"app_id": "1", "key": "k", "secret": "s", "encryption_master_key_base64": MASTER}
     broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}})
-    with pytest.raises(PayloadTooLarge):
+    with pytest.raises(PayloadTooLargeError):
         broadcast.channel("private-encrypted-c", "a" * 8000)
     broadcast.close()
 

@@ -33,9 +33,9 @@ def test_the_driver_holds_no_secret_as_text_after_using_every_path(soketi: Soket
         broadcast.channel("private-encrypted-orders", {"id": 2}, "shipped")
         asyncio.run(broadcast.achannel(["orders", "audit"], {"id": 3}, "shipped"))
         assert driver.check().status == "ok"
-        broadcast.channels()
-        broadcast.authorize("orders")(lambda user: True)
-        broadcast.authenticate("u", socket_id="1.2", channel_name="private-encrypted-orders")
+        broadcast.occupied_channels()
+        broadcast.rule("orders")(lambda user: True)
+        broadcast.authorize("u", socket_id="1.2", channel_name="private-encrypted-orders")
         held = holders(driver, [APP_SECRET, APP_SECRET.encode(), MASTER_B64, MASTER_KEY])
         assert held == [], f"the secret is held as text at {held[:5]}"
         # the walk does find what is there: the raw SDK, once asked for, holds it

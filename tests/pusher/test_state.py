@@ -28,12 +28,12 @@ from soketi_server import APP_KEY, APP_SECRET, SoketiServer
 from broadcasting import (
     Broadcast,
     ChannelInfo,
-    InvalidChannel,
+    InputError,
+    InvalidChannelError,
     Member,
     PresenceChannel,
     PrivateChannel,
     PublishError,
-    ValidationError,
 )
 
 pytestmark = pytest.mark.soketi
@@ -113,14 +113,16 @@ async def test_queries_report_what_connected_clients_subscribed_to(
     await ann_again.join("presence-state-room", "ann", {"name": "Ann"})  # a second tab
     await bob.join("presence-state-room", "bob", {"name": "Bob"})
 
-    mine = [c for c in broadcast.channels() if "state-" in c.name]
+    mine = [c for c in broadcast.occupied_channels() if "state-" in c.name]
     assert [c.name for c in mine] == [
         "presence-state-room",
         "private-state-orders.1",
         "state-orders",
     ]
     assert all(c.occupied for c in mine)
-    assert [c.name for c in broadcast.channels(prefix="presence-state")] == ["presence-state-room"]
+    assert [c.name for c in broadcast.occupied_channels(prefix="presence-state")] == [
+        "presence-state-room"
+    ]
     assert broadcast.channel_info("state-orders") == ChannelInfo("state-orders", True, 2, None)
     assert broadcast.channel_info(PrivateChannel("state-orders.1")).subscription_count == 1
     room = broadcast.channel_info(PresenceChannel("state-room"))
@@ -131,7 +133,7 @@ async def test_queries_report_what_connected_clients_subscribed_to(
     # the async twins, on the driver's aiohttp session
     assert await broadcast.achannel_info("state-orders") == ChannelInfo("state-orders", True, 2)
     assert sorted(m.id for m in await broadcast.amembers("presence-state-room")) == ["ann", "bob"]
-    assert "state-orders" in [c.name for c in await broadcast.achannels("state-")]
+    assert "state-orders" in [c.name for c in await broadcast.aoccupied_channels("state-")]
 
     # leaving is seen at once
     await bob.leave("presence-state-room")
@@ -140,17 +142,17 @@ async def test_queries_report_what_connected_clients_subscribed_to(
     assert broadcast.channel_info("state-orders").subscription_count == 1
     await ann.leave("state-orders")
     assert broadcast.channel_info("state-orders") == ChannelInfo("state-orders", False, 0, None)
-    assert "state-orders" not in [c.name for c in broadcast.channels()]
+    assert "state-orders" not in [c.name for c in broadcast.occupied_channels()]
 
 
 async def test_queries_go_out_as_documented_and_bad_input_sends_nothing(
     via_proxy: Broadcast, proxy: CountingProxy
 ) -> None:
-    via_proxy.channels("presence-")
+    via_proxy.occupied_channels("presence-")
     via_proxy.channel_info("presence-room")
     via_proxy.members("presence-room")
     via_proxy.terminate_user("7")
-    await via_proxy.achannels()
+    await via_proxy.aoccupied_channels()
     paths = [(seen.method, seen.path.split("&auth_key")[0]) for seen in proxy.requests]
     assert [(m, p.split("?")[0]) for m, p in paths] == [
         ("GET", "/apps/424242/channels"),
@@ -166,17 +168,17 @@ async def test_queries_go_out_as_documented_and_bad_input_sends_nothing(
 
     proxy.clear()
     bad: list[tuple[Any, type[Exception]]] = [
-        (lambda: via_proxy.channel_info("no spaces allowed"), InvalidChannel),
-        (lambda: via_proxy.channel_info("x" * 165), InvalidChannel),
-        (lambda: via_proxy.members("private-orders"), InvalidChannel),
-        (lambda: via_proxy.channels("bad prefix!"), ValidationError),
-        (lambda: via_proxy.terminate_user(""), ValidationError),
-        (lambda: via_proxy.terminate_user("a/b"), ValidationError),
+        (lambda: via_proxy.channel_info("no spaces allowed"), InvalidChannelError),
+        (lambda: via_proxy.channel_info("x" * 165), InvalidChannelError),
+        (lambda: via_proxy.members("private-orders"), InvalidChannelError),
+        (lambda: via_proxy.occupied_channels("bad prefix!"), InputError),
+        (lambda: via_proxy.terminate_user(""), InputError),
+        (lambda: via_proxy.terminate_user("a/b"), InputError),
     ]
     for call, error in bad:
         with pytest.raises(error):
             call()
-    with pytest.raises(InvalidChannel, match="only presence channels"):
+    with pytest.raises(InvalidChannelError, match="only presence channels"):
         await via_proxy.amembers("orders")
     assert proxy.requests == []
 
@@ -185,10 +187,10 @@ def test_bad_input_is_refused_before_connecting(refusing: ConnectAttempts) -> No
     options = {"app_id": "1", "key": "k", "secret": "s", "host": "127.0.0.1"}
     config = {"DRIVER": "pusher", "DRIVERS": {"pusher": {**options, "port": refusing.port}}}
     with Broadcast(config) as broadcast:
-        with pytest.raises(InvalidChannel):
+        with pytest.raises(InvalidChannelError):
             broadcast.members("orders")
         with pytest.raises(PublishError, match="could not reach"):
-            broadcast.channels()  # the port really refuses: this one tried
+            broadcast.occupied_channels()  # the port really refuses: this one tried
     assert refusing.count == 1
 
 
@@ -201,7 +203,7 @@ async def test_service_errors_are_typed_including_soketis_http_200_with_an_error
     for config, status, said in ((wrong, 401, "secret"), (unknown, 404, "999")):
         with Broadcast(config) as broadcast:
             calls: list[tuple[str, tuple[str, ...]]] = [
-                ("channels", ()),
+                ("occupied_channels", ()),
                 ("channel_info", ("orders",)),
                 ("members", ("presence-room",)),
                 ("terminate_user", ("7",)),

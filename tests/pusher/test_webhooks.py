@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from broadcasting import (
+    BadRequestError,
     Broadcast,
-    InvalidAuthRequest,
-    Unauthorized,
+    UnauthorizedError,
     WebhookEvent,
 )
 from broadcasting_pusher import _webhooks
@@ -120,7 +120,7 @@ def test_unknown_event_names_are_passed_through_by_name(broadcast: Broadcast) ->
 
 
 def refused(broadcast: Broadcast, headers: dict[str, str], body: bytes) -> Exception:
-    with pytest.raises((Unauthorized, InvalidAuthRequest)) as caught:
+    with pytest.raises((UnauthorizedError, BadRequestError)) as caught:
         broadcast.webhook(headers, body)
     return caught.value
 
@@ -191,7 +191,7 @@ def test_nothing_is_parsed_before_the_signature_is_checked(broadcast: Broadcast)
     # a body that is not even JSON, signed with the wrong secret: 401, not 400
     body = b"{not json"
     error = refused(broadcast, signed(body, secret="wrong"), body)
-    assert isinstance(error, Unauthorized)
+    assert isinstance(error, UnauthorizedError)
 
 
 def _frame_values(error: BaseException) -> Iterator[str]:
@@ -223,7 +223,7 @@ async def test_awebhook_verifies_the_same_way(broadcast: Broadcast) -> None:
     body = body_of(EVERY_KIND)
     events = await broadcast.awebhook(signed(body), body)
     assert [e.name for e in events] == [k["name"] for k in EVERY_KIND]
-    with pytest.raises(Unauthorized):
+    with pytest.raises(UnauthorizedError):
         await broadcast.awebhook(signed(body, secret="nope"), body)
 
 

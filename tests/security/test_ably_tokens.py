@@ -38,10 +38,10 @@ if str(TESTS) not in sys.path:
 
 from broadcasting import (  # noqa: E402
     AuthRequest,
+    BadRequestError,
     Broadcast,
-    InvalidAuthRequest,
+    InputError,
     Secret,
-    ValidationError,
 )
 from broadcasting_ably import _auth  # noqa: E402
 from servers.ably_emulator import TEST_KEY, AblyEmulator  # noqa: E402
@@ -124,15 +124,15 @@ def app(emulator: AblyEmulator) -> Iterator[App]:
         routes = broadcasting_routes(broadcast, user=current_user)
         made = App(broadcast, {"7": {"1", "2"}, "8": {"2"}}, TestClient(Starlette(routes=routes)))
 
-        @broadcast.authorize("orders.{order_id}")
+        @broadcast.rule("orders.{order_id}")
         def order_owner(user: dict[str, Any], order_id: str) -> bool:
             return order_id in made.orders.get(str(user.get("id")), set())
 
-        @broadcast.authorize("chat.{room}")
+        @broadcast.rule("chat.{room}")
         def anyone_signed_in(user: dict[str, Any], room: str) -> bool:
             return True  # permissive on purpose: item 3's rule
 
-        @broadcast.authorize("lobby.{room}")
+        @broadcast.rule("lobby.{room}")
         def lobby_member(user: dict[str, Any], room: str) -> dict[str, Any]:
             return {"id": str(user["id"]), "name": user["name"]}
 
@@ -403,8 +403,8 @@ def test_a_name_ably_reads_as_a_wildcard_is_400_before_any_signing(
         reply = app.post("alice", channel_name=channel, token=token)
         assert reply.status_code == 400, reply.text
         assert "token" not in reply.text
-    with pytest.raises(InvalidAuthRequest):
-        app.broadcast.authenticate(USERS["alice"], channel_name=channel)
+    with pytest.raises(BadRequestError):
+        app.broadcast.authorize(USERS["alice"], channel_name=channel)
     # and no token that was signed covers a channel of that "room"
     assert refusal(emulator, held, "private:chat.x:y.mods") == 40160
     assert refusal(emulator, held, "private:chat.x") is None
@@ -419,7 +419,7 @@ def test_a_parameter_never_matches_ablys_special_characters(app: App) -> None:
     driver = app.broadcast.driver()
     for channel in ("private:chat.x:*", "private:*", "private:[*]x"):
         name = channel.partition(":")[2]
-        with pytest.raises(InvalidAuthRequest, match="wildcard"):
+        with pytest.raises(BadRequestError, match="wildcard"):
             driver.sign_channel(AuthRequest("private", "", channel, name, USERS["alice"]))
     carried = AuthRequest("private", "", "private:chat.*", "chat.*", USERS["alice"])
     request = AuthRequest(
@@ -431,12 +431,12 @@ def test_a_parameter_never_matches_ablys_special_characters(app: App) -> None:
 def test_a_presence_member_id_of_star_is_refused(app: App) -> None:
     """Ably reads a ``*`` client id as "any client": a rule cannot hand it out."""
 
-    @app.broadcast.authorize("stage.{room}")
+    @app.broadcast.rule("stage.{room}")
     def stage(user: dict[str, Any], room: str) -> dict[str, Any]:
         return {"id": "*"}
 
-    with pytest.raises(ValidationError, match="wildcard"):
-        app.broadcast.authenticate(USERS["alice"], channel_name="presence:stage.1")
+    with pytest.raises(InputError, match="wildcard"):
+        app.broadcast.authorize(USERS["alice"], channel_name="presence:stage.1")
 
 
 # -- item 11: the held token stays wrapped -----------------------------------------------
@@ -465,7 +465,7 @@ def test_the_held_token_reaches_the_driver_as_a_secret_and_no_frame_holds_its_te
     # a failure inside the driver's own reading of the token, after it was decoded
     monkeypatch.setattr(_auth.REVOKED, "at", fail)
     with pytest.raises(RuntimeError) as caught:
-        app.broadcast.authenticate(USERS["alice"], extra={"token": Secret(held)})
+        app.broadcast.authorize(USERS["alice"], extra={"token": Secret(held)})
     signature = held.rsplit(".", 1)[1]
     frames = 0
     current: BaseException | None = caught.value

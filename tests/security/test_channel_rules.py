@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broadcasting import Broadcast, Forbidden, InvalidAuthRequest
+from broadcasting import BadRequestError, Broadcast, ForbiddenError
 from broadcasting._auth import Pattern
 from broadcasting.drivers.memory import BroadcastMemoryDriver
 
@@ -70,10 +70,10 @@ def test_crafted_names_cannot_stall_matching() -> None:
 
 def test_the_web_endpoint_answers_a_crafted_name_at_once() -> None:
     broadcast = Broadcast({"DRIVER": "memory"})
-    broadcast.authorize("org.{org}-{team}-{room}")(lambda user, org, team, room: True)
+    broadcast.rule("org.{org}-{team}-{room}")(lambda user, org, team, room: True)
     name = "private-org." + "-" * 1000 + "."
-    with pytest.raises(Forbidden, match="no channel rule matches"):
-        broadcast.authenticate({"id": 1}, socket_id="1.2", channel_name=name)
+    with pytest.raises(ForbiddenError, match="no channel rule matches"):
+        broadcast.authorize({"id": 1}, socket_id="1.2", channel_name=name)
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)
@@ -115,20 +115,20 @@ class WildcardDriver(BroadcastMemoryDriver):
 @pytest.mark.parametrize("channel", ["private-chat.x:*", "private-chat.*", "private-chat.[x]"])
 def test_a_parameter_never_matches_the_drivers_special_characters(channel: str) -> None:
     broadcast = Broadcast({"DRIVER": "memory"})
-    broadcast.authorize("chat.{room}")(lambda user, room: True)
+    broadcast.rule("chat.{room}")(lambda user, room: True)
     driver = broadcast.driver(WildcardDriver)
-    with pytest.raises(Forbidden, match="no channel rule matches"):
-        broadcast.authenticate({"id": 1}, socket_id="1.2", channel_name=channel, driver=driver)
+    with pytest.raises(ForbiddenError, match="no channel rule matches"):
+        broadcast.authorize({"id": 1}, socket_id="1.2", channel_name=channel, driver=driver)
     # the plain memory driver has no such syntax: the same name is an ordinary parameter
-    assert broadcast.authenticate({"id": 1}, socket_id="1.2", channel_name=channel)["auth"]
+    assert broadcast.authorize({"id": 1}, socket_id="1.2", channel_name=channel)["auth"]
 
 
 def test_a_presence_request_under_a_private_rule_is_forbidden() -> None:
     broadcast = Broadcast({"DRIVER": "memory"})
-    broadcast.authorize("orders.{id}")(lambda user, id: True)
-    assert broadcast.authenticate({"id": 1}, socket_id="1.2", channel_name="private-orders.1")
-    with pytest.raises(Forbidden, match="allows private channels only") as caught:
-        broadcast.authenticate({"id": 1}, socket_id="1.2", channel_name="presence-orders.1")
+    broadcast.rule("orders.{id}")(lambda user, id: True)
+    assert broadcast.authorize({"id": 1}, socket_id="1.2", channel_name="private-orders.1")
+    with pytest.raises(ForbiddenError, match="allows private channels only") as caught:
+        broadcast.authorize({"id": 1}, socket_id="1.2", channel_name="presence-orders.1")
     assert caught.value.http_status == 403
 
 
@@ -136,7 +136,7 @@ def test_a_presence_request_under_a_private_rule_is_403_at_the_endpoint() -> Non
     from broadcasting.web import AuthEndpoints
 
     broadcast = Broadcast({"DRIVER": "memory"})
-    broadcast.authorize("orders.{id}")(lambda user, id: True)
+    broadcast.rule("orders.{id}")(lambda user, id: True)
     endpoints = AuthEndpoints(broadcast, user=lambda request: {"id": 1})
     reply = endpoints.handle_auth(
         None,
@@ -153,26 +153,26 @@ NON_ASCII_DIGITS = ["١٢.٣٤", "\uff11\uff12.\uff13\uff14", "12.٣٤", "१२
 @pytest.mark.parametrize("socket_id", NON_ASCII_DIGITS)
 def test_socket_ids_are_ascii_digits_when_authorizing(socket_id: str) -> None:
     broadcast = Broadcast({"DRIVER": "memory"})
-    broadcast.authorize("orders.{id}")(lambda user, id: True)
-    with pytest.raises(InvalidAuthRequest, match="digits"):
-        broadcast.authenticate({"id": 1}, socket_id=socket_id, channel_name="private-orders.1")
+    broadcast.rule("orders.{id}")(lambda user, id: True)
+    with pytest.raises(BadRequestError, match="digits"):
+        broadcast.authorize({"id": 1}, socket_id=socket_id, channel_name="private-orders.1")
 
 
 @pytest.mark.parametrize("socket_id", NON_ASCII_DIGITS)
 def test_socket_ids_are_ascii_digits_when_publishing_through_pusher(socket_id: str) -> None:
-    from broadcasting import ValidationError
+    from broadcasting import InputError
 
     config: dict[str, Any] = {
         "DRIVER": "pusher",
         # nothing listens here: the socket id is refused before any request
         "DRIVERS": {"pusher": {"app_id": "1", "key": "k", "secret": "s", "host": "127.0.0.1"}},
     }
-    with Broadcast(config) as broadcast, pytest.raises(ValidationError, match="socket_id"):
+    with Broadcast(config) as broadcast, pytest.raises(InputError, match="socket_id"):
         broadcast.channel("orders", {"id": 1}, "shipped", socket_id=socket_id)
 
 
 def test_a_channel_name_that_is_not_utf8_is_a_bad_request() -> None:
     broadcast = Broadcast({"DRIVER": "memory"})
-    broadcast.authorize("orders.{id}")(lambda user, id: True)
-    with pytest.raises(InvalidAuthRequest, match="UTF-8"):
-        broadcast.authenticate({"id": 1}, socket_id="1.2", channel_name="private-orders.\ud800")
+    broadcast.rule("orders.{id}")(lambda user, id: True)
+    with pytest.raises(BadRequestError, match="UTF-8"):
+        broadcast.authorize({"id": 1}, socket_id="1.2", channel_name="private-orders.\ud800")

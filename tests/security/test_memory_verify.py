@@ -25,7 +25,7 @@ ADMIN = json.dumps({"user_id": "admin", "user_info": {"id": "admin"}}, separator
 def broadcast() -> Iterator[Broadcast]:
     with Broadcast({"DRIVER": "memory"}) as broadcast:
 
-        @broadcast.authorize("{anything}")
+        @broadcast.rule("{anything}")
         def anyone(user: Any, anything: str) -> Any:
             return {"id": str(user)}  # private: truthy; presence: the member
 
@@ -42,7 +42,7 @@ def test_a_private_answer_cannot_become_a_presence_answer(
 ) -> None:
     """The issue's case: the channel name carries the forged channel_data after a ':'."""
     channel = f"private-a:{ADMIN}"
-    answer = broadcast.authenticate("mallory", socket_id=SOCKET, channel_name=channel)
+    answer = broadcast.authorize("mallory", socket_id=SOCKET, channel_name=channel)
     assert memory.verify(answer, socket_id=SOCKET, channel=channel)
     forged = {"auth": answer["auth"], "channel_data": ADMIN}
     assert not memory.verify(forged, socket_id=SOCKET, channel="private-a")
@@ -52,7 +52,7 @@ def test_a_presence_answer_cannot_be_cut_elsewhere(
     broadcast: Broadcast, memory: BroadcastMemoryDriver
 ) -> None:
     """Moving the boundary between channel and channel_data (at a ':' inside the JSON)."""
-    answer = broadcast.authenticate("7", socket_id=SOCKET, channel_name="presence-room")
+    answer = broadcast.authorize("7", socket_id=SOCKET, channel_name="presence-room")
     data = answer["channel_data"]
     assert memory.verify(answer, socket_id=SOCKET, channel="presence-room")
     cut = data.index(":")
@@ -63,7 +63,7 @@ def test_a_presence_answer_cannot_be_cut_elsewhere(
 def test_a_socket_id_and_channel_cannot_trade_characters(
     broadcast: Broadcast, memory: BroadcastMemoryDriver
 ) -> None:
-    answer = broadcast.authenticate("7", socket_id=SOCKET, channel_name="private-a:b")
+    answer = broadcast.authorize("7", socket_id=SOCKET, channel_name="private-a:b")
     assert memory.verify(answer, socket_id=SOCKET, channel="private-a:b")
     assert not memory.verify(answer, socket_id=f"{SOCKET}:private-a", channel="b")
     assert not memory.verify(answer, socket_id="1234", channel="5678:private-a:b")
@@ -79,7 +79,7 @@ def test_a_sign_in_answer_and_a_channel_answer_do_not_verify_for_each_other(
     # for channel ":user::<data>"; the kinds are now bound too
     as_channel = {"auth": signin["auth"]}
     assert not memory.verify(as_channel, socket_id=SOCKET, channel=f":user::{signin['user_data']}")
-    private = broadcast.authenticate("7", socket_id=SOCKET, channel_name="private-x")
+    private = broadcast.authorize("7", socket_id=SOCKET, channel_name="private-x")
     assert not memory.verify(
         {"auth": private["auth"], "user_data": "private-x"}, socket_id=SOCKET, channel=None
     )
@@ -88,7 +88,7 @@ def test_a_sign_in_answer_and_a_channel_answer_do_not_verify_for_each_other(
 def test_a_presence_answer_without_its_channel_data_is_refused(
     broadcast: Broadcast, memory: BroadcastMemoryDriver
 ) -> None:
-    answer = broadcast.authenticate("7", socket_id=SOCKET, channel_name="presence-room")
+    answer = broadcast.authorize("7", socket_id=SOCKET, channel_name="presence-room")
     assert not memory.verify({"auth": answer["auth"]}, socket_id=SOCKET, channel="presence-room")
 
 
@@ -111,6 +111,6 @@ def test_malformed_answers_are_false_not_errors(
 
 
 def test_another_memory_driver_does_not_verify_it(broadcast: Broadcast) -> None:
-    answer = broadcast.authenticate("7", socket_id=SOCKET, channel_name="private-x")
+    answer = broadcast.authorize("7", socket_id=SOCKET, channel_name="private-x")
     other = Broadcast({"DRIVER": "memory"}).driver(BroadcastMemoryDriver)
     assert not other.verify(answer, socket_id=SOCKET, channel="private-x")

@@ -5,7 +5,7 @@ A lone surrogate (``"x\\ud800"``, what ``json.loads('"\\\\ud800"')`` or a
 or key, in the event name, a channel name or the socket_id used to pass
 validation and then raise a bare ``UnicodeEncodeError`` in the Pusher
 driver (or be accepted by memory, null and log). It is now a typed
-``ValidationError`` naming what was wrong, before any hook runs.
+``InputError`` naming what was wrong, before any hook runs.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import pytest
 from broadcasting import (
     Broadcast,
     Driver,
-    InvalidChannel,
-    InvalidEvent,
-    InvalidPayload,
+    InputError,
+    InvalidChannelError,
+    InvalidEventError,
+    InvalidPayloadError,
     Message,
-    ValidationError,
     hookimpl,
 )
 
@@ -67,27 +67,32 @@ def setup(request: pytest.FixtureRequest) -> Iterator[tuple[Broadcast, Probe]]:
 
 #: (what is wrong, the call's arguments, the error, words the message must hold)
 CASES: list[tuple[str, tuple[Any, Any, str], type[Exception], str]] = [
-    ("data str", ("orders", BAD, "e"), InvalidPayload, "the message is not valid UTF-8"),
-    ("data low", ("orders", ALSO_BAD, "e"), InvalidPayload, "U+DFFF at index 0"),
-    ("dict value", ("orders", {"a": BAD}, "e"), InvalidPayload, "the message['a']"),
+    ("data str", ("orders", BAD, "e"), InvalidPayloadError, "the message is not valid UTF-8"),
+    ("data low", ("orders", ALSO_BAD, "e"), InvalidPayloadError, "U+DFFF at index 0"),
+    ("dict value", ("orders", {"a": BAD}, "e"), InvalidPayloadError, "the message['a']"),
     (
         "nested value",
         ("orders", {"a": [1, {"b": BAD}]}, "e"),
-        InvalidPayload,
+        InvalidPayloadError,
         "the message['a'][1]['b']",
     ),
-    ("list value", ("orders", ["ok", BAD], "e"), InvalidPayload, "the message[1]"),
-    ("dict key", ("orders", {BAD: 1}, "e"), InvalidPayload, "a key of the message"),
-    ("nested key", ("orders", {"a": {BAD: 1}}, "e"), InvalidPayload, "a key of the message['a']"),
-    ("event", ("orders", "hi", BAD), InvalidEvent, "the event name 'x\\ud800'"),
-    ("channel", (BAD, "hi", "e"), InvalidChannel, "channel 'x\\ud800'"),
-    ("one channel of many", (["ok", BAD], "hi", "e"), InvalidChannel, "channel 'x\\ud800'"),
+    ("list value", ("orders", ["ok", BAD], "e"), InvalidPayloadError, "the message[1]"),
+    ("dict key", ("orders", {BAD: 1}, "e"), InvalidPayloadError, "a key of the message"),
+    (
+        "nested key",
+        ("orders", {"a": {BAD: 1}}, "e"),
+        InvalidPayloadError,
+        "a key of the message['a']",
+    ),
+    ("event", ("orders", "hi", BAD), InvalidEventError, "the event name 'x\\ud800'"),
+    ("channel", (BAD, "hi", "e"), InvalidChannelError, "channel 'x\\ud800'"),
+    ("one channel of many", (["ok", BAD], "hi", "e"), InvalidChannelError, "channel 'x\\ud800'"),
 ]
 
 
 def _check(error: BaseException, kind: type[Exception], words: str, driver: str) -> None:
     assert isinstance(error, kind), repr(error)
-    assert isinstance(error, ValidationError)
+    assert isinstance(error, InputError)
     text = str(error)
     assert text.startswith(f"{driver}: "), text
     assert words in text, text
@@ -106,14 +111,14 @@ def test_refused_before_any_hook(
 ) -> None:
     broadcast, probe = setup
     name = broadcast.config.driver
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(InputError) as info:
         broadcast.channel(*args)
     _check(info.value, kind, words, name)
 
     async def main() -> None:
         await broadcast.achannel(*args)
 
-    with pytest.raises(ValidationError) as ainfo:
+    with pytest.raises(InputError) as ainfo:
         asyncio.run(main())
     _check(ainfo.value, kind, words, name)
     assert probe.calls == []
@@ -123,7 +128,7 @@ def test_refused_before_any_hook(
 def test_a_socket_id(setup: tuple[Broadcast, Probe]) -> None:
     broadcast, probe = setup
     assert broadcast.driver().supports_socket_id
-    with pytest.raises(ValidationError, match="socket_id is not valid UTF-8") as info:
+    with pytest.raises(InputError, match="socket_id is not valid UTF-8") as info:
         broadcast.channel("orders", "hi", "e", socket_id="1.\ud800")
     assert "\ud800" not in str(info.value)
     assert probe.calls == []
@@ -133,9 +138,9 @@ def test_a_user_id_in_send_to_user() -> None:
     """The user's channel is named by the driver; its name is checked like any other."""
     probe = Probe()
     with Broadcast({"DRIVER": "memory"}, plugins=[probe]) as broadcast:
-        with pytest.raises(InvalidChannel, match="not valid UTF-8"):
+        with pytest.raises(InvalidChannelError, match="not valid UTF-8"):
             broadcast.send_to_user(BAD, "e", "hi")
-        with pytest.raises(InvalidPayload, match="not valid UTF-8"):
+        with pytest.raises(InvalidPayloadError, match="not valid UTF-8"):
             broadcast.send_to_user("7", "e", {"a": BAD})
     assert probe.calls == []
 
@@ -143,7 +148,7 @@ def test_a_user_id_in_send_to_user() -> None:
 def test_what_a_json_body_can_carry_is_refused() -> None:
     """How such text arrives: JSON allows a lone surrogate escape, and json.loads keeps it."""
     data = json.loads('{"note": "\\ud83d"}')
-    with Broadcast({"DRIVER": "memory"}) as broadcast, pytest.raises(InvalidPayload):
+    with Broadcast({"DRIVER": "memory"}) as broadcast, pytest.raises(InvalidPayloadError):
         broadcast.channel("orders", data, "e")
     assert broadcast.driver().messages == []  # type: ignore[attr-defined]
 

@@ -25,7 +25,7 @@ from web_support import (
     sign_webhook,
 )
 
-from broadcasting import Broadcast, InvalidAuthRequest
+from broadcasting import BadRequestError, Broadcast
 
 WEBHOOK = "/broadcasting/webhook"
 
@@ -190,7 +190,7 @@ def test_broadcast_webhook_raises_invalid_auth_request_for_them(
     else:
         text = f'{{"time_ms": {number}, "events": []}}'
     body = text.encode()
-    with pytest.raises(InvalidAuthRequest):
+    with pytest.raises(BadRequestError):
         broadcast.webhook(sign_webhook(broadcast, body), body)
 
 
@@ -208,7 +208,7 @@ def test_the_core_turns_a_drivers_overflow_or_recursion_into_invalid_auth_reques
 
             assert isinstance(driver, Driver)
             driver.verify_webhook = fails  # type: ignore[method-assign]
-            with pytest.raises(InvalidAuthRequest):
+            with pytest.raises(BadRequestError):
                 broadcast.webhook({}, b"{}")
     finally:
         broadcast.close()

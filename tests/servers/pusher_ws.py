@@ -113,7 +113,7 @@ class PusherSubscriber:
         """Subscribe and wait for each ``subscription_succeeded``.
 
         ``auth`` maps a private channel to its ``auth`` string (from the SDK's
-        ``authenticate(channel, socket_id)``).
+        ``authorize(channel, socket_id)``).
         """
         loop = asyncio.get_running_loop()
         waits = []

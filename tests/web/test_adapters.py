@@ -169,7 +169,7 @@ def test_the_endpoints_check_their_arguments(broadcast: Broadcast) -> None:
 
 def test_a_driver_without_sign_in_or_webhooks_answers_501() -> None:
     with Broadcast({"DRIVER": "null"}) as b:
-        b.authorize("orders.{x}")(lambda user, x: True)
+        b.rule("orders.{x}")(lambda user, x: True)
         endpoints = AuthEndpoints(b, user=lambda request: {"id": "1"})
         form = {"content-type": "application/x-www-form-urlencoded"}
         auth = endpoints.handle_auth(
@@ -188,7 +188,7 @@ def test_presence_info_over_the_services_limit_is_refused_before_signing(
     pytest.importorskip("broadcasting_pusher")
     options = {"app_id": "1", "key": "k", "secret": "s-not-shown", "cluster": "eu"}
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as b:
-        b.authorize("chat.{room}")(lambda user, room: {"id": "1", "bio": "private " * 500})
+        b.rule("chat.{room}")(lambda user, room: {"id": "1", "bio": "private " * 500})
         endpoints = AuthEndpoints(b, user=lambda request: {"id": "1"})
         answer = endpoints.handle_auth(
             None,
@@ -214,8 +214,8 @@ def test_the_pusher_secret_never_reaches_a_body_or_a_log_line(
     options = {"app_id": "1", "key": "app-key", "secret": secret, "cluster": "eu"}
     caplog.set_level(logging.DEBUG)
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as b:
-        b.authorize("orders.{x}")(lambda user, x: x == "1")
-        b.authorize("boom.{x}")(lambda user, x: 1 / 0)
+        b.rule("orders.{x}")(lambda user, x: x == "1")
+        b.rule("boom.{x}")(lambda user, x: 1 / 0)
         endpoints = AuthEndpoints(b, user=lambda request: {"id": "1"})
         answers = [
             endpoints.handle_auth(None, method="GET", headers={}, query=query)
@@ -237,13 +237,13 @@ def test_the_pusher_secret_never_reaches_a_body_or_a_log_line(
 
 
 def test_a_plugin_veto_is_a_403_like_any_refusal(broadcast: Broadcast) -> None:
-    from broadcasting import Forbidden, hookimpl
+    from broadcasting import ForbiddenError, hookimpl
 
     class RateLimit:
         @hookimpl
         def broadcasting_authorize(self, broadcast: Any, driver: Any, request: Any) -> None:
             if request.socket_id == "6.6":
-                raise Forbidden("rate limit: socket 6.6 asked too often")
+                raise ForbiddenError("rate limit: socket 6.6 asked too often")
 
     broadcast.plugin_manager.register(RateLimit())
     endpoints = AuthEndpoints(broadcast, user=user_from_headers)
@@ -390,7 +390,7 @@ def test_a_starlette_view_publishes_to_others_with_the_socket_id_header(
 def test_django_by_default_authorizes_request_user_and_signs_in_its_pk(
     broadcast: Broadcast, asynchronous: bool
 ) -> None:
-    @broadcast.authorize("profile.{pk}")
+    @broadcast.rule("profile.{pk}")
     def own_profile(user: Any, pk: str) -> bool:
         return str(user.pk) == pk  # a Django user, from request.user
 

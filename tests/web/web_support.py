@@ -22,10 +22,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from broadcasting import (
+    BadRequestError,
     Broadcast,
-    InvalidAuthRequest,
     Limits,
-    Unauthorized,
+    UnauthorizedError,
     WebhookEvent,
     hookimpl,
 )
@@ -54,10 +54,10 @@ class StrictMemoryDriver(BroadcastMemoryDriver):
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         if headers.get("X-Test-Key") != WEBHOOK_KEY:
-            raise Unauthorized("unknown webhook key")
+            raise UnauthorizedError("unknown webhook key")
         expected = hmac.new(WEBHOOK_SECRET, body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(headers.get("X-Test-Signature", ""), expected):
-            raise Unauthorized("bad webhook signature")
+            raise UnauthorizedError("bad webhook signature")
         try:
             delivery = json.loads(body)
             events = list(delivery["events"])
@@ -65,7 +65,7 @@ class StrictMemoryDriver(BroadcastMemoryDriver):
             if not all(isinstance(e, dict) for e in events):
                 raise TypeError("an event is not an object")
         except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
-            raise InvalidAuthRequest("malformed webhook body") from None
+            raise BadRequestError("malformed webhook body") from None
         return [
             WebhookEvent(
                 name=str(e.get("name")),
@@ -129,22 +129,22 @@ def make_broadcast(
     drivers = {driver: DRIVER_OPTIONS[driver]} if driver in DRIVER_OPTIONS else {}
     broadcast = Broadcast({"DRIVER": driver, "DRIVERS": drivers}, plugins=plugins)
 
-    @broadcast.authorize("orders.{order_id}")
+    @broadcast.rule("orders.{order_id}")
     def order_owner(user: Any, order_id: str) -> bool:
         return order_id in user.get("orders", ())
 
-    @broadcast.authorize("chat.{room}")
+    @broadcast.rule("chat.{room}")
     async def chat_member(user: Any, room: str) -> dict[str, Any]:
         return {"id": user["id"], "name": user["name"], "room": room}
 
     if not raising:
         return broadcast
 
-    @broadcast.authorize("boom.{x}")
+    @broadcast.rule("boom.{x}")
     def boom(user: Any, x: str) -> bool:
         raise RuntimeError(SECRET_DETAIL)
 
-    @broadcast.authorize("noid.{x}")
+    @broadcast.rule("noid.{x}")
     def noid(user: Any, x: str) -> dict[str, Any]:
         return {"name": SECRET_DETAIL}
 

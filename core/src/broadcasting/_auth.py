@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from broadcasting._errors import Forbidden, InvalidAuthRequest, RuleError
+from broadcasting._errors import BadRequestError, ForbiddenError, RuleError
 from broadcasting._types import Secret
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ MAX_CARRIED = 100
 class AuthRequest:
     """One authorization: what the client asked for, for whom, and what the rule said.
 
-    The core builds it from ``authenticate()`` / ``authenticate_user()`` and
+    The core builds it from ``authorize()`` / ``authenticate_user()`` and
     hands it to the ``broadcasting_authorize`` hook; a driver's
     :meth:`~broadcasting.Driver.sign_channel` / :meth:`~broadcasting.Driver.sign_user`
     turn it into the body the client expects.
@@ -211,7 +211,7 @@ class ChannelRules:
 
 
 def check_socket_id(socket_id: object, *, required: bool = True) -> str:
-    """``socket_id`` if it is ``digits.digits``; else :class:`InvalidAuthRequest`.
+    """``socket_id`` if it is ``digits.digits``; else :class:`BadRequestError`.
 
     With ``required=False`` (a driver whose clients send none, such as Ably's)
     a missing one is ``""`` and any short header-safe id is accepted.
@@ -219,14 +219,14 @@ def check_socket_id(socket_id: object, *, required: bool = True) -> str:
     if socket_id is None or socket_id == "":
         if not required:
             return ""
-        raise InvalidAuthRequest("socket_id is missing")
+        raise BadRequestError("socket_id is missing")
     if not isinstance(socket_id, str):
-        raise InvalidAuthRequest("socket_id is missing")
+        raise BadRequestError("socket_id is missing")
     if required:
         if len(socket_id) > MAX_SOCKET_ID_LENGTH or _SOCKET_ID.fullmatch(socket_id) is None:
-            raise InvalidAuthRequest("socket_id must look like '1234.5678' (digits.digits)")
+            raise BadRequestError("socket_id must look like '1234.5678' (digits.digits)")
     elif _CONNECTION_ID.fullmatch(socket_id) is None:
-        raise InvalidAuthRequest("socket_id must be up to 64 letters, digits or ._:!-")
+        raise BadRequestError("socket_id must be up to 64 letters, digits or ._:!-")
     return socket_id
 
 
@@ -234,26 +234,24 @@ def channel_request(driver: Driver, user: Any, socket_id: object, channel: objec
     """Validate a subscription request and say which kind of channel it is for."""
     socket = check_socket_id(socket_id, required=driver.requires_socket_id)
     if not isinstance(channel, str) or not channel:
-        raise InvalidAuthRequest("channel_name is missing")
+        raise BadRequestError("channel_name is missing")
     limits = driver.limits
     longest = limits.max_channel_name_length or MAX_CHANNEL_NAME_LENGTH
     if len(channel) > longest:
-        raise InvalidAuthRequest(
-            f"channel_name is {len(channel)} characters; the limit is {longest}"
-        )
+        raise BadRequestError(f"channel_name is {len(channel)} characters; the limit is {longest}")
     if _CONTROL.search(channel):
-        raise InvalidAuthRequest("channel_name must not contain control characters")
+        raise BadRequestError("channel_name must not contain control characters")
     if not channel.isascii():
         try:
             channel.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate, from a JSON escape
-            raise InvalidAuthRequest("channel_name is not valid UTF-8 text") from None
+            raise BadRequestError("channel_name is not valid UTF-8 text") from None
     if limits.channel_pattern is not None and limits.channel_pattern.fullmatch(channel) is None:
         rule = f" ({limits.channel_rule})" if limits.channel_rule else ""
-        raise InvalidAuthRequest(f"invalid channel_name {channel[:80]!r}{rule}")
+        raise BadRequestError(f"invalid channel_name {channel[:80]!r}{rule}")
     kind, name = driver.parse_channel(channel)
     if kind == "public":
-        raise InvalidAuthRequest(f"{channel[:80]!r} is a public channel: it needs no authorization")
+        raise BadRequestError(f"{channel[:80]!r} is a public channel: it needs no authorization")
     return AuthRequest(kind, socket, channel, name, user)
 
 
@@ -296,14 +294,14 @@ def wrap_extra(extra: Mapping[str, str | Secret] | None) -> dict[str, Secret]:
 def _verdict(
     request: AuthRequest, pattern: str, params: dict[str, str], value: object
 ) -> AuthRequest:
-    """The rule's return value applied to ``request``: the request to sign, or Forbidden."""
+    """The rule's return value applied to ``request``: the request to sign, or ForbiddenError."""
     if value is None or value is False:
-        raise Forbidden(f"channel {request.channel!r} (rule {pattern!r}): the rule refused")
+        raise ForbiddenError(f"channel {request.channel!r} (rule {pattern!r}): the rule refused")
     member: dict[str, Any] | None = None
     if request.kind == "presence":
         if value is True:
             # a private channel's rule: the client asked for the wrong kind of channel
-            raise Forbidden(
+            raise ForbiddenError(
                 f"channel {request.channel!r} (rule {pattern!r}): the rule returned True, "
                 "which allows private channels only; a presence rule returns the member's info"
             )
@@ -339,9 +337,11 @@ def _match(
     assert request.name is not None
     found = rules.match(request.name, special)
     if found is None:
-        raise Forbidden(f"channel {request.channel!r}: no channel rule matches {request.name!r}")
+        raise ForbiddenError(
+            f"channel {request.channel!r}: no channel rule matches {request.name!r}"
+        )
     if request.user is None:
-        raise Forbidden(f"channel {request.channel!r}: nobody is signed in")
+        raise ForbiddenError(f"channel {request.channel!r}: nobody is signed in")
     return found
 
 
@@ -364,7 +364,7 @@ def _held(driver: Driver, request: AuthRequest) -> list[AuthRequest]:
         seen.add(channel)
         try:
             held = channel_request(driver, request.user, request.socket_id, channel)
-        except InvalidAuthRequest:
+        except BadRequestError:
             continue
         found.append(held)
         if len(found) >= MAX_CARRIED:
@@ -400,7 +400,7 @@ def decide(rules: ChannelRules, request: AuthRequest, driver: Driver | None = No
         try:
             pattern, rule, params = _match(rules, held, driver.special_characters)
             carried.append(_verdict(held, pattern, params, resolve_sync(rule(held.user, **params))))
-        except Forbidden:
+        except ForbiddenError:
             continue
     return _with_carried(request, carried)
 
@@ -426,7 +426,7 @@ async def adecide(
             if inspect.isawaitable(value):
                 value = await value
             carried.append(_verdict(held, pattern, params, value))
-        except Forbidden:
+        except ForbiddenError:
             continue
     return _with_carried(request, carried)
 

@@ -15,12 +15,12 @@ from broadcasting._config import ConfigSource, load_config
 from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions, drain
 from broadcasting._driver import Driver
 from broadcasting._errors import (
+    BadRequestError,
     CloseError,
     ConfigurationError,
-    DriverNotFound,
-    InvalidAuthRequest,
+    DriverNotFoundError,
+    InputError,
     PluginLoadError,
-    ValidationError,
     detach,
 )
 from broadcasting._plugins import (
@@ -202,7 +202,7 @@ class Broadcast:
         driver = pm.hook.broadcasting_connect(name=name, options=own)
         if driver is None:
             if plugin is None:
-                raise DriverNotFound(name, driver_names())
+                raise DriverNotFoundError(name, driver_names())
             raise PluginLoadError(
                 entry_point=name,
                 value=repr(plugin),
@@ -266,7 +266,7 @@ class Broadcast:
 
         Returns a :class:`Receipt` once the provider acknowledged it (one with no
         channels when the event's ``broadcast_when()`` said not to send it), or
-        raises a :class:`BroadcastError`: a :class:`ValidationError` before any
+        raises a :class:`BroadcastError`: a :class:`InputError` before any
         network request, a :class:`PublishError` if delivery failed.
         """
         return self._publish(self.driver(), channels, message, event, socket_id)
@@ -361,7 +361,7 @@ class Broadcast:
 
     # -- authorizing subscriptions ----------------------------------------------
 
-    def authorize(self, pattern: str) -> Callable[[Rule], Rule]:
+    def rule(self, pattern: str) -> Callable[[Rule], Rule]:
         """Decorator: add a channel rule for channels matching ``pattern``.
 
         ``pattern`` is matched against the channel name without its
@@ -380,7 +380,7 @@ class Broadcast:
 
         return add
 
-    def authenticate(
+    def authorize(
         self,
         user: Any,
         *,
@@ -394,13 +394,13 @@ class Broadcast:
         The body is what the client library expects from its auth endpoint
         (``{"auth": ...}`` for Pusher, with ``channel_data`` for presence and
         ``shared_secret`` for encrypted channels; a token for Ably). Raises
-        :class:`InvalidAuthRequest` (400) for a malformed request and
-        :class:`Forbidden` (403) when no rule allows it. ``extra`` is anything
+        :class:`BadRequestError` (400) for a malformed request and
+        :class:`ForbiddenError` (403) when no rule allows it. ``extra`` is anything
         else the client sent that the driver may use (Ably's current ``token``).
 
         Without ``channel_name``, a driver that signs connection tokens (Ably:
         its clients ask for one before naming a channel) signs one for ``user``
-        (:meth:`Driver.sign_connection`); any other raises :class:`InvalidAuthRequest`.
+        (:meth:`Driver.sign_connection`); any other raises :class:`BadRequestError`.
         ``driver`` is a driver name, a connected driver (a tenant's
         ``with_options()`` variant, say) or ``None`` for the default.
         """
@@ -409,7 +409,7 @@ class Broadcast:
             target, self._auth_request(target, user, socket_id, channel_name, extra)
         )
 
-    async def aauthenticate(
+    async def aauthorize(
         self,
         user: Any,
         *,
@@ -418,7 +418,7 @@ class Broadcast:
         driver: DriverRef = None,
         extra: Mapping[str, str | Secret] | None = None,
     ) -> dict[str, Any]:
-        """Async twin of :meth:`authenticate`; async rules are awaited on the caller's loop."""
+        """Async twin of :meth:`authorize`; async rules are awaited on the caller's loop."""
         target = self._target(driver)
         return await self._aauthorize(
             target, self._auth_request(target, user, socket_id, channel_name, extra)
@@ -434,7 +434,7 @@ class Broadcast:
     ) -> AuthRequest:
         if channel_name is None or channel_name == "":
             if not driver._signs_connections():
-                raise InvalidAuthRequest("channel_name is missing")
+                raise BadRequestError("channel_name is missing")
             request = _auth.connection_request(driver, user, socket_id)
         else:
             request = _auth.channel_request(driver, user, socket_id, channel_name)
@@ -453,7 +453,7 @@ class Broadcast:
     ) -> dict[str, Any]:
         """Sign a user in (``pusher:signin``): ``user_data`` must have an ``id``.
 
-        Raises :class:`NotSupported` when the driver has no user sign-in.
+        Raises :class:`NotSupportedError` when the driver has no user sign-in.
         """
         target = self._target(driver)
         return self._authorize(target, _auth.user_request(socket_id, user_data))
@@ -490,7 +490,7 @@ class Broadcast:
     ) -> Receipt:
         """Publish ``event`` to every connection of the signed-in user ``user_id``.
 
-        Raises :class:`NotSupported` when the driver cannot address a user.
+        Raises :class:`NotSupportedError` when the driver cannot address a user.
         """
         target = self._target(driver)
         message = self._user_message(target, user_id, event, data)
@@ -507,7 +507,7 @@ class Broadcast:
     @staticmethod
     def _user_message(driver: Driver, user_id: str | int, event: str, data: Payload) -> Message:
         if not isinstance(user_id, (str, int)) or isinstance(user_id, bool) or user_id == "":
-            raise ValidationError(f"{driver.name}: user_id must be a non-empty str")
+            raise InputError(f"{driver.name}: user_id must be a non-empty str")
         channel = driver.user_channel(str(user_id))
         return build_message(driver, channel, data, event, None, reserved=True)
 
@@ -532,9 +532,9 @@ class Broadcast:
     ) -> list[WebhookEvent]:
         """Verify a webhook delivery, run the hook and handlers on each event, return the events.
 
-        ``body`` must be the raw request body. Raises :class:`Unauthorized`
+        ``body`` must be the raw request body. Raises :class:`UnauthorizedError`
         (401) for a bad signature, an unknown key or an old delivery and
-        :class:`InvalidAuthRequest` (400) for a malformed one.
+        :class:`BadRequestError` (400) for a malformed one.
         """
         return _webhooks.receive(self, self._target(driver), headers, body)
 
@@ -544,15 +544,17 @@ class Broadcast:
         """Async twin of :meth:`webhook`; async handlers are awaited on the caller's loop."""
         return await _webhooks.areceive(self, self._target(driver), headers, body)
 
-    def channels(self, prefix: str | None = None, *, driver: DriverRef = None) -> list[ChannelInfo]:
+    def occupied_channels(
+        self, prefix: str | None = None, *, driver: DriverRef = None
+    ) -> list[ChannelInfo]:
         """The occupied channels whose name starts with ``prefix``."""
-        return self._target(driver).channels(prefix)
+        return self._target(driver).occupied_channels(prefix)
 
-    async def achannels(
+    async def aoccupied_channels(
         self, prefix: str | None = None, *, driver: DriverRef = None
     ) -> list[ChannelInfo]:
         """Async twin of :meth:`channels`."""
-        return await self._target(driver).achannels(prefix)
+        return await self._target(driver).aoccupied_channels(prefix)
 
     def channel_info(self, channel: str | Channel, *, driver: DriverRef = None) -> ChannelInfo:
         """What the service knows of one channel (occupied, subscriptions, users)."""

@@ -40,10 +40,10 @@ class Channel:
         if self.kind != "public":
             for prefix in sorted(PUSHER_PREFIXES.values(), key=len, reverse=True):
                 if self.name.startswith(prefix):
-                    from broadcasting._errors import InvalidChannel
+                    from broadcasting._errors import InvalidChannelError
 
                     kind = type(self).__name__
-                    raise InvalidChannel(
+                    raise InvalidChannelError(
                         f"{kind}({self.name!r}): give the name without its prefix, "
                         f"{kind}({self.name[len(prefix) :]!r}); each driver adds its own"
                     )
@@ -78,9 +78,9 @@ def render(prefixes: Mapping[ChannelKind, str], channel: str | Channel) -> str:
         return channel.name
     prefix = prefixes.get(channel.kind)
     if prefix is None:
-        from broadcasting._errors import InvalidChannel
+        from broadcasting._errors import InvalidChannelError
 
-        raise InvalidChannel(f"this driver has no {channel.kind} channels ({channel.name!r})")
+        raise InvalidChannelError(f"this driver has no {channel.kind} channels ({channel.name!r})")
     return prefix + channel.name
 
 

@@ -15,7 +15,7 @@ from broadcasting._delivery import (
     adeliver,
     deliver,
 )
-from broadcasting._errors import ConfigurationError, NotSupported
+from broadcasting._errors import ConfigurationError, NotSupportedError
 from broadcasting._health import Health, not_supported
 from broadcasting._loop import run_sync
 from broadcasting._types import Limits, Message, Options, Payload, Receipt, wrap_secrets
@@ -195,7 +195,7 @@ class Driver:
         return not (_overrides(self, "publish") or _overrides(self, "apublish"))
 
     def validate(self, message: Message) -> None:
-        """Check driver-specific rules beyond :attr:`limits`; raise a ValidationError.
+        """Check driver-specific rules beyond :attr:`limits`; raise a InputError.
 
         Called by the core before the publish hook. The default does nothing.
         """
@@ -253,18 +253,18 @@ class Driver:
         Called by the core once a channel rule allowed ``request`` (a
         ``private``, ``presence`` or ``encrypted`` channel; for presence,
         ``request.member`` holds the rule's member info with its ``id``).
-        Signing is local: no network request. Raise a :class:`ValidationError`
+        Signing is local: no network request. Raise a :class:`InputError`
         for member info the service would refuse (too large, say). The default
-        raises :class:`NotSupported`.
+        raises :class:`NotSupportedError`.
         """
-        raise NotSupported(self.name, "channel authorization")
+        raise NotSupportedError(self.name, "channel authorization")
 
     def sign_user(self, request: AuthRequest) -> dict[str, Any]:
         """Sign a user's sign-in (``request.member`` is the user data, with ``id``).
 
-        The default raises :class:`NotSupported`.
+        The default raises :class:`NotSupportedError`.
         """
-        raise NotSupported(self.name, "user sign-in")
+        raise NotSupportedError(self.name, "user sign-in")
 
     def sign_connection(self, request: AuthRequest) -> dict[str, Any]:
         """Sign a connection before any channel is named (``request.kind == "connection"``).
@@ -272,9 +272,9 @@ class Driver:
         For services whose clients ask the auth endpoint for a token first
         (Ably's Echo connector does, with no channel name). ``request.user`` is
         the current user or ``None``; ``request.extra`` holds what else the
-        client sent (its current token). The default raises :class:`NotSupported`.
+        client sent (its current token). The default raises :class:`NotSupportedError`.
         """
-        raise NotSupported(self.name, "connection tokens")
+        raise NotSupportedError(self.name, "connection tokens")
 
     def held_channels(self, request: AuthRequest) -> Sequence[str]:
         """The channels a credential the client already holds grants, to keep in the answer.
@@ -296,9 +296,9 @@ class Driver:
         """The channel that reaches every connection of a signed-in user.
 
         ``Broadcast.send_to_user()`` publishes on it (the channel-name rule is
-        not applied to it). The default raises :class:`NotSupported`.
+        not applied to it). The default raises :class:`NotSupportedError`.
         """
-        raise NotSupported(self.name, "sending to a user")
+        raise NotSupportedError(self.name, "sending to a user")
 
     # -- hearing back (optional) ----------------------------------------------
 
@@ -307,31 +307,31 @@ class Driver:
 
         ``headers`` are the request's headers (any case), ``body`` the raw body
         exactly as received. Verify in constant time; raise
-        :class:`Unauthorized` for an unknown key, a bad signature or a delivery
-        older than five minutes, :class:`InvalidAuthRequest` for a malformed
-        body. The default raises :class:`NotSupported`.
+        :class:`UnauthorizedError` for an unknown key, a bad signature or a delivery
+        older than five minutes, :class:`BadRequestError` for a malformed
+        body. The default raises :class:`NotSupportedError`.
         """
-        raise NotSupported(self.name, "webhooks")
+        raise NotSupportedError(self.name, "webhooks")
 
-    def channels(self, prefix: str | None = None) -> list[ChannelInfo]:
+    def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
         """The occupied channels (whose name starts with ``prefix``), by name."""
-        if _overrides(self, "achannels"):
-            return run_sync(self.achannels(prefix))
-        raise NotSupported(self.name, "listing channels")
+        if _overrides(self, "aoccupied_channels"):
+            return run_sync(self.aoccupied_channels(prefix))
+        raise NotSupportedError(self.name, "listing channels")
 
-    async def achannels(self, prefix: str | None = None) -> list[ChannelInfo]:
-        """Async twin of :meth:`channels`."""
-        if _overrides(self, "channels"):
+    async def aoccupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
+        """Async twin of :meth:`occupied_channels`."""
+        if _overrides(self, "occupied_channels"):
             import asyncio
 
-            return await asyncio.to_thread(self.channels, prefix)
-        raise NotSupported(self.name, "listing channels")
+            return await asyncio.to_thread(self.occupied_channels, prefix)
+        raise NotSupportedError(self.name, "listing channels")
 
     def channel_info(self, channel: str) -> ChannelInfo:
         """What the service knows of ``channel``: occupied, subscriptions, users."""
         if _overrides(self, "achannel_info"):
             return run_sync(self.achannel_info(channel))
-        raise NotSupported(self.name, "channel info")
+        raise NotSupportedError(self.name, "channel info")
 
     async def achannel_info(self, channel: str) -> ChannelInfo:
         """Async twin of :meth:`channel_info`."""
@@ -339,13 +339,13 @@ class Driver:
             import asyncio
 
             return await asyncio.to_thread(self.channel_info, channel)
-        raise NotSupported(self.name, "channel info")
+        raise NotSupportedError(self.name, "channel info")
 
     def members(self, channel: str) -> list[Member]:
         """The members of the presence channel ``channel``."""
         if _overrides(self, "amembers"):
             return run_sync(self.amembers(channel))
-        raise NotSupported(self.name, "presence members")
+        raise NotSupportedError(self.name, "presence members")
 
     async def amembers(self, channel: str) -> list[Member]:
         """Async twin of :meth:`members`."""
@@ -353,13 +353,13 @@ class Driver:
             import asyncio
 
             return await asyncio.to_thread(self.members, channel)
-        raise NotSupported(self.name, "presence members")
+        raise NotSupportedError(self.name, "presence members")
 
     def terminate_user(self, user_id: str) -> None:
         """Disconnect every connection of the signed-in user ``user_id``."""
         if _overrides(self, "aterminate_user"):
             return run_sync(self.aterminate_user(user_id))
-        raise NotSupported(self.name, "terminating a user's connections")
+        raise NotSupportedError(self.name, "terminating a user's connections")
 
     async def aterminate_user(self, user_id: str) -> None:
         """Async twin of :meth:`terminate_user`."""
@@ -367,7 +367,7 @@ class Driver:
             import asyncio
 
             return await asyncio.to_thread(self.terminate_user, user_id)
-        raise NotSupported(self.name, "terminating a user's connections")
+        raise NotSupportedError(self.name, "terminating a user's connections")
 
     def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
         """Subscribe to ``channels`` as a client would and yield each event as it arrives.
@@ -385,9 +385,9 @@ class Driver:
 
         The ``pusher`` driver speaks the Pusher WebSocket protocol; the
         ``memory`` driver hears the publishes of this process. The default
-        raises :class:`NotSupported`.
+        raises :class:`NotSupportedError`.
         """
-        raise NotSupported(self.name, "listening to channels")
+        raise NotSupportedError(self.name, "listening to channels")
 
     def close(self) -> None:
         """Release connections. Idempotent; the driver may reconnect on next use."""

@@ -23,7 +23,7 @@ class BroadcastError(Exception):
 KNOWN_PACKAGES = {"pusher": "broadcasting-pusher", "ably": "broadcasting-ably"}
 
 
-class DriverNotFound(BroadcastError, LookupError):
+class DriverNotFoundError(BroadcastError, LookupError):
     """No installed or registered driver has the requested name.
 
     The message lists the installed drivers, suggests the closest one to a
@@ -82,13 +82,13 @@ class ConfigurationError(BroadcastError, ValueError):
         super().__init__(f"Configuration error in the {where}: {problem}")
 
 
-class ValidationError(BroadcastError, ValueError):
+class InputError(BroadcastError, ValueError):
     """A publish was refused before any network request because its input is invalid."""
 
     http_status: int | None = 400
 
 
-class InvalidAuthRequest(ValidationError):
+class BadRequestError(InputError):
     """An authorization or webhook request is malformed (HTTP 400).
 
     A ``socket_id`` that is not ``digits.digits``, a channel name the driver
@@ -97,7 +97,7 @@ class InvalidAuthRequest(ValidationError):
     """
 
 
-class Forbidden(BroadcastError, PermissionError):
+class ForbiddenError(BroadcastError, PermissionError):
     """An authorization was refused (HTTP 403).
 
     No rule matches the channel, the rule returned ``False``/``None``, there is
@@ -109,13 +109,13 @@ class Forbidden(BroadcastError, PermissionError):
     http_status: int | None = 403
 
 
-class Unauthorized(BroadcastError, PermissionError):
+class UnauthorizedError(BroadcastError, PermissionError):
     """A webhook's key or signature did not verify, or it is too old (HTTP 401)."""
 
     http_status: int | None = 401
 
 
-class NotSupported(BroadcastError, NotImplementedError):
+class NotSupportedError(BroadcastError, NotImplementedError):
     """The driver does not offer a feature (HTTP 501); names the driver and the feature."""
 
     http_status: int | None = 501
@@ -134,23 +134,19 @@ class RuleError(BroadcastError, TypeError):
     """
 
 
-class InvalidChannel(ValidationError):
+class InvalidChannelError(InputError):
     """A channel name is empty, not a string, or breaks the driver's naming rule."""
 
 
-class InvalidChannelType(InvalidChannel, TypeError):
-    """A channel (or the channel list) has the wrong type."""
-
-
-class InvalidEvent(ValidationError):
+class InvalidEventError(InputError):
     """The event name is empty, not a string, or too long for the driver."""
 
 
-class InvalidPayload(ValidationError, TypeError):
+class InvalidPayloadError(InputError, TypeError):
     """The message is neither a str nor JSON-serialisable data."""
 
 
-class PayloadTooLarge(ValidationError):
+class PayloadTooLargeError(InputError):
     """The encoded message is larger than the driver allows."""
 
     def __init__(self, message: str, *, size: int, limit: int) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from broadcasting._channels import Channel
-from broadcasting._errors import InvalidChannelType, InvalidEvent, InvalidPayload
+from broadcasting._errors import InvalidChannelError, InvalidEventError, InvalidPayloadError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -51,7 +51,7 @@ def echo_event_name(name: str, namespace: str | None = LARAVEL_NAMESPACE) -> str
     'shipped'
     """
     if not isinstance(name, str) or not name:
-        raise InvalidEvent(f"an event name must be a non-empty str, not {name!r}")
+        raise InvalidEventError(f"an event name must be a non-empty str, not {name!r}")
     if name[0] in ".\\":
         return name[1:]
     if namespace:
@@ -209,12 +209,12 @@ def _channels_of(event: object) -> list[str | Channel]:
     if isinstance(on, (list, tuple)):
         for item in on:
             if not isinstance(item, (str, Channel)):
-                raise InvalidChannelType(
+                raise InvalidChannelError(
                     f"{owner}.broadcast_on() returned a list holding "
                     f"{type(item).__name__}; it must hold channel names (str) or Channel objects"
                 )
         return list(on)
-    raise InvalidChannelType(
+    raise InvalidChannelError(
         f"{owner}.broadcast_on() returned {type(on).__name__}; it must return a channel "
         "name (str), a Channel such as PrivateChannel('orders.1'), or a list of them"
     )
@@ -230,7 +230,7 @@ def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
         as_ = getattr(event, "broadcast_as", None)
         name = as_() if callable(as_) else type(event).__name__
         if not isinstance(name, str) or not name:
-            raise InvalidEvent(
+            raise InvalidEventError(
                 f"{owner}.broadcast_as() returned {name!r}; it must return a non-empty str"
             )
     when = getattr(event, "broadcast_when", None)
@@ -240,7 +240,7 @@ def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
     with_ = getattr(event, "broadcast_with", None)
     data = with_() if callable(with_) else BroadcastEvent.broadcast_with(event)  # type: ignore[arg-type]
     if not isinstance(data, (str, list, tuple, Mapping)):
-        raise InvalidPayload(
+        raise InvalidPayloadError(
             f"{owner}.broadcast_with() returned {type(data).__name__}; "
             "it must return a str, dict or list"
         )

@@ -15,7 +15,7 @@ import pluggy
 
 from broadcasting import hookspecs
 from broadcasting._driver import Driver
-from broadcasting._errors import DriverNotFound, PluginLoadError
+from broadcasting._errors import DriverNotFoundError, PluginLoadError
 from broadcasting._markers import PROJECT, hookimpl
 from broadcasting._types import Message, Receipt, wrap_named
 
@@ -200,7 +200,7 @@ def driver_class(name: str, attribute: str) -> type[Driver]:
     """Resolve a seed-style class name (``BroadcastPusherDriver``) of driver ``name``."""
     plugin = driver_plugin(name)
     if plugin is None:
-        raise DriverNotFound(name, driver_names())
+        raise DriverNotFoundError(name, driver_names())
     if isinstance(plugin, _ClassPlugin):
         return plugin.cls
     cls = getattr(plugin, attribute, None)

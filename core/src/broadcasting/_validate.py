@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING
 
 from broadcasting._channels import Channel
 from broadcasting._errors import (
-    InvalidChannel,
-    InvalidChannelType,
-    InvalidEvent,
-    InvalidPayload,
-    PayloadTooLarge,
-    ValidationError,
+    InputError,
+    InvalidChannelError,
+    InvalidEventError,
+    InvalidPayloadError,
+    PayloadTooLargeError,
 )
 from broadcasting._types import Message, encode_payload
 
@@ -80,21 +79,21 @@ def _channels(channels: object, owner: Driver) -> tuple[str, ...]:
     elif isinstance(channels, (list, tuple)):
         names = tuple(owner.channel_name(c) if isinstance(c, Channel) else c for c in channels)
         if not names:
-            raise InvalidChannel(f"{driver}: no channels given")
+            raise InvalidChannelError(f"{driver}: no channels given")
     else:
-        raise InvalidChannelType(
+        raise InvalidChannelError(
             f"{driver}: channels must be a str or a list/tuple of str, "
             f"not {type(channels).__name__}"
         )
     for name in names:
         if not isinstance(name, str):
-            raise InvalidChannelType(
+            raise InvalidChannelError(
                 f"{driver}: channel names must be str, not {type(name).__name__}"
             )
         if not name:
-            raise InvalidChannel(f"{driver}: channel names must not be empty")
+            raise InvalidChannelError(f"{driver}: channel names must not be empty")
         if not name.isascii() and (problem := _not_utf8(name)):
-            raise InvalidChannel(
+            raise InvalidChannelError(
                 f"{driver}: channel {name[:40]!a} is not valid UTF-8 text: {problem}"
             )
     if len(names) > 1:
@@ -121,21 +120,21 @@ def build_message(
     name = driver.name
     names = _channels(channels, driver)
     if not isinstance(event, str):
-        raise InvalidEvent(f"{name}: the event name must be a str, not {type(event).__name__}")
+        raise InvalidEventError(f"{name}: the event name must be a str, not {type(event).__name__}")
     if not event:
-        raise InvalidEvent(f"{name}: the event name must not be empty")
+        raise InvalidEventError(f"{name}: the event name must not be empty")
     if not event.isascii() and (problem := _not_utf8(event)):
-        raise InvalidEvent(
+        raise InvalidEventError(
             f"{name}: the event name {event[:40]!a} is not valid UTF-8 text: {problem}"
         )
     if not isinstance(data, (str, dict, list, tuple)) and not isinstance(data, Mapping):
-        raise InvalidPayload(
+        raise InvalidPayloadError(
             f"{name}: a message must be a str, dict or list, not {type(data).__name__}"
         )
     try:
         text = encode_payload(data)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidPayload(f"{name}: the message is not JSON-serialisable: {exc}") from None
+        raise InvalidPayloadError(f"{name}: the message is not JSON-serialisable: {exc}") from None
     size = -1
     if not text.isascii():
         # every driver sends UTF-8: refused here, before any hook, not in a driver's
@@ -147,21 +146,23 @@ def build_message(
                 "the message",
                 _not_utf8(text) or "",
             )
-            raise InvalidPayload(f"{name}: {where} is not valid UTF-8 text: {problem}") from None
+            raise InvalidPayloadError(
+                f"{name}: {where} is not valid UTF-8 text: {problem}"
+            ) from None
     if socket_id is not None:
         if not driver.supports_socket_id:
-            raise ValidationError(f"{name}: this driver cannot exclude a socket_id")
+            raise InputError(f"{name}: this driver cannot exclude a socket_id")
         if not isinstance(socket_id, str) or not socket_id:
-            raise ValidationError(f"{name}: socket_id must be a non-empty str")
+            raise InputError(f"{name}: socket_id must be a non-empty str")
         if not socket_id.isascii() and (problem := _not_utf8(socket_id)):
-            raise ValidationError(f"{name}: socket_id is not valid UTF-8 text: {problem}")
+            raise InputError(f"{name}: socket_id is not valid UTF-8 text: {problem}")
     message = Message(names, event, data, text, new_message_id(), socket_id, source)
     if size >= 0:
         message._measured = (text, size)
 
     limits = driver.limits
     if limits.max_event_name_length is not None and len(event) > limits.max_event_name_length:
-        raise InvalidEvent(
+        raise InvalidEventError(
             f"{name}: event name is {len(event)} characters; "
             f"the limit is {limits.max_event_name_length}"
         )
@@ -170,17 +171,17 @@ def build_message(
     if (max_len is not None or pattern is not None) and not reserved:
         for channel in names:
             if max_len is not None and len(channel) > max_len:
-                raise InvalidChannel(
+                raise InvalidChannelError(
                     f"{name}: channel {channel[:40]!r}... is {len(channel)} characters; "
                     f"the limit is {max_len}"
                 )
             if pattern is not None and pattern.fullmatch(channel) is None:
                 rule = f" ({limits.channel_rule})" if limits.channel_rule else ""
-                raise InvalidChannel(f"{name}: invalid channel name {channel!r}{rule}")
+                raise InvalidChannelError(f"{name}: invalid channel name {channel!r}{rule}")
     if limits.max_payload_bytes is not None:
         size = driver.payload_size(message)
         if size > limits.max_payload_bytes:
-            raise PayloadTooLarge(
+            raise PayloadTooLargeError(
                 f"{name}: the message is {size} bytes; the limit is "
                 f"{limits.max_payload_bytes} bytes",
                 size=size,

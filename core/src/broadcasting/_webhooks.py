@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from broadcasting._errors import InvalidAuthRequest
+from broadcasting._errors import BadRequestError
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
@@ -142,7 +142,7 @@ def _verified(driver: Driver, headers: Mapping[str, str] | Any, body: object) ->
         # A driver's parser that gave up on the sender's body (nested deeper than
         # it recurses, a number past a float's range): a malformed delivery, 400,
         # not the application's error. Drivers should refuse these themselves.
-        raise InvalidAuthRequest(
+        raise BadRequestError(
             f"{driver.name}: webhook refused: the body is nested too deeply or holds a number "
             "out of range"
         ) from None

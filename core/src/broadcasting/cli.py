@@ -162,7 +162,7 @@ def _check_one(broadcast: Broadcast, name: str) -> Health:
     try:
         driver = broadcast.driver(name)
         return driver.check()
-    except BroadcastError as exc:  # ConfigurationError, DriverNotFound, PluginLoadError...
+    except BroadcastError as exc:  # ConfigurationError, DriverNotFoundError, PluginLoadError...
         return Health("error", None, f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a driver's bug; its message may hold anything, secrets too
         return Health("error", None, f"{type(exc).__name__} raised by the check (message withheld)")
@@ -208,7 +208,7 @@ def _count(value: int | None) -> str:
 
 def _channels(args: argparse.Namespace) -> int:
     with Broadcast(args.config) as broadcast:
-        found = broadcast.channels(args.prefix, driver=args.driver)
+        found = broadcast.occupied_channels(args.prefix, driver=args.driver)
     if args.json:
         print(json.dumps([asdict(info) for info in found], indent=2))
         return 0

@@ -85,8 +85,8 @@ def broadcasting_authorize(
 ) -> dict[str, Any] | None:
     """Authorize one subscription or sign-in and return what the client expects.
 
-    Every authorization goes through this hook, from ``authenticate()``,
-    ``aauthenticate()``, ``authenticate_user()`` and the web endpoints alike,
+    Every authorization goes through this hook, from ``authorize()``,
+    ``aauthorize()``, ``authenticate_user()`` and the web endpoints alike,
     after the core has checked the request's form (``socket_id``, channel name).
     The core's own implementation runs last: it finds the channel rule that
     matches ``request.name``, calls it with the user and the pattern's
@@ -94,7 +94,7 @@ def broadcasting_authorize(
     (:meth:`~broadcasting.Driver.sign_channel`, or
     :meth:`~broadcasting.Driver.sign_user` for a sign-in). So a
     ``wrapper=True`` implementation can audit every authorization and its
-    outcome, rate-limit, or veto one by raising :class:`~broadcasting.Forbidden`.
+    outcome, rate-limit, or veto one by raising :class:`~broadcasting.ForbiddenError`.
     On the async path a non-wrapper implementation may return an awaitable;
     it is awaited.
 
@@ -105,7 +105,7 @@ def broadcasting_authorize(
         ``channel``, ``name`` without the prefix, and ``user``.
 
     :return: the JSON-ready body for the client (Pusher's ``{"auth": ...}``,
-        an Ably token...). Raise :class:`~broadcasting.Forbidden` to
+        an Ably token...). Raise :class:`~broadcasting.ForbiddenError` to
         refuse; never return ``None`` for a refusal.
 
     Stops at first non-None result.

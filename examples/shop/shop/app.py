@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel
 
-from broadcasting import Broadcast, PayloadTooLarge
+from broadcasting import Broadcast, PayloadTooLargeError
 from broadcasting.web import socket_id_from
 from broadcasting.web.starlette import broadcasting_router
 from shop.events import OrderCancelled, OrderPlaced, OrderShipped
@@ -39,7 +39,7 @@ broadcast = Broadcast(
 )
 
 
-@broadcast.authorize("orders.{order_id}")
+@broadcast.rule("orders.{order_id}")
 def order_owner(user: str, order_id: str) -> bool:
     """Only the customer who placed an order may follow it."""
     order = ORDERS.get(int(order_id))
@@ -120,7 +120,7 @@ async def add_note(order_id: int, note: Note) -> dict[str, Any]:
     order = _order(order_id)
     try:
         await broadcast.achannel(f"private-orders.{order.id}", {"note": note.text}, "note.added")
-    except PayloadTooLarge as exc:  # Pusher takes 10 KB per event
+    except PayloadTooLargeError as exc:  # Pusher takes 10 KB per event
         raise HTTPException(413, f"the note is too long to send ({exc.size} bytes)") from None
     order.notes.append(note.text)
     return {"id": order.id, "notes": len(order.notes)}

@@ -21,7 +21,7 @@ from broadcasting import (
     Capabilities,
     ConfigurationError,
     Message,
-    PayloadTooLarge,
+    PayloadTooLargeError,
     PublishError,
     Receipt,
     Secret,
@@ -183,7 +183,7 @@ def test_payload_size_is_the_whole_body(receiver: WebhookReceiver, secret: str) 
         assert driver.limits.max_payload_bytes == 2048
         broadcast.channel("c", "x" * 1900)
         [request] = receiver.requests
-        with pytest.raises(PayloadTooLarge, match="2048"):
+        with pytest.raises(PayloadTooLargeError, match="2048"):
             broadcast.channel("c", "x" * 2000)
         assert len(receiver.requests) == 1
         assert len(request.body) < 2048

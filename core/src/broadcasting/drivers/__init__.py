@@ -26,7 +26,7 @@ def __getattr__(attribute: str) -> Any:
     match = _SEED_NAME.fullmatch(attribute)
     if match is None:
         raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
-    from broadcasting._errors import DriverNotFound
+    from broadcasting._errors import DriverNotFoundError
     from broadcasting._plugins import driver_class
 
     name = match.group(1).lower()
@@ -34,5 +34,5 @@ def __getattr__(attribute: str) -> Any:
         # not stored in this module's globals: a driver registered in-process
         # later (tests, private drivers) must win over an earlier lookup
         return driver_class(name, attribute)
-    except DriverNotFound as exc:
+    except DriverNotFoundError as exc:
         raise ImportError(str(exc), name=__name__) from exc

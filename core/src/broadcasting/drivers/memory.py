@@ -6,12 +6,12 @@ browser connection, and a publish with that same ``socket_id`` (Laravel's
 
 Hearing back works in process too, so applications test that code without a
 service: the in-process subscriptions are the channel state
-(``Broadcast.channels()``, ``channel_info()``, and ``members()`` of a
+(``Broadcast.occupied_channels()``, ``channel_info()``, and ``members()`` of a
 presence channel whose subscribers gave a ``member``), ``listen_channels``
 (what ``broadcasting listen`` runs) hears this process's publishes, and
 :meth:`BroadcastMemoryDriver.webhook_delivery` makes signed deliveries that
 ``Broadcast.webhook()`` verifies and hands to the handlers. There are no
-signed-in connections: ``terminate_user`` is :class:`NotSupported`.
+signed-in connections: ``terminate_user`` is :class:`NotSupportedError`.
 """
 
 from __future__ import annotations
@@ -33,19 +33,19 @@ from typing import Any
 from broadcasting import (
     SUBSCRIBED,
     AuthRequest,
+    BadRequestError,
     ChannelInfo,
     ConfigurationError,
     Driver,
     Heard,
-    InvalidAuthRequest,
-    InvalidChannel,
+    InputError,
+    InvalidChannelError,
     Member,
     Message,
-    NotSupported,
+    NotSupportedError,
     Receipt,
     Secret,
-    Unauthorized,
-    ValidationError,
+    UnauthorizedError,
     WebhookEvent,
 )
 from broadcasting._webhooks import MAX_AGE_SECONDS
@@ -78,11 +78,11 @@ def _member(channel: str | None, member: Mapping[str, Any] | None) -> Mapping[st
     if member is None:
         return None
     if channel is None or not channel.startswith(PRESENCE_PREFIX):
-        raise ValidationError(
+        raise InputError(
             f"memory: a member joins a presence channel ({PRESENCE_PREFIX}...), not {channel!r}"
         )
     if not isinstance(member, Mapping) or member.get("id") in (None, ""):
-        raise ValidationError("memory: a presence member is a mapping with an 'id'")
+        raise InputError("memory: a presence member is a mapping with an 'id'")
     return dict(member)
 
 
@@ -265,7 +265,7 @@ class BroadcastMemoryDriver(Driver):
             users = len({str(e.member["id"]) for e in mine if e.member is not None})
         return ChannelInfo(channel, bool(mine), len(mine), users)
 
-    def channels(self, prefix: str | None = None) -> list[ChannelInfo]:
+    def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
         """The channels that in-process subscribers listen to (by name), with their counts.
 
         A subscriber to every channel (``channel=None``) occupies none.
@@ -277,13 +277,13 @@ class BroadcastMemoryDriver(Driver):
     def channel_info(self, channel: str) -> ChannelInfo:
         """Whether in-process subscribers listen to ``channel``, how many, and (presence) users."""
         if not isinstance(channel, str) or not channel:
-            raise InvalidChannel("memory: the channel name must be a non-empty str")
+            raise InvalidChannelError("memory: the channel name must be a non-empty str")
         return self._info(channel, self._entries())
 
     def members(self, channel: str) -> list[Member]:
         """The members of a presence channel: subscribers that gave a ``member``, once per id."""
         if not isinstance(channel, str) or not channel.startswith(PRESENCE_PREFIX):
-            raise InvalidChannel(
+            raise InvalidChannelError(
                 f"memory: only presence channels have members, not {channel!r} "
                 f"(use a name starting with {PRESENCE_PREFIX!r})"
             )
@@ -296,7 +296,7 @@ class BroadcastMemoryDriver(Driver):
 
     def terminate_user(self, user_id: str) -> None:
         """Not supported: the memory driver has no signed-in connections to end."""
-        raise NotSupported(self.name, "terminating a user's connections", "nobody signs in")
+        raise NotSupportedError(self.name, "terminating a user's connections", "nobody signs in")
 
     async def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
         """Yield every later publish of this process to ``channels``, once per channel.
@@ -308,7 +308,7 @@ class BroadcastMemoryDriver(Driver):
         unsubscribes.
         """
         if not channels or not all(isinstance(c, str) and c for c in channels):
-            raise InvalidChannel("memory: listen to one or more non-empty channel names")
+            raise InvalidChannelError("memory: listen to one or more non-empty channel names")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Heard] = asyncio.Queue()
 
@@ -355,24 +355,24 @@ class BroadcastMemoryDriver(Driver):
         """Verify a :meth:`webhook_delivery` (signature, age) and return its events."""
         signature = headers.get(SIGNATURE_HEADER)
         if headers.get(KEY_HEADER) != self.name or not isinstance(signature, str):
-            raise Unauthorized(f"memory: webhook refused: no {KEY_HEADER}/{SIGNATURE_HEADER}")
+            raise UnauthorizedError(f"memory: webhook refused: no {KEY_HEADER}/{SIGNATURE_HEADER}")
         if not self._signed(body, signature):
-            raise Unauthorized(f"memory: webhook refused: {SIGNATURE_HEADER} does not match")
+            raise UnauthorizedError(f"memory: webhook refused: {SIGNATURE_HEADER} does not match")
         try:
             data = json.loads(body)
             time_ms, items = data["time_ms"], list(data["events"])
             names = [item["name"] for item in items]
         except (ValueError, KeyError, TypeError, RecursionError):
-            raise InvalidAuthRequest("memory: webhook refused: a malformed body") from None
+            raise BadRequestError("memory: webhook refused: a malformed body") from None
         if (
             not isinstance(time_ms, int)
             or isinstance(time_ms, bool)
             or not 0 <= time_ms < 2**63
             or not all(isinstance(n, str) for n in names)
         ):
-            raise InvalidAuthRequest("memory: webhook refused: a malformed body")
+            raise BadRequestError("memory: webhook refused: a malformed body")
         if abs(time.time() - time_ms / 1000) > MAX_AGE_SECONDS:
-            raise Unauthorized("memory: webhook refused: its time_ms is too old")
+            raise UnauthorizedError("memory: webhook refused: its time_ms is too old")
         return [_webhook_event(self.name, time_ms, i, item) for i, item in enumerate(items)]
 
     def _signed(self, body: bytes, signature: str) -> bool:

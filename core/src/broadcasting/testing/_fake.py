@@ -4,7 +4,7 @@ It is a plugin on the ``broadcasting_publish`` hook, registered on every
 :class:`~broadcasting.Broadcast` of the process (those that exist and those
 made later) for as long as it is active. The core validates each message
 against the configured driver's real limits first, so a payload that would
-raise :class:`~broadcasting.PayloadTooLarge` in production raises in the test
+raise :class:`~broadcasting.PayloadTooLargeError` in production raises in the test
 too; then the fake records it and answers with a :class:`~broadcasting.Receipt`
 without calling the driver, so no connection is opened.
 """
@@ -99,7 +99,7 @@ class BroadcastFake:
     event loop, is validated by the core as usual and then recorded in
     :attr:`sent` and answered with a :class:`~broadcasting.Receipt`
     (``requests == 0``) without reaching the driver. Authorization
-    (``authenticate()``...) is not faked: it signs locally, with no request.
+    (``authorize()``...) is not faked: it signs locally, with no request.
     """
 
     def __init__(self) -> None:

@@ -18,7 +18,7 @@ class Features:
             ``observer`` fixture is provided). Off: only receipts and the
             hook calls are checked.
         multiple_channels: one publish can target several channels. Off: a
-            publish to two channels must raise a ``ValidationError`` (from
+            publish to two channels must raise a ``InputError`` (from
             ``Driver.validate``) before any request.
         async_publish: ``achannel`` works. Off: it must raise a
             ``BroadcastError``.

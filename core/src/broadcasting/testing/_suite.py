@@ -19,26 +19,25 @@ from typing import Any, ClassVar, TypeVar, cast
 import pytest
 
 from broadcasting import (
+    BadRequestError,
     Broadcast,
     BroadcastError,
     ConfigurationError,
     Driver,
     EncryptedPrivateChannel,
-    Forbidden,
-    InvalidAuthRequest,
-    InvalidChannel,
-    InvalidChannelType,
-    InvalidEvent,
-    InvalidPayload,
+    ForbiddenError,
+    InputError,
+    InvalidChannelError,
+    InvalidEventError,
+    InvalidPayloadError,
     Message,
-    NotSupported,
-    PayloadTooLarge,
+    NotSupportedError,
+    PayloadTooLargeError,
     PresenceChannel,
     PrivateChannel,
     PublishError,
     Receipt,
     Secret,
-    ValidationError,
     hookimpl,
     installed_drivers,
     run_sync,
@@ -466,21 +465,21 @@ class _Run:
         assert not leaks, f"a declared secret appears in {where}: {leaks[0][:200]!r}"
 
 
-_INVALID_INPUT: list[tuple[str, Callable[[str], tuple[Any, Any, Any]], type[ValidationError]]] = [
-    ("empty-channel", lambda ch: ("", {"k": 1}, _EVENT), InvalidChannel),
-    ("empty-channel-in-list", lambda ch: ([ch, ""], {"k": 1}, _EVENT), InvalidChannel),
-    ("no-channels", lambda ch: ([], {"k": 1}, _EVENT), InvalidChannel),
-    ("non-str-channel", lambda ch: (42, {"k": 1}, _EVENT), InvalidChannelType),
-    ("non-str-channel-in-list", lambda ch: ([ch, 42], {"k": 1}, _EVENT), InvalidChannelType),
-    ("channels-as-set", lambda ch: ({ch}, {"k": 1}, _EVENT), InvalidChannelType),
-    ("empty-event", lambda ch: (ch, {"k": 1}, ""), InvalidEvent),
-    ("non-str-event", lambda ch: (ch, {"k": 1}, 42), InvalidEvent),
-    ("payload-object", lambda ch: (ch, object(), _EVENT), InvalidPayload),
-    ("payload-nested-object", lambda ch: (ch, {"k": object()}, _EVENT), InvalidPayload),
-    ("payload-nan", lambda ch: (ch, {"k": float("nan")}, _EVENT), InvalidPayload),
-    ("payload-int", lambda ch: (ch, 42, _EVENT), InvalidPayload),
-    ("payload-bytes", lambda ch: (ch, b"bytes", _EVENT), InvalidPayload),
-    ("payload-none", lambda ch: (ch, None, _EVENT), InvalidPayload),
+_INVALID_INPUT: list[tuple[str, Callable[[str], tuple[Any, Any, Any]], type[InputError]]] = [
+    ("empty-channel", lambda ch: ("", {"k": 1}, _EVENT), InvalidChannelError),
+    ("empty-channel-in-list", lambda ch: ([ch, ""], {"k": 1}, _EVENT), InvalidChannelError),
+    ("no-channels", lambda ch: ([], {"k": 1}, _EVENT), InvalidChannelError),
+    ("non-str-channel", lambda ch: (42, {"k": 1}, _EVENT), InvalidChannelError),
+    ("non-str-channel-in-list", lambda ch: ([ch, 42], {"k": 1}, _EVENT), InvalidChannelError),
+    ("channels-as-set", lambda ch: ({ch}, {"k": 1}, _EVENT), InvalidChannelError),
+    ("empty-event", lambda ch: (ch, {"k": 1}, ""), InvalidEventError),
+    ("non-str-event", lambda ch: (ch, {"k": 1}, 42), InvalidEventError),
+    ("payload-object", lambda ch: (ch, object(), _EVENT), InvalidPayloadError),
+    ("payload-nested-object", lambda ch: (ch, {"k": object()}, _EVENT), InvalidPayloadError),
+    ("payload-nan", lambda ch: (ch, {"k": float("nan")}, _EVENT), InvalidPayloadError),
+    ("payload-int", lambda ch: (ch, 42, _EVENT), InvalidPayloadError),
+    ("payload-bytes", lambda ch: (ch, b"bytes", _EVENT), InvalidPayloadError),
+    ("payload-none", lambda ch: (ch, None, _EVENT), InvalidPayloadError),
 ]
 
 # channel names that break most naming rules; the first one a declared
@@ -500,7 +499,7 @@ class DriverConformance:
         appear in a repr, a log line or an error message. Or override the
         ``declared_secrets`` fixture to compute them.
         ``invalid_channel_names``: names your ``Driver.validate`` or
-        ``Limits.channel_pattern`` must refuse with ``InvalidChannel``.
+        ``Limits.channel_pattern`` must refuse with ``InvalidChannelError``.
         ``receive_timeout`` (5 s): how long to wait for a delivery.
         ``socket_id_sample``: a well-formed ``socket_id`` for your service
         that is not the observer's own connection.
@@ -752,7 +751,7 @@ class DriverConformance:
         run.watch(*channels)
         if not run.features.multiple_channels:
             before = len(run.probe.calls)
-            with pytest.raises(ValidationError):
+            with pytest.raises(InputError):
                 run.publish(mode, channels, data, _EVENT)
             run.expect_nothing_sent(channels[0], before)
             return
@@ -910,7 +909,7 @@ class DriverConformance:
         run.watch(channel)
         if not run.features.socket_id:
             before = len(run.probe.calls)
-            with pytest.raises(ValidationError):
+            with pytest.raises(InputError):
                 run.publish(mode, channel, data, _EVENT, socket_id=run.suite.socket_id_sample)
             run.expect_nothing_sent(channel, before)
             return
@@ -963,9 +962,9 @@ class DriverConformance:
         conformance: _Run,
         mode: str,
         build: Callable[[str], tuple[Any, Any, Any]],
-        error: type[ValidationError],
+        error: type[InputError],
     ) -> None:
-        """Bad channels, events and payloads raise a typed ValidationError; nothing is sent."""
+        """Bad channels, events and payloads raise a typed InputError; nothing is sent."""
         run = conformance
         channel = run.channel("invalid")
         channels, data, event = build(channel)
@@ -991,7 +990,7 @@ class DriverConformance:
         run.watch(channel)
         before = len(run.probe.calls)
         for name in names:
-            with pytest.raises(InvalidChannel):
+            with pytest.raises(InvalidChannelError):
                 run.publish("sync", [channel, name], {"k": 1}, _EVENT)
         run.expect_nothing_sent(channel, before)
         if not names:  # no rules declared: awkward but legal names must work
@@ -1019,7 +1018,7 @@ class DriverConformance:
         other = run.channel("evlimit2")
         run.watch(other)
         before = len(run.probe.calls)
-        with pytest.raises(InvalidEvent):
+        with pytest.raises(InvalidEventError):
             run.publish("sync", other, data, event + "e")
         run.expect_nothing_sent(other, before)
 
@@ -1039,7 +1038,7 @@ class DriverConformance:
         other = run.channel("chlimit2")
         run.watch(other)
         before = len(run.probe.calls)
-        with pytest.raises(InvalidChannel):
+        with pytest.raises(InvalidChannelError):
             run.publish("sync", [other, channel + "a"], data, _EVENT)
         run.expect_nothing_sent(other, before)
 
@@ -1077,7 +1076,7 @@ class DriverConformance:
         other = run.channel("size2")
         run.watch(other)
         before = len(run.probe.calls)
-        with pytest.raises(PayloadTooLarge) as info:
+        with pytest.raises(PayloadTooLargeError) as info:
             run.publish("sync", other, data + "x", _EVENT)
         assert info.value.limit == limit
         assert info.value.size > limit
@@ -1098,7 +1097,7 @@ class DriverConformance:
         data = "é" * (n // 2 + 1)  # fewer characters than the limit, more bytes
         assert len(data) <= max(n, 1)
         before = len(run.probe.calls)
-        with pytest.raises(PayloadTooLarge):
+        with pytest.raises(PayloadTooLargeError):
             run.publish("sync", channel, data, _EVENT)
         run.expect_nothing_sent(channel, before)
 
@@ -1647,30 +1646,30 @@ class DriverConformance:
 
     def _authenticate(self, run: _Run, mode: str, user: Any, socket_id: str, channel: str) -> Any:
         if mode == "sync":
-            return run.broadcast.authenticate(user, socket_id=socket_id, channel_name=channel)
+            return run.broadcast.authorize(user, socket_id=socket_id, channel_name=channel)
         return asyncio.run(
-            run.broadcast.aauthenticate(user, socket_id=socket_id, channel_name=channel)
+            run.broadcast.aauthorize(user, socket_id=socket_id, channel_name=channel)
         )
 
     @staticmethod
     def _signed(call: Callable[[], Any]) -> tuple[Any, BroadcastError | None]:
-        """The signed body, or the NotSupported/ConfigurationError signing raised."""
+        """The signed body, or the NotSupportedError/ConfigurationError signing raised."""
         try:
             return call(), None
-        except (NotSupported, ConfigurationError) as exc:
+        except (NotSupportedError, ConfigurationError) as exc:
             return None, exc
 
     @pytest.mark.parametrize("mode", MODES)
     def test_subscriptions_are_signed_or_not_supported(self, conformance: _Run, mode: str) -> None:
         """Each kind of channel the driver names is signed into a JSON-ready dict bound to
-        the channel, or refused with NotSupported naming the driver.
+        the channel, or refused with NotSupportedError naming the driver.
 
         (Whether an answer is bound to the socket too depends on the service: Pusher's
         are, Ably's tokens are bound to a client id instead. Prove that with the
         service's own client.)"""
         run = conformance
         driver = run.driver
-        run.broadcast.authorize("{name}")(
+        run.broadcast.rule("{name}")(
             lambda user, name: {"id": "kit-user", "name": "Kit"} if user == "kit" else False
         )
         kinds = {"private": PrivateChannel, "presence": PresenceChannel}
@@ -1682,18 +1681,18 @@ class DriverConformance:
             assert driver.parse_channel(channel)[0] == kind, (
                 f"{channel!r} does not parse back as a {kind} channel"
             )
-            with pytest.raises(Forbidden):
+            with pytest.raises(ForbiddenError):
                 self._authenticate(run, mode, "not-kit", "1234.5678", channel)
             body, error = self._signed(
                 functools.partial(self._authenticate, run, mode, "kit", "1234.5678", channel)
             )
             if error is not None:
-                # NotSupported by name; or a ConfigurationError for encrypted channels when
+                # NotSupportedError by name; or a ConfigurationError for encrypted channels when
                 # no encryption key is configured
-                assert isinstance(error, NotSupported) or kind == "encrypted", (
+                assert isinstance(error, NotSupportedError) or kind == "encrypted", (
                     f"signing a {kind} channel failed: {error!r}"
                 )
-                if isinstance(error, NotSupported):
+                if isinstance(error, NotSupportedError):
                     assert error.driver == driver.name and error.http_status == 501, error
                 run.assert_no_secrets(_error_texts(error), f"the error signing a {kind} channel")
                 continue
@@ -1705,13 +1704,13 @@ class DriverConformance:
             assert json.dumps(other_channel) != text, "the answer does not depend on the channel"
 
     def test_user_sign_in_is_signed_or_not_supported(self, conformance: _Run) -> None:
-        """A sign-in gives a JSON-ready dict bound to the socket, or NotSupported by name."""
+        """A sign-in gives a JSON-ready dict bound to the socket, or NotSupportedError by name."""
         run = conformance
         body, error = self._signed(
             lambda: run.broadcast.authenticate_user("1234.5678", {"id": "kit-user"})
         )
         if error is not None:
-            assert isinstance(error, NotSupported), f"signing a sign-in failed: {error!r}"
+            assert isinstance(error, NotSupportedError), f"signing a sign-in failed: {error!r}"
             assert error.driver == run.driver.name and error.http_status == 501, error
             return
         assert isinstance(body, dict), f"sign_user returned {type(body).__name__}"
@@ -1722,7 +1721,7 @@ class DriverConformance:
 
     def test_malformed_authorization_requests_are_refused_first(self, conformance: _Run) -> None:
         """A bad socket_id, a public channel or a channel name the driver would refuse is
-        an InvalidAuthRequest (400) before any rule runs; its text holds no secret."""
+        an BadRequestError (400) before any rule runs; its text holds no secret."""
         run = conformance
         ran: list[str] = []
 
@@ -1730,17 +1729,17 @@ class DriverConformance:
             ran.append(name)
             return True
 
-        run.broadcast.authorize("{name}")(rule)
+        run.broadcast.rule("{name}")(rule)
         good = run.driver.channel_name(PrivateChannel(run.channel("auth-bad")))
         for socket_id, channel in (
             ("not a socket id", good),
             ("1234.5678", run.channel("public")),
             ("1234.5678", good + "\n"),
         ):
-            with pytest.raises(InvalidAuthRequest) as info:
-                run.broadcast.authenticate("kit", socket_id=socket_id, channel_name=channel)
+            with pytest.raises(BadRequestError) as info:
+                run.broadcast.authorize("kit", socket_id=socket_id, channel_name=channel)
             assert info.value.http_status == 400
-            run.assert_no_secrets(_error_texts(info.value), "an InvalidAuthRequest")
+            run.assert_no_secrets(_error_texts(info.value), "an BadRequestError")
         assert ran == [], f"a rule ran for a malformed request: {ran}"
 
 

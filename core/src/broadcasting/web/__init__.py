@@ -2,7 +2,7 @@
 
 :class:`AuthEndpoints` does the work for every framework: it parses what
 pusher-js, Laravel Echo and Ably clients send, runs the channel rules through
-:meth:`Broadcast.authenticate() <broadcasting.Broadcast.authenticate>` and
+:meth:`Broadcast.authorize() <broadcasting.Broadcast.authorize>` and
 answers with a :class:`Response` (a status and a JSON body). The adapters
 mount it on their framework's routes:
 

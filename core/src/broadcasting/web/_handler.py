@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
 from broadcasting._errors import (
+    BadRequestError,
     BroadcastError,
-    Forbidden,
-    InvalidAuthRequest,
-    NotSupported,
+    ForbiddenError,
+    NotSupportedError,
     RuleError,
-    Unauthorized,
+    UnauthorizedError,
 )
 from broadcasting._types import Secret
 
@@ -58,7 +58,7 @@ MAX_AUTH_BODY = 8 * 1024
 MAX_WEBHOOK_BODY = 1024 * 1024
 
 #: The fields the auth endpoints read themselves; every other field the
-#: client sends goes to ``extra`` (see :meth:`Broadcast.authenticate`).
+#: client sends goes to ``extra`` (see :meth:`Broadcast.authorize`).
 SOCKET_ID = "socket_id"
 CHANNEL_NAME = "channel_name"
 #: Form fields that carry a CSRF token: never handed on as ``extra``.
@@ -525,11 +525,11 @@ class AuthEndpoints:
             return _error(exc.status, exc.message)
         status = getattr(exc, "http_status", None) if isinstance(exc, BroadcastError) else None
         if isinstance(status, int) and (400 <= status < 500 or status == 501):
-            if isinstance(exc, (InvalidAuthRequest, Forbidden, Unauthorized)):
+            if isinstance(exc, (BadRequestError, ForbiddenError, UnauthorizedError)):
                 logger.debug("%s: %d: %s", route, status, exc)
             else:
                 logger.warning("%s: %d: %s", route, status, exc)
-            if isinstance(exc, (InvalidAuthRequest, NotSupported)):
+            if isinstance(exc, (BadRequestError, NotSupportedError)):
                 return _error(status, str(exc))
             return _error(status)
         logger.error("%s: the request failed", route, exc_info=exc)
@@ -559,7 +559,7 @@ class AuthEndpoints:
             del heads, sent  # parsed: what stays is the fields, extra's values as Secrets
             user = _resolve(self.user(request))
             del request  # Django's and Flask's show the query string in their repr
-            answer = self.broadcast.authenticate(
+            answer = self.broadcast.authorize(
                 user,
                 socket_id=socket_id,
                 channel_name=channel,
@@ -592,7 +592,7 @@ class AuthEndpoints:
             del heads, sent  # parsed: what stays is the fields, extra's values as Secrets
             user = await _aresolve(self.user(request))
             del request  # Django's and Flask's show the query string in their repr
-            answer = await self.broadcast.aauthenticate(
+            answer = await self.broadcast.aauthorize(
                 user,
                 socket_id=socket_id,
                 channel_name=channel,
@@ -607,7 +607,7 @@ class AuthEndpoints:
 
     def _user_data(self, request: Any, user: Any) -> Any:
         if user is None:
-            raise Forbidden("user sign-in: nobody is signed in")
+            raise ForbiddenError("user sign-in: nobody is signed in")
         if self.user_data is None:
             return default_user_data(user)
         return self.user_data(request, user)

@@ -210,7 +210,7 @@ def broadcasting_urls(
             may join that channel: set ``csrf=True`` and send the token from
             the client (pusher-js ``channelAuthorization: {headers:
             {"X-CSRFToken": token}}``) to keep Django's protection.
-        async_views: serve async views (for ASGI) that call ``aauthenticate``.
+        async_views: serve async views (for ASGI) that call ``aauthorize``.
         auth_path, user_auth_path, webhook_path: the paths (a leading ``/``
             is dropped; ``include()`` them under any prefix); ``None`` leaves
             that view out.

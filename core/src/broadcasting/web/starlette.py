@@ -1,4 +1,4 @@
-"""Starlette and FastAPI: the endpoints as routes (async; ``aauthenticate``).
+"""Starlette and FastAPI: the endpoints as routes (async; ``aauthorize``).
 
 Starlette::
 

@@ -42,11 +42,11 @@ from typing import Any
 
 from broadcasting import (
     AuthRequest,
+    BadRequestError,
     ChannelKind,
-    InvalidAuthRequest,
-    NotSupported,
+    InputError,
+    NotSupportedError,
     Secret,
-    ValidationError,
 )
 from broadcasting_ably._settings import MAX_TOKEN_TTL
 
@@ -309,20 +309,20 @@ def sign_channel(
 ) -> dict[str, Any]:
     """The token answer for an authorized subscription (see the module docstring).
 
-    ``ttl`` is the new token's lifetime in seconds. Raises :class:`NotSupported`
-    for an encrypted channel, :class:`InvalidAuthRequest` for a name Ably would
-    read as a wildcard and :class:`ValidationError` for presence info Ably
+    ``ttl`` is the new token's lifetime in seconds. Raises :class:`NotSupportedError`
+    for an encrypted channel, :class:`BadRequestError` for a name Ably would
+    read as a wildcard and :class:`InputError` for presence info Ably
     would refuse.
     """
     if request.kind not in OPERATIONS or request.channel is None:
-        raise NotSupported(
+        raise NotSupportedError(
             DRIVER,
             f"{request.kind} channels",
             "Ably encrypts on the client with cipher keys the application hands out itself; "
             "there is no server-signed shared secret",
         )
     if not wildcard_free(request.channel):  # the channel pattern refuses it first; kept here
-        raise InvalidAuthRequest(
+        raise BadRequestError(
             f"{DRIVER}: {request.channel[:80]!r} would be a wildcard in an Ably capability"
         )
     info: dict[str, Any] | None = None
@@ -332,17 +332,17 @@ def sign_channel(
         try:
             size = len(_compact(info).encode())
         except (TypeError, ValueError):
-            raise ValidationError(
+            raise InputError(
                 f"{DRIVER}: the presence member info for {request.channel!r} is not JSON"
             ) from None
         if size > MAX_MEMBER_INFO_BYTES:
-            raise ValidationError(
+            raise InputError(
                 f"{DRIVER}: the presence member info for {request.channel!r} is {size} bytes; "
                 f"Ably accepts at most {MAX_MEMBER_INFO_BYTES}"
             )
         client_id: str | None = request.member_id
         if client_id == "*":
-            raise ValidationError(
+            raise InputError(
                 f"{DRIVER}: a presence member id of '*' would be Ably's wildcard client id"
             )
     else:

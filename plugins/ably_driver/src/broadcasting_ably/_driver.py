@@ -21,7 +21,7 @@ from broadcasting import (
     Limits,
     Member,
     Message,
-    NotSupported,
+    NotSupportedError,
     Part,
     PublishError,
     Secret,
@@ -362,10 +362,10 @@ class BroadcastAblyDriver(Driver):
     def channel_name(self, channel: str | Channel) -> str:
         """``PrivateChannel("orders.1")`` is ``private:orders.1``; an encrypted one is refused.
 
-        Raises :class:`NotSupported` for an :class:`EncryptedPrivateChannel`.
+        Raises :class:`NotSupportedError` for an :class:`EncryptedPrivateChannel`.
         """
         if isinstance(channel, Channel) and channel.kind == "encrypted":
-            raise NotSupported(self.name, "encrypted channels", _NO_ENCRYPTED)
+            raise NotSupportedError(self.name, "encrypted channels", _NO_ENCRYPTED)
         return super().channel_name(channel)
 
     def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
@@ -384,7 +384,7 @@ class BroadcastAblyDriver(Driver):
 
         Ably's Echo connector (and any ably-js client whose ``authUrl`` is the
         auth endpoint) asks for a token before it names a channel, and again
-        to renew it: the core calls this for ``authenticate(user,
+        to renew it: the core calls this for ``authorize(user,
         channel_name=None)`` and the web endpoints for a request without
         ``channel_name``. A guest's token grants ``public:*`` only and has no
         client id. Local, no network. See the package README.
@@ -406,10 +406,10 @@ class BroadcastAblyDriver(Driver):
 
     def sign_user(self, request: AuthRequest) -> dict[str, Any]:
         """Not supported: Ably identifies a user by the token's ``clientId``, not a sign-in."""
-        raise NotSupported(
+        raise NotSupportedError(
             self.name,
             "user sign-in",
-            "Ably has no pusher:signin; the tokens authenticate() signs carry the clientId",
+            "Ably has no pusher:signin; the tokens authorize() signs carry the clientId",
         )
 
     # -- hearing back -----------------------------------------------------------------
@@ -417,18 +417,18 @@ class BroadcastAblyDriver(Driver):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         """Verify a signed batched Ably webhook delivery and return its events.
 
-        See the package README, "Webhooks"; raises :class:`~broadcasting.Unauthorized`
-        or :class:`~broadcasting.InvalidAuthRequest`.
+        See the package README, "Webhooks"; raises :class:`~broadcasting.UnauthorizedError`
+        or :class:`~broadcasting.BadRequestError`.
         """
         return _webhooks.verify(self.settings.key, headers, body)
 
-    def channels(self, prefix: str | None = None) -> list[ChannelInfo]:
+    def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
         """The occupied channels (Ably's channel enumeration, every page), by name."""
-        return _state.channels(self, prefix)
+        return _state.occupied_channels(self, prefix)
 
-    async def achannels(self, prefix: str | None = None) -> list[ChannelInfo]:
+    async def aoccupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
         """Async twin of :meth:`channels`."""
-        return await _state.achannels(self, prefix)
+        return await _state.aoccupied_channels(self, prefix)
 
     def channel_info(self, channel: str) -> ChannelInfo:
         """Occupancy of ``channel`` (``GET /channels/{name}``)."""

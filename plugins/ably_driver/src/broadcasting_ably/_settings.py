@@ -15,7 +15,7 @@ DRIVER = "ably"
 KEY_SHAPE = re.compile(r"[^\s.:]+\.[^\s.:]+:[^\s:]+")
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
-#: Lifetime of the tokens ``authenticate()`` signs (Ably's default for its own tokens).
+#: Lifetime of the tokens ``authorize()`` signs (Ably's default for its own tokens).
 DEFAULT_TOKEN_TTL = 3600
 #: Ably's longest token lifetime (24 hours).
 MAX_TOKEN_TTL = 24 * 3600

@@ -230,7 +230,7 @@ def _details(items: list[Any], what: str, scrub: Callable[[str], str]) -> Mappin
     return first
 
 
-def occupied_channels(
+def occupied_from(
     driver: BroadcastAblyDriver, items: list[Any], prefix: str | None
 ) -> list[ChannelInfo]:
     """The occupied channels of an enumeration answer, by name."""
@@ -252,16 +252,16 @@ def occupied_channels(
     return [found[name] for name in sorted(found)]
 
 
-def channels(driver: BroadcastAblyDriver, prefix: str | None) -> list[ChannelInfo]:
+def occupied_channels(driver: BroadcastAblyDriver, prefix: str | None) -> list[ChannelInfo]:
     what = "the channel enumeration" + (f" (prefix {prefix!r})" if prefix else "")
     items = Reader(driver, what).read(channels_query(prefix), paginate=True)
-    return occupied_channels(driver, items, prefix)
+    return occupied_from(driver, items, prefix)
 
 
-async def achannels(driver: BroadcastAblyDriver, prefix: str | None) -> list[ChannelInfo]:
+async def aoccupied_channels(driver: BroadcastAblyDriver, prefix: str | None) -> list[ChannelInfo]:
     what = "the channel enumeration" + (f" (prefix {prefix!r})" if prefix else "")
     items = await Reader(driver, what).aread(channels_query(prefix), paginate=True)
-    return occupied_channels(driver, items, prefix)
+    return occupied_from(driver, items, prefix)
 
 
 def channel_info(driver: BroadcastAblyDriver, channel: str) -> ChannelInfo:
@@ -294,9 +294,9 @@ def revoke_query(key_name: str) -> Query:
 
 def _revoke_body(user_id: str) -> dict[str, Any]:
     if not isinstance(user_id, str) or not user_id or len(user_id) > 1024:
-        from broadcasting import ValidationError
+        from broadcasting import InputError
 
-        raise ValidationError(f"{DRIVER}: terminate_user() needs a non-empty user id")
+        raise InputError(f"{DRIVER}: terminate_user() needs a non-empty user id")
     return {"targets": [f"clientId:{user_id}"]}
 
 

@@ -36,7 +36,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from broadcasting import InvalidAuthRequest, Secret, Unauthorized, WebhookEvent
+from broadcasting import BadRequestError, Secret, UnauthorizedError, WebhookEvent
 from broadcasting_ably._auth import key_name, mac
 
 DRIVER = "ably"
@@ -68,36 +68,36 @@ def verify(
 ) -> list[WebhookEvent]:
     """Verify an Ably webhook delivery and return its events (see the module docstring).
 
-    Raises :class:`Unauthorized` for a missing or unknown key, a bad signature
-    or a stale delivery, and :class:`InvalidAuthRequest` for a body that is not
+    Raises :class:`UnauthorizedError` for a missing or unknown key, a bad signature
+    or a stale delivery, and :class:`BadRequestError` for a body that is not
     the documented JSON. The signature is checked before the body is parsed.
     """
     if not isinstance(body, (bytes, bytearray, memoryview)):
-        raise InvalidAuthRequest(f"{DRIVER} webhook: the body must be the raw bytes received")
+        raise BadRequestError(f"{DRIVER} webhook: the body must be the raw bytes received")
     raw = bytes(body)
     given_key = _header(headers, "X-Ably-Key")
     given_signature = _header(headers, "X-Ably-Signature")
     if not given_key or not given_signature:
-        raise Unauthorized(
+        raise UnauthorizedError(
             f"{DRIVER} webhook: X-Ably-Key and X-Ably-Signature are required (Ably signs "
             "batched deliveries of a rule set to sign with this key)"
         )
     if not hmac.compare_digest(given_key.encode(), key_name(key).encode()):
-        raise Unauthorized(f"{DRIVER} webhook: signed with an unknown key")
+        raise UnauthorizedError(f"{DRIVER} webhook: signed with an unknown key")
     if not _matches(key, raw, given_signature):
-        raise Unauthorized(f"{DRIVER} webhook: the signature does not match the body")
+        raise UnauthorizedError(f"{DRIVER} webhook: the signature does not match the body")
 
     document = _decode(raw, _header(headers, "Content-Type") or "")
     items = document.get("items") if isinstance(document, dict) else None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise InvalidAuthRequest(f"{DRIVER} webhook: the body must be {{'items': [objects]}}")
+        raise BadRequestError(f"{DRIVER} webhook: the body must be {{'items': [objects]}}")
     if not items:
         return []
     stamps = [_timestamp(item) for item in items]
     newest = max(stamps)
     current = time.time() if now is None else now
     if abs(current - newest / 1000) > MAX_AGE_SECONDS:
-        raise Unauthorized(
+        raise UnauthorizedError(
             f"{DRIVER} webhook: the delivery's newest item is {int(current - newest / 1000)} s "
             f"old; deliveries more than {int(MAX_AGE_SECONDS)} s off are refused"
         )
@@ -106,7 +106,7 @@ def verify(
         for item, stamp in zip(items, stamps, strict=True):
             events.extend(_events(item, stamp))
     except RecursionError:  # a field nested too deeply to show as text or hash
-        raise InvalidAuthRequest(f"{DRIVER} webhook: the body is nested too deeply") from None
+        raise BadRequestError(f"{DRIVER} webhook: the body is nested too deeply") from None
     return events
 
 
@@ -118,11 +118,11 @@ def _decode(raw: bytes, content_type: str) -> Any:
         try:
             return msgpack.unpackb(raw, raw=False)
         except Exception:  # msgpack raises several kinds for a bad body
-            raise InvalidAuthRequest(f"{DRIVER} webhook: the body is not MessagePack") from None
+            raise BadRequestError(f"{DRIVER} webhook: the body is not MessagePack") from None
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidAuthRequest(f"{DRIVER} webhook: the body is not JSON") from None
+        raise BadRequestError(f"{DRIVER} webhook: the body is not JSON") from None
 
 
 def _matches(key: Secret, raw: bytes, given: str) -> bool:
@@ -146,7 +146,7 @@ def _milliseconds(stamp: object) -> int | None:
 def _timestamp(item: Mapping[str, Any]) -> int:
     stamp = _milliseconds(item.get("timestamp"))
     if stamp is None:
-        raise InvalidAuthRequest(f"{DRIVER} webhook: every item needs a numeric 'timestamp' (ms)")
+        raise BadRequestError(f"{DRIVER} webhook: every item needs a numeric 'timestamp' (ms)")
     return stamp
 
 
@@ -166,7 +166,7 @@ def _item_id(item: Mapping[str, Any]) -> str:
 def _data(item: Mapping[str, Any]) -> dict[str, Any]:
     data = item.get("data")
     if not isinstance(data, dict):
-        raise InvalidAuthRequest(f"{DRIVER} webhook: an item's 'data' must be an object")
+        raise BadRequestError(f"{DRIVER} webhook: an item's 'data' must be an object")
     return data
 
 
@@ -276,7 +276,7 @@ def _events(item: Mapping[str, Any], stamp: int) -> list[WebhookEvent]:
 def _entries(data: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
     entries = data.get(field)
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise InvalidAuthRequest(f"{DRIVER} webhook: data.{field} must be a list of objects")
+        raise BadRequestError(f"{DRIVER} webhook: data.{field} must be a list of objects")
     return entries
 
 

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from broadcasting import (
     AuthRequest,
     ConfigurationError,
-    PayloadTooLarge,
-    ValidationError,
+    InputError,
+    PayloadTooLargeError,
 )
 from broadcasting_pusher._rules import RESERVED_PREFIX
 from broadcasting_pusher._settings import NAME
@@ -66,18 +66,18 @@ def _json(value: Any, what: str) -> str:
     try:
         return json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{NAME}: {what} must be JSON-serializable ({exc})") from None
+        raise InputError(f"{NAME}: {what} must be JSON-serializable ({exc})") from None
 
 
 def _user_id(member: Mapping[str, Any] | None, what: str) -> str:
     if member is None or "id" not in member:
-        raise ValidationError(f"{NAME}: {what} needs an 'id'")
+        raise InputError(f"{NAME}: {what} needs an 'id'")
     ident = member["id"]
     if isinstance(ident, bool) or not isinstance(ident, (str, int)) or ident == "":
-        raise ValidationError(f"{NAME}: {what}'s 'id' must be a non-empty str or an int")
+        raise InputError(f"{NAME}: {what}'s 'id' must be a non-empty str or an int")
     text = str(ident)
     if len(text) > MAX_USER_ID_LENGTH:
-        raise ValidationError(
+        raise InputError(
             f"{NAME}: {what}'s 'id' is {len(text)} characters; Pusher accepts at most "
             f"{MAX_USER_ID_LENGTH}"
         )
@@ -87,7 +87,7 @@ def _user_id(member: Mapping[str, Any] | None, what: str) -> str:
 def channel_data(request: AuthRequest) -> str:
     """The presence ``channel_data``: ``{"user_id": <id text>, "user_info": <the rule's info>}``.
 
-    Raises :class:`~broadcasting.ValidationError` (``PayloadTooLarge`` for the
+    Raises :class:`~broadcasting.InputError` (``PayloadTooLargeError`` for the
     info) before anything is signed when Pusher would refuse the member.
     """
     member = request.member
@@ -96,7 +96,7 @@ def channel_data(request: AuthRequest) -> str:
     info = _json(dict(member), "a presence member's info")
     size = len(info)  # ASCII: non-ASCII characters are written as \u escapes
     if size > MAX_USER_INFO_BYTES:
-        raise PayloadTooLarge(
+        raise PayloadTooLargeError(
             f"{NAME}: the member info for {request.channel!r} is {size} bytes of JSON; "
             f"Pusher accepts at most {MAX_USER_INFO_BYTES} per presence member",
             size=size,
@@ -123,7 +123,7 @@ def sign_channel(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[st
     """The body pusher-js expects for an authorized private, presence or encrypted channel."""
     channel = request.channel
     if channel is None or request.kind == "user":
-        raise ValidationError(f"{NAME}: a channel authorization needs a channel name")
+        raise InputError(f"{NAME}: a channel authorization needs a channel name")
     if request.kind == "presence":
         data = channel_data(request)
         return {
@@ -138,7 +138,7 @@ def sign_channel(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[st
         }
     if request.kind == "private":
         return {"auth": _signature(driver, f"{request.socket_id}:{channel}")}
-    raise ValidationError(f"{NAME}: {channel[:80]!r} ({request.kind}) needs no authorization")
+    raise InputError(f"{NAME}: {channel[:80]!r} ({request.kind}) needs no authorization")
 
 
 def user_data(request: AuthRequest) -> str:
@@ -158,9 +158,9 @@ def sign_user(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[str, 
 def user_channel(user_id: str) -> str:
     """``#server-to-user-<id>``, where Pusher delivers events for a signed-in user."""
     if not isinstance(user_id, str) or not user_id:
-        raise ValidationError(f"{NAME}: a user id must be a non-empty str")
+        raise InputError(f"{NAME}: a user id must be a non-empty str")
     if len(user_id) > MAX_USER_ID_LENGTH:
-        raise ValidationError(
+        raise InputError(
             f"{NAME}: a user id is at most {MAX_USER_ID_LENGTH} characters (got {len(user_id)})"
         )
     return f"{RESERVED_PREFIX}{user_id}"

@@ -249,13 +249,13 @@ class BroadcastPusherDriver(Driver):
         """
         return _listen.listen_channels(self, channels)
 
-    def channels(self, prefix: str | None = None) -> list[ChannelInfo]:
+    def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
         """``GET /apps/{id}/channels``."""
-        return _state.channels(self, prefix)
+        return _state.occupied_channels(self, prefix)
 
-    async def achannels(self, prefix: str | None = None) -> list[ChannelInfo]:
+    async def aoccupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
         """Async twin of :meth:`channels`."""
-        return await _state.achannels(self, prefix)
+        return await _state.aoccupied_channels(self, prefix)
 
     def channel_info(self, channel: str) -> ChannelInfo:
         """``GET /apps/{id}/channels/{name}``."""

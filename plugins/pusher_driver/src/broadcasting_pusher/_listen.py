@@ -33,9 +33,9 @@ from broadcasting import (
     SUBSCRIBED,
     BroadcastError,
     Heard,
-    InvalidChannel,
-    NotSupported,
-    ValidationError,
+    InputError,
+    InvalidChannelError,
+    NotSupportedError,
 )
 from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH, is_encrypted
 
@@ -62,15 +62,15 @@ def ws_url(settings: PusherSettings) -> str:
 
 def _checked(driver: BroadcastPusherDriver, channels: Sequence[str]) -> list[str]:
     if isinstance(channels, str) or not channels:
-        raise InvalidChannel(f"{driver.name}: listen to a list of one or more channel names")
+        raise InvalidChannelError(f"{driver.name}: listen to a list of one or more channel names")
     names = list(dict.fromkeys(channels))
     for name in names:
         if not isinstance(name, str) or not name:
-            raise InvalidChannel(f"{driver.name}: channel names must be non-empty str")
+            raise InvalidChannelError(f"{driver.name}: channel names must be non-empty str")
         if len(name) > MAX_CHANNEL_NAME_LENGTH or not CHANNEL_PATTERN.fullmatch(name):
-            raise InvalidChannel(f"{driver.name}: {name[:200]!r} is not a Pusher channel name")
+            raise InvalidChannelError(f"{driver.name}: {name[:200]!r} is not a Pusher channel name")
         if is_encrypted(name) and driver.settings.encryption_master_key is None:
-            raise ValidationError(
+            raise InputError(
                 f"{driver.name}: listening to {name!r} needs encryption_master_key_base64 "
                 "in the driver's options, to decrypt its events"
             )
@@ -134,7 +134,7 @@ async def listen_channels(
     try:
         import aiohttp
     except ImportError:
-        raise NotSupported(
+        raise NotSupportedError(
             driver.name,
             "listening to channels",
             "it needs aiohttp: pip install 'broadcasting-pusher[aiohttp]'",

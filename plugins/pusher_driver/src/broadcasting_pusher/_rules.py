@@ -6,11 +6,11 @@ import re
 
 from broadcasting import (
     ConfigurationError,
-    InvalidChannel,
-    InvalidEvent,
+    InputError,
+    InvalidChannelError,
+    InvalidEventError,
     Limits,
     Message,
-    ValidationError,
 )
 from broadcasting_pusher._settings import NAME
 
@@ -73,7 +73,7 @@ def payload_size(message: Message) -> int:
 def validate(message: Message, *, has_master_key: bool) -> None:
     """Pusher rules the core's generic limits do not cover."""
     if message.event.startswith(RESERVED_EVENT_PREFIXES):
-        raise InvalidEvent(
+        raise InvalidEventError(
             f"{NAME}: event names starting with 'pusher:' or 'pusher_internal:' are reserved "
             f"for the Pusher protocol; subscribers would not see {message.event[:40]!r}"
         )
@@ -88,10 +88,10 @@ def validate(message: Message, *, has_master_key: bool) -> None:
                 f"is needed to publish to the encrypted channel {channel!r}",
             )
         if channel == ENCRYPTED_PREFIX:
-            raise InvalidChannel(f"{NAME}: {channel!r} needs a name after the prefix")
+            raise InvalidChannelError(f"{NAME}: {channel!r} needs a name after the prefix")
     socket_id = message.socket_id
     if socket_id is not None and not SOCKET_ID_PATTERN.match(socket_id):
-        raise ValidationError(
+        raise InputError(
             f"{NAME}: socket_id {socket_id[:40]!r} is not a Pusher socket id "
             "(two numbers joined by a dot, e.g. '1234.5678')"
         )

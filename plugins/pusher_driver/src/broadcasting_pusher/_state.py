@@ -19,7 +19,7 @@ driver's keep-alive pool (sync) or its per-loop session (async), as
   without the ``/apps/{id}`` prefix, which soketi and Reverb do not route.
 
 Bad input (a channel name Pusher would refuse, a non-presence channel for
-:func:`members`, an empty or invalid user id) is a :class:`ValidationError`
+:func:`members`, an empty or invalid user id) is a :class:`InputError`
 before any request. Any answer other than success, soketi's HTTP 200 with an
 ``{"error", "code"}`` body included, is a :class:`PublishError` carrying the
 HTTP status (or soketi's code); no answer at all is one with status ``None``.
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from pusher.http import GET, POST, Request
 
-from broadcasting import ChannelInfo, InvalidChannel, Member, PublishError, ValidationError
+from broadcasting import ChannelInfo, InputError, InvalidChannelError, Member, PublishError
 from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH
 from broadcasting_pusher._wire import check_answer
 
@@ -52,11 +52,13 @@ _no_subscription_count: weakref.WeakSet[BroadcastPusherDriver] = weakref.WeakSet
 
 def _channel(driver: BroadcastPusherDriver, channel: object) -> str:
     if not isinstance(channel, str):
-        raise InvalidChannel(f"{driver.name}: a channel name must be a str, not {type(channel)}")
+        raise InvalidChannelError(
+            f"{driver.name}: a channel name must be a str, not {type(channel)}"
+        )
     if not channel:
-        raise InvalidChannel(f"{driver.name}: the channel name is empty")
+        raise InvalidChannelError(f"{driver.name}: the channel name is empty")
     if len(channel) > MAX_CHANNEL_NAME_LENGTH or not CHANNEL_PATTERN.fullmatch(channel):
-        raise InvalidChannel(
+        raise InvalidChannelError(
             f"{driver.name}: {channel[:200]!r} is not a Pusher channel name "
             f"(at most {MAX_CHANNEL_NAME_LENGTH} of A-Z a-z 0-9 _ - = @ , . ;)"
         )
@@ -67,9 +69,9 @@ def _prefix(driver: BroadcastPusherDriver, prefix: object) -> str | None:
     if prefix is None or prefix == "":
         return None
     if not isinstance(prefix, str):
-        raise ValidationError(f"{driver.name}: a channel prefix must be a str")
+        raise InputError(f"{driver.name}: a channel prefix must be a str")
     if len(prefix) > MAX_CHANNEL_NAME_LENGTH or not CHANNEL_PATTERN.fullmatch(prefix):
-        raise ValidationError(
+        raise InputError(
             f"{driver.name}: {prefix[:200]!r} cannot start a Pusher channel name "
             "(A-Z a-z 0-9 _ - = @ , . ; only)"
         )
@@ -79,7 +81,7 @@ def _prefix(driver: BroadcastPusherDriver, prefix: object) -> str | None:
 def _presence(driver: BroadcastPusherDriver, channel: object) -> str:
     name = _channel(driver, channel)
     if not name.startswith(PRESENCE_PREFIX):
-        raise InvalidChannel(
+        raise InvalidChannelError(
             f"{driver.name}: only presence channels have members; {name!r} does not start "
             f"with {PRESENCE_PREFIX!r} (use PresenceChannel({name!r}))"
         )
@@ -90,9 +92,9 @@ def _user_id(driver: BroadcastPusherDriver, user_id: object) -> str:
     if isinstance(user_id, int) and not isinstance(user_id, bool):
         user_id = str(user_id)
     if not isinstance(user_id, str) or not user_id:
-        raise ValidationError(f"{driver.name}: user_id must be a non-empty str")
+        raise InputError(f"{driver.name}: user_id must be a non-empty str")
     if len(user_id) > MAX_USER_ID_LENGTH or not CHANNEL_PATTERN.fullmatch(user_id):
-        raise ValidationError(
+        raise InputError(
             f"{driver.name}: {user_id[:200]!r} is not a Pusher user id "
             f"(at most {MAX_USER_ID_LENGTH} of A-Z a-z 0-9 _ - = @ , . ;)"
         )
@@ -231,7 +233,7 @@ def _counting_refused(error: PublishError) -> bool:
 # -- sync ----------------------------------------------------------------------------------
 
 
-def channels(driver: BroadcastPusherDriver, prefix: str | None) -> list[ChannelInfo]:
+def occupied_channels(driver: BroadcastPusherDriver, prefix: str | None) -> list[ChannelInfo]:
     """The occupied channels whose name starts with ``prefix``, sorted by name."""
     prefix = _prefix(driver, prefix)
     client = driver._client
@@ -276,7 +278,9 @@ def terminate_user(driver: BroadcastPusherDriver, user_id: str) -> None:
 # -- async ---------------------------------------------------------------------------------
 
 
-async def achannels(driver: BroadcastPusherDriver, prefix: str | None) -> list[ChannelInfo]:
+async def aoccupied_channels(
+    driver: BroadcastPusherDriver, prefix: str | None
+) -> list[ChannelInfo]:
     """Async twin of :func:`channels`, on this loop's session."""
     prefix = _prefix(driver, prefix)
     client = driver._aclient

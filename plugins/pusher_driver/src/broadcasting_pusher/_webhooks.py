@@ -6,11 +6,11 @@ HMAC-SHA256 of the raw body under the app secret). Verification happens
 before the body is parsed, in this order, each a typed error with a fixed
 message that never shows the secret, the expected signature or the body:
 
-1. ``X-Pusher-Key`` missing or not this app's key: :class:`Unauthorized` (401);
+1. ``X-Pusher-Key`` missing or not this app's key: :class:`UnauthorizedError` (401);
 2. ``X-Pusher-Signature`` missing or wrong (constant-time compare): 401;
 3. a body that is not a JSON object with an integer ``time_ms`` (a 64-bit
    one) and an ``events`` list of objects with a ``name``, or that is nested
-   too deeply to read: :class:`InvalidAuthRequest` (400);
+   too deeply to read: :class:`BadRequestError` (400);
 4. ``time_ms`` more than five minutes away from now (either way): 401.
 
 The expected signature is computed and compared inside :func:`_signed`, whose
@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from broadcasting import InvalidAuthRequest, Secret, Unauthorized, WebhookEvent
+from broadcasting import BadRequestError, Secret, UnauthorizedError, WebhookEvent
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
@@ -115,14 +115,14 @@ def verify(
     raw = _as_bytes(body)
     key = _header(headers, KEY_HEADER)
     if key is None:
-        raise Unauthorized(f"{name}: webhook refused: no {KEY_HEADER} header")
+        raise UnauthorizedError(f"{name}: webhook refused: no {KEY_HEADER} header")
     if not _same(key, driver.settings.key):
-        raise Unauthorized(f"{name}: webhook refused: {KEY_HEADER} is not this app's key")
+        raise UnauthorizedError(f"{name}: webhook refused: {KEY_HEADER} is not this app's key")
     signature = _header(headers, SIGNATURE_HEADER)
     if signature is None:
-        raise Unauthorized(f"{name}: webhook refused: no {SIGNATURE_HEADER} header")
+        raise UnauthorizedError(f"{name}: webhook refused: no {SIGNATURE_HEADER} header")
     if not _signed(driver.settings.secret, raw, signature):
-        raise Unauthorized(
+        raise UnauthorizedError(
             f"{name}: webhook refused: {SIGNATURE_HEADER} does not match the body "
             "(signed with another secret, or the body was altered or re-encoded)"
         )
@@ -131,16 +131,14 @@ def verify(
     age = current - time_ms / 1000
     if abs(age) > MAX_AGE_SECONDS:
         when = "old" if age > 0 else "far in the future"
-        raise Unauthorized(
+        raise UnauthorizedError(
             f"{name}: webhook refused: its time_ms is {abs(age):.0f} s {when} "
             f"(more than {MAX_AGE_SECONDS:.0f} s; a replay, or a clock that is off)"
         )
     try:
         return [_event(name, time_ms, index, item) for index, item in enumerate(items)]
     except RecursionError:  # an event's field nested too deeply to show as text or hash
-        raise InvalidAuthRequest(
-            f"{name}: webhook refused: the body is nested too deeply"
-        ) from None
+        raise BadRequestError(f"{name}: webhook refused: the body is nested too deeply") from None
 
 
 #: ``time_ms`` must fit 64 bits (what Pusher sends); a larger one overflows a float.
@@ -151,24 +149,20 @@ def _parse(name: str, raw: bytes) -> tuple[int, list[Mapping[str, Any]]]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise InvalidAuthRequest(f"{name}: webhook refused: the body is not JSON") from None
+        raise BadRequestError(f"{name}: webhook refused: the body is not JSON") from None
     except RecursionError:
-        raise InvalidAuthRequest(
-            f"{name}: webhook refused: the body is nested too deeply"
-        ) from None
+        raise BadRequestError(f"{name}: webhook refused: the body is nested too deeply") from None
     if not isinstance(data, dict):
-        raise InvalidAuthRequest(f"{name}: webhook refused: the body is not a JSON object")
+        raise BadRequestError(f"{name}: webhook refused: the body is not a JSON object")
     time_ms = data.get("time_ms")
     if not isinstance(time_ms, int) or isinstance(time_ms, bool) or time_ms not in _TIME_MS_RANGE:
-        raise InvalidAuthRequest(f"{name}: webhook refused: no 64-bit integer time_ms in the body")
+        raise BadRequestError(f"{name}: webhook refused: no 64-bit integer time_ms in the body")
     items = data.get("events")
     if not isinstance(items, list):
-        raise InvalidAuthRequest(f"{name}: webhook refused: no events list in the body")
+        raise BadRequestError(f"{name}: webhook refused: no events list in the body")
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise InvalidAuthRequest(
-                f"{name}: webhook refused: an event is not an object with a name"
-            )
+            raise BadRequestError(f"{name}: webhook refused: an event is not an object with a name")
     return time_ms, items
 
 
