@@ -3,30 +3,17 @@
 >>> from broadcasting import Broadcast
 >>> Broadcast({"DRIVER": "null"}).channel("orders", {"id": 42}, "shipped").channels
 ('orders',)
+
+This module is what an application uses. What a driver or plugin author uses
+(the Driver base class, hook markers, the types that cross the hooks) is in
+:mod:`broadcasting.plugin`.
 """
 
 from __future__ import annotations
 
-from broadcasting._auth import AuthKind, AuthRequest, ChannelRules
 from broadcasting._broadcast import Broadcast
-from broadcasting._channels import (
-    Channel,
-    ChannelKind,
-    EncryptedPrivateChannel,
-    PresenceChannel,
-    PrivateChannel,
-)
-from broadcasting._config import Config, load_config
-from broadcasting._delivery import (
-    DELIVERY_OPTIONS,
-    Answer,
-    Batch,
-    Capabilities,
-    DeliveryOptions,
-    Part,
-    SendResult,
-)
-from broadcasting._driver import Driver
+from broadcasting._broadcaster import Broadcaster
+from broadcasting._channels import Channel, EncryptedPrivateChannel, PresenceChannel, PrivateChannel
 from broadcasting._errors import (
     BadRequestError,
     BroadcastError,
@@ -42,96 +29,52 @@ from broadcasting._errors import (
     PayloadTooLargeError,
     PluginLoadError,
     PublishError,
+    QueryError,
     RuleError,
+    ServiceError,
     UnauthorizedError,
 )
-from broadcasting._events import (
-    LARAVEL_NAMESPACE,
-    Broadcastable,
-    BroadcastEvent,
-    LaravelEvent,
-    echo_event_name,
-)
-from broadcasting._health import HEALTH_STATUSES, Health, HealthStatus
-from broadcasting._loop import run_sync
-from broadcasting._markers import hookimpl, hookspec
-from broadcasting._perloop import PerLoop
-from broadcasting._plugins import (
-    DriverInfo,
-    installed_drivers,
-    register_driver,
-    unregister_driver,
-)
-from broadcasting._retry import Retry
-from broadcasting._state import SUBSCRIBED, ChannelInfo, Heard, Member
-from broadcasting._types import Limits, Message, Payload, Receipt, Secret, encode_payload
+from broadcasting._events import Broadcastable, BroadcastEvent, LaravelEvent, echo_event_name
+from broadcasting._health import Health
+from broadcasting._state import ChannelInfo, Member
+from broadcasting._types import Receipt
 from broadcasting._webhooks import WebhookEvent
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
-    "Answer",
-    "AuthKind",
-    "AuthRequest",
-    "Batch",
+    "BadRequestError",
     "Broadcast",
     "BroadcastError",
     "BroadcastEvent",
     "Broadcastable",
-    "Capabilities",
+    "Broadcaster",
     "Channel",
     "ChannelInfo",
-    "ChannelKind",
-    "ChannelRules",
     "CloseError",
-    "Config",
     "ConfigurationError",
-    "DELIVERY_OPTIONS",
-    "DeliveryOptions",
-    "Driver",
-    "DriverInfo",
     "DriverNotFoundError",
     "EncryptedPrivateChannel",
     "ForbiddenError",
-    "HEALTH_STATUSES",
     "Health",
-    "HealthStatus",
-    "Heard",
-    "BadRequestError",
+    "InputError",
     "InvalidChannelError",
     "InvalidEventError",
     "InvalidPayloadError",
-    "LARAVEL_NAMESPACE",
     "LaravelEvent",
-    "Limits",
     "Member",
-    "Message",
     "NotSupportedError",
-    "Part",
-    "Payload",
     "PayloadTooLargeError",
-    "PerLoop",
     "PluginLoadError",
     "PresenceChannel",
     "PrivateChannel",
     "PublishError",
+    "QueryError",
     "Receipt",
-    "Retry",
     "RuleError",
-    "SUBSCRIBED",
-    "Secret",
-    "SendResult",
+    "ServiceError",
     "UnauthorizedError",
-    "InputError",
     "WebhookEvent",
     "__version__",
     "echo_event_name",
-    "encode_payload",
-    "hookimpl",
-    "hookspec",
-    "installed_drivers",
-    "load_config",
-    "register_driver",
-    "run_sync",
-    "unregister_driver",
 ]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from broadcasting._errors import BadRequestError, ForbiddenError, RuleError
+from broadcasting._flow import Call, Flow
 from broadcasting._types import Secret
 
 if TYPE_CHECKING:
@@ -24,10 +24,6 @@ AuthKind = Literal["private", "presence", "encrypted", "user", "connection"]
 #: or ``None`` to refuse. It may be a coroutine function.
 Rule = Callable[..., Any]
 
-_SOCKET_ID = re.compile(r"[0-9]+\.[0-9]+")
-#: A connection id of a service whose clients need not send one (Ably's are
-#: like ``hd9Az3-8!a1``): short and made of characters safe in any header.
-_CONNECTION_ID = re.compile(r"[A-Za-z0-9._:!-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: The longest channel name the core accepts when the driver declares no limit.
 MAX_CHANNEL_NAME_LENGTH = 1024
@@ -210,29 +206,27 @@ class ChannelRules:
         return len(self._rules)
 
 
-def check_socket_id(socket_id: object, *, required: bool = True) -> str:
-    """``socket_id`` if it is ``digits.digits``; else :class:`BadRequestError`.
+def check_socket_id(driver: Driver, socket_id: object) -> str:
+    """``socket_id`` if it has the shape of the driver's connection ids; else BadRequestError.
 
-    With ``required=False`` (a driver whose clients send none, such as Ably's)
-    a missing one is ``""`` and any short header-safe id is accepted.
+    A driver whose clients send none (``requires_socket_id`` off, Ably's) may
+    get ``""``.
     """
     if socket_id is None or socket_id == "":
-        if not required:
+        if not driver.requires_socket_id:
             return ""
         raise BadRequestError("socket_id is missing")
     if not isinstance(socket_id, str):
         raise BadRequestError("socket_id is missing")
-    if required:
-        if len(socket_id) > MAX_SOCKET_ID_LENGTH or _SOCKET_ID.fullmatch(socket_id) is None:
-            raise BadRequestError("socket_id must look like '1234.5678' (digits.digits)")
-    elif _CONNECTION_ID.fullmatch(socket_id) is None:
-        raise BadRequestError("socket_id must be up to 64 letters, digits or ._:!-")
+    pattern = driver.socket_id_pattern
+    if len(socket_id) > MAX_SOCKET_ID_LENGTH or pattern.fullmatch(socket_id) is None:
+        raise BadRequestError(f"socket_id does not look like a {driver.name} connection id")
     return socket_id
 
 
 def channel_request(driver: Driver, user: Any, socket_id: object, channel: object) -> AuthRequest:
     """Validate a subscription request and say which kind of channel it is for."""
-    socket = check_socket_id(socket_id, required=driver.requires_socket_id)
+    socket = check_socket_id(driver, socket_id)
     if not isinstance(channel, str) or not channel:
         raise BadRequestError("channel_name is missing")
     limits = driver.limits
@@ -257,13 +251,13 @@ def channel_request(driver: Driver, user: Any, socket_id: object, channel: objec
 
 def connection_request(driver: Driver, user: Any, socket_id: object) -> AuthRequest:
     """A request for a connection token, before any channel (for drivers that sign one)."""
-    socket = check_socket_id(socket_id, required=driver.requires_socket_id)
+    socket = check_socket_id(driver, socket_id)
     return AuthRequest("connection", socket, user=user)
 
 
-def user_request(socket_id: object, user_data: object) -> AuthRequest:
+def user_request(driver: Driver, socket_id: object, user_data: object) -> AuthRequest:
     """Validate a sign-in request: ``user_data`` must be a mapping with an ``id``."""
-    socket = check_socket_id(socket_id)
+    socket = check_socket_id(driver, socket_id)
     if not isinstance(user_data, Mapping):
         raise RuleError(f"user_data must be a dict with an 'id', not {type(user_data).__name__}")
     _check_id(user_data, "user_data")
@@ -372,6 +366,13 @@ def _held(driver: Driver, request: AuthRequest) -> list[AuthRequest]:
     return found
 
 
+def with_extra(request: AuthRequest, extra: Mapping[str, str | Secret]) -> AuthRequest:
+    """``request`` with what else the client sent, each value wrapped in a :class:`Secret`."""
+    from dataclasses import replace
+
+    return replace(request, extra=wrap_extra(extra))
+
+
 def _with_carried(request: AuthRequest, carried: list[AuthRequest]) -> AuthRequest:
     if not carried:
         return request
@@ -380,55 +381,35 @@ def _with_carried(request: AuthRequest, carried: list[AuthRequest]) -> AuthReque
     return replace(request, carried=tuple(carried))
 
 
-def decide(rules: ChannelRules, request: AuthRequest, driver: Driver | None = None) -> AuthRequest:
-    """Run the matching rule for a channel request (sync path).
+def decide(rules: ChannelRules, request: AuthRequest, driver: Driver) -> Flow[AuthRequest]:
+    """Run the matching rule for a channel request: the request to sign, or Forbidden.
 
-    Sign-ins pass through; a connection token has no channel of its own. With
-    ``driver``, the channels of a credential the client holds are each decided
-    again (a refusal drops that channel) and kept in ``carried``.
+    Sign-ins pass through; a connection token has no channel of its own. The
+    channels of a credential the client holds are each decided again (a
+    refusal drops that channel) and kept in ``carried``.
     """
-    from broadcasting._loop import resolve_sync
-
+    special = driver.special_characters
     if request.kind != "user" and request.kind != "connection":
-        special = driver.special_characters if driver is not None else ""
         pattern, rule, params = _match(rules, request, special)
-        request = _verdict(request, pattern, params, resolve_sync(rule(request.user, **params)))
-    if driver is None or request.kind == "user":
-        return request
-    carried = []
-    for held in _held(driver, request):
-        try:
-            pattern, rule, params = _match(rules, held, driver.special_characters)
-            carried.append(_verdict(held, pattern, params, resolve_sync(rule(held.user, **params))))
-        except ForbiddenError:
-            continue
-    return _with_carried(request, carried)
-
-
-async def adecide(
-    rules: ChannelRules, request: AuthRequest, driver: Driver | None = None
-) -> AuthRequest:
-    """Async twin of :func:`decide`: an async rule is awaited on the caller's loop."""
-    if request.kind != "user" and request.kind != "connection":
-        special = driver.special_characters if driver is not None else ""
-        pattern, rule, params = _match(rules, request, special)
-        value = rule(request.user, **params)
-        if inspect.isawaitable(value):
-            value = await value
+        value = yield Call(rule, request.user, kwargs=params)
         request = _verdict(request, pattern, params, value)
-    if driver is None or request.kind == "user":
+    if request.kind == "user":
         return request
     carried = []
     for held in _held(driver, request):
         try:
-            pattern, rule, params = _match(rules, held, driver.special_characters)
-            value = rule(held.user, **params)
-            if inspect.isawaitable(value):
-                value = await value
+            pattern, rule, params = _match(rules, held, special)
+            value = yield Call(rule, held.user, kwargs=params)
             carried.append(_verdict(held, pattern, params, value))
         except ForbiddenError:
             continue
     return _with_carried(request, carried)
+
+
+def authorize(rules: ChannelRules, driver: Driver, request: AuthRequest) -> Flow[dict[str, Any]]:
+    """What the core's authorize hook does: decide by the rules, then have the driver sign."""
+    decided = yield from decide(rules, request, driver)
+    return sign(driver, decided)
 
 
 def sign(driver: Driver, request: AuthRequest) -> dict[str, Any]:

@@ -23,16 +23,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
-from broadcasting._delivery import Batch, Part, send_async
+from broadcasting._delivery import Attempt, Batch, Part, send_async
 from broadcasting._errors import PublishError
 
 if TYPE_CHECKING:
-    from broadcasting._delivery import _Outcome
     from broadcasting._driver import Driver
-
-#: A publish's first attempt: its outcome, the requests it took, and those that count
-#: against its retry budget.
-_Result = tuple["_Outcome", int, int]
 
 
 @dataclass
@@ -46,21 +41,22 @@ class _Alone:
 class _Pending:
     part: Part
     size: int
-    future: asyncio.Future[Union[_Result, _Alone]] = field(repr=False)
+    future: asyncio.Future[Union[Attempt, _Alone]] = field(repr=False)
 
 
 def _may_be_ones_fault(error: PublishError) -> bool:
     """Whether a shared request's error may come from only one of its publishes."""
-    return not (error.maybe_delivered or error.retryable or error.status in (401, 403))
+    return not (error.maybe_delivered or error.retryable or error.kind in ("auth", "permission"))
 
 
 class Batcher:
     """Coalesces the first attempts of concurrent publishes of one driver on one loop."""
 
-    def __init__(self, driver: Driver) -> None:
+    def __init__(self, driver: Driver, in_flight: int, budget: int = 1) -> None:
         self._driver = driver
         capabilities = driver.capabilities
-        self._in_flight = driver.delivery.batch_in_flight
+        self._in_flight = in_flight
+        self._budget = budget  # requests a first attempt may take (see Batch.budget)
         self._max_channels = capabilities.batch_channels
         self._max_bytes = capabilities.batch_bytes
         self._queue: deque[_Pending] = deque()
@@ -70,7 +66,7 @@ class Batcher:
         self.requests = 0
         self.publishes = 0
 
-    async def submit(self, part: Part) -> _Result:
+    async def submit(self, part: Part) -> Attempt:
         """Make ``part``'s first attempt, shared if others wait; return its outcome."""
         loop = asyncio.get_running_loop()
         size = self._driver.part_size(part) if self._max_bytes is not None else 0
@@ -83,7 +79,7 @@ class Batcher:
             task.add_done_callback(self._tasks.discard)
         verdict = await pending.future
         if isinstance(verdict, _Alone):
-            batch = Batch((part,))
+            batch = Batch((part,), budget=self._budget)
             outcomes, _ = await send_async(self._driver, batch)
             return outcomes[0], verdict.requests + batch.requests, batch.requests
         return verdict
@@ -125,7 +121,7 @@ class Batcher:
     async def _deliver(self, taken: list[_Pending]) -> None:
         self.requests += 1
         self.publishes += len(taken)
-        batch = Batch(tuple(pending.part for pending in taken))
+        batch = Batch(tuple(pending.part for pending in taken), budget=self._budget)
         try:
             outcomes, whole = await send_async(self._driver, batch)
         except asyncio.CancelledError:

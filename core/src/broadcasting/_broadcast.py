@@ -1,4 +1,4 @@
-"""The Broadcast object: configuration in, connected drivers out, publishes through hooks."""
+"""The Broadcast object: configuration in, broadcasters out, every call through the hooks."""
 
 from __future__ import annotations
 
@@ -8,31 +8,30 @@ from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
-from broadcasting import _auth, _events, _webhooks
+from broadcasting import _auth, _webhooks
 from broadcasting._auth import AuthRequest, ChannelRules, Rule
+from broadcasting._broadcaster import Broadcaster, Target
 from broadcasting._channels import Channel
 from broadcasting._config import ConfigSource, load_config
-from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions, drain
-from broadcasting._driver import Driver
+from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions
+from broadcasting._driver import Driver, Feature
 from broadcasting._errors import (
     BadRequestError,
     CloseError,
     ConfigurationError,
     DriverNotFoundError,
     InputError,
+    NotSupportedError,
     PluginLoadError,
-    detach,
 )
+from broadcasting._flow import DriverCall, Flow, Hook, arun, run
 from broadcasting._plugins import (
-    CORE_PLUGIN,
-    acall_firstresult,
-    apublish_hook,
     declared_secret_options,
     driver_names,
     driver_plugin,
     make_plugin_manager,
 )
-from broadcasting._types import Message, Payload, Receipt, Secret, wrap_named
+from broadcasting._types import Options, Payload, Receipt, Secret, wrap_named
 from broadcasting._validate import build_message
 
 if TYPE_CHECKING:
@@ -41,13 +40,9 @@ if TYPE_CHECKING:
     from broadcasting._state import ChannelInfo, Member
     from broadcasting._webhooks import WebhookEvent, WebhookHandler
 
-#: How a call names its driver: a name, a connected :class:`Driver`, or ``None``
-#: for the configured default.
-DriverRef: TypeAlias = "str | Driver | None"
-
-#: What ``channel()`` publishes to: a channel name, a :class:`Channel`, or a list
-#: of them; or an event object (anything with ``broadcast_on()``).
-Target = Any
+#: How a call names its driver: a name, a :class:`Broadcaster` (a tenant's
+#: ``with_options()`` variant, say), or ``None`` for the configured default.
+DriverRef: TypeAlias = "str | Broadcaster[Any] | None"
 
 D = TypeVar("D", bound=Driver)
 
@@ -88,11 +83,11 @@ class Broadcast:
     def __init__(self, config: ConfigSource = None, *, plugins: Iterable[object] = ()) -> None:
         self.config = load_config(config)
         self.plugin_manager = make_plugin_manager(plugins)
-        self._drivers: dict[str, Driver] = {}  # by name: what driver(name) returns
-        self._adopted: list[Driver] = []  # every driver this instance connected, to close
-        self._variants: OrderedDict[tuple[object, ...], Driver] = OrderedDict()
+        self._named: dict[str, Broadcaster[Any]] = {}  # what driver(name) returns
+        self._variants: OrderedDict[tuple[object, ...], Broadcaster[Any]] = OrderedDict()
+        self._of_driver: dict[int, Broadcaster[Any]] = {}  # every one this instance made
         self._lock = threading.RLock()
-        #: The channel rules added with :meth:`authorize`.
+        #: The channel rules added with :meth:`rule`.
         self.rules = ChannelRules()
         #: The webhook handlers added with :meth:`on_webhook`.
         self.webhook_handlers = _webhooks.WebhookHandlers()
@@ -100,13 +95,13 @@ class Broadcast:
     # -- choosing a driver --------------------------------------------------
 
     @overload
-    def driver(self, driver: str | None = None) -> Driver: ...
+    def driver(self, driver: str | None = None) -> Broadcaster[Driver]: ...
 
     @overload
-    def driver(self, driver: type[D]) -> D: ...
+    def driver(self, driver: type[D]) -> Broadcaster[D]: ...
 
-    def driver(self, driver: str | type[Driver] | None = None) -> Driver:
-        """Return the connected driver called ``driver`` (default: ``DRIVER``).
+    def driver(self, driver: str | type[Driver] | None = None) -> Broadcaster[Any]:
+        """The :class:`Broadcaster` of the driver called ``driver`` (default: ``DRIVER``).
 
         ``driver`` may also be a Driver class, e.g. ``BroadcastAblyDriver``;
         a class that no installed plugin provides is connected directly.
@@ -116,36 +111,34 @@ class Broadcast:
         elif isinstance(driver, str):
             name = driver
         elif isinstance(driver, type) and issubclass(driver, Driver):
-            return self._driver_for_class(driver)
+            return self._for_class(driver)
         else:
             raise TypeError(f"driver() takes a name or a Driver class, not {driver!r}")
-        connected = self._drivers.get(name)
+        connected = self._named.get(name)
         if connected is not None:
             return connected
         with self._lock:
-            connected = self._drivers.get(name)
+            connected = self._named.get(name)
             if connected is None:
-                connected = self._connect_new(name, self.config.options(name))
-                self._drivers[name] = connected
+                connected = self._connect(name, self.config.options(name))
+                self._named[name] = connected
             return connected
 
-    def _driver_for_class(self, cls: type[D]) -> D:
+    def _for_class(self, cls: type[D]) -> Broadcaster[D]:
         name = cls.name
         if not name:
             raise TypeError(f"{cls.__qualname__} has no driver name (set its `name` attribute)")
         with self._lock:
-            connected = self._drivers.get(name)
-            if isinstance(connected, cls):
-                return connected
-            if connected is None and self._plugin_for(name) is not None:
+            connected = self._named.get(name)
+            if connected is None and driver_plugin(name) is not None:
                 connected = self.driver(name)
-                if isinstance(connected, cls):
-                    return connected
-            # a class no installed plugin provides: build it on this instance only
+            if connected is not None and isinstance(connected.driver, cls):
+                return connected
+            # a class no installed plugin provides: built on this instance only
             return self._variant(cls, name, self.config.options(name))
 
-    def _variant(self, cls: type[D], name: str, options: Mapping[str, Any]) -> D:
-        """A driver of ``cls`` with ``options`` other than the default one; cached by value.
+    def _variant(self, cls: type[D], name: str, options: Mapping[str, Any]) -> Broadcaster[D]:
+        """A broadcaster of ``cls`` with ``options`` other than the default; cached by value.
 
         Keyed by the options' values (a :class:`Secret` compares by value without
         showing it), so two tenants' keys never share a driver. At most
@@ -153,53 +146,60 @@ class Broadcast:
         """
         options = wrap_named(options, cls.secret_options)  # wrapped before keying and building
         key = (cls, name, _frozen(options))
-        evicted: Driver | None = None
+        evicted: Broadcaster[Any] | None = None
         with self._lock:
             existing = self._variants.get(key)
             if existing is not None:
                 self._variants.move_to_end(key)
-                return existing  # type: ignore[return-value]
-            existing = self._variants[key] = self._connect_new(name, options, cls)
+                return existing
+            existing = self._variants[key] = self._connect(name, options, cls)
             if len(self._variants) > MAX_VARIANTS:
                 _, evicted = self._variants.popitem(last=False)
-                self._adopted.remove(evicted)
+                del self._of_driver[id(evicted.driver)]
         if evicted is not None:
             evicted.close()
         return existing
 
-    def _plugin_for(self, name: str) -> object | None:
-        return driver_plugin(name)
-
-    def _connect_new(self, name: str, options: Mapping[str, Any], cls: type[D] | None = None) -> D:
-        error: ConfigurationError | None = None
+    def _connect(
+        self, name: str, options: Mapping[str, Any], cls: type[D] | None = None
+    ) -> Broadcaster[D]:
         with self._lock:
-            try:
-                return self._connect_locked(name, options, cls)
-            except ConfigurationError as exc:
-                # a driver's frames may hold a revealed secret at the moment it
-                # raised: raise it again from here, with none of those frames
-                error = exc
-        raise detach(error)  # outside the except block: a traceback from here on only
+            plugin = driver_plugin(name)
+            # options a driver declares secret (``secret_options``) reach its from_config
+            # wrapped on every path where the core knows the class before connecting:
+            # Broadcast.driver(cls), an entry point or register_driver() naming a class,
+            # with_options(). A factory plugin builds a class the core cannot know in
+            # advance: it declares the names on itself (its own ``secret_options``).
+            hidden = declared_secret_options(name, plugin) if plugin is not None else frozenset()
+            if cls is not None:
+                hidden |= cls.secret_options
+            options = wrap_named(options, hidden)
+            delivery, own = DeliveryOptions.from_options(name, options)
+            if cls is not None and plugin is None:
+                # a class no installed plugin provides (a private or test driver)
+                driver: Driver = cls.from_config(own)
+            else:
+                driver = self._from_plugin(name, plugin, own)
+                if cls is not None and not isinstance(driver, cls):
+                    driver = cls.from_config(own)
+            made: Broadcaster[Any] = Broadcaster(
+                self, driver, wrap_named(options, type(driver).secret_options), delivery
+            )
+            given = sorted(DELIVERY_OPTIONS.intersection(options))
+            if given and not made._sends:
+                raise ConfigurationError(
+                    driver.name,
+                    given[0],
+                    "does not apply: this driver delivers in process (nothing to retry or batch)",
+                )
+            self._of_driver[id(driver)] = made
+            return made
 
-    def _connect_locked(self, name: str, options: Mapping[str, Any], cls: type[D] | None) -> D:
-        plugin = self._plugin_for(name)
-        # options a driver declares secret (``secret_options``) reach its from_config
-        # wrapped on every path where the core knows the class before connecting:
-        # Broadcast.driver(cls), an entry point or register_driver() naming a class,
-        # with_options(). A factory plugin builds a class the core cannot know in
-        # advance: it declares the names on itself (its own ``secret_options``).
-        hidden = declared_secret_options(name, plugin) if plugin is not None else frozenset()
-        if cls is not None:
-            hidden |= cls.secret_options
-        options = wrap_named(options, hidden)
-        delivery, own = DeliveryOptions.from_options(name, options)
-        if cls is not None and plugin is None:
-            # a class no installed plugin provides (a private or test driver)
-            return self._adopt(cls.from_config(own), options, delivery)  # type: ignore[return-value]
+    def _from_plugin(self, name: str, plugin: object | None, options: Options) -> Driver:
         pm = self.plugin_manager
         if plugin is not None and not pm.is_registered(plugin):
             pm.register(plugin, name=f"driver:{name}")
-        driver = pm.hook.broadcasting_connect(name=name, options=own)
+        driver = pm.hook.broadcasting_connect(name=name, options=options)
         if driver is None:
             if plugin is None:
                 raise DriverNotFoundError(name, driver_names())
@@ -216,34 +216,20 @@ class Broadcast:
                 distribution=None,
                 reason=f"broadcasting_connect returned {type(driver).__name__}, not a Driver",
             )
-        if cls is not None and not isinstance(driver, cls):
-            driver = cls.from_config(own)
-        return self._adopt(driver, options, delivery)  # type: ignore[return-value]
-
-    def _adopt(
-        self,
-        driver: Driver,
-        options: Mapping[str, Any] | None = None,
-        delivery: DeliveryOptions | None = None,
-    ) -> Driver:
-        if delivery is not None and options is not None:
-            given = sorted(DELIVERY_OPTIONS.intersection(options))
-            if given and not driver._uses_core_delivery():
-                raise ConfigurationError(
-                    driver.name,
-                    given[0],
-                    "does not apply: this driver delivers in process (nothing to retry or batch)",
-                )
-            driver.delivery = delivery
-        driver._broadcast = self
-        if options is not None:
-            # the copy the core keeps (for with_options): what the driver says is
-            # secret is wrapped there too, whoever built it. The configuration is
-            # left alone: it keeps every option string sealed already (see Config).
-            driver._options = wrap_named(options, type(driver).secret_options)
-        with self._lock:
-            self._adopted.append(driver)
         return driver
+
+    def broadcaster_of(self, driver: Driver) -> Broadcaster[Any]:
+        """The :class:`Broadcaster` this instance made for ``driver`` (the hooks get drivers)."""
+        found = self._of_driver.get(id(driver))
+        if found is None or found.driver is not driver:
+            raise LookupError(f"{driver!r} was not connected by {self!r}")
+        return found
+
+    def _target(self, driver: DriverRef) -> Broadcaster[Any]:
+        """The broadcaster a call names: a name, a broadcaster, or ``None`` for the default."""
+        if isinstance(driver, Broadcaster):
+            return driver
+        return self.driver(driver)
 
     # -- publishing -----------------------------------------------------------
 
@@ -266,10 +252,10 @@ class Broadcast:
 
         Returns a :class:`Receipt` once the provider acknowledged it (one with no
         channels when the event's ``broadcast_when()`` said not to send it), or
-        raises a :class:`BroadcastError`: a :class:`InputError` before any
+        raises a :class:`BroadcastError`: an :class:`InputError` before any
         network request, a :class:`PublishError` if delivery failed.
         """
-        return self._publish(self.driver(), channels, message, event, socket_id)
+        return self.driver().channel(channels, message, event, socket_id=socket_id)
 
     async def achannel(
         self,
@@ -280,84 +266,34 @@ class Broadcast:
         socket_id: str | None = None,
     ) -> Receipt:
         """Async twin of :meth:`channel`; never blocks the event loop."""
-        return await self._apublish(self.driver(), channels, message, event, socket_id)
+        return await self.driver().achannel(channels, message, event, socket_id=socket_id)
 
-    def _message(
-        self,
-        driver: Driver,
-        channels: Target,
-        data: Payload | None,
-        event: str | None,
-        socket_id: str | None,
-    ) -> Message | Receipt:
-        """The validated message, or an empty receipt for an event that is not to be sent."""
-        if not _events.is_event(channels):
-            return build_message(
-                driver,
-                channels,
-                data,
-                "base-event" if event is None else event,
-                socket_id,
-            )
-        if data is not None:
-            raise TypeError(
-                f"channel({type(channels).__qualname__}(...), message) takes no message: "
-                "an event object carries its own payload (its broadcast_with()); "
-                "pass the event alone, or a channel name and a message"
-            )
-        resolved = _events.resolve(channels, event, socket_id)
-        if not resolved.send:
-            # broadcast_when() said no: nothing is validated, sent, or seen by a hook
-            return Receipt(driver.name, resolved.name, (), "")
-        return build_message(
-            driver,
-            resolved.channels,
-            resolved.data,
-            resolved.name,
-            resolved.socket_id,
-            source=channels,
-        )
-
-    def _publish(
-        self,
-        driver: Driver,
-        channels: Target,
-        data: Payload | None,
-        event: str | None,
-        socket_id: str | None,
+    def send_to_user(
+        self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None
     ) -> Receipt:
-        message = self._message(driver, channels, data, event, socket_id)
-        if isinstance(message, Receipt):
-            return message
-        return self._deliver(driver, message)
+        """Publish ``event`` to every connection of the signed-in user ``user_id``.
 
-    def _deliver(self, driver: Driver, message: Message) -> Receipt:
-        hook = self.plugin_manager.hook.broadcasting_publish
-        impls = hook.get_hookimpls()
-        if len(impls) == 1 and impls[0].plugin is CORE_PLUGIN:
-            # only the core's own implementation (which calls driver.publish) is
-            # registered: call it directly, as pluggy would, without its ~4 µs
-            receipt: object = driver.publish(message)
-        else:
-            receipt = hook(driver=driver, message=message)
-        if not isinstance(receipt, Receipt):
-            raise TypeError(
-                f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt"
-            )
-        return receipt
+        Raises :class:`NotSupportedError` when the driver cannot address a user.
+        """
+        return run(self._to_user(self._target(driver), user_id, event, data))
 
-    async def _apublish(
-        self,
-        driver: Driver,
-        channels: Target,
-        data: Payload | None,
-        event: str | None,
-        socket_id: str | None,
+    async def asend_to_user(
+        self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None
     ) -> Receipt:
-        message = self._message(driver, channels, data, event, socket_id)
-        if isinstance(message, Receipt):
-            return message
-        return await apublish_hook(self.plugin_manager, driver, message)
+        """Async twin of :meth:`send_to_user`."""
+        return await arun(self._to_user(self._target(driver), user_id, event, data))
+
+    @staticmethod
+    def _to_user(
+        target: Broadcaster[Any], user_id: str | int, event: str, data: Payload
+    ) -> Flow[Receipt]:
+        driver = target.driver
+        _require(driver, Feature.USER_SIGN_IN, "sending to a user")
+        if not isinstance(user_id, (str, int)) or isinstance(user_id, bool) or user_id == "":
+            raise InputError(f"{driver.name}: user_id must be a non-empty str")
+        channel = driver.user_channel(str(user_id))
+        message = build_message(driver, channel, data, event, None, reserved=True)
+        return (yield from target.publish_message(message))
 
     # -- authorizing subscriptions ----------------------------------------------
 
@@ -395,19 +331,16 @@ class Broadcast:
         (``{"auth": ...}`` for Pusher, with ``channel_data`` for presence and
         ``shared_secret`` for encrypted channels; a token for Ably). Raises
         :class:`BadRequestError` (400) for a malformed request and
-        :class:`ForbiddenError` (403) when no rule allows it. ``extra`` is anything
-        else the client sent that the driver may use (Ably's current ``token``).
+        :class:`ForbiddenError` (403) when no rule allows it. ``extra`` is
+        anything else the client sent that the driver may use (Ably's current
+        ``token``); its values are kept wrapped as :class:`Secret`.
 
-        Without ``channel_name``, a driver that signs connection tokens (Ably:
-        its clients ask for one before naming a channel) signs one for ``user``
-        (:meth:`Driver.sign_connection`); any other raises :class:`BadRequestError`.
-        ``driver`` is a driver name, a connected driver (a tenant's
-        ``with_options()`` variant, say) or ``None`` for the default.
+        Without ``channel_name``, a driver with ``Feature.CONNECTION_TOKENS``
+        (Ably: its clients ask for a token before naming a channel) signs one
+        for ``user``; any other raises :class:`BadRequestError`. ``driver`` is
+        a driver name, a :class:`Broadcaster` or ``None`` for the default.
         """
-        target = self._target(driver)
-        return self._authorize(
-            target, self._auth_request(target, user, socket_id, channel_name, extra)
-        )
+        return run(self._authorize(driver, user, socket_id, channel_name, extra))
 
     async def aauthorize(
         self,
@@ -419,34 +352,28 @@ class Broadcast:
         extra: Mapping[str, str | Secret] | None = None,
     ) -> dict[str, Any]:
         """Async twin of :meth:`authorize`; async rules are awaited on the caller's loop."""
-        target = self._target(driver)
-        return await self._aauthorize(
-            target, self._auth_request(target, user, socket_id, channel_name, extra)
-        )
+        return await arun(self._authorize(driver, user, socket_id, channel_name, extra))
 
-    @staticmethod
-    def _auth_request(
-        driver: Driver,
+    def _authorize(
+        self,
+        driver: DriverRef,
         user: Any,
         socket_id: str | None,
         channel_name: str | None,
         extra: Mapping[str, str | Secret] | None,
-    ) -> AuthRequest:
+    ) -> Flow[dict[str, Any]]:
+        """:meth:`authorize` as a flow (the web endpoints run it too)."""
+        target = self._target(driver).driver
         if channel_name is None or channel_name == "":
-            if not driver._signs_connections():
+            if Feature.CONNECTION_TOKENS not in target.features:
                 raise BadRequestError("channel_name is missing")
-            request = _auth.connection_request(driver, user, socket_id)
+            request = _auth.connection_request(target, user, socket_id)
         else:
-            request = _auth.channel_request(driver, user, socket_id, channel_name)
+            _require(target, Feature.AUTHORIZE, "channel authorization")
+            request = _auth.channel_request(target, user, socket_id, channel_name)
         if extra:
-            request = _with_extra(request, extra)
-        return request
-
-    def _target(self, driver: DriverRef) -> Driver:
-        """The driver a call names: a name, a connected driver, or ``None`` for the default."""
-        if isinstance(driver, Driver):
-            return driver
-        return self.driver(driver)
+            request = _auth.with_extra(request, extra)
+        return (yield from self._signed(target, request))
 
     def authenticate_user(
         self, socket_id: str, user_data: Mapping[str, Any], *, driver: DriverRef = None
@@ -455,61 +382,29 @@ class Broadcast:
 
         Raises :class:`NotSupportedError` when the driver has no user sign-in.
         """
-        target = self._target(driver)
-        return self._authorize(target, _auth.user_request(socket_id, user_data))
+        return run(self._authenticate_user(driver, socket_id, user_data))
 
     async def aauthenticate_user(
         self, socket_id: str, user_data: Mapping[str, Any], *, driver: DriverRef = None
     ) -> dict[str, Any]:
         """Async twin of :meth:`authenticate_user`."""
-        target = self._target(driver)
-        return await self._aauthorize(target, _auth.user_request(socket_id, user_data))
+        return await arun(self._authenticate_user(driver, socket_id, user_data))
 
-    def _authorize(self, driver: Driver, request: AuthRequest) -> dict[str, Any]:
-        hook = self.plugin_manager.hook.broadcasting_authorize
-        impls = hook.get_hookimpls()
-        if len(impls) == 1 and impls[0].plugin is CORE_PLUGIN:
-            # only the core's own implementation: call it as pluggy would, without its cost
-            return _auth.sign(driver, _auth.decide(self.rules, request, driver))
-        return _signed(hook(broadcast=self, driver=driver, request=request))
+    def _authenticate_user(
+        self, driver: DriverRef, socket_id: str, user_data: Mapping[str, Any]
+    ) -> Flow[dict[str, Any]]:
+        """:meth:`authenticate_user` as a flow (the web endpoints run it too)."""
+        target = self._target(driver).driver
+        _require(target, Feature.USER_SIGN_IN, "user sign-in")
+        request = _auth.user_request(target, socket_id, user_data)
+        return (yield from self._signed(target, request))
 
-    async def _aauthorize(self, driver: Driver, request: AuthRequest) -> dict[str, Any]:
-        async def core() -> dict[str, Any]:
-            return _auth.sign(driver, await _auth.adecide(self.rules, request, driver))
-
-        body = await acall_firstresult(
-            self.plugin_manager,
-            "broadcasting_authorize",
-            {"broadcast": self, "driver": driver, "request": request},
-            core,
-        )
-        return _signed(body)
-
-    def send_to_user(
-        self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None
-    ) -> Receipt:
-        """Publish ``event`` to every connection of the signed-in user ``user_id``.
-
-        Raises :class:`NotSupportedError` when the driver cannot address a user.
-        """
-        target = self._target(driver)
-        message = self._user_message(target, user_id, event, data)
-        return self._deliver(target, message)
-
-    async def asend_to_user(
-        self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None
-    ) -> Receipt:
-        """Async twin of :meth:`send_to_user`."""
-        target = self._target(driver)
-        message = self._user_message(target, user_id, event, data)
-        return await apublish_hook(self.plugin_manager, target, message)
-
-    @staticmethod
-    def _user_message(driver: Driver, user_id: str | int, event: str, data: Payload) -> Message:
-        if not isinstance(user_id, (str, int)) or isinstance(user_id, bool) or user_id == "":
-            raise InputError(f"{driver.name}: user_id must be a non-empty str")
-        channel = driver.user_channel(str(user_id))
-        return build_message(driver, channel, data, event, None, reserved=True)
+    def _signed(self, driver: Driver, request: AuthRequest) -> Flow[dict[str, Any]]:
+        kwargs = {"broadcast": self, "driver": driver, "request": request}
+        body = yield Hook(self.plugin_manager, "broadcasting_authorize", kwargs)
+        if not isinstance(body, dict):
+            raise TypeError(f"broadcasting_authorize returned {type(body).__name__}, not a dict")
+        return body
 
     # -- hearing back ---------------------------------------------------------
 
@@ -536,61 +431,74 @@ class Broadcast:
         (401) for a bad signature, an unknown key or an old delivery and
         :class:`BadRequestError` (400) for a malformed one.
         """
-        return _webhooks.receive(self, self._target(driver), headers, body)
+        return run(self._webhook(driver, headers, body))
 
     async def awebhook(
         self, headers: Mapping[str, str], body: bytes, *, driver: DriverRef = None
     ) -> list[WebhookEvent]:
         """Async twin of :meth:`webhook`; async handlers are awaited on the caller's loop."""
-        return await _webhooks.areceive(self, self._target(driver), headers, body)
+        return await arun(self._webhook(driver, headers, body))
+
+    def _webhook(
+        self, driver: DriverRef, headers: Mapping[str, str], body: bytes
+    ) -> Flow[list[WebhookEvent]]:
+        """:meth:`webhook` as a flow (the web endpoints run it too)."""
+        target = self._target(driver).driver
+        _require(target, Feature.WEBHOOKS, "webhooks")
+        return (yield from _webhooks.receive(self, target, headers, body))
 
     def occupied_channels(
         self, prefix: str | None = None, *, driver: DriverRef = None
     ) -> list[ChannelInfo]:
         """The occupied channels whose name starts with ``prefix``."""
-        return self._target(driver).occupied_channels(prefix)
+        return run(self._ask(driver, Feature.STATE, "occupied_channels", prefix))
 
     async def aoccupied_channels(
         self, prefix: str | None = None, *, driver: DriverRef = None
     ) -> list[ChannelInfo]:
-        """Async twin of :meth:`channels`."""
-        return await self._target(driver).aoccupied_channels(prefix)
+        """Async twin of :meth:`occupied_channels`."""
+        return await arun(self._ask(driver, Feature.STATE, "occupied_channels", prefix))
 
     def channel_info(self, channel: str | Channel, *, driver: DriverRef = None) -> ChannelInfo:
         """What the service knows of one channel (occupied, subscriptions, users)."""
-        target = self._target(driver)
-        return target.channel_info(target.channel_name(channel))
+        info: ChannelInfo = run(self._ask(driver, Feature.STATE, "channel_info", channel))
+        return info
 
     async def achannel_info(
         self, channel: str | Channel, *, driver: DriverRef = None
     ) -> ChannelInfo:
         """Async twin of :meth:`channel_info`."""
-        target = self._target(driver)
-        return await target.achannel_info(target.channel_name(channel))
+        return await arun(self._ask(driver, Feature.STATE, "channel_info", channel))
 
     def members(self, channel: str | Channel, *, driver: DriverRef = None) -> list[Member]:
         """Who is in a presence channel."""
-        target = self._target(driver)
-        return target.members(target.channel_name(channel))
+        return run(self._ask(driver, Feature.STATE, "members", channel))
 
     async def amembers(self, channel: str | Channel, *, driver: DriverRef = None) -> list[Member]:
         """Async twin of :meth:`members`."""
-        target = self._target(driver)
-        return await target.amembers(target.channel_name(channel))
+        return await arun(self._ask(driver, Feature.STATE, "members", channel))
 
     def terminate_user(self, user_id: str, *, driver: DriverRef = None) -> None:
         """Disconnect every connection of the signed-in user ``user_id``."""
-        self._target(driver).terminate_user(str(user_id))
+        run(self._ask(driver, Feature.TERMINATE_USER, "terminate_user", str(user_id)))
 
     async def aterminate_user(self, user_id: str, *, driver: DriverRef = None) -> None:
         """Async twin of :meth:`terminate_user`."""
-        await self._target(driver).aterminate_user(str(user_id))
+        await arun(self._ask(driver, Feature.TERMINATE_USER, "terminate_user", str(user_id)))
+
+    def _ask(self, driver: DriverRef, feature: Feature, method: str, arg: Any) -> Flow[Any]:
+        """A state query of the driver: refused unless it declares ``feature``."""
+        target = self._target(driver).driver
+        _require(target, feature, _FEATURE_WORDS[method])
+        if isinstance(arg, Channel):
+            arg = target.channel_name(arg)
+        return (yield DriverCall(target, method, arg))
 
     # -- lifecycle --------------------------------------------------------------
 
-    def _connected(self) -> list[Driver]:
+    def _connected(self) -> list[Broadcaster[Any]]:
         with self._lock:
-            return list(self._adopted)
+            return list(self._of_driver.values())
 
     def close(self) -> None:
         """Close every connection. Idempotent.
@@ -599,20 +507,19 @@ class Broadcast:
         next publish, and a later ``close()`` closes it again.
         """
         errors = []
-        for driver in self._connected():
+        for broadcaster in self._connected():
             try:
-                driver.close()
+                broadcaster.close()
             except Exception as exc:  # close every driver, then report
                 errors.append(exc)
         _raise_all(errors)
 
     async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
+        """Async twin of :meth:`close`: what this loop's batchers queued goes out first."""
         errors = []
-        for driver in self._connected():
+        for broadcaster in self._connected():
             try:
-                await drain(driver)  # publishes queued for a shared request go out first
-                await driver.aclose()
+                await broadcaster.aclose()
             except Exception as exc:
                 errors.append(exc)
         _raise_all(errors)
@@ -644,21 +551,22 @@ class Broadcast:
         return f"<Broadcast driver={config.driver if config is not None else '?'!r}>"
 
 
+_FEATURE_WORDS = {
+    "occupied_channels": "listing channels",
+    "channel_info": "channel info",
+    "members": "presence members",
+    "terminate_user": "terminating a user's connections",
+}
+
+
+def _require(driver: Driver, feature: Feature, what: str) -> None:
+    if feature not in driver.features:
+        raise NotSupportedError(driver.name, what)
+
+
 def _raise_all(errors: list[Exception]) -> None:
     """Raise the one error of a close, or a CloseError holding every one of them."""
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise CloseError(errors) from errors[0]
-
-
-def _with_extra(request: AuthRequest, extra: Mapping[str, str | Secret]) -> AuthRequest:
-    from dataclasses import replace
-
-    return replace(request, extra=_auth.wrap_extra(extra))
-
-
-def _signed(body: object) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise TypeError(f"broadcasting_authorize returned {type(body).__name__}, not a dict")
-    return body

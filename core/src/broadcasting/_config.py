@@ -9,7 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Union
 
-from broadcasting._errors import ConfigurationError, detach
+from broadcasting._errors import ConfigurationError
 from broadcasting._types import Options, Secret, wrap_secrets
 
 #: Anything ``Broadcast(config)`` accepts.
@@ -227,7 +227,9 @@ def load_config(source: ConfigSource = None) -> Config:
         return _load(source)
     except ConfigurationError as exc:
         error = exc
-    raise detach(error)  # outside the except block: nothing chained, no reading frames
+    # A mistake in the configuration, not a bug: raised from here, outside the except
+    # block, with none of the frames that read it (their locals hold raw option values).
+    raise error.with_traceback(None)
 
 
 def _load(source: ConfigSource) -> Config:

@@ -5,8 +5,8 @@ what the service answered. Everything else happens here, the same way for
 every driver:
 
 * the channel list is split into requests (:meth:`Driver.plan`, by default
-  ``Capabilities.channels_per_request`` channels each); on the async path a
-  fan-out's requests go out concurrently;
+  ``Capabilities.channels_per_request`` channels each); the first goes
+  alone, the others at the same time;
 * every channel ends as *delivered*, *failed* (certainly not delivered) or
   *unknown* (the service may have it), and a publish that is not delivered
   everywhere raises one :class:`~broadcasting.PublishError` saying which;
@@ -23,21 +23,19 @@ every driver:
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-from broadcasting._errors import ConfigurationError, PublishError, detach
+from broadcasting._errors import ConfigurationError, PublishError
+from broadcasting._flow import DriverCall, Effect, Flow, Gather, Sleep
 from broadcasting._retry import Retry
 from broadcasting._types import Message, Options, Receipt
 
 if TYPE_CHECKING:
     from broadcasting._batcher import Batcher
+    from broadcasting._broadcaster import Broadcaster
     from broadcasting._driver import Driver
-    from broadcasting._perloop import PerLoop
 
 
 @dataclass(frozen=True)
@@ -146,19 +144,20 @@ class Batch:
         parts: the messages of the request, each with the channels it goes to
             in this request. Usually one; several when micro-batching.
         attempt: ``0`` for a first attempt, ``n`` for the n-th retry.
+        budget: how many requests sending it may take: 1, plus the retries
+            the user's delivery options still allow this publish.
         requests: how many requests sending it took. A driver whose transport
             already re-sends by itself (to fallback hosts, say) sets it, so
-            the core counts those against the retry budget and the receipt.
-            The core checks the budget between calls of ``send``, so such a
-            transport should make at most ``delivery.retry.retries + 1``
-            requests per call (one call may otherwise overshoot it).
+            the core counts those against the retry budget and the receipt;
+            such a transport makes at most ``budget`` requests.
     """
 
-    __slots__ = ("attempt", "parts", "requests")
+    __slots__ = ("attempt", "budget", "parts", "requests")
 
-    def __init__(self, parts: tuple[Part, ...], attempt: int = 0) -> None:
+    def __init__(self, parts: tuple[Part, ...], attempt: int = 0, budget: int = 1) -> None:
         self.parts = parts
         self.attempt = attempt
+        self.budget = budget
         self.requests = 1
 
     @property
@@ -199,6 +198,10 @@ class Answer:
 #: batch), or one Answer or PublishError per part, in order.
 SendResult = Union[None, Answer, Sequence[Union[Answer, PublishError]]]
 _Outcome = Union[None, Answer, PublishError]
+#: A publish's attempt as a flow sees it: the part's outcome, the requests it took,
+#: and how many of them count against the retry budget (a shared first attempt whose
+#: publish had to be re-sent alone does not).
+Attempt = tuple[_Outcome, int, int]
 
 
 # -- one request --------------------------------------------------------------------
@@ -228,21 +231,52 @@ def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
     )
 
 
-def send_sync(driver: Driver, batch: Batch) -> tuple[list[_Outcome], PublishError | None]:
-    """Send ``batch`` from sync code; return each part's outcome and a request-wide error."""
-    try:
-        if driver._sends_sync():
-            result: object = driver.send(batch)
-        else:
-            from broadcasting._loop import run_sync
+class Send(Effect):
+    """One request: ``driver.send(batch)`` (or ``asend``), as each part's outcome.
 
-            result = run_sync(driver.asend(batch))
-    except PublishError as exc:
-        return [exc] * len(batch.parts), exc
+    With a ``batcher`` (async only), the request may be shared with other
+    publishes waiting on the same loop.
+    """
+
+    __slots__ = ("batch", "batcher", "driver")
+
+    def __init__(self, driver: Driver, batch: Batch, batcher: Batcher | None = None) -> None:
+        self.driver = driver
+        self.batch = batch
+        self.batcher = batcher
+
+    def run(self) -> Attempt:
+        try:
+            result = DriverCall(self.driver, "send", self.batch).run()
+        except Exception as exc:
+            return _first(self.batch, _failed(self.driver, self.batch, exc))
+        return _first(self.batch, _read(self.driver, self.batch, result))
+
+    async def arun(self) -> Attempt:
+        if self.batcher is not None:
+            return await self.batcher.submit(self.batch.parts[0])
+        outcomes, _ = await send_async(self.driver, self.batch)
+        return _first(self.batch, (outcomes, None))
+
+
+async def send_async(driver: Driver, batch: Batch) -> tuple[list[_Outcome], PublishError | None]:
+    """Send ``batch`` from async code: each part's outcome and a request-wide error."""
+    try:
+        result = await DriverCall(driver, "send", batch).arun()
     except Exception as exc:
-        error = _unexpected(driver, exc)
-        return [error] * len(batch.parts), error
+        return _failed(driver, batch, exc)
     return _read(driver, batch, result)
+
+
+def _first(batch: Batch, read: tuple[list[_Outcome], PublishError | None]) -> Attempt:
+    return read[0][0], batch.requests, batch.requests
+
+
+def _failed(
+    driver: Driver, batch: Batch, exc: Exception
+) -> tuple[list[_Outcome], PublishError | None]:
+    error = exc if isinstance(exc, PublishError) else _unexpected(driver, exc)
+    return [error] * len(batch.parts), error
 
 
 def _read(
@@ -273,23 +307,6 @@ def _unexpected(driver: Driver, exc: Exception) -> PublishError:
     return error
 
 
-async def send_async(driver: Driver, batch: Batch) -> tuple[list[_Outcome], PublishError | None]:
-    """Async twin of :func:`send_sync` (a sync-only ``send`` runs in a worker thread)."""
-    try:
-        if driver._sends_async():
-            result: object = await driver.asend(batch)
-        else:
-            import asyncio
-
-            result = await asyncio.to_thread(driver.send, batch)
-    except PublishError as exc:
-        return [exc] * len(batch.parts), exc
-    except Exception as exc:
-        error = _unexpected(driver, exc)
-        return [error] * len(batch.parts), error
-    return _read(driver, batch, result)
-
-
 # -- one group of channels, with its retries ------------------------------------------
 
 
@@ -310,28 +327,27 @@ def may_retry(error: PublishError, capabilities: Capabilities, options: Delivery
     return not error.maybe_delivered or capabilities.deduplicates or options.at_least_once
 
 
-#: A step of a group: a request to send, or seconds to wait.
-_Step = Union[Batch, float]
-#: What a step gets back (None after a wait): the part's outcome, the requests it took,
-#: and how many of them count against the retry budget (a shared first attempt whose
-#: publish had to be re-sent alone does not).
-_Reply = Union[tuple[_Outcome, int, int], None]
-
-
-def group_steps(
-    driver: Driver, message: Message, channels: tuple[str, ...]
-) -> Generator[_Step, _Reply, _Group]:
-    """The requests and waits that deliver ``message`` to ``channels``, shared by both paths."""
-    options = driver.delivery
+def _group(
+    broadcaster: Broadcaster[Any],
+    message: Message,
+    channels: tuple[str, ...],
+    batcher: Batcher | None = None,
+) -> Flow[_Group]:
+    """Deliver ``message`` to one group of channels: its requests, waits and retries."""
+    driver = broadcaster.driver
+    options = broadcaster.delivery
     capabilities = driver.capabilities
     group = _Group()
     pending = channels
     attempt = used = 0
     maybe: dict[str, PublishError] = {}  # channels an attempt may already have delivered
     while True:
-        reply = yield Batch((Part(message, pending),), attempt)
-        assert reply is not None
-        outcome, requests, attempts = reply
+        budget = 1 + max(0, options.retry.retries - used)
+        sent: Attempt = yield Send(
+            driver, Batch((Part(message, pending),), attempt, budget), batcher
+        )
+        batcher = None  # only the first attempt rides a shared request
+        outcome, requests, attempts = sent
         group.requests += requests
         used += attempts
         if outcome is None:
@@ -362,7 +378,7 @@ def group_steps(
             delay,
             refused[again[0]],
         )
-        yield delay
+        yield Sleep(delay)
         pending = again
         attempt += 1
 
@@ -376,6 +392,7 @@ def _still_unknown(last: PublishError, earlier: PublishError) -> PublishError:
     error = PublishError(
         f"{text} (an earlier attempt may have delivered it: {before})",
         driver=last.driver,
+        kind=last.kind,
         status=last.status,
         code=last.code,
         retryable=last.retryable,
@@ -386,45 +403,6 @@ def _still_unknown(last: PublishError, earlier: PublishError) -> PublishError:
     return error
 
 
-def _run_sync(driver: Driver, steps: Generator[_Step, _Reply, _Group]) -> _Group:
-    reply: _Reply = None
-    while True:
-        try:
-            step = steps.send(reply)
-        except StopIteration as done:
-            result: _Group = done.value
-            return result
-        if isinstance(step, Batch):
-            outcomes, _ = send_sync(driver, step)
-            reply = (outcomes[0], step.requests, step.requests)
-        else:
-            time.sleep(step)
-            reply = None
-
-
-async def _run_async(
-    driver: Driver, steps: Generator[_Step, _Reply, _Group], batcher: Batcher | None
-) -> _Group:
-    import asyncio
-
-    reply: _Reply = None
-    while True:
-        try:
-            step = steps.send(reply)
-        except StopIteration as done:
-            result: _Group = done.value
-            return result
-        if not isinstance(step, Batch):
-            await asyncio.sleep(step)
-            reply = None
-        elif batcher is not None:
-            reply = await batcher.submit(step.parts[0])
-            batcher = None  # only the first attempt rides a shared request
-        else:
-            outcomes, _ = await send_async(driver, step)
-            reply = (outcomes[0], step.requests, step.requests)
-
-
 # -- a whole publish ----------------------------------------------------------------
 
 
@@ -433,96 +411,36 @@ def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | 
     if group.delivered or len(group.errors) != len(channels):
         return None
     error = next(iter(group.errors.values()))
-    if error.status in (401, 403) and not error.maybe_delivered:
+    if error.kind in ("auth", "permission") and not error.maybe_delivered:
         return error
     return None
 
 
-def deliver(driver: Driver, message: Message) -> Receipt:
-    """Deliver ``message`` through ``driver.send`` from sync code.
+def deliver(broadcaster: Broadcaster[Any], message: Message) -> Flow[Receipt]:
+    """Deliver ``message`` through the driver's ``send``: every channel's outcome, one receipt.
 
-    The first group goes first. If an authentication failure ends it, the
-    others are not sent (they would fail the same way); otherwise they go out
-    at the same time when the driver allows concurrent requests (the calling
-    thread sends one, a small shared pool of threads the rest), else one after
-    another.
+    The first group of channels goes first (alone, it may share a request
+    with other publishes: see :mod:`broadcasting._batcher`). If an
+    authentication failure ends it, the others are not sent: they would fail
+    the same way. Otherwise they go out at the same time when the driver
+    allows concurrent requests, else one after another.
     """
+    driver = broadcaster.driver
     plan = driver.plan(message)
-    first = _run_sync(driver, group_steps(driver, message, plan[0]))
+    batcher = broadcaster.batcher(plan[0]) if len(plan) == 1 else None
+    first = yield from _group(broadcaster, message, plan[0], batcher)
     groups = [first]
     stop = _stops_the_rest(first, plan[0])
     rest = plan[1:]
     if stop is None and len(rest) > 1 and driver.capabilities.concurrent_requests:
-        groups.extend(_concurrently(driver, message, rest))
+        done: list[_Group] = yield Gather([_group(broadcaster, message, c) for c in rest])
+        groups.extend(done)
         rest = []
     for channels in rest:
         if stop is not None:  # never sent: certainly not delivered
             groups.append(_Group(errors=dict.fromkeys(channels, stop)))
             continue
-        group = _run_sync(driver, group_steps(driver, message, channels))
-        groups.append(group)
-        stop = _stops_the_rest(group, channels)
-    return finish(driver, message, groups)
-
-
-#: Threads (per process) that send the other groups of sync fan-outs.
-FANOUT_THREADS = 8
-_pool: Any = None
-_pool_lock = threading.Lock()
-
-
-def _concurrently(driver: Driver, message: Message, plan: list[tuple[str, ...]]) -> list[_Group]:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
-                _pool = ThreadPoolExecutor(FANOUT_THREADS, thread_name_prefix="broadcasting-fanout")
-    futures = [
-        _pool.submit(_run_sync, driver, group_steps(driver, message, channels))
-        for channels in plan[1:]
-    ]
-    try:
-        first = _run_sync(driver, group_steps(driver, message, plan[0]))
-        return [first, *(future.result() for future in futures)]
-    except BaseException:  # Ctrl-C while waiting: what has not started never will
-        for future in futures:
-            future.cancel()
-        raise
-
-
-def _forget_pool_in_child() -> None:
-    """After fork: the parent's pool threads do not exist in the child."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_in_child)
-
-
-async def adeliver(driver: Driver, message: Message) -> Receipt:
-    """Deliver ``message`` through ``driver.asend`` (a fan-out's requests concurrently)."""
-    import asyncio
-
-    plan = driver.plan(message)
-    if len(plan) == 1:
-        batcher = _batcher_for(driver, plan[0])
-        group = await _run_async(driver, group_steps(driver, message, plan[0]), batcher)
-        return finish(driver, message, [group])
-    if driver.capabilities.concurrent_requests:
-        results = await asyncio.gather(
-            *(_run_async(driver, group_steps(driver, message, c), None) for c in plan)
-        )
-        return finish(driver, message, list(results))
-    groups: list[_Group] = []
-    stop: PublishError | None = None
-    for channels in plan:
-        if stop is not None:
-            groups.append(_Group(errors=dict.fromkeys(channels, stop)))
-            continue
-        group = await _run_async(driver, group_steps(driver, message, channels), None)
+        group = yield from _group(broadcaster, message, channels)
         groups.append(group)
         stop = _stops_the_rest(group, channels)
     return finish(driver, message, groups)
@@ -564,8 +482,6 @@ def publish_error(
     unknown = [c for c in channels if c in errors and errors[c].maybe_delivered]
     delivered = [c for c in channels if c not in errors]
     causes = list({id(errors[c]): errors[c] for c in channels if c in errors}.values())
-    for cause in causes:
-        detach(cause)  # driver and SDK frames may hold revealed keys or auth headers
     first = causes[0]
     if len(causes) == 1 and not delivered:
         text = str(first.args[0]) if first.args else ""
@@ -580,6 +496,7 @@ def publish_error(
     error = PublishError(
         text,
         driver=driver,
+        kind=first.kind,
         status=first.status,
         code=first.code,
         retryable=all(cause.retryable for cause in causes),
@@ -591,39 +508,3 @@ def publish_error(
     )
     error.__cause__ = first
     return error
-
-
-# -- micro-batching -----------------------------------------------------------------
-
-_batchers_lock = threading.Lock()
-
-
-def _batcher_for(driver: Driver, channels: tuple[str, ...]) -> Batcher | None:
-    """This loop's batcher for ``driver`` if a publish to ``channels`` may share a request."""
-    capabilities = driver.capabilities
-    if (
-        not capabilities.batches
-        or not driver.delivery.batch
-        or len(channels) > capabilities.batch_channels
-    ):
-        return None
-    batchers: PerLoop[Batcher] | None = driver.__dict__.get("_batchers")
-    if batchers is None:
-        with _batchers_lock:
-            batchers = driver.__dict__.get("_batchers")
-            if batchers is None:
-                from broadcasting._batcher import Batcher
-                from broadcasting._perloop import PerLoop
-
-                batchers = PerLoop(lambda: Batcher(driver), Batcher.wait_idle)
-                driver.__dict__["_batchers"] = batchers
-    return batchers.get()
-
-
-async def drain(driver: Driver) -> None:
-    """Wait until the running loop's batcher of ``driver`` has sent what it queued."""
-    batchers: PerLoop[Batcher] | None = driver.__dict__.get("_batchers")
-    if batchers is not None:
-        batcher = batchers.peek()
-        if batcher is not None:
-            await batcher.wait_idle()

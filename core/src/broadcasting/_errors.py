@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
 
 
 class BroadcastError(Exception):
@@ -155,7 +156,92 @@ class PayloadTooLargeError(InputError):
         super().__init__(message)
 
 
-class PublishError(BroadcastError):
+#: What kind of failure a service reported, in words that fit any service:
+#: ``auth`` (the credentials were refused), ``permission`` (accepted, but not
+#: allowed to do this), ``limit`` (a rate limit or quota), ``unavailable`` (no
+#: answer, or the service is down or overloaded), ``invalid`` (the service
+#: refused the request as malformed), ``other``.
+ErrorKind = Literal["auth", "permission", "limit", "unavailable", "invalid", "other"]
+ERROR_KINDS: tuple[ErrorKind, ...] = (
+    "auth",
+    "permission",
+    "limit",
+    "unavailable",
+    "invalid",
+    "other",
+)
+
+
+def kind_of(status: int | None, retryable: bool = False) -> ErrorKind:
+    """The :data:`ErrorKind` an HTTP status means (``None``: no answer came)."""
+    if status is None:
+        return "unavailable" if retryable else "other"
+    if status == 401:
+        return "auth"
+    if status == 403:
+        return "permission"
+    if status == 429:
+        return "limit"
+    if status == 408 or status >= 500:
+        return "unavailable"
+    if status >= 400:
+        return "invalid"
+    return "other"
+
+
+class ServiceError(BroadcastError):
+    """A request to the service failed (the base of :class:`PublishError` and :class:`QueryError`).
+
+    Attributes:
+        driver: name of the driver whose request failed.
+        kind: what went wrong, as an :data:`ErrorKind`; the core decides on it
+            (an ``auth`` or ``permission`` failure stops a fan-out's other
+            requests, and is a health check's ``auth_failed``). A driver that
+            passes an HTTP ``status`` and no ``kind`` gets the kind the status
+            means.
+        status: the HTTP status, for drivers that speak HTTP; else ``None``.
+        code: the service's own error code, when it sent one.
+        retryable: whether sending the same request again may succeed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        driver: str,
+        kind: ErrorKind | None = None,
+        status: int | None = None,
+        code: int | str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        if kind is not None and kind not in ERROR_KINDS:
+            raise ValueError(f"kind must be one of {ERROR_KINDS}, not {kind!r}")
+        self.driver = driver
+        self.kind: ErrorKind = kind or kind_of(status, retryable)
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        super().__init__(message)
+
+    def _details(self) -> list[str]:
+        details = [f"driver={self.driver!r}", f"kind={self.kind}"]
+        if self.status is not None:
+            details.append(f"status={self.status}")
+        if self.code is not None:
+            details.append(f"code={self.code}")
+        details.append(f"retryable={self.retryable}")
+        return details
+
+    def __str__(self) -> str:
+        text = str(self.args[0]) if self.args else ""
+        return f"{text} ({', '.join(self._details())})"
+
+
+class QueryError(ServiceError):
+    """A request that publishes nothing failed: a state query, terminate_user, a health check."""
+
+
+class PublishError(ServiceError):
     """The service did not acknowledge every channel of a publish.
 
     Every channel of the publish ends in exactly one of three tuples:
@@ -173,11 +259,7 @@ class PublishError(BroadcastError):
     whole publish and raises that one to the caller, with the driver's error
     as ``__cause__``.
 
-    Attributes:
-        driver: name of the driver that failed.
-        status: HTTP status, or ``None`` for connection failures and timeouts.
-        code: the service's own error code, when it sent one.
-        retryable: whether sending the same publish again may succeed.
+    Attributes (besides :class:`ServiceError`'s):
         maybe_delivered: whether the service may have processed it
             (true exactly when ``unknown`` is non-empty, on a publish's error).
         delivered, failed, unknown: the channels, by outcome (see above).
@@ -191,6 +273,7 @@ class PublishError(BroadcastError):
         message: str,
         *,
         driver: str,
+        kind: ErrorKind | None = None,
         status: int | None = None,
         code: int | str | None = None,
         retryable: bool = False,
@@ -201,33 +284,25 @@ class PublishError(BroadcastError):
         requests: int = 1,
         causes: Mapping[str, PublishError] | None = None,
     ) -> None:
-        self.driver = driver
-        self.status = status
-        self.code = code
-        self.retryable = retryable
+        super().__init__(
+            message, driver=driver, kind=kind, status=status, code=code, retryable=retryable
+        )
         self.delivered = tuple(delivered)
         self.failed = tuple(failed)
         self.unknown = tuple(unknown)
         self.maybe_delivered = maybe_delivered or bool(self.unknown)
         self.requests = requests
         self.causes: Mapping[str, PublishError] = dict(causes or {})
-        super().__init__(message)
 
-    def __str__(self) -> str:
-        text = str(self.args[0]) if self.args else ""
-        details = [f"driver={self.driver!r}"]
-        if self.status is not None:
-            details.append(f"status={self.status}")
-        if self.code is not None:
-            details.append(f"code={self.code}")
-        details.append(f"retryable={self.retryable}")
+    def _details(self) -> list[str]:
+        details = super()._details()
         for outcome in ("delivered", "failed", "unknown"):
             channels = getattr(self, outcome)
             if channels:
                 details.append(f"{outcome}={_shorten(channels)}")
         if not (self.failed or self.unknown) and self.maybe_delivered:
             details.append("maybe_delivered=True")
-        return f"{text} ({', '.join(details)})"
+        return details
 
 
 class CloseError(BroadcastError):
@@ -244,19 +319,3 @@ def _shorten(channels: tuple[str, ...], shown: int = 10) -> str:
     if len(channels) <= shown:
         return repr(list(channels))
     return f"{list(channels[:shown])!r} and {len(channels) - shown} more"
-
-
-def detach(error: BaseException) -> BaseException:
-    """``error`` and the exceptions chained to it, without their tracebacks.
-
-    A traceback keeps every frame's local variables, and error trackers record
-    them: a driver's frames may hold a revealed key, an SDK's the request
-    headers. The messages (scrubbed by the drivers) and the chain stay.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        current.__traceback__ = None
-        current = current.__cause__ or current.__context__
-    return error

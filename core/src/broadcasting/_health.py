@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from broadcasting._errors import BroadcastError, PublishError
+from broadcasting._errors import BroadcastError, ServiceError
 
 #: What a health check found.
 HealthStatus = Literal["ok", "auth_failed", "unreachable", "error", "not_supported"]
@@ -30,9 +30,6 @@ HEALTH_STATUSES: tuple[HealthStatus, ...] = (
 #: The statuses that mean the driver cannot publish as configured.
 FAILED: frozenset[HealthStatus] = frozenset({"auth_failed", "unreachable", "error"})
 
-#: HTTP statuses that mean the service refused the credentials.
-AUTH_STATUSES = frozenset({401, 403})
-
 
 @dataclass(frozen=True)
 class Health:
@@ -41,7 +38,8 @@ class Health:
     ``status`` is one of:
 
     * ``"ok"``: the service answered and accepted the credentials;
-    * ``"auth_failed"``: it answered and refused them (HTTP 401 or 403);
+    * ``"auth_failed"``: it answered and refused them (an ``auth`` or
+      ``permission`` failure: HTTP 401 or 403);
     * ``"unreachable"``: no answer came (connection refused, DNS, a timeout);
     * ``"error"``: any other failure (another HTTP error, an unreadable
       answer, a TLS certificate that could not be verified);
@@ -72,18 +70,18 @@ class Health:
     def of_error(cls, error: BaseException, latency_ms: float | None = None) -> Health:
         """The health of a check whose request raised ``error``.
 
-        A :class:`PublishError` with HTTP status 401 or 403 is ``auth_failed``;
-        one with no status (no answer) is ``unreachable`` if sending again may
-        succeed (``retryable``: refused, DNS, timeouts) and ``error`` if not (a
-        TLS certificate that could not be verified); any other status is
-        ``error``. Another :class:`BroadcastError` is ``error``. The detail is
-        the error's message, which drivers keep free of secrets.
+        A :class:`ServiceError` of kind ``auth`` or ``permission`` is
+        ``auth_failed``; one of kind ``unavailable`` with no answer at all (no
+        HTTP status: refused, DNS, a timeout) is ``unreachable``; any other is
+        ``error`` (a 5xx, a TLS certificate that could not be verified).
+        Another :class:`BroadcastError` is ``error``. The detail is the error's
+        message, which drivers keep free of secrets.
         """
-        if isinstance(error, PublishError):
+        if isinstance(error, ServiceError):
             text = str(error.args[0]) if error.args else str(error)
-            if error.status in AUTH_STATUSES:
+            if error.kind in ("auth", "permission"):
                 return cls("auth_failed", latency_ms, text)
-            if error.status is None and error.retryable:
+            if error.kind == "unavailable" and error.status is None:
                 return cls("unreachable", latency_ms, text)
             return cls("error", latency_ms, text)
         return cls("error", latency_ms, f"{type(error).__name__}: {error}")
@@ -93,8 +91,8 @@ class Health:
         """Run ``probe`` once, timed, and say what it found.
 
         ``probe`` makes the check's one request and returns a detail for
-        ``ok``, or raises a :class:`BroadcastError` (usually the
-        :class:`PublishError` the driver's ``send()`` would raise), which
+        ``ok``, or raises a :class:`BroadcastError` (usually a
+        :class:`ServiceError` from the driver's transport), which
         :meth:`of_error` maps. Other exceptions propagate: they are bugs, and
         their messages may hold anything.
         """

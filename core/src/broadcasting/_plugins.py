@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
@@ -16,6 +16,7 @@ import pluggy
 from broadcasting import hookspecs
 from broadcasting._driver import Driver
 from broadcasting._errors import DriverNotFoundError, PluginLoadError
+from broadcasting._flow import drive
 from broadcasting._markers import PROJECT, hookimpl
 from broadcasting._types import Message, Receipt, wrap_named
 
@@ -210,19 +211,22 @@ def driver_class(name: str, attribute: str) -> type[Driver]:
 
 
 class _CorePlugin:
-    """The core's own implementation of the publish hook: it runs last."""
+    """The core's own implementations: they run last, after every plugin's."""
 
     @hookimpl(trylast=True)
-    def broadcasting_publish(self, driver: Driver, message: Message) -> Receipt:
-        return driver.publish(message)
+    def broadcasting_publish(
+        self, broadcast: Broadcast, driver: Driver, message: Message
+    ) -> Receipt:
+        return broadcast.broadcaster_of(driver).deliver(message)
 
     @hookimpl(trylast=True)
     def broadcasting_authorize(
         self, broadcast: Broadcast, driver: Driver, request: AuthRequest
     ) -> dict[str, Any]:
-        from broadcasting._auth import decide, sign
+        from broadcasting._auth import authorize
 
-        return sign(driver, decide(broadcast.rules, request, driver))
+        body: dict[str, Any] = drive(authorize(broadcast.rules, driver, request))
+        return body
 
 
 CORE_PLUGIN = _CorePlugin()
@@ -286,103 +290,3 @@ def unregister_everywhere(plugin: object) -> None:
         for pm in list(_managers):
             if pm.is_registered(plugin):
                 pm.unregister(plugin)
-
-
-def _result(value: object, error: BaseException | None) -> pluggy.Result[object]:
-    """A pluggy Result made through its public constructor, ``Result.from_call``."""
-
-    def call() -> object:
-        if error is not None:
-            raise error
-        return value
-
-    return pluggy.Result.from_call(call)
-
-
-async def apublish_hook(pm: pluggy.PluginManager, driver: Driver, message: Message) -> Receipt:
-    """Call ``broadcasting_publish`` on the async path, with pluggy's semantics.
-
-    Wrappers (``wrapper=True`` and old-style ``hookwrapper=True``) run their
-    code before and after ``yield`` as they do on the sync path; the core's own
-    implementation awaits ``driver.apublish``; other implementations may
-    return an awaitable. The first non-None result wins.
-    """
-    result = await acall_firstresult(
-        pm,
-        "broadcasting_publish",
-        {"driver": driver, "message": message},
-        lambda: driver.apublish(message),
-    )
-    if not isinstance(result, Receipt):
-        raise TypeError(f"broadcasting_publish returned {type(result).__name__}, not a Receipt")
-    return result
-
-
-async def acall_firstresult(
-    pm: pluggy.PluginManager,
-    name: str,
-    kwargs: Mapping[str, Any],
-    core: Callable[[], Awaitable[object]],
-) -> object:
-    """Call the first-result hook ``name`` on the async path, as pluggy would.
-
-    Wrappers run their code before and after ``yield`` as on the sync path;
-    the core's own implementation is replaced by awaiting ``core()``; other
-    implementations may return an awaitable, which is awaited.
-    """
-    teardowns: list[tuple[Any, bool]] = []
-    result: object = None
-    error: BaseException | None = None
-    try:
-        for impl in reversed(getattr(pm.hook, name).get_hookimpls()):
-            args = [kwargs[arg] for arg in impl.argnames]
-            if impl.wrapper or impl.hookwrapper:
-                gen: Any = impl.function(*args)
-                try:
-                    next(gen)
-                except StopIteration:
-                    raise RuntimeError(
-                        f"wrapper {impl.plugin_name!r} of {name} did not yield"
-                    ) from None
-                teardowns.append((gen, impl.hookwrapper))
-                continue
-            if impl.plugin is CORE_PLUGIN:
-                res: object = await core()
-            else:
-                res = impl.function(*args)
-                if hasattr(res, "__await__"):
-                    res = await res
-            if res is not None:
-                result = res
-                break
-    except BaseException as exc:  # handed to the wrappers, like pluggy does
-        error = exc
-    for gen, old_style in reversed(teardowns):
-        if old_style:
-            outcome = _result(result, error)
-            try:
-                gen.send(outcome)
-            except StopIteration:
-                error = outcome.exception
-                result = outcome.get_result() if error is None else None
-            except BaseException as exc:
-                error = exc
-            else:
-                gen.close()
-                error = RuntimeError(f"a hookwrapper of {name} yielded twice")
-            continue
-        try:
-            if error is not None:
-                gen.throw(error)
-            else:
-                gen.send(result)
-        except StopIteration as stop:
-            result, error = stop.value, None
-        except BaseException as exc:
-            error = exc
-        else:
-            gen.close()
-            error = RuntimeError(f"a wrapper of {name} yielded twice")
-    if error is not None:
-        raise error
-    return result

@@ -8,6 +8,7 @@ from random import getrandbits as _bits
 from typing import TYPE_CHECKING
 
 from broadcasting._channels import Channel
+from broadcasting._driver import Feature
 from broadcasting._errors import (
     InputError,
     InvalidChannelError,
@@ -150,12 +151,14 @@ def build_message(
                 f"{name}: {where} is not valid UTF-8 text: {problem}"
             ) from None
     if socket_id is not None:
-        if not driver.supports_socket_id:
+        if Feature.EXCLUDE_SENDER not in driver.features:
             raise InputError(f"{name}: this driver cannot exclude a socket_id")
         if not isinstance(socket_id, str) or not socket_id:
             raise InputError(f"{name}: socket_id must be a non-empty str")
         if not socket_id.isascii() and (problem := _not_utf8(socket_id)):
             raise InputError(f"{name}: socket_id is not valid UTF-8 text: {problem}")
+        if len(socket_id) > 64 or driver.socket_id_pattern.fullmatch(socket_id) is None:
+            raise InputError(f"{name}: socket_id {socket_id[:40]!r} is not a connection id")
     message = Message(names, event, data, text, new_message_id(), socket_id, source)
     if size >= 0:
         message._measured = (text, size)

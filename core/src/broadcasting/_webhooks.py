@@ -22,13 +22,13 @@ time is retried as well.
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from broadcasting._errors import BadRequestError
+from broadcasting._flow import Call, Flow, Hook
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
@@ -150,43 +150,19 @@ def _verified(driver: Driver, headers: Mapping[str, str] | Any, body: object) ->
 
 def receive(
     broadcast: Broadcast, driver: Driver, headers: Mapping[str, str], body: bytes
-) -> list[WebhookEvent]:
+) -> Flow[list[WebhookEvent]]:
     """Verify a delivery, hand each event to the hook and the handlers, return the events.
 
-    Async hook implementations and handlers are run to completion on the
-    core's background loop. The first exception propagates (see the module doc).
+    On the async path async hook results and handlers are awaited on the
+    caller's loop (sync handlers run there too: they should be quick); on the
+    sync path they run to completion on the core's background loop. The first
+    exception propagates (see the module doc).
     """
     events = _verified(driver, headers, body)
-    hook = broadcast.plugin_manager.hook.broadcasting_webhook
+    pm = broadcast.plugin_manager
     for event in events:
-        for result in hook(broadcast=broadcast, driver=driver, event=event):
-            _wait(result)
+        kwargs = {"broadcast": broadcast, "driver": driver, "event": event}
+        yield Hook(pm, "broadcasting_webhook", kwargs, gather=True)
         for handler in broadcast.webhook_handlers.for_event(event.name):
-            _wait(handler(event))
+            yield Call(handler, event)
     return events
-
-
-async def areceive(
-    broadcast: Broadcast, driver: Driver, headers: Mapping[str, str], body: bytes
-) -> list[WebhookEvent]:
-    """Async twin of :func:`receive`: async hook results and handlers are awaited here.
-
-    They run on the caller's loop, sync handlers too: they should be quick.
-    """
-    events = _verified(driver, headers, body)
-    hook = broadcast.plugin_manager.hook.broadcasting_webhook
-    for event in events:
-        for result in hook(broadcast=broadcast, driver=driver, event=event):
-            if inspect.isawaitable(result):
-                await result
-        for handler in broadcast.webhook_handlers.for_event(event.name):
-            result = handler(event)
-            if inspect.isawaitable(result):
-                await result
-    return events
-
-
-def _wait(result: object) -> None:
-    from broadcasting._loop import resolve_sync
-
-    resolve_sync(result)

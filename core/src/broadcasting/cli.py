@@ -21,7 +21,8 @@ from typing import Any, TextIO
 
 from broadcasting import __version__
 from broadcasting._broadcast import Broadcast
-from broadcasting._errors import BroadcastError
+from broadcasting._driver import Feature
+from broadcasting._errors import BroadcastError, NotSupportedError
 from broadcasting._health import Health
 from broadcasting._plugins import installed_drivers
 from broadcasting._state import SUBSCRIBED, Heard
@@ -272,7 +273,9 @@ async def listen(
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    target = broadcast.driver(driver)
+    target = broadcast.driver(driver).driver
+    if Feature.LISTEN not in target.features:
+        raise NotSupportedError(target.name, "listening to channels")
     waiting = set(channels)
     heard_events = target.listen_channels(list(channels))
     try:

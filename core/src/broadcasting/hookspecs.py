@@ -53,19 +53,21 @@ def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None
 
 
 @hookspec(firstresult=True)
-def broadcasting_publish(driver: Driver, message: Message) -> Receipt | None:
+def broadcasting_publish(broadcast: Broadcast, driver: Driver, message: Message) -> Receipt | None:
     """Deliver one validated message through ``driver``.
 
     Every publish goes through this hook, from ``channel()`` and from
     ``achannel()`` alike, after the core has validated the message against
-    the driver's limits. The core's own implementation runs last and calls
-    ``driver.publish(message)`` (or awaits ``driver.apublish(message)`` on
-    the async path): the core's delivery (requests, retries, batching,
-    outcomes) for a driver that implements ``send``. So a ``wrapper=True``
-    implementation observes, and may alter or veto, every publish on every
-    driver, and sees its final outcome. On the async path a
-    non-wrapper implementation may return an awaitable; it is awaited.
+    the driver's limits. The core's own implementation runs last: the core's
+    delivery (requests, retries, batching, outcomes) for a driver that
+    implements ``send``, or the driver's own ``publish`` for one that delivers
+    in process. So a ``wrapper=True`` implementation observes, and may alter
+    or veto, every publish on every driver, and sees its final outcome, on
+    the async path too (pluggy calls the hook there in a greenlet, so hook
+    call monitoring sees every call). On the async path a non-wrapper
+    implementation may return an awaitable; it is awaited after the call.
 
+    :param broadcast: the :class:`~broadcasting.Broadcast` publishing it.
     :param driver: the connected driver the message is for.
     :param message: the message, with de-duplicated channels, the encoded
         text and its id.

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from broadcasting import ConfigurationError, Driver, Message, Receipt
+from broadcasting import ConfigurationError, Receipt
+from broadcasting.plugin import Driver, Message
 
 _LINE = "broadcast '%s' on %s: %s"
 
@@ -79,6 +80,3 @@ class BroadcastLogDriver(Driver):
         else:  # logging is not configured: Python would print nothing below WARNING
             print(f"{self.logger.name}: " + _LINE % fields, file=sys.stderr)
         return Receipt(self.name, message.event, message.channels, message.id)
-
-    async def apublish(self, message: Message) -> Receipt:
-        return self.publish(message)

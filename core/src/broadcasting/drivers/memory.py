@@ -31,24 +31,18 @@ from types import TracebackType
 from typing import Any
 
 from broadcasting import (
-    SUBSCRIBED,
-    AuthRequest,
     BadRequestError,
     ChannelInfo,
     ConfigurationError,
-    Driver,
-    Heard,
     InputError,
     InvalidChannelError,
     Member,
-    Message,
-    NotSupportedError,
     Receipt,
-    Secret,
     UnauthorizedError,
     WebhookEvent,
 )
 from broadcasting._webhooks import MAX_AGE_SECONDS
+from broadcasting.plugin import SUBSCRIBED, AuthRequest, Driver, Feature, Heard, Message, Secret
 
 Callback = Callable[[Message], object]
 
@@ -59,7 +53,6 @@ class _Gone(Exception):
     """A subscription whose event loop has closed: it can never receive again."""
 
 
-PRESENCE_PREFIX = "presence-"
 #: The headers of :meth:`BroadcastMemoryDriver.webhook_delivery`.
 KEY_HEADER = "X-Broadcasting-Key"
 SIGNATURE_HEADER = "X-Broadcasting-Signature"
@@ -74,13 +67,13 @@ class _Entry:
     member: Mapping[str, Any] | None = None
 
 
-def _member(channel: str | None, member: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+def _member(
+    driver: Driver, channel: str | None, member: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
     if member is None:
         return None
-    if channel is None or not channel.startswith(PRESENCE_PREFIX):
-        raise InputError(
-            f"memory: a member joins a presence channel ({PRESENCE_PREFIX}...), not {channel!r}"
-        )
+    if channel is None or driver.parse_channel(channel)[0] != "presence":
+        raise InputError(f"memory: a member joins a presence channel, not {channel!r}")
     if not isinstance(member, Mapping) or member.get("id") in (None, ""):
         raise InputError("memory: a presence member is a mapping with an 'id'")
     return dict(member)
@@ -164,7 +157,16 @@ class BroadcastMemoryDriver(Driver):
     """
 
     name = "memory"
-    supports_socket_id = True
+    features = frozenset(
+        {
+            Feature.EXCLUDE_SENDER,
+            Feature.AUTHORIZE,
+            Feature.USER_SIGN_IN,
+            Feature.WEBHOOKS,
+            Feature.STATE,
+            Feature.LISTEN,
+        }
+    )
 
     def __init__(self, max_history: int | None = None) -> None:
         self._signing_key = Secret(os.urandom(32).hex())  # this driver's own; never leaves it
@@ -217,7 +219,7 @@ class BroadcastMemoryDriver(Driver):
 
         Runs in the publishing thread. Returns a function that unsubscribes.
         """
-        joined = _member(channel, member)
+        joined = _member(self, channel, member)
 
         def deliver(message: Message) -> None:
             if _wanted(message, channel, socket_id):
@@ -241,7 +243,7 @@ class BroadcastMemoryDriver(Driver):
         presence channel, as in :meth:`subscribe`. Must be called inside a
         running event loop.
         """
-        joined = _member(channel, member)
+        joined = _member(self, channel, member)
         subscription = Subscription(self, channel, socket_id, joined)
         with self._lock:
             self._subscribers.append(_Entry(subscription._deliver, channel, joined))
@@ -257,11 +259,10 @@ class BroadcastMemoryDriver(Driver):
         with self._lock:
             return list(self._subscribers)
 
-    @staticmethod
-    def _info(channel: str, entries: list[_Entry]) -> ChannelInfo:
+    def _info(self, channel: str, entries: list[_Entry]) -> ChannelInfo:
         mine = [e for e in entries if e.channel == channel]
         users = None
-        if channel.startswith(PRESENCE_PREFIX):
+        if self.parse_channel(channel)[0] == "presence":
             users = len({str(e.member["id"]) for e in mine if e.member is not None})
         return ChannelInfo(channel, bool(mine), len(mine), users)
 
@@ -282,10 +283,9 @@ class BroadcastMemoryDriver(Driver):
 
     def members(self, channel: str) -> list[Member]:
         """The members of a presence channel: subscribers that gave a ``member``, once per id."""
-        if not isinstance(channel, str) or not channel.startswith(PRESENCE_PREFIX):
+        if not isinstance(channel, str) or self.parse_channel(channel)[0] != "presence":
             raise InvalidChannelError(
-                f"memory: only presence channels have members, not {channel!r} "
-                f"(use a name starting with {PRESENCE_PREFIX!r})"
+                f"memory: only presence channels have members, not {channel!r}"
             )
         found: dict[str, Member] = {}
         for entry in self._entries():
@@ -293,10 +293,6 @@ class BroadcastMemoryDriver(Driver):
                 user_id = str(entry.member["id"])
                 found.setdefault(user_id, Member(user_id, entry.member))
         return list(found.values())
-
-    def terminate_user(self, user_id: str) -> None:
-        """Not supported: the memory driver has no signed-in connections to end."""
-        raise NotSupportedError(self.name, "terminating a user's connections", "nobody signs in")
 
     async def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
         """Yield every later publish of this process to ``channels``, once per channel.
@@ -463,9 +459,6 @@ class BroadcastMemoryDriver(Driver):
                     "memory: a subscriber failed on %r; the others still get it", message.event
                 )
         return Receipt(self.name, message.event, message.channels, message.id, (message.id,))
-
-    async def apublish(self, message: Message) -> Receipt:
-        return self.publish(message)
 
 
 def _webhook_event(driver: str, time_ms: int, index: int, item: Mapping[str, Any]) -> WebhookEvent:

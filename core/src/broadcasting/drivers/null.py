@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from broadcasting import Driver, Message, Receipt
+from broadcasting import Receipt
+from broadcasting.plugin import Driver, Message
 
 
 class BroadcastNullDriver(Driver):
@@ -11,7 +12,4 @@ class BroadcastNullDriver(Driver):
     name = "null"
 
     def publish(self, message: Message) -> Receipt:
-        return Receipt(self.name, message.event, message.channels, message.id)
-
-    async def apublish(self, message: Message) -> Receipt:
         return Receipt(self.name, message.event, message.channels, message.id)

@@ -23,26 +23,21 @@ from broadcasting import (
     Broadcast,
     BroadcastError,
     ConfigurationError,
-    Driver,
     EncryptedPrivateChannel,
     ForbiddenError,
     InputError,
     InvalidChannelError,
     InvalidEventError,
     InvalidPayloadError,
-    Message,
     NotSupportedError,
     PayloadTooLargeError,
     PresenceChannel,
     PrivateChannel,
     PublishError,
     Receipt,
-    Secret,
-    hookimpl,
-    installed_drivers,
-    run_sync,
 )
 from broadcasting._types import SECRET_OPTION
+from broadcasting.plugin import Driver, Message, Secret, hookimpl, installed_drivers, run_sync
 from broadcasting.testing._features import Features
 from broadcasting.testing._observe import AsyncObserver, Delivery, Observer
 from broadcasting.testing._tap import SendTap, delivers_in_process

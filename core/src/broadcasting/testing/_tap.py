@@ -24,7 +24,8 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
-from broadcasting import Batch, Driver, PublishError
+from broadcasting import PublishError
+from broadcasting.plugin import Batch, Driver
 
 #: Faults a tap can inject into the first request.
 FAULTS = (None, "lose", "refuse")

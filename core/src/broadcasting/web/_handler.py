@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
+from broadcasting._driver import Feature
 from broadcasting._errors import (
     BadRequestError,
     BroadcastError,
@@ -500,13 +501,13 @@ class AuthEndpoints:
         before the user function runs. Every ``extra`` value comes back in a
         :class:`~broadcasting.Secret` (it may be a credential).
         """
-        driver = self.broadcast._target(self.driver)
+        driver = self.broadcast._target(self.driver).driver
         socket_id, channel, extra = parse_fields(
             method,
             headers,
             sent.body,
             sent.query,
-            channel=not driver._signs_connections(),
+            channel=Feature.CONNECTION_TOKENS not in driver.features,
             socket_required=driver.requires_socket_id,
         )
         return socket_id, channel, {key: Secret(value) for key, value in extra.items()}

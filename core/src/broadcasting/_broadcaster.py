@@ -1,0 +1,239 @@
+"""The Broadcaster: a driver as one Broadcast uses it (its options, delivery and hooks)."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from broadcasting import _events
+from broadcasting._delivery import DeliveryOptions, deliver
+from broadcasting._driver import Driver
+from broadcasting._errors import NotSupportedError
+from broadcasting._flow import (
+    DriverCall,
+    Flow,
+    Hook,
+    arun,
+    call_hook,
+    drive,
+    implements,
+    run,
+)
+from broadcasting._types import Message, Options, Payload, Receipt, wrap_secrets
+from broadcasting._validate import build_message
+
+if TYPE_CHECKING:
+    from broadcasting._batcher import Batcher
+    from broadcasting._broadcast import Broadcast
+    from broadcasting._health import Health
+    from broadcasting._perloop import PerLoop
+
+D = TypeVar("D", bound=Driver)
+
+#: What ``channel()`` publishes to: a channel name, a :class:`Channel`, or a list
+#: of them; or an event object (anything with ``broadcast_on()``).
+Target = Any
+
+
+class Broadcaster(Generic[D]):
+    """One driver as a :class:`~broadcasting.Broadcast` publishes through it.
+
+    What ``broadcast.driver("pusher")`` returns: it publishes with
+    :meth:`channel` (through the Broadcast's hooks, with its delivery
+    options), makes variants with other options (:meth:`with_options`, a
+    tenant's key, say) and checks the service (:meth:`check`). The
+    :class:`Driver` itself, for driver-specific calls, is :attr:`driver`.
+
+    Attributes:
+        driver: the connected driver.
+        options: the driver's options as configured (secrets wrapped).
+        delivery: the core's delivery options for it (retries, batching).
+    """
+
+    __slots__ = (
+        "_batchers",
+        "_broadcast",
+        "_hook",
+        "_lock",
+        "_sends",
+        "delivery",
+        "driver",
+        "options",
+    )
+
+    def __init__(
+        self,
+        broadcast: Broadcast,
+        driver: D,
+        options: Mapping[str, Any],
+        delivery: DeliveryOptions,
+    ) -> None:
+        self._broadcast = broadcast
+        self.driver: D = driver
+        self.options = options if isinstance(options, Options) else Options(options)
+        self.delivery = delivery
+        #: Whether the core delivers (the driver implements send), or the driver in process.
+        self._sends = implements(driver, "send") or implements(driver, "asend")
+        self._batchers: PerLoop[Batcher] | None = None
+        self._lock = threading.Lock()
+        self._hook = broadcast.plugin_manager.hook.broadcasting_publish
+
+    @property
+    def name(self) -> str:
+        """The driver's name."""
+        return self.driver.name
+
+    # -- publishing ------------------------------------------------------------------
+
+    def channel(
+        self,
+        channels: Target,
+        message: Payload | None = None,
+        event: str | None = None,
+        *,
+        socket_id: str | None = None,
+    ) -> Receipt:
+        """Publish ``message`` as ``event``: what :meth:`Broadcast.channel` does, on this driver."""
+        built = self._message(channels, message, event, socket_id)
+        if isinstance(built, Receipt):
+            return built
+        return _receipt(self._hook(broadcast=self._broadcast, driver=self.driver, message=built))
+
+    async def achannel(
+        self,
+        channels: Target,
+        message: Payload | None = None,
+        event: str | None = None,
+        *,
+        socket_id: str | None = None,
+    ) -> Receipt:
+        """Async twin of :meth:`channel`; never blocks the event loop."""
+        built = self._message(channels, message, event, socket_id)
+        if isinstance(built, Receipt):
+            return built
+        kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": built}
+        if self._sends:
+            return _receipt(await call_hook(self._hook, **kwargs))
+        # in process: the core's part never waits, so pluggy needs no greenlet here
+        receipt = self._hook(**kwargs)
+        return _receipt(await receipt if inspect.isawaitable(receipt) else receipt)
+
+    def publish_message(self, message: Message) -> Flow[Receipt]:
+        """The publish of a validated message as a flow: the publish hook, and its receipt."""
+        kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
+        return _receipt(
+            (yield Hook(self._broadcast.plugin_manager, "broadcasting_publish", kwargs))
+        )
+
+    def deliver(self, message: Message) -> Receipt:
+        """What the core's publish hook does: the core's delivery, or the driver's own publish.
+
+        Called from the hook, on the path its caller is on (see :func:`drive`).
+        """
+        if self._sends:
+            return drive(deliver(self, message))
+        return self.driver.publish(message)  # in process: it never waits, on either path
+
+    def _message(
+        self, channels: Target, data: Payload | None, event: str | None, socket_id: str | None
+    ) -> Message | Receipt:
+        """The validated message, or an empty receipt for an event that is not to be sent."""
+        driver = self.driver
+        if not _events.is_event(channels):
+            name = "base-event" if event is None else event
+            return build_message(driver, channels, data, name, socket_id)
+        if data is not None:
+            raise TypeError(
+                f"channel({type(channels).__qualname__}(...), message) takes no message: "
+                "an event object carries its own payload (its broadcast_with()); "
+                "pass the event alone, or a channel name and a message"
+            )
+        resolved = _events.resolve(channels, event, socket_id)
+        if not resolved.send:
+            # broadcast_when() said no: nothing is validated, sent, or seen by a hook
+            return Receipt(driver.name, resolved.name, (), "")
+        return build_message(
+            driver,
+            resolved.channels,
+            resolved.data,
+            resolved.name,
+            resolved.socket_id,
+            source=channels,
+        )
+
+    def batcher(self, channels: tuple[str, ...]) -> Batcher | None:
+        """This loop's batcher if a publish to ``channels`` may share a request with others."""
+        capabilities = self.driver.capabilities
+        if (
+            not capabilities.batches
+            or not self.delivery.batch
+            or len(channels) > capabilities.batch_channels
+        ):
+            return None
+        batchers = self._batchers
+        if batchers is None:
+            with self._lock:
+                batchers = self._batchers
+                if batchers is None:
+                    from broadcasting._batcher import Batcher
+                    from broadcasting._perloop import PerLoop
+
+                    driver, delivery = self.driver, self.delivery
+                    budget = 1 + delivery.retry.retries
+                    batchers = PerLoop(
+                        lambda: Batcher(driver, delivery.batch_in_flight, budget), Batcher.wait_idle
+                    )
+                    self._batchers = batchers
+        return batchers.get()
+
+    # -- variants and checks ---------------------------------------------------------
+
+    def with_options(self, **overrides: Any) -> Broadcaster[D]:
+        """A broadcaster of the same driver with some options replaced (kept, and reused)."""
+        options = Options({**self.options, **wrap_secrets(overrides)})
+        return self._broadcast._variant(type(self.driver), self.name, options)
+
+    def ssl(self, enabled: bool) -> Broadcaster[D]:
+        """A broadcaster of the same driver with TLS on or off (the driver's ssl option)."""
+        option = self.driver.ssl_option
+        if option is None:
+            raise NotSupportedError(self.name, "an ssl setting")
+        return self.with_options(**{option: enabled})
+
+    def check(self) -> Health:
+        """Check that the service answers and accepts the credentials (one request, no retry)."""
+        return run(_check(self.driver))
+
+    async def acheck(self) -> Health:
+        """Async twin of :meth:`check`."""
+        return await arun(_check(self.driver))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the driver's connections; it reconnects on next use."""
+        self.driver.close()
+
+    async def aclose(self) -> None:
+        """Send what this loop's batcher queued, then release the driver's connections."""
+        batcher = self._batchers.peek() if self._batchers is not None else None
+        if batcher is not None:
+            await batcher.wait_idle()
+        await self.driver.aclose()
+
+    def __repr__(self) -> str:
+        cls = type(self.driver)
+        return f"<Broadcaster {self.name!r}: {cls.__module__}.{cls.__qualname__}>"
+
+
+def _receipt(receipt: object) -> Receipt:
+    if not isinstance(receipt, Receipt):
+        raise TypeError(f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt")
+    return receipt
+
+
+def _check(driver: Driver) -> Flow[Health]:
+    health: Health = yield DriverCall(driver, "check")
+    return health

@@ -1,0 +1,95 @@
+"""What a driver or plugin author uses: the Driver interface, hook markers, and their types.
+
+A driver subclasses :class:`Driver` and is published under the
+``broadcasting.drivers`` entry-point group; a plugin implements hooks from
+:mod:`broadcasting.hookspecs` with :data:`hookimpl`. See
+``docs/writing-a-driver.md``. Applications use :mod:`broadcasting` instead.
+"""
+
+from __future__ import annotations
+
+from broadcasting._auth import AuthKind, AuthRequest
+from broadcasting._channels import ChannelKind
+from broadcasting._delivery import (
+    DELIVERY_OPTIONS,
+    Answer,
+    Batch,
+    Capabilities,
+    DeliveryOptions,
+    Part,
+    SendResult,
+)
+from broadcasting._driver import PUSHER_SOCKET_ID, Driver, Feature
+from broadcasting._errors import (
+    ERROR_KINDS,
+    BadRequestError,
+    ConfigurationError,
+    ErrorKind,
+    InputError,
+    NotSupportedError,
+    PublishError,
+    QueryError,
+    ServiceError,
+    UnauthorizedError,
+)
+from broadcasting._flow import wait_for
+from broadcasting._health import HEALTH_STATUSES, Health, HealthStatus
+from broadcasting._loop import run_sync
+from broadcasting._markers import hookimpl, hookspec
+from broadcasting._perloop import PerLoop
+from broadcasting._plugins import DriverInfo, installed_drivers, register_driver, unregister_driver
+from broadcasting._retry import Retry
+from broadcasting._state import SUBSCRIBED, ChannelInfo, Heard, Member
+from broadcasting._types import Limits, Message, Options, Payload, Receipt, Secret, encode_payload
+from broadcasting._webhooks import WebhookEvent
+
+__all__ = [
+    "DELIVERY_OPTIONS",
+    "ERROR_KINDS",
+    "HEALTH_STATUSES",
+    "PUSHER_SOCKET_ID",
+    "SUBSCRIBED",
+    "Answer",
+    "AuthKind",
+    "AuthRequest",
+    "BadRequestError",
+    "Batch",
+    "Capabilities",
+    "ChannelInfo",
+    "ChannelKind",
+    "ConfigurationError",
+    "DeliveryOptions",
+    "Driver",
+    "DriverInfo",
+    "ErrorKind",
+    "Feature",
+    "Health",
+    "HealthStatus",
+    "Heard",
+    "InputError",
+    "Limits",
+    "Member",
+    "Message",
+    "NotSupportedError",
+    "Options",
+    "Part",
+    "Payload",
+    "PerLoop",
+    "PublishError",
+    "QueryError",
+    "Receipt",
+    "Retry",
+    "Secret",
+    "SendResult",
+    "ServiceError",
+    "UnauthorizedError",
+    "WebhookEvent",
+    "encode_payload",
+    "hookimpl",
+    "hookspec",
+    "installed_drivers",
+    "register_driver",
+    "run_sync",
+    "unregister_driver",
+    "wait_for",
+]
