@@ -20,4 +20,4 @@ def memory_broadcast() -> Iterator[Broadcast]:
 @pytest.fixture
 def memory(memory_broadcast: Broadcast) -> BroadcastMemoryDriver:
     """The connected memory driver of `memory_broadcast`."""
-    return memory_broadcast.driver(BroadcastMemoryDriver)
+    return memory_broadcast.driver(BroadcastMemoryDriver).driver

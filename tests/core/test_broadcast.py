@@ -11,17 +11,9 @@ from typing import Any
 
 import pytest
 
-from broadcasting import (
-    Broadcast,
-    ConfigurationError,
-    Driver,
-    Message,
-    PublishError,
-    Receipt,
-    Secret,
-)
+from broadcasting import Broadcast, ConfigurationError, PublishError, QueryError, Receipt
 from broadcasting.drivers.log import BroadcastLogDriver
-from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import Driver, Message, Secret
 
 SECRET = "sk_live_do-not-leak-9f8e7d"
 
@@ -49,9 +41,6 @@ class Vault(Driver):
             raise PublishError("upstream refused", driver=self.name, status=503, retryable=True)
         return Receipt(self.name, message.event, message.channels, message.id)
 
-    async def apublish(self, message: Message) -> Receipt:
-        return self.publish(message)
-
     def close(self) -> None:
         self.closed += 1
 
@@ -68,16 +57,17 @@ CONFIG = {"DRIVER": "vault", "DRIVERS": {"vault": {"token": SECRET, "region": "u
 def test_driver_by_class_uses_the_configured_options() -> None:
     broadcast = Broadcast(CONFIG)
     vault = broadcast.driver(Vault)
-    assert vault.region == "us"
+    assert vault.driver.region == "us"
     assert broadcast.driver(Vault) is vault
     assert vault.channel("c", "m").driver == "vault"
+    assert repr(vault) == "<Broadcaster 'vault': tests.core.test_broadcast.Vault>"
 
 
 def test_nothing_secret_in_reprs_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     broadcast = Broadcast(CONFIG)
     vault = broadcast.driver(Vault)
-    texts = [repr(broadcast), str(broadcast), repr(vault), str(vault), f"{vault.token}"]
+    texts = [repr(broadcast), str(broadcast), repr(vault), str(vault), f"{vault.driver.token}"]
     with pytest.raises(PublishError) as info:
         vault.channel("c", "m", "fail")
     texts.append(str(info.value))
@@ -86,7 +76,7 @@ def test_nothing_secret_in_reprs_errors_or_logs(caplog: pytest.LogCaptureFixture
     texts.append(str(config_info.value))
     texts.extend(record.getMessage() for record in caplog.records)
     assert repr(broadcast) == "<Broadcast driver='vault'>"
-    assert vault.token.reveal() == SECRET
+    assert vault.driver.token.reveal() == SECRET
     for text in texts:
         assert SECRET not in text
         assert SECRET[:5] not in text
@@ -103,9 +93,36 @@ def test_publish_error_says_everything_but_secrets() -> None:
         failed=["b", "c"],
     )
     assert str(error) == (
-        "partial fan-out (driver='x', status=500, code=50000, retryable=True, "
-        "delivered=['a'], failed=['b', 'c'])"
+        "partial fan-out (driver='x', kind=unavailable, status=500, code=50000, "
+        "retryable=True, delivered=['a'], failed=['b', 'c'])"
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable", "kind"),
+    [
+        (401, False, "auth"),
+        (403, False, "permission"),
+        (429, True, "limit"),
+        (503, True, "unavailable"),
+        (408, True, "unavailable"),
+        (400, False, "invalid"),
+        (None, True, "unavailable"),  # no answer: refused, DNS, a timeout
+        (None, False, "other"),  # no answer and no point trying again: a bad certificate
+    ],
+)
+def test_an_http_status_says_the_kind_of_a_service_error(
+    status: int | None, retryable: bool, kind: str
+) -> None:
+    assert PublishError("x", driver="d", status=status, retryable=retryable).kind == kind
+    assert QueryError("x", driver="d", status=status, retryable=retryable).kind == kind
+
+
+def test_a_driver_that_is_not_http_names_the_kind_itself() -> None:
+    error = PublishError("NOAUTH", driver="redis", kind="auth", code="NOAUTH")
+    assert (error.kind, error.status) == ("auth", None)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        QueryError("x", driver="d", kind="nope")  # type: ignore[arg-type]
 
 
 def test_close_closes_every_connection_and_reconnects_on_demand() -> None:
@@ -113,24 +130,24 @@ def test_close_closes_every_connection_and_reconnects_on_demand() -> None:
     first = broadcast.driver(Vault)
     broadcast.close()
     broadcast.close()  # idempotent
-    assert first.closed == 2
+    assert first.driver.closed == 2
     # the same driver object stays usable (it reconnects) and is closed again next time
     assert broadcast.driver(Vault) is first
     assert first.channel("c", "m").driver == "vault"
     broadcast.close()
-    assert first.closed == 3
+    assert first.driver.closed == 3
 
 
 async def test_async_context_manager_acloses() -> None:
     async with Broadcast(CONFIG) as broadcast:
         vault = broadcast.driver(Vault)
         await vault.achannel("c", "m")
-    assert (vault.aclosed, vault.closed) == (1, 0)
+    assert (vault.driver.aclosed, vault.driver.closed) == (1, 0)
 
 
 def test_context_manager_closes() -> None:
     with Broadcast(CONFIG) as broadcast:
-        vault = broadcast.driver(Vault)
+        vault = broadcast.driver(Vault).driver
     assert vault.closed == 1
 
 
@@ -138,17 +155,11 @@ def test_with_options_returns_a_cached_variant_closed_with_the_rest() -> None:
     broadcast = Broadcast(CONFIG)
     vault = broadcast.driver(Vault)
     eu = vault.with_options(region="eu")
-    assert (eu.region, vault.region) == ("eu", "us")
+    assert (eu.driver.region, vault.driver.region) == ("eu", "us")
     assert vault.with_options(region="eu") is eu
     assert eu.channel("c", "m").driver == "vault"
     broadcast.close()
-    assert (vault.closed, eu.closed) == (1, 1)
-
-
-def test_a_driver_made_without_broadcast_still_publishes_through_the_hooks() -> None:
-    driver = BroadcastMemoryDriver()
-    assert driver.channel("c", "m").driver == "memory"
-    assert [m.text for m in driver.messages] == ["m"]
+    assert (vault.driver.closed, eu.driver.closed) == (1, 1)
 
 
 def test_log_driver_writes_to_the_broadcasting_logger(caplog: pytest.LogCaptureFixture) -> None:
@@ -160,8 +171,10 @@ def test_log_driver_writes_to_the_broadcasting_logger(caplog: pytest.LogCaptureF
 
 
 def test_log_driver_options() -> None:
-    driver = Broadcast({"DRIVERS": {"log": {"level": "warning", "logger": "app.events"}}}).driver(
-        BroadcastLogDriver
+    driver = (
+        Broadcast({"DRIVERS": {"log": {"level": "warning", "logger": "app.events"}}})
+        .driver(BroadcastLogDriver)
+        .driver
     )
     assert (driver.level, driver.logger.name) == (logging.WARNING, "app.events")
     with pytest.raises(ConfigurationError, match="'level'"):
@@ -246,7 +259,8 @@ def test_with_options_keys_variants_by_value_secrets_included() -> None:
     a = base.driver(Keyed)
     b = a.with_options(key=Secret("appB"))
     c = a.with_options(key=Secret("appC"))
-    assert (a.key.reveal(), b.key.reveal(), c.key.reveal()) == ("appA", "appB", "appC")
+    keys = (a.driver.key.reveal(), b.driver.key.reveal(), c.driver.key.reveal())
+    assert keys == ("appA", "appB", "appC")
     assert a.with_options(key=Secret("appB")) is b  # same value: the same driver, reused
 
 
@@ -257,7 +271,7 @@ def test_variants_are_bounded_and_the_evicted_one_is_closed() -> None:
     first = base.driver(Keyed)
     made = [first.with_options(key=Secret(f"k{n}")) for n in range(1, MAX_VARIANTS + 1)]
     assert len(base._variants) == MAX_VARIANTS  # one more than fits was made
-    assert [d for d in [first, *made] if d.closed] == [first]  # the least recently used
+    assert [d for d in [first, *made] if d.driver.closed] == [first]  # the least recently used
     assert first not in base._variants.values()
 
 

@@ -21,18 +21,9 @@ from typing import Any
 
 import pytest
 
-from broadcasting import (
-    HEALTH_STATUSES,
-    Broadcast,
-    ConfigurationError,
-    Driver,
-    Health,
-    InvalidChannelError,
-    PublishError,
-    register_driver,
-    unregister_driver,
-)
+from broadcasting import Broadcast, ConfigurationError, Health, InvalidChannelError, PublishError
 from broadcasting.cli import main
+from broadcasting.plugin import HEALTH_STATUSES, Driver, register_driver, unregister_driver
 
 JSON_KEYS = {"driver", "default", "status", "latency_ms", "detail"}
 
@@ -176,15 +167,16 @@ def test_built_in_drivers_report_not_supported(name: str) -> None:
 
 
 def test_acheck_runs_a_sync_check_in_a_worker_thread() -> None:
-    driver = SyncCheck()
-    assert asyncio.run(driver.acheck()) == Health("ok", 0.5, "sync")
-    assert driver.threads and driver.threads[0] is not threading.main_thread()
+    checker = Broadcast({"DRIVER": "synccheck"}).driver(SyncCheck)
+    assert asyncio.run(checker.acheck()) == Health("ok", 0.5, "sync")
+    threads = checker.driver.threads
+    assert threads and threads[0] is not threading.main_thread()
 
 
 def test_check_runs_an_async_check_on_the_background_loop() -> None:
-    driver = AsyncCheck()
-    assert driver.check() == Health("auth_failed", 0.5, "async")
-    (loop,) = driver.loops
+    checker = Broadcast({"DRIVER": "asynccheck"}).driver(AsyncCheck)
+    assert checker.check() == Health("auth_failed", 0.5, "async")
+    (loop,) = checker.driver.loops
     assert loop.is_running()  # the core's background loop, still serving others
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from broadcasting import Broadcast, Driver, Message, Receipt, run_sync
+from broadcasting import Broadcast
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import Batch, Driver, run_sync
 
 
 def test_8_threads_by_1000_publishes_arrive_complete_and_unduplicated(
@@ -66,48 +67,47 @@ async def test_sync_call_from_inside_a_running_loop(memory_broadcast: Broadcast)
 
 
 class AsyncOnly(Driver):
-    """Implements only apublish: its sync path runs on the core's background loop."""
+    """Implements only asend: its sync path runs on the core's background loop."""
 
     name = "asynconly"
 
     def __init__(self) -> None:
         self.loops: list[int] = []
 
-    async def apublish(self, message: Message) -> Receipt:
+    async def asend(self, batch: Batch) -> None:
         self.loops.append(id(asyncio.get_running_loop()))
         await asyncio.sleep(0)
-        return Receipt(self.name, message.event, message.channels, message.id)
 
 
 async def test_async_only_driver_called_sync_from_a_running_loop_uses_one_background_loop() -> None:
-    driver = Broadcast().driver(AsyncOnly)
+    broadcaster = Broadcast().driver(AsyncOnly)
     for _ in range(3):
-        driver.channel("c", "m")
-    await asyncio.to_thread(driver.channel, "c", "m")
-    assert len(set(driver.loops)) == 1
-    assert driver.loops[0] != id(asyncio.get_running_loop())
+        broadcaster.channel("c", "m")
+    await asyncio.to_thread(broadcaster.channel, "c", "m")
+    loops = broadcaster.driver.loops
+    assert len(set(loops)) == 1
+    assert loops[0] != id(asyncio.get_running_loop())
 
 
 def test_async_only_driver_from_many_threads() -> None:
-    driver = Broadcast().driver(AsyncOnly)
+    broadcaster = Broadcast().driver(AsyncOnly)
     with ThreadPoolExecutor(8) as pool:
-        receipts = list(pool.map(lambda n: driver.channel("c", str(n)), range(200)))
+        receipts = list(pool.map(lambda n: broadcaster.channel("c", str(n)), range(200)))
     assert len({r.message_id for r in receipts}) == 200
-    assert len(set(driver.loops)) == 1
+    assert len(set(broadcaster.driver.loops)) == 1
 
 
 class SyncOnly(Driver):
-    """Implements only publish, and blocks until the event loop itself releases it."""
+    """Implements only send, and blocks until the event loop itself releases it."""
 
     name = "synconly"
     release = threading.Event()
 
-    def publish(self, message: Message) -> Receipt:
-        # Only a coroutine on the caller's loop sets this: if publish ran on that
+    def send(self, batch: Batch) -> None:
+        # Only a coroutine on the caller's loop sets this: if send ran on that
         # loop's thread, the loop could not run it and this would time out.
         if not self.release.wait(5):
             raise TimeoutError("the event loop was blocked")
-        return Receipt(self.name, message.event, message.channels, message.id)
 
 
 async def test_a_blocking_driver_does_not_block_the_event_loop() -> None:
@@ -121,30 +121,32 @@ async def test_a_blocking_driver_does_not_block_the_event_loop() -> None:
 
 
 async def test_memory_async_subscription_receives_publishes_from_threads(
-    memory: BroadcastMemoryDriver,
+    memory_broadcast: Broadcast, memory: BroadcastMemoryDriver
 ) -> None:
     async with memory.listen("news") as subscription:
-        await asyncio.to_thread(memory.channel, "news", {"n": 1})
-        await asyncio.to_thread(memory.channel, "other", {"n": 2})
-        await memory.achannel(["news", "other"], {"n": 3}, "update")
+        await asyncio.to_thread(memory_broadcast.channel, "news", {"n": 1})
+        await asyncio.to_thread(memory_broadcast.channel, "other", {"n": 2})
+        await memory_broadcast.achannel(["news", "other"], {"n": 3}, "update")
         first = await subscription.get(timeout=2)
         second = await subscription.get(timeout=2)
     assert (first.data, first.event) == ({"n": 1}, "base-event")
     assert (second.data, second.event) == ({"n": 3}, "update")
-    memory.channel("news", "after close")
+    memory_broadcast.channel("news", "after close")
     with pytest.raises(asyncio.TimeoutError):
         await subscription.get(timeout=0.05)
 
 
-def test_memory_sync_subscription(memory: BroadcastMemoryDriver) -> None:
+def test_memory_sync_subscription(
+    memory_broadcast: Broadcast, memory: BroadcastMemoryDriver
+) -> None:
     seen: list[str] = []
     unsubscribe = memory.subscribe(lambda m: seen.append(m.text), channel="a")
     everything: list[str] = []
     memory.subscribe(lambda m: everything.append(m.text))
-    memory.channel("a", "one")
-    memory.channel("b", "two")
+    memory_broadcast.channel("a", "one")
+    memory_broadcast.channel("b", "two")
     unsubscribe()
-    memory.channel("a", "three")
+    memory_broadcast.channel("a", "three")
     assert seen == ["one"]
     assert everything == ["one", "two", "three"]
     assert [m.text for m in memory.received("a")] == ["one", "three"]

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from broadcasting import Broadcast, ConfigurationError, DriverNotFoundError, Secret, load_config
+from broadcasting import Broadcast, ConfigurationError, DriverNotFoundError
+from broadcasting._config import load_config
+from broadcasting.plugin import Secret
 
 
 def test_mapping_in_the_seed_shape() -> None:
@@ -32,10 +34,10 @@ def test_module_object() -> None:
     module.DRIVERS = {"memory": {"max_history": 3}}  # type: ignore[attr-defined]
     broadcast = Broadcast(module)
     assert broadcast.config.driver == "memory"
-    assert broadcast.driver().limits is not None
+    assert broadcast.driver().driver.limits is not None
     for i in range(5):
         broadcast.channel("c", str(i))
-    assert [m.data for m in broadcast.driver("memory").messages] == ["2", "3", "4"]  # type: ignore[attr-defined]
+    assert [m.data for m in broadcast.driver("memory").driver.messages] == ["2", "3", "4"]  # type: ignore[attr-defined]
 
 
 def test_path_to_a_config_file(tmp_path: Path) -> None:

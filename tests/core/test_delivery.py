@@ -16,16 +16,8 @@ from typing import Any
 
 import pytest
 
-from broadcasting import (
-    Answer,
-    Batch,
-    Broadcast,
-    Capabilities,
-    ConfigurationError,
-    Driver,
-    PublishError,
-    Receipt,
-)
+from broadcasting import Broadcast, ConfigurationError, PublishError, Receipt
+from broadcasting.plugin import Answer, Batch, Capabilities, Driver
 
 FAST = {"retry_backoff": 0.001, "retry_max_backoff": 0.002}
 
@@ -151,9 +143,11 @@ def test_a_channel_list_is_split_by_channels_per_request(make: Factory, mode: st
 
 
 def test_async_fan_out_requests_run_concurrently(make: Factory) -> None:
+    """As on the sync path: the first group goes alone, then the other three at once."""
     _, driver, service = make(Capabilities(channels_per_request=1))
     publish(driver, "async", ["a", "b", "c", "d"])
-    assert service.most_in_flight == 4
+    assert service.most_in_flight == 3
+    assert service.requests[0].channels == ("a",)
 
 
 def test_sync_fan_out_requests_run_concurrently(make: Factory) -> None:
@@ -456,7 +450,9 @@ def test_each_retry_is_logged_at_debug(make: Factory, caplog: pytest.LogCaptureF
         receipt = publish(driver, "sync", "a")
     (record,) = caplog.records
     assert record.getMessage().startswith(f"scripted: retrying message {receipt.message_id} to 1")
-    assert record.getMessage().endswith("after: refused (driver='scripted', retryable=True)")
+    assert record.getMessage().endswith(
+        "after: refused (driver='scripted', kind=unavailable, retryable=True)"
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -489,7 +485,7 @@ def test_a_sync_fan_out_works_in_a_forked_child(make: Factory) -> None:
     import signal
     import threading
 
-    from broadcasting._delivery import FANOUT_THREADS
+    from broadcasting._flow import FANOUT_THREADS
 
     _, driver, service = make(Capabilities(channels_per_request=1), sync_only=True)
     # the first group alone, then the caller's thread and every one of the pool's

@@ -15,13 +15,10 @@ from pathlib import Path
 import pytest
 
 import broadcasting._plugins as plugins
-from broadcasting import (
-    Broadcast,
+from broadcasting import Broadcast, DriverNotFoundError, PluginLoadError, Receipt
+from broadcasting.plugin import (
     Driver,
-    DriverNotFoundError,
     Message,
-    PluginLoadError,
-    Receipt,
     installed_drivers,
     register_driver,
     unregister_driver,
@@ -53,7 +50,8 @@ def site(tmp_path: Path) -> Iterator[Path]:
 
 
 DRIVER_MODULE = """
-from broadcasting import Driver, Receipt, hookimpl
+from broadcasting import Receipt
+from broadcasting.plugin import Driver, hookimpl
 
 class Broadcast{cls}Driver(Driver):
     name = {name!r}
@@ -104,7 +102,7 @@ def test_a_packaged_driver_is_found_by_name_without_touching_the_core(site: Path
 
 
 CLASS_DRIVER_MODULE = """
-from broadcasting import Batch, Capabilities, Driver
+from broadcasting.plugin import Batch, Capabilities, Driver
 
 SENT = []
 
@@ -243,14 +241,14 @@ def test_register_a_driver_in_process() -> None:
 
 def test_an_unregistered_class_is_connected_directly() -> None:
     broadcast = Broadcast()
-    driver = broadcast.driver(Pigeon)
-    assert isinstance(driver, Pigeon)
-    assert broadcast.driver(Pigeon) is driver
-    assert driver.channel("c", "m").ids == ("coo",)
+    pigeon = broadcast.driver(Pigeon)
+    assert isinstance(pigeon.driver, Pigeon)
+    assert broadcast.driver(Pigeon) is pigeon
+    assert pigeon.channel("c", "m").ids == ("coo",)
 
 
 def test_a_plugin_object_passed_to_broadcast_provides_a_driver() -> None:
-    from broadcasting import hookimpl
+    from broadcasting.plugin import hookimpl
 
     class Provider:
         @hookimpl
@@ -289,7 +287,7 @@ def test_an_installed_observer_plugin_wraps_every_broadcast(site: Path) -> None:
         "broadcasting-audit",
         "fake_audit",
         """
-        from broadcasting import hookimpl
+        from broadcasting.plugin import hookimpl
         seen = []
 
         @hookimpl(wrapper=True)

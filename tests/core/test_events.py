@@ -22,22 +22,24 @@ from broadcasting import (
     Broadcast,
     BroadcastEvent,
     Channel,
-    ChannelKind,
     EncryptedPrivateChannel,
     InvalidChannelError,
     InvalidEventError,
     InvalidPayloadError,
-    Limits,
-    Message,
     PresenceChannel,
     PrivateChannel,
     Receipt,
+)
+from broadcasting._events import LARAVEL_NAMESPACE, LaravelEvent, echo_event_name
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import (
+    ChannelKind,
+    Limits,
+    Message,
     hookimpl,
     register_driver,
     unregister_driver,
 )
-from broadcasting._events import LARAVEL_NAMESPACE, LaravelEvent, echo_event_name
-from broadcasting.drivers.memory import BroadcastMemoryDriver
 
 # -- events used below ---------------------------------------------------------------------
 
@@ -146,7 +148,7 @@ def broadcast() -> Iterator[Broadcast]:
 
 
 def published(broadcast: Broadcast) -> list[Message]:
-    return broadcast.driver(BroadcastMemoryDriver).messages
+    return broadcast.driver(BroadcastMemoryDriver).driver.messages
 
 
 # -- taking an event apart -----------------------------------------------------------------

@@ -10,15 +10,9 @@ from typing import Any
 import pluggy
 import pytest
 
-from broadcasting import (
-    Broadcast,
-    BroadcastError,
-    Driver,
-    Message,
-    Receipt,
-    hookimpl,
-)
+from broadcasting import Broadcast, BroadcastError, Receipt
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import Driver, Message, hookimpl
 
 
 class Timing:
@@ -87,7 +81,7 @@ class Veto:
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_wrapper_may_alter_the_result_or_veto(mode: str) -> None:
     broadcast = Broadcast({"DRIVER": "memory"}, plugins=[Staging(), Veto()])
-    memory = broadcast.driver(BroadcastMemoryDriver)
+    memory = broadcast.driver(BroadcastMemoryDriver).driver
 
     async def publish(event: str) -> Receipt:
         if mode == "sync":
@@ -127,7 +121,7 @@ class Intercept:
 
 async def test_a_non_wrapper_implementation_may_answer_instead_of_the_driver() -> None:
     broadcast = Broadcast({"DRIVER": "memory"}, plugins=[Intercept(awaitable=False)])
-    memory = broadcast.driver(BroadcastMemoryDriver)
+    memory = broadcast.driver(BroadcastMemoryDriver).driver
     assert broadcast.channel("c", "m").driver == "intercepted"
     assert (await broadcast.achannel("c", "m")).driver == "intercepted"
     assert memory.messages == []

@@ -10,11 +10,13 @@ import asyncio
 
 import pytest
 
-from broadcasting import Broadcast, Message
+from broadcasting import Broadcast
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import Message
 
 
 def test_subscribe_with_socket_id_skips_only_its_own_publishes(
+    memory_broadcast: Broadcast,
     memory: BroadcastMemoryDriver,
 ) -> None:
     sender: list[str] = []
@@ -23,10 +25,10 @@ def test_subscribe_with_socket_id_skips_only_its_own_publishes(
     memory.subscribe(lambda m: sender.append(m.text), "room", socket_id="111.1")
     memory.subscribe(lambda m: other.append(m.text), "room", socket_id="222.2")
     memory.subscribe(lambda m: anonymous.append(m.text))
-    memory.channel("room", "from the sender", socket_id="111.1")
-    memory.channel("room", "to everyone")
-    memory.channel("room", "from the other one", socket_id="222.2")
-    memory.channel("elsewhere", "not the room", socket_id="333.3")
+    memory_broadcast.channel("room", "from the sender", socket_id="111.1")
+    memory_broadcast.channel("room", "to everyone")
+    memory_broadcast.channel("room", "from the other one", socket_id="222.2")
+    memory_broadcast.channel("elsewhere", "not the room", socket_id="333.3")
     assert sender == ["to everyone", "from the other one"]
     assert other == ["from the sender", "to everyone"]
     # a subscriber without an identity is nobody's connection: it gets everything
@@ -41,6 +43,7 @@ def test_subscribe_socket_id_is_keyword_only(memory: BroadcastMemoryDriver) -> N
 
 
 async def test_listen_with_socket_id_skips_only_its_own_publishes(
+    memory_broadcast: Broadcast,
     memory: BroadcastMemoryDriver,
 ) -> None:
     async with (
@@ -48,9 +51,9 @@ async def test_listen_with_socket_id_skips_only_its_own_publishes(
         memory.listen(socket_id="222.2") as other,
     ):
         assert (sender.channel, sender.socket_id) == ("room", "111.1")
-        await memory.achannel("room", "from the sender", socket_id="111.1")
-        await asyncio.to_thread(memory.channel, "room", "from a thread, to everyone")
-        await memory.achannel(["room", "lobby"], "from the other one", socket_id="222.2")
+        await memory_broadcast.achannel("room", "from the sender", socket_id="111.1")
+        await asyncio.to_thread(memory_broadcast.channel, "room", "from a thread, to everyone")
+        await memory_broadcast.achannel(["room", "lobby"], "from the other one", socket_id="222.2")
         got = [(await sender.get(timeout=2)).text for _ in range(2)]
         assert got == ["from a thread, to everyone", "from the other one"]
         got = [(await other.get(timeout=2)).text for _ in range(2)]
@@ -63,7 +66,7 @@ async def test_listen_with_socket_id_skips_only_its_own_publishes(
 
 def test_to_others_through_a_broadcast(memory_broadcast: Broadcast) -> None:
     """The id reaches the driver through the core (validation, hooks) unchanged."""
-    driver = memory_broadcast.driver(BroadcastMemoryDriver)
+    driver = memory_broadcast.driver(BroadcastMemoryDriver).driver
     seen: list[Message] = []
     driver.subscribe(seen.append, socket_id="9.9")
     memory_broadcast.channel("c", {"n": 1}, "e", socket_id="9.9")
@@ -72,7 +75,7 @@ def test_to_others_through_a_broadcast(memory_broadcast: Broadcast) -> None:
 
 
 def test_a_failing_subscriber_does_not_stop_the_others(
-    memory: BroadcastMemoryDriver, caplog: pytest.LogCaptureFixture
+    memory_broadcast: Broadcast, memory: BroadcastMemoryDriver, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen: list[str] = []
 
@@ -81,20 +84,22 @@ def test_a_failing_subscriber_does_not_stop_the_others(
 
     memory.subscribe(broken)
     memory.subscribe(lambda m: seen.append(m.text))
-    receipt = memory.channel("a", "one")
+    receipt = memory_broadcast.channel("a", "one")
     assert receipt.channels == ("a",)
     assert seen == ["one"]
     assert "a subscriber failed" in caplog.text and "subscriber bug" in caplog.text
 
 
-def test_a_subscription_whose_loop_closed_is_dropped(memory: BroadcastMemoryDriver) -> None:
+def test_a_subscription_whose_loop_closed_is_dropped(
+    memory_broadcast: Broadcast, memory: BroadcastMemoryDriver
+) -> None:
     async def subscribe() -> None:
         memory.listen("a")
 
     asyncio.run(subscribe())  # its loop is closed once asyncio.run returns
     seen: list[str] = []
     memory.subscribe(lambda m: seen.append(m.text))
-    memory.channel("a", "one")
-    memory.channel("a", "two")
+    memory_broadcast.channel("a", "one")
+    memory_broadcast.channel("a", "two")
     assert seen == ["one", "two"]
     assert len(memory._subscribers) == 1

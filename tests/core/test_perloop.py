@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from broadcasting import PerLoop
+from broadcasting.plugin import PerLoop
 
 
 class Thing:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broadcasting import ConfigurationError, Retry
+from broadcasting import ConfigurationError
+from broadcasting.plugin import Retry
 
 
 def test_delays_grow_exponentially_up_to_the_cap() -> None:

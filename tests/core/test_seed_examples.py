@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from broadcasting import Broadcast, register_driver, unregister_driver
+from broadcasting import Broadcast
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import register_driver, unregister_driver
 
 
 class AblyStandIn(BroadcastMemoryDriver):
@@ -65,7 +66,7 @@ class Controller:
 
 
 def sent(broadcast: Broadcast, name: str = "memory") -> list[tuple[tuple[str, ...], object, str]]:
-    driver = broadcast.driver(name)
+    driver = broadcast.driver(name).driver
     assert isinstance(driver, BroadcastMemoryDriver)
     return [(m.channels, m.data, m.event) for m in driver.messages]
 
@@ -79,7 +80,10 @@ def test_print_driver_shows_the_ably_driver_class(
     broadcast: Broadcast, capsys: pytest.CaptureFixture[str]
 ) -> None:
     Controller().show_driver(broadcast)
-    assert capsys.readouterr().out.strip() == "<AblyStandIn driver='ably'>"
+    # the broadcaster of the ably driver, which names the driver's class
+    assert capsys.readouterr().out.strip() == (
+        "<Broadcaster 'ably': tests.core.test_seed_examples.AblyStandIn>"
+    )
 
 
 def test_channel_with_a_string(broadcast: Broadcast) -> None:

@@ -13,11 +13,8 @@ import contextlib
 import pytest
 
 from broadcasting import (
-    SUBSCRIBED,
     Broadcast,
     ChannelInfo,
-    Driver,
-    Heard,
     InputError,
     InvalidChannelError,
     Member,
@@ -25,6 +22,7 @@ from broadcasting import (
     PresenceChannel,
 )
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import SUBSCRIBED, Driver, Feature, Heard
 
 
 def test_channels_and_channel_info_count_the_in_process_subscribers(
@@ -122,7 +120,8 @@ async def test_listen_channels_hears_this_process_publishes_once_per_channel(
 
 def test_drivers_without_listening_say_so() -> None:
     with Broadcast({"DRIVER": "log"}) as broadcast:
-        driver: Driver = broadcast.driver()
+        driver: Driver = broadcast.driver().driver
+        assert Feature.LISTEN not in driver.features
         with pytest.raises(NotSupportedError, match="listening to channels"):
             driver.listen_channels(["orders"])
         with pytest.raises(NotSupportedError, match="listing channels"):

@@ -18,14 +18,13 @@ import pytest
 from broadcasting import (
     BadRequestError,
     Broadcast,
-    Driver,
     NotSupportedError,
     UnauthorizedError,
     WebhookEvent,
-    hookimpl,
 )
 from broadcasting._webhooks import Headers
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import Driver, hookimpl
 
 JOIN_AND_LEAVE = [
     {"name": "member_added", "channel": "presence-room", "user_id": "7"},
@@ -70,7 +69,7 @@ def broadcast(plugin: OnlineUsers) -> Iterator[Broadcast]:
 
 @pytest.fixture
 def memory(broadcast: Broadcast) -> BroadcastMemoryDriver:
-    return broadcast.driver(BroadcastMemoryDriver)
+    return broadcast.driver(BroadcastMemoryDriver).driver
 
 
 def test_hook_broadcasting_webhook(
@@ -156,7 +155,7 @@ async def test_awebhook_awaits_handlers_and_async_hook_results_on_the_callers_lo
         assert asyncio.get_running_loop() is loop
         seen.append(f"handler {event.name}")
 
-    memory = memory_broadcast.driver(BroadcastMemoryDriver)
+    memory = memory_broadcast.driver(BroadcastMemoryDriver).driver
     events = await memory_broadcast.awebhook(*memory.webhook_delivery(JOIN_AND_LEAVE[:2]))
     assert len(events) == 2
     assert seen == [
@@ -214,7 +213,7 @@ def test_refused_deliveries_reach_neither_hook_nor_handlers(
 def test_webhooks_arrive_for_the_named_driver(plugin: OnlineUsers) -> None:
     config = {"DRIVER": "log", "DRIVERS": {"log": {}, "memory": {}}}
     with Broadcast(config, plugins=[plugin]) as broadcast:
-        memory = broadcast.driver(BroadcastMemoryDriver)
+        memory = broadcast.driver(BroadcastMemoryDriver).driver
         with pytest.raises(NotSupportedError) as unsupported:
             broadcast.webhook(*memory.webhook_delivery(JOIN_AND_LEAVE))
         assert unsupported.value.http_status == 501

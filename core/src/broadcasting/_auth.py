@@ -220,7 +220,10 @@ def check_socket_id(driver: Driver, socket_id: object) -> str:
         raise BadRequestError("socket_id is missing")
     pattern = driver.socket_id_pattern
     if len(socket_id) > MAX_SOCKET_ID_LENGTH or pattern.fullmatch(socket_id) is None:
-        raise BadRequestError(f"socket_id does not look like a {driver.name} connection id")
+        raise BadRequestError(
+            f"socket_id does not match the {driver.name} driver's connection ids "
+            f"({pattern.pattern})"
+        )
     return socket_id
 
 

@@ -163,6 +163,19 @@ class Broadcast:
     def _connect(
         self, name: str, options: Mapping[str, Any], cls: type[D] | None = None
     ) -> Broadcaster[D]:
+        error: ConfigurationError | None = None
+        try:
+            return self._connect_locked(name, options, cls)
+        except ConfigurationError as exc:
+            error = exc
+        # A mistake in the configuration, not a bug: its message names the key; the
+        # driver's frames, whose locals may hold a value it revealed to check it, are
+        # left out. (Any other exception keeps its whole traceback.)
+        raise error.with_traceback(None)
+
+    def _connect_locked(
+        self, name: str, options: Mapping[str, Any], cls: type[D] | None
+    ) -> Broadcaster[D]:
         with self._lock:
             plugin = driver_plugin(name)
             # options a driver declares secret (``secret_options``) reach its from_config

@@ -33,7 +33,6 @@ from broadcasting._retry import Retry
 from broadcasting._types import Message, Options, Receipt
 
 if TYPE_CHECKING:
-    from broadcasting._batcher import Batcher
     from broadcasting._broadcaster import Broadcaster
     from broadcasting._driver import Driver
 
@@ -234,16 +233,19 @@ def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
 class Send(Effect):
     """One request: ``driver.send(batch)`` (or ``asend``), as each part's outcome.
 
-    With a ``batcher`` (async only), the request may be shared with other
-    publishes waiting on the same loop.
+    With ``shared`` (a publish's first attempt), the request may be shared on
+    the async path with other publishes waiting on the same loop (the
+    broadcaster's batcher decides; see :mod:`broadcasting._batcher`).
     """
 
-    __slots__ = ("batch", "batcher", "driver")
+    __slots__ = ("batch", "driver", "shared")
 
-    def __init__(self, driver: Driver, batch: Batch, batcher: Batcher | None = None) -> None:
+    def __init__(
+        self, driver: Driver, batch: Batch, shared: Broadcaster[Any] | None = None
+    ) -> None:
         self.driver = driver
         self.batch = batch
-        self.batcher = batcher
+        self.shared = shared
 
     def run(self) -> Attempt:
         try:
@@ -253,8 +255,10 @@ class Send(Effect):
         return _first(self.batch, _read(self.driver, self.batch, result))
 
     async def arun(self) -> Attempt:
-        if self.batcher is not None:
-            return await self.batcher.submit(self.batch.parts[0])
+        part = self.batch.parts[0]
+        batcher = self.shared.batcher(part.channels) if self.shared is not None else None
+        if batcher is not None:
+            return await batcher.submit(part)
         outcomes, _ = await send_async(self.driver, self.batch)
         return _first(self.batch, (outcomes, None))
 
@@ -331,7 +335,7 @@ def _group(
     broadcaster: Broadcaster[Any],
     message: Message,
     channels: tuple[str, ...],
-    batcher: Batcher | None = None,
+    shared: bool = False,
 ) -> Flow[_Group]:
     """Deliver ``message`` to one group of channels: its requests, waits and retries."""
     driver = broadcaster.driver
@@ -343,10 +347,9 @@ def _group(
     maybe: dict[str, PublishError] = {}  # channels an attempt may already have delivered
     while True:
         budget = 1 + max(0, options.retry.retries - used)
-        sent: Attempt = yield Send(
-            driver, Batch((Part(message, pending),), attempt, budget), batcher
-        )
-        batcher = None  # only the first attempt rides a shared request
+        batch = Batch((Part(message, pending),), attempt, budget)
+        sent: Attempt = yield Send(driver, batch, broadcaster if shared else None)
+        shared = False  # only the first attempt rides a shared request
         outcome, requests, attempts = sent
         group.requests += requests
         used += attempts
@@ -427,8 +430,7 @@ def deliver(broadcaster: Broadcaster[Any], message: Message) -> Flow[Receipt]:
     """
     driver = broadcaster.driver
     plan = driver.plan(message)
-    batcher = broadcaster.batcher(plan[0]) if len(plan) == 1 else None
-    first = yield from _group(broadcaster, message, plan[0], batcher)
+    first = yield from _group(broadcaster, message, plan[0], shared=len(plan) == 1)
     groups = [first]
     stop = _stops_the_rest(first, plan[0])
     rest = plan[1:]
