@@ -2,6 +2,7 @@
 
 Sessions:
   tests      the whole test suite on every Python 3.10-3.13 found
+  unit       the tests that need no server, on one Python (under a minute)
   lint       ruff check + ruff format --check
   typecheck  mypy --strict on the core and both driver packages
   isolated   wheels installed into fresh venvs prove discovery from the outside
@@ -36,6 +37,13 @@ def tests(session: nox.Session) -> None:
     """Run the test suite (soketi is started by the tests themselves)."""
     _install_all(session)
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """The fast loop: every test that needs no server (not a default session)."""
+    _install_all(session)
+    session.run("pytest", "-q", "-m", "not server", *session.posargs)
 
 
 @nox.session
