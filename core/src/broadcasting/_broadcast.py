@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from broadcasting import _auth, _webhooks
 from broadcasting._auth import AuthRequest, ChannelRules, Rule
-from broadcasting._broadcaster import Broadcaster, Target
+from broadcasting._broadcaster import Broadcaster, Publishes
 from broadcasting._channels import Channel
 from broadcasting._config import ConfigSource, load_config
 from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions
@@ -67,7 +67,7 @@ def _frozen(value: object) -> object:
     return (type(value).__name__, value)
 
 
-class Broadcast:
+class Broadcast(Publishes):
     """Publishes events through the driver named in configuration.
 
     ``config`` is a mapping with ``DRIVER`` and ``DRIVERS`` (the shape of a
@@ -238,6 +238,9 @@ class Broadcast:
             raise LookupError(f"{driver!r} was not connected by {self!r}")
         return found
 
+    def _publisher(self) -> Broadcaster[Any]:
+        return self.driver()  # channel() and achannel() publish on the default driver
+
     def _target(self, driver: DriverRef) -> Broadcaster[Any]:
         """The broadcaster a call names: a name, a broadcaster, or ``None`` for the default."""
         if isinstance(driver, Broadcaster):
@@ -245,41 +248,6 @@ class Broadcast:
         return self.driver(driver)
 
     # -- publishing -----------------------------------------------------------
-
-    def channel(
-        self,
-        channels: Target,
-        message: Payload | None = None,
-        event: str | None = None,
-        *,
-        socket_id: str | None = None,
-    ) -> Receipt:
-        """Publish ``message`` as ``event`` on the default driver.
-
-        ``channels`` is a channel name, a :class:`Channel` (``PrivateChannel("orders.1")``)
-        or a list of them (duplicates are sent once); ``message`` a str or
-        JSON-serialisable dict/list; ``event`` defaults to ``"base-event"``.
-        ``channels`` may instead be an event object (anything with
-        ``broadcast_on()``, such as a :class:`BroadcastEvent`): its channels,
-        payload and name are used, and ``event``/``socket_id`` override its own.
-
-        Returns a :class:`Receipt` once the provider acknowledged it (one with no
-        channels when the event's ``broadcast_when()`` said not to send it), or
-        raises a :class:`BroadcastError`: an :class:`InputError` before any
-        network request, a :class:`PublishError` if delivery failed.
-        """
-        return self.driver().channel(channels, message, event, socket_id=socket_id)
-
-    async def achannel(
-        self,
-        channels: Target,
-        message: Payload | None = None,
-        event: str | None = None,
-        *,
-        socket_id: str | None = None,
-    ) -> Receipt:
-        """Async twin of :meth:`channel`; never blocks the event loop."""
-        return await self.driver().achannel(channels, message, event, socket_id=socket_id)
 
     def send_to_user(
         self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None

@@ -37,7 +37,67 @@ D = TypeVar("D", bound=Driver)
 Target = Any
 
 
-class Broadcaster(Generic[D]):
+class Publishes:
+    """``channel()`` and ``achannel()``, for a Broadcast (its default driver) and a Broadcaster."""
+
+    __slots__ = ()
+
+    def _publisher(self) -> Broadcaster[Any]:
+        raise NotImplementedError
+
+    def channel(
+        self,
+        channels: Target,
+        message: Payload | None = None,
+        event: str | None = None,
+        *,
+        socket_id: str | None = None,
+    ) -> Receipt:
+        """Publish ``message`` as ``event`` to one channel or a list of channels.
+
+        ``channels`` is a channel name, a :class:`Channel` (``PrivateChannel("orders.1")``)
+        or a list of them (duplicates are sent once); ``message`` a str or
+        JSON-serialisable dict/list; ``event`` defaults to ``"base-event"``.
+        ``channels`` may instead be an event object (anything with
+        ``broadcast_on()``, such as a :class:`BroadcastEvent`): its channels,
+        payload and name are used, and ``event``/``socket_id`` override its own.
+        ``socket_id`` leaves that connection (the sender's own tab) out.
+
+        Returns a :class:`Receipt` once the service acknowledged it (one with no
+        channels when the event's ``broadcast_when()`` said not to send it), or
+        raises a :class:`BroadcastError`: an :class:`InputError` before any
+        network request, a :class:`PublishError` if delivery failed.
+        """
+        target = self._publisher()
+        built = target._message(channels, message, event, socket_id)
+        if isinstance(built, Receipt):
+            return built
+        return _receipt(
+            target._hook(broadcast=target._broadcast, driver=target.driver, message=built)
+        )
+
+    async def achannel(
+        self,
+        channels: Target,
+        message: Payload | None = None,
+        event: str | None = None,
+        *,
+        socket_id: str | None = None,
+    ) -> Receipt:
+        """Async twin of :meth:`channel`; never blocks the event loop."""
+        target = self._publisher()
+        built = target._message(channels, message, event, socket_id)
+        if isinstance(built, Receipt):
+            return built
+        kwargs = {"broadcast": target._broadcast, "driver": target.driver, "message": built}
+        if target._sends:
+            return _receipt(await call_hook(target._hook, **kwargs))
+        # in process: the core's part never waits, so pluggy needs no greenlet here
+        receipt = target._hook(**kwargs)
+        return _receipt(await receipt if inspect.isawaitable(receipt) else receipt)
+
+
+class Broadcaster(Publishes, Generic[D]):
     """One driver as a :class:`~broadcasting.Broadcast` publishes through it.
 
     What ``broadcast.driver("pusher")`` returns: it publishes with
@@ -85,40 +145,10 @@ class Broadcaster(Generic[D]):
         """The driver's name."""
         return self.driver.name
 
+    def _publisher(self) -> Broadcaster[D]:
+        return self
+
     # -- publishing ------------------------------------------------------------------
-
-    def channel(
-        self,
-        channels: Target,
-        message: Payload | None = None,
-        event: str | None = None,
-        *,
-        socket_id: str | None = None,
-    ) -> Receipt:
-        """Publish ``message`` as ``event``: what :meth:`Broadcast.channel` does, on this driver."""
-        built = self._message(channels, message, event, socket_id)
-        if isinstance(built, Receipt):
-            return built
-        return _receipt(self._hook(broadcast=self._broadcast, driver=self.driver, message=built))
-
-    async def achannel(
-        self,
-        channels: Target,
-        message: Payload | None = None,
-        event: str | None = None,
-        *,
-        socket_id: str | None = None,
-    ) -> Receipt:
-        """Async twin of :meth:`channel`; never blocks the event loop."""
-        built = self._message(channels, message, event, socket_id)
-        if isinstance(built, Receipt):
-            return built
-        kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": built}
-        if self._sends:
-            return _receipt(await call_hook(self._hook, **kwargs))
-        # in process: the core's part never waits, so pluggy needs no greenlet here
-        receipt = self._hook(**kwargs)
-        return _receipt(await receipt if inspect.isawaitable(receipt) else receipt)
 
     def publish_message(self, message: Message) -> Flow[Receipt]:
         """The publish of a validated message as a flow: the publish hook, and its receipt."""

@@ -49,38 +49,55 @@ class Effect:
         raise NotImplementedError
 
 
+class _Steps:
+    """A flow's effects, one at a time; what each came to is handed back before the next."""
+
+    __slots__ = ("_error", "_flow", "_reply", "result")
+
+    def __init__(self, flow: Flow[Any]) -> None:
+        self._flow = flow
+        self._reply: Any = None
+        self._error: BaseException | None = None
+        self.result: Any = None
+
+    def __iter__(self) -> _Steps:
+        return self
+
+    def __next__(self) -> Effect:
+        error, self._error = self._error, None
+        try:
+            return self._flow.send(self._reply) if error is None else self._flow.throw(error)
+        except StopIteration as stop:
+            self.result = stop.value
+            raise StopIteration from None
+
+    def came_to(self, reply: Any = None, error: Exception | None = None) -> None:
+        # an error is thrown into the flow at its yield, traceback and all
+        self._reply, self._error = reply, error
+
+
 def run(flow: Flow[T]) -> T:
     """Run ``flow`` to its end, performing each effect with blocking calls."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
+    steps = _Steps(flow)
+    for effect in steps:
         try:
-            effect = flow.send(reply) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        error = None
-        try:
-            reply = effect.run()
-        except Exception as exc:  # handed to the flow at its yield, traceback and all
-            reply, error = None, exc
+            steps.came_to(effect.run())
+        except Exception as exc:
+            steps.came_to(error=exc)
+    result: T = steps.result
+    return result
 
 
 async def arun(flow: Flow[T]) -> T:
     """Run ``flow`` to its end, awaiting each effect on the running loop."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
+    steps = _Steps(flow)
+    for effect in steps:
         try:
-            effect = flow.send(reply) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        error = None
-        try:
-            reply = await effect.arun()
+            steps.came_to(await effect.arun())
         except Exception as exc:
-            reply, error = None, exc
+            steps.came_to(error=exc)
+    result: T = steps.result
+    return result
 
 
 def drive(flow: Flow[T]) -> T:
