@@ -20,7 +20,8 @@ from typing import Any
 
 from node_clients import NodeClient
 
-from broadcasting import Broadcast, Driver, WebhookEvent, hookimpl
+from broadcasting import Broadcast, WebhookEvent
+from broadcasting.plugin import Driver, hookimpl
 
 HOST = "127.0.0.1"
 

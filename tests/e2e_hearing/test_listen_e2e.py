@@ -19,7 +19,8 @@ import pytest
 from hearing_support import Start
 from soketi_server import SoketiServer
 
-from broadcasting import SUBSCRIBED, Broadcast, BroadcastError, Heard
+from broadcasting import Broadcast, BroadcastError
+from broadcasting.plugin import SUBSCRIBED, Heard
 from broadcasting_pusher import _listen
 
 pytestmark = pytest.mark.soketi
@@ -37,7 +38,7 @@ async def test_the_listener_hears_joins_leaves_publishes_and_decrypts(
     options = soketi.driver_options(encryption_master_key_base64=MASTER_KEY)
     room, secret_channel = "presence-room.listened", "private-encrypted-listened"
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as broadcast:
-        listener = _listen.listen_channels(broadcast.driver(), [room, secret_channel, room])
+        listener = _listen.listen_channels(broadcast.driver().driver, [room, secret_channel, room])
         async with contextlib.aclosing(listener):
             ready = [await next_heard(listener), await next_heard(listener)]
             assert [(h.channel, h.event) for h in ready] == [
@@ -82,11 +83,11 @@ async def test_the_listener_hears_joins_leaves_publishes_and_decrypts(
 async def test_a_refused_subscription_is_one_clear_error(soketi: SoketiServer) -> None:
     options = soketi.driver_options(secret="not-the-secret")
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as broadcast:
-        listener = _listen.listen_channels(broadcast.driver(), ["private-refused"])
+        listener = _listen.listen_channels(broadcast.driver().driver, ["private-refused"])
         with pytest.raises(BroadcastError, match="refused") as error:
             await next_heard(listener)
         assert "not-the-secret" not in str(error.value)
-        assert _listen.ws_url(broadcast.driver().settings).startswith(
+        assert _listen.ws_url(broadcast.driver().driver.settings).startswith(
             f"ws://127.0.0.1:{soketi.port}/app/{soketi.key}?protocol=7"
         )
 
@@ -94,5 +95,5 @@ async def test_a_refused_subscription_is_one_clear_error(soketi: SoketiServer) -
 def test_the_cluster_websocket_host_is_derived_from_the_api_host() -> None:
     options = {"app_id": "1", "key": "app-key", "secret": "s", "cluster": "eu"}
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as broadcast:
-        url = _listen.ws_url(broadcast.driver().settings)
+        url = _listen.ws_url(broadcast.driver().driver.settings)
     assert url.startswith("wss://ws-eu.pusher.com:443/app/app-key?protocol=7&client=")
