@@ -484,3 +484,19 @@ def test_driver_may_be_a_connected_driver_such_as_a_tenants_variant() -> None:
     assert not b.driver("memory").driver.verify(body, socket_id="1.2", channel="private-orders.1")
     receipt = b.send_to_user("7", "ping", "hi", driver=tenant)
     assert receipt.channels == ("#server-to-user-7",) and tenant.driver.messages[-1].data == "hi"
+
+
+async def test_a_rule_that_raises_on_the_async_path_keeps_its_traceback() -> None:
+    """The rule runs on the loop while pluggy waits in a greenlet: its traceback survives both."""
+    b = Broadcast({"DRIVER": "memory"})
+
+    @b.rule("orders.{id}")
+    async def broken(user: object, id: str) -> bool:
+        raise LookupError("no such order")
+
+    with pytest.raises(LookupError) as caught:
+        await b.aauthorize("ann", socket_id="1.2", channel_name="private-orders.1")
+    tb = caught.value.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    assert tb is not None and tb.tb_frame.f_code.co_name == "broken"

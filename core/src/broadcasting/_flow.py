@@ -345,7 +345,7 @@ async def bridged(function: Callable[..., T], /, **kwargs: Any) -> T:
         try:
             value = await step
         except BaseException as exc:  # cancelled, or the awaitable raised: into the hook
-            step = worker.throw(exc)
+            step = worker.throw(type(exc), exc, exc.__traceback__)  # its traceback kept
         else:
             step = worker.switch(value)
     worker.gr_context = None
