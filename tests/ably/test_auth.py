@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from broadcasting import (
-    AuthRequest,
     BadRequestError,
     Broadcast,
     EncryptedPrivateChannel,
@@ -33,6 +32,7 @@ from broadcasting import (
     PresenceChannel,
     PrivateChannel,
 )
+from broadcasting.plugin import AuthRequest
 from broadcasting_ably import _auth
 from servers.ably_emulator import LIMITED_KEY, TEST_KEY, AblyEmulator
 
@@ -89,7 +89,7 @@ def with_rules(broadcast: Broadcast) -> Broadcast:
 
 
 def test_channels_are_named_as_ably_laravel_broadcaster_names_them(broadcast: Broadcast) -> None:
-    driver = broadcast.driver("ably")
+    driver = broadcast.driver("ably").driver
     assert driver.channel_name(PrivateChannel("orders.1")) == "private:orders.1"
     assert driver.channel_name(PresenceChannel("chat.1")) == "presence:chat.1"
     assert driver.parse_channel("private:orders.1") == ("private", "orders.1")
@@ -204,7 +204,7 @@ def _tampered(token: str) -> str:
 
 
 def _signed_with(key: str, claims: dict[str, Any]) -> str:
-    from broadcasting import Secret
+    from broadcasting.plugin import Secret
 
     return _auth.encode_jwt(Secret(key), claims)
 
@@ -294,9 +294,7 @@ def test_presence_info_ably_would_refuse_is_an_error_before_signing(broadcast: B
 
 
 def test_sign_in_and_sending_to_a_user_are_not_supported(broadcast: Broadcast) -> None:
-    with pytest.raises(
-        NotSupportedError, match="user sign-in: Ably has no pusher:signin"
-    ) as caught:
+    with pytest.raises(NotSupportedError, match="does not support user sign-in") as caught:
         broadcast.authenticate_user(SOCKET, {"id": "7"})
     assert caught.value.http_status == 501
     with pytest.raises(NotSupportedError, match="sending to a user"):
@@ -304,7 +302,7 @@ def test_sign_in_and_sending_to_a_user_are_not_supported(broadcast: Broadcast) -
 
 
 def test_an_encrypted_request_reaching_the_driver_is_not_supported(broadcast: Broadcast) -> None:
-    driver = broadcast.driver("ably")
+    driver = broadcast.driver("ably").driver
     request = AuthRequest("encrypted", SOCKET, "private-encrypted-x", "x", ALICE)
     with pytest.raises(NotSupportedError, match="encrypted channels"):
         driver.sign_channel(request)
@@ -314,7 +312,7 @@ def test_the_key_appears_in_no_answer_error_or_repr(broadcast: Broadcast) -> Non
     with_rules(broadcast)
     shown = [
         json.dumps(broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="presence:chat.1")),
-        repr(broadcast.driver("ably")),
+        repr(broadcast.driver("ably")) + repr(broadcast.driver("ably").driver),
     ]
     for user, channel in [(ALICE, "private:orders.99"), (ALICE, "private-x")]:
         try:
@@ -722,5 +720,17 @@ def test_ably_clients_need_not_send_a_socket_id(broadcast: Broadcast) -> None:
     with_rules(broadcast)
     body = broadcast.authorize(ALICE, channel_name="private:orders.1")
     assert capability(body) == {"private:orders.1": ["history", "subscribe"], **PUBLIC}
-    with pytest.raises(BadRequestError, match="up to 64 letters"):
-        broadcast.authorize(ALICE, socket_id="no spaces", channel_name="private:orders.1")
+    # one that is sent must look like an Ably connection id (or connection key)
+    for socket_id in ("hd9fMBWlAT", "hd9fMBWlAT!x-1", "A:1:0"):
+        assert broadcast.authorize(ALICE, socket_id=socket_id, channel_name="private:orders.1")
+    for socket_id in ("no spaces", "x" * 65, "a/b"):
+        with pytest.raises(BadRequestError, match="the ably driver's connection ids"):
+            broadcast.authorize(ALICE, socket_id=socket_id, channel_name="private:orders.1")
+
+
+def test_the_endpoints_answer_errors_in_ablys_shape(broadcast: Broadcast) -> None:
+    """The ably SDK and ably-js parse an authUrl's error body as Ably's, and fail on others
+    (the SDK's reading of it, end to end: test_a_refused_rule_reaches_the_sdk_as_...)."""
+    assert broadcast.driver().driver.error_body(403, "forbidden") == {
+        "error": {"message": "forbidden", "statusCode": 403, "code": 40300}
+    }

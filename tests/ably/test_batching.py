@@ -19,7 +19,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from broadcasting import Broadcast, PublishError, Receipt
+from broadcasting import Broadcast, Broadcaster, PublishError, Receipt
 from broadcasting_ably import BroadcastAblyDriver
 from broadcasting_ably._wire import Reading, read_answer
 from servers.ably_emulator import (
@@ -31,7 +31,9 @@ from servers.ably_emulator import (
 )
 
 
-def _driver(make_broadcast: Callable[..., Broadcast], **options: Any) -> BroadcastAblyDriver:
+def _driver(
+    make_broadcast: Callable[..., Broadcast], **options: Any
+) -> Broadcaster[BroadcastAblyDriver]:
     return make_broadcast(**options).driver(BroadcastAblyDriver)
 
 
@@ -383,7 +385,7 @@ async def test_the_emulator_refuses_more_than_100_channels_in_one_request(
 ) -> None:
     """The check the tests above rely on: the emulator is strict about the total."""
     driver = _driver(make_broadcast)
-    client = driver._clients.async_client()
+    client = driver.driver._clients.get(1, aio=True)
     body = [
         {"channels": [f"s{s}-{k}" for k in range(51)], "messages": [{"data": "x"}]}
         for s in range(2)

@@ -21,10 +21,14 @@ from servers.ably_emulator import AblyEmulator
 def test_sync_publish_runs_in_the_calling_thread(
     emulator: AblyEmulator, broadcast: Broadcast, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """AblyRestSync: no hop to a background event loop, no loop created per call."""
-    driver = broadcast.driver(BroadcastAblyDriver)
+    """AblyRestSync: no hop to a background event loop, no loop created per call.
+
+    Publishes, state queries, revocations and the health check alike: each is
+    one coroutine that the sync path runs to its end without suspending it.
+    """
+    driver = broadcast.driver(BroadcastAblyDriver).driver
     broadcast.channel("orders", "first")
-    http = driver._clients.sync_client().http
+    http = driver._clients.get(3, aio=False).http
     threads: list[int] = []
     original = http.make_request
 
@@ -37,13 +41,19 @@ def test_sync_publish_runs_in_the_calling_thread(
     monkeypatch.setattr(asyncio, "new_event_loop", lambda: pytest.fail("a loop was created"))
     for _ in range(3):
         broadcast.channel(["orders", "audit"], "m")
+    assert broadcast.channel_info("orders").name == "orders"
+    assert broadcast.members("presence:x") == []
+    broadcast.terminate_user("7")
+    assert broadcast.driver().check().status == "ok"
     monkeypatch.setattr(asyncio, "new_event_loop", new_loop)
-    assert threads == [threading.get_ident()] * 3
+    # three publishes and two queries on the shared client (the other two make their own)
+    assert threads == [threading.get_ident()] * 5
     assert len(emulator.messages("orders")) == 4
+    assert [r.status for r in emulator.requests[-4:]] == [200, 200, 201, 201]
 
 
 def test_eight_threads_share_one_sync_client(emulator: AblyEmulator, broadcast: Broadcast) -> None:
-    driver = broadcast.driver(BroadcastAblyDriver)
+    driver = broadcast.driver(BroadcastAblyDriver).driver
     per_thread = 10
 
     def work(n: int) -> list[Receipt]:
@@ -57,7 +67,7 @@ def test_eight_threads_share_one_sync_client(emulator: AblyEmulator, broadcast: 
     assert len(emulator.messages("all")) == 8 * per_thread
     for n in range(8):
         assert sorted(m.data["i"] for m in emulator.messages(f"t{n}")) == list(range(per_thread))
-    assert driver._clients._sync is not None
+    assert len(driver._clients._sync) == 1
     assert emulator.violations == []
 
 
@@ -109,12 +119,12 @@ async def test_sync_call_inside_a_running_loop(
 def test_each_event_loop_gets_its_own_async_client(
     emulator: AblyEmulator, broadcast: Broadcast
 ) -> None:
-    driver = broadcast.driver(BroadcastAblyDriver)
+    driver = broadcast.driver(BroadcastAblyDriver).driver
     clients = []
 
     async def publish(tag: str) -> None:
         await broadcast.achannel("loops", tag)
-        clients.append(driver._clients.async_client())
+        clients.append(driver._clients.get(3, aio=True))
 
     asyncio.run(publish("first"))
     asyncio.run(publish("second"))  # a new loop: a new client, no "attached to a different loop"
@@ -141,15 +151,15 @@ async def test_close_is_idempotent_and_the_driver_reconnects(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
     broadcast = make_broadcast()
-    driver = broadcast.driver(BroadcastAblyDriver)
-    await driver.achannel("c", "1")
-    driver.channel("c", "2")
-    await driver.aclose()
-    await driver.aclose()
-    driver.close()
-    assert driver._clients._sync is None
-    await driver.achannel("c", "3")
-    driver.channel("c", "4")
+    ably = broadcast.driver(BroadcastAblyDriver)
+    await ably.achannel("c", "1")
+    ably.channel("c", "2")
+    await ably.aclose()
+    await ably.aclose()
+    ably.close()
+    assert ably.driver._clients._sync == {}
+    await ably.achannel("c", "3")
+    ably.channel("c", "4")
     await broadcast.aclose()
     assert [m.data for m in emulator.messages("c")] == ["1", "2", "3", "4"]
 
@@ -158,17 +168,26 @@ def test_clients_of_finished_loops_are_closed_and_dropped(
     emulator: AblyEmulator, broadcast: Broadcast
 ) -> None:
     """``asyncio.run`` per call (a sync framework calling async code) leaks nothing."""
-    driver = broadcast.driver(BroadcastAblyDriver)
+    driver = broadcast.driver(BroadcastAblyDriver).driver
     seen = []
 
     async def publish(i: int) -> None:
         await broadcast.achannel("runs", {"i": i})
-        seen.append(driver._clients.async_client())
+        seen.append(driver._clients.get(3, aio=True))
 
     for i in range(5):
         asyncio.run(publish(i))
 
     assert all(client.http._Http__client.is_closed for client in seen)
-    assert driver._clients.loops.items() == []  # each loop closed its client as it ended
-    assert driver._clients.loops.created == 5
+    (loops,) = driver._clients.loops.values()  # the emulator has no fallback hosts: one client
+    assert loops.items() == []  # each loop closed its client as it ended
+    assert loops.created == 5
     assert [m.data["i"] for m in emulator.messages("runs")] == list(range(5))
+
+
+def test_the_sync_path_never_waits_for_a_loop() -> None:
+    """An operation that would suspend on the sync path is a bug, said at once."""
+    from broadcasting_ably._transport import finish
+
+    with pytest.raises(RuntimeError, match="suspended on the sync path"):
+        finish(asyncio.sleep(0))

@@ -1,23 +1,27 @@
 """The `ably` options: what is accepted, what the SDK gets, what is refused (by key name).
 
 The delivery options (``retries``, ``batch``...) belong to the core, which reads
-them from the same ``DRIVERS['ably']`` entry; the tests here check that they reach
-the driver (``driver.delivery``) and the SDK's fallback-host count.
+them from the same ``DRIVERS['ably']`` entry (``Broadcaster.delivery``); the driver
+sees only each send's budget (``Batch.budget``), which caps the SDK's fallback hosts.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from broadcasting import Broadcast, ConfigurationError, DeliveryOptions, Retry
+from broadcasting import Broadcast, ConfigurationError
+from broadcasting.plugin import Batch, DeliveryOptions, Retry
 from broadcasting_ably import BroadcastAblyDriver
 from broadcasting_ably._settings import parse_settings
 from servers.ably_emulator import TEST_KEY
 
+if TYPE_CHECKING:
+    from broadcasting import Broadcaster
 
-def _connect(**options: Any) -> BroadcastAblyDriver:
+
+def _connect(**options: Any) -> Broadcaster[BroadcastAblyDriver]:
     config = {"DRIVER": "ably", "DRIVERS": {"ably": {"secret": TEST_KEY, **options}}}
     return Broadcast(config).driver(BroadcastAblyDriver)
 
@@ -25,11 +29,12 @@ def _connect(**options: Any) -> BroadcastAblyDriver:
 def test_defaults() -> None:
     settings = parse_settings({"secret": TEST_KEY})
     assert settings.max_payload_bytes == 65536
-    assert settings.sdk_options(2) == {
+    # Ably's default endpoint has fallback hosts: the SDK may try as many as the budget
+    assert settings.hosts(3) == 3
+    assert settings.sdk_options(3) == {
         "tls": True,
         "use_binary_protocol": True,
         "idempotent_rest_publishing": True,
-        # Ably's default endpoint has fallback hosts: the SDK may try 1 + retries hosts
         "http_max_retry_count": 3,
     }
 
@@ -50,11 +55,12 @@ def test_every_option() -> None:
         }
     )
     assert settings.max_payload_bytes == 262144
-    assert settings.sdk_options(5) == {
+    assert settings.hosts(5) == 1  # a host name has no fallback hosts: the core retries
+    assert settings.sdk_options(1) == {
         "tls": True,
         "use_binary_protocol": False,
         "idempotent_rest_publishing": True,
-        "http_max_retry_count": 1,  # a host name has no fallback hosts: the driver retries
+        "http_max_retry_count": 1,
         "client_id": "server-1",
         "endpoint": "eu.example.com",
         "port": 8080,
@@ -77,29 +83,32 @@ def test_older_host_options_are_endpoint(old: str, caplog: pytest.LogCaptureFixt
 
     settings = parse_settings({"secret": TEST_KEY, old: "sandbox"})
     assert settings.endpoint == "sandbox"
-    client = AblyRest(key=TEST_KEY, **settings.sdk_options(2))
+    client = AblyRest(key=TEST_KEY, **settings.sdk_options(3))
     assert client.options.get_host() == "sandbox.realtime.ably.net"
     assert "deprecated" not in caplog.text  # no SDK warning on every connect
 
 
-def test_fallback_hosts_are_counted_against_the_retry_budget() -> None:
-    """The SDK may try 1 + retries hosts: the core's ``retries``, read when a client is made."""
-    main = _connect(retries=1)
-    assert main.delivery.retry.retries == 1
-    client = main._clients.sync_client()
-    assert len(client.options.get_hosts()) == 2  # primary + 1 fallback = 1 + retries
-    assert client.options.http_max_retry_count == 2
-    main.close()
+def test_the_sdk_tries_as_many_hosts_as_the_send_may_take_requests() -> None:
+    """A send's ``Batch.budget`` (1 + the retries left) caps the hosts the SDK tries:
+    one client per budget value, reused, so a failover never overdraws the core's budget."""
+    driver = _connect(retries=1).driver
+    clients = {budget: driver._clients.get(budget, aio=False) for budget in (1, 2, 3)}
+    assert [len(c.options.get_hosts()) for c in clients.values()] == [1, 2, 3]
+    assert [c.options.http_max_retry_count for c in clients.values()] == [1, 2, 3]
+    assert driver._clients.get(2, aio=False) is clients[2]
+    assert Batch((), budget=2).budget == 2  # what the core hands each send
+    driver.close()
 
     custom = parse_settings({"secret": TEST_KEY, "endpoint": "127.0.0.1"})
     assert not custom.has_fallback_hosts
-    assert custom.sdk_options(2)["http_max_retry_count"] == 1
+    assert custom.hosts(3) == 1
 
     listed = parse_settings(
         {"secret": TEST_KEY, "endpoint": "a.example.com", "fallback_hosts": ["b.example.com"]}
     )
     assert listed.has_fallback_hosts
-    assert listed.sdk_options(2)["http_max_retry_count"] == 3
+    assert listed.hosts(3) == 3
+    assert listed.sdk_options(3)["http_max_retry_count"] == 3
 
 
 def test_the_sdk_clients_count_their_requests() -> None:
@@ -110,11 +119,11 @@ def test_the_sdk_clients_count_their_requests() -> None:
     """
     import asyncio
 
-    driver = _connect()
-    sync = driver._clients.sync_client()
+    driver = _connect().driver
+    sync = driver._clients.get(1, aio=False)
 
     async def async_hooks() -> list[object]:
-        client = driver._clients.async_client()
+        client = driver._clients.get(1, aio=True)
         hooks: list[object] = client.http._Http__client.event_hooks["request"]
         return hooks
 
@@ -124,11 +133,12 @@ def test_the_sdk_clients_count_their_requests() -> None:
 
 
 def test_delivery_options_are_the_cores() -> None:
-    driver = _connect(
+    broadcaster = _connect(
         retries=5, retry_backoff=0.2, retry_max_backoff=3, batch=False, batch_in_flight=9
     )
-    assert driver.delivery == DeliveryOptions(Retry(5, 0.2, 3.0), False, False, 9)
+    assert broadcaster.delivery == DeliveryOptions(Retry(5, 0.2, 3.0), False, False, 9)
     assert _connect().delivery == DeliveryOptions()  # retries 2, batching on, 4 in flight
+    assert not hasattr(broadcaster.driver, "delivery")  # the driver sees Batch.budget only
     caps = BroadcastAblyDriver.capabilities
     assert (caps.channels_per_request, caps.batch_channels, caps.deduplicates) == (100, 100, True)
     assert caps.batch_bytes is not None and caps.batch_bytes < 2 * 1024 * 1024

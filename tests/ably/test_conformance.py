@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from broadcasting.testing import Delivery, DriverConformance, Features
+from broadcasting.testing import Delivery, DriverConformance
 from servers.ably_emulator import DROPPING_KEY, TEST_KEY, WRONG_KEY, AblyEmulator
 
 
@@ -40,7 +40,6 @@ def _free_port() -> int:
 
 class TestAblyConformance(DriverConformance):
     driver_name = "ably"
-    features = Features(socket_id=False)
     secrets: ClassVar[Sequence[str]] = (
         TEST_KEY,
         TEST_KEY.split(":", 1)[1],

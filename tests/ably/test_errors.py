@@ -42,7 +42,7 @@ def test_wrong_key_is_a_clear_auth_error_without_retries(
         make_broadcast(key=WRONG_KEY).channel("orders", "m")
     error = caught.value
     # the driver's token is signed with the wrong secret: Ably refuses its signature
-    assert (error.code, error.status, error.retryable) == (40144, 401, False)
+    assert (error.code, error.status, error.kind, error.retryable) == (40144, 401, "auth", False)
     assert "check the API key" in str(error)
     assert (error.failed, error.unknown, error.maybe_delivered) == (("orders",), (), False)
     assert error.requests == len(emulator.publish_requests) == 1
@@ -60,20 +60,22 @@ def test_auth_failure_stops_the_remaining_groups(
 
 
 @pytest.mark.parametrize(
-    ("status", "code", "retryable", "maybe_delivered"),
+    ("status", "code", "kind", "retryable", "maybe_delivered"),
     [
-        (401, 40101, False, False),
-        (401, 40140, False, False),
-        (401, 40142, False, False),
-        (401, 40160, False, False),
-        (400, 40000, False, False),
-        (400, 40009, False, False),
-        (408, 40800, True, False),
-        (429, 42910, True, False),
-        (429, 42911, True, False),
-        (500, 50000, True, True),
-        (503, 50300, True, True),
-        (504, 50400, True, True),
+        (401, 40101, "auth", False, False),
+        (401, 40140, "auth", False, False),
+        (401, 40142, "auth", False, False),
+        # a capability refusal is an HTTP 401 too: the code says it is a permission
+        (401, 40160, "permission", False, False),
+        (403, 40300, "permission", False, False),
+        (400, 40000, "invalid", False, False),
+        (400, 40009, "invalid", False, False),
+        (408, 40800, "unavailable", True, False),
+        (429, 42910, "limit", True, False),
+        (429, 42911, "limit", True, False),
+        (500, 50000, "unavailable", True, True),
+        (503, 50300, "unavailable", True, True),
+        (504, 50400, "unavailable", True, True),
     ],
 )
 def test_ably_error_codes_map_to_publish_error(
@@ -81,6 +83,7 @@ def test_ably_error_codes_map_to_publish_error(
     make_broadcast: Callable[..., Broadcast],
     status: int,
     code: int,
+    kind: str,
     retryable: bool,
     maybe_delivered: bool,
 ) -> None:
@@ -88,7 +91,12 @@ def test_ably_error_codes_map_to_publish_error(
     with pytest.raises(PublishError) as caught:
         make_broadcast(retries=0).channel("orders", "m")
     error = caught.value
-    assert (error.status, error.code, error.retryable) == (status, code, retryable)
+    assert (error.status, error.code, error.kind, error.retryable) == (
+        status,
+        code,
+        kind,
+        retryable,
+    )
     assert error.maybe_delivered is maybe_delivered
     outcome = "unknown" if maybe_delivered else "failed"
     assert getattr(error, outcome) == ("orders",)
@@ -96,6 +104,18 @@ def test_ably_error_codes_map_to_publish_error(
     assert error.driver == "ably"
     assert isinstance(error.__cause__, PublishError)  # the driver's error for the request
     assert error.causes == {"orders": error.__cause__}
+
+
+def test_a_capability_refusal_stops_the_remaining_groups_as_a_bad_key_does(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    """Kind permission (40160 on every channel of the first group): the rest would fail too."""
+    channels = tuple(f"denied-{i}" for i in range(250))
+    with pytest.raises(PublishError) as caught:
+        make_broadcast(key=LIMITED_KEY).channel(channels, "m")
+    assert caught.value.failed == channels
+    assert caught.value.kind == "permission"
+    assert len(emulator.publish_requests) == 1
 
 
 @pytest.mark.parametrize(("status", "code"), [(429, 42911), (500, 50000), (503, 50300)])
@@ -277,7 +297,7 @@ def test_connection_refused_is_failed_and_retried(
         broadcast.channel(["orders", "audit"], "m")
     error = caught.value
     assert (error.failed, error.unknown, error.maybe_delivered) == (("orders", "audit"), (), False)
-    assert (error.retryable, error.status) == (True, None)
+    assert (error.retryable, error.status, error.kind) == (True, None, "unavailable")
     assert error.requests == 3  # the first attempt and two retries
     assert "could not connect to Ably" in str(error)
     assert emulator.requests == []
@@ -435,14 +455,26 @@ class TestFallbackHosts:
     ) -> None:
         """retries=2 with only two hosts: one SDK call (2 requests) leaves one retry.
 
-        That retry is again one SDK call over both hosts, so the publish takes 4
-        requests, and says so: the core stops once the count is over the budget.
+        That retry's budget is one request, so the SDK tries one host: the
+        publish takes 1 + retries requests, no more, and says so.
         """
         emulator.fail_next(500, 50000, times=10)
         with pytest.raises(PublishError) as caught:
             self._broadcast(make_broadcast, retries=2).channel("orders", "m")
-        assert caught.value.requests == len(emulator.publish_requests) == 4
+        assert caught.value.requests == len(emulator.publish_requests) == 3
+        hosts = [r.headers["host"].split(":")[0] for r in emulator.publish_requests]
+        assert hosts[:2] == ["localhost", "127.0.0.1"]
         assert caught.value.unknown == ("orders",)
+
+    async def test_the_budget_holds_on_the_async_path(
+        self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+    ) -> None:
+        emulator.fail_next(500, 50000, times=10)
+        broadcast = self._broadcast(make_broadcast, retries=2)
+        with pytest.raises(PublishError) as caught:
+            await broadcast.achannel(["a", "b"], "m")
+        assert caught.value.requests == len(emulator.publish_requests) == 3
+        await broadcast.aclose()
 
     def test_sdk_failover_success_counts_its_requests(
         self, emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]

@@ -41,8 +41,8 @@ def no_secret_in(text: str) -> bool:
 
 async def check(broadcast: Broadcast, mode: str) -> Health:
     """``check()`` or ``await acheck()`` of the ably driver, as ``mode`` says."""
-    driver = broadcast.driver("ably")
-    return driver.check() if mode == "sync" else await driver.acheck()
+    ably = broadcast.driver("ably")
+    return ably.check() if mode == "sync" else await ably.acheck()
 
 
 def run_check(
@@ -93,7 +93,9 @@ def test_cli_closed_port_is_unreachable(emulator: AblyEmulator, tmp_path: Path) 
     assert result.returncode == 1
     (row,) = json.loads(result.stdout)
     assert row["status"] == "unreachable"
-    assert row["detail"].startswith("could not reach Ably (127.0.0.1): ConnectError")
+    assert row["detail"].startswith(
+        "could not reach Ably (127.0.0.1) for the health check: ConnectError"
+    )
     assert no_secret_in(result.stdout + result.stderr)
 
 
@@ -158,7 +160,9 @@ async def test_a_refused_port_is_unreachable(
 ) -> None:
     health = await check(make_broadcast(tls_port=closed_port()), mode)
     assert health.status == "unreachable"
-    assert health.detail.startswith("could not reach Ably (127.0.0.1): ConnectError")
+    assert health.detail.startswith(
+        "could not reach Ably (127.0.0.1) for the health check: ConnectError"
+    )
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -168,7 +172,9 @@ async def test_no_answer_in_time_is_unreachable(
     emulator.slow_next(2.0)
     health = await check(make_broadcast(http_request_timeout=0.3), mode)
     assert health.status == "unreachable"
-    assert health.detail.startswith("no answer from Ably (127.0.0.1) in time (ReadTimeout")
+    assert health.detail.startswith(
+        "no answer from Ably (127.0.0.1) in time for the health check (ReadTimeout"
+    )
     assert len(emulator.token_requests) == 1
 
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from broadcasting import installed_drivers
+from broadcasting.plugin import installed_drivers
 
 
 def test_installed_through_the_entry_point() -> None:
@@ -44,10 +44,10 @@ def test_listing_importing_and_connecting_do_not_import_the_sdk() -> None:
         from broadcasting.drivers import BroadcastAblyDriver
         config = {"DRIVER": "ably", "DRIVERS": {"ably": {"secret": "app.key:s3cret"}}}
         with Broadcast(config) as broadcast:
-            driver = broadcast.driver(BroadcastAblyDriver)
+            ably = broadcast.driver(BroadcastAblyDriver)
             assert "ably" not in sys.modules, "connected"
         assert "ably" not in sys.modules and "httpx" not in sys.modules, "closed"
-        print("ok", driver)
+        print("ok", ably.driver)
         """
     )
     assert "broadcasting-ably" in out

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from broadcasting import Broadcast, BroadcastError, ConfigurationError, PublishError, Secret
+from broadcasting import Broadcast, BroadcastError, ConfigurationError, PublishError
+from broadcasting.plugin import Secret
 from broadcasting_ably import BroadcastAblyDriver
 from broadcasting_ably._settings import parse_settings
 from servers.ably_emulator import TEST_KEY, WRONG_KEY, AblyEmulator
@@ -46,7 +47,8 @@ def test_nothing_secret_in_errors_or_debug_logs(
 ) -> None:
     texts: list[str] = []
     good = make_broadcast()
-    texts += [repr(good), repr(good.driver()), repr(good.driver(BroadcastAblyDriver).settings)]
+    ably = good.driver(BroadcastAblyDriver)
+    texts += [repr(good), repr(ably), repr(ably.driver), repr(ably.driver.settings)]
     texts.append(str(good.channel(["a", "b"], {"m": 1})))
 
     emulator.fail_next(500, 50000)

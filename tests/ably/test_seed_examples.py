@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from broadcasting import Broadcast, Driver, Receipt
+from broadcasting import Broadcast, Receipt
+from broadcasting.plugin import Driver
 from servers.ably_emulator import TEST_KEY, AblyEmulator
 
 EXAMPLES: list[tuple[str, tuple[Any, ...], list[str], str, Any]] = [
@@ -98,8 +99,8 @@ def test_driver_by_name_and_by_class_are_the_same_connected_driver(emulator: Abl
 
     with Broadcast(seed_config(emulator)) as broadcast:
         by_name = broadcast.driver("ably")
-        assert isinstance(by_name, BroadcastAblyDriver)
-        assert isinstance(by_name, Driver)
+        assert isinstance(by_name.driver, BroadcastAblyDriver)
+        assert isinstance(by_name.driver, Driver)
         assert broadcast.driver(BroadcastAblyDriver) is by_name
         assert "BroadcastAblyDriver" in repr(by_name)  # print(broadcast.driver('ably'))
 
@@ -110,8 +111,9 @@ def test_seed_ssl_toggle_refuses_plain_http(emulator: AblyEmulator) -> None:
     from broadcasting_ably import BroadcastAblyDriver
 
     with Broadcast(seed_config(emulator)) as broadcast:
-        driver = broadcast.driver(BroadcastAblyDriver)
-        assert driver.ssl(True).channel("channel_name", "message").requests == 1
+        ably = broadcast.driver(BroadcastAblyDriver)
+        assert ably.driver.ssl_option == "tls"
+        assert ably.ssl(True).channel("channel_name", "message").requests == 1
         with pytest.raises(ConfigurationError, match="'tls'"):
-            driver.ssl(False)
+            ably.ssl(False)
     assert len(emulator.publish_requests) == 1

@@ -22,6 +22,7 @@ from broadcasting import (
     PresenceChannel,
     PrivateChannel,
     PublishError,
+    QueryError,
 )
 from servers.ably_emulator import LIMITED_KEY, TEST_KEY, AblyEmulator
 
@@ -173,10 +174,12 @@ def test_a_key_without_the_capability_gets_ablys_40160(
         lambda: broadcast.channel_info("private:orders.1"),
         lambda: broadcast.members("presence:chat.1"),
     ):
-        with pytest.raises(PublishError) as refused:
+        with pytest.raises(QueryError) as refused:
             query()
         error = refused.value
+        assert not isinstance(error, PublishError)  # nothing was published
         assert (error.status, error.code, error.retryable) == (401, 40160, False)
+        assert error.kind == "permission"  # Ably's 401, but the key is fine: its capability is not
         assert "Ably refused the" in str(error)
         _no_key(error)
 
@@ -185,20 +188,28 @@ def test_service_errors_are_typed_and_say_whether_to_retry(
     emulator: AblyEmulator, broadcast: Broadcast
 ) -> None:
     emulator.fail_next(500, 50000, "Internal error")
-    with pytest.raises(PublishError) as server_error:
+    with pytest.raises(QueryError) as server_error:
         broadcast.channel_info("x")
     assert (server_error.value.status, server_error.value.code) == (500, 50000)
-    assert server_error.value.retryable
+    assert server_error.value.retryable and server_error.value.kind == "unavailable"
 
     emulator.fail_next(429, 42911, "Rate limit exceeded")
-    with pytest.raises(PublishError) as limited:
+    with pytest.raises(QueryError) as limited:
         broadcast.members("presence:x")
-    assert (limited.value.status, limited.value.retryable) == (429, True)
+    assert (limited.value.status, limited.value.retryable, limited.value.kind) == (
+        429,
+        True,
+        "limit",
+    )
 
     emulator.fail_next(401, 40101, "Invalid credentials")
-    with pytest.raises(PublishError) as bad_key:
+    with pytest.raises(QueryError) as bad_key:
         broadcast.occupied_channels()
-    assert (bad_key.value.code, bad_key.value.retryable) == (40101, False)
+    assert (bad_key.value.code, bad_key.value.retryable, bad_key.value.kind) == (
+        40101,
+        False,
+        "auth",
+    )
     assert "check the API key" in str(bad_key.value)
     for error in (server_error.value, limited.value, bad_key.value):
         _no_key(error)
@@ -206,7 +217,7 @@ def test_service_errors_are_typed_and_say_whether_to_retry(
 
 def test_a_proxys_html_page_is_a_typed_error(emulator: AblyEmulator, broadcast: Broadcast) -> None:
     emulator.html_next(502)
-    with pytest.raises(PublishError) as caught:
+    with pytest.raises(QueryError) as caught:
         broadcast.channel_info("x")
     assert caught.value.driver == "ably"
     _no_key(caught.value)
@@ -216,10 +227,11 @@ def test_no_answer_at_all_is_a_retryable_error(
     make_broadcast: Callable[..., Broadcast], unused_port: int
 ) -> None:
     broadcast = make_broadcast(tls_port=unused_port, fallback_hosts=[])
-    with pytest.raises(PublishError) as caught:
+    with pytest.raises(QueryError) as caught:
         broadcast.channel_info("x")
     assert caught.value.retryable and caught.value.status is None
-    assert "got no answer from Ably" in str(caught.value)
+    assert caught.value.kind == "unavailable"
+    assert "could not reach Ably (127.0.0.1) for the status of channel 'x'" in str(caught.value)
     _no_key(caught.value)
 
 
@@ -282,9 +294,13 @@ def test_terminate_user_sync_and_its_errors(emulator: AblyEmulator, broadcast: B
     assert emulator.requests[-1].decoded == {"targets": ["clientId:8"]}
 
     emulator.fail_next(401, 40160, "Revoking tokens is not enabled for this key")
-    with pytest.raises(PublishError) as refused:
+    with pytest.raises(QueryError) as refused:
         broadcast.terminate_user("7")
-    assert (refused.value.status, refused.value.code) == (401, 40160)
+    assert (refused.value.status, refused.value.code, refused.value.kind) == (
+        401,
+        40160,
+        "permission",
+    )
     assert "revoke the tokens of client id '7'" in str(refused.value)
     _no_key(refused.value)
 
@@ -294,3 +310,16 @@ def test_terminate_user_sync_and_its_errors(emulator: AblyEmulator, broadcast: B
     with pytest.raises(InputError, match="non-empty user id"):
         broadcast.terminate_user("")
     assert len(emulator.requests) == sent  # refused before any request
+
+
+def test_a_query_fails_over_to_a_fallback_host(
+    emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
+) -> None:
+    """A read is safe to send again: the SDK tries its fallback hosts (``localhost`` and
+    ``127.0.0.1`` are two names of the emulator), as it does by default."""
+    broadcast = make_broadcast(endpoint="localhost", fallback_hosts=["127.0.0.1"])
+    emulator.set_occupancy("room", connections=1, subscribers=1)
+    emulator.fail_next(500, 50000, "Emulated")
+    assert broadcast.channel_info("room").occupied
+    hosts = [r.headers["host"].split(":")[0] for r in emulator.state_requests]
+    assert hosts == ["localhost", "127.0.0.1"]

@@ -23,13 +23,8 @@ from typing import Any
 
 import pytest
 
-from broadcasting import (
-    BadRequestError,
-    Broadcast,
-    UnauthorizedError,
-    WebhookEvent,
-    hookimpl,
-)
+from broadcasting import BadRequestError, Broadcast, UnauthorizedError, WebhookEvent
+from broadcasting.plugin import hookimpl
 from servers.ably_emulator import LIMITED_KEY, TEST_KEY
 
 KEY_NAME, KEY_SECRET = TEST_KEY.split(":", 1)
@@ -337,7 +332,7 @@ def test_signed_but_malformed_deliveries_are_bad_requests(
 
 
 def test_the_driver_takes_the_raw_bytes(broadcast: Broadcast) -> None:
-    driver = broadcast.driver("ably")
+    driver = broadcast.driver("ably").driver
     with pytest.raises(BadRequestError, match="raw bytes"):
         driver.verify_webhook(sign(GOOD), GOOD.decode())  # type: ignore[arg-type]
     assert [e.name for e in broadcast.webhook(sign(GOOD), GOOD.decode())] == ["channel_occupied"]

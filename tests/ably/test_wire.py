@@ -14,7 +14,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from broadcasting import Broadcast, InvalidChannelError, PayloadTooLargeError, Secret
+from broadcasting import Broadcast, InvalidChannelError, PayloadTooLargeError
+from broadcasting.plugin import Secret
 from broadcasting_ably._auth import decode_jwt
 from servers.ably_emulator import TEST_KEY, AblyEmulator
 

@@ -36,13 +36,8 @@ TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from broadcasting import (  # noqa: E402
-    AuthRequest,
-    BadRequestError,
-    Broadcast,
-    InputError,
-    Secret,
-)
+from broadcasting import BadRequestError, Broadcast, InputError  # noqa: E402
+from broadcasting.plugin import AuthRequest, Secret  # noqa: E402
 from broadcasting_ably import _auth  # noqa: E402
 from servers.ably_emulator import TEST_KEY, AblyEmulator  # noqa: E402
 
@@ -333,7 +328,7 @@ def test_a_carried_presence_channel_is_dropped_when_its_member_is_not_the_tokens
     app: App,
 ) -> None:
     """A token has one client id: a presence channel whose member id is another is not kept."""
-    driver = app.broadcast.driver()
+    driver = app.broadcast.driver().driver
     alice = USERS["alice"]
     lobby = AuthRequest("presence", "", "presence:lobby.1", "lobby.1", alice, member={"id": "9"})
     request = AuthRequest("private", "", "private:orders.1", "orders.1", alice, carried=(lobby,))
@@ -413,10 +408,10 @@ def test_a_name_ably_reads_as_a_wildcard_is_400_before_any_signing(
 def test_a_parameter_never_matches_ablys_special_characters(app: App) -> None:
     """``chat.{room}`` allows ``chat.x``; ``chat.x:y`` is not a room (403), and the driver
     itself refuses to sign a wildcard name that reaches it some other way."""
-    assert app.broadcast.driver().special_characters == "*:[]"
+    assert app.broadcast.driver().driver.special_characters == "*:[]"
     for channel in ("private:chat.x:y", "private:chat.x]", "presence:lobby.a:b"):
         assert app.post("alice", channel_name=channel).status_code == 403, channel
-    driver = app.broadcast.driver()
+    driver = app.broadcast.driver().driver
     for channel in ("private:chat.x:*", "private:*", "private:[*]x"):
         name = channel.partition(":")[2]
         with pytest.raises(BadRequestError, match="wildcard"):
@@ -446,7 +441,7 @@ def test_the_held_token_reaches_the_driver_as_a_secret_and_no_frame_holds_its_te
     app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held = app.token("alice", channel_name="private:orders.1")["token"]
-    driver = app.broadcast.driver()
+    driver = app.broadcast.driver().driver
     seen: list[AuthRequest] = []
     original = type(driver).held_channels
 

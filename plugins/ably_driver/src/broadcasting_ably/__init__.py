@@ -1,12 +1,10 @@
-"""The ``ably`` driver for ``broadcasting``: Ably channels through the official ``ably`` SDK.
+"""The ``ably`` driver for ``broadcasting`` (entry point ``ably``): Ably through its ``ably`` SDK.
 
-Installed as the ``broadcasting.drivers`` entry point ``ably``, which names
-:class:`BroadcastAblyDriver`. Importing this package does not import the SDK;
-that happens on the first publish.
+The SDK is imported on first use, not with this package (``import ably`` is slow).
 
 >>> from broadcasting import Broadcast
 >>> broadcast = Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": {"secret": "app.key:secret"}}})
->>> broadcast.driver("ably")
+>>> broadcast.driver("ably").driver
 <BroadcastAblyDriver driver='ably' endpoint='main'>
 """
 
@@ -15,6 +13,6 @@ from __future__ import annotations
 from broadcasting_ably._driver import BroadcastAblyDriver
 from broadcasting_ably._settings import AblySettings
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["AblySettings", "BroadcastAblyDriver", "__version__"]

@@ -1,30 +1,10 @@
 """Authorizing subscriptions on Ably: a JWT per channel, signed locally with the API key.
 
-Ably's clients (ably-js, the ``ably`` SDK, Ably's Laravel Echo connector) ask
-an ``authUrl`` for a token and use it for every request on their connection.
-So the answer to "may this user subscribe to ``private:orders.1``?" is a
-token whose capability grants that channel, signed with the key's secret.
-Ably accepts a JWT signed with an API key in place of its own tokens:
-
-* header ``{"typ": "JWT", "alg": "HS256", "kid": "<keyName>"}``;
-* claims ``iat`` and ``exp`` (seconds), ``x-ably-capability`` (the capability
-  as a JSON *string*) and ``x-ably-clientId`` (left out when there is none).
-
-A client that already holds a token sends it with the next authorization
-(``token`` in the request's ``extra``). Its channels are never copied from it:
-:func:`held_channels` reads them only from a token this driver signed for a
-client (this key, a verified signature, unexpired, no wildcard, only the
-operations clients get), for the signed-in user (its client id is the user's
-id) and not revoked by this process's ``terminate_user``; the core then runs
-the channel rules for each again, and the new token grants the requested
-channel, the ones the rules allowed again (``request.carried``) and
-``public:*``. Nothing is sent to Ably.
-
-The answer is a JSON object shaped like Ably's ``TokenDetails`` (``token``,
-``issued``, ``expires``, ``capability``, ``clientId``), which the ``ably`` SDK
-and ably-js accept from an ``authUrl`` served as ``application/json``, and
-whose ``token`` is what Ably's Echo connector reads; a presence answer also
-carries the member's ``info``, which that connector enters presence with.
+Ably accepts a JWT signed with an API key in place of its own tokens (header
+``kid`` = the key name; claims ``iat``, ``exp``, ``x-ably-capability`` as a JSON
+string, ``x-ably-clientId``). The answer is shaped like Ably's ``TokenDetails``.
+See the package README, "Authorizing subscriptions", for what a token grants
+and what a client's held token may carry over.
 """
 
 from __future__ import annotations
@@ -40,26 +20,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from broadcasting import (
-    AuthRequest,
-    BadRequestError,
-    ChannelKind,
-    InputError,
-    NotSupportedError,
-    Secret,
-)
+from broadcasting import BadRequestError, InputError, NotSupportedError
+from broadcasting.plugin import AuthRequest, ChannelKind, Secret
 from broadcasting_ably._settings import MAX_TOKEN_TTL
 
 DRIVER = "ably"
 
-#: The prefixes of private and presence channels, as Ably's Laravel broadcaster
-#: and Echo connector name them: the channels a client token may grant.
+#: Private and presence channels as Ably's Laravel broadcaster and Echo connector name
+#: them: the channels a client token may grant.
 PREFIXES: Mapping[ChannelKind, str] = {"private": "private:", "presence": "presence:"}
 
-#: What a token grants on the channel it was asked for, by kind of channel:
-#: members of a private channel receive its messages (and may read its
-#: history); members of a presence channel may also enter its presence set.
-#: Nobody may publish: the server publishes through the driver.
+#: What a token grants on its channel, by kind; nobody may publish (the server does).
 OPERATIONS: Mapping[str, tuple[str, ...]] = {
     "private": ("history", "subscribe"),
     "presence": ("history", "presence", "subscribe"),
@@ -70,16 +41,17 @@ OPERATIONS: Mapping[str, tuple[str, ...]] = {
 PUBLIC_RESOURCE = "public:*"
 PUBLIC_OPERATIONS = ("history", "subscribe")
 
-#: Ably refuses presence data larger than this (the message size limit of the
-#: smallest plans); checked before signing.
+#: Ably refuses larger presence data (the smallest plans' message size limit).
 MAX_MEMBER_INFO_BYTES = 64 * 1024
 
-#: How many channels one token may grant and how long its capability may be
-#: as JSON: carried channels past either are left out (the requested one never
-#: is). The size keeps the token (sent back with the next authorization) well
-#: under the web endpoints' 8 KiB body.
+#: Carried channels past these are left out (never the requested one), so the token
+#: a client sends back fits the web endpoints' 8 KiB body.
 MAX_CHANNELS_PER_TOKEN = 100
 MAX_CAPABILITY_BYTES = 4096
+NO_ENCRYPTED = (
+    "Ably encrypts on the client with cipher keys the application hands out itself; "
+    "there is no server-signed shared secret (use PrivateChannel)"
+)
 
 
 #: JSON without spaces; keys in the order given (the callers build them sorted).
@@ -268,10 +240,10 @@ def held_channels(
 ) -> list[str]:
     """The channels of the client's token ``held`` for the rules to decide again, or none.
 
-    Only a token this driver signed for a client counts (see the module
-    docstring), and only whole: one resource it would never have signed
-    (a wildcard, an operation clients never get, the publishing token's
-    ``{"*": ["*"]}``) and nothing of it is carried.
+    Only a token this key signed for ``client_id``, unexpired and not revoked
+    here, counts, and only whole: with one resource the driver never signs for
+    a client (a wildcard, an operation clients never get, the publishing
+    token's ``{"*": ["*"]}``), nothing of it is carried.
     """
     # revealed as a temporary: only decode_jwt's frame, which catches what it raises, holds it
     claims = decode_jwt(key, held.reveal(), now=now)
@@ -307,20 +279,14 @@ def held_channels(
 def sign_channel(
     key: Secret, request: AuthRequest, *, ttl: int, now: float | None = None
 ) -> dict[str, Any]:
-    """The token answer for an authorized subscription (see the module docstring).
+    """The token answer for an authorized subscription, valid ``ttl`` seconds.
 
-    ``ttl`` is the new token's lifetime in seconds. Raises :class:`NotSupportedError`
-    for an encrypted channel, :class:`BadRequestError` for a name Ably would
-    read as a wildcard and :class:`InputError` for presence info Ably
-    would refuse.
+    :class:`NotSupportedError` for an encrypted channel, :class:`BadRequestError`
+    for a name Ably would read as a wildcard, :class:`InputError` for presence
+    info Ably would refuse.
     """
     if request.kind not in OPERATIONS or request.channel is None:
-        raise NotSupportedError(
-            DRIVER,
-            f"{request.kind} channels",
-            "Ably encrypts on the client with cipher keys the application hands out itself; "
-            "there is no server-signed shared secret",
-        )
+        raise NotSupportedError(DRIVER, f"{request.kind} channels", NO_ENCRYPTED)
     if not wildcard_free(request.channel):  # the channel pattern refuses it first; kept here
         raise BadRequestError(
             f"{DRIVER}: {request.channel[:80]!r} would be a wildcard in an Ably capability"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
-from broadcasting import ConfigurationError, Secret
+from broadcasting import ConfigurationError
+from broadcasting.plugin import Secret
 
 DRIVER = "ably"
 
@@ -20,25 +21,14 @@ DEFAULT_TOKEN_TTL = 3600
 #: Ably's longest token lifetime (24 hours).
 MAX_TOKEN_TTL = 24 * 3600
 
-KNOWN_OPTIONS = frozenset(
-    {
-        "secret",
-        "key",
-        "client_id",
-        "endpoint",
-        "environment",
-        "rest_host",
-        "port",
-        "tls_port",
-        "tls",
-        "timeout",
-        "http_open_timeout",
-        "http_request_timeout",
-        "fallback_hosts",
-        "use_binary_protocol",
-        "max_payload_bytes",
-        "token_ttl",
-    }
+#: Settings handed to the SDK under the same name when set.
+_SDK_NAMES = (
+    "client_id",
+    "endpoint",
+    "port",
+    "tls_port",
+    "http_open_timeout",
+    "http_request_timeout",
 )
 #: Options of earlier versions that the core now reads under another name.
 RENAMED = {"batch_publishes": "batch"}
@@ -63,41 +53,33 @@ class AblySettings:
 
     @property
     def has_fallback_hosts(self) -> bool:
-        """Whether the SDK will try other hosts after a 5xx or a network error.
+        """Whether the SDK tries other hosts after a 5xx or a network error (the SDK's rule).
 
-        Mirrors the SDK's rule: a routing-policy endpoint (``main``, the
-        default) has Ably's fallback hosts; a host name or address has none
-        unless ``fallback_hosts`` lists some.
+        A routing policy (``main``, the default) has Ably's fallback hosts; a host
+        name or address has none unless ``fallback_hosts`` lists some.
         """
         if self.fallback_hosts is not None:
             return bool(self.fallback_hosts)
         endpoint = self.endpoint or "main"
         return not ("." in endpoint or "::" in endpoint or "localhost" in endpoint)
 
-    def sdk_options(self, retries: int) -> dict[str, Any]:
-        """Keyword arguments for ``AblyRest`` / ``AblyRestSync`` (the key is added last).
+    def hosts(self, budget: int) -> int:
+        """How many hosts the SDK may try for a request that may take ``budget`` requests."""
+        return max(1, budget) if self.has_fallback_hosts else 1
 
-        ``retries`` is the core's retry budget (the ``retries`` delivery option).
-        """
+    def sdk_options(self, hosts: int) -> dict[str, Any]:
+        """Keyword arguments for ``AblyRest`` / ``AblyRestSync`` (auth is added by the caller)."""
         options: dict[str, Any] = {
             "tls": self.tls,
             "use_binary_protocol": self.use_binary_protocol,
-            # The driver sets every message id itself (see _wire.wire_message).
-            "idempotent_rest_publishing": True,
-            # With fallback hosts the SDK re-sends a request that got a 5xx or a
-            # network error to the next host at once. The core's retry budget
-            # sets how many hosts it may try, and the driver reports the hosts
-            # tried (Batch.requests), so the core counts them: no doubled retries.
-            "http_max_retry_count": 1 + retries if self.has_fallback_hosts else 1,
+            "idempotent_rest_publishing": True,  # the driver sets every message id itself
+            # the SDK re-sends a 5xx or a network error to the next host at once; the
+            # driver reports the requests it made (Batch.requests) so the core counts them
+            "http_max_retry_count": hosts,
         }
-        for name in ("client_id", "endpoint", "port", "tls_port"):
-            value = getattr(self, name)
-            if value is not None:
-                options[name] = value
-        if self.http_open_timeout is not None:
-            options["http_open_timeout"] = self.http_open_timeout
-        if self.http_request_timeout is not None:
-            options["http_request_timeout"] = self.http_request_timeout
+        for name in _SDK_NAMES:
+            if getattr(self, name) is not None:
+                options[name] = getattr(self, name)
         if self.fallback_hosts is not None:
             options["fallback_hosts"] = list(self.fallback_hosts)
         return options
@@ -109,38 +91,52 @@ class AblySettings:
         )
 
 
-def _string(options: Mapping[str, Any], key: str) -> str | None:
+#: Every setting by its name, and the other names some take.
+KNOWN_OPTIONS = frozenset(
+    {f.name for f in fields(AblySettings)} | {"secret", "environment", "rest_host", "timeout"}
+)
+
+
+def _int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _checked(
+    options: Mapping[str, Any], key: str, valid: Callable[[Any], object], problem: str
+) -> Any:
+    """``options[key]`` (``None`` when absent); a ConfigurationError naming it if not ``valid``."""
     value = options.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(DRIVER, key, "must be a non-empty string")
+    if value is not None and not valid(value):
+        raise ConfigurationError(DRIVER, key, problem)
+    return value
+
+
+def _string(options: Mapping[str, Any], key: str) -> str | None:
+    value: str | None = _checked(
+        options, key, lambda v: isinstance(v, str) and v.strip(), "must be a non-empty string"
+    )
     return value
 
 
 def _port(options: Mapping[str, Any], key: str) -> int | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
-        raise ConfigurationError(DRIVER, key, "must be a port number (1-65535)")
+    value: int | None = _checked(
+        options, key, lambda v: _int(v) and 0 < v < 65536, "must be a port number (1-65535)"
+    )
     return value
 
 
 def _bool(options: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = options.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigurationError(DRIVER, key, "must be True or False")
-    return value
+    value = _checked(options, key, lambda v: isinstance(v, bool), "must be True or False")
+    return default if value is None else bool(value)
 
 
 def _seconds(options: Mapping[str, Any], key: str) -> float | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ConfigurationError(DRIVER, key, "must be a number of seconds > 0")
-    return float(value)
+    value = _checked(options, key, _positive, "must be a number of seconds > 0")
+    return None if value is None else float(value)
 
 
 def _key(options: Mapping[str, Any]) -> Secret:
@@ -152,28 +148,23 @@ def _key(options: Mapping[str, Any]) -> Secret:
     if len(given) == 2:
         raise ConfigurationError(DRIVER, "key", "give either 'key' or 'secret', not both")
     name = given[0]
-    given_value = options[name]
-    if isinstance(given_value, Secret):
-        given_value = given_value.reveal()
-    if not isinstance(given_value, str):
+    value = options[name]
+    if isinstance(value, Secret):
+        value = value.reveal()
+    if not isinstance(value, str):
         raise ConfigurationError(DRIVER, name, "must be a string (an Ably API key)")
-    value = given_value.strip()
-    if KEY_SHAPE.fullmatch(value) is None:
+    if KEY_SHAPE.fullmatch(value.strip()) is None:
         raise ConfigurationError(
             DRIVER,
             name,
             "is not an Ably API key: expected the form 'appId.keyId:keySecret' "
             "(copy it from the API Keys tab of your Ably app)",
         )
-    return Secret(value)
+    return Secret(value.strip())
 
 
 def parse_settings(options: Mapping[str, Any]) -> AblySettings:
-    """Check ``options`` and return settings; raise :class:`ConfigurationError` naming the key.
-
-    The delivery options (``retries``, ``batch``...) are the core's: it reads them
-    and removes them before the driver sees its options.
-    """
+    """Check ``options`` (the core has taken its delivery options out); errors name the key."""
     for name in options:
         if name in RENAMED:
             raise ConfigurationError(
@@ -182,7 +173,6 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
         if name not in KNOWN_OPTIONS:
             raise ConfigurationError(DRIVER, str(name), "unknown option")
     key = _key(options)
-
     client_id = _string(options, "client_id")
     if client_id == "*":
         raise ConfigurationError(DRIVER, "client_id", "'*' is reserved and cannot publish")
@@ -192,53 +182,38 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
         raise ConfigurationError(
             DRIVER, hosts[1], f"give only one of 'endpoint', 'environment', 'rest_host' ({hosts})"
         )
-    # `environment` and `rest_host` are the SDK's deprecated names for `endpoint`;
-    # the SDK maps them the same way (and would log a warning on every client).
+    # the SDK's deprecated names for `endpoint` (it would log a warning on every client)
     endpoint = _string(options, hosts[0]) if hosts else None
-
-    tls = _bool(options, "tls", True)
-    if not tls:
+    if not _bool(options, "tls", True):
         raise ConfigurationError(
             DRIVER, "tls", "Ably refuses API-key (Basic) authentication without TLS"
         )
-
     timeout = _seconds(options, "timeout")
-    open_timeout = _seconds(options, "http_open_timeout") or timeout
-    request_timeout = _seconds(options, "http_request_timeout") or timeout
-
-    fallback_hosts = options.get("fallback_hosts")
-    if fallback_hosts is not None:
-        if not isinstance(fallback_hosts, (list, tuple)) or not all(
-            isinstance(h, str) and h for h in fallback_hosts
-        ):
-            raise ConfigurationError(DRIVER, "fallback_hosts", "must be a list of host names")
-        fallback_hosts = tuple(fallback_hosts)
-
-    max_payload = options.get("max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES)
-    if not isinstance(max_payload, int) or isinstance(max_payload, bool) or max_payload < 1:
-        raise ConfigurationError(DRIVER, "max_payload_bytes", "must be a positive int")
-
-    token_ttl = options.get("token_ttl", DEFAULT_TOKEN_TTL)
-    if (
-        not isinstance(token_ttl, int)
-        or isinstance(token_ttl, bool)
-        or not 60 <= token_ttl <= MAX_TOKEN_TTL
-    ):
-        raise ConfigurationError(
-            DRIVER, "token_ttl", f"must be a number of seconds from 60 to {MAX_TOKEN_TTL}"
-        )
-
+    fallback_hosts = _checked(
+        options,
+        "fallback_hosts",
+        lambda v: isinstance(v, (list, tuple)) and all(isinstance(h, str) and h for h in v),
+        "must be a list of host names",
+    )
+    max_payload = _checked(
+        options, "max_payload_bytes", lambda v: _int(v) and v >= 1, "must be a positive int"
+    )
+    token_ttl = _checked(
+        options,
+        "token_ttl",
+        lambda v: _int(v) and 60 <= v <= MAX_TOKEN_TTL,
+        f"must be a number of seconds from 60 to {MAX_TOKEN_TTL}",
+    )
     return AblySettings(
         key=key,
         client_id=client_id,
         endpoint=endpoint,
         port=_port(options, "port"),
         tls_port=_port(options, "tls_port"),
-        tls=tls,
-        http_open_timeout=open_timeout,
-        http_request_timeout=request_timeout,
-        fallback_hosts=fallback_hosts,
+        http_open_timeout=_seconds(options, "http_open_timeout") or timeout,
+        http_request_timeout=_seconds(options, "http_request_timeout") or timeout,
+        fallback_hosts=None if fallback_hosts is None else tuple(fallback_hosts),
         use_binary_protocol=_bool(options, "use_binary_protocol", True),
-        max_payload_bytes=max_payload,
-        token_ttl=token_ttl,
+        max_payload_bytes=max_payload or DEFAULT_MAX_PAYLOAD_BYTES,
+        token_ttl=token_ttl or DEFAULT_TOKEN_TTL,
     )

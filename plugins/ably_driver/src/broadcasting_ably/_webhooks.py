@@ -1,28 +1,10 @@
 """Ably's webhooks: verify a batched delivery's signature and turn its items into events.
 
-Ably signs only *batched* webhook deliveries, and only when the rule is set to
-"sign with key" (https://ably.com/docs/platform/integrations/webhooks, "Batch
-request details" and "Configure a webhook"): ``X-Ably-Key`` names the key and
-``X-Ably-Signature`` is the base64 HMAC-SHA256 of the raw body with the key's
-secret. The body is ``{"items": [...]}`` (JSON, or MessagePack when the rule's
-encoding is MsgPack and ``Content-Type`` says ``application/x-msgpack``);
-each item has ``webhookId``,
-``source``, ``serial``, ``timestamp`` (ms), ``name`` and ``data``:
-
-* ``channel.lifecycle``: ``channel.opened`` becomes ``channel_occupied`` and
-  ``channel.closed`` ``channel_vacated`` (``data`` = the channel's status);
-* ``channel.presence``: one event per presence message, ``member_added``
-  (enter, present), ``member_removed`` (leave, absent) or ``member_updated``
-  (update), with ``user_id`` = its ``clientId``, ``data`` = its data and
-  ``socket_id`` = its ``connectionId``;
-* ``channel.message``: one ``message`` event per message (``event`` = its
-  name, ``data`` = its data, ``json`` encoding undone);
-* ``channel.occupancy``: ``channel_occupancy`` (``data`` = the status);
-* anything else: ``ably:<source>`` with the item's ``data``.
-
-Every event's ``id`` is stable across Ably's retries of the same delivery:
-the item's ``serial`` (or, without one, a digest of the item), followed by
-the presence message's or message's own ``id`` (or its index).
+Ably signs batched deliveries of a rule set to "sign with key": ``X-Ably-Key``
+names the key, ``X-Ably-Signature`` is the base64 HMAC-SHA256 of the raw body.
+Which item becomes which event is in the package README, "Webhooks". An
+event's ``id`` is stable across Ably's retries: the item's ``serial`` (or a
+digest of the item), then the message's own id (or its index).
 """
 
 from __future__ import annotations
@@ -36,7 +18,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from broadcasting import BadRequestError, Secret, UnauthorizedError, WebhookEvent
+from broadcasting import BadRequestError, UnauthorizedError, WebhookEvent
+from broadcasting.plugin import Secret
 from broadcasting_ably._auth import key_name, mac
 
 DRIVER = "ably"
@@ -192,81 +175,45 @@ def _text(value: Any) -> str | None:
 
 
 def _events(item: Mapping[str, Any], stamp: int) -> list[WebhookEvent]:
-    source = item.get("source")
-    name = item.get("name")
+    source, name = item.get("source"), item.get("name")
     base = _item_id(item)
     data = _data(item)
     channel = _channel(data)
-
-    if source == "channel.lifecycle":
-        event = LIFECYCLE_EVENTS.get(name) if isinstance(name, str) else None
-        return [
-            WebhookEvent(
-                name=event or f"ably:{name}",
-                channel=channel,
-                time_ms=stamp,
-                id=base,
-                data=data.get("status"),
-                driver=DRIVER,
-                raw=item,
-            )
-        ]
-    if source == "channel.occupancy":
-        return [
-            WebhookEvent(
-                name="channel_occupancy",
-                channel=channel,
-                time_ms=stamp,
-                id=base,
-                data=data.get("status", data.get("occupancy")),
-                driver=DRIVER,
-                raw=item,
-            )
-        ]
-    if source == "channel.presence":
-        entries = _entries(data, "presence")
-        out = []
-        for index, entry in enumerate(entries):
+    if source in ("channel.presence", "channel.message"):
+        presence = source == "channel.presence"
+        events = []
+        for index, entry in enumerate(_entries(data, "presence" if presence else "messages")):
             action = entry.get("action")
-            event = PRESENCE_EVENTS.get(action) if isinstance(action, int) else None
-            out.append(
+            said = PRESENCE_EVENTS.get(action, "ably:presence") if isinstance(action, int) else None
+            events.append(
                 WebhookEvent(
-                    name=event or "ably:presence",
+                    name=(said or "ably:presence") if presence else "message",
                     channel=channel,
                     time_ms=_entry_time(entry, stamp),
                     id=f"{base}:{_text(entry.get('id')) or index}",
                     user_id=_text(entry.get("clientId")),
+                    event=None if presence else _text(entry.get("name")),
                     data=_decoded(entry),
                     socket_id=_text(entry.get("connectionId")),
                     driver=DRIVER,
                     raw=entry,
                 )
             )
-        return out
-    if source == "channel.message":
-        entries = _entries(data, "messages")
-        return [
-            WebhookEvent(
-                name="message",
-                channel=channel,
-                time_ms=_entry_time(entry, stamp),
-                id=f"{base}:{_text(entry.get('id')) or index}",
-                user_id=_text(entry.get("clientId")),
-                event=_text(entry.get("name")),
-                data=_decoded(entry),
-                socket_id=_text(entry.get("connectionId")),
-                driver=DRIVER,
-                raw=entry,
-            )
-            for index, entry in enumerate(entries)
-        ]
+        return events
+    if source == "channel.lifecycle":
+        event = LIFECYCLE_EVENTS.get(name) if isinstance(name, str) else None
+        event, detail = event or f"ably:{name}", data.get("status")
+    elif source == "channel.occupancy":
+        event, detail = "channel_occupancy", data.get("status", data.get("occupancy"))
+    else:
+        event, detail = f"ably:{source}", data
     return [
         WebhookEvent(
-            name=f"ably:{source}",
+            name=event,
             channel=channel,
             time_ms=stamp,
             id=base,
-            data=data,
+            data=detail,
             driver=DRIVER,
             raw=item,
         )

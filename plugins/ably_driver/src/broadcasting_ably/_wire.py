@@ -1,22 +1,7 @@
 """What goes over the wire to Ably, and reading what comes back.
 
-One publish is one Ably message with a fixed id, ``<Message.id>:0``, sent
-unchanged on every retry: Ably's idempotent publishing then delivers it once
-per channel however often it is re-sent (within Ably's 2-minute window).
-
-``data`` is :attr:`Message.text` exactly as the core measured it. A str is sent
-as-is with no ``encoding``; a dict or list is sent as its compact JSON text with
-``encoding: "json"``, which is how Ably marks JSON data, so subscribers' SDKs
-hand it back as an object. (The SDK's own ``channel.publish`` would re-encode
-a dict with ``json.dumps`` defaults: spaces and ``\\uXXXX`` escapes, bigger than
-what was measured.)
-
-One request carries one :class:`~broadcasting.Part` or several (the core's
-micro-batching). One part to one channel goes to
-``POST /channels/{name}/messages``; one part to several channels to the batch
-endpoint ``POST /messages`` as one spec; several parts to ``POST /messages`` as
-a list of specs, one per part. The answer is read back per part
-(:func:`read_answer`), in any of Ably's shapes.
+One part to one channel is ``POST /channels/{name}/messages``; to several, one
+spec of ``POST /messages``; several parts (micro-batching), a list of specs.
 """
 
 from __future__ import annotations
@@ -24,11 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 from urllib.parse import quote
 
-from broadcasting import Message, Part
-from broadcasting_ably._errors import int_or_none
+from broadcasting.plugin import Message, Part
+from broadcasting_ably._errors import Fault, int_or_none
 
 #: The Ably REST API version sent with every request (``X-Ably-Version``).
 API_VERSION = "3"
@@ -41,12 +26,13 @@ BATCH_ERROR = 40020
 #: :func:`spec_size` adds up are upper bounds (msgpack) or exact (JSON): a margin.
 MAX_BATCH_BODY_BYTES = 2 * 1024 * 1024 - 64 * 1024
 
-#: ``(status, code, message)`` of an error Ably answered.
-Fault = tuple[Union[int, None], Union[int, None], str]
-
 
 def wire_message(message: Message) -> dict[str, Any]:
-    """The Ably message for ``message``: fixed id, event as name, text as data."""
+    """The Ably message: a fixed id (Ably drops a re-sent one), event as name, text as data.
+
+    ``data`` is the text the core measured; JSON is marked ``encoding: json`` so
+    subscribers decode it (the SDK's ``publish`` would re-encode it, larger).
+    """
     wire: dict[str, Any] = {"id": f"{message.id}:0", "name": message.event, "data": message.text}
     if not isinstance(message.data, str):
         wire["encoding"] = "json"
