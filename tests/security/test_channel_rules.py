@@ -138,7 +138,8 @@ def test_a_presence_request_under_a_private_rule_is_403_at_the_endpoint() -> Non
     broadcast = Broadcast({"DRIVER": "memory"})
     broadcast.rule("orders.{id}")(lambda user, id: True)
     endpoints = AuthEndpoints(broadcast, user=lambda request: {"id": 1})
-    reply = endpoints.handle_auth(
+    reply = endpoints.handle(
+        "auth",
         None,
         method="POST",
         headers={"content-type": "application/x-www-form-urlencoded"},

@@ -71,7 +71,7 @@ def test_a_deeply_nested_json_body_is_400_and_no_error(
     caplog.set_level(logging.DEBUG)
     reply = web.post(path, content=body, content_type="application/json", headers=ADA)
     assert reply.status == 400, reply.text
-    assert reply.json["error"]["message"] == "the body is nested too deeply"
+    assert reply.json == web.error(400, "the body is nested too deeply")
     assert _errors(caplog) == []
 
 
@@ -136,14 +136,14 @@ def test_an_unsigned_deeply_nested_webhook_is_401_before_any_parse(web: WebClien
 def test_a_json_field_given_twice_is_400(web: WebClient, body: str, field: str) -> None:
     reply = web.post(AUTH, content=body.encode(), content_type="application/json", headers=ADA)
     assert reply.status == 400, reply.text
-    assert reply.json["error"]["message"] == f"{field} is given twice"
+    assert reply.json == web.error(400, f"{field} is given twice")
 
 
 def test_a_json_socket_id_given_twice_is_400_on_user_auth(web: WebClient) -> None:
     body = b'{"socket_id": "6.6", "socket_id": "1.2"}'
     reply = web.post(USER_AUTH, content=body, content_type="application/json", headers=ADA)
     assert reply.status == 400, reply.text
-    assert reply.json["error"]["message"] == "socket_id is given twice"
+    assert reply.json == web.error(400, "socket_id is given twice")
 
 
 def test_the_same_names_inside_a_nested_object_are_not_the_requests_fields(

@@ -196,11 +196,11 @@ def test_broadcast_webhook_raises_invalid_auth_request_for_them(
 
 def test_the_core_turns_a_drivers_overflow_or_recursion_into_invalid_auth_request() -> None:
     """A third-party driver that fails converting a signed body: 400, not the application's 500."""
-    from broadcasting import Driver
+    from broadcasting.plugin import Driver
 
     broadcast = make_broadcast(driver="memory")
     try:
-        driver = broadcast.driver()
+        driver = broadcast.driver().driver
         for error in (OverflowError("int too large"), RecursionError("too deep")):
 
             def fails(headers: Any, body: bytes, error: BaseException = error) -> Any:

@@ -13,13 +13,17 @@ from typing import Any
 
 import pytest
 from web_support import (
+    FRAMEWORKS,
     USERS,
+    SocketIoDriver,
     WebClient,
     django_client,
-    error,
     flask_app,
     make_broadcast,
+    open_client,
+    signed_delivery,
     user_from_headers,
+    webhook_headers,
 )
 
 from broadcasting import Broadcast, RuleError
@@ -98,6 +102,40 @@ def test_socket_id_from(headers: Any, expected: str | None) -> None:
     assert socket_id_from(headers) == expected
 
 
+SOCKET_IO_ID = "H3Gk9vYq2bqL3KxgAAAB"
+
+
+def test_socket_id_from_takes_the_shape_of_a_drivers_ids() -> None:
+    """Pusher's ``digits.digits`` without a driver; with one, its ``socket_id_pattern``."""
+    with make_broadcast(driver="socketio") as broadcast:
+        broadcaster = broadcast.driver()
+        for driver in (broadcaster, broadcaster.driver):
+            assert socket_id_from({"X-Socket-ID": SOCKET_IO_ID}, driver) == SOCKET_IO_ID
+            assert socket_id_from({"X-Socket-ID": "1234.5678"}, driver) is None
+            assert socket_id_from({"X-Socket-ID": SOCKET_IO_ID + "x"}, driver) is None
+        pusher_like = broadcast.driver("strict")
+        assert socket_id_from({"X-Socket-ID": "1234.5678"}, pusher_like) == "1234.5678"
+        assert socket_id_from({"X-Socket-ID": SOCKET_IO_ID}, pusher_like) is None
+    assert socket_id_from({"X-Socket-ID": SOCKET_IO_ID}) is None
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_socket_io_style_driver_authorizes_its_own_connection_ids(framework: str) -> None:
+    with make_broadcast(driver="socketio") as broadcast, open_client(framework, broadcast) as web:
+        form = {"socket_id": SOCKET_IO_ID, "channel_name": "private-orders.1"}
+        reply = web.post("/broadcasting/auth", form=form, headers=ADA)
+        assert reply.status == 200, reply.text
+        driver = web.memory
+        assert isinstance(driver, SocketIoDriver)
+        assert driver.verify(reply.json, socket_id=SOCKET_IO_ID, channel="private-orders.1")
+        signed_in = web.post(
+            "/broadcasting/user-auth", form={"socket_id": SOCKET_IO_ID}, headers=ADA
+        )
+        assert signed_in.status == 200, signed_in.text
+        pusher_id = web.post("/broadcasting/auth", form={**form, "socket_id": "1.2"}, headers=ADA)
+        assert pusher_id.status == 400
+
+
 def test_socket_id_from_reads_each_frameworks_request_headers(broadcast: Broadcast) -> None:
     from django.test import RequestFactory
     from flask import Flask
@@ -172,14 +210,15 @@ def test_a_driver_without_sign_in_or_webhooks_answers_501() -> None:
         b.rule("orders.{x}")(lambda user, x: True)
         endpoints = AuthEndpoints(b, user=lambda request: {"id": "1"})
         form = {"content-type": "application/x-www-form-urlencoded"}
-        auth = endpoints.handle_auth(
-            None, method="POST", headers=form, body=b"socket_id=1.2&channel_name=private-orders.1"
+        body = b"socket_id=1.2&channel_name=private-orders.1"
+        auth = endpoints.handle("auth", None, method="POST", headers=form, body=body)
+        user = endpoints.handle(
+            "user-auth", None, method="POST", headers=form, body=b"socket_id=1.2"
         )
-        user = endpoints.handle_user_auth(None, method="POST", headers=form, body=b"socket_id=1.2")
-        hook = endpoints.handle_webhook(None, method="POST", headers={}, body=b"{}")
+        hook = endpoints.handle("webhook", None, method="POST", headers={}, body=b"{}")
     for answer in (auth, user, hook):
         assert answer.status == 501
-        assert "'null' driver does not support" in answer.body["error"]["message"]
+        assert "'null' driver does not support" in answer.body["error"]
 
 
 def test_presence_info_over_the_services_limit_is_refused_before_signing(
@@ -190,16 +229,17 @@ def test_presence_info_over_the_services_limit_is_refused_before_signing(
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as b:
         b.rule("chat.{room}")(lambda user, room: {"id": "1", "bio": "private " * 500})
         endpoints = AuthEndpoints(b, user=lambda request: {"id": "1"})
-        answer = endpoints.handle_auth(
+        answer = endpoints.handle(
+            "auth",
             None,
             method="GET",
             headers={},
             query="socket_id=1.2&channel_name=presence-chat.1",
         )
-    assert (answer.status, answer.body) == (
-        400,
-        error(400, "bad request"),
-    )
+        assert (answer.status, answer.body) == (
+            400,
+            b.driver().driver.error_body(400, "bad request"),
+        )
     # the application's mistake: a warning on the server, naming the limit
     [record] = [r for r in caplog.records if r.name == "broadcasting.web"]
     assert record.levelname == "WARNING" and "1024" in record.getMessage()
@@ -218,7 +258,7 @@ def test_the_pusher_secret_never_reaches_a_body_or_a_log_line(
         b.rule("boom.{x}")(lambda user, x: 1 / 0)
         endpoints = AuthEndpoints(b, user=lambda request: {"id": "1"})
         answers = [
-            endpoints.handle_auth(None, method="GET", headers={}, query=query)
+            endpoints.handle("auth", None, method="GET", headers={}, query=query)
             for query in (
                 "socket_id=1.2&channel_name=private-orders.1",
                 "socket_id=1.2&channel_name=private-orders.2",
@@ -227,7 +267,9 @@ def test_the_pusher_secret_never_reaches_a_body_or_a_log_line(
             )
         ]
         unsigned = {"X-Pusher-Key": "app-key"}
-        answers.append(endpoints.handle_webhook(None, method="POST", headers=unsigned, body=b"{}"))
+        answers.append(
+            endpoints.handle("webhook", None, method="POST", headers=unsigned, body=b"{}")
+        )
     assert [a.status for a in answers] == [200, 403, 500, 400, 401]
     assert answers[0].body["auth"].startswith("app-key:")
     seen = [a.content.decode() for a in answers] + [r.getMessage() for r in caplog.records]
@@ -237,7 +279,8 @@ def test_the_pusher_secret_never_reaches_a_body_or_a_log_line(
 
 
 def test_a_plugin_veto_is_a_403_like_any_refusal(broadcast: Broadcast) -> None:
-    from broadcasting import ForbiddenError, hookimpl
+    from broadcasting import ForbiddenError
+    from broadcasting.plugin import hookimpl
 
     class RateLimit:
         @hookimpl
@@ -249,13 +292,135 @@ def test_a_plugin_veto_is_a_403_like_any_refusal(broadcast: Broadcast) -> None:
     endpoints = AuthEndpoints(broadcast, user=user_from_headers)
     request = type("R", (), {"headers": ADA})()
     for socket_id, status in (("6.6", 403), ("7.7", 200)):
-        answer = endpoints.handle_auth(
+        answer = endpoints.handle(
+            "auth",
             request,
             method="POST",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
             body=f"socket_id={socket_id}&channel_name=private-orders.1".encode(),
         )
         assert answer.status == status
+
+
+#: What a client can get wrong, and the status and message each gets.
+WRONG: list[tuple[dict[str, Any], int, str]] = [
+    ({"form": {"socket_id": "1.2"}}, 400, "channel_name is missing"),
+    ({"form": {**FORM, "channel_name": "private-orders.9"}}, 403, "forbidden"),
+    ({"form": {**FORM, "pad": "x" * 9000}}, 413, "request body too large"),
+    ({"form": {**FORM, "channel_name": "private-boom.1"}}, 500, "internal server error"),
+]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_every_error_is_in_the_shape_of_the_drivers_error_body(framework: str) -> None:
+    """The Ably driver answers errors in Ably's shape, which its SDKs parse; any driver may."""
+
+    def shaped(status: int, message: str) -> dict[str, Any]:
+        return {"error": {"message": message, "statusCode": status, "code": status * 100}}
+
+    with make_broadcast(driver="shaped") as broadcast, open_client(framework, broadcast) as web:
+        assert web.error(403, "forbidden") == shaped(403, "forbidden")
+        for sent, status, message in WRONG:
+            reply = web.post("/broadcasting/auth", headers=ADA, **sent)
+            assert (reply.status, reply.json) == (status, shaped(status, message))
+        hook = web.post("/broadcasting/webhook", content=b"{}", headers=webhook_headers(b"[]"))
+        assert (hook.status, hook.json) == (401, shaped(401, "unauthorized"))
+        if framework.startswith(("handler", "django")):  # the others route methods themselves
+            other = web.request("PUT", "/broadcasting/auth", headers=ADA)
+            assert (other.status, other.json) == (405, shaped(405, "method not allowed"))
+            assert other.headers["allow"] == "GET, POST"
+
+
+@pytest.mark.parametrize("framework", ["handler-async", "starlette", "django", "flask"])
+def test_the_ably_drivers_errors_are_its_error_body(framework: str) -> None:
+    """What Ably's SDKs parse from an ``authUrl`` is the Ably driver's to say."""
+    with make_broadcast(driver="ably") as broadcast, open_client(framework, broadcast) as web:
+        refused = web.post(
+            "/broadcasting/auth", form={"channel_name": "private:orders.9"}, headers=ADA
+        )
+        assert (refused.status, refused.json) == (403, web.error(403, "forbidden"))
+        public = web.post("/broadcasting/auth", form={"channel_name": "orders.1"}, headers=ADA)
+        assert public.status == 400 and public.json == web.error(400, public.message)
+
+
+def test_an_adapters_own_refusal_is_in_the_drivers_shape_too() -> None:
+    from flask import request
+
+    with make_broadcast(driver="shaped") as broadcast:
+        app = flask_app(broadcast)
+
+        @app.before_request
+        def peek() -> None:
+            request.form.get("anything")  # consumes the stream: the adapter reads the form
+
+        form = {**FORM, "f": (io.BytesIO(b"data"), "a.txt")}
+        reply = app.test_client().post("/broadcasting/auth", data=form, headers=ADA)
+        message = "the multipart body may hold only named text fields"
+        assert reply.status_code == 400
+        assert reply.get_json() == {"error": {"message": message, "statusCode": 400, "code": 40000}}
+
+
+def test_a_driver_that_cannot_connect_is_a_500_in_the_default_shape(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with Broadcast({"DRIVER": "no-such-driver"}) as broadcast:
+        endpoints = AuthEndpoints(broadcast, user=user_from_headers)
+        answer = endpoints.handle("auth", None, method="GET", headers={}, query="socket_id=1.2")
+        assert (answer.status, answer.body) == (500, {"error": "internal server error"})
+        assert endpoints.error(400, "gone").body == {"error": "gone"}
+    [record] = [r for r in caplog.records if r.name == "broadcasting.web"]
+    assert record.levelname == "ERROR" and record.exc_info is not None
+
+
+def test_handle_and_ahandle_refuse_an_unknown_route(broadcast: Broadcast) -> None:
+    import asyncio
+
+    endpoints = AuthEndpoints(broadcast, user=user_from_headers)
+    with pytest.raises(ValueError, match="unknown route"):
+        endpoints.handle("nope", None, method="POST", headers={})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown route"):
+        asyncio.run(endpoints.ahandle("nope", None, method="POST", headers={}))  # type: ignore[arg-type]
+
+
+def test_ahandle_runs_a_sync_user_function_through_offload(broadcast: Broadcast) -> None:
+    """Without ``offload`` a sync user function is called on the loop; with one, through it."""
+    import asyncio
+
+    offloaded: list[str] = []
+
+    async def offload(function: Any, *args: Any) -> Any:
+        offloaded.append(function.__name__)
+        return await asyncio.to_thread(function, *args)
+
+    def user(request: Any) -> Any:
+        return USERS["ada"]
+
+    def user_data(request: Any, user: Any) -> dict[str, str]:
+        return {"id": user["id"]}
+
+    endpoints = AuthEndpoints(broadcast, user=user, user_data=user_data)
+    form = {"content-type": "application/x-www-form-urlencoded"}
+
+    async def both() -> list[int]:
+        answers = []
+        for route, body in (
+            ("auth", b"socket_id=1.2&channel_name=private-orders.1"),
+            ("user-auth", b"socket_id=1.2"),
+        ):
+            for given in (None, offload):
+                answer = await endpoints.ahandle(
+                    route,
+                    None,
+                    method="POST",
+                    headers=form,
+                    body=body,
+                    offload=given,  # type: ignore[arg-type]
+                )
+                answers.append(answer.status)
+        return answers
+
+    assert asyncio.run(both()) == [200] * 4
+    assert offloaded == ["user", "user", "user_data"]
 
 
 def test_the_response_is_compact_json() -> None:
@@ -306,14 +471,18 @@ def test_starlette_runs_a_sync_user_function_off_the_event_loop(broadcast: Broad
         loop_threads.append(threading.current_thread())
         return user_from_headers(request)
 
-    for user in (blocking_user, async_user):
-        app = Starlette(routes=broadcasting_routes(broadcast, user=user))
-        with TestClient(app) as client:
+    ready = AuthEndpoints(broadcast, user=blocking_user)  # a ready one is served the same way
+    for routes in (
+        broadcasting_routes(broadcast, user=blocking_user),
+        broadcasting_routes(broadcast, user=async_user),
+        broadcasting_routes(ready),
+    ):
+        with TestClient(Starlette(routes=routes)) as client:
             assert client.post("/broadcasting/auth", data=FORM, headers=ADA).status_code == 200
             assert client.post("/broadcasting/user-auth", data=FORM, headers=ADA).status_code == 200
     # the loop runs in one thread; the sync function ran in others (the pool)
     assert len(set(loop_threads)) == 1
-    assert loop_threads[0] not in threads and len(threads) == 2
+    assert loop_threads[0] not in threads and len(threads) == 4
 
 
 def test_fastapi_routes_stay_out_of_the_openapi_schema(broadcast: Broadcast) -> None:
@@ -370,8 +539,7 @@ def test_a_starlette_view_publishes_to_others_with_the_socket_id_header(
         )
         return JSONResponse({"ok": True})
 
-    memory = broadcast.driver("strict")
-    assert hasattr(memory, "subscribe")
+    memory = broadcast.driver("strict").driver
     mine: list[Any] = []
     others: list[Any] = []
     memory.subscribe(mine.append, "orders", socket_id="1.1")
@@ -401,14 +569,49 @@ def test_django_by_default_authorizes_request_user_and_signs_in_its_pk(
         assert web.post("/broadcasting/auth", form=form, headers=ADA).status == 200
         assert web.post("/broadcasting/auth", form=form, headers={"X-User": "bob"}).status == 403
         anonymous = web.post("/broadcasting/auth", form=form)
-        assert (anonymous.status, anonymous.json) == (
-            403,
-            error(403, "forbidden"),
-        )
+        assert (anonymous.status, anonymous.json) == (403, web.error(403, "forbidden"))
         signed_in = web.post("/broadcasting/user-auth", form={"socket_id": "1.2"}, headers=ADA)
         assert json.loads(signed_in.json["user_data"]) == {"id": USERS["ada"]["id"]}
     finally:
         clients.close()
+
+
+@pytest.mark.parametrize("ready", [False, True], ids=["built", "ready-endpoints"])
+def test_django_async_views_run_sync_user_functions_off_the_loop(
+    broadcast: Broadcast, ready: bool
+) -> None:
+    """Django refuses ORM calls on the event loop: sync_to_async runs them in a thread."""
+    import asyncio
+
+    on_a_loop: list[bool] = []
+
+    def running_loop() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    def user(request: Any) -> Any:
+        on_a_loop.append(running_loop())
+        return user_from_headers(request)
+
+    def user_data(request: Any, user: Any) -> dict[str, str]:
+        on_a_loop.append(running_loop())
+        return {"id": user["id"]}
+
+    options: dict[str, Any] = {"user": user, "user_data": user_data}
+    target: Any = broadcast
+    if ready:
+        target, options = AuthEndpoints(broadcast, **options), {"user": None}
+    clients = django_client(target, asynchronous=True, **options)
+    web = next(clients)
+    try:
+        assert web.post("/broadcasting/auth", form=FORM, headers=ADA).status == 200
+        assert web.post("/broadcasting/user-auth", form=FORM, headers=ADA).status == 200
+    finally:
+        clients.close()
+    assert on_a_loop == [False, False, False]
 
 
 def test_django_urls_are_named_and_reversible(broadcast: Broadcast) -> None:
@@ -428,7 +631,7 @@ def test_django_urls_are_named_and_reversible(broadcast: Broadcast) -> None:
 def test_django_csrf_is_off_by_default_and_can_be_kept(
     broadcast: Broadcast, asynchronous: bool
 ) -> None:
-    from web_support import signed_delivery, webhook_headers
+    from web_support import webhook_headers
 
     exempt = django_client(broadcast, asynchronous=asynchronous, enforce_csrf=True)
     try:
@@ -517,7 +720,7 @@ def test_django_with_csrf_kept_reads_a_multipart_body_the_middleware_already_par
             content_type="multipart/form-data; boundary=XyZ",
             headers=headers,
         )
-        assert refused.status == 400 and "text fields" in refused.json["error"]["message"]
+        assert refused.status == 400 and "text fields" in refused.message
     finally:
         clients.close()
 
@@ -534,7 +737,7 @@ def test_flask_reads_a_form_a_before_request_hook_already_parsed(broadcast: Broa
     client = app.test_client()
     reply = client.post("/broadcasting/auth", data=FORM, headers=ADA)
     assert reply.status_code == 200, reply.text
-    memory = broadcast.driver("strict")
+    memory = broadcast.driver("strict").driver
     assert memory.verify(reply.get_json(), socket_id="1.2", channel="private-orders.1")  # type: ignore[attr-defined]
     with_file = {**FORM, "f": (io.BytesIO(b"data"), "a.txt")}
     refused = client.post("/broadcasting/auth", data=with_file, headers=ADA)

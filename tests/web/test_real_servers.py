@@ -20,7 +20,6 @@ from web_support import (
     ServerThread,
     StrictMemoryDriver,
     django_client,
-    error,
     flask_app,
     make_broadcast,
     signed_delivery,
@@ -68,7 +67,7 @@ def broadcast() -> Iterator[Broadcast]:
 
 
 def _memory(broadcast: Broadcast) -> StrictMemoryDriver:
-    driver = broadcast.driver("strict")
+    driver = broadcast.driver("strict").driver
     assert isinstance(driver, StrictMemoryDriver)
     return driver
 
@@ -85,10 +84,7 @@ def _check_the_endpoints(url: str, broadcast: Broadcast) -> None:
         denied = client.post(
             "/broadcasting/auth", data={**form, "channel_name": "private-orders.9"}, headers=ADA
         )
-        assert (denied.status_code, denied.json()) == (
-            403,
-            error(403, "forbidden"),
-        )
+        assert (denied.status_code, denied.json()) == (403, memory.error_body(403, "forbidden"))
 
         presence = client.post(
             "/broadcasting/auth",

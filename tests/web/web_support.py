@@ -21,15 +21,9 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
-from broadcasting import (
-    BadRequestError,
-    Broadcast,
-    Limits,
-    UnauthorizedError,
-    WebhookEvent,
-    hookimpl,
-)
+from broadcasting import BadRequestError, Broadcast, UnauthorizedError, WebhookEvent
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import Limits, hookimpl
 from broadcasting.web import AuthEndpoints, Headers
 
 WEBHOOK_KEY = "hook-key"
@@ -80,12 +74,34 @@ class StrictMemoryDriver(BroadcastMemoryDriver):
         ]
 
 
+class ShapedDriver(StrictMemoryDriver):
+    """Answers errors in a shape of its own, as the Ably driver answers in Ably's."""
+
+    name = "shaped"
+
+    def error_body(self, status: int, message: str) -> dict[str, Any]:
+        return {"error": {"message": message, "statusCode": status, "code": status * 100}}
+
+
+class SocketIoDriver(StrictMemoryDriver):
+    """A service whose connection ids are socket.io's (20 URL-safe characters), not Pusher's."""
+
+    name = "socketio"
+    socket_id_pattern = re.compile(r"[A-Za-z0-9_-]{20}")
+
+
+TEST_DRIVERS: dict[str, type[StrictMemoryDriver]] = {
+    cls.name: cls for cls in (StrictMemoryDriver, ShapedDriver, SocketIoDriver)
+}
+
+
 class Provider:
-    """Connects the ``strict`` driver for a Broadcast built with ``plugins=[Provider()]``."""
+    """Connects the test drivers for a Broadcast built with ``plugins=[Provider()]``."""
 
     @hookimpl
     def broadcasting_connect(self, name: str, options: Mapping[str, Any]) -> Any:
-        return StrictMemoryDriver() if name == "strict" else None
+        cls = TEST_DRIVERS.get(name)
+        return cls() if cls is not None else None
 
 
 @dataclass
@@ -166,7 +182,7 @@ def sign_webhook(broadcast: Broadcast, body: bytes) -> dict[str, str]:
         mac = hmac.new(secret.encode(), body, hashlib.sha256).digest()
         return {"X-Ably-Key": key_name, "X-Ably-Signature": base64.b64encode(mac).decode()}
     if name == "memory":
-        driver: Any = broadcast.driver()
+        driver: Any = broadcast.driver().driver
         return {
             "X-Broadcasting-Key": name,
             "X-Broadcasting-Signature": driver._webhook_signature(body),
@@ -216,6 +232,12 @@ class Reply:
     def json(self) -> Any:
         return json.loads(self.text)
 
+    @property
+    def message(self) -> str:
+        """An error answer's message, in the default shape or in Ably's."""
+        error = self.json["error"]
+        return error if isinstance(error, str) else error["message"]
+
 
 Send = Callable[[str, str, bytes, "dict[str, str]", str], Reply]
 
@@ -259,9 +281,13 @@ class WebClient:
 
     @property
     def memory(self) -> StrictMemoryDriver:
-        driver = self.broadcast.driver("strict")
+        driver = self.broadcast.driver().driver
         assert isinstance(driver, StrictMemoryDriver)
         return driver
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        """The error body the endpoints answer with: the signing driver's ``error_body``."""
+        return self.broadcast.driver().driver.error_body(status, message)
 
 
 def handler_client(broadcast: Broadcast, *, asynchronous: bool) -> WebClient:
@@ -488,8 +514,3 @@ class ServerThread:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(10)
-
-
-def error(status: int, message: str) -> dict[str, dict[str, object]]:
-    """The endpoints' error body: Ably's shape, which every client reads."""
-    return {"error": {"message": message, "statusCode": status, "code": status * 100}}

@@ -13,7 +13,8 @@ mount it on their framework's routes:
 
 Importing this package imports no web framework; each adapter imports its
 own when it is imported. :func:`socket_id_from` reads Echo's ``X-Socket-ID``
-header for ``toOthers``.
+header for ``toOthers``. An error's body is the signing driver's
+``error_body()``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from broadcasting.web._handler import (
     AUTH_PATH,
     MAX_AUTH_BODY,
     MAX_WEBHOOK_BODY,
+    METHODS,
     USER_AUTH_PATH,
     WEBHOOK_PATH,
     AuthEndpoints,
     Headers,
+    Offload,
     Response,
     Route,
+    Sent,
     UserDataFunction,
     UserFunction,
     default_user_data,
@@ -38,12 +42,15 @@ __all__ = [
     "AUTH_PATH",
     "MAX_AUTH_BODY",
     "MAX_WEBHOOK_BODY",
+    "METHODS",
     "USER_AUTH_PATH",
     "WEBHOOK_PATH",
     "AuthEndpoints",
     "Headers",
+    "Offload",
     "Response",
     "Route",
+    "Sent",
     "UserDataFunction",
     "UserFunction",
     "default_user_data",

@@ -8,16 +8,16 @@ imports a web framework.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from urllib.parse import parse_qsl
 
-from broadcasting._driver import Feature
+from broadcasting._auth import MAX_SOCKET_ID_LENGTH
+from broadcasting._broadcaster import Broadcaster
+from broadcasting._driver import PUSHER_SOCKET_ID, Driver, Feature
 from broadcasting._errors import (
     BadRequestError,
     BroadcastError,
@@ -26,10 +26,13 @@ from broadcasting._errors import (
     RuleError,
     UnauthorizedError,
 )
+from broadcasting._flow import Call, Flow, arun, run
 from broadcasting._types import Secret
 
 if TYPE_CHECKING:
-    from broadcasting._broadcast import Broadcast
+    from typing_extensions import Unpack
+
+    from broadcasting._broadcast import Broadcast, DriverRef
 
 logger = logging.getLogger("broadcasting.web")
 
@@ -43,8 +46,38 @@ UserFunction = Callable[[Any], Any]
 #: but the server's webhooks and ``members()``). It may be a coroutine function.
 UserDataFunction = Callable[[Any, Any], Any]
 
+#: ``offload(function, *args)``: runs a plain function off the event loop and
+#: returns an awaitable of its result (``asyncio.to_thread``, Starlette's
+#: ``run_in_threadpool``).
+Offload = Callable[..., Awaitable[Any]]
+
 #: Which endpoint a request is for.
 Route = Literal["auth", "user-auth", "webhook"]
+
+
+class _Needed(TypedDict):
+    method: str
+    headers: Mapping[str, str] | Any
+
+
+class Sent(_Needed, total=False):
+    """What :meth:`AuthEndpoints.handle` takes, by keyword, besides the route and request.
+
+    ``method`` (the HTTP method), ``headers`` (any mapping or list of pairs),
+    ``body`` (the raw body, byte for byte: a webhook's signature covers it;
+    default empty) and ``query`` (the raw query string; default empty).
+    """
+
+    body: bytes
+    query: bytes | str
+
+
+#: The methods each route answers (405 for any other).
+METHODS: Mapping[Route, tuple[str, ...]] = {
+    "auth": ("GET", "POST"),
+    "user-auth": ("POST",),
+    "webhook": ("POST",),
+}
 
 #: The default paths the adapters mount.
 AUTH_PATH = "/broadcasting/auth"
@@ -65,7 +98,6 @@ CHANNEL_NAME = "channel_name"
 #: Form fields that carry a CSRF token: never handed on as ``extra``.
 _CSRF_FIELDS = frozenset({"csrfmiddlewaretoken", "_token"})
 _MAX_FIELDS = 64
-_SOCKET_ID_RE = re.compile(r"[0-9]{1,30}\.[0-9]{1,30}")
 
 _JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
 _FIXED = {
@@ -101,19 +133,6 @@ class Response:
     def ok(self) -> bool:
         """Whether the status is 2xx."""
         return 200 <= self.status < 300
-
-
-def _error(status: int, message: str | None = None, **headers: str) -> Response:
-    """An error answer in the one shape every client reads.
-
-    ``{"error": {"message", "statusCode", "code"}}`` is Ably's error shape (the
-    ``ably`` SDK and ably-js parse an ``authUrl``'s error body as it, and crash
-    on any other); pusher-js and Echo read only the status. ``code`` follows
-    Ably's convention for HTTP-derived errors: the status times 100.
-    """
-    text = message if message is not None else _FIXED.get(status, "error")
-    body = {"error": {"message": text, "statusCode": status, "code": status * 100}}
-    return Response(status, body, {**_JSON_HEADERS, **headers})
 
 
 class Headers(Mapping[str, str]):
@@ -157,8 +176,8 @@ class Headers(Mapping[str, str]):
         return f"Headers({sorted(self._items)!r})"
 
 
-def socket_id_from(headers: Any) -> str | None:
-    """The ``X-Socket-ID`` header's socket id if it is ``digits.digits``, else ``None``.
+def socket_id_from(headers: Any, driver: Broadcaster[Any] | Driver | None = None) -> str | None:
+    """The ``X-Socket-ID`` header's socket id if it has the shape of one, else ``None``.
 
     Laravel Echo sends it on the application's own requests (its axios,
     jQuery and Vue interceptors), so a view can publish to everyone but the
@@ -168,8 +187,11 @@ def socket_id_from(headers: Any) -> str | None:
 
     ``headers`` may be any framework's header mapping (``request.headers``
     of Starlette, Django or Flask), a plain dict, or Django's
-    ``request.META`` (``HTTP_X_SOCKET_ID``). A malformed value is ignored,
-    so a forged header cannot break the publish.
+    ``request.META`` (``HTTP_X_SOCKET_ID``). The shape is Pusher's
+    ``digits.digits`` (soketi, Reverb, the ``memory`` driver), or with
+    ``driver`` (a :class:`~broadcasting.Broadcaster` or a driver) that
+    driver's ``socket_id_pattern``. A malformed value is ignored, so a forged
+    header cannot break the publish.
     """
     if not hasattr(headers, "get"):  # a list of (name, value) pairs
         headers = Headers(headers)
@@ -185,10 +207,17 @@ def socket_id_from(headers: Any) -> str | None:
                 break
     if isinstance(value, bytes):
         value = value.decode("latin-1")
-    if isinstance(value, str):
-        value = value.strip()
-        if _SOCKET_ID_RE.fullmatch(value):
-            return value
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if driver is None:
+        pattern = PUSHER_SOCKET_ID
+    elif isinstance(driver, Broadcaster):
+        pattern = driver.driver.socket_id_pattern
+    else:
+        pattern = driver.socket_id_pattern
+    if len(value) <= MAX_SOCKET_ID_LENGTH and pattern.fullmatch(value):
+        return value
     return None
 
 
@@ -220,38 +249,40 @@ def default_user_data(user: Any) -> dict[str, Any]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Fields:
-    socket_id: str
-    channel_name: str | None
-    extra: dict[str, str]
+class _Hidden:
+    """What a client sent (the framework's request, method, headers, raw body and query).
 
-
-class _Sent:
-    """The raw body and query string a client sent, neither shown by ``repr``.
-
-    They may hold a credential (an Ably client's current ``token``), and an
-    error tracker records the ``repr`` of every local of a logged traceback's
-    frames: the handlers keep them in this, not as text, while rules run.
+    Its ``repr`` shows none of it: the body, the query string and the headers
+    may hold a credential (an Ably client's current ``token``, an
+    ``Authorization`` header), and Django's and Flask's request ``repr`` shows
+    the query string, while an error tracker records the ``repr`` of every
+    local of a logged traceback's frames. The flows hold only this while user
+    code runs.
     """
 
-    __slots__ = ("body", "query")
+    __slots__ = ("body", "headers", "method", "query", "request")
 
-    def __init__(self, body: bytes, query: bytes | str) -> None:
+    def __init__(
+        self, request: Any, method: str, headers: Any, body: bytes = b"", query: bytes | str = b""
+    ) -> None:
+        self.request = request
+        self.method = method.upper()
+        self.headers = Headers(headers)
         self.body = body
         self.query = query
 
     def __repr__(self) -> str:
-        return f"<request body ({len(self.body)} bytes) and query string, not shown>"
+        return f"<{self.method} request ({len(self.body)}-byte body), not shown>"
 
 
 class _BadRequest(Exception):
     """A request the endpoint refuses before authorizing (status and short message)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 def _content_length(value: object) -> int | None:
@@ -373,13 +404,14 @@ def parse_fields(
     *,
     channel: bool,
     socket_required: bool = True,
-) -> tuple[str | None, str | None, dict[str, str]]:
+) -> tuple[str | None, str | None, dict[str, Secret]]:
     """``(socket_id, channel_name, extra)`` from what a client sent; raises ``_BadRequest``.
 
     GET reads the query string; POST reads the body (form-encoded or JSON)
     over the query string. ``socket_id`` is required when ``socket_required``
     (Pusher's clients send one, Ably's do not), ``channel_name`` when
-    ``channel``; the core checks their shapes.
+    ``channel``; the core checks their shapes. Every ``extra`` value comes
+    back in a :class:`~broadcasting.plugin.Secret` (it may be a credential).
     """
     pairs = _form(_decode(query, "the query string"), "the query string") if query else []
     if method == "POST" and body:
@@ -414,7 +446,7 @@ def parse_fields(
     channel_name = fields.pop(CHANNEL_NAME, None)
     if channel and not channel_name:
         raise _BadRequest(400, "channel_name is missing")
-    extra = {k: v for k, v in fields.items() if k not in _CSRF_FIELDS}
+    extra = {k: Secret(v) for k, v in fields.items() if k not in _CSRF_FIELDS}
     return socket_id, channel_name, extra
 
 
@@ -428,22 +460,23 @@ class AuthEndpoints:
         user_data: ``user_data(request, user)`` returns the sign-in data (a
             dict with an ``id``) for ``/broadcasting/user-auth``; by default
             :func:`default_user_data` derives ``{"id": ...}`` from the user.
-        driver: the driver name to sign with (default: the ``DRIVER``).
+        driver: the driver to sign with, a name or a
+            :class:`~broadcasting.Broadcaster` (default: the ``DRIVER``).
         max_body: the largest auth request body accepted (413 above).
         max_webhook_body: the largest webhook delivery accepted (413 above).
 
-    Each ``handle_*`` method takes the framework's request (for ``user``),
-    the HTTP method, the headers, the raw body and the raw query string, and
-    returns a :class:`Response`; each has an async twin (``ahandle_*``)
-    that calls the ``a*`` methods of the :class:`~broadcasting.Broadcast` and
-    awaits async user functions and rules on the caller's loop.
+    :meth:`handle` (blocking) and :meth:`ahandle` (awaited, with async user
+    functions and rules awaited on the caller's loop) take the route, the
+    framework's request (for ``user``), the HTTP method, the headers, the
+    raw body and the raw query string, and return a :class:`Response`.
 
     Statuses: 200 with the driver's body; 400 (malformed request, with a
     short message); 403 ``forbidden`` whatever the reason (the
     reason is logged at DEBUG on ``broadcasting.web``); 405; 413; 501 (the
     driver lacks the feature); 500 ``internal server error``
     for anything else (a rule or user function that raised), logged with
-    its traceback on ``broadcasting.web``.
+    its traceback on ``broadcasting.web``. An error's body is the signing
+    driver's :meth:`~broadcasting.plugin.Driver.error_body`.
     """
 
     def __init__(
@@ -452,7 +485,7 @@ class AuthEndpoints:
         *,
         user: UserFunction,
         user_data: UserDataFunction | None = None,
-        driver: str | None = None,
+        driver: DriverRef = None,
         max_body: int = MAX_AUTH_BODY,
         max_webhook_body: int = MAX_WEBHOOK_BODY,
     ) -> None:
@@ -477,285 +510,146 @@ class AuthEndpoints:
     def __repr__(self) -> str:
         return f"<AuthEndpoints {self.broadcast!r} driver={self.driver!r}>"
 
-    # -- the pieces shared by both twins ------------------------------------------
+    def handle(self, route: Route, request: Any, **sent: Unpack[Sent]) -> Response:
+        """Answer a request for ``route`` (``auth``, ``user-auth`` or ``webhook``).
 
-    def _precheck(
-        self, route: Route, method: str, headers: Headers, body: bytes, methods: tuple[str, ...]
-    ) -> Response | None:
-        if method not in methods:
-            return _error(405, allow=", ".join(methods))
-        limit = self.limit(route)
-        length = _content_length(headers.get("content-length"))
-        if len(body) > limit or (length is not None and length > limit):
-            return _error(413)
-        return None
+        ``request`` is the framework's request, for ``user``; ``method=``,
+        ``headers=``, ``body=`` and ``query=`` are what the client sent (see
+        :class:`Sent`). An async ``user`` function or rule runs on
+        broadcasting's own loop.
+        """
+        return run(self._respond(route, _Hidden(request, **sent), None))
 
-    def _auth_fields(
-        self, method: str, headers: Headers, sent: _Sent
-    ) -> tuple[str | None, str | None, dict[str, Secret]]:
-        """The auth route's fields, refusing what the driver needs and did not get.
+    async def ahandle(
+        self, route: Route, request: Any, *, offload: Offload | None = None, **sent: Unpack[Sent]
+    ) -> Response:
+        """:meth:`handle`, awaited; ``offload`` runs a sync ``user``/``user_data`` off the loop.
+
+        Without ``offload`` a sync user function is called on the loop.
+        """
+        return await arun(self._respond(route, _Hidden(request, **sent), offload))
+
+    def error(self, status: int, message: str | None = None, **headers: str) -> Response:
+        """An error answer in the shape the signing driver's clients read.
+
+        For an adapter that refuses a request before :meth:`handle` (a client
+        that disconnected mid-body, say). ``message`` defaults to the status's
+        fixed text.
+        """
+        try:
+            target: Broadcaster[Any] | None = self.broadcast._target(self.driver)
+        except Exception:  # the driver cannot be connected: handle() logs why
+            target = None
+        return _answer(target, status, message, headers)
+
+    # -- one flow per request, run by handle() and ahandle() --------------------------
+
+    def _respond(self, route: Route, sent: _Hidden, offload: Offload | None) -> Flow[Response]:
+        if route not in METHODS:
+            raise ValueError(f"unknown route {route!r}")
+        target: Broadcaster[Any] | None = None
+        try:
+            target = self.broadcast._target(self.driver)
+            _precheck(route, sent, self.limit(route))
+            if route == "auth":
+                body = yield from self._authorize(target, sent, offload)
+            elif route == "user-auth":
+                body = yield from self._sign_in(target, sent, offload)
+            else:
+                events = yield from self.broadcast._webhook(target, sent.headers, sent.body)
+                body = {"ok": True, "events": len(events)}
+        except Exception as exc:
+            return _failure(route, target, exc)
+        return Response(200, body)
+
+    def _authorize(
+        self, target: Broadcaster[Any], sent: _Hidden, offload: Offload | None
+    ) -> Flow[dict[str, Any]]:
+        """Authorize a subscription, or sign a connection token (GET or POST).
 
         ``channel_name`` may be missing only for a driver that signs connection
         tokens (Ably's clients ask for one before any channel); ``socket_id``
         only for one whose clients send none (Ably's). Both are refused here,
-        before the user function runs. Every ``extra`` value comes back in a
-        :class:`~broadcasting.Secret` (it may be a credential).
+        before the user function runs.
         """
-        driver = self.broadcast._target(self.driver).driver
+        driver = target.driver
         socket_id, channel, extra = parse_fields(
-            method,
-            headers,
+            sent.method,
+            sent.headers,
             sent.body,
             sent.query,
             channel=Feature.CONNECTION_TOKENS not in driver.features,
             socket_required=driver.requires_socket_id,
         )
-        return socket_id, channel, {key: Secret(value) for key, value in extra.items()}
+        user = yield Call(self.user, sent.request, offload=offload)
+        return (yield from self.broadcast._authorize(target, user, socket_id, channel, extra))
 
-    def _failure(self, route: Route, exc: BaseException) -> Response:
-        """The response for an exception raised while handling ``route``.
-
-        The client's own mistakes and refusals are logged at DEBUG; a 4xx the
-        application caused (a presence rule's info over the service's limit,
-        say) and a 501 at WARNING, without a traceback; anything else at ERROR
-        with its traceback. Only the client's mistakes and 501s show their
-        message in the body.
-        """
-        if isinstance(exc, _BadRequest):
-            logger.debug("%s: %s", route, exc.message)
-            return _error(exc.status, exc.message)
-        status = getattr(exc, "http_status", None) if isinstance(exc, BroadcastError) else None
-        if isinstance(status, int) and (400 <= status < 500 or status == 501):
-            if isinstance(exc, (BadRequestError, ForbiddenError, UnauthorizedError)):
-                logger.debug("%s: %d: %s", route, status, exc)
-            else:
-                logger.warning("%s: %d: %s", route, status, exc)
-            if isinstance(exc, (BadRequestError, NotSupportedError)):
-                return _error(status, str(exc))
-            return _error(status)
-        logger.error("%s: the request failed", route, exc_info=exc)
-        return _error(500)
-
-    # -- channel authorization ------------------------------------------------------
-
-    def handle_auth(
-        self,
-        request: Any,
-        *,
-        method: str,
-        headers: Mapping[str, str] | Any,
-        body: bytes = b"",
-        query: bytes | str = b"",
-    ) -> Response:
-        """Authorize a subscription (``/broadcasting/auth``; GET or POST)."""
-        method = method.upper()
-        heads = Headers(headers)
-        sent = _Sent(body, query)
-        del headers, body, query  # held, hidden, by heads and sent (see _Sent)
-        early = self._precheck("auth", method, heads, sent.body, ("GET", "POST"))
-        if early is not None:
-            return early
-        try:
-            socket_id, channel, extra = self._auth_fields(method, heads, sent)
-            del heads, sent  # parsed: what stays is the fields, extra's values as Secrets
-            user = _resolve(self.user(request))
-            del request  # Django's and Flask's show the query string in their repr
-            answer = self.broadcast.authorize(
-                user,
-                socket_id=socket_id,
-                channel_name=channel,
-                driver=self.driver,
-                extra=extra,
-            )
-        except Exception as exc:
-            return self._failure("auth", exc)
-        return Response(200, answer)
-
-    async def ahandle_auth(
-        self,
-        request: Any,
-        *,
-        method: str,
-        headers: Mapping[str, str] | Any,
-        body: bytes = b"",
-        query: bytes | str = b"",
-    ) -> Response:
-        """Async twin of :meth:`handle_auth`."""
-        method = method.upper()
-        heads = Headers(headers)
-        sent = _Sent(body, query)
-        del headers, body, query  # held, hidden, by heads and sent (see _Sent)
-        early = self._precheck("auth", method, heads, sent.body, ("GET", "POST"))
-        if early is not None:
-            return early
-        try:
-            socket_id, channel, extra = self._auth_fields(method, heads, sent)
-            del heads, sent  # parsed: what stays is the fields, extra's values as Secrets
-            user = await _aresolve(self.user(request))
-            del request  # Django's and Flask's show the query string in their repr
-            answer = await self.broadcast.aauthorize(
-                user,
-                socket_id=socket_id,
-                channel_name=channel,
-                driver=self.driver,
-                extra=extra,
-            )
-        except Exception as exc:
-            return self._failure("auth", exc)
-        return Response(200, answer)
-
-    # -- user sign-in ------------------------------------------------------------------
-
-    def _user_data(self, request: Any, user: Any) -> Any:
+    def _sign_in(
+        self, target: Broadcaster[Any], sent: _Hidden, offload: Offload | None
+    ) -> Flow[dict[str, Any]]:
+        """Sign the current user in (POST); 403 if nobody is."""
+        socket_id, _, _ = parse_fields(
+            sent.method, sent.headers, sent.body, sent.query, channel=False
+        )
+        user = yield Call(self.user, sent.request, offload=offload)
         if user is None:
             raise ForbiddenError("user sign-in: nobody is signed in")
         if self.user_data is None:
-            return default_user_data(user)
-        return self.user_data(request, user)
+            data = default_user_data(user)
+        else:
+            data = yield Call(self.user_data, sent.request, user, offload=offload)
+        # parse_fields refused a missing socket id already
+        return (yield from self.broadcast._authenticate_user(target, socket_id or "", data))
 
-    def handle_user_auth(
-        self,
-        request: Any,
-        *,
-        method: str,
-        headers: Mapping[str, str] | Any,
-        body: bytes = b"",
-        query: bytes | str = b"",
-    ) -> Response:
-        """Sign the current user in (``/broadcasting/user-auth``; POST); 403 if nobody is."""
-        method = method.upper()
-        heads = Headers(headers)
-        sent = _Sent(body, query)
-        del headers, body, query  # held, hidden, by heads and sent (see _Sent)
-        early = self._precheck("user-auth", method, heads, sent.body, ("POST",))
-        if early is not None:
-            return early
-        try:
-            socket_id, _, _ = parse_fields(method, heads, sent.body, sent.query, channel=False)
-            del heads, sent  # parsed: only the socket id is needed from here on
-            socket_id = socket_id or ""  # parse_fields refused a missing one already
-            user = _resolve(self.user(request))
-            data = _resolve(self._user_data(request, user))
-            del request  # Django's and Flask's show the query string in their repr
-            answer = self.broadcast.authenticate_user(socket_id, data, driver=self.driver)
-        except Exception as exc:
-            return self._failure("user-auth", exc)
-        return Response(200, answer)
 
-    async def ahandle_user_auth(
-        self,
-        request: Any,
-        *,
-        method: str,
-        headers: Mapping[str, str] | Any,
-        body: bytes = b"",
-        query: bytes | str = b"",
-    ) -> Response:
-        """Async twin of :meth:`handle_user_auth`."""
-        method = method.upper()
-        heads = Headers(headers)
-        sent = _Sent(body, query)
-        del headers, body, query  # held, hidden, by heads and sent (see _Sent)
-        early = self._precheck("user-auth", method, heads, sent.body, ("POST",))
-        if early is not None:
-            return early
-        try:
-            socket_id, _, _ = parse_fields(method, heads, sent.body, sent.query, channel=False)
-            del heads, sent  # parsed: only the socket id is needed from here on
-            socket_id = socket_id or ""  # parse_fields refused a missing one already
-            user = await _aresolve(self.user(request))
-            data = await _aresolve(self._user_data(request, user))
-            del request  # Django's and Flask's show the query string in their repr
-            answer = await self.broadcast.aauthenticate_user(socket_id, data, driver=self.driver)
-        except Exception as exc:
-            return self._failure("user-auth", exc)
-        return Response(200, answer)
+def _precheck(route: Route, sent: _Hidden, limit: int) -> None:
+    if sent.method not in METHODS[route]:
+        raise _BadRequest(405, _FIXED[405], {"allow": ", ".join(METHODS[route])})
+    length = _content_length(sent.headers.get("content-length"))
+    if len(sent.body) > limit or (length is not None and length > limit):
+        raise _BadRequest(413, _FIXED[413])
 
-    # -- webhooks -----------------------------------------------------------------------
 
-    def handle_webhook(
-        self, request: Any, *, method: str, headers: Mapping[str, str] | Any, body: bytes
-    ) -> Response:
-        """Verify a webhook delivery and run its handlers (``/broadcasting/webhook``; POST).
+def _answer(
+    target: Broadcaster[Any] | None,
+    status: int,
+    message: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An error answer whose body is the driver's ``error_body``.
 
-        ``body`` must be the raw body, byte for byte: the signature covers it.
-        200 ``{"ok": true, "events": N}``; 401 for a bad signature, unknown
-        key or old delivery; 400 for a malformed one; 500 when a handler
-        raised (the service then retries the delivery).
-        """
-        del request  # the signature, not a session, says who sent it
-        method = method.upper()
-        heads = Headers(headers)
-        early = self._precheck("webhook", method, heads, body, ("POST",))
-        if early is not None:
-            return early
-        try:
-            events = self.broadcast.webhook(heads, body, driver=self.driver)
-        except Exception as exc:
-            return self._failure("webhook", exc)
-        return Response(200, {"ok": True, "events": len(events)})
+    pusher-js and Echo read only the status; Ably's SDKs parse the body as
+    Ably's error shape, which the Ably driver's ``error_body`` gives. Without
+    a driver (it could not be connected), the Driver base's default shape.
+    """
+    text = message if message is not None else _FIXED.get(status, "error")
+    body = target.driver.error_body(status, text) if target is not None else {"error": text}
+    return Response(status, body, {**_JSON_HEADERS, **(headers or {})})
 
-    async def ahandle_webhook(
-        self, request: Any, *, method: str, headers: Mapping[str, str] | Any, body: bytes
-    ) -> Response:
-        """Async twin of :meth:`handle_webhook`."""
-        del request
-        method = method.upper()
-        heads = Headers(headers)
-        early = self._precheck("webhook", method, heads, body, ("POST",))
-        if early is not None:
-            return early
-        try:
-            events = await self.broadcast.awebhook(heads, body, driver=self.driver)
-        except Exception as exc:
-            return self._failure("webhook", exc)
-        return Response(200, {"ok": True, "events": len(events)})
 
-    # -- dispatch by route --------------------------------------------------------------
+def _failure(route: Route, target: Broadcaster[Any] | None, exc: BaseException) -> Response:
+    """The response for an exception raised while handling ``route``.
 
-    def handle(
-        self,
-        route: Route,
-        request: Any,
-        *,
-        method: str,
-        headers: Mapping[str, str] | Any,
-        body: bytes = b"",
-        query: bytes | str = b"",
-    ) -> Response:
-        """Call the handler of ``route`` (``auth``, ``user-auth`` or ``webhook``)."""
-        if route == "auth":
-            return self.handle_auth(request, method=method, headers=headers, body=body, query=query)
-        if route == "user-auth":
-            return self.handle_user_auth(
-                request, method=method, headers=headers, body=body, query=query
-            )
-        if route == "webhook":
-            return self.handle_webhook(request, method=method, headers=headers, body=body)
-        raise ValueError(f"unknown route {route!r}")
-
-    async def ahandle(
-        self,
-        route: Route,
-        request: Any,
-        *,
-        method: str,
-        headers: Mapping[str, str] | Any,
-        body: bytes = b"",
-        query: bytes | str = b"",
-    ) -> Response:
-        """Async twin of :meth:`handle`."""
-        if route == "auth":
-            return await self.ahandle_auth(
-                request, method=method, headers=headers, body=body, query=query
-            )
-        if route == "user-auth":
-            return await self.ahandle_user_auth(
-                request, method=method, headers=headers, body=body, query=query
-            )
-        if route == "webhook":
-            return await self.ahandle_webhook(request, method=method, headers=headers, body=body)
-        raise ValueError(f"unknown route {route!r}")
+    The client's own mistakes and refusals are logged at DEBUG; a 4xx the
+    application caused (a presence rule's info over the service's limit,
+    say) and a 501 at WARNING, without a traceback; anything else at ERROR
+    with its traceback. Only the client's mistakes and 501s show their
+    message in the body.
+    """
+    if isinstance(exc, _BadRequest):
+        logger.debug("%s: %s", route, exc.message)
+        return _answer(target, exc.status, exc.message, exc.headers)
+    status = getattr(exc, "http_status", None) if isinstance(exc, BroadcastError) else None
+    if isinstance(status, int) and (400 <= status < 500 or status == 501):
+        if isinstance(exc, (BadRequestError, ForbiddenError, UnauthorizedError)):
+            logger.debug("%s: %d: %s", route, status, exc)
+        else:
+            logger.warning("%s: %d: %s", route, status, exc)
+        if isinstance(exc, (BadRequestError, NotSupportedError)):
+            return _answer(target, status, str(exc))
+        return _answer(target, status, None)
+    logger.error("%s: the request failed", route, exc_info=exc)
+    return _answer(target, 500, None)
 
 
 def endpoints_for(
@@ -763,7 +657,7 @@ def endpoints_for(
     *,
     user: UserFunction | None,
     user_data: UserDataFunction | None = None,
-    driver: str | None = None,
+    driver: DriverRef = None,
 ) -> AuthEndpoints:
     """``target`` if it is already an :class:`AuthEndpoints`, else one built on it."""
     if isinstance(target, AuthEndpoints):
@@ -777,14 +671,13 @@ def endpoints_for(
     return AuthEndpoints(target, user=user, user_data=user_data, driver=driver)
 
 
-def _resolve(value: Any) -> Any:
-    """A user function's result on the sync path: an awaitable is run to completion."""
-    from broadcasting._loop import resolve_sync
-
-    return resolve_sync(value)
-
-
-async def _aresolve(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
+def mounted(
+    auth_path: str | None, user_auth_path: str | None, webhook_path: str | None
+) -> list[tuple[Route, str]]:
+    """The routes an adapter serves, each with its path (a path of ``None`` leaves it out)."""
+    paths: list[tuple[Route, str | None]] = [
+        ("auth", auth_path),
+        ("user-auth", user_auth_path),
+        ("webhook", webhook_path),
+    ]
+    return [(route, path) for route, path in paths if path is not None]

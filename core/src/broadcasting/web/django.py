@@ -14,15 +14,15 @@ views for an ASGI deployment. Needs ``django`` (``pip install broadcasting[djang
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped, unused-ignore]
 from django.urls import URLPattern, path  # type: ignore[import-untyped, unused-ignore]
 
+from broadcasting._flow import Flow, arun, run
 from broadcasting.web._handler import (
     AUTH_PATH,
     USER_AUTH_PATH,
@@ -33,12 +33,13 @@ from broadcasting.web._handler import (
     UserDataFunction,
     UserFunction,
     _content_length,
-    _error,
+    _Hidden,
     endpoints_for,
+    mounted,
 )
 
 if TYPE_CHECKING:
-    from broadcasting._broadcast import Broadcast
+    from broadcasting._broadcast import Broadcast, DriverRef
 
 __all__ = ["arequest_user", "broadcasting_urls", "request_user"]
 
@@ -67,7 +68,9 @@ async def arequest_user(request: HttpRequest) -> Any:
     return user
 
 
-def _read(request: HttpRequest, limit: int) -> tuple[bytes, Any] | Response:
+def _read(
+    endpoints: AuthEndpoints, request: HttpRequest, limit: int
+) -> tuple[bytes, Any] | Response:
     """The raw body and the headers to hand on, or an answer if the body cannot be had.
 
     With ``csrf=True``, Django's ``CsrfViewMiddleware`` reads ``request.POST``
@@ -83,7 +86,7 @@ def _read(request: HttpRequest, limit: int) -> tuple[bytes, Any] | Response:
     length = _content_length(given)
     if given and length is None:
         # request.body would int() it and raise (a 500); HTTP allows digits only
-        return _error(400, "the Content-Length header is not a number")
+        return endpoints.error(400, "the Content-Length header is not a number")
     if length is not None and length > limit:
         return b"", request.headers  # the handler answers 413 from the header; nothing is read
     try:
@@ -94,9 +97,9 @@ def _read(request: HttpRequest, limit: int) -> tuple[bytes, Any] | Response:
     except UnreadablePostError:
         # the client went away mid-body (the server's read failed): not the application's error
         logger.debug("the client disconnected before its body was read")
-        return _error(400, "the client disconnected")
+        return endpoints.error(400, "the client disconnected")
     if request.FILES:
-        return _error(400, "the multipart body may hold only named text fields")
+        return endpoints.error(400, "the multipart body may hold only named text fields")
     pairs = [(key, value) for key, values in request.POST.lists() for value in values]
     form = urlencode(pairs).encode("utf-8")
     headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
@@ -125,57 +128,40 @@ def _django_response(request: HttpRequest, answer: Response) -> HttpResponse:
     return response
 
 
-def _sync_view(endpoints: AuthEndpoints, route: Route) -> Callable[[HttpRequest], HttpResponse]:
+def _view(endpoints: AuthEndpoints, route: Route, asynchronous: bool) -> Callable[..., Any]:
+    """The view of ``route``: sync, or async (for ASGI) running sync user functions in a thread."""
     limit = endpoints.limit(route)
+    # Django refuses ORM calls on the event loop: sync_to_async runs them in its thread
+    offload = _sync_to_async if asynchronous else None
 
-    def view(request: HttpRequest) -> HttpResponse:
-        read = _read(request, limit)
+    def respond(request: HttpRequest) -> Flow[HttpResponse]:
+        read = _read(endpoints, request, limit)
         if isinstance(read, Response):
             return _django_response(request, read)
         body, headers = read
-        answer = endpoints.handle(
-            route,
-            request,
-            method=request.method or "GET",
-            headers=headers,
-            body=body,
-            query=str(request.META.get("QUERY_STRING", "")),
-        )
+        query = str(request.META.get("QUERY_STRING", ""))
+        sent = _Hidden(request, request.method or "GET", headers, body, query)
+        answer = yield from endpoints._respond(route, sent, offload)
         return _django_response(request, answer)
 
+    if asynchronous:
+
+        async def view(request: HttpRequest) -> HttpResponse:
+            return await arun(respond(request))
+
+    else:
+
+        def view(request: HttpRequest) -> HttpResponse:  # type: ignore[misc]
+            return run(respond(request))
+
+    view.__name__ = f"broadcasting_{route.replace('-', '_')}"
     return view
 
 
-def _async_view(
-    endpoints: AuthEndpoints, route: Route
-) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
-    limit = endpoints.limit(route)
-
-    async def view(request: HttpRequest) -> HttpResponse:
-        read = _read(request, limit)
-        if isinstance(read, Response):
-            return _django_response(request, read)
-        body, headers = read
-        answer = await endpoints.ahandle(
-            route,
-            request,
-            method=request.method or "GET",
-            headers=headers,
-            body=body,
-            query=str(request.META.get("QUERY_STRING", "")),
-        )
-        return _django_response(request, answer)
-
-    return view
-
-
-def _off_the_loop(function: Callable[..., Any] | None) -> Callable[..., Any] | None:
-    """A sync function run in a thread (Django refuses ORM calls on the event loop)."""
-    if function is None or inspect.iscoroutinefunction(function):
-        return function
+def _sync_to_async(function: Callable[..., Any], *args: Any) -> Any:
     from asgiref.sync import sync_to_async
 
-    return sync_to_async(function)
+    return sync_to_async(function)(*args)
 
 
 def broadcasting_urls(
@@ -183,7 +169,7 @@ def broadcasting_urls(
     *,
     user: UserFunction | None = None,
     user_data: UserDataFunction | None = None,
-    driver: str | None = None,
+    driver: DriverRef = None,
     csrf: bool = False,
     async_views: bool = False,
     auth_path: str | None = AUTH_PATH,
@@ -218,26 +204,14 @@ def broadcasting_urls(
     The patterns are named ``broadcasting_auth``, ``broadcasting_user_auth``
     and ``broadcasting_webhook``.
     """
-    if not isinstance(target, AuthEndpoints):
-        if user is None:
-            user = arequest_user if async_views else request_user
-        if async_views:
-            user = _off_the_loop(user)
-            user_data = _off_the_loop(user_data)
+    if not isinstance(target, AuthEndpoints) and user is None:
+        user = arequest_user if async_views else request_user
     endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
-    wanted: list[tuple[Route, str | None]] = [
-        ("auth", auth_path),
-        ("user-auth", user_auth_path),
-        ("webhook", webhook_path),
-    ]
     patterns: list[URLPattern] = []
-    for route, where in wanted:
-        if where is None:
-            continue
-        view: Any = (_async_view if async_views else _sync_view)(endpoints, route)
-        view.__name__ = f"broadcasting_{route.replace('-', '_')}"
+    for route, where in mounted(auth_path, user_auth_path, webhook_path):
+        view = _view(endpoints, route, async_views)
         if route == "webhook" or not csrf:
             # what csrf_exempt sets, without wrapping (an async view stays async)
-            view.csrf_exempt = True
+            view.csrf_exempt = True  # type: ignore[attr-defined]
         patterns.append(path(where.lstrip("/"), view, name=view.__name__))
     return patterns

@@ -19,6 +19,7 @@ from flask import Response as FlaskResponse
 
 from broadcasting.web._handler import (
     AUTH_PATH,
+    METHODS,
     USER_AUTH_PATH,
     WEBHOOK_PATH,
     AuthEndpoints,
@@ -26,23 +27,17 @@ from broadcasting.web._handler import (
     Route,
     UserDataFunction,
     UserFunction,
-    _error,
     endpoints_for,
+    mounted,
 )
 
 if TYPE_CHECKING:
-    from broadcasting._broadcast import Broadcast
+    from broadcasting._broadcast import Broadcast, DriverRef
 
 __all__ = ["broadcasting_blueprint"]
 
-_METHODS: dict[Route, list[str]] = {
-    "auth": ["GET", "POST"],
-    "user-auth": ["POST"],
-    "webhook": ["POST"],
-}
 
-
-def _read(current: Request, limit: int) -> tuple[bytes, Any] | Response:
+def _read(endpoints: AuthEndpoints, current: Request, limit: int) -> tuple[bytes, Any] | Response:
     """The raw body and the headers to hand on, or an answer if the body cannot be had.
 
     A ``before_request`` hook (or an extension) that read ``request.form``
@@ -57,7 +52,7 @@ def _read(current: Request, limit: int) -> tuple[bytes, Any] | Response:
     if body or not length or "form" not in current.__dict__:
         return body, current.headers
     if current.files:
-        return _error(400, "the multipart body may hold only named text fields")
+        return endpoints.error(400, "the multipart body may hold only named text fields")
     form = urlencode(list(current.form.items(multi=True))).encode("utf-8")
     headers = {k: v for k, v in current.headers.items() if k.lower() != "content-length"}
     headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -69,7 +64,7 @@ def _view(endpoints: AuthEndpoints, route: Route) -> Callable[[], FlaskResponse]
 
     def view() -> FlaskResponse:
         current: Request = request._get_current_object()  # type: ignore[attr-defined]
-        read = _read(current, limit)
+        read = _read(endpoints, current, limit)
         if isinstance(read, Response):
             answer = read
         else:
@@ -92,7 +87,7 @@ def broadcasting_blueprint(
     *,
     user: UserFunction | None = None,
     user_data: UserDataFunction | None = None,
-    driver: str | None = None,
+    driver: DriverRef = None,
     name: str = "broadcasting",
     url_prefix: str | None = None,
     auth_path: str | None = AUTH_PATH,
@@ -111,14 +106,8 @@ def broadcasting_blueprint(
     """
     endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
-    wanted: list[tuple[Route, str | None]] = [
-        ("auth", auth_path),
-        ("user-auth", user_auth_path),
-        ("webhook", webhook_path),
-    ]
-    for route, where in wanted:
-        if where is None:
-            continue
+    for route, where in mounted(auth_path, user_auth_path, webhook_path):
         endpoint = route.replace("-", "_")
-        blueprint.add_url_rule(where, endpoint, _view(endpoints, route), methods=_METHODS[route])
+        view = _view(endpoints, route)
+        blueprint.add_url_rule(where, endpoint, view, methods=list(METHODS[route]))
     return blueprint

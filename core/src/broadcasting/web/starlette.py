@@ -18,10 +18,9 @@ block (a database query) without stalling the event loop. Needs
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -30,6 +29,7 @@ from starlette.routing import Route as StarletteRoute
 
 from broadcasting.web._handler import (
     AUTH_PATH,
+    METHODS,
     USER_AUTH_PATH,
     WEBHOOK_PATH,
     AuthEndpoints,
@@ -37,24 +37,18 @@ from broadcasting.web._handler import (
     UserDataFunction,
     UserFunction,
     _content_length,
-    _error,
     endpoints_for,
+    mounted,
 )
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
-    from broadcasting._broadcast import Broadcast
+    from broadcasting._broadcast import Broadcast, DriverRef
 
 __all__ = ["broadcasting_router", "broadcasting_routes", "read_body"]
 
 logger = logging.getLogger("broadcasting.web")
-
-_METHODS: dict[Route, list[str]] = {
-    "auth": ["GET", "POST"],
-    "user-auth": ["POST"],
-    "webhook": ["POST"],
-}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -72,18 +66,6 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(received)
 
 
-def _off_the_loop(function: Callable[..., Any] | None) -> Callable[..., Any] | None:
-    """A sync function as a coroutine function that runs it in the thread pool."""
-    if function is None or inspect.iscoroutinefunction(function):
-        return function
-    sync = function
-
-    async def in_threadpool(*args: Any) -> Any:
-        return await run_in_threadpool(sync, *args)
-
-    return in_threadpool
-
-
 def _endpoint(
     endpoints: AuthEndpoints, route: Route
 ) -> Callable[[Request], Awaitable[StarletteResponse]]:
@@ -96,7 +78,7 @@ def _endpoint(
             # the client went away mid-body: its doing, not an error of the
             # application; the answer goes nowhere (the server drops it)
             logger.debug("%s: the client disconnected before its body was read", route)
-            answer = _error(400, "the client disconnected")
+            answer = endpoints.error(400, "the client disconnected")
         else:
             answer = await endpoints.ahandle(
                 route,
@@ -105,6 +87,7 @@ def _endpoint(
                 headers=request.headers,
                 body=body,
                 query=request.scope.get("query_string", b""),
+                offload=run_in_threadpool,  # a sync user function may block (a database query)
             )
         return StarletteResponse(
             answer.content, status_code=answer.status, headers=dict(answer.headers)
@@ -119,7 +102,7 @@ def broadcasting_routes(
     *,
     user: UserFunction | None = None,
     user_data: UserDataFunction | None = None,
-    driver: str | None = None,
+    driver: DriverRef = None,
     auth_path: str | None = AUTH_PATH,
     user_auth_path: str | None = USER_AUTH_PATH,
     webhook_path: str | None = WEBHOOK_PATH,
@@ -127,35 +110,23 @@ def broadcasting_routes(
     """Starlette routes for ``/broadcasting/auth``, ``…/user-auth`` and ``…/webhook``.
 
     ``target`` is a :class:`~broadcasting.Broadcast` (then ``user`` is
-    required, see :class:`~broadcasting.web.AuthEndpoints`; a sync ``user``
-    or ``user_data`` runs in the thread pool) or a ready
-    :class:`~broadcasting.web.AuthEndpoints` (used as it is). A path set to ``None`` leaves
+    required, see :class:`~broadcasting.web.AuthEndpoints`) or a ready
+    :class:`~broadcasting.web.AuthEndpoints`; either way a sync ``user`` or
+    ``user_data`` runs in the thread pool. A path set to ``None`` leaves
     that route out. The routes are named ``broadcasting_auth``,
     ``broadcasting_user_auth`` and ``broadcasting_webhook``.
     """
-    if not isinstance(target, AuthEndpoints):
-        user, user_data = _off_the_loop(user), _off_the_loop(user_data)
     endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
-    routes: list[StarletteRoute] = []
-    wanted: list[tuple[Route, str | None]] = [
-        ("auth", auth_path),
-        ("user-auth", user_auth_path),
-        ("webhook", webhook_path),
-    ]
-    for route, path in wanted:
-        if path is None:
-            continue
-        name = f"broadcasting_{route.replace('-', '_')}"
-        routes.append(
-            StarletteRoute(
-                path,
-                _endpoint(endpoints, route),
-                methods=_METHODS[route],
-                name=name,
-                include_in_schema=False,
-            )
+    return [
+        StarletteRoute(
+            path,
+            _endpoint(endpoints, route),
+            methods=list(METHODS[route]),
+            name=f"broadcasting_{route.replace('-', '_')}",
+            include_in_schema=False,
         )
-    return routes
+        for route, path in mounted(auth_path, user_auth_path, webhook_path)
+    ]
 
 
 def broadcasting_router(
@@ -163,7 +134,7 @@ def broadcasting_router(
     *,
     user: UserFunction | None = None,
     user_data: UserDataFunction | None = None,
-    driver: str | None = None,
+    driver: DriverRef = None,
     auth_path: str | None = AUTH_PATH,
     user_auth_path: str | None = USER_AUTH_PATH,
     webhook_path: str | None = WEBHOOK_PATH,
