@@ -19,8 +19,9 @@ from types import TracebackType
 
 import pytest
 
-from broadcasting import Broadcast, ConfigurationError, load_config
+from broadcasting import Broadcast, ConfigurationError
 from broadcasting import cli as broadcasting_cli
+from broadcasting._config import load_config
 
 ENV_SECRET = "env-secret-9c1f2a7e40b3"  # what $PUSHER_PORT mistakenly holds
 LOCAL_SECRET = "local-secret-5e88d02f1a6c"  # a helper's local, written in the file

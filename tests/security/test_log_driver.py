@@ -157,7 +157,7 @@ def test_a_hook_that_rewrites_the_message_cannot_forge_lines_either(
     captured: tuple[Broadcast, io.StringIO],
 ) -> None:
     """A wrapper may change the message after validation; the driver still writes one line."""
-    from broadcasting import Message, hookimpl
+    from broadcasting.plugin import Message, hookimpl
 
     class Rewriter:
         @hookimpl(wrapper=True)

@@ -34,7 +34,7 @@ def broadcast() -> Iterator[Broadcast]:
 
 @pytest.fixture
 def memory(broadcast: Broadcast) -> BroadcastMemoryDriver:
-    return broadcast.driver(BroadcastMemoryDriver)
+    return broadcast.driver(BroadcastMemoryDriver).driver
 
 
 def test_a_private_answer_cannot_become_a_presence_answer(
@@ -112,5 +112,5 @@ def test_malformed_answers_are_false_not_errors(
 
 def test_another_memory_driver_does_not_verify_it(broadcast: Broadcast) -> None:
     answer = broadcast.authorize("7", socket_id=SOCKET, channel_name="private-x")
-    other = Broadcast({"DRIVER": "memory"}).driver(BroadcastMemoryDriver)
+    other = Broadcast({"DRIVER": "memory"}).driver(BroadcastMemoryDriver).driver
     assert not other.verify(answer, socket_id=SOCKET, channel="private-x")

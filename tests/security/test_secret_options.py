@@ -21,18 +21,16 @@ from typing import Any
 import pytest
 
 import broadcasting._plugins as plugins
-from broadcasting import (
-    Broadcast,
+from broadcasting import Broadcast, Broadcaster, PluginLoadError, Receipt
+from broadcasting.plugin import (
     Driver,
     Message,
-    PluginLoadError,
-    Receipt,
     Secret,
     hookimpl,
     register_driver,
     unregister_driver,
 )
-from broadcasting.testing._suite import holders
+from broadcasting.testing._suite.leaks import holders
 
 URL = "https://hooks.example.test/t/tok-4f1b9e0c2a77"
 OTHER_URL = "https://hooks.example.test/t/tok-other-83d0aa51"
@@ -70,12 +68,12 @@ def _fresh() -> Iterator[None]:
     unregister_driver("hooked")
 
 
-def _assert_wrapped_everywhere(broadcast: Broadcast, driver: Driver) -> None:
+def _assert_wrapped_everywhere(broadcast: Broadcast, driver: Broadcaster[Any]) -> None:
     """from_config got a Secret; nothing reachable from the driver holds the URL as text."""
     assert Hooked.seen, "from_config was not called"
     assert all(seen["url"] is Secret for seen in Hooked.seen), Hooked.seen
     assert all(seen["region"] is str for seen in Hooked.seen)  # only what is declared
-    assert driver._options["url"] == Secret(URL)  # the core's copy, for with_options
+    assert driver.options["url"] == Secret(URL)  # the core's copy, for with_options
     assert holders(driver, [URL]) == []
     assert holders(broadcast, [URL]) == []
 
@@ -84,7 +82,7 @@ def test_registered_class(tmp_path: Path) -> None:
     register_driver("hooked", Hooked)
     broadcast = Broadcast(_config())
     driver = broadcast.driver()
-    assert isinstance(driver, Hooked)
+    assert isinstance(driver.driver, Hooked)
     _assert_wrapped_everywhere(broadcast, driver)
 
 
@@ -98,7 +96,7 @@ def test_with_options() -> None:
     register_driver("hooked", Hooked)
     broadcast = Broadcast(_config())
     driver = broadcast.driver("hooked").with_options(url=OTHER_URL, region="us")
-    assert isinstance(driver, Hooked) and driver.region == "us"
+    assert isinstance(driver.driver, Hooked) and driver.driver.region == "us"
     assert Hooked.seen[-1] == {"url": Secret, "region": str}
     assert holders(driver, [OTHER_URL, URL]) == []
     # the same options again give the same driver: keyed by value, wrapped or not
@@ -109,7 +107,8 @@ def test_with_options() -> None:
 # -- an installed distribution whose entry point names the class ------------------------
 
 ENTRY_POINT_MODULE = """
-from broadcasting import Driver, Receipt, Secret
+from broadcasting import Receipt
+from broadcasting.plugin import Driver, Secret
 
 SEEN = []
 
@@ -130,7 +129,8 @@ class BroadcastHookedEpDriver(Driver):
 """
 
 FACTORY_MODULE = """
-from broadcasting import Driver, Receipt, Secret, hookimpl
+from broadcasting import Receipt
+from broadcasting.plugin import Driver, Secret, hookimpl
 
 SEEN = []
 {declaration}
@@ -200,7 +200,7 @@ def test_an_entry_point_naming_the_class(site: Path) -> None:
     assert holders(broadcast, [URL]) == []
     # and the same through with_options and Broadcast.driver(cls)
     driver.with_options(url=OTHER_URL)
-    broadcast.driver(type(driver))
+    broadcast.driver(type(driver.driver))
     assert all(s["url"] is Secret for s in seen), seen
 
 
@@ -219,7 +219,7 @@ def test_a_factory_plugin(site: Path, name: str, declaration: str, expected: typ
     seen = sys.modules[module].SEEN
     assert seen == [{"url": expected, "region": str}]
     # whoever built it, the copy the core keeps wraps what the class declares
-    assert driver._options["url"] == Secret(URL)
+    assert driver.options["url"] == Secret(URL)
     assert holders(driver, [URL]) == []
     assert holders(broadcast, [URL]) == []
 
