@@ -60,7 +60,7 @@ def test_driver_by_class_uses_the_configured_options() -> None:
     assert vault.driver.region == "us"
     assert broadcast.driver(Vault) is vault
     assert vault.channel("c", "m").driver == "vault"
-    assert repr(vault) == "<Broadcaster 'vault': tests.core.test_broadcast.Vault>"
+    assert repr(vault) == "<Broadcaster 'vault': Vault>"
 
 
 def test_nothing_secret_in_reprs_errors_or_logs(caplog: pytest.LogCaptureFixture) -> None:

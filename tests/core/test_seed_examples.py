@@ -82,7 +82,7 @@ def test_print_driver_shows_the_ably_driver_class(
     Controller().show_driver(broadcast)
     # the broadcaster of the ably driver, which names the driver's class
     assert capsys.readouterr().out.strip() == (
-        "<Broadcaster 'ably': tests.core.test_seed_examples.AblyStandIn>"
+        "<Broadcaster 'ably': AblyStandIn>"
     )
 
 

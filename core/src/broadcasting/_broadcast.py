@@ -170,7 +170,9 @@ class Broadcast(Publishes):
             error = exc
         # A mistake in the configuration, not a bug: its message names the key; the
         # driver's frames, whose locals may hold a value it revealed to check it, are
-        # left out. (Any other exception keeps its whole traceback.)
+        # left out, and so are the options here (an option only the driver knows is
+        # secret is still text in them). Any other exception keeps its whole traceback.
+        del options
         raise error.with_traceback(None)
 
     def _connect_locked(

@@ -254,8 +254,7 @@ class Broadcaster(Publishes, Generic[D]):
         await self.driver.aclose()
 
     def __repr__(self) -> str:
-        cls = type(self.driver)
-        return f"<Broadcaster {self.name!r}: {cls.__module__}.{cls.__qualname__}>"
+        return f"<Broadcaster {self.name!r}: {type(self.driver).__qualname__}>"
 
 
 def _receipt(receipt: object) -> Receipt:
