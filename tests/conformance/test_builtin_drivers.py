@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from broadcasting import Driver, Message
 from broadcasting.drivers.log import BroadcastLogDriver
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import Driver, Message
 from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, Features
 
 
@@ -48,7 +48,6 @@ class TestMemoryDriverConformance(DriverConformance):
     """The memory driver: observed through ``subscribe``, the API apps use in tests."""
 
     driver_name = "memory"
-    features = Features(network=False, socket_id=True)
 
     @pytest.fixture
     def invalid_options(self) -> Sequence[tuple[Mapping[str, Any], str]]:
@@ -61,6 +60,12 @@ class TestMemoryDriverConformance(DriverConformance):
         unsubscribe = driver.subscribe(observer.record_message, socket_id=observer.socket_id())
         yield observer
         unsubscribe()
+
+    @pytest.fixture
+    def webhook_delivery(self, driver: Driver) -> tuple[Mapping[str, str], bytes]:
+        """A delivery the driver signs with its own key, as a service would sign one."""
+        assert isinstance(driver, BroadcastMemoryDriver)
+        return driver.webhook_delivery([{"name": "channel_occupied", "channel": "orders"}])
 
 
 class _LogObserver(logging.Handler):
@@ -82,7 +87,6 @@ class TestLogDriverConformance(DriverConformance):
     """The log driver with its default configuration: observed through its log records."""
 
     driver_name = "log"
-    features = Features(network=False)
 
     @pytest.fixture
     def invalid_options(self) -> Sequence[tuple[Mapping[str, Any], str]]:
@@ -105,4 +109,4 @@ class TestNullDriverConformance(DriverConformance):
     """The null driver delivers nowhere: observation is switched off, not skipped."""
 
     driver_name = "null"
-    features = Features(network=False, observe=False)
+    features = Features(observe=False)

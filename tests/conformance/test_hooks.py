@@ -16,29 +16,21 @@ from typing import Any
 
 import pytest
 
-from broadcasting import (
-    Broadcast,
-    ConfigurationError,
-    Driver,
-    Message,
-    PublishError,
-    Receipt,
-    hookimpl,
-    register_driver,
-    unregister_driver,
-)
+from broadcasting import Broadcast, ConfigurationError, PublishError, Receipt
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import Driver, Message, hookimpl, register_driver, unregister_driver
 
-GUIDE = Path(__file__).resolve().parents[2] / "docs" / "writing-a-driver.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+GUIDE = DOCS / "writing-a-driver.md"
 
 
-def guide_example(name: str) -> str:
-    """The python block that follows ``<!-- example: name -->`` in the guide."""
-    text = GUIDE.read_text(encoding="utf-8")
+def guide_example(name: str, doc: Path = GUIDE, marker: str = "example") -> str:
+    """The python block that follows ``<!-- example: name -->`` in ``doc``."""
+    text = doc.read_text(encoding="utf-8")
     match = re.search(
-        rf"<!-- example: {re.escape(name)} -->\s*```python\n(.*?)```", text, re.DOTALL
+        rf"<!-- {marker}: {re.escape(name)} -->\s*```python\n(.*?)```", text, re.DOTALL
     )
-    assert match, f"no example {name!r} in {GUIDE.name}"
+    assert match, f"no {marker} {name!r} in {doc.name}"
     return match.group(1)
 
 
@@ -72,12 +64,12 @@ def test_hook_broadcasting_connect() -> None:
     plugin = AcmePlugin()
     config = {"DRIVER": "acme", "DRIVERS": {"acme": {"region": "eu"}}}
     with Broadcast(config, plugins=[plugin]) as broadcast:
-        driver = broadcast.driver()
+        driver = broadcast.driver().driver
         assert isinstance(driver, AcmeDriver)
-        assert broadcast.driver("acme") is driver  # cached: the hook is called once
+        assert broadcast.driver("acme").driver is driver  # cached: the hook is called once
         receipt = broadcast.channel("orders", {"id": 1}, "created")
         # other names fall through to the installed drivers
-        assert isinstance(broadcast.driver("memory"), BroadcastMemoryDriver)
+        assert isinstance(broadcast.driver("memory").driver, BroadcastMemoryDriver)
     assert ("acme", {"region": "eu"}) in plugin.calls
     assert [name for name, _ in plugin.calls].count("acme") == 1
     assert receipt.driver == "acme"
@@ -89,7 +81,7 @@ def test_hook_broadcasting_connect_registered_globally() -> None:
     plugin = AcmePlugin()
     register_driver("acme", plugin)
     try:
-        assert isinstance(Broadcast({"DRIVER": "acme"}).driver(), AcmeDriver)
+        assert isinstance(Broadcast({"DRIVER": "acme"}).driver().driver, AcmeDriver)
     finally:
         unregister_driver("acme")
     assert plugin.calls == [("acme", {})]
@@ -112,8 +104,9 @@ class Recorder:
 
     @hookimpl(wrapper=True)
     def broadcasting_publish(
-        self, driver: Driver, message: Message
+        self, broadcast: Broadcast, driver: Driver, message: Message
     ) -> Generator[None, Receipt, Receipt]:
+        assert broadcast.broadcaster_of(driver).driver is driver
         self.seen.append(("before", driver.name, message.event))
         try:
             receipt = yield
@@ -130,7 +123,7 @@ def test_hook_broadcasting_publish() -> None:
     with Broadcast({"DRIVER": "memory"}, plugins=[recorder]) as broadcast:
         broadcast.channel("orders", {"id": 1}, "sync-event")
         asyncio.run(broadcast.achannel("orders", {"id": 2}, "async-event"))
-        driver = broadcast.driver()
+        driver = broadcast.driver().driver
         assert isinstance(driver, BroadcastMemoryDriver)
         assert [m.event for m in driver.messages] == ["sync-event", "async-event"]
     assert recorder.seen == [
@@ -145,7 +138,9 @@ class DryRun:
     """A plain implementation: answers every publish itself, so no driver is called."""
 
     @hookimpl
-    def broadcasting_publish(self, driver: Driver, message: Message) -> Receipt:
+    def broadcasting_publish(
+        self, broadcast: Broadcast, driver: Driver, message: Message
+    ) -> Receipt:
         return Receipt("dry-run", message.event, message.channels, message.id)
 
 
@@ -153,7 +148,7 @@ def test_hook_broadcasting_publish_short_circuit() -> None:
     with Broadcast({"DRIVER": "memory"}, plugins=[DryRun()]) as broadcast:
         first = broadcast.channel("orders", {"id": 1})
         second = asyncio.run(broadcast.achannel("orders", {"id": 2}))
-        driver = broadcast.driver()
+        driver = broadcast.driver().driver
         assert isinstance(driver, BroadcastMemoryDriver)
         assert driver.messages == []
     assert (first.driver, second.driver) == ("dry-run", "dry-run")
@@ -162,7 +157,7 @@ def test_hook_broadcasting_publish_short_circuit() -> None:
 class Veto:
     @hookimpl(wrapper=True)
     def broadcasting_publish(
-        self, driver: Driver, message: Message
+        self, broadcast: Broadcast, driver: Driver, message: Message
     ) -> Generator[None, Receipt, Receipt]:
         if "blocked" in message.channels:
             raise PublishError("blocked by policy", driver=driver.name)
@@ -178,7 +173,7 @@ def test_hook_broadcasting_publish_veto_and_errors_reach_wrappers() -> None:
         with pytest.raises(PublishError, match="blocked by policy"):
             asyncio.run(broadcast.achannel("blocked", {"id": 2}, "e2"))
         broadcast.channel("open", {"id": 3}, "e3")
-        driver = broadcast.driver()
+        driver = broadcast.driver().driver
         assert isinstance(driver, BroadcastMemoryDriver)
         assert [m.channels for m in driver.messages] == [("open",)]
     assert ("failed", "memory", "e1") in recorder.seen
@@ -189,11 +184,12 @@ def test_hook_broadcasting_publish_veto_and_errors_reach_wrappers() -> None:
 # -- the guide's examples, as written -------------------------------------------------
 
 
-def test_guide_timing_plugin_sees_sync_and_async_publishes(
+def test_docs_timing_plugin_sees_sync_async_and_failed_publishes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     namespace: dict[str, Any] = {}
-    exec(compile(guide_example("timing-plugin"), str(GUIDE), "exec"), namespace)
+    hooks = DOCS / "hooks.md"
+    exec(compile(guide_example("timing-plugin", hooks, "snippet"), str(hooks), "exec"), namespace)
     plugin = namespace["TimingPlugin"]()
     caplog.set_level(logging.INFO, logger="myapp.broadcasting")
     with Broadcast({"DRIVER": "memory"}, plugins=[plugin]) as broadcast:

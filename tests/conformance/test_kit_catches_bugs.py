@@ -9,7 +9,9 @@ ones are ``send()`` drivers of the in-process service in ``toy_service.py``
 (copied next to the suite), broken in the ways that matter to delivery:
 claiming a de-duplication the service does not do, re-sending behind the
 core's back, taking a refusal for an acknowledgement, letting an SDK exception
-escape, and returning what ``send()`` must not return.
+escape, and returning what ``send()`` must not return. Others break what they
+declare (a Feature whose methods lie, methods of a feature left undeclared, a
+TLS option they refuse) or hold a revealed key in a traceback's frame.
 """
 
 from __future__ import annotations
@@ -37,16 +39,25 @@ from typing import Any
 import pytest
 
 from broadcasting import (
-    Answer,
     BroadcastError,
-    Capabilities,
+    ChannelInfo,
     ConfigurationError,
-    Driver,
     InvalidChannelError,
+    PublishError,
+    QueryError,
+    Receipt,
+    WebhookEvent,
+)
+from broadcasting.plugin import (
+    SUBSCRIBED,
+    Answer,
+    Capabilities,
+    Driver,
+    Feature,
+    Health,
+    Heard,
     Limits,
     Message,
-    PublishError,
-    Receipt,
     Secret,
     register_driver,
 )
@@ -67,9 +78,6 @@ class Good(Driver):
     def publish(self, message: Message) -> Receipt:
         self.deliver(message)
         return Receipt(self.name, message.event, message.channels, message.id)
-
-    async def apublish(self, message: Message) -> Receipt:
-        return self.publish(message)
 
 
 class DropsEvent(Good):
@@ -160,9 +168,9 @@ class RunsItsOwnLoop(Good):
     name = "kit-own-loop"
 
     def publish(self, message: Message) -> Receipt:
-        return asyncio.run(self.apublish(message))
+        return asyncio.run(self.publish_async(message))
 
-    async def apublish(self, message: Message) -> Receipt:
+    async def publish_async(self, message: Message) -> Receipt:
         self.deliver(message)
         return Receipt(self.name, message.event, message.channels, message.id)
 
@@ -175,9 +183,62 @@ class WrongReceipt(Good):
         return Receipt(self.name, message.event, message.channels[:1], message.id)
 
 
-class ClaimsSocketId(Good):
-    name = "kit-claims-socket-id"
-    supports_socket_id = True
+# -- drivers whose declarations do not hold
+
+
+class SignsUndeclared(Good):
+    # signs subscriptions but does not declare Feature.AUTHORIZE: the core never asks it
+    name = "kit-signs-undeclared"
+
+    def sign_channel(self, request):
+        return {"auth": "signed"}
+
+
+class StateWrongType(Good):
+    # declares Feature.STATE, and answers a channel's state as a dict
+    name = "kit-state-wrong-type"
+    features = frozenset({Feature.STATE})
+
+    def occupied_channels(self, prefix=None):
+        return []
+
+    def channel_info(self, channel):
+        return {"name": channel, "occupied": False}
+
+    def members(self, channel):
+        return []
+
+
+class HearsNothing(Good):
+    # declares Feature.LISTEN; confirms the subscription, then never hears a publish
+    name = "kit-hears-nothing"
+    features = frozenset({Feature.LISTEN})
+
+    async def listen_channels(self, channels):
+        for channel in channels:
+            yield Heard(channel, SUBSCRIBED, "", 0.0)
+        await asyncio.Event().wait()
+
+
+class TrustsAnyWebhook(Good):
+    # declares Feature.WEBHOOKS and verifies nothing
+    name = "kit-trusts-any-webhook"
+    features = frozenset({Feature.WEBHOOKS})
+
+    def verify_webhook(self, headers, body):
+        return [WebhookEvent("channel_occupied", "orders", 1, "e1", driver=self.name)]
+
+
+class RefusesItsSslOption(Good):
+    # declares a TLS option that from_config does not accept
+    name = "kit-refuses-its-ssl-option"
+    ssl_option = "tls"
+
+    @classmethod
+    def from_config(cls, options):
+        for key in options:
+            raise ConfigurationError(cls.name, key, "unknown option")
+        return cls()
 
 
 # socket_id: the observer below is one connection with its own id; a correct
@@ -212,7 +273,7 @@ class AsyncIdentifiedObserver:
 
 class ExcludesSender(Good):
     name = "kit-excludes-sender"
-    supports_socket_id = True
+    features = frozenset({Feature.EXCLUDE_SENDER})
 
     def __init__(self) -> None:
         self.recorder = IdentifiedRecorder()
@@ -240,13 +301,6 @@ class ExcludesEveryone(ExcludesSender):
 
 
 # -- correct drivers that switch features off: the kit must pass them, skipping nothing
-
-
-class SyncOnly(Good):
-    name = "kit-sync-only"
-
-    async def apublish(self, message: Message) -> Receipt:
-        raise BroadcastError("kit-sync-only has no async path")
 
 
 class SingleChannel(Good):
@@ -316,6 +370,21 @@ class RetriesInternally(Networked):
         raise AssertionError("unreachable")
 
 
+class IgnoresBudget(Networked):
+    # its transport re-sends after a timeout, counting each request, but past batch.budget
+    name = "kit-ignores-budget"
+
+    def send(self, batch):
+        for attempt in range(5):
+            batch.requests = attempt + 1
+            try:
+                return self.exchange(batch)
+            except PublishError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+
 class AsendRetriesSend(Networked):
     # its async path runs send() in a thread and retries it itself on a retryable error
     name = "kit-asend-retries-send"
@@ -358,19 +427,88 @@ class NonStrIds(Networked):
         return Answer(ids=(status,))
 
 
-DRIVERS = [Good, SyncOnly, SingleChannel, NoReconnect, Networked, NetworkedDedup,
-           NetworkedRawError, ClaimsDedup, RetriesInternally, AsendRetriesSend,
-           SucceedsWhenRefused, MalformedResult, NonStrIds,
+class ChecksWithTheWrongKind(Networked):
+    # its health check files the service's 401 as kind "other": an "error", not "auth_failed"
+    name = "kit-checks-wrong-kind"
+
+    def check(self):
+        def probe():
+            status = self.request(()) if self.fault != "refuse" else 0
+            if status not in (0, 200):
+                raise QueryError("refused", driver=self.name, status=status, kind="other")
+            return "ok"
+
+        return Health.measure(probe)
+
+
+class QueryLetsErrorsEscape(Networked):
+    # declares Feature.STATE; a query that fails lets the transport's exception escape
+    name = "kit-query-lets-errors-escape"
+    features = frozenset({Feature.STATE})
+
+    def _ask(self):
+        if self.fault == "refuse":
+            raise ConnectionRefusedError("nothing listens")
+
+    def occupied_channels(self, prefix=None):
+        self._ask()
+        return []
+
+    def channel_info(self, channel):
+        self._ask()
+        return ChannelInfo(channel, False)
+
+    def members(self, channel):
+        self._ask()
+        return []
+
+
+class _Request:
+    # a transport's request object: its repr hides the headers, its slots hold them
+    __slots__ = ("headers",)
+
+    def __init__(self, headers):
+        self.headers = headers
+
+    def __repr__(self):
+        return "<Request>"
+
+
+class KeyInFrame(Networked):
+    # builds each request with its key revealed: the frame of a failed request holds it
+    name = "kit-key-in-frame"
+
+    def __init__(self, fault="", token=None):
+        super().__init__(fault)
+        self.token = token
+
+    @classmethod
+    def from_config(cls, options):
+        options = dict(options)
+        token = options.pop("token", None)
+        driver = super().from_config(options)
+        driver.token = token
+        return driver
+
+    def request(self, parts):
+        request = _Request({"Authorization": "Bearer " + self.token.reveal()})
+        return super().request(parts)
+
+
+DRIVERS = [Good, SingleChannel, NoReconnect, Networked, NetworkedDedup,
+           NetworkedRawError, ClaimsDedup, RetriesInternally, IgnoresBudget, AsendRetriesSend,
+           SucceedsWhenRefused, MalformedResult, NonStrIds, ChecksWithTheWrongKind,
+           QueryLetsErrorsEscape, KeyInFrame,
            DropsEvent, MangledUnicode, FirstChannelOnly, Twice, LeaksSecret,
            ErrorShowsValue, CloseTwiceFails, CountsCharacters, SendsWhileMeasuring,
-           RunsItsOwnLoop, WrongReceipt, ClaimsSocketId, ExcludesSender, IgnoresSocketId,
+           RunsItsOwnLoop, WrongReceipt, SignsUndeclared, StateWrongType, HearsNothing,
+           TrustsAnyWebhook, RefusesItsSslOption, ExcludesSender, IgnoresSocketId,
            ExcludesEveryone]
 for cls in DRIVERS:
     register_driver(cls.name, cls)
 
 
 class Base(DriverConformance):
-    features = Features(network=False)
     receive_timeout = 0.5  # in-process deliveries are immediate; keep failures quick
 
     @pytest.fixture
@@ -382,23 +520,17 @@ class Base(DriverConformance):
 class TestGood(Base):
     driver_name = "kit-good"
 
-class TestSyncOnly(Base):
-    driver_name = "kit-sync-only"
-    features = Features(network=False, async_publish=False)
-
-
 class TestSingleChannel(Base):
     driver_name = "kit-single-channel"
-    features = Features(network=False, multiple_channels=False)
+    features = Features(multiple_channels=False)
 
 
 class TestNoReconnect(Base):
     driver_name = "kit-no-reconnect"
-    features = Features(network=False, reconnect_after_close=False)
+    features = Features(reconnect_after_close=False)
 
 
 class NetworkedBase(DriverConformance):
-    features = Features()
     receive_timeout = 0.5
 
     @pytest.fixture
@@ -428,6 +560,9 @@ class TestClaimsDedup(NetworkedBase):
 class TestRetriesInternally(NetworkedBase):
     driver_name = "kit-retries-internally"
 
+class TestIgnoresBudget(NetworkedBase):
+    driver_name = "kit-ignores-budget"
+
 class TestAsendRetriesSend(NetworkedBase):
     driver_name = "kit-asend-retries-send"
 
@@ -439,6 +574,26 @@ class TestMalformedResult(NetworkedBase):
 
 class TestNonStrIds(NetworkedBase):
     driver_name = "kit-non-str-ids"
+
+class TestChecksWithTheWrongKind(NetworkedBase):
+    driver_name = "kit-checks-wrong-kind"
+
+class TestQueryLetsErrorsEscape(NetworkedBase):
+    driver_name = "kit-query-lets-errors-escape"
+
+class TestKeyInFrame(NetworkedBase):
+    driver_name = "kit-key-in-frame"
+    secrets = ("tok-in-a-frame-7f3a",)
+
+    @pytest.fixture
+    def driver_options(self) -> dict[str, str]:
+        return {"token": "tok-in-a-frame-7f3a"}
+
+    @pytest.fixture
+    def failing_options(self) -> list[dict[str, Any]]:
+        token = "tok-in-a-frame-7f3a"
+        faults = ("refuse", "reject", "unavailable", "lose")
+        return [{"fault": f, "token": token, "retry_backoff": 0.001} for f in faults]
 
 
 class TestDropsEvent(Base):
@@ -455,7 +610,7 @@ class TestTwice(Base):
 
 class TestLeaksSecret(Base):
     driver_name = "kit-leaks-secret"
-    features = Features(network=False, strict_options=False)
+    features = Features(strict_options=False)
     secrets = ("tok-5ecret-value",)
 
     @pytest.fixture
@@ -464,7 +619,7 @@ class TestLeaksSecret(Base):
 
 class TestErrorShowsValue(Base):
     driver_name = "kit-error-shows-value"
-    features = Features(network=False, strict_options=False)
+    features = Features(strict_options=False)
     secrets = ("short",)
 
     @pytest.fixture
@@ -490,12 +645,23 @@ class TestRunsItsOwnLoop(Base):
 class TestWrongReceipt(Base):
     driver_name = "kit-wrong-receipt"
 
-class TestClaimsSocketId(Base):
-    driver_name = "kit-claims-socket-id"
+class TestSignsUndeclared(Base):
+    driver_name = "kit-signs-undeclared"
+
+class TestStateWrongType(Base):
+    driver_name = "kit-state-wrong-type"
+
+class TestHearsNothing(Base):
+    driver_name = "kit-hears-nothing"
+
+class TestTrustsAnyWebhook(Base):
+    driver_name = "kit-trusts-any-webhook"
+
+class TestRefusesItsSslOption(Base):
+    driver_name = "kit-refuses-its-ssl-option"
 
 class TestExcludesSender(Base):
     driver_name = "kit-excludes-sender"
-    features = Features(network=False, socket_id=True)
 
 class TestExcludesSenderAsyncObserver(TestExcludesSender):
     @pytest.fixture
@@ -534,7 +700,6 @@ class TestExcludesEveryoneUnidentifiedObserver(TestExcludesSenderUnidentifiedObs
 # correct drivers, some with features switched off: nothing may fail or be skipped
 CORRECT = [
     "TestGood",
-    "TestSyncOnly",
     "TestSingleChannel",
     "TestNoReconnect",
     "TestNetworked",
@@ -569,7 +734,6 @@ EXPECTED_FAILURES = {
     "TestSendsWhileMeasuring": {"test_payload_limit"},
     "TestRunsItsOwnLoop": {"test_sync_publish_inside_a_running_event_loop"},
     "TestWrongReceipt": {"test_multiple_channels"},
-    "TestClaimsSocketId": {"test_socket_id"},
     "TestIgnoresSocketId": {"test_socket_id"},
     "TestIgnoresSocketIdAsyncObserver": {"test_socket_id"},
     "TestExcludesEveryone": {"test_socket_id"},
@@ -615,6 +779,10 @@ DELIVERY_BUGS: dict[str, tuple[set[str], tuple[str, ...]]] = {
             "SDK) re-sent it by itself",
         ),
     ),
+    "TestIgnoresBudget": (
+        _both("test_failed_publish_has_three_outcomes"),
+        ("send() reports batch.requests=5, over its batch.budget=3",),
+    ),
     "TestAsendRetriesSend": (
         {
             "test_lost_answer_is_unknown_unless_the_service_deduplicates[async]",
@@ -630,6 +798,44 @@ DELIVERY_BUGS: dict[str, tuple[set[str], tuple[str, ...]]] = {
     "TestSucceedsWhenRefused": (
         _both("test_publish_failures_are_publish_errors", "test_failed_publish_has_three_outcomes"),
         ("the driver reported success for a publish that configuration makes fail",),
+    ),
+}
+
+# drivers whose declarations, health check or frames do not hold: class -> (the exact
+# failed cases, phrases the failure messages must contain)
+PINNED_BUGS: dict[str, tuple[set[str], tuple[str, ...]]] = {
+    "TestSignsUndeclared": (
+        {"test_features_are_declared_not_guessed"},
+        ("implements sign_channel() but does not declare Feature.AUTHORIZE",),
+    ),
+    "TestStateWrongType": (
+        _both("test_channel_state_is_answered_or_not_supported"),
+        ("channel_info() returned {'name'",),
+    ),
+    "TestQueryLetsErrorsEscape": (
+        _both("test_channel_state_is_answered_or_not_supported"),
+        ("raised ConnectionRefusedError", "a state query that fails raises QueryError"),
+    ),
+    "TestHearsNothing": (
+        {"test_listen_hears_a_publish_or_not_supported"},
+        ("confirmed the subscription, then heard nothing",),
+    ),
+    "TestTrustsAnyWebhook": (
+        _both("test_webhooks_are_verified_or_not_supported"),
+        ("a forged or tampered delivery must be refused",),
+    ),
+    "TestRefusesItsSslOption": (
+        {"test_ssl_option_is_declared_or_refused"},
+        ("declares ssl_option='tls' but accepts it neither way",),
+    ),
+    "TestChecksWithTheWrongKind": (
+        _both("test_publish_failures_are_publish_errors"),
+        ("failed with kind=auth (the credentials), but check() says 'error'",),
+    ),
+    # the key is held by an object whose repr hides it: only walking the frames finds it
+    "TestKeyInFrame": (
+        _both("test_publish_failures_are_publish_errors"),
+        ("held as text by a frame of the traceback", "request'].headers['Authorization']"),
     ),
 }
 
@@ -747,6 +953,22 @@ def test_a_delivery_lie_fails_exactly_the_delivery_checks_for_the_right_reason(
     lives, with a message that says what the driver did; everything else passes.
     """
     cases, phrases = DELIVERY_BUGS[cls]
+    assert report["failed-cases"][cls] == cases, sorted(report["failed-cases"][cls])
+    assert not report["skipped"][cls], sorted(report["skipped"][cls])
+    assert len(report["passed"][cls]) >= 30
+    messages = " ".join(report["failed-messages"][cls])
+    for phrase in phrases:
+        assert phrase in messages, (phrase, messages)
+
+
+@pytest.mark.parametrize("cls", sorted(PINNED_BUGS))
+def test_a_broken_declaration_fails_exactly_its_check_for_the_right_reason(
+    report: dict[str, dict[str, set[str]]], cls: str
+) -> None:
+    """A Feature whose methods lie or are left undeclared, a TLS option the driver
+    refuses, a health check that misreads a refusal, a revealed key in a frame: each
+    fails exactly the kit's check of it, saying what the driver did."""
+    cases, phrases = PINNED_BUGS[cls]
     assert report["failed-cases"][cls] == cases, sorted(report["failed-cases"][cls])
     assert not report["skipped"][cls], sorted(report["skipped"][cls])
     assert len(report["passed"][cls]) >= 30

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from broadcasting import register_driver, unregister_driver
+from broadcasting.plugin import register_driver, unregister_driver
 from broadcasting.testing import DeliveryRecorder, DriverConformance, Features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -14,7 +14,8 @@ fails a request the ways a network does, chosen per driver configuration:
 
 ``ToyDriver`` is a correct driver for it: one request per ``send()``, every
 failure mapped to a PublishError that says whether it may have been
-delivered, never a retry of its own. ``AsyncToyDriver`` adds ``asend``,
+delivered, never a retry of its own, and a health check that maps the
+service's answer to a QueryError. ``AsyncToyDriver`` adds ``asend``,
 micro-batching and a de-duplicating service; ``AsendOnlyToyDriver`` has
 ``asend`` alone. ``tests/conformance/test_send_driver.py``
 runs the kit against both; ``test_kit_catches_bugs.py`` breaks them.
@@ -27,14 +28,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from broadcasting import (
-    Batch,
-    Capabilities,
-    ConfigurationError,
-    Driver,
-    Part,
-    PublishError,
-)
+from broadcasting import ConfigurationError, PublishError, QueryError
+from broadcasting.plugin import Batch, Capabilities, Driver, Health, Part
 from broadcasting.testing import Delivery, DeliveryRecorder
 
 FAULTS = ("", "refuse", "reject", "unavailable", "lose")
@@ -113,6 +108,24 @@ class ToyDriver(Driver):
                 maybe_delivered=True,
             ) from exc
         return self.answer(status)
+
+    def check(self) -> Health:
+        """One request that carries nothing: what the service says of this configuration."""
+
+        def probe() -> str:
+            try:
+                status = self.request(())
+            except (ConnectionRefusedError, TimeoutError) as exc:
+                raise QueryError(
+                    f"{self.name}: no answer", driver=self.name, retryable=True
+                ) from exc
+            if status != 200:
+                raise QueryError(
+                    f"{self.name}: the service answered {status}", driver=self.name, status=status
+                )
+            return "the toy service answered"
+
+        return Health.measure(probe)
 
     def answer(self, status: int) -> Any:
         """What ``send()`` returns for the service's ``status``."""

@@ -23,17 +23,16 @@ from broadcasting import (
     InputError,
     InvalidChannelError,
     InvalidEventError,
-    Message,
     NotSupportedError,
     PayloadTooLargeError,
     PresenceChannel,
     PrivateChannel,
     PublishError,
     Receipt,
-    hookimpl,
 )
 from broadcasting._plugins import CORE_PLUGIN
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.plugin import Message, hookimpl
 from broadcasting.testing import BroadcastFake, Sent, fake
 
 
@@ -127,7 +126,7 @@ def test_every_broadcast_existing_and_new_sync_async_and_threads(
     [second] = broadcast_fake.find(channel="private-orders.2")
     assert (second.socket_id, second.driver, second.source) == ("1.2", "pusher", OrderShipped(2))
     assert connections(listener) == 0
-    assert EXISTING.driver(BroadcastMemoryDriver).messages == []
+    assert EXISTING.driver(BroadcastMemoryDriver).driver.messages == []
 
 
 EXISTING = Broadcast({"DRIVER": "memory"})
@@ -237,7 +236,7 @@ def test_send_to_user_is_recorded_and_asserted_by_user(
         broadcast.send_to_user(42, "notice", {"text": "hi"})
         asyncio.run(broadcast.asend_to_user("7", "notice", {"text": "yo"}))
         if driver == "memory":
-            assert broadcast.driver(BroadcastMemoryDriver).messages == []
+            assert broadcast.driver(BroadcastMemoryDriver).driver.messages == []
     [to_42] = broadcast_fake.assert_sent("notice", user=42)
     assert (to_42.driver, to_42.channels) == (driver, ("#server-to-user-42",))
     broadcast_fake.assert_sent(user="7", data={"text": "yo"}, times=1)
@@ -253,7 +252,7 @@ def test_authorization_is_not_faked_and_not_recorded(broadcast_fake: BroadcastFa
             return bool(user["id"] == 1 and order_id == "42")
 
         body = broadcast.authorize({"id": 1}, socket_id="1.2", channel_name="private-orders.42")
-        memory = broadcast.driver(BroadcastMemoryDriver)
+        memory = broadcast.driver(BroadcastMemoryDriver).driver
         assert memory.verify(body, socket_id="1.2", channel="private-orders.42")
     broadcast_fake.assert_nothing_sent()
 
@@ -268,7 +267,7 @@ class Observer:
         self.outcomes: list[tuple[str, object]] = []
 
     @hookimpl(wrapper=True)
-    def broadcasting_publish(self, driver: Any, message: Message) -> Any:
+    def broadcasting_publish(self, broadcast: Any, driver: Any, message: Message) -> Any:
         receipt = yield
         self.outcomes.append((message.event, receipt))
         return receipt
@@ -278,7 +277,7 @@ def test_wrappers_still_run_around_the_fake() -> None:
     observer = Observer()
     with Broadcast({"DRIVER": "memory"}, plugins=[observer]) as broadcast, fake() as recorder:
         receipt = broadcast.channel("orders", {"id": 1}, "shipped")
-        assert broadcast.driver(BroadcastMemoryDriver).messages == []
+        assert broadcast.driver(BroadcastMemoryDriver).driver.messages == []
     assert observer.outcomes == [("shipped", receipt)]
     assert recorder.sent[0].message_id == receipt.message_id
 
@@ -297,7 +296,9 @@ def test_stopping_restores_the_fast_path_and_delivery() -> None:
         assert made_after.plugin_manager.hook.broadcasting_publish.get_hookimpls()[0].plugin is (
             CORE_PLUGIN
         )
-        assert [m.event for m in broadcast.driver(BroadcastMemoryDriver).messages] == ["real"]
+        assert [m.event for m in broadcast.driver(BroadcastMemoryDriver).driver.messages] == [
+            "real"
+        ]
         assert [s.event for s in recorder.sent] == ["faked"]
 
 
@@ -308,7 +309,7 @@ def test_stopped_even_when_the_block_raises() -> None:
     assert not recorder.active
     with Broadcast({"DRIVER": "memory"}) as broadcast:
         broadcast.channel("orders", {"id": 1}, "real")
-        assert len(broadcast.driver(BroadcastMemoryDriver).messages) == 1
+        assert len(broadcast.driver(BroadcastMemoryDriver).driver.messages) == 1
     assert recorder.sent == []
 
 

@@ -150,9 +150,8 @@ def test_each_test_gets_a_fresh_fake_removed_even_after_a_failure(
         def test_then_publishes_reach_the_driver_again():
             assert _everywhere == []
             broadcast.channel(OrderShipped(2))
-            assert [m.channels for m in broadcast.driver(BroadcastMemoryDriver).messages] == [
-                ("private-orders.2",)
-            ]
+            memory = broadcast.driver(BroadcastMemoryDriver).driver
+            assert [m.channels for m in memory.messages] == [("private-orders.2",)]
 
         def test_a_new_fake_starts_empty(broadcast_fake):
             assert broadcast_fake.sent == []

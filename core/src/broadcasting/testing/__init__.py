@@ -11,9 +11,10 @@ test::
         broadcast_fake.assert_sent(OrderShipped, channel=PrivateChannel("orders.42"))
 
 **The conformance kit.** Subclass :class:`DriverConformance` in your
-driver's test suite, say what the driver supports with :class:`Features`,
-give it a configuration and a way to see what arrived (an
-:class:`Observer`), and inherit every behavioural test::
+driver's test suite, give it a configuration and a way to see what arrived
+(an :class:`Observer`), and inherit every behavioural test; what the driver
+declares (its ``features``, ``capabilities``, ``limits``) is checked against
+what it does, and :class:`Features` says the rest::
 
     from broadcasting.testing import DeliveryRecorder, DriverConformance, Features
 
@@ -31,8 +32,8 @@ An observer that is itself one connection of the service may also offer
 ``socket_id()`` (:class:`SocketIdentity`), so the kit checks that
 ``socket_id=`` really excludes the sender's connection.
 
-For a network driver the kit also checks delivery, against what the observer
-saw: a failed publish's ``delivered`` / ``failed`` / ``unknown`` channels, and,
+For a driver that implements ``send()`` the kit also checks delivery, against
+what the observer saw: a failed publish's ``delivered`` / ``failed`` / ``unknown`` channels, and,
 by wrapping the driver's ``send()`` / ``asend()``, a lost answer (never a
 duplicate delivery, unless ``at_least_once``; a ``deduplicates`` claim must
 hold) and a refused request (retried, delivered once).

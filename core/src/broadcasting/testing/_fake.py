@@ -27,6 +27,7 @@ from broadcasting._types import Message, Payload, Receipt
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from broadcasting._broadcast import Broadcast
     from broadcasting._driver import Driver
 
 #: How much of a message's text a failure message shows.
@@ -110,7 +111,9 @@ class BroadcastFake:
     # -- the hook ------------------------------------------------------------
 
     @hookimpl(tryfirst=True)
-    def broadcasting_publish(self, driver: Driver, message: Message) -> Receipt:
+    def broadcasting_publish(
+        self, broadcast: Broadcast, driver: Driver, message: Message
+    ) -> Receipt:
         """Record ``message`` and answer for the driver, which is never called."""
         sent = Sent(
             driver=driver.name,

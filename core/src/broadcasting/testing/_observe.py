@@ -41,7 +41,7 @@ class Observer(Protocol):
     an observer that is itself one connection of the service (a WebSocket
     subscriber, an in-process subscriber with an identity) may return that
     connection's id. The kit calls it after :meth:`watch`. When the driver
-    declares ``Features(socket_id=True)``, the kit then publishes with
+    declares ``Feature.EXCLUDE_SENDER``, the kit then publishes with
     ``socket_id=<that id>`` to a watched channel, publishes a marker without
     one to the same channel, waits for the marker and asserts the first
     message never reached the observer: the sender's own connection is

@@ -3,13 +3,15 @@
 The core's delivery engine calls ``driver.send`` / ``driver.asend`` for every
 request, so the kit replaces those two methods *on the driver instance* (the
 class is untouched) and sees each request where the core sees it. The tap can
-also make the first request fail the two ways a network does:
+also make the first request fail the ways a network (or a bug) does:
 
 * ``"lose"``: the request really runs (the service gets it), then the answer
   is lost: the tap raises a retryable :class:`~broadcasting.PublishError`
   that may have been delivered, as a timeout after sending would;
 * ``"refuse"``: the tap raises a retryable PublishError that was certainly
-  not delivered (connection refused) without running the request at all.
+  not delivered (connection refused) without running the request at all;
+* ``"crash"``: the tap raises a :class:`RuntimeError` in place of the request,
+  as a bug in a driver's ``send()`` would.
 
 A driver whose ``asend`` runs its own ``send`` (or the reverse) makes one
 request through two tapped methods: the innermost call is the request, so a
@@ -28,13 +30,13 @@ from broadcasting import PublishError
 from broadcasting.plugin import Batch, Driver
 
 #: Faults a tap can inject into the first request.
-FAULTS = (None, "lose", "refuse")
+FAULTS = (None, "lose", "refuse", "crash")
 
 
-def delivers_in_process(driver: Driver) -> bool:
-    """Whether ``driver`` overrides ``publish``/``apublish`` (so the core's delivery never runs)."""
+def sends(driver: Driver) -> bool:
+    """Whether ``driver`` implements ``send``/``asend``, so the core's delivery runs for it."""
     cls = type(driver)
-    return cls.publish is not Driver.publish or cls.apublish is not Driver.apublish
+    return cls.send is not Driver.send or cls.asend is not Driver.asend
 
 
 class _Frame:
@@ -55,7 +57,7 @@ class SendTap:
 
     Attributes:
         sent: the batches of requests that really ran, in order.
-        refused: the batches the tap refused without running them.
+        refused: the batches the tap refused (or crashed on) without running them.
         lost: the lost-answer error the tap raised, once it did.
         raised: exceptions the driver's own methods raised (the tap's errors excluded).
     """
@@ -69,15 +71,21 @@ class SendTap:
         self.refused: list[Batch] = []
         self.lost: PublishError | None = None
         self.raised: list[BaseException] = []
-        self._injected: list[PublishError] = []
+        self._injected: list[Exception] = []
         self._lock = threading.Lock()
         self._installed: list[str] = []
+        self._ran: list[Batch] = []  # every batch the driver's own method ran, failed or not
 
     @property
     def requests(self) -> int:
         """Requests the core asked for: those that ran plus those refused."""
         with self._lock:
             return len(self.sent) + len(self.refused)
+
+    def over_budget(self) -> list[Batch]:
+        """Requests whose transport re-sent more often than ``Batch.budget`` allows."""
+        with self._lock:
+            return [batch for batch in self._ran if batch.requests > batch.budget]
 
     # -- installing -----------------------------------------------------------------
 
@@ -119,11 +127,15 @@ class SendTap:
         outermost = parent is None or parent.tap is not self
         if parent is not None and parent.tap is self:
             parent.nested = True
-        if self.fault == "refuse" and outermost:
+        if self.fault in ("refuse", "crash") and outermost:
             with self._lock:
                 first = not self.refused
                 if first:
                     self.refused.append(batch)
+            if first and self.fault == "crash":
+                crash = RuntimeError("a bug in send() (injected by the conformance kit)")
+                self._injected.append(crash)
+                raise crash
             if first:
                 error = PublishError(
                     f"{self.driver.name}: connection refused (injected by the conformance kit: "
@@ -133,6 +145,9 @@ class SendTap:
                 )
                 self._injected.append(error)
                 raise error
+        if outermost:
+            with self._lock:
+                self._ran.append(batch)
         return _Frame(self)
 
     def _failed(self, exc: BaseException) -> None:

@@ -6,7 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from broadcasting import ConfigurationError, Driver, Message, Receipt, hookimpl
+from broadcasting import ConfigurationError, Receipt
+from broadcasting.plugin import Driver, Message, hookimpl
 
 
 class BroadcastSemaphoreDriver(Driver):

@@ -1,0 +1,246 @@
+"""Failed publishes: one PublishError whose outcomes are true to what the service got."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from broadcasting import Broadcaster, PublishError
+from broadcasting.plugin import ERROR_KINDS, Health
+from broadcasting.testing._suite.leaks import capture_logs
+from broadcasting.testing._suite.run import EVENT, MODES, Run, marker
+from broadcasting.testing._tap import SendTap
+
+
+@dataclass
+class Failure:
+    """What publishing with one of the ``failing_options`` gave."""
+
+    error: PublishError
+    broadcaster: Broadcaster[Any]
+    tap: SendTap | None
+    logs: list[str]
+    #: what check() with the same options returned, or raised
+    health: Health | Exception | None = None
+
+
+def fail(
+    run: Run,
+    where: str,
+    options: Mapping[str, Any],
+    mode: str,
+    channels: Sequence[str],
+    data: Any,
+    *,
+    check: bool = False,
+) -> Failure:
+    """Publish through a driver built from failing ``options``; what it raised.
+
+    A driver that delivers through send()/asend() is tapped (nothing is
+    injected) so the kit sees what each of its requests raised. With
+    ``check``, the driver's health check runs next, on the same path.
+    """
+    target = list(channels) if len(channels) > 1 else channels[0]
+    health: Health | Exception | None = None
+    with run.other_broadcast(options) as other, capture_logs() as logs:
+        broadcaster = other.driver(run.suite.driver_name)
+        tap = SendTap(broadcaster.driver) if run.sends else None
+        with tap or nullcontext():
+            try:
+                receipt = run.publish(mode, target, data, EVENT, broadcaster=broadcaster)
+            except PublishError as exc:
+                error = exc
+            else:
+                pytest.fail(
+                    f"the publish with {where} returned {receipt!r}: the driver reported "
+                    "success for a publish that configuration makes fail (did it read "
+                    "the service's refusal as an acknowledgement?)"
+                )
+        if check:
+            try:
+                health = broadcaster.check() if mode == "sync" else _acheck(broadcaster)
+            except Exception as exc:  # reported by the test, after the publish's own checks
+                health = exc
+    return Failure(error, broadcaster, tap, logs.lines, health)
+
+
+def _acheck(broadcaster: Broadcaster[Any]) -> Health:
+    return asyncio.run(broadcaster.acheck())
+
+
+def check_kind(error: PublishError, where: str) -> None:
+    assert error.kind in ERROR_KINDS, f"{where}: kind={error.kind!r} is not one of {ERROR_KINDS}"
+    for channel, cause in error.causes.items():
+        assert cause.kind in ERROR_KINDS, f"{where}: causes[{channel!r}].kind={cause.kind!r}"
+
+
+class FailureTests:
+    """Publishing with the ``failing_options``: the error, its outcomes, and the health check."""
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_publish_failures_are_publish_errors(
+        self, conformance: Run, failing_options: Sequence[Mapping[str, Any]], mode: str
+    ) -> None:
+        """A publish the service does not acknowledge raises PublishError; nothing leaks.
+
+        The driver's ``send()`` must map every failure to a PublishError itself:
+        an SDK exception escaping it is a bug, even though the core turns it
+        into an unknown outcome rather than letting it reach the caller. The
+        health check with the same configuration reports a Health (never
+        raises), and ``auth_failed`` when the publish failed for the credentials.
+        """
+        run = conformance
+        if not run.sends:
+            assert not failing_options, "failing_options given, but the driver has no send()"
+            channel = run.channel("inproc")
+            run.check_receipt(run.publish(mode, channel, {"k": 1}, EVENT), EVENT, [channel])
+            return
+        assert failing_options, (
+            "a send() driver must give `failing_options`: configurations whose publishes fail"
+        )
+        for index, options in enumerate(failing_options):
+            where = f"failing_options[{index}]"
+            channels = [run.channel("fail")]
+            failure = fail(run, where, options, mode, channels, {"k": 1}, check=True)
+            error = failure.error
+            run.assert_error_clean(error, "an error (or its cause)")
+            run.assert_no_secrets(failure.logs, "a log line")
+            assert error.driver == run.suite.driver_name, error.driver
+            assert isinstance(error.retryable, bool)
+            assert error.status is None or isinstance(error.status, int)
+            check_kind(error, where)
+            assert failure.tap is not None
+            raw = [exc for exc in failure.tap.raised if not isinstance(exc, PublishError)]
+            assert not raw, (
+                f"with {where}, {type(failure.tap.driver).__name__}.send()/asend() raised "
+                f"{raw[0]!r} instead of a PublishError: map every failure of a request to "
+                "PublishError(..., retryable=..., maybe_delivered=...) so the core can "
+                "apply its retry rule"
+            )
+            health = failure.health
+            assert isinstance(health, Health), (
+                f"with {where}, check() gave {health!r}: a health check reports a Health "
+                "(its request's failures mapped to a ServiceError, which Health.measure reads)"
+            )
+            run.assert_no_secrets([health.detail, repr(health)], "a health check's detail")
+            if health.status != "not_supported" and error.kind in ("auth", "permission"):
+                assert health.status == "auth_failed", (
+                    f"{where}: the publish failed with kind={error.kind} (the credentials), "
+                    f"but check() says {health.status!r}: both must read the service's "
+                    "refusal the same way"
+                )
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_failed_publish_has_three_outcomes(
+        self, conformance: Run, failing_options: Sequence[Mapping[str, Any]], mode: str
+    ) -> None:
+        """A failed publish says, channel by channel, delivered / failed / unknown, truthfully.
+
+        For every ``failing_options`` configuration, the PublishError's
+        ``delivered``, ``failed`` and ``unknown`` partition the published
+        channels exactly; ``maybe_delivered`` is true exactly when ``unknown``
+        is not empty; ``requests`` counts at least every request the driver
+        made. Then the receiving side is checked against those claims: a
+        ``delivered`` channel got the message once, a ``failed`` one never,
+        an ``unknown`` one at most once, unless that configuration sets
+        ``at_least_once`` (a driver or SDK that re-sends behind the core's
+        back, or a false ``deduplicates`` claim, shows up here when a
+        configuration loses answers).
+        """
+        run = conformance
+        if not run.sends:
+            assert not failing_options, "failing_options given, but the driver has no send()"
+            return
+        assert failing_options, (
+            "a send() driver must give `failing_options`: configurations whose publishes fail"
+        )
+        for index, options in enumerate(failing_options):
+            where = f"failing_options[{index}]"
+            count = 2 if run.features.multiple_channels else 1
+            channels = [run.channel(f"outcome{n}") for n in range(count)]
+            data = {"marker": marker()}
+            run.watch(*channels)
+            failure = fail(run, where, options, mode, channels, data)
+            _check_outcomes(run, failure, where, channels)
+            if run.observer is None:
+                continue
+            resent = bool(options.get("at_least_once"))
+            failing = failure.broadcaster.driver
+            if failing.capabilities.deduplicates:
+                who = (
+                    f"{type(failing).__name__} declares deduplicates=True, so the core re-sent "
+                    "it, but the service delivered the copies: the claim is false"
+                )
+            else:
+                who = (
+                    "the driver (or its SDK) re-sent it by itself; only the core may retry, "
+                    "by its rules"
+                )
+            error = failure.error
+            for channel in channels:
+                copies = run.copies_before_sentinel(channel, data)
+                if channel in error.delivered:
+                    assert copies == 1, (
+                        f"{where}: {channel!r} is reported delivered, yet the receiving side "
+                        f"got the message {copies} times"
+                    )
+                elif channel in error.failed:
+                    assert copies == 0, (
+                        f"{where}: {channel!r} is reported failed (certainly not delivered), "
+                        f"yet the receiving side got the message {copies} times"
+                    )
+                elif not resent:
+                    assert copies <= 1, (
+                        f"{where}: {channel!r} is unknown, and the receiving side got the "
+                        f"message {copies} times: {who}"
+                    )
+
+
+def _check_outcomes(run: Run, failure: Failure, where: str, channels: Sequence[str]) -> None:
+    """The error's own claims agree with each other and with the requests the tap saw."""
+    error = failure.error
+    outcomes = {"delivered": error.delivered, "failed": error.failed, "unknown": error.unknown}
+    for outcome, listed in outcomes.items():
+        assert isinstance(listed, tuple), f"PublishError.{outcome} is not a tuple"
+        assert len(set(listed)) == len(listed), f"{outcome} lists a channel twice: {listed}"
+    together = [c for listed in outcomes.values() for c in listed]
+    assert sorted(together) == sorted(channels), (
+        f"{where}: delivered {error.delivered}, failed {error.failed} and unknown "
+        f"{error.unknown} must partition the published channels {list(channels)} "
+        "(each channel in exactly one of them)"
+    )
+    assert error.failed or error.unknown, (
+        f"{where}: a PublishError whose channels were all delivered"
+    )
+    assert error.maybe_delivered == bool(error.unknown), (
+        f"{where}: maybe_delivered={error.maybe_delivered} but unknown={error.unknown}"
+    )
+    assert set(error.causes) == set(error.failed) | set(error.unknown), (
+        f"{where}: causes must name every channel that was not delivered, and only "
+        f"those: {sorted(error.causes)}"
+    )
+    for channel, cause in error.causes.items():
+        assert isinstance(cause, PublishError), f"causes[{channel!r}] is {cause!r}"
+        assert cause.maybe_delivered == (channel in error.unknown), (
+            f"{where}: {channel!r} is {'unknown' if channel in error.unknown else 'failed'}"
+            f" but its cause says maybe_delivered={cause.maybe_delivered}"
+        )
+    assert isinstance(error.requests, int) and error.requests >= 1, (
+        f"{where}: a send() driver's PublishError must count its requests "
+        f"(requests={error.requests!r})"
+    )
+    tap = failure.tap
+    if tap is not None:
+        run.check_budget(tap, where)
+        assert error.requests >= tap.requests, (
+            f"{where}: the publish made {tap.requests} requests but reports "
+            f"requests={error.requests}"
+        )
+        assert isinstance(error.__cause__, PublishError), (
+            f"{where}: the first driver error must be the PublishError's __cause__"
+        )

@@ -1,0 +1,192 @@
+"""Hearing back from the service: channel state, terminating users, listening, webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from broadcasting import (
+    BroadcastError,
+    ChannelInfo,
+    Member,
+    NotSupportedError,
+    PresenceChannel,
+    QueryError,
+    UnauthorizedError,
+    WebhookEvent,
+)
+from broadcasting.plugin import ERROR_KINDS, SUBSCRIBED, Feature, Heard, hookimpl
+from broadcasting.testing._suite.run import EVENT, MODES, Run, marker
+
+
+def ask(run: Run, mode: str, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``broadcast.<method>(...)`` or ``await broadcast.a<method>(...)``, by ``mode``."""
+    if mode == "sync":
+        return getattr(run.broadcast, method)(*args, **kwargs)
+    return asyncio.run(getattr(run.broadcast, "a" + method)(*args, **kwargs))
+
+
+def not_supported(run: Run, call: Callable[[], Any], what: str) -> None:
+    with pytest.raises(NotSupportedError) as refused:
+        call()
+    assert refused.value.driver == run.driver.name, refused.value
+    run.assert_error_clean(refused.value, f"the error of {what}")
+
+
+class WebhookRecorder:
+    """A plugin on the webhook hook: the events it was given."""
+
+    def __init__(self) -> None:
+        self.events: list[WebhookEvent] = []
+
+    @hookimpl
+    def broadcasting_webhook(self, event: WebhookEvent) -> None:
+        self.events.append(event)
+
+
+class HearingTests:
+    """Feature.STATE, TERMINATE_USER, LISTEN and WEBHOOKS, each exercised or refused."""
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_channel_state_is_answered_or_not_supported(
+        self, conformance: Run, failing_options: Sequence[Mapping[str, Any]], mode: str
+    ) -> None:
+        """With Feature.STATE a channel nobody subscribed to is unoccupied, listed nowhere,
+        and has no members; a query that fails is a QueryError. Without it, each query is
+        NotSupportedError."""
+        run = conformance
+        channel = run.channel("state")
+        presence = None
+        if "presence" in run.driver.channel_prefixes:
+            presence = run.driver.channel_name(PresenceChannel(run.channel("state")))
+        if Feature.STATE not in run.driver.features:
+            not_supported(run, lambda: ask(run, mode, "channel_info", channel), "channel_info()")
+            not_supported(run, lambda: ask(run, mode, "occupied_channels", channel), "a listing")
+            not_supported(run, lambda: ask(run, mode, "members", presence or channel), "members()")
+            return
+        info = ask(run, mode, "channel_info", channel)
+        assert isinstance(info, ChannelInfo), f"channel_info() returned {info!r}"
+        assert info.name == channel and info.occupied is False, (
+            f"a channel nobody subscribed to: {info!r}"
+        )
+        listed = ask(run, mode, "occupied_channels", channel)
+        assert isinstance(listed, list) and all(isinstance(i, ChannelInfo) for i in listed)
+        assert all(i.name.startswith(channel) for i in listed), (
+            f"occupied_channels({channel!r}) listed channels without that prefix: {listed}"
+        )
+        assert channel not in [i.name for i in listed], listed
+        if presence is not None:
+            members = ask(run, mode, "members", presence)
+            assert isinstance(members, list) and all(isinstance(m, Member) for m in members)
+            assert members == [], f"an empty presence channel has members: {members}"
+        for index, options in enumerate(failing_options):
+            with run.other_broadcast(options) as other:
+                broadcaster = other.driver(run.suite.driver_name)
+                failed: Exception | None = None
+                try:
+                    ask(run, mode, "channel_info", channel, driver=broadcaster)
+                except Exception as exc:
+                    failed = exc
+            if failed is None:
+                continue
+            assert isinstance(failed, QueryError), (
+                f"with failing_options[{index}], channel_info() raised {failed!r}: a state "
+                "query that fails raises QueryError(..., kind=...)"
+            )
+            assert failed.driver == run.suite.driver_name and failed.kind in ERROR_KINDS, failed
+            run.assert_error_clean(failed, f"a failed query (failing_options[{index}])")
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_terminate_user_is_done_or_not_supported(self, conformance: Run, mode: str) -> None:
+        """With Feature.TERMINATE_USER, terminating a user with no connection succeeds;
+        without it, it is NotSupportedError."""
+        run = conformance
+        user = f"kit-user-{marker()}"
+        if Feature.TERMINATE_USER not in run.driver.features:
+            not_supported(run, lambda: ask(run, mode, "terminate_user", user), "terminate_user()")
+            return
+        assert ask(run, mode, "terminate_user", user) is None
+
+    def test_listen_hears_a_publish_or_not_supported(self, conformance: Run) -> None:
+        """With Feature.LISTEN, listen_channels() confirms the subscription, then hears a
+        publish made after it, as sent; without it, it is NotSupportedError."""
+        run = conformance
+        channel = run.channel("listen")
+        if Feature.LISTEN not in run.driver.features:
+            not_supported(run, lambda: run.driver.listen_channels([channel]), "listening")
+            return
+        data = {"marker": marker()}
+
+        heard: list[Heard] = []
+
+        async def hear() -> None:
+            events: AsyncIterator[Heard] = run.driver.listen_channels([channel])
+            async with contextlib.aclosing(events):  # type: ignore[type-var]
+                async for item in events:
+                    heard.append(item)
+                    if item.event != SUBSCRIBED:
+                        return
+                    await run.broadcaster.achannel(channel, data, EVENT)
+
+        with contextlib.suppress(asyncio.TimeoutError):  # TimeoutError from 3.11 on
+            asyncio.run(asyncio.wait_for(hear(), run.timeout))
+        assert heard and heard[0].event == SUBSCRIBED and heard[0].channel == channel, (
+            f"listen_channels() first yields a Heard(event=SUBSCRIBED) for {channel!r}: {heard}"
+        )
+        assert len(heard) > 1, (
+            f"listen_channels() confirmed the subscription, then heard nothing within "
+            f"{run.timeout}s of a publish to {channel!r}"
+        )
+        last = heard[-1]
+        assert isinstance(last, Heard) and last.channel == channel, heard
+        assert last.event == EVENT, f"heard {last.event!r}, published {EVENT!r}"
+        assert last.data == run.last_message().text or json.loads(last.data) == data, last
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_webhooks_are_verified_or_not_supported(
+        self,
+        conformance: Run,
+        webhook_delivery: tuple[Mapping[str, str], bytes] | None,
+        mode: str,
+    ) -> None:
+        """With Feature.WEBHOOKS a forged or tampered delivery is refused before any hook
+        or handler, and a signed one (the ``webhook_delivery`` fixture) reaches both;
+        without it, webhook() is NotSupportedError."""
+        run = conformance
+        forged = ({"Content-Type": "application/json"}, b'{"time_ms": 1, "events": []}')
+        if Feature.WEBHOOKS not in run.driver.features:
+            not_supported(run, lambda: ask(run, mode, "webhook", *forged), "webhook()")
+            return
+        recorder, handled = WebhookRecorder(), list[WebhookEvent]()
+        run.broadcast.plugin_manager.register(recorder)
+        run.broadcast.on_webhook("*")(handled.append)
+        refused: list[tuple[Mapping[str, str], bytes]] = [forged]
+        if webhook_delivery is not None:
+            headers, body = webhook_delivery
+            refused.append((headers, body[:-1] + bytes([body[-1] ^ 1])))  # one bit changed
+        for headers, body in refused:
+            error: BroadcastError | None = None
+            try:
+                ask(run, mode, "webhook", headers, body)
+            except BroadcastError as exc:
+                error = exc
+            assert error is not None and error.http_status in (400, 401), (
+                "a forged or tampered delivery must be refused with UnauthorizedError (401) "
+                f"or BadRequestError (400), not {error!r}: verify_webhook checks the signature"
+            )
+            run.assert_error_clean(error, "a refused webhook")
+        assert not recorder.events and not handled, "a refused delivery reached a handler"
+        if webhook_delivery is None:
+            return
+        events = ask(run, mode, "webhook", *webhook_delivery)
+        assert isinstance(events, list) and events, f"webhook() returned {events!r}"
+        assert all(isinstance(e, WebhookEvent) for e in events), events
+        assert all(e.driver == run.driver.name for e in events), events
+        assert recorder.events == events and handled == events
+        with pytest.raises(UnauthorizedError):
+            run.broadcast.webhook({}, webhook_delivery[1])

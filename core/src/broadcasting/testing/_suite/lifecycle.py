@@ -1,0 +1,159 @@
+"""Configuring, finding, checking, closing and reopening a driver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+
+from broadcasting import Broadcaster, BroadcastError, ConfigurationError, Receipt
+from broadcasting.plugin import Driver, Health, installed_drivers
+from broadcasting.testing._suite.declared import implemented
+from broadcasting.testing._suite.run import EVENT, MODES, Run, marker
+
+
+def after_close(run: Run, mode: str) -> None:
+    """The next publish reconnects, or fails clearly if the driver declares it cannot."""
+    channel = run.channel("reopen")
+    data = {"marker": marker()}
+    run.watch(channel)
+    if not run.features.reconnect_after_close:
+        with pytest.raises(BroadcastError):
+            run.publish(mode, channel, data, EVENT)
+        return
+    run.check_receipt(run.publish(mode, channel, data, EVENT), EVENT, [channel])
+    run.expect_delivered([channel], data, EVENT)
+
+
+class LifecycleTests:
+    """From configuration to close, and back."""
+
+    def test_configuration_errors_name_the_key(
+        self,
+        conformance: Run,
+        driver_options: Mapping[str, Any],
+        invalid_options: Sequence[tuple[Mapping[str, Any], str]],
+    ) -> None:
+        """Bad options raise ConfigurationError naming the key, never showing a value."""
+        run = conformance
+        name = run.suite.driver_name
+        cases = list(invalid_options)
+        unknown = {**driver_options, "no_such_option_xyz": "value-xyz"}
+        if run.features.strict_options:
+            cases.append((unknown, "no_such_option_xyz"))
+        else:
+            with run.other_broadcast(unknown) as other:
+                other.driver(name)
+        assert cases, "declare invalid_options, or keep Features(strict_options=True)"
+        for options, key in cases:
+            with run.other_broadcast(options) as other, pytest.raises(ConfigurationError) as info:
+                other.driver(name)
+            error = info.value
+            assert error.driver == name, error.driver
+            assert error.key == key, f"the error names {error.key!r}, expected {key!r}"
+            assert repr(key) in str(error), str(error)
+            run.assert_error_clean(error, "a ConfigurationError")
+            assert "value-xyz" not in str(error), "a ConfigurationError shows an option's value"
+
+    def test_driver_is_found_by_name(
+        self, conformance: Run, driver_options: Mapping[str, Any]
+    ) -> None:
+        """The driver is installed (or registered) under its name; connecting it leaves the
+        configuration as it was."""
+        run = conformance
+        name = run.suite.driver_name
+        names = [info.name for info in installed_drivers()]
+        assert name in names, f"{name!r} not in {names}"
+        assert isinstance(run.driver, Driver)
+        assert type(run.driver).name == name
+        assert run.broadcast.driver(name) is run.broadcaster, "broadcasters are cached"
+        with run.other_broadcast(driver_options) as other:
+            before = other.config.drivers
+            assert other.driver(name).name == name
+            assert other.config.drivers == before, "connecting the driver changed the config"
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_health_check(self, conformance: Run, mode: str) -> None:
+        """check()/acheck() with the working options: ``ok`` for a driver that implements a
+        check, ``not_supported`` for one that does not; never a secret in its detail."""
+        run = conformance
+        if mode == "sync":
+            health = run.broadcaster.check()
+        else:
+            health = asyncio.run(run.broadcaster.acheck())
+        assert isinstance(health, Health), f"check() returned {health!r}"
+        run.assert_no_secrets([health.detail, repr(health)], "a health check's detail")
+        if implemented(type(run.driver), "check"):
+            assert health.status == "ok", f"the service refused the working options: {health}"
+            assert isinstance(health.latency_ms, float), health
+        else:
+            assert health.status == "not_supported", health
+
+    def test_close_is_idempotent(self, conformance: Run) -> None:
+        """close() twice is fine; the next publish reconnects (or fails clearly)."""
+        run = conformance
+        channel = run.channel("close")
+        run.check_receipt(run.publish("sync", channel, {"k": 1}, EVENT), EVENT, [channel])
+        run.broadcaster.close()
+        run.broadcaster.close()
+        after_close(run, "sync")
+
+    def test_aclose_is_idempotent(self, conformance: Run) -> None:
+        """aclose() twice is fine; the next async publish reconnects (or fails clearly)."""
+        run = conformance
+        channel = run.channel("aclose")
+
+        async def main() -> Receipt:
+            receipt = await run.broadcaster.achannel(channel, {"k": 1}, EVENT)
+            await run.broadcaster.aclose()
+            await run.broadcaster.aclose()
+            return receipt
+
+        run.check_receipt(asyncio.run(main()), EVENT, [channel])
+        after_close(run, "async")
+
+    def test_close_before_first_publish(self, conformance: Run) -> None:
+        """A driver that never published closes cleanly, sync and async."""
+        run = conformance
+        run.broadcaster.close()
+        asyncio.run(run.broadcaster.aclose())
+        run.broadcaster.close()
+        after_close(run, "sync")
+
+    def test_broadcast_close_and_reuse(self, conformance: Run) -> None:
+        """Broadcast.close() closes the driver it keeps; that driver reconnects (or refuses)."""
+        run = conformance
+        channel = run.channel("bclose")
+        run.check_receipt(run.publish("sync", channel, {"k": 1}, EVENT), EVENT, [channel])
+        run.broadcast.close()
+        run.broadcast.close()
+        same = run.broadcast.driver(run.suite.driver_name)
+        assert same is run.broadcaster and same.driver is run.driver, (
+            "after Broadcast.close() the Broadcast keeps its driver"
+        )
+        after_close(run, "sync")
+
+    def test_context_managers(self, conformance: Run, driver_options: Mapping[str, Any]) -> None:
+        """``with Broadcast(...)`` and ``async with`` publish, then close the driver."""
+        run = conformance
+        channel = run.channel("ctx")
+        with run.other_broadcast(driver_options) as other:
+            run.check_receipt(other.driver().channel(channel, "sync", EVENT), EVENT, [channel])
+
+        async def main() -> Receipt:
+            async with run.other_broadcast(driver_options) as other:
+                return await other.achannel(channel, "async", EVENT)
+
+        run.check_receipt(asyncio.run(main()), EVENT, [channel])
+
+    def test_with_options_variant_publishes(self, conformance: Run) -> None:
+        """with_options() gives a cached, working broadcaster of the same driver class."""
+        run = conformance
+        variant = run.broadcaster.with_options()
+        assert isinstance(variant, Broadcaster)
+        assert type(variant.driver) is type(run.driver)
+        assert run.broadcaster.with_options() is variant, "variants are cached"
+        channel = run.channel("variant")
+        run.check_receipt(variant.channel(channel, {"k": 1}, EVENT), EVENT, [channel])
