@@ -6,6 +6,7 @@ Sessions:
   lint       ruff check + ruff format --check
   typecheck  mypy --strict on the core and both driver packages
   isolated   wheels installed into fresh venvs prove discovery from the outside
+  docs       the documentation site: mkdocs build --strict (broken links and anchors fail)
   bench      benchmarks against the raw SDKs (not a default session)
 """
 
@@ -21,7 +22,7 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 PACKAGES = ["core", "plugins/pusher_driver", "plugins/ably_driver"]
 EXAMPLES = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("examples/*/pyproject.toml"))
 
-nox.options.sessions = ["lint", "typecheck", "tests", "isolated"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests", "isolated"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
@@ -67,6 +68,13 @@ def isolated(session: nox.Session) -> None:
     """Build wheels, install them into fresh venvs, prove discovery from the outside."""
     session.install("build", "pytest>=8")
     session.run("python", "tests/isolated/run.py", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into build/site; a broken link or anchor fails it."""
+    session.install("-r", "docs/requirements.txt")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

@@ -17,7 +17,8 @@ from typing import Any
 
 from _harness import Row, fmt, interleaved, run_python, stats
 
-from broadcasting import Broadcast, Driver, Message, Receipt, hookimpl
+from broadcasting import Broadcast, Receipt
+from broadcasting.plugin import Driver, Message, hookimpl
 
 SECTION_CORE = "4. Core overhead"
 SECTION_MEM = "6. Memory"

@@ -41,15 +41,8 @@ from typing import Any
 
 import pytest
 
-from broadcasting import (
-    Broadcast,
-    ConfigurationError,
-    Driver,
-    PublishError,
-    hookspecs,
-    register_driver,
-    unregister_driver,
-)
+from broadcasting import Broadcast, ConfigurationError, PublishError, hookspecs
+from broadcasting.plugin import Driver, register_driver, unregister_driver
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "docs" / "writing-a-driver.md", ROOT / "docs" / "hooks.md"]
@@ -218,7 +211,7 @@ def test_hook_is_exercised_by_a_test(name: str) -> None:
 
 def _make_spec(source: str) -> HookSpec:
     namespace: dict[str, Any] = {}
-    header = "from __future__ import annotations\nfrom broadcasting import hookspec\n"
+    header = "from __future__ import annotations\nfrom broadcasting.plugin import hookspec\n"
     exec(header + source, namespace)
     (spec,) = [v for k, v in namespace.items() if k.startswith("broadcasting_")]
     assert hasattr(spec, "broadcasting_spec")
