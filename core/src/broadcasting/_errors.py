@@ -3,34 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 
 class BroadcastError(Exception):
     """Base class of every error raised by ``broadcasting`` and its drivers.
 
-    ``http_status`` is the HTTP status a web endpoint answers with for this error
-    (``400`` for bad input, ``401``/``403`` for refused credentials or
-    permission, ``501`` for a missing feature); ``None`` for errors that are
-    not the client's to see, which endpoints answer with ``500``.
+    ``http_status`` is what the web endpoints answer with (``None``: the
+    application's fault, a 500).
     """
 
     http_status: int | None = None
 
 
-#: Drivers this project publishes, and the package each comes in. Only these get an
-#: install hint: suggesting ``pip install broadcasting-<whatever was typed>`` would
-#: send a typo to whoever registers that name first.
+#: This project's drivers and their packages: only these get an install hint (a hint
+#: for whatever was typed would send a typo to whoever registers that name first).
 KNOWN_PACKAGES = {"pusher": "broadcasting-pusher", "ably": "broadcasting-ably"}
 
 
 class DriverNotFoundError(BroadcastError, LookupError):
-    """No installed or registered driver has the requested name.
-
-    The message lists the installed drivers, suggests the closest one to a
-    misspelt name, and gives the ``pip install`` line for this project's own
-    drivers.
-    """
+    """No installed or registered driver has the name (the message suggests one)."""
 
     def __init__(self, name: str, installed: Iterable[str] = ()) -> None:
         import difflib
@@ -49,11 +41,7 @@ class DriverNotFoundError(BroadcastError, LookupError):
 
 
 class PluginLoadError(BroadcastError, ImportError):
-    """A plugin's entry point failed to import or did not provide what it declared.
-
-    The message names the distribution, the entry point and the original error;
-    the original exception is also chained as ``__cause__``.
-    """
+    """A plugin's entry point failed to import, or did not provide what it declared."""
 
     def __init__(
         self, *, entry_point: str, value: str, distribution: str | None, reason: str
@@ -67,10 +55,7 @@ class PluginLoadError(BroadcastError, ImportError):
 
 
 class ConfigurationError(BroadcastError, ValueError):
-    """A driver's configuration is missing a key or has a bad value.
-
-    Names the driver and the key; never includes the value, which may be secret.
-    """
+    """A setting is missing or bad: names the driver and the key, never the value."""
 
     def __init__(self, driver: str, key: str | None, problem: str) -> None:
         self.driver = driver
@@ -90,22 +75,11 @@ class InputError(BroadcastError, ValueError):
 
 
 class BadRequestError(InputError):
-    """An authorization or webhook request is malformed (HTTP 400).
-
-    A ``socket_id`` that is not ``digits.digits``, a channel name the driver
-    would refuse, a missing field, a public channel (which needs no
-    authorization) or a body of the wrong content type.
-    """
+    """An authorization or webhook request is malformed (HTTP 400)."""
 
 
 class ForbiddenError(BroadcastError, PermissionError):
-    """An authorization was refused (HTTP 403).
-
-    No rule matches the channel, the rule returned ``False``/``None``, there is
-    no user for a private or presence channel, or a plugin vetoed it. The
-    message says which, for the server's log; endpoints answer with a fixed
-    body and never show it to the client.
-    """
+    """An authorization was refused (HTTP 403); the message, for the log only, says why."""
 
     http_status: int | None = 403
 
@@ -129,10 +103,7 @@ class NotSupportedError(BroadcastError, NotImplementedError):
 
 
 class RuleError(BroadcastError, TypeError):
-    """A channel rule returned something unusable (a presence rule without an ``id``).
-
-    The application's bug, not the client's: endpoints answer ``500``.
-    """
+    """A channel rule returned something unusable: the application's bug (a 500)."""
 
 
 class InvalidChannelError(InputError):
@@ -156,20 +127,12 @@ class PayloadTooLargeError(InputError):
         super().__init__(message)
 
 
-#: What kind of failure a service reported, in words that fit any service:
-#: ``auth`` (the credentials were refused), ``permission`` (accepted, but not
-#: allowed to do this), ``limit`` (a rate limit or quota), ``unavailable`` (no
-#: answer, or the service is down or overloaded), ``invalid`` (the service
-#: refused the request as malformed), ``other``.
+#: A service's failure in words that fit any service: ``auth`` (credentials
+#: refused), ``permission`` (not allowed), ``limit`` (rate or quota),
+#: ``unavailable`` (no answer, down, overloaded), ``invalid`` (request refused as
+#: malformed), ``other``.
 ErrorKind = Literal["auth", "permission", "limit", "unavailable", "invalid", "other"]
-ERROR_KINDS: tuple[ErrorKind, ...] = (
-    "auth",
-    "permission",
-    "limit",
-    "unavailable",
-    "invalid",
-    "other",
-)
+ERROR_KINDS: tuple[ErrorKind, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
 
 
 def kind_of(status: int | None, retryable: bool = False) -> ErrorKind:
@@ -193,14 +156,12 @@ class ServiceError(BroadcastError):
     """A request to the service failed (the base of :class:`PublishError` and :class:`QueryError`).
 
     Attributes:
-        driver: name of the driver whose request failed.
-        kind: what went wrong, as an :data:`ErrorKind`; the core decides on it
-            (an ``auth`` or ``permission`` failure stops a fan-out's other
-            requests, and is a health check's ``auth_failed``). A driver that
-            passes an HTTP ``status`` and no ``kind`` gets the kind the status
-            means.
-        status: the HTTP status, for drivers that speak HTTP; else ``None``.
-        code: the service's own error code, when it sent one.
+        driver: the driver's name.
+        kind: the :data:`ErrorKind` the core decides on (an ``auth`` or
+            ``permission`` failure stops a fan-out and fails a health check);
+            by default, what the HTTP ``status`` means.
+        status: the HTTP status, for drivers that speak HTTP.
+        code: the service's own error code, if any.
         retryable: whether sending the same request again may succeed.
     """
 
@@ -237,35 +198,29 @@ class ServiceError(BroadcastError):
         return f"{text} ({', '.join(self._details())})"
 
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    class _Service(TypedDict, total=False):
+        kind: ErrorKind | None
+        status: int | None
+        code: int | str | None
+        retryable: bool
+
+
 class QueryError(ServiceError):
     """A request that publishes nothing failed: a state query, terminate_user, a health check."""
 
 
 class PublishError(ServiceError):
-    """The service did not acknowledge every channel of a publish.
+    """The service did not acknowledge every channel of a publish (see docs/publishing.md).
 
-    Every channel of the publish ends in exactly one of three tuples:
-
-    * ``delivered``: the service acknowledged it;
-    * ``failed``: certainly not delivered (refused, a 4xx, or never sent):
-      sending it again cannot deliver it twice;
-    * ``unknown``: the service may have it (a timeout or a lost connection
-      after the request was sent, a 5xx). Sending it again may deliver it
-      twice, unless the service de-duplicates by message id.
-
-    A driver raises it from ``send()`` for one request, leaving the channel
-    tuples empty and saying with ``maybe_delivered`` whether the service may
-    have processed the request; the core then fills in the tuples for the
-    whole publish and raises that one to the caller, with the driver's error
-    as ``__cause__``.
-
-    Attributes (besides :class:`ServiceError`'s):
-        maybe_delivered: whether the service may have processed it
-            (true exactly when ``unknown`` is non-empty, on a publish's error).
-        delivered, failed, unknown: the channels, by outcome (see above).
-        requests: requests the whole publish took, retries included (set by
-            the core; a driver reports its own count through ``Batch.requests``).
-        causes: the driver's error for each channel that was not delivered.
+    Every channel is in one of ``delivered``, ``failed`` (certainly not
+    delivered: safe to send again) or ``unknown`` (the service may have it).
+    A driver raises it for one request with only ``maybe_delivered`` said; the
+    core fills in the channels for the whole publish, the driver's error as
+    ``__cause__``, ``requests`` (retries included) and ``causes`` (each
+    channel's error).
     """
 
     def __init__(
@@ -273,20 +228,15 @@ class PublishError(ServiceError):
         message: str,
         *,
         driver: str,
-        kind: ErrorKind | None = None,
-        status: int | None = None,
-        code: int | str | None = None,
-        retryable: bool = False,
         maybe_delivered: bool = False,
         delivered: Sequence[str] = (),
         failed: Sequence[str] = (),
         unknown: Sequence[str] = (),
         requests: int = 1,
         causes: Mapping[str, PublishError] | None = None,
+        **service: Unpack[_Service],
     ) -> None:
-        super().__init__(
-            message, driver=driver, kind=kind, status=status, code=code, retryable=retryable
-        )
+        super().__init__(message, driver=driver, **service)
         self.delivered = tuple(delivered)
         self.failed = tuple(failed)
         self.unknown = tuple(unknown)
