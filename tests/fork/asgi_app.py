@@ -13,7 +13,7 @@ from typing import Any
 
 import fork_app
 
-from broadcasting import run_sync
+from broadcasting.plugin import run_sync
 
 IMPORT_RECEIPT = run_sync(
     fork_app.broadcast.achannel(fork_app.CHANNEL, fork_app.event("import")), timeout=30

@@ -50,7 +50,7 @@ def publish_in_child(broadcast: Broadcast, emulator: AblyEmulator, channel: str)
     """A child's work: one publish; the connections it made and what the driver let go of."""
     connects = ConnectAttempts(emulator.port)  # this process's own count from here on
     receipt = broadcast.channel(channel, {"pid": os.getpid()})
-    clients = broadcast.driver(BroadcastAblyDriver)._clients
+    clients = broadcast.driver(BroadcastAblyDriver).driver._clients
     return {"id": receipt.message_id, "connects": connects.count, "inherited": clients.inherited}
 
 

@@ -64,7 +64,7 @@ def via(
 
 def publish_twice(broadcast: Broadcast, channel: str) -> dict[str, Any]:
     """A child's work: two publishes, and what its pool did."""
-    pool = broadcast.driver(BroadcastPusherDriver)._pool
+    pool = broadcast.driver(BroadcastPusherDriver).driver._pool
     ids = [broadcast.channel(channel, {"pid": os.getpid(), "n": n}).message_id for n in (1, 2)]
     return {"pid": os.getpid(), "ids": ids, "inherited": pool.inherited, "opened": pool.opened}
 
@@ -79,7 +79,7 @@ async def test_children_open_their_own_and_leave_the_parents_alone(
     channel = f"os-fork-{uuid.uuid4().hex}"
     await subscriber.subscribe(channel)
     with Broadcast(pusher_config(via)) as broadcast:
-        pool = broadcast.driver(BroadcastPusherDriver)._pool
+        pool = broadcast.driver(BroadcastPusherDriver).driver._pool
         first = broadcast.channel(channel, {"pid": os.getpid(), "n": 0})
         assert (pool.opened, len(pool._idle)) == (1, 1), "one connection, kept alive"
 

@@ -25,7 +25,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     )
     if params.get("hold") == "1":
         fork_app.hold()
-    pool = fork_app.broadcast.driver(BroadcastPusherDriver)._pool
+    pool = fork_app.broadcast.driver(BroadcastPusherDriver).driver._pool
     body = fork_app.answer(
         receipt, IMPORT_RECEIPT, pool_opened=pool.opened, pool_inherited=pool.inherited
     )

@@ -23,7 +23,6 @@ import pusher
 import pytest
 
 from broadcasting import (
-    AuthRequest,
     Broadcast,
     BroadcastError,
     ConfigurationError,
@@ -32,6 +31,7 @@ from broadcasting import (
     PayloadTooLargeError,
 )
 from broadcasting.drivers import BroadcastPusherDriver
+from broadcasting.plugin import AuthRequest
 from broadcasting_pusher import _auth
 
 KEY = "app-key-7"

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from broadcasting import Broadcast, ConfigurationError, Secret, installed_drivers
+from broadcasting import Broadcast, ConfigurationError
 from broadcasting.drivers import BroadcastPusherDriver
+from broadcasting.plugin import Secret, installed_drivers
 from broadcasting_pusher import PusherSettings, parse_settings
 
 SECRET = "s3cr3t-do-not-show-8f2a"

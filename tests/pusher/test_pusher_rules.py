@@ -144,6 +144,6 @@ def test_sdk_size_check_is_bypassed() -> None:
 
 
 def _message(channels: list[str], text: str = "x") -> Any:
-    from broadcasting import Message
+    from broadcasting.plugin import Message
 
     return Message(tuple(channels), "e", text, text, "id")

@@ -1,5 +1,6 @@
-"""Connections: the sync keep-alive pool, one aiohttp session per loop, close and reopen,
-the SDK's ``backend=`` hook, and the core's async micro-batching over ``/batch_events``.
+"""Connections: the sync keep-alive pool, one aiohttp session per loop, close and reopen, a
+connection the server closes while idle, the SDK's ``backend=`` hook, and the core's async
+micro-batching over ``/batch_events``.
 
 The counting proxy in front of soketi counts client connections and requests;
 it keeps connections alive even though soketi 1.6 closes every one (it sends
@@ -19,6 +20,7 @@ from soketi_server import SoketiServer
 
 from broadcasting import Broadcast, PublishError
 from broadcasting.drivers import BroadcastPusherDriver
+from broadcasting_pusher import _transport
 
 pytestmark = pytest.mark.soketi
 
@@ -44,6 +46,79 @@ async def test_async_session_is_shared(proxied: Broadcast, proxy: CountingProxy)
     assert any("/batch_events" in seen.path for seen in proxy.posts())
     assert driver._sessions.created == 1, "one session for this loop"
     assert proxy.connections <= driver.settings.max_connections
+
+
+class IdleClosingProxy(CountingProxy):
+    """A :class:`CountingProxy` that closes a kept-alive connection idle for ``idle`` seconds,
+    without a word, as servers with an idle timeout do (Pusher's load balancers, nginx)."""
+
+    def __init__(self, upstream_port: int, idle: float) -> None:
+        super().__init__(upstream_port)
+        self.idle = idle
+        self.closed = 0
+        self._served: set[int] = set()
+
+    async def _read_message(
+        self, reader: asyncio.StreamReader, *, response: bool
+    ) -> tuple[str, dict[str, str], bytes] | None:
+        if response or id(reader) not in self._served:
+            self._served.add(id(reader))
+            return await super()._read_message(reader, response=response)
+        try:
+            return await asyncio.wait_for(super()._read_message(reader, response=False), self.idle)
+        except asyncio.TimeoutError:
+            return None  # the proxy then closes the connection
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await super()._serve(reader, writer)
+        finally:
+            self._served.discard(id(reader))
+            self.closed += 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_connection_closed_while_idle_is_not_reused(
+    soketi: SoketiServer, subscribe: Subscribe, received: Received, mode: str
+) -> None:
+    # the server hangs up on an idle kept-alive connection between two publishes: the
+    # driver notices before writing to it, so the second publish is neither unknown nor
+    # sent twice; it goes out once, on a new connection
+    sub = await subscribe("idle")
+    with IdleClosingProxy(soketi.port, idle=0.05) as proxy:
+        options = soketi.driver_options(port=proxy.port)
+        async with Broadcast(seed_config(options)) as broadcast:
+            receipts = []
+            for n in range(3):
+                if mode == "sync":
+                    receipts.append(await asyncio.to_thread(broadcast.channel, "idle", str(n)))
+                else:
+                    receipts.append(await broadcast.achannel("idle", str(n)))
+                for _ in range(200):  # until the proxy closed the idle connection
+                    if proxy.closed > n:
+                        break
+                    await asyncio.sleep(0.01)
+            await broadcast.aclose()
+        assert [r.requests for r in receipts] == [1, 1, 1]
+        assert (len(proxy.posts()), proxy.connections) == (3, 3), "one connection each"
+    assert [e.data for e in await received(sub, "idle")] == ["0", "1", "2"], "each once"
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_connection_idle_too_long_is_not_reused(
+    proxied: Broadcast, proxy: CountingProxy, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    # a server may close an idle connection just as it is reused (its idle timeout): the
+    # request would then be lost on the way, an unknown outcome. The driver does not reuse a
+    # connection idle for MAX_IDLE seconds (below common server timeouts), here 0
+    monkeypatch.setattr(_transport, "MAX_IDLE", 0.0)
+    for n in range(3):
+        if mode == "sync":
+            receipt = await asyncio.to_thread(proxied.channel, "old", str(n))
+        else:
+            receipt = await proxied.achannel("old", str(n))
+        assert receipt.requests == 1
+    assert (len(proxy.posts()), proxy.connections) == (3, 3), "a new connection each time"
 
 
 def test_soketi_closes_every_connection(soketi: SoketiServer) -> None:

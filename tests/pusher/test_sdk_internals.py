@@ -27,9 +27,9 @@ from pusher.errors import PusherBadAuth, PusherBadRequest, PusherBadStatus, Push
 from pusher.http import POST, Request, process_response
 from pusher.pusher_client import PusherClient
 
-from broadcasting import Batch, Message, Part
+from broadcasting.plugin import Batch, Message, Part
 from broadcasting_pusher import BroadcastPusherDriver
-from broadcasting_pusher._wire import query_path, request_for
+from broadcasting_pusher._api import query_path, request_for
 
 APP = {"app_id": "4242", "key": "the-key", "secret": "the-secret", "host": "127.0.0.1"}
 MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -105,7 +105,7 @@ def test_request_methods_can_build_without_sending() -> None:
 
 
 def test_request_is_signed_as_the_http_api_says() -> None:
-    # _wire.py: Request(client, POST, path, params); query_path() reads path and query_params;
+    # _api.py: Request(client, POST, path, params); query_path() reads path and query_params;
     # the transports send method, body and headers as they are
     assert (POST, parameters(Request.__init__)) == (
         "POST",
@@ -141,7 +141,7 @@ def test_process_response_decodes_or_raises_the_sdks_errors() -> None:
 
 
 def test_encrypt_gives_what_subscribers_decrypt() -> None:
-    # _wire.py encrypts private-encrypted- channels itself: encrypt(channel, text, master_key)
+    # _api.py encrypts private-encrypted- channels itself: encrypt(channel, text, master_key)
     master = base64.b64decode(MASTER_KEY)
     envelope = encrypt("private-encrypted-a", "héllo", master)
     assert set(envelope) == {"nonce", "ciphertext"}, f"encrypt() returns {sorted(envelope)}"
@@ -170,7 +170,7 @@ def test_the_sdk_reads_its_secret_only_through_the_secret_property() -> None:
     # _sdk.py: GuardedPusherClient keeps _secret as a broadcasting.Secret and reveals it in
     # the `secret` property alone; an SDK that read _secret directly would sign with the
     # wrapper (or fail) and leave the plain text where the driver no longer expects it
-    from broadcasting import Secret
+    from broadcasting.plugin import Secret
     from broadcasting_pusher._sdk import GuardedPusherClient
 
     plain = PusherClient(**APP, ssl=False, backend=Recording)

@@ -19,7 +19,8 @@ from pusher_ws import PusherSubscriber
 from soketi_pytest import start_soketi
 from soketi_server import CONFIG_FILE, SoketiServer
 
-from broadcasting import Broadcast, Secret
+from broadcasting import Broadcast
+from broadcasting.plugin import Secret
 
 TENANTS = {
     "b": {"id": "5001", "key": "tenant-b-key", "secret": "tenant-b-secret-9af3"},

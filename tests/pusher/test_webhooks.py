@@ -19,12 +19,7 @@ from typing import Any
 
 import pytest
 
-from broadcasting import (
-    BadRequestError,
-    Broadcast,
-    UnauthorizedError,
-    WebhookEvent,
-)
+from broadcasting import BadRequestError, Broadcast, UnauthorizedError, WebhookEvent
 from broadcasting_pusher import _webhooks
 
 KEY = "webhook-test-key"

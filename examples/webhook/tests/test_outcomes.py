@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from broadcasting import Batch, Broadcast, PublishError, Receipt
+from broadcasting import Broadcast, PublishError, Receipt
+from broadcasting.plugin import Batch
 from broadcasting.testing import DeliveryRecorder
 
 from broadcasting_webhook import ID_HEADER, BroadcastWebhookDriver, verify_signature

@@ -6,7 +6,7 @@ import email.message
 import json
 
 import pytest
-from broadcasting import Secret
+from broadcasting.plugin import Secret
 
 from broadcasting_webhook import (
     SIGNATURE_HEADER,

@@ -16,17 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broadcasting import (
-    Broadcast,
-    Capabilities,
-    ConfigurationError,
-    Message,
-    PayloadTooLargeError,
-    PublishError,
-    Receipt,
-    Secret,
-    installed_drivers,
-)
+from broadcasting import Broadcast, ConfigurationError, PayloadTooLargeError, PublishError, Receipt
+from broadcasting.plugin import Capabilities, Message, Secret, installed_drivers
 
 import broadcasting_webhook
 from broadcasting_webhook import (

@@ -7,28 +7,21 @@ The driver sends one request and says what came of it; the core of
 
 from __future__ import annotations
 
-import http.client
 import json
+import logging
 import math
 import ssl
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from broadcasting import (
-    Batch,
-    Capabilities,
-    ConfigurationError,
-    Driver,
-    Limits,
-    Message,
-    PublishError,
-    Secret,
-)
+import urllib3
+from broadcasting import ConfigurationError, PublishError
+from broadcasting.plugin import Batch, Capabilities, Driver, Limits, Message, Secret
 
-from broadcasting_webhook._pool import Connection, Pool
 from broadcasting_webhook._signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 __version__ = "0.2.0"
@@ -55,8 +48,8 @@ _OPTIONS = frozenset(
         "receiver_deduplicates",
     }
 )
-#: TLS failures during the handshake that a new attempt may not meet again.
-_TRANSIENT_TLS = (ssl.SSLEOFError, ssl.SSLSyscallError, ssl.SSLZeroReturnError)
+#: Idle keep-alive connections kept (more threads at once open more, closed after use).
+POOL_SIZE = 16
 
 
 class BroadcastWebhookDriver(Driver):
@@ -119,7 +112,8 @@ class BroadcastWebhookDriver(Driver):
             channels_per_request=channels_per_request, deduplicates=receiver_deduplicates
         )
         self._ssl = ssl.create_default_context(cafile=ca_file) if self._https else None
-        self._pool = Pool(self._connect)
+        self._pool = self._new_pool()
+        _hidden_paths.drivers.add(self)
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> BroadcastWebhookDriver:
@@ -274,12 +268,19 @@ class BroadcastWebhookDriver(Driver):
             maybe_delivered=status >= 500,
         )
 
-    def _connect(self) -> Connection:
+    def _new_pool(self) -> urllib3.HTTPConnectionPool:
+        """urllib3's keep-alive pool for the endpoint, shared by every thread.
+
+        Before reusing an idle connection it checks that the server has not
+        closed it meanwhile, so a request is never written to a dead one.
+        Requests are never retried here (``retries=False``): the core does.
+        """
+        options: dict[str, Any] = {"maxsize": POOL_SIZE, "retries": False, "timeout": self.timeout}
         if self._ssl is not None:
-            return http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.timeout, context=self._ssl
+            return urllib3.HTTPSConnectionPool(
+                self._host, self._port, ssl_context=self._ssl, **options
             )
-        return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        return urllib3.HTTPConnectionPool(self._host, self._port, **options)
 
     def _headers(self, body: bytes, request_id: str) -> dict[str, str]:
         now = int(time.time())
@@ -293,47 +294,53 @@ class BroadcastWebhookDriver(Driver):
 
     def _post(self, body: bytes, request_id: str) -> tuple[int, str, bytes]:
         """One POST: the status, reason and body of the answer, or a PublishError."""
-        conn, generation = self._pool.get()
-        if conn.sock is None:  # a new connection: a failure here certainly sent nothing
-            try:
-                conn.connect()
-            except ssl.SSLCertVerificationError as exc:
-                conn.close()
-                raise PublishError(
-                    f"{self.endpoint}: TLS certificate not trusted ({exc.verify_message})",
-                    driver=self.name,
-                    retryable=False,
-                ) from None
-            except OSError as exc:  # refused, DNS, connect timeout, TLS handshake
-                conn.close()
-                retryable = not isinstance(exc, ssl.SSLError) or isinstance(exc, _TRANSIENT_TLS)
-                raise PublishError(
-                    f"could not connect to {self.endpoint}: {_describe(exc)}",
-                    driver=self.name,
-                    retryable=retryable,
-                ) from exc
         try:
-            conn.request("POST", self._target.reveal(), body, self._headers(body, request_id))
-            response = conn.getresponse()
-            answer = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            # the request may have been written and processed: only the answer is missing
-            conn.close()
-            raise PublishError(
-                f"sent to {self.endpoint} but got no answer: {_describe(exc)}",
+            response = self._pool.urlopen(
+                "POST",
+                self._target.reveal(),
+                body=body,
+                headers=self._headers(body, request_id),
+                redirect=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            error = self._failure(exc)
+        else:
+            return response.status, response.reason or "", response.data
+        # raised out here, with no chained urllib3 error: its frames hold the secret URL path
+        raise error
+
+    def _failure(self, exc: urllib3.exceptions.HTTPError) -> PublishError:
+        """What a request that got no answer means (``exc``: urllib3's error)."""
+        cause = exc.__context__ or exc  # the standard library's error underneath
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return PublishError(
+                f"{self.endpoint}: TLS certificate not trusted ({cause.verify_message})",
+                driver=self.name,
+                retryable=False,
+            )
+        if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+            # could not connect (refused, DNS, connect timeout): nothing was sent
+            return PublishError(
+                f"could not connect to {self.endpoint}: {_describe(cause)}",
                 driver=self.name,
                 retryable=True,
-                maybe_delivered=True,
-            ) from exc
-        if response.will_close:
-            conn.close()
-        else:
-            self._pool.put(conn, generation)
-        return response.status, response.reason, answer
+            )
+        # anything else may have come once the request was written (urllib3 reports a TLS
+        # handshake that timed out as a read timeout too): the receiver may have it
+        return PublishError(
+            f"sent to {self.endpoint} but got no answer: {_describe(cause)}",
+            driver=self.name,
+            retryable=True,
+            maybe_delivered=True,
+        )
 
     def close(self) -> None:
-        """Close the kept-alive connections (idempotent); the next publish reconnects."""
-        self._pool.close()
+        """Close the kept-alive connections (idempotent); the next publish reconnects.
+
+        Connections in use are closed when their request ends.
+        """
+        pool, self._pool = self._pool, self._new_pool()
+        pool.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} driver={self.name!r} endpoint={self.endpoint!r}>"
@@ -341,3 +348,33 @@ class BroadcastWebhookDriver(Driver):
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc) or 'no details'}"
+
+
+class _HidePaths(logging.Filter):
+    """Hides the endpoints' paths (they often carry a token) from urllib3's DEBUG log.
+
+    urllib3 logs every request line, path and query included
+    (``"POST /hooks/<token> HTTP/1.1" 204``); this filter replaces the path of
+    every live webhook driver in those records before any handler sees them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drivers: weakref.WeakSet[BroadcastWebhookDriver] = weakref.WeakSet()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            paths = [driver._target.reveal() for driver in list(self.drivers)]
+            record.args = tuple(_hide(arg, paths) for arg in record.args)
+        return True
+
+
+def _hide(value: object, paths: list[str]) -> object:
+    if isinstance(value, str):
+        for path in paths:
+            value = value.replace(path, "/<hidden>")
+    return value
+
+
+_hidden_paths = _HidePaths()
+logging.getLogger("urllib3.connectionpool").addFilter(_hidden_paths)

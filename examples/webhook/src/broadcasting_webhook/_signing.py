@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from email.message import Message as HeaderMessage
 from typing import Any, Union
 
-from broadcasting import Secret
+from broadcasting.plugin import Secret
 
 SIGNATURE_HEADER = "X-Broadcasting-Signature"
 TIMESTAMP_HEADER = "X-Broadcasting-Timestamp"

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from broadcasting import Secret
+from broadcasting.plugin import Secret
 
 from broadcasting_webhook._signing import DEFAULT_TOLERANCE, InvalidSignature, verify_signature
 

@@ -29,12 +29,8 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from broadcasting import (
-    AuthRequest,
-    ConfigurationError,
-    InputError,
-    PayloadTooLargeError,
-)
+from broadcasting import ConfigurationError, InputError, PayloadTooLargeError
+from broadcasting.plugin import AuthRequest
 from broadcasting_pusher._rules import RESERVED_PREFIX
 from broadcasting_pusher._settings import NAME
 

@@ -9,26 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 from pusher import Pusher
 
-from broadcasting import (
-    AuthRequest,
-    Batch,
-    Capabilities,
-    ChannelInfo,
-    ConfigurationError,
-    Driver,
-    Health,
-    Heard,
-    Member,
-    Message,
-    PublishError,
-    WebhookEvent,
-)
+from broadcasting import ChannelInfo, ConfigurationError, Health, Member, PublishError, WebhookEvent
+from broadcasting.plugin import AuthRequest, Batch, Capabilities, Driver, Feature, Heard, Message
 from broadcasting_pusher import _auth, _listen, _rules, _state, _webhooks
-from broadcasting_pusher._async_backend import SessionBackend, loop_sessions
+from broadcasting_pusher._api import check_answer, request_for
 from broadcasting_pusher._sdk import GuardedPusherClient
 from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
-from broadcasting_pusher._sync_backend import ConnectionPool, PooledBackend
-from broadcasting_pusher._wire import check_answer, request_for
+from broadcasting_pusher._transport import (
+    ConnectionPool,
+    PooledBackend,
+    SessionBackend,
+    loop_sessions,
+)
 
 if TYPE_CHECKING:
     from pusher.http import Request
@@ -59,7 +51,18 @@ class BroadcastPusherDriver(Driver):
     """
 
     name = NAME
-    supports_socket_id = True
+    features = frozenset(
+        {
+            Feature.EXCLUDE_SENDER,
+            Feature.AUTHORIZE,
+            Feature.USER_SIGN_IN,
+            Feature.WEBHOOKS,
+            Feature.STATE,
+            Feature.TERMINATE_USER,
+            Feature.LISTEN,
+        }
+    )
+    ssl_option = "ssl"
     #: 100 channels per trigger, 10 events per ``/batch_events``; no idempotency key.
     capabilities = Capabilities(
         channels_per_request=_rules.MAX_CHANNELS_PER_TRIGGER,
@@ -251,39 +254,35 @@ class BroadcastPusherDriver(Driver):
 
     def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
         """``GET /apps/{id}/channels``."""
-        return _state.occupied_channels(self, prefix)
+        return _state.run(self, _state.occupied_channels(self, prefix))
 
     async def aoccupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
-        """Async twin of :meth:`channels`."""
-        return await _state.aoccupied_channels(self, prefix)
+        """Async twin of :meth:`occupied_channels`."""
+        return await _state.arun(self, _state.occupied_channels(self, prefix))
 
     def channel_info(self, channel: str) -> ChannelInfo:
         """``GET /apps/{id}/channels/{name}``."""
-        return _state.channel_info(self, channel)
+        return _state.run(self, _state.channel_info(self, channel))
 
     async def achannel_info(self, channel: str) -> ChannelInfo:
         """Async twin of :meth:`channel_info`."""
-        return await _state.achannel_info(self, channel)
+        return await _state.arun(self, _state.channel_info(self, channel))
 
     def members(self, channel: str) -> list[Member]:
         """``GET /apps/{id}/channels/{name}/users``."""
-        return _state.members(self, channel)
+        return _state.run(self, _state.members(self, channel))
 
     async def amembers(self, channel: str) -> list[Member]:
         """Async twin of :meth:`members`."""
-        return await _state.amembers(self, channel)
+        return await _state.arun(self, _state.members(self, channel))
 
     def terminate_user(self, user_id: str) -> None:
         """``POST /apps/{id}/users/{user}/terminate_connections``."""
-        _state.terminate_user(self, user_id)
+        _state.run(self, _state.terminate_user(self, user_id))
 
     async def aterminate_user(self, user_id: str) -> None:
         """Async twin of :meth:`terminate_user`."""
-        await _state.aterminate_user(self, user_id)
-
-    def ssl(self, enabled: bool) -> Self:
-        """The seed's toggle: this driver with ``ssl`` switched on or off."""
-        return self.with_options(ssl=enabled)
+        await _state.arun(self, _state.terminate_user(self, user_id))
 
     # -- lifecycle ------------------------------------------------------------------
 

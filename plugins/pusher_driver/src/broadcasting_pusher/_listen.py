@@ -29,14 +29,8 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from broadcasting import (
-    SUBSCRIBED,
-    BroadcastError,
-    Heard,
-    InputError,
-    InvalidChannelError,
-    NotSupportedError,
-)
+from broadcasting import BroadcastError, InputError, InvalidChannelError, NotSupportedError
+from broadcasting.plugin import SUBSCRIBED, Heard
 from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH, is_encrypted
 
 if TYPE_CHECKING:

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import re
 
-from broadcasting import (
-    ConfigurationError,
-    InputError,
-    InvalidChannelError,
-    InvalidEventError,
-    Limits,
-    Message,
-)
+from broadcasting import ConfigurationError, InputError, InvalidChannelError, InvalidEventError
+from broadcasting.plugin import Limits, Message
 from broadcasting_pusher._settings import NAME
 
 #: Channels per trigger request (Pusher HTTP API).

@@ -16,7 +16,7 @@ from typing import Any
 
 from pusher.pusher_client import PusherClient
 
-from broadcasting import Secret
+from broadcasting.plugin import Secret
 
 
 class GuardedPusherClient(PusherClient):  # type: ignore[misc]

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from broadcasting import ConfigurationError, Secret
+from broadcasting import ConfigurationError
+from broadcasting.plugin import Secret
 
 NAME = "pusher"
 

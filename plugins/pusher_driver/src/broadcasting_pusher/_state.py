@@ -1,10 +1,12 @@
 """Channel and presence queries over Pusher's HTTP API, on the driver's own transports.
 
-Each query is the SDK's signed :class:`pusher.http.Request` sent on the
-driver's keep-alive pool (sync) or its per-loop session (async), as
-:meth:`BroadcastPusherDriver.check` does, and never retried:
+Each query is written once, as a generator that yields the SDK's signed
+:class:`pusher.http.Request` and is sent back the answer's status and body:
+:func:`run` sends its requests on the driver's keep-alive pool, :func:`arun`
+on this loop's session (as :meth:`BroadcastPusherDriver.check` does). Nothing
+is retried:
 
-* :func:`channels` -- ``GET /apps/{id}/channels?filter_by_prefix=P`` (with
+* :func:`occupied_channels` -- ``GET /apps/{id}/channels?filter_by_prefix=P`` (with
   ``info=user_count`` when ``P`` starts with ``presence-``, the only case
   Pusher allows it);
 * :func:`channel_info` -- ``GET /apps/{id}/channels/{name}?info=subscription_count``
@@ -29,16 +31,19 @@ from __future__ import annotations
 
 import json
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pusher.http import GET, POST, Request
 
 from broadcasting import ChannelInfo, InputError, InvalidChannelError, Member, PublishError
+from broadcasting_pusher._api import check_answer
 from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH
-from broadcasting_pusher._wire import check_answer
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
+
+T = TypeVar("T")
 
 PRESENCE_PREFIX = "presence-"
 MAX_USER_ID_LENGTH = 200
@@ -57,12 +62,7 @@ def _channel(driver: BroadcastPusherDriver, channel: object) -> str:
         )
     if not channel:
         raise InvalidChannelError(f"{driver.name}: the channel name is empty")
-    if len(channel) > MAX_CHANNEL_NAME_LENGTH or not CHANNEL_PATTERN.fullmatch(channel):
-        raise InvalidChannelError(
-            f"{driver.name}: {channel[:200]!r} is not a Pusher channel name "
-            f"(at most {MAX_CHANNEL_NAME_LENGTH} of A-Z a-z 0-9 _ - = @ , . ;)"
-        )
-    return channel
+    return _name(driver, channel, MAX_CHANNEL_NAME_LENGTH, "channel name", InvalidChannelError)
 
 
 def _prefix(driver: BroadcastPusherDriver, prefix: object) -> str | None:
@@ -93,12 +93,18 @@ def _user_id(driver: BroadcastPusherDriver, user_id: object) -> str:
         user_id = str(user_id)
     if not isinstance(user_id, str) or not user_id:
         raise InputError(f"{driver.name}: user_id must be a non-empty str")
-    if len(user_id) > MAX_USER_ID_LENGTH or not CHANNEL_PATTERN.fullmatch(user_id):
-        raise InputError(
-            f"{driver.name}: {user_id[:200]!r} is not a Pusher user id "
-            f"(at most {MAX_USER_ID_LENGTH} of A-Z a-z 0-9 _ - = @ , . ;)"
+    return _name(driver, user_id, MAX_USER_ID_LENGTH, "user id", InputError)
+
+
+def _name(
+    driver: BroadcastPusherDriver, name: str, limit: int, what: str, error: type[InputError]
+) -> str:
+    if len(name) > limit or not CHANNEL_PATTERN.fullmatch(name):
+        raise error(
+            f"{driver.name}: {name[:200]!r} is not a Pusher {what} "
+            f"(at most {limit} of A-Z a-z 0-9 _ - = @ , . ;)"
         )
-    return user_id
+    return name
 
 
 # -- the requests ------------------------------------------------------------------------
@@ -155,6 +161,23 @@ def _unexpected(driver: BroadcastPusherDriver, where: str, status: int, what: st
     )
 
 
+def _field(
+    driver: BroadcastPusherDriver,
+    where: str,
+    status: int,
+    body: bytes,
+    key: str,
+    kind: type,
+    what: str,
+) -> Any:
+    """The ``key`` field (a ``kind``) of a successful answer; a PublishError without it."""
+    data = _answer(driver, where, status, body)
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, kind):
+        raise _unexpected(driver, where, status, what)
+    return value
+
+
 def _count(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
@@ -165,10 +188,7 @@ def _channel_list(
     driver: BroadcastPusherDriver, prefix: str | None, status: int, body: bytes
 ) -> list[ChannelInfo]:
     where = f"GET /apps/{driver.settings.app_id}/channels"
-    data = _answer(driver, where, status, body)
-    listed = data.get("channels") if isinstance(data, dict) else None
-    if not isinstance(listed, dict):
-        raise _unexpected(driver, where, status, "no channel list")
+    listed = _field(driver, where, status, body, "channels", dict, "no channel list")
     found = []
     for name, info in sorted(listed.items()):
         if prefix is not None and not name.startswith(prefix):
@@ -208,10 +228,7 @@ def _member_list(
     driver: BroadcastPusherDriver, channel: str, status: int, body: bytes
 ) -> list[Member]:
     where = f"GET /apps/{driver.settings.app_id}/channels/{channel}/users"
-    data = _answer(driver, where, status, body)
-    users = data.get("users") if isinstance(data, dict) else None
-    if not isinstance(users, list):
-        raise _unexpected(driver, where, status, "no user list")
+    users = _field(driver, where, status, body, "users", list, "no user list")
     members = []
     for user in users:
         user_id = user.get("id") if isinstance(user, dict) else None
@@ -230,93 +247,74 @@ def _counting_refused(error: PublishError) -> bool:
     return error.status == 400
 
 
-# -- sync ----------------------------------------------------------------------------------
+# -- the queries, written once --------------------------------------------------------------
+
+#: A query: yields signed requests, is sent each one's ``(status, body)``, returns the result.
+Query = Generator[Request, "tuple[int, bytes]", T]
 
 
-def occupied_channels(driver: BroadcastPusherDriver, prefix: str | None) -> list[ChannelInfo]:
+def occupied_channels(
+    driver: BroadcastPusherDriver, prefix: str | None
+) -> Query[list[ChannelInfo]]:
     """The occupied channels whose name starts with ``prefix``, sorted by name."""
     prefix = _prefix(driver, prefix)
-    client = driver._client
-    status, body = client.http.send(_channels_request(client, prefix))
+    status, body = yield _channels_request(driver._client, prefix)
     return _channel_list(driver, prefix, status, body)
 
 
-def channel_info(driver: BroadcastPusherDriver, channel: str) -> ChannelInfo:
+def channel_info(driver: BroadcastPusherDriver, channel: str) -> Query[ChannelInfo]:
     """Whether ``channel`` is occupied, by how many connections and (presence) users."""
     channel = _channel(driver, channel)
-    client = driver._client
     attributes = _info_attributes(driver, channel)
-    status, body = client.http.send(_info_request(client, channel, attributes))
+    status, body = yield _info_request(driver._client, channel, attributes)
     try:
         return _channel_info(driver, channel, status, body)
     except PublishError as error:
         if "subscription_count" not in attributes or not _counting_refused(error):
             raise
     attributes.remove("subscription_count")
-    status, body = client.http.send(_info_request(client, channel, attributes))
+    status, body = yield _info_request(driver._client, channel, attributes)
     info = _channel_info(driver, channel, status, body)
     _no_subscription_count.add(driver)  # it was the attribute: never ask for it again
     return info
 
 
-def members(driver: BroadcastPusherDriver, channel: str) -> list[Member]:
+def members(driver: BroadcastPusherDriver, channel: str) -> Query[list[Member]]:
     """The users in the presence channel ``channel`` (ids only: Pusher reports no info)."""
     channel = _presence(driver, channel)
-    client = driver._client
-    status, body = client.http.send(_users_request(client, channel))
+    status, body = yield _users_request(driver._client, channel)
     return _member_list(driver, channel, status, body)
 
 
-def terminate_user(driver: BroadcastPusherDriver, user_id: str) -> None:
+def terminate_user(driver: BroadcastPusherDriver, user_id: str) -> Query[None]:
     """Disconnect every connection of the signed-in user ``user_id``."""
     user_id = _user_id(driver, user_id)
-    client = driver._client
-    status, body = client.http.send(_terminate_request(client, user_id))
+    status, body = yield _terminate_request(driver._client, user_id)
     _terminated(driver, user_id, status, body)
 
 
-# -- async ---------------------------------------------------------------------------------
+# -- one sync and one async path over the transport ----------------------------------------
 
 
-async def aoccupied_channels(
-    driver: BroadcastPusherDriver, prefix: str | None
-) -> list[ChannelInfo]:
-    """Async twin of :func:`channels`, on this loop's session."""
-    prefix = _prefix(driver, prefix)
-    client = driver._aclient
-    status, body = await client.http.send(_channels_request(client, prefix))
-    return _channel_list(driver, prefix, status, body)
-
-
-async def achannel_info(driver: BroadcastPusherDriver, channel: str) -> ChannelInfo:
-    """Async twin of :func:`channel_info`."""
-    channel = _channel(driver, channel)
-    client = driver._aclient
-    attributes = _info_attributes(driver, channel)
-    status, body = await client.http.send(_info_request(client, channel, attributes))
+def _step(query: Query[T], answer: tuple[int, bytes] | None) -> tuple[Request | None, T | None]:
+    """Send ``query`` the answer (None to start it): its next request, or None and its result."""
     try:
-        return _channel_info(driver, channel, status, body)
-    except PublishError as error:
-        if "subscription_count" not in attributes or not _counting_refused(error):
-            raise
-    attributes.remove("subscription_count")
-    status, body = await client.http.send(_info_request(client, channel, attributes))
-    info = _channel_info(driver, channel, status, body)
-    _no_subscription_count.add(driver)  # it was the attribute: never ask for it again
-    return info
+        return query.send(answer), None  # type: ignore[arg-type]  # None starts it
+    except StopIteration as done:
+        return None, done.value
 
 
-async def amembers(driver: BroadcastPusherDriver, channel: str) -> list[Member]:
-    """Async twin of :func:`members`."""
-    channel = _presence(driver, channel)
-    client = driver._aclient
-    status, body = await client.http.send(_users_request(client, channel))
-    return _member_list(driver, channel, status, body)
+def run(driver: BroadcastPusherDriver, query: Query[T]) -> T:
+    """Run ``query`` on the driver's sync pool."""
+    request, result = _step(query, None)
+    while request is not None:
+        request, result = _step(query, driver._client.http.send(request))
+    return result  # type: ignore[return-value]  # None only for a query that returns None
 
 
-async def aterminate_user(driver: BroadcastPusherDriver, user_id: str) -> None:
-    """Async twin of :func:`terminate_user`."""
-    user_id = _user_id(driver, user_id)
-    client = driver._aclient
-    status, body = await client.http.send(_terminate_request(client, user_id))
-    _terminated(driver, user_id, status, body)
+async def arun(driver: BroadcastPusherDriver, query: Query[T]) -> T:
+    """Run ``query`` on this event loop's session."""
+    request, result = _step(query, None)
+    while request is not None:
+        request, result = _step(query, await driver._aclient.http.send(request))
+    return result  # type: ignore[return-value]

@@ -32,7 +32,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from broadcasting import BadRequestError, Secret, UnauthorizedError, WebhookEvent
+from broadcasting import BadRequestError, UnauthorizedError, WebhookEvent
+from broadcasting.plugin import Secret
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
