@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-#: What a channel is: ``public`` (anyone may subscribe), ``private`` (the
-#: application authorizes each subscription), ``presence`` (private, and the
-#: service tracks who is in it) or ``encrypted`` (private, and the payload is
-#: end-to-end encrypted).
+from broadcasting._errors import InvalidChannelError
+
+#: ``public`` (anyone subscribes), ``private`` (each subscription authorized),
+#: ``presence`` (private, with members) or ``encrypted`` (private, end to end).
 ChannelKind = Literal["public", "private", "presence", "encrypted"]
 
 #: Pusher's (and Laravel's, soketi's, Reverb's) prefixes: the default convention.
@@ -24,11 +24,8 @@ PUSHER_PREFIXES: Mapping[ChannelKind, str] = {
 class Channel:
     """A public channel, named without any service's prefix.
 
-    ``Channel("orders")``, :class:`PrivateChannel`, :class:`PresenceChannel`
-    and :class:`EncryptedPrivateChannel` may be passed wherever a channel name
-    is: each driver renders them by its own convention (``private-orders.1``
-    on Pusher), so code that names channels this way does not depend on the
-    driver.
+    It and its subclasses go wherever a channel name does; each driver adds
+    its own prefix (``private-orders.1`` on Pusher).
     """
 
     name: str
@@ -37,16 +34,13 @@ class Channel:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"{type(self).__name__} needs a non-empty str name")
-        if self.kind != "public":
-            for prefix in sorted(PUSHER_PREFIXES.values(), key=len, reverse=True):
-                if self.name.startswith(prefix):
-                    from broadcasting._errors import InvalidChannelError
-
-                    kind = type(self).__name__
-                    raise InvalidChannelError(
-                        f"{kind}({self.name!r}): give the name without its prefix, "
-                        f"{kind}({self.name[len(prefix) :]!r}); each driver adds its own"
-                    )
+        bare = parse(PUSHER_PREFIXES, self.name)[1]
+        if self.kind != "public" and bare != self.name:
+            kind = type(self).__name__
+            raise InvalidChannelError(
+                f"{kind}({self.name!r}): give the name without its prefix, "
+                f"{kind}({bare!r}); each driver adds its own"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +72,12 @@ def render(prefixes: Mapping[ChannelKind, str], channel: str | Channel) -> str:
         return channel.name
     prefix = prefixes.get(channel.kind)
     if prefix is None:
-        from broadcasting._errors import InvalidChannelError
-
         raise InvalidChannelError(f"this driver has no {channel.kind} channels ({channel.name!r})")
     return prefix + channel.name
 
 
 def parse(prefixes: Mapping[ChannelKind, str], channel: str) -> tuple[ChannelKind, str]:
-    """The kind of the full channel name ``channel`` and its name without the prefix.
-
-    The longest matching prefix wins (``private-encrypted-`` before ``private-``).
-    """
+    """The kind of the full channel name ``channel`` and its name without the (longest) prefix."""
     best: tuple[ChannelKind, str] | None = None
     for kind, prefix in prefixes.items():
         if channel.startswith(prefix) and (best is None or len(prefix) > len(best[1])):

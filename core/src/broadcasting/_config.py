@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
@@ -18,9 +20,7 @@ ConfigSource = Union[Mapping[str, Any], ModuleType, str, "os.PathLike[str]", Non
 DEFAULT_DRIVER = "log"
 ENV_DRIVER = "BROADCAST_DRIVER"
 
-
-#: One driver's options at rest: every string in a Secret, and the keys of those
-#: that are shown as text when read (the ones not wrapped when the config loaded).
+#: One driver's options at rest, every string in a Secret, and the keys read back as text.
 _Sealed = tuple[Options, frozenset[str]]
 
 
@@ -30,14 +30,11 @@ def _seal(options: Mapping[str, Any]) -> _Sealed:
 
 
 class Config:
-    """The parsed configuration: the default driver and each driver's options.
+    """The parsed configuration, read-only: the default driver and each driver's options.
 
-    Read-only, and never changed by connecting a driver. Options named like
-    secrets are :class:`~broadcasting.Secret` (see :func:`load_config`); other
-    strings read as text. At rest, every option string is kept in a ``Secret``
-    and shown only when read: an option only its driver knows is secret (its
-    ``secret_options``, a URL with a token, say) is not held as text by a
-    configuration that anything (a debugger, an error tracker) can walk.
+    Options named like secrets read as :class:`~broadcasting.Secret`, other
+    strings as text; at rest every string is in a ``Secret``, since an option
+    only its driver knows is secret (a URL with a token) must not lie around as text.
     """
 
     __slots__ = ("_sealed", "driver")
@@ -91,25 +88,16 @@ class Config:
 _KEYS = ("DRIVER", "DRIVERS")
 
 
-def _did_you_mean(name: str) -> str | None:
-    """``DRIVER`` or ``DRIVERS`` if ``name`` looks like a slip of one of them."""
-    import difflib
-
-    upper = name.upper()
-    if upper in _KEYS:
-        return upper
-    close = difflib.get_close_matches(upper, _KEYS, n=1, cutoff=0.75)
-    return close[0] if close else None
-
-
 def _check_names(values: Mapping[str, Any], where: str, *, strict: bool) -> None:
     """Refuse keys that are not DRIVER/DRIVERS: all of them (a mapping), or likely typos."""
     for key in values:
         if not isinstance(key, str) or key in _KEYS:
             continue
-        guess = _did_you_mean(key)
-        if guess is not None and guess not in values:
-            raise ConfigurationError("config", key, f"is not a setting; did you mean {guess!r}?")
+        import difflib
+
+        close = difflib.get_close_matches(key.upper(), _KEYS, n=1, cutoff=0.75)
+        if close and close[0] not in values:
+            raise ConfigurationError("config", key, f"is not a setting; did you mean {close[0]!r}?")
         if strict:
             raise ConfigurationError(
                 "config", key, f"is not a setting of {where} (only DRIVER and DRIVERS are)"
@@ -123,13 +111,8 @@ def _exception_name(exc: BaseException) -> str:
 
 
 def _failure(path: Path, exc: BaseException) -> str:
-    """Where and how running the config file failed: its lines and the exception's type.
-
-    Never the exception's message nor a source line: either may hold a value
-    from the file, from the environment or from a helper's local variable
-    (``int(os.environ[...])`` quotes what it could not read), any of them a
-    secret. The file's author can see the whole error by running the file.
-    """
+    """Where running the config file failed and the exception's type, never its message
+    nor a source line: either may quote a secret (``int(os.environ[...])`` does)."""
     outer = inner = function = None
     tb = exc.__traceback__
     while tb is not None:
@@ -145,22 +128,22 @@ def _failure(path: Path, exc: BaseException) -> str:
         # a def's name is an identifier; Python names a lambda or comprehension itself
         known = function is not None and (function.isidentifier() or function in _GENERATED)
         text += f" in {function if known else 'a function'}() at line {inner}"
-    return text + _SEE_ALL.format(_quoted(str(path)))
+    return text + _withheld(path)
 
 
 def _syntax_failure(path: Path, exc: SyntaxError | ValueError) -> str:
     line = f" line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
-    return f"{str(path)!r}{line}: {_exception_name(exc)}" + _SEE_ALL.format(_quoted(str(path)))
+    return f"{str(path)!r}{line}: {_exception_name(exc)}" + _withheld(path)
+
+
+def _withheld(path: Path) -> str:
+    import shlex  # only when a config file failed
+
+    command = f"python {shlex.quote(str(path))}"
+    return f" (message withheld: it may hold a secret; run `{command}` to see the whole error)"
 
 
 _GENERATED = frozenset({"<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
-_SEE_ALL = " (message withheld: it may hold a secret; run `python {}` to see the whole error)"
-
-
-def _quoted(text: str) -> str:
-    import shlex  # only when a config file failed
-
-    return shlex.quote(text)
 
 
 def _run_python(path: Path) -> Mapping[str, Any]:
@@ -176,9 +159,8 @@ def _run_python(path: Path) -> Mapping[str, Any]:
         except (Exception, SystemExit) as exc:  # sys.exit("...") may carry a value too
             failure = _failure(path, exc)
     if failure is not None:
-        # Raised here, after the except blocks, so nothing is chained to it: the
-        # exception the file raised carries the value in its message, and its
-        # traceback the file's frames, whose locals hold the values it read.
+        # raised outside the except blocks, so the file's exception (its message, the
+        # locals of its frames) is not chained to it
         raise ConfigurationError("config", None, failure)
     return namespace
 
@@ -189,61 +171,42 @@ def _read_file(path: Path) -> Mapping[str, Any]:
         values = _run_python(path)
         _check_names({k: v for k, v in values.items() if not k.startswith("_")}, "", strict=False)
         return values
-    if suffix in (".json", ".toml"):
-        try:
-            if suffix == ".json":
-                import json
-
-                data: Any = json.loads(path.read_text(encoding="utf-8"))
-            else:
-                try:  # by name: type-checked for Python 3.10, which has no tomllib
-                    tomllib: Any = importlib.import_module("tomllib")
-                except ModuleNotFoundError:
-                    raise ConfigurationError(
-                        "config", None, f"{str(path)!r}: TOML configuration needs Python 3.11+"
-                    ) from None
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:  # json.JSONDecodeError, tomllib.TOMLDecodeError
-            raise ConfigurationError(
-                "config", None, f"{str(path)!r} is not valid {suffix[1:].upper()}: {exc}"
-            ) from None
-        if not isinstance(data, Mapping):
-            raise ConfigurationError("config", None, f"{str(path)!r} must hold a table/object")
-        _check_names(data, str(path), strict=True)
-        return data
-    raise ConfigurationError(
-        "config", None, f"{str(path)!r}: a configuration file is a .py, .toml or .json file"
-    )
+    if suffix not in (".json", ".toml"):
+        raise ConfigurationError(
+            "config", None, f"{str(path)!r}: a configuration file is a .py, .toml or .json file"
+        )
+    if suffix == ".toml" and sys.version_info < (3, 11):
+        raise ConfigurationError(
+            "config", None, f"{str(path)!r}: TOML configuration needs Python 3.11+"
+        )
+    # tomllib by name: type-checked for Python 3.10, which has none
+    loads = json.loads if suffix == ".json" else importlib.import_module("tomllib").loads
+    try:
+        data = loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # json.JSONDecodeError, tomllib.TOMLDecodeError
+        raise ConfigurationError(
+            "config", None, f"{str(path)!r} is not valid {suffix[1:].upper()}: {exc}"
+        ) from None
+    if not isinstance(data, Mapping):
+        raise ConfigurationError("config", None, f"{str(path)!r} must hold a table/object")
+    _check_names(data, str(path), strict=True)
+    return data
 
 
 def load_config(source: ConfigSource = None) -> Config:
-    """Read a mapping, a module, or a path to a ``.py``, ``.toml`` or ``.json`` file.
-
-    See :func:`_load`. A ``ConfigurationError`` is raised with none of the
-    frames that read the raw configuration (their locals hold its values).
-    """
+    """Read ``DRIVER`` and ``DRIVERS`` from a mapping, a module, or a ``.py``, ``.toml`` or
+    ``.json`` file (docs/configuration.md); secret-looking options are wrapped in a Secret."""
     error: ConfigurationError | None = None
     try:
         return _load(source)
     except ConfigurationError as exc:
         error = exc
-    # A mistake in the configuration, not a bug: raised from here, outside the except
-    # block, with none of the frames that read it (their locals hold raw option values).
+    # a mistake in the configuration, not a bug: raised without the frames that read
+    # it (their locals hold raw option values)
     raise error.with_traceback(None)
 
 
 def _load(source: ConfigSource) -> Config:
-    """Read a mapping, a module, or a path to a ``.py``, ``.toml`` or ``.json`` file.
-
-    The settings are ``DRIVER`` (the default driver's name) and ``DRIVERS``
-    (each driver's options). A mapping or data file holds nothing else; in a
-    module, other names are ignored unless they look like a slip of those two
-    (``driver``, ``DRIVER_S``), which is an error with a did-you-mean. Options
-    whose name looks secret (``secret``, ``key``, ``token``...) are wrapped in
-    :class:`~broadcasting.Secret` here and stay wrapped. With no
-    ``DRIVER`` at all, ``$BROADCAST_DRIVER`` is used, then ``log``; a
-    ``DRIVER`` that is present but empty or ``None`` is an error.
-    """
     if source is None:
         values: Mapping[str, Any] = {}
     elif isinstance(source, Mapping):
@@ -260,9 +223,7 @@ def _load(source: ConfigSource) -> Config:
         values = _read_file(path)
     else:
         raise ConfigurationError(
-            "config",
-            None,
-            f"expected a mapping, a module or a path, not {type(source).__name__}",
+            "config", None, f"expected a mapping, a module or a path, not {type(source).__name__}"
         )
     if "DRIVER" in values:
         driver = values["DRIVER"]

@@ -24,11 +24,10 @@ LARAVEL_NAMESPACE = "App.Events"
 
 @runtime_checkable
 class Broadcastable(Protocol):
-    """Anything ``channel()`` accepts as an event: it has ``broadcast_on()``.
+    """Anything ``channel()`` takes as an event: it has ``broadcast_on()`` (as in Masonite).
 
-    This is Masonite 4's ``CanBroadcast`` convention. ``broadcast_with()``,
-    ``broadcast_as()``, ``broadcast_when()`` and a ``socket_id`` attribute are
-    optional; :class:`BroadcastEvent` gives their defaults.
+    ``broadcast_with()``, ``broadcast_as()``, ``broadcast_when()`` and
+    ``socket_id`` are optional; :class:`BroadcastEvent` gives their defaults.
     """
 
     def broadcast_on(self) -> Any:
@@ -36,14 +35,10 @@ class Broadcastable(Protocol):
 
 
 def echo_event_name(name: str, namespace: str | None = LARAVEL_NAMESPACE) -> str:
-    """The event name Laravel Echo's ``listen(name)`` binds, so publish under it.
+    """The event name Laravel Echo's ``listen(name)`` binds, to publish under.
 
-    Echo binds a name with a leading ``.`` (or ``\\``) as it is, without that
-    character: ``listen('.shipped')`` binds ``shipped``. Any other name gets
-    Echo's ``namespace`` option (``App.Events`` unless the page changed it)
-    prepended and every ``.`` turned into ``\\``: ``listen('OrderShipped')``
-    binds ``App\\Events\\OrderShipped``. Pass ``namespace=None`` for an Echo
-    created with ``namespace: false``.
+    A leading ``.`` or ``\\`` is dropped; any other name is put in Echo's
+    ``namespace`` (``None`` for ``namespace: false``), every ``.`` a ``\\``.
 
     >>> echo_event_name("OrderShipped")
     'App\\\\Events\\\\OrderShipped'
@@ -60,11 +55,7 @@ def echo_event_name(name: str, namespace: str | None = LARAVEL_NAMESPACE) -> str
 
 
 def _jsonable(value: Any) -> Any:
-    """``value`` with the types JSON lacks made plain: dates as ISO text, enums by value.
-
-    Dataclasses become dicts, tuples and sets lists, ``UUID`` and ``Decimal``
-    text; anything else is left for the encoder to accept or refuse.
-    """
+    """``value`` with the types JSON lacks made plain; the encoder refuses what is left."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, enum.Enum):
@@ -90,36 +81,17 @@ def _public(name: str) -> bool:
 
 
 class BroadcastEvent:
-    """A base class (or mixin) for application events.
+    """A base class (or mixin) for application events: dataclasses, pydantic models, plain classes.
 
-    Subclasses say where the event goes with :meth:`broadcast_on`; the rest
-    has defaults: the payload is the event's public fields
-    (:meth:`broadcast_with`), the name is the class name (:meth:`broadcast_as`)
-    and it is always sent (:meth:`broadcast_when`). It works with dataclasses,
-    pydantic models and plain classes::
-
-        @dataclass
-        class OrderShipped(BroadcastEvent):
-            order_id: int
-
-            def broadcast_on(self):
-                return PrivateChannel(f"orders.{self.order_id}")
-
-        broadcast.channel(OrderShipped(42))
-
-    Call :meth:`to_others` with the request's ``X-Socket-ID`` to leave out the
-    sender's own connection. Set :attr:`echo_namespace` (or derive from
-    :class:`LaravelEvent`) to publish under the name Laravel Echo's
-    ``listen('OrderShipped')`` expects.
+    Subclasses define :meth:`broadcast_on`; by default the payload is the
+    public fields, the name the class name, and the event is always sent.
     """
 
     #: The sender's connection to leave out (see :meth:`to_others`).
     socket_id: str | None = None
 
-    #: When set (``"App.Events"``), :meth:`broadcast_as` returns the class name
-    #: in that namespace, Laravel's way (``App\\Events\\OrderShipped``): what
-    #: Echo's ``listen('OrderShipped')`` binds. ``None``: the bare class name,
-    #: which Echo receives with ``listen('.OrderShipped')``.
+    #: A namespace (``"App.Events"``) :meth:`broadcast_as` puts the class name in, as
+    #: Echo's ``listen('OrderShipped')`` expects; ``None``: the bare class name.
     echo_namespace: ClassVar[str | None] = None
 
     def broadcast_on(self) -> Any:
@@ -127,44 +99,28 @@ class BroadcastEvent:
         raise NotImplementedError(f"{type(self).__qualname__} must define broadcast_on()")
 
     def broadcast_with(self) -> Payload:
-        """The payload: the event's public fields, without ``socket_id``.
-
-        A dataclass's fields, a pydantic model's ``model_dump(mode="json")``,
-        else the public instance attributes. Dates and times become ISO 8601
-        text, enums their value, ``UUID`` and ``Decimal`` text, nested
-        dataclasses dicts; names starting with ``_`` are left out.
-        """
+        """The payload: the public fields but ``socket_id``, dates as ISO text, enums by value."""
         if hasattr(type(self), "__dataclass_fields__"):
-            return {
-                f.name: _jsonable(getattr(self, f.name))
-                for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                if _public(f.name)
-            }
-        dump = getattr(self, "model_dump", None)
-        if callable(dump):
-            data = dump(mode="json")
+            fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        else:
+            dump = getattr(self, "model_dump", None)
+            data = dump(mode="json") if callable(dump) else None
             if isinstance(data, dict):
                 return {k: v for k, v in data.items() if _public(k)}
-        fields = getattr(self, "__dict__", {})
+            fields = getattr(self, "__dict__", {})
         return {k: _jsonable(v) for k, v in fields.items() if _public(k)}
 
     def broadcast_as(self) -> str:
         """The event name: the class name (``OrderShipped``), in :attr:`echo_namespace` if set."""
         name = type(self).__name__
-        if self.echo_namespace:
-            return echo_event_name(name, self.echo_namespace)
-        return name
+        return echo_event_name(name, self.echo_namespace) if self.echo_namespace else name
 
     def broadcast_when(self) -> bool:
         """Whether to publish at all; ``False`` skips the publish (nothing is sent)."""
         return True
 
     def to_others(self, socket_id: str | None) -> Self:
-        """Leave out the connection ``socket_id`` (the request's ``X-Socket-ID``); returns self.
-
-        ``None`` (a request without the header) leaves out nobody. Works on
-        frozen dataclasses and pydantic models too.
-        """
+        """Leave out the connection ``socket_id`` (the request's ``X-Socket-ID``); returns self."""
         try:
             self.socket_id = socket_id
         except (AttributeError, TypeError, ValueError, dataclasses.FrozenInstanceError):
@@ -174,12 +130,7 @@ class BroadcastEvent:
 
 
 class LaravelEvent(BroadcastEvent):
-    """A :class:`BroadcastEvent` named the way Laravel names its events.
-
-    ``OrderShipped`` is published as ``App\\Events\\OrderShipped``, so a page
-    written for a Laravel backend keeps its ``Echo...listen('OrderShipped')``.
-    Set :attr:`echo_namespace` on the subclass for another namespace.
-    """
+    """A :class:`BroadcastEvent` named as Laravel names events: ``App\\Events\\OrderShipped``."""
 
     echo_namespace: ClassVar[str | None] = LARAVEL_NAMESPACE
 
@@ -221,10 +172,7 @@ def _channels_of(event: object) -> list[str | Channel]:
 
 
 def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
-    """Take ``event`` apart; ``send`` is ``False`` when ``broadcast_when()`` says not to send it.
-
-    ``name`` and ``socket_id``, when given to ``channel()``, override the event's own.
-    """
+    """Take ``event`` apart; ``name`` and ``socket_id`` given to ``channel()`` win."""
     owner = type(event).__qualname__
     if name is None:
         as_ = getattr(event, "broadcast_as", None)

@@ -1,18 +1,11 @@
-"""Driver health checks: one cheap authenticated request, and what its answer says.
-
-``broadcasting check`` and applications' own health endpoints call
-:meth:`Driver.check` / :meth:`Driver.acheck`. A driver for a service
-implements them with one request that needs its credentials, sent once
-(never retried), and reports a :class:`Health`. A driver without a check
-reports ``not_supported``, which is not a failure: nothing was checked.
-"""
+"""Driver health checks: one cheap authenticated request, never retried, and what it found."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from broadcasting._errors import BroadcastError, ServiceError
 
@@ -20,13 +13,7 @@ from broadcasting._errors import BroadcastError, ServiceError
 HealthStatus = Literal["ok", "auth_failed", "unreachable", "error", "not_supported"]
 
 #: Every :data:`HealthStatus`, in the order they are documented.
-HEALTH_STATUSES: tuple[HealthStatus, ...] = (
-    "ok",
-    "auth_failed",
-    "unreachable",
-    "error",
-    "not_supported",
-)
+HEALTH_STATUSES: tuple[HealthStatus, ...] = get_args(HealthStatus)
 #: The statuses that mean the driver cannot publish as configured.
 FAILED: frozenset[HealthStatus] = frozenset({"auth_failed", "unreachable", "error"})
 
@@ -35,21 +22,11 @@ FAILED: frozenset[HealthStatus] = frozenset({"auth_failed", "unreachable", "erro
 class Health:
     """The outcome of one driver's health check.
 
-    ``status`` is one of:
-
-    * ``"ok"``: the service answered and accepted the credentials;
-    * ``"auth_failed"``: it answered and refused them (an ``auth`` or
-      ``permission`` failure: HTTP 401 or 403);
-    * ``"unreachable"``: no answer came (connection refused, DNS, a timeout);
-    * ``"error"``: any other failure (another HTTP error, an unreadable
-      answer, a TLS certificate that could not be verified);
-    * ``"not_supported"``: the driver has no health check, so nothing was
-      checked. This is not a failure.
-
     Attributes:
-        status: what the check found (see above).
-        latency_ms: how long the check's request took, in milliseconds, or
-            ``None`` when no request was made.
+        status: ``ok``; ``auth_failed`` (the credentials were refused);
+            ``unreachable`` (no answer); ``error`` (any other failure);
+            ``not_supported`` (the driver has no check: not a failure).
+        latency_ms: how long the check's request took, or ``None`` if none was made.
         detail: one human-readable sentence; it never holds a secret.
     """
 
@@ -71,11 +48,8 @@ class Health:
         """The health of a check whose request raised ``error``.
 
         A :class:`ServiceError` of kind ``auth`` or ``permission`` is
-        ``auth_failed``; one of kind ``unavailable`` with no answer at all (no
-        HTTP status: refused, DNS, a timeout) is ``unreachable``; any other is
-        ``error`` (a 5xx, a TLS certificate that could not be verified).
-        Another :class:`BroadcastError` is ``error``. The detail is the error's
-        message, which drivers keep free of secrets.
+        ``auth_failed``, one of kind ``unavailable`` with no HTTP status is
+        ``unreachable``, anything else ``error``; the detail is its message.
         """
         if isinstance(error, ServiceError):
             text = str(error.args[0]) if error.args else str(error)
@@ -88,14 +62,8 @@ class Health:
 
     @classmethod
     def measure(cls, probe: Callable[[], str]) -> Health:
-        """Run ``probe`` once, timed, and say what it found.
-
-        ``probe`` makes the check's one request and returns a detail for
-        ``ok``, or raises a :class:`BroadcastError` (usually a
-        :class:`ServiceError` from the driver's transport), which
-        :meth:`of_error` maps. Other exceptions propagate: they are bugs, and
-        their messages may hold anything.
-        """
+        """Run ``probe`` once, timed: the detail it returns is ``ok``; a
+        :class:`BroadcastError` it raises goes through :meth:`of_error`; any other propagates."""
         started = time.perf_counter()
         try:
             detail = probe()
@@ -117,9 +85,7 @@ class Health:
 def not_supported(driver: str) -> Health:
     """The health of a driver that has no check."""
     return Health(
-        "not_supported",
-        None,
-        f"the {driver!r} driver has no health check; nothing was checked",
+        "not_supported", None, f"the {driver!r} driver has no health check; nothing was checked"
     )
 
 

@@ -1,23 +1,4 @@
-"""One background event loop per process, for running async code from sync callers.
-
-``run_sync(coro)`` works from plain scripts, from many threads at once, and
-from sync code that is itself running inside an event loop's thread (where
-``asyncio.run`` fails with "event loop is already running"). It never creates
-a loop per call: every call shares one daemon thread's loop.
-
-It is public because async-only code must sometimes be driven from sync code
-(the conformance kit's async observers, a driver's default ``send``); it is
-safe in the ways such a helper must be:
-
-* the coroutine never outlives the call: a timeout, a ``KeyboardInterrupt`` or
-  any other exit of the caller cancels it on the loop, and waits briefly for
-  the cancellation, so an error the caller sees is not followed by the work
-  happening anyway;
-* a loop whose thread has stopped is never handed out again: the next call
-  starts a new one;
-* after ``os.fork()`` the child starts its own loop (the parent's thread does
-  not exist in the child, so waiting on its loop would hang forever).
-"""
+"""One background event loop per process, shared by all threads, to run async code from sync."""
 
 from __future__ import annotations
 
@@ -52,7 +33,7 @@ def _alive(loop: asyncio.AbstractEventLoop | None, thread: threading.Thread | No
 
 
 def background_loop() -> asyncio.AbstractEventLoop:
-    """Return the shared background loop, starting its thread when none is running."""
+    """The shared background loop; a new one (and thread) if it is not running."""
     global _loop, _thread
     loop, thread = _loop, _thread
     if loop is not None and _alive(loop, thread):
@@ -82,8 +63,11 @@ def background_loop() -> asyncio.AbstractEventLoop:
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run ``coro`` on the background loop and wait for its result in this thread.
 
-    Raises ``TimeoutError`` after ``timeout`` seconds; the coroutine is then
-    cancelled, as it is on any other exit (``KeyboardInterrupt`` included).
+    Works from many threads at once, from sync code inside a running loop's
+    thread, and in a child after ``os.fork()`` (which starts its own loop).
+    Raises ``TimeoutError`` after ``timeout`` seconds. On any exit of the caller
+    (a timeout, ``KeyboardInterrupt``) the coroutine is cancelled, and given
+    :data:`CANCEL_GRACE` seconds to clean up, so the work does not happen anyway.
     """
     loop = background_loop()
     if threading.current_thread() is _thread:
@@ -138,8 +122,7 @@ class _Call:
 
 
 def resolve_sync(value: Any) -> Any:
-    """``value``; or, if it is awaitable (an async rule's, handler's or user function's
-    result on the sync path), what it gives once run on the background loop."""
+    """``value``, or what it gives once awaited on the background loop if it is awaitable."""
     if inspect.isawaitable(value):
         return run_sync(_awaited(value))
     return value
@@ -158,7 +141,7 @@ def _shutdown() -> None:
 
 
 def _forget_in_child() -> None:
-    """After fork: the parent's loop thread does not exist here; start afresh on demand."""
+    """After fork: the parent's loop thread does not exist here (waiting on it would hang)."""
     global _lock, _loop, _thread
     _lock = threading.Lock()
     _loop = _thread = None

@@ -1,18 +1,4 @@
-"""PerLoop: one object per running event loop, closed when that loop shuts down.
-
-Async clients (an ``aiohttp.ClientSession``, an ``httpx.AsyncClient``, a
-micro-batcher) belong to the event loop they were made on. A driver that is
-used from several loops (``asyncio.run`` per request, a worker thread with its
-own loop, the core's background loop) needs one per loop, made on first use,
-and closed both when the driver is closed and when the loop ends.
-
-A loop that ends (``asyncio.run`` returns) would otherwise strand its object:
-once the loop is closed nothing can close its transports, and the sockets
-stay open until the garbage collector finds them. So each loop also gets a
-parked async generator: loops shut their async generators down before closing
-(``asyncio.run`` and ``asyncio.Runner`` do), and that one closes the loop's
-object while the loop still runs.
-"""
+"""PerLoop: one object per running event loop (an async client), closed when the loop ends."""
 
 from __future__ import annotations
 
@@ -21,6 +7,8 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from broadcasting._loop import _awaited
 
 if TYPE_CHECKING:
     import asyncio
@@ -32,22 +20,17 @@ CLOSE_TIMEOUT = 5.0
 
 
 def _finish_now(coro: Coroutine[Any, Any, Any]) -> None:
-    """Run a coroutine that is expected not to suspend; give up if it does."""
+    """Run a coroutine expected not to suspend (its loop is gone); give up if it does."""
     try:
         coro.send(None)
-    except StopIteration:
-        return
-    except Exception:  # closing is best effort once the loop is gone
+    except Exception:  # StopIteration when it finished; else closing is best effort
         return
     coro.close()
 
 
 def _park(guard: AsyncGenerator[None, None]) -> None:
-    """Run ``guard`` up to its ``yield`` now, in the running loop's thread.
-
-    Its first step registers it with the running loop (the loop's async
-    generator hook), so the loop's ``shutdown_asyncgens()`` closes it later.
-    """
+    """Run ``guard`` up to its ``yield``: that registers it with the running loop, whose
+    ``shutdown_asyncgens()`` (``asyncio.run`` calls it) closes it while the loop still runs."""
     step = guard.asend(None)
     try:
         step.send(None)
@@ -59,11 +42,10 @@ def _park(guard: AsyncGenerator[None, None]) -> None:
 class PerLoop(Generic[T]):
     """One ``T`` per running event loop, made by ``create()`` on first use in that loop.
 
-    ``close(obj)``, if given, is awaited on the object's own loop when the
-    driver closes it (:meth:`close` / :meth:`aclose`) or when that loop shuts
-    down. Thread-safe; :meth:`get` must be called inside a running loop. In a
-    child process made by ``os.fork()`` it starts empty: objects of the
-    parent's loops are dropped, not closed, so the parent keeps its connections.
+    ``close(obj)``, if given, is awaited on the object's own loop by
+    :meth:`close` / :meth:`aclose` or when that loop shuts down, so no socket
+    is stranded on a closed loop. Thread-safe. A forked child starts empty (the
+    parent's objects are dropped, not closed: the parent keeps its connections).
 
     >>> import asyncio
     >>> sessions = PerLoop(dict)
@@ -72,17 +54,12 @@ class PerLoop(Generic[T]):
     """
 
     def __init__(
-        self,
-        create: Callable[[], T],
-        close: Callable[[T], Awaitable[object]] | None = None,
+        self, create: Callable[[], T], close: Callable[[T], Awaitable[object]] | None = None
     ) -> None:
         _instances.add(self)
         self._create = create
         self._close = close
-        self._objects: dict[asyncio.AbstractEventLoop, T] = {}
-        self._guards: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
-        self._closing: set[asyncio.Task[Any]] = set()
-        self._lock = threading.Lock()
+        self._forget()
         #: Objects created so far (for tests and diagnostics).
         self.created = 0
 
@@ -122,7 +99,7 @@ class PerLoop(Generic[T]):
     async def _close_at_shutdown(
         self, loop: asyncio.AbstractEventLoop
     ) -> AsyncGenerator[None, None]:
-        """Wait (parked) for ``loop`` to shut down, then close its object while it still runs."""
+        """Parked until ``loop`` shuts down; then closes its object while it still runs."""
         try:
             yield
         finally:
@@ -192,11 +169,11 @@ class PerLoop(Generic[T]):
             self._finish(obj)
 
     def _forget(self) -> None:
-        """In a forked child: the parent's loops do not run here; drop, never close, theirs."""
+        """Start empty; in a forked child, whose parent's loops do not run, drop, never close."""
         self._lock = threading.Lock()
-        self._objects = {}
-        self._guards = {}
-        self._closing = set()
+        self._objects: dict[asyncio.AbstractEventLoop, T] = {}
+        self._guards: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
+        self._closing: set[asyncio.Task[Any]] = set()
 
     def __repr__(self) -> str:
         return f"<PerLoop loops={len(self._objects)}>"
@@ -212,7 +189,3 @@ def _forget_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_in_child)
-
-
-async def _awaited(awaitable: Awaitable[object]) -> None:
-    await awaitable

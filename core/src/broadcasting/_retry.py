@@ -14,11 +14,8 @@ from broadcasting._errors import ConfigurationError
 class Retry:
     """How often, and after what waits, the core retries a failed request.
 
-    ``retries`` extra attempts are made after the first; the n-th waits a
-    random time up to ``min(max_backoff, backoff * 2**n)`` seconds ("full
-    jitter"). Which failures are retried at all is the core's delivery policy
-    (see ``broadcasting._delivery``): only a retryable error that was certainly
-    not delivered, unless the service de-duplicates or ``at_least_once`` is set.
+    Up to ``retries`` attempts after the first; the n-th waits a random time up
+    to ``min(max_backoff, backoff * 2**n)`` seconds ("full jitter").
     """
 
     retries: int = 2
@@ -29,20 +26,18 @@ class Retry:
     @classmethod
     def from_options(cls, driver: str, options: Mapping[str, Any]) -> Retry:
         """Read ``retries``, ``retry_backoff`` and ``retry_max_backoff`` from driver options."""
-        defaults = cls()
-        retries = options.get("retries", defaults.retries)
+        retries = options.get("retries", cls.retries)
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise ConfigurationError(driver, "retries", "must be an int >= 0")
-        values = {}
-        for key, default in (
-            ("retry_backoff", defaults.backoff),
-            ("retry_max_backoff", defaults.max_backoff),
-        ):
+
+        def seconds(key: str, default: float) -> float:
             value = options.get(key, default)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigurationError(driver, key, "must be a number of seconds >= 0")
-            values[key] = float(value)
-        return cls(retries, values["retry_backoff"], values["retry_max_backoff"])
+            return float(value)
+
+        backoff = seconds("retry_backoff", cls.backoff)
+        return cls(retries, backoff, seconds("retry_max_backoff", cls.max_backoff))
 
     def delay(self, attempt: int) -> float:
         """The wait before retry number ``attempt + 1``, in seconds."""

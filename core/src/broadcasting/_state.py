@@ -9,11 +9,8 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class ChannelInfo:
-    """One channel as the service sees it.
-
-    ``subscription_count`` and ``user_count`` (presence channels only) are
-    ``None`` when the service did not report them.
-    """
+    """One channel as the service sees it; a count (``user_count``: presence channels only)
+    is ``None`` where the service did not report it."""
 
     name: str
     occupied: bool
@@ -38,16 +35,10 @@ SUBSCRIBED = "broadcasting:subscribed"
 class Heard:
     """One event a listener received on a channel, as a subscribed client would see it.
 
-    What :meth:`Driver.listen_channels` yields and ``broadcasting listen`` prints.
-
-    Attributes:
-        channel: the channel it arrived on.
-        event: the event's name (``shipped``; ``pusher:member_added`` and the
-            like for a presence channel's own events; :data:`SUBSCRIBED` once
-            the subscription is confirmed).
-        data: the event's data as sent (a JSON text for JSON payloads).
-        received_at: when it arrived, seconds since the epoch (``time.time()``).
-        user_id: the member, for a presence channel's member events.
+    What :meth:`Driver.listen_channels` yields: ``event`` is its name (or
+    ``pusher:member_added`` and the like, or :data:`SUBSCRIBED`), ``data`` its
+    text as sent, ``received_at`` a ``time.time()``, ``user_id`` a member
+    event's member.
     """
 
     channel: str

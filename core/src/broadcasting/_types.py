@@ -1,4 +1,4 @@
-"""Value types that cross the hook boundary: Message, Receipt, Limits, Secret."""
+"""Value types that cross the hook boundary: Message, Receipt, Limits, Secret, Options."""
 
 from __future__ import annotations
 
@@ -11,26 +11,20 @@ from typing import Any, Union
 #: What ``Broadcast.channel`` accepts as a message: a string, or JSON data.
 Payload = Union[str, Mapping[str, Any], Sequence[Any]]
 
-
-# Built once: json.dumps() with non-default options builds a new encoder per call.
+# built once: json.dumps() with non-default options builds a new encoder per call
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _c_encoder() -> Callable[[Any], str]:
-    """CPython's C encoder with the options above, called directly (3x faster for small data).
-
-    It is what ``JSONEncoder.encode`` ends up calling, minus the circular-reference
-    bookkeeping: a cycle raises ``RecursionError`` instead of ``ValueError``.
-    Where the C accelerator is missing (PyPy), the ordinary encoder is used.
-    """
+    """The C encoder ``JSONEncoder.encode`` ends up calling, called directly: 3x faster for
+    small data; without cycle checks, so a cycle raises ``RecursionError``."""
     from json import encoder as json_encoder
 
     c_make_encoder: Any = getattr(json_encoder, "c_make_encoder", None)  # not in typeshed
     if c_make_encoder is None:  # pragma: no cover - CPython always has it
         return _ENCODER.encode
-    encode_basestring = json_encoder.encode_basestring
     encode = c_make_encoder(
-        None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, False
+        None, _ENCODER.default, json_encoder.encode_basestring, None, ":", ",", False, False, False
     )
     return lambda data: "".join(encode(data, 0))
 
@@ -39,33 +33,27 @@ _encode_json = _c_encoder()
 
 
 def encode_payload(data: Payload) -> str:
-    """Return the text that goes over the wire for ``data``.
+    """The text sent for ``data``: a ``str`` as it is, anything else as compact JSON (no NaN).
 
-    A ``str`` is sent unchanged; anything else is compact JSON (UTF-8, no ASCII
-    escaping, no NaN). Raises ``TypeError``/``ValueError`` from :mod:`json`, and
-    ``RecursionError`` for data that contains itself.
+    Raises ``TypeError``/``ValueError`` from :mod:`json`, ``RecursionError`` for a cycle.
     """
-    if isinstance(data, str):
-        return data
-    return _encode_json(data)
+    return data if isinstance(data, str) else _encode_json(data)
 
 
 class Message:
     """One validated publish, as handed to the ``broadcasting_publish`` hook.
 
-    A ``wrapper=True`` implementation of that hook may change ``channels``,
-    ``event`` or ``data`` before it yields; assigning ``data`` re-encodes
-    ``text``. Such changes are not validated again.
+    A hook wrapper may change ``channels``, ``event`` or ``data`` (which
+    re-encodes ``text``) before it yields; changes are not validated again.
 
     Attributes:
         channels: channel names, de-duplicated, in the caller's order.
         event: the event name.
         data: the message as the caller gave it (``str`` or JSON data).
         text: ``data`` encoded for the wire (see :func:`encode_payload`).
-        id: a unique id for this publish; drivers reuse it on every retry so
-            a provider with idempotent publishing never delivers it twice.
+        id: unique to this publish, the same on every retry (for de-duplication).
         socket_id: the sender's own connection, to be excluded, if given.
-        source: the event object it was built from (``channel(event)``), else ``None``.
+        source: the event object it was built from, else ``None``.
     """
 
     __slots__ = ("_data", "_measured", "channels", "event", "id", "socket_id", "source", "text")
@@ -134,12 +122,10 @@ class Receipt:
     """What a publish returns once the provider acknowledged it.
 
     Attributes:
-        driver: the name of the driver that delivered it.
-        event: the event name.
-        channels: the channels it was delivered to.
+        driver, event, channels: who delivered what, where.
         message_id: :attr:`Message.id` of the publish.
         ids: ids the provider returned (event ids, message serials), if any.
-        requests: how many network requests the publish took (0 for in-process drivers).
+        requests: how many network requests the publish took (0 in process).
     """
 
     driver: str
@@ -159,13 +145,10 @@ class Receipt:
 
 @dataclass(frozen=True)
 class Limits:
-    """Limits a driver declares; the core enforces them before any request.
+    """Limits a driver declares, enforced by the core before any request; ``None``: no limit.
 
-    ``None`` means "no limit". Lengths count characters (``len(str)``);
-    ``max_payload_bytes`` counts bytes as :meth:`Driver.payload_size` measures
-    them. ``channel_pattern`` must match a whole channel name; ``channel_rule``
-    describes it in words for error messages. (How many channels one request
-    carries is not a limit on the caller: see :class:`Capabilities`.)
+    Lengths count characters, ``max_payload_bytes`` what :meth:`Driver.payload_size`
+    measures. ``channel_pattern`` must match a whole name; ``channel_rule`` says it in words.
     """
 
     max_payload_bytes: int | None = None
@@ -175,9 +158,8 @@ class Limits:
     channel_rule: str = ""
 
 
-#: Option names that hold secrets: the core wraps such a string option in a
-#: :class:`Secret` when it loads the configuration (``secret``, ``app_secret``,
-#: ``password``, ``token``, ``api_key``, ``key``, ``encryption_master_key_base64``...).
+#: Option names that hold secrets (``secret``, ``token``, ``api_key``, ``key``...):
+#: the core wraps such string options in a :class:`Secret` as the configuration loads.
 SECRET_OPTION = re.compile(
     r"secret|passw(?:or)?d|token|credential|apikey|(?:^|[_-])key(?:$|[_-])", re.IGNORECASE
 )
@@ -185,12 +167,10 @@ SECRET_OPTION = re.compile(
 
 @dataclass(frozen=True, repr=False, slots=True)
 class Secret:
-    """A string that never shows itself in ``repr``, ``str``, f-strings or pickles.
+    """A string that never shows itself in ``repr``, ``str``, f-strings, ``vars()`` or pickles.
 
-    Drivers keep keys and secrets in a ``Secret`` and call :meth:`reveal`
-    only where the SDK needs the value. It compares and hashes by value (so
-    two drivers with different keys are told apart) without showing it, has
-    no ``__dict__`` for ``vars()`` to show, and refuses to be pickled.
+    Call :meth:`reveal` only where the value is needed. It compares and
+    hashes by value, so drivers with different keys are told apart.
     """
 
     _value: str = field(repr=False)
@@ -221,12 +201,8 @@ class Secret:
 
 
 class Options(Mapping[str, Any]):
-    """A driver's options: a read-only mapping whose repr shows the keys, never the values.
-
-    Values that are not named like secrets can still carry one (a token in a
-    webhook URL), and debuggers and error trackers show the ``repr`` of every
-    attribute and local variable: this one shows nothing but the option names.
-    """
+    """A driver's options: a read-only mapping whose repr shows the keys, never the values
+    (an option not named like a secret may still hold one: a token in a URL)."""
 
     __slots__ = ("_items",)
 
@@ -250,9 +226,8 @@ class Options(Mapping[str, Any]):
 
 
 def wrap_named(options: Mapping[str, Any], names: frozenset[str]) -> Options:
-    """``options`` with every string under one of ``names`` in a Secret (a driver's
-    ``secret_options``); a value already wrapped, or not a string, is kept as it is."""
-    if not names or not any(key in names for key in options):
+    """``options`` with every string under one of ``names`` (``secret_options``) in a Secret."""
+    if not names or names.isdisjoint(options):
         return options if isinstance(options, Options) else Options(options)
     return Options(
         {

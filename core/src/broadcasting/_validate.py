@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from random import getrandbits as _bits
 from typing import TYPE_CHECKING
 
+from broadcasting._auth import MAX_SOCKET_ID_LENGTH
 from broadcasting._channels import Channel
 from broadcasting._driver import Feature
 from broadcasting._errors import (
@@ -23,23 +24,17 @@ if TYPE_CHECKING:
 
 
 def new_message_id() -> str:
-    """A random, URL-safe, 16-character id (96 bits).
+    """A random, URL-safe, 16-character id (96 bits): unique, not secret.
 
-    From :mod:`random`, which is reseeded in every child after ``os.fork()``, so
-    pre-forked workers never repeat each other's ids (a repeated id would make
-    Ably drop a message as a duplicate). Ids need to be unique, not secret.
+    :mod:`random` is reseeded in every forked child, so pre-forked workers never
+    repeat each other's ids (Ably would drop a repeated one as a duplicate).
     """
     return urlsafe_b64encode(_bits(96).to_bytes(12, "big")).decode("ascii")
 
 
 def _not_utf8(text: str) -> str | None:
-    """Why ``text`` cannot be sent as UTF-8 (a lone surrogate, at which index), or None.
-
-    ``str.isascii()`` reads a flag CPython keeps on every string, so ASCII text
-    (event names, channel names and most payloads) costs no scan; other text
-    is encoded once, strictly.
-    """
-    if text.isascii():
+    """Why ``text`` cannot be sent as UTF-8 (a lone surrogate, where), or None."""
+    if text.isascii():  # a flag CPython keeps on the string: no scan
         return None
     try:
         text.encode("utf-8")
@@ -114,9 +109,8 @@ def build_message(
 ) -> Message:
     """Validate a publish against the core rules and the driver's limits.
 
-    ``source`` is the event object the publish was built from; ``reserved``
-    skips the channel-name rule for a channel the driver named itself (a
-    user's channel, ``#server-to-user-<id>`` on Pusher).
+    ``reserved`` skips the channel-name rule for a channel the driver named
+    itself (``#server-to-user-<id>`` on Pusher).
     """
     name = driver.name
     names = _channels(channels, driver)
@@ -138,8 +132,8 @@ def build_message(
         raise InvalidPayloadError(f"{name}: the message is not JSON-serialisable: {exc}") from None
     size = -1
     if not text.isascii():
-        # every driver sends UTF-8: refused here, before any hook, not in a driver's
-        # encoder; the size is kept for Message.size (limits, batching), measured once
+        # refused here, before any hook, rather than in a driver's encoder; the size
+        # is kept for Message.size
         try:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError:
@@ -157,7 +151,8 @@ def build_message(
             raise InputError(f"{name}: socket_id must be a non-empty str")
         if not socket_id.isascii() and (problem := _not_utf8(socket_id)):
             raise InputError(f"{name}: socket_id is not valid UTF-8 text: {problem}")
-        if len(socket_id) > 64 or driver.socket_id_pattern.fullmatch(socket_id) is None:
+        pattern = driver.socket_id_pattern
+        if len(socket_id) > MAX_SOCKET_ID_LENGTH or pattern.fullmatch(socket_id) is None:
             raise InputError(f"{name}: socket_id {socket_id[:40]!r} is not a connection id")
     message = Message(names, event, data, text, new_message_id(), socket_id, source)
     if size >= 0:
@@ -170,15 +165,15 @@ def build_message(
             f"the limit is {limits.max_event_name_length}"
         )
     max_len = limits.max_channel_name_length
-    pattern = limits.channel_pattern
-    if (max_len is not None or pattern is not None) and not reserved:
+    rule_pattern = limits.channel_pattern
+    if (max_len is not None or rule_pattern is not None) and not reserved:
         for channel in names:
             if max_len is not None and len(channel) > max_len:
                 raise InvalidChannelError(
                     f"{name}: channel {channel[:40]!r}... is {len(channel)} characters; "
                     f"the limit is {max_len}"
                 )
-            if pattern is not None and pattern.fullmatch(channel) is None:
+            if rule_pattern is not None and rule_pattern.fullmatch(channel) is None:
                 rule = f" ({limits.channel_rule})" if limits.channel_rule else ""
                 raise InvalidChannelError(f"{name}: invalid channel name {channel!r}{rule}")
     if limits.max_payload_bytes is not None:

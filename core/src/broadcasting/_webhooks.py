@@ -1,24 +1,4 @@
-"""Webhooks: verified deliveries from the service, as typed events for plugins and handlers.
-
-``Broadcast.webhook(headers, body)`` (and ``awebhook``) hands the raw request
-to the driver's :meth:`~broadcasting.Driver.verify_webhook`, which checks the
-key, the signature and the age and returns the events; each event then goes,
-in order, to every ``broadcasting_webhook`` hook implementation and to the
-handlers registered with ``Broadcast.on_webhook``.
-
-Delivery is at least once. Services retry a delivery that was not answered
-with a 2xx (Pusher for five minutes), resending the same body, so the same
-event may reach the handlers twice: every :class:`WebhookEvent` has an ``id``
-that is the same for every delivery of that event, to de-duplicate on.
-
-When a hook implementation or a handler raises, the exception propagates to
-the caller of ``webhook()`` at once, as it was raised (the events and handlers
-after it are not run): the endpoint answers 500 and the service retries the
-whole delivery, so handlers that had already run see their events again.
-Handlers should therefore be idempotent (or de-duplicate on ``event.id``) and
-quick; slow work belongs in a queue, since a delivery that is not answered in
-time is retried as well.
-"""
+"""Webhooks: verified deliveries, each event handed to the hook and the handlers in order."""
 
 from __future__ import annotations
 
@@ -46,18 +26,12 @@ class WebhookEvent:
     """One event of a verified webhook delivery.
 
     Attributes:
-        name: what happened: ``channel_occupied``, ``channel_vacated``,
-            ``member_added``, ``member_removed``, ``client_event``,
-            ``cache_miss``, or a driver's own name for another kind.
-        channel: the channel it happened on, if any.
+        name: ``channel_occupied``, ``channel_vacated``, ``member_added``,
+            ``member_removed``, ``client_event``, ``cache_miss``, or a driver's own.
         time_ms: the delivery's timestamp, milliseconds since the epoch.
-        id: a stable identity: the same event delivered twice (a retried
-            delivery) has the same id; de-duplicate on it.
-        user_id: the member, for presence events and client events.
-        event: the client event's name, for ``client_event``.
-        data: the client event's data or the message's data, as sent.
-        socket_id: the sending connection, for ``client_event``.
-        driver: the name of the driver that verified it.
+        id: the same for every delivery of this event: de-duplicate on it.
+        user_id: the member (presence and client events).
+        event, data, socket_id: a client event's name, data and sender.
         raw: the event as the service sent it.
     """
 
@@ -96,25 +70,31 @@ class WebhookHandlers:
 
 
 class Headers(Mapping[str, str]):
-    """Request headers looked up in any letter case (``X-Pusher-Key`` = ``x-pusher-key``).
+    """A read-only view of request headers whose names match in any letter case.
 
-    Web frameworks hand headers over in different cases (WSGI environs, ASGI
-    scopes, plain dicts in tests); drivers read them through this.
+    Built from any mapping or list of pairs (``str`` or ``bytes``); a name
+    given twice keeps its first value. Its ``repr`` shows the names only.
     """
 
-    def __init__(self, headers: Mapping[str, str] | Any) -> None:
-        items: Any = headers.items() if hasattr(headers, "items") else headers
-        self._items: dict[str, tuple[str, str]] = {}
-        for key, value in items:
-            name = key.decode("latin-1") if isinstance(key, bytes) else str(key)
-            text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-            self._items.setdefault(name.lower(), (name, text))
+    __slots__ = ("_items",)
 
-    def __getitem__(self, key: str) -> str:
-        return self._items[key.lower()][1]
+    def __init__(self, headers: Any = ()) -> None:
+        if isinstance(headers, Headers):
+            self._items: dict[str, tuple[str, str]] = headers._items
+            return
+        self._items = {}
+        for name, value in headers.items() if hasattr(headers, "items") else headers:
+            if name.__class__ is not str:
+                name = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+            if value.__class__ is not str:
+                value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            self._items.setdefault(name.lower(), (name, value))
 
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._items
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
 
     def __iter__(self) -> Iterator[str]:
         return (name for name, _ in self._items.values())
@@ -123,25 +103,20 @@ class Headers(Mapping[str, str]):
         return len(self._items)
 
     def __repr__(self) -> str:
-        return f"Headers({sorted(self)!r})"  # names only: values may be signatures
+        return f"Headers({sorted(self)!r})"  # values may be signatures or credentials
 
 
 def _verified(driver: Driver, headers: Mapping[str, str] | Any, body: object) -> list[WebhookEvent]:
-    raw: bytes
-    if isinstance(body, bytes):
-        raw = body
-    elif isinstance(body, str):
-        raw = body.encode("utf-8")
+    if isinstance(body, str):
+        body = body.encode("utf-8")
     elif isinstance(body, (bytearray, memoryview)):
-        raw = bytes(body)
-    else:
+        body = bytes(body)
+    elif not isinstance(body, bytes):
         raise TypeError(f"webhook() takes the raw request body as bytes, not {type(body).__name__}")
     try:
-        return driver.verify_webhook(Headers(headers), raw)
+        return driver.verify_webhook(Headers(headers), body)
     except (RecursionError, OverflowError):
-        # A driver's parser that gave up on the sender's body (nested deeper than
-        # it recurses, a number past a float's range): a malformed delivery, 400,
-        # not the application's error. Drivers should refuse these themselves.
+        # a driver's parser gave up on the sender's body: a malformed delivery (400), not a bug
         raise BadRequestError(
             f"{driver.name}: webhook refused: the body is nested too deeply or holds a number "
             "out of range"
@@ -153,10 +128,7 @@ def receive(
 ) -> Flow[list[WebhookEvent]]:
     """Verify a delivery, hand each event to the hook and the handlers, return the events.
 
-    On the async path async hook results and handlers are awaited on the
-    caller's loop (sync handlers run there too: they should be quick); on the
-    sync path they run to completion on the core's background loop. The first
-    exception propagates (see the module doc).
+    The first exception propagates at once, so the service retries the whole delivery.
     """
     events = _verified(driver, headers, body)
     pm = broadcast.plugin_manager

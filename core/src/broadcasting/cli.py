@@ -1,10 +1,4 @@
-"""The ``broadcasting`` command: drivers, send, check, and hearing back from the service.
-
-``channels`` and ``members`` ask the service about its channels (a table, or
-``--json``); ``listen`` subscribes as a client would and prints each event as
-it arrives, one line each (``--json``: one JSON object a line), until Ctrl-C,
-which exits with status 130 and no traceback.
-"""
+"""The ``broadcasting`` command: drivers, send, check, channels, members, listen."""
 
 from __future__ import annotations
 
@@ -29,6 +23,7 @@ from broadcasting._state import SUBSCRIBED, Heard
 
 #: The exit status after Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
+_ONE_DRIVER = "default: DRIVER from the config"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,11 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "--channel", "-c", action="append", required=True, metavar="NAME", help="repeatable"
     )
     send.add_argument("--event", "-e", default="base-event", metavar="NAME")
-    send.add_argument("--driver", "-d", metavar="NAME", help="default: DRIVER from the config")
-    send.add_argument(
-        "--config", metavar="PATH", help="a .py, .toml or .json file with DRIVER and DRIVERS"
-    )
-    send.add_argument("--json", action="store_true", help="print the receipt as JSON")
+    _common(send, "print the receipt as JSON")
 
     check = commands.add_parser(
         "check",
@@ -63,17 +54,12 @@ def _parser() -> argparse.ArgumentParser:
             "without a health check), 1 when any failed or could not be built."
         ),
     )
-    check.add_argument(
-        "--config", metavar="PATH", help="a .py, .toml or .json file with DRIVER and DRIVERS"
-    )
-    check.add_argument(
-        "--driver",
-        "-d",
+    _common(
+        check,
+        "print a JSON list",
+        "check only this driver (repeatable; default: DRIVER and every DRIVERS entry)",
         action="append",
-        metavar="NAME",
-        help="check only this driver (repeatable; default: DRIVER and every DRIVERS entry)",
     )
-    check.add_argument("--json", action="store_true", help="print a JSON list")
 
     channels = commands.add_parser(
         "channels",
@@ -108,8 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _common(parser: argparse.ArgumentParser, json_help: str) -> None:
-    parser.add_argument("--driver", "-d", metavar="NAME", help="default: DRIVER from the config")
+def _common(
+    parser: argparse.ArgumentParser, json_help: str, driver_help: str = _ONE_DRIVER, **driver: Any
+) -> None:
+    parser.add_argument("--driver", "-d", metavar="NAME", help=driver_help, **driver)
     parser.add_argument(
         "--config", metavar="PATH", help="a .py, .toml or .json file with DRIVER and DRIVERS"
     )
@@ -124,15 +112,10 @@ def _parse_message(text: str) -> Any:
     return value if isinstance(value, (dict, list)) else text
 
 
-def _drivers(as_json: bool) -> int:
+def _drivers(args: argparse.Namespace) -> int:
     infos = installed_drivers()
-    if as_json:
-        print(json.dumps([asdict(info) for info in infos], indent=2))
-        return 0
-    _print_table(
-        [("NAME", "PACKAGE", "VERSION", "MODULE")]
-        + [(i.name, i.distribution or "(registered)", i.version or "-", i.module) for i in infos]
-    )
+    rows = [(i.name, i.distribution or "(registered)", i.version or "-", i.module) for i in infos]
+    _show(args, [asdict(i) for i in infos], ("NAME", "PACKAGE", "VERSION", "MODULE"), rows)
     return 0
 
 
@@ -161,8 +144,7 @@ def _send(args: argparse.Namespace) -> int:
 def _check_one(broadcast: Broadcast, name: str) -> Health:
     """Connect ``name`` and run its check; a driver that cannot be built is an ``error``."""
     try:
-        driver = broadcast.driver(name)
-        return driver.check()
+        return broadcast.driver(name).check()
     except BroadcastError as exc:  # ConfigurationError, DriverNotFoundError, PluginLoadError...
         return Health("error", None, f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a driver's bug; its message may hold anything, secrets too
@@ -175,32 +157,20 @@ def _check(args: argparse.Namespace) -> int:
     names = list(dict.fromkeys(args.driver or [default, *broadcast.config.drivers]))
     try:
         results = [(name, _check_one(broadcast, name)) for name in names]
-        _print_health(results, default, as_json=args.json)
     finally:
         broadcast.close()
+    rows = [
+        (
+            name + (" (default)" if name == default else ""),
+            health.status,
+            "-" if health.latency_ms is None else f"{health.latency_ms:.1f} ms",
+            " ".join(health.detail.split()),
+        )
+        for name, health in results
+    ]
+    data = [{"driver": n, "default": n == default, **asdict(h)} for n, h in results]
+    _show(args, data, ("DRIVER", "STATUS", "LATENCY", "DETAIL"), rows)
     return 1 if any(health.failed for _, health in results) else 0
-
-
-def _print_health(results: list[tuple[str, Health]], default: str, *, as_json: bool) -> None:
-    if as_json:
-        rows = [
-            {"driver": name, "default": name == default, **asdict(health)}
-            for name, health in results
-        ]
-        print(json.dumps(rows, indent=2))
-        return
-    _print_table(
-        [("DRIVER", "STATUS", "LATENCY", "DETAIL")]
-        + [
-            (
-                name + (" (default)" if name == default else ""),
-                health.status,
-                "-" if health.latency_ms is None else f"{health.latency_ms:.1f} ms",
-                " ".join(health.detail.split()),
-            )
-            for name, health in results
-        ]
-    )
 
 
 def _count(value: int | None) -> str:
@@ -210,46 +180,26 @@ def _count(value: int | None) -> str:
 def _channels(args: argparse.Namespace) -> int:
     with Broadcast(args.config) as broadcast:
         found = broadcast.occupied_channels(args.prefix, driver=args.driver)
-    if args.json:
-        print(json.dumps([asdict(info) for info in found], indent=2))
-        return 0
-    if not found:
-        where = f" starting with {args.prefix!r}" if args.prefix else ""
-        print(f"no occupied channels{where}", file=sys.stderr)
-        return 0
-    _print_table(
-        [("CHANNEL", "SUBSCRIPTIONS", "USERS")]
-        + [(c.name, _count(c.subscription_count), _count(c.user_count)) for c in found]
-    )
+    rows = [(c.name, _count(c.subscription_count), _count(c.user_count)) for c in found]
+    empty = "no occupied channels" + (f" starting with {args.prefix!r}" if args.prefix else "")
+    _show(args, [asdict(c) for c in found], ("CHANNEL", "SUBSCRIPTIONS", "USERS"), rows, empty)
     return 0
 
 
 def _members(args: argparse.Namespace) -> int:
     with Broadcast(args.config) as broadcast:
         found = broadcast.members(args.channel, driver=args.driver)
-    if args.json:
-        print(json.dumps([{"id": m.id, "info": m.info} for m in found], indent=2, default=str))
-        return 0
-    if not found:
-        print(f"nobody is in {args.channel}", file=sys.stderr)
-        return 0
-    _print_table(
-        [("ID", "INFO")]
-        + [(m.id, "-" if m.info is None else json.dumps(m.info, default=str)) for m in found]
-    )
+    rows = [(m.id, "-" if m.info is None else json.dumps(m.info, default=str)) for m in found]
+    data = [{"id": m.id, "info": m.info} for m in found]
+    _show(args, data, ("ID", "INFO"), rows, f"nobody is in {args.channel}")
     return 0
 
 
 def _heard_line(heard: Heard, as_json: bool) -> str:
     if as_json:
-        row: dict[str, Any] = {
-            "channel": heard.channel,
-            "event": heard.event,
-            "data": heard.data,
-            "received_at": heard.received_at,
-        }
-        if heard.user_id is not None:
-            row["user_id"] = heard.user_id
+        row = asdict(heard)
+        if heard.user_id is None:
+            del row["user_id"]
         return json.dumps(row, ensure_ascii=False)
     clock = time.strftime("%H:%M:%S", time.localtime(heard.received_at))
     millis = int(heard.received_at * 1000) % 1000
@@ -266,10 +216,9 @@ async def listen(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> None:
-    """Print each event heard on ``channels`` (what ``broadcasting listen`` runs), until cancelled.
+    """Print each event heard on ``channels``, a line each on ``out``, until cancelled.
 
-    Subscription notices go to ``err``; once every channel is subscribed it
-    says ``listening on ...``. Each event is one line on ``out``, flushed at once.
+    What ``broadcasting listen`` runs; ``err`` says when every channel is subscribed.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -310,29 +259,39 @@ def _listen(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover - listening ends only by Ctrl-C or an error
 
 
-def _print_table(rows: Sequence[Sequence[str]]) -> None:
-    """Columns padded to their widest cell; the last one is not padded."""
-    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())
+def _show(
+    args: argparse.Namespace,
+    data: Sequence[object],
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    empty: str = "",
+) -> None:
+    """``data`` as JSON with ``--json``; else a table of ``rows``, or ``empty`` on stderr."""
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+    elif empty and not rows:
+        print(empty, file=sys.stderr)
+    else:  # columns padded to their widest cell, but the last
+        table = [header, *rows]
+        widths = [max(len(row[col]) for row in table) for col in range(len(header) - 1)]
+        for row in table:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            print("  ".join([*cells, row[-1]]).rstrip())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``broadcasting`` console script."""
     args = _parser().parse_args(argv)
+    commands = {
+        "drivers": _drivers,
+        "send": _send,
+        "check": _check,
+        "channels": _channels,
+        "members": _members,
+        "listen": _listen,
+    }
     try:
-        if args.command == "drivers":
-            return _drivers(args.json)
-        if args.command == "send":
-            return _send(args)
-        if args.command == "channels":
-            return _channels(args)
-        if args.command == "members":
-            return _members(args)
-        if args.command == "listen":
-            return _listen(args)
-        return _check(args)
+        return commands[args.command](args)
     except BroadcastError as exc:
         print(f"broadcasting: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,12 +1,7 @@
-"""Driver classes by their seed-era names, resolved lazily from installed plugins.
+"""Driver classes by their seed-era names: ``BroadcastPusherDriver`` is driver ``pusher``'s class.
 
-``from broadcasting.drivers import BroadcastPusherDriver`` imports the
-``pusher`` driver's plugin (and nothing else) and returns its class. Any
-``Broadcast<Name>Driver`` maps to driver ``<name>``; a missing plugin makes
-the import fail with the ``pip install broadcasting-<name>`` hint.
-
-The built-in drivers live next to this file: ``log.py``, ``null.py``,
-``memory.py``; each is registered through the core's own entry points.
+Looked up lazily, so importing one imports only its plugin; a missing plugin
+is an ImportError with the ``pip install`` hint.
 """
 
 from __future__ import annotations

@@ -25,30 +25,18 @@ def _escape(match: re.Match[str]) -> str:
     return _SHORT.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
 
 
-def _one_line(text: str) -> str:
-    """``text`` with every control character written as an escape: one record, one line."""
+def _line(value: object) -> str:
+    """``value`` as text with its control characters escaped, so it cannot forge log lines."""
+    # str's own method: a str subclass (or a hook's replacement) cannot format itself
+    text = str.__str__(value) if isinstance(value, str) else repr(value)
     return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
-
-
-def _text(value: object) -> str:
-    # str's own methods: a str subclass (or a hook's replacement) cannot format itself
-    return str.__str__(value) if isinstance(value, str) else repr(value)
-
-
-def _fields(message: Message) -> tuple[str, str, str]:
-    """The event, the channels and the text, as the driver writes them."""
-    channels = ", ".join(_one_line(_text(c)) for c in message.channels)
-    return _one_line(_text(message.event)), channels, _one_line(_text(message.text))
 
 
 class BroadcastLogDriver(Driver):
     """Logs each publish at INFO (or ``level``) on the ``broadcasting`` logger (or ``logger``).
 
-    Useful in development and as the zero-configuration default. When the
-    application has not configured logging at all (no handler anywhere on the
-    logger's path), the line goes to stderr instead, so a first script shows
-    what it broadcast; once logging is configured, the driver is an ordinary
-    logging citizen (levels, handlers and filters decide).
+    With logging not configured at all, the line goes to stderr, so a first
+    script shows what it broadcast.
     """
 
     name = "log"
@@ -73,10 +61,10 @@ class BroadcastLogDriver(Driver):
         return cls(logger, level)
 
     def publish(self, message: Message) -> Receipt:
-        # a message must not forge log lines: control characters are escaped
-        fields = _fields(message)
+        channels = ", ".join(_line(channel) for channel in message.channels)
+        fields = (_line(message.event), channels, _line(message.text))
         if self.logger.hasHandlers():
             self.logger.log(self.level, _LINE, *fields)
-        else:  # logging is not configured: Python would print nothing below WARNING
+        else:  # Python would print nothing below WARNING
             print(f"{self.logger.name}: " + _LINE % fields, file=sys.stderr)
         return Receipt(self.name, message.event, message.channels, message.id)

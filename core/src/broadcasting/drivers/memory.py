@@ -1,17 +1,5 @@
-"""The ``memory`` driver: keeps every message in order; in-process code can subscribe.
-
-A subscriber may give itself a ``socket_id``: it then plays the part of one
-browser connection, and a publish with that same ``socket_id`` (Laravel's
-``toOthers()``) is not handed to it. The history keeps every message anyway.
-
-Hearing back works in process too, so applications test that code without a
-service: the in-process subscriptions are the channel state
-(``Broadcast.occupied_channels()``, ``channel_info()``, and ``members()`` of a
-presence channel whose subscribers gave a ``member``), ``listen_channels``
-(what ``broadcasting listen`` runs) hears this process's publishes, and
-:meth:`BroadcastMemoryDriver.webhook_delivery` makes signed deliveries that
-``Broadcast.webhook()`` verifies and hands to the handlers. There are no
-signed-in connections: ``terminate_user`` is :class:`NotSupportedError`.
+"""The ``memory`` driver: keeps every message; in-process subscribers, channel state, signed
+authorizations and webhook deliveries stand in for a service in tests (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -27,7 +15,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from broadcasting import (
@@ -60,11 +47,16 @@ SIGNATURE_HEADER = "X-Broadcasting-Signature"
 
 @dataclass(frozen=True, eq=False)
 class _Entry:
-    """One subscriber: how to hand it a message, its channel and its presence member."""
-
-    deliver: Callback
+    callback: Callback
     channel: str | None
-    member: Mapping[str, Any] | None = None
+    socket_id: str | None
+    member: Mapping[str, Any] | None
+
+    def wants(self, message: Message) -> bool:
+        if self.channel is not None and self.channel not in message.channels:
+            return False
+        # the sender's own connection is left out (toOthers); no socket id leaves out nobody
+        return self.socket_id is None or message.socket_id != self.socket_id
 
 
 def _member(
@@ -79,47 +71,29 @@ def _member(
     return dict(member)
 
 
-def _wanted(message: Message, channel: str | None, socket_id: str | None) -> bool:
-    """Whether a subscriber to ``channel`` with connection id ``socket_id`` gets ``message``."""
-    if channel is not None and channel not in message.channels:
-        return False
-    # the sender's own connection is excluded (toOthers); no id excludes nobody
-    return socket_id is None or message.socket_id != socket_id
-
-
 class Subscription:
-    """An async iterator of the messages published after it was created.
+    """An async iterator of the messages published (from any thread) after it was made.
 
-    Get one from :meth:`BroadcastMemoryDriver.listen` inside a running event
-    loop; publishes from any thread are handed to that loop. Use it as an
-    async context manager (or call :meth:`close`) to stop receiving.
-
-    Attributes:
-        channel: the channel listened to, or ``None`` for every channel.
-        socket_id: this subscription's own connection id, or ``None``; a
-            publish made with the same ``socket_id`` is not delivered here.
+    Get one from :meth:`BroadcastMemoryDriver.listen`; use it as an async
+    context manager, or call :meth:`close`, to stop receiving. ``channel``
+    and ``socket_id`` are what it listens to and as.
     """
 
     def __init__(
-        self,
-        driver: BroadcastMemoryDriver,
-        channel: str | None,
-        socket_id: str | None = None,
-        member: Mapping[str, Any] | None = None,
+        self, channel: str | None, socket_id: str | None, member: Mapping[str, Any] | None
     ) -> None:
         self.channel = channel
         self.socket_id = socket_id
         self.member = member
-        self._driver = driver
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Message] = asyncio.Queue()
+        self._stop: Callable[[], None] = lambda: None
 
-    def _deliver(self, message: Message) -> None:
-        if _wanted(message, self.channel, self.socket_id):
-            try:
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
-            except RuntimeError as exc:  # its loop is closed
-                raise _Gone from exc
+    def _put(self, message: Message) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
+        except RuntimeError as exc:  # its loop is closed
+            raise _Gone from exc
 
     def __aiter__(self) -> Subscription:
         return self
@@ -133,27 +107,19 @@ class Subscription:
 
     def close(self) -> None:
         """Stop receiving messages (idempotent)."""
-        self._driver._unsubscribe(self._deliver)
+        self._stop()
 
     async def __aenter__(self) -> Subscription:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
 
 class BroadcastMemoryDriver(Driver):
-    """Keeps every published message, in order, and hands them to subscribers.
+    """Keeps every published message, in order, and hands them to subscribers (thread-safe).
 
-    Thread-safe. ``max_history`` (option) bounds the kept history; by default
-    every message is kept until :meth:`clear`. ``socket_id`` is supported: a
-    subscriber that gave the same ``socket_id`` (see :meth:`subscribe` and
-    :meth:`listen`) does not receive the message; every other one does.
+    ``max_history`` bounds the kept history (default: everything until :meth:`clear`).
     """
 
     name = "memory"
@@ -209,25 +175,14 @@ class BroadcastMemoryDriver(Driver):
         socket_id: str | None = None,
         member: Mapping[str, Any] | None = None,
     ) -> Callable[[], None]:
-        """Call ``callback(message)`` for every later publish (to ``channel`` if given).
+        """Call ``callback(message)`` in the publishing thread for every later publish.
 
-        ``socket_id`` names this subscriber's own connection, as a browser's
-        socket id does: publishes made with that same ``socket_id`` are
-        skipped (the sender is excluded), all others are delivered.
-        ``member`` (a mapping with an ``id``) makes the subscriber a member
-        of the presence channel ``channel``, as :meth:`members` reports.
-
-        Runs in the publishing thread. Returns a function that unsubscribes.
+        ``channel`` limits it to one channel. A publish with this same
+        ``socket_id`` (``toOthers``) is not handed over, and ``member`` (a
+        mapping with an ``id``) joins the presence channel ``channel``.
+        Returns a function that unsubscribes.
         """
-        joined = _member(self, channel, member)
-
-        def deliver(message: Message) -> None:
-            if _wanted(message, channel, socket_id):
-                callback(message)
-
-        with self._lock:
-            self._subscribers.append(_Entry(deliver, channel, joined))
-        return lambda: self._unsubscribe(deliver)
+        return self._add(_Entry(callback, channel, socket_id, _member(self, channel, member)))
 
     def listen(
         self,
@@ -236,24 +191,20 @@ class BroadcastMemoryDriver(Driver):
         socket_id: str | None = None,
         member: Mapping[str, Any] | None = None,
     ) -> Subscription:
-        """An async iterator of later publishes (to ``channel`` if given).
-
-        ``socket_id`` names this subscription's own connection: publishes made
-        with that same ``socket_id`` are skipped, and ``member`` joins a
-        presence channel, as in :meth:`subscribe`. Must be called inside a
-        running event loop.
-        """
+        """A :class:`Subscription` to later publishes, as :meth:`subscribe`; in a running loop."""
         joined = _member(self, channel, member)
-        subscription = Subscription(self, channel, socket_id, joined)
-        with self._lock:
-            self._subscribers.append(_Entry(subscription._deliver, channel, joined))
+        subscription = Subscription(channel, socket_id, joined)
+        subscription._stop = self._add(_Entry(subscription._put, channel, socket_id, joined))
         return subscription
 
-    def _unsubscribe(self, deliver: Callback) -> None:
+    def _add(self, entry: _Entry) -> Callable[[], None]:
         with self._lock:
-            self._subscribers[:] = [e for e in self._subscribers if e.deliver != deliver]
+            self._subscribers.append(entry)
+        return lambda: self._unsubscribe(entry)
 
-    # -- channel state: the in-process subscriptions -------------------------------
+    def _unsubscribe(self, entry: _Entry) -> None:
+        with self._lock:
+            self._subscribers[:] = [e for e in self._subscribers if e is not entry]
 
     def _entries(self) -> list[_Entry]:
         with self._lock:
@@ -295,14 +246,7 @@ class BroadcastMemoryDriver(Driver):
         return list(found.values())
 
     async def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
-        """Yield every later publish of this process to ``channels``, once per channel.
-
-        First one :data:`~broadcasting.SUBSCRIBED` per channel (the
-        subscriptions are made by then). What ``broadcasting listen`` runs
-        for the memory driver: it hears the publishes of the process it runs
-        in (another process has its own memory driver). Closing the generator
-        unsubscribes.
-        """
+        """Yield this process's later publishes to ``channels``, after one ``SUBSCRIBED`` each."""
         if not channels or not all(isinstance(c, str) and c for c in channels):
             raise InvalidChannelError("memory: listen to one or more non-empty channel names")
         loop = asyncio.get_running_loop()
@@ -326,33 +270,31 @@ class BroadcastMemoryDriver(Driver):
             for stop in stops:
                 stop()
 
-    # -- webhooks: deliveries this driver signs, for testing handlers ----------------
-
-    def _webhook_signature(self, body: bytes) -> str:
+    def _hmac(self, data: bytes) -> str:
         key = self._signing_key.reveal().encode("ascii")
-        return hmac.new(key, body, hashlib.sha256).hexdigest()
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+    _webhook_signature = _hmac  # a delivery's signature
 
     def webhook_delivery(
         self, events: Iterable[Mapping[str, Any]], *, time_ms: int | None = None
     ) -> tuple[dict[str, str], bytes]:
-        """A delivery of ``events`` as a service would POST it: ``(headers, body)``.
+        """``(headers, body)`` of a delivery of ``events`` signed by this driver, for ``webhook()``.
 
-        Each event is a mapping with a ``name`` (``member_added``...) and the
-        fields of a :class:`WebhookEvent` (``channel``, ``user_id``...). The
-        body has Pusher's shape (``{"time_ms", "events"}``), signed with this
-        driver's own random key, so ``Broadcast.webhook(headers, body)``
-        verifies it and runs the hook and handlers: test them with no service.
+        Each event is a mapping with a ``name`` and :class:`WebhookEvent`
+        fields (``channel``, ``user_id``...); the body has Pusher's shape.
         """
         now = int(time.time() * 1000) if time_ms is None else time_ms
         body = json.dumps({"time_ms": now, "events": [dict(e) for e in events]}).encode()
-        return {KEY_HEADER: self.name, SIGNATURE_HEADER: self._webhook_signature(body)}, body
+        return {KEY_HEADER: self.name, SIGNATURE_HEADER: self._hmac(body)}, body
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         """Verify a :meth:`webhook_delivery` (signature, age) and return its events."""
         signature = headers.get(SIGNATURE_HEADER)
         if headers.get(KEY_HEADER) != self.name or not isinstance(signature, str):
             raise UnauthorizedError(f"memory: webhook refused: no {KEY_HEADER}/{SIGNATURE_HEADER}")
-        if not self._signed(body, signature):
+        expected = self._hmac(body).encode("ascii")
+        if not hmac.compare_digest(signature.encode("ascii", "replace"), expected):
             raise UnauthorizedError(f"memory: webhook refused: {SIGNATURE_HEADER} does not match")
         try:
             data = json.loads(body)
@@ -371,36 +313,17 @@ class BroadcastMemoryDriver(Driver):
             raise UnauthorizedError("memory: webhook refused: its time_ms is too old")
         return [_webhook_event(self.name, time_ms, i, item) for i, item in enumerate(items)]
 
-    def _signed(self, body: bytes, signature: str) -> bool:
-        return hmac.compare_digest(
-            signature.encode("ascii", "replace"), self._webhook_signature(body).encode("ascii")
-        )
-
-    # -- authorization: Pusher-shaped answers, signed with this driver's own key --
-
-    def _signature(self, kind: str, *parts: str) -> str:
-        """``memory:`` and the HMAC of ``kind`` and ``parts`` as one JSON array.
-
-        Each part is bound on its own: a channel name may contain ``:`` (or any
-        other character), and an answer for one channel, socket or kind never
-        verifies for another, however its parts are cut and joined.
-        """
-        key = self._signing_key.reveal().encode("ascii")
-        subject = json.dumps([kind, *parts], separators=(",", ":")).encode("ascii")
-        return "memory:" + hmac.new(key, subject, hashlib.sha256).hexdigest()
+    def _signature(self, kind: str, *parts: object) -> str:
+        # a JSON array binds each part on its own, whatever characters a channel name holds
+        return "memory:" + self._hmac(json.dumps([kind, *parts], separators=(",", ":")).encode())
 
     def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
-        """A Pusher-shaped answer (``auth``, and ``channel_data`` for presence).
-
-        Signed with a key random to this driver, so :meth:`verify` tells an
-        answer this driver gave from any other: applications test their channel
-        rules with it, no service needed.
-        """
+        """A Pusher-shaped answer (``auth``, ``channel_data`` for presence) that :meth:`verify`
+        tells from any other: this driver's key is its own, random."""
         socket_id, channel = str(request.socket_id), str(request.channel)
         if request.kind == "presence":
             data = json.dumps(
-                {"user_id": request.member_id, "user_info": request.member},
-                separators=(",", ":"),
+                {"user_id": request.member_id, "user_info": request.member}, separators=(",", ":")
             )
             auth = self._signature("presence", socket_id, channel, data)
             return {"auth": auth, "channel_data": data}
@@ -416,43 +339,37 @@ class BroadcastMemoryDriver(Driver):
         return f"#server-to-user-{user_id}"
 
     def verify(self, answer: Mapping[str, Any], *, socket_id: str, channel: str | None) -> bool:
-        """Whether ``answer`` is what this driver signed for ``socket_id`` and ``channel``.
-
-        ``channel=None`` checks a sign-in answer. Constant-time.
-        """
+        """Whether ``answer`` is what this driver signed for ``socket_id`` and ``channel``
+        (``None``: a sign-in answer). Constant-time."""
         auth = answer.get("auth")
-        if not isinstance(auth, str):
-            return False
         if channel is None:
-            data = answer.get("user_data")
-            if not isinstance(data, str):
-                return False
-            expected = self._signature("user", socket_id, data)
+            kind, parts = "user", [socket_id, answer.get("user_data")]
         elif "channel_data" in answer:
-            data = answer["channel_data"]
-            if not isinstance(data, str):
-                return False
-            expected = self._signature("presence", socket_id, channel, data)
+            kind, parts = "presence", [socket_id, channel, answer["channel_data"]]
         else:
-            expected = self._signature("channel", socket_id, channel)
+            kind, parts = "channel", [socket_id, channel]
+        if not isinstance(auth, str) or not all(isinstance(part, str) for part in parts):
+            return False
+        expected = self._signature(kind, *parts).encode("ascii")
         # bytes: compare_digest refuses a str that is not ASCII (a forged answer may be)
-        return hmac.compare_digest(auth.encode("utf-8", "replace"), expected.encode("ascii"))
+        return hmac.compare_digest(auth.encode("utf-8", "replace"), expected)
 
     def publish(self, message: Message) -> Receipt:
         """Keep ``message`` and hand it to every subscriber.
 
-        Each subscriber is isolated: one whose callback raises is logged (on the
-        ``broadcasting.memory`` logger) and the others still get the message;
-        one whose event loop has closed is dropped. The publish itself succeeds.
+        A subscriber that raises is logged and the others still get it; one
+        whose event loop has closed is dropped.
         """
         with self._lock:
             self._history.append(message)
-            subscribers = tuple(e.deliver for e in self._subscribers)
-        for deliver in subscribers:
+            entries = tuple(self._subscribers)
+        for entry in entries:
+            if not entry.wants(message):
+                continue
             try:
-                deliver(message)
+                entry.callback(message)
             except _Gone:
-                self._unsubscribe(deliver)
+                self._unsubscribe(entry)
                 log.info("memory: dropped a subscription whose event loop has closed")
             except Exception:
                 log.exception(

@@ -1,19 +1,13 @@
-"""The framework-agnostic side of the web endpoints: parse, authorize, answer.
-
-Every adapter (Starlette/FastAPI, Django, Flask) reads what its framework
-gives (method, headers, query string, raw body) and hands it to one
-:class:`AuthEndpoints`, which answers with a :class:`Response`. Nothing here
-imports a web framework.
-"""
+"""The framework-agnostic web endpoints: parse what a client sent, authorize, answer."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from broadcasting._auth import MAX_SOCKET_ID_LENGTH
 from broadcasting._broadcaster import Broadcaster
@@ -28,6 +22,8 @@ from broadcasting._errors import (
 )
 from broadcasting._flow import Call, Flow, arun, run
 from broadcasting._types import Secret
+from broadcasting._validate import _not_utf8
+from broadcasting._webhooks import Headers
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -36,19 +32,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("broadcasting.web")
 
-#: ``user(request)``: the application's current user, or ``None`` when nobody
-#: is signed in. ``request`` is the framework's own request object. It may be
-#: a coroutine function.
+#: ``user(request)``: the current user, or ``None``; given the framework's request; may be async.
 UserFunction = Callable[[Any], Any]
-
-#: ``user_data(request, user)``: the signed-in user's data for ``pusher:signin``,
-#: a dict with an ``id`` (Pusher shows the rest, such as ``name``, to nobody
-#: but the server's webhooks and ``members()``). It may be a coroutine function.
+#: ``user_data(request, user)``: the sign-in data, a dict with an ``id`` (Pusher shows the
+#: rest, such as ``name``, only to the server's webhooks and ``members()``); may be async.
 UserDataFunction = Callable[[Any, Any], Any]
-
-#: ``offload(function, *args)``: runs a plain function off the event loop and
-#: returns an awaitable of its result (``asyncio.to_thread``, Starlette's
-#: ``run_in_threadpool``).
+#: ``offload(function, *args)``: an awaitable of the function run off the loop
+#: (``asyncio.to_thread``, Starlette's ``run_in_threadpool``).
 Offload = Callable[..., Awaitable[Any]]
 
 #: Which endpoint a request is for.
@@ -61,12 +51,8 @@ class _Needed(TypedDict):
 
 
 class Sent(_Needed, total=False):
-    """What :meth:`AuthEndpoints.handle` takes, by keyword, besides the route and request.
-
-    ``method`` (the HTTP method), ``headers`` (any mapping or list of pairs),
-    ``body`` (the raw body, byte for byte: a webhook's signature covers it;
-    default empty) and ``query`` (the raw query string; default empty).
-    """
+    """What :meth:`AuthEndpoints.handle` takes by keyword: ``method``, ``headers`` (a mapping
+    or list of pairs), and the raw ``body`` and ``query`` string (default empty)."""
 
     body: bytes
     query: bytes | str
@@ -84,21 +70,18 @@ AUTH_PATH = "/broadcasting/auth"
 USER_AUTH_PATH = "/broadcasting/user-auth"
 WEBHOOK_PATH = "/broadcasting/webhook"
 
-#: The largest authorization request body accepted (413 above it). A
-#: pusher-js request is under 100 bytes; an Ably client's current token
-#: (a JWT) fits easily.
+#: The largest bodies accepted (413 above): an auth request (an Ably client's
+#: current token fits easily), a webhook delivery.
 MAX_AUTH_BODY = 8 * 1024
-#: The largest webhook delivery accepted (413 above it).
 MAX_WEBHOOK_BODY = 1024 * 1024
 
-#: The fields the auth endpoints read themselves; every other field the
-#: client sends goes to ``extra`` (see :meth:`Broadcast.authorize`).
+#: The fields the endpoints read; every other one goes to ``extra``, but CSRF tokens.
 SOCKET_ID = "socket_id"
 CHANNEL_NAME = "channel_name"
-#: Form fields that carry a CSRF token: never handed on as ``extra``.
 _CSRF_FIELDS = frozenset({"csrfmiddlewaretoken", "_token"})
 _MAX_FIELDS = 64
 
+_JSON = (",", ":")  # compact JSON separators
 _JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
 _FIXED = {
     400: "bad request",
@@ -114,11 +97,7 @@ _FIXED = {
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """What an endpoint answers: an HTTP status, a JSON body and extra headers.
-
-    ``headers`` always holds ``content-type: application/json`` and
-    ``cache-control: no-store`` (an authorization must never be cached).
-    """
+    """What an endpoint answers: a status, a JSON body, and headers (JSON, ``no-store``)."""
 
     status: int
     body: Mapping[str, Any]
@@ -127,7 +106,7 @@ class Response:
     @property
     def content(self) -> bytes:
         """The body as compact UTF-8 JSON."""
-        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return json.dumps(self.body, separators=_JSON, ensure_ascii=False).encode("utf-8")
 
     @property
     def ok(self) -> bool:
@@ -135,100 +114,37 @@ class Response:
         return 200 <= self.status < 300
 
 
-class Headers(Mapping[str, str]):
-    """A case-insensitive, read-only view of request headers.
-
-    Built from any mapping or list of pairs; a name given twice keeps its
-    first value. Webhook verification receives one of these.
-    """
-
-    __slots__ = ("_items",)
-
-    def __init__(self, headers: Any = ()) -> None:
-        if isinstance(headers, Headers):
-            self._items: dict[str, tuple[str, str]] = headers._items
-            return
-        items: dict[str, tuple[str, str]] = {}
-        pairs: Iterable[tuple[Any, Any]] = headers.items() if hasattr(headers, "items") else headers
-        for name, value in pairs:
-            if name.__class__ is not str:
-                name = name.decode("latin-1") if isinstance(name, bytes) else str(name)
-            if value.__class__ is not str:
-                value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
-            key = name.lower()
-            if key not in items:
-                items[key] = (name, value)
-        self._items = items
-
-    def __getitem__(self, name: str) -> str:
-        return self._items[name.lower()][1]
-
-    def __iter__(self) -> Iterator[str]:
-        return (original for original, _ in self._items.values())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def __repr__(self) -> str:
-        return f"Headers({sorted(self._items)!r})"
-
-
 def socket_id_from(headers: Any, driver: Broadcaster[Any] | Driver | None = None) -> str | None:
-    """The ``X-Socket-ID`` header's socket id if it has the shape of one, else ``None``.
+    """The ``X-Socket-ID`` header's socket id (Laravel Echo's ``toOthers``), or ``None``.
 
-    Laravel Echo sends it on the application's own requests (its axios,
-    jQuery and Vue interceptors), so a view can publish to everyone but the
-    sender's own tab::
-
-        broadcast.channel("orders", data, "shipped", socket_id=socket_id_from(request.headers))
-
-    ``headers`` may be any framework's header mapping (``request.headers``
-    of Starlette, Django or Flask), a plain dict, or Django's
-    ``request.META`` (``HTTP_X_SOCKET_ID``). The shape is Pusher's
-    ``digits.digits`` (soketi, Reverb, the ``memory`` driver), or with
-    ``driver`` (a :class:`~broadcasting.Broadcaster` or a driver) that
-    driver's ``socket_id_pattern``. A malformed value is ignored, so a forged
-    header cannot break the publish.
+    ``headers`` may be any framework's headers, a plain dict, a list of pairs
+    or Django's ``request.META``. A value not in the shape of Pusher's socket
+    ids, or of ``driver``'s ``socket_id_pattern`` if given, is ignored, so a
+    forged header cannot break the publish.
     """
     if not hasattr(headers, "get"):  # a list of (name, value) pairs
         headers = Headers(headers)
-    value: object = None
-    for name in ("X-Socket-ID", "x-socket-id", "HTTP_X_SOCKET_ID"):
-        value = headers.get(name)
-        if value is not None:
-            break
-    else:  # a plain dict with other casing
-        for key in headers:
-            if isinstance(key, str) and key.lower() == "x-socket-id":
-                value = headers[key]
-                break
+    value = headers.get("X-Socket-ID")
+    if value is None:  # Django's request.META, or a plain dict in another casing
+        value = headers.get("HTTP_X_SOCKET_ID")
+    if value is None:
+        names = [k for k in headers if isinstance(k, str) and k.lower() == "x-socket-id"]
+        value = headers[names[0]] if names else None
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if driver is None:
-        pattern = PUSHER_SOCKET_ID
-    elif isinstance(driver, Broadcaster):
-        pattern = driver.driver.socket_id_pattern
-    else:
-        pattern = driver.socket_id_pattern
-    if len(value) <= MAX_SOCKET_ID_LENGTH and pattern.fullmatch(value):
-        return value
-    return None
+    owner = driver.driver if isinstance(driver, Broadcaster) else driver
+    pattern = PUSHER_SOCKET_ID if owner is None else owner.socket_id_pattern
+    return value if len(value) <= MAX_SOCKET_ID_LENGTH and pattern.fullmatch(value) else None
 
 
 def default_user_data(user: Any) -> dict[str, Any]:
-    """The sign-in data derived from a user: ``{"id": "<the user's id as text>"}``, nothing more.
+    """``{"id": <the user's id as text>}``, nothing more: the sign-in data goes to the browser.
 
-    The id is ``user["id"]`` for a mapping, else the user's ``id``
-    attribute, else ``pk`` (Django), else ``get_id()`` (Flask-Login). Only
-    the id: the sign-in data goes back to the browser and to the service, so
-    nothing else of the user is sent unless ``user_data=`` says so. A user
-    with no id is a :class:`RuleError`: pass ``user_data=`` to the endpoints.
+    The id is ``user["id"]``, else ``user.id``, ``user.pk`` (Django) or
+    ``user.get_id()`` (Flask-Login). Raises :class:`RuleError` if there is none.
     """
     if isinstance(user, Mapping):
         if user.get("id") is not None:
@@ -250,14 +166,10 @@ def default_user_data(user: Any) -> dict[str, Any]:
 
 
 class _Hidden:
-    """What a client sent (the framework's request, method, headers, raw body and query).
+    """What a client sent, including the framework's request, in a holder whose repr shows none.
 
-    Its ``repr`` shows none of it: the body, the query string and the headers
-    may hold a credential (an Ably client's current ``token``, an
-    ``Authorization`` header), and Django's and Flask's request ``repr`` shows
-    the query string, while an error tracker records the ``repr`` of every
-    local of a logged traceback's frames. The flows hold only this while user
-    code runs.
+    Any of it may hold a credential (an Ably client's ``token``), and an error
+    tracker records the repr of every local of a traceback's frames.
     """
 
     __slots__ = ("body", "headers", "method", "query", "request")
@@ -286,18 +198,13 @@ class _BadRequest(Exception):
 
 
 def _content_length(value: object) -> int | None:
-    """A ``Content-Length`` value as an int, or ``None`` if it is not ASCII digits.
+    """A ``Content-Length`` as an int, or ``None`` if not ASCII digits.
 
-    Past 18 digits it is larger than any body limit, and ``int()`` would refuse
-    it past 4300 (Python's limit on converting text): it counts as unbounded.
+    Past 18 digits it is over any limit (and ``int()`` refuses 4300 digits): 2**63.
     """
     if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
         return None
     return int(value) if len(value) <= 18 else 2**63
-
-
-def _media_type(headers: Headers) -> str:
-    return headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 def _decode(raw: bytes | str, what: str) -> str:
@@ -312,12 +219,8 @@ def _decode(raw: bytes | str, what: str) -> str:
 def _form(text: str, what: str) -> list[tuple[str, str]]:
     if "%" not in text and "+" not in text and ";" not in text and text.count("&") < _MAX_FIELDS:
         # nothing to unquote (pusher-js's usual form): split it directly
-        pairs = []
-        for field in text.split("&"):
-            if field:
-                name, _, value = field.partition("=")
-                pairs.append((name, value))
-        return pairs
+        fields = (field.partition("=") for field in text.split("&") if field)
+        return [(name, value) for name, _, value in fields]
     try:
         return parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS)
     except ValueError:
@@ -349,20 +252,11 @@ def _multipart_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
     return pairs
 
 
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _json_fields(text: str) -> list[tuple[str, str]]:
     twice: list[str] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        # Called as each object closes, the outermost last: what it leaves in
-        # ``twice`` is about the top-level object, whose fields these are.
+        # called as each object closes, the outermost last: ``twice`` ends up about it
         value = dict(pairs)
         twice.clear()
         if len(value) < len(pairs):  # a name given twice: json.loads keeps the last
@@ -382,40 +276,28 @@ def _json_fields(text: str) -> list[tuple[str, str]]:
         raise _BadRequest(400, "the JSON body has too many fields")
     pairs: list[tuple[str, str]] = []
     for key, item in value.items():
-        if key in (SOCKET_ID, CHANNEL_NAME) and not isinstance(item, str):
-            if item is None:
-                continue
-            raise _BadRequest(400, f"{key} must be a string")
-        if not _is_utf8(key) or (isinstance(item, str) and not _is_utf8(item)):
+        if _not_utf8(key) or (isinstance(item, str) and _not_utf8(item)):
             # a "\ud800" escape decodes to a lone surrogate, which no signature can encode
             raise _BadRequest(400, "the JSON body holds a lone surrogate")
-        if isinstance(item, str):
-            pairs.append((key, item))
-        elif item is not None:
-            pairs.append((key, json.dumps(item, separators=(",", ":"))))
+        if item is None:
+            continue
+        if key in (SOCKET_ID, CHANNEL_NAME) and not isinstance(item, str):
+            raise _BadRequest(400, f"{key} must be a string")
+        pairs.append((key, item if isinstance(item, str) else json.dumps(item, separators=_JSON)))
     return pairs
 
 
 def parse_fields(
-    method: str,
-    headers: Headers,
-    body: bytes,
-    query: bytes | str,
-    *,
-    channel: bool,
-    socket_required: bool = True,
+    sent: _Hidden, *, channel: bool, socket_required: bool = True
 ) -> tuple[str | None, str | None, dict[str, Secret]]:
-    """``(socket_id, channel_name, extra)`` from what a client sent; raises ``_BadRequest``.
+    """``(socket_id, channel_name, extra)`` from the query string and a POST's body.
 
-    GET reads the query string; POST reads the body (form-encoded or JSON)
-    over the query string. ``socket_id`` is required when ``socket_required``
-    (Pusher's clients send one, Ably's do not), ``channel_name`` when
-    ``channel``; the core checks their shapes. Every ``extra`` value comes
-    back in a :class:`~broadcasting.plugin.Secret` (it may be a credential).
+    Raises ``_BadRequest``; every ``extra`` value is a :class:`Secret` (it may be a credential).
     """
+    query, body, headers = sent.query, sent.body, sent.headers
     pairs = _form(_decode(query, "the query string"), "the query string") if query else []
-    if method == "POST" and body:
-        media = _media_type(headers)
+    if sent.method == "POST" and body:
+        media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         try:
             if media == "application/x-www-form-urlencoded":
                 body_pairs = _form(_decode(body, "the body"), "the body")
@@ -455,28 +337,13 @@ class AuthEndpoints:
 
     Args:
         broadcast: whose channel rules authorize and whose driver signs.
-        user: ``user(request)`` returns the current user or ``None``; it is
-            handed the framework's own request object, and may be async.
-        user_data: ``user_data(request, user)`` returns the sign-in data (a
-            dict with an ``id``) for ``/broadcasting/user-auth``; by default
-            :func:`default_user_data` derives ``{"id": ...}`` from the user.
-        driver: the driver to sign with, a name or a
-            :class:`~broadcasting.Broadcaster` (default: the ``DRIVER``).
-        max_body: the largest auth request body accepted (413 above).
-        max_webhook_body: the largest webhook delivery accepted (413 above).
+        user: ``user(request)`` returns the current user or ``None`` (may be async).
+        user_data: ``user_data(request, user)`` returns the sign-in data;
+            by default :func:`default_user_data`.
+        driver: the driver that signs, a name or a Broadcaster (default: the ``DRIVER``).
+        max_body, max_webhook_body: the largest bodies accepted (413 above).
 
-    :meth:`handle` (blocking) and :meth:`ahandle` (awaited, with async user
-    functions and rules awaited on the caller's loop) take the route, the
-    framework's request (for ``user``), the HTTP method, the headers, the
-    raw body and the raw query string, and return a :class:`Response`.
-
-    Statuses: 200 with the driver's body; 400 (malformed request, with a
-    short message); 403 ``forbidden`` whatever the reason (the
-    reason is logged at DEBUG on ``broadcasting.web``); 405; 413; 501 (the
-    driver lacks the feature); 500 ``internal server error``
-    for anything else (a rule or user function that raised), logged with
-    its traceback on ``broadcasting.web``. An error's body is the signing
-    driver's :meth:`~broadcasting.plugin.Driver.error_body`.
+    The statuses and what is logged are in docs/web.md.
     """
 
     def __init__(
@@ -513,36 +380,24 @@ class AuthEndpoints:
     def handle(self, route: Route, request: Any, **sent: Unpack[Sent]) -> Response:
         """Answer a request for ``route`` (``auth``, ``user-auth`` or ``webhook``).
 
-        ``request`` is the framework's request, for ``user``; ``method=``,
-        ``headers=``, ``body=`` and ``query=`` are what the client sent (see
-        :class:`Sent`). An async ``user`` function or rule runs on
-        broadcasting's own loop.
+        ``request`` is the framework's, for ``user``; ``sent`` is what the
+        client sent. Async user functions and rules run on broadcasting's own loop.
         """
         return run(self._respond(route, _Hidden(request, **sent), None))
 
     async def ahandle(
         self, route: Route, request: Any, *, offload: Offload | None = None, **sent: Unpack[Sent]
     ) -> Response:
-        """:meth:`handle`, awaited; ``offload`` runs a sync ``user``/``user_data`` off the loop.
-
-        Without ``offload`` a sync user function is called on the loop.
-        """
+        """:meth:`handle`, awaited; ``offload`` runs a sync ``user``/``user_data`` off the loop."""
         return await arun(self._respond(route, _Hidden(request, **sent), offload))
 
     def error(self, status: int, message: str | None = None, **headers: str) -> Response:
-        """An error answer in the shape the signing driver's clients read.
-
-        For an adapter that refuses a request before :meth:`handle` (a client
-        that disconnected mid-body, say). ``message`` defaults to the status's
-        fixed text.
-        """
+        """An error answer in the signing driver's shape, for a request refused before handle()."""
         try:
             target: Broadcaster[Any] | None = self.broadcast._target(self.driver)
         except Exception:  # the driver cannot be connected: handle() logs why
             target = None
         return _answer(target, status, message, headers)
-
-    # -- one flow per request, run by handle() and ahandle() --------------------------
 
     def _respond(self, route: Route, sent: _Hidden, offload: Offload | None) -> Flow[Response]:
         if route not in METHODS:
@@ -565,19 +420,10 @@ class AuthEndpoints:
     def _authorize(
         self, target: Broadcaster[Any], sent: _Hidden, offload: Offload | None
     ) -> Flow[dict[str, Any]]:
-        """Authorize a subscription, or sign a connection token (GET or POST).
-
-        ``channel_name`` may be missing only for a driver that signs connection
-        tokens (Ably's clients ask for one before any channel); ``socket_id``
-        only for one whose clients send none (Ably's). Both are refused here,
-        before the user function runs.
-        """
+        """Authorize a subscription, or sign a connection token where the driver does."""
         driver = target.driver
         socket_id, channel, extra = parse_fields(
-            sent.method,
-            sent.headers,
-            sent.body,
-            sent.query,
+            sent,
             channel=Feature.CONNECTION_TOKENS not in driver.features,
             socket_required=driver.requires_socket_id,
         )
@@ -588,9 +434,7 @@ class AuthEndpoints:
         self, target: Broadcaster[Any], sent: _Hidden, offload: Offload | None
     ) -> Flow[dict[str, Any]]:
         """Sign the current user in (POST); 403 if nobody is."""
-        socket_id, _, _ = parse_fields(
-            sent.method, sent.headers, sent.body, sent.query, channel=False
-        )
+        socket_id, _, _ = parse_fields(sent, channel=False)
         user = yield Call(self.user, sent.request, offload=offload)
         if user is None:
             raise ForbiddenError("user sign-in: nobody is signed in")
@@ -616,26 +460,15 @@ def _answer(
     message: str | None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    """An error answer whose body is the driver's ``error_body``.
-
-    pusher-js and Echo read only the status; Ably's SDKs parse the body as
-    Ably's error shape, which the Ably driver's ``error_body`` gives. Without
-    a driver (it could not be connected), the Driver base's default shape.
-    """
+    """An error answer whose body is the driver's ``error_body`` (the default without one)."""
     text = message if message is not None else _FIXED.get(status, "error")
     body = target.driver.error_body(status, text) if target is not None else {"error": text}
     return Response(status, body, {**_JSON_HEADERS, **(headers or {})})
 
 
 def _failure(route: Route, target: Broadcaster[Any] | None, exc: BaseException) -> Response:
-    """The response for an exception raised while handling ``route``.
-
-    The client's own mistakes and refusals are logged at DEBUG; a 4xx the
-    application caused (a presence rule's info over the service's limit,
-    say) and a 501 at WARNING, without a traceback; anything else at ERROR
-    with its traceback. Only the client's mistakes and 501s show their
-    message in the body.
-    """
+    """The answer to an exception: the client's mistakes are logged at DEBUG, 4xx the
+    application caused and 501s at WARNING, anything else (500) at ERROR with its traceback."""
     if isinstance(exc, _BadRequest):
         logger.debug("%s: %s", route, exc.message)
         return _answer(target, exc.status, exc.message, exc.headers)
@@ -671,13 +504,16 @@ def endpoints_for(
     return AuthEndpoints(target, user=user, user_data=user_data, driver=driver)
 
 
+def as_form(pairs: list[tuple[str, str]], headers: Any) -> tuple[bytes, dict[str, str]]:
+    """Fields the framework parsed already (consuming the stream), handed on as a form body."""
+    headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
+    return urlencode(pairs).encode("utf-8"), headers
+
+
 def mounted(
     auth_path: str | None, user_auth_path: str | None, webhook_path: str | None
 ) -> list[tuple[Route, str]]:
     """The routes an adapter serves, each with its path (a path of ``None`` leaves it out)."""
-    paths: list[tuple[Route, str | None]] = [
-        ("auth", auth_path),
-        ("user-auth", user_auth_path),
-        ("webhook", webhook_path),
-    ]
+    paths = zip(METHODS, (auth_path, user_auth_path, webhook_path), strict=True)  # in order
     return [(route, path) for route, path in paths if path is not None]

@@ -1,23 +1,10 @@
-"""Django: the endpoints as URL patterns for ``include()``.
-
-In ``urls.py``::
-
-    urlpatterns = [path("", include(broadcasting_urls(broadcast)))]
-
-By default the current user is ``request.user`` when it is authenticated
-(Django's ``AuthenticationMiddleware``), and sign-in data is
-``{"id": str(user.pk)}``. The views are exempt from CSRF unless ``csrf=True``
-(see :func:`broadcasting_urls`); the webhook view always is (its HMAC
-signature proves who sent it). ``async_views=True`` serves them as async
-views for an ASGI deployment. Needs ``django`` (``pip install broadcasting[django]``).
-"""
+"""Django: the endpoints as URL patterns for ``include()`` (sync, or async views for ASGI)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped, unused-ignore]
 from django.urls import URLPattern, path  # type: ignore[import-untyped, unused-ignore]
@@ -34,6 +21,7 @@ from broadcasting.web._handler import (
     UserFunction,
     _content_length,
     _Hidden,
+    as_form,
     endpoints_for,
     mounted,
 )
@@ -46,37 +34,29 @@ __all__ = ["arequest_user", "broadcasting_urls", "request_user"]
 logger = logging.getLogger("broadcasting.web")
 
 
+def _authenticated(user: Any) -> Any:
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
 def request_user(request: HttpRequest) -> Any:
     """``request.user`` if it is authenticated, else ``None`` (the default user function)."""
-    user = getattr(request, "user", None)
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    return user
+    return _authenticated(getattr(request, "user", None))
 
 
 async def arequest_user(request: HttpRequest) -> Any:
     """Async twin of :func:`request_user` (``await request.auser()``, Django 5+)."""
     auser = getattr(request, "auser", None)
     if auser is not None:
-        user = await auser()
-    else:  # Django 4.2: the lazy user object loads itself on first attribute access
-        from asgiref.sync import sync_to_async
+        return _authenticated(await auser())
+    from asgiref.sync import sync_to_async  # Django 4.2: the lazy user loads on first access
 
-        user = await sync_to_async(request_user)(request)
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    return user
+    return await sync_to_async(request_user)(request)
 
 
 def _read(
     endpoints: AuthEndpoints, request: HttpRequest, limit: int
 ) -> tuple[bytes, Any] | Response:
-    """The raw body and the headers to hand on, or an answer if the body cannot be had.
-
-    With ``csrf=True``, Django's ``CsrfViewMiddleware`` reads ``request.POST``
-    before the view; for a multipart body that consumes the stream, so the
-    fields it parsed are handed on as a form instead.
-    """
+    """The raw body and the headers to hand on, or an answer if the body cannot be had."""
     from django.http.request import (  # type: ignore[import-untyped, unused-ignore]
         RawPostDataException,
         UnreadablePostError,
@@ -93,18 +73,14 @@ def _read(
         body: bytes = request.body
         return body, request.headers
     except RawPostDataException:
-        pass  # the middleware consumed the stream: use the fields it parsed, below
+        pass  # with csrf=True, CsrfViewMiddleware read a multipart request.POST: use its fields
     except UnreadablePostError:
         # the client went away mid-body (the server's read failed): not the application's error
         logger.debug("the client disconnected before its body was read")
         return endpoints.error(400, "the client disconnected")
     if request.FILES:
         return endpoints.error(400, "the multipart body may hold only named text fields")
-    pairs = [(key, value) for key, values in request.POST.lists() for value in values]
-    form = urlencode(pairs).encode("utf-8")
-    headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
-    headers["Content-Type"] = "application/x-www-form-urlencoded"
-    return form, headers
+    return as_form([(k, v) for k, values in request.POST.lists() for v in values], request.headers)
 
 
 def _django_response(request: HttpRequest, answer: Response) -> HttpResponse:
@@ -116,9 +92,8 @@ def _django_response(request: HttpRequest, answer: Response) -> HttpResponse:
         headers=headers,
     )
     if answer.status == 501:
-        # Django logs every 5xx at ERROR on django.request; a 501 (the driver
-        # lacks the feature) is no fault of this request, so at WARNING, as
-        # broadcasting.web logs it. log_response marks the response as logged.
+        # not ERROR, as Django logs other 5xx: the driver lacks the feature, no fault
+        # of this request (log_response marks the response as logged)
         from django.utils.log import log_response  # type: ignore[import-untyped, unused-ignore]
 
         reason = response.reason_phrase
@@ -176,33 +151,22 @@ def broadcasting_urls(
     user_auth_path: str | None = USER_AUTH_PATH,
     webhook_path: str | None = WEBHOOK_PATH,
 ) -> list[URLPattern]:
-    """URL patterns for ``/broadcasting/auth``, ``…/user-auth`` and ``…/webhook``.
+    """URL patterns ``broadcasting_auth``, ``broadcasting_user_auth`` and ``broadcasting_webhook``.
 
     Args:
         target: a :class:`~broadcasting.Broadcast`, or a ready
-            :class:`~broadcasting.web.AuthEndpoints` (then pass neither
-            ``user``, ``user_data`` nor ``driver``).
-        user: ``user(request)`` returns the current user or ``None``; by
-            default :func:`request_user` (or :func:`arequest_user` with
-            ``async_views``). With ``async_views`` a sync function runs in
-            a thread (``sync_to_async``), so it may use the ORM.
-        user_data: ``user_data(request, user)`` returns the sign-in data (a
-            dict with ``id``); by default ``{"id": str(user.pk)}``.
-        driver: the driver that signs (default: the ``DRIVER``).
-        csrf: ``False`` (the default) exempts the auth views from Django's
-            CSRF check, because pusher-js does not send Django's CSRF token.
-            The session cookie then authorizes a cross-site POST, which only
-            yields a signature for the *attacker's* socket id if the user
-            may join that channel: set ``csrf=True`` and send the token from
-            the client (pusher-js ``channelAuthorization: {headers:
-            {"X-CSRFToken": token}}``) to keep Django's protection.
-        async_views: serve async views (for ASGI) that call ``aauthorize``.
-        auth_path, user_auth_path, webhook_path: the paths (a leading ``/``
-            is dropped; ``include()`` them under any prefix); ``None`` leaves
-            that view out.
-
-    The patterns are named ``broadcasting_auth``, ``broadcasting_user_auth``
-    and ``broadcasting_webhook``.
+            :class:`~broadcasting.web.AuthEndpoints` (then no ``user``,
+            ``user_data`` or ``driver``).
+        user: ``user(request)``; by default :func:`request_user`
+            (:func:`arequest_user` with ``async_views``, where a sync one
+            runs through ``sync_to_async``, so it may use the ORM).
+        user_data, driver: as for :class:`~broadcasting.web.AuthEndpoints`.
+        csrf: ``False`` exempts the auth views from Django's CSRF check, as
+            pusher-js sends no CSRF token (docs/web.md says what that risks);
+            the webhook view is always exempt: its signature says who sent it.
+        async_views: serve async views, for ASGI.
+        auth_path, user_auth_path, webhook_path: the paths (a leading ``/`` is
+            dropped); ``None`` leaves one out.
     """
     if not isinstance(target, AuthEndpoints) and user is None:
         user = arequest_user if async_views else request_user
@@ -211,7 +175,7 @@ def broadcasting_urls(
     for route, where in mounted(auth_path, user_auth_path, webhook_path):
         view = _view(endpoints, route, async_views)
         if route == "webhook" or not csrf:
-            # what csrf_exempt sets, without wrapping (an async view stays async)
+            # what csrf_exempt sets, without a wrapper (an async view stays async)
             view.csrf_exempt = True  # type: ignore[attr-defined]
         patterns.append(path(where.lstrip("/"), view, name=view.__name__))
     return patterns

@@ -1,18 +1,9 @@
-"""Flask: the endpoints as a Blueprint.
-
-::
-
-    app.register_blueprint(broadcasting_blueprint(broadcast, user=current_user))
-
-``user(request)`` receives Flask's request object. Needs ``flask``
-(``pip install broadcasting[flask]``).
-"""
+"""Flask: the endpoints as a Blueprint (sync views)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
 from flask import Blueprint, Request, request
 from flask import Response as FlaskResponse
@@ -27,6 +18,7 @@ from broadcasting.web._handler import (
     Route,
     UserDataFunction,
     UserFunction,
+    as_form,
     endpoints_for,
     mounted,
 )
@@ -38,11 +30,7 @@ __all__ = ["broadcasting_blueprint"]
 
 
 def _read(endpoints: AuthEndpoints, current: Request, limit: int) -> tuple[bytes, Any] | Response:
-    """The raw body and the headers to hand on, or an answer if the body cannot be had.
-
-    A ``before_request`` hook (or an extension) that read ``request.form``
-    has consumed the stream; the fields it parsed are handed on as a form.
-    """
+    """The raw body and the headers to hand on, or an answer if the body cannot be had."""
     length = current.content_length
     if length is not None and length > limit:
         return b"", current.headers  # the handler answers 413 from the header; nothing is read
@@ -51,12 +39,10 @@ def _read(endpoints: AuthEndpoints, current: Request, limit: int) -> tuple[bytes
     body = current.get_data(cache=True)
     if body or not length or "form" not in current.__dict__:
         return body, current.headers
+    # a before_request hook (or an extension) read request.form, consuming the stream
     if current.files:
         return endpoints.error(400, "the multipart body may hold only named text fields")
-    form = urlencode(list(current.form.items(multi=True))).encode("utf-8")
-    headers = {k: v for k, v in current.headers.items() if k.lower() != "content-length"}
-    headers["Content-Type"] = "application/x-www-form-urlencoded"
-    return form, headers
+    return as_form(list(current.form.items(multi=True)), current.headers)
 
 
 def _view(endpoints: AuthEndpoints, route: Route) -> Callable[[], FlaskResponse]:
@@ -94,15 +80,11 @@ def broadcasting_blueprint(
     user_auth_path: str | None = USER_AUTH_PATH,
     webhook_path: str | None = WEBHOOK_PATH,
 ) -> Blueprint:
-    """A Blueprint serving ``/broadcasting/auth``, ``…/user-auth`` and ``…/webhook``.
+    """A Blueprint with the views ``<name>.auth``, ``<name>.user_auth`` and ``<name>.webhook``.
 
-    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user`` is
-    required: ``user(request)`` returns the current user or ``None``, for
-    instance Flask-Login's ``current_user`` when it is authenticated) or a
-    ready :class:`~broadcasting.web.AuthEndpoints`. A path set to ``None``
-    leaves that view out. The views are ``<name>.auth``, ``<name>.user_auth``
-    and ``<name>.webhook`` for ``url_for``. The views are sync; an async
-    ``user`` function or rule runs on broadcasting's own loop.
+    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user(request)``
+    is required) or a ready :class:`~broadcasting.web.AuthEndpoints`; a path
+    of ``None`` leaves that view out.
     """
     endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)

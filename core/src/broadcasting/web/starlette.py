@@ -1,20 +1,4 @@
-"""Starlette and FastAPI: the endpoints as routes (async; ``aauthorize``).
-
-Starlette::
-
-    app = Starlette(routes=[*broadcasting_routes(broadcast, user=current_user)])
-
-FastAPI::
-
-    app.include_router(broadcasting_router(broadcast, user=current_user))
-
-``user(request)`` receives Starlette's :class:`~starlette.requests.Request`
-and may be async; a sync ``user`` or ``user_data`` function runs in
-Starlette's thread pool, as a sync endpoint or dependency would, so it may
-block (a database query) without stalling the event loop. Needs
-``starlette`` (``pip install broadcasting[starlette]``, or ``[fastapi]`` for
-:func:`broadcasting_router`).
-"""
+"""Starlette and FastAPI: the endpoints as async routes; a sync ``user`` runs in the thread pool."""
 
 from __future__ import annotations
 
@@ -75,8 +59,7 @@ def _endpoint(
         try:
             body = await read_body(request, limit)
         except ClientDisconnect:
-            # the client went away mid-body: its doing, not an error of the
-            # application; the answer goes nowhere (the server drops it)
+            # the client's doing, not the application's; nobody reads the answer
             logger.debug("%s: the client disconnected before its body was read", route)
             answer = endpoints.error(400, "the client disconnected")
         else:
@@ -87,7 +70,7 @@ def _endpoint(
                 headers=request.headers,
                 body=body,
                 query=request.scope.get("query_string", b""),
-                offload=run_in_threadpool,  # a sync user function may block (a database query)
+                offload=run_in_threadpool,  # a sync user function may block (a query)
             )
         return StarletteResponse(
             answer.content, status_code=answer.status, headers=dict(answer.headers)
@@ -107,14 +90,11 @@ def broadcasting_routes(
     user_auth_path: str | None = USER_AUTH_PATH,
     webhook_path: str | None = WEBHOOK_PATH,
 ) -> list[StarletteRoute]:
-    """Starlette routes for ``/broadcasting/auth``, ``…/user-auth`` and ``…/webhook``.
+    """Routes named ``broadcasting_auth``, ``broadcasting_user_auth`` and ``broadcasting_webhook``.
 
-    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user`` is
-    required, see :class:`~broadcasting.web.AuthEndpoints`) or a ready
-    :class:`~broadcasting.web.AuthEndpoints`; either way a sync ``user`` or
-    ``user_data`` runs in the thread pool. A path set to ``None`` leaves
-    that route out. The routes are named ``broadcasting_auth``,
-    ``broadcasting_user_auth`` and ``broadcasting_webhook``.
+    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user(request)``
+    is required) or a ready :class:`~broadcasting.web.AuthEndpoints`; a path
+    of ``None`` leaves that route out.
     """
     endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
     return [
@@ -139,10 +119,7 @@ def broadcasting_router(
     user_auth_path: str | None = USER_AUTH_PATH,
     webhook_path: str | None = WEBHOOK_PATH,
 ) -> APIRouter:
-    """A FastAPI ``APIRouter`` holding :func:`broadcasting_routes`, for ``app.include_router()``.
-
-    The routes stay out of the OpenAPI schema. Needs ``fastapi``.
-    """
+    """A FastAPI ``APIRouter`` of :func:`broadcasting_routes` (left out of the OpenAPI schema)."""
     from fastapi import APIRouter
 
     router = APIRouter()
