@@ -81,9 +81,7 @@ def test_print_driver_shows_the_ably_driver_class(
 ) -> None:
     Controller().show_driver(broadcast)
     # the broadcaster of the ably driver, which names the driver's class
-    assert capsys.readouterr().out.strip() == (
-        "<Broadcaster 'ably': AblyStandIn>"
-    )
+    assert capsys.readouterr().out.strip() == ("<Broadcaster 'ably': AblyStandIn>")
 
 
 def test_channel_with_a_string(broadcast: Broadcast) -> None:
