@@ -508,3 +508,16 @@ def test_a_sync_fan_out_works_in_a_forked_child(make: Factory) -> None:
         os._exit(0 if receipt.requests == len(groups) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+@pytest.mark.parametrize("groups", [[("a",)], [("a",), ("b",)]])
+@pytest.mark.parametrize("mode", MODES)
+def test_channels_a_plan_leaves_out_are_failed_not_delivered(
+    make: Factory, mode: str, groups: list[tuple[str, ...]]
+) -> None:
+    """A driver bug (plan() drops "c") never reads as a delivery, with one group or several."""
+    _, broadcaster, _ = make(Capabilities(channels_per_request=1))
+    broadcaster.driver.plan = lambda message: groups  # type: ignore[method-assign]
+    with pytest.raises(PublishError, match=r"plan\(\) did not send") as info:
+        publish(broadcaster, mode, ["a", "b", "c"][: len(groups) + 1])
+    assert info.value.failed == (("b",) if len(groups) == 1 else ("c",))

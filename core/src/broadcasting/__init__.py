@@ -4,9 +4,7 @@
 >>> Broadcast({"DRIVER": "null"}).channel("orders", {"id": 42}, "shipped").channels
 ('orders',)
 
-This module is what an application uses. What a driver or plugin author uses
-(the Driver base class, hook markers, the types that cross the hooks) is in
-:mod:`broadcasting.plugin`.
+What an application uses; driver and plugin authors use :mod:`broadcasting.plugin`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from broadcasting._errors import BadRequestError, ForbiddenError, RuleError
@@ -14,20 +14,17 @@ from broadcasting._types import Secret
 if TYPE_CHECKING:
     from broadcasting._driver import Driver
 
-#: What is being authorized: a subscription to a private, presence or
-#: encrypted channel, a user's sign-in (``pusher:signin``), or a connection
-#: before any channel is named (Ably's clients ask for a token first).
+#: What is being authorized: a subscription to a private, presence or encrypted
+#: channel, a user's sign-in, or a connection before any channel (Ably's token).
 AuthKind = Literal["private", "presence", "encrypted", "user", "connection"]
 
-#: A channel rule: ``rule(user, **params)`` returns ``True`` (or, for a
-#: presence channel, the member's info with an ``id``) to authorize, ``False``
-#: or ``None`` to refuse. It may be a coroutine function.
+#: A channel rule, ``rule(user, **params)``, sync or async (docs/authorization.md#rules).
 Rule = Callable[..., Any]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: The longest channel name the core accepts when the driver declares no limit.
 MAX_CHANNEL_NAME_LENGTH = 1024
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: The longest socket id the core accepts (Pusher's are two ~10-digit numbers).
 MAX_SOCKET_ID_LENGTH = 64
 #: How many channels of a held credential one authorization re-checks and keeps.
@@ -36,29 +33,23 @@ MAX_CARRIED = 100
 
 @dataclass(frozen=True, slots=True)
 class AuthRequest:
-    """One authorization: what the client asked for, for whom, and what the rule said.
-
-    The core builds it from ``authorize()`` / ``authenticate_user()`` and
-    hands it to the ``broadcasting_authorize`` hook; a driver's
-    :meth:`~broadcasting.Driver.sign_channel` / :meth:`~broadcasting.Driver.sign_user`
-    turn it into the body the client expects.
+    """One authorization, as the ``broadcasting_authorize`` hook and a driver's signer get it.
 
     Attributes:
-        kind: ``private``, ``presence``, ``encrypted`` or ``user`` (sign-in).
+        kind: ``private``, ``presence``, ``encrypted``, ``user`` (sign-in) or
+            ``connection`` (a token before any channel).
         socket_id: the client connection's id, as the client sent it.
-        channel: the full channel name as the client sent it (``None`` for sign-in).
-        name: the channel name without the driver's prefix (``None`` for sign-in).
+        channel: the full channel name (``None`` for sign-in and connection).
+        name: the channel name without the driver's prefix (``None`` likewise).
         user: the application's user object (``None`` when nobody is signed in).
         params: what the matching rule's pattern captured (``{"order_id": "42"}``).
         member: for ``presence``, the rule's member info (a dict with ``id``);
             for ``user``, the user data given to ``authenticate_user``.
-        extra: anything else the client sent that a driver may need (Ably's
-            current token, say), each value wrapped in a :class:`~broadcasting.Secret`:
-            what a client sends may be a credential, and a wrapped value shows
-            in no traceback, log line or repr.
-        carried: the channels of a credential the client already holds that the
-            answer may keep (see :meth:`~broadcasting.Driver.held_channels`), each
-            authorized again by the channel rules just now; empty otherwise.
+        extra: anything else the client sent (Ably's current token), each value
+            a :class:`~broadcasting.plugin.Secret`: it may be a credential.
+        carried: the channels of a credential the client holds that the answer
+            may keep (see ``Driver.held_channels``), each allowed again by the
+            rules just now; empty otherwise.
     """
 
     kind: AuthKind
@@ -80,16 +71,12 @@ class AuthRequest:
 
 
 class Pattern:
-    """A channel rule's pattern, compiled: literal text around ``{name}`` parameters.
+    """A channel rule's pattern: literal text around ``{name}`` parameters.
 
-    Matching is linear in the channel name's length, whatever the pattern:
-    no regular expression, so no backtracking a crafted name could exploit.
-    A parameter matches one or more characters, never a ``.`` nor any of the
-    driver's :attr:`~broadcasting.Driver.special_characters` (so a parameter
-    can never carry a wildcard into a signed capability). With several
-    parameters in one segment (``{org}-{team}``), the earlier ones take as
-    much as they can, as a greedy regular expression would: ``a-b-c`` gives
-    ``org="a-b"``, ``team="c"``.
+    Matching is linear in the name's length (no regular expression to
+    backtrack). With several parameters in one segment (``{org}-{team}``) the
+    earlier ones take as much as they can, as a greedy regex would: ``a-b-c``
+    gives ``org="a-b"``, ``team="c"``.
     """
 
     __slots__ = ("names", "pieces", "text")
@@ -98,7 +85,7 @@ class Pattern:
         if not isinstance(text, str) or not text:
             raise TypeError("a channel rule's pattern must be a non-empty str")
         names: list[str] = []
-        pieces: list[str] = []
+        pieces: list[str] = []  # the literal text before, between and after the parameters
         end = 0
         for found in _PARAM.finditer(text):
             name = found.group(1)
@@ -118,11 +105,14 @@ class Pattern:
             raise ValueError(f"channel rule {text!r}: a parameter is written {{name}}")
         self.text = text
         self.names = tuple(names)
-        #: The literal text before, between and after the parameters (one more than names).
         self.pieces = tuple(pieces)
 
     def match(self, name: str, special: str = "") -> dict[str, str] | None:
-        """The parameters if ``name`` matches the whole pattern, else ``None``."""
+        """The parameters if ``name`` matches the whole pattern, else ``None``.
+
+        A parameter never matches a ``.`` nor one of ``special`` (the driver's
+        special characters), so it cannot carry a wildcard into a signed grant.
+        """
         names, pieces = self.names, self.pieces
         if not names:
             return {} if name == pieces[0] else None
@@ -139,17 +129,11 @@ class Pattern:
             literal = pieces[index]
             at = name.rfind(literal, low, stop)
             start = at + len(literal)
-            if at < 0 or start >= stop:
-                return None
-            value = name[start:stop]
-            if "." in value or (special and _has_any(value, special)):
+            if at < 0 or start >= stop or not _allowed(value := name[start:stop], special):
                 return None
             params[names[index]] = value
             stop = at
-        if stop <= low:
-            return None
-        value = name[low:stop]
-        if "." in value or (special and _has_any(value, special)):
+        if stop <= low or not _allowed(value := name[low:stop], special):
             return None
         params[names[0]] = value
         return params
@@ -158,49 +142,37 @@ class Pattern:
         return f"Pattern({self.text!r})"
 
 
-def _has_any(text: str, characters: str) -> bool:
-    return any(char in text for char in characters)
+def _allowed(value: str, special: str) -> bool:
+    return "." not in value and not (special and any(char in value for char in special))
 
 
-def compile_pattern(pattern: str) -> Pattern:
-    """``orders.{order_id}`` as a :class:`Pattern` (raises ``TypeError``/``ValueError``)."""
-    return Pattern(pattern)
-
-
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    pattern: Pattern
-    rule: Rule
+compile_pattern = Pattern
 
 
 class ChannelRules:
     """The channel rules of one :class:`~broadcasting.Broadcast`, tried in the order added."""
 
     def __init__(self) -> None:
-        self._rules: list[_Compiled] = []
+        self._rules: list[tuple[Pattern, Rule]] = []
 
     def add(self, pattern: str, rule: Rule) -> None:
         """Add ``rule`` for channels matching ``pattern``."""
         if not callable(rule):
             raise TypeError(f"the rule for {pattern!r} must be callable")
-        self._rules.append(_Compiled(compile_pattern(pattern), rule))
+        self._rules.append((Pattern(pattern), rule))
 
     def match(self, name: str, special: str = "") -> tuple[str, Rule, dict[str, str]] | None:
-        """The first rule whose pattern matches ``name``: (pattern, rule, params).
-
-        ``special`` holds the characters no parameter may match (the driver's
-        :attr:`~broadcasting.Driver.special_characters`).
-        """
-        for compiled in self._rules:
-            params = compiled.pattern.match(name, special)
+        """The first rule whose pattern matches ``name``: (pattern, rule, params)."""
+        for pattern, rule in self._rules:
+            params = pattern.match(name, special)
             if params is not None:
-                return compiled.pattern.text, compiled.rule, params
+                return pattern.text, rule, params
         return None
 
     @property
     def patterns(self) -> list[str]:
         """The patterns, in the order they are tried."""
-        return [c.pattern.text for c in self._rules]
+        return [pattern.text for pattern, _ in self._rules]
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -209,8 +181,7 @@ class ChannelRules:
 def check_socket_id(driver: Driver, socket_id: object) -> str:
     """``socket_id`` if it has the shape of the driver's connection ids; else BadRequestError.
 
-    A driver whose clients send none (``requires_socket_id`` off, Ably's) may
-    get ``""``.
+    ``""`` when none was sent to a driver whose clients send none (``requires_socket_id``).
     """
     if socket_id is None or socket_id == "":
         if not driver.requires_socket_id:
@@ -254,8 +225,7 @@ def channel_request(driver: Driver, user: Any, socket_id: object, channel: objec
 
 def connection_request(driver: Driver, user: Any, socket_id: object) -> AuthRequest:
     """A request for a connection token, before any channel (for drivers that sign one)."""
-    socket = check_socket_id(driver, socket_id)
-    return AuthRequest("connection", socket, user=user)
+    return AuthRequest("connection", check_socket_id(driver, socket_id), user=user)
 
 
 def user_request(driver: Driver, socket_id: object, user_data: object) -> AuthRequest:
@@ -273,19 +243,16 @@ def _check_id(info: Mapping[str, Any], what: str) -> None:
         raise RuleError(f"{what} must have an 'id' (a non-empty str or an int)")
 
 
-def wrap_extra(extra: Mapping[str, str | Secret] | None) -> dict[str, Secret]:
-    """``extra`` with every value in a :class:`Secret` (what a client sends may be a credential)."""
-    if not extra:
-        return {}
+def with_extra(request: AuthRequest, extra: Mapping[str, str | Secret]) -> AuthRequest:
+    """``request`` with what else the client sent, each value wrapped in a :class:`Secret`."""
     wrapped: dict[str, Secret] = {}
     for key, value in extra.items():
-        if isinstance(value, Secret):
-            wrapped[key] = value
-        elif isinstance(value, str):
-            wrapped[key] = Secret(value)
-        else:
+        if isinstance(value, str):
+            value = Secret(value)
+        elif not isinstance(value, Secret):
             raise TypeError(f"extra[{key!r}] must be a str or a Secret, not {type(value).__name__}")
-    return wrapped
+        wrapped[key] = value
+    return replace(request, extra=wrapped)
 
 
 def _verdict(
@@ -296,8 +263,7 @@ def _verdict(
         raise ForbiddenError(f"channel {request.channel!r} (rule {pattern!r}): the rule refused")
     member: dict[str, Any] | None = None
     if request.kind == "presence":
-        if value is True:
-            # a private channel's rule: the client asked for the wrong kind of channel
+        if value is True:  # a private channel's rule: the client asked for the wrong kind
             raise ForbiddenError(
                 f"channel {request.channel!r} (rule {pattern!r}): the rule returned True, "
                 "which allows private channels only; a presence rule returns the member's info"
@@ -314,17 +280,9 @@ def _verdict(
             f"channel {request.channel!r} (rule {pattern!r}): a rule must return "
             f"True, False or None, not {type(value).__name__}"
         )
-    # built directly: dataclasses.replace() costs more than the rest of this function
+    r = request  # built directly: dataclasses.replace() costs more than the rest of this
     return AuthRequest(
-        request.kind,
-        request.socket_id,
-        request.channel,
-        request.name,
-        request.user,
-        params,
-        member,
-        request.extra,
-        request.carried,
+        r.kind, r.socket_id, r.channel, r.name, r.user, params, member, r.extra, r.carried
     )
 
 
@@ -346,86 +304,53 @@ def _held(driver: Driver, request: AuthRequest) -> list[AuthRequest]:
     """The channels of the client's held credential, as requests for the rules to decide again.
 
     A name the core would refuse from a client (malformed, public, this
-    request's own channel) is dropped here: it is never re-signed.
+    request's own channel) is dropped: it is never re-signed.
     """
     if not request.extra or request.user is None:
         return []
-    names = driver.held_channels(request)
-    if not names:
-        return []
     found: list[AuthRequest] = []
     seen = {request.channel}
-    for channel in names:
+    for channel in driver.held_channels(request) or ():
         if channel in seen or not isinstance(channel, str):
             continue
         seen.add(channel)
         try:
-            held = channel_request(driver, request.user, request.socket_id, channel)
+            found.append(channel_request(driver, request.user, request.socket_id, channel))
         except BadRequestError:
             continue
-        found.append(held)
         if len(found) >= MAX_CARRIED:
             break
     return found
 
 
-def with_extra(request: AuthRequest, extra: Mapping[str, str | Secret]) -> AuthRequest:
-    """``request`` with what else the client sent, each value wrapped in a :class:`Secret`."""
-    from dataclasses import replace
-
-    return replace(request, extra=wrap_extra(extra))
+_SIGNERS = {"user": "sign_user", "connection": "sign_connection"}
 
 
-def _with_carried(request: AuthRequest, carried: list[AuthRequest]) -> AuthRequest:
-    if not carried:
-        return request
-    from dataclasses import replace
+def authorize(rules: ChannelRules, driver: Driver, request: AuthRequest) -> Flow[dict[str, Any]]:
+    """The core's authorize hook: decide by the rules, then have the driver sign.
 
-    return replace(request, carried=tuple(carried))
-
-
-def decide(rules: ChannelRules, request: AuthRequest, driver: Driver) -> Flow[AuthRequest]:
-    """Run the matching rule for a channel request: the request to sign, or Forbidden.
-
-    Sign-ins pass through; a connection token has no channel of its own. The
-    channels of a credential the client holds are each decided again (a
-    refusal drops that channel) and kept in ``carried``.
+    Sign-ins pass through; a connection token has no channel of its own. Each
+    channel of a credential the client holds is decided again (a refusal drops
+    it) and kept in ``carried``.
     """
     special = driver.special_characters
     if request.kind != "user" and request.kind != "connection":
         pattern, rule, params = _match(rules, request, special)
         value = yield Call(rule, request.user, kwargs=params)
         request = _verdict(request, pattern, params, value)
-    if request.kind == "user":
-        return request
-    carried = []
-    for held in _held(driver, request):
-        try:
-            pattern, rule, params = _match(rules, held, special)
-            value = yield Call(rule, held.user, kwargs=params)
-            carried.append(_verdict(held, pattern, params, value))
-        except ForbiddenError:
-            continue
-    return _with_carried(request, carried)
-
-
-def authorize(rules: ChannelRules, driver: Driver, request: AuthRequest) -> Flow[dict[str, Any]]:
-    """What the core's authorize hook does: decide by the rules, then have the driver sign."""
-    decided = yield from decide(rules, request, driver)
-    return sign(driver, decided)
-
-
-def sign(driver: Driver, request: AuthRequest) -> dict[str, Any]:
-    """The driver's signed answer for an authorized request."""
-    if request.kind == "user":
-        method = "sign_user"
-        body = driver.sign_user(request)
-    elif request.kind == "connection":
-        method = "sign_connection"
-        body = driver.sign_connection(request)
-    else:
-        method = "sign_channel"
-        body = driver.sign_channel(request)
+    if request.kind != "user":
+        carried = []
+        for held in _held(driver, request):
+            try:
+                pattern, rule, params = _match(rules, held, special)
+                value = yield Call(rule, held.user, kwargs=params)
+                carried.append(_verdict(held, pattern, params, value))
+            except ForbiddenError:
+                continue
+        if carried:
+            request = replace(request, carried=tuple(carried))
+    method = _SIGNERS.get(request.kind, "sign_channel")
+    body = getattr(driver, method)(request)
     if not isinstance(body, dict):
         raise TypeError(
             f"{type(driver).__name__}.{method} returned {type(body).__name__}, not a dict"

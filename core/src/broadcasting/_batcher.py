@@ -1,19 +1,8 @@
-"""Micro-batching: the first attempts of concurrent async publishes share requests.
+"""Micro-batching (docs/publishing.md): concurrent async publishes share a first attempt.
 
-One batcher per driver and event loop. While fewer than ``batch_in_flight``
-requests are under way, a publish starts a request on the loop's next
-iteration, so an idle driver adds no waiting (publishes made in the same
-iteration already share it). Publishes that arrive while every slot is busy
-queue up; whichever request finishes first takes the queue's head, as many
-publishes as fit (``Capabilities.batch_channels`` channels and
-``batch_bytes`` bytes in all), and sends them as one request.
-
-The shared request is only each publish's first attempt; what it says about a
-publish goes back to that publish, which carries on (retries, outcome) on its
-own. If the request fails as a whole for a reason that may belong to one
-publish (a certain, non-retryable failure other than authentication: a 400
-for one bad payload, a 413), each publish in it is sent again alone, at once,
-so every caller gets its own outcome.
+One batcher per driver and loop. A publish starts a request while fewer than
+``batch_in_flight`` are under way; others queue, and each request that ends
+takes as many queued publishes as fit in one.
 """
 
 from __future__ import annotations
@@ -32,7 +21,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class _Alone:
-    """The shared request cannot say what happened to this publish: send it alone."""
+    """The shared request cannot say what happened to this publish: it is sent alone."""
 
     requests: int
 
@@ -62,9 +51,6 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Requests sent and publishes they carried (for tests and benchmarks).
-        self.requests = 0
-        self.publishes = 0
 
     async def submit(self, part: Part) -> Attempt:
         """Make ``part``'s first attempt, shared if others wait; return its outcome."""
@@ -119,8 +105,6 @@ class Batcher:
             self._running -= 1
 
     async def _deliver(self, taken: list[_Pending]) -> None:
-        self.requests += 1
-        self.publishes += len(taken)
         batch = Batch(tuple(pending.part for pending in taken), budget=self._budget)
         try:
             outcomes, whole = await send_async(self._driver, batch)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from broadcasting import _auth, _webhooks
@@ -40,13 +39,12 @@ if TYPE_CHECKING:
     from broadcasting._state import ChannelInfo, Member
     from broadcasting._webhooks import WebhookEvent, WebhookHandler
 
-#: How a call names its driver: a name, a :class:`Broadcaster` (a tenant's
-#: ``with_options()`` variant, say), or ``None`` for the configured default.
+#: How a call names its driver: a name, a :class:`Broadcaster`, or ``None`` for the default.
 DriverRef: TypeAlias = "str | Broadcaster[Any] | None"
 
 D = TypeVar("D", bound=Driver)
 
-#: Drivers with other options (``with_options``, a class) one Broadcast keeps open.
+#: Broadcasters with other options (``with_options()``, a class) one Broadcast keeps open.
 MAX_VARIANTS = 32
 
 
@@ -70,14 +68,10 @@ def _frozen(value: object) -> object:
 class Broadcast(Publishes):
     """Publishes events through the driver named in configuration.
 
-    ``config`` is a mapping with ``DRIVER`` and ``DRIVERS`` (the shape of a
-    Masonite ``config/broadcast.py``), a module with those names, or a path to
-    a ``.py``, ``.toml`` or ``.json`` file that holds them. With no config,
-    ``$BROADCAST_DRIVER`` or ``log`` is used. ``plugins`` are extra hook
-    implementations for this instance.
-
-    Connections are opened on first use and reused; release them with
-    :meth:`close` / :meth:`aclose` or by using the object as a context manager.
+    ``config`` is a mapping with ``DRIVER`` and ``DRIVERS``, a module with those
+    names, or the path of a ``.py``, ``.toml`` or ``.json`` file holding them
+    (docs/configuration.md). ``plugins`` are hook implementations for this
+    instance. Connections open on first use; :meth:`close` releases them.
     """
 
     def __init__(self, config: ConfigSource = None, *, plugins: Iterable[object] = ()) -> None:
@@ -101,10 +95,9 @@ class Broadcast(Publishes):
     def driver(self, driver: type[D]) -> Broadcaster[D]: ...
 
     def driver(self, driver: str | type[Driver] | None = None) -> Broadcaster[Any]:
-        """The :class:`Broadcaster` of the driver called ``driver`` (default: ``DRIVER``).
+        """The :class:`Broadcaster` of ``driver``: a name, a Driver class, or ``None`` (``DRIVER``).
 
-        ``driver`` may also be a Driver class, e.g. ``BroadcastAblyDriver``;
-        a class that no installed plugin provides is connected directly.
+        A class that no installed plugin provides is connected directly.
         """
         if driver is None:
             name = self.config.driver
@@ -134,15 +127,13 @@ class Broadcast(Publishes):
                 connected = self.driver(name)
             if connected is not None and isinstance(connected.driver, cls):
                 return connected
-            # a class no installed plugin provides: built on this instance only
             return self._variant(cls, name, self.config.options(name))
 
     def _variant(self, cls: type[D], name: str, options: Mapping[str, Any]) -> Broadcaster[D]:
-        """A broadcaster of ``cls`` with ``options`` other than the default; cached by value.
+        """A broadcaster of ``cls`` with other ``options``, kept by their values.
 
-        Keyed by the options' values (a :class:`Secret` compares by value without
-        showing it), so two tenants' keys never share a driver. At most
-        :data:`MAX_VARIANTS` are kept; the least recently used one is closed.
+        Secrets compare by value, so two tenants' keys never share a driver; the
+        least recently used beyond :data:`MAX_VARIANTS` is closed.
         """
         options = wrap_named(options, cls.secret_options)  # wrapped before keying and building
         key = (cls, name, _frozen(options))
@@ -168,10 +159,9 @@ class Broadcast(Publishes):
             return self._connect_locked(name, options, cls)
         except ConfigurationError as exc:
             error = exc
-        # A mistake in the configuration, not a bug: its message names the key; the
-        # driver's frames, whose locals may hold a value it revealed to check it, are
-        # left out, and so are the options here (an option only the driver knows is
-        # secret is still text in them). Any other exception keeps its whole traceback.
+        # A configuration mistake names its key: the frames below, whose locals may hold
+        # a value revealed to check it, and the options here (an option only the driver
+        # knows is secret is still text) are left out. Other errors keep their traceback.
         del options
         raise error.with_traceback(None)
 
@@ -180,18 +170,13 @@ class Broadcast(Publishes):
     ) -> Broadcaster[D]:
         with self._lock:
             plugin = driver_plugin(name)
-            # options a driver declares secret (``secret_options``) reach its from_config
-            # wrapped on every path where the core knows the class before connecting:
-            # Broadcast.driver(cls), an entry point or register_driver() naming a class,
-            # with_options(). A factory plugin builds a class the core cannot know in
-            # advance: it declares the names on itself (its own ``secret_options``).
+            # the options a driver (or a factory plugin) declares secret reach it wrapped
             hidden = declared_secret_options(name, plugin) if plugin is not None else frozenset()
             if cls is not None:
                 hidden |= cls.secret_options
             options = wrap_named(options, hidden)
             delivery, own = DeliveryOptions.from_options(name, options)
-            if cls is not None and plugin is None:
-                # a class no installed plugin provides (a private or test driver)
+            if cls is not None and plugin is None:  # a private or test driver class
                 driver: Driver = cls.from_config(own)
             else:
                 driver = self._from_plugin(name, plugin, own)
@@ -215,21 +200,16 @@ class Broadcast(Publishes):
         if plugin is not None and not pm.is_registered(plugin):
             pm.register(plugin, name=f"driver:{name}")
         driver = pm.hook.broadcasting_connect(name=name, options=options)
-        if driver is None:
-            if plugin is None:
-                raise DriverNotFoundError(name, driver_names())
-            raise PluginLoadError(
-                entry_point=name,
-                value=repr(plugin),
-                distribution=None,
-                reason=f"its broadcasting_connect hook returned None for {name!r}",
-            )
+        if driver is None and plugin is None:
+            raise DriverNotFoundError(name, driver_names())
         if not isinstance(driver, Driver):
+            reason = (
+                f"its broadcasting_connect hook returned None for {name!r}"
+                if driver is None
+                else f"broadcasting_connect returned {type(driver).__name__}, not a Driver"
+            )
             raise PluginLoadError(
-                entry_point=name,
-                value=repr(plugin),
-                distribution=None,
-                reason=f"broadcasting_connect returned {type(driver).__name__}, not a Driver",
+                entry_point=name, value=repr(plugin), distribution=None, reason=reason
             )
         return driver
 
@@ -244,7 +224,6 @@ class Broadcast(Publishes):
         return self.driver()  # channel() and achannel() publish on the default driver
 
     def _target(self, driver: DriverRef) -> Broadcaster[Any]:
-        """The broadcaster a call names: a name, a broadcaster, or ``None`` for the default."""
         if isinstance(driver, Broadcaster):
             return driver
         return self.driver(driver)
@@ -281,16 +260,13 @@ class Broadcast(Publishes):
     # -- authorizing subscriptions ----------------------------------------------
 
     def rule(self, pattern: str) -> Callable[[Rule], Rule]:
-        """Decorator: add a channel rule for channels matching ``pattern``.
+        """Decorator: add a channel rule for the channels matching ``pattern``.
 
-        ``pattern`` is matched against the channel name without its
-        ``private-``/``presence-``/``private-encrypted-`` prefix (or the
-        driver's own); ``{name}`` matches one dot-free segment and is passed
-        to the rule by keyword; the pattern is anchored. The rule is called as
-        ``rule(user, **params)`` and may be async. It returns ``True`` to allow
-        a private or encrypted channel, the member's info (a dict with an
-        ``id``) to allow a presence channel, and ``False``/``None`` to refuse.
-        Rules are tried in the order they were added; the first match decides.
+        ``pattern`` matches the name without its prefix; each ``{param}`` one
+        dot-free segment, passed by keyword. ``rule(user, **params)``, sync or
+        async, returns ``True`` (or a presence member's info, with an ``id``) to
+        allow, ``False``/``None`` to refuse. The first matching rule decides
+        (docs/authorization.md#rules).
         """
 
         def add(rule: Rule) -> Rule:
@@ -308,20 +284,13 @@ class Broadcast(Publishes):
         driver: DriverRef = None,
         extra: Mapping[str, str | Secret] | None = None,
     ) -> dict[str, Any]:
-        """Authorize ``user``'s subscription to ``channel_name`` and return the signed body.
+        """Authorize ``user``'s subscription to ``channel_name``: the body the client expects.
 
-        The body is what the client library expects from its auth endpoint
-        (``{"auth": ...}`` for Pusher, with ``channel_data`` for presence and
-        ``shared_secret`` for encrypted channels; a token for Ably). Raises
-        :class:`BadRequestError` (400) for a malformed request and
-        :class:`ForbiddenError` (403) when no rule allows it. ``extra`` is
-        anything else the client sent that the driver may use (Ably's current
-        ``token``); its values are kept wrapped as :class:`Secret`.
-
-        Without ``channel_name``, a driver with ``Feature.CONNECTION_TOKENS``
-        (Ably: its clients ask for a token before naming a channel) signs one
-        for ``user``; any other raises :class:`BadRequestError`. ``driver`` is
-        a driver name, a :class:`Broadcaster` or ``None`` for the default.
+        Raises :class:`BadRequestError` (400) for a malformed request and
+        :class:`ForbiddenError` (403) when no rule allows it. Without
+        ``channel_name``, a driver that signs connections (Ably) signs one for
+        ``user``. ``extra`` is what else the client sent (Ably's ``token``), kept
+        wrapped as secrets (docs/authorization.md).
         """
         return run(self._authorize(driver, user, socket_id, channel_name, extra))
 
@@ -392,11 +361,10 @@ class Broadcast(Publishes):
     # -- hearing back ---------------------------------------------------------
 
     def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]:
-        """Decorator: call the function with every verified webhook event called ``name``.
+        """Decorator: call the function with each verified webhook event ``name`` (``*``: all).
 
-        ``name`` is a :class:`WebhookEvent` name such as ``member_added``, or
-        ``"*"`` for every event. The handler may be async. The same event may
-        arrive twice (services retry deliveries): de-duplicate on ``event.id``.
+        The handler may be async. The same event may arrive twice (services
+        retry): de-duplicate on ``event.id`` (docs/webhooks.md).
         """
 
         def add(handler: WebhookHandler) -> WebhookHandler:
@@ -408,11 +376,10 @@ class Broadcast(Publishes):
     def webhook(
         self, headers: Mapping[str, str], body: bytes, *, driver: DriverRef = None
     ) -> list[WebhookEvent]:
-        """Verify a webhook delivery, run the hook and handlers on each event, return the events.
+        """Verify a webhook delivery (the raw body), run the hook and handlers, return its events.
 
-        ``body`` must be the raw request body. Raises :class:`UnauthorizedError`
-        (401) for a bad signature, an unknown key or an old delivery and
-        :class:`BadRequestError` (400) for a malformed one.
+        Raises :class:`UnauthorizedError` (401) for a bad signature, an unknown
+        key or an old delivery, :class:`BadRequestError` (400) for a malformed one.
         """
         return run(self._webhook(driver, headers, body))
 
@@ -470,25 +437,20 @@ class Broadcast(Publishes):
         await arun(self._ask(driver, Feature.TERMINATE_USER, "terminate_user", str(user_id)))
 
     def _ask(self, driver: DriverRef, feature: Feature, method: str, arg: Any) -> Flow[Any]:
-        """A state query of the driver: refused unless it declares ``feature``."""
         target = self._target(driver).driver
         _require(target, feature, _FEATURE_WORDS[method])
         if isinstance(arg, Channel):
             arg = target.channel_name(arg)
         return (yield DriverCall(target, method, arg))
 
-    # -- lifecycle --------------------------------------------------------------
+    # -- lifecycle ----------------------------------------------------------------
 
     def _connected(self) -> list[Broadcaster[Any]]:
         with self._lock:
             return list(self._of_driver.values())
 
     def close(self) -> None:
-        """Close every connection. Idempotent.
-
-        The ``Broadcast`` and its drivers stay usable: a driver reconnects on its
-        next publish, and a later ``close()`` closes it again.
-        """
+        """Close every connection (idempotent); a driver reconnects on its next use."""
         errors = []
         for broadcaster in self._connected():
             try:
@@ -510,23 +472,13 @@ class Broadcast(Publishes):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     def __repr__(self) -> str:
@@ -548,7 +500,7 @@ def _require(driver: Driver, feature: Feature, what: str) -> None:
 
 
 def _raise_all(errors: list[Exception]) -> None:
-    """Raise the one error of a close, or a CloseError holding every one of them."""
+    """Raise the one error of a close, or a CloseError holding them all."""
     if len(errors) == 1:
         raise errors[0]
     if errors:

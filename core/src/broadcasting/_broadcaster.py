@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -11,16 +10,7 @@ from broadcasting import _events
 from broadcasting._delivery import DeliveryOptions, deliver
 from broadcasting._driver import Driver
 from broadcasting._errors import NotSupportedError
-from broadcasting._flow import (
-    DriverCall,
-    Flow,
-    Hook,
-    arun,
-    call_hook,
-    drive,
-    implements,
-    run,
-)
+from broadcasting._flow import DriverCall, Flow, Hook, call_hook, drive, implements
 from broadcasting._types import Message, Options, Payload, Receipt, wrap_secrets
 from broadcasting._validate import build_message
 
@@ -53,20 +43,14 @@ class Publishes:
         *,
         socket_id: str | None = None,
     ) -> Receipt:
-        """Publish ``message`` as ``event`` to one channel or a list of channels.
+        """Publish ``message`` as ``event`` (default ``"base-event"``) to one or more channels.
 
-        ``channels`` is a channel name, a :class:`Channel` (``PrivateChannel("orders.1")``)
-        or a list of them (duplicates are sent once); ``message`` a str or
-        JSON-serialisable dict/list; ``event`` defaults to ``"base-event"``.
-        ``channels`` may instead be an event object (anything with
-        ``broadcast_on()``, such as a :class:`BroadcastEvent`): its channels,
-        payload and name are used, and ``event``/``socket_id`` override its own.
-        ``socket_id`` leaves that connection (the sender's own tab) out.
-
-        Returns a :class:`Receipt` once the service acknowledged it (one with no
-        channels when the event's ``broadcast_when()`` said not to send it), or
-        raises a :class:`BroadcastError`: an :class:`InputError` before any
-        network request, a :class:`PublishError` if delivery failed.
+        ``channels`` is a channel name, a :class:`Channel`, a list of them, or an
+        event object (anything with ``broadcast_on()``) that carries its own
+        payload and name. ``socket_id`` leaves the sender's connection out.
+        Returns a :class:`Receipt` once the service acknowledged every channel;
+        raises :class:`InputError` before any request, :class:`PublishError` if
+        delivery failed (docs/publishing.md).
         """
         target = self._publisher()
         built = target._message(channels, message, event, socket_id)
@@ -98,47 +82,35 @@ class Publishes:
 
 
 class Broadcaster(Publishes, Generic[D]):
-    """One driver as a :class:`~broadcasting.Broadcast` publishes through it.
-
-    What ``broadcast.driver("pusher")`` returns: it publishes with
-    :meth:`channel` (through the Broadcast's hooks, with its delivery
-    options), makes variants with other options (:meth:`with_options`, a
-    tenant's key, say) and checks the service (:meth:`check`). The
-    :class:`Driver` itself, for driver-specific calls, is :attr:`driver`.
+    """What ``broadcast.driver(name)`` returns: one driver as that Broadcast publishes through it.
 
     Attributes:
-        driver: the connected driver.
+        driver: the connected :class:`Driver`, for driver-specific calls.
         options: the driver's options as configured (secrets wrapped).
         delivery: the core's delivery options for it (retries, batching).
     """
 
-    __slots__ = (
-        "_batchers",
-        "_broadcast",
-        "_hook",
-        "_lock",
-        "_sends",
-        "delivery",
-        "driver",
-        "options",
-    )
+    __slots__ = ("_batchers", "_broadcast", "_hook", "_sends", "delivery", "driver", "options")
 
     def __init__(
-        self,
-        broadcast: Broadcast,
-        driver: D,
-        options: Mapping[str, Any],
-        delivery: DeliveryOptions,
+        self, broadcast: Broadcast, driver: D, options: Mapping[str, Any], delivery: DeliveryOptions
     ) -> None:
         self._broadcast = broadcast
         self.driver: D = driver
         self.options = options if isinstance(options, Options) else Options(options)
         self.delivery = delivery
-        #: Whether the core delivers (the driver implements send), or the driver in process.
+        self._hook = broadcast.plugin_manager.hook.broadcasting_publish
+        # whether the core delivers (the driver implements send), or the driver in process
         self._sends = implements(driver, "send") or implements(driver, "asend")
         self._batchers: PerLoop[Batcher] | None = None
-        self._lock = threading.Lock()
-        self._hook = broadcast.plugin_manager.hook.broadcasting_publish
+        if self._sends and driver.capabilities.batches and delivery.batch:
+            from broadcasting._batcher import Batcher
+            from broadcasting._perloop import PerLoop
+
+            budget = 1 + delivery.retry.retries
+            self._batchers = PerLoop(
+                lambda: Batcher(driver, delivery.batch_in_flight, budget), Batcher.wait_idle
+            )
 
     @property
     def name(self) -> str:
@@ -148,23 +120,18 @@ class Broadcaster(Publishes, Generic[D]):
     def _publisher(self) -> Broadcaster[D]:
         return self
 
-    # -- publishing ------------------------------------------------------------------
-
     def publish_message(self, message: Message) -> Flow[Receipt]:
-        """The publish of a validated message as a flow: the publish hook, and its receipt."""
+        """Publish a validated message through the publish hook, as a flow."""
         kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
         return _receipt(
             (yield Hook(self._broadcast.plugin_manager, "broadcasting_publish", kwargs))
         )
 
     def deliver(self, message: Message) -> Receipt:
-        """What the core's publish hook does: the core's delivery, or the driver's own publish.
-
-        Called from the hook, on the path its caller is on (see :func:`drive`).
-        """
+        """The core's publish hook: its delivery, or the driver's own in-process publish."""
         if self._sends:
             return drive(deliver(self, message))
-        return self.driver.publish(message)  # in process: it never waits, on either path
+        return self.driver.publish(message)  # it never waits, so it serves both paths
 
     def _message(
         self, channels: Target, data: Payload | None, event: str | None, socket_id: str | None
@@ -181,8 +148,7 @@ class Broadcaster(Publishes, Generic[D]):
                 "pass the event alone, or a channel name and a message"
             )
         resolved = _events.resolve(channels, event, socket_id)
-        if not resolved.send:
-            # broadcast_when() said no: nothing is validated, sent, or seen by a hook
+        if not resolved.send:  # broadcast_when() said no: nothing is validated, sent or hooked
             return Receipt(driver.name, resolved.name, (), "")
         return build_message(
             driver,
@@ -195,30 +161,9 @@ class Broadcaster(Publishes, Generic[D]):
 
     def batcher(self, channels: tuple[str, ...]) -> Batcher | None:
         """This loop's batcher if a publish to ``channels`` may share a request with others."""
-        capabilities = self.driver.capabilities
-        if (
-            not capabilities.batches
-            or not self.delivery.batch
-            or len(channels) > capabilities.batch_channels
-        ):
+        if self._batchers is None or len(channels) > self.driver.capabilities.batch_channels:
             return None
-        batchers = self._batchers
-        if batchers is None:
-            with self._lock:
-                batchers = self._batchers
-                if batchers is None:
-                    from broadcasting._batcher import Batcher
-                    from broadcasting._perloop import PerLoop
-
-                    driver, delivery = self.driver, self.delivery
-                    budget = 1 + delivery.retry.retries
-                    batchers = PerLoop(
-                        lambda: Batcher(driver, delivery.batch_in_flight, budget), Batcher.wait_idle
-                    )
-                    self._batchers = batchers
-        return batchers.get()
-
-    # -- variants and checks ---------------------------------------------------------
+        return self._batchers.get()
 
     def with_options(self, **overrides: Any) -> Broadcaster[D]:
         """A broadcaster of the same driver with some options replaced (kept, and reused)."""
@@ -234,13 +179,13 @@ class Broadcaster(Publishes, Generic[D]):
 
     def check(self) -> Health:
         """Check that the service answers and accepts the credentials (one request, no retry)."""
-        return run(_check(self.driver))
+        health: Health = DriverCall(self.driver, "check").run()
+        return health
 
     async def acheck(self) -> Health:
         """Async twin of :meth:`check`."""
-        return await arun(_check(self.driver))
-
-    # -- lifecycle -------------------------------------------------------------------
+        health: Health = await DriverCall(self.driver, "check").arun()
+        return health
 
     def close(self) -> None:
         """Release the driver's connections; it reconnects on next use."""
@@ -261,8 +206,3 @@ def _receipt(receipt: object) -> Receipt:
     if not isinstance(receipt, Receipt):
         raise TypeError(f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt")
     return receipt
-
-
-def _check(driver: Driver) -> Flow[Health]:
-    health: Health = yield DriverCall(driver, "check")
-    return health

@@ -1,23 +1,6 @@
-"""Delivery: the core's policy for turning one publish into requests and one outcome.
+"""The core's delivery: a publish as requests, retries and one outcome per channel.
 
-A driver that implements ``send()`` / ``asend()`` sends *one request* and says
-what the service answered. Everything else happens here, the same way for
-every driver:
-
-* the channel list is split into requests (:meth:`Driver.plan`, by default
-  ``Capabilities.channels_per_request`` channels each); the first goes
-  alone, the others at the same time;
-* every channel ends as *delivered*, *failed* (certainly not delivered) or
-  *unknown* (the service may have it), and a publish that is not delivered
-  everywhere raises one :class:`~broadcasting.PublishError` saying which;
-* retries: an error is retried (same message id, full-jitter backoff, at most
-  ``retries`` times) only if it is ``retryable`` and either certainly not
-  delivered, or the service de-duplicates by message id
-  (``Capabilities.deduplicates``), or the user opted into ``at_least_once``.
-  With the defaults nothing is ever delivered twice by a retry of ours;
-* micro-batching (async, see :mod:`broadcasting._batcher`) is only an
-  optimisation of a publish's first attempt: a shared request that fails for
-  a reason that may belong to one publish is re-sent one publish at a time.
+The policy (outcomes, retries, micro-batching) is explained in docs/publishing.md.
 """
 
 from __future__ import annotations
@@ -36,24 +19,23 @@ if TYPE_CHECKING:
     from broadcasting._broadcaster import Broadcaster
     from broadcasting._driver import Driver
 
+log = logging.getLogger("broadcasting.delivery")
+
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a driver's service can do with one request; the core plans around it.
+    """What one request to a driver's service can carry; the core plans around it.
 
     Attributes:
-        channels_per_request: channels one message can address in one request
-            (``None``: any number). Longer lists are split.
-        batch_channels: channels, added up over several messages, that one
-            shared request can carry; ``0`` or ``1`` means the service has no
-            way to send several messages in one request (no micro-batching).
-        batch_bytes: bytes one shared request can carry, as
-            :meth:`Driver.part_size` measures each part (``None``: no limit).
-        deduplicates: the service drops a message whose id it has already
-            accepted, so re-sending after an unknown outcome is safe.
-        concurrent_requests: a fan-out's requests may go out at the same time
-            (async: as tasks on the loop; sync: the caller's thread and a small
-            shared pool of threads); otherwise one after another.
+        channels_per_request: channels one message can address per request
+            (``None``: any number); longer lists are split.
+        batch_channels: channels that several messages can share in one request
+            (``0`` or ``1``: no micro-batching).
+        batch_bytes: bytes a shared request can carry, as :meth:`Driver.part_size`
+            counts them (``None``: no limit).
+        deduplicates: the service drops a message id it has already accepted, so
+            re-sending after an unknown outcome is safe.
+        concurrent_requests: a fan-out's requests may go out at the same time.
     """
 
     channels_per_request: int | None = None
@@ -72,60 +54,41 @@ class Capabilities:
 DELIVERY_OPTIONS = frozenset(
     {"retries", "retry_backoff", "retry_max_backoff", "at_least_once", "batch", "batch_in_flight"}
 )
-DEFAULT_BATCH_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
 class DeliveryOptions:
-    """How the core delivers through one connected driver (the user's delivery options).
+    """The user's delivery options for one driver (docs/publishing.md#delivery-options).
 
-    Attributes:
-        retry: retries of a retryable failure (``retries``, ``retry_backoff``,
-            ``retry_max_backoff``).
-        at_least_once: also retry an *unknown* outcome on a service that does
-            not de-duplicate. A subscriber may then receive a publish twice.
-        batch: async micro-batching, for drivers whose service can share a
-            request between messages.
-        batch_in_flight: requests a loop keeps under way before publishes that
-            wait share one.
+    ``retry`` holds ``retries``, ``retry_backoff`` and ``retry_max_backoff``; the
+    other attributes are the options of the same names.
     """
 
     retry: Retry = field(default_factory=Retry)
     at_least_once: bool = False
     batch: bool = True
-    batch_in_flight: int = DEFAULT_BATCH_IN_FLIGHT
+    batch_in_flight: int = 4
 
     @classmethod
     def from_options(
         cls, driver: str, options: Mapping[str, Any]
     ) -> tuple[DeliveryOptions, Options]:
-        """Read the delivery options out of ``options``; return them and the driver's own."""
+        """The delivery options in ``options``, and the driver's own options."""
         own = Options({k: v for k, v in options.items() if k not in DELIVERY_OPTIONS})
         if len(own) == len(options):
             return _DEFAULT_OPTIONS, own
-        flags = {}
-        for key, default in (("at_least_once", False), ("batch", True)):
-            value = options.get(key, default)
-            if not isinstance(value, bool):
+        for key in ("at_least_once", "batch"):
+            if not isinstance(options.get(key, False), bool):
                 raise ConfigurationError(driver, key, "must be True or False")
-            flags[key] = value
-        in_flight = options.get("batch_in_flight", DEFAULT_BATCH_IN_FLIGHT)
+        in_flight = options.get("batch_in_flight", _DEFAULT_OPTIONS.batch_in_flight)
         if not isinstance(in_flight, int) or isinstance(in_flight, bool) or in_flight < 1:
             raise ConfigurationError(driver, "batch_in_flight", "must be an int >= 1")
-        return (
-            cls(
-                Retry.from_options(driver, options),
-                flags["at_least_once"],
-                flags["batch"],
-                in_flight,
-            ),
-            own,
-        )
+        retry = Retry.from_options(driver, options)
+        at_least_once, batch = options.get("at_least_once", False), options.get("batch", True)
+        return cls(retry, at_least_once, batch, in_flight), own
 
 
 _DEFAULT_OPTIONS = DeliveryOptions()
-
-log = logging.getLogger("broadcasting.delivery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,15 +103,13 @@ class Batch:
     """What one request carries, as the core hands it to ``Driver.send``.
 
     Attributes:
-        parts: the messages of the request, each with the channels it goes to
-            in this request. Usually one; several when micro-batching.
+        parts: the messages of the request, each with its channels in this
+            request; several only when micro-batching.
         attempt: ``0`` for a first attempt, ``n`` for the n-th retry.
-        budget: how many requests sending it may take: 1, plus the retries
-            the user's delivery options still allow this publish.
-        requests: how many requests sending it took. A driver whose transport
-            already re-sends by itself (to fallback hosts, say) sets it, so
-            the core counts those against the retry budget and the receipt;
-            such a transport makes at most ``budget`` requests.
+        budget: how many requests sending it may take: 1, plus the retries the
+            user's delivery options still allow this publish.
+        requests: how many requests sending it took; a transport that re-sends
+            by itself (to fallback hosts, say) sets it, within ``budget``.
     """
 
     __slots__ = ("attempt", "budget", "parts", "requests")
@@ -159,19 +120,20 @@ class Batch:
         self.budget = budget
         self.requests = 1
 
+    def _only(self) -> Part:
+        if len(self.parts) != 1:
+            raise ValueError("this request carries several messages: use .parts")
+        return self.parts[0]
+
     @property
     def message(self) -> Message:
         """The message of a one-part batch (``ValueError`` if the request is shared)."""
-        if len(self.parts) != 1:
-            raise ValueError("this request carries several messages: use .parts")
-        return self.parts[0].message
+        return self._only().message
 
     @property
     def channels(self) -> tuple[str, ...]:
         """The channels of a one-part batch (``ValueError`` if the request is shared)."""
-        if len(self.parts) != 1:
-            raise ValueError("this request carries several messages: use .parts")
-        return self.parts[0].channels
+        return self._only().channels
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{p.message.id}->{len(p.channels)}ch" for p in self.parts)
@@ -182,11 +144,10 @@ class Batch:
 class Answer:
     """What the service said about one part of a request.
 
-    Channels not in ``refused`` were acknowledged.
-
     Attributes:
         ids: ids the service gave the message (event ids, serials), if any.
-        refused: channels the service did not acknowledge, each with why.
+        refused: channels the service did not acknowledge, each with why; the
+            others were acknowledged.
     """
 
     ids: tuple[str, ...] = ()
@@ -197,10 +158,10 @@ class Answer:
 #: batch), or one Answer or PublishError per part, in order.
 SendResult = Union[None, Answer, Sequence[Union[Answer, PublishError]]]
 _Outcome = Union[None, Answer, PublishError]
-#: A publish's attempt as a flow sees it: the part's outcome, the requests it took,
-#: and how many of them count against the retry budget (a shared first attempt whose
-#: publish had to be re-sent alone does not).
+#: A publish's attempt: its part's outcome, the requests it took, and how many of
+#: them count against the retry budget (not a shared one it had to be re-sent after).
 Attempt = tuple[_Outcome, int, int]
+_Read = tuple[list[_Outcome], Union[PublishError, None]]  # per part, and request-wide
 
 
 # -- one request --------------------------------------------------------------------
@@ -230,22 +191,13 @@ def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
     )
 
 
+@dataclass(slots=True)
 class Send(Effect):
-    """One request: ``driver.send(batch)`` (or ``asend``), as each part's outcome.
+    """One request, as each part's outcome; with ``shared``, the async path may batch it."""
 
-    With ``shared`` (a publish's first attempt), the request may be shared on
-    the async path with other publishes waiting on the same loop (the
-    broadcaster's batcher decides; see :mod:`broadcasting._batcher`).
-    """
-
-    __slots__ = ("batch", "driver", "shared")
-
-    def __init__(
-        self, driver: Driver, batch: Batch, shared: Broadcaster[Any] | None = None
-    ) -> None:
-        self.driver = driver
-        self.batch = batch
-        self.shared = shared
+    driver: Driver
+    batch: Batch
+    shared: Broadcaster[Any] | None = None
 
     def run(self) -> Attempt:
         try:
@@ -259,11 +211,10 @@ class Send(Effect):
         batcher = self.shared.batcher(part.channels) if self.shared is not None else None
         if batcher is not None:
             return await batcher.submit(part)
-        outcomes, _ = await send_async(self.driver, self.batch)
-        return _first(self.batch, (outcomes, None))
+        return _first(self.batch, await send_async(self.driver, self.batch))
 
 
-async def send_async(driver: Driver, batch: Batch) -> tuple[list[_Outcome], PublishError | None]:
+async def send_async(driver: Driver, batch: Batch) -> _Read:
     """Send ``batch`` from async code: each part's outcome and a request-wide error."""
     try:
         result = await DriverCall(driver, "send", batch).arun()
@@ -272,43 +223,33 @@ async def send_async(driver: Driver, batch: Batch) -> tuple[list[_Outcome], Publ
     return _read(driver, batch, result)
 
 
-def _first(batch: Batch, read: tuple[list[_Outcome], PublishError | None]) -> Attempt:
+def _first(batch: Batch, read: _Read) -> Attempt:
     return read[0][0], batch.requests, batch.requests
 
 
-def _failed(
-    driver: Driver, batch: Batch, exc: Exception
-) -> tuple[list[_Outcome], PublishError | None]:
-    error = exc if isinstance(exc, PublishError) else _unexpected(driver, exc)
-    return [error] * len(batch.parts), error
+def _failed(driver: Driver, batch: Batch, exc: Exception) -> _Read:
+    if isinstance(exc, PublishError):
+        return [exc] * len(batch.parts), exc
+    # a driver bug (an exception its error mapping missed): the outcome is unknown
+    said = f"{driver.name}: send() raised {type(exc).__name__} instead of a PublishError"
+    return _unknown(driver, batch, said, exc)
 
 
-def _read(
-    driver: Driver, batch: Batch, result: object
-) -> tuple[list[_Outcome], PublishError | None]:
-    """Each part's outcome from what ``send()`` returned; an unreadable result is a bug."""
+def _read(driver: Driver, batch: Batch, result: object) -> _Read:
     try:
         return per_part(driver, batch, result), None
     except TypeError as exc:  # the request went out: its outcome is unknown
-        error = PublishError(
-            f"{exc}; the service may or may not have the message",
-            driver=driver.name,
-            maybe_delivered=True,
-        )
-        error.__cause__ = exc
-        return [error] * len(batch.parts), error
+        return _unknown(driver, batch, str(exc), exc)
 
 
-def _unexpected(driver: Driver, exc: Exception) -> PublishError:
-    """A driver bug (an exception its error mapping missed), as an unknown outcome."""
+def _unknown(driver: Driver, batch: Batch, said: str, cause: Exception) -> _Read:
     error = PublishError(
-        f"{driver.name}: send() raised {type(exc).__name__} instead of a PublishError; "
-        "the service may or may not have the message",
+        f"{said}; the service may or may not have the message",
         driver=driver.name,
         maybe_delivered=True,
     )
-    error.__cause__ = exc
-    return error
+    error.__cause__ = cause
+    return [error] * len(batch.parts), error
 
 
 # -- one group of channels, with its retries ------------------------------------------
@@ -325,17 +266,14 @@ class _Group:
 
 
 def may_retry(error: PublishError, capabilities: Capabilities, options: DeliveryOptions) -> bool:
-    """Whether the core may send again what ``error`` answered, by the rules above."""
+    """Whether the core may send again what ``error`` answered."""
     if not error.retryable:
         return False
     return not error.maybe_delivered or capabilities.deduplicates or options.at_least_once
 
 
 def _group(
-    broadcaster: Broadcaster[Any],
-    message: Message,
-    channels: tuple[str, ...],
-    shared: bool = False,
+    broadcaster: Broadcaster[Any], message: Message, channels: tuple[str, ...], shared: bool = False
 ) -> Flow[_Group]:
     """Deliver ``message`` to one group of channels: its requests, waits and retries."""
     driver = broadcaster.driver
@@ -386,14 +324,16 @@ def _group(
         attempt += 1
 
 
+def _said(error: BaseException) -> str:
+    return str(error.args[0]) if error.args else ""
+
+
 def _still_unknown(last: PublishError, earlier: PublishError) -> PublishError:
     """``last`` for a channel an earlier attempt may have delivered: its outcome is unknown."""
     if last.maybe_delivered:
         return last
-    text = str(last.args[0]) if last.args else ""
-    before = str(earlier.args[0]) if earlier.args else ""
     error = PublishError(
-        f"{text} (an earlier attempt may have delivered it: {before})",
+        f"{_said(last)} (an earlier attempt may have delivered it: {_said(earlier)})",
         driver=last.driver,
         kind=last.kind,
         status=last.status,
@@ -410,7 +350,7 @@ def _still_unknown(last: PublishError, earlier: PublishError) -> PublishError:
 
 
 def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | None:
-    """An authentication failure of a whole group: later groups would fail the same way."""
+    """An auth failure of a whole group: later groups would fail the same way."""
     if group.delivered or len(group.errors) != len(channels):
         return None
     error = next(iter(group.errors.values()))
@@ -422,11 +362,9 @@ def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | 
 def deliver(broadcaster: Broadcaster[Any], message: Message) -> Flow[Receipt]:
     """Deliver ``message`` through the driver's ``send``: every channel's outcome, one receipt.
 
-    The first group of channels goes first (alone, it may share a request
-    with other publishes: see :mod:`broadcasting._batcher`). If an
-    authentication failure ends it, the others are not sent: they would fail
-    the same way. Otherwise they go out at the same time when the driver
-    allows concurrent requests, else one after another.
+    The first group goes alone (and may share a request with other publishes);
+    the rest at once if the driver allows concurrent requests, else in turn,
+    and not at all after an auth failure of a whole group.
     """
     driver = broadcaster.driver
     plan = driver.plan(message)
@@ -451,29 +389,27 @@ def deliver(broadcaster: Broadcaster[Any], message: Message) -> Flow[Receipt]:
 def finish(driver: Driver, message: Message, groups: Sequence[_Group]) -> Receipt:
     """The receipt of a publish whose every channel was acknowledged; else raise."""
     requests = sum(group.requests for group in groups)
-    if len(groups) == 1 and not groups[0].errors:
-        return Receipt(
-            driver.name, message.event, message.channels, message.id, tuple(groups[0].ids), requests
-        )
-    errors: dict[str, PublishError] = {}
-    delivered: set[str] = set()
-    ids = []
-    for group in groups:
-        errors.update(group.errors)
-        delivered.update(group.delivered)
-        ids.extend(group.ids)
-    missing = [c for c in message.channels if c not in errors and c not in delivered]
-    if missing:
-        never = PublishError(
-            f"{driver.name}: the driver's plan() did not send these channels",
-            driver=driver.name,
-        )
-        errors.update(dict.fromkeys(missing, never))
-    if not errors:
-        return Receipt(
-            driver.name, message.event, message.channels, message.id, tuple(ids), requests
-        )
-    raise publish_error(driver.name, message.channels, errors, requests)
+    first = groups[0]
+    if len(groups) == 1 and not first.errors and len(first.delivered) == len(message.channels):
+        ids = first.ids  # the usual case: one group, every channel acknowledged
+    else:
+        errors: dict[str, PublishError] = {}
+        delivered: set[str] = set()
+        ids = []
+        for group in groups:
+            errors.update(group.errors)
+            delivered.update(group.delivered)
+            ids.extend(group.ids)
+        missing = [c for c in message.channels if c not in errors and c not in delivered]
+        if missing:
+            never = PublishError(
+                f"{driver.name}: the driver's plan() did not send these channels",
+                driver=driver.name,
+            )
+            errors.update(dict.fromkeys(missing, never))
+        if errors:
+            raise publish_error(driver.name, message.channels, errors, requests)
+    return Receipt(driver.name, message.event, message.channels, message.id, tuple(ids), requests)
 
 
 def publish_error(
@@ -486,9 +422,9 @@ def publish_error(
     causes = list({id(errors[c]): errors[c] for c in channels if c in errors}.values())
     first = causes[0]
     if len(causes) == 1 and not delivered:
-        text = str(first.args[0]) if first.args else ""
+        text = _said(first)
     else:
-        said = [str(cause.args[0]) if cause.args else "" for cause in causes[:3]]
+        said = [_said(cause) for cause in causes[:3]]
         if len(causes) > 3:
             said.append(f"and {len(causes) - 3} more errors")
         text = (

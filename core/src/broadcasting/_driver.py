@@ -27,10 +27,8 @@ PUSHER_SOCKET_ID = re.compile(r"[0-9]{1,30}\.[0-9]{1,30}")
 class Feature(enum.Enum):
     """What a driver can do beyond publishing, declared in :attr:`Driver.features`.
 
-    A driver that declares one implements its methods (see
-    :data:`FEATURE_METHODS`; the sync one, the ``a``-prefixed async one, or
-    both); the core answers a call for an undeclared one with
-    :class:`NotSupportedError`.
+    A declared feature's :data:`FEATURE_METHODS` must be implemented (sync, async
+    or both); a call for an undeclared one raises :class:`NotSupportedError`.
     """
 
     EXCLUDE_SENDER = "exclude_sender"  #: leave ``socket_id``'s connection out of a publish
@@ -57,14 +55,10 @@ FEATURE_METHODS: Mapping[Feature, tuple[str, ...]] = {
 
 
 class Driver:
-    """Base class of every driver (see docs/writing-a-driver.md).
+    """Base class of every driver (docs/writing-a-driver.md).
 
-    A driver for a service implements :meth:`send`, :meth:`asend` or both: one
-    request, and what the service answered; the core splits channel lists,
-    retries, batches and decides every channel's outcome. A driver with no
-    service (``memory``, ``log``) implements :meth:`publish` instead.
-    Applications reach a driver through the :class:`~broadcasting.Broadcaster`
-    that ``Broadcast.driver()`` returns.
+    A driver for a service implements :meth:`send`, :meth:`asend` or both (one
+    request; the core does the rest); one with no service implements :meth:`publish`.
     """
 
     #: The driver's name: its ``broadcasting.drivers`` entry-point name.
@@ -75,19 +69,16 @@ class Driver:
     capabilities: Capabilities = Capabilities()
     #: What the driver can do beyond publishing.
     features: ClassVar[frozenset[Feature]] = frozenset()
-    #: The prefix of each kind of channel (Pusher's by default); a kind left out
-    #: is one the service does not have.
+    #: The prefix of each kind of channel (Pusher's by default); a kind left out is not offered.
     channel_prefixes: ClassVar[Mapping[ChannelKind, str]] = PUSHER_PREFIXES
     #: The shape of the service's connection ids (``socket_id``).
     socket_id_pattern: ClassVar[re.Pattern[str]] = PUSHER_SOCKET_ID
-    #: Whether clients send their ``socket_id`` when they ask to be authorized
-    #: (Pusher's do; Ably's tokens are bound to a client id instead).
+    #: Whether clients send a ``socket_id`` to be authorized (Pusher's do; Ably's do not).
     requires_socket_id: ClassVar[bool] = True
     #: Characters special to the service's channel or capability syntax (Ably's
     #: ``*:[]``): a rule's ``{param}`` never matches one, so it cannot widen a grant.
     special_characters: ClassVar[str] = ""
-    #: Options that hold a secret though not named like one (a URL with a token):
-    #: ``from_config`` receives them as :class:`Secret`, like ``secret``, ``key``...
+    #: Options that hold a secret though not named like one (a URL with a token): wrapped too.
     secret_options: ClassVar[frozenset[str]] = frozenset()
     #: The option ``Broadcaster.ssl()`` sets, if the service has one.
     ssl_option: ClassVar[str | None] = None
@@ -106,10 +97,7 @@ class Driver:
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> Self:
-        """Build the driver from its ``DRIVERS`` options (the default takes none).
-
-        Raise :class:`ConfigurationError` naming a missing or bad key, never its value.
-        """
+        """Build the driver from its options; raise :class:`ConfigurationError` naming a bad key."""
         for key in options:
             raise ConfigurationError(cls.name, key, "unknown option")
         return cls()
@@ -120,10 +108,8 @@ class Driver:
         """Send one request carrying ``batch``; say what the service answered.
 
         Return ``None`` (all acknowledged), an :class:`Answer` for a one-part
-        batch, or one ``Answer`` or :class:`PublishError` per part. Raise
-        :class:`PublishError` when the request failed as a whole, saying whether
-        the service may have it (``maybe_delivered``) and whether sending again
-        may succeed (``retryable``). Never retry: the core decides.
+        batch, or one ``Answer`` or :class:`PublishError` per part; raise
+        :class:`PublishError` when the request failed as a whole. Never retry.
         """
         raise TypeError(f"{type(self).__qualname__} implements neither send() nor asend()")
 
@@ -132,17 +118,11 @@ class Driver:
         raise TypeError(f"{type(self).__qualname__} implements neither send() nor asend()")
 
     def publish(self, message: Message) -> Receipt:
-        """Deliver ``message`` in process and return its receipt (drivers with no service).
-
-        It must never wait for I/O: the core calls it from async code too.
-        """
+        """Deliver ``message`` in process (no service); never wait: async code calls it too."""
         raise TypeError(f"{type(self).__qualname__} implements none of send() and publish()")
 
     def plan(self, message: Message) -> list[tuple[str, ...]]:
-        """The channel groups ``message`` is sent in, one request each.
-
-        The default cuts the channels by ``capabilities.channels_per_request``.
-        """
+        """The channel groups of ``message``, one request each (by ``channels_per_request``)."""
         step = self.capabilities.channels_per_request
         channels = message.channels
         if step is None or len(channels) <= step:
@@ -163,8 +143,7 @@ class Driver:
     def check(self) -> Health:
         """One cheap request that needs the credentials, never retried (``broadcasting check``).
 
-        :meth:`Health.measure` times it and maps a :class:`ServiceError`. The
-        default reports ``not_supported``: nothing was checked.
+        The default reports ``not_supported``: nothing was checked.
         """
         return not_supported(self.name)
 
@@ -185,10 +164,9 @@ class Driver:
     # -- authorizing (Feature.AUTHORIZE, CONNECTION_TOKENS, USER_SIGN_IN) -------------
 
     def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
-        """The signed body the client expects for a subscription the rules allowed.
+        """The signed body the client expects for a subscription the rules allowed (local).
 
-        Local, no request. ``request.member`` holds a presence member's info;
-        raise :class:`InputError` for info the service would refuse.
+        Raise :class:`InputError` for member info the service would refuse.
         """
         raise NotSupportedError(self.name, "channel authorization")
 
@@ -199,10 +177,8 @@ class Driver:
     def held_channels(self, request: AuthRequest) -> Sequence[str]:
         """The channels of the credential the client holds (``request.extra``), to keep.
 
-        Return them only for a credential this driver issued to a client of the
-        signed-in user, not revoked, granting no wildcard. The core decides each
-        by the rules again and passes those still allowed in ``request.carried``;
-        never sign a channel that is not there. The default holds nothing.
+        Only for a credential this driver issued to the same user, not revoked,
+        with no wildcard; the rules decide each again (``request.carried``).
         """
         return ()
 
@@ -223,17 +199,13 @@ class Driver:
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         """Verify a delivery (raw body, headers in any case) and return its events.
 
-        Raise :class:`UnauthorizedError` for an unknown key, a bad signature or
-        a delivery over five minutes old; :class:`BadRequestError` for a
-        malformed body. Compare signatures in constant time.
+        Raise :class:`UnauthorizedError` for an unknown key, a bad signature or an
+        old delivery, :class:`BadRequestError` for a malformed body.
         """
         raise NotSupportedError(self.name, "webhooks")
 
     def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
-        """The occupied channels whose name starts with ``prefix``, by name.
-
-        State queries raise :class:`QueryError` when the service fails to answer.
-        """
+        """The occupied channels whose name starts with ``prefix`` (a failure: QueryError)."""
         raise NotSupportedError(self.name, "listing channels")
 
     async def aoccupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
@@ -267,9 +239,8 @@ class Driver:
     def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
         """Subscribe as a client would; yield a :data:`SUBSCRIBED` per channel, then each event.
 
-        An async generator that ends only when closed; a lost connection
-        raises a :class:`BroadcastError`. Private and presence subscriptions
-        are signed with the driver's own credentials.
+        An async generator that ends when closed; a lost connection raises a
+        :class:`BroadcastError`.
         """
         raise NotSupportedError(self.name, "listening to channels")
 

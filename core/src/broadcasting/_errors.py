@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 class BroadcastError(Exception):
     """Base class of every error raised by ``broadcasting`` and its drivers.
 
-    ``http_status`` is what the web endpoints answer with (``None``: the
-    application's fault, a 500).
+    ``http_status`` is what the web endpoints answer with (``None``: a 500).
     """
 
     http_status: int | None = None
@@ -127,10 +126,7 @@ class PayloadTooLargeError(InputError):
         super().__init__(message)
 
 
-#: A service's failure in words that fit any service: ``auth`` (credentials
-#: refused), ``permission`` (not allowed), ``limit`` (rate or quota),
-#: ``unavailable`` (no answer, down, overloaded), ``invalid`` (request refused as
-#: malformed), ``other``.
+#: A service's failure in words that fit any service (docs/publishing.md).
 ErrorKind = Literal["auth", "permission", "limit", "unavailable", "invalid", "other"]
 ERROR_KINDS: tuple[ErrorKind, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
 
@@ -213,14 +209,12 @@ class QueryError(ServiceError):
 
 
 class PublishError(ServiceError):
-    """The service did not acknowledge every channel of a publish (see docs/publishing.md).
+    """The service did not acknowledge every channel of a publish (docs/publishing.md).
 
-    Every channel is in one of ``delivered``, ``failed`` (certainly not
-    delivered: safe to send again) or ``unknown`` (the service may have it).
-    A driver raises it for one request with only ``maybe_delivered`` said; the
-    core fills in the channels for the whole publish, the driver's error as
-    ``__cause__``, ``requests`` (retries included) and ``causes`` (each
-    channel's error).
+    Every channel is in ``delivered``, ``failed`` (certainly not delivered) or
+    ``unknown`` (the service may have it). A driver raises it for one request,
+    saying only ``maybe_delivered``; the core's error for the whole publish adds
+    the channels, ``requests``, ``causes`` (each channel's error) and ``__cause__``.
     """
 
     def __init__(

@@ -1,18 +1,10 @@
-"""Behaviour written once: flows that yield effects, and a sync and an async runner.
+"""Behaviour written once: flows that yield effects, run by a sync and an async runner.
 
-A *flow* is a generator holding the logic of one operation (publish,
-authorize, verify a webhook, answer a web request) with no I/O of its own:
-wherever it needs the outside world it yields an :class:`Effect` and is sent
-back the result (or has the exception thrown in, with its traceback, at the
-``yield``). :func:`run` performs effects with blocking calls; :func:`arun`
-awaits them. So ``channel()`` and ``achannel()`` are one flow and two runners.
-
-Hook calls go through pluggy on both paths. pluggy's call loop is
-synchronous, so on the async path it runs in a greenlet (:func:`bridged`):
-where a hook implementation of the core needs to wait for I/O, it hands the
-awaitable to the event loop's greenlet and is resumed with the result. Hook
-wrappers and pluggy's call monitoring therefore see every call, and its
-real outcome, on both paths.
+A flow is a generator with no I/O of its own: it yields an :class:`Effect` and is
+sent the result (or has the exception thrown in at the ``yield``). :func:`run`
+performs effects blocking, :func:`arun` awaits them. Hooks go through pluggy on
+both paths; on the async path pluggy's synchronous call runs in a greenlet
+(:func:`bridged`), so wrappers and hook-call monitoring see real outcomes.
 """
 
 from __future__ import annotations
@@ -22,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from broadcasting._loop import run_sync
@@ -50,30 +43,26 @@ class Effect:
 
 
 class _Steps:
-    """A flow's effects, one at a time; what each came to is handed back before the next."""
+    """A flow's effects, one at a time; set ``reply`` or ``error`` before the next."""
 
-    __slots__ = ("_error", "_flow", "_reply", "result")
+    __slots__ = ("error", "flow", "reply", "result")
 
     def __init__(self, flow: Flow[Any]) -> None:
-        self._flow = flow
-        self._reply: Any = None
-        self._error: BaseException | None = None
+        self.flow = flow
+        self.reply: Any = None
+        self.error: Exception | None = None  # thrown into the flow at its yield, traceback and all
         self.result: Any = None
 
     def __iter__(self) -> _Steps:
         return self
 
     def __next__(self) -> Effect:
-        error, self._error = self._error, None
+        error, self.error = self.error, None
         try:
-            return self._flow.send(self._reply) if error is None else self._flow.throw(error)
+            return self.flow.send(self.reply) if error is None else self.flow.throw(error)
         except StopIteration as stop:
             self.result = stop.value
             raise StopIteration from None
-
-    def came_to(self, reply: Any = None, error: Exception | None = None) -> None:
-        # an error is thrown into the flow at its yield, traceback and all
-        self._reply, self._error = reply, error
 
 
 def run(flow: Flow[T]) -> T:
@@ -81,9 +70,9 @@ def run(flow: Flow[T]) -> T:
     steps = _Steps(flow)
     for effect in steps:
         try:
-            steps.came_to(effect.run())
+            steps.reply = effect.run()
         except Exception as exc:
-            steps.came_to(error=exc)
+            steps.error = exc
     result: T = steps.result
     return result
 
@@ -93,15 +82,15 @@ async def arun(flow: Flow[T]) -> T:
     steps = _Steps(flow)
     for effect in steps:
         try:
-            steps.came_to(await effect.arun())
+            steps.reply = await effect.arun()
         except Exception as exc:
-            steps.came_to(error=exc)
+            steps.error = exc
     result: T = steps.result
     return result
 
 
 def drive(flow: Flow[T]) -> T:
-    """Run ``flow`` on the path the caller is on: blocking, or awaited from a bridged hook."""
+    """Run ``flow`` on the caller's path: blocking, or awaited from a bridged hook."""
     if in_bridge():
         return wait_for(arun(flow))
     return run(flow)
@@ -111,11 +100,10 @@ def drive(flow: Flow[T]) -> T:
 
 
 class Call(Effect):
-    """Call application code (a rule, a user function, a handler), sync or async.
+    """Call application code (a rule, a handler), sync or async.
 
-    On the sync path an awaitable result is run to completion on the core's
-    background loop. On the async path it is awaited; with ``offload``, a
-    plain function is run through it (a thread, so it cannot block the loop).
+    Sync path: an awaitable result runs on the core's background loop. Async
+    path: it is awaited; ``offload`` runs a plain function off the loop.
     """
 
     __slots__ = ("args", "function", "kwargs", "offload")
@@ -150,11 +138,10 @@ class Call(Effect):
 
 
 class DriverCall(Effect):
-    """Call a driver's method ``name``, or its async twin ``a<name>``, whichever it has.
+    """Call a driver's method ``name`` or its twin ``a<name>``, whichever it implements.
 
-    A driver implements either or both; the path the caller is on prefers
-    its own kind and runs the other one where it cannot block (a sync method
-    in a worker thread, an async one on the core's background loop).
+    Each path prefers its own kind and runs the other where it cannot block (a
+    sync method in a worker thread, an async one on the core's background loop).
     """
 
     __slots__ = ("args", "driver", "name")
@@ -193,27 +180,14 @@ def implements(driver: Driver, method: str) -> bool:
 _implements: dict[tuple[type, str], bool] = {}
 
 
+@dataclass(slots=True)
 class Hook(Effect):
-    """Call the hook ``name`` through pluggy (in a greenlet on the async path).
+    """Call the hook ``name`` through pluggy; with ``gather``, await each awaitable result."""
 
-    With ``gather``, the results of a hook that calls every implementation are
-    waited for: an implementation may return an awaitable.
-    """
-
-    __slots__ = ("gather", "kwargs", "name", "pm")
-
-    def __init__(
-        self,
-        pm: pluggy.PluginManager,
-        name: str,
-        kwargs: Mapping[str, Any],
-        *,
-        gather: bool = False,
-    ) -> None:
-        self.pm = pm
-        self.name = name
-        self.kwargs = kwargs
-        self.gather = gather
+    pm: pluggy.PluginManager
+    name: str
+    kwargs: Mapping[str, Any]
+    gather: bool = field(default=False, kw_only=True)
 
     def run(self) -> Any:
         result = getattr(self.pm.hook, self.name)(**self.kwargs)
@@ -236,13 +210,11 @@ async def call_hook(hook: Callable[..., Any], /, **kwargs: Any) -> Any:
     return result
 
 
+@dataclass(slots=True)
 class Sleep(Effect):
     """Wait ``seconds`` (a retry's backoff)."""
 
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    seconds: float
 
     def run(self) -> None:
         time.sleep(self.seconds)
@@ -253,17 +225,15 @@ class Sleep(Effect):
         await asyncio.sleep(self.seconds)
 
 
+@dataclass(slots=True)
 class Gather(Effect):
-    """Run several flows at once; their results in order, or the first error.
+    """Run several flows at once: their results in order, or the first error.
 
-    Async: as tasks on the loop. Sync: the first in the calling thread, the
-    others on a small pool of threads shared by the process.
+    Async: as tasks. Sync: the first in the calling thread, the others on a
+    small pool of threads the process shares.
     """
 
-    __slots__ = ("flows",)
-
-    def __init__(self, flows: Sequence[Flow[Any]]) -> None:
-        self.flows = flows
+    flows: Sequence[Flow[Any]]
 
     def run(self) -> list[Any]:
         first, *rest = self.flows
@@ -282,7 +252,7 @@ class Gather(Effect):
 
 
 async def _awaited(value: Awaitable[T]) -> T:
-    return await value
+    return await value  # run_sync takes a coroutine; a plugin may return any awaitable
 
 
 #: Threads (per process) that run the other flows of a sync Gather.
@@ -304,8 +274,8 @@ def _fanout_pool() -> Any:
 
 # -- pluggy on the async path: a greenlet per hook call in progress ---------------------
 
-#: The greenlet module and the worker class, made by the first bridged call (so a
-#: process that never publishes from async code never imports greenlet).
+# made by the first bridged call, so a process that never publishes from async code
+# never imports greenlet
 _greenlet: Any = None
 _Worker: Any = None
 _idle = threading.local()  # each thread's idle workers (a greenlet belongs to its thread)
@@ -328,8 +298,8 @@ async def bridged(function: Callable[..., T], /, **kwargs: Any) -> T:
     """Call the synchronous ``function`` (a pluggy hook) from async code.
 
     It runs in a greenlet of this thread; each :func:`wait_for` inside it
-    suspends it while this coroutine awaits the awaitable on the loop. Idle
-    greenlets are kept for the next call (making one costs more than the call).
+    suspends it while this coroutine awaits the awaitable. Idle greenlets are
+    kept for the next call (making one costs more than the call).
     """
     if _Worker is None:
         _load_greenlet()
@@ -345,7 +315,7 @@ async def bridged(function: Callable[..., T], /, **kwargs: Any) -> T:
         try:
             value = await step
         except BaseException as exc:  # cancelled, or the awaitable raised: into the hook
-            step = worker.throw(type(exc), exc, exc.__traceback__)  # its traceback kept
+            step = worker.throw(type(exc), exc, exc.__traceback__)
         else:
             step = worker.switch(value)
     worker.gr_context = None
@@ -356,12 +326,10 @@ async def bridged(function: Callable[..., T], /, **kwargs: Any) -> T:
     return result
 
 
+@dataclass(slots=True)
 class _Done:
-    __slots__ = ("error", "value")
-
-    def __init__(self, value: Any, error: BaseException | None) -> None:
-        self.value = value
-        self.error = error
+    value: Any
+    error: BaseException | None
 
 
 def _load_greenlet() -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from broadcasting import hookspecs
+from broadcasting._auth import AuthRequest, authorize
 from broadcasting._driver import Driver
 from broadcasting._errors import DriverNotFoundError, PluginLoadError
 from broadcasting._flow import drive
@@ -21,7 +22,6 @@ from broadcasting._markers import PROJECT, hookimpl
 from broadcasting._types import Message, Receipt, wrap_named
 
 if TYPE_CHECKING:
-    from broadcasting._auth import AuthRequest
     from broadcasting._broadcast import Broadcast
 
 DRIVER_GROUP = "broadcasting.drivers"
@@ -38,12 +38,11 @@ class DriverInfo:
     module: str
 
 
-@cache
+@cache  # one metadata scan per group per process
 def _entry_points(group: str) -> dict[str, EntryPoint]:
-    # One metadata scan per group per process; first entry wins on duplicates.
     found: dict[str, EntryPoint] = {}
     for ep in entry_points(group=group):
-        found.setdefault(ep.name, ep)
+        found.setdefault(ep.name, ep)  # the first wins
     return found
 
 
@@ -70,7 +69,6 @@ def _load(ep: EntryPoint) -> object:
                 distribution=ep.dist.name if ep.dist else None,
                 reason=f"{type(exc).__name__}: {exc}",
             )
-            error.__cause__ = exc
             _failed[key] = error
             raise error from exc
         _loaded[key] = plugin
@@ -79,15 +77,10 @@ def _load(ep: EntryPoint) -> object:
 
 def installed_drivers() -> list[DriverInfo]:
     """Every driver this process can use, sorted by name, without importing any."""
-    infos = {
-        name: DriverInfo(
-            name=name,
-            distribution=ep.dist.name if ep.dist else None,
-            version=ep.dist.version if ep.dist else None,
-            module=ep.value,
-        )
-        for name, ep in _entry_points(DRIVER_GROUP).items()
-    }
+    infos = {}
+    for name, ep in _entry_points(DRIVER_GROUP).items():
+        dist, version = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
+        infos[name] = DriverInfo(name, dist, version, ep.value)
     with _lock:
         for name, plugin in _registered.items():
             infos[name] = DriverInfo(name, None, None, _describe(plugin))
@@ -106,11 +99,7 @@ def _describe(plugin: object) -> str:
 
 
 class _ClassPlugin:
-    """Adapts a Driver subclass into a plugin that connects it by name.
-
-    Used for ``register_driver(name, DriverClass)`` and for an entry point
-    that names a Driver class (``pusher = "broadcasting_pusher:BroadcastPusherDriver"``).
-    """
+    """A Driver class (registered, or named by an entry point) as a plugin that connects it."""
 
     def __init__(self, name: str, cls: type[Driver]) -> None:
         self.name = name
@@ -127,13 +116,6 @@ class _ClassPlugin:
         return f"<driver {self.name!r}: {self.cls.__module__}.{self.cls.__qualname__}>"
 
 
-def as_plugin(name: str, driver: type[Driver] | object) -> object:
-    """Return a plugin object for ``driver``: a Driver subclass or a plugin already."""
-    if isinstance(driver, type) and issubclass(driver, Driver):
-        return _ClassPlugin(name, driver)
-    return driver
-
-
 def register_driver(name: str, driver: type[Driver] | object) -> None:
     """Make a driver available in this process under ``name``, without packaging.
 
@@ -143,8 +125,10 @@ def register_driver(name: str, driver: type[Driver] | object) -> None:
     """
     if not name or not isinstance(name, str):
         raise ValueError("a driver name must be a non-empty string")
+    if isinstance(driver, type) and issubclass(driver, Driver):
+        driver = _ClassPlugin(name, driver)
     with _lock:
-        _registered[name] = as_plugin(name, driver)
+        _registered[name] = driver
 
 
 def unregister_driver(name: str) -> None:
@@ -174,12 +158,7 @@ def driver_plugin(name: str) -> object | None:
 
 
 def declared_secret_options(name: str, plugin: object) -> frozenset[str]:
-    """The options ``plugin`` (of driver ``name``) says hold a secret, though not named so.
-
-    Its class's ``secret_options`` (an entry point or registration naming a
-    Driver class), else the plugin's own ``secret_options`` attribute (a
-    factory plugin, which may build any class), else none.
-    """
+    """The options a driver's plugin declares secret: its class's, or a factory plugin's own."""
     if isinstance(plugin, _ClassPlugin):
         return plugin.cls.secret_options
     declared = getattr(plugin, "secret_options", None)
@@ -223,8 +202,6 @@ class _CorePlugin:
     def broadcasting_authorize(
         self, broadcast: Broadcast, driver: Driver, request: AuthRequest
     ) -> dict[str, Any]:
-        from broadcasting._auth import authorize
-
         body: dict[str, Any] = drive(authorize(broadcast.rules, driver, request))
         return body
 
@@ -237,18 +214,15 @@ def global_plugins() -> list[object]:
     return [_load(ep) for _, ep in sorted(_entry_points(PLUGIN_GROUP).items())]
 
 
-#: Every plugin manager made by :func:`make_plugin_manager` (one per Broadcast),
-#: so a process-wide plugin reaches the Broadcasts that already exist.
+# every Broadcast's plugin manager, so a plugin registered everywhere reaches existing ones
 _managers: weakref.WeakSet[pluggy.PluginManager] = weakref.WeakSet()
-#: Plugins registered with :func:`register_everywhere`, in registration order.
-_everywhere: list[object] = []
+_everywhere: list[object] = []  # in registration order
 
 
 def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
-    """A plugin manager with the specs, the core plugin and the given plugins.
+    """A plugin manager with the specs, the core's, the global and the given plugins.
 
-    The plugins registered with :func:`register_everywhere` are registered
-    on it too, after the others, and it gets those registered later.
+    Those registered everywhere come last, now and later.
     """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
@@ -267,10 +241,8 @@ def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
 def register_everywhere(plugin: object) -> None:
     """Register ``plugin`` on every Broadcast of this process, existing and future.
 
-    This is how :func:`broadcasting.testing.fake` intercepts every publish. A
-    plugin registered this way comes after each Broadcast's own, so among
-    implementations of equal priority it is called first. Undo it with
-    :func:`unregister_everywhere`.
+    How ``broadcasting.testing.fake`` intercepts every publish: registered after
+    each Broadcast's own plugins, it is called first among equals.
     """
     with _lock:
         if any(p is plugin for p in _everywhere):

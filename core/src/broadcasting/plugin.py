@@ -1,9 +1,6 @@
-"""What a driver or plugin author uses: the Driver interface, hook markers, and their types.
+"""What a driver or plugin author uses (docs/writing-a-driver.md, docs/hooks.md).
 
-A driver subclasses :class:`Driver` and is published under the
-``broadcasting.drivers`` entry-point group; a plugin implements hooks from
-:mod:`broadcasting.hookspecs` with :data:`hookimpl`. See
-``docs/writing-a-driver.md``. Applications use :mod:`broadcasting` instead.
+Applications use :mod:`broadcasting` instead.
 """
 
 from __future__ import annotations
