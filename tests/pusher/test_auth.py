@@ -93,7 +93,9 @@ def broadcast() -> Iterator[Broadcast]:
     }
     with Broadcast(config) as broadcast:
         yield with_rules(broadcast)
-        assert broadcast.driver(BroadcastPusherDriver)._pool.opened == 0, "a request was made"
+        assert broadcast.driver(BroadcastPusherDriver).driver._pool.opened == 0, (
+            "a request was made"
+        )
 
 
 @pytest.fixture
@@ -282,7 +284,7 @@ async def test_async_user_sign_in_signs_the_same(broadcast: Broadcast) -> None:
 
 
 def test_user_channel_is_the_reserved_server_to_user_channel(broadcast: Broadcast) -> None:
-    driver = broadcast.driver(BroadcastPusherDriver)
+    driver = broadcast.driver(BroadcastPusherDriver).driver
     assert driver.user_channel("42") == "#server-to-user-42"
     with pytest.raises(InputError):
         driver.user_channel("")
@@ -294,7 +296,7 @@ def test_user_channel_is_the_reserved_server_to_user_channel(broadcast: Broadcas
 
 
 def test_sign_channel_refuses_requests_it_cannot_sign(broadcast: Broadcast) -> None:
-    driver = broadcast.driver(BroadcastPusherDriver)
+    driver = broadcast.driver(BroadcastPusherDriver).driver
     with pytest.raises(InputError, match="needs a channel name"):
         driver.sign_channel(AuthRequest("private", SOCKET))
     with pytest.raises(InputError, match="needs an 'id'"):
@@ -349,7 +351,7 @@ def test_secrets_are_absent_from_errors_and_their_tracebacks(broadcast: Broadcas
 
 
 def test_answers_carry_no_secret(broadcast: Broadcast) -> None:
-    driver = broadcast.driver(BroadcastPusherDriver)
+    driver = broadcast.driver(BroadcastPusherDriver).driver
     for channel in ("private-orders.42", "presence-chat.1", "private-encrypted-orders.42"):
         body = broadcast.authorize(ANN, socket_id=SOCKET, channel_name=channel)
         assert not shows_a_secret(json.dumps(body))
@@ -376,7 +378,7 @@ def test_signing_is_fast_enough_for_a_reconnect_storm(broadcast: Broadcast) -> N
     # the driver's share of an authorization; 20,000/s is the target for
     # the whole in-process authorization, so the signing alone must beat it
     # with room to spare on a busy machine
-    driver = broadcast.driver(BroadcastPusherDriver)
+    driver = broadcast.driver(BroadcastPusherDriver).driver
     private = AuthRequest("private", SOCKET, "private-orders.1", "orders.1", ANN)
     presence = AuthRequest(
         "presence", SOCKET, "presence-chat.1", "chat.1", ANN, member={"id": 42, "name": "Ann"}

@@ -5,8 +5,9 @@ Pusher-protocol server), and the observer is a WebSocket connection to that
 same soketi speaking the Pusher protocol, as a browser's pusher-js would. It
 subscribes in ``watch()`` (and waits for ``subscription_succeeded``), so what
 it collects is what soketi actually delivered to subscribers. It also offers
-its connection's ``socket_id``, so the kit's test_socket_id checks that a
-publish with that id is not delivered to it (the sender is excluded).
+its connection's ``socket_id``, so the kit (the driver declares
+``Feature.EXCLUDE_SENDER``) checks that a publish with that id is not
+delivered to it. The webhook delivery is signed as Pusher signs one.
 
 The stand-ins: two of the ``failing_options`` go through counting proxies in
 front of soketi, because soketi cannot be made to fail that way on demand. One
@@ -28,7 +29,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import hashlib
+import hmac
+import json
 import threading
+import time
 import warnings
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -36,10 +41,10 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 from http_proxy import CountingProxy
 from pusher_ws import Event, PusherSubscriber
-from soketi_server import APP_SECRET, SoketiServer, free_port
+from soketi_server import APP_KEY, APP_SECRET, SoketiServer, free_port
 
 from broadcasting import Broadcast
-from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, Features
+from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance
 
 pytestmark = pytest.mark.soketi
 
@@ -167,10 +172,6 @@ class TestPusherConformance(DriverConformance):
     """The pusher driver, publishing to soketi and observed over soketi's WebSocket."""
 
     driver_name = "pusher"
-    # socket_id is supported and fully checked: a well-formed id that is not the
-    # observer's must still be delivered to the observer, and the observer's own
-    # connection id (PusherObserver.socket_id) must make soketi leave it out.
-    features = Features(socket_id=True)
     secrets: ClassVar[Sequence[str]] = (APP_SECRET, MASTER_KEY, WRONG_SECRET)
     invalid_channel_names: ClassVar[Sequence[str]] = (
         "has space",
@@ -211,6 +212,13 @@ class TestPusherConformance(DriverConformance):
             soketi.driver_options(port=proxy.port, retry_backoff=0.01),
             soketi.driver_options(port=losing_proxy.port, retry_backoff=0.01),
         ]
+
+    @pytest.fixture
+    def webhook_delivery(self) -> tuple[Mapping[str, str], bytes]:
+        event = {"name": "channel_occupied", "channel": "orders"}
+        body = json.dumps({"time_ms": int(time.time() * 1000), "events": [event]}).encode()
+        signature = hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        return {"X-Pusher-Key": APP_KEY, "X-Pusher-Signature": signature}, body
 
     @pytest.fixture
     def invalid_options(self, soketi: SoketiServer) -> Sequence[tuple[Mapping[str, Any], str]]:

@@ -117,7 +117,7 @@ async def test_soketis_http_200_with_a_401_body_is_auth_failed(
     soketi: SoketiServer, mode: str
 ) -> None:
     with Broadcast(seed_config(soketi.driver_options(secret=WRONG))) as broadcast:
-        driver = broadcast.driver(BroadcastPusherDriver)
+        driver = broadcast.driver(BroadcastPusherDriver).driver
         # what soketi 1.6 really answers a wrong signature: HTTP 200, the 401 in the body
         status, body = driver._client.http.send(driver._client.channels_info.make_request())
         assert (status, json.loads(body)["code"]) == (200, 401)

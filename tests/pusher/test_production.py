@@ -214,7 +214,7 @@ async def main():
     async with Broadcast(config) as broadcast:
         one = await broadcast.achannel("no-aiohttp", "alone")
         await asyncio.gather(*(broadcast.achannel("no-aiohttp", str(n)) for n in range(12)))
-        transport = type(broadcast.driver()._sessions.get()).__name__
+        transport = type(broadcast.driver().driver._sessions.get()).__name__
         await broadcast.aclose()
     return {
         "requests": one.requests,

@@ -160,9 +160,10 @@ def test_secret_objects_are_accepted() -> None:
 def test_secret_not_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": BASE}})
-    driver = broadcast.driver()
-    texts = [repr(driver), str(driver), repr(driver.settings), repr(broadcast), caplog.text]
-    assert all(SECRET not in text for text in texts)
+    broadcaster = broadcast.driver()
+    driver = broadcaster.driver
+    texts = [repr(broadcaster), repr(driver), str(driver), repr(driver.settings), repr(broadcast)]
+    assert all(SECRET not in text for text in [*texts, caplog.text])
     assert "1234567" in repr(driver)
     broadcast.close()
 
@@ -172,7 +173,7 @@ def test_connecting_makes_no_request() -> None:
     broadcast = Broadcast(
         {"DRIVER": "pusher", "DRIVERS": {"pusher": {**BASE, "host": "127.0.0.1", "port": 9}}}
     )
-    driver = broadcast.driver(BroadcastPusherDriver)
+    driver = broadcast.driver(BroadcastPusherDriver).driver
     assert isinstance(driver, BroadcastPusherDriver)
     assert driver._pool.opened == 0
     broadcast.close()
@@ -180,14 +181,14 @@ def test_connecting_makes_no_request() -> None:
 
 def test_ssl_toggle_returns_a_cached_variant() -> None:
     broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": BASE}})
-    driver = broadcast.driver("pusher")
-    plain = driver.ssl(False)
-    assert isinstance(plain, BroadcastPusherDriver)
-    assert plain is not driver
-    assert plain.settings.ssl is False and plain.settings.port == 80
-    assert driver.settings.ssl is True
-    assert driver.ssl(False) is plain
-    assert plain.ssl(True).settings.ssl is True
+    tls = broadcast.driver("pusher")
+    plain = tls.ssl(False)
+    assert isinstance(plain.driver, BroadcastPusherDriver)
+    assert plain.driver is not tls.driver
+    assert plain.driver.settings.ssl is False and plain.driver.settings.port == 80
+    assert tls.driver.settings.ssl is True
+    assert tls.ssl(False) is plain
+    assert plain.ssl(True).driver.settings.ssl is True
     broadcast.close()
 
 

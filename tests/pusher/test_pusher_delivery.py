@@ -51,7 +51,7 @@ async def test_seed_examples(soketi: SoketiServer, subscribe: Subscribe) -> None
     }
     with Broadcast(config) as broadcast:
         assert "pusher" in str(broadcast)
-        assert isinstance(broadcast.driver("pusher"), BroadcastPusherDriver)
+        assert isinstance(broadcast.driver("pusher").driver, BroadcastPusherDriver)
 
         broadcast.channel("channel_name", "message")
         event = await sub.next_event()
@@ -176,7 +176,7 @@ async def test_encrypted_channel(soketi: SoketiServer, subscribe: Subscribe) -> 
         driver = broadcast.driver(BroadcastPusherDriver)
         sub = await subscribe()
         secret_channels = ["private-encrypted-a", "private-encrypted-b"]
-        auths = {c: driver.pusher.authenticate(c, sub.socket_id) for c in secret_channels}
+        auths = {c: driver.driver.pusher.authenticate(c, sub.socket_id) for c in secret_channels}
         await sub.subscribe(
             *secret_channels, "plain", auth={c: a["auth"] for c, a in auths.items()}
         )
@@ -225,7 +225,7 @@ async def test_server_payload_limit_is_a_clear_error(soketi: SoketiServer) -> No
     with Broadcast(config) as broadcast:
         with pytest.raises(PublishError) as info:
             broadcast.channel("big", "x" * 10241)
-        assert (info.value.status, info.value.retryable) == (413, False)
+        assert (info.value.status, info.value.kind, info.value.retryable) == (413, "invalid", False)
         assert "less than 10 KB" in str(info.value)
         with pytest.raises(PublishError) as info:
             await broadcast.achannel("big", "x" * 10241)

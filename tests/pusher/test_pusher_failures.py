@@ -48,6 +48,7 @@ async def test_wrong_secret_is_a_clear_auth_error(
         await publish(broadcast, mode, "a", "x")
     error = info.value
     assert (error.driver, error.status, error.retryable) == ("pusher", 401, False)
+    assert error.kind == "auth" and "kind=auth" in str(error)  # soketi's HTTP 200 says 401
     assert "authentication failed" in str(error) and "check the app key and secret" in str(error)
     assert "The secret authentication failed" in str(error), "the server's own words"
     assert (error.failed, error.delivered, error.unknown) == (("a",), (), ())
@@ -71,14 +72,14 @@ async def test_stopped_server_then_back(own_soketi: SoketiServer) -> None:
     server = own_soketi
     options = server.driver_options(retries=2, retry_backoff=0.01, retry_max_backoff=0.02)
     broadcast = Broadcast(seed_config(options))
-    driver = broadcast.driver(BroadcastPusherDriver)
+    driver = broadcast.driver(BroadcastPusherDriver).driver
     assert broadcast.channel("up", "before").requests == 1
 
     server.stop()
     opened = driver._pool.opened
     with pytest.raises(PublishError) as info:
         broadcast.channel("up", "while down")
-    assert (info.value.status, info.value.retryable) == (None, True)
+    assert (info.value.status, info.value.kind, info.value.retryable) == (None, "unavailable", True)
     assert (info.value.failed, info.value.unknown) == (("up",), ())
     assert "could not reach" in str(info.value)
     assert driver._pool.opened - opened == 3, "first try + 2 retries"

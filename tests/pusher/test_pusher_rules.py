@@ -1,7 +1,7 @@
 """Pusher's publishing rules, enforced before any request.
 
 The driver here points at a loopback port where nothing listens; each test
-also checks that no connection was attempted (``_pool.opened`` stays 0), so a
+also checks that no connection was attempted (the driver's ``_pool.opened`` stays 0), so a
 rule that slipped through to the network would fail the test either way.
 """
 
@@ -18,6 +18,7 @@ from pusher.crypto import encrypt
 
 from broadcasting import (
     Broadcast,
+    Broadcaster,
     ConfigurationError,
     InputError,
     InvalidChannelError,
@@ -31,7 +32,7 @@ MASTER = base64.b64encode(bytes(range(32))).decode()
 
 
 @pytest.fixture
-def driver() -> Iterator[BroadcastPusherDriver]:
+def broadcaster() -> Iterator[Broadcaster[BroadcastPusherDriver]]:
     options = {
         "app_id": "1",
         "key": "k",
@@ -42,9 +43,9 @@ def driver() -> Iterator[BroadcastPusherDriver]:
         "retries": 0,
     }
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as broadcast:
-        driver = broadcast.driver(BroadcastPusherDriver)
-        yield driver
-        assert driver._pool.opened == 0, "a request was attempted"
+        broadcaster = broadcast.driver(BroadcastPusherDriver)
+        yield broadcaster
+        assert broadcaster.driver._pool.opened == 0, "a request was attempted"
 
 
 @pytest.mark.parametrize(
@@ -59,16 +60,16 @@ def driver() -> Iterator[BroadcastPusherDriver]:
         "new\nline",
     ],
 )
-def test_bad_channel_names(driver: BroadcastPusherDriver, channel: str) -> None:
+def test_bad_channel_names(broadcaster: Broadcaster[BroadcastPusherDriver], channel: str) -> None:
     with pytest.raises(InvalidChannelError):
-        driver.channel(channel, "x")
+        broadcaster.channel(channel, "x")
 
 
-def test_channel_rule_is_explained(driver: BroadcastPusherDriver) -> None:
+def test_channel_rule_is_explained(broadcaster: Broadcaster[BroadcastPusherDriver]) -> None:
     with pytest.raises(InvalidChannelError, match=r"A-Z a-z 0-9 _ - = @ , \. ;"):
-        driver.channel("bad channel", "x")
+        broadcaster.channel("bad channel", "x")
     with pytest.raises(InvalidChannelError, match="server-to-user"):
-        driver.channel("#server-to-user-1", "x")
+        broadcaster.channel("#server-to-user-1", "x")
 
 
 def test_longest_and_widest_legal_channel_pass_validation() -> None:
@@ -77,34 +78,38 @@ def test_longest_and_widest_legal_channel_pass_validation() -> None:
     _rules.validate(message, has_master_key=False)
 
 
-def test_event_name_limit(driver: BroadcastPusherDriver) -> None:
+def test_event_name_limit(broadcaster: Broadcaster[BroadcastPusherDriver]) -> None:
     with pytest.raises(InvalidEventError, match="201"):
-        driver.channel("a", "x", "e" * 201)
+        broadcaster.channel("a", "x", "e" * 201)
 
 
 @pytest.mark.parametrize("event", ["pusher:subscribe", "pusher_internal:member_added"])
-def test_protocol_event_names_are_reserved(driver: BroadcastPusherDriver, event: str) -> None:
+def test_protocol_event_names_are_reserved(
+    broadcaster: Broadcaster[BroadcastPusherDriver], event: str
+) -> None:
     with pytest.raises(InvalidEventError, match="reserved"):
-        driver.channel("a", "x", event)
+        broadcaster.channel("a", "x", event)
 
 
 @pytest.mark.parametrize("socket_id", ["abc", "1.2.3", "12", ".5", "1.", "1.2\n"])
-def test_socket_id_format(driver: BroadcastPusherDriver, socket_id: str) -> None:
-    with pytest.raises(InputError, match="socket id"):
-        driver.channel("a", "x", socket_id=socket_id)
+def test_socket_id_format(broadcaster: Broadcaster[BroadcastPusherDriver], socket_id: str) -> None:
+    with pytest.raises(InputError, match="is not a connection id"):
+        broadcaster.channel("a", "x", socket_id=socket_id)
 
 
-def test_encrypted_channel_needs_master_key(driver: BroadcastPusherDriver) -> None:
+def test_encrypted_channel_needs_master_key(
+    broadcaster: Broadcaster[BroadcastPusherDriver],
+) -> None:
     with pytest.raises(ConfigurationError, match="encryption_master_key_base64"):
-        driver.channel(["a", "private-encrypted-b"], "x")
+        broadcaster.channel(["a", "private-encrypted-b"], "x")
 
 
-def test_payload_limit_counts_utf8_bytes(driver: BroadcastPusherDriver) -> None:
+def test_payload_limit_counts_utf8_bytes(broadcaster: Broadcaster[BroadcastPusherDriver]) -> None:
     with pytest.raises(PayloadTooLargeError) as info:
-        driver.channel("a", "é" * 5121)  # 5,121 characters, 10,242 bytes
+        broadcaster.channel("a", "é" * 5121)  # 5,121 characters, 10,242 bytes
     assert (info.value.size, info.value.limit) == (10242, 10240)
     with pytest.raises(PayloadTooLargeError):
-        driver.channel("a", {"text": "€" * 3410})  # JSON as sent: 10,241 bytes
+        broadcaster.channel("a", {"text": "€" * 3410})  # JSON as sent: 10,241 bytes
 
 
 def test_encrypted_payload_size_is_what_is_sent() -> None:

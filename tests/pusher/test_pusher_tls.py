@@ -62,7 +62,7 @@ async def test_publishes_over_tls(
     async with PusherSubscriber(tls_soketi.ws_url(), ssl=client_context) as sub:
         await sub.subscribe("secure")
         with Broadcast(config(tls_soketi)) as broadcast:
-            assert broadcast.driver().settings.base_url.startswith("https://")
+            assert broadcast.driver().driver.settings.base_url.startswith("https://")
             broadcast.channel("secure", "over https, sync")
             await broadcast.achannel("secure", "over https, async")
             await broadcast.aclose()

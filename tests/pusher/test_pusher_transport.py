@@ -36,7 +36,7 @@ def test_sync_pool_keeps_one_connection_alive(proxied: Broadcast, proxy: Countin
 
 
 async def test_async_session_is_shared(proxied: Broadcast, proxy: CountingProxy) -> None:
-    driver = proxied.driver(BroadcastPusherDriver)
+    driver = proxied.driver(BroadcastPusherDriver).driver
     for n in range(20):
         await proxied.achannel("keep", {"n": n})
     assert len(proxy.posts()) == 20  # one after another: one request each
@@ -124,18 +124,19 @@ async def test_a_connection_idle_too_long_is_not_reused(
 def test_soketi_closes_every_connection(soketi: SoketiServer) -> None:
     # what the pool meets on soketi itself: no keep-alive, a new connection per request
     with Broadcast(seed_config(soketi.driver_options())) as broadcast:
-        driver = broadcast.driver(BroadcastPusherDriver)
+        driver = broadcast.driver(BroadcastPusherDriver).driver
         for _ in range(3):
             broadcast.channel("a", "x")
         assert driver._pool.opened == 3
 
 
 def test_close_then_reconnect_lazily(proxied: Broadcast, proxy: CountingProxy) -> None:
-    driver = proxied.driver(BroadcastPusherDriver)
+    broadcaster = proxied.driver(BroadcastPusherDriver)
+    driver = broadcaster.driver
 
     async def publish_twice() -> None:
-        await driver.achannel("c", "1")
-        await driver.achannel("c", "2")
+        await broadcaster.achannel("c", "1")
+        await broadcaster.achannel("c", "2")
 
     proxied.channel("c", "sync")
     asyncio.run(publish_twice())
@@ -145,33 +146,33 @@ def test_close_then_reconnect_lazily(proxied: Broadcast, proxy: CountingProxy) -
     assert len(driver._pool._idle) == 1
     proxied.close()
     assert driver._pool._idle == []
-    # the same Broadcast (and even the old driver object) still publishes
+    # the same Broadcast (and even the old broadcaster) still publishes
     assert proxied.channel("c", "after close").requests == 1
-    assert driver.channel("c", "old driver").requests == 1
-    assert asyncio.run(driver.achannel("c", "async after close")).requests == 1
+    assert broadcaster.channel("c", "old broadcaster").requests == 1
+    assert asyncio.run(broadcaster.achannel("c", "async after close")).requests == 1
     proxied.close()
-    driver.close()  # Broadcast.close() let go of it at the first close
+    broadcaster.close()  # Broadcast.close() let go of it at the first close
 
 
 async def test_aclose_closes_this_loops_session(proxied: Broadcast) -> None:
-    driver = proxied.driver(BroadcastPusherDriver)
+    broadcaster = proxied.driver(BroadcastPusherDriver)
     await proxied.achannel("c", "x")
-    session = driver._sessions.get()
+    session = broadcaster.driver._sessions.get()
     await proxied.aclose()
     assert session.closed
-    await driver.achannel("c", "reopened")
-    assert driver._sessions.created == 2
-    await driver.aclose()
+    await broadcaster.achannel("c", "reopened")
+    assert broadcaster.driver._sessions.created == 2
+    await broadcaster.aclose()
 
 
 def test_close_reaches_a_session_on_another_threads_loop(proxied: Broadcast) -> None:
-    driver = proxied.driver(BroadcastPusherDriver)
+    broadcaster = proxied.driver(BroadcastPusherDriver)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        asyncio.run_coroutine_threadsafe(driver.achannel("c", "x"), loop).result(10)
-        ((_, session),) = driver._sessions.items()
+        asyncio.run_coroutine_threadsafe(broadcaster.achannel("c", "x"), loop).result(10)
+        ((_, session),) = broadcaster.driver._sessions.items()
         proxied.close()  # from this thread, while that loop runs
         assert session.closed
     finally:
@@ -190,7 +191,7 @@ async def test_sdk_calls_go_through_the_drivers_backends(
     proxied: Broadcast, proxy: CountingProxy, subscribe: Subscribe
 ) -> None:
     await subscribe("occupied")
-    driver = proxied.driver(BroadcastPusherDriver)
+    driver = proxied.driver(BroadcastPusherDriver).driver
     info = driver.pusher.channels_info()
     assert "occupied" in info["channels"]
     info = await driver.apusher.channel_info("occupied")
@@ -248,7 +249,7 @@ async def test_encrypted_channels_in_a_shared_request(
         port=proxy.port, batch_in_flight=1, encryption_master_key_base64=master
     )
     with Broadcast(seed_config(options)) as broadcast:
-        driver = broadcast.driver(BroadcastPusherDriver)
+        driver = broadcast.driver(BroadcastPusherDriver).driver
         sub = await subscribe()
         auth = driver.pusher.authenticate("private-encrypted-2", sub.socket_id)
         await sub.subscribe(

@@ -28,7 +28,7 @@ MASTER_B64 = base64.b64encode(MASTER_KEY).decode()
 def test_the_driver_holds_no_secret_as_text_after_using_every_path(soketi: SoketiServer) -> None:
     options = soketi.driver_options(encryption_master_key_base64=MASTER_B64, retries=0)
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as broadcast:
-        driver = broadcast.driver()
+        driver = broadcast.driver().driver
         broadcast.channel("orders", {"id": 1}, "shipped")
         broadcast.channel("private-encrypted-orders", {"id": 2}, "shipped")
         asyncio.run(broadcast.achannel(["orders", "audit"], {"id": 3}, "shipped"))

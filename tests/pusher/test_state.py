@@ -33,7 +33,7 @@ from broadcasting import (
     Member,
     PresenceChannel,
     PrivateChannel,
-    PublishError,
+    QueryError,
 )
 
 pytestmark = pytest.mark.soketi
@@ -189,8 +189,9 @@ def test_bad_input_is_refused_before_connecting(refusing: ConnectAttempts) -> No
     with Broadcast(config) as broadcast:
         with pytest.raises(InvalidChannelError):
             broadcast.members("orders")
-        with pytest.raises(PublishError, match="could not reach"):
+        with pytest.raises(QueryError, match="could not reach") as error:
             broadcast.occupied_channels()  # the port really refuses: this one tried
+        assert (error.value.kind, error.value.status) == ("unavailable", None)
     assert refusing.count == 1
 
 
@@ -200,7 +201,10 @@ async def test_service_errors_are_typed_including_soketis_http_200_with_an_error
 ) -> None:
     wrong = {"DRIVER": "pusher", "DRIVERS": {"pusher": soketi.driver_options(secret="nope")}}
     unknown = {"DRIVER": "pusher", "DRIVERS": {"pusher": soketi.driver_options(app_id="999")}}
-    for config, status, said in ((wrong, 401, "secret"), (unknown, 404, "999")):
+    for config, status, kind, said in (
+        (wrong, 401, "auth", "secret"),
+        (unknown, 404, "invalid", "999"),
+    ):
         with Broadcast(config) as broadcast:
             calls: list[tuple[str, tuple[str, ...]]] = [
                 ("occupied_channels", ()),
@@ -215,11 +219,36 @@ async def test_service_errors_are_typed_including_soketis_http_200_with_an_error
                         return getattr(broadcast, name)(*args)
                     return await getattr(broadcast, f"a{name}")(*args)
 
-                with pytest.raises(PublishError) as error:
+                with pytest.raises(QueryError) as error:
                     await query()
-                assert error.value.status == status, name
+                assert (error.value.status, error.value.kind) == (status, kind), name
                 assert said in str(error.value)
                 assert "nope" not in str(error.value)
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+async def test_no_answer_to_a_query_is_an_unavailable_query_error(
+    soketi: SoketiServer, proxy: CountingProxy, path: str
+) -> None:
+    proxy.delay(2.0, times=None)
+    options = soketi.driver_options(port=proxy.port, timeout=0.3)
+    with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as broadcast:
+
+        async def terminate() -> None:
+            if path == "sync":
+                broadcast.terminate_user("7")
+            else:
+                await broadcast.aterminate_user("7")
+
+        with pytest.raises(QueryError) as error:
+            await terminate()
+    assert (error.value.kind, error.value.status, error.value.retryable) == (
+        "unavailable",
+        None,
+        True,
+    )
+    assert "no answer from" in str(error.value) and "delivered" not in str(error.value)
+    assert len(proxy.requests) == 1, "a query is never retried"
 
 
 async def test_channel_info_asks_again_without_subscription_count_when_the_app_refuses_it(
@@ -246,13 +275,13 @@ async def test_a_refusal_that_is_not_about_counting_is_raised(
     via_proxy: Broadcast, proxy: CountingProxy
 ) -> None:
     proxy.fail(400, {"error": "bad request", "code": 400}, times=None)
-    with pytest.raises(PublishError) as error:
+    with pytest.raises(QueryError) as error:
         via_proxy.channel_info("orders")
-    assert error.value.status == 400
+    assert (error.value.status, error.value.kind) == (400, "invalid")
     assert len(proxy.requests) == 2  # asked once more without the attribute, refused again
     proxy.clear()
     proxy.fail(400, {"error": "bad request", "code": 400}, times=None)
-    with pytest.raises(PublishError):
+    with pytest.raises(QueryError):
         via_proxy.channel_info("orders")
     assert "subscription_count" in proxy.requests[0].path  # still asked for: not learned
 
@@ -302,7 +331,7 @@ async def test_the_sdks_own_terminate_path_is_not_routed_by_soketi(
     config = {"DRIVER": "pusher", "DRIVERS": {"pusher": user_soketi.driver_options()}}
     with Broadcast(config) as broadcast:
         with pytest.raises(Exception, match="404"):
-            broadcast.driver().pusher.terminate_user_connections("carol")
+            broadcast.driver().driver.pusher.terminate_user_connections("carol")
         # still connected: a publish after it arrives
         await broadcast.achannel("sdk-terminate", "still here", "ping")
         assert (await client.next_event()).data == "still here"

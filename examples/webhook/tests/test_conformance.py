@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from broadcasting.testing import DeliveryRecorder, DriverConformance, Features
+from broadcasting.testing import DeliveryRecorder, DriverConformance
 
 from broadcasting_webhook.receiver import WebhookReceiver
 
@@ -18,10 +18,9 @@ WRONG_SECRET = "whsec-not-the-receivers-secret"
 
 
 class TestWebhookConformance(DriverConformance):
-    """Every behaviour the kit checks; the webhook driver supports all but socket_id."""
+    """Every behaviour the kit checks; the webhook driver declares no Feature (no socket_id)."""
 
     driver_name = "webhook"
-    features = Features(socket_id=False)
 
     @pytest.fixture
     def declared_secrets(self, secret: str, token: str) -> Sequence[str]:

@@ -98,7 +98,7 @@ def test_a_lost_answer_is_sent_again_when_the_receiver_deduplicates(
     receiver.deduplicate = True
     config = _config(receiver.url, secret, receiver_deduplicates=True)
     with Broadcast(config) as broadcast:
-        assert broadcast.driver().capabilities.deduplicates is True
+        assert broadcast.driver().driver.capabilities.deduplicates is True
         receipt = _publish(broadcast, mode, "orders", {"n": 1})
     assert receipt.requests == 2
     requests = receiver.requests
@@ -164,7 +164,7 @@ def test_connection_refused_is_retried(
     first_errors: list[PublishError] = []
     try:
         with Broadcast(_config(closed_url, secret, retries=2)) as broadcast:
-            driver = broadcast.driver()
+            driver = broadcast.driver().driver
             assert isinstance(driver, BroadcastWebhookDriver)
             real_send = driver.send
 
@@ -202,6 +202,7 @@ def test_connection_refused_every_time_fails_every_channel(
     assert error.failed == ("orders", "audit")
     assert (error.delivered, error.unknown) == ((), ())
     assert (error.status, error.retryable, error.maybe_delivered) == (None, True, False)
+    assert error.kind == "unavailable"
     assert error.requests == 3
     assert "ConnectionRefusedError" in str(error)
     assert token not in str(error)
@@ -209,20 +210,27 @@ def test_connection_refused_every_time_fails_every_channel(
 
 
 @pytest.mark.parametrize(
-    ("status", "retryable", "maybe_delivered"),
+    ("status", "kind", "retryable", "maybe_delivered"),
     [
-        (500, True, True),
-        (502, True, True),
-        (408, True, False),
-        (425, True, False),
-        (429, True, False),
-        (400, False, False),
-        (404, False, False),
-        (413, False, False),
+        (500, "unavailable", True, True),
+        (502, "unavailable", True, True),
+        (408, "unavailable", True, False),
+        (425, "invalid", True, False),
+        (429, "limit", True, False),
+        (400, "invalid", False, False),
+        (401, "auth", False, False),
+        (403, "permission", False, False),
+        (404, "invalid", False, False),
+        (413, "invalid", False, False),
     ],
 )
 def test_status_mapping(
-    receiver: WebhookReceiver, secret: str, status: int, retryable: bool, maybe_delivered: bool
+    receiver: WebhookReceiver,
+    secret: str,
+    status: int,
+    kind: str,
+    retryable: bool,
+    maybe_delivered: bool,
 ) -> None:
     """Each status's answer, and what the core makes of it with ``retries=2``.
 
@@ -232,6 +240,7 @@ def test_status_mapping(
     with Broadcast(_config(receiver.url, secret, retries=2)) as broadcast:
         error = _failed(broadcast, "sync", "orders", {"n": 1})
     assert (error.status, error.retryable, error.driver) == (status, retryable, "webhook")
+    assert error.kind == kind  # what the core decides on (an auth failure stops a fan-out)
     assert error.maybe_delivered is maybe_delivered
     assert (error.unknown if maybe_delivered else error.failed) == ("orders",)
     sent = 3 if retryable and not maybe_delivered else 1
@@ -312,7 +321,7 @@ def test_a_fan_out_is_split_by_the_core(
     """``channels_per_request=2`` and five channels: three requests, each with its own id."""
     channels = ["a", "b", "c", "d", "e"]
     with Broadcast(_config(receiver.url, secret, channels_per_request=2)) as broadcast:
-        assert broadcast.driver().capabilities.channels_per_request == 2
+        assert broadcast.driver().driver.capabilities.channels_per_request == 2
         receipt = _publish(broadcast, mode, channels, {"n": 1}, "fan")
     assert receipt.requests == 3
     assert receipt.channels == tuple(channels)

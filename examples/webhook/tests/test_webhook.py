@@ -64,21 +64,23 @@ def test_found_through_its_entry_point(receiver: WebhookReceiver, secret: str) -
     assert seed_name is BroadcastWebhookDriver
     assert not hasattr(broadcasting_webhook, "broadcasting_connect")  # no hook needed
     with Broadcast(_config(receiver.url, secret)) as broadcast:
-        driver = broadcast.driver()
-        assert isinstance(driver, BroadcastWebhookDriver)
-        assert broadcast.driver(BroadcastWebhookDriver) is driver
-        assert driver.endpoint == receiver.base_url
+        broadcaster = broadcast.driver()
+        assert isinstance(broadcaster.driver, BroadcastWebhookDriver)
+        assert broadcast.driver(BroadcastWebhookDriver) is broadcaster
+        assert broadcaster.driver.endpoint == receiver.base_url
 
 
 def test_delivery_options_are_the_cores(receiver: WebhookReceiver, secret: str) -> None:
-    """``retries`` & co. reach the core (driver.delivery), never the driver's from_config."""
+    """``retries`` & co. reach the core (the broadcaster's delivery), never from_config."""
     config = _config(receiver.url, secret, retries=5, at_least_once=True, batch=False)
     with Broadcast(config) as broadcast:
-        driver = broadcast.driver()
-        assert driver.delivery.retry.retries == 5
-        assert driver.delivery.retry.backoff == 0.01
-        assert driver.delivery.at_least_once is True
-        assert driver.capabilities == Capabilities(channels_per_request=100, deduplicates=False)
+        broadcaster = broadcast.driver()
+        assert broadcaster.delivery.retry.retries == 5
+        assert broadcaster.delivery.retry.backoff == 0.01
+        assert broadcaster.delivery.at_least_once is True
+        assert broadcaster.driver.capabilities == Capabilities(
+            channels_per_request=100, deduplicates=False
+        )
     with pytest.raises(ConfigurationError) as info:
         BroadcastWebhookDriver.from_config({"url": receiver.url, "secret": secret, "retries": 1})
     assert info.value.key == "retries"  # only the core knows it
@@ -170,7 +172,7 @@ def test_a_str_message_is_a_json_string(broadcast: Broadcast, receiver: WebhookR
 def test_payload_size_is_the_whole_body(receiver: WebhookReceiver, secret: str) -> None:
     """max_payload_bytes limits the request body, envelope included."""
     with Broadcast(_config(receiver.url, secret, max_payload_bytes=2048)) as broadcast:
-        driver = broadcast.driver()
+        driver = broadcast.driver().driver
         assert driver.limits.max_payload_bytes == 2048
         broadcast.channel("c", "x" * 1900)
         [request] = receiver.requests
@@ -186,7 +188,7 @@ def test_payload_size_of_a_split_fan_out_is_its_largest_request(
     """Each request lists only its own channels: the largest body is what is limited."""
     channels = [f"channel-{n:03d}" for n in range(30)]
     with Broadcast(_config(receiver.url, secret, channels_per_request=10)) as broadcast:
-        driver = broadcast.driver()
+        driver = broadcast.driver().driver
         assert isinstance(driver, BroadcastWebhookDriver)
         receipt = broadcast.channel(channels, {"n": 1}, "fan")
         message = Message(tuple(channels), "fan", {"n": 1}, '{"n":1}', receipt.message_id)
@@ -295,7 +297,7 @@ def test_more_configuration_errors(options: Mapping[str, Any], key: str, secret:
 
 def test_repr_shows_the_endpoint_only(receiver: WebhookReceiver, secret: str, token: str) -> None:
     with Broadcast(_config(receiver.url + "?sig=qs-token-123", secret)) as broadcast:
-        driver = broadcast.driver()
+        driver = broadcast.driver().driver
         text = repr(driver)
         assert text == f"<BroadcastWebhookDriver driver='webhook' endpoint='{receiver.base_url}'>"
         for hidden in (secret, token, "qs-token-123"):

@@ -24,7 +24,7 @@ from broadcasting.plugin import Batch, Capabilities, Driver, Limits, Message, Se
 
 from broadcasting_webhook._signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: Default for the ``max_payload_bytes`` option: the whole JSON body, in bytes.
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024
@@ -79,7 +79,6 @@ class BroadcastWebhookDriver(Driver):
     name = "webhook"
     #: the URL's path and query often carry a token: the core keeps the option wrapped
     secret_options = frozenset({"url"})
-    supports_socket_id = False
 
     def __init__(
         self,

@@ -12,6 +12,6 @@ from __future__ import annotations
 from broadcasting_pusher._driver import BroadcastPusherDriver
 from broadcasting_pusher._settings import PusherSettings, parse_settings
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = ["BroadcastPusherDriver", "PusherSettings", "__version__", "parse_settings"]

@@ -9,7 +9,8 @@ checks, made before this point, are the authoritative ones.
 An answer is read by :func:`check_answer`: a 4xx certainly did not deliver
 (``maybe_delivered=False``), a 5xx or a success that cannot be read may have.
 What the absence of an answer means is the transport's business
-(:mod:`broadcasting_pusher._transport`).
+(:mod:`broadcasting_pusher._transport`). A request that publishes nothing (a
+state query, terminate_user, the health check) fails with a QueryError.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from urllib.parse import urlencode
 from pusher.crypto import encrypt
 from pusher.http import POST, Request
 
-from broadcasting import PublishError
-from broadcasting.plugin import Batch, Part, Secret
+from broadcasting.plugin import Batch, Part, PublishError, QueryError, Secret, ServiceError
 from broadcasting_pusher._rules import is_encrypted
 from broadcasting_pusher._settings import NAME, PusherSettings
 
@@ -85,6 +85,21 @@ def request_for(client: Any, batch: Batch, master_key: Secret | None) -> Request
     return _batch_request(client, batch.parts, master_key)
 
 
+def publishes(request: Request) -> bool:
+    """Whether ``request`` publishes (``/events``, ``/batch_events``) rather than queries."""
+    path: str = request.path
+    return path.endswith(("/events", "/batch_events"))
+
+
+def service_error(
+    text: str, *, query: bool, maybe_delivered: bool = False, **service: Any
+) -> ServiceError:
+    """A QueryError for a request that publishes nothing, else a PublishError."""
+    if query:
+        return QueryError(text, driver=NAME, **service)
+    return PublishError(text, driver=NAME, maybe_delivered=maybe_delivered, **service)
+
+
 def query_path(request: Request) -> str:
     """The request's path with its signed, URL-encoded query string."""
     return f"{request.path}?{urlencode(sorted(request.query_params.items()))}"
@@ -103,13 +118,16 @@ def scrub(text: str, settings: PusherSettings) -> str:
     return text[:_MAX_SERVER_TEXT]
 
 
-def check_answer(status: int, body: bytes, settings: PusherSettings) -> None:
-    """Return if the server acknowledged the request; raise PublishError for any other answer.
+def check_answer(
+    status: int, body: bytes, settings: PusherSettings, *, query: bool = False
+) -> None:
+    """Return if the server acknowledged the request; raise a ServiceError for any other answer.
 
     soketi 1.6 answers API errors with HTTP 200 and ``{"error": ..., "code": N}``
     (its status line is written too late to count); such an answer is an error
     with status ``N``, not a success. A 4xx was certainly not delivered; a 5xx,
-    or a success that cannot be read, may have been.
+    or a success that cannot be read, may have been. A PublishError, or a
+    QueryError with ``query`` (the request publishes nothing).
     """
     text = body.decode("utf-8", "replace")
     try:
@@ -125,14 +143,15 @@ def check_answer(status: int, body: bytes, settings: PusherSettings) -> None:
         if isinstance(data.get("error"), str):
             server_text = data["error"]
             if 200 <= status < 300 and isinstance(raw_code, int) and raw_code >= 400:
-                status = raw_code
+                status = raw_code  # what soketi meant: the kind follows it
     if 200 <= status < 300:
         if data is not None:
             return
-        raise PublishError(
+        raise service_error(
             f"{NAME}: the server at {settings.base_url} answered HTTP {status} with a body "
-            "that is not JSON (is it a Pusher-protocol server?); it may have been delivered",
-            driver=NAME,
+            "that is not JSON (is it a Pusher-protocol server?)"
+            + ("" if query else "; it may have been delivered"),
+            query=query,
             status=status,
             maybe_delivered=True,
         )
@@ -141,10 +160,10 @@ def check_answer(status: int, body: bytes, settings: PusherSettings) -> None:
     if status == 400 and data is None and not settings.ssl:
         # what a TLS port of nginx and most load balancers answers to plain HTTP
         said += (" " if said else "") + "(does the server expect TLS? then set ssl=True)"
-    raise PublishError(
+    raise service_error(
         f"{NAME}: {settings.base_url} answered HTTP {status} ({hint})"
         + (f": {said!r}" if said else ""),
-        driver=NAME,
+        query=query,
         status=status,
         code=code,
         retryable=status in RETRYABLE_STATUSES or status >= 500,

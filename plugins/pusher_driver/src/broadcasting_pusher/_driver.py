@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pusher import Pusher
 
-from broadcasting import ChannelInfo, ConfigurationError, Health, Member, PublishError, WebhookEvent
+from broadcasting import ChannelInfo, ConfigurationError, Health, Member, QueryError, WebhookEvent
 from broadcasting.plugin import AuthRequest, Batch, Capabilities, Driver, Feature, Heard, Message
 from broadcasting_pusher import _auth, _listen, _rules, _state, _webhooks
 from broadcasting_pusher._api import check_answer, request_for
@@ -30,24 +30,11 @@ if TYPE_CHECKING:
 class BroadcastPusherDriver(Driver):
     """Publishes through the Pusher Channels HTTP API (or soketi, Laravel Reverb...).
 
-    Options (the ``pusher`` entry of ``DRIVERS``): ``app_id`` (numeric),
-    ``key`` (or the seed's ``client``), ``secret``, then optionally
-    ``cluster``, ``host``, ``port``, ``ssl`` (default True), ``timeout``
-    (seconds, default 5), ``encryption_master_key_base64`` (for
-    ``private-encrypted-`` channels), ``max_payload_bytes`` (default 10240)
-    and ``max_connections`` (default 10). The core's delivery options
-    (``retries``, ``at_least_once``, ``batch``, ``batch_in_flight``) go in
-    the same entry.
-
-    The driver sends one request at a time and says what Pusher answered;
-    the core plans the requests (100 channels each, each encrypted channel
-    alone, up to 10 events of concurrent async publishes in one
-    ``/batch_events``) and retries only what cannot be delivered twice.
-    Sync requests share a keep-alive connection pool (thread-safe, and
-    fork-safe: a forked worker lets go of the parent's connections); async
-    ones share one ``aiohttp`` session per event loop (or, without aiohttp,
-    the pool in worker threads). Both are closed by :meth:`close` /
-    :meth:`aclose` and reopened on demand.
+    Options: see the README (``app_id``, ``key``/``client``, ``secret``, ``cluster``,
+    ``host``, ``port``, ``ssl``, ``timeout``, ``encryption_master_key_base64``,
+    ``max_payload_bytes``, ``max_connections``). It sends one request at a time and
+    says what Pusher answered; the core plans, batches and retries. Sync requests
+    share a fork-safe keep-alive pool, async ones one aiohttp session per loop.
     """
 
     name = NAME
@@ -145,7 +132,7 @@ class BroadcastPusherDriver(Driver):
     # -- the Driver API ----------------------------------------------------------
 
     def validate(self, message: Message) -> None:
-        """Pusher's own rules: event names, socket ids, a master key for encrypted channels."""
+        """Pusher's own rules: reserved event names, a master key for encrypted channels."""
         _rules.validate(message, has_master_key=self._master_key is not None)
 
     def payload_size(self, message: Message) -> int:
@@ -198,7 +185,7 @@ class BroadcastPusherDriver(Driver):
         return request
 
     def _channels_listed(self, status: int, body: bytes) -> str:
-        """The detail of an answered check, or the PublishError the answer deserves."""
+        """The detail of an answered check, or the QueryError the answer deserves."""
         s = self.settings
         where = f"GET /apps/{s.app_id}/channels"
         data: Any = None
@@ -207,7 +194,7 @@ class BroadcastPusherDriver(Driver):
                 data = json.loads(body)
             except ValueError:
                 raise self._not_pusher(where, f"HTTP {status} but not JSON") from None
-        check_answer(status, body, s)  # refusals, soketi's HTTP 200 with an error body too
+        check_answer(status, body, s, query=True)  # soketi's HTTP 200 with an error body too
         channels = data.get("channels") if isinstance(data, dict) else None
         if not isinstance(channels, dict):
             raise self._not_pusher(where, f"HTTP {status} but no channel list")
@@ -217,8 +204,8 @@ class BroadcastPusherDriver(Driver):
             f"{count} occupied channel{'' if count == 1 else 's'})"
         )
 
-    def _not_pusher(self, where: str, answer: str) -> PublishError:
-        return PublishError(
+    def _not_pusher(self, where: str, answer: str) -> QueryError:
+        return QueryError(
             f"{self.name}: {self.settings.base_url} answered {where} with {answer} "
             "(is it a Pusher-protocol server?)",
             driver=self.name,

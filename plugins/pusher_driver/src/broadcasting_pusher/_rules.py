@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from broadcasting import ConfigurationError, InputError, InvalidChannelError, InvalidEventError
+from broadcasting import ConfigurationError, InvalidChannelError, InvalidEventError
 from broadcasting.plugin import Limits, Message
 from broadcasting_pusher._settings import NAME
 
@@ -23,7 +23,6 @@ CHANNEL_RULE = (
     f"at most {MAX_CHANNEL_NAME_LENGTH} characters from A-Z a-z 0-9 _ - = @ , . ; "
     f"(the {RESERVED_PREFIX!r} prefix is reserved for Pusher's user events)"
 )
-SOCKET_ID_PATTERN = re.compile(r"\A[0-9]+\.[0-9]+\Z")
 #: Event names the Pusher protocol keeps for itself; clients treat them as protocol frames.
 RESERVED_EVENT_PREFIXES = ("pusher:", "pusher_internal:")
 
@@ -83,12 +82,6 @@ def validate(message: Message, *, has_master_key: bool) -> None:
             )
         if channel == ENCRYPTED_PREFIX:
             raise InvalidChannelError(f"{NAME}: {channel!r} needs a name after the prefix")
-    socket_id = message.socket_id
-    if socket_id is not None and not SOCKET_ID_PATTERN.match(socket_id):
-        raise InputError(
-            f"{NAME}: socket_id {socket_id[:40]!r} is not a Pusher socket id "
-            "(two numbers joined by a dot, e.g. '1234.5678')"
-        )
 
 
 def plan(channels: tuple[str, ...]) -> list[tuple[str, ...]]:

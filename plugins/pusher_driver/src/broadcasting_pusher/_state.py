@@ -1,30 +1,17 @@
 """Channel and presence queries over Pusher's HTTP API, on the driver's own transports.
 
 Each query is written once, as a generator that yields the SDK's signed
-:class:`pusher.http.Request` and is sent back the answer's status and body:
-:func:`run` sends its requests on the driver's keep-alive pool, :func:`arun`
-on this loop's session (as :meth:`BroadcastPusherDriver.check` does). Nothing
-is retried:
+:class:`pusher.http.Request` and is sent back the answer's status and body;
+:func:`run` sends its requests on the driver's keep-alive pool, :func:`arun` on
+this loop's session. Nothing is retried. Bad input is an :class:`InputError`
+before any request; any other answer than success (soketi's HTTP 200 with an
+error body too) or none at all is a :class:`QueryError`.
 
-* :func:`occupied_channels` -- ``GET /apps/{id}/channels?filter_by_prefix=P`` (with
-  ``info=user_count`` when ``P`` starts with ``presence-``, the only case
-  Pusher allows it);
-* :func:`channel_info` -- ``GET /apps/{id}/channels/{name}?info=subscription_count``
-  (plus ``user_count`` for a presence channel). Pusher refuses
-  ``subscription_count`` (HTTP 400) unless the app enabled subscription
-  counting; after a 400 the query is made once more without it and, if that
-  succeeds, the driver remembers not to ask again (``subscription_count`` is
-  then ``None``);
-* :func:`members` -- ``GET /apps/{id}/channels/{name}/users``;
-* :func:`terminate_user` -- ``POST /apps/{id}/users/{user}/terminate_connections``.
-  The SDK's ``terminate_user_connections`` posts to ``/users/{user}/...``
-  without the ``/apps/{id}`` prefix, which soketi and Reverb do not route.
-
-Bad input (a channel name Pusher would refuse, a non-presence channel for
-:func:`members`, an empty or invalid user id) is a :class:`InputError`
-before any request. Any answer other than success, soketi's HTTP 200 with an
-``{"error", "code"}`` body included, is a :class:`PublishError` carrying the
-HTTP status (or soketi's code); no answer at all is one with status ``None``.
+Pusher refuses ``info=subscription_count`` (HTTP 400) unless the app enabled
+subscription counting: :func:`channel_info` then asks once more without it and
+remembers not to ask again. :func:`terminate_user` builds its own request: the
+SDK's ``terminate_user_connections`` leaves out the ``/apps/{id}`` prefix, which
+soketi and Reverb do not route.
 """
 
 from __future__ import annotations
@@ -36,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pusher.http import GET, POST, Request
 
-from broadcasting import ChannelInfo, InputError, InvalidChannelError, Member, PublishError
+from broadcasting import ChannelInfo, InputError, InvalidChannelError, Member, QueryError
 from broadcasting_pusher._api import check_answer
 from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH
 
@@ -144,16 +131,16 @@ def _terminate_request(client: Any, user_id: str) -> Request:
 
 
 def _answer(driver: BroadcastPusherDriver, where: str, status: int, body: bytes) -> Any:
-    """The decoded JSON of a successful answer; a PublishError for anything else."""
-    check_answer(status, body, driver.settings)  # refusals, soketi's 200 with an error body
+    """The decoded JSON of a successful answer; a QueryError for anything else."""
+    check_answer(status, body, driver.settings, query=True)  # soketi's 200 with an error too
     try:
         return json.loads(body) if body.strip() else {}
     except ValueError:  # pragma: no cover - check_answer refuses a 2xx that is not JSON
         raise _unexpected(driver, where, status, "a body that is not JSON") from None
 
 
-def _unexpected(driver: BroadcastPusherDriver, where: str, status: int, what: str) -> PublishError:
-    return PublishError(
+def _unexpected(driver: BroadcastPusherDriver, where: str, status: int, what: str) -> QueryError:
+    return QueryError(
         f"{driver.name}: {driver.settings.base_url} answered {where} with HTTP {status} "
         f"but {what} (is it a Pusher-protocol server?)",
         driver=driver.name,
@@ -170,7 +157,7 @@ def _field(
     kind: type,
     what: str,
 ) -> Any:
-    """The ``key`` field (a ``kind``) of a successful answer; a PublishError without it."""
+    """The ``key`` field (a ``kind``) of a successful answer; a QueryError without it."""
     data = _answer(driver, where, status, body)
     value = data.get(key) if isinstance(data, dict) else None
     if not isinstance(value, kind):
@@ -242,7 +229,7 @@ def _terminated(driver: BroadcastPusherDriver, user_id: str, status: int, body: 
     _answer(driver, where, status, body)
 
 
-def _counting_refused(error: PublishError) -> bool:
+def _counting_refused(error: QueryError) -> bool:
     """Whether a refused channel-info query may be Pusher refusing ``subscription_count``."""
     return error.status == 400
 
@@ -269,7 +256,7 @@ def channel_info(driver: BroadcastPusherDriver, channel: str) -> Query[ChannelIn
     status, body = yield _info_request(driver._client, channel, attributes)
     try:
         return _channel_info(driver, channel, status, body)
-    except PublishError as error:
+    except QueryError as error:
         if "subscription_count" not in attributes or not _counting_refused(error):
             raise
     attributes.remove("subscription_count")

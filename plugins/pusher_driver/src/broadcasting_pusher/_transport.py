@@ -1,4 +1,4 @@
-"""The transport: a signed request out, its status and body back, or a PublishError.
+"""The transport: a signed request out, its status and body back, or a ServiceError.
 
 Sync requests share a :class:`ConnectionPool` of keep-alive ``http.client``
 connections; each event loop gets an ``aiohttp`` session (or, without aiohttp, a
@@ -8,6 +8,8 @@ written, a reset, timeout or closed connection may have come after the server
 processed it. An idle connection is not reused once the server closed it (its
 socket turns readable) or may be about to (idle ``MAX_IDLE`` s), so an idle timeout
 does not make a publish unknown. Until a server answered, a wrong ``ssl`` says so.
+Nothing is re-sent here (aiohttp re-sends only idempotent methods, never a publish's
+POST): one send is one request, within ``Batch.budget``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, Union
 from pusher.http import Request, process_response
 from urllib3.util import wait_for_read
 
-from broadcasting.plugin import PerLoop, PublishError
-from broadcasting_pusher._api import query_path, scrub
+from broadcasting.plugin import PerLoop, ServiceError
+from broadcasting_pusher._api import publishes, query_path, scrub, service_error
 from broadcasting_pusher._settings import NAME, PusherSettings
 
 if TYPE_CHECKING:
@@ -37,9 +39,9 @@ MAX_IDLE = 4.0  #: seconds an idle connection is kept: below servers' idle timeo
 
 
 def failure(
-    exc: BaseException, settings: PusherSettings, *, sent: bool, hint: bool = False
-) -> PublishError:
-    """A request got no answer: ``sent``, it was written in full; ``hint``: maybe wrong ssl."""
+    exc: BaseException, settings: PusherSettings, *, sent: bool, hint: bool, query: bool
+) -> ServiceError:
+    """No answer: ``sent``, the request was written in full; ``hint``: maybe wrong ssl."""
     where, within = settings.base_url, f"within {settings.timeout:g} s"
     timed_out = isinstance(exc, (TimeoutError, asyncio.TimeoutError))
     detail = scrub(str(exc), settings)
@@ -52,15 +54,11 @@ def failure(
         # a TLS error is the server's (or its certificate's) answer: sending again won't help
         retryable = not isinstance(exc, ssl.SSLError) or isinstance(exc, ssl.SSLEOFError)
         text = text or f"could not reach {where}: {detail}"
-        return PublishError(f"{NAME}: {text} (not sent){to}", driver=NAME, retryable=retryable)
+        return service_error(f"{NAME}: {text} (not sent){to}", query=query, retryable=retryable)
     text = f"no answer from {where} {within}" if timed_out else ""
     text = text or f"the connection to {where} was lost before the answer ({detail})"
-    return PublishError(
-        f"{NAME}: {text}; the request was sent, so it may have been delivered{to}",
-        driver=NAME,
-        retryable=True,
-        maybe_delivered=True,
-    )
+    text += "" if query else "; the request was sent, so it may have been delivered"
+    return service_error(f"{NAME}: {text}{to}", query=query, retryable=True, maybe_delivered=True)
 
 
 class ConnectionPool:
@@ -84,7 +82,7 @@ class ConnectionPool:
                 conn.close()
         return None
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self, query: bool) -> http.client.HTTPConnection:
         """A new connection: TCP, then the TLS handshake; either failing sent nothing."""
         s = self.settings
         with self._lock:
@@ -103,14 +101,15 @@ class ConnectionPool:
                 conn.sock = context.wrap_socket(conn.sock, server_hostname=s.host)
         except OSError as exc:
             conn.close()
-            raise failure(exc, s, sent=False, hint=handshake and not self.heard) from exc
+            hint = handshake and not self.heard
+            raise failure(exc, s, sent=False, hint=hint, query=query) from exc
         return conn
 
     def request(
-        self, method: str, target: str, body: bytes, headers: dict[str, str]
+        self, method: str, target: str, body: bytes, headers: dict[str, str], query: bool = False
     ) -> tuple[int, bytes]:
-        """Send one request: its status and body, or a PublishError when no answer came."""
-        conn = self._take() or self._connect()
+        """Send one request: its status and body, or a ServiceError when no answer came."""
+        conn = self._take() or self._connect(query)
         sent = False
         try:
             conn.request(method, target, body, headers)
@@ -122,7 +121,8 @@ class ConnectionPool:
             if not isinstance(exc, (OSError, http.client.HTTPException)):
                 raise
             # (before any answer, a new connection) closed without an answer: a TLS port?
-            raise failure(exc, self.settings, sent=sent, hint=sent and not self.heard) from exc
+            hint = sent and not self.heard
+            raise failure(exc, self.settings, sent=sent, hint=hint, query=query) from exc
         self.heard = True
         with self._lock:  # soketi closes the connection after every answer
             keep = not response.will_close and len(self._idle) < self.settings.max_connections
@@ -171,9 +171,9 @@ class PooledBackend:
     pool: ConnectionPool
 
     def send(self, request: Request) -> tuple[int, bytes]:
-        """Send a signed SDK request; raise PublishError when no answer came."""
-        target, headers = query_path(request), dict(request.headers)
-        return self.pool.request(request.method, target, request.body, headers)
+        """Send a signed SDK request; raise a ServiceError when no answer came."""
+        target, headers, query = query_path(request), dict(request.headers), not publishes(request)
+        return self.pool.request(request.method, target, request.body, headers, query)
 
     def send_request(self, request: Request) -> Any:
         """The SDK's backend contract: the decoded answer, or the SDK's own errors."""
@@ -222,12 +222,12 @@ class SessionBackend:
     heard: bool = False  #: as ConnectionPool.heard
 
     async def send(self, request: Request) -> tuple[int, bytes]:
-        """Send a signed SDK request; raise PublishError when no answer came."""
+        """Send a signed SDK request; raise a ServiceError when no answer came."""
         transport, s, new = self.sessions.get(), self.settings, not self.heard
-        target, headers = query_path(request), dict(request.headers)
+        target, headers, query = query_path(request), dict(request.headers), not publishes(request)
         method, body = request.method, request.body
         if isinstance(transport, ConnectionPool):
-            return await asyncio.to_thread(transport.request, method, target, body, headers)
+            return await asyncio.to_thread(transport.request, method, target, body, headers, query)
         import aiohttp
 
         url = s.base_url + target
@@ -236,11 +236,11 @@ class SessionBackend:
                 answer = r.status, await r.read()
         except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS: nothing sent
             tls = isinstance(exc, aiohttp.ClientSSLError)
-            raise failure(exc.os_error, s, sent=False, hint=new and tls) from exc
+            raise failure(exc.os_error, s, sent=False, hint=new and tls, query=query) from exc
         except aiohttp.ConnectionTimeoutError as exc:  # TCP or TLS handshake: nothing sent
-            raise failure(exc, s, sent=False, hint=new and s.ssl) from exc
+            raise failure(exc, s, sent=False, hint=new and s.ssl, query=query) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise failure(exc, s, sent=True, hint=new and not s.ssl) from exc
+            raise failure(exc, s, sent=True, hint=new and not s.ssl, query=query) from exc
         self.heard = True
         return answer
 
