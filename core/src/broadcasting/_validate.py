@@ -153,7 +153,10 @@ def build_message(
             raise InputError(f"{name}: socket_id is not valid UTF-8 text: {problem}")
         pattern = driver.socket_id_pattern
         if len(socket_id) > MAX_SOCKET_ID_LENGTH or pattern.fullmatch(socket_id) is None:
-            raise InputError(f"{name}: socket_id {socket_id[:40]!r} is not a connection id")
+            raise InputError(
+                f"{name}: socket_id {socket_id[:40]!r} is not a connection id "
+                f"(expected {driver.socket_id_pattern.pattern})"
+            )
     message = Message(names, event, data, text, new_message_id(), socket_id, source)
     if size >= 0:
         message._measured = (text, size)
