@@ -1,11 +1,6 @@
-"""The ``ably`` driver for ``broadcasting`` (entry point ``ably``): Ably through its ``ably`` SDK.
+"""The ``ably`` driver for ``broadcasting``: Ably through its ``ably`` SDK.
 
 The SDK is imported on first use, not with this package (``import ably`` is slow).
-
->>> from broadcasting import Broadcast
->>> broadcast = Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": {"secret": "app.key:secret"}}})
->>> broadcast.driver("ably").driver
-<BroadcastAblyDriver driver='ably' endpoint='main'>
 """
 
 from __future__ import annotations

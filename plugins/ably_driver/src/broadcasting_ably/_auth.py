@@ -1,10 +1,6 @@
 """Authorizing subscriptions on Ably: a JWT per channel, signed locally with the API key.
 
-Ably accepts a JWT signed with an API key in place of its own tokens (header
-``kid`` = the key name; claims ``iat``, ``exp``, ``x-ably-capability`` as a JSON
-string, ``x-ably-clientId``). The answer is shaped like Ably's ``TokenDetails``.
-See the package README, "Authorizing subscriptions", for what a token grants
-and what a client's held token may carry over.
+What a token grants and what a client's held token may carry over: the package README.
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from broadcasting import BadRequestError, InputError, NotSupportedError
 from broadcasting.plugin import AuthRequest, ChannelKind, Secret
@@ -26,24 +22,19 @@ from broadcasting_ably._settings import MAX_TOKEN_TTL
 
 DRIVER = "ably"
 
-#: Private and presence channels as Ably's Laravel broadcaster and Echo connector name
-#: them: the channels a client token may grant.
+#: Private and presence channels as Ably's Laravel broadcaster and Echo connector name them.
 PREFIXES: Mapping[ChannelKind, str] = {"private": "private:", "presence": "presence:"}
-
 #: What a token grants on its channel, by kind; nobody may publish (the server does).
 OPERATIONS: Mapping[str, tuple[str, ...]] = {
     "private": ("history", "subscribe"),
     "presence": ("history", "presence", "subscribe"),
 }
-
-#: What the connection token grants on public channels (Ably's Echo connector
-#: subscribes ``Echo.channel("orders")`` to ``public:orders`` without asking).
+#: Every client token's grant: Ably's Echo connector subscribes ``Echo.channel("orders")``
+#: to ``public:orders`` without asking.
 PUBLIC_RESOURCE = "public:*"
 PUBLIC_OPERATIONS = ("history", "subscribe")
-
 #: Ably refuses larger presence data (the smallest plans' message size limit).
 MAX_MEMBER_INFO_BYTES = 64 * 1024
-
 #: Carried channels past these are left out (never the requested one), so the token
 #: a client sends back fits the web endpoints' 8 KiB body.
 MAX_CHANNELS_PER_TOKEN = 100
@@ -53,8 +44,7 @@ NO_ENCRYPTED = (
     "there is no server-signed shared secret (use PrivateChannel)"
 )
 
-
-#: JSON without spaces; keys in the order given (the callers build them sorted).
+#: JSON without spaces, keys in the order given.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
@@ -62,18 +52,17 @@ def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-@functools.lru_cache(maxsize=64)
-def _jwt_header(key_name: str) -> str:
-    """The encoded JWT header for a key name (public; the same for every token of the key)."""
-    return _b64url(_compact({"typ": "JWT", "alg": "HS256", "kid": key_name}).encode())
-
-
 def _unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@functools.lru_cache(maxsize=64)
+def _jwt_header(key_name: str) -> str:
+    return _b64url(_COMPACT.encode({"alg": "HS256", "kid": key_name, "typ": "JWT"}).encode())
 
 
 def canonical_capability(capability: Mapping[str, Any]) -> str:
@@ -87,11 +76,9 @@ def key_name(key: Secret) -> str:
 
 
 def mac(key: Secret, data: bytes) -> bytes:
-    """HMAC-SHA256 of ``data`` with the key's secret.
-
-    The secret is revealed here only, as a temporary: no frame that may raise
-    (and so end up in a traceback an error tracker records) holds it.
-    """
+    """HMAC-SHA256 of ``data`` with the key's secret."""
+    # revealed here only, as a temporary: no frame that may raise (and so end up in a
+    # traceback an error tracker records) holds it
     return hmac.digest(key.reveal().partition(":")[2].encode(), data, "sha256")
 
 
@@ -101,11 +88,7 @@ def encode_jwt(key: Secret, claims: Mapping[str, Any]) -> str:
     return f"{signing_input}.{_b64url(mac(key, signing_input.encode('ascii')))}"
 
 
-def _signed_by(key: Secret, signing_input: str, signature: bytes) -> bool:
-    return hmac.compare_digest(mac(key, signing_input.encode("ascii")), signature)
-
-
-def decode_jwt(key: Secret, token: str, *, now: float | None = None) -> dict[str, Any] | None:
+def decode_jwt(key: Secret, token: str) -> dict[str, Any] | None:
     """The claims of ``token`` if it is an unexpired HS256 JWT this key signed, else ``None``."""
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16 * 1024:
         return None
@@ -116,72 +99,62 @@ def decode_jwt(key: Secret, token: str, *, now: float | None = None) -> dict[str
         given = _unb64url(signature)
     except (ValueError, binascii.Error, RecursionError):  # a crafted token nests deeply
         return None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        return None
-    if header.get("alg") != "HS256" or header.get("kid") != key_name(key):
-        return None
-    if not _signed_by(key, f"{head}.{body}", given):
+    if (
+        not isinstance(header, dict)
+        or not isinstance(claims, dict)
+        or header.get("alg") != "HS256"
+        or header.get("kid") != key_name(key)
+        or not hmac.compare_digest(mac(key, f"{head}.{body}".encode("ascii")), given)
+    ):
         return None
     exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
-        return None
-    if exp <= (time.time() if now is None else now):
+    if not _number(exp) or exp <= time.time():
         return None
     return claims
 
 
-def user_client_id(user: Any) -> str | None:
-    """A client id for a private channel's token, from the user, or ``None``.
+def token_details(
+    key: Secret, capability: Mapping[str, Any], client_id: str | None, ttl: int
+) -> dict[str, Any]:
+    """A JWT granting ``capability`` for ``ttl`` seconds, in Ably's ``TokenDetails`` shape."""
+    iat = int(time.time())
+    text = canonical_capability(capability)
+    claims: dict[str, Any] = {"iat": iat, "exp": iat + ttl, "x-ably-capability": text}
+    if client_id is not None:
+        claims["x-ably-clientId"] = client_id
+    details = {
+        "token": encode_jwt(key, claims),
+        "issued": iat * 1000,
+        "expires": (iat + ttl) * 1000,
+        "capability": text,
+    }
+    if client_id is not None:
+        details["clientId"] = client_id
+    return details
 
-    A mapping's ``"id"``; else the user's ``id`` attribute, else ``pk``
-    (Django), else ``get_id()`` (Flask-Login); a ``str``, ``int`` or ``UUID``,
-    as text. ``"*"`` (Ably's wildcard) is never used.
+
+def user_client_id(user: Any) -> str | None:
+    """A client id from the user: a mapping's ``"id"``, else ``id``, ``pk`` or ``get_id()``.
+
+    A ``str``, ``int`` or ``UUID``, as text; never ``"*"`` (Ably's wildcard).
     """
     if isinstance(user, Mapping):
         ident = user.get("id")
     else:
-        ident = None
-        for attribute in ("id", "pk"):
-            value = getattr(user, attribute, None)
-            if value is not None and not callable(value):
-                ident = value
-                break
-        else:
-            get_id = getattr(user, "get_id", None)
-            if callable(get_id):
-                ident = get_id()
+        found = (getattr(user, name, None) for name in ("id", "pk"))
+        ident = next((value for value in found if value is not None and not callable(value)), None)
+        if ident is None and callable(get_id := getattr(user, "get_id", None)):
+            ident = get_id()
     if isinstance(ident, bool) or not isinstance(ident, (str, int, uuid.UUID)):
         return None
     text = str(ident)
     return text if text and text != "*" else None
 
 
-def publisher_token(
-    key: Secret, client_id: str | None, ttl: int, now: float | None = None
-) -> tuple[str, int, int]:
-    """The driver's own token: ``(jwt, issued_ms, expires_ms)``, every operation the key allows.
-
-    Ably intersects a token's capability with its key's, so ``{"*": ["*"]}``
-    grants exactly what the key grants.
-    """
-    issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {
-        "iat": issued,
-        "exp": issued + ttl,
-        "x-ably-capability": canonical_capability({"*": ["*"]}),
-    }
-    if client_id is not None:
-        claims["x-ably-clientId"] = client_id
-    return encode_jwt(key, claims), issued * 1000, (issued + ttl) * 1000
-
-
 def wildcard_free(channel: str) -> bool:
-    """Whether ``channel``, as a capability resource, grants that one channel only.
-
-    Ably reads ``*`` as a wildcard and a leading ``[...]`` as a qualifier; the
-    driver also refuses ``[`` or ``:`` right after the ``private:`` /
-    ``presence:`` prefix, where a namespace or qualifier would begin.
-    """
+    """Whether ``channel``, as a capability resource, grants that one channel only."""
+    # Ably reads `*` as a wildcard and a leading `[...]` as a qualifier; `[` or `:` right
+    # after the private:/presence: prefix is where a namespace or qualifier would begin
     if "*" in channel or channel.startswith(("[", ":")):
         return False
     for prefix in PREFIXES.values():
@@ -205,9 +178,9 @@ def _client_operations(resource: str) -> tuple[str, ...] | None:
 class Revocations:
     """When this process last revoked the tokens of each (key name, client id).
 
-    ``terminate_user`` notes it; a held token issued at or before it is not
-    carried over. Only this process's revocations are known here: the channel
-    rules, run again for every carried channel, are what hold across processes.
+    A held token issued at or before it is not carried over. Other processes'
+    revocations are not known here: the channel rules, run again for every
+    carried channel, are what hold across processes.
     """
 
     def __init__(self) -> None:
@@ -235,22 +208,20 @@ class Revocations:
 REVOKED = Revocations()
 
 
-def held_channels(
-    key: Secret, held: Secret, client_id: str, *, now: float | None = None
-) -> list[str]:
+def held_channels(key: Secret, held: Secret, client_id: str) -> list[str]:
     """The channels of the client's token ``held`` for the rules to decide again, or none.
 
-    Only a token this key signed for ``client_id``, unexpired and not revoked
-    here, counts, and only whole: with one resource the driver never signs for
-    a client (a wildcard, an operation clients never get, the publishing
-    token's ``{"*": ["*"]}``), nothing of it is carried.
+    Only a token this key signed for ``client_id``, unexpired and not revoked here,
+    counts, and only whole: with one resource the driver never signs for a client (a
+    wildcard, an operation clients never get, the publishing token's ``{"*": ["*"]}``),
+    nothing of it is carried.
     """
     # revealed as a temporary: only decode_jwt's frame, which catches what it raises, holds it
-    claims = decode_jwt(key, held.reveal(), now=now)
+    claims = decode_jwt(key, held.reveal())
     if claims is None or claims.get("x-ably-clientId") != client_id:
         return []
     issued = claims.get("iat")
-    if not isinstance(issued, (int, float)) or isinstance(issued, bool):
+    if not _number(issued):
         return []
     revoked = REVOKED.at(key_name(key), client_id)
     if revoked is not None and issued <= revoked:
@@ -276,59 +247,42 @@ def held_channels(
     return names
 
 
-def sign_channel(
-    key: Secret, request: AuthRequest, *, ttl: int, now: float | None = None
-) -> dict[str, Any]:
-    """The token answer for an authorized subscription, valid ``ttl`` seconds.
-
-    :class:`NotSupportedError` for an encrypted channel, :class:`BadRequestError`
-    for a name Ably would read as a wildcard, :class:`InputError` for presence
-    info Ably would refuse.
-    """
+def sign_channel(key: Secret, request: AuthRequest, *, ttl: int) -> dict[str, Any]:
     if request.kind not in OPERATIONS or request.channel is None:
         raise NotSupportedError(DRIVER, f"{request.kind} channels", NO_ENCRYPTED)
     if not wildcard_free(request.channel):  # the channel pattern refuses it first; kept here
         raise BadRequestError(
             f"{DRIVER}: {request.channel[:80]!r} would be a wildcard in an Ably capability"
         )
-    info: dict[str, Any] | None = None
-    if request.kind == "presence":
-        assert request.member is not None  # the core's rule check guarantees it
-        info = dict(request.member)
-        try:
-            size = len(_compact(info).encode())
-        except (TypeError, ValueError):
-            raise InputError(
-                f"{DRIVER}: the presence member info for {request.channel!r} is not JSON"
-            ) from None
-        if size > MAX_MEMBER_INFO_BYTES:
-            raise InputError(
-                f"{DRIVER}: the presence member info for {request.channel!r} is {size} bytes; "
-                f"Ably accepts at most {MAX_MEMBER_INFO_BYTES}"
-            )
-        client_id: str | None = request.member_id
-        if client_id == "*":
-            raise InputError(
-                f"{DRIVER}: a presence member id of '*' would be Ably's wildcard client id"
-            )
-    else:
-        client_id = user_client_id(request.user)
     own = {request.channel: list(OPERATIONS[request.kind])}
-    capability = _capability(own, request.carried, client_id)
-    return _answer(key, capability, client_id, time.time() if now is None else now, ttl, info)
+    if request.kind != "presence":
+        client_id = user_client_id(request.user)
+        return token_details(key, _capability(own, request.carried, client_id), client_id, ttl)
+    assert request.member is not None  # the core's rule check guarantees it
+    info = dict(request.member)
+    try:
+        text = json.dumps(info, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{DRIVER}: the presence member info for {request.channel!r} is not JSON"
+        ) from None
+    if (size := len(text.encode())) > MAX_MEMBER_INFO_BYTES:
+        raise InputError(
+            f"{DRIVER}: the presence member info for {request.channel!r} is {size} bytes; "
+            f"Ably accepts at most {MAX_MEMBER_INFO_BYTES}"
+        )
+    member_id = request.member_id
+    if member_id == "*":
+        raise InputError(
+            f"{DRIVER}: a presence member id of '*' would be Ably's wildcard client id"
+        )
+    capability = _capability(own, request.carried, member_id)
+    return {**token_details(key, capability, member_id, ttl), "info": info}
 
 
-def sign_connection(
-    key: Secret, request: AuthRequest, *, ttl: int, now: float | None = None
-) -> dict[str, Any]:
-    """A token to connect with before any private channel: ``public:*`` and the carried channels.
-
-    What Ably's Echo connector asks for first (no channel name), and again to
-    renew. The user's ``id`` is its client id; a guest's token has none.
-    """
-    client_id = user_client_id(request.user) if request.user is not None else None
-    capability = _capability({}, request.carried, client_id)
-    return _answer(key, capability, client_id, time.time() if now is None else now, ttl, None)
+def sign_connection(key: Secret, request: AuthRequest, *, ttl: int) -> dict[str, Any]:
+    client_id = user_client_id(request.user)  # a guest's token has none
+    return token_details(key, _capability({}, request.carried, client_id), client_id, ttl)
 
 
 def _capability(
@@ -336,8 +290,8 @@ def _capability(
 ) -> dict[str, list[str]]:
     """``public:*``, ``own`` and the carried channels that fit (count and size).
 
-    Built from the requests only (what the rules allowed just now), never
-    from the held token's capability.
+    Built from the requests only (what the rules allowed just now), never from the held
+    token's capability.
     """
     capability = {PUBLIC_RESOURCE: list(PUBLIC_OPERATIONS), **own}
     size = len(canonical_capability(capability).encode())
@@ -358,31 +312,3 @@ def _capability(
             break
         capability[channel] = operations
     return capability
-
-
-def _answer(
-    key: Secret,
-    capability: Mapping[str, list[str]],
-    client_id: str | None,
-    issued: float,
-    ttl: int,
-    info: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """The signed JWT and the TokenDetails-shaped answer around it."""
-    iat = int(issued)
-    exp = iat + ttl
-    text = canonical_capability(capability)
-    token_claims: dict[str, Any] = {"iat": iat, "exp": exp, "x-ably-capability": text}
-    if client_id is not None:
-        token_claims["x-ably-clientId"] = client_id
-    body: dict[str, Any] = {
-        "token": encode_jwt(key, token_claims),
-        "issued": iat * 1000,
-        "expires": exp * 1000,
-        "capability": text,
-    }
-    if client_id is not None:
-        body["clientId"] = client_id
-    if info is not None:
-        body["info"] = info
-    return body

@@ -28,38 +28,17 @@ from broadcasting.plugin import (
     Part,
     Secret,
 )
-from broadcasting_ably import _auth, _state, _webhooks
-from broadcasting_ably._errors import (
-    Fault,
-    Scrubber,
-    ably_error,
-    channels_text,
-    int_or_none,
-    not_mentioned,
-    transport_error,
-    unreadable_answer,
-)
+from broadcasting_ably import _auth, _errors, _state, _webhooks, _wire
 from broadcasting_ably._settings import AblySettings, parse_settings
 from broadcasting_ably._transport import Clients, call, finish, settled
-from broadcasting_ably._wire import (
-    MAX_BATCH_BODY_BYTES,
-    MAX_CHANNELS_PER_REQUEST,
-    Reading,
-    payload_size,
-    read_answer,
-    request_for,
-    spec_size,
-    wire_message,
-)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 T = TypeVar("T")
 
-#: Ably's channel naming rule, and one of the driver's: a private or presence
-#: name is never a wildcard in a token's capability (``*``, or ``[``/``:`` right
-#: after the prefix).
+#: Ably's channel naming rule, and the driver's: a private or presence name is never a
+#: wildcard in a token's capability (``*``, or ``[``/``:`` right after the prefix).
 CHANNEL_PATTERN = re.compile(r"(?![\[:])(?!(?:private|presence):(?:[\[:]|.*\*))[^\r\n]+")
 CHANNEL_RULE = (
     "Ably channel names are non-empty, do not start with '[' or ':' and have no line breaks; "
@@ -72,10 +51,8 @@ _Outcome = Union[Answer, PublishError]
 class BroadcastAblyDriver(Driver):
     """Publishes to Ably channels over Ably's REST API with the ``ably`` SDK (3.x).
 
-    Each message has the fixed id ``<Message.id>:0``, which Ably de-duplicates,
-    so the core may retry an unknown outcome. It also signs subscription tokens
-    locally, reads channel state, revokes a user's tokens and verifies Ably's
-    webhooks (see the package README).
+    Each message has the fixed id ``<Message.id>:0``, which Ably de-duplicates, so the
+    core may retry an unknown outcome.
     """
 
     name = "ably"
@@ -93,14 +70,13 @@ class BroadcastAblyDriver(Driver):
     requires_socket_id = False
     #: Ably's connection ids (``hd9fMBWlAT``) and connection keys (``hd9f!x-1``).
     socket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9._:!-]{1,64}")
-    #: ``private:`` and ``presence:``, as ably/laravel-broadcaster and Ably's Echo connector.
     channel_prefixes: ClassVar[Mapping[ChannelKind, str]] = _auth.PREFIXES
     #: Ably's capability syntax: ``*`` wildcards, ``:`` namespaces, ``[...]`` qualifiers.
     special_characters: ClassVar[str] = "*:[]"
     capabilities = Capabilities(
-        channels_per_request=MAX_CHANNELS_PER_REQUEST,
-        batch_channels=MAX_CHANNELS_PER_REQUEST,
-        batch_bytes=MAX_BATCH_BODY_BYTES,
+        channels_per_request=_wire.MAX_CHANNELS_PER_REQUEST,
+        batch_channels=_wire.MAX_CHANNELS_PER_REQUEST,
+        batch_bytes=_wire.MAX_BATCH_BODY_BYTES,
         deduplicates=True,
     )
 
@@ -111,22 +87,20 @@ class BroadcastAblyDriver(Driver):
             channel_pattern=CHANNEL_PATTERN,
             channel_rule=CHANNEL_RULE,
         )
-        self._scrub = Scrubber(settings.key)
+        self._scrub = _errors.Scrubber(settings.key)
         self._clients = Clients(settings)
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> Self:
-        """Build the driver from its ``DRIVERS['ably']`` options (see the package README)."""
         return cls(parse_settings(options))
 
     def payload_size(self, message: Message) -> int:
         """Bytes Ably counts for the message: data as sent, event name and client id."""
-        return payload_size(message, self.settings.client_id)
+        return _wire.payload_size(message, self.settings.client_id)
 
     def part_size(self, part: Part) -> int:
-        """Bytes ``part``'s spec takes in a shared ``POST /messages`` body."""
-        wire = wire_message(part.message)
-        return spec_size(part.channels, wire, binary=self.settings.use_binary_protocol)
+        wire = _wire.wire_message(part.message)
+        return _wire.spec_size(part.channels, wire, binary=self.settings.use_binary_protocol)
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         """Ably's error shape: Ably's SDKs read an ``authUrl``'s error as it, and fail on others."""
@@ -135,27 +109,24 @@ class BroadcastAblyDriver(Driver):
     # -- one request: send and asend share all but the client --------------------------
 
     def send(self, batch: Batch) -> list[_Outcome]:
-        """Send ``batch`` as one request; with fallback hosts the SDK tries at most
-        ``batch.budget`` hosts, each counted in ``batch.requests``."""
+        """One request; with fallback hosts the SDK tries at most ``batch.budget`` hosts."""
         return finish(self._send(batch, aio=False))
 
     async def asend(self, batch: Batch) -> list[_Outcome]:
-        """:meth:`send` with this event loop's async SDK client."""
         return await self._send(batch, aio=True)
 
     async def _send(self, batch: Batch, aio: bool) -> list[_Outcome]:
         client = self._clients.get(batch.budget, aio)
-        path, body = request_for(batch.parts)
+        path, body = _wire.request_for(batch.parts)
         sent = [0]
+        failure: Exception | None = None
         try:
             response = await call(client, "POST", path, sent, body=body)
         except Exception as exc:
-            failure: Exception | None = exc
-        else:
-            failure = None
+            failure = exc
         batch.requests = max(1, sent[0])
         if failure is not None:  # raised here, not chained to the SDK's (it may echo the key)
-            raise self._failure(batch, failure)
+            raise _errors.publish_failure(self._scrub, _what(batch.parts), failure, batch.requests)
         return self._answered(batch, response)
 
     def _answered(self, batch: Batch, response: Any) -> list[_Outcome]:
@@ -164,47 +135,31 @@ class BroadcastAblyDriver(Driver):
             status = int(response.status_code)
             items = list(response.items)
         except Exception as exc:
-            raise unreadable_answer(self._scrub, _what(batch.parts), exc) from None
-        result = read_answer([part.channels for part in batch.parts], status, items)
+            raise _errors.unreadable_answer(self._scrub, _what(batch.parts), exc) from None
+        result = _wire.read_answer([part.channels for part in batch.parts], status, items)
         if isinstance(result, tuple):
-            raise self._refused(_what(batch.parts), result, failed_over)
+            raise _errors.ably_error(
+                self._scrub, _what(batch.parts), result, failed_over=failed_over
+            )
         parts = zip(batch.parts, result, strict=True)
         return [self._outcome(part, reading, failed_over) for part, reading in parts]
 
-    def _outcome(self, part: Part, reading: Reading | None, failed_over: bool) -> _Outcome:
+    def _outcome(self, part: Part, reading: _wire.Reading | None, failed_over: bool) -> _Outcome:
         if reading is None:
-            return not_mentioned(channels_text(part.channels))
-        refused: dict[str, PublishError] = {}
-        by_fault: dict[Fault, list[str]] = {}
+            return _errors.not_mentioned(part.channels)
+        by_fault: dict[_errors.Fault, list[str]] = {}
         for channel, fault in reading.failures.items():
             by_fault.setdefault(fault, []).append(channel)
+        refused: dict[str, PublishError] = {}
         for fault, channels in by_fault.items():
-            error = self._refused(channels_text(channels), fault, failed_over)
+            error = _errors.ably_error(
+                self._scrub, _errors.channels_text(channels), fault, failed_over=failed_over
+            )
             refused.update(dict.fromkeys(channels, error))
         if reading.missing:
-            unknown = not_mentioned(channels_text(reading.missing))
+            unknown = _errors.not_mentioned(reading.missing)
             refused.update(dict.fromkeys(reading.missing, unknown))
         return Answer(ids=tuple(reading.ids), refused=refused)
-
-    def _refused(self, what: str, fault: Fault, failed_over: bool) -> PublishError:
-        return ably_error(self._scrub, what, fault, failed_over=failed_over)
-
-    def _failure(self, batch: Batch, exc: Exception) -> PublishError:
-        """The error of a request the SDK raised for (other exceptions propagate)."""
-        import httpx
-        from ably.util.exceptions import AblyException
-
-        what = _what(batch.parts)
-        if isinstance(exc, httpx.TransportError):
-            return transport_error(self._scrub, what, exc, batch.requests)
-        if isinstance(exc, AblyException):
-            status = int_or_none(getattr(exc, "status_code", None))
-            code = int_or_none(getattr(exc, "code", None))
-            fault = (status, code, str(getattr(exc, "message", "") or ""))
-            return self._refused(what, fault, batch.requests > 1)
-        if isinstance(exc, (ValueError, KeyError)):  # an answer the SDK could not decode
-            return unreadable_answer(self._scrub, what, exc)
-        raise exc
 
     # -- queries: one coroutine each, run by the sync or the async twin -----------------
 
@@ -221,16 +176,10 @@ class BroadcastAblyDriver(Driver):
         return query.parse(items)
 
     def check(self) -> Health:
-        """Ask Ably for a token with the key (``POST /keys/{keyName}/requestToken``), once.
-
-        Authenticated as publishes are, on the first host only; ``ok`` when Ably
-        issues the token (discarded), ``auth_failed`` when it refuses the key,
-        ``unreachable`` when no answer comes, ``error`` otherwise.
-        """
+        """Ask Ably for a token with the key (``POST /keys/{keyName}/requestToken``), once."""
         return finish(self._check(aio=False))
 
     async def acheck(self) -> Health:
-        """:meth:`check` from async code."""
         return await self._check(aio=True)
 
     async def _check(self, aio: bool) -> Health:
@@ -238,40 +187,28 @@ class BroadcastAblyDriver(Driver):
         return await Health.ameasure(lambda: self._query(query, aio))
 
     def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
-        """The occupied channels (Ably's channel enumeration, every page), by name."""
         return finish(self._query(_state.occupied(prefix, self._kind), aio=False))
 
     async def aoccupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
-        """:meth:`occupied_channels` from async code."""
         return await self._query(_state.occupied(prefix, self._kind), aio=True)
 
     def channel_info(self, channel: str) -> ChannelInfo:
-        """Occupancy of ``channel`` (``GET /channels/{name}``)."""
         return finish(self._query(_state.info(channel, self._kind(channel)), aio=False))
 
     async def achannel_info(self, channel: str) -> ChannelInfo:
-        """:meth:`channel_info` from async code."""
         return await self._query(_state.info(channel, self._kind(channel)), aio=True)
 
     def members(self, channel: str) -> list[Member]:
-        """The presence set of ``channel``, one member per client id (every page)."""
         return finish(self._query(_state.members(channel), aio=False))
 
     async def amembers(self, channel: str) -> list[Member]:
-        """:meth:`members` from async code."""
         return await self._query(_state.members(channel), aio=True)
 
     def terminate_user(self, user_id: str) -> None:
-        """Revoke every token issued to client id ``user_id``: Ably disconnects its connections.
-
-        Ably honours it for tokens issued while the key had "revocable tokens"
-        enabled. This process also never carries over the channels of the
-        user's earlier tokens (:meth:`held_channels`); other processes do not know.
-        """
+        """Revoke every token issued to client id ``user_id``: Ably disconnects its connections."""
         finish(self._terminate(user_id, aio=False))
 
     async def aterminate_user(self, user_id: str) -> None:
-        """:meth:`terminate_user` from async code."""
         await self._terminate(user_id, aio=True)
 
     async def _terminate(self, user_id: str, aio: bool) -> None:
@@ -309,23 +246,18 @@ class BroadcastAblyDriver(Driver):
     def held_channels(self, request: AuthRequest) -> Sequence[str]:
         """The channels of the client's token (``extra["token"]``) for the rules to decide again."""
         held = request.extra.get("token")
-        client_id = _auth.user_client_id(request.user) if request.user is not None else None
+        client_id = _auth.user_client_id(request.user)
         if not isinstance(held, Secret) or not held or client_id is None:
             return ()
         return _auth.held_channels(self.settings.key, held, client_id)
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
-        """Verify a signed batched Ably webhook delivery and return its events."""
         return _webhooks.verify(self.settings.key, headers, body)
 
-    # -- lifecycle ----------------------------------------------------------------------
-
     def close(self) -> None:
-        """Close the SDK clients (idempotent); the next publish opens new ones."""
         self._clients.close()
 
     async def aclose(self) -> None:
-        """:meth:`close`, awaiting the close of this loop's clients."""
         await self._clients.aclose()
 
     def __repr__(self) -> str:
@@ -336,6 +268,6 @@ class BroadcastAblyDriver(Driver):
 def _what(parts: Sequence[Part]) -> str:
     """The request's channels for an error message (a shared one names no channel)."""
     if len(parts) == 1:
-        return channels_text(parts[0].channels)
+        return _errors.channels_text(parts[0].channels)
     count = sum(len(part.channels) for part in parts)
     return f"{count} channels of {len(parts)} publishes sharing one request"

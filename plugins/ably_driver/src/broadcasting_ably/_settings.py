@@ -1,4 +1,4 @@
-"""Reading the ``ably`` entry of ``DRIVERS`` into checked settings."""
+"""The ``ably`` entry of ``DRIVERS``, checked (options: the package README)."""
 
 from __future__ import annotations
 
@@ -53,11 +53,8 @@ class AblySettings:
 
     @property
     def has_fallback_hosts(self) -> bool:
-        """Whether the SDK tries other hosts after a 5xx or a network error (the SDK's rule).
-
-        A routing policy (``main``, the default) has Ably's fallback hosts; a host
-        name or address has none unless ``fallback_hosts`` lists some.
-        """
+        """Whether the SDK tries other hosts after a 5xx or a network error (the SDK's rule)."""
+        # a routing policy (`main`, the default) has Ably's; a host name or address has none
         if self.fallback_hosts is not None:
             return bool(self.fallback_hosts)
         endpoint = self.endpoint or "main"
@@ -68,13 +65,13 @@ class AblySettings:
         return max(1, budget) if self.has_fallback_hosts else 1
 
     def sdk_options(self, hosts: int) -> dict[str, Any]:
-        """Keyword arguments for ``AblyRest`` / ``AblyRestSync`` (auth is added by the caller)."""
+        """Keyword arguments for ``AblyRest`` / ``AblyRestSync``, but auth."""
         options: dict[str, Any] = {
             "tls": self.tls,
             "use_binary_protocol": self.use_binary_protocol,
             "idempotent_rest_publishing": True,  # the driver sets every message id itself
-            # the SDK re-sends a 5xx or a network error to the next host at once; the
-            # driver reports the requests it made (Batch.requests) so the core counts them
+            # the SDK re-sends a 5xx or a network error to the next host at once; the driver
+            # reports the requests it made (Batch.requests) so the core counts them
             "http_max_retry_count": hosts,
         }
         for name in _SDK_NAMES:
@@ -105,27 +102,18 @@ def _positive(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
+#: A validator and what it requires, for :func:`_checked`.
+_STRING = (lambda v: isinstance(v, str) and v.strip(), "must be a non-empty string")
+_PORT = (lambda v: _int(v) and 0 < v < 65536, "must be a port number (1-65535)")
+
+
 def _checked(
     options: Mapping[str, Any], key: str, valid: Callable[[Any], object], problem: str
 ) -> Any:
-    """``options[key]`` (``None`` when absent); a ConfigurationError naming it if not ``valid``."""
+    """``options[key]`` or ``None``; a ConfigurationError naming the key if not ``valid``."""
     value = options.get(key)
     if value is not None and not valid(value):
         raise ConfigurationError(DRIVER, key, problem)
-    return value
-
-
-def _string(options: Mapping[str, Any], key: str) -> str | None:
-    value: str | None = _checked(
-        options, key, lambda v: isinstance(v, str) and v.strip(), "must be a non-empty string"
-    )
-    return value
-
-
-def _port(options: Mapping[str, Any], key: str) -> int | None:
-    value: int | None = _checked(
-        options, key, lambda v: _int(v) and 0 < v < 65536, "must be a port number (1-65535)"
-    )
     return value
 
 
@@ -164,7 +152,7 @@ def _key(options: Mapping[str, Any]) -> Secret:
 
 
 def parse_settings(options: Mapping[str, Any]) -> AblySettings:
-    """Check ``options`` (the core has taken its delivery options out); errors name the key."""
+    """Check ``options`` (the core has taken its delivery options out)."""
     for name in options:
         if name in RENAMED:
             raise ConfigurationError(
@@ -173,7 +161,7 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
         if name not in KNOWN_OPTIONS:
             raise ConfigurationError(DRIVER, str(name), "unknown option")
     key = _key(options)
-    client_id = _string(options, "client_id")
+    client_id = _checked(options, "client_id", *_STRING)
     if client_id == "*":
         raise ConfigurationError(DRIVER, "client_id", "'*' is reserved and cannot publish")
 
@@ -183,7 +171,7 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
             DRIVER, hosts[1], f"give only one of 'endpoint', 'environment', 'rest_host' ({hosts})"
         )
     # the SDK's deprecated names for `endpoint` (it would log a warning on every client)
-    endpoint = _string(options, hosts[0]) if hosts else None
+    endpoint = _checked(options, hosts[0], *_STRING) if hosts else None
     if not _bool(options, "tls", True):
         raise ConfigurationError(
             DRIVER, "tls", "Ably refuses API-key (Basic) authentication without TLS"
@@ -208,8 +196,8 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
         key=key,
         client_id=client_id,
         endpoint=endpoint,
-        port=_port(options, "port"),
-        tls_port=_port(options, "tls_port"),
+        port=_checked(options, "port", *_PORT),
+        tls_port=_checked(options, "tls_port", *_PORT),
         http_open_timeout=_seconds(options, "http_open_timeout") or timeout,
         http_request_timeout=_seconds(options, "http_request_timeout") or timeout,
         fallback_hosts=None if fallback_hosts is None else tuple(fallback_hosts),

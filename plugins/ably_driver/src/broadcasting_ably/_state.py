@@ -1,10 +1,8 @@
-"""Channel state, token revocation and the health check over Ably's REST API: what each
-request is (a :class:`Query`), reading its answer, every page, and making sense of it."""
+"""Channel state, token revocation and the health check over Ably's REST API: each request
+(a :class:`Query`), every page of its answer, and what the answer means."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -12,8 +10,9 @@ from urllib.parse import quote
 
 from broadcasting import ChannelInfo, InputError, Member, QueryError
 from broadcasting.plugin import ChannelKind
-from broadcasting_ably._errors import DRIVER, Scrubber, int_or_none, query_failure, refusal
+from broadcasting_ably._errors import DRIVER, Scrubber, fault, int_or_none, query_failure, refusal
 from broadcasting_ably._transport import call, settled
+from broadcasting_ably._wire import decoded
 
 T = TypeVar("T")
 
@@ -74,13 +73,10 @@ def _page(response: Any, what: str, scrub: Scrubber) -> tuple[list[Any], bool]:
     first = items[0] if items else None
     error = first.get("error") if isinstance(first, Mapping) else None
     if isinstance(error, Mapping):
-        code, said = int_or_none(error.get("code")), str(error.get("message") or "")
+        _, code, said = fault(error)
     else:
         code, said = int_or_none(getattr(response, "error_code", None)), ""
-    raise refusal(QueryError, scrub, f"Ably refused {what}", status, code, said)
-
-
-# -- the queries --------------------------------------------------------------------------
+    raise refusal(QueryError, scrub, f"Ably refused {what}", (status, code, said))
 
 
 def occupied(prefix: str | None, kind: Callable[[str], ChannelKind]) -> Query[list[ChannelInfo]]:
@@ -111,10 +107,7 @@ def occupied(prefix: str | None, kind: Callable[[str], ChannelKind]) -> Query[li
 
 
 def info(channel: str, kind: ChannelKind) -> Query[ChannelInfo]:
-    """``GET /channels/{name}``: Ably's ``ChannelDetails``.
-
-    Ably activates a channel it is asked about: an idle one is "not occupied", not a 404.
-    """
+    """``GET /channels/{name}`` (Ably's ``ChannelDetails``)."""
     what = f"the status of channel {channel!r}"
 
     def parse(items: list[Any]) -> ChannelInfo:
@@ -135,24 +128,15 @@ def members(channel: str) -> Query[list[Member]]:
             client_id = entry.get("clientId") if isinstance(entry, Mapping) else None
             if not isinstance(client_id, str) or not client_id or client_id in seen:
                 continue
-            data = entry.get("data")
-            if entry.get("encoding") == "json" and isinstance(data, str):
-                with contextlib.suppress(ValueError):
-                    data = json.loads(data)
+            data = decoded(entry)
             wrapped = {"data": data} if data is not None else None
-            seen[client_id] = Member(
-                id=client_id, info=data if isinstance(data, Mapping) else wrapped
-            )
+            info = data if isinstance(data, Mapping) else wrapped
+            seen[client_id] = Member(id=client_id, info=info)
         return list(seen.values())
 
     path = f"/channels/{quote(channel, safe='')}/presence"
-    return Query(
-        f"the presence set of channel {channel!r}",
-        path,
-        parse,
-        {"limit": str(PAGE_LIMIT)},
-        paginate=True,
-    )
+    what = f"the presence set of channel {channel!r}"
+    return Query(what, path, parse, {"limit": str(PAGE_LIMIT)}, paginate=True)
 
 
 def revoke(key_name: str, user_id: str, scrub: Scrubber) -> Query[None]:
@@ -162,27 +146,20 @@ def revoke(key_name: str, user_id: str, scrub: Scrubber) -> Query[None]:
     what = f"to revoke the tokens of client id {user_id!r}"
 
     def parse(items: list[Any]) -> None:
-        """Raise the error of a target Ably could not revoke (a batch result's failure)."""
-        for item in items:
+        for item in items:  # a batch result may hold a target's failure
             results = item.get("results") if isinstance(item, Mapping) else None
             for result in results if isinstance(results, list) else [item]:
                 error = result.get("error") if isinstance(result, Mapping) else None
                 if isinstance(error, Mapping):
-                    status = int_or_none(error.get("statusCode"))
-                    code = int_or_none(error.get("code"))
-                    said = str(error.get("message") or "")
-                    raise refusal(QueryError, scrub, f"Ably refused {what}", status, code, said)
+                    raise refusal(QueryError, scrub, f"Ably refused {what}", fault(error))
 
     path = f"/keys/{quote(key_name, safe='')}/revokeTokens"
     return Query(what, path, parse, body={"targets": [f"clientId:{user_id}"]}, keyed=True)
 
 
 def token_check(key_name: str, endpoint: str) -> Query[str]:
-    """``POST /keys/{keyName}/requestToken`` with the key: the health check.
-
-    Issuing a token needs no capability beyond the key's own (empty token
-    params), so a key limited to publishing passes; the token is discarded.
-    """
+    """``POST /keys/{keyName}/requestToken`` with the key: the health check."""
+    # empty token params need no capability beyond the key's own: a publish-only key passes
 
     def parse(items: list[Any]) -> str:
         first = items[0] if items else None

@@ -1,9 +1,7 @@
 """The driver's SDK clients, and one SDK call that counts the HTTP requests it made.
 
-Each operation of the driver is written once, as a coroutine: the async path
-awaits it with ``ably.AblyRest``; the sync path runs it with
-``ably.sync.AblyRestSync``, whose calls block and return, so the coroutine
-never suspends and :func:`finish` completes it in the calling thread.
+Each operation is one coroutine: awaited with ``ably.AblyRest``, or run by :func:`finish`
+with ``ably.sync.AblyRestSync``, whose calls return at once, so it never suspends.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from broadcasting.plugin import PerLoop
+from broadcasting_ably._auth import token_details
 from broadcasting_ably._settings import AblySettings
 from broadcasting_ably._wire import API_VERSION
 
@@ -78,16 +77,11 @@ class _DropEncodedHeaderBlocks(logging.Filter):
 _filter_lock = threading.Lock()
 
 
-def guard_sdk_logging() -> None:
-    """Install the hpack filter once per process."""
+def _new_client(settings: AblySettings, hosts: int, aio: bool, **auth: Any) -> Any:
     logger = logging.getLogger("hpack.hpack")
     with _filter_lock:
         if not any(isinstance(f, _DropEncodedHeaderBlocks) for f in logger.filters):
             logger.addFilter(_DropEncodedHeaderBlocks())
-
-
-def _new_client(settings: AblySettings, hosts: int, aio: bool, **auth: Any) -> Any:
-    guard_sdk_logging()
     if aio:
         from ably import AblyRest as client_class
     else:
@@ -98,10 +92,9 @@ def _new_client(settings: AblySettings, hosts: int, aio: bool, **auth: Any) -> A
 class Clients:
     """A driver's SDK clients: sync ones shared by every thread, async ones per event loop.
 
-    One of each per number of hosts the SDK may try, which a send's budget sets
-    (``AblySettings.hosts``: a small int). In a child made by ``os.fork()``
-    the sync clients are dropped, never closed, so the parent's connections
-    stay usable (``PerLoop`` does the same for the async ones).
+    One of each per number of hosts the SDK may try (``AblySettings.hosts``). A
+    child made by ``os.fork()`` drops the sync clients, never closing them, so the
+    parent's connections stay usable (``PerLoop`` does the same for the async ones).
     """
 
     def __init__(self, settings: AblySettings) -> None:
@@ -123,7 +116,7 @@ class Clients:
                 found = made.get(hosts)
                 if found is None:
                     found = made[hosts] = (
-                        PerLoop(lambda: self._new(hosts, aio=True), _close_async)
+                        PerLoop(lambda: self._new(hosts, aio=True), lambda c: c.close())
                         if aio
                         else self._new(hosts, aio=False)
                     )
@@ -148,23 +141,15 @@ class Clients:
         return _new_client(self._settings, 1, aio, key=self._settings.key.reveal())
 
     def _token(self, token_params: Any = None) -> dict[str, Any]:
-        """A JWT signed locally for everything the key allows; the SDK renews it."""
-        from broadcasting_ably._auth import publisher_token
-
-        settings = self._settings
-        token, issued, expires = publisher_token(
-            settings.key, settings.client_id, settings.token_ttl
-        )
-        # a dict: the sync and async SDKs each have their own TokenDetails class
-        details: dict[str, Any] = {"token": token, "issued": issued, "expires": expires}
-        if settings.client_id is not None:
-            details["clientId"] = settings.client_id
-        return details
+        # a dict: the sync and async SDKs each have their own TokenDetails class; the SDK
+        # renews it. Ably intersects {"*": ["*"]} with the key's capability: what the key allows
+        s = self._settings
+        return token_details(s.key, {"*": ["*"]}, s.client_id, s.token_ttl)
 
     async def _atoken(self, token_params: Any = None) -> dict[str, Any]:
         return self._token(token_params)
 
-    def _take(self) -> list[Any]:
+    def _take(self) -> list[PerLoop[Any]]:
         with self._lock:
             sync, self._sync = list(self._sync.values()), {}
         for client in sync:
@@ -177,7 +162,6 @@ class Clients:
             loops.close()
 
     async def aclose(self) -> None:
-        """Like :meth:`close`, awaiting the close of this loop's clients."""
         for loops in self._take():
             await loops.aclose()
 
@@ -199,7 +183,3 @@ def _forget_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_in_child)
-
-
-async def _close_async(client: Any) -> None:
-    await client.close()

@@ -1,10 +1,7 @@
 """Ably's webhooks: verify a batched delivery's signature and turn its items into events.
 
-Ably signs batched deliveries of a rule set to "sign with key": ``X-Ably-Key``
-names the key, ``X-Ably-Signature`` is the base64 HMAC-SHA256 of the raw body.
-Which item becomes which event is in the package README, "Webhooks". An
-event's ``id`` is stable across Ably's retries: the item's ``serial`` (or a
-digest of the item), then the message's own id (or its index).
+An event's ``id`` is stable across Ably's retries: the item's ``serial`` (or a digest of
+the item), then the message's own id (or its index).
 """
 
 from __future__ import annotations
@@ -21,6 +18,7 @@ from typing import Any
 from broadcasting import BadRequestError, UnauthorizedError, WebhookEvent
 from broadcasting.plugin import Secret
 from broadcasting_ably._auth import key_name, mac
+from broadcasting_ably._wire import decoded
 
 DRIVER = "ably"
 
@@ -46,14 +44,11 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def verify(
-    key: Secret, headers: Mapping[str, str], body: bytes, *, now: float | None = None
-) -> list[WebhookEvent]:
-    """Verify an Ably webhook delivery and return its events (see the module docstring).
+def verify(key: Secret, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
+    """Verify a signed batched delivery (the signature before the body is parsed); its events.
 
-    Raises :class:`UnauthorizedError` for a missing or unknown key, a bad signature
-    or a stale delivery, and :class:`BadRequestError` for a body that is not
-    the documented JSON. The signature is checked before the body is parsed.
+    :class:`UnauthorizedError` for a missing or unknown key, a bad signature or a stale
+    delivery; :class:`BadRequestError` for a body that is not the documented JSON.
     """
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise BadRequestError(f"{DRIVER} webhook: the body must be the raw bytes received")
@@ -67,7 +62,8 @@ def verify(
         )
     if not hmac.compare_digest(given_key.encode(), key_name(key).encode()):
         raise UnauthorizedError(f"{DRIVER} webhook: signed with an unknown key")
-    if not _matches(key, raw, given_signature):
+    # the body's signature is computed and compared here, and kept nowhere
+    if not hmac.compare_digest(base64.b64encode(mac(key, raw)), given_signature.strip().encode()):
         raise UnauthorizedError(f"{DRIVER} webhook: the signature does not match the body")
 
     document = _decode(raw, _header(headers, "Content-Type") or "")
@@ -77,20 +73,16 @@ def verify(
     if not items:
         return []
     stamps = [_timestamp(item) for item in items]
-    newest = max(stamps)
-    current = time.time() if now is None else now
-    if abs(current - newest / 1000) > MAX_AGE_SECONDS:
+    age = time.time() - max(stamps) / 1000
+    if abs(age) > MAX_AGE_SECONDS:
         raise UnauthorizedError(
-            f"{DRIVER} webhook: the delivery's newest item is {int(current - newest / 1000)} s "
-            f"old; deliveries more than {int(MAX_AGE_SECONDS)} s off are refused"
+            f"{DRIVER} webhook: the delivery's newest item is {int(age)} s old; "
+            f"deliveries more than {int(MAX_AGE_SECONDS)} s off are refused"
         )
-    events: list[WebhookEvent] = []
     try:
-        for item, stamp in zip(items, stamps, strict=True):
-            events.extend(_events(item, stamp))
+        return [e for item, s in zip(items, stamps, strict=True) for e in _events(item, s)]
     except RecursionError:  # a field nested too deeply to show as text or hash
         raise BadRequestError(f"{DRIVER} webhook: the body is nested too deeply") from None
-    return events
 
 
 def _decode(raw: bytes, content_type: str) -> Any:
@@ -108,17 +100,9 @@ def _decode(raw: bytes, content_type: str) -> Any:
         raise BadRequestError(f"{DRIVER} webhook: the body is not JSON") from None
 
 
-def _matches(key: Secret, raw: bytes, given: str) -> bool:
-    """Whether ``given`` is the body's signature (computed and compared here, kept nowhere)."""
-    return hmac.compare_digest(base64.b64encode(mac(key, raw)), given.strip().encode())
-
-
 def _milliseconds(stamp: object) -> int | None:
-    """``stamp`` as whole milliseconds if it is a plausible timestamp, else ``None``.
-
-    Positive, finite and within 64 bits: ``NaN``, ``1e999`` (infinity) and a
-    300-digit integer are what a sender can write, and none is a time.
-    """
+    """``stamp`` as whole milliseconds if it is a plausible timestamp, else ``None``."""
+    # NaN, 1e999 (infinity) and a 300-digit integer are what a sender can write; none is a time
     if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
         return None
     if isinstance(stamp, float) and not math.isfinite(stamp):
@@ -142,32 +126,7 @@ def _item_id(item: Mapping[str, Any]) -> str:
     except (TypeError, ValueError):
         # MessagePack map keys may be bytes, or a mix JSON cannot sort: hash their repr
         content = repr(sorted(item.items(), key=repr))
-    digest = hashlib.sha256(content.encode()).hexdigest()
-    return f"sha256-{digest[:32]}"
-
-
-def _data(item: Mapping[str, Any]) -> dict[str, Any]:
-    data = item.get("data")
-    if not isinstance(data, dict):
-        raise BadRequestError(f"{DRIVER} webhook: an item's 'data' must be an object")
-    return data
-
-
-def _channel(data: Mapping[str, Any]) -> str | None:
-    channel = data.get("channelId", data.get("name"))
-    return channel if isinstance(channel, str) and channel else None
-
-
-def _decoded(entry: Mapping[str, Any]) -> Any:
-    """A message's or presence message's data, with ``encoding: json`` undone."""
-    value = entry.get("data")
-    encoding = entry.get("encoding")
-    if encoding == "json" and isinstance(value, str):
-        try:
-            return json.loads(value)
-        except (ValueError, RecursionError):
-            return value
-    return value
+    return f"sha256-{hashlib.sha256(content.encode()).hexdigest()[:32]}"
 
 
 def _text(value: Any) -> str | None:
@@ -175,25 +134,30 @@ def _text(value: Any) -> str | None:
 
 
 def _events(item: Mapping[str, Any], stamp: int) -> list[WebhookEvent]:
-    source, name = item.get("source"), item.get("name")
-    base = _item_id(item)
-    data = _data(item)
-    channel = _channel(data)
+    source, name, base = item.get("source"), item.get("name"), _item_id(item)
+    data = item.get("data")
+    if not isinstance(data, dict):
+        raise BadRequestError(f"{DRIVER} webhook: an item's 'data' must be an object")
+    channel = _text(data.get("channelId", data.get("name")))
     if source in ("channel.presence", "channel.message"):
         presence = source == "channel.presence"
+        field = "presence" if presence else "messages"
+        entries = data.get(field)
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise BadRequestError(f"{DRIVER} webhook: data.{field} must be a list of objects")
         events = []
-        for index, entry in enumerate(_entries(data, "presence" if presence else "messages")):
-            action = entry.get("action")
-            said = PRESENCE_EVENTS.get(action, "ably:presence") if isinstance(action, int) else None
+        for index, entry in enumerate(entries):
+            action, own_time = entry.get("action"), _milliseconds(entry.get("timestamp"))
+            said = PRESENCE_EVENTS.get(action) if isinstance(action, int) else None
             events.append(
                 WebhookEvent(
                     name=(said or "ably:presence") if presence else "message",
                     channel=channel,
-                    time_ms=_entry_time(entry, stamp),
+                    time_ms=stamp if own_time is None else own_time,
                     id=f"{base}:{_text(entry.get('id')) or index}",
                     user_id=_text(entry.get("clientId")),
                     event=None if presence else _text(entry.get("name")),
-                    data=_decoded(entry),
+                    data=decoded(entry),
                     socket_id=_text(entry.get("connectionId")),
                     driver=DRIVER,
                     raw=entry,
@@ -218,15 +182,3 @@ def _events(item: Mapping[str, Any], stamp: int) -> list[WebhookEvent]:
             raw=item,
         )
     ]
-
-
-def _entries(data: Mapping[str, Any], field: str) -> list[dict[str, Any]]:
-    entries = data.get(field)
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise BadRequestError(f"{DRIVER} webhook: data.{field} must be a list of objects")
-    return entries
-
-
-def _entry_time(entry: Mapping[str, Any], fallback: int) -> int:
-    stamp = _milliseconds(entry.get("timestamp"))
-    return fallback if stamp is None else stamp

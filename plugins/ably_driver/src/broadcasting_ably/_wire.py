@@ -1,19 +1,17 @@
-"""What goes over the wire to Ably, and reading what comes back.
-
-One part to one channel is ``POST /channels/{name}/messages``; to several, one
-spec of ``POST /messages``; several parts (micro-batching), a list of specs.
-"""
+"""What goes over the wire to Ably, and reading what comes back."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from broadcasting.plugin import Message, Part
-from broadcasting_ably._errors import Fault, int_or_none
+from broadcasting_ably._errors import Fault, fault
 
 #: The Ably REST API version sent with every request (``X-Ably-Version``).
 API_VERSION = "3"
@@ -22,38 +20,34 @@ MAX_CHANNELS_PER_REQUEST = 100
 BATCH_PATH = "/messages"
 #: Ably's code for "a batch request had failures"; the details are per channel.
 BATCH_ERROR = 40020
-#: What one shared request may carry: Ably takes bodies up to 2 MiB; the sizes
-#: :func:`spec_size` adds up are upper bounds (msgpack) or exact (JSON): a margin.
+#: Ably takes bodies up to 2 MiB; :func:`spec_size` is exact (JSON) or an upper bound: a margin.
 MAX_BATCH_BODY_BYTES = 2 * 1024 * 1024 - 64 * 1024
 
 
 def wire_message(message: Message) -> dict[str, Any]:
-    """The Ably message: a fixed id (Ably drops a re-sent one), event as name, text as data.
-
-    ``data`` is the text the core measured; JSON is marked ``encoding: json`` so
-    subscribers decode it (the SDK's ``publish`` would re-encode it, larger).
-    """
+    """The Ably message: a fixed id (Ably drops a re-sent one), event as name, text as data."""
     wire: dict[str, Any] = {"id": f"{message.id}:0", "name": message.event, "data": message.text}
     if not isinstance(message.data, str):
+        # subscribers decode it (the SDK's publish would re-encode the text, larger)
         wire["encoding"] = "json"
     return wire
 
 
+def decoded(entry: Mapping[str, Any]) -> Any:
+    """A message's or presence message's data, with ``encoding: json`` undone."""
+    value = entry.get("data")
+    if entry.get("encoding") == "json" and isinstance(value, str):
+        with contextlib.suppress(ValueError, RecursionError):
+            return json.loads(value)
+    return value
+
+
 def payload_size(message: Message, client_id: str | None) -> int:
-    """Bytes Ably counts against its message size limit: data, name and clientId."""
     size = len(message.text.encode("utf-8")) + len(message.event.encode("utf-8"))
-    if client_id:
-        size += len(client_id.encode("utf-8"))
-    return size
-
-
-def channel_path(channel: str) -> str:
-    """The REST path of one channel's messages (the name fully percent-encoded)."""
-    return f"/channels/{quote(channel, safe='')}/messages"
+    return size + len(client_id.encode("utf-8")) if client_id else size
 
 
 def batch_spec(channels: Sequence[str], wire: dict[str, Any]) -> dict[str, Any]:
-    """One spec of a ``POST /messages`` body: ``wire`` to ``channels``."""
     return {"channels": list(channels), "messages": [wire]}
 
 
@@ -63,23 +57,17 @@ def request_for(parts: Sequence[Part]) -> tuple[str, Any]:
         return BATCH_PATH, [batch_spec(p.channels, wire_message(p.message)) for p in parts]
     (part,) = parts
     if len(part.channels) == 1:
-        return channel_path(part.channels[0]), wire_message(part.message)
+        return f"/channels/{quote(part.channels[0], safe='')}/messages", wire_message(part.message)
     return BATCH_PATH, batch_spec(part.channels, wire_message(part.message))
 
 
 def spec_size(channels: Sequence[str], wire: dict[str, Any], *, binary: bool) -> int:
-    """Bytes :func:`batch_spec` takes in a request body (an upper bound for msgpack).
-
-    JSON is measured as the SDK writes it (``json.dumps``, ASCII escapes); msgpack
-    adds at most 5 bytes of header to each string, plus the fixed keys.
-    """
-    if not binary:
+    """Bytes :func:`batch_spec` takes in a request body (an upper bound for msgpack)."""
+    if not binary:  # as the SDK writes it (json.dumps, ASCII escapes)
         return len(json.dumps(batch_spec(channels, wire), separators=(",", ":"))) + 1
+    # msgpack adds at most 5 bytes of header to each string, plus the fixed keys
     strings = [*channels, *(v for v in wire.values() if isinstance(v, str))]
     return 64 + sum(len(s.encode("utf-8")) + 5 for s in strings)
-
-
-# -- reading answers -------------------------------------------------------------------
 
 
 @dataclass
@@ -87,20 +75,14 @@ class Reading:
     """What Ably's answer says about the channels of one part."""
 
     ids: list[str] = field(default_factory=list)
-    #: channels Ably refused, with why
-    failures: dict[str, Fault] = field(default_factory=dict)
-    #: channels the answer does not mention (neither acknowledged nor refused)
-    missing: list[str] = field(default_factory=list)
+    failures: dict[str, Fault] = field(default_factory=dict)  # refused, with why
+    missing: list[str] = field(default_factory=list)  # neither acknowledged nor refused
 
 
 def _entries(obj: Any) -> Iterator[dict[str, Any]]:
-    """Per-channel results in any of Ably's answer shapes.
-
-    The legacy shape is a list of ``{channel, messageId}`` / ``{channel, error}``
-    (inside ``batchResponse`` when some failed); newer API versions answer
-    ``BatchResult`` objects ``{successCount, failureCount, results: [...]}``.
-    A list of specs gives a list of either.
-    """
+    """Per-channel results in any of Ably's answer shapes (or a list of them, per spec)."""
+    # legacy: a list of {channel, messageId} / {channel, error} (in batchResponse when
+    # some failed); newer API versions: BatchResult {successCount, failureCount, results}
     if isinstance(obj, list):
         for item in obj:
             yield from _entries(item)
@@ -111,19 +93,7 @@ def _entries(obj: Any) -> Iterator[dict[str, Any]]:
             yield obj
 
 
-def _fault(error: Any, status: int | None = None) -> Fault:
-    if not isinstance(error, dict):
-        return status, None, ""
-    message = error.get("message")
-    return (
-        int_or_none(error.get("statusCode")) or status,
-        int_or_none(error.get("code")),
-        message if isinstance(message, str) else "",
-    )
-
-
 def _read(channels: Sequence[str], entries: list[dict[str, Any]]) -> Reading:
-    """What ``entries`` say about ``channels``."""
     reading = Reading()
     seen: set[str] = set()
     wanted = set(channels)  # a tuple of 100 names would make this loop quadratic
@@ -135,7 +105,7 @@ def _read(channels: Sequence[str], entries: list[dict[str, Any]]) -> Reading:
             continue
         seen.add(channel)
         if "error" in entry:
-            reading.failures[channel] = _fault(entry["error"])
+            reading.failures[channel] = fault(entry["error"])
             continue
         serials = entry.get("serials")
         if isinstance(serials, list) and any(isinstance(s, str) for s in serials):
@@ -147,12 +117,7 @@ def _read(channels: Sequence[str], entries: list[dict[str, Any]]) -> Reading:
 
 
 def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, Any]]] | None:
-    """The entries of each spec in the answer to a list of specs; None if it does not say.
-
-    Ably answers a list of specs with a list of per-spec results (a list of
-    ``{channel, ...}`` entries or a ``BatchResult``); a flat list of entries is
-    accepted only when it names exactly the specs' channels, in order.
-    """
+    """The entries of each spec in the answer to a list of specs; None if it does not say."""
     if (
         isinstance(obj, list)
         and len(obj) == len(specs)
@@ -163,28 +128,24 @@ def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, A
         )
     ):
         return [list(_entries(item)) for item in obj]
+    # a flat list of entries only when it names exactly the specs' channels, in order
     flat = list(_entries(obj))
     expected = [channel for spec in specs for channel in spec]
     if len(flat) != len(expected) or any(
         entry.get("channel") != channel for entry, channel in zip(flat, expected, strict=True)
     ):
         return None
-    out: list[list[dict[str, Any]]] = []
-    start = 0
-    for spec in specs:
-        out.append(flat[start : start + len(spec)])
-        start += len(spec)
-    return out
+    ends = itertools.accumulate(len(spec) for spec in specs)
+    return [flat[end - len(spec) : end] for spec, end in zip(specs, ends, strict=True)]
 
 
 def read_answer(
     parts: Sequence[Sequence[str]], status: int, items: list[Any]
 ) -> Fault | list[Reading | None]:
-    """Interpret Ably's answer to one request carrying ``parts`` (their channels).
+    """Ably's answer (as the SDK decoded it) to one request carrying ``parts`` (their channels).
 
-    Returns the request-wide error, or one :class:`Reading` per part. ``None``
-    stands for a part the answer cannot be matched to (an unexpected shape for
-    a list of specs). ``items`` is the body as the SDK decoded it.
+    The request-wide fault, or one :class:`Reading` per part (``None``: the answer
+    cannot be matched to the part).
     """
     if 200 <= status < 300:
         if not items or (len(parts) == 1 and next(_entries(items), None) is None):
@@ -192,9 +153,9 @@ def read_answer(
         found: Any = items
     else:
         body = items[0] if len(items) == 1 and isinstance(items[0], dict) else {}
-        fault = _fault(body.get("error"), status)
-        if fault[1] != BATCH_ERROR or "batchResponse" not in body:
-            return status, fault[1], fault[2] or f"HTTP {status}"
+        _, code, message = fault(body.get("error"))
+        if code != BATCH_ERROR or "batchResponse" not in body:
+            return status, code, message or f"HTTP {status}"
         found = body["batchResponse"]
     if len(parts) == 1:
         return [_read(parts[0], list(_entries(found)))]
