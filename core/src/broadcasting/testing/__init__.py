@@ -1,48 +1,9 @@
-"""Testing helpers: a fake that records publishes, and a conformance kit for drivers.
+"""Testing helpers: a fake that records publishes (docs/testing.md), and the conformance
+kit for drivers (docs/writing-a-driver.md, section 12).
 
-**The fake.** ``broadcasting.testing.fake()`` records every publish of every
-:class:`~broadcasting.Broadcast` in the process instead of sending it, after
-the core validated it against the configured driver's limits; the pytest
-fixture ``broadcast_fake`` (installed with the core) does the same for one
-test::
-
-    def test_ship(broadcast_fake):
-        ship_order(42)
-        broadcast_fake.assert_sent(OrderShipped, channel=PrivateChannel("orders.42"))
-
-**The conformance kit.** Subclass :class:`DriverConformance` in your
-driver's test suite, give it a configuration and a way to see what arrived
-(an :class:`Observer`), and inherit every behavioural test; what the driver
-declares (its ``features``, ``capabilities``, ``limits``) is checked against
-what it does, and :class:`Features` says the rest::
-
-    from broadcasting.testing import DeliveryRecorder, DriverConformance, Features
-
-    class TestMyDriver(DriverConformance):
-        driver_name = "mine"
-        secrets = ("s3cret",)
-
-        @pytest.fixture
-        def driver_options(self, my_server): ...
-
-        @pytest.fixture
-        def observer(self, my_server): return my_server.recorder
-
-An observer that is itself one connection of the service may also offer
-``socket_id()`` (:class:`SocketIdentity`), so the kit checks that
-``socket_id=`` really excludes the sender's connection.
-
-For a driver that implements ``send()`` the kit also checks delivery, against
-what the observer saw: a failed publish's ``delivered`` / ``failed`` / ``unknown`` channels, and,
-by wrapping the driver's ``send()`` / ``asend()``, a lost answer (never a
-duplicate delivery, unless ``at_least_once``; a ``deduplicates`` claim must
-hold) and a refused request (retried, delivered once).
-
-The fake needs nothing but the core; the conformance kit needs pytest (asking
-for one of its names without pytest installed raises an ``ImportError`` that
-says so). ``import broadcasting`` imports neither. The parts are imported on
-first use, so pytest's start-up (which loads the ``broadcast_fake`` plugin in
-every run) does not pay for the kit.
+The fake needs nothing but the core; the kit needs pytest, and says so when it is
+missing. Both are imported on first use, so pytest's start-up (which loads the
+``broadcast_fake`` plugin in every run) does not pay for the kit.
 """
 
 from __future__ import annotations
@@ -64,18 +25,13 @@ if TYPE_CHECKING:
 
 #: Where each public name lives; imported when first asked for.
 _HOMES = {
-    "BroadcastFake": "_fake",
-    "Sent": "_fake",
-    "fake": "_fake",
+    **dict.fromkeys(("BroadcastFake", "Sent", "fake"), "_fake"),
     "Features": "_features",
-    "AsyncObserver": "_observe",
-    "Delivery": "_observe",
-    "DeliveryRecorder": "_observe",
-    "Observer": "_observe",
-    "SocketIdentity": "_observe",
-    "MODES": "_suite",
-    "DriverConformance": "_suite",
-    "PublishProbe": "_suite",
+    **dict.fromkeys(
+        ("AsyncObserver", "Delivery", "DeliveryRecorder", "Observer", "SocketIdentity"),
+        "_observe",
+    ),
+    **dict.fromkeys(("MODES", "DriverConformance", "PublishProbe"), "_suite"),
 }
 
 

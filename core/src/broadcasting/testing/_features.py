@@ -7,25 +7,19 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Features:
-    """How the test suite can see the driver, and behaviour the driver does not declare.
+    """How the kit can see the driver (what the driver can do, it declares itself).
 
-    What a driver can do is declared by the driver (``Driver.features``,
-    ``capabilities``, ``limits``, whether it implements ``send()`` or
-    ``publish()``) and the kit checks each declaration against what it does.
-    These flags cover the rest. Switching one off never removes a test: the
-    test then checks the declared alternative.
+    A flag switched off never removes a test: it then checks the alternative.
 
     Attributes:
-        observe: the test suite can see what the receiving side got (an
-            ``observer`` fixture is provided). Off: only receipts and the
+        observe: an ``observer`` fixture shows what arrived. Off: only receipts and
             hook calls are checked.
-        multiple_channels: one publish can target several channels. Off: a
-            publish to two channels must raise an ``InputError`` (from
-            ``Driver.validate``) before any request.
-        reconnect_after_close: a closed driver reconnects on its next
-            publish. Off: that publish must raise a ``BroadcastError``.
-        strict_options: an unknown option in the driver's configuration is a
-            ``ConfigurationError`` naming it. Off: unknown options are ignored.
+        multiple_channels: one publish can target several channels. Off: a list of
+            channels raises ``InputError`` before any request.
+        reconnect_after_close: a closed driver reconnects on its next publish. Off:
+            that publish raises a ``BroadcastError``.
+        strict_options: an unknown option is a ``ConfigurationError`` naming it. Off:
+            unknown options are ignored.
     """
 
     observe: bool = True

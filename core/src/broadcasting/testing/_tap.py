@@ -1,29 +1,20 @@
 """A tap on one connected driver's ``send()`` / ``asend()``: it counts and breaks requests.
 
-The core's delivery engine calls ``driver.send`` / ``driver.asend`` for every
-request, so the kit replaces those two methods *on the driver instance* (the
-class is untouched) and sees each request where the core sees it. The tap can
-also make the first request fail the ways a network (or a bug) does:
-
-* ``"lose"``: the request really runs (the service gets it), then the answer
-  is lost: the tap raises a retryable :class:`~broadcasting.PublishError`
-  that may have been delivered, as a timeout after sending would;
-* ``"refuse"``: the tap raises a retryable PublishError that was certainly
-  not delivered (connection refused) without running the request at all;
-* ``"crash"``: the tap raises a :class:`RuntimeError` in place of the request,
-  as a bug in a driver's ``send()`` would.
-
-A driver whose ``asend`` runs its own ``send`` (or the reverse) makes one
-request through two tapped methods: the innermost call is the request, so a
-lost answer happens where the driver's own error handling would see it.
+The kit replaces those two methods on the driver instance (the class is
+untouched), so it sees each request where the core's delivery does. It can make
+the first request fail: ``"lose"`` runs it (the service gets it), then raises a
+retryable, maybe-delivered PublishError, as a timeout after sending would;
+``"refuse"`` raises a retryable, certainly-not-delivered one without running it;
+``"crash"`` raises a RuntimeError in its place, as a bug in ``send()`` would.
+When a driver's ``asend`` runs its own ``send`` (or the reverse), the innermost
+call is the request.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-from types import TracebackType
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import Any
 
 from broadcasting import PublishError
@@ -39,17 +30,42 @@ def sends(driver: Driver) -> bool:
     return cls.send is not Driver.send or cls.asend is not Driver.asend
 
 
-class _Frame:
-    """One tapped call under way; ``nested`` once it made another tapped call."""
+def replace(driver: Driver, name: str, method: Callable[..., Any]) -> None:
+    """Set ``driver.<name>`` on the instance, the class untouched (undo: pop it from vars)."""
+    try:
+        setattr(driver, name, method)
+    except AttributeError as exc:
+        raise TypeError(
+            f"the conformance kit replaces {type(driver).__name__}.{name} on the driver "
+            "instance; give the class a __dict__ (no bare __slots__)"
+        ) from exc
 
-    __slots__ = ("nested", "tap")
 
-    def __init__(self, tap: SendTap) -> None:
+class _Call:
+    """One tapped call under way (a context manager); ``nested`` once it made another."""
+
+    __slots__ = ("batch", "nested", "tap", "token")
+
+    def __init__(self, tap: SendTap, batch: Batch) -> None:
         self.tap = tap
+        self.batch = batch
         self.nested = False
+        self.token: Token[_Call | None] | None = None
+
+    def __enter__(self) -> None:
+        self.tap._enter(self)
+        self.token = _current.set(self)
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if self.token is not None:
+            _current.reset(self.token)
+        if exc is None:
+            self.tap._done(self)
+        else:
+            self.tap._failed(exc)
 
 
-_current: ContextVar[_Frame | None] = ContextVar("broadcasting_testing_tap", default=None)
+_current: ContextVar[_Call | None] = ContextVar("broadcasting_testing_tap", default=None)
 
 
 class SendTap:
@@ -87,68 +103,68 @@ class SendTap:
         with self._lock:
             return [batch for batch in self._ran if batch.requests > batch.budget]
 
-    # -- installing -----------------------------------------------------------------
-
     def __enter__(self) -> SendTap:
         cls = type(self.driver)
         for name in ("send", "asend"):
             if getattr(cls, name) is getattr(Driver, name):
                 continue  # the base class's bridge to the other method: never called by the core
-            real = getattr(self.driver, name)
-            wrapper = self._wrap_async(real) if name == "asend" else self._wrap_sync(real)
             try:
-                setattr(self.driver, name, wrapper)
-            except AttributeError as exc:
-                self.__exit__(None, None, None)
-                raise TypeError(
-                    f"the conformance kit wraps {cls.__name__}.{name} on the driver instance "
-                    "to observe each request; give the class a __dict__ (no bare __slots__)"
-                ) from exc
+                replace(self.driver, name, self._wrap(name, getattr(self.driver, name)))
+            except TypeError:
+                self.__exit__()
+                raise
             self._installed.append(name)
         if not self._installed:
             raise TypeError(f"{cls.__name__} implements neither send() nor asend()")
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         for name in self._installed:
             vars(self.driver).pop(name, None)
         self._installed.clear()
 
-    # -- one call -----------------------------------------------------------------------
+    def _wrap(self, name: str, real: Callable[[Batch], Any]) -> Callable[[Batch], Any]:
+        if name == "send":
 
-    def _enter(self, batch: Batch) -> _Frame:
-        """Start a call: refuse it (raise) if that is the fault, else open its frame."""
+            def send(batch: Batch) -> Any:
+                with _Call(self, batch):
+                    return real(batch)
+
+            return send
+
+        async def asend(batch: Batch) -> Any:
+            with _Call(self, batch):
+                return await real(batch)
+
+        return asend
+
+    # -- one call: refused, counted, or its answer lost ---------------------------------
+
+    def _enter(self, call: _Call) -> None:
         parent = _current.get()
-        outermost = parent is None or parent.tap is not self
         if parent is not None and parent.tap is self:
             parent.nested = True
-        if self.fault in ("refuse", "crash") and outermost:
+            return
+        if self.fault in ("refuse", "crash"):
             with self._lock:
                 first = not self.refused
                 if first:
-                    self.refused.append(batch)
-            if first and self.fault == "crash":
-                crash = RuntimeError("a bug in send() (injected by the conformance kit)")
-                self._injected.append(crash)
-                raise crash
+                    self.refused.append(call.batch)
             if first:
-                error = PublishError(
-                    f"{self.driver.name}: connection refused (injected by the conformance kit: "
-                    "nothing was sent)",
-                    driver=self.driver.name,
-                    retryable=True,
+                error: Exception = (
+                    RuntimeError("a bug in send() (injected by the conformance kit)")
+                    if self.fault == "crash"
+                    else PublishError(
+                        f"{self.driver.name}: connection refused (injected by the conformance "
+                        "kit: nothing was sent)",
+                        driver=self.driver.name,
+                        retryable=True,
+                    )
                 )
                 self._injected.append(error)
                 raise error
-        if outermost:
-            with self._lock:
-                self._ran.append(batch)
-        return _Frame(self)
+        with self._lock:
+            self._ran.append(call.batch)
 
     def _failed(self, exc: BaseException) -> None:
         if not any(exc is injected for injected in self._injected):
@@ -156,57 +172,22 @@ class SendTap:
                 if not any(exc is seen for seen in self.raised):
                     self.raised.append(exc)
 
-    def _done(self, frame: _Frame, batch: Batch) -> None:
-        """A call returned: count it if it was the request itself; maybe lose its answer."""
-        if frame.nested:
+    def _done(self, call: _Call) -> None:
+        if call.nested:
             return  # the inner call was the request
         with self._lock:
-            self.sent.append(batch)
-            lose = self.fault == "lose" and self.lost is None
-            if lose:
-                self.lost = PublishError(
-                    f"{self.driver.name}: timed out waiting for the answer (injected by the "
-                    "conformance kit: the service got the request)",
-                    driver=self.driver.name,
-                    retryable=True,
-                    maybe_delivered=True,
-                )
-                self._injected.append(self.lost)
-        if lose:
-            assert self.lost is not None
-            raise self.lost
-
-    def _wrap_sync(self, real: Callable[[Batch], Any]) -> Callable[[Batch], Any]:
-        def send(batch: Batch) -> Any:
-            frame = self._enter(batch)
-            token = _current.set(frame)
-            try:
-                result = real(batch)
-            except BaseException as exc:
-                self._failed(exc)
-                raise
-            finally:
-                _current.reset(token)
-            self._done(frame, batch)
-            return result
-
-        return send
-
-    def _wrap_async(self, real: Callable[[Batch], Awaitable[Any]]) -> Callable[..., Any]:
-        async def asend(batch: Batch) -> Any:
-            frame = self._enter(batch)
-            token = _current.set(frame)
-            try:
-                result = await real(batch)
-            except BaseException as exc:
-                self._failed(exc)
-                raise
-            finally:
-                _current.reset(token)
-            self._done(frame, batch)
-            return result
-
-        return asend
+            self.sent.append(call.batch)
+            if self.fault != "lose" or self.lost is not None:
+                return
+            self.lost = PublishError(
+                f"{self.driver.name}: timed out waiting for the answer (injected by the "
+                "conformance kit: the service got the request)",
+                driver=self.driver.name,
+                retryable=True,
+                maybe_delivered=True,
+            )
+            self._injected.append(self.lost)
+        raise self.lost
 
     def __repr__(self) -> str:
         return f"<SendTap fault={self.fault!r} sent={len(self.sent)} refused={len(self.refused)}>"

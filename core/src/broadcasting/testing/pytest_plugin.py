@@ -1,8 +1,7 @@
 """The ``broadcast_fake`` pytest fixture (entry point ``pytest11``).
 
-pytest loads this module in every run of every project that installed
-``broadcasting``, so it imports nothing of its own at start-up: the fake is
-imported when a test first asks for the fixture.
+pytest loads it in every run of every project that installed ``broadcasting``,
+so the fake is imported only when a test asks for the fixture.
 """
 
 from __future__ import annotations
@@ -20,11 +19,7 @@ if TYPE_CHECKING:
 def broadcast_fake() -> Iterator[BroadcastFake]:
     """Record every publish of every Broadcast instead of sending it, for one test.
 
-    Each message is still validated against the configured driver's limits,
-    then recorded in ``broadcast_fake.sent`` without reaching the driver (no
-    network). Assert with ``assert_sent(event, channel, data, times)``,
-    ``assert_not_sent(...)`` and ``assert_nothing_sent()``. The fake is
-    removed when the test ends, pass or fail.
+    Assert with ``assert_sent()``, ``assert_not_sent()``, ``assert_nothing_sent()``.
     """
     from broadcasting.testing._fake import BroadcastFake
 

@@ -1,8 +1,5 @@
-"""The driver conformance suite: a base class whose tests every driver inherits.
-
-The tests are grouped by topic, one mixin per module; :class:`DriverConformance`
-holds the fixtures and combines them.
-"""
+"""The driver conformance kit: one mixin of tests per topic, combined with the fixtures
+in :class:`DriverConformance`."""
 
 from __future__ import annotations
 
@@ -42,82 +39,31 @@ class DriverConformance(
     InputTests,
     PublishingTests,
 ):
-    """Behavioural tests every driver should pass; subclass it in your test suite.
+    """Behavioural tests every driver should pass; subclass it as ``Test...``.
 
-    Name the subclass ``Test...`` so pytest collects it, and provide:
+    Set ``driver_name`` and override the fixtures your driver needs
+    (``driver_options``, ``observer``, ``failing_options``, ``invalid_options``,
+    ``webhook_delivery``, ``declared_secrets``); docs/writing-a-driver.md
+    (section 12) says what each must hold and what the kit checks. Yours may
+    request the kit's ``broadcast``, ``broadcaster``, ``driver`` and ``probe``;
+    a ``broadcast`` of your own must pass ``plugins=[probe]``.
 
-    Class attributes
-        ``driver_name`` (required): the name the driver is found by.
-        ``features``: a :class:`Features`: how the suite sees the driver, and
-        what the driver does not declare itself. What it declares
-        (``Driver.features``, ``capabilities``, ``limits``, ``send()`` or
-        ``publish()``) the kit checks against what it does.
-        ``secrets``: strings (keys, secrets, tokens in URLs) that must never
-        appear in a repr, a log line or an error message, nor be held as text
-        by the driver or a traceback's frames. Or override the
-        ``declared_secrets`` fixture to compute them.
-        ``invalid_channel_names``: names your ``Driver.validate`` or
-        ``Limits.channel_pattern`` must refuse with ``InvalidChannelError``.
-        ``receive_timeout`` (5 s): how long to wait for a delivery.
-        ``socket_id_sample``: a connection id of your service (by the
-        driver's ``socket_id_pattern``) that is not the observer's own.
-        Override :meth:`channel_name` if your service needs a channel prefix.
-
-    Fixtures (override them with ``@pytest.fixture`` methods of the same name;
-    they may request any other fixture, e.g. a server you start). The kit's
-    own ``broadcast``, ``broadcaster``, ``driver``, ``probe`` and
-    ``conformance`` fixtures are available to yours; override ``broadcast``
-    only if the Broadcast must be built differently, and then pass
-    ``plugins=[probe]`` to it.
-        ``driver_options`` -> ``Mapping``: the driver's ``DRIVERS`` entry. The
-        kit builds ``Broadcast({"DRIVER": name, "DRIVERS": {name: options}})``
-        itself (with a probe plugin on the publish hook), connects the driver
-        through it, and closes it after each test.
-        ``observer`` -> :class:`Observer` | :class:`AsyncObserver` | ``None``:
-        the receiving side. It may request the ``driver`` fixture (the
-        connected Driver under test). Required unless
-        ``Features(observe=False)``. If it is one connection of the service,
-        give it a ``socket_id()`` method (:class:`SocketIdentity`) returning
-        that connection's id: with ``Feature.EXCLUDE_SENDER`` the kit then
-        checks that the sender's own connection is really excluded.
-        ``failing_options`` -> ``Sequence[Mapping]``: configurations that build
-        but whose publishes fail (unreachable host, wrong credentials...).
-        Required for a driver that implements ``send()``. The kit publishes
-        with each (to two channels, if the driver takes several) and checks
-        the PublishError's three outcomes against the receiving side: a
-        ``failed`` channel got nothing, an ``unknown`` one at most one copy.
-        Include one where the service gets the request but the answer is
-        lost (a proxy that forwards, then drops the connection, say): that is
-        how the kit catches an SDK that retries by itself. A state query with
-        them must succeed or raise ``QueryError``.
-        ``invalid_options`` -> ``Sequence[tuple[Mapping, str]]``: configurations
-        that ``from_config`` must refuse, each with the option key the
-        ``ConfigurationError`` must name.
-        ``webhook_delivery`` -> ``(headers, body)`` | ``None``: a delivery
-        signed as your service signs one (at least one event), for a driver
-        with ``Feature.WEBHOOKS``; the kit checks it reaches the hook and
-        handlers, and that the same body with one bit changed does not.
-
-    A driver that implements ``send()`` / ``asend()``: the kit wraps those two
-    methods on the connected driver (an instance attribute; the class is
-    untouched) to count requests, lose the first answer after the service got
-    it, refuse the first request unsent, or crash in it, and checks the core's
-    retries and the receiving side's deliveries that follow. Those checks use
-    a ``with_options`` variant with the core's default ``retries`` and short
-    backoffs; the observer must see the service, not one driver instance.
-
-    Every test runs without pytest-asyncio: async publishes run in
-    ``asyncio.run``, a fresh event loop per test, as a script would; the
-    driver must also cope with being closed from sync code afterwards.
-    Switching a flag off in :class:`Features`, or leaving a :class:`Feature`
-    undeclared, changes what a test checks; it never removes the test.
+    A ``send()`` driver's delivery is checked through a ``with_options`` variant
+    whose ``send()``/``asend()`` the kit wraps on the instance (to lose, refuse or
+    crash the first request), so the observer must see the service, not one
+    driver instance. Async publishes run in ``asyncio.run()``, a fresh loop per
+    test, and the driver is closed from sync code afterwards.
     """
 
     driver_name: ClassVar[str] = ""
     features: ClassVar[Features] = Features()
+    #: values never to be shown, nor held as text by the driver or a traceback's frames
     secrets: ClassVar[Sequence[str]] = ()
+    #: names ``Driver.validate`` or ``Limits.channel_pattern`` must refuse
     invalid_channel_names: ClassVar[Sequence[str]] = ()
+    #: seconds to wait for a delivery
     receive_timeout: ClassVar[float] = 5.0
+    #: a connection id by the driver's ``socket_id_pattern``, not the observer's own
     socket_id_sample: ClassVar[str] = "1234.5678"
     #: sizes tried when the driver declares no limit: they must work
     unlimited_payload_bytes: ClassVar[int] = 64 * 1024

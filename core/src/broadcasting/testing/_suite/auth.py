@@ -43,15 +43,7 @@ def socket_ids(run: Run) -> tuple[str, str]:
 
 
 def authorize(run: Run, mode: str, user: Any, socket_id: str | None, channel: str) -> Any:
-    if mode == "sync":
-        return run.broadcast.authorize(user, socket_id=socket_id, channel_name=channel)
-    return asyncio.run(run.broadcast.aauthorize(user, socket_id=socket_id, channel_name=channel))
-
-
-def refused_as_not_supported(run: Run, error: BaseException, what: str) -> None:
-    assert isinstance(error, NotSupportedError), f"{what} failed: {error!r}"
-    assert error.driver == run.driver.name and error.http_status == 501, error
-    run.assert_error_clean(error, f"the error of {what}")
+    return run.ask(mode, "authorize", user, socket_id=socket_id, channel_name=channel)
 
 
 class AuthTests:
@@ -88,9 +80,8 @@ class AuthTests:
                 f"{channel!r} does not parse back as a {kind} channel"
             )
             if not declared:
-                with pytest.raises(NotSupportedError) as refused:
-                    authorize(run, mode, "kit", sample, channel)
-                refused_as_not_supported(run, refused.value, f"authorizing a {kind} channel")
+                what = f"authorizing a {kind} channel"
+                run.expect_not_supported(what, authorize, run, mode, "kit", sample, channel)
                 assert not ran, "a channel rule ran for a driver that cannot sign"
                 continue
             with pytest.raises(ForbiddenError):
@@ -142,12 +133,13 @@ class AuthTests:
         user = f"kit-user-{marker()}"
         data = {"marker": marker()}
         if Feature.USER_SIGN_IN not in run.driver.features:
-            with pytest.raises(NotSupportedError) as refused:
-                run.broadcast.authenticate_user(sample, {"id": user})
-            refused_as_not_supported(run, refused.value, "a sign-in")
-            with pytest.raises(NotSupportedError) as refused:
-                run.broadcast.send_to_user(user, EVENT, data, driver=run.broadcaster)
-            refused_as_not_supported(run, refused.value, "send_to_user()")
+            run.expect_not_supported(
+                "a sign-in", run.broadcast.authenticate_user, sample, {"id": user}
+            )
+            send = run.broadcast.send_to_user
+            run.expect_not_supported(
+                "send_to_user()", send, user, EVENT, data, driver=run.broadcaster
+            )
             return
         body = run.broadcast.authenticate_user(sample, {"id": user})
         assert isinstance(body, dict), f"sign_user returned {type(body).__name__}"
@@ -157,12 +149,9 @@ class AuthTests:
         assert json.dumps(again) != text, "the sign-in answer does not depend on socket_id"
         channel = run.driver.user_channel(user)
         assert isinstance(channel, str) and channel, f"user_channel() returned {channel!r}"
-        receipt = run.broadcast.send_to_user(user, EVENT, data, driver=run.broadcaster)
-        run.check_receipt(receipt, EVENT, [channel], run.last_message())
-        receipt = asyncio.run(
-            run.broadcast.asend_to_user(user, EVENT, data, driver=run.broadcaster)
-        )
-        run.check_receipt(receipt, EVENT, [channel], run.last_message())
+        for mode in MODES:
+            receipt = run.ask(mode, "send_to_user", user, EVENT, data, driver=run.broadcaster)
+            run.check_receipt(receipt, EVENT, [channel], run.last_message())
 
     def test_malformed_authorization_requests_are_refused_first(self, conformance: Run) -> None:
         """A bad socket_id, a public channel or a channel name the driver would refuse is

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ import pytest
 from broadcasting import Broadcaster, PublishError
 from broadcasting.plugin import ERROR_KINDS, Health
 from broadcasting.testing._suite.leaks import capture_logs
-from broadcasting.testing._suite.run import EVENT, MODES, Run, marker
+from broadcasting.testing._suite.run import EVENT, MODES, Run, call, marker
 from broadcasting.testing._tap import SendTap
 
 
@@ -41,9 +40,8 @@ def fail(
 ) -> Failure:
     """Publish through a driver built from failing ``options``; what it raised.
 
-    A driver that delivers through send()/asend() is tapped (nothing is
-    injected) so the kit sees what each of its requests raised. With
-    ``check``, the driver's health check runs next, on the same path.
+    The driver is tapped (nothing injected) to see what each request raised; with
+    ``check``, its health check runs next, on the same path.
     """
     target = list(channels) if len(channels) > 1 else channels[0]
     health: Health | Exception | None = None
@@ -63,14 +61,23 @@ def fail(
                 )
         if check:
             try:
-                health = broadcaster.check() if mode == "sync" else _acheck(broadcaster)
+                health = call(mode, broadcaster, "check")
             except Exception as exc:  # reported by the test, after the publish's own checks
                 health = exc
     return Failure(error, broadcaster, tap, logs.lines, health)
 
 
-def _acheck(broadcaster: Broadcaster[Any]) -> Health:
-    return asyncio.run(broadcaster.acheck())
+def failing_cases(
+    run: Run, options: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """``(name, options)`` of the ``failing_options``: given exactly for a send() driver."""
+    if not run.sends:
+        assert not options, "failing_options given, but the driver has no send()"
+        return []
+    assert options, (
+        "a send() driver must give `failing_options`: configurations whose publishes fail"
+    )
+    return [(f"failing_options[{index}]", each) for index, each in enumerate(options)]
 
 
 def check_kind(error: PublishError, where: str) -> None:
@@ -86,25 +93,15 @@ class FailureTests:
     def test_publish_failures_are_publish_errors(
         self, conformance: Run, failing_options: Sequence[Mapping[str, Any]], mode: str
     ) -> None:
-        """A publish the service does not acknowledge raises PublishError; nothing leaks.
-
-        The driver's ``send()`` must map every failure to a PublishError itself:
-        an SDK exception escaping it is a bug, even though the core turns it
-        into an unknown outcome rather than letting it reach the caller. The
-        health check with the same configuration reports a Health (never
-        raises), and ``auth_failed`` when the publish failed for the credentials.
-        """
+        """A publish the service does not acknowledge raises PublishError (``send()`` maps
+        every failure itself; an SDK exception escaping it is a bug), nothing leaks, and
+        check() with the same options reports a Health, ``auth_failed`` when the
+        credentials were refused."""
         run = conformance
         if not run.sends:
-            assert not failing_options, "failing_options given, but the driver has no send()"
             channel = run.channel("inproc")
             run.check_receipt(run.publish(mode, channel, {"k": 1}, EVENT), EVENT, [channel])
-            return
-        assert failing_options, (
-            "a send() driver must give `failing_options`: configurations whose publishes fail"
-        )
-        for index, options in enumerate(failing_options):
-            where = f"failing_options[{index}]"
+        for where, options in failing_cases(run, failing_options):
             channels = [run.channel("fail")]
             failure = fail(run, where, options, mode, channels, {"k": 1}, check=True)
             error = failure.error
@@ -139,28 +136,11 @@ class FailureTests:
     def test_failed_publish_has_three_outcomes(
         self, conformance: Run, failing_options: Sequence[Mapping[str, Any]], mode: str
     ) -> None:
-        """A failed publish says, channel by channel, delivered / failed / unknown, truthfully.
-
-        For every ``failing_options`` configuration, the PublishError's
-        ``delivered``, ``failed`` and ``unknown`` partition the published
-        channels exactly; ``maybe_delivered`` is true exactly when ``unknown``
-        is not empty; ``requests`` counts at least every request the driver
-        made. Then the receiving side is checked against those claims: a
-        ``delivered`` channel got the message once, a ``failed`` one never,
-        an ``unknown`` one at most once, unless that configuration sets
-        ``at_least_once`` (a driver or SDK that re-sends behind the core's
-        back, or a false ``deduplicates`` claim, shows up here when a
-        configuration loses answers).
-        """
+        """A failed publish says, channel by channel, delivered / failed / unknown, and
+        the receiving side agrees: a ``delivered`` channel got it once, a ``failed`` one
+        never, an ``unknown`` one at most once (unless ``at_least_once``)."""
         run = conformance
-        if not run.sends:
-            assert not failing_options, "failing_options given, but the driver has no send()"
-            return
-        assert failing_options, (
-            "a send() driver must give `failing_options`: configurations whose publishes fail"
-        )
-        for index, options in enumerate(failing_options):
-            where = f"failing_options[{index}]"
+        for where, options in failing_cases(run, failing_options):
             count = 2 if run.features.multiple_channels else 1
             channels = [run.channel(f"outcome{n}") for n in range(count)]
             data = {"marker": marker()}

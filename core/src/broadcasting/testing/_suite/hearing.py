@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +14,6 @@ from broadcasting import (
     BroadcastError,
     ChannelInfo,
     Member,
-    NotSupportedError,
     PresenceChannel,
     QueryError,
     UnauthorizedError,
@@ -22,20 +21,6 @@ from broadcasting import (
 )
 from broadcasting.plugin import ERROR_KINDS, SUBSCRIBED, Feature, Heard, hookimpl
 from broadcasting.testing._suite.run import EVENT, MODES, Run, marker
-
-
-def ask(run: Run, mode: str, method: str, *args: Any, **kwargs: Any) -> Any:
-    """``broadcast.<method>(...)`` or ``await broadcast.a<method>(...)``, by ``mode``."""
-    if mode == "sync":
-        return getattr(run.broadcast, method)(*args, **kwargs)
-    return asyncio.run(getattr(run.broadcast, "a" + method)(*args, **kwargs))
-
-
-def not_supported(run: Run, call: Callable[[], Any], what: str) -> None:
-    with pytest.raises(NotSupportedError) as refused:
-        call()
-    assert refused.value.driver == run.driver.name, refused.value
-    run.assert_error_clean(refused.value, f"the error of {what}")
 
 
 class WebhookRecorder:
@@ -65,23 +50,26 @@ class HearingTests:
         if "presence" in run.driver.channel_prefixes:
             presence = run.driver.channel_name(PresenceChannel(run.channel("state")))
         if Feature.STATE not in run.driver.features:
-            not_supported(run, lambda: ask(run, mode, "channel_info", channel), "channel_info()")
-            not_supported(run, lambda: ask(run, mode, "occupied_channels", channel), "a listing")
-            not_supported(run, lambda: ask(run, mode, "members", presence or channel), "members()")
+            for method, argument in [
+                ("channel_info", channel),
+                ("occupied_channels", channel),
+                ("members", presence or channel),
+            ]:
+                run.expect_not_supported(f"{method}()", run.ask, mode, method, argument)
             return
-        info = ask(run, mode, "channel_info", channel)
+        info = run.ask(mode, "channel_info", channel)
         assert isinstance(info, ChannelInfo), f"channel_info() returned {info!r}"
         assert info.name == channel and info.occupied is False, (
             f"a channel nobody subscribed to: {info!r}"
         )
-        listed = ask(run, mode, "occupied_channels", channel)
+        listed = run.ask(mode, "occupied_channels", channel)
         assert isinstance(listed, list) and all(isinstance(i, ChannelInfo) for i in listed)
         assert all(i.name.startswith(channel) for i in listed), (
             f"occupied_channels({channel!r}) listed channels without that prefix: {listed}"
         )
         assert channel not in [i.name for i in listed], listed
         if presence is not None:
-            members = ask(run, mode, "members", presence)
+            members = run.ask(mode, "members", presence)
             assert isinstance(members, list) and all(isinstance(m, Member) for m in members)
             assert members == [], f"an empty presence channel has members: {members}"
         for index, options in enumerate(failing_options):
@@ -89,7 +77,7 @@ class HearingTests:
                 broadcaster = other.driver(run.suite.driver_name)
                 failed: Exception | None = None
                 try:
-                    ask(run, mode, "channel_info", channel, driver=broadcaster)
+                    run.ask(mode, "channel_info", channel, driver=broadcaster)
                 except Exception as exc:
                     failed = exc
             if failed is None:
@@ -108,9 +96,9 @@ class HearingTests:
         run = conformance
         user = f"kit-user-{marker()}"
         if Feature.TERMINATE_USER not in run.driver.features:
-            not_supported(run, lambda: ask(run, mode, "terminate_user", user), "terminate_user()")
+            run.expect_not_supported("terminate_user()", run.ask, mode, "terminate_user", user)
             return
-        assert ask(run, mode, "terminate_user", user) is None
+        assert run.ask(mode, "terminate_user", user) is None
 
     def test_listen_hears_a_publish_or_not_supported(self, conformance: Run) -> None:
         """With Feature.LISTEN, listen_channels() confirms the subscription, then hears a
@@ -118,7 +106,7 @@ class HearingTests:
         run = conformance
         channel = run.channel("listen")
         if Feature.LISTEN not in run.driver.features:
-            not_supported(run, lambda: run.driver.listen_channels([channel]), "listening")
+            run.expect_not_supported("listening", run.driver.listen_channels, [channel])
             return
         data = {"marker": marker()}
 
@@ -160,7 +148,7 @@ class HearingTests:
         run = conformance
         forged = ({"Content-Type": "application/json"}, b'{"time_ms": 1, "events": []}')
         if Feature.WEBHOOKS not in run.driver.features:
-            not_supported(run, lambda: ask(run, mode, "webhook", *forged), "webhook()")
+            run.expect_not_supported("webhook()", run.ask, mode, "webhook", *forged)
             return
         recorder, handled = WebhookRecorder(), list[WebhookEvent]()
         run.broadcast.plugin_manager.register(recorder)
@@ -172,7 +160,7 @@ class HearingTests:
         for headers, body in refused:
             error: BroadcastError | None = None
             try:
-                ask(run, mode, "webhook", headers, body)
+                run.ask(mode, "webhook", headers, body)
             except BroadcastError as exc:
                 error = exc
             assert error is not None and error.http_status in (400, 401), (
@@ -183,7 +171,7 @@ class HearingTests:
         assert not recorder.events and not handled, "a refused delivery reached a handler"
         if webhook_delivery is None:
             return
-        events = ask(run, mode, "webhook", *webhook_delivery)
+        events = run.ask(mode, "webhook", *webhook_delivery)
         assert isinstance(events, list) and events, f"webhook() returned {events!r}"
         assert all(isinstance(e, WebhookEvent) for e in events), events
         assert all(e.driver == run.driver.name for e in events), events

@@ -74,14 +74,10 @@ class InputTests:
         """Bad channels, events and payloads raise a typed InputError; nothing is sent."""
         run = conformance
         channel = run.channel("invalid")
-        channels, data, event = build(channel)
         run.watch(channel)
-        before = len(run.probe.calls)
-        with pytest.raises(error) as info:
-            run.publish(mode, channels, data, event)
-        assert isinstance(info.value, BroadcastError)
-        run.assert_no_secrets(error_texts(info.value), "a validation error")
-        run.expect_nothing_sent(channel, before)
+        refused = run.refused(error, channel, mode, *build(channel))
+        assert isinstance(refused, BroadcastError)
+        run.assert_no_secrets(error_texts(refused), "a validation error")
 
     def test_driver_specific_channel_rules(self, conformance: Run) -> None:
         """Names the driver declares invalid (and its channel_pattern) are refused."""
@@ -101,11 +97,7 @@ class InputTests:
                 run.publish("sync", [channel, name], {"k": 1}, EVENT)
         run.expect_nothing_sent(channel, before)
         if not names:  # no rules declared: awkward but legal names must work
-            odd = run.channel("odd") + "_=@,.;"
-            run.watch(odd)
-            data = {"marker": marker()}
-            run.check_receipt(run.publish("sync", odd, data, EVENT), EVENT, [odd])
-            run.expect_delivered([odd], data, EVENT)
+            run.delivered("sync", run.channel("odd") + "_=@,.;", {"marker": marker()})
 
     # -- declared limits ------------------------------------------------------------------
 
@@ -113,87 +105,60 @@ class InputTests:
         """An event name at the declared limit works; one character more is refused."""
         run = conformance
         limit = run.driver.limits.max_event_name_length
-        channel = run.channel("evlimit")
-        run.watch(channel)
-        length = limit if limit is not None else run.suite.unlimited_name_length
-        event = "e" * length
+        event = "e" * (run.suite.unlimited_name_length if limit is None else limit)
         data = {"marker": marker()}
-        run.check_receipt(run.publish("sync", channel, data, event), event, [channel])
-        run.expect_delivered([channel], data, event)
-        if limit is None:
-            return
-        other = run.channel("evlimit2")
-        run.watch(other)
-        before = len(run.probe.calls)
-        with pytest.raises(InvalidEventError):
-            run.publish("sync", other, data, event + "e")
-        run.expect_nothing_sent(other, before)
+        run.delivered("sync", run.channel("evlimit"), data, event)
+        if limit is not None:
+            other = run.channel("evlimit2")
+            run.watch(other)
+            run.refused(InvalidEventError, other, "sync", other, data, event + "e")
 
     def test_channel_name_limit(self, conformance: Run) -> None:
         """A channel name at the declared length limit works; one character more is refused."""
         run = conformance
         limit = run.driver.limits.max_channel_name_length
-        length = limit if limit is not None else run.suite.unlimited_name_length
+        length = run.suite.unlimited_name_length if limit is None else limit
         base = run.channel("chlimit")[:length]
         channel = base + "a" * (length - len(base))
-        run.watch(channel)
         data = {"marker": marker()}
-        run.check_receipt(run.publish("sync", channel, data, EVENT), EVENT, [channel])
-        run.expect_delivered([channel], data, EVENT)
-        if limit is None:
-            return
-        other = run.channel("chlimit2")
-        run.watch(other)
-        before = len(run.probe.calls)
-        with pytest.raises(InvalidChannelError):
-            run.publish("sync", [other, channel + "a"], data, EVENT)
-        run.expect_nothing_sent(other, before)
+        run.delivered("sync", channel, data)
+        if limit is not None:
+            other = run.channel("chlimit2")
+            run.watch(other)
+            run.refused(InvalidChannelError, other, "sync", [other, channel + "a"], data)
 
     def test_payload_limit(self, conformance: Run) -> None:
         """A message at the declared size limit is delivered; one byte more is refused."""
         run = conformance
         limit = run.driver.limits.max_payload_bytes
         channel = run.channel("size")
-        run.watch(channel)
         if limit is None:
-            data = "x" * run.suite.unlimited_payload_bytes
-            run.check_receipt(run.publish("sync", channel, data, EVENT), EVENT, [channel])
-            run.expect_delivered([channel], data, EVENT)
+            run.delivered("sync", channel, "x" * run.suite.unlimited_payload_bytes)
             return
-        n = _fill_to(run, channel, limit)
-        data = "x" * n
+        data = "x" * _fill_to(run, channel, limit)
         assert _size(run, channel, data) == limit, (
             "payload_size() should grow by one byte per ASCII character"
         )
-        run.check_receipt(run.publish("sync", channel, data, EVENT), EVENT, [channel])
-        run.expect_delivered([channel], data, EVENT)
+        run.delivered("sync", channel, data)
         other = run.channel("size2")
         run.watch(other)
-        before = len(run.probe.calls)
-        with pytest.raises(PayloadTooLargeError) as info:
-            run.publish("sync", other, data + "x", EVENT)
-        assert info.value.limit == limit
-        assert info.value.size > limit
-        run.expect_nothing_sent(other, before)
+        refused = run.refused(PayloadTooLargeError, other, "sync", other, data + "x")
+        assert refused.limit == limit
+        assert refused.size > limit
 
     def test_payload_limit_counts_bytes_not_characters(self, conformance: Run) -> None:
         """Non-ASCII text is measured in encoded bytes (two per 'é'), not characters."""
         run = conformance
         limit = run.driver.limits.max_payload_bytes
         channel = run.channel("bytes")
-        run.watch(channel)
         if limit is None:
-            data = "é" * (run.suite.unlimited_payload_bytes // 2)
-            run.check_receipt(run.publish("sync", channel, data, EVENT), EVENT, [channel])
-            run.expect_delivered([channel], data, EVENT)
+            run.delivered("sync", channel, "é" * (run.suite.unlimited_payload_bytes // 2))
             return
         n = _fill_to(run, channel, limit)
         data = "é" * (n // 2 + 1)  # fewer characters than the limit, more bytes
         assert len(data) <= max(n, 1)
-        before = len(run.probe.calls)
-        with pytest.raises(PayloadTooLargeError):
-            run.publish("sync", channel, data, EVENT)
-        run.expect_nothing_sent(channel, before)
+        run.watch(channel)
+        run.refused(PayloadTooLargeError, channel, "sync", channel, data)
 
     def test_large_channel_lists_are_delivered(self, conformance: Run) -> None:
         """More channels than one request takes are split by the driver; all receive it."""

@@ -10,8 +10,7 @@ from contextlib import contextmanager
 from broadcasting._types import SECRET_OPTION
 from broadcasting.plugin import Secret
 
-#: Option names that look secret (the core wraps those in a Secret when it loads
-#: a config): the safety net of ``test_secrets_never_shown``.
+#: Option names that look secret: the safety net of ``test_secrets_never_shown``.
 SECRET_KEY = SECRET_OPTION
 
 #: The kit's own frames hold the test's raw options on purpose: never searched.
@@ -34,6 +33,7 @@ class LogCapture(logging.Handler):
 
 @contextmanager
 def capture_logs() -> Iterator[LogCapture]:
+    """Every log line of any logger while the block runs."""
     root = logging.getLogger()
     handler = LogCapture()
     level = root.level
@@ -56,36 +56,32 @@ def shown(value: object) -> str:
         return f"<repr failed: {type(exc).__name__}>"
 
 
-def frames(exc: BaseException) -> Iterator[tuple[str, Mapping[str, object]]]:
-    """``(function name, locals)`` of every frame of ``exc``'s traceback and its chain.
-
-    Tracebacks are kept whole (a driver bug points at its line), and error
-    trackers record every frame's locals, chained exceptions included; the
-    kit's own frames are left out.
-    """
-    seen: set[int] = set()
+def chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, each once."""
+    found: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    while current is not None and all(current is not e for e in found):
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def frames(exc: BaseException) -> Iterator[tuple[str, Mapping[str, object]]]:
+    """``(function name, locals)`` of every frame of the tracebacks of ``exc``'s chain
+    (error trackers record them all), the kit's own frames left out."""
+    for current in chain(exc):
         tb = current.__traceback__
         while tb is not None:
             frame = tb.tb_frame
             if not os.path.abspath(frame.f_code.co_filename).startswith(KIT_DIR):
                 yield frame.f_code.co_name, frame.f_locals
             tb = tb.tb_next
-        current = current.__cause__ or current.__context__
 
 
 def error_texts(exc: BaseException) -> list[str]:
     """What an error tracker records of ``exc``: str and repr of it and its chain,
     and every local of their frames as shown."""
-    texts: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        texts += [str(current), repr(current)]
-        current = current.__cause__ or current.__context__
+    texts = [text for current in chain(exc) for text in (str(current), repr(current))]
     for function, names in frames(exc):
         texts += [f"local {name!r} of {function}(): {shown(v)}" for name, v in names.items()]
     return texts

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -11,20 +11,29 @@ import pytest
 from broadcasting import Broadcaster, BroadcastError, ConfigurationError, Receipt
 from broadcasting.plugin import Driver, Health, installed_drivers
 from broadcasting.testing._suite.declared import implemented
-from broadcasting.testing._suite.run import EVENT, MODES, Run, marker
+from broadcasting.testing._suite.run import EVENT, MODES, Run, call, marker
 
 
 def after_close(run: Run, mode: str) -> None:
     """The next publish reconnects, or fails clearly if the driver declares it cannot."""
     channel = run.channel("reopen")
     data = {"marker": marker()}
-    run.watch(channel)
-    if not run.features.reconnect_after_close:
-        with pytest.raises(BroadcastError):
-            run.publish(mode, channel, data, EVENT)
+    if run.features.reconnect_after_close:
+        run.delivered(mode, channel, data)
         return
-    run.check_receipt(run.publish(mode, channel, data, EVENT), EVENT, [channel])
-    run.expect_delivered([channel], data, EVENT)
+    run.watch(channel)
+    with pytest.raises(BroadcastError):
+        run.publish(mode, channel, data, EVENT)
+
+
+def closes_twice(run: Run, close: Callable[[], object]) -> None:
+    """After a publish, ``close()`` twice is fine; the next publish reconnects (or fails
+    clearly)."""
+    channel = run.channel("close")
+    run.check_receipt(run.publish("sync", channel, {"k": 1}, EVENT), EVENT, [channel])
+    close()
+    close()
+    after_close(run, "sync")
 
 
 class LifecycleTests:
@@ -60,8 +69,8 @@ class LifecycleTests:
     def test_driver_is_found_by_name(
         self, conformance: Run, driver_options: Mapping[str, Any]
     ) -> None:
-        """The driver is installed (or registered) under its name; connecting it leaves the
-        configuration as it was."""
+        """The driver is installed (or registered) under its name; connecting it leaves
+        the configuration as it was."""
         run = conformance
         name = run.suite.driver_name
         names = [info.name for info in installed_drivers()]
@@ -79,10 +88,7 @@ class LifecycleTests:
         """check()/acheck() with the working options: ``ok`` for a driver that implements a
         check, ``not_supported`` for one that does not; never a secret in its detail."""
         run = conformance
-        if mode == "sync":
-            health = run.broadcaster.check()
-        else:
-            health = asyncio.run(run.broadcaster.acheck())
+        health = call(mode, run.broadcaster, "check")
         assert isinstance(health, Health), f"check() returned {health!r}"
         run.assert_no_secrets([health.detail, repr(health)], "a health check's detail")
         if implemented(type(run.driver), "check"):
@@ -93,12 +99,7 @@ class LifecycleTests:
 
     def test_close_is_idempotent(self, conformance: Run) -> None:
         """close() twice is fine; the next publish reconnects (or fails clearly)."""
-        run = conformance
-        channel = run.channel("close")
-        run.check_receipt(run.publish("sync", channel, {"k": 1}, EVENT), EVENT, [channel])
-        run.broadcaster.close()
-        run.broadcaster.close()
-        after_close(run, "sync")
+        closes_twice(conformance, conformance.broadcaster.close)
 
     def test_aclose_is_idempotent(self, conformance: Run) -> None:
         """aclose() twice is fine; the next async publish reconnects (or fails clearly)."""
@@ -125,15 +126,11 @@ class LifecycleTests:
     def test_broadcast_close_and_reuse(self, conformance: Run) -> None:
         """Broadcast.close() closes the driver it keeps; that driver reconnects (or refuses)."""
         run = conformance
-        channel = run.channel("bclose")
-        run.check_receipt(run.publish("sync", channel, {"k": 1}, EVENT), EVENT, [channel])
-        run.broadcast.close()
-        run.broadcast.close()
+        closes_twice(run, run.broadcast.close)
         same = run.broadcast.driver(run.suite.driver_name)
         assert same is run.broadcaster and same.driver is run.driver, (
             "after Broadcast.close() the Broadcast keeps its driver"
         )
-        after_close(run, "sync")
 
     def test_context_managers(self, conformance: Run, driver_options: Mapping[str, Any]) -> None:
         """``with Broadcast(...)`` and ``async with`` publish, then close the driver."""

@@ -14,10 +14,8 @@ from broadcasting.testing._tap import SendTap
 def tapped_publish(
     run: Run, mode: str, fault: str, **delivery: Any
 ) -> tuple[Receipt | PublishError, SendTap, str, dict[str, str]]:
-    """Publish once through a tapped variant whose first request meets ``fault``.
-
-    Returns the receipt or PublishError, the tap, the channel and the data.
-    """
+    """Publish once through a tapped variant whose first request meets ``fault``: the
+    receipt or PublishError, the tap, the channel and the data."""
     variant = run.tapped_variant(**delivery)
     channel = run.channel(fault)
     data = {"marker": marker()}
@@ -44,11 +42,8 @@ def tapped_publish(
 
 
 def in_process(run: Run, option: str, value: object) -> bool:
-    """For a driver that delivers in process, check ``option`` is refused; whether it does.
-
-    Nothing is sent, so nothing is retried: a delivery option does not apply,
-    and connecting with it is a ConfigurationError naming it.
-    """
+    """Whether the driver delivers in process; if so, check that ``option`` (a delivery
+    option, which does not apply) is a ConfigurationError naming it."""
     if run.sends:
         return False
     with pytest.raises(ConfigurationError) as info:
@@ -74,18 +69,10 @@ class RetryTests:
     def test_lost_answer_is_unknown_unless_the_service_deduplicates(
         self, conformance: Run, mode: str
     ) -> None:
-        """An answer lost after the service got the request never becomes a duplicate.
-
-        The kit lets the driver's first request really reach the service, then
-        raises a lost-answer PublishError (retryable, maybe delivered) in its
-        place. With the default options, a driver whose service does not
-        de-duplicate must leave the channel ``unknown``, its request made once;
-        a driver declaring ``Capabilities(deduplicates=True)`` gets the request
-        re-sent with the same message id and a Receipt, and its service must
-        drop the copy. Either way the receiving side sees exactly one delivery,
-        which is what proves the ``deduplicates`` claim. A driver that delivers
-        in process must refuse ``retries``, as an option that does not apply.
-        """
+        """An answer lost after the service got the request never becomes a duplicate:
+        the channel is ``unknown`` and the request made once, or, with ``deduplicates``,
+        it is re-sent (same id) and the service drops the copy. An in-process driver
+        refuses ``retries``, an option that does not apply."""
         run = conformance
         if in_process(run, "retries", 2):
             return
@@ -134,14 +121,9 @@ class RetryTests:
 
     @pytest.mark.parametrize("mode", MODES)
     def test_lost_answer_is_resent_with_at_least_once(self, conformance: Run, mode: str) -> None:
-        """With ``at_least_once: True`` the core re-sends a lost answer, same id, once.
-
-        The caller gets a Receipt after exactly two requests. The receiving side
-        sees the message once if the driver declares ``deduplicates``, and at
-        most twice otherwise (once per request: nothing else re-sent it). A
-        driver that delivers in process must refuse ``at_least_once`` as an
-        option that does not apply, naming it.
-        """
+        """With ``at_least_once: True`` the core re-sends a lost answer, same id, once: a
+        Receipt after two requests, delivered once with ``deduplicates``, else at most
+        twice. An in-process driver refuses ``at_least_once``."""
         run = conformance
         if in_process(run, "at_least_once", True):
             return
@@ -164,14 +146,8 @@ class RetryTests:
 
     @pytest.mark.parametrize("mode", MODES)
     def test_refused_request_is_retried(self, conformance: Run, mode: str) -> None:
-        """A request refused before it was sent is retried, and delivered once.
-
-        The kit makes the first request fail as a refused connection would
-        (retryable, certainly not delivered) without running it. The core
-        retries it with the same message id whatever the service, the caller
-        gets a Receipt, and the receiving side sees exactly one delivery. A
-        driver that delivers in process must refuse ``retry_backoff``.
-        """
+        """A request refused before it was sent (certainly not delivered) is retried and
+        delivered once. An in-process driver refuses ``retry_backoff``."""
         run = conformance
         if in_process(run, "retry_backoff", 0.01):
             return

@@ -8,10 +8,12 @@ import json
 import secrets as _secrets
 import threading
 import time
-from collections.abc import Awaitable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from broadcasting import Broadcast, Broadcaster, Receipt
+import pytest
+
+from broadcasting import Broadcast, Broadcaster, NotSupportedError, Receipt
 from broadcasting.plugin import Driver, Message, hookimpl, run_sync
 from broadcasting.testing._observe import AsyncObserver, Delivery, Observer
 from broadcasting.testing._suite.leaks import error_texts, held_in_frames, leaks
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from broadcasting.testing._suite import DriverConformance
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 MODES = ("sync", "async")
 DEFAULT_EVENT = "base-event"
@@ -28,11 +31,7 @@ EVENT = "conformance-event"
 
 
 class PublishProbe:
-    """A ``wrapper=True`` plugin that records every publish reaching the hook.
-
-    The kit registers it on the :class:`~broadcasting.Broadcast` it builds, so
-    a test can tell whether a publish got as far as the driver at all.
-    """
+    """A plugin on the publish hook of the kit's Broadcast: what reached the driver."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -68,6 +67,13 @@ def arrived_intact(delivery: Delivery, data: object) -> bool:
 
 async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+def call(mode: str, target: object, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``target.<method>(...)``, or ``target.a<method>(...)`` in a fresh event loop."""
+    if mode == "sync":
+        return getattr(target, method)(*args, **kwargs)
+    return asyncio.run(getattr(target, "a" + method)(*args, **kwargs))
 
 
 def resolve(value: T | Awaitable[T]) -> T:
@@ -117,13 +123,59 @@ class Run:
         broadcaster: Broadcaster[Any] | None = None,
     ) -> Receipt:
         """Publish through ``channel`` or ``achannel`` (event omitted if None)."""
-        target = broadcaster or self.broadcaster
         kwargs: dict[str, Any] = {} if socket_id is None else {"socket_id": socket_id}
         if event is not None:
             kwargs["event"] = event
-        if mode == "sync":
-            return target.channel(channels, data, **kwargs)
-        return asyncio.run(target.achannel(channels, data, **kwargs))
+        receipt: Receipt = call(
+            mode, broadcaster or self.broadcaster, "channel", channels, data, **kwargs
+        )
+        return receipt
+
+    def ask(self, mode: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``broadcast.<method>(...)`` or ``broadcast.a<method>(...)``, by ``mode``."""
+        return call(mode, self.broadcast, method, *args, **kwargs)
+
+    def delivered(
+        self, mode: str, channels: str | Sequence[str], data: object, event: str | None = EVENT
+    ) -> Message:
+        """Publish to ``channels`` (watched first; the default event if ``event`` is None):
+        the receipt says so, and each channel got ``data`` intact, once. The message sent."""
+        names = [channels] if isinstance(channels, str) else list(channels)
+        self.watch(*names)
+        receipt = self.publish(mode, channels, data, event)
+        message = self.last_message()
+        name = event or DEFAULT_EVENT
+        assert message.event == name, f"published as {message.event!r}, not {name!r}"
+        self.check_receipt(receipt, name, names, message)
+        self.expect_delivered(names, data, name)
+        return message
+
+    def refused(
+        self,
+        error: type[E],
+        watched: str,
+        mode: str,
+        channels: Any,
+        data: Any,
+        event: Any = EVENT,
+        socket_id: str | None = None,
+    ) -> E:
+        """The publish raises ``error`` before any request; ``watched`` receives nothing."""
+        before = len(self.probe.calls)
+        with pytest.raises(error) as info:
+            self.publish(mode, channels, data, event, socket_id=socket_id)
+        self.expect_nothing_sent(watched, before)
+        return info.value
+
+    def expect_not_supported(
+        self, what: str, function: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> None:
+        """``function(...)`` raises the driver's NotSupportedError (501), with no secret."""
+        with pytest.raises(NotSupportedError) as refused:
+            function(*args, **kwargs)
+        error = refused.value
+        assert error.driver == self.driver.name and error.http_status == 501, error
+        self.assert_error_clean(error, f"the error of {what}")
 
     def tapped_variant(self, **delivery: Any) -> Broadcaster[Any]:
         """A variant with the core's default retries and short backoffs, ready to be tapped."""

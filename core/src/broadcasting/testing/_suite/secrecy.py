@@ -11,9 +11,9 @@ import pytest
 
 from broadcasting import PublishError
 from broadcasting.plugin import Driver, Message, Receipt
-from broadcasting.testing._suite.leaks import SECRET_KEY, capture_logs, holders, shown
+from broadcasting.testing._suite.leaks import SECRET_KEY, capture_logs, chain, holders, shown
 from broadcasting.testing._suite.run import EVENT, MODES, Run, marker
-from broadcasting.testing._tap import SendTap
+from broadcasting.testing._tap import SendTap, replace
 
 CRASH = "a bug in the driver (injected by the conformance kit)"
 
@@ -25,26 +25,11 @@ def crashing_publish(driver: Driver) -> Iterator[None]:
     def publish(message: Message) -> Receipt:
         raise RuntimeError(CRASH)
 
-    try:
-        setattr(driver, "publish", publish)  # noqa: B010  (an instance attribute, on purpose)
-    except AttributeError as exc:
-        raise TypeError(
-            f"the conformance kit replaces {type(driver).__name__}.publish on the driver "
-            "instance; give the class a __dict__ (no bare __slots__)"
-        ) from exc
+    replace(driver, "publish", publish)
     try:
         yield
     finally:
         vars(driver).pop("publish", None)
-
-
-def chain(error: BaseException) -> list[BaseException]:
-    found: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and all(current is not e for e in found):
-        found.append(current)
-        current = current.__cause__ or current.__context__
-    return found
 
 
 class SecrecyTests:
@@ -52,8 +37,7 @@ class SecrecyTests:
 
     def test_secrets_never_shown(self, conformance: Run, driver_options: Mapping[str, Any]) -> None:
         """Declared secrets never appear in reprs, str(), attributes (private ones too),
-        receipts or log lines, nor as text anywhere reachable from the driver's
-        Broadcaster (the driver and its SDK clients, its options, the Broadcast)."""
+        receipts or log lines, nor as text anywhere reachable from the Broadcaster."""
         run = conformance
         undeclared = [
             key
@@ -87,13 +71,9 @@ class SecrecyTests:
     def test_a_driver_bug_keeps_its_traceback_and_no_secret(
         self, conformance: Run, mode: str
     ) -> None:
-        """An exception raised where the driver sends (a bug) reaches the caller with its
-        traceback, pointing at the line that raised; no frame of it holds a secret.
-
-        A send() driver's bug is an unknown outcome (the request may have gone
-        out): a PublishError whose cause chain holds the bug. An in-process
-        driver's bug propagates as it is.
-        """
+        """A bug where the driver sends reaches the caller with its traceback, pointing at
+        the line that raised, and no frame of it holds a secret: for a send() driver as
+        the cause of an unknown outcome (the request may have gone out), else as it is."""
         run = conformance
         channel = run.channel("crash")
         run.watch(channel)
