@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e_app import Uvicorn, WsgiRef, add_rules, flask_app, starlette_app
-from node_clients import NodeClient, start_client
+from node_clients import NodeClient, Start, start_client
 from soketi_pytest import start_soketi
 from soketi_server import CONFIG_FILE, SoketiServer
 
@@ -90,9 +90,6 @@ def server(request: pytest.FixtureRequest) -> Uvicorn | WsgiRef:
     """Our endpoints under uvicorn (Starlette) and under wsgiref (Flask), one test each."""
     found: Uvicorn | WsgiRef = request.getfixturevalue(request.param)
     return found
-
-
-Start = Callable[..., NodeClient]
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from e2e_app import Uvicorn
+from node_clients import Start
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast
-from conftest import Start
 
 
 def page_url(soketi: SoketiServer, asgi: Uvicorn, *, user: int, channel: str) -> str:

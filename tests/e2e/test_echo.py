@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from e2e_app import Uvicorn, WsgiRef
-from node_clients import NodeClient
+from node_clients import NodeClient, Start
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast, LaravelEvent, PrivateChannel
-from conftest import Start
 
 
 def echo(

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 from e2e_app import Uvicorn, WsgiRef
-from node_clients import NodeClient
+from node_clients import NodeClient, Start
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast
-from conftest import Start
 
 
 def pusher_js(

@@ -316,6 +316,10 @@ def require_node(*, chromium: bool = False) -> Path:
         node_unavailable(str(exc))
 
 
+#: What the ``clients`` fixtures give a test: start a Node client, get it back.
+Start = Callable[..., "NodeClient"]
+
+
 def start_client(script: str, config: Mapping[str, Any] | None = None) -> NodeClient:
     """A started :class:`NodeClient`, or skip/fail (pytest) if Node cannot run here.
 
