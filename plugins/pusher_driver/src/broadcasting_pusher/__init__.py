@@ -1,11 +1,4 @@
-"""The ``pusher`` driver for ``broadcasting``: Pusher Channels, soketi, Laravel Reverb.
-
-Installed with ``pip install broadcasting-pusher``; found through the
-``broadcasting.drivers`` entry point, so configuration is all it takes::
-
-    DRIVER = "pusher"
-    DRIVERS = {"pusher": {"app_id": "1234567", "client": "key", "secret": "..."}}
-"""
+"""The ``pusher`` driver for ``broadcasting``: Pusher Channels, soketi and Laravel Reverb."""
 
 from __future__ import annotations
 

@@ -1,16 +1,7 @@
 """Pusher's HTTP API: the signed requests the driver sends, and what an answer means.
 
-Requests are built with the SDK's own ``pusher.http.Request`` (which signs
-them) rather than through ``Pusher.trigger``: ``trigger`` re-checks the size
-with ``sys.getsizeof`` (wrong for non-ASCII text, pusher-http-python issue
-236) and would refuse payloads a dedicated cluster accepts. The driver's own
-checks, made before this point, are the authoritative ones.
-
-An answer is read by :func:`check_answer`: a 4xx certainly did not deliver
-(``maybe_delivered=False``), a 5xx or a success that cannot be read may have.
-What the absence of an answer means is the transport's business
-(:mod:`broadcasting_pusher._transport`). A request that publishes nothing (a
-state query, terminate_user, the health check) fails with a QueryError.
+Requests are the SDK's signed ``pusher.http.Request``, not ``Pusher.trigger``, which
+re-checks sizes with ``sys.getsizeof`` (wrong for non-ASCII text; the driver checks first).
 """
 
 from __future__ import annotations
@@ -28,7 +19,7 @@ from broadcasting.plugin import Batch, Part, PublishError, QueryError, Secret, S
 from broadcasting_pusher._rules import is_encrypted
 from broadcasting_pusher._settings import NAME, PusherSettings
 
-#: HTTP statuses of a request the server refused but may accept if sent again.
+#: Refusals that may be accepted if sent again (and any 5xx).
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
 _HINTS = {
@@ -52,7 +43,6 @@ def _data_for(channel: str, text: str, master_key: Secret | None) -> str:
 
 
 def _events_request(client: Any, part: Part, master_key: Secret | None) -> Request:
-    """``POST /apps/{id}/events``: one message to its channels (an encrypted one alone)."""
     message, channels = part.message, part.channels
     data = _data_for(channels[0], message.text, master_key) if len(channels) == 1 else message.text
     params: dict[str, Any] = {"name": message.event, "channels": list(channels), "data": data}
@@ -62,7 +52,6 @@ def _events_request(client: Any, part: Part, master_key: Secret | None) -> Reque
 
 
 def _batch_request(client: Any, parts: Iterable[Part], master_key: Secret | None) -> Request:
-    """``POST /apps/{id}/batch_events``: one event per channel of every part."""
     events = []
     for part in parts:
         message = part.message
@@ -86,48 +75,36 @@ def request_for(client: Any, batch: Batch, master_key: Secret | None) -> Request
 
 
 def publishes(request: Request) -> bool:
-    """Whether ``request`` publishes (``/events``, ``/batch_events``) rather than queries."""
-    path: str = request.path
-    return path.endswith(("/events", "/batch_events"))
+    """Whether ``request`` publishes rather than queries (a failure is a PublishError)."""
+    return str(request.path).endswith(("/events", "/batch_events"))
 
 
 def service_error(
     text: str, *, query: bool, maybe_delivered: bool = False, **service: Any
 ) -> ServiceError:
-    """A QueryError for a request that publishes nothing, else a PublishError."""
     if query:
         return QueryError(text, driver=NAME, **service)
     return PublishError(text, driver=NAME, maybe_delivered=maybe_delivered, **service)
 
 
 def query_path(request: Request) -> str:
-    """The request's path with its signed, URL-encoded query string."""
+    """The path with its signed query string."""
     return f"{request.path}?{urlencode(sorted(request.query_params.items()))}"
-
-
-def _secrets(settings: PusherSettings) -> tuple[str, ...]:
-    master = settings.encryption_master_key
-    return (settings.secret.reveal(), master.reveal() if master is not None else "")
 
 
 def scrub(text: str, settings: PusherSettings) -> str:
     """``text`` without the app secret or the master key, and at most 500 characters."""
-    for secret in _secrets(settings):
+    for secret in (settings.secret, settings.encryption_master_key):
         if secret:
-            text = text.replace(secret, "********")
+            text = text.replace(secret.reveal(), "********")
     return text[:_MAX_SERVER_TEXT]
 
 
 def check_answer(
     status: int, body: bytes, settings: PusherSettings, *, query: bool = False
 ) -> None:
-    """Return if the server acknowledged the request; raise a ServiceError for any other answer.
-
-    soketi 1.6 answers API errors with HTTP 200 and ``{"error": ..., "code": N}``
-    (its status line is written too late to count); such an answer is an error
-    with status ``N``, not a success. A 4xx was certainly not delivered; a 5xx,
-    or a success that cannot be read, may have been. A PublishError, or a
-    QueryError with ``query`` (the request publishes nothing).
+    """Return if the server acknowledged the request, else raise a PublishError (a QueryError
+    with ``query``): a 4xx certainly did not deliver; a 5xx or a 2xx that is not JSON may have.
     """
     text = body.decode("utf-8", "replace")
     try:
@@ -143,7 +120,7 @@ def check_answer(
         if isinstance(data.get("error"), str):
             server_text = data["error"]
             if 200 <= status < 300 and isinstance(raw_code, int) and raw_code >= 400:
-                status = raw_code  # what soketi meant: the kind follows it
+                status = raw_code  # soketi 1.6 answers errors with HTTP 200: use its code
     if 200 <= status < 300:
         if data is not None:
             return

@@ -1,23 +1,7 @@
 """Signing subscriptions and sign-ins the way Pusher's clients and servers check them.
 
-Every signature is ``"<key>:" + hex(HMAC-SHA256(secret, S))``
-(pusher.com/docs/channels/library_auth_reference/auth-signatures) where ``S`` is
-
-- private and encrypted channels: ``"<socket_id>:<channel>"``;
-- presence channels: ``"<socket_id>:<channel>:<channel_data>"``, ``channel_data``
-  being the exact JSON text returned next to the signature;
-- user sign-in (``pusher:signin``): ``"<socket_id>::user::<user_data>"``.
-
-An encrypted channel's answer also carries ``shared_secret``: the base64 text
-of ``SHA-256(channel name bytes + the 32-byte master key)``, the key pusher-js
-decrypts that channel's events with (the master key itself never leaves the
-server). The official SDK returns it as bytes, which ``json.dumps`` refuses;
-here it is text.
-
-The HMACs are computed here with :mod:`hmac` (tests prove them equal to the
-SDK's ``authenticate``/``authenticate_user``): signing is local and takes a
-few microseconds. The secret and the master key are revealed only inside the
-expression that uses them, so no local variable of a traceback holds them.
+The secret and the master key are revealed only inside the expression that uses them, so no
+local variable of a traceback holds them.
 """
 
 from __future__ import annotations
@@ -37,20 +21,13 @@ from broadcasting_pusher._settings import NAME
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
 
-# Pusher's documented limits for presence members ("Presence channels have some
-# limits associated with them: 100 members maximum, 1KB limit for user object,
-# and maximum 128 characters for user id" -
-# https://pusher.com/docs/channels/using_channels/presence-channels/#limits).
-# soketi's default (presence.maxMemberSizeInKb = 2) is looser; Pusher is the bound.
-#: The longest presence user id Pusher accepts, in characters. Sign-in ids are held to it
-#: too: a signed-in user's data is what Pusher shows in presence channels.
+# Pusher's presence member limits (pusher.com/docs/channels/using_channels/presence-channels),
+# stricter than soketi's. Sign-in ids too: a signed-in user is what presence channels show.
 MAX_USER_ID_LENGTH = 128
-#: The largest presence ``user_info`` Pusher accepts, in bytes of its JSON text.
-MAX_USER_INFO_BYTES = 1024
+MAX_USER_INFO_BYTES = 1024  #: of the ``user_info`` JSON text
 
 
 def _signature(driver: BroadcastPusherDriver, text: str) -> str:
-    """``"<key>:<hex hmac-sha256(secret, text)>"``."""
     digest = hmac.new(
         driver.settings.secret.reveal().encode("utf-8"), text.encode("utf-8"), hashlib.sha256
     ).hexdigest()
@@ -58,14 +35,16 @@ def _signature(driver: BroadcastPusherDriver, text: str) -> str:
 
 
 def _json(value: Any, what: str) -> str:
-    """``json.dumps`` as the SDK writes it (default separators, ASCII), so bodies match it."""
+    # as the SDK writes it (default separators, ASCII), so bodies match its own
     try:
         return json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{NAME}: {what} must be JSON-serializable ({exc})") from None
 
 
-def _user_id(member: Mapping[str, Any] | None, what: str) -> str:
+def _member(request: AuthRequest, what: str) -> tuple[Mapping[str, Any], str]:
+    """The member and its id as text, refused as Pusher would refuse it."""
+    member = request.member
     if member is None or "id" not in member:
         raise InputError(f"{NAME}: {what} needs an 'id'")
     ident = member["id"]
@@ -77,18 +56,12 @@ def _user_id(member: Mapping[str, Any] | None, what: str) -> str:
             f"{NAME}: {what}'s 'id' is {len(text)} characters; Pusher accepts at most "
             f"{MAX_USER_ID_LENGTH}"
         )
-    return text
+    return member, text
 
 
 def channel_data(request: AuthRequest) -> str:
-    """The presence ``channel_data``: ``{"user_id": <id text>, "user_info": <the rule's info>}``.
-
-    Raises :class:`~broadcasting.InputError` (``PayloadTooLargeError`` for the
-    info) before anything is signed when Pusher would refuse the member.
-    """
-    member = request.member
-    user_id = _user_id(member, "a presence member")
-    assert member is not None
+    """``{"user_id": <id text>, "user_info": <the rule's info>}``, refused as Pusher would."""
+    member, user_id = _member(request, "a presence member")
     info = _json(dict(member), "a presence member's info")
     size = len(info)  # ASCII: non-ASCII characters are written as \u escapes
     if size > MAX_USER_INFO_BYTES:
@@ -102,7 +75,7 @@ def channel_data(request: AuthRequest) -> str:
 
 
 def shared_secret(driver: BroadcastPusherDriver, channel: str) -> str:
-    """base64(SHA-256(channel + master key)) as text: an encrypted channel's own key."""
+    """base64(SHA-256(channel + master key)) as text (the SDK's is bytes, which JSON refuses)."""
     master = driver.settings.encryption_master_key
     if master is None:
         raise ConfigurationError(
@@ -117,31 +90,23 @@ def shared_secret(driver: BroadcastPusherDriver, channel: str) -> str:
 
 def sign_channel(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[str, Any]:
     """The body pusher-js expects for an authorized private, presence or encrypted channel."""
-    channel = request.channel
-    if channel is None or request.kind == "user":
+    channel, kind = request.channel, request.kind
+    if channel is None or kind == "user":
         raise InputError(f"{NAME}: a channel authorization needs a channel name")
-    if request.kind == "presence":
-        data = channel_data(request)
-        return {
-            "auth": _signature(driver, f"{request.socket_id}:{channel}:{data}"),
-            "channel_data": data,
-        }
-    if request.kind == "encrypted":
-        secret = shared_secret(driver, channel)  # refuses first when no master key is set
-        return {
-            "auth": _signature(driver, f"{request.socket_id}:{channel}"),
-            "shared_secret": secret,
-        }
-    if request.kind == "private":
-        return {"auth": _signature(driver, f"{request.socket_id}:{channel}")}
-    raise InputError(f"{NAME}: {channel[:80]!r} ({request.kind}) needs no authorization")
+    if kind not in ("private", "presence", "encrypted"):
+        raise InputError(f"{NAME}: {channel[:80]!r} ({kind}) needs no authorization")
+    signed, extra = f"{request.socket_id}:{channel}", {}
+    if kind == "presence":
+        extra = {"channel_data": channel_data(request)}
+        signed += f":{extra['channel_data']}"
+    elif kind == "encrypted":
+        extra = {"shared_secret": shared_secret(driver, channel)}  # refused without a master key
+    return {"auth": _signature(driver, signed), **extra}
 
 
 def user_data(request: AuthRequest) -> str:
-    """The sign-in ``user_data`` JSON text, its ``id`` as text (pusher-js requires a string)."""
-    member = request.member
-    user_id = _user_id(member, "user_data")
-    assert member is not None
+    """The sign-in ``user_data`` JSON text, its ``id`` a string (as pusher-js requires)."""
+    member, user_id = _member(request, "user_data")
     return _json({**member, "id": user_id}, "user_data")
 
 
@@ -152,7 +117,6 @@ def sign_user(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[str, 
 
 
 def user_channel(user_id: str) -> str:
-    """``#server-to-user-<id>``, where Pusher delivers events for a signed-in user."""
     if not isinstance(user_id, str) or not user_id:
         raise InputError(f"{NAME}: a user id must be a non-empty str")
     if len(user_id) > MAX_USER_ID_LENGTH:

@@ -2,39 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pusher import Pusher
 
-from broadcasting import ChannelInfo, ConfigurationError, Health, Member, QueryError, WebhookEvent
+from broadcasting import ChannelInfo, ConfigurationError, Health, Member, WebhookEvent
 from broadcasting.plugin import AuthRequest, Batch, Capabilities, Driver, Feature, Heard, Message
-from broadcasting_pusher import _auth, _listen, _rules, _state, _webhooks
+from broadcasting_pusher import _auth, _listen, _rules, _state, _transport, _webhooks
 from broadcasting_pusher._api import check_answer, request_for
 from broadcasting_pusher._sdk import GuardedPusherClient
 from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
-from broadcasting_pusher._transport import (
-    ConnectionPool,
-    PooledBackend,
-    SessionBackend,
-    loop_sessions,
-)
 
 if TYPE_CHECKING:
-    from pusher.http import Request
     from typing_extensions import Self
 
 
 class BroadcastPusherDriver(Driver):
     """Publishes through the Pusher Channels HTTP API (or soketi, Laravel Reverb...).
 
-    Options: see the README (``app_id``, ``key``/``client``, ``secret``, ``cluster``,
-    ``host``, ``port``, ``ssl``, ``timeout``, ``encryption_master_key_base64``,
-    ``max_payload_bytes``, ``max_connections``). It sends one request at a time and
-    says what Pusher answered; the core plans, batches and retries. Sync requests
-    share a fork-safe keep-alive pool, async ones one aiohttp session per loop.
+    It sends one request at a time and says what Pusher answered; the core plans, batches
+    and retries. Options and behaviour: the plugin's README.
     """
 
     name = NAME
@@ -50,7 +39,7 @@ class BroadcastPusherDriver(Driver):
         }
     )
     ssl_option = "ssl"
-    #: 100 channels per trigger, 10 events per ``/batch_events``; no idempotency key.
+    # no idempotency key: a trigger sent again is a second event
     capabilities = Capabilities(
         channels_per_request=_rules.MAX_CHANNELS_PER_TRIGGER,
         batch_channels=_rules.MAX_BATCH_EVENTS,
@@ -61,14 +50,12 @@ class BroadcastPusherDriver(Driver):
         self.settings = settings
         self.limits = _rules.limits(settings.max_payload_bytes)
         self._master_key = settings.encryption_master_key  # a Secret, decoded per event
-        self._pool = ConnectionPool(settings)
-        self._sessions = loop_sessions(settings)
-        self._sync_backend = {"backend": PooledBackend, "pool": self._pool}
-        self._async_backend = {
-            "backend": SessionBackend,
-            "sessions": self._sessions,
-            "settings": settings,
-        }
+        self._pool = _transport.ConnectionPool(settings)
+        self._sessions = _transport.loop_sessions(settings)
+        self._sync_backend = dict(backend=_transport.PooledBackend, pool=self._pool)
+        self._async_backend = dict(
+            backend=_transport.SessionBackend, sessions=self._sessions, settings=settings
+        )
         # the SDK's client, its secret kept wrapped (see _sdk.py)
         self._client = self._sdk(GuardedPusherClient, self._sync_backend)
         self._aclient = self._sdk(GuardedPusherClient, self._async_backend)
@@ -115,12 +102,9 @@ class BroadcastPusherDriver(Driver):
 
     @property
     def pusher(self) -> Pusher:
-        """The official SDK client, sharing this driver's sync connection pool.
+        """The official SDK client on this driver's sync pool, for what the driver does not wrap.
 
-        For what the driver does not wrap. It is the SDK as it is: it holds the
-        app secret (and the encryption key) as plain text, as the SDK does, so
-        it is made only when asked for; the driver's own clients keep the
-        secret wrapped in a :class:`~broadcasting.Secret`.
+        Made on first use: it holds the secret and the master key as plain text, as the SDK does.
         """
         return self._full_sdk("sync")
 
@@ -154,62 +138,15 @@ class BroadcastPusherDriver(Driver):
         status, body = await self._aclient.http.send(request)
         check_answer(status, body, self.settings)
 
-    # -- the health check ---------------------------------------------------------------
+    # -- the health check ------------------------------------------------------------
 
     def check(self) -> Health:
-        """One signed ``GET /apps/{app_id}/channels`` on the sync pool, never retried.
-
-        ``ok`` when the server lists the app's channels; ``auth_failed`` when it
-        refuses the key or secret (HTTP 401/403, including soketi's HTTP 200
-        with an error body); ``unreachable`` when no answer comes (refused,
-        DNS, nothing within ``timeout``); ``error`` otherwise (an unknown
-        ``app_id`` is a 404, a certificate that cannot be verified...).
-        """
-        request = self._channels_request(self._client)
-        return Health.measure(lambda: self._channels_listed(*self._client.http.send(request)))
+        """One signed ``GET /apps/{app_id}/channels``, never retried."""
+        return Health.measure(lambda: _state.run(self, _state.health(self)))
 
     async def acheck(self) -> Health:
-        """Async twin of :meth:`check`, on this loop's session."""
-        request = self._channels_request(self._aclient)
         self._sessions.get()  # made (and aiohttp imported) before the clock starts
-
-        async def probe() -> str:
-            return self._channels_listed(*await self._aclient.http.send(request))
-
-        return await Health.ameasure(probe)
-
-    @staticmethod
-    def _channels_request(client: Any) -> Request:
-        # the SDK's own signed request for the channels query, sent by our transport
-        request: Request = client.channels_info.make_request()
-        return request
-
-    def _channels_listed(self, status: int, body: bytes) -> str:
-        """The detail of an answered check, or the QueryError the answer deserves."""
-        s = self.settings
-        where = f"GET /apps/{s.app_id}/channels"
-        data: Any = None
-        if 200 <= status < 300:
-            try:
-                data = json.loads(body)
-            except ValueError:
-                raise self._not_pusher(where, f"HTTP {status} but not JSON") from None
-        check_answer(status, body, s, query=True)  # soketi's HTTP 200 with an error body too
-        channels = data.get("channels") if isinstance(data, dict) else None
-        if not isinstance(channels, dict):
-            raise self._not_pusher(where, f"HTTP {status} but no channel list")
-        count = len(channels)
-        return (
-            f"{s.base_url} accepted the app key and secret ({where}: "
-            f"{count} occupied channel{'' if count == 1 else 's'})"
-        )
-
-    def _not_pusher(self, where: str, answer: str) -> QueryError:
-        return QueryError(
-            f"{self.name}: {self.settings.base_url} answered {where} with {answer} "
-            "(is it a Pusher-protocol server?)",
-            driver=self.name,
-        )
+        return await Health.ameasure(lambda: _state.arun(self, _state.health(self)))
 
     # -- authorizing subscriptions: _auth.py -----------------------------------------
 
@@ -232,11 +169,7 @@ class BroadcastPusherDriver(Driver):
         return _webhooks.verify(self, headers, body)
 
     def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
-        """Subscribe over the Pusher WebSocket protocol (aiohttp), as ``broadcasting listen`` does.
-
-        Private and presence subscriptions are signed with this driver's own
-        secret; encrypted channels are decrypted with its master key.
-        """
+        """Subscribe over the Pusher WebSocket protocol (aiohttp), signing with the app secret."""
         return _listen.listen_channels(self, channels)
 
     def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
@@ -244,7 +177,6 @@ class BroadcastPusherDriver(Driver):
         return _state.run(self, _state.occupied_channels(self, prefix))
 
     async def aoccupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
-        """Async twin of :meth:`occupied_channels`."""
         return await _state.arun(self, _state.occupied_channels(self, prefix))
 
     def channel_info(self, channel: str) -> ChannelInfo:
@@ -252,7 +184,6 @@ class BroadcastPusherDriver(Driver):
         return _state.run(self, _state.channel_info(self, channel))
 
     async def achannel_info(self, channel: str) -> ChannelInfo:
-        """Async twin of :meth:`channel_info`."""
         return await _state.arun(self, _state.channel_info(self, channel))
 
     def members(self, channel: str) -> list[Member]:
@@ -260,7 +191,6 @@ class BroadcastPusherDriver(Driver):
         return _state.run(self, _state.members(self, channel))
 
     async def amembers(self, channel: str) -> list[Member]:
-        """Async twin of :meth:`members`."""
         return await _state.arun(self, _state.members(self, channel))
 
     def terminate_user(self, user_id: str) -> None:
@@ -268,7 +198,6 @@ class BroadcastPusherDriver(Driver):
         _state.run(self, _state.terminate_user(self, user_id))
 
     async def aterminate_user(self, user_id: str) -> None:
-        """Async twin of :meth:`terminate_user`."""
         await _state.arun(self, _state.terminate_user(self, user_id))
 
     # -- lifecycle ------------------------------------------------------------------
@@ -279,7 +208,6 @@ class BroadcastPusherDriver(Driver):
         self._sessions.close()
 
     async def aclose(self) -> None:
-        """Async twin of :meth:`close`."""
         self._pool.close()
         await self._sessions.aclose()
 

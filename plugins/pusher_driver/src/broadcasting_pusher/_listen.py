@@ -1,19 +1,6 @@
 """Listening to channels over the Pusher WebSocket protocol (what ``broadcasting listen`` runs).
 
-One WebSocket connection (``aiohttp``, the plugin's ``aiohttp`` extra) to
-``ws(s)://HOST:PORT/app/KEY?protocol=7``: for Pusher Channels the host is the
-cluster's ``ws-CLUSTER.pusher.com``; for soketi and Reverb it is the configured
-``host`` and ``port``. It subscribes to every channel, signing private,
-presence and encrypted subscriptions itself with the configured secret, as an
-app's auth endpoint would (a presence subscription joins as the member
-``broadcasting-listen-<random>``, so it shows in the channel's members).
-Events on ``private-encrypted-`` channels are decrypted with the master key.
-
-It yields, in order: one :data:`~broadcasting.SUBSCRIBED` per channel
-once the server confirmed it, then every event as it arrives (a presence
-channel's ``pusher:member_added``/``pusher:member_removed`` too). The
-server's pings are answered. A refused subscription, a connection that fails
-or closes is a :class:`BroadcastError` naming the URL, never the secret.
+Subscriptions are signed here with the app secret, as an app's auth endpoint would sign them.
 """
 
 from __future__ import annotations
@@ -21,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import time
@@ -31,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from broadcasting import BroadcastError, InputError, InvalidChannelError, NotSupportedError
 from broadcasting.plugin import SUBSCRIBED, Heard
-from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH, is_encrypted
+from broadcasting_pusher._auth import _signature, shared_secret
+from broadcasting_pusher._rules import is_encrypted
+from broadcasting_pusher._state import checked_channel
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
@@ -43,7 +30,6 @@ _SIGNED_PREFIXES = ("private-", "presence-")
 
 
 def ws_url(settings: PusherSettings) -> str:
-    """The WebSocket URL of the app: the cluster's ``ws-`` host, or the configured one."""
     host, port = settings.host, settings.port
     if settings.cluster and host == f"api-{settings.cluster}.pusher.com":
         host = f"ws-{settings.cluster}.pusher.com"
@@ -59,10 +45,7 @@ def _checked(driver: BroadcastPusherDriver, channels: Sequence[str]) -> list[str
         raise InvalidChannelError(f"{driver.name}: listen to a list of one or more channel names")
     names = list(dict.fromkeys(channels))
     for name in names:
-        if not isinstance(name, str) or not name:
-            raise InvalidChannelError(f"{driver.name}: channel names must be non-empty str")
-        if len(name) > MAX_CHANNEL_NAME_LENGTH or not CHANNEL_PATTERN.fullmatch(name):
-            raise InvalidChannelError(f"{driver.name}: {name[:200]!r} is not a Pusher channel name")
+        checked_channel(driver, name)
         if is_encrypted(name) and driver.settings.encryption_master_key is None:
             raise InputError(
                 f"{driver.name}: listening to {name!r} needs encryption_master_key_base64 "
@@ -71,20 +54,14 @@ def _checked(driver: BroadcastPusherDriver, channels: Sequence[str]) -> list[str
     return names
 
 
-def _sign(driver: BroadcastPusherDriver, text: str) -> str:
-    settings = driver.settings  # the secret is revealed only inside the expression
-    digest = hmac.new(settings.secret.reveal().encode(), text.encode(), hashlib.sha256)
-    return f"{settings.key}:{digest.hexdigest()}"
-
-
 def _subscribe_frame(driver: BroadcastPusherDriver, socket_id: str, channel: str) -> str:
     data: dict[str, str] = {"channel": channel}
     if channel.startswith("presence-"):
         member = {"user_id": f"{CLIENT}-{os.urandom(4).hex()}", "user_info": {"listener": True}}
         data["channel_data"] = json.dumps(member, separators=(",", ":"))
-        data["auth"] = _sign(driver, f"{socket_id}:{channel}:{data['channel_data']}")
+        data["auth"] = _signature(driver, f"{socket_id}:{channel}:{data['channel_data']}")
     elif channel.startswith(_SIGNED_PREFIXES):
-        data["auth"] = _sign(driver, f"{socket_id}:{channel}")
+        data["auth"] = _signature(driver, f"{socket_id}:{channel}")
     return json.dumps({"event": "pusher:subscribe", "data": data})
 
 
@@ -93,12 +70,10 @@ def _open(driver: BroadcastPusherDriver, channel: str, data: str) -> bytes | Non
     import nacl.exceptions
     import nacl.secret
 
-    master = driver.settings.encryption_master_key
-    assert master is not None  # checked before connecting
     try:
         envelope = json.loads(data)
         plain: bytes = nacl.secret.SecretBox(
-            hashlib.sha256(channel.encode() + base64.b64decode(master.reveal())).digest()
+            base64.b64decode(shared_secret(driver, channel))
         ).decrypt(base64.b64decode(envelope["ciphertext"]), base64.b64decode(envelope["nonce"]))
     except (ValueError, KeyError, TypeError, nacl.exceptions.CryptoError):
         return None
@@ -121,9 +96,8 @@ def _text(data: Any) -> str:
 
 
 async def listen_channels(
-    driver: BroadcastPusherDriver, channels: Sequence[str], *, timeout: float | None = None
+    driver: BroadcastPusherDriver, channels: Sequence[str]
 ) -> AsyncIterator[Heard]:
-    """Subscribe to ``channels`` over the WebSocket protocol and yield what arrives."""
     names = _checked(driver, channels)
     try:
         import aiohttp
@@ -133,10 +107,8 @@ async def listen_channels(
             "listening to channels",
             "it needs aiohttp: pip install 'broadcasting-pusher[aiohttp]'",
         ) from None
-    settings = driver.settings
-    url = ws_url(settings)
+    url, wait = ws_url(driver.settings), driver.settings.timeout
     where = url.split("?")[0]
-    wait = settings.timeout if timeout is None else timeout
     client_timeout = aiohttp.ClientTimeout(total=None, connect=wait, sock_connect=wait)
     async with aiohttp.ClientSession(timeout=client_timeout) as session:
         try:
@@ -158,7 +130,6 @@ async def listen_channels(
 async def _frames(
     driver: BroadcastPusherDriver, ws: Any, names: list[str], where: str, wait: float
 ) -> AsyncGenerator[Heard, None]:
-    """What arrives on the open WebSocket ``ws``: subscriptions confirmed, then events."""
     import aiohttp
 
     pending = set(names)

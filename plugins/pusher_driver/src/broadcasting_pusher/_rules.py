@@ -8,10 +8,8 @@ from broadcasting import ConfigurationError, InvalidChannelError, InvalidEventEr
 from broadcasting.plugin import Limits, Message
 from broadcasting_pusher._settings import NAME
 
-#: Channels per trigger request (Pusher HTTP API).
 MAX_CHANNELS_PER_TRIGGER = 100
-#: Events per ``/batch_events`` request (Pusher's multi-tenant clusters).
-MAX_BATCH_EVENTS = 10
+MAX_BATCH_EVENTS = 10  #: per ``/batch_events`` request on Pusher's multi-tenant clusters
 MAX_CHANNEL_NAME_LENGTH = 164
 MAX_EVENT_NAME_LENGTH = 200
 
@@ -23,8 +21,7 @@ CHANNEL_RULE = (
     f"at most {MAX_CHANNEL_NAME_LENGTH} characters from A-Z a-z 0-9 _ - = @ , . ; "
     f"(the {RESERVED_PREFIX!r} prefix is reserved for Pusher's user events)"
 )
-#: Event names the Pusher protocol keeps for itself; clients treat them as protocol frames.
-RESERVED_EVENT_PREFIXES = ("pusher:", "pusher_internal:")
+RESERVED_EVENT_PREFIXES = ("pusher:", "pusher_internal:")  # clients take them as protocol
 
 # Encrypted payloads are sent as json.dumps({"nonce": ..., "ciphertext": ...}):
 # a 24-byte nonce (32 base64 characters) and the plaintext plus a 16-byte MAC.
@@ -34,7 +31,6 @@ _ENVELOPE = len('{"nonce": "", "ciphertext": ""}')
 
 
 def limits(max_payload_bytes: int) -> Limits:
-    """The limits the core checks for this driver, with the configured payload limit."""
     return Limits(
         max_payload_bytes=max_payload_bytes,
         max_event_name_length=MAX_EVENT_NAME_LENGTH,
@@ -45,7 +41,6 @@ def limits(max_payload_bytes: int) -> Limits:
 
 
 def is_encrypted(channel: str) -> bool:
-    """Whether ``channel`` is an end-to-end encrypted channel."""
     return channel.startswith(ENCRYPTED_PREFIX)
 
 
@@ -56,23 +51,18 @@ def encrypted_size(plain_bytes: int) -> int:
 
 
 def payload_size(message: Message) -> int:
-    """UTF-8 bytes of the largest ``data`` field this message is sent with."""
-    size = message.size
-    if any(is_encrypted(channel) for channel in message.channels):
-        return encrypted_size(size)
-    return size
+    encrypted = any(is_encrypted(channel) for channel in message.channels)
+    return encrypted_size(message.size) if encrypted else message.size
 
 
 def validate(message: Message, *, has_master_key: bool) -> None:
-    """Pusher rules the core's generic limits do not cover."""
     if message.event.startswith(RESERVED_EVENT_PREFIXES):
         raise InvalidEventError(
             f"{NAME}: event names starting with 'pusher:' or 'pusher_internal:' are reserved "
             f"for the Pusher protocol; subscribers would not see {message.event[:40]!r}"
         )
-    # RESERVED_PREFIX needs no check here: the channel pattern refuses '#' in every
-    # name a caller gives, and the one message that carries it is send_to_user()'s,
-    # whose channel the driver itself named (user_channel).
+    # no RESERVED_PREFIX check: the channel pattern refuses '#'; only send_to_user()'s
+    # message carries it, on the channel the driver named (user_channel)
     for channel in message.channels:
         if is_encrypted(channel) and not has_master_key:
             raise ConfigurationError(
@@ -85,16 +75,7 @@ def validate(message: Message, *, has_master_key: bool) -> None:
 
 
 def plan(channels: tuple[str, ...]) -> list[tuple[str, ...]]:
-    """Split channels into trigger requests: 100 plain channels each, encrypted ones alone.
-
-    The Pusher API cannot encrypt one trigger for several channels (each
-    encrypted channel has its own key), so each encrypted channel gets its own
-    request.
-    """
     plain = [channel for channel in channels if not is_encrypted(channel)]
-    groups = [
-        tuple(plain[start : start + MAX_CHANNELS_PER_TRIGGER])
-        for start in range(0, len(plain), MAX_CHANNELS_PER_TRIGGER)
-    ]
-    groups.extend((channel,) for channel in channels if is_encrypted(channel))
-    return groups
+    step = MAX_CHANNELS_PER_TRIGGER
+    groups = [tuple(plain[start : start + step]) for start in range(0, len(plain), step)]
+    return groups + [(channel,) for channel in channels if is_encrypted(channel)]

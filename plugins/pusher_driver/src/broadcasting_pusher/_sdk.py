@@ -1,13 +1,7 @@
-"""The SDK's client, holding its secret as a :class:`~broadcasting.Secret` instead of text.
+"""The SDK's client with its app secret in a :class:`~broadcasting.Secret`, not plain text.
 
-``pusher.pusher_client.PusherClient`` keeps the app secret as plain text in
-``_secret`` and reads it back only through its ``secret`` property (to sign
-requests). This subclass swaps the text for a ``Secret`` once the SDK has
-checked it, and reveals it in that property alone, at the moment of signing:
-so no attribute of the driver's object graph (what a debugger, ``vars()`` or
-an error tracker's frame locals show) holds the secret.
-``tests/pusher/test_sdk_internals.py`` fails loudly if the SDK stops reading
-the secret through that property.
+The SDK reads the secret only through its ``secret`` property, to sign a request; that is
+where it is revealed (``tests/pusher/test_sdk_internals.py`` fails if the SDK changes).
 """
 
 from __future__ import annotations
@@ -20,14 +14,10 @@ from broadcasting.plugin import Secret
 
 
 class GuardedPusherClient(PusherClient):  # type: ignore[misc]
-    """``PusherClient`` whose secret stays wrapped until a request is signed."""
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # the SDK checks the secret first
         self._secret: Any = Secret(self._secret)
 
     @property
     def secret(self) -> str:
-        """The app secret, revealed for the SDK's signing code only."""
-        value: str = self._secret.reveal()
-        return value
+        return str(self._secret.reveal())

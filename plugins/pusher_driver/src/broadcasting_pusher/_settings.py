@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,26 +14,12 @@ from broadcasting.plugin import Secret
 
 NAME = "pusher"
 
-#: Every option the driver reads; the core reads the delivery options (``retries``,
-#: ``at_least_once``, ``batch``...) before the driver sees the rest.
+#: Every option the driver reads (the core reads the delivery options before it sees the rest).
 KNOWN_OPTIONS = frozenset(
-    {
-        "app_id",
-        "client",
-        "key",
-        "secret",
-        "cluster",
-        "host",
-        "port",
-        "ssl",
-        "timeout",
-        "encryption_master_key_base64",
-        "max_payload_bytes",
-        "max_connections",
-    }
+    {"app_id", "client", "key", "secret", "cluster", "host", "port", "ssl", "timeout"}
+    | {"encryption_master_key_base64", "max_payload_bytes", "max_connections"}
 )
-#: Options of earlier versions, and what replaced them.
-_RENAMED = {"batch_events": "the core's 'batch' option"}
+_RENAMED = {"batch_events": "the core's 'batch' option"}  # options of earlier versions
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024
 DEFAULT_TIMEOUT = 5.0
@@ -62,7 +48,6 @@ class PusherSettings:
 
     @property
     def scheme(self) -> str:
-        """``https`` or ``http``."""
         return "https" if self.ssl else "http"
 
     @property
@@ -108,8 +93,7 @@ def _app_id(options: Mapping[str, Any]) -> str:
 
 
 def _key(options: Mapping[str, Any]) -> str:
-    key = _text(options, "key", "the app key")
-    client = _text(options, "client", "the app key")
+    key, client = _text(options, "key", "the app key"), _text(options, "client", "the app key")
     if key is not None and client is not None and key != client:
         raise ConfigurationError(
             NAME, "client", "conflicts with 'key' ('client' is the old name of 'key'; give one)"
@@ -126,16 +110,12 @@ def _master_key(options: Mapping[str, Any]) -> Secret | None:
         return None
     if isinstance(raw, Secret):
         raw = raw.reveal()
+    if isinstance(raw, str):
+        with suppress(ValueError):  # not ASCII, not base64
+            if len(base64.b64decode(raw.encode("ascii"), validate=True)) == 32:
+                return Secret(raw)
     problem = "must be base64 text that decodes to exactly 32 bytes"
-    if not isinstance(raw, str):
-        raise ConfigurationError(NAME, "encryption_master_key_base64", problem)
-    try:
-        decoded = base64.b64decode(raw.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise ConfigurationError(NAME, "encryption_master_key_base64", problem) from None
-    if len(decoded) != 32:
-        raise ConfigurationError(NAME, "encryption_master_key_base64", problem)
-    return Secret(raw)
+    raise ConfigurationError(NAME, "encryption_master_key_base64", problem)
 
 
 def _host_and_port(options: Mapping[str, Any], ssl: bool) -> tuple[str, str | None, int]:
@@ -158,7 +138,7 @@ def _host_and_port(options: Mapping[str, Any], ssl: bool) -> tuple[str, str | No
 
 
 def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
-    """Check ``options`` and return settings; raise ConfigurationError naming the bad key."""
+    """Check ``options``; a ConfigurationError names the bad key."""
     if not isinstance(options, Mapping):
         raise ConfigurationError(NAME, None, "its options must be a mapping")
     for key in options:

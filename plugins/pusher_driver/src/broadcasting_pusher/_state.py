@@ -1,17 +1,6 @@
-"""Channel and presence queries over Pusher's HTTP API, on the driver's own transports.
+"""Channel and presence queries and the health check over Pusher's HTTP API, never retried.
 
-Each query is written once, as a generator that yields the SDK's signed
-:class:`pusher.http.Request` and is sent back the answer's status and body;
-:func:`run` sends its requests on the driver's keep-alive pool, :func:`arun` on
-this loop's session. Nothing is retried. Bad input is an :class:`InputError`
-before any request; any other answer than success (soketi's HTTP 200 with an
-error body too) or none at all is a :class:`QueryError`.
-
-Pusher refuses ``info=subscription_count`` (HTTP 400) unless the app enabled
-subscription counting: :func:`channel_info` then asks once more without it and
-remembers not to ask again. :func:`terminate_user` builds its own request: the
-SDK's ``terminate_user_connections`` leaves out the ``/apps/{id}`` prefix, which
-soketi and Reverb do not route.
+Each is written once and run by :func:`run` on the sync pool or :func:`arun` on this loop's session.
 """
 
 from __future__ import annotations
@@ -32,6 +21,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: A query: yields signed requests, is sent each one's ``(status, body)``, returns the result.
+Query = Generator[Request, "tuple[int, bytes]", T]
+
 PRESENCE_PREFIX = "presence-"
 MAX_USER_ID_LENGTH = 200
 
@@ -42,7 +34,7 @@ _no_subscription_count: weakref.WeakSet[BroadcastPusherDriver] = weakref.WeakSet
 # -- checking input before any request -------------------------------------------------
 
 
-def _channel(driver: BroadcastPusherDriver, channel: object) -> str:
+def checked_channel(driver: BroadcastPusherDriver, channel: object) -> str:
     if not isinstance(channel, str):
         raise InvalidChannelError(
             f"{driver.name}: a channel name must be a str, not {type(channel)}"
@@ -65,16 +57,6 @@ def _prefix(driver: BroadcastPusherDriver, prefix: object) -> str | None:
     return prefix
 
 
-def _presence(driver: BroadcastPusherDriver, channel: object) -> str:
-    name = _channel(driver, channel)
-    if not name.startswith(PRESENCE_PREFIX):
-        raise InvalidChannelError(
-            f"{driver.name}: only presence channels have members; {name!r} does not start "
-            f"with {PRESENCE_PREFIX!r} (use PresenceChannel({name!r}))"
-        )
-    return name
-
-
 def _user_id(driver: BroadcastPusherDriver, user_id: object) -> str:
     if isinstance(user_id, int) and not isinstance(user_id, bool):
         user_id = str(user_id)
@@ -94,74 +76,42 @@ def _name(
     return name
 
 
-# -- the requests ------------------------------------------------------------------------
-
-
-def _channels_request(client: Any, prefix: str | None) -> Request:
-    params: dict[str, str] = {}
-    if prefix is not None:
-        params["filter_by_prefix"] = prefix
-        if prefix.startswith(PRESENCE_PREFIX):
-            params["info"] = "user_count"
-    return Request(client, GET, f"/apps/{client.app_id}/channels", params)
-
-
-def _info_attributes(driver: BroadcastPusherDriver, channel: str) -> list[str]:
-    attributes = [] if driver in _no_subscription_count else ["subscription_count"]
-    if channel.startswith(PRESENCE_PREFIX):
-        attributes.append("user_count")
-    return attributes
-
-
-def _info_request(client: Any, channel: str, attributes: list[str]) -> Request:
-    params = {"info": ",".join(attributes)} if attributes else {}
-    return Request(client, GET, f"/apps/{client.app_id}/channels/{channel}", params)
-
-
-def _users_request(client: Any, channel: str) -> Request:
-    return Request(client, GET, f"/apps/{client.app_id}/channels/{channel}/users")
-
-
-def _terminate_request(client: Any, user_id: str) -> Request:
-    path = f"/apps/{client.app_id}/users/{user_id}/terminate_connections"
-    return Request(client, POST, path, {})
-
-
 # -- reading the answers -----------------------------------------------------------------
 
 
-def _answer(driver: BroadcastPusherDriver, where: str, status: int, body: bytes) -> Any:
-    """The decoded JSON of a successful answer; a QueryError for anything else."""
-    check_answer(status, body, driver.settings, query=True)  # soketi's 200 with an error too
-    try:
-        return json.loads(body) if body.strip() else {}
-    except ValueError:  # pragma: no cover - check_answer refuses a 2xx that is not JSON
-        raise _unexpected(driver, where, status, "a body that is not JSON") from None
-
-
-def _unexpected(driver: BroadcastPusherDriver, where: str, status: int, what: str) -> QueryError:
+def _unexpected(
+    driver: BroadcastPusherDriver, request: Request, status: int, what: str
+) -> QueryError:
     return QueryError(
-        f"{driver.name}: {driver.settings.base_url} answered {where} with HTTP {status} "
-        f"but {what} (is it a Pusher-protocol server?)",
+        f"{driver.name}: {driver.settings.base_url} answered {request.method} {request.path} "
+        f"with HTTP {status} but {what} (is it a Pusher-protocol server?)",
         driver=driver.name,
         status=status,
     )
 
 
+def _answer(driver: BroadcastPusherDriver, request: Request, status: int, body: bytes) -> Any:
+    """The decoded JSON of a successful answer; a QueryError for anything else."""
+    check_answer(status, body, driver.settings, query=True)  # soketi's 200 with an error too
+    try:
+        return json.loads(body) if body.strip() else {}
+    except ValueError:  # not UTF-8 (check_answer reads it with replacements)
+        raise _unexpected(driver, request, status, "a body that is not JSON") from None
+
+
 def _field(
     driver: BroadcastPusherDriver,
-    where: str,
-    status: int,
-    body: bytes,
+    request: Request,
+    answer: tuple[int, bytes],
     key: str,
     kind: type,
     what: str,
 ) -> Any:
     """The ``key`` field (a ``kind``) of a successful answer; a QueryError without it."""
-    data = _answer(driver, where, status, body)
+    data = _answer(driver, request, *answer)
     value = data.get(key) if isinstance(data, dict) else None
     if not isinstance(value, kind):
-        raise _unexpected(driver, where, status, what)
+        raise _unexpected(driver, request, answer[0], what)
     return value
 
 
@@ -171,34 +121,49 @@ def _count(value: object) -> int | None:
     return None
 
 
-def _channel_list(
-    driver: BroadcastPusherDriver, prefix: str | None, status: int, body: bytes
-) -> list[ChannelInfo]:
-    where = f"GET /apps/{driver.settings.app_id}/channels"
-    listed = _field(driver, where, status, body, "channels", dict, "no channel list")
+def _request(driver: BroadcastPusherDriver, method: str, path: str, **params: str) -> Request:
+    client = driver._client
+    return Request(client, method, f"/apps/{client.app_id}/{path}", params)
+
+
+# -- the queries ---------------------------------------------------------------------------
+
+
+def occupied_channels(
+    driver: BroadcastPusherDriver, prefix: str | None
+) -> Query[list[ChannelInfo]]:
+    """The occupied channels whose name starts with ``prefix``, sorted by name."""
+    prefix = _prefix(driver, prefix)
+    params = {}
+    if prefix is not None:
+        params["filter_by_prefix"] = prefix
+        if prefix.startswith(PRESENCE_PREFIX):
+            params["info"] = "user_count"
+    request = _request(driver, GET, "channels", **params)
+    listed = _field(driver, request, (yield request), "channels", dict, "no channel list")
     found = []
     for name, info in sorted(listed.items()):
-        if prefix is not None and not name.startswith(prefix):
-            continue  # a server that ignored the filter
-        info = info if isinstance(info, dict) else {}
-        found.append(
-            ChannelInfo(
-                name=name,
-                occupied=True,
-                subscription_count=_count(info.get("subscription_count")),
-                user_count=_count(info.get("user_count")),
-            )
-        )
+        if prefix is None or name.startswith(prefix):  # else a server that ignored the filter
+            info = info if isinstance(info, dict) else {}
+            counts = _count(info.get("subscription_count")), _count(info.get("user_count"))
+            found.append(ChannelInfo(name, True, *counts))
     return found
 
 
+def _info_request(driver: BroadcastPusherDriver, channel: str, counting: bool) -> Request:
+    attributes = ["subscription_count"] if counting else []
+    if channel.startswith(PRESENCE_PREFIX):
+        attributes.append("user_count")
+    params = {"info": ",".join(attributes)} if attributes else {}
+    return _request(driver, GET, f"channels/{channel}", **params)
+
+
 def _channel_info(
-    driver: BroadcastPusherDriver, channel: str, status: int, body: bytes
+    driver: BroadcastPusherDriver, channel: str, request: Request, answer: tuple[int, bytes]
 ) -> ChannelInfo:
-    where = f"GET /apps/{driver.settings.app_id}/channels/{channel}"
-    data = _answer(driver, where, status, body)
+    data = _answer(driver, request, *answer)
     if not isinstance(data, dict) or not isinstance(data.get("occupied"), bool):
-        raise _unexpected(driver, where, status, "no 'occupied' field")
+        raise _unexpected(driver, request, answer[0], "no 'occupied' field")
     occupied: bool = data["occupied"]
     subscriptions = _count(data.get("subscription_count"))
     users = _count(data.get("user_count"))
@@ -211,97 +176,82 @@ def _channel_info(
     return ChannelInfo(channel, occupied, subscriptions, users)
 
 
-def _member_list(
-    driver: BroadcastPusherDriver, channel: str, status: int, body: bytes
-) -> list[Member]:
-    where = f"GET /apps/{driver.settings.app_id}/channels/{channel}/users"
-    users = _field(driver, where, status, body, "users", list, "no user list")
-    members = []
-    for user in users:
-        user_id = user.get("id") if isinstance(user, dict) else None
-        if isinstance(user_id, (str, int)) and not isinstance(user_id, bool):
-            members.append(Member(str(user_id)))
-    return members
-
-
-def _terminated(driver: BroadcastPusherDriver, user_id: str, status: int, body: bytes) -> None:
-    where = f"POST /apps/{driver.settings.app_id}/users/{user_id}/terminate_connections"
-    _answer(driver, where, status, body)
-
-
-def _counting_refused(error: QueryError) -> bool:
-    """Whether a refused channel-info query may be Pusher refusing ``subscription_count``."""
-    return error.status == 400
-
-
-# -- the queries, written once --------------------------------------------------------------
-
-#: A query: yields signed requests, is sent each one's ``(status, body)``, returns the result.
-Query = Generator[Request, "tuple[int, bytes]", T]
-
-
-def occupied_channels(
-    driver: BroadcastPusherDriver, prefix: str | None
-) -> Query[list[ChannelInfo]]:
-    """The occupied channels whose name starts with ``prefix``, sorted by name."""
-    prefix = _prefix(driver, prefix)
-    status, body = yield _channels_request(driver._client, prefix)
-    return _channel_list(driver, prefix, status, body)
-
-
 def channel_info(driver: BroadcastPusherDriver, channel: str) -> Query[ChannelInfo]:
     """Whether ``channel`` is occupied, by how many connections and (presence) users."""
-    channel = _channel(driver, channel)
-    attributes = _info_attributes(driver, channel)
-    status, body = yield _info_request(driver._client, channel, attributes)
+    channel = checked_channel(driver, channel)
+    counting = driver not in _no_subscription_count
+    request = _info_request(driver, channel, counting)
+    answer = yield request
     try:
-        return _channel_info(driver, channel, status, body)
+        return _channel_info(driver, channel, request, answer)
     except QueryError as error:
-        if "subscription_count" not in attributes or not _counting_refused(error):
+        if not counting or error.status != 400:
             raise
-    attributes.remove("subscription_count")
-    status, body = yield _info_request(driver._client, channel, attributes)
-    info = _channel_info(driver, channel, status, body)
+    # Pusher refuses subscription_count unless the app counts them: ask once more without
+    request = _info_request(driver, channel, counting=False)
+    info = _channel_info(driver, channel, request, (yield request))
     _no_subscription_count.add(driver)  # it was the attribute: never ask for it again
     return info
 
 
 def members(driver: BroadcastPusherDriver, channel: str) -> Query[list[Member]]:
     """The users in the presence channel ``channel`` (ids only: Pusher reports no info)."""
-    channel = _presence(driver, channel)
-    status, body = yield _users_request(driver._client, channel)
-    return _member_list(driver, channel, status, body)
+    channel = checked_channel(driver, channel)
+    if not channel.startswith(PRESENCE_PREFIX):
+        raise InvalidChannelError(
+            f"{driver.name}: only presence channels have members; {channel!r} does not start "
+            f"with {PRESENCE_PREFIX!r} (use PresenceChannel({channel!r}))"
+        )
+    request = _request(driver, GET, f"channels/{channel}/users")
+    users = _field(driver, request, (yield request), "users", list, "no user list")
+    ids = [user.get("id") if isinstance(user, dict) else None for user in users]
+    return [Member(str(i)) for i in ids if isinstance(i, (str, int)) and not isinstance(i, bool)]
 
 
 def terminate_user(driver: BroadcastPusherDriver, user_id: str) -> Query[None]:
     """Disconnect every connection of the signed-in user ``user_id``."""
+    # not the SDK's terminate_user_connections: without /apps/{id}, soketi and Reverb 404
     user_id = _user_id(driver, user_id)
-    status, body = yield _terminate_request(driver._client, user_id)
-    _terminated(driver, user_id, status, body)
+    request = _request(driver, POST, f"users/{user_id}/terminate_connections")
+    _answer(driver, request, *(yield request))
+
+
+def health(driver: BroadcastPusherDriver) -> Query[str]:
+    """The detail of a successful health check: the server listed the app's channels."""
+    request = _request(driver, GET, "channels")
+    status, body = yield request
+    if 200 <= status < 300:
+        try:
+            json.loads(body)
+        except ValueError:
+            raise _unexpected(driver, request, status, "not JSON") from None
+    count = len(_field(driver, request, (status, body), "channels", dict, "no channel list"))
+    return (
+        f"{driver.settings.base_url} accepted the app key and secret ({request.method} "
+        f"{request.path}: {count} occupied channel{'' if count == 1 else 's'})"
+    )
 
 
 # -- one sync and one async path over the transport ----------------------------------------
 
 
-def _step(query: Query[T], answer: tuple[int, bytes] | None) -> tuple[Request | None, T | None]:
-    """Send ``query`` the answer (None to start it): its next request, or None and its result."""
-    try:
-        return query.send(answer), None  # type: ignore[arg-type]  # None starts it
-    except StopIteration as done:
-        return None, done.value
-
-
 def run(driver: BroadcastPusherDriver, query: Query[T]) -> T:
     """Run ``query`` on the driver's sync pool."""
-    request, result = _step(query, None)
-    while request is not None:
-        request, result = _step(query, driver._client.http.send(request))
-    return result  # type: ignore[return-value]  # None only for a query that returns None
+    request = next(query)
+    while True:
+        try:
+            request = query.send(driver._client.http.send(request))
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
 
 async def arun(driver: BroadcastPusherDriver, query: Query[T]) -> T:
     """Run ``query`` on this event loop's session."""
-    request, result = _step(query, None)
-    while request is not None:
-        request, result = _step(query, await driver._aclient.http.send(request))
-    return result  # type: ignore[return-value]
+    request = next(query)
+    while True:
+        try:
+            request = query.send(await driver._aclient.http.send(request))
+        except StopIteration as done:
+            result: T = done.value
+            return result

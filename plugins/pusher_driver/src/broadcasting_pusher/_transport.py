@@ -222,7 +222,6 @@ class SessionBackend:
     heard: bool = False  #: as ConnectionPool.heard
 
     async def send(self, request: Request) -> tuple[int, bytes]:
-        """Send a signed SDK request; raise a ServiceError when no answer came."""
         transport, s, new = self.sessions.get(), self.settings, not self.heard
         target, headers, query = query_path(request), dict(request.headers), not publishes(request)
         method, body = request.method, request.body
@@ -245,6 +244,5 @@ class SessionBackend:
         return answer
 
     async def send_request(self, request: Request) -> Any:
-        """The SDK's backend contract: the decoded answer, or the SDK's own errors."""
         status, body = await self.send(request)
         return process_response(status, body.decode("utf-8", "replace"))

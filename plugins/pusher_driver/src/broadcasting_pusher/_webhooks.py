@@ -1,26 +1,7 @@
 """Verifying Pusher's (and soketi's) webhooks and turning them into :class:`WebhookEvent`.
 
-A delivery is a POST whose raw body is ``{"time_ms": ..., "events": [...]}``,
-with ``X-Pusher-Key`` (the app key) and ``X-Pusher-Signature`` (the hex
-HMAC-SHA256 of the raw body under the app secret). Verification happens
-before the body is parsed, in this order, each a typed error with a fixed
-message that never shows the secret, the expected signature or the body:
-
-1. ``X-Pusher-Key`` missing or not this app's key: :class:`UnauthorizedError` (401);
-2. ``X-Pusher-Signature`` missing or wrong (constant-time compare): 401;
-3. a body that is not a JSON object with an integer ``time_ms`` (a 64-bit
-   one) and an ``events`` list of objects with a ``name``, or that is nested
-   too deeply to read: :class:`BadRequestError` (400);
-4. ``time_ms`` more than five minutes away from now (either way): 401.
-
-The expected signature is computed and compared inside :func:`_signed`, whose
-frame is gone before any error is raised: a traceback's locals never hold the
-secret, nor a valid signature for the body an attacker sent.
-
-Every event gets a stable ``id``: a SHA-256 of the delivery's ``time_ms``,
-the event's position in the delivery and its canonical JSON. Pusher retries
-a delivery that was not answered with 2xx, resending the same body, so a
-retried event has the same id as the first attempt.
+Each refusal is a typed error with a fixed message that never shows the secret, the expected
+signature or the body (docs/webhooks.md lists them).
 """
 
 from __future__ import annotations
@@ -38,22 +19,9 @@ from broadcasting.plugin import Secret
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
 
-#: Deliveries whose ``time_ms`` is further than this from now are refused.
-MAX_AGE_SECONDS = 300.0
-
-#: The event names Pusher and soketi send (others are passed through by name).
-EVENT_NAMES = frozenset(
-    {
-        "channel_occupied",
-        "channel_vacated",
-        "member_added",
-        "member_removed",
-        "client_event",
-        "cache_miss",
-        "subscription_count",
-    }
-)
-
+MAX_AGE_SECONDS = 300.0  #: refused when ``time_ms`` is further than this from now, either way
+#: ``time_ms`` must fit 64 bits (what Pusher sends); a larger one overflows a float.
+_TIME_MS_RANGE = range(-(2**63), 2**63)
 KEY_HEADER = "X-Pusher-Key"
 SIGNATURE_HEADER = "X-Pusher-Signature"
 
@@ -73,24 +41,15 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def _same(given: str, expected: str) -> bool:
-    """Constant-time equality of two header values (non-ASCII never equals)."""
+    """Constant-time equality (non-ASCII never equals)."""
     try:
         return hmac.compare_digest(given.encode("ascii"), expected.encode("ascii"))
     except UnicodeEncodeError:
         return False
 
 
-def _signed(secret: Secret, body: bytes, signature: str) -> bool:
-    """Whether ``signature`` is the hex HMAC-SHA256 of ``body`` under ``secret``."""
-    expected = hmac.new(secret.reveal().encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return _same(signature.strip().lower(), expected)
-
-
 def sign(secret: Secret, body: bytes) -> str:
-    """The ``X-Pusher-Signature`` of ``body``: what a Pusher-protocol server sends.
-
-    For tests and for relaying a delivery; the result is as secret as the body is.
-    """
+    """The ``X-Pusher-Signature`` of ``body`` (hex HMAC-SHA256), as a Pusher server sends it."""
     return hmac.new(secret.reveal().encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
@@ -111,7 +70,7 @@ def verify(
     *,
     now: float | None = None,
 ) -> list[WebhookEvent]:
-    """Verify a delivery for ``driver``'s app and return its events (see the module doc)."""
+    """Verify a delivery for ``driver``'s app, before parsing it, and return its events."""
     name = driver.name
     raw = _as_bytes(body)
     key = _header(headers, KEY_HEADER)
@@ -122,7 +81,8 @@ def verify(
     signature = _header(headers, SIGNATURE_HEADER)
     if signature is None:
         raise UnauthorizedError(f"{name}: webhook refused: no {SIGNATURE_HEADER} header")
-    if not _signed(driver.settings.secret, raw, signature):
+    # the expected signature stays a temporary: no traceback local holds it
+    if not _same(signature.strip().lower(), sign(driver.settings.secret, raw)):
         raise UnauthorizedError(
             f"{name}: webhook refused: {SIGNATURE_HEADER} does not match the body "
             "(signed with another secret, or the body was altered or re-encoded)"
@@ -140,10 +100,6 @@ def verify(
         return [_event(name, time_ms, index, item) for index, item in enumerate(items)]
     except RecursionError:  # an event's field nested too deeply to show as text or hash
         raise BadRequestError(f"{name}: webhook refused: the body is nested too deeply") from None
-
-
-#: ``time_ms`` must fit 64 bits (what Pusher sends); a larger one overflows a float.
-_TIME_MS_RANGE = range(-(2**63), 2**63)
 
 
 def _parse(name: str, raw: bytes) -> tuple[int, list[Mapping[str, Any]]]:
@@ -168,7 +124,7 @@ def _parse(name: str, raw: bytes) -> tuple[int, list[Mapping[str, Any]]]:
 
 
 def event_id(time_ms: int, index: int, item: Mapping[str, Any]) -> str:
-    """The stable id of the ``index``-th event of a delivery sent at ``time_ms``."""
+    """The same for every delivery of an event: Pusher retries a delivery with the same body."""
     content = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     # surrogatepass: a "\\ud800" escape in the body decodes to a lone surrogate
     text = f"{time_ms}:{index}:{content}".encode("utf-8", "surrogatepass")
@@ -176,9 +132,7 @@ def event_id(time_ms: int, index: int, item: Mapping[str, Any]) -> str:
 
 
 def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else str(value)
+    return None if value is None else str(value)
 
 
 def _event(driver: str, time_ms: int, index: int, item: Mapping[str, Any]) -> WebhookEvent:
