@@ -42,9 +42,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def unit(session: nox.Session) -> None:
-    """The fast loop: every test that needs no server (not a default session)."""
+    """The fast loop: every test that needs no server, on both cores (not a default session)."""
     _install_all(session)
-    session.run("pytest", "-q", "-m", "not server", *session.posargs)
+    session.install("pytest-xdist")
+    session.run("pytest", "-q", "-n", "2", "-m", "not server", *session.posargs)
 
 
 @nox.session

@@ -24,7 +24,17 @@ def memory(memory_broadcast: Broadcast) -> BroadcastMemoryDriver:
 
 
 #: Fixtures that start a server process or an HTTPS service for the test.
-SERVER_FIXTURES = frozenset({"soketi", "own_soketi", "emulator_server", "serve"})
+SERVER_FIXTURES = frozenset(
+    {
+        "soketi",
+        "own_soketi",
+        "emulator_server",
+        "serve",
+        "receiver",
+        "lossy_receiver",
+        "tls_receiver",
+    }
+)
 #: Folders whose every test runs servers, Node.js clients, a browser or built wheels.
 SERVER_FOLDERS = frozenset({"e2e", "e2e_events", "e2e_hearing", "fork", "isolated"})
 
