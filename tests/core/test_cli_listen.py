@@ -42,6 +42,10 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "broadcasting", *args]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Process:
     """A command whose stdout and stderr lines are read as they come."""
 
@@ -53,6 +57,12 @@ class Process:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            # A shell that starts a run in the background without job control makes it
+            # ignore SIGINT, and a child inherits that: the Ctrl-C these tests send would
+            # then never arrive. The child gets the default back, as a terminal gives it.
+            preexec_fn=_default_sigint
+            if signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+            else None,
         )
         self.out: queue.Queue[str | None] = queue.Queue()
         self.err_lines: list[str] = []
