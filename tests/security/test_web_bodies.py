@@ -71,7 +71,9 @@ def test_a_deeply_nested_json_body_is_400_and_no_error(
     caplog.set_level(logging.DEBUG)
     reply = web.post(path, content=body, content_type="application/json", headers=ADA)
     assert reply.status == 400, reply.text
-    assert reply.json == web.error(400, "the body is nested too deeply")
+    # Python 3.13's parser may reject the unterminated body before it recurses
+    refusals = ("the body is nested too deeply", "the body is not valid JSON")
+    assert reply.json in [web.error(400, refusal) for refusal in refusals]
     assert _errors(caplog) == []
 
 
