@@ -167,11 +167,11 @@ def test_the_driver_still_builds_its_requests_on_this_sdk() -> None:
 
 
 def test_the_sdk_reads_its_secret_only_through_the_secret_property() -> None:
-    # _sdk.py: GuardedPusherClient keeps _secret as a broadcasting.Secret and reveals it in
+    # _api.py: GuardedPusherClient keeps _secret as a broadcasting.Secret and reveals it in
     # the `secret` property alone; an SDK that read _secret directly would sign with the
     # wrapper (or fail) and leave the plain text where the driver no longer expects it
     from broadcasting.plugin import Secret
-    from broadcasting_pusher._sdk import GuardedPusherClient
+    from broadcasting_pusher._api import GuardedPusherClient
 
     plain = PusherClient(**APP, ssl=False, backend=Recording)
     guarded = GuardedPusherClient(**APP, ssl=False, backend=Recording)

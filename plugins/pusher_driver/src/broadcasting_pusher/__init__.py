@@ -1,7 +1,5 @@
 """The ``pusher`` driver for ``broadcasting``: Pusher Channels, soketi and Laravel Reverb."""
 
-from __future__ import annotations
-
 from broadcasting_pusher._driver import BroadcastPusherDriver
 from broadcasting_pusher._settings import PusherSettings, parse_settings
 

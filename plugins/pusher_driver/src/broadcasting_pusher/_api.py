@@ -1,21 +1,18 @@
-"""Pusher's HTTP API: the signed requests the driver sends, and what an answer means.
-
-Requests are the SDK's signed ``pusher.http.Request``, not ``Pusher.trigger``, which
-re-checks sizes with ``sys.getsizeof`` (wrong for non-ASCII text; the driver checks first).
-"""
+"""Pusher's HTTP API: the signed requests (not ``Pusher.trigger``, whose size check is wrong
+for non-ASCII text; the driver checks first), and what an answer means."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
 from pusher.crypto import encrypt
 from pusher.http import POST, Request
+from pusher.pusher_client import PusherClient
 
-from broadcasting.plugin import Batch, Part, PublishError, QueryError, Secret, ServiceError
+from broadcasting.plugin import Batch, Message, PublishError, QueryError, Secret, ServiceError
 from broadcasting_pusher._rules import is_encrypted
 from broadcasting_pusher._settings import NAME, PusherSettings
 
@@ -33,6 +30,18 @@ _HINTS = {
 _MAX_SERVER_TEXT = 500
 
 
+class GuardedPusherClient(PusherClient):  # type: ignore[misc]
+    """The SDK's client with its secret kept in a Secret, revealed only to sign a request."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # the SDK checks the secret first
+        self._secret: Any = Secret(self._secret)
+
+    @property
+    def secret(self) -> str:  # the SDK reads it only here (tests/pusher/test_sdk_internals.py)
+        return str(self._secret.reveal())
+
+
 def _data_for(channel: str, text: str, master_key: Secret | None) -> str:
     if master_key is None or not is_encrypted(channel):
         return text
@@ -42,41 +51,33 @@ def _data_for(channel: str, text: str, master_key: Secret | None) -> str:
     )
 
 
-def _events_request(client: Any, part: Part, master_key: Secret | None) -> Request:
-    message, channels = part.message, part.channels
-    data = _data_for(channels[0], message.text, master_key) if len(channels) == 1 else message.text
-    params: dict[str, Any] = {"name": message.event, "channels": list(channels), "data": data}
+def _event(message: Message, data: str, **where: Any) -> dict[str, Any]:
+    event = {**where, "name": message.event, "data": data}
     if message.socket_id is not None:
-        params["socket_id"] = message.socket_id
-    return Request(client, POST, f"/apps/{client.app_id}/events", params)
-
-
-def _batch_request(client: Any, parts: Iterable[Part], master_key: Secret | None) -> Request:
-    events = []
-    for part in parts:
-        message = part.message
-        for channel in part.channels:
-            event = {
-                "channel": channel,
-                "name": message.event,
-                "data": _data_for(channel, message.text, master_key),
-            }
-            if message.socket_id is not None:
-                event["socket_id"] = message.socket_id
-            events.append(event)
-    return Request(client, POST, f"/apps/{client.app_id}/batch_events", {"batch": events})
+        event["socket_id"] = message.socket_id
+    return event
 
 
 def request_for(client: Any, batch: Batch, master_key: Secret | None) -> Request:
     """The signed request for ``batch``: ``/events`` for one part, else ``/batch_events``."""
+    path = f"/apps/{client.app_id}/"
     if len(batch.parts) == 1:
-        return _events_request(client, batch.parts[0], master_key)
-    return _batch_request(client, batch.parts, master_key)
+        message, channels = batch.parts[0].message, batch.parts[0].channels
+        text = message.text
+        data = _data_for(channels[0], text, master_key) if len(channels) == 1 else text
+        return Request(client, POST, path + "events", _event(message, data, channels=channels))
+    events = [
+        _event(part.message, _data_for(channel, part.message.text, master_key), channel=channel)
+        for part in batch.parts
+        for channel in part.channels
+    ]
+    return Request(client, POST, path + "batch_events", {"batch": events})
 
 
-def publishes(request: Request) -> bool:
-    """Whether ``request`` publishes rather than queries (a failure is a PublishError)."""
-    return str(request.path).endswith(("/events", "/batch_events"))
+def wire(request: Request) -> tuple[str, str, bytes, dict[str, str], bool]:
+    """Method, signed target, body, headers, and whether it queries (a failure: QueryError)."""
+    query = not str(request.path).endswith(("/events", "/batch_events"))
+    return request.method, query_path(request), request.body, dict(request.headers), query
 
 
 def service_error(
@@ -103,24 +104,20 @@ def scrub(text: str, settings: PusherSettings) -> str:
 def check_answer(
     status: int, body: bytes, settings: PusherSettings, *, query: bool = False
 ) -> None:
-    """Return if the server acknowledged the request, else raise a PublishError (a QueryError
-    with ``query``): a 4xx certainly did not deliver; a 5xx or a 2xx that is not JSON may have.
-    """
+    """Return if the server acknowledged the request, else raise a PublishError (QueryError with
+    ``query``): a 4xx certainly did not deliver; a 5xx or a 2xx that is not JSON may have."""
     text = body.decode("utf-8", "replace")
     try:
         data: Any = json.loads(text) if text.strip() else {}
     except ValueError:
         data = None
-    code: int | str | None = None
+    raw_code = data.get("code") if isinstance(data, dict) else None
+    code = raw_code if isinstance(raw_code, (int, str)) and not isinstance(raw_code, bool) else None
     server_text = text.strip()
-    if isinstance(data, dict):
-        raw_code = data.get("code")
-        if isinstance(raw_code, (int, str)) and not isinstance(raw_code, bool):
-            code = raw_code
-        if isinstance(data.get("error"), str):
-            server_text = data["error"]
-            if 200 <= status < 300 and isinstance(raw_code, int) and raw_code >= 400:
-                status = raw_code  # soketi 1.6 answers errors with HTTP 200: use its code
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        server_text = data["error"]
+        if 200 <= status < 300 and isinstance(raw_code, int) and raw_code >= 400:
+            status = raw_code  # soketi 1.6 answers errors with HTTP 200: use its code
     if 200 <= status < 300:
         if data is not None:
             return

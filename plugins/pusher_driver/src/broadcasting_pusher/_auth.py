@@ -1,14 +1,10 @@
 """Signing subscriptions and sign-ins the way Pusher's clients and servers check them.
-
-The secret and the master key are revealed only inside the expression that uses them, so no
-local variable of a traceback holds them.
-"""
+Secrets are revealed only inside the expression that uses them: no traceback local holds one."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,6 +13,7 @@ from broadcasting import ConfigurationError, InputError, PayloadTooLargeError
 from broadcasting.plugin import AuthRequest
 from broadcasting_pusher._rules import RESERVED_PREFIX
 from broadcasting_pusher._settings import NAME
+from broadcasting_pusher._webhooks import sign
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
@@ -28,10 +25,7 @@ MAX_USER_INFO_BYTES = 1024  #: of the ``user_info`` JSON text
 
 
 def _signature(driver: BroadcastPusherDriver, text: str) -> str:
-    digest = hmac.new(
-        driver.settings.secret.reveal().encode("utf-8"), text.encode("utf-8"), hashlib.sha256
-    ).hexdigest()
-    return f"{driver.settings.key}:{digest}"
+    return f"{driver.settings.key}:{sign(driver.settings.secret, text.encode('utf-8'))}"
 
 
 def _json(value: Any, what: str) -> str:
@@ -59,21 +53,6 @@ def _member(request: AuthRequest, what: str) -> tuple[Mapping[str, Any], str]:
     return member, text
 
 
-def channel_data(request: AuthRequest) -> str:
-    """``{"user_id": <id text>, "user_info": <the rule's info>}``, refused as Pusher would."""
-    member, user_id = _member(request, "a presence member")
-    info = _json(dict(member), "a presence member's info")
-    size = len(info)  # ASCII: non-ASCII characters are written as \u escapes
-    if size > MAX_USER_INFO_BYTES:
-        raise PayloadTooLargeError(
-            f"{NAME}: the member info for {request.channel!r} is {size} bytes of JSON; "
-            f"Pusher accepts at most {MAX_USER_INFO_BYTES} per presence member",
-            size=size,
-            limit=MAX_USER_INFO_BYTES,
-        )
-    return f'{{"user_id": {json.dumps(user_id)}, "user_info": {info}}}'
-
-
 def shared_secret(driver: BroadcastPusherDriver, channel: str) -> str:
     """base64(SHA-256(channel + master key)) as text (the SDK's is bytes, which JSON refuses)."""
     master = driver.settings.encryption_master_key
@@ -97,22 +76,27 @@ def sign_channel(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[st
         raise InputError(f"{NAME}: {channel[:80]!r} ({kind}) needs no authorization")
     signed, extra = f"{request.socket_id}:{channel}", {}
     if kind == "presence":
-        extra = {"channel_data": channel_data(request)}
+        member, user_id = _member(request, "a presence member")
+        info = _json(dict(member), "a presence member's info")
+        size = len(info)  # ASCII: non-ASCII characters are written as \u escapes
+        if size > MAX_USER_INFO_BYTES:
+            raise PayloadTooLargeError(
+                f"{NAME}: the member info for {channel!r} is {size} bytes of JSON; "
+                f"Pusher accepts at most {MAX_USER_INFO_BYTES} per presence member",
+                size=size,
+                limit=MAX_USER_INFO_BYTES,
+            )
+        extra = {"channel_data": f'{{"user_id": {json.dumps(user_id)}, "user_info": {info}}}'}
         signed += f":{extra['channel_data']}"
     elif kind == "encrypted":
         extra = {"shared_secret": shared_secret(driver, channel)}  # refused without a master key
     return {"auth": _signature(driver, signed), **extra}
 
 
-def user_data(request: AuthRequest) -> str:
-    """The sign-in ``user_data`` JSON text, its ``id`` a string (as pusher-js requires)."""
-    member, user_id = _member(request, "user_data")
-    return _json({**member, "id": user_id}, "user_data")
-
-
 def sign_user(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[str, Any]:
     """The body pusher-js expects for ``pusher:signin``: ``{"auth", "user_data"}``."""
-    data = user_data(request)
+    member, user_id = _member(request, "user_data")
+    data = _json({**member, "id": user_id}, "user_data")  # a str id, as pusher-js requires
     return {"auth": _signature(driver, f"{request.socket_id}::user::{data}"), "user_data": data}
 
 

@@ -1,7 +1,5 @@
-"""Listening to channels over the Pusher WebSocket protocol (what ``broadcasting listen`` runs).
-
-Subscriptions are signed here with the app secret, as an app's auth endpoint would sign them.
-"""
+"""Listening to channels over the Pusher WebSocket protocol (what ``broadcasting listen`` runs),
+signing subscriptions with the app secret as an app's auth endpoint would."""
 
 from __future__ import annotations
 
@@ -18,7 +16,9 @@ from broadcasting import BroadcastError, InputError, InvalidChannelError, NotSup
 from broadcasting.plugin import SUBSCRIBED, Heard
 from broadcasting_pusher._auth import _signature, shared_secret
 from broadcasting_pusher._rules import is_encrypted
+from broadcasting_pusher._settings import NAME
 from broadcasting_pusher._state import checked_channel
+from broadcasting_pusher._webhooks import optional_text
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
@@ -26,32 +26,15 @@ if TYPE_CHECKING:
 
 PROTOCOL = 7
 CLIENT = "broadcasting-listen"
-_SIGNED_PREFIXES = ("private-", "presence-")
 
 
 def ws_url(settings: PusherSettings) -> str:
-    host, port = settings.host, settings.port
-    if settings.cluster and host == f"api-{settings.cluster}.pusher.com":
-        host = f"ws-{settings.cluster}.pusher.com"
-    elif host == "api.pusherapp.com":
-        host = "ws.pusherapp.com"
+    host, cluster = settings.host, settings.cluster
+    if host in ("api.pusherapp.com", f"api-{cluster}.pusher.com" if cluster else None):
+        host = "ws" + host[3:]  # Pusher's WebSocket host for its API host
     scheme = "wss" if settings.ssl else "ws"
     query = f"protocol={PROTOCOL}&client={CLIENT}&version=1.0"
-    return f"{scheme}://{host}:{port}/app/{settings.key}?{query}"
-
-
-def _checked(driver: BroadcastPusherDriver, channels: Sequence[str]) -> list[str]:
-    if isinstance(channels, str) or not channels:
-        raise InvalidChannelError(f"{driver.name}: listen to a list of one or more channel names")
-    names = list(dict.fromkeys(channels))
-    for name in names:
-        checked_channel(driver, name)
-        if is_encrypted(name) and driver.settings.encryption_master_key is None:
-            raise InputError(
-                f"{driver.name}: listening to {name!r} needs encryption_master_key_base64 "
-                "in the driver's options, to decrypt its events"
-            )
-    return names
+    return f"{scheme}://{host}:{settings.port}/app/{settings.key}?{query}"
 
 
 def _subscribe_frame(driver: BroadcastPusherDriver, socket_id: str, channel: str) -> str:
@@ -60,7 +43,7 @@ def _subscribe_frame(driver: BroadcastPusherDriver, socket_id: str, channel: str
         member = {"user_id": f"{CLIENT}-{os.urandom(4).hex()}", "user_info": {"listener": True}}
         data["channel_data"] = json.dumps(member, separators=(",", ":"))
         data["auth"] = _signature(driver, f"{socket_id}:{channel}:{data['channel_data']}")
-    elif channel.startswith(_SIGNED_PREFIXES):
+    elif channel.startswith("private-"):  # private-encrypted- too
         data["auth"] = _signature(driver, f"{socket_id}:{channel}")
     return json.dumps({"event": "pusher:subscribe", "data": data})
 
@@ -72,23 +55,11 @@ def _open(driver: BroadcastPusherDriver, channel: str, data: str) -> bytes | Non
 
     try:
         envelope = json.loads(data)
-        plain: bytes = nacl.secret.SecretBox(
-            base64.b64decode(shared_secret(driver, channel))
-        ).decrypt(base64.b64decode(envelope["ciphertext"]), base64.b64decode(envelope["nonce"]))
+        return nacl.secret.SecretBox(base64.b64decode(shared_secret(driver, channel))).decrypt(
+            base64.b64decode(envelope["ciphertext"]), base64.b64decode(envelope["nonce"])
+        )
     except (ValueError, KeyError, TypeError, nacl.exceptions.CryptoError):
         return None
-    return plain
-
-
-def _decrypted(driver: BroadcastPusherDriver, channel: str, data: str) -> str:
-    # the key is derived and used inside _open, whose frame is gone before this raises
-    plain = _open(driver, channel, data)
-    if plain is None:
-        raise BroadcastError(
-            f"{driver.name}: an event on {channel!r} could not be decrypted "
-            "(is encryption_master_key_base64 the one the publisher uses?)"
-        )
-    return plain.decode("utf-8", "replace")
 
 
 def _text(data: Any) -> str:
@@ -98,15 +69,21 @@ def _text(data: Any) -> str:
 async def listen_channels(
     driver: BroadcastPusherDriver, channels: Sequence[str]
 ) -> AsyncIterator[Heard]:
-    names = _checked(driver, channels)
+    if isinstance(channels, str) or not channels:
+        raise InvalidChannelError(f"{NAME}: listen to a list of one or more channel names")
+    names = list(dict.fromkeys(channels))
+    for name in names:
+        checked_channel(name)
+        if is_encrypted(name) and driver.settings.encryption_master_key is None:
+            raise InputError(
+                f"{NAME}: listening to {name!r} needs encryption_master_key_base64 "
+                "in the driver's options, to decrypt its events"
+            )
     try:
         import aiohttp
     except ImportError:
-        raise NotSupportedError(
-            driver.name,
-            "listening to channels",
-            "it needs aiohttp: pip install 'broadcasting-pusher[aiohttp]'",
-        ) from None
+        why = "it needs aiohttp: pip install 'broadcasting-pusher[aiohttp]'"
+        raise NotSupportedError(NAME, "listening to channels", why) from None
     url, wait = ws_url(driver.settings), driver.settings.timeout
     where = url.split("?")[0]
     client_timeout = aiohttp.ClientTimeout(total=None, connect=wait, sock_connect=wait)
@@ -115,7 +92,7 @@ async def listen_channels(
             ws = await session.ws_connect(url, heartbeat=None)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             raise BroadcastError(
-                f"{driver.name}: could not open the WebSocket {where}: {type(exc).__name__}: {exc}"
+                f"{NAME}: could not open the WebSocket {where}: {type(exc).__name__}: {exc}"
             ) from None
         async with ws, contextlib.aclosing(_frames(driver, ws, names, where, wait)) as frames:
             try:
@@ -123,7 +100,7 @@ async def listen_channels(
                     yield heard
             except (aiohttp.ClientError, OSError) as exc:
                 raise BroadcastError(
-                    f"{driver.name}: the WebSocket {where} failed: {type(exc).__name__}"
+                    f"{NAME}: the WebSocket {where} failed: {type(exc).__name__}"
                 ) from None
 
 
@@ -138,15 +115,15 @@ async def _frames(
             message = await ws.receive(timeout=wait * 4 if pending else None)
         except asyncio.TimeoutError:
             raise BroadcastError(
-                f"{driver.name}: {where} did not confirm the subscriptions to "
+                f"{NAME}: {where} did not confirm the subscriptions to "
                 f"{sorted(pending)} within {wait * 4:g} s"
             ) from None
         if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
             raise BroadcastError(
-                f"{driver.name}: the server closed the WebSocket {where} (code {ws.close_code})"
+                f"{NAME}: the server closed the WebSocket {where} (code {ws.close_code})"
             )
         if message.type == aiohttp.WSMsgType.ERROR:
-            raise BroadcastError(f"{driver.name}: the WebSocket {where} failed")
+            raise BroadcastError(f"{NAME}: the WebSocket {where} failed")
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
         frame = json.loads(message.data)
@@ -166,20 +143,22 @@ async def _frames(
         elif event in ("pusher:error", "pusher:subscription_error"):
             said = _text(data)[:300]
             raise BroadcastError(
-                f"{driver.name}: {where} refused: {said}"
-                + (f" (channel {channel!r})" if channel else "")
+                f"{NAME}: {where} refused: {said}" + (f" (channel {channel!r})" if channel else "")
             )
         elif event in ("pusher_internal:member_added", "pusher_internal:member_removed"):
             info = json.loads(data) if isinstance(data, str) else data
             user = info.get("user_id") if isinstance(info, dict) else None
             name = event.replace("pusher_internal:", "pusher:")
-            yield Heard(channel, name, _text(data), time.time(), _opt(user))
+            yield Heard(channel, name, _text(data), time.time(), optional_text(user))
         elif not event.startswith("pusher"):
             text = _text(data)
             if is_encrypted(channel):
-                text = _decrypted(driver, channel, text)
-            yield Heard(channel, event, text, time.time(), _opt(frame.get("user_id")))
-
-
-def _opt(value: object) -> str | None:
-    return None if value is None else str(value)
+                # the key is derived and used inside _open, whose frame is gone before this raises
+                plain = _open(driver, channel, text)
+                if plain is None:
+                    raise BroadcastError(
+                        f"{NAME}: an event on {channel!r} could not be decrypted "
+                        "(is encryption_master_key_base64 the one the publisher uses?)"
+                    )
+                text = plain.decode("utf-8", "replace")
+            yield Heard(channel, event, text, time.time(), optional_text(frame.get("user_id")))

@@ -65,11 +65,8 @@ def validate(message: Message, *, has_master_key: bool) -> None:
     # message carries it, on the channel the driver named (user_channel)
     for channel in message.channels:
         if is_encrypted(channel) and not has_master_key:
-            raise ConfigurationError(
-                NAME,
-                "encryption_master_key_base64",
-                f"is needed to publish to the encrypted channel {channel!r}",
-            )
+            problem = f"is needed to publish to the encrypted channel {channel!r}"
+            raise ConfigurationError(NAME, "encryption_master_key_base64", problem)
         if channel == ENCRYPTED_PREFIX:
             raise InvalidChannelError(f"{NAME}: {channel!r} needs a name after the prefix")
 

@@ -1,16 +1,6 @@
-"""The transport: a signed request out, its status and body back, or a ServiceError.
-
-Sync requests share a :class:`ConnectionPool` of keep-alive ``http.client``
-connections; each event loop gets an ``aiohttp`` session (or, without aiohttp, a
-pool run in threads). A request that failed to connect (refused, DNS, TLS
-handshake, timeout) or was not written in full certainly did not arrive; once
-written, a reset, timeout or closed connection may have come after the server
-processed it. An idle connection is not reused once the server closed it (its
-socket turns readable) or may be about to (idle ``MAX_IDLE`` s), so an idle timeout
-does not make a publish unknown. Until a server answered, a wrong ``ssl`` says so.
-Nothing is re-sent here (aiohttp re-sends only idempotent methods, never a publish's
-POST): one send is one request, within ``Batch.budget``.
-"""
+"""The transport: a signed request out, its status and body back, or a ServiceError that says
+whether the request may have arrived (README, "Outcomes"). Nothing is re-sent here (aiohttp
+re-sends only idempotent requests, never a publish's POST)."""
 
 from __future__ import annotations
 
@@ -29,7 +19,7 @@ from pusher.http import Request, process_response
 from urllib3.util import wait_for_read
 
 from broadcasting.plugin import PerLoop, ServiceError
-from broadcasting_pusher._api import publishes, query_path, scrub, service_error
+from broadcasting_pusher._api import scrub, service_error, wire
 from broadcasting_pusher._settings import NAME, PusherSettings
 
 if TYPE_CHECKING:
@@ -171,9 +161,7 @@ class PooledBackend:
     pool: ConnectionPool
 
     def send(self, request: Request) -> tuple[int, bytes]:
-        """Send a signed SDK request; raise a ServiceError when no answer came."""
-        target, headers, query = query_path(request), dict(request.headers), not publishes(request)
-        return self.pool.request(request.method, target, request.body, headers, query)
+        return self.pool.request(*wire(request))
 
     def send_request(self, request: Request) -> Any:
         """The SDK's backend contract: the decoded answer, or the SDK's own errors."""
@@ -223,8 +211,7 @@ class SessionBackend:
 
     async def send(self, request: Request) -> tuple[int, bytes]:
         transport, s, new = self.sessions.get(), self.settings, not self.heard
-        target, headers, query = query_path(request), dict(request.headers), not publishes(request)
-        method, body = request.method, request.body
+        method, target, body, headers, query = wire(request)
         if isinstance(transport, ConnectionPool):
             return await asyncio.to_thread(transport.request, method, target, body, headers, query)
         import aiohttp

@@ -1,8 +1,5 @@
-"""Verifying Pusher's (and soketi's) webhooks and turning them into :class:`WebhookEvent`.
-
-Each refusal is a typed error with a fixed message that never shows the secret, the expected
-signature or the body (docs/webhooks.md lists them).
-"""
+"""Verifying Pusher's (and soketi's) webhooks. A refusal's message never shows the secret,
+the expected signature or the body (docs/webhooks.md lists them)."""
 
 from __future__ import annotations
 
@@ -15,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from broadcasting import BadRequestError, UnauthorizedError, WebhookEvent
 from broadcasting.plugin import Secret
+from broadcasting_pusher._settings import NAME
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
@@ -30,11 +28,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     """``headers[name]`` in any letter case (frameworks differ), or ``None``."""
     value: object = headers.get(name)
     if value is None:
-        lowered = name.lower()
-        for key, candidate in headers.items():
-            if isinstance(key, str) and key.lower() == lowered:
-                value = candidate
-                break
+        found = (v for k, v in headers.items() if isinstance(k, str) and k.lower() == name.lower())
+        value = next(found, None)
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     return value if isinstance(value, str) else None
@@ -42,10 +37,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def _same(given: str, expected: str) -> bool:
     """Constant-time equality (non-ASCII never equals)."""
-    try:
-        return hmac.compare_digest(given.encode("ascii"), expected.encode("ascii"))
-    except UnicodeEncodeError:
-        return False
+    return given.isascii() and expected.isascii() and hmac.compare_digest(given, expected)
 
 
 def sign(secret: Secret, body: bytes) -> str:
@@ -53,98 +45,83 @@ def sign(secret: Secret, body: bytes) -> str:
     return hmac.new(secret.reveal().encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-def _as_bytes(body: object) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, (bytearray, memoryview)):
-        return bytes(body)
-    if isinstance(body, str):
-        return body.encode("utf-8")
-    raise TypeError(f"the webhook body must be the raw bytes received, not {type(body).__name__}")
-
-
 def verify(
     driver: BroadcastPusherDriver,
     headers: Mapping[str, str],
-    body: bytes,
+    body: object,
     *,
     now: float | None = None,
 ) -> list[WebhookEvent]:
     """Verify a delivery for ``driver``'s app, before parsing it, and return its events."""
-    name = driver.name
-    raw = _as_bytes(body)
+    if isinstance(body, str):  # the core hands over bytes; a direct caller may not
+        body = body.encode("utf-8")
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"the webhook body must be the raw bytes received, not {type(body).__name__}"
+        )
+    raw = bytes(body)
     key = _header(headers, KEY_HEADER)
     if key is None:
-        raise UnauthorizedError(f"{name}: webhook refused: no {KEY_HEADER} header")
+        raise UnauthorizedError(f"{NAME}: webhook refused: no {KEY_HEADER} header")
     if not _same(key, driver.settings.key):
-        raise UnauthorizedError(f"{name}: webhook refused: {KEY_HEADER} is not this app's key")
+        raise UnauthorizedError(f"{NAME}: webhook refused: {KEY_HEADER} is not this app's key")
     signature = _header(headers, SIGNATURE_HEADER)
     if signature is None:
-        raise UnauthorizedError(f"{name}: webhook refused: no {SIGNATURE_HEADER} header")
+        raise UnauthorizedError(f"{NAME}: webhook refused: no {SIGNATURE_HEADER} header")
     # the expected signature stays a temporary: no traceback local holds it
     if not _same(signature.strip().lower(), sign(driver.settings.secret, raw)):
         raise UnauthorizedError(
-            f"{name}: webhook refused: {SIGNATURE_HEADER} does not match the body "
+            f"{NAME}: webhook refused: {SIGNATURE_HEADER} does not match the body "
             "(signed with another secret, or the body was altered or re-encoded)"
         )
-    time_ms, items = _parse(name, raw)
-    current = time.time() if now is None else now
-    age = current - time_ms / 1000
-    if abs(age) > MAX_AGE_SECONDS:
-        when = "old" if age > 0 else "far in the future"
-        raise UnauthorizedError(
-            f"{name}: webhook refused: its time_ms is {abs(age):.0f} s {when} "
-            f"(more than {MAX_AGE_SECONDS:.0f} s; a replay, or a clock that is off)"
-        )
-    try:
-        return [_event(name, time_ms, index, item) for index, item in enumerate(items)]
-    except RecursionError:  # an event's field nested too deeply to show as text or hash
-        raise BadRequestError(f"{name}: webhook refused: the body is nested too deeply") from None
-
-
-def _parse(name: str, raw: bytes) -> tuple[int, list[Mapping[str, Any]]]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise BadRequestError(f"{name}: webhook refused: the body is not JSON") from None
+        raise BadRequestError(f"{NAME}: webhook refused: the body is not JSON") from None
     except RecursionError:
-        raise BadRequestError(f"{name}: webhook refused: the body is nested too deeply") from None
+        raise BadRequestError(f"{NAME}: webhook refused: the body is nested too deeply") from None
     if not isinstance(data, dict):
-        raise BadRequestError(f"{name}: webhook refused: the body is not a JSON object")
+        raise BadRequestError(f"{NAME}: webhook refused: the body is not a JSON object")
     time_ms = data.get("time_ms")
     if not isinstance(time_ms, int) or isinstance(time_ms, bool) or time_ms not in _TIME_MS_RANGE:
-        raise BadRequestError(f"{name}: webhook refused: no 64-bit integer time_ms in the body")
+        raise BadRequestError(f"{NAME}: webhook refused: no 64-bit integer time_ms in the body")
     items = data.get("events")
     if not isinstance(items, list):
-        raise BadRequestError(f"{name}: webhook refused: no events list in the body")
+        raise BadRequestError(f"{NAME}: webhook refused: no events list in the body")
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise BadRequestError(f"{name}: webhook refused: an event is not an object with a name")
-    return time_ms, items
+            raise BadRequestError(f"{NAME}: webhook refused: an event is not an object with a name")
+    age = (time.time() if now is None else now) - time_ms / 1000
+    if abs(age) > MAX_AGE_SECONDS:
+        when = "old" if age > 0 else "far in the future"
+        raise UnauthorizedError(
+            f"{NAME}: webhook refused: its time_ms is {abs(age):.0f} s {when} "
+            f"(more than {MAX_AGE_SECONDS:.0f} s; a replay, or a clock that is off)"
+        )
+    try:
+        return [_event(NAME, time_ms, index, item) for index, item in enumerate(items)]
+    except RecursionError:  # an event's field nested too deeply to show as text or hash
+        raise BadRequestError(f"{NAME}: webhook refused: the body is nested too deeply") from None
 
 
-def event_id(time_ms: int, index: int, item: Mapping[str, Any]) -> str:
-    """The same for every delivery of an event: Pusher retries a delivery with the same body."""
-    content = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    # surrogatepass: a "\\ud800" escape in the body decodes to a lone surrogate
-    text = f"{time_ms}:{index}:{content}".encode("utf-8", "surrogatepass")
-    return hashlib.sha256(text).hexdigest()[:32]
-
-
-def _text(value: object) -> str | None:
+def optional_text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
 def _event(driver: str, time_ms: int, index: int, item: Mapping[str, Any]) -> WebhookEvent:
+    # the id is the same for every delivery of an event: Pusher retries with the same body
+    content = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # surrogatepass: a "\\ud800" escape in the body decodes to a lone surrogate
+    text = f"{time_ms}:{index}:{content}".encode("utf-8", "surrogatepass")
     return WebhookEvent(
         name=item["name"],
-        channel=_text(item.get("channel")),
+        channel=optional_text(item.get("channel")),
         time_ms=time_ms,
-        id=event_id(time_ms, index, item),
-        user_id=_text(item.get("user_id")),
-        event=_text(item.get("event")),
+        id=hashlib.sha256(text).hexdigest()[:32],
+        user_id=optional_text(item.get("user_id")),
+        event=optional_text(item.get("event")),
         data=item.get("data"),
-        socket_id=_text(item.get("socket_id")),
+        socket_id=optional_text(item.get("socket_id")),
         driver=driver,
         raw=dict(item),
     )
