@@ -1,9 +1,4 @@
-"""The ``ably`` driver for ``broadcasting``: Ably through its ``ably`` SDK.
-
-The SDK is imported on first use, not with this package (``import ably`` is slow).
-"""
-
-from __future__ import annotations
+"""The ``ably`` driver for ``broadcasting`` (the ``ably`` SDK is imported on first use: slow)."""
 
 from broadcasting_ably._driver import BroadcastAblyDriver
 from broadcasting_ably._settings import AblySettings

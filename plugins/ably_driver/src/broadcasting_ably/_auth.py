@@ -1,13 +1,8 @@
-"""Authorizing subscriptions on Ably: a JWT per channel, signed locally with the API key.
-
-What a token grants and what a client's held token may carry over: the package README.
-"""
+"""Subscription tokens: JWTs signed locally with the API key (what they grant: the README)."""
 
 from __future__ import annotations
 
 import base64
-import binascii
-import functools
 import hmac
 import json
 import threading
@@ -18,9 +13,7 @@ from typing import Any, TypeGuard
 
 from broadcasting import BadRequestError, InputError, NotSupportedError
 from broadcasting.plugin import AuthRequest, ChannelKind, Secret
-from broadcasting_ably._settings import MAX_TOKEN_TTL
-
-DRIVER = "ably"
+from broadcasting_ably._settings import DRIVER, MAX_TOKEN_TTL
 
 #: Private and presence channels as Ably's Laravel broadcaster and Echo connector name them.
 PREFIXES: Mapping[ChannelKind, str] = {"private": "private:", "presence": "presence:"}
@@ -29,23 +22,21 @@ OPERATIONS: Mapping[str, tuple[str, ...]] = {
     "private": ("history", "subscribe"),
     "presence": ("history", "presence", "subscribe"),
 }
-#: Every client token's grant: Ably's Echo connector subscribes ``Echo.channel("orders")``
-#: to ``public:orders`` without asking.
+#: Every client token grants it: Ably's Echo connector joins ``public:<name>`` without asking.
 PUBLIC_RESOURCE = "public:*"
 PUBLIC_OPERATIONS = ("history", "subscribe")
-#: Ably refuses larger presence data (the smallest plans' message size limit).
-MAX_MEMBER_INFO_BYTES = 64 * 1024
-#: Carried channels past these are left out (never the requested one), so the token
-#: a client sends back fits the web endpoints' 8 KiB body.
+MAX_MEMBER_INFO_BYTES = 64 * 1024  #: Ably refuses more (the smallest plans' message size limit)
+#: Carried channels past these are left out (never the requested one): tokens fit 8 KiB bodies.
 MAX_CHANNELS_PER_TOKEN = 100
 MAX_CAPABILITY_BYTES = 4096
-NO_ENCRYPTED = (
-    "Ably encrypts on the client with cipher keys the application hands out itself; "
-    "there is no server-signed shared secret (use PrivateChannel)"
-)
 
-#: JSON without spaces, keys in the order given.
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  #: keys in given order
+
+
+def unsupported(kind: str) -> NotSupportedError:
+    hint = "Ably encrypts on the client with cipher keys the application hands out itself; "
+    hint += "there is no server-signed shared secret (use PrivateChannel)"
+    return NotSupportedError(DRIVER, f"{kind} channels", hint)
 
 
 def _b64url(raw: bytes) -> str:
@@ -60,11 +51,6 @@ def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-@functools.lru_cache(maxsize=64)
-def _jwt_header(key_name: str) -> str:
-    return _b64url(_COMPACT.encode({"alg": "HS256", "kid": key_name, "typ": "JWT"}).encode())
-
-
 def canonical_capability(capability: Mapping[str, Any]) -> str:
     """The capability as the JSON string Ably expects: sorted resources and operations."""
     return _COMPACT.encode({name: sorted(set(capability[name])) for name in sorted(capability)})
@@ -77,14 +63,14 @@ def key_name(key: Secret) -> str:
 
 def mac(key: Secret, data: bytes) -> bytes:
     """HMAC-SHA256 of ``data`` with the key's secret."""
-    # revealed here only, as a temporary: no frame that may raise (and so end up in a
-    # traceback an error tracker records) holds it
+    # revealed as a temporary: no frame that may raise (and reach an error tracker) holds it
     return hmac.digest(key.reveal().partition(":")[2].encode(), data, "sha256")
 
 
 def encode_jwt(key: Secret, claims: Mapping[str, Any]) -> str:
     """An HS256 JWT with ``claims``, signed with the key's secret, naming the key in ``kid``."""
-    signing_input = f"{_jwt_header(key_name(key))}.{_b64url(_COMPACT.encode(claims).encode())}"
+    header = _COMPACT.encode({"alg": "HS256", "kid": key_name(key), "typ": "JWT"})
+    signing_input = f"{_b64url(header.encode())}.{_b64url(_COMPACT.encode(claims).encode())}"
     return f"{signing_input}.{_b64url(mac(key, signing_input.encode('ascii')))}"
 
 
@@ -97,7 +83,7 @@ def decode_jwt(key: Secret, token: str) -> dict[str, Any] | None:
         header = json.loads(_unb64url(head))
         claims = json.loads(_unb64url(body))
         given = _unb64url(signature)
-    except (ValueError, binascii.Error, RecursionError):  # a crafted token nests deeply
+    except (ValueError, RecursionError):  # binascii's errors too; a crafted token nests deeply
         return None
     if (
         not isinstance(header, dict)
@@ -108,9 +94,7 @@ def decode_jwt(key: Secret, token: str) -> dict[str, Any] | None:
     ):
         return None
     exp = claims.get("exp")
-    if not _number(exp) or exp <= time.time():
-        return None
-    return claims
+    return claims if _number(exp) and exp > time.time() else None
 
 
 def token_details(
@@ -118,26 +102,17 @@ def token_details(
 ) -> dict[str, Any]:
     """A JWT granting ``capability`` for ``ttl`` seconds, in Ably's ``TokenDetails`` shape."""
     iat = int(time.time())
+    exp = iat + ttl
     text = canonical_capability(capability)
-    claims: dict[str, Any] = {"iat": iat, "exp": iat + ttl, "x-ably-capability": text}
+    claims: dict[str, Any] = {"iat": iat, "exp": exp, "x-ably-capability": text}
+    details: dict[str, Any] = {"issued": iat * 1000, "expires": exp * 1000, "capability": text}
     if client_id is not None:
-        claims["x-ably-clientId"] = client_id
-    details = {
-        "token": encode_jwt(key, claims),
-        "issued": iat * 1000,
-        "expires": (iat + ttl) * 1000,
-        "capability": text,
-    }
-    if client_id is not None:
-        details["clientId"] = client_id
-    return details
+        claims["x-ably-clientId"] = details["clientId"] = client_id
+    return {"token": encode_jwt(key, claims), **details}
 
 
 def user_client_id(user: Any) -> str | None:
-    """A client id from the user: a mapping's ``"id"``, else ``id``, ``pk`` or ``get_id()``.
-
-    A ``str``, ``int`` or ``UUID``, as text; never ``"*"`` (Ably's wildcard).
-    """
+    """A mapping's ``"id"``, else ``id``, ``pk`` or ``get_id()``, as text; never ``"*"``."""
     if isinstance(user, Mapping):
         ident = user.get("id")
     else:
@@ -147,8 +122,7 @@ def user_client_id(user: Any) -> str | None:
             ident = get_id()
     if isinstance(ident, bool) or not isinstance(ident, (str, int, uuid.UUID)):
         return None
-    text = str(ident)
-    return text if text and text != "*" else None
+    return text if (text := str(ident)) and text != "*" else None
 
 
 def wildcard_free(channel: str) -> bool:
@@ -167,21 +141,13 @@ def _client_operations(resource: str) -> tuple[str, ...] | None:
     """What a client token of this driver may grant on ``resource`` (``None``: nothing)."""
     if resource == PUBLIC_RESOURCE:
         return PUBLIC_OPERATIONS
-    if not wildcard_free(resource):
-        return None
-    for kind, prefix in PREFIXES.items():
-        if resource.startswith(prefix):
-            return OPERATIONS[kind]
-    return None
+    kinds = [kind for kind, prefix in PREFIXES.items() if resource.startswith(prefix)]
+    return OPERATIONS[kinds[0]] if kinds and wildcard_free(resource) else None
 
 
 class Revocations:
-    """When this process last revoked the tokens of each (key name, client id).
-
-    A held token issued at or before it is not carried over. Other processes'
-    revocations are not known here: the channel rules, run again for every
-    carried channel, are what hold across processes.
-    """
+    """When this process last revoked the tokens of each (key name, client id): a held token
+    issued at or before it is not carried over (across processes, the channel rules hold)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -191,9 +157,7 @@ class Revocations:
         now = time.time()
         with self._lock:
             # every token issued before a note older than the longest lifetime has expired
-            stale = now - MAX_TOKEN_TTL
-            for old in [pair for pair, seen in self._at.items() if seen < stale]:
-                del self._at[old]
+            self._at = {pair: t for pair, t in self._at.items() if t >= now - MAX_TOKEN_TTL}
             self._at[(key, client_id)] = now
 
     def at(self, key: str, client_id: str) -> float | None:
@@ -208,23 +172,23 @@ class Revocations:
 REVOKED = Revocations()
 
 
-def held_channels(key: Secret, held: Secret, client_id: str) -> list[str]:
-    """The channels of the client's token ``held`` for the rules to decide again, or none.
+def held_channels(key: Secret, request: AuthRequest) -> list[str]:
+    """The channels of the token the user holds (``extra["token"]``) for the rules to decide again.
 
-    Only a token this key signed for ``client_id``, unexpired and not revoked here,
-    counts, and only whole: with one resource the driver never signs for a client (a
-    wildcard, an operation clients never get, the publishing token's ``{"*": ["*"]}``),
-    nothing of it is carried.
+    Only an unexpired, unrevoked token this key signed for the user's client id, and only whole:
+    one resource the driver never signs for a client (a wildcard, an operation clients never
+    get, the publishing token's ``{"*": ["*"]}``) and nothing of it is carried.
     """
+    held, client_id = request.extra.get("token"), user_client_id(request.user)
+    if not isinstance(held, Secret) or not held or client_id is None:
+        return []
     # revealed as a temporary: only decode_jwt's frame, which catches what it raises, holds it
     claims = decode_jwt(key, held.reveal())
     if claims is None or claims.get("x-ably-clientId") != client_id:
         return []
     issued = claims.get("iat")
-    if not _number(issued):
-        return []
     revoked = REVOKED.at(key_name(key), client_id)
-    if revoked is not None and issued <= revoked:
+    if not _number(issued) or (revoked is not None and issued <= revoked):
         return []
     raw = claims.get("x-ably-capability")
     try:
@@ -236,11 +200,9 @@ def held_channels(key: Secret, held: Secret, client_id: str) -> list[str]:
     names: list[str] = []
     for resource, operations in capability.items():
         granted = _client_operations(resource)
-        if (
-            granted is None
-            or not isinstance(operations, list)
-            or not all(isinstance(op, str) and op in granted for op in operations)
-        ):
+        if granted is None or not isinstance(operations, list):
+            return []
+        if not all(isinstance(op, str) and op in granted for op in operations):
             return []
         if resource != PUBLIC_RESOURCE:
             names.append(resource)
@@ -249,7 +211,7 @@ def held_channels(key: Secret, held: Secret, client_id: str) -> list[str]:
 
 def sign_channel(key: Secret, request: AuthRequest, *, ttl: int) -> dict[str, Any]:
     if request.kind not in OPERATIONS or request.channel is None:
-        raise NotSupportedError(DRIVER, f"{request.kind} channels", NO_ENCRYPTED)
+        raise unsupported(request.kind)
     if not wildcard_free(request.channel):  # the channel pattern refuses it first; kept here
         raise BadRequestError(
             f"{DRIVER}: {request.channel[:80]!r} would be a wildcard in an Ably capability"
@@ -260,22 +222,15 @@ def sign_channel(key: Secret, request: AuthRequest, *, ttl: int) -> dict[str, An
         return token_details(key, _capability(own, request.carried, client_id), client_id, ttl)
     assert request.member is not None  # the core's rule check guarantees it
     info = dict(request.member)
+    where = f"{DRIVER}: the presence member info for {request.channel!r}"
     try:
         text = json.dumps(info, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
     except (TypeError, ValueError):
-        raise InputError(
-            f"{DRIVER}: the presence member info for {request.channel!r} is not JSON"
-        ) from None
+        raise InputError(f"{where} is not JSON") from None
     if (size := len(text.encode())) > MAX_MEMBER_INFO_BYTES:
-        raise InputError(
-            f"{DRIVER}: the presence member info for {request.channel!r} is {size} bytes; "
-            f"Ably accepts at most {MAX_MEMBER_INFO_BYTES}"
-        )
-    member_id = request.member_id
-    if member_id == "*":
-        raise InputError(
-            f"{DRIVER}: a presence member id of '*' would be Ably's wildcard client id"
-        )
+        raise InputError(f"{where} is {size} bytes; Ably accepts at most {MAX_MEMBER_INFO_BYTES}")
+    if (member_id := request.member_id) == "*":
+        raise InputError(f"{DRIVER}: a presence member id '*' would be Ably's wildcard client id")
     capability = _capability(own, request.carried, member_id)
     return {**token_details(key, capability, member_id, ttl), "info": info}
 
@@ -288,24 +243,17 @@ def sign_connection(key: Secret, request: AuthRequest, *, ttl: int) -> dict[str,
 def _capability(
     own: Mapping[str, list[str]], carried: Sequence[AuthRequest], client_id: str | None
 ) -> dict[str, list[str]]:
-    """``public:*``, ``own`` and the carried channels that fit (count and size).
-
-    Built from the requests only (what the rules allowed just now), never from the held
-    token's capability.
-    """
+    """``public:*``, ``own`` and the carried channels that fit (count and size): from the
+    requests the rules allowed just now, never from the held token's capability."""
     capability = {PUBLIC_RESOURCE: list(PUBLIC_OPERATIONS), **own}
     size = len(canonical_capability(capability).encode())
     for held in carried:
         channel = held.channel
-        if (
-            held.kind not in OPERATIONS
-            or channel is None
-            or channel in capability
-            or not wildcard_free(channel)
-        ):
+        if held.kind not in OPERATIONS or channel is None or channel in capability:
             continue
-        if held.kind == "presence" and held.member_id != client_id:
-            continue  # a token has one client id, the one presence is entered with
+        # a token has one client id, the one presence is entered with
+        if not wildcard_free(channel) or (held.kind == "presence" and held.member_id != client_id):
+            continue
         operations = list(OPERATIONS[held.kind])
         size += len(_COMPACT.encode({channel: operations}).encode())
         if len(capability) >= MAX_CHANNELS_PER_TOKEN or size > MAX_CAPABILITY_BYTES:

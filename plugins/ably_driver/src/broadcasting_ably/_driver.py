@@ -1,20 +1,14 @@
-"""The ``ably`` driver: Ably's REST API through the official ``ably`` SDK (see the README)."""
+"""The ``ably`` driver: Ably's REST API through the official ``ably`` SDK, and its state queries."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, Union
+from urllib.parse import quote
 
-from broadcasting import (
-    Channel,
-    ChannelInfo,
-    Health,
-    Member,
-    NotSupportedError,
-    PublishError,
-    WebhookEvent,
-)
+from broadcasting import Channel, ChannelInfo, Health, Member, PublishError, WebhookEvent
 from broadcasting.plugin import (
     Answer,
     AuthRequest,
@@ -23,13 +17,14 @@ from broadcasting.plugin import (
     ChannelKind,
     Driver,
     Feature,
+    InputError,
     Limits,
     Message,
     Part,
-    Secret,
+    QueryError,
 )
-from broadcasting_ably import _auth, _errors, _state, _webhooks, _wire
-from broadcasting_ably._settings import AblySettings, parse_settings
+from broadcasting_ably import _auth, _webhooks, _wire
+from broadcasting_ably._settings import DRIVER, AblySettings, parse_settings
 from broadcasting_ably._transport import Clients, call, finish, settled
 
 if TYPE_CHECKING:
@@ -37,8 +32,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Ably's channel naming rule, and the driver's: a private or presence name is never a
-#: wildcard in a token's capability (``*``, or ``[``/``:`` right after the prefix).
+#: Ably's channel naming rule, and the driver's: no private or presence name is a wildcard.
 CHANNEL_PATTERN = re.compile(r"(?![\[:])(?!(?:private|presence):(?:[\[:]|.*\*))[^\r\n]+")
 CHANNEL_RULE = (
     "Ably channel names are non-empty, do not start with '[' or ':' and have no line breaks; "
@@ -46,33 +40,23 @@ CHANNEL_RULE = (
 )
 
 _Outcome = Union[Answer, PublishError]
+QUERY_HOSTS = 3  #: hosts a query may try (the SDK's default): reading again is harmless
+PAGE_LIMIT = 1000  #: the largest page Ably serves for enumeration and presence
+MAX_PAGES = 1000  #: against a server that never stops paginating
 
 
 class BroadcastAblyDriver(Driver):
-    """Publishes to Ably channels over Ably's REST API with the ``ably`` SDK (3.x).
-
-    Each message has the fixed id ``<Message.id>:0``, which Ably de-duplicates, so the
-    core may retry an unknown outcome.
-    """
+    """Publishes to Ably channels over Ably's REST API with the ``ably`` SDK (3.x); each message
+    has the fixed id ``<Message.id>:0``, which Ably de-duplicates: the core may retry it."""
 
     name = "ably"
-    features = frozenset(
-        {
-            Feature.AUTHORIZE,
-            Feature.CONNECTION_TOKENS,
-            Feature.WEBHOOKS,
-            Feature.STATE,
-            Feature.TERMINATE_USER,
-        }
-    )
+    features = frozenset(Feature) - {Feature.EXCLUDE_SENDER, Feature.USER_SIGN_IN, Feature.LISTEN}
     ssl_option = "tls"
-    #: Ably's clients send no socket id when they ask for a token.
-    requires_socket_id = False
+    requires_socket_id = False  #: Ably's clients send none when they ask for a token
     #: Ably's connection ids (``hd9fMBWlAT``) and connection keys (``hd9f!x-1``).
     socket_id_pattern: ClassVar[re.Pattern[str]] = re.compile(r"[A-Za-z0-9._:!-]{1,64}")
     channel_prefixes: ClassVar[Mapping[ChannelKind, str]] = _auth.PREFIXES
-    #: Ably's capability syntax: ``*`` wildcards, ``:`` namespaces, ``[...]`` qualifiers.
-    special_characters: ClassVar[str] = "*:[]"
+    special_characters: ClassVar[str] = "*:[]"  #: Ably's wildcards, namespaces, qualifiers
     capabilities = Capabilities(
         channels_per_request=_wire.MAX_CHANNELS_PER_REQUEST,
         batch_channels=_wire.MAX_CHANNELS_PER_REQUEST,
@@ -87,8 +71,11 @@ class BroadcastAblyDriver(Driver):
             channel_pattern=CHANNEL_PATTERN,
             channel_rule=CHANNEL_RULE,
         )
-        self._scrub = _errors.Scrubber(settings.key)
+        self._scrub = _wire.Scrubber(settings.key)
         self._clients = Clients(settings)
+        self._key_name = _auth.key_name(settings.key)
+        self._endpoint = settings.endpoint or "main"
+        self._health = _health_check(self._key_name, self._endpoint)
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> Self:
@@ -96,7 +83,8 @@ class BroadcastAblyDriver(Driver):
 
     def payload_size(self, message: Message) -> int:
         """Bytes Ably counts for the message: data as sent, event name and client id."""
-        return _wire.payload_size(message, self.settings.client_id)
+        client_id = self.settings.client_id or ""
+        return len(message.text.encode()) + len(message.event.encode()) + len(client_id.encode())
 
     def part_size(self, part: Part) -> int:
         wire = _wire.wire_message(part.message)
@@ -105,8 +93,6 @@ class BroadcastAblyDriver(Driver):
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         """Ably's error shape: Ably's SDKs read an ``authUrl``'s error as it, and fail on others."""
         return {"error": {"message": message, "statusCode": status, "code": status * 100}}
-
-    # -- one request: send and asend share all but the client --------------------------
 
     def send(self, batch: Batch) -> list[_Outcome]:
         """One request; with fallback hosts the SDK tries at most ``batch.budget`` hosts."""
@@ -118,7 +104,7 @@ class BroadcastAblyDriver(Driver):
     async def _send(self, batch: Batch, aio: bool) -> list[_Outcome]:
         client = self._clients.get(batch.budget, aio)
         path, body = _wire.request_for(batch.parts)
-        sent = [0]
+        what, sent = _what(batch.parts), [0]
         failure: Exception | None = None
         try:
             response = await call(client, "POST", path, sent, body=body)
@@ -126,83 +112,81 @@ class BroadcastAblyDriver(Driver):
             failure = exc
         batch.requests = max(1, sent[0])
         if failure is not None:  # raised here, not chained to the SDK's (it may echo the key)
-            raise _errors.publish_failure(self._scrub, _what(batch.parts), failure, batch.requests)
-        return self._answered(batch, response)
-
-    def _answered(self, batch: Batch, response: Any) -> list[_Outcome]:
+            raise _wire.publish_failure(self._scrub, what, failure, batch.requests)
         failed_over = batch.requests > 1  # an earlier host may have stored it all
         try:
-            status = int(response.status_code)
-            items = list(response.items)
+            status, items = int(response.status_code), list(response.items)
         except Exception as exc:
-            raise _errors.unreadable_answer(self._scrub, _what(batch.parts), exc) from None
+            raise _wire.unreadable_answer(self._scrub, what, exc) from None
         result = _wire.read_answer([part.channels for part in batch.parts], status, items)
         if isinstance(result, tuple):
-            raise _errors.ably_error(
-                self._scrub, _what(batch.parts), result, failed_over=failed_over
-            )
+            raise _wire.ably_error(self._scrub, what, result, failed_over=failed_over)
         parts = zip(batch.parts, result, strict=True)
         return [self._outcome(part, reading, failed_over) for part, reading in parts]
 
     def _outcome(self, part: Part, reading: _wire.Reading | None, failed_over: bool) -> _Outcome:
         if reading is None:
-            return _errors.not_mentioned(part.channels)
-        by_fault: dict[_errors.Fault, list[str]] = {}
+            return _wire.not_mentioned(part.channels)
+        by_fault: dict[_wire.Fault, list[str]] = {}
         for channel, fault in reading.failures.items():
             by_fault.setdefault(fault, []).append(channel)
         refused: dict[str, PublishError] = {}
         for fault, channels in by_fault.items():
-            error = _errors.ably_error(
-                self._scrub, _errors.channels_text(channels), fault, failed_over=failed_over
-            )
+            text = _wire.channels_text(channels)
+            error = _wire.ably_error(self._scrub, text, fault, failed_over=failed_over)
             refused.update(dict.fromkeys(channels, error))
         if reading.missing:
-            unknown = _errors.not_mentioned(reading.missing)
-            refused.update(dict.fromkeys(reading.missing, unknown))
+            refused.update(dict.fromkeys(reading.missing, _wire.not_mentioned(reading.missing)))
         return Answer(ids=tuple(reading.ids), refused=refused)
 
-    # -- queries: one coroutine each, run by the sync or the async twin -----------------
-
-    async def _query(self, query: _state.Query[T], aio: bool) -> T:
-        endpoint = self.settings.endpoint or "main"
-        if not query.keyed:
-            client = self._clients.get(_state.QUERY_HOSTS, aio)
-            return query.parse(await _state.read(client, query, self._scrub, endpoint))
-        client = self._clients.keyed(aio)  # made for this call (the key itself), then closed
+    async def _query(self, query: Query[T], aio: bool) -> T:
+        """What the answer to ``query`` means, every page read (a keyed client is for it alone)."""
+        client = self._clients.keyed(aio) if query.keyed else self._clients.get(QUERY_HOSTS, aio)
+        method = "GET" if query.body is None else "POST"
+        collected: list[Any] = []
         try:
-            items = await _state.read(client, query, self._scrub, endpoint)
+            response = await call(client, method, query.path, params=query.params, body=query.body)
+            for _ in range(MAX_PAGES):
+                items, more = _page(response, query.what, self._scrub)
+                collected.extend(items)
+                if not (query.paginate and more):
+                    break
+                response = await settled(response.next())
+        except QueryError:
+            raise
+        except Exception as exc:
+            error = _wire.query_failure(self._scrub, query.what, self._endpoint, exc)
+        else:
+            return query.parse(collected)
         finally:
-            await settled(client.close())
-        return query.parse(items)
+            if query.keyed:
+                await settled(client.close())
+        raise error  # not chained to the SDK's exception, whose text may echo the key
 
     def check(self) -> Health:
         """Ask Ably for a token with the key (``POST /keys/{keyName}/requestToken``), once."""
-        return finish(self._check(aio=False))
+        return finish(Health.ameasure(lambda: self._query(self._health, aio=False)))
 
     async def acheck(self) -> Health:
-        return await self._check(aio=True)
-
-    async def _check(self, aio: bool) -> Health:
-        query = _state.token_check(self._key_name(), self.settings.endpoint or "main")
-        return await Health.ameasure(lambda: self._query(query, aio))
+        return await Health.ameasure(lambda: self._query(self._health, aio=True))
 
     def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
-        return finish(self._query(_state.occupied(prefix, self._kind), aio=False))
+        return finish(self._query(_occupied(prefix), aio=False))
 
     async def aoccupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
-        return await self._query(_state.occupied(prefix, self._kind), aio=True)
+        return await self._query(_occupied(prefix), aio=True)
 
     def channel_info(self, channel: str) -> ChannelInfo:
-        return finish(self._query(_state.info(channel, self._kind(channel)), aio=False))
+        return finish(self._query(_info(channel), aio=False))
 
     async def achannel_info(self, channel: str) -> ChannelInfo:
-        return await self._query(_state.info(channel, self._kind(channel)), aio=True)
+        return await self._query(_info(channel), aio=True)
 
     def members(self, channel: str) -> list[Member]:
-        return finish(self._query(_state.members(channel), aio=False))
+        return finish(self._query(_members(channel), aio=False))
 
     async def amembers(self, channel: str) -> list[Member]:
-        return await self._query(_state.members(channel), aio=True)
+        return await self._query(_members(channel), aio=True)
 
     def terminate_user(self, user_id: str) -> None:
         """Revoke every token issued to client id ``user_id``: Ably disconnects its connections."""
@@ -212,27 +196,19 @@ class BroadcastAblyDriver(Driver):
         await self._terminate(user_id, aio=True)
 
     async def _terminate(self, user_id: str, aio: bool) -> None:
-        query = _state.revoke(self._key_name(), user_id, self._scrub)
+        query = _revoke(self._key_name, user_id, self._scrub)
         # noted before (a renewal racing the request carries nothing over) and
         # after (nor does a token signed while it was under way: Ably revokes those too)
-        _auth.REVOKED.note(self._key_name(), user_id)
+        _auth.REVOKED.note(self._key_name, user_id)
         try:
             await self._query(query, aio)
         finally:
-            _auth.REVOKED.note(self._key_name(), user_id)
-
-    def _kind(self, channel: str) -> ChannelKind:
-        return self.parse_channel(channel)[0]
-
-    def _key_name(self) -> str:
-        return _auth.key_name(self.settings.key)
-
-    # -- channel names, authorizing subscriptions ---------------------------------------
+            _auth.REVOKED.note(self._key_name, user_id)
 
     def channel_name(self, channel: str | Channel) -> str:
         """``PrivateChannel("orders.1")`` is ``private:orders.1``; an encrypted one is refused."""
         if isinstance(channel, Channel) and channel.kind == "encrypted":
-            raise NotSupportedError(self.name, "encrypted channels", _auth.NO_ENCRYPTED)
+            raise _auth.unsupported("encrypted")
         return super().channel_name(channel)
 
     def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
@@ -245,11 +221,7 @@ class BroadcastAblyDriver(Driver):
 
     def held_channels(self, request: AuthRequest) -> Sequence[str]:
         """The channels of the client's token (``extra["token"]``) for the rules to decide again."""
-        held = request.extra.get("token")
-        client_id = _auth.user_client_id(request.user)
-        if not isinstance(held, Secret) or not held or client_id is None:
-            return ()
-        return _auth.held_channels(self.settings.key, held, client_id)
+        return _auth.held_channels(self.settings.key, request)
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         return _webhooks.verify(self.settings.key, headers, body)
@@ -261,13 +233,155 @@ class BroadcastAblyDriver(Driver):
         await self._clients.aclose()
 
     def __repr__(self) -> str:
-        endpoint = self.settings.endpoint or "main"
-        return f"<{type(self).__name__} driver={self.name!r} endpoint={endpoint!r}>"
+        return f"<{type(self).__name__} driver={self.name!r} endpoint={self._endpoint!r}>"
 
 
 def _what(parts: Sequence[Part]) -> str:
-    """The request's channels for an error message (a shared one names no channel)."""
     if len(parts) == 1:
-        return _errors.channels_text(parts[0].channels)
+        return _wire.channels_text(parts[0].channels)
     count = sum(len(part.channels) for part in parts)
     return f"{count} channels of {len(parts)} publishes sharing one request"
+
+
+# -- state queries: each a request that publishes nothing, and what its answer means
+@dataclass(frozen=True)
+class Query(Generic[T]):
+    """One request that publishes nothing, and what its answer means (``parse``)."""
+
+    what: str  # for error messages: "the presence set of channel 'x'"
+    path: str
+    parse: Callable[[list[Any]], T]
+    params: dict[str, str] | None = None
+    body: Any = None  # a POST when set
+    paginate: bool = False
+    keyed: bool = False  # needs the key itself (Basic auth), not a token
+
+
+def _page(response: Any, what: str, scrub: _wire.Scrubber) -> tuple[list[Any], bool]:
+    try:
+        status, items, more = int(response.status_code), list(response.items), response.has_next()
+    except Exception as exc:
+        text = f"Ably's answer to {what} could not be read ({type(exc).__name__})"
+        raise QueryError(text, driver=DRIVER, kind="other", retryable=True) from None
+    if 200 <= status < 300:
+        return items, more
+    first = items[0] if items else None
+    error = first.get("error") if isinstance(first, Mapping) else None
+    if isinstance(error, Mapping):
+        _, code, said = _wire.fault(error)
+    else:
+        code, said = _wire.int_or_none(getattr(response, "error_code", None)), ""
+    raise _wire.refusal(QueryError, scrub, f"Ably refused {what}", (status, code, said))
+
+
+def _occupied(prefix: str | None) -> Query[list[ChannelInfo]]:
+    """``GET /channels?by=value``: the channels with a connection, by name."""
+    params = {"by": "value", "limit": str(PAGE_LIMIT), **({"prefix": prefix} if prefix else {})}
+    what = "the channel enumeration" + (f" (prefix {prefix!r})" if prefix else "")
+
+    def parse(items: list[Any]) -> list[ChannelInfo]:
+        found: dict[str, ChannelInfo] = {}
+        details: Mapping[str, Any]
+        for item in items:
+            if isinstance(item, str):  # an answer by id: names only
+                name, details = item, {}
+            elif isinstance(item, Mapping) and isinstance(item.get("channelId"), str):
+                name, details = item["channelId"], item
+            else:
+                continue
+            if prefix and not name.startswith(prefix):
+                continue
+            info = _channel_info(details, name)
+            if info.occupied or not details:
+                found[name] = info
+        return [found[name] for name in sorted(found)]
+
+    return Query(what, "/channels", parse, params, paginate=True)
+
+
+def _info(channel: str) -> Query[ChannelInfo]:
+    """``GET /channels/{name}`` (Ably's ``ChannelDetails``)."""
+    what = f"the status of channel {channel!r}"
+
+    def parse(items: list[Any]) -> ChannelInfo:
+        first = items[0] if items else None
+        if not isinstance(first, Mapping):
+            raise QueryError(f"Ably's answer to {what} holds no channel details", driver=DRIVER)
+        return _channel_info(first, channel)
+
+    return Query(what, f"/channels/{quote(channel, safe='')}", parse)
+
+
+def _members(channel: str) -> Query[list[Member]]:
+    """``GET /channels/{name}/presence``: one :class:`Member` per client id, in Ably's order."""
+
+    def parse(entries: list[Any]) -> list[Member]:
+        seen: dict[str, Member] = {}
+        for entry in entries:
+            client_id = entry.get("clientId") if isinstance(entry, Mapping) else None
+            if not isinstance(client_id, str) or not client_id or client_id in seen:
+                continue
+            data = _wire.decoded(entry)
+            info = data if isinstance(data, Mapping) else None if data is None else {"data": data}
+            seen[client_id] = Member(id=client_id, info=info)
+        return list(seen.values())
+
+    path = f"/channels/{quote(channel, safe='')}/presence"
+    what = f"the presence set of channel {channel!r}"
+    return Query(what, path, parse, {"limit": str(PAGE_LIMIT)}, paginate=True)
+
+
+def _revoke(key_name: str, user_id: str, scrub: _wire.Scrubber) -> Query[None]:
+    """``POST /keys/{keyName}/revokeTokens`` for the client id ``user_id``."""
+    if not isinstance(user_id, str) or not user_id or len(user_id) > 1024:
+        raise InputError(f"{DRIVER}: terminate_user() needs a non-empty user id")
+    what = f"to revoke the tokens of client id {user_id!r}"
+
+    def parse(items: list[Any]) -> None:
+        for item in items:  # a batch result may hold a target's failure
+            results = item.get("results") if isinstance(item, Mapping) else None
+            for result in results if isinstance(results, list) else [item]:
+                error = result.get("error") if isinstance(result, Mapping) else None
+                if isinstance(error, Mapping):
+                    fault = _wire.fault(error)
+                    raise _wire.refusal(QueryError, scrub, f"Ably refused {what}", fault)
+
+    path = f"/keys/{quote(key_name, safe='')}/revokeTokens"
+    return Query(what, path, parse, body={"targets": [f"clientId:{user_id}"]}, keyed=True)
+
+
+def _health_check(key_name: str, endpoint: str) -> Query[str]:
+    """``POST /keys/{keyName}/requestToken`` with the key: the health check."""
+    # empty token params need no capability beyond the key's own: a publish-only key passes
+
+    def parse(items: list[Any]) -> str:
+        first = items[0] if items else None
+        if not (isinstance(first, Mapping) and isinstance(first.get("token"), str)):
+            text = "Ably answered the health check's token request without a token"
+            raise QueryError(text, driver=DRIVER)
+        said = f"Ably ({endpoint}) accepted the key {key_name!r}"
+        return f"{said}: it issued a token, which was discarded"
+
+    path = f"/keys/{quote(key_name, safe='')}/requestToken"
+    return Query("the health check", path, parse, body={}, keyed=True)
+
+
+def _channel_info(details: Mapping[str, Any], name: str) -> ChannelInfo:
+    """A :class:`ChannelInfo` from ``ChannelDetails``: occupied when it has connections."""
+    status = details.get("status")
+    status = status if isinstance(status, Mapping) else {}
+    occupancy = status.get("occupancy")
+    metrics = occupancy.get("metrics") if isinstance(occupancy, Mapping) else None
+    metrics = metrics if isinstance(metrics, Mapping) else {}
+
+    def count(metric: str) -> int | None:
+        value = metrics.get(metric)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    connections, presence = count("connections"), name.startswith(_auth.PREFIXES["presence"])
+    return ChannelInfo(
+        name=name,
+        occupied=connections > 0 if connections is not None else bool(status.get("isActive")),
+        subscription_count=count("subscribers"),
+        user_count=count("presenceMembers") if presence else None,
+    )

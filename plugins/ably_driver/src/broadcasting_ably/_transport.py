@@ -1,11 +1,9 @@
-"""The driver's SDK clients, and one SDK call that counts the HTTP requests it made.
-
-Each operation is one coroutine: awaited with ``ably.AblyRest``, or run by :func:`finish`
-with ``ably.sync.AblyRestSync``, whose calls return at once, so it never suspends.
-"""
+"""The driver's SDK clients and one SDK call counting its HTTP requests. An operation is one
+coroutine: awaited with ``AblyRest``, or run by :func:`finish` with ``AblyRestSync``."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -13,7 +11,7 @@ import threading
 import weakref
 from collections.abc import Coroutine
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from broadcasting.plugin import PerLoop
 from broadcasting_ably._auth import token_details
@@ -31,8 +29,7 @@ def finish(coro: Coroutine[Any, Any, T]) -> T:
     try:
         coro.send(None)
     except StopIteration as done:
-        result: T = done.value
-        return result
+        return cast(T, done.value)
     coro.close()
     raise RuntimeError("an ably driver operation suspended on the sync path")
 
@@ -54,8 +51,7 @@ async def call(
 
 
 def _count(request: Any) -> None:
-    box = _SENT.get()
-    if box is not None:
+    if (box := _SENT.get()) is not None:
         box[0] += 1
 
 
@@ -64,24 +60,20 @@ async def _acount(request: Any) -> None:
 
 
 class _DropEncodedHeaderBlocks(logging.Filter):
-    """Drops hpack's DEBUG record of each encoded HTTP/2 header block.
-
-    It holds the Authorization header, Huffman-coded but trivially decodable;
-    hpack redacts that header in its other records.
-    """
+    """Drops hpack's DEBUG record of an encoded HTTP/2 header block: its Authorization
+    header is Huffman-coded, trivially decoded (hpack's other records redact it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Encoded header block")
 
 
+_DROP_ENCODED = _DropEncodedHeaderBlocks()
 _filter_lock = threading.Lock()
 
 
 def _new_client(settings: AblySettings, hosts: int, aio: bool, **auth: Any) -> Any:
-    logger = logging.getLogger("hpack.hpack")
-    with _filter_lock:
-        if not any(isinstance(f, _DropEncodedHeaderBlocks) for f in logger.filters):
-            logger.addFilter(_DropEncodedHeaderBlocks())
+    with _filter_lock:  # addFilter skips a filter the logger has: atomic under the lock
+        logging.getLogger("hpack.hpack").addFilter(_DROP_ENCODED)
     if aio:
         from ably import AblyRest as client_class
     else:
@@ -90,50 +82,40 @@ def _new_client(settings: AblySettings, hosts: int, aio: bool, **auth: Any) -> A
 
 
 class Clients:
-    """A driver's SDK clients: sync ones shared by every thread, async ones per event loop.
-
-    One of each per number of hosts the SDK may try (``AblySettings.hosts``). A
-    child made by ``os.fork()`` drops the sync clients, never closing them, so the
-    parent's connections stay usable (``PerLoop`` does the same for the async ones).
-    """
+    """Sync SDK clients shared by every thread, async ones per event loop, one per host count;
+    a forked child drops the sync ones unclosed (as ``PerLoop`` does), sparing the parent's."""
 
     def __init__(self, settings: AblySettings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._sync: dict[int, Any] = {}
         self.loops: dict[int, PerLoop[Any]] = {}
-        #: Sync clients of a parent process let go of after ``os.fork()``.
-        self.inherited = 0
+        self.inherited = 0  #: sync clients of a parent process let go of after ``os.fork()``
         _all_clients.add(self)
 
     def get(self, budget: int, aio: bool) -> Any:
         """The client that tries at most ``budget`` hosts (created on first use)."""
         hosts = self._settings.hosts(budget)
         made = self.loops if aio else self._sync
-        found = made.get(hosts)
-        if found is None:
+        if (found := made.get(hosts)) is None:
             with self._lock:
-                found = made.get(hosts)
-                if found is None:
-                    found = made[hosts] = (
-                        PerLoop(lambda: self._new(hosts, aio=True), lambda c: c.close())
-                        if aio
-                        else self._new(hosts, aio=False)
-                    )
+                if (found := made.get(hosts)) is None:
+                    new = functools.partial(self._new, hosts, aio)
+                    found = made[hosts] = PerLoop(new, lambda c: c.close()) if aio else new()
         return found.get() if aio else found
 
     def _new(self, hosts: int, aio: bool) -> Any:
         # the SDK keeps what it is given where debuggers see it: a token signed here, never the key
         callback = self._atoken if aio else self._token
         client = _new_client(self._settings, hosts, aio, auth_callback=callback)
-        # count the requests on the SDK's own (private) httpx client: if a later SDK
-        # renames it, a call counts as one request (test_config checks the hook is there)
+        # count requests on the SDK's private httpx client; were it renamed, a call would count
+        # as one request (test_config checks the hook is there)
         http = client.http
         inner: Any = getattr(http, f"_{type(http).__name__}__client", None)
         hooks = getattr(inner, "event_hooks", None)
         if isinstance(hooks, dict):
-            request_hooks = [*hooks.get("request", []), _acount if aio else _count]
-            inner.event_hooks = {**hooks, "request": request_hooks}
+            counter = _acount if aio else _count
+            inner.event_hooks = {**hooks, "request": [*hooks.get("request", []), counter]}
         return client
 
     def keyed(self, aio: bool) -> Any:
@@ -141,8 +123,7 @@ class Clients:
         return _new_client(self._settings, 1, aio, key=self._settings.key.reveal())
 
     def _token(self, token_params: Any = None) -> dict[str, Any]:
-        # a dict: the sync and async SDKs each have their own TokenDetails class; the SDK
-        # renews it. Ably intersects {"*": ["*"]} with the key's capability: what the key allows
+        # a dict: each SDK has its own TokenDetails. Ably reads {"*": ["*"]} as what the key allows
         s = self._settings
         return token_details(s.key, {"*": ["*"]}, s.client_id, s.token_ttl)
 
@@ -165,11 +146,6 @@ class Clients:
         for loops in self._take():
             await loops.aclose()
 
-    def _forget_parent(self) -> None:
-        self._lock = threading.Lock()  # a parent thread may have held it at the fork
-        self.inherited += len(self._sync)
-        self._sync = {}
-
 
 _all_clients: weakref.WeakSet[Clients] = weakref.WeakSet()
 
@@ -178,7 +154,9 @@ def _forget_in_child() -> None:
     global _filter_lock
     _filter_lock = threading.Lock()
     for clients in list(_all_clients):
-        clients._forget_parent()
+        clients._lock = threading.Lock()  # a parent thread may have held it at the fork
+        clients.inherited += len(clients._sync)
+        clients._sync = {}
 
 
 if hasattr(os, "register_at_fork"):

@@ -1,8 +1,7 @@
 """Ably's webhooks: verify a batched delivery's signature and turn its items into events.
 
-An event's ``id`` is stable across Ably's retries: the item's ``serial`` (or a digest of
-the item), then the message's own id (or its index).
-"""
+An event's ``id`` is stable across Ably's retries: the item's ``serial`` (or a digest of it),
+then the message's own id (or its index)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ import base64
 import hashlib
 import hmac
 import json
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -18,38 +16,28 @@ from typing import Any
 from broadcasting import BadRequestError, UnauthorizedError, WebhookEvent
 from broadcasting.plugin import Secret
 from broadcasting_ably._auth import key_name, mac
+from broadcasting_ably._settings import DRIVER
 from broadcasting_ably._wire import decoded
 
-DRIVER = "ably"
-
-#: A delivery whose newest item is older (or further in the future) than this is refused.
-MAX_AGE_SECONDS = 300.0
-
-#: Ably's presence actions (PresenceMessage.action) and the event each one becomes.
-PRESENCE_EVENTS = {
-    0: "member_removed",  # absent
-    1: "member_added",  # present
-    2: "member_added",  # enter
-    3: "member_removed",  # leave
-    4: "member_updated",  # update
-}
+MAX_AGE_SECONDS = 300.0  #: a delivery whose newest item is further from now is refused
+#: The event of each of Ably's presence actions, 0 to 4: absent, present, enter, leave, update.
+_ACTIONS = ("member_removed", "member_added", "member_added", "member_removed", "member_updated")
+PRESENCE_EVENTS = dict(enumerate(_ACTIONS))
 LIFECYCLE_EVENTS = {"channel.opened": "channel_occupied", "channel.closed": "channel_vacated"}
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
     for key, value in headers.items():
-        if isinstance(key, str) and key.lower() == wanted:
+        if isinstance(key, str) and key.lower() == name.lower():
             return value if isinstance(value, str) else None
     return None
 
 
 def verify(key: Secret, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
-    """Verify a signed batched delivery (the signature before the body is parsed); its events.
+    """Verify a signed batched delivery, before parsing it, and return its events.
 
-    :class:`UnauthorizedError` for a missing or unknown key, a bad signature or a stale
-    delivery; :class:`BadRequestError` for a body that is not the documented JSON.
-    """
+    UnauthorizedError: a missing or unknown key, a bad signature, a stale delivery;
+    BadRequestError: a body that is not the documented JSON."""
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise BadRequestError(f"{DRIVER} webhook: the body must be the raw bytes received")
     raw = bytes(body)
@@ -102,12 +90,10 @@ def _decode(raw: bytes, content_type: str) -> Any:
 
 def _milliseconds(stamp: object) -> int | None:
     """``stamp`` as whole milliseconds if it is a plausible timestamp, else ``None``."""
-    # NaN, 1e999 (infinity) and a 300-digit integer are what a sender can write; none is a time
-    if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
-        return None
-    if isinstance(stamp, float) and not math.isfinite(stamp):
-        return None
-    return int(stamp) if 0 < stamp < 2**63 else None
+    # NaN, 1e999 (infinity) and a 300-digit integer are what a sender can write: none passes
+    if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) and 0 < stamp < 2**63:
+        return int(stamp)
+    return None
 
 
 def _timestamp(item: Mapping[str, Any]) -> int:

@@ -1,27 +1,38 @@
-"""What goes over the wire to Ably, and reading what comes back."""
+"""What goes over the wire to Ably and what comes back: outcomes, and errors scrubbed of the key."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import itertools
 import json
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, Union
 from urllib.parse import quote
 
-from broadcasting.plugin import Message, Part
-from broadcasting_ably._errors import Fault, fault
+from broadcasting import PublishError, QueryError
+from broadcasting.plugin import ErrorKind, Message, Part, Secret
+from broadcasting_ably._settings import DRIVER
 
-#: The Ably REST API version sent with every request (``X-Ably-Version``).
-API_VERSION = "3"
-#: Ably's limit of channels per request (one spec, or all the specs of a list).
-MAX_CHANNELS_PER_REQUEST = 100
+API_VERSION = "3"  #: of Ably's REST API, sent with every request (``X-Ably-Version``)
+MAX_CHANNELS_PER_REQUEST = 100  #: Ably's limit: one spec, or all the specs of a list
 BATCH_PATH = "/messages"
-#: Ably's code for "a batch request had failures"; the details are per channel.
-BATCH_ERROR = 40020
+BATCH_ERROR = 40020  #: Ably's "a batch request had failures" (the details are per channel)
 #: Ably takes bodies up to 2 MiB; :func:`spec_size` is exact (JSON) or an upper bound: a margin.
 MAX_BATCH_BODY_BYTES = 2 * 1024 * 1024 - 64 * 1024
+
+E = TypeVar("E", PublishError, QueryError)
+Fault = tuple[Union[int, None], Union[int, None], str]  #: status, code, message Ably answered
+
+_KEY_HINT = "check the API key in the 'secret' (or 'key') option"
+_HINTS = {
+    40101: _KEY_HINT,
+    40144: _KEY_HINT,  # the driver's tokens are signed with the key: a wrong secret breaks them
+    40160: "check the key's capabilities in your Ably dashboard",
+    40009: "lower max_payload_bytes to your Ably plan's message size limit",
+}
 
 
 def wire_message(message: Message) -> dict[str, Any]:
@@ -42,17 +53,11 @@ def decoded(entry: Mapping[str, Any]) -> Any:
     return value
 
 
-def payload_size(message: Message, client_id: str | None) -> int:
-    size = len(message.text.encode("utf-8")) + len(message.event.encode("utf-8"))
-    return size + len(client_id.encode("utf-8")) if client_id else size
-
-
 def batch_spec(channels: Sequence[str], wire: dict[str, Any]) -> dict[str, Any]:
     return {"channels": list(channels), "messages": [wire]}
 
 
 def request_for(parts: Sequence[Part]) -> tuple[str, Any]:
-    """The path and body of one request carrying ``parts``."""
     if len(parts) > 1:
         return BATCH_PATH, [batch_spec(p.channels, wire_message(p.message)) for p in parts]
     (part,) = parts
@@ -83,14 +88,17 @@ def _entries(obj: Any) -> Iterator[dict[str, Any]]:
     """Per-channel results in any of Ably's answer shapes (or a list of them, per spec)."""
     # legacy: a list of {channel, messageId} / {channel, error} (in batchResponse when
     # some failed); newer API versions: BatchResult {successCount, failureCount, results}
-    if isinstance(obj, list):
-        for item in obj:
+    if (results := _results(obj)) is not None:
+        for item in results:
             yield from _entries(item)
-    elif isinstance(obj, dict):
-        if isinstance(obj.get("results"), list):
-            yield from _entries(obj["results"])
-        elif any(key in obj for key in ("channel", "error", "messageId", "serials")):
-            yield obj
+    elif isinstance(obj, dict) and obj.keys() & {"channel", "error", "messageId", "serials"}:
+        yield obj
+
+
+def _results(obj: Any) -> list[Any] | None:
+    """A list of entries, or a BatchResult's (``None``: neither)."""
+    found = obj.get("results") if isinstance(obj, dict) else obj
+    return found if isinstance(found, list) else None
 
 
 def _read(channels: Sequence[str], entries: list[dict[str, Any]]) -> Reading:
@@ -118,15 +126,7 @@ def _read(channels: Sequence[str], entries: list[dict[str, Any]]) -> Reading:
 
 def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, Any]]] | None:
     """The entries of each spec in the answer to a list of specs; None if it does not say."""
-    if (
-        isinstance(obj, list)
-        and len(obj) == len(specs)
-        and all(
-            isinstance(item, list)
-            or (isinstance(item, dict) and isinstance(item.get("results"), list))
-            for item in obj
-        )
-    ):
+    if isinstance(obj, list) and len(obj) == len(specs) and None not in map(_results, obj):
         return [list(_entries(item)) for item in obj]
     # a flat list of entries only when it names exactly the specs' channels, in order
     flat = list(_entries(obj))
@@ -142,11 +142,8 @@ def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, A
 def read_answer(
     parts: Sequence[Sequence[str]], status: int, items: list[Any]
 ) -> Fault | list[Reading | None]:
-    """Ably's answer (as the SDK decoded it) to one request carrying ``parts`` (their channels).
-
-    The request-wide fault, or one :class:`Reading` per part (``None``: the answer
-    cannot be matched to the part).
-    """
+    """Ably's answer to one request carrying ``parts`` (their channels): the request-wide
+    fault, or a :class:`Reading` per part (``None``: the answer cannot be matched to it)."""
     if 200 <= status < 300:
         if not items or (len(parts) == 1 and next(_entries(items), None) is None):
             return [Reading() for _ in parts]  # acknowledged without per-channel detail
@@ -163,3 +160,160 @@ def read_answer(
     if per_spec is None:
         return [None for _ in parts]
     return [_read(part, entries) for part, entries in zip(parts, per_spec, strict=True)]
+
+
+# -- errors: Ably's answers and the SDK's exceptions, every text scrubbed of the key
+def is_server_error(status: int | None, code: int | None) -> bool:
+    """Ably failed, and may have processed the request."""
+    return (status or 0) >= 500 or 50000 <= (code or 0) < 60000
+
+
+def _judged(status: int | None, code: int | None) -> tuple[ErrorKind | None, bool]:
+    """The kind Ably's code means (``None``: the status says), and whether a retry may succeed."""
+    limit = status == 429 or 42910 <= (code or 0) <= 42929
+    retry = limit or is_server_error(status, code) or status in (408, 425)
+    # Ably answers a capability refusal (4016x) with HTTP 401, which alone reads as bad credentials
+    if 40160 <= (code or 0) < 40170 or 40300 <= (code or 0) < 40400:
+        return "permission", retry
+    if limit:
+        return "limit", retry
+    if is_server_error(status, code):
+        return "unavailable", retry
+    return ("auth" if 40100 <= (code or 0) < 40200 else None), retry
+
+
+class Scrubber:
+    """Removes every form of the key from a text (key, secret, Basic credentials)."""
+
+    def __init__(self, key: Secret) -> None:
+        raw = key.reveal()
+        basic = base64.b64encode(raw.encode("utf-8")).decode("ascii")
+        # Secrets too: not even vars() of the driver's attributes shows them
+        forms = {raw, raw.split(":", 1)[1], basic}
+        self._needles = [Secret(n) for n in sorted(forms, key=len, reverse=True)]
+
+    def __call__(self, text: str) -> str:
+        for needle in self._needles:
+            text = text.replace(needle.reveal(), "********")
+        return text
+
+
+def int_or_none(value: Any) -> int | None:
+    """Ably codes and statuses as ints (they may come as strings or be missing)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def fault(error: Any) -> Fault:
+    if not isinstance(error, Mapping):
+        return None, None, ""
+    message = error.get("message")
+    status, code = int_or_none(error.get("statusCode")), int_or_none(error.get("code"))
+    return status, code, message if isinstance(message, str) else ""
+
+
+def sdk_fault(exc: Any) -> Fault:
+    status, code = getattr(exc, "status_code", None), getattr(exc, "code", None)
+    return int_or_none(status), int_or_none(code), str(getattr(exc, "message", "") or "")
+
+
+def refusal(error: type[E], scrub: Scrubber, what: str, fault: Fault, **more: Any) -> E:
+    """An error Ably answered: ``what`` (a sentence's start), Ably's message and a hint."""
+    status, code, message = fault
+    text = message.strip() or "no message"
+    if hint := _HINTS.get(code or 0):
+        text += f"; {hint}"
+    said = ([str(code)] if code else []) + ([f"HTTP {status}"] if status else [])
+    text = scrub(f"{what}: {text} ({', '.join(said)})" if said else f"{what}: {text}")
+    kind, retry = _judged(status, code)
+    return error(text, driver=DRIVER, kind=kind, status=status, code=code, retryable=retry, **more)
+
+
+def ably_error(scrub: Scrubber, what: str, fault: Fault, *, failed_over: bool) -> PublishError:
+    """A refused publish; ``failed_over``: an earlier host may have processed it."""
+    maybe = failed_over or is_server_error(fault[0], fault[1])
+    start = f"Ably did not accept the publish to {what}"
+    return refusal(PublishError, scrub, start, fault, maybe_delivered=maybe)
+
+
+def _maybe_delivered(text: str) -> PublishError:
+    # kind "other": no status says whose fault it is; safe to re-send, Ably drops a re-sent id
+    return PublishError(text, driver=DRIVER, kind="other", retryable=True, maybe_delivered=True)
+
+
+def unreadable_answer(scrub: Scrubber, what: str, exc: BaseException) -> PublishError:
+    """An answer the SDK could not decode (a proxy's HTML page, say)."""
+    text = f"Publishing to {what}: the answer could not be read ({type(exc).__name__}: {exc})"
+    return _maybe_delivered(scrub(f"{text}; it may or may not have been delivered"))
+
+
+def not_mentioned(channels: Sequence[str]) -> PublishError:
+    text = f"Publishing to {channels_text(channels)}: not mentioned in Ably's answer"
+    return _maybe_delivered(f"{text}; it may have been delivered")
+
+
+def publish_failure(scrub: Scrubber, what: str, exc: Exception, tried: int) -> PublishError:
+    """The error of a publish the SDK raised for (other exceptions propagate)."""
+    import httpx
+    from ably.util.exceptions import AblyException
+
+    if isinstance(exc, AblyException):
+        return ably_error(scrub, what, sdk_fault(exc), failed_over=tried > 1)
+    if isinstance(exc, (ValueError, KeyError)):  # an answer the SDK could not decode
+        return unreadable_answer(scrub, what, exc)
+    if not isinstance(exc, httpx.TransportError):
+        raise exc
+    detail = f"{type(exc).__name__}: {scrub(str(exc)) or 'no detail'}"
+    # only a connection never made, on the only host tried, certainly did not deliver
+    unconnected = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+    never_sent = tried <= 1 and isinstance(exc, unconnected)
+    if never_sent:
+        text = f"Publishing to {what} failed: could not connect to Ably ({detail})"
+    elif isinstance(exc, httpx.TimeoutException):
+        text = f"Publishing to {what} timed out ({detail}); Ably may have received it"
+    else:
+        text = f"Publishing to {what} failed before Ably answered ({detail}); it may have arrived"
+    return PublishError(text, driver=DRIVER, retryable=True, maybe_delivered=not never_sent)
+
+
+def query_failure(scrub: Scrubber, what: str, endpoint: str, exc: Exception) -> QueryError:
+    """The error of a query the SDK raised for (other exceptions propagate)."""
+    import httpx
+    from ably.util.exceptions import AblyException
+
+    detail = f"{type(exc).__name__}: {scrub(str(exc)) or 'no detail'}"
+    if isinstance(exc, AblyException):
+        return refusal(QueryError, scrub, f"Ably refused {what}", sdk_fault(exc))
+    if isinstance(exc, httpx.TransportError) and _caused_by(exc, ssl.SSLCertVerificationError):
+        text = f"the TLS certificate of Ably ({endpoint}) could not be verified ({detail})"
+        return QueryError(text, driver=DRIVER)
+    if isinstance(exc, httpx.TimeoutException):
+        text = f"no answer from Ably ({endpoint}) in time for {what} ({detail})"
+        return QueryError(text, driver=DRIVER, retryable=True)
+    if isinstance(exc, httpx.TransportError):
+        text = f"could not reach Ably ({endpoint}) for {what}: {detail}"
+        return QueryError(text, driver=DRIVER, retryable=True)
+    if isinstance(exc, (ValueError, KeyError)):  # an answer the SDK could not decode
+        text = f"Ably's answer to {what} could not be read ({type(exc).__name__})"
+        return QueryError(text, driver=DRIVER, kind="other", retryable=True)
+    raise exc
+
+
+def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def channels_text(channels: Sequence[str]) -> str:
+    """``channel 'a'`` or ``3 channels ('a', 'b', 'c')`` for an error message."""
+    if len(channels) == 1:
+        return f"channel {channels[0]!r}"
+    shown = ", ".join(repr(c) for c in channels[:5])
+    more = f" and {len(channels) - 5} more" if len(channels) > 5 else ""
+    return f"{len(channels)} channels ({shown}{more})"
