@@ -761,6 +761,6 @@ def test_flask_reads_a_form_a_before_request_hook_already_parsed(broadcast: Broa
 def test_the_form_fast_path_reads_what_parse_qsl_reads(text: str) -> None:
     from urllib.parse import parse_qsl
 
-    from broadcasting.web._handler import _form
+    from broadcasting.web import _form
 
     assert _form(text, "the body") == parse_qsl(text, keep_blank_values=True)

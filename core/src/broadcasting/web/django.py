@@ -2,36 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from django.http import HttpRequest, HttpResponse  # type: ignore[import-untyped, unused-ignore]
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, RawPostDataException, UnreadablePostError  # type: ignore[import-untyped, unused-ignore]
 from django.urls import URLPattern, path  # type: ignore[import-untyped, unused-ignore]
+from django.utils.log import log_response  # type: ignore[import-untyped, unused-ignore]
 
 from broadcasting._flow import Flow, arun, run
-from broadcasting.web._handler import (
-    AUTH_PATH,
-    USER_AUTH_PATH,
-    WEBHOOK_PATH,
-    AuthEndpoints,
-    Response,
-    Route,
-    UserDataFunction,
-    UserFunction,
-    _content_length,
-    _Hidden,
-    as_form,
-    endpoints_for,
-    mounted,
-)
+from broadcasting.web import Response, _content_length, _Hidden, as_form, logger, mount
 
 if TYPE_CHECKING:
-    from broadcasting._broadcast import Broadcast, DriverRef
+    from typing_extensions import Unpack
+
+    from broadcasting._broadcast import Broadcast
+    from broadcasting.web import AuthEndpoints, MountOptions, Route
 
 __all__ = ["arequest_user", "broadcasting_urls", "request_user"]
-
-logger = logging.getLogger("broadcasting.web")
 
 
 def _authenticated(user: Any) -> Any:
@@ -48,20 +37,13 @@ async def arequest_user(request: HttpRequest) -> Any:
     auser = getattr(request, "auser", None)
     if auser is not None:
         return _authenticated(await auser())
-    from asgiref.sync import sync_to_async  # Django 4.2: the lazy user loads on first access
-
-    return await sync_to_async(request_user)(request)
+    return await sync_to_async(request_user)(request)  # Django 4.2: the lazy user loads on access
 
 
 def _read(
     endpoints: AuthEndpoints, request: HttpRequest, limit: int
 ) -> tuple[bytes, Any] | Response:
     """The raw body and the headers to hand on, or an answer if the body cannot be had."""
-    from django.http.request import (  # type: ignore[import-untyped, unused-ignore]
-        RawPostDataException,
-        UnreadablePostError,
-    )
-
     given = str(request.META.get("CONTENT_LENGTH") or "")
     length = _content_length(given)
     if given and length is None:
@@ -84,18 +66,10 @@ def _read(
 
 
 def _django_response(request: HttpRequest, answer: Response) -> HttpResponse:
-    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
-    response = HttpResponse(
-        answer.content,
-        status=answer.status,
-        content_type=answer.headers.get("content-type", "application/json"),
-        headers=headers,
-    )
+    response = HttpResponse(answer.content, status=answer.status, headers=answer.headers)
     if answer.status == 501:
         # not ERROR, as Django logs other 5xx: the driver lacks the feature, no fault
         # of this request (log_response marks the response as logged)
-        from django.utils.log import log_response  # type: ignore[import-untyped, unused-ignore]
-
         reason = response.reason_phrase
         log_response(
             "%s: %s", reason, request.path, response=response, request=request, level="warning"
@@ -105,18 +79,16 @@ def _django_response(request: HttpRequest, answer: Response) -> HttpResponse:
 
 def _view(endpoints: AuthEndpoints, route: Route, asynchronous: bool) -> Callable[..., Any]:
     """The view of ``route``: sync, or async (for ASGI) running sync user functions in a thread."""
-    limit = endpoints.limit(route)
     # Django refuses ORM calls on the event loop: sync_to_async runs them in its thread
     offload = _sync_to_async if asynchronous else None
 
     def respond(request: HttpRequest) -> Flow[HttpResponse]:
-        read = _read(endpoints, request, limit)
-        if isinstance(read, Response):
-            return _django_response(request, read)
-        body, headers = read
-        query = str(request.META.get("QUERY_STRING", ""))
-        sent = _Hidden(request, request.method or "GET", headers, body, query)
-        answer = yield from endpoints._respond(route, sent, offload)
+        answer = _read(endpoints, request, endpoints.limit(route))
+        if not isinstance(answer, Response):
+            body, headers = answer
+            query = str(request.META.get("QUERY_STRING", ""))
+            sent = _Hidden(request, request.method or "GET", headers, body, query)
+            answer = yield from endpoints._respond(route, sent, offload)
         return _django_response(request, answer)
 
     if asynchronous:
@@ -134,46 +106,34 @@ def _view(endpoints: AuthEndpoints, route: Route, asynchronous: bool) -> Callabl
 
 
 def _sync_to_async(function: Callable[..., Any], *args: Any) -> Any:
-    from asgiref.sync import sync_to_async
-
     return sync_to_async(function)(*args)
 
 
 def broadcasting_urls(
     target: Broadcast | AuthEndpoints,
     *,
-    user: UserFunction | None = None,
-    user_data: UserDataFunction | None = None,
-    driver: DriverRef = None,
     csrf: bool = False,
     async_views: bool = False,
-    auth_path: str | None = AUTH_PATH,
-    user_auth_path: str | None = USER_AUTH_PATH,
-    webhook_path: str | None = WEBHOOK_PATH,
+    **options: Unpack[MountOptions],
 ) -> list[URLPattern]:
     """URL patterns ``broadcasting_auth``, ``broadcasting_user_auth`` and ``broadcasting_webhook``.
 
     Args:
         target: a :class:`~broadcasting.Broadcast`, or a ready
-            :class:`~broadcasting.web.AuthEndpoints` (then no ``user``,
-            ``user_data`` or ``driver``).
-        user: ``user(request)``; by default :func:`request_user`
-            (:func:`arequest_user` with ``async_views``, where a sync one
-            runs through ``sync_to_async``, so it may use the ORM).
+            :class:`~broadcasting.web.AuthEndpoints` (then no ``user``, ``user_data``, ``driver``).
+        user: ``user(request)``; by default :func:`request_user` (:func:`arequest_user` with
+            ``async_views``, where a sync one runs through ``sync_to_async``: it may use the ORM).
         user_data, driver: as for :class:`~broadcasting.web.AuthEndpoints`.
-        csrf: ``False`` exempts the auth views from Django's CSRF check, as
-            pusher-js sends no CSRF token (docs/web.md says what that risks);
-            the webhook view is always exempt: its signature says who sent it.
+        csrf: ``False`` exempts the auth views from Django's CSRF check, as pusher-js sends no
+            CSRF token (docs/web.md says what that risks); the webhook view is always exempt.
         async_views: serve async views, for ASGI.
-        auth_path, user_auth_path, webhook_path: the paths (a leading ``/`` is
-            dropped); ``None`` leaves one out.
+        auth_path, user_auth_path, webhook_path: the paths (a leading ``/`` is dropped);
+            ``None`` leaves one out.
     """
-    if not isinstance(target, AuthEndpoints) and user is None:
-        user = arequest_user if async_views else request_user
-    endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
+    views = partial(_view, asynchronous=async_views)
+    default_user = arequest_user if async_views else request_user
     patterns: list[URLPattern] = []
-    for route, where in mounted(auth_path, user_auth_path, webhook_path):
-        view = _view(endpoints, route, async_views)
+    for route, where, view in mount(target, options, views, default_user):
         if route == "webhook" or not csrf:
             # what csrf_exempt sets, without a wrapper (an async view stays async)
             view.csrf_exempt = True  # type: ignore[attr-defined]

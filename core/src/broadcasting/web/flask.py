@@ -8,23 +8,14 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Request, request
 from flask import Response as FlaskResponse
 
-from broadcasting.web._handler import (
-    AUTH_PATH,
-    METHODS,
-    USER_AUTH_PATH,
-    WEBHOOK_PATH,
-    AuthEndpoints,
-    Response,
-    Route,
-    UserDataFunction,
-    UserFunction,
-    as_form,
-    endpoints_for,
-    mounted,
-)
+from broadcasting._flow import run
+from broadcasting.web import METHODS, AuthEndpoints, Response, Route, _Hidden, as_form, mount
 
 if TYPE_CHECKING:
-    from broadcasting._broadcast import Broadcast, DriverRef
+    from typing_extensions import Unpack
+
+    from broadcasting._broadcast import Broadcast
+    from broadcasting.web import MountOptions
 
 __all__ = ["broadcasting_blueprint"]
 
@@ -46,23 +37,13 @@ def _read(endpoints: AuthEndpoints, current: Request, limit: int) -> tuple[bytes
 
 
 def _view(endpoints: AuthEndpoints, route: Route) -> Callable[[], FlaskResponse]:
-    limit = endpoints.limit(route)
-
     def view() -> FlaskResponse:
         current: Request = request._get_current_object()  # type: ignore[attr-defined]
-        read = _read(endpoints, current, limit)
-        if isinstance(read, Response):
-            answer = read
-        else:
-            body, headers = read
-            answer = endpoints.handle(
-                route,
-                current,
-                method=current.method,
-                headers=headers,
-                body=body,
-                query=current.query_string,
-            )
+        answer = _read(endpoints, current, endpoints.limit(route))
+        if not isinstance(answer, Response):
+            body, headers = answer
+            sent = _Hidden(current, current.method, headers, body, current.query_string)
+            answer = run(endpoints._respond(route, sent, None))
         return FlaskResponse(answer.content, status=answer.status, headers=dict(answer.headers))
 
     return view
@@ -71,25 +52,19 @@ def _view(endpoints: AuthEndpoints, route: Route) -> Callable[[], FlaskResponse]
 def broadcasting_blueprint(
     target: Broadcast | AuthEndpoints,
     *,
-    user: UserFunction | None = None,
-    user_data: UserDataFunction | None = None,
-    driver: DriverRef = None,
     name: str = "broadcasting",
     url_prefix: str | None = None,
-    auth_path: str | None = AUTH_PATH,
-    user_auth_path: str | None = USER_AUTH_PATH,
-    webhook_path: str | None = WEBHOOK_PATH,
+    **options: Unpack[MountOptions],
 ) -> Blueprint:
     """A Blueprint with the views ``<name>.auth``, ``<name>.user_auth`` and ``<name>.webhook``.
 
-    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user(request)``
-    is required) or a ready :class:`~broadcasting.web.AuthEndpoints`; a path
-    of ``None`` leaves that view out.
+    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user`` is required) or a ready
+    :class:`~broadcasting.web.AuthEndpoints` (then no ``user``, ``user_data`` or ``driver``).
+    ``user``, ``user_data``, ``driver``: as for AuthEndpoints; ``auth_path``,
+    ``user_auth_path``, ``webhook_path``: the paths, where ``None`` leaves that view out;
+    ``name``, ``url_prefix``: the Blueprint's.
     """
-    endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
-    for route, where in mounted(auth_path, user_auth_path, webhook_path):
-        endpoint = route.replace("-", "_")
-        view = _view(endpoints, route)
-        blueprint.add_url_rule(where, endpoint, view, methods=list(METHODS[route]))
+    for route, where, view in mount(target, options, _view):
+        blueprint.add_url_rule(where, route.replace("-", "_"), view, methods=list(METHODS[route]))
     return blueprint

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -11,28 +10,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route as StarletteRoute
 
-from broadcasting.web._handler import (
-    AUTH_PATH,
-    METHODS,
-    USER_AUTH_PATH,
-    WEBHOOK_PATH,
-    AuthEndpoints,
-    Route,
-    UserDataFunction,
-    UserFunction,
-    _content_length,
-    endpoints_for,
-    mounted,
-)
+from broadcasting.web import METHODS, AuthEndpoints, Route, _content_length, logger, mount
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+    from typing_extensions import Unpack
 
-    from broadcasting._broadcast import Broadcast, DriverRef
+    from broadcasting._broadcast import Broadcast
+    from broadcasting.web import MountOptions
 
 __all__ = ["broadcasting_router", "broadcasting_routes", "read_body"]
-
-logger = logging.getLogger("broadcasting.web")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -53,11 +40,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 def _endpoint(
     endpoints: AuthEndpoints, route: Route
 ) -> Callable[[Request], Awaitable[StarletteResponse]]:
-    limit = endpoints.limit(route)
-
     async def endpoint(request: Request) -> StarletteResponse:
         try:
-            body = await read_body(request, limit)
+            body = await read_body(request, endpoints.limit(route))
         except ClientDisconnect:
             # the client's doing, not the application's; nobody reads the answer
             logger.debug("%s: the client disconnected before its body was read", route)
@@ -72,66 +57,36 @@ def _endpoint(
                 query=request.scope.get("query_string", b""),
                 offload=run_in_threadpool,  # a sync user function may block (a query)
             )
-        return StarletteResponse(
-            answer.content, status_code=answer.status, headers=dict(answer.headers)
-        )
+        return StarletteResponse(answer.content, status_code=answer.status, headers=answer.headers)
 
     endpoint.__name__ = f"broadcasting_{route.replace('-', '_')}"
     return endpoint
 
 
 def broadcasting_routes(
-    target: Broadcast | AuthEndpoints,
-    *,
-    user: UserFunction | None = None,
-    user_data: UserDataFunction | None = None,
-    driver: DriverRef = None,
-    auth_path: str | None = AUTH_PATH,
-    user_auth_path: str | None = USER_AUTH_PATH,
-    webhook_path: str | None = WEBHOOK_PATH,
+    target: Broadcast | AuthEndpoints, **options: Unpack[MountOptions]
 ) -> list[StarletteRoute]:
     """Routes named ``broadcasting_auth``, ``broadcasting_user_auth`` and ``broadcasting_webhook``.
 
-    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user(request)``
-    is required) or a ready :class:`~broadcasting.web.AuthEndpoints`; a path
-    of ``None`` leaves that route out.
+    ``target`` is a :class:`~broadcasting.Broadcast` (then ``user`` is required) or a ready
+    :class:`~broadcasting.web.AuthEndpoints` (then no ``user``, ``user_data`` or ``driver``).
+    ``user``, ``user_data``, ``driver``: as for AuthEndpoints; ``auth_path``,
+    ``user_auth_path``, ``webhook_path``: the paths, where ``None`` leaves that route out.
     """
-    endpoints = endpoints_for(target, user=user, user_data=user_data, driver=driver)
     return [
         StarletteRoute(
-            path,
-            _endpoint(endpoints, route),
-            methods=list(METHODS[route]),
-            name=f"broadcasting_{route.replace('-', '_')}",
-            include_in_schema=False,
+            path, view, methods=METHODS[route], name=view.__name__, include_in_schema=False
         )
-        for route, path in mounted(auth_path, user_auth_path, webhook_path)
+        for route, path, view in mount(target, options, _endpoint)
     ]
 
 
 def broadcasting_router(
-    target: Broadcast | AuthEndpoints,
-    *,
-    user: UserFunction | None = None,
-    user_data: UserDataFunction | None = None,
-    driver: DriverRef = None,
-    auth_path: str | None = AUTH_PATH,
-    user_auth_path: str | None = USER_AUTH_PATH,
-    webhook_path: str | None = WEBHOOK_PATH,
+    target: Broadcast | AuthEndpoints, **options: Unpack[MountOptions]
 ) -> APIRouter:
-    """A FastAPI ``APIRouter`` of :func:`broadcasting_routes` (left out of the OpenAPI schema)."""
+    """A FastAPI ``APIRouter`` of :func:`broadcasting_routes` (same keywords; not in OpenAPI)."""
     from fastapi import APIRouter
 
     router = APIRouter()
-    router.routes.extend(
-        broadcasting_routes(
-            target,
-            user=user,
-            user_data=user_data,
-            driver=driver,
-            auth_path=auth_path,
-            user_auth_path=user_auth_path,
-            webhook_path=webhook_path,
-        )
-    )
+    router.routes.extend(broadcasting_routes(target, **options))
     return router
