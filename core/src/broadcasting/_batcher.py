@@ -1,9 +1,4 @@
-"""Micro-batching (docs/publishing.md): concurrent async publishes share a first attempt.
-
-One batcher per driver and loop. A publish starts a request while fewer than
-``batch_in_flight`` are under way; others queue, and each request that ends
-takes as many queued publishes as fit in one.
-"""
+"""Micro-batching (docs/publishing.md): concurrent async publishes share a first attempt."""
 
 from __future__ import annotations
 
@@ -12,8 +7,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
-from broadcasting._delivery import Attempt, Batch, Part, send_async
+from broadcasting._delivery import Attempt, Batch, Part, request
 from broadcasting._errors import PublishError
+from broadcasting._flow import arun
 
 if TYPE_CHECKING:
     from broadcasting._driver import Driver
@@ -39,15 +35,15 @@ def _may_be_ones_fault(error: PublishError) -> bool:
 
 
 class Batcher:
-    """Coalesces the first attempts of concurrent publishes of one driver on one loop."""
+    """Coalesces the first attempts of concurrent publishes of one driver on one loop: up to
+    ``in_flight`` requests at once, each taking as many queued publishes as fit in one."""
 
     def __init__(self, driver: Driver, in_flight: int, budget: int = 1) -> None:
         self._driver = driver
-        capabilities = driver.capabilities
         self._in_flight = in_flight
         self._budget = budget  # requests a first attempt may take (see Batch.budget)
-        self._max_channels = capabilities.batch_channels
-        self._max_bytes = capabilities.batch_bytes
+        self._max_channels = driver.capabilities.batch_channels
+        self._max_bytes = driver.capabilities.batch_bytes
         self._queue: deque[_Pending] = deque()
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -66,7 +62,7 @@ class Batcher:
         verdict = await pending.future
         if isinstance(verdict, _Alone):
             batch = Batch((part,), budget=self._budget)
-            outcomes, _ = await send_async(self._driver, batch)
+            outcomes, _ = await arun(request(self._driver, batch))
             return outcomes[0], verdict.requests + batch.requests, batch.requests
         return verdict
 
@@ -107,7 +103,7 @@ class Batcher:
     async def _deliver(self, taken: list[_Pending]) -> None:
         batch = Batch(tuple(pending.part for pending in taken), budget=self._budget)
         try:
-            outcomes, whole = await send_async(self._driver, batch)
+            outcomes, whole = await arun(request(self._driver, batch))
         except asyncio.CancelledError:
             for pending in taken:
                 pending.future.cancel()

@@ -23,7 +23,7 @@ from broadcasting._errors import (
     NotSupportedError,
     PluginLoadError,
 )
-from broadcasting._flow import DriverCall, Flow, Hook, arun, run
+from broadcasting._flow import DriverCall, Flow, Hook, awaiting, blocking
 from broadcasting._plugins import (
     declared_secret_options,
     driver_names,
@@ -54,10 +54,9 @@ def _frozen(value: object) -> object:
         return tuple(sorted(((str(k), _frozen(v)) for k, v in value.items()), key=lambda i: i[0]))
     if isinstance(value, (list, tuple, set, frozenset)):
         items = tuple(_frozen(v) for v in value)
-        return (
-            type(value).__name__,
-            tuple(sorted(items, key=repr)) if isinstance(value, (set, frozenset)) else items,
-        )
+        if isinstance(value, (set, frozenset)):
+            items = tuple(sorted(items, key=repr))
+        return (type(value).__name__, items)
     try:
         hash(value)
     except TypeError:
@@ -68,10 +67,9 @@ def _frozen(value: object) -> object:
 class Broadcast(Publishes):
     """Publishes events through the driver named in configuration.
 
-    ``config`` is a mapping with ``DRIVER`` and ``DRIVERS``, a module with those
-    names, or the path of a ``.py``, ``.toml`` or ``.json`` file holding them
-    (docs/configuration.md). ``plugins`` are hook implementations for this
-    instance. Connections open on first use; :meth:`close` releases them.
+    ``config``: a mapping with ``DRIVER`` and ``DRIVERS``, a module with those names, or a
+    ``.py``, ``.toml`` or ``.json`` file's path (docs/configuration.md). ``plugins``: hook
+    implementations for this instance. Connections open on first use; :meth:`close` ends them.
     """
 
     def __init__(self, config: ConfigSource = None, *, plugins: Iterable[object] = ()) -> None:
@@ -86,8 +84,6 @@ class Broadcast(Publishes):
         #: The webhook handlers added with :meth:`on_webhook`.
         self.webhook_handlers = _webhooks.WebhookHandlers()
 
-    # -- choosing a driver --------------------------------------------------
-
     @overload
     def driver(self, driver: str | None = None) -> Broadcaster[Driver]: ...
 
@@ -95,10 +91,8 @@ class Broadcast(Publishes):
     def driver(self, driver: type[D]) -> Broadcaster[D]: ...
 
     def driver(self, driver: str | type[Driver] | None = None) -> Broadcaster[Any]:
-        """The :class:`Broadcaster` of ``driver``: a name, a Driver class, or ``None`` (``DRIVER``).
-
-        A class that no installed plugin provides is connected directly.
-        """
+        """The :class:`Broadcaster` of ``driver``: a name, a Driver class (connected directly if
+        no installed plugin provides it), or ``None`` (``DRIVER``)."""
         if driver is None:
             name = self.config.driver
         elif isinstance(driver, str):
@@ -108,14 +102,12 @@ class Broadcast(Publishes):
         else:
             raise TypeError(f"driver() takes a name or a Driver class, not {driver!r}")
         connected = self._named.get(name)
-        if connected is not None:
-            return connected
-        with self._lock:
-            connected = self._named.get(name)
-            if connected is None:
-                connected = self._connect(name, self.config.options(name))
-                self._named[name] = connected
-            return connected
+        if connected is None:
+            with self._lock:  # checked again: another thread may have connected it meanwhile
+                if name not in self._named:
+                    self._named[name] = self._connect(name, self.config.options(name))
+                connected = self._named[name]
+        return connected
 
     def _for_class(self, cls: type[D]) -> Broadcaster[D]:
         name = cls.name
@@ -130,11 +122,8 @@ class Broadcast(Publishes):
             return self._variant(cls, name, self.config.options(name))
 
     def _variant(self, cls: type[D], name: str, options: Mapping[str, Any]) -> Broadcaster[D]:
-        """A broadcaster of ``cls`` with other ``options``, kept by their values.
-
-        Secrets compare by value, so two tenants' keys never share a driver; the
-        least recently used beyond :data:`MAX_VARIANTS` is closed.
-        """
+        """A broadcaster of ``cls`` with other ``options``, kept by their values (secrets too: two
+        tenants' keys never share a driver); the least recently used beyond MAX_VARIANTS closes."""
         options = wrap_named(options, cls.secret_options)  # wrapped before keying and building
         key = (cls, name, _frozen(options))
         evicted: Broadcaster[Any] | None = None
@@ -154,14 +143,13 @@ class Broadcast(Publishes):
     def _connect(
         self, name: str, options: Mapping[str, Any], cls: type[D] | None = None
     ) -> Broadcaster[D]:
-        error: ConfigurationError | None = None
         try:
             return self._connect_locked(name, options, cls)
         except ConfigurationError as exc:
             error = exc
-        # A configuration mistake names its key: the frames below, whose locals may hold
-        # a value revealed to check it, and the options here (an option only the driver
-        # knows is secret is still text) are left out. Other errors keep their traceback.
+        # A configuration mistake names its key: the frames below (their locals may hold a value
+        # revealed to check it) and the options here (an option only the driver knows is secret
+        # is still text) are left out. Other errors keep their traceback.
         del options
         raise error.with_traceback(None)
 
@@ -202,16 +190,15 @@ class Broadcast(Publishes):
         driver = pm.hook.broadcasting_connect(name=name, options=options)
         if driver is None and plugin is None:
             raise DriverNotFoundError(name, driver_names())
-        if not isinstance(driver, Driver):
-            reason = (
-                f"its broadcasting_connect hook returned None for {name!r}"
-                if driver is None
-                else f"broadcasting_connect returned {type(driver).__name__}, not a Driver"
-            )
-            raise PluginLoadError(
-                entry_point=name, value=repr(plugin), distribution=None, reason=reason
-            )
-        return driver
+        if driver is None:
+            reason = f"its broadcasting_connect hook returned None for {name!r}"
+        elif not isinstance(driver, Driver):
+            reason = f"broadcasting_connect returned {type(driver).__name__}, not a Driver"
+        else:
+            return driver
+        raise PluginLoadError(
+            entry_point=name, value=repr(plugin), distribution=None, reason=reason
+        )
 
     def broadcaster_of(self, driver: Driver) -> Broadcaster[Any]:
         """The :class:`Broadcaster` this instance made for ``driver`` (the hooks get drivers)."""
@@ -228,45 +215,28 @@ class Broadcast(Publishes):
             return driver
         return self.driver(driver)
 
-    # -- publishing -----------------------------------------------------------
-
-    def send_to_user(
+    def _send_to_user_flow(
         self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None
-    ) -> Receipt:
+    ) -> Flow[Receipt]:
         """Publish ``event`` to every connection of the signed-in user ``user_id``.
 
         Raises :class:`NotSupportedError` when the driver cannot address a user.
         """
-        return run(self._to_user(self._target(driver), user_id, event, data))
-
-    async def asend_to_user(
-        self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None
-    ) -> Receipt:
-        """Async twin of :meth:`send_to_user`."""
-        return await arun(self._to_user(self._target(driver), user_id, event, data))
-
-    @staticmethod
-    def _to_user(
-        target: Broadcaster[Any], user_id: str | int, event: str, data: Payload
-    ) -> Flow[Receipt]:
-        driver = target.driver
-        _require(driver, Feature.USER_SIGN_IN, "sending to a user")
+        target = self._target(driver)
+        _require(target.driver, Feature.USER_SIGN_IN, "sending to a user")
         if not isinstance(user_id, (str, int)) or isinstance(user_id, bool) or user_id == "":
-            raise InputError(f"{driver.name}: user_id must be a non-empty str")
-        channel = driver.user_channel(str(user_id))
-        message = build_message(driver, channel, data, event, None, reserved=True)
+            raise InputError(f"{target.name}: user_id must be a non-empty str")
+        channel = target.driver.user_channel(str(user_id))
+        message = build_message(target.driver, channel, data, event, None, reserved=True)
         return (yield from target.publish_message(message))
-
-    # -- authorizing subscriptions ----------------------------------------------
 
     def rule(self, pattern: str) -> Callable[[Rule], Rule]:
         """Decorator: add a channel rule for the channels matching ``pattern``.
 
-        ``pattern`` matches the name without its prefix; each ``{param}`` one
-        dot-free segment, passed by keyword. ``rule(user, **params)``, sync or
-        async, returns ``True`` (or a presence member's info, with an ``id``) to
-        allow, ``False``/``None`` to refuse. The first matching rule decides
-        (docs/authorization.md#rules).
+        ``pattern`` matches the name without its prefix, each ``{param}`` one dot-free segment
+        passed by keyword. ``rule(user, **params)``, sync or async, returns ``True`` (or a
+        presence member's info, with an ``id``) to allow, ``False``/``None`` to refuse. The
+        first matching rule decides (docs/authorization.md#rules).
         """
 
         def add(rule: Rule) -> Rule:
@@ -275,7 +245,7 @@ class Broadcast(Publishes):
 
         return add
 
-    def authorize(
+    def _authorize_flow(
         self,
         user: Any,
         *,
@@ -283,38 +253,14 @@ class Broadcast(Publishes):
         channel_name: str | None = None,
         driver: DriverRef = None,
         extra: Mapping[str, str | Secret] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Flow[dict[str, Any]]:
         """Authorize ``user``'s subscription to ``channel_name``: the body the client expects.
 
-        Raises :class:`BadRequestError` (400) for a malformed request and
-        :class:`ForbiddenError` (403) when no rule allows it. Without
-        ``channel_name``, a driver that signs connections (Ably) signs one for
-        ``user``. ``extra`` is what else the client sent (Ably's ``token``), kept
-        wrapped as secrets (docs/authorization.md).
+        Raises :class:`BadRequestError` (400) for a malformed request and :class:`ForbiddenError`
+        (403) when no rule allows it. Without ``channel_name``, a driver that signs connections
+        (Ably) signs one for ``user``. ``extra`` is what else the client sent (Ably's
+        ``token``), kept wrapped as secrets (docs/authorization.md).
         """
-        return run(self._authorize(driver, user, socket_id, channel_name, extra))
-
-    async def aauthorize(
-        self,
-        user: Any,
-        *,
-        socket_id: str | None = None,
-        channel_name: str | None = None,
-        driver: DriverRef = None,
-        extra: Mapping[str, str | Secret] | None = None,
-    ) -> dict[str, Any]:
-        """Async twin of :meth:`authorize`; async rules are awaited on the caller's loop."""
-        return await arun(self._authorize(driver, user, socket_id, channel_name, extra))
-
-    def _authorize(
-        self,
-        driver: DriverRef,
-        user: Any,
-        socket_id: str | None,
-        channel_name: str | None,
-        extra: Mapping[str, str | Secret] | None,
-    ) -> Flow[dict[str, Any]]:
-        """:meth:`authorize` as a flow (the web endpoints run it too)."""
         target = self._target(driver).driver
         if channel_name is None or channel_name == "":
             if Feature.CONNECTION_TOKENS not in target.features:
@@ -327,25 +273,13 @@ class Broadcast(Publishes):
             request = _auth.with_extra(request, extra)
         return (yield from self._signed(target, request))
 
-    def authenticate_user(
+    def _authenticate_user_flow(
         self, socket_id: str, user_data: Mapping[str, Any], *, driver: DriverRef = None
-    ) -> dict[str, Any]:
+    ) -> Flow[dict[str, Any]]:
         """Sign a user in (``pusher:signin``): ``user_data`` must have an ``id``.
 
         Raises :class:`NotSupportedError` when the driver has no user sign-in.
         """
-        return run(self._authenticate_user(driver, socket_id, user_data))
-
-    async def aauthenticate_user(
-        self, socket_id: str, user_data: Mapping[str, Any], *, driver: DriverRef = None
-    ) -> dict[str, Any]:
-        """Async twin of :meth:`authenticate_user`."""
-        return await arun(self._authenticate_user(driver, socket_id, user_data))
-
-    def _authenticate_user(
-        self, driver: DriverRef, socket_id: str, user_data: Mapping[str, Any]
-    ) -> Flow[dict[str, Any]]:
-        """:meth:`authenticate_user` as a flow (the web endpoints run it too)."""
         target = self._target(driver).driver
         _require(target, Feature.USER_SIGN_IN, "user sign-in")
         request = _auth.user_request(target, socket_id, user_data)
@@ -357,8 +291,6 @@ class Broadcast(Publishes):
         if not isinstance(body, dict):
             raise TypeError(f"broadcasting_authorize returned {type(body).__name__}, not a dict")
         return body
-
-    # -- hearing back ---------------------------------------------------------
 
     def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]:
         """Decorator: call the function with each verified webhook event ``name`` (``*``: all).
@@ -373,101 +305,81 @@ class Broadcast(Publishes):
 
         return add
 
-    def webhook(
+    def _webhook_flow(
         self, headers: Mapping[str, str], body: bytes, *, driver: DriverRef = None
-    ) -> list[WebhookEvent]:
+    ) -> Flow[list[WebhookEvent]]:
         """Verify a webhook delivery (the raw body), run the hook and handlers, return its events.
 
         Raises :class:`UnauthorizedError` (401) for a bad signature, an unknown
         key or an old delivery, :class:`BadRequestError` (400) for a malformed one.
         """
-        return run(self._webhook(driver, headers, body))
-
-    async def awebhook(
-        self, headers: Mapping[str, str], body: bytes, *, driver: DriverRef = None
-    ) -> list[WebhookEvent]:
-        """Async twin of :meth:`webhook`; async handlers are awaited on the caller's loop."""
-        return await arun(self._webhook(driver, headers, body))
-
-    def _webhook(
-        self, driver: DriverRef, headers: Mapping[str, str], body: bytes
-    ) -> Flow[list[WebhookEvent]]:
-        """:meth:`webhook` as a flow (the web endpoints run it too)."""
         target = self._target(driver).driver
         _require(target, Feature.WEBHOOKS, "webhooks")
         return (yield from _webhooks.receive(self, target, headers, body))
 
-    def occupied_channels(
+    def _occupied_channels_flow(
         self, prefix: str | None = None, *, driver: DriverRef = None
-    ) -> list[ChannelInfo]:
+    ) -> Flow[list[ChannelInfo]]:
         """The occupied channels whose name starts with ``prefix``."""
-        return run(self._ask(driver, Feature.STATE, "occupied_channels", prefix))
+        return self._ask(driver, "occupied_channels", prefix)
 
-    async def aoccupied_channels(
-        self, prefix: str | None = None, *, driver: DriverRef = None
-    ) -> list[ChannelInfo]:
-        """Async twin of :meth:`occupied_channels`."""
-        return await arun(self._ask(driver, Feature.STATE, "occupied_channels", prefix))
-
-    def channel_info(self, channel: str | Channel, *, driver: DriverRef = None) -> ChannelInfo:
-        """What the service knows of one channel (occupied, subscriptions, users)."""
-        info: ChannelInfo = run(self._ask(driver, Feature.STATE, "channel_info", channel))
-        return info
-
-    async def achannel_info(
+    def _channel_info_flow(
         self, channel: str | Channel, *, driver: DriverRef = None
-    ) -> ChannelInfo:
-        """Async twin of :meth:`channel_info`."""
-        return await arun(self._ask(driver, Feature.STATE, "channel_info", channel))
+    ) -> Flow[ChannelInfo]:
+        """What the service knows of one channel (occupied, subscriptions, users)."""
+        return self._ask(driver, "channel_info", channel)
 
-    def members(self, channel: str | Channel, *, driver: DriverRef = None) -> list[Member]:
+    def _members_flow(
+        self, channel: str | Channel, *, driver: DriverRef = None
+    ) -> Flow[list[Member]]:
         """Who is in a presence channel."""
-        return run(self._ask(driver, Feature.STATE, "members", channel))
+        return self._ask(driver, "members", channel)
 
-    async def amembers(self, channel: str | Channel, *, driver: DriverRef = None) -> list[Member]:
-        """Async twin of :meth:`members`."""
-        return await arun(self._ask(driver, Feature.STATE, "members", channel))
-
-    def terminate_user(self, user_id: str, *, driver: DriverRef = None) -> None:
+    def _terminate_user_flow(self, user_id: str, *, driver: DriverRef = None) -> Flow[None]:
         """Disconnect every connection of the signed-in user ``user_id``."""
-        run(self._ask(driver, Feature.TERMINATE_USER, "terminate_user", str(user_id)))
+        yield from self._ask(driver, "terminate_user", str(user_id))
 
-    async def aterminate_user(self, user_id: str, *, driver: DriverRef = None) -> None:
-        """Async twin of :meth:`terminate_user`."""
-        await arun(self._ask(driver, Feature.TERMINATE_USER, "terminate_user", str(user_id)))
-
-    def _ask(self, driver: DriverRef, feature: Feature, method: str, arg: Any) -> Flow[Any]:
+    def _ask(self, driver: DriverRef, method: str, arg: Any) -> Flow[Any]:
         target = self._target(driver).driver
-        _require(target, feature, _FEATURE_WORDS[method])
+        _require(target, *_QUERIES[method])
         if isinstance(arg, Channel):
             arg = target.channel_name(arg)
         return (yield DriverCall(target, method, arg))
 
-    # -- lifecycle ----------------------------------------------------------------
-
-    def _connected(self) -> list[Broadcaster[Any]]:
-        with self._lock:
-            return list(self._of_driver.values())
-
-    def close(self) -> None:
+    def _close_flow(self) -> Flow[None]:
         """Close every connection (idempotent); a driver reconnects on its next use."""
+        with self._lock:
+            connected = list(self._of_driver.values())
         errors = []
-        for broadcaster in self._connected():
+        for broadcaster in connected:
             try:
-                broadcaster.close()
+                yield from broadcaster._close_flow()
             except Exception as exc:  # close every driver, then report
                 errors.append(exc)
-        _raise_all(errors)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise CloseError(errors) from errors[0]
 
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close`: what this loop's batchers queued goes out first."""
-        errors = []
-        for broadcaster in self._connected():
-            try:
-                await broadcaster.aclose()
-            except Exception as exc:
-                errors.append(exc)
-        _raise_all(errors)
+    # the public methods: each ``x`` and ``ax`` made from the flow method ``_x_flow`` above
+    send_to_user = blocking(_send_to_user_flow)
+    asend_to_user = awaiting(_send_to_user_flow)
+    authorize = blocking(_authorize_flow)
+    aauthorize = awaiting(_authorize_flow, "async rules are awaited on the caller's loop")
+    authenticate_user = blocking(_authenticate_user_flow)
+    aauthenticate_user = awaiting(_authenticate_user_flow)
+    webhook = blocking(_webhook_flow)
+    awebhook = awaiting(_webhook_flow, "async handlers are awaited on the caller's loop")
+    occupied_channels = blocking(_occupied_channels_flow)
+    aoccupied_channels = awaiting(_occupied_channels_flow)
+    channel_info = blocking(_channel_info_flow)
+    achannel_info = awaiting(_channel_info_flow)
+    members = blocking(_members_flow)
+    amembers = awaiting(_members_flow)
+    terminate_user = blocking(_terminate_user_flow)
+    aterminate_user = awaiting(_terminate_user_flow)
+    close = blocking(_close_flow)
+    aclose = awaiting(_close_flow, "what this loop's batchers queued goes out first")
 
     def __enter__(self) -> Self:
         return self
@@ -486,22 +398,14 @@ class Broadcast(Publishes):
         return f"<Broadcast driver={config.driver if config is not None else '?'!r}>"
 
 
-_FEATURE_WORDS = {
-    "occupied_channels": "listing channels",
-    "channel_info": "channel info",
-    "members": "presence members",
-    "terminate_user": "terminating a user's connections",
+_QUERIES = {  # a query method: the feature it needs, and how NotSupportedError words it
+    "occupied_channels": (Feature.STATE, "listing channels"),
+    "channel_info": (Feature.STATE, "channel info"),
+    "members": (Feature.STATE, "presence members"),
+    "terminate_user": (Feature.TERMINATE_USER, "terminating a user's connections"),
 }
 
 
 def _require(driver: Driver, feature: Feature, what: str) -> None:
     if feature not in driver.features:
         raise NotSupportedError(driver.name, what)
-
-
-def _raise_all(errors: list[Exception]) -> None:
-    """Raise the one error of a close, or a CloseError holding them all."""
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise CloseError(errors) from errors[0]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from broadcasting import _events
 from broadcasting._delivery import DeliveryOptions, deliver
 from broadcasting._driver import Driver
 from broadcasting._errors import NotSupportedError
-from broadcasting._flow import DriverCall, Flow, Hook, call_hook, drive, implements
+from broadcasting._flow import DriverCall, Effect, Flow, Hook, awaiting, blocking, drive, implements
 from broadcasting._types import Message, Options, Payload, Receipt, wrap_secrets
 from broadcasting._validate import build_message
 
@@ -32,65 +32,44 @@ class Publishes:
 
     __slots__ = ()
 
-    def _publisher(self) -> Broadcaster[Any]:
-        raise NotImplementedError
-
-    def channel(
+    def _channel_flow(
         self,
         channels: Target,
         message: Payload | None = None,
         event: str | None = None,
         *,
         socket_id: str | None = None,
-    ) -> Receipt:
+    ) -> Flow[Receipt]:
         """Publish ``message`` as ``event`` (default ``"base-event"``) to one or more channels.
 
-        ``channels`` is a channel name, a :class:`Channel`, a list of them, or an
-        event object (anything with ``broadcast_on()``) that carries its own
-        payload and name. ``socket_id`` leaves the sender's connection out.
-        Returns a :class:`Receipt` once the service acknowledged every channel;
-        raises :class:`InputError` before any request, :class:`PublishError` if
-        delivery failed (docs/publishing.md).
+        ``channels`` is a channel name, a :class:`Channel`, a list of them, or an event object
+        (anything with ``broadcast_on()``) that carries its own payload and name. ``socket_id``
+        leaves the sender's connection out. Returns a :class:`Receipt` once the service
+        acknowledged every channel; raises :class:`InputError` before any request,
+        :class:`PublishError` if delivery failed (docs/publishing.md).
         """
         target = self._publisher()
         built = target._message(channels, message, event, socket_id)
         if isinstance(built, Receipt):
             return built
-        return _receipt(
-            target._hook(broadcast=target._broadcast, driver=target.driver, message=built)
-        )
+        # in process, the core's part never waits: pluggy needs no greenlet
+        return (yield from target.publish_message(built, bridge=target._sends))
 
-    async def achannel(
-        self,
-        channels: Target,
-        message: Payload | None = None,
-        event: str | None = None,
-        *,
-        socket_id: str | None = None,
-    ) -> Receipt:
-        """Async twin of :meth:`channel`; never blocks the event loop."""
-        target = self._publisher()
-        built = target._message(channels, message, event, socket_id)
-        if isinstance(built, Receipt):
-            return built
-        kwargs = {"broadcast": target._broadcast, "driver": target.driver, "message": built}
-        if target._sends:
-            return _receipt(await call_hook(target._hook, **kwargs))
-        # in process: the core's part never waits, so pluggy needs no greenlet here
-        receipt = target._hook(**kwargs)
-        return _receipt(await receipt if inspect.isawaitable(receipt) else receipt)
+    channel = blocking(_channel_flow)
+    achannel = awaiting(_channel_flow, "never blocks the event loop")
+
+    def _publisher(self) -> Broadcaster[Any]:
+        raise NotImplementedError
 
 
 class Broadcaster(Publishes, Generic[D]):
     """What ``broadcast.driver(name)`` returns: one driver as that Broadcast publishes through it.
 
-    Attributes:
-        driver: the connected :class:`Driver`, for driver-specific calls.
-        options: the driver's options as configured (secrets wrapped).
-        delivery: the core's delivery options for it (retries, batching).
+    Its ``driver`` (for driver-specific calls), the ``options`` it was configured with
+    (secrets wrapped), and the core's ``delivery`` options for it (retries, batching).
     """
 
-    __slots__ = ("_batchers", "_broadcast", "_hook", "_sends", "delivery", "driver", "options")
+    __slots__ = ("_batchers", "_broadcast", "_sends", "delivery", "driver", "options")
 
     def __init__(
         self, broadcast: Broadcast, driver: D, options: Mapping[str, Any], delivery: DeliveryOptions
@@ -99,7 +78,6 @@ class Broadcaster(Publishes, Generic[D]):
         self.driver: D = driver
         self.options = options if isinstance(options, Options) else Options(options)
         self.delivery = delivery
-        self._hook = broadcast.plugin_manager.hook.broadcasting_publish
         # whether the core delivers (the driver implements send), or the driver in process
         self._sends = implements(driver, "send") or implements(driver, "asend")
         self._batchers: PerLoop[Batcher] | None = None
@@ -120,12 +98,16 @@ class Broadcaster(Publishes, Generic[D]):
     def _publisher(self) -> Broadcaster[D]:
         return self
 
-    def publish_message(self, message: Message) -> Flow[Receipt]:
+    def publish_message(self, message: Message, bridge: bool = True) -> Flow[Receipt]:
         """Publish a validated message through the publish hook, as a flow."""
         kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
-        return _receipt(
-            (yield Hook(self._broadcast.plugin_manager, "broadcasting_publish", kwargs))
-        )
+        pm = self._broadcast.plugin_manager
+        receipt = yield Hook(pm, "broadcasting_publish", kwargs, bridge=bridge)
+        if not isinstance(receipt, Receipt):
+            raise TypeError(
+                f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt"
+            )
+        return receipt
 
     def deliver(self, message: Message) -> Receipt:
         """The core's publish hook: its delivery, or the driver's own in-process publish."""
@@ -150,14 +132,7 @@ class Broadcaster(Publishes, Generic[D]):
         resolved = _events.resolve(channels, event, socket_id)
         if not resolved.send:  # broadcast_when() said no: nothing is validated, sent or hooked
             return Receipt(driver.name, resolved.name, (), "")
-        return build_message(
-            driver,
-            resolved.channels,
-            resolved.data,
-            resolved.name,
-            resolved.socket_id,
-            source=channels,
-        )
+        return build_message(driver, *resolved[:4], source=channels)  # all but its send
 
     def batcher(self, channels: tuple[str, ...]) -> Batcher | None:
         """This loop's batcher if a publish to ``channels`` may share a request with others."""
@@ -177,32 +152,36 @@ class Broadcaster(Publishes, Generic[D]):
             raise NotSupportedError(self.name, "an ssl setting")
         return self.with_options(**{option: enabled})
 
-    def check(self) -> Health:
+    def _check_flow(self) -> Flow[Health]:
         """Check that the service answers and accepts the credentials (one request, no retry)."""
-        health: Health = DriverCall(self.driver, "check").run()
+        health: Health = yield DriverCall(self.driver, "check")
         return health
 
-    async def acheck(self) -> Health:
-        """Async twin of :meth:`check`."""
-        health: Health = await DriverCall(self.driver, "check").arun()
-        return health
-
-    def close(self) -> None:
+    def _close_flow(self) -> Flow[None]:
         """Release the driver's connections; it reconnects on next use."""
-        self.driver.close()
+        yield _Close(self)
 
-    async def aclose(self) -> None:
-        """Send what this loop's batcher queued, then release the driver's connections."""
-        batcher = self._batchers.peek() if self._batchers is not None else None
-        if batcher is not None:
-            await batcher.wait_idle()
-        await self.driver.aclose()
+    check = blocking(_check_flow)
+    acheck = awaiting(_check_flow)
+    close = blocking(_close_flow)
+    aclose = awaiting(_close_flow, "what this loop's batcher queued goes out first")
 
     def __repr__(self) -> str:
         return f"<Broadcaster {self.name!r}: {type(self.driver).__qualname__}>"
 
 
-def _receipt(receipt: object) -> Receipt:
-    if not isinstance(receipt, Receipt):
-        raise TypeError(f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt")
-    return receipt
+@dataclass(slots=True)
+class _Close(Effect):
+    """Release a broadcaster's connections; awaited, after what this loop's batcher queued."""
+
+    broadcaster: Broadcaster[Any]
+
+    def run(self) -> None:
+        self.broadcaster.driver.close()
+
+    async def arun(self) -> None:
+        batchers = self.broadcaster._batchers
+        batcher = batchers.peek() if batchers is not None else None
+        if batcher is not None:
+            await batcher.wait_idle()
+        await self.broadcaster.driver.aclose()

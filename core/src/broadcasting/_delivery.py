@@ -1,7 +1,4 @@
-"""The core's delivery: a publish as requests, retries and one outcome per channel.
-
-The policy (outcomes, retries, micro-batching) is explained in docs/publishing.md.
-"""
+"""The core's delivery: a publish as requests, retries and one outcome per channel."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 from broadcasting._errors import ConfigurationError, PublishError
-from broadcasting._flow import DriverCall, Effect, Flow, Gather, Sleep
+from broadcasting._flow import DriverCall, Effect, Flow, Gather, Sleep, arun, run
 from broadcasting._retry import Retry
 from broadcasting._types import Message, Options, Receipt
 
@@ -20,22 +17,16 @@ if TYPE_CHECKING:
     from broadcasting._driver import Driver
 
 log = logging.getLogger("broadcasting.delivery")
+_RETRYING = "%s: retrying message %s to %d channel(s) in %.3f s after: %s"
 
 
 @dataclass(frozen=True)
 class Capabilities:
     """What one request to a driver's service can carry; the core plans around it.
 
-    Attributes:
-        channels_per_request: channels one message can address per request
-            (``None``: any number); longer lists are split.
-        batch_channels: channels that several messages can share in one request
-            (``0`` or ``1``: no micro-batching).
-        batch_bytes: bytes a shared request can carry, as :meth:`Driver.part_size`
-            counts them (``None``: no limit).
-        deduplicates: the service drops a message id it has already accepted, so
-            re-sending after an unknown outcome is safe.
-        concurrent_requests: a fan-out's requests may go out at the same time.
+    ``None``: no limit. ``batch_channels`` above 1: several messages may share a request,
+    up to ``batch_bytes`` as :meth:`Driver.part_size` counts them. ``deduplicates``: the
+    service drops a message id it already has (docs/writing-a-driver.md, section 6).
     """
 
     channels_per_request: int | None = None
@@ -58,11 +49,8 @@ DELIVERY_OPTIONS = frozenset(
 
 @dataclass(frozen=True)
 class DeliveryOptions:
-    """The user's delivery options for one driver (docs/publishing.md#delivery-options).
-
-    ``retry`` holds ``retries``, ``retry_backoff`` and ``retry_max_backoff``; the
-    other attributes are the options of the same names.
-    """
+    """The user's delivery options for one driver (docs/publishing.md#delivery-options):
+    ``retry`` holds ``retries``, ``retry_backoff`` and ``retry_max_backoff``."""
 
     retry: Retry = field(default_factory=Retry)
     at_least_once: bool = False
@@ -76,19 +64,16 @@ class DeliveryOptions:
         """The delivery options in ``options``, and the driver's own options."""
         own = Options({k: v for k, v in options.items() if k not in DELIVERY_OPTIONS})
         if len(own) == len(options):
-            return _DEFAULT_OPTIONS, own
+            return cls(), own
         for key in ("at_least_once", "batch"):
             if not isinstance(options.get(key, False), bool):
                 raise ConfigurationError(driver, key, "must be True or False")
-        in_flight = options.get("batch_in_flight", _DEFAULT_OPTIONS.batch_in_flight)
+        in_flight = options.get("batch_in_flight", cls.batch_in_flight)
         if not isinstance(in_flight, int) or isinstance(in_flight, bool) or in_flight < 1:
             raise ConfigurationError(driver, "batch_in_flight", "must be an int >= 1")
         retry = Retry.from_options(driver, options)
         at_least_once, batch = options.get("at_least_once", False), options.get("batch", True)
         return cls(retry, at_least_once, batch, in_flight), own
-
-
-_DEFAULT_OPTIONS = DeliveryOptions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,26 +84,19 @@ class Part:
     channels: tuple[str, ...]
 
 
+@dataclass(slots=True, eq=False)
 class Batch:
-    """What one request carries, as the core hands it to ``Driver.send``.
+    """What one request carries, as the core hands it to ``Driver.send`` (docs/writing-a-driver.md).
 
-    Attributes:
-        parts: the messages of the request, each with its channels in this
-            request; several only when micro-batching.
-        attempt: ``0`` for a first attempt, ``n`` for the n-th retry.
-        budget: how many requests sending it may take: 1, plus the retries the
-            user's delivery options still allow this publish.
-        requests: how many requests sending it took; a transport that re-sends
-            by itself (to fallback hosts, say) sets it, within ``budget``.
+    ``parts``: its messages, each with its channels (several only when micro-batching);
+    ``attempt``: 0, or n on the n-th retry; ``budget``: how many requests sending it may
+    take; ``requests``: how many it took (a transport that re-sends by itself sets it).
     """
 
-    __slots__ = ("attempt", "budget", "parts", "requests")
-
-    def __init__(self, parts: tuple[Part, ...], attempt: int = 0, budget: int = 1) -> None:
-        self.parts = parts
-        self.attempt = attempt
-        self.budget = budget
-        self.requests = 1
+    parts: tuple[Part, ...]
+    attempt: int = 0
+    budget: int = 1
+    requests: int = field(default=1, init=False)
 
     def _only(self) -> Part:
         if len(self.parts) != 1:
@@ -142,13 +120,8 @@ class Batch:
 
 @dataclass(frozen=True)
 class Answer:
-    """What the service said about one part of a request.
-
-    Attributes:
-        ids: ids the service gave the message (event ids, serials), if any.
-        refused: channels the service did not acknowledge, each with why; the
-            others were acknowledged.
-    """
+    """What the service said about one part of a request: the ``ids`` it gave the message,
+    and the channels it ``refused``, each with why (it acknowledged the others)."""
 
     ids: tuple[str, ...] = ()
     refused: Mapping[str, PublishError] = field(default_factory=dict)
@@ -162,9 +135,6 @@ _Outcome = Union[None, Answer, PublishError]
 #: them count against the retry budget (not a shared one it had to be re-sent after).
 Attempt = tuple[_Outcome, int, int]
 _Read = tuple[list[_Outcome], Union[PublishError, None]]  # per part, and request-wide
-
-
-# -- one request --------------------------------------------------------------------
 
 
 def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
@@ -191,58 +161,20 @@ def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
     )
 
 
-@dataclass(slots=True)
-class Send(Effect):
-    """One request, as each part's outcome; with ``shared``, the async path may batch it."""
-
-    driver: Driver
-    batch: Batch
-    shared: Broadcaster[Any] | None = None
-
-    def run(self) -> Attempt:
-        try:
-            result = DriverCall(self.driver, "send", self.batch).run()
-        except Exception as exc:
-            return _first(self.batch, _failed(self.driver, self.batch, exc))
-        return _first(self.batch, _read(self.driver, self.batch, result))
-
-    async def arun(self) -> Attempt:
-        part = self.batch.parts[0]
-        batcher = self.shared.batcher(part.channels) if self.shared is not None else None
-        if batcher is not None:
-            return await batcher.submit(part)
-        return _first(self.batch, await send_async(self.driver, self.batch))
-
-
-async def send_async(driver: Driver, batch: Batch) -> _Read:
-    """Send ``batch`` from async code: each part's outcome and a request-wide error."""
+def request(driver: Driver, batch: Batch) -> Flow[_Read]:
+    """Send ``batch`` (one request): each part's outcome, and a request-wide error."""
     try:
-        result = await DriverCall(driver, "send", batch).arun()
-    except Exception as exc:
-        return _failed(driver, batch, exc)
-    return _read(driver, batch, result)
-
-
-def _first(batch: Batch, read: _Read) -> Attempt:
-    return read[0][0], batch.requests, batch.requests
-
-
-def _failed(driver: Driver, batch: Batch, exc: Exception) -> _Read:
-    if isinstance(exc, PublishError):
+        result = yield DriverCall(driver, "send", batch)
+    except PublishError as exc:
         return [exc] * len(batch.parts), exc
-    # a driver bug (an exception its error mapping missed): the outcome is unknown
-    said = f"{driver.name}: send() raised {type(exc).__name__} instead of a PublishError"
-    return _unknown(driver, batch, said, exc)
-
-
-def _read(driver: Driver, batch: Batch, result: object) -> _Read:
-    try:
-        return per_part(driver, batch, result), None
-    except TypeError as exc:  # the request went out: its outcome is unknown
-        return _unknown(driver, batch, str(exc), exc)
-
-
-def _unknown(driver: Driver, batch: Batch, said: str, cause: Exception) -> _Read:
+    except Exception as exc:  # a driver bug (an exception its error mapping missed)
+        said = f"{driver.name}: send() raised {type(exc).__name__} instead of a PublishError"
+        cause: Exception = exc
+    else:
+        try:
+            return per_part(driver, batch, result), None
+        except TypeError as exc:  # the request went out
+            said, cause = str(exc), exc
     error = PublishError(
         f"{said}; the service may or may not have the message",
         driver=driver.name,
@@ -252,7 +184,27 @@ def _unknown(driver: Driver, batch: Batch, said: str, cause: Exception) -> _Read
     return [error] * len(batch.parts), error
 
 
-# -- one group of channels, with its retries ------------------------------------------
+@dataclass(slots=True)
+class Send(Effect):
+    """A group's request: its part's outcome; with ``shared``, the async path may batch it."""
+
+    driver: Driver
+    batch: Batch
+    shared: Broadcaster[Any] | None = None
+
+    def run(self) -> Attempt:
+        return _first(self.batch, run(request(self.driver, self.batch)))
+
+    async def arun(self) -> Attempt:
+        part = self.batch.parts[0]
+        batcher = self.shared.batcher(part.channels) if self.shared is not None else None
+        if batcher is not None:
+            return await batcher.submit(part)
+        return _first(self.batch, await arun(request(self.driver, self.batch)))
+
+
+def _first(batch: Batch, read: _Read) -> Attempt:
+    return read[0][0], batch.requests, batch.requests
 
 
 @dataclass
@@ -265,60 +217,46 @@ class _Group:
     requests: int = 0
 
 
-def may_retry(error: PublishError, capabilities: Capabilities, options: DeliveryOptions) -> bool:
-    """Whether the core may send again what ``error`` answered."""
-    if not error.retryable:
-        return False
-    return not error.maybe_delivered or capabilities.deduplicates or options.at_least_once
-
-
 def _group(
     broadcaster: Broadcaster[Any], message: Message, channels: tuple[str, ...], shared: bool = False
 ) -> Flow[_Group]:
     """Deliver ``message`` to one group of channels: its requests, waits and retries."""
     driver = broadcaster.driver
     options = broadcaster.delivery
-    capabilities = driver.capabilities
+    # sending again what may have arrived is safe if the service drops a repeat, or allowed
+    resend = driver.capabilities.deduplicates or options.at_least_once
     group = _Group()
     pending = channels
     attempt = used = 0
     maybe: dict[str, PublishError] = {}  # channels an attempt may already have delivered
     while True:
-        budget = 1 + max(0, options.retry.retries - used)
-        batch = Batch((Part(message, pending),), attempt, budget)
+        batch = Batch((Part(message, pending),), attempt, 1 + max(0, options.retry.retries - used))
         sent: Attempt = yield Send(driver, batch, broadcaster if shared else None)
         shared = False  # only the first attempt rides a shared request
         outcome, requests, attempts = sent
         group.requests += requests
         used += attempts
-        if outcome is None:
-            group.delivered.extend(pending)
-            return group
         if isinstance(outcome, PublishError):
             refused: Mapping[str, PublishError] = dict.fromkeys(pending, outcome)
         else:
-            refused = {c: e for c, e in outcome.refused.items() if c in pending}
-            group.ids.extend(outcome.ids)
-            group.delivered.extend(c for c in pending if c not in refused)
+            answer = outcome or Answer()  # None: every channel acknowledged
+            refused = {c: e for c, e in answer.refused.items() if c in pending}
+            group.ids.extend(answer.ids)
+        group.delivered.extend(c for c in pending if c not in refused)
         if maybe:  # a later certain failure cannot undo an earlier maybe-delivered attempt
             refused = {
                 c: _still_unknown(e, maybe[c]) if c in maybe else e for c, e in refused.items()
             }
         maybe.update((c, e) for c, e in refused.items() if e.maybe_delivered)
-        again = tuple(c for c, e in refused.items() if may_retry(e, capabilities, options))
+        again = tuple(
+            c for c, e in refused.items() if e.retryable and (resend or not e.maybe_delivered)
+        )
         if not again or used > options.retry.retries:
             group.errors.update(refused)
             return group
         group.errors.update({c: e for c, e in refused.items() if c not in again})
         delay = options.retry.delay(attempt)
-        log.debug(
-            "%s: retrying message %s to %d channel(s) in %.3f s after: %s",
-            driver.name,
-            message.id,
-            len(again),
-            delay,
-            refused[again[0]],
-        )
+        log.debug(_RETRYING, driver.name, message.id, len(again), delay, refused[again[0]])
         yield Sleep(delay)
         pending = again
         attempt += 1
@@ -346,9 +284,6 @@ def _still_unknown(last: PublishError, earlier: PublishError) -> PublishError:
     return error
 
 
-# -- a whole publish ----------------------------------------------------------------
-
-
 def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | None:
     """An auth failure of a whole group: later groups would fail the same way."""
     if group.delivered or len(group.errors) != len(channels):
@@ -362,9 +297,8 @@ def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | 
 def deliver(broadcaster: Broadcaster[Any], message: Message) -> Flow[Receipt]:
     """Deliver ``message`` through the driver's ``send``: every channel's outcome, one receipt.
 
-    The first group goes alone (and may share a request with other publishes);
-    the rest at once if the driver allows concurrent requests, else in turn,
-    and not at all after an auth failure of a whole group.
+    The first group goes alone (it may share a request with other publishes), the rest
+    at once or in turn, and not at all after an auth failure of a whole group.
     """
     driver = broadcaster.driver
     plan = driver.plan(message)
@@ -387,35 +321,25 @@ def deliver(broadcaster: Broadcaster[Any], message: Message) -> Flow[Receipt]:
 
 
 def finish(driver: Driver, message: Message, groups: Sequence[_Group]) -> Receipt:
-    """The receipt of a publish whose every channel was acknowledged; else raise."""
+    """The receipt of a publish whose every channel was acknowledged; else raise one error for
+    it, with each failed channel's error in its ``causes`` (the first is its ``__cause__``)."""
     requests = sum(group.requests for group in groups)
-    first = groups[0]
-    if len(groups) == 1 and not first.errors and len(first.delivered) == len(message.channels):
-        ids = first.ids  # the usual case: one group, every channel acknowledged
-    else:
-        errors: dict[str, PublishError] = {}
-        delivered: set[str] = set()
-        ids = []
-        for group in groups:
-            errors.update(group.errors)
-            delivered.update(group.delivered)
-            ids.extend(group.ids)
-        missing = [c for c in message.channels if c not in errors and c not in delivered]
-        if missing:
-            never = PublishError(
-                f"{driver.name}: the driver's plan() did not send these channels",
-                driver=driver.name,
-            )
-            errors.update(dict.fromkeys(missing, never))
-        if errors:
-            raise publish_error(driver.name, message.channels, errors, requests)
-    return Receipt(driver.name, message.event, message.channels, message.id, tuple(ids), requests)
-
-
-def publish_error(
-    driver: str, channels: Sequence[str], errors: Mapping[str, PublishError], requests: int
-) -> PublishError:
-    """One error for a publish from each failed channel's error (the first is the cause)."""
+    errors: dict[str, PublishError] = {}
+    acknowledged: set[str] = set()
+    ids: list[str] = []
+    for group in groups:
+        errors.update(group.errors)
+        acknowledged.update(group.delivered)
+        ids.extend(group.ids)
+    channels = message.channels
+    missing = [c for c in channels if c not in errors and c not in acknowledged]
+    if missing:
+        never = PublishError(
+            f"{driver.name}: the driver's plan() did not send these channels", driver=driver.name
+        )
+        errors.update(dict.fromkeys(missing, never))
+    if not errors:
+        return Receipt(driver.name, message.event, channels, message.id, tuple(ids), requests)
     failed = [c for c in channels if c in errors and not errors[c].maybe_delivered]
     unknown = [c for c in channels if c in errors and errors[c].maybe_delivered]
     delivered = [c for c in channels if c not in errors]
@@ -433,7 +357,7 @@ def publish_error(
         )
     error = PublishError(
         text,
-        driver=driver,
+        driver=driver.name,
         kind=first.kind,
         status=first.status,
         code=first.code,
@@ -445,4 +369,4 @@ def publish_error(
         causes=errors,
     )
     error.__cause__ = first
-    return error
+    raise error

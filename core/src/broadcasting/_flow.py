@@ -1,11 +1,6 @@
-"""Behaviour written once: flows that yield effects, run by a sync and an async runner.
-
-A flow is a generator with no I/O of its own: it yields an :class:`Effect` and is
-sent the result (or has the exception thrown in at the ``yield``). :func:`run`
-performs effects blocking, :func:`arun` awaits them. Hooks go through pluggy on
-both paths; on the async path pluggy's synchronous call runs in a greenlet
-(:func:`bridged`), so wrappers and hook-call monitoring see real outcomes.
-"""
+"""Behaviour written once: flows yield effects, :func:`run` performs them blocking, :func:`arun`
+awaits them. Hooks go through pluggy on both paths: on the async one in a greenlet
+(:func:`bridged`), so wrappers and hook-call monitoring see real outcomes."""
 
 from __future__ import annotations
 
@@ -13,11 +8,11 @@ import inspect
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from broadcasting._loop import run_sync
+from broadcasting._loop import _awaited, run_sync
 
 if TYPE_CHECKING:
     import pluggy
@@ -25,6 +20,8 @@ if TYPE_CHECKING:
     from broadcasting._driver import Driver
 
 T = TypeVar("T")
+S = TypeVar("S")
+P = ParamSpec("P")
 
 #: A flow: yields effects, is sent their results, returns its own.
 Flow = Generator["Effect", Any, T]
@@ -42,51 +39,69 @@ class Effect:
         raise NotImplementedError
 
 
-class _Steps:
-    """A flow's effects, one at a time; set ``reply`` or ``error`` before the next."""
-
-    __slots__ = ("error", "flow", "reply", "result")
-
-    def __init__(self, flow: Flow[Any]) -> None:
-        self.flow = flow
-        self.reply: Any = None
-        self.error: Exception | None = None  # thrown into the flow at its yield, traceback and all
-        self.result: Any = None
-
-    def __iter__(self) -> _Steps:
-        return self
-
-    def __next__(self) -> Effect:
-        error, self.error = self.error, None
-        try:
-            return self.flow.send(self.reply) if error is None else self.flow.throw(error)
-        except StopIteration as stop:
-            self.result = stop.value
-            raise StopIteration from None
-
-
 def run(flow: Flow[T]) -> T:
     """Run ``flow`` to its end, performing each effect with blocking calls."""
-    steps = _Steps(flow)
-    for effect in steps:
-        try:
-            steps.reply = effect.run()
-        except Exception as exc:
-            steps.error = exc
-    result: T = steps.result
-    return result
+    try:
+        arun(flow, blocking=True).send(None)  # nothing is awaited: it ends at once
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    raise AssertionError("a blocking flow suspended")
 
 
-async def arun(flow: Flow[T]) -> T:
-    """Run ``flow`` to its end, awaiting each effect on the running loop."""
-    steps = _Steps(flow)
-    for effect in steps:
+async def arun(flow: Flow[T], blocking: bool = False) -> T:
+    """Run ``flow`` to its end, awaiting each effect on the running loop (for :func:`run`,
+    ``blocking``: performing each with blocking calls instead)."""
+    reply: Any = None
+    error: Exception | None = None  # thrown into the flow at its yield, traceback and all
+    while True:
         try:
-            steps.reply = await effect.arun()
+            effect = flow.send(reply) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        try:
+            reply, error = (effect.run() if blocking else await effect.arun()), None
         except Exception as exc:
-            steps.error = exc
-    result: T = steps.result
-    return result
+            error = exc
+
+
+def blocking(flow: Callable[Concatenate[S, P], Flow[T]]) -> Callable[Concatenate[S, P], T]:
+    """The method ``x`` made from the flow method ``_x_flow`` (and its docstring): runs its
+    flow blocking."""
+
+    def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run(flow(self, *args, **kwargs))
+
+    _present(method, flow, "", "")
+    return method
+
+
+def awaiting(
+    flow: Callable[Concatenate[S, P], Flow[T]], note: str = ""
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """The coroutine method ``ax`` made from the flow method ``_x_flow``: awaits its flow.
+    Its docstring is "Async twin of :meth:`x`", then ``note``."""
+
+    async def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await arun(flow(self, *args, **kwargs))
+
+    _present(method, flow, "a", note)
+    return method
+
+
+def _present(method: Any, flow: Callable[..., Any], prefix: str, note: str) -> None:
+    """Name, sign and document ``method`` as ``flow``'s entry point, for help() and inspect."""
+    owner, _, name = flow.__qualname__.rpartition(".")
+    method.__name__ = name = prefix + name.removeprefix("_").removesuffix("_flow")
+    method.__qualname__, method.__module__ = f"{owner}.{name}", flow.__module__
+    twin = f"Async twin of :meth:`{name[1:]}`" + (f"; {note}." if note else ".")
+    method.__doc__ = twin if prefix else flow.__doc__
+    signature = inspect.signature(flow)  # annotations are strings here: "Flow[X]" becomes "X"
+    returns = signature.return_annotation.removeprefix("Flow[").removesuffix("]")
+    method.__signature__ = signature.replace(return_annotation=returns)
+    method.__annotations__ = {**flow.__annotations__, "return": returns}
+    method.__wrapped__ = flow  # so typing.get_type_hints() reads them in flow's module
 
 
 def drive(flow: Flow[T]) -> T:
@@ -96,15 +111,9 @@ def drive(flow: Flow[T]) -> T:
     return run(flow)
 
 
-# -- the effects ---------------------------------------------------------------------
-
-
 class Call(Effect):
-    """Call application code (a rule, a handler), sync or async.
-
-    Sync path: an awaitable result runs on the core's background loop. Async
-    path: it is awaited; ``offload`` runs a plain function off the loop.
-    """
+    """Call application code (a rule, a handler), sync or async: an awaitable result runs on
+    the core's background loop, or is awaited; ``offload`` runs a plain function off the loop."""
 
     __slots__ = ("args", "function", "kwargs", "offload")
 
@@ -122,9 +131,7 @@ class Call(Effect):
 
     def run(self) -> Any:
         value = self.function(*self.args, **self.kwargs)
-        if inspect.isawaitable(value):
-            return run_sync(_awaited(value))
-        return value
+        return run_sync(_awaited(value)) if inspect.isawaitable(value) else value
 
     async def arun(self) -> Any:
         function = self.function
@@ -132,17 +139,12 @@ class Call(Effect):
             value = await self.offload(function, *self.args, **self.kwargs)
         else:
             value = function(*self.args, **self.kwargs)
-        if inspect.isawaitable(value):
-            value = await value
-        return value
+        return await value if inspect.isawaitable(value) else value
 
 
 class DriverCall(Effect):
-    """Call a driver's method ``name`` or its twin ``a<name>``, whichever it implements.
-
-    Each path prefers its own kind and runs the other where it cannot block (a
-    sync method in a worker thread, an async one on the core's background loop).
-    """
+    """Call a driver's method ``name`` or its twin ``a<name>``: each path prefers its own kind,
+    and runs the other where it cannot block (a thread, the core's background loop)."""
 
     __slots__ = ("args", "driver", "name")
 
@@ -182,12 +184,14 @@ _implements: dict[tuple[type, str], bool] = {}
 
 @dataclass(slots=True)
 class Hook(Effect):
-    """Call the hook ``name`` through pluggy; with ``gather``, await each awaitable result."""
+    """Call the hook ``name`` through pluggy; ``gather``: every result, each awaited if it
+    is awaitable. ``bridge=False``: the async path needs no greenlet (the call never waits)."""
 
     pm: pluggy.PluginManager
     name: str
     kwargs: Mapping[str, Any]
     gather: bool = field(default=False, kw_only=True)
+    bridge: bool = field(default=True, kw_only=True)
 
     def run(self) -> Any:
         result = getattr(self.pm.hook, self.name)(**self.kwargs)
@@ -196,18 +200,11 @@ class Hook(Effect):
         return result
 
     async def arun(self) -> Any:
+        hook = getattr(self.pm.hook, self.name)
+        result = await bridged(hook, **self.kwargs) if self.bridge else hook(**self.kwargs)
         if self.gather:
-            result = await bridged(getattr(self.pm.hook, self.name), **self.kwargs)
             return [await r if inspect.isawaitable(r) else r for r in result]
-        return await call_hook(getattr(self.pm.hook, self.name), **self.kwargs)
-
-
-async def call_hook(hook: Callable[..., Any], /, **kwargs: Any) -> Any:
-    """Call a first-result hook from async code; a plugin's awaitable result is awaited."""
-    result = await bridged(hook, **kwargs)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+        return await result if inspect.isawaitable(result) else result
 
 
 @dataclass(slots=True)
@@ -227,11 +224,7 @@ class Sleep(Effect):
 
 @dataclass(slots=True)
 class Gather(Effect):
-    """Run several flows at once: their results in order, or the first error.
-
-    Async: as tasks. Sync: the first in the calling thread, the others on a
-    small pool of threads the process shares.
-    """
+    """Run flows at once (as tasks, or on a pool of threads): their results, or the first error."""
 
     flows: Sequence[Flow[Any]]
 
@@ -251,10 +244,6 @@ class Gather(Effect):
         return list(await asyncio.gather(*(arun(flow) for flow in self.flows)))
 
 
-async def _awaited(value: Awaitable[T]) -> T:
-    return await value  # run_sync takes a coroutine; a plugin may return any awaitable
-
-
 #: Threads (per process) that run the other flows of a sync Gather.
 FANOUT_THREADS = 8
 _pool: Any = None
@@ -272,10 +261,8 @@ def _fanout_pool() -> Any:
     return _pool
 
 
-# -- pluggy on the async path: a greenlet per hook call in progress ---------------------
-
-# made by the first bridged call, so a process that never publishes from async code
-# never imports greenlet
+# made by the first bridged call: a process that never publishes from async code never
+# imports greenlet
 _greenlet: Any = None
 _Worker: Any = None
 _idle = threading.local()  # each thread's idle workers (a greenlet belongs to its thread)
@@ -295,17 +282,11 @@ def wait_for(awaitable: Awaitable[T]) -> T:
 
 
 async def bridged(function: Callable[..., T], /, **kwargs: Any) -> T:
-    """Call the synchronous ``function`` (a pluggy hook) from async code.
-
-    It runs in a greenlet of this thread; each :func:`wait_for` inside it
-    suspends it while this coroutine awaits the awaitable. Idle greenlets are
-    kept for the next call (making one costs more than the call).
-    """
+    """Call the synchronous ``function`` (a pluggy hook) from async code, in a greenlet of
+    this thread: each :func:`wait_for` inside it suspends it while this coroutine awaits."""
     if _Worker is None:
         _load_greenlet()
-    idle: list[Any] | None = getattr(_idle, "workers", None)
-    if idle is None:
-        idle = _idle.workers = []
+    idle: list[Any] = vars(_idle).setdefault("workers", [])  # kept: making one costs more
     worker = idle.pop() if idle else _Worker()
     here = _greenlet.getcurrent()
     worker.parent = here

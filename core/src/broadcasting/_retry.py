@@ -12,11 +12,8 @@ from broadcasting._errors import ConfigurationError
 
 @dataclass(frozen=True)
 class Retry:
-    """How often, and after what waits, the core retries a failed request.
-
-    Up to ``retries`` attempts after the first; the n-th waits a random time up
-    to ``min(max_backoff, backoff * 2**n)`` seconds ("full jitter").
-    """
+    """How the core retries a failed request: up to ``retries`` attempts after the first, the
+    n-th after a random wait up to ``min(max_backoff, backoff * 2**n)`` s ("full jitter")."""
 
     retries: int = 2
     backoff: float = 0.1

@@ -26,18 +26,16 @@ class Member:
     info: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
-#: The event of the :class:`Heard` a listener yields once per channel when its
-#: subscription is confirmed, before any other event of that channel.
+#: The event a listener yields once per channel, first, when its subscription is confirmed.
 SUBSCRIBED = "broadcasting:subscribed"
 
 
 @dataclass(frozen=True, slots=True)
 class Heard:
-    """One event a listener received on a channel, as a subscribed client would see it.
+    """One event a listener received on a channel (what :meth:`Driver.listen_channels` yields).
 
-    What :meth:`Driver.listen_channels` yields: ``event`` is its name (or
-    ``pusher:member_added`` and the like, or :data:`SUBSCRIBED`), ``data`` its
-    text as sent, ``received_at`` a ``time.time()``, ``user_id`` a member
+    ``event`` is its name (or ``pusher:member_added`` and the like, or :data:`SUBSCRIBED`),
+    ``data`` its text as sent, ``received_at`` a ``time.time()``, ``user_id`` a member
     event's member.
     """
 
