@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from broadcasting import BadRequestError, Broadcast, ForbiddenError, NotSupportedError, RuleError
-from broadcasting._auth import compile_pattern
+from broadcasting._auth import Pattern
 from broadcasting.drivers.memory import BroadcastMemoryDriver
 from broadcasting.plugin import (
     AuthRequest,
@@ -403,7 +403,7 @@ def test_a_driver_that_returns_no_dict_is_a_type_error() -> None:
     ],
 )
 def test_patterns(pattern: str, name: str, params: dict[str, str] | None) -> None:
-    assert compile_pattern(pattern).match(name) == params
+    assert Pattern(pattern).match(name) == params
 
 
 def test_bad_patterns_are_refused_when_added() -> None:

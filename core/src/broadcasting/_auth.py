@@ -22,6 +22,8 @@ AuthKind = Literal["private", "presence", "encrypted", "user", "connection"]
 Rule = Callable[..., Any]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What UTF-8 cannot encode: a lone surrogate (from a JSON escape, say).
+SURROGATE = re.compile(r"[\ud800-\udfff]")
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: The longest channel name the core accepts when the driver declares no limit.
 MAX_CHANNEL_NAME_LENGTH = 1024
@@ -35,21 +37,13 @@ MAX_CARRIED = 100
 class AuthRequest:
     """One authorization, as the ``broadcasting_authorize`` hook and a driver's signer get it.
 
-    Attributes:
-        kind: ``private``, ``presence``, ``encrypted``, ``user`` (sign-in) or
-            ``connection`` (a token before any channel).
-        socket_id: the client connection's id, as the client sent it.
-        channel: the full channel name (``None`` for sign-in and connection).
-        name: the channel name without the driver's prefix (``None`` likewise).
-        user: the application's user object (``None`` when nobody is signed in).
-        params: what the matching rule's pattern captured (``{"order_id": "42"}``).
-        member: for ``presence``, the rule's member info (a dict with ``id``);
-            for ``user``, the user data given to ``authenticate_user``.
-        extra: anything else the client sent (Ably's current token), each value
-            a :class:`~broadcasting.plugin.Secret`: it may be a credential.
-        carried: the channels of a credential the client holds that the answer
-            may keep (see ``Driver.held_channels``), each allowed again by the
-            rules just now; empty otherwise.
+    ``channel`` is the full name, ``name`` the name without the driver's prefix
+    (both ``None`` for ``user`` and ``connection``); ``user`` is ``None`` when
+    nobody is signed in; ``params`` is what the rule's pattern captured. ``member``
+    is a presence rule's member info or, for ``user``, the user data (each a dict
+    with ``id``). ``extra`` is what else the client sent (Ably's token), each value
+    a :class:`~broadcasting.plugin.Secret`; ``carried`` holds the channels of a
+    credential the client holds that the rules just allowed again (``Driver.held_channels``).
     """
 
     kind: AuthKind
@@ -65,18 +59,13 @@ class AuthRequest:
     @property
     def member_id(self) -> str | None:
         """The member's (or signed-in user's) id as text, or ``None``."""
-        if self.member is None:
-            return None
-        return str(self.member["id"])
+        return None if self.member is None else str(self.member["id"])
 
 
 class Pattern:
-    """A channel rule's pattern: literal text around ``{name}`` parameters.
-
-    Matching is linear in the name's length (no regular expression to
-    backtrack). With several parameters in one segment (``{org}-{team}``) the
-    earlier ones take as much as they can, as a greedy regex would: ``a-b-c``
-    gives ``org="a-b"``, ``team="c"``.
+    """A channel rule's pattern: literal text around ``{name}`` parameters, matched in time
+    linear in the name (no regex to backtrack). In one segment the earlier parameters take as
+    much as they can, as a greedy regex's would: ``{org}-{team}`` on ``a-b-c`` is ``a-b``, ``c``.
     """
 
     __slots__ = ("names", "pieces", "text")
@@ -108,10 +97,8 @@ class Pattern:
         self.pieces = tuple(pieces)
 
     def match(self, name: str, special: str = "") -> dict[str, str] | None:
-        """The parameters if ``name`` matches the whole pattern, else ``None``.
-
-        A parameter never matches a ``.`` nor one of ``special`` (the driver's
-        special characters), so it cannot carry a wildcard into a signed grant.
+        """The parameters if ``name`` matches the whole pattern, else ``None``; no parameter holds
+        a ``.`` or one of ``special`` (the driver's wildcards, which must not reach a signed grant).
         """
         names, pieces = self.names, self.pieces
         if not names:
@@ -138,15 +125,9 @@ class Pattern:
         params[names[0]] = value
         return params
 
-    def __repr__(self) -> str:
-        return f"Pattern({self.text!r})"
-
 
 def _allowed(value: str, special: str) -> bool:
     return "." not in value and not (special and any(char in value for char in special))
-
-
-compile_pattern = Pattern
 
 
 class ChannelRules:
@@ -174,20 +155,13 @@ class ChannelRules:
         """The patterns, in the order they are tried."""
         return [pattern.text for pattern, _ in self._rules]
 
-    def __len__(self) -> int:
-        return len(self._rules)
-
 
 def check_socket_id(driver: Driver, socket_id: object) -> str:
-    """``socket_id`` if it has the shape of the driver's connection ids; else BadRequestError.
-
-    ``""`` when none was sent to a driver whose clients send none (``requires_socket_id``).
-    """
-    if socket_id is None or socket_id == "":
-        if not driver.requires_socket_id:
-            return ""
-        raise BadRequestError("socket_id is missing")
-    if not isinstance(socket_id, str):
+    """``socket_id`` if shaped like the driver's connection ids, ``""`` if none was sent to a
+    driver that needs none (``requires_socket_id``); else BadRequestError."""
+    if (socket_id is None or socket_id == "") and not driver.requires_socket_id:
+        return ""
+    if not isinstance(socket_id, str) or not socket_id:
         raise BadRequestError("socket_id is missing")
     pattern = driver.socket_id_pattern
     if len(socket_id) > MAX_SOCKET_ID_LENGTH or pattern.fullmatch(socket_id) is None:
@@ -209,11 +183,8 @@ def channel_request(driver: Driver, user: Any, socket_id: object, channel: objec
         raise BadRequestError(f"channel_name is {len(channel)} characters; the limit is {longest}")
     if _CONTROL.search(channel):
         raise BadRequestError("channel_name must not contain control characters")
-    if not channel.isascii():
-        try:
-            channel.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate, from a JSON escape
-            raise BadRequestError("channel_name is not valid UTF-8 text") from None
+    if not channel.isascii() and SURROGATE.search(channel):
+        raise BadRequestError("channel_name is not valid UTF-8 text")
     if limits.channel_pattern is not None and limits.channel_pattern.fullmatch(channel) is None:
         rule = f" ({limits.channel_rule})" if limits.channel_rule else ""
         raise BadRequestError(f"invalid channel_name {channel[:80]!r}{rule}")
@@ -245,20 +216,25 @@ def _check_id(info: Mapping[str, Any], what: str) -> None:
 
 def with_extra(request: AuthRequest, extra: Mapping[str, str | Secret]) -> AuthRequest:
     """``request`` with what else the client sent, each value wrapped in a :class:`Secret`."""
-    wrapped: dict[str, Secret] = {}
     for key, value in extra.items():
-        if isinstance(value, str):
-            value = Secret(value)
-        elif not isinstance(value, Secret):
+        if not isinstance(value, (str, Secret)):
             raise TypeError(f"extra[{key!r}] must be a str or a Secret, not {type(value).__name__}")
-        wrapped[key] = value
+    wrapped = {k: Secret(v) if isinstance(v, str) else v for k, v in extra.items()}
     return replace(request, extra=wrapped)
 
 
-def _verdict(
-    request: AuthRequest, pattern: str, params: dict[str, str], value: object
-) -> AuthRequest:
-    """The rule's return value applied to ``request``: the request to sign, or ForbiddenError."""
+def _decide(rules: ChannelRules, request: AuthRequest, special: str) -> Flow[AuthRequest]:
+    """The first matching rule's verdict on ``request``: the request to sign, or ForbiddenError."""
+    assert request.name is not None
+    found = rules.match(request.name, special)
+    if found is None:
+        raise ForbiddenError(
+            f"channel {request.channel!r}: no channel rule matches {request.name!r}"
+        )
+    if request.user is None:
+        raise ForbiddenError(f"channel {request.channel!r}: nobody is signed in")
+    pattern, rule, params = found
+    value = yield Call(rule, request.user, kwargs=params)
     if value is None or value is False:
         raise ForbiddenError(f"channel {request.channel!r} (rule {pattern!r}): the rule refused")
     member: dict[str, Any] | None = None
@@ -286,26 +262,9 @@ def _verdict(
     )
 
 
-def _match(
-    rules: ChannelRules, request: AuthRequest, special: str
-) -> tuple[str, Rule, dict[str, str]]:
-    assert request.name is not None
-    found = rules.match(request.name, special)
-    if found is None:
-        raise ForbiddenError(
-            f"channel {request.channel!r}: no channel rule matches {request.name!r}"
-        )
-    if request.user is None:
-        raise ForbiddenError(f"channel {request.channel!r}: nobody is signed in")
-    return found
-
-
 def _held(driver: Driver, request: AuthRequest) -> list[AuthRequest]:
-    """The channels of the client's held credential, as requests for the rules to decide again.
-
-    A name the core would refuse from a client (malformed, public, this
-    request's own channel) is dropped: it is never re-signed.
-    """
+    """The held credential's channels, as requests for the rules to decide again; a name a client
+    could not ask for (malformed, public, this request's own) is dropped, never re-signed."""
     if not request.extra or request.user is None:
         return []
     found: list[AuthRequest] = []
@@ -327,24 +286,16 @@ _SIGNERS = {"user": "sign_user", "connection": "sign_connection"}
 
 
 def authorize(rules: ChannelRules, driver: Driver, request: AuthRequest) -> Flow[dict[str, Any]]:
-    """The core's authorize hook: decide by the rules, then have the driver sign.
-
-    Sign-ins pass through; a connection token has no channel of its own. Each
-    channel of a credential the client holds is decided again (a refusal drops
-    it) and kept in ``carried``.
-    """
+    """The core's authorize hook: the rules decide (sign-ins pass; a connection has no channel)
+    and decide each held channel again (a refusal drops it), then the driver signs."""
     special = driver.special_characters
     if request.kind != "user" and request.kind != "connection":
-        pattern, rule, params = _match(rules, request, special)
-        value = yield Call(rule, request.user, kwargs=params)
-        request = _verdict(request, pattern, params, value)
+        request = yield from _decide(rules, request, special)
     if request.kind != "user":
         carried = []
         for held in _held(driver, request):
             try:
-                pattern, rule, params = _match(rules, held, special)
-                value = yield Call(rule, held.user, kwargs=params)
-                carried.append(_verdict(held, pattern, params, value))
+                carried.append((yield from _decide(rules, held, special)))
             except ForbiddenError:
                 continue
         if carried:

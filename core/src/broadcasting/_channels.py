@@ -22,11 +22,8 @@ PUSHER_PREFIXES: Mapping[ChannelKind, str] = {
 
 @dataclass(frozen=True, slots=True)
 class Channel:
-    """A public channel, named without any service's prefix.
-
-    It and its subclasses go wherever a channel name does; each driver adds
-    its own prefix (``private-orders.1`` on Pusher).
-    """
+    """A public channel, named without any service's prefix; it and its subclasses go wherever
+    a channel name does, and each driver adds its own prefix (``private-orders.1`` on Pusher)."""
 
     name: str
     kind: ClassVar[ChannelKind] = "public"
@@ -78,10 +75,8 @@ def render(prefixes: Mapping[ChannelKind, str], channel: str | Channel) -> str:
 
 def parse(prefixes: Mapping[ChannelKind, str], channel: str) -> tuple[ChannelKind, str]:
     """The kind of the full channel name ``channel`` and its name without the (longest) prefix."""
-    best: tuple[ChannelKind, str] | None = None
-    for kind, prefix in prefixes.items():
-        if channel.startswith(prefix) and (best is None or len(prefix) > len(best[1])):
-            best = (kind, prefix)
-    if best is None:
+    found = [(kind, prefix) for kind, prefix in prefixes.items() if channel.startswith(prefix)]
+    if not found:
         return "public", channel
-    return best[0], channel[len(best[1]) :]
+    kind, prefix = max(found, key=lambda pair: len(pair[1]))  # the first of the longest
+    return kind, channel[len(prefix) :]

@@ -26,9 +26,8 @@ LARAVEL_NAMESPACE = "App.Events"
 class Broadcastable(Protocol):
     """Anything ``channel()`` takes as an event: it has ``broadcast_on()`` (as in Masonite).
 
-    ``broadcast_with()``, ``broadcast_as()``, ``broadcast_when()`` and
-    ``socket_id`` are optional; :class:`BroadcastEvent` gives their defaults.
-    """
+    ``broadcast_with()``, ``broadcast_as()``, ``broadcast_when()`` and ``socket_id`` are
+    optional; :class:`BroadcastEvent` gives their defaults."""
 
     def broadcast_on(self) -> Any:
         """The channel or channels to publish on (names or :class:`Channel` objects)."""
@@ -83,9 +82,8 @@ def _public(name: str) -> bool:
 class BroadcastEvent:
     """A base class (or mixin) for application events: dataclasses, pydantic models, plain classes.
 
-    Subclasses define :meth:`broadcast_on`; by default the payload is the
-    public fields, the name the class name, and the event is always sent.
-    """
+    Subclasses define :meth:`broadcast_on`; by default the payload is the public fields, the
+    name the class name, and the event is always sent."""
 
     #: The sender's connection to leave out (see :meth:`to_others`).
     socket_id: str | None = None
@@ -152,25 +150,6 @@ def is_event(value: object) -> bool:
     )
 
 
-def _channels_of(event: object) -> list[str | Channel]:
-    owner = type(event).__qualname__
-    on = event.broadcast_on()  # type: ignore[attr-defined]
-    if isinstance(on, (str, Channel)):
-        return [on]
-    if isinstance(on, (list, tuple)):
-        for item in on:
-            if not isinstance(item, (str, Channel)):
-                raise InvalidChannelError(
-                    f"{owner}.broadcast_on() returned a list holding "
-                    f"{type(item).__name__}; it must hold channel names (str) or Channel objects"
-                )
-        return list(on)
-    raise InvalidChannelError(
-        f"{owner}.broadcast_on() returned {type(on).__name__}; it must return a channel "
-        "name (str), a Channel such as PrivateChannel('orders.1'), or a list of them"
-    )
-
-
 def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
     """Take ``event`` apart; ``name`` and ``socket_id`` given to ``channel()`` win."""
     owner = type(event).__qualname__
@@ -184,7 +163,19 @@ def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
     when = getattr(event, "broadcast_when", None)
     if callable(when) and not when():
         return Resolved([], None, name, None, False)
-    channels = _channels_of(event)
+    on = event.broadcast_on()  # type: ignore[attr-defined]
+    channels = [on] if isinstance(on, (str, Channel)) else on
+    if not isinstance(channels, (list, tuple)):
+        raise InvalidChannelError(
+            f"{owner}.broadcast_on() returned {type(on).__name__}; it must return a channel "
+            "name (str), a Channel such as PrivateChannel('orders.1'), or a list of them"
+        )
+    for item in channels:
+        if not isinstance(item, (str, Channel)):
+            raise InvalidChannelError(
+                f"{owner}.broadcast_on() returned a list holding "
+                f"{type(item).__name__}; it must hold channel names (str) or Channel objects"
+            )
     with_ = getattr(event, "broadcast_with", None)
     data = with_() if callable(with_) else BroadcastEvent.broadcast_with(event)  # type: ignore[arg-type]
     if not isinstance(data, (str, list, tuple, Mapping)):
@@ -193,4 +184,4 @@ def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
             "it must return a str, dict or list"
         )
     sender = socket_id if socket_id is not None else getattr(event, "socket_id", None)
-    return Resolved(channels, data, name, sender, True)
+    return Resolved(list(channels), data, name, sender, True)

@@ -14,20 +14,16 @@ HealthStatus = Literal["ok", "auth_failed", "unreachable", "error", "not_support
 
 #: Every :data:`HealthStatus`, in the order they are documented.
 HEALTH_STATUSES: tuple[HealthStatus, ...] = get_args(HealthStatus)
-#: The statuses that mean the driver cannot publish as configured.
-FAILED: frozenset[HealthStatus] = frozenset({"auth_failed", "unreachable", "error"})
 
 
 @dataclass(frozen=True)
 class Health:
     """The outcome of one driver's health check.
 
-    Attributes:
-        status: ``ok``; ``auth_failed`` (the credentials were refused);
-            ``unreachable`` (no answer); ``error`` (any other failure);
-            ``not_supported`` (the driver has no check: not a failure).
-        latency_ms: how long the check's request took, or ``None`` if none was made.
-        detail: one human-readable sentence; it never holds a secret.
+    ``status``: ``ok``, ``auth_failed`` (credentials refused), ``unreachable`` (no answer),
+    ``error`` (any other failure) or ``not_supported`` (no check: not a failure);
+    ``latency_ms``: how long its request took (``None``: none made); ``detail``: one
+    sentence, never holding a secret.
     """
 
     status: HealthStatus
@@ -41,16 +37,13 @@ class Health:
     @property
     def failed(self) -> bool:
         """Whether the driver cannot publish as configured (auth_failed, unreachable, error)."""
-        return self.status in FAILED
+        return self.status in ("auth_failed", "unreachable", "error")
 
     @classmethod
     def of_error(cls, error: BaseException, latency_ms: float | None = None) -> Health:
-        """The health of a check whose request raised ``error``.
-
-        A :class:`ServiceError` of kind ``auth`` or ``permission`` is
-        ``auth_failed``, one of kind ``unavailable`` with no HTTP status is
-        ``unreachable``, anything else ``error``; the detail is its message.
-        """
+        """The health of a check whose request raised ``error``: a :class:`ServiceError` of kind
+        ``auth`` or ``permission`` is ``auth_failed``, one of kind ``unavailable`` with no HTTP
+        status ``unreachable``, anything else ``error``; the detail is its message."""
         if isinstance(error, ServiceError):
             text = str(error.args[0]) if error.args else str(error)
             if error.kind in ("auth", "permission"):

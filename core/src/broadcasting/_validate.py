@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from random import getrandbits as _bits
 from typing import TYPE_CHECKING
 
-from broadcasting._auth import MAX_SOCKET_ID_LENGTH
+from broadcasting._auth import MAX_SOCKET_ID_LENGTH, SURROGATE
 from broadcasting._channels import Channel
 from broadcasting._driver import Feature
 from broadcasting._errors import (
@@ -24,23 +24,19 @@ if TYPE_CHECKING:
 
 
 def new_message_id() -> str:
-    """A random, URL-safe, 16-character id (96 bits): unique, not secret.
-
-    :mod:`random` is reseeded in every forked child, so pre-forked workers never
-    repeat each other's ids (Ably would drop a repeated one as a duplicate).
-    """
+    """A random, URL-safe, 16-character id (96 bits): unique, not secret. :mod:`random` is
+    reseeded in every forked child, so pre-forked workers never repeat each other's ids (Ably
+    would drop a repeated one as a duplicate)."""
     return urlsafe_b64encode(_bits(96).to_bytes(12, "big")).decode("ascii")
 
 
 def _not_utf8(text: str) -> str | None:
     """Why ``text`` cannot be sent as UTF-8 (a lone surrogate, where), or None."""
-    if text.isascii():  # a flag CPython keeps on the string: no scan
+    # isascii() reads a flag CPython keeps on the string: no scan
+    found = None if text.isascii() else SURROGATE.search(text)
+    if found is None:
         return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"it holds a lone surrogate U+{ord(text[exc.start]):04X} at index {exc.start}"
-    return None
+    return f"it holds a lone surrogate U+{ord(found.group()):04X} at index {found.start()}"
 
 
 def _where_not_utf8(data: object, path: str, depth: int = 0) -> tuple[str, str] | None:
@@ -107,11 +103,8 @@ def build_message(
     source: object = None,
     reserved: bool = False,
 ) -> Message:
-    """Validate a publish against the core rules and the driver's limits.
-
-    ``reserved`` skips the channel-name rule for a channel the driver named
-    itself (``#server-to-user-<id>`` on Pusher).
-    """
+    """Validate a publish against the core rules and the driver's limits; ``reserved`` skips the
+    channel-name rule for a channel the driver named itself (``#server-to-user-<id>``)."""
     name = driver.name
     names = _channels(channels, driver)
     if not isinstance(event, str):
@@ -132,15 +125,12 @@ def build_message(
         raise InvalidPayloadError(f"{name}: the message is not JSON-serialisable: {exc}") from None
     size = -1
     if not text.isascii():
-        # refused here, before any hook, rather than in a driver's encoder; the size
-        # is kept for Message.size
+        # refused before any hook, not in a driver's encoder; the size is kept for Message.size
         try:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError:
-            where, problem = _where_not_utf8(data, "the message") or (
-                "the message",
-                _not_utf8(text) or "",
-            )
+            found = _where_not_utf8(data, "the message")
+            where, problem = found or ("the message", _not_utf8(text))
             raise InvalidPayloadError(
                 f"{name}: {where} is not valid UTF-8 text: {problem}"
             ) from None
@@ -155,7 +145,7 @@ def build_message(
         if len(socket_id) > MAX_SOCKET_ID_LENGTH or pattern.fullmatch(socket_id) is None:
             raise InputError(
                 f"{name}: socket_id {socket_id[:40]!r} is not a connection id "
-                f"(expected {driver.socket_id_pattern.pattern})"
+                f"(expected {pattern.pattern})"
             )
     message = Message(names, event, data, text, new_message_id(), socket_id, source)
     if size >= 0:

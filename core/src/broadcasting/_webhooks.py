@@ -70,11 +70,8 @@ class WebhookHandlers:
 
 
 class Headers(Mapping[str, str]):
-    """A read-only view of request headers whose names match in any letter case.
-
-    Built from any mapping or list of pairs (``str`` or ``bytes``); a name
-    given twice keeps its first value. Its ``repr`` shows the names only.
-    """
+    """A read-only view of request headers whose names match in any letter case, from a mapping
+    or pairs (``str`` or ``bytes``); a name given twice keeps its first value."""
 
     __slots__ = ("_items",)
 
@@ -106,7 +103,11 @@ class Headers(Mapping[str, str]):
         return f"Headers({sorted(self)!r})"  # values may be signatures or credentials
 
 
-def _verified(driver: Driver, headers: Mapping[str, str] | Any, body: object) -> list[WebhookEvent]:
+def receive(
+    broadcast: Broadcast, driver: Driver, headers: Mapping[str, str], body: object
+) -> Flow[list[WebhookEvent]]:
+    """Verify a delivery, hand each event to the hook and the handlers, return the events; the
+    first exception propagates at once, so the service retries the whole delivery."""
     if isinstance(body, str):
         body = body.encode("utf-8")
     elif isinstance(body, (bytearray, memoryview)):
@@ -114,23 +115,13 @@ def _verified(driver: Driver, headers: Mapping[str, str] | Any, body: object) ->
     elif not isinstance(body, bytes):
         raise TypeError(f"webhook() takes the raw request body as bytes, not {type(body).__name__}")
     try:
-        return driver.verify_webhook(Headers(headers), body)
+        events = driver.verify_webhook(Headers(headers), body)
     except (RecursionError, OverflowError):
         # a driver's parser gave up on the sender's body: a malformed delivery (400), not a bug
         raise BadRequestError(
             f"{driver.name}: webhook refused: the body is nested too deeply or holds a number "
             "out of range"
         ) from None
-
-
-def receive(
-    broadcast: Broadcast, driver: Driver, headers: Mapping[str, str], body: bytes
-) -> Flow[list[WebhookEvent]]:
-    """Verify a delivery, hand each event to the hook and the handlers, return the events.
-
-    The first exception propagates at once, so the service retries the whole delivery.
-    """
-    events = _verified(driver, headers, body)
     pm = broadcast.plugin_manager
     for event in events:
         kwargs = {"broadcast": broadcast, "driver": driver, "event": event}

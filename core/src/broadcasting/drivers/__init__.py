@@ -1,8 +1,5 @@
-"""Driver classes by their seed-era names: ``BroadcastPusherDriver`` is driver ``pusher``'s class.
-
-Looked up lazily, so importing one imports only its plugin; a missing plugin
-is an ImportError with the ``pip install`` hint.
-"""
+"""Driver classes by their seed-era names: ``BroadcastPusherDriver`` is driver ``pusher``'s class,
+looked up lazily (only its plugin is imported; a missing one is an ImportError with the hint)."""
 
 from __future__ import annotations
 
@@ -26,8 +23,7 @@ def __getattr__(attribute: str) -> Any:
 
     name = match.group(1).lower()
     try:
-        # not stored in this module's globals: a driver registered in-process
-        # later (tests, private drivers) must win over an earlier lookup
+        # not cached here: a driver registered later (tests, private drivers) must win
         return driver_class(name, attribute)
     except DriverNotFoundError as exc:
         raise ImportError(str(exc), name=__name__) from exc

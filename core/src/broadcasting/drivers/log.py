@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -13,31 +12,22 @@ from broadcasting.plugin import Driver, Message
 
 _LINE = "broadcast '%s' on %s: %s"
 
-#: What could end a log line or rewrite it on a terminal: C0 controls, DEL, C1
-#: controls (NEL, U+0085, among them) and the Unicode line and paragraph separators.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return _SHORT.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+#: Escapes for what could end a log line or rewrite it on a terminal: C0 controls, DEL,
+#: C1 controls (NEL, U+0085, among them) and the Unicode line and paragraph separators.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029", 10: "\\n", 13: "\\r", 9: "\\t"})
 
 
 def _line(value: object) -> str:
     """``value`` as text with its control characters escaped, so it cannot forge log lines."""
     # str's own method: a str subclass (or a hook's replacement) cannot format itself
     text = str.__str__(value) if isinstance(value, str) else repr(value)
-    return _CONTROL.sub(_escape, text) if _CONTROL.search(text) else text
+    return text.translate(_ESCAPES)
 
 
 class BroadcastLogDriver(Driver):
-    """Logs each publish at INFO (or ``level``) on the ``broadcasting`` logger (or ``logger``).
-
-    With logging not configured at all, the line goes to stderr, so a first
-    script shows what it broadcast.
-    """
+    """Logs each publish at INFO (or ``level``) on the ``broadcasting`` logger (or ``logger``);
+    with logging not configured at all, on stderr, so a first script shows what it broadcast."""
 
     name = "log"
 

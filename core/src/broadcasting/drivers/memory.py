@@ -1,6 +1,5 @@
-"""The ``memory`` driver: keeps every message; in-process subscribers, channel state, signed
-authorizations and webhook deliveries stand in for a service in tests (docs/configuration.md).
-"""
+"""The ``memory`` driver: keeps every message and stands in for a service in tests
+(subscribers, channel state, signed authorizations, webhooks; docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from broadcasting import (
@@ -34,10 +34,6 @@ from broadcasting.plugin import SUBSCRIBED, AuthRequest, Driver, Feature, Heard,
 Callback = Callable[[Message], object]
 
 log = logging.getLogger("broadcasting.memory")
-
-
-class _Gone(Exception):
-    """A subscription whose event loop has closed: it can never receive again."""
 
 
 #: The headers of :meth:`BroadcastMemoryDriver.webhook_delivery`.
@@ -74,9 +70,8 @@ def _member(
 class Subscription:
     """An async iterator of the messages published (from any thread) after it was made.
 
-    Get one from :meth:`BroadcastMemoryDriver.listen`; use it as an async
-    context manager, or call :meth:`close`, to stop receiving. ``channel``
-    and ``socket_id`` are what it listens to and as.
+    From :meth:`BroadcastMemoryDriver.listen`; leave it as an async context manager, or
+    :meth:`close` it, to stop receiving. ``channel`` and ``socket_id``: what it listens to, as.
     """
 
     def __init__(
@@ -92,8 +87,9 @@ class Subscription:
     def _put(self, message: Message) -> None:
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, message)
-        except RuntimeError as exc:  # its loop is closed
-            raise _Gone from exc
+        except RuntimeError:  # its loop is closed: it can never receive again
+            self.close()
+            log.info("memory: dropped a subscription whose event loop has closed")
 
     def __aiter__(self) -> Subscription:
         return self
@@ -117,22 +113,11 @@ class Subscription:
 
 
 class BroadcastMemoryDriver(Driver):
-    """Keeps every published message, in order, and hands them to subscribers (thread-safe).
-
-    ``max_history`` bounds the kept history (default: everything until :meth:`clear`).
-    """
+    """Keeps every published message, in order, and hands them to subscribers (thread-safe);
+    ``max_history`` bounds the kept history (default: everything until :meth:`clear`)."""
 
     name = "memory"
-    features = frozenset(
-        {
-            Feature.EXCLUDE_SENDER,
-            Feature.AUTHORIZE,
-            Feature.USER_SIGN_IN,
-            Feature.WEBHOOKS,
-            Feature.STATE,
-            Feature.LISTEN,
-        }
-    )
+    features = frozenset(Feature) - {Feature.CONNECTION_TOKENS, Feature.TERMINATE_USER}
 
     def __init__(self, max_history: int | None = None) -> None:
         self._signing_key = Secret(os.urandom(32).hex())  # this driver's own; never leaves it
@@ -175,12 +160,9 @@ class BroadcastMemoryDriver(Driver):
         socket_id: str | None = None,
         member: Mapping[str, Any] | None = None,
     ) -> Callable[[], None]:
-        """Call ``callback(message)`` in the publishing thread for every later publish.
-
-        ``channel`` limits it to one channel. A publish with this same
-        ``socket_id`` (``toOthers``) is not handed over, and ``member`` (a
-        mapping with an ``id``) joins the presence channel ``channel``.
-        Returns a function that unsubscribes.
+        """Call ``callback(message)`` in the publishing thread for every later publish to
+        ``channel`` (default: all) but those sent ``toOthers`` from ``socket_id``; ``member`` (a
+        mapping with an ``id``) joins the presence channel. Returns a function that unsubscribes.
         """
         return self._add(_Entry(callback, channel, socket_id, _member(self, channel, member)))
 
@@ -218,10 +200,7 @@ class BroadcastMemoryDriver(Driver):
         return ChannelInfo(channel, bool(mine), len(mine), users)
 
     def occupied_channels(self, prefix: str | None = None) -> list[ChannelInfo]:
-        """The channels that in-process subscribers listen to (by name), with their counts.
-
-        A subscriber to every channel (``channel=None``) occupies none.
-        """
+        """The channels in-process subscribers name, with counts (``channel=None`` names none)."""
         entries = self._entries()
         names = sorted({e.channel for e in entries if e.channel is not None})
         return [self._info(n, entries) for n in names if not prefix or n.startswith(prefix)]
@@ -252,15 +231,12 @@ class BroadcastMemoryDriver(Driver):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Heard] = asyncio.Queue()
 
-        def hand_over(channel: str) -> Callback:
-            def deliver(message: Message) -> None:
-                heard = Heard(channel, message.event, message.text, time.time())
-                loop.call_soon_threadsafe(queue.put_nowait, heard)
-
-            return deliver
+        def deliver(channel: str, message: Message) -> None:
+            heard = Heard(channel, message.event, message.text, time.time())
+            loop.call_soon_threadsafe(queue.put_nowait, heard)
 
         names = list(dict.fromkeys(channels))
-        stops = [self.subscribe(hand_over(c), c) for c in names]
+        stops = [self.subscribe(partial(deliver, c), c) for c in names]
         try:
             for name in names:
                 yield Heard(name, SUBSCRIBED, "", time.time())
@@ -279,11 +255,8 @@ class BroadcastMemoryDriver(Driver):
     def webhook_delivery(
         self, events: Iterable[Mapping[str, Any]], *, time_ms: int | None = None
     ) -> tuple[dict[str, str], bytes]:
-        """``(headers, body)`` of a delivery of ``events`` signed by this driver, for ``webhook()``.
-
-        Each event is a mapping with a ``name`` and :class:`WebhookEvent`
-        fields (``channel``, ``user_id``...); the body has Pusher's shape.
-        """
+        """``(headers, body)`` of a delivery of ``events`` signed by this driver, for ``webhook()``:
+        each a mapping with a ``name`` and :class:`WebhookEvent` fields; Pusher's body shape."""
         now = int(time.time() * 1000) if time_ms is None else time_ms
         body = json.dumps({"time_ms": now, "events": [dict(e) for e in events]}).encode()
         return {KEY_HEADER: self.name, SIGNATURE_HEADER: self._hmac(body)}, body
@@ -299,16 +272,12 @@ class BroadcastMemoryDriver(Driver):
         try:
             data = json.loads(body)
             time_ms, items = data["time_ms"], list(data["events"])
-            names = [item["name"] for item in items]
+            if type(time_ms) is not int or not 0 <= time_ms < 2**63:  # bool is not a time
+                raise ValueError
+            if not all(isinstance(item["name"], str) for item in items):
+                raise ValueError
         except (ValueError, KeyError, TypeError, RecursionError):
             raise BadRequestError("memory: webhook refused: a malformed body") from None
-        if (
-            not isinstance(time_ms, int)
-            or isinstance(time_ms, bool)
-            or not 0 <= time_ms < 2**63
-            or not all(isinstance(n, str) for n in names)
-        ):
-            raise BadRequestError("memory: webhook refused: a malformed body")
         if abs(time.time() - time_ms / 1000) > MAX_AGE_SECONDS:
             raise UnauthorizedError("memory: webhook refused: its time_ms is too old")
         return [_webhook_event(self.name, time_ms, i, item) for i, item in enumerate(items)]
@@ -355,11 +324,7 @@ class BroadcastMemoryDriver(Driver):
         return hmac.compare_digest(auth.encode("utf-8", "replace"), expected)
 
     def publish(self, message: Message) -> Receipt:
-        """Keep ``message`` and hand it to every subscriber.
-
-        A subscriber that raises is logged and the others still get it; one
-        whose event loop has closed is dropped.
-        """
+        """Keep ``message`` and hand it to every subscriber (one that raises is logged)."""
         with self._lock:
             self._history.append(message)
             entries = tuple(self._subscribers)
@@ -368,9 +333,6 @@ class BroadcastMemoryDriver(Driver):
                 continue
             try:
                 entry.callback(message)
-            except _Gone:
-                self._unsubscribe(entry)
-                log.info("memory: dropped a subscription whose event loop has closed")
             except Exception:
                 log.exception(
                     "memory: a subscriber failed on %r; the others still get it", message.event
@@ -378,23 +340,19 @@ class BroadcastMemoryDriver(Driver):
         return Receipt(self.name, message.event, message.channels, message.id, (message.id,))
 
 
+_TEXT_FIELDS = ("channel", "user_id", "event", "socket_id")  # a WebhookEvent's str | None fields
+
+
 def _webhook_event(driver: str, time_ms: int, index: int, item: Mapping[str, Any]) -> WebhookEvent:
     content = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(f"{time_ms}:{index}:{content}".encode()).hexdigest()[:32]
-
-    def text(key: str) -> str | None:
-        value = item.get(key)
-        return None if value is None else str(value)
-
+    texts = {key: None if item.get(key) is None else str(item[key]) for key in _TEXT_FIELDS}
     return WebhookEvent(
-        name=item["name"],
-        channel=text("channel"),
+        item["name"],
         time_ms=time_ms,
         id=digest,
-        user_id=text("user_id"),
-        event=text("event"),
         data=item.get("data"),
-        socket_id=text("socket_id"),
         driver=driver,
         raw=dict(item),
+        **texts,
     )
