@@ -1,8 +1,4 @@
-"""Push events to browsers through Pusher, Ably and other realtime services.
-
->>> from broadcasting import Broadcast
->>> Broadcast({"DRIVER": "null"}).channel("orders", {"id": 42}, "shipped").channels
-('orders',)
+"""Push events to browsers through Pusher, Ably and other realtime services (README.md).
 
 What an application uses; driver and plugin authors use :mod:`broadcasting.plugin`.
 """

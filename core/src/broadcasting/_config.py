@@ -54,10 +54,7 @@ class Config:
 
     def options(self, name: str) -> Mapping[str, Any]:
         """The ``DRIVERS`` entry for ``name`` (empty if there is none)."""
-        entry = self._sealed.get(name)
-        if entry is None:
-            return Options()
-        values, shown = entry
+        values, shown = self._sealed.get(name, (Options(), frozenset()))
         if not shown:
             return values
         return Options({k: v.reveal() if k in shown else v for k, v in values.items()})
@@ -110,6 +107,9 @@ def _exception_name(exc: BaseException) -> str:
     return name if name.isascii() and name.isidentifier() and len(name) <= 60 else "an exception"
 
 
+_GENERATED = frozenset({"<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
+
+
 def _failure(path: Path, exc: BaseException) -> str:
     """Where running the config file failed and the exception's type, never its message
     nor a source line: either may quote a secret (``int(os.environ[...])`` does)."""
@@ -131,19 +131,11 @@ def _failure(path: Path, exc: BaseException) -> str:
     return text + _withheld(path)
 
 
-def _syntax_failure(path: Path, exc: SyntaxError | ValueError) -> str:
-    line = f" line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
-    return f"{str(path)!r}{line}: {_exception_name(exc)}" + _withheld(path)
-
-
 def _withheld(path: Path) -> str:
     import shlex  # only when a config file failed
 
     command = f"python {shlex.quote(str(path))}"
     return f" (message withheld: it may hold a secret; run `{command}` to see the whole error)"
-
-
-_GENERATED = frozenset({"<lambda>", "<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 
 
 def _run_python(path: Path) -> Mapping[str, Any]:
@@ -152,7 +144,8 @@ def _run_python(path: Path) -> Mapping[str, Any]:
     try:
         code = compile(path.read_bytes(), str(path), "exec")
     except (SyntaxError, ValueError) as exc:  # ValueError: a null byte, before Python 3.12
-        failure = _syntax_failure(path, exc)
+        line = f" line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        failure = f"{str(path)!r}{line}: {_exception_name(exc)}" + _withheld(path)
     else:
         try:
             exec(code, namespace)

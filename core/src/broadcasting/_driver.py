@@ -27,8 +27,7 @@ PUSHER_SOCKET_ID = re.compile(r"[0-9]{1,30}\.[0-9]{1,30}")
 class Feature(enum.Enum):
     """What a driver can do beyond publishing, declared in :attr:`Driver.features`.
 
-    A declared feature's :data:`FEATURE_METHODS` must be implemented (sync, async
-    or both); a call for an undeclared one raises :class:`NotSupportedError`.
+    Its :data:`FEATURE_METHODS` must be implemented; using an undeclared one: NotSupportedError.
     """
 
     EXCLUDE_SENDER = "exclude_sender"  #: leave ``socket_id``'s connection out of a publish
@@ -102,14 +101,11 @@ class Driver:
             raise ConfigurationError(cls.name, key, "unknown option")
         return cls()
 
-    # -- publishing ------------------------------------------------------------------
-
     def send(self, batch: Batch) -> SendResult:
-        """Send one request carrying ``batch``; say what the service answered.
+        """Send one request carrying ``batch`` (never retry); say what the service answered.
 
-        Return ``None`` (all acknowledged), an :class:`Answer` for a one-part
-        batch, or one ``Answer`` or :class:`PublishError` per part; raise
-        :class:`PublishError` when the request failed as a whole. Never retry.
+        ``None``: all acknowledged; else an ``Answer`` for a one-part batch, or one ``Answer``
+        or ``PublishError`` per part. Raise ``PublishError`` when the request failed as a whole.
         """
         raise TypeError(f"{type(self).__qualname__} implements neither send() nor asend()")
 
@@ -123,8 +119,7 @@ class Driver:
 
     def plan(self, message: Message) -> list[tuple[str, ...]]:
         """The channel groups of ``message``, one request each (by ``channels_per_request``)."""
-        step = self.capabilities.channels_per_request
-        channels = message.channels
+        channels, step = message.channels, self.capabilities.channels_per_request
         if step is None or len(channels) <= step:
             return [channels]
         return [channels[i : i + step] for i in range(0, len(channels), step)]
@@ -141,17 +136,12 @@ class Driver:
         return message.size
 
     def check(self) -> Health:
-        """One cheap request that needs the credentials, never retried (``broadcasting check``).
-
-        The default reports ``not_supported``: nothing was checked.
-        """
+        """One cheap request that needs the credentials, never retried; default: not_supported."""
         return not_supported(self.name)
 
     async def acheck(self) -> Health:
         """Async twin of :meth:`check`."""
         return not_supported(self.name)
-
-    # -- channel names --------------------------------------------------------------
 
     def channel_name(self, channel: str | Channel) -> str:
         """The service's name for ``channel`` (a ``str`` is kept as it is)."""
@@ -161,13 +151,8 @@ class Driver:
         """The kind of a full channel name, and the name without its prefix."""
         return parse(self.channel_prefixes, channel)
 
-    # -- authorizing (Feature.AUTHORIZE, CONNECTION_TOKENS, USER_SIGN_IN) -------------
-
     def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
-        """The signed body the client expects for a subscription the rules allowed (local).
-
-        Raise :class:`InputError` for member info the service would refuse.
-        """
+        """The body the client expects for an allowed subscription (InputError: bad member info)."""
         raise NotSupportedError(self.name, "channel authorization")
 
     def sign_connection(self, request: AuthRequest) -> dict[str, Any]:
@@ -177,8 +162,8 @@ class Driver:
     def held_channels(self, request: AuthRequest) -> Sequence[str]:
         """The channels of the credential the client holds (``request.extra``), to keep.
 
-        Only for a credential this driver issued to the same user, not revoked,
-        with no wildcard; the rules decide each again (``request.carried``).
+        Only from one this driver issued to the same user, not revoked, with no wildcard;
+        the rules decide each again (``request.carried``).
         """
         return ()
 
@@ -194,13 +179,10 @@ class Driver:
         """The JSON body the web endpoints answer an error with, in the shape clients read."""
         return {"error": message}
 
-    # -- hearing back (Feature.WEBHOOKS, STATE, TERMINATE_USER, LISTEN) ---------------
-
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         """Verify a delivery (raw body, headers in any case) and return its events.
 
-        Raise :class:`UnauthorizedError` for an unknown key, a bad signature or an
-        old delivery, :class:`BadRequestError` for a malformed body.
+        Raise UnauthorizedError (unknown key, bad signature, old), BadRequestError (malformed).
         """
         raise NotSupportedError(self.name, "webhooks")
 
@@ -239,12 +221,9 @@ class Driver:
     def listen_channels(self, channels: Sequence[str]) -> AsyncIterator[Heard]:
         """Subscribe as a client would; yield a :data:`SUBSCRIBED` per channel, then each event.
 
-        An async generator that ends when closed; a lost connection raises a
-        :class:`BroadcastError`.
+        An async generator, ended by closing it; a lost connection raises a BroadcastError.
         """
         raise NotSupportedError(self.name, "listening to channels")
-
-    # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
         """Release connections. Idempotent; the driver may reconnect on next use."""

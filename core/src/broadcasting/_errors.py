@@ -15,8 +15,7 @@ class BroadcastError(Exception):
     http_status: int | None = None
 
 
-#: This project's drivers and their packages: only these get an install hint (a hint
-#: for whatever was typed would send a typo to whoever registers that name first).
+#: Only this project's drivers get an install hint: one for any name would help a typo-squatter.
 KNOWN_PACKAGES = {"pusher": "broadcasting-pusher", "ably": "broadcasting-ably"}
 
 
@@ -61,10 +60,9 @@ class ConfigurationError(BroadcastError, ValueError):
         self.key = key
         if driver == "config":  # the configuration itself, not one driver's options
             where = f" (setting {key!r})" if key else ""
-            super().__init__(f"Configuration error{where}: {problem}")
-            return
-        where = f"{driver!r} driver" + (f", key {key!r}" if key else "")
-        super().__init__(f"Configuration error in the {where}: {problem}")
+        else:
+            where = f" in the {driver!r} driver" + (f", key {key!r}" if key else "")
+        super().__init__(f"Configuration error{where}: {problem}")
 
 
 class InputError(BroadcastError, ValueError):
@@ -129,23 +127,16 @@ class PayloadTooLargeError(InputError):
 #: A service's failure in words that fit any service (docs/publishing.md).
 ErrorKind = Literal["auth", "permission", "limit", "unavailable", "invalid", "other"]
 ERROR_KINDS: tuple[ErrorKind, ...] = ErrorKind.__args__  # type: ignore[attr-defined]
+_KINDS: dict[int, ErrorKind] = {401: "auth", 403: "permission", 408: "unavailable", 429: "limit"}
 
 
 def kind_of(status: int | None, retryable: bool = False) -> ErrorKind:
     """The :data:`ErrorKind` an HTTP status means (``None``: no answer came)."""
     if status is None:
         return "unavailable" if retryable else "other"
-    if status == 401:
-        return "auth"
-    if status == 403:
-        return "permission"
-    if status == 429:
-        return "limit"
-    if status == 408 or status >= 500:
+    if status >= 500:
         return "unavailable"
-    if status >= 400:
-        return "invalid"
-    return "other"
+    return _KINDS.get(status, "invalid" if status >= 400 else "other")
 
 
 class ServiceError(BroadcastError):
@@ -181,13 +172,10 @@ class ServiceError(BroadcastError):
         super().__init__(message)
 
     def _details(self) -> list[str]:
+        given = {"status": self.status, "code": self.code}
         details = [f"driver={self.driver!r}", f"kind={self.kind}"]
-        if self.status is not None:
-            details.append(f"status={self.status}")
-        if self.code is not None:
-            details.append(f"code={self.code}")
-        details.append(f"retryable={self.retryable}")
-        return details
+        details += [f"{key}={value}" for key, value in given.items() if value is not None]
+        return [*details, f"retryable={self.retryable}"]
 
     def __str__(self) -> str:
         text = str(self.args[0]) if self.args else ""
@@ -241,9 +229,11 @@ class PublishError(ServiceError):
     def _details(self) -> list[str]:
         details = super()._details()
         for outcome in ("delivered", "failed", "unknown"):
-            channels = getattr(self, outcome)
-            if channels:
-                details.append(f"{outcome}={_shorten(channels)}")
+            channels: tuple[str, ...] = getattr(self, outcome)
+            if len(channels) > 10:  # the message shortens long lists; the attributes keep them
+                details.append(f"{outcome}={list(channels[:10])!r} and {len(channels) - 10} more")
+            elif channels:
+                details.append(f"{outcome}={list(channels)!r}")
         if not (self.failed or self.unknown) and self.maybe_delivered:
             details.append("maybe_delivered=True")
         return details
@@ -256,10 +246,3 @@ class CloseError(BroadcastError):
         self.errors = tuple(errors)
         said = "; ".join(f"{type(e).__name__}: {e}" for e in self.errors)
         super().__init__(f"{len(self.errors)} drivers failed to close: {said}")
-
-
-def _shorten(channels: tuple[str, ...], shown: int = 10) -> str:
-    """A channel list for a message; the full lists stay on the exception."""
-    if len(channels) <= shown:
-        return repr(list(channels))
-    return f"{list(channels[:shown])!r} and {len(channels) - shown} more"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import inspect
 import os
 import threading
 from collections.abc import Awaitable, Coroutine
@@ -23,20 +22,15 @@ _thread: threading.Thread | None = None
 
 
 def _alive(loop: asyncio.AbstractEventLoop | None, thread: threading.Thread | None) -> bool:
-    return (
-        loop is not None
-        and thread is not None
-        and thread.is_alive()
-        and loop.is_running()
-        and not loop.is_closed()
-    )
+    # a closed loop is not running; a forked child's copy of it is, without its thread
+    return loop is not None and thread is not None and thread.is_alive() and loop.is_running()
 
 
 def background_loop() -> asyncio.AbstractEventLoop:
     """The shared background loop; a new one (and thread) if it is not running."""
     global _loop, _thread
-    loop, thread = _loop, _thread
-    if loop is not None and _alive(loop, thread):
+    loop = _loop
+    if loop is not None and _alive(loop, _thread):
         return loop
     import asyncio  # here, not at import: sync-only users never pay for asyncio
 
@@ -63,81 +57,46 @@ def background_loop() -> asyncio.AbstractEventLoop:
 def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run ``coro`` on the background loop and wait for its result in this thread.
 
-    Works from many threads at once, from sync code inside a running loop's
-    thread, and in a child after ``os.fork()`` (which starts its own loop).
-    Raises ``TimeoutError`` after ``timeout`` seconds. On any exit of the caller
-    (a timeout, ``KeyboardInterrupt``) the coroutine is cancelled, and given
-    :data:`CANCEL_GRACE` seconds to clean up, so the work does not happen anyway.
+    Works from many threads at once, inside a running loop's thread, and after ``os.fork()``.
+    Raises ``TimeoutError`` after ``timeout`` seconds. On any exit of the caller the coroutine
+    is cancelled and given :data:`CANCEL_GRACE` seconds to clean up, so the work does not happen.
     """
     loop = background_loop()
     if threading.current_thread() is _thread:
         coro.close()
         raise RuntimeError("run_sync() cannot be called from the broadcasting loop thread")
-    call = _Call(coro)
-    loop.call_soon_threadsafe(call.start, loop)
+    ended = threading.Event()
+    tasks: list[asyncio.Task[T]] = []
+
+    def start() -> None:
+        tasks.append(loop.create_task(coro))
+        tasks[0].add_done_callback(done)
+
+    def done(task: asyncio.Task[T]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure after the caller left is not logged
+        ended.set()
+
+    loop.call_soon_threadsafe(start)
     try:
-        if not call.finished.wait(timeout):
+        if not ended.wait(timeout):
             raise TimeoutError(f"run_sync: no result within {timeout:g} s (cancelled)")
     except BaseException:
-        loop.call_soon_threadsafe(call.cancel)
-        call.finished.wait(CANCEL_GRACE)  # let it run its cleanup before the caller goes on
+        loop.call_soon_threadsafe(lambda: tasks[0].cancel())  # start() ran first: FIFO
+        ended.wait(CANCEL_GRACE)  # let it run its cleanup before the caller goes on
         raise
-    result: T = call.result()
-    return result
+    return tasks[0].result()
 
 
-class _Call:
-    """One coroutine run on the background loop; its outcome, read once it finished."""
-
-    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
-        self.coro = coro
-        self.finished = threading.Event()
-        self.task: asyncio.Task[Any] | None = None
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.task = loop.create_task(self.coro)
-        self.task.add_done_callback(self._done)
-
-    def cancel(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            import asyncio
-
-            self.error = asyncio.CancelledError()
-        elif task.exception() is not None:
-            self.error = task.exception()
-        else:
-            self.value = task.result()
-        self.finished.set()
-
-    def result(self) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-def resolve_sync(value: Any) -> Any:
-    """``value``, or what it gives once awaited on the background loop if it is awaitable."""
-    if inspect.isawaitable(value):
-        return run_sync(_awaited(value))
-    return value
-
-
-async def _awaited(value: Awaitable[Any]) -> Any:
+async def _awaited(value: Awaitable[T]) -> T:
     return await value
 
 
 def _shutdown() -> None:
     loop, thread = _loop, _thread
-    if loop is None or thread is None or not _alive(loop, thread):
-        return
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=2)
+    if loop is not None and thread is not None and _alive(loop, thread):
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=2)
 
 
 def _forget_in_child() -> None:

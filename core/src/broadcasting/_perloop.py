@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -19,26 +20,6 @@ T = TypeVar("T")
 CLOSE_TIMEOUT = 5.0
 
 
-def _finish_now(coro: Coroutine[Any, Any, Any]) -> None:
-    """Run a coroutine expected not to suspend (its loop is gone); give up if it does."""
-    try:
-        coro.send(None)
-    except Exception:  # StopIteration when it finished; else closing is best effort
-        return
-    coro.close()
-
-
-def _park(guard: AsyncGenerator[None, None]) -> None:
-    """Run ``guard`` up to its ``yield``: that registers it with the running loop, whose
-    ``shutdown_asyncgens()`` (``asyncio.run`` calls it) closes it while the loop still runs."""
-    step = guard.asend(None)
-    try:
-        step.send(None)
-    except StopIteration:
-        return
-    step.close()  # pragma: no cover - the guard never suspends before its yield
-
-
 class PerLoop(Generic[T]):
     """One ``T`` per running event loop, made by ``create()`` on first use in that loop.
 
@@ -46,11 +27,6 @@ class PerLoop(Generic[T]):
     :meth:`close` / :meth:`aclose` or when that loop shuts down, so no socket
     is stranded on a closed loop. Thread-safe. A forked child starts empty (the
     parent's objects are dropped, not closed: the parent keeps its connections).
-
-    >>> import asyncio
-    >>> sessions = PerLoop(dict)
-    >>> asyncio.run(asyncio.sleep(0, sessions.get())) == {}
-    True
     """
 
     def __init__(
@@ -82,7 +58,10 @@ class PerLoop(Generic[T]):
                 self.created += 1
                 if loop not in self._guards:
                     guard = self._guards[loop] = self._close_at_shutdown(loop)
-                    _park(guard)
+                    # run to its yield: that registers it with the loop, whose
+                    # shutdown_asyncgens() (asyncio.run calls it) closes it while it still runs
+                    with contextlib.suppress(StopIteration):
+                        guard.asend(None).send(None)
             return obj
 
     def peek(self) -> T | None:
@@ -109,10 +88,12 @@ class PerLoop(Generic[T]):
                 await self._close(obj)
 
     def _finish(self, obj: T) -> None:
-        if self._close is not None:
-            result = self._close(obj)
-            if isinstance(result, Coroutine):
-                _finish_now(result)
+        """Close ``obj`` of a loop that cannot run it: a close that would wait is given up."""
+        result = None if self._close is None else self._close(obj)
+        if isinstance(result, Coroutine):
+            with contextlib.suppress(Exception):  # StopIteration: it finished
+                result.send(None)
+            result.close()
 
     def _take_all(self) -> list[tuple[asyncio.AbstractEventLoop, T]]:
         with self._lock:
@@ -135,7 +116,7 @@ class PerLoop(Generic[T]):
                 continue
             if loop is current:
                 await self._close(obj)
-            elif loop.is_running() and not loop.is_closed():
+            elif loop.is_running():
                 future = asyncio.run_coroutine_threadsafe(_awaited(self._close(obj)), loop)
                 await asyncio.wait_for(asyncio.wrap_future(future), CLOSE_TIMEOUT)
             else:
@@ -145,9 +126,6 @@ class PerLoop(Generic[T]):
         import asyncio
 
         if self._close is None:
-            return
-        if loop.is_closed():
-            self._finish(obj)
             return
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -163,7 +141,7 @@ class PerLoop(Generic[T]):
                 future.result(CLOSE_TIMEOUT)
             except Exception:  # that loop is busy or stopping: it closes it at shutdown
                 future.cancel()
-        elif running is None:  # a loop that is idle in this thread
+        elif running is None and not loop.is_closed():  # a loop idle in this thread
             loop.run_until_complete(_awaited(self._close(obj)))
         else:
             self._finish(obj)

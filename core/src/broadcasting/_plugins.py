@@ -18,8 +18,8 @@ from broadcasting._auth import AuthRequest, authorize
 from broadcasting._driver import Driver
 from broadcasting._errors import DriverNotFoundError, PluginLoadError
 from broadcasting._flow import drive
-from broadcasting._markers import PROJECT, hookimpl
 from broadcasting._types import Message, Receipt, wrap_named
+from broadcasting.hookspecs import PROJECT, hookimpl
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
@@ -38,12 +38,9 @@ class DriverInfo:
     module: str
 
 
-@cache  # one metadata scan per group per process
+@cache  # one metadata scan per group per process; the first entry point of a name wins
 def _entry_points(group: str) -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=group):
-        found.setdefault(ep.name, ep)  # the first wins
-    return found
+    return {ep.name: ep for ep in reversed([*entry_points(group=group)])}
 
 
 _lock = threading.RLock()
@@ -56,23 +53,20 @@ _class_plugins: dict[str, _ClassPlugin] = {}
 def _load(ep: EntryPoint) -> object:
     key = f"{ep.group}:{ep.name}"
     with _lock:
-        if key in _loaded:
-            return _loaded[key]
         if key in _failed:
-            raise _failed[key]
-        try:
-            plugin = ep.load()
-        except Exception as exc:
-            error = PluginLoadError(
-                entry_point=ep.name,
-                value=ep.value,
-                distribution=ep.dist.name if ep.dist else None,
-                reason=f"{type(exc).__name__}: {exc}",
-            )
-            _failed[key] = error
-            raise error from exc
-        _loaded[key] = plugin
-        return plugin
+            raise _failed[key]  # imported once: a failure is kept
+        if key not in _loaded:
+            try:
+                _loaded[key] = ep.load()
+            except Exception as exc:
+                error = _failed[key] = PluginLoadError(
+                    entry_point=ep.name,
+                    value=ep.value,
+                    distribution=ep.dist.name if ep.dist else None,
+                    reason=f"{type(exc).__name__}: {exc}",
+                )
+                raise error from exc
+        return _loaded[key]
 
 
 def installed_drivers() -> list[DriverInfo]:
@@ -95,7 +89,8 @@ def driver_names() -> list[str]:
 def _describe(plugin: object) -> str:
     if isinstance(plugin, ModuleType):
         return plugin.__name__
-    return f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    cls = plugin.cls if isinstance(plugin, _ClassPlugin) else type(plugin)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class _ClassPlugin:
@@ -209,29 +204,20 @@ class _CorePlugin:
 CORE_PLUGIN = _CorePlugin()
 
 
-def global_plugins() -> list[object]:
-    """Plugins from the ``broadcasting.plugins`` entry-point group (imported once)."""
-    return [_load(ep) for _, ep in sorted(_entry_points(PLUGIN_GROUP).items())]
-
-
 # every Broadcast's plugin manager, so a plugin registered everywhere reaches existing ones
 _managers: weakref.WeakSet[pluggy.PluginManager] = weakref.WeakSet()
 _everywhere: list[object] = []  # in registration order
 
 
 def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
-    """A plugin manager with the specs, the core's, the global and the given plugins.
-
-    Those registered everywhere come last, now and later.
-    """
+    """A plugin manager with the specs, the core's, the installed, the given plugins and
+    those registered everywhere (last, now and later)."""
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(CORE_PLUGIN, name="broadcasting.core")
-    for plugin in (*global_plugins(), *plugins):
-        if not pm.is_registered(plugin):
-            pm.register(plugin)
     with _lock:
-        for plugin in _everywhere:
+        installed = [_load(ep) for _, ep in sorted(_entry_points(PLUGIN_GROUP).items())]
+        for plugin in (*installed, *plugins, *_everywhere):
             if not pm.is_registered(plugin):
                 pm.register(plugin)
         _managers.add(pm)
@@ -239,11 +225,8 @@ def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
 
 
 def register_everywhere(plugin: object) -> None:
-    """Register ``plugin`` on every Broadcast of this process, existing and future.
-
-    How ``broadcasting.testing.fake`` intercepts every publish: registered after
-    each Broadcast's own plugins, it is called first among equals.
-    """
+    """Register ``plugin`` on every Broadcast of this process, existing and future, after
+    its own plugins, so it is called first (how ``broadcasting.testing.fake`` intercepts)."""
     with _lock:
         if any(p is plugin for p in _everywhere):
             raise ValueError(f"{plugin!r} is already registered everywhere")

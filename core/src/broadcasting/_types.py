@@ -18,13 +18,11 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 def _c_encoder() -> Callable[[Any], str]:
     """The C encoder ``JSONEncoder.encode`` ends up calling, called directly: 3x faster for
     small data; without cycle checks, so a cycle raises ``RecursionError``."""
-    from json import encoder as json_encoder
-
-    c_make_encoder: Any = getattr(json_encoder, "c_make_encoder", None)  # not in typeshed
-    if c_make_encoder is None:  # pragma: no cover - CPython always has it
+    make: Any = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
+    if make is None:  # pragma: no cover - CPython always has it
         return _ENCODER.encode
-    encode = c_make_encoder(
-        None, _ENCODER.default, json_encoder.encode_basestring, None, ":", ",", False, False, False
+    encode = make(
+        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
     )
     return lambda data: "".join(encode(data, 0))
 
@@ -93,9 +91,8 @@ class Message:
         text = self.text
         if text.isascii():  # a flag CPython keeps on the string: no scan
             return len(text)
-        measured = self._measured
-        if measured is not None and measured[0] is text:
-            return measured[1]  # measured when it was validated (or last asked)
+        if self._measured is not None and self._measured[0] is text:
+            return self._measured[1]  # measured when it was validated (or last asked)
         size = len(text.encode("utf-8"))
         self._measured = (text, size)
         return size
@@ -227,23 +224,14 @@ class Options(Mapping[str, Any]):
 
 def wrap_named(options: Mapping[str, Any], names: frozenset[str]) -> Options:
     """``options`` with every string under one of ``names`` (``secret_options``) in a Secret."""
-    if not names or names.isdisjoint(options):
+    if names.isdisjoint(options):
         return options if isinstance(options, Options) else Options(options)
     return Options(
-        {
-            key: Secret(value) if key in names and isinstance(value, str) else value
-            for key, value in options.items()
-        }
+        {k: Secret(v) if k in names and isinstance(v, str) else v for k, v in options.items()}
     )
 
 
 def wrap_secrets(options: Mapping[str, Any]) -> Options:
     """``options`` with every string whose name looks secret (:data:`SECRET_OPTION`) in a Secret."""
-    return Options(
-        {
-            key: Secret(value)
-            if isinstance(value, str) and isinstance(key, str) and SECRET_OPTION.search(key)
-            else value
-            for key, value in options.items()
-        }
-    )
+    named = frozenset(k for k in options if isinstance(k, str) and SECRET_OPTION.search(k))
+    return wrap_named(options, named)

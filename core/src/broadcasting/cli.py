@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from argparse import ArgumentParser, Namespace
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TextIO
 
@@ -23,11 +23,12 @@ from broadcasting._state import SUBSCRIBED, Heard
 
 #: The exit status after Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
-_ONE_DRIVER = "default: DRIVER from the config"
+_DRIVER = "default: DRIVER from the config"
+Command = Callable[[Namespace], int]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="broadcasting", description="Publish realtime events through pluggable drivers."
     )
     parser.add_argument("--version", action="version", version=f"broadcasting {__version__}")
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
 
     drivers = commands.add_parser("drivers", help="list every installed driver")
     drivers.add_argument("--json", action="store_true", help="print JSON")
+    drivers.set_defaults(run=_drivers)
 
     send = commands.add_parser("send", help="publish one message")
     send.add_argument("message", metavar="MESSAGE", help="a JSON object/array, or any text")
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         "--channel", "-c", action="append", required=True, metavar="NAME", help="repeatable"
     )
     send.add_argument("--event", "-e", default="base-event", metavar="NAME")
-    _common(send, "print the receipt as JSON")
+    _common(send, _send, "print the receipt as JSON")
 
     check = commands.add_parser(
         "check",
@@ -56,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(
         check,
+        _check,
         "print a JSON list",
         "check only this driver (repeatable; default: DRIVER and every DRIVERS entry)",
         action="append",
@@ -67,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Ask the driver's service which channels are occupied (one request).",
     )
     channels.add_argument("--prefix", "-p", metavar="P", help="only channels starting with P")
-    _common(channels, "print a JSON list")
+    _common(channels, _channels, "print a JSON list")
 
     members = commands.add_parser(
         "members",
@@ -77,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     members.add_argument(
         "channel", metavar="CHANNEL", help="a presence channel, e.g. presence-room"
     )
-    _common(members, "print a JSON list")
+    _common(members, _members, "print a JSON list")
 
     listen = commands.add_parser(
         "listen",
@@ -90,13 +93,14 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     listen.add_argument("channel", nargs="+", metavar="CHANNEL", help="full channel names")
-    _common(listen, "print one JSON object per event")
+    _common(listen, _listen, "print one JSON object per event")
     return parser
 
 
 def _common(
-    parser: argparse.ArgumentParser, json_help: str, driver_help: str = _ONE_DRIVER, **driver: Any
+    parser: ArgumentParser, run: Command, json_help: str, driver_help: str = _DRIVER, **driver: Any
 ) -> None:
+    parser.set_defaults(run=run)
     parser.add_argument("--driver", "-d", metavar="NAME", help=driver_help, **driver)
     parser.add_argument(
         "--config", metavar="PATH", help="a .py, .toml or .json file with DRIVER and DRIVERS"
@@ -112,21 +116,20 @@ def _parse_message(text: str) -> Any:
     return value if isinstance(value, (dict, list)) else text
 
 
-def _drivers(args: argparse.Namespace) -> int:
+def _drivers(args: Namespace) -> int:
     infos = installed_drivers()
     rows = [(i.name, i.distribution or "(registered)", i.version or "-", i.module) for i in infos]
-    _show(args, [asdict(i) for i in infos], ("NAME", "PACKAGE", "VERSION", "MODULE"), rows)
+    _show(args, [asdict(i) for i in infos], [("NAME", "PACKAGE", "VERSION", "MODULE"), *rows])
     return 0
 
 
-def _send(args: argparse.Namespace) -> int:
+def _send(args: Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     logger = logging.getLogger("broadcasting")
     level = logger.level
     logger.addHandler(handler)
-    if level == logging.NOTSET or level > logging.INFO:
-        logger.setLevel(logging.INFO)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
     try:
         with Broadcast(args.config) as broadcast:
             driver = broadcast.driver(args.driver)
@@ -134,10 +137,7 @@ def _send(args: argparse.Namespace) -> int:
     finally:  # main() may run in a process that goes on (a test, a script)
         logger.removeHandler(handler)
         logger.setLevel(level)
-    if args.json:
-        print(json.dumps(asdict(receipt)))
-    else:
-        print(f"sent: {receipt}")
+    print(json.dumps(asdict(receipt)) if args.json else f"sent: {receipt}")
     return 0
 
 
@@ -151,14 +151,11 @@ def _check_one(broadcast: Broadcast, name: str) -> Health:
         return Health("error", None, f"{type(exc).__name__} raised by the check (message withheld)")
 
 
-def _check(args: argparse.Namespace) -> int:
-    broadcast = Broadcast(args.config)
-    default = broadcast.config.driver
-    names = list(dict.fromkeys(args.driver or [default, *broadcast.config.drivers]))
-    try:
+def _check(args: Namespace) -> int:
+    with Broadcast(args.config) as broadcast:
+        default = broadcast.config.driver
+        names = dict.fromkeys(args.driver or [default, *broadcast.config.drivers])
         results = [(name, _check_one(broadcast, name)) for name in names]
-    finally:
-        broadcast.close()
     rows = [
         (
             name + (" (default)" if name == default else ""),
@@ -169,7 +166,7 @@ def _check(args: argparse.Namespace) -> int:
         for name, health in results
     ]
     data = [{"driver": n, "default": n == default, **asdict(h)} for n, h in results]
-    _show(args, data, ("DRIVER", "STATUS", "LATENCY", "DETAIL"), rows)
+    _show(args, data, [("DRIVER", "STATUS", "LATENCY", "DETAIL"), *rows])
     return 1 if any(health.failed for _, health in results) else 0
 
 
@@ -177,29 +174,27 @@ def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def _channels(args: argparse.Namespace) -> int:
+def _channels(args: Namespace) -> int:
     with Broadcast(args.config) as broadcast:
         found = broadcast.occupied_channels(args.prefix, driver=args.driver)
     rows = [(c.name, _count(c.subscription_count), _count(c.user_count)) for c in found]
     empty = "no occupied channels" + (f" starting with {args.prefix!r}" if args.prefix else "")
-    _show(args, [asdict(c) for c in found], ("CHANNEL", "SUBSCRIPTIONS", "USERS"), rows, empty)
+    _show(args, [asdict(c) for c in found], [("CHANNEL", "SUBSCRIPTIONS", "USERS"), *rows], empty)
     return 0
 
 
-def _members(args: argparse.Namespace) -> int:
+def _members(args: Namespace) -> int:
     with Broadcast(args.config) as broadcast:
         found = broadcast.members(args.channel, driver=args.driver)
     rows = [(m.id, "-" if m.info is None else json.dumps(m.info, default=str)) for m in found]
     data = [{"id": m.id, "info": m.info} for m in found]
-    _show(args, data, ("ID", "INFO"), rows, f"nobody is in {args.channel}")
+    _show(args, data, [("ID", "INFO"), *rows], f"nobody is in {args.channel}")
     return 0
 
 
 def _heard_line(heard: Heard, as_json: bool) -> str:
     if as_json:
-        row = asdict(heard)
-        if heard.user_id is None:
-            del row["user_id"]
+        row = {k: v for k, v in asdict(heard).items() if k != "user_id" or v is not None}
         return json.dumps(row, ensure_ascii=False)
     clock = time.strftime("%H:%M:%S", time.localtime(heard.received_at))
     millis = int(heard.received_at * 1000) % 1000
@@ -216,9 +211,9 @@ async def listen(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> None:
-    """Print each event heard on ``channels``, a line each on ``out``, until cancelled.
+    """Print each event heard on ``channels`` to ``out`` until cancelled (``broadcasting listen``).
 
-    What ``broadcasting listen`` runs; ``err`` says when every channel is subscribed.
+    ``err`` gets a line once every channel is subscribed.
     """
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
@@ -233,11 +228,8 @@ async def listen(
                 waiting.discard(heard.channel)
                 if not waiting:
                     names = ", ".join(dict.fromkeys(channels))
-                    print(
-                        f"broadcasting: listening on {names} ({target.name}); Ctrl-C to stop",
-                        file=err,
-                        flush=True,
-                    )
+                    ready = f"broadcasting: listening on {names} ({target.name}); Ctrl-C to stop"
+                    print(ready, file=err, flush=True)
                 continue
             print(_heard_line(heard, as_json), file=out, flush=True)
     finally:
@@ -246,7 +238,7 @@ async def listen(
             await close()  # unsubscribe and disconnect, also when cancelled (Ctrl-C)
 
 
-def _listen(args: argparse.Namespace) -> int:
+def _listen(args: Namespace) -> int:
     broadcast = Broadcast(args.config)
     try:
         asyncio.run(listen(broadcast, args.channel, driver=args.driver, as_json=args.json))
@@ -260,20 +252,15 @@ def _listen(args: argparse.Namespace) -> int:
 
 
 def _show(
-    args: argparse.Namespace,
-    data: Sequence[object],
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    empty: str = "",
+    args: Namespace, data: Sequence[object], table: Sequence[Sequence[str]], empty: str = ""
 ) -> None:
-    """``data`` as JSON with ``--json``; else a table of ``rows``, or ``empty`` on stderr."""
+    """``data`` as JSON with ``--json``; else ``table`` (header first), or ``empty`` on stderr."""
     if args.json:
         print(json.dumps(data, indent=2, default=str))
-    elif empty and not rows:
+    elif empty and len(table) == 1:
         print(empty, file=sys.stderr)
     else:  # columns padded to their widest cell, but the last
-        table = [header, *rows]
-        widths = [max(len(row[col]) for row in table) for col in range(len(header) - 1)]
+        widths = [max(len(row[col]) for row in table) for col in range(len(table[0]) - 1)]
         for row in table:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
             print("  ".join([*cells, row[-1]]).rstrip())
@@ -282,20 +269,9 @@ def _show(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``broadcasting`` console script."""
     args = _parser().parse_args(argv)
-    commands = {
-        "drivers": _drivers,
-        "send": _send,
-        "check": _check,
-        "channels": _channels,
-        "members": _members,
-        "listen": _listen,
-    }
     try:
-        return commands[args.command](args)
+        status: int = args.run(args)
     except BroadcastError as exc:
         print(f"broadcasting: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    return status

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from broadcasting._markers import hookspec
+import pluggy
 
 if TYPE_CHECKING:
     from broadcasting._auth import AuthRequest
@@ -14,24 +14,27 @@ if TYPE_CHECKING:
     from broadcasting._types import Message, Receipt
     from broadcasting._webhooks import WebhookEvent
 
+PROJECT = "broadcasting"
+#: Marks a function as a hook specification.
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marks a function as an implementation of a ``broadcasting`` hook.
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
 
 @hookspec(firstresult=True)
 def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None:
     """Turn a driver name and its options into a connected driver.
 
-    Called when a Broadcast first needs the driver ``name``; the driver is kept
-    and reused (``close()`` closes it; it reconnects on next use). An entry
-    point naming a Driver class needs no implementation: the core calls its
-    ``from_config(options)``.
+    Called when a Broadcast first needs ``name``; it keeps the driver (``close()``
+    closes it, next use reconnects). An entry point naming a Driver class needs no
+    implementation: the core calls its ``from_config(options)``.
 
     :param name: the driver name, from ``DRIVER`` or ``Broadcast.driver()``.
-    :param options: that driver's ``DRIVERS`` mapping less the delivery options;
-        secret options arrive as ``Secret``. Raise ``ConfigurationError`` for a
-        missing or bad key, naming the key and never its value.
-
-    :return: a Driver, or ``None`` if this plugin does not provide ``name``.
-
-    Stops at first non-None result.
+    :param options: that driver's ``DRIVERS`` mapping less the delivery options; secret
+        options arrive as ``Secret``. Raise ``ConfigurationError`` for a missing or bad
+        key, naming the key and never its value.
+    :return: a Driver, or ``None`` if this plugin does not provide ``name``. Stops at
+        the first non-None result.
     """
 
 
@@ -39,19 +42,15 @@ def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None
 def broadcasting_publish(broadcast: Broadcast, driver: Driver, message: Message) -> Receipt | None:
     """Deliver one validated message through ``driver``.
 
-    Every publish, sync or async, goes through it. The core's implementation
-    runs last (its delivery, or the driver's in-process ``publish``), so a
-    ``wrapper=True`` implementation sees, may alter or veto, every publish and
-    its outcome. On the async path a non-wrapper may return an awaitable.
+    Every publish goes through it; the core's implementation runs last, so a
+    ``wrapper=True`` one sees, may alter or veto, every publish and its outcome.
+    On the async path a non-wrapper may return an awaitable.
 
     :param broadcast: the Broadcast publishing it.
     :param driver: the connected driver the message is for.
     :param message: the message: de-duplicated channels, encoded text, id.
-
     :return: a Receipt once the service acknowledged every channel; else raise
-        ``PublishError``, never return ``None`` for an undelivered message.
-
-    Stops at first non-None result.
+        ``PublishError``, never return ``None``. Stops at the first non-None result.
     """
 
 
@@ -61,20 +60,16 @@ def broadcasting_authorize(
 ) -> dict[str, Any] | None:
     """Authorize one subscription or sign-in and return what the client expects.
 
-    Every authorization goes through it once the request's form was checked.
-    The core's implementation runs last: the matching channel rule decides and
-    the driver signs. A ``wrapper=True`` implementation can audit, rate-limit
-    or veto (raise ``ForbiddenError``). On the async path a non-wrapper may
-    return an awaitable.
+    Every authorization goes through it once the request's form was checked; the
+    core's implementation runs last (the matching channel rule decides, the driver
+    signs). A ``wrapper=True`` one can audit, rate-limit or veto (raise
+    ``ForbiddenError``). On the async path a non-wrapper may return an awaitable.
 
     :param broadcast: the Broadcast whose rules apply.
     :param driver: the connected driver that signs.
     :param request: the AuthRequest (kind, socket_id, channel, name, user...).
-
-    :return: the JSON-ready body for the client; raise ``ForbiddenError`` to
-        refuse, never return ``None``.
-
-    Stops at first non-None result.
+    :return: the JSON-ready body for the client; raise ``ForbiddenError`` to refuse,
+        never return ``None``. Stops at the first non-None result.
     """
 
 
@@ -82,15 +77,13 @@ def broadcasting_authorize(
 def broadcasting_webhook(broadcast: Broadcast, driver: Driver, event: WebhookEvent) -> None:
     """Receive one verified webhook event.
 
-    Called for each event of a verified delivery, in order, before the
-    ``on_webhook()`` handlers; every implementation is called. The same event
-    may arrive twice (services retry): de-duplicate on ``event.id``.
+    Called for each event of a verified delivery, in order, before the ``on_webhook()``
+    handlers; every implementation is called. Services retry: de-duplicate on ``event.id``.
 
     :param broadcast: the Broadcast that verified it.
     :param driver: the driver whose credentials verified it.
     :param event: the WebhookEvent.
-
-    :return: nothing, or an awaitable (``awebhook()`` awaits it, ``webhook()``
-        runs it on the core's background loop). An exception reaches the caller
-        at once: the delivery's later events and handlers are not run.
+    :return: nothing, or an awaitable (``awebhook()`` awaits it, ``webhook()`` runs it on
+        the core's background loop). An exception reaches the caller at once: the
+        delivery's later events and handlers are not run.
     """

@@ -1,10 +1,28 @@
-"""What a driver or plugin author uses (docs/writing-a-driver.md, docs/hooks.md).
-
-Applications use :mod:`broadcasting` instead.
-"""
+"""What driver and plugin authors use (docs/writing-a-driver.md); applications use the top level."""
 
 from __future__ import annotations
 
+from broadcasting import (
+    BadRequestError,
+    BroadcastError,
+    ChannelInfo,
+    ConfigurationError,
+    ForbiddenError,
+    Health,
+    InputError,
+    InvalidChannelError,
+    InvalidEventError,
+    InvalidPayloadError,
+    Member,
+    NotSupportedError,
+    PayloadTooLargeError,
+    PublishError,
+    QueryError,
+    Receipt,
+    ServiceError,
+    UnauthorizedError,
+    WebhookEvent,
+)
 from broadcasting._auth import AuthKind, AuthRequest
 from broadcasting._channels import ChannelKind
 from broadcasting._delivery import (
@@ -17,34 +35,16 @@ from broadcasting._delivery import (
     SendResult,
 )
 from broadcasting._driver import PUSHER_SOCKET_ID, Driver, Feature
-from broadcasting._errors import (
-    ERROR_KINDS,
-    BadRequestError,
-    BroadcastError,
-    ConfigurationError,
-    ErrorKind,
-    ForbiddenError,
-    InputError,
-    InvalidChannelError,
-    InvalidEventError,
-    InvalidPayloadError,
-    NotSupportedError,
-    PayloadTooLargeError,
-    PublishError,
-    QueryError,
-    ServiceError,
-    UnauthorizedError,
-)
+from broadcasting._errors import ERROR_KINDS, ErrorKind
 from broadcasting._flow import wait_for
-from broadcasting._health import HEALTH_STATUSES, Health, HealthStatus
+from broadcasting._health import HEALTH_STATUSES, HealthStatus
 from broadcasting._loop import run_sync
-from broadcasting._markers import hookimpl, hookspec
 from broadcasting._perloop import PerLoop
 from broadcasting._plugins import DriverInfo, installed_drivers, register_driver, unregister_driver
 from broadcasting._retry import Retry
-from broadcasting._state import SUBSCRIBED, ChannelInfo, Heard, Member
-from broadcasting._types import Limits, Message, Options, Payload, Receipt, Secret, encode_payload
-from broadcasting._webhooks import WebhookEvent
+from broadcasting._state import SUBSCRIBED, Heard
+from broadcasting._types import Limits, Message, Options, Payload, Secret, encode_payload
+from broadcasting.hookspecs import hookimpl, hookspec
 
 __all__ = [
     "DELIVERY_OPTIONS",

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, Union
 from broadcasting._channels import Channel
 from broadcasting._errors import BroadcastError
 from broadcasting._events import Broadcastable, is_event
-from broadcasting._markers import hookimpl
 from broadcasting._plugins import register_everywhere, unregister_everywhere
 from broadcasting._types import Message, Payload, Receipt
+from broadcasting.hookspecs import hookimpl
 from broadcasting.testing._observe import Recording
 
 if TYPE_CHECKING:
