@@ -203,7 +203,7 @@ def test_refused_deliveries_reach_neither_hook_nor_handlers(
         broadcast.webhook(*memory.webhook_delivery(JOIN_AND_LEAVE, time_ms=1_000))
     junk_headers, _ = memory.webhook_delivery([])
     not_json = b"[not json"
-    junk_headers["X-Broadcasting-Signature"] = memory._webhook_signature(not_json)
+    junk_headers["X-Broadcasting-Signature"] = memory._hmac(not_json)
     with pytest.raises(BadRequestError) as malformed:
         broadcast.webhook(junk_headers, not_json)
     assert malformed.value.http_status == 400

@@ -185,7 +185,7 @@ def sign_webhook(broadcast: Broadcast, body: bytes) -> dict[str, str]:
         driver: Any = broadcast.driver().driver
         return {
             "X-Broadcasting-Key": name,
-            "X-Broadcasting-Signature": driver._webhook_signature(body),
+            "X-Broadcasting-Signature": driver._hmac(body),
         }
     raise ValueError(f"no webhook signing for {name!r}")
 

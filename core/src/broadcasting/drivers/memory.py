@@ -250,8 +250,6 @@ class BroadcastMemoryDriver(Driver):
         key = self._signing_key.reveal().encode("ascii")
         return hmac.new(key, data, hashlib.sha256).hexdigest()
 
-    _webhook_signature = _hmac  # a delivery's signature
-
     def webhook_delivery(
         self, events: Iterable[Mapping[str, Any]], *, time_ms: int | None = None
     ) -> tuple[dict[str, str], bytes]:
