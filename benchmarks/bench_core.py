@@ -145,7 +145,7 @@ for step in range(10):
         channel("orders", {"order": i, "status": "shipped"}, "shipped")
     gc.collect()
     checkpoints.append(rss())
-print(json.dumps({"rss": checkpoints, "kept": len(b.driver().messages)}))
+print(json.dumps({"rss": checkpoints, "kept": len(b.driver().driver.messages)}))
 """
 
 

@@ -99,29 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     settings["seconds"] = round(time.monotonic() - started, 1)
     settings["failed"] = failures
     rows.sort(key=lambda row: row.section.split(".")[0])  # stable: keeps order within a section
-    stem = "quick" if args.quick else "latest"
+    # only a full run of every group replaces the recorded results
+    stem = "quick" if args.quick else "latest" if set(groups) == set(GROUPS) else "partial"
     json_path, md_path = write_results(rows, info, settings, args.out, stem)
     print(markdown(rows, info, settings))
     log(f"[bench] wrote {json_path} and {md_path} in {settings['seconds']}s")
     if stem == "latest" and args.out == DEFAULT_OUT:
-        _update_readme(md_path)
+        log("[bench] `python tests/test_docs.py` puts them into docs/benchmarks.md")
     if failures:
         log(f"[bench] failed: {', '.join(failures)}")
         return 1
     return 0
-
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def _update_readme(md_path: Path) -> None:
-    """Put the table of a full run between the README's bench markers (a test checks it)."""
-    text = README.read_text(encoding="utf-8")
-    head, rest = text.split("<!-- bench:start -->\n", 1)
-    _, tail = rest.split("<!-- bench:end -->", 1)
-    table = md_path.read_text(encoding="utf-8")
-    README.write_text(f"{head}<!-- bench:start -->\n{table}<!-- bench:end -->{tail}", "utf-8")
-    log(f"[bench] updated the table in {README}")
 
 
 if __name__ == "__main__":
