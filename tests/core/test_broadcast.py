@@ -299,3 +299,18 @@ def test_close_reports_every_drivers_error() -> None:
         broadcast.close()
     assert [str(e) for e in info.value.errors] == ["cannot close first", "cannot close second"]
     assert "2 drivers failed to close" in str(info.value)
+
+
+def test_the_public_methods_type_hints_resolve_at_runtime() -> None:
+    # tools that read annotations at runtime (FastAPI, pydantic, sphinx) see real types
+    import typing
+
+    from broadcasting import Broadcaster
+
+    public = [getattr(Broadcast, n) for n in dir(Broadcast) if not n.startswith("_")]
+    public += [getattr(Broadcaster, n) for n in ("channel", "achannel", "check", "acheck")]
+    public += [getattr(Broadcaster, n) for n in ("close", "aclose", "with_options", "ssl")]
+    methods = [m for m in public if callable(m)]
+    assert len(methods) > 25
+    for method in methods:
+        assert typing.get_type_hints(method)["return"] is not None, method

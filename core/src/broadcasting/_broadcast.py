@@ -30,14 +30,13 @@ from broadcasting._plugins import (
     driver_plugin,
     make_plugin_manager,
 )
+from broadcasting._state import ChannelInfo, Member
 from broadcasting._types import Options, Payload, Receipt, Secret, wrap_named
 from broadcasting._validate import build_message
+from broadcasting._webhooks import WebhookEvent, WebhookHandler
 
 if TYPE_CHECKING:
     from typing_extensions import Self
-
-    from broadcasting._state import ChannelInfo, Member
-    from broadcasting._webhooks import WebhookEvent, WebhookHandler
 
 #: How a call names its driver: a name, a :class:`Broadcaster`, or ``None`` for the default.
 DriverRef: TypeAlias = "str | Broadcaster[Any] | None"

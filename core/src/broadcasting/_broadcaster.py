@@ -11,13 +11,13 @@ from broadcasting._delivery import DeliveryOptions, deliver
 from broadcasting._driver import Driver
 from broadcasting._errors import NotSupportedError
 from broadcasting._flow import DriverCall, Effect, Flow, Hook, awaiting, blocking, drive, implements
+from broadcasting._health import Health
 from broadcasting._types import Message, Options, Payload, Receipt, wrap_secrets
 from broadcasting._validate import build_message
 
 if TYPE_CHECKING:
     from broadcasting._batcher import Batcher
     from broadcasting._broadcast import Broadcast
-    from broadcasting._health import Health
     from broadcasting._perloop import PerLoop
 
 D = TypeVar("D", bound=Driver)
@@ -82,7 +82,7 @@ class Broadcaster(Publishes, Generic[D]):
         self._sends = implements(driver, "send") or implements(driver, "asend")
         self._batchers: PerLoop[Batcher] | None = None
         if self._sends and driver.capabilities.batches and delivery.batch:
-            from broadcasting._batcher import Batcher
+            from broadcasting._batcher import Batcher  # asyncio: imported on first use
             from broadcasting._perloop import PerLoop
 
             budget = 1 + delivery.retry.retries
