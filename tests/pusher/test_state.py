@@ -271,6 +271,24 @@ async def test_channel_info_asks_again_without_subscription_count_when_the_app_r
     assert not any("subscription_count" in p for p in asked[1:])
 
 
+async def test_an_empty_channel_reports_no_count_when_the_app_does_not_count_subscriptions(
+    via_proxy: Broadcast, proxy: CountingProxy
+) -> None:
+    # the first call (refused, then asked without the count) and later ones agree: not counted
+    proxy.fail(
+        400,
+        "subscription_count is not enabled for this app",
+        times=None,
+        when=lambda seen: "subscription_count" in seen.path,
+    )
+    # and what it answers for an empty channel asked without it (soketi would add a count)
+    proxy.fail(200, {"occupied": False}, times=None, when=lambda seen: "nobody" in seen.path)
+    first = via_proxy.channel_info("nobody-here")
+    later = await via_proxy.achannel_info("nobody-here")
+    assert first == later
+    assert (first.occupied, first.subscription_count) == (False, None)
+
+
 async def test_a_refusal_that_is_not_about_counting_is_raised(
     via_proxy: Broadcast, proxy: CountingProxy
 ) -> None:

@@ -122,7 +122,7 @@ def channel_info(driver: BroadcastPusherDriver, channel: str) -> Query[ChannelIn
             raise
         data = None  # Pusher refuses subscription_count unless the app counts them
     if data is None:  # outside the except: a second failure is not chained to the first
-        data = yield from ask(False)
+        data, counting = (yield from ask(False)), False
         _no_subscription_count.add(driver)  # it was the attribute: never ask for it again
     subscriptions, users = _count(data.get("subscription_count")), _count(data.get("user_count"))
     if not data["occupied"]:
