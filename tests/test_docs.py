@@ -865,6 +865,14 @@ def _hooks_timing_install(b: Block, docs: Docs) -> None:
         assert len(_timing_lines(docs, broadcast)) == 2
 
 
+@runs(HOOKS, "wait-for")
+def _hooks_wait_for(b: Block, docs: Docs) -> None:
+    namespace = execute(b)
+    audit, broadcast = namespace["audit"], namespace["broadcast"]
+    asyncio.run(broadcast.achannel("orders", {"id": 1}, "updated"))
+    assert audit.log == ["memory: created", "memory: updated"]
+
+
 def _hook_reference(b: Block, docs: Docs, hook: str) -> None:
     """A hook's reference block defines exactly the real spec: flags, signature, summary."""
     namespace: dict[str, Any] = {"hookspec": hookspec}

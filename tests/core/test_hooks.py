@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Generator, Mapping
@@ -12,7 +13,7 @@ import pytest
 
 from broadcasting import Broadcast, BroadcastError, Receipt
 from broadcasting.drivers.memory import BroadcastMemoryDriver
-from broadcasting.plugin import Driver, Message, hookimpl
+from broadcasting.plugin import Batch, Driver, Message, hookimpl, wait_for
 
 
 class Timing:
@@ -130,6 +131,45 @@ async def test_a_non_wrapper_implementation_may_answer_instead_of_the_driver() -
 async def test_an_async_implementation_is_awaited_on_the_async_path() -> None:
     broadcast = Broadcast({"DRIVER": "memory"}, plugins=[Intercept(awaitable=True)])
     assert (await broadcast.achannel("c", "m")).driver == "intercepted"
+
+
+class Audit:
+    """A wrapper that awaits an async store with ``wait_for`` before every publish."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    async def store(self, event: str) -> str:
+        await asyncio.sleep(0)  # a real await: the call cannot finish without a loop
+        self.stored.append(event)
+        return event
+
+    @hookimpl(wrapper=True)
+    def broadcasting_publish(
+        self, driver: Driver, message: Message
+    ) -> Generator[None, Receipt, Receipt]:
+        assert wait_for(self.store(message.event)) == message.event
+        return (yield)
+
+
+class Accepts(Driver):
+    """Sends through the core's delivery (so its publishes run bridged) and accepts all."""
+
+    name = "accepts"
+
+    def send(self, batch: Batch) -> None:
+        pass
+
+
+@pytest.mark.parametrize("driver", ["memory", "log", "null", Accepts])
+async def test_a_wrapper_may_await_with_wait_for_on_both_paths(driver: str | type) -> None:
+    # in-process drivers publish without the core's greenlet unless a plugin wraps them
+    audit = Audit()
+    broadcast = Broadcast({"DRIVER": "memory"}, plugins=[audit])
+    target = broadcast.driver(driver)
+    target.channel("c", "m", "sync")
+    await target.achannel("c", "m", "async")
+    assert audit.stored == ["sync", "async"]
 
 
 class OldStyle:

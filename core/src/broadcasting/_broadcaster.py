@@ -52,8 +52,10 @@ class Publishes:
         built = target._message(channels, message, event, socket_id)
         if isinstance(built, Receipt):
             return built
-        # in process, the core's part never waits: pluggy needs no greenlet
-        return (yield from target.publish_message(built, bridge=target._sends))
+        # in process, the core's part never waits: only another plugin's may (wait_for)
+        hook = target._broadcast.plugin_manager.hook.broadcasting_publish
+        bridge = target._sends or len(hook.get_hookimpls()) > 1
+        return (yield from target.publish_message(built, bridge=bridge))
 
     channel = blocking(_channel_flow)
     achannel = awaiting(_channel_flow, "never blocks the event loop")

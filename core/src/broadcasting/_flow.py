@@ -274,9 +274,9 @@ def in_bridge() -> bool:
 
 
 def wait_for(awaitable: Awaitable[T]) -> T:
-    """From inside :func:`bridged`: have the event loop await ``awaitable``; its result."""
-    if not in_bridge():
-        raise RuntimeError("wait_for() is only for code that bridged() runs")
+    """Await ``awaitable`` from a hook, on either path: its result (docs/hooks.md)."""
+    if not in_bridge():  # the blocking path: the core's background loop awaits it
+        return run_sync(_awaited(awaitable))
     result: T = _greenlet.getcurrent().parent.switch(awaitable)
     return result
 
