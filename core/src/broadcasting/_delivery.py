@@ -289,9 +289,7 @@ def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | 
     if group.delivered or len(group.errors) != len(channels):
         return None
     error = next(iter(group.errors.values()))
-    if error.kind in ("auth", "permission") and not error.maybe_delivered:
-        return error
-    return None
+    return error if error.kind in ("auth", "permission") and not error.maybe_delivered else None
 
 
 def deliver(broadcaster: Broadcaster[Any], message: Message) -> Flow[Receipt]:

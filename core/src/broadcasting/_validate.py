@@ -51,13 +51,11 @@ def _where_not_utf8(data: object, path: str, depth: int = 0) -> tuple[str, str] 
             problem = _not_utf8(key) if isinstance(key, str) else None
             if problem:
                 return f"a key of {path}", problem
-            found = _where_not_utf8(value, f"{path}[{ascii(key)[:40]}]", depth + 1)
-            if found:
+            if found := _where_not_utf8(value, f"{path}[{ascii(key)[:40]}]", depth + 1):
                 return found
     elif isinstance(data, (list, tuple)):
         for index, value in enumerate(data):
-            found = _where_not_utf8(value, f"{path}[{index}]", depth + 1)
-            if found:
+            if found := _where_not_utf8(value, f"{path}[{index}]", depth + 1):
                 return found
     return None
 
