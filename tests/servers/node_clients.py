@@ -48,7 +48,15 @@ HERE = Path(__file__).resolve().parent
 JS_DIR = HERE.parent / "js"
 NODE_MODULES = JS_DIR / "node_modules"
 #: What ``npm ci`` must have produced for the clients to run.
-PACKAGES = ("pusher-js", "laravel-echo", "playwright-core")
+PACKAGES = (
+    "pusher-js",
+    "laravel-echo",
+    "playwright-core",
+    "ably",
+    "ably-v1",
+    "@ably/laravel-echo",
+    "axios",
+)
 #: Debian's chromium (CI installs it in .ci/run).
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 
