@@ -1,15 +1,15 @@
 """The shop's FastAPI application.
 
 Broadcasting goes through Pusher Channels (or soketi, Laravel Reverb),
-configured from the environment; soketi's development defaults otherwise.
-The views pass each event the request's ``X-Socket-ID`` (sent by Laravel
-Echo), so the tab that acted does not hear about its own action.
+configured from the environment (:mod:`shop.settings`); a local soketi
+otherwise. The views pass each event the request's ``X-Socket-ID`` (the
+page sends its connection's ``echo.socketId()``), so the tab that acted
+does not hear about its own action. ``GET /`` serves the page (:mod:`shop.page`).
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -20,23 +20,10 @@ from pydantic import BaseModel
 from broadcasting import Broadcast, PayloadTooLargeError
 from broadcasting.web import socket_id_from
 from broadcasting.web.starlette import broadcasting_router
+from shop import page, settings
 from shop.events import OrderCancelled, OrderPlaced, OrderShipped
 
-broadcast = Broadcast(
-    {
-        "DRIVER": "pusher",
-        "DRIVERS": {
-            "pusher": {
-                "app_id": os.environ.get("PUSHER_APP_ID", "1"),
-                "key": os.environ.get("PUSHER_APP_KEY", "app-key"),
-                "secret": os.environ.get("PUSHER_APP_SECRET", "app-secret"),
-                "host": os.environ.get("PUSHER_HOST", "127.0.0.1"),
-                "port": int(os.environ.get("PUSHER_PORT", "6001")),
-                "ssl": os.environ.get("PUSHER_SSL", "") == "1",
-            }
-        },
-    }
-)
+broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": settings.PUSHER}})
 
 
 @broadcast.rule("orders.{order_id}")
@@ -52,6 +39,7 @@ class Order:
     customer: str
     total: Decimal
     status: str = "placed"
+    carrier: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -73,12 +61,17 @@ class Note(BaseModel):
 
 
 def current_user(request: Request) -> str | None:
-    """The signed-in customer; a real shop reads its session here."""
+    """The signed-in customer; a real shop reads its session here.
+
+    The demo page sends the customer its URL names (``/?customer=ada``) in
+    ``X-User``, on its own requests and on Echo's authorization requests.
+    """
     return request.headers.get("x-user")
 
 
 app = FastAPI()
 app.include_router(broadcasting_router(broadcast, user=current_user))
+app.include_router(page.router)
 
 
 def _order(order_id: int) -> Order:
@@ -86,6 +79,22 @@ def _order(order_id: int) -> Order:
     if order is None:
         raise HTTPException(404, "no such order")
     return order
+
+
+def _summary(order: Order) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "total": str(order.total),
+        "status": order.status,
+        "carrier": order.carrier,
+    }
+
+
+@app.get("/my/orders")
+def my_orders(request: Request) -> list[dict[str, Any]]:
+    """The signed-in customer's orders: the page follows each one's channel."""
+    customer = current_user(request)
+    return [_summary(order) for order in ORDERS.values() if order.customer == customer]
 
 
 @app.post("/orders", status_code=201)
@@ -102,9 +111,9 @@ async def place_order(new: NewOrder, request: Request) -> dict[str, Any]:
 def ship_order(order_id: int, carrier: str, request: Request) -> dict[str, Any]:
     """A sync view: FastAPI runs it in a worker thread."""
     order = _order(order_id)
-    order.status = "shipped"
+    order.status, order.carrier = "shipped", carrier
     broadcast.channel(OrderShipped(order.id, carrier).to_others(socket_id_from(request.headers)))
-    return {"id": order.id, "status": order.status}
+    return {"id": order.id, "status": order.status, "carrier": carrier}
 
 
 @app.post("/orders/{order_id}/cancel")
