@@ -1,0 +1,18 @@
+"""URLs: the board, Django's login, and the three broadcasting endpoints."""
+
+from __future__ import annotations
+
+from broadcasting.web.django import broadcasting_urls
+from django.contrib import admin
+from django.urls import include, path
+
+from django_orders.broadcast import broadcast
+
+urlpatterns = [
+    path("", include("orders.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),  # login, logout
+    path("admin/", admin.site.urls),
+    # /broadcasting/auth, /broadcasting/user-auth, /broadcasting/webhook. The current user is
+    # request.user when it is authenticated (AuthenticationMiddleware): the rules get a User.
+    path("", include(broadcasting_urls(broadcast))),
+]

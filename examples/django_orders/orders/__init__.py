@@ -1,0 +1,1 @@
+"""The orders app: orders in the database, the board page, and what goes live."""
