@@ -12,18 +12,14 @@ the tests click as a person would and read the page's text.
 
 from __future__ import annotations
 
-import http.server
 import itertools
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +30,7 @@ SERVERS = EXAMPLE.parents[1] / "tests" / "servers"
 if str(SERVERS) not in sys.path:
     sys.path.insert(0, str(SERVERS))
 
+from local_http import answers, serve_directory, stop  # noqa: E402
 from node_clients import NODE_MODULES, NodeClient, require_node, start_client  # noqa: E402
 from soketi_pytest import start_soketi  # noqa: E402
 from soketi_server import SoketiServer, free_port  # noqa: E402
@@ -69,32 +66,12 @@ def soketi(app_port: int) -> Iterator[SoketiServer]:
         server.close()
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def vendor() -> Iterator[str]:
     """tests/js/node_modules over HTTP: the browser builds of pusher-js and Laravel Echo."""
     require_node(chromium=True)  # npm ci in tests/js, or skip (fail under CI)
-    handler = partial(_Quiet, directory=str(NODE_MODULES))
-    server = http.server.ThreadingHTTPServer((HOST, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="vendor", daemon=True)
-    thread.start()
-    try:
-        yield f"http://{HOST}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+    with serve_directory(NODE_MODULES) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -129,18 +106,13 @@ def board(
     url = f"http://{HOST}:{app_port}"
     try:
         deadline = time.monotonic() + 30
-        while not _answers(f"{url}/accounts/login/"):
+        while not answers(f"{url}/accounts/login/"):
             assert process.poll() is None, f"the server exited: {log.read_text()}"
             assert time.monotonic() < deadline, f"no answer within 30 s: {log.read_text()}"
             time.sleep(0.05)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 # -- the browser -------------------------------------------------------------------------------

@@ -9,15 +9,11 @@ Node.js, npm or Chromium is missing they skip, and fail instead under ``CI``.
 
 from __future__ import annotations
 
-import http.server
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,6 +24,7 @@ for folder in (str(HERE), str(SHOP), str(SERVERS)):
     if folder not in sys.path:
         sys.path.insert(0, folder)
 
+from local_http import serve_directory, stop  # noqa: E402
 from node_clients import require_node, start_client  # noqa: E402
 from shop_testing import HOST, NODE_MODULES, SHOP_APPS, Browser, answers, clean_env  # noqa: E402
 from soketi_pytest import start_soketi  # noqa: E402
@@ -44,11 +41,6 @@ def soketi() -> Iterator[SoketiServer]:
         server.close()
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def vendor() -> Iterator[str]:
     """tests/js/node_modules over HTTP: the browser builds of pusher-js and Laravel Echo.
@@ -57,15 +49,8 @@ def vendor() -> Iterator[str]:
     shop's script URL settings point here.
     """
     require_node(chromium=True)  # npm ci in tests/js, or skip (fail under CI)
-    handler = partial(_Quiet, directory=str(NODE_MODULES))
-    server = http.server.ThreadingHTTPServer((HOST, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="vendor", daemon=True)
-    thread.start()
-    try:
-        yield f"http://{HOST}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(NODE_MODULES) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +74,7 @@ def shop(soketi: SoketiServer, vendor: str) -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from local_http import answers
 from node_clients import NODE_MODULES, NodeClient
 
 __all__ = ["HOST", "NODE_MODULES", "SHOP", "SHOP_APPS", "Browser", "Tab", "answers", "clean_env"]
@@ -19,14 +19,6 @@ HOST = "127.0.0.1"
 SHOP_APPS = json.loads((SHOP / "soketi" / "soketi.json").read_text("utf-8"))[
     "appManager.array.apps"
 ]
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def clean_env(**extra: str) -> dict[str, str]:
