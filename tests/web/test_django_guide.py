@@ -245,7 +245,10 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     import django  # imported, never configured: the project runs in subprocesses
 
     if django.VERSION < (5, 0):
-        pytest.skip("docs/django.md is written for Django 5 (aget_object_or_404, auser())")
+        pytest.fail(
+            "docs/django.md is written for Django 5 (aget_object_or_404, auser()): "
+            "pip install -r tests/requirements.txt"
+        )
     if importlib.util.find_spec("pytest_django") is None:
         pytest.fail("the guide's tests need pytest-django: pip install -r tests/requirements.txt")
     variant: str = request.param

@@ -61,7 +61,7 @@ class Publishes:
     achannel = awaiting(_channel_flow, "never blocks the event loop")
 
     def _publisher(self) -> Broadcaster[Any]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__qualname__} must say which broadcaster publishes")
 
 
 class Broadcaster(Publishes, Generic[D]):
