@@ -136,9 +136,30 @@ def test_slips_of_the_setting_names_are_errors_with_a_guess(
     assert info.value.key == key
 
 
-def test_a_mapping_holds_only_the_two_settings() -> None:
-    with pytest.raises(ConfigurationError, match="only DRIVER and DRIVERS"):
+def test_a_mapping_holds_only_the_settings() -> None:
+    with pytest.raises(ConfigurationError, match="only DRIVER, DRIVERS, SEND and OUTBOX"):
         load_config({"DRIVER": "log", "TIMEOUT": 3})
+
+
+def test_send_and_outbox_are_read_and_checked() -> None:
+    config = load_config(
+        {"DRIVER": "log", "SEND": "outbox", "OUTBOX": {"url": "postgresql://u:pw@h/db"}}
+    )
+    assert config.send == "outbox"
+    assert config.outbox == {"url": "postgresql://u:pw@h/db"}
+    assert "pw" not in repr(config)
+    assert "outbox keys=['url']" in repr(config)
+    assert load_config({}).send == "now"
+    with pytest.raises(ConfigurationError, match="SEND"):
+        load_config({"SEND": ""})
+    with pytest.raises(ConfigurationError, match="OUTBOX"):
+        load_config({"OUTBOX": "sqlite:///x"})
+
+
+def test_a_module_may_name_a_helper_send(tmp_path: Path) -> None:
+    module = tmp_path / "conf.py"
+    module.write_text("def send():\n    pass\nDRIVER = 'null'\nSEND = 'after_commit'\n")
+    assert load_config(module).send == "after_commit"
 
 
 def test_a_module_may_hold_other_names_but_not_slips(tmp_path: Path) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from broadcasting import _events
+from broadcasting import _background, _events
 from broadcasting._delivery import DeliveryOptions, deliver
 from broadcasting._driver import Driver
 from broadcasting._errors import NotSupportedError
@@ -39,6 +39,8 @@ class Publishes:
         event: str | None = None,
         *,
         socket_id: str | None = None,
+        send: str | None = None,
+        transaction: object = None,
     ) -> Flow[Receipt]:
         """Publish ``message`` as ``event`` (default ``"base-event"``) to one or more channels.
 
@@ -47,13 +49,25 @@ class Publishes:
         leaves the sender's connection out. Returns a :class:`Receipt` once the service
         acknowledged every channel; raises :class:`InputError` before any request,
         :class:`PublishError` if delivery failed (docs/publishing.md).
+
+        ``send`` says when: ``"now"``, ``"after_commit"`` (once ``transaction`` commits, never
+        if it rolls back) or ``"outbox"`` (written to the outbox inside ``transaction`` and
+        delivered by the relay), or a queue plugin's name; by default the event's
+        ``broadcast_send``, else the config's ``SEND``. Those return a pending receipt
+        (docs/background.md).
         """
         target = self._publisher()
         built = target._message(channels, message, event, socket_id)
         if isinstance(built, Receipt):
             return built
+        broadcast = target._broadcast
+        how = _background.send_mode(broadcast, send, channels)
+        if how != _background.NOW:
+            return (yield from target._defer(built, how, transaction))
+        if transaction is not None and send is not None:
+            raise TypeError("transaction= applies to send='after_commit' or 'outbox', not 'now'")
         # in process, the core's part never waits: only another plugin's may (wait_for)
-        hook = target._broadcast.plugin_manager.hook.broadcasting_publish
+        hook = broadcast.plugin_manager.hook.broadcasting_publish
         bridge = target._sends or len(hook.get_hookimpls()) > 1
         return (yield from target.publish_message(built, bridge=bridge))
 
@@ -109,7 +123,27 @@ class Broadcaster(Publishes, Generic[D]):
             raise TypeError(
                 f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt"
             )
+        if receipt.via != message.via:  # sent by the relay, after commit or from a queue
+            receipt = replace(receipt, via=message.via)
         return receipt
+
+    def _defer(self, message: Message, via: str, transaction: object) -> Flow[Receipt]:
+        """Hand ``message`` to the ``broadcasting_defer`` hook, to be sent ``via`` that way."""
+        message.via = via
+        pm = self._broadcast.plugin_manager
+        kwargs = {"broadcast": self._broadcast, "transaction": transaction}
+        adapted = yield Hook(pm, "broadcasting_transaction", kwargs, bridge=False)
+        if adapted is None and transaction is not None:
+            raise TypeError(
+                f"transaction={type(transaction).__qualname__}: no plugin adapts it (a "
+                "SQLAlchemy Session, AsyncSession or Connection, a Django database alias, "
+                "a sqlite3.Connection; docs/background.md)"
+            )
+        kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
+        receipt = yield Hook(pm, "broadcasting_defer", {**kwargs, "transaction": adapted})
+        if not isinstance(receipt, Receipt):
+            raise TypeError(f"broadcasting_defer returned {type(receipt).__name__}, not a Receipt")
+        return receipt if receipt.via == via else replace(receipt, via=via)
 
     def deliver(self, message: Message) -> Receipt:
         """The core's publish hook: its delivery, or the driver's own in-process publish."""

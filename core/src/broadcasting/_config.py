@@ -18,6 +18,8 @@ from broadcasting._types import Options, Secret, wrap_secrets
 ConfigSource = Union[Mapping[str, Any], ModuleType, str, "os.PathLike[str]", None]
 
 DEFAULT_DRIVER = "log"
+#: How a publish is sent when nothing says otherwise (docs/background.md).
+DEFAULT_SEND = "now"
 ENV_DRIVER = "BROADCAST_DRIVER"
 
 #: One driver's options at rest, every string in a Secret, and the keys read back as text.
@@ -37,15 +39,33 @@ class Config:
     only its driver knows is secret (a URL with a token) must not lie around as text.
     """
 
-    __slots__ = ("_sealed", "driver")
+    __slots__ = ("_outbox", "_sealed", "driver", "send")
 
     driver: str
+    #: How ``channel()`` sends when neither the call nor the event says (``SEND``).
+    send: str
     _sealed: Mapping[str, _Sealed]
+    _outbox: _Sealed
 
-    def __init__(self, driver: str, drivers: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        driver: str,
+        drivers: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        send: str = DEFAULT_SEND,
+        outbox: Mapping[str, Any] | None = None,
+    ) -> None:
         object.__setattr__(self, "driver", driver)
         sealed = {name: _seal(options or {}) for name, options in (drivers or {}).items()}
         object.__setattr__(self, "_sealed", sealed)
+        object.__setattr__(self, "send", send)
+        object.__setattr__(self, "_outbox", _seal(wrap_secrets(outbox or {})))
+
+    @property
+    def outbox(self) -> Mapping[str, Any]:
+        """The ``OUTBOX`` settings (docs/background.md#configuration); empty: the defaults."""
+        values, shown = self._outbox
+        return Options({k: v.reveal() if k in shown else v for k, v in values.items()})
 
     @property
     def drivers(self) -> Mapping[str, Mapping[str, Any]]:
@@ -68,21 +88,38 @@ class Config:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Config):
             return NotImplemented
-        return self.driver == other.driver and self.drivers == other.drivers
+        return (self.driver, self.drivers, self.send, self.outbox) == (
+            other.driver,
+            other.drivers,
+            other.send,
+            other.outbox,
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __reduce__(self) -> Any:
         # what a pickle holds is read back: a Secret in it refuses to be pickled
-        return (Config, (self.driver, self.drivers))
+        return (_rebuild, (self.driver, self.drivers, self.send, self.outbox))
 
     def __repr__(self) -> str:
         # option values may be secrets: show the keys only
         keys = {name: sorted(map(str, values)) for name, (values, _) in self._sealed.items()}
-        return f"Config(driver={self.driver!r}, option keys={keys!r})"
+        shown = f"Config(driver={self.driver!r}, option keys={keys!r}"
+        if self.send != DEFAULT_SEND:
+            shown += f", send={self.send!r}"
+        if self._outbox[0]:
+            shown += f", outbox keys={sorted(map(str, self._outbox[0]))!r}"
+        return shown + ")"
 
 
-_KEYS = ("DRIVER", "DRIVERS")
+def _rebuild(
+    driver: str, drivers: Mapping[str, Mapping[str, Any]], send: str, outbox: Mapping[str, Any]
+) -> Config:
+    return Config(driver, drivers, send=send, outbox=outbox)
+
+
+_KEYS = ("DRIVER", "DRIVERS", "SEND", "OUTBOX")
+_TYPOS = ("DRIVER", "DRIVERS")  # the seed's names: a module's `driver = ...` is a slip
 
 
 def _check_names(values: Mapping[str, Any], where: str, *, strict: bool) -> None:
@@ -92,12 +129,14 @@ def _check_names(values: Mapping[str, Any], where: str, *, strict: bool) -> None
             continue
         import difflib
 
-        close = difflib.get_close_matches(key.upper(), _KEYS, n=1, cutoff=0.75)
+        close = difflib.get_close_matches(key.upper(), _TYPOS, n=1, cutoff=0.75)
         if close and close[0] not in values:
             raise ConfigurationError("config", key, f"is not a setting; did you mean {close[0]!r}?")
         if strict:
             raise ConfigurationError(
-                "config", key, f"is not a setting of {where} (only DRIVER and DRIVERS are)"
+                "config",
+                key,
+                f"is not a setting of {where} (only DRIVER, DRIVERS, SEND and OUTBOX are)",
             )
 
 
@@ -239,4 +278,12 @@ def _load(source: ConfigSource) -> Config:
         if options is not None and not isinstance(options, Mapping):
             raise ConfigurationError(str(name), None, "its DRIVERS entry must be a mapping")
         wrapped[name] = wrap_secrets(options or {})  # secrets stay wrapped from here on
-    return Config(driver=driver, drivers=wrapped)
+    send = values.get("SEND", DEFAULT_SEND)
+    if not isinstance(send, str) or not send:
+        raise ConfigurationError(
+            "config", "SEND", "must name how to send: 'now', 'after_commit', 'outbox' or a queue's"
+        )
+    outbox = values.get("OUTBOX") or {}
+    if not isinstance(outbox, Mapping):
+        raise ConfigurationError("config", "OUTBOX", "must be a mapping of outbox settings")
+    return Config(driver=driver, drivers=wrapped, send=send, outbox=outbox)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from broadcasting import hookspecs
+from broadcasting import _background, hookspecs
 from broadcasting._auth import AuthRequest, authorize
 from broadcasting._driver import Driver
 from broadcasting._errors import DriverNotFoundError, PluginLoadError
@@ -199,6 +199,20 @@ class _CorePlugin:
     ) -> dict[str, Any]:
         body: dict[str, Any] = drive(authorize(broadcast.rules, driver, request))
         return body
+
+    @hookimpl(trylast=True)
+    def broadcasting_defer(
+        self, broadcast: Broadcast, driver: Driver, message: Message, transaction: Any
+    ) -> Receipt:
+        broadcaster = broadcast.broadcaster_of(driver)
+        if message.via == _background.AFTER_COMMIT:
+            return drive(_background.after_commit(broadcaster, message, transaction))
+        if message.via == _background.OUTBOX:
+            from broadcasting.outbox import _write  # the outbox's code loads on first use
+
+            written: Receipt = drive(_write.write(broadcaster, message, transaction))
+            return written
+        raise _background.unknown_mode(message.via)
 
 
 CORE_PLUGIN = _CorePlugin()

@@ -52,9 +52,21 @@ class Message:
         id: unique to this publish, the same on every retry (for de-duplication).
         socket_id: the sender's own connection, to be excluded, if given.
         source: the event object it was built from, else ``None``.
+        via: how it is being sent: ``"now"``, ``"after_commit"``, ``"outbox"`` (by the
+            relay) or a queue plugin's name (docs/background.md).
     """
 
-    __slots__ = ("_data", "_measured", "channels", "event", "id", "socket_id", "source", "text")
+    __slots__ = (
+        "_data",
+        "_measured",
+        "channels",
+        "event",
+        "id",
+        "socket_id",
+        "source",
+        "text",
+        "via",
+    )
 
     def __init__(
         self,
@@ -65,6 +77,7 @@ class Message:
         id: str,
         socket_id: str | None = None,
         source: object = None,
+        via: str = "now",
     ) -> None:
         self.channels = channels
         self.event = event
@@ -73,6 +86,7 @@ class Message:
         self.id = id
         self.socket_id = socket_id
         self.source = source
+        self.via = via
         self._measured: tuple[str, int] | None = None  # (text, its UTF-8 size), see size
 
     @property
@@ -123,6 +137,9 @@ class Receipt:
         message_id: :attr:`Message.id` of the publish.
         ids: ids the provider returned (event ids, message serials), if any.
         requests: how many network requests the publish took (0 in process).
+        via: how it was sent: ``"now"``, ``"after_commit"``, ``"outbox"`` or a queue's name.
+        pending: ``True`` while it waits to be sent (for a commit, in an outbox or a
+            queue): nothing was delivered yet, and ``ids`` is empty.
     """
 
     driver: str
@@ -131,10 +148,14 @@ class Receipt:
     message_id: str
     ids: tuple[str, ...] = ()
     requests: int = 0
+    via: str = "now"
+    pending: bool = False
 
     def __str__(self) -> str:
         chans = ", ".join(self.channels)
         text = f"{self.driver}: {self.event!r} -> {chans} (id {self.message_id}"
+        if self.pending:
+            return text + f", pending: {self.via})"
         if self.requests:
             text += f", {self.requests} request{'s' if self.requests != 1 else ''}"
         return text + ")"

@@ -9,6 +9,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from broadcasting._auth import AuthRequest
+    from broadcasting._background import Transaction
     from broadcasting._broadcast import Broadcast
     from broadcasting._driver import Driver
     from broadcasting._types import Message, Receipt
@@ -86,4 +87,39 @@ def broadcasting_webhook(broadcast: Broadcast, driver: Driver, event: WebhookEve
     :return: nothing, or an awaitable (``awebhook()`` awaits it, ``webhook()`` runs it on
         the core's background loop). An exception reaches the caller at once: the
         delivery's later events and handlers are not run.
+    """
+
+
+@hookspec(firstresult=True)
+def broadcasting_transaction(broadcast: Broadcast, transaction: object) -> Transaction | None:
+    """Adapt the caller's database transaction for a publish sent after commit or by outbox.
+
+    Called for every such publish; the built-in plugins adapt a SQLAlchemy ``Session``,
+    ``AsyncSession`` or ``Connection``, a Django database alias (and, for ``None``, Django's
+    default database once Django's ORM is loaded) and a ``sqlite3.Connection``.
+
+    :param broadcast: the Broadcast publishing.
+    :param transaction: what the caller passed as ``transaction=``, or ``None``.
+    :return: a ``Transaction``, or ``None`` if this plugin does not know the object. Stops
+        at the first non-None result; with none, ``None`` means "no transaction" and any
+        other object is a ``TypeError``.
+    """
+
+
+@hookspec(firstresult=True)
+def broadcasting_defer(
+    broadcast: Broadcast, driver: Driver, message: Message, transaction: Transaction | None
+) -> Receipt | None:
+    """Take one validated message that is not to be sent now; ``message.via`` says how.
+
+    The core's implementation runs last and handles ``"after_commit"`` and ``"outbox"``;
+    a queue plugin handles its own name (``"celery"``) and returns ``None`` for others.
+    On the async path a non-wrapper may return an awaitable.
+
+    :param broadcast: the Broadcast publishing.
+    :param driver: the connected driver the message is for.
+    :param message: the message, validated; its ``id`` stays the same until it is sent.
+    :param transaction: the caller's transaction, adapted, or ``None`` outside one.
+    :return: a Receipt with ``pending=True`` (or, sent at once, the publish's receipt).
+        Stops at the first non-None result.
     """

@@ -24,6 +24,7 @@ from broadcasting import (
     WebhookEvent,
 )
 from broadcasting._auth import AuthKind, AuthRequest
+from broadcasting._background import Transaction
 from broadcasting._channels import ChannelKind
 from broadcasting._delivery import (
     DELIVERY_OPTIONS,
@@ -91,6 +92,7 @@ __all__ = [
     "Secret",
     "SendResult",
     "ServiceError",
+    "Transaction",
     "UnauthorizedError",
     "WebhookEvent",
     "encode_payload",

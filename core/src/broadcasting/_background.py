@@ -1,0 +1,150 @@
+"""Publishing later: once the caller's transaction commits, or through an outbox.
+
+docs/background.md says how to choose.
+
+The core decides how a publish is sent (the call's ``send=``, the event's ``broadcast_send``,
+the config's ``SEND``), adapts the caller's transaction through the ``broadcasting_transaction``
+hook, and hands the message to the ``broadcasting_defer`` hook. Its own implementation of that
+hook sends after commit, or writes to the outbox (:mod:`broadcasting.outbox`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from broadcasting._errors import InputError, PublishError
+from broadcasting._flow import Flow, arun, run
+from broadcasting._types import Message, Receipt
+
+if TYPE_CHECKING:
+    from broadcasting._broadcast import Broadcast
+    from broadcasting._broadcaster import Broadcaster
+
+log = logging.getLogger("broadcasting.background")
+
+NOW = "now"
+AFTER_COMMIT = "after_commit"
+OUTBOX = "outbox"
+#: The ways the core sends by itself; a queue plugin adds its own name (``"celery"``).
+BUILT_IN = (NOW, AFTER_COMMIT, OUTBOX)
+
+
+class Transaction(Protocol):
+    """The caller's database transaction, as a ``broadcasting_transaction`` plugin adapts it.
+
+    ``dialect`` is SQLAlchemy's name for the database (``"postgresql"``, ``"sqlite"``,
+    ``"mysql"``); ``paramstyle`` the placeholders :meth:`execute` takes (``"format"``: ``%s``,
+    ``"qmark"``: ``?``).
+    """
+
+    dialect: str
+    paramstyle: str
+
+    def active(self) -> bool:
+        """Whether a transaction is open now (outside one, a commit-bound publish goes at once)."""
+        ...
+
+    def on_commit(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once, after the transaction commits; never if it rolls back."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[Any]) -> object:
+        """Run one statement inside the transaction (an async adapter returns an awaitable)."""
+        ...
+
+
+def send_mode(broadcast: Broadcast, send: str | None, target: object) -> str:
+    """How this publish is sent: ``send=``, else the event's ``broadcast_send``, else ``SEND``."""
+    if send is None:
+        send = getattr(target, "broadcast_send", None)
+        if send is None:
+            return broadcast.config.send
+        where = f"{type(target).__qualname__}.broadcast_send"
+    else:
+        where = "send"
+    if not isinstance(send, str) or not send:
+        raise InputError(f"{where} must name how to send ({', '.join(map(repr, BUILT_IN))}, ...)")
+    return send
+
+
+def pending(broadcaster: Broadcaster[Any], message: Message) -> Receipt:
+    """The receipt of a message that is yet to be sent."""
+    return Receipt(
+        broadcaster.name, message.event, message.channels, message.id, via=message.via, pending=True
+    )
+
+
+def after_commit(
+    broadcaster: Broadcaster[Any], message: Message, transaction: Transaction | None
+) -> Flow[Receipt]:
+    """Send ``message`` once ``transaction`` commits (at once outside a transaction)."""
+    if transaction is None or not transaction.active():
+        return (yield from broadcaster.publish_message(message))
+    transaction.on_commit(lambda: send_committed(broadcaster, message))
+    return pending(broadcaster, message)
+
+
+# a task's only reference is the loop's weak one: kept here until it ends
+_tasks: set[asyncio.Task[Any]] = set()
+_tasks_lock = threading.Lock()
+
+
+def send_committed(broadcaster: Broadcaster[Any], message: Message) -> None:
+    """Send a committed message: as a task on this thread's running loop (an async commit),
+    else blocking. Its outcome is logged; nothing is raised into the committing code, whose
+    data is already committed."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None:
+        try:
+            run(broadcaster.publish_message(message))
+        except Exception as exc:
+            _report(broadcaster, message, exc)
+        return
+    task = loop.create_task(arun(broadcaster.publish_message(message)))
+    with _tasks_lock:
+        _tasks.add(task)
+    task.add_done_callback(lambda done: _finished(broadcaster, message, done))
+
+
+def _finished(broadcaster: Broadcaster[Any], message: Message, task: asyncio.Task[Any]) -> None:
+    with _tasks_lock:
+        _tasks.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if isinstance(exc, Exception):
+        _report(broadcaster, message, exc)
+
+
+def _report(broadcaster: Broadcaster[Any], message: Message, exc: Exception) -> None:
+    """Log the failure of a publish that was sent after its transaction committed."""
+    if isinstance(exc, PublishError):
+        outcome = "unknown" if exc.maybe_delivered and not exc.delivered else "failed"
+        log.error(
+            "%s: message %s (%r to %d channel(s)), sent after commit, %s: %s",
+            broadcaster.name,
+            message.id,
+            message.event,
+            len(message.channels),
+            outcome,
+            exc,
+        )
+    else:  # a bug (a plugin's, the driver's): its traceback says where
+        log.error(
+            "%s: message %s, sent after commit, raised", broadcaster.name, message.id, exc_info=exc
+        )
+
+
+def unknown_mode(via: str) -> InputError:
+    """The error for a way of sending that no plugin handles."""
+    return InputError(
+        f"send={via!r}: no installed plugin sends that way (the core sends "
+        f"{', '.join(map(repr, BUILT_IN))}; a queue needs its plugin, docs/background.md)"
+    )
