@@ -206,3 +206,13 @@ def test_an_unknown_way_or_transaction_is_refused_before_anything_is_sent() -> N
 def test_a_pending_receipt_says_so() -> None:
     receipt = Receipt("pusher", "saved", ("orders",), "m1", via="outbox", pending=True)
     assert str(receipt) == "pusher: 'saved' -> orders (id m1, pending: outbox)"
+
+
+def test_send_to_user_takes_the_same_choice() -> None:
+    broadcast = Broadcast({"DRIVER": "memory"}, plugins=[Adapter()])
+    tx = FakeTransaction()
+    receipt = broadcast.send_to_user("7", "hello", {"n": 1}, send="after_commit", transaction=tx)
+    assert receipt.pending and _delivered(broadcast) == []
+    tx.commit()
+    [sent] = _delivered(broadcast)
+    assert sent.channels == ("#server-to-user-7",) and sent.via == "after_commit"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from broadcasting import _auth, _webhooks
 from broadcasting._auth import AuthRequest, ChannelRules, Rule
+from broadcasting._background import NOW, send_mode
 from broadcasting._broadcaster import Broadcaster, Publishes
 from broadcasting._channels import Channel
 from broadcasting._config import ConfigSource, load_config
@@ -215,11 +216,19 @@ class Broadcast(Publishes):
         return self.driver(driver)
 
     def _send_to_user_flow(
-        self, user_id: str | int, event: str, data: Payload, *, driver: DriverRef = None
+        self,
+        user_id: str | int,
+        event: str,
+        data: Payload,
+        *,
+        driver: DriverRef = None,
+        send: str | None = None,
+        transaction: object = None,
     ) -> Flow[Receipt]:
         """Publish ``event`` to every connection of the signed-in user ``user_id``.
 
-        Raises :class:`NotSupportedError` when the driver cannot address a user.
+        ``send`` and ``transaction`` as for :meth:`channel` (docs/background.md). Raises
+        :class:`NotSupportedError` when the driver cannot address a user.
         """
         target = self._target(driver)
         _require(target.driver, Feature.USER_SIGN_IN, "sending to a user")
@@ -227,6 +236,11 @@ class Broadcast(Publishes):
             raise InputError(f"{target.name}: user_id must be a non-empty str")
         channel = target.driver.user_channel(str(user_id))
         message = build_message(target.driver, channel, data, event, None, reserved=True)
+        how = send_mode(self, send, None)
+        if how != NOW:
+            return (yield from target._defer(message, how, transaction))
+        if transaction is not None and send is not None:
+            raise TypeError("transaction= applies to send='after_commit' or 'outbox', not 'now'")
         return (yield from target.publish_message(message))
 
     def rule(self, pattern: str) -> Callable[[Rule], Rule]:
