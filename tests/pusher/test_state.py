@@ -174,6 +174,7 @@ async def test_queries_go_out_as_documented_and_bad_input_sends_nothing(
         (lambda: via_proxy.occupied_channels("bad prefix!"), InputError),
         (lambda: via_proxy.terminate_user(""), InputError),
         (lambda: via_proxy.terminate_user("a/b"), InputError),
+        (lambda: via_proxy.terminate_user("u" * 129), InputError),  # sign-in's limit: 128
     ]
     for call, error in bad:
         with pytest.raises(error):

@@ -12,6 +12,7 @@ from pusher.http import GET, POST, Request
 
 from broadcasting import ChannelInfo, InputError, InvalidChannelError, Member, QueryError
 from broadcasting_pusher._api import check_answer
+from broadcasting_pusher._auth import MAX_USER_ID_LENGTH  # an id longer cannot have signed in
 from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH
 from broadcasting_pusher._settings import NAME, _is_int
 
@@ -24,7 +25,6 @@ T = TypeVar("T")
 Query = Generator[Request, "tuple[int, bytes]", T]
 
 PRESENCE_PREFIX = "presence-"
-MAX_USER_ID_LENGTH = 200
 
 _Need = tuple[str, type, str]  # a field the answer needs, its type, the error's words
 
