@@ -890,6 +890,8 @@ runs(HOOKS, "hook-connect")(lambda b, docs: _hook_reference(b, docs, "connect"))
 runs(HOOKS, "hook-publish")(lambda b, docs: _hook_reference(b, docs, "publish"))
 runs(HOOKS, "hook-authorize")(lambda b, docs: _hook_reference(b, docs, "authorize"))
 runs(HOOKS, "hook-webhook")(lambda b, docs: _hook_reference(b, docs, "webhook"))
+runs(HOOKS, "hook-transaction")(lambda b, docs: _hook_reference(b, docs, "transaction"))
+runs(HOOKS, "hook-defer")(lambda b, docs: _hook_reference(b, docs, "defer"))
 
 
 # -- core/README.md --------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 A ``tryfirst`` plugin on the ``broadcasting_publish`` hook of every Broadcast
 (see docs/testing.md): the core still validates each message against the
 configured driver's limits, and the driver is never called.
+
+Publishes sent later are recorded when they would be sent: an after-commit one when
+its transaction commits (the core publishes it then, through ``broadcasting_publish``),
+an outbox one when its transaction commits (the fake's ``broadcasting_defer`` takes it
+instead of writing the row). Neither is recorded if its transaction rolls back.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
+from broadcasting._background import NOW, OUTBOX
 from broadcasting._channels import Channel
-from broadcasting._errors import BroadcastError
+from broadcasting._errors import BroadcastError, InputError
 from broadcasting._events import Broadcastable, is_event
 from broadcasting._plugins import register_everywhere, unregister_everywhere
 from broadcasting._types import Message, Payload, Receipt
@@ -21,6 +27,7 @@ from broadcasting.testing._observe import Recording
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from broadcasting._background import Transaction
     from broadcasting._broadcast import Broadcast
     from broadcasting._driver import Driver
 
@@ -34,7 +41,8 @@ class Sent:
 
     ``channels`` are full names (``private-orders.1``); ``data`` is the payload as
     given (an event object's ``broadcast_with()``); ``source`` the event object, if
-    any; ``text`` the payload as it would go over the wire.
+    any; ``text`` the payload as it would go over the wire; ``via`` how it was sent:
+    ``"now"``, ``"after_commit"``, ``"outbox"`` or a queue's name.
     """
 
     driver: str
@@ -46,6 +54,7 @@ class Sent:
     text: str
     message_id: str
     _driver: Driver = field(repr=False, compare=False)
+    via: str = "now"
 
     def on(self, channel: str | Channel) -> bool:
         """Whether it was published on ``channel`` (a full name or a :class:`Channel`)."""
@@ -68,6 +77,8 @@ class Sent:
         line = f"{self.driver}: '{self.event}' on {', '.join(self.channels)} {text}"
         if self.socket_id is not None:
             line += f" (socket_id {self.socket_id})"
+        if self.via != NOW:
+            line += f" (via {self.via})"
         return line
 
 
@@ -95,12 +106,48 @@ class BroadcastFake(Recording[Sent]):
         self, broadcast: Broadcast, driver: Driver, message: Message
     ) -> Receipt:
         """Record ``message`` and answer for the driver, which is never called."""
-        m = message
+        self._record(driver, message)
+        return Receipt(driver.name, message.event, message.channels, message.id, via=message.via)
+
+    @hookimpl(tryfirst=True)
+    def broadcasting_defer(
+        self,
+        broadcast: Broadcast,
+        driver: Driver,
+        message: Message,
+        transaction: Transaction | None,
+    ) -> Receipt | None:
+        """Take an outbox publish instead of writing its row: record it once its transaction
+        commits (at once outside a transaction, or in one that cannot report its commit: a
+        SQLAlchemy ``Connection``, a ``sqlite3.Connection``). Other ways go on to their
+        plugins."""
+        if message.via != OUTBOX:
+            return None
+        if transaction is not None and transaction.active():
+            try:
+                transaction.on_commit(lambda: self._record(driver, message))
+            except InputError:  # it cannot say when it commits (a SQLAlchemy Connection, a
+                self._record(driver, message)  # sqlite3.Connection): recorded as written
+        else:
+            self._record(driver, message)
+        return Receipt(
+            driver.name, message.event, message.channels, message.id, via=OUTBOX, pending=True
+        )
+
+    def _record(self, driver: Driver, m: Message) -> None:
         sent = Sent(
-            driver.name, m.event, m.channels, m.data, m.socket_id, m.source, m.text, m.id, driver
+            driver.name,
+            m.event,
+            m.channels,
+            m.data,
+            m.socket_id,
+            m.source,
+            m.text,
+            m.id,
+            driver,
+            via=m.via,
         )
         self._add(sent)
-        return Receipt(driver.name, message.event, message.channels, message.id)
 
     @property
     def active(self) -> bool:
@@ -136,6 +183,7 @@ class BroadcastFake(Recording[Sent]):
         data: DataMatch = None,
         *,
         user: UserMatch = None,
+        via: str | None = None,
     ) -> list[Sent]:
         """The recorded publishes that match every criterion given.
 
@@ -143,9 +191,10 @@ class BroadcastFake(Recording[Sent]):
         event object (matched with ``==``); ``channel`` a full channel name or a
         :class:`~broadcasting.Channel`, rendered by the publish's driver; ``data`` the
         payload (matched with ``==``) or a function that says whether a payload
-        matches; ``user`` a user id given to ``send_to_user()``.
+        matches; ``user`` a user id given to ``send_to_user()``; ``via`` how it was sent
+        (``"now"``, ``"after_commit"``, ``"outbox"``, a queue's name): by default, any way.
         """
-        return _Criteria(event, channel, data, user).select(self.sent)
+        return _Criteria(event, channel, data, user, via).select(self.sent)
 
     def assert_sent(
         self,
@@ -155,13 +204,14 @@ class BroadcastFake(Recording[Sent]):
         times: int | None = None,
         *,
         user: UserMatch = None,
+        via: str | None = None,
     ) -> list[Sent]:
         """Assert a publish matching the criteria of :meth:`find` was sent (exactly
         ``times`` times if given); return them. A failure lists what was sent."""
         __tracebackhide__ = True
         if times is not None and (not isinstance(times, int) or times < 0):
             raise ValueError(f"times must be a non-negative int, not {times!r}")
-        return self._expect(_Criteria(event, channel, data, user), times)
+        return self._expect(_Criteria(event, channel, data, user, via), times)
 
     def assert_not_sent(
         self,
@@ -170,10 +220,11 @@ class BroadcastFake(Recording[Sent]):
         data: DataMatch = None,
         *,
         user: UserMatch = None,
+        via: str | None = None,
     ) -> None:
         """Assert that no publish matching the criteria of :meth:`find` was sent."""
         __tracebackhide__ = True
-        self._expect(_Criteria(event, channel, data, user), 0)
+        self._expect(_Criteria(event, channel, data, user, via), 0)
 
     def assert_nothing_sent(self) -> None:
         """Assert that nothing at all was published."""
@@ -227,7 +278,12 @@ class _Criteria:
     """What :meth:`BroadcastFake.find` and the assertions look for."""
 
     def __init__(
-        self, event: EventMatch, channel: ChannelMatch, data: DataMatch, user: UserMatch
+        self,
+        event: EventMatch,
+        channel: ChannelMatch,
+        data: DataMatch,
+        user: UserMatch,
+        via: str | None = None,
     ) -> None:
         if event is not None and not isinstance(event, (str, type)) and not is_event(event):
             raise TypeError(
@@ -235,7 +291,10 @@ class _Criteria:
             )
         if channel is not None and not isinstance(channel, (str, Channel)):
             raise TypeError(f"channel must be a channel name or a Channel, not {channel!r}")
+        if via is not None and not isinstance(via, str):
+            raise TypeError(f"via must name how it was sent ('now', 'outbox', ...), not {via!r}")
         self.event, self.channel, self.data, self.user = event, channel, data, user
+        self.via = via
 
     def matches(self, sent: Sent) -> bool:
         event, data = self.event, self.data
@@ -248,6 +307,8 @@ class _Criteria:
         if self.channel is not None and not sent.on(self.channel):
             return False
         if self.user is not None and not sent.to_user(self.user):
+            return False
+        if self.via is not None and sent.via != self.via:
             return False
         if data is not None:
             return bool(data(sent.data)) if callable(data) else bool(sent.data == data)
@@ -271,4 +332,6 @@ class _Criteria:
             parts.append(f"data={getattr(self.data, '__qualname__', None) or repr(self.data)}")
         if self.user is not None:
             parts.append(f"user={self.user!r}")
+        if self.via is not None:
+            parts.append(f"via={self.via!r}")
         return ", ".join(parts) if parts else "anything"

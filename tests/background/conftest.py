@@ -1,0 +1,66 @@
+"""Fixtures of the background-publishing tests: the transaction plugins, a memory Broadcast.
+
+The plugins (broadcasting.contrib.sqlalchemy, .sqlite, .django.transaction) are registered
+on every Broadcast for each test here, as their ``broadcasting.plugins`` entry points do once
+installed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broadcasting import Broadcast
+from broadcasting._plugins import register_everywhere, unregister_everywhere
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+
+HERE = Path(__file__).resolve().parent
+for _path in (HERE, HERE.parent / "servers"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from bg_support import transaction_plugins  # noqa: E402
+from soketi_pytest import start_soketi  # noqa: E402
+from soketi_server import SoketiServer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _transaction_plugins() -> Iterator[None]:
+    plugins = transaction_plugins()
+    added = []
+    for plugin in plugins:
+        try:
+            register_everywhere(plugin)
+        except ValueError:  # already there (a test that registers them itself)
+            continue
+        added.append(plugin)
+    try:
+        yield
+    finally:
+        for plugin in added:
+            unregister_everywhere(plugin)
+
+
+@pytest.fixture
+def broadcast() -> Iterator[Broadcast]:
+    """A Broadcast on the in-process memory driver."""
+    with Broadcast({"DRIVER": "memory", "DRIVERS": {}}) as b:
+        yield b
+
+
+@pytest.fixture
+def memory(broadcast: Broadcast) -> BroadcastMemoryDriver:
+    return broadcast.driver(BroadcastMemoryDriver).driver
+
+
+@pytest.fixture(scope="module")
+def soketi() -> Iterator[SoketiServer]:
+    """A soketi of this module's own (fails under CI when it cannot run, else skips)."""
+    server = start_soketi()
+    try:
+        yield server
+    finally:
+        server.close()
