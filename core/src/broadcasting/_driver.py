@@ -175,6 +175,12 @@ class Driver:
         """The channel that reaches every connection of a signed-in user."""
         raise NotSupportedError(self.name, "sending to a user")
 
+    def client_config(self, auth_endpoint: str, user_auth_endpoint: str) -> dict[str, Any]:
+        """What a browser needs to connect (never a secret): ``client``, the library's name
+        (``"pusher-js"``); ``key``, the public app key it takes first, or ``None``; ``options``,
+        that library's options, with the endpoints given; ``echo``, Laravel Echo's."""
+        raise NotSupportedError(self.name, "browser client configuration")
+
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         """The JSON body the web endpoints answer an error with, in the shape clients read."""
         return {"error": message}

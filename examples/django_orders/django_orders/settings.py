@@ -22,7 +22,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "orders",  # its AppConfig.ready() loads the channel rules and webhook handlers
+    # the project's Broadcast from BROADCASTING, each app's broadcasting.py (orders has
+    # its channel rules and webhook handlers there), the endpoints' URLs, the template tag,
+    # `manage.py broadcasting` and the system checks
+    "broadcasting.contrib.django",
+    "orders",
 ]
 
 MIDDLEWARE = [
@@ -72,8 +76,9 @@ LOGIN_REDIRECT_URL = "board"
 LOGOUT_REDIRECT_URL = "login"
 
 # -- broadcasting -----------------------------------------------------------------------------
-# The server side: what django_orders/broadcast.py hands to Broadcast(). The names of the
-# variables are Laravel's, so an existing .env works; the defaults match soketi.json.
+# The server side: what `from broadcasting.contrib.django import broadcast` is made from.
+# The names of the variables are Laravel's, so an existing .env works; the defaults match
+# soketi.json.
 
 PUSHER_HOST = os.environ.get("PUSHER_HOST", "127.0.0.1")
 PUSHER_PORT = int(os.environ.get("PUSHER_PORT", "6001"))
@@ -100,15 +105,16 @@ BROADCASTING = {
     },
 }
 
-# The browser side: what the page's pusher-js / Laravel Echo needs to reach the same app
-# (never the secret). Behind a proxy the browser's host and port may differ from the API's.
-BROADCASTING_BROWSER = {
-    "key": PUSHER_APP_KEY,
-    "cluster": os.environ.get("PUSHER_APP_CLUSTER", "mt1"),  # pusher-js 8 insists on one
-    "wsHost": os.environ.get("PUSHER_WS_HOST", PUSHER_HOST),
-    "wsPort": int(os.environ.get("PUSHER_WS_PORT", str(PUSHER_PORT))),
-    "forceTLS": PUSHER_SCHEME == "https",
-}
+# The browser side comes from the driver's options ({% broadcasting_client_config %}: the
+# key, host, port and TLS, never the secret). Behind a proxy the browser may reach soketi by
+# another host and port than the server does: these override what it gets.
+BROADCASTING_CLIENT = {"disableStats": True}
+if "PUSHER_WS_HOST" in os.environ:
+    BROADCASTING_CLIENT["wsHost"] = os.environ["PUSHER_WS_HOST"]
+if "PUSHER_WS_PORT" in os.environ:
+    BROADCASTING_CLIENT["wsPort"] = BROADCASTING_CLIENT["wssPort"] = int(
+        os.environ["PUSHER_WS_PORT"]
+    )
 
 # Where the page loads pusher-js and Laravel Echo from: the CDN by default, pinned. The
 # pusher-with-encryption build is the one that decrypts private-encrypted- channels.

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from broadcasting.web.django import broadcasting_urls
 from django.contrib import admin
 from django.urls import include, path
-
-from django_orders.broadcast import broadcast
 
 urlpatterns = [
     path("", include("orders.urls")),
@@ -14,5 +11,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # /broadcasting/auth, /broadcasting/user-auth, /broadcasting/webhook. The current user is
     # request.user when it is authenticated (AuthenticationMiddleware): the rules get a User.
-    path("", include(broadcasting_urls(broadcast))),
+    path("broadcasting/", include("broadcasting.contrib.django.urls")),
 ]

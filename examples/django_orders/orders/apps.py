@@ -1,4 +1,5 @@
-"""The app's config: ready() loads the channel rules and the webhook handlers."""
+"""The app's config. Its channel rules and webhook handlers are in ``orders/broadcasting.py``,
+which the ``broadcasting.contrib.django`` app imports as Django starts."""
 
 from __future__ import annotations
 
@@ -8,8 +9,3 @@ from django.apps import AppConfig
 class OrdersConfig(AppConfig):
     name = "orders"
     default_auto_field = "django.db.models.BigAutoField"
-
-    def ready(self) -> None:
-        # Importing registers them on the project's Broadcast (once: Python caches the
-        # modules), before any request can ask /broadcasting/auth or post a webhook.
-        from orders import channels, webhooks  # noqa: F401

@@ -6,6 +6,7 @@ import logging
 import secrets
 
 from broadcasting import BroadcastError
+from broadcasting.contrib.django import broadcast
 from broadcasting.web import socket_id_from
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -15,7 +16,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from django_orders.broadcast import broadcast
 from orders.events import OrderShipped, TrackingCode
 from orders.models import BoardVisit, Order
 
@@ -24,15 +24,10 @@ logger = logging.getLogger(__name__)
 
 @login_required
 def board(request: HttpRequest) -> HttpResponse:
-    browser = {
-        **settings.BROADCASTING_BROWSER,
-        "authEndpoint": reverse("broadcasting_auth"),  # what Echo posts to (its default too)
-        "shipUrl": reverse("ship", args=[0]).replace("/0/", "/{id}/"),
-    }
     context = {
         "orders": Order.objects.filter(customer=request.user),
         "visits": BoardVisit.objects.select_related("user")[:10],
-        "browser": browser,
+        "ship_url": reverse("ship", args=[0]).replace("/0/", "/{id}/"),
         "scripts": settings.BROADCASTING_SCRIPTS,
     }
     return render(request, "orders/board.html", context)

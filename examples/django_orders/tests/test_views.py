@@ -52,18 +52,24 @@ def test_the_board_shows_the_users_orders_and_what_the_browser_needs(ann: Any, b
     assert response.status_code == 200
     page = response.content.decode()
     assert "Blue mug" in page and "Tea towel" in page and "Teapot" not in page
-    script = re.search(r'id="broadcasting-browser"[^>]*>(.*?)</script>', page)  # json_script
+    script = re.search(r'id="broadcasting-config">(.*?)</script>', page)  # the template tag
     assert script is not None
-    browser = json.loads(script[1])
-    assert browser == {
+    echo = json.loads(script[1])["echo"]  # new Echo(config.echo)
+    assert echo == {
+        "broadcaster": "pusher",
         "key": KEY,
         "cluster": "mt1",
         "wsHost": "127.0.0.1",
         "wsPort": 6001,
+        "wssPort": 6001,
         "forceTLS": False,
+        "enabledTransports": ["ws", "wss"],
+        "disableStats": True,
         "authEndpoint": "/broadcasting/auth",
-        "shipUrl": "/orders/{id}/ship/",
+        "userAuthentication": {"endpoint": "/broadcasting/user-auth", "headers": {}},
     }
+    ship_url = re.search(r'id="ship-url"[^>]*>(.*?)</script>', page)  # json_script
+    assert ship_url is not None and json.loads(ship_url[1]) == "/orders/{id}/ship/"
     assert SECRET not in page  # the page gets the key, never the secret
     assert "pusher-with-encryption" in page  # the build that decrypts
 

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from broadcasting._auth import MAX_SOCKET_ID_LENGTH
 from broadcasting._broadcaster import Broadcaster
+from broadcasting._client import client_config, client_config_html
 from broadcasting._driver import PUSHER_SOCKET_ID, Driver, Feature
 from broadcasting._errors import (
     BadRequestError,
@@ -47,6 +48,8 @@ __all__ = [
     "Sent",
     "UserDataFunction",
     "UserFunction",
+    "client_config",
+    "client_config_html",
     "default_user_data",
     "socket_id_from",
 ]

@@ -223,6 +223,24 @@ class BroadcastAblyDriver(Driver):
         """The channels of the client's token (``extra["token"]``) for the rules to decide again."""
         return _auth.held_channels(self.settings.key, request)
 
+    def client_config(self, auth_endpoint: str, user_auth_endpoint: str) -> dict[str, Any]:
+        """ably-js's and Ably's Echo connector's options: tokens from ``auth_endpoint`` (the
+        browser never gets the key), and the endpoint and ports when configured."""
+        s = self.settings
+        connection: dict[str, Any] = {}
+        if s.endpoint is not None:
+            connection["endpoint"] = s.endpoint
+        if s.port is not None:
+            connection["port"] = s.port
+        if s.tls_port is not None:
+            connection["tlsPort"] = s.tls_port
+        return {
+            "client": "ably-js",
+            "key": None,
+            "options": {**connection, "authUrl": auth_endpoint, "authMethod": "POST"},
+            "echo": {"broadcaster": "ably", **connection, "authEndpoint": auth_endpoint},
+        }
+
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         return _webhooks.verify(self.settings.key, headers, body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,12 @@ from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+
+#: Pusher's own API hosts: the browser then needs only the key and the cluster.
+_HOSTED = re.compile(r"api(-[a-z0-9-]+)?\.(pusher\.com|pusherapp\.com)")
+#: pusher-js 8 throws without a cluster; with wsHost set, any value does.
+DEFAULT_CLUSTER = "mt1"
 
 
 class BroadcastPusherDriver(Driver):
@@ -121,6 +128,34 @@ class BroadcastPusherDriver(Driver):
     def user_channel(self, user_id: str) -> str:
         """``#server-to-user-<id>``: what ``send_to_user`` triggers on."""
         return _auth.user_channel(user_id)
+
+    def client_config(self, auth_endpoint: str, user_auth_endpoint: str) -> dict[str, Any]:
+        """pusher-js's and Echo's options: the key and cluster, and for a server of your own
+        (soketi, Reverb) its host, port, TLS and WebSocket transports. Never the secret."""
+        s = self.settings
+        connection: dict[str, Any] = {"cluster": s.cluster or DEFAULT_CLUSTER, "forceTLS": s.ssl}
+        if not _HOSTED.fullmatch(s.host):
+            # pusher-js 8 wants a cluster even then; wsHost wins, and the HTTP fallbacks
+            # (Pusher's own hosts) are off
+            connection.update(
+                wsHost=s.host, wsPort=s.port, wssPort=s.port, enabledTransports=["ws", "wss"]
+            )
+        return {
+            "client": "pusher-js",
+            "key": s.key,
+            "options": {
+                **connection,
+                "channelAuthorization": {"endpoint": auth_endpoint},
+                "userAuthentication": {"endpoint": user_auth_endpoint},
+            },
+            "echo": {
+                "broadcaster": "pusher",
+                "key": s.key,
+                **connection,
+                "authEndpoint": auth_endpoint,
+                "userAuthentication": {"endpoint": user_auth_endpoint, "headers": {}},
+            },
+        }
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
         """Verify ``X-Pusher-Key``/``X-Pusher-Signature`` and parse the events."""

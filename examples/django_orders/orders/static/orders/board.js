@@ -8,7 +8,9 @@
 //
 // window.report(what), when a test defines it, is told after each change.
 (() => {
-  const config = JSON.parse(document.getElementById('broadcasting-browser').textContent);
+  // {% broadcasting_client_config %}: the options of pusher-js and of Echo, from the server's
+  const config = JSON.parse(document.getElementById('broadcasting-config').textContent);
+  const shipUrl = JSON.parse(document.getElementById('ship-url').textContent);
   const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
   const shown = (name) => document.querySelector(`[data-show="${name}"]`);
   const report = (what) => { if (window.report) window.report(what); };
@@ -22,18 +24,8 @@
   }
 
   // laravel-echo's browser build (echo.iife.js) defines `Echo`; the class is its default.
-  const echo = new Echo.default({
-    broadcaster: 'pusher',
-    key: config.key,
-    cluster: config.cluster, // pusher-js 8 wants one even when wsHost points elsewhere
-    wsHost: config.wsHost,
-    wsPort: config.wsPort,
-    wssPort: config.wsPort,
-    forceTLS: config.forceTLS,
-    enabledTransports: ['ws', 'wss'],
-    disableStats: true,
-    authEndpoint: config.authEndpoint, // the broadcasting_auth URL of broadcasting_urls()
-  });
+  // broadcaster, key, cluster, wsHost, wsPort, forceTLS, enabledTransports, authEndpoint
+  const echo = new Echo.default(config.echo);
 
   const connection = echo.connector.pusher.connection;
   connection.bind('state_change', ({ current }) => {
@@ -111,7 +103,7 @@
     // Echo adds X-Socket-ID to axios, jQuery, Vue and Turbo requests only: with fetch,
     // send it yourself, or the server's to_others() leaves nobody out.
     if (echo.socketId()) headers['X-Socket-ID'] = echo.socketId();
-    const response = await fetch(config.shipUrl.replace('{id}', button.dataset.ship), {
+    const response = await fetch(shipUrl.replace('{id}', button.dataset.ship), {
       method: 'POST',
       headers,
       credentials: 'same-origin',

@@ -1,0 +1,157 @@
+"""System checks (``manage.py check``, and as every command starts): a bad ``BROADCASTING``
+is reported at start-up, before any request. Each id is documented in docs/django.md.
+
+- ``broadcasting.W001``: ``BROADCASTING`` is not set (the ``log`` driver only logs publishes).
+- ``broadcasting.E001``: ``BROADCASTING`` is not a configuration (``DRIVER``, ``DRIVERS``).
+- ``broadcasting.E002``: a driver it names is not installed, or its plugin does not load.
+- ``broadcasting.E003``: a driver's options are wrong (the message names the key, never a value).
+  An option left ``None`` (``os.environ.get()`` of an unset variable) is reported by
+  ``check --deploy`` only, so that ``makemigrations`` and tests run without credentials.
+- ``broadcasting.E004``: ``BROADCASTING_ENDPOINTS`` is wrong.
+- ``broadcasting.E005``: ``BROADCASTING_CLIENT`` is wrong.
+
+No check sends anything: drivers are built (which checks their options) and closed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from broadcasting._broadcast import Broadcast
+from broadcasting._config import load_config
+from broadcasting._errors import (
+    BroadcastError,
+    ConfigurationError,
+    DriverNotFoundError,
+    PluginLoadError,
+)
+
+__all__ = ["CLIENT_SETTING", "check_settings", "register"]
+
+#: The optional setting with overrides for the browser's config (``{"wsHost": ...}``).
+CLIENT_SETTING = "BROADCASTING_CLIENT"
+TAG = "broadcasting"
+
+
+def register() -> None:
+    """Register :func:`check_settings` and :func:`check_deploy_settings` (a set: once)."""
+    from django.core import checks  # type: ignore[import-untyped, unused-ignore]
+
+    checks.register(check_settings, TAG)
+    checks.register(check_deploy_settings, TAG, deploy=True)
+
+
+def check_deploy_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``check --deploy``: the options :func:`check_settings` leaves to deployment (``None``)."""
+    from django.conf import settings  # type: ignore[import-untyped, unused-ignore]
+
+    from broadcasting.contrib.django._broadcast import SETTING
+
+    value = getattr(settings, SETTING, None)
+    if not isinstance(value, Mapping):
+        return []
+    try:
+        load_config(value)
+    except ConfigurationError:
+        return []  # check_settings reports it
+    return _check_drivers(value, deploy=True)
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The problems of ``BROADCASTING``, ``BROADCASTING_ENDPOINTS`` and ``BROADCASTING_CLIENT``."""
+    from django.conf import settings  # type: ignore[import-untyped, unused-ignore]
+    from django.core.checks import Error, Warning  # type: ignore[import-untyped, unused-ignore]
+
+    from broadcasting.contrib.django._broadcast import SETTING
+    from broadcasting.contrib.django._endpoints import ENDPOINTS_SETTING, endpoint_settings
+
+    found: list[Any] = []
+    value = getattr(settings, SETTING, None)
+    if value is None:
+        found.append(
+            Warning(
+                f"{SETTING} is not set: every publish goes to the 'log' driver, which only logs it",
+                hint=f"Set {SETTING} to a dict with DRIVER and DRIVERS (docs/configuration.md).",
+                id="broadcasting.W001",
+            )
+        )
+    elif not isinstance(value, Mapping):
+        found.append(
+            Error(
+                f"{SETTING} must be a dict with DRIVER and DRIVERS, not {type(value).__name__}",
+                id="broadcasting.E001",
+            )
+        )
+    else:
+        found.extend(_check_drivers(value))
+    try:
+        endpoint_settings()
+    except TypeError as exc:
+        found.append(Error(str(exc), obj=ENDPOINTS_SETTING, id="broadcasting.E004"))
+    client = getattr(settings, CLIENT_SETTING, None)
+    if client is not None and not _json_object(client):
+        found.append(
+            Error(
+                f"{CLIENT_SETTING} must be a dict of the browser client's options, JSON only",
+                id="broadcasting.E005",
+            )
+        )
+    return found
+
+
+def _check_drivers(value: Mapping[str, Any], *, deploy: bool = False) -> list[Any]:
+    """Build each driver (checking its options) and close them: the errors. Without
+    ``deploy``, an option whose value is ``None`` is left to :func:`check_deploy_settings`;
+    with it, only those are reported."""
+    from django.core.checks import Error  # type: ignore[import-untyped, unused-ignore]
+
+    try:
+        config = load_config(value)
+    except ConfigurationError as exc:
+        return [Error(str(exc), id="broadcasting.E001")]
+    found: list[Any] = []
+    broadcast = Broadcast(value)
+    try:
+        for name in dict.fromkeys([config.driver, *config.drivers]):
+            try:
+                broadcast.driver(name)
+            except (DriverNotFoundError, PluginLoadError) as exc:
+                if not deploy:
+                    found.append(Error(str(exc), obj=f"driver {name!r}", id="broadcasting.E002"))
+            except BroadcastError as exc:  # ConfigurationError, and any other of ours
+                if _unset(exc, config.options(name)) != deploy:
+                    continue
+                found.append(Error(str(exc), obj=f"driver {name!r}", id="broadcasting.E003"))
+            except Exception as exc:  # a driver's bug: its message may quote an option
+                if deploy:
+                    continue
+                found.append(
+                    Error(
+                        f"building the driver raised {type(exc).__name__} (message withheld)",
+                        obj=f"driver {name!r}",
+                        id="broadcasting.E003",
+                    )
+                )
+    finally:
+        broadcast.close()
+    return found
+
+
+def _unset(exc: BroadcastError, options: Mapping[str, Any]) -> bool:
+    """Whether ``exc`` is about an option given as ``None`` (an unset environment variable)."""
+    key = getattr(exc, "key", None)
+    if not isinstance(exc, ConfigurationError) or not isinstance(key, str):
+        return False
+    return key in options and options[key] is None
+
+
+def _json_object(value: object) -> bool:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        return False
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""``manage.py broadcasting ...``: the ``broadcasting`` command line, with the settings' config."""

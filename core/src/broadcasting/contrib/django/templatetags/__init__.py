@@ -1,0 +1,1 @@
+"""Template tags of the ``broadcasting.contrib.django`` app: ``{% load broadcasting %}``."""

@@ -1,0 +1,1 @@
+"""A project using the ``broadcasting.contrib.django`` app, for its tests."""

@@ -1,0 +1,1 @@
+"""An app with channel rules and webhook handlers in its ``broadcasting.py``."""
