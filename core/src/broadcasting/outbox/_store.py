@@ -1,0 +1,911 @@
+"""The outbox's storage: one implementation over DB-API connections (docs/background.md).
+
+A :class:`Store` reads and changes the outbox table for the relay (blocking calls: the relay
+runs them in a thread) and inserts rows for the write path. It reaches its database through
+a small *source*: the stdlib :mod:`sqlite3` (the default), :mod:`psycopg` 3, a SQLAlchemy
+engine or a Django connection. Every SQL statement is in :mod:`broadcasting.outbox._sql`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from broadcasting._errors import ConfigurationError
+from broadcasting._types import Secret
+from broadcasting.outbox import _sql
+from broadcasting.outbox._row import (
+    DEAD,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    SENDING,
+    STATE_NAMES,
+    UNKNOWN,
+    NewRow,
+    Outcome,
+    Row,
+    decode_channels,
+    encode_channels,
+)
+
+if TYPE_CHECKING:
+    from broadcasting._broadcast import Broadcast
+
+log = logging.getLogger("broadcasting.outbox")
+
+#: The default outbox: a SQLite file in the working directory (or ``$BROADCASTING_OUTBOX``).
+DEFAULT_URL = "sqlite:///broadcasting-outbox.sqlite3"
+ENV_URL = "BROADCASTING_OUTBOX"
+DEFAULT_PARTITIONS = 16
+DEFAULT_LEASE = 30.0
+DEFAULT_RETENTION = 3600.0
+DEFAULT_BATCH = 500
+#: The ``OUTBOX`` settings (docs/background.md#configuration).
+SETTINGS = ("url", "django", "table", "partitions", "lease", "retention", "batch")
+#: Ids per statement (``IN (...)`` lists), under every database's limit of parameters.
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The outbox at one moment (:meth:`Store.stats`).
+
+    Attributes:
+        backlog: rows per state name (``pending``, ``sending``, ``delivered``, ``dead``,
+            ``unknown``), each state present, 0 if none.
+        lag: age in seconds of the oldest row still to send (pending or sending), or ``None``.
+        relays: each live relay (its owner name) and the partitions it holds (maybe none).
+        partitions: how many partitions the outbox has.
+    """
+
+    backlog: Mapping[str, int]
+    lag: float | None
+    relays: Mapping[str, tuple[int, ...]]
+    partitions: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stats as plain JSON data."""
+        return {
+            "backlog": dict(self.backlog),
+            "lag": self.lag,
+            "relays": {owner: list(held) for owner, held in self.relays.items()},
+            "partitions": self.partitions,
+        }
+
+
+class _Cursor(Protocol):
+    """Runs statements in one open transaction (already rendered for the source)."""
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def count(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None: ...
+
+
+class _Source(Protocol):
+    """Where a store's connections come from."""
+
+    dialect: str
+    paramstyle: str
+
+    def transaction(
+        self, write: bool, ddl: bool = False
+    ) -> contextlib.AbstractContextManager[_Cursor]:
+        """A transaction; ``write``: it will write (SQLite: take the lock first); ``ddl``: it
+        creates the tables."""
+        ...
+
+    def listener(self) -> Any:
+        """A psycopg 3 connection in autocommit mode for LISTEN, or ``None`` (polling)."""
+        ...
+
+    def forget(self) -> None:
+        """After fork(): drop the parent's connections without closing them."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _DBAPICursor:
+    __slots__ = ("cursor",)
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = self.cursor
+        cursor.execute(sql, tuple(params))
+        return list(cursor.fetchall()) if cursor.description is not None else []
+
+    def count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.cursor.execute(sql, tuple(params))
+        return int(self.cursor.rowcount)
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self.cursor.executemany(sql, [tuple(p) for p in params])
+
+
+class _DBAPISource:
+    """Connections in autocommit mode from ``opener``, kept in a pool; each transaction is
+    ``BEGIN ... COMMIT`` on one of them."""
+
+    def __init__(
+        self,
+        opener: Callable[[], Any],
+        dialect: str,
+        paramstyle: str,
+        listen: Callable[[], Any] | None = None,
+    ) -> None:
+        self.dialect = dialect
+        self.paramstyle = paramstyle
+        self._opener = opener
+        self._listen = listen
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool, ddl: bool = False) -> Iterator[_Cursor]:
+        connection, cursor = self._begin(write)
+        done = False
+        try:
+            yield _DBAPICursor(cursor)
+            cursor.execute("COMMIT")
+            done = True
+        finally:
+            if not done:
+                try:
+                    cursor.execute("ROLLBACK")
+                    done = True
+                except Exception:  # the connection is broken: it is not reused
+                    with contextlib.suppress(Exception):
+                        connection.close()
+            with contextlib.suppress(Exception):
+                cursor.close()
+            if done:
+                with self._lock:
+                    self._idle.append(connection)
+
+    def _begin(self, write: bool) -> tuple[Any, Any]:
+        """A connection with a transaction begun: a kept one, or (if it went stale, say the
+        server restarted since) a new one."""
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is not None:
+            try:
+                cursor = connection.cursor()
+                cursor.execute(_sql.begin(self.dialect, write))
+                return connection, cursor
+            except Exception:  # nothing was done on it: try a new connection
+                with contextlib.suppress(Exception):
+                    connection.close()
+        connection = self._opener()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(_sql.begin(self.dialect, write))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                connection.close()
+            raise
+        return connection, cursor
+
+    def listener(self) -> Any:
+        return self._listen() if self._listen is not None else None
+
+    def forget(self) -> None:
+        _orphans.extend(self._idle)  # never closed here, not even by the garbage collector
+        self._idle = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+class _SQLAlchemyCursor:
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        result = self.connection.exec_driver_sql(sql, tuple(params))
+        return [tuple(r) for r in result.fetchall()] if result.returns_rows else []
+
+    def count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return int(self.connection.exec_driver_sql(sql, tuple(params)).rowcount)
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self.connection.exec_driver_sql(sql, [tuple(p) for p in params])
+
+
+class _SQLAlchemySource:
+    """Connections of a SQLAlchemy engine, in AUTOCOMMIT mode, each transaction explicit."""
+
+    def __init__(self, url: str) -> None:
+        import sqlalchemy
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            kind = sqlalchemy.make_url(url).get_dialect()
+        except (ArgumentError, NoSuchModuleError):  # their messages may quote the URL
+            raise ConfigurationError(
+                "config", "OUTBOX", "url: SQLAlchemy knows no database by that URL"
+            ) from None
+        if kind.is_async:
+            raise ConfigurationError(
+                "config",
+                "OUTBOX",
+                "url: the store is blocking; give the sync driver's URL (postgresql+psycopg, "
+                "not +asyncpg; sqlite, not +aiosqlite)",
+            )
+        self.dialect = _sql.dialect_of(kind.name)
+        try:
+            self.engine = sqlalchemy.create_engine(url)
+        except ImportError as exc:
+            raise ConfigurationError(
+                "config", "OUTBOX", f"url: its database driver is not installed ({exc.name})"
+            ) from None
+        self.paramstyle = self.engine.dialect.paramstyle
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool, ddl: bool = False) -> Iterator[_Cursor]:
+        with self.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.exec_driver_sql(_sql.begin(self.dialect, write))
+            try:
+                yield _SQLAlchemyCursor(connection)
+            except BaseException:
+                with contextlib.suppress(Exception):  # a broken connection: the pool drops it
+                    connection.exec_driver_sql("ROLLBACK")
+                raise
+            connection.exec_driver_sql("COMMIT")
+
+    def listener(self) -> Any:
+        if self.dialect != _sql.POSTGRESQL or self.engine.dialect.driver != "psycopg":
+            return None
+        import psycopg
+
+        raw = self.engine.raw_connection()
+        try:
+            info = raw.driver_connection.info  # type: ignore[union-attr]
+            return psycopg.connect(info.dsn, password=info.password, autocommit=True)
+        finally:
+            raw.close()
+
+    def forget(self) -> None:
+        self.engine.dispose(close=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class _DjangoSource:
+    """The Django ORM's connection of a database alias (the thread's own, as Django keeps
+    them); each transaction is ``atomic()``. Django's cursors take ``%s`` placeholders."""
+
+    paramstyle = "format"
+
+    def __init__(self, alias: str) -> None:
+        from django.db import connections  # type: ignore[import-untyped, unused-ignore]
+
+        self.alias = alias
+        vendor = connections[alias].vendor
+        self.dialect = _sql.dialect_of(vendor)
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool, ddl: bool = False) -> Iterator[_Cursor]:
+        from django.db import connections, transaction
+
+        with transaction.atomic(using=self.alias), connections[self.alias].cursor() as cursor:
+            if write and not ddl and self.dialect == _sql.SQLITE:  # the write lock first
+                cursor.execute(_sql.touch(self.table_hint))
+            yield _DBAPICursor(cursor)
+
+    table_hint = _sql.DEFAULT_TABLE
+
+    def listener(self) -> Any:
+        from django.db import connections
+
+        connection = connections[self.alias]
+        if self.dialect != _sql.POSTGRESQL:
+            return None
+        try:
+            import psycopg
+        except ImportError:  # psycopg2: polling
+            return None
+        raw = connection.get_new_connection(connection.get_connection_params())
+        if not isinstance(raw, psycopg.Connection):
+            raw.close()
+            return None
+        raw.autocommit = True
+        return raw
+
+    def forget(self) -> None:
+        pass  # Django keeps its own connections
+
+    def close(self) -> None:
+        pass  # Django's to close (connections.close_all())
+
+
+def _sqlite_opener(path: str) -> Callable[[], Any]:
+    import sqlite3
+
+    def connect() -> Any:
+        connection = sqlite3.connect(
+            path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    return connect
+
+
+def _psycopg_opener(url: str) -> Callable[[], Any]:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigurationError(
+            "config",
+            "OUTBOX",
+            "url: a postgresql:// outbox needs psycopg 3: pip install 'broadcasting[postgres]'",
+        ) from None
+
+    def connect() -> Any:
+        return psycopg.connect(url, autocommit=True)
+
+    return connect
+
+
+def _source(outbox: Mapping[str, Any]) -> _Source:
+    """The source the ``OUTBOX`` settings name."""
+    alias = outbox.get("django")
+    url = outbox.get("url")
+    if alias is not None and url is not None:
+        raise ConfigurationError("config", "OUTBOX", "give either 'url' or 'django', not both")
+    if alias is not None:
+        if not isinstance(alias, str) or not alias:
+            raise ConfigurationError("config", "OUTBOX", "'django' must name a database alias")
+        return _DjangoSource(alias)
+    if isinstance(url, Secret):
+        url = url.reveal()
+    if url is None:
+        url = os.environ.get(ENV_URL) or DEFAULT_URL
+        if "://" not in url:
+            url = "sqlite:///" + url
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError("config", "OUTBOX", "'url' must be a database URL")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        path = url.split("://", 1)[1].removeprefix("/")
+        if not path or path == ":memory:" or "mode=memory" in path:
+            raise ConfigurationError(
+                "config", "OUTBOX", "url: the outbox must be a SQLite file (shared with the relay)"
+            )
+        return _DBAPISource(_sqlite_opener(path), _sql.SQLITE, "qmark")
+    if scheme in ("postgresql", "postgres"):
+        connect = _psycopg_opener(url)
+        return _DBAPISource(connect, _sql.POSTGRESQL, "format", listen=connect)
+    try:
+        import sqlalchemy  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "config",
+            "OUTBOX",
+            f"url: a {scheme}:// outbox goes through SQLAlchemy: pip install "
+            "'broadcasting[sqlalchemy]' (sqlite:// and postgresql:// need no SQLAlchemy)",
+        ) from None
+    return _SQLAlchemySource(url)
+
+
+def _number(outbox: Mapping[str, Any], key: str, default: float, low: float, whole: bool) -> Any:
+    value = outbox.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigurationError("config", "OUTBOX", f"{key!r} must be a number")
+    if whole and not isinstance(value, int):
+        raise ConfigurationError("config", "OUTBOX", f"{key!r} must be a whole number")
+    if value < low:
+        raise ConfigurationError("config", "OUTBOX", f"{key!r} must be at least {low:g}")
+    return value
+
+
+class Store:
+    """The outbox table and its leases, in one database (docs/background.md#the-store).
+
+    Its methods block (DB-API calls); the relay runs them in a thread. Each method runs in
+    its own short transaction. The ones that change rows for a relay (:meth:`mark_sending`,
+    :meth:`finish`) are *fenced*: they change only rows of partitions whose lease ``owner``
+    still holds at ``now``, in the same transaction, so a relay that lost a lease changes
+    nothing. ``now`` is the relay's clock (epoch seconds): relays' clocks must agree to well
+    within a lease.
+
+    Attributes:
+        dialect: ``"postgresql"``, ``"sqlite"`` or ``"mysql"``.
+        table: the outbox table's name (leases: ``<table>_lease``, relays: ``<table>_relay``).
+        partitions: how many partitions rows are spread over.
+        lease: seconds a lease lasts unless renewed (:meth:`claim`).
+        retention: seconds delivered rows are kept (:meth:`purge`).
+        batch: rows a relay fetches per round.
+    """
+
+    def __init__(
+        self,
+        source: _Source,
+        *,
+        table: str = _sql.DEFAULT_TABLE,
+        partitions: int = DEFAULT_PARTITIONS,
+        lease: float = DEFAULT_LEASE,
+        retention: float = DEFAULT_RETENTION,
+        batch: int = DEFAULT_BATCH,
+    ) -> None:
+        self._source = source
+        self.dialect: str = source.dialect
+        self.paramstyle: str = source.paramstyle
+        self.table: str = _sql.check_table(table)
+        if isinstance(source, _DjangoSource):
+            source.table_hint = self.table
+        if not 1 <= partitions <= 32767:
+            raise ValueError("partitions must be from 1 to 32767")
+        self.partitions: int = partitions
+        self.lease: float = lease
+        self.retention: float = retention
+        self.batch: int = batch
+        self._seeded = False
+        self._listener: Any = None
+        self._listen_failed = False
+        self._listen_lock = threading.Lock()
+        self._wake = threading.Event()
+        _stores.add(self)
+
+    @classmethod
+    def from_config(cls, outbox: Mapping[str, Any]) -> Store:
+        """The store the ``OUTBOX`` settings describe (``broadcast.config.outbox``); empty:
+        the SQLite file ``broadcasting-outbox.sqlite3`` in the working directory (or the URL,
+        or file, in ``$BROADCASTING_OUTBOX``). Connects on first use. A SQLite store creates
+        its tables then; other databases need :meth:`create_tables` (``broadcasting outbox
+        init``) or, with Django, the app's migration."""
+        unknown = sorted(set(map(str, outbox)) - set(SETTINGS))
+        if unknown:
+            raise ConfigurationError(
+                "config",
+                "OUTBOX",
+                f"{unknown[0]!r} is not an outbox setting (settings: {', '.join(SETTINGS)})",
+            )
+        table = outbox.get("table", _sql.DEFAULT_TABLE)
+        try:
+            _sql.check_table(table)
+        except ValueError as exc:
+            raise ConfigurationError("config", "OUTBOX", str(exc)) from None
+        settings = {
+            "partitions": _number(outbox, "partitions", DEFAULT_PARTITIONS, 1, True),
+            "lease": _number(outbox, "lease", DEFAULT_LEASE, 1, False),
+            "retention": _number(outbox, "retention", DEFAULT_RETENTION, 0, False),
+            "batch": _number(outbox, "batch", DEFAULT_BATCH, 1, True),
+        }
+        if settings["partitions"] > 32767:
+            raise ConfigurationError("config", "OUTBOX", "'partitions' must be at most 32767")
+        try:
+            source = _source(outbox)
+        except ValueError as exc:
+            if isinstance(exc, ConfigurationError):
+                raise
+            raise ConfigurationError("config", "OUTBOX", str(exc)) from None
+        store = cls(source, table=table, **settings)
+        if store.dialect == _sql.SQLITE and isinstance(source, _DBAPISource):
+            store._create_on_first_use = True
+        return store
+
+    _create_on_first_use = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<Store {self.dialect} table={self.table!r} partitions={self.partitions} "
+            f"via {type(self._source).__name__.strip('_')}>"
+        )
+
+    # -- connections ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool, ddl: bool = False) -> Iterator[_Tx]:
+        """A transaction of the store's own; its statements take ``?`` placeholders."""
+        if self._create_on_first_use:
+            self._create_on_first_use = False
+            self.create_tables()
+        with self._source.transaction(write, ddl) as cursor:
+            yield _Tx(cursor, self.dialect, self.paramstyle)
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def create_tables(self) -> None:
+        """Create the outbox, lease and relay tables and the index if missing (idempotent),
+        and a lease row per partition."""
+        self._create_on_first_use = False
+        with self._transaction(write=True, ddl=True) as run:
+            for statement in _sql.create_tables(self.dialect, self.table):
+                run(statement)
+        self._seed()
+
+    def _seed(self) -> None:
+        """A lease row per partition (missing ones added; more partitions than before too)."""
+        with self._transaction(write=True) as run:
+            (count,) = run(_sql.count_leases(self.table))[0]
+            if count < self.partitions:
+                run.many(
+                    _sql.seed_leases(self.dialect, self.table),
+                    [(p,) for p in range(self.partitions)],
+                )
+        self._seeded = True
+
+    # -- writing --------------------------------------------------------------------------
+
+    def insert(self, rows: Sequence[NewRow]) -> None:
+        """Insert ``rows`` in a transaction of the store's own, committed at once (on
+        PostgreSQL taking each channel's advisory lock and notifying the relays)."""
+        if not rows:
+            return
+        sql, params = _sql.insert_params(self.dialect, self.table, rows)
+        with self._transaction(write=True) as run:
+            run(sql, *params)
+        self._wake.set()
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def claim(self, owner: str, now: float, lease: float, *, keep: Sequence[int] = ()) -> list[int]:
+        """Renew ``owner``'s leases until ``now + lease``, take free or expired partitions up
+        to a fair share (partitions / live relays, rounded up), give up those beyond it
+        (except ``keep``: partitions with sends in flight); the partitions held after, sorted.
+
+        Also records ``owner`` as a live relay until ``now + lease`` (a relay holding no
+        partition still counts when the others compute their share)."""
+        if not self._seeded:
+            self._seed()
+        until = now + lease
+        table = self.table
+        with self._transaction(write=True) as run:
+            run(_sql.present(self.dialect, table), owner, until)
+            live = len(run(_sql.live_relays(table), now))
+            run(_sql.forget_relays(table), now - 10 * lease)
+            run(_sql.renew(table), until, owner)
+            mine = [p for (p,) in run(_sql.held(table), owner)]
+            share = math.ceil(self.partitions / max(live, 1))
+            if len(mine) > share:
+                kept = set(keep)
+                spare = [p for p in reversed(mine) if p not in kept][: len(mine) - share]
+                if spare:
+                    run(_sql.give_up(table, len(spare)), owner, *spare)
+                    mine = [p for p in mine if p not in set(spare)]
+            elif len(mine) < share:
+                wanted = share - len(mine)
+                free = [
+                    p for (p,) in run(_sql.free(self.dialect, table), now, self.partitions, wanted)
+                ]
+                if free:
+                    run(_sql.take(table, len(free)), owner, until, *free, now)
+                    mine = [p for (p,) in run(_sql.held(table), owner)]
+        return sorted(mine)
+
+    def release(self, owner: str) -> None:
+        """Give up every lease of ``owner`` and its place among the live relays (at exit)."""
+        with self._transaction(write=True) as run:
+            run(_sql.release(self.table), owner)
+            run(_sql.forget_relay(self.table), owner)
+
+    # -- rows -----------------------------------------------------------------------------
+
+    def fetch(self, owner: str, partitions: Sequence[int], now: float, limit: int) -> list[Row]:
+        """Rows to send from ``partitions``, in (partition, id) order, up to about ``limit``
+        (shared fairly between the partitions): each partition's open rows (pending, or
+        sending from an earlier attempt) from its first one, up to the first that is not
+        available at ``now`` (a row backing off holds back the rest of its partition:
+        order). ``owner`` is not checked here: the changes that follow are fenced.
+
+        See :meth:`due` for when a held-back partition's first row is available."""
+        del owner
+        if not partitions:
+            return []
+        each = max(1, math.ceil(limit / len(partitions)))
+        found: list[Row] = []
+        with self._transaction(write=False) as run:
+            for chunk in _chunks(sorted(partitions), 64):
+                params = [v for p in chunk for v in (p, each)]
+                found += map(_row, run(_sql.fetch(self.table, len(chunk)), *params))
+        found.sort(key=lambda r: (r.partition, r.id))
+        rows: list[Row] = []
+        blocked: set[int] = set()
+        for row in found:
+            if row.partition in blocked:
+                continue
+            if row.available_at > now:
+                blocked.add(row.partition)
+                continue
+            rows.append(row)
+        return rows
+
+    def due(self, partitions: Sequence[int]) -> float | None:
+        """The earliest ``available_at`` of the first open row of each of ``partitions``:
+        when a relay with nothing to send now has something (``None``: nothing to send)."""
+        if not partitions:
+            return None
+        earliest: float | None = None
+        with self._transaction(write=False) as run:
+            for chunk in _chunks(sorted(partitions), 64):
+                (value,) = run(_sql.due(self.table, len(chunk)), *chunk)[0]
+                if value is not None and (earliest is None or value < earliest):
+                    earliest = float(value)
+        return earliest
+
+    def _held(self, run: _Tx, owner: str, now: float) -> list[int]:
+        return [p for (p,) in run(_sql.held_locked(self.dialect, self.table), owner, now)]
+
+    def mark_sending(self, owner: str, ids: Sequence[int], now: float) -> list[int]:
+        """Mark rows ``sending`` before they go out (fenced): the ids actually marked, those
+        still open in a partition whose lease ``owner`` holds at ``now``."""
+        if not ids:
+            return []
+        marked: list[int] = []
+        with self._transaction(write=True) as run:
+            held = self._held(run, owner, now)
+            if not held:
+                return []
+            for chunk in _chunks(list(ids), CHUNK):
+                sql = _sql.open_in(self.dialect, self.table, len(chunk), len(held))
+                found = [i for (i,) in run(sql, *chunk, *held)]
+                if found:
+                    run(_sql.mark_sending(self.table, len(found)), SENDING, *found)
+                marked += found
+        return marked
+
+    def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> None:
+        """Record what became of sent rows (fenced: only rows still open in partitions whose
+        lease ``owner`` holds at ``now``). A delivered, dead or unknown row gets ``done_at =
+        now``; a pending one (a retry) keeps none."""
+        if not outcomes:
+            return
+        with self._transaction(write=True) as run:
+            held = self._held(run, owner, now)
+            if not held:
+                return
+            params = [
+                (
+                    o.state,
+                    None if o.channels_left is None else encode_channels(o.channels_left),
+                    o.available_at,
+                    o.error,
+                    o.attempts,
+                    now if o.state in (DELIVERED, DEAD, UNKNOWN) else None,
+                    o.id,
+                    *held,
+                )
+                for o in outcomes
+            ]
+            run.many(_sql.finish(self.table, len(held)), params)
+
+    # -- waking ---------------------------------------------------------------------------
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for new rows: on PostgreSQL, a NOTIFY from a
+        writer's commit; elsewhere, an insert through this store in this process (else the
+        whole timeout: the relay polls)."""
+        if self.dialect == _sql.POSTGRESQL:
+            with self._listen_lock:
+                try:
+                    listener = self._listening()
+                    if listener is not None:
+                        for _ in listener.notifies(timeout=timeout, stop_after=1):
+                            break
+                        for _ in listener.notifies(timeout=0.0):  # the rest: one wake for all
+                            pass
+                        self._listen_failed = False
+                        return
+                except Exception as exc:  # the database is away: poll; listen again next time
+                    if self._listener is not None:
+                        with contextlib.suppress(Exception):
+                            self._listener.close()
+                        self._listener = None
+                    if not self._listen_failed:  # once, until it works again
+                        self._listen_failed = True
+                        log.warning(
+                            "outbox: cannot LISTEN for new rows (%s); polling",
+                            type(exc).__name__,
+                        )
+        if self._wake.wait(timeout):
+            self._wake.clear()
+
+    def _listening(self) -> Any:
+        if self._listener is None:
+            listener = self._source.listener()
+            if listener is None:
+                return None
+            channel = _sql.notify_channel(self.table)
+            listener.execute(f'LISTEN "{channel}"')
+            self._listener = listener
+        return self._listener
+
+    # -- the CLI and monitoring -----------------------------------------------------------
+
+    def stats(self, now: float) -> Stats:
+        """Rows per state, the lag (age of the oldest row to send), the live relays and the
+        partitions each holds."""
+        with self._transaction(write=False) as run:
+            counted = dict(run(_sql.counts(self.table)))
+            (oldest,) = run(_sql.oldest_open(self.table))[0]
+            relays: dict[str, list[int]] = {
+                o: [] for (o,) in run(_sql.live_relays(self.table), now)
+            }
+            for owner, partition in run(_sql.leases(self.table), now):
+                relays.setdefault(owner, []).append(partition)
+        return Stats(
+            backlog={name: int(counted.get(state, 0)) for state, name in STATE_NAMES.items()},
+            lag=None if oldest is None else max(0.0, now - float(oldest)),
+            relays={owner: tuple(held) for owner, held in relays.items()},
+            partitions=self.partitions,
+        )
+
+    def rows(self, state: int, limit: int) -> list[Row]:
+        """The first ``limit`` rows in ``state`` (e.g. :data:`DEAD`), by id."""
+        with self._transaction(write=False) as run:
+            return [_row(r) for r in run(_sql.in_state(self.table), state, limit)]
+
+    def requeue(self, ids: Sequence[int]) -> int:
+        """Make dead or unknown rows pending again, attempts 0, available now: how many."""
+        count = 0
+        now = time.time()
+        with self._transaction(write=True) as run:
+            for chunk in _chunks(list(ids), CHUNK):
+                sql = _sql.requeue(self.table, len(chunk), len(FAILED))
+                count += run.count(sql, PENDING, now, *chunk, *FAILED)
+        if count:
+            self._wake.set()
+        return count
+
+    def purge(self, before: float) -> int:
+        """Delete delivered rows done before ``before`` (epoch seconds): how many."""
+        with self._transaction(write=True) as run:
+            return run.count(_sql.purge(self.table), DELIVERED, before)
+
+    def close(self) -> None:
+        """Close the store's connections (a Django store leaves Django's to Django)."""
+        with self._listen_lock:
+            if self._listener is not None:
+                with contextlib.suppress(Exception):
+                    self._listener.close()
+                self._listener = None
+        self._source.close()
+
+    def _forget(self) -> None:
+        """After fork(): the parent's connections are not this process's (not closed: that
+        would end the parent's sessions)."""
+        if self._listener is not None:
+            _orphans.append(self._listener)
+        self._listener = None
+        self._listen_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._source.forget()
+
+
+class _Tx:
+    """A store's transaction: runs ``?`` statements, rendered for the source."""
+
+    __slots__ = ("cursor", "dialect", "paramstyle")
+
+    def __init__(self, cursor: _Cursor, dialect: str, paramstyle: str) -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+        self.paramstyle = paramstyle
+
+    def __call__(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run ``sql``: its rows (none for a statement that returns none)."""
+        return self.cursor.run(_rendered(sql, self.dialect, self.paramstyle), params)
+
+    def count(self, sql: str, *params: Any) -> int:
+        """Run ``sql``: how many rows it changed."""
+        return self.cursor.count(_rendered(sql, self.dialect, self.paramstyle), params)
+
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` once per parameter set."""
+        self.cursor.many(_rendered(sql, self.dialect, self.paramstyle), params)
+
+
+def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _row(values: Sequence[Any]) -> Row:
+    (
+        id_,
+        partition,
+        created,
+        available_at,
+        driver,
+        event,
+        channels,
+        body,
+        data_kind,
+        socket_id,
+        message_id,
+        state,
+        attempts,
+        error,
+        done_at,
+    ) = values
+    return Row(
+        int(id_),
+        int(partition),
+        float(created),
+        float(available_at),
+        driver,
+        event,
+        decode_channels(channels),
+        body,
+        data_kind,
+        socket_id,
+        message_id,
+        int(state),
+        int(attempts),
+        error,
+        None if done_at is None else float(done_at),
+    )
+
+
+_rendered_cache: dict[tuple[str, str, str], str] = {}
+
+
+def _rendered(sql: str, dialect: str, paramstyle: str) -> str:
+    key = (sql, dialect, paramstyle)
+    text = _rendered_cache.get(key)
+    if text is None:
+        text = _sql.render(sql, dialect, paramstyle)
+        if len(_rendered_cache) < 4096:
+            _rendered_cache[key] = text
+    return text
+
+
+# -- one store per Broadcast ------------------------------------------------------------
+
+_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+#: A forked child's copies of its parent's connections: kept, so that closing them (which
+#: may talk to the server, or to SQLite's lock files) never disturbs the parent's.
+_orphans: list[Any] = []
+_by_broadcast: weakref.WeakKeyDictionary[Broadcast, Store] = weakref.WeakKeyDictionary()
+_by_broadcast_lock = threading.Lock()
+
+
+def store_for(broadcast: Broadcast) -> Store:
+    """The :class:`Store` of ``broadcast``'s ``OUTBOX`` settings, made once and kept while
+    ``broadcast`` lives (thread-safe; a forked child reopens its connections)."""
+    store = _by_broadcast.get(broadcast)
+    if store is None:
+        with _by_broadcast_lock:
+            store = _by_broadcast.get(broadcast)
+            if store is None:
+                store = _by_broadcast[broadcast] = Store.from_config(broadcast.config.outbox)
+                weakref.finalize(broadcast, store.close)
+    return store
+
+
+def _forget_in_child() -> None:
+    global _by_broadcast_lock
+    _by_broadcast_lock = threading.Lock()
+    for store in list(_stores):
+        store._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
+__all__ = ["Stats", "Store", "store_for"]

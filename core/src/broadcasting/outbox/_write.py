@@ -1,0 +1,114 @@
+"""The write path: a publish with ``send="outbox"`` becomes rows of the outbox table, in the
+caller's transaction when there is one (docs/background.md#the-outbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from broadcasting._background import Transaction, pending
+from broadcasting._errors import ConfigurationError, InputError
+from broadcasting._flow import Effect, Flow
+from broadcasting._types import Message, Receipt
+from broadcasting.outbox import _sql
+from broadcasting.outbox._row import NewRow, new_rows
+from broadcasting.outbox._store import Store, _rendered, store_for
+
+if TYPE_CHECKING:
+    from broadcasting._broadcaster import Broadcaster
+
+
+def write(
+    broadcaster: Broadcaster[Any], message: Message, transaction: Transaction | None
+) -> Flow[Receipt]:
+    """Write ``message`` to the outbox: inside ``transaction`` (its database must be the
+    ``OUTBOX`` one), else in a short transaction of the store's own, committed at once.
+
+    Returns the pending receipt. Raises :class:`InputError` for a driver the relay cannot
+    find again by name (a ``with_options()`` variant), :class:`ConfigurationError` for a
+    transaction of another kind of database than the outbox's, ``TypeError`` for an async
+    transaction given to a blocking call.
+    """
+    broadcast = broadcaster._broadcast
+    name = broadcaster.name
+    if broadcast._named.get(name) is not broadcaster:
+        raise InputError(
+            f"send='outbox' writes the driver's name, and the relay sends through "
+            f"broadcast.driver({name!r}): a with_options() variant or a driver class not "
+            "named in configuration cannot be written to the outbox (configure it as a "
+            "driver of its own, or send it another way)"
+        )
+    store = store_for(broadcast)
+    rows = new_rows(message, name, store.partitions, time.time())
+    if transaction is None:
+        yield _Insert(store, rows)
+    else:
+        yield _execute(store, transaction, rows)
+    return pending(broadcaster, message)
+
+
+def _execute(store: Store, transaction: Transaction, rows: Sequence[NewRow]) -> _Execute:
+    """The INSERT of ``rows`` for ``transaction``'s database and placeholders."""
+    dialect = transaction.dialect
+    if dialect != store.dialect:  # maybe another name of it ("mariadb")
+        try:
+            dialect = _sql.dialect_of(dialect)
+        except ValueError as exc:
+            raise ConfigurationError("config", "OUTBOX", str(exc)) from None
+    if dialect != store.dialect:
+        raise ConfigurationError(
+            "config",
+            "OUTBOX",
+            f"the outbox is a {store.dialect} database but the transaction given is a "
+            f"{transaction.dialect} one: send='outbox' writes in the caller's transaction, "
+            "so OUTBOX must name the database that transaction is in",
+        )
+    sql, params = _sql.insert_params(dialect, store.table, rows)
+    try:
+        text = _rendered(sql, dialect, transaction.paramstyle)
+    except ValueError as exc:
+        raise TypeError(f"transaction={type(transaction).__qualname__}: {exc}") from None
+    return _Execute(transaction, text, params)
+
+
+@dataclass(slots=True)
+class _Insert(Effect):
+    """Insert rows through the store's own connection (in a thread on the async path)."""
+
+    store: Store
+    rows: Sequence[NewRow]
+
+    def run(self) -> None:
+        self.store.insert(self.rows)
+
+    async def arun(self) -> None:
+        await asyncio.to_thread(self.store.insert, self.rows)
+
+
+@dataclass(slots=True)
+class _Execute(Effect):
+    """Run the INSERT in the caller's transaction (awaited if its adapter is async)."""
+
+    transaction: Transaction
+    sql: str
+    params: Sequence[Any]
+
+    def run(self) -> None:
+        result = self.transaction.execute(self.sql, self.params)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: nothing was written
+            raise TypeError(
+                f"transaction={type(self.transaction).__qualname__} is async: write to the "
+                "outbox inside it with `await broadcast.achannel(..., send='outbox', "
+                "transaction=...)`, not the blocking channel()"
+            )
+
+    async def arun(self) -> None:
+        result = self.transaction.execute(self.sql, self.params)
+        if inspect.isawaitable(result):
+            await result
