@@ -1,0 +1,674 @@
+"""What the task-queue plugins share (Celery, RQ, Dramatiq): written once, used by all three.
+
+- the task's payload: a validated message as JSON-safe values (:func:`encode`, :class:`Job`);
+- the producer's side: :class:`QueuePlugin` takes ``send="<queue>"`` publishes from the
+  ``broadcasting_defer`` hook and enqueues them, on commit when a transaction is open;
+- the journal of attempts that keeps a redelivered task from publishing twice
+  (:class:`Journal`, :class:`RedisJournal`), and the policy that reads and writes it
+  (:func:`begin`, :func:`finish`: pure functions);
+- the worker's side: :func:`perform` runs one task and says what the queue is to do next:
+  nothing (done), :class:`TaskRetry` (later, with the queue's own backoff) or
+  :class:`TaskFailed` (never again: the queue's failed registry or dead letters).
+
+Each queue module adds only how it enqueues and how its task reads its retry count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from broadcasting import _background
+from broadcasting._errors import BroadcastError, ConfigurationError, InputError, PublishError
+from broadcasting._flow import Effect, Flow, drive, run
+from broadcasting._retry import Retry
+from broadcasting._types import Message, Receipt
+from broadcasting._validate import build_message
+from broadcasting.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from broadcasting._background import Transaction
+    from broadcasting._broadcast import Broadcast
+    from broadcasting._broadcaster import Broadcaster
+    from broadcasting._driver import Driver
+
+log = logging.getLogger("broadcasting.queue")
+
+#: The payload's format; a worker refuses one it does not know.
+VERSION = 1
+#: How long a journal entry is kept, in seconds (longer than any redelivery takes).
+JOURNAL_TTL = 86_400.0
+JOURNAL_PREFIX = "broadcasting:journal:"
+
+P = TypeVar("P", bound="QueuePlugin")
+
+
+# --- the payload ------------------------------------------------------------------------------
+
+
+def encode(broadcaster: Broadcaster[Any], message: Message) -> dict[str, Any]:
+    """The task's payload for ``message``: JSON-safe values a worker rebuilds it from.
+
+    The worker finds the driver by name, so a ``with_options()`` variant (whose options live
+    only in this process) is refused.
+    """
+    try:
+        named = broadcaster._broadcast.driver(broadcaster.name)
+    except BroadcastError:  # a Driver class that no installed plugin provides
+        named = None
+    if named is not broadcaster:
+        raise InputError(
+            f"send={message.via!r}: a with_options() variant of {broadcaster.name!r} cannot "
+            "be sent through a queue: the worker connects the driver by its name, with the "
+            "options of the configuration (configure a driver of its own name for it)"
+        )
+    return {
+        "v": VERSION,
+        "driver": broadcaster.name,
+        "channels": list(message.channels),
+        "event": message.event,
+        "text": message.text,
+        "kind": "text" if isinstance(message.data, str) else "json",
+        "socket_id": message.socket_id,
+        "id": message.id,
+    }
+
+
+@dataclass(frozen=True)
+class Job:
+    """A task's payload, read back by a worker."""
+
+    driver: str
+    channels: tuple[str, ...]
+    event: str
+    text: str
+    kind: str
+    socket_id: str | None
+    id: str
+
+    @classmethod
+    def decode(cls, payload: object) -> Job:
+        """Read ``payload``; :class:`TaskFailed` if it is not a payload of this version."""
+        try:
+            if not isinstance(payload, Mapping) or payload.get("v") != VERSION:
+                raise TypeError("not a version-1 payload")
+            job = cls(
+                payload["driver"],
+                tuple(payload["channels"]),
+                payload["event"],
+                payload["text"],
+                payload["kind"],
+                payload["socket_id"],
+                payload["id"],
+            )
+            strings = (job.driver, job.event, job.text, job.id, *job.channels)
+            if not all(isinstance(s, str) for s in strings) or job.kind not in ("text", "json"):
+                raise TypeError("a field has the wrong type")
+            if job.socket_id is not None and not isinstance(job.socket_id, str):
+                raise TypeError("socket_id is not a str")
+        except (KeyError, TypeError) as exc:
+            raise TaskFailed(
+                f"the task's payload is not a broadcasting message ({exc}); was it sent by "
+                "another version of broadcasting?",
+                message_id=str(payload.get("id")) if isinstance(payload, Mapping) else "",
+                outcome="failed",
+            ) from None
+        return job
+
+    def message(self, driver: Driver, via: str) -> Message:
+        """The message again, validated by the worker's driver, with the same id."""
+        data = json.loads(self.text) if self.kind == "json" else self.text
+        message = build_message(driver, list(self.channels), data, self.event, self.socket_id)
+        message.id = self.id
+        message.via = via
+        return message
+
+
+# --- the journal --------------------------------------------------------------------------------
+
+
+class Journal(Protocol):
+    """Where a worker notes each attempt of a message, by message id (an atomic key-value store)."""
+
+    def update(
+        self, message_id: str, change: Callable[[str | None], str | None], ttl: float
+    ) -> str | None:
+        """Atomically read the entry of ``message_id``, write ``change(entry)`` unless it is
+        ``None`` (kept ``ttl`` seconds), and return the entry read (``None``: there was none).
+        ``change`` is pure: it may be called again if another worker wrote meanwhile."""
+        ...
+
+    def put(self, message_id: str, entry: str, ttl: float) -> None:
+        """Write the entry of ``message_id``, kept ``ttl`` seconds."""
+        ...
+
+
+class RedisJournal:
+    """A :class:`Journal` in Redis: one key per message, ``prefix`` + its id, that expires.
+
+    ``redis``: a ``redis.Redis`` client, or a URL (``"redis://127.0.0.1:6379/0"``). The
+    client connects on first use.
+    """
+
+    def __init__(self, redis: Any, *, prefix: str = JOURNAL_PREFIX) -> None:
+        if isinstance(redis, str):
+            import redis as redis_py
+
+            redis = redis_py.Redis.from_url(redis)
+        self.client = redis
+        self.prefix = prefix
+
+    def update(
+        self, message_id: str, change: Callable[[str | None], str | None], ttl: float
+    ) -> str | None:
+        """See :meth:`Journal.update` (WATCH, GET, MULTI, SET, EXEC: retried on a conflict)."""
+        key = self.prefix + message_id
+
+        def attempt(pipe: Any) -> str | None:
+            found = _text(pipe.get(key))
+            entry = change(found)
+            if entry is not None:
+                pipe.multi()
+                pipe.set(key, entry, px=max(1, int(ttl * 1000)))
+            return found
+
+        found: str | None = self.client.transaction(attempt, key, value_from_callable=True)
+        return found
+
+    def put(self, message_id: str, entry: str, ttl: float) -> None:
+        """See :meth:`Journal.put`."""
+        self.client.set(self.prefix + message_id, entry, px=max(1, int(ttl * 1000)))
+
+    def read(self, message_id: str) -> str | None:
+        """The entry of ``message_id`` as it is (for tests and tools)."""
+        return _text(self.client.get(self.prefix + message_id))
+
+    def __repr__(self) -> str:  # the client's repr may show a password in its URL
+        return f"<RedisJournal prefix={self.prefix!r}>"
+
+
+def _text(value: object) -> str | None:
+    return value.decode("utf-8") if isinstance(value, bytes) else value  # type: ignore[return-value]
+
+
+# An entry is "<state> <JSON list of channels>": the channels the state is about.
+SENDING = "sending"  # an attempt is publishing these channels (or died doing so)
+RETRY = "retry"  # these channels certainly were not delivered; a retry may send them
+DONE = "done"  # delivered (every channel)
+FAILED = "failed"  # certainly not delivered, and never will be (some channels may have been)
+UNKNOWN = "unknown"  # may have been delivered: not sent again, reported
+
+
+def entry(state: str, channels: Sequence[str]) -> str:
+    """A journal entry."""
+    return f"{state} {json.dumps(list(channels), separators=(',', ':'))}"
+
+
+def parse(text: str) -> tuple[str, tuple[str, ...]]:
+    """An entry's state and channels."""
+    state, _, channels = text.partition(" ")
+    return state, tuple(json.loads(channels or "[]"))
+
+
+# --- the policy (pure) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a worker does with a task, given the journal: ``entry`` to write first (``None``:
+    none), ``send`` the channels to publish, else ``outcome`` (``"done"``: nothing to do;
+    ``"unknown"``/``"failed"``: fail the task without retry) and why."""
+
+    entry: str | None
+    send: tuple[str, ...] = ()
+    outcome: str = ""
+    reason: str = ""
+
+
+def begin(found: str | None, channels: Sequence[str], resend: bool) -> Start:
+    """What to do with a task whose journal entry is ``found``; ``resend``: sending what may
+    have arrived is allowed (the driver de-duplicates, or ``at_least_once`` is on)."""
+    if found is None:
+        return Start(entry(SENDING, channels), tuple(channels))
+    state, noted = parse(found)
+    if state == RETRY:
+        return Start(entry(SENDING, noted), noted)
+    if state == SENDING:
+        if resend:
+            return Start(None, noted, reason="an earlier attempt did not finish: sent again")
+        why = (
+            "an earlier attempt of this task started publishing and did not finish (its "
+            "worker died or lost its connection): the service may have it, so it is not "
+            "sent again"
+        )
+        return Start(entry(UNKNOWN, noted), outcome=UNKNOWN, reason=why)
+    if state == DONE:
+        return Start(None, outcome=DONE, reason="already delivered by an earlier attempt")
+    return Start(None, outcome=state, reason=f"an earlier attempt ended {state}")
+
+
+@dataclass(frozen=True)
+class Finish:
+    """After a publish: ``entry`` to write, and ``outcome``: ``"done"``, ``"retry"`` (the
+    ``retry`` channels later), ``"failed"`` or ``"unknown"``; ``dead`` and ``unknown``: the
+    channels that failed for good or may have been delivered (reported now)."""
+
+    entry: str
+    outcome: str
+    retry: tuple[str, ...] = ()
+    dead: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+
+def finish(
+    sent: Sequence[str], error: PublishError | None, resend: bool, last: bool = False
+) -> Finish:
+    """The outcome of publishing to ``sent``: ``error`` is what it raised (``None``: a
+    receipt). A channel certainly not delivered for a retryable reason is retried (and, with
+    ``resend``, one that may have been); ``last``: the queue retries no more."""
+    if error is None:
+        return Finish(entry(DONE, sent), DONE)
+    delivered = set(error.delivered)
+    retry: list[str] = []
+    dead: list[str] = []
+    unknown: list[str] = []
+    for channel in sent:
+        if channel in delivered:
+            continue
+        cause = error.causes.get(channel, error)
+        maybe = channel in error.unknown or (channel not in error.failed and cause.maybe_delivered)
+        if cause.retryable and not last and (resend or not maybe):
+            retry.append(channel)
+        elif maybe:
+            unknown.append(channel)
+        else:
+            dead.append(channel)
+    if retry:
+        return Finish(entry(RETRY, retry), RETRY, tuple(retry), tuple(dead), tuple(unknown))
+    state = FAILED if dead else UNKNOWN
+    return Finish(entry(state, dead or unknown), state, (), tuple(dead), tuple(unknown))
+
+
+# --- what a worker raises -----------------------------------------------------------------------
+
+
+class TaskFailed(BroadcastError):
+    """A queued publish ended without being delivered, for good: the task fails, not retried.
+
+    ``outcome``: ``"failed"`` (certainly not delivered) or ``"unknown"`` (the service may
+    have it: not sent again, so never twice); ``channels``: those it is about.
+    """
+
+    def __init__(
+        self, reason: str, *, message_id: str, outcome: str, channels: Sequence[str] = ()
+    ) -> None:
+        self.message_id = message_id
+        self.outcome = outcome
+        self.channels = tuple(channels)
+        super().__init__(reason)
+
+    def __reduce__(self) -> Any:  # queues pickle a task's exception (Celery's result backend)
+        return (_failed, (str(self), self.message_id, self.outcome, self.channels))
+
+
+def _failed(reason: str, message_id: str, outcome: str, channels: Sequence[str]) -> TaskFailed:
+    return TaskFailed(reason, message_id=message_id, outcome=outcome, channels=channels)
+
+
+class TaskRetry(BroadcastError):
+    """A queued publish is to be tried again later (its journal says which channels)."""
+
+    def __init__(self, reason: str, *, message_id: str, delay: float) -> None:
+        self.message_id = message_id
+        self.delay = delay
+        super().__init__(reason)
+
+    def __reduce__(self) -> Any:
+        return (_retry, (str(self), self.message_id, self.delay))
+
+
+def _retry(reason: str, message_id: str, delay: float) -> TaskRetry:
+    return TaskRetry(reason, message_id=message_id, delay=delay)
+
+
+# --- the worker's side --------------------------------------------------------------------------
+
+
+def perform(
+    broadcast: Broadcast,
+    payload: object,
+    *,
+    via: str,
+    journal: Journal,
+    ttl: float = JOURNAL_TTL,
+    attempt: int = 0,
+    retry: Retry | None = None,
+) -> Receipt | None:
+    """Publish a task's message once, as the journal allows: its receipt, or ``None`` if
+    there was nothing to send (an earlier attempt delivered it). Raises :class:`TaskRetry`
+    or :class:`TaskFailed` for the queue. ``attempt``: 0 for the first run; ``retry``: the
+    queue's retries (``attempt == retry.retries`` is the last), ``None``: it does not say."""
+    job = Job.decode(payload)
+    last = retry is not None and attempt >= retry.retries
+    try:
+        broadcaster = broadcast.driver(job.driver)
+        message = job.message(broadcaster.driver, via)
+    except BroadcastError as exc:  # not configured here, or refused by this driver: never sent
+        _report(job.id, job.channels, FAILED, f"the worker cannot publish it: {exc}")
+        raise TaskFailed(
+            f"message {job.id}: the worker cannot publish it: {exc}",
+            message_id=job.id,
+            outcome=FAILED,
+            channels=job.channels,
+        ) from exc
+    driver = broadcaster.driver
+    resend = driver.capabilities.deduplicates or broadcaster.delivery.at_least_once
+    try:
+        found = journal.update(job.id, lambda found: begin(found, job.channels, resend).entry, ttl)
+    except Exception as exc:  # nothing was sent: safe to try again
+        delay = (retry or Retry(retries=1, backoff=1.0, max_backoff=60.0)).delay(attempt)
+        raise TaskRetry(
+            f"message {job.id}: the journal is unavailable ({type(exc).__name__}: {exc}); "
+            "nothing was sent",
+            message_id=job.id,
+            delay=delay,
+        ) from exc
+    start = begin(found, job.channels, resend)
+    if not start.send:
+        if start.outcome == DONE:
+            log.info("%s: message %s: %s", broadcaster.name, job.id, start.reason)
+            return None
+        _, noted = parse(found or entry(start.outcome, ()))
+        if start.outcome == UNKNOWN:
+            _report(job.id, noted, UNKNOWN, start.reason)
+        raise TaskFailed(
+            f"message {job.id}: {start.reason}",
+            message_id=job.id,
+            outcome=start.outcome,
+            channels=noted,
+        )
+    if start.reason:
+        log.warning("%s: message %s: %s", broadcaster.name, job.id, start.reason)
+    message.channels = start.send
+    try:
+        receipt = run(broadcaster.publish_message(message))
+    except PublishError as exc:
+        error: PublishError | None = exc
+    except Exception as exc:  # a plugin's bug, after the request may have gone out
+        _note(journal, job.id, entry(UNKNOWN, start.send), ttl)
+        reason = f"publishing raised {type(exc).__name__}: {exc}"
+        _report(job.id, start.send, UNKNOWN, reason)
+        raise TaskFailed(
+            f"message {job.id}: {reason}",
+            message_id=job.id,
+            outcome=UNKNOWN,
+            channels=start.send,
+        ) from exc
+    else:
+        _note(journal, job.id, entry(DONE, start.send), ttl)
+        return receipt
+    assert error is not None
+    done = finish(start.send, error, resend, last)
+    _note(journal, job.id, done.entry, ttl)
+    if done.unknown:
+        _report(job.id, done.unknown, UNKNOWN, str(error))
+    if done.dead:
+        why = f"gave up after {attempt + 1} attempts: {error}" if last else str(error)
+        _report(job.id, done.dead, FAILED, why)
+    if done.outcome == RETRY:
+        delay = (retry or Retry(retries=1, backoff=1.0, max_backoff=60.0)).delay(attempt)
+        log.info(
+            "%s: message %s: %d channel(s) not delivered, retried in %.1f s: %s",
+            broadcaster.name,
+            job.id,
+            len(done.retry),
+            delay,
+            error,
+        )
+        raise TaskRetry(
+            f"message {job.id}: {len(done.retry)} channel(s) to retry: {error}",
+            message_id=job.id,
+            delay=delay,
+        ) from error
+    raise TaskFailed(
+        f"message {job.id}: {done.outcome}: {error}",
+        message_id=job.id,
+        outcome=done.outcome,
+        channels=done.dead or done.unknown,
+    ) from error
+
+
+def _note(journal: Journal, message_id: str, text: str, ttl: float) -> None:
+    """Write the outcome of a publish; if the journal fails now, its entry stays "sending"
+    (a redelivery reports the message unknown: never sent twice), and the task goes on."""
+    try:
+        journal.put(message_id, text, ttl)
+    except Exception as exc:
+        log.warning(
+            "message %s: the journal could not note %r (%s: %s); a redelivery of this task "
+            "will report it unknown",
+            message_id,
+            parse(text)[0],
+            type(exc).__name__,
+            exc,
+        )
+
+
+def _report(message_id: str, channels: Sequence[str], outcome: str, reason: str) -> None:
+    """Log a queued publish that ended undelivered (or maybe delivered), with its id."""
+    log.error(
+        "message %s, %s on %d channel(s) %s: %s",
+        message_id,
+        outcome,
+        len(channels),
+        ", ".join(channels[:10]) + (" ..." if len(channels) > 10 else ""),
+        reason,
+    )
+
+
+def resolve(target: str | Callable[[], Broadcast]) -> Broadcast:
+    """The worker's Broadcast: ``"package.module:attribute"`` imported, or a callable called."""
+    from broadcasting._broadcast import Broadcast
+
+    if isinstance(target, str):
+        module, _, attribute = target.partition(":")
+        found: object = importlib.import_module(module)
+        for name in attribute.split(".") if attribute else ():
+            found = getattr(found, name)
+    else:
+        found = target()
+    if not isinstance(found, Broadcast):
+        raise TypeError(f"broadcast={target!r} gave {type(found).__name__}, not a Broadcast")
+    return found
+
+
+def check_target(target: object, where: str) -> None:
+    """A clear error now for a ``broadcast=`` that cannot name a Broadcast."""
+    if isinstance(target, str):
+        module, colon, attribute = target.partition(":")
+        if not module or not colon or not attribute:
+            raise ConfigurationError(
+                "config", where, f"broadcast={target!r} must be 'package.module:attribute'"
+            )
+    elif not callable(target):
+        raise ConfigurationError(
+            "config", where, "broadcast= must be 'package.module:attribute' or a callable"
+        )
+
+
+# --- the producer's side ------------------------------------------------------------------------
+
+
+class QueuePlugin:
+    """A plugin that sends ``send=<name>`` publishes as tasks of a queue (one subclass per queue).
+
+    A subclass sets :attr:`name` and implements :meth:`enqueue` (blocking). The worker's task
+    calls :meth:`run_task`.
+    """
+
+    #: The way of sending it takes (``send="celery"``), unless given another at construction.
+    name = ""
+
+    def __init__(
+        self,
+        broadcast: str | Callable[[], Broadcast],
+        *,
+        name: str | None,
+        journal: Journal | None,
+        retries: int,
+        backoff: float,
+        max_backoff: float,
+        journal_ttl: float,
+    ) -> None:
+        if name is not None:
+            self.name = name
+        check_target(broadcast, self.name)
+        try:
+            self.retry = Retry.from_options(
+                self.name,
+                {"retries": retries, "retry_backoff": backoff, "retry_max_backoff": max_backoff},
+            )
+        except ConfigurationError as exc:
+            raise exc.with_traceback(None) from None
+        if isinstance(journal_ttl, bool) or not isinstance(journal_ttl, (int, float)):
+            raise ConfigurationError("config", "journal_ttl", "must be a number of seconds")
+        if journal_ttl <= 0:
+            raise ConfigurationError("config", "journal_ttl", "must be a number of seconds > 0")
+        self.target = broadcast
+        self.journal_ttl = float(journal_ttl)
+        self._journal = journal
+        self._broadcast: Broadcast | None = None
+        self._lock = threading.Lock()
+
+    # the producer
+
+    @hookimpl
+    def broadcasting_defer(
+        self,
+        broadcast: Broadcast,
+        driver: Driver,
+        message: Message,
+        transaction: Transaction | None,
+    ) -> Receipt | None:
+        """Enqueue a ``send=<name>`` publish (on commit, inside a transaction): pending receipt."""
+        if message.via != self.name:
+            return None
+        broadcaster = broadcast.broadcaster_of(driver)
+        payload = encode(broadcaster, message)
+        self.journal()  # a missing journal is a clear error here, before anything is queued
+        if transaction is not None and transaction.active():
+            transaction.on_commit(lambda: self._enqueue_committed(payload))
+        else:
+            drive(_enqueued(self, payload))
+        return _background.pending(broadcaster, message)
+
+    def enqueue(self, payload: dict[str, Any]) -> None:
+        """Put one task on the queue (blocking)."""
+        raise NotImplementedError(f"{type(self).__qualname__} must say how it enqueues")
+
+    def _enqueue_committed(self, payload: dict[str, Any]) -> None:
+        """Enqueue after a commit: in a thread if an event loop runs here; a failure is logged
+        (the committing code's data is committed already)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            try:
+                self.enqueue(payload)
+            except Exception as exc:
+                self._lost(payload, exc)
+            return
+        task = loop.create_task(asyncio.to_thread(self.enqueue, payload))
+        with _tasks_lock:
+            _tasks.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            with _tasks_lock:
+                _tasks.discard(task)
+            if not task.cancelled() and isinstance(exc := task.exception(), Exception):
+                self._lost(payload, exc)
+
+        task.add_done_callback(done)
+
+    def _lost(self, payload: Mapping[str, Any], exc: Exception) -> None:
+        log.error(
+            "message %s (%r to %d channel(s)) was committed but could not be queued on %s: %s",
+            payload["id"],
+            payload["event"],
+            len(payload["channels"]),
+            self.name,
+            exc,
+            exc_info=exc,
+        )
+
+    # the worker
+
+    def broadcast(self) -> Broadcast:
+        """The Broadcast the worker publishes through (``broadcast=``, resolved once)."""
+        found = self._broadcast
+        if found is None:
+            with self._lock:
+                if self._broadcast is None:
+                    self._broadcast = resolve(self.target)
+                found = self._broadcast
+        return found
+
+    def journal(self) -> Journal:
+        """The journal of attempts (``journal=``, or the queue's own Redis)."""
+        if self._journal is None:
+            self._journal = self.default_journal()
+        return self._journal
+
+    def default_journal(self) -> Journal:
+        """The journal when none is given: a subclass finds its queue's Redis, else refuses."""
+        raise ConfigurationError(
+            "config",
+            "journal",
+            f"the {self.name} plugin needs journal=RedisJournal(url): a redelivered task "
+            "must know whether an earlier attempt published (docs/background.md)",
+        )
+
+    def run_task(self, payload: object, attempt: int = 0) -> Receipt | None:
+        """Perform one task (the worker's side): see :func:`perform`."""
+        return perform(
+            self.broadcast(),
+            payload,
+            via=self.name,
+            journal=self.journal(),
+            ttl=self.journal_ttl,
+            attempt=attempt,
+            retry=self.retry,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+# a task's only reference is the loop's weak one: kept here until it ends
+_tasks: set[asyncio.Task[None]] = set()
+_tasks_lock = threading.Lock()
+
+
+@dataclass(slots=True)
+class _Enqueue(Effect):
+    """Enqueue a task: blocking, or in a thread from async code."""
+
+    plugin: QueuePlugin
+    payload: dict[str, Any]
+
+    def run(self) -> None:
+        self.plugin.enqueue(self.payload)
+
+    async def arun(self) -> None:
+        await asyncio.to_thread(self.plugin.enqueue, self.payload)
+
+
+def _enqueued(plugin: QueuePlugin, payload: dict[str, Any]) -> Flow[None]:
+    yield _Enqueue(plugin, payload)

@@ -1,0 +1,154 @@
+"""Publishing as RQ jobs: ``send="rq"`` (docs/background.md#task-queues).
+
+::
+
+    queue = RQQueue(rq.Queue("broadcasts", connection=redis.Redis()), "shop.app:broadcast")
+    broadcast = Broadcast("config/broadcast.py", plugins=[queue])
+
+    broadcast.channel("orders", {"id": 42}, "shipped", send="rq")  # a pending receipt
+
+Each publish becomes a job of :func:`publish`; ``rq worker --with-scheduler broadcasts``
+runs it (the scheduler runs the retries, which wait). The job names the Broadcast by its
+import path, which the worker imports, and writes each attempt to a journal in the queue's
+Redis, so a job re-run after its work horse died mid-publish is reported unknown instead of
+sent twice. RQ is imported by the application, never by ``broadcasting``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from broadcasting._errors import ConfigurationError
+from broadcasting.contrib._queue import (
+    JOURNAL_TTL,
+    Journal,
+    QueuePlugin,
+    RedisJournal,
+    TaskFailed,
+    TaskRetry,
+    resolve,
+)
+
+if TYPE_CHECKING:
+    from broadcasting._broadcast import Broadcast
+
+__all__ = ["Journal", "RQQueue", "RedisJournal", "TaskFailed", "TaskRetry", "publish"]
+
+
+class RQQueue(QueuePlugin):
+    """A plugin that sends ``send="rq"`` publishes as jobs of the RQ ``queue``.
+
+    Args:
+        queue: the ``rq.Queue`` the jobs go to.
+        broadcast: the worker's Broadcast as ``"package.module:attribute"`` (the job carries
+            it; the worker imports it, and finds this plugin in it by its ``name``).
+        name: the ``send=`` value it takes (default ``"rq"``).
+        journal: where attempts are noted; by default a :class:`RedisJournal` on the
+            queue's own Redis connection.
+        retries, backoff, max_backoff: retries of a publish that certainly failed for a
+            retryable reason, as RQ's ``Retry(max=retries, interval=[...])``: the n-th after
+            ``min(max_backoff, backoff * 2**n)`` seconds (run by the worker's scheduler:
+            ``rq worker --with-scheduler``).
+        journal_ttl: how long a journal entry is kept (seconds).
+        job_options: more ``Queue.enqueue()`` options (``job_timeout``, ``result_ttl``...).
+    """
+
+    name = "rq"
+
+    def __init__(
+        self,
+        queue: Any,
+        broadcast: str,
+        *,
+        name: str | None = None,
+        journal: Journal | None = None,
+        retries: int = 10,
+        backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        journal_ttl: float = JOURNAL_TTL,
+        job_options: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(broadcast, str):
+            raise ConfigurationError(
+                "config",
+                "broadcast",
+                "RQQueue needs broadcast='package.module:attribute': the job carries it "
+                "and the RQ worker imports it",
+            )
+        super().__init__(
+            broadcast,
+            name=name,
+            journal=journal,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            journal_ttl=journal_ttl,
+        )
+        self.queue = queue
+        self.job_options = dict(job_options or {})
+        retry = self.retry
+        self._intervals = [
+            max(1, round(min(retry.max_backoff, retry.backoff * 2**n)))
+            for n in range(retry.retries)
+        ]
+
+    def enqueue(self, payload: dict[str, Any]) -> None:
+        """Enqueue the job (blocking); its id is the message id."""
+        from rq import Retry
+
+        options: dict[str, Any] = {"job_id": payload["id"], **self.job_options}
+        if self.retry.retries:
+            options["retry"] = Retry(max=self.retry.retries, interval=self._intervals)
+        self.queue.enqueue(publish, payload, self.target, self.name, **options)
+
+    def default_journal(self) -> Journal:
+        """A journal on the queue's Redis connection."""
+        return RedisJournal(self.queue.connection)
+
+
+_found: dict[tuple[str, str], RQQueue] = {}
+_found_lock = threading.Lock()
+
+
+def _plugin(target: str, via: str) -> RQQueue:
+    """The RQQueue named ``via`` in the Broadcast at ``target`` (found once per worker)."""
+    key = (target, via)
+    plugin = _found.get(key)
+    if plugin is None:
+        with _found_lock:
+            broadcast: Broadcast = resolve(target)
+            for candidate in broadcast.plugin_manager.get_plugins():
+                if isinstance(candidate, RQQueue) and candidate.name == via:
+                    candidate._broadcast = broadcast
+                    plugin = _found[key] = candidate
+                    break
+            else:
+                raise TaskFailed(
+                    f"{target} has no RQQueue plugin named {via!r}: add it to its plugins",
+                    message_id="",
+                    outcome="failed",
+                )
+    return plugin
+
+
+def publish(payload: dict[str, Any], target: str, via: str = RQQueue.name) -> None:
+    """The job: publish one queued message through the Broadcast at ``target``.
+
+    A certain, retryable failure raises (RQ retries the job if it has retries left); any
+    other failure also stops the job's retries, so it lands in the failed job registry.
+    """
+    from rq import get_current_job
+
+    job = get_current_job()
+    try:
+        plugin = _plugin(target, via)
+        left = job.retries_left if job is not None else None
+        attempt = plugin.retry.retries - left if left is not None else 0
+        plugin.run_task(payload, attempt=attempt)
+    except TaskRetry:
+        raise
+    except BaseException:
+        if job is not None:  # never again: the failed job registry keeps it, with the reason
+            job.retries_left = 0
+        raise
