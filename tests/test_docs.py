@@ -99,7 +99,7 @@ from servers.ably_emulator import LIMITED_KEY, AblyEmulator  # noqa: E402
 DOCS = (
     ROOT / "README.md",
     ROOT / "core" / "README.md",
-    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted(p for p in (ROOT / "docs").glob("*.md") if not p.name.startswith("_")),
     *sorted(ROOT.glob("plugins/*/README.md")),
     *sorted(ROOT.glob("examples/*/README.md")),
 )
@@ -892,6 +892,33 @@ runs(HOOKS, "hook-authorize")(lambda b, docs: _hook_reference(b, docs, "authoriz
 runs(HOOKS, "hook-webhook")(lambda b, docs: _hook_reference(b, docs, "webhook"))
 runs(HOOKS, "hook-transaction")(lambda b, docs: _hook_reference(b, docs, "transaction"))
 runs(HOOKS, "hook-defer")(lambda b, docs: _hook_reference(b, docs, "defer"))
+
+
+# -- docs/background.md ----------------------------------------------------------------------
+
+BACKGROUND = "docs/background.md"
+
+
+def _in_a_fresh_folder(b: Block, docs: Docs) -> None:
+    """A block that makes its SQLite files in the working directory: run in the test's own."""
+    docs.monkeypatch.chdir(docs.tmp_path)
+    run_as_written(b, docs)
+
+
+runs(BACKGROUND, "background-three-ways")(_in_a_fresh_folder)
+runs(BACKGROUND, "outbox-sqlalchemy")(_in_a_fresh_folder)
+
+
+def _run_with_real_workers(b: Block, docs: Docs) -> None:
+    """The task-queue blocks need a broker and a worker: tests/queues/test_docs_snippets.py
+    writes them to a project folder and runs them with real brokers, the worker commands
+    the page gives and a real subscriber. Here: that module still takes this block."""
+    source = (TESTS / "queues" / "test_docs_snippets.py").read_text(encoding="utf-8")
+    assert f'"{b.name}"' in source, f"tests/queues/test_docs_snippets.py no longer runs {b.name}"
+
+
+for _name in ("queues-celery", "queues-publish", "queues-rq", "queues-dramatiq"):
+    runs(BACKGROUND, _name)(_run_with_real_workers)
 
 
 # -- core/README.md --------------------------------------------------------------------------

@@ -101,8 +101,8 @@ class Subscriber:
 
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Where the "after commit" and "testing" text lives: the assembled page, else its section file.
-DOC_FILES = (ROOT / "docs" / "background.md", ROOT / "docs" / "_background_commit.md")
+#: Where the "after commit" and "testing" text lives.
+DOC_FILES = (ROOT / "docs" / "background.md",)
 
 
 def doc_block(name: str) -> str:

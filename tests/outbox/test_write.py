@@ -463,3 +463,29 @@ def _drop(url: str, schema: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_a_new_sqlite_outbox_gets_its_tables_in_the_callers_transaction(tmp_path: Path) -> None:
+    """The first write goes through the application's own sqlite3 transaction, which holds
+    the file's write lock: the tables are made in that transaction, not on a second
+    connection (which would wait for the lock), and go away with it if it rolls back."""
+    path = tmp_path / "app.sqlite3"
+    broadcast = Broadcast({"DRIVER": "memory", "OUTBOX": {"url": f"sqlite:///{path}"}})
+    connection = sqlite3.connect(path, timeout=0.5)  # the built-in sqlite3 plugin adapts it
+    try:
+        connection.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        connection.commit()
+        connection.execute("INSERT INTO orders DEFAULT VALUES")  # a transaction is open
+        broadcast.channel("orders", "a", send="outbox", transaction=connection)
+        connection.rollback()
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+        assert "broadcasting_outbox" not in tables  # rolled back with the row
+        connection.execute("INSERT INTO orders DEFAULT VALUES")
+        receipt = broadcast.channel("orders", "b", send="outbox", transaction=connection)
+        connection.commit()
+        rows = connection.execute("SELECT message_id, body FROM broadcasting_outbox").fetchall()
+        assert rows == [(receipt.message_id, "b")]
+    finally:
+        connection.close()
+        broadcast.close()
+        store_for(broadcast).close()

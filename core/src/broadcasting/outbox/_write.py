@@ -46,8 +46,14 @@ def write(
     rows = new_rows(message, name, store.partitions, time.time())
     if transaction is None:
         yield _Insert(store, rows)
-    else:
-        yield _execute(store, transaction, rows)
+        return pending(broadcaster, message)
+    insert = _execute(store, transaction, rows)
+    if store._create_on_first_use:
+        # a SQLite outbox not opened yet: its tables are made in the caller's transaction
+        # (the store's own connection would wait for the lock that transaction holds)
+        for statement in _sql.create_tables(store.dialect, store.table):
+            yield _Execute(transaction, statement, ())
+    yield insert
     return pending(broadcaster, message)
 
 
