@@ -22,7 +22,8 @@ from broadcasting.outbox._row import (
 from broadcasting.outbox._store import Stats, Store, store_for
 
 if TYPE_CHECKING:
-    from broadcasting.outbox._relay import Relay
+    from broadcasting.outbox._policy import Backoff
+    from broadcasting.outbox._relay import Relay, RelayStats, RoundStats
 
 __all__ = [
     "DEAD",
@@ -32,7 +33,10 @@ __all__ = [
     "UNKNOWN",
     "NewRow",
     "Outcome",
+    "Backoff",
     "Relay",
+    "RelayStats",
+    "RoundStats",
     "Row",
     "Stats",
     "Store",
@@ -41,8 +45,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Relay":  # the relay's code loads when it is asked for
-        from broadcasting.outbox._relay import Relay
+    if name in ("Relay", "RelayStats", "RoundStats"):  # the relay's code loads when asked for
+        from broadcasting.outbox import _relay
 
-        return Relay
+        return getattr(_relay, name)
+    if name == "Backoff":
+        from broadcasting.outbox._policy import Backoff
+
+        return Backoff
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

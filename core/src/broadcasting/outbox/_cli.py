@@ -1,0 +1,263 @@
+"""The ``broadcasting relay`` and ``broadcasting outbox`` subcommands (docs/background.md).
+
+:func:`add_commands` adds both to the ``broadcasting`` command's subparsers; each handler
+takes the parsed arguments and returns the exit status (errors derived from
+``BroadcastError`` are reported by ``broadcasting.cli.main`` with status 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+from argparse import ArgumentParser, Namespace, _SubParsersAction
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+from broadcasting._broadcast import Broadcast
+from broadcasting._errors import BroadcastError
+from broadcasting.outbox import _policy
+
+if TYPE_CHECKING:
+    from broadcasting.outbox._store import Store
+
+_CONFIG_HELP = "a .py, .toml or .json file with DRIVER, DRIVERS and OUTBOX"
+_LISTED = {"dead": _policy.DEAD, "unknown": _policy.UNKNOWN, "pending": _policy.PENDING}
+
+
+def add_commands(commands: _SubParsersAction[ArgumentParser]) -> None:
+    """Add ``relay`` and ``outbox`` (with its own subcommands) to ``commands``."""
+    relay = commands.add_parser(
+        "relay",
+        help="deliver the outbox's rows (until SIGTERM or Ctrl-C)",
+        description=(
+            "Deliver the rows that publishes with send='outbox' wrote, through the configured "
+            "drivers. Several relays may run at once: each holds leases on a share of the "
+            "outbox's partitions. SIGTERM or Ctrl-C: the requests in flight finish, the "
+            "leases are released, exit status 0. --stats prints the backlog instead."
+        ),
+    )
+    relay.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    relay.add_argument("--once", action="store_true", help="run one round, print what it did")
+    relay.add_argument("--owner", metavar="NAME", help="this relay's name in the lease table")
+    relay.add_argument(
+        "--stats", action="store_true", help="print the backlog per state, the lag and the relays"
+    )
+    relay.add_argument("--json", action="store_true", help="print JSON (--once, --stats)")
+    relay.set_defaults(run=_database_errors(relay_command))
+
+    outbox = commands.add_parser(
+        "outbox",
+        help="list, retry, purge the outbox's rows; create its tables",
+        description="Look after the outbox: its dead and unknown rows, old rows, its tables.",
+    )
+    actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="list the rows in one state")
+    listing.add_argument("--state", choices=sorted(_LISTED), default="dead")
+    listing.add_argument("--limit", type=int, default=100, metavar="N", help="at most N rows")
+    _config(listing, list_command, "print a JSON list")
+
+    retry = actions.add_parser("retry", help="send dead or unknown rows again")
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="row ids (outbox list)")
+    retry.add_argument("--all-dead", action="store_true", help="every dead row")
+    _config(retry, retry_command)
+
+    purge = actions.add_parser("purge", help="delete delivered rows older than a given age")
+    purge.add_argument(
+        "--before", type=float, required=True, metavar="SECONDS", help="done SECONDS ago or more"
+    )
+    _config(purge, purge_command)
+
+    init = actions.add_parser("init", help="create the outbox's tables (if they do not exist)")
+    _config(init, init_command)
+
+
+def _database_errors(command: Callable[[Namespace], int]) -> Callable[[Namespace], int]:
+    """``command``, with a failure of the outbox's database reported in one line (status 1):
+    the error's name, not its message, which may hold a URL with a password."""
+
+    @functools.wraps(command)
+    def run(args: Namespace) -> int:
+        try:
+            return command(args)
+        except BroadcastError:
+            raise  # broadcasting.cli.main reports it
+        except Exception as exc:
+            print(
+                f"broadcasting: error: the outbox's database failed: {type(exc).__name__} "
+                "(message withheld; is the database up, and were its tables made with "
+                "`broadcasting outbox init`?)",
+                file=sys.stderr,
+            )
+            return 1
+
+    return run
+
+
+def _config(parser: ArgumentParser, run: Callable[[Namespace], int], json_help: str = "") -> None:
+    parser.set_defaults(run=_database_errors(run))
+    parser.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    if json_help:
+        parser.add_argument("--json", action="store_true", help=json_help)
+
+
+@contextmanager
+def _store(args: Namespace) -> Iterator[Store]:
+    """The configured outbox's store (closed with the Broadcast)."""
+    from broadcasting.outbox._store import store_for
+
+    with Broadcast(args.config) as broadcast:
+        store = store_for(broadcast)
+        yield store
+
+
+@contextmanager
+def _logging_to_stderr() -> Iterator[None]:
+    """``broadcasting`` logs at INFO and above on stderr while the command runs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("broadcasting")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:  # main() may run in a process that goes on (a test, a script)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data (its ``as_dict()``, or a dataclass as a dict)."""
+    as_dict = getattr(value, "as_dict", None)
+    if callable(as_dict):
+        return as_dict()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
+
+
+def relay_command(args: Namespace) -> int:
+    """``broadcasting relay``: relay until stopped, one round (``--once``), or ``--stats``."""
+    with Broadcast(args.config) as broadcast:
+        return relay_main(
+            broadcast, owner=args.owner, once=args.once, stats=args.stats, as_json=args.json
+        )
+
+
+def relay_main(
+    broadcast: Broadcast,
+    *,
+    owner: str | None = None,
+    once: bool = False,
+    stats: bool = False,
+    as_json: bool = False,
+) -> int:
+    """Run a relay of ``broadcast`` as ``broadcasting relay`` does (and ``manage.py
+    broadcasting_relay``): until SIGTERM/SIGINT, one round (``once``), or print ``stats``."""
+    from broadcasting.outbox._relay import Relay
+
+    with _logging_to_stderr():
+        relay = Relay(broadcast, owner=owner)
+        if stats:
+            _print_stats(relay.store.stats(time.time()), as_json=as_json)
+            return 0
+        if once:
+            try:
+                done = relay.run_once()
+            finally:
+                relay.store.release(relay.owner)
+            if as_json:
+                print(json.dumps(_plain(done), default=str))
+            else:
+                print(
+                    f"relay {relay.owner}: partitions {list(done.partitions)}, "
+                    f"{done.fetched} fetched, {done.delivered} delivered, {done.retried} "
+                    f"retrying, {done.dead} dead, {done.unknown} unknown"
+                )
+            return 0
+        log = logging.getLogger("broadcasting.outbox")
+        log.info("relay %s: started (SIGTERM or Ctrl-C stops it)", relay.owner)
+        relay.run()
+        log.info("relay %s: stopped", relay.owner)
+    return 0
+
+
+def _print_stats(stats: object, *, as_json: bool) -> None:
+    data = _plain(stats)
+    if as_json or not isinstance(data, dict):
+        print(json.dumps(data, indent=2, default=str))
+        return
+    for key, value in data.items():
+        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+        print(f"{key}: {shown}")
+
+
+def _row_data(row: Any) -> dict[str, Any]:
+    data = _plain(row)
+    return dict(data) if isinstance(data, dict) else {"id": getattr(row, "id", None)}
+
+
+def list_command(args: Namespace) -> int:
+    """``broadcasting outbox list``: the rows in one state (dead by default)."""
+    with _store(args) as store:
+        rows = store.rows(_LISTED[args.state], args.limit)
+    if args.json:
+        print(json.dumps([_row_data(row) for row in rows], indent=2, default=str))
+        return 0
+    if not rows:
+        print(f"no {args.state} rows", file=sys.stderr)
+        return 0
+    for row in rows:
+        channels = ",".join(row.channels)
+        error = " ".join((row.error or "-").split())
+        print(
+            f"{row.id}  {row.message_id}  {row.driver}  {row.event}  {channels}  "
+            f"attempts={row.attempts}  {error}"
+        )
+    return 0
+
+
+def retry_command(args: Namespace) -> int:
+    """``broadcasting outbox retry``: dead or unknown rows back to pending."""
+    ids: Sequence[int] = args.ids
+    if not ids and not args.all_dead:
+        print("broadcasting: error: name row ids, or --all-dead", file=sys.stderr)
+        return 2
+    with _store(args) as store:
+        if args.all_dead:
+            ids = [*ids, *_all(store, _policy.DEAD)]
+        count = store.requeue(sorted(set(ids)))
+    print(f"{count} row(s) will be sent again")
+    return 0
+
+
+def _all(store: Store, state: int) -> list[int]:
+    """The ids of every row in ``state``."""
+    return [row.id for row in store.rows(state, 1 << 30)]
+
+
+def purge_command(args: Namespace) -> int:
+    """``broadcasting outbox purge --before SECONDS``: delete delivered rows done before."""
+    if args.before < 0:
+        print("broadcasting: error: --before must be >= 0 seconds", file=sys.stderr)
+        return 2
+    with _store(args) as store:
+        count = store.purge(time.time() - args.before)
+    print(f"{count} delivered row(s) deleted")
+    return 0
+
+
+def init_command(args: Namespace) -> int:
+    """``broadcasting outbox init``: create the tables (nothing if they exist)."""
+    with _store(args) as store:
+        store.create_tables()
+        print(
+            f"outbox ready: table {store.table!r} ({store.dialect}, {store.partitions} partitions)"
+        )
+    return 0

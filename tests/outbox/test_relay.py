@@ -1,0 +1,388 @@
+"""The relay's logic over an in-memory stand-in for the store (a fake: the same contract as
+broadcasting.outbox._store.Store, no database), with the real memory driver. The relay
+against the real SQLite and PostgreSQL stores and soketi: test_relay_stores.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from broadcasting import Broadcast
+from broadcasting.drivers.memory import BroadcastMemoryDriver
+from broadcasting.outbox._relay import Relay
+from broadcasting.outbox._row import (
+    DEAD,
+    DELIVERED,
+    PENDING,
+    SENDING,
+    UNKNOWN,
+    NewRow,
+    Outcome,
+    Row,
+    partition_of,
+)
+from broadcasting.plugin import hookimpl, wait_for
+
+PARTITIONS = 4
+
+
+@dataclass
+class FakeStats:
+    backlog: dict[int, int]
+    lag: float | None
+
+
+class FakeStore:
+    """An outbox in a dict, with the Store's contract: leases fence every change."""
+
+    dialect = "fake"
+    table = "broadcasting_outbox"
+    partitions = PARTITIONS
+    lease = 30.0
+    retention = 3600.0
+    batch = 50
+
+    def __init__(self) -> None:
+        self.rows: dict[int, Row] = {}
+        self.leases: dict[int, tuple[str, float]] = {}
+        self.lock = threading.Lock()
+        self.next_id = 1
+
+    def create_tables(self) -> None:
+        pass
+
+    def insert(self, rows: Sequence[NewRow]) -> None:
+        with self.lock:
+            for new in rows:
+                self.rows[self.next_id] = Row(
+                    self.next_id, *vars_of(new), state=PENDING, attempts=0, error=None, done_at=None
+                )
+                self.next_id += 1
+
+    def claim(self, owner: str, now: float, lease: float, *, keep: Sequence[int] = ()) -> list[int]:
+        with self.lock:
+            for part in range(self.partitions):
+                holder = self.leases.get(part)
+                if holder is None or holder[0] == owner or holder[1] <= now:
+                    self.leases[part] = (owner, now + lease)
+            return [p for p, (o, _) in sorted(self.leases.items()) if o == owner]
+
+    def _mine(self, owner: str, part: int, now: float) -> bool:
+        holder = self.leases.get(part)
+        return holder is not None and holder[0] == owner and holder[1] > now
+
+    def fetch(self, owner: str, partitions: Sequence[int], now: float, limit: int) -> list[Row]:
+        with self.lock:
+            found = [
+                r
+                for r in self.rows.values()
+                if r.partition in partitions and r.state in (PENDING, SENDING)
+            ]
+            rows, held = [], set()
+            for row in sorted(found, key=lambda r: (r.partition, r.id)):
+                if row.available_at > now:
+                    held.add(row.partition)
+                if row.partition not in held:
+                    rows.append(row)
+            return rows[:limit]
+
+    def due(self, partitions: Sequence[int]) -> float | None:
+        heads: dict[int, Row] = {}
+        for row in sorted(self.rows.values(), key=lambda r: r.id):
+            if row.partition in partitions and row.state in (PENDING, SENDING):
+                heads.setdefault(row.partition, row)
+        return min((r.available_at for r in heads.values()), default=None)
+
+    def mark_sending(self, owner: str, ids: Sequence[int], now: float) -> list[int]:
+        with self.lock:
+            done = []
+            for i in ids:
+                row = self.rows[i]
+                if self._mine(owner, row.partition, now):
+                    self.rows[i] = replace(row, state=SENDING)
+                    done.append(i)
+            return done
+
+    def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> None:
+        with self.lock:
+            for o in outcomes:
+                row = self.rows[o.id]
+                if not self._mine(owner, row.partition, now):
+                    continue
+                self.rows[o.id] = replace(
+                    row,
+                    state=o.state,
+                    channels=o.channels_left or row.channels,
+                    available_at=row.available_at if o.available_at is None else o.available_at,
+                    error=o.error,
+                    attempts=o.attempts,
+                    done_at=now if o.state in (DELIVERED, DEAD, UNKNOWN) else None,
+                )
+
+    def release(self, owner: str) -> None:
+        with self.lock:
+            for part, (o, _) in list(self.leases.items()):
+                if o == owner:
+                    del self.leases[part]
+
+    def wait(self, timeout: float) -> None:
+        threading.Event().wait(timeout)
+
+    def stats(self, now: float) -> FakeStats:
+        backlog: dict[int, int] = {}
+        for row in self.rows.values():
+            backlog[row.state] = backlog.get(row.state, 0) + 1
+        return FakeStats(backlog, None)
+
+    def purge(self, before: float) -> int:
+        with self.lock:
+            old = [
+                i
+                for i, r in self.rows.items()
+                if r.state == DELIVERED and (r.done_at or 0) < before
+            ]
+            for i in old:
+                del self.rows[i]
+            return len(old)
+
+    def close(self) -> None:
+        pass
+
+    def states(self) -> dict[int, int]:
+        return {i: r.state for i, r in self.rows.items()}
+
+
+def vars_of(new: NewRow) -> tuple[object, ...]:
+    return (
+        new.partition,
+        new.created,
+        new.available_at,
+        new.driver,
+        new.event,
+        new.channels,
+        new.body,
+        new.data_kind,
+        new.socket_id,
+        new.message_id,
+    )
+
+
+@pytest.fixture
+def broadcast() -> Iterator[Broadcast]:
+    config = {"DRIVER": "memory", "DRIVERS": {"memory": {}}, "OUTBOX": {"batch": 50}}
+    with Broadcast(config) as broadcast:
+        yield broadcast
+
+
+def write(store: FakeStore, channel: str, n: int, *, driver: str = "memory") -> list[str]:
+    ids = [f"m-{channel}-{i}" for i in range(n)]
+    store.insert(
+        [
+            NewRow(
+                partition_of(channel, PARTITIONS),
+                0.0,
+                0.0,
+                driver,
+                "e",
+                (channel,),
+                f'{{"n":{i}}}',
+                "json",
+                None,
+                mid,
+            )
+            for i, mid in enumerate(ids)
+        ]
+    )
+    return ids
+
+
+def test_rows_are_delivered_in_order_per_channel(broadcast: Broadcast) -> None:
+    store = FakeStore()
+    for channel in ("a", "b", "c", "d", "e"):
+        write(store, channel, 30)
+    relay = Relay(broadcast, owner="r1", store=store)
+    while relay.run_once().busy:
+        pass
+    memory = broadcast.driver(BroadcastMemoryDriver).driver
+    sent = list(memory.messages) if hasattr(memory, "messages") else list(memory.history())
+    assert len(sent) == 150
+    for channel in ("a", "b", "c", "d", "e"):
+        got = [m.data["n"] for m in sent if m.channels == (channel,)]
+        assert got == list(range(30))
+    assert set(store.states().values()) == {DELIVERED}
+    assert all(m.via == "outbox" for m in sent)
+
+
+def test_rows_for_a_driver_that_is_not_configured_are_dead_and_logged(
+    broadcast: Broadcast, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FakeStore()
+    write(store, "a", 2, driver="nowhere")
+    write(store, "b", 1)
+    relay = Relay(broadcast, owner="r1", store=store)
+    with caplog.at_level(logging.WARNING, "broadcasting.outbox"):
+        stats = relay.run_once()
+    assert (stats.delivered, stats.dead) == (1, 2)
+    dead = [r for r in store.rows.values() if r.state == DEAD]
+    assert [r.message_id for r in dead] == ["m-a-0", "m-a-1"]
+    assert all(r.error and "DriverNotFoundError" in r.error for r in dead)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert "m-a-0" in errors[0].getMessage() and "nowhere" in errors[0].getMessage()
+
+
+def test_a_row_found_sending_becomes_unknown_for_a_driver_that_does_not_deduplicate(
+    broadcast: Broadcast, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FakeStore()
+    write(store, "a", 2)
+    store.claim("dead-relay", 0.0, 1.0)  # long expired
+    first = min(store.rows)
+    store.rows[first] = replace(store.rows[first], state=SENDING)
+    relay = Relay(broadcast, owner="r1", store=store)
+    with caplog.at_level(logging.WARNING, "broadcasting.outbox"):
+        stats = relay.run_once()
+    assert (stats.unknown, stats.delivered) == (1, 1)
+    assert store.rows[first].state == UNKNOWN
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "m-a-0" in warned[0] and "unknown" in warned[0]
+    memory = broadcast.driver(BroadcastMemoryDriver).driver
+    assert [m.id for m in memory.messages] == ["m-a-1"]
+
+
+def test_with_at_least_once_a_row_found_sending_is_sent_again() -> None:
+    config = {"DRIVER": "memory", "DRIVERS": {"memory": {}}}
+    store = FakeStore()
+    write(store, "a", 1)
+    first = min(store.rows)
+    store.rows[first] = replace(store.rows[first], state=SENDING)
+    with Broadcast(config) as broadcast:
+        relay = Relay(broadcast, owner="r1", store=store)
+        relay._resends = lambda row: True  # type: ignore[method-assign]
+        assert relay.run_once().delivered == 1
+        assert [m.id for m in broadcast.driver("memory").driver.messages] == ["m-a-0"]
+
+
+class LosingStore(FakeStore):
+    """Loses its lease between claim and mark: a paused relay whose lease expired."""
+
+    def mark_sending(self, owner: str, ids: Sequence[int], now: float) -> list[int]:
+        self.leases = {p: ("other", now + 60) for p in self.leases}
+        return super().mark_sending(owner, ids, now)
+
+
+def test_a_relay_that_lost_its_lease_sends_and_changes_nothing(broadcast: Broadcast) -> None:
+    store = LosingStore()
+    write(store, "a", 3)
+    relay = Relay(broadcast, owner="r1", store=store)
+    stats = relay.run_once()
+    assert (stats.fenced, stats.delivered) == (3, 0)
+    assert set(store.states().values()) == {PENDING}
+    assert broadcast.driver(BroadcastMemoryDriver).driver.messages == []
+
+
+async def test_arun_stops_and_releases_its_leases(broadcast: Broadcast) -> None:
+    import asyncio
+
+    store = FakeStore()
+    write(store, "a", 5)
+    relay = Relay(broadcast, owner="r1", store=store)
+    task = asyncio.create_task(relay.arun())
+    memory = broadcast.driver(BroadcastMemoryDriver).driver
+    for _ in range(500):
+        if len(memory.messages) == 5:
+            break
+        await asyncio.sleep(0.01)
+    relay.stop()
+    await asyncio.wait_for(task, 5)
+    assert len(memory.messages) == 5
+    assert store.leases == {}
+    assert relay.stats().delivered == 5
+
+
+class Slow:
+    """A real plugin (a ``broadcasting_publish`` wrapper) that takes 2 ms per publish on the
+    async path and notes which channels are being sent at once."""
+
+    def __init__(self) -> None:
+        self.active: Counter[str] = Counter()
+        self.overlaps: list[str] = []
+        self.most = 0
+
+    @hookimpl(wrapper=True)
+    def broadcasting_publish(self, broadcast: Broadcast, driver: Any, message: Any) -> Any:
+        for channel in message.channels:
+            if self.active[channel]:
+                self.overlaps.append(channel)
+            self.active[channel] += 1
+        self.most = max(self.most, sum(1 for n in self.active.values() if n))
+        try:
+            wait_for(asyncio.sleep(0.002))
+            return (yield)
+        finally:
+            self.active.subtract(message.channels)
+
+
+def test_a_channels_rows_go_one_at_a_time_and_other_channels_at_once(
+    broadcast: Broadcast,
+) -> None:
+    slow = Slow()
+    broadcast.plugin_manager.register(slow)
+    store = FakeStore()
+    assert partition_of("a", PARTITIONS) == partition_of("c", PARTITIONS)
+    for n in range(10):
+        for channel in ("a", "b", "c", "d"):
+            write(store, channel, 1)
+        both = NewRow(
+            partition_of("a", PARTITIONS), 0.0, 0.0, "memory", "e", ("a", "c"),
+            f'{{"n":{n}}}', "json", None, f"both-{n}",
+        )  # fmt: skip
+        store.insert([both])  # a row to two channels, between their own rows
+    relay = Relay(broadcast, owner="r1", store=store)
+    while relay.run_once().busy:
+        pass
+    assert slow.overlaps == []
+    assert slow.most > 1  # different channels did go at once
+    assert set(store.states().values()) == {DELIVERED}
+    sent = broadcast.driver(BroadcastMemoryDriver).driver.messages
+    for channel in ("a", "c"):  # in id order: its own row, then the shared one, ten times
+        ids = [m.id.split("-")[0] for m in sent if channel in m.channels]
+        assert ids == ["m", "both"] * 10
+
+
+class FlakyStore(FakeStore):
+    """Its first fetch fails as a database that restarts would."""
+
+    failed = False
+
+    def fetch(self, owner: str, partitions: Sequence[int], now: float, limit: int) -> list[Row]:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("the server closed the connection unexpectedly")
+        return super().fetch(owner, partitions, now, limit)
+
+
+async def test_a_database_failure_is_logged_and_the_relay_goes_on(
+    broadcast: Broadcast, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FlakyStore()
+    write(store, "a", 3)
+    relay = Relay(broadcast, owner="r1", store=store)
+    task = asyncio.create_task(relay.arun())
+    memory = broadcast.driver(BroadcastMemoryDriver).driver
+    with caplog.at_level(logging.WARNING, "broadcasting.outbox"):
+        for _ in range(500):
+            if len(memory.messages) == 3:
+                break
+            await asyncio.sleep(0.01)
+        relay.stop()
+        await asyncio.wait_for(task, 5)
+    assert len(memory.messages) == 3
+    assert any("ConnectionError" in r.getMessage() for r in caplog.records)
