@@ -1,4 +1,4 @@
-"""The ``broadcasting`` command: drivers, send, check, channels, members, listen."""
+"""The ``broadcasting`` command: drivers, send, check, channels, members, listen, relay, outbox."""
 
 from __future__ import annotations
 
@@ -94,6 +94,9 @@ def _parser() -> ArgumentParser:
     )
     listen.add_argument("channel", nargs="+", metavar="CHANNEL", help="full channel names")
     _common(listen, _listen, "print one JSON object per event")
+    from broadcasting.outbox._cli import add_commands as _outbox_commands
+
+    _outbox_commands(commands)  # relay; outbox list|retry|purge|init (docs/background.md)
     return parser
 
 
@@ -156,7 +159,9 @@ def _check(args: Namespace) -> int:
         default = broadcast.config.driver
         names = dict.fromkeys(args.driver or [default, *broadcast.config.drivers])
         results = [(name, _check_one(broadcast, name)) for name in names]
-    rows = [
+        uses_outbox = broadcast.config.send == "outbox" or bool(broadcast.config.outbox)
+        outbox = _check_outbox(broadcast) if uses_outbox and not args.driver else None
+    rows: list[tuple[str, str, str, str]] = [
         (
             name + (" (default)" if name == default else ""),
             health.status,
@@ -165,9 +170,33 @@ def _check(args: Namespace) -> int:
         )
         for name, health in results
     ]
-    data = [{"driver": n, "default": n == default, **asdict(h)} for n, h in results]
+    data: list[dict[str, Any]] = [
+        {"driver": n, "default": n == default, **asdict(h)} for n, h in results
+    ]
+    if outbox is not None:
+        rows.append(("outbox", outbox[0], "-", outbox[1]))
+        data.append({"outbox": True, "status": outbox[0], "detail": outbox[1], **outbox[2]})
     _show(args, data, [("DRIVER", "STATUS", "LATENCY", "DETAIL"), *rows])
-    return 1 if any(health.failed for _, health in results) else 0
+    failed = any(health.failed for _, health in results) or (outbox and outbox[0] != "ok")
+    return 1 if failed else 0
+
+
+def _check_outbox(broadcast: Broadcast) -> tuple[str, str, dict[str, Any]]:
+    """The outbox's status, a line on its backlog and lag, and its stats as data: ``error``
+    when it cannot be read (its tables missing, its database down)."""
+    from broadcasting.outbox import store_for
+
+    try:
+        stats = store_for(broadcast).stats(time.time())
+    except BroadcastError as exc:
+        return "error", f"{type(exc).__name__}: {exc}", {}
+    except Exception as exc:  # a database error's message may hold a URL with a password
+        return "error", f"{type(exc).__name__} reading the outbox (message withheld)", {}
+    counts = ", ".join(f"{count} {state}" for state, count in stats.backlog.items() if count)
+    lag = "no lag" if stats.lag is None else f"lag {stats.lag:.1f} s"
+    relays = len(stats.relays)
+    detail = f"{counts or 'empty'}; {lag}; {relays} relay{'' if relays == 1 else 's'} running"
+    return "ok", detail, {"backlog": dict(stats.backlog), "lag": stats.lag, "relays": relays}
 
 
 def _count(value: int | None) -> str:
