@@ -92,3 +92,43 @@ def test_an_alias_without_django_settings_is_an_input_error() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "names a Django database, but Django's settings are not configured" in done.stdout
+
+
+def test_outside_atomic_django_is_not_joined(tmp_path: Path) -> None:
+    """A fresh process with Django's ORM loaded and configured: outside ``atomic()`` there is
+    nothing to join, so an outbox write goes to the configured outbox (here a SQLite file,
+    not Django's database) on its own; inside ``atomic()`` on Django's database, a
+    non-Django outbox is refused with the reason instead of losing the atomicity."""
+    script = f"""
+import django
+from django.conf import settings
+settings.configure(DATABASES={{"default": {{"ENGINE": "django.db.backends.sqlite3",
+                                            "NAME": {str(tmp_path / "app.sqlite3")!r}}}}})
+django.setup()
+from django.db import transaction
+from broadcasting import Broadcast, ConfigurationError
+from broadcasting.outbox import store_for
+outbox = {{"url": "sqlite:///{tmp_path / "outbox.sqlite3"}"}}
+b = Broadcast({{"DRIVER": "memory", "OUTBOX": outbox}})
+assert b.channel("x", {{}}, send="outbox").pending
+assert store_for(b).stats(0).backlog["pending"] == 1
+assert not b.channel("x", {{}}, send="after_commit").pending  # no transaction: sent at once
+with transaction.atomic():
+    assert b.channel("x", {{}}, send="after_commit").pending  # Django's, joined
+    try:
+        b.channel("x", {{}}, send="outbox")
+    except ConfigurationError as exc:
+        print("refused:", exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused:" in done.stdout
+    expected = "a row joins a Django transaction only with OUTBOX = {'django': 'default'}"
+    assert expected in done.stdout

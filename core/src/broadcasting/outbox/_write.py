@@ -59,6 +59,19 @@ def write(
 
 def _execute(store: Store, transaction: Transaction, rows: Sequence[NewRow]) -> _Execute:
     """The INSERT of ``rows`` for ``transaction``'s database and placeholders."""
+    alias = getattr(transaction, "alias", None)  # a Django database's
+    if isinstance(alias, str) and getattr(store._source, "alias", None) != alias:
+        if getattr(transaction, "ambient", False):
+            found = f"an atomic() block is open on Django's database {alias!r}"
+        else:
+            found = f"transaction={alias!r} names a Django database"
+        raise ConfigurationError(
+            "config",
+            "OUTBOX",
+            f"{found}, and the outbox is not in it: a row joins a Django transaction only "
+            f"with OUTBOX = {{'django': {alias!r}}} (with another outbox it would not roll "
+            "back with your data); configure that, or publish outside atomic()",
+        )
     dialect = transaction.dialect
     if dialect != store.dialect:  # maybe another name of it ("mariadb")
         try:

@@ -35,12 +35,16 @@ DEFAULT_ALIAS = "default"
 
 @hookimpl
 def broadcasting_transaction(broadcast: Broadcast, transaction: object) -> DjangoTransaction | None:
-    """Adapt a Django database alias, or (for ``None``) Django's default database once the
-    ORM is loaded and configured; ``None`` for anything else."""
+    """Adapt a Django database alias, or (for ``None``) Django's default database while an
+    ``atomic()`` block is open on it in this thread; ``None`` for anything else."""
     if transaction is None:
         if not _orm_ready():
             return None
-        return DjangoTransaction(DEFAULT_ALIAS)
+        from django.db import connections  # type: ignore[import-untyped, unused-ignore]
+
+        if not connections[DEFAULT_ALIAS].in_atomic_block:
+            return None  # nothing to join: a script, a management command, a view outside one
+        return DjangoTransaction(DEFAULT_ALIAS, ambient=True)
     if not isinstance(transaction, str):
         return None
     try:
@@ -73,13 +77,13 @@ def _orm_ready() -> bool:
 class DjangoTransaction:
     """A Django database alias as a :class:`~broadcasting.plugin.Transaction`."""
 
-    __slots__ = ("alias", "dialect")
+    __slots__ = ("alias", "ambient", "dialect")
 
     #: Django's cursors take ``%s`` on every backend.
     paramstyle = "format"
     dialect: str
 
-    def __init__(self, alias: str) -> None:
+    def __init__(self, alias: str, *, ambient: bool = False) -> None:
         from django.db import connections  # type: ignore[import-untyped, unused-ignore]
         from django.utils.connection import ConnectionDoesNotExist  # type: ignore[import-untyped, unused-ignore]
 
@@ -91,6 +95,8 @@ class DjangoTransaction:
                 f"transaction={alias!r}: no such Django database (DATABASES has {known})"
             ) from None
         self.alias = alias
+        #: found open (the caller passed no ``transaction=``), not given
+        self.ambient = ambient
         # Django's vendor names are SQLAlchemy's: postgresql, sqlite, mysql (MariaDB too), oracle
         self.dialect = connection.vendor
 
