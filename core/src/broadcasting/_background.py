@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from broadcasting._errors import InputError, PublishError
@@ -93,34 +93,45 @@ _tasks: set[asyncio.Task[Any]] = set()
 _tasks_lock = threading.Lock()
 
 
-def send_committed(broadcaster: Broadcaster[Any], message: Message) -> None:
-    """Send a committed message: as a task on this thread's running loop (an async commit),
-    else blocking. Its outcome is logged; nothing is raised into the committing code, whose
-    data is already committed."""
+def call_committed(
+    blocking: Callable[[], object],
+    awaited: Callable[[], Coroutine[Any, Any, object]],
+    failed: Callable[[Exception], None],
+) -> None:
+    """Do what a commit was waiting for: ``blocking()`` where no event loop runs in this
+    thread, else ``awaited()`` as a task of the running loop (an async commit's callback must
+    not block it). A failure goes to ``failed``; nothing is raised into the committing code,
+    whose data is already committed."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
     if loop is None:
         try:
-            run(broadcaster.publish_message(message))
+            blocking()
         except Exception as exc:
-            _report(broadcaster, message, exc)
+            failed(exc)
         return
-    task = loop.create_task(arun(broadcaster.publish_message(message)))
+    task = loop.create_task(awaited())
     with _tasks_lock:
         _tasks.add(task)
-    task.add_done_callback(lambda done: _finished(broadcaster, message, done))
+
+    def finished(done: asyncio.Task[Any]) -> None:
+        with _tasks_lock:
+            _tasks.discard(done)
+        if not done.cancelled() and isinstance(exc := done.exception(), Exception):
+            failed(exc)
+
+    task.add_done_callback(finished)
 
 
-def _finished(broadcaster: Broadcaster[Any], message: Message, task: asyncio.Task[Any]) -> None:
-    with _tasks_lock:
-        _tasks.discard(task)
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if isinstance(exc, Exception):
-        _report(broadcaster, message, exc)
+def send_committed(broadcaster: Broadcaster[Any], message: Message) -> None:
+    """Send a committed message (:func:`call_committed`); a failure is logged."""
+    call_committed(
+        lambda: run(broadcaster.publish_message(message)),
+        lambda: arun(broadcaster.publish_message(message)),
+        lambda exc: _report(broadcaster, message, exc),
+    )
 
 
 def _report(broadcaster: Broadcaster[Any], message: Message, exc: Exception) -> None:

@@ -295,9 +295,16 @@ def _show(
             print("  ".join([*cells, row[-1]]).rstrip())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``broadcasting`` console script."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None, config: Any = None) -> int:
+    """Entry point of the ``broadcasting`` console script. A framework's command that wraps it
+    passes its own ``prog`` and a ``config`` (what ``Broadcast()`` takes) used unless
+    ``--config`` is given."""
+    parser = _parser()
+    if prog is not None:
+        parser.prog = prog
+    args = parser.parse_args(argv)
+    if config is not None and getattr(args, "config", "") is None:
+        args.config = config
     try:
         status: int = args.run(args)
     except BroadcastError as exc:

@@ -1,6 +1,6 @@
-"""Integrations with web frameworks: ``broadcasting.contrib.django`` (a Django app) and
-``broadcasting.contrib.flask`` (a Flask extension). Each imports its framework only when it
-is itself imported."""
+"""Integrations: web frameworks (``django``, a Django app; ``flask``, a Flask extension),
+database transactions (``sqlalchemy``, ``sqlite``, ``django.transaction``) and task queues
+(``celery``, ``rq``, ``dramatiq``). Each imports its library only when it is used."""
 
 from __future__ import annotations
 
@@ -25,17 +25,6 @@ def run_cli(
     reads the arguments (an argument error or ``--help`` exits, as argparse does); output goes
     to ``out`` and ``err`` (default: ``sys.stdout``, ``sys.stderr`` at the call)."""
     from broadcasting import cli
-    from broadcasting._errors import BroadcastError
 
-    parser = cli._parser()
-    parser.prog = prog
     with redirect_stdout(out or sys.stdout), redirect_stderr(err or sys.stderr):
-        args = parser.parse_args(list(argv))
-        if hasattr(args, "config") and args.config is None:
-            args.config = config
-        try:
-            status: int = args.run(args)
-        except BroadcastError as exc:
-            print(f"broadcasting: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-    return status
+        return cli.main(list(argv), prog=prog, config=config)

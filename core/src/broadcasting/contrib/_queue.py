@@ -575,27 +575,11 @@ class QueuePlugin:
     def _enqueue_committed(self, payload: dict[str, Any]) -> None:
         """Enqueue after a commit: in a thread if an event loop runs here; a failure is logged
         (the committing code's data is committed already)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is None:
-            try:
-                self.enqueue(payload)
-            except Exception as exc:
-                self._lost(payload, exc)
-            return
-        task = loop.create_task(asyncio.to_thread(self.enqueue, payload))
-        with _tasks_lock:
-            _tasks.add(task)
-
-        def done(task: asyncio.Task[None]) -> None:
-            with _tasks_lock:
-                _tasks.discard(task)
-            if not task.cancelled() and isinstance(exc := task.exception(), Exception):
-                self._lost(payload, exc)
-
-        task.add_done_callback(done)
+        _background.call_committed(
+            lambda: self.enqueue(payload),
+            lambda: asyncio.to_thread(self.enqueue, payload),
+            lambda exc: self._lost(payload, exc),
+        )
 
     def _lost(self, payload: Mapping[str, Any], exc: Exception) -> None:
         log.error(
@@ -652,8 +636,6 @@ class QueuePlugin:
 
 
 # a task's only reference is the loop's weak one: kept here until it ends
-_tasks: set[asyncio.Task[None]] = set()
-_tasks_lock = threading.Lock()
 
 
 @dataclass(slots=True)
