@@ -43,7 +43,7 @@ def current_user(request: Any) -> Any:
     """The default ``user``: Flask-Login's ``current_user`` when it is authenticated (with a
     ``LoginManager`` on the app), else ``g.user`` (Flask's tutorial), else ``None``."""
     if getattr(current_app, "login_manager", None) is not None:
-        from flask_login import current_user as login_user  # type: ignore[import-not-found, unused-ignore]
+        from flask_login import current_user as login_user  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         user = login_user._get_current_object()
         return user if getattr(user, "is_authenticated", False) else None
