@@ -35,16 +35,16 @@ def _install_all(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (soketi is started by the tests themselves)."""
+    """Run the test suite on both cores: soketi, the Ably emulator and the web servers are
+    started by the tests; PostgreSQL, Redis and RabbitMQ must run on 127.0.0.1."""
     _install_all(session)
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-n", "2", *session.posargs)
 
 
 @nox.session
 def unit(session: nox.Session) -> None:
     """The fast loop: every test that needs no server, on both cores (not a default session)."""
     _install_all(session)
-    session.install("pytest-xdist")
     session.run("pytest", "-q", "-n", "2", "-m", "not server", *session.posargs)
 
 
