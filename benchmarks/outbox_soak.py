@@ -1,5 +1,6 @@
 """Crash soak of the outbox: writers commit (and roll back) publishes into PostgreSQL while
-relays deliver them to soketi, and relays are killed with SIGKILL at random moments.
+relays deliver them to soketi (or to the Ably emulator), and relays are killed with SIGKILL
+at random moments.
 
 Usage::
 
@@ -7,6 +8,7 @@ Usage::
                                                          # 3 relays, 20 kills
     python benchmarks/outbox_soak.py --publishes 2000 --kills 5 --rate 500 --seed 7
     python benchmarks/outbox_soak.py --at-least-once     # rows out are sent again
+    python benchmarks/outbox_soak.py --driver ably       # to the Ably emulator
 
 Each writer is a process with its own SQLAlchemy connection: each publish is
 ``channel(..., send="outbox", transaction=conn)`` in a transaction of its own, which it
@@ -15,6 +17,14 @@ channels (rows in two partitions, one message id). The relays are processes runn
 ``Relay(...).run()``; the killer sends one of them SIGKILL at random moments (``--kills``
 times, spread over the writing) and starts a new one in its place. At the end the relays
 get SIGTERM (each must exit 0). A WebSocket subscriber counts what soketi delivered.
+
+With ``--driver ably`` the relays publish over HTTPS to the test suite's Ably emulator
+(tests/servers/ably_emulator.py, run in this process; it checks the wire format and, like
+Ably, stores a message id once per channel and acknowledges it again without storing it).
+The Ably driver de-duplicates, so a relay sends again the rows it finds in ``sending``
+from a killed relay instead of marking them ``unknown``: no row may end ``unknown``, and
+what the emulator stored (each channel's messages, in order) must hold every committed
+publish exactly once. The resends the emulator absorbed are counted (``absorbed``).
 
 Checks (the promises of docs/background.md):
 
@@ -76,6 +86,8 @@ class Settings:
     #: where the outbox lives: ``"postgresql"`` (a schema of ``pg``), or ``"sqlite"`` (a
     #: file; the writers' transactions are ``sqlite3`` connections')
     store: str = "postgresql"
+    #: where the relays deliver: ``"pusher"`` (soketi) or ``"ably"`` (the Ably emulator)
+    driver: str = "pusher"
 
 
 @dataclass
@@ -87,6 +99,7 @@ class Result:
     unknown_rows: int = 0
     unknown_missing: int = 0  #: events of unknown rows that never arrived
     repeats: int = 0
+    absorbed: int = 0  #: resends the Ably emulator acknowledged without storing (ably)
     kills: int = 0
     seconds: float = 0.0
     backlog: dict[str, int] = field(default_factory=dict)
@@ -95,12 +108,14 @@ class Result:
     def summary(self) -> str:
         s = self.settings
         return (
-            f"outbox soak ({s.store}): {s.publishes:,} publishes by {s.writers} writers, "
-            f"{s.relays} relays, "
+            f"outbox soak ({s.store}, {s.driver}): {s.publishes:,} publishes by "
+            f"{s.writers} writers, {s.relays} relays, "
             f"{self.kills} SIGKILLs, at_least_once={s.at_least_once}, in {self.seconds:.1f} s\n"
             f"  committed {self.committed:,}, rolled back {self.rolled_back:,}; events "
             f"arrived {self.arrived:,}; unknown rows {self.unknown_rows} (events never "
-            f"arrived: {self.unknown_missing}); repeats {self.repeats}\n"
+            f"arrived: {self.unknown_missing}); repeats {self.repeats}"
+            + (f"; resends absorbed by the emulator {self.absorbed}" if s.driver == "ably" else "")
+            + "\n"
             f"  outbox at the end: {self.backlog}\n"
             f"  {'OK: every promise kept' if not self.broken else 'BROKEN:'}"
             + "".join(f"\n    {line}" for line in self.broken[:50])
@@ -194,14 +209,45 @@ def relay_main(config_path: str, owner: str) -> None:
         Relay(broadcast, owner=owner).run()
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
+def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
+        env=None if env is None else {**os.environ, **env},
     )
+
+
+def counting_emulator() -> Any:
+    """An Ably emulator (not started) that also counts the messages it was sent again and
+    acknowledged without storing (``absorbed``): a relay's resends of maybe-sent rows."""
+    from ably_emulator import AblyEmulator
+
+    class CountingEmulator(AblyEmulator):
+        absorbed = 0
+
+        def _store(self, channel: str, message: dict[str, Any], request: Any) -> str:
+            msg_id = message.get("id")
+            with self._lock:
+                again = isinstance(msg_id, str) and (channel, msg_id) in self._serials
+            if again:
+                self.absorbed += 1
+            serial: str = super()._store(channel, message, request)
+            return serial
+
+    return CountingEmulator()
+
+
+def ably_arrivals(emulator: Any, channels: list[str]) -> list[tuple[str, int, int]]:
+    """What the emulator stored, channel by channel in its order, as (channel, w, s)."""
+    arrivals: list[tuple[str, int, int]] = []
+    for channel in channels:
+        for message in emulator.messages(channel):
+            data = json.loads(message.data) if isinstance(message.data, str) else message.data
+            arrivals.append((channel, data["w"], data["s"]))
+    return arrivals
 
 
 # -- the run ---------------------------------------------------------------------------
@@ -236,8 +282,9 @@ def _schema(settings: Settings) -> Any:
             conn.execute(f"DROP SCHEMA {name} CASCADE")
 
 
-async def soak(soketi: Any, settings: Settings) -> Result:
-    """Run the soak against ``soketi`` (a started ``SoketiServer``)."""
+async def soak(server: Any, settings: Settings) -> Result:
+    """Run the soak against ``server``: a started ``SoketiServer``, or with
+    ``settings.driver == "ably"`` a started :func:`counting_emulator`."""
     from pusher_ws import Event, PusherSubscriber
 
     from broadcasting.outbox._row import UNKNOWN
@@ -252,22 +299,35 @@ async def soak(soketi: Any, settings: Settings) -> Result:
         arrivals.append((event.channel, data["w"], data["s"]))
 
     channels = [f"soak-{i}" for i in range(settings.channels)]
-    sub = await PusherSubscriber(soketi.ws_url(), on_event=heard).connect()
-    await sub.subscribe(*channels)
+    ably = settings.driver == "ably"
+    sub = None
+    env: dict[str, str] | None = None
+    if ably:
+        env = {"SSL_CERT_FILE": server.ca_path}  # the relays trust the emulator's CA
+        options = server.options(
+            at_least_once=settings.at_least_once, retry_backoff=0.05, retry_max_backoff=0.5
+        )
+    else:
+        sub = await PusherSubscriber(server.ws_url(), on_event=heard).connect()
+        await sub.subscribe(*channels)
+        options = server.driver_options(at_least_once=settings.at_least_once)
     started = time.monotonic()
     with _schema(settings) as schema, tempfile.TemporaryDirectory() as tmp:
-        pusher = soketi.driver_options(at_least_once=settings.at_least_once)
         where: dict[str, Any] = {"url": f"sqlite:///{Path(tmp) / 'outbox.sqlite3'}"}
         if schema is not None:
             where = {"url": settings.pg, "table": f"{schema}.broadcasting_outbox"}
         outbox = {**where, "partitions": 16, "lease": 1.0, "batch": settings.batch}
-        config = {"DRIVER": "pusher", "DRIVERS": {"pusher": pusher}, "OUTBOX": outbox}
+        config = {
+            "DRIVER": settings.driver,
+            "DRIVERS": {settings.driver: options},
+            "OUTBOX": outbox,
+        }
         config_path = _write(Path(tmp) / "broadcasting.json", config)
         store = Store.from_config(outbox)
         store.create_tables()
         shape = json.dumps(settings.__dict__)
         relays = {
-            f"relay-{i}": _spawn("--role", "relay", config_path, f"relay-{i}")
+            f"relay-{i}": _spawn("--role", "relay", config_path, f"relay-{i}", env=env)
             for i in range(settings.relays)
         }
         outs = [str(Path(tmp) / f"writer-{w}.json") for w in range(settings.writers)]
@@ -284,7 +344,9 @@ async def soak(soketi: Any, settings: Settings) -> Result:
                 victim = rng.choice(sorted(relays))
                 relays.pop(victim).send_signal(signal.SIGKILL)
                 result.kills += 1
-                relays[f"relay-{born}"] = _spawn("--role", "relay", config_path, f"relay-{born}")
+                relays[f"relay-{born}"] = _spawn(
+                    "--role", "relay", config_path, f"relay-{born}", env=env
+                )
                 born += 1
             for writer in writers:
                 code = await asyncio.to_thread(writer.wait, 300)
@@ -308,14 +370,22 @@ async def soak(soketi: Any, settings: Settings) -> Result:
                     process.kill()
                     process.wait()
         await asyncio.sleep(0.2)
-        await sub.flush()
-        await sub.close()
+        if sub is not None:
+            await sub.flush()
+            await sub.close()
+        else:
+            arrivals = ably_arrivals(server, channels)
+            result.absorbed = server.absorbed
+            if server.violations:
+                result.broken.extend(f"emulator: {v}" for v in server.violations[:20])
         result.seconds = time.monotonic() - started
         result.backlog = dict(store.stats(time.time()).backlog)
         unknown = store.rows(UNKNOWN, 1_000_000)
         store.close()
         done = _read(outs)
     check(settings, result, done, arrivals, unknown)
+    if ably and unknown:
+        result.broken.append(f"{len(unknown)} rows unknown: the Ably driver de-duplicates")
     return result
 
 
@@ -401,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--pg", default=PG_URL)
     parser.add_argument("--store", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--driver", choices=["pusher", "ably"], default="pusher")
     args = parser.parse_args(argv)
     settings = Settings(
         args.publishes,
@@ -415,11 +486,16 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
         args.pg,
         args.store,
+        args.driver,
     )
-    from soketi_server import SoketiServer
+    if settings.driver == "ably":
+        with counting_emulator() as emulator:
+            result = asyncio.run(soak(emulator, settings))
+    else:
+        from soketi_server import SoketiServer
 
-    with SoketiServer() as soketi:
-        result = asyncio.run(soak(soketi, settings))
+        with SoketiServer() as soketi:
+            result = asyncio.run(soak(soketi, settings))
     print(result.summary())
     return 1 if result.broken else 0
 
