@@ -8,7 +8,7 @@ import asyncio
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -78,7 +78,14 @@ class FakeStore:
         holder = self.leases.get(part)
         return holder is not None and holder[0] == owner and holder[1] > now
 
-    def fetch(self, owner: str, partitions: Sequence[int], now: float, limit: int) -> list[Row]:
+    def fetch(
+        self,
+        owner: str,
+        partitions: Sequence[int],
+        now: float,
+        limit: int,
+        skip: Collection[int] = (),
+    ) -> list[Row]:
         with self.lock:
             found = [
                 r
@@ -91,7 +98,7 @@ class FakeStore:
                     held.add(row.partition)
                 if row.partition not in held:
                     rows.append(row)
-            return rows[:limit]
+            return [row for row in rows[:limit] if row.id not in skip]
 
     def due(self, partitions: Sequence[int]) -> float | None:
         heads: dict[int, Row] = {}
@@ -362,11 +369,18 @@ class FlakyStore(FakeStore):
 
     failed = False
 
-    def fetch(self, owner: str, partitions: Sequence[int], now: float, limit: int) -> list[Row]:
+    def fetch(
+        self,
+        owner: str,
+        partitions: Sequence[int],
+        now: float,
+        limit: int,
+        skip: Collection[int] = (),
+    ) -> list[Row]:
         if not self.failed:
             self.failed = True
             raise ConnectionError("the server closed the connection unexpectedly")
-        return super().fetch(owner, partitions, now, limit)
+        return super().fetch(owner, partitions, now, limit, skip)
 
 
 async def test_a_database_failure_is_logged_and_the_relay_goes_on(

@@ -196,6 +196,43 @@ def test_finish_leaves_closed_rows_alone(store: Store) -> None:
     assert store.mark_sending("r", [row.id], NOW + 2) == []
 
 
+def test_fetch_skips_rows_out_but_a_skipped_row_backing_off_still_holds_its_partition(
+    store: Store,
+) -> None:
+    channels = [f"c{i}" for i in range(40) if partition_of(f"c{i}", 4) == 0][:3]
+    for i, channel in enumerate(channels):
+        put(store, (channel,), f"m{i}")
+    store.claim("r", NOW, 30)
+    one, two, three = store.fetch("r", [0], NOW, 10)
+    assert store.fetch("r", [0], NOW, 10, skip={one.id, three.id}) == [two]
+    store.finish("r", [Outcome(one.id, PENDING, available_at=NOW + 5, attempts=1)], NOW)
+    assert store.fetch("r", [0], NOW, 10, skip={one.id}) == []  # head-of-line, even skipped
+    assert [r.id for r in store.fetch("r", [0], NOW + 5, 10, skip={one.id})] == [two.id, three.id]
+
+
+def test_many_marks_and_outcomes_at_once_and_a_repeated_id_in_turn(store: Store) -> None:
+    rows = [
+        row
+        for i in range(600)
+        for row in new_rows(message((f"k{i}",), id=f"m{i}"), "pusher", store.partitions, NOW)
+    ]
+    store.insert(rows)
+    store.claim("r", NOW, 30)
+    found = store.fetch("r", all_partitions(store), NOW, 1000)
+    ids = [r.id for r in found]
+    assert len(ids) == 600
+    assert sorted(store.mark_sending("r", ids, NOW)) == sorted(ids)
+    assert store.fetch("r", all_partitions(store), NOW, 1000)[0].state == SENDING
+    first, rest = ids[0], ids[1:]
+    store.finish("r", [Outcome(i, DELIVERED) for i in rest], NOW)
+    # one row's two outcomes in one call are recorded in turn: a retry, then delivered
+    store.finish("r", [Outcome(first, PENDING, attempts=1), Outcome(first, DELIVERED)], NOW)
+    assert store.stats(NOW).backlog["delivered"] == 600
+    assert store.fetch("r", all_partitions(store), NOW, 1000) == []
+    store.finish("other", [Outcome(i, DEAD) for i in ids], NOW)  # fenced: changes nothing
+    assert store.stats(NOW).backlog["dead"] == 0
+
+
 def test_fetch_shares_the_limit_between_partitions(store: Store) -> None:
     by_partition: dict[int, list[str]] = {}
     for i in range(400):

@@ -45,7 +45,7 @@ class Backoff:
     random ("equal jitter": never a wait of almost nothing, so no hot loop)."""
 
     base: float = 0.5
-    cap: float = 60.0
+    cap: float = 10.0
 
     def __post_init__(self) -> None:
         if not (self.base > 0 and self.cap >= self.base):

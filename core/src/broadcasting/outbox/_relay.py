@@ -142,7 +142,7 @@ class Relay:
         self._rounds = self._delivered = self._retried = self._dead = self._unknown = 0
         self._fetched_new = False
         self._batch_loop: asyncio.AbstractEventLoop | None = None
-        self._recording: set[asyncio.Task[None]] = set()  # outcomes being recorded
+        self._recording: set[asyncio.Future[None]] = set()  # outcomes being recorded
         self._failed: BaseException | None = None  # an outcome that could not be recorded
         self._marks: _Batched[int, bool]
         self._outcomes: _Batched[Outcome, None]
@@ -273,8 +273,7 @@ class Relay:
         if ready:  # a partition's rows up to its first that backs off
             out = set(self._inflight)  # before the fetch: rows out now may end during it
             limit = self.batch + len(out)  # the rows out come first: skipped
-            rows = await asyncio.to_thread(store.fetch, self.owner, ready, now, limit)
-            rows = [row for row in rows if row.id not in out]
+            rows = await asyncio.to_thread(store.fetch, self.owner, ready, now, limit, out)
         stats.fetched = len(rows)
         self._fetched_new = bool(rows)
         plan = _policy.plan(rows, now, self._resends)
@@ -334,16 +333,17 @@ class Relay:
     def _record(self, row: Row, verdict: Verdict) -> None:
         """Record ``row``'s outcome (with others that come meanwhile), without waiting: the
         row counts as out until it is recorded. :meth:`_recorded` waits for them all."""
-        task = asyncio.create_task(self._outcomes.submit(_policy.outcome(row, verdict)))
-        self._recording.add(task)
+        future = self._outcomes.put(_policy.outcome(row, verdict))  # no task per row
+        self._recording.add(future)
+        row_id = row.id
 
-        def recorded(done: asyncio.Task[None]) -> None:
+        def recorded(done: asyncio.Future[None]) -> None:
             self._recording.discard(done)
-            self._inflight.pop(row.id, None)
+            self._inflight.pop(row_id, None)
             if not done.cancelled() and done.exception() is not None:
                 self._failed = done.exception()
 
-        task.add_done_callback(recorded)
+        future.add_done_callback(recorded)
 
     async def _recorded(self) -> None:
         """Wait until every outcome is recorded; raise the failure of one that could not be
@@ -519,11 +519,15 @@ class _Batched(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         """``item``'s result, from the next call."""
+        return await self.put(item)
+
+    def put(self, item: T) -> asyncio.Future[R]:
+        """The future of ``item``'s result, from the next call (on the running loop)."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         if self._running is None:
             self._running = asyncio.create_task(self._drain())
-        return await future
+        return future
 
     async def _drain(self) -> None:
         try:

@@ -391,6 +391,43 @@ def mark_sending(table: str, ids: int) -> str:
     return f"UPDATE {_q(table)} SET state = ? WHERE id IN ({_marks(ids)})"
 
 
+def _held_array(table: str) -> str:
+    """PostgreSQL: the partitions owner ``?`` holds at ``?`` as an array, their lease rows
+    locked against a takeover until commit (an InitPlan: locked before any row is read)."""
+    return (
+        f'ARRAY(SELECT "partition" FROM {_q(lease_table(table))} '
+        'WHERE owner = ? AND "until" > ? FOR SHARE)'
+    )
+
+
+@lru_cache(maxsize=64)
+def mark_sending_any(table: str) -> str:
+    """PostgreSQL, one statement: mark ``sending`` (state ``?``) the rows of the id array
+    ``?`` that are open in a partition owner ``?`` holds at ``?``; the ids marked."""
+    return (
+        f"UPDATE {_q(table)} SET state = ? WHERE id = ANY(CAST(? AS BIGINT[])) "
+        f'AND state IN ({_OPEN}) AND "partition" = ANY({_held_array(table)}) RETURNING id'
+    )
+
+
+@lru_cache(maxsize=64)
+def finish_unnest(table: str) -> str:
+    """PostgreSQL, one statement for many outcomes: its parameters are seven arrays, one
+    item per outcome (id, state, channels or NULL: kept, available_at or NULL: kept, error,
+    attempts, done_at), then owner ``?`` and ``?`` now: each row is changed if it is open
+    and its partition one the owner holds (ids must be distinct)."""
+    return (
+        f"UPDATE {_q(table)} AS o SET state = v.state, channels = COALESCE(v.channels, "
+        "o.channels), available_at = COALESCE(v.available_at, o.available_at), "
+        "error = v.error, attempts = v.attempts, done_at = v.done_at "
+        "FROM unnest(CAST(? AS BIGINT[]), CAST(? AS SMALLINT[]), CAST(? AS TEXT[]), "
+        "CAST(? AS DOUBLE PRECISION[]), CAST(? AS TEXT[]), CAST(? AS INTEGER[]), "
+        "CAST(? AS DOUBLE PRECISION[])) "
+        "AS v(id, state, channels, available_at, error, attempts, done_at) "
+        f'WHERE o.id = v.id AND o.state IN ({_OPEN}) AND o."partition" = ANY({_held_array(table)})'
+    )
+
+
 def finish(table: str, partitions: int) -> str:
     """One outcome: state, channels (or NULL: kept), available_at (or NULL: kept), error,
     attempts, done_at, of row ``?``, if it is open and its partition one of the listed."""

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -605,33 +605,46 @@ class Store:
 
     # -- rows -----------------------------------------------------------------------------
 
-    def fetch(self, owner: str, partitions: Sequence[int], now: float, limit: int) -> list[Row]:
+    def fetch(
+        self,
+        owner: str,
+        partitions: Sequence[int],
+        now: float,
+        limit: int,
+        skip: Collection[int] = (),
+    ) -> list[Row]:
         """Rows to send from ``partitions``, in (partition, id) order, up to about ``limit``
         (shared fairly between the partitions): each partition's open rows (pending, or
         sending from an earlier attempt) from its first one, up to the first that is not
         available at ``now`` (a row backing off holds back the rest of its partition:
-        order). ``owner`` is not checked here: the changes that follow are fenced.
+        order). Rows whose id is in ``skip`` (a relay's rows out) are left out of the
+        result, but one not available at ``now`` still holds back the rest. ``owner`` is
+        not checked here: the changes that follow are fenced.
 
         See :meth:`due` for when a held-back partition's first row is available."""
         del owner
         if not partitions:
             return []
         each = max(1, math.ceil(limit / len(partitions)))
-        found: list[Row] = []
+        found: list[tuple[Any, ...]] = []
         with self._transaction(write=False) as run:
             for chunk in _chunks(sorted(partitions), 64):
                 params = [v for p in chunk for v in (p, each)]
-                found += map(_row, run(_sql.fetch(self.table, len(chunk)), *params))
-        found.sort(key=lambda r: (r.partition, r.id))
+                found += run(_sql.fetch(self.table, len(chunk)), *params)
+        # columns: id, partition, created, available_at, ... (_sql.COLUMNS); a Row is made
+        # only for a row returned
+        found.sort(key=lambda r: (int(r[1]), int(r[0])))
         rows: list[Row] = []
         blocked: set[int] = set()
-        for row in found:
-            if row.partition in blocked:
+        for raw in found:
+            partition = int(raw[1])
+            if partition in blocked:
                 continue
-            if row.available_at > now:
-                blocked.add(row.partition)
+            if float(raw[3]) > now:
+                blocked.add(partition)
                 continue
-            rows.append(row)
+            if int(raw[0]) not in skip:
+                rows.append(_row(raw))
         return rows
 
     def due(self, partitions: Sequence[int]) -> float | None:
@@ -655,6 +668,10 @@ class Store:
         still open in a partition whose lease ``owner`` holds at ``now``."""
         if not ids:
             return []
+        if self.dialect == _sql.POSTGRESQL:  # one statement, the ids as one array
+            with self._transaction(write=True) as run:
+                sql = _sql.mark_sending_any(self.table)
+                return [i for (i,) in run(sql, SENDING, list(ids), owner, now)]
         marked: list[int] = []
         with self._transaction(write=True) as run:
             held = self._held(run, owner, now)
@@ -673,6 +690,24 @@ class Store:
         lease ``owner`` holds at ``now``). A delivered, dead or unknown row gets ``done_at =
         now``; a pending one (a retry) keeps none."""
         if not outcomes:
+            return
+        if self.dialect == _sql.POSTGRESQL and len({o.id for o in outcomes}) == len(outcomes):
+            # one statement: the outcomes as seven arrays, unnested
+            done = (DELIVERED, DEAD, UNKNOWN)
+            columns = (
+                [o.id for o in outcomes],
+                [o.state for o in outcomes],
+                [
+                    None if o.channels_left is None else encode_channels(o.channels_left)
+                    for o in outcomes
+                ],
+                [o.available_at for o in outcomes],
+                [o.error for o in outcomes],
+                [o.attempts for o in outcomes],
+                [now if o.state in done else None for o in outcomes],
+            )
+            with self._transaction(write=True) as run:
+                run(_sql.finish_unnest(self.table), *columns, owner, now)
             return
         with self._transaction(write=True) as run:
             held = self._held(run, owner, now)
