@@ -42,7 +42,7 @@ sys.meta_path.insert(0, Missing())
 
 from broadcasting import Broadcast
 
-b = Broadcast({{"DRIVER": "memory", "OUTBOX": {{"url": "sqlite:///{{sys.argv[1]}}"}}}})
+b = Broadcast({{"DRIVER": "memory", "OUTBOX": {{"url": "sqlite:///" + sys.argv[1]}}}})
 assert b.channel("orders", {{"n": 1}}).via == "now"
 assert not b.channel("orders", {{"n": 2}}, send="after_commit").pending  # nothing to wait for
 assert b.channel("orders", {{"n": 3}}, send="outbox").pending
@@ -61,8 +61,11 @@ def test_no_optional_library_is_needed_to_publish_in_any_built_in_way(tmp_path: 
         [sys.executable, "-c", SCRIPT, str(tmp_path / "outbox.sqlite3")],
         capture_output=True,
         text=True,
+        cwd=tmp_path,
         timeout=60,
         check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+    # the outbox it was given (and SQLite's -wal/-shm beside it), nothing else
+    assert {p.name.split("-")[0] for p in tmp_path.iterdir()} == {"outbox.sqlite3"}
