@@ -6,13 +6,10 @@ its own (a uuid suffix); a missing server fails under CI, else skips.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-
-import pytest
 
 PG_USERS = ("postgres", "root")
 PG_HOST = "127.0.0.1:5432"
@@ -28,9 +25,9 @@ def transaction_plugins() -> list[ModuleType]:
 
 
 def _service_missing(what: str, reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required under CI: {reason}", pytrace=False)
-    pytest.skip(f"{what} is not running here: {reason}")
+    from soketi_pytest import unavailable  # tests/servers, on the path (conftest.py)
+
+    unavailable(what, f"{what} is not running here: {reason}")
 
 
 def postgres_url(driver: str = "psycopg") -> str:

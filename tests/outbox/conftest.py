@@ -15,13 +15,16 @@
 
 from __future__ import annotations
 
-import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
+from soketi_pytest import unavailable
 
 from broadcasting.hookspecs import hookimpl
 from broadcasting.outbox._store import Store
@@ -50,10 +53,7 @@ def pg_url() -> str:
     """The local PostgreSQL's URL (skip without it, fail under CI)."""
     url = _find_pg()
     if url is None:
-        message = "PostgreSQL is not running on 127.0.0.1:5432 (db test, user postgres or root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("PostgreSQL", "not running on 127.0.0.1:5432 (db test, user postgres or root)")
     return url
 
 

@@ -3,10 +3,9 @@ instead under CI (its own module: ``conftest`` as a module name is tests/conftes
 
 from __future__ import annotations
 
-import os
 import socket
 
-import pytest
+from soketi_pytest import unavailable
 
 
 def _reachable(port: int) -> bool:
@@ -21,7 +20,4 @@ def need(service: str, port: int) -> None:
     """Skip unless ``service`` answers on ``port`` (fail instead under CI)."""
     if _reachable(port):
         return
-    reason = f"{service} is not running on 127.0.0.1:{port}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{service} is required in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+    unavailable(service, f"{service} is not running on 127.0.0.1:{port}")

@@ -9,11 +9,17 @@ import pytest
 from soketi_server import SoketiServer, SoketiUnavailable
 
 
+def unavailable(what: str, reason: str) -> NoReturn:
+    """Skip (or, with CI set, fail) because ``what`` (soketi, PostgreSQL, a broker) cannot
+    be had here: under CI every service the tests use must run."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def soketi_unavailable(reason: str) -> NoReturn:
     """Skip (or, with CI set, fail) because soketi cannot run here."""
-    if os.environ.get("CI"):
-        pytest.fail(f"soketi is required in CI: {reason}", pytrace=False)
-    pytest.skip(reason)
+    unavailable("soketi", reason)
 
 
 def start_soketi(**config: Any) -> SoketiServer:
