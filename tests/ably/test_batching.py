@@ -476,7 +476,10 @@ def test_the_sync_path_does_not_batch(emulator: AblyEmulator, broadcast: Broadca
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert _specs(emulator) == [1] * 10
+    # one message per request; a request the loaded machine was slow to answer may have
+    # been retried (same message id: Ably keeps one), so there are at least ten
+    specs = _specs(emulator)
+    assert len(specs) >= 10 and set(specs) == {1}
     assert all(r.path.startswith("/channels/sync") for r in emulator.publish_requests)
     assert [len(emulator.messages(f"sync{i}")) for i in range(10)] == [1] * 10
 
