@@ -36,7 +36,7 @@ SERVER_FIXTURES = frozenset(
     }
 )
 #: Folders whose every test runs servers, Node.js clients, a browser or built wheels.
-SERVER_FOLDERS = frozenset({"e2e", "e2e_events", "e2e_hearing", "fork", "isolated"})
+SERVER_FOLDERS = frozenset({"cluster", "e2e", "e2e_events", "e2e_hearing", "fork", "isolated"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
