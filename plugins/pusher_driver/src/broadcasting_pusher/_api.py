@@ -102,10 +102,17 @@ def scrub(text: str, settings: PusherSettings) -> str:
 
 
 def check_answer(
-    status: int, body: bytes, settings: PusherSettings, *, query: bool = False
+    status: int,
+    body: bytes,
+    settings: PusherSettings,
+    *,
+    query: bool = False,
+    where: str | None = None,
 ) -> None:
-    """Return if the server acknowledged the request, else raise a PublishError (QueryError with
-    ``query``): a 4xx certainly did not deliver; a 5xx or a 2xx that is not JSON may have."""
+    """Return if the server (at ``where``: the node that answered) acknowledged the request,
+    else raise a PublishError (QueryError with ``query``): a 4xx certainly did not deliver; a
+    5xx or a 2xx that is not JSON may have."""
+    where = where or settings.base_url
     text = body.decode("utf-8", "replace")
     try:
         data: Any = json.loads(text) if text.strip() else {}
@@ -122,7 +129,7 @@ def check_answer(
         if data is not None:
             return
         raise service_error(
-            f"{NAME}: the server at {settings.base_url} answered HTTP {status} with a body "
+            f"{NAME}: the server at {where} answered HTTP {status} with a body "
             "that is not JSON (is it a Pusher-protocol server?)"
             + ("" if query else "; it may have been delivered"),
             query=query,
@@ -135,8 +142,7 @@ def check_answer(
         # what a TLS port of nginx and most load balancers answers to plain HTTP
         said += (" " if said else "") + "(does the server expect TLS? then set ssl=True)"
     raise service_error(
-        f"{NAME}: {settings.base_url} answered HTTP {status} ({hint})"
-        + (f": {said!r}" if said else ""),
+        f"{NAME}: {where} answered HTTP {status} ({hint})" + (f": {said!r}" if said else ""),
         query=query,
         status=status,
         code=code,

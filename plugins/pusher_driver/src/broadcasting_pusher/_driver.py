@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -13,6 +14,7 @@ from broadcasting import ChannelInfo, ConfigurationError, Health, Member, Webhoo
 from broadcasting.plugin import AuthRequest, Batch, Capabilities, Driver, Feature, Heard, Message
 from broadcasting_pusher import _auth, _listen, _rules, _state, _transport, _webhooks
 from broadcasting_pusher._api import GuardedPusherClient, check_answer, request_for
+from broadcasting_pusher._hosts import Hosts, Node
 from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
 
 if TYPE_CHECKING:
@@ -44,10 +46,16 @@ class BroadcastPusherDriver(Driver):
         self.settings = settings
         self.limits = _rules.limits(settings.max_payload_bytes)
         self._master_key = settings.encryption_master_key  # a Secret, decoded per event
-        self._pool = _transport.ConnectionPool(settings)
-        self._sessions = _transport.loop_sessions(settings)
+        self._hosts = Hosts(settings.nodes)  # which node is up: shared by sync and async
+        self._pool = _transport.ConnectionPool(settings, self._hosts)
+        self._sessions = _transport.loop_sessions(settings, self._hosts)
         sync = dict(backend=_transport.PooledBackend, pool=self._pool)
-        aio = dict(backend=_transport.SessionBackend, sessions=self._sessions, settings=settings)
+        aio = dict(
+            backend=_transport.SessionBackend,
+            sessions=self._sessions,
+            settings=settings,
+            hosts=self._hosts,
+        )
         self._backends: dict[str, dict[str, Any]] = {"sync": sync, "async": aio}
         self._client = self._sdk(GuardedPusherClient, "sync")
         self._aclient = self._sdk(GuardedPusherClient, "async")
@@ -103,21 +111,42 @@ class BroadcastPusherDriver(Driver):
 
     def send(self, batch: Batch) -> None:
         """One ``/events`` (one message) or ``/batch_events`` (several) request."""
-        status, body = self._client.http.send(request_for(self._client, batch, self._master_key))
-        check_answer(status, body, self.settings)
+        request = request_for(self._client, batch, self._master_key)
+        status, body, where = self._client.http.exchange(request)
+        check_answer(status, body, self.settings, where=where)
 
     async def asend(self, batch: Batch) -> None:
         request = request_for(self._aclient, batch, self._master_key)
-        status, body = await self._aclient.http.send(request)
-        check_answer(status, body, self.settings)
+        status, body, where = await self._aclient.http.exchange(request)
+        check_answer(status, body, self.settings, where=where)
 
     def check(self) -> Health:
-        """One signed ``GET /apps/{app_id}/channels``, never retried."""
-        return Health.measure(lambda: _state.run(self, _state.health(self)))
+        """One signed ``GET /apps/{app_id}/channels`` (to each node, with ``hosts``), never
+        retried; with several nodes the detail says what each answered."""
+        nodes = self.settings.nodes
+        if len(nodes) == 1:
+            return Health.measure(lambda: _state.run(self, _state.health(self)))
+        return Health.measure(
+            lambda: _state.summary(self, [(node, self._check_node(node)) for node in nodes])
+        )
+
+    def _check_node(self, node: Node) -> Health:
+        return Health.measure(lambda: _state.run(self, _state.health(self, node), node))
 
     async def acheck(self) -> Health:
         self._sessions.get()  # made (and aiohttp imported) before the clock starts
-        return await Health.ameasure(lambda: _state.arun(self, _state.health(self)))
+        nodes = self.settings.nodes
+        if len(nodes) == 1:
+            return await Health.ameasure(lambda: _state.arun(self, _state.health(self)))
+
+        async def every_node() -> str:
+            checked = await asyncio.gather(*(self._acheck_node(node) for node in nodes))
+            return _state.summary(self, list(zip(nodes, checked, strict=True)))
+
+        return await Health.ameasure(every_node)
+
+    async def _acheck_node(self, node: Node) -> Health:
+        return await Health.ameasure(lambda: _state.arun(self, _state.health(self, node), node))
 
     def sign_channel(self, request: AuthRequest) -> dict[str, Any]:
         return _auth.sign_channel(self, request)
@@ -131,7 +160,9 @@ class BroadcastPusherDriver(Driver):
 
     def client_config(self, auth_endpoint: str, user_auth_endpoint: str) -> dict[str, Any]:
         """pusher-js's and Echo's options: the key and cluster, and for a server of your own
-        (soketi, Reverb) its host, port, TLS and WebSocket transports. Never the secret."""
+        (soketi, Reverb) its host, port, TLS and WebSocket transports. Never the secret.
+        With ``hosts``, the first node's: a browser connects to one host (README, "Several
+        nodes")."""
         s = self.settings
         connection: dict[str, Any] = {"cluster": s.cluster or DEFAULT_CLUSTER, "forceTLS": s.ssl}
         if not _HOSTED.fullmatch(s.host):
@@ -199,4 +230,7 @@ class BroadcastPusherDriver(Driver):
 
     def __repr__(self) -> str:
         s = self.settings
-        return f"<{type(self).__name__} driver={NAME!r} app_id={s.app_id!r} url={s.base_url!r}>"
+        where = f"url={s.base_url!r}"
+        if s.hosts:
+            where = f"urls={[node.url(s.ssl) for node in s.hosts]!r}"
+        return f"<{type(self).__name__} driver={NAME!r} app_id={s.app_id!r} {where}>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
 from collections.abc import Mapping
 from contextlib import suppress
@@ -11,12 +12,13 @@ from typing import Any, TypeGuard
 
 from broadcasting import ConfigurationError
 from broadcasting.plugin import Secret
+from broadcasting_pusher._hosts import Node
 
 NAME = "pusher"
 
 #: Every option the driver reads (the core reads the delivery options before it sees the rest).
 KNOWN_OPTIONS = frozenset(
-    {"app_id", "client", "key", "secret", "cluster", "host", "port", "ssl", "timeout"}
+    {"app_id", "client", "key", "secret", "cluster", "host", "hosts", "port", "ssl", "timeout"}
     | {"encryption_master_key_base64", "max_payload_bytes", "max_connections"}
 )
 
@@ -27,6 +29,11 @@ DEFAULT_MAX_CONNECTIONS = 10
 _DIGITS = re.compile(r"[0-9]+")
 _CLUSTER = re.compile(r"[a-z0-9][a-z0-9-]*")
 _HOST = re.compile(r"[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]")
+#: One ``hosts`` entry: ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``.
+_ENTRY = re.compile(r"(?P<host>[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
+#: What an entry may be shown as in an error (a host-like text, nothing that could be a URL
+#: with credentials); anything else is named by its position only.
+_SHOWABLE = re.compile(r"[A-Za-z0-9._:\[\]\-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class PusherSettings:
     encryption_master_key: Secret | None = None
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: The ``hosts`` option's nodes (empty without it); ``host`` and ``port`` are the first's.
+    hosts: tuple[Node, ...] = ()
 
     @property
     def scheme(self) -> str:
@@ -51,8 +60,13 @@ class PusherSettings:
 
     @property
     def base_url(self) -> str:
-        """Where requests go, e.g. ``https://api-eu.pusher.com:443``."""
+        """Where requests go, e.g. ``https://api-eu.pusher.com:443`` (the first node's)."""
         return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """Every server requests may go to: the ``hosts``, or the one ``host``."""
+        return self.hosts or (Node(self.host, self.port),)
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -89,6 +103,68 @@ def _master_key(options: Mapping[str, Any]) -> Secret | None:
                 return Secret(raw)
     problem = "must be base64 text that decodes to exactly 32 bytes"
     raise ConfigurationError(NAME, "encryption_master_key_base64", problem)
+
+
+def _entry_name(index: int, entry: object, secret: str) -> str:
+    """``entry 2 ('soketi-2:6001')``: the entry as written if it looks like a host, else only
+    its position (the secret is never shown, even if it was put there by mistake)."""
+    shown = isinstance(entry, str) and _SHOWABLE.fullmatch(entry) and secret not in entry
+    return f"entry {index}" + (f" ({entry!r})" if shown else "")
+
+
+def _hosts(options: Mapping[str, Any], default_port: int, secret: str) -> tuple[Node, ...]:
+    """The ``hosts`` option: a list of ``host``, ``host:port`` or ``[v6]:port`` entries."""
+    raw = options.get("hosts")
+    if raw is None:
+        return ()
+    for other in ("host", "cluster"):
+        if options.get(other) is not None:
+            raise ConfigurationError(
+                NAME,
+                "hosts",
+                f"conflicts with {other!r}: give 'hosts' (the nodes of your own cluster) or "
+                f"{other!r}, not both",
+            )
+    if not isinstance(raw, (list, tuple)):
+        raise ConfigurationError(
+            NAME,
+            "hosts",
+            "must be a list of nodes such as ['soketi-1:6001', 'soketi-2:6001'], "
+            f"not a {type(raw).__name__}",
+        )
+    if not raw:
+        raise ConfigurationError(NAME, "hosts", "is empty: list at least one node")
+    nodes: dict[tuple[str, int], tuple[int, Node]] = {}
+    for index, entry in enumerate(raw):
+        name = _entry_name(index, entry, secret)
+        match = _ENTRY.fullmatch(entry) if isinstance(entry, str) else None
+        port = int(match["port"]) if match and match["port"] else default_port
+        if not match or not 0 < port < 65536:
+            raise ConfigurationError(
+                NAME,
+                "hosts",
+                f"{name} is not a node: write 'host', 'host:port' or '[v6 address]:port' "
+                "(no scheme or path; a port from 1 to 65535)",
+            )
+        host = match["host"]
+        if host.startswith("["):  # one spelling per address, for the duplicate check
+            try:
+                host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+            except ValueError:
+                raise ConfigurationError(
+                    NAME, "hosts", f"{name} is not an IPv6 address in brackets"
+                ) from None
+        key = (host.lower(), port)
+        if key in nodes:
+            first = nodes[key][0]
+            raise ConfigurationError(NAME, "hosts", f"{name} names the same node as entry {first}")
+        nodes[key] = (index, Node(host, port))
+    return tuple(node for _, node in nodes.values())
+
+
+def _hosted(cluster: str | None) -> str:
+    """Pusher's own API host for ``cluster``."""
+    return f"api-{cluster}.pusher.com" if cluster else "api.pusherapp.com"
 
 
 def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
@@ -143,16 +219,19 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
     timeout = options.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
         raise ConfigurationError(NAME, "timeout", "must be a number of seconds > 0")
+    port = port or (443 if ssl else 80)
+    hosts = _hosts(options, port, secret)
     return PusherSettings(
         app_id=app_id,
         key=key,
         secret=Secret(secret),
-        host=host or (f"api-{cluster}.pusher.com" if cluster else "api.pusherapp.com"),
-        port=port or (443 if ssl else 80),
+        host=hosts[0].host if hosts else host or _hosted(cluster),
+        port=hosts[0].port if hosts else port,
         ssl=ssl,
         cluster=cluster,
         timeout=float(timeout),
         encryption_master_key=_master_key(options),
         max_payload_bytes=_positive_int(options, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES),
         max_connections=_positive_int(options, "max_connections", DEFAULT_MAX_CONNECTIONS),
+        hosts=hosts,
     )

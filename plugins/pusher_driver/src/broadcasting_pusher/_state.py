@@ -5,24 +5,27 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pusher.http import GET, POST, Request
 
-from broadcasting import ChannelInfo, InputError, InvalidChannelError, Member, QueryError
+from broadcasting import ChannelInfo, Health, InputError, InvalidChannelError, Member, QueryError
+from broadcasting.plugin import ErrorKind, HealthStatus
 from broadcasting_pusher._api import check_answer
 from broadcasting_pusher._auth import MAX_USER_ID_LENGTH  # an id longer cannot have signed in
+from broadcasting_pusher._hosts import Node
 from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH
 from broadcasting_pusher._settings import NAME, _is_int
 
 if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
+    from broadcasting_pusher._transport import Reply
 
 T = TypeVar("T")
 
-#: A query: yields signed requests, is sent each one's ``(status, body)``, returns the result.
-Query = Generator[Request, "tuple[int, bytes]", T]
+#: A query: yields signed requests, is sent each one's :class:`Reply`, returns the result.
+Query = Generator[Request, "Reply", T]
 
 PRESENCE_PREFIX = "presence-"
 
@@ -57,19 +60,20 @@ def _ask(
     client = driver._client
     params = {key: value for key, value in params.items() if value}
     request = Request(client, method, f"/apps/{client.app_id}/{path}", params)
-    status, body = yield request
+    status, body, where = yield request
     try:
         data = json.loads(body) if body.strip() else {}
     except ValueError:  # not JSON, or not UTF-8
         data = None
     problem = "not JSON" if data is None and 200 <= status < 300 else None
     if problem is None:
-        check_answer(status, body, driver.settings, query=True)  # soketi's 200 with an error too
+        # soketi's 200 with an error too
+        check_answer(status, body, driver.settings, query=True, where=where)
         if need and not (isinstance(data, dict) and isinstance(data.get(need[0]), need[1])):
             problem = need[2]
     if problem is not None:
         raise QueryError(
-            f"{NAME}: {driver.settings.base_url} answered {method} {request.path} "
+            f"{NAME}: {where} answered {method} {request.path} "
             f"with HTTP {status} but {problem} (is it a Pusher-protocol server?)",
             driver=NAME,
             status=status,
@@ -156,33 +160,68 @@ def terminate_user(driver: BroadcastPusherDriver, user_id: object) -> Query[None
     yield from _ask(driver, POST, f"users/{user_id}/terminate_connections")
 
 
-def health(driver: BroadcastPusherDriver) -> Query[str]:
-    """The detail of a successful health check: the server listed the app's channels."""
+def health(driver: BroadcastPusherDriver, node: Node | None = None) -> Query[str]:
+    """The detail of a successful health check: the server listed the app's channels (with
+    ``node``, that node did, and the detail is only what it listed)."""
     count = len((yield from occupied_channels(driver, None)))
+    listed = f"{count} occupied channel{'' if count == 1 else 's'}"
+    if node is not None:
+        return listed
     return (
-        f"{driver.settings.base_url} accepted the app key and secret (GET "
-        f"/apps/{driver.settings.app_id}/channels: {count} occupied channel"
-        f"{'' if count == 1 else 's'})"
+        f"{driver.settings.base_url} accepted the app key and secret "
+        f"(GET /apps/{driver.settings.app_id}/channels: {listed})"
     )
 
 
-def run(driver: BroadcastPusherDriver, query: Query[T]) -> T:
-    """Run ``query`` on the driver's sync pool."""
+#: A node's health status, and the kind of the QueryError a check of several nodes raises
+#: for it (Health.of_error maps each kind back to that status).
+_WORST: dict[HealthStatus, ErrorKind] = {
+    "auth_failed": "auth",
+    "error": "other",
+    "unreachable": "unavailable",
+}
+
+
+def summary(driver: BroadcastPusherDriver, checked: Sequence[tuple[Node, Health]]) -> str:
+    """The detail of a check of several nodes, with each node's health, if the driver can
+    publish: no node refused the credentials or answered wrongly, and at least one answered
+    (one that cannot be reached is skipped for a while). Otherwise a QueryError whose kind
+    makes the check ``auth_failed``, ``error`` or (no node answered) ``unreachable``."""
+    s = driver.settings
+    said = []
+    for node, health in checked:
+        latency = "" if health.latency_ms is None else f" in {health.latency_ms:.1f} ms"
+        detail = health.detail.removeprefix(f"{NAME}: ")
+        said.append(f"{node.url(s.ssl)}: {health.status}{latency}, {detail}")
+    statuses = {health.status for _, health in checked}
+    answered = sum(health.status == "ok" for _, health in checked)
+    text = (
+        f"{answered} of {len(checked)} nodes accepted the app key and secret "
+        f"(GET /apps/{s.app_id}/channels); " + "; ".join(said)
+    )
+    for status, kind in _WORST.items():
+        if status in statuses and (status != "unreachable" or not answered):
+            raise QueryError(f"{NAME}: {text}", driver=NAME, kind=kind)
+    return text
+
+
+def run(driver: BroadcastPusherDriver, query: Query[T], node: Node | None = None) -> T:
+    """Run ``query`` on the driver's sync pool (every request to ``node``, if given)."""
     try:
         request = next(query)
         while True:
-            request = query.send(driver._client.http.send(request))
+            request = query.send(driver._client.http.exchange(request, node))
     except StopIteration as done:
         result: T = done.value
         return result
 
 
-async def arun(driver: BroadcastPusherDriver, query: Query[T]) -> T:
-    """Run ``query`` on this event loop's session."""
+async def arun(driver: BroadcastPusherDriver, query: Query[T], node: Node | None = None) -> T:
+    """Run ``query`` on this event loop's session (every request to ``node``, if given)."""
     try:
         request = next(query)
         while True:
-            request = query.send(await driver._aclient.http.send(request))
+            request = query.send(await driver._aclient.http.exchange(request, node))
     except StopIteration as done:
         result: T = done.value
         return result

@@ -1,6 +1,8 @@
 """The transport: a signed request out, its status and body back, or a ServiceError that says
-whether the request may have arrived (README, "Outcomes"). Nothing is re-sent here (aiohttp
-re-sends only idempotent requests, never a publish's POST)."""
+whether the request may have arrived (README, "Outcomes"). Which node a request goes to is
+decided in _hosts.py; a request that certainly did not reach a node goes on to the next one,
+and nothing that may have arrived is sent again here (aiohttp re-sends only idempotent
+requests, never a publish's POST)."""
 
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ import time
 import weakref
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, Union
 
 from pusher.http import Request, process_response
 from urllib3.util import wait_for_read
 
 from broadcasting.plugin import PerLoop, ServiceError
 from broadcasting_pusher._api import scrub, service_error, wire
+from broadcasting_pusher._hosts import Hosts, Node, NotSent
 from broadcasting_pusher._settings import NAME, PusherSettings
 
 if TYPE_CHECKING:
@@ -28,11 +31,26 @@ if TYPE_CHECKING:
 MAX_IDLE = 4.0  #: seconds an idle connection is kept: below servers' idle timeouts (Node: 5)
 
 
+class Reply(NamedTuple):
+    """A node's answer: its HTTP status and body, and the node's URL (for error messages)."""
+
+    status: int
+    body: bytes
+    url: str
+
+
 def failure(
-    exc: BaseException, settings: PusherSettings, *, sent: bool, hint: bool, query: bool
+    exc: BaseException,
+    settings: PusherSettings,
+    *,
+    where: str,
+    sent: bool,
+    hint: bool,
+    query: bool,
 ) -> ServiceError:
-    """No answer: ``sent``, the request was written in full; ``hint``: maybe wrong ssl."""
-    where, within = settings.base_url, f"within {settings.timeout:g} s"
+    """No answer from ``where``: ``sent``, the request was written in full; ``hint``: maybe
+    wrong ssl."""
+    within = f"within {settings.timeout:g} s"
     timed_out = isinstance(exc, (TimeoutError, asyncio.TimeoutError))
     detail = scrub(str(exc), settings)
     detail = type(exc).__name__ + (f": {detail}" if detail else "")
@@ -51,14 +69,21 @@ def failure(
     return service_error(f"{NAME}: {text}{to}", query=query, retryable=True, maybe_delivered=True)
 
 
-class ConnectionPool:
-    """Keep-alive HTTP(S) connections to one server, shared by threads."""
+def _not_sent(error: ServiceError, exc: BaseException, *, down: bool = True) -> NotSent:
+    error.__cause__ = exc  # the caller's error, if no other node takes the request, says why
+    return NotSent(error, down=down)
 
-    def __init__(self, settings: PusherSettings) -> None:
+
+class NodePool:
+    """Keep-alive HTTP(S) connections to one node, shared by threads."""
+
+    def __init__(self, settings: PusherSettings, node: Node, owner: ConnectionPool) -> None:
         self.settings = settings
+        self.node = node
+        self.url = node.url(settings.ssl)
+        self._owner = owner
         self._idle: list[tuple[http.client.HTTPConnection, float]] = []  # and since when
         self._lock = threading.Lock()
-        self._context: ssl.SSLContext | None = None
         self.heard = False  #: the server answered: a failure is no sign of a wrong ``ssl``
         self.opened = self.inherited = 0  #: connections opened; let go of after a fork
         _pools.add(self)
@@ -73,14 +98,14 @@ class ConnectionPool:
         return None
 
     def _connect(self, query: bool) -> http.client.HTTPConnection:
-        """A new connection: TCP, then the TLS handshake; either failing sent nothing."""
+        """A new connection: TCP, then the TLS handshake; either failing sent nothing (and
+        the node is down: :class:`NotSent`)."""
         s = self.settings
         with self._lock:
             self.opened += 1
-            if s.ssl and self._context is None:
-                self._context = ssl.create_default_context()
-        context = self._context
-        conn = http.client.HTTPConnection(s.host, s.port, timeout=s.timeout)
+        context = self._owner.tls()
+        # a bracketed IPv6 host loses its brackets here, and gets them back in Host:
+        conn = http.client.HTTPConnection(self.node.host, self.node.port, timeout=s.timeout)
         if context:  # wrapped below, never reopened in plain text; Host: as for HTTPS
             conn.default_port, conn.auto_open = http.client.HTTPS_PORT, 0
         handshake = False
@@ -88,17 +113,19 @@ class ConnectionPool:
             conn.connect()
             if context:
                 handshake = True
-                conn.sock = context.wrap_socket(conn.sock, server_hostname=s.host)
+                conn.sock = context.wrap_socket(conn.sock, server_hostname=conn.host)
         except OSError as exc:
             conn.close()
             hint = handshake and not self.heard
-            raise failure(exc, s, sent=False, hint=hint, query=query) from exc
+            error = failure(exc, s, where=self.url, sent=False, hint=hint, query=query)
+            raise _not_sent(error, exc) from exc
         return conn
 
     def request(
         self, method: str, target: str, body: bytes, headers: dict[str, str], query: bool = False
     ) -> tuple[int, bytes]:
-        """Send one request: its status and body, or a ServiceError when no answer came."""
+        """Send one request: its status and body; a ServiceError when no answer came after it
+        was sent, :class:`NotSent` (holding one) when it certainly was not."""
         conn = self._take() or self._connect(query)
         sent = False
         try:
@@ -112,7 +139,10 @@ class ConnectionPool:
                 raise
             # (before any answer, a new connection) closed without an answer: a TLS port?
             hint = sent and not self.heard
-            raise failure(exc, self.settings, sent=sent, hint=hint, query=query) from exc
+            error = failure(exc, self.settings, where=self.url, sent=sent, hint=hint, query=query)
+            if not sent:  # connected, but the request was not written: another node may take it
+                raise _not_sent(error, exc, down=False) from exc
+            raise error from exc
         self.heard = True
         with self._lock:  # soketi closes the connection after every answer
             keep = not response.will_close and len(self._idle) < self.settings.max_connections
@@ -141,7 +171,73 @@ class ConnectionPool:
         self.opened = 0
 
 
-_pools: weakref.WeakSet[ConnectionPool] = weakref.WeakSet()
+class ConnectionPool:
+    """Keep-alive connections to every node (a :class:`NodePool` each), shared by threads;
+    each request goes through the nodes as the driver's :class:`~_hosts.Hosts` says."""
+
+    def __init__(self, settings: PusherSettings, hosts: Hosts | None = None) -> None:
+        self.settings = settings
+        self.hosts = hosts or Hosts(settings.nodes)
+        self._context: ssl.SSLContext | None = None
+        self.nodes = {node: NodePool(settings, node, self) for node in self.hosts.nodes}
+
+    def tls(self) -> ssl.SSLContext | None:
+        """The TLS context every node's connections share (made on first use)."""
+        if self.settings.ssl and self._context is None:
+            self._context = ssl.create_default_context()  # made twice in a race: no harm
+        return self._context
+
+    def exchange(
+        self,
+        method: str,
+        target: str,
+        body: bytes,
+        headers: dict[str, str],
+        query: bool = False,
+        node: Node | None = None,
+    ) -> Reply:
+        """Send one request (to ``node`` only, if given): the answer of the node that took it."""
+        route = self.hosts.route(time.monotonic(), node)
+        for each in route:
+            pool = self.nodes[each]
+            try:
+                status, data = pool.request(method, target, body, headers, query)
+            except NotSent as missed:
+                route.failed(each, missed, time.monotonic())
+                continue
+            route.answered(each)
+            return Reply(status, data, pool.url)
+        raise route.gave_up()
+
+    def request(
+        self, method: str, target: str, body: bytes, headers: dict[str, str], query: bool = False
+    ) -> tuple[int, bytes]:
+        """:meth:`exchange`'s status and body."""
+        reply = self.exchange(method, target, body, headers, query)
+        return reply.status, reply.body
+
+    @property
+    def opened(self) -> int:
+        """Connections opened, to every node."""
+        return sum(pool.opened for pool in self.nodes.values())
+
+    @property
+    def inherited(self) -> int:
+        """Connections let go of after a fork, to every node."""
+        return sum(pool.inherited for pool in self.nodes.values())
+
+    @property
+    def _idle(self) -> list[tuple[http.client.HTTPConnection, float]]:
+        """Every node's idle connections (a copy)."""
+        return [idle for pool in self.nodes.values() for idle in pool._idle]
+
+    def close(self) -> None:
+        """Close every idle connection (idempotent; the pool stays usable)."""
+        for pool in self.nodes.values():
+            pool.close()
+
+
+_pools: weakref.WeakSet[NodePool] = weakref.WeakSet()
 
 
 def _forget_in_child() -> None:
@@ -160,8 +256,13 @@ class PooledBackend:
     client: Any
     pool: ConnectionPool
 
+    def exchange(self, request: Request, node: Node | None = None) -> Reply:
+        """Send ``request`` (to ``node`` only, if given): the answer and who gave it."""
+        return self.pool.exchange(*wire(request), node=node)
+
     def send(self, request: Request) -> tuple[int, bytes]:
-        return self.pool.request(*wire(request))
+        reply = self.exchange(request)
+        return reply.status, reply.body
 
     def send_request(self, request: Request) -> Any:
         """The SDK's backend contract: the decoded answer, or the SDK's own errors."""
@@ -172,16 +273,17 @@ class PooledBackend:
 Transport: TypeAlias = Union["aiohttp.ClientSession", ConnectionPool]
 
 
-def _new_transport(settings: PusherSettings) -> Transport:
+def _new_transport(settings: PusherSettings, hosts: Hosts) -> Transport:
     try:
         import aiohttp
     except ImportError:
-        return ConnectionPool(settings)
+        return ConnectionPool(settings, hosts)
     tls = ssl.create_default_context() if settings.ssl else False
     timeout = settings.timeout  # per phase, as the sync socket's: connect, then the answer
-    return aiohttp.ClientSession(
+    per_node, nodes = settings.max_connections, len(hosts.nodes)
+    return aiohttp.ClientSession(  # one session talks to every node: only the URL changes
         connector=aiohttp.TCPConnector(
-            limit=settings.max_connections, ssl=tls, keepalive_timeout=MAX_IDLE
+            limit=per_node * nodes, limit_per_host=per_node, ssl=tls, keepalive_timeout=MAX_IDLE
         ),
         timeout=aiohttp.ClientTimeout(total=3 * timeout, connect=timeout, sock_read=timeout),
         auto_decompress=False,
@@ -195,40 +297,71 @@ async def _close_transport(transport: Transport) -> None:
         await transport.close()
 
 
-def loop_sessions(settings: PusherSettings) -> PerLoop[Transport]:
+def loop_sessions(settings: PusherSettings, hosts: Hosts) -> PerLoop[Transport]:
     """One transport per event loop, made on first use there, closed with it."""
-    return PerLoop(lambda: _new_transport(settings), _close_transport)
+    return PerLoop(lambda: _new_transport(settings, hosts), _close_transport)
 
 
 @dataclass
 class SessionBackend:
-    """An SDK backend (``backend=SessionBackend, sessions=..., settings=...``) per loop."""
+    """An SDK backend (``backend=SessionBackend, sessions=..., settings=..., hosts=...``)."""
 
     client: Any
     sessions: PerLoop[Transport]
     settings: PusherSettings
-    heard: bool = False  #: as ConnectionPool.heard
+    hosts: Hosts
+    heard: bool = False  #: as NodePool.heard
 
-    async def send(self, request: Request) -> tuple[int, bytes]:
-        transport, s, new = self.sessions.get(), self.settings, not self.heard
+    async def exchange(self, request: Request, node: Node | None = None) -> Reply:
+        """Send ``request`` (to ``node`` only, if given): the answer and who gave it."""
+        transport = self.sessions.get()
         method, target, body, headers, query = wire(request)
         if isinstance(transport, ConnectionPool):
-            return await asyncio.to_thread(transport.request, method, target, body, headers, query)
+            args = method, target, body, headers, query, node
+            return await asyncio.to_thread(transport.exchange, *args)
+        route = self.hosts.route(time.monotonic(), node)
+        for each in route:
+            try:
+                reply = await self._send(transport, each, method, target, body, headers, query)
+            except NotSent as missed:
+                route.failed(each, missed, time.monotonic())
+                continue
+            route.answered(each)
+            return reply
+        raise route.gave_up()
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        node: Node,
+        method: str,
+        target: str,
+        body: bytes,
+        headers: dict[str, str],
+        query: bool,
+    ) -> Reply:
         import aiohttp
 
-        url = s.base_url + target
+        s, new, where = self.settings, not self.heard, node.url(self.settings.ssl)
         try:
-            async with transport.request(method, url, data=body, headers=headers) as r:
-                answer = r.status, await r.read()
+            async with session.request(method, where + target, data=body, headers=headers) as r:
+                reply = Reply(r.status, await r.read(), where)
         except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS: nothing sent
             tls = isinstance(exc, aiohttp.ClientSSLError)
-            raise failure(exc.os_error, s, sent=False, hint=new and tls, query=query) from exc
+            error = failure(exc.os_error, s, where=where, sent=False, hint=new and tls, query=query)
+            raise _not_sent(error, exc) from exc
         except aiohttp.ConnectionTimeoutError as exc:  # TCP or TLS handshake: nothing sent
-            raise failure(exc, s, sent=False, hint=new and s.ssl, query=query) from exc
+            error = failure(exc, s, where=where, sent=False, hint=new and s.ssl, query=query)
+            raise _not_sent(error, exc) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise failure(exc, s, sent=True, hint=new and not s.ssl, query=query) from exc
+            hint = new and not s.ssl
+            raise failure(exc, s, where=where, sent=True, hint=hint, query=query) from exc
         self.heard = True
-        return answer
+        return reply
+
+    async def send(self, request: Request) -> tuple[int, bytes]:
+        reply = await self.exchange(request)
+        return reply.status, reply.body
 
     async def send_request(self, request: Request) -> Any:
         status, body = await self.send(request)
