@@ -30,3 +30,108 @@ def test_every_benchmark_group_runs_to_the_end(tmp_path: Path) -> None:
     sections = {row["section"].split(".")[0] for row in rows}
     assert sections == {"1", "2", "3", "4", "5", "6", "7"}, sections
     assert all(row["ours"] is not None for row in rows), [r["key"] for r in rows if not r["ours"]]
+
+
+# -- benchmarks/cluster_latency.py (issue 21) ------------------------------------------------
+
+BENCHMARKS = ROOT / "benchmarks"
+SERVERS = ROOT / "tests" / "servers"
+for _path in (BENCHMARKS, SERVERS):
+    if str(_path) not in sys.path:
+        sys.path.append(str(_path))
+
+
+@pytest.mark.server
+def test_the_cluster_latency_benchmark_counts_every_delivery(tmp_path: Path) -> None:
+    """The benchmark at a tiny size, through a real 3-node soketi cluster and a single node,
+    sync and async: every publish delivered, every subscriber of its channel got it once (two
+    connections per channel here), nothing lost, doubled or misrouted. Figures are printed,
+    not asserted: timing is not a test's business."""
+    from soketi_cluster import REDIS_HOST, REDIS_PORT, redis_reachable
+    from soketi_pytest import unavailable
+    from soketi_server import SoketiUnavailable, ensure_installed
+
+    try:
+        ensure_installed()
+    except SoketiUnavailable as exc:
+        unavailable("soketi", str(exc))
+    if not redis_reachable():
+        unavailable("Redis", f"no Redis on {REDIS_HOST}:{REDIS_PORT} for the soketi cluster")
+    out = tmp_path / "cluster.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "cluster_latency.py"),
+            *("--nodes", "3", "--publishers", "2", "--rate", "60", "--seconds", "1"),
+            *("--baseline", "0.5", "--subscribers", "12", "--channels", "6", "--clients", "2"),
+            # a slow answer on a loaded machine must not end a publish unknown
+            *("--timeout", "30", "--no-targets", "--json", str(out)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-4000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    runs = data["runs"]
+    assert [(r["topology"], r["mode"]) for r in runs] == [
+        ("cluster of 3 nodes", "sync"),
+        ("cluster of 3 nodes", "async"),
+        ("single node", "sync"),
+        ("single node", "async"),
+    ]
+    assert "hosts list" in runs[0]["routing"]  # the driver's own spreading over the nodes
+    for r in runs:
+        counts = {k: r[k] for k in ("published", "delivered", "failed", "unknown", "broken")}
+        assert counts == {"published": 60, "delivered": 60, "failed": 0, "unknown": 0, "broken": 0}
+        assert (r["expected"], r["received"]) == (120, 120), r  # 2 subscribers per channel
+        assert r["lost"] == r["doubled"] == r["failed_arrived"] == r["misrouted"] == 0, r
+        assert (r["client_connections"], r["client_closed"], r["client_errors"]) == (12, 0, 0)
+        assert r["late_from_earlier_run"] == 0
+        assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"]
+        assert r["library_us"] > 0 and r["bare_request_us"] > 0
+        assert len(r["client_cores"]) == 2
+        assert len(r["load_before"]) == len(r["load_after"]) == 3
+    assert data["settings"]["subscribers"] == 12 and data["machine"]["cores"]
+    assert "p99" in done.stdout and "load average" in done.stdout
+
+
+def test_the_cluster_latency_tally_catches_a_broken_promise() -> None:
+    """The tally counts what went wrong: a delivery lost, one doubled, a failed publish that
+    arrived, an arrival on a connection that did not subscribe to that channel."""
+    import cluster_latency as bench
+
+    settings = bench.Settings(publishers=2, subscribers=4, channels=2, seconds=1, rate=4)
+    # publisher p's seq s goes to channel (2 s + p) % 2 = p; connections c subscribe c % 2
+    outcomes = [
+        bytes([bench.DELIVERED, bench.DELIVERED]),
+        bytes([bench.FAILED, bench.UNKNOWN]),
+    ]
+    records = [
+        (0, 0, 0, 1.0),
+        (0, 0, 2, 2.0),  # publisher 0's first: both subscribers of channel 0
+        (0, 1, 0, 3.0),
+        (0, 1, 0, 4.0),  # its second: twice on connection 0, never on connection 2
+        (1, 0, 1, 5.0),  # publisher 1's first failed, yet arrived
+        (1, 1, 0, 6.0),  # on connection 0, which is subscribed to channel 0, not 1
+    ]
+    report = {
+        "records": records,
+        "stray": {},
+        "cpu": 0.1,
+        "wall": 1.0,
+        "lag_p99_ms": 1.0,
+        "lag_max_ms": 2.0,
+        "connections": 4,
+        "closed": 0,
+        "errors": 0,
+    }
+    result = bench.RunResult("t", "sync", "", 2, 4.0, 1.0, 4, 2)
+    counts = bench.Counter(c % 2 for c in range(4))
+    bench._tally(result, [report], outcomes, settings, counts)
+    assert (result.lost, result.doubled, result.failed_arrived, result.misrouted) == (1, 1, 1, 1)
+    assert (result.expected, result.received) == (6, 6)
+    assert not result.promises_kept
+    assert result.p50_ms == 2.0 and result.max_ms == 5.0  # first arrivals, not the doubled one

@@ -921,6 +921,189 @@ for _name in ("queues-celery", "queues-publish", "queues-rq", "queues-dramatiq")
     runs(BACKGROUND, _name)(_run_with_real_workers)
 
 
+# -- docs/scaling.md -------------------------------------------------------------------------
+
+SCALING = "docs/scaling.md"
+_JSON_BLOCK = re.compile(
+    r"<!-- snippet: ([\w-]+) -->\s*```json\n(.*?)^```", re.MULTILINE | re.DOTALL
+)
+
+
+def json_block(doc: str, name: str) -> dict[str, Any]:
+    """The ```` ```json ```` block called ``name`` in ``doc``, parsed."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    found = [body for marker, body in _JSON_BLOCK.findall(text) if marker == name]
+    assert len(found) == 1, f"{doc} should have exactly one json block named {name!r}"
+    config: dict[str, Any] = json.loads(found[0])
+    return config
+
+
+@dataclass
+class ScalingCluster:
+    """soketi nodes started from docs/scaling.md's configuration."""
+
+    config: dict[str, Any]  #: as the nodes run it
+    nodes: list[SoketiServer]
+
+    @property
+    def app(self) -> dict[str, Any]:
+        app: dict[str, Any] = self.config["appManager.array.apps"][0]
+        return app
+
+    def options(self, node: SoketiServer) -> dict[str, Any]:
+        """``DRIVERS['pusher']`` for one node."""
+        app = self.app
+        return {
+            "app_id": app["id"],
+            "key": app["key"],
+            "secret": app["secret"],
+            "host": node.host,
+            "port": node.port,
+            "ssl": False,
+        }
+
+    def publish(self, node: SoketiServer, channel: str, data: str) -> None:
+        with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": self.options(node)}}) as b:
+            b.channel(channel, data, "marker")
+
+
+def scaling_config(**changes: Any) -> dict[str, Any]:
+    """docs/scaling.md's node configuration as written, but for the test Redis, a prefix of
+    this run's own (parallel runs share that Redis) and ``changes``; no port (each node gets
+    free ones)."""
+    from soketi_cluster import REDIS_HOST, REDIS_PORT, redis_reachable
+    from soketi_pytest import unavailable
+
+    if not redis_reachable():
+        unavailable("Redis", f"no Redis on {REDIS_HOST}:{REDIS_PORT} for the soketi cluster")
+    config = json_block(SCALING, "soketi-node")
+    del config["port"]
+    config["adapter.redis.prefix"] += f"-{uuid.uuid4().hex[:8]}"
+    config.update({"database.redis.host": REDIS_HOST, "database.redis.port": REDIS_PORT})
+    config.update(changes)
+    return config
+
+
+@pytest.fixture(scope="module")
+def scaling_cluster() -> Iterator[ScalingCluster]:
+    """Three nodes of docs/scaling.md's configuration."""
+    config = scaling_config()
+    nodes: list[SoketiServer] = []
+    try:
+        for _ in range(3):
+            nodes.append(start_soketi(**config))
+        yield ScalingCluster(config, nodes)
+    finally:
+        for node in nodes:
+            node.close()
+
+
+def heard_on_each_node(
+    cluster: ScalingCluster,
+    channel: str,
+    publish: Callable[[], None],
+    also: tuple[SoketiServer, ...] = (),
+    apart: tuple[SoketiServer, ...] = (),
+) -> list[list[Event]]:
+    """What a WebSocket subscriber on each node (the cluster's, then ``also``, then ``apart``)
+    received on ``channel`` of the events ``publish()`` sent: nothing missed, nothing still
+    coming.
+
+    After ``publish()`` a marker goes through every node of the cluster: a node's events reach
+    every node in the order that node sent them, so a subscriber that has every marker has all
+    that was published before them, whichever node it went through. ``also`` are nodes that
+    should hear the cluster; ``apart``, nodes that should not: each gets a marker of its own
+    after the cluster's markers arrived everywhere else."""
+    nodes = [*cluster.nodes, *also, *apart]
+    markers = [f"marker-{uuid.uuid4().hex}" for _ in cluster.nodes]
+    own = [f"own-{uuid.uuid4().hex}" for _ in apart]
+
+    async def until(heard: list[list[Event]], expected: list[set[str]]) -> None:
+        for _ in range(400):  # up to 20 s
+            pairs = zip(heard, expected, strict=True)
+            if all({e.data for e in events} >= want for events, want in pairs):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the markers did not arrive: {heard}")
+
+    async def run() -> list[list[Event]]:
+        heard: list[list[Event]] = [[] for _ in nodes]
+        subs = []
+        try:
+            for node, events in zip(nodes, heard, strict=True):
+                url = node.ws_url(cluster.app["key"])
+                subs.append(await PusherSubscriber(url, on_event=events.append).connect())
+                await subs[-1].subscribe(channel)
+            await asyncio.to_thread(publish)
+            for node, marker in zip(cluster.nodes, markers, strict=True):
+                await asyncio.to_thread(cluster.publish, node, channel, marker)
+            hearing = len(cluster.nodes) + len(also)
+            await until(heard[:hearing], [set(markers)] * hearing)
+            for node, marker in zip(apart, own, strict=True):
+                await asyncio.to_thread(cluster.publish, node, channel, marker)
+            await until(heard[hearing:], [{marker} for marker in own])
+        finally:
+            for sub in subs:
+                await sub.close()
+        return [[e for e in events if e.data not in markers + own] for events in heard]
+
+    return asyncio.run(run())
+
+
+@pytest.mark.server
+def test_scaling_the_node_configuration_makes_one_cluster(
+    scaling_cluster: ScalingCluster,
+) -> None:
+    """docs/scaling.md's node configuration: a publish through any node reaches a subscriber on
+    every node, once. A node on the same Redis with the same prefix but another database number
+    hears it too; one with another prefix hears none of it (what the page says of the two)."""
+    config = scaling_cluster.config
+    other_db = {**config, "database.redis.db": config["database.redis.db"] + 5}
+    other_prefix = scaling_config()
+    extra: list[SoketiServer] = []
+    try:
+        extra.append(start_soketi(**other_db))
+        extra.append(start_soketi(**other_prefix))
+        channel = f"orders-{uuid.uuid4().hex[:6]}"
+
+        def publish() -> None:
+            for n, node in enumerate(scaling_cluster.nodes):
+                scaling_cluster.publish(node, channel, f"through node {n}")
+
+        heard = heard_on_each_node(
+            scaling_cluster, channel, publish, also=(extra[0],), apart=(extra[1],)
+        )
+    finally:
+        for node in extra:
+            node.close()
+    sent = [f"through node {n}" for n in range(3)]
+    assert [sorted(e.data for e in events) for events in heard] == [sent] * 4 + [[]]
+
+
+@runs(SCALING, "hosts")
+def _scaling_hosts(b: Block, docs: Docs) -> None:
+    """The file, with the environment naming the test cluster's nodes: publishes spread over
+    the nodes reach a subscriber on every node once each; no secret shows."""
+    cluster: ScalingCluster = docs.fixture("scaling_cluster")
+    docs.monkeypatch.setenv("SOKETI_SECRET", cluster.app["secret"])
+    nodes = ",".join(f"{node.host}:{node.port}" for node in cluster.nodes)
+    docs.monkeypatch.setenv("SOKETI_NODES", nodes)
+    module = docs.module_from(b)
+    channel = f"orders-{uuid.uuid4().hex[:6]}"
+    with Broadcast(module) as broadcast:
+        driver = broadcast.driver().driver
+        assert len(driver.settings.nodes) == 3  # type: ignore[attr-defined]
+        assert cluster.app["secret"] not in repr(driver) + repr(public(driver))
+
+        def publish() -> None:
+            for n in range(6):
+                broadcast.channel(channel, {"n": n}, "shipped")
+
+        heard = heard_on_each_node(cluster, channel, publish)
+    for events in heard:
+        assert sorted(e.json()["n"] for e in events) == list(range(6))
+
+
 # -- core/README.md --------------------------------------------------------------------------
 
 
