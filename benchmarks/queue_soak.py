@@ -6,13 +6,14 @@ Usage::
     python benchmarks/queue_soak.py --kinds rq,dramatiq --count 5000 --kills 10 --seed 3
 
 For each kind (``celery-amqp``: Celery on RabbitMQ, ``celery-redis``: Celery on Redis,
-``rq``, ``dramatiq``: Dramatiq on RabbitMQ) it starts real worker processes (the app in
-``tests/queues/worker_app.py``), publishes ``--count`` messages with ``send=<queue>`` to a
-real soketi, and counts what a real WebSocket subscriber receives. Workers die by SIGKILL
-in two ways: a share of the messages is marked to kill the process that runs it just before
-or just after its publish request (``--crashes``), and ``--kills`` times a random worker
-process is killed from outside at a random moment (and the worker restarted if it died
-whole). The journal of attempts (Redis) says how each message ended.
+``rq``, ``dramatiq``: Dramatiq on RabbitMQ, ``dramatiq-redis``: Dramatiq on Redis) it starts
+real worker processes (the app in ``tests/queues/worker_app.py``), publishes ``--count``
+messages with ``send=<queue>`` to a real soketi, and counts what a real WebSocket subscriber
+receives. Workers die by SIGKILL in two ways: a share of the messages is marked to kill the
+process that runs it just before or just after its publish request (``--crashes``), and
+``--kills`` times a random worker process is killed from outside at a random moment (and the
+worker restarted if it died whole). The journal of attempts (Redis) says how each message
+ended.
 
 Checked for every publish: it arrived exactly once (journal ``done``), or it is reported
 unknown (journal ``unknown``, logged at ERROR by the worker) and arrived at most once;
@@ -65,6 +66,7 @@ KINDS = {
     "celery-redis": ("celery", REDIS_URL),
     "rq": ("rq", REDIS_URL),
     "dramatiq": ("dramatiq", PIKA_URL),
+    "dramatiq-redis": ("dramatiq", REDIS_URL),
 }
 BIN = Path(sys.executable).parent
 #: fast retries: the soak's outages are short
@@ -141,11 +143,11 @@ class Setup:
             queue = rq.Queue(self.queue, connection=redis.Redis.from_url(self.broker))
             plugin = RQQueue(queue, target, journal=journal, **self.retry)
         else:
-            from dramatiq.brokers.rabbitmq import RabbitmqBroker
+            from queue_services import dramatiq_broker
 
             from broadcasting.contrib.dramatiq import DramatiqQueue
 
-            broker = RabbitmqBroker(url=self.broker)
+            broker = dramatiq_broker(self.broker, self.queue)  # as worker_app's
             plugin = DramatiqQueue(
                 target, broker=broker, journal=journal, queue_name=self.queue, **self.retry
             )

@@ -12,6 +12,7 @@ the queue tests' database (13). The publish runs in a process of its own, as in 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import subprocess
 import sys
@@ -59,6 +60,29 @@ def test_the_page_has_the_blocks_and_commands_the_tests_run() -> None:
     assert set(BLOCKS) == {"queues-celery", "queues-publish", "queues-rq", "queues-dramatiq"}
     for _, command, _ in WORKERS.values():
         assert f"{command}\n" in text or f"`{command}`" in text, command
+
+
+def test_the_settings_table_lists_every_argument_with_its_default() -> None:
+    """The page's table of the plugins' arguments: each keyword of the three constructors
+    (theirs and the shared :class:`QueueOptions`), and the shared ones' defaults."""
+    from broadcasting.contrib._queue import QueueOptions, QueuePlugin
+    from broadcasting.contrib.celery import CeleryQueue
+    from broadcasting.contrib.dramatiq import DramatiqQueue
+    from broadcasting.contrib.rq import RQQueue
+
+    text = PAGE.read_text("utf-8")
+    table = text[text.index("### Settings\n", text.index("## Task queues")) :]
+    rows = [line.split(" | ") for line in table.split("\n\n")[1].splitlines()[2:]]
+    documented = {name: row[1] for row in rows for name in re.findall(r"`(\w+)`", row[0])}
+    keywords = {"broadcast", *QueueOptions.__annotations__}
+    for plugin in (CeleryQueue, RQQueue, DramatiqQueue):
+        parameters = inspect.signature(plugin.__init__).parameters.values()
+        keywords.update(p.name for p in parameters if p.kind is p.KEYWORD_ONLY)
+    assert set(documented) == keywords
+    defaults = inspect.signature(QueuePlugin.__init__).parameters
+    for name in ("retries", "backoff", "max_backoff", "journal_ttl"):
+        shown = [float(number) for number in re.findall(r"`([\d.]+)`", documented[name])]
+        assert defaults[name].default in shown, (name, documented[name])
 
 
 @pytest.mark.parametrize("kind", list(WORKERS))

@@ -2,10 +2,11 @@
 
 The worker's driver points at a closed port (connections refused: certainly not delivered,
 retryable), or at soketi with a wrong secret (refused for good). The first is retried by
-the queue (Celery's ``retry``, RQ's ``Retry`` run by its scheduler, Dramatiq's ``Retries``)
-until the plugin's ``retries`` are used up; the second fails at once. Either way the
-journal ends ``failed``, the worker logs it at ERROR with the message id, and the task ends
-where the queue keeps failures (RQ's failed job registry, Dramatiq's dead letters).
+the queue (Celery's ``retry``, RQ's ``Retry`` run by its scheduler, Dramatiq's ``Retries``
+on RabbitMQ and on Redis) until the plugin's ``retries`` are used up; the second fails at
+once. Either way the journal ends ``failed``, the worker logs it at ERROR with the message
+id, and the task ends where the queue keeps failures (RQ's failed job registry, Dramatiq's
+dead letters).
 """
 
 from __future__ import annotations
@@ -34,13 +35,19 @@ def _closed_port() -> int:
 
 @pytest.mark.parametrize(
     ("kind", "failure"),
-    [("celery-amqp", "refused"), ("rq", "refused"), ("rq", "auth"), ("dramatiq", "refused")],
+    [
+        ("celery-amqp", "refused"),
+        ("rq", "refused"),
+        ("rq", "auth"),
+        ("dramatiq", "refused"),
+        ("dramatiq-redis", "refused"),
+    ],
 )
 async def test_a_failed_publish_is_retried_as_it_allows_then_fails_the_task(
     soketi: SoketiServer, kind: str, failure: str
 ) -> None:
     need("Redis", 6379)
-    if kind != "rq":
+    if queue_soak.KINDS[kind][1].startswith("amqp"):
         need("RabbitMQ", 5672)
     wrong = {"port": _closed_port()} if failure == "refused" else {"secret": "not-the-secret"}
     options = soketi.driver_options(retries=0, **wrong)
@@ -70,8 +77,8 @@ async def test_a_failed_publish_is_retried_as_it_allows_then_fails_the_task(
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.1)
                 assert rq.job.Job.fetch(receipt.message_id, job_queue.connection).retries_left == 0
-            if kind == "dramatiq":
-                while _dead_letters(setup.queue) != 1:
+            if kind.startswith("dramatiq"):
+                while _dead_letters(setup) != 1:
                     assert time.monotonic() < deadline
                     await asyncio.sleep(0.1)
     finally:
@@ -82,9 +89,18 @@ async def test_a_failed_publish_is_retried_as_it_allows_then_fails_the_task(
         assert "gave up" not in log and "401" in log, log[-3000:]
 
 
-def _dead_letters(queue: str) -> int:
+def _dead_letters(setup: queue_soak.Setup) -> int:
+    """How many messages Dramatiq dead-lettered on ``setup``'s queue (``<queue>.XQ``)."""
+    if setup.broker.startswith("redis"):  # a sorted set, under the run's namespace
+        import redis
+
+        client = redis.Redis.from_url(setup.broker)
+        try:
+            return int(client.zcard(f"{setup.queue}:{setup.queue}.XQ"))
+        finally:
+            client.close()
     import kombu
 
     with kombu.Connection(queue_soak.AMQP_URL) as conn:
-        declared = conn.default_channel.queue_declare(queue=f"{queue}.XQ", passive=True)
+        declared = conn.default_channel.queue_declare(queue=f"{setup.queue}.XQ", passive=True)
         return int(declared.message_count)

@@ -75,12 +75,12 @@ elif KIND == "rq":
     )
 elif KIND == "dramatiq":
     import dramatiq
-    from dramatiq.brokers.rabbitmq import RabbitmqBroker
     from dramatiq.middleware import CurrentMessage
+    from queue_services import dramatiq_broker
 
     from broadcasting.contrib.dramatiq import DramatiqQueue
 
-    broker = RabbitmqBroker(url=BROKER)
+    broker = dramatiq_broker(BROKER, QUEUE)  # RabbitMQ, or Redis with the run's namespace
     broker.add_middleware(CurrentMessage())
     dramatiq.set_broker(broker)
     plugin = DramatiqQueue(lambda: broadcast, journal=journal, queue_name=QUEUE, **RETRY)

@@ -22,7 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 from broadcasting import _background
 from broadcasting._errors import BroadcastError, ConfigurationError, InputError, PublishError
@@ -45,6 +45,8 @@ VERSION = 1
 #: How long a journal entry is kept, in seconds (longer than any redelivery takes).
 JOURNAL_TTL = 86_400.0
 JOURNAL_PREFIX = "broadcasting:journal:"
+#: The wait before trying again when the queue did not say how it retries.
+_FALLBACK_RETRY = Retry(retries=1, backoff=1.0, max_backoff=60.0)
 
 P = TypeVar("P", bound="QueuePlugin")
 
@@ -360,19 +362,14 @@ def perform(
         broadcaster = broadcast.driver(job.driver)
         message = job.message(broadcaster.driver, via)
     except BroadcastError as exc:  # not configured here, or refused by this driver: never sent
-        _report(job.id, job.channels, FAILED, f"the worker cannot publish it: {exc}")
-        raise TaskFailed(
-            f"message {job.id}: the worker cannot publish it: {exc}",
-            message_id=job.id,
-            outcome=FAILED,
-            channels=job.channels,
-        ) from exc
+        reason = f"the worker cannot publish it: {exc}"
+        raise _give_up(job.id, job.channels, FAILED, reason) from exc
     driver = broadcaster.driver
     resend = driver.capabilities.deduplicates or broadcaster.delivery.at_least_once
     try:
         found = journal.update(job.id, lambda found: begin(found, job.channels, resend).entry, ttl)
     except Exception as exc:  # nothing was sent: safe to try again
-        delay = (retry or Retry(retries=1, backoff=1.0, max_backoff=60.0)).delay(attempt)
+        delay = (retry or _FALLBACK_RETRY).delay(attempt)
         raise TaskRetry(
             f"message {job.id}: the journal is unavailable ({type(exc).__name__}: {exc}); "
             "nothing was sent",
@@ -403,13 +400,7 @@ def perform(
     except Exception as exc:  # a plugin's bug, after the request may have gone out
         _note(journal, job.id, entry(UNKNOWN, start.send), ttl)
         reason = f"publishing raised {type(exc).__name__}: {exc}"
-        _report(job.id, start.send, UNKNOWN, reason)
-        raise TaskFailed(
-            f"message {job.id}: {reason}",
-            message_id=job.id,
-            outcome=UNKNOWN,
-            channels=start.send,
-        ) from exc
+        raise _give_up(job.id, start.send, UNKNOWN, reason) from exc
     else:
         _note(journal, job.id, entry(DONE, start.send), ttl)
         return receipt
@@ -422,7 +413,7 @@ def perform(
         why = f"gave up after {attempt + 1} attempts: {error}" if last else str(error)
         _report(job.id, done.dead, FAILED, why)
     if done.outcome == RETRY:
-        delay = (retry or Retry(retries=1, backoff=1.0, max_backoff=60.0)).delay(attempt)
+        delay = (retry or _FALLBACK_RETRY).delay(attempt)
         log.info(
             "%s: message %s: %d channel(s) not delivered, retried in %.1f s: %s",
             broadcaster.name,
@@ -458,6 +449,17 @@ def _note(journal: Journal, message_id: str, text: str, ttl: float) -> None:
             type(exc).__name__,
             exc,
         )
+
+
+def _give_up(message_id: str, channels: Sequence[str], outcome: str, reason: str) -> TaskFailed:
+    """Log a queued publish that ends here, and the :class:`TaskFailed` that ends its task."""
+    _report(message_id, channels, outcome, reason)
+    return TaskFailed(
+        f"message {message_id}: {reason}",
+        message_id=message_id,
+        outcome=outcome,
+        channels=channels,
+    )
 
 
 def _report(message_id: str, channels: Sequence[str], outcome: str, reason: str) -> None:
@@ -505,11 +507,40 @@ def check_target(target: object, where: str) -> None:
 # --- the producer's side ------------------------------------------------------------------------
 
 
+class QueueOptions(TypedDict, total=False):
+    """The keywords every queue plugin takes (:class:`QueuePlugin`, whose arguments they are).
+
+    - ``name``: the ``send=`` value it takes (default: the queue's, ``"celery"``, ``"rq"``,
+      ``"dramatiq"``); two plugins of one queue need two names.
+    - ``journal``: where attempts are noted (a :class:`RedisJournal`); by default the
+      queue's own Redis where it has one, else it is required.
+    - ``retries``, ``backoff``, ``max_backoff``: retries of a publish that certainly failed
+      for a retryable reason (the service down, a 429, a 5xx before forwarding), with the
+      queue's own retry: up to ``retries`` (default 10), the n-th after up to
+      ``min(max_backoff, backoff * 2**n)`` seconds (defaults 1.0 and 300.0).
+    - ``journal_ttl``: how long a journal entry is kept, in seconds (default a day): longer
+      than any redelivery of the task can take.
+    """
+
+    name: str | None
+    journal: Journal | None
+    retries: int
+    backoff: float
+    max_backoff: float
+    journal_ttl: float
+
+
 class QueuePlugin:
     """A plugin that sends ``send=<name>`` publishes as tasks of a queue (one subclass per queue).
 
-    A subclass sets :attr:`name` and implements :meth:`enqueue` (blocking). The worker's task
-    calls :meth:`run_task`.
+    A subclass sets :attr:`name`, takes its queue's own arguments and passes the others
+    (:class:`QueueOptions`) on to this constructor, and implements :meth:`enqueue`
+    (blocking). The worker's task calls :meth:`run_task`.
+
+    Args:
+        broadcast: the worker's Broadcast: ``"package.module:attribute"``, or a callable
+            that returns it (resolved on the worker's first task).
+        name, journal, retries, backoff, max_backoff, journal_ttl: see :class:`QueueOptions`.
     """
 
     #: The way of sending it takes (``send="celery"``), unless given another at construction.
@@ -519,12 +550,12 @@ class QueuePlugin:
         self,
         broadcast: str | Callable[[], Broadcast],
         *,
-        name: str | None,
-        journal: Journal | None,
-        retries: int,
-        backoff: float,
-        max_backoff: float,
-        journal_ttl: float,
+        name: str | None = None,
+        journal: Journal | None = None,
+        retries: int = 10,
+        backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        journal_ttl: float = JOURNAL_TTL,
     ) -> None:
         if name is not None:
             self.name = name

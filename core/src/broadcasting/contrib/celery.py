@@ -20,17 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from broadcasting.contrib._queue import (
-    JOURNAL_TTL,
-    Journal,
-    QueuePlugin,
-    RedisJournal,
-    TaskFailed,
-    TaskRetry,
-)
+from broadcasting.contrib._queue import Journal, QueuePlugin, RedisJournal, TaskFailed, TaskRetry
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from broadcasting._broadcast import Broadcast
+    from broadcasting.contrib._queue import QueueOptions
 
 __all__ = ["CeleryQueue", "Journal", "RedisJournal", "TaskFailed", "TaskRetry"]
 
@@ -45,18 +41,14 @@ class CeleryQueue(QueuePlugin):
         app: the ``celery.Celery`` application (its broker: RabbitMQ, Redis...).
         broadcast: the worker's Broadcast: ``"package.module:attribute"``, or a callable
             that returns it (resolved on the worker's first task).
-        name: the ``send=`` value it takes (default ``"celery"``).
-        journal: where attempts are noted (:class:`RedisJournal`); by default the broker's
-            Redis if the broker (or else the result backend) is Redis, otherwise required.
         task_name: the registered task's name (default ``"broadcasting.publish"``, with
             ``.<name>`` added for another ``name``); ``queue``: the queue it is sent to
             (default: Celery's routing).
-        retries, backoff, max_backoff: retries of a publish that certainly failed for a
-            retryable reason (the service down, a 429, a 5xx before forwarding): up to
-            ``retries``, the n-th after a random wait up to ``min(max_backoff,
-            backoff * 2**n)`` seconds, with Celery's ``retry(countdown=...)``.
-        journal_ttl: how long a journal entry is kept (seconds): longer than any
-            redelivery of the task can take.
+        options: what every queue plugin takes (:class:`QueueOptions`): ``name`` (default
+            ``"celery"``), ``journal`` (by default the broker's Redis if the broker, or else
+            the result backend, is Redis; otherwise required), ``retries``, ``backoff``,
+            ``max_backoff`` (retried with Celery's ``retry(countdown=...)``, after a random
+            wait) and ``journal_ttl``.
 
     The task acknowledges its message late (``acks_late``, ``reject_on_worker_lost``): a
     worker that dies mid-task leaves it to be redelivered, and the journal decides.
@@ -69,24 +61,11 @@ class CeleryQueue(QueuePlugin):
         app: Any,
         broadcast: str | Callable[[], Broadcast],
         *,
-        name: str | None = None,
-        journal: Journal | None = None,
         task_name: str | None = None,
         queue: str | None = None,
-        retries: int = 10,
-        backoff: float = 1.0,
-        max_backoff: float = 300.0,
-        journal_ttl: float = JOURNAL_TTL,
+        **options: Unpack[QueueOptions],
     ) -> None:
-        super().__init__(
-            broadcast,
-            name=name,
-            journal=journal,
-            retries=retries,
-            backoff=backoff,
-            max_backoff=max_backoff,
-            journal_ttl=journal_ttl,
-        )
+        super().__init__(broadcast, **options)
         self.app = app
         self.queue = queue
 

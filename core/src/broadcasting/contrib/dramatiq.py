@@ -21,17 +21,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from broadcasting.contrib._queue import (
-    JOURNAL_TTL,
-    Journal,
-    QueuePlugin,
-    RedisJournal,
-    TaskFailed,
-    TaskRetry,
-)
+from broadcasting.contrib._queue import Journal, QueuePlugin, RedisJournal, TaskFailed, TaskRetry
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from broadcasting._broadcast import Broadcast
+    from broadcasting.contrib._queue import QueueOptions
 
 __all__ = ["DramatiqQueue", "Journal", "RedisJournal", "TaskFailed", "TaskRetry"]
 
@@ -48,16 +44,14 @@ class DramatiqQueue(QueuePlugin):
         broadcast: the worker's Broadcast: ``"package.module:attribute"``, or a callable
             that returns it (resolved on the worker's first message).
         broker: the Dramatiq broker (default: ``dramatiq.get_broker()``).
-        name: the ``send=`` value it takes (default ``"dramatiq"``).
-        journal: where attempts are noted (:class:`RedisJournal`); by default the
-            broker's Redis for a ``RedisBroker``, otherwise required.
         actor_name, queue_name: the actor's name (default ``"broadcasting_publish"``, with
             ``_<name>`` added for another ``name``) and its queue.
-        retries, backoff, max_backoff: retries of a publish that certainly failed for a
-            retryable reason (Dramatiq's ``Retries``, with its own exponential backoff
-            between ``backoff`` and ``max_backoff`` seconds); any other failure is not
-            retried: the message goes to the dead letters.
-        journal_ttl: how long a journal entry is kept (seconds).
+        options: what every queue plugin takes (:class:`QueueOptions`): ``name`` (default
+            ``"dramatiq"``), ``journal`` (by default the broker's Redis for a
+            ``RedisBroker``, otherwise required), ``retries``, ``backoff``, ``max_backoff``
+            (Dramatiq's ``Retries``, with its own exponential backoff between ``backoff`` and
+            ``max_backoff`` seconds; any other failure is not retried: the message goes to
+            the dead letters) and ``journal_ttl``.
     """
 
     name = "dramatiq"
@@ -67,24 +61,11 @@ class DramatiqQueue(QueuePlugin):
         broadcast: str | Callable[[], Broadcast],
         *,
         broker: Any = None,
-        name: str | None = None,
-        journal: Journal | None = None,
         actor_name: str | None = None,
         queue_name: str = "default",
-        retries: int = 10,
-        backoff: float = 1.0,
-        max_backoff: float = 300.0,
-        journal_ttl: float = JOURNAL_TTL,
+        **options: Unpack[QueueOptions],
     ) -> None:
-        super().__init__(
-            broadcast,
-            name=name,
-            journal=journal,
-            retries=retries,
-            backoff=backoff,
-            max_backoff=max_backoff,
-            journal_ttl=journal_ttl,
-        )
+        super().__init__(broadcast, **options)
         import dramatiq
 
         self.broker = broker if broker is not None else dramatiq.get_broker()

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from broadcasting._errors import ConfigurationError
 from broadcasting.contrib._queue import (
-    JOURNAL_TTL,
     Journal,
     QueuePlugin,
     RedisJournal,
@@ -31,7 +30,10 @@ from broadcasting.contrib._queue import (
 )
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from broadcasting._broadcast import Broadcast
+    from broadcasting.contrib._queue import QueueOptions
 
 __all__ = ["Journal", "RQQueue", "RedisJournal", "TaskFailed", "TaskRetry", "publish"]
 
@@ -43,15 +45,13 @@ class RQQueue(QueuePlugin):
         queue: the ``rq.Queue`` the jobs go to.
         broadcast: the worker's Broadcast as ``"package.module:attribute"`` (the job carries
             it; the worker imports it, and finds this plugin in it by its ``name``).
-        name: the ``send=`` value it takes (default ``"rq"``).
-        journal: where attempts are noted; by default a :class:`RedisJournal` on the
-            queue's own Redis connection.
-        retries, backoff, max_backoff: retries of a publish that certainly failed for a
-            retryable reason, as RQ's ``Retry(max=retries, interval=[...])``: the n-th after
-            ``min(max_backoff, backoff * 2**n)`` seconds (run by the worker's scheduler:
-            ``rq worker --with-scheduler``).
-        journal_ttl: how long a journal entry is kept (seconds).
         job_options: more ``Queue.enqueue()`` options (``job_timeout``, ``result_ttl``...).
+        options: what every queue plugin takes (:class:`QueueOptions`): ``name`` (default
+            ``"rq"``), ``journal`` (by default a :class:`RedisJournal` on the queue's own
+            Redis connection), ``retries``, ``backoff``, ``max_backoff`` (as RQ's
+            ``Retry(max=retries, interval=[...])``, the n-th after ``min(max_backoff,
+            backoff * 2**n)`` seconds, run by the worker's scheduler: ``rq worker
+            --with-scheduler``) and ``journal_ttl``.
     """
 
     name = "rq"
@@ -61,13 +61,8 @@ class RQQueue(QueuePlugin):
         queue: Any,
         broadcast: str,
         *,
-        name: str | None = None,
-        journal: Journal | None = None,
-        retries: int = 10,
-        backoff: float = 1.0,
-        max_backoff: float = 300.0,
-        journal_ttl: float = JOURNAL_TTL,
         job_options: dict[str, Any] | None = None,
+        **options: Unpack[QueueOptions],
     ) -> None:
         if not isinstance(broadcast, str):
             raise ConfigurationError(
@@ -76,15 +71,7 @@ class RQQueue(QueuePlugin):
                 "RQQueue needs broadcast='package.module:attribute': the job carries it "
                 "and the RQ worker imports it",
             )
-        super().__init__(
-            broadcast,
-            name=name,
-            journal=journal,
-            retries=retries,
-            backoff=backoff,
-            max_backoff=max_backoff,
-            journal_ttl=journal_ttl,
-        )
+        super().__init__(broadcast, **options)
         self.queue = queue
         self.job_options = dict(job_options or {})
         retry = self.retry
