@@ -14,10 +14,20 @@ nothing more needs saying). It needs neither the ``broadcasting.contrib.django``
   captures it like any other callback.
 - outbox: the row is written with the alias's cursor (``%s`` placeholders), inside the
   open ``atomic()`` block.
+
+Django's connections belong to a thread, and async code cannot open a transaction: Django
+asks for the part that needs one to be a synchronous function, run with ``sync_to_async()``.
+Async code that such a function (or a sync middleware) awaits through ``async_to_sync()``
+runs on the event loop while that thread waits, and Django's own async ORM calls go back to
+that thread, into its transaction. A publish from that async code does the same: it asks
+that thread about its transaction, and registers its ``on_commit`` there (a publish from
+async code that nothing awaits from a thread has no transaction to join: it goes at once).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,20 +41,22 @@ if TYPE_CHECKING:
 __all__ = ["DjangoTransaction", "broadcasting_transaction"]
 
 DEFAULT_ALIAS = "default"
+#: How long async code waits for the thread that awaits it to answer (seconds): at once
+#: unless that thread runs other code of it meanwhile.
+CALLER_TIMEOUT = 10.0
 
 
 @hookimpl
 def broadcasting_transaction(broadcast: Broadcast, transaction: object) -> DjangoTransaction | None:
     """Adapt a Django database alias, or (for ``None``) Django's default database while an
-    ``atomic()`` block is open on it in this thread; ``None`` for anything else."""
+    ``atomic()`` block is open on it in this thread (or in the thread awaiting this async
+    code through ``async_to_sync()``); ``None`` for anything else."""
     if transaction is None:
         if not _orm_ready():
             return None
-        from django.db import connections  # type: ignore[import-untyped, unused-ignore]
-
-        if not connections[DEFAULT_ALIAS].in_atomic_block:
-            return None  # nothing to join: a script, a management command, a view outside one
-        return DjangoTransaction(DEFAULT_ALIAS, ambient=True)
+        found = DjangoTransaction(DEFAULT_ALIAS, ambient=True)
+        # nothing to join: a script, a management command, a view outside atomic()
+        return found if found.active() else None
     if not isinstance(transaction, str):
         return None
     try:
@@ -75,9 +87,14 @@ def _orm_ready() -> bool:
 
 
 class DjangoTransaction:
-    """A Django database alias as a :class:`~broadcasting.plugin.Transaction`."""
+    """A Django database alias as a :class:`~broadcasting.plugin.Transaction`.
 
-    __slots__ = ("alias", "ambient", "dialect")
+    Made in async code that a thread awaits through ``async_to_sync()``, it is that thread's
+    transaction (see the module's docstring): it is asked about once, and an ``on_commit``
+    callback registered there runs whatever the publish adds to it.
+    """
+
+    __slots__ = ("_callbacks", "_caller", "_joined", "alias", "ambient", "dialect")
 
     #: Django's cursors take ``%s`` on every backend.
     paramstyle = "format"
@@ -99,26 +116,113 @@ class DjangoTransaction:
         self.ambient = ambient
         # Django's vendor names are SQLAlchemy's: postgresql, sqlite, mysql (MariaDB too), oracle
         self.dialect = connection.vendor
+        self._callbacks: list[Callable[[], object]] = []
+        self._caller = _awaiting_thread()
+        self._joined = False
+        if self._caller is not None:
+            self._joined = _in_caller(self._caller, self._join)
 
     def active(self) -> bool:
-        """Whether an ``atomic()`` block is open on the alias's connection (in this thread)."""
+        """Whether an ``atomic()`` block is open on the alias's connection (in this thread, or
+        the one awaiting this async code)."""
+        if self._caller is not None:
+            return self._joined  # that thread waits for this code: its block stays open
         from django.db import connections  # type: ignore[import-untyped, unused-ignore]
 
         return bool(connections[self.alias].in_atomic_block)
 
     def on_commit(self, callback: Callable[[], object]) -> None:
         """``django.db.transaction.on_commit(callback, using=alias)``."""
+        if self._caller is not None:
+            if self._joined:  # run by the callback registered there, at its commit
+                self._callbacks.append(callback)
+            else:  # no transaction there: at once, as Django does
+                callback()
+            return
         from django.db import transaction  # type: ignore[import-untyped, unused-ignore]
 
         transaction.on_commit(callback, using=self.alias)
 
     def execute(self, sql: str, params: Sequence[Any]) -> object:
-        """Run ``sql`` with the alias's cursor, inside its open transaction; the row count."""
+        """Run ``sql`` with the alias's cursor, inside its open transaction: the row count
+        (from async code awaited by a thread, an awaitable: it runs in that thread)."""
+        if self._caller is not None:
+            return self._execute_there(sql, params)
+        return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> object:
         from django.db import connections  # type: ignore[import-untyped, unused-ignore]
 
         with connections[self.alias].cursor() as cursor:
             cursor.execute(sql, list(params))
             return cursor.rowcount
 
+    async def _execute_there(self, sql: str, params: Sequence[Any]) -> object:
+        assert self._caller is not None
+        try:
+            future = self._caller.submit(self._execute, sql, params)
+        except RuntimeError:  # it no longer waits: a task that outlived its async_to_sync()
+            raise _gone(self.alias) from None
+        return await asyncio.wrap_future(future)
+
+    def _join(self) -> bool:
+        """In the awaiting thread: whether its ``atomic()`` block is open, and if so, have
+        its commit run this transaction's callbacks."""
+        from django.db import connections, transaction  # type: ignore[import-untyped, unused-ignore]
+
+        if not connections[self.alias].in_atomic_block:
+            return False
+        transaction.on_commit(self._committed, using=self.alias)
+        return True
+
+    def _committed(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
     def __repr__(self) -> str:
         return f"<DjangoTransaction {self.alias!r} on {self.dialect}>"
+
+
+def _awaiting_thread() -> concurrent.futures.Executor | None:
+    """The thread whose Django connections this code uses, when it is not this one: async
+    code awaited through ``async_to_sync()`` from a thread, which runs what it is given while
+    it waits (asgiref's ``CurrentThreadExecutor``, where ``sync_to_async()`` and so Django's
+    async ORM send their calls). ``None`` for sync code, and for async code no thread awaits."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    asgiref = sys.modules.get("asgiref.sync")
+    if asgiref is None:  # Django imports it: not imported, nothing awaits through it
+        return None
+    caller: concurrent.futures.Executor | None = getattr(
+        asgiref.AsyncToSync.executors, "current", None
+    )
+    return caller
+
+
+def _in_caller(caller: concurrent.futures.Executor, function: Callable[[], bool]) -> bool:
+    """``function()`` run in the awaiting thread, waited for here (it runs at once: that thread
+    waits for this code); ``False`` if that thread no longer waits."""
+    try:
+        future = caller.submit(function)
+    except RuntimeError:  # a task that outlived its async_to_sync(): nothing left to join
+        return False
+    try:
+        return future.result(timeout=CALLER_TIMEOUT)
+    except concurrent.futures.TimeoutError:
+        if not future.cancel():  # started meanwhile: it is short
+            return future.result()
+        raise RuntimeError(
+            f"the thread awaiting this code through async_to_sync() did not answer within "
+            f"{CALLER_TIMEOUT:g} s (it runs other code of the same request meanwhile): publish "
+            "from that thread with broadcast.channel(), or outside the concurrent work"
+        ) from None
+
+
+def _gone(alias: str) -> RuntimeError:
+    return RuntimeError(
+        f"the thread whose Django transaction on {alias!r} this async code joined no longer "
+        "waits for it (a task that outlived its async_to_sync()): nothing can be written there"
+    )
