@@ -1,36 +1,52 @@
-"""The outbox's write cost: a publish with ``send="outbox"`` inside an open transaction,
-against a bare INSERT of the same row.
+"""The outbox's write cost (issue 19, Speed): a publish with ``send="outbox"`` inside an open
+transaction, against a bare INSERT of the same row. Target: at most 1.5x.
 
 Usage::
 
-    python benchmarks/outbox_write.py                         # SQLite and PostgreSQL, 2,000 each
-    python benchmarks/outbox_write.py --count 10000 --databases postgresql
+    python benchmarks/outbox_write.py                      # SQLite and PostgreSQL, 2,000 each
+    python benchmarks/outbox_write.py --count 10000 --databases sqlite
     python benchmarks/outbox_write.py --pg postgresql://postgres@127.0.0.1:5432/test
 
-For each database, in transactions of the caller's own (one publish each), it times the
-statement alone, not the BEGIN or the COMMIT (which are the same either way):
+Each operation runs in a transaction of its own; its BEGIN and COMMIT are not timed (they are
+the same whichever operation ran):
 
-- **bare**: ``INSERT INTO broadcasting_outbox (...) VALUES (...)`` of the row a publish
-  writes, straight on the caller's connection: the least any outbox could cost;
-- **outbox**: ``broadcast.channel("orders-N", data, "shipped", send="outbox",
-  transaction=...)``: validation, hooks, the row built and written (on PostgreSQL with the
-  channel's advisory lock and the relay's NOTIFY in the same statement).
+- **bare INSERT**: ``INSERT INTO broadcasting_outbox (...) VALUES (...)`` of the row a publish
+  writes, its parameters built beforehand, straight on the connection: the least any outbox
+  could cost;
+- **outbox INSERT alone**: the statement the write path runs, built beforehand (on PostgreSQL
+  it also takes the channel's advisory lock and sends the relays' NOTIFY);
+- **whole call**: ``broadcast.channel("orders-N", data, "shipped", send="outbox",
+  transaction=tx)``: validation and encoding, the ``broadcasting_transaction`` and
+  ``broadcasting_defer`` hooks, the row built and written, the receipt. ``tx`` is a minimal
+  adapter of the connection (the library's own cost; the test suite's adapter is the same);
+- on SQLite, **whole call, transaction=sqlite3.Connection**: the same with the connection
+  itself, adapted by the built-in ``broadcasting.contrib.sqlite``: what an application passes.
 
-- **outbox INSERT alone**: the statement the write path runs (built beforehand), to tell
-  the database's share of the cost from Python's.
+Printed: (a) the whole call against the bare INSERT, the issue's figure, checked against
+1.5x; (b) the outbox INSERT alone against the bare INSERT: the database's share. Then, for
+SQLite, where the whole call's time goes: each part of it timed alone in the same way.
 
-Prints the median and mean of each, per publish, and their ratio (target <= 1.5x), and the
-same with the COMMIT counted. The three run in turn, one transaction each, so a busy
-machine's drift falls on all alike. A SQLite file in a temporary folder (WAL, synchronous=NORMAL,
-as the store opens it), a PostgreSQL schema of the run's own (dropped at the end). Exits 1
-if a target is missed (``--no-targets``: never).
+How it is timed, on a machine shared with other work:
+
+- **SQLite** runs in this process: the CPU time of this thread (``time.thread_time_ns``) per
+  operation, less the timer's own cost (an empty operation, timed the same way). Other
+  processes on the machine do not count in it.
+- **PostgreSQL** does the INSERT's work in the server's process, which the client's CPU time
+  leaves out: wall-clock time (``time.perf_counter_ns``) per operation.
+
+The operations take turns (one transaction each, in a shuffled order: each follows any other
+alike), so a busy moment falls on all alike, in ``--rounds`` rounds; each figure is the least
+of the rounds' medians (min of N). The SQLite
+file is in a temporary folder (WAL, synchronous=NORMAL, as the store opens it), the
+PostgreSQL table in a schema of the run's own (dropped at the end). Exits 1 if the whole call
+misses 1.5x anywhere (``--no-targets``: never).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
+import random
 import sqlite3
 import statistics
 import sys
@@ -38,6 +54,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +63,21 @@ if str(ROOT / "core" / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "core" / "src"))
 
 from broadcasting import Broadcast  # noqa: E402
+from broadcasting._background import defer, pending  # noqa: E402
+from broadcasting._types import Message, encode_payload  # noqa: E402
+from broadcasting._validate import build_message  # noqa: E402
 from broadcasting.hookspecs import hookimpl  # noqa: E402
 from broadcasting.outbox import _sql, store_for  # noqa: E402
-from broadcasting.outbox._row import NewRow, partition_of  # noqa: E402
+from broadcasting.outbox._row import NewRow, new_rows, partition_of  # noqa: E402
 
 TARGET = 1.5
 DATA = {"id": 42, "status": "shipped", "items": 3}
+TEXT = '{"id":42,"status":"shipped","items":3}'
+CHANNELS = 50  # the operations cycle through orders-0 ... orders-49
 
 
 class Tx:
-    """The caller's connection as the publish's ``transaction=``."""
+    """The caller's connection as the publish's ``transaction=``: a minimal adapter."""
 
     def __init__(self, connection: Any, dialect: str, paramstyle: str) -> None:
         self.connection, self.dialect, self.paramstyle = connection, dialect, paramstyle
@@ -70,108 +92,244 @@ class Tx:
         return self.connection.execute(sql, tuple(params))
 
 
+class Nowhere(Tx):
+    """An adapter that runs nothing: the write path without its INSERT (the breakdown)."""
+
+    def execute(self, sql: str, params: Sequence[Any]) -> object:
+        return None
+
+
 class Adapt:
     @hookimpl
     def broadcasting_transaction(self, broadcast: object, transaction: object) -> Any:
         return transaction if isinstance(transaction, Tx) else None
 
 
-def _call(op: Callable[[int], object], n: int, _: int) -> object:
-    return op(n)
+@dataclass
+class Timed:
+    """An operation, and its times (ns) per round."""
+
+    label: str
+    op: Callable[[int], object]
+    in_transaction: bool = True
+    rounds: list[list[int]] = field(default_factory=list)
+
+    def figure(self, overhead: list[float]) -> float:
+        """Nanoseconds: the least of the rounds' medians, each less that round's timer cost."""
+        medians = [statistics.median(times) for times in self.rounds]
+        return min(median - cost for median, cost in zip(medians, overhead, strict=True))
 
 
-def measure(
-    count: int, begin: Callable[[], None], op: Callable[[int], object], commit: Callable[[], None]
-) -> tuple[list[float], list[float]]:
-    """Per transaction: the op's time, and the op's plus the commit's."""
-    alone: list[float] = []
-    whole: list[float] = []
-    for n in range(count):
-        begin()
-        start = time.perf_counter()
-        op(n)
-        middle = time.perf_counter()
-        commit()
-        end = time.perf_counter()
-        alone.append(middle - start)
-        whole.append(end - start)
-    return alone, whole
+def run_rounds(
+    ops: list[Timed],
+    clock: Callable[[], int],
+    begin: Callable[[], object],
+    commit: Callable[[], object],
+    count: int,
+    rounds: int,
+) -> list[float]:
+    """Time each op ``count`` times, in turn, over ``rounds`` rounds; returns each round's
+    timer cost (the median of an empty operation timed the same way)."""
+    empty = Timed("timer", lambda n: None, in_transaction=False)
+    warm = max(20, count // 10)
+    for n in range(warm):  # warm-up: connections, prepared statements, caches
+        for timed in ops:
+            begin()
+            timed.op(n)
+            commit()
+    per_round = max(1, count // rounds)
+    order = [*ops, empty]
+    shuffle = random.Random(19).shuffle
+    for _ in range(rounds):
+        for timed in order:
+            timed.rounds.append([])
+        for n in range(per_round):
+            shuffle(order)  # each op follows any other alike (what ran before warms caches)
+            for timed in order:
+                if timed.in_transaction:
+                    begin()
+                start = clock()
+                timed.op(n)
+                end = clock()
+                if timed.in_transaction:
+                    commit()
+                timed.rounds[-1].append(end - start)
+    return [statistics.median(times) for times in empty.rounds]
 
 
-def run_one(
-    dialect: str, outbox: dict[str, Any], connect: Callable[[], Any], count: int
-) -> dict[str, float]:
+def bench(
+    dialect: str, outbox: dict[str, Any], connect: Callable[[], Any], args: argparse.Namespace
+) -> list[str]:
+    """The lines to print for one database."""
     broadcast = Broadcast({"DRIVER": "null", "OUTBOX": outbox}, plugins=[Adapt()])
     store = store_for(broadcast)
     store.create_tables()
     connection = connect()
     paramstyle = "qmark" if dialect == "sqlite" else "format"
     tx = Tx(connection, dialect, paramstyle)
-    if dialect == "sqlite":
-        begin: Callable[[], None] = lambda: connection.execute("BEGIN")  # noqa: E731
-        commit: Callable[[], None] = lambda: connection.execute("COMMIT")  # noqa: E731
-    else:
-        begin = lambda: None  # noqa: E731  (psycopg opens one at the first statement)
-        commit = connection.commit
-    text = '{"id":42,"status":"shipped","items":3}'
-    bare_sql = _sql.render(_sql.insert(_sql.SQLITE, store.table, 1, 0), dialect, paramstyle)
-
-    def bare(n: int) -> object:  # the same row's INSERT, its parameters built beforehand
-        return connection.execute(bare_sql, rows[n % len(rows)])
-
+    begin = lambda: connection.execute("BEGIN")  # noqa: E731
+    commit = lambda: connection.execute("COMMIT")  # noqa: E731
     now = time.time()
-    rows = [
-        [n % 16, now, now, "null", "shipped", f'["orders-{n}"]', text, "json", None, f"b{n}"]
-        for n in range(50)
-    ]
+    names = [f"orders-{n}" for n in range(CHANNELS)]
 
-    def publish(n: int) -> object:
-        return broadcast.channel(f"orders-{n % 50}", DATA, "shipped", send="outbox", transaction=tx)
-
-    def statement(n: int) -> object:  # the write path's INSERT alone, built beforehand
-        return connection.execute(*statements[n % len(statements)])
-
+    bare_sql = _sql.render(_sql.insert(_sql.SQLITE, store.table, 1, 0), dialect, paramstyle)
+    bare_rows = [
+        (partition_of(name, store.partitions), now, now, "null", "shipped", f'["{name}"]', TEXT,
+         "json", None, f"bare-{n}")
+        for n, name in enumerate(names)
+    ]  # fmt: skip
     statements = []
-    for n in range(50):
+    for n, name in enumerate(names):
         row = NewRow(
-            partition_of(f"orders-{n}", store.partitions), time.time(), time.time(), "null",
-            "shipped", (f"orders-{n}",), text, "json", None, f"stmt{n}",
+            partition_of(name, store.partitions), now, now, "null", "shipped", (name,), TEXT,
+            "json", None, f"stmt-{n}",
         )  # fmt: skip
         sql, params = _sql.insert_params(dialect, store.table, [row])
-        statements.append((_sql.render(sql, dialect, paramstyle), params))
-    ops: dict[str, Callable[[int], object]] = {
-        "bare": bare,
-        "outbox": publish,
-        "statement": statement,
-    }
-    warm = max(20, count // 10)
-    for op in ops.values():
-        measure(warm, begin, op, commit)
-    # one of each in turn: a busy machine's drift falls on all alike
-    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in ops}
-    for n in range(count):
-        for name, op in ops.items():
-            alone, whole = measure(1, begin, functools.partial(_call, op, n), commit)
-            times[name][0].extend(alone)
-            times[name][1].extend(whole)
-    results: dict[str, float] = {}
-    for name, (alone, whole) in times.items():
-        results[f"{name}_median"] = statistics.median(alone)
-        results[f"{name}_mean"] = statistics.fmean(alone)
-        results[f"{name}_with_commit"] = statistics.median(whole)
-    results["ratio"] = results["outbox_median"] / results["bare_median"]
-    results["ratio_mean"] = results["outbox_mean"] / results["bare_mean"]
-    results["ratio_statement"] = results["statement_median"] / results["bare_median"]
-    results["ratio_with_commit"] = results["outbox_with_commit"] / results["bare_with_commit"]
+        statements.append((_sql.render(sql, dialect, paramstyle), tuple(params)))
+
+    def publisher(transaction: object) -> Callable[[int], object]:
+        def publish(n: int) -> object:
+            return broadcast.channel(
+                names[n % CHANNELS], DATA, "shipped", send="outbox", transaction=transaction
+            )
+
+        return publish
+
+    ops = [
+        Timed("bare", lambda n: connection.execute(bare_sql, bare_rows[n % CHANNELS])),
+        Timed("statement", lambda n: connection.execute(*statements[n % CHANNELS])),
+        Timed("whole", publisher(tx)),
+    ]
+    if dialect == "sqlite":
+        ops.append(Timed("whole_stdlib", publisher(connection)))
+        clock, timing = time.thread_time_ns, "CPU time (this thread)"
+    else:
+        clock, timing = time.perf_counter_ns, "wall clock"
+    overhead = run_rounds(ops, clock, begin, commit, args.count, args.rounds)
+    us = {timed.label: timed.figure(overhead) / 1000 for timed in ops}
+    lines = [row_line(dialect, "transaction=adapter", timing, us, "whole")]
+    if dialect == "sqlite":
+        stdlib = row_line(dialect, "transaction=sqlite3.Connection", timing, us, "whole_stdlib")
+        lines.append(stdlib)
+        # the parts, in a rotation of their own (with the three above again): the table's
+        # figures are not measured among them
+        parts = [*ops[:3], *breakdown_ops(broadcast, names)]
+        for timed in parts:
+            timed.rounds = []
+        overhead = run_rounds(parts, clock, begin, commit, args.count, args.rounds)
+        lines.append("")
+        lines += breakdown_lines({timed.label: timed.figure(overhead) / 1000 for timed in parts})
     connection.close()
     store.close()
     broadcast.close()
-    return results
+    return lines
+
+
+def row_line(dialect: str, how: str, timing: str, us: dict[str, float], whole: str) -> str:
+    bare, statement, total = us["bare"], us["statement"], us[whole]
+    verdict = "met" if total / bare <= TARGET else "MISSED"
+    return (
+        f"| {dialect} | {how} | {timing} | {bare:.1f} µs | {statement:.1f} µs | "
+        f"{statement / bare:.2f}x | {total:.1f} µs | {total / bare:.2f}x | {verdict} |"
+    )
+
+
+def breakdown_ops(broadcast: Broadcast, names: list[str]) -> list[Timed]:
+    """Each part of the whole call on its own (no INSERT: the adapter runs nothing)."""
+    broadcaster = broadcast.driver()
+    driver = broadcaster.driver
+    nowhere = Nowhere(None, "sqlite", "qmark")
+    pm = broadcast.plugin_manager
+    store = store_for(broadcast)
+    messages = [build_message(driver, name, DATA, "shipped", None) for name in names]
+    for message in messages:
+        message.via = "outbox"
+    built = [new_rows(m, "null", store.partitions, 0.0) for m in messages]
+
+    def deferred(n: int) -> object:  # the core's own broadcasting_defer, not through pluggy
+        return defer(broadcaster, messages[n % CHANNELS], nowhere)
+
+    def hooked(n: int) -> object:  # the same, through pluggy
+        message = messages[n % CHANNELS]
+        return pm.hook.broadcasting_defer(
+            broadcast=broadcast, driver=driver, message=message, transaction=nowhere
+        )
+
+    def encoded(n: int) -> str:
+        return encode_payload(DATA)
+
+    def validated(n: int) -> Message:
+        return build_message(driver, names[n % CHANNELS], DATA, "shipped", None)
+
+    def adapted(n: int) -> object:
+        return pm.hook.broadcasting_transaction(broadcast=broadcast, transaction=nowhere)
+
+    def rows(n: int) -> object:
+        return new_rows(messages[n % CHANNELS], "null", store.partitions, 0.0)
+
+    def params(n: int) -> object:
+        return _sql.insert_params("sqlite", store.table, built[n % CHANNELS])
+
+    def receipt(n: int) -> object:
+        return pending(broadcaster, messages[n % CHANNELS])
+
+    return [
+        Timed("part_encode", encoded),
+        Timed("part_validate", validated),
+        Timed("part_transaction_hook", adapted),
+        Timed("part_defer_hook", hooked),
+        Timed("part_defer", deferred),
+        Timed("part_rows", rows),
+        Timed("part_params", params),
+        Timed("part_receipt", receipt),
+    ]
+
+
+def breakdown_lines(us: dict[str, float]) -> list[str]:
+    """Where the whole call's time goes on SQLite (each part timed alone: a part timed alone
+    may run faster than inside the call, the rest of which then shows it)."""
+    whole = us["whole"]
+    encode = us["part_encode"]
+    validate = us["part_validate"] - encode
+    adapt = us["part_transaction_hook"]
+    pluggy = us["part_defer_hook"] - us["part_defer"]
+    rows, params, receipt = us["part_rows"], us["part_params"], us["part_receipt"]
+    write_rest = us["part_defer"] - rows - params - receipt
+    insert = us["statement"]
+    rest = whole - (encode + validate + adapt + pluggy + us["part_defer"] + insert)
+    parts = [
+        ("validation: channels, event, limits, the message id (`build_message`, "
+         "less the encoding)", validate),
+        ("serialisation: the payload's JSON", encode),
+        ("hooks: `broadcasting_transaction` (pluggy, the adapter)", adapt),
+        ("hooks: `broadcasting_defer`, pluggy's own part", pluggy),
+        ("serialisation: the row (partition, `NewRow`)", rows),
+        ("serialisation: the INSERT's parameters (channels' JSON, statement)", params),
+        ("the pending receipt", receipt),
+        ("the write path's rest: its flow run, checks, the store, the effect", write_rest),
+        ("the outbox INSERT (SQLite)", insert),
+        ("the rest: channel()'s flow run, send mode, effects (and a part's cache misses)", rest),
+    ]  # fmt: skip
+    lines = [
+        "Where the whole call's time goes (SQLite, CPU time; each part timed alone, in turn with "
+        "the bare INSERT, the outbox INSERT and the whole call, timed again for it):",
+        "",
+        "| part | µs | share |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {label} | {value:.1f} | {value / whole:.0%} |" for label, value in parts]
+    lines.append(f"| **the whole call** | **{whole:.1f}** | 100% |")
+    lines.append(
+        f"| (for the target: 1.5x the bare INSERT) | {TARGET * us['bare']:.1f} | "
+        f"{TARGET * us['bare'] / whole:.0%} |"
+    )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=2000, help="publishes per kind")
+    parser.add_argument("--count", type=int, default=2000, help="transactions per operation")
+    parser.add_argument("--rounds", type=int, default=5, help="the figure: least of N medians")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument(
         "--pg",
@@ -179,17 +337,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-targets", action="store_true", help="exit 0 whatever the figures")
     args = parser.parse_args(argv)
-    missed = False
     print(
-        "| database | bare INSERT | outbox publish | ratio (median) | ratio (mean) "
-        "| ratio with COMMIT | outbox INSERT alone |"
+        f"A publish written to the outbox inside an open transaction, per publish "
+        f"({args.count} transactions per operation, least of {args.rounds} rounds' medians):"
     )
-    print("|---|---|---|---|---|---|---|")
+    print()
+    print(
+        "| database | transaction= | timing | bare INSERT | outbox INSERT alone "
+        "| (b) outbox INSERT / bare | whole call | (a) whole call / bare | (a) <= 1.5x |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    missed = False
+    after: list[str] = []
     for dialect in args.databases.split(","):
         with tempfile.TemporaryDirectory() as folder:
             if dialect == "sqlite":
                 path = os.path.join(folder, "outbox.sqlite3")
-                outbox: dict[str, Any] = {"url": f"sqlite:///{path}"}
 
                 def connect(path: str = path) -> Any:
                     conn = sqlite3.connect(path, isolation_level=None)
@@ -197,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     conn.execute("PRAGMA synchronous=NORMAL")
                     return conn
 
-                results = run_one(dialect, outbox, connect, args.count)
+                lines = bench(dialect, {"url": f"sqlite:///{path}"}, connect, args)
             else:
                 import psycopg
 
@@ -206,19 +369,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     admin.execute(f'CREATE SCHEMA "{schema}"')
                 try:
                     outbox = {"url": args.pg, "table": f"{schema}.broadcasting_outbox"}
-                    results = run_one(dialect, outbox, lambda: psycopg.connect(args.pg), args.count)
+                    # autocommit: the BEGIN is the benchmark's (not timed), not psycopg's own
+                    # (which it would send with the first, timed, statement)
+                    lines = bench(
+                        dialect, outbox, lambda: psycopg.connect(args.pg, autocommit=True), args
+                    )
                 finally:
                     with psycopg.connect(args.pg, autocommit=True) as admin:
                         admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        us = 1e6
-        print(
-            f"| {dialect} | {results['bare_median'] * us:.1f} µs | "
-            f"{results['outbox_median'] * us:.1f} µs | {results['ratio']:.2f}x | "
-            f"{results['ratio_mean']:.2f}x | {results['ratio_with_commit']:.2f}x | "
-            f"{results['ratio_statement']:.2f}x |"
-        )
-        missed |= results["ratio"] > TARGET
-    print(f"target: outbox publish <= {TARGET}x a bare INSERT (median, inside the transaction)")
+        rows = [line for line in lines if line.startswith(f"| {dialect} |")]
+        for line in rows:
+            print(line, flush=True)
+            missed |= line.rstrip().endswith("MISSED |")
+        after += lines[len(rows) :]
+    print()
+    print(
+        f"(a): the issue's figure, target <= {TARGET}x. (b): the database's part of it. SQLite: "
+        "CPU time of this thread; PostgreSQL: wall clock (its work is in the server's process)."
+    )
+    for line in after:
+        print(line)
     return 1 if missed and not args.no_targets else 0
 
 

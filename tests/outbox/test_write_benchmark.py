@@ -1,5 +1,6 @@
-"""benchmarks/outbox_write.py runs to the end at a small size (its figures are not checked
-here: docs/benchmarks.md quotes a full run)."""
+"""benchmarks/outbox_write.py runs to the end at a small size and prints both of its figures for
+each database, and where the time goes on SQLite (its figures are not checked here:
+docs/benchmarks.md quotes a full run)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: database | transaction= | timing | bare | outbox INSERT | (b) | whole call | (a) | verdict
+ROW = re.compile(
+    r"^\| (?P<database>\w+) \| transaction=(?P<how>[\w.]+) \| (?P<timing>[^|]+) \| "
+    r"(?P<bare>[\d.]+) µs \| (?P<insert>[\d.]+) µs \| (?P<b>[\d.]+)x \| "
+    r"(?P<whole>[\d.]+) µs \| (?P<a>[\d.]+)x \| (?P<verdict>met|MISSED) \|$",
+    re.MULTILINE,
+)
+
 
 def test_the_write_benchmark_runs(pg_url: str) -> None:
     done = subprocess.run(
@@ -18,17 +27,38 @@ def test_the_write_benchmark_runs(pg_url: str) -> None:
             str(ROOT / "benchmarks" / "outbox_write.py"),
             "--count",
             "40",
+            "--rounds",
+            "2",
             "--pg",
             pg_url,
             "--no-targets",
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    for database in ("sqlite", "postgresql"):
-        line = re.search(rf"^\| {database} \| .* \| (\d+\.\d+)x \|", done.stdout, re.MULTILINE)
-        assert line is not None, done.stdout
-        assert float(line.group(1)) > 0
+    rows = {(m["database"], m["how"]): m for m in ROW.finditer(done.stdout)}
+    assert set(rows) == {
+        ("sqlite", "adapter"),
+        ("sqlite", "sqlite3.Connection"),
+        ("postgresql", "adapter"),
+    }, done.stdout
+    for (database, _), row in rows.items():
+        assert row["timing"] == ("CPU time (this thread)" if database == "sqlite" else "wall clock")
+        bare, insert, whole = float(row["bare"]), float(row["insert"]), float(row["whole"])
+        assert bare > 0 and insert > 0 and whole > 0, row.group(0)
+        # the ratios printed are those of the times printed (to their rounding)
+        assert abs(float(row["b"]) - insert / bare) < 0.01 + 0.06 * insert / bare, row.group(0)
+        assert abs(float(row["a"]) - whole / bare) < 0.01 + 0.06 * whole / bare, row.group(0)
+        assert row["verdict"] == ("met" if float(row["a"]) <= 1.5 else "MISSED"), row.group(0)
+    # where the time goes, on SQLite: a line per part, and the whole call's own line
+    assert "Where the whole call's time goes" in done.stdout
+    for part in ("validation", "serialisation: the payload's JSON", "broadcasting_transaction",
+                 "broadcasting_defer", "the outbox INSERT (SQLite)"):  # fmt: skip
+        assert re.search(rf"^\| [^|]*{re.escape(part)}[^|]* \| -?[\d.]+ \| -?\d+% \|$",
+                         done.stdout, re.MULTILINE), part  # fmt: skip
+    whole = re.search(r"^\| \*\*the whole call\*\* \| \*\*([\d.]+)\*\* \| 100% \|$", done.stdout,
+                      re.MULTILINE)  # fmt: skip
+    assert whole is not None and float(whole.group(1)) > 0  # timed again, among the parts

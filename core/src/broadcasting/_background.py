@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from broadcasting._errors import InputError, PublishError
-from broadcasting._flow import Flow, arun, run
+from broadcasting._flow import Flow, arun, drive, run
 from broadcasting._types import Message, Receipt
 
 if TYPE_CHECKING:
@@ -73,9 +73,44 @@ def send_mode(broadcast: Broadcast, send: str | None, target: object) -> str:
 
 def pending(broadcaster: Broadcaster[Any], message: Message) -> Receipt:
     """The receipt of a message that is yet to be sent."""
+    # positional: made on every deferred publish, and keywords cost more
     return Receipt(
-        broadcaster.name, message.event, message.channels, message.id, via=message.via, pending=True
+        broadcaster.driver.name,
+        message.event,
+        message.channels,
+        message.id,
+        (),
+        0,
+        message.via,
+        True,
     )
+
+
+def defer(
+    broadcaster: Broadcaster[Any], message: Message, transaction: Transaction | None
+) -> Receipt:
+    """The core's ``broadcasting_defer``: send ``message`` after commit, or write it to the
+    outbox (on the caller's path: blocking, or awaited from the bridge)."""
+    via = message.via
+    if via == OUTBOX:
+        write = _outbox_write or _load_outbox_write()
+        return drive(write(broadcaster, message, transaction))
+    if via == AFTER_COMMIT:
+        return drive(after_commit(broadcaster, message, transaction))
+    raise unknown_mode(via)
+
+
+# the outbox's write path, imported by the first outbox publish (the core loads no outbox code
+# before), then kept: an import statement per publish costs a fifth of the write itself
+_outbox_write: Callable[..., Flow[Receipt]] | None = None
+
+
+def _load_outbox_write() -> Callable[..., Flow[Receipt]]:
+    global _outbox_write
+    from broadcasting.outbox._write import write
+
+    _outbox_write = write
+    return write
 
 
 def after_commit(

@@ -39,6 +39,8 @@ from broadcasting._webhooks import WebhookEvent, WebhookHandler
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from broadcasting.outbox import Store
+
 #: How a call names its driver: a name, a :class:`Broadcaster`, or ``None`` for the default.
 DriverRef: TypeAlias = "str | Broadcaster[Any] | None"
 
@@ -83,6 +85,8 @@ class Broadcast(Publishes):
         self.rules = ChannelRules()
         #: The webhook handlers added with :meth:`on_webhook`.
         self.webhook_handlers = _webhooks.WebhookHandlers()
+        # the outbox's store (outbox.store_for), kept here by the first outbox write
+        self._outbox_store: Store | None = None
 
     @overload
     def driver(self, driver: str | None = None) -> Broadcaster[Driver]: ...

@@ -204,15 +204,7 @@ class _CorePlugin:
     def broadcasting_defer(
         self, broadcast: Broadcast, driver: Driver, message: Message, transaction: Any
     ) -> Receipt:
-        broadcaster = broadcast.broadcaster_of(driver)
-        if message.via == _background.AFTER_COMMIT:
-            return drive(_background.after_commit(broadcaster, message, transaction))
-        if message.via == _background.OUTBOX:
-            from broadcasting.outbox import _write  # the outbox's code loads on first use
-
-            written: Receipt = drive(_write.write(broadcaster, message, transaction))
-            return written
-        raise _background.unknown_mode(message.via)
+        return _background.defer(broadcast.broadcaster_of(driver), message, transaction)
 
 
 CORE_PLUGIN = _CorePlugin()

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from broadcasting._background import Transaction, pending
 from broadcasting._errors import ConfigurationError, InputError
@@ -34,7 +35,7 @@ def write(
     transaction given to a blocking call.
     """
     broadcast = broadcaster._broadcast
-    name = broadcaster.name
+    name = broadcaster.driver.name
     if broadcast._named.get(name) is not broadcaster:
         raise InputError(
             f"send='outbox' writes the driver's name, and the relay sends through "
@@ -42,7 +43,9 @@ def write(
             "named in configuration cannot be written to the outbox (configure it as a "
             "driver of its own, or send it another way)"
         )
-    store = store_for(broadcast)
+    store = broadcast._outbox_store
+    if store is None:
+        store = broadcast._outbox_store = store_for(broadcast)  # kept for the next write
     rows = new_rows(message, name, store.partitions, time.time())
     if transaction is None:
         yield _Insert(store, rows)
@@ -118,7 +121,7 @@ class _Execute(Effect):
 
     def run(self) -> None:
         result = self.transaction.execute(self.sql, self.params)
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN and _awaitable(result):
             if inspect.iscoroutine(result):
                 result.close()  # never awaited: nothing was written
             raise TypeError(
@@ -129,5 +132,19 @@ class _Execute(Effect):
 
     async def arun(self) -> None:
         result = self.transaction.execute(self.sql, self.params)
-        if inspect.isawaitable(result):
+        if type(result) not in _PLAIN and _awaitable(result):
             await result
+
+
+#: Types of what ``execute()`` returned that are never awaitable (a DB-API cursor, None...):
+#: found once, so the next INSERT does not ask ``inspect`` again.
+_PLAIN: set[type] = {type(None)}
+
+
+def _awaitable(result: object) -> TypeGuard[Awaitable[Any]]:
+    """Whether ``execute()``'s ``result`` is to be awaited (its type noted if it never is)."""
+    if inspect.isawaitable(result):
+        return True
+    if not isinstance(result, types.GeneratorType) and len(_PLAIN) < 64:
+        _PLAIN.add(type(result))  # a generator is awaitable or not by its flags: never noted
+    return False

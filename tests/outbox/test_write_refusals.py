@@ -1,0 +1,164 @@
+"""Bad input given to ``channel(send="outbox", transaction=...)`` gets the error the same input
+gets with ``send="now"`` (same type, same words), before any hook runs or any row is written:
+the write path's speed-ups skip no check. Real databases (SQLite file, PostgreSQL), the real
+Pusher driver's rules (no request is made: each input is refused before)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from broadcasting import (
+    Broadcast,
+    BroadcastEvent,
+    ConfigurationError,
+    EncryptedPrivateChannel,
+    InputError,
+)
+from broadcasting.hookspecs import hookimpl
+from broadcasting.outbox import store_for
+
+
+class Spy:
+    """Counts the hooks a deferred publish goes through (and lets each pass)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @hookimpl
+    def broadcasting_transaction(self, broadcast: object, transaction: object) -> None:
+        self.calls.append("broadcasting_transaction")
+
+    @hookimpl
+    def broadcasting_defer(self, message: object) -> None:
+        self.calls.append("broadcasting_defer")
+
+
+class Cycle(dict[str, Any]):
+    def __init__(self) -> None:
+        super().__init__()
+        self["me"] = self
+
+
+class WrongChannels(BroadcastEvent):
+    def broadcast_on(self) -> Any:
+        return 42
+
+
+class WrongPayload(BroadcastEvent):
+    def broadcast_on(self) -> Any:
+        return "orders"
+
+    def broadcast_with(self) -> Any:
+        return 3.5
+
+
+class Unserialisable(BroadcastEvent):
+    def broadcast_on(self) -> Any:
+        return "orders"
+
+    def broadcast_with(self) -> Any:
+        return {"when": object()}
+
+
+#: (what is wrong, the call's arguments): each must be refused whichever way it is sent.
+BAD: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("no channels", ([], "x", "e"), {}),
+    ("a channel that is not a str", (["orders", 7], "x", "e"), {}),
+    ("an empty channel name", ("", "x", "e"), {}),
+    ("channels of another type", ({"orders"}, "x", "e"), {}),
+    ("a channel name Pusher refuses", ("orders and more", "x", "e"), {}),
+    ("a channel name too long", ("c" * 300, "x", "e"), {}),
+    ("a lone surrogate in a channel", ("orders-\ud800", "x", "e"), {}),
+    ("an empty event name", ("orders", "x", ""), {}),
+    ("an event name that is not a str", ("orders", "x", 3), {}),
+    ("an event name too long", ("orders", "x", "e" * 300), {}),
+    ("a reserved event name", ("orders", "x", "pusher:subscribe"), {}),
+    ("a payload of another type", ("orders", 42, "e"), {}),
+    ("a payload JSON cannot hold", ("orders", {"when": object()}, "e"), {}),
+    ("NaN in the payload", ("orders", {"x": float("nan")}, "e"), {}),
+    ("a cycle in the payload", ("orders", Cycle(), "e"), {}),
+    ("a lone surrogate in the payload", ("orders", {"name": "a\udc00b"}, "e"), {}),
+    ("a payload over Pusher's limit", ("orders", "x" * 20_000, "e"), {}),
+    ("an encrypted channel without a master key", (EncryptedPrivateChannel("x"), "x", "e"), {}),
+    ("a socket_id that is not one", ("orders", "x", "e"), {"socket_id": "not-a-socket"}),
+    ("an empty socket_id", ("orders", "x", "e"), {"socket_id": ""}),
+    ("an event object with a message too", (WrongPayload(), "x"), {}),
+    ("an event object's channels", (WrongChannels(),), {}),
+    ("an event object's payload type", (WrongPayload(),), {}),
+    ("an event object's payload", (Unserialisable(),), {}),
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def setup(
+    request: pytest.FixtureRequest, outbox_config: Callable[..., dict[str, Any]], adapters: Any
+) -> Iterator[tuple[Broadcast, Spy, Any, Callable[[], int]]]:
+    """A Broadcast on the Pusher driver (nothing listens at its address: no request may be
+    made) whose outbox is a fresh table; the caller's connection with a transaction open
+    (as ``transaction=``), and a count of the outbox's rows as that transaction sees them."""
+    spy = Spy()
+    options = {"app_id": "1", "key": "key", "secret": "secret", "host": "127.0.0.1", "port": 9}
+    outbox = outbox_config(request.param)
+    broadcast = Broadcast(
+        {"DRIVER": "pusher", "DRIVERS": {"pusher": options}, "OUTBOX": outbox},
+        plugins=[adapters.Plugin(), spy],
+    )
+    store = store_for(broadcast)
+    store.create_tables()
+    url = broadcast.config.outbox["url"]
+    if request.param == "sqlite":
+        conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN")
+        transaction = adapters.ConnTransaction(conn, "sqlite", "qmark")
+        table = '"broadcasting_outbox"'
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url)
+        transaction = adapters.ConnTransaction(conn, "postgresql", "format")
+        table = ".".join(f'"{part}"' for part in store.table.split("."))
+
+    def count() -> int:
+        (n,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        return int(n)
+
+    try:
+        yield broadcast, spy, transaction, count
+    finally:
+        conn.rollback() if request.param == "postgresql" else conn.execute("ROLLBACK")
+        conn.close()
+        broadcast.close()
+        store.close()
+
+
+@pytest.mark.parametrize(("what", "args", "kwargs"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_the_same_error_as_now_before_anything_is_written(
+    setup: tuple[Broadcast, Spy, Any, Callable[[], int]],
+    what: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    broadcast, spy, transaction, count = setup
+    with pytest.raises((InputError, ConfigurationError, TypeError)) as now:
+        broadcast.channel(*args, send="now", **kwargs)
+    with pytest.raises(type(now.value)) as outbox:
+        broadcast.channel(*args, send="outbox", transaction=transaction, **kwargs)
+    assert str(outbox.value) == str(now.value), what
+    assert spy.calls == [], what  # refused before the transaction was adapted or deferred
+    assert count() == 0, what
+
+
+def test_good_input_is_written_through_both_hooks(
+    setup: tuple[Broadcast, Spy, Any, Callable[[], int]],
+) -> None:
+    """The control: the same setup writes a good publish (so the refusals above are the
+    input's, not the setup's)."""
+    broadcast, spy, transaction, count = setup
+    receipt = broadcast.channel("orders", {"id": 1}, "e", send="outbox", transaction=transaction)
+    assert receipt.pending and receipt.via == "outbox" and receipt.driver == "pusher"
+    assert spy.calls == ["broadcasting_transaction", "broadcasting_defer"]
+    assert count() == 1
