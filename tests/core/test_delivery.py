@@ -521,3 +521,150 @@ def test_channels_a_plan_leaves_out_are_failed_not_delivered(
     with pytest.raises(PublishError, match=r"plan\(\) did not send") as info:
         publish(broadcaster, mode, ["a", "b", "c"][: len(groups) + 1])
     assert info.value.failed == (("b",) if len(groups) == 1 else ("c",))
+
+
+# -- many publishes planned at once (deliver_each: the outbox relay's way in) ----------
+
+
+def deliver_all(broadcaster: Any, mode: str, messages: list[Any]) -> list[Any]:
+    """``deliver_each`` on the sync path (``run``) or the async one (``arun``)."""
+    from broadcasting._delivery import deliver_each
+    from broadcasting._flow import arun, run
+
+    if mode == "sync":
+        return run(deliver_each(broadcaster, messages))
+    return asyncio.run(arun(deliver_each(broadcaster, messages)))
+
+
+def messages_to(broadcaster: Any, channels: list[Any], data: Any = None) -> list[Any]:
+    """Validated messages, one per entry of ``channels`` (a name or a list of names)."""
+    from broadcasting._validate import build_message
+
+    return [
+        build_message(broadcaster.driver, c, f"m{n}" if data is None else data, "ev", None)
+        for n, c in enumerate(channels)
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deliver_each_packs_first_attempts_into_shared_requests(make: Factory, mode: str) -> None:
+    _, broadcaster, service = make(BATCHING, batch_in_flight=1)
+    messages = messages_to(broadcaster, [f"c{n}" for n in range(25)])
+    results = deliver_all(broadcaster, mode, messages)
+    assert all(isinstance(r, Receipt) for r in results)
+    # packed as they come: 10, 10 and 5 messages, one request each, nothing sent twice
+    assert [len(b.parts) for b in service.requests] == [10, 10, 5]
+    assert service.deliveries() == [f"m{n}" for n in range(25)]
+    assert [r.message_id for r in results] == [m.id for m in messages]
+    assert [r.channels for r in results] == [(f"c{n}",) for n in range(25)]
+    assert all(r.requests == 1 for r in results)
+
+
+def test_deliver_each_keeps_to_batch_in_flight(make: Factory) -> None:
+    _, broadcaster, service = make(BATCHING, batch_in_flight=2)
+    results = deliver_all(
+        broadcaster, "async", messages_to(broadcaster, [f"c{n}" for n in range(60)])
+    )
+    assert all(isinstance(r, Receipt) for r in results)
+    assert len(service.requests) == 6 and service.most_in_flight == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deliver_each_sends_one_bad_message_of_a_shared_request_alone(
+    make: Factory, mode: str
+) -> None:
+    _, broadcaster, service = make(BATCHING, batch_in_flight=1, retries=1)
+    data = [f"m{n}" for n in range(10)]
+    data[4] = "bad"  # the service refuses the whole request for it
+    messages = [messages_to(broadcaster, [f"c{n}"], d)[0] for n, d in enumerate(data)]
+    results = deliver_all(broadcaster, mode, messages)
+    errors = [r for r in results if not isinstance(r, Receipt)]
+    assert len(errors) == 1 and isinstance(errors[0], PublishError)
+    assert errors[0].failed == ("c4",) and errors[0].status == 400
+    assert results[4] is errors[0]
+    # one shared request, then each message alone; the bad one is not retried (a 400)
+    assert len(service.requests) == 11 and len(service.requests[0].parts) == 10
+    assert sorted(service.deliveries()) == sorted(d for d in data if d != "bad")
+    assert all(r.requests == 2 for r in results if isinstance(r, Receipt))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deliver_each_never_resends_a_shared_request_that_may_have_arrived(
+    make: Factory, mode: str
+) -> None:
+    _, broadcaster, service = make(BATCHING, batch_in_flight=1)
+    service.script = ["lost"]
+    results = deliver_all(broadcaster, mode, messages_to(broadcaster, [f"c{n}" for n in range(10)]))
+    assert all(isinstance(r, PublishError) and r.unknown and r.maybe_delivered for r in results)
+    assert len(service.requests) == 1 and len(service.deliveries()) == 10
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deliver_each_retries_a_refused_shared_request_message_by_message(
+    make: Factory, mode: str
+) -> None:
+    _, broadcaster, service = make(BATCHING, batch_in_flight=1, retries=2)
+    service.script = ["refuse"]  # certainly not delivered, worth retrying
+    results = deliver_all(broadcaster, mode, messages_to(broadcaster, [f"c{n}" for n in range(4)]))
+    assert all(isinstance(r, Receipt) and r.requests == 2 for r in results)
+    assert [len(b.parts) for b in service.requests] == [4, 1, 1, 1, 1]
+    assert sorted(service.deliveries()) == [f"m{n}" for n in range(4)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deliver_each_deduplicating_service_gets_unknown_shared_requests_again(
+    make: Factory, mode: str
+) -> None:
+    _, broadcaster, service = make(
+        Capabilities(channels_per_request=10, batch_channels=10, deduplicates=True),
+        deduplicates=True,
+        batch_in_flight=1,
+    )
+    service.script = ["lost"]  # stored, answer lost: sent again, the service drops the repeat
+    results = deliver_all(broadcaster, mode, messages_to(broadcaster, ["a", "b"]))
+    assert all(isinstance(r, Receipt) for r in results)
+    assert service.deliveries() == ["m0", "m1"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deliver_each_sends_fan_out_and_big_messages_as_deliver_does(
+    make: Factory, mode: str
+) -> None:
+    caps = Capabilities(channels_per_request=3, batch_channels=2)
+    _, broadcaster, service = make(caps, batch_in_flight=1)
+    big = [f"f{n}" for n in range(7)]  # three requests of its own
+    pair = ["p0", "p1"]  # fits a shared request
+    results = deliver_all(broadcaster, mode, messages_to(broadcaster, ["a", big, pair, "b"]))
+    assert all(isinstance(r, Receipt) for r in results)
+    assert results[1].requests == 3 and sorted(results[1].channels) == sorted(big)
+    # the others packed in turn: "a" and the pair do not fit one request, nor the pair and "b"
+    others = [
+        [p.channels for p in b.parts] for b in service.requests if b.parts[0].channels[0][0] != "f"
+    ]
+    assert others == [[("a",)], [("p0", "p1")], [("b",)]]
+    assert sorted(ch for ch, _, _ in service.stored) == sorted(["a", "b", *big, *pair])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deliver_each_without_batching_sends_every_message_alone(make: Factory, mode: str) -> None:
+    _, broadcaster, service = make(BATCHING, batch=False)
+    results = deliver_all(broadcaster, mode, messages_to(broadcaster, [f"c{n}" for n in range(5)]))
+    assert all(isinstance(r, Receipt) for r in results)
+    assert [len(b.parts) for b in service.requests] == [1] * 5
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_deliver_each_gives_a_plan_failure_to_its_message_only(make: Factory, mode: str) -> None:
+    _, broadcaster, service = make(BATCHING, batch_in_flight=1)
+    original = broadcaster.driver.plan
+
+    def plan(message: Any) -> list[tuple[str, ...]]:
+        if message.channels == ("boom",):
+            raise RuntimeError("a driver bug")
+        return original(message)
+
+    broadcaster.driver.plan = plan  # type: ignore[method-assign]
+    results = deliver_all(broadcaster, mode, messages_to(broadcaster, ["a", "boom", "b"]))
+    assert isinstance(results[1], RuntimeError)
+    assert isinstance(results[0], Receipt) and isinstance(results[2], Receipt)
+    assert service.deliveries() == ["m0", "m2"]

@@ -400,3 +400,164 @@ async def test_a_database_failure_is_logged_and_the_relay_goes_on(
         await asyncio.wait_for(task, 5)
     assert len(memory.messages) == 3
     assert any("ConnectionError" in r.getMessage() for r in caplog.records)
+
+
+# -- waves: a channel's rows one at a time, held back behind a row that backs off -----------
+
+
+class FailsOnce:
+    """A real plugin (a ``broadcasting_publish`` wrapper) that refuses the first publish of
+    each listed message id as a service that is briefly down would (retryable, certainly
+    not delivered), and notes every publish it saw."""
+
+    def __init__(self, *ids: str) -> None:
+        self.left = set(ids)
+        self.seen: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def broadcasting_publish(self, broadcast: Broadcast, driver: Any, message: Any) -> Any:
+        from broadcasting import PublishError
+
+        self.seen.append(message.id)
+        if message.id in self.left:
+            self.left.discard(message.id)
+            raise PublishError("unavailable", driver=driver.name, status=503, retryable=True)
+        return (yield)
+
+
+def rows_on(store: FakeStore, channels: tuple[str, ...], mid: str) -> None:
+    """One row to ``channels`` (which share a partition), id ``mid``."""
+    (partition,) = {partition_of(c, PARTITIONS) for c in channels}
+    store.insert(
+        [NewRow(partition, 0.0, 0.0, "memory", "e", channels, '{"n":0}', "json", None, mid)]
+    )
+
+
+def sent_on(broadcast: Broadcast, channel: str) -> list[str]:
+    memory = broadcast.driver(BroadcastMemoryDriver).driver
+    return [m.id for m in memory.messages if channel in m.channels]
+
+
+def test_a_row_that_backs_off_holds_back_only_the_rows_after_it_on_its_channels(
+    broadcast: Broadcast,
+) -> None:
+    from broadcasting.outbox._policy import Backoff
+
+    assert partition_of("a", PARTITIONS) == partition_of("c", PARTITIONS)
+    fails = FailsOnce("a1")
+    broadcast.plugin_manager.register(fails)
+    store = FakeStore()
+    for mid, channels in [
+        ("a0", ("a",)),
+        ("c0", ("c",)),
+        ("a1", ("a",)),  # backs off once
+        ("c1", ("c",)),
+        ("a2", ("a",)),
+        ("ac", ("a", "c")),  # after a1 and c1: waits for a1
+        ("c2", ("c",)),  # after ac
+        ("b0", ("b",)),  # another channel: goes
+    ]:
+        rows_on(store, channels, mid)
+    relay = Relay(broadcast, owner="r1", store=store, backoff=Backoff(0.01, 0.02))
+    first = relay.run_once()
+    assert (first.delivered, first.retried, first.fenced) == (4, 1, 3)
+    assert set(fails.seen) == {"a0", "c0", "a1", "c1", "b0"}  # a2, ac, c2 never went
+    held = {r.message_id: r.state for r in store.rows.values()}
+    assert [held[m] for m in ("a1", "a2", "ac", "c2")] == [PENDING] * 4  # none left sending
+    for _ in range(200):
+        if not relay.run_once().busy and set(store.states().values()) == {DELIVERED}:
+            break
+        threading.Event().wait(0.01)
+    assert set(store.states().values()) == {DELIVERED}
+    assert sent_on(broadcast, "a") == ["a0", "a1", "a2", "ac"]
+    assert sent_on(broadcast, "c") == ["c0", "c1", "ac", "c2"]
+    assert sent_on(broadcast, "b") == ["b0"]
+
+
+async def test_running_rows_of_a_channel_never_overlap_even_when_one_backs_off(
+    broadcast: Broadcast,
+) -> None:
+    """Rounds fetched while earlier rows are out, rows on two channels, rows that back off:
+    never two rows of a channel out at once, each channel in order, each row once."""
+    from broadcasting.outbox._policy import Backoff
+
+    slow, fails = Slow(), FailsOnce("m-a-3", "both-5", "m-c-7")
+    broadcast.plugin_manager.register(slow)
+    broadcast.plugin_manager.register(fails)
+    store = FakeStore()
+    store.batch = 7  # small rounds: many of them out at once
+    expected: dict[str, list[str]] = {c: [] for c in "abcd"}
+    for n in range(12):
+        for channel in "abcd":
+            rows_on(store, (channel,), f"m-{channel}-{n}")
+            expected[channel].append(f"m-{channel}-{n}")
+        rows_on(store, ("a", "c"), f"both-{n}")
+        expected["a"].append(f"both-{n}")
+        expected["c"].append(f"both-{n}")
+    relay = Relay(broadcast, owner="r1", store=store, backoff=Backoff(0.01, 0.02))
+    relay.batch = 7
+    task = asyncio.create_task(relay.arun())
+    for _ in range(1000):
+        if set(store.states().values()) == {DELIVERED}:
+            break
+        await asyncio.sleep(0.01)
+    relay.stop()
+    await asyncio.wait_for(task, 10)
+    assert set(store.states().values()) == {DELIVERED}
+    assert slow.overlaps == []
+    for channel in "abcd":
+        assert sent_on(broadcast, channel) == expected[channel]
+    assert relay.stats().retried == 3
+
+
+class MarkFailsOnce(FakeStore):
+    """Its first mark fails as a database that restarts would."""
+
+    failed = False
+
+    def mark_sending(self, owner: str, ids: Sequence[int], now: float) -> list[int]:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("the server closed the connection unexpectedly")
+        return super().mark_sending(owner, ids, now)
+
+
+async def test_a_failure_to_mark_is_logged_and_the_rows_go_later_once_in_order(
+    broadcast: Broadcast, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MarkFailsOnce()
+    for channel in ("a", "b"):
+        write(store, channel, 4)
+    relay = Relay(broadcast, owner="r1", store=store)
+    task = asyncio.create_task(relay.arun())
+    with caplog.at_level(logging.WARNING, "broadcasting.outbox"):
+        for _ in range(1000):
+            if set(store.states().values()) == {DELIVERED}:
+                break
+            await asyncio.sleep(0.01)
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+    assert any("ConnectionError" in r.getMessage() for r in caplog.records)
+    assert set(store.states().values()) == {DELIVERED}
+    for channel in ("a", "b"):
+        assert sent_on(broadcast, channel) == [f"m-{channel}-{n}" for n in range(4)]
+
+
+async def test_stopping_leaves_the_rows_not_gone_pending(broadcast: Broadcast) -> None:
+    slow = Slow()
+    broadcast.plugin_manager.register(slow)
+    store = FakeStore()
+    write(store, "a", 40)  # one channel: one row at a time, 2 ms each
+    relay = Relay(broadcast, owner="r1", store=store)
+    task = asyncio.create_task(relay.arun())
+    memory = broadcast.driver(BroadcastMemoryDriver).driver
+    for _ in range(10_000):  # up to 10 s
+        if len(memory.messages) >= 3:
+            break
+        await asyncio.sleep(0.001)
+    relay.stop()
+    await asyncio.wait_for(task, 10)
+    states = [store.rows[i].state for i in sorted(store.rows)]
+    sent = len(memory.messages)
+    assert 3 <= sent < 40
+    assert states == [DELIVERED] * sent + [PENDING] * (40 - sent)  # nothing left sending

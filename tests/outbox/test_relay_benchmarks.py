@@ -79,8 +79,9 @@ def test_the_soak_checks_catch_a_broken_promise() -> None:
 async def test_the_speed_benchmark_runs(soketi: SoketiServer) -> None:
     with outbox_relay.pg_outbox(outbox_relay.PG_URL, batch=200) as outbox:
         done = await outbox_relay.throughput(soketi, outbox, 400, 20)
-    print(f"{done.per_second:,.0f} publishes/s")
+    print(f"{done.per_second:,.0f} publishes/s, relay {done.cpu_us_per_row:.0f} µs CPU per row")
     assert (done.delivered, done.heard, done.repeats) == (400, 400, 0)
+    assert done.user > 0 and done.cpu_us_per_row > 0  # the relay process's own CPU, measured
     with outbox_relay.pg_outbox(outbox_relay.PG_URL) as outbox:
         lat = await outbox_relay.latency(soketi, outbox, 200, 1.0, 4)
     print(f"p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms")

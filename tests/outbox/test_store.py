@@ -419,3 +419,65 @@ def test_wait_polls_when_it_cannot_listen(caplog: pytest.LogCaptureFixture) -> N
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "polling" in warnings[0]
     assert "hunter2" not in warnings[0]
+
+
+def test_plain_and_other_outcomes_in_one_call(store: Store) -> None:
+    """Delivered rows share one statement per (state, attempts); the others are recorded
+    each with its own columns, in the same call; an earlier failure's reason is cleared."""
+    channels = [f"o{i}" for i in range(60) if partition_of(f"o{i}", 4) == 1][:6]
+    for n, channel in enumerate(channels):
+        put(store, (channel,), f"m{n}")
+    put(store, (channels[0], channels[1]), "both")
+    store.claim("r", NOW, 30)
+    rows = store.fetch("r", [1], NOW, 20)
+    first, second, third, fourth, fifth, sixth, both = rows
+    store.finish("r", [Outcome(second.id, PENDING, None, NOW - 1, "503", 2)], NOW)  # a retry
+    store.finish(
+        "r",
+        [
+            Outcome(first.id, DELIVERED),
+            Outcome(second.id, DELIVERED, attempts=2),  # delivered on its third try
+            Outcome(third.id, DEAD, error="400 bad event", attempts=1),
+            Outcome(fourth.id, DELIVERED),
+            Outcome(fifth.id, UNKNOWN, error="timed out", attempts=0),
+            Outcome(both.id, PENDING, (channels[1],), NOW + 5, "429", 1),
+        ],
+        NOW + 1,
+    )
+    by_id = {r.id: r for state in (DELIVERED, DEAD, UNKNOWN) for r in store.rows(state, 10)}
+    assert {i: (r.state, r.attempts, r.error, r.done_at) for i, r in by_id.items()} == {
+        first.id: (DELIVERED, 0, None, NOW + 1),
+        second.id: (DELIVERED, 2, None, NOW + 1),
+        third.id: (DEAD, 1, "400 bad event", NOW + 1),
+        fourth.id: (DELIVERED, 0, None, NOW + 1),
+        fifth.id: (UNKNOWN, 0, "timed out", NOW + 1),
+    }
+    assert by_id[first.id].channels == first.channels  # kept
+    # the sixth untouched; the shared row waits with one channel left, holding the partition
+    (left,) = store.fetch("r", [1], NOW + 5, 20, skip={sixth.id})
+    assert (left.id, left.channels, left.attempts, left.error, left.available_at) == (
+        both.id,
+        (channels[1],),
+        1,
+        "429",
+        NOW + 5,
+    )
+    assert store.fetch("r", [1], NOW + 4, 20) == [sixth]
+
+
+def test_fetch_with_rows_out_reads_the_others_in_full(store: Store) -> None:
+    """Rows out are left out after a first look at ids alone; the rows read then are the
+    same, column for column, as a fetch without rows out reads."""
+    odd = ('quote"d', "back\\slash", "ünï", "tab\there", "plain")
+    for n in range(12):
+        put(store, (odd[n % len(odd)],), f"m{n}")
+    put(store, ("plain", "ünï", 'quote"d'), "fan")  # a row per partition of its channels
+    store.insert(new_rows(message(("plain",), "some text", id="text"), "ably", 4, NOW))
+    store.claim("r", NOW, 30)
+    everything = store.fetch("r", all_partitions(store), NOW, 100)
+    assert {c for r in everything for c in r.channels} == set(odd)
+    out = {r.id for r in everything[::3]}
+    rest = store.fetch("r", all_partitions(store), NOW, 100, skip=out)
+    assert rest == [r for r in everything if r.id not in out]
+    assert [r.message().data for r in rest if r.message_id == "text"] == ["some text"]
+    assert store.fetch("r", all_partitions(store), NOW, 100, skip={r.id for r in everything}) == []

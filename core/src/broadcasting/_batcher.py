@@ -7,8 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
-from broadcasting._delivery import Attempt, Batch, Part, request
-from broadcasting._errors import PublishError
+from broadcasting._delivery import Attempt, Batch, Part, fits, may_be_ones_fault, request
 from broadcasting._flow import arun
 
 if TYPE_CHECKING:
@@ -29,11 +28,6 @@ class _Pending:
     future: asyncio.Future[Union[Attempt, _Alone]] = field(repr=False)
 
 
-def _may_be_ones_fault(error: PublishError) -> bool:
-    """Whether a shared request's error may come from only one of its publishes."""
-    return not (error.maybe_delivered or error.retryable or error.kind in ("auth", "permission"))
-
-
 class Batcher:
     """Coalesces the first attempts of concurrent publishes of one driver on one loop: up to
     ``in_flight`` requests at once, each taking as many queued publishes as fit in one."""
@@ -42,7 +36,6 @@ class Batcher:
         self._driver = driver
         self._in_flight = in_flight
         self._budget = budget  # requests a first attempt may take (see Batch.budget)
-        self._max_channels = driver.capabilities.batch_channels
         self._max_bytes = driver.capabilities.batch_bytes
         self._queue: deque[_Pending] = deque()
         self._running = 0
@@ -74,14 +67,10 @@ class Batcher:
             if head.future.done():  # its publisher was cancelled before it was sent
                 self._queue.popleft()
                 continue
-            count = len(head.part.channels)
-            if taken and (
-                channels + count > self._max_channels
-                or (self._max_bytes is not None and size + head.size > self._max_bytes)
-            ):
+            if not fits(self._driver.capabilities, channels, size, head.part, head.size):
                 break
             taken.append(self._queue.popleft())
-            channels += count
+            channels += len(head.part.channels)
             size += head.size
         return taken
 
@@ -115,7 +104,7 @@ class Batcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        alone = whole is not None and len(taken) > 1 and _may_be_ones_fault(whole)
+        alone = whole is not None and len(taken) > 1 and may_be_ones_fault(whole)
         for pending, outcome in zip(taken, outcomes, strict=True):
             if not pending.future.done():
                 pending.future.set_result(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from broadcasting._errors import ConfigurationError, PublishError
 from broadcasting._flow import DriverCall, Effect, Flow, Gather, Sleep, arun, run
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from broadcasting._broadcaster import Broadcaster
     from broadcasting._driver import Driver
 
+T = TypeVar("T")
 log = logging.getLogger("broadcasting.delivery")
 _RETRYING = "%s: retrying message %s to %d channel(s) in %.3f s after: %s"
 
@@ -218,24 +219,41 @@ class _Group:
 
 
 def _group(
-    broadcaster: Broadcaster[Any], message: Message, channels: tuple[str, ...], shared: bool = False
+    broadcaster: Broadcaster[Any],
+    message: Message,
+    channels: tuple[str, ...],
+    shared: bool = False,
+    first: Attempt | None = None,
+    spent: int = 0,
 ) -> Flow[_Group]:
-    """Deliver ``message`` to one group of channels: its requests, waits and retries."""
+    """Deliver ``message`` to one group of channels: its requests, waits and retries.
+
+    ``first``: its first attempt, already made in a request shared with other messages
+    (:func:`deliver_each`); ``spent``: requests a shared request took that could not say
+    what became of this message, which is then sent alone (they count in the receipt, not
+    against the retries)."""
     driver = broadcaster.driver
     options = broadcaster.delivery
     # sending again what may have arrived is safe if the service drops a repeat, or allowed
     resend = driver.capabilities.deduplicates or options.at_least_once
-    group = _Group()
+    group = _Group(requests=spent)
     pending = channels
     attempt = used = 0
     maybe: dict[str, PublishError] = {}  # channels an attempt may already have delivered
     while True:
-        batch = Batch((Part(message, pending),), attempt, 1 + max(0, options.retry.retries - used))
-        sent: Attempt = yield Send(driver, batch, broadcaster if shared else None)
+        if first is not None:
+            sent, first = first, None
+        else:
+            retries = options.retry.retries
+            batch = Batch((Part(message, pending),), attempt, 1 + max(0, retries - used))
+            sent = yield Send(driver, batch, broadcaster if shared else None)
         shared = False  # only the first attempt rides a shared request
         outcome, requests, attempts = sent
         group.requests += requests
         used += attempts
+        if outcome is None:  # every channel acknowledged (what the rest would conclude too)
+            group.delivered.extend(pending)
+            return group
         if isinstance(outcome, PublishError):
             refused: Mapping[str, PublishError] = dict.fromkeys(pending, outcome)
         else:
@@ -292,17 +310,28 @@ def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | 
     return error if error.kind in ("auth", "permission") and not error.maybe_delivered else None
 
 
-def deliver(broadcaster: Broadcaster[Any], message: Message) -> Flow[Receipt]:
+def deliver(
+    broadcaster: Broadcaster[Any],
+    message: Message,
+    *,
+    plan: Sequence[tuple[str, ...]] | None = None,
+    first: Attempt | None = None,
+    spent: int = 0,
+) -> Flow[Receipt]:
     """Deliver ``message`` through the driver's ``send``: every channel's outcome, one receipt.
 
     The first group goes alone (it may share a request with other publishes), the rest
-    at once or in turn, and not at all after an auth failure of a whole group.
+    at once or in turn, and not at all after an auth failure of a whole group. ``plan``:
+    the driver's plan of it, if made already; ``first`` and ``spent``: the first group's
+    first attempt made in a shared request (see :func:`_group`).
     """
     driver = broadcaster.driver
-    plan = driver.plan(message)
-    first = yield from _group(broadcaster, message, plan[0], shared=len(plan) == 1)
-    groups = [first]
-    stop = _stops_the_rest(first, plan[0])
+    if plan is None:
+        plan = driver.plan(message)
+    shared = len(plan) == 1 and first is None and not spent
+    head = yield from _group(broadcaster, message, plan[0], shared, first, spent)
+    groups = [head]
+    stop = _stops_the_rest(head, plan[0])
     rest = plan[1:]
     if stop is None and len(rest) > 1 and driver.capabilities.concurrent_requests:
         done: list[_Group] = yield Gather([_group(broadcaster, message, c) for c in rest])
@@ -318,9 +347,20 @@ def deliver(broadcaster: Broadcaster[Any], message: Message) -> Flow[Receipt]:
     return finish(driver, message, groups)
 
 
+def _receipt(driver: Driver, message: Message, ids: tuple[str, ...], requests: int) -> Receipt:
+    """The receipt of ``message``, every channel acknowledged."""
+    return Receipt(driver.name, message.event, message.channels, message.id, ids, requests)
+
+
 def finish(driver: Driver, message: Message, groups: Sequence[_Group]) -> Receipt:
     """The receipt of a publish whose every channel was acknowledged; else raise one error for
     it, with each failed channel's error in its ``causes`` (the first is its ``__cause__``)."""
+    channels = message.channels
+    if len(groups) == 1 and not groups[0].errors:  # one group, every channel acknowledged
+        (group,) = groups
+        delivered = group.delivered
+        if delivered == list(channels) or set(delivered).issuperset(channels):
+            return _receipt(driver, message, tuple(group.ids), group.requests)
     requests = sum(group.requests for group in groups)
     errors: dict[str, PublishError] = {}
     acknowledged: set[str] = set()
@@ -329,7 +369,6 @@ def finish(driver: Driver, message: Message, groups: Sequence[_Group]) -> Receip
         errors.update(group.errors)
         acknowledged.update(group.delivered)
         ids.extend(group.ids)
-    channels = message.channels
     missing = [c for c in channels if c not in errors and c not in acknowledged]
     if missing:
         never = PublishError(
@@ -337,7 +376,7 @@ def finish(driver: Driver, message: Message, groups: Sequence[_Group]) -> Receip
         )
         errors.update(dict.fromkeys(missing, never))
     if not errors:
-        return Receipt(driver.name, message.event, channels, message.id, tuple(ids), requests)
+        return _receipt(driver, message, tuple(ids), requests)
     failed = [c for c in channels if c in errors and not errors[c].maybe_delivered]
     unknown = [c for c in channels if c in errors and errors[c].maybe_delivered]
     delivered = [c for c in channels if c not in errors]
@@ -368,3 +407,146 @@ def finish(driver: Driver, message: Message, groups: Sequence[_Group]) -> Receip
     )
     error.__cause__ = first
     raise error
+
+
+def may_be_ones_fault(error: PublishError) -> bool:
+    """Whether a shared request's error may come from only one of its messages (each is
+    then sent alone, so one bad message fails alone)."""
+    return not (error.maybe_delivered or error.retryable or error.kind in ("auth", "permission"))
+
+
+def fits(capabilities: Capabilities, channels: int, size: int, part: Part, part_size: int) -> bool:
+    """Whether ``part`` (of ``part_size`` bytes) joins a request that carries ``channels``
+    channels and ``size`` bytes so far (a first part always does)."""
+    if not channels:
+        return True
+    if channels + len(part.channels) > capabilities.batch_channels:
+        return False
+    limit = capabilities.batch_bytes
+    return limit is None or size + part_size <= limit
+
+
+def _lane(driver: Driver, batches: Sequence[Batch]) -> Flow[list[_Read]]:
+    """Send ``batches`` one after the other: each one's outcomes."""
+    reads = []
+    for batch in batches:
+        read = yield from request(driver, batch)
+        reads.append(read)
+    return reads
+
+
+def _resumed(flow: Flow[T], effect: Effect) -> Flow[T]:
+    """The rest of ``flow``, which has just yielded ``effect``."""
+    while True:
+        reply: Any = None
+        error: Exception | None = None
+        try:
+            reply = yield effect
+        except Exception as exc:  # thrown into the flow at its yield, as arun() does
+            error = exc
+        try:
+            effect = flow.send(reply) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+
+def _settled(flow: Flow[T]) -> Flow[T | Exception]:
+    """``flow``'s result, or the exception it raised."""
+    try:
+        return (yield from flow)
+    except Exception as exc:
+        return exc
+
+
+def deliver_each(
+    broadcaster: Broadcaster[Any], messages: Sequence[Message]
+) -> Flow[list[Receipt | Exception]]:
+    """Deliver ``messages`` as that many concurrent :func:`deliver` flows would, planned at
+    once: the first attempts of the messages that fit one request share requests (packed
+    as the async batcher packs concurrent publishes), at most ``batch_in_flight`` requests
+    at a time; the rest (retries, fan-out, a message sent alone after its shared request
+    was refused) goes on as in :func:`deliver`, concurrently. No task or future per
+    message: only what needs more than its shared request runs as a flow of its own.
+
+    Returns one result per message, in order: its Receipt, or the exception
+    :func:`deliver` would raise. Calls no hook: that is the caller's business (the
+    outbox relay uses it when only the core implements ``broadcasting_publish``).
+    """
+    driver = broadcaster.driver
+    capabilities = driver.capabilities
+    options = broadcaster.delivery
+    results: list[Receipt | Exception | None] = [None] * len(messages)
+    flows: list[tuple[int, Flow[Receipt]]] = []
+    batches: list[Batch] = []
+    owners: list[list[int]] = []  # each batch's messages (their index)
+    share = capabilities.batches and options.batch
+    budget = 1 + options.retry.retries
+    parts: list[Part] = []
+    taken: list[int] = []
+    channels = size = 0
+    for index, message in enumerate(messages):
+        try:
+            plan = driver.plan(message)
+            if not (share and len(plan) == 1 and len(plan[0]) <= capabilities.batch_channels):
+                flows.append((index, deliver(broadcaster, message, plan=plan)))
+                continue
+            part = Part(message, plan[0])
+            part_size = driver.part_size(part) if capabilities.batch_bytes is not None else 0
+        except Exception as exc:  # a driver's plan() or part_size() failed on this one
+            results[index] = exc
+            continue
+        if not fits(capabilities, channels, size, part, part_size):
+            batches.append(Batch(tuple(parts), budget=budget))
+            owners.append(taken)
+            parts, taken, channels, size = [], [], 0, 0
+        parts.append(part)
+        taken.append(index)
+        channels += len(part.channels)
+        size += part_size
+    if parts:
+        batches.append(Batch(tuple(parts), budget=budget))
+        owners.append(taken)
+    if batches:
+        lanes = min(options.batch_in_flight, len(batches))
+        if lanes == 1:
+            reads = yield from _lane(driver, batches)
+        else:
+            by_lane: list[list[_Read]] = yield Gather(
+                [_lane(driver, batches[lane::lanes]) for lane in range(lanes)]
+            )
+            reads = [by_lane[n % lanes][n // lanes] for n in range(len(batches))]
+        for batch, taken, (outcomes, whole) in zip(batches, owners, reads, strict=True):
+            alone = whole is not None and len(taken) > 1 and may_be_ones_fault(whole)
+            for index, part, outcome in zip(taken, batch.parts, outcomes, strict=True):
+                message = part.message
+                if outcome is None and not alone and part.channels == message.channels:
+                    # every channel acknowledged at once (the usual case): what deliver()
+                    # would conclude, without running it
+                    results[index] = _receipt(driver, message, (), batch.requests)
+                    continue
+                plan = [part.channels]
+                if alone:  # the shared request cannot say: this one goes alone
+                    flow = deliver(broadcaster, part.message, plan=plan, spent=batch.requests)
+                else:
+                    attempt = (outcome, batch.requests, batch.requests)
+                    flow = deliver(broadcaster, part.message, plan=plan, first=attempt)
+                flows.append((index, flow))
+    going: list[tuple[int, Flow[Receipt | Exception]]] = []
+    for index, flow in flows:  # most end here, with no more requests
+        try:
+            effect = flow.send(None)
+        except StopIteration as stop:
+            results[index] = stop.value
+        except Exception as exc:
+            results[index] = exc
+        else:
+            going.append((index, _settled(_resumed(flow, effect))))
+    if going:
+        done: list[Receipt | Exception] = yield Gather([flow for _, flow in going])
+        for (index, _), result in zip(going, done, strict=True):
+            results[index] = result
+    each = [result for result in results if result is not None]
+    if len(each) != len(messages):  # pragma: no cover - every message has its result
+        raise AssertionError("deliver_each lost a message's result")
+    return each

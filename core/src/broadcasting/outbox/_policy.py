@@ -136,8 +136,10 @@ def judge(
     again; else if one may have been delivered, the row is unknown; else it is dead.
     Any other error (a driver that is not configured, a plugin's bug) is dead.
     """
-    if isinstance(result, Receipt):
-        return Verdict(DELIVERED, None, None, None, row.attempts)
+    if isinstance(result, Receipt):  # verdicts are immutable: the usual ones are shared
+        attempts = row.attempts
+        shared = _DELIVERED[attempts] if 0 <= attempts < len(_DELIVERED) else None
+        return shared or Verdict(DELIVERED, None, None, None, attempts)
     attempts = row.attempts + 1
     if not isinstance(result, PublishError):
         return Verdict(DEAD, None, None, describe(result), attempts)
@@ -155,6 +157,9 @@ def judge(
         return Verdict(PENDING, kept, now + wait, describe(result), attempts)
     state = UNKNOWN if maybe and not resend else DEAD
     return Verdict(state, kept, None, describe(result), attempts)
+
+
+_DELIVERED = [Verdict(DELIVERED, None, None, None, attempts) for attempts in range(8)]
 
 
 def describe(error: BaseException) -> str:

@@ -1,22 +1,24 @@
 """The relay: sends the outbox's rows through the core's publish path (docs/background.md).
 
 One round: claim or renew this relay's leases on partitions, fetch up to ``batch`` rows of
-the partitions it holds (each partition's rows up to its first that backs off), then send
-each row in its turn and record its outcome. Every state change is fenced by the lease in
-the store, so a relay that lost its lease while paused changes nothing. The decisions are
-in :mod:`broadcasting.outbox._policy`.
+the partitions it holds (each partition's rows up to its first that backs off), and queue
+them to be sent. Every state change is fenced by the lease in the store, so a relay that
+lost its lease while paused changes nothing. The decisions are in
+:mod:`broadcasting.outbox._policy`.
 
-Order: a row goes once the row before it on each of its channels has finished, so a
+Order: a row is ready once every row before it on each of its channels has finished, so a
 channel's rows go one at a time in id (commit) order while rows of other channels go at
-once, and the core's batcher packs them into shared requests. A row that backs off stops
-the rows after it on its channels (they stay pending, unsent) and holds its partition.
+once. Ready rows go out in *waves*: a wave's rows are marked ``sending`` in one statement
+(unless a repeat is harmless), published together (when only the core implements the
+publish hook, through one call into the core's delivery that packs them into shared
+requests; else each through the hook, which the core's batcher packs), and their outcomes
+recorded in one statement. A row that backs off stops the rows after it on its channels
+(they stay pending, unsent) and holds its partition.
 
-Just before a row goes it is marked ``sending`` (unless a repeat is harmless), and its
-outcome is recorded as soon as it has one; marks and outcomes of rows going at the same
-time share one statement each. So a relay killed at any moment leaves ``sending`` only the
-rows it was sending then. While one round's rows are out, :meth:`Relay.arun` already
-fetches the next round's (at most four rounds out); they wait for the earlier rows on
-their channels.
+So a relay killed at any moment leaves ``sending`` only the rows it was sending then and
+those whose outcome it had not recorded yet. While one round's rows are out,
+:meth:`Relay.arun` already fetches the next round's (at most four rounds out); they wait
+for the earlier rows on their channels.
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from broadcasting import _background
+from broadcasting._delivery import deliver_each
 from broadcasting._errors import BroadcastError
-from broadcasting._flow import arun
+from broadcasting._flow import arun, implements
 from broadcasting._loop import run_sync
-from broadcasting._types import Receipt
+from broadcasting._types import Message, Receipt
 from broadcasting.outbox import _policy
 from broadcasting.outbox._policy import Backoff, Verdict
 from broadcasting.outbox._row import Outcome, Row
@@ -54,6 +57,10 @@ log = logging.getLogger("broadcasting.outbox")
 #: Seconds an outcome waits for others to be recorded with it (not on a row's way out: the
 #: rows after it go at once; what a relay killed meanwhile leaves ``sending`` grows by it).
 RECORD_LINGER = 0.02
+#: Rows a wave sends at most (all are marked ``sending`` before the first goes: a relay
+#: killed meanwhile leaves them for the next to find), and waves out at once.
+WAVE = 250
+WAVES = 1
 
 
 @dataclass
@@ -135,17 +142,24 @@ class Relay:
         self._renewed = float("-inf")  # when the leases were last claimed or renewed
         self._purged = float("-inf")  # when delivered rows past retention were last deleted
         self._stopping = threading.Event()
-        self._inflight: dict[int, int] = {}  # rows marked and not finished yet: id -> partition
-        self._last: dict[str, asyncio.Future[bool]] = {}  # each channel's latest row: go on?
+        self._inflight: dict[int, int] = {}  # rows fetched and not recorded: id -> partition
         self._held: dict[int, float] = {}  # partitions waiting for a row that backs off: until
-        self._broadcasters: dict[str, Broadcaster[Any] | BaseException] = {}
+        self._backing: dict[int, int] = {}  # rows that back off, not recorded yet: partition
+        self._routes: dict[str, _Route] = {}  # per driver name
         self._rounds = self._delivered = self._retried = self._dead = self._unknown = 0
         self._fetched_new = False
+        # the rows queued to go, a channel's one at a time (module docstring)
+        self._tail: dict[str, int] = {}  # each channel's latest row not finished: its id
+        self._after: dict[int, list[Row]] = {}  # the rows waiting for a row (by its id)
+        self._waiting: dict[int, int] = {}  # a waiting row's id: how many it waits for
+        self._blocked: set[int] = set()  # waiting rows that will not go (one before backs off)
+        self._ready: list[Row] = []  # rows whose earlier rows all finished: to go
+        self._round_of: dict[int, _Round] = {}  # each queued row's round
+        self._waves: set[asyncio.Task[None]] = set()
         self._batch_loop: asyncio.AbstractEventLoop | None = None
         self._recording: set[asyncio.Future[None]] = set()  # outcomes being recorded
         self._failed: BaseException | None = None  # an outcome that could not be recorded
-        self._marks: _Batched[int, bool]
-        self._outcomes: _Batched[Outcome, None]
+        self._outcomes: _Batched[Outcome]
 
     def __repr__(self) -> str:
         return f"<Relay {self.owner!r} partitions={list(self.partitions)}>"
@@ -179,7 +193,7 @@ class Relay:
         as a crashed relay's."""
         self._stopping.clear()
         idle = failures = 0
-        rounds: deque[asyncio.Task[RoundStats]] = deque()
+        rounds: deque[asyncio.Future[RoundStats]] = deque()
         try:
             while not self._stopping.is_set():
                 try:
@@ -199,13 +213,14 @@ class Relay:
                             break
                         await asyncio.sleep(0.1)
         finally:
-            if rounds:  # stopping: the requests in flight finish, their rows are recorded
+            self._kick()  # stopping: the rows not gone yet stay as they are
+            if rounds:  # the requests in flight finish, their rows are recorded
                 await asyncio.gather(*rounds, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._recorded()
             await asyncio.to_thread(self._release)
 
-    async def _step(self, rounds: deque[asyncio.Task[RoundStats]], idle: int) -> int:
+    async def _step(self, rounds: deque[asyncio.Future[RoundStats]], idle: int) -> int:
         """Begin a round (at most three still out); wait if it found nothing new. Returns
         how many looks in a row found nothing."""
         if rounds and self._claim_due(time.time()):
@@ -253,8 +268,9 @@ class Relay:
             stats.due = await asyncio.to_thread(self.store.due, self.partitions)
         return stats
 
-    async def _begin(self) -> asyncio.Task[RoundStats]:
-        """Claim, fetch and mark a round's rows; the task that sends and records them."""
+    async def _begin(self) -> asyncio.Future[RoundStats]:
+        """Claim and fetch a round's rows and queue them: the future of its stats, once every
+        row of it went (or will not go)."""
         store = self.store
         now = time.time()
         if self._claim_due(now):
@@ -269,7 +285,10 @@ class Relay:
         self._rounds += 1
         rows: Sequence[Row] = []
         self._held = {p: until for p, until in self._held.items() if until > now}
-        ready = [p for p in self.partitions if p not in self._held]  # not read while held
+        # a partition is not read while it waits, nor before the row it waits for is
+        # recorded as backing off (until then the table would let the rows after it go)
+        waits = {*self._held, *self._backing.values()}
+        ready = [p for p in self.partitions if p not in waits]
         if ready:  # a partition's rows up to its first that backs off
             out = set(self._inflight)  # before the fetch: rows out now may end during it
             limit = self.batch + len(out)  # the rows out come first: skipped
@@ -278,23 +297,30 @@ class Relay:
         self._fetched_new = bool(rows)
         plan = _policy.plan(rows, now, self._resends)
         self._batches()
+        loop = asyncio.get_running_loop()
+        round_ = _Round(stats, len(plan.rows) + len(plan.unknown), loop.create_future())
+        if not round_.left:
+            round_.future.set_result(stats)
         for row in (*plan.rows, *plan.unknown):
             self._inflight[row.id] = row.partition
-        chained = [(row, *self._chain(row)) for row in plan.rows]  # in id order, at once
-        return asyncio.create_task(self._send_round(chained, plan.unknown, stats))
+            self._round_of[row.id] = round_
+        if plan.unknown:  # found in sending: an earlier relay's attempt may have delivered them
+            found = [
+                (row, _policy.maybe_sent(row, "an earlier relay's attempt")) for row in plan.unknown
+            ]
+            self._record(found)
+            for row, verdict in found:
+                self._count(row, verdict)
+        for row in plan.rows:  # in id order
+            self._queue(row)
+        self._kick()
+        return round_.future
 
     def _batches(self) -> None:
-        """This loop's batchers of marks and outcomes (a relay may run on several loops in
-        turn: ``run_once()`` uses the core's background loop)."""
+        """This loop's batcher of outcomes (a relay may run on several loops in turn:
+        ``run_once()`` uses the core's background loop)."""
         loop = asyncio.get_running_loop()
         if self._batch_loop is not loop:
-            store, owner = self.store, self.owner
-
-            def mark(ids: list[int]) -> list[bool]:
-                marked = set(store.mark_sending(owner, ids, time.time()))
-                return [i in marked for i in ids]
-
-            self._marks = _Batched(mark)  # rows going meanwhile share the next statement
             self._outcomes = _Batched(self._finish, RECORD_LINGER)
             self._batch_loop = loop
 
@@ -302,44 +328,160 @@ class Relay:
         """Whether the leases are due for renewal (every second, or a quarter lease)."""
         return now - self._renewed >= min(1.0, self.lease / 4)
 
-    def _chain(self, row: Row) -> tuple[list[asyncio.Future[bool]], asyncio.Future[bool]]:
-        """The rows ``row`` waits for (the latest on each of its channels) and its own future
-        (``True`` once it finished and the rows after it may go; ``False``: they may not)."""
-        before = list({id(f): f for c in row.channels if (f := self._last.get(c))}.values())
-        mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        for channel in row.channels:
-            self._last[channel] = mine
-        return before, mine
+    # -- the queue of rows to send -----------------------------------------------------------
 
-    async def _send_round(
-        self,
-        chained: list[tuple[Row, list[asyncio.Future[bool]], asyncio.Future[bool]]],
-        unknown: list[Row],
-        stats: RoundStats,
-    ) -> RoundStats:
-        """Send a round's rows (each in its turn) and record each outcome as it comes."""
-        found = [self._found_sending(row) for row in unknown]
-        done = await asyncio.gather(*found, *(self._send(*link) for link in chained))
-        verdicts = [item for item in done if item is not None]
-        stats.fenced = sum(1 for item in done if item is None)
-        self._count(verdicts, stats)
-        return stats
+    def _queue(self, row: Row) -> None:
+        """Queue ``row`` (rows come in id order): ready at once, or once the latest row
+        queued before it on each of its channels has finished."""
+        tail, channels = self._tail, row.channels
+        before: tuple[int, ...]
+        if len(channels) == 1:  # the usual row
+            earlier = tail.get(channels[0])
+            tail[channels[0]] = row.id
+            before = () if earlier is None else (earlier,)
+        else:
+            before = tuple({i for c in channels if (i := tail.get(c)) is not None})
+            for channel in channels:
+                tail[channel] = row.id
+        if not before:
+            self._ready.append(row)
+            return
+        self._waiting[row.id] = len(before)
+        after = self._after
+        for earlier in before:
+            waiting = after.get(earlier)
+            if waiting is None:
+                after[earlier] = [row]
+            else:
+                waiting.append(row)
 
-    async def _found_sending(self, row: Row) -> tuple[Row, Verdict]:
-        verdict = _policy.maybe_sent(row, "an earlier relay's attempt")
-        self._record(row, verdict)
-        return row, verdict
+    def _finished(self, row: Row, go_on: bool) -> None:
+        """``row`` finished (``go_on``: the rows after it may go) or will not go (``False``):
+        the rows waiting for it are ready once nothing else holds them; those that may not
+        go (a row before them backs off, or did not go) are let go of, each once every row
+        it waits for has finished, so a channel never has two rows out."""
+        tail, after, waiting, blocked = self._tail, self._after, self._waiting, self._blocked
+        done = [(row, go_on)]
+        while done:
+            row, go_on = done.pop()
+            for channel in row.channels:
+                if tail.get(channel) == row.id:
+                    del tail[channel]
+            for later in after.pop(row.id, ()):
+                if not go_on:
+                    blocked.add(later.id)
+                left = waiting[later.id] - 1
+                if left:
+                    waiting[later.id] = left
+                    continue
+                del waiting[later.id]
+                if later.id in blocked:
+                    blocked.discard(later.id)
+                    self._unsent(later)
+                    done.append((later, False))
+                else:
+                    self._ready.append(later)
 
-    def _record(self, row: Row, verdict: Verdict) -> None:
-        """Record ``row``'s outcome (with others that come meanwhile), without waiting: the
-        row counts as out until it is recorded. :meth:`_recorded` waits for them all."""
-        future = self._outcomes.put(_policy.outcome(row, verdict))  # no task per row
+    def _unsent(self, row: Row) -> None:
+        """``row`` does not go now: it stays as it is (fetched again later) and counts as
+        left alone."""
+        self._inflight.pop(row.id, None)
+        round_ = self._round_of.pop(row.id)
+        round_.stats.fenced += 1
+        round_.settle()
+
+    def _kick(self, send: bool = True) -> None:
+        """Send the rows that are ready, a wave at a time (:data:`WAVES` at once); once
+        stopping (or not ``send``: the loop is going away), they do not go."""
+        if self._stopping.is_set() or not send:
+            while self._ready:
+                ready, self._ready = self._ready, []
+                for row in ready:
+                    self._unsent(row)
+                    self._finished(row, False)
+            return
+        while self._ready and len(self._waves) < WAVES:
+            wave, self._ready = self._ready[:WAVE], self._ready[WAVE:]
+            task = asyncio.get_running_loop().create_task(self._send_wave(wave))
+            self._waves.add(task)
+            task.add_done_callback(self._wave_done)
+
+    def _wave_done(self, task: asyncio.Task[None]) -> None:
+        self._waves.discard(task)
+        self._kick(send=not task.cancelled())
+
+    async def _send_wave(self, rows: list[Row]) -> None:
+        """Send ``rows`` (ready: no two share a channel) and record what became of each. The
+        rows that must be are marked ``sending`` first (one statement); a row whose
+        partition's lease is lost does not go."""
+        judged: list[tuple[Row, Verdict]] = []
+        failure: Exception | None = None
+        try:
+            if self._stopping.is_set():
+                return
+            resends = [(row, self._route(row.driver).resend) for row in rows]
+            marking = [
+                row.id
+                for row, resend in resends
+                if row.state != _policy.SENDING and _policy.must_mark(resend)
+            ]
+            marked: set[int] = set()
+            if marking:
+                marked = set(
+                    await asyncio.to_thread(
+                        self.store.mark_sending, self.owner, marking, time.time()
+                    )
+                )
+            unmarked = set(marking) - marked  # their partition's lease is lost: another has it
+            going = [(row, resend) for row, resend in resends if row.id not in unmarked]
+            results = await self._publish_all([row for row, _ in going])
+            now = time.time()
+            for (row, resend), result in zip(going, results, strict=True):
+                verdict = _policy.judge(row, result, now, resend=resend, backoff=self.backoff)
+                judged.append((row, verdict))
+        except Exception as exc:  # the database, while marking
+            failure = exc
+        finally:  # cancelled too: the rows not judged did not go (those marked stay sending)
+            self._settle_wave(rows, judged, failure)
+
+    def _settle_wave(
+        self, rows: list[Row], judged: list[tuple[Row, Verdict]], failure: Exception | None
+    ) -> None:
+        """Record and count the wave's judged rows; the others did not go. A ``failure``
+        (the database, while marking) reaches every round the wave's rows belong to."""
+        if judged:
+            self._record(judged)
+        sent = {row.id for row, _ in judged}
+        for row in rows:
+            if row.id not in sent:
+                if failure is not None:
+                    self._round_of[row.id].fail(failure)
+                self._unsent(row)
+                self._finished(row, False)
+        for row, verdict in judged:
+            # a row that backs off holds back the rows after it on its channels (order),
+            # and its partition is not read again before it may go
+            go_on = verdict.state != _policy.PENDING or verdict.available_at is None
+            if not go_on and verdict.available_at is not None:
+                until = self._held.get(row.partition, verdict.available_at)
+                self._held[row.partition] = min(until, verdict.available_at)
+                self._backing[row.id] = row.partition
+            self._count(row, verdict)
+            self._finished(row, go_on)
+
+    def _record(self, verdicts: list[tuple[Row, Verdict]]) -> None:
+        """Record the rows' outcomes (with others that come meanwhile), without waiting: the
+        rows count as out until recorded. :meth:`_recorded` waits for them all."""
+        future = self._outcomes.put([_policy.outcome(row, verdict) for row, verdict in verdicts])
         self._recording.add(future)
-        row_id = row.id
+        ids = [row.id for row, _ in verdicts]
+        inflight, backing = self._inflight, self._backing
 
         def recorded(done: asyncio.Future[None]) -> None:
             self._recording.discard(done)
-            self._inflight.pop(row_id, None)
+            for row_id in ids:
+                inflight.pop(row_id, None)
+                backing.pop(row_id, None)
             if not done.cancelled() and done.exception() is not None:
                 self._failed = done.exception()
 
@@ -354,13 +496,13 @@ class Relay:
         if failed is not None:
             raise failed
 
-    def _finish(self, outcomes: list[Outcome]) -> list[None]:
+    def _finish(self, outcomes: list[Outcome]) -> None:
         """Record ``outcomes`` (fenced; blocking), trying a few times if the database fails:
         if it never answers, the rows stay ``sending`` and are treated as a crashed relay's."""
         for attempt in range(5):
             try:
                 self.store.finish(self.owner, outcomes, time.time())
-                return [None] * len(outcomes)
+                return
             except Exception as exc:
                 if attempt == 4:
                     raise
@@ -371,48 +513,52 @@ class Relay:
                     type(exc).__name__,
                 )
                 time.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send(
-        self, row: Row, before: list[asyncio.Future[bool]], mine: asyncio.Future[bool]
-    ) -> tuple[Row, Verdict] | None:
-        """Send ``row`` once the rows before it on its channels finished, then record what
-        became of it. It is marked ``sending`` just before it goes (unless a repeat is
-        harmless); ``None``: not sent, and nothing recorded (a row before it backs off, the
-        relay stops, or its lease was lost: it stays as it is)."""
-        go_on = False
-        verdict: Verdict | None = None
-        try:
-            for earlier in before:
-                if not await asyncio.shield(earlier):
-                    return None
-            if self._stopping.is_set():
-                return None
-            resend = self._resends(row)
-            marking = row.state != _policy.SENDING and _policy.must_mark(resend)
-            if marking and not await self._marks.submit(row.id):
-                return None  # its partition's lease is lost: another relay has it
-            result = await self._publish(row)
-            verdict = _policy.judge(row, result, time.time(), resend=resend, backoff=self.backoff)
-            # a row that backs off holds back the rows after it on its channels (order),
-            # and its partition is not read again before it may go
-            go_on = verdict.state != _policy.PENDING or verdict.available_at is None
-            if not go_on and verdict.available_at is not None:
-                until = self._held.get(row.partition, verdict.available_at)
-                self._held[row.partition] = min(until, verdict.available_at)
-            self._record(row, verdict)
-            return row, verdict
-        finally:
-            if not mine.done():
-                mine.set_result(go_on)
-            for channel in row.channels:
-                if self._last.get(channel) is mine:
-                    del self._last[channel]
-            if verdict is None:
-                self._inflight.pop(row.id, None)  # nothing to record: no longer out
+    # -- publishing --------------------------------------------------------------------------
+
+    async def _publish_all(self, rows: list[Row]) -> list[Receipt | BaseException]:
+        """Publish ``rows`` at once: each one's receipt or error.
+
+        Through the ``broadcasting_publish`` hook, each on its own, if a plugin implements
+        it or watches hook calls; else (only the core delivers) the rows of each driver that
+        sends requests go through one call into the core's delivery, which plans all their
+        requests at once (:func:`~broadcasting._delivery.deliver_each`): what the hook would
+        do for each, without a task, a greenlet switch and futures per row."""
+        results: list[Receipt | BaseException | None] = [None] * len(rows)
+        each: list[int] = []  # through the hook
+        by_driver: dict[str, tuple[Broadcaster[Any], list[int], list[Message]]] = {}
+        plain = _core_alone(self.broadcast)
+        for index, row in enumerate(rows):
+            route = self._route(row.driver)
+            broadcaster = route.broadcaster
+            if not (plain and route.sends) or broadcaster is None:
+                each.append(index)  # (a driver not configured: the hook path says so)
+                continue
+            try:
+                message = row.message()
+            except Exception as exc:  # a body that is not JSON, say
+                self._log_bug(row, exc)
+                results[index] = exc
+                continue
+            group = by_driver.get(row.driver)
+            if group is None:
+                group = by_driver[row.driver] = (broadcaster, [], [])
+            group[1].append(index)
+            group[2].append(message)
+        calls: list[Any] = [self._publish(rows[i]) for i in each]
+        calls += [arun(deliver_each(b, messages)) for b, _, messages in by_driver.values()]
+        done = await asyncio.gather(*calls) if len(calls) > 1 else [await c for c in calls]
+        for index, result in zip(each, done, strict=False):
+            results[index] = result
+        for (_, indexes, _), outcomes in zip(by_driver.values(), done[len(each) :], strict=True):
+            for index, outcome in zip(indexes, outcomes, strict=True):
+                if not isinstance(outcome, Receipt):
+                    self._log_bug(rows[index], outcome)
+                results[index] = outcome
+        return [r if r is not None else AssertionError("no result") for r in results]
 
     async def _publish(self, row: Row) -> Receipt | BaseException:
-        """Publish one row through the core (its delivery, retries, batching and hooks)."""
+        """Publish one row through the hook (the core's delivery, retries, batching)."""
         try:
             broadcaster = self._broadcaster(row)
             message = row.message()
@@ -420,67 +566,79 @@ class Relay:
             receipt: Receipt = await arun(broadcaster.publish_message(message))
             return receipt
         except Exception as exc:
-            if not isinstance(exc, BroadcastError):  # a plugin's bug: its traceback says where
-                log.error("relay %s: publishing row %s raised", self.owner, row.id, exc_info=exc)
+            self._log_bug(row, exc)
             return exc
 
-    def _broadcaster(self, row: Row) -> Broadcaster[Any]:
-        name = row.driver
-        found = self._broadcasters.get(name)
-        if found is None:
+    def _log_bug(self, row: Row, result: object) -> None:
+        """Log ``result`` with its traceback if it is an exception but not the library's own
+        error (a plugin's bug: its traceback says where)."""
+        if isinstance(result, Exception) and not isinstance(result, BroadcastError):
+            log.error("relay %s: publishing row %s raised", self.owner, row.id, exc_info=result)
+
+    def _route(self, name: str) -> _Route:
+        """How rows for driver ``name`` go (found once, kept)."""
+        route = self._routes.get(name)
+        if route is None:
             try:
-                found = self.broadcast.driver(name)
+                broadcaster = self.broadcast.driver(name)
             except BroadcastError as exc:  # not configured here: every row for it is dead
-                found = exc
-            self._broadcasters[name] = found
-        if isinstance(found, BaseException):
-            raise found
-        return found
+                route = _Route(None, exc, False, False)
+            else:
+                caps, delivery = broadcaster.driver.capabilities, broadcaster.delivery
+                resend = caps.deduplicates or delivery.at_least_once
+                route = _Route(broadcaster, None, resend, _sends(broadcaster))
+            self._routes[name] = route
+        return route
+
+    def _broadcaster(self, row: Row) -> Broadcaster[Any]:
+        route = self._route(row.driver)
+        if route.broadcaster is None:
+            raise route.error or BroadcastError(f"no driver {row.driver!r}")
+        return route.broadcaster
 
     def _resends(self, row: Row) -> bool:
         """Whether sending ``row`` twice is harmless: its driver de-duplicates message ids,
         or its ``at_least_once`` delivery option is on."""
-        try:
-            broadcaster = self._broadcaster(row)
-        except BroadcastError:
-            return False
-        return bool(
-            broadcaster.driver.capabilities.deduplicates or broadcaster.delivery.at_least_once
-        )
+        return self._route(row.driver).resend
 
-    def _count(self, verdicts: Sequence[tuple[Row, Verdict]], stats: RoundStats) -> None:
-        for row, verdict in verdicts:
-            state = verdict.state
-            if state == _policy.DELIVERED:
-                stats.delivered += 1
-            elif state == _policy.PENDING:
-                stats.retried += verdict.available_at is not None
-            elif state == _policy.DEAD:
-                stats.dead += 1
-                log.error(
-                    "relay %s: outbox row %s (message %s, driver %s, channels %s) is dead: %s",
-                    self.owner,
-                    row.id,
-                    row.message_id,
-                    row.driver,
-                    ", ".join(verdict.channels_left or row.channels),
-                    verdict.error,
-                )
-            elif state == _policy.UNKNOWN:
-                stats.unknown += 1
-                log.warning(
-                    "relay %s: outbox row %s (message %s, driver %s, channels %s) is unknown: %s",
-                    self.owner,
-                    row.id,
-                    row.message_id,
-                    row.driver,
-                    ", ".join(verdict.channels_left or row.channels),
-                    verdict.error,
-                )
-        self._delivered += stats.delivered
-        self._retried += stats.retried
-        self._dead += stats.dead
-        self._unknown += stats.unknown
+    def _count(self, row: Row, verdict: Verdict) -> None:
+        """Count ``row``'s verdict in its round and this relay's totals, log a dead or unknown
+        row, and settle the row in its round."""
+        round_ = self._round_of.pop(row.id)
+        stats = round_.stats
+        state = verdict.state
+        if state == _policy.DELIVERED:
+            stats.delivered += 1
+            self._delivered += 1
+        elif state == _policy.PENDING:
+            retried = verdict.available_at is not None
+            stats.retried += retried
+            self._retried += retried
+        elif state == _policy.DEAD:
+            stats.dead += 1
+            self._dead += 1
+            log.error(
+                "relay %s: outbox row %s (message %s, driver %s, channels %s) is dead: %s",
+                self.owner,
+                row.id,
+                row.message_id,
+                row.driver,
+                ", ".join(verdict.channels_left or row.channels),
+                verdict.error,
+            )
+        elif state == _policy.UNKNOWN:
+            stats.unknown += 1
+            self._unknown += 1
+            log.warning(
+                "relay %s: outbox row %s (message %s, driver %s, channels %s) is unknown: %s",
+                self.owner,
+                row.id,
+                row.message_id,
+                row.driver,
+                ", ".join(verdict.channels_left or row.channels),
+                verdict.error,
+            )
+        round_.settle()
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -502,31 +660,86 @@ class Relay:
         return await asyncio.to_thread(self.stats)
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """How rows for one driver name go: its broadcaster (or the error that says why there is
+    none), whether sending a row twice is harmless (the driver de-duplicates message ids,
+    or ``at_least_once`` is on), and whether the core delivers for it (its driver sends
+    requests) rather than the driver publishing in process."""
+
+    broadcaster: Broadcaster[Any] | None
+    error: BroadcastError | None
+    resend: bool
+    sends: bool
+
+
+def _core_alone(broadcast: Broadcast) -> bool:
+    """Whether only the core implements ``broadcasting_publish`` and no hook-call monitor
+    (pluggy's tracing) watches: then calling the hook is calling the core's delivery."""
+    pm = broadcast.plugin_manager
+    if len(pm.hook.broadcasting_publish.get_hookimpls()) != 1:
+        return False
+    try:  # pluggy's own call loop, which add_hookcall_monitoring() replaces
+        from pluggy._callers import _multicall
+    except ImportError:  # another pluggy: never skip the hook
+        return False
+    return getattr(pm, "_inner_hookexec", None) is _multicall
+
+
+def _sends(broadcaster: Broadcaster[Any]) -> bool:
+    """Whether the core delivers for ``broadcaster`` (its driver sends requests), rather than
+    the driver publishing in process."""
+    driver = broadcaster.driver
+    return implements(driver, "send") or implements(driver, "asend")
+
+
+class _Round:
+    """A round's rows on their way: its stats, how many rows are still to settle, the future
+    of its stats (or of the first failure of the database while sending them)."""
+
+    __slots__ = ("error", "future", "left", "stats")
+
+    def __init__(self, stats: RoundStats, left: int, future: asyncio.Future[RoundStats]) -> None:
+        self.stats = stats
+        self.left = left
+        self.future = future
+        self.error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+
+    def settle(self) -> None:
+        """One more row settled (sent and judged, or not going)."""
+        self.left -= 1
+        if self.left == 0 and not self.future.done():
+            if self.error is not None:
+                self.future.set_exception(self.error)
+            else:
+                self.future.set_result(self.stats)
+
+
 T = TypeVar("T")
-R = TypeVar("R")
 
 
-class _Batched(Generic[T, R]):
-    """One blocking call (in a thread) for every item submitted while the previous call ran:
-    a call at a time, each taking every item waiting. ``call(items)`` returns one result per
-    item; an exception reaches every submitter of that call."""
+class _Batched(Generic[T]):
+    """One blocking call (in a thread) for every item put while the previous call ran: a
+    call at a time, each taking every item waiting, after ``linger`` seconds for more to
+    come. An exception of a call reaches the future of every list of items it took."""
 
-    def __init__(self, call: Callable[[list[T]], Sequence[R]], linger: float = 0.0) -> None:
+    def __init__(self, call: Callable[[list[T]], None], linger: float = 0.0) -> None:
         self._call = call
         self._linger = linger
-        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._waiting: list[tuple[list[T], asyncio.Future[None]]] = []
         self._running: asyncio.Task[None] | None = None
 
-    async def submit(self, item: T) -> R:
-        """``item``'s result, from the next call."""
-        return await self.put(item)
-
-    def put(self, item: T) -> asyncio.Future[R]:
-        """The future of ``item``'s result, from the next call (on the running loop)."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, future))
+    def put(self, items: list[T]) -> asyncio.Future[None]:
+        """The future of ``items``' call (on the running loop)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((items, future))
         if self._running is None:
-            self._running = asyncio.create_task(self._drain())
+            self._running = loop.create_task(self._drain())
         return future
 
     async def _drain(self) -> None:
@@ -536,14 +749,14 @@ class _Batched(Generic[T, R]):
                     await asyncio.sleep(self._linger)  # items coming soon join this call
                 taken, self._waiting = self._waiting, []
                 try:
-                    results = await asyncio.to_thread(self._call, [item for item, _ in taken])
+                    await asyncio.to_thread(self._call, [i for items, _ in taken for i in items])
                 except Exception as exc:
                     for _, future in taken:
                         if not future.done():
                             future.set_exception(exc)
                     continue
-                for (_, future), result in zip(taken, results, strict=True):
+                for _, future in taken:
                     if not future.done():
-                        future.set_result(result)
+                        future.set_result(None)
         finally:
             self._running = None

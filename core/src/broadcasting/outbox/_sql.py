@@ -363,6 +363,38 @@ def fetch(table: str, partitions: int) -> str:
 
 
 @lru_cache(maxsize=256)
+def heads(table: str, partitions: int) -> str:
+    """:func:`fetch`, but only each row's id, partition and available_at (to pick the rows
+    to read in full when many of them are already out)."""
+    one = (
+        f'SELECT id, "partition", available_at FROM {_q(table)} WHERE "partition" = ? '
+        f"AND state IN ({_OPEN}) ORDER BY id LIMIT ?"
+    )
+    return " UNION ALL ".join(f"SELECT * FROM ({one}) AS h{i}" for i in range(partitions))
+
+
+@lru_cache(maxsize=64)
+def open_rows_any(table: str) -> str:
+    """PostgreSQL: the rows of the id array ``?`` that are still open."""
+    return (
+        f"SELECT {_SELECT} FROM {_q(table)} WHERE id = ANY(CAST(? AS BIGINT[])) "
+        f"AND state IN ({_OPEN})"
+    )
+
+
+@lru_cache(maxsize=256)
+def open_rows(table: str, ids: int) -> str:
+    """The listed rows that are still open."""
+    return f"SELECT {_SELECT} FROM {_q(table)} WHERE id IN ({_marks(ids)}) AND state IN ({_OPEN})"
+
+
+def id_array(ids: Sequence[int]) -> str:
+    """``ids`` as a PostgreSQL array literal, to ``CAST(? AS BIGINT[])``: a text parameter
+    costs a fifth of a list of ints, which the driver dumps one by one."""
+    return "{" + ",".join(map(str, map(int, ids))) + "}"
+
+
+@lru_cache(maxsize=256)
 def due(table: str, partitions: int) -> str:
     """The earliest ``available_at`` of each listed partition's first open row."""
     one = (
@@ -407,6 +439,27 @@ def mark_sending_any(table: str) -> str:
     return (
         f"UPDATE {_q(table)} SET state = ? WHERE id = ANY(CAST(? AS BIGINT[])) "
         f'AND state IN ({_OPEN}) AND "partition" = ANY({_held_array(table)}) RETURNING id'
+    )
+
+
+@lru_cache(maxsize=64)
+def finish_plain_any(table: str) -> str:
+    """PostgreSQL, one statement for many rows with the same plain outcome (channels and
+    available_at kept, no error): state ``?``, attempts ``?``, done_at ``?`` for the rows of
+    the id array ``?`` that are open in a partition owner ``?`` holds at ``?``."""
+    return (
+        f"UPDATE {_q(table)} SET state = ?, error = NULL, attempts = ?, done_at = ? "
+        f"WHERE id = ANY(CAST(? AS BIGINT[])) AND state IN ({_OPEN}) "
+        f'AND "partition" = ANY({_held_array(table)})'
+    )
+
+
+@lru_cache(maxsize=256)
+def finish_plain(table: str, ids: int, partitions: int) -> str:
+    """:func:`finish_plain_any` with the ids and the (held) partitions listed."""
+    return (
+        f"UPDATE {_q(table)} SET state = ?, error = NULL, attempts = ?, done_at = ? "
+        f"WHERE id IN ({_marks(ids)}) AND state IN ({_OPEN}) AND {_in_held(partitions)}"
     )
 
 

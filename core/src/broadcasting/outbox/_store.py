@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import operator
 import os
 import threading
 import time
@@ -621,31 +622,44 @@ class Store:
         result, but one not available at ``now`` still holds back the rest. ``owner`` is
         not checked here: the changes that follow are fenced.
 
-        See :meth:`due` for when a held-back partition's first row is available."""
+        See :meth:`due` for when a held-back partition's first row is available.
+
+        With ``skip``, each row's id, partition and availability are read first, then only
+        the rows to return in full (a relay fetching while rows are out would otherwise
+        read those again and again)."""
         del owner
         if not partitions:
             return []
         each = max(1, math.ceil(limit / len(partitions)))
+        listing = _sql.heads if skip else _sql.fetch
+        at = 2 if skip else 3  # available_at's column (_sql.COLUMNS for the full rows)
         found: list[tuple[Any, ...]] = []
         with self._transaction(write=False) as run:
             for chunk in _chunks(sorted(partitions), 64):
                 params = [v for p in chunk for v in (p, each)]
-                found += run(_sql.fetch(self.table, len(chunk)), *params)
-        # columns: id, partition, created, available_at, ... (_sql.COLUMNS); a Row is made
-        # only for a row returned
-        found.sort(key=lambda r: (int(r[1]), int(r[0])))
-        rows: list[Row] = []
-        blocked: set[int] = set()
-        for raw in found:
-            partition = int(raw[1])
-            if partition in blocked:
-                continue
-            if float(raw[3]) > now:
-                blocked.add(partition)
-                continue
-            if int(raw[0]) not in skip:
-                rows.append(_row(raw))
-        return rows
+                found += run(listing(self.table, len(chunk)), *params)
+            found.sort(key=_by_place)
+            picked: list[tuple[Any, ...]] = []
+            blocked: set[int] = set()
+            for raw in found:
+                partition = int(raw[1])
+                if partition in blocked:
+                    continue
+                if float(raw[at]) > now:
+                    blocked.add(partition)
+                    continue
+                if int(raw[0]) not in skip:
+                    picked.append(raw)
+            if skip and picked:  # now those rows in full (still open: only this relay
+                ids = [int(raw[0]) for raw in picked]  # changes them, fenced)
+                if self.dialect == _sql.POSTGRESQL:
+                    picked = run(_sql.open_rows_any(self.table), _sql.id_array(ids))
+                else:
+                    picked = []
+                    for part in _chunks(ids, CHUNK):
+                        picked += run(_sql.open_rows(self.table, len(part)), *part)
+                picked.sort(key=_by_place)
+        return [_row(raw) for raw in picked]  # a Row only for a row returned
 
     def due(self, partitions: Sequence[int]) -> float | None:
         """The earliest ``available_at`` of the first open row of each of ``partitions``:
@@ -671,7 +685,7 @@ class Store:
         if self.dialect == _sql.POSTGRESQL:  # one statement, the ids as one array
             with self._transaction(write=True) as run:
                 sql = _sql.mark_sending_any(self.table)
-                return [i for (i,) in run(sql, SENDING, list(ids), owner, now)]
+                return [i for (i,) in run(sql, SENDING, _sql.id_array(ids), owner, now)]
         marked: list[int] = []
         with self._transaction(write=True) as run:
             held = self._held(run, owner, now)
@@ -691,28 +705,48 @@ class Store:
         now``; a pending one (a retry) keeps none."""
         if not outcomes:
             return
-        if self.dialect == _sql.POSTGRESQL and len({o.id for o in outcomes}) == len(outcomes):
-            # one statement: the outcomes as seven arrays, unnested
-            done = (DELIVERED, DEAD, UNKNOWN)
-            columns = (
-                [o.id for o in outcomes],
-                [o.state for o in outcomes],
-                [
-                    None if o.channels_left is None else encode_channels(o.channels_left)
-                    for o in outcomes
-                ],
-                [o.available_at for o in outcomes],
-                [o.error for o in outcomes],
-                [o.attempts for o in outcomes],
-                [now if o.state in done else None for o in outcomes],
-            )
+        done = (DELIVERED, DEAD, UNKNOWN)
+        # the usual outcome is plain (delivered: channels and available_at kept, no error):
+        # those with the same state and attempts share one statement, their ids one array
+        plain: dict[tuple[int, int], list[int]] = {}
+        rest: list[Outcome] = []
+        twice = len({o.id for o in outcomes}) != len(outcomes)  # the same row: in turn
+        for o in outcomes:
+            kept = o.channels_left is None and o.available_at is None
+            if kept and o.error is None and not twice:
+                plain.setdefault((o.state, o.attempts), []).append(o.id)
+            else:
+                rest.append(o)
+        if self.dialect == _sql.POSTGRESQL and not twice:
             with self._transaction(write=True) as run:
-                run(_sql.finish_unnest(self.table), *columns, owner, now)
+                sql = _sql.finish_plain_any(self.table)
+                for (state, attempts), ids in plain.items():
+                    finished = now if state in done else None
+                    run(sql, state, attempts, finished, _sql.id_array(ids), owner, now)
+                if rest:  # one statement: the outcomes as seven arrays, unnested
+                    columns = (
+                        [o.id for o in rest],
+                        [o.state for o in rest],
+                        [
+                            None if o.channels_left is None else encode_channels(o.channels_left)
+                            for o in rest
+                        ],
+                        [o.available_at for o in rest],
+                        [o.error for o in rest],
+                        [o.attempts for o in rest],
+                        [now if o.state in done else None for o in rest],
+                    )
+                    run(_sql.finish_unnest(self.table), *columns, owner, now)
             return
         with self._transaction(write=True) as run:
             held = self._held(run, owner, now)
             if not held:
                 return
+            for (state, attempts), ids in plain.items():
+                finished = now if state in done else None
+                for part in _chunks(ids, CHUNK):
+                    sql = _sql.finish_plain(self.table, len(part), len(held))
+                    run(sql, state, attempts, finished, *part, *held)
             params = [
                 (
                     o.state,
@@ -720,13 +754,14 @@ class Store:
                     o.available_at,
                     o.error,
                     o.attempts,
-                    now if o.state in (DELIVERED, DEAD, UNKNOWN) else None,
+                    now if o.state in done else None,
                     o.id,
                     *held,
                 )
-                for o in outcomes
+                for o in rest
             ]
-            run.many(_sql.finish(self.table, len(held)), params)
+            if params:
+                run.many(_sql.finish(self.table, len(held)), params)
 
     # -- waking ---------------------------------------------------------------------------
 
@@ -854,6 +889,10 @@ class _Tx:
         self.cursor.many(_rendered(sql, self.dialect, self.paramstyle), params)
 
 
+#: A row's place, (partition, id), from its columns (id and partition come first).
+_by_place = operator.itemgetter(1, 0)
+
+
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -884,7 +923,7 @@ def _row(values: Sequence[Any]) -> Row:
         float(available_at),
         driver,
         event,
-        decode_channels(channels),
+        _channels(channels),
         body,
         data_kind,
         socket_id,
@@ -894,6 +933,16 @@ def _row(values: Sequence[Any]) -> Row:
         error,
         None if done_at is None else float(done_at),
     )
+
+
+def _channels(text: str) -> tuple[str, ...]:
+    """A ``channels`` column's names; one name with nothing to unescape (the usual row)
+    without the JSON decoder."""
+    if len(text) >= 4 and text[:2] == '["' and text[-2:] == '"]':
+        name = text[2:-2]
+        if '"' not in name and "\\" not in name:
+            return (name,)
+    return decode_channels(text)
 
 
 _rendered_cache: dict[tuple[str, str, str], str] = {}
