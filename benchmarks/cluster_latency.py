@@ -118,6 +118,7 @@ class Settings:
     topologies: tuple[str, ...] = ("cluster", "single")
     settle: float = 3.0  #: seconds without a new arrival after which the run's tally closes
     timeout: float = 0.0  #: the driver's ``timeout``; 0: the driver's default
+    linger: float = 0.0  #: the core's ``batch_linger`` (async publishes only)
 
     @property
     def channel_count(self) -> int:
@@ -126,7 +127,10 @@ class Settings:
     @property
     def driver_options(self) -> dict[str, Any]:
         """What the run changes in the driver's options."""
-        return {"timeout": self.timeout} if self.timeout else {}
+        options: dict[str, Any] = {"timeout": self.timeout} if self.timeout else {}
+        if self.linger:
+            options["batch_linger"] = self.linger
+        return options
 
     @property
     def per_publisher(self) -> int:
@@ -896,6 +900,9 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         "--timeout", type=float, default=0.0, help="the driver's timeout (default: its own)"
     )
     parser.add_argument(
+        "--linger", type=float, default=0.0, help="batch_linger seconds (async; default 0)"
+    )
+    parser.add_argument(
         "--json",
         nargs="?",
         const=str(RESULTS),
@@ -927,6 +934,7 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         topologies=kinds,
         settle=args.settle,
         timeout=args.timeout,
+        linger=args.linger,
     )
     return settings, args
 
@@ -941,6 +949,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.2f}"
     )
     print(f"Method: {METHOD}")
+    print(f"Async publishes: batch_linger {settings.linger:g} s (--linger)")
     try:
         results = benchmark(settings)
     except RedisUnavailable as exc:

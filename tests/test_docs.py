@@ -795,6 +795,7 @@ def test_publishing_documents_the_delivery_options() -> None:
         "at_least_once": str(real.at_least_once),
         "batch": str(real.batch),
         "batch_in_flight": str(real.batch_in_flight),
+        "batch_linger": f"{real.batch_linger:g}",
     }
 
 

@@ -18,7 +18,7 @@ from http_proxy import CountingProxy
 from pusher_ws import Received, Subscribe
 from soketi_server import SoketiServer
 
-from broadcasting import Broadcast, PublishError
+from broadcasting import Broadcast, ConfigurationError, PublishError
 from broadcasting.drivers import BroadcastPusherDriver
 from broadcasting_pusher import _transport
 
@@ -352,3 +352,55 @@ async def test_batch_off_sends_one_request_per_publish(
         await broadcast.aclose()
     posts = proxy.posts()
     assert len(posts) == 20 and all("/events?" in p.path for p in posts)
+
+
+# -- batch_linger: a request waits for others to fill it ---------------------------------
+
+
+@pytest.fixture
+def lingering(soketi: SoketiServer, proxy: CountingProxy) -> Any:
+    options = soketi.driver_options(port=proxy.port, batch_linger=0.5)
+    with Broadcast(seed_config(options)) as broadcast:
+        yield broadcast
+
+
+async def test_publishes_spread_over_the_linger_share_one_request(
+    lingering: Broadcast, proxy: CountingProxy, subscribe: Subscribe
+) -> None:
+    channels = [f"l-{i}" for i in range(6)]
+    sub = await subscribe(*channels)
+    tasks = []
+    for channel in channels:  # one at a time, as requests come to a server: none waits on
+        tasks.append(asyncio.create_task(lingering.achannel(channel, {"to": channel}, "lingered")))
+        await asyncio.sleep(0.02)  # another, yet all within the first one's linger
+    receipts = await asyncio.gather(*tasks)
+    assert [r.channels for r in receipts] == [(c,) for c in channels]
+    assert sorted(e.channel for e in await sub.events(6)) == channels
+    (post,) = proxy.posts()
+    assert "/batch_events?" in post.path and len(post.json()["batch"]) == 6
+
+
+async def test_a_full_request_does_not_wait_out_the_linger(
+    soketi: SoketiServer, proxy: CountingProxy, subscribe: Subscribe
+) -> None:
+    # a linger far longer than the test's own timeout: only a full request can go out
+    options = soketi.driver_options(port=proxy.port, batch_linger=1.0)
+    channels = [f"f-{i}" for i in range(10)]
+    sub = await subscribe(*channels)
+    with Broadcast(seed_config(options)) as broadcast:
+        started = asyncio.get_running_loop().time()
+        sent = asyncio.gather(*(broadcast.achannel(c, "full") for c in channels))
+        await asyncio.wait_for(sent, timeout=30)
+        waited = asyncio.get_running_loop().time() - started
+        await broadcast.aclose()
+    assert len(await sub.events(10)) == 10
+    (post,) = proxy.posts()
+    assert len(post.json()["batch"]) == 10
+    # 10 channels fill a request: it left when the tenth came, not after the linger
+    assert waited < 1.0, f"a full request waited {waited:.2f} s"
+
+
+@pytest.mark.parametrize("linger", [-0.1, 1.5, "0.01", True, None])
+def test_batch_linger_is_checked(soketi: SoketiServer, linger: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"batch_linger.*seconds from 0 to 1"):
+        Broadcast(seed_config(soketi.driver_options(batch_linger=linger))).driver("pusher")

@@ -1,4 +1,7 @@
-"""Micro-batching (docs/publishing.md): concurrent async publishes share a first attempt."""
+"""Micro-batching (docs/publishing.md): concurrent async publishes share a first attempt.
+
+With ``batch_linger`` a request also waits up to that long after its first publish for others
+to fill it (as a Kafka producer's ``linger.ms``): fewer, fuller requests for a bounded delay."""
 
 from __future__ import annotations
 
@@ -26,15 +29,21 @@ class _Pending:
     part: Part
     size: int
     future: asyncio.Future[Union[Attempt, _Alone]] = field(repr=False)
+    since: float = 0.0  #: the loop's time when it was queued
 
 
 class Batcher:
     """Coalesces the first attempts of concurrent publishes of one driver on one loop: up to
     ``in_flight`` requests at once, each taking as many queued publishes as fit in one."""
 
-    def __init__(self, driver: Driver, in_flight: int, budget: int = 1) -> None:
+    def __init__(
+        self, driver: Driver, in_flight: int, budget: int = 1, linger: float = 0.0
+    ) -> None:
         self._driver = driver
         self._in_flight = in_flight
+        self._linger = linger  # seconds a request waits after its first publish for others
+        self._collecting = 0  # drains waiting (up to linger) for their request to fill
+        self._filled = asyncio.Event()
         self._budget = budget  # requests a first attempt may take (see Batch.budget)
         self._max_bytes = driver.capabilities.batch_bytes
         self._queue: deque[_Pending] = deque()
@@ -45,9 +54,12 @@ class Batcher:
         """Make ``part``'s first attempt, shared if others wait; return its outcome."""
         loop = asyncio.get_running_loop()
         size = self._driver.part_size(part) if self._max_bytes is not None else 0
-        pending = _Pending(part, size, loop.create_future())
+        pending = _Pending(part, size, loop.create_future(), loop.time())
         self._queue.append(pending)
-        if self._running < self._in_flight:
+        if self._collecting:  # a drain is filling a request: this joins it
+            if self._full():
+                self._filled.set()
+        elif self._running < self._in_flight:
             self._running += 1
             task = loop.create_task(self._drain())
             self._tasks.add(task)
@@ -74,9 +86,37 @@ class Batcher:
             size += head.size
         return taken
 
+    def _full(self) -> bool:
+        """Whether the queued publishes fill one request (or more)."""
+        capabilities, channels, size = self._driver.capabilities, 0, 0
+        for pending in self._queue:
+            if not fits(capabilities, channels, size, pending.part, pending.size):
+                return True
+            channels += len(pending.part.channels)
+            size += pending.size
+        return channels >= capabilities.batch_channels
+
+    async def _collect(self) -> None:
+        """Wait until the queue fills a request or its oldest publish has waited ``linger``."""
+        loop = asyncio.get_running_loop()
+        while self._queue and not self._full():
+            wait = self._queue[0].since + self._linger - loop.time()
+            if wait <= 0:
+                return
+            self._collecting += 1
+            self._filled.clear()
+            try:
+                await asyncio.wait_for(self._filled.wait(), wait)
+            except asyncio.TimeoutError:
+                return
+            finally:
+                self._collecting -= 1
+
     async def _drain(self) -> None:
         try:
             while True:
+                if self._linger:
+                    await self._collect()
                 taken = self._take()
                 if not taken:
                     return

@@ -103,7 +103,8 @@ class Broadcaster(Publishes, Generic[D]):
 
             budget = 1 + delivery.retry.retries
             self._batchers = PerLoop(
-                lambda: Batcher(driver, delivery.batch_in_flight, budget), Batcher.wait_idle
+                lambda: Batcher(driver, delivery.batch_in_flight, budget, delivery.batch_linger),
+                Batcher.wait_idle,
             )
 
     @property

@@ -45,7 +45,10 @@ class Capabilities:
 #: Options every network driver accepts in its ``DRIVERS`` entry; the core reads them.
 DELIVERY_OPTIONS = frozenset(
     {"retries", "retry_backoff", "retry_max_backoff", "at_least_once", "batch", "batch_in_flight"}
+    | {"batch_linger"}
 )
+#: The longest ``batch_linger`` accepted: it delays every async publish by up to that much.
+MAX_BATCH_LINGER = 1.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class DeliveryOptions:
     at_least_once: bool = False
     batch: bool = True
     batch_in_flight: int = 4
+    batch_linger: float = 0.0
 
     @classmethod
     def from_options(
@@ -72,9 +76,17 @@ class DeliveryOptions:
         in_flight = options.get("batch_in_flight", cls.batch_in_flight)
         if not isinstance(in_flight, int) or isinstance(in_flight, bool) or in_flight < 1:
             raise ConfigurationError(driver, "batch_in_flight", "must be an int >= 1")
+        linger = options.get("batch_linger", cls.batch_linger)
+        if (
+            not isinstance(linger, (int, float))
+            or isinstance(linger, bool)
+            or not 0 <= linger <= MAX_BATCH_LINGER
+        ):
+            problem = f"must be a number of seconds from 0 to {MAX_BATCH_LINGER:g}"
+            raise ConfigurationError(driver, "batch_linger", problem)
         retry = Retry.from_options(driver, options)
         at_least_once, batch = options.get("at_least_once", False), options.get("batch", True)
-        return cls(retry, at_least_once, batch, in_flight), own
+        return cls(retry, at_least_once, batch, in_flight, float(linger)), own
 
 
 @dataclass(frozen=True, slots=True)
