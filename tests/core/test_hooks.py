@@ -268,3 +268,38 @@ def test_a_wrapper_that_does_not_yield_is_reported_on_the_async_path() -> None:
     broadcast = Broadcast({"DRIVER": "null"}, plugins=[NoYield()])
     with pytest.raises(RuntimeError, match="did not yield"):
         asyncio.run(broadcast.achannel("c", "m"))
+
+
+async def test_hook_call_monitoring_sees_every_publish_on_both_paths() -> None:
+    # with the core alone on broadcasting_publish, a publish skips pluggy's call (and the
+    # greenlet): a monitor (pluggy's tracing) must still see each one, so it turns that off
+    broadcast = Broadcast({"DRIVER": "memory"})
+    seen: list[str] = []
+
+    def before(name: str, impls: object, kwargs: Mapping[str, Any]) -> None:
+        if name == "broadcasting_publish":
+            seen.append(kwargs["message"].event)
+
+    target = broadcast.driver(Accepts)
+    target.channel("c", "m", "unwatched")
+    undo = broadcast.plugin_manager.add_hookcall_monitoring(before, lambda *args: None)
+    target.channel("c", "m", "sync")
+    await target.achannel("c", "m", "async")
+    undo()
+    await target.achannel("c", "m", "unwatched again")
+    assert seen == ["sync", "async"]
+
+
+def test_a_plugin_that_replaces_the_core_is_called_even_alone() -> None:
+    # the direct call is for the core's own implementation only, never for one plugin's
+    from broadcasting._plugins import CORE_PLUGIN
+
+    class Instead:
+        @hookimpl
+        def broadcasting_publish(self, driver: Driver, message: Message) -> Receipt:
+            return Receipt("instead", message.event, message.channels, message.id)
+
+    broadcast = Broadcast({"DRIVER": "memory"}, plugins=[Instead()])
+    broadcast.plugin_manager.unregister(CORE_PLUGIN)
+    assert len(broadcast.plugin_manager.hook.broadcasting_publish.get_hookimpls()) == 1
+    assert broadcast.driver(Accepts).channel("c", "m", "e").driver == "instead"

@@ -12,6 +12,7 @@ from broadcasting._driver import Driver
 from broadcasting._errors import NotSupportedError
 from broadcasting._flow import DriverCall, Effect, Flow, Hook, awaiting, blocking, drive, implements
 from broadcasting._health import Health
+from broadcasting._plugins import core_alone
 from broadcasting._types import Message, Options, Payload, Receipt, wrap_secrets
 from broadcasting._validate import build_message
 
@@ -117,9 +118,13 @@ class Broadcaster(Publishes, Generic[D]):
 
     def publish_message(self, message: Message, bridge: bool = True) -> Flow[Receipt]:
         """Publish a validated message through the publish hook, as a flow."""
-        kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
         pm = self._broadcast.plugin_manager
-        receipt = yield Hook(pm, "broadcasting_publish", kwargs, bridge=bridge)
+        if self._sends and core_alone(pm, "broadcasting_publish"):
+            # what the hook would run: the core's delivery, here without pluggy or a greenlet
+            receipt = yield from deliver(self, message)
+        else:
+            kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
+            receipt = yield Hook(pm, "broadcasting_publish", kwargs, bridge=bridge)
         if not isinstance(receipt, Receipt):
             raise TypeError(
                 f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt"

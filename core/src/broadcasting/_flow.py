@@ -1,6 +1,7 @@
 """Behaviour written once: flows yield effects, :func:`run` performs them blocking, :func:`arun`
 awaits them. Hooks go through pluggy on both paths: on the async one in a greenlet
-(:func:`bridged`), so wrappers and hook-call monitoring see real outcomes."""
+(:func:`bridged`), so wrappers and hook-call monitoring see real outcomes (a publish skips
+the hook only while the core alone implements it, unwatched: ``_plugins.core_alone``)."""
 
 from __future__ import annotations
 

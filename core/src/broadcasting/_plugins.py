@@ -209,6 +209,23 @@ class _CorePlugin:
 
 CORE_PLUGIN = _CorePlugin()
 
+_multicall: Any
+try:  # pluggy's own call loop, which add_hookcall_monitoring() replaces
+    from pluggy._callers import _multicall
+except ImportError:  # another pluggy: the core never calls its own part directly
+    _multicall = None
+
+
+def core_alone(pm: pluggy.PluginManager, name: str) -> bool:
+    """Whether the core's is the only implementation of hook ``name`` (no other plugin, no
+    wrapper) and no hook-call monitor (pluggy's tracing) watches: calling the hook is then
+    calling the core's part, which the caller may do directly, without pluggy's call (and on
+    the async path, without a greenlet)."""
+    impls = getattr(pm.hook, name).get_hookimpls()
+    if len(impls) != 1 or impls[0].plugin is not CORE_PLUGIN:
+        return False
+    return _multicall is not None and getattr(pm, "_inner_hookexec", None) is _multicall
+
 
 # every Broadcast's plugin manager, so a plugin registered everywhere reaches existing ones
 _managers: weakref.WeakSet[pluggy.PluginManager] = weakref.WeakSet()

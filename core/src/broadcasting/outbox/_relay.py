@@ -42,6 +42,7 @@ from broadcasting._delivery import deliver_each
 from broadcasting._errors import BroadcastError
 from broadcasting._flow import arun, implements
 from broadcasting._loop import run_sync
+from broadcasting._plugins import core_alone
 from broadcasting._types import Message, Receipt
 from broadcasting.outbox import _policy
 from broadcasting.outbox._policy import Backoff, Verdict
@@ -527,7 +528,7 @@ class Relay:
         results: list[Receipt | BaseException | None] = [None] * len(rows)
         each: list[int] = []  # through the hook
         by_driver: dict[str, tuple[Broadcaster[Any], list[int], list[Message]]] = {}
-        plain = _core_alone(self.broadcast)
+        plain = core_alone(self.broadcast.plugin_manager, "broadcasting_publish")
         for index, row in enumerate(rows):
             route = self._route(row.driver)
             broadcaster = route.broadcaster
@@ -671,19 +672,6 @@ class _Route:
     error: BroadcastError | None
     resend: bool
     sends: bool
-
-
-def _core_alone(broadcast: Broadcast) -> bool:
-    """Whether only the core implements ``broadcasting_publish`` and no hook-call monitor
-    (pluggy's tracing) watches: then calling the hook is calling the core's delivery."""
-    pm = broadcast.plugin_manager
-    if len(pm.hook.broadcasting_publish.get_hookimpls()) != 1:
-        return False
-    try:  # pluggy's own call loop, which add_hookcall_monitoring() replaces
-        from pluggy._callers import _multicall
-    except ImportError:  # another pluggy: never skip the hook
-        return False
-    return getattr(pm, "_inner_hookexec", None) is _multicall
 
 
 def _sends(broadcaster: Broadcaster[Any]) -> bool:
