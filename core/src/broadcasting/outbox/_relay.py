@@ -618,30 +618,28 @@ class Relay:
         elif state == _policy.DEAD:
             stats.dead += 1
             self._dead += 1
-            log.error(
-                "relay %s: outbox row %s (message %s, driver %s, channels %s) is dead: %s",
-                self.owner,
-                row.id,
-                row.message_id,
-                row.driver,
-                ", ".join(verdict.channels_left or row.channels),
-                verdict.error,
-            )
+            self._report(logging.ERROR, "dead", row, verdict)
         elif state == _policy.UNKNOWN:
             stats.unknown += 1
             self._unknown += 1
-            log.warning(
-                "relay %s: outbox row %s (message %s, driver %s, channels %s) is unknown: %s",
-                self.owner,
-                row.id,
-                row.message_id,
-                row.driver,
-                ", ".join(verdict.channels_left or row.channels),
-                verdict.error,
-            )
+            self._report(logging.WARNING, "unknown", row, verdict)
         round_.settle()
 
     # -- reporting ---------------------------------------------------------------------------
+
+    def _report(self, level: int, state: str, row: Row, verdict: Verdict) -> None:
+        """Log a row that ended dead (ERROR) or unknown (WARNING), with why."""
+        log.log(
+            level,
+            "relay %s: outbox row %s (message %s, driver %s, channels %s) is %s: %s",
+            self.owner,
+            row.id,
+            row.message_id,
+            row.driver,
+            ", ".join(verdict.channels_left or row.channels),
+            state,
+            verdict.error,
+        )
 
     def stats(self) -> RelayStats:
         """The outbox's backlog, lag and relays, and this relay's counters (blocking)."""
