@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,12 +38,28 @@ SERVER_FIXTURES = frozenset(
 )
 #: Folders whose every test runs servers, Node.js clients, a browser or built wheels.
 SERVER_FOLDERS = frozenset({"cluster", "e2e", "e2e_events", "e2e_hearing", "fork", "isolated"})
+ROOT = Path(__file__).resolve().parent.parent
+#: The long soaks and benchmark runs: they prove what the services and the processes do, not
+#: what one Python does, so ``nox -s tests`` runs them on the newest Python only.
+PROOF_FILES = frozenset(
+    {
+        "tests/conformance/test_kit_catches_bugs.py",
+        "tests/outbox/test_outage.py",
+        "tests/outbox/test_relay_benchmarks.py",
+        "tests/outbox/test_soak_ably.py",
+        "tests/pusher/test_fault_soak.py",
+        "tests/queues/test_workers.py",
+        "tests/test_benchmarks.py",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``server`` every test that needs a server: ``nox -s unit`` runs the others."""
     for item in items:
         folders = set(item.path.parts)
+        if item.path.is_relative_to(ROOT) and item.path.relative_to(ROOT).as_posix() in PROOF_FILES:
+            item.add_marker(pytest.mark.proof)
         if (
             SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
             or SERVER_FOLDERS.intersection(folders)
