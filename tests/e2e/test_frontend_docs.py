@@ -272,9 +272,10 @@ FRONTEND_PACKAGES = ("ably", "ably-v1", "@ably/laravel-echo", "axios")
 
 def install_frontend_packages() -> None:
     """``npm ci`` in tests/js when a tests/js/node_modules from before these packages is there."""
+    # skips (fails under CI) without Node.js, npm or Chromium; waits for a whole `npm ci`
+    require_node(chromium=True)
     if all((NODE_MODULES / name / "package.json").is_file() for name in FRONTEND_PACKAGES):
         return
-    require_node(chromium=True)  # skips (fails under CI) without Node.js, npm or Chromium
     with (JS_DIR / ".install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # as node_clients.ensure_installed does
         if not all((NODE_MODULES / n / "package.json").is_file() for n in FRONTEND_PACKAGES):

@@ -75,8 +75,13 @@ def missing_tools(*, chromium: bool = False) -> list[str]:
     return missing
 
 
+#: Written once `npm ci` has finished: a package.json can be there before the rest of it.
+INSTALLED = NODE_MODULES / ".broadcasting-installed"
+
+
 def _installed() -> bool:
-    return all((NODE_MODULES / name / "package.json").is_file() for name in PACKAGES)
+    packages = all((NODE_MODULES / name / "package.json").is_file() for name in PACKAGES)
+    return packages and INSTALLED.is_file()
 
 
 def ensure_installed(*, chromium: bool = False, timeout: float = 600) -> Path:
@@ -102,6 +107,8 @@ def ensure_installed(*, chromium: bool = False, timeout: float = 600) -> Path:
                 timeout=timeout,
                 check=False,
             )
+            if result.returncode == 0:
+                INSTALLED.write_text("npm ci finished\n", encoding="utf-8")
             if result.returncode != 0 or not _installed():
                 raise NodeUnavailable(
                     f"`npm ci` in {JS_DIR} failed ({result.returncode}):\n"

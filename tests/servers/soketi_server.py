@@ -40,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 SOKETI_DIR = HERE / "soketi"
 CONFIG_FILE = SOKETI_DIR / "soketi.json"
 SERVER_JS = SOKETI_DIR / "node_modules" / "@soketi" / "soketi" / "bin" / "server.js"
+#: Written once `npm ci` has finished: node_modules is whole.
+INSTALLED = SOKETI_DIR / "node_modules" / ".broadcasting-installed"
 HOST = "127.0.0.1"
 
 
@@ -82,12 +84,15 @@ def ensure_installed(timeout: float = 600) -> Path:
             f"{' and '.join(missing)} not found on PATH: soketi (npm @soketi/soketi) needs "
             "Node.js and npm (e.g. `apt-get install nodejs npm`)"
         )
-    if SERVER_JS.is_file():
+    if INSTALLED.is_file():
         return SERVER_JS
     lock_path = SOKETI_DIR / ".install.lock"
     with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs must not install at once
-        if not SERVER_JS.is_file():
+        # two test workers must not install at once, and neither may start soketi while the
+        # other's `npm ci` is still writing node_modules (server.js exists long before its
+        # dependencies do): only the mark written after a whole install says it is done
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not INSTALLED.is_file():
             result = subprocess.run(
                 ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                 cwd=SOKETI_DIR,
@@ -101,6 +106,7 @@ def ensure_installed(timeout: float = 600) -> Path:
                     f"`npm ci` in {SOKETI_DIR} failed ({result.returncode}):\n"
                     f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
                 )
+            INSTALLED.write_text("npm ci finished\n", encoding="utf-8")
     return SERVER_JS
 
 
