@@ -159,7 +159,9 @@ async def test_an_outage_backs_rows_off_and_they_all_arrive_once_it_ends(
     try:
         options = server.driver_options(retries=0, timeout=2)
         with Broadcast(config(outbox, options)) as broadcast:
-            relay = Relay(broadcast, owner="relay-a", backoff=Backoff(0.05, 0.2))
+            # a first back-off of 1-2 s: the round right after must find nothing due, even on a
+            # loaded machine (with 25-50 ms it sometimes came due before that round began)
+            relay = Relay(broadcast, owner="relay-a", backoff=Backoff(2.0, 4.0))
             server.stop()
             for n in range(10):
                 await broadcast.achannel(["orders", "stock"], {"n": n}, "tick", send="outbox")
