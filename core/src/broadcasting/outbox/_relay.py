@@ -294,6 +294,11 @@ class Relay:
             out = set(self._inflight)  # before the fetch: rows out now may end during it
             limit = self.batch + len(out)  # the rows out come first: skipped
             rows = await asyncio.to_thread(store.fetch, self.owner, ready, now, limit, out)
+            # a row out during the fetch may have backed off meanwhile: its partition's rows
+            # read then must wait for it (they would find no row before them on its channels)
+            waits = {*self._held, *self._backing.values()}
+            if waits:
+                rows = [row for row in rows if row.partition not in waits]
         stats.fetched = len(rows)
         self._fetched_new = bool(rows)
         plan = _policy.plan(rows, now, self._resends)
