@@ -122,15 +122,6 @@ class ClusterClient(PusherSubscriber):
             return json.loads(event.decrypt(self.secrets[event.channel]))
         return event.json()
 
-    async def closed(self, timeout: float = 20) -> bool:
-        """Whether the server closed the connection (waits at most ``timeout``)."""
-        assert self._reader is not None
-        try:
-            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
-
     @property
     def close_code(self) -> int | None:
         """The close code the server sent, once closed."""

@@ -71,15 +71,6 @@ class Client(PusherSubscriber):
         # soketi answers pusher:signin_success, which the reader does not queue: round-trip
         await self.flush()
 
-    async def closed(self, timeout: float = 10) -> bool:
-        """Whether the server closed the connection (waits at most ``timeout``)."""
-        assert self._reader is not None
-        try:
-            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        except asyncio.TimeoutError:
-            return False
-        return True
-
 
 @pytest.fixture
 async def clients(soketi: SoketiServer) -> AsyncIterator[list[Client]]:

@@ -66,6 +66,15 @@ class PusherSubscriber:
         self._reader: asyncio.Task[None] | None = None
         self.errors: list[Any] = []
 
+    async def closed(self, timeout: float = 20) -> bool:
+        """Whether the server closed the connection (waits at most ``timeout``)."""
+        assert self._reader is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
     async def connect(self, timeout: float = 10) -> PusherSubscriber:
         """Open the connection and read ``socket_id`` from the first frame."""
         extra = {"ssl": self.ssl} if self.ssl is not None else {}
