@@ -112,6 +112,14 @@ def relay_table(table: str) -> str:
     return _name(table, "_relay")
 
 
+def sqlite_objects(table: str) -> tuple[str, tuple[str, ...]]:
+    """The schema (``main`` if none) and the names of what :func:`create_tables` makes for
+    the SQLite ``table``: the tables and the index, as ``sqlite_master`` names them."""
+    schema, _, bare = table.rpartition(".")
+    names = (bare, bare + "_claim", bare + "_lease", bare + "_relay")
+    return schema or "main", names
+
+
 def notify_channel(table: str) -> str:
     """The PostgreSQL NOTIFY channel a write wakes relays on (the table's name)."""
     return table.rsplit(".", 1)[-1]

@@ -146,9 +146,13 @@ class _DBAPISource:
         dialect: str,
         paramstyle: str,
         listen: Callable[[], Any] | None = None,
+        path: str | None = None,
     ) -> None:
         self.dialect = dialect
         self.paramstyle = paramstyle
+        #: The SQLite file (``None``: a server's database): where the write path asks whether
+        #: the tables exist yet (:meth:`Store._tables_found`).
+        self.path = path
         self._opener = opener
         self._listen = listen
         self._idle: list[Any] = []
@@ -355,6 +359,17 @@ def _sqlite_opener(path: str) -> Callable[[], Any]:
     return connect
 
 
+def _sqlite_probe(path: str) -> Any:
+    """A connection to the SQLite file ``path`` that never waits for a lock (busy timeout 0)
+    and changes nothing on opening (no ``journal_mode`` pragma: that would need the lock a
+    caller's transaction may hold); ``None`` if there is no such file yet (not created here)."""
+    if not os.path.exists(path):
+        return None
+    import sqlite3
+
+    return sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+
+
 def _psycopg_opener(url: str) -> Callable[[], Any]:
     try:
         import psycopg
@@ -396,7 +411,7 @@ def _source(outbox: Mapping[str, Any]) -> _Source:
             raise ConfigurationError(
                 "config", "OUTBOX", "url: the outbox must be a SQLite file (shared with the relay)"
             )
-        return _DBAPISource(_sqlite_opener(path), _sql.SQLITE, "qmark")
+        return _DBAPISource(_sqlite_opener(path), _sql.SQLITE, "qmark", path=path)
     if scheme in ("postgresql", "postgres"):
         connect = _psycopg_opener(url)
         return _DBAPISource(connect, _sql.POSTGRESQL, "format", listen=connect)
@@ -469,6 +484,8 @@ class Store:
         self._listen_failed = False
         self._listen_lock = threading.Lock()
         self._wake = threading.Event()
+        self._probe: Any = None
+        self._probe_lock = threading.Lock()
         _stores.add(self)
 
     @classmethod
@@ -510,6 +527,11 @@ class Store:
         return store
 
     _create_on_first_use = False
+    #: This SQLite outbox's tables are known to be committed in its file (by this store's
+    #: :meth:`create_tables`, or found by :meth:`_tables_found`): a write in the caller's
+    #: transaction need not make them. Apart from ``_create_on_first_use``, which still has
+    #: the store's own first transaction make them and seed the leases.
+    _tables_seen = False
 
     def __repr__(self) -> str:
         return (
@@ -537,7 +559,50 @@ class Store:
         with self._transaction(write=True, ddl=True) as run:
             for statement in _sql.create_tables(self.dialect, self.table):
                 run(statement)
+        self._tables_seen = True
         self._seed()
+
+    def _tables_found(self) -> bool:
+        """Whether this SQLite outbox's tables are committed in its file: until they are, a
+        write in the caller's transaction makes them there (the store's own connection would
+        wait for the lock that transaction holds); after, it stops (CREATE ... IF NOT EXISTS
+        is not free: some 10 µs a write).
+
+        Asked of a connection of the store's own with a zero busy timeout, so it never waits:
+        another connection sees only what is committed (WAL: the last commit; rollback
+        journal: likewise, or "locked" while a writer holds the exclusive lock). Asked only
+        until the answer is yes, then remembered. ``False`` when it cannot tell (no file yet,
+        the file locked, another thread asking, any error): the write makes the tables, as
+        before, and the next one asks again."""
+        if self._tables_seen:
+            return True
+        if not self._probe_lock.acquire(blocking=False):
+            return False  # another thread is asking: never wait for it
+        try:
+            path = getattr(self._source, "path", None)
+            if path is None:
+                return False
+            if self._probe is None:
+                self._probe = _sqlite_probe(path)
+                if self._probe is None:
+                    return False
+            schema, names = _sql.sqlite_objects(self.table)
+            marks = ", ".join("?" * len(names))
+            sql = f'SELECT count(*) FROM "{schema}".sqlite_master WHERE name IN ({marks})'
+            # fetchall(): the statement runs to its end, so no read lock is left held (in
+            # rollback-journal mode one would keep the caller's COMMIT waiting)
+            (count,) = self._probe.execute(sql, names).fetchall()[0]
+            if count != len(names):
+                return False
+            self._tables_seen = True
+            probe, self._probe = self._probe, None
+            with contextlib.suppress(Exception):
+                probe.close()
+            return True
+        except Exception:  # "database is locked", a file that is no database...: cannot tell
+            return False
+        finally:
+            self._probe_lock.release()
 
     def _seed(self) -> None:
         """A lease row per partition (missing ones added; more partitions than before too)."""
@@ -853,6 +918,11 @@ class Store:
                 with contextlib.suppress(Exception):
                     self._listener.close()
                 self._listener = None
+        with self._probe_lock:
+            probe, self._probe = self._probe, None
+        if probe is not None:
+            with contextlib.suppress(Exception):
+                probe.close()
         self._source.close()
 
     def _forget(self) -> None:
@@ -861,6 +931,10 @@ class Store:
         if self._listener is not None:
             _orphans.append(self._listener)
         self._listener = None
+        if self._probe is not None:
+            _orphans.append(self._probe)
+        self._probe = None
+        self._probe_lock = threading.Lock()
         self._listen_lock = threading.Lock()
         self._wake = threading.Event()
         self._source.forget()

@@ -51,9 +51,10 @@ def write(
         yield _Insert(store, rows)
         return pending(broadcaster, message)
     insert = _execute(store, transaction, rows)
-    if store._create_on_first_use:
-        # a SQLite outbox not opened yet: its tables are made in the caller's transaction
-        # (the store's own connection would wait for the lock that transaction holds)
+    if store._create_on_first_use and not store._tables_found():
+        # a SQLite outbox not opened yet, its tables maybe not made (or not committed): they
+        # are made in the caller's transaction (the store's own connection would wait for the
+        # lock that transaction holds), and go away with it if it rolls back
         for statement in _sql.create_tables(store.dialect, store.table):
             yield _Execute(transaction, statement, ())
     yield insert
