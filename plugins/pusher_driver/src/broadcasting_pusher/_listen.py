@@ -1,5 +1,11 @@
 """Listening to channels over the Pusher WebSocket protocol (what ``broadcasting listen`` runs),
-signing subscriptions with the app secret as an app's auth endpoint would."""
+signing subscriptions with the app secret as an app's auth endpoint would.
+
+With the ``hosts`` option the WebSocket goes to a node the driver's :class:`~_hosts.Hosts`
+picks, as a request would: any node of the cluster hears every channel, so a node that cannot
+be reached is marked down (for the driver's requests too) and the next one is tried. Once the
+WebSocket is open, it stays on that node: a dropped connection ends the listening.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,12 +22,15 @@ from typing import TYPE_CHECKING, Any
 from broadcasting import BroadcastError, InputError, InvalidChannelError, NotSupportedError
 from broadcasting.plugin import SUBSCRIBED, Heard
 from broadcasting_pusher._auth import _signature, shared_secret
+from broadcasting_pusher._hosts import Node
 from broadcasting_pusher._rules import is_encrypted
 from broadcasting_pusher._settings import NAME
 from broadcasting_pusher._state import checked_channel
 from broadcasting_pusher._webhooks import optional_text
 
 if TYPE_CHECKING:
+    import aiohttp  # an optional dependency: imported when listening begins
+
     from broadcasting_pusher._driver import BroadcastPusherDriver
     from broadcasting_pusher._settings import PusherSettings
 
@@ -28,13 +38,17 @@ PROTOCOL = 7
 CLIENT = "broadcasting-listen"
 
 
-def ws_url(settings: PusherSettings) -> str:
-    host, cluster = settings.host, settings.cluster
-    if host in ("api.pusherapp.com", f"api-{cluster}.pusher.com" if cluster else None):
+def ws_url(settings: PusherSettings, node: Node | None = None) -> str:
+    """The WebSocket URL of the one ``host`` (Pusher's own WebSocket host for its API host), or
+    of ``node``, one of the ``hosts``."""
+    host, port, cluster = settings.host, settings.port, settings.cluster
+    if node is not None:
+        host, port = node.host, node.port
+    elif host in ("api.pusherapp.com", f"api-{cluster}.pusher.com" if cluster else None):
         host = "ws" + host[3:]  # Pusher's WebSocket host for its API host
     scheme = "wss" if settings.ssl else "ws"
     query = f"protocol={PROTOCOL}&client={CLIENT}&version=1.0"
-    return f"{scheme}://{host}:{settings.port}/app/{settings.key}?{query}"
+    return f"{scheme}://{host}:{port}/app/{settings.key}?{query}"
 
 
 def _subscribe_frame(driver: BroadcastPusherDriver, socket_id: str, channel: str) -> str:
@@ -84,16 +98,10 @@ async def listen_channels(
     except ImportError:
         why = "it needs aiohttp: pip install 'broadcasting-pusher[aiohttp]'"
         raise NotSupportedError(NAME, "listening to channels", why) from None
-    url, wait = ws_url(driver.settings), driver.settings.timeout
-    where = url.split("?")[0]
+    wait = driver.settings.timeout
     client_timeout = aiohttp.ClientTimeout(total=None, connect=wait, sock_connect=wait)
     async with aiohttp.ClientSession(timeout=client_timeout) as session:
-        try:
-            ws = await session.ws_connect(url, heartbeat=None)
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            raise BroadcastError(
-                f"{NAME}: could not open the WebSocket {where}: {type(exc).__name__}: {exc}"
-            ) from None
+        ws, where = await _connect(driver, session)
         async with ws, contextlib.aclosing(_frames(driver, ws, names, where, wait)) as frames:
             try:
                 async for heard in frames:
@@ -102,6 +110,54 @@ async def listen_channels(
                 raise BroadcastError(
                     f"{NAME}: the WebSocket {where} failed: {type(exc).__name__}"
                 ) from None
+
+
+async def _connect(
+    driver: BroadcastPusherDriver, session: aiohttp.ClientSession
+) -> tuple[aiohttp.ClientWebSocketResponse[bool], str]:
+    """An open WebSocket and where it goes (its URL without the query), from the first node
+    that upgraded the connection, in the order the driver's requests would try them.
+
+    A node whose WebSocket could not be opened within ``timeout`` (refused, DNS, connect
+    timeout, no answer to the upgrade, anything before it) is marked down in the chooser the
+    driver's requests share, as a request's failed connection would be. A TLS error other
+    than a lost connection raises at once without marking it: as for requests, a certificate
+    this process does not trust is a configuration problem that trying the other nodes would
+    hide.
+    """
+    import aiohttp
+
+    settings, hosts = driver.settings, driver._hosts
+    missed: list[str] = []
+    for node in hosts.order(time.monotonic()):
+        url = ws_url(settings, node if settings.hosts else None)
+        where = url.split("?")[0]
+        try:
+            # the whole handshake in `timeout`: a node that takes the connection and never
+            # answers the upgrade would otherwise hold the listening forever (no sock_read)
+            ws = await asyncio.wait_for(session.ws_connect(url, heartbeat=None), settings.timeout)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            said = f"{where}: {type(exc).__name__}: {exc}"
+            if _configuration(exc):
+                raise BroadcastError(f"{NAME}: could not open the WebSocket {said}") from None
+            hosts.failed(node, time.monotonic())
+            missed.append(said)
+            continue
+        hosts.answered(node)
+        return ws, where
+    if len(missed) == 1:  # one node: its own error, as before there were several
+        raise BroadcastError(f"{NAME}: could not open the WebSocket {missed[0]}")
+    raise BroadcastError(
+        f"{NAME}: could not open the WebSocket on any of the {len(missed)} nodes: "
+        + "; ".join(missed)
+    )
+
+
+def _configuration(exc: BaseException) -> bool:
+    """A TLS error that is the server's answer (a certificate, a protocol), not a lost
+    connection: the same on every node, as the requests' transports judge it."""
+    cause = getattr(exc, "os_error", exc)
+    return isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError)
 
 
 async def _frames(
