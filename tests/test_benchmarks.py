@@ -135,3 +135,85 @@ def test_the_cluster_latency_tally_catches_a_broken_promise() -> None:
     assert (result.expected, result.received) == (6, 6)
     assert not result.promises_kept
     assert result.p50_ms == 2.0 and result.max_ms == 5.0  # first arrivals, not the doubled one
+
+
+# -- benchmarks/http_clients.py (issue 21: the transport's CPU per request) ------------------
+
+
+def _http_clients(*args: str, block: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the benchmark; ``block``: a package made to look not installed (``sys.modules``)."""
+    from soketi_pytest import unavailable
+    from soketi_server import SoketiUnavailable, ensure_installed
+
+    try:
+        ensure_installed()
+    except SoketiUnavailable as exc:
+        unavailable("soketi", str(exc))
+    script = str(BENCHMARKS / "http_clients.py")
+    lines = ["import runpy, sys"]
+    if block is not None:  # an entry of None: ``import`` fails, ``find_spec`` finds nothing
+        lines.append(f"sys.modules[{block!r}] = None")
+    lines.append(f"sys.argv = [{script!r}, *{list(args)!r}]")
+    lines.append(f"runpy.run_path({script!r}, run_name='__main__')")
+    code = "\n".join(lines)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _table(stdout: str) -> dict[str, list[float]]:
+    """The printed table's rows: client -> its figures (min, median, ratio, per publish)."""
+    rows = [line for line in stdout.splitlines() if line.startswith("| ")][1:]  # no header
+    table: dict[str, list[float]] = {}
+    for row in rows:
+        label, *cells = (cell.strip() for cell in row.strip("|").split("|"))
+        table[label] = [float(cell.replace(",", "")) for cell in cells]
+    return table
+
+
+@pytest.mark.server
+def test_the_http_clients_benchmark_measures_every_installed_client() -> None:
+    """A tiny run against a real soketi: a row per installed client, each with a positive CPU
+    figure per request (every answer was checked, or the run would have exited 1), its ratio
+    to aiohttp, its share per publish at 10 a request; then the budget line. Figures are not
+    compared with each other: timing is not a test's business."""
+    import http_clients as bench
+
+    done = _http_clients("--count", "20", "--rate", "200", "--rounds", "2")
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-4000:]
+    table = _table(done.stdout)
+    expected = [c.label for c in bench.CLIENTS if c.installed]
+    assert list(table) == expected, table
+    always = ["aiohttp (the driver's session)", "driver asend (aiohttp + signing)"]
+    always += ["asyncio streams, by hand", "http.client (the driver's sync pool)"]
+    assert set(always) <= set(table), table  # they need nothing beyond the driver's own
+    for label, (least, median, ratio, per_publish) in table.items():
+        assert 0 < least <= median, label
+        assert ratio > 0, label
+        assert abs(per_publish - least / 10) <= 1, label
+    assert table[expected[0]][2] == 1.0  # aiohttp is the reference
+    assert "min of 2" in done.stdout and "20 requests at 200/s" in done.stdout
+    assert "Budget (issue 21): 125 µs of CPU per publish in all" in done.stdout
+
+
+@pytest.mark.server
+def test_the_http_clients_benchmark_skips_a_client_that_is_not_installed() -> None:
+    done = _http_clients(
+        "--only", "aiohttp,httpcore", "--count", "5", "--rounds", "1", block="httpcore"
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-4000:]
+    assert "httpcore AsyncConnectionPool: skipped, httpcore is not installed" in done.stdout
+    assert list(_table(done.stdout)) == ["aiohttp (the driver's session)"]
+
+
+def test_the_http_clients_benchmark_takes_only_an_acknowledgement() -> None:
+    """What counts as answered: a 200 with Pusher's or soketi's acknowledgement, nothing else
+    (a run with any other answer exits 1)."""
+    import http_clients as bench
+
+    assert bench.acknowledged((200, b"{}")) and bench.acknowledged((200, b'{"ok":true}'))
+    assert bench.acknowledged(None)  # the driver's asend checked the answer itself
+    refused = (401, b'{"error":"Unauthorized","code":401}')
+    for answer in [refused, (200, b""), (200, b"<html>"), (200, b'{"ok":false}'), (500, b"{}")]:
+        assert not bench.acknowledged(answer), answer
