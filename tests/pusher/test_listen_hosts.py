@@ -18,6 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,18 +199,22 @@ async def test_every_node_dead_is_one_error_naming_each_quickly(soketi: SoketiSe
 
 
 @pytest.fixture(scope="module")
-def tls_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoketiServer]:
-    """A soketi serving HTTPS/WSS with a certificate from a test CA this process does not trust.
-
-    (Not trusting it afterwards through ``SSL_CERT_FILE``, as tests/pusher/test_hosts.py does
-    for requests: aiohttp reads that file once, on import, for the listener's connections.)
-    """
+def tls_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test CA (``ca.pem``) and a certificate it issued for the loopback host."""
     ca, folder = trustme.CA(), tmp_path_factory.mktemp("tls")
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
     cert = ca.issue_cert(HOST)
-    paths = [folder / name for name in ("cert.pem", "key.pem")]
-    cert.cert_chain_pems[0].write_to_path(str(paths[0]))
-    cert.private_key_pem.write_to_path(str(paths[1]))
-    server = start_soketi(**{"ssl.certPath": str(paths[0]), "ssl.keyPath": str(paths[1])})
+    cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(folder / "key.pem"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tls_node(tls_folder: Path) -> Iterator[SoketiServer]:
+    """A soketi serving HTTPS/WSS with a certificate of the test CA, which this process does
+    not trust unless a test says so (``SSL_CERT_FILE``)."""
+    paths = {"ssl.certPath": tls_folder / "cert.pem", "ssl.keyPath": tls_folder / "key.pem"}
+    server = start_soketi(**{key: str(path) for key, path in paths.items()})
     try:
         yield server
     finally:
@@ -229,6 +234,24 @@ async def test_an_untrusted_certificate_is_not_hidden_by_another_node(
         f"pusher: could not open the WebSocket {ws_where(server, server.port, 'wss')}: "
     )
     assert refusing.count == 0, "the other node was not tried: that would hide the problem"
+
+
+async def test_a_certificate_trusted_through_ssl_cert_file_is_trusted_by_listen(
+    tls_node: SoketiServer,
+    tls_folder: Path,
+    refusing: ConnectAttempts,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the CA set now, long after aiohttp was imported: listen trusts what requests trust
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_folder / "ca.pem"))
+    channel = unique("listen-tls")
+    options = config(tls_node, refusing.port, tls_node.port, ssl=True, retries=0)
+    with Broadcast(options) as broadcast:
+        broadcast.driver().driver._hosts.turn = 0  # the dead node first
+        listener = await subscribed(broadcast, channel)
+        async with contextlib.aclosing(listener):
+            assert refusing.count == 1
+            await publish_and_hear(broadcast, listener, channel, 2)
 
 
 # -- (4): one host, as before -------------------------------------------------------------------

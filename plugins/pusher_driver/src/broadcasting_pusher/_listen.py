@@ -100,7 +100,11 @@ async def listen_channels(
         raise NotSupportedError(NAME, "listening to channels", why) from None
     wait = driver.settings.timeout
     client_timeout = aiohttp.ClientTimeout(total=None, connect=wait, sock_connect=wait)
-    async with aiohttp.ClientSession(timeout=client_timeout) as session:
+    # the CAs trusted now, as the driver's requests do (aiohttp's own default context is made
+    # when it is imported: an SSL_CERT_FILE set since would be ignored)
+    tls = ssl.create_default_context() if driver.settings.ssl else False
+    connector = aiohttp.TCPConnector(ssl=tls)
+    async with aiohttp.ClientSession(timeout=client_timeout, connector=connector) as session:
         ws, where = await _connect(driver, session)
         async with ws, contextlib.aclosing(_frames(driver, ws, names, where, wait)) as frames:
             try:
