@@ -278,3 +278,20 @@ def test_what_the_check_looks_for_is_what_the_ddl_makes(table: str) -> None:
     schema, names = _sql.sqlite_objects(table)
     assert (schema, set(names), len(names)) == ("main", made, len(made))
     assert _sql.sqlite_objects(f"aux.{table}")[0] == "aux"
+
+
+def test_the_check_connection_is_let_go_once_the_store_makes_the_tables(
+    outbox: Callable[[], tuple[Broadcast, Path]],
+) -> None:
+    broadcast, path = outbox()
+    sqlite3.connect(path).close()  # the file exists, without the tables
+    connection = connect(path, "wal")
+    try:
+        assert creates(in_transaction(broadcast, connection, "one", commit=False)) != []
+    finally:
+        connection.close()
+    store = store_for(broadcast)
+    assert store._probe is not None, "the check asked, and found no tables"
+    store.create_tables()
+    assert store._probe is None, "nothing is left to ask: its connection is closed"
+    assert store._tables_found()

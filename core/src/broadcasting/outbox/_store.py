@@ -359,6 +359,13 @@ def _sqlite_opener(path: str) -> Callable[[], Any]:
     return connect
 
 
+def _close_quietly(connection: Any) -> None:
+    """Close ``connection`` if there is one, whatever it raises (it is being let go of)."""
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
 def _sqlite_probe(path: str) -> Any:
     """A connection to the SQLite file ``path`` that never waits for a lock (busy timeout 0)
     and changes nothing on opening (no ``journal_mode`` pragma: that would need the lock a
@@ -560,6 +567,7 @@ class Store:
             for statement in _sql.create_tables(self.dialect, self.table):
                 run(statement)
         self._tables_seen = True
+        self._drop_probe()  # what _tables_found() would have asked is now known
         self._seed()
 
     def _tables_found(self) -> bool:
@@ -596,8 +604,7 @@ class Store:
                 return False
             self._tables_seen = True
             probe, self._probe = self._probe, None
-            with contextlib.suppress(Exception):
-                probe.close()
+            _close_quietly(probe)
             return True
         except Exception:  # "database is locked", a file that is no database...: cannot tell
             return False
@@ -918,12 +925,15 @@ class Store:
                 with contextlib.suppress(Exception):
                     self._listener.close()
                 self._listener = None
+        self._drop_probe()
+        self._source.close()
+
+    def _drop_probe(self) -> None:
+        """Close the connection :meth:`_tables_found` asks on, if open (it opens again if
+        asked again)."""
         with self._probe_lock:
             probe, self._probe = self._probe, None
-        if probe is not None:
-            with contextlib.suppress(Exception):
-                probe.close()
-        self._source.close()
+        _close_quietly(probe)
 
     def _forget(self) -> None:
         """After fork(): the parent's connections are not this process's (not closed: that
