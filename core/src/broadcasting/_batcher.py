@@ -60,16 +60,20 @@ class Batcher:
             if self._full():
                 self._filled.set()
         elif self._running < self._in_flight:
-            self._running += 1
-            task = loop.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(loop)
         verdict = await pending.future
         if isinstance(verdict, _Alone):
             batch = Batch((part,), budget=self._budget)
             outcomes, _ = await arun(request(self._driver, batch))
             return outcomes[0], verdict.requests + batch.requests, batch.requests
         return verdict
+
+    def _spawn(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start a drain: it sends what is queued, a request at a time, until nothing is."""
+        self._running += 1
+        task = loop.create_task(self._drain())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
@@ -94,7 +98,8 @@ class Batcher:
                 return True
             channels += len(pending.part.channels)
             size += pending.size
-        return channels >= capabilities.batch_channels
+        limit = capabilities.batch_bytes  # filled to the byte: nothing more can join
+        return channels >= capabilities.batch_channels or (limit is not None and size >= limit)
 
     async def _collect(self) -> None:
         """Wait until the queue fills a request or its oldest publish has waited ``linger``."""
@@ -120,6 +125,10 @@ class Batcher:
                 taken = self._take()
                 if not taken:
                     return
+                if self._queue and self._running < self._in_flight:
+                    # what this request left (publishes that joined while it lingered and
+                    # overfilled it) need not wait for its answer: a request may be free
+                    self._spawn(asyncio.get_running_loop())
                 await self._deliver(taken)
         except asyncio.CancelledError:
             if self._running == 1:  # no other drain will take the queue: nothing may hang
@@ -142,6 +151,10 @@ class Batcher:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             if not isinstance(exc, Exception):
+                # not a driver's mapped error: it ends this drain, but the queued publishes
+                # were never sent and no submit may come to start another for them
+                if self._queue:
+                    self._spawn(asyncio.get_running_loop())
                 raise
             return
         alone = whole is not None and len(taken) > 1 and may_be_ones_fault(whole)
