@@ -105,6 +105,20 @@ def _master_key(options: Mapping[str, Any]) -> Secret | None:
     raise ConfigurationError(NAME, "encryption_master_key_base64", problem)
 
 
+def _resolvable(host: str) -> bool:
+    """Whether the resolver will take ``host``: a name with an empty label (``a..b``) or one
+    longer than 63 characters makes ``getaddrinfo`` raise UnicodeError, which a request would
+    only meet when it is sent (as an error of no kind the core knows: "may have been
+    delivered"), so it is refused here instead."""
+    if host.startswith("["):
+        return True
+    try:
+        host.encode("idna")  # what socket.getaddrinfo does with a name
+    except UnicodeError:
+        return False
+    return True
+
+
 def _entry_name(index: int, entry: object, secret: str) -> str:
     """``entry 2 ('soketi-2:6001')``: the entry as written if it looks like a host, else only
     its position (the secret is never shown, even if it was put there by mistake)."""
@@ -147,6 +161,13 @@ def _hosts(options: Mapping[str, Any], default_port: int, secret: str) -> tuple[
                 "(no scheme or path; a port from 1 to 65535)",
             )
         host = match["host"]
+        if not _resolvable(host):
+            raise ConfigurationError(
+                NAME,
+                "hosts",
+                f"{name} is not a host name: each of its dot-separated parts must have 1 to "
+                "63 characters",
+            )
         if host.startswith("["):  # one spelling per address, for the duplicate check
             try:
                 host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
@@ -212,6 +233,12 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
     if host is not None and not _HOST.fullmatch(host):
         raise ConfigurationError(
             NAME, "host", "must be a bare host name or address (no scheme, port or path)"
+        )
+    if host is not None and not _resolvable(host):
+        raise ConfigurationError(
+            NAME,
+            "host",
+            "is not a host name: each of its dot-separated parts must have 1 to 63 characters",
         )
     port = options.get("port")
     if port is not None and (not _is_int(port) or not 0 < port < 65536):

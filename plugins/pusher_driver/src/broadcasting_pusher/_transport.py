@@ -104,8 +104,10 @@ class NodePool:
         with self._lock:
             self.opened += 1
         context = self._owner.tls()
-        # a bracketed IPv6 host loses its brackets here, and gets them back in Host:
-        conn = http.client.HTTPConnection(self.node.host, self.node.port, timeout=s.timeout)
+        # http.client strips an IPv6 host's brackets only when it parses a port out of it, so
+        # with a port given they go here (else getaddrinfo fails); Host: gets them back
+        host = self.node.host.removeprefix("[").removesuffix("]")
+        conn = http.client.HTTPConnection(host, self.node.port, timeout=s.timeout)
         if context:  # wrapped below, never reopened in plain text; Host: as for HTTPS
             conn.default_port, conn.auto_open = http.client.HTTPS_PORT, 0
         handshake = False
