@@ -1,17 +1,24 @@
 """Publish-to-receive latency and the library's CPU under a steady load, through a soketi
-cluster and through a single soketi node (issue 21).
+cluster, through the same cluster behind nginx, and through a single soketi node (issue 21).
 
 Usage::
 
     python benchmarks/cluster_latency.py                   # 4 x 500/s for 20 s, 1,000 sockets
     python benchmarks/cluster_latency.py --seconds 5 --rate 400 --subscribers 200 --no-targets
-    python benchmarks/cluster_latency.py --only cluster --modes async --json
+    python benchmarks/cluster_latency.py --only balanced --modes async --json
 
-What runs, all on 127.0.0.1:
+What runs, all on 127.0.0.1, per topology (``--only``; by default all three, in this order):
 
-- **servers**: a cluster of ``--nodes`` soketi processes joined by soketi's Redis adapter
+- **cluster**: ``--nodes`` soketi processes joined by soketi's Redis adapter
   (tests/servers/soketi_cluster.py; Redis on 127.0.0.1:6379, a channel prefix of the run's
-  own), then a single soketi with its default (local) adapter.
+  own).
+- **balanced**: the same kind of cluster with nginx in front of its nodes
+  (tests/servers/nginx_balancer.py, configured by docs/scaling.md's own snippet), as most
+  teams reach a cluster. The publishers talk to nginx alone, which keeps their connections
+  open and opens a new one to a node per request (soketi closes its connection after every
+  answer). Where nginx is not installed these runs are skipped with a note, unless
+  ``--only`` names them (then the benchmark exits 2).
+- **single**: one soketi with its default (local) adapter.
 - **subscribers**: ``--subscribers`` real WebSocket connections speaking the Pusher
   protocol (tests/servers/pusher_ws.py), held by ``--clients`` Python asyncio processes.
   Connection ``c`` is opened on node ``c % nodes`` and subscribes to channel
@@ -26,6 +33,8 @@ What runs, all on 127.0.0.1:
   default). Through the cluster the publishers use the pusher driver's ``hosts`` list
   (every node) when the installed driver has it; otherwise publisher ``i`` is given node
   ``i % nodes`` alone, as a load balancer would spread the apps. The output says which.
+  Through the balanced cluster every publisher is given nginx's address alone; the
+  subscribers still connect to the nodes directly (the WebSocket path is not measured).
 
 What is measured, per run (topology x mode):
 
@@ -43,8 +52,12 @@ What is measured, per run (topology x mode):
   the pusher SDK's signing, the HTTP client, the kernel's socket work). Per publish, and
   in cores at ``--rate``.
 - **the client side**: each client process's CPU share and event-loop lag, so that the
-  subscribers are seen not to be the bottleneck; soketi's CPU (``/proc``) per run; the
-  load average before and after each run (the machine may be shared).
+  subscribers are seen not to be the bottleneck; soketi's CPU (``/proc``) per run, and
+  nginx's (its master and worker processes) where it runs; the load average before and
+  after each run (the machine may be shared).
+- **for scale**, before each run: this process's CPU for one bare signed HTTP publish
+  (``http.client``) to node 0 on a new connection, and, behind nginx, through nginx on one
+  kept-open connection: the floor under any Python client on each path.
 
 Targets (issue 21): p99 <= 50 ms, library <= 0.25 of one core at 2,000 publishes/s. The
 ratios are printed (measured / target: at most 1 meets it). Exits 1 if a delivery promise
@@ -82,6 +95,8 @@ for _path in (SERVERS, HERE):
         sys.path.insert(0, str(_path))
 
 from _harness import machine_info, percentile  # noqa: E402
+from nginx_balancer import HOST as BALANCER_HOST  # noqa: E402
+from nginx_balancer import NginxBalancer, NginxUnavailable  # noqa: E402
 from soketi_cluster import RedisUnavailable, SoketiCluster  # noqa: E402
 from soketi_server import SoketiServer  # noqa: E402
 
@@ -90,6 +105,7 @@ CORES_TARGET = 0.25  #: of one core, for the library at TARGET_RATE
 TARGET_RATE = 2_000.0
 RESULTS = HERE / "results" / "cluster_latency.json"
 
+KINDS = ("cluster", "balanced", "single")  #: the topologies, in the order they run
 DELIVERED, FAILED, UNKNOWN, BROKEN = 1, 2, 3, 4  #: a publish's outcome, as publishers report it
 
 METHOD = (
@@ -115,7 +131,7 @@ class Settings:
     baseline: float = 5.0  #: seconds of the paced loop without publishing, per run
     clients: int = 2  #: processes holding the WebSocket connections
     modes: tuple[str, ...] = ("sync", "async")
-    topologies: tuple[str, ...] = ("cluster", "single")
+    topologies: tuple[str, ...] = KINDS
     settle: float = 3.0  #: seconds without a new arrival after which the run's tally closes
     timeout: float = 0.0  #: the driver's ``timeout``; 0: the driver's default
     linger: float = 0.0  #: the core's ``batch_linger`` (async publishes only)
@@ -154,6 +170,7 @@ class Topology:
     nodes: list[SoketiServer]
     options: list[dict[str, Any]]  #: DRIVERS['pusher'] of each publisher
     routing: str  #: how publishers reach the nodes, in words
+    balancer: NginxBalancer | None = None  #: what the publishers talk to, if not the nodes
 
 
 def hosts_supported(options: dict[str, Any]) -> bool:
@@ -172,7 +189,9 @@ def hosts_supported(options: dict[str, Any]) -> bool:
 
 @contextlib.contextmanager
 def topology(kind: str, settings: Settings) -> Iterator[Topology]:
-    """Start the servers of ``kind`` (``cluster`` or ``single``); stop them on exit."""
+    """Start the servers of ``kind`` (one of :data:`KINDS`); stop them on exit.
+
+    ``balanced`` raises :class:`NginxUnavailable` when nginx is missing or does not start."""
     if kind == "single":
         with SoketiServer() as server:
             yield Topology(
@@ -180,6 +199,27 @@ def topology(kind: str, settings: Settings) -> Iterator[Topology]:
                 [server],
                 [server.driver_options(**settings.driver_options)] * settings.publishers,
                 "every publisher to the one node",
+            )
+        return
+    if kind == "balanced":
+        with (
+            SoketiCluster(nodes=settings.nodes) as cluster,
+            NginxBalancer([(node.host, node.port) for node in cluster.nodes]) as balancer,
+        ):
+            # a node's options (host and port, no hosts list), re-aimed at nginx
+            aimed = balancer.driver_options(
+                cluster.nodes[0].driver_options(**settings.driver_options)
+            )
+            if "hosts" in aimed or (aimed["host"], aimed["port"]) != (BALANCER_HOST, balancer.port):
+                raise RuntimeError(f"the publishers' options do not aim at nginx: {aimed}")
+            yield Topology(
+                f"cluster of {settings.nodes} nodes behind nginx",
+                cluster.nodes,
+                [aimed] * settings.publishers,
+                f"every publisher to nginx on {BALANCER_HOST}:{balancer.port} alone, balancing "
+                f"over the {settings.nodes} nodes; subscribers straight to the nodes "
+                f"(connection c on node c % {settings.nodes})",
+                balancer,
             )
         return
     with SoketiCluster(nodes=settings.nodes) as cluster:
@@ -209,10 +249,35 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bare_request_us(node: SoketiServer, count: int = 200) -> float:
-    """CPU µs of this process per bare HTTP publish to ``node``: a request signed once and
-    sent ``count`` times with ``http.client``, each on a new connection (soketi closes the
-    connection after every answer): the floor under any Python client's publish."""
+def tree_cpu_seconds(pid: int) -> float:
+    """:func:`cpu_seconds` of process ``pid`` and of its descendants (nginx's master forks
+    the worker that does the proxying; the master's own figure would leave it out)."""
+    return cpu_seconds(pid) + sum(tree_cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of ``pid``: from ``/proc/<pid>/task/*/children`` where the kernel
+    has it (CONFIG_PROC_CHILDREN), else by each process's parent in ``/proc/*/stat``."""
+    listed = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    if listed:
+        found = []
+        for path in listed:
+            with contextlib.suppress(OSError):
+                found += [int(child) for child in path.read_text("ascii").split()]
+        return found
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text("ascii")
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _signed_publish(node: SoketiServer) -> tuple[str, bytes, dict[str, str]]:
+    """A publish to ``node``'s app, signed once: the request target, body and headers."""
     body = json.dumps({"name": "floor", "channels": ["floor"], "data": "{}"}).encode()
     path = f"/apps/{node.app_id}/events"
     query = urllib.parse.urlencode(
@@ -225,7 +290,14 @@ def bare_request_us(node: SoketiServer, count: int = 200) -> float:
     )
     signed = hmac.new(node.secret.encode(), f"POST\n{path}\n{query}".encode(), hashlib.sha256)
     target = f"{path}?{query}&auth_signature={signed.hexdigest()}"
-    headers = {"Content-Type": "application/json"}
+    return target, body, {"Content-Type": "application/json"}
+
+
+def bare_request_us(node: SoketiServer, count: int = 200) -> float:
+    """CPU µs of this process per bare HTTP publish to ``node``: a request signed once and
+    sent ``count`` times with ``http.client``, each on a new connection (soketi closes the
+    connection after every answer): the floor under any Python client's publish."""
+    target, body, headers = _signed_publish(node)
     cpu = _own_cpu()
     for _ in range(count):
         conn = http.client.HTTPConnection(node.host, node.port, timeout=30)
@@ -238,6 +310,29 @@ def bare_request_us(node: SoketiServer, count: int = 200) -> float:
         if answer.status != 200:
             raise RuntimeError(f"soketi answered the bare request with {answer.status}")
     return (_own_cpu() - cpu) / count * 1e6
+
+
+def kept_open_request_us(node: SoketiServer, port: int, count: int = 200) -> float:
+    """CPU µs of this process per bare HTTP publish to ``node``'s app through the balancer
+    listening on ``port``: the same signed request as :func:`bare_request_us`, ``count``
+    times on one connection kept open (opened before the measuring starts). An answer that
+    closes the connection is an error: the figure would no longer be what it says."""
+    target, body, headers = _signed_publish(node)
+    conn = http.client.HTTPConnection(BALANCER_HOST, port, timeout=30)
+    try:
+        conn.connect()
+        cpu = _own_cpu()
+        for _ in range(count):
+            conn.request("POST", target, body, headers)
+            answer = conn.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"the balancer answered the bare request with {answer.status}")
+            if answer.will_close:
+                raise RuntimeError("the balancer closed the connection after an answer")
+        return (_own_cpu() - cpu) / count * 1e6
+    finally:
+        conn.close()
 
 
 def _own_cpu() -> float:
@@ -582,7 +677,10 @@ class RunResult:
     library_us: float = 0.0  #: the library's CPU per publish
     library_cores: float = 0.0  #: at ``rate``
     soketi_cores: float = 0.0  #: every node together, over the publishing
+    balancer_cores: float | None = None  #: nginx, master and worker, over the publishing
     bare_request_us: float = 0.0  #: CPU of one bare HTTP publish from Python (the floor)
+    #: the same through the balancer on one kept-open connection (balanced topology only)
+    balancer_request_us: float | None = None
     client_cores: list[float] = field(default_factory=list)  #: each client process
     client_us_per_event: float = 0.0
     client_lag_p99_ms: float = 0.0
@@ -625,6 +723,9 @@ def one_run(
         settings.channel_count,
     )
     result.bare_request_us = bare_request_us(topo.nodes[0])
+    balancer_pid = topo.balancer.process.pid if topo.balancer and topo.balancer.process else 0
+    if topo.balancer is not None:
+        result.balancer_request_us = kept_open_request_us(topo.nodes[0], topo.balancer.port)
     clients.command("begin", run)
     spawn = multiprocessing.get_context("spawn")
     pipes, processes = [], []
@@ -648,6 +749,7 @@ def one_run(
         time.sleep(max(0.0, start_at + settings.baseline - time.time()))
         clients.command("mark")
         soketi_cpu = sum(cpu_seconds(node.process.pid) for node in topo.nodes if node.process)
+        nginx_cpu = tree_cpu_seconds(balancer_pid) if balancer_pid else 0.0
         soketi_wall = time.perf_counter()
         reports = []
         for pipe, process in zip(pipes, processes, strict=True):
@@ -655,7 +757,10 @@ def one_run(
         soketi_cpu = (
             sum(cpu_seconds(node.process.pid) for node in topo.nodes if node.process) - soketi_cpu
         )
-        result.soketi_cores = soketi_cpu / (time.perf_counter() - soketi_wall)
+        wall = time.perf_counter() - soketi_wall
+        result.soketi_cores = soketi_cpu / wall
+        if balancer_pid:
+            result.balancer_cores = (tree_cpu_seconds(balancer_pid) - nginx_cpu) / wall
         result.load_after = os.getloadavg()
     finally:
         for process in processes:
@@ -788,13 +893,26 @@ def _tally(
 # -- the whole benchmark ---------------------------------------------------------------------
 
 
-def benchmark(settings: Settings, log: Callable[[str], None] = print) -> list[RunResult]:
-    """Every run of ``settings``: per topology, the servers and subscribers, then each mode."""
+def benchmark(
+    settings: Settings, log: Callable[[str], None] = print, optional: Sequence[str] = ()
+) -> list[RunResult]:
+    """Every run of ``settings``: per topology, the servers and subscribers, then each mode.
+
+    A topology of ``optional`` whose nginx cannot be had is skipped with a note: the default
+    run still measures the rest on a machine without nginx. Any other topology lets
+    :class:`NginxUnavailable` through (the user asked for it by name)."""
     results = []
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     run = 0
     for kind in settings.topologies:
-        with topology(kind, settings) as topo:
+        with contextlib.ExitStack() as servers:
+            try:
+                topo = servers.enter_context(topology(kind, settings))
+            except NginxUnavailable as exc:
+                if kind not in optional:
+                    raise
+                log(f"skipping the {kind} topology: {exc} (--only {kind} makes this an error)")
+                continue
             log(f"{topo.name}: {topo.routing}; opening {settings.subscribers:,} connections")
             clients = Clients(topo, settings, f"{prefix}-{kind}")
             try:
@@ -841,11 +959,17 @@ def describe(r: RunResult) -> str:
         f"{_ratio(r.library_us * TARGET_RATE / 1e6, CORES_TARGET, ' core', 'at 2,000/s <=')}",
         f"  for scale: one bare HTTP publish from Python (http.client, signed once, a new "
         f"connection each, as soketi closes it after every answer) costs {r.bare_request_us:.0f} "
-        "µs of CPU here",
+        "µs of CPU here"
+        + (
+            ""
+            if r.balancer_request_us is None
+            else f"; through nginx on a kept-open connection: {r.balancer_request_us:.0f} µs"
+        ),
         f"  pacing: {r.achieved_rate:,.0f}/s achieved, furthest behind schedule "
         f"{r.late_ms:.1f} ms; one publish call took p50 {r.call_p50_ms:.2f} ms, "
         f"p99 {r.call_p99_ms:.1f} ms (wall)",
-        f"  soketi: {r.soketi_cores:.2f} cores in all, while publishing",
+        f"  soketi: {r.soketi_cores:.2f} cores in all, while publishing"
+        + ("" if r.balancer_cores is None else f"; balancer: {r.balancer_cores:.2f} cores"),
         f"  subscribers: {len(r.client_cores)} client processes at {clients} of a core while "
         f"publishing, {r.client_us_per_event:.0f} µs per event received (one process would "
         f"take about {1e6 / max(r.client_us_per_event, 1):,.0f} events/s on a whole core); "
@@ -894,7 +1018,12 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--baseline", type=float, default=d.baseline, help="baseline seconds")
     parser.add_argument("--clients", type=int, default=d.clients, help="subscriber processes")
     parser.add_argument("--modes", default="sync,async", help="sync, async or both")
-    parser.add_argument("--only", default="cluster,single", help="cluster, single or both")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help=f"topologies, comma-separated, of {', '.join(KINDS)} (default: all; balanced is "
+        "skipped where nginx is missing, unless named here)",
+    )
     parser.add_argument("--settle", type=float, default=d.settle)
     parser.add_argument(
         "--timeout", type=float, default=0.0, help="the driver's timeout (default: its own)"
@@ -912,11 +1041,11 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--no-targets", action="store_true", help="exit 0 whatever the figures")
     args = parser.parse_args(argv)
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    kinds = tuple(k.strip() for k in args.only.split(",") if k.strip())
+    kinds = tuple(k.strip() for k in (args.only or ",".join(KINDS)).split(",") if k.strip())
     if not modes or set(modes) - {"sync", "async"}:
         parser.error("--modes: sync, async or sync,async")
-    if not kinds or set(kinds) - {"cluster", "single"}:
-        parser.error("--only: cluster, single or cluster,single")
+    if not kinds or set(kinds) - set(KINDS):
+        parser.error(f"--only: one or more of {','.join(KINDS)}")
     if min(args.nodes, args.publishers, args.subscribers, args.clients) < 1 or args.rate <= 0:
         parser.error("--nodes, --publishers, --subscribers, --clients and --rate must be > 0")
     if args.seconds <= 0 or args.baseline <= 0:
@@ -950,10 +1079,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"Method: {METHOD}")
     print(f"Async publishes: batch_linger {settings.linger:g} s (--linger)")
+    # only what the user did not name may be skipped (nginx is all that may be missing)
+    optional = ("balanced",) if args.only is None else ()
     try:
-        results = benchmark(settings)
+        results = benchmark(settings, optional=optional)
     except RedisUnavailable as exc:
         print(f"cannot run the cluster: {exc}", file=sys.stderr)
+        return 2
+    except NginxUnavailable as exc:
+        print(f"cannot run the balanced topology (nginx): {exc}", file=sys.stderr)
         return 2
     print()
     print(table(results))
