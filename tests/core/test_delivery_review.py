@@ -132,3 +132,22 @@ async def test_a_lingering_request_filled_to_the_byte_leaves_at_once(
     await asyncio.wait_for(asyncio.gather(*tasks), 3.0)
     assert [channels for _, channels in service.started] == [["a", "b"]]
     assert service.start_of("a") - began < linger / 2
+
+
+async def test_a_drain_cancelled_before_it_ran_leaves_no_publish_waiting(
+    made: list[Broadcast],
+) -> None:
+    # every task cancelled at once (as asyncio.run's shutdown does, or a test's clean-up)
+    # can catch a drain before its first step, where its own clean-up never runs
+    driver, service = connect(made, batch_channels=10, latency=0.0, batch_in_flight=1)
+    publish = asyncio.create_task(driver.achannel("a", "x", "ev"))
+    await asyncio.sleep(0)  # "a" is queued, its drain created but not yet run
+    batcher = driver._batchers.get()
+    (drain,) = batcher._tasks
+    drain.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(publish, 2.0)  # told, not left waiting
+    assert batcher._running == 0
+    # and the loop goes on publishing: the one request slot is free again
+    receipt = await asyncio.wait_for(driver.achannel("b", "x", "ev"), 2.0)
+    assert isinstance(receipt, Receipt) and service.stored == ["b"]

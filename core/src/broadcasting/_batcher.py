@@ -49,6 +49,7 @@ class Batcher:
         self._queue: deque[_Pending] = deque()
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unstarted: set[asyncio.Task[None]] = set()  # drains not yet run (see _done)
 
     async def submit(self, part: Part) -> Attempt:
         """Make ``part``'s first attempt, shared if others wait; return its outcome."""
@@ -73,7 +74,24 @@ class Batcher:
         self._running += 1
         task = loop.create_task(self._drain())
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._unstarted.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        """A drain ended. One cancelled before its first step (every task cancelled, as at a
+        loop's shutdown) never ran its own clean-up: it is done here, else it would count as
+        running for good and the queue could wait for a drain that never comes."""
+        self._tasks.discard(task)
+        if task in self._unstarted:
+            self._unstarted.discard(task)
+            self._running -= 1
+            if not self._running:
+                self._cancel_queued()
+
+    def _cancel_queued(self) -> None:
+        """No drain is left to take the queue: nothing in it may wait for good."""
+        while self._queue:
+            self._queue.popleft().future.cancel()
 
     def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
@@ -118,6 +136,7 @@ class Batcher:
                 self._collecting -= 1
 
     async def _drain(self) -> None:
+        self._unstarted.discard(asyncio.current_task())
         try:
             while True:
                 if self._linger:
@@ -132,8 +151,7 @@ class Batcher:
                 await self._deliver(taken)
         except asyncio.CancelledError:
             if self._running == 1:  # no other drain will take the queue: nothing may hang
-                while self._queue:
-                    self._queue.popleft().future.cancel()
+                self._cancel_queued()
             raise
         finally:
             self._running -= 1
