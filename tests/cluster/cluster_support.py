@@ -9,6 +9,7 @@
   what the app answered to soketi, which checks the signature.
 - :func:`collect`: every event a client received up to a marker, so "exactly once" is
   checked on a finished stream, never after a sleep.
+- :func:`start_cluster`: a started 3-node cluster, or a skip (a failure under CI).
 
 The rules: ``private-orders.{id}`` and ``private-encrypted-vault.{name}`` for any signed-in
 user, ``presence-room.{name}`` with ``{"id", "name"}`` as member info.
@@ -24,8 +25,9 @@ from typing import Any
 
 import httpx
 from pusher_ws import Event, PusherSubscriber
-from soketi_cluster import SoketiCluster
-from soketi_server import SoketiServer
+from soketi_cluster import RedisUnavailable, SoketiCluster
+from soketi_pytest import unavailable
+from soketi_server import SoketiServer, SoketiUnavailable
 
 from broadcasting import Broadcast
 from broadcasting.web import AUTH_PATH, USER_AUTH_PATH
@@ -183,3 +185,13 @@ def api_calls(node: SoketiServer) -> int:
         for line in answer.text.splitlines()
         if line.startswith("soketi_http_calls_received_total")
     )
+
+
+def start_cluster(**config: Any) -> SoketiCluster:
+    """A started 3-node cluster, or skip (fail under CI) when soketi or Redis is missing."""
+    cluster = SoketiCluster(nodes=3, **config)
+    try:
+        return cluster.start(timeout=60)
+    except (SoketiUnavailable, RedisUnavailable) as exc:
+        cluster.close()
+        unavailable("soketi cluster", str(exc))

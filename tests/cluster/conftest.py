@@ -32,11 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e_hearing"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cluster_support import add_rules, web_app
+from cluster_support import add_rules, start_cluster, web_app
 from hearing_support import Heard, OnlineUsers, Recorder, Uvicorn, free_port
-from soketi_cluster import RedisUnavailable, SoketiCluster
-from soketi_pytest import unavailable
-from soketi_server import CONFIG_FILE, SoketiUnavailable
+from soketi_cluster import SoketiCluster
+from soketi_server import CONFIG_FILE
 
 from broadcasting import Broadcast, Broadcaster
 from broadcasting.web import WEBHOOK_PATH
@@ -44,16 +43,6 @@ from broadcasting.web import WEBHOOK_PATH
 #: The driver's encryption master key (32 bytes); soketi never sees it.
 MASTER_KEY = base64.b64encode(bytes(range(40, 72))).decode()
 WEBHOOK_EVENTS = ["channel_occupied", "channel_vacated", "member_added", "member_removed"]
-
-
-def start_cluster(**config: Any) -> SoketiCluster:
-    """A started 3-node cluster, or skip (fail under CI) when soketi or Redis is missing."""
-    cluster = SoketiCluster(nodes=3, **config)
-    try:
-        return cluster.start(timeout=60)
-    except (SoketiUnavailable, RedisUnavailable) as exc:
-        cluster.close()
-        unavailable("soketi cluster", str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cluster_support import start_cluster
 from http_proxy import ConnectAttempts
 from nginx_balancer import HOST, NginxBalancer, NginxUnavailable
 from pusher_ws import Event, PusherSubscriber
@@ -39,8 +40,6 @@ PUBLISHES = 12
 
 @pytest.fixture(scope="module")
 def nodes() -> Iterator[SoketiCluster]:
-    from conftest import start_cluster
-
     cluster = start_cluster()
     try:
         yield cluster

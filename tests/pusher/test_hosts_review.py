@@ -10,6 +10,10 @@
   UnicodeError, which the core reports as an error of unknown outcome ("may have been
   delivered"), not retried, with the other nodes never tried. It is now a configuration
   error that names the entry.
+- A node whose every connection this process kept busy was marked down: aiohttp's connect
+  timeout also bounds the wait for a free connection of its pool, and that wait running out
+  read as a node that cannot be reached. Shown with a proxy that answers slowly in front of
+  a real soketi, ``max_connections=1`` and concurrent publishes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from http_proxy import CountingProxy
 from soketi_pytest import start_soketi
 from soketi_server import SoketiServer
 
@@ -120,3 +125,33 @@ def test_such_a_host_fails_before_any_request() -> None:
     refused = pytest.raises(ConfigurationError, match=r"entry 0 .* is not a host name")
     with refused, Broadcast(config(options)) as broadcast:
         broadcast.channel("orders", "never sent")
+
+
+# -- a node kept busy by this process is not down --------------------------------------------
+
+
+async def test_a_node_whose_connections_are_all_busy_is_not_marked_down(
+    soketi: SoketiServer, proxy: CountingProxy
+) -> None:
+    # the proxy's node answers each request 0.6 s late; with one connection per node and a
+    # 1 s timeout, the third request given to it would wait 1.2 s for that connection
+    proxy.delay(0.6, times=None)
+    hosts = [f"127.0.0.1:{proxy.port}", f"127.0.0.1:{soketi.port}"]
+    options = soketi.driver_options(
+        hosts=hosts, max_connections=1, timeout=1.0, retries=0, batch=False
+    )
+    del options["host"], options["port"]
+    with Broadcast(config(options)) as broadcast:
+        chooser = broadcast.driver().driver._hosts
+        chooser.turn = 0  # the slow node first, then every other request
+        marked: list[Any] = []  # each time a node is marked down (a later answer undoes it)
+        mark = chooser.failed
+        chooser.failed = lambda node, now: (marked.append(node), mark(node, now))[-1]
+        receipts = await asyncio.gather(
+            *(broadcast.achannel(f"busy-{n}", str(n), "e") for n in range(6))
+        )
+        assert marked == [], "busy is not down"
+    assert all(isinstance(r, Receipt) and r.requests == 1 for r in receipts)
+    # at most two fitted in the slow node's one connection within the timeout; the rest
+    # went to the other node instead of waiting longer
+    assert 1 <= len(proxy.posts()) <= 2, proxy.posts()

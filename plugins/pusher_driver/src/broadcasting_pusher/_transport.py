@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, Union
 
 from pusher.http import Request, process_response
@@ -313,6 +313,10 @@ class SessionBackend:
     settings: PusherSettings
     hosts: Hosts
     heard: bool = False  #: as NodePool.heard
+    #: each session's (loop's) slots per node: ``max_connections`` requests at once
+    _slots: weakref.WeakKeyDictionary[Any, dict[Node, asyncio.Semaphore]] = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False
+    )
 
     async def exchange(self, request: Request, node: Node | None = None) -> Reply:
         """Send ``request`` (to ``node`` only, if given): the answer and who gave it."""
@@ -345,6 +349,7 @@ class SessionBackend:
         import aiohttp
 
         s, new, where = self.settings, not self.heard, node.url(self.settings.ssl)
+        slot = await self._slot(session, node, where, query)
         try:
             async with session.request(method, where + target, data=body, headers=headers) as r:
                 reply = Reply(r.status, await r.read(), where)
@@ -358,8 +363,36 @@ class SessionBackend:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             hint = new and not s.ssl
             raise failure(exc, s, where=where, sent=True, hint=hint, query=query) from exc
+        finally:
+            slot.release()
         self.heard = True
         return reply
+
+    async def _slot(
+        self, session: aiohttp.ClientSession, node: Node, where: str, query: bool
+    ) -> asyncio.Semaphore:
+        """One of ``node``'s ``max_connections`` slots in this session, taken. aiohttp's own
+        pool would wait for a free connection within its connect timeout, and a wait that
+        ran out would read as a node that cannot be reached (marked down, though only this
+        process kept it busy): the wait is here instead, and one that runs out sends the
+        request to another node, this one left up."""
+        slots = self._slots.get(session)
+        if slots is None:
+            slots = self._slots[session] = {}
+        slot = slots.get(node)
+        if slot is None:
+            slot = slots[node] = asyncio.Semaphore(self.settings.max_connections)
+        if not slot.locked():
+            await slot.acquire()  # free: taken at once, without waiting
+            return slot
+        wait = self.settings.timeout
+        try:
+            await asyncio.wait_for(slot.acquire(), wait)
+        except asyncio.TimeoutError:
+            text = f"every connection to {where} stayed busy for {wait:g} s (not sent)"
+            error = service_error(f"{NAME}: {text}", query=query, retryable=True)
+            raise NotSent(error, down=False) from None
+        return slot
 
     async def send(self, request: Request) -> tuple[int, bytes]:
         reply = await self.exchange(request)
