@@ -195,13 +195,18 @@ async def test_two_relays_share_the_partitions_and_never_send_a_row_twice(
     with Broadcast(settings) as writer, Broadcast(settings) as one, Broadcast(settings) as two:
         relays = [Relay(one, owner="relay-1"), Relay(two, owner="relay-2")]
         tasks = [asyncio.create_task(relay.arun()) for relay in relays]
-        written = 0
-        for n in range(50):
+        memories = [one.driver("memory").driver, two.driver("memory").driver]
+        written = n = 0
+        deadline = time.monotonic() + 30
+        # 2.5 s at least (the relays claim every second), and on until both have sent some:
+        # on a loaded machine the second relay may start late and take its share a round later
+        while n < 50 or not all(m.messages for m in memories):
+            assert time.monotonic() < deadline, "a relay never took a share of the partitions"
             for channel in channels:
                 await writer.achannel(channel, {"n": n}, "tick", send="outbox")
                 written += 1
-            await asyncio.sleep(0.05)  # 2.5 s: the relays claim every second
-        memories = [one.driver("memory").driver, two.driver("memory").driver]
+            n += 1
+            await asyncio.sleep(0.05)
         deadline = time.monotonic() + 30
         while sum(len(m.messages) for m in memories) < written:
             assert time.monotonic() < deadline, relays[0].store.stats(time.time())
