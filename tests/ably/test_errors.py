@@ -8,24 +8,17 @@ driver, the SDK and httpx are real.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import pytest
 
 from broadcasting import Broadcast, PublishError
 from servers.ably_emulator import LIMITED_KEY, WRONG_KEY, AblyEmulator
+from servers.soketi_server import refused_port
 
 
 def _ids(emulator: AblyEmulator) -> list[str]:
     return [m["id"] for r in emulator.publish_requests for m in r.messages]
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:  # bound, never listening, then closed
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _partition(error: PublishError, channels: tuple[str, ...]) -> None:
@@ -292,7 +285,7 @@ def test_connection_refused_is_failed_and_retried(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
     """Nothing listens on the port: nothing can have been delivered, so it is retried."""
-    broadcast = make_broadcast(tls_port=_closed_port())  # retries=2 by default
+    broadcast = make_broadcast(tls_port=refused_port())  # retries=2 by default
     with pytest.raises(PublishError) as caught:
         broadcast.channel(["orders", "audit"], "m")
     error = caught.value
@@ -322,7 +315,7 @@ def test_an_unverifiable_certificate_is_failed(
 async def test_connection_refused_on_the_async_path(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast]
 ) -> None:
-    broadcast = make_broadcast(tls_port=_closed_port(), retries=1)
+    broadcast = make_broadcast(tls_port=refused_port(), retries=1)
     with pytest.raises(PublishError) as caught:
         await broadcast.achannel("orders", "m")
     assert (caught.value.failed, caught.value.requests) == (("orders",), 2)

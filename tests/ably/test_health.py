@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,16 +22,10 @@ import pytest
 
 from broadcasting import Broadcast, Health, PublishError
 from servers.ably_emulator import LIMITED_KEY, TEST_KEY, WRONG_KEY, AblyEmulator
+from servers.soketi_server import refused_port
 
 UNKNOWN_KEY = "appid.unknown:SomeOtherS3cret_1111111"
 SECRETS = [key.split(":", 1)[1] for key in (TEST_KEY, WRONG_KEY, LIMITED_KEY, UNKNOWN_KEY)]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:  # bound, never listening, then closed
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def no_secret_in(text: str) -> bool:
@@ -88,7 +81,7 @@ def test_cli_wrong_key_is_auth_failed(emulator: AblyEmulator, tmp_path: Path) ->
 
 
 def test_cli_closed_port_is_unreachable(emulator: AblyEmulator, tmp_path: Path) -> None:
-    port = closed_port()
+    port = refused_port()
     result = run_check(emulator, tmp_path, emulator.options(tls_port=port), "--json")
     assert result.returncode == 1
     (row,) = json.loads(result.stdout)
@@ -158,7 +151,7 @@ async def test_a_refused_key_is_auth_failed(
 async def test_a_refused_port_is_unreachable(
     emulator: AblyEmulator, make_broadcast: Callable[..., Broadcast], mode: str
 ) -> None:
-    health = await check(make_broadcast(tls_port=closed_port()), mode)
+    health = await check(make_broadcast(tls_port=refused_port()), mode)
     assert health.status == "unreachable"
     assert health.detail.startswith(
         "could not reach Ably (127.0.0.1) for the health check: ConnectError"

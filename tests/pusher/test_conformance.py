@@ -41,7 +41,7 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 from http_proxy import CountingProxy
 from pusher_ws import Event, PusherSubscriber
-from soketi_server import APP_KEY, APP_SECRET, SoketiServer, free_port
+from soketi_server import APP_KEY, APP_SECRET, SoketiServer, refused_port
 
 from broadcasting import Broadcast
 from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance
@@ -208,7 +208,7 @@ class TestPusherConformance(DriverConformance):
         proxy.fail(503, {"error": "unavailable"}, times=None)  # a server error: unknown
         return [
             soketi.driver_options(secret=WRONG_SECRET),  # soketi answers 401
-            soketi.driver_options(port=free_port(), timeout=0.5, retry_backoff=0.01),  # refused
+            soketi.driver_options(port=refused_port(), timeout=0.5, retry_backoff=0.01),  # refused
             soketi.driver_options(port=proxy.port, retry_backoff=0.01),
             soketi.driver_options(port=losing_proxy.port, retry_backoff=0.01),
         ]

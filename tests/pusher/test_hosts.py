@@ -35,7 +35,7 @@ from http_proxy import ConnectAttempts, CountingProxy, containing
 from pusher_ws import Event, PusherSubscriber
 from soketi_cluster import RedisUnavailable, SoketiCluster
 from soketi_pytest import start_soketi, unavailable
-from soketi_server import HOST, SoketiServer, SoketiUnavailable, free_port
+from soketi_server import HOST, SoketiServer, SoketiUnavailable, free_port, refused_port
 
 from broadcasting import Broadcast, Health, PublishError, QueryError, Receipt
 from broadcasting_pusher._hosts import COOLDOWN
@@ -233,7 +233,7 @@ async def test_a_dead_node_costs_no_retry_and_is_tried_once_per_cool_down(
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_every_node_down_fails_and_names_the_nodes(cluster: SoketiCluster, mode: str) -> None:
-    dead = [ConnectAttempts(free_port()) for _ in range(3)]
+    dead = [ConnectAttempts(refused_port()) for _ in range(3)]
     options = cluster.driver_options(
         hosts=hosts_of(*(d.port for d in dead)), retries=2, retry_backoff=0.01
     )

@@ -25,7 +25,7 @@ import pytest
 import trustme
 from http_proxy import ConnectAttempts, CountingProxy
 from soketi_pytest import start_soketi
-from soketi_server import HOST, SoketiServer, free_port
+from soketi_server import HOST, SoketiServer, free_port, refused_port
 
 from broadcasting import Broadcast, BroadcastError
 from broadcasting.plugin import SUBSCRIBED, Heard
@@ -172,7 +172,7 @@ async def test_a_node_back_after_its_cool_down_is_found_up_by_listen(
 
 
 async def test_every_node_dead_is_one_error_naming_each_quickly(soketi: SoketiServer) -> None:
-    dead = [ConnectAttempts(free_port()) for _ in range(3)]
+    dead = [ConnectAttempts(refused_port()) for _ in range(3)]
     try:
         with Broadcast(config(soketi, *(d.port for d in dead))) as broadcast:
             listener = broadcast.driver().driver.listen_channels(["nowhere"])

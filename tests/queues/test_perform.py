@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 import redis
 import rq
 from pusher_ws import PusherSubscriber
-from soketi_server import SoketiServer
+from soketi_server import SoketiServer, refused_port
 
 from broadcasting import Broadcast, ConfigurationError, Receipt
 from broadcasting.contrib import _queue
@@ -41,12 +40,6 @@ from broadcasting.plugin import Retry, hookimpl
 
 pytestmark = pytest.mark.soketi
 RETRY_FAST = Retry(retries=3, backoff=0.01, max_backoff=0.02)
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -138,7 +131,7 @@ async def test_a_service_outage_retries_then_sends_what_is_left_once(
     subscriber: PusherSubscriber,
     uid: str,
 ) -> None:
-    down = connect(port=_closed_port(), retries=0)  # refused connects: certainly not sent
+    down = connect(port=refused_port(), retries=0)  # refused connects: certainly not sent
     up = connect()
     channel = f"q-{uid}"
     await subscriber.subscribe(channel)
@@ -154,7 +147,7 @@ async def test_a_service_outage_retries_then_sends_what_is_left_once(
 def test_the_last_attempt_of_a_retryable_failure_fails_for_good(
     connect: Callable[..., Broadcast], journal: RedisJournal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    down = connect(port=_closed_port(), retries=0)
+    down = connect(port=refused_port(), retries=0)
     job = payload(down, ["q-last"], {"n": 4})
     with caplog.at_level(logging.ERROR, "broadcasting.queue"), pytest.raises(TaskFailed) as caught:
         perform(down, job, via="rq", journal=journal, attempt=3, retry=RETRY_FAST)
@@ -179,7 +172,7 @@ async def test_without_its_journal_a_task_sends_nothing_and_retries(
     broadcast = connect()
     channel = f"q-{uid}"
     await subscriber.subscribe(channel)
-    nowhere = RedisJournal(f"redis://127.0.0.1:{_closed_port()}/0")
+    nowhere = RedisJournal(f"redis://127.0.0.1:{refused_port()}/0")
     with pytest.raises(TaskRetry, match="journal is unavailable"):
         perform(broadcast, payload(broadcast, [channel], {"n": 6}), via="rq", journal=nowhere)
     assert await arrived(subscriber, broadcast, channel) == []
@@ -303,7 +296,7 @@ async def test_a_commit_in_async_code_queues_the_task_from_a_thread(rq_queue: rq
 def test_a_committed_publish_that_cannot_be_queued_is_logged_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    closed = redis.Redis(port=_closed_port(), retry=None, socket_connect_timeout=1)
+    closed = redis.Redis(port=refused_port(), retry=None, socket_connect_timeout=1)
     nowhere = rq.Queue("q", connection=closed)
     plugin = RQQueue(nowhere, "worker_app:broadcast")
     with Broadcast({"DRIVER": "memory"}, plugins=[plugin, Adapter()]) as broadcast:

@@ -12,25 +12,18 @@ dead letters).
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
 import queue_soak
 from queue_services import need
-from soketi_server import SoketiServer
+from soketi_server import SoketiServer, refused_port
 
 from broadcasting.contrib._queue import FAILED, parse
 
 pytestmark = pytest.mark.soketi
 
 RETRIES = 2
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -49,7 +42,7 @@ async def test_a_failed_publish_is_retried_as_it_allows_then_fails_the_task(
     need("Redis", 6379)
     if queue_soak.KINDS[kind][1].startswith("amqp"):
         need("RabbitMQ", 5672)
-    wrong = {"port": _closed_port()} if failure == "refused" else {"secret": "not-the-secret"}
+    wrong = {"port": refused_port()} if failure == "refused" else {"secret": "not-the-secret"}
     options = soketi.driver_options(retries=0, **wrong)
     retry = {"retries": RETRIES, "backoff": 0.05, "max_backoff": 0.1}
     setup = queue_soak.Setup(kind, options, retry=retry)

@@ -71,6 +71,21 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(sock.getsockname()[1])
 
 
+_refusing: list[socket.socket] = []  # bound, never listening: kept until the process ends
+
+
+def refused_port() -> int:
+    """A port on 127.0.0.1 that refuses every connection for the rest of this process.
+
+    Bound and never listening, so a connect gets a reset at once; and held, so no server a
+    parallel test starts on a "free" port can take it meanwhile (a port merely found free
+    and closed again can be, and a publish meant to be refused then reaches that server)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((HOST, 0))
+    _refusing.append(sock)
+    return int(sock.getsockname()[1])
+
+
 def missing_tools() -> list[str]:
     """The tools soketi needs that are not on PATH."""
     return [tool for tool in ("node", "npm") if shutil.which(tool) is None]
