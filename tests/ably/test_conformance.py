@@ -7,7 +7,6 @@ per channel is what Ably would deliver to subscribers.
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -15,6 +14,7 @@ import pytest
 
 from broadcasting.testing import Delivery, DriverConformance
 from servers.ably_emulator import DROPPING_KEY, TEST_KEY, WRONG_KEY, AblyEmulator
+from servers.soketi_server import refused_port
 
 
 class EmulatorObserver:
@@ -29,13 +29,6 @@ class EmulatorObserver:
     def deliveries(self, channel: str, count: int, timeout: float) -> Sequence[Delivery]:
         # the emulator stores a message before it answers the publish: no waiting
         return [Delivery(m.channel, m.name or "", m.data) for m in self.emulator.messages(channel)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class TestAblyConformance(DriverConformance):
@@ -59,7 +52,7 @@ class TestAblyConformance(DriverConformance):
     def failing_options(self, emulator: AblyEmulator) -> Sequence[Mapping[str, Any]]:
         return [
             emulator.options(WRONG_KEY),
-            emulator.options(tls_port=_free_port(), retries=0, timeout=0.5),
+            emulator.options(tls_port=refused_port(), retries=0, timeout=0.5),
             # every answer lost after the emulator stored the message: the core retries
             # (Ably de-duplicates), so each channel is unknown yet received exactly once
             emulator.options(DROPPING_KEY, retries=2, retry_backoff=0.01),

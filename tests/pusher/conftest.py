@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 from http_proxy import ConnectAttempts, CountingProxy
 from pusher_ws import Event, PusherSubscriber, Received, Subscribe
 from soketi_pytest import start_soketi
-from soketi_server import HOST, SoketiServer, free_port
+from soketi_server import HOST, SoketiServer, refused_port
 
 from broadcasting import Broadcast
 
@@ -120,7 +120,7 @@ def received(broadcast: Broadcast) -> Received:
 @pytest.fixture
 def refusing() -> Iterator[ConnectAttempts]:
     """A loopback port nothing listens on (connects are refused), with its attempts counted."""
-    attempts = ConnectAttempts(free_port())
+    attempts = ConnectAttempts(refused_port())
     yield attempts
     attempts.stop()
 

@@ -35,7 +35,7 @@ from http_proxy import ConnectAttempts, CountingProxy, containing
 from pusher_ws import Event, PusherSubscriber
 from soketi_cluster import RedisUnavailable, SoketiCluster
 from soketi_pytest import start_soketi, unavailable
-from soketi_server import HOST, SoketiServer, SoketiUnavailable, free_port, refused_port
+from soketi_server import HOST, SoketiServer, SoketiUnavailable, refused_port
 
 from broadcasting import Broadcast, Health, PublishError, QueryError, Receipt
 from broadcasting_pusher._hosts import COOLDOWN
@@ -407,7 +407,7 @@ def presence_auth(socket_id: str, channel: str, data: str, secret: str) -> str:
 async def test_queries_move_on_from_nodes_that_refuse(
     cluster: SoketiCluster, refusing: ConnectAttempts, subscriber: PusherSubscriber, mode: str
 ) -> None:
-    second = ConnectAttempts(free_port())
+    second = ConnectAttempts(refused_port())
     room = unique("presence-room")
     data = json.dumps({"user_id": "7", "user_info": {}})
     auth = f"{cluster.key}:" + presence_auth(subscriber.socket_id, room, data, cluster.secret)
@@ -465,7 +465,7 @@ async def test_check_reports_every_node(
     assert f"http://{HOST}:{refusing.port}: unreachable in " in health.detail
     assert "could not reach" in health.detail and "(not sent)" in health.detail
 
-    second = ConnectAttempts(free_port())
+    second = ConnectAttempts(refused_port())
     try:
         dead = await check(cluster.driver_options(hosts=hosts_of(refusing.port, second.port)))
     finally:

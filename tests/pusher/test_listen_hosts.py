@@ -25,7 +25,7 @@ import pytest
 import trustme
 from http_proxy import ConnectAttempts, CountingProxy
 from soketi_pytest import start_soketi
-from soketi_server import HOST, SoketiServer, free_port, refused_port
+from soketi_server import HOST, SoketiServer, refused_port
 
 from broadcasting import Broadcast, BroadcastError
 from broadcasting.plugin import SUBSCRIBED, Heard
@@ -264,7 +264,7 @@ async def test_one_host_listens_and_fails_as_before(soketi: SoketiServer) -> Non
         listener = await subscribed(broadcast, channel)
         async with contextlib.aclosing(listener):
             await publish_and_hear(broadcast, listener, channel, 2)
-    port = free_port()
+    port = refused_port()
     options = soketi.driver_options(port=port)
     with Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}) as broadcast:
         for _ in range(2):  # the one node is tried every time, down or not
