@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
 import time
 from argparse import ArgumentParser, Namespace
@@ -270,13 +271,41 @@ async def listen(
 def _listen(args: Namespace) -> int:
     broadcast = Broadcast(args.config)
     try:
-        asyncio.run(listen(broadcast, args.channel, driver=args.driver, as_json=args.json))
-    except KeyboardInterrupt:
+        return asyncio.run(_listen_until_stopped(broadcast, args))
+    except KeyboardInterrupt:  # Ctrl-C before the loop's own handler was in place
         print("broadcasting: stopped", file=sys.stderr)
         return INTERRUPTED
     finally:
         with contextlib.suppress(Exception):
             broadcast.close()
+
+
+async def _listen_until_stopped(broadcast: Broadcast, args: Namespace) -> int:
+    """:func:`listen` until Ctrl-C, which cancels it as a task: a KeyboardInterrupt raised
+    wherever the loop happens to be (Python 3.10's ``asyncio.run`` has no handler of its own)
+    can leave it unable to finish, and the process hanging."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    stopped: list[bool] = []
+
+    def stop() -> None:
+        stopped.append(True)
+        if task is not None:
+            task.cancel()
+
+    # not on Windows, nor outside the main thread: there a KeyboardInterrupt it is
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, stop)
+    try:
+        await listen(broadcast, args.channel, driver=args.driver, as_json=args.json)
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        print("broadcasting: stopped", file=sys.stderr)
+        return INTERRUPTED
+    finally:
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(signal.SIGINT)
     return 0  # pragma: no cover - listening ends only by Ctrl-C or an error
 
 
