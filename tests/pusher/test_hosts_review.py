@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from http_proxy import CountingProxy
-from soketi_pytest import start_soketi
+from soketi_pytest import start_soketi, unavailable
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast, ConfigurationError, Receipt
@@ -57,7 +57,7 @@ def v6_soketi() -> Iterator[SoketiServer]:
     """A soketi listening on every address, IPv6 ``::1`` too (its readiness is checked on
     127.0.0.1, which a dual-stack ``::`` socket also takes)."""
     if not _has_ipv6_loopback():
-        pytest.skip("this machine has no IPv6 loopback")
+        unavailable("an IPv6 loopback", "this machine has no IPv6 loopback (::1)")
     server = start_soketi(host="::")
     try:
         yield server
