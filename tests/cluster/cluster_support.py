@@ -9,7 +9,8 @@
   what the app answered to soketi, which checks the signature.
 - :func:`collect`: every event a client received up to a marker, so "exactly once" is
   checked on a finished stream, never after a sleep.
-- :func:`start_cluster`: a started 3-node cluster, or a skip (a failure under CI).
+- :func:`start_cluster`: a started 3-node cluster, or a skip (a failure under CI);
+  :func:`start_stopped`: every node of it running again (after a test stopped some).
 
 The rules: ``private-orders.{id}`` and ``private-encrypted-vault.{name}`` for any signed-in
 user, ``presence-room.{name}`` with ``{"id", "name"}`` as member info.
@@ -195,3 +196,10 @@ def start_cluster(**config: Any) -> SoketiCluster:
     except (SoketiUnavailable, RedisUnavailable) as exc:
         cluster.close()
         unavailable("soketi cluster", str(exc))
+
+
+def start_stopped(cluster: SoketiCluster) -> None:
+    """Start again every node of ``cluster`` a test stopped or killed."""
+    for node in cluster.nodes:
+        if not node.running:
+            node.start(timeout=60)

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cluster_support import start_cluster
+from cluster_support import start_cluster, start_stopped
 from http_proxy import ConnectAttempts
 from nginx_balancer import HOST, NginxBalancer, NginxUnavailable
 from pusher_ws import Event, PusherSubscriber
@@ -65,9 +65,7 @@ def balancer(nodes: SoketiCluster) -> Iterator[NginxBalancer]:
 def running(nodes: SoketiCluster) -> Iterator[SoketiCluster]:
     """The module's cluster, every node running again after the test."""
     yield nodes
-    for node in nodes.nodes:
-        if not node.running:
-            node.start(timeout=60)
+    start_stopped(nodes)
 
 
 def through(balancer: NginxBalancer, nodes: SoketiCluster) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from cluster_support import ClusterClient, api_calls, collect, unique
+from cluster_support import ClusterClient, api_calls, collect, start_stopped, unique
 from hearing_support import Uvicorn
 from soketi_cluster import SoketiCluster
 
@@ -76,9 +76,7 @@ class Call:
 def restarted(cluster: SoketiCluster) -> Iterator[SoketiCluster]:
     """The session's cluster, with every node running again after the test."""
     yield cluster
-    for node in cluster.nodes:
-        if not node.running:
-            node.start(timeout=60)
+    start_stopped(cluster)
 
 
 def kill(cluster: SoketiCluster) -> float:
