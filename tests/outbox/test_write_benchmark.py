@@ -1,6 +1,6 @@
 """benchmarks/outbox_write.py runs to the end at a small size and prints both of its figures for
-each database, and where the time goes on SQLite (its figures are not checked here:
-docs/benchmarks.md quotes a full run)."""
+each database, the floor (the least any Python outbox does per write) and where the time goes
+on SQLite (its figures are not checked here: docs/background.md quotes a full run)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ ROW = re.compile(
     r"^\| (?P<database>\w+) \| transaction=(?P<how>[\w.]+) \| (?P<timing>[^|]+) \| "
     r"(?P<bare>[\d.]+) µs \| (?P<insert>[\d.]+) µs \| (?P<b>[\d.]+)x \| "
     r"(?P<whole>[\d.]+) µs \| (?P<a>[\d.]+)x \| (?P<verdict>met|MISSED) \|$",
+    re.MULTILINE,
+)
+
+#: database floor | bare | floor | floor / bare | 1.5x bare - floor | whole call / floor
+FLOOR = re.compile(
+    r"^\| (?P<database>\w+) floor \| (?P<bare>[\d.]+) µs \| (?P<floor>[\d.]+) µs \| "
+    r"(?P<ratio>[\d.]+)x \| (?P<left>-?[\d.]+) µs \| (?P<whole>[\d.]+)x \|$",
     re.MULTILINE,
 )
 
@@ -53,6 +60,17 @@ def test_the_write_benchmark_runs(pg_url: str) -> None:
         assert abs(float(row["b"]) - insert / bare) < 0.01 + 0.06 * insert / bare, row.group(0)
         assert abs(float(row["a"]) - whole / bare) < 0.01 + 0.06 * whole / bare, row.group(0)
         assert row["verdict"] == ("met" if float(row["a"]) <= 1.5 else "MISSED"), row.group(0)
+    # the floor, for each database: its ratios are those of the times printed
+    floors = {m["database"]: m for m in FLOOR.finditer(done.stdout)}
+    assert set(floors) == {"sqlite", "postgresql"}, done.stdout
+    for database, floor in floors.items():
+        bare, least = float(floor["bare"]), float(floor["floor"])
+        assert bare == float(rows[(database, "adapter")]["bare"]), floor.group(0)
+        assert least > 0, floor.group(0)
+        assert abs(float(floor["ratio"]) - least / bare) < 0.01 + 0.06 * least / bare
+        assert abs(float(floor["left"]) - (1.5 * bare - least)) < 0.11 + 0.01 * bare
+        whole = float(rows[(database, "adapter")]["whole"])
+        assert abs(float(floor["whole"]) - whole / least) < 0.01 + 0.06 * whole / least
     # where the time goes, on SQLite: a line per part, and the whole call's own line
     assert "Where the whole call's time goes" in done.stdout
     for part in ("validation", "serialisation: the payload's JSON", "broadcasting_transaction",
