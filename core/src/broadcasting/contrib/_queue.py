@@ -124,9 +124,15 @@ class Job:
         return job
 
     def message(self, driver: Driver, via: str) -> Message:
-        """The message again, validated by the worker's driver, with the same id."""
+        """The message again, validated by the worker's driver, with the same id.
+
+        The channel-name rule is not applied again (``reserved``): the producer applied it,
+        and ``send_to_user()``'s channel is one the driver named itself, outside that rule
+        (Pusher's ``#server-to-user-<id>``)."""
         data = json.loads(self.text) if self.kind == "json" else self.text
-        message = build_message(driver, list(self.channels), data, self.event, self.socket_id)
+        message = build_message(
+            driver, list(self.channels), data, self.event, self.socket_id, reserved=True
+        )
         message.id = self.id
         message.via = via
         return message
