@@ -49,9 +49,10 @@ class RQQueue(QueuePlugin):
         options: what every queue plugin takes (:class:`QueueOptions`): ``name`` (default
             ``"rq"``), ``journal`` (by default a :class:`RedisJournal` on the queue's own
             Redis connection), ``retries``, ``backoff``, ``max_backoff`` (as RQ's
-            ``Retry(max=retries, interval=[...])``, the n-th after ``min(max_backoff,
+            ``Retry(max=retries + 1, interval=[...])``, the n-th after ``min(max_backoff,
             backoff * 2**n)`` seconds, run by the worker's scheduler: ``rq worker
-            --with-scheduler``) and ``journal_ttl``.
+            --with-scheduler``; the one more is for a work horse that dies on the last
+            attempt, whose re-run reports the message unknown) and ``journal_ttl``.
     """
 
     name = "rq"
@@ -75,18 +76,23 @@ class RQQueue(QueuePlugin):
         self.queue = queue
         self.job_options = dict(job_options or {})
         retry = self.retry
+        # one run more than the retries: RQ re-runs a job whose work horse died only while
+        # it has retries left, and the death uses one up; that last run finds the journal
+        # "sending" and reports the message unknown (run_task never asks for it otherwise)
         self._intervals = [
             max(1, round(min(retry.max_backoff, retry.backoff * 2**n)))
-            for n in range(retry.retries)
+            for n in range(retry.retries + 1)
         ]
 
     def enqueue(self, payload: dict[str, Any]) -> None:
         """Enqueue the job (blocking); its id is the message id."""
         from rq import Retry
 
-        options: dict[str, Any] = {"job_id": payload["id"], **self.job_options}
-        if self.retry.retries:
-            options["retry"] = Retry(max=self.retry.retries, interval=self._intervals)
+        options: dict[str, Any] = {
+            "job_id": payload["id"],
+            "retry": Retry(max=self.retry.retries + 1, interval=self._intervals),
+            **self.job_options,
+        }
         self.queue.enqueue(publish, payload, self.target, self.name, **options)
 
     def default_journal(self) -> Journal:
@@ -131,7 +137,8 @@ def publish(payload: dict[str, Any], target: str, via: str = RQQueue.name) -> No
     try:
         plugin = _plugin(target, via)
         left = job.retries_left if job is not None else None
-        attempt = plugin.retry.retries - left if left is not None else 0
+        # the job has one retry more than the plugin's: see RQQueue.__init__
+        attempt = max(0, plugin.retry.retries + 1 - left) if left is not None else 0
         plugin.run_task(payload, attempt=attempt)
     except TaskRetry:
         raise
