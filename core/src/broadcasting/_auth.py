@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from broadcasting._errors import BadRequestError, ForbiddenError, RuleError
+from broadcasting._errors import BadRequestError, ForbiddenError, InputError, RuleError
 from broadcasting._flow import Call, Flow
 from broadcasting._types import Secret
 
@@ -205,6 +206,7 @@ def user_request(driver: Driver, socket_id: object, user_data: object) -> AuthRe
     if not isinstance(user_data, Mapping):
         raise RuleError(f"user_data must be a dict with an 'id', not {type(user_data).__name__}")
     _check_id(user_data, "user_data")
+    _check_json(user_data, "user_data")
     return AuthRequest("user", socket, member=dict(user_data))
 
 
@@ -212,6 +214,16 @@ def _check_id(info: Mapping[str, Any], what: str) -> None:
     ident = info.get("id")
     if ident is None or ident == "" or not isinstance(ident, (str, int)) or isinstance(ident, bool):
         raise RuleError(f"{what} must have an 'id' (a non-empty str or an int)")
+
+
+def _check_json(info: Mapping[str, Any], what: str) -> None:
+    """InputError (a 400, as the Pusher driver refuses it) unless JSON can hold ``info``:
+    a driver that signs it as it is would answer a body (NaN) no client parses."""
+    try:
+        json.dumps(info, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        # the message names a type or says "out of range": never a value of the info
+        raise InputError(f"{what} must be JSON-serializable ({exc})") from None
 
 
 def with_extra(request: AuthRequest, extra: Mapping[str, str | Secret]) -> AuthRequest:
@@ -235,7 +247,8 @@ def _decide(rules: ChannelRules, request: AuthRequest, special: str) -> Flow[Aut
         raise ForbiddenError(f"channel {request.channel!r}: nobody is signed in")
     pattern, rule, params = found
     value = yield Call(rule, request.user, kwargs=params)
-    if value is None or value is False:
+    # an empty dict is a falsy answer (``roles and {...}``): a refusal, as Laravel reads one
+    if value is None or value is False or (isinstance(value, Mapping) and not value):
         raise ForbiddenError(f"channel {request.channel!r} (rule {pattern!r}): the rule refused")
     member: dict[str, Any] | None = None
     if request.kind == "presence":
@@ -251,6 +264,7 @@ def _decide(rules: ChannelRules, request: AuthRequest, special: str) -> Flow[Aut
             )
         member = dict(value)
         _check_id(member, "a presence rule's member info")
+        _check_json(member, f"channel {request.channel!r} (rule {pattern!r}): the member info")
     elif value is not True and not isinstance(value, Mapping):
         raise RuleError(
             f"channel {request.channel!r} (rule {pattern!r}): a rule must return "
