@@ -7,6 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.core.handlers.wsgi import WSGIRequest  # type: ignore[import-untyped, unused-ignore]
 from django.http import HttpRequest, HttpResponse, RawPostDataException, UnreadablePostError  # type: ignore[import-untyped, unused-ignore]
 from django.urls import URLPattern, path  # type: ignore[import-untyped, unused-ignore]
 from django.utils.log import log_response  # type: ignore[import-untyped, unused-ignore]
@@ -65,6 +66,18 @@ def _read(
     return as_form([(k, v) for k, values in request.POST.lists() for v in values], request.headers)
 
 
+def _query(request: HttpRequest) -> bytes | str:
+    """The query string as the client sent it: under WSGI, ``META`` holds its bytes decoded as
+    ISO-8859-1 (PEP 3333), so they are recovered, as ``request.GET`` does (ASGI: UTF-8 text)."""
+    query = str(request.META.get("QUERY_STRING", ""))
+    if isinstance(request, WSGIRequest):
+        try:
+            return query.encode("iso-8859-1")
+        except UnicodeEncodeError:  # not what a WSGI server puts there: taken as it is
+            pass
+    return query
+
+
 def _django_response(request: HttpRequest, answer: Response) -> HttpResponse:
     response = HttpResponse(answer.content, status=answer.status, headers=answer.headers)
     if answer.status == 501:
@@ -86,8 +99,7 @@ def _view(endpoints: AuthEndpoints, route: Route, asynchronous: bool) -> Callabl
         answer = _read(endpoints, request, endpoints.limit(route))
         if not isinstance(answer, Response):
             body, headers = answer
-            query = str(request.META.get("QUERY_STRING", ""))
-            sent = _Hidden(request, request.method or "GET", headers, body, query)
+            sent = _Hidden(request, request.method or "GET", headers, body, _query(request))
             answer = yield from endpoints._respond(route, sent, offload)
         return _django_response(request, answer)
 
