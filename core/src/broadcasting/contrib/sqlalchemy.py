@@ -27,7 +27,7 @@ from broadcasting._errors import InputError
 from broadcasting.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Dialect
+    from sqlalchemy.engine import Connection, Dialect, Engine
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
     from sqlalchemy.orm import Session
     from sqlalchemy.orm import SessionTransaction as _SATransaction
@@ -106,6 +106,20 @@ def adapt(transaction: object) -> SessionTransaction | ConnectionTransaction | N
     return None
 
 
+def _sqlite_file(connectable: Engine | Connection) -> str | None:
+    """The file a SQLite engine's URL names (as written: maybe relative), for the outbox's
+    check that a row goes into its own database; ``None`` for another database, or when the
+    URL does not say (in memory, a URI filename: the engine may connect elsewhere through
+    ``creator=``)."""
+    if connectable.dialect.name != "sqlite":
+        return None
+    url = connectable.engine.url
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:") or "uri" in url.query:
+        return None
+    return database
+
+
 def _paramstyle(dialect: Dialect) -> str:
     # a "pyformat" driver (psycopg, pymysql) takes positional %s as well
     style = dialect.paramstyle
@@ -116,10 +130,12 @@ class SessionTransaction:
     """A SQLAlchemy ``Session`` (or the ``AsyncSession`` around it) as a
     :class:`~broadcasting.plugin.Transaction`."""
 
-    __slots__ = ("_async", "dialect", "paramstyle", "session")
+    __slots__ = ("_async", "database", "dialect", "paramstyle", "session")
 
     dialect: str
     paramstyle: str
+    #: The SQLite file of the session's bind (see :func:`_sqlite_file`), else ``None``.
+    database: str | None
 
     def __init__(self, session: Session, async_session: AsyncSession | None = None) -> None:
         from sqlalchemy.exc import UnboundExecutionError
@@ -135,10 +151,18 @@ class SessionTransaction:
             ) from exc
         self.dialect = bind.dialect.name
         self.paramstyle = _paramstyle(bind.dialect)
+        self.database = _sqlite_file(bind)
 
     def active(self) -> bool:
         """Whether the session is inside a transaction (begun, or begun by its first use)."""
         return self.session.in_transaction()
+
+    def autobegin(self) -> None:
+        """Begin the session's transaction if none is (as its first statement would, and so
+        an outbox write on it), without touching the database: the fake, which writes no
+        row, waits for this transaction's commit as the row would."""
+        if self.session.get_transaction() is None:
+            self.session._autobegin_t()
 
     def on_commit(self, callback: Callable[[], object]) -> None:
         """Call ``callback`` once the session's outermost transaction commits; never if the
@@ -218,10 +242,12 @@ class ConnectionTransaction:
     :class:`~broadcasting.plugin.Transaction`: for the outbox; ``after_commit`` inside its
     transaction is refused (SQLAlchemy has no event after a Connection's COMMIT)."""
 
-    __slots__ = ("_async", "connection", "dialect", "paramstyle")
+    __slots__ = ("_async", "connection", "database", "dialect", "paramstyle")
 
     dialect: str
     paramstyle: str
+    #: The SQLite file of the connection's engine (see :func:`_sqlite_file`), else ``None``.
+    database: str | None
 
     def __init__(
         self, connection: Connection, async_connection: AsyncConnection | None = None
@@ -230,6 +256,7 @@ class ConnectionTransaction:
         self._async = async_connection
         self.dialect = connection.dialect.name
         self.paramstyle = _paramstyle(connection.dialect)
+        self.database = _sqlite_file(connection)
 
     def active(self) -> bool:
         """Whether the connection is inside a transaction."""

@@ -66,6 +66,19 @@ class SQLiteTransaction:
             "this transaction), publish after commit(), or use SQLAlchemy or Django"
         )
 
+    @property
+    def database(self) -> str | None:
+        """The file of the connection's main database (``""``: in memory, or temporary), for
+        the outbox's check that a row goes into its own database; ``None`` when other
+        databases are attached (the outbox's table may be in one of them)."""
+        found: str | None = None
+        for _, name, file in self.connection.execute("PRAGMA database_list").fetchall():
+            if name == "main":
+                found = str(file or "")
+            elif name != "temp":
+                return None
+        return found
+
     def execute(self, sql: str, params: Sequence[Any]) -> object:
         """Run ``sql`` on the connection, inside its transaction."""
         return self.connection.execute(sql, tuple(params))

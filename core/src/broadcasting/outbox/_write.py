@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import time
 import types
 from collections.abc import Awaitable, Sequence
@@ -90,12 +91,62 @@ def _execute(store: Store, transaction: Transaction, rows: Sequence[NewRow]) -> 
             f"{transaction.dialect} one: send='outbox' writes in the caller's transaction, "
             "so OUTBOX must name the database that transaction is in",
         )
+    if dialect == _sql.SQLITE:
+        _check_sqlite_file(store, transaction)
     sql, params = _sql.insert_params(dialect, store.table, rows)
     try:
         text = _rendered(sql, dialect, transaction.paramstyle)
     except ValueError as exc:
         raise TypeError(f"transaction={type(transaction).__qualname__}: {exc}") from None
     return _Execute(transaction, text, params)
+
+
+def _check_sqlite_file(store: Store, transaction: Transaction) -> None:
+    """Refuse a transaction on another SQLite file than the outbox's: the row (and the tables,
+    on a first write) would be made there, where no relay reads, and the publish lost.
+
+    The adapter says where its database is with ``database`` (a path; ``""`` in memory);
+    one that does not say is not checked."""
+    given = getattr(transaction, "database", None)
+    path = getattr(store._source, "path", None)
+    if not isinstance(given, str) or not isinstance(path, str) or given == path:
+        return
+    if store.table.rpartition(".")[0] not in ("", "main"):
+        return  # the outbox is in a database attached to the caller's: cannot tell
+    if given and _same_file(path, given):
+        return
+    where = f"the SQLite file {given!r}" if given else "an in-memory SQLite database"
+    raise ConfigurationError(
+        "config",
+        "OUTBOX",
+        f"the outbox is the SQLite file {path!r} but the transaction given is in {where}: "
+        "send='outbox' writes in the caller's transaction, so OUTBOX must name the database "
+        "that transaction is in (a row written there would never reach the relay)",
+    )
+
+
+#: Whether two SQLite paths (the outbox's, a transaction's) name one file: resolved once (a
+#: relative path: once per working directory).
+_same_files: dict[tuple[str, ...], bool] = {}
+
+
+def _same_file(first: str, second: str) -> bool:
+    if os.path.isabs(first) and os.path.isabs(second):
+        key: tuple[str, ...] = (first, second)
+    else:
+        key = (first, second, os.getcwd())
+    found = _same_files.get(key)
+    if found is not None:
+        return found
+    same = os.path.realpath(first) == os.path.realpath(second)
+    if not same and os.path.exists(first) and os.path.exists(second):
+        try:
+            same = os.path.samefile(first, second)
+        except OSError:
+            same = False
+    if len(_same_files) < 256:
+        _same_files[key] = same
+    return same
 
 
 @dataclass(slots=True)

@@ -5,7 +5,8 @@ A ``tryfirst`` plugin on the ``broadcasting_publish`` hook of every Broadcast
 configured driver's limits, and the driver is never called.
 
 Publishes sent later are recorded when they would be sent: an after-commit one when
-its transaction commits (the core publishes it then, through ``broadcasting_publish``),
+its transaction commits (the fake publishes it in the commit, through ``broadcasting_publish``,
+even where the core would start a task of the event loop the commit runs on),
 an outbox one when its transaction commits (the fake's ``broadcasting_defer`` takes it
 instead of writing the row). Neither is recorded if its transaction rolls back.
 """
@@ -15,10 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-from broadcasting._background import NOW, OUTBOX
+from broadcasting._background import AFTER_COMMIT, NOW, OUTBOX, pending, send_committed
+from broadcasting._background import _report as report
 from broadcasting._channels import Channel
 from broadcasting._errors import BroadcastError, InputError
 from broadcasting._events import Broadcastable, is_event
+from broadcasting._flow import run
 from broadcasting._plugins import register_everywhere, unregister_everywhere
 from broadcasting._types import Message, Payload, Receipt
 from broadcasting.hookspecs import hookimpl
@@ -119,10 +122,20 @@ class BroadcastFake(Recording[Sent]):
     ) -> Receipt | None:
         """Take an outbox publish instead of writing its row: record it once its transaction
         commits (at once outside a transaction, or in one that cannot report its commit: a
-        SQLAlchemy ``Connection``, a ``sqlite3.Connection``). Other ways go on to their
-        plugins."""
+        SQLAlchemy ``Connection``, a ``sqlite3.Connection``). A SQLAlchemy session not begun
+        yet begins its transaction, as the row's write would. An after-commit publish is
+        published in its transaction's commit (:meth:`_after_commit`). Other ways go on to
+        their plugins."""
+        if message.via == AFTER_COMMIT:
+            return self._after_commit(broadcast, driver, message, transaction)
         if message.via != OUTBOX:
             return None
+        if transaction is not None and not transaction.active():
+            # the write would begin a SQLAlchemy session's transaction, and go with it
+            from broadcasting.contrib.sqlalchemy import SessionTransaction
+
+            if isinstance(transaction, SessionTransaction):
+                transaction.autobegin()
         if transaction is not None and transaction.active():
             try:
                 transaction.on_commit(lambda: self._record(driver, message))
@@ -133,6 +146,32 @@ class BroadcastFake(Recording[Sent]):
         return Receipt(
             driver.name, message.event, message.channels, message.id, via=OUTBOX, pending=True
         )
+
+    def _after_commit(
+        self,
+        broadcast: Broadcast,
+        driver: Driver,
+        message: Message,
+        transaction: Transaction | None,
+    ) -> Receipt | None:
+        """An after-commit publish: published (so recorded) in the commit itself, where the
+        core would start a task when the commit runs on an event loop; outside a transaction
+        the core sends it at once."""
+        if transaction is None or not transaction.active():
+            return None
+        broadcaster = broadcast.broadcaster_of(driver)
+
+        def committed() -> None:
+            if not self._active:  # stopped meanwhile: sent as the core sends it
+                send_committed(broadcaster, message)
+                return
+            try:  # through the publish hook (wrappers see it), which the fake answers at once
+                run(broadcaster.publish_message(message))
+            except Exception as exc:  # a plugin's: logged, as after a real commit
+                report(broadcaster, message, exc)
+
+        transaction.on_commit(committed)
+        return pending(broadcaster, message)
 
     def _record(self, driver: Driver, m: Message) -> None:
         sent = Sent(
