@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -128,6 +129,11 @@ _tasks: set[asyncio.Task[Any]] = set()
 _tasks_lock = threading.Lock()
 
 
+class Cancelled(Exception):
+    """What a commit waited for was cancelled midway (its event loop stopped): its outcome is
+    unknown, reported like a failure."""
+
+
 def call_committed(
     blocking: Callable[[], object],
     awaited: Callable[[], Coroutine[Any, Any, object]],
@@ -154,10 +160,23 @@ def call_committed(
     def finished(done: asyncio.Task[Any]) -> None:
         with _tasks_lock:
             _tasks.discard(done)
-        if not done.cancelled() and isinstance(exc := done.exception(), Exception):
+        if done.cancelled():  # its loop ended (asyncio.run() returning), or it was cancelled
+            failed(Cancelled("cancelled before it finished (its event loop stopped?)"))
+        elif isinstance(exc := done.exception(), Exception):
             failed(exc)
 
     task.add_done_callback(finished)
+
+
+def _forget_in_child() -> None:
+    """After fork: the parent's tasks and their loops are not the child's, and its lock may
+    have been held by one of the parent's threads, which do not exist here."""
+    global _tasks, _tasks_lock
+    _tasks, _tasks_lock = set(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def send_committed(broadcaster: Broadcaster[Any], message: Message) -> None:
@@ -171,8 +190,11 @@ def send_committed(broadcaster: Broadcaster[Any], message: Message) -> None:
 
 def _report(broadcaster: Broadcaster[Any], message: Message, exc: Exception) -> None:
     """Log the failure of a publish that was sent after its transaction committed."""
-    if isinstance(exc, PublishError):
-        outcome = "unknown" if exc.maybe_delivered and not exc.delivered else "failed"
+    if isinstance(exc, (PublishError, Cancelled)):
+        if isinstance(exc, Cancelled):
+            outcome = "unknown"  # a request may have gone out
+        else:
+            outcome = "unknown" if exc.maybe_delivered and not exc.delivered else "failed"
         log.error(
             "%s: message %s (%r to %d channel(s)), sent after commit, %s: %s",
             broadcaster.name,
