@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,7 +23,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 SETTING = "BROADCASTING"
 
 #: What ``Broadcast.__init__`` sets but the rules and handlers: forgotten by :meth:`reset`.
-_BUILT = ("config", "plugin_manager", "_named", "_variants", "_of_driver", "_lock")
+_BUILT = (
+    "config",
+    "plugin_manager",
+    "_named",
+    "_variants",
+    "_of_driver",
+    "_lock",
+    "_outbox_store",
+)
 _OWN = frozenset({"_build_lock", "_built", "rules", "webhook_handlers"})
 
 
@@ -146,6 +155,14 @@ class SettingsBroadcast(Broadcast):
         for name in _BUILT:
             self.__dict__.pop(name, None)
         self._built = False
+        # the outbox's store is kept per Broadcast object (outbox.store_for), and this one
+        # outlives its settings: the next outbox write opens the store OUTBOX names then
+        stores = sys.modules.get("broadcasting.outbox._store")
+        if stores is not None:
+            with stores._by_broadcast_lock:
+                store = stores._by_broadcast.pop(self, None)
+            if store is not None:
+                store.close()
 
     def __repr__(self) -> str:
         if not self._built:
