@@ -24,6 +24,7 @@ KNOWN_OPTIONS = frozenset(
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024
 DEFAULT_TIMEOUT = 5.0
+MAX_TIMEOUT = 86_400  #: a day: far longer than any answer, and within what a socket can wait
 DEFAULT_MAX_CONNECTIONS = 10
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -244,8 +245,14 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
     if port is not None and (not _is_int(port) or not 0 < port < 65536):
         raise ConfigurationError(NAME, "port", "must be an int from 1 to 65535")
     timeout = options.get("timeout", DEFAULT_TIMEOUT)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout > 0:
-        raise ConfigurationError(NAME, "timeout", "must be a number of seconds > 0")
+    if (
+        not isinstance(timeout, (int, float))
+        or isinstance(timeout, bool)
+        or not 0 < timeout <= MAX_TIMEOUT  # NaN too; inf or 1e300 no socket can wait
+    ):
+        raise ConfigurationError(
+            NAME, "timeout", f"must be a number of seconds > 0 and at most {MAX_TIMEOUT:,} (a day)"
+        )
     port = port or (443 if ssl else 80)
     hosts = _hosts(options, port, secret)
     return PusherSettings(

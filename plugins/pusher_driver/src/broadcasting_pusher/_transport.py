@@ -7,13 +7,18 @@ requests, never a publish's POST)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import http.client
+import io
 import os
+import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
 from contextlib import suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, Union
 
@@ -69,6 +74,44 @@ def failure(
     return service_error(f"{NAME}: {text}{to}", query=query, retryable=True, maybe_delivered=True)
 
 
+class _ReadsWithin(io.RawIOBase):
+    """A socket's reads with one deadline for them all: ``seconds`` from now. http.client's
+    timeout bounds each read alone, so a server that trickled its answer a byte at a time
+    would keep a request waiting for as long as it liked."""
+
+    def __init__(self, sock: socket.socket, seconds: float | None) -> None:
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)  # keeps the socket open, as http.client's
+        self._deadline = None if seconds is None else time.monotonic() + seconds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            self._sock.settimeout(left)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _Answer(http.client.HTTPResponse):
+    """An answer read within the connection's timeout in all, from when the request was
+    written (http.client makes the answer right after)."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp.close()  # http.client's reader, whose every read may wait the whole timeout
+        self.fp = io.BufferedReader(_ReadsWithin(sock, sock.gettimeout()))
+
+
 def _not_sent(error: ServiceError, exc: BaseException, *, down: bool = True) -> NotSent:
     error.__cause__ = exc  # the caller's error, if no other node takes the request, says why
     return NotSent(error, down=down)
@@ -108,6 +151,7 @@ class NodePool:
         # with a port given they go here (else getaddrinfo fails); Host: gets them back
         host = self.node.host.removeprefix("[").removesuffix("]")
         conn = http.client.HTTPConnection(host, self.node.port, timeout=s.timeout)
+        conn.response_class = _Answer
         if context:  # wrapped below, never reopened in plain text; Host: as for HTTPS
             conn.default_port, conn.auto_open = http.client.HTTPS_PORT, 0
         handshake = False
@@ -146,6 +190,8 @@ class NodePool:
                 raise _not_sent(error, exc, down=False) from exc
             raise error from exc
         self.heard = True
+        if conn.sock is not None:
+            conn.sock.settimeout(self.settings.timeout)  # the answer's deadline shortened it
         with self._lock:  # soketi closes the connection after every answer
             keep = not response.will_close and len(self._idle) < self.settings.max_connections
             self._idle += [(conn, time.monotonic())] if keep else []
@@ -281,7 +327,9 @@ def _new_transport(settings: PusherSettings, hosts: Hosts) -> Transport:
     except ImportError:
         return ConnectionPool(settings, hosts)
     tls = ssl.create_default_context() if settings.ssl else False
-    timeout = settings.timeout  # per phase, as the sync socket's: connect, then the answer
+    # per phase, as the sync socket's: connect, then the answer (whose deadline, for the
+    # whole answer, is _AnswerDeadline's: sock_read bounds each read alone); total, a backstop
+    timeout = settings.timeout
     per_node, nodes = settings.max_connections, len(hosts.nodes)
     return aiohttp.ClientSession(  # one session talks to every node: only the URL changes
         connector=aiohttp.TCPConnector(
@@ -289,7 +337,67 @@ def _new_transport(settings: PusherSettings, hosts: Hosts) -> Transport:
         ),
         timeout=aiohttp.ClientTimeout(total=3 * timeout, connect=timeout, sock_read=timeout),
         auto_decompress=False,
+        request_class=_request_class(),
     )
+
+
+class _AnswerDeadline:
+    """One async request's answer, due ``seconds`` after it began to go out: aiohttp's
+    ``sock_read`` bounds each read alone, and a server that trickled its answer a byte at a
+    time would keep the request until the ``total`` timeout. Started when the request is being
+    sent (:func:`_request_class`, in the request's own task), it cancels that task when due;
+    :meth:`stop` says whether the CancelledError was its own."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.task = asyncio.current_task()
+        self.handle: asyncio.TimerHandle | None = None
+        self.expired = False
+        self._cancelling = 0  #: the task's cancellations under way when the clock started
+
+    def start(self) -> None:
+        if self.handle is not None or self.task is None:
+            return  # already running (a redirect's request), or not in a task
+        if sys.version_info >= (3, 11):
+            self._cancelling = self.task.cancelling()
+        self.handle = asyncio.get_running_loop().call_later(self.seconds, self._expire)
+
+    def _expire(self) -> None:
+        if self.task is not None:
+            self.expired = True
+            self.task.cancel()
+
+    def stop(self) -> bool:
+        """Stop the clock: whether it ran out and nothing else cancelled the task (its own
+        cancellation is then taken back: the request ends in a timeout instead)."""
+        if self.handle is not None:
+            self.handle.cancel()
+        if not self.expired or self.task is None:
+            return False
+        self.expired = False  # taken back once
+        if sys.version_info >= (3, 11):
+            return self.task.uncancel() <= self._cancelling
+        return True
+
+
+#: The deadline of the request this task is sending (see :class:`SessionBackend`).
+_answer: ContextVar[_AnswerDeadline | None] = ContextVar("_answer", default=None)
+
+
+@functools.cache
+def _request_class() -> type[aiohttp.ClientRequest]:
+    """aiohttp's request, which starts its answer's deadline when it is being sent (its
+    connection made); made on first use, as aiohttp is imported then."""
+    import aiohttp
+
+    class Request(aiohttp.ClientRequest):
+        async def send(self, conn: Any) -> aiohttp.ClientResponse:
+            deadline = _answer.get()
+            if deadline is not None:
+                deadline.start()
+            return await super().send(conn)
+
+    return Request
 
 
 async def _close_transport(transport: Transport) -> None:
@@ -350,9 +458,16 @@ class SessionBackend:
 
         s, new, where = self.settings, not self.heard, node.url(self.settings.ssl)
         slot = await self._slot(session, node, where, query)
+        answer = _AnswerDeadline(s.timeout)
+        token = _answer.set(answer)
         try:
             async with session.request(method, where + target, data=body, headers=headers) as r:
                 reply = Reply(r.status, await r.read(), where)
+        except asyncio.CancelledError:
+            if not answer.stop():
+                raise  # the caller's cancellation, not the answer's deadline
+            late = TimeoutError("timed out")
+            raise failure(late, s, where=where, sent=True, hint=False, query=query) from None
         except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS: nothing sent
             tls = isinstance(exc, aiohttp.ClientSSLError)
             error = failure(exc.os_error, s, where=where, sent=False, hint=new and tls, query=query)
@@ -364,6 +479,8 @@ class SessionBackend:
             hint = new and not s.ssl
             raise failure(exc, s, where=where, sent=True, hint=hint, query=query) from exc
         finally:
+            answer.stop()
+            _answer.reset(token)
             slot.release()
         self.heard = True
         return reply
