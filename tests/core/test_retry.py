@@ -29,3 +29,17 @@ def test_from_options() -> None:
         Retry.from_options("x", {"retries": -1})
     with pytest.raises(ConfigurationError, match="'retry_backoff'"):
         Retry.from_options("x", {"retry_backoff": "fast"})
+
+
+@pytest.mark.parametrize("key", ["retry_backoff", "retry_max_backoff"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e300, 86_401, -0.5])
+def test_a_backoff_no_wait_can_take_is_refused_at_configuration(key: str, value: float) -> None:
+    """NaN or inf loaded before, then failed the publish at its first retry with a raw
+    ValueError or OverflowError."""
+    with pytest.raises(ConfigurationError, match=f"'{key}'.*from 0 to 86,400"):
+        Retry.from_options("x", {key: value})
+
+
+def test_many_retries_wait_at_most_max_backoff() -> None:
+    retry = Retry(retries=5000, backoff=0.5, max_backoff=3.0, jitter=False)
+    assert retry.delay(4999) == 3.0  # 2**4999 would not fit a float

@@ -9,6 +9,10 @@ from typing import Any
 
 from broadcasting._errors import ConfigurationError
 
+#: The longest wait a backoff option takes (a day): more is a mistake, and inf or NaN
+#: would fail the publish at its first retry instead of here.
+MAX_BACKOFF = 86_400
+
 
 @dataclass(frozen=True)
 class Retry:
@@ -29,8 +33,15 @@ class Retry:
 
         def seconds(key: str, default: float) -> float:
             value = options.get(key, default)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigurationError(driver, key, "must be a number of seconds >= 0")
+            # NaN and inf too: a retry would then raise ValueError or OverflowError mid-publish
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 <= value <= MAX_BACKOFF
+            ):
+                raise ConfigurationError(
+                    driver, key, f"must be a number of seconds from 0 to {MAX_BACKOFF:,}"
+                )
             return float(value)
 
         backoff = seconds("retry_backoff", cls.backoff)
@@ -38,7 +49,7 @@ class Retry:
 
     def delay(self, attempt: int) -> float:
         """The wait before retry number ``attempt + 1``, in seconds."""
-        cap = min(self.max_backoff, self.backoff * (2**attempt))
+        cap = min(self.max_backoff, self.backoff * 2.0 ** min(attempt, 60))
         return random.uniform(0, cap) if self.jitter else cap
 
     def delays(self) -> Iterator[float]:
