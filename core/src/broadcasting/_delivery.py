@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, Union
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger("broadcasting.delivery")
 _RETRYING = "%s: retrying message %s to %d channel(s) in %.3f s after: %s"
+#: The clock a de-duplication window is measured on (a test may replace it).
+_clock = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class Capabilities:
 
     ``None``: no limit. ``batch_channels`` above 1: several messages may share a request,
     up to ``batch_bytes`` as :meth:`Driver.part_size` counts them. ``deduplicates``: the
-    service drops a message id it already has (docs/writing-a-driver.md, section 6).
+    service drops a message id it already has (docs/writing-a-driver.md, section 6), for
+    ``dedup_window`` seconds after the message was first sent (``None``: for good).
     """
 
     channels_per_request: int | None = None
@@ -35,11 +39,35 @@ class Capabilities:
     batch_bytes: int | None = None
     deduplicates: bool = False
     concurrent_requests: bool = True
+    dedup_window: float | None = None
+
+    def __post_init__(self) -> None:
+        window = self.dedup_window
+        if window is not None and not (
+            isinstance(window, (int, float)) and not isinstance(window, bool) and window > 0
+        ):
+            raise ValueError(f"Capabilities: dedup_window must be seconds > 0, not {window!r}")
 
     @property
     def batches(self) -> bool:
         """Whether several messages can share one request."""
         return self.batch_channels > 1
+
+
+def may_resend(
+    capabilities: Capabilities, at_least_once: bool, first_sent: float | None, at: float
+) -> bool:
+    """Whether a message that may already have reached the service may be sent again at time
+    ``at``: the user chose ``at_least_once``, or the service drops the repeat. One that
+    de-duplicates only for ``dedup_window`` seconds drops it only while ``at`` is less than
+    that after ``first_sent`` (when the message was first sent, on the same clock; ``None``:
+    not known, so never)."""
+    if at_least_once:
+        return True
+    if not capabilities.deduplicates:
+        return False
+    window = capabilities.dedup_window
+    return window is None or (first_sent is not None and at - first_sent < window)
 
 
 #: Options every network driver accepts in its ``DRIVERS`` entry; the core reads them.
@@ -246,8 +274,12 @@ def _group(
     against the retries)."""
     driver = broadcaster.driver
     options = broadcaster.delivery
-    # sending again what may have arrived is safe if the service drops a repeat, or allowed
-    resend = driver.capabilities.deduplicates or options.at_least_once
+    # sending again what may have arrived is safe if the service drops a repeat, or allowed;
+    # a service that drops repeats only for a while: while the retry is within that while
+    capabilities = driver.capabilities
+    resend = capabilities.deduplicates or options.at_least_once
+    windowed = capabilities.dedup_window is not None and not options.at_least_once
+    started = _clock() if windowed else 0.0  # before the first attempt: the earliest send
     group = _Group(requests=spent)
     pending = channels
     attempt = used = 0
@@ -278,6 +310,9 @@ def _group(
                 c: _still_unknown(e, maybe[c]) if c in maybe else e for c, e in refused.items()
             }
         maybe.update((c, e) for c, e in refused.items() if e.maybe_delivered)
+        delay = options.retry.delay(attempt)
+        if windowed and resend:  # the retry must reach the service inside its window
+            resend = may_resend(capabilities, False, started, _clock() + delay)
         again = tuple(
             c for c, e in refused.items() if e.retryable and (resend or not e.maybe_delivered)
         )
@@ -285,7 +320,6 @@ def _group(
             group.errors.update(refused)
             return group
         group.errors.update({c: e for c, e in refused.items() if c not in again})
-        delay = options.retry.delay(attempt)
         log.debug(_RETRYING, driver.name, message.id, len(again), delay, refused[again[0]])
         yield Sleep(delay)
         pending = again

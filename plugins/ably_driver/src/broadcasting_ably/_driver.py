@@ -62,6 +62,9 @@ class BroadcastAblyDriver(Driver):
         batch_channels=_wire.MAX_CHANNELS_PER_REQUEST,
         batch_bytes=_wire.MAX_BATCH_BODY_BYTES,
         deduplicates=True,
+        # Ably drops a repeated message id for 2 minutes after the first; 20 s of it are
+        # kept for the re-send's own time (the SDK's retries take up to 15 s) and for clocks
+        dedup_window=100.0,
     )
 
     def __init__(self, settings: AblySettings) -> None:
