@@ -20,11 +20,13 @@ import importlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
 
 from broadcasting import _background
+from broadcasting._delivery import may_resend
 from broadcasting._errors import BroadcastError, ConfigurationError, InputError, PublishError
 from broadcasting._flow import Effect, Flow, drive, run
 from broadcasting._retry import Retry
@@ -205,23 +207,40 @@ def _text(value: object) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value  # type: ignore[return-value]
 
 
-# An entry is "<state> <JSON list of channels>": the channels the state is about.
+# An entry is "<state> <JSON list of channels>[ <since>]": the channels the state is about,
+# and for "sending" (and a "retry" that re-sends what may have arrived) when they were first
+# sent (epoch seconds): a service that drops repeats for a while (Ably) drops them only then.
 SENDING = "sending"  # an attempt is publishing these channels (or died doing so)
-RETRY = "retry"  # these channels certainly were not delivered; a retry may send them
+RETRY = "retry"  # these channels are to be sent again (certainly not delivered, or resendable)
 DONE = "done"  # delivered (every channel)
 FAILED = "failed"  # certainly not delivered, and never will be (some channels may have been)
 UNKNOWN = "unknown"  # may have been delivered: not sent again, reported
 
+_decode = json.JSONDecoder().raw_decode
 
-def entry(state: str, channels: Sequence[str]) -> str:
-    """A journal entry."""
-    return f"{state} {json.dumps(list(channels), separators=(',', ':'))}"
+
+def entry(state: str, channels: Sequence[str], since: float | None = None) -> str:
+    """A journal entry (``since``: when the channels were first sent, if it matters)."""
+    text = f"{state} {json.dumps(list(channels), separators=(',', ':'))}"
+    return text if since is None else f"{text} {since!r}"
 
 
 def parse(text: str) -> tuple[str, tuple[str, ...]]:
     """An entry's state and channels."""
-    state, _, channels = text.partition(" ")
-    return state, tuple(json.loads(channels or "[]"))
+    state, _, rest = text.partition(" ")
+    return state, tuple(_decode(rest)[0]) if rest else ()
+
+
+def since_of(text: str | None) -> float | None:
+    """When an entry's channels were first sent, if it says (entries of older versions and
+    certain failures do not)."""
+    if not text:
+        return None
+    rest = text.partition(" ")[2]
+    if not rest:
+        return None
+    after = rest[_decode(rest)[1] :].strip()
+    return float(after) if after else None
 
 
 # --- the policy (pure) ------------------------------------------------------------------------
@@ -230,31 +249,53 @@ def parse(text: str) -> tuple[str, tuple[str, ...]]:
 @dataclass(frozen=True)
 class Start:
     """What a worker does with a task, given the journal: ``entry`` to write first (``None``:
-    none), ``send`` the channels to publish, else ``outcome`` (``"done"``: nothing to do;
-    ``"unknown"``/``"failed"``: fail the task without retry) and why."""
+    none), ``send`` the channels to publish (first sent at ``since``), else ``outcome``
+    (``"done"``: nothing to do; ``"unknown"``/``"failed"``: fail the task without retry) and
+    why."""
 
     entry: str | None
     send: tuple[str, ...] = ()
     outcome: str = ""
     reason: str = ""
+    since: float | None = None
 
 
-def begin(found: str | None, channels: Sequence[str], resend: bool) -> Start:
-    """What to do with a task whose journal entry is ``found``; ``resend``: sending what may
-    have arrived is allowed (the driver de-duplicates, or ``at_least_once`` is on)."""
+_WINDOW_PASSED = (
+    "an earlier attempt may have delivered it, and the service drops a repeat only for a "
+    "while after the first send, which has passed: it is not sent again"
+)
+
+
+def begin(
+    found: str | None,
+    channels: Sequence[str],
+    resend: bool | Callable[[float | None], bool],
+    now: float | None = None,
+) -> Start:
+    """What to do with a task whose journal entry is ``found``, at time ``now``; ``resend``:
+    sending what may have arrived is allowed (the driver de-duplicates, or ``at_least_once``
+    is on), or a function of when it was first sent that says so now."""
     if found is None:
-        return Start(entry(SENDING, channels), tuple(channels))
+        return Start(entry(SENDING, channels, now), tuple(channels), since=now)
     state, noted = parse(found)
+    since = since_of(found)
     if state == RETRY:
-        return Start(entry(SENDING, noted), noted)
+        if since is None:  # certainly not delivered: this is their first send that counts
+            return Start(entry(SENDING, noted, now), noted, since=now)
+        if resend(since) if callable(resend) else resend:
+            return Start(entry(SENDING, noted, since), noted, since=since)
+        return Start(entry(UNKNOWN, noted), outcome=UNKNOWN, reason=_WINDOW_PASSED)
     if state == SENDING:
-        if resend:
-            return Start(None, noted, reason="an earlier attempt did not finish: sent again")
+        if resend(since) if callable(resend) else resend:
+            why = "an earlier attempt did not finish: sent again"
+            return Start(None, noted, reason=why, since=since)
         why = (
             "an earlier attempt of this task started publishing and did not finish (its "
             "worker died or lost its connection): the service may have it, so it is not "
             "sent again"
         )
+        if resend is not False and since is not None:
+            why = f"{why} (the service's de-duplication window has passed)"
         return Start(entry(UNKNOWN, noted), outcome=UNKNOWN, reason=why)
     if state == DONE:
         return Start(None, outcome=DONE, reason="already delivered by an earlier attempt")
@@ -275,11 +316,17 @@ class Finish:
 
 
 def finish(
-    sent: Sequence[str], error: PublishError | None, resend: bool, last: bool = False
+    sent: Sequence[str],
+    error: PublishError | None,
+    resend: bool,
+    last: bool = False,
+    since: float | None = None,
 ) -> Finish:
     """The outcome of publishing to ``sent``: ``error`` is what it raised (``None``: a
     receipt). A channel certainly not delivered for a retryable reason is retried (and, with
-    ``resend``, one that may have been); ``last``: the queue retries no more."""
+    ``resend``, one that may have been); ``last``: the queue retries no more; ``since``:
+    when ``sent`` were first sent (kept in the entry if a retry re-sends what may have
+    arrived)."""
     if error is None:
         return Finish(entry(DONE, sent), DONE)
     delivered = set(error.delivered)
@@ -298,7 +345,10 @@ def finish(
         else:
             dead.append(channel)
     if retry:
-        return Finish(entry(RETRY, retry), RETRY, tuple(retry), tuple(dead), tuple(unknown))
+        resending = any(c in error.unknown or error.causes.get(c, error).maybe_delivered
+                        for c in retry)  # fmt: skip
+        text = entry(RETRY, retry, since if resending else None)
+        return Finish(text, RETRY, tuple(retry), tuple(dead), tuple(unknown))
     state = FAILED if dead else UNKNOWN
     return Finish(entry(state, dead or unknown), state, (), tuple(dead), tuple(unknown))
 
@@ -370,10 +420,19 @@ def perform(
     except BroadcastError as exc:  # not configured here, or refused by this driver: never sent
         reason = f"the worker cannot publish it: {exc}"
         raise _give_up(job.id, job.channels, FAILED, reason) from exc
-    driver = broadcaster.driver
-    resend = driver.capabilities.deduplicates or broadcaster.delivery.at_least_once
+    capabilities, at_least_once = (
+        broadcaster.driver.capabilities,
+        broadcaster.delivery.at_least_once,
+    )
+    now = time.time()
+
+    def resend(since: float | None, at: float = now) -> bool:
+        return may_resend(capabilities, at_least_once, since, at)
+
     try:
-        found = journal.update(job.id, lambda found: begin(found, job.channels, resend).entry, ttl)
+        found = journal.update(
+            job.id, lambda found: begin(found, job.channels, resend, now).entry, ttl
+        )
     except Exception as exc:  # nothing was sent: safe to try again
         delay = (retry or _FALLBACK_RETRY).delay(attempt)
         raise TaskRetry(
@@ -382,7 +441,7 @@ def perform(
             message_id=job.id,
             delay=delay,
         ) from exc
-    start = begin(found, job.channels, resend)
+    start = begin(found, job.channels, resend, now)
     if not start.send:
         if start.outcome == DONE:
             log.info("%s: message %s: %s", broadcaster.name, job.id, start.reason)
@@ -411,7 +470,11 @@ def perform(
         _note(journal, job.id, entry(DONE, start.send), ttl)
         return receipt
     assert error is not None
-    done = finish(start.send, error, resend, last)
+    # a retry re-sends what may have arrived only if it would still be dropped then: at the
+    # latest its backoff after now (a backlog can delay it more: begin() looks again then)
+    policy = retry or _FALLBACK_RETRY
+    latest = time.time() + min(policy.max_backoff, policy.backoff * 2.0 ** min(attempt, 60))
+    done = finish(start.send, error, resend(start.since, latest), last, start.since)
     _note(journal, job.id, done.entry, ttl)
     if done.unknown:
         _report(job.id, done.unknown, UNKNOWN, str(error))
