@@ -7,12 +7,14 @@ configured driver's limits, and the driver is never called.
 Publishes sent later are recorded when they would be sent: an after-commit one when
 its transaction commits (the fake publishes it in the commit, through ``broadcasting_publish``,
 even where the core would start a task of the event loop the commit runs on),
-an outbox one when its transaction commits (the fake's ``broadcasting_defer`` takes it
-instead of writing the row). Neither is recorded if its transaction rolls back.
+an outbox one, or a queue's (``send="celery"``), when its transaction commits (the fake's
+``broadcasting_defer`` takes it instead of writing the row or enqueueing the task). None is
+recorded if its transaction rolls back.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
@@ -124,11 +126,12 @@ class BroadcastFake(Recording[Sent]):
         commits (at once outside a transaction, or in one that cannot report its commit: a
         SQLAlchemy ``Connection``, a ``sqlite3.Connection``). A SQLAlchemy session not begun
         yet begins its transaction, as the row's write would. An after-commit publish is
-        published in its transaction's commit (:meth:`_after_commit`). Other ways go on to
-        their plugins."""
+        published in its transaction's commit (:meth:`_after_commit`). A queue's
+        (``send="celery"``) is taken like an outbox publish: recorded when its transaction
+        commits, never enqueued. Other ways go on to their plugins."""
         if message.via == AFTER_COMMIT:
             return self._after_commit(broadcast, driver, message, transaction)
-        if message.via != OUTBOX:
+        if message.via != OUTBOX and not _queued(broadcast, driver, message):
             return None
         if transaction is not None and not transaction.active():
             # the write would begin a SQLAlchemy session's transaction, and go with it
@@ -144,7 +147,7 @@ class BroadcastFake(Recording[Sent]):
         else:
             self._record(driver, message)
         return Receipt(
-            driver.name, message.event, message.channels, message.id, via=OUTBOX, pending=True
+            driver.name, message.event, message.channels, message.id, via=message.via, pending=True
         )
 
     def _after_commit(
@@ -298,6 +301,20 @@ class BroadcastFake(Recording[Sent]):
     def __repr__(self) -> str:
         state = "active" if self._active else "stopped"
         return f"<BroadcastFake {state}, {_times(len(self._items))} recorded>"
+
+
+def _queued(broadcast: Broadcast, driver: Driver, message: Message) -> bool:
+    """Whether ``message`` is sent through a queue plugin registered on ``broadcast``
+    (``send=`` its name): its task payload is made as the plugin would, for the same errors
+    (a way no plugin takes is left to the core, which refuses it)."""
+    queue = sys.modules.get("broadcasting.contrib._queue")
+    if queue is None:  # no queue plugin was ever made in this process
+        return False
+    for plugin in broadcast.plugin_manager.get_plugins():
+        if isinstance(plugin, queue.QueuePlugin) and plugin.name == message.via:
+            queue.encode(broadcast.broadcaster_of(driver), message)
+            return True
+    return False
 
 
 def fake() -> BroadcastFake:

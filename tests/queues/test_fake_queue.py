@@ -1,0 +1,89 @@
+"""Under the test fake, a publish sent through a queue (``send="rq"``) is recorded like an
+outbox one, when its transaction commits and never if it rolls back, and is never enqueued:
+the fake answers for the queue as it does for the driver (docs/testing.md). The queue is a
+real RQ queue on Redis, so a task that got through would be counted there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import rq
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from broadcasting import Broadcast, InputError
+from broadcasting.contrib.rq import RQQueue
+from broadcasting.testing import BroadcastFake, fake
+
+
+@pytest.fixture
+def rq_queue(redis_url: str, uid: str) -> Iterator[rq.Queue]:
+    queue = rq.Queue(f"bq-fake-{uid}", connection=redis.Redis.from_url(redis_url))
+    yield queue
+    queue.delete(delete_jobs=True)
+
+
+@pytest.fixture
+def broadcast(rq_queue: rq.Queue) -> Iterator[Broadcast]:
+    plugin = RQQueue(rq_queue, "worker_app:broadcast")
+    with Broadcast({"DRIVER": "memory"}, plugins=[plugin]) as made:
+        yield made
+
+
+@pytest.fixture
+def recorded() -> Iterator[BroadcastFake]:
+    with fake() as recorded:
+        yield recorded
+
+
+def test_a_queued_publish_is_recorded_on_commit_and_never_enqueued(
+    broadcast: Broadcast, rq_queue: rq.Queue, recorded: BroadcastFake, tmp_path: Path
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.sqlite3'}")
+    try:
+        with Session(engine) as session:
+            session.execute(text("SELECT 1"))
+            receipt = broadcast.channel(
+                "orders", {"id": 1}, "shipped", send="rq", transaction=session
+            )
+            assert receipt.pending and receipt.via == "rq"
+            recorded.assert_nothing_sent()
+            session.commit()
+        with Session(engine) as session:
+            session.execute(text("SELECT 1"))
+            broadcast.channel("orders", {"id": 2}, "dropped", send="rq", transaction=session)
+            session.rollback()
+    finally:
+        engine.dispose()
+    [sent] = recorded.assert_sent("shipped", "orders", {"id": 1}, times=1, via="rq")
+    assert sent.message_id == receipt.message_id
+    recorded.assert_not_sent("dropped")
+    assert rq_queue.count == 0
+
+
+def test_outside_a_transaction_it_is_recorded_at_once(
+    broadcast: Broadcast, rq_queue: rq.Queue, recorded: BroadcastFake
+) -> None:
+    receipt = broadcast.channel("orders", {"id": 3}, "shipped", send="rq")
+    assert receipt.pending and receipt.via == "rq"
+    recorded.assert_sent("shipped", times=1, via="rq")
+    assert rq_queue.count == 0
+
+
+def test_without_the_fake_the_same_publish_is_enqueued(
+    broadcast: Broadcast, rq_queue: rq.Queue
+) -> None:
+    """The control: what the fake keeps from the queue otherwise gets there."""
+    broadcast.channel("orders", {"id": 4}, "shipped", send="rq")
+    assert rq_queue.count == 1
+
+
+def test_a_way_no_plugin_sends_is_still_refused(
+    broadcast: Broadcast, recorded: BroadcastFake
+) -> None:
+    with pytest.raises(InputError, match="no installed plugin sends that way"):
+        broadcast.channel("orders", {"id": 5}, "shipped", send="celery")
+    recorded.assert_nothing_sent()
