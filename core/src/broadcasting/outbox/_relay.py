@@ -141,6 +141,7 @@ class Relay:
         self.backoff = backoff or Backoff()
         self.partitions: tuple[int, ...] = ()
         self._renewed = float("-inf")  # when the leases were last claimed or renewed
+        self._extended = float("-inf")  # when they were last extended (renewed while waiting too)
         self._purged = float("-inf")  # when delivered rows past retention were last deleted
         self._stopping = threading.Event()
         self._inflight: dict[int, int] = {}  # rows fetched and not recorded: id -> partition
@@ -214,12 +215,23 @@ class Relay:
                             break
                         await asyncio.sleep(0.1)
         finally:
-            self._kick()  # stopping: the rows not gone yet stay as they are
-            if rounds:  # the requests in flight finish, their rows are recorded
-                await asyncio.gather(*rounds, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self._recorded()
-            await asyncio.to_thread(self._release)
+            # stopped, or cancelled: the rows not gone yet stay as they are; the requests in
+            # flight finish and their rows are recorded before the leases go (released first,
+            # their outcomes would be fenced off: delivered rows left ``sending``)
+            asked = self._stopping.is_set()
+            self._stopping.set()
+            self._kick()
+            try:
+                while self._waves:
+                    await asyncio.wait(list(self._waves))
+                if rounds:
+                    await asyncio.gather(*rounds, return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await self._recorded()
+            finally:
+                await asyncio.to_thread(self._release)
+                if not asked:  # cancelled: the relay may run again (run_once, say)
+                    self._stopping.clear()
 
     async def _step(self, rounds: deque[asyncio.Future[RoundStats]], idle: int) -> int:
         """Begin a round (at most three still out); wait if it found nothing new. Returns
@@ -228,11 +240,11 @@ class Relay:
             # the claim gives up partitions beyond this relay's fair share, but not those
             # with rows out: it comes when nothing is out, so another relay gets its share
             while rounds:
-                await rounds.popleft()
+                await self._renewing(rounds.popleft())
             await self._recorded()
         rounds.append(await self._begin())
         while rounds and (len(rounds) > 3 or rounds[0].done()):
-            await rounds.popleft()  # its failure, if any, is raised here
+            await self._renewing(rounds.popleft())  # its failure, if any, is raised here
         if self._failed is not None:
             await self._recorded()  # raises it
         if self._fetched_new:
@@ -263,7 +275,7 @@ class Relay:
 
     async def arun_once(self) -> RoundStats:
         """One round: claim, fetch, mark, send, record (module docstring)."""
-        stats = await (await self._begin())
+        stats = await self._renewing(await self._begin())
         await self._recorded()
         if not stats.busy and self.partitions:
             stats.due = await asyncio.to_thread(self.store.due, self.partitions)
@@ -278,7 +290,7 @@ class Relay:
             keep = sorted(set(self._inflight.values()))
             held = await asyncio.to_thread(store.claim, self.owner, now, self.lease, keep=keep)
             self.partitions = tuple(held)
-            self._renewed = now
+            self._renewed = self._extended = now
         if now - self._purged >= max(1.0, min(60.0, self.retention / 10)):
             self._purged = now
             await asyncio.to_thread(store.purge, now - self.retention)
@@ -329,6 +341,30 @@ class Relay:
         if self._batch_loop is not loop:
             self._outcomes = _Batched(self._finish, RECORD_LINGER)
             self._batch_loop = loop
+
+    async def _renewing(self, round_: asyncio.Future[RoundStats]) -> RoundStats:
+        """``round_``'s stats once all its rows went, the leases renewed meanwhile as often
+        as a claim is due: a channel's rows go one at a time, so a round of a busy channel
+        may take longer than a lease, and a relay that let its leases run out while still
+        sending would have another relay send its rows too, and its own outcomes dropped."""
+        while not round_.done():
+            left = self._extended + min(1.0, self.lease / 4) - time.time()
+            if left > 0:
+                await asyncio.wait((round_,), timeout=left)
+                continue
+            now = self._extended = time.time()
+            keep = sorted(set(self._inflight.values()))  # the rows out keep their partitions
+            try:
+                held = await asyncio.to_thread(
+                    self.store.claim, self.owner, now, self.lease, keep=keep
+                )
+            except Exception as exc:  # the leases last until they run out; tried again soon
+                log.warning(
+                    "relay %s: could not renew its leases (%s)", self.owner, type(exc).__name__
+                )
+            else:
+                self.partitions = tuple(held)
+        return round_.result()
 
     def _claim_due(self, now: float) -> bool:
         """Whether the leases are due for renewal (every second, or a quarter lease)."""
