@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sys
 import time
 from argparse import ArgumentParser, Namespace, _SubParsersAction
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 _CONFIG_HELP = "a .py, .toml or .json file with DRIVER, DRIVERS and OUTBOX"
 _LISTED = {"dead": _policy.DEAD, "unknown": _policy.UNKNOWN, "pending": _policy.PENDING}
+#: The largest row id (a 64-bit key) and ``--limit``: larger numbers reach no database.
+_MAX_ID = 2**63 - 1
 
 
 def add_commands(commands: _SubParsersAction[ArgumentParser]) -> None:
@@ -205,6 +208,9 @@ def _row_data(row: Any) -> dict[str, Any]:
 
 def list_command(args: Namespace) -> int:
     """``broadcasting outbox list``: the rows in one state (dead by default)."""
+    if not 1 <= args.limit <= _MAX_ID:
+        print("broadcasting: error: --limit must be from 1 to 2**63-1", file=sys.stderr)
+        return 2
     with _store(args) as store:
         rows = store.rows(_LISTED[args.state], args.limit)
     if args.json:
@@ -229,6 +235,12 @@ def retry_command(args: Namespace) -> int:
     if not ids and not args.all_dead:
         print("broadcasting: error: name row ids, or --all-dead", file=sys.stderr)
         return 2
+    wrong = [i for i in ids if not 1 <= i <= _MAX_ID]
+    if wrong:
+        print(
+            f"broadcasting: error: {wrong[0]} is not a row id (from 1 to 2**63-1)", file=sys.stderr
+        )
+        return 2
     with _store(args) as store:
         if args.all_dead:
             ids = [*ids, *_all(store, _policy.DEAD)]
@@ -244,8 +256,8 @@ def _all(store: Store, state: int) -> list[int]:
 
 def purge_command(args: Namespace) -> int:
     """``broadcasting outbox purge --before SECONDS``: delete delivered rows done before."""
-    if args.before < 0:
-        print("broadcasting: error: --before must be >= 0 seconds", file=sys.stderr)
+    if not math.isfinite(args.before) or args.before < 0:  # NaN: every row on PostgreSQL
+        print("broadcasting: error: --before must be a number of seconds >= 0", file=sys.stderr)
         return 2
     with _store(args) as store:
         count = store.purge(time.time() - args.before)
