@@ -269,9 +269,10 @@ class ConnectionTransaction:
             return
         kind = "AsyncConnection" if self._async is not None else "Connection"
         raise InputError(
-            f"send='after_commit' with a SQLAlchemy {kind} inside a transaction: SQLAlchemy "
-            "has no event after a Connection's COMMIT; pass the Session (or AsyncSession), or "
-            "publish after commit() (send='outbox' works with a Connection)"
+            "a publish that waits for the commit (send='after_commit', or a queue's) with a "
+            f"SQLAlchemy {kind} inside a transaction: SQLAlchemy has no event after a "
+            "Connection's COMMIT; pass the Session (or AsyncSession), or publish after "
+            "commit() (send='outbox' works with a Connection)"
         )
 
     def execute(self, sql: str, params: Sequence[Any]) -> object:

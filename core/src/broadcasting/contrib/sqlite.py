@@ -61,9 +61,10 @@ class SQLiteTransaction:
             callback()
             return
         raise InputError(
-            "send='after_commit' with a sqlite3.Connection inside a transaction: sqlite3 has no "
-            "commit hook, so nothing can wait for the commit; use send='outbox' (written in "
-            "this transaction), publish after commit(), or use SQLAlchemy or Django"
+            "a publish that waits for the commit (send='after_commit', or a queue's) with a "
+            "sqlite3.Connection inside a transaction: sqlite3 has no commit hook, so nothing "
+            "can wait for the commit; use send='outbox' (written in this transaction), publish "
+            "after commit(), or use SQLAlchemy or Django"
         )
 
     @property
