@@ -127,6 +127,7 @@ def judge(
     resend: bool,
     backoff: Backoff,
     rng: random.Random | None = None,
+    keep_sending: bool = False,
 ) -> Verdict:
     """The verdict on ``row`` from its publish's ``result`` (a Receipt or the exception).
 
@@ -135,6 +136,9 @@ def judge(
     retryable, or maybe delivered and ``resend``), the row waits ``backoff`` and goes
     again; else if one may have been delivered, the row is unknown; else it is dead.
     Any other error (a driver that is not configured, a plugin's bug) is dead.
+    ``keep_sending``: a row that goes again with a channel that may have been delivered
+    stays ``sending`` (its service drops a repeat only for a while: the round that takes it
+    again must know it may be out there, :func:`plan`).
     """
     if isinstance(result, Receipt):  # verdicts are immutable: the usual ones are shared
         attempts = row.attempts
@@ -154,7 +158,8 @@ def judge(
     again = all(causes[c].retryable and (resend or c not in maybe) for c in left)
     if again:
         wait = backoff.delay(attempts, rng)
-        return Verdict(PENDING, kept, now + wait, describe(result), attempts)
+        state = SENDING if keep_sending and maybe else PENDING
+        return Verdict(state, kept, now + wait, describe(result), attempts)
     state = UNKNOWN if maybe and not resend else DEAD
     return Verdict(state, kept, None, describe(result), attempts)
 
@@ -182,14 +187,20 @@ def outcome(row: RowLike, verdict: Verdict) -> Outcome:
     )
 
 
-def maybe_sent(row: RowLike, owner_note: str) -> Verdict:
-    """The verdict on a row found in ``sending``: an earlier relay may have delivered it."""
+def maybe_sent(row: RowLike, owner_note: str, window: bool = False) -> Verdict:
+    """The verdict on a row found in ``sending``: an earlier relay may have delivered it
+    (``window``: its driver's service drops a repeat only for a while, which has passed)."""
+    why = (
+        "its service drops a repeat only for a while after the first send, which has passed"
+        if window
+        else "the driver does not de-duplicate and at_least_once is off"
+    )
     return Verdict(
         UNKNOWN,
         None,
         None,
         f"found in 'sending' ({owner_note}): it may have been delivered; not sent again "
-        "because the driver does not de-duplicate and at_least_once is off",
+        f"because {why}",
         row.attempts,
     )
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from broadcasting import _background
-from broadcasting._delivery import deliver_each
+from broadcasting._delivery import Capabilities, deliver_each, may_resend
 from broadcasting._errors import BroadcastError
 from broadcasting._flow import arun, implements
 from broadcasting._loop import run_sync
@@ -323,8 +323,10 @@ class Relay:
             self._inflight[row.id] = row.partition
             self._round_of[row.id] = round_
         if plan.unknown:  # found in sending: an earlier relay's attempt may have delivered them
+            note = "an earlier relay's attempt"
             found = [
-                (row, _policy.maybe_sent(row, "an earlier relay's attempt")) for row in plan.unknown
+                (row, _policy.maybe_sent(row, note, self._route(row.driver).window is not None))
+                for row in plan.unknown
             ]
             self._record(found)
             for row, verdict in found:
@@ -461,11 +463,11 @@ class Relay:
         try:
             if self._stopping.is_set():
                 return
-            resends = [(row, self._route(row.driver).resend) for row in rows]
+            routes = [(row, self._route(row.driver)) for row in rows]
             marking = [
                 row.id
-                for row, resend in resends
-                if row.state != _policy.SENDING and _policy.must_mark(resend)
+                for row, route in routes
+                if row.state != _policy.SENDING and _policy.must_mark(route.resend)
             ]
             marked: set[int] = set()
             if marking:
@@ -475,11 +477,22 @@ class Relay:
                     )
                 )
             unmarked = set(marking) - marked  # their partition's lease is lost: another has it
-            going = [(row, resend) for row, resend in resends if row.id not in unmarked]
+            going = [(row, route) for row, route in routes if row.id not in unmarked]
             results = await self._publish_all([row for row, _ in going])
             now = time.time()
-            for (row, resend), result in zip(going, results, strict=True):
-                verdict = _policy.judge(row, result, now, resend=resend, backoff=self.backoff)
+            latest = now + self.backoff.cap  # when a retry goes, at the latest (if on time)
+            for (row, route), result in zip(going, results, strict=True):
+                resend, window = route.resend, route.window
+                if window is not None:  # while the retry still falls inside the window
+                    resend = may_resend(route.capabilities, False, row.created, latest)
+                verdict = _policy.judge(
+                    row,
+                    result,
+                    now,
+                    resend=resend,
+                    backoff=self.backoff,
+                    keep_sending=window is not None,
+                )
                 judged.append((row, verdict))
         except Exception as exc:  # the database, while marking
             failure = exc
@@ -503,7 +516,8 @@ class Relay:
         for row, verdict in judged:
             # a row that backs off holds back the rows after it on its channels (order),
             # and its partition is not read again before it may go
-            go_on = verdict.state != _policy.PENDING or verdict.available_at is None
+            backing = verdict.state in (_policy.PENDING, _policy.SENDING)
+            go_on = not backing or verdict.available_at is None
             if not go_on and verdict.available_at is not None:
                 until = self._held.get(row.partition, verdict.available_at)
                 self._held[row.partition] = min(until, verdict.available_at)
@@ -627,8 +641,13 @@ class Relay:
                 route = _Route(None, exc, False, False)
             else:
                 caps, delivery = broadcaster.driver.capabilities, broadcaster.delivery
-                resend = caps.deduplicates or delivery.at_least_once
-                route = _Route(broadcaster, None, resend, _sends(broadcaster))
+                # a service that drops repeats only for a while: rows are marked, and what
+                # may have gone out goes again only inside that while (see _resends)
+                window = caps.dedup_window if caps.deduplicates else None
+                if delivery.at_least_once:
+                    window = None
+                resend = delivery.at_least_once or (caps.deduplicates and window is None)
+                route = _Route(broadcaster, None, resend, _sends(broadcaster), window, caps)
             self._routes[name] = route
         return route
 
@@ -639,9 +658,13 @@ class Relay:
         return route.broadcaster
 
     def _resends(self, row: Row) -> bool:
-        """Whether sending ``row`` twice is harmless: its driver de-duplicates message ids,
-        or its ``at_least_once`` delivery option is on."""
-        return self._route(row.driver).resend
+        """Whether sending ``row`` twice is harmless: its driver de-duplicates message ids
+        (for a while: if ``row`` was written less than that ago, so first sent since), or
+        its ``at_least_once`` delivery option is on."""
+        route = self._route(row.driver)
+        if route.window is not None:
+            return may_resend(route.capabilities, False, row.created, time.time())
+        return route.resend
 
     def _count(self, row: Row, verdict: Verdict) -> None:
         """Count ``row``'s verdict in its round and this relay's totals, log a dead or unknown
@@ -652,7 +675,7 @@ class Relay:
         if state == _policy.DELIVERED:
             stats.delivered += 1
             self._delivered += 1
-        elif state == _policy.PENDING:
+        elif state in (_policy.PENDING, _policy.SENDING):  # sending: may be out there
             retried = verdict.available_at is not None
             stats.retried += retried
             self._retried += retried
@@ -700,6 +723,9 @@ class Relay:
         return await asyncio.to_thread(self.stats)
 
 
+_NO_CAPABILITIES = Capabilities()
+
+
 @dataclass(frozen=True, slots=True)
 class _Route:
     """How rows for one driver name go: its broadcaster (or the error that says why there is
@@ -709,8 +735,11 @@ class _Route:
 
     broadcaster: Broadcaster[Any] | None
     error: BroadcastError | None
-    resend: bool
+    resend: bool  #: for good (a window is checked per row)
     sends: bool
+    #: Seconds the service drops a repeat, if only for a while (``Capabilities.dedup_window``).
+    window: float | None = None
+    capabilities: Capabilities = _NO_CAPABILITIES
 
 
 def _sends(broadcaster: Broadcaster[Any]) -> bool:
