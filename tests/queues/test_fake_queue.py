@@ -87,3 +87,35 @@ def test_a_way_no_plugin_sends_is_still_refused(
     with pytest.raises(InputError, match="no installed plugin sends that way"):
         broadcast.channel("orders", {"id": 5}, "shipped", send="celery")
     recorded.assert_nothing_sent()
+
+
+def test_a_session_not_begun_records_at_once_as_the_queue_enqueues_at_once(
+    broadcast: Broadcast, rq_queue: rq.Queue, recorded: BroadcastFake, tmp_path: Path
+) -> None:
+    """Unlike an outbox row, which begins the session's transaction, a queued publish on a
+    session with no transaction yet is enqueued at once: the fake records it at once."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'app.sqlite3'}")
+    try:
+        with Session(engine) as session:
+            broadcast.channel("orders", {"id": 6}, "shipped", send="rq", transaction=session)
+            recorded.assert_sent("shipped", times=1, via="rq")
+            session.rollback()
+    finally:
+        engine.dispose()
+    recorded.assert_sent("shipped", times=1, via="rq")
+
+
+def test_a_transaction_that_cannot_say_when_it_commits_is_refused_as_by_the_queue(
+    broadcast: Broadcast, recorded: BroadcastFake, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    connection = sqlite3.connect(tmp_path / "app.sqlite3")
+    try:
+        connection.execute("CREATE TABLE t (x)")
+        connection.execute("INSERT INTO t VALUES (1)")  # opens a transaction
+        with pytest.raises(InputError, match="waits for the commit"):
+            broadcast.channel("orders", {"id": 7}, "shipped", send="rq", transaction=connection)
+    finally:
+        connection.close()
+    recorded.assert_nothing_sent()

@@ -131,8 +131,16 @@ class BroadcastFake(Recording[Sent]):
         commits, never enqueued. Other ways go on to their plugins."""
         if message.via == AFTER_COMMIT:
             return self._after_commit(broadcast, driver, message, transaction)
-        if message.via != OUTBOX and not _queued(broadcast, driver, message):
-            return None
+        if message.via != OUTBOX:
+            if not _queued(broadcast, driver, message):
+                return None
+            # as the queue's plugin: enqueued on commit, at once outside a transaction, and
+            # refused by a transaction that cannot say when it commits
+            if transaction is not None and transaction.active():
+                transaction.on_commit(lambda: self._record(driver, message))
+            else:
+                self._record(driver, message)
+            return pending(broadcast.broadcaster_of(driver), message)
         if transaction is not None and not transaction.active():
             # the write would begin a SQLAlchemy session's transaction, and go with it
             from broadcasting.contrib.sqlalchemy import SessionTransaction
@@ -147,7 +155,7 @@ class BroadcastFake(Recording[Sent]):
         else:
             self._record(driver, message)
         return Receipt(
-            driver.name, message.event, message.channels, message.id, via=message.via, pending=True
+            driver.name, message.event, message.channels, message.id, via=OUTBOX, pending=True
         )
 
     def _after_commit(
