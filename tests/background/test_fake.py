@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from broadcasting import Broadcast, InputError
+from broadcasting import Broadcast, ConfigurationError, InputError
 from broadcasting.drivers.memory import BroadcastMemoryDriver
 from broadcasting.testing import BroadcastFake, fake
 
@@ -21,6 +21,15 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     engine = create_engine(f"sqlite:///{tmp_path / 'app.sqlite3'}")
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def broadcast(tmp_path: Path) -> Iterator[Broadcast]:
+    """The memory driver, its outbox in the application's database (the engine's file): the
+    fake refuses what the write would, as another SQLite file than the outbox's."""
+    config = {"DRIVER": "memory", "OUTBOX": {"url": f"sqlite:///{tmp_path / 'app.sqlite3'}"}}
+    with Broadcast(config) as made:
+        yield made
 
 
 @pytest.fixture
@@ -118,7 +127,7 @@ async def test_async_session_commit_is_recorded(
 ) -> None:
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'async.sqlite3'}")
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite3'}")
     try:
         async with AsyncSession(engine) as session:
             await session.execute(text("SELECT 1"))
@@ -149,3 +158,20 @@ def test_an_outbox_publish_on_a_connection_that_cannot_report_its_commit_is_reco
             broadcast.channel("orders", {"id": 1}, "a", send="after_commit", transaction=connection)
     finally:
         connection.close()
+
+
+def test_the_fake_refuses_what_the_outbox_write_refuses(
+    broadcast: Broadcast, recorded: BroadcastFake, tmp_path: Path
+) -> None:
+    """A test under the fake fails where production would: a transaction on another SQLite
+    file than the outbox's, or a with_options() variant the relay could not find again."""
+    other = create_engine(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    try:
+        with begun(other) as session, pytest.raises(ConfigurationError, match="OUTBOX"):
+            broadcast.channel("orders", {"id": 1}, "o", send="outbox", transaction=session)
+    finally:
+        other.dispose()
+    variant = broadcast.driver().with_options(max_history=5)
+    with pytest.raises(InputError, match="with_options"):
+        variant.channel("orders", {"id": 2}, "o", send="outbox")
+    recorded.assert_nothing_sent()

@@ -157,8 +157,9 @@ async def test_the_fake_drops_an_outbox_publish_whose_async_session_rolls_back_a
     tmp_path: Path,
 ) -> None:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'app.sqlite3'}")
+    outbox = {"url": f"sqlite:///{tmp_path / 'app.sqlite3'}"}  # the fake refuses another file
     try:
-        with Broadcast({"DRIVER": "memory"}) as broadcast, fake() as recorded:
+        with Broadcast({"DRIVER": "memory", "OUTBOX": outbox}) as broadcast, fake() as recorded:
             async with AsyncSession(engine) as session:
                 await broadcast.achannel("o", {}, "gone", send="outbox", transaction=session)
                 await session.execute(text("SELECT 1"))

@@ -35,19 +35,8 @@ def write(
     transaction of another kind of database than the outbox's, ``TypeError`` for an async
     transaction given to a blocking call.
     """
-    broadcast = broadcaster._broadcast
-    name = broadcaster.driver.name
-    if broadcast._named.get(name) is not broadcaster:
-        raise InputError(
-            f"send='outbox' writes the driver's name, and the relay sends through "
-            f"broadcast.driver({name!r}): a with_options() variant or a driver class not "
-            "named in configuration cannot be written to the outbox (configure it as a "
-            "driver of its own, or send it another way)"
-        )
-    store = broadcast._outbox_store
-    if store is None:
-        store = broadcast._outbox_store = store_for(broadcast)  # kept for the next write
-    rows = new_rows(message, name, store.partitions, time.time())
+    store = _store_of(broadcaster)
+    rows = new_rows(message, broadcaster.driver.name, store.partitions, time.time())
     if transaction is None:
         yield _Insert(store, rows)
         return pending(broadcaster, message)
@@ -62,8 +51,46 @@ def write(
     return pending(broadcaster, message)
 
 
+def check(broadcaster: Broadcaster[Any], transaction: Transaction | None) -> None:
+    """Raise what :func:`write` would for this driver and transaction, writing nothing (the
+    test fake takes an outbox publish instead of writing it, and refuses the same)."""
+    store = _store_of(broadcaster)
+    if transaction is not None:
+        _dialect_of(store, transaction)
+
+
+def _store_of(broadcaster: Broadcaster[Any]) -> Store:
+    """The outbox of ``broadcaster``'s Broadcast, if the relay can find the driver again by
+    its name (:class:`InputError` for a ``with_options()`` variant)."""
+    broadcast = broadcaster._broadcast
+    name = broadcaster.driver.name
+    if broadcast._named.get(name) is not broadcaster:
+        raise InputError(
+            f"send='outbox' writes the driver's name, and the relay sends through "
+            f"broadcast.driver({name!r}): a with_options() variant or a driver class not "
+            "named in configuration cannot be written to the outbox (configure it as a "
+            "driver of its own, or send it another way)"
+        )
+    store = broadcast._outbox_store
+    if store is None:
+        store = broadcast._outbox_store = store_for(broadcast)  # kept for the next write
+    return store
+
+
 def _execute(store: Store, transaction: Transaction, rows: Sequence[NewRow]) -> _Execute:
     """The INSERT of ``rows`` for ``transaction``'s database and placeholders."""
+    dialect = _dialect_of(store, transaction)
+    sql, params = _sql.insert_params(dialect, store.table, rows)
+    try:
+        text = _rendered(sql, dialect, transaction.paramstyle)
+    except ValueError as exc:
+        raise TypeError(f"transaction={type(transaction).__qualname__}: {exc}") from None
+    return _Execute(transaction, text, params)
+
+
+def _dialect_of(store: Store, transaction: Transaction) -> str:
+    """The outbox's dialect, if ``transaction`` is in the outbox's database (else a
+    :class:`ConfigurationError` that says why it is not)."""
     alias = getattr(transaction, "alias", None)  # a Django database's
     if isinstance(alias, str) and getattr(store._source, "alias", None) != alias:
         if getattr(transaction, "ambient", False):
@@ -93,12 +120,7 @@ def _execute(store: Store, transaction: Transaction, rows: Sequence[NewRow]) -> 
         )
     if dialect == _sql.SQLITE:
         _check_sqlite_file(store, transaction)
-    sql, params = _sql.insert_params(dialect, store.table, rows)
-    try:
-        text = _rendered(sql, dialect, transaction.paramstyle)
-    except ValueError as exc:
-        raise TypeError(f"transaction={type(transaction).__qualname__}: {exc}") from None
-    return _Execute(transaction, text, params)
+    return dialect
 
 
 def _check_sqlite_file(store: Store, transaction: Transaction) -> None:

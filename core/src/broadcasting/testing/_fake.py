@@ -141,6 +141,9 @@ class BroadcastFake(Recording[Sent]):
             else:
                 self._record(driver, message)
             return pending(broadcast.broadcaster_of(driver), message)
+        from broadcasting.outbox._write import check
+
+        check(broadcast.broadcaster_of(driver), transaction)  # refused as the write would be
         if transaction is not None and not transaction.active():
             # the write would begin a SQLAlchemy session's transaction, and go with it
             from broadcasting.contrib.sqlalchemy import SessionTransaction

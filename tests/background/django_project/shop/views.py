@@ -12,8 +12,9 @@ from broadcasting.hookspecs import hookimpl
 
 from .models import Order
 
-#: The project's Broadcast (the in-process memory driver: what it holds was published).
-broadcast = Broadcast({"DRIVER": "memory"})
+#: The project's Broadcast (the in-process memory driver: what it holds was published); its
+#: outbox is in the project's database, so an outbox row joins the view's atomic() block.
+broadcast = Broadcast({"DRIVER": "memory", "OUTBOX": {"django": "default"}})
 
 
 class Refusing:
