@@ -16,6 +16,7 @@ KEY_SHAPE = re.compile(r"[^\s.:]+\.[^\s.:]+:[^\s:]+")  #: ``appId.keyId:keySecre
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
 DEFAULT_TOKEN_TTL = 3600  #: of the tokens the driver signs (Ably's default for its own)
 MAX_TOKEN_TTL = 24 * 3600  #: Ably's longest token lifetime
+MAX_TIMEOUT = 24 * 3600  #: a day: longer than any answer, and within what a socket can wait
 RENAMED = {"batch_publishes": "batch"}  #: options of earlier versions the core now reads
 #: Settings handed to the SDK under the same name when set.
 _TO_SDK = ("client_id", "endpoint", "port", "tls_port", "http_open_timeout", "http_request_timeout")
@@ -74,8 +75,9 @@ _STRING = (lambda v: isinstance(v, str) and v.strip(), "must be a non-empty stri
 _PORT = (lambda v: _int(v) and 0 < v < 65536, "must be a port number (1-65535)")
 _BOOL = (lambda v: isinstance(v, bool), "must be True or False")
 _SECONDS = (
-    lambda v: (_int(v) or isinstance(v, float)) and v > 0,
-    "must be a number of seconds > 0",
+    # NaN fails the comparison; inf or 1e300 no socket can wait (every publish would fail)
+    lambda v: (_int(v) or isinstance(v, float)) and 0 < v <= MAX_TIMEOUT,
+    f"must be a number of seconds > 0 and at most {MAX_TIMEOUT:,} (a day)",
 )
 #: Every option but the key, and what its value must be when given (not ``None``).
 _RULES: dict[str, tuple[Callable[[Any], object], str]] = {
