@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, Union
 from urllib.parse import quote
 
-from broadcasting import Channel, ChannelInfo, Health, Member, PublishError, WebhookEvent
+from broadcasting import (
+    Channel,
+    ChannelInfo,
+    Health,
+    InvalidChannelError,
+    Member,
+    PublishError,
+    WebhookEvent,
+)
 from broadcasting.plugin import (
     Answer,
     AuthRequest,
@@ -33,7 +41,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Ably's channel naming rule, and the driver's: no private or presence name is a wildcard.
-CHANNEL_PATTERN = re.compile(r"(?![\[:])(?!(?:private|presence):(?:[\[:]|.*\*))[^\r\n]+")
+#: Ably refuses "newline characters (or similar)": every line break str.splitlines() knows.
+LINE_BREAKS = r"\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029"
+CHANNEL_PATTERN = re.compile(
+    rf"(?![\[:])(?!(?:private|presence):(?:[\[:]|[^{LINE_BREAKS}]*\*))[^{LINE_BREAKS}]+"
+)
 CHANNEL_RULE = (
     "Ably channel names are non-empty, do not start with '[' or ':' and have no line breaks; "
     "private: and presence: names have no '*' and no '[' or ':' right after the prefix"
@@ -105,7 +117,7 @@ class BroadcastAblyDriver(Driver):
         return await self._send(batch, aio=True)
 
     async def _send(self, batch: Batch, aio: bool) -> list[_Outcome]:
-        client = self._clients.get(batch.budget, aio)
+        client = await self._clients.fresh(batch.budget, aio)
         path, body = _wire.request_for(batch.parts)
         what, sent = _what(batch.parts), [0]
         failure: Exception | None = None
@@ -144,7 +156,8 @@ class BroadcastAblyDriver(Driver):
 
     async def _query(self, query: Query[T], aio: bool) -> T:
         """What the answer to ``query`` means, every page read (a keyed client is for it alone)."""
-        client = self._clients.keyed(aio) if query.keyed else self._clients.get(QUERY_HOSTS, aio)
+        keyed = query.keyed
+        client = self._clients.keyed(aio) if keyed else await self._clients.fresh(QUERY_HOSTS, aio)
         method = "GET" if query.body is None else "POST"
         collected: list[Any] = []
         try:
@@ -320,8 +333,18 @@ def _occupied(prefix: str | None) -> Query[list[ChannelInfo]]:
     return Query(what, "/channels", parse, params, paginate=True)
 
 
+def _checked(channel: object) -> str:
+    """A channel name a query may put in its path: one a publish may use (before any request:
+    ``""`` would ask for the enumeration, ``[...]`` would be a qualifier)."""
+    if not isinstance(channel, str) or CHANNEL_PATTERN.fullmatch(channel) is None:
+        shown = repr(channel[:80]) if isinstance(channel, str) else type(channel).__name__
+        raise InvalidChannelError(f"{DRIVER}: {shown} is not a channel name: {CHANNEL_RULE}")
+    return channel
+
+
 def _info(channel: str) -> Query[ChannelInfo]:
     """``GET /channels/{name}`` (Ably's ``ChannelDetails``)."""
+    channel = _checked(channel)
     what = f"the status of channel {channel!r}"
 
     def parse(items: list[Any]) -> ChannelInfo:
@@ -335,6 +358,7 @@ def _info(channel: str) -> Query[ChannelInfo]:
 
 def _members(channel: str) -> Query[list[Member]]:
     """``GET /channels/{name}/presence``: one :class:`Member` per client id, in Ably's order."""
+    channel = _checked(channel)
 
     def parse(entries: list[Any]) -> list[Member]:
         seen: dict[str, Member] = {}

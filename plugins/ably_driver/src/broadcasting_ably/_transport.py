@@ -8,6 +8,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Coroutine
 from contextvars import ContextVar
@@ -103,6 +104,17 @@ class Clients:
                     new = functools.partial(self._new, hosts, aio)
                     found = made[hosts] = PerLoop(new, lambda c: c.close()) if aio else new()
         return found.get() if aio else found
+
+    async def fresh(self, budget: int, aio: bool) -> Any:
+        """:meth:`get`'s client, its token renewed once half its lifetime has passed. The SDK
+        never renews it: it judges expiry only with ``query_time``, and ``request()`` answers
+        Ably's 40142 instead of re-authorizing, so an expired token would fail every call."""
+        client = self.get(budget, aio)
+        details = client.auth.token_details  # None until the first request signs one
+        expires = getattr(details, "expires", None)
+        if expires is not None and expires - time.time() * 1000 < self._settings.token_ttl * 500:
+            await settled(client.auth.authorize())  # signed here, locally: no request
+        return client
 
     def _new(self, hosts: int, aio: bool) -> Any:
         # the SDK keeps what it is given where debuggers see it: a token signed here, never the key

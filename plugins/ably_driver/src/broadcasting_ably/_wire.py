@@ -26,6 +26,7 @@ MAX_BATCH_BODY_BYTES = 2 * 1024 * 1024 - 64 * 1024
 E = TypeVar("E", PublishError, QueryError)
 Fault = tuple[Union[int, None], Union[int, None], str]  #: status, code, message Ably answered
 
+_URL_PROBLEM = "the request's URL is invalid (a channel name this long cannot be in one)"
 _KEY_HINT = "check the API key in the 'secret' (or 'key') option"
 _HINTS = {
     40101: _KEY_HINT,
@@ -260,6 +261,9 @@ def publish_failure(scrub: Scrubber, what: str, exc: Exception, tried: int) -> P
 
     if isinstance(exc, AblyException):
         return ably_error(scrub, what, sdk_fault(exc), failed_over=tried > 1)
+    if isinstance(exc, httpx.InvalidURL):  # refused by httpx before anything went out
+        text = scrub(f"Publishing to {what} failed: not sent, {_URL_PROBLEM} ({exc})")
+        return PublishError(text, driver=DRIVER, kind="invalid", maybe_delivered=False)
     if isinstance(exc, (ValueError, KeyError)):  # an answer the SDK could not decode
         return unreadable_answer(scrub, what, exc)
     if not isinstance(exc, httpx.TransportError):
@@ -285,6 +289,10 @@ def query_failure(scrub: Scrubber, what: str, endpoint: str, exc: Exception) -> 
     detail = f"{type(exc).__name__}: {scrub(str(exc)) or 'no detail'}"
     if isinstance(exc, AblyException):
         return refusal(QueryError, scrub, f"Ably refused {what}", sdk_fault(exc))
+    if isinstance(exc, httpx.InvalidURL):  # refused by httpx before anything went out
+        return QueryError(
+            f"{what} was not asked: {_URL_PROBLEM} ({detail})", driver=DRIVER, kind="invalid"
+        )
     if isinstance(exc, httpx.TransportError) and _caused_by(exc, ssl.SSLCertVerificationError):
         text = f"the TLS certificate of Ably ({endpoint}) could not be verified ({detail})"
         return QueryError(text, driver=DRIVER)
