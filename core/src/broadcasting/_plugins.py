@@ -38,9 +38,46 @@ class DriverInfo:
     module: str
 
 
-@cache  # one metadata scan per group per process; the first entry point of a name wins
-def _entry_points(group: str) -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in reversed([*entry_points(group=group)])}
+@cache  # one metadata scan per group per process
+def _entry_points(group: str) -> dict[str, tuple[EntryPoint, ...]]:
+    """Every entry point of ``group`` by name, in discovery order; a name that two packages
+    claim for different objects has several (a driver's is then refused: :func:`_claimed`)."""
+    found: dict[str, dict[str, EntryPoint]] = {}
+    for ep in entry_points(group=group):
+        found.setdefault(ep.name, {}).setdefault(ep.value, ep)
+    return {name: tuple(eps.values()) for name, eps in found.items()}
+
+
+def _origin(ep: EntryPoint) -> str:
+    return f"{ep.dist.name if ep.dist else 'an unknown distribution'} ({ep.value})"
+
+
+def _claimed(name: str, eps: tuple[EntryPoint, ...]) -> EntryPoint:
+    """The one entry point of driver ``name``; two packages claiming it is an error, rather
+    than one of them quietly chosen by the order of sys.path."""
+    if len(eps) == 1:
+        return eps[0]
+    first, *others = eps
+    raise PluginLoadError(
+        entry_point=name,
+        value=first.value,
+        distribution=first.dist.name if first.dist else None,
+        reason=f"driver {name!r} is also provided by "
+        + ", ".join(_origin(ep) for ep in others)
+        + ": uninstall all but one, or choose one with register_driver()",
+    )
+
+
+def _hook_problem(plugin: object) -> str | None:
+    """What pluggy finds wrong with ``plugin``'s hook implementations (a parameter the
+    spec does not have...), on one line; ``None`` when they are sound."""
+    scratch = pluggy.PluginManager(PROJECT)
+    scratch.add_hookspecs(hookspecs)
+    try:
+        scratch.register(plugin)
+    except pluggy.PluginValidationError as exc:
+        return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return None
 
 
 _lock = threading.RLock()
@@ -51,39 +88,52 @@ _class_plugins: dict[str, _ClassPlugin] = {}
 
 
 def _load(ep: EntryPoint) -> object:
-    key = f"{ep.group}:{ep.name}"
+    key = f"{ep.group}:{ep.name}:{ep.value}"
     with _lock:
         if key in _failed:
             raise _failed[key]  # imported once: a failure is kept
         if key not in _loaded:
             try:
-                _loaded[key] = ep.load()
+                loaded = ep.load()
             except Exception as exc:
-                error = _failed[key] = PluginLoadError(
-                    entry_point=ep.name,
-                    value=ep.value,
-                    distribution=ep.dist.name if ep.dist else None,
-                    reason=f"{type(exc).__name__}: {exc}",
-                )
+                error = _failed[key] = _load_error(ep, f"{type(exc).__name__}: {exc}")
                 raise error from exc
+            # a Driver class has no hooks of its own: the core connects it
+            if not (isinstance(loaded, type) and issubclass(loaded, Driver)):
+                problem = _hook_problem(loaded)
+                if problem is not None:
+                    raise _failed.setdefault(key, _load_error(ep, problem))
+            _loaded[key] = loaded
         return _loaded[key]
 
 
+def _load_error(ep: EntryPoint, reason: str) -> PluginLoadError:
+    return PluginLoadError(
+        entry_point=ep.name,
+        value=ep.value,
+        distribution=ep.dist.name if ep.dist else None,
+        reason=reason,
+    )
+
+
 def installed_drivers() -> list[DriverInfo]:
-    """Every driver this process can use, sorted by name, without importing any."""
-    infos = {}
-    for name, ep in _entry_points(DRIVER_GROUP).items():
-        dist, version = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
-        infos[name] = DriverInfo(name, dist, version, ep.value)
+    """Every driver this process can use, sorted by name, without importing any (a name two
+    packages claim, which cannot be used until one is uninstalled, once per package)."""
+    infos: dict[str, list[DriverInfo]] = {}
+    for name, eps in _entry_points(DRIVER_GROUP).items():
+        # a name two packages claim is listed once per package: the listing shows the clash
+        for ep in eps:
+            dist, version = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
+            infos.setdefault(name, []).append(DriverInfo(name, dist, version, ep.value))
     with _lock:
         for name, plugin in _registered.items():
-            infos[name] = DriverInfo(name, None, None, _describe(plugin))
-    return [infos[name] for name in sorted(infos)]
+            infos[name] = [DriverInfo(name, None, None, _describe(plugin))]
+    return [info for name in sorted(infos) for info in infos[name]]
 
 
 def driver_names() -> list[str]:
     """Names of every installed or registered driver."""
-    return [info.name for info in installed_drivers()]
+    return list(dict.fromkeys(info.name for info in installed_drivers()))
 
 
 def _describe(plugin: object) -> str:
@@ -138,10 +188,10 @@ def driver_plugin(name: str) -> object | None:
         plugin = _registered.get(name)
     if plugin is not None:
         return plugin
-    ep = _entry_points(DRIVER_GROUP).get(name)
-    if ep is None:
+    eps = _entry_points(DRIVER_GROUP).get(name)
+    if eps is None:
         return None
-    loaded = _load(ep)
+    loaded = _load(_claimed(name, eps))
     if not (isinstance(loaded, type) and issubclass(loaded, Driver)):
         return loaded
     # an entry point that names a Driver class: the core connects it by name
@@ -239,7 +289,8 @@ def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     pm.register(CORE_PLUGIN, name="broadcasting.core")
     with _lock:
-        installed = [_load(ep) for _, ep in sorted(_entry_points(PLUGIN_GROUP).items())]
+        groups = sorted(_entry_points(PLUGIN_GROUP).items())
+        installed = [_load(ep) for _, eps in groups for ep in eps]  # every package's
         for plugin in (*installed, *plugins, *_everywhere):
             if not pm.is_registered(plugin):
                 pm.register(plugin)
