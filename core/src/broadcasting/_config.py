@@ -177,11 +177,26 @@ def _withheld(path: Path) -> str:
     return f" (message withheld: it may hold a secret; run `{command}` to see the whole error)"
 
 
+def _unreadable(path: Path, exc: OSError) -> ConfigurationError:
+    # strerror ("Permission denied"), not str(exc): the path is already named
+    reason = exc.strerror or type(exc).__name__
+    return ConfigurationError("config", None, f"cannot read {str(path)!r}: {reason}")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        error = _unreadable(path, exc)
+    raise error
+
+
 def _run_python(path: Path) -> Mapping[str, Any]:
     namespace: dict[str, Any] = {"__file__": str(path), "__name__": "__broadcast_config__"}
     failure: str | None = None
+    source = _read_bytes(path)
     try:
-        code = compile(path.read_bytes(), str(path), "exec")
+        code = compile(source, str(path), "exec")
     except (SyntaxError, ValueError) as exc:  # ValueError: a null byte, before Python 3.12
         line = f" line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
         failure = f"{str(path)!r}{line}: {_exception_name(exc)}" + _withheld(path)
@@ -213,9 +228,10 @@ def _read_file(path: Path) -> Mapping[str, Any]:
         )
     # tomllib by name: type-checked for Python 3.10, which has none
     loads = json.loads if suffix == ".json" else importlib.import_module("tomllib").loads
+    raw = _read_bytes(path)
     try:
-        data = loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:  # json.JSONDecodeError, tomllib.TOMLDecodeError
+        data = loads(raw.decode("utf-8"))
+    except ValueError as exc:  # JSONDecodeError, TOMLDecodeError, UnicodeDecodeError
         raise ConfigurationError(
             "config", None, f"{str(path)!r} is not valid {suffix[1:].upper()}: {exc}"
         ) from None
@@ -250,7 +266,12 @@ def _load(source: ConfigSource) -> Config:
         values = {k: names[k] for k in _KEYS if k in names}
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError as exc:  # a folder on the way that may not be searched
+            error = _unreadable(path, exc)
+            raise error from None
+        if not found:
             raise ConfigurationError("config", None, f"no configuration file at {str(path)!r}")
         values = _read_file(path)
     else:
@@ -275,6 +296,12 @@ def _load(source: ConfigSource) -> Config:
         raise ConfigurationError("config", "DRIVERS", "must be a mapping of driver name to options")
     wrapped: dict[str, Mapping[str, Any]] = {}
     for name, options in drivers.items():
+        if not isinstance(name, str):  # DRIVERS = {Enum.MEMBER: ...}: no driver has that name
+            raise ConfigurationError(
+                "config",
+                "DRIVERS",
+                f"its keys must be driver names (str), not {type(name).__name__}",
+            )
         if options is not None and not isinstance(options, Mapping):
             raise ConfigurationError(str(name), None, "its DRIVERS entry must be a mapping")
         wrapped[name] = wrap_secrets(options or {})  # secrets stay wrapped from here on

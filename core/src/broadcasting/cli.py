@@ -17,13 +17,15 @@ from typing import Any, TextIO
 from broadcasting import __version__
 from broadcasting._broadcast import Broadcast
 from broadcasting._driver import Feature
-from broadcasting._errors import BroadcastError, NotSupportedError
+from broadcasting._errors import BroadcastError, InvalidPayloadError, NotSupportedError
 from broadcasting._health import Health
 from broadcasting._plugins import installed_drivers
 from broadcasting._state import SUBSCRIBED, Heard
 
 #: The exit status after Ctrl-C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
+#: The exit status when stdout's reader went away (128 + SIGPIPE): ``broadcasting ... | head``.
+BROKEN_PIPE = 141
 _DRIVER = "default: DRIVER from the config"
 Command = Callable[[Namespace], int]
 
@@ -117,6 +119,8 @@ def _parse_message(text: str) -> Any:
         value = json.loads(text)
     except ValueError:
         return text
+    except RecursionError:  # JSON, but nested deeper than Python decodes
+        raise InvalidPayloadError("MESSAGE is JSON nested too deeply to decode") from None
     return value if isinstance(value, (dict, list)) else text
 
 
@@ -336,7 +340,27 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None, config: 
         args.config = config
     try:
         status: int = args.run(args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
     except BroadcastError as exc:
         print(f"broadcasting: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while connecting, sending or printing
+        print("broadcasting: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:  # whoever read stdout stopped reading: stop quietly, as Unix tools do
+        _drop_stdout()
+        return BROKEN_PIPE
     return status
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so the flush at exit does not fail on the closed pipe."""
+    import os
+
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # no fd: captured, replaced
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
