@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
@@ -10,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 from broadcasting import _auth, _webhooks
 from broadcasting._auth import AuthRequest, ChannelRules, Rule
 from broadcasting._background import NOW, send_mode
-from broadcasting._broadcaster import Broadcaster, Publishes
+from broadcasting._broadcaster import Broadcaster, Publishes, wrong_result
 from broadcasting._channels import Channel
 from broadcasting._config import ConfigSource, load_config
 from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions
@@ -79,8 +81,13 @@ class Broadcast(Publishes):
         self.plugin_manager = make_plugin_manager(plugins)
         self._named: dict[str, Broadcaster[Any]] = {}  # what driver(name) returns
         self._variants: OrderedDict[tuple[object, ...], Broadcaster[Any]] = OrderedDict()
-        self._of_driver: dict[int, Broadcaster[Any]] = {}  # every one this instance made
+        # every one this instance made and someone still holds (a variant evicted while a
+        # caller keeps it still publishes: the core's publish hook finds it here)
+        self._of_driver: weakref.WeakValueDictionary[int, Broadcaster[Any]] = (
+            weakref.WeakValueDictionary()
+        )
         self._lock = threading.RLock()
+        _instances.add(self)
         #: The channel rules added with :meth:`rule`.
         self.rules = ChannelRules()
         #: The webhook handlers added with :meth:`on_webhook`.
@@ -139,7 +146,6 @@ class Broadcast(Publishes):
             existing = self._variants[key] = self._connect(name, options, cls)
             if len(self._variants) > MAX_VARIANTS:
                 _, evicted = self._variants.popitem(last=False)
-                del self._of_driver[id(evicted.driver)]
         if evicted is not None:
             evicted.close()
         return existing
@@ -306,7 +312,7 @@ class Broadcast(Publishes):
         kwargs = {"broadcast": self, "driver": driver, "request": request}
         body = yield Hook(self.plugin_manager, "broadcasting_authorize", kwargs)
         if not isinstance(body, dict):
-            raise TypeError(f"broadcasting_authorize returned {type(body).__name__}, not a dict")
+            raise wrong_result(self.plugin_manager, "broadcasting_authorize", body, "a dict")
         return body
 
     def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]:
@@ -413,6 +419,21 @@ class Broadcast(Publishes):
     def __repr__(self) -> str:
         config = getattr(self, "config", None)  # None while __init__ failed to load it
         return f"<Broadcast driver={config.driver if config is not None else '?'!r}>"
+
+
+# every Broadcast, so a forked child gets fresh locks (see _forget_locks_in_child)
+_instances: weakref.WeakSet[Broadcast] = weakref.WeakSet()
+
+
+def _forget_locks_in_child() -> None:
+    """After fork: a lock another thread of the parent held (connecting a driver) stays held
+    in the child, where that thread does not exist; each Broadcast gets a fresh one."""
+    for broadcast in list(_instances):
+        broadcast._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 _QUERIES = {  # a query method: the feature it needs, and how NotSupportedError words it

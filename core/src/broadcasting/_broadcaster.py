@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from broadcasting import _background, _events
@@ -26,6 +27,25 @@ D = TypeVar("D", bound=Driver)
 #: What ``channel()`` publishes to: a channel name, a :class:`Channel`, or a list
 #: of them; or an event object (anything with ``broadcast_on()``).
 Target = Any
+
+
+def wrong_result(pm: Any, hook: str, result: object, expected: str) -> TypeError:
+    """The error for hook ``hook`` returning ``result`` instead of ``expected``: it names the
+    plugins that implement it (any installed package may bring one), the core's left out."""
+    found = []
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        plugin = impl.plugin
+        if pm.get_name(plugin) == "broadcasting.core":
+            continue
+        if isinstance(plugin, ModuleType):
+            found.append(plugin.__name__)
+        else:
+            cls = plugin if isinstance(plugin, type) else type(plugin)
+            found.append(f"{cls.__module__}.{cls.__qualname__}")
+    said = f"{hook} returned {type(result).__name__}, not {expected}"
+    if found:
+        said += f" (implemented by {', '.join(found)})"
+    return TypeError(said)
 
 
 class Publishes:
@@ -86,7 +106,15 @@ class Broadcaster(Publishes, Generic[D]):
     (secrets wrapped), and the core's ``delivery`` options for it (retries, batching).
     """
 
-    __slots__ = ("_batchers", "_broadcast", "_sends", "delivery", "driver", "options")
+    __slots__ = (
+        "__weakref__",
+        "_batchers",
+        "_broadcast",
+        "_sends",
+        "delivery",
+        "driver",
+        "options",
+    )
 
     def __init__(
         self, broadcast: Broadcast, driver: D, options: Mapping[str, Any], delivery: DeliveryOptions
@@ -126,9 +154,7 @@ class Broadcaster(Publishes, Generic[D]):
             kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
             receipt = yield Hook(pm, "broadcasting_publish", kwargs, bridge=bridge)
         if not isinstance(receipt, Receipt):
-            raise TypeError(
-                f"broadcasting_publish returned {type(receipt).__name__}, not a Receipt"
-            )
+            raise wrong_result(pm, "broadcasting_publish", receipt, "a Receipt")
         if receipt.via != message.via:  # sent by the relay, after commit or from a queue
             receipt = replace(receipt, via=message.via)
         return receipt
@@ -148,7 +174,7 @@ class Broadcaster(Publishes, Generic[D]):
         kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
         receipt = yield Hook(pm, "broadcasting_defer", {**kwargs, "transaction": adapted})
         if not isinstance(receipt, Receipt):
-            raise TypeError(f"broadcasting_defer returned {type(receipt).__name__}, not a Receipt")
+            raise wrong_result(pm, "broadcasting_defer", receipt, "a Receipt")
         return receipt if receipt.via == via else replace(receipt, via=via)
 
     def deliver(self, message: Message) -> Receipt:
