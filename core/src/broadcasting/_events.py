@@ -75,6 +75,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _attributes(obj: object) -> dict[str, Any]:
+    """``obj``'s attributes: those in slots (``attrs.define`` keeps its fields there), then
+    those in its ``__dict__``."""
+    found: dict[str, Any] = {}
+    for cls in reversed(type(obj).__mro__):
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and name not in found:
+                try:
+                    found[name] = getattr(obj, name)
+                except AttributeError:  # a slot never set
+                    continue
+    found.update(getattr(obj, "__dict__", {}))
+    return found
+
+
 def _public(name: str) -> bool:
     return not name.startswith("_") and name != "socket_id"
 
@@ -105,8 +121,14 @@ class BroadcastEvent:
             data = dump(mode="json") if callable(dump) else None
             if isinstance(data, dict):
                 return {k: v for k, v in data.items() if _public(k)}
-            fields = getattr(self, "__dict__", {})
-        return {k: _jsonable(v) for k, v in fields.items() if _public(k)}
+            fields = _attributes(self)
+        try:
+            return {k: _jsonable(v) for k, v in fields.items() if _public(k)}
+        except RecursionError:  # a field that refers back to itself (a cycle)
+            raise InvalidPayloadError(
+                f"{type(self).__qualname__}.broadcast_with(): the fields hold a cycle (a value "
+                "that contains itself): not JSON-serialisable"
+            ) from None
 
     def broadcast_as(self) -> str:
         """The event name: the class name (``OrderShipped``), in :attr:`echo_namespace` if set."""
