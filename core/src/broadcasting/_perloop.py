@@ -117,8 +117,12 @@ class PerLoop(Generic[T]):
             if loop is current:
                 await self._close(obj)
             elif loop.is_running():
+                # waited for a while, never cancelled: a loop busy meanwhile closes it once
+                # free, and the other loops' objects are closed all the same
                 future = asyncio.run_coroutine_threadsafe(_awaited(self._close(obj)), loop)
-                await asyncio.wait_for(asyncio.wrap_future(future), CLOSE_TIMEOUT)
+                closing = asyncio.wrap_future(future)
+                closing.add_done_callback(_retrieved)  # as close() does: its error is not ours
+                await asyncio.wait([closing], timeout=CLOSE_TIMEOUT)
             else:
                 self._close_from_outside(loop, obj)
 
@@ -137,10 +141,8 @@ class PerLoop(Generic[T]):
             task.add_done_callback(self._closing.discard)
         elif loop.is_running():  # another thread's loop (e.g. the core's background loop)
             future = asyncio.run_coroutine_threadsafe(_awaited(self._close(obj)), loop)
-            try:
+            with contextlib.suppress(Exception):  # that loop is busy: it closes it once free
                 future.result(CLOSE_TIMEOUT)
-            except Exception:  # that loop is busy or stopping: it closes it at shutdown
-                future.cancel()
         elif running is None and not loop.is_closed():  # a loop idle in this thread
             loop.run_until_complete(_awaited(self._close(obj)))
         else:
@@ -158,6 +160,11 @@ class PerLoop(Generic[T]):
 
 
 _instances: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _forget_in_child() -> None:
