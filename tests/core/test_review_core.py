@@ -297,3 +297,36 @@ def test_closing_while_another_loop_is_busy_closes_its_session_once_free(
     thread.join(10)
     assert busy["closed once free"] is True
     assert busy["new"] is not busy["session"]
+
+
+def test_a_child_forked_while_a_thread_builds_a_plugin_manager_can_publish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plugin registry's lock is held while a plugin is imported or a Broadcast's plugin
+    manager is built; a child forked then waited on it for good at its first Broadcast."""
+    from broadcasting import _plugins
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _plugins._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        monkeypatch.setattr(forking, "CHILD_TIMEOUT", 5.0)
+
+        def publish() -> list[str]:
+            with Broadcast({"DRIVER": "memory"}) as fresh:
+                return list(fresh.channel("orders", {"id": 1}, "shipped").channels)
+
+        with warnings.catch_warnings():  # 3.12+: forking a process that has threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = forking.fork(publish)
+        assert forking.result(child) == ["orders"]
+    finally:
+        release.set()
+        holder.join(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -81,6 +82,17 @@ def _hook_problem(plugin: object) -> str | None:
 
 
 _lock = threading.RLock()
+
+
+def _forget_lock_in_child() -> None:
+    """After fork: another thread of the parent may have held the lock (importing a plugin,
+    building a plugin manager); it does not exist in the child, which gets a fresh one."""
+    global _lock
+    _lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_lock_in_child)
 _loaded: dict[str, object] = {}
 _failed: dict[str, PluginLoadError] = {}
 _registered: dict[str, object] = {}
