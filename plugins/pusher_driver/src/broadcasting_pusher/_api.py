@@ -43,8 +43,18 @@ class GuardedPusherClient(PusherClient):  # type: ignore[misc]
 
 
 def _data_for(channel: str, text: str, master_key: Secret | None) -> str:
-    if master_key is None or not is_encrypted(channel):
+    if not is_encrypted(channel):
         return text
+    if master_key is None:
+        # validate() refuses this at publish time, but a message it never saw (the outbox
+        # relay's, run with other settings; a hook wrapper's new channel) would otherwise
+        # go out in clear: refused, not sent ("invalid": alone in a shared request)
+        raise PublishError(
+            f"{NAME}: {channel[:80]!r} is an encrypted channel and this driver has no "
+            "encryption_master_key_base64 to encrypt it with (not sent)",
+            driver=NAME,
+            kind="invalid",
+        )
     # decoded here, for this one event: the raw key never sits in an attribute
     return json.dumps(
         encrypt(channel, text, base64.b64decode(master_key.reveal())), ensure_ascii=False
