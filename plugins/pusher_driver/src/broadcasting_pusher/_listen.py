@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -34,17 +35,29 @@ if TYPE_CHECKING:
     from broadcasting_pusher._driver import BroadcastPusherDriver
     from broadcasting_pusher._settings import PusherSettings
 
+#: Pusher's own API hosts (``api-eu.pusher.com``...), whose WebSocket host is ``ws-...``.
+_PUSHER_API_HOST = re.compile(r"api(-[a-z0-9-]+)?\.pusher\.com|api\.pusherapp\.com")
 PROTOCOL = 7
 CLIENT = "broadcasting-listen"
+#: Seconds of silence before the listener pings: the server's ``activity_timeout`` (soketi
+#: says 30, Pusher 120), at most this (pusher-js's own ``activityTimeout``).
+ACTIVITY_TIMEOUT = 120.0
+
+
+def _activity_timeout(value: object) -> float:
+    """The server's ``activity_timeout``, if it is a number of seconds that makes sense."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1:
+        return float(min(value, ACTIVITY_TIMEOUT))
+    return ACTIVITY_TIMEOUT
 
 
 def ws_url(settings: PusherSettings, node: Node | None = None) -> str:
     """The WebSocket URL of the one ``host`` (Pusher's own WebSocket host for its API host), or
     of ``node``, one of the ``hosts``."""
-    host, port, cluster = settings.host, settings.port, settings.cluster
+    host, port = settings.host, settings.port
     if node is not None:
         host, port = node.host, node.port
-    elif host in ("api.pusherapp.com", f"api-{cluster}.pusher.com" if cluster else None):
+    elif _PUSHER_API_HOST.fullmatch(host):  # given as `host` too, with no `cluster`
         host = "ws" + host[3:]  # Pusher's WebSocket host for its API host
     scheme = "wss" if settings.ssl else "ws"
     query = f"protocol={PROTOCOL}&client={CLIENT}&version=1.0"
@@ -170,14 +183,28 @@ async def _frames(
     import aiohttp
 
     pending = set(names)
+    idle = ACTIVITY_TIMEOUT  # until the server says how long it may stay silent
+    pinged = False
     while True:
         try:
-            message = await ws.receive(timeout=wait * 4 if pending else None)
+            message = await ws.receive(timeout=wait * 4 if pending else wait if pinged else idle)
         except asyncio.TimeoutError:
-            raise BroadcastError(
-                f"{NAME}: {where} did not confirm the subscriptions to "
-                f"{sorted(pending)} within {wait * 4:g} s"
-            ) from None
+            if pending:
+                raise BroadcastError(
+                    f"{NAME}: {where} did not confirm the subscriptions to "
+                    f"{sorted(pending)} within {wait * 4:g} s"
+                ) from None
+            if pinged:  # a dead network path closes nothing: only silence tells
+                raise BroadcastError(
+                    f"{NAME}: the connection to {where} was lost (no answer to a "
+                    f"pusher:ping within {wait:g} s)"
+                ) from None
+            # the protocol's keep-alive: silent for activity_timeout, the client pings
+            # (soketi ends a connection it has sent nothing on for 120 s)
+            await ws.send_str(json.dumps({"event": "pusher:ping", "data": {}}))
+            pinged = True
+            continue
+        pinged = False
         if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
             raise BroadcastError(
                 f"{NAME}: the server closed the WebSocket {where} (code {ws.close_code})"
@@ -191,7 +218,9 @@ async def _frames(
         channel = str(frame.get("channel", ""))
         data = frame.get("data", "")
         if event == "pusher:connection_established":
-            socket_id = json.loads(data)["socket_id"]
+            established = json.loads(data)
+            socket_id = established["socket_id"]
+            idle = _activity_timeout(established.get("activity_timeout"))
             for name in names:
                 await ws.send_str(_subscribe_frame(driver, socket_id, name))
         elif event == "pusher:ping":
@@ -210,7 +239,7 @@ async def _frames(
             user = info.get("user_id") if isinstance(info, dict) else None
             name = event.replace("pusher_internal:", "pusher:")
             yield Heard(channel, name, _text(data), time.time(), optional_text(user))
-        elif not event.startswith("pusher"):
+        elif not event.startswith(("pusher:", "pusher_internal:")):  # else the protocol's
             text = _text(data)
             if is_encrypted(channel):
                 # the key is derived and used inside _open, whose frame is gone before this raises

@@ -1,0 +1,261 @@
+"""Review of the pusher driver (not its HTTP transport): defects found, each held by a test.
+
+Real parts throughout: soketi, WebSocket subscribers that speak the Pusher protocol, a SQLite
+outbox and its relay. The one stand-in is :class:`FreezingRelay`, a TCP forwarder in front of
+soketi that can stop passing bytes without closing either side: a network path that went dead
+(a NAT that forgot the connection, a laptop that slept), which no server can be asked to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pusher_ws import PusherSubscriber
+from soketi_server import HOST, SoketiServer
+
+from broadcasting import Broadcast, BroadcastError, PublishError
+from broadcasting._delivery import Batch, Part, may_be_ones_fault
+from broadcasting._types import Message
+from broadcasting.outbox._relay import Relay
+from broadcasting.outbox._row import DEAD
+from broadcasting.plugin import SUBSCRIBED, Heard
+from broadcasting_pusher import _listen, parse_settings
+
+pytestmark = pytest.mark.soketi
+
+MASTER_KEY = base64.b64encode(b"review-master-key-of-32-bytes!!!").decode()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def pusher_config(options: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"DRIVER": "pusher", "DRIVERS": {"pusher": options}, **extra}
+
+
+def private_auth(server: SoketiServer, socket_id: str, channel: str) -> str:
+    signed = hmac.new(
+        server.secret.encode(), f"{socket_id}:{channel}".encode(), hashlib.sha256
+    ).hexdigest()
+    return f"{server.key}:{signed}"
+
+
+async def next_heard(listener: AsyncIterator[Heard], timeout: float = 20) -> Heard:
+    return await asyncio.wait_for(anext(listener), timeout)
+
+
+# -- encrypted channels: never sent in plain text -------------------------------------------
+
+
+async def test_a_relay_without_the_master_key_never_sends_an_encrypted_channel_in_clear(
+    soketi: SoketiServer, tmp_path: Path
+) -> None:
+    """The web app (with the master key) writes an outbox row for a ``private-encrypted-``
+    channel; a relay configured without the key used to send its payload as plain text, to
+    Pusher and to every subscriber. Now the row fails (dead, certainly not sent), naming the
+    option, and nothing reaches the subscriber."""
+    path = tmp_path / "outbox.sqlite3"
+    outbox = {"OUTBOX": {"url": f"sqlite:///{path}", "partitions": 1}}
+    keyed = soketi.driver_options(encryption_master_key_base64=MASTER_KEY)
+    web = Broadcast(pusher_config(keyed, **outbox))
+    relay = Broadcast(pusher_config(soketi.driver_options(retries=0), **outbox))
+    channel = unique("private-encrypted-cards")
+    try:
+        async with PusherSubscriber(soketi.ws_url()) as sub:
+            await sub.subscribe(
+                channel, auth={channel: private_auth(soketi, sub.socket_id, channel)}
+            )
+            web.channel(channel, {"card": "4111 1111 1111 1111"}, "charged", send="outbox")
+            stats = await asyncio.to_thread(Relay(relay).run_once)
+            await sub.flush()
+            assert sub.pending() == 0, "the relay sent an encrypted channel's event in clear"
+        assert (stats.delivered, stats.dead) == (0, 1)
+        with sqlite3.connect(path) as db:
+            state, error = db.execute("SELECT state, error FROM broadcasting_outbox").fetchone()
+        assert state == DEAD
+        assert "encryption_master_key_base64" in error
+        assert "4111" not in error
+    finally:
+        web.close()
+        relay.close()
+
+
+async def test_an_encrypted_channel_in_a_shared_request_fails_alone_without_the_key(
+    soketi: SoketiServer,
+) -> None:
+    """Micro-batched with plain publishes, the encrypted publish the driver cannot encrypt
+    fails on its own; the plain ones are delivered."""
+    with Broadcast(pusher_config(soketi.driver_options())) as broadcast:
+        driver = broadcast.driver().driver
+        plain = Message(("orders",), "e", "hello", "hello", "id-plain")
+        secret = Message(("private-encrypted-x",), "e", "card", "card", "id-secret")
+        batch = Batch((Part(plain, ("orders",)), Part(secret, ("private-encrypted-x",))))
+        with pytest.raises(PublishError) as caught:
+            driver.send(batch)
+        error = caught.value
+        assert not error.retryable and error.status is None
+        assert "encryption_master_key_base64" in str(error)
+        assert may_be_ones_fault(error)  # so the core sends each publish of it alone
+
+
+# -- broadcasting listen ----------------------------------------------------------------------
+
+
+async def test_listen_hears_an_event_whose_name_begins_with_pusher(soketi: SoketiServer) -> None:
+    """Only ``pusher:`` and ``pusher_internal:`` are the protocol's; an app's own event named
+    ``pusherNotification`` (the driver publishes it, pusher-js delivers it) used to be dropped
+    by the listener without a word."""
+    channel = unique("named")
+    with Broadcast(pusher_config(soketi.driver_options())) as broadcast:
+        listener = broadcast.driver().driver.listen_channels([channel])
+        try:
+            first = await next_heard(listener)
+            assert (first.channel, first.event) == (channel, SUBSCRIBED)
+            await broadcast.achannel(channel, "one", "pusherNotification")
+            await broadcast.achannel(channel, "two", "shipped")
+            heard = [await next_heard(listener, 5), await next_heard(listener, 5)]
+        finally:
+            await listener.aclose()  # type: ignore[attr-defined]
+    assert [(h.event, h.data) for h in heard] == [("pusherNotification", "one"), ("shipped", "two")]
+
+
+class FreezingRelay:
+    """A TCP forwarder to ``port`` on loopback; :meth:`freeze` stops it passing bytes either
+    way while every connection stays open (a dead network path: no FIN, no RST)."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.port = 0
+        self._flowing = asyncio.Event()  # set in the relay's loop until freeze()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._server: asyncio.base_events.Server | None = None
+
+    def freeze(self) -> None:
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._flowing.set()
+        self._server = self._loop.run_until_complete(asyncio.start_server(self._serve, HOST, 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            await self._flowing.wait()  # once frozen: held, never passed on, never closed
+            writer.write(data)
+            await writer.drain()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream)
+        # cancelled when the relay stops: ends quietly (asyncio logs a server task's error)
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        writer.close()
+        up_writer.close()
+
+    def __enter__(self) -> FreezingRelay:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        tasks = asyncio.all_tasks(self._loop)  # the loop has stopped: finished here
+        for task in tasks:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        if self._server is not None:
+            self._server.close()
+        self._loop.close()
+
+
+@pytest.fixture
+def frozen_path(soketi: SoketiServer) -> Iterator[FreezingRelay]:
+    with FreezingRelay(soketi.port) as relay:
+        yield relay
+
+
+async def test_listen_finds_out_when_its_connection_went_dead(
+    soketi: SoketiServer, frozen_path: FreezingRelay
+) -> None:
+    """A WebSocket whose network path died sends no close: the listener used to wait on it
+    forever, printing nothing, while publishes went out. Now it pings the server after the
+    ``activity_timeout`` soketi gave it (30 s) and, with no answer within ``timeout``, ends
+    with an error that says the connection was lost."""
+    options = soketi.driver_options(port=frozen_path.port, timeout=2)
+    channel = unique("dead-path")
+    with Broadcast(pusher_config(options)) as broadcast:
+        listener = broadcast.driver().driver.listen_channels([channel])
+        try:
+            assert (await next_heard(listener)).event == SUBSCRIBED
+            frozen_path.freeze()
+            started = time.monotonic()
+            with pytest.raises(BroadcastError) as caught:
+                await next_heard(listener, 60)
+            took = time.monotonic() - started
+        finally:
+            await listener.aclose()  # type: ignore[attr-defined]
+    assert "pusher:ping" in str(caught.value)
+    assert 25 < took < 45, took  # soketi's activity_timeout (30 s) + the timeout (2 s)
+
+
+@pytest.mark.proof
+async def test_listen_on_a_quiet_channel_outlives_soketis_two_minute_timeout(
+    soketi: SoketiServer,
+) -> None:
+    """soketi ends a connection it has sent nothing on for 120 s (close code 4201); a client is
+    expected to ``pusher:ping`` after ``activity_timeout`` (30 s). The listener never did, so
+    ``broadcasting listen`` on a quiet channel died after two minutes; now it is still
+    listening, and hears the next event."""
+    channel = unique("quiet")
+    with Broadcast(pusher_config(soketi.driver_options())) as broadcast:
+        listener = broadcast.driver().driver.listen_channels([channel])
+        try:
+            assert (await next_heard(listener)).event == SUBSCRIBED
+            waiting = asyncio.ensure_future(next_heard(listener, 200))
+            await asyncio.sleep(125)
+            assert not waiting.done(), "the listener stopped on a quiet channel"
+            await broadcast.achannel(channel, {"late": True}, "still-there")
+            heard = await waiting
+        finally:
+            await listener.aclose()  # type: ignore[attr-defined]
+    assert (heard.event, json.loads(heard.data)) == ("still-there", {"late": True})
+
+
+@pytest.mark.parametrize(
+    ("options", "url"),
+    [
+        ({"host": "api-eu.pusher.com"}, "wss://ws-eu.pusher.com:443/app/app-key?"),
+        ({"host": "api-mt1.pusher.com", "ssl": False}, "ws://ws-mt1.pusher.com:80/app/app-key?"),
+        ({"cluster": "ap2"}, "wss://ws-ap2.pusher.com:443/app/app-key?"),
+        ({}, "wss://ws.pusherapp.com:443/app/app-key?"),
+        ({"host": "soketi.example.com"}, "wss://soketi.example.com:443/app/app-key?"),
+    ],
+)
+def test_listen_opens_pushers_websocket_host_for_its_api_host_given_as_host(
+    options: dict[str, Any], url: str
+) -> None:
+    """``host: api-eu.pusher.com`` (Laravel's ``PUSHER_HOST``) names Pusher's API host, which
+    serves no WebSocket: the listener used to connect there, unless ``cluster`` was given
+    too. The WebSocket host is ``ws-eu.pusher.com``, as with ``cluster: eu``."""
+    settings = parse_settings({"app_id": "1", "key": "app-key", "secret": "s", **options})
+    assert _listen.ws_url(settings).startswith(url)
