@@ -54,7 +54,19 @@ def one_clean_line(result: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
-@pytest.mark.parametrize("suffix", [".json", ".py", ".toml"])
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        ".json",
+        ".py",
+        pytest.param(
+            ".toml",
+            marks=pytest.mark.skipif(
+                sys.version_info < (3, 11), reason="TOML configuration needs Python 3.11+"
+            ),
+        ),
+    ],
+)
 def test_a_config_file_that_cannot_be_read_is_one_line(tmp_path: Path, suffix: str) -> None:
     """A file that is there but whose reading fails (here /proc/self/mem, whose read is an
     I/O error; a file the user may not read is the same OSError) is a ConfigurationError."""
