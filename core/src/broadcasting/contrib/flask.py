@@ -105,8 +105,16 @@ class Broadcasting:
         )
         app.register_blueprint(blueprint)
         app.extensions[EXTENSION] = broadcast
-        app.add_template_global(broadcasting_client_config, "broadcasting_client_config")
+        app.add_template_global(self._client_config, "broadcasting_client_config")
         app.cli.add_command(_command)
+
+    def _client_config(
+        self, driver: str | None = None, element_id: str = DEFAULT_ELEMENT_ID, **overrides: Any
+    ) -> Markup:
+        """The Jinja global: :func:`broadcasting_client_config`, by default for the driver the
+        endpoints sign with (``driver=``), whose tokens the page's client must take."""
+        chosen = self.driver if driver is None else driver
+        return broadcasting_client_config(chosen, element_id, **overrides)
 
     def rule(self, pattern: str) -> Callable[[Rule], Rule]:
         """Decorator: a channel rule for every application (:meth:`Broadcast.rule`)."""

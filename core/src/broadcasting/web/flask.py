@@ -46,6 +46,9 @@ def _view(endpoints: AuthEndpoints, route: Route) -> Callable[[], FlaskResponse]
             answer = run(endpoints._respond(route, sent, None))
         return FlaskResponse(answer.content, status=answer.status, headers=dict(answer.headers))
 
+    # a name per route: Flask-WTF's csrf.exempt(view) exempts every view of the same
+    # module and name, so one exempted webhook would have exempted the auth views too
+    view.__name__ = view.__qualname__ = f"broadcasting_{route.replace('-', '_')}"
     return view
 
 
