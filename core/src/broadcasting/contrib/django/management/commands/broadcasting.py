@@ -69,10 +69,14 @@ class Command(BaseCommand):  # type: ignore[misc, unused-ignore]
             sys.exit(status)
 
     def handle(self, *args: str, **options: Any) -> None:
-        """``call_command("broadcasting", "send", ...)``: a non-zero status is a CommandError."""
+        """``call_command("broadcasting", "send", ...)``: a non-zero status (a bad argument's
+        too, where the command line exits) is a CommandError."""
         out = options.get("stdout") or sys.stdout
         err = options.get("stderr") or sys.stderr
-        status = run(args, "manage.py broadcasting", out, err)
+        try:
+            status = run(args, "manage.py broadcasting", out, err)
+        except SystemExit as exc:  # argparse's, on a bad argument (or --help): not from code
+            status = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
         if status:
             what = f"broadcasting {args[0]}" if args else "broadcasting"
             raise CommandError(f"{what} exited with status {status}", returncode=status)

@@ -40,5 +40,12 @@ class Command(BaseCommand):  # type: ignore[misc, unused-ignore]
                 )
             except BroadcastError as exc:
                 raise CommandError(f"{type(exc).__name__}: {exc}", returncode=1) from exc
+            except Exception as exc:  # the database's: its message may hold a password
+                raise CommandError(
+                    f"the outbox's database failed: {type(exc).__name__} (message withheld; is "
+                    "the database up, and were its tables made: `manage.py migrate`, or "
+                    "`manage.py broadcasting outbox init`?)",
+                    returncode=1,
+                ) from exc
         if status:
             raise CommandError(f"broadcasting_relay exited with status {status}", returncode=status)
