@@ -2,7 +2,8 @@
 is reported at start-up, before any request. Each id is documented in docs/django.md.
 
 - ``broadcasting.W001``: ``BROADCASTING`` is not set (the ``log`` driver only logs publishes).
-- ``broadcasting.E001``: ``BROADCASTING`` is not a configuration (``DRIVER``, ``DRIVERS``).
+- ``broadcasting.E001``: ``BROADCASTING`` is not a configuration (``DRIVER``, ``DRIVERS``,
+  ``OUTBOX``).
 - ``broadcasting.E002``: a driver it names is not installed, or its plugin does not load.
 - ``broadcasting.E003``: a driver's options are wrong (the message names the key, never a value).
   An option left ``None`` (``os.environ.get()`` of an unset variable) is reported by
@@ -111,7 +112,7 @@ def _check_drivers(value: Mapping[str, Any], *, deploy: bool = False) -> list[An
         config = load_config(value)
     except ConfigurationError as exc:
         return [Error(str(exc), id="broadcasting.E001")]
-    found: list[Any] = []
+    found: list[Any] = [] if deploy else _check_outbox(config.outbox)
     broadcast = Broadcast(value)
     try:
         for name in dict.fromkeys([config.driver, *config.drivers]):
@@ -139,12 +140,40 @@ def _check_drivers(value: Mapping[str, Any], *, deploy: bool = False) -> list[An
     return found
 
 
+def _check_outbox(outbox: Mapping[str, Any]) -> list[Any]:
+    """The problems of ``OUTBOX`` (what every ``send="outbox"`` publish would refuse): its
+    store is made, which connects to nothing, and closed."""
+    from django.conf import settings  # type: ignore[import-untyped, unused-ignore]
+    from django.core.checks import Error  # type: ignore[import-untyped, unused-ignore]
+
+    from broadcasting.outbox._store import Store
+
+    if not outbox:
+        return []
+    alias = outbox.get("django")
+    if isinstance(alias, str) and alias and alias not in settings.DATABASES:
+        problem = f"Configuration error (setting 'OUTBOX'): 'django' names {alias!r}"
+        return [Error(f"{problem}, which is not in DATABASES", id="broadcasting.E001")]
+    try:
+        Store.from_config(outbox).close()
+    except ConfigurationError as exc:
+        return [Error(str(exc), id="broadcasting.E001")]
+    except Exception as exc:  # its message may quote the URL, with a password
+        problem = f"OUTBOX: making the outbox's store raised {type(exc).__name__}"
+        return [Error(f"{problem} (message withheld)", id="broadcasting.E001")]
+    return []
+
+
 def _unset(exc: BroadcastError, options: Mapping[str, Any]) -> bool:
-    """Whether ``exc`` is about an option given as ``None`` (an unset environment variable)."""
+    """Whether ``exc`` is about an option given as ``None`` (an unset environment variable):
+    that option, or one not given at all while another is ``None`` (a driver may ask for an
+    option by another name than the one given: Ably's ``secret``, given as ``key``)."""
     key = getattr(exc, "key", None)
     if not isinstance(exc, ConfigurationError) or not isinstance(key, str):
         return False
-    return key in options and options[key] is None
+    if key in options:
+        return options[key] is None
+    return any(value is None for value in options.values())
 
 
 def _json_object(value: object) -> bool:
