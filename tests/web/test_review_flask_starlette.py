@@ -154,11 +154,6 @@ async def test_an_async_rule_and_user_function_still_run_on_the_servers_loop() -
 # -- the browser's config: what pusher-js needs for the configured host -------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the pusher driver change in the review report (its client_config reads "
-    "the cluster of an api-<cluster>.pusher.com host)",
-)
 def test_pusher_api_host_without_cluster_gives_the_browser_that_cluster() -> None:
     """``host: api-eu.pusher.com`` (Laravel's config spells it so) publishes to the eu
     cluster, but the browser was told ``cluster: mt1``: pusher-js then connects to

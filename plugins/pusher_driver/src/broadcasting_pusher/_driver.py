@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 #: Pusher's own API hosts: the browser then needs only the key and the cluster.
-_HOSTED = re.compile(r"api(-[a-z0-9-]+)?\.(pusher\.com|pusherapp\.com)")
+_HOSTED = re.compile(r"api(?:-(?P<cluster>[a-z0-9-]+))?\.(pusher\.com|pusherapp\.com)")
 #: pusher-js 8 throws without a cluster; with wsHost set, any value does.
 DEFAULT_CLUSTER = "mt1"
 
@@ -164,8 +164,12 @@ class BroadcastPusherDriver(Driver):
         With ``hosts``, the first node's: a browser connects to one host (README, "Several
         nodes")."""
         s = self.settings
-        connection: dict[str, Any] = {"cluster": s.cluster or DEFAULT_CLUSTER, "forceTLS": s.ssl}
-        if not _HOSTED.fullmatch(s.host):
+        hosted = _HOSTED.fullmatch(s.host)
+        # host: api-eu.pusher.com (as Laravel's config spells it) is the eu cluster's: the
+        # browser must connect to ws-eu, which pusher-js derives from the cluster
+        cluster = (hosted["cluster"] if hosted else None) or s.cluster or DEFAULT_CLUSTER
+        connection: dict[str, Any] = {"cluster": cluster, "forceTLS": s.ssl}
+        if not hosted:
             # pusher-js 8 wants a cluster even then; wsHost wins, and the HTTP fallbacks
             # (Pusher's own hosts) are off
             connection.update(
