@@ -206,6 +206,23 @@ def test_a_bad_endpoints_setting_is_reported_with_the_urls_mounted(
     assert "broadcasting.E004" in done.stderr and named in done.stderr, done.stderr
 
 
+def test_a_bad_endpoints_setting_is_reported_with_url_patterns_called_by_the_project(
+    project: Path,
+) -> None:
+    """docs/django.md's second mount calls ``url_patterns(async_views=True)`` in the project's
+    own urls.py: a bad setting must reach E004 there too, not a traceback."""
+    (project / "rv_urls.py").write_text(
+        "from django.urls import include, path\n"
+        "from broadcasting.contrib.django.urls import url_patterns\n"
+        "urlpatterns = [path('broadcasting/', include((url_patterns(async_views=True), 'a')))]\n",
+        "utf-8",
+    )
+    done = run(project, "check", endpoints={"usr": "x"})
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "broadcasting.E004" in done.stderr and "'usr'" in done.stderr, done.stderr
+
+
 def test_with_a_bad_endpoints_setting_the_endpoints_answer_500(project: Path) -> None:
     """Where the checks do not run (a WSGI server), the endpoints fail, not silently 404."""
     done = run(project, endpoints={"usr": "x"}, script="rv_request.py")

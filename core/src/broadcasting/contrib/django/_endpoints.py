@@ -109,6 +109,26 @@ def endpoint_settings(overrides: Mapping[str, Any] | None = None) -> EndpointSet
     return EndpointSettings({**values, **(overrides or {})})
 
 
+def _misconfigured(problem: str) -> list[URLPattern]:
+    """The three paths and names, each view raising ``ImproperlyConfigured(problem)``: a
+    wrong ``BROADCASTING_ENDPOINTS`` must not stop the URLconf from importing (Django's URL
+    checks import it, and an error would end ``manage.py check`` in a traceback before
+    ``broadcasting.E004`` could say what is wrong; under a server, the whole site)."""
+    from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped, unused-ignore]
+    from django.urls import path  # type: ignore[import-untyped, unused-ignore]
+    from django.views.decorators.csrf import csrf_exempt  # type: ignore[import-untyped, unused-ignore]
+
+    @csrf_exempt  # type: ignore[untyped-decorator, unused-ignore]
+    def view(request: Any) -> Any:
+        raise ImproperlyConfigured(problem)
+
+    return [
+        path("auth", view, name="broadcasting_auth"),
+        path("user-auth", view, name="broadcasting_user_auth"),
+        path("webhook", view, name="broadcasting_webhook"),
+    ]
+
+
 def url_patterns(**overrides: Any) -> list[URLPattern]:
     """The app's URL patterns: ``auth``, ``user-auth`` and ``webhook``, as
     ``settings.BROADCASTING_ENDPOINTS`` and then ``overrides`` (the same keys) say.
@@ -119,7 +139,11 @@ def url_patterns(**overrides: Any) -> list[URLPattern]:
     from broadcasting.contrib.django import broadcast
     from broadcasting.web.django import arequest_user, broadcasting_urls, request_user
 
-    chosen = endpoint_settings(overrides)
+    try:
+        endpoint_settings()
+    except TypeError as exc:  # the setting: broadcasting.E004 reports it at start-up
+        return _misconfigured(str(exc))
+    chosen = endpoint_settings(overrides)  # a bad override is the caller's code: raised
     default_user = arequest_user if chosen.async_views else request_user
     user, user_data = chosen.user or default_user, chosen.user_data
     if not chosen.async_views:
