@@ -174,11 +174,6 @@ def test_pusher_default_api_host_is_the_mt1_cluster() -> None:
     assert "wsHost" not in config["options"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the ably driver change in the review report (its client_config gives "
-    "Ably's Echo connector, on ably-js 1, the endpoint in ably-js 1's own options)",
-)
 @pytest.mark.parametrize(
     ("endpoint", "reads"),
     [

@@ -250,11 +250,12 @@ class BroadcastAblyDriver(Driver):
             connection["port"] = s.port
         if s.tls_port is not None:
             connection["tlsPort"] = s.tls_port
+        echo = {"broadcaster": "ably", **connection, **_ably_js_1(s.endpoint)}
         return {
             "client": "ably-js",
             "key": None,
             "options": {**connection, "authUrl": auth_endpoint, "authMethod": "POST"},
-            "echo": {"broadcaster": "ably", **connection, "authEndpoint": auth_endpoint},
+            "echo": {**echo, "authEndpoint": auth_endpoint},
         }
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[WebhookEvent]:
@@ -268,6 +269,18 @@ class BroadcastAblyDriver(Driver):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} driver={self.name!r} endpoint={self._endpoint!r}>"
+
+
+def _ably_js_1(endpoint: str | None) -> dict[str, str]:
+    """``endpoint`` in ably-js 1's own options, which Ably's Echo connector runs on: ably-js 1
+    has no ``endpoint`` (ably-js 2's), and without these it connects to Ably's production hosts
+    with a token the configured endpoint's key signed. A host name is the REST and realtime
+    host; ``nonprod:sandbox`` and other routing policies are an ``environment``."""
+    if endpoint is None or endpoint == "main":
+        return {}
+    if "." in endpoint or "::" in endpoint or endpoint == "localhost":
+        return {"realtimeHost": endpoint, "restHost": endpoint}
+    return {"environment": endpoint.removeprefix("nonprod:")}
 
 
 def _what(parts: Sequence[Part]) -> str:
