@@ -383,7 +383,8 @@ def test_handle_and_ahandle_refuse_an_unknown_route(broadcast: Broadcast) -> Non
 
 
 def test_ahandle_runs_a_sync_user_function_through_offload(broadcast: Broadcast) -> None:
-    """Without ``offload`` a sync user function is called on the loop; with one, through it."""
+    """Without ``offload`` a sync user function is called on the loop; with one, through it,
+    and so is the sync channel rule the authorization hook calls."""
     import asyncio
 
     offloaded: list[str] = []
@@ -420,7 +421,7 @@ def test_ahandle_runs_a_sync_user_function_through_offload(broadcast: Broadcast)
         return answers
 
     assert asyncio.run(both()) == [200] * 4
-    assert offloaded == ["user", "user", "user_data"]
+    assert offloaded == ["user", "order_owner", "user", "user_data"]
 
 
 def test_the_response_is_compact_json() -> None:

@@ -419,3 +419,72 @@ def test_the_migration_makes_the_stores_tables_on_sqlite(project: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["delivered"] == 1
+
+
+ASYNC_URLS = """
+from django.db import connection
+from django.urls import include, path
+
+from broadcasting import Broadcast
+from broadcasting.web.django import broadcasting_urls
+
+broadcast = Broadcast({"DRIVER": "memory"})
+
+
+@broadcast.rule("orders.{order_id}")
+def order_owner(user, order_id):
+    with connection.cursor() as cursor:  # the ORM: refused on an event loop
+        cursor.execute("SELECT 1")
+    return True
+
+
+def guest(request):
+    return {"id": "7"}
+
+
+urlpatterns = [
+    path("", include(broadcasting_urls(broadcast, user=guest, async_views=True))),
+]
+"""
+
+ASYNC_REQUEST = """
+import asyncio, sys
+
+import django
+
+django.setup()
+from django.core.signals import got_request_exception
+from django.test import AsyncClient
+
+got_request_exception.connect(
+    lambda **kw: print(repr(sys.exc_info()[1]), file=sys.stderr), weak=False
+)
+
+
+async def main():
+    answer = await AsyncClient(raise_request_exception=False).post(
+        "/broadcasting/auth", {"socket_id": "1234.5678", "channel_name": "private-orders.1"}
+    )
+    print(answer.status_code)
+
+
+asyncio.run(main())
+"""
+
+
+def test_an_async_view_runs_a_sync_rule_that_uses_the_orm_in_a_thread(
+    project: Path, tmp_path: Path
+) -> None:
+    """docs/django.md: with ``async_views`` a sync user function may use the ORM (it runs
+    through ``sync_to_async``). With ``broadcasting.web.django.broadcasting_urls`` and a plain
+    Broadcast, a sync channel rule ran on the event loop, where Django refuses the ORM
+    (``SynchronousOnlyOperation``): every such subscription got a 500. (The contrib app's
+    project ``broadcast`` wraps its rules itself.)"""
+    (project / "rv_urls.py").write_text(ASYNC_URLS, "utf-8")
+    (project / "rv_async_request.py").write_text(ASYNC_REQUEST, "utf-8")
+    databases = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3")}
+    }
+    done = run(project, databases=databases, script="rv_async_request.py")
+    assert done.stdout.strip() == "200", done.stdout + done.stderr
+    assert "SynchronousOnlyOperation" not in done.stderr, done.stderr

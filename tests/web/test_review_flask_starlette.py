@@ -79,11 +79,6 @@ async def while_the_gate_waits(app: Starlette, **request: Any) -> int:
     return answer.status_code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the core change in the review report: Call.arun takes the endpoint's "
-    "offload from a context variable, so rules run in the bridged hook are offloaded too",
-)
 async def test_a_sync_rule_runs_off_the_event_loop() -> None:
     """FastAPI runs a sync ``def`` off the loop; a sync channel rule (a database query) held
     the whole server until it returned, and the request that would free it waited too."""
@@ -100,10 +95,6 @@ async def test_a_sync_rule_runs_off_the_event_loop() -> None:
     assert status == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the core change in the review report (the same one as the rules')",
-)
 async def test_a_sync_webhook_handler_runs_off_the_event_loop() -> None:
     """A sync webhook handler (writing to a database) likewise held the loop."""
     gate = Gate()

@@ -5,11 +5,13 @@ the hook only while the core alone implements it, unwatched: ``_plugins.core_alo
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -136,11 +138,24 @@ class Call(Effect):
 
     async def arun(self) -> Any:
         function = self.function
-        if self.offload is not None and not inspect.iscoroutinefunction(function):
-            value = await self.offload(function, *self.args, **self.kwargs)
+        offload = self.offload or OFFLOAD.get()
+        if offload is not None and not inspect.iscoroutinefunction(function):
+            if self.kwargs:  # an offload takes positional arguments only (a rule's are named)
+                bound = functools.partial(function, **self.kwargs)
+                value = await offload(functools.update_wrapper(bound, function), *self.args)
+            else:
+                value = await offload(function, *self.args)
         else:
             value = function(*self.args, **self.kwargs)
         return await value if inspect.isawaitable(value) else value
+
+
+#: While an async web endpoint answers a request, how it runs a plain function off the event
+#: loop (the framework's thread pool): a sync channel rule or webhook handler, called deep in
+#: a hook, then does not block every other request (``AuthEndpoints.ahandle`` sets it).
+OFFLOAD: ContextVar[Callable[..., Awaitable[Any]] | None] = ContextVar(
+    "broadcasting_offload", default=None
+)
 
 
 class DriverCall(Effect):

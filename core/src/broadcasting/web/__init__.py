@@ -23,7 +23,7 @@ from broadcasting._errors import (
     RuleError,
     UnauthorizedError,
 )
-from broadcasting._flow import Call, Flow, arun, run
+from broadcasting._flow import OFFLOAD, Call, Flow, arun, run
 from broadcasting._types import Secret
 from broadcasting._validate import _not_utf8
 from broadcasting._webhooks import Headers
@@ -395,8 +395,15 @@ class AuthEndpoints:
     async def ahandle(
         self, route: Route, request: Any, *, offload: Offload | None = None, **sent: Unpack[Sent]
     ) -> Response:
-        """:meth:`handle`, awaited; ``offload`` runs a sync ``user``/``user_data`` off the loop."""
-        return await arun(self._respond(route, _Hidden(request, **sent), offload))
+        """:meth:`handle`, awaited; ``offload`` runs a sync ``user``/``user_data``, channel
+        rule or webhook handler off the loop."""
+        if offload is None:
+            return await arun(self._respond(route, _Hidden(request, **sent), offload))
+        token = OFFLOAD.set(offload)  # for the rules and handlers the hooks call
+        try:
+            return await arun(self._respond(route, _Hidden(request, **sent), offload))
+        finally:
+            OFFLOAD.reset(token)
 
     def error(self, status: int, message: str | None = None, **headers: str) -> Response:
         """An error answer in the signing driver's shape, for a request refused before handle()."""

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, RawPostDataException, Unreada
 from django.urls import URLPattern, path  # type: ignore[import-untyped, unused-ignore]
 from django.utils.log import log_response  # type: ignore[import-untyped, unused-ignore]
 
-from broadcasting._flow import Flow, arun, run
+from broadcasting._flow import OFFLOAD, Flow, arun, run
 from broadcasting.web import Response, _content_length, _Hidden, as_form, logger, mount
 
 if TYPE_CHECKING:
@@ -106,7 +106,11 @@ def _view(endpoints: AuthEndpoints, route: Route, asynchronous: bool) -> Callabl
     if asynchronous:
 
         async def view(request: HttpRequest) -> HttpResponse:
-            return await arun(respond(request))
+            token = OFFLOAD.set(offload)  # sync rules and webhook handlers too (the ORM)
+            try:
+                return await arun(respond(request))
+            finally:
+                OFFLOAD.reset(token)
 
     else:
 
