@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -234,6 +235,55 @@ def test_close_closes_connections_and_the_next_publish_reconnects(
     broadcast.driver().close()
     broadcast.channel("orders", {"n": 2})
     assert len({r.client for r in receiver.requests}) == 2
+
+
+def _publish_in_a_child(broadcast: Broadcast) -> str:
+    """Fork, publish once in the child, as a pre-forked worker would: what it reported."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, then leave at once
+        said = b"ok"
+        try:
+            broadcast.channel("orders", {"n": "child"})
+        except BaseException as exc:
+            said = repr(exc).encode("utf-8", "replace")
+        finally:
+            os.write(write_fd, said)
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        answer = pipe.read().decode("utf-8", "replace")
+    os.waitpid(pid, 0)
+    return answer
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() only exists on POSIX")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_forked_child_never_writes_on_the_parents_connection(
+    receiver: WebhookReceiver,
+    tls_receiver: WebhookReceiver,
+    tls_ca: tuple[ssl.SSLContext, str],
+    secret: str,
+    tls: bool,
+) -> None:
+    """A module-level Broadcast that published before a fork (gunicorn --preload).
+
+    The child opens a connection of its own instead of writing on the parent's
+    kept-alive one (over TLS that would break the parent's session, and its next
+    publish would end ``unknown``); the parent keeps reusing its own afterwards.
+    """
+    server = tls_receiver if tls else receiver
+    options = {"ca_file": tls_ca[1]} if tls else {}
+    with Broadcast(_config(server.url, secret, retries=0, **options)) as broadcast:
+        broadcast.channel("orders", {"n": "before"})
+        assert _publish_in_a_child(broadcast) == "ok"
+        broadcast.channel("orders", {"n": "after"})  # raised PublishError (unknown) over TLS
+    requests = server.requests
+    assert [r.event["data"]["n"] for r in requests if r.event] == ["before", "child", "after"]
+    parent, child, after = (r.client for r in requests)
+    assert child != parent, "the child wrote its request on the parent's kept-alive connection"
+    assert after == parent, "the parent lost its kept-alive connection to the child"
 
 
 # -- TLS --------------------------------------------------------------------------------

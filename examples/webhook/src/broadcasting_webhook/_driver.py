@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import ssl
 import time
 import weakref
@@ -377,3 +378,19 @@ def _hide(value: object, paths: list[str]) -> object:
 
 _hidden_paths = _HidePaths()
 logging.getLogger("urllib3.connectionpool").addFilter(_hidden_paths)
+
+
+def _forget_pools_in_child() -> None:
+    """After ``os.fork()``: every live driver lets go of its parent's kept-alive connections.
+
+    A module-level ``Broadcast`` that published before the fork (``gunicorn --preload``)
+    would otherwise write the child's requests on the parent's connections: answers read
+    by the wrong process, and over TLS a broken session whose next request ends unknown.
+    The old pool is dropped, not closed, so nothing is written on the parent's sockets.
+    """
+    for driver in list(_hidden_paths.drivers):
+        driver._pool = driver._new_pool()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
