@@ -52,15 +52,13 @@ class AuthTests:
     @pytest.mark.parametrize("mode", MODES)
     def test_subscriptions_are_signed_or_not_supported(self, conformance: Run, mode: str) -> None:
         """With Feature.AUTHORIZE, each kind of channel the driver names is signed into a
-        JSON-ready dict bound to the channel; without it, authorize() is NotSupportedError
-        before any rule runs.
-
-        (Whether an answer is bound to the socket too depends on the service: Pusher's
-        are, Ably's tokens are bound to a client id instead. Prove that with the
-        service's own client.)"""
+        JSON-ready dict bound to the channel, and to the socket_id unless the driver says
+        its clients send none (``requires_socket_id = False``: Ably's tokens are bound to
+        a client id instead); without it, authorize() is NotSupportedError before any
+        rule runs. (Prove that the answer is valid with the service's own client.)"""
         run = conformance
         driver = run.driver
-        sample, _ = socket_ids(run)
+        sample, elsewhere = socket_ids(run)
         ran: list[str] = []
 
         def rule(user: object, name: str) -> Any:
@@ -103,7 +101,15 @@ class AuthTests:
             twin = driver.channel_name(helper(run.channel(f"auth-{kind}-2")))
             other = authorize(run, mode, "kit", sample, twin)
             assert json.dumps(other) != text, "the answer does not depend on the channel"
-            if not driver.requires_socket_id:  # its clients send no socket_id
+            if driver.requires_socket_id:  # its clients send one: the answer is bound to it
+                moved = authorize(run, mode, "kit", elsewhere, channel)
+                assert json.dumps(moved) != text, (
+                    f"the signed answer for a {kind} channel is the same for socket_id "
+                    f"{sample!r} and {elsewhere!r}: any connection could replay it. Bind it "
+                    "to the socket_id, or declare requires_socket_id = False if your "
+                    "service's clients send none"
+                )
+            else:  # its clients send no socket_id
                 assert isinstance(authorize(run, mode, "kit", None, channel), dict)
         if declared:
             assert signed, "the driver declares Feature.AUTHORIZE but signed no kind of channel"

@@ -23,6 +23,22 @@ from broadcasting.plugin import ERROR_KINDS, SUBSCRIBED, Feature, Heard, hookimp
 from broadcasting.testing._suite.run import EVENT, MODES, Run, marker
 
 
+def well_formed_tampering(body: bytes) -> bytes | None:
+    """``body``, a JSON object, with one member more, still well-formed; else None.
+
+    A body with one bit flipped no longer parses, so a driver that parses it before
+    checking the signature refuses it with a 400 whether or not it ever checks one.
+    """
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    parsed["conformance_kit_tampered"] = True
+    return json.dumps(parsed).encode("utf-8")
+
+
 class WebhookRecorder:
     """A plugin on the webhook hook: the events it was given."""
 
@@ -157,6 +173,9 @@ class HearingTests:
         if webhook_delivery is not None:
             headers, body = webhook_delivery
             refused.append((headers, body[:-1] + bytes([body[-1] ^ 1])))  # one bit changed
+            altered = well_formed_tampering(body)
+            if altered is not None:  # a verifier that parses first must refuse it unparsed
+                refused.append((headers, altered))
         for headers, body in refused:
             error: BroadcastError | None = None
             try:

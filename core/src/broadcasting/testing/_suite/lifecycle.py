@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import select
+import signal
+import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +39,50 @@ def closes_twice(run: Run, close: Callable[[], object]) -> None:
     close()
     close()
     after_close(run, "sync")
+
+
+#: Seconds a forked child gets to publish and exit, on top of the suite's receive_timeout.
+CHILD_TIMEOUT = 30.0
+
+
+def in_forked_child(work: Callable[[], object], timeout: float) -> str | None:
+    """Run ``work()`` in a child made by ``os.fork()`` that leaves at once with ``os._exit``
+    (nothing of pytest runs in it): ``"ok"``, the error it raised, or None if it hung."""
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # forking a threaded process
+        pid = os.fork()
+    if pid == 0:  # the child: never returns
+        said = "ok"
+        try:
+            work()
+        except BaseException as exc:
+            said = f"{type(exc).__name__}: {exc}"
+        finally:
+            try:
+                os.write(write_fd, said.encode("utf-8", "replace")[:8000])
+            finally:
+                os._exit(0)
+    os.close(write_fd)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    hung = True
+    try:
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                break
+            chunk = os.read(read_fd, 8192)
+            if not chunk:
+                hung = False
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        if hung:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return None if hung else b"".join(chunks).decode("utf-8", "replace")
 
 
 class LifecycleTests:
@@ -144,6 +193,42 @@ class LifecycleTests:
                 return await other.achannel(channel, "async", EVENT)
 
         run.check_receipt(asyncio.run(main()), EVENT, [channel])
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() exists on POSIX only")
+    @pytest.mark.parametrize("mode", MODES)
+    def test_a_forked_child_publishes_on_connections_of_its_own(
+        self, conformance: Run, mode: str
+    ) -> None:
+        """A Broadcast that published before ``os.fork()`` (a pre-forking server's
+        ``--preload``) publishes from the child, and the parent's next publish is still
+        delivered once: a child that wrote on the parent's kept-alive connection would
+        have broken it (a TLS session cannot be shared) or read the parent's answers."""
+        run = conformance
+        run.delivered("sync", run.channel("prefork"), {"marker": marker()})  # connected now
+        channel = run.channel("forked")
+
+        def publish_in_child() -> None:
+            receipt = run.publish(mode, channel, {"marker": marker()}, EVENT)
+            run.check_receipt(receipt, EVENT, [channel])
+
+        said = in_forked_child(publish_in_child, CHILD_TIMEOUT + run.timeout)
+        assert said is not None, (
+            f"a forked child's publish did not return within {CHILD_TIMEOUT + run.timeout}s: "
+            "a lock or a connection of the parent's is unusable in a child; reset them "
+            "with os.register_at_fork(after_in_child=...)"
+        )
+        run.assert_no_secrets([said], "the error of a forked child's publish")
+        assert said == "ok", f"a forked child's publish failed: {said}"
+        try:
+            run.delivered(mode, run.channel("postfork"), {"marker": marker()})
+        except BroadcastError as exc:
+            run.assert_error_clean(exc, "the error of a publish after a fork")
+            pytest.fail(
+                f"after a forked child published, the parent's next publish failed: {exc!r}. "
+                "The child wrote on the parent's kept-alive connection: let go of inherited "
+                "connections in the child, without writing on them "
+                "(os.register_at_fork(after_in_child=...))"
+            )
 
     def test_with_options_variant_publishes(self, conformance: Run) -> None:
         """with_options() gives a cached, working broadcaster of the same driver class."""

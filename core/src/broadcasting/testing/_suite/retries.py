@@ -71,14 +71,21 @@ class RetryTests:
     ) -> None:
         """An answer lost after the service got the request never becomes a duplicate:
         the channel is ``unknown`` and the request made once, or, with ``deduplicates``,
-        it is re-sent (same id) and the service drops the copy. An in-process driver
-        refuses ``retries``, an option that does not apply."""
+        it is re-sent (same id) and the service drops the copy (a ``dedup_window`` is
+        declared with ``deduplicates`` only). An in-process driver refuses ``retries``,
+        an option that does not apply."""
         run = conformance
         if in_process(run, "retries", 2):
             return
+        name = type(run.driver).__name__
+        capabilities = run.driver.capabilities
+        assert capabilities.dedup_window is None or capabilities.deduplicates, (
+            f"{name} declares dedup_window={capabilities.dedup_window} but not "
+            "deduplicates=True: the core ignores the window and never re-sends what may "
+            "have arrived; declare both, or neither"
+        )
         outcome, tap, channel, data = tapped_publish(run, mode, "lose")
         assert tap.lost is not None, "the kit's lost answer was never injected"
-        name = type(run.driver).__name__
         if run.driver.capabilities.deduplicates:
             assert isinstance(outcome, Receipt), (
                 f"{name} declares deduplicates=True, so a lost answer is re-sent with the same "
