@@ -8,6 +8,7 @@ entry_points.txt in a folder on PYTHONPATH, which importlib.metadata reads like 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -126,6 +127,8 @@ def silent_server() -> Iterator[tuple[int, threading.Event]]:
     try:
         yield server.getsockname()[1], accepted
     finally:
+        with contextlib.suppress(OSError):  # wakes the accept() (close alone does not)
+            server.shutdown(socket.SHUT_RDWR)
         server.close()
         for conn in held:
             conn.close()

@@ -194,6 +194,7 @@ def frozen_path(soketi: SoketiServer) -> Iterator[FreezingRelay]:
         yield relay
 
 
+@pytest.mark.proof  # about 33 s (soketi's 30 s activity timeout, then the ping's timeout)
 async def test_listen_finds_out_when_its_connection_went_dead(
     soketi: SoketiServer, frozen_path: FreezingRelay
 ) -> None:
