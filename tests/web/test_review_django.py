@@ -23,8 +23,14 @@ import pytest
 
 pytest.importorskip("django")
 
-from broadcasting import Broadcast
-from broadcasting.outbox._store import Store
+SERVERS = Path(__file__).resolve().parents[1] / "servers"
+if str(SERVERS) not in sys.path:
+    sys.path.insert(0, str(SERVERS))
+
+from soketi_pytest import unavailable  # noqa: E402
+
+from broadcasting import Broadcast  # noqa: E402
+from broadcasting.outbox._store import Store  # noqa: E402
 
 TIMEOUT = 120
 SECRET = "hush-hush-0123"
@@ -323,8 +329,8 @@ def pg_database() -> Iterator[str]:
     try:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError:
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    except psycopg.OperationalError:  # fails instead under CI, where PostgreSQL must run
+        unavailable("PostgreSQL", "PostgreSQL is not running on 127.0.0.1:5432")
     try:
         yield name
     finally:
@@ -425,7 +431,7 @@ ASYNC_URLS = """
 from django.db import connection
 from django.urls import include, path
 
-from broadcasting import Broadcast
+from broadcasting import Broadcast  # noqa: E402
 from broadcasting.web.django import broadcasting_urls
 
 broadcast = Broadcast({"DRIVER": "memory"})

@@ -127,8 +127,8 @@ class BroadcastFake(Recording[Sent]):
         SQLAlchemy ``Connection``, a ``sqlite3.Connection``). A SQLAlchemy session not begun
         yet begins its transaction, as the row's write would. An after-commit publish is
         published in its transaction's commit (:meth:`_after_commit`). A queue's
-        (``send="celery"``) is taken like an outbox publish: recorded when its transaction
-        commits, never enqueued. Other ways go on to their plugins."""
+        (``send="celery"``) is recorded when its plugin would enqueue it (on commit, at once
+        outside a transaction), never enqueued. Other ways go on to their plugins."""
         if message.via == AFTER_COMMIT:
             return self._after_commit(broadcast, driver, message, transaction)
         if message.via != OUTBOX:
@@ -157,9 +157,7 @@ class BroadcastFake(Recording[Sent]):
                 self._record(driver, message)  # sqlite3.Connection): recorded as written
         else:
             self._record(driver, message)
-        return Receipt(
-            driver.name, message.event, message.channels, message.id, via=OUTBOX, pending=True
-        )
+        return pending(broadcast.broadcaster_of(driver), message)
 
     def _after_commit(
         self,
