@@ -79,7 +79,19 @@ def _new_client(settings: AblySettings, hosts: int, aio: bool, **auth: Any) -> A
         from ably import AblyRest as client_class
     else:
         from ably.sync import AblyRestSync as client_class
-    return client_class(**settings.sdk_options(hosts), **auth)
+    from broadcasting_ably._deadline import bound
+
+    client = client_class(**settings.sdk_options(hosts), **auth)
+    # each request's answer whole within http_request_timeout (httpx's bounds each read alone)
+    if (http := _httpx_client(client)) is not None:
+        bound(http, client.http.http_request_timeout)
+    return client
+
+
+def _httpx_client(client: Any) -> Any:
+    """The SDK client's private httpx client (``None`` were it renamed)."""
+    http = client.http
+    return getattr(http, f"_{type(http).__name__}__client", None)
 
 
 class Clients:
@@ -122,8 +134,7 @@ class Clients:
         client = _new_client(self._settings, hosts, aio, auth_callback=callback)
         # count requests on the SDK's private httpx client; were it renamed, a call would count
         # as one request (test_config checks the hook is there)
-        http = client.http
-        inner: Any = getattr(http, f"_{type(http).__name__}__client", None)
+        inner = _httpx_client(client)
         hooks = getattr(inner, "event_hooks", None)
         if isinstance(hooks, dict):
             counter = _acount if aio else _count
