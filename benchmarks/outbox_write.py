@@ -73,7 +73,7 @@ from broadcasting._types import Message, encode_payload  # noqa: E402
 from broadcasting._validate import build_message  # noqa: E402
 from broadcasting.hookspecs import hookimpl  # noqa: E402
 from broadcasting.outbox import _sql, store_for  # noqa: E402
-from broadcasting.outbox._row import NewRow, new_rows, partition_of  # noqa: E402
+from broadcasting.outbox._row import NewRow, partition_of  # noqa: E402
 
 TARGET = 1.5
 DATA = {"id": 42, "status": "shipped", "items": 3}
@@ -223,6 +223,18 @@ def bench(
         clock, timing = time.thread_time_ns, "CPU time (this thread)"
     else:
         clock, timing = time.perf_counter_ns, "wall clock"
+        # the same two statements where the driver does not prepare them (parsed and planned
+        # each time: Django's default client-side cursors)
+        ops += [
+            Timed(
+                "bare_unprepared",
+                lambda n: connection.execute(bare_sql, bare_rows[n % CHANNELS], prepare=False),
+            ),
+            Timed(
+                "statement_unprepared",
+                lambda n: connection.execute(*statements[n % CHANNELS], prepare=False),
+            ),
+        ]
     overhead = run_rounds(ops, clock, begin, commit, args.count, args.rounds)
     us = {timed.label: timed.figure(overhead) / 1000 for timed in ops}
     lines = [row_line(dialect, "transaction=adapter", timing, us, "whole")]
@@ -230,6 +242,12 @@ def bench(
         stdlib = row_line(dialect, "transaction=sqlite3.Connection", timing, us, "whole_stdlib")
         lines.append(stdlib)
     lines.append(floor_line(dialect, us))
+    if "bare_unprepared" in us:
+        bare, statement = us["bare_unprepared"], us["statement_unprepared"]
+        lines.append(
+            f"| {dialect} not prepared | {bare:.1f} µs | {statement:.1f} µs | "
+            f"{statement / bare:.2f}x |"
+        )
     if dialect == "sqlite":
         # the parts, in a rotation of their own (with the three above again): the table's
         # figures are not measured among them
@@ -274,7 +292,6 @@ def breakdown_ops(broadcast: Broadcast, names: list[str]) -> list[Timed]:
     messages = [build_message(driver, name, DATA, "shipped", None) for name in names]
     for message in messages:
         message.via = "outbox"
-    built = [new_rows(m, "null", store.partitions, 0.0) for m in messages]
 
     def deferred(n: int) -> object:  # the core's own broadcasting_defer, not through pluggy
         return defer(broadcaster, messages[n % CHANNELS], nowhere)
@@ -294,11 +311,10 @@ def breakdown_ops(broadcast: Broadcast, names: list[str]) -> list[Timed]:
     def adapted(n: int) -> object:
         return pm.hook.broadcasting_transaction(broadcast=broadcast, transaction=nowhere)
 
-    def rows(n: int) -> object:
-        return new_rows(messages[n % CHANNELS], "null", store.partitions, 0.0)
-
-    def params(n: int) -> object:
-        return _sql.insert_params("sqlite", store.table, built[n % CHANNELS])
+    def rows(n: int) -> object:  # the row's parameters and statement, from the message
+        return _sql.insert_message(
+            "sqlite", store.table, messages[n % CHANNELS], "null", store.partitions, 0.0
+        )
 
     def receipt(n: int) -> object:
         return pending(broadcaster, messages[n % CHANNELS])
@@ -310,7 +326,6 @@ def breakdown_ops(broadcast: Broadcast, names: list[str]) -> list[Timed]:
         Timed("part_defer_hook", hooked),
         Timed("part_defer", deferred),
         Timed("part_rows", rows),
-        Timed("part_params", params),
         Timed("part_receipt", receipt),
     ]
 
@@ -323,8 +338,8 @@ def breakdown_lines(us: dict[str, float]) -> list[str]:
     validate = us["part_validate"] - encode
     adapt = us["part_transaction_hook"]
     pluggy = us["part_defer_hook"] - us["part_defer"]
-    rows, params, receipt = us["part_rows"], us["part_params"], us["part_receipt"]
-    write_rest = us["part_defer"] - rows - params - receipt
+    rows, receipt = us["part_rows"], us["part_receipt"]
+    write_rest = us["part_defer"] - rows - receipt
     insert = us["statement"]
     rest = whole - (encode + validate + adapt + pluggy + us["part_defer"] + insert)
     parts = [
@@ -333,10 +348,11 @@ def breakdown_lines(us: dict[str, float]) -> list[str]:
         ("serialisation: the payload's JSON", encode),
         ("hooks: `broadcasting_transaction` (pluggy, the adapter)", adapt),
         ("hooks: `broadcasting_defer`, pluggy's own part", pluggy),
-        ("serialisation: the row (partition, `NewRow`)", rows),
-        ("serialisation: the INSERT's parameters (channels' JSON, statement)", params),
+        ("serialisation: the row's parameters (partition, channels' JSON; "
+         "`insert_message`)", rows),
         ("the pending receipt", receipt),
-        ("the write path's rest: its flow run, checks, the store, the effect", write_rest),
+        ("the write path's rest: checks, the store, the statement's text, the execute",
+         write_rest),
         ("the outbox INSERT (SQLite)", insert),
         ("the rest: channel()'s flow run, send mode, effects (and a part's cache misses)", rest),
     ]  # fmt: skip
@@ -380,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     missed = False
     after: list[str] = []
     floors: list[str] = []
+    unprepared: list[str] = []
     for dialect in args.databases.split(","):
         with tempfile.TemporaryDirectory() as folder:
             if dialect == "sqlite":
@@ -413,7 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, flush=True)
             missed |= line.rstrip().endswith("MISSED |")
         floors += [line for line in lines if line.startswith(f"| {dialect} floor |")]
-        after += lines[len(rows) + 1 :]
+        unprepared += [line for line in lines if line.startswith(f"| {dialect} not prepared |")]
+        after += [line for line in lines[len(rows) :] if not line.startswith(f"| {dialect} ")]
     print()
     print(
         f"(a): the issue's figure, target <= {TARGET}x. (b): the database's part of it. SQLite: "
@@ -433,6 +451,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for line in floors:
         print(line)
+    if unprepared:
+        print()
+        print(
+            "(b) where the driver does not prepare the statements (psycopg prepare=False, as "
+            "Django's default client-side cursors run them): each is parsed and planned at "
+            "each INSERT:"
+        )
+        print()
+        print("| database | bare INSERT | outbox INSERT alone | outbox INSERT / bare |")
+        print("|---|---|---|---|")
+        for line in unprepared:
+            print(line)
     print()
     for line in after:
         print(line)

@@ -43,11 +43,21 @@ _INFO_KEY = "broadcasting.on_commit"
 
 
 def _from_sqlalchemy(obj: object) -> bool:
-    """Whether ``obj``'s class (or a base of it) comes from SQLAlchemy, without importing it."""
-    return any(
-        cls.__module__ == "sqlalchemy" or cls.__module__.startswith("sqlalchemy.")
-        for cls in type(obj).__mro__
-    )
+    """Whether ``obj``'s class (or a base of it) comes from SQLAlchemy, without importing it
+    (each class asked once: every ``transaction=`` given goes through this hook)."""
+    kind = type(obj)
+    found = _kinds.get(kind)
+    if found is None:
+        found = any(
+            cls.__module__ == "sqlalchemy" or cls.__module__.startswith("sqlalchemy.")
+            for cls in kind.__mro__
+        )
+        if len(_kinds) < 256:
+            _kinds[kind] = found
+    return found
+
+
+_kinds: dict[type, bool] = {}
 
 
 @hookimpl
@@ -63,9 +73,7 @@ def broadcasting_transaction(
 def adapt(transaction: object) -> SessionTransaction | ConnectionTransaction | None:
     """The adapter of a SQLAlchemy ``Session``, ``AsyncSession``, ``Connection`` or
     ``AsyncConnection`` (a scoped session: its current session); ``None`` for other objects."""
-    from sqlalchemy.engine import Connection, Engine
-    from sqlalchemy.orm import Session, scoped_session, sessionmaker
-
+    Session, Connection, scoped_session, Engine, sessionmaker = _classes or _load_classes()
     if isinstance(transaction, scoped_session):
         transaction = transaction()
     if isinstance(transaction, Session):
@@ -106,6 +114,20 @@ def adapt(transaction: object) -> SessionTransaction | ConnectionTransaction | N
     return None
 
 
+# SQLAlchemy's classes adapt() tells apart, imported by the first SQLAlchemy object given (an
+# import statement per publish costs more than the rest of adapt())
+_classes: tuple[Any, ...] | None = None
+
+
+def _load_classes() -> tuple[Any, ...]:
+    global _classes
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+    _classes = (Session, Connection, scoped_session, Engine, sessionmaker)
+    return _classes
+
+
 def _sqlite_file(connectable: Engine | Connection) -> str | None:
     """The file a SQLite engine's URL names (as written: maybe relative), for the outbox's
     check that a row goes into its own database; ``None`` for another database, or when the
@@ -138,13 +160,15 @@ class SessionTransaction:
     database: str | None
 
     def __init__(self, session: Session, async_session: AsyncSession | None = None) -> None:
-        from sqlalchemy.exc import UnboundExecutionError
-
         self.session = session
         self._async = async_session
         try:
             bind = session.get_bind()
-        except UnboundExecutionError as exc:
+        except Exception as exc:
+            from sqlalchemy.exc import UnboundExecutionError
+
+            if not isinstance(exc, UnboundExecutionError):
+                raise
             raise InputError(
                 "transaction=: the Session has no default bind (an engine or connection); "
                 "broadcasting needs one to know the database"

@@ -30,14 +30,29 @@ __all__ = ["SQLiteTransaction", "broadcasting_transaction"]
 @hookimpl
 def broadcasting_transaction(broadcast: Broadcast, transaction: object) -> SQLiteTransaction | None:
     """Adapt a ``sqlite3.Connection``; ``None`` for anything else."""
-    # by its class's module first: a process that never passes one never imports sqlite3
-    if transaction is None or not any(c.__module__ == "sqlite3" for c in type(transaction).__mro__):
+    if transaction is None:
         return None
+    kind = type(transaction)
+    found = _connections.get(kind)
+    if found is None:
+        found = _is_connection(kind)
+        if len(_connections) < 256:
+            _connections[kind] = found
+    return SQLiteTransaction(transaction) if found else None  # type: ignore[arg-type]
+
+
+#: Whether a class is ``sqlite3.Connection`` (or a subclass): each class asked once, as every
+#: ``transaction=`` given goes through this hook.
+_connections: dict[type, bool] = {}
+
+
+def _is_connection(kind: type) -> bool:
+    # by its module first: a process that never passes a connection never imports sqlite3
+    if not any(c.__module__ == "sqlite3" for c in kind.__mro__):
+        return False
     import sqlite3
 
-    if isinstance(transaction, sqlite3.Connection):
-        return SQLiteTransaction(transaction)
-    return None
+    return issubclass(kind, sqlite3.Connection)
 
 
 class SQLiteTransaction:
@@ -72,8 +87,11 @@ class SQLiteTransaction:
         """The file of the connection's main database (``""``: in memory, or temporary), for
         the outbox's check that a row goes into its own database; ``None`` when other
         databases are attached (the outbox's table may be in one of them)."""
+        rows = self.connection.execute("PRAGMA database_list").fetchall()
+        if len(rows) == 1 and rows[0][1] == "main":  # the usual answer: nothing attached
+            return str(rows[0][2] or "")
         found: str | None = None
-        for _, name, file in self.connection.execute("PRAGMA database_list").fetchall():
+        for _, name, file in rows:
             if name == "main":
                 found = str(file or "")
             elif name != "temp":

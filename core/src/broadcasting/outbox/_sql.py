@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from broadcasting.outbox._row import OPEN, NewRow, encode_channels
+from broadcasting._types import Message
+from broadcasting.outbox._row import (
+    JSON,
+    OPEN,
+    TEXT,
+    NewRow,
+    encode_channels,
+    new_rows,
+    partition_of,
+)
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
@@ -210,17 +219,29 @@ def insert(dialect: str, table: str, rows: int, locks: int) -> str:
         "CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), "
         "CAST(? AS TEXT), CAST(? AS TEXT), 0, 0"
     )
-    keys = ", ".join(["CAST(? AS BIGINT)"] * locks)
+    # The locks and the NOTIFY are subqueries of the FROM list. Their volatile functions keep
+    # PostgreSQL from merging them into the INSERT's query or trimming them away, so each is a
+    # plan node below the one that draws the row's id from the sequence: no row is made
+    # before they return, and every id is drawn with the channels' locks held. pg_notify
+    # fires at commit. (Plain subqueries cost a quarter of one-time filters over an unnest,
+    # and far less to plan when the statement is not prepared: benchmarks/outbox_write.py.)
+    notify = "pg_notify(CAST(? AS TEXT), '')"
+    if locks == 1:  # the usual write: one channel
+        lock = f"(SELECT pg_advisory_xact_lock(CAST(? AS BIGINT)), {notify}) AS l"
+    else:  # the keys come sorted; ORDER BY keeps that order whatever unnest() does
+        keys = ", ".join(["CAST(? AS BIGINT)"] * locks)
+        lock = (
+            "(SELECT COUNT(pg_advisory_xact_lock(k)) FROM "
+            f"(SELECT k FROM unnest(ARRAY[{keys}]) AS k ORDER BY k) AS s) AS l, "
+            f"(SELECT {notify}) AS n"
+        )
+    if rows == 1:
+        return f"INSERT INTO {_q(table)} ({columns}) SELECT {typed} FROM {lock}"
     names = ", ".join(INSERTED)
-    # The one-time filter (an InitPlan) runs before any row is made, so every id is drawn
-    # from the sequence with the channels' locks held; pg_notify fires at commit.
     return (
         f"INSERT INTO {_q(table)} ({columns}) "
         f"SELECT v.* FROM (VALUES {', '.join(f'({typed})' for _ in range(rows))}) "
-        f"AS v({names}, state, attempts) WHERE "
-        "(SELECT COUNT(pg_advisory_xact_lock(k)) FROM "
-        f"(SELECT k FROM unnest(ARRAY[{keys}]) AS k ORDER BY k) AS l) + "
-        "(SELECT COUNT(*) FROM (SELECT pg_notify(CAST(? AS TEXT), '')) AS n) >= 0"
+        f"AS v({names}, state, attempts), {lock}"
     )
 
 
@@ -246,6 +267,46 @@ def insert_params(dialect: str, table: str, rows: Sequence[NewRow]) -> tuple[str
     params += keys
     params.append(notify_channel(table))
     return insert(dialect, table, len(rows), len(keys)), params
+
+
+def insert_message(
+    dialect: str, table: str, message: Message, driver: str, partitions: int, now: float
+) -> tuple[str, list[Any]]:
+    """The statement and parameters that insert ``message``'s rows (:func:`new_rows`) as
+    written at ``now``: :func:`insert_params` of those rows, built straight from the message
+    for the usual publish, to one channel (no row made first: it is on every write)."""
+    channels = message.channels
+    if len(channels) != 1 or type(channels[0]) is not str:
+        return insert_params(dialect, table, new_rows(message, driver, partitions, now))
+    sql, partition, names, locks = _one_channel(dialect, table, partitions, channels[0])
+    data = message.data
+    return sql, [
+        partition,
+        now,
+        now,
+        driver,
+        message.event,
+        names,
+        message.text,
+        TEXT if isinstance(data, str) else JSON,
+        message.socket_id,
+        message.id,
+        *locks,
+    ]
+
+
+@lru_cache(maxsize=4096)
+def _one_channel(
+    dialect: str, table: str, partitions: int, channel: str
+) -> tuple[str, int, str, tuple[Any, ...]]:
+    """What a one-channel row's INSERT takes from its channel: the statement, the partition,
+    the ``channels`` column and the parameters after the row's (PostgreSQL: the channel's
+    lock key, the NOTIFY channel), as :func:`insert_params` makes them."""
+    names = encode_channels((channel,))
+    if dialect != POSTGRESQL:
+        return insert(dialect, table, 1, 0), partition_of(channel, partitions), names, ()
+    locks = (*lock_keys(table, [channel]), notify_channel(table))
+    return insert(dialect, table, 1, 1), partition_of(channel, partitions), names, locks
 
 
 # -- leases ------------------------------------------------------------------------------

@@ -36,18 +36,19 @@ def write(
     transaction given to a blocking call.
     """
     store = _store_of(broadcaster)
-    rows = new_rows(message, broadcaster.driver.name, store.partitions, time.time())
     if transaction is None:
-        yield _Insert(store, rows)
+        yield _Insert(
+            store, new_rows(message, broadcaster.driver.name, store.partitions, time.time())
+        )
         return pending(broadcaster, message)
-    insert = _execute(store, transaction, rows)
+    sql, params = _statement(store, transaction, message, broadcaster.driver.name)
     if store._create_on_first_use and not store._tables_found():
         # a SQLite outbox not opened yet, its tables maybe not made (or not committed): they
         # are made in the caller's transaction (the store's own connection would wait for the
         # lock that transaction holds), and go away with it if it rolls back
         for statement in _sql.create_tables(store.dialect, store.table):
             yield _Execute(transaction, statement, ())
-    yield insert
+    yield _Execute(transaction, sql, params)
     return pending(broadcaster, message)
 
 
@@ -77,15 +78,20 @@ def _store_of(broadcaster: Broadcaster[Any]) -> Store:
     return store
 
 
-def _execute(store: Store, transaction: Transaction, rows: Sequence[NewRow]) -> _Execute:
-    """The INSERT of ``rows`` for ``transaction``'s database and placeholders."""
+def _statement(
+    store: Store, transaction: Transaction, message: Message, driver: str
+) -> tuple[str, list[Any]]:
+    """The INSERT of ``message``'s rows for ``transaction``'s database and placeholders, and
+    its parameters (refused as :func:`check` says, before anything is built)."""
     dialect = _dialect_of(store, transaction)
-    sql, params = _sql.insert_params(dialect, store.table, rows)
+    sql, params = _sql.insert_message(
+        dialect, store.table, message, driver, store.partitions, time.time()
+    )
     try:
         text = _rendered(sql, dialect, transaction.paramstyle)
     except ValueError as exc:
         raise TypeError(f"transaction={type(transaction).__qualname__}: {exc}") from None
-    return _Execute(transaction, text, params)
+    return text, params
 
 
 def _dialect_of(store: Store, transaction: Transaction) -> str:
@@ -194,20 +200,25 @@ class _Execute(Effect):
     params: Sequence[Any]
 
     def run(self) -> None:
-        result = self.transaction.execute(self.sql, self.params)
-        if type(result) not in _PLAIN and _awaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()  # never awaited: nothing was written
-            raise TypeError(
-                f"transaction={type(self.transaction).__qualname__} is async: write to the "
-                "outbox inside it with `await broadcast.achannel(..., send='outbox', "
-                "transaction=...)`, not the blocking channel()"
-            )
+        _run(self.transaction, self.sql, self.params)
 
     async def arun(self) -> None:
         result = self.transaction.execute(self.sql, self.params)
         if type(result) not in _PLAIN and _awaitable(result):
             await result
+
+
+def _run(transaction: Transaction, sql: str, params: Sequence[Any]) -> None:
+    """Run ``sql`` in the caller's transaction, blocking (an async adapter is refused)."""
+    result = transaction.execute(sql, params)
+    if type(result) not in _PLAIN and _awaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: nothing was written
+        raise TypeError(
+            f"transaction={type(transaction).__qualname__} is async: write to the "
+            "outbox inside it with `await broadcast.achannel(..., send='outbox', "
+            "transaction=...)`, not the blocking channel()"
+        )
 
 
 #: Types of what ``execute()`` returned that are never awaitable (a DB-API cursor, None...):
