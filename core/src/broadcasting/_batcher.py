@@ -24,7 +24,7 @@ class _Alone:
     requests: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     part: Part
     size: int
@@ -42,8 +42,9 @@ class Batcher:
         self._driver = driver
         self._in_flight = in_flight
         self._linger = linger  # seconds a request waits after its first publish for others
-        self._collecting = 0  # drains waiting (up to linger) for their request to fill
-        self._filled = asyncio.Event()
+        # drains waiting (up to linger) for their request to fill: each one's future, set
+        # True once the queue fills a request, False when its wait is over
+        self._collecting: list[asyncio.Future[bool]] = []
         self._budget = budget  # requests a first attempt may take (see Batch.budget)
         self._max_bytes = driver.capabilities.batch_bytes
         self._queue: deque[_Pending] = deque()
@@ -55,11 +56,13 @@ class Batcher:
         """Make ``part``'s first attempt, shared if others wait; return its outcome."""
         loop = asyncio.get_running_loop()
         size = self._driver.part_size(part) if self._max_bytes is not None else 0
-        pending = _Pending(part, size, loop.create_future(), loop.time())
+        since = loop.time() if self._linger else 0.0  # only a lingering drain reads it
+        pending = _Pending(part, size, loop.create_future(), since)
         self._queue.append(pending)
         if self._collecting:  # a drain is filling a request: this joins it
             if self._full():
-                self._filled.set()
+                for waiting in self._collecting:
+                    _settle(waiting, True)
         elif self._running < self._in_flight:
             self._spawn(loop)
         verdict = await pending.future
@@ -96,14 +99,15 @@ class Batcher:
     def _take(self) -> list[_Pending]:
         taken: list[_Pending] = []
         channels = size = 0
-        while self._queue:
-            head = self._queue[0]
+        queue, capabilities = self._queue, self._driver.capabilities
+        while queue:
+            head = queue[0]
             if head.future.done():  # its publisher was cancelled before it was sent
-                self._queue.popleft()
+                queue.popleft()
                 continue
-            if not fits(self._driver.capabilities, channels, size, head.part, head.size):
+            if not fits(capabilities, channels, size, head.part, head.size):
                 break
-            taken.append(self._queue.popleft())
+            taken.append(queue.popleft())
             channels += len(head.part.channels)
             size += head.size
         return taken
@@ -126,14 +130,16 @@ class Batcher:
             wait = self._queue[0].since + self._linger - loop.time()
             if wait <= 0:
                 return
-            self._collecting += 1
-            self._filled.clear()
+            waiting: asyncio.Future[bool] = loop.create_future()
+            timer = loop.call_later(wait, _settle, waiting, False)
+            self._collecting.append(waiting)
             try:
-                await asyncio.wait_for(self._filled.wait(), wait)
-            except asyncio.TimeoutError:
-                return
+                filled = await waiting
             finally:
-                self._collecting -= 1
+                timer.cancel()
+                self._collecting.remove(waiting)
+            if not filled:
+                return
 
     async def _drain(self) -> None:
         self._unstarted.discard(asyncio.current_task())
@@ -189,3 +195,9 @@ class Batcher:
 
     def __repr__(self) -> str:
         return f"<Batcher queued={len(self._queue)} running={self._running}>"
+
+
+def _settle(waiting: asyncio.Future[bool], filled: bool) -> None:
+    """End a lingering drain's wait: the queue ``filled`` a request, or its time is up."""
+    if not waiting.done():
+        waiting.set_result(filled)

@@ -87,10 +87,7 @@ class Publishes:
             return (yield from target._defer(built, how, transaction))
         if transaction is not None and send is not None:
             raise TypeError("transaction= applies to send='after_commit' or 'outbox', not 'now'")
-        # in process, the core's part never waits: only another plugin's may (wait_for)
-        hook = broadcast.plugin_manager.hook.broadcasting_publish
-        bridge = target._sends or len(hook.get_hookimpls()) > 1
-        return (yield from target.publish_message(built, bridge=bridge))
+        return (yield from target.publish_message(built, bridge=None))
 
     channel = blocking(_channel_flow)
     achannel = awaiting(_channel_flow, "never blocks the event loop")
@@ -144,13 +141,18 @@ class Broadcaster(Publishes, Generic[D]):
     def _publisher(self) -> Broadcaster[D]:
         return self
 
-    def publish_message(self, message: Message, bridge: bool = True) -> Flow[Receipt]:
-        """Publish a validated message through the publish hook, as a flow."""
+    def publish_message(self, message: Message, bridge: bool | None = True) -> Flow[Receipt]:
+        """Publish a validated message through the publish hook, as a flow. ``bridge=None``:
+        the async path calls the hook in a greenlet only if its call may wait (the core's
+        delivery, another plugin's part)."""
         pm = self._broadcast.plugin_manager
         if self._sends and core_alone(pm, "broadcasting_publish"):
             # what the hook would run: the core's delivery, here without pluggy or a greenlet
             receipt = yield from deliver(self, message)
         else:
+            if bridge is None:  # in process, the core's part never waits: another plugin's may
+                hook = pm.hook.broadcasting_publish
+                bridge = self._sends or len(hook.get_hookimpls()) > 1
             kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
             receipt = yield Hook(pm, "broadcasting_publish", kwargs, bridge=bridge)
         if not isinstance(receipt, Receipt):
@@ -171,8 +173,13 @@ class Broadcaster(Publishes, Generic[D]):
                 "SQLAlchemy Session, AsyncSession or Connection, a Django database alias, "
                 "a sqlite3.Connection; docs/background.md)"
             )
-        kwargs = {"broadcast": self._broadcast, "driver": self.driver, "message": message}
-        receipt = yield Hook(pm, "broadcasting_defer", {**kwargs, "transaction": adapted})
+        kwargs = {
+            "broadcast": self._broadcast,
+            "driver": self.driver,
+            "message": message,
+            "transaction": adapted,
+        }
+        receipt = yield Hook(pm, "broadcasting_defer", kwargs)
         if not isinstance(receipt, Receipt):
             raise wrong_result(pm, "broadcasting_defer", receipt, "a Receipt")
         return receipt if receipt.via == via else replace(receipt, via=via)

@@ -124,6 +124,16 @@ class Part:
     message: Message
     channels: tuple[str, ...]
 
+    def __init__(self, message: Message, channels: tuple[str, ...]) -> None:
+        # made for every publish: its slots are set directly (a frozen dataclass's own
+        # __init__ goes through object.__setattr__ for each field, at twice the cost)
+        _set_message(self, message)
+        _set_channels(self, channels)
+
+
+_set_message = Part.__dict__["message"].__set__
+_set_channels = Part.__dict__["channels"].__set__
+
 
 @dataclass(slots=True, eq=False)
 class Batch:
@@ -248,7 +258,7 @@ def _first(batch: Batch, read: _Read) -> Attempt:
     return read[0][0], batch.requests, batch.requests
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
     """What happened to one group of channels (one request and its retries)."""
 
@@ -376,6 +386,8 @@ def deliver(
         plan = driver.plan(message)
     shared = len(plan) == 1 and first is None and not spent
     head = yield from _group(broadcaster, message, plan[0], shared, first, spent)
+    if len(plan) == 1:  # the usual case: one group, nothing after it
+        return finish(driver, message, (head,))
     groups = [head]
     stop = _stops_the_rest(head, plan[0])
     rest = plan[1:]

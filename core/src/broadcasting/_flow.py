@@ -44,27 +44,34 @@ class Effect:
 
 def run(flow: Flow[T]) -> T:
     """Run ``flow`` to its end, performing each effect with blocking calls."""
-    try:
-        arun(flow, blocking=True).send(None)  # nothing is awaited: it ends at once
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    raise AssertionError("a blocking flow suspended")
-
-
-async def arun(flow: Flow[T], blocking: bool = False) -> T:
-    """Run ``flow`` to its end, awaiting each effect on the running loop (for :func:`run`,
-    ``blocking``: performing each with blocking calls instead)."""
+    send, throw = flow.send, flow.throw
     reply: Any = None
     error: Exception | None = None  # thrown into the flow at its yield, traceback and all
     while True:
         try:
-            effect = flow.send(reply) if error is None else flow.throw(error)
+            effect = send(reply) if error is None else throw(error)
         except StopIteration as stop:
             result: T = stop.value
             return result
         try:
-            reply, error = (effect.run() if blocking else await effect.arun()), None
+            reply, error = effect.run(), None
+        except Exception as exc:
+            error = exc
+
+
+async def arun(flow: Flow[T]) -> T:
+    """Run ``flow`` to its end, awaiting each effect on the running loop."""
+    send, throw = flow.send, flow.throw
+    reply: Any = None
+    error: Exception | None = None  # thrown into the flow at its yield, traceback and all
+    while True:
+        try:
+            effect = send(reply) if error is None else throw(error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        try:
+            reply, error = await effect.arun(), None
         except Exception as exc:
             error = exc
 
@@ -170,32 +177,51 @@ class DriverCall(Effect):
         self.args = args
 
     def run(self) -> Any:
-        driver, name = self.driver, self.name
-        if not implements(driver, name) and implements(driver, "a" + name):
-            return run_sync(getattr(driver, "a" + name)(*self.args))
-        return getattr(driver, name)(*self.args)
+        method, other = _method(type(self.driver), self.name, True)
+        if other:
+            return run_sync(getattr(self.driver, method)(*self.args))
+        return getattr(self.driver, method)(*self.args)
 
     async def arun(self) -> Any:
-        driver, name = self.driver, self.name
-        if not implements(driver, "a" + name) and implements(driver, name):
+        method, other = _method(type(self.driver), self.name, False)
+        if other:
             import asyncio
 
-            return await asyncio.to_thread(getattr(driver, name), *self.args)
-        return await getattr(driver, "a" + name)(*self.args)
+            return await asyncio.to_thread(getattr(self.driver, method), *self.args)
+        return await getattr(self.driver, method)(*self.args)
 
 
 def implements(driver: Driver, method: str) -> bool:
     """Whether ``driver``'s class has its own ``method`` (not the Driver base's)."""
-    key = (type(driver), method)
-    found = _implements.get(key)
+    return _implements(type(driver), method)
+
+
+def _implements(cls: type, method: str) -> bool:
+    key = (cls, method)
+    found = _implemented.get(key)
     if found is None:
         from broadcasting._driver import Driver
 
-        found = _implements[key] = getattr(key[0], method) is not getattr(Driver, method, None)
+        found = _implemented[key] = getattr(cls, method) is not getattr(Driver, method, None)
     return found
 
 
-_implements: dict[tuple[type, str], bool] = {}
+_implemented: dict[tuple[type, str], bool] = {}
+
+
+def _method(cls: type, name: str, blocking: bool) -> tuple[str, bool]:
+    """Which of ``name`` and ``a<name>`` a driver class's call runs on the blocking path (or
+    the async one), and whether it is the other kind (its own is the Driver base's)."""
+    key = (cls, name, blocking)
+    found = _methods.get(key)
+    if found is None:
+        mine, twin = (name, "a" + name) if blocking else ("a" + name, name)
+        other = not _implements(cls, mine) and _implements(cls, twin)
+        found = _methods[key] = (twin, True) if other else (mine, False)
+    return found
+
+
+_methods: dict[tuple[type, str, bool], tuple[str, bool]] = {}
 
 
 @dataclass(slots=True)

@@ -41,9 +41,7 @@ class PerLoop(Generic[T]):
 
     def get(self) -> T:
         """The running loop's object (created on the first call in that loop)."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
+        loop = (_running_loop or _load_asyncio())()
         obj = self._objects.get(loop)
         if obj is not None:
             return obj
@@ -160,6 +158,16 @@ class PerLoop(Generic[T]):
 
 
 _instances: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()
+# asyncio.get_running_loop, once a PerLoop is first used: sync-only users never import asyncio
+_running_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+
+
+def _load_asyncio() -> Callable[[], asyncio.AbstractEventLoop]:
+    global _running_loop
+    import asyncio
+
+    _running_loop = asyncio.get_running_loop
+    return _running_loop
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

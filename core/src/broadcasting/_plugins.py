@@ -283,10 +283,10 @@ def core_alone(pm: pluggy.PluginManager, name: str) -> bool:
     wrapper) and no hook-call monitor (pluggy's tracing) watches: calling the hook is then
     calling the core's part, which the caller may do directly, without pluggy's call (and on
     the async path, without a greenlet)."""
-    impls = getattr(pm.hook, name).get_hookimpls()
-    if len(impls) != 1 or impls[0].plugin is not CORE_PLUGIN:
+    if _multicall is None or getattr(pm, "_inner_hookexec", None) is not _multicall:
         return False
-    return _multicall is not None and getattr(pm, "_inner_hookexec", None) is _multicall
+    impls = getattr(pm.hook, name)._hookimpls  # read, not copied (get_hookimpls() copies)
+    return len(impls) == 1 and impls[0].plugin is CORE_PLUGIN
 
 
 # every Broadcast's plugin manager, so a plugin registered everywhere reaches existing ones

@@ -15,19 +15,20 @@ Payload = Union[str, Mapping[str, Any], Sequence[Any]]
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _c_encoder() -> Callable[[Any], str]:
-    """The C encoder ``JSONEncoder.encode`` ends up calling, called directly: 3x faster for
-    small data; without cycle checks, so a cycle raises ``RecursionError``."""
+def _c_encoder() -> Callable[[Any, int], list[str]] | None:
+    """The C encoder ``JSONEncoder.encode`` ends up calling, to be called directly: 3x faster
+    for small data; without cycle checks, so a cycle raises ``RecursionError``. It returns
+    the text in chunks."""
     make: Any = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
     if make is None:  # pragma: no cover - CPython always has it
-        return _ENCODER.encode
-    encode = make(
+        return None
+    encode: Callable[[Any, int], list[str]] = make(
         None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
     )
-    return lambda data: "".join(encode(data, 0))
+    return encode
 
 
-_encode_json = _c_encoder()
+_encode_chunks = _c_encoder()
 
 
 def encode_payload(data: Payload) -> str:
@@ -35,7 +36,11 @@ def encode_payload(data: Payload) -> str:
 
     Raises ``TypeError``/``ValueError`` from :mod:`json`, ``RecursionError`` for a cycle.
     """
-    return data if isinstance(data, str) else _encode_json(data)
+    if isinstance(data, str):
+        return data
+    if _encode_chunks is None:  # pragma: no cover - CPython always has it
+        return _ENCODER.encode(data)
+    return "".join(_encode_chunks(data, 0))
 
 
 class Message:
