@@ -16,8 +16,9 @@ the same whichever operation ran):
 - **outbox INSERT alone**: the statement the write path runs, built beforehand (on PostgreSQL
   it also takes the channel's advisory lock and sends the relays' NOTIFY);
 - **whole call**: ``broadcast.channel("orders-N", data, "shipped", send="outbox",
-  transaction=tx)``: validation and encoding, the ``broadcasting_transaction`` and
-  ``broadcasting_defer`` hooks, the row built and written, the receipt. ``tx`` is a minimal
+  transaction=tx)``: validation and encoding, the ``broadcasting_transaction`` hook, the
+  core's ``broadcasting_defer`` (called without pluggy while no other plugin implements it),
+  the row built and written, the receipt. ``tx`` is a minimal
   adapter of the connection (the library's own cost; the test suite's adapter is the same);
 - on SQLite, **whole call, transaction=sqlite3.Connection**: the same with the connection
   itself, adapted by the built-in ``broadcasting.contrib.sqlite``: what an application passes.
@@ -293,14 +294,9 @@ def breakdown_ops(broadcast: Broadcast, names: list[str]) -> list[Timed]:
     for message in messages:
         message.via = "outbox"
 
-    def deferred(n: int) -> object:  # the core's own broadcasting_defer, not through pluggy
+    def deferred(n: int) -> object:  # the core's own broadcasting_defer (the call skips the
+        # hook while the core alone implements it, as here)
         return defer(broadcaster, messages[n % CHANNELS], nowhere)
-
-    def hooked(n: int) -> object:  # the same, through pluggy
-        message = messages[n % CHANNELS]
-        return pm.hook.broadcasting_defer(
-            broadcast=broadcast, driver=driver, message=message, transaction=nowhere
-        )
 
     def encoded(n: int) -> str:
         return encode_payload(DATA)
@@ -323,7 +319,6 @@ def breakdown_ops(broadcast: Broadcast, names: list[str]) -> list[Timed]:
         Timed("part_encode", encoded),
         Timed("part_validate", validated),
         Timed("part_transaction_hook", adapted),
-        Timed("part_defer_hook", hooked),
         Timed("part_defer", deferred),
         Timed("part_rows", rows),
         Timed("part_receipt", receipt),
@@ -337,17 +332,15 @@ def breakdown_lines(us: dict[str, float]) -> list[str]:
     encode = us["part_encode"]
     validate = us["part_validate"] - encode
     adapt = us["part_transaction_hook"]
-    pluggy = us["part_defer_hook"] - us["part_defer"]
     rows, receipt = us["part_rows"], us["part_receipt"]
     write_rest = us["part_defer"] - rows - receipt
     insert = us["statement"]
-    rest = whole - (encode + validate + adapt + pluggy + us["part_defer"] + insert)
+    rest = whole - (encode + validate + adapt + us["part_defer"] + insert)
     parts = [
         ("validation: channels, event, limits, the message id (`build_message`, "
          "less the encoding)", validate),
         ("serialisation: the payload's JSON", encode),
         ("hooks: `broadcasting_transaction` (pluggy, the adapter)", adapt),
-        ("hooks: `broadcasting_defer`, pluggy's own part", pluggy),
         ("serialisation: the row's parameters (partition, channels' JSON; "
          "`insert_message`)", rows),
         ("the pending receipt", receipt),

@@ -74,7 +74,7 @@ def test_the_write_benchmark_runs(pg_url: str) -> None:
     # where the time goes, on SQLite: a line per part, and the whole call's own line
     assert "Where the whole call's time goes" in done.stdout
     for part in ("validation", "serialisation: the payload's JSON", "broadcasting_transaction",
-                 "broadcasting_defer", "the outbox INSERT (SQLite)"):  # fmt: skip
+                 "the write path's rest", "the outbox INSERT (SQLite)"):  # fmt: skip
         assert re.search(rf"^\| [^|]*{re.escape(part)}[^|]* \| -?[\d.]+ \| -?\d+% \|$",
                          done.stdout, re.MULTILINE), part  # fmt: skip
     whole = re.search(r"^\| \*\*the whole call\*\* \| \*\*([\d.]+)\*\* \| 100% \|$", done.stdout,

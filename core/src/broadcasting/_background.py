@@ -90,14 +90,23 @@ def pending(broadcaster: Broadcaster[Any], message: Message) -> Receipt:
 def defer(
     broadcaster: Broadcaster[Any], message: Message, transaction: Transaction | None
 ) -> Receipt:
-    """The core's ``broadcasting_defer``: send ``message`` after commit, or write it to the
-    outbox (on the caller's path: blocking, or awaited from the bridge)."""
+    """The core's ``broadcasting_defer``: :func:`deferred` on the caller's path (blocking, or
+    awaited from the bridge)."""
+    return drive(deferred(broadcaster, message, transaction))
+
+
+def deferred(
+    broadcaster: Broadcaster[Any], message: Message, transaction: Transaction | None
+) -> Flow[Receipt]:
+    """Send ``message`` after commit, or write it to the outbox, as its ``via`` says (the
+    core's part of ``broadcasting_defer``, as a flow: a publish runs it without the hook
+    while the core alone implements that, ``_plugins.core_alone``)."""
     via = message.via
     if via == OUTBOX:
         write = _outbox_write or _load_outbox_write()
-        return drive(write(broadcaster, message, transaction))
+        return (yield from write(broadcaster, message, transaction))
     if via == AFTER_COMMIT:
-        return drive(after_commit(broadcaster, message, transaction))
+        return (yield from after_commit(broadcaster, message, transaction))
     raise unknown_mode(via)
 
 

@@ -173,13 +173,17 @@ class Broadcaster(Publishes, Generic[D]):
                 "SQLAlchemy Session, AsyncSession or Connection, a Django database alias, "
                 "a sqlite3.Connection; docs/background.md)"
             )
-        kwargs = {
-            "broadcast": self._broadcast,
-            "driver": self.driver,
-            "message": message,
-            "transaction": adapted,
-        }
-        receipt = yield Hook(pm, "broadcasting_defer", kwargs)
+        if core_alone(pm, "broadcasting_defer"):
+            # what the hook would run: the core's part, here without pluggy or a greenlet
+            receipt = yield from _background.deferred(self, message, adapted)
+        else:
+            kwargs = {
+                "broadcast": self._broadcast,
+                "driver": self.driver,
+                "message": message,
+                "transaction": adapted,
+            }
+            receipt = yield Hook(pm, "broadcasting_defer", kwargs)
         if not isinstance(receipt, Receipt):
             raise wrong_result(pm, "broadcasting_defer", receipt, "a Receipt")
         return receipt if receipt.via == via else replace(receipt, via=via)
