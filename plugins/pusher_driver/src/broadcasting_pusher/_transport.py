@@ -351,7 +351,7 @@ class _AnswerDeadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.task = asyncio.current_task()
-        self.handle: asyncio.TimerHandle | None = None
+        self.handle: asyncio.Handle | None = None  #: the timer's, then its cancellation's
         self.expired = False
         self._cancelling = 0  #: the task's cancellations under way when the clock started
 
@@ -363,13 +363,23 @@ class _AnswerDeadline:
         self.handle = asyncio.get_running_loop().call_later(self.seconds, self._expire)
 
     def _expire(self) -> None:
+        # The answer may have come in this same turn of the loop, just before: its task is
+        # then woken (the read it awaited is done) but has not run yet, and cancelling it now
+        # would throw away an answer that is in. So the task is cancelled one turn later,
+        # after every callback already due, the woken task's among them; that task stops
+        # the clock as it takes its answer, and this cancellation with it.
+        if self.task is not None:
+            self.handle = self.task.get_loop().call_soon(self._cancel)
+
+    def _cancel(self) -> None:
         if self.task is not None:
             self.expired = True
             self.task.cancel()
 
     def stop(self) -> bool:
-        """Stop the clock: whether it ran out and nothing else cancelled the task (its own
-        cancellation is then taken back: the request ends in a timeout instead)."""
+        """Stop the clock: whether it ran out (and cancelled the task) and nothing else
+        cancelled the task (its own cancellation is then taken back: the request ends in a
+        timeout instead)."""
         if self.handle is not None:
             self.handle.cancel()
         if not self.expired or self.task is None:
@@ -421,6 +431,8 @@ class SessionBackend:
     settings: PusherSettings
     hosts: Hosts
     heard: bool = False  #: as NodePool.heard
+    #: each node's URL, as text and parsed (a publish's URL is built from the parsed one)
+    _bases: dict[Node, tuple[str, Any]] = field(default_factory=dict, repr=False)
     #: each session's (loop's) slots per node: ``max_connections`` requests at once
     _slots: weakref.WeakKeyDictionary[Any, dict[Node, asyncio.Semaphore]] = field(
         default_factory=weakref.WeakKeyDictionary, repr=False
@@ -456,12 +468,13 @@ class SessionBackend:
     ) -> Reply:
         import aiohttp
 
-        s, new, where = self.settings, not self.heard, node.url(self.settings.ssl)
+        s, new = self.settings, not self.heard
+        where, url = self._url(node, target, query)
         slot = await self._slot(session, node, where, query)
         answer = _AnswerDeadline(s.timeout)
         token = _answer.set(answer)
         try:
-            async with session.request(method, where + target, data=body, headers=headers) as r:
+            async with session.request(method, url, data=body, headers=headers) as r:
                 reply = Reply(r.status, await r.read(), where)
         except asyncio.CancelledError:
             if not answer.stop():
@@ -484,6 +497,31 @@ class SessionBackend:
             slot.release()
         self.heard = True
         return reply
+
+    def _url(self, node: Node, target: str, query: bool) -> tuple[str, Any]:
+        """``node``'s URL (for messages), and where to send ``target``: a publish's target
+        (``/apps/<digits>/events`` or ``batch_events`` and the signature's query, which
+        :func:`~_api.query_path` made) is joined to the node's URL parsed once, not parsed
+        again with every request. A query's target (which may hold a channel name), or one
+        with a percent-escape (which aiohttp's parsing may write otherwise: ``%2F`` as
+        ``/``), is given as text, as before."""
+        known = self._bases.get(node)
+        if known is None:
+            from yarl import URL  # aiohttp's URLs
+
+            where = node.url(self.settings.ssl)
+            known = self._bases[node] = where, URL(where)
+        where, base = known
+        if query or "%" in target:
+            return where, where + target
+        path, _, query_string = target.partition("?")
+        return where, base.build(
+            scheme=base.scheme,
+            authority=base.raw_authority,
+            path=path,
+            query_string=query_string,
+            encoded=True,
+        )
 
     async def _slot(
         self, session: aiohttp.ClientSession, node: Node, where: str, query: bool
