@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,7 +14,7 @@ from pusher.http import POST, Request
 from pusher.pusher_client import PusherClient
 
 from broadcasting.plugin import Batch, Message, PublishError, QueryError, Secret, ServiceError
-from broadcasting_pusher._rules import is_encrypted
+from broadcasting_pusher._rules import ENCRYPTED_PREFIX, is_encrypted
 from broadcasting_pusher._settings import NAME, PusherSettings
 
 #: Refusals that may be accepted if sent again (and any 5xx).
@@ -28,6 +29,10 @@ _HINTS = {
     429: "rate limited by the server",
 }
 _MAX_SERVER_TEXT = 500
+#: What ``urlencode`` leaves as it is in a name or a value, and the ``=`` and ``&`` it joins with.
+_PLAIN_QUERY = re.compile(r"[\w.~=&-]*", re.ASCII)
+#: The answers of soketi (``{"ok":true}``) and Pusher (``{}``) to a publish: an acknowledgement.
+_ACKNOWLEDGED = frozenset({b'{"ok":true}', b"{}"})
 
 
 class GuardedPusherClient(PusherClient):  # type: ignore[misc]
@@ -76,18 +81,25 @@ def request_for(client: Any, batch: Batch, master_key: Secret | None) -> Request
         text = message.text
         data = _data_for(channels[0], text, master_key) if len(channels) == 1 else text
         return Request(client, POST, path + "events", _event(message, data, channels=channels))
-    events = [
-        _event(part.message, _data_for(channel, part.message.text, master_key), channel=channel)
-        for part in batch.parts
-        for channel in part.channels
-    ]
+    events = []  # as _event makes them (the same keys in the same order), in one loop
+    for part in batch.parts:
+        message = part.message
+        name, text, socket_id = message.event, message.text, message.socket_id
+        for channel in part.channels:
+            encrypted = channel.startswith(ENCRYPTED_PREFIX)  # is_encrypted, inlined
+            data = _data_for(channel, text, master_key) if encrypted else text
+            event = {"channel": channel, "name": name, "data": data}
+            if socket_id is not None:
+                event["socket_id"] = socket_id
+            events.append(event)
     return Request(client, POST, path + "batch_events", {"batch": events})
 
 
 def wire(request: Request) -> tuple[str, str, bytes, dict[str, str], bool]:
     """Method, signed target, body, headers, and whether it queries (a failure: QueryError)."""
     query = not str(request.path).endswith(("/events", "/batch_events"))
-    return request.method, query_path(request), request.body, dict(request.headers), query
+    # the SDK's headers property makes a new dict on each call: it is this request's own
+    return request.method, query_path(request), request.body, request.headers, query
 
 
 def service_error(
@@ -100,7 +112,18 @@ def service_error(
 
 def query_path(request: Request) -> str:
     """The path with its signed query string."""
-    return f"{request.path}?{urlencode(sorted(request.query_params.items()))}"
+    items = sorted(request.query_params.items())
+    # a publish's query is only the signature's: the app key, hex digests, digits, "1.0".
+    # When every name and value is text that urlencode leaves as it is, the query is joined
+    # as it stands (as the SDK joins it to sign it): the same string, without quoting each
+    try:
+        joined = "&".join(map("=".join, items))
+    except TypeError:  # not text (the SDK signs only text): urlencode says what it makes
+        joined = ""
+    joins = joined.count("=") == len(items) and joined.count("&") == len(items) - 1
+    if joins and _PLAIN_QUERY.fullmatch(joined):  # and no "=" or "&" of a name or value
+        return f"{request.path}?{joined}"
+    return f"{request.path}?{urlencode(items)}"
 
 
 def scrub(text: str, settings: PusherSettings) -> str:
@@ -122,6 +145,8 @@ def check_answer(
     """Return if the server (at ``where``: the node that answered) acknowledged the request,
     else raise a PublishError (QueryError with ``query``): a 4xx certainly did not deliver; a
     5xx or a 2xx that is not JSON may have."""
+    if 200 <= status < 300 and body in _ACKNOWLEDGED:
+        return  # the common answer, read as the rest of this function would read it
     where = where or settings.base_url
     text = body.decode("utf-8", "replace")
     try:

@@ -78,6 +78,8 @@ class Hosts:
         self.nodes = tuple(nodes)
         self.cooldown, self.max_cooldown = cooldown, max_cooldown
         self._health = {node: _Health() for node in self.nodes}
+        #: The nodes that failed since they last answered: the others' health is as new.
+        self._failing: set[Node] = set()
         #: The next request's turn (a random start per process; tests set it).
         self.turn = random.randrange(len(self.nodes)) if turn is None else turn
         self._lock = threading.Lock()
@@ -88,6 +90,10 @@ class Hosts:
         (this request finds out whether it is back), the nodes that are up, taking turns, then
         the nodes that are down, the least recently failed first."""
         with self._lock:
+            if not self._failing:  # every node up: they only take turns
+                nodes, start = self.nodes, self.turn % len(self.nodes)
+                self.turn += 1
+                return [*nodes[start:], *nodes[:start]]
             due: Node | None = None
             up: list[Node] = []
             down: list[Node] = []
@@ -118,13 +124,16 @@ class Hosts:
             if health.down_until > now and not health.probing:
                 return
             health.failures += 1
+            self._failing.add(node)
             health.probing = False
             health.down_until = now + self._cooldown(health.failures)
 
     def answered(self, node: Node) -> None:
         """``node`` answered (whatever it said): it is up."""
         with self._lock:
-            self._health[node] = _Health()
+            if node in self._failing:  # else its health is as new already
+                self._failing.discard(node)
+                self._health[node] = _Health()
 
     def down(self, now: float) -> list[Node]:
         """The nodes skipped at ``now`` (down, or being tried by one request)."""
