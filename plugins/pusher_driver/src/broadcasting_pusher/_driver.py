@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import threading
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -45,6 +46,10 @@ class BroadcastPusherDriver(Driver):
     def __init__(self, settings: PusherSettings) -> None:
         self.settings = settings
         self.limits = _rules.limits(settings.max_payload_bytes)
+        #: this server's: ``max_batch_events`` events per ``/batch_events`` request
+        self.capabilities = dataclasses.replace(
+            type(self).capabilities, batch_channels=settings.max_batch_events
+        )
         self._master_key = settings.encryption_master_key  # a Secret, decoded per event
         self._hosts = Hosts(settings.nodes)  # which node is up: shared by sync and async
         self._pool = _transport.ConnectionPool(settings, self._hosts)

@@ -6,10 +6,12 @@ import re
 
 from broadcasting import ConfigurationError, InvalidChannelError, InvalidEventError
 from broadcasting.plugin import Limits, Message
-from broadcasting_pusher._settings import NAME
+from broadcasting_pusher._settings import DEFAULT_MAX_BATCH_EVENTS, NAME
 
 MAX_CHANNELS_PER_TRIGGER = 100
-MAX_BATCH_EVENTS = 10  #: per ``/batch_events`` request on Pusher's multi-tenant clusters
+#: per ``/batch_events`` request on Pusher's multi-tenant clusters (the ``max_batch_events``
+#: option's default: a self-hosted server may take more)
+MAX_BATCH_EVENTS = DEFAULT_MAX_BATCH_EVENTS
 MAX_CHANNEL_NAME_LENGTH = 164
 MAX_EVENT_NAME_LENGTH = 200
 

@@ -19,13 +19,17 @@ NAME = "pusher"
 #: Every option the driver reads (the core reads the delivery options before it sees the rest).
 KNOWN_OPTIONS = frozenset(
     {"app_id", "client", "key", "secret", "cluster", "host", "hosts", "port", "ssl", "timeout"}
-    | {"encryption_master_key_base64", "max_payload_bytes", "max_connections"}
+    | {"encryption_master_key_base64", "max_payload_bytes", "max_connections", "max_batch_events"}
 )
 
 DEFAULT_MAX_PAYLOAD_BYTES = 10 * 1024
 DEFAULT_TIMEOUT = 5.0
 MAX_TIMEOUT = 86_400  #: a day: far longer than any answer, and within what a socket can wait
 DEFAULT_MAX_CONNECTIONS = 10
+DEFAULT_MAX_BATCH_EVENTS = 10  #: per ``/batch_events`` request on Pusher's hosted clusters
+#: The most ``max_batch_events`` may be: soketi and Reverb set no ceiling, but a request of
+#: more events holds more of them in one outcome (a lost answer leaves them all unknown)
+MAX_BATCH_EVENTS_LIMIT = 1000
 
 _DIGITS = re.compile(r"[0-9]+")
 _CLUSTER = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -52,6 +56,8 @@ class PusherSettings:
     encryption_master_key: Secret | None = None
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    #: Events one ``/batch_events`` request may carry (the server's limit: 10 on Pusher's).
+    max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS
     #: The ``hosts`` option's nodes (empty without it); ``host`` and ``port`` are the first's.
     hosts: tuple[Node, ...] = ()
 
@@ -78,6 +84,19 @@ def _positive_int(options: Mapping[str, Any], key: str, default: int) -> int:
     value = options.get(key, default)
     if not _is_int(value) or value < 1:
         raise ConfigurationError(NAME, key, "must be an int >= 1")
+    return value
+
+
+def _max_batch_events(options: Mapping[str, Any]) -> int:
+    value = options.get("max_batch_events", DEFAULT_MAX_BATCH_EVENTS)
+    if not _is_int(value) or not 1 <= value <= MAX_BATCH_EVENTS_LIMIT:
+        raise ConfigurationError(
+            NAME,
+            "max_batch_events",
+            f"must be an int from 1 to {MAX_BATCH_EVENTS_LIMIT:,}: the events one /batch_events "
+            f"request may carry, as the server allows (Pusher's clusters: "
+            f"{DEFAULT_MAX_BATCH_EVENTS}; soketi: the app's maxEventBatchSize)",
+        )
     return value
 
 
@@ -267,5 +286,6 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
         encryption_master_key=_master_key(options),
         max_payload_bytes=_positive_int(options, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES),
         max_connections=_positive_int(options, "max_connections", DEFAULT_MAX_CONNECTIONS),
+        max_batch_events=_max_batch_events(options),
         hosts=hosts,
     )
