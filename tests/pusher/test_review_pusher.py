@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from pusher_ws import PusherSubscriber
+from soketi_pytest import start_soketi
 from soketi_server import HOST, SoketiServer
 
 from broadcasting import Broadcast, BroadcastError, PublishError
@@ -188,21 +189,38 @@ class FreezingRelay:
         self._loop.close()
 
 
+#: The timings of :func:`brisk_soketi`: the ``activity_timeout`` it tells clients (soketi says
+#: 30 s) and the silence after which it closes a connection (soketi's is 120 s).
+BRISK_ACTIVITY = 3
+BRISK_QUIET_CLOSE = 10
+
+
+@pytest.fixture(scope="module")
+def brisk_soketi() -> Iterator[SoketiServer]:
+    """soketi with its two keep-alive timings scaled down (30 s -> 3 s, 120 s -> 10 s), so the
+    keep-alive proofs take seconds: the same server code, the same protocol."""
+    server = start_soketi(activity_timeout=BRISK_ACTIVITY, quiet_close=BRISK_QUIET_CLOSE)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
-def frozen_path(soketi: SoketiServer) -> Iterator[FreezingRelay]:
-    with FreezingRelay(soketi.port) as relay:
+def frozen_path(brisk_soketi: SoketiServer) -> Iterator[FreezingRelay]:
+    with FreezingRelay(brisk_soketi.port) as relay:
         yield relay
 
 
-@pytest.mark.proof  # about 33 s (soketi's 30 s activity timeout, then the ping's timeout)
+@pytest.mark.proof  # about 5 s (brisk_soketi's 3 s activity timeout, then the ping's timeout)
 async def test_listen_finds_out_when_its_connection_went_dead(
-    soketi: SoketiServer, frozen_path: FreezingRelay
+    brisk_soketi: SoketiServer, frozen_path: FreezingRelay
 ) -> None:
     """A WebSocket whose network path died sends no close: the listener used to wait on it
     forever, printing nothing, while publishes went out. Now it pings the server after the
-    ``activity_timeout`` soketi gave it (30 s) and, with no answer within ``timeout``, ends
-    with an error that says the connection was lost."""
-    options = soketi.driver_options(port=frozen_path.port, timeout=2)
+    ``activity_timeout`` the server gave it (soketi's 30 s; 3 s here) and, with no answer
+    within ``timeout``, ends with an error that says the connection was lost."""
+    options = brisk_soketi.driver_options(port=frozen_path.port, timeout=2)
     channel = unique("dead-path")
     with Broadcast(pusher_config(options)) as broadcast:
         listener = broadcast.driver().driver.listen_channels([channel])
@@ -216,24 +234,31 @@ async def test_listen_finds_out_when_its_connection_went_dead(
         finally:
             await listener.aclose()  # type: ignore[attr-defined]
     assert "pusher:ping" in str(caught.value)
-    assert 25 < took < 45, took  # soketi's activity_timeout (30 s) + the timeout (2 s)
+    # the server's activity_timeout (3 s) + the timeout (2 s): not the listener's own 120 s
+    assert BRISK_ACTIVITY < took < BRISK_ACTIVITY + 2 + 15, took
 
 
-@pytest.mark.proof
+@pytest.mark.proof  # about 12 s (brisk_soketi closes a quiet connection after 10 s)
 async def test_listen_on_a_quiet_channel_outlives_soketis_two_minute_timeout(
-    soketi: SoketiServer,
+    brisk_soketi: SoketiServer,
 ) -> None:
-    """soketi ends a connection it has sent nothing on for 120 s (close code 4201); a client is
-    expected to ``pusher:ping`` after ``activity_timeout`` (30 s). The listener never did, so
-    ``broadcasting listen`` on a quiet channel died after two minutes; now it is still
-    listening, and hears the next event."""
+    """soketi ends a connection it has sent nothing on for 120 s (close code 4201; 10 s here);
+    a client is expected to ``pusher:ping`` after ``activity_timeout`` (30 s; 3 s here). The
+    listener never did, so ``broadcasting listen`` on a quiet channel died after two minutes;
+    now it is still listening when a subscriber that never pings, connected after it, has
+    been closed, and hears the next event."""
     channel = unique("quiet")
-    with Broadcast(pusher_config(soketi.driver_options())) as broadcast:
+    with Broadcast(pusher_config(brisk_soketi.driver_options())) as broadcast:
         listener = broadcast.driver().driver.listen_channels([channel])
         try:
             assert (await next_heard(listener)).event == SUBSCRIBED
             waiting = asyncio.ensure_future(next_heard(listener, 200))
-            await asyncio.sleep(125)
+            # the control: as quiet as the listener's channel, subscribed later, never pinging
+            async with PusherSubscriber(brisk_soketi.ws_url()) as silent:
+                await silent.subscribe(channel)
+                assert await silent.closed(BRISK_QUIET_CLOSE + 20), "soketi kept a quiet socket"
+                assert silent._ws.close_code == 4201, silent._ws.close_code  # its quiet close
+            await asyncio.sleep(1)  # the listener's own close would have been read by now
             assert not waiting.done(), "the listener stopped on a quiet channel"
             await broadcast.achannel(channel, {"late": True}, "still-there")
             heard = await waiting

@@ -16,6 +16,13 @@ Everything binds to 127.0.0.1: the HTTP/WebSocket port, the metrics port
 (soketi listens there even with metrics off) and the UDP port of its cluster
 discovery, which by default binds 0.0.0.0 and broadcasts to 255.255.255.255;
 here it only talks to itself on loopback. Each server gets free ports.
+
+soketi 1.6.1 fixes two timings in its code, not its configuration: it tells each client
+``activity_timeout: 30`` (ping after 30 s of silence) and ends a connection it has sent nothing
+on for 120 s (close code 4201). ``SoketiServer(activity_timeout=3, quiet_close=10)`` runs the
+same soketi with those two numbers replaced as its ``ws-handler.js`` is loaded (a ``node -r``
+preload; it refuses to start if either number is no longer where it was), so a test of the
+keep-alive takes seconds instead of minutes.
 """
 
 from __future__ import annotations
@@ -58,6 +65,31 @@ def _app() -> dict[str, Any]:
 APP_ID: str = _app()["id"]
 APP_KEY: str = _app()["key"]
 APP_SECRET: str = _app()["secret"]
+
+
+#: soketi's ``ws-handler.js`` and the two fixed timings in it, as 1.6.1 writes them.
+WS_HANDLER = "@soketi/soketi/dist/ws-handler.js"
+ANNOUNCED_ACTIVITY = "activity_timeout: 30,"
+QUIET_CLOSE = "}, 120000);"
+#: A ``node -r`` preload that replaces them (JSON-encoded strings go in for the placeholders).
+_TIMINGS_PRELOAD = """'use strict';
+const Module = require('module');
+const path = require('path');
+const compile = Module.prototype._compile;
+const target = path.join(...WS_HANDLER.split('/'));
+const swaps = SWAPS;
+Module.prototype._compile = function (content, filename) {
+  if (filename.endsWith(target)) {
+    for (const [before, after] of swaps) {
+      if (content.split(before).length !== 2) {
+        throw new Error(`soketi_server.py: ${JSON.stringify(before)} is not once in ${filename}`);
+      }
+      content = content.replace(before, after);
+    }
+  }
+  return compile.call(this, content, filename);
+};
+"""
 
 
 class SoketiUnavailable(RuntimeError):
@@ -133,8 +165,20 @@ class SoketiServer:
     as soketi reads them).
     """
 
-    def __init__(self, port: int | None = None, **config: Any) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        activity_timeout: int | None = None,
+        quiet_close: int | None = None,
+        **config: Any,
+    ) -> None:
         self.port = port or free_port()
+        #: soketi's own timings replaced (see the module's docstring): the seconds it gives
+        #: clients as ``activity_timeout``, the seconds after which it closes a connection
+        #: it has sent nothing on
+        self.activity_timeout = activity_timeout
+        self.quiet_close = quiet_close
         self.metrics_port = free_port()
         self.cluster_port = free_port(socket.SOCK_DGRAM)
         self.overrides = config
@@ -202,7 +246,7 @@ class SoketiServer:
         env["NODE_NO_WARNINGS"] = "1"
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                ["node", str(server_js), "start", f"--config={config_path}"],
+                ["node", *self._preload(), str(server_js), "start", f"--config={config_path}"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -216,6 +260,20 @@ class SoketiServer:
             self.stop()
             raise
         return self
+
+    def _preload(self) -> list[str]:
+        """``node`` arguments that replace soketi's fixed timings, if any were given."""
+        swaps = []
+        if self.activity_timeout is not None:
+            swaps.append((ANNOUNCED_ACTIVITY, f"activity_timeout: {int(self.activity_timeout)},"))
+        if self.quiet_close is not None:
+            swaps.append((QUIET_CLOSE, f"}}, {int(self.quiet_close) * 1000});"))
+        if not swaps:
+            return []
+        script = _TIMINGS_PRELOAD.replace("WS_HANDLER", json.dumps(WS_HANDLER))
+        preload = self._workdir / "timings.js"
+        preload.write_text(script.replace("SWAPS", json.dumps(swaps)), encoding="utf-8")
+        return ["-r", str(preload)]
 
     def _answers(self) -> bool:
         if self.scheme == "https":  # a TCP connect is enough; the tests check TLS
