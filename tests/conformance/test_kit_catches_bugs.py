@@ -16,19 +16,14 @@ TLS option they refuse) or hold a revealed key in a traceback's frame.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import re
-import subprocess
 import sys
 import textwrap
-import xml.etree.ElementTree as ET
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-TOY_SERVICE = Path(__file__).resolve().parent / "toy_service.py"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from kit_report import Report, run_suite
 
 SUITE = """
 from __future__ import annotations
@@ -848,113 +843,10 @@ MALFORMED_RESULTS = {
 }
 
 
-#: The suite's classes are run in this many pytest processes: under ``pytest -n 2`` both
-#: workers need the report, and each takes the parts the other has not begun.
-SHARDS = 4
-
-
-def _shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of this test run that every xdist worker of it sees (its own, without xdist)."""
-    base = tmp_path_factory.getbasetemp()
-    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "kit"
-    folder.mkdir(exist_ok=True)
-    return folder
-
-
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` whole or not at all (another worker may write the same file)."""
-    part = path.with_name(f"{path.name}.{os.getpid()}")
-    part.write_text(text)
-    os.replace(part, path)
-
-
-def _run_shard(root: Path, number: int, classes: list[str]) -> None:
-    """Run ``classes`` of the suite in a pytest process; its report goes to shard-N.xml."""
-    xml = root / f"shard-{number}.xml"
-    part = root / f"shard-{number}.xml.{os.getpid()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:asyncio",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            f"--junitxml={part}",
-            f"--basetemp={root / f'tmp-{number}-{os.getpid()}'}",
-            "-c",
-            str(root / "pytest.ini"),
-            "--rootdir",
-            str(root),
-            *(f"{root / 'test_broken_drivers.py'}::{name}" for name in classes),
-        ],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert part.exists(), result.stdout + result.stderr
-    os.replace(part, xml)
-
-
-def _shard_done(root: Path, number: int, classes: list[str], *, wait: bool) -> bool:
-    """Make shard ``number`` unless it is made: False if another worker is making it and
-    ``wait`` is false, else True once it is there."""
-    with (root / f"shard-{number}.lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            return False
-        if not (root / f"shard-{number}.xml").exists():  # a failed run leaves none: rerun
-            _run_shard(root, number, classes)
-        return True
-
-
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, set[str]]]:
-    """Run the broken-driver suite once per test run; outcome -> class -> test names.
-
-    Outcomes are ``passed``, ``failed`` and ``skipped`` (function names,
-    parameters stripped); ``failed-cases`` has the full names of failed cases
-    (``test_socket_id[sync]``) and ``failed-messages`` their failure messages.
-    The suite's classes run in :data:`SHARDS` pytest processes, shared by the
-    workers of ``pytest -n``: none runs twice.
-    """
-    root = _shared_folder(tmp_path_factory)
-    suite = textwrap.dedent(SUITE)
-    _write(root / "pytest.ini", "[pytest]\n")
-    _write(root / "test_broken_drivers.py", suite)
-    _write(root / TOY_SERVICE.name, TOY_SERVICE.read_text())
-    classes = re.findall(r"^class (Test\w+)", suite, re.MULTILINE)
-    shards = [classes[number::SHARDS] for number in range(SHARDS)]
-    for number, shard in enumerate(shards):  # the shards nobody has begun
-        _shard_done(root, number, shard, wait=False)
-    for number, shard in enumerate(shards):  # then the ones another worker is making
-        _shard_done(root, number, shard, wait=True)
-    outcomes: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for number in range(SHARDS):
-        for case in ET.parse(root / f"shard-{number}.xml").getroot().iter("testcase"):
-            cls = case.get("classname", "").rsplit(".", 1)[-1]
-            full = case.get("name", "")
-            name = full.split("[", 1)[0]
-            kinds = {child.tag for child in case}
-            if kinds & {"failure", "error"}:
-                outcome = "failed"
-                outcomes["failed-cases"][cls].add(full)
-                for child in case:
-                    outcomes["failed-messages"][cls].add(child.get("message", ""))
-            elif "skipped" in kinds:
-                outcome = "skipped"
-            else:
-                outcome = "passed"
-            outcomes[outcome][cls].add(name)
-    ran = {cls for outcome in ("passed", "failed", "skipped") for cls in outcomes[outcome]}
-    assert ran == set(classes), f"classes the suite did not run: {set(classes) - ran}"
-    return outcomes
+def report(tmp_path_factory: pytest.TempPathFactory) -> Report:
+    """Run the broken-driver suite once per test run (kit_report.Report)."""
+    return run_suite(tmp_path_factory, "kit", "test_broken_drivers.py", textwrap.dedent(SUITE))
 
 
 @pytest.mark.parametrize("cls", CORRECT)
