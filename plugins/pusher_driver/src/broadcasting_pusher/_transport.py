@@ -92,9 +92,22 @@ class _ReadsWithin(io.RawIOBase):
         if self._deadline is not None:
             left = self._deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError("timed out")
+                return self._late(buffer)
             self._sock.settimeout(left)
         return self._raw.readinto(buffer)
+
+    def _late(self, buffer: Any) -> int:
+        """Past the deadline: what the socket already holds, without waiting (an answer that
+        came in time but was read in pieces, the last ones after the deadline, still counts);
+        a timeout if nothing is there."""
+        self._sock.settimeout(0.0)
+        try:
+            read = self._raw.readinto(buffer)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            read = None
+        if read is None:  # nothing came in time
+            raise TimeoutError("timed out")
+        return read
 
     def close(self) -> None:
         if not self.closed:
