@@ -8,9 +8,9 @@ Usage::
 A writer process commits ``rate`` publishes a second into a PostgreSQL outbox (each in a
 transaction of its own, ``send="outbox"``; the crash soak's writer, benchmarks/
 outbox_soak.py) for ``before + outage + after`` seconds, while one relay process delivers
-them to soketi. After ``before`` seconds soketi is killed (SIGKILL: a graceful stop drops
-its WebSocket connections first and may still acknowledge publishes, which then reach no
-subscriber); ``outage`` seconds later it is started again on the same port. Meanwhile
+them to soketi. ``before`` seconds after the writer's first commit soketi is killed
+(SIGKILL: a graceful stop drops its WebSocket connections first and may still acknowledge
+publishes, which then reach no subscriber); ``outage`` seconds later it is started again on the same port. Meanwhile
 the backlog grows and the relay waits: its rows back off (``--backoff-cap``: the relay's
 ``Backoff.cap``, default the library's), so it must not spin. Measured:
 
@@ -227,7 +227,19 @@ async def outage(soketi: Any, settings: Settings) -> Result:
         def pending() -> int:
             return store.stats(time.time()).backlog["pending"]
 
+        def written() -> int:
+            return sum(store.stats(time.time()).backlog.values())
+
         try:
+            # the load starts with the writer's first commit, not with its spawn (a process
+            # that starts slowly on a busy machine would otherwise write nothing before, or
+            # during, the outage)
+            waited = time.monotonic()
+            while not written():
+                if time.monotonic() > waited + 120:
+                    result.broken.append("the writer committed nothing within 120 s")
+                    break
+                await asyncio.sleep(0.05)
             await asyncio.sleep(settings.before)
             cpu_load = cpu_seconds(relay.pid) / (time.monotonic() - started)
             # a crash (SIGKILL): a graceful stop first drops the WebSocket connections and
