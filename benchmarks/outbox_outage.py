@@ -10,9 +10,10 @@ transaction of its own, ``send="outbox"``; the crash soak's writer, benchmarks/
 outbox_soak.py) for ``before + outage + after`` seconds, while one relay process delivers
 them to soketi. ``before`` seconds after the writer's first commit soketi is killed
 (SIGKILL: a graceful stop drops its WebSocket connections first and may still acknowledge
-publishes, which then reach no subscriber); ``outage`` seconds later it is started again on the same port. Meanwhile
-the backlog grows and the relay waits: its rows back off (``--backoff-cap``: the relay's
-``Backoff.cap``, default the library's), so it must not spin. Measured:
+publishes, which then reach no subscriber); ``outage`` seconds later it is started again on
+the same port. Meanwhile the backlog grows and the relay waits: its rows back off
+(``--backoff-cap``: the relay's ``Backoff.cap``, default the library's), so it must not spin.
+Measured:
 
 - the backlog's peak (pending rows), polled every 0.2 s;
 - the relay's CPU during the outage: its process's user + system time (``/proc/<pid>/stat``)
