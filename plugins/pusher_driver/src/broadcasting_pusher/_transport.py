@@ -110,8 +110,9 @@ class _ReadsWithin(io.RawIOBase):
         return read
 
     def close(self) -> None:
-        if not self.closed:
-            self._raw.close()
+        raw = vars(self).get("_raw")  # none if a Ctrl-C came while it was being made
+        if not self.closed and raw is not None:
+            raw.close()
         super().close()
 
 
@@ -123,6 +124,16 @@ class _Answer(http.client.HTTPResponse):
         super().__init__(sock, *args, **kwargs)
         self.fp.close()  # http.client's reader, whose every read may wait the whole timeout
         self.fp = io.BufferedReader(_ReadsWithin(sock, sock.gettimeout()))
+
+    def flush(self) -> None:
+        """Nothing to flush: an answer is only read (http.client's flushes its reader, which
+        a Ctrl-C in the middle of a read may leave closed)."""
+
+    def close(self) -> None:
+        if "fp" in vars(self):
+            super().close()
+        else:  # a Ctrl-C came while it was being made: its finalizer closes what there is
+            io.BufferedIOBase.close(self)
 
 
 def _not_sent(error: ServiceError, exc: BaseException, *, down: bool = True) -> NotSent:
