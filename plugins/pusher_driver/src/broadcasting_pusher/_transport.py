@@ -11,6 +11,7 @@ import functools
 import http.client
 import io
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -121,9 +122,18 @@ class _Answer(http.client.HTTPResponse):
     written (http.client makes the answer right after)."""
 
     def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        self.fp.close()  # http.client's reader, whose every read may wait the whole timeout
-        self.fp = io.BufferedReader(_ReadsWithin(sock, sock.gettimeout()))
+        # A Ctrl-C that lands while the answer and its readers are made (right as the server
+        # takes the request) waits until they are whole: a half-made socket reader of the
+        # standard library is finalized on attributes it never got, printing errors after
+        # the command's own line. It is raised as soon as they are made.
+        held = _hold_sigint()
+        try:
+            super().__init__(sock, *args, **kwargs)
+            self.fp.close()  # http.client's reader, whose every read may wait the whole timeout
+            self.fp = io.BufferedReader(_ReadsWithin(sock, sock.gettimeout()))
+        finally:
+            if held is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def flush(self) -> None:
         """Nothing to flush: an answer is only read (http.client's flushes its reader, which
@@ -134,6 +144,17 @@ class _Answer(http.client.HTTPResponse):
             super().close()
         else:  # a Ctrl-C came while it was being made: its finalizer closes what there is
             io.BufferedIOBase.close(self)
+
+
+def _hold_sigint() -> set[int | signal.Signals] | None:
+    """Block SIGINT in the main thread (where Python handles it); the mask before, to restore.
+    ``None`` elsewhere, and where signals cannot be masked (Windows)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not _MAIN:
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+_MAIN = threading.main_thread()
 
 
 def _not_sent(error: ServiceError, exc: BaseException, *, down: bool = True) -> NotSent:
