@@ -14,7 +14,7 @@ from pusher.http import POST, Request
 from pusher.pusher_client import PusherClient
 
 from broadcasting.plugin import Batch, Message, PublishError, QueryError, Secret, ServiceError
-from broadcasting_pusher._rules import ENCRYPTED_PREFIX, is_encrypted
+from broadcasting_pusher._rules import is_encrypted
 from broadcasting_pusher._settings import NAME, PusherSettings
 
 #: Refusals that may be accepted if sent again (and any 5xx).
@@ -81,17 +81,11 @@ def request_for(client: Any, batch: Batch, master_key: Secret | None) -> Request
         text = message.text
         data = _data_for(channels[0], text, master_key) if len(channels) == 1 else text
         return Request(client, POST, path + "events", _event(message, data, channels=channels))
-    events = []  # as _event makes them (the same keys in the same order), in one loop
-    for part in batch.parts:
-        message = part.message
-        name, text, socket_id = message.event, message.text, message.socket_id
-        for channel in part.channels:
-            encrypted = channel.startswith(ENCRYPTED_PREFIX)  # is_encrypted, inlined
-            data = _data_for(channel, text, master_key) if encrypted else text
-            event = {"channel": channel, "name": name, "data": data}
-            if socket_id is not None:
-                event["socket_id"] = socket_id
-            events.append(event)
+    events = [
+        _event(part.message, _data_for(channel, part.message.text, master_key), channel=channel)
+        for part in batch.parts
+        for channel in part.channels
+    ]
     return Request(client, POST, path + "batch_events", {"batch": events})
 
 
