@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from broadcasting import ConfigurationError, InputError, PayloadTooLargeError
 from broadcasting.plugin import AuthRequest
-from broadcasting_pusher._rules import RESERVED_PREFIX
+from broadcasting_pusher._rules import CHANNEL_PATTERN, RESERVED_PREFIX
 from broadcasting_pusher._settings import NAME
 from broadcasting_pusher._webhooks import sign
 
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 # stricter than soketi's. Sign-in ids too: a signed-in user is what presence channels show.
 MAX_USER_ID_LENGTH = 128
 MAX_USER_INFO_BYTES = 1024  #: of the ``user_info`` JSON text
+#: What a signed-in user's id may hold: it names the user's ``#server-to-user-<id>`` channel
+#: and the ``/users/<id>/terminate_connections`` path, so a channel name's characters (the
+#: official SDK's authenticate_user refuses any other id too). A presence member's id, which
+#: names neither, may be any text.
+USER_ID_RULE = f"at most {MAX_USER_ID_LENGTH} of A-Z a-z 0-9 _ - = @ , . ;"
 
 
 def _signature(driver: BroadcastPusherDriver, text: str) -> str:
@@ -93,9 +98,22 @@ def sign_channel(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[st
     return {"auth": _signature(driver, signed), **extra}
 
 
+def signed_in_id(user_id: str, what: str) -> str:
+    """``user_id`` if a user may sign in with it, be reached and be disconnected by it; else an
+    InputError that names ``what`` it came from (a sign-in accepted here is never one that
+    ``send_to_user()`` or ``terminate_user()`` would then refuse)."""
+    if len(user_id) > MAX_USER_ID_LENGTH or not CHANNEL_PATTERN.fullmatch(user_id):
+        raise InputError(
+            f"{NAME}: {what} {user_id[:40]!r}{'...' if len(user_id) > 40 else ''} is not a "
+            f"Pusher user id ({USER_ID_RULE}, {len(user_id)} given)"
+        )
+    return user_id
+
+
 def sign_user(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[str, Any]:
     """The body pusher-js expects for ``pusher:signin``: ``{"auth", "user_data"}``."""
     member, user_id = _member(request, "user_data")
+    signed_in_id(user_id, "user_data's 'id'")
     data = _json({**member, "id": user_id}, "user_data")  # a str id, as pusher-js requires
     return {"auth": _signature(driver, f"{request.socket_id}::user::{data}"), "user_data": data}
 
@@ -103,8 +121,4 @@ def sign_user(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[str, 
 def user_channel(user_id: str) -> str:
     if not isinstance(user_id, str) or not user_id:
         raise InputError(f"{NAME}: a user id must be a non-empty str")
-    if len(user_id) > MAX_USER_ID_LENGTH:
-        raise InputError(
-            f"{NAME}: a user id is at most {MAX_USER_ID_LENGTH} characters (got {len(user_id)})"
-        )
-    return f"{RESERVED_PREFIX}{user_id}"
+    return f"{RESERVED_PREFIX}{signed_in_id(user_id, 'the user id')}"

@@ -13,7 +13,7 @@ from pusher.http import GET, POST, Request
 from broadcasting import ChannelInfo, Health, InputError, InvalidChannelError, Member, QueryError
 from broadcasting.plugin import ErrorKind, HealthStatus
 from broadcasting_pusher._api import check_answer
-from broadcasting_pusher._auth import MAX_USER_ID_LENGTH  # an id longer cannot have signed in
+from broadcasting_pusher._auth import signed_in_id
 from broadcasting_pusher._hosts import Node
 from broadcasting_pusher._rules import CHANNEL_PATTERN, MAX_CHANNEL_NAME_LENGTH
 from broadcasting_pusher._settings import NAME, _is_int
@@ -156,7 +156,7 @@ def terminate_user(driver: BroadcastPusherDriver, user_id: object) -> Query[None
     user_id = str(user_id) if _is_int(user_id) else user_id
     if not isinstance(user_id, str) or not user_id:
         raise InputError(f"{NAME}: user_id must be a non-empty str")
-    _name(user_id, MAX_USER_ID_LENGTH, "user id", InputError)
+    signed_in_id(user_id, "the user id")
     yield from _ask(driver, POST, f"users/{user_id}/terminate_connections")
 
 
