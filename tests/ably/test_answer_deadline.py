@@ -318,3 +318,91 @@ async def test_every_transport_of_the_sdk_clients_has_the_deadline(
             assert isinstance(transport, whole) and transport.seconds == TIMEOUT
             assert isinstance(transport.transport._pool._network_backend, backend)
     await settled(sdk_clients[1].close())  # the keyed client is the caller's to close
+
+
+# -- the wait for a free connection --------------------------------------------------------------
+
+
+def _one_connection_taken(server: Trickling) -> None:
+    """Wait until the server read the request that holds the pool's one connection."""
+    deadline = time.monotonic() + TIMEOUT + SLACK
+    while server.requests < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.requests == 1
+
+
+def _never_sent(server: Trickling, took: float, waited: Exception) -> None:
+    """The queued request waited ``http_request_timeout`` for a connection, then failed as a
+    publish that certainly did not arrive."""
+    from broadcasting.plugin import Secret
+    from broadcasting_ably._wire import Scrubber, publish_failure
+
+    assert TIMEOUT * 0.9 < took < TIMEOUT + SLACK, f"waited {took:.1f} s for a connection"
+    assert server.requests == 1, "the queued request was never sent"
+    error = publish_failure(Scrubber(Secret(TEST_KEY)), "orders", waited, tried=1)
+    assert not error.maybe_delivered and error.retryable  # failed, not unknown
+    assert "PoolTimeout" in str(error)
+
+
+#: The SDK's own timeouts: (http_open_timeout, http_request_timeout), no pool timeout. The
+#: pool below has one connection (set on httpx's own transport), held by a request whose
+#: deadline is far longer; the server counts what it read, so "never sent" is a count.
+PAIR = (TIMEOUT, TIMEOUT)
+
+
+def test_a_request_behind_a_full_pool_waits_no_longer_than_the_deadline(trickling: Any) -> None:
+    """The SDK's timeout pair leaves httpx's pool timeout unset: a request queued behind busy
+    connections waited for as long as they were busy. It now waits ``http_request_timeout``
+    at most, and fails as never sent."""
+    import httpx
+
+    from broadcasting_ably._deadline import _Whole
+
+    server = trickling("head")
+    url = f"https://127.0.0.1:{server.port}/channels/orders/messages"
+    inner = httpx.HTTPTransport(limits=httpx.Limits(max_connections=1))
+    client = httpx.Client(transport=_Whole(inner, 3 * TRICKLE_FOR), timeout=PAIR)
+    behind = httpx.Client(transport=_Whole(inner, TIMEOUT), timeout=PAIR)
+
+    def hold() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            client.post(url, content=b"{}")
+
+    holding = threading.Thread(target=hold, daemon=True)
+    holding.start()
+    _one_connection_taken(server)
+    started = time.monotonic()
+    with pytest.raises(httpx.PoolTimeout) as waited:
+        behind.post(url, content=b"{}")
+    took = time.monotonic() - started
+    server.stop()  # ends the trickle: the holding request fails and its thread ends
+    holding.join(TRICKLE_FOR + SLACK)
+    client.close()
+    behind.close()
+    _never_sent(server, took, waited.value)
+
+
+async def test_an_async_request_behind_a_full_pool_waits_no_longer_than_the_deadline(
+    trickling: Any,
+) -> None:
+    import httpx
+
+    from broadcasting_ably._deadline import _AWhole
+
+    server = trickling("head")
+    url = f"https://127.0.0.1:{server.port}/channels/orders/messages"
+    inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1))
+    client = httpx.AsyncClient(transport=_AWhole(inner, 3 * TRICKLE_FOR), timeout=PAIR)
+    behind = httpx.AsyncClient(transport=_AWhole(inner, TIMEOUT), timeout=PAIR)
+    held = asyncio.ensure_future(client.post(url, content=b"{}"))
+    await asyncio.to_thread(_one_connection_taken, server)
+    started = time.monotonic()
+    with pytest.raises(httpx.PoolTimeout) as waited:
+        await behind.post(url, content=b"{}")
+    took = time.monotonic() - started
+    held.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await held
+    await client.aclose()
+    await behind.aclose()
+    _never_sent(server, took, waited.value)

@@ -181,6 +181,16 @@ def _answer(response: httpx.Response, raw: bytes) -> httpx.Response:
     )
 
 
+def _wait_for_a_connection(request: httpx.Request, seconds: float) -> None:
+    """Bound the wait for a free connection of the pool by ``seconds`` too: the SDK's timeout
+    pair leaves httpx's ``pool`` timeout unset, and a request queued behind a full pool would
+    wait for as long as the requests ahead of it took. Past it comes httpx's ``PoolTimeout``:
+    the request was never sent (the driver says so)."""
+    timeouts = request.extensions.get("timeout")
+    if isinstance(timeouts, dict) and timeouts.get("pool") is None:
+        request.extensions = {**request.extensions, "timeout": {**timeouts, "pool": seconds}}
+
+
 class _Whole(httpx.BaseTransport):
     """A transport whose requests each have one deadline, their answer read in full under it."""
 
@@ -189,6 +199,7 @@ class _Whole(httpx.BaseTransport):
         self.seconds = seconds
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        _wait_for_a_connection(request, self.seconds)
         token = _DUE.set(_Due(self.seconds))
         try:
             response = self.transport.handle_request(request)
@@ -225,6 +236,7 @@ class _AWhole(httpx.AsyncBaseTransport):
         self.seconds = seconds
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        _wait_for_a_connection(request, self.seconds)
         token = _DUE.set(_Due(self.seconds))
         try:
             response = await self.transport.handle_async_request(request)
