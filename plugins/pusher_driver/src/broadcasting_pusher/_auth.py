@@ -98,10 +98,12 @@ def sign_channel(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[st
     return {"auth": _signature(driver, signed), **extra}
 
 
-def signed_in_id(user_id: str, what: str) -> str:
+def signed_in_id(user_id: object, what: str) -> str:
     """``user_id`` if a user may sign in with it, be reached and be disconnected by it; else an
     InputError that names ``what`` it came from (a sign-in accepted here is never one that
     ``send_to_user()`` or ``terminate_user()`` would then refuse)."""
+    if not isinstance(user_id, str) or not user_id:
+        raise InputError(f"{NAME}: {what} must be a non-empty str")
     if len(user_id) > MAX_USER_ID_LENGTH or not CHANNEL_PATTERN.fullmatch(user_id):
         raise InputError(
             f"{NAME}: {what} {user_id[:40]!r}{'...' if len(user_id) > 40 else ''} is not a "
@@ -119,6 +121,4 @@ def sign_user(driver: BroadcastPusherDriver, request: AuthRequest) -> dict[str, 
 
 
 def user_channel(user_id: str) -> str:
-    if not isinstance(user_id, str) or not user_id:
-        raise InputError(f"{NAME}: a user id must be a non-empty str")
     return f"{RESERVED_PREFIX}{signed_in_id(user_id, 'the user id')}"

@@ -153,10 +153,7 @@ def members(driver: BroadcastPusherDriver, channel: str) -> Query[list[Member]]:
 def terminate_user(driver: BroadcastPusherDriver, user_id: object) -> Query[None]:
     """Disconnect every connection of the signed-in user ``user_id``."""
     # not the SDK's terminate_user_connections: without /apps/{id}, soketi and Reverb 404
-    user_id = str(user_id) if _is_int(user_id) else user_id
-    if not isinstance(user_id, str) or not user_id:
-        raise InputError(f"{NAME}: user_id must be a non-empty str")
-    signed_in_id(user_id, "the user id")
+    user_id = signed_in_id(str(user_id) if _is_int(user_id) else user_id, "user_id")
     yield from _ask(driver, POST, f"users/{user_id}/terminate_connections")
 
 
