@@ -92,6 +92,10 @@ Module.prototype._compile = function (content, filename) {
 """
 
 
+#: What soketi prints once it has tried to listen, whether or not it could.
+UP = "Server is up and running"
+
+
 class SoketiUnavailable(RuntimeError):
     """Node.js or npm is missing, or soketi could not be installed."""
 
@@ -101,6 +105,24 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def reserve_port(port: int = 0) -> socket.socket:
+    """A TCP socket bound to ``port`` (0: any free one) on 127.0.0.1 with ``SO_REUSEPORT``.
+
+    Held while soketi runs, it keeps the port from everyone else: a client's outgoing
+    connection never picks a bound port as its own, and a plain ``bind`` to it fails. soketi
+    (uWebSockets.js) sets ``SO_REUSEPORT`` too, so it alone can still listen there. A port
+    merely found free and closed again can be taken before soketi binds it, and soketi then
+    says it is up without listening at all."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((HOST, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 _refusing: list[socket.socket] = []  # bound, never listening: kept until the process ends
@@ -173,17 +195,20 @@ class SoketiServer:
         quiet_close: int | None = None,
         **config: Any,
     ) -> None:
-        self.port = port or free_port()
+        #: bound (never listening) until :meth:`close`: the ports are this server's alone
+        self._reserved = [reserve_port(port or 0), reserve_port()]
+        self.port = int(self._reserved[0].getsockname()[1])
         #: soketi's own timings replaced (see the module's docstring): the seconds it gives
         #: clients as ``activity_timeout``, the seconds after which it closes a connection
         #: it has sent nothing on
         self.activity_timeout = activity_timeout
         self.quiet_close = quiet_close
-        self.metrics_port = free_port()
+        self.metrics_port = int(self._reserved[1].getsockname()[1])
         self.cluster_port = free_port(socket.SOCK_DGRAM)
         self.overrides = config
         self.scheme = "https" if config.get("ssl.certPath") else "http"
         self.process: subprocess.Popen[bytes] | None = None
+        self._started_at = 0
         self._workdir = Path(tempfile.mkdtemp(prefix="soketi-"))
         self.log_path = self._workdir / "soketi.log"
 
@@ -245,6 +270,7 @@ class SoketiServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOKETI_")}
         env["NODE_NO_WARNINGS"] = "1"
         with self.log_path.open("ab") as log:
+            self._started_at = log.tell()  # where this run's lines begin (a restart appends)
             self.process = subprocess.Popen(
                 ["node", *self._preload(), str(server_js), "start", f"--config={config_path}"],
                 stdout=log,
@@ -275,6 +301,20 @@ class SoketiServer:
         preload.write_text(script.replace("SWAPS", json.dumps(swaps)), encoding="utf-8")
         return ["-r", str(preload)]
 
+    def _said_up(self) -> bool:
+        with self.log_path.open("rb") as log:
+            log.seek(self._started_at)
+            return UP.encode() in log.read()
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection((HOST, self.port), timeout=0.5).close()
+        except ConnectionRefusedError:
+            return False
+        except OSError:  # a timeout: busy, not absent
+            return True
+        return True
+
     def _answers(self) -> bool:
         if self.scheme == "https":  # a TCP connect is enough; the tests check TLS
             try:
@@ -293,6 +333,11 @@ class SoketiServer:
             self._check_alive()
             if self._answers():
                 return
+            if self._said_up() and not self._listening():
+                raise RuntimeError(
+                    f"soketi says it is up but does not listen on port {self.port}: something "
+                    f"else took the port; log:\n{self.log()}"
+                )
             time.sleep(0.05)
         raise RuntimeError(f"soketi did not become ready on port {self.port}; log:\n{self.log()}")
 
@@ -318,8 +363,10 @@ class SoketiServer:
                 process.wait(timeout=5)
 
     def close(self) -> None:
-        """Stop and remove the temporary files."""
+        """Stop, give the ports back and remove the temporary files."""
         self.stop()
+        for sock in self._reserved:
+            sock.close()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
     def log(self) -> str:
