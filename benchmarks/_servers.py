@@ -1,7 +1,7 @@
 """The servers the benchmarks publish to, all on 127.0.0.1 and stopped on exit.
 
-- soketi (the Pusher-protocol server the test suite uses), run with Node from
-  ``tests/servers/soketi/node_modules`` (``npm ci`` there installs it). Two
+- soketi, started by the test suite's own ``tests/servers/soketi_server.py`` (``npm ci`` in
+  ``tests/servers/soketi`` when it is not installed; its ports held until it stops). Two
   instances: one plain for every timed workload, and one with its Prometheus
   metrics on, used only to count the HTTP API calls a workload makes (the
   metrics cost the server a little work per call, so nothing is timed there).
@@ -12,15 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,51 +22,43 @@ from pathlib import Path
 
 from _harness import ROOT
 
-SOKETI_DIR = ROOT / "tests" / "servers" / "soketi"
-SOKETI_BIN = SOKETI_DIR / "node_modules" / "@soketi" / "soketi" / "bin" / "server.js"
+SERVERS = ROOT / "tests" / "servers"
+if str(SERVERS) not in sys.path:
+    sys.path.insert(0, str(SERVERS))
+
+from soketi_server import SoketiServer  # noqa: E402  (the test suite's soketi, on held ports)
+
 HOST = "127.0.0.1"
 
-APP_ID = "424242"
-APP_KEY = "bench-key"
-APP_SECRET = "bench-secret-value"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_http(url: str, deadline: float, proc: subprocess.Popen[bytes]) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server not ready at {url}")
-
-
-@dataclass
 class Soketi:
-    """A running soketi on 127.0.0.1 with one app."""
+    """A running soketi on 127.0.0.1 with the test suite's app (``tests/servers/soketi``)."""
 
-    port: int
-    metrics_port: int
-    metrics: bool
-    proc: subprocess.Popen[bytes]
-    workdir: Path
+    def __init__(self, *, metrics: bool = False) -> None:
+        self.metrics = metrics
+        self.server = SoketiServer(**{"metrics.enabled": metrics}).start()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def metrics_port(self) -> int:
+        return self.server.metrics_port
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        if self.server.process is None:
+            raise RuntimeError("this soketi has stopped")
+        return self.server.process
 
     @property
     def pusher_options(self) -> dict[str, object]:
         """Keyword arguments for ``pusher.Pusher(...)`` pointing at this server."""
         return {
-            "app_id": APP_ID,
-            "key": APP_KEY,
-            "secret": APP_SECRET,
+            "app_id": self.server.app_id,
+            "key": self.server.key,
+            "secret": self.server.secret,
             "host": HOST,
             "port": self.port,
             "ssl": False,
@@ -93,81 +79,12 @@ class Soketi:
         return total
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def soketi_installed() -> bool:
-    return SOKETI_BIN.is_file() and shutil.which("node") is not None
-
-
-def install_soketi() -> None:
-    """``npm ci`` in tests/servers/soketi (the lockfile pins soketi and its override)."""
-    if shutil.which("npm") is None:
-        raise RuntimeError("npm is not installed: soketi cannot be installed")
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=SOKETI_DIR,
-        check=True,
-    )
-
-
-def start_soketi(*, metrics: bool = False) -> Soketi:
-    """Start soketi on free loopback ports and wait until it answers."""
-    if not soketi_installed():
-        install_soketi()
-    port, metrics_port = free_port(), free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-soketi-"))
-    config = {
-        "debug": False,
-        "host": HOST,
-        "port": port,
-        "metrics.enabled": metrics,
-        "metrics.host": HOST,
-        "metrics.port": metrics_port,
-        "appManager.array.apps": [
-            {
-                "id": APP_ID,
-                "key": APP_KEY,
-                "secret": APP_SECRET,
-                "maxEventChannelsAtOnce": 100,
-                "maxEventNameLength": 200,
-                "maxEventPayloadInKb": 10,
-                "maxEventBatchSize": 10,
-                "maxChannelNameLength": 164,
-            }
-        ],
-    }
-    config_path = workdir / "soketi.json"
-    config_path.write_text(json.dumps(config))
-    log = (workdir / "soketi.log").open("wb")
-    proc = subprocess.Popen(
-        ["node", str(SOKETI_BIN), "start", f"--config={config_path}"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "NODE_NO_WARNINGS": "1"},
-    )
-    server = Soketi(port, metrics_port, metrics, proc, workdir)
-    try:
-        _wait_http(f"http://{HOST}:{port}/ready", time.monotonic() + 30, proc)
-        if metrics:
-            _wait_http(f"http://{HOST}:{metrics_port}/ready", time.monotonic() + 10, proc)
-    except Exception:
-        server.stop()
-        raise
-    return server
+        self.server.close()
 
 
 @contextlib.contextmanager
 def soketi(*, metrics: bool = False) -> Iterator[Soketi]:
-    server = start_soketi(metrics=metrics)
+    server = Soketi(metrics=metrics)
     try:
         yield server
     finally:
