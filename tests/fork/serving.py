@@ -79,30 +79,63 @@ def _listening(port: int) -> bool:
     return True
 
 
+def free_port() -> int:
+    """A port nothing is bound to right now (another process may take it before the server)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+#: What gunicorn and uvicorn log once bound to ``HOST:port`` (formatted with the port), and
+#: when the port was taken first. Only the server's own line proves that what answers on the
+#: port is this server, not one that took the port before it.
+BOUND = ("Listening at: http://{host}:{port}", "running on http://{host}:{port}")
+TAKEN = ("connection in use", "address already in use")
+
+
+def _taken(server: Server) -> bool:
+    log = server.log().lower()
+    return any(line in log for line in TAKEN)
+
+
 @contextlib.contextmanager
-def running(argv: list[str], env: dict[str, str], port: int, log_path: Path) -> Iterator[Server]:
-    """Start ``argv`` (which must bind ``HOST:port``) in this folder; kill it afterwards."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **env},
-            cwd=HERE,
-            start_new_session=True,
-        )
-    server = Server(process, f"http://{HOST}:{port}", log_path)
-    try:
-        until(
-            lambda: process.poll() is not None or _listening(port),
-            START_TIMEOUT,
-            f"{argv[2]} to listen on port {port}",
-        )
-        assert process.poll() is None, f"{argv[2]} exited at start:\n{server.log()}"
-        yield server
-    finally:
-        server.kill()
+def running(
+    argv_for: Callable[[int], list[str]], env: dict[str, str], log_path: Path, attempts: int = 3
+) -> Iterator[Server]:
+    """Start ``argv_for(port)`` (which must bind ``HOST:port``) in this folder on a free port,
+    and on another if that one was taken before the server bound it; kill it afterwards."""
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        argv = argv_for(port)
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **env},
+                cwd=HERE,
+                start_new_session=True,
+            )
+        server = Server(process, f"http://{HOST}:{port}", log_path)
+        bound = [line.format(host=HOST, port=port) for line in BOUND]
+
+        def settled(server: Server = server, bound: list[str] = bound, port: int = port) -> bool:
+            if _taken(server) or server.process.poll() is not None:
+                return True
+            return any(line in server.log() for line in bound) and _listening(port)
+
+        try:
+            until(settled, START_TIMEOUT, f"{argv[2]} to listen on port {port}")
+            if _taken(server) and attempt < attempts:
+                continue  # the finally below kills it
+            assert process.poll() is None, f"{argv[2]} exited at start:\n{server.log()}"
+            assert not _taken(server), server.log()
+            yield server
+            return
+        finally:
+            server.kill()
+    raise AssertionError("unreachable")  # the last attempt yields or fails
 
 
 def get_json(url: str) -> Any:

@@ -33,7 +33,7 @@ import pytest
 from pusher_ws import PusherSubscriber
 from recording_proxy import RecordingProxy
 from serving import Server, get_json, pusher_config, running, visit_every_worker
-from soketi_server import SoketiServer, free_port
+from soketi_server import SoketiServer
 
 from broadcasting import Broadcast
 
@@ -97,7 +97,6 @@ def serve_and_visit(
     """
     hold_dir = tmp_path / "hold"
     hold_dir.mkdir()
-    port = free_port()
     env = {
         "FORK_CONFIG": json.dumps(pusher_config(soketi.driver_options(port=proxy.port))),
         "FORK_CHANNEL": channel,
@@ -105,7 +104,7 @@ def serve_and_visit(
         "FORK_WORKERS": str(WORKERS),
     }
     server: Server
-    with running(SERVERS[kind](port), env, port, tmp_path / "server.log") as server:
+    with running(SERVERS[kind], env, tmp_path / "server.log") as server:
         held = visit_every_worker(server, hold_dir, WORKERS)
         more = [get_json(f"{server.url}/?n={n}") for n in range(WORKERS + 1, 3 * WORKERS + 1)]
         code = server.stop()
