@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e_hearing"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cluster_support import add_rules, start_cluster, web_app
-from hearing_support import Heard, OnlineUsers, Recorder, Uvicorn, free_port
+from hearing_support import Heard, OnlineUsers, Recorder, Uvicorn, listening_socket
 from soketi_cluster import SoketiCluster
 from soketi_server import CONFIG_FILE
 
@@ -46,8 +47,15 @@ WEBHOOK_EVENTS = ["channel_occupied", "channel_vacated", "member_added", "member
 
 
 @pytest.fixture(scope="session")
-def web_port() -> int:
-    return free_port()
+def web_socket() -> Iterator[socket.socket]:
+    """Where the webhook receiver will listen: bound now, so soketi can be told its port."""
+    with listening_socket() as sock:
+        yield sock
+
+
+@pytest.fixture(scope="session")
+def web_port(web_socket: socket.socket) -> int:
+    return int(web_socket.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -112,8 +120,8 @@ def recorder(broadcast: Broadcast) -> Recorder:
 
 
 @pytest.fixture(scope="session")
-def web(recorder: Recorder, web_port: int) -> Iterator[Uvicorn]:
-    server = Uvicorn(recorder, web_port).start()
+def web(recorder: Recorder, web_socket: socket.socket) -> Iterator[Uvicorn]:
+    server = Uvicorn(recorder, web_socket).start()
     try:
         yield server
     finally:

@@ -131,17 +131,25 @@ def starlette_app(broadcast: Broadcast) -> Any:
 
 
 class Uvicorn:
-    """uvicorn serving ``app`` on a free loopback port, in a thread of this process."""
+    """uvicorn serving ``app`` on a free loopback port, in a thread of this process.
+
+    The port is bound (and listening) from the start, so it can be handed out before
+    :meth:`start` without another process taking it meanwhile."""
 
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        self.port = free_port()
+        self.socket = socket.socket()
+        self.socket.bind((HOST, 0))
+        self.socket.listen(128)
+        self.port = int(self.socket.getsockname()[1])
         config = uvicorn.Config(
             app, host=HOST, port=self.port, log_level="warning", lifespan="off", access_log=False
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, name="uvicorn", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -154,7 +162,9 @@ class Uvicorn:
 
     def close(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=10)
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+        self.socket.close()
 
 
 # -- WSGI: Flask under wsgiref ---------------------------------------------------------
@@ -232,12 +242,6 @@ class WsgiRef:
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_listening(port: int, thread: threading.Thread, timeout: float = 20) -> None:

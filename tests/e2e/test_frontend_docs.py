@@ -46,10 +46,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from e2e_app import HOST, Uvicorn, free_port
+from e2e_app import HOST, Uvicorn
 from node_clients import JS_DIR, NodeClient, require_node, start_client
 from soketi_pytest import start_soketi
-from soketi_server import SoketiServer
+from soketi_server import SoketiServer, reserve_port
 
 from broadcasting import Broadcast, WebhookEvent
 
@@ -213,7 +213,8 @@ def add_test_routes(app: Any, pages: dict[str, Page], soketi_port: int, app_port
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     """soketi from the ``soketi-config`` block, the ``app`` block on uvicorn, both on free ports."""
-    soketi_port = free_port()
+    held = reserve_port()  # soketi's port, held until SoketiServer holds it itself
+    soketi_port = int(held.getsockname()[1])
     namespace: dict[str, Any] = {"__name__": "docs_frontend_app"}
     exec(compile(localize(SNIPPETS["app"].code, soketi_port, 0), str(FRONTEND), "exec"), namespace)
     app = Uvicorn(namespace["app"])
@@ -226,10 +227,11 @@ def served() -> Iterator[Served]:
     assert config["port"] == soketi_port  # taken by SoketiServer; loopback for the rest
     with contextlib.ExitStack() as stack:
         stack.callback(broadcast.close)
-        soketi = start_soketi(**config)
+        stack.callback(app.close)
+        with held:
+            soketi = start_soketi(**config)
         stack.callback(soketi.close)
         app.start()
-        stack.callback(app.close)
         yield Served(app, soketi, broadcast, namespace, webhooks)
 
 

@@ -19,6 +19,7 @@ Without Node.js/npm the tests skip; with ``CI`` set they fail instead.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hearing_support import Heard, OnlineUsers, Recorder, Start, Uvicorn, free_port
+from hearing_support import Heard, OnlineUsers, Recorder, Start, Uvicorn, listening_socket
 from node_clients import NodeClient, start_client
 from soketi_pytest import start_soketi
 from soketi_server import CONFIG_FILE, SoketiServer
@@ -47,8 +48,15 @@ USERS = {"1": "Ann", "2": "Bob", "3": "Cy"}
 
 
 @pytest.fixture(scope="session")
-def receiver_port() -> int:
-    return free_port()
+def receiver_socket() -> Iterator[socket.socket]:
+    """Where the webhook receiver will listen: bound now, so soketi can be told its port."""
+    with listening_socket() as sock:
+        yield sock
+
+
+@pytest.fixture(scope="session")
+def receiver_port(receiver_socket: socket.socket) -> int:
+    return int(receiver_socket.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +121,8 @@ def recorder(broadcast: Broadcast) -> Recorder:
 
 
 @pytest.fixture(scope="session")
-def receiver(recorder: Recorder, receiver_port: int) -> Iterator[Uvicorn]:
-    server = Uvicorn(recorder, receiver_port).start()
+def receiver(recorder: Recorder, receiver_socket: socket.socket) -> Iterator[Uvicorn]:
+    server = Uvicorn(recorder, receiver_socket).start()
     try:
         yield server
     finally:

@@ -142,17 +142,21 @@ class Heard:
 
 
 class Uvicorn:
-    """uvicorn serving ``app`` on ``port`` (loopback), in a thread of this process."""
+    """uvicorn serving ``app`` on ``sock`` (a loopback socket from :func:`listening_socket`,
+    bound before anything was told its port), in a thread of this process."""
 
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, sock: socket.socket) -> None:
         import uvicorn
 
-        self.port = port
+        self.socket = sock
+        self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(
-            app, host=HOST, port=port, log_level="warning", lifespan="off", access_log=False
+            app, host=HOST, port=self.port, log_level="warning", lifespan="off", access_log=False
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-hearing", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, name="uvicorn-hearing", daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -174,10 +178,14 @@ class Uvicorn:
         self.thread.join(timeout=10)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+def listening_socket() -> socket.socket:
+    """A socket listening on a free loopback port, for a server started later: its port can
+    go into soketi's webhook URL first, and nothing else can take it meanwhile (a port found
+    free and closed again can be taken while soketi starts)."""
+    sock = socket.socket()
+    sock.bind((HOST, 0))
+    sock.listen(128)
+    return sock
 
 
 class OnlineUsers:
