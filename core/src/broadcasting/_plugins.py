@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from broadcasting import _background, hookspecs
+from broadcasting import _background, _manager, hookspecs
 from broadcasting._auth import AuthRequest, authorize
 from broadcasting._driver import Driver
 from broadcasting._errors import DriverNotFoundError, PluginLoadError
@@ -72,7 +72,7 @@ def _claimed(name: str, eps: tuple[EntryPoint, ...]) -> EntryPoint:
 def _hook_problem(plugin: object) -> str | None:
     """What pluggy finds wrong with ``plugin``'s hook implementations (a parameter the
     spec does not have...), on one line; ``None`` when they are sound."""
-    scratch = pluggy.PluginManager(PROJECT)
+    scratch = _manager.PluginManager(PROJECT)
     scratch.add_hookspecs(hookspecs)
     try:
         scratch.register(plugin)
@@ -297,7 +297,7 @@ _everywhere: list[object] = []  # in registration order
 def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
     """A plugin manager with the specs, the core's, the installed, the given plugins and
     those registered everywhere (last, now and later)."""
-    pm = pluggy.PluginManager(PROJECT)
+    pm = _manager.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     pm.register(CORE_PLUGIN, name="broadcasting.core")
     with _lock:

@@ -1,0 +1,126 @@
+"""pluggy's plugin manager, remembering which names of a module or class are hooks.
+
+``PluginManager.register`` asks :meth:`~pluggy.PluginManager.parse_hookimpl_opts` about every
+name in ``dir()`` of the plugin, each answered through ``inspect.getattr_static``. For the
+core's built-in plugins (the ``broadcasting.contrib`` modules and the core's own) that was
+most of what a ``Broadcast()`` cost, since each builds a manager of its own.
+
+The answer depends only on the object the name leads to, so :class:`PluginManager` keeps it
+per module or class with that object, and asks pluggy again when the object has changed (a
+test's monkeypatch, a reload). Kept weakly: it goes when the module or class goes.
+
+- A module or a class registered as a plugin: the name is looked up in the module's
+  ``__dict__``, or in the ``__dict__`` of each class of the MRO in turn.
+- An instance: the same in its class, unless the instance holds a value of its own by that
+  name (its ``__dict__``) or may (a class of its MRO declares ``__slots__``): pluggy is then
+  asked every time.
+- Anything else (a name found nowhere, so found through a metaclass or ``__getattr__``; an
+  object that cannot be weakly referenced): pluggy is asked every time.
+
+The hookspecs are read the same way, once per manager.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, TypeVar
+
+import pluggy
+
+_Opts = TypeVar("_Opts")
+_ABSENT: Any = object()
+
+
+class _Known:
+    """What pluggy answered for one name, and the object it answered about."""
+
+    __slots__ = ("about", "opts", "weak")
+
+    def __init__(self, about: object, opts: object) -> None:
+        target = about.__func__ if isinstance(about, (staticmethod, classmethod)) else about
+        try:  # weakly where possible: a method's __class__ cell would keep its class alive
+            self.about: object = weakref.ref(target)
+            self.weak = True
+        except TypeError:
+            self.about, self.weak = target, False
+        self.opts = opts
+
+    def still(self, about: object) -> bool:
+        target = about.__func__ if isinstance(about, (staticmethod, classmethod)) else about
+        held = self.about() if self.weak else self.about  # type: ignore[operator]
+        return held is target
+
+
+#: per module or class, per name: what pluggy answered
+_Memo = weakref.WeakKeyDictionary[object, dict[str, _Known]]
+_impls: _Memo = weakref.WeakKeyDictionary()  # about a module or class registered as a plugin
+_instances: _Memo = weakref.WeakKeyDictionary()  # about the instances of a class
+_specs: _Memo = weakref.WeakKeyDictionary()  # about a hookspecs module or class
+_slotless: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _static(owner: type | ModuleType, name: str) -> object:
+    """What ``name`` leads to in a module's ``__dict__``, or first in the MRO's dicts."""
+    if isinstance(owner, ModuleType):
+        return owner.__dict__.get(name, _ABSENT)
+    for klass in owner.__mro__:
+        found = klass.__dict__.get(name, _ABSENT)
+        if found is not _ABSENT:
+            return found
+    return _ABSENT
+
+
+def _own_dict(obj: object) -> dict[str, object]:
+    """``obj``'s ``__dict__``, read without running its ``__getattr__``/``__getattribute__``."""
+    try:
+        own = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        return {}
+    return own if isinstance(own, dict) else {}
+
+
+def _has_slots(cls: type) -> bool:
+    known = _slotless.get(cls)
+    if known is None:
+        known = _slotless[cls] = not any("__slots__" in vars(k) for k in cls.__mro__)
+    return not known
+
+
+def _remembered(
+    memo: _Memo, owner: type | ModuleType, name: str, parse: Callable[[], _Opts | None]
+) -> _Opts | None:
+    about = _static(owner, name)
+    if about is _ABSENT:
+        return parse()
+    try:
+        names = memo.get(owner)
+        if names is None:
+            names = memo.setdefault(owner, {})
+    except TypeError:  # not weakly referable
+        return parse()
+    known = names.get(name)
+    if known is None or not known.still(about):
+        known = names[name] = _Known(about, parse())
+    return known.opts  # type: ignore[return-value]
+
+
+class PluginManager(pluggy.PluginManager):
+    """A :class:`pluggy.PluginManager` that remembers which names of a module or class are
+    hooks (see the module's docstring); it registers exactly what pluggy's would."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
+        parse = super().parse_hookimpl_opts
+        if isinstance(plugin, (type, ModuleType)):
+            return _remembered(_impls, plugin, name, lambda: parse(plugin, name))
+        cls = type(plugin)
+        if _has_slots(cls) or name in _own_dict(plugin):
+            return parse(plugin, name)  # the instance's own, or maybe (a slot)
+        return _remembered(_instances, cls, name, lambda: parse(plugin, name))
+
+    def parse_hookspec_opts(self, module_or_class: Any, name: str) -> pluggy.HookspecOpts | None:
+        parse = super().parse_hookspec_opts
+        if not isinstance(module_or_class, (type, ModuleType)):
+            return parse(module_or_class, name)
+        return _remembered(_specs, module_or_class, name, lambda: parse(module_or_class, name))
