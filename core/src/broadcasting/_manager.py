@@ -33,24 +33,34 @@ _Opts = TypeVar("_Opts")
 _ABSENT: Any = object()
 
 
-class _Known:
-    """What pluggy answered for one name, and the object it answered about."""
+def _unwrapped(about: object) -> object:
+    return about.__func__ if isinstance(about, (staticmethod, classmethod)) else about
 
-    __slots__ = ("about", "opts", "weak")
+
+class _Known:
+    """What pluggy answered for one name, and which object it answered about.
+
+    Nothing here keeps that object, or through it the module or class, alive: a weak
+    reference to it, or where it takes none (a descriptor, a str...) its ``id`` and its
+    type's. Such an object is never a hook; a new one by the same name matches only if it
+    has the address and type of the old one, which it must have replaced."""
+
+    __slots__ = ("ident", "opts", "ref")
 
     def __init__(self, about: object, opts: object) -> None:
-        target = about.__func__ if isinstance(about, (staticmethod, classmethod)) else about
-        try:  # weakly where possible: a method's __class__ cell would keep its class alive
-            self.about: object = weakref.ref(target)
-            self.weak = True
+        target = _unwrapped(about)
+        self.ref: weakref.ref[Any] | None
+        try:
+            self.ref, self.ident = weakref.ref(target), (0, 0)
         except TypeError:
-            self.about, self.weak = target, False
+            self.ref, self.ident = None, (id(target), id(type(target)))
         self.opts = opts
 
     def still(self, about: object) -> bool:
-        target = about.__func__ if isinstance(about, (staticmethod, classmethod)) else about
-        held = self.about() if self.weak else self.about  # type: ignore[operator]
-        return held is target
+        target = _unwrapped(about)
+        if self.ref is not None:
+            return self.ref() is target
+        return self.ident == (id(target), id(type(target)))
 
 
 #: per module or class, per name: what pluggy answered
