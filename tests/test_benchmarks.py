@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -302,3 +303,48 @@ def test_the_http_clients_benchmark_takes_only_an_acknowledgement() -> None:
     refused = (401, b'{"error":"Unauthorized","code":401}')
     for answer in [refused, (200, b""), (200, b"<html>"), (200, b'{"ok":false}'), (500, b"{}")]:
         assert not bench.acknowledged(answer), answer
+
+
+# -- benchmarks/paced_cost.py (issue 21: a publish paced against back to back) ---------------
+
+
+def _paced_cost(*args: str) -> subprocess.CompletedProcess[str]:
+    from soketi_pytest import unavailable
+    from soketi_server import SoketiUnavailable, ensure_installed
+
+    try:
+        ensure_installed()
+    except SoketiUnavailable as exc:
+        unavailable("soketi", str(exc))
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / "paced_cost.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.server
+def test_the_paced_cost_benchmark_runs_each_workload_both_ways() -> None:
+    """A tiny run against a real soketi: a row per workload with both figures and their
+    ratio (figures are not compared: timing is not a test's business); the pusher rows'
+    publishes shared requests ten at a time, or the run would have exited 1."""
+    done = _paced_cost("--count", "40", "--rate", "400", "--rounds", "1")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-4000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ")][1:]  # no header
+    cells = {row.strip("|").split("|")[0].strip(): row.strip("|").split("|")[1:] for row in rows}
+    assert list(cells) == ["control", "core", "pusher"], done.stdout
+    for name, (tight, spaced, ratio) in cells.items():
+        float(tight), float(spaced)  # numbers, each way
+        assert ratio.strip() == "n/a" or ratio.strip().endswith("x"), name
+    assert "Budget (issue 21): 125 µs per publish" in done.stdout
+
+
+@pytest.mark.server
+def test_the_paced_cost_benchmark_refuses_publishes_that_did_not_share_requests() -> None:
+    """Without a linger, paced publishes go one a request: the pusher figures would not be
+    the ones issue 21's benchmark has, and the run says so instead of printing them."""
+    done = _paced_cost("--only", "pusher", "--count", "20", "--rate", "100", "--linger", "0")
+    assert done.returncode != 0
+    assert re.search(r"pusher: \d+ requests for 40 publishes", done.stdout + done.stderr)
