@@ -54,14 +54,9 @@ def web_socket() -> Iterator[socket.socket]:
 
 
 @pytest.fixture(scope="session")
-def web_port(web_socket: socket.socket) -> int:
-    return int(web_socket.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def cluster(web_port: int) -> Iterator[SoketiCluster]:
+def cluster(web_socket: socket.socket) -> Iterator[SoketiCluster]:
     apps: list[dict[str, Any]] = json.loads(CONFIG_FILE.read_text("utf-8"))["appManager.array.apps"]
-    url = f"http://127.0.0.1:{web_port}{WEBHOOK_PATH}"
+    url = f"http://127.0.0.1:{web_socket.getsockname()[1]}{WEBHOOK_PATH}"
     hooked = [
         {
             **app,

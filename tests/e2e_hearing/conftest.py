@@ -55,14 +55,9 @@ def receiver_socket() -> Iterator[socket.socket]:
 
 
 @pytest.fixture(scope="session")
-def receiver_port(receiver_socket: socket.socket) -> int:
-    return int(receiver_socket.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def soketi(receiver_port: int) -> Iterator[SoketiServer]:
+def soketi(receiver_socket: socket.socket) -> Iterator[SoketiServer]:
     apps: list[dict[str, Any]] = json.loads(CONFIG_FILE.read_text("utf-8"))["appManager.array.apps"]
-    url = f"http://127.0.0.1:{receiver_port}/broadcasting/webhook"
+    url = f"http://127.0.0.1:{receiver_socket.getsockname()[1]}/broadcasting/webhook"
     hooked = [
         {
             **app,
