@@ -41,25 +41,17 @@ import asyncio
 import hashlib
 import hmac
 import json
-import re
 import resource
 import sys
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-SERVERS = HERE.parent / "tests" / "servers"
-if str(SERVERS) not in sys.path:
-    sys.path.insert(0, str(SERVERS))
+from _servers import Soketi, soketi
 
-from soketi_server import SoketiServer  # noqa: E402
-
-from broadcasting import Broadcast  # noqa: E402
+from broadcasting import Broadcast
 
 BUDGET_US = 125.0  #: issue 21: a quarter of a core at 2,000 publishes/s
 BURST = 10  #: tasks at once, back to back: one full /batch_events request
@@ -142,16 +134,7 @@ def broadcast_send(broadcast: Broadcast) -> Send:
     return send
 
 
-def soketi_calls(server: SoketiServer) -> int:
-    """API calls soketi has answered so far (its Prometheus metrics)."""
-    url = f"http://{server.host}:{server.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        text = answer.read().decode()
-    pattern = r"^soketi_http_calls_received_total(?:\{[^}]*\})? ([0-9.e+]+)$"
-    return sum(int(float(m.group(1))) for m in re.finditer(pattern, text, re.MULTILINE))
-
-
-async def measure(args: argparse.Namespace, server: SoketiServer | None) -> dict[str, Figures]:
+async def measure(args: argparse.Namespace, server: Soketi | None) -> dict[str, Figures]:
     async def nothing(n: int) -> object:
         return None
 
@@ -161,7 +144,7 @@ async def measure(args: argparse.Namespace, server: SoketiServer | None) -> dict
         null = await stack.enter_async_context(Broadcast({"DRIVER": "null"}))
         sends["core"] = broadcast_send(null)
         if server is not None:
-            options = server.driver_options(batch_linger=args.linger)
+            options = server.server.driver_options(batch_linger=args.linger)
             pusher = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": options}})
             sends["pusher"] = broadcast_send(await stack.enter_async_context(pusher))
         for send in sends.values():  # open the connections, warm the code paths
@@ -170,14 +153,14 @@ async def measure(args: argparse.Namespace, server: SoketiServer | None) -> dict
             order = args.only[round_ % len(args.only) :] + args.only[: round_ % len(args.only)]
             for name in order:
                 send, count = sends[name], args.count
-                calls = soketi_calls(server) if name == "pusher" and server else 0
+                calls = server.http_calls() if name == "pusher" and server else 0
                 fig = figures[name]
                 fig.back_to_back_empty.append(await back_to_back(nothing, count))
                 fig.back_to_back.append(await back_to_back(send, count))
                 fig.paced_empty.append(await paced(nothing, count, args.rate))
                 fig.paced.append(await paced(send, count, args.rate))
                 if name == "pusher" and server:
-                    made = soketi_calls(server) - calls
+                    made = server.http_calls() - calls
                     if made > 2 * count / BURST + 2:
                         raise SystemExit(f"pusher: {made} requests for {2 * count} publishes")
                 tight = (fig.back_to_back[-1] - fig.back_to_back_empty[-1]) / count * 1e6
@@ -222,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         f"least run less least empty run. Budget (issue 21): {BUDGET_US:.0f} µs per publish."
     )
     if "pusher" in args.only:
-        with SoketiServer(**{"metrics.enabled": True}) as server:
+        with soketi(metrics=True) as server:
             figures = asyncio.run(measure(args, server))
     else:
         figures = asyncio.run(measure(args, None))

@@ -68,7 +68,7 @@ _Memo = weakref.WeakKeyDictionary[object, dict[str, _Known]]
 _impls: _Memo = weakref.WeakKeyDictionary()  # about a module or class registered as a plugin
 _instances: _Memo = weakref.WeakKeyDictionary()  # about the instances of a class
 _specs: _Memo = weakref.WeakKeyDictionary()  # about a hookspecs module or class
-_slotless: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+_slotted: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 
 
 def _static(owner: type | ModuleType, name: str) -> object:
@@ -92,10 +92,11 @@ def _own_dict(obj: object) -> dict[str, object]:
 
 
 def _has_slots(cls: type) -> bool:
-    known = _slotless.get(cls)
+    """Whether a class of ``cls``'s MRO declares ``__slots__``."""
+    known = _slotted.get(cls)
     if known is None:
-        known = _slotless[cls] = not any("__slots__" in vars(k) for k in cls.__mro__)
-    return not known
+        known = _slotted[cls] = any("__slots__" in vars(k) for k in cls.__mro__)
+    return known
 
 
 def _remembered(
