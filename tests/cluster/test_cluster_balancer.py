@@ -10,6 +10,8 @@
 - A node stopped behind nginx: every publish is still delivered once (nginx passes a
   refused connection to the next node); every node stopped: the publish is reported
   unknown (nginx's 502 cannot say whether a node had it), never failed or retried.
+- nginx's port is found free before nginx binds it; one taken in between (a squatter here)
+  costs a start on another port, not a failed test.
 
 The cluster and nginx are this module's own (a node is stopped here; the session's cluster
 serves the other proofs). Without nginx, soketi or Redis the tests skip; under CI they fail.
@@ -18,11 +20,13 @@ serves the other proofs). Without nginx, soketi or Redis the tests skip; under C
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import nginx_balancer
 import pytest
 from cluster_support import start_cluster, start_stopped
 from http_proxy import ConnectAttempts
@@ -183,3 +187,24 @@ async def test_every_node_stopped_behind_nginx_is_unknown_not_failed(
     # nginx answers 502: whether a node had the request, it cannot say, nor can the library
     assert (error.status, error.maybe_delivered, error.requests) == (502, True, 1)
     assert (tuple(error.unknown), tuple(error.failed)) == (("nowhere",), ())
+
+
+def test_a_port_taken_before_nginx_binds_it_is_left_for_another(
+    nodes: SoketiCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed_out: list[int] = []
+    free = nginx_balancer.free_port
+    with socket.socket() as squatter:
+        squatter.bind((HOST, 0))
+        squatter.listen()
+
+        def taken_first() -> int:
+            handed_out.append(squatter.getsockname()[1] if not handed_out else free())
+            return handed_out[-1]
+
+        monkeypatch.setattr(nginx_balancer, "free_port", taken_first)
+        with NginxBalancer([(HOST, node.port) for node in nodes.nodes]) as lb:
+            assert len(handed_out) == 2 and lb.port == handed_out[1] != handed_out[0]
+            assert "Address already in use" not in lb.log
+            with Broadcast(through(lb, nodes)) as broadcast:
+                assert broadcast.channel("lb-moved", "x", "e").requests == 1

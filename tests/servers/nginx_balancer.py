@@ -42,6 +42,10 @@ class NginxUnavailable(RuntimeError):
     """nginx is not installed, or did not start."""
 
 
+class _PortTaken(Exception):
+    """nginx could not bind its port: another process had it."""
+
+
 def snippet(text: str | None = None) -> str:
     """The ``nginx`` block of docs/scaling.md (after ``<!-- snippet: nginx -->``)."""
     text = SCALING.read_text(encoding="utf-8") if text is None else text
@@ -103,15 +107,35 @@ class NginxBalancer:
         path = self._folder / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def start(self, timeout: float = 15) -> NginxBalancer:
-        """Start nginx and wait until a node's ``/ready`` answers through it."""
+    def start(self, timeout: float = 15, attempts: int = 3) -> NginxBalancer:
+        """Start nginx and wait until a node's ``/ready`` answers through it.
+
+        The port is found free and only then bound by nginx, so another process can take it
+        in between (an outgoing connection's local port comes from the same range); nginx
+        then exits with "Address already in use", and it is started again on another port,
+        up to ``attempts`` times.
+        """
         binary = shutil.which("nginx") or next(
             (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)),
             None,
         )
         if binary is None:
             raise NginxUnavailable("nginx is not installed (Debian: apt-get install nginx-light)")
-        self.port = free_port()
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start(binary, free_port(), timeout)
+            except _PortTaken:
+                if attempt == attempts:
+                    log = self.log
+                    self.close()
+                    raise NginxUnavailable(
+                        f"nginx found its port taken {attempts} times: {log.strip()[-800:]}"
+                    ) from None
+                (self._folder / "error.log").unlink(missing_ok=True)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start(self, binary: str, port: int, timeout: float) -> NginxBalancer:
+        self.port = port
         config = self._folder / "nginx.conf"
         config.write_text(render(self.nodes, self.port, self._folder, snippet()))
         command = [binary, "-p", str(self._folder), "-c", str(config), "-g", "daemon off;"]
@@ -123,7 +147,10 @@ class NginxBalancer:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
+                self.process = None
                 log = self.log
+                if f"{HOST}:{port} failed (98: Address already in use)" in log:
+                    raise _PortTaken(port)
                 self.close()
                 raise NginxUnavailable(f"nginx exited at once: {log.strip()[-800:]}")
             try:
