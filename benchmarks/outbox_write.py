@@ -27,8 +27,11 @@ Printed: (a) the whole call against the bare INSERT, the issue's figure, checked
 1.5x; (b) the outbox INSERT alone against the bare INSERT: the database's share; (c) the
 floor: the least any Python outbox could do per write (the row built in the call, with nothing
 validated and no hook: the time, the partition, the two JSON texts, a random id; then the
-INSERT), against the bare INSERT and against the whole call. Then, for SQLite, where the whole
-call's time goes: each part of it timed alone in the same way.
+INSERT), against the bare INSERT and against the whole call. Then, for each database, where
+the whole call's time goes: each part of it timed alone in the same way (on PostgreSQL, each
+part followed by the bare INSERT, less the bare INSERT: a part run between two round trips to
+the server costs several times what it costs in a loop of its own, and that is the cost a
+write pays).
 
 How it is timed, on a machine shared with other work:
 
@@ -249,20 +252,34 @@ def bench(
             f"| {dialect} not prepared | {bare:.1f} µs | {statement:.1f} µs | "
             f"{statement / bare:.2f}x |"
         )
-    if dialect == "sqlite":
-        # the parts, in a rotation of their own (with the three above again): the table's
-        # figures are not measured among them
-        parts = [*(t for t in ops if t.label in ('bare', 'statement', 'whole')),
-                 *breakdown_ops(broadcast, names)]  # fmt: skip
-        for timed in parts:
-            timed.rounds = []
-        overhead = run_rounds(parts, clock, begin, commit, args.count, args.rounds)
-        lines.append("")
-        lines += breakdown_lines({timed.label: timed.figure(overhead) / 1000 for timed in parts})
+    # the parts, in a rotation of their own (with the three above again): the table's
+    # figures are not measured among them
+    alone = breakdown_ops(broadcast, names, dialect)
+    if dialect != "sqlite":  # each followed by the bare INSERT (its wall clock is the server's)
+        alone = [Timed(t.label, then_bare(t.op, connection, bare_sql, bare_rows)) for t in alone]
+    parts = [*(t for t in ops if t.label in ("bare", "statement", "whole")), *alone]
+    for timed in parts:
+        timed.rounds = []
+    overhead = run_rounds(parts, clock, begin, commit, args.count, args.rounds)
+    lines.append("")
+    us = {timed.label: timed.figure(overhead) / 1000 for timed in parts}
+    lines += breakdown_lines(us, dialect)
     connection.close()
     store.close()
     broadcast.close()
     return lines
+
+
+def then_bare(
+    op: Callable[[int], object], connection: Any, sql: str, rows: Sequence[tuple[Any, ...]]
+) -> Callable[[int], object]:
+    """``op``, then the bare INSERT: on PostgreSQL a part is timed as what it adds to a write."""
+
+    def both(n: int) -> object:
+        op(n)
+        return connection.execute(sql, rows[n % CHANNELS])
+
+    return both
 
 
 def row_line(dialect: str, how: str, timing: str, us: dict[str, float], whole: str) -> str:
@@ -283,11 +300,11 @@ def floor_line(dialect: str, us: dict[str, float]) -> str:
     )
 
 
-def breakdown_ops(broadcast: Broadcast, names: list[str]) -> list[Timed]:
+def breakdown_ops(broadcast: Broadcast, names: list[str], dialect: str) -> list[Timed]:
     """Each part of the whole call on its own (no INSERT: the adapter runs nothing)."""
     broadcaster = broadcast.driver()
     driver = broadcaster.driver
-    nowhere = Nowhere(None, "sqlite", "qmark")
+    nowhere = Nowhere(None, dialect, "qmark" if dialect == "sqlite" else "format")
     pm = broadcast.plugin_manager
     store = store_for(broadcast)
     messages = [build_message(driver, name, DATA, "shipped", None) for name in names]
@@ -309,7 +326,7 @@ def breakdown_ops(broadcast: Broadcast, names: list[str]) -> list[Timed]:
 
     def rows(n: int) -> object:  # the row's parameters and statement, from the message
         return _sql.insert_message(
-            "sqlite", store.table, messages[n % CHANNELS], "null", store.partitions, 0.0
+            dialect, store.table, messages[n % CHANNELS], "null", store.partitions, 0.0
         )
 
     def receipt(n: int) -> object:
@@ -325,17 +342,30 @@ def breakdown_ops(broadcast: Broadcast, names: list[str]) -> list[Timed]:
     ]
 
 
-def breakdown_lines(us: dict[str, float]) -> list[str]:
-    """Where the whole call's time goes on SQLite (each part timed alone: a part timed alone
-    may run faster than inside the call, the rest of which then shows it)."""
+def breakdown_lines(us: dict[str, float], dialect: str) -> list[str]:
+    """Where the whole call's time goes (each part timed alone: a part timed alone may run
+    faster than inside the call, the rest of which then shows it). On PostgreSQL each part
+    is timed followed by the bare INSERT, less the bare INSERT: what it adds to a write."""
     whole = us["whole"]
-    encode = us["part_encode"]
-    validate = us["part_validate"] - encode
-    adapt = us["part_transaction_hook"]
-    rows, receipt = us["part_rows"], us["part_receipt"]
-    write_rest = us["part_defer"] - rows - receipt
-    insert = us["statement"]
-    rest = whole - (encode + validate + adapt + us["part_defer"] + insert)
+    if dialect == "sqlite":
+        part = {label: value for label, value in us.items() if label.startswith("part_")}
+    else:
+        part = {label: value - us["bare"] for label, value in us.items()
+                if label.startswith("part_")}  # fmt: skip
+    encode = part["part_encode"]
+    validate = part["part_validate"] - encode
+    adapt = part["part_transaction_hook"]
+    rows, receipt = part["part_rows"], part["part_receipt"]
+    write_rest = part["part_defer"] - rows - receipt
+    if dialect == "sqlite":
+        inserts = [("the outbox INSERT (SQLite)", us["statement"])]
+    else:
+        inserts = [
+            ("the bare INSERT (PostgreSQL: its round trip)", us["bare"]),
+            ("the outbox INSERT's own extra: the channel's lock, the NOTIFY",
+             us["statement"] - us["bare"]),
+        ]  # fmt: skip
+    rest = whole - (encode + validate + adapt + part["part_defer"]) - sum(v for _, v in inserts)
     parts = [
         ("validation: channels, event, limits, the message id (`build_message`, "
          "less the encoding)", validate),
@@ -346,12 +376,23 @@ def breakdown_lines(us: dict[str, float]) -> list[str]:
         ("the pending receipt", receipt),
         ("the write path's rest: checks, the store, the statement's text, the execute",
          write_rest),
-        ("the outbox INSERT (SQLite)", insert),
+        *inserts,
         ("the rest: channel()'s flow run, send mode, effects (and a part's cache misses)", rest),
     ]  # fmt: skip
+    if dialect == "sqlite":
+        how = (
+            "SQLite, CPU time; each part timed alone, in turn with the bare INSERT, the outbox "
+            "INSERT and the whole call, timed again for it"
+        )
+    else:
+        how = (
+            "PostgreSQL, wall clock; each part timed followed by the bare INSERT, less the bare "
+            "INSERT, in turn with the bare INSERT, the outbox INSERT and the whole call, timed "
+            "again for it: between two round trips to the server a part costs several times "
+            "what it costs in a loop of its own, as the code it runs has left the CPU's caches"
+        )
     lines = [
-        "Where the whole call's time goes (SQLite, CPU time; each part timed alone, in turn with "
-        "the bare INSERT, the outbox INSERT and the whole call, timed again for it):",
+        f"Where the whole call's time goes ({how}):",
         "",
         "| part | µs | share |",
         "|---|---|---|",
