@@ -115,3 +115,24 @@ def test_a_client_that_exits_fails_the_wait_at_once() -> None:
 def test_an_unknown_script_is_refused_before_starting() -> None:
     with pytest.raises(FileNotFoundError):
         NodeClient("no-such-client.mjs")
+
+
+def test_a_pipe_closed_under_the_reader_ends_its_output() -> None:
+    # close() closes the script's stdout while the reader thread may still be reading its
+    # last lines; the reader must take that as the end of the output, not die with
+    # "I/O operation on closed file". Made certain here: a real pipe, closed before the
+    # reader runs (in this thread, so its outcome is seen).
+    client = NodeClient("pusher_client.mjs")
+    client.process = subprocess.Popen(
+        [sys.executable, "-c", 'print(\'{"type": "connected"}\')'],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    client.process.wait(timeout=30)
+    assert client.process.stdout is not None
+    client.process.stdout.close()
+    client._read()
+    assert client._unread.get_nowait() is None  # the end of the output, said once
+    assert client._unread.empty()
+    client.close()  # the process has exited: only its folder to remove
+    assert not client._workdir.exists()

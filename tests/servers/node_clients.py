@@ -173,19 +173,26 @@ class NodeClient:
     def _read(self) -> None:
         process = self.process
         assert process is not None and process.stdout is not None
-        for raw in process.stdout:
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                line = json.loads(text)
-            except ValueError:
-                line = {"type": "stdout", "text": text}
-            if not isinstance(line, dict):
-                line = {"type": "stdout", "value": line}
-            self.lines.append(line)
-            self._unread.put(line)
-        self._unread.put(None)  # end of output
+        try:
+            for raw in process.stdout:
+                text = raw.strip()
+                if not text:
+                    continue
+                try:
+                    line = json.loads(text)
+                except ValueError:
+                    line = {"type": "stdout", "text": text}
+                if not isinstance(line, dict):
+                    line = {"type": "stdout", "value": line}
+                self.lines.append(line)
+                self._unread.put(line)
+        except (ValueError, OSError):
+            # close() closed the pipe while this thread was still reading the script's last
+            # lines: the end of the output, as far as anyone still listens
+            if process.stdout is None or not process.stdout.closed:
+                raise
+        finally:
+            self._unread.put(None)  # end of output
 
     @property
     def running(self) -> bool:
