@@ -254,7 +254,7 @@ def bench(
         )
     # the parts, in a rotation of their own (with the three above again): the table's
     # figures are not measured among them
-    alone = breakdown_ops(broadcast, names, dialect)
+    alone = breakdown_ops(broadcast, names, tx)
     if dialect != "sqlite":  # each followed by the bare INSERT (its wall clock is the server's)
         alone = [Timed(t.label, then_bare(t.op, connection, bare_sql, bare_rows)) for t in alone]
     parts = [*(t for t in ops if t.label in ("bare", "statement", "whole")), *alone]
@@ -300,11 +300,13 @@ def floor_line(dialect: str, us: dict[str, float]) -> str:
     )
 
 
-def breakdown_ops(broadcast: Broadcast, names: list[str], dialect: str) -> list[Timed]:
-    """Each part of the whole call on its own (no INSERT: the adapter runs nothing)."""
+def breakdown_ops(broadcast: Broadcast, names: list[str], tx: Tx) -> list[Timed]:
+    """Each part of the whole call on its own (no INSERT: the adapter like ``tx`` runs
+    nothing)."""
     broadcaster = broadcast.driver()
     driver = broadcaster.driver
-    nowhere = Nowhere(None, dialect, "qmark" if dialect == "sqlite" else "format")
+    dialect = tx.dialect
+    nowhere = Nowhere(None, dialect, tx.paramstyle)
     pm = broadcast.plugin_manager
     store = store_for(broadcast)
     messages = [build_message(driver, name, DATA, "shipped", None) for name in names]
@@ -347,11 +349,8 @@ def breakdown_lines(us: dict[str, float], dialect: str) -> list[str]:
     faster than inside the call, the rest of which then shows it). On PostgreSQL each part
     is timed followed by the bare INSERT, less the bare INSERT: what it adds to a write."""
     whole = us["whole"]
-    if dialect == "sqlite":
-        part = {label: value for label, value in us.items() if label.startswith("part_")}
-    else:
-        part = {label: value - us["bare"] for label, value in us.items()
-                if label.startswith("part_")}  # fmt: skip
+    base = 0.0 if dialect == "sqlite" else us["bare"]  # PostgreSQL: each timed with it
+    part = {label: value - base for label, value in us.items() if label.startswith("part_")}
     encode = part["part_encode"]
     validate = part["part_validate"] - encode
     adapt = part["part_transaction_hook"]

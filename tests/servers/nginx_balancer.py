@@ -121,18 +121,15 @@ class NginxBalancer:
         )
         if binary is None:
             raise NginxUnavailable("nginx is not installed (Debian: apt-get install nginx-light)")
-        for attempt in range(1, attempts + 1):
+        log = ""
+        for _ in range(attempts):
             try:
                 return self._start(binary, free_port(), timeout)
             except _PortTaken:
-                if attempt == attempts:
-                    log = self.log
-                    self.close()
-                    raise NginxUnavailable(
-                        f"nginx found its port taken {attempts} times: {log.strip()[-800:]}"
-                    ) from None
+                log = self.log
                 (self._folder / "error.log").unlink(missing_ok=True)
-        raise AssertionError("unreachable")  # pragma: no cover
+        self.close()
+        raise NginxUnavailable(f"nginx found its port taken {attempts} times: {log.strip()[-800:]}")
 
     def _start(self, binary: str, port: int, timeout: float) -> NginxBalancer:
         self.port = port

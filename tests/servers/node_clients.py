@@ -189,7 +189,7 @@ class NodeClient:
         except (ValueError, OSError):
             # close() closed the pipe while this thread was still reading the script's last
             # lines: the end of the output, as far as anyone still listens
-            if process.stdout is None or not process.stdout.closed:
+            if not process.stdout.closed:
                 raise
         finally:
             self._unread.put(None)  # end of output
