@@ -98,7 +98,7 @@ from _harness import machine_info, percentile  # noqa: E402
 from nginx_balancer import HOST as BALANCER_HOST  # noqa: E402
 from nginx_balancer import NginxBalancer, NginxUnavailable  # noqa: E402
 from soketi_cluster import RedisUnavailable, SoketiCluster  # noqa: E402
-from soketi_server import SoketiServer  # noqa: E402
+from soketi_server import SoketiServer, _app  # noqa: E402
 
 P99_TARGET_MS = 50.0
 CORES_TARGET = 0.25  #: of one core, for the library at TARGET_RATE
@@ -135,6 +135,9 @@ class Settings:
     settle: float = 3.0  #: seconds without a new arrival after which the run's tally closes
     timeout: float = 0.0  #: the driver's ``timeout``; 0: the driver's default
     linger: float = 0.0  #: the core's ``batch_linger`` (async publishes only)
+    #: events one /batch_events request may carry: soketi's ``maxEventBatchSize`` on every
+    #: node and the driver's ``max_batch_events`` (0: both left at their default, 10)
+    max_batch: int = 0
 
     @property
     def channel_count(self) -> int:
@@ -146,7 +149,16 @@ class Settings:
         options: dict[str, Any] = {"timeout": self.timeout} if self.timeout else {}
         if self.linger:
             options["batch_linger"] = self.linger
+        if self.max_batch:
+            options["max_batch_events"] = self.max_batch
         return options
+
+    @property
+    def soketi_config(self) -> dict[str, Any]:
+        """What the run changes in every soketi node's configuration."""
+        if not self.max_batch:
+            return {}
+        return {"appManager.array.apps": [{**_app(), "maxEventBatchSize": self.max_batch}]}
 
     @property
     def per_publisher(self) -> int:
@@ -193,7 +205,7 @@ def topology(kind: str, settings: Settings) -> Iterator[Topology]:
 
     ``balanced`` raises :class:`NginxUnavailable` when nginx is missing or does not start."""
     if kind == "single":
-        with SoketiServer() as server:
+        with SoketiServer(**settings.soketi_config) as server:
             yield Topology(
                 "single node",
                 [server],
@@ -203,7 +215,7 @@ def topology(kind: str, settings: Settings) -> Iterator[Topology]:
         return
     if kind == "balanced":
         with (
-            SoketiCluster(nodes=settings.nodes) as cluster,
+            SoketiCluster(nodes=settings.nodes, **settings.soketi_config) as cluster,
             NginxBalancer([(node.host, node.port) for node in cluster.nodes]) as balancer,
         ):
             # a node's options (host and port, no hosts list), re-aimed at nginx
@@ -222,7 +234,7 @@ def topology(kind: str, settings: Settings) -> Iterator[Topology]:
                 balancer,
             )
         return
-    with SoketiCluster(nodes=settings.nodes) as cluster:
+    with SoketiCluster(nodes=settings.nodes, **settings.soketi_config) as cluster:
         listed = cluster.driver_options(**settings.driver_options)
         if hosts_supported(listed):
             options = [listed] * settings.publishers
@@ -276,10 +288,15 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _signed_publish(node: SoketiServer) -> tuple[str, bytes, dict[str, str]]:
-    """A publish to ``node``'s app, signed once: the request target, body and headers."""
-    body = json.dumps({"name": "floor", "channels": ["floor"], "data": "{}"}).encode()
-    path = f"/apps/{node.app_id}/events"
+def _signed_publish(node: SoketiServer, events: int = 0) -> tuple[str, bytes, dict[str, str]]:
+    """A publish to ``node``'s app, signed once: the request target, body and headers. One
+    event to ``/events``, or ``events`` of them in one ``/batch_events``."""
+    if events:
+        batch = [{"name": "floor", "channel": "floor", "data": "{}"}] * events
+        body, path = json.dumps({"batch": batch}).encode(), f"/apps/{node.app_id}/batch_events"
+    else:
+        body = json.dumps({"name": "floor", "channels": ["floor"], "data": "{}"}).encode()
+        path = f"/apps/{node.app_id}/events"
     query = urllib.parse.urlencode(
         {
             "auth_key": node.key,
@@ -291,6 +308,29 @@ def _signed_publish(node: SoketiServer) -> tuple[str, bytes, dict[str, str]]:
     signed = hmac.new(node.secret.encode(), f"POST\n{path}\n{query}".encode(), hashlib.sha256)
     target = f"{path}?{query}&auth_signature={signed.hexdigest()}"
     return target, body, {"Content-Type": "application/json"}
+
+
+def check_batch_limit(nodes: Sequence[SoketiServer], events: int) -> None:
+    """Raise unless every node takes ``events`` events in one ``/batch_events`` request: a
+    fuller request than a node takes is refused, and the driver then sends each of its
+    publishes again alone, which would double the requests the figures count."""
+    for node in nodes:
+        target, body, headers = _signed_publish(node, events)
+        conn = http.client.HTTPConnection(node.host, node.port, timeout=30)
+        try:
+            conn.request("POST", target, body, headers)
+            answer = conn.getresponse()
+            text = answer.read()
+        finally:
+            conn.close()
+        # soketi 1.6 answers a refusal with HTTP 200 and {"error", "code"}: only its
+        # acknowledgement is one
+        if answer.status != 200 or text.replace(b" ", b"") != b'{"ok":true}':
+            raise RuntimeError(
+                f"soketi on port {node.port} refused {events} events in one /batch_events "
+                f"request ({answer.status}: {text[:300]!r}): its maxEventBatchSize is not "
+                "--max-batch"
+            )
 
 
 def bare_request_us(node: SoketiServer, count: int = 200) -> float:
@@ -338,6 +378,11 @@ def kept_open_request_us(node: SoketiServer, port: int, count: int = 200) -> flo
 def _own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _own_system() -> float:
+    """This process's system (kernel) CPU seconds so far: a part of :func:`_own_cpu`."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 
 # -- the subscribers -------------------------------------------------------------------------
@@ -492,6 +537,9 @@ class PublisherSpec:
     run: int
     prefix: str
     settings: Settings
+    #: the control process: the same paced loop as the publishers, beside them, through both
+    #: phases, with the no-op in place of the publish call in each
+    control: bool = False
 
 
 def _publisher_main(spec: PublisherSpec, pipe: Any) -> None:
@@ -540,11 +588,12 @@ class _Loop:
             self.error = self.error or f"{type(exc).__name__}: {exc}"
 
 
-def _phase_result(loop: _Loop, cpu: float, wall: float) -> dict[str, Any]:
+def _phase_result(loop: _Loop, cpu: float, system: float, wall: float) -> dict[str, Any]:
     calls = sorted(loop.calls) or [0.0]
     return {
         "n": loop.count,
         "cpu": cpu,
+        "system": system,
         "wall": wall,
         "late_ms": loop.late * 1000,
         "call_p50_ms": percentile(calls, 50) * 1000,
@@ -567,7 +616,7 @@ def _publish_sync(broadcast: Any, spec: PublisherSpec, pipe: Any) -> dict[str, A
 
     def phase(send: Callable[[str, Any, str], Any], count: int) -> dict[str, Any]:
         loop = _Loop(spec, count)
-        cpu, start = _own_cpu(), time.perf_counter()
+        cpu, system, start = _own_cpu(), _own_system(), time.perf_counter()
         for seq in range(count):
             pause = start + seq * loop.interval - time.perf_counter()
             if pause > 0:
@@ -583,11 +632,13 @@ def _publish_sync(broadcast: Any, spec: PublisherSpec, pipe: Any) -> dict[str, A
             else:
                 loop.outcome(seq, None)
             loop.calls[seq] = time.perf_counter() - called
-        return _phase_result(loop, _own_cpu() - cpu, time.perf_counter() - start)
+        return _phase_result(
+            loop, _own_cpu() - cpu, _own_system() - system, time.perf_counter() - start
+        )
 
     time.sleep(max(0.0, start_at - time.time()))
     base = phase(nothing, round(s.baseline / s.seconds * s.per_publisher))
-    real = phase(broadcast.channel, s.per_publisher)
+    real = phase(nothing if spec.control else broadcast.channel, s.per_publisher)
     return {"baseline": base, "publish": real}
 
 
@@ -617,7 +668,7 @@ async def _publish_async(broadcast: Any, spec: PublisherSpec, pipe: Any) -> dict
                 loop.outcome(seq, None)
             loop.calls[seq] = time.perf_counter() - called
 
-        cpu, start = _own_cpu(), time.perf_counter()
+        cpu, system, start = _own_cpu(), _own_system(), time.perf_counter()
         for seq in range(count):
             pause = start + seq * loop.interval - time.perf_counter()
             if pause > 0:
@@ -628,11 +679,13 @@ async def _publish_async(broadcast: Any, spec: PublisherSpec, pipe: Any) -> dict
             running.add(task)
             task.add_done_callback(running.discard)
         await asyncio.gather(*running)
-        return _phase_result(loop, _own_cpu() - cpu, time.perf_counter() - start)
+        return _phase_result(
+            loop, _own_cpu() - cpu, _own_system() - system, time.perf_counter() - start
+        )
 
     await asyncio.sleep(max(0.0, start_at - time.time()))
     base = await phase(nothing, round(s.baseline / s.seconds * s.per_publisher))
-    real = await phase(broadcast.achannel, s.per_publisher)
+    real = await phase(nothing if spec.control else broadcast.achannel, s.per_publisher)
     return {"baseline": base, "publish": real}
 
 
@@ -675,6 +728,13 @@ class RunResult:
     publisher_cores: float = 0.0  #: the publisher processes' CPU while publishing, in cores
     baseline_cores: float = 0.0  #: the same paced loop without publishing, at the same rate
     library_us: float = 0.0  #: the library's CPU per publish
+    library_system_us: float = 0.0  #: of which system (kernel) time
+    #: the control process's paced loop (no publish call), µs per iteration: alone before
+    #: the publishing (the machine quiet), and beside it (the machine as busy as it makes it)
+    control_quiet_us: float = 0.0
+    control_busy_us: float = 0.0
+    #: the library's CPU per publish less the control's loop beside it (not the baseline)
+    library_beside_control_us: float = 0.0
     library_cores: float = 0.0  #: at ``rate``
     soketi_cores: float = 0.0  #: every node together, over the publishing
     balancer_cores: float | None = None  #: nginx, master and worker, over the publishing
@@ -722,6 +782,8 @@ def one_run(
         settings.subscribers,
         settings.channel_count,
     )
+    if settings.max_batch:
+        check_batch_limit(topo.nodes, settings.max_batch)
     result.bare_request_us = bare_request_us(topo.nodes[0])
     balancer_pid = topo.balancer.process.pid if topo.balancer and topo.balancer.process else 0
     if topo.balancer is not None:
@@ -729,8 +791,10 @@ def one_run(
     clients.command("begin", run)
     spawn = multiprocessing.get_context("spawn")
     pipes, processes = [], []
-    for index in range(settings.publishers):
-        spec = PublisherSpec(index, mode, topo.options[index], run, prefix, settings)
+    for index in range(settings.publishers + 1):  # the last: the control process
+        control = index == settings.publishers
+        options = topo.options[index - 1 if control else index]
+        spec = PublisherSpec(index, mode, options, run, prefix, settings, control)
         mine, theirs = spawn.Pipe()
         process = spawn.Process(
             target=_publisher_main, args=(spec, theirs), name="publisher process", daemon=True
@@ -754,6 +818,7 @@ def one_run(
         reports = []
         for pipe, process in zip(pipes, processes, strict=True):
             reports.append(_receive(pipe, process, settings.seconds * 3 + 120, "finish"))
+        control = reports.pop()
         soketi_cpu = (
             sum(cpu_seconds(node.process.pid) for node in topo.nodes if node.process) - soketi_cpu
         )
@@ -767,7 +832,7 @@ def one_run(
             process.join(30)
             if process.is_alive():
                 process.kill()
-    _publisher_figures(result, reports, settings)
+    _publisher_figures(result, reports, control, settings)
     subscribers_of = Counter(c % settings.channel_count for c in range(settings.subscribers))
     outcomes = [report["publish"]["outcomes"] for report in reports]
     upper = sum(
@@ -796,14 +861,25 @@ def _receive(pipe: Any, process: Any, timeout: float, what: str) -> Any:
 
 
 def _publisher_figures(
-    result: RunResult, reports: list[dict[str, Any]], settings: Settings
+    result: RunResult, reports: list[dict[str, Any]], control: dict[str, Any], settings: Settings
 ) -> None:
-    library = publishing = baseline = 0.0
+    # the control's paced loop, alone before the publishing and beside it: what the loop
+    # costs on a quiet machine and on one as busy as the publishing makes it
+    quiet = control["baseline"]["cpu"] / max(1, control["baseline"]["n"])
+    busy = control["publish"]["cpu"] / max(1, control["publish"]["n"])
+    result.control_quiet_us, result.control_busy_us = quiet * 1e6, busy * 1e6
+    published = sum(report["publish"]["n"] for report in reports)
+    result.library_beside_control_us = (
+        sum(report["publish"]["cpu"] for report in reports) / published - busy
+    ) * 1e6
+    library = system = publishing = baseline = 0.0
     walls = []
     for report in reports:
         base, real = report["baseline"], report["publish"]
         per_loop = base["cpu"] / base["n"] if base["n"] else 0.0
         library += real["cpu"] - per_loop * real["n"]
+        per_loop = base["system"] / base["n"] if base["n"] else 0.0
+        system += real["system"] - per_loop * real["n"]
         publishing += real["cpu"] / real["wall"]
         baseline += base["cpu"] / base["wall"] if base["wall"] else 0.0
         walls.append(real["wall"])
@@ -819,6 +895,7 @@ def _publisher_figures(
     result.publisher_cores = publishing
     result.baseline_cores = baseline
     result.library_us = library / result.published * 1e6
+    result.library_system_us = system / result.published * 1e6
     result.library_cores = result.library_us * settings.rate / 1e6
 
 
@@ -953,10 +1030,16 @@ def describe(r: RunResult) -> str:
         f"{r.expected:,}, received {r.received:,}: lost {r.lost:,}, doubled {r.doubled:,}, "
         f"failed but arrived {r.failed_arrived:,}, misrouted {r.misrouted:,}, late from an "
         f"earlier run {r.late_from_earlier_run:,}",
-        f"  library CPU: {r.library_us:.0f} µs per publish = {r.library_cores:.3f} of one core "
+        f"  library CPU: {r.library_us:.0f} µs per publish (of which system time, the "
+        f"kernel's, {r.library_system_us:.0f} µs) = {r.library_cores:.3f} of one core "
         f"at {r.rate:,.0f}/s (publisher processes {r.publisher_cores:.3f} cores, the same "
         f"paced loop without the publish call {r.baseline_cores:.3f}); "
         f"{_ratio(r.library_us * TARGET_RATE / 1e6, CORES_TARGET, ' core', 'at 2,000/s <=')}",
+        f"  control process (the same paced loop, no publish call, beside the publishers): "
+        f"{r.control_quiet_us:.0f} µs per iteration before the publishing, "
+        f"{r.control_busy_us:.0f} µs during it; the publishers' CPU per publish less the "
+        f"control's during it: {r.library_beside_control_us:.0f} µs = "
+        f"{r.library_beside_control_us * r.rate / 1e6:.3f} of one core",
         f"  for scale: one bare HTTP publish from Python (http.client, signed once, a new "
         f"connection each, as soketi closes it after every answer) costs {r.bare_request_us:.0f} "
         "µs of CPU here"
@@ -1032,6 +1115,13 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         "--linger", type=float, default=0.0, help="batch_linger seconds (async; default 0)"
     )
     parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=0,
+        help="events per /batch_events request: soketi's maxEventBatchSize on every node and "
+        "the driver's max_batch_events (default: both at 10)",
+    )
+    parser.add_argument(
         "--json",
         nargs="?",
         const=str(RESULTS),
@@ -1048,6 +1138,8 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         parser.error(f"--only: one or more of {','.join(KINDS)}")
     if min(args.nodes, args.publishers, args.subscribers, args.clients) < 1 or args.rate <= 0:
         parser.error("--nodes, --publishers, --subscribers, --clients and --rate must be > 0")
+    if not 0 <= args.max_batch <= 1000:
+        parser.error("--max-batch: 1 to 1000 (0: the default, 10)")
     if args.seconds <= 0 or args.baseline <= 0:
         parser.error("--seconds and --baseline must be > 0")
     settings = Settings(
@@ -1064,6 +1156,7 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         settle=args.settle,
         timeout=args.timeout,
         linger=args.linger,
+        max_batch=args.max_batch,
     )
     return settings, args
 
@@ -1079,6 +1172,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"Method: {METHOD}")
     print(f"Async publishes: batch_linger {settings.linger:g} s (--linger)")
+    print(
+        "Events per /batch_events request at most: "
+        f"{settings.max_batch or 10} (--max-batch; soketi's and the driver's limit)"
+    )
     # only what the user did not name may be skipped (nginx is all that may be missing)
     optional = ("balanced",) if args.only is None else ()
     try:

@@ -184,6 +184,48 @@ def test_the_cluster_latency_benchmark_named_balanced_needs_nginx() -> None:
     assert "skipping" not in done.stdout
 
 
+@pytest.mark.server
+def test_the_cluster_latency_benchmark_raises_every_nodes_batch_limit(tmp_path: Path) -> None:
+    """``--max-batch 15``: every node of the cluster is started taking 15 events a request
+    (the benchmark checks each with a request of 15 before publishing, and stops if one
+    refuses), the driver is told the same, and the async publishes, lingering for company,
+    are all delivered once. The control process ran beside the publishers in both phases."""
+    out = tmp_path / "batch.json"
+    tiny = [*TINY]
+    tiny[tiny.index("--rate") + 1] = "200"
+    args = ("--only", "cluster", "--modes", "async", "--max-batch", "15", "--linger", "0.05")
+    done = _cluster_latency(*tiny, *args, "--json", str(out), nginx=False)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-4000:]
+    assert "Events per /batch_events request at most: 15" in done.stdout
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["settings"]["max_batch"] == 15
+    [run] = data["runs"]
+    assert (run["published"], run["delivered"], run["expected"], run["received"]) == (
+        200,
+        200,
+        400,
+        400,
+    )
+    assert run["lost"] == run["doubled"] == run["misrouted"] == 0, run
+    assert run["control_quiet_us"] > 0 and run["control_busy_us"] > 0, run
+    assert isinstance(run["library_system_us"], float), run
+
+
+@pytest.mark.server
+def test_the_cluster_latency_batch_check_refuses_a_node_left_at_ten() -> None:
+    """The check that stops a ``--max-batch`` run can fail: a soketi left at its app's
+    limit of 10 takes 10 events in one request and refuses 11, and the error says why."""
+    import cluster_latency as bench
+    from soketi_server import SoketiServer
+
+    with SoketiServer() as node:
+        bench.check_batch_limit([node], 10)
+        with pytest.raises(RuntimeError, match="refused 11 events in one /batch_events") as info:
+            bench.check_batch_limit([node], 11)
+    assert "maxEventBatchSize is not --max-batch" in str(info.value)
+
+
 def test_the_cluster_latency_tally_catches_a_broken_promise() -> None:
     """The tally counts what went wrong: a delivery lost, one doubled, a failed publish that
     arrived, an arrival on a connection that did not subscribe to that channel."""
