@@ -151,3 +151,61 @@ async def test_a_drain_cancelled_before_it_ran_leaves_no_publish_waiting(
     # and the loop goes on publishing: the one request slot is free again
     receipt = await asyncio.wait_for(driver.achannel("b", "x", "ev"), 2.0)
     assert isinstance(receipt, Receipt) and service.stored == ["b"]
+
+
+async def _one_per_iteration(driver: Any, publishes: list[tuple[str, str]]) -> list[Any]:
+    """Publish each ``(channel, data)`` as a task of its own, one loop iteration apart: each
+    joins the queue while a lingering request is collecting."""
+    tasks = []
+    for channel, data in publishes:
+        tasks.append(asyncio.create_task(driver.achannel(channel, data, "ev")))
+        await asyncio.sleep(0)
+    return await asyncio.wait_for(asyncio.gather(*tasks), 10.0)
+
+
+async def test_a_lingering_request_counts_each_publish_that_joins_it_once(
+    made: list[Broadcast], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # room for 1,000 publishes, arriving one at a time while the request lingers: whether
+    # the queue fills it is kept up to date as each joins, not counted again from the head
+    # (which cost half a million checks for one full request of 1,000)
+    import broadcasting._batcher as batcher_module
+
+    checks = 0
+    real_fits = batcher_module.fits
+
+    def counting_fits(*args: Any) -> bool:
+        nonlocal checks
+        checks += 1
+        return real_fits(*args)
+
+    monkeypatch.setattr(batcher_module, "fits", counting_fits)
+    driver, service = connect(made, batch_channels=1000, latency=0.0, batch_linger=1.0)
+    done = await _one_per_iteration(driver, [(f"c{n}", "x") for n in range(1000)])
+    assert all(isinstance(receipt, Receipt) for receipt in done)
+    assert [channels for _, channels in service.started] == [[f"c{n}" for n in range(1000)]]
+    assert checks <= 3 * 1000, checks
+
+
+async def test_lingering_requests_are_packed_in_order_to_their_limits(
+    made: list[Broadcast],
+) -> None:
+    # up to 5 channels and 10 bytes a request; publishes of 1 to 6 bytes, one at a time:
+    # each request takes the queue's head, as many as fit, and leaves once the next would
+    # not fit or it is full (the last when its linger is over)
+    import random
+
+    sizes = [random.Random(n).randint(1, 6) for n in range(60)]
+    publishes = [(f"c{n}", "x" * size) for n, size in enumerate(sizes)]
+    expected: list[list[str]] = [[]]
+    used = 0
+    for channel, data in publishes:
+        if expected[-1] and (len(expected[-1]) == 5 or used + len(data) > 10):
+            expected.append([])
+            used = 0
+        expected[-1].append(channel)
+        used += len(data)
+    driver, service = connect(made, batch_channels=5, latency=0.0, batch_bytes=10, batch_linger=0.2)
+    await _one_per_iteration(driver, publishes)
+    assert [channels for _, channels in service.started] == expected
+    assert sorted(service.stored) == sorted(channel for channel, _ in publishes)

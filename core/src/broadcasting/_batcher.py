@@ -48,6 +48,10 @@ class Batcher:
         self._budget = budget  # requests a first attempt may take (see Batch.budget)
         self._max_bytes = driver.capabilities.batch_bytes
         self._queue: deque[_Pending] = deque()
+        # what the queue adds up to from its head (channels, bytes, whether it fills a
+        # request), kept up to date as publishes join it; None: to be counted again (after a
+        # publish left the queue's head)
+        self._tally: tuple[int, int, bool] | None = (0, 0, False)
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._unstarted: set[asyncio.Task[None]] = set()  # drains not yet run (see _done)
@@ -59,6 +63,9 @@ class Batcher:
         since = loop.time() if self._linger else 0.0  # only a lingering drain reads it
         pending = _Pending(part, size, loop.create_future(), since)
         self._queue.append(pending)
+        tally = self._tally
+        if tally is not None and not tally[2]:  # filled stays filled until one leaves
+            self._tally = self._counted(tally, pending)
         if self._collecting:  # a drain is filling a request: this joins it
             if self._full():
                 for waiting in self._collecting:
@@ -93,6 +100,7 @@ class Batcher:
 
     def _cancel_queued(self) -> None:
         """No drain is left to take the queue: nothing in it may wait for good."""
+        self._tally = None
         while self._queue:
             self._queue.popleft().future.cancel()
 
@@ -100,6 +108,7 @@ class Batcher:
         taken: list[_Pending] = []
         channels = size = 0
         queue, capabilities = self._queue, self._driver.capabilities
+        self._tally = None
         while queue:
             head = queue[0]
             if head.future.done():  # its publisher was cancelled before it was sent
@@ -114,14 +123,26 @@ class Batcher:
 
     def _full(self) -> bool:
         """Whether the queued publishes fill one request (or more)."""
-        capabilities, channels, size = self._driver.capabilities, 0, 0
-        for pending in self._queue:
-            if not fits(capabilities, channels, size, pending.part, pending.size):
-                return True
-            channels += len(pending.part.channels)
-            size += pending.size
+        tally = self._tally
+        if tally is None:  # counted from the head again, once (not at every publish)
+            tally = (0, 0, False)
+            for pending in self._queue:
+                tally = self._counted(tally, pending)
+                if tally[2]:
+                    break
+            self._tally = tally
+        return tally[2]
+
+    def _counted(self, tally: tuple[int, int, bool], pending: _Pending) -> tuple[int, int, bool]:
+        """``tally`` (of a queue that does not fill a request yet) with ``pending`` joined."""
+        capabilities, (channels, size, _) = self._driver.capabilities, tally
+        if not fits(capabilities, channels, size, pending.part, pending.size):
+            return channels, size, True
+        channels += len(pending.part.channels)
+        size += pending.size
         limit = capabilities.batch_bytes  # filled to the byte: nothing more can join
-        return channels >= capabilities.batch_channels or (limit is not None and size >= limit)
+        filled = channels >= capabilities.batch_channels or (limit is not None and size >= limit)
+        return channels, size, filled
 
     async def _collect(self) -> None:
         """Wait until the queue fills a request or its oldest publish has waited ``linger``."""
