@@ -792,9 +792,9 @@ def one_run(
     spawn = multiprocessing.get_context("spawn")
     pipes, processes = [], []
     for index in range(settings.publishers + 1):  # the last: the control process
-        control = index == settings.publishers
-        options = topo.options[index - 1 if control else index]
-        spec = PublisherSpec(index, mode, options, run, prefix, settings, control)
+        is_control = index == settings.publishers
+        options = topo.options[index - 1 if is_control else index]
+        spec = PublisherSpec(index, mode, options, run, prefix, settings, is_control)
         mine, theirs = spawn.Pipe()
         process = spawn.Process(
             target=_publisher_main, args=(spec, theirs), name="publisher process", daemon=True
