@@ -63,8 +63,8 @@ class Batcher:
         since = loop.time() if self._linger else 0.0  # only a lingering drain reads it
         pending = _Pending(part, size, loop.create_future(), since)
         self._queue.append(pending)
-        tally = self._tally
-        if tally is not None and not tally[2]:  # filled stays filled until one leaves
+        tally = self._tally  # read only by a lingering drain (_collect) and what it wakes
+        if self._linger and tally is not None and not tally[2]:  # filled stays filled
             self._tally = self._counted(tally, pending)
         if self._collecting:  # a drain is filling a request: this joins it
             if self._full():
