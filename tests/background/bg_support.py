@@ -1,7 +1,8 @@
 """What the background-publishing tests share: real databases, the transaction plugins.
 
-PostgreSQL is the machine's (127.0.0.1:5432, database ``test``): each test makes tables of
-its own (a uuid suffix); a missing server fails under CI, else skips.
+PostgreSQL (127.0.0.1:5432) and MariaDB (127.0.0.1:3306) are the machine's, database
+``test``: each test makes tables of its own (a uuid suffix); a missing server fails under CI,
+else skips.
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ def postgres_url(driver: str = "psycopg") -> str:
             errors.append(f"{user}: {exc}")
     _service_missing("PostgreSQL at 127.0.0.1:5432", "; ".join(errors))
     raise AssertionError("unreachable")
+
+
+def mysql_url(driver: str = "pymysql") -> str:
+    """A SQLAlchemy URL of the machine's MariaDB (127.0.0.1:3306, root, no password, database
+    ``test``)."""
+    import pymysql
+
+    try:
+        pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=3).close()
+    except pymysql.Error as exc:
+        _service_missing("MariaDB at 127.0.0.1:3306", str(exc))
+    return f"mysql+{driver}://root@127.0.0.1:3306/test"
 
 
 def unique(prefix: str) -> str:

@@ -1,7 +1,8 @@
-"""send="after_commit" and the outbox's writes through SQLAlchemy 2, on SQLite and PostgreSQL.
+"""send="after_commit" and the outbox's writes through SQLAlchemy 2, on SQLite, PostgreSQL and
+MariaDB.
 
-Each test uses a real database (a SQLite file, the machine's PostgreSQL) and the memory
-driver: what it holds is what was published, and when.
+Each test uses a real database (a SQLite file, the machine's PostgreSQL or MariaDB) and the
+memory driver: what it holds is what was published, and when.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bg_support import postgres_url, unique
+from bg_support import mysql_url, postgres_url, unique
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -22,15 +23,18 @@ from broadcasting import Broadcast, InputError, PublishError, Receipt
 from broadcasting.contrib.sqlalchemy import ConnectionTransaction, SessionTransaction, adapt
 from broadcasting.drivers.memory import BroadcastMemoryDriver
 from broadcasting.hookspecs import hookimpl
+from broadcasting.outbox import store_for
 from broadcasting.plugin import Message
 
-DATABASES = ["sqlite", "postgresql"]
+DATABASES = ["sqlite", "postgresql", "mysql"]
 
 
 def _url(database: str, tmp_path: Path, *, asynchronous: bool = False) -> str:
     if database == "sqlite":
         driver = "+aiosqlite" if asynchronous else ""
         return f"sqlite{driver}:///{tmp_path / 'app.sqlite3'}"
+    if database == "mysql":
+        return mysql_url("aiomysql" if asynchronous else "pymysql")
     return postgres_url()  # psycopg 3 serves both: create_async_engine picks its async side
 
 
@@ -418,3 +422,61 @@ async def test_an_outbox_row_commits_and_rolls_back_with_the_async_session(
             await session.rollback()
         await engine.dispose()
     assert _outbox_rows(path) == [('["setup"]', "{}"), ('["orders"]', '{"id":1}')]
+
+
+@pytest.mark.parametrize("scheme", ["mysql", "mariadb"])
+def test_an_outbox_row_commits_and_rolls_back_with_a_mariadb_session(scheme: str) -> None:
+    """The outbox in the application's MariaDB: the row is written in the session's
+    transaction (SQLAlchemy names the dialect ``mysql`` or ``mariadb`` by the URL's scheme)."""
+    url = mysql_url().replace("mysql+", f"{scheme}+", 1)
+    table = unique("outbox")
+    config = {"DRIVER": "memory", "OUTBOX": {"url": url, "table": table}}
+    engine = create_engine(url)
+    try:
+        with Broadcast(config) as broadcast:
+            store_for(broadcast).create_tables()  # as `broadcasting outbox init` does
+            broadcast.channel("setup", {}, send="outbox")
+            with Session(engine) as session, session.begin():
+                adapted = adapt(session)
+                assert adapted is not None and adapted.dialect == scheme
+                broadcast.channel("orders", {"id": 1}, send="outbox", transaction=session)
+            with Session(engine) as session:
+                session.begin()
+                broadcast.channel("orders", {"id": 2}, send="outbox", transaction=session)
+                session.rollback()
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                f"SELECT channels, body FROM `{table}` ORDER BY id"
+            ).fetchall()
+        assert [tuple(r) for r in rows] == [('["setup"]', "{}"), ('["orders"]', '{"id":1}')]
+    finally:
+        with engine.begin() as connection:
+            for suffix in ("", "_lease", "_relay"):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS `{table}{suffix}`")
+        engine.dispose()
+
+
+async def test_an_outbox_row_commits_and_rolls_back_with_an_async_mariadb_session() -> None:
+    url = mysql_url()
+    table = unique("outbox")
+    config = {"DRIVER": "memory", "OUTBOX": {"url": url, "table": table}}
+    engine = create_async_engine(mysql_url("aiomysql"))
+    try:
+        with Broadcast(config) as broadcast:
+            store_for(broadcast).create_tables()
+            await broadcast.achannel("setup", {}, send="outbox")
+            async with AsyncSession(engine) as session, session.begin():
+                await broadcast.achannel("orders", {"id": 1}, send="outbox", transaction=session)
+            async with AsyncSession(engine) as session:
+                await session.begin()
+                await broadcast.achannel("orders", {"id": 2}, send="outbox", transaction=session)
+                await session.rollback()
+        async with engine.connect() as connection:
+            select_rows = f"SELECT channels, body FROM `{table}` ORDER BY id"
+            rows = (await connection.exec_driver_sql(select_rows)).fetchall()
+        assert [tuple(r) for r in rows] == [('["setup"]', "{}"), ('["orders"]', '{"id":1}')]
+    finally:
+        async with engine.begin() as connection:
+            for suffix in ("", "_lease", "_relay"):
+                await connection.exec_driver_sql(f"DROP TABLE IF EXISTS `{table}{suffix}`")
+        await engine.dispose()

@@ -9,8 +9,11 @@
   the test's ``tmp_path``) or ``"postgresql"`` (a uuid-named table in ``outbox_schema``).
 - ``store``: one of each (parametrized).
 - ``ConnTransaction`` / ``TransactionPlugin``: a DB-API connection (``sqlite3`` or
-  ``psycopg``) as the ``transaction=`` of a publish: a minimal real adapter, so the write
-  path's tests do not depend on the framework adapters.
+  ``psycopg``; ``CursorConnTransaction`` for PyMySQL) as the ``transaction=`` of a publish:
+  a minimal real adapter, so the write path's tests do not depend on the framework adapters.
+- ``mysql_url`` / ``mysql_database``: the local MariaDB (127.0.0.1:3306, root, no
+  password) through SQLAlchemy and PyMySQL, and a database of this session's own (dropped
+  at the end); ``new_store("mysql")`` makes a table in it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from broadcasting.outbox._store import Store
 
 PG_USERS = ("postgres", "root")
 PG_TEMPLATE = "postgresql://{user}@127.0.0.1:5432/test"
+#: MariaDB (or MySQL) through SQLAlchemy and PyMySQL: root, no password, as on this
+#: project's machines
+MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 
 
 def _find_pg() -> str | None:
@@ -57,6 +63,50 @@ def pg_url() -> str:
     return url
 
 
+def _find_mysql() -> str | None:
+    try:
+        import pymysql
+    except ImportError:
+        return None
+    try:
+        pymysql.connect(host="127.0.0.1", port=3306, user="root", connect_timeout=3).close()
+    except pymysql.Error:
+        return None
+    return MYSQL_URL
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """The local MariaDB's SQLAlchemy URL (skip without it, fail under CI)."""
+    url = _find_mysql()
+    if url is None:
+        unavailable("MariaDB", "not running on 127.0.0.1:3306 (user root, no password)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def mysql_database(mysql_url: str) -> Iterator[str]:
+    """A MariaDB database of this session's own, dropped at the end."""
+    import pymysql
+
+    name = f"outbox_{uuid.uuid4().hex[:12]}"
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}`")
+    finally:
+        conn.close()
+    try:
+        yield name
+    finally:
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE `{name}`")
+        finally:
+            conn.close()
+
+
 @pytest.fixture(scope="session")
 def outbox_schema(pg_url: str) -> Iterator[str]:
     """A PostgreSQL schema of this session's own, dropped at the end."""
@@ -78,6 +128,10 @@ def outbox_settings(request: pytest.FixtureRequest, kind: str, **settings: Any) 
         tmp_path: Path = request.getfixturevalue("tmp_path")
         path = tmp_path / f"outbox-{uuid.uuid4().hex[:8]}.sqlite3"
         return {"url": f"sqlite:///{path}", **settings}
+    if kind == "mysql":
+        database = request.getfixturevalue("mysql_database")
+        url = request.getfixturevalue("mysql_url").rsplit("/", 1)[0] + f"/{database}"
+        return {"url": url, "table": f"outbox_{uuid.uuid4().hex[:8]}", **settings}
     assert kind == "postgresql", kind
     url = request.getfixturevalue("pg_url")
     schema = request.getfixturevalue("outbox_schema")
@@ -104,13 +158,14 @@ def new_store(request: pytest.FixtureRequest) -> Iterator[Callable[..., Store]]:
 
 @pytest.fixture
 def outbox_config(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any]]:
-    """Makes OUTBOX settings of a fresh outbox (``kind``: ``"sqlite"`` or ``"postgresql"``)."""
+    """Makes OUTBOX settings of a fresh outbox (``kind``: ``"sqlite"``, ``"postgresql"`` or
+    ``"mysql"``)."""
     return lambda kind, **settings: outbox_settings(request, kind, **settings)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def store(request: pytest.FixtureRequest, new_store: Callable[..., Store]) -> Store:
-    """A fresh store with 4 partitions: a SQLite file, or a PostgreSQL table."""
+    """A fresh store with 4 partitions: a SQLite file, a PostgreSQL or a MariaDB table."""
     return new_store(request.param)
 
 
@@ -133,11 +188,50 @@ class ConnTransaction:
         return self.connection.execute(sql, tuple(params))
 
 
+class CursorConnTransaction(ConnTransaction):
+    """A DB-API connection whose statements run on a cursor (PyMySQL: no ``execute`` of its
+    own); the transaction is the connection's (autocommit off)."""
+
+    def execute(self, sql: str, params: Sequence[Any]) -> object:
+        with self.connection.cursor() as cursor:
+            return cursor.execute(sql, tuple(params))
+
+
+def mysql_connect(url: str) -> Any:
+    """A PyMySQL connection (autocommit off) to the database of a ``mysql+pymysql`` URL."""
+    import pymysql
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    return pymysql.connect(
+        host=parsed.host, port=parsed.port or 3306, user=parsed.username, database=parsed.database
+    )
+
+
 class AsyncConnTransaction(ConnTransaction):
     """An async DB-API-like connection (``aiosqlite``, ``psycopg.AsyncConnection``)."""
 
     async def execute(self, sql: str, params: Sequence[Any]) -> object:
         return await self.connection.execute(sql, tuple(params))
+
+
+class AsyncCursorConnTransaction(ConnTransaction):
+    """An aiomysql connection (autocommit off), each statement on a cursor of its own."""
+
+    async def execute(self, sql: str, params: Sequence[Any]) -> object:
+        async with self.connection.cursor() as cursor:
+            return await cursor.execute(sql, tuple(params))
+
+
+async def amysql_connect(url: str) -> Any:
+    """An aiomysql connection (autocommit off) to the database of a ``mysql+pymysql`` URL."""
+    import aiomysql
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    return await aiomysql.connect(
+        host=parsed.host, port=parsed.port or 3306, user=parsed.username, db=parsed.database
+    )
 
 
 class TransactionPlugin:
@@ -155,6 +249,10 @@ def adapters() -> Any:
 
     return types.SimpleNamespace(
         ConnTransaction=ConnTransaction,
+        CursorConnTransaction=CursorConnTransaction,
+        mysql_connect=mysql_connect,
+        AsyncCursorConnTransaction=AsyncCursorConnTransaction,
+        amysql_connect=amysql_connect,
         AsyncConnTransaction=AsyncConnTransaction,
         Plugin=TransactionPlugin,
     )

@@ -65,11 +65,14 @@ def pg_schema() -> Iterator[str]:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """OUTBOX settings for a fresh outbox: a SQLite file, or a PostgreSQL schema."""
+    """OUTBOX settings for a fresh outbox: a SQLite file, a PostgreSQL schema, or a table in
+    a MariaDB database of the session's own (through SQLAlchemy)."""
     if request.param == "sqlite":
         return {"url": f"sqlite:///{tmp_path / 'outbox.sqlite3'}", "partitions": 4}
+    if request.param == "mysql":
+        return created(request.getfixturevalue("outbox_config")("mysql", partitions=4))
     schema = request.getfixturevalue("pg_schema")
     return created({"url": PG_URL, "table": f"{schema}.broadcasting_outbox", "partitions": 4})
 

@@ -53,12 +53,14 @@ def proxy(soketi: SoketiServer) -> Iterator[CountingProxy]:
         yield counting
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """OUTBOX settings of a fresh outbox with its tables: a SQLite file, or a PostgreSQL
-    table in the session's own schema."""
+    """OUTBOX settings of a fresh outbox with its tables: a SQLite file, a PostgreSQL table
+    in the session's own schema, or a MariaDB table in the session's own database."""
     if request.param == "sqlite":
         settings: dict[str, Any] = {"url": f"sqlite:///{tmp_path / 'outbox.sqlite3'}"}
+    elif request.param == "mysql":
+        settings = request.getfixturevalue("outbox_config")("mysql")
     else:
         url = request.getfixturevalue("pg_url")
         schema = request.getfixturevalue("outbox_schema")

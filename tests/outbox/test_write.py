@@ -26,13 +26,16 @@ from broadcasting.outbox import Store, store_for
 ALL = [0, 1, 2, 3]
 ConnTransaction: Any = None
 AsyncConnTransaction: Any = None
+CURSOR_TRANSACTION: Any = None
+MYSQL_CONNECT: Any = None
 
 
 @pytest.fixture(autouse=True)
 def _adapters(adapters: Any) -> None:
     """The conftest's adapter classes, as this module's names."""
-    global ConnTransaction, AsyncConnTransaction
+    global ConnTransaction, AsyncConnTransaction, CURSOR_TRANSACTION, MYSQL_CONNECT
     ConnTransaction, AsyncConnTransaction = adapters.ConnTransaction, adapters.AsyncConnTransaction
+    CURSOR_TRANSACTION, MYSQL_CONNECT = adapters.CursorConnTransaction, adapters.mysql_connect
 
 
 @pytest.fixture
@@ -59,7 +62,7 @@ def make_broadcast(
         store_for(broadcast).close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def broadcast(
     request: pytest.FixtureRequest, make_broadcast: Callable[..., Broadcast]
 ) -> Broadcast:
@@ -78,6 +81,9 @@ def caller_connection(broadcast: Broadcast) -> tuple[Any, ConnTransaction]:
         conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         conn.execute("BEGIN")
         return conn, ConnTransaction(conn, "sqlite", "qmark")
+    if store.dialect == "mysql":
+        conn = MYSQL_CONNECT(url)  # autocommit off: the first statement opens a transaction
+        return conn, CURSOR_TRANSACTION(conn, "mysql", "format")
     import psycopg
 
     conn = psycopg.connect(url)  # not autocommit: the first statement opens a transaction
@@ -137,7 +143,7 @@ def test_a_rolled_back_transaction_leaves_no_row(broadcast: Broadcast) -> None:
     assert [r.event for r in rows_of(broadcast)] == ["kept"]
 
 
-async def test_async_paths(broadcast: Broadcast) -> None:
+async def test_async_paths(broadcast: Broadcast, adapters: Any) -> None:
     # the store's own connection, in a thread
     receipt = await broadcast.achannel("orders", {"n": 1}, "one", send="outbox")
     assert receipt.pending
@@ -150,6 +156,9 @@ async def test_async_paths(broadcast: Broadcast) -> None:
         conn: Any = await aiosqlite.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         await conn.execute("BEGIN")
         transaction = AsyncConnTransaction(conn, "sqlite", "qmark")
+    elif store.dialect == "mysql":
+        conn = await adapters.amysql_connect(url)
+        transaction = adapters.AsyncCursorConnTransaction(conn, "mysql", "format")
     else:
         import psycopg
 
@@ -163,7 +172,10 @@ async def test_async_paths(broadcast: Broadcast) -> None:
         else:
             await conn.commit()
     finally:
-        await conn.close()
+        if store.dialect == "mysql":
+            conn.close()  # aiomysql's close() is not a coroutine
+        else:
+            await conn.close()
     assert [r.event for r in rows_of(broadcast)] == ["one", "two", "gone"]
 
 

@@ -93,7 +93,7 @@ BAD: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
 def setup(
     request: pytest.FixtureRequest, outbox_config: Callable[..., dict[str, Any]], adapters: Any
 ) -> Iterator[tuple[Broadcast, Spy, Any, Callable[[], int]]]:
@@ -115,6 +115,10 @@ def setup(
         conn.execute("BEGIN")
         transaction = adapters.ConnTransaction(conn, "sqlite", "qmark")
         table = '"broadcasting_outbox"'
+    elif request.param == "mysql":
+        conn = adapters.mysql_connect(url)
+        transaction = adapters.CursorConnTransaction(conn, "mysql", "format")
+        table = f"`{store.table}`"
     else:
         import psycopg
 
@@ -123,13 +127,18 @@ def setup(
         table = ".".join(f'"{part}"' for part in store.table.split("."))
 
     def count() -> int:
+        if request.param == "mysql":
+            with conn.cursor() as cursor:
+                cursor.execute(f"SELECT COUNT(*) FROM {table}")
+                (n,) = cursor.fetchone()
+            return int(n)
         (n,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
         return int(n)
 
     try:
         yield broadcast, spy, transaction, count
     finally:
-        conn.rollback() if request.param == "postgresql" else conn.execute("ROLLBACK")
+        conn.rollback() if request.param != "sqlite" else conn.execute("ROLLBACK")
         conn.close()
         broadcast.close()
         store.close()

@@ -355,9 +355,14 @@ def live_relays(table: str) -> str:
     return f'SELECT owner FROM {_q(relay_table(table))} WHERE "until" > ? ORDER BY owner'
 
 
-def forget_relays(table: str) -> str:
-    """Delete relays not seen since ``?``."""
-    return f'DELETE FROM {_q(relay_table(table))} WHERE "until" < ?'
+def relays(table: str) -> str:
+    """Every relay and the time it is alive until."""
+    return f'SELECT owner, "until" FROM {_q(relay_table(table))}'
+
+
+def forget_relays(table: str, owners: int) -> str:
+    """Delete the listed relays if still not seen since ``?``."""
+    return f'DELETE FROM {_q(relay_table(table))} WHERE "until" < ? AND owner IN ({_marks(owners)})'
 
 
 def forget_relay(table: str) -> str:

@@ -257,8 +257,12 @@ class _SQLAlchemySource:
                 "not +asyncpg; sqlite, not +aiosqlite)",
             )
         self.dialect = _sql.dialect_of(kind.name)
+        # MySQL/MariaDB: READ COMMITTED, PostgreSQL's default, whose semantics the statements
+        # are written for. InnoDB's default (REPEATABLE READ) locks the gaps its range scans
+        # pass, and two relays' claims then deadlock each other.
+        options = {"isolation_level": "READ COMMITTED"} if self.dialect == _sql.MYSQL else {}
         try:
-            self.engine = sqlalchemy.create_engine(url)
+            self.engine = sqlalchemy.create_engine(url, **options)
         except ImportError as exc:
             raise ConfigurationError(
                 "config", "OUTBOX", f"url: its database driver is not installed ({exc.name})"
@@ -649,8 +653,12 @@ class Store:
         table = self.table
         with self._transaction(write=True) as run:
             run(_sql.present(self.dialect, table), owner, until)
-            live = len(run(_sql.live_relays(table), now))
-            run(_sql.forget_relays(table), now - 10 * lease)
+            relays = run(_sql.relays(table))
+            live = sum(1 for _, seen in relays if float(seen) > now)
+            gone = [owner for owner, seen in relays if float(seen) < now - 10 * lease]
+            if gone:  # by key: a DELETE that scans the table would wait on (and, on
+                # MySQL, deadlock with) every relay's own row locked by its claim
+                run(_sql.forget_relays(table, len(gone)), now - 10 * lease, *gone)
             run(_sql.renew(table), until, owner)
             mine = [p for (p,) in run(_sql.held(table), owner)]
             share = math.ceil(self.partitions / max(live, 1))
