@@ -1,6 +1,6 @@
 """A Django view that saves a model and publishes after commit, with Django's test client:
-Django's runner (TestCase.captureOnCommitCallbacks, TransactionTestCase) on SQLite and
-PostgreSQL, and pytest-django (``transaction=True``, captured callbacks) on SQLite.
+Django's runner (TestCase.captureOnCommitCallbacks, TransactionTestCase) on SQLite,
+PostgreSQL and MariaDB, and pytest-django (``transaction=True``, captured callbacks) on SQLite.
 
 The project (tests/background/django_project) runs in processes of its own: Django's
 settings are per process, and tests/web configures Django for itself in this one.
@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from bg_support import postgres_url
+from bg_support import mysql_url, postgres_url
 
 PROJECT = Path(__file__).resolve().parent / "django_project"
 TIMEOUT = 180
@@ -48,10 +48,12 @@ def _run(args: list[str], database: str, tmp_path: Path) -> str:
     return output
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("database", ["sqlite", "postgresql", "mysql"])
 def test_djangos_runner(database: str, tmp_path: Path) -> None:
     if database == "postgresql":
         database = postgres_url().replace("+psycopg", "")
+    elif database == "mysql":  # Django's own backend: mysqlclient
+        database = mysql_url().replace("+pymysql", "")
     output = _run(["manage.py", "test", "shop", "--noinput"], database, tmp_path)
     assert re.search(rf"^Ran {RUNNER_TESTS} tests in ", output, re.M), output
     assert re.search(r"^OK$", output, re.M), output

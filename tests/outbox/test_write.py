@@ -234,53 +234,76 @@ def test_importing_the_outbox_imports_no_database_driver() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# -- PostgreSQL: each channel's ids in commit order ---------------------------------------
+# -- PostgreSQL and MySQL/MariaDB: each channel's ids in commit order ----------------------
+#
+# PostgreSQL: the INSERT takes each channel's advisory lock; MySQL: the write first upserts
+# each channel's lock row. Either way a second writer to a channel waits for the first to end.
 
 
-def _waiting_on_a_lock(url: str, pid: int) -> bool:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
-        ).fetchone()
-    return row is not None and row[0] == "Lock"
-
-
-def test_a_second_writer_to_a_channel_waits_for_the_first_to_commit(
-    make_broadcast: Callable[..., Broadcast],
-) -> None:
-    import psycopg
-
-    broadcast = make_broadcast("postgresql")
+def _connect(broadcast: Broadcast) -> tuple[Any, Any]:
+    """A connection of the caller's own (a transaction opens at its first statement) and the
+    adapter that passes it as ``transaction=``."""
     url = broadcast.config.outbox["url"]
-    first = psycopg.connect(url)
-    second = psycopg.connect(url)
+    if store_for(broadcast).dialect == "mysql":
+        conn = MYSQL_CONNECT(url)
+        return conn, CURSOR_TRANSACTION(conn, "mysql", "format")
+    import psycopg
+
+    conn = psycopg.connect(url)
+    return conn, ConnTransaction(conn, "postgresql", "format")
+
+
+def _query(conn: Any, sql: str, *params: Any) -> Any:
+    """The first row of ``sql`` on a psycopg or PyMySQL connection."""
+    if hasattr(conn, "execute"):
+        return conn.execute(sql, params).fetchone()
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _waiting_on_a_lock(broadcast: Broadcast, conn: Any) -> bool:
+    """Whether ``conn``'s transaction waits for a lock (asked on another connection)."""
+    watcher, _ = _connect(broadcast)
     try:
-        broadcast.channel(
-            ["orders", "x"],
-            "1",
-            "first",
-            send="outbox",
-            transaction=ConnTransaction(first, "postgresql", "format"),
+        if store_for(broadcast).dialect == "mysql":
+            row = _query(
+                watcher,
+                "SELECT trx_state FROM information_schema.innodb_trx "
+                "WHERE trx_mysql_thread_id = %s",
+                conn.thread_id(),
+            )
+            return row is not None and row[0] == "LOCK WAIT"
+        row = _query(
+            watcher,
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+            conn.info.backend_pid,
         )
+        return row is not None and row[0] == "Lock"
+    finally:
+        watcher.close()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_a_second_writer_to_a_channel_waits_for_the_first_to_commit(
+    make_broadcast: Callable[..., Broadcast], kind: str
+) -> None:
+    broadcast = make_broadcast(kind)
+    first, first_tx = _connect(broadcast)
+    second, second_tx = _connect(broadcast)
+    try:
+        broadcast.channel(["orders", "x"], "1", "first", send="outbox", transaction=first_tx)
         done = threading.Event()
 
         def write_second() -> None:
-            broadcast.channel(
-                ["y", "orders"],
-                "2",
-                "second",
-                send="outbox",
-                transaction=ConnTransaction(second, "postgresql", "format"),
-            )
+            broadcast.channel(["y", "orders"], "2", "second", send="outbox", transaction=second_tx)
             second.commit()
             done.set()
 
         thread = threading.Thread(target=write_second)
         thread.start()
         deadline = time.monotonic() + 20
-        while not _waiting_on_a_lock(url, second.info.backend_pid):
+        while not _waiting_on_a_lock(broadcast, second):
             assert time.monotonic() < deadline, "the second writer never waited for the lock"
             time.sleep(0.01)
         assert not done.is_set()
@@ -292,53 +315,56 @@ def test_a_second_writer_to_a_channel_waits_for_the_first_to_commit(
         second.close()
     on_orders = [r for r in rows_of(broadcast) if "orders" in r.channels]
     assert [r.event for r in sorted(on_orders, key=lambda r: r.id)] == ["first", "second"]
-    # another channel is not held up: it has no lock in common
-    unrelated = psycopg.connect(url)
+    # another channel is not held up: it has no lock in common (the first never commits)
+    held, held_tx = _connect(broadcast)
+    unrelated, unrelated_tx = _connect(broadcast)
     try:
-        broadcast.channel(
-            "z",
-            "3",
-            "free",
-            send="outbox",
-            transaction=ConnTransaction(unrelated, "postgresql", "format"),
-        )
+        broadcast.channel("orders", "4", "held", send="outbox", transaction=held_tx)
+        broadcast.channel("z", "3", "free", send="outbox", transaction=unrelated_tx)
         unrelated.commit()
     finally:
+        held.close()
         unrelated.close()
+    assert [r.event for r in rows_of(broadcast) if r.channels == ("z",)] == ["free"]
 
 
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
 def test_concurrent_writers_ids_follow_commit_order(
-    make_broadcast: Callable[..., Broadcast],
+    make_broadcast: Callable[..., Broadcast], kind: str
 ) -> None:
     """Two writer connections publish to a shared channel (and others) with random pauses
     before commit; each takes a number from a sequence just before its commit, while it
     still holds its locks. Per channel, id order must be that commit order."""
-    import psycopg
-
-    broadcast = make_broadcast("postgresql")
-    url = broadcast.config.outbox["url"]
-    schema = store_for(broadcast).table.split(".")[0]
-    sequence = f'"{schema}"."commits_{uuid.uuid4().hex[:8]}"'
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE SEQUENCE {sequence}")
+    broadcast = make_broadcast(kind)
+    table = store_for(broadcast).table
+    name = f"commits_{uuid.uuid4().hex[:8]}"
+    setup, _ = _connect(broadcast)
+    try:
+        if kind == "mysql":  # MariaDB 10.3+ has sequences
+            sequence, take = f"`{name}`", f"SELECT NEXTVAL(`{name}`)"
+        else:
+            sequence = f'"{table.split(".")[0]}"."{name}"'
+            take = f"SELECT nextval('{sequence}')"
+        _query_ddl(setup, f"CREATE SEQUENCE {sequence}")
+    finally:
+        setup.close()
     committed: dict[str, int] = {}
     rng = random.Random(19)
 
     def writer(name: str) -> None:
-        with psycopg.connect(url) as conn:
+        conn, transaction = _connect(broadcast)
+        try:
             for n in range(40):
                 channels = ["shared", f"{name}-{n % 3}"] if n % 4 else [f"{name}-{n % 3}", "other"]
                 receipt = broadcast.channel(
-                    channels,
-                    str(n),
-                    "e",
-                    send="outbox",
-                    transaction=ConnTransaction(conn, "postgresql", "format"),
+                    channels, str(n), "e", send="outbox", transaction=transaction
                 )
                 time.sleep(rng.random() * 0.002)
-                (order,) = conn.execute(f"SELECT nextval('{sequence}')").fetchone()  # type: ignore[misc]
+                (order,) = _query(conn, take)
                 conn.commit()
                 committed[receipt.message_id] = order
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=writer, args=(name,)) for name in ("w1", "w2")]
     for t in threads:
@@ -350,6 +376,15 @@ def test_concurrent_writers_ids_follow_commit_order(
     for channel in ("shared", "other"):
         orders = [committed[r.message_id] for r in rows if channel in r.channels]
         assert len(orders) >= 20 and orders == sorted(orders), channel
+
+
+def _query_ddl(conn: Any, sql: str) -> None:
+    if hasattr(conn, "execute"):
+        conn.execute(sql)
+    else:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+    conn.commit()
 
 
 # -- Django: the migration makes the store's table ----------------------------------------
@@ -398,7 +433,8 @@ def describe(table):
 
 
 out = {}
-for suffix in ("", "_lease", "_relay"):
+suffixes = ("", "_lease", "_relay") + (("_lock",) if connection.vendor == "mysql" else ())
+for suffix in suffixes:
     out[suffix] = [describe("broadcasting_outbox" + suffix), describe("ref_outbox" + suffix)]
 
 # the store works on the migrated table, through Django's connection
@@ -416,7 +452,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mysql"])
 def test_the_django_migration_creates_the_stores_table(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -429,6 +465,23 @@ def test_the_django_migration_creates_the_stores_table(
         }
         schema = ""
         url = f"sqlite:///{tmp_path / 'dj.sqlite3'}"
+    elif kind == "mysql":  # Django's own MySQL driver, mysqlclient; the store's URL: PyMySQL
+        import pymysql
+
+        url = request.getfixturevalue("mysql_url")
+        schema = ""
+        name = f"dj_{uuid.uuid4().hex[:10]}"
+        with pymysql.connect(host="127.0.0.1", user="root", autocommit=True) as conn:
+            conn.cursor().execute(f"CREATE DATABASE `{name}`")
+        request.addfinalizer(lambda: _drop_mysql(name))
+        db = {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": name,
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "PORT": "3306",
+        }
+        url = url.rsplit("/", 1)[0] + f"/{name}"
     else:
         import psycopg
 
@@ -455,7 +508,9 @@ def test_the_django_migration_creates_the_stores_table(
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    for suffix in ("", "_lease", "_relay"):
+    suffixes = ("", "_lease", "_relay") + (("_lock",) if kind == "mysql" else ())
+    assert set(out) == {*suffixes, "flow", "stats"}
+    for suffix in suffixes:
         migrated, reference = out[suffix]
         assert migrated == reference, suffix
     assert out[""][0]["indexes"] == [["partition", "state", "id"]]
@@ -501,3 +556,10 @@ def test_a_new_sqlite_outbox_gets_its_tables_in_the_callers_transaction(tmp_path
         connection.close()
         broadcast.close()
         store_for(broadcast).close()
+
+
+def _drop_mysql(name: str) -> None:
+    import pymysql
+
+    with pymysql.connect(host="127.0.0.1", user="root", autocommit=True) as conn:
+        conn.cursor().execute(f"DROP DATABASE `{name}`")

@@ -121,6 +121,12 @@ def relay_table(table: str) -> str:
     return _name(table, "_relay")
 
 
+def lock_table(table: str) -> str:
+    """MySQL/MariaDB: the channels' lock rows (``k``), which a write upserts to hold them until
+    its transaction ends (PostgreSQL has advisory locks for that; SQLite one writer)."""
+    return _name(table, "_lock")
+
+
 def sqlite_objects(table: str) -> tuple[str, tuple[str, ...]]:
     """The schema (``main`` if none) and the names of what :func:`create_tables` makes for
     the SQLite ``table``: the tables and the index, as ``sqlite_master`` names them."""
@@ -185,7 +191,13 @@ def create_tables(dialect: str, table: str) -> tuple[str, ...]:
         f"CREATE TABLE IF NOT EXISTS {_q(relay_table(table))} ("
         "owner VARCHAR(200) NOT NULL PRIMARY KEY, "
         f'"until" {real} NOT NULL)',
+        *((create_lock_table(table),) if dialect == MYSQL else ()),
     )
+
+
+def create_lock_table(table: str) -> str:
+    """MySQL/MariaDB: the DDL of :func:`lock_table`."""
+    return f"CREATE TABLE IF NOT EXISTS {_q(lock_table(table))} (k INTEGER NOT NULL PRIMARY KEY)"
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -197,6 +209,24 @@ def lock_keys(table: str, channels: Sequence[str]) -> list[int]:
     if len(channels) == 1:
         return [_lock_key(table, channels[0])]
     return sorted({_lock_key(table, c) for c in channels})
+
+
+#: MySQL/MariaDB: how many lock rows the channels hash into (the table never holds more).
+#: Two channels sharing one only wait for each other's writers now and then.
+LOCK_ROWS = 65536
+
+
+def row_locks(dialect: str, table: str, channels: Sequence[str]) -> tuple[str, list[int]] | None:
+    """MySQL/MariaDB: the statement, run before a write's INSERT in its transaction, that
+    holds ``channels``' lock rows until the transaction ends (InnoDB's row lock on an upsert),
+    so a channel's ids follow commit order as PostgreSQL's advisory locks make them; and its
+    keys, sorted (two writers take them in the same order). ``None`` on other databases."""
+    if dialect != MYSQL:
+        return None
+    keys = sorted({_lock_key(table, c) % LOCK_ROWS for c in channels})
+    values = ", ".join(["(?)"] * len(keys))
+    sql = f"INSERT INTO {_q(lock_table(table))} (k) VALUES {values} ON DUPLICATE KEY UPDATE k = k"
+    return sql, keys
 
 
 @lru_cache(maxsize=4096)

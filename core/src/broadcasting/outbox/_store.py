@@ -629,12 +629,16 @@ class Store:
     # -- writing --------------------------------------------------------------------------
 
     def insert(self, rows: Sequence[NewRow]) -> None:
-        """Insert ``rows`` in a transaction of the store's own, committed at once (on
-        PostgreSQL taking each channel's advisory lock and notifying the relays)."""
+        """Insert ``rows`` in a transaction of the store's own, committed at once (taking
+        each channel's lock: an advisory lock on PostgreSQL, which also notifies the relays;
+        its lock row on MySQL)."""
         if not rows:
             return
         sql, params = _sql.insert_params(self.dialect, self.table, rows)
+        locks = _sql.row_locks(self.dialect, self.table, [c for r in rows for c in r.channels])
         with self._transaction(write=True) as run:
+            if locks is not None:
+                run(locks[0], *locks[1])
             run(sql, *params)
         self._wake.set()
 

@@ -41,13 +41,15 @@ def write(
             store, new_rows(message, broadcaster.driver.name, store.partitions, time.time())
         )
         return pending(broadcaster, message)
-    sql, params = _statement(store, transaction, message, broadcaster.driver.name)
+    sql, params, locks = _statement(store, transaction, message, broadcaster.driver.name)
     if store._create_on_first_use and not store._tables_found():
         # a SQLite outbox not opened yet, its tables maybe not made (or not committed): they
         # are made in the caller's transaction (the store's own connection would wait for the
         # lock that transaction holds), and go away with it if it rolls back
         for statement in _sql.create_tables(store.dialect, store.table):
             yield _Execute(transaction, statement, ())
+    if locks is not None:  # MySQL: the channels' lock rows, held until the caller's commit
+        yield _Execute(transaction, *locks)
     yield _Execute(transaction, sql, params)
     return pending(broadcaster, message)
 
@@ -80,9 +82,10 @@ def _store_of(broadcaster: Broadcaster[Any]) -> Store:
 
 def _statement(
     store: Store, transaction: Transaction, message: Message, driver: str
-) -> tuple[str, list[Any]]:
-    """The INSERT of ``message``'s rows for ``transaction``'s database and placeholders, and
-    its parameters (refused as :func:`check` says, before anything is built)."""
+) -> tuple[str, list[Any], tuple[str, list[int]] | None]:
+    """The INSERT of ``message``'s rows for ``transaction``'s database and placeholders, its
+    parameters, and (MySQL) the statement and keys of the channels' locks to take first
+    (refused as :func:`check` says, before anything is built)."""
     dialect = _dialect_of(store, transaction)
     sql, params = _sql.insert_message(
         dialect, store.table, message, driver, store.partitions, time.time()
@@ -91,7 +94,10 @@ def _statement(
         text = _rendered(sql, dialect, transaction.paramstyle)
     except ValueError as exc:
         raise TypeError(f"transaction={type(transaction).__qualname__}: {exc}") from None
-    return text, params
+    locks = _sql.row_locks(dialect, store.table, message.channels)
+    if locks is not None:
+        locks = (_rendered(locks[0], dialect, transaction.paramstyle), locks[1])
+    return text, params, locks
 
 
 def _dialect_of(store: Store, transaction: Transaction) -> str:

@@ -1,7 +1,8 @@
 """Settings of the background tests' Django project.
 
-``BG_DATABASE``: ``sqlite`` (a file in ``BG_SQLITE_DIR``, default: here) or a PostgreSQL URL
-(``postgresql://user@host:port/name``); the test database's name has ``BG_SUFFIX`` in it, so
+``BG_DATABASE``: ``sqlite`` (a file in ``BG_SQLITE_DIR``, default: here), a PostgreSQL URL
+(``postgresql://user@host:port/name``) or a MariaDB/MySQL one (``mysql://user@host:port/name``,
+through Django's mysqlclient backend); the test database's name has ``BG_SUFFIX`` in it, so
 parallel runs do not collide.
 """
 
@@ -36,7 +37,8 @@ else:
     _url = urlsplit(_database)
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "django.db.backends."
+            + ("mysql" if _url.scheme.startswith("mysql") else "postgresql"),
             "NAME": _url.path.lstrip("/"),
             "USER": _url.username or "",
             "HOST": _url.hostname or "",

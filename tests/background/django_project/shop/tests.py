@@ -110,7 +110,11 @@ class AliasTests(Clean, TestCase):
         from broadcasting.contrib.django.transaction import DjangoTransaction
 
         adapted = DjangoTransaction("default")
-        assert adapted.paramstyle == "format" and adapted.dialect in ("sqlite", "postgresql")
+        assert adapted.paramstyle == "format" and adapted.dialect in (
+            "sqlite",
+            "postgresql",
+            "mysql",
+        )
         try:
             with transaction.atomic():
                 assert adapted.active()
