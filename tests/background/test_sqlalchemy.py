@@ -451,7 +451,7 @@ def test_an_outbox_row_commits_and_rolls_back_with_a_mariadb_session(scheme: str
         assert [tuple(r) for r in rows] == [('["setup"]', "{}"), ('["orders"]', '{"id":1}')]
     finally:
         with engine.begin() as connection:
-            for suffix in ("", "_lease", "_relay"):
+            for suffix in ("", "_lease", "_relay", "_lock"):
                 connection.exec_driver_sql(f"DROP TABLE IF EXISTS `{table}{suffix}`")
         engine.dispose()
 
@@ -477,6 +477,6 @@ async def test_an_outbox_row_commits_and_rolls_back_with_an_async_mariadb_sessio
         assert [tuple(r) for r in rows] == [('["setup"]', "{}"), ('["orders"]', '{"id":1}')]
     finally:
         async with engine.begin() as connection:
-            for suffix in ("", "_lease", "_relay"):
+            for suffix in ("", "_lease", "_relay", "_lock"):
                 await connection.exec_driver_sql(f"DROP TABLE IF EXISTS `{table}{suffix}`")
         await engine.dispose()

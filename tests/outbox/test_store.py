@@ -344,6 +344,31 @@ def test_settings_are_checked_without_showing_values(tmp_path: object) -> None:
     assert "hunter2" not in str(caught.value)
 
 
+def test_purge_deletes_every_row_due_more_than_a_chunk_of_them(store: Store) -> None:
+    """MySQL purges by key, a chunk of rows a transaction: every row due goes, none other."""
+    from broadcasting.outbox._store import CHUNK
+
+    total = CHUNK * 2 + 7
+    rows = [
+        row
+        for n in range(total)
+        for row in new_rows(message(("a",), id=f"m{n}"), "pusher", store.partitions, NOW)
+    ]
+    for start in range(0, total, 200):
+        store.insert(rows[start : start + 200])
+    put(store, ("a",), "kept")  # pending: never purged
+    held = store.claim("r", NOW, 30)
+    delivered = 0
+    while ids := [r.id for r in store.fetch("r", held, NOW, 400) if r.message_id != "kept"]:
+        sending = store.mark_sending("r", ids, NOW)
+        store.finish("r", [Outcome(i, DELIVERED) for i in sending], NOW)
+        delivered += len(sending)
+    assert delivered == total
+    assert store.purge(NOW + 1) == total
+    assert store.stats(NOW + 1).backlog["delivered"] == 0
+    assert [r.message_id for r in store.fetch("r", held, NOW, 10)] == ["kept"]
+
+
 def test_default_store_is_a_sqlite_file(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
     monkeypatch.delenv("BROADCASTING_OUTBOX", raising=False)
@@ -373,6 +398,9 @@ def test_sqlalchemy_url(store: Store, request: pytest.FixtureRequest) -> None:
         path = request.getfixturevalue("tmp_path") / "sa.sqlite3"
         url = f"sqlite+pysqlite:///{path}"
         table = "broadcasting_outbox"
+    elif store.dialect == "mysql":  # through SQLAlchemy already: a second store on its URL
+        url = store._source.engine.url.render_as_string(hide_password=False)  # type: ignore[attr-defined]
+        table = store.table
     else:
         url = request.getfixturevalue("pg_url").replace("postgresql://", "postgresql+psycopg://")
         table = store.table

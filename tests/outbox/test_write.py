@@ -378,6 +378,51 @@ def test_concurrent_writers_ids_follow_commit_order(
         assert len(orders) >= 20 and orders == sorted(orders), channel
 
 
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_an_open_transaction_with_an_outbox_row_holds_up_no_relay_statement(
+    make_broadcast: Callable[..., Broadcast], kind: str
+) -> None:
+    """An application's transaction that wrote an outbox row and stays open (a slow view, a
+    batch job) must not stall the relays: every statement of theirs goes on meanwhile. On
+    MariaDB a purge that scanned the table waited for that transaction to end (SQLite takes
+    one writer at a time: there it waits, by design)."""
+    from broadcasting.outbox import DELIVERED, Outcome
+
+    broadcast = make_broadcast(kind)
+    store = store_for(broadcast)
+    broadcast.channel("done", "0", "old", send="outbox")  # the store's own: committed
+    long_ago = time.time() - 1000
+    held = store.claim("r", long_ago, 3600)
+    ready = store.fetch("r", held, time.time() + 10, 10)
+    sent = store.mark_sending("r", [r.id for r in ready], long_ago)
+    store.finish("r", [Outcome(i, DELIVERED) for i in sent], long_ago)
+    conn, transaction = _connect(broadcast)
+    try:
+        broadcast.channel("orders", "1", "open", send="outbox", transaction=transaction)
+        now = time.time()
+        statements: list[tuple[str, Callable[[], object]]] = [
+            ("claim", lambda: store.claim("r", now, 30)),
+            ("fetch", lambda: store.fetch("r", ALL, now, 10)),
+            ("due", lambda: store.due(ALL)),
+            ("stats", lambda: store.stats(now)),
+            ("purge", lambda: store.purge(now - 10)),
+            ("requeue", lambda: store.requeue(sent)),
+        ]
+        for name, statement in statements:
+            results: list[object] = []
+            thread = threading.Thread(
+                target=lambda out=results, run=statement: out.append(run()), daemon=True
+            )
+            thread.start()
+            thread.join(5)
+            assert results, f"{name} waited for the application's open transaction"
+            if name == "purge":
+                assert results == [len(sent)] and len(sent) == 1
+    finally:
+        conn.rollback()
+        conn.close()
+
+
 def _query_ddl(conn: Any, sql: str) -> None:
     if hasattr(conn, "execute"):
         conn.execute(sql)

@@ -629,3 +629,13 @@ def requeue(table: str, ids: int, states: int) -> str:
 def purge(table: str) -> str:
     """Delete rows in state ``?`` done before ``?``."""
     return f"DELETE FROM {_q(table)} WHERE state = ? AND done_at < ?"
+
+
+def purgeable(table: str) -> str:
+    """The ids of rows in state ``?`` done before ``?``, the first ``?`` of them."""
+    return f"SELECT id FROM {_q(table)} WHERE state = ? AND done_at < ? ORDER BY id LIMIT ?"
+
+
+def purge_listed(table: str, ids: int) -> str:
+    """Delete the listed rows if still in state ``?`` (:func:`purgeable`'s, by key)."""
+    return f"DELETE FROM {_q(table)} WHERE state = ? AND id IN ({_marks(ids)})"
