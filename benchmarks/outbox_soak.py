@@ -1,6 +1,6 @@
-"""Crash soak of the outbox: writers commit (and roll back) publishes into PostgreSQL while
-relays deliver them to soketi (or to the Ably emulator), and relays are killed with SIGKILL
-at random moments.
+"""Crash soak of the outbox: writers commit (and roll back) publishes into PostgreSQL (or
+MariaDB, or a SQLite file) while relays deliver them to soketi (or to the Ably emulator), and
+relays are killed with SIGKILL at random moments.
 
 Usage::
 
@@ -9,6 +9,7 @@ Usage::
     python benchmarks/outbox_soak.py --publishes 2000 --kills 5 --rate 500 --seed 7
     python benchmarks/outbox_soak.py --at-least-once     # rows out are sent again
     python benchmarks/outbox_soak.py --driver ably       # to the Ably emulator
+    python benchmarks/outbox_soak.py --store mysql       # the outbox in MariaDB (--mysql URL)
 
 Each writer is a process with its own SQLAlchemy connection: each publish is
 ``channel(..., send="outbox", transaction=conn)`` in a transaction of its own, which it
@@ -66,6 +67,7 @@ if str(SERVERS) not in sys.path:
     sys.path.insert(0, str(SERVERS))
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+MYSQL_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,13 @@ class Settings:
     batch: int = 200
     seed: int = 1
     pg: str = PG_URL
-    #: where the outbox lives: ``"postgresql"`` (a schema of ``pg``), or ``"sqlite"`` (a
-    #: file; the writers' transactions are ``sqlite3`` connections')
+    #: where the outbox lives: ``"postgresql"`` (a schema of ``pg``), ``"mysql"`` (a
+    #: database of ``mysql``'s server, the run's own), or ``"sqlite"`` (a file; the writers'
+    #: transactions are ``sqlite3`` connections')
     store: str = "postgresql"
     #: where the relays deliver: ``"pusher"`` (soketi) or ``"ably"`` (the Ably emulator)
     driver: str = "pusher"
+    mysql: str = MYSQL_URL
 
 
 @dataclass
@@ -167,7 +171,8 @@ def writer_main(config_path: str, writer: int, settings: Settings, out: str) -> 
 @contextlib.contextmanager
 def _transactions(broadcast: Any, settings: Settings) -> Any:
     """``begin()``: a context giving a transaction to pass as ``transaction=`` and
-    ``finish(commit: bool)``; SQLAlchemy on PostgreSQL, ``sqlite3`` on the SQLite file."""
+    ``finish(commit: bool)``; SQLAlchemy on PostgreSQL and MariaDB, ``sqlite3`` on the SQLite
+    file."""
     if settings.store == "sqlite":
         import sqlite3
 
@@ -186,7 +191,8 @@ def _transactions(broadcast: Any, settings: Settings) -> Any:
         return
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(settings.pg.replace("postgresql://", "postgresql+psycopg://"))
+    url = broadcast.config.outbox["url"]
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
 
     @contextlib.contextmanager
     def begin_pg() -> Any:
@@ -265,9 +271,26 @@ def _read(outs: list[str]) -> list[dict[str, list[int]]]:
 
 @contextlib.contextmanager
 def _schema(settings: Settings) -> Any:
-    """A PostgreSQL schema of the run's own (``None`` for a SQLite outbox)."""
+    """A PostgreSQL schema or a MariaDB database of the run's own (``None`` for a SQLite
+    outbox)."""
     if settings.store == "sqlite":
         yield None
+        return
+    if settings.store == "mysql":
+        import sqlalchemy
+
+        name = f"soak_{uuid.uuid4().hex[:12]}"
+        server = sqlalchemy.create_engine(settings.mysql, isolation_level="AUTOCOMMIT")
+        try:
+            with server.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+            try:
+                yield name
+            finally:
+                with server.connect() as conn:
+                    conn.exec_driver_sql(f"DROP DATABASE `{name}`")
+        finally:
+            server.dispose()
         return
     import psycopg
 
@@ -314,7 +337,10 @@ async def soak(server: Any, settings: Settings) -> Result:
     started = time.monotonic()
     with _schema(settings) as schema, tempfile.TemporaryDirectory() as tmp:
         where: dict[str, Any] = {"url": f"sqlite:///{Path(tmp) / 'outbox.sqlite3'}"}
-        if schema is not None:
+        if settings.store == "mysql":
+            url = settings.mysql.rsplit("/", 1)[0] + f"/{schema}"
+            where = {"url": url, "table": "broadcasting_outbox"}
+        elif schema is not None:
             where = {"url": settings.pg, "table": f"{schema}.broadcasting_outbox"}
         outbox = {**where, "partitions": 16, "lease": 1.0, "batch": settings.batch}
         config = {
@@ -470,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at-least-once", action="store_true")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--pg", default=PG_URL)
-    parser.add_argument("--store", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--mysql", default=MYSQL_URL, help="a SQLAlchemy URL of MariaDB/MySQL")
+    parser.add_argument("--store", choices=["postgresql", "mysql", "sqlite"], default="postgresql")
     parser.add_argument("--driver", choices=["pusher", "ably"], default="pusher")
     args = parser.parse_args(argv)
     settings = Settings(
@@ -487,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         args.pg,
         args.store,
         args.driver,
+        args.mysql,
     )
     if settings.driver == "ably":
         with counting_emulator() as emulator:

@@ -423,6 +423,46 @@ def test_an_open_transaction_with_an_outbox_row_holds_up_no_relay_statement(
         conn.close()
 
 
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_publishes_to_two_channels_in_opposite_orders_deadlock_and_one_is_aborted(
+    make_broadcast: Callable[..., Broadcast], kind: str
+) -> None:
+    """What docs/background.md warns of: two transactions publishing to ``a`` then ``b`` and
+    to ``b`` then ``a`` wait for each other; the database aborts one with its deadlock error
+    (passed through unchanged), and the other goes on. One call to both never deadlocks."""
+    broadcast = make_broadcast(kind)
+    first, first_tx = _connect(broadcast)
+    second, second_tx = _connect(broadcast)
+    errors: list[BaseException] = []
+
+    def publish(conn: Any, transaction: Any, channel: str) -> None:
+        try:
+            broadcast.channel(channel, "2", "e", send="outbox", transaction=transaction)
+            conn.commit()
+        except Exception as exc:
+            errors.append(exc)
+            conn.rollback()
+
+    try:
+        broadcast.channel("a", "1", "e", send="outbox", transaction=first_tx)
+        broadcast.channel("b", "1", "e", send="outbox", transaction=second_tx)
+        threads = [
+            threading.Thread(target=publish, args=(first, first_tx, "b")),
+            threading.Thread(target=publish, args=(second, second_tx, "a")),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        first.close()
+        second.close()
+    assert len(errors) == 1, errors
+    assert "deadlock" in str(errors[0]).lower(), errors[0]
+    # the survivor's two rows committed; the aborted transaction left none
+    assert sorted(r.channels[0] for r in rows_of(broadcast)) == ["a", "b"]
+
+
 def _query_ddl(conn: Any, sql: str) -> None:
     if hasattr(conn, "execute"):
         conn.execute(sql)
