@@ -24,6 +24,9 @@ EXAMPLES = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("examples/*
 
 nox.options.sessions = ["lint", "typecheck", "docs", "tests", "isolated"]
 nox.options.reuse_existing_virtualenvs = True
+# uv makes and fills the sessions' venvs in seconds (pip: about 50 s per session here), when it
+# is installed beside nox (.ci/run installs both); plain virtualenv and pip otherwise
+nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 
 
