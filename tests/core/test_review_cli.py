@@ -135,6 +135,15 @@ def silent_server() -> Iterator[tuple[int, threading.Event]]:
         thread.join(5)
 
 
+#: ``python -m broadcasting`` as a terminal starts it: Ctrl-C raises KeyboardInterrupt. A
+#: process started in the background by a shell without job control inherits SIGINT ignored
+#: (POSIX), and Python then leaves it ignored: so would the command, rightly.
+AS_AT_A_TERMINAL = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('broadcasting', run_name='__main__', alter_sys=True)"
+)
+
+
 @pytest.mark.parametrize(
     "command", [["send", "hi", "-c", "orders"], ["check"], ["channels"], ["members", "presence-x"]]
 )
@@ -147,7 +156,7 @@ def test_ctrl_c_while_a_request_is_out_stops_with_status_130(
     options |= {"host": "127.0.0.1", "port": port, "ssl": False, "timeout": 30}
     config.write_text(json.dumps({"DRIVER": "pusher", "DRIVERS": {"pusher": options}}))
     process = subprocess.Popen(
-        [sys.executable, "-m", "broadcasting", *command, "--config", str(config)],
+        [sys.executable, "-c", AS_AT_A_TERMINAL, *command, "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

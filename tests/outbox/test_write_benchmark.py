@@ -27,7 +27,8 @@ FLOOR = re.compile(
 )
 
 
-def test_the_write_benchmark_runs(pg_url: str) -> None:
+def run_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/outbox_write.py`` at a small size with ``args``, once it exited 0."""
     done = subprocess.run(
         [
             sys.executable,
@@ -36,9 +37,7 @@ def test_the_write_benchmark_runs(pg_url: str) -> None:
             "40",
             "--rounds",
             "2",
-            "--pg",
-            pg_url,
-            "--no-targets",
+            *args,
         ],
         capture_output=True,
         text=True,
@@ -46,6 +45,11 @@ def test_the_write_benchmark_runs(pg_url: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def test_the_write_benchmark_runs(pg_url: str) -> None:
+    done = run_benchmark("--pg", pg_url, "--no-targets")
     rows = {(m["database"], m["how"]): m for m in ROW.finditer(done.stdout)}
     assert set(rows) == {
         ("sqlite", "adapter"),
@@ -99,25 +103,7 @@ def test_the_write_benchmark_runs(pg_url: str) -> None:
 def test_the_write_benchmark_runs_on_mariadb(mysql_url: str) -> None:
     """``--databases mysql``: the same figures on MariaDB, with no target (its write runs one
     statement more: the channel's lock row), and where the time goes, that row included."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "outbox_write.py"),
-            "--databases",
-            "mysql",
-            "--count",
-            "40",
-            "--rounds",
-            "2",
-            "--mysql",
-            mysql_url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    done = run_benchmark("--databases", "mysql", "--mysql", mysql_url)
     (row,) = ROW.finditer(done.stdout)
     assert (row["database"], row["how"], row["timing"]) == ("mysql", "adapter", "wall clock")
     assert row["verdict"] == "no target", row.group(0)
