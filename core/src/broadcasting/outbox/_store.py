@@ -258,8 +258,8 @@ class _SQLAlchemySource:
             )
         self.dialect = _sql.dialect_of(kind.name)
         # MySQL/MariaDB: READ COMMITTED, PostgreSQL's default, whose semantics the statements
-        # are written for. InnoDB's default (REPEATABLE READ) locks the gaps its range scans
-        # pass, and two relays' claims then deadlock each other.
+        # are written for. At InnoDB's default, REPEATABLE READ, a relay's range scans would
+        # also lock the gaps they pass, and hold up the applications' INSERTs into them.
         options = {"isolation_level": "READ COMMITTED"} if self.dialect == _sql.MYSQL else {}
         try:
             self.engine = sqlalchemy.create_engine(url, **options)
