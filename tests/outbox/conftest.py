@@ -84,27 +84,23 @@ def mysql_url() -> str:
     return url
 
 
+def mysql_admin(sql: str) -> None:
+    """Run ``sql`` (CREATE or DROP DATABASE) on the local MariaDB as root, autocommitted."""
+    import pymysql
+
+    with pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True) as conn:
+        conn.cursor().execute(sql)
+
+
 @pytest.fixture(scope="session")
 def mysql_database(mysql_url: str) -> Iterator[str]:
     """A MariaDB database of this session's own, dropped at the end."""
-    import pymysql
-
     name = f"outbox_{uuid.uuid4().hex[:12]}"
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}`")
-    finally:
-        conn.close()
+    mysql_admin(f"CREATE DATABASE `{name}`")
     try:
         yield name
     finally:
-        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE `{name}`")
-        finally:
-            conn.close()
+        mysql_admin(f"DROP DATABASE `{name}`")
 
 
 @pytest.fixture(scope="session")
@@ -251,6 +247,7 @@ def adapters() -> Any:
         ConnTransaction=ConnTransaction,
         CursorConnTransaction=CursorConnTransaction,
         mysql_connect=mysql_connect,
+        mysql_admin=mysql_admin,
         AsyncCursorConnTransaction=AsyncCursorConnTransaction,
         amysql_connect=amysql_connect,
         AsyncConnTransaction=AsyncConnTransaction,

@@ -551,14 +551,12 @@ def test_the_django_migration_creates_the_stores_table(
         schema = ""
         url = f"sqlite:///{tmp_path / 'dj.sqlite3'}"
     elif kind == "mysql":  # Django's own MySQL driver, mysqlclient; the store's URL: PyMySQL
-        import pymysql
-
         url = request.getfixturevalue("mysql_url")
         schema = ""
         name = f"dj_{uuid.uuid4().hex[:10]}"
-        with pymysql.connect(host="127.0.0.1", user="root", autocommit=True) as conn:
-            conn.cursor().execute(f"CREATE DATABASE `{name}`")
-        request.addfinalizer(lambda: _drop_mysql(name))
+        admin = request.getfixturevalue("adapters").mysql_admin
+        admin(f"CREATE DATABASE `{name}`")
+        request.addfinalizer(lambda: admin(f"DROP DATABASE `{name}`"))
         db = {
             "ENGINE": "django.db.backends.mysql",
             "NAME": name,
@@ -641,10 +639,3 @@ def test_a_new_sqlite_outbox_gets_its_tables_in_the_callers_transaction(tmp_path
         connection.close()
         broadcast.close()
         store_for(broadcast).close()
-
-
-def _drop_mysql(name: str) -> None:
-    import pymysql
-
-    with pymysql.connect(host="127.0.0.1", user="root", autocommit=True) as conn:
-        conn.cursor().execute(f"DROP DATABASE `{name}`")
