@@ -41,9 +41,10 @@ def tests(session: nox.Session) -> None:
     """Run the test suite in 4 workers: soketi, the Ably emulator and the web servers are
     started by the tests; PostgreSQL, Redis and RabbitMQ must run on 127.0.0.1."""
     _install_all(session)
-    # the soaks and benchmark runs (marked ``proof``) prove the services and processes, not
-    # one Python: they run once, on the newest; ``-- -m proof`` asks for them anywhere
-    once = [] if session.posargs or session.python == PYTHONS[-1] else ["-m", "not proof"]
+    # the soaks and benchmark runs (``proof``) and the tests of what lies outside Python (a
+    # browser, Node.js clients, the cluster, a guide's commands) are marked ``once``: they run on
+    # the newest Python only; ``-- -m once`` asks for them anywhere
+    once = [] if session.posargs or session.python == PYTHONS[-1] else ["-m", "not once"]
     # most tests wait on a server or a subprocess more than they compute: two workers per core
     # of the project's 2-core machines keep both busy (3.2 minutes there, against 4 with 2)
     session.run("pytest", "-n", "4", *once, *session.posargs)

@@ -52,14 +52,38 @@ PROOF_FILES = frozenset(
         "tests/test_benchmarks.py",
     }
 )
+#: Tests whose subject is outside the Python running them (a browser, Node.js clients, a soketi
+#: cluster behind nginx, a guide's shell commands, the repository's own text): ``nox -s tests``
+#: runs them, and the proofs, on the newest Python only. Every Python runs the library code they
+#: reach through the tests beside them. A test can also ask with ``@pytest.mark.once``.
+ONCE_FOLDERS = frozenset({"cluster", "e2e", "e2e_events", "e2e_hearing"})
+ONCE_FILES = frozenset(
+    {
+        "examples/django_orders/tests/test_browser.py",
+        "examples/shop/tests/test_browser.py",
+        "examples/shop/tests/test_live_py.py",
+        "tests/test_hook_docs.py",
+        "tests/web/test_django_app_guide.py",
+        "tests/web/test_django_guide.py",
+        "tests/web/test_flask_ext_docs.py",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``server`` every test that needs a server: ``nox -s unit`` runs the others."""
+    """Mark ``server`` every test that needs a server (``nox -s unit`` runs the others), and
+    ``once`` the proofs and the tests in `ONCE_FOLDERS` and `ONCE_FILES`."""
     for item in items:
         folders = set(item.path.parts)
-        if item.path.is_relative_to(ROOT) and item.path.relative_to(ROOT).as_posix() in PROOF_FILES:
+        path = item.path.relative_to(ROOT).as_posix() if item.path.is_relative_to(ROOT) else ""
+        if path in PROOF_FILES:
             item.add_marker(pytest.mark.proof)
+        if (
+            path in PROOF_FILES
+            or path in ONCE_FILES
+            or (path.startswith("tests/") and ONCE_FOLDERS.intersection(folders))
+        ):
+            item.add_marker(pytest.mark.once)
         if (
             SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
             or SERVER_FOLDERS.intersection(folders)

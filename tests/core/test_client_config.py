@@ -286,6 +286,7 @@ def served() -> Iterator[tuple[Any, Broadcast]]:
         soketi.close()
 
 
+@pytest.mark.once  # Chromium and the page's JavaScript are the same on every Python
 @pytest.mark.parametrize("client", ["pusher", "echo"])
 def test_the_rendered_config_connects_a_real_client_in_chromium(
     served: tuple[Any, Broadcast], client: str

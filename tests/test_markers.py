@@ -1,0 +1,74 @@
+"""The marks that decide where a test runs name files and folders that exist.
+
+``tests/conftest.py`` marks tests ``proof``, ``once`` and ``server`` by path, and
+``nox -s tests`` leaves ``once`` out on every Python but the newest: a renamed
+file left in those lists would silently move its tests onto every Python, or
+out of ``nox -s unit``'s reach, with no test failing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def suite_conftest(pytestconfig: pytest.Config) -> ModuleType:
+    [module] = [
+        plugin
+        for plugin in pytestconfig.pluginmanager.get_plugins()
+        if isinstance(plugin, ModuleType)
+        and Path(getattr(plugin, "__file__", "") or "").resolve() == ROOT / "tests" / "conftest.py"
+    ]
+    return module
+
+
+@pytest.mark.parametrize("listed", ["PROOF_FILES", "ONCE_FILES"])
+def test_every_listed_file_exists(suite_conftest: ModuleType, listed: str) -> None:
+    paths = getattr(suite_conftest, listed)
+    assert paths
+    assert sorted(path for path in paths if not (ROOT / path).is_file()) == []
+
+
+@pytest.mark.parametrize("listed", ["ONCE_FOLDERS", "SERVER_FOLDERS"])
+def test_every_listed_folder_exists(suite_conftest: ModuleType, listed: str) -> None:
+    folders = getattr(suite_conftest, listed)
+    assert folders
+    assert sorted(name for name in folders if not (ROOT / "tests" / name).is_dir()) == []
+
+
+def test_the_older_pythons_selection_leaves_out_once_and_keeps_the_rest() -> None:
+    """What nox runs on 3.10-3.12: no browser, cluster or proof test; the Django tests are there."""
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-m",
+            "not once",
+            "-p",
+            "no:cacheprovider",
+            "tests/e2e",
+            "tests/cluster",
+            "tests/web",
+            "tests/pusher/test_fault_soak.py",
+            "tests/core/test_client_config.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    ids = [line for line in listed if "::" in line]
+    assert not [i for i in ids if i.startswith(("tests/e2e/", "tests/cluster/"))]
+    assert not [i for i in ids if "test_fault_soak" in i or "guide" in i or "in_chromium" in i]
+    assert [i for i in ids if i.startswith("tests/web/test_django_app.py::")]
+    assert [i for i in ids if i.startswith("tests/core/test_client_config.py::")]
