@@ -63,7 +63,10 @@ def test_the_write_benchmark_runs(pg_url: str) -> None:
         # the ratios printed are those of the times printed (to their rounding)
         assert abs(float(row["b"]) - insert / bare) < 0.01 + 0.06 * insert / bare, row.group(0)
         assert abs(float(row["a"]) - whole / bare) < 0.01 + 0.06 * whole / bare, row.group(0)
-        assert row["verdict"] == ("met" if float(row["a"]) <= 1.5 else "MISSED"), row.group(0)
+        # the verdict is the unrounded ratio's: a printed 1.50x is met at 1.498x, missed at 1.503x
+        ratio = float(row["a"])
+        verdicts = {"met", "MISSED"} if ratio == 1.5 else {"met" if ratio < 1.5 else "MISSED"}
+        assert row["verdict"] in verdicts, row.group(0)
     # the floor, for each database: its ratios are those of the times printed
     floors = {m["database"]: m for m in FLOOR.finditer(done.stdout)}
     assert set(floors) == {"sqlite", "postgresql"}, done.stdout
