@@ -176,7 +176,7 @@ def _transactions(broadcast: Any, settings: Settings) -> Any:
     if settings.store == "sqlite":
         import sqlite3
 
-        path = broadcast.config.outbox["url"].removeprefix("sqlite:///")
+        path = broadcast.config.outbox["url"].reveal().removeprefix("sqlite:///")
         conn = sqlite3.connect(path, timeout=60, isolation_level=None)
 
         @contextlib.contextmanager
@@ -191,7 +191,7 @@ def _transactions(broadcast: Any, settings: Settings) -> Any:
         return
     import sqlalchemy
 
-    url = broadcast.config.outbox["url"]
+    url = broadcast.config.outbox["url"].reveal()
     engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
 
     @contextlib.contextmanager

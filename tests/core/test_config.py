@@ -146,7 +146,7 @@ def test_send_and_outbox_are_read_and_checked() -> None:
         {"DRIVER": "log", "SEND": "outbox", "OUTBOX": {"url": "postgresql://u:pw@h/db"}}
     )
     assert config.send == "outbox"
-    assert config.outbox == {"url": "postgresql://u:pw@h/db"}
+    assert config.outbox == {"url": Secret("postgresql://u:pw@h/db")}  # it may hold a password
     assert "pw" not in repr(config)
     assert "outbox keys=['url']" in repr(config)
     assert load_config({}).send == "now"

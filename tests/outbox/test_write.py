@@ -76,7 +76,7 @@ def rows_of(broadcast: Broadcast) -> list[Any]:
 def caller_connection(broadcast: Broadcast) -> tuple[Any, ConnTransaction]:
     """A connection of the caller's own to the outbox's database, a transaction open."""
     store = store_for(broadcast)
-    url = broadcast.config.outbox["url"]
+    url = broadcast.config.outbox["url"].reveal()
     if store.dialect == "sqlite":
         conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         conn.execute("BEGIN")
@@ -149,7 +149,7 @@ async def test_async_paths(broadcast: Broadcast, adapters: Any) -> None:
     assert receipt.pending
     # an async transaction adapter, awaited
     store = store_for(broadcast)
-    url = broadcast.config.outbox["url"]
+    url = broadcast.config.outbox["url"].reveal()
     if store.dialect == "sqlite":
         import aiosqlite
 
@@ -243,7 +243,7 @@ def test_importing_the_outbox_imports_no_database_driver() -> None:
 def _connect(broadcast: Broadcast) -> tuple[Any, Any]:
     """A connection of the caller's own (a transaction opens at its first statement) and the
     adapter that passes it as ``transaction=``."""
-    url = broadcast.config.outbox["url"]
+    url = broadcast.config.outbox["url"].reveal()
     if store_for(broadcast).dialect == "mysql":
         conn = MYSQL_CONNECT(url)
         return conn, CURSOR_TRANSACTION(conn, "mysql", "format")

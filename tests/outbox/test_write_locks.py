@@ -46,7 +46,7 @@ def test_a_writer_waits_for_the_lock_before_drawing_an_id(
 ) -> None:
     import psycopg
 
-    url = broadcast.config.outbox["url"]
+    url = broadcast.config.outbox["url"].reveal()
     store = store_for(broadcast)
     if shape == "one channel":
         second: list[str] = ["held"]

@@ -109,7 +109,7 @@ def setup(
     )
     store = store_for(broadcast)
     store.create_tables()
-    url = broadcast.config.outbox["url"]
+    url = broadcast.config.outbox["url"].reveal()
     if request.param == "sqlite":
         conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         conn.execute("BEGIN")

@@ -97,7 +97,7 @@ def broadcast(outbox_config: Callable[..., dict[str, Any]], adapters: Any) -> It
 
 
 def _connection(broadcast: Broadcast) -> sqlite3.Connection:
-    url = broadcast.config.outbox["url"]
+    url = broadcast.config.outbox["url"].reveal()
     conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
     conn.execute("BEGIN")
     return conn

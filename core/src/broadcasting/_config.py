@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any, Union
 
 from broadcasting._errors import ConfigurationError
-from broadcasting._types import Options, Secret, wrap_secrets
+from broadcasting._types import Options, Secret, wrap_named, wrap_secrets
 
 #: Anything ``Broadcast(config)`` accepts.
 ConfigSource = Union[Mapping[str, Any], ModuleType, str, "os.PathLike[str]", None]
@@ -59,7 +59,9 @@ class Config:
         sealed = {name: _seal(options or {}) for name, options in (drivers or {}).items()}
         object.__setattr__(self, "_sealed", sealed)
         object.__setattr__(self, "send", send)
-        object.__setattr__(self, "_outbox", _seal(wrap_secrets(outbox or {})))
+        # the outbox's URL may hold the database's password: it reads as a Secret too
+        outbox = wrap_named(wrap_secrets(outbox or {}), frozenset({"url"}))
+        object.__setattr__(self, "_outbox", _seal(outbox))
 
     @property
     def outbox(self) -> Mapping[str, Any]:

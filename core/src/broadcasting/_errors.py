@@ -239,6 +239,17 @@ class PublishError(ServiceError):
         return details
 
 
+class OutboxError(BroadcastError):
+    """The outbox's database could not be reached on a connection of the store's own (its
+    ``OUTBOX`` URL): the publish, or the relay's round, wrote nothing.
+
+    The message is the database's, with the URL's password taken out; where the URL has a
+    password the database driver's error is not chained (its frames hold the password). A
+    connection the caller gave (``transaction=``, a Django alias) raises the database's own
+    errors unchanged, as do statements that fail once connected.
+    """
+
+
 class CloseError(BroadcastError):
     """Several drivers failed to close; ``errors`` holds each one's exception."""
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from broadcasting import _background
 from broadcasting._delivery import Capabilities, deliver_each, may_resend
-from broadcasting._errors import BroadcastError
+from broadcasting._errors import BroadcastError, OutboxError
 from broadcasting._flow import arun, implements
 from broadcasting._loop import run_sync
 from broadcasting._plugins import core_alone
@@ -204,10 +204,12 @@ class Relay:
                 except Exception as exc:
                     failures += 1
                     pause = min(10.0, 0.5 * 2 ** min(failures - 1, 5))
-                    log.warning(  # its message may hold a URL with a password: withheld
+                    log.warning(  # the database's own message may hold a URL: withheld
                         "relay %s: the outbox's database failed (%s); trying again in %.1f s",
                         self.owner,
-                        type(exc).__name__,
+                        f"{type(exc).__name__}: {exc}"
+                        if isinstance(exc, OutboxError)  # its message has no password
+                        else type(exc).__name__,
                         pause,
                     )
                     for _ in range(max(1, int(pause * 10))):  # a stop() ends the pause

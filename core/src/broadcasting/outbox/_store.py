@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from broadcasting._errors import ConfigurationError
+from broadcasting._errors import ConfigurationError, OutboxError
 from broadcasting._types import Secret
 from broadcasting.outbox import _sql
 from broadcasting.outbox._row import (
@@ -147,9 +147,14 @@ class _DBAPISource:
         paramstyle: str,
         listen: Callable[[], Any] | None = None,
         path: str | None = None,
+        errors: tuple[type[Exception], ...] = (),
+        hidden: tuple[Secret, ...] = (),
     ) -> None:
         self.dialect = dialect
         self.paramstyle = paramstyle
+        #: What the database driver raises when it cannot connect, and the URL's secrets.
+        self._errors = errors
+        self._hidden = hidden
         #: The SQLite file (``None``: a server's database): where the write path asks whether
         #: the tables exist yet (:meth:`Store._tables_found`).
         self.path = path
@@ -193,7 +198,7 @@ class _DBAPISource:
             except Exception:  # nothing was done on it: try a new connection
                 with contextlib.suppress(Exception):
                     connection.close()
-        connection = self._opener()
+        connection = _connect(self._opener, self._errors, self._hidden)
         try:
             cursor = connection.cursor()
             cursor.execute(_sql.begin(self.dialect, write))
@@ -204,7 +209,9 @@ class _DBAPISource:
         return connection, cursor
 
     def listener(self) -> Any:
-        return self._listen() if self._listen is not None else None
+        if self._listen is None:
+            return None
+        return _connect(self._listen, self._errors, self._hidden)
 
     def forget(self) -> None:
         _orphans.extend(self._idle)  # never closed here, not even by the garbage collector
@@ -239,16 +246,23 @@ class _SQLAlchemyCursor:
 class _SQLAlchemySource:
     """Connections of a SQLAlchemy engine, in AUTOCOMMIT mode, each transaction explicit."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: Secret) -> None:
         import sqlalchemy
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, TimeoutError
 
+        kind = None
         try:
-            kind = sqlalchemy.make_url(url).get_dialect()
-        except (ArgumentError, NoSuchModuleError):  # their messages may quote the URL
+            parsed = sqlalchemy.make_url(url.reveal())  # its repr hides the password
+            hidden = _secrets_of(parsed.password, parsed.query)
+            kind = parsed.get_dialect()
+        except (ArgumentError, NoSuchModuleError):  # their messages quote the URL
+            pass
+        if kind is None:  # raised here, not in the except: nothing holds SQLAlchemy's error
             raise ConfigurationError(
                 "config", "OUTBOX", "url: SQLAlchemy knows no database by that URL"
-            ) from None
+            )
+        self._errors: tuple[type[Exception], ...] = (DBAPIError, TimeoutError)
+        self._hidden = hidden
         if kind.is_async:
             raise ConfigurationError(
                 "config",
@@ -262,7 +276,8 @@ class _SQLAlchemySource:
         # also lock the gaps they pass, and hold up the applications' INSERTs into them.
         options = {"isolation_level": "READ COMMITTED"} if self.dialect == _sql.MYSQL else {}
         try:
-            self.engine = sqlalchemy.create_engine(url, **options)
+            # hide_parameters: the database's error messages leave out the rows' values
+            self.engine = sqlalchemy.create_engine(url.reveal(), hide_parameters=True, **options)
         except ImportError as exc:
             raise ConfigurationError(
                 "config", "OUTBOX", f"url: its database driver is not installed ({exc.name})"
@@ -271,7 +286,7 @@ class _SQLAlchemySource:
 
     @contextlib.contextmanager
     def transaction(self, write: bool, ddl: bool = False) -> Iterator[_Cursor]:
-        with self.engine.connect() as connection:
+        with _connect(self.engine.connect, self._errors, self._hidden) as connection:
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             connection.exec_driver_sql(_sql.begin(self.dialect, write))
             try:
@@ -287,10 +302,14 @@ class _SQLAlchemySource:
             return None
         import psycopg
 
-        raw = self.engine.raw_connection()
+        raw = _connect(self.engine.raw_connection, self._errors, self._hidden)
         try:
-            info = raw.driver_connection.info  # type: ignore[union-attr]
-            return psycopg.connect(info.dsn, password=info.password, autocommit=True)
+            info = raw.driver_connection.info
+            return _connect(
+                lambda: psycopg.connect(info.dsn, password=info.password, autocommit=True),
+                (psycopg.Error,),
+                self._hidden,
+            )
         finally:
             raw.close()
 
@@ -381,7 +400,7 @@ def _sqlite_probe(path: str) -> Any:
     return sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
 
 
-def _psycopg_opener(url: str) -> Callable[[], Any]:
+def _psycopg_opener(url: Secret) -> Callable[[], Any]:
     try:
         import psycopg
     except ImportError:
@@ -392,9 +411,45 @@ def _psycopg_opener(url: str) -> Callable[[], Any]:
         ) from None
 
     def connect() -> Any:
-        return psycopg.connect(url, autocommit=True)
+        return psycopg.connect(url.reveal(), autocommit=True)
 
     return connect
+
+
+def _secrets_of(password: Any, query: Mapping[str, Any]) -> tuple[Secret, ...]:
+    """What of a URL to take out of an error's message: the ``password`` its database driver
+    parsed from it, and any ``password=`` of its ``query``, each as decoded and as it may be
+    written (longest first, so no part of one is left behind)."""
+    from urllib.parse import quote, quote_plus
+
+    found = {password if isinstance(password, str) else ""}
+    for key, values in query.items():
+        if key.lower() in ("password", "passwd"):
+            found.update([values] if isinstance(values, str) else values)
+    found |= {coded(text, safe="") for text in found for coded in (quote, quote_plus)}
+    found.discard("")
+    return tuple(Secret(text) for text in sorted(found, key=len, reverse=True))
+
+
+def _connect(
+    opener: Callable[[], Any], errors: tuple[type[Exception], ...], hidden: tuple[Secret, ...]
+) -> Any:
+    """``opener()``, a new connection to the store's database; if the database driver raises
+    one of ``errors`` (it could not connect), an :class:`OutboxError` with its message less the
+    ``hidden`` texts. With any hidden, the driver's error is not chained (its frames hold the
+    URL's password in their locals); without, it is."""
+    try:
+        return opener()
+    except errors as exc:
+        text = str(exc)
+        for secret in hidden:
+            text = text.replace(secret.reveal(), "***")
+        failure = OutboxError(
+            f"cannot connect to the outbox's database: {type(exc).__name__}: {text}"
+        )
+        cause = None if hidden else exc
+    # raised out of the except clause: the new error has no __context__ to reach the old one by
+    raise failure from cause
 
 
 def _source(outbox: Mapping[str, Any]) -> _Source:
@@ -407,25 +462,43 @@ def _source(outbox: Mapping[str, Any]) -> _Source:
         if not isinstance(alias, str) or not alias:
             raise ConfigurationError("config", "OUTBOX", "'django' must name a database alias")
         return _DjangoSource(alias)
-    if isinstance(url, Secret):
-        url = url.reveal()
     if url is None:
         url = os.environ.get(ENV_URL) or DEFAULT_URL
         if "://" not in url:
             url = "sqlite:///" + url
-    if not isinstance(url, str) or "://" not in url:
+    if isinstance(url, str):
+        url = Secret(url)  # it may hold a password: revealed only where it is used
+    if not isinstance(url, Secret) or "://" not in url.reveal():
         raise ConfigurationError("config", "OUTBOX", "'url' must be a database URL")
-    scheme = url.split("://", 1)[0].lower()
+    scheme = url.reveal().split("://", 1)[0].lower()
     if scheme == "sqlite":
-        path = url.split("://", 1)[1].removeprefix("/")
+        path = url.reveal().split("://", 1)[1].removeprefix("/")
         if not path or path == ":memory:" or "mode=memory" in path:
             raise ConfigurationError(
                 "config", "OUTBOX", "url: the outbox must be a SQLite file (shared with the relay)"
             )
-        return _DBAPISource(_sqlite_opener(path), _sql.SQLITE, "qmark", path=path)
+        import sqlite3
+
+        errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+        opener = _sqlite_opener(path)
+        return _DBAPISource(opener, _sql.SQLITE, "qmark", path=path, errors=errors)
     if scheme in ("postgresql", "postgres"):
         connect = _psycopg_opener(url)
-        return _DBAPISource(connect, _sql.POSTGRESQL, "format", listen=connect)
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:  # the password as libpq reads it (in the URL's user part or its query)
+            hidden = _secrets_of(conninfo_to_dict(url.reveal()).get("password"), {})
+        except psycopg.Error:  # psycopg.connect will say what is wrong: the whole URL hidden
+            hidden = (url,)
+        return _DBAPISource(
+            connect,
+            _sql.POSTGRESQL,
+            "format",
+            listen=connect,
+            errors=(psycopg.Error,),
+            hidden=hidden,
+        )
     try:
         import sqlalchemy  # noqa: F401
     except ImportError:

@@ -1,0 +1,256 @@
+"""The outbox's URL is a secret: it may hold the database's password.
+
+The settings keep it in a ``Secret``. When the store cannot connect on a connection of its
+own, the publish (or the relay's round) raises ``OutboxError``: the database's message with
+the password taken out, and, where the URL has a password, nothing chained, since the database
+driver's frames hold the password in their locals (psycopg's ``conninfo``, PyMySQL's
+``password``, SQLAlchemy's ``cparams``). Checked against real drivers failing for real: a
+closed port, and MariaDB refusing a wrong password; the CLI, ``check`` and the relay's log
+print the message, which they withheld before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import traceback
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+from broadcasting import Broadcast, ConfigurationError, OutboxError
+from broadcasting.cli import main
+from broadcasting.outbox import Relay
+from broadcasting.outbox._store import _connect, _secrets_of
+from broadcasting.plugin import Secret
+
+PASSWORD = "pw-9f3e1c0b7a42"
+#: A port nothing listens on: every driver's connection is refused at once.
+URLS = {
+    "postgresql": f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/test",
+    "postgresql+psycopg": f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:1/test",
+    "mysql+pymysql": f"mysql+pymysql://root:{PASSWORD}@127.0.0.1:1/test",
+}
+REFUSED = r"Connection refused|Can't connect"
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and every exception reachable from it (cause or context)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [current.__cause__, current.__context__]
+
+
+def showing(error: BaseException, secret: str) -> list[str]:
+    """Where ``secret`` shows in ``error``'s chain: a message, or a frame's local (its str or
+    repr) outside this module."""
+    found = []
+    for exc in chain(error):
+        if secret in str(exc):
+            found.append(f"message of {type(exc).__name__}")
+        tb: TracebackType | None = exc.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code.co_filename != __file__:
+                for name, value in list(frame.f_locals.items()):
+                    shown = value if isinstance(value, str) else repr(value)
+                    if secret in shown:
+                        found.append(f"{frame.f_code.co_name}:{name}")
+            tb = tb.tb_next
+    return found
+
+
+def raised_in(error: BaseException) -> str:
+    """The function the traceback of ``error`` ends in: where it was raised."""
+    tb = error.__traceback__
+    assert tb is not None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_name
+
+
+@pytest.mark.parametrize("kind", sorted(URLS))
+def test_a_publish_to_an_unreachable_outbox_is_an_outbox_error_without_the_password(
+    kind: str,
+) -> None:
+    with (
+        Broadcast({"DRIVER": "memory", "OUTBOX": {"url": URLS[kind]}}) as broadcast,
+        pytest.raises(OutboxError, match=REFUSED) as info,
+    ):
+        broadcast.channel("orders", {"id": 1}, "shipped", send="outbox")
+    assert str(info.value).startswith("cannot connect to the outbox's database: ")
+    assert showing(info.value, PASSWORD) == []
+    assert PASSWORD not in "".join(traceback.format_exception(info.value))
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert raised_in(info.value) == "_connect"  # the traceback points where it was raised
+
+
+@pytest.mark.parametrize("kind", sorted(URLS))
+async def test_the_async_publish_is_the_same(kind: str) -> None:
+    with (
+        Broadcast({"DRIVER": "memory", "OUTBOX": {"url": URLS[kind]}}) as broadcast,
+        pytest.raises(OutboxError, match=REFUSED) as info,
+    ):
+        await broadcast.achannel("orders", {"id": 1}, "shipped", send="outbox")
+    assert showing(info.value, PASSWORD) == []
+
+
+def test_mariadb_refusing_the_password_says_so_without_it(mysql_url: str) -> None:
+    """The real server's refusal (root has no password here): the reason is in the message."""
+    url = mysql_url.replace("root@", f"root:{PASSWORD}@", 1)
+    assert PASSWORD in url
+    with (
+        Broadcast({"DRIVER": "memory", "OUTBOX": {"url": url}}) as broadcast,
+        pytest.raises(OutboxError, match=r"Access denied for user 'root'") as info,
+    ):
+        broadcast.channel("orders", {"id": 1}, "shipped", send="outbox")
+    assert showing(info.value, PASSWORD) == []
+
+
+def test_without_a_password_the_drivers_error_is_chained_with_its_traceback() -> None:
+    import psycopg
+
+    url = "postgresql://postgres@127.0.0.1:1/test"
+    with (
+        Broadcast({"DRIVER": "memory", "OUTBOX": {"url": url}}) as broadcast,
+        pytest.raises(OutboxError, match=REFUSED) as info,
+    ):
+        broadcast.channel("orders", {"id": 1}, "shipped", send="outbox")
+    cause = info.value.__cause__
+    assert isinstance(cause, psycopg.OperationalError)
+    assert cause.__traceback__ is not None
+
+
+def test_an_unopenable_sqlite_file_is_an_outbox_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/no/such/folder/outbox.sqlite3"
+    with (
+        Broadcast({"DRIVER": "memory", "OUTBOX": {"url": url}}) as broadcast,
+        pytest.raises(OutboxError, match="unable to open database file") as info,
+    ):
+        broadcast.channel("orders", {"id": 1}, "shipped", send="outbox")
+    import sqlite3
+
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+
+
+def test_the_relay_round_raises_it_and_the_running_relay_logs_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broadcast = Broadcast({"DRIVER": "memory", "OUTBOX": {"url": URLS["postgresql"]}})
+    relay = Relay(broadcast)
+    with pytest.raises(OutboxError, match=REFUSED) as info:
+        relay.run_once()
+    assert showing(info.value, PASSWORD) == []
+
+    caplog.set_level(logging.WARNING, logger="broadcasting.outbox")
+    thread = threading.Thread(target=lambda: asyncio.run(relay.arun()))
+    thread.start()
+    try:
+        for _ in range(100):
+            if any("database failed" in r.getMessage() for r in caplog.records):
+                break
+            threading.Event().wait(0.05)
+    finally:
+        relay.stop()
+        thread.join(timeout=30)
+        broadcast.close()
+    assert not thread.is_alive()
+    [line] = {r.getMessage() for r in caplog.records if "database failed" in r.getMessage()}
+    assert "OutboxError: cannot connect to the outbox's database: OperationalError" in line
+    assert "Connection refused" in line and PASSWORD not in caplog.text
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "broadcasting_config.py"
+    path.write_text(f'DRIVER = "memory"\nOUTBOX = {{"url": {URLS["postgresql"]!r}}}\n', "utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", [["relay", "--once"], ["relay", "--stats"]])
+def test_the_relay_command_prints_why(
+    config_file: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, "--config", str(config_file)]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("broadcasting: error: OutboxError: cannot connect"), err
+    assert "Connection refused" in err and PASSWORD not in out + err
+
+
+def test_check_prints_why(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(config_file)]) == 1
+    out, err = capsys.readouterr()
+    [row] = [line for line in out.splitlines() if line.startswith("outbox")]
+    assert "OutboxError: cannot connect to the outbox's database" in row, out
+    assert "Connection refused" in row and PASSWORD not in out + err
+
+
+def test_the_settings_hold_the_url_in_a_secret() -> None:
+    broadcast = Broadcast({"DRIVER": "memory", "OUTBOX": {"url": URLS["postgresql"]}})
+    url = broadcast.config.outbox["url"]
+    assert isinstance(url, Secret) and url.reveal() == URLS["postgresql"]
+    assert PASSWORD not in repr(broadcast.config.outbox) + repr(dict(broadcast.config.outbox))
+
+
+def test_a_url_sqlalchemy_cannot_read_is_a_configuration_error_holding_nothing() -> None:
+    url = f"nosuchdatabase+x://root:{PASSWORD}@127.0.0.1/test"
+    with (
+        Broadcast({"DRIVER": "memory", "OUTBOX": {"url": url}}) as broadcast,
+        pytest.raises(ConfigurationError, match="SQLAlchemy knows no database") as info,
+    ):
+        broadcast.channel("orders", {"id": 1}, "shipped", send="outbox")
+    assert info.value.__context__ is None and showing(info.value, PASSWORD) == []
+
+
+def test_a_failed_statement_shows_neither_the_password_nor_the_rows_values(pg_url: str) -> None:
+    """Connected (PostgreSQL trusts local users here, whatever the password), a statement on a
+    table that does not exist fails with the database's own error: the SQL is there, the row's
+    values are not (``hide_parameters``), and no frame shows the password."""
+    import sqlalchemy.exc
+
+    url = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    url = url.replace("@", f":{PASSWORD}@", 1)
+    settings = {"url": url, "table": f"no_such_outbox_{uuid.uuid4().hex[:8]}"}
+    marker = "payload-" + uuid.uuid4().hex
+    with (
+        Broadcast({"DRIVER": "memory", "OUTBOX": settings}) as broadcast,
+        pytest.raises(sqlalchemy.exc.ProgrammingError) as info,
+    ):
+        broadcast.channel("orders", {"note": marker}, "shipped", send="outbox")
+    assert "INSERT INTO" in str(info.value) and marker not in str(info.value)
+    assert showing(info.value, PASSWORD) == []
+
+
+def test_the_password_is_taken_out_as_written_and_as_decoded() -> None:
+    """The scrubbing itself, on a stand-in error: none of the real drivers here put the password
+    in a message we could make them write."""
+    password = "p@ss w/rd:1"
+    hidden = _secrets_of(None, {"password": password})
+    assert all(isinstance(secret, Secret) for secret in hidden)
+
+    def opener() -> Any:
+        raise RuntimeError(f"bad {password} / p%40ss%20w%2Frd%3A1 / p%40ss+w%2Frd%3A1")
+
+    with pytest.raises(OutboxError) as info:
+        _connect(opener, (RuntimeError,), hidden)
+    assert str(info.value) == (
+        "cannot connect to the outbox's database: RuntimeError: bad *** / *** / ***"
+    )
+    assert info.value.__cause__ is None
+
+    def bug() -> Any:
+        raise TypeError("not the database's: a bug, raised as it is")
+
+    with pytest.raises(TypeError):
+        _connect(bug, (RuntimeError,), hidden)
