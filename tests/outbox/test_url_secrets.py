@@ -171,6 +171,18 @@ def test_the_relay_round_raises_it_and_the_running_relay_logs_why(
     assert "Connection refused" in line and PASSWORD not in caplog.text
 
 
+def test_a_store_that_cannot_listen_says_why_and_polls(caplog: pytest.LogCaptureFixture) -> None:
+    from broadcasting.outbox import store_for
+
+    caplog.set_level(logging.WARNING, logger="broadcasting.outbox")
+    with Broadcast({"DRIVER": "memory", "OUTBOX": {"url": URLS["postgresql"]}}) as broadcast:
+        store_for(broadcast).wait(0.01)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("outbox: cannot LISTEN for new rows (OutboxError: cannot connect")
+    assert "Connection refused" in line and line.endswith("; polling")
+    assert PASSWORD not in caplog.text
+
+
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "broadcasting_config.py"

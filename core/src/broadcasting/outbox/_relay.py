@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from broadcasting import _background
 from broadcasting._delivery import Capabilities, deliver_each, may_resend
-from broadcasting._errors import BroadcastError, OutboxError
+from broadcasting._errors import BroadcastError
 from broadcasting._flow import arun, implements
 from broadcasting._loop import run_sync
 from broadcasting._plugins import core_alone
@@ -47,6 +47,7 @@ from broadcasting._types import Message, Receipt
 from broadcasting.outbox import _policy
 from broadcasting.outbox._policy import Backoff, Verdict
 from broadcasting.outbox._row import Outcome, Row
+from broadcasting.outbox._store import shown
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
@@ -204,12 +205,10 @@ class Relay:
                 except Exception as exc:
                     failures += 1
                     pause = min(10.0, 0.5 * 2 ** min(failures - 1, 5))
-                    log.warning(  # the database's own message may hold a URL: withheld
+                    log.warning(
                         "relay %s: the outbox's database failed (%s); trying again in %.1f s",
                         self.owner,
-                        f"{type(exc).__name__}: {exc}"
-                        if isinstance(exc, OutboxError)  # its message has no password
-                        else type(exc).__name__,
+                        shown(exc),
                         pause,
                     )
                     for _ in range(max(1, int(pause * 10))):  # a stop() ends the pause

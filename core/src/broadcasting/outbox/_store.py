@@ -431,6 +431,14 @@ def _secrets_of(password: Any, query: Mapping[str, Any]) -> tuple[Secret, ...]:
     return tuple(Secret(text) for text in sorted(found, key=len, reverse=True))
 
 
+def shown(error: BaseException) -> str:
+    """``error`` as a log line may show it: an :class:`OutboxError` whole (its message has no
+    password); another by its type alone (the database's message may quote its URL)."""
+    if isinstance(error, OutboxError):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__
+
+
 def _connect(
     opener: Callable[[], Any], errors: tuple[type[Exception], ...], hidden: tuple[Secret, ...]
 ) -> Any:
@@ -944,10 +952,7 @@ class Store:
                         self._listener = None
                     if not self._listen_failed:  # once, until it works again
                         self._listen_failed = True
-                        log.warning(
-                            "outbox: cannot LISTEN for new rows (%s); polling",
-                            type(exc).__name__,
-                        )
+                        log.warning("outbox: cannot LISTEN for new rows (%s); polling", shown(exc))
         if self._wake.wait(timeout):
             self._wake.clear()
 
