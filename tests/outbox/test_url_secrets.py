@@ -1,18 +1,20 @@
 """The outbox's URL is a secret: it may hold the database's password.
 
-The settings keep it in a ``Secret``. When the store cannot connect on a connection of its
-own, the publish (or the relay's round) raises ``OutboxError``: the database's message with
-the password taken out, and, where the URL has a password, nothing chained, since the database
-driver's frames hold the password in their locals (psycopg's ``conninfo``, PyMySQL's
-``password``, SQLAlchemy's ``cparams``). Checked against real drivers failing for real: a
-closed port, and MariaDB refusing a wrong password; the CLI, ``check`` and the relay's log
-print the message, which they withheld before.
+The settings keep it in a ``Secret``. When the outbox's database fails on a connection of the
+store's own, the publish (or the relay's step) raises ``OutboxError``: the database's message
+with the password taken out. A failed statement's error is chained to it; a failure to connect
+is chained only where the URL has no password, since the database driver's frames then hold
+it in their locals (psycopg's ``conninfo``, PyMySQL's ``password``, SQLAlchemy's
+``cparams``). Checked against real drivers failing for real: a closed port, MariaDB refusing a
+wrong password, a missing table on PostgreSQL and MariaDB; the CLI, ``check`` and the relay's
+log print the message, which they withheld before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import traceback
 import uuid
@@ -225,23 +227,54 @@ def test_a_url_sqlalchemy_cannot_read_is_a_configuration_error_holding_nothing()
     assert info.value.__context__ is None and showing(info.value, PASSWORD) == []
 
 
-def test_a_failed_statement_shows_neither_the_password_nor_the_rows_values(pg_url: str) -> None:
-    """Connected (PostgreSQL trusts local users here, whatever the password), a statement on a
-    table that does not exist fails with the database's own error: the SQL is there, the row's
-    values are not (``hide_parameters``), and no frame shows the password."""
-    import sqlalchemy.exc
+@pytest.fixture(params=["postgresql", "postgresql+psycopg", "mysql+pymysql"])
+def reachable(request: pytest.FixtureRequest) -> tuple[str, str | None]:
+    """A URL of a running database, and the password in it: PostgreSQL trusts local users here
+    whatever the password (so one is given); MariaDB's root has none."""
+    if request.param == "mysql+pymysql":
+        return request.getfixturevalue("mysql_url"), None
+    url = request.getfixturevalue("pg_url").replace("@", f":{PASSWORD}@", 1)
+    return url.replace("postgresql://", f"{request.param}://", 1), PASSWORD
 
-    url = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    url = url.replace("@", f":{PASSWORD}@", 1)
-    settings = {"url": url, "table": f"no_such_outbox_{uuid.uuid4().hex[:8]}"}
+
+def missing_table() -> str:
+    return f"no_such_outbox_{uuid.uuid4().hex[:8]}"
+
+
+def test_a_failed_statement_is_an_outbox_error_chained_to_the_databases(
+    reachable: tuple[str, str | None],
+) -> None:
+    """Connected, a statement on a table that does not exist fails: an OutboxError whose
+    message is the database's (the SQL, not the row's values: SQLAlchemy's hide_parameters),
+    chained to the database's error with its traceback, where no frame shows the password."""
+    url, password = reachable
     marker = "payload-" + uuid.uuid4().hex
     with (
-        Broadcast({"DRIVER": "memory", "OUTBOX": settings}) as broadcast,
-        pytest.raises(sqlalchemy.exc.ProgrammingError) as info,
+        Broadcast({"DRIVER": "memory", "OUTBOX": {"url": url, "table": missing_table()}}) as b,
+        pytest.raises(OutboxError, match=r"^the outbox's database failed: \w+: ") as info,
     ):
-        broadcast.channel("orders", {"note": marker}, "shipped", send="outbox")
-    assert "INSERT INTO" in str(info.value) and marker not in str(info.value)
-    assert showing(info.value, PASSWORD) == []
+        b.channel("orders", {"note": marker}, "shipped", send="outbox")
+    assert re.search(r"no_such_outbox_\w+.* (does not exist|doesn't exist)", str(info.value))
+    assert marker not in str(info.value)
+    cause = info.value.__cause__
+    assert cause is not None and cause.__traceback__ is not None
+    assert type(cause).__name__ in ("UndefinedTable", "ProgrammingError")
+    if password is not None:
+        assert showing(info.value, password) == []
+
+
+def test_the_relay_command_prints_the_statements_failure(
+    reachable: tuple[str, str | None], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, password = reachable
+    path = tmp_path / "broadcasting_config.py"
+    outbox = {"url": url, "table": missing_table()}
+    path.write_text(f'DRIVER = "memory"\nOUTBOX = {outbox!r}\n', "utf-8")
+    assert main(["relay", "--stats", "--config", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("broadcasting: error: OutboxError: the outbox's database failed: "), err
+    assert outbox["table"] in err and err.rstrip().endswith("`broadcasting outbox init`?)"), err
+    assert password is None or password not in out + err
 
 
 def test_the_password_is_taken_out_as_written_and_as_decoded() -> None:

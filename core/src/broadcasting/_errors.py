@@ -240,13 +240,14 @@ class PublishError(ServiceError):
 
 
 class OutboxError(BroadcastError):
-    """The outbox's database could not be reached on a connection of the store's own (its
-    ``OUTBOX`` URL): the publish, or the relay's round, wrote nothing.
+    """The outbox's database failed on a connection of the store's own (its ``OUTBOX`` URL):
+    it could not be reached, or a statement failed there. The publish, or the relay's step,
+    wrote nothing.
 
-    The message is the database's, with the URL's password taken out; where the URL has a
-    password the database driver's error is not chained (its frames hold the password). A
-    connection the caller gave (``transaction=``, a Django alias) raises the database's own
-    errors unchanged, as do statements that fail once connected.
+    The message is the database's, with the URL's password taken out. A statement's error is
+    chained to it, traceback and all; a failure to connect is chained only where the URL has
+    no password (the database driver's frames hold it then). A connection the caller gave
+    (``transaction=``, a Django alias) raises the database's own errors unchanged.
     """
 
 

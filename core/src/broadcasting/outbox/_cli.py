@@ -20,12 +20,14 @@ from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from broadcasting._broadcast import Broadcast
-from broadcasting._errors import BroadcastError
+from broadcasting._errors import BroadcastError, OutboxError
 from broadcasting.outbox import _policy
 
 if TYPE_CHECKING:
     from broadcasting.outbox._store import Store
 
+#: What to look at when the outbox's database fails.
+HINT = "is the database up, and were its tables made with `broadcasting outbox init`?"
 _CONFIG_HELP = "a .py, .toml or .json file with DRIVER, DRIVERS and OUTBOX"
 _LISTED = {"dead": _policy.DEAD, "unknown": _policy.UNKNOWN, "pending": _policy.PENDING}
 #: The largest row id (a 64-bit key) and ``--limit``: larger numbers reach no database.
@@ -82,19 +84,22 @@ def add_commands(commands: _SubParsersAction[ArgumentParser]) -> None:
 
 def _database_errors(command: Callable[[Namespace], int]) -> Callable[[Namespace], int]:
     """``command``, with a failure of the outbox's database reported in one line (status 1):
-    the error's name, not its message, which may hold a URL with a password."""
+    an :class:`OutboxError` whole (its message has no password); another error of the
+    database (a Django alias's) by its name, as its message may hold a URL with a password."""
 
     @functools.wraps(command)
     def run(args: Namespace) -> int:
         try:
             return command(args)
+        except OutboxError as exc:
+            print(f"broadcasting: error: OutboxError: {exc} ({HINT})", file=sys.stderr)
+            return 1
         except BroadcastError:
             raise  # broadcasting.cli.main reports it
         except Exception as exc:
             print(
                 f"broadcasting: error: the outbox's database failed: {type(exc).__name__} "
-                "(message withheld; is the database up, and were its tables made with "
-                "`broadcasting outbox init`?)",
+                f"(message withheld; {HINT})",
                 file=sys.stderr,
             )
             return 1

@@ -362,9 +362,7 @@ class Relay:
                     self.store.claim, self.owner, now, self.lease, keep=keep
                 )
             except Exception as exc:  # the leases last until they run out; tried again soon
-                log.warning(
-                    "relay %s: could not renew its leases (%s)", self.owner, type(exc).__name__
-                )
+                log.warning("relay %s: could not renew its leases (%s)", self.owner, shown(exc))
             else:
                 self.partitions = tuple(held)
         return round_.result()
@@ -567,7 +565,7 @@ class Relay:
                     "relay %s: recording %d outcomes failed (%s); trying again",
                     self.owner,
                     len(outcomes),
-                    type(exc).__name__,
+                    shown(exc),
                 )
                 time.sleep(0.2 * 2**attempt)
 

@@ -165,25 +165,31 @@ class _DBAPISource:
 
     @contextlib.contextmanager
     def transaction(self, write: bool, ddl: bool = False) -> Iterator[_Cursor]:
-        connection, cursor = self._begin(write)
-        done = False
-        try:
-            yield _DBAPICursor(cursor)
-            cursor.execute("COMMIT")
-            done = True
-        finally:
-            if not done:
-                try:
-                    cursor.execute("ROLLBACK")
-                    done = True
-                except Exception:  # the connection is broken: it is not reused
-                    with contextlib.suppress(Exception):
-                        connection.close()
-            with contextlib.suppress(Exception):
-                cursor.close()
-            if done:
-                with self._lock:
-                    self._idle.append(connection)
+        with _statements(self._errors, self._hidden):
+            connection, cursor = self._begin(write)
+            done = False
+            try:
+                yield _DBAPICursor(cursor)
+                cursor.execute("COMMIT")
+                done = True
+            finally:
+                self._end(connection, cursor, done)
+
+    def _end(self, connection: Any, cursor: Any, done: bool) -> None:
+        """After a transaction: rolled back unless ``done`` (committed), and the connection
+        kept for the next one unless it broke."""
+        if not done:
+            try:
+                cursor.execute("ROLLBACK")
+                done = True
+            except Exception:  # the connection is broken: it is not reused
+                with contextlib.suppress(Exception):
+                    connection.close()
+        with contextlib.suppress(Exception):
+            cursor.close()
+        if done:
+            with self._lock:
+                self._idle.append(connection)
 
     def _begin(self, write: bool) -> tuple[Any, Any]:
         """A connection with a transaction begun: a kept one, or (if it went stale, say the
@@ -286,7 +292,10 @@ class _SQLAlchemySource:
 
     @contextlib.contextmanager
     def transaction(self, write: bool, ddl: bool = False) -> Iterator[_Cursor]:
-        with _connect(self.engine.connect, self._errors, self._hidden) as connection:
+        with (
+            _statements(self._errors, self._hidden),
+            _connect(self.engine.connect, self._errors, self._hidden) as connection,
+        ):
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             connection.exec_driver_sql(_sql.begin(self.dialect, write))
             try:
@@ -449,15 +458,30 @@ def _connect(
     try:
         return opener()
     except errors as exc:
-        text = str(exc)
-        for secret in hidden:
-            text = text.replace(secret.reveal(), "***")
-        failure = OutboxError(
-            f"cannot connect to the outbox's database: {type(exc).__name__}: {text}"
-        )
+        failure = OutboxError(f"cannot connect to the outbox's database: {_said(exc, hidden)}")
         cause = None if hidden else exc
     # raised out of the except clause: the new error has no __context__ to reach the old one by
     raise failure from cause
+
+
+@contextlib.contextmanager
+def _statements(errors: tuple[type[Exception], ...], hidden: tuple[Secret, ...]) -> Iterator[None]:
+    """Statements on one of the store's own connections: a database error (one of ``errors``)
+    becomes an :class:`OutboxError` with its message less the ``hidden`` texts, the database's
+    error chained (past connecting its frames hold no password), so that a wrong statement
+    still shows the line that ran it. An error of another kind passes as it is."""
+    try:
+        yield
+    except errors as exc:
+        raise OutboxError(f"the outbox's database failed: {_said(exc, hidden)}") from exc
+
+
+def _said(error: BaseException, hidden: tuple[Secret, ...]) -> str:
+    """``error``'s type and message, less each of the ``hidden`` texts."""
+    text = str(error)
+    for secret in hidden:
+        text = text.replace(secret.reveal(), "***")
+    return f"{type(error).__name__}: {text}"
 
 
 def _source(outbox: Mapping[str, Any]) -> _Source:
