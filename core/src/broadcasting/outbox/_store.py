@@ -261,7 +261,7 @@ class _SQLAlchemySource:
             parsed = sqlalchemy.make_url(url.reveal())  # its repr hides the password
             hidden = _secrets_of(parsed.password, parsed.query)
             kind = parsed.get_dialect()
-        except (ArgumentError, NoSuchModuleError):  # their messages quote the URL
+        except (ArgumentError, NoSuchModuleError, ValueError):  # their messages quote the URL
             pass
         if kind is None:  # raised here, not in the except: nothing holds SQLAlchemy's error
             raise ConfigurationError(
@@ -314,10 +314,12 @@ class _SQLAlchemySource:
         raw = _connect(self.engine.raw_connection, self._errors, self._hidden)
         try:
             info = raw.driver_connection.info
+            # the password may come from elsewhere than the URL (PGPASSWORD, .pgpass): hidden too
+            hidden = self._hidden + _secrets_of(info.password, {})
             return _connect(
                 lambda: psycopg.connect(info.dsn, password=info.password, autocommit=True),
                 (psycopg.Error,),
-                self._hidden,
+                hidden,
             )
         finally:
             raw.close()
@@ -477,11 +479,27 @@ def _statements(errors: tuple[type[Exception], ...], hidden: tuple[Secret, ...])
 
 
 def _said(error: BaseException, hidden: tuple[Secret, ...]) -> str:
-    """``error``'s type and message, less each of the ``hidden`` texts."""
-    text = str(error)
+    """``error``'s type and message on one line, less each of the ``hidden`` texts; with a
+    password shorter than 4 characters, the type alone (taking out every occurrence of so short
+    a text would garble the message, and show which letters the password has)."""
+    if any(len(secret.reveal()) < 4 for secret in hidden):
+        return f"{type(error).__name__} (message withheld: the URL's password is too short)"
+    text = " ".join(str(error).split())
     for secret in hidden:
         text = text.replace(secret.reveal(), "***")
     return f"{type(error).__name__}: {text}"
+
+
+#: What a URL's user part needs for every parser to read it alike.
+ENCODE = "percent-encode '@', '/', '?', '#' and '%' in its user name and password (%40, %2F...)"
+
+
+def _unambiguous(url: Secret) -> bool:
+    """Whether ``url`` has at most one ``@``, with no ``/``, ``?`` or ``#`` before it: else a
+    parser takes part of the password for the host, the port or the database, and its error
+    messages (which the outbox shows) would quote that part."""
+    rest = url.reveal().split("://", 1)[1]
+    return rest.count("@") <= 1 and not any(c in rest.partition("@")[0] for c in "/?#")
 
 
 def _source(outbox: Mapping[str, Any]) -> _Source:
@@ -503,6 +521,8 @@ def _source(outbox: Mapping[str, Any]) -> _Source:
     if not isinstance(url, Secret) or "://" not in url.reveal():
         raise ConfigurationError("config", "OUTBOX", "'url' must be a database URL")
     scheme = url.reveal().split("://", 1)[0].lower()
+    if scheme.partition("+")[0] != "sqlite" and not _unambiguous(url):  # a path may hold "@"
+        raise ConfigurationError("config", "OUTBOX", f"url: {ENCODE}")
     if scheme == "sqlite":
         path = url.reveal().split("://", 1)[1].removeprefix("/")
         if not path or path == ":memory:" or "mode=memory" in path:
@@ -519,10 +539,12 @@ def _source(outbox: Mapping[str, Any]) -> _Source:
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
 
-        try:  # the password as libpq reads it (in the URL's user part or its query)
+        hidden = None
+        with contextlib.suppress(psycopg.Error):  # its message quotes the part it cannot read
+            # the password as libpq reads it (in the URL's user part or its query)
             hidden = _secrets_of(conninfo_to_dict(url.reveal()).get("password"), {})
-        except psycopg.Error:  # psycopg.connect will say what is wrong: the whole URL hidden
-            hidden = (url,)
+        if hidden is None:  # raised here, not in the except: nothing holds libpq's message
+            raise ConfigurationError("config", "OUTBOX", f"url: libpq cannot read it; {ENCODE}")
         return _DBAPISource(
             connect,
             _sql.POSTGRESQL,
