@@ -268,6 +268,23 @@ def test_the_message_is_one_line() -> None:
     assert "\n" not in str(info.value) and "\t" not in str(info.value)
 
 
+def test_describe_shows_a_database_error_less_the_password_and_a_bug_by_its_type() -> None:
+    """What the relay's log and the commands print of an error (the errors are built here: the
+    real ones are above; this is the choice between the three kinds)."""
+    import psycopg
+
+    from broadcasting.outbox import store_for
+
+    with Broadcast({"DRIVER": "memory", "OUTBOX": {"url": URLS["postgresql"]}}) as broadcast:
+        store = store_for(broadcast)
+        said = f"connection failed for postgres:{PASSWORD}\n\tmore"
+        assert store.describe(psycopg.OperationalError(said)) == (
+            "OperationalError: connection failed for postgres:*** more"
+        )
+        assert store.describe(OutboxError("as it is")) == "OutboxError: as it is"
+        assert store.describe(TypeError(f"a bug's message: {PASSWORD}")) == "TypeError"
+
+
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "broadcasting_config.py"

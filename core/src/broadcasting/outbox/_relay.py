@@ -47,7 +47,6 @@ from broadcasting._types import Message, Receipt
 from broadcasting.outbox import _policy
 from broadcasting.outbox._policy import Backoff, Verdict
 from broadcasting.outbox._row import Outcome, Row
-from broadcasting.outbox._store import shown
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
@@ -208,7 +207,7 @@ class Relay:
                     log.warning(
                         "relay %s: the outbox's database failed (%s); trying again in %.1f s",
                         self.owner,
-                        shown(exc),
+                        self.store.describe(exc),
                         pause,
                     )
                     for _ in range(max(1, int(pause * 10))):  # a stop() ends the pause
@@ -362,7 +361,11 @@ class Relay:
                     self.store.claim, self.owner, now, self.lease, keep=keep
                 )
             except Exception as exc:  # the leases last until they run out; tried again soon
-                log.warning("relay %s: could not renew its leases (%s)", self.owner, shown(exc))
+                log.warning(
+                    "relay %s: could not renew its leases (%s)",
+                    self.owner,
+                    self.store.describe(exc),
+                )
             else:
                 self.partitions = tuple(held)
         return round_.result()
@@ -565,7 +568,7 @@ class Relay:
                     "relay %s: recording %d outcomes failed (%s); trying again",
                     self.owner,
                     len(outcomes),
-                    shown(exc),
+                    self.store.describe(exc),
                 )
                 time.sleep(0.2 * 2**attempt)
 

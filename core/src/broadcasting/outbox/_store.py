@@ -98,6 +98,10 @@ class _Source(Protocol):
 
     dialect: str
     paramstyle: str
+    #: What its database driver raises, and the texts to take out of those errors' messages
+    #: (the password).
+    errors: tuple[type[Exception], ...]
+    hidden: tuple[Secret, ...]
 
     def transaction(
         self, write: bool, ddl: bool = False
@@ -152,9 +156,8 @@ class _DBAPISource:
     ) -> None:
         self.dialect = dialect
         self.paramstyle = paramstyle
-        #: What the database driver raises when it cannot connect, and the URL's secrets.
-        self._errors = errors
-        self._hidden = hidden
+        self.errors = errors
+        self.hidden = hidden
         #: The SQLite file (``None``: a server's database): where the write path asks whether
         #: the tables exist yet (:meth:`Store._tables_found`).
         self.path = path
@@ -165,7 +168,7 @@ class _DBAPISource:
 
     @contextlib.contextmanager
     def transaction(self, write: bool, ddl: bool = False) -> Iterator[_Cursor]:
-        with _statements(self._errors, self._hidden):
+        with _statements(self.errors, self.hidden):
             connection, cursor = self._begin(write)
             done = False
             try:
@@ -204,7 +207,7 @@ class _DBAPISource:
             except Exception:  # nothing was done on it: try a new connection
                 with contextlib.suppress(Exception):
                     connection.close()
-        connection = _connect(self._opener, self._errors, self._hidden)
+        connection = _connect(self._opener, self.errors, self.hidden)
         try:
             cursor = connection.cursor()
             cursor.execute(_sql.begin(self.dialect, write))
@@ -217,7 +220,7 @@ class _DBAPISource:
     def listener(self) -> Any:
         if self._listen is None:
             return None
-        return _connect(self._listen, self._errors, self._hidden)
+        return _connect(self._listen, self.errors, self.hidden)
 
     def forget(self) -> None:
         _orphans.extend(self._idle)  # never closed here, not even by the garbage collector
@@ -267,8 +270,8 @@ class _SQLAlchemySource:
             raise ConfigurationError(
                 "config", "OUTBOX", "url: SQLAlchemy knows no database by that URL"
             )
-        self._errors: tuple[type[Exception], ...] = (DBAPIError, TimeoutError)
-        self._hidden = hidden
+        self.errors: tuple[type[Exception], ...] = (DBAPIError, TimeoutError)
+        self.hidden = hidden
         if kind.is_async:
             raise ConfigurationError(
                 "config",
@@ -293,8 +296,8 @@ class _SQLAlchemySource:
     @contextlib.contextmanager
     def transaction(self, write: bool, ddl: bool = False) -> Iterator[_Cursor]:
         with (
-            _statements(self._errors, self._hidden),
-            _connect(self.engine.connect, self._errors, self._hidden) as connection,
+            _statements(self.errors, self.hidden),
+            _connect(self.engine.connect, self.errors, self.hidden) as connection,
         ):
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             connection.exec_driver_sql(_sql.begin(self.dialect, write))
@@ -311,11 +314,11 @@ class _SQLAlchemySource:
             return None
         import psycopg
 
-        raw = _connect(self.engine.raw_connection, self._errors, self._hidden)
+        raw = _connect(self.engine.raw_connection, self.errors, self.hidden)
         try:
             info = raw.driver_connection.info
             # the password may come from elsewhere than the URL (PGPASSWORD, .pgpass): hidden too
-            hidden = self._hidden + _secrets_of(info.password, {})
+            hidden = self.hidden + _secrets_of(info.password, {})
             return _connect(
                 lambda: psycopg.connect(info.dsn, password=info.password, autocommit=True),
                 (psycopg.Error,),
@@ -338,11 +341,15 @@ class _DjangoSource:
     paramstyle = "format"
 
     def __init__(self, alias: str) -> None:
-        from django.db import connections  # type: ignore[import-untyped, unused-ignore]
+        from django.db import Error, connections  # type: ignore[import-untyped, unused-ignore]
 
         self.alias = alias
         vendor = connections[alias].vendor
         self.dialect = _sql.dialect_of(vendor)
+        # Django's own errors, raised as they are; their messages shown less the password
+        self.errors: tuple[type[Exception], ...] = (Error,)
+        given = connections[alias].settings_dict
+        self.hidden = _secrets_of(given.get("PASSWORD"), given.get("OPTIONS") or {})
 
     @contextlib.contextmanager
     def transaction(self, write: bool, ddl: bool = False) -> Iterator[_Cursor]:
@@ -440,14 +447,6 @@ def _secrets_of(password: Any, query: Mapping[str, Any]) -> tuple[Secret, ...]:
     found |= {coded(text, safe="") for text in found for coded in (quote, quote_plus)}
     found.discard("")
     return tuple(Secret(text) for text in sorted(found, key=len, reverse=True))
-
-
-def shown(error: BaseException) -> str:
-    """``error`` as a log line may show it: an :class:`OutboxError` whole (its message has no
-    password); another by its type alone (the database's message may quote its URL)."""
-    if isinstance(error, OutboxError):
-        return f"{type(error).__name__}: {error}"
-    return type(error).__name__
 
 
 def _connect(
@@ -670,6 +669,16 @@ class Store:
     #: transaction need not make them. Apart from ``_create_on_first_use``, which still has
     #: the store's own first transaction make them and seed the leases.
     _tables_seen = False
+
+    def describe(self, error: BaseException) -> str:
+        """``error`` as a log line or a command may show it: an :class:`OutboxError` whole; an
+        error of this store's database driver with its message less the password; another by
+        its type alone (its message may quote anything)."""
+        if isinstance(error, OutboxError):
+            return f"{type(error).__name__}: {error}"
+        if isinstance(error, self._source.errors):
+            return _said(error, self._source.hidden)
+        return type(error).__name__
 
     def __repr__(self) -> str:
         return (
@@ -998,7 +1007,9 @@ class Store:
                         self._listener = None
                     if not self._listen_failed:  # once, until it works again
                         self._listen_failed = True
-                        log.warning("outbox: cannot LISTEN for new rows (%s); polling", shown(exc))
+                        log.warning(
+                            "outbox: cannot LISTEN for new rows (%s); polling", self.describe(exc)
+                        )
         if self._wake.wait(timeout):
             self._wake.clear()
 

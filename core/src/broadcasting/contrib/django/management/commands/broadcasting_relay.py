@@ -40,12 +40,24 @@ class Command(BaseCommand):  # type: ignore[misc, unused-ignore]
                 )
             except BroadcastError as exc:
                 raise CommandError(f"{type(exc).__name__}: {exc}", returncode=1) from exc
-            except Exception as exc:  # the database's: its message may hold a password
+            except Exception as exc:  # Django's database error: its message less the password
+                said = _described(broadcast, exc)
+                withheld = "message withheld; " if said == type(exc).__name__ else ""
                 raise CommandError(
-                    f"the outbox's database failed: {type(exc).__name__} (message withheld; is "
-                    "the database up, and were its tables made: `manage.py migrate`, or "
-                    "`manage.py broadcasting outbox init`?)",
+                    f"the outbox's database failed: {said} ({withheld}is the database up, and "
+                    "were its tables made: `manage.py migrate`, or `manage.py broadcasting "
+                    "outbox init`?)",
                     returncode=1,
                 ) from exc
         if status:
             raise CommandError(f"broadcasting_relay exited with status {status}", returncode=status)
+
+
+def _described(broadcast: Any, error: BaseException) -> str:
+    """``error`` as the outbox's store would log it (its type alone if there is no store)."""
+    from broadcasting.outbox import store_for
+
+    try:
+        return store_for(broadcast).describe(error)
+    except Exception:
+        return type(error).__name__
