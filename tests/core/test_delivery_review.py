@@ -205,7 +205,9 @@ async def test_lingering_requests_are_packed_in_order_to_their_limits(
             used = 0
         expected[-1].append(channel)
         used += len(data)
-    driver, service = connect(made, batch_channels=5, latency=0.0, batch_bytes=10, batch_linger=0.2)
+    # the longest linger there is (1 s), so that no stall of a loaded machine ends a request
+    # before the next publish joins it (0.2 s did once, under CI): only the last waits it all
+    driver, service = connect(made, batch_channels=5, latency=0.0, batch_bytes=10, batch_linger=1.0)
     await _one_per_iteration(driver, publishes)
     assert [channels for _, channels in service.started] == expected
     assert sorted(service.stored) == sorted(channel for channel, _ in publishes)
