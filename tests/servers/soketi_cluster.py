@@ -60,6 +60,10 @@ class SoketiCluster:
             "database.redis.host": REDIS_HOST,
             "database.redis.port": REDIS_PORT,
             "database.redis.db": REDIS_DB,
+            # how long a node waits for the others' answers (who is in this presence channel?)
+            # before it answers from its own sockets alone: soketi's 5 s default ran out once
+            # on CI's loaded machine, and a member still on another node was posted as removed
+            "adapter.redis.requestsTimeout": 30_000,
         }
         self.nodes = [SoketiServer(**{**shared, **config}) for _ in range(nodes)]
 
