@@ -266,7 +266,10 @@ async def test_failover_costs_each_unreachable_node_one_connect_timeout(
     answer; the request reached one node only."""
     slow = servers("trickle")
     dead = [f"127.0.0.1:{unanswered.port}", f"127.0.0.1:{refusing.port}"]
-    options = config(slow)
+    # a timeout of 2 s here: two of them (the bound) and three (a bug) stay 2 s apart, room
+    # for a loaded machine (1 s apart, it took 3.1 s once on CI against a bound of 2.9 s)
+    timeout = 2 * TIMEOUT
+    options = config(slow, timeout=timeout)
     options["DRIVERS"]["pusher"]["hosts"] = [*dead, slow.node]
     async with Broadcast(options) as broadcast:
         first(broadcast)
@@ -274,7 +277,7 @@ async def test_failover_costs_each_unreachable_node_one_connect_timeout(
         with pytest.raises(PublishError) as caught:
             await publish(broadcast, kind, "orders")
         took = time.monotonic() - started
-    assert 2 * TIMEOUT - 0.2 < took < 2 * TIMEOUT + SLACK, f"the publish took {took:.1f} s"
+    assert 2 * timeout - 0.2 < took < 3 * timeout - 0.2, f"the publish took {took:.1f} s"
     assert caught.value.unknown == ("orders",)
     assert unanswered.count == 1 and refusing.count == 1 and len(slow.requests) == 1
 
