@@ -260,12 +260,10 @@ class _SQLAlchemySource:
         from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, TimeoutError
 
         kind = None
-        try:
+        with contextlib.suppress(ArgumentError, NoSuchModuleError, ValueError):  # quote the URL
             parsed = sqlalchemy.make_url(url.reveal())  # its repr hides the password
             hidden = _secrets_of(parsed.password, parsed.query)
             kind = parsed.get_dialect()
-        except (ArgumentError, NoSuchModuleError, ValueError):  # their messages quote the URL
-            pass
         if kind is None:  # raised here, not in the except: nothing holds SQLAlchemy's error
             raise ConfigurationError(
                 "config", "OUTBOX", "url: SQLAlchemy knows no database by that URL"
