@@ -513,12 +513,21 @@ def _in_held(partitions: int) -> str:
     return f'"partition" IN ({_marks(partitions)})'
 
 
+def _by_id(dialect: str) -> str:
+    """MySQL: the hint that has a statement on listed ids find them by primary key. Else
+    InnoDB may read the (partition, state, id) index instead, which holds all a statement
+    needs, and lock every open row of the partitions it scans: those of another wave in
+    flight too, whose outcomes are being recorded (a deadlock, seen in CI)."""
+    return " FORCE INDEX (PRIMARY)" if dialect == MYSQL else ""
+
+
 def open_in(dialect: str, table: str, ids: int, partitions: int) -> str:
-    """Which listed ids are open rows of the listed (held) partitions, locked."""
+    """Which listed ids are open rows of the listed (held) partitions, locked (only those:
+    found by primary key)."""
     lock = " FOR UPDATE" if dialect != SQLITE else ""
     return (
-        f"SELECT id FROM {_q(table)} WHERE id IN ({_marks(ids)}) AND state IN ({_OPEN}) "
-        f"AND {_in_held(partitions)}{lock}"
+        f"SELECT id FROM {_q(table)}{_by_id(dialect)} WHERE id IN ({_marks(ids)}) "
+        f"AND state IN ({_OPEN}) AND {_in_held(partitions)}{lock}"
     )
 
 
@@ -559,10 +568,12 @@ def finish_plain_any(table: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def finish_plain(table: str, ids: int, partitions: int) -> str:
-    """:func:`finish_plain_any` with the ids and the (held) partitions listed."""
+def finish_plain(dialect: str, table: str, ids: int, partitions: int) -> str:
+    """:func:`finish_plain_any` with the ids and the (held) partitions listed (found by
+    primary key)."""
     return (
-        f"UPDATE {_q(table)} SET state = ?, error = NULL, attempts = ?, done_at = ? "
+        f"UPDATE {_q(table)}{_by_id(dialect)} SET state = ?, error = NULL, attempts = ?, "
+        "done_at = ? "
         f"WHERE id IN ({_marks(ids)}) AND state IN ({_OPEN}) AND {_in_held(partitions)}"
     )
 
@@ -585,11 +596,11 @@ def finish_unnest(table: str) -> str:
     )
 
 
-def finish(table: str, partitions: int) -> str:
+def finish(dialect: str, table: str, partitions: int) -> str:
     """One outcome: state, channels (or NULL: kept), available_at (or NULL: kept), error,
     attempts, done_at, of row ``?``, if it is open and its partition one of the listed."""
     return (
-        f"UPDATE {_q(table)} SET state = ?, channels = COALESCE(?, channels), "
+        f"UPDATE {_q(table)}{_by_id(dialect)} SET state = ?, channels = COALESCE(?, channels), "
         "available_at = COALESCE(?, available_at), error = ?, attempts = ?, done_at = ? "
         f"WHERE id = ? AND state IN ({_OPEN}) AND {_in_held(partitions)}"
     )

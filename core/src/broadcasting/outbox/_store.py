@@ -963,7 +963,7 @@ class Store:
             for (state, attempts), ids in plain.items():
                 finished = now if state in done else None
                 for part in _chunks(ids, CHUNK):
-                    sql = _sql.finish_plain(self.table, len(part), len(held))
+                    sql = _sql.finish_plain(self.dialect, self.table, len(part), len(held))
                     run(sql, state, attempts, finished, *part, *held)
             params = [
                 (
@@ -979,7 +979,7 @@ class Store:
                 for o in rest
             ]
             if params:
-                run.many(_sql.finish(self.table, len(held)), params)
+                run.many(_sql.finish(self.dialect, self.table, len(held)), params)
 
     # -- waking ---------------------------------------------------------------------------
 
