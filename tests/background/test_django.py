@@ -134,3 +134,83 @@ with transaction.atomic():
     assert "refused:" in done.stdout
     expected = "a row joins a Django transaction only with OUTBOX = {'django': 'default'}"
     assert expected in done.stdout
+
+
+OUTBOX_TESTS = Path(__file__).resolve().parents[1] / "outbox"
+
+
+@pytest.mark.parametrize("database", ["postgresql", "mysql"])
+def test_a_django_stores_deadlock_runs_again_only_outside_the_apps_atomic_block(
+    database: str,
+) -> None:
+    """A store on Django's connection (``OUTBOX = {"django": "default"}``), its transaction
+    made a deadlock's victim as in tests/outbox/test_store_deadlocks.py. Inside the
+    application's ``atomic()`` the store's transaction is a savepoint of the application's,
+    which the database rolled back whole: the error reaches the application, and nothing
+    runs again. Outside, the store runs its own transaction again, and the rows are done."""
+    if database == "postgresql":
+        url = postgres_url().replace("+psycopg", "")  # psycopg's own
+        user = url.split("://", 1)[1].split("@", 1)[0]
+        django_db = {"ENGINE": "django.db.backends.postgresql", "PORT": 5432, "USER": user}
+    else:  # Django's own backend: mysqlclient
+        url = mysql_url()
+        django_db = {"ENGINE": "django.db.backends.mysql", "PORT": 3306, "USER": "root"}
+    django_db.update(NAME="test", HOST="127.0.0.1")
+    table = f"outbox_dl_{uuid.uuid4().hex[:8]}"
+    script = f"""
+import logging, sys
+sys.path.insert(0, {str(OUTBOX_TESTS)!r})
+import django
+from django.conf import settings
+settings.configure(DATABASES={{"default": {django_db!r}}})
+django.setup()
+from django.db import connections, transaction
+from broadcasting.outbox import DELIVERED, PENDING, Outcome, Store
+from test_store_deadlocks import NOW, OWNER, Other, fill, meet, states
+
+logging.basicConfig(level=logging.INFO, format="LOG %(message)s", stream=sys.stdout)
+store = Store.from_config({{"django": "default", "table": {table!r}, "partitions": 4}})
+store.create_tables()
+try:
+    ids = fill(store)
+    other = Other({database!r}, {{"url": {url!r}, "table": {table!r}}})
+
+    def finish(first, second, atomic):
+        outcomes = [Outcome(first, DELIVERED, attempts=1), Outcome(second, DELIVERED, attempts=1)]
+        try:
+            if atomic:
+                with transaction.atomic():
+                    store.finish(OWNER, outcomes, NOW)
+            else:
+                store.finish(OWNER, outcomes, NOW)
+        finally:
+            connections.close_all()  # this thread's
+
+    got = meet(other, ids, lambda a, b: finish(a, b, atomic=True))
+    print("INSIDE", type(got.get("error")).__name__, states(store, ids[:2]) == [PENDING] * 2)
+    got = meet(other, ids, lambda a, b: finish(a, b, atomic=False))
+    print("OUTSIDE", got, states(store, ids[:2]) == [DELIVERED] * 2)
+    other.close()
+finally:
+    with connections["default"].cursor() as cursor:
+        for suffix in ("", "_lease", "_relay", "_lock"):
+            cursor.execute("DROP TABLE IF EXISTS {table}" + suffix)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    # inside atomic(): Django's error for the deadlock, nothing ran again, nothing changed
+    inside = lines.index("INSIDE OperationalError True")
+    # outside: run again once, then done
+    outside = lines.index("OUTSIDE {'result': None} True")
+    said = [line for line in lines if line.startswith("LOG ")]
+    assert said == [f"LOG outbox {table}: finish was a deadlock's victim (try 1 of 5); "
+                    "running it again"], done.stdout  # fmt: skip
+    assert inside < lines.index(said[0]) < outside

@@ -9,16 +9,18 @@ engine or a Django connection. Every SQL statement is in :mod:`broadcasting.outb
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import operator
 import os
+import random
 import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from broadcasting._errors import ConfigurationError, OutboxError
 from broadcasting._types import Secret
@@ -54,6 +56,9 @@ DEFAULT_BATCH = 500
 SETTINGS = ("url", "django", "table", "partitions", "lease", "retention", "batch")
 #: Ids per statement (``IN (...)`` lists), under every database's limit of parameters.
 CHUNK = 500
+#: How many times a transaction of the store's own runs, at most, while the database keeps
+#: choosing it as a deadlock's victim (docs/background.md#order).
+DEADLOCK_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,11 @@ class _Source(Protocol):
 
     def forget(self) -> None:
         """After fork(): drop the parent's connections without closing them."""
+        ...
+
+    def nested(self) -> bool:
+        """Whether a transaction begun now would be part of the caller's own (so that a
+        deadlock rolls back more than the store's statements, and it must not run again)."""
         ...
 
     def close(self) -> None: ...
@@ -222,6 +232,9 @@ class _DBAPISource:
             return None
         return _connect(self._listen, self.errors, self.hidden)
 
+    def nested(self) -> bool:
+        return False  # its own connections only
+
     def forget(self) -> None:
         _orphans.extend(self._idle)  # never closed here, not even by the garbage collector
         self._idle = []
@@ -325,6 +338,9 @@ class _SQLAlchemySource:
         finally:
             raw.close()
 
+    def nested(self) -> bool:
+        return False  # its own engine's connections only
+
     def forget(self) -> None:
         self.engine.dispose(close=False)
 
@@ -376,6 +392,12 @@ class _DjangoSource:
             return None
         raw.autocommit = True
         return raw
+
+    def nested(self) -> bool:
+        from django.db import connections
+
+        # inside the application's atomic block, the store's would be a savepoint of it
+        return bool(connections[self.alias].in_atomic_block)
 
     def forget(self) -> None:
         pass  # Django keeps its own connections
@@ -499,6 +521,71 @@ def _unambiguous(url: Secret) -> bool:
     return rest.count("@") <= 1 and not any(c in rest.partition("@")[0] for c in "/?#")
 
 
+#: SQLSTATEs of a transaction the database rolled back whole and asks to run again:
+#: PostgreSQL's deadlock_detected and serialization_failure (MySQL's deadlock is 40001 too).
+_RUN_AGAIN = frozenset({"40P01", "40001"})
+#: MySQL/MariaDB's error number for a deadlock (ER_LOCK_DEADLOCK: "try restarting
+#: transaction"); not 1205, a lock wait timeout, which rolls back one statement only.
+_MYSQL_DEADLOCK = 1213
+
+
+def _deadlocked(error: BaseException) -> bool:
+    """Whether ``error`` says (itself, or a database error it wraps) that the database
+    rolled back the transaction as a deadlock's victim: SQLAlchemy keeps the driver's error
+    as ``orig``, Django and the store's :class:`OutboxError` as ``__cause__``."""
+    seen: set[int] = set()
+    found: list[BaseException | None] = [error]
+    while found:
+        each = found.pop()
+        if each is None or id(each) in seen:
+            continue
+        seen.add(id(each))
+        if getattr(each, "sqlstate", None) in _RUN_AGAIN:  # psycopg 3, mysql-connector
+            return True
+        if getattr(each, "pgcode", None) in _RUN_AGAIN:  # psycopg2
+            return True
+        module = type(each).__module__.split(".")[0]
+        if module in ("pymysql", "MySQLdb") and each.args[:1] == (_MYSQL_DEADLOCK,):
+            return True
+        found += [each.__cause__, getattr(each, "orig", None)]
+    return False
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _retried(method: Callable[Concatenate[Store, _P], _T]) -> Callable[Concatenate[Store, _P], _T]:
+    """``method``, which runs transactions of the store's own, run again (up to
+    :data:`DEADLOCK_TRIES` times, after a short random pause) while the database rolls its
+    transaction back as a deadlock's victim. Safe: the victim's statements are all undone,
+    so none of them happened. Two of one relay's transactions can meet so (its waves are
+    marked and recorded at once) and InnoDB's documentation asks applications to be ready
+    for it. Not inside the caller's own transaction (a Django store in an atomic block):
+    the victim there is the caller's, its error the caller's to handle."""
+
+    @functools.wraps(method)
+    def run(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        tries = 1
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:
+                if tries >= DEADLOCK_TRIES or not _deadlocked(exc) or self._source.nested():
+                    raise
+                log.info(
+                    "outbox %s: %s was a deadlock's victim (try %d of %d); running it again",
+                    self.table,
+                    method.__name__,
+                    tries,
+                    DEADLOCK_TRIES,
+                )
+            time.sleep(random.uniform(0.005, 0.02) * 2**tries)
+            tries += 1
+
+    return run
+
+
 def _source(outbox: Mapping[str, Any]) -> _Source:
     """The source the ``OUTBOX`` settings name."""
     alias = outbox.get("django")
@@ -574,7 +661,7 @@ def _number(outbox: Mapping[str, Any], key: str, default: float, low: float, who
 
 
 class Store:
-    """The outbox table and its leases, in one database (docs/background.md#the-store).
+    """The outbox table and its leases, in one database (docs/background.md#the-outbox).
 
     Its methods block (DB-API calls); the relay runs them in a thread. Each method runs in
     its own short transaction. The ones that change rows for a relay (:meth:`mark_sending`,
@@ -749,6 +836,7 @@ class Store:
         finally:
             self._probe_lock.release()
 
+    @_retried
     def _seed(self) -> None:
         """A lease row per partition (missing ones added; more partitions than before too)."""
         with self._transaction(write=True) as run:
@@ -762,6 +850,7 @@ class Store:
 
     # -- writing --------------------------------------------------------------------------
 
+    @_retried
     def insert(self, rows: Sequence[NewRow]) -> None:
         """Insert ``rows`` in a transaction of the store's own, committed at once (taking
         each channel's lock: an advisory lock on PostgreSQL, which also notifies the relays;
@@ -778,6 +867,7 @@ class Store:
 
     # -- leases ---------------------------------------------------------------------------
 
+    @_retried
     def claim(self, owner: str, now: float, lease: float, *, keep: Sequence[int] = ()) -> list[int]:
         """Renew ``owner``'s leases until ``now + lease``, take free or expired partitions up
         to a fair share (partitions / live relays, rounded up), give up those beyond it
@@ -816,6 +906,7 @@ class Store:
                     mine = [p for (p,) in run(_sql.held(table), owner)]
         return sorted(mine)
 
+    @_retried
     def release(self, owner: str) -> None:
         """Give up every lease of ``owner`` and its place among the live relays (at exit)."""
         with self._transaction(write=True) as run:
@@ -824,6 +915,7 @@ class Store:
 
     # -- rows -----------------------------------------------------------------------------
 
+    @_retried
     def fetch(
         self,
         owner: str,
@@ -879,6 +971,7 @@ class Store:
                 picked.sort(key=_by_place)
         return [_row(raw) for raw in picked]  # a Row only for a row returned
 
+    @_retried
     def due(self, partitions: Sequence[int]) -> float | None:
         """The earliest ``available_at`` of the first open row of each of ``partitions``:
         when a relay with nothing to send now has something (``None``: nothing to send)."""
@@ -895,6 +988,7 @@ class Store:
     def _held(self, run: _Tx, owner: str, now: float) -> list[int]:
         return [p for (p,) in run(_sql.held_locked(self.dialect, self.table), owner, now)]
 
+    @_retried
     def mark_sending(self, owner: str, ids: Sequence[int], now: float) -> list[int]:
         """Mark rows ``sending`` before they go out (fenced): the ids actually marked, those
         still open in a partition whose lease ``owner`` holds at ``now``."""
@@ -917,6 +1011,7 @@ class Store:
                 marked += found
         return marked
 
+    @_retried
     def finish(self, owner: str, outcomes: Sequence[Outcome], now: float) -> None:
         """Record what became of sent rows (fenced: only rows still open in partitions whose
         lease ``owner`` holds at ``now``). A delivered, dead or unknown row gets ``done_at =
@@ -1023,6 +1118,7 @@ class Store:
 
     # -- the CLI and monitoring -----------------------------------------------------------
 
+    @_retried
     def stats(self, now: float) -> Stats:
         """Rows per state, the lag (age of the oldest row to send), the live relays and the
         partitions each holds."""
@@ -1041,11 +1137,13 @@ class Store:
             partitions=self.partitions,
         )
 
+    @_retried
     def rows(self, state: int, limit: int) -> list[Row]:
         """The first ``limit`` rows in ``state`` (e.g. :data:`DEAD`), by id."""
         with self._transaction(write=False) as run:
             return [_row(r) for r in run(_sql.in_state(self.table), state, limit)]
 
+    @_retried
     def requeue(self, ids: Sequence[int]) -> int:
         """Make dead or unknown rows pending again, attempts 0, available now: how many."""
         count = 0
@@ -1061,19 +1159,31 @@ class Store:
     def purge(self, before: float) -> int:
         """Delete delivered rows done before ``before`` (epoch seconds): how many."""
         if self.dialect != _sql.MYSQL:
-            with self._transaction(write=True) as run:
-                return run.count(_sql.purge(self.table), DELIVERED, before)
+            return self._purge_all(before)
         # MySQL: by key, CHUNK rows a transaction. A DELETE that scans the table waits on
         # every row an application's open transaction has just written (and the relay with
         # it, for as long as that transaction stays open); a plain SELECT does not see them.
         count = 0
         while True:
-            with self._transaction(write=True) as run:
-                ids = [i for (i,) in run(_sql.purgeable(self.table), DELIVERED, before, CHUNK)]
-                if ids:
-                    count += run.count(_sql.purge_listed(self.table, len(ids)), DELIVERED, *ids)
-            if len(ids) < CHUNK:
+            deleted, found = self._purge_some(before)
+            count += deleted
+            if found < CHUNK:
                 return count
+
+    @_retried
+    def _purge_all(self, before: float) -> int:
+        with self._transaction(write=True) as run:
+            return run.count(_sql.purge(self.table), DELIVERED, before)
+
+    @_retried
+    def _purge_some(self, before: float) -> tuple[int, int]:
+        """MySQL: delete up to :data:`CHUNK` delivered rows done before ``before``, found by
+        a plain SELECT first: how many were deleted, how many found."""
+        with self._transaction(write=True) as run:
+            ids = [i for (i,) in run(_sql.purgeable(self.table), DELIVERED, before, CHUNK)]
+            if not ids:
+                return 0, 0
+            return run.count(_sql.purge_listed(self.table, len(ids)), DELIVERED, *ids), len(ids)
 
     def close(self) -> None:
         """Close the store's connections (a Django store leaves Django's to Django)."""
