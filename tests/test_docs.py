@@ -1825,3 +1825,63 @@ def test_install_lines_name_packages_of_this_checkout() -> None:
 
 if __name__ == "__main__":
     write_benchmark_tables()
+
+
+def _headings(document: Path) -> set[str]:
+    """The anchors of ``document``'s headings, as GitHub and MkDocs make them (lower case,
+    punctuation dropped, spaces as hyphens); headings inside code blocks are not headings."""
+    text = re.sub(r"^```.*?^```", "", document.read_text(encoding="utf-8"), flags=re.S | re.M)
+    found = set()
+    for title in re.findall(r"^#{1,6} +(.+?) *$", text, re.M):
+        title = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title)  # a link: its text
+        found.add(re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-"))
+    return found
+
+
+def dead_anchors(source: Path, text: str) -> list[str]:
+    """The ``doc#anchor`` references of ``text`` (from the file ``source``) whose document
+    has no such heading: ``docs/NAME.md#anchor`` in Python source (from the repository's
+    root), Markdown links ``](path.md#anchor)`` and ``](#anchor)`` (from ``source``'s
+    folder) in Markdown."""
+    if source.suffix == ".py":
+        cited = [
+            (ROOT / doc, anchor) for doc, anchor in re.findall(r"(docs/[\w/]+\.md)#([\w-]+)", text)
+        ]
+    else:
+        text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+        cited = [
+            ((source.parent / path) if path else source, anchor)
+            for path, anchor in re.findall(r"\]\(([^)\s#:]*)#([\w-]+)\)", text)
+        ]
+    return [
+        f"{source.relative_to(ROOT)}: {doc.resolve().relative_to(ROOT)}#{anchor}"
+        for doc, anchor in cited
+        if doc.suffix == ".md" and (not doc.is_file() or anchor not in _headings(doc))
+    ]
+
+
+def test_every_anchor_the_code_and_docs_cite_is_a_heading() -> None:
+    """A docstring or a page that sends the reader to ``page.md#section`` sends them to a
+    section that exists (it found seven docstrings citing sections of docs/background.md
+    by names they no longer had)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "*.md", "core/*.py", "plugins/*.py"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(listed) > 50
+    dead = [d for name in listed for d in dead_anchors(ROOT / name, (ROOT / name).read_text())]
+    assert dead == []
+
+
+def test_a_dead_anchor_is_caught() -> None:
+    module = ROOT / "core" / "src" / "broadcasting" / "x.py"
+    assert dead_anchors(module, '"""See docs/background.md#order."""') == []
+    assert dead_anchors(module, '"""See docs/background.md#no-such-part."""') == [
+        "core/src/broadcasting/x.py: docs/background.md#no-such-part"
+    ]
+    page = ROOT / "docs" / "x.md"
+    links = "[a](background.md#order) [b](#nowhere) [c](missing.md#x) [d](https://e.org/#f)"
+    assert dead_anchors(page, links) == [
+        "docs/x.md: docs/x.md#nowhere",
+        "docs/x.md: docs/missing.md#x",
+    ]

@@ -65,7 +65,8 @@ class Config:
 
     @property
     def outbox(self) -> Mapping[str, Any]:
-        """The ``OUTBOX`` settings (docs/background.md#configuration); empty: the defaults."""
+        """The ``OUTBOX`` settings (docs/background.md#where-the-outbox-lives); empty: the
+        defaults."""
         values, shown = self._outbox
         return Options({k: v.reveal() if k in shown else v for k, v in values.items()})
 

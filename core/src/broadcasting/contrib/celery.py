@@ -1,4 +1,5 @@
-"""Publishing as Celery tasks: ``send="celery"`` (docs/background.md#task-queues).
+"""Publishing as Celery tasks: ``send="celery"``
+(docs/background.md#task-queues-celery-rq-and-dramatiq).
 
 ::
 

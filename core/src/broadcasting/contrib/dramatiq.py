@@ -1,4 +1,5 @@
-"""Publishing as Dramatiq messages: ``send="dramatiq"`` (docs/background.md#task-queues).
+"""Publishing as Dramatiq messages: ``send="dramatiq"``
+(docs/background.md#task-queues-celery-rq-and-dramatiq).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Publishing as RQ jobs: ``send="rq"`` (docs/background.md#task-queues).
+"""Publishing as RQ jobs: ``send="rq"`` (docs/background.md#task-queues-celery-rq-and-dramatiq).
 
 ::
 

@@ -52,7 +52,7 @@ DEFAULT_PARTITIONS = 16
 DEFAULT_LEASE = 30.0
 DEFAULT_RETENTION = 3600.0
 DEFAULT_BATCH = 500
-#: The ``OUTBOX`` settings (docs/background.md#configuration).
+#: The ``OUTBOX`` settings (docs/background.md#where-the-outbox-lives).
 SETTINGS = ("url", "django", "table", "partitions", "lease", "retention", "batch")
 #: Ids per statement (``IN (...)`` lists), under every database's limit of parameters.
 CHUNK = 500

@@ -1,5 +1,5 @@
 """The outbox's tables as Django models, so ``manage.py migrate`` creates them in the
-project's database (``OUTBOX = {"django": "default"}``, docs/background.md#django).
+project's database (``OUTBOX = {"django": "default"}``, docs/background.md#where-the-outbox-lives).
 
 The relay reads and writes them with SQL of its own (:mod:`broadcasting.outbox._store`): the
 models only describe the tables, whose names are fixed (``broadcasting_outbox``,

@@ -1,4 +1,5 @@
-"""The outbox's tables (docs/background.md#django): what ``Store.create_tables()`` creates."""
+"""The outbox's tables (docs/background.md#where-the-outbox-lives): what
+``Store.create_tables()`` creates."""
 
 from __future__ import annotations
 
