@@ -48,6 +48,19 @@ def _run(args: list[str], database: str, tmp_path: Path) -> str:
     return output
 
 
+def _python(script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``script`` run by a fresh Python, with no Django settings module named."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql", "mysql"])
 def test_djangos_runner(database: str, tmp_path: Path) -> None:
     if database == "postgresql":
@@ -83,15 +96,7 @@ def test_an_alias_without_django_settings_is_an_input_error() -> None:
         "import sys\n"
         "assert 'django.db' not in sys.modules\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    done = _python(script)
     assert done.returncode == 0, done.stderr
     assert "names a Django database, but Django's settings are not configured" in done.stdout
 
@@ -122,14 +127,7 @@ with transaction.atomic():
     except ConfigurationError as exc:
         print("refused:", exc)
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
-        timeout=60,
-        check=False,
-    )
+    done = _python(script)
     assert done.returncode == 0, done.stderr
     assert "refused:" in done.stdout
     expected = "a row joins a Django transaction only with OUTBOX = {'django': 'default'}"
@@ -196,14 +194,7 @@ finally:
         for suffix in ("", "_lease", "_relay", "_lock"):
             cursor.execute("DROP TABLE IF EXISTS {table}" + suffix)
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
-        timeout=120,
-        check=False,
-    )
+    done = _python(script, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     # inside atomic(): Django's error for the deadlock, nothing ran again, nothing changed
