@@ -133,12 +133,14 @@ def test_such_a_host_fails_before_any_request() -> None:
 async def test_a_node_whose_connections_are_all_busy_is_not_marked_down(
     soketi: SoketiServer, proxy: CountingProxy
 ) -> None:
-    # the proxy's node answers each request 0.6 s late; with one connection per node and a
-    # 1 s timeout, the third request given to it would wait 1.2 s for that connection
-    proxy.delay(0.6, times=None)
+    # the proxy's node answers each request 2 s late; with one connection per node and a
+    # 3 s timeout, the second request given to it waits 2 s for that connection and 2 s for
+    # its answer (each within the timeout, by 1 s: room for a loaded machine, as CI's was
+    # when the figures were 0.6 s and 1 s), the third would wait 4 s for the connection
+    proxy.delay(2.0, times=None)
     hosts = [f"127.0.0.1:{proxy.port}", f"127.0.0.1:{soketi.port}"]
     options = soketi.driver_options(
-        hosts=hosts, max_connections=1, timeout=1.0, retries=0, batch=False
+        hosts=hosts, max_connections=1, timeout=3.0, retries=0, batch=False
     )
     del options["host"], options["port"]
     with Broadcast(config(options)) as broadcast:
