@@ -259,3 +259,24 @@ def test_statements_on_listed_rows_lock_only_those(
         other.connection.rollback()
         other.close()
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_another_database_error_is_not_run_again(
+    kind: str, outbox_config: Callable[..., dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only a deadlock's victim runs again: a statement on a table that is gone fails at once."""
+    settings = outbox_config(kind, partitions=4)
+    store = Store.from_config(settings)
+    store.create_tables()
+    other = Other(kind, settings)
+    try:
+        other.run(f"DROP TABLE {other.table}")
+        other.connection.commit()
+        with caplog.at_level("INFO", "broadcasting.outbox"), pytest.raises(OutboxError) as info:
+            store.fetch(OWNER, [0], NOW, 10)
+        assert not _store._deadlocked(info.value)
+        assert caplog.records == []
+    finally:
+        other.close()
+        store.close()
