@@ -51,7 +51,7 @@ def tests(session: nox.Session) -> None:
         session.run("pytest", "-n", "4", *once, *session.posargs)
         return
     # the newest Python: the tests, then the proofs by themselves. Beside the soaks, which keep
-    # both cores busy, tests that bound a wait failed CI five times in two days; apart, the two
+    # both cores busy, tests that bound a wait failed CI four times in two days; apart, the two
     # runs took 200 s and 101 s here, against 280 s together
     failed = []
     for marker in ("not proof", "proof"):
