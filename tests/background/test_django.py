@@ -164,6 +164,7 @@ settings.configure(DATABASES={{"default": {django_db!r}}})
 django.setup()
 from django.db import connections, transaction
 from broadcasting.outbox import DELIVERED, PENDING, Outcome, Store
+from conftest import mysql_connect
 from test_store_deadlocks import NOW, OWNER, Other, fill, meet, states
 
 logging.basicConfig(level=logging.INFO, format="LOG %(message)s", stream=sys.stdout)
@@ -171,7 +172,7 @@ store = Store.from_config({{"django": "default", "table": {table!r}, "partitions
 store.create_tables()
 try:
     ids = fill(store)
-    other = Other({database!r}, {{"url": {url!r}, "table": {table!r}}})
+    other = Other({database!r}, {{"url": {url!r}, "table": {table!r}}}, mysql_connect)
 
     def finish(first, second, atomic):
         outcomes = [Outcome(first, DELIVERED, attempts=1), Outcome(second, DELIVERED, attempts=1)]

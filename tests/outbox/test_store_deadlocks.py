@@ -34,21 +34,13 @@ OWNER = "relay-a"
 WEIGHT = 40
 
 
-def mysql_connect(url: str) -> Any:
-    """A PyMySQL connection (autocommit off) to the database of a ``mysql+pymysql`` URL."""
-    import pymysql
-    from sqlalchemy import make_url
-
-    parsed = make_url(url)
-    return pymysql.connect(
-        host=parsed.host, port=parsed.port or 3306, user=parsed.username, database=parsed.database
-    )
-
-
 class Other:
-    """A second connection to the store's database, with a transaction of its own."""
+    """A second connection to the store's database, with a transaction of its own
+    (``mysql_connect``: conftest's, which opens a PyMySQL connection to a store's URL)."""
 
-    def __init__(self, kind: str, settings: dict[str, Any]) -> None:
+    def __init__(
+        self, kind: str, settings: dict[str, Any], mysql_connect: Callable[[str], Any]
+    ) -> None:
         self.kind = kind
         self.table = _q(settings["table"])
         self.weighed = 0
@@ -125,7 +117,7 @@ def fill(store: Store) -> list[int]:
 
 @pytest.fixture(params=["postgresql", "mysql"])
 def setup(
-    request: pytest.FixtureRequest, outbox_config: Callable[..., dict[str, Any]]
+    request: pytest.FixtureRequest, outbox_config: Callable[..., dict[str, Any]], adapters: Any
 ) -> Iterator[tuple[Store, Other, list[int]]]:
     """A store holding every partition, its open rows' ids (all in partition 0, in id
     order), and a second connection."""
@@ -133,7 +125,7 @@ def setup(
     store = Store.from_config(settings)
     store.create_tables()
     ids = fill(store)
-    other = Other(request.param, settings)
+    other = Other(request.param, settings, adapters.mysql_connect)
     yield store, other, ids
     other.connection.rollback()
     other.close()
@@ -221,7 +213,7 @@ def test_past_its_tries_the_deadlock_reaches_the_caller_and_nothing_changed(
 
 @pytest.mark.parametrize("kind", ["postgresql", "mysql"])
 def test_statements_on_listed_rows_lock_only_those(
-    kind: str, outbox_config: Callable[..., dict[str, Any]]
+    kind: str, outbox_config: Callable[..., dict[str, Any]], adapters: Any
 ) -> None:
     """The cause of the deadlock seen in CI: with another open row locked by another
     transaction, marking and recording rows that are not it must not wait for it. The rows
@@ -230,7 +222,7 @@ def test_statements_on_listed_rows_lock_only_those(
     settings = outbox_config(kind, partitions=4)
     store = Store.from_config(settings)
     store.create_tables()
-    other = Other(kind, settings)
+    other = Other(kind, settings, adapters.mysql_connect)
     try:
         for n in range(6 * 24):
             message = Message((f"wave-{n % 24}",), "tick", "x", '"x"', f"m{n}")
@@ -263,13 +255,16 @@ def test_statements_on_listed_rows_lock_only_those(
 
 @pytest.mark.parametrize("kind", ["postgresql", "mysql"])
 def test_another_database_error_is_not_run_again(
-    kind: str, outbox_config: Callable[..., dict[str, Any]], caplog: pytest.LogCaptureFixture
+    kind: str,
+    outbox_config: Callable[..., dict[str, Any]],
+    adapters: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Only a deadlock's victim runs again: a statement on a table that is gone fails at once."""
     settings = outbox_config(kind, partitions=4)
     store = Store.from_config(settings)
     store.create_tables()
-    other = Other(kind, settings)
+    other = Other(kind, settings, adapters.mysql_connect)
     try:
         other.run(f"DROP TABLE {other.table}")
         other.connection.commit()
