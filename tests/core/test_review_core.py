@@ -249,6 +249,33 @@ def test_an_event_whose_fields_refer_back_is_an_invalid_payload() -> None:
     assert broadcast.driver(BroadcastMemoryDriver).driver.messages == []
 
 
+def test_a_cycle_is_found_without_recursing_to_pythons_limit_and_shared_values_are_no_cycle() -> (
+    None
+):
+    """The cycle above was found by recursing until RecursionError; at that depth the garbage
+    collector's finalizers failed too (CI saw one reach sys.unraisablehook). Now the cycle is
+    found where it closes, and a value reached twice without a cycle is converted twice."""
+    from dataclasses import dataclass
+
+    from broadcasting._events import _Cycle, _jsonable
+
+    @dataclass
+    class Node:
+        name: str
+        children: list[Any]
+
+    loop = Node("a", [])
+    loop.children.append({"back": loop})
+    with pytest.raises(_Cycle) as info:
+        _jsonable(loop)
+    assert len(info.traceback) < 10  # a few frames, not a thousand
+    shared = Node("leaf", [])
+    assert _jsonable(Node("root", [shared, {"again": shared}])) == {
+        "name": "root",
+        "children": [{"name": "leaf", "children": []}, {"again": {"name": "leaf", "children": []}}],
+    }
+
+
 # -- closing while another thread's loop is busy -------------------------------------------
 
 

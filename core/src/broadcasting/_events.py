@@ -53,26 +53,44 @@ def echo_event_name(name: str, namespace: str | None = LARAVEL_NAMESPACE) -> str
     return name.replace(".", "\\")
 
 
-def _jsonable(value: Any) -> Any:
-    """``value`` with the types JSON lacks made plain; the encoder refuses what is left."""
+class _Cycle(Exception):
+    """A value that contains itself (found by :func:`_jsonable`)."""
+
+
+def _jsonable(value: Any, path: set[int] | None = None) -> Any:
+    """``value`` with the types JSON lacks made plain; the encoder refuses what is left.
+
+    ``path``: the ids of the containers being converted, around this value; one met again
+    is a cycle (:class:`_Cycle`), found at once rather than by recursing until Python's limit
+    (at that depth a finalizer the garbage collector runs fails too)."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, enum.Enum):
-        return _jsonable(value.value)
+        return _jsonable(value.value, path)
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
         return value.isoformat()
     if isinstance(value, (uuid.UUID, decimal.Decimal)):
         return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):  # a pydantic model inside a dataclass or a plain event
-        return dump(mode="json")
-    return value
+    container = dataclasses.is_dataclass(value) and not isinstance(value, type)
+    if not container and not isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        dump = getattr(value, "model_dump", None)
+        if callable(dump):  # a pydantic model inside a dataclass or a plain event
+            return dump(mode="json")
+        return value
+    path = set() if path is None else path
+    if id(value) in path:
+        raise _Cycle
+    path.add(id(value))
+    try:
+        if container:
+            return {
+                f.name: _jsonable(getattr(value, f.name), path) for f in dataclasses.fields(value)
+            }
+        if isinstance(value, Mapping):
+            return {k: _jsonable(v, path) for k, v in value.items()}
+        return [_jsonable(v, path) for v in value]
+    finally:
+        path.discard(id(value))
 
 
 def _attributes(obj: object) -> dict[str, Any]:
@@ -124,7 +142,8 @@ class BroadcastEvent:
             fields = _attributes(self)
         try:
             return {k: _jsonable(v) for k, v in fields.items() if _public(k)}
-        except RecursionError:  # a field that refers back to itself (a cycle)
+        except (_Cycle, RecursionError):  # a field that refers back to itself (a cycle),
+            # or values nested deeper than Python recurses
             raise InvalidPayloadError(
                 f"{type(self).__qualname__}.broadcast_with(): the fields hold a cycle (a value "
                 "that contains itself): not JSON-serialisable"
