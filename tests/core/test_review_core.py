@@ -276,6 +276,40 @@ def test_a_cycle_is_found_without_recursing_to_pythons_limit_and_shared_values_a
     }
 
 
+def test_a_cyclic_message_is_found_where_it_closes_not_at_pythons_recursion_limit() -> None:
+    """``encode_payload`` called the C encoder without its cycle check, so a message that
+    contains itself recursed until RecursionError: the same depth at which the collector's
+    finalizers fail (above). Now it is a ValueError from the check, and the channel() caller
+    still gets InvalidPayloadError."""
+    from broadcasting import InvalidPayloadError
+    from broadcasting.plugin import encode_payload
+
+    loop: dict[str, Any] = {"items": []}
+    loop["items"].append({"order": loop})
+    with pytest.raises(ValueError, match="Circular reference") as info:
+        encode_payload(loop)
+    assert not isinstance(info.value, RecursionError)
+    broadcast = Broadcast({"DRIVER": "memory"})
+    with pytest.raises(InvalidPayloadError, match="Circular reference"):
+        broadcast.channel("orders", loop, "placed")
+    assert broadcast.driver(BroadcastMemoryDriver).driver.messages == []
+
+
+def test_a_failed_encoding_leaves_no_marker_behind_for_the_next_one() -> None:
+    """The C encoder leaves the containers it was inside in its markers when it raises: the
+    same containers, encoded again once valid, would read as a cycle. The encoder that failed
+    is replaced; a value that is a cycle neither time is encoded the second time."""
+    from broadcasting.plugin import encode_payload
+
+    data: dict[str, Any] = {"order": {"lines": [1, object()]}}
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        encode_payload(data)
+    data["order"]["lines"][1] = 2
+    assert encode_payload(data) == '{"order":{"lines":[1,2]}}'
+    shared = [1]
+    assert encode_payload({"a": shared, "b": [shared, shared]}) == '{"a":[1],"b":[[1],[1]]}'
+
+
 # -- closing while another thread's loop is busy -------------------------------------------
 
 

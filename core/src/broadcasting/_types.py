@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -16,31 +17,48 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 
 def _c_encoder() -> Callable[[Any, int], list[str]] | None:
-    """The C encoder ``JSONEncoder.encode`` ends up calling, to be called directly: 3x faster
-    for small data; without cycle checks, so a cycle raises ``RecursionError``. It returns
-    the text in chunks."""
+    """A new C encoder, the one ``JSONEncoder.encode`` ends up calling, to be called directly:
+    2-3x faster for small data. It checks for cycles with a ``markers`` dict of its own, as
+    ``json.dumps`` does, so that a cycle is found where it closes (``ValueError``) instead of
+    by recursing to the interpreter's limit, where any finalizer the garbage collector runs
+    fails too. It returns the text in chunks."""
     make: Any = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
     if make is None:  # pragma: no cover - CPython always has it
         return None
     encode: Callable[[Any, int], list[str]] = make(
-        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        {}, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
     )
     return encode
 
 
-_encode_chunks = _c_encoder()
+class _Encoders(threading.local):
+    """One C encoder per thread: its ``markers`` hold the containers it is inside, so no two
+    threads may share one. After a failure it is replaced (the C encoder leaves the markers
+    of the containers it was inside when it raised), not cleared: a call that fails inside
+    another on the same thread (a finalizer's) leaves the outer one's markers alone."""
+
+    def __init__(self) -> None:
+        self.encode = _c_encoder()
+
+
+_encoders = _Encoders()
 
 
 def encode_payload(data: Payload) -> str:
     """The text sent for ``data``: a ``str`` as it is, anything else as compact JSON (no NaN).
 
-    Raises ``TypeError``/``ValueError`` from :mod:`json`, ``RecursionError`` for a cycle.
+    Raises ``TypeError``/``ValueError`` from :mod:`json` (``ValueError`` for a cycle).
     """
     if isinstance(data, str):
         return data
-    if _encode_chunks is None:  # pragma: no cover - CPython always has it
+    encode = _encoders.encode
+    if encode is None:  # pragma: no cover - CPython always has it
         return _ENCODER.encode(data)
-    return "".join(_encode_chunks(data, 0))
+    try:
+        return "".join(encode(data, 0))
+    except BaseException:
+        _encoders.encode = _c_encoder()
+        raise
 
 
 class Message:
