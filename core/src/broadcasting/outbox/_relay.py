@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -107,10 +108,25 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+#: every relay of this process, each made again in a forked child (:meth:`Relay._forked`)
+_relays: weakref.WeakSet[Relay] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    for relay in list(_relays):
+        relay._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 class Relay:
     """Delivers the outbox's rows of one :class:`~broadcasting.Broadcast` (docs/background.md).
 
     ``owner`` names this relay in the lease table (default: host, pid and a random suffix);
+    no two processes may share one, so in a child forked from this process the relay takes
+    a new default, or ``owner`` followed by ``:`` and the child's pid;
     ``store`` is the outbox (default: the one ``OUTBOX`` configures, shared with the write
     path); ``backoff`` paces a row whose publish failed in a retryable way.
 
@@ -133,12 +149,23 @@ class Relay:
             store = store_for(broadcast)
         self.broadcast = broadcast
         self.store = store
+        #: the owner as given (``None``: the default, made again in a forked child)
+        self._given_owner = owner
         self.owner = owner or default_owner()
         #: seconds a lease lasts, delivered rows are kept; rows fetched per round (OUTBOX)
         self.lease: float = store.lease
         self.retention: float = store.retention
         self.batch: int = store.batch
         self.backoff = backoff or Backoff()
+        self._reset()
+        _relays.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Relay {self.owner!r} partitions={list(self.partitions)}>"
+
+    def _reset(self) -> None:
+        """The state of one process's relaying: none of it is a forked child's (its rows in
+        flight, its loop's futures and its leases are the parent's)."""
         self.partitions: tuple[int, ...] = ()
         self._renewed = float("-inf")  # when the leases were last claimed or renewed
         self._extended = float("-inf")  # when they were last extended (renewed while waiting too)
@@ -163,8 +190,13 @@ class Relay:
         self._failed: BaseException | None = None  # an outcome that could not be recorded
         self._outcomes: _Batched[Outcome]
 
-    def __repr__(self) -> str:
-        return f"<Relay {self.owner!r} partitions={list(self.partitions)}>"
+    def _forked(self) -> None:
+        """In a forked child: a relay of its own. Two processes under one owner would both
+        hold every lease the owner holds and send the same rows, so the child takes a new
+        default owner, or the one given with its own process id after it."""
+        given = self._given_owner
+        self.owner = default_owner() if given is None else f"{given}:{os.getpid()}"
+        self._reset()
 
     # -- running -----------------------------------------------------------------------------
 
