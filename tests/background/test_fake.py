@@ -164,7 +164,8 @@ def test_the_fake_refuses_what_the_outbox_write_refuses(
     broadcast: Broadcast, recorded: BroadcastFake, tmp_path: Path
 ) -> None:
     """A test under the fake fails where production would: a transaction on another SQLite
-    file than the outbox's, or a with_options() variant the relay could not find again."""
+    file than the outbox's, a with_options() variant the relay could not find again, or an
+    event name longer than the outbox's column."""
     other = create_engine(f"sqlite:///{tmp_path / 'other.sqlite3'}")
     try:
         with begun(other) as session, pytest.raises(ConfigurationError, match="OUTBOX"):
@@ -174,4 +175,6 @@ def test_the_fake_refuses_what_the_outbox_write_refuses(
     variant = broadcast.driver().with_options(max_history=5)
     with pytest.raises(InputError, match="with_options"):
         variant.channel("orders", {"id": 2}, "o", send="outbox")
+    with pytest.raises(InputError, match="event name is 201 characters"):
+        broadcast.channel("orders", {"id": 3}, "o" * 201, send="outbox")
     recorded.assert_nothing_sent()

@@ -171,3 +171,75 @@ def test_good_input_is_written_through_both_hooks(
     assert receipt.pending and receipt.via == "outbox" and receipt.driver == "pusher"
     assert spy.calls == ["broadcasting_transaction", "broadcasting_defer"]
     assert count() == 1
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def memory_setup(
+    request: pytest.FixtureRequest, outbox_config: Callable[..., dict[str, Any]], adapters: Any
+) -> Iterator[tuple[str, Broadcast, Any, Callable[[], int]]]:
+    """The setup above on the memory driver, which takes any event name and any text (so
+    what is refused is the outbox's, not a driver's rules)."""
+    outbox = outbox_config(request.param)
+    broadcast = Broadcast({"DRIVER": "memory", "OUTBOX": outbox}, plugins=[adapters.Plugin()])
+    store = store_for(broadcast)
+    store.create_tables()
+    url = broadcast.config.outbox["url"].reveal()
+    if request.param == "sqlite":
+        conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN")
+        transaction = adapters.ConnTransaction(conn, "sqlite", "qmark")
+        table = '"broadcasting_outbox"'
+    elif request.param == "mysql":
+        conn = adapters.mysql_connect(url)
+        transaction = adapters.CursorConnTransaction(conn, "mysql", "format")
+        table = f"`{store.table}`"
+    else:
+        import psycopg
+
+        conn = psycopg.connect(url)
+        transaction = adapters.ConnTransaction(conn, "postgresql", "format")
+        table = ".".join(f'"{part}"' for part in store.table.split("."))
+
+    def count() -> int:
+        if request.param == "mysql":
+            with conn.cursor() as cursor:
+                cursor.execute(f"SELECT COUNT(*) FROM {table}")
+                (n,) = cursor.fetchone()
+            return int(n)
+        (n,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        return int(n)
+
+    try:
+        yield request.param, broadcast, transaction, count
+    finally:
+        conn.rollback() if request.param != "sqlite" else conn.execute("ROLLBACK")
+        conn.close()
+        broadcast.close()
+        store.close()
+
+
+def test_what_the_outbox_columns_cannot_hold_is_refused_and_the_callers_transaction_goes_on(
+    memory_setup: tuple[str, Broadcast, Any, Callable[[], int]],
+) -> None:
+    """An event name over the event column's 200 characters (which the memory and Ably
+    drivers accept) and, on PostgreSQL, a NUL character failed in the database: on PostgreSQL
+    that aborted the caller's transaction, its own data lost with it. Now each is an
+    InputError before any statement, on every database alike for the lengths."""
+    database, broadcast, transaction, count = memory_setup
+    long_event = "e" * 201
+    assert not broadcast.channel("orders", "x", long_event).pending  # the driver takes it
+    with pytest.raises(InputError, match=r"event name is 201 characters.*at most 200"):
+        broadcast.channel("orders", "x", long_event, send="outbox", transaction=transaction)
+    with pytest.raises(InputError, match="event name is 201 characters"):
+        broadcast.channel("orders", "x", long_event, send="outbox")  # its own transaction
+    nul = [("orders", "x", "a\x00b"), ("orders", "x\x00y", "e")]
+    for args in nul:
+        if database == "postgresql":
+            with pytest.raises(InputError, match="NUL character"):
+                broadcast.channel(*args, send="outbox", transaction=transaction)
+        else:  # stored as it is
+            broadcast.channel(*args, send="outbox", transaction=transaction)
+    # JSON data holds a NUL escaped: written everywhere
+    broadcast.channel("orders", {"text": "x\x00y"}, "e", send="outbox", transaction=transaction)
+    broadcast.channel("orders", "x", "e" * 200, send="outbox", transaction=transaction)
+    assert count() == (2 if database == "postgresql" else 4)  # the transaction is usable

@@ -36,6 +36,7 @@ def write(
     transaction given to a blocking call.
     """
     store = _store_of(broadcaster)
+    _check_fits(store, message, broadcaster.driver.name)
     if transaction is None:
         yield _Insert(
             store, new_rows(message, broadcaster.driver.name, store.partitions, time.time())
@@ -54,12 +55,45 @@ def write(
     return pending(broadcaster, message)
 
 
-def check(broadcaster: Broadcaster[Any], transaction: Transaction | None) -> None:
-    """Raise what :func:`write` would for this driver and transaction, writing nothing (the
-    test fake takes an outbox publish instead of writing it, and refuses the same)."""
+def check(broadcaster: Broadcaster[Any], transaction: Transaction | None, message: Message) -> None:
+    """Raise what :func:`write` would for this driver, transaction and message, writing
+    nothing (the test fake takes an outbox publish instead of writing it, and refuses the
+    same)."""
     store = _store_of(broadcaster)
+    _check_fits(store, message, broadcaster.driver.name)
     if transaction is not None:
         _dialect_of(store, transaction)
+
+
+#: The longest text each column holds (_sql.create_tables; the Django model's max_length):
+#: refused before any statement, on every database alike (SQLite would store more, and the
+#: same publish would then fail once the outbox moved to PostgreSQL or MySQL)
+COLUMN_LIMITS = {"event": 200, "driver": 100, "socket_id": 100}
+
+
+def _check_fits(store: Store, message: Message, driver: str) -> None:
+    """:class:`InputError` for a message the outbox's columns cannot hold: a name longer than
+    its column, or (PostgreSQL, whose text cannot hold one) a NUL character. A failed INSERT
+    would abort the caller's transaction on PostgreSQL, and the caller's data with it."""
+    for column, text in (("event", message.event), ("driver", driver)):
+        if len(text) > COLUMN_LIMITS[column]:
+            raise InputError(
+                f"send='outbox': the {column} name is {len(text)} characters, and the "
+                f"outbox's {column} column holds at most {COLUMN_LIMITS[column]}"
+            )
+    sender = message.socket_id
+    if sender is not None and len(sender) > COLUMN_LIMITS["socket_id"]:
+        raise InputError(
+            f"send='outbox': socket_id is {len(sender)} characters, and the outbox's "
+            f"socket_id column holds at most {COLUMN_LIMITS['socket_id']}"
+        )
+    if store.dialect == _sql.POSTGRESQL and ("\x00" in message.event or "\x00" in message.text):
+        # JSON data is written with a NUL escaped (\u0000): only a str message holds one as it is
+        where = "the event name" if "\x00" in message.event else "the message"
+        raise InputError(
+            f"send='outbox': {where} holds a NUL character (\\x00), which PostgreSQL text "
+            "cannot store; the outbox is in PostgreSQL"
+        )
 
 
 def _store_of(broadcaster: Broadcaster[Any]) -> Store:

@@ -143,7 +143,7 @@ class BroadcastFake(Recording[Sent]):
             return pending(broadcast.broadcaster_of(driver), message)
         from broadcasting.outbox._write import check
 
-        check(broadcast.broadcaster_of(driver), transaction)  # refused as the write would be
+        check(broadcast.broadcaster_of(driver), transaction, message)  # refused as the write is
         if transaction is not None and not transaction.active():
             # the write would begin a SQLAlchemy session's transaction, and go with it
             from broadcasting.contrib.sqlalchemy import SessionTransaction
