@@ -275,13 +275,14 @@ def _group(
     shared: bool = False,
     first: Attempt | None = None,
     spent: int = 0,
+    sent_at: float | None = None,
 ) -> Flow[_Group]:
     """Deliver ``message`` to one group of channels: its requests, waits and retries.
 
     ``first``: its first attempt, already made in a request shared with other messages
     (:func:`deliver_each`); ``spent``: requests a shared request took that could not say
     what became of this message, which is then sent alone (they count in the receipt, not
-    against the retries)."""
+    against the retries); ``sent_at``: when that shared request went (on ``_clock``)."""
     driver = broadcaster.driver
     options = broadcaster.delivery
     # sending again what may have arrived is safe if the service drops a repeat, or allowed;
@@ -289,7 +290,11 @@ def _group(
     capabilities = driver.capabilities
     resend = capabilities.deduplicates or options.at_least_once
     windowed = capabilities.dedup_window is not None and not options.at_least_once
-    started = _clock() if windowed else 0.0  # before the first attempt: the earliest send
+    started = 0.0
+    if windowed:  # the earliest send: the first attempt's (now, or the shared request's)
+        started = _clock() if sent_at is None else sent_at
+        if message.first_sent is not None:  # or an earlier one's, in epoch seconds
+            started -= max(0.0, time.time() - message.first_sent)
     group = _Group(requests=spent)
     pending = channels
     attempt = used = 0
@@ -373,19 +378,20 @@ def deliver(
     plan: Sequence[tuple[str, ...]] | None = None,
     first: Attempt | None = None,
     spent: int = 0,
+    sent_at: float | None = None,
 ) -> Flow[Receipt]:
     """Deliver ``message`` through the driver's ``send``: every channel's outcome, one receipt.
 
     The first group goes alone (it may share a request with other publishes), the rest
     at once or in turn, and not at all after an auth failure of a whole group. ``plan``:
-    the driver's plan of it, if made already; ``first`` and ``spent``: the first group's
-    first attempt made in a shared request (see :func:`_group`).
+    the driver's plan of it, if made already; ``first``, ``spent`` and ``sent_at``: the
+    first group's first attempt made in a shared request (see :func:`_group`).
     """
     driver = broadcaster.driver
     if plan is None:
         plan = driver.plan(message)
     shared = len(plan) == 1 and first is None and not spent
-    head = yield from _group(broadcaster, message, plan[0], shared, first, spent)
+    head = yield from _group(broadcaster, message, plan[0], shared, first, spent, sent_at)
     if len(plan) == 1:  # the usual case: one group, nothing after it
         return finish(driver, message, (head,))
     groups = [head]
@@ -565,6 +571,7 @@ def deliver_each(
     if parts:
         batches.append(Batch(tuple(parts), budget=budget))
         owners.append(taken)
+    sent_at = _clock()  # the shared requests go: a retry's dedup window counts from here
     if batches:
         lanes = min(options.batch_in_flight, len(batches))
         if lanes == 1:
@@ -585,10 +592,12 @@ def deliver_each(
                     continue
                 plan = [part.channels]
                 if alone:  # the shared request cannot say: this one goes alone
-                    flow = deliver(broadcaster, part.message, plan=plan, spent=batch.requests)
+                    flow = deliver(
+                        broadcaster, message, plan=plan, spent=batch.requests, sent_at=sent_at
+                    )
                 else:
                     attempt = (outcome, batch.requests, batch.requests)
-                    flow = deliver(broadcaster, part.message, plan=plan, first=attempt)
+                    flow = deliver(broadcaster, message, plan=plan, first=attempt, sent_at=sent_at)
                 flows.append((index, flow))
     going: list[tuple[int, Flow[Receipt | Exception]]] = []
     for index, flow in flows:  # most end here, with no more requests

@@ -77,6 +77,11 @@ class Message:
         source: the event object it was built from, else ``None``.
         via: how it is being sent: ``"now"``, ``"after_commit"``, ``"outbox"`` (by the
             relay) or a queue plugin's name (docs/background.md).
+        first_sent: when an earlier attempt, in this process or another, may first have
+            sent it (epoch seconds; the outbox relay and the queue workers set it), else
+            ``None``: a service that drops a repeated id only for a while
+            (``Capabilities.dedup_window``) is retried only while that while lasts,
+            counted from then.
     """
 
     __slots__ = (
@@ -84,6 +89,7 @@ class Message:
         "_measured",
         "channels",
         "event",
+        "first_sent",
         "id",
         "socket_id",
         "source",
@@ -101,6 +107,7 @@ class Message:
         socket_id: str | None = None,
         source: object = None,
         via: str = "now",
+        first_sent: float | None = None,
     ) -> None:
         self.channels = channels
         self.event = event
@@ -110,6 +117,7 @@ class Message:
         self.socket_id = socket_id
         self.source = source
         self.via = via
+        self.first_sent = first_sent
         self._measured: tuple[str, int] | None = None  # (text, its UTF-8 size), see size
 
     @property

@@ -458,6 +458,7 @@ def perform(
     if start.reason:
         log.warning("%s: message %s: %s", broadcaster.name, job.id, start.reason)
     message.channels = start.send
+    message.first_sent = start.since  # a re-send: the service's dedup window counts from it
     try:
         receipt = run(broadcaster.publish_message(message))
     except PublishError as exc:

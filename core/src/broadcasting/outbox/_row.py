@@ -111,6 +111,8 @@ class Row:
             self.message_id,
             socket_id=self.socket_id,
             via="outbox",
+            # left sending: an earlier attempt may have gone out, at the earliest when written
+            first_sent=self.created if self.state == SENDING else None,
         )
 
 
