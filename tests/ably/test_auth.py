@@ -293,6 +293,25 @@ def test_presence_info_ably_would_refuse_is_an_error_before_signing(broadcast: B
         broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="presence:big.1")
 
 
+def test_presence_info_with_a_lone_surrogate_is_an_input_error_not_a_crash(
+    broadcast: Broadcast,
+) -> None:
+    """No UTF-8 carries it: the core refuses it before signing, and the driver itself refuses
+    a request that reaches it (a UnicodeEncodeError, a 500, before)."""
+
+    @broadcast.rule("odd.{room}")
+    def odd(user: User, room: str) -> dict[str, Any]:
+        return {"id": "7", "name": "Ada\ud800"}
+
+    with pytest.raises(InputError, match="lone surrogate"):
+        broadcast.authorize(ALICE, socket_id=SOCKET, channel_name="presence:odd.1")
+    driver = broadcast.driver("ably").driver
+    member = {"id": "7", "name": "Ada\ud800"}
+    request = AuthRequest("presence", SOCKET, "presence:odd.1", "odd.1", ALICE, member=member)
+    with pytest.raises(InputError, match="is not JSON"):
+        driver.sign_channel(request)
+
+
 def test_sign_in_and_sending_to_a_user_are_not_supported(broadcast: Broadcast) -> None:
     with pytest.raises(NotSupportedError, match="does not support user sign-in") as caught:
         broadcast.authenticate_user(SOCKET, {"id": "7"})

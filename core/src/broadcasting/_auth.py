@@ -218,12 +218,15 @@ def _check_id(info: Mapping[str, Any], what: str) -> None:
 
 def _check_json(info: Mapping[str, Any], what: str) -> None:
     """InputError (a 400, as the Pusher driver refuses it) unless JSON can hold ``info``:
-    a driver that signs it as it is would answer a body (NaN) no client parses."""
+    a driver that signs it as it is would answer a body (NaN) no client parses, or one no
+    UTF-8 can carry (a lone surrogate, which Pusher would escape and Ably cannot encode)."""
     try:
-        json.dumps(info, allow_nan=False)
+        text = json.dumps(info, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
         # the message names a type or says "out of range": never a value of the info
         raise InputError(f"{what} must be JSON-serializable ({exc})") from None
+    if not text.isascii() and SURROGATE.search(text):  # ensure_ascii=False leaves it as it is
+        raise InputError(f"{what} must be valid Unicode text (it holds a lone surrogate)")
 
 
 def with_extra(request: AuthRequest, extra: Mapping[str, str | Secret]) -> AuthRequest:

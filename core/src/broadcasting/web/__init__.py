@@ -65,6 +65,7 @@ UserDataFunction = Callable[[Any, Any], Any]
 Offload = Callable[..., Awaitable[Any]]
 
 _View = TypeVar("_View")
+_T = TypeVar("_T")
 
 #: Which endpoint a request is for.
 Route = Literal["auth", "user-auth", "webhook"]
@@ -114,6 +115,9 @@ SOCKET_ID = "socket_id"
 CHANNEL_NAME = "channel_name"
 _CSRF_FIELDS = frozenset({"csrfmiddlewaretoken", "_token"})
 _MAX_FIELDS = 64
+#: The longest multipart Content-Type parsed: a browser's is ~70 characters (RFC 2046 caps a
+#: boundary at 70), the email package's parameter parsing is super-linear in its length.
+_MAX_CONTENT_TYPE = 1000
 
 _JSON = (",", ":")  # compact JSON separators
 _JSON_HEADERS = {"content-type": "application/json", "cache-control": "no-store"}
@@ -248,27 +252,43 @@ def _form(text: str, what: str) -> list[tuple[str, str]]:
 
 def _multipart_fields(content_type: str, body: bytes) -> list[tuple[str, str]]:
     """The text fields of a ``multipart/form-data`` body (a browser's ``FormData``)."""
+    from email.message import EmailMessage
     from email.parser import BytesParser
     from email.policy import HTTP
 
+    if len(content_type) > _MAX_CONTENT_TYPE:
+        # the email package parses parameters in time worse than linear in their number
+        raise _BadRequest(400, "the content type is too long")
     if "boundary=" not in content_type:
         raise _BadRequest(400, "the multipart body has no boundary")
     head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
-    message = BytesParser(policy=HTTP).parsebytes(head + body)
-    if not message.is_multipart():
+    message = _email(BytesParser(policy=HTTP).parsebytes, head + body)
+    if not _email(message.is_multipart):
         raise _BadRequest(400, "the multipart body does not parse")
     pairs: list[tuple[str, str]] = []
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not isinstance(name, str) or part.get_filename() is not None:
+    parts = _email(list[EmailMessage], message.iter_parts())  # the generator runs in the call
+    for part in parts:
+        name = _email(part.get_param, "name", header="content-disposition")
+        if not isinstance(name, str) or _email(part.get_filename) is not None:
             raise _BadRequest(400, "the multipart body may hold only named text fields")
-        payload = part.get_payload(decode=True)
+        payload: object = _email(part.get_payload, decode=True)
         if not isinstance(payload, bytes):
             raise _BadRequest(400, "the multipart body does not parse")
         pairs.append((name, _decode(payload, "the body")))
         if len(pairs) > _MAX_FIELDS:
             raise _BadRequest(400, "the body has too many fields")
     return pairs
+
+
+def _email(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``call(*args, **kwargs)``, a call into the email package: whatever it raises on what a
+    client sent (an IndexError on a parameter ``name*`` without a value, say) is a 400."""
+    try:
+        return call(*args, **kwargs)
+    except RecursionError:
+        raise  # parse_fields answers it: nested too deeply
+    except Exception:
+        raise _BadRequest(400, "the multipart body does not parse") from None
 
 
 def _json_fields(text: str) -> list[tuple[str, str]]:

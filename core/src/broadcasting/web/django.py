@@ -53,6 +53,12 @@ def _read(
     if length is not None and length > limit:
         return b"", request.headers  # the handler answers 413 from the header; nothing is read
     try:
+        if length is None:
+            # no Content-Length (chunked, under ASGI): request.body would read all of it, and
+            # with DATA_UPLOAD_MAX_MEMORY_SIZE = None without bound; one byte past the limit
+            # is enough for the handler to answer 413
+            chunk: bytes = request.read(limit + 1)
+            return chunk, request.headers
         body: bytes = request.body
         return body, request.headers
     except RawPostDataException:

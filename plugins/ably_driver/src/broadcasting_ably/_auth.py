@@ -225,9 +225,10 @@ def sign_channel(key: Secret, request: AuthRequest, *, ttl: int) -> dict[str, An
     where = f"{DRIVER}: the presence member info for {request.channel!r}"
     try:
         text = json.dumps(info, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        size = len(text.encode())  # a lone surrogate: a UnicodeEncodeError (the core refuses it)
     except (TypeError, ValueError):
         raise InputError(f"{where} is not JSON") from None
-    if (size := len(text.encode())) > MAX_MEMBER_INFO_BYTES:
+    if size > MAX_MEMBER_INFO_BYTES:
         raise InputError(f"{where} is {size} bytes; Ably accepts at most {MAX_MEMBER_INFO_BYTES}")
     if (member_id := request.member_id) == "*":
         raise InputError(f"{DRIVER}: a presence member id '*' would be Ably's wildcard client id")
