@@ -13,17 +13,18 @@ log print the message, which they withheld before.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import re
 import threading
 import traceback
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
+from secret_scan import raised_in
+from secret_scan import showing as scan
 
 from broadcasting import Broadcast, ConfigurationError, OutboxError
 from broadcasting.cli import main
@@ -41,45 +42,9 @@ URLS = {
 REFUSED = r"Connection refused|Can't connect"
 
 
-def chain(error: BaseException) -> Iterator[BaseException]:
-    """``error`` and every exception reachable from it (cause or context)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [error]
-    while todo:
-        current = todo.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo += [current.__cause__, current.__context__]
-
-
 def showing(error: BaseException, secret: str) -> list[str]:
-    """Where ``secret`` shows in ``error``'s chain: a message, or a frame's local (its str or
-    repr) outside this module."""
-    found = []
-    for exc in chain(error):
-        if secret in str(exc):
-            found.append(f"message of {type(exc).__name__}")
-        tb: TracebackType | None = exc.__traceback__
-        while tb is not None:
-            frame = tb.tb_frame
-            if frame.f_code.co_filename != __file__:
-                for name, value in list(frame.f_locals.items()):
-                    shown = value if isinstance(value, str) else repr(value)
-                    if secret in shown:
-                        found.append(f"{frame.f_code.co_name}:{name}")
-            tb = tb.tb_next
-    return found
-
-
-def raised_in(error: BaseException) -> str:
-    """The function the traceback of ``error`` ends in: where it was raised."""
-    tb = error.__traceback__
-    assert tb is not None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb.tb_frame.f_code.co_name
+    """Where ``secret`` shows in ``error``'s chain, outside this module's frames."""
+    return scan(error, secret, skip=__file__)
 
 
 @pytest.mark.parametrize("kind", sorted(URLS))
@@ -325,6 +290,70 @@ def test_a_url_sqlalchemy_cannot_read_is_a_configuration_error_holding_nothing()
     ):
         broadcast.channel("orders", {"id": 1}, "shipped", send="outbox")
     assert info.value.__context__ is None and showing(info.value, PASSWORD) == []
+
+
+#: URLs SQLAlchemy reads whose engine it cannot make: the error of create_engine() has frames
+#: holding the whole URL (create_engine's ``url``, the dialect's connect arguments).
+NOT_AN_INT = (
+    "url: SQLAlchemy cannot make an engine of it: "
+    "ValueError: invalid literal for int() with base 10: 'abc'"
+)
+NO_ENGINE = {
+    "driver not installed": (
+        f"mysql+mysqlconnector://root:{PASSWORD}@127.0.0.1:1/test",
+        "url: its database driver is not installed (mysql)",
+    ),
+    "query value": (
+        f"mysql+pymysql://root:{PASSWORD}@127.0.0.1:1/test?connect_timeout=abc",
+        NOT_AN_INT,
+    ),
+    "query value, password in the query": (
+        f"mysql+pymysql://root@127.0.0.1:1/test?connect_timeout=abc&password={PASSWORD}",
+        NOT_AN_INT,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NO_ENGINE))
+def test_an_engine_sqlalchemy_cannot_make_is_a_configuration_error_holding_nothing(
+    case: str,
+) -> None:
+    """Not chained, nor kept as the __context__ ("from None" keeps it there, where an error
+    tracker reads the frames' locals): the message says what is wrong, less the password."""
+    if case == "driver not installed" and importlib.util.find_spec("mysql") is not None:
+        pytest.skip("mysql-connector is installed here")
+    url, said = NO_ENGINE[case]
+    with (
+        Broadcast({"DRIVER": "memory", "OUTBOX": {"url": url}}) as broadcast,
+        pytest.raises(ConfigurationError) as info,
+    ):
+        broadcast.channel("orders", {"id": 1}, "shipped", send="outbox")
+    assert showing(info.value, PASSWORD) == []
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert PASSWORD not in "".join(traceback.format_exception(info.value))
+    assert raised_in(info.value) == "__init__"  # the traceback points where it was raised
+    assert str(info.value) == f"Configuration error (setting 'OUTBOX'): {said}"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("oracle+oracledb://u@127.0.0.1:1/db?password={pw}", "supports PostgreSQL, SQLite"),
+        ("postgresql+asyncpg://u@127.0.0.1:1/db?password={pw}", "the store is blocking"),
+        # libpq's parser cannot encode it: its frames hold the URL (conninfo)
+        ("postgresql://postgres:{pw}@127.0.0.1:1/te\udc80st", "surrogates not allowed"),
+    ],
+)
+def test_a_database_the_outbox_cannot_use_is_refused_holding_nothing(url: str, shown: str) -> None:
+    """Refused once SQLAlchemy or libpq has read the URL: no frame keeps the URL as they read
+    it (SQLAlchemy's repr of a URL hides its password, not a ``password=`` of its query)."""
+    with (
+        Broadcast({"DRIVER": "memory", "OUTBOX": {"url": url.format(pw=PASSWORD)}}) as broadcast,
+        pytest.raises(ConfigurationError, match=shown) as info,
+    ):
+        broadcast.channel("orders", {"id": 1}, "shipped", send="outbox")
+    assert showing(info.value, PASSWORD) == []
+    assert info.value.__cause__ is None and info.value.__context__ is None
 
 
 @pytest.fixture(params=["postgresql", "postgresql+psycopg", "mysql+pymysql"])

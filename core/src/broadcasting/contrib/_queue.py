@@ -19,6 +19,7 @@ import asyncio
 import importlib
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -429,18 +430,25 @@ def perform(
     def resend(since: float | None, at: float = now) -> bool:
         return may_resend(capabilities, at_least_once, since, at)
 
+    unavailable = None
     try:
         found = journal.update(
             job.id, lambda found: begin(found, job.channels, resend, now).entry, ttl
         )
     except Exception as exc:  # nothing was sent: safe to try again
-        delay = (retry or _FALLBACK_RETRY).delay(attempt)
-        raise TaskRetry(
+        unavailable = TaskRetry(
             f"message {job.id}: the journal is unavailable ({type(exc).__name__}: {exc}); "
             "nothing was sent",
             message_id=job.id,
-            delay=delay,
-        ) from exc
+            delay=(retry or _FALLBACK_RETRY).delay(attempt),
+        )
+        if not _of_redis(exc):  # a bug (of the policy, of a journal's code): its traceback
+            raise unavailable from exc
+    if unavailable is not None:
+        # raised out of the except clause, not chained: redis-py's error, raised while its
+        # connection connects (AUTH, SELECT), keeps the journal's password in the locals of
+        # its frames (the AUTH arguments); its message and type, above, do not hold it
+        raise unavailable
     start = begin(found, job.channels, resend, now)
     if not start.send:
         if start.outcome == DONE:
@@ -503,6 +511,26 @@ def perform(
         outcome=done.outcome,
         channels=done.dead or done.unknown,
     ) from error
+
+
+def _of_redis(error: BaseException) -> bool:
+    """Whether ``error``, or an error chained to it, is redis-py's (a journal in Redis that
+    cannot connect, refuses the password, or answers with an error)."""
+    exceptions = sys.modules.get("redis.exceptions")  # not imported: no error of it either
+    if exceptions is None:
+        return False
+    kinds = (exceptions.RedisError, exceptions.RedisClusterException)
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        each = todo.pop()
+        if each is None or id(each) in seen:
+            continue
+        if isinstance(each, kinds):
+            return True
+        seen.add(id(each))
+        todo += [each.__cause__, each.__context__]
+    return False
 
 
 def _note(journal: Journal, message_id: str, text: str, ttl: float) -> None:

@@ -270,17 +270,14 @@ class _SQLAlchemySource:
 
     def __init__(self, url: Secret) -> None:
         import sqlalchemy
-        from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, TimeoutError
+        from sqlalchemy.exc import DBAPIError, TimeoutError
 
-        kind = None
-        with contextlib.suppress(ArgumentError, NoSuchModuleError, ValueError):  # quote the URL
-            parsed = sqlalchemy.make_url(url.reveal())  # its repr hides the password
-            hidden = _secrets_of(parsed.password, parsed.query)
-            kind = parsed.get_dialect()
-        if kind is None:  # raised here, not in the except: nothing holds SQLAlchemy's error
+        read = _read_sqlalchemy_url(url)
+        if read is None:  # raised here, not in the except: nothing holds SQLAlchemy's error
             raise ConfigurationError(
                 "config", "OUTBOX", "url: SQLAlchemy knows no database by that URL"
             )
+        kind, hidden = read
         self.errors: tuple[type[Exception], ...] = (DBAPIError, TimeoutError)
         self.hidden = hidden
         if kind.is_async:
@@ -295,13 +292,19 @@ class _SQLAlchemySource:
         # are written for. At InnoDB's default, REPEATABLE READ, a relay's range scans would
         # also lock the gaps they pass, and hold up the applications' INSERTs into them.
         options = {"isolation_level": "READ COMMITTED"} if self.dialect == _sql.MYSQL else {}
+        problem = None
         try:
             # hide_parameters: the database's error messages leave out the rows' values
             self.engine = sqlalchemy.create_engine(url.reveal(), hide_parameters=True, **options)
-        except ImportError as exc:
-            raise ConfigurationError(
-                "config", "OUTBOX", f"url: its database driver is not installed ({exc.name})"
-            ) from None
+        except ImportError as exc:  # the dialect's database driver (PyMySQL, psycopg2...)
+            problem = f"its database driver is not installed ({exc.name or _said(exc, hidden)})"
+        except Exception as exc:  # a value of its query the dialect cannot read ("timeout=abc")
+            problem = f"SQLAlchemy cannot make an engine of it: {_said(exc, hidden)}"
+        if problem is not None:
+            # raised out of the except clause, not chained: the error's frames hold the revealed
+            # URL in their locals (create_engine's url, the dialect's connect arguments), and
+            # "from None" would still keep it as the new error's __context__
+            raise ConfigurationError("config", "OUTBOX", f"url: {problem}")
         self.paramstyle = self.engine.dialect.paramstyle
 
     @contextlib.contextmanager
@@ -452,6 +455,21 @@ def _psycopg_opener(url: Secret) -> Callable[[], Any]:
         return psycopg.connect(url.reveal(), autocommit=True)
 
     return connect
+
+
+def _read_sqlalchemy_url(url: Secret) -> tuple[Any, tuple[Secret, ...]] | None:
+    """The SQLAlchemy dialect (class) that ``url`` names, and what of it to take out of an
+    error's message (:func:`_secrets_of`); ``None`` if SQLAlchemy cannot read it (its error
+    would quote the URL: not kept). A function of its own so that the parsed URL, whose repr
+    hides the password but not a ``password=`` of its query, is a local of no frame that the
+    errors raised after it (a wrong database, a wrong driver) keep in their traceback."""
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    with contextlib.suppress(ArgumentError, NoSuchModuleError, ValueError):
+        parsed = sqlalchemy.make_url(url.reveal())
+        return parsed.get_dialect(), _secrets_of(parsed.password, parsed.query)
+    return None
 
 
 def _secrets_of(password: Any, query: Mapping[str, Any]) -> tuple[Secret, ...]:
@@ -737,12 +755,18 @@ class Store:
         }
         if settings["partitions"] > 32767:
             raise ConfigurationError("config", "OUTBOX", "'partitions' must be at most 32767")
+        problem = None
         try:
             source = _source(outbox)
-        except ValueError as exc:
+        except ValueError as exc:  # a database the outbox does not support, a URL libpq...
             if isinstance(exc, ConfigurationError):
                 raise
-            raise ConfigurationError("config", "OUTBOX", str(exc)) from None
+            problem = str(exc)
+        if problem is not None:
+            # raised out of the except clause: the error's frames may hold the revealed URL
+            # (libpq's conninfo for a URL it cannot encode), which "from None" would still
+            # keep as the new error's __context__
+            raise ConfigurationError("config", "OUTBOX", problem)
         store = cls(source, table=table, **settings)
         if store.dialect == _sql.SQLITE and isinstance(source, _DBAPISource):
             store._create_on_first_use = True
