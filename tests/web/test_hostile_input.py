@@ -310,3 +310,33 @@ def test_sign_in_data_with_a_lone_surrogate_is_a_400(
                 status, body = answer.status_code, answer.json()
         assert (status, body) == (400, {"error": "bad request"})
     _one_warning_without_the_info(caplog)
+
+
+@pytest.mark.parametrize("framework", ["handler", "starlette", "django", "flask"])
+def test_an_encrypted_channel_without_a_master_key_is_a_501_not_a_500(
+    framework: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app that uses no encrypted channel has no master key; any signed-in user allowed on
+    ``private-orders.1`` could ask for ``private-encrypted-orders.1`` (the same rule decides)
+    and get a 500 with an ERROR traceback, as often as they liked. Now it is a 501 that says
+    what is missing, logged at WARNING (the application's setting)."""
+    pytest.importorskip("broadcasting_pusher")
+    caplog.set_level(logging.DEBUG, logger="broadcasting.web")
+    with make_broadcast(driver="pusher") as broadcast, open_client(framework, broadcast) as web:
+        plain = web.post(
+            PATHS["auth"],
+            form={"socket_id": "1.2", "channel_name": "private-orders.1"},
+            headers=ADA,
+        )
+        assert plain.status == 200 and "auth" in plain.json
+        reply = web.post(
+            PATHS["auth"],
+            form={"socket_id": "1.2", "channel_name": "private-encrypted-orders.1"},
+            headers=ADA,
+        )
+        assert reply.status == 501
+        assert "encryption_master_key_base64" in json.dumps(reply.json)
+    warnings = [r for r in caplog.records if r.name == "broadcasting.web" and r.levelno >= 30]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "encryption_master_key_base64" in warnings[0].getMessage()
+    _no_error_logged(caplog)

@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from broadcasting import ConfigurationError, InputError, PayloadTooLargeError
+from broadcasting import InputError, NotSupportedError, PayloadTooLargeError
 from broadcasting.plugin import AuthRequest
 from broadcasting_pusher._rules import CHANNEL_PATTERN, RESERVED_PREFIX
 from broadcasting_pusher._settings import NAME
@@ -62,11 +62,13 @@ def shared_secret(driver: BroadcastPusherDriver, channel: str) -> str:
     """base64(SHA-256(channel + master key)) as text (the SDK's is bytes, which JSON refuses)."""
     master = driver.settings.encryption_master_key
     if master is None:
-        raise ConfigurationError(
+        # a client asked for the encrypted form of a channel: a 501 logged at WARNING, where
+        # a ConfigurationError would let any signed-in user write ERROR tracebacks at will
+        raise NotSupportedError(
             NAME,
-            "encryption_master_key_base64",
-            f"is required to authorize {channel[:80]!r}: private-encrypted- channels are "
-            "signed with a key derived from it (32 random bytes, base64)",
+            "private-encrypted- channels without encryption_master_key_base64",
+            f"set it to authorize {channel[:80]!r} (32 random bytes, base64): each "
+            "encrypted channel's key is derived from it",
         )
     digest = hashlib.sha256(channel.encode("utf-8") + base64.b64decode(master.reveal())).digest()
     return base64.b64encode(digest).decode("ascii")
