@@ -31,7 +31,8 @@ results (``python tests/test_docs.py`` copies them in); every
 ``pip install ./path`` names a package folder of this checkout, and every
 PyPI name a package built here; the tables of options and errors list what
 the code has; a driver written from the guide imports only
-``broadcasting.plugin``.
+``broadcasting.plugin``, and the guide's whole Acme driver, installed with
+its entry point, passes the conformance kit.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -799,6 +801,16 @@ def test_publishing_documents_the_delivery_options() -> None:
     }
 
 
+def test_the_guide_lists_the_delivery_options_the_core_strips() -> None:
+    """writing-a-driver.md §5 names exactly what from_config never sees."""
+    from broadcasting.plugin import DELIVERY_OPTIONS
+
+    text = (ROOT / "docs" / "writing-a-driver.md").read_text(encoding="utf-8")
+    section = text[text.index("## 5. Configuration") : text.index("## 6. ")]
+    listed = section[section.index("**minus the") : section.index("which every network driver")]
+    assert set(re.findall(r"`([a-z_]+)`", listed)) == set(DELIVERY_OPTIONS)
+
+
 def test_publishing_lists_every_error_of_the_api() -> None:
     """Every exception class ``broadcasting`` exports is in the errors table."""
     import broadcasting
@@ -920,6 +932,42 @@ def _run_with_real_workers(b: Block, docs: Docs) -> None:
 
 for _name in ("queues-celery", "queues-publish", "queues-rq", "queues-dramatiq"):
     runs(BACKGROUND, _name)(_run_with_real_workers)
+
+
+@runs(BACKGROUND, "driver-of-its-own")
+def _background_driver_of_its_own(b: Block, docs: Docs) -> None:
+    """The config file registers its driver wherever it is loaded: a publish of that driver
+    goes through the outbox and the relay (another Broadcast) sends it with its options,
+    where a with_options() variant is refused."""
+    from broadcasting import InputError
+    from broadcasting.outbox import Relay
+
+    docs.monkeypatch.chdir(docs.tmp_path)
+    with Recorder() as server:
+        host, port = server.server_address[:2]
+        local = f'"host": {host!r}, "port": {port}, "ssl": False'
+        code = b.code.replace('"cluster": "mt1"', local).replace('"cluster": "eu"', local)
+        assert code.count(local) == 2
+        path = docs.tmp_path / "config" / "broadcast.py"
+        path.parent.mkdir()
+        path.write_text(code + 'OUTBOX = {"url": "sqlite:///outbox.sqlite3"}\n', encoding="utf-8")
+        try:
+            with Broadcast(path) as app:  # the application's process
+                variant = app.driver("pusher").with_options(app_id="7654321")
+                with pytest.raises(InputError, match="with_options"):
+                    variant.channel("orders", {"id": 1}, "shipped", send="outbox")
+                receipt = app.driver("pusher_eu").channel(
+                    "orders", {"id": 1}, "shipped", send="outbox"
+                )
+                assert (receipt.pending, receipt.driver) == (True, "pusher_eu")
+            assert server.posts == []
+            with Broadcast(path) as relayed:  # the relay's
+                Relay(relayed).run_once()
+        finally:
+            unregister_driver("pusher_eu")
+    [(url, _, body)] = server.posts
+    assert url.startswith("/apps/7654321/events?auth_key=eu-key&")
+    assert json.loads(body)["channels"] == ["orders"]
 
 
 # -- docs/scaling.md -------------------------------------------------------------------------
@@ -1155,6 +1203,177 @@ def _guide_acme_driver(b: Block, docs: Docs) -> None:
     assert {(path, headers["Authorization"]) for path, headers, _ in acme.posts} == {
         ("/v1/events", f"Bearer {ACME_KEY}")
     }
+    # installed with the guide's entry point, it passes the conformance kit (§12), which
+    # also looks for the key in the frames of the tracebacks it raises
+    assert ACME_ENTRY_POINT in (ROOT / GUIDE).read_text(encoding="utf-8")
+    init = block(GUIDE, "acme-init").code
+    assert_the_kit_passed(run_acme_conformance(docs.tmp_path / "kit", init, b.code), 90)
+
+
+ACME_CONFTEST = '''
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from broadcasting.testing import Delivery, DeliveryRecorder
+
+KEY = {key!r}
+
+
+class AcmeServer(ThreadingHTTPServer):
+    """Acme's POST /v1/events: records each channel, answers 200 (or drops the answer)."""
+
+    daemon_threads = True
+
+    def __init__(self, recorder, lose_answers=False):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.recorder = recorder
+        self.lose_answers = lose_answers
+        self.url = f"http://127.0.0.1:{{self.server_address[1]}}"
+        self.thread = threading.Thread(
+            target=self.serve_forever, kwargs={{"poll_interval": 0.05}}, daemon=True
+        )
+        self.thread.start()
+
+    def stop(self):
+        self.shutdown()
+        self.thread.join()
+        self.server_close()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path != "/v1/events" or self.headers["Authorization"] != f"Bearer {{KEY}}":
+            self.send_response(401)
+            self.end_headers()
+            return
+        for channel in body["channels"]:
+            self.server.recorder.record(Delivery(channel, body["name"], body["data"]))
+        if self.server.lose_answers:  # processed, and the answer never comes
+            self.connection.close()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{{}}")
+
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def recorder():
+    return DeliveryRecorder()
+
+
+@pytest.fixture
+def server(recorder):
+    acme = AcmeServer(recorder)
+    yield acme
+    acme.stop()
+
+
+@pytest.fixture
+def lossy_server(recorder):
+    acme = AcmeServer(recorder, lose_answers=True)
+    yield acme
+    acme.stop()
+
+
+@pytest.fixture
+def closed_url():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{{sock.getsockname()[1]}}"
+'''
+
+ACME_CONFORMANCE = """
+import pytest
+
+from broadcasting.testing import DriverConformance
+from conftest import KEY
+
+
+class TestAcmeConformance(DriverConformance):
+    driver_name = "acme"
+    secrets = (KEY,)
+
+    @pytest.fixture
+    def driver_options(self, server):
+        return {"api_key": KEY, "endpoint": server.url, "retry_backoff": 0.01}
+
+    @pytest.fixture
+    def observer(self, recorder):
+        return recorder
+
+    @pytest.fixture
+    def failing_options(self, closed_url, lossy_server):
+        return [
+            {"api_key": KEY, "endpoint": closed_url, "retries": 0},  # connection refused
+            {"api_key": KEY, "endpoint": lossy_server.url},  # processed, answer lost
+        ]
+
+    @pytest.fixture
+    def invalid_options(self, server):
+        return [
+            ({"endpoint": server.url}, "api_key"),
+            ({"api_key": KEY, "endpoint": "ftp://acme.example"}, "endpoint"),
+            ({"api_key": KEY, "timeout": 0}, "timeout"),
+        ]
+"""
+
+#: the guide's entry point (§3), as pyproject.toml declares it
+ACME_ENTRY_POINT = 'acme = "broadcasting_acme:BroadcastAcmeDriver"'
+
+
+def run_acme_conformance(folder: Path, init: str, driver: str) -> subprocess.CompletedProcess[str]:
+    """The conformance kit, run by pytest in a child process, on the guide's package.
+
+    The package is installed as pip would lay it out: its files, and a
+    ``.dist-info`` with the guide's entry point, in a folder on the child's
+    ``PYTHONPATH``.
+    """
+    site = folder / "site"
+    package = site / "broadcasting_acme"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(init, encoding="utf-8")
+    (package / "_driver.py").write_text(driver, encoding="utf-8")
+    info = site / "broadcasting_acme-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broadcasting-acme\nVersion: 0.1.0\n", encoding="utf-8"
+    )
+    entry_point = ACME_ENTRY_POINT.replace('"', "")
+    (info / "entry_points.txt").write_text(
+        f"[broadcasting.drivers]\n{entry_point}\n", encoding="utf-8"
+    )
+    tests = folder / "tests"
+    tests.mkdir()
+    (tests / "conftest.py").write_text(ACME_CONFTEST.format(key=ACME_KEY), encoding="utf-8")
+    (tests / "test_conformance.py").write_text(ACME_CONFORMANCE, encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+        cwd=tests,
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def assert_the_kit_passed(result: subprocess.CompletedProcess[str], at_least: int) -> None:
+    """pytest ran the kit: at least ``at_least`` tests passed, none failed or skipped."""
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) >= at_least, summary
+    assert "skipped" not in summary and "failed" not in summary, summary
 
 
 LEGACY = '''"""A stand-in for the guide's older Acme API driver."""
@@ -1392,12 +1611,7 @@ def _run_guide_conformance(tmp_path: Path) -> subprocess.CompletedProcess[str]:
 @runs(GUIDE, "webhook-conftest")
 @runs(GUIDE, "webhook-conformance")
 def _guide_webhook_tests(b: Block, docs: Docs) -> None:
-    result = _run_guide_conformance(docs.tmp_path)
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    passed = re.search(r"(\d+) passed", summary)
-    assert passed and int(passed.group(1)) >= 40, summary
-    assert "skipped" not in summary and "failed" not in summary, summary
+    assert_the_kit_passed(_run_guide_conformance(docs.tmp_path), 40)
 
 
 @runs(GUIDE, "pusher-observer")
@@ -1452,6 +1666,29 @@ def _guide_cli_config(b: Block, docs: Docs) -> None:
     [(url, headers, body)] = acme.posts
     assert (url, headers["Authorization"]) == ("/v1/events", f"Bearer {ACME_KEY}")
     assert json.loads(body)["channels"] == ["orders"]
+
+
+def test_django_shows_the_relay_command_as_it_is() -> None:
+    """docs/django.md's ``manage.py broadcasting_relay`` lines parse with the command's own
+    parser, the options it names are the command's, and it links to the services."""
+    pytest.importorskip("django")
+    from broadcasting.contrib.django.management.commands.broadcasting_relay import Command
+
+    text = (ROOT / "docs" / "django.md").read_text(encoding="utf-8")
+    shell = "".join(re.findall(r"^```sh\n(.*?)^```", text, re.S | re.M))
+    lines = [line.split() for line in shell.splitlines() if "manage.py broadcasting_relay" in line]
+    assert len(lines) >= 3, lines
+    parser = Command().create_parser("manage.py", "broadcasting_relay")
+    for argv in lines:
+        assert argv[:3] == ["python", "manage.py", "broadcasting_relay"], argv
+        parser.parse_args(argv[3:])  # CommandError for an option it does not have
+    section = text[text.index("### `manage.py broadcasting_relay`") :]
+    section = section[: section.index("\n#")]
+    named = set(re.findall(r"`(--[a-z-]+)", section))
+    own = {o for action in parser._actions for o in action.option_strings if o.startswith("--")}
+    assert named == {"--once", "--stats", "--json", "--owner"} and named <= own, named
+    for anchor in ("background.md#running-it-systemd", "background.md#running-it-kubernetes"):
+        assert anchor in section, anchor
 
 
 def test_the_guide_drivers_import_only_the_plugin_api() -> None:
