@@ -71,7 +71,8 @@ def encode(broadcaster: Broadcaster[Any], message: Message) -> dict[str, Any]:
         raise InputError(
             f"send={message.via!r}: a with_options() variant of {broadcaster.name!r} cannot "
             "be sent through a queue: the worker connects the driver by its name, with the "
-            "options of the configuration (configure a driver of its own name for it)"
+            "options of the configuration (a subclass of the driver with a name of its "
+            "own, registered in every process: docs/background.md#settings)"
         )
     return {
         "v": VERSION,

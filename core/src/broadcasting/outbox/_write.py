@@ -105,8 +105,9 @@ def _store_of(broadcaster: Broadcaster[Any]) -> Store:
         raise InputError(
             f"send='outbox' writes the driver's name, and the relay sends through "
             f"broadcast.driver({name!r}): a with_options() variant or a driver class not "
-            "named in configuration cannot be written to the outbox (configure it as a "
-            "driver of its own, or send it another way)"
+            "named in configuration cannot be written to the outbox (a subclass of the "
+            "driver with a name of its own, registered in every process: "
+            "docs/background.md#settings; or send it another way)"
         )
     store = broadcast._outbox_store
     if store is None:
