@@ -117,6 +117,35 @@ def test_handlers_by_name_and_for_every_event_run_after_the_hook_in_order(
     ]
 
 
+def test_on_webhook_without_parentheses_hears_every_event(
+    broadcast: Broadcast, memory: BroadcastMemoryDriver
+) -> None:
+    """``@broadcast.on_webhook`` with no parentheses registered nothing, raised nothing, and
+    replaced the function with the inner decorator: an easy slip, silent. It now hears every
+    event, as ``on_webhook()`` does."""
+    heard: list[str] = []
+
+    @broadcast.on_webhook
+    def every(event: WebhookEvent) -> None:
+        heard.append(event.name)
+
+    assert every.__name__ == "every"
+    broadcast.webhook(*memory.webhook_delivery(JOIN_AND_LEAVE))
+    assert heard == [e["name"] for e in JOIN_AND_LEAVE]
+    with pytest.raises(TypeError, match="on_webhook\\(\\) takes an event name, not int"):
+        broadcast.on_webhook(3)  # type: ignore[call-overload]
+
+
+def test_rule_without_its_pattern_is_a_type_error(broadcast: Broadcast) -> None:
+    """``@broadcast.rule`` with no pattern added no rule and replaced the function, silently:
+    every subscription it was meant to allow was then refused."""
+    with pytest.raises(TypeError, match="takes the channels' pattern first"):
+
+        @broadcast.rule  # type: ignore[arg-type]
+        def orders(user: object, order_id: str) -> bool:
+            return True
+
+
 def test_async_handlers_are_run_by_the_sync_path_too(
     broadcast: Broadcast, memory: BroadcastMemoryDriver
 ) -> None:

@@ -261,6 +261,11 @@ class Broadcast(Publishes):
         presence member's info, with an ``id``) to allow, ``False``/``None`` to refuse. The
         first matching rule decides (docs/authorization.md#rules).
         """
+        if not isinstance(pattern, str):  # @broadcast.rule with no pattern would add nothing
+            raise TypeError(
+                "rule() takes the channels' pattern first: @broadcast.rule('orders.{order_id}'),"
+                f" not {type(pattern).__name__}"
+            )
 
         def add(rule: Rule) -> Rule:
             self.rules.add(pattern, rule)
@@ -315,15 +320,30 @@ class Broadcast(Publishes):
             raise wrong_result(self.plugin_manager, "broadcasting_authorize", body, "a dict")
         return body
 
-    def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]:
-        """Decorator: call the function with each verified webhook event ``name`` (``*``: all).
+    @overload
+    def on_webhook(self, name: WebhookHandler, /) -> WebhookHandler: ...
+
+    @overload
+    def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]: ...
+
+    def on_webhook(
+        self, name: str | WebhookHandler = "*"
+    ) -> WebhookHandler | Callable[[WebhookHandler], WebhookHandler]:
+        """Decorator: call the function with each verified webhook event ``name`` (``*``: all;
+        ``@broadcast.on_webhook`` with no parentheses, too).
 
         The handler may be async. The same event may arrive twice (services
         retry): de-duplicate on ``event.id`` (docs/webhooks.md).
         """
+        if callable(name):  # @broadcast.on_webhook: every event
+            self.webhook_handlers.add("*", name)
+            return name
+        if not isinstance(name, str):
+            raise TypeError(f"on_webhook() takes an event name, not {type(name).__name__}")
+        event = name
 
         def add(handler: WebhookHandler) -> WebhookHandler:
-            self.webhook_handlers.add(name, handler)
+            self.webhook_handlers.add(event, handler)
             return handler
 
         return add

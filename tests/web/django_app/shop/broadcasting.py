@@ -30,3 +30,12 @@ async def async_order_owner(user: Any, order_id: str) -> bool:
 @broadcast.on_webhook("channel_occupied")
 def occupied(event: Any) -> None:
     Occupied.objects.create(channel=event.channel)
+
+
+#: every event's name, heard by a handler added without parentheses
+HEARD: list[str] = []
+
+
+@broadcast.on_webhook
+def every_event(event: Any) -> None:
+    HEARD.append(event.name)

@@ -14,6 +14,7 @@ from broadcasting.contrib.django import broadcast
 from broadcasting.contrib.django.checks import check_settings
 from broadcasting.testing import fake
 
+from .broadcasting import HEARD
 from .models import Occupied, Order
 
 SOCKET = "1234.5678"
@@ -83,6 +84,19 @@ class EndpointTests(TestCase):
         )
         assert response.json() == {"ok": True, "events": 1}
         assert await Occupied.objects.filter(channel="c1").acount() == 1
+
+    def test_a_handler_added_without_parentheses_hears_every_event(self) -> None:
+        HEARD.clear()
+        events = [
+            {"name": "channel_vacated", "channel": "c2"},
+            {"name": "member_added", "channel": "presence-c2", "user_id": "7"},
+        ]
+        headers, body = memory().webhook_delivery(events)
+        response = self.client.post(
+            "/broadcasting/webhook", body, content_type="application/json", headers=headers
+        )
+        assert response.json() == {"ok": True, "events": 2}
+        assert HEARD == ["channel_vacated", "member_added"]
 
 
 class AppTests(TestCase):

@@ -7,7 +7,7 @@ import functools
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
@@ -98,9 +98,20 @@ class SettingsBroadcast(Broadcast):
 
         return decorator
 
-    def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]:
+    @overload
+    def on_webhook(self, name: WebhookHandler, /) -> WebhookHandler: ...
+
+    @overload
+    def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]: ...
+
+    def on_webhook(
+        self, name: str | WebhookHandler = "*"
+    ) -> WebhookHandler | Callable[[WebhookHandler], WebhookHandler]:
         """:meth:`Broadcast.on_webhook`; the handler is called as Django expects
         (:func:`as_django_expects`)."""
+        if callable(name):  # @broadcast.on_webhook: every event
+            super().on_webhook(as_django_expects(name))
+            return name
         add = super().on_webhook(name)
 
         def decorator(handler: WebhookHandler) -> WebhookHandler:
