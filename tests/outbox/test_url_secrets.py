@@ -424,7 +424,48 @@ def test_the_password_is_taken_out_as_written_and_as_decoded() -> None:
     assert info.value.__cause__ is None
 
     def bug() -> Any:
-        raise TypeError("not the database's: a bug, raised as it is")
+        raise AssertionError("not the database's: a bug, raised as it is")
 
-    with pytest.raises(TypeError):
+    with pytest.raises(AssertionError):
         _connect(bug, (RuntimeError,), hidden)
+
+    def refused() -> Any:  # what a driver raises for an option it cannot take
+        raise TypeError(f"an unexpected keyword argument, beside {password}")
+
+    with pytest.raises(ConfigurationError, match=r"refused it: TypeError: .*beside \*\*\*$"):
+        _connect(refused, (RuntimeError,), hidden)
+    with pytest.raises(TypeError):  # no password: as it is, with its traceback
+        _connect(refused, (RuntimeError,), ())
+
+
+@pytest.mark.parametrize(
+    ("query", "refusal"),
+    [
+        ("foo=bar", "TypeError: .*unexpected keyword argument 'foo'"),
+        ("charset=nosuch", "AttributeError"),
+    ],
+)
+def test_an_option_the_database_driver_refuses_while_connecting_keeps_the_password_out(
+    query: str, refusal: str
+) -> None:
+    """PyMySQL refuses some of a URL's options only when it connects (``?foo=bar``: a
+    TypeError; ``?charset=nosuch``: an AttributeError), and those errors came out as they
+    were, the password beside them in the locals of their frames. Now a ConfigurationError,
+    unchained; without a password, the driver's error as it is, with its traceback."""
+    from broadcasting.outbox._store import Store
+
+    store = Store.from_config({"url": f"mysql+pymysql://root:{PASSWORD}@127.0.0.1:1/test?{query}"})
+    try:
+        with pytest.raises(ConfigurationError, match=f"driver refused it: {refusal}") as info:
+            store.create_tables()
+    finally:
+        store.close()
+    error = info.value
+    assert showing(error, PASSWORD) == []
+    assert error.__cause__ is None and error.__context__ is None
+    bare = Store.from_config({"url": f"mysql+pymysql://root@127.0.0.1:1/test?{query}"})
+    try:
+        with pytest.raises((TypeError, AttributeError)):
+            bare.create_tables()
+    finally:
+        bare.close()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from broadcasting._errors import ConfigurationError, OutboxError
+from broadcasting._errors import BroadcastError, ConfigurationError, OutboxError
 from broadcasting._types import Secret
 from broadcasting.outbox import _sql
 from broadcasting.outbox._row import (
@@ -493,14 +493,31 @@ def _connect(
     """``opener()``, a new connection to the store's database; if the database driver raises
     one of ``errors`` (it could not connect), an :class:`OutboxError` with its message less the
     ``hidden`` texts. With any hidden, the driver's error is not chained (its frames hold the
-    URL's password in their locals); without, it is."""
+    URL's password in their locals); without, it is. With any hidden, what a driver raises
+    for an option it cannot take (:data:`_REFUSED_OPTIONS`) is a :class:`ConfigurationError`,
+    not chained either; anything else passes as it is."""
+    failure: BroadcastError
     try:
         return opener()
     except errors as exc:
         failure = OutboxError(f"cannot connect to the outbox's database: {_said(exc, hidden)}")
         cause = None if hidden else exc
+    except _REFUSED_OPTIONS as exc:
+        if not hidden:  # nothing to keep out of its frames: as it is, with its traceback
+            raise
+        # the database driver refused what the URL's query gave it (``?foo=bar``: TypeError,
+        # ``?charset=nosuch``: LookupError or AttributeError), with the password beside it
+        # in the locals of its frames: not chained
+        failure = ConfigurationError(
+            "config", "OUTBOX", f"url: the database driver refused it: {_said(exc, hidden)}"
+        )
+        cause = None
     # raised out of the except clause: the new error has no __context__ to reach the old one by
     raise failure from cause
+
+
+#: What a database driver raises, while connecting, for an option of the URL it cannot take.
+_REFUSED_OPTIONS = (TypeError, ValueError, AttributeError, LookupError)
 
 
 @contextlib.contextmanager
