@@ -45,3 +45,41 @@ def test_an_outbox_that_cannot_be_read_fails_the_check(
     line = next(x for x in out.splitlines() if x.startswith("outbox"))
     assert line.split()[1] == "error"
     assert "pw-not-shown" not in out
+
+
+def test_rows_in_partitions_no_relay_reads_fail_the_check_and_the_relay_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writers given more ``partitions`` than the relays write rows that no relay reads, and
+    nothing said so: they waited for ever. The stats count them, ``check`` fails on them, and
+    a relay warns as it starts."""
+    import threading
+
+    from broadcasting.outbox import Relay
+    from broadcasting.outbox._row import partition_of
+
+    url = f"sqlite:///{tmp_path / 'outbox.sqlite3'}"
+    channels = [f"orders.{n}" for n in range(40)]
+    beyond = sum(1 for channel in channels if partition_of(channel, 32) >= 16)
+    assert 0 < beyond < len(channels)
+    writer = Broadcast({"DRIVER": "memory", "OUTBOX": {"url": url, "partitions": 32}})
+    with writer:
+        for channel in channels:
+            writer.channel(channel, "x", "e", send="outbox")
+        store_for(writer).close()
+    config = _config(tmp_path, url)  # the relays' configuration: 16 partitions, the default
+    assert cli.main(["check", "--config", str(config)]) == 1
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("outbox"))
+    assert line.split()[1] == "error"
+    assert f"{beyond} rows to send in partitions no relay reads (16 or more)" in line
+    with Broadcast(str(config)) as broadcast:
+        relay = Relay(broadcast)
+        assert relay.store.stats(0).stranded == beyond
+        stop = threading.Timer(1.0, relay.stop)
+        stop.start()
+        relay.run()
+        stop.join()
+        [warning] = [r for r in caplog.records if "no relay reads" in r.getMessage()]
+        assert warning.levelname == "WARNING"
+        assert relay.store.stats(0).stranded == beyond  # still there: nobody read them
+        relay.store.close()

@@ -201,7 +201,10 @@ def _check_outbox(broadcast: Broadcast) -> tuple[str, str, dict[str, Any]]:
     lag = "no lag" if stats.lag is None else f"lag {stats.lag:.1f} s"
     relays = len(stats.relays)
     detail = f"{counts or 'empty'}; {lag}; {relays} relay{'' if relays == 1 else 's'} running"
-    return "ok", detail, {"backlog": dict(stats.backlog), "lag": stats.lag, "relays": relays}
+    data = {"backlog": dict(stats.backlog), "lag": stats.lag, "relays": relays}
+    if stats.stranded:
+        return "error", f"{detail}; {stats.stranded_note()}", {**data, "stranded": stats.stranded}
+    return "ok", detail, data
 
 
 def _count(value: int | None) -> str:

@@ -228,6 +228,7 @@ class Relay:
         self._stopping.clear()
         idle = failures = 0
         rounds: deque[asyncio.Future[RoundStats]] = deque()
+        await asyncio.to_thread(self._warn_if_stranded)
         try:
             while not self._stopping.is_set():
                 try:
@@ -289,6 +290,16 @@ class Relay:
         if listen > 0 and not self._stopping.is_set():
             await asyncio.to_thread(self.store.wait, listen)
         return idle + 1
+
+    def _warn_if_stranded(self) -> None:
+        """Log at WARNING rows that no relay with this relay's ``partitions`` reads (a writer
+        given more partitions): once, as it starts; ``broadcasting check`` reports them too."""
+        try:
+            stats = self.store.stats(time.time())
+        except Exception:  # the database is down: the loop reports it
+            return
+        if stats.stranded:
+            log.warning("relay %s: %s", self.owner, stats.stranded_note())
 
     def stop(self) -> None:
         """Ask :meth:`run`/:meth:`arun` to end after the requests in flight (thread-safe)."""

@@ -611,6 +611,12 @@ def counts(table: str) -> str:
     return f"SELECT state, COUNT(*) FROM {_q(table)} GROUP BY state"
 
 
+def stranded(table: str) -> str:
+    """Rows still to send in a partition at or past ``?`` (the store's count): no relay reads
+    them (writers that were given more partitions than the relays)."""
+    return f'SELECT COUNT(*) FROM {_q(table)} WHERE state IN ({_OPEN}) AND "partition" >= ?'
+
+
 def oldest_open(table: str) -> str:
     """When the oldest row still to send was written."""
     return f"SELECT MIN(created) FROM {_q(table)} WHERE state IN ({_OPEN})"

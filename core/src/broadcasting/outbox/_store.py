@@ -71,12 +71,24 @@ class Stats:
         lag: age in seconds of the oldest row still to send (pending or sending), or ``None``.
         relays: each live relay (its owner name) and the partitions it holds (maybe none).
         partitions: how many partitions the outbox has.
+        stranded: rows still to send in partitions at or past ``partitions``, which no
+            relay reads: written by a process configured with more partitions than this one.
     """
 
     backlog: Mapping[str, int]
     lag: float | None
     relays: Mapping[str, tuple[int, ...]]
     partitions: int
+    stranded: int = 0
+
+    def stranded_note(self) -> str:
+        """What to say of the :attr:`stranded` rows."""
+        count = self.stranded
+        return (
+            f"{count} row{'' if count == 1 else 's'} to send in partitions no relay reads "
+            f"({self.partitions} or more): give every writer and relay the same OUTBOX "
+            "'partitions'"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The stats as plain JSON data."""
@@ -85,6 +97,7 @@ class Stats:
             "lag": self.lag,
             "relays": {owner: list(held) for owner, held in self.relays.items()},
             "partitions": self.partitions,
+            "stranded": self.stranded,
         }
 
 
@@ -1171,11 +1184,13 @@ class Store:
             }
             for owner, partition in run(_sql.leases(self.table), now):
                 relays.setdefault(owner, []).append(partition)
+            (stranded,) = run(_sql.stranded(self.table), self.partitions)[0]
         return Stats(
             backlog={name: int(counted.get(state, 0)) for state, name in STATE_NAMES.items()},
             lag=None if oldest is None else max(0.0, now - float(oldest)),
             relays={owner: tuple(held) for owner, held in relays.items()},
             partitions=self.partitions,
+            stranded=int(stranded),
         )
 
     @_retried
