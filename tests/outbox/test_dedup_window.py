@@ -15,12 +15,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
-from dedup_support import OPTIONS, Connect, forgetful_service
+from dedup_support import Forgetful, forgetful_broadcast, forgetful_service
 
 from broadcasting import Broadcast, PublishError
 from broadcasting._validate import build_message
 from broadcasting.outbox import Relay
 from broadcasting.outbox._store import Store
+
+
+def _with_outbox(service: Forgetful, folder: Path) -> tuple[Broadcast, Store]:
+    """A Broadcast whose outbox is a SQLite file in ``folder``, and that outbox's store."""
+    url = f"sqlite:///{folder / 'outbox.sqlite3'}"
+    return forgetful_broadcast(service, OUTBOX={"url": url}), Store.from_config({"url": url})
 
 
 def test_a_message_first_sent_earlier_is_retried_only_within_the_window_from_then(
@@ -29,9 +35,7 @@ def test_a_message_first_sent_earlier_is_retried_only_within_the_window_from_the
     """The window was counted from the first request of this call: a message first sent
     99 s before was retried at 114 s and arrived twice."""
     service = forgetful_service(monkeypatch)
-    broadcast = Broadcast(
-        {"DRIVER": "forgetful", "DRIVERS": {"forgetful": OPTIONS}}, plugins=[Connect(service)]
-    )
+    broadcast = forgetful_broadcast(service)
     try:
         broadcaster = broadcast.driver()
         message = build_message(broadcaster.driver, ["orders"], {"n": 1}, "shipped", None)
@@ -56,12 +60,7 @@ def test_a_relay_resending_a_crashed_relays_row_counts_the_window_from_the_row(
     another 100 s, after the service had forgotten the id: delivered twice. Now the re-send
     goes once and the row is unknown."""
     service = forgetful_service(monkeypatch)
-    url = f"sqlite:///{tmp_path / 'outbox.sqlite3'}"
-    broadcast = Broadcast(
-        {"DRIVER": "forgetful", "DRIVERS": {"forgetful": OPTIONS}, "OUTBOX": {"url": url}},
-        plugins=[Connect(service)],
-    )
-    store = Store.from_config({"url": url})
+    broadcast, store = _with_outbox(service, tmp_path)
     try:
         broadcast.channel("orders", {"n": 1}, "shipped", send="outbox")
         with sqlite3.connect(tmp_path / "outbox.sqlite3") as db:
@@ -88,12 +87,7 @@ def test_a_rows_first_send_in_a_shared_request_starts_the_window(
     first at 0 s, a retry at 55 s, and a third at 110 s, past the declared 100 s from the
     first send, was still allowed."""
     service = forgetful_service(monkeypatch, request=55.0)
-    url = f"sqlite:///{tmp_path / 'outbox.sqlite3'}"
-    broadcast = Broadcast(
-        {"DRIVER": "forgetful", "DRIVERS": {"forgetful": OPTIONS}, "OUTBOX": {"url": url}},
-        plugins=[Connect(service)],
-    )
-    store = Store.from_config({"url": url})
+    broadcast, store = _with_outbox(service, tmp_path)
     try:
         broadcast.channel("orders", {"n": 1}, "shipped", send="outbox")
         stats = Relay(broadcast, store=store).run_once()

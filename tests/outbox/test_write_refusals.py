@@ -5,6 +5,7 @@ Pusher driver's rules (no request is made: each input is refused before)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -93,29 +94,22 @@ BAD: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
 ]
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
-def setup(
-    request: pytest.FixtureRequest, outbox_config: Callable[..., dict[str, Any]], adapters: Any
-) -> Iterator[tuple[Broadcast, Spy, Any, Callable[[], int]]]:
-    """A Broadcast on the Pusher driver (nothing listens at its address: no request may be
-    made) whose outbox is a fresh table; the caller's connection with a transaction open
-    (as ``transaction=``), and a count of the outbox's rows as that transaction sees them."""
-    spy = Spy()
-    options = {"app_id": "1", "key": "key", "secret": "secret", "host": "127.0.0.1", "port": 9}
-    outbox = outbox_config(request.param)
-    broadcast = Broadcast(
-        {"DRIVER": "pusher", "DRIVERS": {"pusher": options}, "OUTBOX": outbox},
-        plugins=[adapters.Plugin(), spy],
-    )
+@contextlib.contextmanager
+def _in_a_transaction(
+    database: str, broadcast: Broadcast, adapters: Any
+) -> Iterator[tuple[Any, Callable[[], int]]]:
+    """``broadcast``'s outbox as a fresh table; the caller's connection with a transaction
+    open (as ``transaction=``), and a count of the outbox's rows as that transaction sees
+    them; rolled back and closed after."""
     store = store_for(broadcast)
     store.create_tables()
     url = broadcast.config.outbox["url"].reveal()
-    if request.param == "sqlite":
+    if database == "sqlite":
         conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         conn.execute("BEGIN")
         transaction = adapters.ConnTransaction(conn, "sqlite", "qmark")
         table = '"broadcasting_outbox"'
-    elif request.param == "mysql":
+    elif database == "mysql":
         conn = adapters.mysql_connect(url)
         transaction = adapters.CursorConnTransaction(conn, "mysql", "format")
         table = f"`{store.table}`"
@@ -127,7 +121,7 @@ def setup(
         table = ".".join(f'"{part}"' for part in store.table.split("."))
 
     def count() -> int:
-        if request.param == "mysql":
+        if database == "mysql":
             with conn.cursor() as cursor:
                 cursor.execute(f"SELECT COUNT(*) FROM {table}")
                 (n,) = cursor.fetchone()
@@ -136,12 +130,29 @@ def setup(
         return int(n)
 
     try:
-        yield broadcast, spy, transaction, count
+        yield transaction, count
     finally:
-        conn.rollback() if request.param != "sqlite" else conn.execute("ROLLBACK")
+        conn.rollback() if database != "sqlite" else conn.execute("ROLLBACK")
         conn.close()
         broadcast.close()
         store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def setup(
+    request: pytest.FixtureRequest, outbox_config: Callable[..., dict[str, Any]], adapters: Any
+) -> Iterator[tuple[Broadcast, Spy, Any, Callable[[], int]]]:
+    """A Broadcast on the Pusher driver (nothing listens at its address: no request may be
+    made), in the caller's transaction (:func:`_in_a_transaction`)."""
+    spy = Spy()
+    options = {"app_id": "1", "key": "key", "secret": "secret", "host": "127.0.0.1", "port": 9}
+    outbox = outbox_config(request.param)
+    broadcast = Broadcast(
+        {"DRIVER": "pusher", "DRIVERS": {"pusher": options}, "OUTBOX": outbox},
+        plugins=[adapters.Plugin(), spy],
+    )
+    with _in_a_transaction(request.param, broadcast, adapters) as (transaction, count):
+        yield broadcast, spy, transaction, count
 
 
 @pytest.mark.parametrize(("what", "args", "kwargs"), BAD, ids=[b[0] for b in BAD])
@@ -181,41 +192,8 @@ def memory_setup(
     what is refused is the outbox's, not a driver's rules)."""
     outbox = outbox_config(request.param)
     broadcast = Broadcast({"DRIVER": "memory", "OUTBOX": outbox}, plugins=[adapters.Plugin()])
-    store = store_for(broadcast)
-    store.create_tables()
-    url = broadcast.config.outbox["url"].reveal()
-    if request.param == "sqlite":
-        conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        conn.execute("BEGIN")
-        transaction = adapters.ConnTransaction(conn, "sqlite", "qmark")
-        table = '"broadcasting_outbox"'
-    elif request.param == "mysql":
-        conn = adapters.mysql_connect(url)
-        transaction = adapters.CursorConnTransaction(conn, "mysql", "format")
-        table = f"`{store.table}`"
-    else:
-        import psycopg
-
-        conn = psycopg.connect(url)
-        transaction = adapters.ConnTransaction(conn, "postgresql", "format")
-        table = ".".join(f'"{part}"' for part in store.table.split("."))
-
-    def count() -> int:
-        if request.param == "mysql":
-            with conn.cursor() as cursor:
-                cursor.execute(f"SELECT COUNT(*) FROM {table}")
-                (n,) = cursor.fetchone()
-            return int(n)
-        (n,) = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
-        return int(n)
-
-    try:
+    with _in_a_transaction(request.param, broadcast, adapters) as (transaction, count):
         yield request.param, broadcast, transaction, count
-    finally:
-        conn.rollback() if request.param != "sqlite" else conn.execute("ROLLBACK")
-        conn.close()
-        broadcast.close()
-        store.close()
 
 
 def test_what_the_outbox_columns_cannot_hold_is_refused_and_the_callers_transaction_goes_on(

@@ -8,9 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from dedup_support import OPTIONS, Connect, forgetful_service
+from dedup_support import forgetful_broadcast, forgetful_service
 
-from broadcasting import Broadcast
 from broadcasting._validate import build_message
 from broadcasting.contrib import _queue
 from broadcasting.contrib._queue import SENDING, RedisJournal, TaskFailed, entry, perform
@@ -23,9 +22,7 @@ def test_a_redelivered_task_is_retried_only_within_the_window_from_its_first_sen
     a repeat for 2 minutes), but its retries went on for another 100 s and the message
     arrived twice. Now the re-send goes once, and the message is reported unknown."""
     service = forgetful_service(monkeypatch)
-    broadcast = Broadcast(
-        {"DRIVER": "forgetful", "DRIVERS": {"forgetful": OPTIONS}}, plugins=[Connect(service)]
-    )
+    broadcast = forgetful_broadcast(service)
     try:
         broadcaster = broadcast.driver()
         message = build_message(broadcaster.driver, ["orders"], {"n": 1}, "shipped", None)

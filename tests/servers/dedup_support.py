@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from broadcasting import PublishError
+from broadcasting import Broadcast, PublishError
 from broadcasting.hookspecs import hookimpl
 from broadcasting.plugin import Batch, Capabilities, Driver
 
@@ -90,3 +90,11 @@ def forgetful_service(monkeypatch: pytest.MonkeyPatch, request: float = REQUEST)
     clock = Clock()
     monkeypatch.setattr("broadcasting._delivery._clock", clock)
     return Forgetful(clock, request)
+
+
+def forgetful_broadcast(service: Forgetful, **config: Any) -> Broadcast:
+    """A Broadcast whose default driver is ``forgetful``, sending to ``service``."""
+    return Broadcast(
+        {"DRIVER": "forgetful", "DRIVERS": {"forgetful": OPTIONS}, **config},
+        plugins=[Connect(service)],
+    )
