@@ -73,6 +73,7 @@ import contextlib
 import hashlib
 import hmac
 import http.client
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -138,6 +139,9 @@ class Settings:
     #: events one /batch_events request may carry: soketi's ``maxEventBatchSize`` on every
     #: node and the driver's ``max_batch_events`` (0: both left at their default, 10)
     max_batch: int = 0
+    #: the async publishers' event loop: ``asyncio``'s own, or ``uvloop`` (what
+    #: ``uvicorn[standard]`` runs an ASGI app on)
+    loop: str = "asyncio"
 
     @property
     def channel_count(self) -> int:
@@ -552,8 +556,17 @@ def _publisher_main(spec: PublisherSpec, pipe: Any) -> None:
         if spec.mode == "sync":
             result = _publish_sync(broadcast, spec, pipe)
         else:
-            result = asyncio.run(_publish_async(broadcast, spec, pipe))
+            result = _run_loop(spec.settings.loop, _publish_async(broadcast, spec, pipe))
     pipe.send(result)
+
+
+def _run_loop(loop: str, main: Any) -> Any:
+    """``main`` run to its end on a new event loop of the kind ``loop`` names."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 class _Loop:
@@ -1122,6 +1135,13 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         "the driver's max_batch_events (default: both at 10)",
     )
     parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the async publishers' event loop (uvloop: what uvicorn[standard] runs an app on; "
+        "pip install uvloop)",
+    )
+    parser.add_argument(
         "--json",
         nargs="?",
         const=str(RESULTS),
@@ -1142,6 +1162,8 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         parser.error("--max-batch: 1 to 1000 (0: the default, 10)")
     if args.seconds <= 0 or args.baseline <= 0:
         parser.error("--seconds and --baseline must be > 0")
+    if args.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        parser.error("--loop uvloop: uvloop is not installed (pip install uvloop)")
     settings = Settings(
         nodes=args.nodes,
         rate=args.rate,
@@ -1157,6 +1179,7 @@ def _parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
         timeout=args.timeout,
         linger=args.linger,
         max_batch=args.max_batch,
+        loop=args.loop,
     )
     return settings, args
 
@@ -1171,7 +1194,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.2f}"
     )
     print(f"Method: {METHOD}")
-    print(f"Async publishes: batch_linger {settings.linger:g} s (--linger)")
+    print(
+        f"Async publishes: batch_linger {settings.linger:g} s (--linger), on "
+        f"{settings.loop}'s event loop (--loop)"
+    )
     print(
         "Events per /batch_events request at most: "
         f"{settings.max_batch or 10} (--max-batch; soketi's and the driver's limit)"

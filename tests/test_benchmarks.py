@@ -213,6 +213,39 @@ def test_the_cluster_latency_benchmark_raises_every_nodes_batch_limit(tmp_path: 
 
 
 @pytest.mark.server
+def test_the_cluster_latency_benchmark_runs_its_async_publishers_on_uvloop(tmp_path: Path) -> None:
+    """``--loop uvloop``: the async publishers (and the control beside them) on uvloop, what
+    ``uvicorn[standard]`` runs an app on; every publish delivered once, as on asyncio's."""
+    out = tmp_path / "uvloop.json"
+    args = ("--only", "single", "--modes", "async", "--loop", "uvloop", "--linger", "0.05")
+    done = _cluster_latency(*TINY, *args, "--json", str(out), nginx=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-4000:]
+    assert "on uvloop's event loop (--loop)" in done.stdout
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["settings"]["loop"] == "uvloop"
+    [run] = data["runs"]
+    assert run["published"] == run["delivered"] == 60 and run["received"] == run["expected"]
+    assert run["lost"] == run["doubled"] == run["misrouted"] == 0, run
+
+
+def test_the_cluster_latency_benchmark_says_when_uvloop_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    import cluster_latency
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a)
+    )
+    with pytest.raises(SystemExit) as info:
+        cluster_latency._parse(["--loop", "uvloop"])
+    assert info.value.code == 2
+    assert "uvloop is not installed (pip install uvloop)" in capsys.readouterr().err
+
+
+@pytest.mark.server
 def test_the_cluster_latency_batch_check_refuses_a_node_left_at_ten() -> None:
     """The check that stops a ``--max-batch`` run can fail: a soketi left at its app's
     limit of 10 takes 10 events in one request and refuses 11, and the error says why."""
