@@ -221,3 +221,44 @@ def test_what_the_outbox_columns_cannot_hold_is_refused_and_the_callers_transact
     broadcast.channel("orders", {"text": "x\x00y"}, "e", send="outbox", transaction=transaction)
     broadcast.channel("orders", "x", "e" * 200, send="outbox", transaction=transaction)
     assert count() == (2 if database == "postgresql" else 4)  # the transaction is usable
+
+
+@pytest.mark.parametrize(("kind", "other"), [("postgresql", "postgres"), ("mysql", "mysql")])
+def test_a_session_in_another_database_of_the_server_is_refused_before_any_statement(
+    outbox_config: Callable[..., dict[str, Any]], kind: str, other: str
+) -> None:
+    """Only another SQLite file was refused: a SQLAlchemy session on another database of the
+    same server wrote its row there (never relayed, if that database had the table too) or
+    failed and aborted the caller's transaction. Its URL's database is now compared with the
+    outbox's; the same database is written as before."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    outbox = outbox_config(kind)
+    url = outbox["url"]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    mine = url.rsplit("/", 1)[1]
+    with Broadcast({"DRIVER": "memory", "OUTBOX": outbox}) as broadcast:
+        store = store_for(broadcast)
+        store.create_tables()
+        elsewhere = create_engine(url.rsplit("/", 1)[0] + f"/{other}")
+        same = create_engine(url)
+        try:
+            with Session(elsewhere) as session, session.begin():
+                session.execute(text("SELECT 1"))
+                with pytest.raises(
+                    ConfigurationError,
+                    match=f"the outbox is in the database '{mine}' but the transaction given "
+                    f"is in '{other}'",
+                ):
+                    broadcast.channel("orders", "x", "e", send="outbox", transaction=session)
+                session.execute(text("SELECT 1"))  # the caller's transaction goes on
+            with Session(same) as session, session.begin():
+                receipt = broadcast.channel("orders", "x", "e", send="outbox", transaction=session)
+                assert receipt.pending
+            assert store.stats(0).backlog["pending"] == 1
+        finally:
+            elsewhere.dispose()
+            same.dispose()
+            store.close()

@@ -142,6 +142,14 @@ def _sqlite_file(connectable: Engine | Connection) -> str | None:
     return database
 
 
+def _server_database(connectable: Engine | Connection) -> str | None:
+    """The database a server's engine URL names (PostgreSQL's, MySQL's), for the outbox's
+    check that a row goes into its own database; ``None`` for SQLite, or when it names none."""
+    if connectable.dialect.name == "sqlite":
+        return None
+    return connectable.engine.url.database or None
+
+
 def _paramstyle(dialect: Dialect) -> str:
     # a "pyformat" driver (psycopg, pymysql) takes positional %s as well
     style = dialect.paramstyle
@@ -152,12 +160,14 @@ class SessionTransaction:
     """A SQLAlchemy ``Session`` (or the ``AsyncSession`` around it) as a
     :class:`~broadcasting.plugin.Transaction`."""
 
-    __slots__ = ("_async", "database", "dialect", "paramstyle", "session")
+    __slots__ = ("_async", "database", "database_name", "dialect", "paramstyle", "session")
 
     dialect: str
     paramstyle: str
     #: The SQLite file of the session's bind (see :func:`_sqlite_file`), else ``None``.
     database: str | None
+    #: The server's database the bind's URL names (see :func:`_server_database`).
+    database_name: str | None
 
     def __init__(self, session: Session, async_session: AsyncSession | None = None) -> None:
         self.session = session
@@ -176,6 +186,7 @@ class SessionTransaction:
         self.dialect = bind.dialect.name
         self.paramstyle = _paramstyle(bind.dialect)
         self.database = _sqlite_file(bind)
+        self.database_name = _server_database(bind)
 
     def active(self) -> bool:
         """Whether the session is inside a transaction (begun, or begun by its first use)."""
@@ -266,12 +277,14 @@ class ConnectionTransaction:
     :class:`~broadcasting.plugin.Transaction`: for the outbox; ``after_commit`` inside its
     transaction is refused (SQLAlchemy has no event after a Connection's COMMIT)."""
 
-    __slots__ = ("_async", "connection", "database", "dialect", "paramstyle")
+    __slots__ = ("_async", "connection", "database", "database_name", "dialect", "paramstyle")
 
     dialect: str
     paramstyle: str
     #: The SQLite file of the connection's engine (see :func:`_sqlite_file`), else ``None``.
     database: str | None
+    #: The server's database the engine's URL names (see :func:`_server_database`).
+    database_name: str | None
 
     def __init__(
         self, connection: Connection, async_connection: AsyncConnection | None = None
@@ -281,6 +294,7 @@ class ConnectionTransaction:
         self.dialect = connection.dialect.name
         self.paramstyle = _paramstyle(connection.dialect)
         self.database = _sqlite_file(connection)
+        self.database_name = _server_database(connection)
 
     def active(self) -> bool:
         """Whether the connection is inside a transaction."""

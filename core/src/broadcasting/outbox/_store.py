@@ -176,6 +176,7 @@ class _DBAPISource:
         path: str | None = None,
         errors: tuple[type[Exception], ...] = (),
         hidden: tuple[Secret, ...] = (),
+        database_name: str | None = None,
     ) -> None:
         self.dialect = dialect
         self.paramstyle = paramstyle
@@ -184,6 +185,9 @@ class _DBAPISource:
         #: The SQLite file (``None``: a server's database): where the write path asks whether
         #: the tables exist yet (:meth:`Store._tables_found`).
         self.path = path
+        #: The server's database its URL names (``None``: SQLite, or none named): a caller's
+        #: transaction in another is refused (the write path's :func:`_dialect_of`).
+        self.database_name = database_name
         self._opener = opener
         self._listen = listen
         self._idle: list[Any] = []
@@ -290,7 +294,7 @@ class _SQLAlchemySource:
             raise ConfigurationError(
                 "config", "OUTBOX", "url: SQLAlchemy knows no database by that URL"
             )
-        kind, hidden = read
+        kind, hidden, self.database_name = read
         self.errors: tuple[type[Exception], ...] = (DBAPIError, TimeoutError)
         self.hidden = hidden
         if kind.is_async:
@@ -470,9 +474,10 @@ def _psycopg_opener(url: Secret) -> Callable[[], Any]:
     return connect
 
 
-def _read_sqlalchemy_url(url: Secret) -> tuple[Any, tuple[Secret, ...]] | None:
-    """The SQLAlchemy dialect (class) that ``url`` names, and what of it to take out of an
-    error's message (:func:`_secrets_of`); ``None`` if SQLAlchemy cannot read it (its error
+def _read_sqlalchemy_url(url: Secret) -> tuple[Any, tuple[Secret, ...], str | None] | None:
+    """The SQLAlchemy dialect (class) that ``url`` names, what of it to take out of an
+    error's message (:func:`_secrets_of`), and the server's database it names (``None`` for
+    SQLite or none); ``None`` if SQLAlchemy cannot read it (its error
     would quote the URL: not kept). A function of its own so that the parsed URL, whose repr
     hides the password but not a ``password=`` of its query, is a local of no frame that the
     errors raised after it (a wrong database, a wrong driver) keep in their traceback."""
@@ -481,8 +486,21 @@ def _read_sqlalchemy_url(url: Secret) -> tuple[Any, tuple[Secret, ...]] | None:
 
     with contextlib.suppress(ArgumentError, NoSuchModuleError, ValueError):
         parsed = sqlalchemy.make_url(url.reveal())
-        return parsed.get_dialect(), _secrets_of(parsed.password, parsed.query)
+        kind = parsed.get_dialect()
+        name = None if kind.name == "sqlite" else parsed.database or None
+        return kind, _secrets_of(parsed.password, parsed.query), name
     return None
+
+
+def _libpq_parts(url: Secret) -> tuple[tuple[Secret, ...], str | None]:
+    """What of a libpq URL to take out of an error's message (the password as libpq reads
+    it, in the user part or the query), and the database it names: a function of its own,
+    so that the parsed URL is no frame's local once it returns."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    read = conninfo_to_dict(url.reveal())
+    name = read.get("dbname")
+    return _secrets_of(read.get("password"), {}), name if isinstance(name, str) and name else None
 
 
 def _secrets_of(password: Any, query: Mapping[str, Any]) -> tuple[Secret, ...]:
@@ -669,12 +687,10 @@ def _source(outbox: Mapping[str, Any]) -> _Source:
     if scheme in ("postgresql", "postgres"):
         connect = _psycopg_opener(url)
         import psycopg
-        from psycopg.conninfo import conninfo_to_dict
 
-        hidden = None
+        hidden = name = None
         with contextlib.suppress(psycopg.Error):  # its message quotes the part it cannot read
-            # the password as libpq reads it (in the URL's user part or its query)
-            hidden = _secrets_of(conninfo_to_dict(url.reveal()).get("password"), {})
+            hidden, name = _libpq_parts(url)
         if hidden is None:  # raised here, not in the except: nothing holds libpq's message
             raise ConfigurationError("config", "OUTBOX", f"url: libpq cannot read it; {ENCODE}")
         return _DBAPISource(
@@ -684,6 +700,7 @@ def _source(outbox: Mapping[str, Any]) -> _Source:
             listen=connect,
             errors=(psycopg.Error,),
             hidden=hidden,
+            database_name=name,
         )
     try:
         import sqlalchemy  # noqa: F401

@@ -167,7 +167,32 @@ def _dialect_of(store: Store, transaction: Transaction) -> str:
         )
     if dialect == _sql.SQLITE:
         _check_sqlite_file(store, transaction)
+    else:
+        _check_server_database(store, transaction)
     return dialect
+
+
+def _check_server_database(store: Store, transaction: Transaction) -> None:
+    """Refuse a transaction in another database of the server than the outbox's (by the
+    names their URLs give): its row would be written there, where no relay reads (or, with
+    no table there, fail and abort the caller's transaction).
+
+    An adapter says which database it is in with ``database_name``; one that does not say,
+    or a URL that names none, is not checked; nor a MySQL table named with its database
+    (``"other.broadcasting_outbox"``), which one transaction can reach across databases."""
+    given = getattr(transaction, "database_name", None)
+    mine = getattr(store._source, "database_name", None)
+    if not isinstance(given, str) or not isinstance(mine, str) or given == mine:
+        return
+    if store.dialect == _sql.MYSQL and "." in store.table:
+        return
+    raise ConfigurationError(
+        "config",
+        "OUTBOX",
+        f"the outbox is in the database {mine!r} but the transaction given is in {given!r}: "
+        "send='outbox' writes in the caller's transaction, so OUTBOX must name the database "
+        "that transaction is in (a row written there would never reach the relay)",
+    )
 
 
 def _check_sqlite_file(store: Store, transaction: Transaction) -> None:
