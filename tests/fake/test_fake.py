@@ -364,6 +364,38 @@ def test_an_event_object_matches_by_value(broadcast_fake: BroadcastFake) -> None
     )
 
 
+@dataclass
+class OrderNoted(BroadcastEvent):
+    order_id: int
+    note: str
+
+    def broadcast_on(self) -> Any:
+        return "orders"
+
+
+def test_what_was_sent_is_recorded_as_it_was_not_as_the_caller_changed_it_after(
+    broadcast_fake: BroadcastFake,
+) -> None:
+    """The records held the caller's own payload and event object: a dict reused and changed
+    after the publish (a loop, a status update) made assert_sent pass for a payload never sent
+    and fail for one that was, its message listing the sent text it then said did not match.
+    The records now keep a copy as sent; ``source`` is still the object itself."""
+    payload: dict[str, Any] = {"id": 42, "status": "pending"}
+    event = OrderNoted(42, "first")
+    with Broadcast({"DRIVER": "memory"}) as broadcast:
+        broadcast.channel("orders", payload, "updated")
+        payload["status"] = "shipped"
+        broadcast.channel("orders", payload, "updated")
+        broadcast.channel(event)
+        event.note = "changed later"
+    broadcast_fake.assert_sent("updated", data={"id": 42, "status": "pending"}, times=1)
+    broadcast_fake.assert_sent("updated", data={"id": 42, "status": "shipped"}, times=1)
+    broadcast_fake.assert_sent(OrderNoted(42, "first"), times=1)
+    broadcast_fake.assert_not_sent(OrderNoted(42, "changed later"))
+    assert broadcast_fake.sent[-1].source is event
+    assert broadcast_fake.sent[-1].data == {"order_id": 42, "note": "first"}
+
+
 def test_bad_criteria_are_type_errors(broadcast_fake: BroadcastFake) -> None:
     with pytest.raises(TypeError, match="an event class or an event object, not 42"):
         broadcast_fake.assert_sent(event=42)  # type: ignore[arg-type]

@@ -119,3 +119,26 @@ def test_a_transaction_that_cannot_say_when_it_commits_is_refused_as_by_the_queu
     finally:
         connection.close()
     recorded.assert_nothing_sent()
+
+
+def test_a_queue_without_its_journal_is_refused_under_the_fake_as_in_production(
+    amqp_url: str, uid: str
+) -> None:
+    """Celery on RabbitMQ needs journal=: every send="celery" is refused at the call. The
+    fake made the task's payload but never asked for the journal, so a test suite passed
+    where production refused every call."""
+    from celery import Celery
+
+    from broadcasting import ConfigurationError
+    from broadcasting.contrib.celery import CeleryQueue
+
+    app = Celery(f"bq-fake-{uid}", broker=amqp_url)
+    plugin = CeleryQueue(app, "worker_app:broadcast")
+    with Broadcast({"DRIVER": "memory"}, plugins=[plugin]) as broadcast:
+        with pytest.raises(ConfigurationError, match="needs journal=") as production:
+            broadcast.channel("orders", {"id": 7}, "shipped", send="celery")
+        with fake() as recorded:
+            with pytest.raises(ConfigurationError) as faked:
+                broadcast.channel("orders", {"id": 7}, "shipped", send="celery")
+            recorded.assert_nothing_sent()
+    assert str(faked.value) == str(production.value)

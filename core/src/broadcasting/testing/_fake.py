@@ -14,6 +14,7 @@ recorded if its transaction rolls back.
 
 from __future__ import annotations
 
+import copy
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
@@ -60,6 +61,9 @@ class Sent:
     message_id: str
     _driver: Driver = field(repr=False, compare=False)
     via: str = "now"
+    #: ``source`` as it was when sent (a copy), which an event object matches against: the
+    #: object itself may have changed since
+    _as_sent: object = field(default=None, repr=False, compare=False)
 
     def on(self, channel: str | Channel) -> bool:
         """Whether it was published on ``channel`` (a full name or a :class:`Channel`)."""
@@ -186,17 +190,20 @@ class BroadcastFake(Recording[Sent]):
         return pending(broadcaster, message)
 
     def _record(self, driver: Driver, m: Message) -> None:
+        # what was sent, as it was: the caller may change its payload or event object after
+        data = m.data if isinstance(m.data, str) else _as_it_is(m.data)
         sent = Sent(
             driver.name,
             m.event,
             m.channels,
-            m.data,
+            data,
             m.socket_id,
             m.source,
             m.text,
             m.id,
             driver,
             via=m.via,
+            _as_sent=None if m.source is None else _as_it_is(m.source),
         )
         self._add(sent)
 
@@ -322,8 +329,21 @@ def _queued(broadcast: Broadcast, driver: Driver, message: Message) -> bool:
     for plugin in broadcast.plugin_manager.get_plugins():
         if isinstance(plugin, queue.QueuePlugin) and plugin.name == message.via:
             queue.encode(broadcast.broadcaster_of(driver), message)
+            plugin.journal()  # a missing journal is refused at the call, as the plugin does
             return True
     return False
+
+
+def _as_it_is(value: Any) -> Any:
+    """A copy of ``value`` as it is now (deep; else shallow, for an object that cannot be
+    copied deeply; else the object itself)."""
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        try:
+            return copy.copy(value)
+        except Exception:
+            return value
 
 
 def fake() -> BroadcastFake:
@@ -367,8 +387,10 @@ class _Criteria:
             return False
         if isinstance(event, type) and not isinstance(sent.source, event):
             return False
-        if event is not None and not isinstance(event, (str, type)) and sent.source != event:
-            return False
+        if event is not None and not isinstance(event, (str, type)):
+            as_sent = sent.source if sent._as_sent is None else sent._as_sent
+            if as_sent != event:
+                return False
         if self.channel is not None and not sent.on(self.channel):
             return False
         if self.user is not None and not sent.to_user(self.user):
