@@ -11,6 +11,8 @@ a child would show up there as a new connection.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import uuid
 from collections.abc import Iterator
@@ -105,3 +107,27 @@ async def test_children_open_their_own_and_leave_the_parents_alone(
     expected = [(os.getpid(), 0), (os.getpid(), 3)]
     expected += [(r["pid"], n) for r in reports for n in (1, 2)]
     assert sorted((e.json()["pid"], e.json()["n"]) for e in events) == sorted(expected)
+
+
+def collect_and_leave() -> dict[str, Any]:
+    """A child's work: nothing but a garbage collection (which finalizes what it let go of)."""
+    gc.collect()
+    return {"pid": os.getpid()}
+
+
+@pytest.mark.parametrize("via", [False], ids=["http"], indirect=True)
+async def test_a_child_leaves_the_parents_async_session_and_its_sockets_alone(
+    via: dict[str, Any], direct: Broadcast, subscriber: PusherSubscriber
+) -> None:
+    """The child let go of the parent's aiohttp sessions, and the collector finalized them
+    there: closing their connections took the sockets out of the epoll instance parent and
+    child share, so the parent's loop never heard its kept-alive connection again and its
+    next publish waited out the timeout, unknown (a review found it)."""
+    channel = f"os-fork-async-{uuid.uuid4().hex}"
+    await subscriber.subscribe(channel)
+    async with Broadcast(pusher_config({**via, "timeout": 10})) as broadcast:
+        await broadcast.achannel(channel, {"pid": os.getpid(), "n": 0})
+        result(fork(collect_and_leave))
+        await asyncio.wait_for(broadcast.achannel(channel, {"pid": os.getpid(), "n": 1}), 5)
+    events = await subscriber.until_marker(lambda m: direct.achannel(channel, m, "marker"))
+    assert [e.json()["n"] for e in events] == [0, 1]

@@ -147,7 +147,13 @@ class PerLoop(Generic[T]):
             self._finish(obj)
 
     def _forget(self) -> None:
-        """Start empty; in a forked child, whose parent's loops do not run, drop, never close."""
+        """Start empty; in a forked child, whose parent's loops do not run, let go of them,
+        never close them, nor let the collector finalize them: closing a parent's transport
+        here would take its socket out of the epoll instance the parent's loop shares with
+        this process (an aiohttp connector does that as it is collected), and the parent's
+        loop would never hear that socket again."""
+        if hasattr(self, "_objects"):
+            _inherited.append((self._objects, self._guards, self._closing))
         self._lock = threading.Lock()
         self._objects: dict[asyncio.AbstractEventLoop, T] = {}
         self._guards: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
@@ -158,6 +164,8 @@ class PerLoop(Generic[T]):
 
 
 _instances: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()
+#: In a forked child: the parent's per-loop objects, kept for good (see PerLoop._forget)
+_inherited: list[object] = []
 # asyncio.get_running_loop, once a PerLoop is first used: sync-only users never import asyncio
 _running_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
 
