@@ -101,6 +101,77 @@ def test_an_alias_without_django_settings_is_an_input_error() -> None:
     assert "names a Django database, but Django's settings are not configured" in done.stdout
 
 
+def test_an_outbox_alias_django_does_not_know_is_a_configuration_error(tmp_path: Path) -> None:
+    """``OUTBOX = {"django": "other"}`` with no such alias escaped as Django's own
+    ConnectionDoesNotExist (a traceback from ``manage.py broadcasting send``), and outside a
+    Django project as ImproperlyConfigured. Each is now the ConfigurationError that
+    ``manage.py check`` (broadcasting.E001) words the same way."""
+    script = f"""
+from broadcasting import Broadcast, ConfigurationError
+b = Broadcast({{"DRIVER": "memory", "OUTBOX": {{"django": "default"}}}})
+try:
+    b.channel("x", {{}}, send="outbox")
+except ConfigurationError as exc:
+    print("unconfigured:", exc)
+import django
+from django.conf import settings
+settings.configure(DATABASES={{"default": {{"ENGINE": "django.db.backends.sqlite3",
+                                            "NAME": {str(tmp_path / "app.sqlite3")!r}}}}})
+django.setup()
+b = Broadcast({{"DRIVER": "memory", "OUTBOX": {{"django": "other"}}}})
+try:
+    b.channel("x", {{}}, send="outbox")
+except ConfigurationError as exc:
+    print("unknown:", exc)
+"""
+    done = _python(script)
+    assert done.returncode == 0, done.stderr
+    assert "unconfigured: " in done.stdout and "settings are not configured here" in done.stdout
+    assert "unknown: " in done.stdout
+    assert "'django' names 'other', which is not in DATABASES" in done.stdout
+
+
+def test_a_child_forked_while_a_thread_builds_the_project_broadcast_can_use_it(
+    tmp_path: Path,
+) -> None:
+    """A parent thread held SettingsBroadcast's build lock (building or resetting it, as
+    override_settings does) at the moment of fork: in the child, where that thread does not
+    exist, every use of ``broadcast`` waited for good. The child now gets a fresh lock (a
+    thread holds the lock on purpose here; SIGALRM ends a child that would hang)."""
+    script = f"""
+import os, signal, threading, time
+import django
+from django.conf import settings
+settings.configure(
+    DATABASES={{"default": {{"ENGINE": "django.db.backends.sqlite3",
+                             "NAME": {str(tmp_path / "app.sqlite3")!r}}}}},
+    BROADCASTING={{"DRIVER": "memory"}},
+)
+django.setup()
+from broadcasting.contrib.django import broadcast
+broadcast.channel("orders", {{"id": 0}}, "x")  # built
+broadcast.reset()  # the next use builds again, under the lock
+held, release = threading.Event(), threading.Event()
+def holder():
+    with broadcast._build_lock:
+        held.set()
+        release.wait(10)
+threading.Thread(target=holder, daemon=True).start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(5)
+    broadcast.channel("orders", {{"id": 1}}, "x")
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+release.set()
+print("child exit", os.waitstatus_to_exitcode(status))
+"""
+    done = _python(script)
+    assert done.returncode == 0, done.stderr
+    assert "child exit 0" in done.stdout, done.stdout + done.stderr
+
+
 def test_outside_atomic_django_is_not_joined(tmp_path: Path) -> None:
     """A fresh process with Django's ORM loaded and configured: outside ``atomic()`` there is
     nothing to join, so an outbox write goes to the configured outbox (here a SQLite file,

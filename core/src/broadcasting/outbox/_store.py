@@ -375,10 +375,33 @@ class _DjangoSource:
     paramstyle = "format"
 
     def __init__(self, alias: str) -> None:
+        from django.core.exceptions import (  # type: ignore[import-untyped, unused-ignore]
+            ImproperlyConfigured,
+        )
         from django.db import Error, connections  # type: ignore[import-untyped, unused-ignore]
+        from django.utils.connection import (  # type: ignore[import-untyped, unused-ignore]
+            ConnectionDoesNotExist,
+        )
 
         self.alias = alias
-        vendor = connections[alias].vendor
+        problem = None
+        try:
+            vendor = connections[alias].vendor
+        except ConnectionDoesNotExist:
+            problem = f"'django' names {alias!r}, which is not in DATABASES"
+        except ImproperlyConfigured as exc:
+            from django.conf import settings  # type: ignore[import-untyped, unused-ignore]
+
+            if settings.configured:  # a DATABASES entry Django refuses: its message says why
+                problem = f"'django' names {alias!r}: {' '.join(str(exc).split())[:300]}"
+            else:  # a script, not the Django project
+                problem = (
+                    f"'django' names the Django database {alias!r}, and Django's settings "
+                    "are not configured here (run it through manage.py, or set "
+                    "DJANGO_SETTINGS_MODULE)"
+                )
+        if problem is not None:
+            raise ConfigurationError("config", "OUTBOX", problem)
         self.dialect = _sql.dialect_of(vendor)
         # Django's own errors, raised as they are; their messages shown less the password
         self.errors: tuple[type[Exception], ...] = (Error,)

@@ -15,6 +15,7 @@ a plugin every ``Broadcast`` loads, with or without Django installed.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,16 @@ if TYPE_CHECKING:
 __all__ = ["SettingsBroadcast", "broadcast"]
 
 _lock = threading.Lock()
+
+
+def _forget_lock_in_child() -> None:
+    """After fork: the lock may have been held by a parent thread that is not here."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_lock_in_child)
 
 
 def __getattr__(name: str) -> Any:
