@@ -403,3 +403,11 @@ def test_bad_criteria_are_type_errors(broadcast_fake: BroadcastFake) -> None:
         broadcast_fake.assert_sent(channel=["a"])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="times"):
         broadcast_fake.assert_sent(times=-1)
+    # each of these was taken: data=dict as a predicate that matched any payload, times=True
+    # as 1, user=True as the user id 1
+    with pytest.raises(TypeError, match="not the class dict"):
+        broadcast_fake.assert_sent(data=dict)
+    with pytest.raises(ValueError, match="times must be a non-negative int, not True"):
+        broadcast_fake.assert_sent(times=True)
+    with pytest.raises(TypeError, match="user must be a user id"):
+        broadcast_fake.assert_sent(user=True)

@@ -267,7 +267,9 @@ class BroadcastFake(Recording[Sent]):
         """Assert a publish matching the criteria of :meth:`find` was sent (exactly
         ``times`` times if given); return them. A failure lists what was sent."""
         __tracebackhide__ = True
-        if times is not None and (not isinstance(times, int) or times < 0):
+        if times is not None and (
+            not isinstance(times, int) or isinstance(times, bool) or times < 0
+        ):
             raise ValueError(f"times must be a non-negative int, not {times!r}")
         return self._expect(_Criteria(event, channel, data, user, via), times)
 
@@ -378,6 +380,13 @@ class _Criteria:
             raise TypeError(f"channel must be a channel name or a Channel, not {channel!r}")
         if via is not None and not isinstance(via, str):
             raise TypeError(f"via must name how it was sent ('now', 'outbox', ...), not {via!r}")
+        if isinstance(data, type):  # callable, but no predicate: data=dict matched anything
+            raise TypeError(
+                f"data must be the payload or a function of it, not the class {data.__name__}"
+                " (data=lambda d: isinstance(d, ...) checks a type)"
+            )
+        if isinstance(user, bool):  # an int to Python, never a user id to production
+            raise TypeError(f"user must be a user id (str or int), not {user!r}")
         self.event, self.channel, self.data, self.user = event, channel, data, user
         self.via = via
 
