@@ -570,7 +570,13 @@ def test_read_answer_request_wide_and_partial_errors() -> None:
     readings = _readings(read_answer(SPECS, 400, [partial]))
     assert readings[1] is not None and readings[1].failures == {"b": (503, 50300, "")}
     assert readings[0] is not None and readings[0].ids == ["s0-a"]
-    acknowledged = _readings(read_answer(SPECS, 201, []))
-    assert all(r == Reading() for r in acknowledged)  # no detail: all acknowledged
-    # a single publish answered without per-channel detail is acknowledged
-    assert read_answer([("a", "b")], 201, [{}]) == [Reading()]
+    # a 2xx without per-channel detail acknowledges nothing: no spec can be matched to it
+    assert read_answer(SPECS, 201, []) == [None] * 3
+    # a single publish answered without per-channel detail: every channel unknown
+    assert read_answer([("a", "b")], 201, [{}]) == [Reading(missing=["a", "b"])]
+    # one channel's publish answered with no content: Ably's 2xx acknowledges it
+    assert read_answer([("a",)], 201, []) == [Reading()]
+    assert read_answer([("a",)], 201, [{}]) == [Reading()]
+    # one channel may go unnamed; `serials` (newer API versions) acknowledge too
+    assert read_answer([("a",)], 201, [{"serials": ["s"]}]) == [Reading(ids=["s"])]
+    assert read_answer([("a",)], 201, [{"channel": "a"}]) == [Reading(missing=["a"])]

@@ -275,7 +275,7 @@ def test_channels_left_out_of_the_answer_without_retries_are_unknown(
         make_broadcast(retries=0).channel(["a", "b", "c"], "m")
     error = caught.value
     assert (error.delivered, error.failed, error.unknown) == (("a", "c"), (), ("b",))
-    assert "not mentioned in Ably's answer" in str(error)
+    assert "Ably's answer (HTTP 201) holds no message id, serial or error for it" in str(error)
 
 
 # -- certain failures ----------------------------------------------------------------

@@ -15,8 +15,9 @@ delivered twice. Faults can be queued for the next requests: Ably-shaped errors
 (401/40101, 429/42911, 500/50000, ...), an error answered after the messages
 were stored, a slow answer that first stores the message and then waits past
 the client's timeout, a connection dropped after storing without any answer
-(an answer lost on the way back), per-channel failures in a batch, and a batch
-answer that leaves some channels out (delivered, but not mentioned). A
+(an answer lost on the way back), per-channel failures in a batch, a batch
+answer that leaves some channels out (delivered, but not mentioned), and an
+answer a test gives after storing (``reply_next``: a body Ably would not send). A
 "poison" marker makes every request holding a message whose data contains it
 fail with a 400, as a request with one bad message would. Keys may carry a
 capability (channel patterns) so a batch can fail for some channels the way
@@ -109,7 +110,7 @@ MSGPACK = "application/x-msgpack"
 class Fault:
     """What to do instead of (or besides) answering the next request normally."""
 
-    kind: str  # error | stored_error | slow | drop | channel_error | forget | html
+    kind: str  # error | stored_error | slow | drop | channel_error | forget | html | reply
     status: int = 500
     code: int = 50000
     message: str = "Internal error"
@@ -117,6 +118,9 @@ class Fault:
     channels: tuple[str, ...] = ()
     #: for ``slow``: answer once this is set (at most ``delay`` seconds), not after a time
     gate: threading.Event | None = None
+    #: for ``reply``: the raw body answered (``None``: ``payload``, encoded as Accept says)
+    body: bytes | None = None
+    payload: Any = None
 
 
 @dataclass
@@ -388,6 +392,14 @@ class AblyEmulator:
         with self._lock:
             self.faults.append(Fault("forget", channels=tuple(channels)))
 
+    def reply_next(self, status: int, payload: Any = None, *, body: bytes | None = None) -> None:
+        """Answer the next publish (after storing its messages) or token revocation (before
+        revoking) with ``status`` and ``payload`` (encoded as the request's Accept says) or,
+        when given, the raw JSON ``body``: an answer Ably would not give, to see what the
+        driver makes of it."""
+        with self._lock:
+            self.faults.append(Fault("reply", status, body=body, payload=payload))
+
     def html_next(self, status: int = 502, times: int = 1) -> None:
         """Answer the next requests with an HTML error page, as a proxy in front of Ably might."""
         with self._lock:
@@ -609,6 +621,9 @@ class AblyEmulator:
         if fault is not None and fault.kind == "stored_error":
             return self._error(request, record, fault.status, fault.code, fault.message)
 
+        if fault is not None and fault.kind == "reply":
+            return self._reply(request, record, fault)
+
         if (fault is not None and fault.kind == "drop") or key == DROPPING_KEY:
             record.status = -1  # stored, then the connection dropped: no answer at all
             assert request.transport is not None
@@ -724,6 +739,8 @@ class AblyEmulator:
         fault = self._next_fault()
         if fault is not None and fault.kind in ("error", "stored_error"):
             return self._error(request, record, fault.status, fault.code, fault.message)
+        if fault is not None and fault.kind == "reply":
+            return self._reply(request, record, fault)
         now = int(time.time() * 1000)
         before = body.get("issuedBefore", now)
         results: list[dict[str, Any]] = []
@@ -1164,6 +1181,13 @@ class AblyEmulator:
     ) -> web.Response:
         payload = {"error": {"message": message, "statusCode": status, "code": code}}
         return self._answer(request, status, payload, record, error_code=code)
+
+    def _reply(self, request: web.Request, record: RecordedRequest, fault: Fault) -> web.Response:
+        """A ``reply`` fault's answer: its payload, or its raw body as JSON."""
+        if fault.body is None:
+            return self._answer(request, fault.status, fault.payload, record)
+        record.status = fault.status
+        return web.Response(status=fault.status, body=fault.body, content_type=JSON)
 
     def _answer(
         self,

@@ -137,11 +137,13 @@ class BroadcastAblyDriver(Driver):
         if isinstance(result, tuple):
             raise _wire.ably_error(self._scrub, what, result, failed_over=failed_over)
         parts = zip(batch.parts, result, strict=True)
-        return [self._outcome(part, reading, failed_over) for part, reading in parts]
+        return [self._outcome(part, reading, status, failed_over) for part, reading in parts]
 
-    def _outcome(self, part: Part, reading: _wire.Reading | None, failed_over: bool) -> _Outcome:
+    def _outcome(
+        self, part: Part, reading: _wire.Reading | None, status: int, failed_over: bool
+    ) -> _Outcome:
         if reading is None:
-            return _wire.not_mentioned(part.channels)
+            return _wire.not_mentioned(part.channels, status)
         by_fault: dict[_wire.Fault, list[str]] = {}
         for channel, fault in reading.failures.items():
             by_fault.setdefault(fault, []).append(channel)
@@ -151,11 +153,21 @@ class BroadcastAblyDriver(Driver):
             error = _wire.ably_error(self._scrub, text, fault, failed_over=failed_over)
             refused.update(dict.fromkeys(channels, error))
         if reading.missing:
-            refused.update(dict.fromkeys(reading.missing, _wire.not_mentioned(reading.missing)))
+            missing = _wire.not_mentioned(reading.missing, status)
+            refused.update(dict.fromkeys(reading.missing, missing))
         return Answer(ids=tuple(reading.ids), refused=refused)
 
     async def _query(self, query: Query[T], aio: bool) -> T:
-        """What the answer to ``query`` means, every page read (a keyed client is for it alone)."""
+        """What the answer to ``query`` means, every page read. Its error is raised here, in
+        a frame holding no SDK object: a keyed client (and its responses) holds the key."""
+        answer = await self._ask(query, aio)
+        if isinstance(answer, QueryError):
+            raise answer
+        return answer[0]
+
+    async def _ask(self, query: Query[T], aio: bool) -> tuple[T] | QueryError:
+        """The meaning of the answer to ``query``, or its error with no traceback, context or
+        cause (a keyed client is for this call alone)."""
         keyed = query.keyed
         client = self._clients.keyed(aio) if keyed else await self._clients.fresh(QUERY_HOSTS, aio)
         method = "GET" if query.body is None else "POST"
@@ -168,16 +180,18 @@ class BroadcastAblyDriver(Driver):
                 if not (query.paginate and more):
                     break
                 response = await settled(response.next())
-        except QueryError:
-            raise
+            return (query.parse(collected),)
+        except QueryError as exc:
+            error = exc
         except Exception as exc:
             error = _wire.query_failure(self._scrub, query.what, self._endpoint, exc)
-        else:
-            return query.parse(collected)
         finally:
-            if query.keyed:
+            if keyed:
                 await settled(client.close())
-        raise error  # not chained to the SDK's exception, whose text may echo the key
+        # not chained to the SDK's exception (its text may echo the key, its frames hold it)
+        error.__traceback__ = error.__cause__ = error.__context__ = None
+        error.__suppress_context__ = True
+        return error
 
     def check(self) -> Health:
         """Ask Ably for a token with the key (``POST /keys/{keyName}/requestToken``), once."""

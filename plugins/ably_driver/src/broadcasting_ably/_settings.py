@@ -131,6 +131,63 @@ def _key(options: Mapping[str, Any]) -> Secret:
     return Secret(value.strip())
 
 
+#: A host name or IPv4 address (labels of letters, digits, ``-`` and ``_``), or an IPv6
+#: address in brackets, as it goes into ``https://{host}:{port}`` (the SDK's URL).
+_HOST = re.compile(
+    r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\]"
+)
+#: A routing policy: ``main``, ``sandbox``, ``nonprod:sandbox``... (``<name>.realtime.ably.net``)
+_POLICY = re.compile(r"(?:nonprod:)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+_HOST_SHAPE = (
+    "a host name or address alone ('rest.example.com', '127.0.0.1', '[::1]'), "
+    "without scheme, port or path"
+)
+_ENDPOINT_SHAPE = (
+    f"{_HOST_SHAPE}, or a routing policy ('main', 'sandbox', 'nonprod:sandbox'); "
+    "set the port with 'tls_port' (or 'port')"
+)
+
+
+def _host_problem(value: str) -> str | None:
+    """Why ``value`` is no host the SDK can put in a URL (``None``: it is one)."""
+    if _HOST.fullmatch(value) is None:
+        if "://" in value:
+            return "has a scheme ('https://' or the like)"
+        if "/" in value:
+            return "has a path"
+        if value.startswith("[") or value.count(":") > 1:
+            return "is no IPv6 address in brackets ('[::1]')"
+        if re.fullmatch(r"[^:]+:[0-9]+", value):
+            return "has a port"
+        return "is no host name"
+    return None
+
+
+def _endpoint_problem(value: str) -> str | None:
+    """Why ``value`` is no ``endpoint`` the SDK reads as intended (``None``: it is one).
+    The SDK takes a value holding ``.``, ``::`` or ``localhost`` as a host, anything else as
+    a routing policy (``<policy>.realtime.ably.net``)."""
+    if _POLICY.fullmatch(value) is not None:
+        return None  # `localhost` matches too, and the SDK takes it for the host it is
+    problem = _host_problem(value)
+    if problem is not None or "." in value or "::" in value or "localhost" in value:
+        return problem
+    if value.startswith("["):
+        return "is an IPv6 address without '::', which the ably SDK takes for a routing policy"
+    return "is no routing policy (letters, digits, '-') nor a host name with a '.'"
+
+
+def _check_hosts(options: Mapping[str, Any]) -> None:
+    for name in ("endpoint", "environment", "rest_host"):
+        value = options.get(name)
+        if isinstance(value, str) and (problem := _endpoint_problem(value)):
+            raise _invalid(name, f"{problem}: it must be {_ENDPOINT_SHAPE}")
+    hosts = options.get("fallback_hosts")
+    for host in hosts if isinstance(hosts, (list, tuple)) else ():
+        if isinstance(host, str) and (problem := _host_problem(host)):
+            raise _invalid("fallback_hosts", f"an entry {problem}: each must be {_HOST_SHAPE}")
+
+
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -152,6 +209,7 @@ def parse_settings(options: Mapping[str, Any]) -> AblySettings:
         given[name] = value = options.get(name)
         if value is not None and not valid(value):
             raise _invalid(name, problem)
+    _check_hosts(given)
     if given["client_id"] == "*":
         raise _invalid("client_id", "'*' is reserved and cannot publish")
     if given["tls"] is False:

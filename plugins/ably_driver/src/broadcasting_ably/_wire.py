@@ -81,7 +81,7 @@ class Reading:
     """What Ably's answer says about the channels of one part."""
 
     ids: list[str] = field(default_factory=list)
-    failures: dict[str, Fault] = field(default_factory=dict)  # refused, with why
+    failures: dict[str, Fault] = field(default_factory=dict)  # an error, with why
     missing: list[str] = field(default_factory=list)  # neither acknowledged nor refused
 
 
@@ -112,17 +112,33 @@ def _read(channels: Sequence[str], entries: list[dict[str, Any]]) -> Reading:
             channel = channels[0]  # a single-channel answer may omit the name
         if not isinstance(channel, str) or channel not in wanted or channel in seen:
             continue
-        seen.add(channel)
-        if "error" in entry:
+        if entry.get("error") is not None:
             reading.failures[channel] = fault(entry["error"])
+        elif (ids := _acknowledged(entry)) is not None:
+            reading.ids.extend(ids)
+        else:  # `{"channel": ...}` alone says nothing about the message
             continue
-        serials = entry.get("serials")
-        if isinstance(serials, list) and any(isinstance(s, str) for s in serials):
-            reading.ids.extend(s for s in serials if isinstance(s, str))
-        elif isinstance(entry.get("messageId"), str):
-            reading.ids.append(entry["messageId"])
+        seen.add(channel)
     reading.missing = [channel for channel in channels if channel not in seen]
     return reading
+
+
+def _acknowledged(entry: Mapping[str, Any]) -> list[str] | None:
+    """The ids an acknowledgement gives (its serials, else its message id), ``None`` if the
+    entry is none: Ably acknowledges a channel with ``messageId`` (API versions up to 3, and
+    batch results) or ``serials`` (newer versions; a serial is null for a conflated message)."""
+    serials = entry.get("serials")
+    message_id = entry.get("messageId")
+    if (
+        isinstance(serials, list)
+        and serials
+        and all(s is None or isinstance(s, str) for s in serials)
+    ):
+        strings = [s for s in serials if isinstance(s, str)]
+        return strings or ([message_id] if isinstance(message_id, str) and message_id else [])
+    if isinstance(message_id, str) and message_id:
+        return [message_id]
+    return None
 
 
 def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, Any]]] | None:
@@ -144,10 +160,14 @@ def read_answer(
     parts: Sequence[Sequence[str]], status: int, items: list[Any]
 ) -> Fault | list[Reading | None]:
     """Ably's answer to one request carrying ``parts`` (their channels): the request-wide
-    fault, or a :class:`Reading` per part (``None``: the answer cannot be matched to it)."""
+    fault, or a :class:`Reading` per part (``None``: the answer cannot be matched to it).
+    A 2xx acknowledges only the channels it gives a message id or serials (an unrecognised
+    body acknowledges none: they are missing, so *unknown*); but a 2xx with no content
+    (an empty body, ``{}``) to one channel's publish is Ably's own acknowledgement (the SDK
+    reads it so: not every API version puts the message id in it)."""
     if 200 <= status < 300:
-        if not items or (len(parts) == 1 and next(_entries(items), None) is None):
-            return [Reading() for _ in parts]  # acknowledged without per-channel detail
+        if len(parts) == 1 and len(parts[0]) == 1 and all(item == {} for item in items):
+            return [Reading()]
         found: Any = items
     else:
         body = items[0] if len(items) == 1 and isinstance(items[0], dict) else {}
@@ -167,6 +187,14 @@ def read_answer(
 def is_server_error(status: int | None, code: int | None) -> bool:
     """Ably failed, and may have processed the request."""
     return (status or 0) >= 500 or 50000 <= (code or 0) < 60000
+
+
+def is_refusal(status: int | None, code: int | None) -> bool:
+    """Ably refused, certainly without processing: a 4xx status or a 4xxxx code (and no
+    sign of its own failure). An error without either proves nothing."""
+    if is_server_error(status, code):
+        return False
+    return 400 <= (status or 0) < 500 or 40000 <= (code or 0) < 50000
 
 
 def _judged(status: int | None, code: int | None) -> tuple[ErrorKind | None, bool]:
@@ -208,7 +236,7 @@ def int_or_none(value: Any) -> int | None:
 
 def fault(error: Any) -> Fault:
     if not isinstance(error, Mapping):
-        return None, None, ""
+        return None, None, error if isinstance(error, str) else ""
     message = error.get("message")
     status, code = int_or_none(error.get("statusCode")), int_or_none(error.get("code"))
     return status, code, message if isinstance(message, str) else ""
@@ -232,10 +260,30 @@ def refusal(error: type[E], scrub: Scrubber, what: str, fault: Fault, **more: An
 
 
 def ably_error(scrub: Scrubber, what: str, fault: Fault, *, failed_over: bool) -> PublishError:
-    """A refused publish; ``failed_over``: an earlier host may have processed it."""
-    maybe = failed_over or is_server_error(fault[0], fault[1])
-    start = f"Ably did not accept the publish to {what}"
-    return refusal(PublishError, scrub, start, fault, maybe_delivered=maybe)
+    """An error Ably answered for a publish; ``failed_over``: an earlier host may have
+    processed it. Only a 4xx status or code is a certain refusal: a 5xx may have been
+    processed, and an error with neither (a 2xx's, say) proves nothing either way."""
+    status, code, message = fault
+    if is_refusal(status, code) or is_server_error(status, code):
+        maybe = failed_over or is_server_error(status, code)
+        start = f"Ably did not accept the publish to {what}"
+        return refusal(PublishError, scrub, start, fault, maybe_delivered=maybe)
+    said = [message.strip() or "no message"] + ([str(code)] if code else [])
+    said += [f"HTTP {status}"] if status else []
+    text = (
+        f"Publishing to {what}: Ably's answer holds an error without a 4xx or 5xx status "
+        f"or code ({', '.join(said)}); it may have been delivered"
+    )
+    # kind "other", as for an unreadable answer: re-sending is safe, Ably drops a re-sent id
+    return PublishError(
+        scrub(text),
+        driver=DRIVER,
+        kind="other",
+        status=status,
+        code=code,
+        retryable=True,
+        maybe_delivered=True,
+    )
 
 
 def _maybe_delivered(text: str) -> PublishError:
@@ -249,9 +297,12 @@ def unreadable_answer(scrub: Scrubber, what: str, exc: BaseException) -> Publish
     return _maybe_delivered(scrub(f"{text}; it may or may not have been delivered"))
 
 
-def not_mentioned(channels: Sequence[str]) -> PublishError:
-    text = f"Publishing to {channels_text(channels)}: not mentioned in Ably's answer"
-    return _maybe_delivered(f"{text}; it may have been delivered")
+def not_mentioned(channels: Sequence[str], status: int) -> PublishError:
+    """Channels a 2xx (or 40020) answer neither acknowledges nor refuses."""
+    said = f"Ably's answer (HTTP {status}) holds no message id, serial or error for it"
+    return _maybe_delivered(
+        f"Publishing to {channels_text(channels)}: {said}; it may have been delivered"
+    )
 
 
 def publish_failure(scrub: Scrubber, what: str, exc: Exception, tried: int) -> PublishError:
