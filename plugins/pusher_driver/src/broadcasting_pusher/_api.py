@@ -33,6 +33,14 @@ _MAX_SERVER_TEXT = 500
 _PLAIN_QUERY = re.compile(r"[\w.~=&-]*", re.ASCII)
 #: The answers of soketi (``{"ok":true}``) and Pusher (``{}``) to a publish: an acknowledgement.
 _ACKNOWLEDGED = frozenset({b'{"ok":true}', b"{}"})
+#: What else an acknowledgement of a publish may hold: Pusher's and Reverb's ``channels`` (an
+#: object, with ``info=``) or ``batch`` (a list, with ``info=``; Reverb: ``{}`` without), and
+#: soketi's ``ok`` (true).
+_ACKNOWLEDGEMENT_FIELDS: dict[str, tuple[type, ...]] = {
+    "channels": (dict,),
+    "batch": (list, dict),
+    "ok": (bool,),
+}
 
 
 class GuardedPusherClient(PusherClient):  # type: ignore[misc]
@@ -128,6 +136,16 @@ def scrub(text: str, settings: PusherSettings) -> str:
     return text[:_MAX_SERVER_TEXT]
 
 
+def _acknowledges(data: Any) -> bool:
+    """Whether the decoded body of a 2xx is an acknowledgement of a publish: ``{}``, Pusher's
+    ``{"channels": {...}}`` or ``{"batch": [...]}``, soketi's ``{"ok": true}``; not an empty
+    body, ``{"ok": false}``, an ``error``, or any other field or value."""
+    return isinstance(data, dict) and all(
+        isinstance(value, _ACKNOWLEDGEMENT_FIELDS.get(name, ())) and (name != "ok" or value is True)
+        for name, value in data.items()
+    )
+
+
 def check_answer(
     status: int,
     body: bytes,
@@ -138,15 +156,16 @@ def check_answer(
 ) -> None:
     """Return if the server (at ``where``: the node that answered) acknowledged the request,
     else raise a PublishError (QueryError with ``query``): a 4xx certainly did not deliver; a
-    5xx or a 2xx that is not JSON may have."""
+    5xx, or a 2xx that is not an acknowledgement (any JSON, for a query), may have."""
     if 200 <= status < 300 and body in _ACKNOWLEDGED:
         return  # the common answer, read as the rest of this function would read it
     where = where or settings.base_url
     text = body.decode("utf-8", "replace")
+    parsed = True
     try:
         data: Any = json.loads(text) if text.strip() else {}
     except ValueError:
-        data = None
+        data, parsed = None, False
     raw_code = data.get("code") if isinstance(data, dict) else None
     code = raw_code if isinstance(raw_code, (int, str)) and not isinstance(raw_code, bool) else None
     server_text = text.strip()
@@ -155,12 +174,17 @@ def check_answer(
         if 200 <= status < 300 and isinstance(raw_code, int) and raw_code >= 400:
             status = raw_code  # soketi 1.6 answers errors with HTTP 200: use its code
     if 200 <= status < 300:
-        if data is not None:
+        # a query's empty answer reads as {}; a publish's is no acknowledgement
+        if data is not None and (query or (text.strip() and _acknowledges(data))):
             return
+        said = scrub(text.strip(), settings)
+        if not parsed:
+            answered = f"a body that is not JSON ({said!r})"
+        else:
+            answered = f"{said!r}, not an acknowledgement" if said else "an empty body"
         raise service_error(
-            f"{NAME}: the server at {where} answered HTTP {status} with a body "
-            "that is not JSON (is it a Pusher-protocol server?)"
-            + ("" if query else "; it may have been delivered"),
+            f"{NAME}: the server at {where} answered HTTP {status} with {answered} "
+            "(is it a Pusher-protocol server?)" + ("" if query else "; it may have been delivered"),
             query=query,
             status=status,
             maybe_delivered=True,

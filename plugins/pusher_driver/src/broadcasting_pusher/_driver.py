@@ -12,9 +12,18 @@ from typing import TYPE_CHECKING, Any
 from pusher import Pusher
 
 from broadcasting import ChannelInfo, ConfigurationError, Health, Member, WebhookEvent
-from broadcasting.plugin import AuthRequest, Batch, Capabilities, Driver, Feature, Heard, Message
+from broadcasting.plugin import (
+    AuthRequest,
+    Batch,
+    Capabilities,
+    Driver,
+    Feature,
+    Heard,
+    Message,
+    Secret,
+)
 from broadcasting_pusher import _auth, _listen, _rules, _state, _transport, _webhooks
-from broadcasting_pusher._api import GuardedPusherClient, check_answer, request_for
+from broadcasting_pusher._api import GuardedPusherClient, check_answer, request_for, scrub
 from broadcasting_pusher._hosts import Hosts, Node
 from broadcasting_pusher._settings import NAME, PusherSettings, parse_settings
 
@@ -26,6 +35,8 @@ if TYPE_CHECKING:
 _HOSTED = re.compile(r"api(?:-(?P<cluster>[a-z0-9-]+))?\.(pusher\.com|pusherapp\.com)")
 #: pusher-js 8 throws without a cluster; with wsHost set, any value does.
 DEFAULT_CLUSTER = "mt1"
+#: The SDK's argument for the master key (given only to the full SDK client).
+_MASTER_KEY = "encryption_master_key_base64"
 
 
 class BroadcastPusherDriver(Driver):
@@ -67,16 +78,26 @@ class BroadcastPusherDriver(Driver):
         self._lock = threading.Lock()
         self._full: dict[str, Pusher] = {}
 
-    def _sdk(self, kind: type, backend: str, **extra: Any) -> Any:
+    def _sdk(self, kind: type, backend: str, master_key: Secret | None = None) -> Any:
+        """The SDK's ``kind`` of client on ``backend``. The secret and the master key are
+        revealed only into the call (never a local of this frame), and an error the SDK
+        raises is not chained: its frames hold both."""
         s = self.settings
         args = dict(
             app_id=s.app_id, key=s.key, ssl=s.ssl, host=s.host, port=s.port, timeout=s.timeout
         )
+        refused = ""
         try:
-            return kind(**args, secret=s.secret.reveal(), **self._backends[backend], **extra)
+            return kind(
+                **args,
+                secret=s.secret.reveal(),
+                **self._backends[backend],
+                **({} if master_key is None else {_MASTER_KEY: master_key.reveal()}),
+            )
         except (ValueError, TypeError) as exc:
-            # the SDK's messages name the setting, never its value
-            raise ConfigurationError(NAME, None, f"the pusher SDK refused it: {exc}") from None
+            # the SDK's messages name the setting, never its value (scrubbed all the same)
+            refused = f"the pusher SDK refused it: {scrub(str(exc), s)}"
+        raise ConfigurationError(NAME, None, refused)  # after the block: no __context__
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> Self:
@@ -86,9 +107,7 @@ class BroadcastPusherDriver(Driver):
     def _full_sdk(self, backend: str) -> Pusher:
         with self._lock:
             if backend not in self._full:
-                master = self._master_key
-                key = master.reveal() if master else None
-                self._full[backend] = self._sdk(Pusher, backend, encryption_master_key_base64=key)
+                self._full[backend] = self._sdk(Pusher, backend, self._master_key)
             return self._full[backend]
 
     @property

@@ -167,9 +167,9 @@ class Route:
 
     def failed(self, node: Node, missed: NotSent, now: float) -> None:
         """``node`` did not get the request: mark it down (if its connection failed) and go on
-        to the next node, or raise the error if it is not worth trying again (a TLS error such
-        as a certificate this process does not trust: a configuration problem that trying the
-        other nodes would hide)."""
+        to the next node, or raise the error if it is not worth trying again (a certificate
+        this process does not trust: a configuration problem that trying the other nodes would
+        hide; any other failed TLS handshake is a node not reached, and goes on)."""
         if not missed.error.retryable:
             raise missed.error
         if missed.down:

@@ -27,6 +27,7 @@ from broadcasting_pusher._hosts import Node
 from broadcasting_pusher._rules import is_encrypted
 from broadcasting_pusher._settings import NAME
 from broadcasting_pusher._state import checked_channel
+from broadcasting_pusher._transport import untrusted
 from broadcasting_pusher._webhooks import optional_text
 
 if TYPE_CHECKING:
@@ -137,9 +138,9 @@ async def _connect(
 
     A node whose WebSocket could not be opened within ``timeout`` (refused, DNS, connect
     timeout, no answer to the upgrade, anything before it) is marked down in the chooser the
-    driver's requests share, as a request's failed connection would be. A TLS error other
-    than a lost connection raises at once without marking it: as for requests, a certificate
-    this process does not trust is a configuration problem that trying the other nodes would
+    driver's requests share, as a request's failed connection would be (a TLS handshake that
+    failed too). A certificate this process does not trust raises at once without marking
+    it: as for requests, it is a configuration problem that trying the other nodes would
     hide.
     """
     import aiohttp
@@ -171,10 +172,9 @@ async def _connect(
 
 
 def _configuration(exc: BaseException) -> bool:
-    """A TLS error that is the server's answer (a certificate, a protocol), not a lost
-    connection: the same on every node, as the requests' transports judge it."""
-    cause = getattr(exc, "os_error", exc)
-    return isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError)
+    """A certificate this process does not trust, not a node that could not be reached: the
+    same on every node, as the requests' transports judge it (:func:`_transport.untrusted`)."""
+    return untrusted(getattr(exc, "os_error", exc))
 
 
 async def _frames(

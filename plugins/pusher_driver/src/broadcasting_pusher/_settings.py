@@ -112,16 +112,35 @@ def _text(options: Mapping[str, Any], key: str, what: str) -> str | None:
     return value
 
 
+def _master_key_problem(text: object) -> str | None:
+    """What is wrong with ``text`` as a master key (never quoting it), or None. The pusher SDK
+    takes only base64 that its 32 bytes encode back to, letter for letter (a last character
+    with bits set that decode to nothing is refused, though it decodes to the same bytes)."""
+    if isinstance(text, str):
+        with suppress(ValueError):  # not ASCII, not base64
+            decoded = base64.b64decode(text.encode("ascii"), validate=True)
+            if len(decoded) != 32:
+                return "must be base64 text that decodes to exactly 32 bytes"
+            if base64.b64encode(decoded) != text.encode("ascii"):
+                return (
+                    "decodes to 32 bytes but is not their canonical base64 (encoded again, "
+                    "they give other text: padding bits set, or padding to spare), which the "
+                    "pusher SDK refuses; give the key encoded again: "
+                    "base64.b64encode(base64.b64decode(key)).decode()"
+                )
+            return None
+    return "must be base64 text that decodes to exactly 32 bytes"
+
+
 def _master_key(options: Mapping[str, Any]) -> Secret | None:
     raw = options.get("encryption_master_key_base64")
     if raw is None:
         return None
-    raw = raw.reveal() if isinstance(raw, Secret) else raw
-    if isinstance(raw, str):
-        with suppress(ValueError):  # not ASCII, not base64
-            if len(base64.b64decode(raw.encode("ascii"), validate=True)) == 32:
-                return Secret(raw)
-    problem = "must be base64 text that decodes to exactly 32 bytes"
+    # revealed only in the calls' frames, which end before any error is raised
+    problem = _master_key_problem(raw.reveal() if isinstance(raw, Secret) else raw)
+    if problem is None:
+        return Secret(raw.reveal() if isinstance(raw, Secret) else raw)
+    del raw, options  # out of this frame's locals, which the error's traceback keeps
     raise ConfigurationError(NAME, "encryption_master_key_base64", problem)
 
 

@@ -45,6 +45,17 @@ class Reply(NamedTuple):
     url: str
 
 
+def untrusted(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed certificate or host name check (``ssl.CertificateError``
+    is the same class): the node answered the handshake, and every node would answer the same
+    as long as this process trusts what it trusts, so the request fails at once (a
+    configuration problem that trying the other nodes would hide). Any other TLS error (a
+    plain-text answer to the hello, an alert, the connection closed in the handshake) is a
+    node that could not be reached: nothing was sent, the node is down and another may take
+    the request."""
+    return isinstance(exc, ssl.SSLCertVerificationError)
+
+
 def failure(
     exc: BaseException,
     settings: PusherSettings,
@@ -61,12 +72,13 @@ def failure(
     detail = scrub(str(exc), settings)
     detail = type(exc).__name__ + (f": {detail}" if detail else "")
     to = "serves plain HTTP, set ssl=False" if settings.ssl else "expects TLS, set ssl=True"
-    hint = hint and not (sent and timed_out) and not isinstance(exc, ssl.SSLCertVerificationError)
+    hint = hint and not (sent and timed_out) and not untrusted(exc)
     to = f"; if that port {to}" if hint else ""
     if not sent:
         text = f"could not send the request to {where} {within}" if timed_out else ""
-        # a TLS error is the server's (or its certificate's) answer: sending again won't help
-        retryable = not isinstance(exc, ssl.SSLError) or isinstance(exc, ssl.SSLEOFError)
+        # a certificate this process does not trust: the same however often it is sent (any
+        # other TLS error in the handshake is a node not reached, as a refused connection)
+        retryable = not untrusted(exc)
         text = text or f"could not reach {where}: {detail}"
         return service_error(f"{NAME}: {text} (not sent){to}", query=query, retryable=retryable)
     text = f"no answer from {where} {within}" if timed_out else ""
