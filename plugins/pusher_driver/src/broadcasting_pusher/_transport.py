@@ -414,7 +414,7 @@ class _AnswerDeadline:
 
     def start(self) -> None:
         if self.handle is not None or self.task is None:
-            return  # already running (a redirect's request), or not in a task
+            return  # already running, or not in a task
         if sys.version_info >= (3, 11):
             self._cancelling = self.task.cancelling()
         self.handle = asyncio.get_running_loop().call_later(self.seconds, self._expire)
@@ -531,7 +531,10 @@ class SessionBackend:
         answer = _AnswerDeadline(s.timeout)
         token = _answer.set(answer)
         try:
-            async with session.request(method, url, data=body, headers=headers) as r:
+            # a redirect is answered as it is, as the sync pool's http.client answers it: not
+            # followed to a host the hosts list does not know, the signed body with it
+            kw = {"data": body, "headers": headers, "allow_redirects": False}
+            async with session.request(method, url, **kw) as r:
                 reply = Reply(r.status, await r.read(), where)
         except asyncio.CancelledError:
             if not answer.stop():
