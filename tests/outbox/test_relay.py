@@ -37,6 +37,7 @@ PARTITIONS = 4
 class FakeStats:
     backlog: dict[int, int]
     lag: float | None
+    stranded: int = 0  # rows in partitions past PARTITIONS: this store has none
 
 
 class FakeStore:
