@@ -341,3 +341,33 @@ def test_other_ways_of_sending_are_left_to_the_core(rq_queue: rq.Queue) -> None:
     with Broadcast({"DRIVER": "memory"}, plugins=[RQQueue(rq_queue, "m:b")]) as broadcast:
         receipt = broadcast.channel("orders", {"id": 4}, "shipped", send="after_commit")
         assert not receipt.pending and rq_queue.count == 0  # no transaction: sent at once
+
+
+class TimeLimitExceeded(BaseException):
+    """Stands for Dramatiq's TimeLimitExceeded (and its Shutdown): raised into the worker's
+    thread while it runs the task, so in the middle of the publish."""
+
+
+class Interrupting:
+    @hookimpl(tryfirst=True)
+    def broadcasting_publish(self, broadcast: Broadcast, driver: object, message: object) -> None:
+        raise TimeLimitExceeded("the task ran out of time")
+
+
+def test_a_task_interrupted_mid_publish_is_noted_and_reported_unknown(
+    connect: Callable[..., Broadcast],
+    journal: RedisJournal,
+    uid: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Only Exception was caught: a BaseException raised in the publish (a worker's time
+    limit, its shutdown) left the journal at "sending" with nothing logged, and the message
+    went to the dead letters unreported. Now the journal says unknown, the message id is
+    logged at ERROR, and the interruption goes on as it came."""
+    broadcast = connect()
+    broadcast.plugin_manager.register(Interrupting())
+    job = payload(broadcast, [f"q-{uid}"], {"n": 3})
+    with caplog.at_level(logging.ERROR, "broadcasting.queue"), pytest.raises(TimeLimitExceeded):
+        perform(broadcast, job, via="rq", journal=journal)
+    assert parse(journal.read(job["id"]) or "")[0] == UNKNOWN
+    assert job["id"] in caplog.text and "interrupted by TimeLimitExceeded" in caplog.text

@@ -8,6 +8,7 @@ with real ``PublishError``s as the core raises them.
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import pytest
 
@@ -148,6 +149,40 @@ def test_a_payload_of_another_shape_fails_the_task(payload: object) -> None:
     assert caught.value.outcome == FAILED
 
 
+GOOD = {
+    "v": 1,
+    "driver": "memory",
+    "channels": ["orders"],
+    "event": "shipped",
+    "text": '{"id":1}',
+    "kind": "json",
+    "socket_id": None,
+    "id": "m-1",
+}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"channels": "orders"},  # published to six one-letter channels
+        {"channels": {"a": 1}},  # published to its keys
+        {"channels": []},
+        {"v": True},  # True == 1
+        {"id": ""},  # every empty id would share one journal entry
+        {"text": "{bad json"},  # escaped as JSONDecodeError
+        {"text": "[" * 100_000 + "]" * 100_000},  # escaped as RecursionError
+    ],
+    ids=["channels-str", "channels-dict", "no-channels", "v-true", "empty-id", "bad-json", "deep"],
+)
+def test_a_malformed_payload_fails_the_task_with_a_typed_error(change: dict[str, Any]) -> None:
+    """Each of these was published to the wrong channels, escaped untyped, or would have
+    shared a journal entry with every other such payload (a review found them)."""
+    Job.decode(GOOD)  # the control: the same payload unchanged is read
+    with pytest.raises(TaskFailed, match="not a broadcasting message") as caught:
+        Job.decode({**GOOD, **change})
+    assert caught.value.outcome == FAILED
+
+
 def test_a_variant_of_a_driver_cannot_be_queued() -> None:
     options = {"app_id": "1", "client": "key", "secret": "secret", "host": "127.0.0.1"}
     config = {"DRIVER": "pusher", "DRIVERS": {"pusher": options}, "SEND": "rq"}
@@ -166,6 +201,12 @@ def test_bad_settings_are_clear_errors() -> None:
         RQQueue(object(), "no_colon")
     with pytest.raises(ValueError, match="journal_ttl"):
         RQQueue(object(), "tests:broadcast", journal_ttl=0)
+    # an entry that expires before the last retry reads it: that retry would take the task for
+    # a first attempt and send again what an earlier one delivered (a review did: 1 s entries,
+    # 2 s backoff, two channels delivered twice). Twice the longest the retries wait: 2*(2+2)
+    with pytest.raises(ValueError, match=r"journal_ttl.*\(8 s with retries=2"):
+        RQQueue(object(), "tests:broadcast", retries=2, backoff=2, max_backoff=2, journal_ttl=1)
+    RQQueue(object(), "tests:broadcast", retries=2, backoff=2, max_backoff=2, journal_ttl=8.5)
 
 
 def test_two_plugins_of_one_queue_get_tasks_of_their_own() -> None:

@@ -102,11 +102,16 @@ class Job:
     def decode(cls, payload: object) -> Job:
         """Read ``payload``; :class:`TaskFailed` if it is not a payload of this version."""
         try:
-            if not isinstance(payload, Mapping) or payload.get("v") != VERSION:
+            if not isinstance(payload, Mapping) or type(payload.get("v")) is not int:
                 raise TypeError("not a version-1 payload")
+            if payload["v"] != VERSION:
+                raise TypeError("not a version-1 payload")
+            channels = payload["channels"]
+            if not isinstance(channels, (list, tuple)) or not channels:
+                raise TypeError("channels is not a list of names")  # a str would be letters
             job = cls(
                 payload["driver"],
-                tuple(payload["channels"]),
+                tuple(channels),
                 payload["event"],
                 payload["text"],
                 payload["kind"],
@@ -118,7 +123,11 @@ class Job:
                 raise TypeError("a field has the wrong type")
             if job.socket_id is not None and not isinstance(job.socket_id, str):
                 raise TypeError("socket_id is not a str")
-        except (KeyError, TypeError) as exc:
+            if not job.id:  # the journal's key: every empty id would share one entry
+                raise TypeError("id is empty")
+            if job.kind == "json":
+                json.loads(job.text)  # read again by message(): a bad text fails here, typed
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
             raise TaskFailed(
                 f"the task's payload is not a broadcasting message ({exc}); was it sent by "
                 "another version of broadcasting?",
@@ -476,6 +485,10 @@ def perform(
         _note(journal, job.id, entry(UNKNOWN, start.send), ttl)
         reason = f"publishing raised {type(exc).__name__}: {exc}"
         raise _give_up(job.id, start.send, UNKNOWN, reason) from exc
+    except BaseException as exc:  # the worker's time limit or shutdown, raised in the publish
+        _note(journal, job.id, entry(UNKNOWN, start.send), ttl)
+        _report(job.id, start.send, UNKNOWN, f"interrupted by {type(exc).__name__}")
+        raise
     else:
         _note(journal, job.id, entry(DONE, start.send), ttl)
         return receipt
@@ -670,6 +683,22 @@ class QueuePlugin:
             raise ConfigurationError("config", "journal_ttl", "must be a number of seconds")
         if journal_ttl <= 0:
             raise ConfigurationError("config", "journal_ttl", "must be a number of seconds > 0")
+        retry = self.retry
+        # the longest the retries wait, twice over (a queue may add its own jitter: Dramatiq's
+        # backoff runs up to twice the cap)
+        waits = 2 * sum(
+            min(retry.max_backoff, retry.backoff * 2.0 ** min(n, 60)) for n in range(retry.retries)
+        )
+        if journal_ttl <= waits:
+            # an entry gone before the last retry runs reads as a first attempt: the channels
+            # an earlier attempt delivered would be sent again
+            raise ConfigurationError(
+                "config",
+                "journal_ttl",
+                f"must be longer than twice what the task's retries may wait ({waits:g} s with "
+                f"retries={retry.retries}, backoff and max_backoff as given), or an entry may "
+                "expire before the last retry reads it",
+            )
         self.target = broadcast
         self.journal_ttl = float(journal_ttl)
         self._journal = journal
