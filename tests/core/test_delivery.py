@@ -11,6 +11,7 @@ and the Ably emulator.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -358,6 +359,106 @@ def test_a_malformed_send_result_is_an_unknown_outcome_naming_the_driver() -> No
     assert isinstance(info.value.__cause__.__cause__, TypeError)
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_an_answer_holding_a_wrong_value_is_an_unknown_outcome_naming_the_driver(
+    mode: str,
+) -> None:
+    """``Answer(refused={"a": "nope"})`` passed the check of send()'s result, and the
+    delivery then read ``"nope".maybe_delivered``: an AttributeError escaped after the
+    request went out, with no outcome. It is now the unknown outcome of any malformed
+    result (a review found it)."""
+
+    class Bad(Driver):
+        name = "bad"
+
+        def send(self, batch: Batch) -> Any:
+            return Answer(ids=("i",), refused={"a": "nope"})  # type: ignore[dict-item]
+
+        async def asend(self, batch: Batch) -> Any:
+            return self.send(batch)
+
+    driver = Broadcast().driver(Bad)
+    with pytest.raises(PublishError, match=r"driver 'bad': Answer.refused must map") as info:
+        publish(driver, mode, "a", "m")
+    assert info.value.unknown == ("a",)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_early_stop_waits_for_a_group_none_of_which_may_have_arrived(
+    make: Factory, mode: str
+) -> None:
+    """The head group refused ``a`` for good (permission) and left ``b`` unknown (a timeout):
+    only the first error was read, so ``c`` and ``d`` were never sent, though the early stop
+    is for a group that failed whole and certainly (docs/writing-a-driver.md)."""
+    caps = Capabilities(channels_per_request=2, concurrent_requests=False)
+    requests: list[tuple[str, ...]] = []
+
+    class Mixed(Driver):
+        name = "mixed"
+        capabilities = caps
+
+        def send(self, batch: Batch) -> Any:
+            channels = batch.parts[0].channels
+            requests.append(channels)
+            if "a" not in channels:
+                return None
+            denied = PublishError("no", driver="mixed", status=403, kind="permission")
+            lost = PublishError("timed out", driver="mixed", retryable=True, maybe_delivered=True)
+            return Answer(refused={"a": denied, "b": lost})
+
+        async def asend(self, batch: Batch) -> Any:
+            return self.send(batch)
+
+    driver = Broadcast({"DRIVERS": {"mixed": {"retries": 0}}}).driver(Mixed)
+    with pytest.raises(PublishError) as info:
+        publish(driver, mode, ["a", "b", "c", "d"], "m")
+    assert requests == [("a", "b"), ("c", "d")]
+    assert (info.value.delivered, info.value.failed, info.value.unknown) == (
+        ("c", "d"),
+        ("a",),
+        ("b",),
+    )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_part_size_that_raises_sends_the_publish_alone_on_both_paths(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the async batcher (and the relay's deliver_each) asks part_size(): a driver whose
+    part_size() raised delivered sync publishes and failed async ones with the raw error. The
+    publish now goes in a request of its own, as on the sync path, and the bug is logged."""
+    sent: list[tuple[str, ...]] = []
+
+    class Sized(Driver):
+        name = "sized"
+        capabilities = Capabilities(batch_channels=10, batch_bytes=10_000)
+
+        def send(self, batch: Batch) -> Any:
+            sent.extend(part.channels for part in batch.parts)
+            return None
+
+        async def asend(self, batch: Batch) -> Any:
+            return self.send(batch)
+
+        def part_size(self, part: Any) -> int:
+            raise ValueError("part_size bug")
+
+    broadcaster = Broadcast().driver(Sized)
+    with caplog.at_level("WARNING", "broadcasting.delivery"):
+        receipt = publish(broadcaster, mode, "a", "m")
+    assert receipt.channels == ("a",) and sent == [("a",)]
+    if mode == "async":
+        assert "part_size() raised" in caplog.text
+        # the outbox relay's way: deliver_each, which gave the raw error back as the outcome
+        from broadcasting._delivery import deliver_each
+        from broadcasting._flow import arun
+        from broadcasting._validate import build_message
+
+        messages = [build_message(broadcaster.driver, [c], "m", "ev", None) for c in "bc"]
+        results = asyncio.run(arun(deliver_each(broadcaster, messages)))
+        assert [r.channels for r in results if isinstance(r, Receipt)] == [("b",), ("c",)]
+
+
 # -- micro-batching ------------------------------------------------------------------
 
 BATCHING = Capabilities(channels_per_request=10, batch_channels=10)
@@ -668,3 +769,41 @@ def test_deliver_each_gives_a_plan_failure_to_its_message_only(make: Factory, mo
     assert isinstance(results[1], RuntimeError)
     assert isinstance(results[0], Receipt) and isinstance(results[2], Receipt)
     assert service.deliveries() == ["m0", "m2"]
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="Task.cancelling() tells a real cancellation (3.11+)"
+)
+def test_a_driver_raising_cancelled_error_fails_its_request_not_the_other_publishes() -> None:
+    """A driver's asend() that raised CancelledError on its own (an HTTP client's leak) was
+    taken for the batcher's own cancellation: every publish in its request and every one
+    still queued ended in CancelledError, never sent, though nothing cancelled them. It is
+    now that request's driver bug, unknown, and the queue goes on (a review found it)."""
+    sent: list[tuple[str, ...]] = []
+
+    class Leaky(Driver):
+        name = "leaky"
+        capabilities = Capabilities(batch_channels=2)
+
+        async def asend(self, batch: Batch) -> Any:
+            await asyncio.sleep(0.001)
+            channels = tuple(c for part in batch.parts for c in part.channels)
+            sent.append(channels)
+            if "boom" in channels:
+                raise asyncio.CancelledError  # as a leaking client might
+            return None
+
+    async def main() -> list[Receipt | BaseException]:
+        driver = Broadcast({"DRIVERS": {"leaky": {"batch_in_flight": 1}}}).driver(Leaky)
+        names = ["boom", "x1", "x2", "x3", "x4"]
+        results = await asyncio.gather(
+            *(driver.achannel(n, "m", "ev") for n in names), return_exceptions=True
+        )
+        return list(results)
+
+    boom, x1, *rest = asyncio.run(main())
+    assert isinstance(boom, PublishError) and boom.unknown == ("boom",), boom
+    assert isinstance(x1, PublishError) and x1.maybe_delivered
+    assert "raised DriverCancelled" in str(boom)
+    assert all(isinstance(r, Receipt) for r in rest), rest
+    assert [c for request in sent for c in request] == ["boom", "x1", "x2", "x3", "x4"]

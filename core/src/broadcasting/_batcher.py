@@ -6,6 +6,7 @@ to fill it (as a Kafka producer's ``linger.ms``): fewer, fuller requests for a b
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
@@ -15,6 +16,8 @@ from broadcasting._flow import arun
 
 if TYPE_CHECKING:
     from broadcasting._driver import Driver
+
+log = logging.getLogger("broadcasting.delivery")
 
 
 @dataclass
@@ -59,7 +62,15 @@ class Batcher:
     async def submit(self, part: Part) -> Attempt:
         """Make ``part``'s first attempt, shared if others wait; return its outcome."""
         loop = asyncio.get_running_loop()
-        size = self._driver.part_size(part) if self._max_bytes is not None else 0
+        try:
+            size = self._driver.part_size(part) if self._max_bytes is not None else 0
+        except Exception:  # a driver's bug: it goes alone, as the sync path sends every publish
+            log.warning(
+                "driver %r: part_size() raised; the publish goes in a request of its own",
+                self._driver.name,
+                exc_info=True,
+            )
+            return await self._alone(part, 0)
         since = loop.time() if self._linger else 0.0  # only a lingering drain reads it
         pending = _Pending(part, size, loop.create_future(), since)
         self._queue.append(pending)
@@ -74,10 +85,14 @@ class Batcher:
             self._spawn(loop)
         verdict = await pending.future
         if isinstance(verdict, _Alone):
-            batch = Batch((part,), budget=self._budget)
-            outcomes, _ = await arun(request(self._driver, batch))
-            return outcomes[0], verdict.requests + batch.requests, batch.requests
+            return await self._alone(part, verdict.requests)
         return verdict
+
+    async def _alone(self, part: Part, spent: int) -> Attempt:
+        """``part``'s first attempt in a request of its own (after ``spent`` shared ones)."""
+        batch = Batch((part,), budget=self._budget)
+        outcomes, _ = await arun(request(self._driver, batch))
+        return outcomes[0], spent + batch.requests, batch.requests
 
     def _spawn(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start a drain: it sends what is queued, a request at a time, until nothing is."""

@@ -199,17 +199,36 @@ def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
                 f"driver {driver.name!r}: send() returned one Answer for a request of "
                 f"{count} messages; return one per part"
             )
+        _check_answer(driver, result)
         return [result]
     if (
         isinstance(result, (list, tuple))
         and len(result) == count
         and all(isinstance(item, (Answer, PublishError)) for item in result)
     ):
+        for item in result:
+            if isinstance(item, Answer):
+                _check_answer(driver, item)
         return list(result)
     raise TypeError(
         f"driver {driver.name!r}: send() must return None, an Answer, or one Answer or "
         f"PublishError per part ({count}), not {type(result).__name__}"
     )
+
+
+def _check_answer(driver: Driver, answer: Answer) -> None:
+    """A TypeError unless ``answer`` holds ids (text) and PublishErrors: read later, a wrong
+    value would escape the outcome as an AttributeError after the request went out."""
+    ids, refused = answer.ids, answer.refused
+    if not isinstance(ids, tuple) or not all(isinstance(one, str) for one in ids):
+        raise TypeError(f"driver {driver.name!r}: Answer.ids must be a tuple of str")
+    if not isinstance(refused, Mapping) or not all(
+        isinstance(channel, str) and isinstance(error, PublishError)
+        for channel, error in refused.items()
+    ):
+        raise TypeError(
+            f"driver {driver.name!r}: Answer.refused must map channel names to PublishErrors"
+        )
 
 
 def request(driver: Driver, batch: Batch) -> Flow[_Read]:
@@ -364,11 +383,14 @@ def _still_unknown(last: PublishError, earlier: PublishError) -> PublishError:
 
 
 def _stops_the_rest(group: _Group, channels: tuple[str, ...]) -> PublishError | None:
-    """An auth failure of a whole group: later groups would fail the same way."""
+    """An auth failure of a whole group, none of it maybe delivered: later groups would fail
+    the same way (docs/writing-a-driver.md, "Fan-outs and the early stop")."""
     if group.delivered or len(group.errors) != len(channels):
         return None
-    error = next(iter(group.errors.values()))
-    return error if error.kind in ("auth", "permission") and not error.maybe_delivered else None
+    errors = group.errors.values()
+    if all(e.kind in ("auth", "permission") and not e.maybe_delivered for e in errors):
+        return next(iter(errors))
+    return None
 
 
 def deliver(
@@ -552,13 +574,22 @@ def deliver_each(
     for index, message in enumerate(messages):
         try:
             plan = driver.plan(message)
-            if not (share and len(plan) == 1 and len(plan[0]) <= capabilities.batch_channels):
-                flows.append((index, deliver(broadcaster, message, plan=plan)))
-                continue
-            part = Part(message, plan[0])
-            part_size = driver.part_size(part) if capabilities.batch_bytes is not None else 0
-        except Exception as exc:  # a driver's plan() or part_size() failed on this one
+        except Exception as exc:  # a driver's plan() failed on this one
             results[index] = exc
+            continue
+        if not (share and len(plan) == 1 and len(plan[0]) <= capabilities.batch_channels):
+            flows.append((index, deliver(broadcaster, message, plan=plan)))
+            continue
+        part = Part(message, plan[0])
+        try:
+            part_size = driver.part_size(part) if capabilities.batch_bytes is not None else 0
+        except Exception:  # a driver's bug: it goes alone, as deliver() would send it
+            log.warning(
+                "driver %r: part_size() raised; the publish goes in a request of its own",
+                driver.name,
+                exc_info=True,
+            )
+            flows.append((index, deliver(broadcaster, message, plan=plan)))
             continue
         if not fits(capabilities, channels, size, part, part_size):
             batches.append(Batch(tuple(parts), budget=budget))

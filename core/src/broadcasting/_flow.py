@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
@@ -188,7 +189,26 @@ class DriverCall(Effect):
             import asyncio
 
             return await asyncio.to_thread(getattr(self.driver, method), *self.args)
-        return await getattr(self.driver, method)(*self.args)
+        try:
+            return await getattr(self.driver, method)(*self.args)
+        except BaseException as exc:  # imported here: no import statement on the hot path
+            import asyncio
+
+            if not isinstance(exc, asyncio.CancelledError):
+                raise
+            task = asyncio.current_task()
+            if sys.version_info < (3, 11) or task is None or task.cancelling():
+                raise  # this task is being cancelled (3.10 cannot tell: taken as such)
+            # raised by the driver's own code, nobody cancelling this task: a driver's bug,
+            # which would otherwise cancel every publish that shared its request
+            raise DriverCancelled(
+                f"{self.driver.name}: {method}() raised CancelledError, though nothing "
+                "cancelled the task that called it"
+            ) from exc
+
+
+class DriverCancelled(RuntimeError):
+    """A driver's coroutine raised CancelledError on its own (see :meth:`DriverCall.arun`)."""
 
 
 def implements(driver: Driver, method: str) -> bool:
