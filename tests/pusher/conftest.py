@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
@@ -156,3 +157,32 @@ def unanswered() -> Iterator[ConnectAttempts]:
     attempts.stop()
     filler.close()
     server.close()
+
+
+# -- a soketi serving TLS with a test CA's certificate (one per test module that asks) -------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tls_soketi(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoketiServer]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert = ca.issue_cert(HOST)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    server = start_soketi(**{"ssl.certPath": str(cert_path), "ssl.keyPath": str(key_path)})
+    try:
+        yield server
+    finally:
+        server.close()

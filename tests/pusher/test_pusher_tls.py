@@ -8,43 +8,17 @@ private CA would do.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 from pusher_ws import PusherSubscriber
-from soketi_pytest import start_soketi
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast, PublishError
 
 pytestmark = pytest.mark.soketi
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tls_soketi(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoketiServer]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert = ca.issue_cert("127.0.0.1")
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(str(cert_path))
-    cert.private_key_pem.write_to_path(str(key_path))
-    server = start_soketi(**{"ssl.certPath": str(cert_path), "ssl.keyPath": str(key_path)})
-    yield server
-    server.close()
 
 
 def config(server: SoketiServer, **changes: Any) -> dict[str, Any]:
