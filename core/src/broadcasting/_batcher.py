@@ -6,18 +6,23 @@ to fill it (as a Kafka producer's ``linger.ms``): fewer, fuller requests for a b
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
-from broadcasting._delivery import Attempt, Batch, Part, fits, may_be_ones_fault, request
+from broadcasting._delivery import (
+    Attempt,
+    Batch,
+    Part,
+    fits,
+    may_be_ones_fault,
+    part_size_failed,
+    request,
+)
 from broadcasting._flow import arun
 
 if TYPE_CHECKING:
     from broadcasting._driver import Driver
-
-log = logging.getLogger("broadcasting.delivery")
 
 
 @dataclass
@@ -65,11 +70,7 @@ class Batcher:
         try:
             size = self._driver.part_size(part) if self._max_bytes is not None else 0
         except Exception:  # a driver's bug: it goes alone, as the sync path sends every publish
-            log.warning(
-                "driver %r: part_size() raised; the publish goes in a request of its own",
-                self._driver.name,
-                exc_info=True,
-            )
+            part_size_failed(self._driver)
             return await self._alone(part, 0)
         since = loop.time() if self._linger else 0.0  # only a lingering drain reads it
         pending = _Pending(part, size, loop.create_future(), since)

@@ -216,6 +216,15 @@ def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
     )
 
 
+def part_size_failed(driver: Driver) -> None:
+    """Log (with its traceback) that ``driver.part_size()`` raised: the publish goes alone."""
+    log.warning(
+        "driver %r: part_size() raised; the publish goes in a request of its own",
+        driver.name,
+        exc_info=True,
+    )
+
+
 def _check_answer(driver: Driver, answer: Answer) -> None:
     """A TypeError unless ``answer`` holds ids (text) and PublishErrors: read later, a wrong
     value would escape the outcome as an AttributeError after the request went out."""
@@ -584,11 +593,7 @@ def deliver_each(
         try:
             part_size = driver.part_size(part) if capabilities.batch_bytes is not None else 0
         except Exception:  # a driver's bug: it goes alone, as deliver() would send it
-            log.warning(
-                "driver %r: part_size() raised; the publish goes in a request of its own",
-                driver.name,
-                exc_info=True,
-            )
+            part_size_failed(driver)
             flows.append((index, deliver(broadcaster, message, plan=plan)))
             continue
         if not fits(capabilities, channels, size, part, part_size):

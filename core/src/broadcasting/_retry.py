@@ -47,9 +47,13 @@ class Retry:
         backoff = seconds("retry_backoff", cls.backoff)
         return cls(retries, backoff, seconds("retry_max_backoff", cls.max_backoff))
 
+    def cap(self, attempt: int) -> float:
+        """The longest wait before retry number ``attempt + 1``, in seconds."""
+        return min(self.max_backoff, self.backoff * 2.0 ** min(attempt, 60))
+
     def delay(self, attempt: int) -> float:
         """The wait before retry number ``attempt + 1``, in seconds."""
-        cap = min(self.max_backoff, self.backoff * 2.0 ** min(attempt, 60))
+        cap = self.cap(attempt)
         return random.uniform(0, cap) if self.jitter else cap
 
     def delays(self) -> Iterator[float]:

@@ -496,7 +496,7 @@ def perform(
     # a retry re-sends what may have arrived only if it would still be dropped then: at the
     # latest its backoff after now (a backlog can delay it more: begin() looks again then)
     policy = retry or _FALLBACK_RETRY
-    latest = time.time() + min(policy.max_backoff, policy.backoff * 2.0 ** min(attempt, 60))
+    latest = time.time() + policy.cap(attempt)
     done = finish(start.send, error, resend(start.since, latest), last, start.since)
     _note(journal, job.id, done.entry, ttl)
     if done.unknown:
@@ -686,9 +686,7 @@ class QueuePlugin:
         retry = self.retry
         # the longest the retries wait, twice over (a queue may add its own jitter: Dramatiq's
         # backoff runs up to twice the cap)
-        waits = 2 * sum(
-            min(retry.max_backoff, retry.backoff * 2.0 ** min(n, 60)) for n in range(retry.retries)
-        )
+        waits = 2 * sum(retry.cap(n) for n in range(retry.retries))
         if journal_ttl <= waits:
             # an entry gone before the last retry runs reads as a first attempt: the channels
             # an earlier attempt delivered would be sent again
