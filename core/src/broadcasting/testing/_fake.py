@@ -398,7 +398,10 @@ class _Criteria:
             return False
         if event is not None and not isinstance(event, (str, type)):
             as_sent = sent.source if sent._as_sent is None else sent._as_sent
-            if as_sent != event:
+            # an object that compares by identity is only ever equal to itself, never to
+            # the copy kept of it: the object sent is compared, not its copy
+            by_identity = type(event).__eq__ is object.__eq__
+            if (sent.source is not event) if by_identity else (as_sent != event):
                 return False
         if self.channel is not None and not sent.on(self.channel):
             return False
