@@ -32,7 +32,7 @@ from broadcasting.plugin import (
     QueryError,
 )
 from broadcasting_ably import _auth, _webhooks, _wire
-from broadcasting_ably._settings import DRIVER, AblySettings, parse_settings
+from broadcasting_ably._settings import DRIVER, AblySettings, is_utf8, parse_settings
 from broadcasting_ably._transport import Clients, call, finish, settled
 
 if TYPE_CHECKING:
@@ -337,6 +337,9 @@ def _page(response: Any, what: str, scrub: _wire.Scrubber) -> tuple[list[Any], b
 
 def _occupied(prefix: str | None) -> Query[list[ChannelInfo]]:
     """``GET /channels?by=value``: the channels with a connection, by name."""
+    if prefix is not None and not (isinstance(prefix, str) and is_utf8(prefix)):
+        shown = "text UTF-8 cannot encode" if isinstance(prefix, str) else type(prefix).__name__
+        raise InputError(f"{DRIVER}: a channel prefix is a str or None, not {shown}")
     params = {"by": "value", "limit": str(PAGE_LIMIT), **({"prefix": prefix} if prefix else {})}
     what = "the channel enumeration" + (f" (prefix {prefix!r})" if prefix else "")
 
@@ -362,8 +365,13 @@ def _occupied(prefix: str | None) -> Query[list[ChannelInfo]]:
 
 def _checked(channel: object) -> str:
     """A channel name a query may put in its path: one a publish may use (before any request:
-    ``""`` would ask for the enumeration, ``[...]`` would be a qualifier)."""
-    if not isinstance(channel, str) or CHANNEL_PATTERN.fullmatch(channel) is None:
+    ``""`` would ask for the enumeration, ``[...]`` would be a qualifier; a lone surrogate
+    cannot be in a URL)."""
+    if (
+        not isinstance(channel, str)
+        or CHANNEL_PATTERN.fullmatch(channel) is None
+        or not is_utf8(channel)
+    ):
         shown = repr(channel[:80]) if isinstance(channel, str) else type(channel).__name__
         raise InvalidChannelError(f"{DRIVER}: {shown} is not a channel name: {CHANNEL_RULE}")
     return channel
@@ -405,8 +413,8 @@ def _members(channel: str) -> Query[list[Member]]:
 
 def _revoke(key_name: str, user_id: str, scrub: _wire.Scrubber) -> Query[None]:
     """``POST /keys/{keyName}/revokeTokens`` for the client id ``user_id``."""
-    if not isinstance(user_id, str) or not user_id or len(user_id) > 1024:
-        raise InputError(f"{DRIVER}: terminate_user() needs a non-empty user id")
+    if not isinstance(user_id, str) or not user_id or len(user_id) > 1024 or not is_utf8(user_id):
+        raise InputError(f"{DRIVER}: terminate_user() needs a non-empty user id of valid text")
     what = f"to revoke the tokens of client id {user_id!r}"
 
     def parse(items: list[Any]) -> None:

@@ -71,6 +71,16 @@ def _int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_utf8(value: str) -> bool:
+    """Whether ``value`` is text UTF-8 can encode: no lone surrogate (``os.environ`` holds
+    one for each byte of a value that is not UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 _STRING = (lambda v: isinstance(v, str) and v.strip(), "must be a non-empty string")
 _PORT = (lambda v: _int(v) and 0 < v < 65536, "must be a port number (1-65535)")
 _BOOL = (lambda v: isinstance(v, bool), "must be True or False")
@@ -81,7 +91,10 @@ _SECONDS = (
 )
 #: Every option but the key, and what its value must be when given (not ``None``).
 _RULES: dict[str, tuple[Callable[[Any], object], str]] = {
-    "client_id": _STRING,
+    "client_id": (
+        lambda v: isinstance(v, str) and v.strip() and is_utf8(v),
+        "must be a non-empty string of valid text (no lone surrogate)",
+    ),
     "endpoint": _STRING,
     # the SDK's deprecated names for `endpoint`, handed to it as that (it warns on each client)
     "environment": _STRING,
@@ -122,6 +135,10 @@ def _key(options: Mapping[str, Any]) -> Secret:
         value = value.reveal()
     if not isinstance(value, str):
         raise _invalid(name, "must be a string (an Ably API key)")
+    if not value.isascii():  # Ably's keys are ASCII; not even a lone surrogate may reach encode()
+        raise _invalid(
+            name, "holds a character other than ASCII, which no Ably API key has: copy it again"
+        )
     if KEY_SHAPE.fullmatch(value.strip()) is None:
         raise _invalid(
             name,
