@@ -6,12 +6,18 @@ import dataclasses
 import datetime as _dt
 import decimal
 import enum
+import inspect
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 from broadcasting._channels import Channel
-from broadcasting._errors import InvalidChannelError, InvalidEventError, InvalidPayloadError
+from broadcasting._errors import (
+    InputError,
+    InvalidChannelError,
+    InvalidEventError,
+    InvalidPayloadError,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -195,21 +201,29 @@ def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
     """Take ``event`` apart; ``name`` and ``socket_id`` given to ``channel()`` win."""
     owner = type(event).__qualname__
     if name is None:
-        as_ = getattr(event, "broadcast_as", None)
-        name = as_() if callable(as_) else type(event).__name__
+        as_ = _method(event, owner, "broadcast_as", InvalidEventError)
+        if as_ is None:
+            name = type(event).__name__
+        else:
+            name = _call(as_, owner, "broadcast_as", InvalidEventError)
         if not isinstance(name, str) or not name:
             raise InvalidEventError(
                 f"{owner}.broadcast_as() returned {name!r}; it must return a non-empty str"
             )
-    when = getattr(event, "broadcast_when", None)
-    if callable(when) and not when():
+    when = _method(event, owner, "broadcast_when", InputError)
+    if when is not None and not _call(when, owner, "broadcast_when", InputError):
         return Resolved([], None, name, None, False)
-    on = event.broadcast_on()  # type: ignore[attr-defined]
+    on_ = event.broadcast_on  # type: ignore[attr-defined]
+    on = _call(on_, owner, "broadcast_on", InvalidChannelError)
     channels = [on] if isinstance(on, (str, Channel)) else on
     if not isinstance(channels, (list, tuple)):
         raise InvalidChannelError(
             f"{owner}.broadcast_on() returned {type(on).__name__}; it must return a channel "
             "name (str), a Channel such as PrivateChannel('orders.1'), or a list of them"
+        )
+    if not channels:
+        raise InvalidChannelError(
+            f"{owner}.broadcast_on() returned an empty {type(on).__name__}: no channels given"
         )
     for item in channels:
         if not isinstance(item, (str, Channel)):
@@ -217,8 +231,11 @@ def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
                 f"{owner}.broadcast_on() returned a list holding "
                 f"{type(item).__name__}; it must hold channel names (str) or Channel objects"
             )
-    with_ = getattr(event, "broadcast_with", None)
-    data = with_() if callable(with_) else BroadcastEvent.broadcast_with(event)  # type: ignore[arg-type]
+    with_ = _method(event, owner, "broadcast_with", InvalidPayloadError)
+    if with_ is not None:
+        data = _call(with_, owner, "broadcast_with", InvalidPayloadError)
+    else:
+        data = BroadcastEvent.broadcast_with(event)  # type: ignore[arg-type]
     if not isinstance(data, (str, list, tuple, Mapping)):
         raise InvalidPayloadError(
             f"{owner}.broadcast_with() returned {type(data).__name__}; "
@@ -226,3 +243,31 @@ def resolve(event: object, name: str | None, socket_id: str | None) -> Resolved:
         )
     sender = socket_id if socket_id is not None else getattr(event, "socket_id", None)
     return Resolved(list(channels), data, name, sender, True)
+
+
+def _method(event: object, owner: str, name: str, error: type[InputError]) -> Any:
+    """``event``'s method ``name``, or ``None`` if it has none; anything else by that name
+    (``broadcast_when = False``, ``broadcast_as = "shipped"``) would be quietly ignored for
+    the default, sending what the class says not to, or under another name: refused."""
+    found = getattr(event, name, None)
+    if found is None or callable(found):
+        return found
+    raise error(
+        f"{owner}.{name} is a {type(found).__name__}, not a method: define "
+        f"`def {name}(self)` returning it"
+    )
+
+
+def _call(method: Callable[[], Any], owner: str, name: str, error: type[InputError]) -> Any:
+    """What the event's ``method`` returned. An ``async def`` one returns a coroutine, which
+    is truthy (``broadcast_when`` would always say yes): refused, and closed unawaited."""
+    value = method()
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if callable(close):
+            close()  # no "never awaited" warning after the error
+        raise error(
+            f"{owner}.{name}() is async; an event's methods are plain functions "
+            "(achannel() calls them too): define it with def, not async def"
+        )
+    return value
