@@ -547,6 +547,29 @@ def _of_redis(error: BaseException) -> bool:
     return False
 
 
+#: The packages of the queues' clients: an error of theirs (or an OSError, raised while they
+#: connect) may keep the broker's password in its frames.
+_BROKER_PACKAGES = frozenset(
+    {"redis", "kombu", "amqp", "celery", "rq", "dramatiq", "pika", "librabbitmq", "vine"}
+)
+
+
+def _of_broker(error: BaseException) -> bool:
+    """Whether ``error``, or an error chained to it, is a queue client's, or an OSError."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        each = todo.pop()
+        if each is None or id(each) in seen:
+            continue
+        package = type(each).__module__.partition(".")[0]
+        if package in _BROKER_PACKAGES or isinstance(each, OSError):
+            return True
+        seen.add(id(each))
+        todo += [each.__cause__, each.__context__]
+    return False
+
+
 def _note(journal: Journal, message_id: str, text: str, ttl: float) -> None:
     """Write the outcome of a publish; if the journal fails now, its entry stays "sending"
     (a redelivery reports the message unknown: never sent twice), and the task goes on."""
@@ -729,24 +752,55 @@ class QueuePlugin:
         """Put one task on the queue (blocking)."""
         raise NotImplementedError(f"{type(self).__qualname__} must say how it enqueues")
 
+    def _put(self, payload: dict[str, Any]) -> None:
+        """:meth:`enqueue`, whose failure is a :class:`PublishError`: every channel unknown
+        (the broker may have taken the task before it failed)."""
+        failure = None
+        try:
+            self.enqueue(payload)
+        except Exception as exc:
+            failure = PublishError(
+                f"message {payload['id']}: its task could not be queued on {self.name}, or "
+                f"may have been ({type(exc).__name__}: {exc})",
+                driver=payload["driver"],
+                kind="unavailable",
+                unknown=payload["channels"],
+            )
+            if not _of_broker(exc):  # a bug (of a plugin, of its options): its traceback
+                raise failure from exc
+        if failure is not None:
+            # raised out of the except clause, not chained: the broker's client, raised while
+            # it connects, keeps the broker's password in the locals of its frames (redis-py's
+            # AUTH arguments, kombu's connection, Celery's conf); its message does not hold it
+            raise failure
+
     def _enqueue_committed(self, payload: dict[str, Any]) -> None:
         """Enqueue after a commit: in a thread if an event loop runs here; a failure is logged
         (the committing code's data is committed already)."""
         _background.call_committed(
-            lambda: self.enqueue(payload),
-            lambda: asyncio.to_thread(self.enqueue, payload),
+            lambda: self._put(payload),
+            lambda: asyncio.to_thread(self._put, payload),
             lambda exc: self._lost(payload, exc),
         )
 
     def _lost(self, payload: Mapping[str, Any], exc: Exception) -> None:
+        if isinstance(exc, PublishError):  # from _put: it names the message and the queue
+            log.error(
+                "%r to %d channel(s), committed: %s",
+                payload["event"],
+                len(payload["channels"]),
+                exc,
+                exc_info=exc if exc.__cause__ is not None else None,  # a bug's traceback
+            )
+            return
         log.error(
-            "message %s (%r to %d channel(s)) was committed but could not be queued on %s: %s",
+            "message %s (%r to %d channel(s)) was committed; its task may not have been queued "
+            "on %s: %s",
             payload["id"],
             payload["event"],
             len(payload["channels"]),
             self.name,
             exc,
-            exc_info=exc,
         )
 
     # the worker
@@ -803,10 +857,10 @@ class _Enqueue(Effect):
     payload: dict[str, Any]
 
     def run(self) -> None:
-        self.plugin.enqueue(self.payload)
+        self.plugin._put(self.payload)
 
     async def arun(self) -> None:
-        await asyncio.to_thread(self.plugin.enqueue, self.payload)
+        await asyncio.to_thread(self.plugin._put, self.payload)
 
 
 def _enqueued(plugin: QueuePlugin, payload: dict[str, Any]) -> Flow[None]:
