@@ -32,6 +32,7 @@ DEFAULT_MAX_BATCH_EVENTS = 10  #: per ``/batch_events`` request on Pusher's host
 MAX_BATCH_EVENTS_LIMIT = 1000
 
 _DIGITS = re.compile(r"[0-9]+")
+_MAX_LABEL = 63  #: characters of one dot-separated part of a host name
 _CLUSTER = re.compile(r"[a-z0-9][a-z0-9-]*")
 _HOST = re.compile(r"[A-Za-z0-9._\-]+|\[[0-9A-Fa-f:.]+\]")
 #: One ``hosts`` entry: ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``.
@@ -144,18 +145,31 @@ def _master_key(options: Mapping[str, Any]) -> Secret | None:
     raise ConfigurationError(NAME, "encryption_master_key_base64", problem)
 
 
-def _resolvable(host: str) -> bool:
-    """Whether the resolver will take ``host``: a name with an empty label (``a..b``) or one
-    longer than 63 characters makes ``getaddrinfo`` raise UnicodeError, which a request would
-    only meet when it is sent (as an error of no kind the core knows: "may have been
-    delivered"), so it is refused here instead."""
+def _host_problem(host: str) -> str | None:
+    """What is wrong with ``host`` (a name, an IPv4 address or ``[v6]``), or None. Refused here
+    is what a request would only meet when it is sent, as an error of no kind the core knows
+    ("may have been delivered"), and on one path only: a name with an empty label (``a..b``)
+    or one longer than 63 characters, which makes ``getaddrinfo`` raise UnicodeError; and an
+    address aiohttp cannot take in a URL: brackets around no IPv6 address (``[1:2]``), digits
+    and dots that are not four numbers from 0 to 255 (``127.1``, ``2130706433``: the sync
+    path's resolver would take them as legacy forms of an address, aiohttp refuses them)."""
     if host.startswith("["):
-        return True
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return "is not an IPv6 address in brackets"
+        return None
+    if host.replace(".", "").isdigit():  # what aiohttp takes for an IPv4 address
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return "is not an IPv4 address: write it as four numbers from 0 to 255 (a.b.c.d)"
+        return None
     try:
         host.encode("idna")  # what socket.getaddrinfo does with a name
     except UnicodeError:
-        return False
-    return True
+        return "is not a host name: each of its dot-separated parts must have 1 to 63 characters"
+    return None
 
 
 def _entry_name(index: int, entry: object, secret: str) -> str:
@@ -200,20 +214,11 @@ def _hosts(options: Mapping[str, Any], default_port: int, secret: str) -> tuple[
                 "(no scheme or path; a port from 1 to 65535)",
             )
         host = match["host"]
-        if not _resolvable(host):
-            raise ConfigurationError(
-                NAME,
-                "hosts",
-                f"{name} is not a host name: each of its dot-separated parts must have 1 to "
-                "63 characters",
-            )
+        problem = _host_problem(host)
+        if problem is not None:
+            raise ConfigurationError(NAME, "hosts", f"{name} {problem}")
         if host.startswith("["):  # one spelling per address, for the duplicate check
-            try:
-                host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
-            except ValueError:
-                raise ConfigurationError(
-                    NAME, "hosts", f"{name} is not an IPv6 address in brackets"
-                ) from None
+            host = f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
         key = (host.lower(), port)
         if key in nodes:
             first = nodes[key][0]
@@ -273,11 +278,15 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
         raise ConfigurationError(
             NAME, "host", "must be a bare host name or address (no scheme, port or path)"
         )
-    if host is not None and not _resolvable(host):
+    problem = None if host is None else _host_problem(host)
+    if problem is not None:
+        raise ConfigurationError(NAME, "host", problem)
+    if cluster is not None and _host_problem(_hosted(cluster)) is not None:
         raise ConfigurationError(
             NAME,
-            "host",
-            "is not a host name: each of its dot-separated parts must have 1 to 63 characters",
+            "cluster",
+            f"is too long: api-<cluster>.pusher.com needs a cluster of at most "
+            f"{_MAX_LABEL - len('api-')} characters",
         )
     port = options.get("port")
     if port is not None and (not _is_int(port) or not 0 < port < 65536):
