@@ -164,7 +164,7 @@ def check_answer(
     parsed = True
     try:
         data: Any = json.loads(text) if text.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python decodes
         data, parsed = None, False
     raw_code = data.get("code") if isinstance(data, dict) else None
     code = raw_code if isinstance(raw_code, (int, str)) and not isinstance(raw_code, bool) else None

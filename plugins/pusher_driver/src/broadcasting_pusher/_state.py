@@ -63,7 +63,7 @@ def _ask(
     status, body, where = yield request
     try:
         data = json.loads(body) if body.strip() else {}
-    except ValueError:  # not JSON, or not UTF-8
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested too deeply
         data = None
     problem = "not JSON" if data is None and 200 <= status < 300 else None
     if problem is None:
