@@ -47,6 +47,8 @@ log = logging.getLogger("broadcasting.queue")
 VERSION = 1
 #: How long a journal entry is kept, in seconds (longer than any redelivery takes).
 JOURNAL_TTL = 86_400.0
+#: The longest ``journal_ttl``: a hundred years (Redis takes expiries of up to 292 million).
+MAX_JOURNAL_TTL = 100 * 365 * 86_400.0
 JOURNAL_PREFIX = "broadcasting:journal:"
 #: The wait before trying again when the queue did not say how it retries.
 _FALLBACK_RETRY = Retry(retries=1, backoff=1.0, max_backoff=60.0)
@@ -646,7 +648,8 @@ class QueueOptions(TypedDict, total=False):
     """The keywords every queue plugin takes (:class:`QueuePlugin`, whose arguments they are).
 
     - ``name``: the ``send=`` value it takes (default: the queue's, ``"celery"``, ``"rq"``,
-      ``"dramatiq"``); two plugins of one queue need two names.
+      ``"dramatiq"``); two plugins of one queue need two names, and none is one the core
+      sends itself (``"now"``, ``"after_commit"``, ``"outbox"``).
     - ``journal``: where attempts are noted (a :class:`RedisJournal`); by default the
       queue's own Redis where it has one, else it is required.
     - ``retries``, ``backoff``, ``max_backoff``: retries of a publish that certainly failed
@@ -654,7 +657,7 @@ class QueueOptions(TypedDict, total=False):
       queue's own retry: up to ``retries`` (default 10), the n-th after up to
       ``min(max_backoff, backoff * 2**n)`` seconds (defaults 1.0 and 300.0).
     - ``journal_ttl``: how long a journal entry is kept, in seconds (default a day): longer
-      than any redelivery of the task can take.
+      than any redelivery of the task can take, at most :data:`MAX_JOURNAL_TTL`.
     """
 
     name: str | None
@@ -694,18 +697,36 @@ class QueuePlugin:
     ) -> None:
         if name is not None:
             self.name = name
+        if not isinstance(self.name, str) or not self.name or self.name in _background.BUILT_IN:
+            # a built-in name would take the core's publishes (its hook runs before the core's)
+            raise ConfigurationError(
+                "config",
+                "name",
+                "must be the name send= gives the queue, other than "
+                f"{', '.join(map(repr, _background.BUILT_IN))}",
+            )
         check_target(broadcast, self.name)
         try:
             self.retry = Retry.from_options(
                 self.name,
                 {"retries": retries, "retry_backoff": backoff, "retry_max_backoff": max_backoff},
             )
-        except ConfigurationError as exc:
-            raise exc.with_traceback(None) from None
-        if isinstance(journal_ttl, bool) or not isinstance(journal_ttl, (int, float)):
-            raise ConfigurationError("config", "journal_ttl", "must be a number of seconds")
-        if journal_ttl <= 0:
-            raise ConfigurationError("config", "journal_ttl", "must be a number of seconds > 0")
+        except ConfigurationError as exc:  # named as the driver options name them
+            key = {"retry_backoff": "backoff", "retry_max_backoff": "max_backoff"}.get(
+                exc.key or "", exc.key
+            )
+            problem = str(exc).rpartition(": ")[2]
+            raise ConfigurationError("config", key, problem) from None
+        if (
+            isinstance(journal_ttl, bool)
+            or not isinstance(journal_ttl, (int, float))
+            or not 0 < journal_ttl <= MAX_JOURNAL_TTL  # NaN and inf too: Redis takes neither
+        ):
+            raise ConfigurationError(
+                "config",
+                "journal_ttl",
+                f"must be a number of seconds > 0 and at most {MAX_JOURNAL_TTL:,.0f}",
+            )
         retry = self.retry
         # the longest the retries wait, twice over (a queue may add its own jitter: Dramatiq's
         # backoff runs up to twice the cap)

@@ -75,6 +75,7 @@ class RQQueue(QueuePlugin):
         super().__init__(broadcast, **options)
         self.queue = queue
         self.job_options = dict(job_options or {})
+        _check_job_options(queue, self.job_options)
         retry = self.retry
         # one run more than the retries: RQ re-runs a job whose work horse died only while
         # it has retries left, and the death uses one up; that last run finds the journal
@@ -98,6 +99,27 @@ class RQQueue(QueuePlugin):
     def default_journal(self) -> Journal:
         """A journal on the queue's Redis connection."""
         return RedisJournal(self.queue.connection)
+
+
+#: What the plugin gives each job itself: the message id, its retries, the job's arguments.
+_OWN_OPTIONS = ("job_id", "retry", "args", "kwargs")
+
+
+def _check_job_options(queue: Any, job_options: dict[str, Any]) -> None:
+    """A ConfigurationError for an option the plugin sets itself, or one RQ does not take
+    (``Queue.enqueue()`` would pass it on to the job's function: every job would fail)."""
+    own = [key for key in job_options if key in _OWN_OPTIONS]
+    parse_args = getattr(queue, "parse_args", None)
+    if parse_args is None:  # not an rq.Queue: RQ's own
+        from rq import Queue
+
+        parse_args = Queue.parse_args
+    rest = {key: value for key, value in job_options.items() if key not in _OWN_OPTIONS}
+    unknown = sorted(parse_args(publish, **rest).kwargs or ())
+    if own or unknown:
+        said = [f"{', '.join(own)}: the plugin sets it"] if own else []
+        said += [f"{', '.join(unknown)}: not an option of Queue.enqueue()"] if unknown else []
+        raise ConfigurationError("config", "job_options", "; ".join(said))
 
 
 _found: dict[tuple[str, str], RQQueue] = {}
