@@ -305,6 +305,15 @@ def not_mentioned(channels: Sequence[str], status: int) -> PublishError:
     )
 
 
+def _unreadable(exc: Exception) -> bool:
+    """Whether ``exc`` is an answer that came but could not be read: a body the SDK could not
+    decode (a proxy's HTML page), one that is not what its Content-Encoding says (httpx's
+    DecodingError), or JSON nested deeper than Python parses."""
+    import httpx
+
+    return isinstance(exc, (ValueError, KeyError, RecursionError, httpx.DecodingError))
+
+
 def publish_failure(scrub: Scrubber, what: str, exc: Exception, tried: int) -> PublishError:
     """The error of a publish the SDK raised for (other exceptions propagate)."""
     import httpx
@@ -315,7 +324,7 @@ def publish_failure(scrub: Scrubber, what: str, exc: Exception, tried: int) -> P
     if isinstance(exc, httpx.InvalidURL):  # refused by httpx before anything went out
         text = scrub(f"Publishing to {what} failed: not sent, {_URL_PROBLEM} ({exc})")
         return PublishError(text, driver=DRIVER, kind="invalid", maybe_delivered=False)
-    if isinstance(exc, (ValueError, KeyError)):  # an answer the SDK could not decode
+    if _unreadable(exc):
         return unreadable_answer(scrub, what, exc)
     if not isinstance(exc, httpx.TransportError):
         raise exc
@@ -353,7 +362,7 @@ def query_failure(scrub: Scrubber, what: str, endpoint: str, exc: Exception) -> 
     if isinstance(exc, httpx.TransportError):
         text = f"could not reach Ably ({endpoint}) for {what}: {detail}"
         return QueryError(text, driver=DRIVER, retryable=True)
-    if isinstance(exc, (ValueError, KeyError)):  # an answer the SDK could not decode
+    if _unreadable(exc):
         text = f"Ably's answer to {what} could not be read ({type(exc).__name__})"
         return QueryError(text, driver=DRIVER, kind="other", retryable=True)
     raise exc
