@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from broadcasting._errors import ConfigurationError, PublishError
-from broadcasting._flow import DriverCall, Effect, Flow, Gather, Sleep, arun, run
+from broadcasting._flow import DriverCall, Effect, Flow, Gather, Sleep, arun, implements, run
 from broadcasting._retry import Retry
 from broadcasting._types import Message, Options, Receipt
 
@@ -369,6 +369,51 @@ def _group(
         attempt += 1
 
 
+def planned(driver: Driver, message: Message) -> Sequence[tuple[str, ...]]:
+    """``driver.plan(message)``; a plan of the driver's own must be a partition of the
+    message's channels (each in exactly one group), else a TypeError says what is wrong
+    before any request: a channel added would be sent where nobody asked, one in two
+    groups delivered twice, and no group at all failed in the core's own code."""
+    plan = driver.plan(message)
+    if not implements(driver, "plan"):  # the base's: a partition by construction
+        return plan
+    channels = message.channels
+    if isinstance(plan, list) and len(plan) == 1 and plan[0] == channels:
+        return plan  # the usual answer: every channel in one request
+    problem = _not_a_partition(plan, channels)
+    if problem is not None:
+        raise TypeError(
+            f"driver {driver.name!r}: plan() {problem}; each of the message's channels must "
+            "be in exactly one group (nothing was sent)"
+        )
+    return [tuple(group) for group in plan]
+
+
+def _not_a_partition(plan: object, channels: tuple[str, ...]) -> str | None:
+    """What keeps ``plan`` from being a partition of ``channels`` into groups, or None."""
+    if not isinstance(plan, (list, tuple)):
+        return f"returned {type(plan).__name__}, not a list of channel groups"
+    if not plan:
+        return "returned no groups"
+    wanted = set(channels)
+    seen: set[str] = set()
+    for group in plan:
+        if not isinstance(group, (list, tuple)):
+            return f"returned a group of type {type(group).__name__}, not a tuple of channels"
+        if not group:
+            return "returned an empty group"
+        for channel in group:
+            if not isinstance(channel, str):
+                return f"returned a group holding {type(channel).__name__}"
+            if channel in seen:
+                return f"put channel {channel!r} in two groups"
+            if channel not in wanted:
+                return f"added channel {channel!r}, which the message does not have"
+            seen.add(channel)
+    missing = [channel for channel in channels if channel not in seen]
+    return f"left out channel {missing[0]!r}" if missing else None
+
+
 def _said(error: BaseException) -> str:
     return str(error.args[0]) if error.args else ""
 
@@ -420,7 +465,7 @@ def deliver(
     """
     driver = broadcaster.driver
     if plan is None:
-        plan = driver.plan(message)
+        plan = planned(driver, message)
     shared = len(plan) == 1 and first is None and not spent
     head = yield from _group(broadcaster, message, plan[0], shared, first, spent, sent_at)
     if len(plan) == 1:  # the usual case: one group, nothing after it
@@ -582,7 +627,7 @@ def deliver_each(
     channels = size = 0
     for index, message in enumerate(messages):
         try:
-            plan = driver.plan(message)
+            plan = planned(driver, message)
         except Exception as exc:  # a driver's plan() failed on this one
             results[index] = exc
             continue
