@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import os
 import threading
 import time
 import uuid
@@ -170,6 +171,15 @@ class Revocations:
 
 
 REVOKED = Revocations()
+
+
+def _unlock_in_child() -> None:
+    # a parent's thread may have held the lock at the fork: what it guards is kept
+    REVOKED._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 def held_channels(key: Secret, request: AuthRequest) -> list[str]:
