@@ -501,13 +501,32 @@ def _answer(
     return Response(status, body, {**_JSON_HEADERS, **headers})
 
 
+#: The frames that call the application's code: its user functions, rules, webhook handlers.
+_APPLICATION_CALLS = frozenset({Call.run.__code__, Call.arun.__code__})
+
+
+def _raised_by_application(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of the application's own code (a frame of a :class:`Call` is in
+    its traceback): a publish the code made that raised InputError is its bug, not a 400."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in _APPLICATION_CALLS:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def _failure(route: Route, target: Broadcaster[Any] | None, exc: BaseException) -> Response:
     """The answer to an exception: the client's mistakes are logged at DEBUG, 4xx the
-    application caused and 501s at WARNING, anything else (500) at ERROR with its traceback."""
+    application caused and 501s at WARNING, anything else (500) at ERROR with its traceback.
+    What a rule, user function or webhook handler raised is a 500, but a ForbiddenError
+    (a refusal)."""
     if isinstance(exc, _BadRequest):
         logger.debug("%s: %s", route, exc.message)
         return _answer(target, exc.status, exc.message, **exc.headers)
     status = getattr(exc, "http_status", None) if isinstance(exc, BroadcastError) else None
+    if status is not None and not isinstance(exc, ForbiddenError) and _raised_by_application(exc):
+        status = None
     if isinstance(status, int) and (400 <= status < 500 or status == 501):
         if isinstance(exc, (BadRequestError, ForbiddenError, UnauthorizedError)):
             logger.debug("%s: %d: %s", route, status, exc)
