@@ -433,6 +433,7 @@ def perform(
     except BroadcastError as exc:  # not configured here, or refused by this driver: never sent
         reason = f"the worker cannot publish it: {exc}"
         raise _give_up(job.id, job.channels, FAILED, reason) from exc
+    channels = message.channels  # validated: a channel the payload names twice is here once
     capabilities, at_least_once = (
         broadcaster.driver.capabilities,
         broadcaster.delivery.at_least_once,
@@ -445,7 +446,7 @@ def perform(
     unavailable = None
     try:
         found = journal.update(
-            job.id, lambda found: begin(found, job.channels, resend, now).entry, ttl
+            job.id, lambda found: begin(found, channels, resend, now).entry, ttl
         )
     except Exception as exc:  # nothing was sent: safe to try again
         unavailable = TaskRetry(
@@ -461,7 +462,7 @@ def perform(
         # connection connects (AUTH, SELECT), keeps the journal's password in the locals of
         # its frames (the AUTH arguments); its message and type, above, do not hold it
         raise unavailable
-    start = begin(found, job.channels, resend, now)
+    start = begin(found, channels, resend, now)
     if not start.send:
         if start.outcome == DONE:
             log.info("%s: message %s: %s", broadcaster.name, job.id, start.reason)
