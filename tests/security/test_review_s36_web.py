@@ -135,3 +135,29 @@ def test_the_cores_own_checks_of_a_rules_answer_are_still_400(
     reply = web.post(AUTH, form={"socket_id": "1.2", "channel_name": "presence-odd.1"}, headers=ADA)
     assert (reply.status, reply.json) == (400, web.error(400, "bad request"))
     assert not _errors(caplog)
+
+
+# -- an answer's repr shows no credential ------------------------------------------------------
+
+
+def test_the_repr_of_an_answer_shows_no_token_the_driver_signed() -> None:
+    """A 2xx answer holds a credential (an Ably token, an encrypted channel's shared secret):
+    a log line or an error tracker's record of a view's ``answer`` local must not show it."""
+    with make_broadcast(driver="ably") as broadcast:
+        endpoints = AuthEndpoints(broadcast, user=lambda request: {"id": "1"})
+        answer = endpoints.handle(
+            "auth", None, method="POST", headers={"Content-Type": "application/json"}, body=b"{}"
+        )
+        refused = endpoints.handle(
+            "auth",
+            None,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+            body=b'{"channel_name": "private:nobody.1"}',
+        )
+    assert answer.status == 200
+    token = str(answer.body["token"])
+    assert token.rsplit(".", 1)[1] not in repr(answer)
+    assert token.split(".")[1] not in repr(answer)
+    assert "200" in repr(answer)
+    assert refused.status == 403 and "forbidden" in repr(refused)  # an error still shows

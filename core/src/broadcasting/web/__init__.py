@@ -144,6 +144,11 @@ class Response:
         """Whether the status is 2xx."""
         return 200 <= self.status < 300
 
+    def __repr__(self) -> str:
+        # a 2xx body is what the driver signed: an Ably token, an encrypted channel's key
+        body = f"<{len(self.body)} fields, not shown>" if self.ok else repr(self.body)
+        return f"Response(status={self.status}, body={body})"
+
 
 def socket_id_from(headers: Any, driver: Broadcaster[Any] | Driver | None = None) -> str | None:
     """The ``X-Socket-ID`` header's socket id (Laravel Echo's ``toOthers``), or ``None``.
