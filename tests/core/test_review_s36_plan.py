@@ -73,3 +73,34 @@ def test_a_sound_plan_of_its_own_is_followed(mode: str) -> None:
     receipt = _publish(cls, mode, ["a", "b", "c"])
     assert receipt.channels == ("a", "b", "c") and receipt.requests == 3
     assert sorted(sent) == [("a",), ("b",), ("c",)]
+
+
+@pytest.mark.parametrize(
+    ("declared", "named"),
+    [
+        ({"channels_per_request": 0}, "channels_per_request"),  # was range()'s ValueError
+        ({"channels_per_request": -1}, "channels_per_request"),  # was an IndexError
+        ({"channels_per_request": 2.5}, "channels_per_request"),  # was a TypeError
+        ({"channels_per_request": True}, "channels_per_request"),  # was taken as 1
+        ({"batch_channels": 5, "batch_bytes": 0}, "batch_bytes"),  # was quietly no batching
+        ({"batch_channels": -3}, "batch_channels"),
+        ({"batch_channels": 2.5}, "batch_channels"),
+    ],
+)
+def test_capabilities_a_driver_declares_are_checked_where_it_declares_them(
+    declared: dict[str, Any], named: str
+) -> None:
+    """Chunking and batching limits that cannot be planned with failed every publish with
+    an error from the core's planning (or were quietly ignored): the declaration is refused,
+    as a bad dedup_window already was."""
+    from broadcasting.plugin import Capabilities
+
+    with pytest.raises(ValueError, match=rf"^Capabilities: {named} must be an int >= "):
+        Capabilities(**declared)
+
+
+def test_the_least_capabilities_are_accepted() -> None:
+    from broadcasting.plugin import Capabilities
+
+    least = Capabilities(channels_per_request=1, batch_channels=0, batch_bytes=1)
+    assert least.channels_per_request == 1 and not least.batches

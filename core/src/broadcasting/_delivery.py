@@ -42,6 +42,19 @@ class Capabilities:
     dedup_window: float | None = None
 
     def __post_init__(self) -> None:
+        # checked here, where a driver declares them: a wrong one failed each publish in
+        # the core's planning (range() arg 3 must not be zero) or was quietly taken as none
+        for name, least, optional in (
+            ("channels_per_request", 1, True),
+            ("batch_channels", 0, False),
+            ("batch_bytes", 1, True),
+        ):
+            value = getattr(self, name)
+            if optional and value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                allowed = f"an int >= {least}" + (" or None" if optional else "")
+                raise ValueError(f"Capabilities: {name} must be {allowed}, not {value!r}")
         window = self.dedup_window
         if window is not None and not (
             isinstance(window, (int, float)) and not isinstance(window, bool) and window > 0
