@@ -90,6 +90,17 @@ def _open(driver: BroadcastPusherDriver, channel: str, data: str) -> bytes | Non
         return None
 
 
+def _object(value: Any) -> dict[str, Any] | None:
+    """``value`` as a JSON object: itself if it is one, else the object its text decodes to
+    (``None`` if it is not the text of one)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python decodes
+            return None
+    return value if isinstance(value, dict) else None
+
+
 def _text(data: Any) -> str:
     return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
 
@@ -213,13 +224,23 @@ async def _frames(
             raise BroadcastError(f"{NAME}: the WebSocket {where} failed")
         if message.type != aiohttp.WSMsgType.TEXT:
             continue
-        frame = json.loads(message.data)
+        frame = _object(message.data)
+        if frame is None:
+            raise BroadcastError(
+                f"{NAME}: {where} sent a frame that is not a Pusher protocol message: "
+                f"{message.data[:100]!r}"
+            )
         event = str(frame.get("event", ""))
         channel = str(frame.get("channel", ""))
         data = frame.get("data", "")
         if event == "pusher:connection_established":
-            established = json.loads(data)
-            socket_id = established["socket_id"]
+            established = _object(data) or {}
+            socket_id = established.get("socket_id")
+            if not isinstance(socket_id, str) or not socket_id:
+                raise BroadcastError(
+                    f"{NAME}: {where} opened the connection without a socket id "
+                    f"(pusher:connection_established said {_text(data)[:100]!r})"
+                )
             idle = _activity_timeout(established.get("activity_timeout"))
             for name in names:
                 await ws.send_str(_subscribe_frame(driver, socket_id, name))
@@ -235,8 +256,8 @@ async def _frames(
                 f"{NAME}: {where} refused: {said}" + (f" (channel {channel!r})" if channel else "")
             )
         elif event in ("pusher_internal:member_added", "pusher_internal:member_removed"):
-            info = json.loads(data) if isinstance(data, str) else data
-            user = info.get("user_id") if isinstance(info, dict) else None
+            info = _object(data)
+            user = info.get("user_id") if info is not None else None
             name = event.replace("pusher_internal:", "pusher:")
             yield Heard(channel, name, _text(data), time.time(), optional_text(user))
         elif not event.startswith(("pusher:", "pusher_internal:")):  # else the protocol's
