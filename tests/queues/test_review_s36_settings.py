@@ -30,6 +30,7 @@ from broadcasting import Broadcast, ConfigurationError, Receipt
 from broadcasting.contrib._queue import (
     DONE,
     MAX_JOURNAL_TTL,
+    QueuePlugin,
     RedisJournal,
     encode,
     parse,
@@ -103,3 +104,11 @@ def test_rq_job_options_rq_takes_reach_the_job(rq_queue: rq.Queue) -> None:
         receipt = broadcast.channel("orders", {"id": 1}, "shipped", send="rq")
     job = rq_queue.fetch_job(receipt.message_id)
     assert job is not None and job.timeout == 30 and job.result_ttl == 5 and job.kwargs == {}
+
+
+@pytest.mark.parametrize("target", ["no_colon", "pkg.module:", 42])
+def test_a_bad_broadcast_target_names_the_broadcast_keyword(target: Any) -> None:
+    """It was refused as "(setting 'rq')": the plugin's name, not the keyword given."""
+    with pytest.raises(ConfigurationError) as info:
+        QueuePlugin(target, name="q")
+    assert info.value.key == "broadcast" and "setting 'broadcast'" in str(info.value)

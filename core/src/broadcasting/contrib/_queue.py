@@ -445,9 +445,7 @@ def perform(
 
     unavailable = None
     try:
-        found = journal.update(
-            job.id, lambda found: begin(found, channels, resend, now).entry, ttl
-        )
+        found = journal.update(job.id, lambda found: begin(found, channels, resend, now).entry, ttl)
     except Exception as exc:  # nothing was sent: safe to try again
         unavailable = TaskRetry(
             f"message {job.id}: the journal is unavailable ({type(exc).__name__}: {exc}); "
@@ -706,7 +704,7 @@ class QueuePlugin:
                 "must be the name send= gives the queue, other than "
                 f"{', '.join(map(repr, _background.BUILT_IN))}",
             )
-        check_target(broadcast, self.name)
+        check_target(broadcast, "broadcast")
         try:
             self.retry = Retry.from_options(
                 self.name,
