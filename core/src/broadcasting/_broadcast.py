@@ -28,6 +28,7 @@ from broadcasting._errors import (
 )
 from broadcasting._flow import DriverCall, Flow, Hook, awaiting, blocking
 from broadcasting._plugins import (
+    built,
     declared_secret_options,
     driver_names,
     driver_plugin,
@@ -175,11 +176,11 @@ class Broadcast(Publishes):
             options = wrap_named(options, hidden)
             delivery, own = DeliveryOptions.from_options(name, options)
             if cls is not None and plugin is None:  # a private or test driver class
-                driver: Driver = cls.from_config(own)
+                driver: Driver = built(cls, own)
             else:
                 driver = self._from_plugin(name, plugin, own)
                 if cls is not None and not isinstance(driver, cls):
-                    driver = cls.from_config(own)
+                    driver = built(cls, own)
             made: Broadcaster[Any] = Broadcaster(
                 self, driver, wrap_named(options, type(driver).secret_options), delivery
             )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
@@ -24,6 +24,8 @@ from broadcasting.hookspecs import PROJECT, hookimpl
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
+
+D = TypeVar("D", bound=Driver)
 
 DRIVER_GROUP = "broadcasting.drivers"
 PLUGIN_GROUP = "broadcasting.plugins"
@@ -155,6 +157,16 @@ def _describe(plugin: object) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+def built(cls: type[D], options: Mapping[str, Any]) -> D:
+    """``cls.from_config(options)``, which must return a ``cls``: a ``from_config`` that
+    returns nothing (a forgotten ``return``) is named, not taken for a plugin's hook."""
+    driver = cls.from_config(options)
+    if not isinstance(driver, cls):
+        name = cls.__qualname__
+        raise TypeError(f"{name}.from_config() returned {type(driver).__name__}, not a {name}")
+    return driver
+
+
 class _ClassPlugin:
     """A Driver class (registered, or named by an entry point) as a plugin that connects it."""
 
@@ -167,7 +179,7 @@ class _ClassPlugin:
         if name != self.name:
             return None
         # the class is known: the options it declares secret reach it wrapped
-        return self.cls.from_config(wrap_named(options, self.cls.secret_options))
+        return built(self.cls, wrap_named(options, self.cls.secret_options))
 
     def __repr__(self) -> str:
         return f"<driver {self.name!r}: {self.cls.__module__}.{self.cls.__qualname__}>"
