@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from web_support import WebClient, make_broadcast, signed_delivery, webhook_headers
 
-from broadcasting import BadRequestError, ForbiddenError, InputError
+from broadcasting import BadRequestError, ForbiddenError, InputError, PrivateChannel
 from broadcasting.web import AuthEndpoints
 
 AUTH = "/broadcasting/auth"
@@ -161,3 +161,30 @@ def test_the_repr_of_an_answer_shows_no_token_the_driver_signed() -> None:
     assert token.split(".")[1] not in repr(answer)
     assert "200" in repr(answer)
     assert refused.status == 403 and "forbidden" in repr(refused)  # an error still shows
+
+
+# -- authorize(): a value of the wrong type is not called missing ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"socket_id": "1.2", "channel_name": PrivateChannel("orders.1")},
+            "channel_name must be a str, not PrivateChannel",
+        ),
+        (
+            {"socket_id": 1.2, "channel_name": "private-orders.1"},
+            "socket_id must be a str, not float",
+        ),
+        ({"socket_id": None, "channel_name": "private-orders.1"}, "socket_id is missing"),
+    ],
+)
+def test_authorize_says_which_type_it_got_instead_of_missing(
+    fields: dict[str, Any], message: str
+) -> None:
+    """``broadcast.authorize(user, channel_name=PrivateChannel(...))`` was told the channel name
+    was missing: it was there, of a type authorize() does not take."""
+    with make_broadcast() as broadcast, pytest.raises(BadRequestError) as refused:
+        broadcast.authorize({"id": "1", "orders": ["1"]}, **fields)
+    assert str(refused.value) == message

@@ -163,7 +163,7 @@ def check_socket_id(driver: Driver, socket_id: object) -> str:
     if (socket_id is None or socket_id == "") and not driver.requires_socket_id:
         return ""
     if not isinstance(socket_id, str) or not socket_id:
-        raise BadRequestError("socket_id is missing")
+        raise BadRequestError(_missing("socket_id", socket_id))
     pattern = driver.socket_id_pattern
     if len(socket_id) > MAX_SOCKET_ID_LENGTH or pattern.fullmatch(socket_id) is None:
         raise BadRequestError(
@@ -173,11 +173,18 @@ def check_socket_id(driver: Driver, socket_id: object) -> str:
     return socket_id
 
 
+def _missing(name: str, value: object) -> str:
+    """Why ``value`` is no ``name``: missing, or of another type (a ``PrivateChannel``, an int)."""
+    if value is None or isinstance(value, str):
+        return f"{name} is missing"
+    return f"{name} must be a str, not {type(value).__name__}"
+
+
 def channel_request(driver: Driver, user: Any, socket_id: object, channel: object) -> AuthRequest:
     """Validate a subscription request and say which kind of channel it is for."""
     socket = check_socket_id(driver, socket_id)
     if not isinstance(channel, str) or not channel:
-        raise BadRequestError("channel_name is missing")
+        raise BadRequestError(_missing("channel_name", channel))
     limits = driver.limits
     longest = limits.max_channel_name_length or MAX_CHANNEL_NAME_LENGTH
     if len(channel) > longest:
