@@ -393,6 +393,10 @@ def _new_transport(settings: PusherSettings, hosts: Hosts) -> Transport:
             limit=per_node * nodes, limit_per_host=per_node, ssl=tls, keepalive_timeout=MAX_IDLE
         ),
         timeout=aiohttp.ClientTimeout(total=3 * timeout, connect=timeout, sock_read=timeout),
+        # no Accept-Encoding, as http.client sends none: aiohttp's own default (gzip, deflate)
+        # would have a compressing proxy (nginx's gzip, a CDN) answer in gzip, which this
+        # session does not decode
+        skip_auto_headers=("Accept-Encoding",),
         auto_decompress=False,
         request_class=_request_class(),
     )
