@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from broadcasting import _background
 from broadcasting._delivery import Capabilities, deliver_each, may_resend
-from broadcasting._errors import BroadcastError
+from broadcasting._errors import BroadcastError, InputError
 from broadcasting._flow import arun, implements
 from broadcasting._loop import run_sync
 from broadcasting._plugins import core_alone
@@ -103,6 +103,29 @@ class RelayStats:
     unknown: int
 
 
+#: The longest owner name a relay may be given: the lease and relay tables' ``owner`` column
+#: holds 200 characters, and a relay forked from it adds ``:`` and the child's process id.
+OWNER_LIMIT = 200 - len(":4194304")
+
+
+def _checked_owner(owner: object) -> str | None:
+    """``owner`` if the lease table can hold it (``None``, ``""``: the default), else
+    :class:`InputError`: a name the database refuses would fail every round, for ever, and
+    one it takes for another relay's would share that relay's leases."""
+    if owner is None or owner == "":
+        return None
+    if not isinstance(owner, str):
+        raise InputError(f"owner must be a str, not {type(owner).__name__}")
+    if len(owner) > OWNER_LIMIT:
+        raise InputError(
+            f"owner is {len(owner)} characters; a relay's name holds at most {OWNER_LIMIT} "
+            "(the lease table's column, with room for a forked child's ':<pid>')"
+        )
+    if owner != owner.strip(" "):  # MySQL compares names as if padded: "r " would be "r"
+        raise InputError("owner must not begin or end with a space")
+    return owner
+
+
 def default_owner() -> str:
     """A name unique to this relay: host, process id and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -124,8 +147,9 @@ if hasattr(os, "register_at_fork"):
 class Relay:
     """Delivers the outbox's rows of one :class:`~broadcasting.Broadcast` (docs/background.md).
 
-    ``owner`` names this relay in the lease table (default: host, pid and a random suffix);
-    no two processes may share one, so in a child forked from this process the relay takes
+    ``owner`` names this relay in the lease table (default: host, pid and a random suffix;
+    at most :data:`OWNER_LIMIT` characters, else :class:`~broadcasting.InputError`); no two
+    processes may share one, so in a child forked from this process the relay takes
     a new default, or ``owner`` followed by ``:`` and the child's pid;
     ``store`` is the outbox (default: the one ``OUTBOX`` configures, shared with the write
     path); ``backoff`` paces a row whose publish failed in a retryable way.
@@ -143,6 +167,7 @@ class Relay:
         store: Store | None = None,
         backoff: Backoff | None = None,
     ) -> None:
+        owner = _checked_owner(owner)
         if store is None:
             from broadcasting.outbox._store import store_for
 
@@ -282,8 +307,16 @@ class Relay:
             await self._recorded()  # raises it
         if self._fetched_new:
             return 0
-        due = await asyncio.to_thread(self.store.due, self.partitions) if self.partitions else None
-        wait = _policy.next_wait(idle, () if due is None else (due,), time.time())
+        # the partitions a round reads, as _begin picks them: a held one is not read before
+        # its row may go, whatever its first row's time in the table (a row put back by
+        # `outbox retry`, say), so it is waited for until then, not asked about again at once
+        now = time.time()
+        held = {p: until for p, until in self._held.items() if until > now}
+        waits = {*held, *self._backing.values()}
+        ready = [p for p in self.partitions if p not in waits]
+        due = await asyncio.to_thread(self.store.due, ready) if ready else None
+        untils = [until for p, until in held.items() if p in self.partitions]
+        wait = _policy.next_wait(idle, [*untils, *(() if due is None else (due,))], time.time())
         pause, listen = _policy.pace(idle, wait)
         if pause > 0:  # woken for nothing it can send: not woken again before the pause ends
             await asyncio.sleep(pause)

@@ -166,6 +166,10 @@ def create_tables(dialect: str, table: str) -> tuple[str, ...]:
             schema = ""
         index_sql = (f"CREATE INDEX IF NOT EXISTS {_q(schema + index)} ON {index_on}",)
     text = "TEXT" if dialect != MYSQL else "LONGTEXT"
+    # MySQL/MariaDB: every text in UTF-8 whatever the database's default (latin1 would refuse,
+    # or garble, a message beyond it), compared byte for byte (a case- or accent-insensitive
+    # collation would take "relay-1" and "RELAY-1" for one owner: both would hold its leases)
+    options = " DEFAULT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" if dialect == MYSQL else ""
     return (
         f"CREATE TABLE IF NOT EXISTS {_q(table)} ("
         f"id {key}, "
@@ -182,15 +186,15 @@ def create_tables(dialect: str, table: str) -> tuple[str, ...]:
         "state SMALLINT NOT NULL, "
         "attempts INTEGER NOT NULL, "
         f"error {text} NULL, "
-        f"done_at {real} NULL{index_clause})",
+        f"done_at {real} NULL{index_clause}){options}",
         *index_sql,
         f"CREATE TABLE IF NOT EXISTS {_q(lease_table(table))} ("
         '"partition" SMALLINT NOT NULL PRIMARY KEY, '
         "owner VARCHAR(200) NULL, "
-        f'"until" {real} NOT NULL)',
+        f'"until" {real} NOT NULL){options}',
         f"CREATE TABLE IF NOT EXISTS {_q(relay_table(table))} ("
         "owner VARCHAR(200) NOT NULL PRIMARY KEY, "
-        f'"until" {real} NOT NULL)',
+        f'"until" {real} NOT NULL){options}',
         *((create_lock_table(table),) if dialect == MYSQL else ()),
     )
 

@@ -741,6 +741,9 @@ def _number(outbox: Mapping[str, Any], key: str, default: float, low: float, who
     value = outbox.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise ConfigurationError("config", "OUTBOX", f"{key!r} must be a number")
+    if math.isinf(value):  # MySQL stores no infinity (every relay's round would fail there),
+        # and an endless lease would keep a dead relay's partitions, and their rows, for ever
+        raise ConfigurationError("config", "OUTBOX", f"{key!r} must be a finite number")
     if whole and not isinstance(value, int):
         raise ConfigurationError("config", "OUTBOX", f"{key!r} must be a whole number")
     if value < low:
