@@ -140,6 +140,10 @@ class LeakyDriver(Driver):
         ({"secret": SECRET}, "secret"),  # named like a secret
         ({"signing_url": "https://x.example/?token=abcdef"}, "signing_url"),  # declared one
         ({"api_password": "correct horse"}, "api_password"),
+        # values JSON escapes: the check must find them as the config's JSON text holds them
+        ({"signing_url": 'https://x.example/?t="abc"'}, "signing_url"),
+        ({"signing_url": "C:\\keys\\abcdef"}, "signing_url"),
+        ({"api_password": "tab\tand\x01control"}, "api_password"),
     ],
 )
 def test_a_secret_option_in_the_config_is_refused(options: dict[str, Any], named: str) -> None:

@@ -98,7 +98,8 @@ def _check(config: Mapping[str, Any], driver: str, options: Mapping[str, Any]) -
         revealed = value.reveal()
         if not isinstance(revealed, str) or len(revealed) < _MIN_SECRET or revealed == public:
             continue
-        if revealed in text:
+        # as the JSON text holds it: a value with a quote, backslash or control escaped
+        if revealed in text or json.dumps(revealed, ensure_ascii=False)[1:-1] in text:
             raise ConfigurationError(
                 driver, str(name), "is secret and would be in the browser's client config"
             )
