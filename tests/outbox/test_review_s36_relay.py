@@ -22,7 +22,7 @@ from pusher_ws import PusherSubscriber
 from soketi_pytest import start_soketi
 from soketi_server import SoketiServer
 
-from broadcasting import Broadcast, ConfigurationError, InputError
+from broadcasting import Broadcast, ConfigurationError, InputError, OutboxError
 from broadcasting.cli import main
 from broadcasting.outbox._policy import Backoff
 from broadcasting.outbox._relay import Relay
@@ -243,3 +243,44 @@ def test_mysql_owners_that_differ_only_in_case_are_two_relays(
         assert set(store.stats(now).relays) == {"relay-a", "RELAY-A", "relay-\u00e1"}
     finally:
         store.close()
+
+
+# -- a password libpq found elsewhere than the URL -----------------------------------------
+
+
+def libpq_passwords(error: BaseException) -> list[bytes]:
+    """The passwords kept on psycopg errors chained to ``error`` (``pgconn.password``,
+    directly or on the error SQLAlchemy wraps)."""
+    from secret_scan import chain
+
+    found = []
+    for exc in chain(error):
+        for each in (exc, getattr(exc, "orig", None)):
+            password = getattr(getattr(each, "pgconn", None), "password", None)
+            if password:
+                found.append(password)
+    return found
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgresql+psycopg"])
+def test_a_password_from_pgpassword_is_not_kept_on_a_connection_error(
+    scheme: str, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no password in the URL the store chained the driver's connection error to its
+    ``OutboxError``, as there was nothing to keep out of it. But libpq also takes the
+    password from ``PGPASSWORD`` (or ``.pgpass``), and psycopg keeps the one it used on the
+    error (``pgconn.password``): the password was an attribute of the error's cause, for an
+    error tracker or a debugger to show."""
+    from secret_scan import showing
+
+    secret = "s36-" + uuid.uuid4().hex
+    monkeypatch.setenv("PGPASSWORD", secret)
+    url = pg_url.replace("postgresql://", f"{scheme}://", 1).rsplit("/", 1)[0]
+    store = Store.from_config({"url": f"{url}/no_such_db_{uuid.uuid4().hex[:8]}"})
+    try:
+        with pytest.raises(OutboxError, match="does not exist") as caught:
+            store.stats(time.time())
+    finally:
+        store.close()
+    assert libpq_passwords(caught.value) == []
+    assert showing(caught.value, secret, skip=__file__) == []

@@ -554,6 +554,9 @@ def _connect(
     try:
         return opener()
     except errors as exc:
+        # the password libpq used, if it came from elsewhere than the URL (PGPASSWORD,
+        # .pgpass): psycopg keeps it on the error (``pgconn.password``), so hidden too
+        hidden = hidden + _secrets_of(_libpq_password(exc), {})
         failure = OutboxError(f"cannot connect to the outbox's database: {_said(exc, hidden)}")
         cause = None if hidden else exc
     except _REFUSED_OPTIONS as exc:
@@ -568,6 +571,16 @@ def _connect(
         cause = None
     # raised out of the except clause: the new error has no __context__ to reach the old one by
     raise failure from cause
+
+
+def _libpq_password(error: BaseException) -> str | None:
+    """The password a failed psycopg connection attempt used, kept on its error as
+    ``pgconn.password`` (SQLAlchemy's error: on the psycopg error it wraps, ``orig``)."""
+    for each in (error, getattr(error, "orig", None)):
+        password = getattr(getattr(each, "pgconn", None), "password", None)
+        if isinstance(password, bytes) and password:
+            return password.decode("utf-8", "replace")
+    return None
 
 
 #: What a database driver raises, while connecting, for an option of the URL it cannot take.
