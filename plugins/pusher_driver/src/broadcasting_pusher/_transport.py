@@ -402,6 +402,13 @@ def _new_transport(settings: PusherSettings, hosts: Hosts) -> Transport:
     )
 
 
+def _closed(where: str, query: bool) -> ServiceError:
+    """The error of a request the driver's ``aclose()`` stopped before it went out: failed,
+    and retryable (the driver reconnects on its next request, as after any close)."""
+    text = f"{NAME}: the driver was closed before the request to {where} went out (not sent)"
+    return service_error(text, query=query, retryable=True)
+
+
 class _AnswerDeadline:
     """One async request's answer, due ``seconds`` after it began to go out: aiohttp's
     ``sock_read`` bounds each read alone, and a server that trickled its answer a byte at a
@@ -535,6 +542,8 @@ class SessionBackend:
         answer = _AnswerDeadline(s.timeout)
         token = _answer.set(answer)
         try:
+            if session.closed:  # by the driver's aclose(), while this request waited for a slot
+                raise _closed(where, query)
             # a redirect is answered as it is, as the sync pool's http.client answers it: not
             # followed to a host the hosts list does not know, the signed body with it
             kw = {"data": body, "headers": headers, "allow_redirects": False}
