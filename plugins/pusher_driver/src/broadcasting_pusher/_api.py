@@ -87,7 +87,19 @@ def request_for(client: Any, batch: Batch, master_key: Secret | None) -> Request
     if len(batch.parts) == 1:
         message, channels = batch.parts[0].message, batch.parts[0].channels
         text = message.text
-        data = _data_for(channels[0], text, master_key) if len(channels) == 1 else text
+        if len(channels) == 1:
+            data = _data_for(channels[0], text, master_key)
+        elif any(map(is_encrypted, channels)):
+            # plan() sends an encrypted channel alone (its own key and nonce); a send() given
+            # one among others would otherwise put its data on the wire in clear
+            raise PublishError(
+                f"{NAME}: an encrypted channel shares a request with other channels: each "
+                "is encrypted with its own key, so it must be sent alone (not sent)",
+                driver=NAME,
+                kind="invalid",
+            )
+        else:
+            data = text
         return Request(client, POST, path + "events", _event(message, data, channels=channels))
     events = [
         _event(part.message, _data_for(channel, part.message.text, master_key), channel=channel)
