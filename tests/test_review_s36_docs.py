@@ -21,6 +21,7 @@ import inspect
 import io
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,93 @@ def test_publishing_md_shows_every_keyword_of_channel() -> None:
         assert keywords == shown
     for keyword in shown:
         assert f"`{keyword}`" in text[text.index("```text") : text.index("### The Masonite")]
+
+
+# -- the browser clients and the soketi the pages name are those the tests run -----------------
+
+
+def _pinned(package_json: Path, name: str) -> str:
+    return str(json.loads(package_json.read_text(encoding="utf-8"))["dependencies"][name])
+
+
+def _pages() -> dict[str, str]:
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    files += sorted(ROOT.glob("plugins/*/README.md")) + sorted(ROOT.glob("examples/*/README.md"))
+    for suffix in ("py", "html", "js"):  # the examples' CDN URLs
+        files += sorted(ROOT.glob(f"examples/*/*/*.{suffix}"))
+        files += sorted(ROOT.glob(f"examples/*/*/static/**/*.{suffix}"))
+        files += sorted(ROOT.glob(f"examples/*/*/templates/**/*.{suffix}"))
+    return {f.relative_to(ROOT).as_posix(): f.read_text(encoding="utf-8") for f in files}
+
+
+def test_the_client_and_server_versions_the_pages_name_are_those_tested() -> None:
+    """pusher-js, Laravel Echo, ably (under Ably's Echo connector) and soketi, wherever a page
+    or an example names a version, are the versions tests/js and tests/servers/soketi pin."""
+    clients = ROOT / "tests" / "js" / "package.json"
+    pinned = {
+        "pusher-js": _pinned(clients, "pusher-js"),
+        "laravel-echo": _pinned(clients, "laravel-echo"),
+        "Laravel Echo": _pinned(clients, "laravel-echo"),
+        "soketi": _pinned(ROOT / "tests" / "servers" / "soketi" / "package.json", "@soketi/soketi"),
+    }
+    connector_ably = _pinned(clients, "ably-v1").removeprefix("npm:ably@")
+    assert _pinned(ROOT / "examples/shop/soketi/package.json", "@soketi/soketi") == pinned["soketi"]
+    found = 0
+    version = r"(\d+(?:\.\d+)*)\b"
+    for page, text in _pages().items():
+        for name, tested in pinned.items():
+            for named in re.findall(rf"{re.escape(name)}[@ :]v?{version}", text):
+                found += 1
+                assert tested == named or tested.startswith(named + "."), (page, name, named)
+        for named in re.findall(rf"(?:ably@|ably-js ){version}", text):  # the connector's
+            found += 1
+            assert connector_ably.split(".")[0] == named, (page, named)
+    assert found >= 15
+
+
+# -- the command lines the pages show ---------------------------------------------------------
+
+_PREFIXES = (
+    "broadcasting ",
+    "python -m broadcasting ",
+    "python manage.py broadcasting ",
+    "flask --app shop broadcasting ",
+)
+
+
+def shown_command_lines() -> list[tuple[str, str]]:
+    """Each ``broadcasting ...`` line of a shell block, less the synopses (``[--json]``)."""
+    lines = []
+    for page, text in _pages().items():
+        if not page.endswith(".md"):
+            continue
+        for block in re.findall(r"^```(?:sh|console|bash)\n(.*?)^```", text, re.M | re.S):
+            for line in block.splitlines():
+                line = line.strip().removeprefix("$ ")
+                command = line.split("#")[0]
+                if line.startswith(_PREFIXES) and not re.search(r"\[|\||\.\.\.", command):
+                    lines.append((page, line))
+    return lines
+
+
+def test_every_command_line_the_pages_show_parses() -> None:
+    """The README's, cli.md's, webhooks.md's, background.md's, django.md's and flask.md's
+    ``broadcasting`` lines take only options the command has (a user copies them)."""
+    lines = shown_command_lines()
+    assert {page for page, _ in lines} >= {
+        "README.md",
+        "docs/cli.md",
+        "docs/webhooks.md",
+        "docs/background.md",
+        "docs/django.md",
+        "docs/flask.md",
+    }
+    for page, line in lines:
+        argv = shlex.split(line, comments=True)
+        argv = argv[argv.index("broadcasting") + 1 :]
+        if argv[-1:] == ["&"]:
+            argv.pop()
+        try:
+            cli._parser().parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{page}: {line!r} does not parse")
