@@ -121,6 +121,8 @@ class Fault:
     #: for ``reply``: the raw body answered (``None``: ``payload``, encoded as Accept says)
     body: bytes | None = None
     payload: Any = None
+    #: for ``reply`` with ``body``: its Content-Type (``None``: none, for an empty body)
+    content_type: str | None = JSON
 
 
 @dataclass
@@ -392,13 +394,22 @@ class AblyEmulator:
         with self._lock:
             self.faults.append(Fault("forget", channels=tuple(channels)))
 
-    def reply_next(self, status: int, payload: Any = None, *, body: bytes | None = None) -> None:
+    def reply_next(
+        self,
+        status: int,
+        payload: Any = None,
+        *,
+        body: bytes | None = None,
+        content_type: str | None = JSON,
+    ) -> None:
         """Answer the next publish (after storing its messages) or token revocation (before
         revoking) with ``status`` and ``payload`` (encoded as the request's Accept says) or,
-        when given, the raw JSON ``body``: an answer Ably would not give, to see what the
+        when given, the raw ``body`` as ``content_type`` (``None``: no Content-Type header, as
+        a 204 with no content may come): an answer Ably would not give, to see what the
         driver makes of it."""
+        fault = Fault("reply", status, body=body, payload=payload, content_type=content_type)
         with self._lock:
-            self.faults.append(Fault("reply", status, body=body, payload=payload))
+            self.faults.append(fault)
 
     def html_next(self, status: int = 502, times: int = 1) -> None:
         """Answer the next requests with an HTML error page, as a proxy in front of Ably might."""
@@ -1183,11 +1194,13 @@ class AblyEmulator:
         return self._answer(request, status, payload, record, error_code=code)
 
     def _reply(self, request: web.Request, record: RecordedRequest, fault: Fault) -> web.Response:
-        """A ``reply`` fault's answer: its payload, or its raw body as JSON."""
+        """A ``reply`` fault's answer: its payload, or its raw body (as its content type)."""
         if fault.body is None:
             return self._answer(request, fault.status, fault.payload, record)
         record.status = fault.status
-        return web.Response(status=fault.status, body=fault.body, content_type=JSON)
+        if fault.content_type is None:  # aiohttp sends none for no body (octet-stream for one)
+            return web.Response(status=fault.status, body=fault.body or None)
+        return web.Response(status=fault.status, body=fault.body, content_type=fault.content_type)
 
     def _answer(
         self,

@@ -33,7 +33,7 @@ from broadcasting.plugin import (
 )
 from broadcasting_ably import _auth, _webhooks, _wire
 from broadcasting_ably._settings import DRIVER, AblySettings, is_utf8, parse_settings
-from broadcasting_ably._transport import Clients, call, finish, settled
+from broadcasting_ably._transport import Clients, call, finish, post, settled
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -122,7 +122,7 @@ class BroadcastAblyDriver(Driver):
         what, sent = _what(batch.parts), [0]
         failure: Exception | None = None
         try:
-            response = await call(client, "POST", path, sent, body=body)
+            response = await post(client, path, sent, body)
         except Exception as exc:
             failure = exc
         batch.requests = max(1, sent[0])
@@ -130,7 +130,7 @@ class BroadcastAblyDriver(Driver):
             raise _wire.publish_failure(self._scrub, what, failure, batch.requests)
         failed_over = batch.requests > 1  # an earlier host may have stored it all
         try:
-            status, items = int(response.status_code), list(response.items)
+            status, items = int(response.status_code), _wire.answer_items(response)
         except Exception as exc:
             raise _wire.unreadable_answer(self._scrub, what, exc) from None
         result = _wire.read_answer([part.channels for part in batch.parts], status, items)

@@ -156,6 +156,17 @@ def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, A
     return [flat[end - len(spec) : end] for spec, end in zip(specs, ends, strict=True)]
 
 
+def answer_items(response: Any) -> list[Any]:
+    """The items of the SDK's ``Response`` to a publish, as :func:`read_answer` takes them:
+    none for no content (with or without a ``Content-Type``), else a list's elements or the
+    one value. ``{}`` is one item, one channel's empty acknowledgement; ``[]``, ``[{}]``,
+    ``null``, ``0``, ``false`` and ``""`` are one item too, which acknowledges nothing."""
+    if not response.content:
+        return []
+    body = response.to_native()
+    return body if isinstance(body, list) and any(item != {} for item in body) else [body]
+
+
 def read_answer(
     parts: Sequence[Sequence[str]], status: int, items: list[Any]
 ) -> Fault | list[Reading | None]:
