@@ -117,27 +117,39 @@ class BroadcastAblyDriver(Driver):
         return await self._send(batch, aio=True)
 
     async def _send(self, batch: Batch, aio: bool) -> list[_Outcome]:
-        client = await self._clients.fresh(batch.budget, aio)
         path, body = _wire.request_for(batch.parts)
-        what, sent = _what(batch.parts), [0]
-        failure: Exception | None = None
-        try:
-            response = await post(client, path, sent, body)
-        except Exception as exc:
-            failure = exc
-        batch.requests = max(1, sent[0])
-        if failure is not None:  # raised here, not chained to the SDK's (it may echo the key)
-            raise _wire.publish_failure(self._scrub, what, failure, batch.requests)
-        failed_over = batch.requests > 1  # an earlier host may have stored it all
-        try:
-            status, items = int(response.status_code), _wire.answer_items(response)
-        except Exception as exc:
-            raise _wire.unreadable_answer(self._scrub, what, exc) from None
-        result = _wire.read_answer([part.channels for part in batch.parts], status, items)
-        if isinstance(result, tuple):
-            raise _wire.ably_error(self._scrub, what, result, failed_over=failed_over)
-        parts = zip(batch.parts, result, strict=True)
-        return [self._outcome(part, reading, status, failed_over) for part, reading in parts]
+        what, channels = _what(batch.parts), [part.channels for part in batch.parts]
+        failed_over = renewed = False  # failed over: an earlier host may have stored it all
+        spent = 0
+        while True:
+            client = await self._clients.fresh(batch.budget - spent, aio)
+            sent, failure = [0], None
+            try:
+                response = await post(client, path, sent, body)
+            except Exception as exc:
+                failure = exc
+            spent += (tried := max(1, sent[0]))
+            batch.requests = spent
+            failed_over = failed_over or tried > 1
+            if failure is not None:  # raised here, not chained to the SDK's (it may echo the key)
+                # an earlier host, of this send or the first, may have stored it
+                raise _wire.publish_failure(self._scrub, what, failure, 2 if failed_over else 1)
+            try:
+                status, items = int(response.status_code), _wire.answer_items(response)
+            except Exception as exc:
+                raise _wire.unreadable_answer(self._scrub, what, exc) from None
+            result = _wire.read_answer(channels, status, items)
+            if isinstance(result, tuple) and _wire.is_token_error(code := result[1]):
+                # the token was refused, so the request was: renewed, it is sent again at once
+                # (within the budget; the same message ids) as the SDK's own publish does
+                self._clients.drop(client)
+                if not renewed and spent < batch.budget and code != _wire.BAD_SIGNATURE:
+                    renewed = True
+                    continue
+            if isinstance(result, tuple):
+                raise _wire.ably_error(self._scrub, what, result, failed_over=failed_over)
+            parts = zip(batch.parts, result, strict=True)
+            return [self._outcome(part, reading, status, failed_over) for part, reading in parts]
 
     def _outcome(
         self, part: Part, reading: _wire.Reading | None, status: int, failed_over: bool
@@ -169,25 +181,35 @@ class BroadcastAblyDriver(Driver):
         """The meaning of the answer to ``query``, or its error with no traceback, context or
         cause (a keyed client is for this call alone)."""
         keyed = query.keyed
-        client = self._clients.keyed(aio) if keyed else await self._clients.fresh(QUERY_HOSTS, aio)
         method = "GET" if query.body is None else "POST"
-        collected: list[Any] = []
-        try:
-            response = await call(client, method, query.path, params=query.params, body=query.body)
-            for _ in range(MAX_PAGES):
-                items, more = _page(response, query.what, self._scrub)
-                collected.extend(items)
-                if not (query.paginate and more):
-                    break
-                response = await settled(response.next())
-            return (query.parse(collected),)
-        except QueryError as exc:
-            error = exc
-        except Exception as exc:
-            error = _wire.query_failure(self._scrub, query.what, self._endpoint, exc)
-        finally:
-            if keyed:
-                await settled(client.close())
+        for renewed in (False, True):
+            client = (
+                self._clients.keyed(aio) if keyed else await self._clients.fresh(QUERY_HOSTS, aio)
+            )
+            collected: list[Any] = []
+            try:
+                response = await call(
+                    client, method, query.path, params=query.params, body=query.body
+                )
+                for _ in range(MAX_PAGES):
+                    items, more = _page(response, query.what, self._scrub)
+                    collected.extend(items)
+                    if not (query.paginate and more):
+                        break
+                    response = await settled(response.next())
+                return (query.parse(collected),)
+            except QueryError as exc:
+                error = exc
+            except Exception as exc:
+                error = _wire.query_failure(self._scrub, query.what, self._endpoint, exc)
+            finally:
+                if keyed:
+                    await settled(client.close())
+            if keyed or not _wire.is_token_error(error.code):
+                break
+            self._clients.drop(client)  # asked again at once with a new token, as the SDK would
+            if renewed or error.code == _wire.BAD_SIGNATURE:
+                break
         # not chained to the SDK's exception (its text may echo the key, its frames hold it)
         error.__traceback__ = error.__cause__ = error.__context__ = None
         error.__suppress_context__ = True

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
-from broadcasting.plugin import PerLoop
+from broadcasting.plugin import PerLoop, Secret
 from broadcasting_ably._auth import token_details
 from broadcasting_ably._settings import AblySettings
 from broadcasting_ably._wire import API_VERSION
@@ -104,6 +104,11 @@ def _new_client(settings: AblySettings, hosts: int, aio: bool, **auth: Any) -> A
     return client
 
 
+def _token_of(client: Any) -> str | None:
+    """The token an SDK client holds (``None`` before its first request)."""
+    return getattr(client.auth.token_details, "token", None)
+
+
 def _httpx_client(client: Any) -> Any:
     """The SDK client's private httpx client (``None`` were it renamed)."""
     http = client.http
@@ -120,6 +125,8 @@ class Clients:
         self._sync: dict[int, Any] = {}
         self.loops: dict[int, PerLoop[Any]] = {}
         self.inherited = 0  #: sync clients of a parent process let go of after ``os.fork()``
+        #: the current token (see :meth:`token`), its expiry (ms) and its other details
+        self._held: tuple[Secret, float, dict[str, Any]] | None = None
         _all_clients.add(self)
 
     def get(self, budget: int, aio: bool) -> Any:
@@ -134,15 +141,35 @@ class Clients:
         return found.get() if aio else found
 
     async def fresh(self, budget: int, aio: bool) -> Any:
-        """:meth:`get`'s client, its token renewed once half its lifetime has passed. The SDK
-        never renews it: it judges expiry only with ``query_time``, and ``request()`` answers
-        Ably's 40142 instead of re-authorizing, so an expired token would fail every call."""
+        """:meth:`get`'s client, holding the driver's current token (:meth:`token`). The SDK
+        never renews a token itself: it judges expiry only with ``query_time``, and
+        ``request()`` answers Ably's 40142 instead of re-authorizing, so an expired token would
+        fail every call."""
         client = self.get(budget, aio)
-        details = client.auth.token_details  # None until the first request signs one
-        expires = getattr(details, "expires", None)
-        if expires is not None and expires - time.time() * 1000 < self._settings.token_ttl * 500:
-            await settled(client.auth.authorize())  # signed here, locally: no request
+        # compared as temporaries: no frame that may raise holds a token
+        if _token_of(client) != self.token()["token"]:
+            await settled(client.auth.authorize())  # its callback hands it the current one
         return client
+
+    def token(self) -> dict[str, Any]:
+        """The driver's publishing token, one for all its clients: signed here, locally, when
+        there is none, once half its lifetime has passed, or once Ably refused it (:meth:`drop`).
+        A dict: each SDK has its own ``TokenDetails``."""
+        s = self._settings
+        with self._lock:
+            if (held := self._held) is None or held[1] - time.time() * 1000 < s.token_ttl * 500:
+                # Ably reads {"*": ["*"]} as what the key allows
+                details = token_details(s.key, {"*": ["*"]}, s.client_id, s.token_ttl)
+                held = self._held = Secret(details.pop("token")), details["expires"], details
+            secret, _, details = held
+        return {**details, "token": secret.reveal()}
+
+    def drop(self, client: Any) -> None:
+        """Ably refused the token ``client`` holds (40140-40149: expired, revoked, invalid):
+        the next request of every client of the driver gets a new one."""
+        with self._lock:
+            if self._held is not None and self._held[0].reveal() == _token_of(client):
+                self._held = None
 
     def _new(self, hosts: int, aio: bool) -> Any:
         # the SDK keeps what it is given where debuggers see it: a token signed here, never the key
@@ -162,12 +189,10 @@ class Clients:
         return _new_client(self._settings, 1, aio, key=self._settings.key.reveal())
 
     def _token(self, token_params: Any = None) -> dict[str, Any]:
-        # a dict: each SDK has its own TokenDetails. Ably reads {"*": ["*"]} as what the key allows
-        s = self._settings
-        return token_details(s.key, {"*": ["*"]}, s.client_id, s.token_ttl)
+        return self.token()
 
     async def _atoken(self, token_params: Any = None) -> dict[str, Any]:
-        return self._token(token_params)
+        return self.token()
 
     def _take(self) -> list[PerLoop[Any]]:
         with self._lock:

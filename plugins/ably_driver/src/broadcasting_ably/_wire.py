@@ -20,6 +20,8 @@ API_VERSION = "3"  #: of Ably's REST API, sent with every request (``X-Ably-Vers
 MAX_CHANNELS_PER_REQUEST = 100  #: Ably's limit: one spec, or all the specs of a list
 BATCH_PATH = "/messages"
 BATCH_ERROR = 40020  #: Ably's "a batch request had failures" (the details are per channel)
+#: A token error no new token mends: its signature does not verify (the key's secret is wrong).
+BAD_SIGNATURE = 40144
 #: Ably takes bodies up to 2 MiB; :func:`spec_size` is exact (JSON) or an upper bound: a margin.
 MAX_BATCH_BODY_BYTES = 2 * 1024 * 1024 - 64 * 1024
 
@@ -154,6 +156,12 @@ def _per_spec(specs: Sequence[Sequence[str]], obj: Any) -> list[list[dict[str, A
         return None
     ends = itertools.accumulate(len(spec) for spec in specs)
     return [flat[end - len(spec) : end] for spec, end in zip(specs, ends, strict=True)]
+
+
+def is_token_error(code: object) -> bool:
+    """Ably refused the request's token (expired, revoked, invalid): 40140-40149, as the
+    ``ably`` SDK reads it (it re-authorizes and re-sends the request once)."""
+    return isinstance(code, int) and 40140 <= code < 40150
 
 
 def answer_items(response: Any) -> list[Any]:
