@@ -249,8 +249,8 @@ class Relay:
 
         A failure of the outbox's database (unreachable, restarting) is logged at WARNING
         and retried after a pause that grows to 10 s; rows it left ``sending`` are handled
-        as a crashed relay's."""
-        self._stopping.clear()
+        as a crashed relay's. A :meth:`stop` made before it began ends it at once: a stop is
+        spent by the run it ends, so the relay may run again after."""
         idle = failures = 0
         rounds: deque[asyncio.Future[RoundStats]] = deque()
         await asyncio.to_thread(self._warn_if_stranded)
@@ -276,7 +276,6 @@ class Relay:
             # stopped, or cancelled: the rows not gone yet stay as they are; the requests in
             # flight finish and their rows are recorded before the leases go (released first,
             # their outcomes would be fenced off: delivered rows left ``sending``)
-            asked = self._stopping.is_set()
             self._stopping.set()
             self._kick()
             try:
@@ -288,8 +287,7 @@ class Relay:
                     await self._recorded()
             finally:
                 await asyncio.to_thread(self._release)
-                if not asked:  # cancelled: the relay may run again (run_once, say)
-                    self._stopping.clear()
+                self._stopping.clear()  # spent: the relay may run again (run_once, say)
 
     async def _step(self, rounds: deque[asyncio.Future[RoundStats]], idle: int) -> int:
         """Begin a round (at most three still out); wait if it found nothing new. Returns
@@ -316,6 +314,9 @@ class Relay:
         ready = [p for p in self.partitions if p not in waits]
         due = await asyncio.to_thread(self.store.due, ready) if ready else None
         untils = [until for p, until in held.items() if p in self.partitions]
+        # not past the leases' renewal either: a wait of 1 s with the least lease (1 s)
+        # would have them lapse before the next round claimed them again
+        untils.append(self._renewed + self._renew_every())
         wait = _policy.next_wait(idle, [*untils, *(() if due is None else (due,))], time.time())
         pause, listen = _policy.pace(idle, wait)
         if pause > 0:  # woken for nothing it can send: not woken again before the pause ends
@@ -335,7 +336,8 @@ class Relay:
             log.warning("relay %s: %s", self.owner, stats.stranded_note())
 
     def stop(self) -> None:
-        """Ask :meth:`run`/:meth:`arun` to end after the requests in flight (thread-safe)."""
+        """Ask :meth:`run`/:meth:`arun` to end after the requests in flight (thread-safe);
+        made before the run begins, the run returns at once."""
         self._stopping.set()
 
     def _release(self) -> None:
@@ -344,6 +346,7 @@ class Relay:
         except Exception:  # the leases expire by themselves
             log.warning("relay %s: could not release its leases", self.owner, exc_info=True)
         self.partitions = ()
+        self._renewed = self._extended = float("-inf")  # the next round claims at once
 
     def run_once(self) -> RoundStats:
         """One round, blocking (on the core's background loop)."""
@@ -426,7 +429,7 @@ class Relay:
         may take longer than a lease, and a relay that let its leases run out while still
         sending would have another relay send its rows too, and its own outcomes dropped."""
         while not round_.done():
-            left = self._extended + min(1.0, self.lease / 4) - time.time()
+            left = self._extended + self._renew_every() - time.time()
             if left > 0:
                 await asyncio.wait((round_,), timeout=left)
                 continue
@@ -446,9 +449,13 @@ class Relay:
                 self.partitions = tuple(held)
         return round_.result()
 
+    def _renew_every(self) -> float:
+        """How often the leases are renewed: every second, or a quarter lease if shorter."""
+        return min(1.0, self.lease / 4)
+
     def _claim_due(self, now: float) -> bool:
-        """Whether the leases are due for renewal (every second, or a quarter lease)."""
-        return now - self._renewed >= min(1.0, self.lease / 4)
+        """Whether the leases are due for renewal (:meth:`_renew_every`)."""
+        return now - self._renewed >= self._renew_every()
 
     # -- the queue of rows to send -----------------------------------------------------------
 
