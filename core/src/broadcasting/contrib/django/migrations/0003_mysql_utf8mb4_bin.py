@@ -15,8 +15,11 @@ TABLES = ("broadcasting_outbox", "broadcasting_outbox_lease", "broadcasting_outb
 
 
 def convert(apps: Any, schema_editor: Any) -> None:
-    if schema_editor.connection.vendor == "mysql":
-        for table in TABLES:  # the rows' text too, from the charset it was stored in
+    connection = schema_editor.connection
+    if connection.vendor == "mysql":
+        # only those 0001 made here (a router may keep the outbox in another database)
+        present = set(connection.introspection.table_names())
+        for table in (t for t in TABLES if t in present):  # the rows' text is converted too
             schema_editor.execute(
                 f"ALTER TABLE `{table}` CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
             )
