@@ -134,7 +134,7 @@ def test_a_failure_after_commit_is_logged_not_raised(caplog: pytest.LogCaptureFi
         tx.commit()  # nothing raised into the committing code
     [record] = caplog.records
     assert receipt.message_id in record.getMessage()
-    assert "failed: the service said no" in record.getMessage()
+    assert "failed on orders: the service said no" in record.getMessage()
 
 
 def test_hook_broadcasting_defer() -> None:

@@ -200,23 +200,40 @@ def send_committed(broadcaster: Broadcaster[Any], message: Message) -> None:
 def _report(broadcaster: Broadcaster[Any], message: Message, exc: Exception) -> None:
     """Log the failure of a publish that was sent after its transaction committed."""
     if isinstance(exc, (PublishError, Cancelled)):
-        if isinstance(exc, Cancelled):
-            outcome = "unknown"  # a request may have gone out
-        else:
-            outcome = "unknown" if exc.maybe_delivered and not exc.delivered else "failed"
         log.error(
             "%s: message %s (%r to %d channel(s)), sent after commit, %s: %s",
             broadcaster.name,
             message.id,
             message.event,
             len(message.channels),
-            outcome,
+            _outcomes(message.channels, exc),
             exc,
         )
     else:  # a bug (a plugin's, the driver's): its traceback says where
         log.error(
             "%s: message %s, sent after commit, raised", broadcaster.name, message.id, exc_info=exc
         )
+
+
+def _outcomes(channels: Sequence[str], exc: Exception) -> str:
+    """What became of each channel: ``"delivered on a; unknown on b"`` (a channel the error
+    does not name: unknown if a request may have delivered it, else failed)."""
+    said: dict[str, list[str]] = {"delivered": [], "failed": [], "unknown": []}
+    if isinstance(exc, PublishError):
+        named = {c: "delivered" for c in exc.delivered}
+        named.update({c: "failed" for c in exc.failed})
+        named.update({c: "unknown" for c in exc.unknown})
+        rest = "unknown" if exc.maybe_delivered else "failed"
+    else:  # cancelled midway: a request may have gone out
+        named, rest = {}, "unknown"
+    for channel in channels:
+        said[named.get(channel, rest)].append(channel)
+    return "; ".join(
+        f"{outcome} on {', '.join(names[:10])}"
+        + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        for outcome, names in said.items()
+        if names
+    )
 
 
 def unknown_mode(via: str) -> InputError:
