@@ -11,6 +11,7 @@ extension, so every application it is initialized on has them.
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -21,8 +22,9 @@ from markupsafe import Markup
 from werkzeug.local import LocalProxy
 
 from broadcasting._auth import ChannelRules, Rule
-from broadcasting._broadcast import Broadcast
+from broadcasting._broadcast import Broadcast, _frozen
 from broadcasting._client import DEFAULT_ELEMENT_ID, client_config, script_element
+from broadcasting._errors import ConfigurationError
 from broadcasting._webhooks import WebhookHandler, WebhookHandlers
 from broadcasting.web import UserDataFunction, UserFunction
 from broadcasting.web.flask import broadcasting_blueprint
@@ -91,6 +93,7 @@ class Broadcasting:
             app.config.setdefault(key, value)
         broadcast = Broadcast(app.config["BROADCASTING"], plugins=self.plugins)
         broadcast.rules, broadcast.webhook_handlers = self.rules, self.webhook_handlers
+        _read[broadcast] = _frozen(app.config["BROADCASTING"])
         prefix = app.config["BROADCASTING_URL_PREFIX"]
         blueprint = broadcasting_blueprint(
             broadcast,
@@ -103,6 +106,7 @@ class Broadcasting:
             user_auth_path="/user-auth",
             webhook_path="/webhook",
         )
+        blueprint.before_request(_unchanged)  # the endpoints refuse a changed config too
         app.register_blueprint(blueprint)
         app.extensions[EXTENSION] = broadcast
         app.add_template_global(self._client_config, "broadcasting_client_config")
@@ -143,6 +147,10 @@ class Broadcasting:
         return f"<Broadcasting driver={self.driver!r}>"
 
 
+#: each application's Broadcast: the BROADCASTING it was built from, as init_app read it
+_read: weakref.WeakKeyDictionary[Broadcast, object] = weakref.WeakKeyDictionary()
+
+
 def _current() -> Broadcast:
     found = current_app.extensions.get(EXTENSION)
     if not isinstance(found, Broadcast):
@@ -150,7 +158,23 @@ def _current() -> Broadcast:
             f"{current_app.name}: Broadcasting is not initialized on this app "
             "(Broadcasting(app) or broadcasting.init_app(app))"
         )
+    read = _read.get(found)
+    if read is not None and _frozen(current_app.config.get("BROADCASTING")) != read:
+        # read once, by init_app: a test's app.config.update() after the factory ran would
+        # have gone on publishing through the driver the factory configured
+        raise ConfigurationError(
+            "config",
+            "BROADCASTING",
+            f"app.config['BROADCASTING'] of {current_app.name!r} changed after "
+            "Broadcasting.init_app(app) read it; set it before init_app (in a test: "
+            "create_app(test_config), as in docs/flask.md)",
+        )
     return found
+
+
+def _unchanged() -> None:
+    """Before each endpoint's request: :func:`_current`'s check of the config."""
+    _current()
 
 
 #: The current application's Broadcast, for views: ``broadcast.channel(...)``.
