@@ -220,9 +220,13 @@ def _text(value: object) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value  # type: ignore[return-value]
 
 
-# An entry is "<state> <JSON list of channels>[ <since>]": the channels the state is about,
-# and for "sending" (and a "retry" that re-sends what may have arrived) when they were first
-# sent (epoch seconds): a service that drops repeats for a while (Ably) drops them only then.
+# An entry is "<state> <JSON list of channels>[ <since>[ <JSON list of channels>]]": the
+# channels the state is about; for "sending" (and a "retry" that re-sends what may have
+# arrived) when they were first sent (epoch seconds): a service that drops repeats for a while
+# (Ably) drops them only then; and for a "retry" of which only some may have arrived, those
+# (the others certainly were not delivered: sent again whatever the time). A "retry" with a
+# time and no second list (all an earlier version wrote) is about channels that all may have
+# arrived.
 SENDING = "sending"  # an attempt is publishing these channels (or died doing so)
 RETRY = "retry"  # these channels are to be sent again (certainly not delivered, or resendable)
 DONE = "done"  # delivered (every channel)
@@ -232,10 +236,23 @@ UNKNOWN = "unknown"  # may have been delivered: not sent again, reported
 _decode = json.JSONDecoder().raw_decode
 
 
-def entry(state: str, channels: Sequence[str], since: float | None = None) -> str:
-    """A journal entry (``since``: when the channels were first sent, if it matters)."""
-    text = f"{state} {json.dumps(list(channels), separators=(',', ':'))}"
-    return text if since is None else f"{text} {since!r}"
+def _json(channels: Sequence[str]) -> str:
+    return json.dumps(list(channels), separators=(",", ":"))
+
+
+def entry(
+    state: str,
+    channels: Sequence[str],
+    since: float | None = None,
+    maybe: Sequence[str] | None = None,
+) -> str:
+    """A journal entry (``since``: when the channels were first sent, if it matters;
+    ``maybe``: of a "retry" whose channels are not all of one kind, those that may have
+    arrived, first sent at ``since``)."""
+    text = f"{state} {_json(channels)}"
+    if since is None:
+        return text
+    return f"{text} {since!r}" if maybe is None else f"{text} {since!r} {_json(maybe)}"
 
 
 def parse(text: str) -> tuple[str, tuple[str, ...]]:
@@ -244,16 +261,29 @@ def parse(text: str) -> tuple[str, tuple[str, ...]]:
     return state, tuple(_decode(rest)[0]) if rest else ()
 
 
+def _after(text: str) -> tuple[str, str]:
+    """An entry's time and what follows it (empty where it has none)."""
+    rest = text.partition(" ")[2]
+    if not rest:
+        return "", ""
+    since, _, more = rest[_decode(rest)[1] :].strip().partition(" ")
+    return since, more.strip()
+
+
 def since_of(text: str | None) -> float | None:
     """When an entry's channels were first sent, if it says (entries of older versions and
     certain failures do not)."""
-    if not text:
-        return None
-    rest = text.partition(" ")[2]
-    if not rest:
-        return None
-    after = rest[_decode(rest)[1] :].strip()
-    return float(after) if after else None
+    since = _after(text)[0] if text else ""
+    return float(since) if since else None
+
+
+def maybe_of(text: str) -> tuple[str, ...]:
+    """Of an entry's channels, those that may have arrived at its first send (all of them
+    when it has a time but no list of them, none when it has no time)."""
+    since, more = _after(text)
+    if not since:
+        return ()
+    return tuple(_decode(more)[0]) if more else parse(text)[1]
 
 
 # --- the policy (pure) ------------------------------------------------------------------------
@@ -262,15 +292,19 @@ def since_of(text: str | None) -> float | None:
 @dataclass(frozen=True)
 class Start:
     """What a worker does with a task, given the journal: ``entry`` to write first (``None``:
-    none), ``send`` the channels to publish (first sent at ``since``), else ``outcome``
-    (``"done"``: nothing to do; ``"unknown"``/``"failed"``: fail the task without retry) and
-    why."""
+    none), ``send`` the channels to publish (first sent at ``since``; ``maybe``: those of
+    them an earlier attempt may have delivered), else ``outcome`` (``"done"``: nothing to do;
+    ``"unknown"``/``"failed"``: fail the task without retry) and why; ``unknown``: channels
+    not sent again although others are (they may have arrived, and the service would no
+    longer drop the copy), to report as ``reason`` says."""
 
     entry: str | None
     send: tuple[str, ...] = ()
     outcome: str = ""
     reason: str = ""
     since: float | None = None
+    maybe: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
 
 
 _WINDOW_PASSED = (
@@ -293,15 +327,21 @@ def begin(
     state, noted = parse(found)
     since = since_of(found)
     if state == RETRY:
-        if since is None:  # certainly not delivered: this is their first send that counts
+        maybe = maybe_of(found)
+        if since is None or not maybe:  # certainly not delivered: their first send that counts
             return Start(entry(SENDING, noted, now), noted, since=now)
         if resend(since) if callable(resend) else resend:
-            return Start(entry(SENDING, noted, since), noted, since=since)
+            return Start(entry(SENDING, noted, since), noted, since=since, maybe=maybe)
+        sure = tuple(channel for channel in noted if channel not in maybe)
+        if sure:  # certainly not delivered: sent whatever the time; the others are held
+            return Start(
+                entry(SENDING, sure, now), sure, reason=_WINDOW_PASSED, since=now, unknown=maybe
+            )
         return Start(entry(UNKNOWN, noted), outcome=UNKNOWN, reason=_WINDOW_PASSED)
     if state == SENDING:
         if resend(since) if callable(resend) else resend:
             why = "an earlier attempt did not finish: sent again"
-            return Start(None, noted, reason=why, since=since)
+            return Start(None, noted, reason=why, since=since, maybe=noted)
         why = (
             "an earlier attempt of this task started publishing and did not finish (its "
             "worker died or lost its connection): the service may have it, so it is not "
@@ -334,33 +374,44 @@ def finish(
     resend: bool,
     last: bool = False,
     since: float | None = None,
+    maybe: Sequence[str] = (),
 ) -> Finish:
     """The outcome of publishing to ``sent``: ``error`` is what it raised (``None``: a
     receipt). A channel certainly not delivered for a retryable reason is retried (and, with
     ``resend``, one that may have been); ``last``: the queue retries no more; ``since``:
     when ``sent`` were first sent (kept in the entry if a retry re-sends what may have
-    arrived)."""
+    arrived); ``maybe``: those of ``sent`` an earlier attempt may have delivered (whatever
+    this publish says of them, unless it delivered them)."""
     if error is None:
         return Finish(entry(DONE, sent), DONE)
     delivered = set(error.delivered)
+    earlier = set(maybe)
     retry: list[str] = []
+    resending: list[str] = []
     dead: list[str] = []
     unknown: list[str] = []
     for channel in sent:
         if channel in delivered:
             continue
         cause = error.causes.get(channel, error)
-        maybe = channel in error.unknown or (channel not in error.failed and cause.maybe_delivered)
-        if cause.retryable and not last and (resend or not maybe):
+        may = (
+            channel in earlier
+            or channel in error.unknown
+            or (channel not in error.failed and cause.maybe_delivered)
+        )
+        if cause.retryable and not last and (resend or not may):
             retry.append(channel)
-        elif maybe:
+            if may:
+                resending.append(channel)
+        elif may:
             unknown.append(channel)
         else:
             dead.append(channel)
     if retry:
-        resending = any(c in error.unknown or error.causes.get(c, error).maybe_delivered
-                        for c in retry)  # fmt: skip
-        text = entry(RETRY, retry, since if resending else None)
+        if not resending or since is None:
+            text = entry(RETRY, retry)
+        else:  # the list only when some of them certainly were not delivered
+            text = entry(RETRY, retry, since, resending if len(resending) < len(retry) else None)
         return Finish(text, RETRY, tuple(retry), tuple(dead), tuple(unknown))
     state = FAILED if dead else UNKNOWN
     return Finish(entry(state, dead or unknown), state, (), tuple(dead), tuple(unknown))
@@ -474,14 +525,17 @@ def perform(
             outcome=start.outcome,
             channels=noted,
         )
-    if start.reason:
+    if start.unknown:  # held back: reported now, the others are sent
+        _report(job.id, start.unknown, UNKNOWN, start.reason)
+    elif start.reason:
         log.warning("%s: message %s: %s", broadcaster.name, job.id, start.reason)
     message.channels = start.send
     message.first_sent = start.since  # a re-send: the service's dedup window counts from it
+    error: PublishError | None = None
     try:
         receipt = run(broadcaster.publish_message(message))
     except PublishError as exc:
-        error: PublishError | None = exc
+        error = exc
     except Exception as exc:  # a plugin's bug, after the request may have gone out
         _note(journal, job.id, entry(UNKNOWN, start.send), ttl)
         reason = f"publishing raised {type(exc).__name__}: {exc}"
@@ -490,15 +544,22 @@ def perform(
         _note(journal, job.id, entry(UNKNOWN, start.send), ttl)
         _report(job.id, start.send, UNKNOWN, f"interrupted by {type(exc).__name__}")
         raise
-    else:
+    if error is None and not start.unknown:
         _note(journal, job.id, entry(DONE, start.send), ttl)
         return receipt
-    assert error is not None
+    if error is None:  # delivered, but what was held back may have arrived: the task fails
+        _note(journal, job.id, entry(UNKNOWN, start.unknown), ttl)
+        raise TaskFailed(
+            f"message {job.id}: {start.reason}",
+            message_id=job.id,
+            outcome=UNKNOWN,
+            channels=start.unknown,
+        )
     # a retry re-sends what may have arrived only if it would still be dropped then: at the
     # latest its backoff after now (a backlog can delay it more: begin() looks again then)
     policy = retry or _FALLBACK_RETRY
     latest = time.time() + policy.cap(attempt)
-    done = finish(start.send, error, resend(start.since, latest), last, start.since)
+    done = finish(start.send, error, resend(start.since, latest), last, start.since, start.maybe)
     _note(journal, job.id, done.entry, ttl)
     if done.unknown:
         _report(job.id, done.unknown, UNKNOWN, str(error))
