@@ -4,6 +4,7 @@ Django expects, and the client's mistakes (4xx) kept out of ``django.request``'s
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "ENDPOINTS_SETTING",
     "EndpointSettings",
     "endpoint_settings",
+    "remount",
     "url_patterns",
 ]
 
@@ -129,13 +131,41 @@ def _misconfigured(problem: str) -> list[URLPattern]:
     ]
 
 
+class _Patterns(list):  # type: ignore[type-arg]
+    """The URL patterns :func:`url_patterns` made, and the overrides they were made with."""
+
+    overrides: Mapping[str, Any]
+
+
+#: every list of patterns made, so that :func:`remount` renews them when the setting changes
+_mounted: weakref.WeakValueDictionary[int, _Patterns] = weakref.WeakValueDictionary()
+
+
 def url_patterns(**overrides: Any) -> list[URLPattern]:
     """The app's URL patterns: ``auth``, ``user-auth`` and ``webhook``, as
     ``settings.BROADCASTING_ENDPOINTS`` and then ``overrides`` (the same keys) say.
 
     ``broadcasting.contrib.django.urls`` holds them for the settings alone; call this for a
-    second mount (``include((url_patterns(async_views=True), "async"))``).
+    second mount (``include((url_patterns(async_views=True), "async"))``). The list follows the
+    setting: when it changes (``override_settings``), :func:`remount` renews its patterns.
     """
+    patterns = _Patterns(_patterns(overrides))
+    patterns.overrides = overrides
+    _mounted[id(patterns)] = patterns  # a list has no hash
+    return patterns
+
+
+def remount() -> None:
+    """Renew every list :func:`url_patterns` made from the setting as it is now, in place:
+    Django's resolvers hold those lists, and read them at each request."""
+    for patterns in list(_mounted.values()):
+        try:
+            patterns[:] = _patterns(patterns.overrides)
+        except TypeError as exc:  # a setting that no override fits: refused at each request
+            patterns[:] = _misconfigured(str(exc))
+
+
+def _patterns(overrides: Mapping[str, Any]) -> list[URLPattern]:
     from broadcasting.contrib.django import broadcast
     from broadcasting.web.django import arequest_user, broadcasting_urls, request_user
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.apps import AppConfig  # type: ignore[import-untyped, unused-ignore]
@@ -12,8 +13,8 @@ MODULE = "broadcasting"
 
 class BroadcastingConfig(AppConfig):  # type: ignore[misc, unused-ignore]
     """``broadcasting.contrib.django``: imports each installed app's ``broadcasting.py`` in
-    :meth:`ready`, rebuilds the project's Broadcast when ``BROADCASTING`` changes, and
-    registers the system checks."""
+    :meth:`ready`, rebuilds the project's Broadcast when ``BROADCASTING`` changes (the
+    endpoints when ``BROADCASTING_ENDPOINTS`` does), and registers the system checks."""
 
     name = "broadcasting.contrib.django"
     label = "broadcasting"
@@ -37,3 +38,7 @@ def _setting_changed(*, setting: str, **kwargs: Any) -> None:
 
     if setting == SETTING and isinstance(broadcast, SettingsBroadcast):
         broadcast.reset()
+    elif setting == "BROADCASTING_ENDPOINTS" and "django.urls" in sys.modules:
+        from broadcasting.contrib.django._endpoints import remount
+
+        remount()  # the mounted endpoints follow it (their lists were made at import)
