@@ -116,14 +116,14 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(project: Path, script: str) -> subprocess.CompletedProcess[str]:
+def run(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     dropped = ("PYTEST_", "DJANGO_", "BROADCAST", "COV_", "COVERAGE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     env["DJANGO_SETTINGS_MODULE"] = "s36_settings"
     env["PYTHONPATH"] = str(project)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return subprocess.run(
-        [sys.executable, script],
+        [sys.executable, *argv],
         cwd=project,
         env=env,
         capture_output=True,
@@ -151,3 +151,18 @@ def test_override_settings_of_the_endpoints_setting_reaches_the_mounted_endpoint
         "bad setting": [500, 500],
         "after": [403, 403],
     }, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("value", ["float('nan')", "float('inf')"])
+def test_a_client_setting_json_cannot_hold_is_reported_by_the_check(
+    project: Path, value: str
+) -> None:
+    """``broadcasting.E005``: ``BROADCASTING_CLIENT`` is not a dict that JSON can hold. NaN and
+    infinity passed it (Python's json writes them, as ``NaN``, which no browser's JSON.parse
+    reads): the page's config then broke every client at run time instead."""
+    (project / "s36_nan.py").write_text(
+        f"from s36_settings import *\nBROADCASTING_CLIENT = {{'wsPort': {value}}}\n", "utf-8"
+    )
+    done = run(project, "-m", "django", "check", "--settings", "s36_nan")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "broadcasting.E005" in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -180,7 +180,7 @@ def _json_object(value: object) -> bool:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         return False
     try:
-        json.dumps(value)
+        json.dumps(value, allow_nan=False)  # Python writes NaN, which JSON.parse refuses
     except (TypeError, ValueError):
         return False
     return True
