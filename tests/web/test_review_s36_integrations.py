@@ -83,3 +83,43 @@ def test_a_flask_config_left_as_init_app_read_it_still_publishes() -> None:
         assert auth.status_code == 200, auth.get_data(as_text=True)
     finally:
         app.extensions["broadcasting"].close()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("BROADCASTING_URL_PREFIX", 5),
+        ("BROADCASTING_URL_PREFIX", "broadcasting"),
+        ("BROADCASTING_CLIENT", "wsHost=ws.example.com"),
+        ("BROADCASTING_CLIENT", [("wsHost", "ws.example.com")]),
+    ],
+)
+def test_a_wrong_flask_setting_is_named_by_init_app(key: str, value: object) -> None:
+    """Django's system checks name a wrong ``BROADCASTING_CLIENT`` (E005); the Flask extension
+    let it through to the first page, which failed with ``TypeError: 'str' object is not a
+    mapping``, and a prefix that is not a path failed in Flask or werkzeug
+    (``AttributeError: 'int' object has no attribute 'rstrip'``)."""
+    pytest.importorskip("flask")
+    from flask import Flask
+
+    from broadcasting.contrib.flask import Broadcasting
+
+    app = Flask(__name__)
+    app.config[key] = value
+    with pytest.raises(ConfigurationError, match=key):
+        Broadcasting(app, user=lambda request: None)
+    assert "broadcasting" not in app.extensions
+
+
+def test_a_client_setting_changed_to_a_wrong_one_is_named_by_the_page() -> None:
+    """``BROADCASTING_CLIENT`` is read as each page renders: a wrong one set later is named."""
+    pytest.importorskip("flask")
+    from flask import render_template_string
+
+    app = flask_app({"DRIVER": "pusher", "DRIVERS": {"pusher": dict(PUSHER)}})
+    try:
+        app.config["BROADCASTING_CLIENT"] = "wsHost=ws.example.com"
+        with app.test_request_context(), pytest.raises(ConfigurationError, match="CLIENT"):
+            render_template_string("{{ broadcasting_client_config() }}")
+    finally:
+        app.extensions["broadcasting"].close()

@@ -91,10 +91,14 @@ class Broadcasting:
             raise RuntimeError(f"{app.name}: Broadcasting is initialized on this app already")
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
+        prefix = app.config["BROADCASTING_URL_PREFIX"]
+        if prefix and not (isinstance(prefix, str) and prefix.startswith("/")):
+            problem = "must be the endpoints' path prefix, starting with '/' ('/broadcasting')"
+            raise ConfigurationError("config", "BROADCASTING_URL_PREFIX", problem)
+        _client_overrides(app.config)
         broadcast = Broadcast(app.config["BROADCASTING"], plugins=self.plugins)
         broadcast.rules, broadcast.webhook_handlers = self.rules, self.webhook_handlers
         _read[broadcast] = _frozen(app.config["BROADCASTING"])
-        prefix = app.config["BROADCASTING_URL_PREFIX"]
         blueprint = broadcasting_blueprint(
             broadcast,
             name=EXTENSION,
@@ -195,9 +199,18 @@ def broadcasting_client_config(
         driver=driver,
         auth_endpoint=url_for(f"{EXTENSION}.auth"),
         user_auth_endpoint=url_for(f"{EXTENSION}.user_auth"),
-        overrides={**(current_app.config.get("BROADCASTING_CLIENT") or {}), **overrides},
+        overrides={**_client_overrides(current_app.config), **overrides},
     )
     return Markup(script_element(config, element_id))  # escaped by script_element
+
+
+def _client_overrides(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``BROADCASTING_CLIENT``, checked: a dict of client options (or nothing)."""
+    overrides = config.get("BROADCASTING_CLIENT") or {}
+    if not isinstance(overrides, Mapping) or not all(isinstance(k, str) for k in overrides):
+        problem = "must be a dict of the browser client's options ({'wsHost': ...})"
+        raise ConfigurationError("config", "BROADCASTING_CLIENT", problem)
+    return overrides
 
 
 @click.command(
