@@ -116,9 +116,10 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run(project: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+def run(project: Path, *argv: str, **environ: str) -> subprocess.CompletedProcess[str]:
     dropped = ("PYTEST_", "DJANGO_", "BROADCAST", "COV_", "COVERAGE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    env.update(environ)
     env["DJANGO_SETTINGS_MODULE"] = "s36_settings"
     env["PYTHONPATH"] = str(project)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -166,3 +167,27 @@ def test_a_client_setting_json_cannot_hold_is_reported_by_the_check(
     done = run(project, "-m", "django", "check", "--settings", "s36_nan")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "broadcasting.E005" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("driver", "expected", "unexpected"),
+    [
+        ("", "broadcasting.W001", "broadcasting.E"),
+        ("log", "broadcasting.W001", "broadcasting.E"),
+        ("null", "no issues", "broadcasting.W001"),
+        ("pushr", "broadcasting.E002", "broadcasting.W001"),
+        ("pusher", "broadcasting.E003", "broadcasting.W001"),
+    ],
+)
+def test_an_unset_setting_is_checked_with_the_driver_broadcast_driver_names(
+    project: Path, driver: str, expected: str, unexpected: str
+) -> None:
+    """Without ``BROADCASTING`` the project's Broadcast takes ``$BROADCAST_DRIVER``
+    (docs/configuration.md). The check said every publish went to the ``log`` driver
+    whatever it named, and never checked that driver: a typo (``pushr``) passed."""
+    (project / "s36_unset.py").write_text("from s36_settings import *\ndel BROADCASTING\n", "utf-8")
+    environ = {"BROADCAST_DRIVER": driver} if driver else {}
+    done = run(project, "-m", "django", "check", "--settings", "s36_unset", **environ)
+    output = done.stdout + done.stderr
+    assert expected in output and unexpected not in output, output
+    assert "Traceback" not in output, output

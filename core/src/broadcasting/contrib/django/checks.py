@@ -1,7 +1,8 @@
 """System checks (``manage.py check``, and as every command starts): a bad ``BROADCASTING``
 is reported at start-up, before any request. Each id is documented in docs/django.md.
 
-- ``broadcasting.W001``: ``BROADCASTING`` is not set (the ``log`` driver only logs publishes).
+- ``broadcasting.W001``: ``BROADCASTING`` is not set (the ``log`` driver only logs publishes);
+  not set, but ``$BROADCAST_DRIVER`` names another driver: that driver is checked.
 - ``broadcasting.E001``: ``BROADCASTING`` is not a configuration (``DRIVER``, ``DRIVERS``,
   ``OUTBOX``).
 - ``broadcasting.E002``: a driver it names is not installed, or its plugin does not load.
@@ -70,7 +71,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
     found: list[Any] = []
     value = getattr(settings, SETTING, None)
-    if value is None:
+    if value is None and _default_driver() == "log":
         found.append(
             Warning(
                 f"{SETTING} is not set: every publish goes to the 'log' driver, which only logs it",
@@ -78,6 +79,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="broadcasting.W001",
             )
         )
+    elif value is None:  # the driver $BROADCAST_DRIVER names, as the project's Broadcast takes
+        found.extend(_check_drivers({}))
     elif not isinstance(value, Mapping):
         found.append(
             Error(
@@ -100,6 +103,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     return found
+
+
+def _default_driver() -> str | None:
+    """The driver a Broadcast without configuration publishes through: ``$BROADCAST_DRIVER``,
+    else ``log`` (``None`` if the variable is set but wrong: :func:`_check_drivers` says so)."""
+    try:
+        return load_config(None).driver
+    except ConfigurationError:
+        return None
 
 
 def _check_drivers(value: Mapping[str, Any], *, deploy: bool = False) -> list[Any]:
