@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -161,6 +162,9 @@ def test_a_secret_or_an_object_json_cannot_hold_is_refused_as_an_override() -> N
             client_config(broadcast, overrides={"token": Secret("abc")})
         with pytest.raises(ConfigurationError, match="not JSON"):
             client_config(broadcast, overrides={"when": object()})
+        for number in (math.nan, math.inf, -math.inf):  # JSON.parse refuses what json writes
+            with pytest.raises(ConfigurationError, match="not JSON"):
+                client_config_html(broadcast, overrides={"x": number})
         with pytest.raises(ConfigurationError) as info:
             client_config(broadcast, overrides={"x": f"...{SECRET}..."})
     assert info.value.key == "secret"

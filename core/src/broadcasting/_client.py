@@ -77,7 +77,9 @@ def client_config_html(
 
 def script_element(config: Mapping[str, Any], element_id: str = DEFAULT_ELEMENT_ID) -> str:
     """``config`` as JSON in a ``<script type="application/json">`` element, escaped."""
-    text = json.dumps(config, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    text = json.dumps(
+        config, separators=(",", ":"), ensure_ascii=False, sort_keys=True, allow_nan=False
+    )
     # JSON allows \\u escapes anywhere in a string: none of these can then end the element
     text = text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
@@ -88,7 +90,8 @@ def _check(config: Mapping[str, Any], driver: str, options: Mapping[str, Any]) -
     """Refuse a config holding a Secret, one of the driver's secret options' values (but the
     public app key it returned as ``key``), or anything JSON cannot hold."""
     try:
-        text = json.dumps(config, ensure_ascii=False, default=_refuse)
+        # NaN and infinity too: Python would write them, the browser's JSON.parse refuses them
+        text = json.dumps(config, ensure_ascii=False, default=_refuse, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(driver, None, f"its client config is not JSON: {exc}") from None
     public = config.get("key")
