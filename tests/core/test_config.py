@@ -139,6 +139,9 @@ def test_slips_of_the_setting_names_are_errors_with_a_guess(
 def test_a_mapping_holds_only_the_settings() -> None:
     with pytest.raises(ConfigurationError, match="only DRIVER, DRIVERS, SEND and OUTBOX"):
         load_config({"DRIVER": "log", "TIMEOUT": 3})
+    for key in (5, (1, 2), None, b"DRIVER"):  # no setting has such a name: not skipped
+        with pytest.raises(ConfigurationError, match=f"must be a str, not {type(key).__name__}"):
+            load_config({"DRIVER": "log", key: 1})
 
 
 def test_send_and_outbox_are_read_and_checked() -> None:

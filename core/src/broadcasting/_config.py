@@ -128,7 +128,13 @@ _TYPOS = ("DRIVER", "DRIVERS")  # the seed's names: a module's `driver = ...` is
 def _check_names(values: Mapping[str, Any], where: str, *, strict: bool) -> None:
     """Refuse keys that are not DRIVER/DRIVERS: all of them (a mapping), or likely typos."""
     for key in values:
-        if not isinstance(key, str) or key in _KEYS:
+        if not isinstance(key, str):
+            if strict:  # Broadcast({5: ...}): no setting has such a name
+                raise ConfigurationError(
+                    "config", None, f"a setting's name must be a str, not {type(key).__name__}"
+                )
+            continue
+        if key in _KEYS:
             continue
         import difflib
 
