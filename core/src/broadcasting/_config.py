@@ -125,7 +125,7 @@ _KEYS = ("DRIVER", "DRIVERS", "SEND", "OUTBOX")
 _TYPOS = ("DRIVER", "DRIVERS")  # the seed's names: a module's `driver = ...` is a slip
 
 
-def _check_names(values: Mapping[str, Any], where: str, *, strict: bool) -> None:
+def _check_names(values: Mapping[Any, Any], where: str, *, strict: bool) -> None:
     """Refuse keys that are not DRIVER/DRIVERS: all of them (a mapping), or likely typos."""
     for key in values:
         if not isinstance(key, str):
