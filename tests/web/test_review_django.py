@@ -202,6 +202,7 @@ def test_the_relay_command_reports_missing_tables_in_one_line(project: Path) -> 
         ({"usr": "x"}, "'usr'"),
         ({"user": "no_such_module.user"}, "no_such_module"),
         ({"csrf": "yes"}, "'csrf'"),
+        ({"driver": "pushr"}, "'pushr'"),  # a name no driver has: every request a 500
     ],
 )
 def test_a_bad_endpoints_setting_is_reported_with_the_urls_mounted(

@@ -9,7 +9,8 @@ is reported at start-up, before any request. Each id is documented in docs/djang
 - ``broadcasting.E003``: a driver's options are wrong (the message names the key, never a value).
   An option left ``None`` (``os.environ.get()`` of an unset variable) is reported by
   ``check --deploy`` only, so that ``makemigrations`` and tests run without credentials.
-- ``broadcasting.E004``: ``BROADCASTING_ENDPOINTS`` is wrong.
+- ``broadcasting.E004``: ``BROADCASTING_ENDPOINTS`` is wrong (its ``driver`` too: a name no
+  driver has).
 - ``broadcasting.E005``: ``BROADCASTING_CLIENT`` is wrong.
 
 No check sends anything: drivers are built (which checks their options) and closed.
@@ -91,9 +92,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     else:
         found.extend(_check_drivers(value))
     try:
-        endpoint_settings()
+        endpoints = endpoint_settings()
     except TypeError as exc:
         found.append(Error(str(exc), obj=ENDPOINTS_SETTING, id="broadcasting.E004"))
+    else:
+        if endpoints.driver is not None and isinstance(value, (Mapping, type(None))):
+            found.extend(_check_endpoints_driver(value, endpoints.driver))
     client = getattr(settings, CLIENT_SETTING, None)
     if client is not None and not _json_object(client):
         found.append(
@@ -103,6 +107,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     return found
+
+
+def _check_endpoints_driver(value: Mapping[str, Any] | None, name: str) -> list[Any]:
+    """E004 if ``BROADCASTING_ENDPOINTS['driver']`` names no driver (every request to the
+    endpoints would be a 500); its options are E003's, when ``DRIVERS`` lists it."""
+    from django.core.checks import Error  # type: ignore[import-untyped, unused-ignore]
+
+    from broadcasting.contrib.django._endpoints import ENDPOINTS_SETTING
+
+    try:
+        broadcast = Broadcast(value)
+    except BroadcastError:
+        return []  # E001 says what is wrong with BROADCASTING
+    try:
+        broadcast.driver(name)
+    except DriverNotFoundError as exc:
+        problem = f"{ENDPOINTS_SETTING}['driver'] names no driver: {exc}"
+        return [Error(problem, obj=ENDPOINTS_SETTING, id="broadcasting.E004")]
+    except Exception:  # its options, or its plugin: E002 and E003 say so for DRIVERS' drivers
+        return []
+    finally:
+        broadcast.close()
+    return []
 
 
 def _default_driver() -> str | None:
