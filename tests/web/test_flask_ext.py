@@ -186,6 +186,9 @@ def test_flask_broadcasting_is_the_command_line_with_the_apps_config(app: Flask)
     runner = app.test_cli_runner()
     helped = runner.invoke(args=["broadcasting", "--help"])
     assert helped.exit_code == 0 and helped.output.startswith("usage: flask broadcasting")
+    # a command's own usage line is the app's too (argparse made it from the prog at the start)
+    short = runner.invoke(args=["broadcasting", "send"])
+    assert short.exit_code == 2 and "usage: flask broadcasting send" in short.output, short.output
     listed = runner.invoke(args=["broadcasting", "drivers", "--json"])
     assert {"memory", "pusher"} <= {row["name"] for row in json.loads(listed.output)}
     checked = runner.invoke(args=["broadcasting", "check", "--json", "--driver", "memory"])

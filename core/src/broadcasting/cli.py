@@ -30,9 +30,10 @@ _DRIVER = "default: DRIVER from the config"
 Command = Callable[[Namespace], int]
 
 
-def _parser() -> ArgumentParser:
+def _parser(prog: str = "broadcasting") -> ArgumentParser:
+    # prog given here, not set afterwards: each command's usage line is made from it now
     parser = ArgumentParser(
-        prog="broadcasting", description="Publish realtime events through pluggable drivers."
+        prog=prog, description="Publish realtime events through pluggable drivers."
     )
     parser.add_argument("--version", action="version", version=f"broadcasting {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -335,9 +336,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None, config: 
     """Entry point of the ``broadcasting`` console script. A framework's command that wraps it
     passes its own ``prog`` and a ``config`` (what ``Broadcast()`` takes) used unless
     ``--config`` is given."""
-    parser = _parser()
-    if prog is not None:
-        parser.prog = prog
+    parser = _parser() if prog is None else _parser(prog)
     args = parser.parse_args(argv)
     if config is not None and getattr(args, "config", "") is None:
         args.config = config
