@@ -3,7 +3,7 @@
 
 ::
 
-    broker = RabbitmqBroker(url="amqp://guest:guest@127.0.0.1:5672")
+    broker = RabbitmqBroker(url="amqp://guest:guest@127.0.0.1:5672", confirm_delivery=True)
     dramatiq.set_broker(broker)
     queue = DramatiqQueue("shop.tasks:broadcast", journal=RedisJournal("redis://127.0.0.1/0"))
     broadcast = Broadcast("config/broadcast.py", plugins=[queue])
@@ -53,6 +53,11 @@ class DramatiqQueue(QueuePlugin):
             (Dramatiq's ``Retries``, with its own exponential backoff between ``backoff`` and
             ``max_backoff`` seconds; any other failure is not retried: the message goes to
             the dead letters) and ``journal_ttl``.
+
+    A retry the broker does not take keeps the message: the worker does not acknowledge it,
+    and asks the broker again until it takes the retry (logged at ERROR with the message
+    id); a worker that stops meanwhile leaves it to be delivered again. The broker needs
+    Dramatiq's ``Retries`` middleware (a ConfigurationError otherwise).
     """
 
     name = "dramatiq"
@@ -69,7 +74,10 @@ class DramatiqQueue(QueuePlugin):
         super().__init__(broadcast, **options)
         import dramatiq
 
+        from broadcasting.contrib._dramatiq import guard
+
         self.broker = broker if broker is not None else dramatiq.get_broker()
+        guard(self.broker)  # a retry the broker refuses keeps the message
 
         def publish(payload: dict[str, Any]) -> None:
             self.run_task(payload, attempt=_attempt())
