@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 from broadcasting import _background
 from broadcasting._delivery import may_resend
@@ -50,6 +51,8 @@ JOURNAL_TTL = 86_400.0
 #: The longest ``journal_ttl``: a hundred years (Redis takes expiries of up to 292 million).
 MAX_JOURNAL_TTL = 100 * 365 * 86_400.0
 JOURNAL_PREFIX = "broadcasting:journal:"
+#: How long a journal made from a URL waits for Redis (to connect, and for each answer), in s.
+REDIS_TIMEOUT = 5.0
 #: The wait before trying again when the queue did not say how it retries.
 _FALLBACK_RETRY = Retry(retries=1, backoff=1.0, max_backoff=60.0)
 
@@ -176,14 +179,16 @@ class RedisJournal:
     """A :class:`Journal` in Redis: one key per message, ``prefix`` + its id, that expires.
 
     ``redis``: a ``redis.Redis`` client, or a URL (``"redis://127.0.0.1:6379/0"``). The
-    client connects on first use.
+    client connects on first use. A client made from a URL waits at most
+    :data:`REDIS_TIMEOUT` seconds to connect and for each answer, as redis-py 8 does by
+    default (redis-py 4 to 7 wait for ever: a Redis that hangs would hold the task for
+    ever), unless the URL's query sets its own (``?socket_timeout=2``); a client passed in
+    keeps its own settings.
     """
 
     def __init__(self, redis: Any, *, prefix: str = JOURNAL_PREFIX) -> None:
         if isinstance(redis, str):
-            import redis as redis_py
-
-            redis = redis_py.Redis.from_url(redis)
+            redis = _redis_client(redis)
         self.client = redis
         self.prefix = prefix
 
@@ -214,6 +219,19 @@ class RedisJournal:
 
     def __repr__(self) -> str:  # the client's repr may show a password in its URL
         return f"<RedisJournal prefix={self.prefix!r}>"
+
+
+def _redis_client(url: str) -> Any:
+    """A ``redis.Redis`` for ``url``, with :data:`REDIS_TIMEOUT` unless its query sets one."""
+    import redis as redis_py
+
+    given = parse_qs(urlsplit(url).query)
+    timeouts = {"socket_timeout": REDIS_TIMEOUT}
+    if not url.startswith("unix:"):  # redis-py 4 has no connect timeout for a Unix socket
+        timeouts["socket_connect_timeout"] = REDIS_TIMEOUT
+    return redis_py.Redis.from_url(
+        url, **{name: value for name, value in timeouts.items() if name not in given}
+    )
 
 
 def _text(value: object) -> str | None:
