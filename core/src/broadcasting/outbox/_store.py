@@ -454,13 +454,40 @@ def _sqlite_opener(path: str) -> Callable[[], Any]:
 
     def connect() -> Any:
         connection = sqlite3.connect(
-            path, timeout=30, isolation_level=None, check_same_thread=False
+            path, timeout=_SQLITE_BUSY, isolation_level=None, check_same_thread=False
         )
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
+        try:
+            _wal(connection, sqlite3.OperationalError)
+            connection.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     return connect
+
+
+#: How long a SQLite connection of the store's waits for another's lock (its busy timeout).
+_SQLITE_BUSY = 30.0
+
+
+def _wal(connection: Any, busy: type[Exception]) -> None:
+    """Put the file in WAL mode (kept in the file: a no-op once it is). A new file still in
+    rollback mode that another connection holds a write lock on answers "database is locked"
+    at once, without SQLite's busy handler (a relay and the first publish starting together,
+    or the application's own connection): waited for here as the busy timeout waits for any
+    other lock."""
+    deadline = time.monotonic() + _SQLITE_BUSY
+    pause = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except busy as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _close_quietly(connection: Any) -> None:
