@@ -84,9 +84,15 @@ def broadcasting_routes(
 def broadcasting_router(
     target: Broadcast | AuthEndpoints, **options: Unpack[MountOptions]
 ) -> APIRouter:
-    """A FastAPI ``APIRouter`` of :func:`broadcasting_routes` (same keywords; not in OpenAPI)."""
+    """A FastAPI ``APIRouter`` of the routes of :func:`broadcasting_routes` (same keywords and
+    names; not in OpenAPI), as path operations: the dependencies of ``include_router()`` and of
+    the app run before them (FastAPI includes a plain Starlette route without them)."""
     from fastapi import APIRouter
 
     router = APIRouter()
-    router.routes.extend(broadcasting_routes(target, **options))
+    for route, path, view in mount(target, options, _endpoint):
+        # the view declares no body, so FastAPI reads none: the view reads it, up to the limit
+        router.add_api_route(
+            path, view, methods=list(METHODS[route]), name=view.__name__, include_in_schema=False
+        )
     return router
