@@ -129,3 +129,24 @@ def test_a_dependency_reading_the_form_leaves_the_body_to_the_endpoint(
         assert too_large.status_code == 413
         assert too_large.json() == {"error": "request body too large"}
     assert seen == ["application/json", "application/x-www-form-urlencoded"]
+
+
+def test_a_guarded_router_and_the_webhook_mounted_apart(broadcast: Broadcast) -> None:
+    """docs/web.md: the service posting webhooks has no API key; its route goes unguarded."""
+    app = FastAPI()
+    app.include_router(
+        broadcasting_router(broadcast, user=lambda request: USERS["tok-ada"], webhook_path=None),
+        dependencies=[Depends(require_api_key)],
+    )
+    app.include_router(
+        broadcasting_router(
+            broadcast, user=lambda request: None, auth_path=None, user_auth_path=None
+        )
+    )
+    headers, body = broadcast.driver("memory").driver.webhook_delivery(
+        [{"name": "channel_occupied", "channel": "orders"}]
+    )
+    with TestClient(app) as client:
+        assert client.post("/broadcasting/auth", data=FORM).status_code == 401
+        delivered = client.post("/broadcasting/webhook", content=body, headers=headers)
+        assert delivered.json() == {"ok": True, "events": 1}
