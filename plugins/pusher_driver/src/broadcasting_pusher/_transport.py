@@ -422,8 +422,10 @@ class _AnswerDeadline:
         self.handle: asyncio.Handle | None = None  #: the timer's, then its cancellation's
         self.expired = False
         self._cancelling = 0  #: the task's cancellations under way when the clock started
+        self.began = False  #: the request began to go out (its connection made): maybe sent
 
     def start(self) -> None:
+        self.began = True
         if self.handle is not None or self.task is None:
             return  # already running, or not in a task
         if sys.version_info >= (3, 11):
@@ -562,6 +564,11 @@ class SessionBackend:
             error = failure(exc, s, where=where, sent=False, hint=new and s.ssl, query=query)
             raise _not_sent(error, exc) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            if session.closed and not answer.began:
+                # closed by the driver's close() (from another thread) or aclose() while this
+                # request made its connection, which aiohttp then refused ("Connector is
+                # closed"): nothing went out
+                raise _closed(where, query) from exc
             hint = new and not s.ssl
             raise failure(exc, s, where=where, sent=True, hint=hint, query=query) from exc
         finally:
