@@ -150,3 +150,18 @@ def test_a_guarded_router_and_the_webhook_mounted_apart(broadcast: Broadcast) ->
         assert client.post("/broadcasting/auth", data=FORM).status_code == 401
         delivered = client.post("/broadcasting/webhook", content=body, headers=headers)
         assert delivered.json() == {"ok": True, "events": 1}
+
+
+@pytest.mark.parametrize("make", ["routes", "router"])
+def test_a_path_without_its_leading_slash_is_refused_by_name(
+    broadcast: Broadcast, make: str
+) -> None:
+    """The router took ``auth_path="broadcasting/auth"`` and made a route no request matches;
+    the routes failed on Starlette's bare assert (gone under ``python -O``)."""
+    from broadcasting.web.starlette import broadcasting_routes
+
+    build = broadcasting_router if make == "router" else broadcasting_routes
+    with pytest.raises(ValueError, match=r"^user_auth_path must start with '/': 'broadcasting/x'$"):
+        build(broadcast, user=lambda request: None, user_auth_path="broadcasting/x")
+    with pytest.raises(TypeError, match=r"^webhook_path must be a str or None, not int$"):
+        build(broadcast, user=lambda request: None, webhook_path=5)  # type: ignore[typeddict-item]

@@ -63,6 +63,20 @@ def _endpoint(
     return endpoint
 
 
+def _mounted(
+    target: Broadcast | AuthEndpoints, options: MountOptions
+) -> list[tuple[Route, str, Callable[[Request], Awaitable[StarletteResponse]]]]:
+    """:func:`~broadcasting.web.mount` with each path checked: a str starting with ``/``."""
+    mounted = mount(target, options, _endpoint)
+    for route, path, _ in mounted:
+        keyword = f"{route.replace('-', '_')}_path"
+        if not isinstance(path, str):
+            raise TypeError(f"{keyword} must be a str or None, not {type(path).__name__}")
+        if not path.startswith("/"):
+            raise ValueError(f"{keyword} must start with '/': {path!r}")
+    return mounted
+
+
 def broadcasting_routes(
     target: Broadcast | AuthEndpoints, **options: Unpack[MountOptions]
 ) -> list[StarletteRoute]:
@@ -77,7 +91,7 @@ def broadcasting_routes(
         StarletteRoute(
             path, view, methods=METHODS[route], name=view.__name__, include_in_schema=False
         )
-        for route, path, view in mount(target, options, _endpoint)
+        for route, path, view in _mounted(target, options)
     ]
 
 
@@ -90,7 +104,7 @@ def broadcasting_router(
     from fastapi import APIRouter
 
     router = APIRouter()
-    for route, path, view in mount(target, options, _endpoint):
+    for route, path, view in _mounted(target, options):
         # the view declares no body, so FastAPI reads none: the view reads it, up to the limit
         router.add_api_route(
             path, view, methods=list(METHODS[route]), name=view.__name__, include_in_schema=False
