@@ -6,7 +6,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union
 
 #: What ``Broadcast.channel`` accepts as a message: a string, or JSON data.
@@ -237,15 +237,22 @@ SECRET_OPTION = re.compile(
 )
 
 
-@dataclass(frozen=True, repr=False, slots=True)
 class Secret:
-    """A string that never shows itself in ``repr``, ``str``, f-strings, ``vars()`` or pickles.
+    """A string that never shows itself in ``repr``, ``str``, f-strings, ``vars()``,
+    dataclass fields or pickles.
 
     Call :meth:`reveal` only where the value is needed. It compares and
-    hashes by value, so drivers with different keys are told apart.
+    hashes by value, so drivers with different keys are told apart. It is no dataclass:
+    what walks dataclass fields (``dataclasses.asdict()`` of a driver's settings, an event
+    class's payload, serializers) would open it.
     """
 
-    _value: str = field(repr=False)
+    __slots__ = ("_value",)
+
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        object.__setattr__(self, "_value", value)
 
     def reveal(self) -> str:
         """Return the secret value."""
@@ -262,7 +269,24 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return self._value == other._value
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("a Secret is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("a Secret is read-only")
+
     def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled: that would write its value out")
+
+    def __getstate__(self) -> Any:
         raise TypeError("a Secret cannot be pickled: that would write its value out")
 
     def __copy__(self) -> Secret:
