@@ -343,8 +343,13 @@ class Relay:
     def _release(self) -> None:
         try:
             self.store.release(self.owner)
-        except Exception:  # the leases expire by themselves
-            log.warning("relay %s: could not release its leases", self.owner, exc_info=True)
+        except Exception as exc:  # the database is down, say: the leases expire by themselves
+            log.warning(
+                "relay %s: could not release its leases (%s); they run out within %g s",
+                self.owner,
+                self.store.describe(exc),
+                self.lease,
+            )
         self.partitions = ()
         self._renewed = self._extended = float("-inf")  # the next round claims at once
 
