@@ -447,10 +447,14 @@ _instances: weakref.WeakSet[Broadcast] = weakref.WeakSet()
 
 
 def _forget_locks_in_child() -> None:
-    """After fork: a lock another thread of the parent held (connecting a driver) stays held
-    in the child, where that thread does not exist; each Broadcast gets a fresh one."""
+    """After fork: a lock another thread of the parent held (connecting a driver, adding or
+    finding webhook handlers) stays held in the child, where that thread does not exist; each
+    Broadcast gets fresh ones."""
     for broadcast in list(_instances):
         broadcast._lock = threading.RLock()
+        handlers = getattr(broadcast, "webhook_handlers", None)  # none if __init__ failed
+        if isinstance(handlers, _webhooks.WebhookHandlers):
+            handlers._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
 import threading
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +79,7 @@ class BroadcastPusherDriver(Driver):
         self._aclient = self._sdk(GuardedPusherClient, "async")
         self._lock = threading.Lock()
         self._full: dict[str, Pusher] = {}
+        _drivers.add(self)
 
     def _sdk(self, kind: type, backend: str, master_key: Secret | None = None) -> Any:
         """The SDK's ``kind`` of client on ``backend``. The secret and the master key are
@@ -262,3 +265,17 @@ class BroadcastPusherDriver(Driver):
         if s.hosts:
             where = f"urls={[node.url(s.ssl) for node in s.hosts]!r}"
         return f"<{type(self).__name__} driver={NAME!r} app_id={s.app_id!r} {where}>"
+
+
+_drivers: weakref.WeakSet[BroadcastPusherDriver] = weakref.WeakSet()
+
+
+def _forget_locks_in_child() -> None:
+    """After fork: a parent thread may have held a driver's lock (making the SDK client behind
+    ``pusher``), and it does not exist in the child; each driver gets a fresh one."""
+    for driver in list(_drivers):
+        driver._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
