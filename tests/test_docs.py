@@ -920,6 +920,7 @@ def _in_a_fresh_folder(b: Block, docs: Docs) -> None:
 
 runs(BACKGROUND, "background-three-ways")(_in_a_fresh_folder)
 runs(BACKGROUND, "outbox-sqlalchemy")(_in_a_fresh_folder)
+runs(BACKGROUND, "relay-lifespan")(_in_a_fresh_folder)
 
 
 def _run_with_real_workers(b: Block, docs: Docs) -> None:
