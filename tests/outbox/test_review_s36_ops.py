@@ -20,7 +20,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
-from soketi_server import refused_port
+from soketi_pytest import start_soketi
+from soketi_server import SoketiServer, refused_port
+
+from broadcasting import Broadcast
+from broadcasting.outbox import store_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "background.md"
@@ -146,3 +150,49 @@ def test_a_relay_stopped_while_its_database_is_down_says_so_in_one_line(
     assert tracebacks(said) == [], said
     assert PASSWORD not in said
     assert said.rstrip().endswith("stopped"), said
+
+
+# -- the service down, then back ------------------------------------------------------------
+
+
+@pytest.fixture
+def soketi() -> Iterator[SoketiServer]:
+    """A soketi of this test's own: the test stops and starts it."""
+    server = start_soketi()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_a_service_outage_is_one_warning_line_and_its_end_one_info_line(
+    services: Callable[..., Service], soketi: SoketiServer, tmp_path: Path
+) -> None:
+    outbox = {"url": f"sqlite:///{tmp_path / 'outbox.sqlite3'}", "partitions": 4}
+    config = {"DRIVER": "pusher", "DRIVERS": {"pusher": soketi.driver_options()}, "OUTBOX": outbox}
+    soketi.stop()
+    relay = services(config)
+    relay.wait_for(lambda said: "started" in said)
+    with Broadcast(config) as broadcast:
+        for n in range(8):  # several channels, partitions and rounds: each row backs off
+            broadcast.channel(f"orders.{n}", {"n": n}, "shipped", send="outbox")
+        relay.wait_for(lambda said: "failed" in said)
+        time.sleep(4)  # attempts go on: 0.5 s, 1 s, 2 s apart...
+        soketi.start()
+        relay.wait_for(lambda said: "works again" in said)
+        deadline = time.monotonic() + 30
+        while store_for(broadcast).stats(time.time()).backlog["delivered"] < 8:
+            assert time.monotonic() < deadline, relay.log()
+            time.sleep(0.1)
+    assert relay.stop() == 0
+    said = relay.log()
+    # the operator's journal: one line when the service went away (what failed, and that
+    # the rows wait), one when it came back; no traceback, no line per row or attempt
+    failing = [line for line in said.splitlines() if "WARNING" in line]
+    assert len(failing) == 1, said
+    assert "publishing through pusher failed" in failing[0]
+    assert "Connection refused" in failing[0] or "could not reach" in failing[0], failing[0]
+    assert "rows wait" in failing[0]
+    assert len([line for line in said.splitlines() if "works again" in line]) == 1, said
+    assert tracebacks(said) == []
+    assert soketi.secret not in said

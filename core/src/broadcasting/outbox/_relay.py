@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -63,6 +64,8 @@ RECORD_LINGER = 0.02
 #: killed meanwhile leaves them for the next to find), and waves out at once.
 WAVE = 250
 WAVES = 1
+#: Seconds between two WARNING lines saying that publishing through one driver fails.
+FAILING_NOTE_EVERY = 60.0
 
 
 @dataclass
@@ -201,6 +204,8 @@ class Relay:
         self._backing: dict[int, int] = {}  # rows that back off, not recorded yet: partition
         self._routes: dict[str, _Route] = {}  # per driver name
         self._rounds = self._delivered = self._retried = self._dead = self._unknown = 0
+        self._failing: set[str] = set()  # drivers said to fail, not yet said to deliver again
+        self._said_failing: dict[str, float] = {}  # per driver: when that was last said
         self._fetched_new = False
         # the rows queued to go, a channel's one at a time (module docstring)
         self._tail: dict[str, int] = {}  # each channel's latest row not finished: its id
@@ -765,10 +770,15 @@ class Relay:
         if state == _policy.DELIVERED:
             stats.delivered += 1
             self._delivered += 1
+            if self._failing and row.driver in self._failing:
+                self._failing.discard(row.driver)
+                log.info("relay %s: publishing through %s works again", self.owner, row.driver)
         elif state in (_policy.PENDING, _policy.SENDING):  # sending: may be out there
             retried = verdict.available_at is not None
             stats.retried += retried
             self._retried += retried
+            if retried:
+                self._note_failing(row, verdict)
         elif state == _policy.DEAD:
             stats.dead += 1
             self._dead += 1
@@ -780,6 +790,28 @@ class Relay:
         round_.settle()
 
     # -- reporting ---------------------------------------------------------------------------
+
+    def _note_failing(self, row: Row, verdict: Verdict) -> None:
+        """Log at WARNING that publishing through ``row``'s driver fails in a way worth
+        retrying (the service is down): once as it begins, not for each row or attempt, and
+        at most every :data:`FAILING_NOTE_EVERY` seconds per driver; the first delivery
+        after it is logged at INFO."""
+        driver = row.driver
+        if driver in self._failing:
+            return
+        now = time.monotonic()
+        if now - self._said_failing.get(driver, -math.inf) < FAILING_NOTE_EVERY:
+            return
+        self._failing.add(driver)
+        self._said_failing[driver] = now
+        log.warning(
+            "relay %s: publishing through %s failed (%s); its rows wait and are sent again "
+            "with back-off (up to %g s apart) until it works",
+            self.owner,
+            driver,
+            verdict.error,
+            self.backoff.cap,
+        )
 
     def _report(self, level: int, state: str, row: Row, verdict: Verdict) -> None:
         """Log a row that ended dead (ERROR) or unknown (WARNING), with why."""
