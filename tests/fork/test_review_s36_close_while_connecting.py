@@ -35,8 +35,8 @@ HOST = "127.0.0.1"
 
 
 class Gate:
-    """A TCP gate in front of ``upstream_port``: the first connection waits for
-    :meth:`open` before it is piped on (the client's TLS hello waits with it)."""
+    """A TCP gate in front of ``upstream_port``: the first connection's first bytes (a TLS
+    hello, an HTTP request) are read, then held until :meth:`open`, then piped on."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -51,8 +51,10 @@ class Gate:
         self._open.set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held = b""
         if self._first:
             self._first = False
+            held = await reader.read(65536)
             self.arrived.set()
             await asyncio.get_running_loop().run_in_executor(None, self._open.wait, 20)
         try:
@@ -60,6 +62,7 @@ class Gate:
         except OSError:
             writer.close()
             return
+        up_writer.write(held)
         await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
 
     def __enter__(self) -> Gate:

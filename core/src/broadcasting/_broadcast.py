@@ -135,7 +135,8 @@ class Broadcast(Publishes):
 
     def _variant(self, cls: type[D], name: str, options: Mapping[str, Any]) -> Broadcaster[D]:
         """A broadcaster of ``cls`` with other ``options``, kept by their values (secrets too: two
-        tenants' keys never share a driver); the least recently used beyond MAX_VARIANTS closes."""
+        tenants' keys never share a driver); the least recently used beyond MAX_VARIANTS is let
+        go of, and closed once nobody holds it."""
         options = wrap_named(options, cls.secret_options)  # wrapped before keying and building
         key = (cls, name, _frozen(options))
         evicted: Broadcaster[Any] | None = None
@@ -148,7 +149,10 @@ class Broadcast(Publishes):
             if len(self._variants) > MAX_VARIANTS:
                 _, evicted = self._variants.popitem(last=False)
         if evicted is not None:
-            evicted.close()
+            # closed once nobody holds it: at once, or once the publishes under way through it
+            # (another tenant's, on another task or thread) are done; closed under them, a
+            # request that went out would be cut off and end unknown
+            weakref.finalize(evicted, evicted.driver.close)
         return existing
 
     def _connect(
