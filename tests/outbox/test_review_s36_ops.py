@@ -196,3 +196,32 @@ def test_a_service_outage_is_one_warning_line_and_its_end_one_info_line(
     assert len([line for line in said.splitlines() if "works again" in line]) == 1, said
     assert tracebacks(said) == []
     assert soketi.secret not in said
+
+
+# -- signals ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_stop_signal_ends_the_relay_cleanly_its_leases_given_back(
+    services: Callable[..., Service], tmp_path: Path, signum: int
+) -> None:
+    """SIGTERM (systemd, Kubernetes), Ctrl-C, and SIGHUP (the terminal or SSH session it was
+    started from closing): the rows out finish, the leases are given back at once (so the
+    next relay need not wait out the lease, and no row is left ``sending``), exit 0."""
+    outbox = {"url": f"sqlite:///{tmp_path / 'outbox.sqlite3'}", "partitions": 4}
+    config = {"DRIVER": "memory", "DRIVERS": {"memory": {}}, "OUTBOX": outbox}
+    relay = services(config)
+    with Broadcast(config) as broadcast:
+        store = store_for(broadcast)
+        relay.wait_for(lambda said: "started" in said)
+        deadline = time.monotonic() + 20
+        while sum(map(len, store.stats(time.time()).relays.values())) < 4:  # all held
+            assert time.monotonic() < deadline, relay.log()
+            time.sleep(0.05)
+        assert relay.stop(signum) == 0, relay.log()
+        stats = store.stats(time.time())
+        assert stats.relays == {}  # given back: no lease to wait out
+        assert sorted(store.claim("next", time.time(), 30)) == [0, 1, 2, 3]
+    said = relay.log()
+    assert said.rstrip().endswith("stopped"), said
+    assert tracebacks(said) == []

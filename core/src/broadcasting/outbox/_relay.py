@@ -64,6 +64,10 @@ RECORD_LINGER = 0.02
 #: killed meanwhile leaves them for the next to find), and waves out at once.
 WAVE = 250
 WAVES = 1
+#: The signals that stop :meth:`Relay.run` (SIGHUP: not on Windows).
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
 #: Seconds between two WARNING lines saying that publishing through one driver fails.
 FAILING_NOTE_EVERY = 60.0
 
@@ -157,7 +161,7 @@ class Relay:
     ``store`` is the outbox (default: the one ``OUTBOX`` configures, shared with the write
     path); ``backoff`` paces a row whose publish failed in a retryable way.
 
-    Run it with :meth:`run` (blocking, until SIGTERM/SIGINT or :meth:`stop`), ``await``
+    Run it with :meth:`run` (blocking, until SIGTERM/SIGINT/SIGHUP or :meth:`stop`), ``await``
     :meth:`arun` in an application's own worker, or a round at a time with
     :meth:`run_once` / :meth:`arun_once`.
     """
@@ -231,14 +235,16 @@ class Relay:
     # -- running -----------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Relay until :meth:`stop`, SIGTERM or SIGINT: then the requests in flight finish,
-        the leases are released and it returns."""
+        """Relay until :meth:`stop`, SIGTERM, SIGINT or SIGHUP: then the requests in flight
+        finish, the leases are released and it returns. (SIGHUP, which a closed terminal or
+        SSH session sends, would otherwise kill it at once: its rows out left ``sending``,
+        to be reported unknown, and its leases held until they run out.)"""
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
             handled: list[signal.Signals] = []
             if threading.current_thread() is threading.main_thread():
-                for signum in (signal.SIGTERM, signal.SIGINT):
+                for signum in _STOP_SIGNALS:
                     loop.add_signal_handler(signum, self.stop)
                     handled.append(signum)
             try:
