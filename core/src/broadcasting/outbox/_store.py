@@ -311,8 +311,13 @@ class _SQLAlchemySource:
         options = {"isolation_level": "READ COMMITTED"} if self.dialect == _sql.MYSQL else {}
         problem = None
         try:
-            # hide_parameters: the database's error messages leave out the rows' values
-            self.engine = sqlalchemy.create_engine(url.reveal(), hide_parameters=True, **options)
+            # hide_parameters: the database's error messages leave out the rows' values. The
+            # engine gets the URL less its password, which the database driver gets only as it
+            # connects: an engine's URL holds it as text, and its repr shows a ?password=
+            self.engine = sqlalchemy.create_engine(
+                _without_password(url), hide_parameters=True, **options
+            )
+            sqlalchemy.event.listen(self.engine, "do_connect", _with_password(url))
         except ImportError as exc:  # the dialect's database driver (PyMySQL, psycopg2...)
             problem = f"its database driver is not installed ({exc.name or _said(exc, hidden)})"
         except Exception as exc:  # a value of its query the dialect cannot read ("timeout=abc")
@@ -540,6 +545,36 @@ def _read_sqlalchemy_url(url: Secret) -> tuple[Any, tuple[Secret, ...], str | No
         name = None if kind.name == "sqlite" else parsed.database or None
         return kind, _secrets_of(parsed.password, parsed.query), name
     return None
+
+
+def _without_password(url: Secret) -> Any:
+    """``url`` parsed, less its password: the user part's and a ``password=`` (or
+    ``passwd=``) of its query. A function of its own: the whole parsed URL is a local of no
+    frame once it returns."""
+    import sqlalchemy
+
+    parsed = sqlalchemy.make_url(url.reveal())
+    query = {k: v for k, v in parsed.query.items() if k.lower() not in ("password", "passwd")}
+    return sqlalchemy.URL.create(
+        parsed.drivername,
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=query,
+    )
+
+
+def _with_password(url: Secret) -> Callable[[Any, Any, list[Any], dict[str, Any]], None]:
+    """A ``do_connect`` listener that gives the database driver the connection arguments of
+    the whole ``url`` (the password in the name its dialect uses), for one connection."""
+
+    def connect(dialect: Any, record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        import sqlalchemy
+
+        cparams.update(dialect.create_connect_args(sqlalchemy.make_url(url.reveal()))[1])
+
+    return connect
 
 
 def _libpq_parts(url: Secret) -> tuple[tuple[Secret, ...], str | None]:
