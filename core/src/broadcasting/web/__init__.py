@@ -459,6 +459,8 @@ class AuthEndpoints:
                 )
                 body = {"ok": True, "events": len(events)}
         except Exception as exc:
+            if isinstance(exc, _FRAMEWORK_ANSWERS) and _raised_by_application(exc):
+                raise  # the application's own answer (HTTPException(401)): its framework's
             return _failure(route, target, exc)
         return Response(200, body)
 
@@ -504,6 +506,19 @@ def _answer(
     text = message if message is not None else _FIXED.get(status, "error")
     body = target.driver.error_body(status, text) if target is not None else {"error": text}
     return Response(status, body, {**_JSON_HEADERS, **headers})
+
+
+#: The HTTP exceptions of the frameworks whose adapters are imported (Starlette's, and so
+#: FastAPI's, ``HTTPException``; werkzeug's; Django's ``PermissionDenied`` and ``Http404``):
+#: one that a user function, rule or webhook handler raised is the application's own answer,
+#: raised from :meth:`AuthEndpoints.handle` for its framework to give, not a 500.
+_FRAMEWORK_ANSWERS: tuple[type[BaseException], ...] = ()
+
+
+def _framework_answers(*kinds: type[BaseException]) -> None:
+    """Add ``kinds`` to the exceptions left to the framework (each adapter, on import)."""
+    global _FRAMEWORK_ANSWERS
+    _FRAMEWORK_ANSWERS = tuple(dict.fromkeys((*_FRAMEWORK_ANSWERS, *kinds)))
 
 
 #: The frames that call the application's code: its user functions, rules, webhook handlers.

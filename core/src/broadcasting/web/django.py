@@ -7,13 +7,28 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import PermissionDenied  # type: ignore[import-untyped, unused-ignore]
 from django.core.handlers.wsgi import WSGIRequest  # type: ignore[import-untyped, unused-ignore]
-from django.http import HttpRequest, HttpResponse, RawPostDataException, UnreadablePostError  # type: ignore[import-untyped, unused-ignore]
+from django.http import (  # type: ignore[import-untyped, unused-ignore]
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    RawPostDataException,
+    UnreadablePostError,
+)
 from django.urls import URLPattern, path  # type: ignore[import-untyped, unused-ignore]
 from django.utils.log import log_response  # type: ignore[import-untyped, unused-ignore]
 
 from broadcasting._flow import OFFLOAD, Flow, arun, run
-from broadcasting.web import Response, _content_length, _Hidden, as_form, logger, mount
+from broadcasting.web import (
+    Response,
+    _content_length,
+    _framework_answers,
+    _Hidden,
+    as_form,
+    logger,
+    mount,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -22,6 +37,9 @@ if TYPE_CHECKING:
     from broadcasting.web import AuthEndpoints, MountOptions, Route
 
 __all__ = ["arequest_user", "broadcasting_urls", "request_user"]
+
+# raised by a user function or rule: Django answers them (403, 404), as from any view
+_framework_answers(PermissionDenied, Http404)
 
 
 def _authenticated(user: Any) -> Any:

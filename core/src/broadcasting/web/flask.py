@@ -7,9 +7,19 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Request, request
 from flask import Response as FlaskResponse
+from werkzeug.exceptions import HTTPException
 
 from broadcasting._flow import run
-from broadcasting.web import METHODS, AuthEndpoints, Response, Route, _Hidden, as_form, mount
+from broadcasting.web import (
+    METHODS,
+    AuthEndpoints,
+    Response,
+    Route,
+    _framework_answers,
+    _Hidden,
+    as_form,
+    mount,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -18,6 +28,8 @@ if TYPE_CHECKING:
     from broadcasting.web import MountOptions
 
 __all__ = ["broadcasting_blueprint"]
+
+_framework_answers(HTTPException)  # abort(401) in a user function: Flask answers it
 
 
 def _read(endpoints: AuthEndpoints, current: Request, limit: int) -> tuple[bytes, Any] | Response:

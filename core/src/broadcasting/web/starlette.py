@@ -6,11 +6,20 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route as StarletteRoute
 
-from broadcasting.web import METHODS, AuthEndpoints, Route, _content_length, logger, mount
+from broadcasting.web import (
+    METHODS,
+    AuthEndpoints,
+    Route,
+    _content_length,
+    _framework_answers,
+    logger,
+    mount,
+)
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -20,6 +29,8 @@ if TYPE_CHECKING:
     from broadcasting.web import MountOptions
 
 __all__ = ["broadcasting_router", "broadcasting_routes", "read_body"]
+
+_framework_answers(HTTPException)  # FastAPI's is a subclass: raised from user functions
 
 
 async def read_body(request: Request, limit: int) -> bytes:
