@@ -187,10 +187,25 @@ class RedisJournal:
     """
 
     def __init__(self, redis: Any, *, prefix: str = JOURNAL_PREFIX) -> None:
-        if isinstance(redis, str):
-            redis = _redis_client(redis)
-        self.client = redis
         self.prefix = prefix
+        if isinstance(redis, str):
+            unread = False
+            try:
+                redis = _redis_client(redis)
+            except ValueError:  # "Port could not be cast to integer value as '<password>'"
+                unread = True
+            if unread:
+                # raised out of the except clause, with no local holding the URL: its error
+                # quotes what it took for the port, part of a password with a '/', '?' or '#'
+                del redis
+                raise ConfigurationError(
+                    "config",
+                    "journal",
+                    "RedisJournal: redis-py cannot read the URL (a redis://, rediss:// or "
+                    "unix:// URL; percent-encode '@', '/', '?', '#' and '%' in its user name "
+                    "and password: %40, %2F...)",
+                )
+        self.client = redis
 
     def update(
         self, message_id: str, change: Callable[[str | None], str | None], ttl: float
