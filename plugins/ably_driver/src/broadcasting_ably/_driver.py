@@ -33,7 +33,7 @@ from broadcasting.plugin import (
 )
 from broadcasting_ably import _auth, _webhooks, _wire
 from broadcasting_ably._settings import DRIVER, AblySettings, is_utf8, parse_settings
-from broadcasting_ably._transport import Clients, call, finish, post, settled
+from broadcasting_ably._transport import Clients, call, closed, finish, post, settled
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -132,6 +132,10 @@ class BroadcastAblyDriver(Driver):
             batch.requests = spent
             failed_over = failed_over or tried > 1
             if failure is not None:  # raised here, not chained to the SDK's (it may echo the key)
+                if isinstance(failure, RuntimeError) and closed(client):
+                    # httpx refused to send (again: a fallback host) on the client the driver's
+                    # close() closed under this send; its new client may send it
+                    raise _wire.closed_under(what, maybe=failed_over or sent[0] > 0)
                 # an earlier host, of this send or the first, may have stored it
                 raise _wire.publish_failure(self._scrub, what, failure, 2 if failed_over else 1)
             try:

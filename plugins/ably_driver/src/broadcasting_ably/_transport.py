@@ -115,6 +115,12 @@ def _httpx_client(client: Any) -> Any:
     return getattr(http, f"_{type(http).__name__}__client", None)
 
 
+def closed(client: Any) -> bool:
+    """Whether the SDK client's httpx client is closed: by the driver's ``close()`` or
+    ``aclose()``, maybe from another thread while this one used it."""
+    return bool(getattr(_httpx_client(client), "is_closed", False))
+
+
 class Clients:
     """Sync SDK clients shared by every thread, async ones per event loop, one per host count;
     a forked child drops the sync ones unclosed (as ``PerLoop`` does), sparing the parent's."""

@@ -310,6 +310,15 @@ def _maybe_delivered(text: str) -> PublishError:
     return PublishError(text, driver=DRIVER, kind="other", retryable=True, maybe_delivered=True)
 
 
+def closed_under(what: str, *, maybe: bool) -> PublishError:
+    """A publish whose client the driver's ``close()`` closed under it (from another thread,
+    or ``aclose()``): httpx refused to send on it. ``maybe``: a request to an earlier host went
+    out, and may have delivered it. Retryable: the driver makes a new client."""
+    text = f"Publishing to {what}: the driver was closed before the request went out"
+    text += "; one to an earlier host may have delivered it" if maybe else " (not sent)"
+    return PublishError(text, driver=DRIVER, retryable=True, maybe_delivered=maybe)
+
+
 def unreadable_answer(scrub: Scrubber, what: str, exc: BaseException) -> PublishError:
     """An answer the SDK could not decode (a proxy's HTML page, say)."""
     text = f"Publishing to {what}: the answer could not be read ({type(exc).__name__}: {exc})"
