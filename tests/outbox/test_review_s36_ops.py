@@ -225,3 +225,31 @@ def test_a_stop_signal_ends_the_relay_cleanly_its_leases_given_back(
     said = relay.log()
     assert said.rstrip().endswith("stopped"), said
     assert tracebacks(said) == []
+
+
+# -- a relay whose own configuration is wrong --------------------------------------------------
+
+
+def test_a_relay_that_cannot_build_a_configured_driver_exits_1_leaving_the_rows(
+    services: Callable[..., Service], tmp_path: Path
+) -> None:
+    """The writers' configuration is right, the relay's (another host, another image) lacks
+    the Pusher secret: the relay exits 1 with one line (systemd shows the unit failed), and
+    the rows wait for a relay that can send them; it made each of them dead."""
+    outbox = {"url": f"sqlite:///{tmp_path / 'outbox.sqlite3'}", "partitions": 4}
+    good = {"app_id": "1", "key": "app-key", "secret": PASSWORD, "host": "127.0.0.1"}
+    good["port"] = refused_port()
+    writer = {"DRIVER": "pusher", "DRIVERS": {"pusher": good}, "OUTBOX": outbox}
+    with Broadcast(writer) as broadcast:
+        broadcast.channel("orders", {"id": 1}, "shipped", send="outbox")
+        lacking = {key: value for key, value in good.items() if key != "secret"}
+        relay = services({**writer, "DRIVERS": {"pusher": lacking}})
+        status = relay.process.wait(15)
+        backlog = store_for(broadcast).stats(time.time()).backlog
+    said = relay.log()
+    assert status == 1, said
+    assert said.strip().splitlines() == [
+        "broadcasting: error: ConfigurationError: Configuration error in the 'pusher' driver, "
+        "key 'secret': is required (the app secret)"
+    ]
+    assert backlog["pending"] == 1 and backlog["dead"] == 0

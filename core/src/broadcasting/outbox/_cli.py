@@ -175,6 +175,7 @@ def relay_main(
         if stats:
             _print_stats(relay.store.stats(time.time()), as_json=as_json)
             return 0
+        _connect_drivers(broadcast)
         if once:
             try:
                 done = relay.run_once()
@@ -194,6 +195,15 @@ def relay_main(
         relay.run()
         log.info("relay %s: stopped", relay.owner)
     return 0
+
+
+def _connect_drivers(broadcast: Broadcast) -> None:
+    """Build ``DRIVER`` and every ``DRIVERS`` entry before relaying: one that cannot be built
+    (a bad or missing option, its package not installed) raises its error now, so the relay
+    exits with status 1, instead of making every row for that driver dead."""
+    config = broadcast.config
+    for name in dict.fromkeys([config.driver, *config.drivers]):
+        broadcast.driver(name)
 
 
 def _print_stats(stats: object, *, as_json: bool) -> None:
