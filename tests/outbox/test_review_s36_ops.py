@@ -5,6 +5,7 @@ soketi) gone, and what it logs and exits with."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import signal
@@ -253,3 +254,79 @@ def test_a_relay_that_cannot_build_a_configured_driver_exits_1_leaving_the_rows(
         "key 'secret': is required (the app secret)"
     ]
     assert backlog["pending"] == 1 and backlog["dead"] == 0
+
+
+# -- the documented unit and manifest ----------------------------------------------------------
+
+
+def test_the_unit_pulls_in_the_network_it_waits_for() -> None:
+    """systemd.special(7): After=network-online.target orders the relay after the network
+    only if something pulls that target in; a unit needing it adds Wants= too."""
+    settings = unit()
+    assert "network-online.target" in settings["After"].split()
+    assert "network-online.target" in settings.get("Wants", "").split()
+
+
+def test_the_manifest_runs_the_relay_with_no_probe_and_says_why() -> None:
+    manifest = _block("relay-kubernetes")  # (no YAML parser among the test requirements)
+    [command] = re.findall(r"^ +command: (\[.*\])$", manifest, re.M)
+    assert json.loads(command)[:2] == ["broadcasting", "relay"]
+    assert "Probe" not in manifest
+    text = " ".join(PAGE.read_text(encoding="utf-8").split())
+    assert "Do not make `broadcasting check` its probe" in text
+
+
+# -- outbox list, purge -----------------------------------------------------------------------
+
+
+def dead_rows(tmp_path: Path, count: int) -> str:
+    """A config file whose SQLite outbox holds ``count`` dead rows and one delivered row."""
+    import sqlite3
+
+    from broadcasting.outbox._row import DEAD, DELIVERED
+
+    outbox = {"url": f"sqlite:///{tmp_path / 'outbox.sqlite3'}", "partitions": 4}
+    config = {"DRIVER": "memory", "DRIVERS": {"memory": {}}, "OUTBOX": outbox}
+    path = tmp_path / "broadcast.py"
+    path.write_text(f"OUTBOX = {outbox!r}\nDRIVER = 'memory'\n", encoding="utf-8")
+    with Broadcast(config) as broadcast:
+        for n in range(count + 1):
+            broadcast.channel(f"orders.{n}", {"n": n}, "shipped", send="outbox")
+        table = store_for(broadcast).table
+    with sqlite3.connect(tmp_path / "outbox.sqlite3") as db:
+        db.execute(f"UPDATE {table} SET state = ?, done_at = 0", (DEAD,))
+        db.execute(f"UPDATE {table} SET state = ? WHERE id = 1", (DELIVERED,))
+    return str(path)
+
+
+def test_outbox_list_says_when_it_shows_only_the_first_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from broadcasting.cli import main
+
+    config = dead_rows(tmp_path, 5)
+    assert main(["outbox", "list", "--limit", "3", "--config", config]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 3
+    assert "the first 3 dead rows; there are more" in err
+    assert main(["outbox", "list", "--limit", "3", "--json", "--config", config]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 3 and "there are more" in err  # stdout stays JSON
+    assert main(["outbox", "list", "--limit", "5", "--config", config]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 5 and err == ""  # all of them: nothing to say
+
+
+def test_outbox_purge_deletes_delivered_rows_only_as_the_page_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from broadcasting.cli import main
+
+    config = dead_rows(tmp_path, 3)
+    assert main(["outbox", "purge", "--before", "0", "--config", config]) == 0
+    assert capsys.readouterr().out == "1 delivered row(s) deleted\n"
+    assert main(["relay", "--stats", "--json", "--config", config]) == 0
+    backlog = json.loads(capsys.readouterr().out)["backlog"]
+    assert backlog["dead"] == 3 and backlog["delivered"] == 0
+    text = " ".join(PAGE.read_text(encoding="utf-8").split())
+    assert "It deletes no dead or unknown row" in text

@@ -227,7 +227,14 @@ def list_command(args: Namespace) -> int:
         print("broadcasting: error: --limit must be from 1 to 2**63-1", file=sys.stderr)
         return 2
     with _store(args) as store:
-        rows = store.rows(_LISTED[args.state], args.limit)
+        rows = store.rows(_LISTED[args.state], min(args.limit + 1, _MAX_ID))
+    if len(rows) > args.limit:  # said on stderr: stdout stays the rows (JSON too)
+        rows = rows[: args.limit]
+        print(
+            f"broadcasting: the first {args.limit} {args.state} rows; there are more "
+            "(`broadcasting relay --stats` counts them, --limit N lists N)",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps([_row_data(row) for row in rows], indent=2, default=str))
         return 0
