@@ -337,3 +337,36 @@ def test_the_page_warns_against_one_owner_name_for_several_relays() -> None:
     rows ended unknown) share one name's leases; the page says to leave it out or vary it."""
     text = " ".join(PAGE.read_text(encoding="utf-8").split())
     assert "leave `--owner` out of a command that starts several relays" in text
+
+
+def test_the_unit_environment_and_working_directory_as_the_page_says(
+    services: Callable[..., Service], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented unit, run as systemd runs it: a config that reads the README's
+    variables exits 1 without them (systemd passes none of the shell's); the default SQLite
+    outbox is the file in WorkingDirectory, the one an application run there writes."""
+    (tmp_path / "config").mkdir()
+    path = tmp_path / "config" / "broadcast.py"
+    path.write_text(
+        'import os\nDRIVER = "memory"\nDRIVERS = {"memory": {}}\n'
+        'SEND = "outbox"\nKEY = os.environ["PUSHER_KEY"]\n',
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        exec_start(tmp_path), cwd=tmp_path, env=service_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "KeyError" in done.stderr and len(done.stderr.splitlines()) == 1
+    monkeypatch.chdir(tmp_path)  # the application, run from the same folder
+    with Broadcast({"DRIVER": "memory", "DRIVERS": {"memory": {}}, "SEND": "outbox"}) as app:
+        app.channel("orders", {"id": 1}, "shipped")
+        store = store_for(app)
+        relay = services({"DRIVER": "memory", "DRIVERS": {"memory": {}}, "SEND": "outbox"})
+        deadline = time.monotonic() + 30
+        while store.stats(time.time()).backlog["delivered"] < 1:
+            assert time.monotonic() < deadline, relay.log()
+            time.sleep(0.05)
+    assert (tmp_path / "broadcasting-outbox.sqlite3").exists()
+    assert relay.stop() == 0
+    text = " ".join(PAGE.read_text(encoding="utf-8").split())
+    assert "needs an `Environment=` or `EnvironmentFile=` line" in text
