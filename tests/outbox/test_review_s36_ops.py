@@ -370,3 +370,29 @@ def test_the_unit_environment_and_working_directory_as_the_page_says(
     assert relay.stop() == 0
     text = " ".join(PAGE.read_text(encoding="utf-8").split())
     assert "needs an `Environment=` or `EnvironmentFile=` line" in text
+
+
+def test_a_service_that_flaps_is_not_a_warning_per_flap(
+    soketi: SoketiServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Down, up, down again within a minute: one WARNING, one INFO (a service failing now
+    and then, a 429 say, must not write two lines per row to the journal)."""
+    import logging
+
+    from broadcasting.outbox import Relay
+    from broadcasting.outbox._policy import Backoff
+
+    outbox = {"url": f"sqlite:///{tmp_path / 'outbox.sqlite3'}", "partitions": 1}
+    config = {"DRIVER": "pusher", "DRIVERS": {"pusher": soketi.driver_options()}, "OUTBOX": outbox}
+    with Broadcast(config) as broadcast, caplog.at_level(logging.INFO, "broadcasting.outbox"):
+        relay = Relay(broadcast, owner="flapping", backoff=Backoff(0.01, 0.01))
+        for n in range(3):
+            soketi.stop()
+            broadcast.channel("orders", {"n": n}, "shipped", send="outbox")
+            assert relay.run_once().retried == 1
+            soketi.start()
+            time.sleep(0.05)
+            assert relay.run_once().delivered == 1
+        relay.store.release(relay.owner)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in said] == ["WARNING", "INFO"], said
