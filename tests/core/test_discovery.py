@@ -310,3 +310,48 @@ def test_a_broken_observer_plugin_is_named(site: Path) -> None:
     install_observer(site, "broadcasting-badaudit", "fake_badaudit", "raise ValueError('boom')\n")
     with pytest.raises(PluginLoadError, match=r"broadcasting-badaudit.*ValueError: boom"):
         Broadcast()
+
+
+class _Stand:
+    """A plugin passed to Broadcast that provides a driver name an installed package has."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.asked: list[str] = []
+
+    @plugins.hookimpl
+    def broadcasting_connect(self, name: str, options: object) -> Driver | None:
+        self.asked.append(name)
+        if name != self.name:
+            return None
+
+        class StandIn(Driver):
+            def publish(self, message: Message) -> Receipt:
+                return Receipt("stand-in", message.event, message.channels, message.id)
+
+        return StandIn()
+
+
+@pytest.mark.parametrize("kind", ["module", "class"])
+def test_a_plugin_passed_to_broadcast_comes_before_the_installed_driver_of_its_name(
+    site: Path, kind: str
+) -> None:
+    """docs/hooks.md: entry-point plugins come before those passed to Broadcast, which pluggy
+    then calls first. A driver's entry point is registered only when its name is first
+    used, after them: its hook ran first, and the installed driver took the name from the
+    plugin the application passed (a stand-in in a test, a factory of its own)."""
+    if kind == "module":
+        source = DRIVER_MODULE.format(cls="Zeta", name="zeta")
+        install_fake(site, "fake-zeta", "zeta", "fake_zeta", source)
+    else:  # the entry point names the class; install_fake names the module's file by it
+        source = DRIVER_MODULE.format(cls="Zeta", name="zeta")
+        install_fake(site, "fake-zeta", "zeta", "fake_zeta:BroadcastZetaDriver", source)
+        (site / "fake_zeta.py").write_text(textwrap.dedent(source))
+    stand = _Stand("zeta")
+    with Broadcast({"DRIVER": "zeta"}, plugins=[stand]) as broadcast:
+        assert broadcast.channel("orders", {"id": 1}, "e").driver == "stand-in"
+        # a name the plugin does not have still reaches the installed driver, once asked
+        assert broadcast.driver("memory").driver.name == "memory"
+    assert stand.asked == ["zeta", "memory"]
+    with Broadcast({"DRIVER": "zeta"}) as alone:  # without it, the installed one
+        assert type(alone.driver().driver).__name__ == "BroadcastZetaDriver"
