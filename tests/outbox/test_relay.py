@@ -70,7 +70,15 @@ class FakeStore:
                 )
                 self.next_id += 1
 
-    def claim(self, owner: str, now: float, lease: float, *, keep: Sequence[int] = ()) -> list[int]:
+    def claim(
+        self,
+        owner: str,
+        now: float,
+        lease: float,
+        *,
+        keep: Sequence[int] = (),
+        written: Sequence[float] | None = None,  # the name's check: Store's (real databases)
+    ) -> list[int]:
         with self.lock:
             for part in range(self.partitions):
                 holder = self.leases.get(part)
@@ -137,7 +145,7 @@ class FakeStore:
                     done_at=now if o.state in (DELIVERED, DEAD, UNKNOWN) else None,
                 )
 
-    def release(self, owner: str) -> None:
+    def release(self, owner: str, written: Sequence[float] | None = None) -> None:
         with self.lock:
             for part, (o, _) in list(self.leases.items()):
                 if o == owner:

@@ -180,7 +180,7 @@ def relay_main(
             try:
                 done = relay.run_once()
             finally:
-                relay.store.release(relay.owner)
+                relay.release()
             if as_json:
                 print(json.dumps(_plain(done), default=str))
             else:

@@ -49,6 +49,7 @@ from broadcasting._types import Message, Receipt
 from broadcasting.outbox import _policy
 from broadcasting.outbox._policy import Backoff, Verdict
 from broadcasting.outbox._row import Outcome, Row
+from broadcasting.outbox._store import SAME_TIME, OwnerInUse
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
@@ -200,6 +201,10 @@ class Relay:
         flight, its loop's futures and its leases are the parent's)."""
         self.partitions: tuple[int, ...] = ()
         self._renewed = float("-inf")  # when the leases were last claimed or renewed
+        # the name: taken (a claim under it went through), and the times this relay wrote in
+        # its row (the last one committed, and those of claims whose end it did not hear of)
+        self._named = False
+        self._mine: list[float] = []
         self._extended = float("-inf")  # when they were last extended (renewed while waiting too)
         self._purged = float("-inf")  # when delivered rows past retention were last deleted
         self._stopping = threading.Event()
@@ -270,6 +275,8 @@ class Relay:
                 try:
                     idle = await self._step(rounds, idle)
                     failures = 0
+                except OwnerInUse:
+                    raise  # another relay runs under this name: this one does not
                 except Exception as exc:
                     failures += 1
                     pause = min(10.0, 0.5 * 2 ** min(failures - 1, 5))
@@ -351,9 +358,20 @@ class Relay:
         made before the run begins, the run returns at once."""
         self._stopping.set()
 
+    def release(self) -> None:
+        """Give up this relay's leases and its name now (blocking), as :meth:`run` does when
+        it ends; not those of another relay that took the name (this one paused past its
+        lease). The next round claims them again."""
+        if self._mine:  # else it never wrote its name: nothing is this relay's
+            self.store.release(self.owner, written=self._mine)
+        self._mine = []
+        self._named = False
+        self.partitions = ()
+        self._renewed = self._extended = float("-inf")  # the next round claims at once
+
     def _release(self) -> None:
         try:
-            self.store.release(self.owner)
+            self.release()
         except Exception as exc:  # the database is down, say: the leases expire by themselves
             log.warning(
                 "relay %s: could not release its leases (%s); they run out within %g s",
@@ -383,7 +401,10 @@ class Relay:
         now = time.time()
         if self._claim_due(now):
             keep = sorted(set(self._inflight.values()))
-            held = await asyncio.to_thread(store.claim, self.owner, now, self.lease, keep=keep)
+            if self._named:
+                held = await asyncio.to_thread(self._claim, now, keep)
+            else:  # this relay's first claim: the name is taken first
+                held, now = await self._take_name(keep)
             self.partitions = tuple(held)
             self._renewed = self._extended = now
         if now - self._purged >= max(1.0, min(60.0, self.retention / 10)):
@@ -452,9 +473,9 @@ class Relay:
             now = self._extended = time.time()
             keep = sorted(set(self._inflight.values()))  # the rows out keep their partitions
             try:
-                held = await asyncio.to_thread(
-                    self.store.claim, self.owner, now, self.lease, keep=keep
-                )
+                held = await asyncio.to_thread(self._claim, now, keep)
+            except OwnerInUse:
+                raise
             except Exception as exc:  # the leases last until they run out; tried again soon
                 log.warning(
                     "relay %s: could not renew its leases (%s)",
@@ -464,6 +485,68 @@ class Relay:
             else:
                 self.partitions = tuple(held)
         return round_.result()
+
+    def _claim(self, now: float, keep: Sequence[int]) -> list[int]:
+        """Claim and renew the leases under this relay's name (blocking): see
+        :meth:`Store.claim`. :class:`OwnerInUse` if another relay holds the name: one that
+        took it while this one could not renew it (paused, or cut off from the database,
+        past its lease), or, before this relay took it, one alive under it."""
+        until = now + self.lease
+        # remembered first: a claim that commits but whose answer is lost is still this one's
+        self._mine = [*self._mine[-7:], until]
+        try:
+            held = self.store.claim(self.owner, now, self.lease, keep=keep, written=self._mine)
+        except OwnerInUse as exc:
+            if not self._named:
+                raise
+            self._named = False  # the leases are the other relay's now: not released
+            self._mine = []
+            raise OwnerInUse(
+                self.owner,
+                exc.until,
+                f"relay {self.owner!r}: another relay took this name while this one could not "
+                f"renew its lease ({self.lease:g} s); two relays under one name would each "
+                "send the other's rows, so this one stops",
+            ) from None
+        self._mine = [until]
+        self._named = True
+        return held
+
+    async def _take_name(self, keep: Sequence[int]) -> tuple[list[int], float]:
+        """The first claim: the partitions held and when they were claimed. While another
+        relay holds this name it waits: until that one's lease runs out (a relay of this
+        name that died, ``kill -9``, and is started again), or, if that relay renews it
+        meanwhile (it is running), :class:`OwnerInUse` (an :class:`InputError`). A
+        :meth:`stop` ends the wait (no partition held)."""
+        seen: float | None = None
+        while True:
+            now = time.time()
+            try:
+                return await asyncio.to_thread(self._claim, now, keep), now
+            except OwnerInUse as exc:
+                if seen is None:
+                    seen = exc.until
+                    log.warning(
+                        "relay %s: a relay of this name said it is alive for %.1f s more; "
+                        "waiting for that to run out (a relay of this name that died), or "
+                        "stopping if it is renewed (one running)",
+                        self.owner,
+                        max(0.0, exc.until - now),
+                    )
+                elif abs(exc.until - seen) > SAME_TIME:
+                    raise OwnerInUse(
+                        self.owner,
+                        exc.until,
+                        f"relay name {self.owner!r} is in use by a running relay (it renewed "
+                        "its lease); two relays under one name would each send the other's "
+                        "rows: give each its own --owner (owner=), or leave it out",
+                    ) from None
+            # looked at again each renewal period: a running relay renews within one
+            pause = min(self._renew_every(), max(0.01, seen - time.time()))
+            for _ in range(max(1, math.ceil(pause / 0.1))):
+                if self._stopping.is_set():
+                    return [], time.time()
+                await asyncio.sleep(min(0.1, pause))
 
     def _renew_every(self) -> float:
         """How often the leases are renewed: every second, or a quarter lease if shorter."""

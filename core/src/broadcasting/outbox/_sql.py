@@ -384,6 +384,23 @@ def present(dialect: str, table: str) -> str:
     )
 
 
+def add_relay(dialect: str, table: str) -> str:
+    """Insert relay ``?``'s row, alive until 0 (never), if it is missing: the row a starting
+    relay then locks (:func:`relay_locked`) to take its name, so two starting at once under
+    one name take it in turn."""
+    relays = _q(relay_table(table))
+    if dialect == MYSQL:
+        return f'INSERT IGNORE INTO {relays} (owner, "until") VALUES (?, 0)'
+    return f'INSERT INTO {relays} (owner, "until") VALUES (?, 0) ON CONFLICT (owner) DO NOTHING'
+
+
+def relay_locked(dialect: str, table: str) -> str:
+    """Until when relay ``?`` is alive, its row locked until commit (SQLite: the write lock
+    the transaction holds already)."""
+    lock = " FOR UPDATE" if dialect != SQLITE else ""
+    return f'SELECT "until" FROM {_q(relay_table(table))} WHERE owner = ?{lock}'
+
+
 def live_relays(table: str) -> str:
     """The relays alive at ``?``."""
     return f'SELECT owner FROM {_q(relay_table(table))} WHERE "until" > ? ORDER BY owner'

@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from broadcasting._errors import BroadcastError, ConfigurationError, OutboxError
+from broadcasting._errors import BroadcastError, ConfigurationError, InputError, OutboxError
 from broadcasting._types import Secret
 from broadcasting.outbox import _sql
 from broadcasting.outbox._row import (
@@ -52,6 +52,26 @@ DEFAULT_PARTITIONS = 16
 DEFAULT_LEASE = 30.0
 DEFAULT_RETENTION = 3600.0
 DEFAULT_BATCH = 500
+#: Seconds two times of a relay's row may differ and still be the same one written (the
+#: database keeps a float as it was given; this only absorbs a driver's rounding).
+SAME_TIME = 1e-6
+
+
+class OwnerInUse(InputError):
+    """A relay claimed the name ``owner`` that another relay holds: that relay said it is
+    alive until ``until`` (epoch seconds), a time this one did not write."""
+
+    def __init__(self, owner: str, until: float, message: str = "") -> None:
+        super().__init__(message or f"relay name {owner!r} is held by a live relay")
+        self.owner = owner
+        self.until = until
+
+
+def _written(until: float, written: Collection[float]) -> bool:
+    """Whether ``until``, read from a relay's row, is one of the times ``written``."""
+    return any(abs(until - each) <= SAME_TIME for each in written)
+
+
 #: The ``OUTBOX`` settings (docs/background.md#where-the-outbox-lives).
 SETTINGS = ("url", "django", "table", "partitions", "lease", "retention", "batch")
 #: Ids per statement (``IN (...)`` lists), under every database's limit of parameters.
@@ -1040,18 +1060,37 @@ class Store:
     # -- leases ---------------------------------------------------------------------------
 
     @_retried
-    def claim(self, owner: str, now: float, lease: float, *, keep: Sequence[int] = ()) -> list[int]:
+    def claim(
+        self,
+        owner: str,
+        now: float,
+        lease: float,
+        *,
+        keep: Sequence[int] = (),
+        written: Collection[float] | None = None,
+    ) -> list[int]:
         """Renew ``owner``'s leases until ``now + lease``, take free or expired partitions up
         to a fair share (partitions / live relays, rounded up), give up those beyond it
         (except ``keep``: partitions with sends in flight); the partitions held after, sorted.
 
         Also records ``owner`` as a live relay until ``now + lease`` (a relay holding no
-        partition still counts when the others compute their share)."""
+        partition still counts when the others compute their share).
+
+        With ``written`` (the times this relay wrote in its row, none at first), the name is
+        taken first, its row locked: if another relay is alive under it at ``now`` (its row
+        says so, until a time not in ``written``), :class:`OwnerInUse` and nothing changes, as
+        two relays under one name would each send the other's rows."""
         if not self._seeded:
             self._seed()
         until = now + lease
         table = self.table
         with self._transaction(write=True) as run:
+            if written is not None:
+                run(_sql.add_relay(self.dialect, table), owner)
+                found = run(_sql.relay_locked(self.dialect, table), owner)
+                seen = float(found[0][0]) if found else 0.0
+                if seen > now and not _written(seen, written):
+                    raise OwnerInUse(owner, seen)
             run(_sql.present(self.dialect, table), owner, until)
             relays = run(_sql.relays(table))
             live = sum(1 for _, seen in relays if float(seen) > now)
@@ -1079,9 +1118,16 @@ class Store:
         return sorted(mine)
 
     @_retried
-    def release(self, owner: str) -> None:
-        """Give up every lease of ``owner`` and its place among the live relays (at exit)."""
+    def release(self, owner: str, written: Collection[float] | None = None) -> None:
+        """Give up every lease of ``owner`` and its place among the live relays (at exit).
+        With ``written`` (the times this relay wrote in its row), only if its row was last
+        written by this relay: else another relay took the name meanwhile (this one paused
+        past its lease), and the leases are that one's."""
         with self._transaction(write=True) as run:
+            if written is not None:
+                found = run(_sql.relay_locked(self.dialect, self.table), owner)
+                if found and not _written(float(found[0][0]), written):
+                    return
             run(_sql.release(self.table), owner)
             run(_sql.forget_relay(self.table), owner)
 
