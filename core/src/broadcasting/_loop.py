@@ -62,6 +62,10 @@ def run_sync(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     is cancelled and given :data:`CANCEL_GRACE` seconds to clean up, so the work does not happen.
     """
     loop = background_loop()
+    import asyncio  # loaded by background_loop()
+
+    if not asyncio.iscoroutine(coro):  # the loop would refuse it and the caller wait for ever
+        raise TypeError(f"run_sync() runs a coroutine, not {type(coro).__name__}")
     if threading.current_thread() is _thread:
         coro.close()
         raise RuntimeError("run_sync() cannot be called from the broadcasting loop thread")

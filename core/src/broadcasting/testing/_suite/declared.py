@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+
 import pytest
 
 from broadcasting import Broadcaster, ConfigurationError, InputError, NotSupportedError
@@ -9,6 +12,7 @@ from broadcasting._driver import FEATURE_METHODS
 from broadcasting.plugin import Driver, Feature
 from broadcasting.testing._suite.auth import socket_ids
 from broadcasting.testing._suite.run import EVENT, MODES, Run, arrived_intact, marker
+from broadcasting.web import client_config
 
 
 def implemented(cls: type[Driver], method: str) -> list[str]:
@@ -45,6 +49,39 @@ class DeclaredTests:
                         f"{cls.__name__} implements {own[0]}() but does not declare "
                         f"Feature.{feature.name}: the core never calls it (add it to features)"
                     )
+
+    def test_async_twins_are_coroutines(self, conformance: Run) -> None:
+        """``send``, ``check``, ``close``... are plain methods and their ``a``-twins
+        (``asend``, ``acheck``, ``aclose``...) coroutines, as the core calls and awaits them."""
+        run = conformance
+        cls = type(run.driver)
+        for twin in [n for n in dir(Driver) if inspect.iscoroutinefunction(getattr(Driver, n))]:
+            plain = twin[1:]
+            if twin in implemented(cls, twin):
+                assert inspect.iscoroutinefunction(getattr(cls, twin)), (
+                    f"{cls.__name__}.{twin}() is not a coroutine function: the core awaits it; "
+                    f"write `async def {twin}`, or implement the blocking {plain}() instead"
+                )
+            if hasattr(Driver, plain) and plain in implemented(cls, plain):
+                assert not inspect.iscoroutinefunction(getattr(cls, plain)), (
+                    f"{cls.__name__}.{plain}() is a coroutine function, but the core calls it "
+                    f"without awaiting it; name it {twin}() (the core runs it for sync callers)"
+                )
+
+    def test_client_config_is_given_or_not_supported(self, conformance: Run) -> None:
+        """A driver with ``client_config()`` gives the browser's config (a JSON-ready dict
+        naming its ``client``) with no declared secret in it; without one, the page's
+        config is NotSupportedError (501)."""
+        run = conformance
+        if not implemented(type(run.driver), "client_config"):
+            run.expect_not_supported("client_config()", client_config, run.broadcast)
+            return
+        config = client_config(run.broadcast)
+        assert isinstance(config, dict) and isinstance(config.get("client"), str), (
+            f"client_config() must name the browser's client library as 'client': {config!r}"
+        )
+        text = json.dumps(config, allow_nan=False)
+        run.assert_no_secrets([text], "the browser's client config (every page shows it)")
 
     def test_ssl_option_is_declared_or_refused(self, conformance: Run) -> None:
         """``Broadcaster.ssl()`` sets the driver's declared ``ssl_option``, or is refused."""

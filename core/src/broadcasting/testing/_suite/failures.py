@@ -105,8 +105,9 @@ class FailureTests:
             channels = [run.channel("fail")]
             failure = fail(run, where, options, mode, channels, {"k": 1}, check=True)
             error = failure.error
-            run.assert_error_clean(error, "an error (or its cause)")
-            run.assert_no_secrets(failure.logs, "a log line")
+            secrets = run.secrets_of(options)  # a wrong key in them is a secret too
+            run.assert_error_clean(error, f"an error (or its cause) with {where}", secrets)
+            run.assert_no_secrets(failure.logs, f"a log line with {where}", secrets)
             assert error.driver == run.suite.driver_name, error.driver
             assert isinstance(error.retryable, bool)
             assert error.status is None or isinstance(error.status, int)
@@ -124,7 +125,9 @@ class FailureTests:
                 f"with {where}, check() gave {health!r}: a health check reports a Health "
                 "(its request's failures mapped to a ServiceError, which Health.measure reads)"
             )
-            run.assert_no_secrets([health.detail, repr(health)], "a health check's detail")
+            run.assert_no_secrets(
+                [health.detail, repr(health)], f"a health check's detail with {where}", secrets
+            )
             if health.status != "not_supported" and error.kind in ("auth", "permission"):
                 assert health.status == "auth_failed", (
                     f"{where}: the publish failed with kind={error.kind} (the credentials), "

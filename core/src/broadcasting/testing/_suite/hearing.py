@@ -103,7 +103,8 @@ class HearingTests:
                 "query that fails raises QueryError(..., kind=...)"
             )
             assert failed.driver == run.suite.driver_name and failed.kind in ERROR_KINDS, failed
-            run.assert_error_clean(failed, f"a failed query (failing_options[{index}])")
+            where = f"a failed query (failing_options[{index}])"
+            run.assert_error_clean(failed, where, run.secrets_of(options))
 
     @pytest.mark.parametrize("mode", MODES)
     def test_terminate_user_is_done_or_not_supported(self, conformance: Run, mode: str) -> None:

@@ -145,5 +145,15 @@ def held_in_frames(exc: BaseException, secrets: Sequence[str]) -> list[str]:
     return holders(roots, wanted, "traceback")
 
 
+def named_secrets(options: Mapping[str, object]) -> list[str]:
+    """The strings ``options`` hold under names that look secret (a Secret as its value)."""
+    found = []
+    for key, value in options.items():
+        text = value.reveal() if isinstance(value, Secret) else value
+        if SECRET_KEY.search(str(key)) and isinstance(text, str) and text:
+            found.append(text)
+    return found
+
+
 def leaks(texts: Sequence[str], secrets: Sequence[str]) -> list[str]:
     return [text for text in texts for secret in secrets if secret and secret in text]

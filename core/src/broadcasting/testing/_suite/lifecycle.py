@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import select
 import signal
@@ -112,7 +113,7 @@ class LifecycleTests:
             assert error.driver == name, error.driver
             assert error.key == key, f"the error names {error.key!r}, expected {key!r}"
             assert repr(key) in str(error), str(error)
-            run.assert_error_clean(error, "a ConfigurationError")
+            run.assert_error_clean(error, "a ConfigurationError", run.secrets_of(options))
             assert "value-xyz" not in str(error), "a ConfigurationError shows an option's value"
 
     def test_driver_is_found_by_name(
@@ -179,6 +180,33 @@ class LifecycleTests:
         same = run.broadcast.driver(run.suite.driver_name)
         assert same is run.broadcaster and same.driver is run.driver, (
             "after Broadcast.close() the Broadcast keeps its driver"
+        )
+
+    def test_close_releases_connections(
+        self, conformance: Run, driver_options: Mapping[str, Any]
+    ) -> None:
+        """After ``Broadcast.close()`` the driver holds no open socket, file or client
+        session: collecting a closed Broadcast that published, sync and async, emits no
+        ResourceWarning (a driver that keeps connections closes them in ``close()``)."""
+        run = conformance
+        channel = run.channel("release")
+        gc.collect()  # what earlier tests left behind is not this driver's
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            other = run.other_broadcast(driver_options)
+            broadcaster = other.driver(run.suite.driver_name)
+            for mode in MODES:
+                receipt = run.publish(mode, channel, {"k": 1}, EVENT, broadcaster=broadcaster)
+                run.check_receipt(receipt, EVENT, [channel])
+            name = type(broadcaster.driver).__name__
+            other.close()
+            del other, broadcaster
+            gc.collect()
+        unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+        assert not unclosed, (
+            f"{name} was closed, yet what it held was collected still open: "
+            f"{unclosed[0][:200]!r}. Close every connection, pool and client session in "
+            "close() (and aclose())"
         )
 
     def test_context_managers(self, conformance: Run, driver_options: Mapping[str, Any]) -> None:

@@ -16,7 +16,7 @@ import pytest
 from broadcasting import Broadcast, Broadcaster, NotSupportedError, Receipt
 from broadcasting.plugin import Driver, Message, hookimpl, run_sync
 from broadcasting.testing._observe import AsyncObserver, Delivery, Observer
-from broadcasting.testing._suite.leaks import error_texts, held_in_frames, leaks
+from broadcasting.testing._suite.leaks import error_texts, held_in_frames, leaks, named_secrets
 from broadcasting.testing._tap import SendTap, sends
 
 if TYPE_CHECKING:
@@ -330,15 +330,35 @@ class Run:
         assert messages, "no publish reached the broadcasting_publish hook"
         return messages[-1]
 
-    def assert_no_secrets(self, texts: Sequence[str], where: str) -> None:
-        found = leaks(texts, self.secrets)
-        assert not found, f"a declared secret appears in {where}: {found[0][:200]!r}"
+    def secrets_of(self, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The declared secrets, and what ``options`` hold under names that look secret.
 
-    def assert_error_clean(self, error: BaseException, where: str) -> None:
-        """No declared secret in ``error``, its chain, or anything their frames hold."""
-        self.assert_no_secrets(error_texts(error), where)
-        held = held_in_frames(error, [s for s in self.secrets if s])
+        A wrong key in the ``failing_options`` is as secret as the right one: a driver
+        that shows the key it was refused with shows it exactly where the kit looks.
+        Values under 8 characters are left out (too short to find without false alarms).
+        """
+        found = [s for s in named_secrets(options) if len(s) >= 8 and s not in self.secrets]
+        return (*self.secrets, *found)
+
+    def assert_no_secrets(
+        self, texts: Sequence[str], where: str, secrets: Sequence[str] | None = None
+    ) -> None:
+        found = leaks(texts, self.secrets if secrets is None else secrets)
+        assert not found, (
+            f"a secret (declared, or an option's named like one) appears in {where}: "
+            f"{found[0][:200]!r}"
+        )
+
+    def assert_error_clean(
+        self, error: BaseException, where: str, secrets: Sequence[str] | None = None
+    ) -> None:
+        """No declared secret (or one of ``secrets``) in ``error``, its chain, or anything
+        their frames hold."""
+        secrets = self.secrets if secrets is None else secrets
+        self.assert_no_secrets(error_texts(error), where, secrets)
+        held = held_in_frames(error, [s for s in secrets if s])
         assert not held, (
-            f"a declared secret is held as text by a frame of the traceback of {where}, "
+            f"a secret (declared, or an option's named like one) is held as text by a frame "
+            f"of the traceback of {where}, "
             f"at {held[:3]}: error trackers record every frame's locals"
         )
