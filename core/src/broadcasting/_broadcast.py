@@ -200,20 +200,9 @@ class Broadcast(Publishes):
 
     def _from_plugin(self, name: str, plugin: object | None, options: Options) -> Driver:
         pm = self.plugin_manager
-        if plugin is None:
-            driver = pm.hook.broadcasting_connect(name=name, options=options)
-        else:
-            if not pm.is_registered(plugin):
-                pm.register(plugin, name=f"driver:{name}")
-            # registered on the name's first use, after the plugins passed to Broadcast, so
-            # pluggy would call it first: they are asked first, as docs/hooks.md orders them
-            # (an installed driver does not take its name from the application's own plugin)
-            others = [p for p in pm.get_plugins() if p is not plugin]
-            first = pm.subset_hook_caller("broadcasting_connect", remove_plugins=[plugin])
-            driver = first(name=name, options=options)
-            if driver is None:
-                mine = pm.subset_hook_caller("broadcasting_connect", remove_plugins=others)
-                driver = mine(name=name, options=options)
+        if plugin is not None and not pm.is_registered(plugin):
+            pm.register(plugin, name=f"driver:{name}")
+        driver = pm.hook.broadcasting_connect(name=name, options=options)
         if driver is None and plugin is None:
             raise DriverNotFoundError(name, driver_names())
         if driver is None:
