@@ -123,17 +123,12 @@ def closed(client: Any) -> bool:
 
 class Clients:
     """Sync SDK clients shared by every thread, async ones per event loop, one per host count;
-    a forked child drops the sync ones unclosed (as ``PerLoop`` does), sparing the parent's.
-    A sync client :meth:`close` lets go of while threads use it is closed by the last of them
-    (:meth:`release`): closed under them, a thread still in a request would read or write the
-    socket another thread's new connection got the number of."""
+    a forked child drops the sync ones unclosed (as ``PerLoop`` does), sparing the parent's."""
 
     def __init__(self, settings: AblySettings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self._sync: dict[int, Any] = {}
-        self._users: dict[int, int] = {}  #: threads using each sync client (by its id)
-        self._retired: dict[int, Any] = {}  #: sync clients let go of, closed by their last user
         self.loops: dict[int, PerLoop[Any]] = {}
         self.inherited = 0  #: sync clients of a parent process let go of after ``os.fork()``
         #: the current token (see :meth:`token`), its expiry (ms) and its other details
@@ -152,44 +147,15 @@ class Clients:
         return found.get() if aio else found
 
     async def fresh(self, budget: int, aio: bool) -> Any:
-        """:meth:`get`'s client, holding the driver's current token (:meth:`token`); the caller
-        hands it to :meth:`release` once done with it and its responses' ``next()``. The SDK
+        """:meth:`get`'s client, holding the driver's current token (:meth:`token`). The SDK
         never renews a token itself: it judges expiry only with ``query_time``, and
         ``request()`` answers Ably's 40142 instead of re-authorizing, so an expired token would
         fail every call."""
-        client = self.get(budget, aio) if aio else self._hold(budget)
-        try:
-            # compared as temporaries: no frame that may raise holds a token
-            if _token_of(client) != self.token()["token"]:
-                await settled(client.auth.authorize())  # its callback hands it the current one
-        except BaseException:
-            self.release(client)
-            raise
+        client = self.get(budget, aio)
+        # compared as temporaries: no frame that may raise holds a token
+        if _token_of(client) != self.token()["token"]:
+            await settled(client.auth.authorize())  # its callback hands it the current one
         return client
-
-    def _hold(self, budget: int) -> Any:
-        """:meth:`get`'s sync client, counted as used by one more thread."""
-        hosts = self._settings.hosts(budget)
-        with self._lock:
-            if (client := self._sync.get(hosts)) is None:
-                client = self._sync[hosts] = self._new(hosts, aio=False)
-            self._users[id(client)] = self._users.get(id(client), 0) + 1
-        return client
-
-    def release(self, client: Any) -> None:
-        """A thread is done with ``client`` (:meth:`fresh`'s); the last one closes it if
-        :meth:`close` let go of it meanwhile. Nothing for an async client."""
-        with self._lock:
-            users = self._users.get(key := id(client))
-            if users is None:
-                return
-            if users > 1:
-                self._users[key] = users - 1
-                return
-            del self._users[key]
-            retired = self._retired.pop(key, None)
-        if retired is not None:
-            retired.close()
 
     def token(self) -> dict[str, Any]:
         """The driver's publishing token, one for all its clients: signed here, locally, when
@@ -235,15 +201,9 @@ class Clients:
         return self.token()
 
     def _take(self) -> list[PerLoop[Any]]:
-        """Lets go of every client: a sync one is closed now, or by its last user."""
         with self._lock:
-            sync, self._sync, unused = list(self._sync.values()), {}, []
-            for client in sync:
-                if id(client) in self._users:
-                    self._retired[id(client)] = client
-                else:
-                    unused.append(client)
-        for client in unused:
+            sync, self._sync = list(self._sync.values()), {}
+        for client in sync:
             client.close()
         return list(self.loops.values())
 
@@ -265,8 +225,8 @@ def _forget_in_child() -> None:
     _filter_lock = threading.Lock()
     for clients in list(_all_clients):
         clients._lock = threading.Lock()  # a parent thread may have held it at the fork
-        clients.inherited += len(clients._sync) + len(clients._retired)
-        clients._sync, clients._users, clients._retired = {}, {}, {}
+        clients.inherited += len(clients._sync)
+        clients._sync = {}
 
 
 if hasattr(os, "register_at_fork"):
