@@ -26,6 +26,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 from secret_scan import showing
+from soketi_pytest import unavailable  # skips, but fails under CI
 
 from broadcasting import Broadcast, OutboxError
 from broadcasting.outbox import Relay
@@ -46,7 +47,7 @@ def mysql_user() -> Iterator[tuple[str, str]]:
     try:
         root = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
     except pymysql.Error:
-        pytest.skip("MariaDB is not running on 127.0.0.1:3306")
+        unavailable("MariaDB", "MariaDB is not running on 127.0.0.1:3306")
     try:
         with root.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {name}")
@@ -67,7 +68,7 @@ def pg_role() -> Iterator[str]:
     try:
         admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True)
     except psycopg.Error:
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+        unavailable("PostgreSQL", "PostgreSQL is not running on 127.0.0.1:5432")
     try:
         admin.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}'")
         admin.execute(f"CREATE SCHEMA {name} AUTHORIZATION {name}")
