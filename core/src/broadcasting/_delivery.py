@@ -9,7 +9,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, Union
 
 from broadcasting._errors import ConfigurationError, PublishError
-from broadcasting._flow import DriverCall, Effect, Flow, Gather, Sleep, arun, implements, run
+from broadcasting._flow import (
+    DriverCall,
+    Effect,
+    Flow,
+    Gather,
+    Sleep,
+    _method,
+    arun,
+    implements,
+    run,
+)
 from broadcasting._retry import Retry
 from broadcasting._types import Message, Options, Receipt
 
@@ -191,7 +201,7 @@ class Answer:
     refused: Mapping[str, PublishError] = field(default_factory=dict)
 
 
-#: What ``send()`` returns: ``None`` (all acknowledged), one Answer (a one-part
+#: What ``send()`` (or ``asend()``) returns: ``None`` (all acknowledged), one Answer (a one-part
 #: batch), or one Answer or PublishError per part, in order.
 SendResult = Union[None, Answer, Sequence[Union[Answer, PublishError]]]
 _Outcome = Union[None, Answer, PublishError]
@@ -201,15 +211,16 @@ Attempt = tuple[_Outcome, int, int]
 _Read = tuple[list[_Outcome], Union[PublishError, None]]  # per part, and request-wide
 
 
-def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
-    """``send()``'s result as one outcome per part; a TypeError names a bad one."""
+def per_part(driver: Driver, batch: Batch, result: object, called: str = "send") -> list[_Outcome]:
+    """``send()``'s (or ``asend()``'s: ``called``) result as one outcome per part; a
+    TypeError names a bad one."""
     count = len(batch.parts)
     if result is None or isinstance(result, PublishError):
         return [result] * count
     if isinstance(result, Answer):
         if count != 1:
             raise TypeError(
-                f"driver {driver.name!r}: send() returned one Answer for a request of "
+                f"driver {driver.name!r}: {called}() returned one Answer for a request of "
                 f"{count} messages; return one per part"
             )
         _check_answer(driver, result)
@@ -224,7 +235,7 @@ def per_part(driver: Driver, batch: Batch, result: object) -> list[_Outcome]:
                 _check_answer(driver, item)
         return list(result)
     raise TypeError(
-        f"driver {driver.name!r}: send() must return None, an Answer, or one Answer or "
+        f"driver {driver.name!r}: {called}() must return None, an Answer, or one Answer or "
         f"PublishError per part ({count}), not {type(result).__name__}"
     )
 
@@ -253,18 +264,41 @@ def _check_answer(driver: Driver, answer: Answer) -> None:
         )
 
 
+class _SendCall(DriverCall):
+    """The driver's ``send`` or ``asend``, remembering which path ran it: a message about
+    what it raised or returned names the method that was called."""
+
+    __slots__ = ("blocking",)
+
+    def __init__(self, driver: Driver, batch: Batch) -> None:
+        super().__init__(driver, "send", batch)
+        self.blocking = True
+
+    async def arun(self) -> Any:
+        self.blocking = False
+        return await super().arun()
+
+    @property
+    def called(self) -> str:
+        """``send`` or ``asend``: the method this path called (the class's own, else its twin)."""
+        return _method(type(self.driver), "send", self.blocking)[0]
+
+
 def request(driver: Driver, batch: Batch) -> Flow[_Read]:
     """Send ``batch`` (one request): each part's outcome, and a request-wide error."""
+    call = _SendCall(driver, batch)
     try:
-        result = yield DriverCall(driver, "send", batch)
+        result = yield call
     except PublishError as exc:
         return [exc] * len(batch.parts), exc
     except Exception as exc:  # a driver bug (an exception its error mapping missed)
-        said = f"{driver.name}: send() raised {type(exc).__name__} instead of a PublishError"
+        said = (
+            f"{driver.name}: {call.called}() raised {type(exc).__name__} instead of a PublishError"
+        )
         cause: Exception = exc
     else:
         try:
-            return per_part(driver, batch, result), None
+            return per_part(driver, batch, result, call.called), None
         except TypeError as exc:  # the request went out
             said, cause = str(exc), exc
     error = PublishError(
