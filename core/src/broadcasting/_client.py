@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from broadcasting._errors import ConfigurationError
+from broadcasting._plugins import declared_secret_options, driver_plugin
 from broadcasting._types import Secret
 
 if TYPE_CHECKING:
@@ -22,6 +24,10 @@ DEFAULT_ELEMENT_ID = "broadcasting-config"
 _MIN_SECRET = 4
 #: The sections of the config whose contents a page may override.
 _SECTIONS = ("options", "echo")
+#: The names of an option that may hold the public app key the config gives as ``key``
+#: (Pusher's ``key``): named like a secret only for the word "key". ``api_key``, ``secret``,
+#: ``token`` or an option the driver declares secret never may.
+_PUBLIC_KEY_OPTION = re.compile(r"(?:(?:app|public)[_-])?key", re.IGNORECASE)
 
 
 def client_config(
@@ -58,8 +64,16 @@ def client_config(
         for section in _SECTIONS:
             if isinstance(config.get(section), Mapping):
                 config[section] = {**config[section], **overrides}
-    _check(config, target.name, target.options)
-    return config
+    try:
+        _check(config, target.name, target.options, _declared(target.name, target.driver))
+    except ConfigurationError as exc:
+        error = exc
+    else:
+        return config
+    # what the driver made (and the overrides) may hold the secret the error is about: raised
+    # without them, and without the frame of the check that found it
+    del made, config, overrides
+    raise error.with_traceback(None)
 
 
 def client_config_html(
@@ -86,9 +100,23 @@ def script_element(config: Mapping[str, Any], element_id: str = DEFAULT_ELEMENT_
     return f'<script type="application/json" id="{html.escape(element_id)}">{text}</script>'
 
 
-def _check(config: Mapping[str, Any], driver: str, options: Mapping[str, Any]) -> None:
-    """Refuse a config holding a Secret, one of the driver's secret options' values (but the
-    public app key it returned as ``key``), or anything JSON cannot hold."""
+def _declared(name: str, driver: object) -> frozenset[str]:
+    """The options ``driver``'s class, or its plugin, declares secret (``secret_options``)."""
+    declared = frozenset(getattr(type(driver), "secret_options", frozenset()))
+    plugin = driver_plugin(name)
+    return declared if plugin is None else declared | declared_secret_options(name, plugin)
+
+
+def _check(
+    config: Mapping[str, Any],
+    driver: str,
+    options: Mapping[str, Any],
+    declared: frozenset[str] = frozenset(),
+) -> None:
+    """Refuse a config holding a Secret, one of the driver's secret options' values, or
+    anything JSON cannot hold. The one exception: the public app key returned as ``key``,
+    from an option named for it (``key``, ``app_key``, ``public_key``) that the driver does
+    not declare secret; any other secret option's value is refused there too."""
     try:
         # NaN and infinity too: Python would write them, the browser's JSON.parse refuses them
         text = json.dumps(config, ensure_ascii=False, default=_refuse, allow_nan=False)
@@ -99,13 +127,23 @@ def _check(config: Mapping[str, Any], driver: str, options: Mapping[str, Any]) -
         if not isinstance(value, Secret):
             continue
         revealed = value.reveal()
-        if not isinstance(revealed, str) or len(revealed) < _MIN_SECRET or revealed == public:
+        if not isinstance(revealed, str) or len(revealed) < _MIN_SECRET:
+            continue
+        if revealed == public and _may_be_public(name, declared):
             continue
         # as the JSON text holds it: a value with a quote, backslash or control escaped
         if revealed in text or json.dumps(revealed, ensure_ascii=False)[1:-1] in text:
+            where = " as its public 'key'" if revealed == public else ""
             raise ConfigurationError(
-                driver, str(name), "is secret and would be in the browser's client config"
+                driver, str(name), f"is secret and would be in the browser's client config{where}"
             )
+
+
+def _may_be_public(name: object, declared: frozenset[str]) -> bool:
+    """Whether option ``name`` may hold the public app key the config gives as ``key``."""
+    return (
+        isinstance(name, str) and name not in declared and bool(_PUBLIC_KEY_OPTION.fullmatch(name))
+    )
 
 
 def _refuse(value: object) -> Any:
