@@ -10,7 +10,9 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -310,3 +312,132 @@ def test_a_broken_observer_plugin_is_named(site: Path) -> None:
     install_observer(site, "broadcasting-badaudit", "fake_badaudit", "raise ValueError('boom')\n")
     with pytest.raises(PluginLoadError, match=r"broadcasting-badaudit.*ValueError: boom"):
         Broadcast()
+
+
+class _Stand:
+    """A plugin passed to Broadcast that provides a driver name an installed package has."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.asked: list[str] = []
+
+    @plugins.hookimpl
+    def broadcasting_connect(self, name: str, options: object) -> Driver | None:
+        self.asked.append(name)
+        if name != self.name:
+            return None
+
+        class StandIn(Driver):
+            def publish(self, message: Message) -> Receipt:
+                return Receipt("stand-in", message.event, message.channels, message.id)
+
+        return StandIn()
+
+
+@pytest.mark.parametrize("kind", ["module", "class"])
+def test_a_plugin_passed_to_broadcast_comes_before_the_installed_driver_of_its_name(
+    site: Path, kind: str
+) -> None:
+    """docs/hooks.md: entry-point plugins come before those passed to Broadcast, which pluggy
+    then calls first. A driver's entry point is registered only when its name is first
+    used, after them: its hook ran first, and the installed driver took the name from the
+    plugin the application passed (a stand-in in a test, a factory of its own)."""
+    if kind == "module":
+        source = DRIVER_MODULE.format(cls="Zeta", name="zeta")
+        install_fake(site, "fake-zeta", "zeta", "fake_zeta", source)
+    else:  # the entry point names the class; install_fake names the module's file by it
+        source = DRIVER_MODULE.format(cls="Zeta", name="zeta")
+        install_fake(site, "fake-zeta", "zeta", "fake_zeta:BroadcastZetaDriver", source)
+        (site / "fake_zeta.py").write_text(textwrap.dedent(source))
+    stand = _Stand("zeta")
+    with Broadcast({"DRIVER": "zeta"}, plugins=[stand]) as broadcast:
+        assert broadcast.channel("orders", {"id": 1}, "e").driver == "stand-in"
+        # a name the plugin does not have still reaches the installed driver, once asked
+        assert broadcast.driver("memory").driver.name == "memory"
+    assert stand.asked == ["zeta", "memory"]
+    with Broadcast({"DRIVER": "zeta"}) as alone:  # without it, the installed one
+        assert type(alone.driver().driver).__name__ == "BroadcastZetaDriver"
+
+
+@dataclass  # eq=True: __hash__ is None, so it cannot go in a set
+class _UnhashableStand:
+    """An application's plugin that cannot be hashed, standing in for a driver name."""
+
+    name: str
+    asked: list[str] = field(default_factory=list)
+
+    @plugins.hookimpl
+    def broadcasting_connect(self, name: str, options: object) -> Driver | None:
+        self.asked.append(name)
+        return Pigeon() if name == self.name else None
+
+
+@dataclass
+class _UnhashableDriverPlugin:
+    """A factory plugin given to register_driver() that cannot be hashed either."""
+
+    name: str
+
+    @plugins.hookimpl
+    def broadcasting_connect(self, name: str, options: object) -> Driver | None:
+        if name != self.name:
+            return None
+
+        class Registered(Driver):
+            def publish(self, message: Message) -> Receipt:
+                return Receipt("registered", message.event, message.channels, message.id)
+
+        return Registered()
+
+
+def test_plugins_that_cannot_be_hashed_come_first_and_keep_working(site: Path) -> None:
+    """The first fix of the order above asked pluggy for subsets of the plugins, which it
+    keeps in sets: a plugin that cannot be hashed (a dataclass with eq, a SimpleNamespace)
+    made every connect raise TypeError. Such plugins still come first, an installed driver's
+    other hooks still run once its name is used, and a registered name still comes before
+    the installed one."""
+    wrapped = "\n".join(
+        [
+            "SEEN = []",
+            "",
+            "@hookimpl(wrapper=True)",
+            "def broadcasting_publish(broadcast, driver, message):",
+            "    SEEN.append(message.event)",
+            "    return (yield)",
+        ]
+    )
+    source = DRIVER_MODULE.format(cls="Zeta", name="zeta") + "\n" + wrapped + "\n"
+    install_fake(site, "fake-zeta", "zeta", "fake_zeta", source)
+    for name in ("eta", "theta"):  # two installed drivers, one also registered below
+        module = f"fake_{name}"
+        source = DRIVER_MODULE.format(cls=name.title(), name=name)
+        install_fake(site, f"fake-{name}", name, module, source)
+    stand = _UnhashableStand("zeta")
+    seen: list[str] = []
+
+    def observe(broadcast: object, driver: Driver, message: Message) -> Iterator[None]:
+        seen.append(message.event)
+        return (yield)
+
+    observer = SimpleNamespace(broadcasting_publish=plugins.hookimpl(wrapper=True)(observe))
+    with pytest.raises(TypeError):
+        hash(stand)
+    with pytest.raises(TypeError):
+        hash(observer)
+    register_driver("eta", _UnhashableDriverPlugin("eta"))
+    try:
+        with Broadcast({"DRIVER": "zeta"}, plugins=[stand, observer]) as broadcast:
+            assert broadcast.channel("orders", {"id": 1}, "first").ids == ("coo",)
+            # names the stand-in does not have: the registered one, then the installed one
+            assert broadcast.driver("eta").channel("c", {}, "second").driver == "registered"
+            assert broadcast.driver("theta").channel("c", {}, "third").driver == "theta"
+        assert stand.asked == ["zeta", "eta", "theta"]
+        assert seen == ["first", "second", "third"]
+        fake_zeta = sys.modules["fake_zeta"]  # its name was used: loaded, though not asked
+        fake_zeta.SEEN.clear()
+        with Broadcast({"DRIVER": "zeta"}, plugins=[observer]) as alone:
+            assert alone.channel("orders", {"id": 1}, "fourth").driver == "zeta"
+        # the installed driver's other hook runs once its name is used
+        assert fake_zeta.SEEN == ["fourth"]
+    finally:
+        unregister_driver("eta")

@@ -28,6 +28,7 @@ from broadcasting._errors import (
 )
 from broadcasting._flow import DriverCall, Flow, Hook, awaiting, blocking
 from broadcasting._plugins import (
+    add_driver_plugin,
     built,
     declared_secret_options,
     driver_names,
@@ -200,8 +201,8 @@ class Broadcast(Publishes):
 
     def _from_plugin(self, name: str, plugin: object | None, options: Options) -> Driver:
         pm = self.plugin_manager
-        if plugin is not None and not pm.is_registered(plugin):
-            pm.register(plugin, name=f"driver:{name}")
+        if plugin is not None:  # asked after the plugins passed to Broadcast (docs/hooks.md)
+            add_driver_plugin(pm, name, plugin)
         driver = pm.hook.broadcasting_connect(name=name, options=options)
         if driver is None and plugin is None:
             raise DriverNotFoundError(name, driver_names())

@@ -119,10 +119,32 @@ def _remembered(
 
 class PluginManager(pluggy.PluginManager):
     """A :class:`pluggy.PluginManager` that remembers which names of a module or class are
-    hooks (see the module's docstring); it registers exactly what pluggy's would."""
+    hooks (see the module's docstring); it registers exactly what pluggy's would, but for
+    :meth:`register_asked_last`."""
+
+    _last: object = _ABSENT  # the plugin register_asked_last() is registering
+    _last_hook = ""
+
+    def register_asked_last(self, plugin: object, name: str, hook: str) -> str | None:
+        """Register ``plugin`` as :meth:`register` does, its implementation of ``hook`` made
+        ``trylast``: called after every other plugin's, those registered later included
+        (pluggy calls the most recently registered first). Its other hooks are as
+        registered. Nothing is kept in a set: a plugin that cannot be hashed is fine."""
+        self._last, self._last_hook = plugin, hook
+        try:
+            return self.register(plugin, name)
+        finally:
+            self._last, self._last_hook = _ABSENT, ""
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> pluggy.HookimplOpts | None:
         parse = super().parse_hookimpl_opts
+        if plugin is self._last:
+            opts = parse(plugin, name)
+            if opts is None or (opts.get("specname") or name) != self._last_hook:
+                return opts
+            last = opts.copy()  # not the marker's own, which every registration shares
+            last["tryfirst"], last["trylast"] = False, True
+            return last
         if isinstance(plugin, (type, ModuleType)):
             return _remembered(_impls, plugin, name, lambda: parse(plugin, name))
         cls = type(plugin)

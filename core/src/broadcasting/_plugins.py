@@ -306,7 +306,7 @@ _managers: weakref.WeakSet[pluggy.PluginManager] = weakref.WeakSet()
 _everywhere: list[object] = []  # in registration order
 
 
-def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
+def make_plugin_manager(plugins: Iterable[object] = ()) -> _manager.PluginManager:
     """A plugin manager with the specs, the core's, the installed, the given plugins and
     those registered everywhere (last, now and later)."""
     pm = _manager.PluginManager(PROJECT)
@@ -320,6 +320,19 @@ def make_plugin_manager(plugins: Iterable[object] = ()) -> pluggy.PluginManager:
                 pm.register(plugin)
         _managers.add(pm)
     return pm
+
+
+def add_driver_plugin(pm: _manager.PluginManager, name: str, plugin: object) -> None:
+    """Register driver ``name``'s plugin on ``pm`` (once), as its name is first used there.
+
+    Its other hooks take effect from then on, as any plugin's. Its ``broadcasting_connect``
+    is asked after every other plugin's: registered now, after the plugins passed to
+    Broadcast and those registered everywhere, pluggy would ask it first, and an installed
+    or registered driver would take its name from the application's own plugin (a stand-in
+    in a test, a factory of its own), which docs/hooks.md says is asked first."""
+    with _lock:  # register_everywhere() registers on the same managers
+        if not pm.is_registered(plugin):
+            pm.register_asked_last(plugin, f"driver:{name}", "broadcasting_connect")
 
 
 def register_everywhere(plugin: object) -> None:
