@@ -22,21 +22,72 @@ DEFAULT_DRIVER = "log"
 DEFAULT_SEND = "now"
 ENV_DRIVER = "BROADCAST_DRIVER"
 
-#: One driver's options at rest, every string in a Secret, and the keys read back as text.
+#: One driver's options at rest, every string in a Secret (nested ones too), and the keys
+#: whose values are read back opened (a string as text, a dict or list as it was given).
 _Sealed = tuple[Options, frozenset[str]]
+#: The containers whose strings are sealed at rest and read back in a new one of that type
+#: (what TOML, JSON and Python literals make); any other object is kept as it is.
+_CONTAINERS = (dict, list, tuple, set, frozenset)
 
 
-def _seal(options: Mapping[str, Any]) -> _Sealed:
-    shown = frozenset(k for k, v in options.items() if isinstance(v, str))
-    return Options({k: Secret(v) if k in shown else v for k, v in options.items()}), shown
+class _Text(Secret):
+    """A string option (or one inside an option) at rest: read back as text. A Secret the
+    configuration gave stays a Secret."""
+
+    __slots__ = ()
+
+
+def _seal(options: Mapping[str, Any], driver: str) -> _Sealed:
+    sealed: dict[str, Any] = {}
+    shown = []
+    for key, value in options.items():
+        held = _sealed(value, driver, key, ())
+        if held is not value:
+            shown.append(key)
+        sealed[key] = held
+    return Options(sealed), frozenset(shown)
+
+
+def _sealed(value: Any, driver: str, key: Any, within: tuple[int, ...]) -> Any:
+    """``value`` with every string in it in a ``_Text`` (itself if it holds none)."""
+    kind = type(value)
+    if kind is str:
+        return _Text(value)
+    if kind not in _CONTAINERS:
+        return value
+    if id(value) in within:
+        raise ConfigurationError(driver, str(key), "holds itself (a dict or list inside itself)")
+    inner = (*within, id(value))
+    if kind is dict:
+        pairs = {k: _sealed(v, driver, key, inner) for k, v in value.items()}
+        if any(pairs[k] is not v for k, v in value.items()):
+            return pairs
+        return value
+    items = [_sealed(v, driver, key, inner) for v in value]
+    changed = any(a is not b for a, b in zip(items, value, strict=True))
+    return kind(items) if changed else value
+
+
+def _opened(value: Any) -> Any:
+    """A sealed value as it was given: a new container of its type, its strings as text."""
+    kind = type(value)
+    if kind is _Text:
+        return value.reveal()
+    if kind is dict:
+        return {k: _opened(v) for k, v in value.items()}
+    if kind in _CONTAINERS:
+        return kind(_opened(v) for v in value)
+    return value
 
 
 class Config:
     """The parsed configuration, read-only: the default driver and each driver's options.
 
     Options named like secrets read as :class:`~broadcasting.Secret`, other
-    strings as text; at rest every string is in a ``Secret``, since an option
-    only its driver knows is secret (a URL with a token) must not lie around as text.
+    strings as text; at rest every string is in a ``Secret``, those inside a dict, list or
+    tuple option too (``{"auth": {"token": ...}}``, a list of URLs with credentials), since
+    an option only its driver knows is secret must not lie around as text. Such an option
+    reads back as it was given, in a new container each time.
     """
 
     __slots__ = ("_outbox", "_sealed", "driver", "send")
@@ -56,19 +107,19 @@ class Config:
         outbox: Mapping[str, Any] | None = None,
     ) -> None:
         object.__setattr__(self, "driver", driver)
-        sealed = {name: _seal(options or {}) for name, options in (drivers or {}).items()}
+        sealed = {name: _seal(options or {}, name) for name, options in (drivers or {}).items()}
         object.__setattr__(self, "_sealed", sealed)
         object.__setattr__(self, "send", send)
         # the outbox's URL may hold the database's password: it reads as a Secret too
         outbox = wrap_named(wrap_secrets(outbox or {}), frozenset({"url"}))
-        object.__setattr__(self, "_outbox", _seal(outbox))
+        object.__setattr__(self, "_outbox", _seal(outbox, "outbox"))
 
     @property
     def outbox(self) -> Mapping[str, Any]:
         """The ``OUTBOX`` settings (docs/background.md#where-the-outbox-lives); empty: the
         defaults."""
         values, shown = self._outbox
-        return Options({k: v.reveal() if k in shown else v for k, v in values.items()})
+        return Options({k: _opened(v) if k in shown else v for k, v in values.items()})
 
     @property
     def drivers(self) -> Mapping[str, Mapping[str, Any]]:
@@ -80,7 +131,7 @@ class Config:
         values, shown = self._sealed.get(name, (Options(), frozenset()))
         if not shown:
             return values
-        return Options({k: v.reveal() if k in shown else v for k, v in values.items()})
+        return Options({k: _opened(v) if k in shown else v for k, v in values.items()})
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Config is read-only (cannot set {name!r})")
