@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -142,3 +143,20 @@ def test_a_queue_without_its_journal_is_refused_under_the_fake_as_in_production(
                 broadcast.channel("orders", {"id": 7}, "shipped", send="celery")
             recorded.assert_nothing_sent()
     assert str(faked.value) == str(production.value)
+
+
+def test_a_plugin_that_cannot_be_hashed_does_not_break_the_fake_s_queue_lookup(
+    rq_queue: rq.Queue, recorded: BroadcastFake
+) -> None:
+    """pluggy's get_plugins() makes a set; the fake looked for the queue plugin in it, so an
+    unhashable plugin beside the queue (a SimpleNamespace, a dataclass with eq) raised
+    TypeError from every queued publish under the fake."""
+    other = SimpleNamespace()  # a plugin with no hooks, and no __hash__
+    plugin = RQQueue(rq_queue, "worker_app:broadcast")
+    with Broadcast({"DRIVER": "memory"}, plugins=[other, plugin]) as made:
+        receipt = made.channel("orders", {"id": 9}, "shipped", send="rq")
+        assert receipt.pending and receipt.via == "rq"
+        with pytest.raises(InputError, match="no installed plugin sends that way"):
+            made.channel("orders", {"id": 10}, "shipped", send="celery")
+    recorded.assert_sent("shipped", "orders", {"id": 9}, times=1, via="rq")
+    assert rq_queue.count == 0

@@ -133,7 +133,8 @@ def _plugin(target: str, via: str) -> RQQueue:
     if plugin is None:
         with _found_lock:
             broadcast: Broadcast = resolve(target)
-            for candidate in broadcast.plugin_manager.get_plugins():
+            # not get_plugins(): pluggy makes a set of those, and a plugin may be unhashable
+            for _, candidate in broadcast.plugin_manager.list_name_plugin():
                 if isinstance(candidate, RQQueue) and candidate.name == via:
                     candidate._broadcast = broadcast
                     plugin = _found[key] = candidate

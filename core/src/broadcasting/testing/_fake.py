@@ -328,7 +328,9 @@ def _queued(broadcast: Broadcast, driver: Driver, message: Message) -> bool:
     queue = sys.modules.get("broadcasting.contrib._queue")
     if queue is None:  # no queue plugin was ever made in this process
         return False
-    for plugin in broadcast.plugin_manager.get_plugins():
+    # list_name_plugin(), not get_plugins(): pluggy makes a set of those, and a plugin
+    # object may be unhashable
+    for _, plugin in broadcast.plugin_manager.list_name_plugin():
         if isinstance(plugin, queue.QueuePlugin) and plugin.name == message.via:
             queue.encode(broadcast.broadcaster_of(driver), message)
             plugin.journal()  # a missing journal is refused at the call, as the plugin does
