@@ -9,6 +9,9 @@ is reported at start-up, before any request. Each id is documented in docs/djang
 - ``broadcasting.E003``: a driver's options are wrong (the message names the key, never a value).
   An option left ``None`` (``os.environ.get()`` of an unset variable) is reported by
   ``check --deploy`` only, so that ``makemigrations`` and tests run without credentials.
+  A driver reports its first wrong option only (``from_config`` raises one error): a wrong
+  delivery option (the core's own, ``retries``...) and a wrong option of the driver's are
+  both reported, but two of the driver's own show one after the other.
 - ``broadcasting.E004``: ``BROADCASTING_ENDPOINTS`` is wrong (its ``driver`` too: a name no
   driver has).
 - ``broadcasting.E005``: ``BROADCASTING_CLIENT`` is wrong.
@@ -24,6 +27,7 @@ from typing import Any
 
 from broadcasting._broadcast import Broadcast
 from broadcasting._config import load_config
+from broadcasting._delivery import DELIVERY_OPTIONS
 from broadcasting._errors import (
     BroadcastError,
     ConfigurationError,
@@ -155,28 +159,50 @@ def _check_drivers(value: Mapping[str, Any], *, deploy: bool = False) -> list[An
     broadcast = Broadcast(value)
     try:
         for name in dict.fromkeys([config.driver, *config.drivers]):
-            try:
-                broadcast.driver(name)
-            except (DriverNotFoundError, PluginLoadError) as exc:
-                if not deploy:
-                    found.append(Error(str(exc), obj=f"driver {name!r}", id="broadcasting.E002"))
-            except BroadcastError as exc:  # ConfigurationError, and any other of ours
-                if _unset(exc, config.options(name)) != deploy:
-                    continue
-                found.append(Error(str(exc), obj=f"driver {name!r}", id="broadcasting.E003"))
-            except Exception as exc:  # a driver's bug: its message may quote an option
-                if deploy:
-                    continue
-                found.append(
-                    Error(
-                        f"building the driver raised {type(exc).__name__} (message withheld)",
-                        obj=f"driver {name!r}",
-                        id="broadcasting.E003",
-                    )
-                )
+            options = config.options(name)
+            failed = _check_driver(broadcast, name, options, deploy, found)
+            if failed is not None and failed in DELIVERY_OPTIONS:
+                # the core's own options are checked before the driver is built, and the
+                # driver never sees them: its own options are checked without them, so a
+                # wrong one beside a wrong delivery option is reported at once too
+                own = {k: v for k, v in options.items() if k not in DELIVERY_OPTIONS}
+                alone = Broadcast({"DRIVER": name, "DRIVERS": {name: own}})
+                try:
+                    _check_driver(alone, name, own, deploy, found)
+                finally:
+                    alone.close()
     finally:
         broadcast.close()
     return found
+
+
+def _check_driver(
+    broadcast: Broadcast, name: str, options: Mapping[str, Any], deploy: bool, found: list[Any]
+) -> str | None:
+    """Build driver ``name`` and add its problem to ``found``; the option a
+    ConfigurationError named (reported or left to the other check), if any."""
+    from django.core.checks import Error  # type: ignore[import-untyped, unused-ignore]
+
+    try:
+        broadcast.driver(name)
+    except (DriverNotFoundError, PluginLoadError) as exc:
+        if not deploy:
+            found.append(Error(str(exc), obj=f"driver {name!r}", id="broadcasting.E002"))
+    except BroadcastError as exc:  # ConfigurationError, and any other of ours
+        if _unset(exc, options) == deploy:
+            found.append(Error(str(exc), obj=f"driver {name!r}", id="broadcasting.E003"))
+        key = getattr(exc, "key", None)
+        return key if isinstance(exc, ConfigurationError) and isinstance(key, str) else None
+    except Exception as exc:  # a driver's bug: its message may quote an option
+        if not deploy:
+            found.append(
+                Error(
+                    f"building the driver raised {type(exc).__name__} (message withheld)",
+                    obj=f"driver {name!r}",
+                    id="broadcasting.E003",
+                )
+            )
+    return None
 
 
 def _check_outbox(outbox: Mapping[str, Any]) -> list[Any]:
