@@ -34,8 +34,11 @@ BOARD = "presence-board"
 @broadcast.rule("orders.{order_id}")  # private-orders.7 and private-encrypted-orders.7
 def order_owner(user: User, order_id: str) -> bool:
     # order_id is the channel name's text: anything dot-free, so check it is a number
-    # before the ORM sees it (filter(pk="abc") raises, which would be a 500)
-    return order_id.isdigit() and Order.objects.filter(pk=int(order_id), customer=user).exists()
+    # before the ORM sees it (filter(pk="abc") raises, which would be a 500); ASCII digits
+    # only: isdigit() is true of "²", which int() refuses, and isdecimal() of full-width digits
+    if not (order_id.isascii() and order_id.isdecimal()):
+        return False
+    return Order.objects.filter(pk=int(order_id), customer=user).exists()
 
 
 @broadcast.rule("board")  # presence-board: who is looking at the order board
@@ -46,9 +49,10 @@ def board_member(user: User) -> dict[str, Any]:
 
 @broadcast.on_webhook("member_added")
 def record_board_join(event: WebhookEvent) -> None:
-    if event.channel != BOARD or event.user_id is None or not event.user_id.isdigit():
+    user_id = event.user_id
+    if event.channel != BOARD or user_id is None or not (user_id.isascii() and user_id.isdecimal()):
         return
-    user = get_user_model().objects.filter(pk=int(event.user_id)).first()
+    user = get_user_model().objects.filter(pk=int(user_id)).first()
     BoardVisit.objects.get_or_create(
         event_id=event.id,
         defaults={

@@ -29,6 +29,9 @@ broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": settings.PUSHER
 @broadcast.rule("orders.{order_id}")
 def order_owner(user: str, order_id: str) -> bool:
     """Only the customer who placed an order may follow it."""
+    # order_id is the client's text: "abc", full-width digits (which int() reads)
+    if not (order_id.isascii() and order_id.isdecimal()):
+        return False
     order = ORDERS.get(int(order_id))
     return order is not None and order.customer == user
 

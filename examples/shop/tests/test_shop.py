@@ -93,6 +93,15 @@ def test_only_the_customer_may_follow_an_order(broadcast_fake: BroadcastFake) ->
     broadcast_fake.assert_sent(OrderPlaced, times=1)  # authorizing published nothing
 
 
+def test_a_channel_that_names_no_order_is_refused_not_a_server_error() -> None:
+    """The order id in the channel name is the client's text: int("abc") raised in the rule,
+    a 500 for what a client sent."""
+    for order_id in ("abc", "1e3", "-1", "0x1"):
+        form = {"socket_id": "1.2", "channel_name": f"private-orders.{order_id}"}
+        response = client.post("/broadcasting/auth", data=form, headers={"X-User": "ada"})
+        assert response.status_code == 403, (order_id, response.text)
+
+
 def test_a_notice_reaches_the_customer_wherever_signed_in(broadcast_fake: BroadcastFake) -> None:
     response = client.post("/customers/ada/notify", json={"text": "Your parcel is late"})
 
