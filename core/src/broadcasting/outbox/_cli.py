@@ -26,8 +26,8 @@ from broadcasting.outbox import _policy
 if TYPE_CHECKING:
     from broadcasting.outbox._store import Store
 
-#: What to look at when the outbox's database fails.
-HINT = "is the database up, and were its tables made with `broadcasting outbox init`?"
+#: What to look at when the outbox's database fails (its tables missing are said apart).
+HINT = "is the database up, and is it the one the OUTBOX settings name?"
 _CONFIG_HELP = "a .py, .toml or .json file with DRIVER, DRIVERS and OUTBOX"
 _LISTED = {"dead": _policy.DEAD, "unknown": _policy.UNKNOWN, "pending": _policy.PENDING}
 #: The largest row id (a 64-bit key) and ``--limit``: larger numbers reach no database.
@@ -57,7 +57,7 @@ def add_commands(commands: _SubParsersAction[ArgumentParser]) -> None:
 
     outbox = commands.add_parser(
         "outbox",
-        help="list, retry, purge the outbox's rows; create its tables",
+        help="list, retry, drop, purge the outbox's rows; create its tables",
         description="Look after the outbox: its dead and unknown rows, old rows, its tables.",
     )
     actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -71,6 +71,20 @@ def add_commands(commands: _SubParsersAction[ArgumentParser]) -> None:
     retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="row ids (outbox list)")
     retry.add_argument("--all-dead", action="store_true", help="every dead row")
     _config(retry, retry_command)
+
+    drop = actions.add_parser(
+        "drop",
+        help="delete dead or unknown rows: they are never sent",
+        description=(
+            "Delete dead or unknown rows that must never be sent (outbox list shows them). "
+            "A row in another state is left alone: pending or sending (a relay's to send), "
+            "delivered (outbox purge). Prints how many were deleted."
+        ),
+    )
+    drop.add_argument("ids", nargs="*", type=int, metavar="ID", help="row ids (outbox list)")
+    drop.add_argument("--all-dead", action="store_true", help="every dead row")
+    drop.add_argument("--all-unknown", action="store_true", help="every unknown row")
+    _config(drop, drop_command)
 
     purge = actions.add_parser("purge", help="delete delivered rows older than a given age")
     purge.add_argument(
@@ -92,7 +106,11 @@ def _database_errors(command: Callable[[Namespace], int]) -> Callable[[Namespace
         try:
             return command(args)
         except OutboxError as exc:
-            print(f"broadcasting: error: OutboxError: {exc} ({HINT})", file=sys.stderr)
+            from broadcasting.outbox._store import OutboxTablesMissing
+
+            # tables missing: its message says which, and what makes them
+            hint = "" if isinstance(exc, OutboxTablesMissing) else f" ({HINT})"
+            print(f"broadcasting: error: OutboxError: {exc}{hint}", file=sys.stderr)
             return 1
         except BroadcastError:
             raise  # broadcasting.cli.main reports it
@@ -257,17 +275,48 @@ def retry_command(args: Namespace) -> int:
     if not ids and not args.all_dead:
         print("broadcasting: error: name row ids, or --all-dead", file=sys.stderr)
         return 2
-    wrong = [i for i in ids if not 1 <= i <= _MAX_ID]
-    if wrong:
-        print(
-            f"broadcasting: error: {wrong[0]} is not a row id (from 1 to 2**63-1)", file=sys.stderr
-        )
+    if not _ids_checked(ids):
         return 2
     with _store(args) as store:
         if args.all_dead:
             ids = [*ids, *_all(store, _policy.DEAD)]
         count = store.requeue(sorted(set(ids)))
     print(f"{count} row(s) will be sent again")
+    return 0
+
+
+def _ids_checked(ids: Sequence[int]) -> bool:
+    """Whether every one of ``ids`` may be a row id; else says which is not (on stderr)."""
+    wrong = [i for i in ids if not 1 <= i <= _MAX_ID]
+    if wrong:
+        print(
+            f"broadcasting: error: {wrong[0]} is not a row id (from 1 to 2**63-1)", file=sys.stderr
+        )
+    return not wrong
+
+
+def drop_command(args: Namespace) -> int:
+    """``broadcasting outbox drop``: delete dead or unknown rows (never another state's)."""
+    ids: Sequence[int] = args.ids
+    if not ids and not args.all_dead and not args.all_unknown:
+        print("broadcasting: error: name row ids, or --all-dead, --all-unknown", file=sys.stderr)
+        return 2
+    if not _ids_checked(ids):
+        return 2
+    named = sorted(set(ids))
+    with _store(args) as store:
+        count = store.drop(named) if named else 0
+        if args.all_dead:
+            count += store.drop_all(_policy.DEAD)
+        if args.all_unknown:
+            count += store.drop_all(_policy.UNKNOWN)
+    print(f"{count} row(s) deleted")
+    if named and not (args.all_dead or args.all_unknown) and count < len(named):
+        print(
+            f"broadcasting: {len(named) - count} of the {len(named)} rows named left alone: "
+            "not dead or unknown (or no such row)",
+            file=sys.stderr,
+        )
     return 0
 
 

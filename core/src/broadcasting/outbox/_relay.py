@@ -49,7 +49,7 @@ from broadcasting._types import Message, Receipt
 from broadcasting.outbox import _policy
 from broadcasting.outbox._policy import Backoff, Verdict
 from broadcasting.outbox._row import Outcome, Row
-from broadcasting.outbox._store import SAME_TIME, OwnerInUse
+from broadcasting.outbox._store import SAME_TIME, OutboxTablesMissing, OwnerInUse
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
@@ -71,6 +71,11 @@ _STOP_SIGNALS = tuple(
 )
 #: Seconds between two WARNING lines saying that publishing through one driver fails.
 FAILING_NOTE_EVERY = 60.0
+#: Seconds after the ERROR saying the outbox's tables are missing before a WARNING says the
+#: relay still waits for them; each next one comes twice as late, up to
+#: :data:`TABLES_NOTE_MAX` apart.
+TABLES_NOTE_FIRST = 60.0
+TABLES_NOTE_MAX = 3600.0
 
 
 @dataclass
@@ -265,27 +270,35 @@ class Relay:
 
         A failure of the outbox's database (unreachable, restarting) is logged at WARNING
         and retried after a pause that grows to 10 s; rows it left ``sending`` are handled
-        as a crashed relay's. A :meth:`stop` made before it began ends it at once: a stop is
-        spent by the run it ends, so the relay may run again after."""
+        as a crashed relay's. Tables that do not exist (nobody ran ``broadcasting outbox
+        init`` or the migrations yet) are waited for the same way, said once at ERROR (which
+        table, what makes it), then at WARNING ever more rarely (:data:`TABLES_NOTE_FIRST`),
+        and at INFO once they are there. A :meth:`stop` made before it began ends it at
+        once: a stop is spent by the run it ends, so the relay may run again after."""
         idle = failures = 0
         rounds: deque[asyncio.Future[RoundStats]] = deque()
         await asyncio.to_thread(self._warn_if_stranded)
+        tables = _TablesNote(self.owner)
         try:
             while not self._stopping.is_set():
                 try:
                     idle = await self._step(rounds, idle)
                     failures = 0
+                    tables.found()
                 except OwnerInUse:
                     raise  # another relay runs under this name: this one does not
                 except Exception as exc:
                     failures += 1
                     pause = min(10.0, 0.5 * 2 ** min(failures - 1, 5))
-                    log.warning(
-                        "relay %s: the outbox's database failed (%s); trying again in %.1f s",
-                        self.owner,
-                        self.store.describe(exc),
-                        pause,
-                    )
+                    if isinstance(exc, OutboxTablesMissing):  # the store says so
+                        tables.missing(exc, pause)
+                    else:
+                        log.warning(
+                            "relay %s: the outbox's database failed (%s); trying again in %.1f s",
+                            self.owner,
+                            self.store.describe(exc),
+                            pause,
+                        )
                     for _ in range(max(1, int(pause * 10))):  # a stop() ends the pause
                         if self._stopping.is_set():
                             break
@@ -373,12 +386,15 @@ class Relay:
         try:
             self.release()
         except Exception as exc:  # the database is down, say: the leases expire by themselves
-            log.warning(
-                "relay %s: could not release its leases (%s); they run out within %g s",
-                self.owner,
-                self.store.describe(exc),
-                self.lease,
-            )
+            if isinstance(exc, OutboxTablesMissing):  # no table: no lease to release
+                log.debug("relay %s: no leases to release (no tables)", self.owner)
+            else:
+                log.warning(
+                    "relay %s: could not release its leases (%s); they run out within %g s",
+                    self.owner,
+                    self.store.describe(exc),
+                    self.lease,
+                )
         self.partitions = ()
         self._renewed = self._extended = float("-inf")  # the next round claims at once
 
@@ -932,6 +948,61 @@ class Relay:
     async def astats(self) -> RelayStats:
         """Async twin of :meth:`stats` (the store is read in a thread)."""
         return await asyncio.to_thread(self.stats)
+
+
+class _TablesNote:
+    """What a relay says while the outbox's tables do not exist: once at ERROR (which table,
+    what makes it), then a WARNING after :data:`TABLES_NOTE_FIRST` seconds, each next one
+    twice as late (up to :data:`TABLES_NOTE_MAX`), each try in between at DEBUG; at INFO
+    when they are there."""
+
+    __slots__ = ("gap", "next_note", "owner", "since")
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.since: float | None = None  # when they were first found missing (monotonic)
+        self.next_note = 0.0
+        self.gap = TABLES_NOTE_FIRST
+
+    def missing(self, error: BaseException, pause: float) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+            self.gap = TABLES_NOTE_FIRST
+            self.next_note = now + self.gap
+            log.error(
+                "relay %s: %s; the relay waits for them (it tries again every 10 s, and says so "
+                "again in %.0f s)",
+                self.owner,
+                error,
+                self.gap,
+            )
+        elif now >= self.next_note:
+            self.gap = min(self.gap * 2, TABLES_NOTE_MAX)
+            self.next_note = now + self.gap
+            log.warning(
+                "relay %s: still waiting for the outbox's tables (missing for %.0f s; "
+                "next reminder in %.0f s): %s",
+                self.owner,
+                now - self.since,
+                self.gap,
+                error,
+            )
+        else:
+            log.debug(
+                "relay %s: the outbox's tables are still missing; trying again in %.1f s",
+                self.owner,
+                pause,
+            )
+
+    def found(self) -> None:
+        if self.since is not None:
+            log.info(
+                "relay %s: the outbox's tables exist now (after %.0f s of waiting); relaying",
+                self.owner,
+                time.monotonic() - self.since,
+            )
+            self.since = None
 
 
 _NO_CAPABILITIES = Capabilities()

@@ -677,3 +677,19 @@ def purgeable(table: str) -> str:
 def purge_listed(table: str, ids: int) -> str:
     """Delete the listed rows if still in state ``?`` (:func:`purgeable`'s, by key)."""
     return f"DELETE FROM {_q(table)} WHERE state = ? AND id IN ({_marks(ids)})"
+
+
+def ids_in_state(table: str) -> str:
+    """The ids of rows in state ``?`` after id ``?``, the first ``?`` of them, by id."""
+    return f"SELECT id FROM {_q(table)} WHERE state = ? AND id > ? ORDER BY id LIMIT ?"
+
+
+def drop_listed(table: str, ids: int, states: int) -> str:
+    """Delete the listed rows that are in one of the listed states (by key: never a row in
+    another state, whatever a relay does with it meanwhile)."""
+    return f"DELETE FROM {_q(table)} WHERE id IN ({_marks(ids)}) AND state IN ({_marks(states)})"
+
+
+def last_in_state(table: str) -> str:
+    """The largest id of the rows in state ``?`` (``NULL``: none)."""
+    return f"SELECT MAX(id) FROM {_q(table)} WHERE state = ?"

@@ -15,6 +15,7 @@ import math
 import operator
 import os
 import random
+import re
 import threading
 import time
 import weakref
@@ -65,6 +66,16 @@ class OwnerInUse(InputError):
         super().__init__(message or f"relay name {owner!r} is held by a live relay")
         self.owner = owner
         self.until = until
+
+
+class OutboxTablesMissing(OutboxError):
+    """One of the outbox's tables (``table``, as the database names it) does not exist in
+    its database: nobody made them yet (``broadcasting outbox init``, Django's ``migrate``).
+    Its message says which and what makes them; the database's error is chained to it."""
+
+    def __init__(self, message: str, table: str) -> None:
+        super().__init__(message)
+        self.table = table
 
 
 def _written(until: float, written: Collection[float]) -> bool:
@@ -713,6 +724,55 @@ _RUN_AGAIN = frozenset({"40P01", "40001"})
 _MYSQL_DEADLOCK = 1213
 
 
+#: How each dialect is named in a message.
+_DIALECT_NAMES = {_sql.POSTGRESQL: "PostgreSQL", _sql.SQLITE: "SQLite", _sql.MYSQL: "MySQL/MariaDB"}
+#: PostgreSQL's SQLSTATE undefined_table; MySQL/MariaDB's ER_NO_SUCH_TABLE.
+_PG_NO_TABLE = "42P01"
+_MYSQL_NO_TABLE = 1146
+_NO_TABLE_SAID = {
+    _sql.POSTGRESQL: re.compile(r'relation "([^"]+)" does not exist'),
+    _sql.MYSQL: re.compile(r"Table '([^']+)' doesn't exist"),
+    _sql.SQLITE: re.compile(r"^no such table: (\S+)"),
+}
+
+
+def _missing_table(error: BaseException, dialect: str) -> tuple[str | None, str] | None:
+    """If ``error`` (itself, or a database error it wraps: SQLAlchemy's ``orig``, Django's and
+    the store's ``__cause__``) says a table does not exist: the table's name as the database
+    gives it, and what it said (its error's type and those words, nothing else of its
+    message: no SQL). By the error's code on PostgreSQL and MySQL/MariaDB; SQLite has none
+    but its message. ``None`` otherwise (the database is down, a permission...)."""
+    said = _NO_TABLE_SAID.get(dialect)
+    if said is None:
+        return None
+    seen: set[int] = set()
+    found: list[BaseException | None] = [error]
+    while found:
+        each = found.pop()
+        if each is None or id(each) in seen:
+            continue
+        seen.add(id(each))
+        if dialect == _sql.POSTGRESQL:
+            coded = _PG_NO_TABLE in (getattr(each, "sqlstate", None), getattr(each, "pgcode", None))
+        elif dialect == _sql.MYSQL:
+            module = type(each).__module__.split(".")[0]
+            number = getattr(each, "errno", None) if module == "mysql" else None
+            if module in ("pymysql", "MySQLdb") and each.args:
+                number = each.args[0]
+            coded = number == _MYSQL_NO_TABLE
+        else:  # any error whose message is SQLite's (Django's wraps it, word for word)
+            coded = isinstance(each, Exception) and not isinstance(each, BroadcastError)
+        if coded:
+            words = said.search(" ".join(str(each).split()))
+            if words is not None:
+                return words.group(1), f"{type(each).__name__}: {words.group(0)}"
+            if dialect != _sql.SQLITE:  # its code says so, in words of another language
+                code = _PG_NO_TABLE if dialect == _sql.POSTGRESQL else _MYSQL_NO_TABLE
+                return None, f"{type(each).__name__}: error {code}"
+        found += [each.__cause__, getattr(each, "orig", None)]
+    return None
+
+
 def _deadlocked(error: BaseException) -> bool:
     """Whether ``error`` says (itself, or a database error it wraps) that the database
     rolled back the transaction as a deadlock's victim: SQLAlchemy keeps the driver's error
@@ -966,13 +1026,57 @@ class Store:
     # -- connections ----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self, write: bool, ddl: bool = False) -> Iterator[_Tx]:
-        """A transaction of the store's own; its statements take ``?`` placeholders."""
+    def _transaction(self, write: bool, ddl: bool = False, explain: bool = True) -> Iterator[_Tx]:
+        """A transaction of the store's own; its statements take ``?`` placeholders. With
+        ``explain``, an error that says one of the outbox's tables does not exist becomes an
+        :class:`OutboxTablesMissing` (not inside the caller's own transaction: the error
+        there is the caller's)."""
         if self._create_on_first_use:
             self._create_on_first_use = False
             self.create_tables()
-        with self._source.transaction(write, ddl) as cursor:
-            yield _Tx(cursor, self.dialect, self.paramstyle)
+        try:
+            with self._source.transaction(write, ddl) as cursor:
+                yield _Tx(cursor, self.dialect, self.paramstyle)
+        except Exception as exc:
+            missing = self.tables_missing(exc) if explain and not ddl else None
+            if missing is None or self._source.nested():
+                raise
+            raise missing from exc
+
+    def tables_missing(self, error: BaseException) -> OutboxTablesMissing | None:
+        """What to say if ``error`` (or a database error it wraps) says that one of the
+        outbox's tables does not exist (not that the database is down, refuses the user...):
+        PostgreSQL's SQLSTATE 42P01, MySQL/MariaDB's error 1146, SQLite's "no such table".
+        ``None`` for any other error."""
+        if isinstance(error, OutboxTablesMissing):
+            return error
+        found = _missing_table(error, self.dialect)
+        if found is None:
+            return None
+        name, said = found
+        name = name or self.table
+        if isinstance(self._source, _DjangoSource):
+            if self.table == _sql.DEFAULT_TABLE:
+                fix = (
+                    "create them with `manage.py migrate` (the broadcasting.contrib.django "
+                    "app's migrations)"
+                )
+            else:
+                fix = (
+                    "create them with `manage.py broadcasting outbox init` (the app's "
+                    f"migrations make {_sql.DEFAULT_TABLE!r}, not {self.table!r})"
+                )
+        else:
+            fix = (
+                "create them with `broadcasting outbox init` (with the same --config), "
+                "`store_for(broadcast).create_tables()` or your own migration"
+            )
+        kind = _DIALECT_NAMES.get(self.dialect, self.dialect)
+        return OutboxTablesMissing(
+            f"the outbox's table {name!r} does not exist in its {kind} database ({said}): "
+            f"its tables were never made; {fix}",
+            name,
+        )
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -1051,7 +1155,9 @@ class Store:
             return
         sql, params = _sql.insert_params(self.dialect, self.table, rows)
         locks = _sql.row_locks(self.dialect, self.table, [c for r in rows for c in r.channels])
-        with self._transaction(write=True) as run:
+        # explain=False: a publish raises the database's error as it is (an OutboxError on
+        # the store's own URL, Django's own on an alias), as docs/background.md says
+        with self._transaction(write=True, explain=False) as run:
             if locks is not None:
                 run(locks[0], *locks[1])
             run(sql, *params)
@@ -1376,6 +1482,57 @@ class Store:
             self._wake.set()
         return count
 
+    @_retried
+    def drop(self, ids: Sequence[int]) -> int:
+        """Delete the listed rows that are dead or unknown: how many. A row in another state
+        (pending or sending: a relay's to send; delivered) is left alone, as is one a relay
+        or ``retry`` changes meanwhile: the state is checked by the DELETE itself."""
+        count = 0
+        with self._transaction(write=True) as run:
+            for chunk in _chunks(sorted(set(ids)), CHUNK):
+                sql = _sql.drop_listed(self.table, len(chunk), len(FAILED))
+                count += run.count(sql, *chunk, *FAILED)
+        return count
+
+    def drop_all(self, state: int) -> int:
+        """Delete every row in ``state`` (:data:`DEAD` or :data:`UNKNOWN`): how many. By key,
+        :data:`CHUNK` rows a transaction, found by a plain SELECT first (on MySQL a DELETE
+        that scans the table waits on every row an application's open transaction has just
+        written); only the rows there as it starts (by id), so that it ends."""
+        if state not in FAILED:
+            raise ValueError("only dead or unknown rows are dropped")
+        count = 0
+        after = 0
+        last = self._last_id(state)
+        while after < last:
+            deleted, found = self._drop_some(state, after, last)
+            count += deleted
+            if not found:
+                break
+            after = found[-1]
+        return count
+
+    @_retried
+    def _last_id(self, state: int) -> int:
+        with self._transaction(write=False) as run:
+            (last,) = run(_sql.last_in_state(self.table), state)[0]
+        return 0 if last is None else int(last)
+
+    @_retried
+    def _drop_some(self, state: int, after: int, last: int) -> tuple[int, list[int]]:
+        """Delete up to :data:`CHUNK` rows in ``state`` with ids from ``after`` (excluded) to
+        ``last``: how many were deleted, and the ids found."""
+        with self._transaction(write=True) as run:
+            found = [
+                int(i)
+                for (i,) in run(_sql.ids_in_state(self.table), state, after, CHUNK)
+                if int(i) <= last
+            ]
+            if not found:
+                return 0, []
+            sql = _sql.drop_listed(self.table, len(found), 1)
+            return run.count(sql, *found, state), found
+
     def purge(self, before: float) -> int:
         """Delete delivered rows done before ``before`` (epoch seconds): how many."""
         if self.dialect != _sql.MYSQL:
@@ -1563,4 +1720,4 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_in_child)
 
 
-__all__ = ["Stats", "Store", "store_for"]
+__all__ = ["OutboxTablesMissing", "Stats", "Store", "store_for"]
