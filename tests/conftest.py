@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from broadcasting import Broadcast
 from broadcasting.drivers.memory import BroadcastMemoryDriver
+
+SERVERS = Path(__file__).resolve().parent / "servers"
+if str(SERVERS) not in sys.path:
+    sys.path.insert(0, str(SERVERS))
+
+from pusher_ws import PusherSubscriber  # noqa: E402
+from soketi_pytest import running_soketi  # noqa: E402
+from soketi_server import SoketiServer  # noqa: E402
 
 
 @pytest.fixture
@@ -22,6 +31,25 @@ def memory_broadcast() -> Iterator[Broadcast]:
 def memory(memory_broadcast: Broadcast) -> BroadcastMemoryDriver:
     """The connected memory driver of `memory_broadcast`."""
     return memory_broadcast.driver(BroadcastMemoryDriver).driver
+
+
+@pytest.fixture(scope="module")
+def soketi() -> Iterator[SoketiServer]:
+    """A soketi of the test module's own (skips, or fails under CI, where it cannot run). A
+    folder that shares one across the session, or a module whose test stops and starts it,
+    defines its own ``soketi`` over this one, with the same body."""
+    yield from running_soketi()
+
+
+@pytest.fixture
+async def subscriber(soketi: SoketiServer) -> AsyncIterator[PusherSubscriber]:
+    """A real Pusher-protocol WebSocket connection to the nearest ``soketi`` (subscribe with
+    ``await sub.subscribe``)."""
+    sub = await PusherSubscriber(soketi.ws_url()).connect()
+    try:
+        yield sub
+    finally:
+        await sub.close()
 
 
 #: Fixtures that start a server process or an HTTPS service for the test.

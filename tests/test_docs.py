@@ -211,16 +211,6 @@ def close_all(namespace: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    """A soketi of this module's own (the pusher tests' fixtures live in their directory)."""
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(scope="module")
 def emulator_server() -> Iterator[AblyEmulator]:
     with AblyEmulator() as server:
         yield server

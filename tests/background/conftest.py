@@ -23,8 +23,6 @@ for _path in (HERE, HERE.parent / "servers"):
         sys.path.insert(0, str(_path))
 
 from bg_support import transaction_plugins  # noqa: E402
-from soketi_pytest import start_soketi  # noqa: E402
-from soketi_server import SoketiServer  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -54,13 +52,3 @@ def broadcast() -> Iterator[Broadcast]:
 @pytest.fixture
 def memory(broadcast: Broadcast) -> BroadcastMemoryDriver:
     return broadcast.driver(BroadcastMemoryDriver).driver
-
-
-@pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    """A soketi of this module's own (fails under CI when it cannot run, else skips)."""
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,17 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fork"))
 
 import forking
-from soketi_pytest import start_soketi
 from soketi_server import SoketiServer
-
-
-@pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 class Observer:

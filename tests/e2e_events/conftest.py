@@ -10,19 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
-from soketi_pytest import start_soketi
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast
-
-
-@pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ on loopback, and serve the tiny apps of this folder (``wsgi_app.py``,
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +20,9 @@ for folder in (TESTS / "servers", HERE):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from pusher_ws import PusherSubscriber  # noqa: E402
 from recording_proxy import RecordingProxy  # noqa: E402
 from serving import pusher_config  # noqa: E402
-from soketi_pytest import start_soketi  # noqa: E402
+from soketi_pytest import running_soketi  # noqa: E402
 from soketi_server import SoketiServer  # noqa: E402
 
 from broadcasting import Broadcast  # noqa: E402
@@ -32,11 +31,7 @@ from broadcasting import Broadcast  # noqa: E402
 @pytest.fixture(scope="session")
 def soketi() -> Iterator[SoketiServer]:
     """This folder's soketi (stopped after the last test)."""
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from running_soketi()
 
 
 @pytest.fixture
@@ -51,13 +46,3 @@ def direct(soketi: SoketiServer) -> Iterator[Broadcast]:
     """The test's own Broadcast, straight to soketi (for markers)."""
     with Broadcast(pusher_config(soketi.driver_options())) as broadcast:
         yield broadcast
-
-
-@pytest.fixture
-async def subscriber(soketi: SoketiServer) -> AsyncIterator[PusherSubscriber]:
-    """A real Pusher-protocol WebSocket connection (subscribe with ``await sub.subscribe``)."""
-    sub = await PusherSubscriber(soketi.ws_url()).connect()
-    try:
-        yield sub
-    finally:
-        await sub.close()

@@ -11,6 +11,8 @@
 - ``ConnTransaction`` / ``TransactionPlugin``: a DB-API connection (``sqlite3`` or
   ``psycopg``; ``CursorConnTransaction`` for PyMySQL) as the ``transaction=`` of a publish:
   a minimal real adapter, so the write path's tests do not depend on the framework adapters.
+- ``proxy``: a ``CountingProxy`` in front of the test module's ``soketi`` (tests/conftest.py),
+  so a test sees what went over the wire.
 - ``mysql_url`` / ``mysql_database``: the local MariaDB (127.0.0.1:3306, root, no
   password) through SQLAlchemy and PyMySQL, and a database of this session's own (dropped
   at the end); ``new_store("mysql")`` makes a table in it.
@@ -27,7 +29,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
+from http_proxy import CountingProxy
 from soketi_pytest import unavailable
+from soketi_server import SoketiServer
 
 from broadcasting.hookspecs import hookimpl
 from broadcasting.outbox._store import Store
@@ -157,6 +161,13 @@ def outbox_config(request: pytest.FixtureRequest) -> Callable[..., dict[str, Any
     """Makes OUTBOX settings of a fresh outbox (``kind``: ``"sqlite"``, ``"postgresql"`` or
     ``"mysql"``)."""
     return lambda kind, **settings: outbox_settings(request, kind, **settings)
+
+
+@pytest.fixture
+def proxy(soketi: SoketiServer) -> Iterator[CountingProxy]:
+    """A counting proxy in front of the module's soketi: what went over the wire."""
+    with CountingProxy(soketi.port) as counting:
+        yield counting
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])

@@ -19,7 +19,7 @@ if str(BENCHMARKS) not in sys.path:
     sys.path.append(str(BENCHMARKS))
 
 import outbox_outage  # noqa: E402
-from soketi_pytest import start_soketi  # noqa: E402
+from soketi_pytest import running_soketi  # noqa: E402
 from soketi_server import SoketiServer  # noqa: E402
 
 pytestmark = pytest.mark.soketi
@@ -28,11 +28,7 @@ pytestmark = pytest.mark.soketi
 @pytest.fixture
 def soketi() -> Iterator[SoketiServer]:
     """A soketi of this test's own: the test stops and restarts it."""
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from running_soketi()
 
 
 async def test_everything_arrives_after_a_soketi_outage(soketi: SoketiServer, pg_url: str) -> None:

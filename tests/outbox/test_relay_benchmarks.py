@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +19,9 @@ if str(BENCHMARKS) not in sys.path:
 
 import outbox_relay  # noqa: E402
 import outbox_soak  # noqa: E402
-from soketi_pytest import start_soketi  # noqa: E402
 from soketi_server import SoketiServer  # noqa: E402
 
 pytestmark = pytest.mark.soketi
-
-
-@pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +39,6 @@ from broadcasting.plugin import hookimpl
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
@@ -89,15 +80,6 @@ def created(outbox: dict[str, Any]) -> dict[str, Any]:
 
 def config(outbox: dict[str, Any], pusher: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"DRIVER": "pusher", "DRIVERS": {"pusher": pusher}, "OUTBOX": {**outbox, **extra}}
-
-
-@pytest.fixture
-async def subscriber(soketi: SoketiServer) -> AsyncIterator[PusherSubscriber]:
-    sub = await PusherSubscriber(soketi.ws_url()).connect()
-    try:
-        yield sub
-    finally:
-        await sub.close()
 
 
 def drain(relay: Relay, rounds: int = 200) -> None:
@@ -336,15 +318,6 @@ def test_sigterm_stops_a_relay_that_releases_its_leases(tmp_path: Path) -> None:
 
 
 # -- waves through one call into the core (no publish plugin) or through the hook ----------
-
-
-@pytest.fixture
-def proxy(soketi: SoketiServer) -> Iterator[Any]:
-    """A counting proxy in front of soketi: what went over the wire (tests/servers)."""
-    from http_proxy import CountingProxy
-
-    with CountingProxy(soketi.port) as counting:
-        yield counting
 
 
 def events_sent(proxy: Any) -> list[tuple[str, int]]:

@@ -9,7 +9,6 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
 from http_proxy import CountingProxy
 from pusher_ws import Event, PusherSubscriber
-from soketi_pytest import start_soketi
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast
@@ -27,30 +25,6 @@ from broadcasting.cli import main
 from broadcasting.outbox._relay import Relay
 from broadcasting.outbox._row import DELIVERED, UNKNOWN
 from broadcasting.outbox._store import Store
-
-
-@pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-async def subscriber(soketi: SoketiServer) -> AsyncIterator[PusherSubscriber]:
-    sub = await PusherSubscriber(soketi.ws_url()).connect()
-    try:
-        yield sub
-    finally:
-        await sub.close()
-
-
-@pytest.fixture
-def proxy(soketi: SoketiServer) -> Iterator[CountingProxy]:
-    with CountingProxy(soketi.port) as counting:
-        yield counting
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])

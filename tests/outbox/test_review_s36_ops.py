@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
-from soketi_pytest import start_soketi
+from soketi_pytest import running_soketi
 from soketi_server import SoketiServer, refused_port
 
 from broadcasting import Broadcast
@@ -159,11 +159,7 @@ def test_a_relay_stopped_while_its_database_is_down_says_so_in_one_line(
 @pytest.fixture
 def soketi() -> Iterator[SoketiServer]:
     """A soketi of this test's own: the test stops and starts it."""
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from running_soketi()
 
 
 def test_a_service_outage_is_one_warning_line_and_its_end_one_info_line(

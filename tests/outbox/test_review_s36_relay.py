@@ -9,7 +9,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
 from http_proxy import CountingProxy
 from pusher_ws import PusherSubscriber
-from soketi_pytest import start_soketi
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast, ConfigurationError, InputError, OutboxError
@@ -28,31 +27,6 @@ from broadcasting.outbox._policy import Backoff
 from broadcasting.outbox._relay import Relay
 from broadcasting.outbox._row import DEAD, DELIVERED, PENDING
 from broadcasting.outbox._store import Store
-
-
-@pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-async def subscriber(soketi: SoketiServer) -> AsyncIterator[PusherSubscriber]:
-    sub = await PusherSubscriber(soketi.ws_url()).connect()
-    try:
-        yield sub
-    finally:
-        await sub.close()
-
-
-@pytest.fixture
-def proxy(soketi: SoketiServer) -> Iterator[CountingProxy]:
-    with CountingProxy(soketi.port) as counting:
-        yield counting
-
 
 #: The longest owner a relay may be given: the owner columns' 200 characters, less a forked
 #: child's ":<pid>" (up to seven digits)

@@ -29,7 +29,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
 from pusher_ws import PusherSubscriber
-from soketi_pytest import start_soketi
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast, InputError
@@ -39,15 +38,6 @@ from broadcasting.outbox._store import Store
 SCRIPT = Path(sys.executable).parent / "broadcasting"
 CHANNELS = tuple(f"twin-{i}" for i in range(10))
 ROWS = 1500
-
-
-@pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
 from http_proxy import ConnectAttempts, CountingProxy
 from pusher_ws import Event, PusherSubscriber, Received, Subscribe
-from soketi_pytest import start_soketi
+from soketi_pytest import running_soketi, start_soketi
 from soketi_server import HOST, SoketiServer, refused_port
 
 from broadcasting import Broadcast
@@ -36,21 +36,13 @@ from broadcasting import Broadcast
 @pytest.fixture(scope="session")
 def soketi() -> Iterator[SoketiServer]:
     """The session's soketi (stopped after the last test)."""
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from running_soketi()
 
 
 @pytest.fixture
 def own_soketi() -> Iterator[SoketiServer]:
     """A soketi of the test's own, which it may stop and start (closed afterwards)."""
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from running_soketi()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,10 +21,9 @@ for folder in (ROOT / "tests" / "servers", ROOT / "benchmarks", HERE):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from pusher_ws import PusherSubscriber  # noqa: E402
 from queue_services import need  # noqa: E402
 from queue_soak import AMQP_URL, REDIS_URL  # noqa: E402
-from soketi_pytest import start_soketi  # noqa: E402
+from soketi_pytest import running_soketi  # noqa: E402
 from soketi_server import SoketiServer  # noqa: E402
 
 from broadcasting.contrib._queue import RedisJournal  # noqa: E402
@@ -33,11 +32,7 @@ from broadcasting.contrib._queue import RedisJournal  # noqa: E402
 @pytest.fixture(scope="session")
 def soketi() -> Iterator[SoketiServer]:
     """The session's soketi (stopped after the last test)."""
-    server = start_soketi()
-    try:
-        yield server
-    finally:
-        server.close()
+    yield from running_soketi()
 
 
 @pytest.fixture
@@ -69,13 +64,3 @@ def journal(redis_url: str, uid: str) -> Iterator[RedisJournal]:
     if keys:
         found.client.delete(*keys)
     found.client.close()
-
-
-@pytest.fixture
-async def subscriber(soketi: SoketiServer) -> AsyncIterator[PusherSubscriber]:
-    """A real Pusher-protocol WebSocket connection to soketi."""
-    sub = await PusherSubscriber(soketi.ws_url()).connect()
-    try:
-        yield sub
-    finally:
-        await sub.close()

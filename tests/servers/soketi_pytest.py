@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pytest
@@ -30,3 +31,13 @@ def start_soketi(**config: Any) -> SoketiServer:
     except SoketiUnavailable as exc:
         server.close()
         soketi_unavailable(str(exc))
+
+
+def running_soketi(**config: Any) -> Iterator[SoketiServer]:
+    """A started soketi with ``config`` overrides, closed when the generator ends: the body of
+    every ``soketi`` fixture (``yield from running_soketi()``), each at the scope it needs."""
+    server = start_soketi(**config)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -14,14 +14,12 @@ configures Django for itself in this one), on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,19 +34,12 @@ for _folder in (SERVERS, ROOT / "tests" / "background"):
         sys.path.insert(0, str(_folder))
 
 from bg_support import postgres_url  # noqa: E402
-from soketi_pytest import start_soketi  # noqa: E402
 from soketi_server import SoketiServer  # noqa: E402
 
 pytestmark = pytest.mark.soketi
 TIMEOUT = 240
 #: the inner tests each stack runs (the middleware's only with the middleware)
 EXPECTED = {"plain": 9, "sync-atomic": 13}
-
-
-@pytest.fixture(scope="module")
-def soketi() -> Iterator[SoketiServer]:
-    with contextlib.closing(start_soketi()) as server:
-        yield server
 
 
 @pytest.mark.parametrize("stack", ["plain", "sync-atomic"])
