@@ -10,14 +10,14 @@ refused publish to raise at all.
 
 from __future__ import annotations
 
-import json
 import os
 
 from celery import Celery
 from kombu import Exchange, Queue
+from queue_services import worker_config, worker_plugin_options
 
 from broadcasting import Broadcast
-from broadcasting.contrib.celery import CeleryQueue, RedisJournal
+from broadcasting.contrib.celery import CeleryQueue
 
 QUEUE = os.environ["S36B_QUEUE"]
 
@@ -30,14 +30,5 @@ app.conf.update(
     worker_enable_remote_control=False,  # its pidbox queue would need more permissions
     worker_prefetch_multiplier=1,
 )
-plugin = CeleryQueue(
-    app,
-    lambda: broadcast,
-    journal=RedisJournal(os.environ["S36B_JOURNAL"], prefix=os.environ["S36B_PREFIX"]),
-    queue=QUEUE,
-    retries=2,
-    backoff=0.05,
-    max_backoff=0.1,
-)
-config = {"DRIVER": "pusher", "DRIVERS": {"pusher": json.loads(os.environ["S36B_DRIVER"])}}
-broadcast = Broadcast(config, plugins=[plugin])
+plugin = CeleryQueue(app, lambda: broadcast, queue=QUEUE, **worker_plugin_options("S36B"))
+broadcast = Broadcast(worker_config("S36B"), plugins=[plugin])

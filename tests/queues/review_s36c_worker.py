@@ -9,14 +9,14 @@ the task and the broker refuses its retry.
 
 from __future__ import annotations
 
-import json
 import os
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
+from queue_services import worker_config, worker_plugin_options
 
 from broadcasting import Broadcast
-from broadcasting.contrib.dramatiq import DramatiqQueue, RedisJournal
+from broadcasting.contrib.dramatiq import DramatiqQueue
 
 QUEUE = os.environ["S36C_QUEUE"]
 BROKER = os.environ["S36C_BROKER"]
@@ -32,13 +32,6 @@ else:
 broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)
 plugin = DramatiqQueue(
-    lambda: broadcast,
-    broker=broker,
-    journal=RedisJournal(os.environ["S36C_JOURNAL"], prefix=os.environ["S36C_PREFIX"]),
-    queue_name=QUEUE,
-    retries=2,
-    backoff=0.05,
-    max_backoff=0.1,
+    lambda: broadcast, broker=broker, queue_name=QUEUE, **worker_plugin_options("S36C")
 )
-config = {"DRIVER": "pusher", "DRIVERS": {"pusher": json.loads(os.environ["S36C_DRIVER"])}}
-broadcast = Broadcast(config, plugins=[plugin])
+broadcast = Broadcast(worker_config("S36C"), plugins=[plugin])

@@ -25,17 +25,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import queue_soak
-from queue_services import need
+from queue_services import need, rabbitmqctl, refusing_vhost, wait_for_worker
 from soketi_server import refused_port
 
 from broadcasting import Broadcast, ConfigurationError
@@ -45,32 +42,13 @@ HERE = Path(__file__).resolve().parent
 REDIS_URL = queue_soak.REDIS_URL
 
 
-def _ctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture
 def vhost(uid: str) -> Iterator[tuple[str, str, str]]:
     """(vhost, worker user, password): a RabbitMQ vhost where guest may do anything, and a
     user that may read everything, configure everything and publish only to the queue
     (what binding it needs), not to an exchange."""
-    need("RabbitMQ", 5672)
-    if shutil.which("rabbitmqctl") is None or os.geteuid() != 0:
-        from soketi_pytest import unavailable
-
-        unavailable("rabbitmqctl", "this test makes a RabbitMQ user: it needs rabbitmqctl, as root")
-    name, user, password = f"bq-s36b-{uid}", f"bq-s36b-w-{uid}", f"pw-{uuid.uuid4().hex}"
-    _ctl("add_vhost", name)
-    try:
-        _ctl("add_user", user, password)
-        try:
-            _ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-            _ctl("set_permissions", "-p", name, user, ".*", f"^bq-{uid}$", ".*")
-            yield name, user, password
-        finally:
-            _ctl("delete_user", user)
-    finally:
-        _ctl("delete_vhost", name)
+    with refusing_vhost(uid, "s36b", f"^bq-{uid}$") as made:
+        yield made
 
 
 def _producer(broker: str, queue: str, prefix: str, driver: dict[str, object]) -> Broadcast:
@@ -90,12 +68,8 @@ def _producer(broker: str, queue: str, prefix: str, driver: dict[str, object]) -
     return Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": driver}}, plugins=[plugin])
 
 
-def _wait(what: str, check: object, log: Path, seconds: float = 45.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}; the worker's log:\n{log.read_text()[-4000:]}")
-        time.sleep(0.2)
+def _wait(what: str, check: Callable[[], bool], log: Path, seconds: float = 45.0) -> None:
+    wait_for_worker(what, check, log, seconds, tail=4000)
 
 
 def test_a_retry_the_broker_refuses_goes_back_to_the_queue_and_is_not_lost(
@@ -135,7 +109,7 @@ def test_a_retry_the_broker_refuses_goes_back_to_the_queue_and_is_not_lost(
         # waiting to be run again, or running again now (the worker does not stop between)
         assert parse(journal.read(receipt.message_id) or "")[0] in (RETRY, SENDING)
         # the broker takes the worker's publishes again: the retries run, then give up
-        _ctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
         _wait(
             "the journal ended failed",
             lambda: parse(journal.read(receipt.message_id) or "x []")[0] == FAILED,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from typing import Any
 
 import pytest
 import queue_soak
-from queue_services import need
+from queue_services import need, rabbitmqctl, refusing_vhost, wait_for_worker
 from soketi_server import refused_port
 
 from broadcasting import Broadcast, ConfigurationError
@@ -42,16 +41,8 @@ REDIS_URL = queue_soak.REDIS_URL
 DRAMATIQ = str(Path(sys.executable).parent / "dramatiq")
 
 
-def _ctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 def _wait(what: str, check: Callable[[], bool], log: Path, seconds: float = 45.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}; the worker's log:\n{log.read_text()[-5000:]}")
-        time.sleep(0.2)
+    wait_for_worker(what, check, log, seconds, tail=5000)
 
 
 def _driver() -> dict[str, Any]:
@@ -104,23 +95,8 @@ def vhost(uid: str) -> Iterator[tuple[str, str, str]]:
     """(vhost, worker user, password): a RabbitMQ vhost where guest may do anything, and a
     user that may configure and read everything, and write only the test's queues (what
     binding them needs), not the default exchange Dramatiq publishes to."""
-    need("RabbitMQ", 5672)
-    if shutil.which("rabbitmqctl") is None or os.geteuid() != 0:
-        from soketi_pytest import unavailable
-
-        unavailable("rabbitmqctl", "this test makes a RabbitMQ user: it needs rabbitmqctl, as root")
-    name, user, password = f"bq-s36c-{uid}", f"bq-s36c-w-{uid}", f"pw-{uuid.uuid4().hex}"
-    _ctl("add_vhost", name)
-    try:
-        _ctl("add_user", user, password)
-        try:
-            _ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-            _ctl("set_permissions", "-p", name, user, ".*", f"^bq-{uid}.*", ".*")
-            yield name, user, password
-        finally:
-            _ctl("delete_user", user)
-    finally:
-        _ctl("delete_vhost", name)
+    with refusing_vhost(uid, "s36c", f"^bq-{uid}.*") as made:
+        yield made
 
 
 def test_rabbitmq_a_refused_retry_keeps_the_message_until_it_is_queued(
@@ -161,7 +137,7 @@ def test_rabbitmq_a_refused_retry_keeps_the_message_until_it_is_queued(
         assert "is left unacknowledged: the broker delivers it again" in log.read_text()
         _wait("the message is back on its queue", lambda: _ready(broker, queue) == 1, log)
         # the broker takes the worker's publishes again: the task runs, retries, gives up
-        _ctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", name, user, ".*", ".*", ".*")
         worker = _worker(env, log)
         _wait(
             "the journal ended failed",
