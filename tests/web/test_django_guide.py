@@ -325,7 +325,7 @@ def test_the_rules_are_loaded_as_django_starts(project: Project) -> None:
     done = sh([sys.executable, "-c", STARTUP], project.root, env)
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {
-        "rules": ["orders.{order_id}", "order-chat.{order_id}"],
+        "rules": ["orders.{order_id:int}", "order-chat.{order_id:int}"],
         "webhooks": ["member_added", "member_removed"],
         "urlconf_loaded": False,
         "refused": ["app_id", False],

@@ -25,7 +25,33 @@ Rule = Callable[..., Any]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: What UTF-8 cannot encode: a lone surrogate (from a JSON escape, say).
 SURROGATE = re.compile(r"[\ud800-\udfff]")
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
+
+
+#: The largest ``{name:int}``: a signed 64-bit database key (SQLite's driver raises
+#: OverflowError on a larger int, a 500 in the rule).
+MAX_INT_PARAM = 2**63 - 1
+
+
+def _to_int(value: str) -> int | None:
+    """``{name:int}``: a whole number in ASCII digits, written as ``str(int)`` writes it (no
+    sign, no leading zero), so one channel name stands for each number, at most
+    :data:`MAX_INT_PARAM`; else ``None``."""
+    if (
+        value.isascii()
+        and value.isdecimal()
+        and (value == "0" or value[0] != "0")
+        and len(value) <= 19
+        and (number := int(value)) <= MAX_INT_PARAM
+    ):
+        return number
+    return None
+
+
+#: A parameter's type after its colon: what the text must be, and the value the rule gets.
+CONVERTERS: dict[str, Callable[[str], Any]] = {"str": lambda value: value, "int": _to_int}
+#: What a rule gets: each parameter's text, or its value as its type says.
+Params = Mapping[str, str | int]
 #: The longest channel name the core accepts when the driver declares no limit.
 MAX_CHANNEL_NAME_LENGTH = 1024
 #: The longest socket id the core accepts (Pusher's are two ~10-digit numbers).
@@ -52,7 +78,7 @@ class AuthRequest:
     channel: str | None = None
     name: str | None = None
     user: Any = field(default=None, repr=False)
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Params = field(default_factory=dict)
     member: Mapping[str, Any] | None = None
     extra: Mapping[str, Secret] = field(default_factory=dict, repr=False)
     carried: tuple[AuthRequest, ...] = ()
@@ -64,21 +90,29 @@ class AuthRequest:
 
 
 class Pattern:
-    """A channel rule's pattern: literal text around ``{name}`` parameters, matched in time
-    linear in the name (no regex to backtrack). In one segment the earlier parameters take as
-    much as they can, as a greedy regex's would: ``{org}-{team}`` on ``a-b-c`` is ``a-b``, ``c``.
+    """A channel rule's pattern: literal text around ``{name}`` (or ``{name:int}``) parameters,
+    matched in time linear in the name (no regex to backtrack). In one segment the earlier
+    parameters take as much as they can, as a greedy regex's would: ``{org}-{team}`` on
+    ``a-b-c`` is ``a-b``, ``c``. A typed parameter whose text is not of its type does not
+    match (the next rule is tried).
     """
 
-    __slots__ = ("names", "pieces", "text")
+    __slots__ = ("converters", "names", "pieces", "text")
 
     def __init__(self, text: str) -> None:
         if not isinstance(text, str) or not text:
             raise TypeError("a channel rule's pattern must be a non-empty str")
         names: list[str] = []
+        converters: list[Callable[[str], Any] | None] = []  # None: the text as it is
         pieces: list[str] = []  # the literal text before, between and after the parameters
         end = 0
         for found in _PARAM.finditer(text):
-            name = found.group(1)
+            name, kind = found.group(1), found.group(2)
+            if kind is not None and kind not in CONVERTERS:
+                raise ValueError(
+                    f"channel rule {text!r}: {{{name}:{kind}}} has no type {kind!r} "
+                    f"(types: {', '.join(sorted(CONVERTERS))})"
+                )
             if name in names:
                 raise ValueError(f"channel rule {text!r} names {{{name}}} twice")
             literal = text[end : found.start()]
@@ -89,15 +123,19 @@ class Pattern:
                 )
             pieces.append(literal)
             names.append(name)
+            converters.append(None if kind in (None, "str") else CONVERTERS[kind])
             end = found.end()
         pieces.append(text[end:])
         if any("{" in piece or "}" in piece for piece in pieces):
-            raise ValueError(f"channel rule {text!r}: a parameter is written {{name}}")
+            raise ValueError(
+                f"channel rule {text!r}: a parameter is written {{name}} or {{name:int}}"
+            )
         self.text = text
         self.names = tuple(names)
         self.pieces = tuple(pieces)
+        self.converters = tuple(converters) if any(converters) else ()
 
-    def match(self, name: str, special: str = "") -> dict[str, str] | None:
+    def match(self, name: str, special: str = "") -> dict[str, str | int] | None:
         """The parameters if ``name`` matches the whole pattern, else ``None``; no parameter holds
         a ``.`` or one of ``special`` (the driver's wildcards, which must not reach a signed grant).
         """
@@ -109,7 +147,7 @@ class Pattern:
             return None
         low = len(head)
         stop = len(name) - len(tail)
-        params: dict[str, str] = {}
+        params: dict[str, str | int] = {}
         # Right to left: each literal at its rightmost place leaves the parameters
         # to its left the most room (a greedy regex's answer), and each search
         # covers only the text it moves past, so the whole match is linear.
@@ -124,6 +162,13 @@ class Pattern:
         if stop <= low or not _allowed(value := name[low:stop], special):
             return None
         params[names[0]] = value
+        if self.converters:  # () when no parameter is typed
+            for param, convert in zip(names, self.converters, strict=True):
+                if convert is not None:
+                    converted = convert(params[param])  # type: ignore[arg-type]  # the text
+                    if converted is None:
+                        return None
+                    params[param] = converted
         return params
 
 
@@ -139,11 +184,22 @@ class ChannelRules:
 
     def add(self, pattern: str, rule: Rule) -> None:
         """Add ``rule`` for channels matching ``pattern``."""
-        if not callable(rule):
-            raise TypeError(f"the rule for {pattern!r} must be callable")
-        self._rules.append((Pattern(pattern), rule))
+        self.adding(pattern)(rule)
 
-    def match(self, name: str, special: str = "") -> tuple[str, Rule, dict[str, str]] | None:
+    def adding(self, pattern: str) -> Callable[[Rule], Rule]:
+        """A decorator adding its rule for ``pattern``, which is checked now: a bad pattern
+        raises where it is written, before any function is decorated."""
+        parsed = Pattern(pattern)
+
+        def add(rule: Rule) -> Rule:
+            if not callable(rule):
+                raise TypeError(f"the rule for {pattern!r} must be callable")
+            self._rules.append((parsed, rule))
+            return rule
+
+        return add
+
+    def match(self, name: str, special: str = "") -> tuple[str, Rule, dict[str, str | int]] | None:
         """The first rule whose pattern matches ``name``: (pattern, rule, params)."""
         for pattern, rule in self._rules:
             params = pattern.match(name, special)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -27,6 +26,7 @@ from broadcasting._errors import (
     PluginLoadError,
 )
 from broadcasting._flow import DriverCall, Flow, Hook, awaiting, blocking
+from broadcasting._fork import call_after_fork
 from broadcasting._plugins import (
     add_driver_plugin,
     built,
@@ -89,7 +89,7 @@ class Broadcast(Publishes):
             weakref.WeakValueDictionary()
         )
         self._lock = threading.RLock()
-        _instances.add(self)
+        call_after_fork(self)
         #: The channel rules added with :meth:`rule`.
         self.rules = ChannelRules()
         #: The webhook handlers added with :meth:`on_webhook`.
@@ -263,21 +263,17 @@ class Broadcast(Publishes):
         """Decorator: add a channel rule for the channels matching ``pattern``.
 
         ``pattern`` matches the name without its prefix, each ``{param}`` one dot-free segment
-        passed by keyword. ``rule(user, **params)``, sync or async, returns ``True`` (or a
-        presence member's info, with an ``id``) to allow, ``False``/``None`` to refuse. The
-        first matching rule decides (docs/authorization.md#rules).
+        passed by keyword (``{param:int}``: a whole number in ASCII digits, passed as an
+        ``int``; other text does not match). ``rule(user, **params)``, sync or async, returns
+        ``True`` (or a presence member's info, with an ``id``) to allow, ``False``/``None`` to
+        refuse. The first matching rule decides (docs/authorization.md#rules).
         """
         if not isinstance(pattern, str):  # @broadcast.rule with no pattern would add nothing
             raise TypeError(
                 "rule() takes the channels' pattern first: @broadcast.rule('orders.{order_id}'),"
                 f" not {type(pattern).__name__}"
             )
-
-        def add(rule: Rule) -> Rule:
-            self.rules.add(pattern, rule)
-            return rule
-
-        return add
+        return self.rules.adding(pattern)
 
     def _authorize_flow(
         self,
@@ -442,28 +438,19 @@ class Broadcast(Publishes):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def __repr__(self) -> str:
-        config = getattr(self, "config", None)  # None while __init__ failed to load it
-        return f"<Broadcast driver={config.driver if config is not None else '?'!r}>"
-
-
-# every Broadcast, so a forked child gets fresh locks (see _forget_locks_in_child)
-_instances: weakref.WeakSet[Broadcast] = weakref.WeakSet()
-
-
-def _forget_locks_in_child() -> None:
-    """After fork: a lock another thread of the parent held (connecting a driver, adding or
-    finding webhook handlers) stays held in the child, where that thread does not exist; each
-    Broadcast gets fresh ones."""
-    for broadcast in list(_instances):
-        broadcast._lock = threading.RLock()
-        handlers = getattr(broadcast, "webhook_handlers", None)  # none if __init__ failed
+    def _after_fork(self) -> None:
+        """In a forked child: a lock another thread of the parent held (connecting a driver,
+        adding or finding webhook handlers) stays held here, where that thread does not exist;
+        fresh ones. (A SettingsBroadcast has no ``_lock`` until it reads the settings.)"""
+        if "_lock" in vars(self):
+            self._lock = threading.RLock()
+        handlers = getattr(self, "webhook_handlers", None)  # none if __init__ failed
         if isinstance(handlers, _webhooks.WebhookHandlers):
             handlers._lock = threading.Lock()
 
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_locks_in_child)
+    def __repr__(self) -> str:
+        config = getattr(self, "config", None)  # None while __init__ failed to load it
+        return f"<Broadcast driver={config.driver if config is not None else '?'!r}>"
 
 
 _QUERIES = {  # a query method: the feature it needs, and how NotSupportedError words it

@@ -126,12 +126,7 @@ class Broadcasting:
 
     def rule(self, pattern: str) -> Callable[[Rule], Rule]:
         """Decorator: a channel rule for every application (:meth:`Broadcast.rule`)."""
-
-        def add(rule: Rule) -> Rule:
-            self.rules.add(pattern, rule)
-            return rule
-
-        return add
+        return self.rules.adding(pattern)
 
     def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]:
         """Decorator: a webhook handler for every application (:meth:`Broadcast.on_webhook`)."""
