@@ -21,6 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
+from relay_process import RelayProcess
 from soketi_pytest import running_soketi
 from soketi_server import SoketiServer, refused_port
 
@@ -65,7 +66,7 @@ def service_env() -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
-class Service:
+class Service(RelayProcess):
     """``broadcasting relay`` run as the unit runs it, its stderr (the journal) in a file."""
 
     def __init__(self, workdir: Path, config: dict[str, Any], name: str = "relay") -> None:
@@ -74,45 +75,7 @@ class Service:
             "\n".join(f"{key} = {value!r}" for key, value in config.items()) + "\n",
             encoding="utf-8",
         )
-        self.journal = workdir / f"{name}.log"
-        with self.journal.open("wb") as err:
-            self.process = subprocess.Popen(
-                exec_start(workdir),
-                cwd=workdir,
-                env=service_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.journal.read_text(encoding="utf-8", errors="replace")
-
-    def wait_for(self, check: Callable[[str], bool], seconds: float = 30) -> str:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            said = self.log()
-            if check(said):
-                return said
-            assert self.process.poll() is None, f"the relay exited: {said}"
-            time.sleep(0.05)
-        raise AssertionError(f"not seen in {seconds} s:\n{self.log()}")
-
-    def stop(self, signum: int = signal.SIGTERM, seconds: float = 30) -> int:
-        """Send ``signum``; the exit status (the process is killed if it does not exit)."""
-        self.process.send_signal(signum)
-        try:
-            return self.process.wait(seconds)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        super().__init__(exec_start(workdir), workdir, name, service_env())
 
 
 @pytest.fixture

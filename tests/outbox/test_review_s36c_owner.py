@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -29,6 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 
 from pusher_ws import PusherSubscriber
+from relay_process import RelayProcess
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast, InputError
@@ -57,37 +56,12 @@ def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
             conn.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
-class Process:
+class Process(RelayProcess):
     """``broadcasting relay`` with the given arguments, its stderr in a file."""
 
     def __init__(self, workdir: Path, name: str, *args: str) -> None:
-        self.journal = workdir / f"{name}.log"
-        with self.journal.open("wb") as err:
-            self.process = subprocess.Popen(
-                [str(SCRIPT), "relay", "--config", str(workdir / "broadcast.json"), *args],
-                cwd=workdir,
-                env=os.environ.copy(),
-                stdin=subprocess.DEVNULL,
-                stdout=err,
-                stderr=err,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.journal.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(30)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        argv = [str(SCRIPT), "relay", "--config", str(workdir / "broadcast.json"), *args]
+        super().__init__(argv, workdir, name, os.environ.copy())
 
 
 @pytest.fixture
