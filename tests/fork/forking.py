@@ -12,10 +12,14 @@ import json
 import os
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 #: Seconds a child gets to do its work and exit.
 CHILD_TIMEOUT = 30.0
@@ -73,3 +77,35 @@ def result(child: Child) -> Any:
     outcome = json.loads(b"".join(chunks))
     assert "error" not in outcome, f"child {child.pid} failed: {outcome['error']}"
     return outcome["result"]
+
+
+def fork_while_held(lock: AbstractContextManager[object], work: Callable[[], bool]) -> int:
+    """Fork while another thread holds ``lock``; the child's exit code (``work()`` true: 0).
+    Fails if the child is still waiting after 10 s."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            code = 0 if work() else 2
+        finally:
+            os._exit(code)
+    release.set()
+    thread.join()
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if done == (0, 0):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the child waited for ever on a lock its parent's thread held at the fork")
+    return os.waitstatus_to_exitcode(done[1])

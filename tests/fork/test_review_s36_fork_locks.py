@@ -8,14 +8,16 @@ that forks (``multiprocessing`` with the fork start method) may catch it.
 from __future__ import annotations
 
 import os
-import threading
-import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import sys
+from pathlib import Path
 
 import pytest
 
 from broadcasting import Broadcast
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from forking import fork_while_held
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() only"),
@@ -28,38 +30,6 @@ PUSHER = {
         "pusher": {"app_id": "1", "key": "key", "secret": "secret", "host": "127.0.0.1"},
     },
 }
-
-
-def fork_while_held(lock: AbstractContextManager[object], work: Callable[[], bool]) -> int:
-    """Fork while another thread holds ``lock``; the child's exit code (``work()`` true: 0).
-    Fails if the child is still waiting after 10 s."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with lock:
-            held.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert held.wait(10)
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        code = 1
-        try:
-            code = 0 if work() else 2
-        finally:
-            os._exit(code)
-    release.set()
-    thread.join()
-    deadline = time.monotonic() + 10
-    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if done == (0, 0):
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the child waited for ever on a lock its parent's thread held at the fork")
-    return os.waitstatus_to_exitcode(done[1])
 
 
 def test_a_child_gets_the_pusher_sdk_client_its_parent_was_building() -> None:
