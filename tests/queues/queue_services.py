@@ -116,3 +116,36 @@ def worker_plugin_options(tag: str) -> dict[str, Any]:
 def worker_config(tag: str) -> dict[str, Any]:
     """The Broadcast settings of that worker: the pusher driver's options in ``<tag>_DRIVER``."""
     return {"DRIVER": "pusher", "DRIVERS": {"pusher": json.loads(os.environ[f"{tag}_DRIVER"])}}
+
+
+def refused_driver() -> dict[str, Any]:
+    """Pusher driver options whose service refuses connections: certainly not delivered,
+    retryable (a refused-retry test's publish fails the same way each time)."""
+    from soketi_server import refused_port  # tests/servers: not on a worker's path
+
+    return {
+        "app_id": "1",
+        "client": "key",
+        "secret": "secret",
+        "host": "127.0.0.1",
+        "port": refused_port(),
+        "retries": 0,
+    }
+
+
+def worker_env(
+    tag: str,
+    *,
+    queue: str,
+    broker: str,
+    journal: str,
+    prefix: str,
+    driver: dict[str, Any],
+    **more: str,
+) -> dict[str, str]:
+    """The environment that tells a refused-retry test's worker (``worker_plugin_options``,
+    ``worker_config``) its queue, broker, journal, key prefix, driver options (as JSON) and
+    ``more`` (``namespace=``), each named ``<tag>_<NAME>``."""
+    env = {"QUEUE": queue, "BROKER": broker, "JOURNAL": journal, "PREFIX": prefix}
+    env.update({name.upper(): value for name, value in more.items()}, DRIVER=json.dumps(driver))
+    return {f"{tag}_{name}": value for name, value in env.items()}

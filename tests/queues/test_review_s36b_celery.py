@@ -23,7 +23,6 @@ has its own plugin's task.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -32,8 +31,14 @@ from pathlib import Path
 
 import pytest
 import queue_soak
-from queue_services import need, rabbitmqctl, refusing_vhost, wait_for_worker
-from soketi_server import refused_port
+from queue_services import (
+    need,
+    rabbitmqctl,
+    refused_driver,
+    refusing_vhost,
+    wait_for_worker,
+    worker_env,
+)
 
 from broadcasting import Broadcast, ConfigurationError
 from broadcasting.contrib._queue import FAILED, RETRY, SENDING, RedisJournal, parse
@@ -79,17 +84,19 @@ def test_a_retry_the_broker_refuses_goes_back_to_the_queue_and_is_not_lost(
     name, user, password = vhost
     queue, prefix = f"bq-{uid}", f"bq-s36b:{uid}:"
     # the service refuses connections: certainly not delivered, retryable
-    driver = {"app_id": "1", "client": "key", "secret": "secret", "host": "127.0.0.1"}
-    driver.update(port=refused_port(), retries=0)
+    driver = refused_driver()
     log = tmp_path / "worker.log"
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-        "S36B_QUEUE": queue,
-        "S36B_BROKER": f"amqp://{user}:{password}@127.0.0.1:5672/{name}",
-        "S36B_JOURNAL": REDIS_URL,
-        "S36B_PREFIX": prefix,
-        "S36B_DRIVER": json.dumps(driver),
+        **worker_env(
+            "S36B",
+            queue=queue,
+            broker=f"amqp://{user}:{password}@127.0.0.1:5672/{name}",
+            journal=REDIS_URL,
+            prefix=prefix,
+            driver=driver,
+        ),
     }
     command = [str(Path(sys.executable).parent / "celery"), "-A", "review_s36b_worker"]
     command += ["worker", "-Q", queue, "-P", "prefork", "-c", "1", "-l", "WARNING"]

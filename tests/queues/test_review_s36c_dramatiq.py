@@ -17,7 +17,6 @@ commands on every key of the queue but the delay queue's messages, where a retry
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -30,8 +29,14 @@ from typing import Any
 
 import pytest
 import queue_soak
-from queue_services import need, rabbitmqctl, refusing_vhost, wait_for_worker
-from soketi_server import refused_port
+from queue_services import (
+    need,
+    rabbitmqctl,
+    refused_driver,
+    refusing_vhost,
+    wait_for_worker,
+    worker_env,
+)
 
 from broadcasting import Broadcast, ConfigurationError
 from broadcasting.contrib._queue import FAILED, RETRY, RedisJournal, parse
@@ -43,18 +48,6 @@ DRAMATIQ = str(Path(sys.executable).parent / "dramatiq")
 
 def _wait(what: str, check: Callable[[], bool], log: Path, seconds: float = 45.0) -> None:
     wait_for_worker(what, check, log, seconds, tail=5000)
-
-
-def _driver() -> dict[str, Any]:
-    """The service refuses connections: certainly not delivered, retryable."""
-    return {
-        "app_id": "1",
-        "client": "key",
-        "secret": "secret",
-        "host": "127.0.0.1",
-        "port": refused_port(),
-        "retries": 0,
-    }
 
 
 def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -107,15 +100,16 @@ def test_rabbitmq_a_refused_retry_keeps_the_message_until_it_is_queued(
     need("Redis", 6379)
     name, user, password = vhost
     queue, prefix = f"bq-{uid}", f"bq-s36c:{uid}:"
-    driver = _driver()
+    driver = refused_driver()
     log = tmp_path / "worker.log"
-    env = {
-        "S36C_QUEUE": queue,
-        "S36C_BROKER": f"amqp://{user}:{password}@127.0.0.1:5672/{name}",
-        "S36C_JOURNAL": REDIS_URL,
-        "S36C_PREFIX": prefix,
-        "S36C_DRIVER": json.dumps(driver),
-    }
+    env = worker_env(
+        "S36C",
+        queue=queue,
+        broker=f"amqp://{user}:{password}@127.0.0.1:5672/{name}",
+        journal=REDIS_URL,
+        prefix=prefix,
+        driver=driver,
+    )
     broker = RabbitmqBroker(url=f"amqp://guest:guest@127.0.0.1:5672/{name}", confirm_delivery=True)
     broker.declare_queue(queue, ensure=True)  # by guest: the worker may not name a DLX
     journal = RedisJournal(REDIS_URL, prefix=prefix)
@@ -191,16 +185,17 @@ def test_redis_a_refused_retry_keeps_the_message_until_it_is_queued(
     keys += [f"{namespace}:{queue}{end}" for end in ("", ".msgs", ".XQ", ".XQ.msgs", ".DQ")]
     # everything Dramatiq's worker does but write a delayed message: its retry
     admin.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=keys, commands=["+@all"])
-    driver = _driver()
+    driver = refused_driver()
     log = tmp_path / "worker.log"
-    env = {
-        "S36C_QUEUE": queue,
-        "S36C_NAMESPACE": namespace,
-        "S36C_BROKER": f"redis://{user}:{password}@127.0.0.1:6379/13",
-        "S36C_JOURNAL": REDIS_URL,
-        "S36C_PREFIX": prefix,
-        "S36C_DRIVER": json.dumps(driver),
-    }
+    env = worker_env(
+        "S36C",
+        queue=queue,
+        broker=f"redis://{user}:{password}@127.0.0.1:6379/13",
+        journal=REDIS_URL,
+        prefix=prefix,
+        driver=driver,
+        namespace=namespace,
+    )
     broker = RedisBroker(url=REDIS_URL, namespace=namespace)
     journal = RedisJournal(REDIS_URL, prefix=prefix)
     broadcast = _producer(broker, queue, prefix, driver)
