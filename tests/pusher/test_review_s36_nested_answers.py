@@ -27,15 +27,22 @@ async def publish(broadcast: Broadcast, mode: str) -> None:
         await broadcast.achannel("nested", "data", "e")
 
 
+async def answered_nested(
+    broadcast: Broadcast, proxy: CountingProxy, mode: str, status: int
+) -> PublishError:
+    """The PublishError of a publish answered ``status`` with :data:`NESTED` as its body."""
+    proxy.fail(status, NESTED)
+    with pytest.raises(PublishError) as info:
+        await publish(broadcast, mode)
+    return info.value
+
+
 @pytest.mark.soketi
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_refusal_with_a_nested_body_failed(
     proxied: Broadcast, proxy: CountingProxy, mode: str
 ) -> None:
-    proxy.fail(400, NESTED)
-    with pytest.raises(PublishError) as info:
-        await publish(proxied, mode)
-    error = info.value
+    error = await answered_nested(proxied, proxy, mode, 400)
     assert (error.failed, error.unknown, error.status) == (("nested",), (), 400)
     assert len(proxy.posts()) == 1
 
@@ -45,10 +52,7 @@ async def test_a_refusal_with_a_nested_body_failed(
 async def test_a_server_error_with_a_nested_body_is_unknown_and_retryable(
     proxied: Broadcast, proxy: CountingProxy, mode: str
 ) -> None:
-    proxy.fail(503, NESTED)
-    with pytest.raises(PublishError) as info:
-        await publish(proxied, mode)
-    error = info.value
+    error = await answered_nested(proxied, proxy, mode, 503)
     assert (error.failed, error.unknown, error.status) == ((), ("nested",), 503)
     assert error.retryable
     assert len(proxy.posts()) == 1, "maybe delivered: never sent again by default"
@@ -59,11 +63,9 @@ async def test_a_server_error_with_a_nested_body_is_unknown_and_retryable(
 async def test_a_nested_2xx_is_no_acknowledgement(
     proxied: Broadcast, proxy: CountingProxy, mode: str
 ) -> None:
-    proxy.fail(200, NESTED)
-    with pytest.raises(PublishError) as info:
-        await publish(proxied, mode)
-    assert (info.value.unknown, info.value.status) == (("nested",), 200)
-    assert "not JSON" in str(info.value)
+    error = await answered_nested(proxied, proxy, mode, 200)
+    assert (error.unknown, error.status) == (("nested",), 200)
+    assert "not JSON" in str(error)
 
 
 @pytest.mark.soketi
