@@ -85,5 +85,8 @@ def test_a_publish_whose_client_another_thread_closed_is_retried(
     assert not thread.is_alive()
     (receipt,) = outcome
     assert not isinstance(receipt, Exception), f"not retried: {receipt!r}"
-    assert receipt.requests >= 2
+    if aio:
+        assert receipt.requests >= 2
+    else:  # the sync client is closed by the publish once done with it, not under it (s36b)
+        assert receipt.requests == 1
     assert [m.data for m in emulator.messages(channel)] == [{"n": 1}]  # once: the id is kept

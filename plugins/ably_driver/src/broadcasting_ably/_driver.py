@@ -123,16 +123,18 @@ class BroadcastAblyDriver(Driver):
         spent = 0
         while True:
             client = await self._clients.fresh(batch.budget - spent, aio)
-            sent, failure = [0], None
+            sent, failure, cut = [0], None, False
             try:
                 response = await post(client, path, sent, body)
             except Exception as exc:
-                failure = exc
+                failure, cut = exc, isinstance(exc, RuntimeError) and closed(client)
+            finally:
+                self._clients.release(client)
             spent += (tried := max(1, sent[0]))
             batch.requests = spent
             failed_over = failed_over or tried > 1
             if failure is not None:  # raised here, not chained to the SDK's (it may echo the key)
-                if isinstance(failure, RuntimeError) and closed(client):
+                if cut:
                     # httpx refused to send (again: a fallback host) on the client the driver's
                     # close() closed under this send; its new client may send it
                     raise _wire.closed_under(what, maybe=failed_over or sent[0] > 0)
@@ -186,11 +188,12 @@ class BroadcastAblyDriver(Driver):
         cause (a keyed client is for this call alone)."""
         keyed = query.keyed
         method = "GET" if query.body is None else "POST"
-        for renewed in (False, True):
+        for again in (False, True):  # renewed token, or new client
             client = (
                 self._clients.keyed(aio) if keyed else await self._clients.fresh(QUERY_HOSTS, aio)
             )
             collected: list[Any] = []
+            cut = False  # closed under it by the driver's close()
             try:
                 response = await call(
                     client, method, query.path, params=query.params, body=query.body
@@ -205,14 +208,29 @@ class BroadcastAblyDriver(Driver):
             except QueryError as exc:
                 error = exc
             except Exception as exc:
-                error = _wire.query_failure(self._scrub, query.what, self._endpoint, exc)
+                if not keyed and isinstance(exc, RuntimeError) and closed(client):
+                    # httpx refused to send (a fallback host, a next page) on the client the
+                    # driver's close() / aclose() closed under this query: asked again, at
+                    # once, on its new client (reading twice is harmless)
+                    error = QueryError(
+                        f"{query.what} was not answered: the driver was closed under the request",
+                        driver=DRIVER,
+                        retryable=True,
+                    )
+                    cut = True
+                else:
+                    error = _wire.query_failure(self._scrub, query.what, self._endpoint, exc)
             finally:
                 if keyed:
                     await settled(client.close())
-            if keyed or not _wire.is_token_error(error.code):
+                else:
+                    self._clients.release(client)
+            if cut and not again:
+                continue
+            if cut or keyed or not _wire.is_token_error(error.code):
                 break
             self._clients.drop(client)  # asked again at once with a new token, as the SDK would
-            if renewed or error.code == _wire.BAD_SIGNATURE:
+            if again or error.code == _wire.BAD_SIGNATURE:
                 break
         # not chained to the SDK's exception (its text may echo the key, its frames hold it)
         error.__traceback__ = error.__cause__ = error.__context__ = None

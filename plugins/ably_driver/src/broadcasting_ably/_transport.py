@@ -121,14 +121,37 @@ def closed(client: Any) -> bool:
     return bool(getattr(_httpx_client(client), "is_closed", False))
 
 
+#: idle sync clients kept per host count; one given back beyond them is closed (more threads
+#: than this publishing at once each open a connection of their own anyway)
+IDLE_CLIENTS = 64
+
+
 class Clients:
-    """Sync SDK clients shared by every thread, async ones per event loop, one per host count;
-    a forked child drops the sync ones unclosed (as ``PerLoop`` does), sparing the parent's."""
+    """Sync SDK clients, each used by one thread at a time; async ones per event loop; by
+    host count. A forked child drops the sync ones unclosed (as ``PerLoop`` does), sparing the
+    parent's.
+
+    A sync client is never in two threads at once, nor closed under the one using it:
+
+    * httpcore's connection pool is not safe for threads. A thread entering it asks each idle
+      connection whether the server closed it (its state IDLE, then a ``poll()`` of its
+      socket) while another thread, handed that connection a moment before, sets it ACTIVE,
+      sends and gets its answer: the state read before, the poll after the answer came, the
+      first thread closed the connection under the second (``[Errno 9] Bad file descriptor``,
+      or SSL "bad record mac" on the connection that got the fd number since). So a thread
+      takes a client of its own for a call (:meth:`fresh`) and gives it back (:meth:`release`);
+      no other thread is in that client's pool meanwhile.
+    * :meth:`close` closes the clients no thread holds, at once; one a thread holds is closed
+      by that thread as it gives it back (closed under it, the same fd mix-up)."""
 
     def __init__(self, settings: AblySettings) -> None:
         self._settings = settings
         self._lock = threading.Lock()
-        self._sync: dict[int, Any] = {}
+        #: idle sync clients by host count, the last given back last
+        self._sync: dict[int, list[Any]] = {}
+        #: sync clients threads hold (by id): the client, its host count, the closes before it
+        self._out: dict[int, tuple[Any, int, int]] = {}
+        self._closes = 0  #: :meth:`close` calls so far: a client taken before one is closed
         self.loops: dict[int, PerLoop[Any]] = {}
         self.inherited = 0  #: sync clients of a parent process let go of after ``os.fork()``
         #: the current token (see :meth:`token`), its expiry (ms) and its other details
@@ -136,26 +159,72 @@ class Clients:
         _all_clients.add(self)
 
     def get(self, budget: int, aio: bool) -> Any:
-        """The client that tries at most ``budget`` hosts (created on first use)."""
+        """The client that tries at most ``budget`` hosts (created on first use): this event
+        loop's; sync, the idle one the next call will take (for a look at it: a call holds one
+        through :meth:`fresh`)."""
         hosts = self._settings.hosts(budget)
-        made = self.loops if aio else self._sync
-        if (found := made.get(hosts)) is None:
+        if not aio:
             with self._lock:
-                if (found := made.get(hosts)) is None:
+                idle = self._sync.setdefault(hosts, [])
+                if not idle:
+                    idle.append(self._new(hosts, aio=False))
+                return idle[-1]
+        if (found := self.loops.get(hosts)) is None:
+            with self._lock:
+                if (found := self.loops.get(hosts)) is None:
                     new = functools.partial(self._new, hosts, aio)
-                    found = made[hosts] = PerLoop(new, lambda c: c.close()) if aio else new()
-        return found.get() if aio else found
+                    found = self.loops[hosts] = PerLoop(new, lambda c: c.close())
+        return found.get()
 
     async def fresh(self, budget: int, aio: bool) -> Any:
-        """:meth:`get`'s client, holding the driver's current token (:meth:`token`). The SDK
+        """A client that tries at most ``budget`` hosts, holding the driver's current token
+        (:meth:`token`): this event loop's; sync, one this thread holds alone until it hands it
+        to :meth:`release`, once done with it and its responses' ``next()``. The SDK
         never renews a token itself: it judges expiry only with ``query_time``, and
         ``request()`` answers Ably's 40142 instead of re-authorizing, so an expired token would
         fail every call."""
-        client = self.get(budget, aio)
-        # compared as temporaries: no frame that may raise holds a token
-        if _token_of(client) != self.token()["token"]:
-            await settled(client.auth.authorize())  # its callback hands it the current one
+        client = self.get(budget, aio) if aio else self._take_one(budget)
+        try:
+            # compared as temporaries: no frame that may raise holds a token
+            if _token_of(client) != self.token()["token"]:
+                await settled(client.auth.authorize())  # its callback hands it the current one
+        except BaseException:
+            self.release(client)
+            raise
         return client
+
+    def _take_one(self, budget: int) -> Any:
+        """An idle sync client (the last given back: its connection is the likeliest open),
+        or a new one, held by this thread alone until :meth:`release`."""
+        hosts = self._settings.hosts(budget)
+        with self._lock:
+            idle = self._sync.get(hosts)
+            client = idle.pop() if idle else None
+            closes = self._closes
+            if client is not None:
+                self._out[id(client)] = (client, hosts, closes)
+                return client
+        client = self._new(hosts, aio=False)  # outside the lock: it builds an httpx client
+        with self._lock:
+            # a close() since the count was read: closed as it is given back
+            self._out[id(client)] = (client, hosts, closes)
+        return client
+
+    def release(self, client: Any) -> None:
+        """This thread is done with ``client`` (:meth:`fresh`'s): idle again for the next
+        call, or closed here if :meth:`close` came since it was taken. Nothing for an async
+        client, nor for one a forked child inherited (dropped unclosed)."""
+        with self._lock:
+            held = self._out.pop(id(client), None)
+            if held is None:
+                return
+            _, hosts, closes = held
+            if closes == self._closes and not closed(client):
+                idle = self._sync.setdefault(hosts, [])
+                if len(idle) < IDLE_CLIENTS:
+                    idle.append(client)
+                    return
+        client.close()  # by the thread that used it, once done: nothing else is in it
 
     def token(self) -> dict[str, Any]:
         """The driver's publishing token, one for all its clients: signed here, locally, when
@@ -201,9 +270,13 @@ class Clients:
         return self.token()
 
     def _take(self) -> list[PerLoop[Any]]:
+        """Lets go of every client: an idle sync one is closed now, one a thread holds by that
+        thread as it gives it back (:meth:`release`)."""
         with self._lock:
-            sync, self._sync = list(self._sync.values()), {}
-        for client in sync:
+            self._closes += 1
+            idle = [client for clients in self._sync.values() for client in clients]
+            self._sync = {}
+        for client in idle:
             client.close()
         return list(self.loops.values())
 
@@ -225,8 +298,8 @@ def _forget_in_child() -> None:
     _filter_lock = threading.Lock()
     for clients in list(_all_clients):
         clients._lock = threading.Lock()  # a parent thread may have held it at the fork
-        clients.inherited += len(clients._sync)
-        clients._sync = {}
+        clients.inherited += sum(map(len, clients._sync.values())) + len(clients._out)
+        clients._sync, clients._out = {}, {}
 
 
 if hasattr(os, "register_at_fork"):

@@ -1,0 +1,120 @@
+"""A state query (``channel_info()``, ``members()``) whose SDK client the driver's ``close()`` /
+``aclose()`` closed under it: the first host answered a 5xx, and the SDK's request to the
+fallback host met httpx's refusal to send on a closed client, a ``RuntimeError`` ("Cannot
+send a request, as the client has been closed.") that escaped the query as it was, no
+``QueryError``. A query is asked again, once, on the driver's new client (reading twice is
+harmless); the sync client is not closed under a query at all now (the thread holding it
+is the one that closes it, once done).
+
+Real parts: the Ably emulator (``localhost`` and ``127.0.0.1`` are a host and its fallback), the
+real SDK and httpx. The close runs from an httpx request hook of the test, to happen while the
+query's first request is under way, at the same point every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from ably_emulator import AblyEmulator
+
+from broadcasting import Broadcast, ChannelInfo
+from broadcasting.plugin import QueryError
+from broadcasting_ably import BroadcastAblyDriver, _transport
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[AblyEmulator]:
+    with AblyEmulator() as server:
+        yield server
+
+
+@pytest.fixture
+def broadcast(emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broadcast]:
+    emulator.reset()
+    monkeypatch.setenv("SSL_CERT_FILE", emulator.ca_path)  # read when the SDK makes its client
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    options = emulator.options(endpoint="localhost", fallback_hosts=["127.0.0.1"], batch=False)
+    with Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": options}}) as broadcast:
+        yield broadcast
+
+
+def _close_at_first_request(
+    monkeypatch: pytest.MonkeyPatch, driver: BroadcastAblyDriver, clients: int
+) -> list[int]:
+    """Has the first request of each of the next ``clients`` SDK clients the driver makes close
+    the driver (as another task or thread would while the request is under way); the list of
+    closes made."""
+    made = _transport._new_client
+    closes: list[int] = []
+
+    def new_client(settings: Any, hosts: int, aio: bool, **auth: Any) -> Any:
+        client = made(settings, hosts, aio, **auth)
+        if len(closes) >= clients:
+            return client
+        inner, first = _transport._httpx_client(client), [True]
+
+        def close(request: Any) -> None:
+            if first.pop() if first else False:
+                closes.append(1)
+                driver.close()
+
+        async def aclose(request: Any) -> None:
+            if first.pop() if first else False:
+                closes.append(1)
+                await driver.aclose()
+
+        hooks = inner.event_hooks
+        inner.event_hooks = {**hooks, "request": [*hooks["request"], aclose if aio else close]}
+        return client
+
+    monkeypatch.setattr(_transport, "_new_client", new_client)
+    return closes
+
+
+async def _ask(driver: BroadcastAblyDriver, query: str, channel: str, aio: bool) -> Any:
+    if query == "channel_info":
+        return await driver.achannel_info(channel) if aio else driver.channel_info(channel)
+    return await driver.amembers(channel) if aio else driver.members(channel)
+
+
+@pytest.mark.parametrize("query", ["channel_info", "members"])
+@pytest.mark.parametrize("aio", [False, True], ids=["sync", "async"])
+def test_a_query_whose_client_was_closed_under_it_is_asked_again(
+    broadcast: Broadcast,
+    emulator: AblyEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    aio: bool,
+    query: str,
+) -> None:
+    driver = broadcast.driver(BroadcastAblyDriver).driver
+    channel = "presence:closed" if query == "members" else "closed"
+    closes = _close_at_first_request(monkeypatch, driver, clients=1)
+    emulator.fail_next(500, 50000)  # the SDK goes on to the fallback host
+    answer = asyncio.run(_ask(driver, query, channel, aio))
+    assert closes == [1]
+    if query == "channel_info":
+        assert isinstance(answer, ChannelInfo) and answer.name == channel
+    else:
+        assert answer == []
+    assert emulator.violations == []
+
+
+@pytest.mark.parametrize("query", ["channel_info", "members"])
+def test_a_query_closed_under_it_twice_is_a_query_error(
+    broadcast: Broadcast, emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    """Closed under it on the new client too: a retryable QueryError, not the RuntimeError."""
+    driver = broadcast.driver(BroadcastAblyDriver).driver
+    closes = _close_at_first_request(monkeypatch, driver, clients=2)
+    emulator.fail_next(500, 50000, times=2)
+    with pytest.raises(QueryError) as raised:
+        asyncio.run(_ask(driver, query, "presence:closed", aio=True))
+    assert closes == [1, 1]
+    error = raised.value
+    assert error.retryable
+    assert "closed" in str(error)
+    assert error.__cause__ is None and error.__context__ is None
+    assert error.__traceback__ is not None  # raised by _query, in a frame holding no SDK object
