@@ -12,12 +12,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
-from broadcasting import Broadcast, PayloadTooLargeError
+from broadcasting import Broadcast, InputError, PayloadTooLargeError
 from broadcasting.web import socket_id_from
 from broadcasting.web.starlette import broadcasting_router
 from shop import page, settings
@@ -26,13 +27,12 @@ from shop.events import OrderCancelled, OrderPlaced, OrderShipped
 broadcast = Broadcast({"DRIVER": "pusher", "DRIVERS": {"pusher": settings.PUSHER}})
 
 
-@broadcast.rule("orders.{order_id}")
-def order_owner(user: str, order_id: str) -> bool:
+@broadcast.rule("orders.{order_id:int}")
+def order_owner(user: str, order_id: int) -> bool:
     """Only the customer who placed an order may follow it."""
-    # order_id is the client's text: "abc", full-width digits (which int() reads)
-    if not (order_id.isascii() and order_id.isdecimal()):
-        return False
-    order = ORDERS.get(int(order_id))
+    # {order_id:int}: only a number's own digits match ("abc", "01", full-width digits do not),
+    # so each order has one channel name, the one its events are published on
+    order = ORDERS.get(order_id)
     return order is not None and order.customer == user
 
 
@@ -50,13 +50,18 @@ ORDERS: dict[int, Order] = {}
 _ids = itertools.count(1)
 
 
+#: A price as the client sends it: no negative prices, and no exponent that the sum of
+#: the order would overflow (``1e999999999`` raised decimal.Overflow, a 500).
+Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+
+
 class Item(BaseModel):
-    sku: str
-    price: Decimal
+    sku: str = Field(max_length=64)
+    price: Price
 
 
 class NewOrder(BaseModel):
-    items: list[Item]
+    items: list[Item] = Field(min_length=1, max_length=100)
 
 
 class Note(BaseModel):
@@ -75,6 +80,15 @@ def current_user(request: Request) -> str | None:
 app = FastAPI()
 app.include_router(broadcasting_router(broadcast, user=current_user))
 app.include_router(page.router)
+
+
+@app.exception_handler(InputError)
+async def unsendable(request: Request, exc: InputError) -> JSONResponse:
+    """What broadcasting refuses to send before any request: here always the client's text
+    (a lone surrogate, a customer name that is no Pusher user id, an event over Pusher's
+    10 KB), so the client's error, 422 (413 for the size), never a 500."""
+    status = 413 if isinstance(exc, PayloadTooLargeError) else 422
+    return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
 def _order(order_id: int) -> Order:
@@ -114,8 +128,9 @@ async def place_order(new: NewOrder, request: Request) -> dict[str, Any]:
 def ship_order(order_id: int, carrier: str, request: Request) -> dict[str, Any]:
     """A sync view: FastAPI runs it in a worker thread."""
     order = _order(order_id)
-    order.status, order.carrier = "shipped", carrier
+    # sent first: a carrier the library refuses to send (over 10 KB) changes nothing
     broadcast.channel(OrderShipped(order.id, carrier).to_others(socket_id_from(request.headers)))
+    order.status, order.carrier = "shipped", carrier
     return {"id": order.id, "status": order.status, "carrier": carrier}
 
 
