@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from broadcasting._errors import InputError, PublishError
 from broadcasting._flow import Flow, arun, drive, run
+from broadcasting._fork import in_forked_child
 from broadcasting._types import Message, Receipt
 
 if TYPE_CHECKING:
@@ -177,15 +177,12 @@ def call_committed(
     task.add_done_callback(finished)
 
 
+@in_forked_child
 def _forget_in_child() -> None:
     """After fork: the parent's tasks and their loops are not the child's, and its lock may
     have been held by one of the parent's threads, which do not exist here."""
     global _tasks, _tasks_lock
     _tasks, _tasks_lock = set(), threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def send_committed(broadcaster: Broadcaster[Any], message: Message) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import sys
 import threading
 import time
@@ -16,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from broadcasting._fork import in_forked_child
 from broadcasting._loop import _awaited, run_sync
 
 if TYPE_CHECKING:
@@ -397,11 +397,8 @@ def _load_greenlet() -> None:
     _greenlet, _Worker = greenlet, Worker
 
 
+@in_forked_child
 def _forget_in_child() -> None:
     """After fork: the parent's pool threads and idle greenlets are not the child's."""
     global _pool, _pool_lock, _idle
     _pool, _pool_lock, _idle = None, threading.Lock(), threading.local()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 from collections.abc import Awaitable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from broadcasting._fork import in_forked_child
 
 if TYPE_CHECKING:
     import asyncio
@@ -103,6 +104,7 @@ def _shutdown() -> None:
         thread.join(timeout=2)
 
 
+@in_forked_child
 def _forget_in_child() -> None:
     """After fork: the parent's loop thread does not exist here (waiting on it would hang)."""
     global _lock, _loop, _thread
@@ -111,5 +113,3 @@ def _forget_in_child() -> None:
 
 
 atexit.register(_shutdown)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)

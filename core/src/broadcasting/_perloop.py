@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
-import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from broadcasting._fork import call_after_fork
 from broadcasting._loop import _awaited
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ class PerLoop(Generic[T]):
     def __init__(
         self, create: Callable[[], T], close: Callable[[T], Awaitable[object]] | None = None
     ) -> None:
-        _instances.add(self)
+        call_after_fork(self)
         self._create = create
         self._close = close
         self._forget()
@@ -159,11 +158,13 @@ class PerLoop(Generic[T]):
         self._guards: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         self._closing: set[asyncio.Task[Any]] = set()
 
+    def _after_fork(self) -> None:
+        self._forget()
+
     def __repr__(self) -> str:
         return f"<PerLoop loops={len(self._objects)}>"
 
 
-_instances: weakref.WeakSet[PerLoop[Any]] = weakref.WeakSet()
 #: In a forked child: the parent's per-loop objects, kept for good (see PerLoop._forget)
 _inherited: list[object] = []
 # asyncio.get_running_loop, once a PerLoop is first used: sync-only users never import asyncio
@@ -181,12 +182,3 @@ def _load_asyncio() -> Callable[[], asyncio.AbstractEventLoop]:
 def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _forget_in_child() -> None:
-    for per_loop in list(_instances):
-        per_loop._forget()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)

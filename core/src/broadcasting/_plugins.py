@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -19,6 +18,7 @@ from broadcasting._auth import AuthRequest, authorize
 from broadcasting._driver import Driver
 from broadcasting._errors import DriverNotFoundError, PluginLoadError
 from broadcasting._flow import drive
+from broadcasting._fork import in_forked_child
 from broadcasting._types import Message, Receipt, wrap_named
 from broadcasting.hookspecs import PROJECT, hookimpl
 
@@ -86,6 +86,7 @@ def _hook_problem(plugin: object) -> str | None:
 _lock = threading.RLock()
 
 
+@in_forked_child
 def _forget_lock_in_child() -> None:
     """After fork: another thread of the parent may have held the lock (importing a plugin,
     building a plugin manager); it does not exist in the child, which gets a fresh one."""
@@ -93,8 +94,6 @@ def _forget_lock_in_child() -> None:
     _lock = threading.RLock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_lock_in_child)
 _loaded: dict[str, object] = {}
 _failed: dict[str, PluginLoadError] = {}
 _registered: dict[str, object] = {}

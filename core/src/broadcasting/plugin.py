@@ -38,6 +38,7 @@ from broadcasting._delivery import (
 from broadcasting._driver import PUSHER_SOCKET_ID, Driver, Feature
 from broadcasting._errors import ERROR_KINDS, ErrorKind
 from broadcasting._flow import wait_for
+from broadcasting._fork import call_after_fork, in_forked_child
 from broadcasting._health import HEALTH_STATUSES, HealthStatus
 from broadcasting._loop import run_sync
 from broadcasting._perloop import PerLoop
@@ -95,9 +96,11 @@ __all__ = [
     "Transaction",
     "UnauthorizedError",
     "WebhookEvent",
+    "call_after_fork",
     "encode_payload",
     "hookimpl",
     "hookspec",
+    "in_forked_child",
     "installed_drivers",
     "register_driver",
     "run_sync",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 import weakref
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from broadcasting._errors import ConfigurationError
+from broadcasting._fork import in_forked_child
 from broadcasting.contrib._queue import Journal, QueuePlugin, RedisJournal, TaskFailed, TaskRetry
 
 if TYPE_CHECKING:
@@ -50,14 +50,11 @@ _names: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 _names_lock = threading.Lock()
 
 
+@in_forked_child
 def _forget_lock_in_child() -> None:
     """After fork: the lock may have been held by a thread of the parent, absent here."""
     global _names_lock
     _names_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_lock_in_child)
 
 
 class CeleryQueue(QueuePlugin):

@@ -33,7 +33,6 @@ import socket
 import threading
 import time
 import uuid
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from broadcasting import _background
 from broadcasting._delivery import Capabilities, deliver_each, may_resend
 from broadcasting._errors import BroadcastError, InputError
 from broadcasting._flow import arun, implements
+from broadcasting._fork import call_after_fork
 from broadcasting._loop import run_sync
 from broadcasting._plugins import core_alone
 from broadcasting._types import Message, Receipt
@@ -144,19 +144,6 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-#: every relay of this process, each made again in a forked child (:meth:`Relay._forked`)
-_relays: weakref.WeakSet[Relay] = weakref.WeakSet()
-
-
-def _forget_in_child() -> None:
-    for relay in list(_relays):
-        relay._forked()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
-
-
 class Relay:
     """Delivers the outbox's rows of one :class:`~broadcasting.Broadcast` (docs/background.md).
 
@@ -196,7 +183,7 @@ class Relay:
         self.batch: int = store.batch
         self.backoff = backoff or Backoff()
         self._reset()
-        _relays.add(self)
+        call_after_fork(self)  # made again in a forked child (_after_fork)
 
     def __repr__(self) -> str:
         return f"<Relay {self.owner!r} partitions={list(self.partitions)}>"
@@ -234,7 +221,7 @@ class Relay:
         self._failed: BaseException | None = None  # an outcome that could not be recorded
         self._outcomes: _Batched[Outcome]
 
-    def _forked(self) -> None:
+    def _after_fork(self) -> None:
         """In a forked child: a relay of its own. Two processes under one owner would both
         hold every lease the owner holds and send the same rows, so the child takes a new
         default owner, or the one given with its own process id after it."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from broadcasting._errors import BroadcastError, ConfigurationError, InputError, OutboxError
+from broadcasting._fork import call_after_fork, in_forked_child
 from broadcasting._types import Secret
 from broadcasting.outbox import _sql
 from broadcasting.outbox._row import (
@@ -954,7 +955,7 @@ class Store:
         self._wake = threading.Event()
         self._probe: Any = None
         self._probe_lock = threading.Lock()
-        _stores.add(self)
+        call_after_fork(self)
 
     @classmethod
     def from_config(cls, outbox: Mapping[str, Any]) -> Store:
@@ -1579,7 +1580,7 @@ class Store:
             probe, self._probe = self._probe, None
         _close_quietly(probe)
 
-    def _forget(self) -> None:
+    def _after_fork(self) -> None:
         """After fork(): the parent's connections are not this process's (not closed: that
         would end the parent's sessions)."""
         if self._listener is not None:
@@ -1688,7 +1689,6 @@ def _rendered(sql: str, dialect: str, paramstyle: str) -> str:
 
 # -- one store per Broadcast ------------------------------------------------------------
 
-_stores: weakref.WeakSet[Store] = weakref.WeakSet()
 #: A forked child's copies of its parent's connections: kept, so that closing them (which
 #: may talk to the server, or to SQLite's lock files) never disturbs the parent's.
 _orphans: list[Any] = []
@@ -1709,15 +1709,10 @@ def store_for(broadcast: Broadcast) -> Store:
     return store
 
 
+@in_forked_child
 def _forget_in_child() -> None:
     global _by_broadcast_lock
     _by_broadcast_lock = threading.Lock()
-    for store in list(_stores):
-        store._forget()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 __all__ = ["OutboxTablesMissing", "Stats", "Store", "store_for"]

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
 import threading
-import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,7 @@ from broadcasting.plugin import (
     Heard,
     Message,
     Secret,
+    call_after_fork,
 )
 from broadcasting_pusher import _auth, _listen, _rules, _state, _transport, _webhooks
 from broadcasting_pusher._api import GuardedPusherClient, check_answer, request_for, scrub
@@ -79,7 +78,7 @@ class BroadcastPusherDriver(Driver):
         self._aclient = self._sdk(GuardedPusherClient, "async")
         self._lock = threading.Lock()
         self._full: dict[str, Pusher] = {}
-        _drivers.add(self)
+        call_after_fork(self)
 
     def _sdk(self, kind: type, backend: str, master_key: Secret | None = None) -> Any:
         """The SDK's ``kind`` of client on ``backend``. The secret and the master key are
@@ -259,23 +258,14 @@ class BroadcastPusherDriver(Driver):
         self._pool.close()
         await self._sessions.aclose()
 
+    def _after_fork(self) -> None:
+        """After fork: a parent thread may have held the lock (making the SDK client behind
+        ``pusher``), and it does not exist in the child: a fresh one."""
+        self._lock = threading.Lock()
+
     def __repr__(self) -> str:
         s = self.settings
         where = f"url={s.base_url!r}"
         if s.hosts:
             where = f"urls={[node.url(s.ssl) for node in s.hosts]!r}"
         return f"<{type(self).__name__} driver={NAME!r} app_id={s.app_id!r} {where}>"
-
-
-_drivers: weakref.WeakSet[BroadcastPusherDriver] = weakref.WeakSet()
-
-
-def _forget_locks_in_child() -> None:
-    """After fork: a parent thread may have held a driver's lock (making the SDK client behind
-    ``pusher``), and it does not exist in the child; each driver gets a fresh one."""
-    for driver in list(_drivers):
-        driver._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_locks_in_child)

@@ -16,14 +16,12 @@ nodes"). Written once, without I/O: the sync pool and the async sessions both as
 from __future__ import annotations
 
 import math
-import os
 import random
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from broadcasting.plugin import ServiceError
+from broadcasting.plugin import ServiceError, call_after_fork
 
 COOLDOWN = 5.0  #: seconds a node is skipped after its first connection failure
 MAX_COOLDOWN = 60.0  #: the cool-down doubles on each failure in a row, up to this
@@ -83,7 +81,7 @@ class Hosts:
         #: The next request's turn (a random start per process; tests set it).
         self.turn = random.randrange(len(self.nodes)) if turn is None else turn
         self._lock = threading.Lock()
-        _every.add(self)
+        call_after_fork(self)
 
     def order(self, now: float) -> list[Node]:
         """The nodes in the order one request tries them: a node whose cool-down just ended
@@ -202,15 +200,3 @@ class Route:
 def _said(error: ServiceError) -> str:
     text = str(error.args[0]) if error.args else ""
     return text.removeprefix(f"{error.driver}: ")
-
-
-_every: weakref.WeakSet[Hosts] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for hosts in list(_every):
-        hosts._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

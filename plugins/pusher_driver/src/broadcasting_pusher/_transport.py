@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, Union
 from pusher.http import Request, process_response
 from urllib3.util import wait_for_read
 
-from broadcasting.plugin import PerLoop, ServiceError
+from broadcasting.plugin import PerLoop, ServiceError, call_after_fork
 from broadcasting_pusher._api import scrub, service_error, wire
 from broadcasting_pusher._hosts import Hosts, Node, NotSent
 from broadcasting_pusher._settings import NAME, PusherSettings
@@ -186,7 +186,7 @@ class NodePool:
         self._lock = threading.Lock()
         self.heard = False  #: the server answered: a failure is no sign of a wrong ``ssl``
         self.opened = self.inherited = 0  #: connections opened; let go of after a fork
-        _pools.add(self)
+        call_after_fork(self)  # gunicorn --preload: a Broadcast made before the fork
 
     def _take(self) -> http.client.HTTPConnection | None:
         with self._lock:
@@ -263,7 +263,7 @@ class NodePool:
         for conn, _ in idle:
             conn.close()
 
-    def _forget_parent(self) -> None:
+    def _after_fork(self) -> None:
         """In a forked child: let go of the parent's idle connections, writing nothing on them."""
         self._lock = threading.Lock()  # another parent thread may have held it at the fork
         idle, self._idle = self._idle, []
@@ -340,18 +340,6 @@ class ConnectionPool:
         """Close every idle connection (idempotent; the pool stays usable)."""
         for pool in self.nodes.values():
             pool.close()
-
-
-_pools: weakref.WeakSet[NodePool] = weakref.WeakSet()
-
-
-def _forget_in_child() -> None:
-    for pool in list(_pools):
-        pool._forget_parent()
-
-
-if hasattr(os, "register_at_fork"):  # gunicorn --preload: a Broadcast made before the fork
-    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 @dataclass

@@ -15,9 +15,10 @@ a plugin every ``Broadcast`` loads, with or without Django installed.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING, Any
+
+from broadcasting._fork import in_forked_child
 
 if TYPE_CHECKING:
     from broadcasting._broadcast import Broadcast
@@ -31,14 +32,11 @@ __all__ = ["SettingsBroadcast", "broadcast"]
 _lock = threading.Lock()
 
 
+@in_forked_child
 def _forget_lock_in_child() -> None:
     """After fork: the lock may have been held by a parent thread that is not here."""
     global _lock
     _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_lock_in_child)
 
 
 def __getattr__(name: str) -> Any:

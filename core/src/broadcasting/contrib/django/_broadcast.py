@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import sys
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -15,6 +13,7 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
 from broadcasting._auth import ChannelRules, Rule
 from broadcasting._broadcast import Broadcast
+from broadcasting._fork import call_after_fork
 from broadcasting._webhooks import WebhookHandler, WebhookHandlers
 
 __all__ = ["SETTING", "SettingsBroadcast", "as_django_expects"]
@@ -83,7 +82,7 @@ class SettingsBroadcast(Broadcast):
 
     def __init__(self) -> None:  # Broadcast.__init__ runs on first use, from the settings
         self._build_lock = threading.RLock()
-        _made.add(self)
+        call_after_fork(self)
         self._built = False
         #: The channel rules added with :meth:`rule` (kept across rebuilds).
         self.rules = ChannelRules()
@@ -178,23 +177,14 @@ class SettingsBroadcast(Broadcast):
             if store is not None:
                 store.close()
 
+    def _after_fork(self) -> None:
+        """After fork: a parent thread that was building or resetting the project's Broadcast
+        holds its lock in the child too, where that thread does not exist: every use would wait
+        for good. A fresh lock, and :class:`Broadcast`'s own."""
+        self._build_lock = threading.RLock()
+        super()._after_fork()
+
     def __repr__(self) -> str:
         if not self._built:
             return f"<Broadcast from settings.{SETTING} (not read yet)>"
         return f"<Broadcast from settings.{SETTING} driver={self.config.driver!r}>"
-
-
-#: every SettingsBroadcast, so a forked child gets fresh build locks
-_made: weakref.WeakSet[SettingsBroadcast] = weakref.WeakSet()
-
-
-def _forget_locks_in_child() -> None:
-    """After fork: a parent thread that was building or resetting the project's Broadcast
-    holds its lock in the child too, where that thread does not exist: every use would wait
-    for good. Each gets a fresh lock (as :class:`Broadcast` does for its own)."""
-    for made in list(_made):
-        made._build_lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_locks_in_child)

@@ -243,7 +243,7 @@ class LifecycleTests:
         assert said is not None, (
             f"a forked child's publish did not return within {CHILD_TIMEOUT + run.timeout}s: "
             "a lock or a connection of the parent's is unusable in a child; reset them "
-            "with os.register_at_fork(after_in_child=...)"
+            "in the child (broadcasting.plugin.call_after_fork or in_forked_child)"
         )
         run.assert_no_secrets([said], "the error of a forked child's publish")
         assert said == "ok", f"a forked child's publish failed: {said}"
@@ -255,7 +255,7 @@ class LifecycleTests:
                 f"after a forked child published, the parent's next publish failed: {exc!r}. "
                 "The child wrote on the parent's kept-alive connection: let go of inherited "
                 "connections in the child, without writing on them "
-                "(os.register_at_fork(after_in_child=...))"
+                "(broadcasting.plugin.call_after_fork or in_forked_child)"
             )
 
     def test_with_options_variant_publishes(self, conformance: Run) -> None:
