@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import os
 import threading
 import time
 import uuid
@@ -13,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 from broadcasting import BadRequestError, InputError, NotSupportedError
-from broadcasting.plugin import AuthRequest, ChannelKind, Secret
+from broadcasting.plugin import AuthRequest, ChannelKind, Secret, in_forked_child
 from broadcasting_ably._settings import DRIVER, MAX_TOKEN_TTL
 
 #: Private and presence channels as Ably's Laravel broadcaster and Echo connector name them.
@@ -173,13 +172,10 @@ class Revocations:
 REVOKED = Revocations()
 
 
+@in_forked_child
 def _unlock_in_child() -> None:
     # a parent's thread may have held the lock at the fork: what it guards is kept
     REVOKED._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_unlock_in_child)
 
 
 def held_channels(key: Secret, request: AuthRequest) -> list[str]:

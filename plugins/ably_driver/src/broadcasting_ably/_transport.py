@@ -6,15 +6,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
-from broadcasting.plugin import PerLoop, Secret
+from broadcasting.plugin import PerLoop, Secret, call_after_fork, in_forked_child
 from broadcasting_ably._auth import token_details
 from broadcasting_ably._settings import AblySettings
 from broadcasting_ably._wire import API_VERSION
@@ -156,7 +154,7 @@ class Clients:
         self.inherited = 0  #: sync clients of a parent process let go of after ``os.fork()``
         #: the current token (see :meth:`token`), its expiry (ms) and its other details
         self._held: tuple[Secret, float, dict[str, Any]] | None = None
-        _all_clients.add(self)
+        call_after_fork(self)
 
     def get(self, budget: int, aio: bool) -> Any:
         """The client that tries at most ``budget`` hosts (created on first use): this event
@@ -289,18 +287,13 @@ class Clients:
         for loops in self._take():
             await loops.aclose()
 
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()  # a parent thread may have held it at the fork
+        self.inherited += sum(map(len, self._sync.values())) + len(self._out)
+        self._sync, self._out = {}, {}
 
-_all_clients: weakref.WeakSet[Clients] = weakref.WeakSet()
 
-
+@in_forked_child
 def _forget_in_child() -> None:
     global _filter_lock
     _filter_lock = threading.Lock()
-    for clients in list(_all_clients):
-        clients._lock = threading.Lock()  # a parent thread may have held it at the fork
-        clients.inherited += sum(map(len, clients._sync.values())) + len(clients._out)
-        clients._sync, clients._out = {}, {}
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_in_child)
