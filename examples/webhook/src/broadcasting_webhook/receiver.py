@@ -35,6 +35,10 @@ from broadcasting.plugin import Secret
 
 from broadcasting_webhook._signing import DEFAULT_TOLERANCE, InvalidSignature, verify_signature
 
+#: The largest body the receiver reads (413 above): the driver sends at most its
+#: ``max_payload_bytes`` (256 KiB by default).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class ReceivedRequest:
@@ -80,10 +84,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         receiver = self.server.receiver
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
         headers = {key: value for key, value in self.headers.items()}
-        status, reason, lost = receiver._answer(self.path, headers, body, self.client_address[:2])
+        refused = _unreadable(self.headers.get_all("Content-Length") or [], self.headers)
+        if refused is not None:  # answered before reading a byte of the body, then hung up
+            status, reason = refused
+            receiver._refused(self.path, headers, status, reason, self.client_address[:2])
+            self.close_connection = True
+            lost = False
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            status, reason, lost = receiver._answer(
+                self.path, headers, body, self.client_address[:2]
+            )
         if lost:
             self.close_connection = True  # hang up without a word, as a crash would
             return
@@ -100,6 +113,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default per-request log line."""
+
+
+def _unreadable(lengths: list[str], headers: Any) -> tuple[int, str] | None:
+    """Why a body cannot be read as the client framed it (status, reason), or ``None``.
+
+    The client's Content-Length is read only as plain ASCII digits (``int()`` takes ``abc``
+    nowhere, ``-1`` as read-to-the-end, ``+5`` and ``5_0`` too) and at most
+    :data:`MAX_BODY_BYTES` (``rfile.read(n)`` allocates ``n`` bytes at once); a chunked body
+    is refused, not left on the connection to be read as the next request.
+    """
+    if headers.get("Transfer-Encoding") is not None:
+        return 411, "send the body with a Content-Length, not chunked"
+    if len(lengths) > 1:
+        return 400, "more than one Content-Length"
+    text = lengths[0].strip() if lengths else "0"
+    if not (text.isascii() and text.isdigit()):
+        return 400, "Content-Length is not a number of bytes"
+    if len(text) > 10 or int(text) > MAX_BODY_BYTES:
+        return 413, f"the body is over {MAX_BODY_BYTES} bytes"
+    return None
 
 
 class WebhookReceiver:
@@ -233,6 +266,13 @@ class WebhookReceiver:
             self._lock.notify_all()
 
     # -- answering ----------------------------------------------------------------------
+
+    def _refused(
+        self, path: str, headers: dict[str, str], status: int, reason: str, client: tuple[str, int]
+    ) -> None:
+        """Record a request refused before its body was read (its framing)."""
+        with self._lock:
+            self._requests.append(ReceivedRequest(path, headers, b"", status, None, reason, client))
 
     def _answer(
         self, path: str, headers: dict[str, str], body: bytes, client: tuple[str, int]
