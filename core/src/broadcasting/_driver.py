@@ -24,6 +24,15 @@ if TYPE_CHECKING:
 PUSHER_SOCKET_ID = re.compile(r"[0-9]{1,30}\.[0-9]{1,30}")
 
 
+class ClientSocketId(str):
+    """A socket id a client sent (``socket_id_from``'s ``X-Socket-ID``): a wish to be left
+    out, not a command. A driver that cannot leave a connection out, or whose ids have
+    another shape, sends to every subscriber instead of refusing it, so a header any client
+    may send cannot make a publish fail. A plain ``str`` socket id is checked strictly."""
+
+    __slots__ = ()
+
+
 class Feature(enum.Enum):
     """What a driver can do beyond publishing, declared in :attr:`Driver.features`.
 

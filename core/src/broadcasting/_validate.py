@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from broadcasting._auth import MAX_SOCKET_ID_LENGTH, SURROGATE
 from broadcasting._channels import Channel
-from broadcasting._driver import Feature
+from broadcasting._driver import ClientSocketId, Feature
 from broadcasting._errors import (
     InputError,
     InvalidChannelError,
@@ -95,6 +95,16 @@ def _channels(channels: object, owner: Driver) -> tuple[str, ...]:
     return names  # type: ignore[return-value]
 
 
+def _wished(socket_id: ClientSocketId, driver: Driver) -> str | None:
+    """A client's socket id as plain text, or ``None`` where ``driver`` cannot leave that
+    connection out (no ``EXCLUDE_SENDER``, or an id not of its shape)."""
+    if Feature.EXCLUDE_SENDER not in driver.features:
+        return None
+    if len(socket_id) > MAX_SOCKET_ID_LENGTH or not driver.socket_id_pattern.fullmatch(socket_id):
+        return None
+    return str(socket_id)
+
+
 def build_message(
     driver: Driver,
     channels: object,
@@ -136,6 +146,8 @@ def build_message(
             raise InvalidPayloadError(
                 f"{name}: {where} is not valid UTF-8 text: {problem}"
             ) from None
+    if type(socket_id) is ClientSocketId:  # the client's wish: dropped where it cannot apply
+        socket_id = _wished(socket_id, driver)
     if socket_id is not None:
         if Feature.EXCLUDE_SENDER not in driver.features:
             raise InputError(f"{name}: this driver cannot exclude a socket_id")

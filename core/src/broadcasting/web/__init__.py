@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 from broadcasting._auth import MAX_SOCKET_ID_LENGTH
 from broadcasting._broadcaster import Broadcaster
 from broadcasting._client import client_config, client_config_html
-from broadcasting._driver import PUSHER_SOCKET_ID, Driver, Feature
+from broadcasting._driver import PUSHER_SOCKET_ID, ClientSocketId, Driver, Feature
 from broadcasting._errors import (
     BadRequestError,
     BroadcastError,
@@ -43,6 +43,7 @@ __all__ = [
     "USER_AUTH_PATH",
     "WEBHOOK_PATH",
     "AuthEndpoints",
+    "ClientSocketId",
     "Headers",
     "Offload",
     "Response",
@@ -156,7 +157,9 @@ def socket_id_from(headers: Any, driver: Broadcaster[Any] | Driver | None = None
 
     ``headers``: any framework's, a dict, a list of pairs or Django's ``request.META``.
     A value not shaped like Pusher's socket ids (or ``driver``'s ``socket_id_pattern``)
-    is ignored, so a forged header cannot break the publish.
+    is ignored, and the id is a :class:`ClientSocketId`: a publish through a driver that
+    cannot leave a connection out sends to everyone instead of refusing it. So a forged
+    header cannot break the publish, whichever driver is configured.
     """
     if not hasattr(headers, "get"):  # a list of (name, value) pairs
         headers = Headers(headers)
@@ -173,7 +176,9 @@ def socket_id_from(headers: Any, driver: Broadcaster[Any] | Driver | None = None
     value = value.strip()
     owner = driver.driver if isinstance(driver, Broadcaster) else driver
     pattern = PUSHER_SOCKET_ID if owner is None else owner.socket_id_pattern
-    return value if len(value) <= MAX_SOCKET_ID_LENGTH and pattern.fullmatch(value) else None
+    if len(value) <= MAX_SOCKET_ID_LENGTH and pattern.fullmatch(value):
+        return ClientSocketId(value)
+    return None
 
 
 def default_user_data(user: Any) -> dict[str, Any]:
