@@ -15,6 +15,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,17 @@ def _run_shard(root: Path, filename: str, number: int, classes: list[str]) -> No
     )
     assert part.exists(), result.stdout + result.stderr
     os.replace(part, xml)
+
+
+def assert_fails_exactly(
+    report: Report, cls: str, cases: set[str], phrases: Iterable[str] = ()
+) -> None:
+    """``cls`` failed exactly ``cases`` (full names: ``test_socket_id[sync]``), skipped
+    nothing and passed at least 30 of the kit's tests, and its failure messages say each of
+    ``phrases``."""
+    assert report["failed-cases"][cls] == cases, sorted(report["failed-cases"][cls])
+    assert not report["skipped"][cls], sorted(report["skipped"][cls])
+    assert len(report["passed"][cls]) >= 30
+    messages = " ".join(report["failed-messages"][cls])
+    for phrase in phrases:
+        assert phrase in messages, (phrase, messages)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kit_report import Report, run_suite
+from kit_report import Report, assert_fails_exactly, run_suite
 
 SUITE = """
 from __future__ import annotations
@@ -58,7 +58,14 @@ from broadcasting.plugin import (
     register_driver,
 )
 from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, Features
-from toy_service import AsyncToyDriver, ToyDriver, ToyService
+from toy_service import (
+    AsyncToyDriver,
+    TokenToyDriver,
+    ToyConformance,
+    ToyDriver,
+    ToyService,
+    failing,
+)
 
 
 class Good(Driver):
@@ -470,21 +477,9 @@ class _Request:
         return "<Request>"
 
 
-class KeyInFrame(Networked):
+class KeyInFrame(TokenToyDriver, Networked):
     # builds each request with its key revealed: the frame of a failed request holds it
     name = "kit-key-in-frame"
-
-    def __init__(self, fault="", token=None):
-        super().__init__(fault)
-        self.token = token
-
-    @classmethod
-    def from_config(cls, options):
-        options = dict(options)
-        token = options.pop("token", None)
-        driver = super().from_config(options)
-        driver.token = token
-        return driver
 
     def request(self, parts):
         request = _Request({"Authorization": "Bearer " + self.token.reveal()})
@@ -526,19 +521,7 @@ class TestNoReconnect(Base):
     features = Features(reconnect_after_close=False)
 
 
-class NetworkedBase(DriverConformance):
-    receive_timeout = 0.5
-
-    @pytest.fixture
-    def observer(self, driver: Driver) -> DeliveryRecorder:
-        # the service's side, shared by every instance (with_options variants too)
-        assert isinstance(driver, ToyDriver)
-        return type(driver).service.recorder
-
-    @pytest.fixture
-    def failing_options(self) -> list[dict[str, Any]]:
-        faults = ("refuse", "reject", "unavailable", "lose")
-        return [{"fault": fault, "retry_backoff": 0.001} for fault in faults]
+NetworkedBase = ToyConformance
 
 
 class TestNetworked(NetworkedBase):
@@ -587,9 +570,7 @@ class TestKeyInFrame(NetworkedBase):
 
     @pytest.fixture
     def failing_options(self) -> list[dict[str, Any]]:
-        token = "tok-in-a-frame-7f3a"
-        faults = ("refuse", "reject", "unavailable", "lose")
-        return [{"fault": f, "token": token, "retry_backoff": 0.001} for f in faults]
+        return failing(token="tok-in-a-frame-7f3a")
 
 
 class TestDropsEvent(Base):
@@ -898,13 +879,7 @@ def test_a_delivery_lie_fails_exactly_the_delivery_checks_for_the_right_reason(
     fails exactly the kit's tests that catch it, in the modes where the bug
     lives, with a message that says what the driver did; everything else passes.
     """
-    cases, phrases = DELIVERY_BUGS[cls]
-    assert report["failed-cases"][cls] == cases, sorted(report["failed-cases"][cls])
-    assert not report["skipped"][cls], sorted(report["skipped"][cls])
-    assert len(report["passed"][cls]) >= 30
-    messages = " ".join(report["failed-messages"][cls])
-    for phrase in phrases:
-        assert phrase in messages, (phrase, messages)
+    assert_fails_exactly(report, cls, *DELIVERY_BUGS[cls])
 
 
 @pytest.mark.parametrize("cls", sorted(PINNED_BUGS))
@@ -914,13 +889,7 @@ def test_a_broken_declaration_fails_exactly_its_check_for_the_right_reason(
     """A Feature whose methods lie or are left undeclared, a TLS option the driver
     refuses, a health check that misreads a refusal, a revealed key in a frame: each
     fails exactly the kit's check of it, saying what the driver did."""
-    cases, phrases = PINNED_BUGS[cls]
-    assert report["failed-cases"][cls] == cases, sorted(report["failed-cases"][cls])
-    assert not report["skipped"][cls], sorted(report["skipped"][cls])
-    assert len(report["passed"][cls]) >= 30
-    messages = " ".join(report["failed-messages"][cls])
-    for phrase in phrases:
-        assert phrase in messages, (phrase, messages)
+    assert_fails_exactly(report, cls, *PINNED_BUGS[cls])
 
 
 @pytest.mark.parametrize("cls", sorted(MALFORMED_RESULTS))

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, cast
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kit_report import Report, run_suite
+from kit_report import Report, assert_fails_exactly, run_suite
 
 from broadcasting import Broadcast, PublishError
 from broadcasting.plugin import Batch, Driver, register_driver, run_sync, unregister_driver
@@ -48,29 +48,16 @@ import pytest
 
 from broadcasting import PublishError
 from broadcasting.plugin import Driver, register_driver
-from broadcasting.testing import DeliveryRecorder, DriverConformance
-from toy_service import ToyDriver, ToyService
+from toy_service import TokenToyDriver, ToyConformance, ToyDriver, ToyService, failing
 
 RIGHT = "tok-right-review-s36-4c1d"
 WRONG = "tok-wrong-review-s36-9e7a"  # only in failing_options: not declared
 
 
-class Tokened(ToyDriver):
+class Tokened(TokenToyDriver):
     # correct: a token option kept as the Secret the core hands over
     name = "author-tokened"
     service = ToyService()
-
-    def __init__(self, fault: str = "", token: Any = None) -> None:
-        super().__init__(fault)
-        self.token = token
-
-    @classmethod
-    def from_config(cls, options):
-        options = dict(options)
-        token = options.pop("token", None)
-        driver = super().from_config(options)
-        driver.token = token
-        return driver
 
     def client_config(self, auth_endpoint, user_auth_endpoint):
         return {"client": "toy-js", "key": None, "options": {"authEndpoint": auth_endpoint}}
@@ -153,20 +140,7 @@ DRIVERS = [Tokened, ShowsRefusedKey, ConfigShowsKey, AsyncDefSend, PlainAsend,
 for cls in DRIVERS:
     register_driver(cls.name, cls)
 
-FAULTS = ("refuse", "reject", "unavailable", "lose")
-
-
-class Base(DriverConformance):
-    receive_timeout = 0.5
-
-    @pytest.fixture
-    def observer(self, driver: Driver) -> DeliveryRecorder:
-        assert isinstance(driver, ToyDriver)
-        return type(driver).service.recorder
-
-    @pytest.fixture
-    def failing_options(self) -> list[dict[str, Any]]:
-        return [{"fault": fault, "retry_backoff": 0.001} for fault in FAULTS]
+Base = ToyConformance
 
 
 class TokenBase(Base):
@@ -178,7 +152,7 @@ class TokenBase(Base):
 
     @pytest.fixture
     def failing_options(self) -> list[dict[str, Any]]:
-        return [{"fault": f, "token": WRONG, "retry_backoff": 0.001} for f in FAULTS]
+        return failing(token=WRONG)
 
 
 class TestTokened(TokenBase):
@@ -273,13 +247,7 @@ def test_a_broken_driver_fails_exactly_its_check_for_the_right_reason(
     """The refused key in an error is found although only the working key was declared;
     a secret the core lets into the page's config as the public ``key`` is found; a
     socket a driver never closes is found once its closed Broadcast is collected."""
-    cases, phrases = BROKEN[cls]
-    assert report["failed-cases"][cls] == cases, sorted(report["failed-cases"][cls])
-    assert not report["skipped"][cls], sorted(report["skipped"][cls])
-    assert len(report["passed"][cls]) >= 30
-    messages = " ".join(report["failed-messages"][cls])
-    for phrase in phrases:
-        assert phrase in messages, (phrase, messages)
+    assert_fails_exactly(report, cls, *BROKEN[cls])
 
 
 @pytest.mark.parametrize("cls", sorted(MISSHAPEN))

@@ -28,9 +28,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import pytest
+
 from broadcasting import ConfigurationError, PublishError, QueryError
 from broadcasting.plugin import Batch, Capabilities, Driver, Health, Part
-from broadcasting.testing import Delivery, DeliveryRecorder
+from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance
 
 FAULTS = ("", "refuse", "reject", "unavailable", "lose")
 
@@ -163,3 +165,46 @@ class AsendOnlyToyDriver(ToyDriver):
     async def asend(self, batch: Batch) -> Any:
         await asyncio.sleep(0)
         return self.exchange(batch)
+
+
+class TokenToyDriver(ToyDriver):
+    """A toy driver with a ``token`` option besides ``fault``: the ``Secret`` the core hands
+    over, kept as ``self.token`` (the service never checks it)."""
+
+    def __init__(self, fault: str = "", token: Any = None) -> None:
+        super().__init__(fault)
+        self.token = token
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> ToyDriver:
+        options = dict(options)
+        token = options.pop("token", None)
+        driver = super().from_config(options)
+        driver.token = token
+        return driver
+
+
+#: the faults a toy driver's ``fault`` option can ask of the service (the kit's failing_options)
+FAILING = FAULTS[1:]
+
+
+def failing(**options: Any) -> list[dict[str, Any]]:
+    """The kit's ``failing_options`` for a toy driver: each of :data:`FAILING` with ``options``
+    (a wrong key, say), retried without waiting."""
+    return [{"fault": fault, **options, "retry_backoff": 0.001} for fault in FAILING]
+
+
+class ToyConformance(DriverConformance):
+    """The conformance kit on a :class:`ToyDriver`: the service's side observes what
+    arrived (shared by every instance, ``with_options`` variants too), each fault fails."""
+
+    receive_timeout = 0.5
+
+    @pytest.fixture
+    def observer(self, driver: Driver) -> DeliveryRecorder:
+        assert isinstance(driver, ToyDriver)
+        return type(driver).service.recorder
+
+    @pytest.fixture
+    def failing_options(self) -> list[dict[str, Any]]:
+        return failing()
