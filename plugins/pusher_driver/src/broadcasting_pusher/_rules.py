@@ -53,8 +53,10 @@ def encrypted_size(plain_bytes: int) -> int:
 
 
 def payload_size(message: Message) -> int:
-    encrypted = any(is_encrypted(channel) for channel in message.channels)
-    return encrypted_size(message.size) if encrypted else message.size
+    for channel in message.channels:  # is_encrypted(), inlined: asked on every publish
+        if channel.startswith(ENCRYPTED_PREFIX):
+            return encrypted_size(message.size)
+    return message.size
 
 
 def validate(message: Message, *, has_master_key: bool) -> None:
@@ -66,7 +68,7 @@ def validate(message: Message, *, has_master_key: bool) -> None:
     # no RESERVED_PREFIX check: the channel pattern refuses '#'; only send_to_user()'s
     # message carries it, on the channel the driver named (user_channel)
     for channel in message.channels:
-        if is_encrypted(channel) and not has_master_key:
+        if not has_master_key and channel.startswith(ENCRYPTED_PREFIX):
             problem = f"is needed to publish to the encrypted channel {channel!r}"
             raise ConfigurationError(NAME, "encryption_master_key_base64", problem)
         if channel == ENCRYPTED_PREFIX:
@@ -74,6 +76,8 @@ def validate(message: Message, *, has_master_key: bool) -> None:
 
 
 def plan(channels: tuple[str, ...]) -> list[tuple[str, ...]]:
+    if len(channels) == 1 and type(channels) is tuple:
+        return [channels]  # one channel, encrypted or not, in a request of its own
     plain = [channel for channel in channels if not is_encrypted(channel)]
     step = MAX_CHANNELS_PER_TRIGGER
     groups = [tuple(plain[start : start + step]) for start in range(0, len(plain), step)]
