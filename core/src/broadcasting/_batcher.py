@@ -183,6 +183,11 @@ class Batcher:
         try:
             while True:
                 if self._linger:
+                    if self._collecting:
+                        # another drain lingers for the queue and takes it once filled or
+                        # due: a second one waiting beside it (a timer and a future each
+                        # request) would only find what that one left
+                        return
                     await self._collect()
                 taken = self._take()
                 if not taken:
