@@ -52,7 +52,11 @@ def test_sync_publish_runs_in_the_calling_thread(
     assert [r.status for r in emulator.requests[-4:]] == [200, 200, 201, 201]
 
 
-def test_eight_threads_share_one_sync_client(emulator: AblyEmulator, broadcast: Broadcast) -> None:
+def test_eight_threads_publish_each_on_a_sync_client_of_its_own_at_a_time(
+    emulator: AblyEmulator, broadcast: Broadcast
+) -> None:
+    """Threads do not share a client (its httpcore pool is not safe across threads); each
+    takes an idle one or makes one, and hands it back for the next call."""
     driver = broadcast.driver(BroadcastAblyDriver).driver
     per_thread = 10
 
@@ -67,7 +71,8 @@ def test_eight_threads_share_one_sync_client(emulator: AblyEmulator, broadcast: 
     assert len(emulator.messages("all")) == 8 * per_thread
     for n in range(8):
         assert sorted(m.data["i"] for m in emulator.messages(f"t{n}")) == list(range(per_thread))
-    assert len(driver._clients._sync) == 1
+    [idle] = driver._clients._sync.values()  # one host count: the emulator's
+    assert 1 <= len(idle) <= 8  # at most one a thread, all handed back
     assert emulator.violations == []
 
 
