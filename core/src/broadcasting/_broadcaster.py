@@ -82,7 +82,10 @@ class Publishes:
         if isinstance(built, Receipt):
             return built
         broadcast = target._broadcast
-        how = _background.send_mode(broadcast, send, channels)
+        if send is None and type(channels) is str:  # a name has no broadcast_send: SEND
+            how = broadcast.config.send
+        else:
+            how = _background.send_mode(broadcast, send, channels)
         if how != _background.NOW:
             return (yield from target._defer(built, how, transaction))
         if transaction is not None and send is not None:
@@ -199,7 +202,7 @@ class Broadcaster(Publishes, Generic[D]):
     ) -> Message | Receipt:
         """The validated message, or an empty receipt for an event that is not to be sent."""
         driver = self.driver
-        if not _events.is_event(channels):
+        if type(channels) is str or not _events.is_event(channels):
             name = "base-event" if event is None else event
             return build_message(driver, channels, data, name, socket_id)
         if data is not None:

@@ -514,6 +514,19 @@ def deliver(
     if plan is None:
         plan = planned(driver, message)
     shared = len(plan) == 1 and first is None and not spent
+    if shared:
+        # the usual publish: its first attempt (which may share a request) made here, as
+        # _group() would make it; acknowledged for every channel, that is the receipt, with
+        # no _group() flow or state. Anything else goes on in _group() from that attempt.
+        channels, options = plan[0], broadcaster.delivery
+        windowed = driver.capabilities.dedup_window is not None and not options.at_least_once
+        if windowed and sent_at is None:
+            sent_at = _clock()  # the first send, read where _group() would read it
+        budget = 1 + max(0, options.retry.retries)
+        first = yield Send(driver, Batch((Part(message, channels),), 0, budget), broadcaster)
+        if first[0] is None and channels == message.channels:  # (a plan may leave some out)
+            return _receipt(driver, message, (), first[1])
+        shared = False
     head = yield from _group(broadcaster, message, plan[0], shared, first, spent, sent_at)
     if len(plan) == 1:  # the usual case: one group, nothing after it
         return finish(driver, message, (head,))
