@@ -201,7 +201,8 @@ BROKEN: dict[str, tuple[set[str], tuple[str, ...]]] = {
     ),
     "TestConfigShowsKey": (
         {"test_client_config_is_given_or_not_supported"},
-        ("appears in the browser's client config",),
+        # the core refuses it first (61f5780); the kit's own check says "appears in"
+        ("would be in the browser's client config as its public 'key'",),
     ),
     "TestHoldsSocket": (
         {"test_close_releases_connections"},
