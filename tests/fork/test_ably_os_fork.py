@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,19 +31,9 @@ pytestmark = pytest.mark.filterwarnings(
 CHILDREN = 3
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[AblyEmulator]:
-    with AblyEmulator() as server:
-        yield server
-
-
 @pytest.fixture
-def broadcast(emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broadcast]:
-    emulator.reset()
-    monkeypatch.setenv("SSL_CERT_FILE", emulator.ca_path)  # read when the SDK makes its client
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    with Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": emulator.options()}}) as broadcast:
-        yield broadcast
+def broadcast(ably_broadcast: Callable[..., Broadcast]) -> Broadcast:
+    return ably_broadcast()
 
 
 def publish_in_child(broadcast: Broadcast, emulator: AblyEmulator, channel: str) -> Any:

@@ -16,7 +16,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,18 +27,9 @@ from broadcasting import Broadcast
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[AblyEmulator]:
-    with AblyEmulator() as server:
-        yield server
-
-
 @pytest.fixture
-def broadcast(emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broadcast]:
-    emulator.reset()
-    monkeypatch.setenv("SSL_CERT_FILE", emulator.ca_path)  # read when the SDK makes its client
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    options = emulator.options(
+def broadcast(ably_broadcast: Callable[..., Broadcast]) -> Broadcast:
+    return ably_broadcast(
         endpoint="localhost",
         fallback_hosts=["127.0.0.1"],
         retries=2,
@@ -46,8 +37,6 @@ def broadcast(emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterat
         retry_max_backoff=0.05,
         batch=False,
     )
-    with Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": options}}) as broadcast:
-        yield broadcast
 
 
 def _publish(broadcast: Broadcast, channel: str, aio: bool) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,21 +30,10 @@ THREADS = 4
 CLOSES = 300
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[AblyEmulator]:
-    with AblyEmulator() as server:
-        yield server
-
-
 @pytest.fixture
-def broadcast(emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broadcast]:
-    emulator.reset()
-    monkeypatch.setenv("SSL_CERT_FILE", emulator.ca_path)  # read when the SDK makes its client
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+def broadcast(ably_broadcast: Callable[..., Broadcast]) -> Broadcast:
     # no retry: a publish the close broke fails, instead of hiding behind a second attempt
-    options = emulator.options(retries=0, batch=False)
-    with Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": options}}) as broadcast:
-        yield broadcast
+    return ably_broadcast(retries=0, batch=False)
 
 
 def test_close_under_publishing_threads_fails_no_publish(

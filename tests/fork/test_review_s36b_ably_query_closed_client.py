@@ -14,7 +14,7 @@ query's first request is under way, at the same point every run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,20 +25,9 @@ from broadcasting.plugin import QueryError
 from broadcasting_ably import BroadcastAblyDriver, _transport
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[AblyEmulator]:
-    with AblyEmulator() as server:
-        yield server
-
-
 @pytest.fixture
-def broadcast(emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Broadcast]:
-    emulator.reset()
-    monkeypatch.setenv("SSL_CERT_FILE", emulator.ca_path)  # read when the SDK makes its client
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    options = emulator.options(endpoint="localhost", fallback_hosts=["127.0.0.1"], batch=False)
-    with Broadcast({"DRIVER": "ably", "DRIVERS": {"ably": options}}) as broadcast:
-        yield broadcast
+def broadcast(ably_broadcast: Callable[..., Broadcast]) -> Broadcast:
+    return ably_broadcast(endpoint="localhost", fallback_hosts=["127.0.0.1"], batch=False)
 
 
 def _close_at_first_request(
