@@ -746,13 +746,7 @@ def _missing_table(error: BaseException, dialect: str) -> tuple[str | None, str]
     said = _NO_TABLE_SAID.get(dialect)
     if said is None:
         return None
-    seen: set[int] = set()
-    found: list[BaseException | None] = [error]
-    while found:
-        each = found.pop()
-        if each is None or id(each) in seen:
-            continue
-        seen.add(id(each))
+    for each in _wrapped(error):
         if dialect == _sql.POSTGRESQL:
             coded = _PG_NO_TABLE in (getattr(each, "sqlstate", None), getattr(each, "pgcode", None))
         elif dialect == _sql.MYSQL:
@@ -770,14 +764,12 @@ def _missing_table(error: BaseException, dialect: str) -> tuple[str | None, str]
             if dialect != _sql.SQLITE:  # its code says so, in words of another language
                 code = _PG_NO_TABLE if dialect == _sql.POSTGRESQL else _MYSQL_NO_TABLE
                 return None, f"{type(each).__name__}: error {code}"
-        found += [each.__cause__, getattr(each, "orig", None)]
     return None
 
 
-def _deadlocked(error: BaseException) -> bool:
-    """Whether ``error`` says (itself, or a database error it wraps) that the database
-    rolled back the transaction as a deadlock's victim: SQLAlchemy keeps the driver's error
-    as ``orig``, Django and the store's :class:`OutboxError` as ``__cause__``."""
+def _wrapped(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and each database error it wraps, once each: SQLAlchemy keeps the driver's
+    error as ``orig``, Django and the store's :class:`OutboxError` as ``__cause__``."""
     seen: set[int] = set()
     found: list[BaseException | None] = [error]
     while found:
@@ -785,6 +777,14 @@ def _deadlocked(error: BaseException) -> bool:
         if each is None or id(each) in seen:
             continue
         seen.add(id(each))
+        yield each
+        found += [each.__cause__, getattr(each, "orig", None)]
+
+
+def _deadlocked(error: BaseException) -> bool:
+    """Whether ``error`` says (itself, or a database error it wraps) that the database
+    rolled back the transaction as a deadlock's victim (:func:`_wrapped`)."""
+    for each in _wrapped(error):
         if getattr(each, "sqlstate", None) in _RUN_AGAIN:  # psycopg 3, mysql-connector
             return True
         if getattr(each, "pgcode", None) in _RUN_AGAIN:  # psycopg2
@@ -792,7 +792,6 @@ def _deadlocked(error: BaseException) -> bool:
         module = type(each).__module__.split(".")[0]
         if module in ("pymysql", "MySQLdb") and each.args[:1] == (_MYSQL_DEADLOCK,):
             return True
-        found += [each.__cause__, getattr(each, "orig", None)]
     return False
 
 
