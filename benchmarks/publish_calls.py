@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from _servers import soketi
+from paced_cost import paced  # one task at each due time, as paced_cost.py runs them
 
 from broadcasting import Broadcast
 
@@ -59,20 +60,6 @@ def group(filename: str, function: str) -> str:
         if f"/{name}/" in path:
             return name
     return "other:" + path.rsplit("/", 1)[-1]
-
-
-async def paced(send: Send, count: int, rate: float) -> None:
-    """``count`` sends, one task at each due time (as paced_cost.py's paced run)."""
-    running: set[asyncio.Task[object]] = set()
-    began = time.perf_counter()
-    for n in range(count):
-        pause = began + n / rate - time.perf_counter()
-        if pause > 0:
-            await asyncio.sleep(pause)
-        task: asyncio.Task[object] = asyncio.ensure_future(send(n))
-        running.add(task)
-        task.add_done_callback(running.discard)
-    await asyncio.gather(*running)
 
 
 def payload(n: int) -> dict[str, Any]:

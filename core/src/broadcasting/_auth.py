@@ -48,8 +48,9 @@ def _to_int(value: str) -> int | None:
     return None
 
 
-#: A parameter's type after its colon: what the text must be, and the value the rule gets.
-CONVERTERS: dict[str, Callable[[str], Any]] = {"str": lambda value: value, "int": _to_int}
+#: A parameter's type after its colon: what turns its text into the value the rule gets
+#: (returning ``None`` for text not of that type); ``None`` for ``str``, the text as it is.
+CONVERTERS: dict[str, Callable[[str], Any] | None] = {"str": None, "int": _to_int}
 #: What a rule gets: each parameter's text, or its value as its type says.
 Params = Mapping[str, str | int]
 #: The longest channel name the core accepts when the driver declares no limit.
@@ -123,7 +124,7 @@ class Pattern:
                 )
             pieces.append(literal)
             names.append(name)
-            converters.append(None if kind in (None, "str") else CONVERTERS[kind])
+            converters.append(None if kind is None else CONVERTERS[kind])
             end = found.end()
         pieces.append(text[end:])
         if any("{" in piece or "}" in piece for piece in pieces):
