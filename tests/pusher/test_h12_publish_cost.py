@@ -2,8 +2,9 @@
 core at 2,000 publishes a second), counted where the machine's load cannot blur it.
 
 Real parts: soketi, the pusher driver, aiohttp, an asyncio loop. Counted: the Python calls
-made in the core and the driver (``sys.setprofile``), and the lingering drains of the
-batcher (its ``_collecting`` list: each is a future and a timer on the loop).
+made in the core and the driver (``sys.setprofile``), the lingering drains of the batcher
+(its ``_collecting`` list: each is a future and a timer on the loop), and the timers a
+request puts on the loop.
 """
 
 from __future__ import annotations
@@ -78,6 +79,44 @@ async def test_a_full_shared_request_costs_few_calls_per_publish(soketi: Any) ->
         f"{per_publish:.1f} Python calls per publish in the core and the pusher driver "
         f"(budget {CALL_BUDGET}: issue 21)"
     )
+
+
+async def test_a_request_puts_no_timer_on_the_loop_beyond_its_deadlines(soketi: Any) -> None:
+    """A request's timers: the connection's (soketi closes it after
+    every answer, so each request connects anew) and the answer's deadline. aiohttp's
+    ``sock_read`` (one per read) and ``total`` timeouts repeated that deadline with two to
+    three more, each cancelled but left in the loop's heap for seconds, where every later
+    timer, the application's own included, paid for it in comparisons (paced publishing
+    went from 235 to 176 Python calls a publish in all without them:
+    benchmarks/publish_calls.py)."""
+    async with Broadcast(_config(soketi, 0.2)) as broadcast:
+
+        async def full_request() -> list[Receipt]:
+            return list(
+                await asyncio.gather(
+                    *(broadcast.achannel(f"orders-{n}", {"n": n}, "shipped") for n in range(BATCH))
+                )
+            )
+
+        await full_request()  # the session made, every import done
+        loop = asyncio.get_running_loop()
+        scheduled: list[float] = []
+        call_at = loop.call_at
+
+        def counting_call_at(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            scheduled.append(when - loop.time())
+            return call_at(when, *args, **kwargs)
+
+        loop.call_at = counting_call_at  # type: ignore[method-assign]
+        try:
+            receipts = await full_request()
+        finally:
+            del loop.call_at  # the class's own again
+    assert all(r.requests == 1 for r in receipts)
+    # (a full batch goes at once: no linger timer is needed for it)
+    deadlines = [delay for delay in scheduled if delay > 0.2]
+    # the connection's (5 s: the driver's default timeout) and the answer's
+    assert len(deadlines) == 2, f"{len(deadlines)} timers of over 0.2 s, one request: {scheduled}"
 
 
 async def test_a_drain_back_from_its_request_does_not_linger_beside_another(

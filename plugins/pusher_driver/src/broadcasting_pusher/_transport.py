@@ -372,15 +372,18 @@ def _new_transport(settings: PusherSettings, hosts: Hosts) -> Transport:
     except ImportError:
         return ConnectionPool(settings, hosts)
     tls = ssl.create_default_context() if settings.ssl else False
-    # per phase, as the sync socket's: connect, then the answer (whose deadline, for the
-    # whole answer, is _AnswerDeadline's: sock_read bounds each read alone); total, a backstop
+    # per phase, as the sync socket's: the connection within ``connect``, then the whole
+    # answer within _AnswerDeadline's clock (started as the request goes out, in the
+    # request's own task). aiohttp's ``sock_read`` (each read alone) and ``total`` would only
+    # repeat that deadline, less strictly, at the cost of two to three more timers a request,
+    # each left in the event loop's heap for seconds after it is cancelled; so none.
     timeout = settings.timeout
     per_node, nodes = settings.max_connections, len(hosts.nodes)
     return aiohttp.ClientSession(  # one session talks to every node: only the URL changes
         connector=aiohttp.TCPConnector(
             limit=per_node * nodes, limit_per_host=per_node, ssl=tls, keepalive_timeout=MAX_IDLE
         ),
-        timeout=aiohttp.ClientTimeout(total=3 * timeout, connect=timeout, sock_read=timeout),
+        timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=None),
         # no Accept-Encoding, as http.client sends none: aiohttp's own default (gzip, deflate)
         # would have a compressing proxy (nginx's gzip, a CDN) answer in gzip, which this
         # session does not decode
