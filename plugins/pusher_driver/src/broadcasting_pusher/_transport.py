@@ -389,6 +389,9 @@ def _new_transport(settings: PusherSettings, hosts: Hosts) -> Transport:
         # session does not decode
         skip_auto_headers=("Accept-Encoding",),
         auto_decompress=False,
+        # no cookies kept, as the sync pool keeps none: a load balancer's affinity cookie
+        # would otherwise pin every later request of this session to one node
+        cookie_jar=aiohttp.DummyCookieJar(),
         request_class=_request_class(),
     )
 
