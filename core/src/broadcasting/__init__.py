@@ -35,7 +35,7 @@ from broadcasting._state import ChannelInfo, Member
 from broadcasting._types import Receipt
 from broadcasting._webhooks import WebhookEvent
 
-__version__ = "0.3.0"
+__version__ = "0.4.0.dev0"
 
 __all__ = [
     "BadRequestError",

@@ -25,7 +25,7 @@ from broadcasting.plugin import Batch, Capabilities, Driver, Limits, Message, Se
 
 from broadcasting_webhook._signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
-__version__ = "0.3.0"
+__version__ = "0.4.0.dev0"
 
 #: Default for the ``max_payload_bytes`` option: the whole JSON body, in bytes.
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024

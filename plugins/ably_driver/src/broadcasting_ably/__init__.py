@@ -3,6 +3,6 @@
 from broadcasting_ably._driver import BroadcastAblyDriver
 from broadcasting_ably._settings import AblySettings
 
-__version__ = "0.3.0"
+__version__ = "0.4.0.dev0"
 
 __all__ = ["AblySettings", "BroadcastAblyDriver", "__version__"]
