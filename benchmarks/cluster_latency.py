@@ -1024,6 +1024,15 @@ def _ratio(measured: float, target: float, unit: str, label: str) -> str:
     return f"target {label} {target:g}{unit}: {ratio:.2f}x ({verdict})"
 
 
+def _per_bare(r: RunResult) -> str:
+    """The library's CPU per publish in bare publishes of the same path, measured in the same
+    run: a figure the machine's speed of the day (which moves both) changes far less than µs."""
+    bare = r.balancer_request_us if r.balancer_request_us is not None else r.bare_request_us
+    if bare <= 0:
+        return ""
+    return f"; the library's publish costs {r.library_us / bare:.2f} of one such publish"
+
+
 def describe(r: RunResult) -> str:
     """The run's figures in a few lines."""
     call = "channel()" if r.mode == "sync" else "await achannel()"
@@ -1060,7 +1069,8 @@ def describe(r: RunResult) -> str:
             ""
             if r.balancer_request_us is None
             else f"; through nginx on a kept-open connection: {r.balancer_request_us:.0f} µs"
-        ),
+        )
+        + _per_bare(r),
         f"  pacing: {r.achieved_rate:,.0f}/s achieved, furthest behind schedule "
         f"{r.late_ms:.1f} ms; one publish call took p50 {r.call_p50_ms:.2f} ms, "
         f"p99 {r.call_p99_ms:.1f} ms (wall)",
