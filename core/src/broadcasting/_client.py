@@ -117,11 +117,16 @@ def _check(
     anything JSON cannot hold. The one exception: the public app key returned as ``key``,
     from an option named for it (``key``, ``app_key``, ``public_key``) that the driver does
     not declare secret; any other secret option's value is refused there too."""
+    failure: str | None = None
     try:
         # NaN and infinity too: Python would write them, the browser's JSON.parse refuses them
         text = json.dumps(config, ensure_ascii=False, default=_refuse, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(driver, None, f"its client config is not JSON: {exc}") from None
+        failure = str(exc)
+    if failure is not None:
+        # raised outside the except block: the JSON error's frames (the encoder's, holding the
+        # config, a secret the scan below would have refused too) are not its context
+        raise ConfigurationError(driver, None, f"its client config is not JSON: {failure}")
     public = config.get("key")
     for name, value in options.items():
         if not isinstance(value, Secret):
