@@ -26,7 +26,9 @@ ENV_DRIVER = "BROADCAST_DRIVER"
 #: whose values are read back opened (a string as text, a dict or list as it was given).
 _Sealed = tuple[Options, frozenset[str]]
 #: The containers whose strings are sealed at rest and read back in a new one of that type
-#: (what TOML, JSON and Python literals make); any other object is kept as it is.
+#: (what TOML, JSON and Python literals make); a dict or list of a subclass (an OrderedDict, a
+#: settings or YAML library's) is sealed too and reads back as a plain one; any other object
+#: is kept as it is.
 _CONTAINERS = (dict, list, tuple, set, frozenset)
 
 
@@ -51,10 +53,15 @@ def _seal(options: Mapping[str, Any], driver: str) -> _Sealed:
 def _sealed(value: Any, driver: str, key: Any, within: tuple[int, ...]) -> Any:
     """``value`` with every string in it in a ``_Text`` (itself if it holds none)."""
     kind = type(value)
-    if kind is str:
+    if isinstance(value, str):  # a str subclass too (a TOML or YAML library's), read back as is
         return _Text(value)
     if kind not in _CONTAINERS:
-        return value
+        if isinstance(value, dict):
+            kind = dict
+        elif isinstance(value, list):
+            kind = list
+        else:
+            return value
     if id(value) in within:
         raise ConfigurationError(driver, str(key), "holds itself (a dict or list inside itself)")
     inner = (*within, id(value))
