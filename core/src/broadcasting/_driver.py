@@ -105,9 +105,11 @@ class Driver:
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> Self:
-        """Build the driver from its options; raise :class:`ConfigurationError` naming a bad key."""
-        for key in options:
-            raise ConfigurationError(cls.name, key, "unknown option")
+        """Build the driver from its options; raise :class:`ConfigurationError` naming each bad
+        key (:meth:`ConfigurationError.combine` for several)."""
+        if options:
+            unknown = [ConfigurationError(cls.name, str(key), "unknown option") for key in options]
+            raise ConfigurationError.combine(unknown)
         return cls()
 
     def send(self, batch: Batch) -> SendResult:

@@ -53,16 +53,60 @@ class PluginLoadError(BroadcastError, ImportError):
 
 
 class ConfigurationError(BroadcastError, ValueError):
-    """A setting is missing or bad: names the driver and the key, never the value."""
+    """A setting is missing or bad: names the driver and the key, never the value.
+
+    One error may hold several problems (:meth:`combine`), so that a driver reports every
+    wrong option at once: ``problems`` holds one ConfigurationError per problem (just this
+    error, for one), and the message lists them all. ``key`` is the first problem's key.
+    """
+
+    _problems: tuple[ConfigurationError, ...] = ()
 
     def __init__(self, driver: str, key: str | None, problem: str) -> None:
         self.driver = driver
         self.key = key
+        self.problem = problem  #: what is wrong, without the driver and the key
         if driver == "config":  # the configuration itself, not one driver's options
             where = f" (setting {key!r})" if key else ""
         else:
             where = f" in the {driver!r} driver" + (f", key {key!r}" if key else "")
         super().__init__(f"Configuration error{where}: {problem}")
+
+    @property
+    def problems(self) -> tuple[ConfigurationError, ...]:
+        """One ConfigurationError per problem, each naming its key: ``(self,)`` for one."""
+        return self._problems or (self,)
+
+    @staticmethod
+    def combine(errors: Iterable[ConfigurationError]) -> ConfigurationError:
+        """One error to raise for every problem of ``errors`` (of one driver), in order: the
+        error itself if there is one. Their tracebacks are dropped: the frames that found
+        them may hold the values they are about."""
+        found = tuple(problem for error in errors for problem in error.problems)
+        if not found:
+            raise ValueError("ConfigurationError.combine() needs at least one error")
+        for error in found:
+            error.with_traceback(None)
+        if len(found) == 1:
+            return found[0]
+        driver = found[0].driver
+        if any(error.driver != driver for error in found):
+            raise ValueError("ConfigurationError.combine() takes the errors of one driver")
+        said = "; ".join(f"[{n}] {_one(error)}" for n, error in enumerate(found, 1))
+        combined = ConfigurationError(driver, None, f"{len(found)} problems: {said}")
+        combined.key = found[0].key
+        combined._problems = found
+        return combined
+
+
+def _one(error: ConfigurationError) -> str:
+    """``key 'port': must be...``: one problem of a combined error (its driver is said once)."""
+    problem = getattr(error, "problem", None)
+    if not isinstance(problem, str):  # a subclass that did not call our __init__
+        return str(error)
+    if error.key is None:
+        return problem
+    return f"{'setting' if error.driver == 'config' else 'key'} {error.key!r}: {problem}"
 
 
 class InputError(BroadcastError, ValueError):

@@ -33,7 +33,8 @@ def broadcasting_connect(name: str, options: Mapping[str, Any]) -> Driver | None
     :param name: the driver name, from ``DRIVER`` or ``Broadcast.driver()``.
     :param options: that driver's ``DRIVERS`` mapping less the delivery options; secret
         options arrive as ``Secret``. Raise ``ConfigurationError`` for a missing or bad
-        key, naming the key and never its value.
+        key, naming the key and never its value; for several, one
+        ``ConfigurationError.combine(errors)`` that holds them all.
     :return: a Driver, or ``None`` if this plugin does not provide ``name``. Stops at
         the first non-None result.
     """

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+from broadcasting._errors import ConfigurationError
 from broadcasting._types import SECRET_OPTION
 from broadcasting.plugin import Secret
 
@@ -57,12 +58,17 @@ def shown(value: object) -> str:
 
 
 def chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions it was raised from or during, each once."""
+    """``exc`` and the exceptions it was raised from or during, each once; with the
+    ``problems`` of a ConfigurationError that holds several, and theirs."""
     found: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and all(current is not e for e in found):
-        found.append(current)
-        current = current.__cause__ or current.__context__
+    todo: list[BaseException] = [exc]
+    while todo:
+        current: BaseException | None = todo.pop(0)
+        while current is not None and all(current is not e for e in found):
+            found.append(current)
+            if isinstance(current, ConfigurationError):
+                todo += current.problems
+            current = current.__cause__ or current.__context__
     return found
 
 

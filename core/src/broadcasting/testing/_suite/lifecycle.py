@@ -111,7 +111,9 @@ class LifecycleTests:
                 other.driver(name)
             error = info.value
             assert error.driver == name, error.driver
-            assert error.key == key, f"the error names {error.key!r}, expected {key!r}"
+            keys = [problem.key for problem in error.problems]  # several: combined, all at once
+            assert key in keys, f"the error names {keys!r}, expected {key!r}"
+            assert {problem.driver for problem in error.problems} == {name}, error.problems
             assert repr(key) in str(error), str(error)
             run.assert_error_clean(error, "a ConfigurationError", run.secrets_of(options))
             assert "value-xyz" not in str(error), "a ConfigurationError shows an option's value"
