@@ -194,15 +194,19 @@ def _endpoint_problem(value: str) -> str | None:
     return "is no routing policy (letters, digits, '-') nor a host name with a '.'"
 
 
-def _check_hosts(options: Mapping[str, Any]) -> None:
+def _hosts_problems(options: Mapping[str, Any]) -> list[ConfigurationError]:
+    found = []
     for name in ("endpoint", "environment", "rest_host"):
         value = options.get(name)
         if isinstance(value, str) and (problem := _endpoint_problem(value)):
-            raise _invalid(name, f"{problem}: it must be {_ENDPOINT_SHAPE}")
+            found.append(_invalid(name, f"{problem}: it must be {_ENDPOINT_SHAPE}"))
     hosts = options.get("fallback_hosts")
     for host in hosts if isinstance(hosts, (list, tuple)) else ():
         if isinstance(host, str) and (problem := _host_problem(host)):
-            raise _invalid("fallback_hosts", f"an entry {problem}: each must be {_HOST_SHAPE}")
+            problem = f"an entry {problem}: each must be {_HOST_SHAPE}"
+            found.append(_invalid("fallback_hosts", problem))
+            break  # one problem per option
+    return found
 
 
 def _float(value: Any) -> float | None:
@@ -210,27 +214,37 @@ def _float(value: Any) -> float | None:
 
 
 def parse_settings(options: Mapping[str, Any]) -> AblySettings:
-    """Check ``options`` (the core has taken its delivery options out)."""
+    """Check ``options`` (the core has taken its delivery options out); a ConfigurationError
+    names every bad key (``problems``: one each)."""
+    found: list[ConfigurationError] = []
     for name in options:
         if name in RENAMED:
-            raise _invalid(name, f"was renamed: use the core's delivery option {RENAMED[name]!r}")
-        if name not in KNOWN_OPTIONS:
-            raise _invalid(str(name), "unknown option")
-    key = _key(options)
+            problem = f"was renamed: use the core's delivery option {RENAMED[name]!r}"
+            found.append(_invalid(name, problem))
+        elif name not in KNOWN_OPTIONS:
+            found.append(_invalid(str(name), "unknown option"))
+    try:
+        key = _key(options)
+    except ConfigurationError as exc:
+        found.append(exc)
     hosts = [name for name in ("endpoint", "environment", "rest_host") if name in options]
     if len(hosts) > 1:
         problem = f"give only one of 'endpoint', 'environment', 'rest_host' ({hosts})"
-        raise _invalid(hosts[1], problem)
+        found.append(_invalid(hosts[1], problem))
     given: dict[str, Any] = {}
     for name, (valid, problem) in _RULES.items():
         given[name] = value = options.get(name)
         if value is not None and not valid(value):
-            raise _invalid(name, problem)
-    _check_hosts(given)
+            found.append(_invalid(name, problem))
+            given[name] = None  # reported: not checked again below
+    found += _hosts_problems(given)
     if given["client_id"] == "*":
-        raise _invalid("client_id", "'*' is reserved and cannot publish")
+        found.append(_invalid("client_id", "'*' is reserved and cannot publish"))
     if given["tls"] is False:
-        raise _invalid("tls", "Ably refuses API-key (Basic) authentication without TLS")
+        found.append(_invalid("tls", "Ably refuses API-key (Basic) authentication without TLS"))
+    if found:
+        del options  # out of this frame's locals, which tracebacks keep
+        raise ConfigurationError.combine(found)
     return AblySettings(
         key=key,
         client_id=given["client_id"],

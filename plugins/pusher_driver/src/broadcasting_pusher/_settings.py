@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 from broadcasting import ConfigurationError
 from broadcasting.plugin import Secret
 from broadcasting_pusher._hosts import Node
 
 NAME = "pusher"
+_T = TypeVar("_T")
 
 #: Every option the driver reads (the core reads the delivery options before it sees the rest).
 KNOWN_OPTIONS = frozenset(
@@ -233,75 +234,105 @@ def _hosted(cluster: str | None) -> str:
 
 
 def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
-    """Check ``options``; a ConfigurationError names the bad key."""
+    """Check ``options``; a ConfigurationError names every bad key (``problems``: one each)."""
     if not isinstance(options, Mapping):
         raise ConfigurationError(NAME, None, "its options must be a mapping")
+    found: list[ConfigurationError] = []
+
+    def checked(read: Callable[[], _T], instead: _T) -> _T:
+        """What ``read`` returns, or ``instead`` once its problem is kept in ``found``."""
+        try:
+            return read()
+        except ConfigurationError as exc:
+            found.append(exc)
+            return instead
+
+    def problem(key: str, text: str) -> None:
+        found.append(ConfigurationError(NAME, key, text))
+
+    def credential(key: str, what: str) -> str | None:
+        """A text option (``None``: not given); ``""`` once its problem is kept: it is
+        wrong, which is not missing."""
+        try:
+            return _text(options, key, what)
+        except ConfigurationError as exc:
+            found.append(exc)
+            return ""
+
     for name in options:
         if name == "batch_events":  # its name in earlier versions
-            raise ConfigurationError(NAME, name, "was replaced by the core's 'batch' option")
-        if name not in KNOWN_OPTIONS:
+            problem(name, "was replaced by the core's 'batch' option")
+        elif name not in KNOWN_OPTIONS:
             known = ", ".join(sorted(KNOWN_OPTIONS))
-            raise ConfigurationError(
-                NAME, str(name), f"unknown option (known: {known}, and the delivery options)"
+            problem(str(name), f"unknown option (known: {known}, and the delivery options)")
+    given_id = options.get("app_id")
+    app_id = ""
+    if given_id is None or given_id == "":
+        problem("app_id", "is required (your Pusher app's numeric id)")
+    else:
+        app_id = str(given_id).strip() if _is_int(given_id) or isinstance(given_id, str) else ""
+        if not _DIGITS.fullmatch(app_id):
+            problem(
+                "app_id",
+                "must be numeric: the Pusher HTTP API and the pusher SDK only accept an app id "
+                "made of digits (e.g. '1234567'); self-hosted servers such as soketi need one "
+                "configured too",
             )
-    app_id = options.get("app_id")
-    if app_id is None or app_id == "":
-        raise ConfigurationError(NAME, "app_id", "is required (your Pusher app's numeric id)")
-    app_id = str(app_id).strip() if _is_int(app_id) or isinstance(app_id, str) else ""
-    if not _DIGITS.fullmatch(app_id):
-        raise ConfigurationError(
-            NAME,
-            "app_id",
-            "must be numeric: the Pusher HTTP API and the pusher SDK only accept an app id "
-            "made of digits (e.g. '1234567'); self-hosted servers such as soketi need one "
-            "configured too",
-        )
-    key, client = _text(options, "key", "the app key"), _text(options, "client", "the app key")
-    if key is not None and client is not None and key != client:
-        raise ConfigurationError(
-            NAME, "client", "conflicts with 'key' ('client' is the old name of 'key'; give one)"
-        )
+    key, client = credential("key", "the app key"), credential("client", "the app key")
+    if key and client and key != client:
+        problem("client", "conflicts with 'key' ('client' is the old name of 'key'; give one)")
+    if key is None and client is None:
+        problem("key", "is required (the app key; 'client' also works)")
     key = key or client
-    if key is None:
-        raise ConfigurationError(NAME, "key", "is required (the app key; 'client' also works)")
-    secret = _text(options, "secret", "the app secret")
+    secret = credential("secret", "the app secret")
     if secret is None:
-        raise ConfigurationError(NAME, "secret", "is required (the app secret)")
+        problem("secret", "is required (the app secret)")
     ssl = options.get("ssl", True)
     if not isinstance(ssl, bool):
-        raise ConfigurationError(NAME, "ssl", "must be True or False")
-    host = _text(options, "host", "a host name")
-    cluster = _text(options, "cluster", "a cluster name such as 'eu' or 'mt1'")
+        problem("ssl", "must be True or False")
+        ssl = True
+    host = checked(lambda: _text(options, "host", "a host name"), None)
+    cluster = checked(
+        lambda: _text(options, "cluster", "a cluster name such as 'eu' or 'mt1'"), None
+    )
     if cluster is not None and not _CLUSTER.fullmatch(cluster):
-        raise ConfigurationError(NAME, "cluster", "must be a cluster name such as 'eu' or 'mt1'")
-    if host is not None and not _HOST.fullmatch(host):
-        raise ConfigurationError(
-            NAME, "host", "must be a bare host name or address (no scheme, port or path)"
-        )
-    problem = None if host is None else _host_problem(host)
-    if problem is not None:
-        raise ConfigurationError(NAME, "host", problem)
-    if cluster is not None and _host_problem(_hosted(cluster)) is not None:
-        raise ConfigurationError(
-            NAME,
+        problem("cluster", "must be a cluster name such as 'eu' or 'mt1'")
+    elif cluster is not None and _host_problem(_hosted(cluster)) is not None:
+        problem(
             "cluster",
             f"is too long: api-<cluster>.pusher.com needs a cluster of at most "
             f"{_MAX_LABEL - len('api-')} characters",
         )
+    if host is not None and not _HOST.fullmatch(host):
+        problem("host", "must be a bare host name or address (no scheme, port or path)")
+    elif host is not None and (wrong := _host_problem(host)) is not None:
+        problem("host", wrong)
     port = options.get("port")
     if port is not None and (not _is_int(port) or not 0 < port < 65536):
-        raise ConfigurationError(NAME, "port", "must be an int from 1 to 65535")
+        problem("port", "must be an int from 1 to 65535")
+        port = None
     timeout = options.get("timeout", DEFAULT_TIMEOUT)
     if (
         not isinstance(timeout, (int, float))
         or isinstance(timeout, bool)
         or not 0 < timeout <= MAX_TIMEOUT  # NaN too; inf or 1e300 no socket can wait
     ):
-        raise ConfigurationError(
-            NAME, "timeout", f"must be a number of seconds > 0 and at most {MAX_TIMEOUT:,} (a day)"
-        )
+        problem("timeout", f"must be a number of seconds > 0 and at most {MAX_TIMEOUT:,} (a day)")
     port = port or (443 if ssl else 80)
-    hosts = _hosts(options, port, secret)
+    # an entry is shown only if it is not the secret: none is while the secret is unknown
+    hosts: tuple[Node, ...] = checked(lambda: _hosts(options, port, secret or ""), ())
+    master_key = checked(lambda: _master_key(options), None)
+    max_payload_bytes = checked(
+        lambda: _positive_int(options, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES), 0
+    )
+    max_connections = checked(
+        lambda: _positive_int(options, "max_connections", DEFAULT_MAX_CONNECTIONS), 0
+    )
+    max_batch_events = checked(lambda: _max_batch_events(options), 0)
+    if found:
+        del options, secret, key, client  # out of this frame's locals, which tracebacks keep
+        raise ConfigurationError.combine(found)
+    assert key and secret  # found holds their problem otherwise
     return PusherSettings(
         app_id=app_id,
         key=key,
@@ -311,9 +342,9 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
         ssl=ssl,
         cluster=cluster,
         timeout=float(timeout),
-        encryption_master_key=_master_key(options),
-        max_payload_bytes=_positive_int(options, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES),
-        max_connections=_positive_int(options, "max_connections", DEFAULT_MAX_CONNECTIONS),
-        max_batch_events=_max_batch_events(options),
+        encryption_master_key=master_key,
+        max_payload_bytes=max_payload_bytes,
+        max_connections=max_connections,
+        max_batch_events=max_batch_events,
         hosts=hosts,
     )
