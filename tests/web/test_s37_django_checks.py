@@ -4,8 +4,8 @@ sees them: a wrong delivery option hid every problem of the driver's own options
 unset one, left to ``check --deploy``, hid them from ``check`` altogether). Both are reported
 at once now.
 
-What stays (no fix without changing the hook contract: ``from_config`` raises its first
-ConfigurationError): two wrong options of the driver's own show one after the other.
+Two wrong options of the driver's own are reported at once too (the driver raises one
+ConfigurationError holding both): tests/web/test_django_checks_every_problem.py.
 
 Run with ``python -m django check`` (Django's own check command) in a project of its own.
 """

@@ -9,9 +9,10 @@ is reported at start-up, before any request. Each id is documented in docs/djang
 - ``broadcasting.E003``: a driver's options are wrong (the message names the key, never a value).
   An option left ``None`` (``os.environ.get()`` of an unset variable) is reported by
   ``check --deploy`` only, so that ``makemigrations`` and tests run without credentials.
-  A driver reports its first wrong option only (``from_config`` raises one error): a wrong
-  delivery option (the core's own, ``retries``...) and a wrong option of the driver's are
-  both reported, but two of the driver's own show one after the other.
+  Each wrong option is an E003 of its own, all at once: a driver that finds several raises
+  one ConfigurationError holding them all (its ``problems``); one that raises at its first
+  shows the next after that one is fixed. The core's delivery options (``retries``...) are
+  checked before the driver is built: a wrong one does not hide the driver's own.
 - ``broadcasting.E004``: ``BROADCASTING_ENDPOINTS`` is wrong (its ``driver`` too: a name no
   driver has).
 - ``broadcasting.E005``: ``BROADCASTING_CLIENT`` is wrong.
@@ -161,7 +162,7 @@ def _check_drivers(value: Mapping[str, Any], *, deploy: bool = False) -> list[An
         for name in dict.fromkeys([config.driver, *config.drivers]):
             options = config.options(name)
             failed = _check_driver(broadcast, name, options, deploy, found)
-            if failed is not None and failed in DELIVERY_OPTIONS:
+            if DELIVERY_OPTIONS.intersection(failed):
                 # the core's own options are checked before the driver is built, and the
                 # driver never sees them: its own options are checked without them, so a
                 # wrong one beside a wrong delivery option is reported at once too
@@ -178,9 +179,9 @@ def _check_drivers(value: Mapping[str, Any], *, deploy: bool = False) -> list[An
 
 def _check_driver(
     broadcast: Broadcast, name: str, options: Mapping[str, Any], deploy: bool, found: list[Any]
-) -> str | None:
-    """Build driver ``name`` and add its problem to ``found``; the option a
-    ConfigurationError named (reported or left to the other check), if any."""
+) -> list[str]:
+    """Build driver ``name`` and add its problems to ``found``, an E003 for each problem of a
+    ConfigurationError; the options they named (reported or left to the other check)."""
     from django.core.checks import Error  # type: ignore[import-untyped, unused-ignore]
 
     try:
@@ -188,11 +189,14 @@ def _check_driver(
     except (DriverNotFoundError, PluginLoadError) as exc:
         if not deploy:
             found.append(Error(str(exc), obj=f"driver {name!r}", id="broadcasting.E002"))
-    except BroadcastError as exc:  # ConfigurationError, and any other of ours
-        if _unset(exc, options) == deploy:
+    except ConfigurationError as exc:
+        for problem in exc.problems:
+            if _unset(problem, options) == deploy:
+                found.append(Error(str(problem), obj=f"driver {name!r}", id="broadcasting.E003"))
+        return [p.key for p in exc.problems if isinstance(p.key, str)]
+    except BroadcastError as exc:  # any other of ours
+        if not deploy:
             found.append(Error(str(exc), obj=f"driver {name!r}", id="broadcasting.E003"))
-        key = getattr(exc, "key", None)
-        return key if isinstance(exc, ConfigurationError) and isinstance(key, str) else None
     except Exception as exc:  # a driver's bug: its message may quote an option
         if not deploy:
             found.append(
@@ -202,7 +206,7 @@ def _check_driver(
                     id="broadcasting.E003",
                 )
             )
-    return None
+    return []
 
 
 def _check_outbox(outbox: Mapping[str, Any]) -> list[Any]:
@@ -229,12 +233,12 @@ def _check_outbox(outbox: Mapping[str, Any]) -> list[Any]:
     return []
 
 
-def _unset(exc: BroadcastError, options: Mapping[str, Any]) -> bool:
-    """Whether ``exc`` is about an option given as ``None`` (an unset environment variable):
+def _unset(problem: ConfigurationError, options: Mapping[str, Any]) -> bool:
+    """Whether ``problem`` is about an option given as ``None`` (an unset environment variable):
     that option, or one not given at all while another is ``None`` (a driver may ask for an
     option by another name than the one given: Ably's ``secret``, given as ``key``)."""
-    key = getattr(exc, "key", None)
-    if not isinstance(exc, ConfigurationError) or not isinstance(key, str):
+    key = problem.key
+    if not isinstance(key, str):
         return False
     if key in options:
         return options[key] is None
