@@ -1448,10 +1448,16 @@ def _guide_from_config(b: Block, docs: Docs) -> None:
     try:
         with Broadcast({"DRIVERS": {"acme": {"api_key": ACME_KEY}}}) as broadcast:
             assert isinstance(broadcast.driver("acme").driver, cls)
-        for options, key in (({}, "api_key"), ({"api_key": ACME_KEY, "region": "eu"}, "region")):
+        for options, keys in (
+            ({}, ["api_key"]),
+            ({"api_key": ACME_KEY, "region": "eu"}, ["region"]),
+            ({"region": "eu", "zone": "a"}, ["region", "zone", "api_key"]),  # all at once
+        ):
             with pytest.raises(ConfigurationError) as info:
                 Broadcast({"DRIVERS": {"acme": options}}).driver("acme")
-            assert info.value.key == key
+            assert [p.key for p in info.value.problems] == keys
+            assert info.value.key == keys[0]
+            assert all(repr(key) in str(info.value) for key in keys), str(info.value)
     finally:
         unregister_driver("acme")
 
