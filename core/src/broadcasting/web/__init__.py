@@ -208,16 +208,25 @@ class _Hidden:
     """What a client sent, with the framework's request, in a holder whose repr shows none: any
     of it may hold a credential, and error trackers record the repr of a traceback's locals."""
 
-    __slots__ = ("body", "headers", "method", "query", "request")
+    __slots__ = ("body", "headers", "method", "query", "request", "size")
 
     def __init__(
-        self, request: Any, method: str, headers: Any, body: bytes = b"", query: bytes | str = b""
+        self,
+        request: Any,
+        method: str,
+        headers: Any,
+        body: bytes = b"",
+        query: bytes | str = b"",
+        size: int | None = None,
     ) -> None:
         self.request = request
         self.method = method.upper()
         self.headers = Headers(headers)
         self.body = body
         self.query = query
+        # the size of the body the client sent, which the limit is on: ``body`` may be fields
+        # the framework parsed, re-encoded by as_form (non-ASCII text then takes 3 times more)
+        self.size = len(body) if size is None else size
 
     def __repr__(self) -> str:
         return f"<{self.method} request ({len(self.body)}-byte body), not shown>"
@@ -504,7 +513,7 @@ class AuthEndpoints:
             if sent.method not in METHODS[route]:
                 raise _BadRequest(405, _FIXED[405], {"allow": ", ".join(METHODS[route])})
             length = _content_length(sent.headers.get("content-length"))
-            if max(len(sent.body), length or 0) > self.limit(route):
+            if max(sent.size, length or 0) > self.limit(route):
                 raise _BadRequest(413, _FIXED[413])
             if route == "auth":
                 body = yield from self._authorize(target, sent, offload)

@@ -61,24 +61,25 @@ async def arequest_user(request: HttpRequest) -> Any:
 
 def _read(
     endpoints: AuthEndpoints, request: HttpRequest, limit: int
-) -> tuple[bytes, Any] | Response:
-    """The raw body and the headers to hand on, or an answer if the body cannot be had."""
+) -> tuple[bytes, Any, int] | Response:
+    """The body, the headers to hand on and the size of the body the client sent, or an
+    answer if the body cannot be had."""
     given = str(request.META.get("CONTENT_LENGTH") or "")
     length = _content_length(given)
     if given and length is None:
         # request.body would int() it and raise (a 500); HTTP allows digits only
         return endpoints.error(400, "the Content-Length header is not a number")
     if length is not None and length > limit:
-        return b"", request.headers  # the handler answers 413 from the header; nothing is read
+        return b"", request.headers, 0  # the handler answers 413 from the header; nothing is read
     try:
         if length is None:
             # no Content-Length (chunked, under ASGI): request.body would read all of it, and
             # with DATA_UPLOAD_MAX_MEMORY_SIZE = None without bound; one byte past the limit
             # is enough for the handler to answer 413
             chunk: bytes = request.read(limit + 1)
-            return chunk, request.headers
+            return chunk, request.headers, len(chunk)
         body: bytes = request.body
-        return body, request.headers
+        return body, request.headers, len(body)
     except RawPostDataException:
         pass  # with csrf=True, CsrfViewMiddleware read a multipart request.POST: use its fields
     except UnreadablePostError:
@@ -87,7 +88,11 @@ def _read(
         return endpoints.error(400, "the client disconnected")
     if request.FILES:
         return endpoints.error(400, "the multipart body may hold only named text fields")
-    return as_form([(k, v) for k, values in request.POST.lists() for v in values], request.headers)
+    pairs = [(k, v) for k, values in request.POST.lists() for v in values]
+    form, headers = as_form(pairs, request.headers)
+    # the limit is on the client's body (its Content-Length, within it here), not on the
+    # re-encoding: percent-encoded, each byte of non-ASCII text takes three
+    return form, headers, len(form) if length is None else length
 
 
 def _query(request: HttpRequest) -> bytes | str:
@@ -122,8 +127,9 @@ def _view(endpoints: AuthEndpoints, route: Route, asynchronous: bool) -> Callabl
     def respond(request: HttpRequest) -> Flow[HttpResponse]:
         answer = _read(endpoints, request, endpoints.limit(route))
         if not isinstance(answer, Response):
-            body, headers = answer
-            sent = _Hidden(request, request.method or "GET", headers, body, _query(request))
+            body, headers, size = answer
+            method = request.method or "GET"
+            sent = _Hidden(request, method, headers, body, _query(request), size)
             answer = yield from endpoints._respond(route, sent, offload)
         return _django_response(request, answer)
 
