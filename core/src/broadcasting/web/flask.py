@@ -54,7 +54,10 @@ def _view(endpoints: AuthEndpoints, route: Route) -> Callable[[], FlaskResponse]
         answer = _read(endpoints, current, endpoints.limit(route))
         if not isinstance(answer, Response):
             body, headers = answer
-            sent = _Hidden(current, current.method, headers, body, current.query_string)
+            # the limit is on the body the client sent (its Content-Length, checked in _read):
+            # fields a before_request hook parsed, re-encoded by as_form, may take 3 times more
+            size = current.content_length
+            sent = _Hidden(current, current.method, headers, body, current.query_string, size)
             answer = run(endpoints._respond(route, sent, None))
         return FlaskResponse(answer.content, status=answer.status, headers=dict(answer.headers))
 
