@@ -134,3 +134,15 @@ def test_a_driver_that_raises_its_first_problem_is_reported_as_before(tmp_path: 
         "must not be given"
     ), line
     assert check(tmp_path, "first-only", "{}") == []  # and nothing once it is right
+
+
+def test_every_wrong_delivery_option_is_one_e003_at_once(tmp_path: Path) -> None:
+    # the core's own options, checked before the driver is built, are reported each too,
+    # beside the driver's own wrong one
+    options = (
+        f"{{'app_id': '1', 'key': 'app-key', 'secret': {SECRET!r}, 'retries': 'yes-please', "
+        "'batch': 'yes-please', 'batch_linger': 'port-text', 'retry_backoff': 'blue-value', "
+        "'ssl': 'yes-please'}"
+    )
+    found = keys(check(tmp_path, "pusher", options))
+    assert found == ["batch", "batch_linger", "retries", "retry_backoff", "ssl"]

@@ -191,11 +191,11 @@ class Broadcast(Publishes):
             )
             given = sorted(DELIVERY_OPTIONS.intersection(options))
             if given and not made._sends:
-                raise ConfigurationError(
-                    driver.name,
-                    given[0],
-                    "does not apply: this driver delivers in process (nothing to retry or batch)",
+                problem = (
+                    "does not apply: this driver delivers in process (nothing to retry or batch)"
                 )
+                refused = [ConfigurationError(driver.name, key, problem) for key in given]
+                raise ConfigurationError.combine(refused)
             self._of_driver[id(driver)] = made
             return made
 

@@ -117,16 +117,18 @@ class DeliveryOptions:
     def from_options(
         cls, driver: str, options: Mapping[str, Any]
     ) -> tuple[DeliveryOptions, Options]:
-        """The delivery options in ``options``, and the driver's own options."""
+        """The delivery options in ``options``, and the driver's own options; a
+        ConfigurationError names each wrong delivery option (``problems``), never its value."""
         own = Options({k: v for k, v in options.items() if k not in DELIVERY_OPTIONS})
         if len(own) == len(options):
             return cls(), own
+        found: list[ConfigurationError] = []
         for key in ("at_least_once", "batch"):
             if not isinstance(options.get(key, False), bool):
-                raise ConfigurationError(driver, key, "must be True or False")
+                found.append(ConfigurationError(driver, key, "must be True or False"))
         in_flight = options.get("batch_in_flight", cls.batch_in_flight)
         if not isinstance(in_flight, int) or isinstance(in_flight, bool) or in_flight < 1:
-            raise ConfigurationError(driver, "batch_in_flight", "must be an int >= 1")
+            found.append(ConfigurationError(driver, "batch_in_flight", "must be an int >= 1"))
         linger = options.get("batch_linger", cls.batch_linger)
         if (
             not isinstance(linger, (int, float))
@@ -134,8 +136,15 @@ class DeliveryOptions:
             or not 0 <= linger <= MAX_BATCH_LINGER
         ):
             problem = f"must be a number of seconds from 0 to {MAX_BATCH_LINGER:g}"
-            raise ConfigurationError(driver, "batch_linger", problem)
-        retry = Retry.from_options(driver, options)
+            found.append(ConfigurationError(driver, "batch_linger", problem))
+        try:
+            retry = Retry.from_options(driver, options)
+        except ConfigurationError as exc:
+            found.append(exc)  # its problems, one each (combine drops its traceback)
+        if found:
+            # raised after the except block (no __context__), out of reach of the options
+            del options, own
+            raise ConfigurationError.combine(found)
         at_least_once, batch = options.get("at_least_once", False), options.get("batch", True)
         return cls(retry, at_least_once, batch, in_flight, float(linger)), own
 

@@ -26,10 +26,12 @@ class Retry:
 
     @classmethod
     def from_options(cls, driver: str, options: Mapping[str, Any]) -> Retry:
-        """Read ``retries``, ``retry_backoff`` and ``retry_max_backoff`` from driver options."""
+        """Read ``retries``, ``retry_backoff`` and ``retry_max_backoff`` from driver options;
+        a ConfigurationError names each wrong one (``problems``), never its value."""
+        found: list[ConfigurationError] = []
         retries = options.get("retries", cls.retries)
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ConfigurationError(driver, "retries", "must be an int >= 0")
+            found.append(ConfigurationError(driver, "retries", "must be an int >= 0"))
 
         def seconds(key: str, default: float) -> float:
             value = options.get(key, default)
@@ -39,13 +41,16 @@ class Retry:
                 or isinstance(value, bool)
                 or not 0 <= value <= MAX_BACKOFF
             ):
-                raise ConfigurationError(
-                    driver, key, f"must be a number of seconds from 0 to {MAX_BACKOFF:,}"
-                )
+                problem = f"must be a number of seconds from 0 to {MAX_BACKOFF:,}"
+                found.append(ConfigurationError(driver, key, problem))
+                return default
             return float(value)
 
         backoff = seconds("retry_backoff", cls.backoff)
-        return cls(retries, backoff, seconds("retry_max_backoff", cls.max_backoff))
+        max_backoff = seconds("retry_max_backoff", cls.max_backoff)
+        if found:
+            raise ConfigurationError.combine(found)
+        return cls(retries, backoff, max_backoff)
 
     def cap(self, attempt: int) -> float:
         """The longest wait before retry number ``attempt + 1``, in seconds."""

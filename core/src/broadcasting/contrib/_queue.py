@@ -799,17 +799,18 @@ class QueuePlugin:
                 f"{', '.join(map(repr, _background.BUILT_IN))}",
             )
         check_target(broadcast, "broadcast")
+        given = {"retries": retries, "retry_backoff": backoff, "retry_max_backoff": max_backoff}
+        wrong: list[ConfigurationError] = []
         try:
-            self.retry = Retry.from_options(
-                self.name,
-                {"retries": retries, "retry_backoff": backoff, "retry_max_backoff": max_backoff},
-            )
-        except ConfigurationError as exc:  # named as the driver options name them
-            key = {"retry_backoff": "backoff", "retry_max_backoff": "max_backoff"}.get(
-                exc.key or "", exc.key
-            )
-            problem = str(exc).rpartition(": ")[2]
-            raise ConfigurationError("config", key, problem) from None
+            self.retry = Retry.from_options(self.name, given)
+        except ConfigurationError as exc:  # named as the driver options name them: each one
+            names = {"retry_backoff": "backoff", "retry_max_backoff": "max_backoff"}
+            wrong = [
+                ConfigurationError("config", names.get(p.key or "", p.key), p.problem)
+                for p in exc.problems
+            ]
+        if wrong:
+            raise ConfigurationError.combine(wrong)  # outside the except: no __context__
         if (
             isinstance(journal_ttl, bool)
             or not isinstance(journal_ttl, (int, float))
