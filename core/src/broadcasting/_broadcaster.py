@@ -14,7 +14,7 @@ from broadcasting._errors import NotSupportedError
 from broadcasting._flow import DriverCall, Effect, Flow, Hook, awaiting, blocking, drive, implements
 from broadcasting._health import Health
 from broadcasting._plugins import core_alone
-from broadcasting._types import Message, Options, Payload, Receipt, wrap_secrets
+from broadcasting._types import Message, Options, Payload, Receipt, wrap_named, wrap_secrets
 from broadcasting._validate import build_message
 
 if TYPE_CHECKING:
@@ -224,7 +224,11 @@ class Broadcaster(Publishes, Generic[D]):
 
     def with_options(self, **overrides: Any) -> Broadcaster[D]:
         """A broadcaster of the same driver with some options replaced (kept, and reused)."""
-        options = Options({**self.options, **wrap_secrets(overrides)})
+        # wrapped first, and the text let go of: this frame is in the traceback of what the
+        # variant raises (a wrong option's ConfigurationError), its locals with it
+        given = wrap_named(wrap_secrets(overrides), type(self.driver).secret_options)
+        del overrides
+        options = Options({**self.options, **given})
         return self._broadcast._variant(type(self.driver), self.name, options)
 
     def ssl(self, enabled: bool) -> Broadcaster[D]:
