@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 
 class BroadcastError(Exception):
@@ -13,6 +13,18 @@ class BroadcastError(Exception):
     """
 
     http_status: int | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled as it is, attributes and all, not made again from its message: a subclass's
+        # __init__ takes other arguments (ConfigurationError's driver, key and problem), and
+        # task queues' workers (Celery, RQ, Dramatiq) and multiprocessing pass an exception
+        # between processes pickled
+        return (_unpickled, (type(self), self.args), self.__dict__ or None)
+
+
+def _unpickled(cls: type[BroadcastError], args: tuple[Any, ...]) -> BroadcastError:
+    """An error of ``cls`` with ``args``, its ``__init__`` not run: pickle sets the rest."""
+    return cls.__new__(cls, *args)
 
 
 #: Only this project's drivers get an install hint: one for any name would help a typo-squatter.
