@@ -4,9 +4,10 @@ looked up lazily (only its plugin is imported; a missing one is an ImportError w
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from broadcasting._driver import Driver
     from broadcasting.drivers.log import BroadcastLogDriver as BroadcastLogDriver
     from broadcasting.drivers.memory import BroadcastMemoryDriver as BroadcastMemoryDriver
     from broadcasting.drivers.null import BroadcastNullDriver as BroadcastNullDriver
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 _SEED_NAME = re.compile(r"Broadcast([A-Z][A-Za-z0-9]*)Driver")
 
 
-def __getattr__(attribute: str) -> Any:
+def __getattr__(attribute: str) -> type[Driver]:
     match = _SEED_NAME.fullmatch(attribute)
     if match is None:
         raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
