@@ -152,7 +152,9 @@ class Response:
         return f"Response(status={self.status}, body={body})"
 
 
-def socket_id_from(headers: Any, driver: Broadcaster[Any] | Driver | None = None) -> str | None:
+def socket_id_from(
+    headers: Any, driver: Broadcaster[Any] | Driver | None = None
+) -> ClientSocketId | None:
     """The ``X-Socket-ID`` header's socket id (Laravel Echo's ``toOthers``), or ``None``.
 
     ``headers``: any framework's, a dict, a list of pairs or Django's ``request.META``.
