@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from broadcasting._errors import BadRequestError, ForbiddenError, InputError, RuleError
 from broadcasting._flow import Call, Flow
@@ -21,6 +21,8 @@ AuthKind = Literal["private", "presence", "encrypted", "user", "connection"]
 
 #: A channel rule, ``rule(user, **params)``, sync or async (docs/authorization.md#rules).
 Rule = Callable[..., Any]
+#: A rule's own type, which the decorators hand back unchanged (callable in its tests).
+R = TypeVar("R", bound=Rule)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: What UTF-8 cannot encode: a lone surrogate (from a JSON escape, say).
@@ -187,12 +189,12 @@ class ChannelRules:
         """Add ``rule`` for channels matching ``pattern``."""
         self.adding(pattern)(rule)
 
-    def adding(self, pattern: str) -> Callable[[Rule], Rule]:
+    def adding(self, pattern: str) -> Callable[[R], R]:
         """A decorator adding its rule for ``pattern``, which is checked now: a bad pattern
         raises where it is written, before any function is decorated."""
         parsed = Pattern(pattern)
 
-        def add(rule: Rule) -> Rule:
+        def add(rule: R) -> R:
             if not callable(rule):
                 raise TypeError(f"the rule for {pattern!r} must be callable")
             self._rules.append((parsed, rule))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from broadcasting._errors import BadRequestError
 from broadcasting._flow import Call, Flow, Hook
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: A webhook handler: ``handler(event)``; may be a coroutine function.
 WebhookHandler = Callable[["WebhookEvent"], Any]
+#: A handler's own type, which the decorators hand back unchanged.
+H = TypeVar("H", bound=WebhookHandler)
 
 #: Events older than this (by the delivery's own timestamp) are refused.
 MAX_AGE_SECONDS = 300.0

@@ -21,11 +21,11 @@ from flask.cli import with_appcontext
 from markupsafe import Markup
 from werkzeug.local import LocalProxy
 
-from broadcasting._auth import ChannelRules, Rule
+from broadcasting._auth import ChannelRules, R
 from broadcasting._broadcast import Broadcast, _frozen
 from broadcasting._client import DEFAULT_ELEMENT_ID, client_config, script_element
 from broadcasting._errors import ConfigurationError
-from broadcasting._webhooks import WebhookHandler, WebhookHandlers
+from broadcasting._webhooks import H, WebhookHandlers
 from broadcasting.web import UserDataFunction, UserFunction
 from broadcasting.web.flask import broadcasting_blueprint
 
@@ -124,14 +124,14 @@ class Broadcasting:
         chosen = self.driver if driver is None else driver
         return broadcasting_client_config(chosen, element_id, **overrides)
 
-    def rule(self, pattern: str) -> Callable[[Rule], Rule]:
+    def rule(self, pattern: str) -> Callable[[R], R]:
         """Decorator: a channel rule for every application (:meth:`Broadcast.rule`)."""
         return self.rules.adding(pattern)
 
-    def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]:
+    def on_webhook(self, name: str = "*") -> Callable[[H], H]:
         """Decorator: a webhook handler for every application (:meth:`Broadcast.on_webhook`)."""
 
-        def add(handler: WebhookHandler) -> WebhookHandler:
+        def add(handler: H) -> H:
             self.webhook_handlers.add(name, handler)
             return handler
 

@@ -7,14 +7,14 @@ import functools
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
-from broadcasting._auth import ChannelRules, Rule
+from broadcasting._auth import ChannelRules, R
 from broadcasting._broadcast import Broadcast
 from broadcasting._fork import call_after_fork
-from broadcasting._webhooks import WebhookHandler, WebhookHandlers
+from broadcasting._webhooks import H, WebhookHandlers
 
 __all__ = ["SETTING", "SettingsBroadcast", "as_django_expects"]
 
@@ -89,26 +89,24 @@ class SettingsBroadcast(Broadcast):
         #: The webhook handlers added with :meth:`on_webhook` (kept across rebuilds).
         self.webhook_handlers = WebhookHandlers()
 
-    def rule(self, pattern: str) -> Callable[[Rule], Rule]:
+    def rule(self, pattern: str) -> Callable[[R], R]:
         """:meth:`Broadcast.rule`; the rule is called as Django expects
         (:func:`as_django_expects`): a sync rule may query behind async views too."""
         add = super().rule(pattern)
 
-        def decorator(rule: Rule) -> Rule:
+        def decorator(rule: R) -> R:
             add(as_django_expects(rule))
             return rule
 
         return decorator
 
     @overload
-    def on_webhook(self, name: WebhookHandler, /) -> WebhookHandler: ...
+    def on_webhook(self, name: H, /) -> H: ...
 
     @overload
-    def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]: ...
+    def on_webhook(self, name: str = "*") -> Callable[[H], H]: ...
 
-    def on_webhook(
-        self, name: str | WebhookHandler = "*"
-    ) -> WebhookHandler | Callable[[WebhookHandler], WebhookHandler]:
+    def on_webhook(self, name: str | H = "*") -> H | Callable[[H], H]:
         """:meth:`Broadcast.on_webhook`; the handler is called as Django expects
         (:func:`as_django_expects`)."""
         if callable(name):  # @broadcast.on_webhook: every event
@@ -116,18 +114,20 @@ class SettingsBroadcast(Broadcast):
             return name
         add = super().on_webhook(name)
 
-        def decorator(handler: WebhookHandler) -> WebhookHandler:
+        def decorator(handler: H) -> H:
             add(as_django_expects(handler))
             return handler
 
         return decorator
 
-    def __getattr__(self, name: str) -> Any:
-        # only called for what is not set yet: the state Broadcast.__init__ makes
-        if name in _OWN or name.startswith("__"):
-            raise AttributeError(name)
-        self._build()
-        return object.__getattribute__(self, name)
+    if not TYPE_CHECKING:  # to a type checker, a misspelt attribute is an error, not Any
+
+        def __getattr__(self, name: str) -> Any:
+            # only called for what is not set yet: the state Broadcast.__init__ makes
+            if name in _OWN or name.startswith("__"):
+                raise AttributeError(name)
+            self._build()
+            return object.__getattribute__(self, name)
 
     def _build(self) -> None:
         with self._build_lock:
