@@ -22,7 +22,7 @@ DEFAULT_DRIVER = "log"
 DEFAULT_SEND = "now"
 ENV_DRIVER = "BROADCAST_DRIVER"
 
-#: One driver's options at rest, every string in a Secret (nested ones too), and the keys
+#: One driver's options at rest, every string or bytes in a Secret (nested ones too), and the keys
 #: whose values are read back opened (a string as text, a dict or list as it was given).
 _Sealed = tuple[Options, frozenset[str]]
 #: The containers whose strings are sealed at rest and read back in a new one of that type
@@ -53,8 +53,10 @@ def _seal(options: Mapping[str, Any], driver: str) -> _Sealed:
 def _sealed(value: Any, driver: str, key: Any, within: tuple[int, ...]) -> Any:
     """``value`` with every string in it in a ``_Text`` (itself if it holds none)."""
     kind = type(value)
-    if isinstance(value, str):  # a str subclass too (a TOML or YAML library's), read back as is
-        return _Text(value)
+    # a str subclass too (a TOML or YAML library's), and bytes (a key given raw): each read
+    # back as the very object given
+    if isinstance(value, (str, bytes, bytearray)):
+        return _Text(value)  # type: ignore[arg-type]  # a Secret holds any value; reveal() returns it
     if kind not in _CONTAINERS:
         if isinstance(value, dict):
             kind = dict
