@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, overload
 
 from broadcasting import _auth, _webhooks
-from broadcasting._auth import AuthRequest, ChannelRules, Rule
+from broadcasting._auth import AuthRequest, ChannelRules, R
 from broadcasting._background import NOW, send_mode
 from broadcasting._broadcaster import Broadcaster, Publishes, wrong_result
 from broadcasting._channels import Channel
@@ -38,7 +38,7 @@ from broadcasting._plugins import (
 from broadcasting._state import ChannelInfo, Member
 from broadcasting._types import Options, Payload, Receipt, Secret, wrap_named
 from broadcasting._validate import build_message
-from broadcasting._webhooks import WebhookEvent, WebhookHandler
+from broadcasting._webhooks import H, WebhookEvent
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -259,7 +259,7 @@ class Broadcast(Publishes):
             raise TypeError("transaction= applies to send='after_commit' or 'outbox', not 'now'")
         return (yield from target.publish_message(message))
 
-    def rule(self, pattern: str) -> Callable[[Rule], Rule]:
+    def rule(self, pattern: str) -> Callable[[R], R]:
         """Decorator: add a channel rule for the channels matching ``pattern``.
 
         ``pattern`` matches the name without its prefix, each ``{param}`` one dot-free segment
@@ -323,14 +323,12 @@ class Broadcast(Publishes):
         return body
 
     @overload
-    def on_webhook(self, name: WebhookHandler, /) -> WebhookHandler: ...
+    def on_webhook(self, name: H, /) -> H: ...
 
     @overload
-    def on_webhook(self, name: str = "*") -> Callable[[WebhookHandler], WebhookHandler]: ...
+    def on_webhook(self, name: str = "*") -> Callable[[H], H]: ...
 
-    def on_webhook(
-        self, name: str | WebhookHandler = "*"
-    ) -> WebhookHandler | Callable[[WebhookHandler], WebhookHandler]:
+    def on_webhook(self, name: str | H = "*") -> H | Callable[[H], H]:
         """Decorator: call the function with each verified webhook event ``name`` (``*``: all;
         ``@broadcast.on_webhook`` with no parentheses, too).
 
@@ -344,7 +342,7 @@ class Broadcast(Publishes):
             raise TypeError(f"on_webhook() takes an event name, not {type(name).__name__}")
         event = name
 
-        def add(handler: WebhookHandler) -> WebhookHandler:
+        def add(handler: H) -> H:
             self.webhook_handlers.add(event, handler)
             return handler
 

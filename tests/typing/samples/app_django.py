@@ -98,5 +98,5 @@ def settings_broadcast(event: WebhookEvent) -> None:
     assert_type(own.channel("orders", "x"), Receipt)
     assert_type(invoice_owner(None, 1), bool)  # a rule keeps its type
     assert_type(asyncio.run(every_event(event)), str)
-    assert_type(order_owner(None, 1), bool)  # known: Broadcast.rule() returns Callable[..., Any]
+    assert_type(order_owner(None, 1), bool)
     own.chanel("orders", "x")  # type: ignore[attr-defined]  # a typo is an error, not Any
