@@ -9,13 +9,11 @@ Run with ``python -m django check`` (Django's own check command) in a project of
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from web_support import django_check_run
 
 pytest.importorskip("django")
 
@@ -66,20 +64,7 @@ def check(tmp_path: Path, driver: str, options: str, *argv: str) -> list[str]:
         SETTINGS % {"driver": driver, "options": options}, "utf-8"
     )
     (tmp_path / "first_only_driver.py").write_text(FIRST_ONLY, "utf-8")
-    dropped = ("PYTEST_", "DJANGO_", "BROADCAST", "COV_", "COVERAGE_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
-    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    env.update(DJANGO_SETTINGS_MODULE="every_problem_settings", PYTHONPATH=path)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    done = subprocess.run(
-        [sys.executable, "-m", "django", "check", *argv],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    done = django_check_run(tmp_path, "every_problem_settings", *argv, timeout=TIMEOUT)
     output = done.stdout + done.stderr
     assert "Traceback" not in output, output
     assert not [value for value in VALUES if value in output], output

@@ -12,12 +12,10 @@ Run with ``python -m django check`` (Django's own check command) in a project of
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from web_support import django_check_run
 
 pytest.importorskip("django")
 
@@ -41,20 +39,7 @@ BROADCASTING = {
 
 def check(tmp_path: Path, more: str, *argv: str) -> str:
     (tmp_path / "s37_settings.py").write_text(SETTINGS % {"secret": SECRET, "more": more}, "utf-8")
-    dropped = ("PYTEST_", "DJANGO_", "BROADCAST", "COV_", "COVERAGE_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
-    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
-    env.update(DJANGO_SETTINGS_MODULE="s37_settings", PYTHONPATH=path)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    done = subprocess.run(
-        [sys.executable, "-m", "django", "check", *argv],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    done = django_check_run(tmp_path, "s37_settings", *argv, timeout=TIMEOUT)
     output = done.stdout + done.stderr
     assert "Traceback" not in output and SECRET not in output, output
     return output

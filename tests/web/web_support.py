@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
@@ -514,3 +518,24 @@ class ServerThread:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(10)
+
+
+def django_check_run(
+    folder: Path, settings: str, *argv: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m django check *argv`` in a process of its own, with the settings module
+    ``settings`` (a module in ``folder``, which is put on its path), none of this test run's
+    own Django, broadcasting or pytest environment: what ``manage.py check`` shows a user."""
+    dropped = ("PYTEST_", "DJANGO_", "BROADCAST", "COV_", "COVERAGE_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    path = os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))
+    env.update(DJANGO_SETTINGS_MODULE=settings, PYTHONPATH=path, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "django", "check", *argv],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
