@@ -17,32 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from secret_scan import assert_clean as check_clean
+from secret_scan import configuration_error as raised
 
-from broadcasting import Broadcast, ConfigurationError
+from broadcasting import ConfigurationError
 from broadcasting.plugin import Driver, Secret, register_driver, unregister_driver
-from broadcasting.testing._suite.leaks import chain, error_texts, held_in_frames
+from broadcasting.testing._suite.leaks import chain
 
 SECRET = "cfg-problems-secret-0123456789"
 ABLY_KEY = "appid.keyid:cfg-problems-ably-secret-0123"
 
 
-def raised(config: Mapping[str, Any], name: str) -> ConfigurationError:
-    """The error ``broadcast.driver(name)`` raises, without this test's frames (they hold
-    ``config``): what the library's own frames keep is checked."""
-    with Broadcast(config) as broadcast, pytest.raises(ConfigurationError) as info:
-        broadcast.driver(name)
-    tb = info.value.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
-    return info.value.with_traceback(tb)
-
-
 def assert_clean(error: ConfigurationError, *values: str) -> None:
     """No value in anything an error tracker records of ``error`` and its problems."""
-    texts = error_texts(error)
-    for value in values:
-        assert all(value not in text for text in texts), (value, texts)
-    assert not held_in_frames(error, [SECRET, ABLY_KEY]), held_in_frames(error, [SECRET])
+    check_clean(error, values, (SECRET, ABLY_KEY))
 
 
 # -- ConfigurationError.combine ------------------------------------------------------------

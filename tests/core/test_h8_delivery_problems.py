@@ -7,15 +7,15 @@ wrong option says what it said before. The queues' own retry settings (``retries
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from secret_scan import assert_clean as check_clean
+from secret_scan import configuration_error as raised
 
-from broadcasting import Broadcast, ConfigurationError
+from broadcasting import ConfigurationError
 from broadcasting.contrib._queue import QueuePlugin
 from broadcasting.plugin import Retry
-from broadcasting.testing._suite.leaks import error_texts, held_in_frames
 
 SECRET = "h8-delivery-secret-0123456789"
 PUSHER = {"app_id": "1234567", "key": "app-key", "secret": SECRET}
@@ -32,22 +32,8 @@ WRONG: dict[str, Any] = {
 CHECK_ORDER = list(WRONG)  # the order the core checks them in
 
 
-def raised(config: Mapping[str, Any], name: str) -> ConfigurationError:
-    """The error ``broadcast.driver(name)`` raises, without this test's frames (they hold
-    ``config``): what the library's own frames keep is checked."""
-    with Broadcast(config) as broadcast, pytest.raises(ConfigurationError) as info:
-        broadcast.driver(name)
-    tb = info.value.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
-    return info.value.with_traceback(tb)
-
-
 def assert_clean(error: ConfigurationError, *values: str) -> None:
-    texts = error_texts(error)
-    for value in values:
-        assert all(value not in text for text in texts), (value, texts)
-    assert not held_in_frames(error, [SECRET]), held_in_frames(error, [SECRET])
+    check_clean(error, values, (SECRET,))
 
 
 def test_every_wrong_delivery_option_is_named_at_once() -> None:

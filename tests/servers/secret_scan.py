@@ -3,8 +3,15 @@ locals of its traceback's frames), for tests of what errors keep out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import pytest
+
+from broadcasting import Broadcast, ConfigurationError
+from broadcasting.testing._suite.leaks import error_texts, held_in_frames
 
 
 def chain(error: BaseException) -> Iterator[BaseException]:
@@ -46,3 +53,26 @@ def raised_in(error: BaseException) -> str:
     while tb.tb_next is not None:
         tb = tb.tb_next
     return tb.tb_frame.f_code.co_name
+
+
+TESTS = str(Path(__file__).resolve().parents[1])
+
+
+def configuration_error(config: Mapping[str, Any], name: str) -> ConfigurationError:
+    """The error ``broadcast.driver(name)`` raises for ``config``, without the tests' own
+    frames (they hold ``config``): what the library's frames keep is what is checked."""
+    with Broadcast(config) as broadcast, pytest.raises(ConfigurationError) as info:
+        broadcast.driver(name)
+    tb = info.value.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(TESTS):
+        tb = tb.tb_next
+    return info.value.with_traceback(tb)
+
+
+def assert_clean(error: ConfigurationError, values: Sequence[str], secrets: Sequence[str]) -> None:
+    """No value of ``values`` in anything an error tracker records of ``error`` and its
+    problems (messages, reprs), and no secret of ``secrets`` in what its frames hold."""
+    texts = error_texts(error)
+    for value in values:
+        assert all(value not in text for text in texts), (value, texts)
+    assert not held_in_frames(error, list(secrets)), held_in_frames(error, list(secrets))
