@@ -105,3 +105,15 @@ def clients() -> Iterator[Start]:
     yield start
     for client in started:
         client.close()
+
+
+@pytest.fixture
+def chromium() -> Iterator[NodeClient]:
+    """A headless Chromium (playwright-core, tests/js/frontend_browser.mjs), ready for pages;
+    closed after the test. test_frontend_docs.py has its own, one per module."""
+    browser = start_client("frontend_browser.mjs", {"chromium": True})
+    try:
+        browser.expect("ready", timeout=60)
+        yield browser
+    finally:
+        browser.close()

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from e2e_app import JS_DIR, Uvicorn, add_rules, member, user_from
-from node_clients import NodeClient, start_client
+from node_clients import NodeClient
 
 from broadcasting import Broadcast
 
@@ -100,16 +100,6 @@ def app() -> Iterator[Uvicorn]:
             yield server
         finally:
             server.close()
-
-
-@pytest.fixture
-def chromium() -> Iterator[NodeClient]:
-    browser = start_client("frontend_browser.mjs", {"chromium": True})
-    try:
-        browser.expect("ready", timeout=60)
-        yield browser
-    finally:
-        browser.close()
 
 
 def evaluate(browser: NodeClient, name: str, js: str) -> Any:

@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 
 import pytest
 from e2e_app import Uvicorn, add_rules, starlette_app
-from node_clients import NodeClient, start_client
+from node_clients import NodeClient
 from soketi_pytest import start_soketi
 from soketi_server import CONFIG_FILE, SOKETI_DIR, WS_HANDLER, SoketiServer
 
@@ -139,16 +139,6 @@ def app(soketis: dict[str, SoketiServer]) -> Iterator[Uvicorn]:
             yield server
         finally:
             server.close()
-
-
-@pytest.fixture
-def chromium() -> Iterator[NodeClient]:
-    browser = start_client("frontend_browser.mjs", {"chromium": True})
-    try:
-        browser.expect("ready", timeout=60)
-        yield browser
-    finally:
-        browser.close()
 
 
 def open_page(
