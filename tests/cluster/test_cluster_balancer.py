@@ -30,10 +30,10 @@ import nginx_balancer
 import pytest
 from cluster_support import start_cluster, start_stopped
 from http_proxy import ConnectAttempts
-from nginx_balancer import HOST, NginxBalancer, NginxUnavailable
+from nginx_balancer import HOST, NginxBalancer
 from pusher_ws import Event, PusherSubscriber
 from soketi_cluster import SoketiCluster
-from soketi_pytest import unavailable
+from soketi_pytest import running_nginx
 
 from broadcasting import Broadcast, PublishError
 
@@ -53,16 +53,7 @@ def nodes() -> Iterator[SoketiCluster]:
 
 @pytest.fixture(scope="module")
 def balancer(nodes: SoketiCluster) -> Iterator[NginxBalancer]:
-    lb = NginxBalancer([(HOST, node.port) for node in nodes.nodes])
-    try:
-        lb.start()
-    except NginxUnavailable as exc:
-        lb.close()
-        unavailable("nginx", str(exc))
-    try:
-        yield lb
-    finally:
-        lb.close()
+    yield from running_nginx([(HOST, node.port) for node in nodes.nodes])
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from typing import Any
 
 import nginx_balancer
 import pytest
-from nginx_balancer import HOST, NginxBalancer, NginxUnavailable
-from soketi_pytest import unavailable
+from nginx_balancer import HOST, NginxBalancer
+from soketi_pytest import running_nginx, unavailable
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast
@@ -51,16 +51,7 @@ def sticky(soketi: SoketiServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ng
         unavailable("a host name for 127.0.0.1", f"{NAME!r} resolves to {sorted(resolved)}")
     documented = nginx_balancer.snippet
     monkeypatch.setattr(nginx_balancer, "snippet", lambda text=None: _sticky(documented(text)))
-    balancer = NginxBalancer([(HOST, soketi.port)])
-    try:
-        balancer.start()
-    except NginxUnavailable as exc:
-        balancer.close()
-        unavailable("nginx", str(exc))
-    try:
-        yield balancer
-    finally:
-        balancer.close()
+    yield from running_nginx([(HOST, soketi.port)])
 
 
 def _options(soketi: SoketiServer, balancer: NginxBalancer) -> dict[str, Any]:

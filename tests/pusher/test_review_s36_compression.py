@@ -16,9 +16,9 @@ from collections.abc import Iterator
 
 import nginx_balancer
 import pytest
-from nginx_balancer import HOST, NginxBalancer, NginxUnavailable
+from nginx_balancer import HOST, NginxBalancer
 from pusher_ws import Subscribe
-from soketi_pytest import unavailable
+from soketi_pytest import running_nginx
 from soketi_server import SoketiServer
 
 from broadcasting import Broadcast
@@ -33,16 +33,7 @@ def gzipping(soketi: SoketiServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """nginx in front of soketi, compressing every JSON answer a client accepts gzip for."""
     documented = nginx_balancer.snippet
     monkeypatch.setattr(nginx_balancer, "snippet", lambda text=None: GZIP + documented(text))
-    balancer = NginxBalancer([(HOST, soketi.port)])
-    try:
-        balancer.start()
-    except NginxUnavailable as exc:
-        balancer.close()
-        unavailable("nginx", str(exc))
-    try:
-        yield balancer
-    finally:
-        balancer.close()
+    yield from running_nginx([(HOST, soketi.port)])
 
 
 async def test_async_queries_read_the_answer_behind_a_compressing_proxy(

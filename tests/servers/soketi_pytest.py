@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 import pytest
+from nginx_balancer import NginxBalancer, NginxUnavailable
 from soketi_server import SoketiServer, SoketiUnavailable
 
 
@@ -41,3 +42,19 @@ def running_soketi(**config: Any) -> Iterator[SoketiServer]:
         yield server
     finally:
         server.close()
+
+
+def running_nginx(nodes: Sequence[tuple[str, int]]) -> Iterator[NginxBalancer]:
+    """nginx, configured by docs/scaling.md's snippet, balancing over ``nodes``, or skip (fail
+    under CI) if it cannot run; closed when the generator ends: the body of every balancer
+    fixture (``yield from running_nginx(...)``)."""
+    balancer = NginxBalancer(nodes)
+    try:
+        balancer.start()
+    except NginxUnavailable as exc:
+        balancer.close()
+        unavailable("nginx", str(exc))
+    try:
+        yield balancer
+    finally:
+        balancer.close()
