@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copyreg
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
@@ -18,8 +19,13 @@ class BroadcastError(Exception):
         # pickled as it is, attributes and all, not made again from its message: a subclass's
         # __init__ takes other arguments (ConfigurationError's driver, key and problem), and
         # task queues' workers (Celery, RQ, Dramatiq) and multiprocessing pass an exception
-        # between processes pickled
-        return (_unpickled, (type(self), self.args), self.__dict__ or None)
+        # between processes pickled. A subclass's __slots__ are not in __dict__: their values
+        # go with it (BaseException.__setstate__ sets each name given, a slot's too)
+        state = dict(self.__dict__)
+        for name in copyreg._slotnames(type(self)):  # type: ignore[attr-defined]
+            if name not in ("__dict__", "__weakref__") and hasattr(self, name):
+                state[name] = getattr(self, name)
+        return (_unpickled, (type(self), self.args), state or None)
 
 
 def _unpickled(cls: type[BroadcastError], args: tuple[Any, ...]) -> BroadcastError:
