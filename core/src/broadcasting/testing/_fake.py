@@ -9,12 +9,15 @@ its transaction commits (the fake publishes it in the commit, through ``broadcas
 even where the core would start a task of the event loop the commit runs on),
 an outbox one, or a queue's (``send="celery"``), when its transaction commits (the fake's
 ``broadcasting_defer`` takes it instead of writing the row or enqueueing the task). None is
-recorded if its transaction rolls back.
+recorded if its transaction rolls back. Each is recorded as it was at the call, when its text
+was made (what goes out at the commit, or into the outbox's row), and a failing assertion lists
+those still waiting for their commit.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
@@ -31,6 +34,8 @@ from broadcasting.hookspecs import hookimpl
 from broadcasting.testing._observe import Recording
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from typing_extensions import Self
 
     from broadcasting._background import Transaction
@@ -74,6 +79,13 @@ class Sent:
                 return False
         return channel in self.channels
 
+    def _received(self) -> object:
+        """The payload as subscribers receive it: ``text`` parsed back (a tuple is a list, a
+        key is text), or ``text`` itself for a text payload."""
+        if isinstance(self.data, str):
+            return self.text
+        return json.loads(self.text)
+
     def to_user(self, user_id: str | int) -> bool:
         """Whether it was sent with ``send_to_user(user_id, ...)``."""
         try:
@@ -109,6 +121,9 @@ class BroadcastFake(Recording[Sent]):
     def __init__(self) -> None:
         super().__init__()
         self._active = False
+        #: publishes taken for a commit that has not come (or never will: rolled back),
+        #: as they were at the call, by message id
+        self._waiting: dict[str, Sent] = {}
 
     @hookimpl(tryfirst=True)
     def broadcasting_publish(
@@ -141,7 +156,7 @@ class BroadcastFake(Recording[Sent]):
             # as the queue's plugin: enqueued on commit, at once outside a transaction, and
             # refused by a transaction that cannot say when it commits
             if transaction is not None and transaction.active():
-                transaction.on_commit(lambda: self._record(driver, message))
+                self._on_commit(transaction, driver, message)
             else:
                 self._record(driver, message)
             return pending(broadcast.broadcaster_of(driver), message)
@@ -156,7 +171,7 @@ class BroadcastFake(Recording[Sent]):
                 transaction.autobegin()
         if transaction is not None and transaction.active():
             try:
-                transaction.on_commit(lambda: self._record(driver, message))
+                self._on_commit(transaction, driver, message)
             except InputError:  # it cannot say when it commits (a SQLAlchemy Connection, a
                 self._record(driver, message)  # sqlite3.Connection): recorded as written
         else:
@@ -186,26 +201,38 @@ class BroadcastFake(Recording[Sent]):
             except Exception as exc:  # a plugin's: logged, as after a real commit
                 report(broadcaster, message, exc)
 
-        transaction.on_commit(committed)
+        self._on_commit(transaction, driver, message, committed)
         return pending(broadcaster, message)
 
+    def _on_commit(
+        self,
+        transaction: Transaction,
+        driver: Driver,
+        message: Message,
+        committed: Callable[[], None] | None = None,
+    ) -> None:
+        """Record ``message`` when ``transaction`` commits (``committed`` publishes it, else it
+        is recorded directly), as it is now: its text, made at the call, is what goes out
+        then. Until then, a failing assertion lists it as waiting."""
+        with self._cond:
+            self._waiting[message.id] = _snapshot(driver, message)
+        try:
+            transaction.on_commit(committed or (lambda: self._record(driver, message)))
+        except BaseException:  # refused: never waits
+            with self._cond:
+                self._waiting.pop(message.id, None)
+            raise
+
+    def _waits(self) -> list[Sent]:
+        """The publishes taken for a transaction's commit that has not come (or never will:
+        rolled back), as they were at the call, oldest first; not recorded."""
+        with self._cond:
+            return list(self._waiting.values())
+
     def _record(self, driver: Driver, m: Message) -> None:
-        # what was sent, as it was: the caller may change its payload or event object after
-        data = m.data if isinstance(m.data, str) else _as_it_is(m.data)
-        sent = Sent(
-            driver.name,
-            m.event,
-            m.channels,
-            data,
-            m.socket_id,
-            m.source,
-            m.text,
-            m.id,
-            driver,
-            via=m.via,
-            _as_sent=None if m.source is None else _as_it_is(m.source),
-        )
-        self._add(sent)
+        with self._cond:
+            sent = self._waiting.pop(m.id, None)
+        self._add(sent or _snapshot(driver, m))
 
     @property
     def active(self) -> bool:
@@ -301,19 +328,34 @@ class BroadcastFake(Recording[Sent]):
         found = criteria.select(everything)
         if (times is None and found) or len(found) == times:
             return found
+        waiting = self._waits()
+        lookalikes = criteria.lookalikes(everything + waiting)
+
+        def line(sent: Sent) -> str:
+            return criteria.describe(sent, lookalikes)
+
         if not everything:
-            raise AssertionError(f"no publish matched {criteria}; nothing was sent")
-        if not found:
-            raise AssertionError(
-                _listed(
-                    f"no publish matched {criteria}\nsent instead ({len(everything)}):", everything
-                )
+            text = f"no publish matched {criteria}; nothing was sent"
+        elif not found:
+            text = _listed(
+                f"no publish matched {criteria}\nsent instead ({len(everything)}):",
+                everything,
+                line,
             )
-        wanted = "no publish" if times == 0 else _times(times or 0)
-        text = _listed(f"expected {wanted} matching {criteria}, got {len(found)}:", found)
-        others = [sent for sent in everything if not criteria.matches(sent)]
-        if others:
-            text += "\n" + _listed(f"also sent ({len(others)}):", others)
+        else:
+            wanted = "no publish" if times == 0 else _times(times or 0)
+            text = _listed(f"expected {wanted} matching {criteria}, got {len(found)}:", found, line)
+            others = [sent for sent in everything if not criteria.matches(sent)]
+            if others:
+                text += "\n" + _listed(f"also sent ({len(others)}):", others, line)
+        if waiting and (times is None or len(found) < times):  # what may yet be missing
+            text += "\n" + _listed(
+                f"not sent: waiting for a commit ({len(waiting)}) that has not come, or rolled"
+                " back (Django's TestCase never commits: use"
+                " captureOnCommitCallbacks(execute=True)):",
+                waiting,
+                line,
+            )
         raise AssertionError(text)
 
     def __repr__(self) -> str:
@@ -338,6 +380,23 @@ def _queued(broadcast: Broadcast, driver: Driver, message: Message) -> bool:
     return False
 
 
+def _snapshot(driver: Driver, m: Message) -> Sent:
+    """What ``m`` sends, as it is now: the caller may change its payload or event object after."""
+    return Sent(
+        driver.name,
+        m.event,
+        m.channels,
+        m.data if isinstance(m.data, str) else _as_it_is(m.data),
+        m.socket_id,
+        m.source,
+        m.text,
+        m.id,
+        driver,
+        via=m.via,
+        _as_sent=None if m.source is None else _as_it_is(m.source),
+    )
+
+
 def _as_it_is(value: Any) -> Any:
     """A copy of ``value`` as it is now (deep; else shallow, for an object that cannot be
     copied deeply; else the object itself)."""
@@ -355,8 +414,8 @@ def fake() -> BroadcastFake:
     return BroadcastFake()
 
 
-def _listed(header: str, sent: list[Sent]) -> str:
-    return "\n".join([header, *(f"  {one}" for one in sent)])
+def _listed(header: str, sent: list[Sent], line: Callable[[Sent], str] = str) -> str:
+    return "\n".join([header, *(f"  {line(one)}" for one in sent)])
 
 
 def _times(n: int) -> str:
@@ -412,8 +471,45 @@ class _Criteria:
         if self.via is not None and sent.via != self.via:
             return False
         if data is not None:
-            return bool(data(sent.data)) if callable(data) else bool(sent.data == data)
+            if callable(data):
+                return bool(data(sent.data))
+            # as given, or as subscribers receive it: the JSON a failure shows
+            if sent.data == data:
+                return True
+            try:
+                return bool(sent._received() == data)
+            except ValueError:  # not JSON: a driver's own text
+                return False
         return True
+
+    def lookalikes(self, sent: list[Sent]) -> set[str]:
+        """The event names that look like the event class or object asked for: its class's
+        name, and the names its class's events were published under."""
+        event = self.event
+        if event is None or isinstance(event, str):
+            return set()
+        kind = event if isinstance(event, type) else type(event)
+        return {kind.__name__, *(one.event for one in sent if isinstance(one.source, kind))}
+
+    def describe(self, sent: Sent, lookalikes: set[str]) -> str:
+        """``sent`` as a failure lists it, with what its line leaves out that these criteria
+        ask about: for an event class or object asked for, the event object of a publish
+        whose name looks alike (none, another class's, other fields), and ``via`` if
+        asked."""
+        line = str(sent)
+        event = self.event
+        if event is not None and not isinstance(event, str) and sent.event in lookalikes:
+            as_sent = sent.source if sent._as_sent is None else sent._as_sent
+            if sent.source is None:
+                line += " (no event object)"
+            elif not (isinstance(event, type) and isinstance(sent.source, event)):
+                shown = repr(as_sent)
+                line += (
+                    f" (event object {shown if len(shown) <= _SHOWN else shown[:_SHOWN] + '...'})"
+                )
+        if self.via is not None and sent.via == NOW:
+            line += f" (via {NOW})"
+        return line
 
     def select(self, sent: list[Sent]) -> list[Sent]:
         return [one for one in sent if self.matches(one)]
