@@ -91,8 +91,12 @@ def _read(
     pairs = [(k, v) for k, values in request.POST.lists() for v in values]
     form, headers = as_form(pairs, request.headers)
     # the limit is on the client's body (its Content-Length, within it here), not on the
-    # re-encoding: percent-encoded, each byte of non-ASCII text takes three
-    return form, headers, len(form) if length is None else length
+    # re-encoding: percent-encoded, each byte of non-ASCII text takes three. A body framed by
+    # Transfer-Encoding has no Content-Length that counts (RFC 9112 6.3), whatever it says: an
+    # ASGI server hands both on and Django parses every chunk, so the re-encoding is measured
+    if length is None or "transfer-encoding" in request.headers:
+        return form, headers, len(form)
+    return form, headers, length
 
 
 def _query(request: HttpRequest) -> bytes | str:
