@@ -1,0 +1,105 @@
+"""Review h10 of b425f96: Flask (with Flask-WTF's CSRFProtect, which parses a multipart body
+before the view) limits the body by the size the client sent, ``request.content_length``.
+Can a client make that smaller than the body the form was parsed from? Not through a real
+server: werkzeug counts no ``Content-Length`` for a chunked body, and reads no more than
+``Content-Length`` of any other (the rest is no part of the request). Served by werkzeug's
+threaded server, the raw request written on a socket.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from flask import Flask
+from test_h7_django_multipart import CONTENT_TYPE, _multipart, _padded
+from web_support import make_broadcast
+from werkzeug.serving import make_server
+
+from broadcasting.web import MAX_AUTH_BODY
+from broadcasting.web.flask import broadcasting_blueprint
+
+AUTH = "/broadcasting/auth"
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[str, dict[str, str]]]:
+    """werkzeug serving a Flask app with CSRFProtect and the endpoints: its URL, and the
+    headers of a page holding a CSRF token (and its session cookie)."""
+    import flask_wtf.csrf as flask_wtf
+
+    broadcast = make_broadcast(driver="memory")
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "tests"
+    flask_wtf.CSRFProtect(app)
+    user = {"id": "ada", "name": "Ada"}
+    app.register_blueprint(broadcasting_blueprint(broadcast, user=lambda request: user))
+    app.add_url_rule("/token", "token", flask_wtf.generate_csrf)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        reply = httpx.get(url + "/token", timeout=10)
+        cookie = "; ".join(f"{k}={v}" for k, v in reply.cookies.items())
+        yield url, {"X-CSRFToken": reply.text, "Cookie": cookie, "Content-Type": CONTENT_TYPE}
+    finally:
+        server.shutdown()
+        thread.join()
+        broadcast.close()
+
+
+def _post(
+    url: str, body: bytes, headers: dict[str, str], *, length: int | None, chunked: bool
+) -> int:
+    """POST ``body`` saying ``Content-Length: length`` (chunked too, if asked): the status."""
+    host, port = url.removeprefix("http://").split(":")
+    head = f"POST {AUTH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+    head += "" if length is None else f"Content-Length: {length}\r\n"
+    head += "Transfer-Encoding: chunked\r\n" if chunked else ""
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head.encode())
+        if chunked:
+            for at in range(0, len(body), 1000):
+                chunk = body[at : at + 1000]
+                conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.sendall(b"0\r\n\r\n")
+        else:
+            conn.sendall(body)
+        with_answer = conn.makefile("rb").readline()
+    return int(with_answer.split()[1])
+
+
+SMALL = _multipart(("socket_id", "1.2"), ("channel_name", "presence-chat.1"))
+
+
+def test_the_requests_as_sent_are_served(site: tuple[str, dict[str, str]]) -> None:
+    url, headers = site
+    assert _post(url, SMALL, headers, length=len(SMALL), chunked=False) == 200
+    large = _padded(3 * MAX_AUTH_BODY)
+    assert _post(url, large, headers, length=len(large), chunked=False) == 413
+
+
+def test_a_chunked_body_saying_a_smaller_content_length_is_not_served(
+    site: tuple[str, dict[str, str]],
+) -> None:
+    """werkzeug counts no Content-Length beside Transfer-Encoding: chunked. (Any chunked
+    multipart body is refused 400 once CSRFProtect parsed it, the small one too: _read then
+    reads the stream the form was parsed from, which is empty.)"""
+    url, headers = site
+    large = _padded(3 * MAX_AUTH_BODY)
+    assert _post(url, large, headers, length=len(SMALL), chunked=True) == 400
+
+
+def test_a_body_longer_than_its_content_length_is_not_taken_whole(
+    site: tuple[str, dict[str, str]],
+) -> None:
+    """werkzeug reads ``Content-Length`` bytes: the form is parsed from a cut body, which is
+    no complete multipart (refused), never served from what came after."""
+    url, headers = site
+    large = _padded(3 * MAX_AUTH_BODY)
+    assert _post(url, large, headers, length=len(SMALL), chunked=False) == 400
