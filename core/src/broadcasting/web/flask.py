@@ -37,12 +37,14 @@ def _read(endpoints: AuthEndpoints, current: Request, limit: int) -> tuple[bytes
     length = current.content_length
     if length is not None and length > limit:
         return b"", current.headers  # the handler answers 413 from the header; nothing is read
-    if length is None:
+    parsed = "form" in current.__dict__  # a before_request hook (or an extension) read
+    if length is None and not parsed:  # request.form, consuming the stream: chunked too
         return current.stream.read(limit + 1), current.headers
-    body = current.get_data(cache=True)
-    if body or not length or "form" not in current.__dict__:
+    body = b"" if length is None else current.get_data(cache=True)
+    if body or (length == 0) or not parsed:
         return body, current.headers
-    # a before_request hook (or an extension) read request.form, consuming the stream
+    # the fields that hook parsed, handed on as a form: limited by the size the client sent
+    # (its Content-Length, checked above), or by the form's own for a chunked body
     if current.files:
         return endpoints.error(400, "the multipart body may hold only named text fields")
     return as_form(list(current.form.items(multi=True)), current.headers)
