@@ -188,3 +188,37 @@ async def test_an_answer_woken_in_the_same_turn_wins_over_the_clock() -> None:
 def _cancellations(task: asyncio.Task[Any]) -> int:
     """The task's cancellations still pending (0 before Python 3.11, which does not count)."""
     return task.cancelling() if hasattr(task, "cancelling") else 0
+
+
+async def test_a_swallowed_cancellation_is_made_again_until_the_request_takes_it() -> None:
+    # No timer but this one bounds an async request's answer (aiohttp's total and sock_read
+    # are off), so a cancellation something on the way catches and drops (a close that waits)
+    # must not leave the request waiting for ever: it is made again after as long.
+    loop = asyncio.get_running_loop()
+    never: asyncio.Future[str] = loop.create_future()
+    deadlines: list[_AnswerDeadline] = []
+    swallowed: list[float] = []
+
+    async def request() -> str:
+        deadline = _AnswerDeadline(0.2)
+        deadlines.append(deadline)
+        deadline.start()
+        try:
+            while True:
+                try:
+                    return await asyncio.shield(never)
+                except asyncio.CancelledError:
+                    if swallowed:
+                        raise
+                    swallowed.append(loop.time())  # the first one, dropped
+        except asyncio.CancelledError:
+            return "timed out" if deadline.stop() else "cancelled by another"
+        finally:
+            deadline.stop()
+
+    task = loop.create_task(request())
+    assert await asyncio.wait_for(task, 10) == "timed out"
+    assert len(swallowed) == 1
+    (deadline,) = deadlines
+    assert not deadline.expired and deadline.handle is not None and deadline.handle.cancelled()
+    assert _cancellations(task) == 0, "both of the clock's cancellations were taken back"

@@ -82,13 +82,12 @@ async def test_a_full_shared_request_costs_few_calls_per_publish(soketi: Any) ->
 
 
 async def test_a_request_puts_no_timer_on_the_loop_beyond_its_deadlines(soketi: Any) -> None:
-    """A request's timers: the connection's (soketi closes it after
-    every answer, so each request connects anew) and the answer's deadline. aiohttp's
-    ``sock_read`` (one per read) and ``total`` timeouts repeated that deadline with two to
-    three more, each cancelled but left in the loop's heap for seconds, where every later
-    timer, the application's own included, paid for it in comparisons (paced publishing
-    went from 235 to 176 Python calls a publish in all without them:
-    benchmarks/publish_calls.py)."""
+    """A request's timers: the connection's (soketi closes it after every answer, so each
+    request connects anew) and the answer's deadline. aiohttp's ``sock_read`` (one per read)
+    and ``total`` timeouts repeated that deadline with two to three more, each cancelled but
+    left in the loop's heap for seconds (total's for 15), where every later timer, the
+    application's own included, paid for it in comparisons (a paced publish made 229 Python
+    calls in all with total, 176 without: benchmarks/publish_calls.py)."""
     async with Broadcast(_config(soketi, 0.2)) as broadcast:
 
         async def full_request() -> list[Receipt]:
@@ -115,8 +114,8 @@ async def test_a_request_puts_no_timer_on_the_loop_beyond_its_deadlines(soketi: 
     assert all(r.requests == 1 for r in receipts)
     # (a full batch goes at once: no linger timer is needed for it)
     deadlines = [delay for delay in scheduled if delay > 0.2]
-    # the connection's (5 s: the driver's default timeout) and the answer's
-    assert len(deadlines) == 2, f"{len(deadlines)} timers of over 0.2 s, one request: {scheduled}"
+    # the connection's and the answer's (5 s: the driver's default timeout)
+    assert len(deadlines) == 2 and all(d < 6 for d in deadlines), scheduled
 
 
 async def test_a_drain_back_from_its_request_does_not_linger_beside_another(

@@ -374,9 +374,12 @@ def _new_transport(settings: PusherSettings, hosts: Hosts) -> Transport:
     tls = ssl.create_default_context() if settings.ssl else False
     # per phase, as the sync socket's: the connection within ``connect``, then the whole
     # answer within _AnswerDeadline's clock (started as the request goes out, in the
-    # request's own task). aiohttp's ``sock_read`` (each read alone) and ``total`` would only
-    # repeat that deadline, less strictly, at the cost of two to three more timers a request,
-    # each left in the event loop's heap for seconds after it is cancelled; so none.
+    # request's own task, and cancelling it again should a cancellation be swallowed).
+    # aiohttp's ``sock_read`` (each read alone) and ``total`` would only repeat that, less
+    # strictly, with more timers a request, each left in the event loop's heap for seconds
+    # (total's for 15) after it is cancelled: every later timer, the application's own
+    # included, paid for them in comparisons (benchmarks/publish_calls.py: 229 calls a paced
+    # publish with them, 176 without). So none.
     timeout = settings.timeout
     per_node, nodes = settings.max_connections, len(hosts.nodes)
     return aiohttp.ClientSession(  # one session talks to every node: only the URL changes
@@ -404,17 +407,18 @@ def _closed(where: str, query: bool) -> ServiceError:
 
 
 class _AnswerDeadline:
-    """One async request's answer, due ``seconds`` after it began to go out: aiohttp's
-    ``sock_read`` bounds each read alone, and a server that trickled its answer a byte at a
-    time would keep the request until the ``total`` timeout. Started when the request is being
-    sent (:func:`_request_class`, in the request's own task), it cancels that task when due;
-    :meth:`stop` says whether the CancelledError was its own."""
+    """One async request's answer, due ``seconds`` after it began to go out, however it comes
+    (aiohttp's ``sock_read`` would bound each read alone: a server that trickled its answer a
+    byte at a time would keep the request for ever). Started when the request is being sent
+    (:func:`_request_class`, in the request's own task), it cancels that task when due, and
+    again every ``seconds`` until the task takes it; :meth:`stop` says whether the
+    CancelledError was its own."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.task = asyncio.current_task()
         self.handle: asyncio.Handle | None = None  #: the timer's, then its cancellation's
-        self.expired = False
+        self.expired = 0  #: the cancellations it made (more than one if one was swallowed)
         self._cancelling = 0  #: the task's cancellations under way when the clock started
         self.began = False  #: the request began to go out (its connection made): maybe sent
 
@@ -437,20 +441,27 @@ class _AnswerDeadline:
 
     def _cancel(self) -> None:
         if self.task is not None:
-            self.expired = True
+            self.expired += 1
             self.task.cancel()
+            # again after as long, until the request's task takes it and stops the clock: a
+            # cancellation swallowed on the way (a close that waits, catching it) must not
+            # leave the request waiting for ever, now that no other timer bounds it
+            self.handle = self.task.get_loop().call_later(self.seconds, self._cancel)
 
     def stop(self) -> bool:
         """Stop the clock: whether it ran out (and cancelled the task) and nothing else
-        cancelled the task (its own cancellation is then taken back: the request ends in a
+        cancelled the task (its own cancellations are then taken back: the request ends in a
         timeout instead)."""
         if self.handle is not None:
             self.handle.cancel()
         if not self.expired or self.task is None:
             return False
-        self.expired = False  # taken back once
+        made, self.expired = self.expired, 0  # taken back once
         if sys.version_info >= (3, 11):
-            return self.task.uncancel() <= self._cancelling
+            left = self.task.cancelling()
+            for _ in range(made):
+                left = self.task.uncancel()
+            return left <= self._cancelling
         return True
 
 
