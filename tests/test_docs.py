@@ -961,6 +961,39 @@ def _background_driver_of_its_own(b: Block, docs: Docs) -> None:
     assert json.loads(body)["channels"] == ["orders"]
 
 
+# -- docs/testing.md -------------------------------------------------------------------------
+
+TESTING = "docs/testing.md"
+
+
+@runs(TESTING, "pytest-async")
+def _testing_pytest_async(b: Block, docs: Docs) -> None:
+    """The block is a test file: pytest runs it with the real ``broadcast_fake`` fixture and
+    pytest-asyncio in its default (strict) mode, and its test passes; the same file with the
+    view publishing to another order fails on the fake's assertion."""
+    folder = docs.tmp_path / "async_example"
+    folder.mkdir()
+    (folder / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    (folder / "test_example.py").write_text(b.code, encoding="utf-8")
+    wrong = b.code.replace('f"private-orders.{order_id}"', 'f"private-orders.{order_id + 1}"')
+    assert wrong != b.code
+    (folder / "test_wrong.py").write_text(wrong, encoding="utf-8")
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-q"],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    outcomes = sorted(
+        line.split(" - ")[0]
+        for line in ran.stdout.splitlines()
+        if line.startswith(("PASSED ", "FAILED ", "ERROR "))
+    )
+    assert outcomes == [
+        "FAILED test_wrong.py::test_shipping_tells_the_customer",
+        "PASSED test_example.py::test_shipping_tells_the_customer",
+    ], ran.stdout + ran.stderr
+    assert "AssertionError: no publish matched event='shipped'" in ran.stdout, ran.stdout
+
+
 # -- docs/scaling.md -------------------------------------------------------------------------
 
 SCALING = "docs/scaling.md"
