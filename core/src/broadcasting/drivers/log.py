@@ -37,17 +37,24 @@ class BroadcastLogDriver(Driver):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> BroadcastLogDriver:
-        unknown = set(options) - {"logger", "level"}
-        if unknown:
-            raise ConfigurationError(cls.name, sorted(unknown)[0], "unknown option")
+        # every problem at once, in the order of the options (ConfigurationError.combine)
+        found = [
+            ConfigurationError(cls.name, str(key), "unknown option")
+            for key in options
+            if key not in ("logger", "level")
+        ]
         logger = options.get("logger", "broadcasting")
         if not isinstance(logger, str) or not logger:
-            raise ConfigurationError(cls.name, "logger", "must be a logger name")
+            found.append(ConfigurationError(cls.name, "logger", "must be a logger name"))
         level = options.get("level", logging.INFO)
         if isinstance(level, str):
             level = logging.getLevelName(level.upper())
         if not isinstance(level, int):
-            raise ConfigurationError(cls.name, "level", "must be a logging level name or number")
+            found.append(
+                ConfigurationError(cls.name, "level", "must be a logging level name or number")
+            )
+        if found:
+            raise ConfigurationError.combine(found)
         return cls(logger, level)
 
     def publish(self, message: Message) -> Receipt:

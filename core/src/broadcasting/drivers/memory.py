@@ -127,14 +127,21 @@ class BroadcastMemoryDriver(Driver):
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> BroadcastMemoryDriver:
-        unknown = set(options) - {"max_history"}
-        if unknown:
-            raise ConfigurationError(cls.name, sorted(unknown)[0], "unknown option")
+        # every problem at once, in the order of the options (ConfigurationError.combine)
+        found = [
+            ConfigurationError(cls.name, str(key), "unknown option")
+            for key in options
+            if key != "max_history"
+        ]
         max_history = options.get("max_history")
         if max_history is not None and (
             not isinstance(max_history, int) or isinstance(max_history, bool) or max_history < 1
         ):
-            raise ConfigurationError(cls.name, "max_history", "must be a positive int or None")
+            found.append(
+                ConfigurationError(cls.name, "max_history", "must be a positive int or None")
+            )
+        if found:
+            raise ConfigurationError.combine(found)
         return cls(max_history)
 
     @property
