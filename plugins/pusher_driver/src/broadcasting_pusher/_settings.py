@@ -173,14 +173,39 @@ def _host_problem(host: str) -> str | None:
     return None
 
 
-def _entry_name(index: int, entry: object, secret: str) -> str:
+#: The options whose values are secrets: ``encryption_master_key`` is no option of this
+#: driver (an unknown one), but is the pusher SDK's name for the raw key, so may be given.
+_SECRET_OPTIONS = ("encryption_master_key_base64", "encryption_master_key")
+
+
+def _secret_texts(options: Mapping[str, Any], secret: str) -> tuple[str, ...]:
+    """The secret values given in ``options``, ``secret`` first (``""`` when it is missing or
+    wrong); a value that is no text at all is ``""`` too, which no entry is shown beside."""
+    texts = [secret]
+    for key in _SECRET_OPTIONS:
+        value = options.get(key)
+        if value is not None:
+            value = value.reveal() if isinstance(value, Secret) else value
+            texts.append(value if isinstance(value, str) else "")
+    return tuple(texts)
+
+
+def _entry_name(index: int, entry: object, secrets: tuple[str, ...]) -> str:
     """``entry 2 ('soketi-2:6001')``: the entry as written if it looks like a host, else only
-    its position (the secret is never shown, even if it was put there by mistake)."""
-    shown = isinstance(entry, str) and _SHOWABLE.fullmatch(entry) and secret not in entry
+    its position. An entry that holds any secret value of the options (a base64 key with or
+    without its ``=`` padding), or is a part of one, is never shown, even if it was put there
+    by mistake."""
+    shown = (
+        isinstance(entry, str)
+        and _SHOWABLE.fullmatch(entry)
+        and not any(text.rstrip("=") in entry or entry in text for text in secrets)
+    )
     return f"entry {index}" + (f" ({entry!r})" if shown else "")
 
 
-def _hosts(options: Mapping[str, Any], default_port: int, secret: str) -> tuple[Node, ...]:
+def _hosts(
+    options: Mapping[str, Any], default_port: int, secrets: tuple[str, ...]
+) -> tuple[Node, ...]:
     """The ``hosts`` option: a list of ``host``, ``host:port`` or ``[v6]:port`` entries."""
     raw = options.get("hosts")
     if raw is None:
@@ -204,7 +229,7 @@ def _hosts(options: Mapping[str, Any], default_port: int, secret: str) -> tuple[
         raise ConfigurationError(NAME, "hosts", "is empty: list at least one node")
     nodes: dict[tuple[str, int], tuple[int, Node]] = {}
     for index, entry in enumerate(raw):
-        name = _entry_name(index, entry, secret)
+        name = _entry_name(index, entry, secrets)
         match = _ENTRY.fullmatch(entry) if isinstance(entry, str) else None
         port = int(match["port"]) if match and match["port"] else default_port
         if not match or not 0 < port < 65536:
@@ -319,8 +344,10 @@ def parse_settings(options: Mapping[str, Any]) -> PusherSettings:
     ):
         problem("timeout", f"must be a number of seconds > 0 and at most {MAX_TIMEOUT:,} (a day)")
     port = port or (443 if ssl else 80)
-    # an entry is shown only if it is not the secret: none is while the secret is unknown
-    hosts: tuple[Node, ...] = checked(lambda: _hosts(options, port, secret or ""), ())
+    # an entry is shown only if it holds no secret value: none is while the secret is unknown
+    hosts: tuple[Node, ...] = checked(
+        lambda: _hosts(options, port, _secret_texts(options, secret or "")), ()
+    )
     master_key = checked(lambda: _master_key(options), None)
     max_payload_bytes = checked(
         lambda: _positive_int(options, "max_payload_bytes", DEFAULT_MAX_PAYLOAD_BYTES), 0
