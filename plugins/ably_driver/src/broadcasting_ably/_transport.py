@@ -8,6 +8,7 @@ import inspect
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Coroutine
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
@@ -147,8 +148,9 @@ class Clients:
         self._lock = threading.Lock()
         #: idle sync clients by host count, the last given back last
         self._sync: dict[int, list[Any]] = {}
-        #: sync clients threads hold (by id): the client, its host count, the closes before it
-        self._out: dict[int, tuple[Any, int, int]] = {}
+        #: sync clients threads hold (by id): the client (weakly, see :meth:`_hold`), its host
+        #: count, the closes before it
+        self._out: dict[int, tuple[weakref.ref[Any], int, int]] = {}
         self._closes = 0  #: :meth:`close` calls so far: a client taken before one is closed
         self.loops: dict[int, PerLoop[Any]] = {}
         self.inherited = 0  #: sync clients of a parent process let go of after ``os.fork()``
@@ -200,13 +202,22 @@ class Clients:
             client = idle.pop() if idle else None
             closes = self._closes
             if client is not None:
-                self._out[id(client)] = (client, hosts, closes)
+                self._hold(client, hosts, closes)
                 return client
         client = self._new(hosts, aio=False)  # outside the lock: it builds an httpx client
         with self._lock:
             # a close() since the count was read: closed as it is given back
-            self._out[id(client)] = (client, hosts, closes)
+            self._hold(client, hosts, closes)
         return client
+
+    def _hold(self, client: Any, hosts: int, closes: int) -> None:
+        """Under the lock: ``client`` is held by this thread until :meth:`release`. Kept
+        weakly: a signal's exception (Ctrl-C) raised as :meth:`_take_one` returns, before the
+        caller's ``try``, leaves a client nothing gives back; it is collected (its sockets
+        closed as it goes) and its entry with it, not kept, unclosed, for good."""
+        key, out = id(client), self._out
+        # no lock in the callback: the collector may run it in a thread holding it
+        out[key] = (weakref.ref(client, lambda _: out.pop(key, None)), hosts, closes)
 
     def release(self, client: Any) -> None:
         """This thread is done with ``client`` (:meth:`fresh`'s): idle again for the next
