@@ -684,10 +684,16 @@ def ids_in_state(table: str) -> str:
     return f"SELECT id FROM {_q(table)} WHERE state = ? AND id > ? ORDER BY id LIMIT ?"
 
 
-def drop_listed(table: str, ids: int, states: int) -> str:
+def drop_listed(dialect: str, table: str, ids: int, states: int) -> str:
     """Delete the listed rows that are in one of the listed states (by key: never a row in
-    another state, whatever a relay does with it meanwhile)."""
-    return f"DELETE FROM {_q(table)} WHERE id IN ({_marks(ids)}) AND state IN ({_marks(states)})"
+    another state, whatever a relay does with it meanwhile). MySQL: found by primary key
+    (:func:`_by_id`, which only the multi-table DELETE takes); with a list as long as the
+    table MariaDB scans it whole, and waits for every row an application's or a relay's open
+    transaction holds, pending ones too."""
+    where = f"WHERE id IN ({_marks(ids)}) AND state IN ({_marks(states)})"
+    if dialect == MYSQL:
+        return f"DELETE FROM {_q(table)} USING {_q(table)}{_by_id(dialect)} {where}"
+    return f"DELETE FROM {_q(table)} {where}"
 
 
 def last_in_state(table: str) -> str:

@@ -1490,7 +1490,7 @@ class Store:
         count = 0
         with self._transaction(write=True) as run:
             for chunk in _chunks(sorted(set(ids)), CHUNK):
-                sql = _sql.drop_listed(self.table, len(chunk), len(FAILED))
+                sql = _sql.drop_listed(self.dialect, self.table, len(chunk), len(FAILED))
                 count += run.count(sql, *chunk, *FAILED)
         return count
 
@@ -1530,7 +1530,7 @@ class Store:
             ]
             if not found:
                 return 0, []
-            sql = _sql.drop_listed(self.table, len(found), 1)
+            sql = _sql.drop_listed(self.dialect, self.table, len(found), 1)
             return run.count(sql, *found, state), found
 
     def purge(self, before: float) -> int:
