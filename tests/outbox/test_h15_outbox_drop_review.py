@@ -24,7 +24,7 @@ import pytest
 
 from broadcasting import cli
 from broadcasting.outbox import _sql
-from broadcasting.outbox._row import DEAD, PENDING, UNKNOWN, NewRow
+from broadcasting.outbox._row import DEAD, DELIVERED, PENDING, UNKNOWN, NewRow
 from broadcasting.outbox._store import Store
 
 SECRET = "h15-Secret-pw"
@@ -109,6 +109,46 @@ def test_a_mysql_drop_does_not_wait_for_a_pending_row_another_transaction_holds(
         assert results == {"n": sum(s in dropped for s in states)}
         kept = {i: s for i, s in zip(ids, states, strict=True) if s not in dropped}
         assert states_of(store) == kept
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_mysql_purge_does_not_wait_for_a_pending_row_another_transaction_holds(
+    outbox_config: Callable[..., dict[str, Any]],
+) -> None:
+    """The relay's purge of delivered rows, as the drop above: on a small table MariaDB read
+    it whole for the listed ids and waited for a pending row an application's open
+    transaction held, so the relay's purge (and the relay) stood still until it committed."""
+    outbox = outbox_config("mysql", partitions=2)
+    store = Store.from_config(outbox)
+    other = Store.from_config(outbox)
+    try:
+        store.create_tables()
+        states = [DELIVERED] * 10 + [PENDING] * 10
+        ids = set_states(store, states)
+        table = _sql._q(store.table)
+        with store._transaction(write=True) as run:  # delivered a minute ago
+            run(f"UPDATE {table} SET done_at = ? WHERE state = ?", time.time() - 60, DELIVERED)
+        held = ids[12]
+        holder = other._source.transaction(write=True)
+        cursor = holder.__enter__()
+        try:
+            sql = f"UPDATE {table} SET attempts = attempts + 1 WHERE id = ?"
+            cursor.run(_sql.render(sql, store.dialect, store.paramstyle), (held,))
+            results: dict[str, int] = {}
+            thread = threading.Thread(
+                target=lambda: results.update(n=store.purge(time.time())), daemon=True
+            )
+            thread.start()
+            thread.join(30)  # a deadline only: it returns at once, or waits for the holder
+            waited = thread.is_alive()
+        finally:
+            holder.__exit__(None, None, None)  # commits
+        thread.join(60)
+        assert not waited, "the purge waited for a pending row another transaction held"
+        assert results == {"n": 10}
+        assert states_of(store) == {i: PENDING for i in ids[10:]}
     finally:
         other.close()
         store.close()

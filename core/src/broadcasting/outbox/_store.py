@@ -1560,7 +1560,8 @@ class Store:
             ids = [i for (i,) in run(_sql.purgeable(self.table), DELIVERED, before, CHUNK)]
             if not ids:
                 return 0, 0
-            return run.count(_sql.purge_listed(self.table, len(ids)), DELIVERED, *ids), len(ids)
+            sql = _sql.purge_listed(self.dialect, self.table, len(ids))
+            return run.count(sql, DELIVERED, *ids), len(ids)
 
     def close(self) -> None:
         """Close the store's connections (a Django store leaves Django's to Django)."""
