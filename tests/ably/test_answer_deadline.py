@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import trustme
+from local_http import read_request
 
 from broadcasting import Broadcast, PublishError, QueryError
 from servers.ably_emulator import TEST_KEY, AblyEmulator
@@ -81,21 +82,8 @@ class Trickling:
 
     def _http11(self, conn: ssl.SSLSocket) -> bytes | None:
         """Read one request; the answer to trickle (its head sent first in ``body`` mode)."""
-        data = b""
-        while b"\r\n\r\n" not in data:
-            if not (chunk := conn.recv(65536)):
-                return None
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(body) < length:
-            if not (chunk := conn.recv(65536)):
-                return None
-            body += chunk
+        if read_request(conn) is None:
+            return None
         answer_head = (
             b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(ANSWER)

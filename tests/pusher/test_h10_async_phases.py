@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from local_http import read_request
 
 from broadcasting import Broadcast, PublishError, QueryError
 
@@ -73,23 +74,9 @@ class Server:
 
     def read_request(self, conn: socket.socket) -> bytes | None:
         """One request (head and Content-Length body), counted; None if the peer closed."""
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(body) < length:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            body += chunk
+        if (request := read_request(conn)) is None:
+            return None
+        head, _ = request
         with self._lock:
             self.requests.append(head)
         return head

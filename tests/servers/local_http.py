@@ -1,9 +1,10 @@
-"""Small HTTP helpers the browser tests share: a folder served over HTTP, a URL's readiness,
-and a child process stopped politely."""
+"""Small HTTP helpers the tests share: a folder served over HTTP, a URL's readiness, a child
+process stopped politely, and one raw request read off a socket."""
 
 from __future__ import annotations
 
 import http.server
+import socket
 import subprocess
 import threading
 import urllib.request
@@ -54,3 +55,25 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def read_request(conn: socket.socket) -> tuple[bytes, bytes] | None:
+    """One HTTP/1.1 request read from ``conn``, as the misbehaving test servers read them:
+    its head (request line and headers) and its body, by ``Content-Length``; None if the
+    peer closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if not (chunk := conn.recv(65536)):
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        if not (chunk := conn.recv(65536)):
+            return None
+        body += chunk
+    return head, body
