@@ -12,7 +12,6 @@ the real SQLite, PostgreSQL and MariaDB (tables in the session's schema/database
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -21,54 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from outbox_ops import config_file, main, set_states, states_of
 
-from broadcasting import cli
 from broadcasting.outbox import _sql
-from broadcasting.outbox._row import DEAD, DELIVERED, PENDING, UNKNOWN, NewRow
+from broadcasting.outbox._row import DEAD, DELIVERED, PENDING, UNKNOWN
 from broadcasting.outbox._store import Store
 
 SECRET = "h15-Secret-pw"
 #: A server database that is down: nothing listens on port 1.
 DOWN = {"postgresql": "postgresql://postgres@127.0.0.1:1/test"}
-
-
-def main(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``broadcasting ARGV``: its status, stdout and stderr."""
-    try:
-        status = cli.main(list(argv))
-    except SystemExit as exc:
-        status = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def config_file(tmp_path: Path, outbox: dict[str, Any]) -> str:
-    path = tmp_path / f"broadcasting-{uuid.uuid4().hex[:6]}.json"
-    config = {"DRIVER": "memory", "DRIVERS": {"memory": {}}, "SEND": "outbox", "OUTBOX": outbox}
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return str(path)
-
-
-def set_states(store: Store, states: list[int]) -> list[int]:
-    """Rows in ``store``, one in each of ``states`` (in that order): their ids."""
-    now = time.time()
-    store.insert(
-        [
-            NewRow(0, now, now, "memory", "e", ("orders",), '"x"', "json", None, uuid.uuid4().hex)
-            for _ in states
-        ]
-    )
-    table = _sql._q(store.table)
-    with store._transaction(write=True) as run:
-        ids = [int(i) for (i,) in run(f"SELECT id FROM {table} ORDER BY id")][-len(states) :]
-        for row_id, state in zip(ids, states, strict=True):
-            run(f"UPDATE {table} SET state = ? WHERE id = ?", state, row_id)
-    return ids
-
-
-def states_of(store: Store) -> dict[int, int]:
-    with store._transaction(write=False) as run:
-        return {int(i): int(s) for i, s in run(f"SELECT id, state FROM {_sql._q(store.table)}")}
 
 
 @pytest.mark.parametrize("how", ["named", "all-dead"])

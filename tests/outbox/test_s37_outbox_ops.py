@@ -19,7 +19,6 @@ tables in the session's database (conftest), both dropped at the end.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -32,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from outbox_ops import config_file, main, set_states, states_of
 
-from broadcasting import Broadcast, cli
+from broadcasting import Broadcast
 from broadcasting.outbox import _relay, _sql
 from broadcasting.outbox._relay import Relay
-from broadcasting.outbox._row import DEAD, DELIVERED, PENDING, SENDING, UNKNOWN, NewRow
+from broadcasting.outbox._row import DEAD, DELIVERED, PENDING, SENDING, UNKNOWN
 from broadcasting.outbox._store import OutboxTablesMissing, Store
 
 KINDS = ["sqlite", "postgresql", "mysql"]
@@ -45,44 +45,6 @@ DOWN = {
     "postgresql": "postgresql://postgres@127.0.0.1:1/test",
     "mysql": "mysql+pymysql://root@127.0.0.1:1/test",
 }
-
-
-def main(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``broadcasting ARGV``: its status, stdout and stderr (an argparse refusal: 2)."""
-    try:
-        status = cli.main(list(argv))
-    except SystemExit as exc:
-        status = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def config_file(tmp_path: Path, outbox: dict[str, Any]) -> str:
-    path = tmp_path / f"broadcasting-{uuid.uuid4().hex[:6]}.json"
-    config = {"DRIVER": "memory", "DRIVERS": {"memory": {}}, "SEND": "outbox", "OUTBOX": outbox}
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return str(path)
-
-
-def set_states(store: Store, states: list[int]) -> list[int]:
-    """Rows in ``store``, one in each of ``states`` (in that order): their ids."""
-    now = time.time()
-    rows = [
-        NewRow(0, now, now, "memory", "e", ("orders",), '"x"', "json", None, uuid.uuid4().hex)
-        for _ in states
-    ]
-    store.insert(rows)
-    with store._transaction(write=True) as run:
-        ids = [i for (i,) in run(f"SELECT id FROM {_sql._q(store.table)} ORDER BY id")]
-        ids = ids[-len(states) :]
-        for row_id, state in zip(ids, states, strict=True):
-            run(f"UPDATE {_sql._q(store.table)} SET state = ? WHERE id = ?", state, row_id)
-    return ids
-
-
-def states_of(store: Store) -> dict[int, int]:
-    with store._transaction(write=False) as run:
-        return {int(i): int(s) for i, s in run(f"SELECT id, state FROM {_sql._q(store.table)}")}
 
 
 @pytest.fixture
