@@ -7,7 +7,9 @@ statements a write runs are seen with the connection's own trace callback."""
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from broadcasting import Broadcast
+from broadcasting import Broadcast, OutboxError
 from broadcasting.outbox import Relay, Store, _sql, store_for
 
 TABLES = {
@@ -295,3 +297,100 @@ def test_the_check_connection_is_let_go_once_the_store_makes_the_tables(
     store.create_tables()
     assert store._probe is None, "nothing is left to ask: its connection is closed"
     assert store._tables_found()
+
+
+def test_a_write_racing_the_first_use_waits_until_the_tables_are_made(
+    outbox: Callable[[], tuple[Broadcast, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay's first round makes the tables of a store that creates them on first use;
+    a publish through the outbox from another thread meanwhile (FastAPI's request beside
+    the lifespan's relay) waits for that, instead of writing before the tables exist ("no
+    such table": CI saw it once in docs/background.md's relay-lifespan example).
+
+    The window is widened by holding the relay back just before it begins its DDL
+    transaction until the publish has had its chance (a patch of the store's source, the
+    only stand-in here). Inside that transaction SQLite's own write lock would serialize
+    the two; before it, nothing did."""
+    broadcast, path = outbox()
+    in_ddl, go = threading.Event(), threading.Event()
+    source = store_for(broadcast)._source
+    real = source.transaction
+
+    def held(write: bool, ddl: bool = False) -> Any:
+        if ddl:
+            in_ddl.set()
+            assert go.wait(10)
+        return real(write, ddl)
+
+    monkeypatch.setattr(source, "transaction", held)
+    relay = Relay(broadcast, owner="r")
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, call: Callable[[], object]) -> None:
+        try:
+            outcomes[name] = call()
+        except Exception as exc:  # asserted on below
+            outcomes[name] = exc
+
+    first = threading.Thread(target=run, args=("relay", relay.run_once))
+    first.start()
+    assert in_ddl.wait(10)
+    publish = lambda: broadcast.channel("orders", "raced", "e", send="outbox")  # noqa: E731
+    second = threading.Thread(target=run, args=("publish", publish))
+    second.start()
+    # before the fix the publish failed at once; now it waits on the relay's DDL
+    second.join(1.0)
+    assert "publish" not in outcomes, outcomes.get("publish")
+    go.set()
+    first.join(10)
+    second.join(10)
+    assert not isinstance(outcomes["publish"], Exception), outcomes["publish"]
+    assert not isinstance(outcomes["relay"], Exception), outcomes["relay"]
+    assert relay.run_once().delivered == 1
+    sent = broadcast.driver("memory").driver.messages  # type: ignore[attr-defined]
+    assert [m.data for m in sent] == ["raced"]
+    assert committed(path) == (TABLES, ["raced"])
+
+
+def test_a_first_use_that_fails_is_tried_again_by_the_next(
+    outbox: Callable[[], tuple[Broadcast, Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broadcast, path = outbox()
+    real = _sql.create_tables
+    failing = [True]
+
+    def once_broken(dialect: str, table: str) -> Iterator[str]:
+        if failing.pop() if failing else False:
+            yield "CREATE TABLE broken ("  # a syntax error: the DDL transaction fails
+        yield from real(dialect, table)
+
+    monkeypatch.setattr(_sql, "create_tables", once_broken)
+    with pytest.raises(OutboxError, match=r"syntax error|incomplete input"):
+        broadcast.channel("orders", "lost", "e", send="outbox")
+    broadcast.channel("orders", "kept", "e", send="outbox")
+    assert committed(path) == (TABLES, ["kept"])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
+def test_a_child_forked_while_a_thread_makes_the_tables_makes_them_itself(
+    outbox: Callable[[], tuple[Broadcast, Path]],
+) -> None:
+    """A fork() while another thread of the parent is making the tables (its lock held,
+    here by this thread for it) leaves the child a free lock of its own, not one that no
+    thread of the child will ever release."""
+    broadcast, path = outbox()
+    store = store_for(broadcast)
+    with store._first_use_lock:
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            signal.alarm(30)  # the parent's lock, were it kept, would hang the child
+            try:
+                broadcast.channel("orders", "child", "e", send="outbox")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    broadcast.channel("orders", "parent", "e", send="outbox")
+    assert committed(path) == (TABLES, ["child", "parent"])

@@ -954,6 +954,7 @@ class Store:
         self._wake = threading.Event()
         self._probe: Any = None
         self._probe_lock = threading.Lock()
+        self._first_use_lock = threading.Lock()
         call_after_fork(self)
 
     @classmethod
@@ -1026,14 +1027,16 @@ class Store:
     # -- connections ----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self, write: bool, ddl: bool = False, explain: bool = True) -> Iterator[_Tx]:
+    def _transaction(
+        self, write: bool, ddl: bool = False, explain: bool = True, setup: bool = False
+    ) -> Iterator[_Tx]:
         """A transaction of the store's own; its statements take ``?`` placeholders. With
         ``explain``, an error that says one of the outbox's tables does not exist becomes an
         :class:`OutboxTablesMissing` (not inside the caller's own transaction: the error
-        there is the caller's)."""
-        if self._create_on_first_use:
-            self._create_on_first_use = False
-            self.create_tables()
+        there is the caller's). The first one (but those of :meth:`create_tables` itself,
+        ``ddl`` and ``setup``) of a store that creates its tables on first use makes them."""
+        if self._create_on_first_use and not (ddl or setup):
+            self._create_first()
         try:
             with self._source.transaction(write, ddl) as cursor:
                 yield _Tx(cursor, self.dialect, self.paramstyle)
@@ -1083,13 +1086,22 @@ class Store:
     def create_tables(self) -> None:
         """Create the outbox, lease and relay tables and the index if missing (idempotent),
         and a lease row per partition."""
-        self._create_on_first_use = False
         with self._transaction(write=True, ddl=True) as run:
             for statement in _sql.create_tables(self.dialect, self.table):
                 run(statement)
         self._tables_seen = True
         self._drop_probe()  # what _tables_found() would have asked is now known
-        self._seed()
+        self._seed(setup=True)
+        self._create_on_first_use = False
+
+    def _create_first(self) -> None:
+        """The tables made, and the leases seeded, by the first of the threads that use a
+        store which creates them on first use; the others wait here until that is committed
+        (a write let through earlier would find no table). If it fails, the next use tries
+        again."""
+        with self._first_use_lock:
+            if self._create_on_first_use:
+                self.create_tables()
 
     def _tables_found(self) -> bool:
         """Whether this SQLite outbox's tables are committed in its file: until they are, a
@@ -1133,9 +1145,10 @@ class Store:
             self._probe_lock.release()
 
     @_retried
-    def _seed(self) -> None:
-        """A lease row per partition (missing ones added; more partitions than before too)."""
-        with self._transaction(write=True) as run:
+    def _seed(self, setup: bool = False) -> None:
+        """A lease row per partition (missing ones added; more partitions than before too);
+        ``setup``: as part of :meth:`create_tables`."""
+        with self._transaction(write=True, setup=setup) as run:
             (count,) = run(_sql.count_leases(self.table))[0]
             if count < self.partitions:
                 run.many(
@@ -1591,6 +1604,7 @@ class Store:
         self._probe = None
         self._probe_lock = threading.Lock()
         self._listen_lock = threading.Lock()
+        self._first_use_lock = threading.Lock()
         self._wake = threading.Event()
         self._source.forget()
 
