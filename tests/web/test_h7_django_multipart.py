@@ -120,12 +120,17 @@ def test_the_limit_is_the_multipart_body_the_client_sent(asynchronous: bool) -> 
         broadcast.close()
 
 
-def _chunked(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
-    """POST ``body`` in 1000-byte chunks (no Content-Length) over a raw socket: the status
-    and the JSON answer."""
+def _chunked(
+    url: str, body: bytes, headers: dict[str, str], content_length: int | None = None
+) -> tuple[int, Any]:
+    """POST ``body`` in 1000-byte chunks over a raw socket: the status and the JSON answer.
+    No Content-Length, unless ``content_length`` is given: then that header is sent beside
+    the chunked framing (which need not be the size of the body)."""
     host, port = url.removeprefix("http://").split(":")
     head = f"POST {AUTH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
     head += "Transfer-Encoding: chunked\r\n"
+    if content_length is not None:
+        head += f"Content-Length: {content_length}\r\n"
     head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
     with socket.create_connection((host, int(port)), timeout=10) as conn:
         conn.sendall(head.encode())
