@@ -119,6 +119,17 @@ def config(*hosts: str, timeout: float, **extra: Any) -> dict[str, Any]:
     return {"DRIVER": "pusher", "DRIVERS": {"pusher": options}}
 
 
+async def timed_publish(options: dict[str, Any], data: Any) -> tuple[float, PublishError]:
+    """Publish ``data`` to ``orders`` with ``options``, which must fail: how long it took, and
+    the error."""
+    async with Broadcast(options) as broadcast:
+        started = time.monotonic()
+        with pytest.raises(PublishError) as caught:
+            await broadcast.achannel("orders", data, "e")
+        took = time.monotonic() - started
+    return took, caught.value
+
+
 # -- before the request goes out: the TLS handshake, trickled -----------------------------------
 
 
@@ -138,13 +149,8 @@ async def test_a_trickled_tls_handshake_costs_one_timeout_and_sends_nothing(
 ) -> None:
     node = server(trickle_a_handshake)
     timeout = 1.0
-    async with Broadcast(config(node.node, timeout=timeout, ssl=True)) as broadcast:
-        started = time.monotonic()
-        with pytest.raises(PublishError) as caught:
-            await broadcast.achannel("orders", {"n": 1}, "e")
-        took = time.monotonic() - started
+    took, error = await timed_publish(config(node.node, timeout=timeout, ssl=True), {"n": 1})
     assert took < timeout + SLACK, f"the handshake took {took:.1f} s"
-    error = caught.value
     assert error.failed == ("orders",) and error.unknown == ()  # nothing was sent
     assert f"could not send the request to https://{node.node} within 1 s" in str(error)
     assert node.connections == 1 and node.requests == []
@@ -166,15 +172,10 @@ async def test_a_body_the_node_never_reads_is_given_up_after_one_timeout(
     # high-water mark: the write must stall
     size = 8 * 1024 * 1024
     options = config(node.node, timeout=timeout, max_payload_bytes=2 * size)
-    async with Broadcast(options) as broadcast:
-        started = time.monotonic()
-        with pytest.raises(PublishError) as caught:
-            await broadcast.achannel("orders", "x" * size, "e")
-        took = time.monotonic() - started
+    took, error = await timed_publish(options, "x" * size)
     # one timeout, plus encoding and signing 8 MiB before it starts (a second or so on a
     # loaded machine); a second timeout would take it past 2 x timeout
     assert took < 2 * timeout, f"the publish took {took:.1f} s"
-    error = caught.value
     assert error.unknown == ("orders",)  # part of it went out: it may have been taken
     assert f"no answer from http://{node.node} within 3 s" in str(error)
     assert node.connections == 1
@@ -239,12 +240,8 @@ async def test_an_early_answer_to_a_body_the_node_stopped_reading_is_bounded(
     timeout = 1.0
     size = 32 * 1024 * 1024
     options = config(node.node, timeout=timeout, max_payload_bytes=2 * size)
-    async with Broadcast(options) as broadcast:
-        started = time.monotonic()
-        with pytest.raises(PublishError) as caught:
-            await broadcast.achannel("orders", "x" * size, "e")
-        took = time.monotonic() - started
+    took, error = await timed_publish(options, "x" * size)
     assert took < timeout + SLACK, f"the publish took {took:.1f} s"
     # the answer came before the body went out: it is the answer, not a timeout
-    assert "answered HTTP 413" in str(caught.value)
-    assert caught.value.status == 413
+    assert "answered HTTP 413" in str(error)
+    assert error.status == 413
