@@ -31,6 +31,25 @@ SECRET = "h15-Secret-pw"
 DOWN = {"postgresql": "postgresql://postgres@127.0.0.1:1/test"}
 
 
+def waited_for_a_held_row(store: Store, other: Store, held: int, run: Callable[[], Any]) -> bool:
+    """Hold row ``held`` in a transaction on ``other``'s connection (an UPDATE not committed)
+    and call ``run`` in a thread meanwhile: whether it was still running 30 s later (it waited
+    for the holder). The holder then commits, and ``run`` is waited for."""
+    holder = other._source.transaction(write=True)
+    cursor = holder.__enter__()
+    try:
+        sql = f"UPDATE {_sql._q(store.table)} SET attempts = attempts + 1 WHERE id = ?"
+        cursor.run(_sql.render(sql, store.dialect, store.paramstyle), (held,))
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        thread.join(30)  # a deadline only: it returns at once, or waits for the holder
+        waited = thread.is_alive()
+    finally:
+        holder.__exit__(None, None, None)  # commits
+    thread.join(60)
+    return waited
+
+
 @pytest.mark.parametrize("how", ["named", "all-dead"])
 def test_a_mysql_drop_does_not_wait_for_a_pending_row_another_transaction_holds(
     how: str, outbox_config: Callable[..., dict[str, Any]]
@@ -46,24 +65,13 @@ def test_a_mysql_drop_does_not_wait_for_a_pending_row_another_transaction_holds(
         states = [DEAD] * 10 + [PENDING] * 10 + [UNKNOWN] * 2
         ids = set_states(store, states)
         held = ids[12]
-        holder = other._source.transaction(write=True)
-        cursor = holder.__enter__()
-        try:
-            sql = f"UPDATE {_sql._q(store.table)} SET attempts = attempts + 1 WHERE id = ?"
-            cursor.run(_sql.render(sql, store.dialect, store.paramstyle), (held,))
-            results: dict[str, int] = {}
-            if how == "named":
-                named = [i for i in ids if i != held]
-                run = lambda: results.update(n=store.drop(named))  # noqa: E731
-            else:
-                run = lambda: results.update(n=store.drop_all(DEAD))  # noqa: E731
-            thread = threading.Thread(target=run, daemon=True)
-            thread.start()
-            thread.join(30)  # a deadline only: it returns at once, or waits for the holder
-            waited = thread.is_alive()
-        finally:
-            holder.__exit__(None, None, None)  # commits
-        thread.join(60)
+        results: dict[str, int] = {}
+        if how == "named":
+            named = [i for i in ids if i != held]
+            run = lambda: results.update(n=store.drop(named))  # noqa: E731
+        else:
+            run = lambda: results.update(n=store.drop_all(DEAD))  # noqa: E731
+        waited = waited_for_a_held_row(store, other, held, run)
         assert not waited, "the drop waited for a pending row another transaction held"
         dropped = (DEAD, UNKNOWN) if how == "named" else (DEAD,)
         assert results == {"n": sum(s in dropped for s in states)}
@@ -90,22 +98,9 @@ def test_a_mysql_purge_does_not_wait_for_a_pending_row_another_transaction_holds
         table = _sql._q(store.table)
         with store._transaction(write=True) as run:  # delivered a minute ago
             run(f"UPDATE {table} SET done_at = ? WHERE state = ?", time.time() - 60, DELIVERED)
-        held = ids[12]
-        holder = other._source.transaction(write=True)
-        cursor = holder.__enter__()
-        try:
-            sql = f"UPDATE {table} SET attempts = attempts + 1 WHERE id = ?"
-            cursor.run(_sql.render(sql, store.dialect, store.paramstyle), (held,))
-            results: dict[str, int] = {}
-            thread = threading.Thread(
-                target=lambda: results.update(n=store.purge(time.time())), daemon=True
-            )
-            thread.start()
-            thread.join(30)  # a deadline only: it returns at once, or waits for the holder
-            waited = thread.is_alive()
-        finally:
-            holder.__exit__(None, None, None)  # commits
-        thread.join(60)
+        results: dict[str, int] = {}
+        purge = lambda: results.update(n=store.purge(time.time()))  # noqa: E731
+        waited = waited_for_a_held_row(store, other, ids[12], purge)
         assert not waited, "the purge waited for a pending row another transaction held"
         assert results == {"n": 10}
         assert states_of(store) == {i: PENDING for i in ids[10:]}
