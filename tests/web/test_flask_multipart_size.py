@@ -29,20 +29,26 @@ from broadcasting.web.flask import broadcasting_blueprint
 AUTH = "/broadcasting/auth"
 
 
-@pytest.fixture
-def site() -> Iterator[tuple[Broadcast, Any, dict[str, str]]]:
-    """A Flask app with CSRFProtect and the endpoints; its test client, and the headers of a
-    page that holds a CSRF token (read from the app, as a page's template would)."""
+def csrf_app(broadcast: Broadcast) -> Flask:
+    """A Flask app with CSRFProtect and ``broadcast``'s endpoints (Ada signed in), which
+    gives a page's CSRF token at ``/token`` (as a page's template would hold it)."""
     import flask_wtf.csrf as flask_wtf
 
-    broadcast = make_broadcast(driver="memory")
     app = Flask(__name__)
     app.config["SECRET_KEY"] = "tests"
     flask_wtf.CSRFProtect(app)
     user = {"id": "ada", "name": "Ada"}
     app.register_blueprint(broadcasting_blueprint(broadcast, user=lambda request: user))
     app.add_url_rule("/token", "token", flask_wtf.generate_csrf)
-    client = app.test_client()
+    return app
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[Broadcast, Any, dict[str, str]]]:
+    """A Flask app with CSRFProtect and the endpoints; its test client, and the headers of a
+    page that holds a CSRF token (read from the app, as a page's template would)."""
+    broadcast = make_broadcast(driver="memory")
+    client = csrf_app(broadcast).test_client()
     token = client.get("/token").get_data(as_text=True)
     try:
         yield broadcast, client, {"X-CSRFToken": token}

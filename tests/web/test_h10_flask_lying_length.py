@@ -14,13 +14,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from flask import Flask
+from test_flask_multipart_size import csrf_app
 from test_h7_django_multipart import CONTENT_TYPE, _multipart, _padded
 from web_support import make_broadcast
 from werkzeug.serving import make_server
 
 from broadcasting.web import MAX_AUTH_BODY
-from broadcasting.web.flask import broadcasting_blueprint
 
 AUTH = "/broadcasting/auth"
 
@@ -29,16 +28,8 @@ AUTH = "/broadcasting/auth"
 def site() -> Iterator[tuple[str, dict[str, str]]]:
     """werkzeug serving a Flask app with CSRFProtect and the endpoints: its URL, and the
     headers of a page holding a CSRF token (and its session cookie)."""
-    import flask_wtf.csrf as flask_wtf
-
     broadcast = make_broadcast(driver="memory")
-    app = Flask(__name__)
-    app.config["SECRET_KEY"] = "tests"
-    flask_wtf.CSRFProtect(app)
-    user = {"id": "ada", "name": "Ada"}
-    app.register_blueprint(broadcasting_blueprint(broadcast, user=lambda request: user))
-    app.add_url_rule("/token", "token", flask_wtf.generate_csrf)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, csrf_app(broadcast), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}"
