@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "servers"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e_app import Uvicorn, WsgiRef, add_rules, flask_app, starlette_app
-from node_clients import NodeClient, Start, start_client
+from node_clients import NodeClient, Start, headless_chromium, start_client
 from soketi_pytest import start_soketi
 from soketi_server import CONFIG_FILE, SoketiServer
 
@@ -111,9 +111,5 @@ def clients() -> Iterator[Start]:
 def chromium() -> Iterator[NodeClient]:
     """A headless Chromium (playwright-core, tests/js/frontend_browser.mjs), ready for pages;
     closed after the test. test_frontend_docs.py has its own, one per module."""
-    browser = start_client("frontend_browser.mjs", {"chromium": True})
-    try:
-        browser.expect("ready", timeout=60)
+    with headless_chromium() as browser:
         yield browser
-    finally:
-        browser.close()

@@ -47,7 +47,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from e2e_app import HOST, Uvicorn
-from node_clients import JS_DIR, NodeClient, require_node, start_client
+from node_clients import JS_DIR, NodeClient, headless_chromium, require_node
 from soketi_pytest import start_soketi
 from soketi_server import SoketiServer, reserve_port
 
@@ -296,12 +296,8 @@ def install_frontend_packages() -> None:
 def chromium() -> Iterator[NodeClient]:
     """One headless Chromium for the module; each tab a context of its own."""
     install_frontend_packages()
-    browser = start_client("frontend_browser.mjs", {"chromium": True})
-    try:
-        browser.expect("ready", timeout=60)
+    with headless_chromium() as browser:
         yield browser
-    finally:
-        browser.close()
 
 
 class Tabs:

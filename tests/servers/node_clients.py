@@ -39,7 +39,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
@@ -352,3 +352,15 @@ def start_client(script: str, config: Mapping[str, Any] | None = None) -> NodeCl
     client = NodeClient(script, config)
     require_node(chromium=bool(client.config.get("chromium")))
     return client.start()
+
+
+@contextlib.contextmanager
+def headless_chromium() -> Iterator[NodeClient]:
+    """A headless Chromium (playwright-core, tests/js/frontend_browser.mjs) ready for pages,
+    closed on leaving the block."""
+    browser = start_client("frontend_browser.mjs", {"chromium": True})
+    try:
+        browser.expect("ready", timeout=60)
+        yield browser
+    finally:
+        browser.close()
