@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from web_support import django_check_run
+from web_support import CHECK_SETTINGS, django_check_run
 
 pytest.importorskip("django")
 
@@ -23,17 +23,13 @@ ABLY_KEY = "appid.keyid:every-problem-ably-secret"
 #: Values of wrong options: none may show in the output.
 VALUES = ("not-a-number", "yes-please", "port-text", "blue-value", SECRET, ABLY_KEY)
 
-SETTINGS = """
-SECRET_KEY = "every-problem-tests-only"
-DEBUG = False
-ALLOWED_HOSTS = ["testserver"]
-USE_TZ = True
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-INSTALLED_APPS = ["broadcasting.contrib.django"]
-DATABASES = {}
+SETTINGS = (
+    CHECK_SETTINGS
+    + """
 import first_only_driver  # registers the 'first-only' driver
 BROADCASTING = {"DRIVER": %(driver)r, "DRIVERS": {%(driver)r: %(options)s}}
 """
+)
 
 #: A driver of a third party that stops at its first problem, as drivers did before.
 FIRST_ONLY = """

@@ -15,26 +15,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from web_support import django_check_run
+from web_support import CHECK_SETTINGS, django_check_run
 
 pytest.importorskip("django")
 
 TIMEOUT = 120
 SECRET = "s37-app-secret-value-0123"
 
-SETTINGS = """
-SECRET_KEY = "s37-tests-only"
-DEBUG = False
-ALLOWED_HOSTS = ["testserver"]
-USE_TZ = True
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-INSTALLED_APPS = ["broadcasting.contrib.django"]
-DATABASES = {}
+SETTINGS = (
+    CHECK_SETTINGS
+    + """
 BROADCASTING = {
     "DRIVER": "pusher",
     "DRIVERS": {"pusher": {"app_id": "1234567", "key": "app-key", "secret": %(secret)r, %(more)s}},
 }
 """
+)
 
 
 def check(tmp_path: Path, more: str, *argv: str) -> str:

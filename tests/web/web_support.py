@@ -520,6 +520,19 @@ class ServerThread:
         self.thread.join(10)
 
 
+#: The start of a settings module for :func:`django_check_run`: the app installed, no
+#: database; a test adds its ``BROADCASTING``.
+CHECK_SETTINGS = """\
+SECRET_KEY = "django-check-tests-only"
+DEBUG = False
+ALLOWED_HOSTS = ["testserver"]
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = ["broadcasting.contrib.django"]
+DATABASES = {}
+"""
+
+
 def django_check_run(
     folder: Path, settings: str, *argv: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
