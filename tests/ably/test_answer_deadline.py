@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import trustme
-from local_http import read_request
+from local_http import LoopbackServer, read_request
 
 from broadcasting import Broadcast, PublishError, QueryError
 from servers.ably_emulator import TEST_KEY, AblyEmulator
@@ -37,7 +37,7 @@ TRICKLE_FOR = 12.0  #: how long a trickle lasts at most (then the server closes 
 ANSWER = b'{"channel":"orders","messageId":"m:0"}' + b" " * 400  #: 20 s to trickle
 
 
-class Trickling:
+class Trickling(LoopbackServer):
     """An HTTPS server on loopback that reads each request, then trickles its answer:
     ``head`` (the status line and headers, then the body, a byte every ``TRICKLE_EVERY`` s),
     ``body`` (the headers at once, the body a byte at a time) or ``h2`` (HTTP/2: its
@@ -46,31 +46,16 @@ class Trickling:
     def __init__(self, mode: str, ca: trustme.CA) -> None:
         self.mode = mode
         self.requests = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
         self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1").configure_cert(self._tls)
         self._tls.set_alpn_protocols(["h2"] if mode == "h2" else ["http/1.1"])
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                raw, _ = self._server.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._conns.append(raw)
-            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
-
-    def _serve(self, raw: socket.socket) -> None:
+    def serve(self, raw: socket.socket, n: int) -> None:
         try:
             with self._tls.wrap_socket(raw, server_side=True) as conn:
                 state = self._h2_start(conn) if self.mode == "h2" else None
-                while not self._stop.is_set():
+                while not self.stopped.is_set():
                     answer = self._http11(conn) if state is None else self._h2(conn, state)
                     if answer is None:
                         return
@@ -128,18 +113,9 @@ class Trickling:
     def _trickle(self, conn: ssl.SSLSocket, answer: bytes) -> None:
         until = time.monotonic() + TRICKLE_FOR
         for byte in answer:  # each byte a TLS record of its own
-            if self._stop.wait(TRICKLE_EVERY) or time.monotonic() > until:
+            if self.stopped.wait(TRICKLE_EVERY) or time.monotonic() > until:
                 raise ValueError("trickled long enough")
             conn.sendall(bytes([byte]))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._server.close()
-        with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
 
 
 @pytest.fixture

@@ -21,56 +21,30 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from local_http import read_request
+from local_http import LoopbackServer, read_request
 
 from broadcasting import Broadcast, PublishError, QueryError
 
 SLACK = 0.9  #: what a loaded machine may add to a bound
 
 
-class Server:
-    """A loopback TCP server: each accepted connection goes to ``serve(server, conn, n)``
+class Server(LoopbackServer):
+    """A loopback TCP server: each accepted connection goes to ``handle(server, conn, n)``
     (``n``: the connection's number, from 0) in a thread of its own."""
 
-    def __init__(self, serve: Callable[[Server, socket.socket, int], None], rcvbuf: int = 0):
-        self.serve = serve
-        self.stopped = threading.Event()
+    def __init__(self, handle: Callable[[Server, socket.socket, int], None], rcvbuf: int = 0):
+        self.handle = handle
         self.requests: list[bytes] = []
-        self.connections = 0
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
-        self._sock = socket.socket()
-        if rcvbuf:  # inherited by the accepted sockets: the window the client may fill
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(8)
-        self.port = self._sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(rcvbuf)
 
-    @property
-    def node(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                n, self.connections = self.connections, self.connections + 1
-                self._conns.append(conn)
-            threading.Thread(target=self._run, args=(conn, n), daemon=True).start()
-
-    def _run(self, conn: socket.socket, n: int) -> None:
+    def serve(self, conn: socket.socket, n: int) -> None:
         with contextlib.suppress(OSError):
-            self.serve(self, conn, n)
+            self.handle(self, conn, n)
 
     def read_request(self, conn: socket.socket) -> bytes | None:
         """One request (head and Content-Length body), counted; None if the peer closed."""
@@ -80,15 +54,6 @@ class Server:
         with self._lock:
             self.requests.append(head)
         return head
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self._sock.close()
-        with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
 
 
 @pytest.fixture

@@ -10,17 +10,15 @@ requests it read, so "never sent to another node" is a count.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from local_http import read_request
+from local_http import LoopbackServer, read_request
 
 from broadcasting import Broadcast, ConfigurationError, PublishError, QueryError
 
@@ -31,7 +29,7 @@ TRICKLE_FOR = 6.0  #: how long a trickle lasts at most (then the server closes):
 #: waits this long shows the timeout did not hold
 
 
-class Misbehaving:
+class Misbehaving(LoopbackServer):
     """An HTTP server on loopback that reads each request, then does what ``mode`` says:
     ``silent`` (nothing, the connection stays open), ``trickle`` (a 200 answer whose status
     line and headers come one byte every ``TRICKLE_EVERY`` s), ``trickle_body`` (the headers
@@ -40,34 +38,15 @@ class Misbehaving:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.requests: list[bytes] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def node(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _read_request(self, conn: socket.socket) -> bytes | None:
         request = read_request(conn)
         return None if request is None else request[0]
 
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket, n: int) -> None:
         try:
-            while not self._stop.is_set():
+            while not self.stopped.is_set():
                 head = self._read_request(conn)
                 if head is None:
                     return
@@ -77,7 +56,7 @@ class Misbehaving:
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                     continue
                 if self.mode == "silent":
-                    self._stop.wait()
+                    self.stopped.wait()
                     return
                 body = b"{}" + b" " * 200
                 head_out = (
@@ -91,22 +70,13 @@ class Misbehaving:
                     slow = head_out + body
                 until = time.monotonic() + TRICKLE_FOR
                 for byte in slow:
-                    if self._stop.wait(TRICKLE_EVERY) or time.monotonic() > until:
+                    if self.stopped.wait(TRICKLE_EVERY) or time.monotonic() > until:
                         return
                     conn.sendall(bytes([byte]))
         except OSError:
             return
         finally:
             conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._server.close()
-        with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Small HTTP helpers the tests share: a folder served over HTTP, a URL's readiness, a child
-process stopped politely, and one raw request read off a socket."""
+process stopped politely, one raw request read off a socket, and a loopback TCP server whose
+connections a test's misbehaving server serves."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import subprocess
@@ -77,3 +79,52 @@ def read_request(conn: socket.socket) -> tuple[bytes, bytes] | None:
             return None
         body += chunk
     return head, body
+
+
+class LoopbackServer:
+    """A TCP server on a free loopback port: each connection it accepts goes to ``serve(conn,
+    n)`` (``n``: the connection's number, from 0) in a thread of its own, until ``stop()``,
+    which closes the server and every connection. A subclass sets what ``serve`` uses before
+    calling ``__init__``, which starts accepting; ``rcvbuf`` (if given) is the receive buffer
+    of the accepted sockets: the window a client may fill."""
+
+    def __init__(self, rcvbuf: int = 0) -> None:
+        self.stopped = threading.Event()
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._sock = socket.socket()
+        if rcvbuf:  # inherited by the accepted sockets
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self._sock.bind((HOST, 0))
+        self._sock.listen(8)
+        self.port: int = self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def node(self) -> str:
+        """``host:port``."""
+        return f"{HOST}:{self.port}"
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                n, self.connections = self.connections, self.connections + 1
+                self._conns.append(conn)
+            threading.Thread(target=self.serve, args=(conn, n), daemon=True).start()
+
+    def serve(self, conn: socket.socket, n: int) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._sock.close()
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
