@@ -94,6 +94,7 @@ def test_a_round_lists_retries_and_purges(
 
 
 def test_listing_nothing_says_so(path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("outbox", "init", "--config", path) == 0  # list makes no SQLite file
     assert cli("outbox", "list", "--state", "unknown", "--config", path) == 0
     assert "no unknown rows" in capsys.readouterr().err
 
@@ -109,6 +110,7 @@ def test_purge_refuses_a_negative_age(path: str, capsys: pytest.CaptureFixture[s
 
 
 def test_stats_as_text(path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("outbox", "init", "--config", path) == 0  # --stats makes no SQLite file
     assert cli("relay", "--stats", "--config", path) == 0
     out = capsys.readouterr().out
     assert "backlog:" in out and "partitions: 4" in out

@@ -106,10 +106,11 @@ def _database_errors(command: Callable[[Namespace], int]) -> Callable[[Namespace
         try:
             return command(args)
         except OutboxError as exc:
-            from broadcasting.outbox._store import OutboxTablesMissing
+            from broadcasting.outbox._store import EXPLAINED
 
-            # tables missing: its message says which, and what makes them
-            hint = "" if isinstance(exc, OutboxTablesMissing) else f" ({HINT})"
+            # tables, their schema or the SQLite file missing: its message says which, and
+            # what to do (the database is up)
+            hint = "" if isinstance(exc, EXPLAINED) else f" ({HINT})"
             print(f"broadcasting: error: OutboxError: {exc}{hint}", file=sys.stderr)
             return 1
         except BroadcastError:
@@ -133,12 +134,16 @@ def _config(parser: ArgumentParser, run: Callable[[Namespace], int], json_help: 
 
 
 @contextmanager
-def _store(args: Namespace) -> Iterator[Store]:
-    """The configured outbox's store (closed with the Broadcast)."""
+def _store(args: Namespace, *, create: bool = False) -> Iterator[Store]:
+    """The configured outbox's store (closed with the Broadcast). Unless ``create``
+    (``outbox init``), a SQLite file that does not exist is refused
+    (:meth:`Store.require_file`), not made: a mistyped path is said, not an empty outbox."""
     from broadcasting.outbox._store import store_for
 
     with Broadcast(args.config) as broadcast:
         store = store_for(broadcast)
+        if not create:
+            store.require_file()
         yield store
 
 
@@ -190,7 +195,8 @@ def relay_main(
 
     with _logging_to_stderr():
         relay = Relay(broadcast, owner=owner)
-        if stats:
+        if stats:  # looks after the outbox: makes no SQLite file (Store.require_file)
+            relay.store.require_file()
             _print_stats(relay.store.stats(time.time()), as_json=as_json)
             return 0
         _connect_drivers(broadcast)
@@ -338,7 +344,7 @@ def purge_command(args: Namespace) -> int:
 
 def init_command(args: Namespace) -> int:
     """``broadcasting outbox init``: create the tables (nothing if they exist)."""
-    with _store(args) as store:
+    with _store(args, create=True) as store:
         store.create_tables()
         print(
             f"outbox ready: table {store.table!r} ({store.dialect}, {store.partitions} partitions)"

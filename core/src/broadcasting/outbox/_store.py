@@ -79,6 +79,30 @@ class OutboxTablesMissing(OutboxError):
         self.table = table
 
 
+class OutboxSchemaMissing(OutboxError):
+    """The schema (PostgreSQL) or database (MySQL/MariaDB) that the outbox's ``table`` is in
+    (``schema.table``), ``schema``, does not exist: ``broadcasting outbox init`` makes tables,
+    not schemas. Its message says which and how to make it; the database's error is chained."""
+
+    def __init__(self, message: str, schema: str) -> None:
+        super().__init__(message)
+        self.schema = schema
+
+
+class OutboxFileMissing(OutboxError):
+    """A command that looks after an outbox (``outbox list``, ``drop``, ``relay --stats``...:
+    not ``init``) was given a SQLite file, ``path``, that does not exist: it makes none (a
+    mistyped path would otherwise become an empty outbox, its rows "not found")."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+#: The errors whose message says what is wrong and what to do (no "is the database up?").
+EXPLAINED = (OutboxTablesMissing, OutboxSchemaMissing, OutboxFileMissing)
+
+
 def _written(until: float, written: Collection[float]) -> bool:
     """Whether ``until``, read from a relay's row, is one of the times ``written``."""
     return any(abs(until - each) <= SAME_TIME for each in written)
@@ -767,6 +791,46 @@ def _missing_table(error: BaseException, dialect: str) -> tuple[str | None, str]
     return None
 
 
+#: PostgreSQL's SQLSTATE invalid_schema_name; MySQL/MariaDB's ER_BAD_DB_ERROR.
+_PG_NO_SCHEMA = "3F000"
+_MYSQL_NO_DATABASE = 1049
+_NO_SCHEMA_SAID = {
+    _sql.POSTGRESQL: re.compile(r'schema "([^"]+)" does not exist'),
+    _sql.MYSQL: re.compile(r"Unknown database '([^']+)'"),
+}
+
+
+def _missing_schema(error: BaseException, dialect: str, schema: str) -> str | None:
+    """If ``error`` (or a database error it wraps, :func:`_wrapped`) says that ``schema``
+    does not exist: what it said (its error's type and those words, no SQL). By PostgreSQL's
+    SQLSTATE 3F000 (a schema is only named by the table: the URL names a database); on
+    MySQL/MariaDB by error 1049 and only with ``schema`` named in it, as the URL's own
+    database missing is that error too. ``None`` otherwise."""
+    said = _NO_SCHEMA_SAID.get(dialect)
+    if said is None:
+        return None
+    for each in _wrapped(error):
+        if dialect == _sql.POSTGRESQL:
+            coded = _PG_NO_SCHEMA in (
+                getattr(each, "sqlstate", None),
+                getattr(each, "pgcode", None),
+            )
+        else:
+            module = type(each).__module__.split(".")[0]
+            number = getattr(each, "errno", None) if module == "mysql" else None
+            if module in ("pymysql", "MySQLdb") and each.args:
+                number = each.args[0]
+            coded = number == _MYSQL_NO_DATABASE
+        if not coded:
+            continue
+        words = said.search(" ".join(str(each).split()))
+        if words is not None and words.group(1).lower() == schema.lower():
+            return f"{type(each).__name__}: {words.group(0)}"
+        if words is None and dialect == _sql.POSTGRESQL:  # its code says so, in other words
+            return f"{type(each).__name__}: error {_PG_NO_SCHEMA}"
+    return None
+
+
 def _wrapped(error: BaseException) -> Iterator[BaseException]:
     """``error`` and each database error it wraps, once each: SQLAlchemy keeps the driver's
     error as ``orig``, Django and the store's :class:`OutboxError` as ``__cause__``."""
@@ -1041,10 +1105,61 @@ class Store:
             with self._source.transaction(write, ddl) as cursor:
                 yield _Tx(cursor, self.dialect, self.paramstyle)
         except Exception as exc:
-            missing = self.tables_missing(exc) if explain and not ddl else None
+            missing: OutboxError | None = None
+            if explain:
+                missing = self.schema_missing(exc)
+                if missing is None and not ddl:
+                    missing = self.tables_missing(exc)
             if missing is None or self._source.nested():
                 raise
             raise missing from exc
+
+    def schema_missing(self, error: BaseException) -> OutboxSchemaMissing | None:
+        """What to say if ``error`` (or a database error it wraps) says that the schema (on
+        MySQL/MariaDB: the database) named in the outbox's ``schema.table`` does not exist:
+        PostgreSQL's SQLSTATE 3F000, MySQL/MariaDB's error 1049 naming it. ``None`` for any
+        other error, or a table with no schema."""
+        if isinstance(error, OutboxSchemaMissing):
+            return error
+        schema, _, _ = self.table.rpartition(".")
+        said = _missing_schema(error, self.dialect, schema) if schema else None
+        if said is None:
+            return None
+        if self.dialect == _sql.MYSQL:
+            what = (
+                f"the database {schema!r} that the outbox's table {self.table!r} is in does "
+                "not exist on its MySQL/MariaDB server"
+            )
+            kind, make = "databases", f"CREATE DATABASE `{schema}`"
+        else:
+            what = (
+                f"the schema {schema!r} of the outbox's table {self.table!r} does not exist "
+                "in its PostgreSQL database"
+            )
+            kind, make = "schemas", f'CREATE SCHEMA "{schema}"'
+        return OutboxSchemaMissing(
+            f"{what} ({said}): `broadcasting outbox init` makes tables, not {kind}; create "
+            f"it first ({make}, as a user allowed to), or name another in the OUTBOX "
+            "'table', then run init again",
+            schema,
+        )
+
+    def require_file(self) -> None:
+        """For a command that looks after the outbox (not ``init``): an
+        :class:`OutboxFileMissing` if the outbox is a SQLite file that does not exist, which
+        its first use would create, empty. Nothing for another database."""
+        path = getattr(self._source, "path", None)
+        if path is None or os.path.exists(path):
+            return
+        full = os.path.abspath(path)
+        where = "" if full == path else f" ({full})"
+        raise OutboxFileMissing(
+            f"the outbox's SQLite file {path!r}{where} does not exist: is the OUTBOX 'url' "
+            f"(or ${ENV_URL}) the application's, and is this its working directory? This "
+            "command makes no file: the application's first publish makes it, or "
+            "`broadcasting outbox init` now",
+            path,
+        )
 
     def tables_missing(self, error: BaseException) -> OutboxTablesMissing | None:
         """What to say if ``error`` (or a database error it wraps) says that one of the
@@ -1729,4 +1844,12 @@ def _forget_in_child() -> None:
     _by_broadcast_lock = threading.Lock()
 
 
-__all__ = ["OutboxTablesMissing", "Stats", "Store", "store_for"]
+__all__ = [
+    "EXPLAINED",
+    "OutboxFileMissing",
+    "OutboxSchemaMissing",
+    "OutboxTablesMissing",
+    "Stats",
+    "Store",
+    "store_for",
+]
