@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copyreg
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import Any, Literal
 
 
 class BroadcastError(Exception):
@@ -14,6 +14,25 @@ class BroadcastError(Exception):
     """
 
     http_status: int | None = None
+
+    #: The message of an error whose ``args`` are what its ``__init__`` took (:meth:`_made_of`).
+    _said: str | None = None
+
+    def _made_of(self, said: str, *args: Any) -> None:
+        """Keep ``args``, what ``__init__`` took, positionally, as ``self.args``, and ``said`` as
+        the message (``str()`` and ``repr()``): ``type(self)(*self.args)`` makes the same error
+        again. Celery's JSON result backend stores an exception as its ``args`` and makes it
+        again so, each argument JSON can hold (a tuple comes back as a list)."""
+        self._said = said
+        self.args = args
+
+    def __str__(self) -> str:
+        return super().__str__() if self._said is None else self._said
+
+    def __repr__(self) -> str:  # the message alone, as when ``args`` held only it
+        return (
+            super().__repr__() if self._said is None else f"{type(self).__name__}({self._said!r})"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled as it is, attributes and all, not made again from its message: a subclass's
@@ -54,20 +73,21 @@ class DriverNotFoundError(BroadcastError, LookupError):
         if package is not None:
             text += f" Try: pip install {package}"
         super().__init__(text)
+        self._made_of(text, name, self.installed)
 
 
 class PluginLoadError(BroadcastError, ImportError):
     """A plugin's entry point failed to import, or did not provide what it declared."""
 
-    def __init__(
-        self, *, entry_point: str, value: str, distribution: str | None, reason: str
-    ) -> None:
+    def __init__(self, entry_point: str, value: str, distribution: str | None, reason: str) -> None:
         self.entry_point = entry_point
         self.value = value
         self.distribution = distribution
         self.reason = reason
         dist = distribution or "an unknown distribution"
-        super().__init__(f"Plugin {entry_point!r} ({value}) from {dist} failed to load: {reason}")
+        text = f"Plugin {entry_point!r} ({value}) from {dist} failed to load: {reason}"
+        super().__init__(text)
+        self._made_of(text, entry_point, value, distribution, reason)
 
 
 class ConfigurationError(BroadcastError, ValueError):
@@ -76,19 +96,40 @@ class ConfigurationError(BroadcastError, ValueError):
     One error may hold several problems (:meth:`combine`), so that a driver reports every
     wrong option at once: ``problems`` holds one ConfigurationError per problem (just this
     error, for one), and the message lists them all. ``key`` is the first problem's key.
+
+    ``problems`` (what ``args`` holds for a combined error): its problems, each an error or
+    a ``(key, problem)`` pair of the same driver; ``problem`` then says them all.
     """
 
     _problems: tuple[ConfigurationError, ...] = ()
 
-    def __init__(self, driver: str, key: str | None, problem: str) -> None:
+    def __init__(
+        self,
+        driver: str,
+        key: str | None,
+        problem: str,
+        problems: Iterable[ConfigurationError | tuple[str | None, str]] = (),
+    ) -> None:
         self.driver = driver
         self.key = key
         self.problem = problem  #: what is wrong, without the driver and the key
+        found = tuple(
+            each if isinstance(each, ConfigurationError) else ConfigurationError(driver, *each)
+            for each in problems
+        )
+        said = key if len(found) < 2 else None  # a combined error's message names no one key
         if driver == "config":  # the configuration itself, not one driver's options
-            where = f" (setting {key!r})" if key else ""
+            where = f" (setting {said!r})" if said else ""
         else:
-            where = f" in the {driver!r} driver" + (f", key {key!r}" if key else "")
-        super().__init__(f"Configuration error{where}: {problem}")
+            where = f" in the {driver!r} driver" + (f", key {said!r}" if said else "")
+        text = f"Configuration error{where}: {problem}"
+        super().__init__(text)
+        if len(found) > 1:
+            self._problems = found
+            pairs = tuple((error.key, _problem(error)) for error in found)
+            self._made_of(text, driver, key, problem, pairs)
+        else:
+            self._made_of(text, driver, key, problem)
 
     @property
     def problems(self) -> tuple[ConfigurationError, ...]:
@@ -111,10 +152,13 @@ class ConfigurationError(BroadcastError, ValueError):
         if any(error.driver != driver for error in found):
             raise ValueError("ConfigurationError.combine() takes the errors of one driver")
         said = "; ".join(f"[{n}] {_one(error)}" for n, error in enumerate(found, 1))
-        combined = ConfigurationError(driver, None, f"{len(found)} problems: {said}")
-        combined.key = found[0].key
-        combined._problems = found
-        return combined
+        return ConfigurationError(driver, found[0].key, f"{len(found)} problems: {said}", found)
+
+
+def _problem(error: ConfigurationError) -> str:
+    """What is wrong, as one problem of a combined error's ``args`` says it."""
+    problem = getattr(error, "problem", None)
+    return problem if isinstance(problem, str) else str(error)
 
 
 def _one(error: ConfigurationError) -> str:
@@ -158,7 +202,9 @@ class NotSupportedError(BroadcastError, NotImplementedError):
         self.driver = driver
         self.feature = feature
         text = f"The {driver!r} driver does not support {feature}"
-        super().__init__(f"{text}: {hint}" if hint else f"{text}.")
+        text = f"{text}: {hint}" if hint else f"{text}."
+        super().__init__(text)
+        self._made_of(text, driver, feature, hint)
 
 
 class RuleError(BroadcastError, TypeError):
@@ -180,10 +226,11 @@ class InvalidPayloadError(InputError, TypeError):
 class PayloadTooLargeError(InputError):
     """The encoded message is larger than the driver allows."""
 
-    def __init__(self, message: str, *, size: int, limit: int) -> None:
+    def __init__(self, message: str, size: int, limit: int) -> None:
         self.size = size
         self.limit = limit
         super().__init__(message)
+        self._made_of(message, message, size, limit)
 
 
 #: A service's failure in words that fit any service (docs/publishing.md).
@@ -212,12 +259,13 @@ class ServiceError(BroadcastError):
         status: the HTTP status, for drivers that speak HTTP.
         code: the service's own error code, if any.
         retryable: whether sending the same request again may succeed.
+
+    ``args`` holds them all, in this order after the message (the message is ``args[0]``).
     """
 
     def __init__(
         self,
         message: str,
-        *,
         driver: str,
         kind: ErrorKind | None = None,
         status: int | None = None,
@@ -232,6 +280,7 @@ class ServiceError(BroadcastError):
         self.code = code
         self.retryable = retryable
         super().__init__(message)
+        self._made_of(message, message, driver, self.kind, status, code, retryable)
 
     def _details(self) -> list[str]:
         given = {"status": self.status, "code": self.code}
@@ -239,19 +288,9 @@ class ServiceError(BroadcastError):
         details += [f"{key}={value}" for key, value in given.items() if value is not None]
         return [*details, f"retryable={self.retryable}"]
 
-    def __str__(self) -> str:
+    def __str__(self) -> str:  # its message, then what its attributes say
         text = str(self.args[0]) if self.args else ""
         return f"{text} ({', '.join(self._details())})"
-
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    class _Service(TypedDict, total=False):
-        kind: ErrorKind | None
-        status: int | None
-        code: int | str | None
-        retryable: bool
 
 
 class QueryError(ServiceError):
@@ -265,28 +304,46 @@ class PublishError(ServiceError):
     ``unknown`` (the service may have it). A driver raises it for one request,
     saying only ``maybe_delivered``; the core's error for the whole publish adds
     the channels, ``requests``, ``causes`` (each channel's error) and ``__cause__``.
+
+    ``args`` holds each cause as its own ``args``, which ``causes`` takes too.
     """
 
     def __init__(
         self,
         message: str,
-        *,
         driver: str,
+        kind: ErrorKind | None = None,
+        status: int | None = None,
+        code: int | str | None = None,
+        retryable: bool = False,
         maybe_delivered: bool = False,
         delivered: Sequence[str] = (),
         failed: Sequence[str] = (),
         unknown: Sequence[str] = (),
         requests: int = 1,
-        causes: Mapping[str, PublishError] | None = None,
-        **service: Unpack[_Service],
+        causes: Mapping[str, PublishError | Sequence[Any]] | None = None,
     ) -> None:
-        super().__init__(message, driver=driver, **service)
+        super().__init__(message, driver, kind, status, code, retryable)
         self.delivered = tuple(delivered)
         self.failed = tuple(failed)
         self.unknown = tuple(unknown)
         self.maybe_delivered = maybe_delivered or bool(self.unknown)
         self.requests = requests
-        self.causes: Mapping[str, PublishError] = dict(causes or {})
+        self.causes: Mapping[str, PublishError] = {
+            channel: cause if isinstance(cause, PublishError) else PublishError(*cause)
+            for channel, cause in (causes or {}).items()
+        }
+        said = {channel: cause.args for channel, cause in self.causes.items()}
+        self._made_of(
+            message,
+            *self.args,
+            self.maybe_delivered,
+            self.delivered,
+            self.failed,
+            self.unknown,
+            requests,
+            said,
+        )
 
     def _details(self) -> list[str]:
         details = super()._details()
@@ -314,9 +371,15 @@ class OutboxError(BroadcastError):
 
 
 class CloseError(BroadcastError):
-    """Several drivers failed to close; ``errors`` holds each one's exception."""
+    """Several drivers failed to close; ``errors`` holds each one's exception.
 
-    def __init__(self, errors: Sequence[BaseException]) -> None:
+    ``args`` holds each as its message says it (``"OSError: ..."``), a str ``errors`` takes
+    too: a JSON result backend (Celery's) keeps that, not the exceptions themselves.
+    """
+
+    def __init__(self, errors: Sequence[BaseException | str]) -> None:
         self.errors = tuple(errors)
-        said = "; ".join(f"{type(e).__name__}: {e}" for e in self.errors)
-        super().__init__(f"{len(self.errors)} drivers failed to close: {said}")
+        each = [e if isinstance(e, str) else f"{type(e).__name__}: {e}" for e in self.errors]
+        text = f"{len(self.errors)} drivers failed to close: {'; '.join(each)}"
+        super().__init__(text)
+        self._made_of(text, tuple(each))

@@ -461,12 +461,13 @@ class TaskFailed(BroadcastError):
     """
 
     def __init__(
-        self, reason: str, *, message_id: str, outcome: str, channels: Sequence[str] = ()
+        self, reason: str, message_id: str, outcome: str, channels: Sequence[str] = ()
     ) -> None:
         self.message_id = message_id
         self.outcome = outcome
         self.channels = tuple(channels)
         super().__init__(reason)
+        self._made_of(reason, reason, message_id, outcome, self.channels)
 
     def __reduce__(self) -> Any:  # queues pickle a task's exception (Celery's result backend)
         return (_failed, (str(self), self.message_id, self.outcome, self.channels))
@@ -479,10 +480,11 @@ def _failed(reason: str, message_id: str, outcome: str, channels: Sequence[str])
 class TaskRetry(BroadcastError):
     """A queued publish is to be tried again later (its journal says which channels)."""
 
-    def __init__(self, reason: str, *, message_id: str, delay: float) -> None:
+    def __init__(self, reason: str, message_id: str, delay: float) -> None:
         self.message_id = message_id
         self.delay = delay
         super().__init__(reason)
+        self._made_of(reason, reason, message_id, delay)
 
     def __reduce__(self) -> Any:
         return (_retry, (str(self), self.message_id, self.delay))
