@@ -47,6 +47,22 @@ def test_an_outbox_that_cannot_be_read_fails_the_check(
     assert "pw-not-shown" not in out
 
 
+def test_a_sqlite_file_that_is_not_there_fails_the_check_and_is_not_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a mistyped path: the check says so (and what makes the file), not "empty" on a new file
+    path = tmp_path / "typo.sqlite3"
+    config = _config(tmp_path, f"sqlite:///{path}")
+    assert cli.main(["check", "--config", str(config)]) == 1
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("outbox"))
+    assert line.split()[1] == "error"
+    assert "OutboxFileMissing" in line and "does not exist" in line and "outbox init" in line
+    assert not path.exists()
+    assert cli.main(["outbox", "init", "--config", str(config)]) == 0
+    assert cli.main(["check", "--config", str(config)]) == 0
+    capsys.readouterr()
+
+
 def test_rows_in_partitions_no_relay_reads_fail_the_check_and_the_relay_warns(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -189,11 +189,14 @@ def _check(args: Namespace) -> int:
 
 def _check_outbox(broadcast: Broadcast) -> tuple[str, str, dict[str, Any]]:
     """The outbox's status, a line on its backlog and lag, and its stats as data: ``error``
-    when it cannot be read (its tables missing, its database down)."""
+    when it cannot be read (its tables missing, its database down, its SQLite file not there:
+    a check makes none, see :meth:`Store.require_file`)."""
     from broadcasting.outbox import store_for
 
     try:
-        stats = store_for(broadcast).stats(time.time())
+        store = store_for(broadcast)
+        store.require_file()
+        stats = store.stats(time.time())
     except BroadcastError as exc:
         return "error", f"{type(exc).__name__}: {exc}", {}
     except Exception as exc:  # a database error's message may hold a URL with a password
