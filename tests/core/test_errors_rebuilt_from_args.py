@@ -37,6 +37,12 @@ from broadcasting import (
     ServiceError,
 )
 from broadcasting.contrib.celery import TaskFailed, TaskRetry
+from broadcasting.outbox._store import (
+    OutboxFileMissing,
+    OutboxSchemaMissing,
+    OutboxTablesMissing,
+    OwnerInUse,
+)
 
 MODULES = [
     broadcasting,
@@ -144,6 +150,25 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
+
+
+#: The outbox's own errors, which its commands and a relay raise (not exported by name).
+OUTBOX_MADE: list[Callable[[], BaseException]] = [
+    lambda: OwnerInUse("relay-1", 1796608457.25),
+    lambda: OwnerInUse("relay-1", 1796608457.25, "relay name 'relay-1' is taken"),
+    lambda: OutboxTablesMissing("the outbox's table 't' does not exist", "t"),
+    lambda: OutboxSchemaMissing("the schema 's' does not exist", "s"),
+    lambda: OutboxFileMissing("the outbox's SQLite file 'x.sqlite3' does not exist", "x.sqlite3"),
+]
+
+
+@pytest.mark.parametrize("make", OUTBOX_MADE, ids=lambda make: type(make()).__name__)
+def test_the_outbox_errors_are_made_again_from_their_args(
+    make: Callable[[], BaseException],
+) -> None:
+    error = make()
+    again = type(error)(*json.loads(json.dumps(error.args)))
+    assert described(again) == described(error)
 
 
 def test_the_public_classes_are_all_here() -> None:

@@ -64,7 +64,9 @@ class OwnerInUse(InputError):
     alive until ``until`` (epoch seconds), a time this one did not write."""
 
     def __init__(self, owner: str, until: float, message: str = "") -> None:
-        super().__init__(message or f"relay name {owner!r} is held by a live relay")
+        said = message or f"relay name {owner!r} is held by a live relay"
+        super().__init__(said)
+        self._made_of(said, owner, until, message)  # type(e)(*e.args): the same error
         self.owner = owner
         self.until = until
 
@@ -76,6 +78,7 @@ class OutboxTablesMissing(OutboxError):
 
     def __init__(self, message: str, table: str) -> None:
         super().__init__(message)
+        self._made_of(message, message, table)  # type(e)(*e.args): the same error
         self.table = table
 
 
@@ -86,6 +89,7 @@ class OutboxSchemaMissing(OutboxError):
 
     def __init__(self, message: str, schema: str) -> None:
         super().__init__(message)
+        self._made_of(message, message, schema)  # type(e)(*e.args): the same error
         self.schema = schema
 
 
@@ -96,6 +100,7 @@ class OutboxFileMissing(OutboxError):
 
     def __init__(self, message: str, path: str) -> None:
         super().__init__(message)
+        self._made_of(message, message, path)  # type(e)(*e.args): the same error
         self.path = path
 
 
