@@ -58,6 +58,7 @@ def test_cli_md_says_what_checks_outbox_row_holds_and_when_stranded_rows_fail_it
     relays = tmp_path / "relays.json"
     relays.write_text(json.dumps({"DRIVER": "memory", "OUTBOX": {"url": url, "partitions": 8}}))
 
+    assert run_cli("outbox", "init", "--config", str(relays))[0] == 0  # check makes no file
     status, row = outbox_row(relays)
     assert (status, row["status"]) == (0, "ok")
     healthy = set(row)
