@@ -373,13 +373,16 @@ class OutboxError(BroadcastError):
 class CloseError(BroadcastError):
     """Several drivers failed to close; ``errors`` holds each one's exception.
 
-    ``args`` holds each as its message says it (``"OSError: ..."``), a str ``errors`` takes
-    too: a JSON result backend (Celery's) keeps that, not the exceptions themselves.
+    ``args`` holds each as its message says it (``"OSError: ..."``), which ``errors`` takes
+    too: a JSON result backend (Celery's) keeps that, not the exceptions themselves. Such a
+    text is held in ``errors`` as a :class:`BroadcastError` saying it.
     """
 
     def __init__(self, errors: Sequence[BaseException | str]) -> None:
-        self.errors = tuple(errors)
-        each = [e if isinstance(e, str) else f"{type(e).__name__}: {e}" for e in self.errors]
+        each = [e if isinstance(e, str) else f"{type(e).__name__}: {e}" for e in errors]
+        self.errors: tuple[BaseException, ...] = tuple(
+            BroadcastError(e) if isinstance(e, str) else e for e in errors
+        )
         text = f"{len(self.errors)} drivers failed to close: {'; '.join(each)}"
         super().__init__(text)
         self._made_of(text, tuple(each))
