@@ -137,6 +137,26 @@ def test_more_threads_than_idle_clients_leave_at_most_that_many_open(
     assert len(emulator.messages(channel)) == threads
 
 
+def test_the_idle_clients_are_capped_in_all_whatever_their_host_count(
+    make_broadcast: Callable[..., Broadcast],
+) -> None:
+    """A request's host count follows the retries it may still take, so with ``retries`` N
+    the idle clients fall into N + 1 groups: the cap is on them all, not on each group (it
+    kept up to (N + 1) x IDLE_CLIENTS open). Clients are taken and given back directly, as
+    IDLE_CLIENTS + 64 threads at once would; none sends anything."""
+    broadcast = make_broadcast(retries=3, batch=False, fallback_hosts=["fallback.invalid"])
+    clients = broadcast.driver(BroadcastAblyDriver).driver._clients
+    budgets = (1, 2, 3, 4)
+    assert sorted({clients._settings.hosts(b) for b in budgets}) == [1, 2, 3, 4]
+    held = [clients._take_one(budget) for budget in budgets for _ in range(IDLE_CLIENTS // 2)]
+    for client in held:
+        clients.release(client)
+    idle = [client for group in clients._sync.values() for client in group]
+    assert len(idle) == IDLE_CLIENTS
+    assert {id(c) for c in held if not closed(c)} == {id(c) for c in idle}
+    assert clients._out == {}
+
+
 def test_a_child_forked_while_a_parent_thread_is_in_a_request(
     make_broadcast: Callable[..., Broadcast], emulator: AblyEmulator
 ) -> None:

@@ -120,8 +120,9 @@ def closed(client: Any) -> bool:
     return bool(getattr(_httpx_client(client), "is_closed", False))
 
 
-#: idle sync clients kept per host count; one given back beyond them is closed (more threads
-#: than this publishing at once each open a connection of their own anyway)
+#: idle sync clients kept in all, whatever their host count; one given back beyond them is
+#: closed (more threads than this publishing at once each open a connection of their own
+#: anyway)
 IDLE_CLIENTS = 64
 
 
@@ -228,11 +229,10 @@ class Clients:
             if held is None:
                 return
             _, hosts, closes = held
-            if closes == self._closes and not closed(client):
-                idle = self._sync.setdefault(hosts, [])
-                if len(idle) < IDLE_CLIENTS:
-                    idle.append(client)
-                    return
+            idle = sum(map(len, self._sync.values()))  # in all: a few host counts
+            if closes == self._closes and not closed(client) and idle < IDLE_CLIENTS:
+                self._sync.setdefault(hosts, []).append(client)
+                return
         client.close()  # by the thread that used it, once done: nothing else is in it
 
     def token(self) -> dict[str, Any]:
