@@ -17,22 +17,39 @@ class BroadcastError(Exception):
 
     #: The message of an error whose ``args`` are what its ``__init__`` took (:meth:`_made_of`).
     _said: str | None = None
+    #: The ``args`` that :attr:`_said` is the message of.
+    _said_of: tuple[Any, ...] = ()
 
     def _made_of(self, said: str, *args: Any) -> None:
         """Keep ``args``, what ``__init__`` took, positionally, as ``self.args``, and ``said`` as
         the message (``str()`` and ``repr()``): ``type(self)(*self.args)`` makes the same error
         again. Celery's JSON result backend stores an exception as its ``args`` and makes it
-        again so, each argument JSON can hold (a tuple comes back as a list)."""
+        again so, each argument JSON can hold (a tuple comes back as a list).
+
+        ``said`` is the message only while ``args`` stay these: a subclass that sets its own
+        (``self.args = ...``, ``Exception.__init__(self, ...)``) after ours is said by them."""
         self._said = said
+        self._said_of = args
         self.args = args
 
+    def _message(self) -> str | None:
+        """:attr:`_said`, unless ``args`` were set since :meth:`_made_of` (``None`` then)."""
+        said = self._said
+        if said is None:
+            return None
+        made, args = self._said_of, self.args
+        try:
+            return said if args is made or args == made else None
+        except Exception:  # an argument of a subclass's own that cannot be compared
+            return None
+
     def __str__(self) -> str:
-        return super().__str__() if self._said is None else self._said
+        said = self._message()
+        return super().__str__() if said is None else said
 
     def __repr__(self) -> str:  # the message alone, as when ``args`` held only it
-        return (
-            super().__repr__() if self._said is None else f"{type(self).__name__}({self._said!r})"
-        )
+        said = self._message()
+        return super().__repr__() if said is None else f"{type(self).__name__}({said!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled as it is, attributes and all, not made again from its message: a subclass's
