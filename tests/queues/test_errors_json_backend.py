@@ -21,35 +21,13 @@ from typing import Any
 
 import pytest
 import queue_soak
+from error_samples import described
 from errors_json_worker import ERRORS
 from queue_services import need, wait_for_worker
-
-from broadcasting import CloseError, ConfigurationError
 
 HERE = Path(__file__).resolve().parent
 #: The queue tests' Redis database (tests/queues/conftest.py), a queue of this module's own.
 REDIS = queue_soak.REDIS_URL
-
-
-def described(error: BaseException) -> dict[str, Any]:
-    """The type, the message, the repr and the public attributes (nested errors alike;
-    CloseError's drivers' errors as its message says each: JSON keeps only that)."""
-    attributes = {k: _plain(v) for k, v in vars(error).items() if not k.startswith("_")}
-    if isinstance(error, ConfigurationError):
-        attributes["problems"] = [described(p) for p in error.problems if p is not error]
-    if isinstance(error, CloseError):
-        attributes["errors"] = len(error.errors)  # each as the message (compared) says it
-    return {"type": type(error), "str": str(error), "repr": repr(error), **attributes}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseException):
-        return described(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 @pytest.fixture(scope="module")
