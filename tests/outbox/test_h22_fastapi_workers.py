@@ -163,6 +163,7 @@ def gunicorn_preload(port: int) -> list[str]:
         "--preload",  # the master imports the app (its Broadcast, its outbox), then forks
         "--graceful-timeout",
         "25",
+        "--no-control-socket",  # one per user (~/.gunicorn): tests at once would share it
     ]
 
 
