@@ -93,6 +93,43 @@ def test_init_and_the_first_publish_still_make_the_sqlite_file(
     assert status == 0 and '"pending": 1' in out, err
 
 
+def test_operations_on_a_sqlite_file_without_the_outbox_make_no_tables_in_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The application's own database given by mistake: the commands say the outbox's
+    tables are missing and what makes them, as on another database, and leave the file as
+    it was (they made the outbox's tables in it)."""
+    import sqlite3
+
+    path = tmp_path / "app.sqlite3"
+    with sqlite3.connect(path) as app:
+        app.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+    app.close()
+    config = config_file(tmp_path, {"url": f"sqlite:///{path}"})
+    for argv in OPERATIONS:
+        status, out, err = main(*argv, "--config", config, capsys=capsys)
+        assert (status, out) == (1, ""), (argv, out, err)
+        assert "does not exist" in err and "outbox init" in err and HINT not in err, err
+        with sqlite3.connect(path) as app:
+            names = [n for (n,) in app.execute("SELECT name FROM sqlite_master")]
+        app.close()
+        assert names == ["orders"], (argv, names)
+
+
+def test_init_of_a_sqlite_file_in_a_folder_that_does_not_exist_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "nodir" / "outbox.sqlite3"
+    config = config_file(tmp_path, {"url": f"sqlite:///{path}"})
+    status, out, err = main("outbox", "init", "--config", config, capsys=capsys)
+    assert (status, out) == (1, ""), err
+    assert len(err.splitlines()) == 1 and HINT not in err, err
+    assert repr(str(path.parent)) in err and "does not exist" in err, err
+    path.parent.mkdir()
+    status, out, err = main("outbox", "init", "--config", config, capsys=capsys)
+    assert status == 0 and "outbox ready" in out and path.exists(), err
+
+
 def mysql_admin(sql: str) -> None:
     with pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True) as conn:
         conn.cursor().execute(sql)

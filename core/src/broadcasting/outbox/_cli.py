@@ -136,14 +136,14 @@ def _config(parser: ArgumentParser, run: Callable[[Namespace], int], json_help: 
 @contextmanager
 def _store(args: Namespace, *, create: bool = False) -> Iterator[Store]:
     """The configured outbox's store (closed with the Broadcast). Unless ``create``
-    (``outbox init``), a SQLite file that does not exist is refused
-    (:meth:`Store.require_file`), not made: a mistyped path is said, not an empty outbox."""
+    (``outbox init``), a SQLite file that does not exist is refused, and one without the
+    outbox's tables gets none (:meth:`Store.require_file`): a mistyped path is said, not
+    made an empty outbox."""
     from broadcasting.outbox._store import store_for
 
     with Broadcast(args.config) as broadcast:
         store = store_for(broadcast)
-        if not create:
-            store.require_file()
+        store.require_file(create)
         yield store
 
 

@@ -1149,15 +1149,31 @@ class Store:
             schema,
         )
 
-    def require_file(self) -> None:
-        """For a command that looks after the outbox (not ``init``): an
-        :class:`OutboxFileMissing` if the outbox is a SQLite file that does not exist, which
-        its first use would create, empty. Nothing for another database."""
+    def require_file(self, create: bool = False) -> None:
+        """For a command that looks after the outbox: an :class:`OutboxFileMissing` if the
+        outbox is a SQLite file that does not exist, which its first use would create, empty
+        (with ``create``, for ``outbox init``: if the folder it would go in does not exist).
+        Without ``create`` the command makes no tables either: in a file without them (the
+        application's own database given by mistake) they are :class:`OutboxTablesMissing`,
+        as on another database. Nothing for another database."""
         path = getattr(self._source, "path", None)
-        if path is None or os.path.exists(path):
+        if path is None:
             return
         full = os.path.abspath(path)
         where = "" if full == path else f" ({full})"
+        if create:
+            folder = os.path.dirname(full)
+            if os.path.isdir(folder):
+                return
+            raise OutboxFileMissing(
+                f"the folder {folder!r} that the outbox's SQLite file {path!r} goes in does "
+                "not exist: create it first, or name another file in the OUTBOX 'url' (or "
+                f"${ENV_URL})",
+                path,
+            )
+        if os.path.exists(path):
+            self._create_on_first_use = False
+            return
         raise OutboxFileMissing(
             f"the outbox's SQLite file {path!r}{where} does not exist: is the OUTBOX 'url' "
             f"(or ${ENV_URL}) the application's, and is this its working directory? This "
