@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 import logging
 import pickle
 import sys
@@ -243,6 +244,28 @@ def test_the_cores_error_names_the_drivers_message(acme: types.ModuleType) -> No
     error = published_to("args")
     assert str(error).startswith("Acme refused the body")
     assert error.failed == ("args",) and error.kind == "invalid"
+
+
+def test_a_subclass_without_an_init_of_its_own_is_made_again_from_its_args(
+    acme: types.ModuleType,
+) -> None:
+    """What docs/writing-a-driver.md advises for an error class of a driver's own: a job
+    queue's result backend that keeps errors as JSON (Celery's) makes one again as
+    ``type(e)(*args)``. A class with an ``__init__`` of its own cannot be made so: its
+    ``args`` are what the library's ``__init__`` took (the docs say so)."""
+    error = cause("down")
+    assert type(error) is acme.AcmeUnavailable
+    again = type(error)(*json.loads(json.dumps(error.args)))
+    assert (type(again), str(again), repr(again)) == (type(error), str(error), repr(error))
+    assert (again.kind, again.status, again.maybe_delivered) == (
+        error.kind,
+        error.status,
+        error.maybe_delivered,
+    )
+    refused = cause("refused")
+    assert type(refused) is acme.AcmeRefused
+    with pytest.raises(TypeError):
+        type(refused)(*refused.args)
 
 
 def test_a_subclass_that_sets_its_args_says_its_own_repr(acme: types.ModuleType) -> None:
