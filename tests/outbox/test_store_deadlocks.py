@@ -169,6 +169,18 @@ def states(store: Store, ids: list[int]) -> list[int]:
     return [int(found[i]) for i in ids]
 
 
+def victims(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the store logged: one line per time it was a deadlock's victim and ran again,
+    each numbering its try. Once, as a rule; under CI's load PostgreSQL once made the run
+    again a victim too (a second line, "try 2 of 5"), which the store is for, so more than
+    one is allowed as long as the tries count up and none ran out."""
+    said = [r.getMessage() for r in caplog.records]
+    assert said, "the store was never a deadlock's victim"
+    for n, line in enumerate(said, 1):
+        assert f"was a deadlock's victim (try {n} of 5); running it again" in line, said
+    return said
+
+
 def test_a_deadlocks_victim_recording_outcomes_runs_again(
     setup: tuple[Store, Other, list[int]], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -182,8 +194,8 @@ def test_a_deadlocks_victim_recording_outcomes_runs_again(
         got = meet(other, ids, finish)
     assert got == {"result": None}
     assert states(store, ids[:3]) == [DELIVERED, DELIVERED, PENDING]
-    (said,) = [r.getMessage() for r in caplog.records]
-    assert f"outbox {store.table}: finish was a deadlock's victim (try 1 of 5)" in said
+    said = victims(caplog)
+    assert f"outbox {store.table}: finish was a deadlock's victim (try 1 of 5)" in said[0]
 
 
 def test_a_deadlocks_victim_marking_rows_runs_again(
@@ -194,8 +206,8 @@ def test_a_deadlocks_victim_marking_rows_runs_again(
         got = meet(other, ids, lambda a, b: store.mark_sending(OWNER, [a, b], NOW))
     assert got == {"result": ids[:2]}
     assert states(store, ids[:3]) == [SENDING, SENDING, PENDING]
-    (said,) = [r.getMessage() for r in caplog.records]
-    assert "mark_sending was a deadlock's victim (try 1 of 5); running it again" in said
+    said = victims(caplog)
+    assert "mark_sending was a deadlock's victim (try 1 of 5); running it again" in said[0]
 
 
 def test_past_its_tries_the_deadlock_reaches_the_caller_and_nothing_changed(
