@@ -61,7 +61,23 @@ class BroadcastError(Exception):
         for name in copyreg._slotnames(type(self)):  # type: ignore[attr-defined]
             if name not in ("__dict__", "__weakref__") and hasattr(self, name):
                 state[name] = getattr(self, name)
+        for base, names in _BUILTIN_MEMBERS:  # set by a built-in's __init__, which is not run
+            if isinstance(self, base):  # None is unset: OSError's str() tells the two apart
+                state.update(
+                    (name, value)
+                    for name in names
+                    if (value := getattr(self, name, None)) is not None
+                )
         return (_unpickled, (type(self), self.args), state or None)
+
+
+#: What a built-in base's ``__init__`` sets outside ``__dict__`` and ``args``: an unpickled
+#: error is made without its ``__init__`` (``PluginLoadError`` is an ``ImportError``,
+#: ``ForbiddenError`` an ``OSError``; a driver's error may derive from either).
+_BUILTIN_MEMBERS: tuple[tuple[type[BaseException], tuple[str, ...]], ...] = (
+    (ImportError, ("msg", "name", "path", "name_from")),  # name_from: Python 3.12+
+    (OSError, ("errno", "strerror", "filename", "filename2")),
+)
 
 
 def _unpickled(cls: type[BroadcastError], args: tuple[Any, ...]) -> BroadcastError:
@@ -161,6 +177,14 @@ class ConfigurationError(BroadcastError, ValueError):
         found = tuple(problem for error in errors for problem in error.problems)
         if not found:
             raise ValueError("ConfigurationError.combine() needs at least one error")
+        for error in found:
+            if not isinstance(vars(error).get("driver"), str):
+                cls = type(error)
+                raise TypeError(
+                    f"ConfigurationError.combine(): a {cls.__module__}.{cls.__qualname__} "
+                    "was not made by ConfigurationError.__init__, so it names no driver or "
+                    "key; its __init__ must call super().__init__(driver, key, problem)"
+                )
         for error in found:
             error.with_traceback(None)
         if len(found) == 1:
