@@ -1160,7 +1160,6 @@ class Store:
         if path is None:
             return
         full = os.path.abspath(path)
-        where = "" if full == path else f" ({full})"
         if create:
             folder = os.path.dirname(full)
             if os.path.isdir(folder):
@@ -1174,6 +1173,7 @@ class Store:
         if os.path.exists(path):
             self._create_on_first_use = False
             return
+        where = "" if full == path else f" ({full})"
         raise OutboxFileMissing(
             f"the outbox's SQLite file {path!r}{where} does not exist: is the OUTBOX 'url' "
             f"(or ${ENV_URL}) the application's, and is this its working directory? This "
