@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import flask
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Header, Request, params
 from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.routing import Route as StarletteRoute
@@ -50,6 +50,15 @@ app = FastAPI(lifespan=lifespan)
 router = broadcasting_router(broadcast, user=current_user, user_data=None, driver="memory")
 assert_type(router, APIRouter)
 app.include_router(router, prefix="/api")
+
+
+# the user through FastAPI's dependencies (docs/fastapi.md)
+async def user_from_header(authorization: Annotated[str, Header()] = "") -> str | None:
+    return {"Bearer token-of-ada": "1"}.get(authorization)
+
+
+# fastapi.Depends() is typed as returning Any; the class it makes is what the router takes
+app.include_router(broadcasting_router(broadcast, user=params.Depends(user_from_header)))
 
 
 @app.post("/orders/{order_id}/ship")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -23,10 +24,11 @@ from broadcasting.web import (
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+    from fastapi.params import Depends
     from typing_extensions import Unpack
 
-    from broadcasting._broadcast import Broadcast
-    from broadcasting.web import MountOptions
+    from broadcasting._broadcast import Broadcast, DriverRef
+    from broadcasting.web import MountOptions, UserDataFunction, UserFunction
 
 __all__ = ["broadcasting_router", "broadcasting_routes", "read_body"]
 
@@ -98,6 +100,11 @@ def broadcasting_routes(
     ``user``, ``user_data``, ``driver``: as for AuthEndpoints; ``auth_path``,
     ``user_auth_path``, ``webhook_path``: the paths, where ``None`` leaves that route out.
     """
+    if type(options.get("user")).__module__ == "fastapi.params":  # Depends(...), Security(...)
+        raise TypeError(
+            "user=Depends(...) is resolved by FastAPI's path operations: use "
+            "broadcasting_router(), or give broadcasting_routes() a function, user(request)"
+        )
     return [
         StarletteRoute(
             path, view, methods=METHODS[route], name=view.__name__, include_in_schema=False
@@ -106,18 +113,76 @@ def broadcasting_routes(
     ]
 
 
+class RouterOptions(TypedDict, total=False):
+    """:func:`broadcasting_router`'s keywords: those of ``MountOptions``, where ``user`` may
+    also be a FastAPI dependency, ``Depends(current_user)``."""
+
+    user: UserFunction | Depends | None
+    user_data: UserDataFunction | None
+    driver: DriverRef
+    auth_path: str | None
+    user_auth_path: str | None
+    webhook_path: str | None
+
+
+#: Where a route keeps the user its ``Depends(...)`` gave, for ``user(request)`` to read.
+_USER_KEY = "broadcasting.user"
+
+
+async def _user_given(request: Request) -> Any:
+    return request.scope[_USER_KEY]
+
+
+def _depending(view: Callable[[Request], Awaitable[StarletteResponse]], user: Depends) -> Any:
+    """``view`` as a path operation that takes the user from FastAPI's dependency ``user``
+    (its overrides, sub-dependencies and ``HTTPException``s as on any route)."""
+
+    async def endpoint(request: Request, user: Any) -> StarletteResponse:
+        request.scope[_USER_KEY] = user
+        return await view(request)
+
+    endpoint.__name__ = view.__name__
+    endpoint.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            ),
+            inspect.Parameter("user", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=user),
+        ]
+    )
+    return endpoint
+
+
 def broadcasting_router(
-    target: Broadcast | AuthEndpoints, **options: Unpack[MountOptions]
+    target: Broadcast | AuthEndpoints, **options: Unpack[RouterOptions]
 ) -> APIRouter:
     """A FastAPI ``APIRouter`` of the routes of :func:`broadcasting_routes` (same keywords and
     names; not in OpenAPI), as path operations: the dependencies of ``include_router()`` and of
-    the app run before them (FastAPI includes a plain Starlette route without them)."""
-    from fastapi import APIRouter
+    the app run before them (FastAPI includes a plain Starlette route without them).
 
+    ``user`` may be a FastAPI dependency, ``user=Depends(current_user)``: the auth and
+    user-auth routes resolve it as any path operation does (``dependency_overrides`` apply),
+    and the webhook route, which the service calls, does not run it."""
+    from fastapi import APIRouter
+    from fastapi.params import Depends
+
+    dependency = options.get("user")
+    given: MountOptions = options  # type: ignore[assignment]  # a Depends is replaced below
+    if isinstance(dependency, Depends):
+        if isinstance(target, AuthEndpoints):
+            raise TypeError("pass user=, user_data= and driver= to AuthEndpoints, not here")
+        given = {**given, "user": _user_given}
     router = APIRouter()
-    for route, path, view in _mounted(target, options):
+    for route, path, view in _mounted(target, given):
+        endpoint = view
+        if isinstance(dependency, Depends) and route != "webhook":
+            endpoint = _depending(view, dependency)
         # the view declares no body, so FastAPI reads none: the view reads it, up to the limit
         router.add_api_route(
-            path, view, methods=list(METHODS[route]), name=view.__name__, include_in_schema=False
+            path,
+            endpoint,
+            methods=list(METHODS[route]),
+            name=view.__name__,
+            include_in_schema=False,
         )
     return router
