@@ -52,6 +52,8 @@ from broadcasting.outbox._row import Outcome, Row
 from broadcasting.outbox._store import SAME_TIME, OutboxTablesMissing, OwnerInUse
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from broadcasting._broadcast import Broadcast
     from broadcasting._broadcaster import Broadcaster
     from broadcasting.outbox._store import Stats, Store
@@ -155,8 +157,8 @@ class Relay:
     path); ``backoff`` paces a row whose publish failed in a retryable way.
 
     Run it with :meth:`run` (blocking, until SIGTERM/SIGINT/SIGHUP or :meth:`stop`), ``await``
-    :meth:`arun` in an application's own worker, or a round at a time with
-    :meth:`run_once` / :meth:`arun_once`.
+    :meth:`arun` in an application's own worker, ``async with relay:`` beside an application
+    on its loop (a lifespan), or a round at a time with :meth:`run_once` / :meth:`arun_once`.
     """
 
     def __init__(
@@ -220,6 +222,7 @@ class Relay:
         self._recording: set[asyncio.Future[None]] = set()  # outcomes being recorded
         self._failed: BaseException | None = None  # an outcome that could not be recorded
         self._outcomes: _Batched[Outcome]
+        self._task: asyncio.Task[None] | None = None  # arun() under ``async with``
 
     def _after_fork(self) -> None:
         """In a forked child: a relay of its own. Two processes under one owner would both
@@ -352,6 +355,39 @@ class Relay:
             return
         if stats.stranded:
             log.warning("relay %s: %s", self.owner, stats.stranded_note())
+
+    async def __aenter__(self) -> Self:
+        """Start :meth:`arun` as a task on the running loop, for the body of ``async with``
+        (a FastAPI or Starlette lifespan). Should it end by itself (a bug, another relay
+        under this ``owner``), that is logged at ERROR at once, as the application goes on
+        without it, and raised at the end of the block."""
+        if self._task is not None:
+            raise RuntimeError(f"relay {self.owner!r} is already running (async with)")
+        self._task = asyncio.create_task(self.arun(), name=f"broadcasting relay {self.owner}")
+        self._task.add_done_callback(self._ended)
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        """:meth:`stop`, and wait for the requests in flight and the leases' release. A
+        failure of the relay is raised here, unless the block is raising its own."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self.stop()
+        if kind is None:
+            await task
+            return
+        with contextlib.suppress(Exception):  # said at ERROR when it happened (_ended)
+            await task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None or self._stopping.is_set():
+            return
+        log.error(
+            "relay %s stopped: the outbox is not being delivered",
+            self.owner,
+            exc_info=task.exception(),
+        )
 
     def stop(self) -> None:
         """Ask :meth:`run`/:meth:`arun` to end after the requests in flight (thread-safe);
