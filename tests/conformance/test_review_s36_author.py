@@ -21,6 +21,7 @@ an answer and keeps a socket on demand in one process):
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import textwrap
@@ -87,13 +88,19 @@ class ConfigShowsKey(Tokened):
         return {"client": "toy-js", "key": self.token.reveal(), "options": {}}
 
 
+# The core refuses these two in the class body (test_a_sync_async_mix_up_is_refused_...);
+# set after the class is made, they reach the kit, whose shape check must name them too.
 class AsyncDefSend(ToyDriver):
     # its blocking method written as a coroutine
     name = "author-async-def-send"
     service = ToyService()
 
-    async def send(self, batch):
-        return self.exchange(batch)
+
+async def _async_send(self, batch):
+    return self.exchange(batch)
+
+
+AsyncDefSend.send = _async_send
 
 
 class PlainAsend(ToyDriver):
@@ -102,8 +109,12 @@ class PlainAsend(ToyDriver):
     service = ToyService()
     send = Driver.send
 
-    def asend(self, batch):
-        return self.exchange(batch)
+
+def _plain_asend(self, batch):
+    return self.exchange(batch)
+
+
+PlainAsend.asend = _plain_asend
 
 
 class HoldsSocket(ToyDriver):
@@ -315,13 +326,73 @@ def test_run_sync_refuses_what_is_not_a_coroutine() -> None:
 
 
 class _PlainAsend(Driver):
-    """``asend`` written as a plain function: the core runs it for a sync publish."""
+    """``asend`` as a plain function, set after the class was made (a ``def asend`` in the
+    class body is refused there: test_a_plain_asend_is_refused_when_the_class_is_made): the
+    core runs it for a sync publish."""
 
     name = "review-s36-plain-asend"
     sent: ClassVar[list[str]] = []
 
-    def asend(self, batch: Batch) -> None:  # type: ignore[override]
-        self.sent.extend(batch.channels)
+
+def _plain_asend(self: _PlainAsend, batch: Batch) -> None:
+    self.sent.extend(batch.channels)
+
+
+_PlainAsend.asend = _plain_asend  # type: ignore[assignment,method-assign]
+
+
+def test_a_plain_asend_is_refused_when_the_class_is_made() -> None:
+    with pytest.raises(TypeError, match=r"Plain\.asend\(\) is not a coroutine function"):
+
+        class Plain(Driver):
+            name = "plain"
+
+            def asend(self, batch: Batch) -> None:  # type: ignore[override]
+                pass
+
+    with pytest.raises(TypeError, match=r"Plain\.aclose\(\) is not a coroutine function"):
+
+        class Plain(Driver):  # type: ignore[no-redef]
+            name = "plain"
+
+            def aclose(self) -> None:  # type: ignore[override]
+                pass
+
+
+def test_a_coroutine_where_the_core_does_not_await_is_refused_when_the_class_is_made() -> None:
+    with pytest.raises(TypeError, match=r"Plain\.send\(\) is a coroutine .* name it asend\(\)"):
+
+        class Plain(Driver):
+            name = "plain"
+
+            async def send(self, batch: Batch) -> None:  # type: ignore[override]
+                pass
+
+    with pytest.raises(TypeError, match=r"Plain\.publish\(\) is .* write a plain `def`"):
+
+        class Plain(Driver):  # type: ignore[no-redef]
+            name = "plain"
+
+            async def publish(self, message: Any) -> Any:  # type: ignore[override]
+                pass
+
+
+def test_a_decorated_async_method_is_judged_by_what_it_wraps() -> None:
+    def traced(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(*args: Any) -> Any:
+            return method(*args)  # the coroutine, awaited by the core
+
+        return wrapper
+
+    class Traced(Driver):
+        name = "traced"
+
+        @traced
+        async def asend(self, batch: Batch) -> None:
+            pass
+
+    assert Traced.name == "traced"
 
 
 def test_a_sync_publish_through_a_plain_asend_ends_instead_of_hanging() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import inspect
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -62,6 +63,29 @@ FEATURE_METHODS: Mapping[Feature, tuple[str, ...]] = {
 }
 
 
+#: The methods the core awaits: a driver's own must be coroutine functions.
+_ASYNC_METHODS = (
+    "asend",
+    "acheck",
+    "aoccupied_channels",
+    "achannel_info",
+    "amembers",
+    "aterminate_user",
+    "aclose",
+)
+#: The methods the core calls without awaiting: a driver's own must not be coroutine functions.
+_SYNC_METHODS = (
+    "send",
+    "publish",
+    "check",
+    "occupied_channels",
+    "channel_info",
+    "members",
+    "terminate_user",
+    "close",
+)
+
+
 class Driver:
     """Base class of every driver (docs/writing-a-driver.md).
 
@@ -93,6 +117,26 @@ class Driver:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        for name in (*_ASYNC_METHODS, *_SYNC_METHODS):
+            defined = vars(cls).get(name)
+            if not inspect.isfunction(defined):
+                continue
+            # a decorator's wrapper (functools.wraps) is judged by what it wraps
+            awaited = inspect.iscoroutinefunction(inspect.unwrap(defined))
+            where = f"{cls.__qualname__}.{name}()"
+            if name in _ASYNC_METHODS and not awaited:  # it would run, then fail to be awaited
+                raise TypeError(
+                    f"{where} is not a coroutine function: the core awaits it; write "
+                    f"`async def {name}`"
+                )
+            if name in _SYNC_METHODS and awaited:  # it would never run
+                fix = (
+                    f"name it a{name}()" if "a" + name in _ASYNC_METHODS else "write a plain `def`"
+                )
+                raise TypeError(
+                    f"{where} is a coroutine function, but the core calls it without "
+                    f"awaiting it; {fix}"
+                )
         for feature in cls.features:
             for method in FEATURE_METHODS[feature]:
                 own = getattr(cls, method) is not getattr(Driver, method)

@@ -55,7 +55,13 @@ def call_after_fork(obj: AfterFork) -> None:
     go of what belongs to the parent (its connections, never closed nor written on: they
     are the parent's too). Holds ``obj`` weakly; calling it again for the same object adds
     nothing, so a subclass's ``__init__`` may call it as its base class's does (its
-    ``_after_fork()`` calls ``super()._after_fork()``)."""
+    ``_after_fork()`` calls ``super()._after_fork()``). A TypeError, at once, for an object
+    without a ``_after_fork()`` method (else every child would report it missing)."""
+    if not callable(getattr(obj, "_after_fork", None)):
+        raise TypeError(
+            f"call_after_fork() needs an object with an _after_fork() method, not a "
+            f"{type(obj).__module__}.{type(obj).__qualname__}"
+        )
     _objects[id(obj)] = obj
 
 
