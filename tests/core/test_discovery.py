@@ -192,7 +192,13 @@ def test_a_broken_plugin_is_named_and_isolated(site: Path) -> None:
 
 
 def test_a_plugin_whose_hook_returns_nothing(site: Path) -> None:
-    install_fake(site, "broadcasting-mute", "mute", "fake_mute", "x = 1\n")
+    source = (
+        "from broadcasting.plugin import hookimpl\n"
+        "@hookimpl\n"
+        "def broadcasting_connect(name, options):\n"
+        "    return None\n"
+    )
+    install_fake(site, "broadcasting-mute", "mute", "fake_mute", source)
     with pytest.raises(PluginLoadError, match="returned None for 'mute'"):
         Broadcast({"DRIVER": "mute"}).driver()
 

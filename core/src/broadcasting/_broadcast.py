@@ -18,6 +18,7 @@ from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions
 from broadcasting._driver import Driver, Feature
 from broadcasting._errors import (
     BadRequestError,
+    BroadcastError,
     CloseError,
     ConfigurationError,
     DriverNotFoundError,
@@ -30,10 +31,14 @@ from broadcasting._fork import call_after_fork
 from broadcasting._plugins import (
     add_driver_plugin,
     built,
+    class_note,
+    connect_note,
     declared_secret_options,
     driver_names,
     driver_plugin,
+    implements,
     make_plugin_manager,
+    origin,
 )
 from broadcasting._state import ChannelInfo, Member
 from broadcasting._types import Options, Payload, Receipt, Secret, wrap_named
@@ -180,12 +185,7 @@ class Broadcast(Publishes):
                 hidden |= cls.secret_options
             options = wrap_named(options, hidden)
             delivery, own = DeliveryOptions.from_options(name, options)
-            if cls is not None and plugin is None:  # a private or test driver class
-                driver: Driver = built(cls, own)
-            else:
-                driver = self._from_plugin(name, plugin, own)
-                if cls is not None and not isinstance(driver, cls):
-                    driver = built(cls, own)
+            driver = self._make_driver(name, plugin, own, cls)
             made: Broadcaster[Any] = Broadcaster(
                 self, driver, wrap_named(options, type(driver).secret_options), delivery
             )
@@ -199,6 +199,29 @@ class Broadcast(Publishes):
             self._of_driver[id(driver)] = made
             return made
 
+    def _make_driver(
+        self, name: str, plugin: object | None, own: Options, cls: type[Driver] | None
+    ) -> Driver:
+        """Driver ``name`` made from its options. A plain exception the driver's code raised
+        (a KeyError in ``from_config``) reaches the caller as it is, its traceback whole, with
+        a note (PEP 678) naming the driver, the hook and the plugin; a BroadcastError (a
+        ConfigurationError) says what it is about already."""
+        try:
+            if cls is not None and plugin is None:  # a private or test driver class
+                return built(cls, own)
+            driver = self._from_plugin(name, plugin, own)
+            if cls is not None and not isinstance(driver, cls):
+                return built(cls, own)
+            return driver
+        except BroadcastError:
+            raise
+        except Exception as exc:
+            if cls is not None and (plugin is None or "_from_plugin" not in _frames(exc)):
+                _add_note(exc, class_note(name, cls))
+            else:
+                _add_note(exc, connect_note(self.plugin_manager, name, exc))
+            raise
+
     def _from_plugin(self, name: str, plugin: object | None, options: Options) -> Driver:
         pm = self.plugin_manager
         if plugin is not None:  # asked after the plugins passed to Broadcast (docs/hooks.md)
@@ -206,14 +229,17 @@ class Broadcast(Publishes):
         driver = pm.hook.broadcasting_connect(name=name, options=options)
         if driver is None and plugin is None:
             raise DriverNotFoundError(name, driver_names())
-        if driver is None:
+        if driver is None and not implements(pm, plugin, "broadcasting_connect"):
+            reason = "it implements no broadcasting_connect hook and is not a Driver class"
+        elif driver is None:
             reason = f"its broadcasting_connect hook returned None for {name!r}"
         elif not isinstance(driver, Driver):
             reason = f"broadcasting_connect returned {type(driver).__name__}, not a Driver"
         else:
             return driver
+        value, distribution = origin(plugin)
         raise PluginLoadError(
-            entry_point=name, value=repr(plugin), distribution=None, reason=reason
+            entry_point=name, value=value, distribution=distribution, reason=reason
         )
 
     def broadcaster_of(self, driver: Driver) -> Broadcaster[Any]:
@@ -457,6 +483,30 @@ _QUERIES = {  # a query method: the feature it needs, and how NotSupportedError 
     "members": (Feature.STATE, "presence members"),
     "terminate_user": (Feature.TERMINATE_USER, "terminating a user's connections"),
 }
+
+
+def _frames(error: BaseException) -> list[str]:
+    """The names of the functions ``error``'s traceback passes through, outermost first."""
+    names = []
+    tb = error.__traceback__
+    while tb is not None:
+        names.append(tb.tb_frame.f_code.co_name)
+        tb = tb.tb_next
+    return names
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    """PEP 678's ``add_note``; on 3.10, which has none, the same ``__notes__`` list (printed
+    by the exceptiongroup backport's traceback, read by pytest). Added once."""
+    notes = getattr(error, "__notes__", None)
+    if isinstance(notes, list) and note in notes:
+        return
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+    elif isinstance(notes, list):
+        notes.append(note)
+    else:
+        error.__notes__ = [note]  # type: ignore[attr-defined]
 
 
 def _require(driver: Driver, feature: Feature, what: str) -> None:

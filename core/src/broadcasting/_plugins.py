@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -71,16 +72,59 @@ def _claimed(name: str, eps: tuple[EntryPoint, ...]) -> EntryPoint:
     )
 
 
-def _hook_problem(plugin: object) -> str | None:
+def _hook_problem(plugin: object, name: str) -> str | None:
     """What pluggy finds wrong with ``plugin``'s hook implementations (a parameter the
-    spec does not have...), on one line; ``None`` when they are sound."""
+    spec does not have, a hook that is no broadcasting hook...), on one line, the plugin
+    called ``name``; ``None`` when they are sound."""
     scratch = _manager.PluginManager(PROJECT)
     scratch.add_hookspecs(hookspecs)
     try:
-        scratch.register(plugin)
+        scratch.register(plugin, name)
     except pluggy.PluginValidationError as exc:
         return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return _unknown_hook(scratch, plugin)
+
+
+def _unknown_hook(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    """What pluggy's ``check_pending()`` finds, for ``plugin`` alone: a hook implementation
+    that matches no hook spec (a misspelt name, which pluggy would otherwise never call),
+    unless it is marked ``optionalhook=True``; ``None`` when every one has a spec."""
+    for caller in pm.get_hookcallers(plugin) or ():
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not impl.optionalhook:
+                hooks = [n for n in vars(hookspecs) if n.startswith("broadcasting_")]
+                close = difflib.get_close_matches(caller.name, hooks, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                return (
+                    f"its hook {caller.name!r} is not a broadcasting hook{hint}; a hook of"
+                    " another project that may be absent takes @hookimpl(optionalhook=True)"
+                )
     return None
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str | None = None) -> None:
+    """Register ``plugin`` on ``pm`` under ``name`` (by default a readable one, unique on
+    ``pm``), refusing it, unregistered again, when a hook of it matches no hook spec."""
+    name = name or _unique_name(pm, plugin)
+    pm.register(plugin, name)
+    problem = _unknown_hook(pm, plugin)
+    if problem is not None:
+        pm.unregister(plugin)
+        raise pluggy.PluginValidationError(plugin, f"Plugin {name!r}: {problem}")
+
+
+def _unique_name(pm: pluggy.PluginManager, plugin: object) -> str:
+    """``plugin``'s module and qualified name (its class's, for an instance), with ``#2``,
+    ``#3``... when another plugin has that name on ``pm``: what pluggy's errors call it,
+    rather than the ``id()`` it uses for a plugin registered without a name."""
+    base = name = _describe(plugin)
+    count = 1
+    while pm.get_plugin(name) is not None or pm.is_blocked(name):
+        count += 1
+        name = f"{base}#{count}"
+    return name
 
 
 _lock = threading.RLock()
@@ -113,7 +157,7 @@ def _load(ep: EntryPoint) -> object:
                 raise error from exc
             # a Driver class has no hooks of its own: the core connects it
             if not (isinstance(loaded, type) and issubclass(loaded, Driver)):
-                problem = _hook_problem(loaded)
+                problem = _hook_problem(loaded, ep.value)
                 if problem is not None:
                     raise _failed.setdefault(key, _load_error(ep, problem))
             _loaded[key] = loaded
@@ -150,10 +194,73 @@ def driver_names() -> list[str]:
 
 
 def _describe(plugin: object) -> str:
+    """A module's name, or the module and qualified name of a class (an instance's class)."""
     if isinstance(plugin, ModuleType):
         return plugin.__name__
-    cls = plugin.cls if isinstance(plugin, _ClassPlugin) else type(plugin)
+    if isinstance(plugin, _ClassPlugin):
+        cls = plugin.cls
+    else:
+        cls = plugin if isinstance(plugin, type) else type(plugin)
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def origin(plugin: object) -> tuple[str, str | None]:
+    """Where ``plugin`` comes from: its entry point's value and distribution when one loaded
+    it (a Driver class's, for the core's plugin around it), else its name and ``None``."""
+    target = plugin.cls if isinstance(plugin, _ClassPlugin) else plugin
+    with _lock:
+        keys = [key for key, loaded in _loaded.items() if loaded is target]
+    for key in keys:
+        group, name, value = key.split(":", 2)
+        for ep in _entry_points(group).get(name, ()):
+            if ep.value == value:
+                return value, ep.dist.name if ep.dist else None
+    return _describe(plugin), None
+
+
+def implements(pm: pluggy.PluginManager, plugin: object, hook: str) -> bool:
+    """Whether ``plugin``, registered on ``pm``, implements ``hook``."""
+    return any(impl.plugin is plugin for impl in getattr(pm.hook, hook).get_hookimpls())
+
+
+def connect_note(pm: pluggy.PluginManager, name: str, error: BaseException) -> str:
+    """What an error raised while driver ``name`` was connected says it was raised in: the
+    plugin whose ``broadcasting_connect`` (or the Driver class whose ``from_config``) its
+    traceback passes through, with where that plugin comes from; no option's value."""
+    impls = pm.hook.broadcasting_connect.get_hookimpls()
+    by_code: dict[object, list[Any]] = {}
+    for impl in impls:
+        code = getattr(impl.function, "__code__", None)
+        if code is not None:
+            by_code.setdefault(code, []).append(impl)
+    tb = error.__traceback__
+    while tb is not None:
+        found = by_code.get(tb.tb_frame.f_code)
+        if found:
+            # one code for several plugins (the core's, around each Driver class): the
+            # one whose method ran is its frame's self
+            this = tb.tb_frame.f_locals.get("self")
+            impl = next((i for i in found if i.plugin is this), found[0])
+            return _ran(name, impl.plugin)
+        tb = tb.tb_next
+    return f"while the {name!r} driver was connected (broadcasting_connect)"
+
+
+def _ran(name: str, plugin: object) -> str:
+    value, distribution = origin(plugin)
+    if isinstance(plugin, _ClassPlugin):
+        what = f"{_describe(plugin)}.from_config"
+        where = f"entry point {value}" if distribution else "registered with register_driver()"
+    else:
+        what, where = "broadcasting_connect", f"plugin {value}"
+    if distribution:
+        where += f", distribution {distribution}"
+    return f"while the {name!r} driver's {what} ran ({where})"
+
+
+def class_note(name: str, cls: type[Driver]) -> str:
+    """The note for an error a Driver class's ``from_config`` raised, connected directly."""
+    return f"while the {name!r} driver's {cls.__module__}.{cls.__qualname__}.from_config ran"
 
 
 def built(cls: type[D], options: Mapping[str, Any]) -> D:
@@ -236,10 +343,11 @@ def declared_secret_options(name: str, plugin: object) -> frozenset[str]:
         isinstance(key, str) for key in declared
     ):
         return frozenset(declared)
+    value, distribution = origin(plugin)
     raise PluginLoadError(
         entry_point=name,
-        value=_describe(plugin),
-        distribution=None,
+        value=value,
+        distribution=distribution,
         reason="its secret_options must be a set of option names (str)",
     )
 
@@ -316,7 +424,7 @@ def make_plugin_manager(plugins: Iterable[object] = ()) -> _manager.PluginManage
         installed = [_load(ep) for _, eps in groups for ep in eps]  # every package's
         for plugin in (*installed, *plugins, *_everywhere):
             if not pm.is_registered(plugin):
-                pm.register(plugin)
+                _register(pm, plugin)
         _managers.add(pm)
     return pm
 
@@ -331,7 +439,12 @@ def add_driver_plugin(pm: _manager.PluginManager, name: str, plugin: object) -> 
     in a test, a factory of its own), which docs/hooks.md says is asked first."""
     with _lock:  # register_everywhere() registers on the same managers
         if not pm.is_registered(plugin):
-            pm.register_asked_last(plugin, f"driver:{name}", "broadcasting_connect")
+            registered = f"driver:{name}"
+            pm.register_asked_last(plugin, registered, "broadcasting_connect")
+            problem = _unknown_hook(pm, plugin)
+            if problem is not None:
+                pm.unregister(plugin)
+                raise pluggy.PluginValidationError(plugin, f"Plugin {registered!r}: {problem}")
 
 
 def register_everywhere(plugin: object) -> None:
@@ -340,10 +453,13 @@ def register_everywhere(plugin: object) -> None:
     with _lock:
         if any(p is plugin for p in _everywhere):
             raise ValueError(f"{plugin!r} is already registered everywhere")
+        problem = _hook_problem(plugin, _describe(plugin))
+        if problem is not None:  # refused before any manager has it
+            raise pluggy.PluginValidationError(plugin, f"Plugin {_describe(plugin)!r}: {problem}")
         _everywhere.append(plugin)
         for pm in list(_managers):
             if not pm.is_registered(plugin):
-                pm.register(plugin)
+                _register(pm, plugin)
 
 
 def unregister_everywhere(plugin: object) -> None:
