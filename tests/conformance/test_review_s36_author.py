@@ -21,7 +21,6 @@ an answer and keeps a socket on demand in one process):
 
 from __future__ import annotations
 
-import functools
 import re
 import sys
 import textwrap
@@ -327,7 +326,7 @@ def test_run_sync_refuses_what_is_not_a_coroutine() -> None:
 
 class _PlainAsend(Driver):
     """``asend`` as a plain function, set after the class was made (a ``def asend`` in the
-    class body is refused there: test_a_plain_asend_is_refused_when_the_class_is_made): the
+    class body is refused there: tests/core/test_driver_method_shapes.py): the
     core runs it for a sync publish."""
 
     name = "review-s36-plain-asend"
@@ -339,60 +338,6 @@ def _plain_asend(self: _PlainAsend, batch: Batch) -> None:
 
 
 _PlainAsend.asend = _plain_asend  # type: ignore[assignment,method-assign]
-
-
-def test_a_plain_asend_is_refused_when_the_class_is_made() -> None:
-    with pytest.raises(TypeError, match=r"Plain\.asend\(\) is not a coroutine function"):
-
-        class Plain(Driver):
-            name = "plain"
-
-            def asend(self, batch: Batch) -> None:  # type: ignore[override]
-                pass
-
-    with pytest.raises(TypeError, match=r"Plain\.aclose\(\) is not a coroutine function"):
-
-        class Plain(Driver):  # type: ignore[no-redef]
-            name = "plain"
-
-            def aclose(self) -> None:  # type: ignore[override]
-                pass
-
-
-def test_a_coroutine_where_the_core_does_not_await_is_refused_when_the_class_is_made() -> None:
-    with pytest.raises(TypeError, match=r"Plain\.send\(\) is a coroutine .* name it asend\(\)"):
-
-        class Plain(Driver):
-            name = "plain"
-
-            async def send(self, batch: Batch) -> None:  # type: ignore[override]
-                pass
-
-    with pytest.raises(TypeError, match=r"Plain\.publish\(\) is .* write a plain `def`"):
-
-        class Plain(Driver):  # type: ignore[no-redef]
-            name = "plain"
-
-            async def publish(self, message: Any) -> Any:  # type: ignore[override]
-                pass
-
-
-def test_a_decorated_async_method_is_judged_by_what_it_wraps() -> None:
-    def traced(method: Any) -> Any:
-        @functools.wraps(method)
-        def wrapper(*args: Any) -> Any:
-            return method(*args)  # the coroutine, awaited by the core
-
-        return wrapper
-
-    class Traced(Driver):
-        name = "traced"
-
-        @traced
-        async def asend(self, batch: Batch) -> None:
-            pass
-
-    assert Traced.name == "traced"
 
 
 def test_a_sync_publish_through_a_plain_asend_ends_instead_of_hanging() -> None:
