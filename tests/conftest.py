@@ -95,7 +95,9 @@ ONCE_FILES = frozenset(
         # real drivers on every Python (tests/conformance's other files)
         "tests/conformance/test_review_kit.py",
         "tests/conformance/test_review_s36_author.py",
+        "tests/pusher/test_pusher_ci_rule.py",  # the suite's own rule, in a child pytest
         "tests/test_hook_docs.py",
+        "tests/test_markers.py",
         "tests/web/test_django_app_guide.py",
         "tests/web/test_django_guide.py",
         "tests/web/test_flask_ext_docs.py",
