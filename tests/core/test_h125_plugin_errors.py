@@ -483,3 +483,80 @@ def test_the_note_is_added_once_when_the_same_error_is_raised_again() -> None:
     finally:
         unregister_driver("h125-again")
     assert len(_notes(error)) == 1
+
+
+# 5. a wrong delivery option and the driver's own problems, reported at once
+
+
+class Picky(Driver):
+    """Knows no option but ``endpoint``, which it requires: names every other key."""
+
+    name = "h125-picky"
+
+    @classmethod
+    def from_config(cls, options: Any) -> Picky:
+        problems = [ConfigurationError(cls.name, k, "unknown option") for k in options]
+        if "endpoint" not in options:
+            problems.append(ConfigurationError(cls.name, "endpoint", "is required"))
+        else:
+            problems = [p for p in problems if p.key != "endpoint"]
+        if problems:
+            raise ConfigurationError.combine(problems)
+        return cls()
+
+    def send(self, batch: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def picky() -> Iterator[None]:
+    register_driver("h125-picky", Picky)
+    try:
+        yield
+    finally:
+        unregister_driver("h125-picky")
+
+
+def test_a_wrong_delivery_option_and_the_drivers_problems_are_one_error(picky: None) -> None:
+    options = {"retries": SECRET, "batch_linger": -1, "colour": SECRET}
+    with pytest.raises(ConfigurationError) as info:
+        Broadcast({"DRIVER": "h125-picky", "DRIVERS": {"h125-picky": options}}).driver()
+    error = info.value
+    assert [(p.driver, p.key) for p in error.problems] == [
+        ("h125-picky", "batch_linger"),
+        ("h125-picky", "retries"),
+        ("h125-picky", "colour"),
+        ("h125-picky", "endpoint"),
+    ]
+    shown = "".join(traceback.format_exception(error)) + repr(error)
+    assert "'colour': unknown option" in shown and "'endpoint': is required" in shown
+    assert SECRET not in shown
+
+
+def test_a_wrong_delivery_option_alone_is_said_alone(picky: None) -> None:
+    options = {"retries": -1, "endpoint": "https://example.test"}
+    with pytest.raises(ConfigurationError) as info:
+        Broadcast({"DRIVER": "h125-picky", "DRIVERS": {"h125-picky": options}}).driver()
+    assert [p.key for p in info.value.problems] == ["retries"]
+
+
+def test_a_driver_whose_errors_name_another_driver_leaves_the_delivery_error_alone() -> None:
+    register_driver("h125-alias", Picky)  # Picky names itself 'h125-picky' in its errors
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            Broadcast({"DRIVER": "h125-alias", "DRIVERS": {"h125-alias": {"retries": -1}}}).driver()
+    finally:
+        unregister_driver("h125-alias")
+    assert [(p.driver, p.key) for p in info.value.problems] == [("h125-alias", "retries")]
+
+
+def test_a_driver_bug_beside_a_wrong_delivery_option_is_raised_with_its_note() -> None:
+    register_driver("h125-buggy", Buggy)
+    config = {"DRIVER": "h125-buggy", "DRIVERS": {"h125-buggy": {"retries": -1}}}
+    try:
+        with pytest.raises(RuntimeError) as info:
+            Broadcast(config).driver()
+    finally:
+        unregister_driver("h125-buggy")
+    assert _raised_in(info.value).name == "from_config"
+    assert "Buggy.from_config ran" in _notes(info.value)[0]

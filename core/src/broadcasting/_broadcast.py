@@ -184,7 +184,13 @@ class Broadcast(Publishes):
             if cls is not None:
                 hidden |= cls.secret_options
             options = wrap_named(options, hidden)
-            delivery, own = DeliveryOptions.from_options(name, options)
+            wrong: ConfigurationError | None = None
+            try:
+                delivery, own = DeliveryOptions.from_options(name, options)
+            except ConfigurationError as exc:
+                wrong = exc
+            if wrong is not None:
+                raise self._with_the_drivers_problems(wrong, name, plugin, options, cls)
             driver = self._make_driver(name, plugin, own, cls)
             made: Broadcaster[Any] = Broadcaster(
                 self, driver, wrap_named(options, type(driver).secret_options), delivery
@@ -198,6 +204,31 @@ class Broadcast(Publishes):
                 raise ConfigurationError.combine(refused)
             self._of_driver[id(driver)] = made
             return made
+
+    def _with_the_drivers_problems(
+        self,
+        wrong: ConfigurationError,
+        name: str,
+        plugin: object | None,
+        options: Mapping[str, Any],
+        cls: type[Driver] | None,
+    ) -> ConfigurationError:
+        """``wrong`` (the delivery options' problems) with those the driver's ``from_config``
+        finds in its own options, so that every wrong option is named at once, not one
+        run after another. A driver that accepts its options is dropped unused (a driver
+        opens its connections on first use); its plain exception propagates (a bug first)."""
+        own = Options({k: v for k, v in options.items() if k not in DELIVERY_OPTIONS})
+        del options
+        try:
+            self._make_driver(name, plugin, own, cls)
+        except ConfigurationError as exc:
+            theirs: ConfigurationError | None = exc
+        else:
+            theirs = None
+        del own
+        if theirs is None or any(e.driver != wrong.driver for e in theirs.problems):
+            return wrong  # errors of another name cannot be one error
+        return ConfigurationError.combine([wrong, theirs])
 
     def _make_driver(
         self, name: str, plugin: object | None, own: Options, cls: type[Driver] | None
