@@ -117,8 +117,9 @@ class PluginLoadError(BroadcastError, ImportError):
         self.value = value
         self.distribution = distribution
         self.reason = reason
-        dist = distribution or "an unknown distribution"
-        text = f"Plugin {entry_point!r} ({value}) from {dist} failed to load: {reason}"
+        # none: not installed (a driver given to register_driver() or Broadcast(plugins=))
+        source = f" from {distribution}" if distribution else ""
+        text = f"Plugin {entry_point!r} ({value}){source} failed to load: {reason}"
         super().__init__(text)
         self._made_of(text, entry_point, value, distribution, reason)
 
