@@ -507,6 +507,13 @@ class Picky(Driver):
     def send(self, batch: Any) -> None:
         return None
 
+    def close(self) -> None:
+        closed.append(self)
+
+
+#: The Picky drivers closed: one built only to find its problems is closed unused.
+closed: list[Picky] = []
+
 
 @pytest.fixture
 def picky() -> Iterator[None]:
@@ -535,9 +542,12 @@ def test_a_wrong_delivery_option_and_the_drivers_problems_are_one_error(picky: N
 
 def test_a_wrong_delivery_option_alone_is_said_alone(picky: None) -> None:
     options = {"retries": -1, "endpoint": "https://example.test"}
+    closed.clear()
     with pytest.raises(ConfigurationError) as info:
         Broadcast({"DRIVER": "h125-picky", "DRIVERS": {"h125-picky": options}}).driver()
     assert [p.key for p in info.value.problems] == ["retries"]
+    # the driver built only to ask its problems is closed: a from_config may open something
+    assert [type(driver) for driver in closed] == [Picky]
 
 
 def test_a_driver_whose_errors_name_another_driver_leaves_the_delivery_error_alone() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import weakref
 from collections import OrderedDict
@@ -215,16 +216,18 @@ class Broadcast(Publishes):
     ) -> ConfigurationError:
         """``wrong`` (the delivery options' problems) with those the driver's ``from_config``
         finds in its own options, so that every wrong option is named at once, not one
-        run after another. A driver that accepts its options is dropped unused (a driver
+        run after another. A driver that accepts its options is closed unused (a driver
         opens its connections on first use); its plain exception propagates (a bug first)."""
         own = Options({k: v for k, v in options.items() if k not in DELIVERY_OPTIONS})
         del options
         try:
-            self._make_driver(name, plugin, own, cls)
+            unused = self._make_driver(name, plugin, own, cls)
         except ConfigurationError as exc:
             theirs: ConfigurationError | None = exc
         else:
             theirs = None
+            with contextlib.suppress(Exception):  # what a from_config may have opened
+                unused.close()
         del own
         if theirs is None or any(e.driver != wrong.driver for e in theirs.problems):
             return wrong  # errors of another name cannot be one error
