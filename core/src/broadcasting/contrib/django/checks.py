@@ -28,7 +28,6 @@ from typing import Any
 
 from broadcasting._broadcast import Broadcast
 from broadcasting._config import load_config
-from broadcasting._delivery import DELIVERY_OPTIONS
 from broadcasting._errors import (
     BroadcastError,
     ConfigurationError,
@@ -160,18 +159,9 @@ def _check_drivers(value: Mapping[str, Any], *, deploy: bool = False) -> list[An
     broadcast = Broadcast(value)
     try:
         for name in dict.fromkeys([config.driver, *config.drivers]):
-            options = config.options(name)
-            failed = _check_driver(broadcast, name, options, deploy, found)
-            if DELIVERY_OPTIONS.intersection(failed):
-                # the core's own options are checked before the driver is built, and the
-                # driver never sees them: its own options are checked without them, so a
-                # wrong one beside a wrong delivery option is reported at once too
-                own = {k: v for k, v in options.items() if k not in DELIVERY_OPTIONS}
-                alone = Broadcast({"DRIVER": name, "DRIVERS": {name: own}})
-                try:
-                    _check_driver(alone, name, own, deploy, found)
-                finally:
-                    alone.close()
+            # a wrong delivery option comes with the driver's own problems (the core asks
+            # the driver too), so every wrong option is an E003 at once
+            _check_driver(broadcast, name, config.options(name), deploy, found)
     finally:
         broadcast.close()
     return found
@@ -179,9 +169,9 @@ def _check_drivers(value: Mapping[str, Any], *, deploy: bool = False) -> list[An
 
 def _check_driver(
     broadcast: Broadcast, name: str, options: Mapping[str, Any], deploy: bool, found: list[Any]
-) -> list[str]:
+) -> None:
     """Build driver ``name`` and add its problems to ``found``, an E003 for each problem of a
-    ConfigurationError; the options they named (reported or left to the other check)."""
+    ConfigurationError."""
     from django.core.checks import Error  # type: ignore[import-untyped, unused-ignore]
 
     try:
@@ -193,7 +183,6 @@ def _check_driver(
         for problem in exc.problems:
             if _unset(problem, options) == deploy:
                 found.append(Error(str(problem), obj=f"driver {name!r}", id="broadcasting.E003"))
-        return [p.key for p in exc.problems if isinstance(p.key, str)]
     except BroadcastError as exc:  # any other of ours
         if not deploy:
             found.append(Error(str(exc), obj=f"driver {name!r}", id="broadcasting.E003"))
@@ -206,7 +195,6 @@ def _check_driver(
                     id="broadcasting.E003",
                 )
             )
-    return []
 
 
 def _check_outbox(outbox: Mapping[str, Any]) -> list[Any]:
