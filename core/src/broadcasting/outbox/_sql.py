@@ -18,6 +18,7 @@ from broadcasting._types import Message
 from broadcasting.outbox._row import (
     JSON,
     OPEN,
+    PENDING,
     TEXT,
     NewRow,
     encode_channels,
@@ -543,12 +544,13 @@ def _by_id(dialect: str) -> str:
 
 
 def open_in(dialect: str, table: str, ids: int, partitions: int) -> str:
-    """Which listed ids are open rows of the listed (held) partitions, locked (only those:
-    found by primary key)."""
+    """Which listed ids are still pending rows of the listed (held) partitions, locked (only
+    those: found by primary key). Not a ``sending`` one: fetched as pending, it was marked by
+    another relay since (this one paused past its lease meanwhile), which may have sent it."""
     lock = " FOR UPDATE" if dialect != SQLITE else ""
     return (
         f"SELECT id FROM {_q(table)}{_by_id(dialect)} WHERE id IN ({_marks(ids)}) "
-        f"AND state IN ({_OPEN}) AND {_in_held(partitions)}{lock}"
+        f"AND state = {PENDING} AND {_in_held(partitions)}{lock}"
     )
 
 
@@ -569,10 +571,11 @@ def _held_array(table: str) -> str:
 @lru_cache(maxsize=64)
 def mark_sending_any(table: str) -> str:
     """PostgreSQL, one statement: mark ``sending`` (state ``?``) the rows of the id array
-    ``?`` that are open in a partition owner ``?`` holds at ``?``; the ids marked."""
+    ``?`` that are still pending (:func:`open_in`) in a partition owner ``?`` holds at ``?``;
+    the ids marked."""
     return (
         f"UPDATE {_q(table)} SET state = ? WHERE id = ANY(CAST(? AS BIGINT[])) "
-        f'AND state IN ({_OPEN}) AND "partition" = ANY({_held_array(table)}) RETURNING id'
+        f'AND state = {PENDING} AND "partition" = ANY({_held_array(table)}) RETURNING id'
     )
 
 
