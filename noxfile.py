@@ -23,6 +23,9 @@ PACKAGES = ["core", "plugins/pusher_driver", "plugins/ably_driver"]
 EXAMPLES = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("examples/*/pyproject.toml"))
 
 nox.options.sessions = ["lint", "typecheck", "docs", "tests", "isolated"]
+#: Four workers; a module marked ``xdist_group`` runs on one of them, so its module-scoped
+#: fixture (the conformance kit's review runs: a child pytest each) runs once, not per worker.
+WORKERS = ["-n", "4", "--dist", "loadgroup"]
 nox.options.reuse_existing_virtualenvs = True
 # uv makes and fills the sessions' venvs in seconds (pip: about 50 s per session here), when it
 # is installed beside nox (.ci/run installs both); plain virtualenv and pip otherwise
@@ -48,7 +51,7 @@ def tests(session: nox.Session) -> None:
     # of the project's 2-core machines keep both busy (3.2 minutes there, against 4 with 2)
     if session.posargs or session.python != PYTHONS[-1]:
         once = [] if session.posargs else ["-m", "not once"]
-        session.run("pytest", "-n", "4", *once, *session.posargs)
+        session.run("pytest", *WORKERS, *once, *session.posargs)
         return
     # the newest Python: the tests, then the proofs by themselves. Beside the soaks, which keep
     # both cores busy, tests that bound a wait failed CI four times in two days; apart, the two
@@ -56,7 +59,7 @@ def tests(session: nox.Session) -> None:
     failed = []
     for marker in ("not proof", "proof"):
         try:
-            session.run("pytest", "-n", "4", "-m", marker)
+            session.run("pytest", *WORKERS, "-m", marker)
         except nox.command.CommandFailed:
             failed.append(marker)
     if failed:
