@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from plugin_site import plugin_site
 
 import broadcasting._plugins as plugins
 from broadcasting import Broadcast, DriverNotFoundError, PluginLoadError, Receipt
@@ -27,28 +28,11 @@ from broadcasting.plugin import (
 )
 
 
-def _reset_discovery() -> None:
-    plugins._entry_points.cache_clear()
-    for key, plugin in list(plugins._loaded.items()):
-        if getattr(plugin, "__name__", "").startswith("fake_"):
-            del plugins._loaded[key]
-    plugins._failed.clear()
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Path]:
     """A folder on sys.path where tests install fake distributions."""
-    sys.path.insert(0, str(tmp_path))
-    _reset_discovery()
-    before = set(sys.modules)
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        for name in set(sys.modules) - before:
-            if name.startswith("fake_"):
-                del sys.modules[name]
-        _reset_discovery()
+    with plugin_site(tmp_path, "fake_") as folder:
+        yield folder
 
 
 DRIVER_MODULE = """

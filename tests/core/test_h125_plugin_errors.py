@@ -17,7 +17,6 @@ entry_points.txt on sys.path, which importlib.metadata reads like any installed 
 
 from __future__ import annotations
 
-import sys
 import textwrap
 import traceback
 from collections.abc import Iterator
@@ -26,8 +25,8 @@ from typing import Any
 
 import pluggy
 import pytest
+from plugin_site import plugin_site
 
-import broadcasting._plugins as plugins
 from broadcasting import Broadcast, ConfigurationError, PluginLoadError
 from broadcasting._plugins import register_everywhere, unregister_everywhere
 from broadcasting.plugin import Driver, Message, hookimpl, register_driver, unregister_driver
@@ -35,28 +34,11 @@ from broadcasting.plugin import Driver, Message, hookimpl, register_driver, unre
 SECRET = "s3cr3t-value-never-shown"
 
 
-def _reset_discovery() -> None:
-    plugins._entry_points.cache_clear()
-    for key, plugin in list(plugins._loaded.items()):
-        if getattr(plugin, "__name__", "").startswith("fake_h125"):
-            del plugins._loaded[key]
-    plugins._failed.clear()
-
-
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Path]:
     """A folder on sys.path where the tests install distributions."""
-    sys.path.insert(0, str(tmp_path))
-    _reset_discovery()
-    before = set(sys.modules)
-    try:
-        yield tmp_path
-    finally:
-        sys.path.remove(str(tmp_path))
-        for name in set(sys.modules) - before:
-            if name.startswith("fake_h125"):
-                del sys.modules[name]
-        _reset_discovery()
+    with plugin_site(tmp_path, "fake_h125") as folder:
+        yield folder
 
 
 def install(site: Path, dist: str, group: str, name: str, module: str, source: str) -> None:

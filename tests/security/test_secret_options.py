@@ -15,10 +15,11 @@ import sys
 import textwrap
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from plugin_site import plugin_site
 
 import broadcasting._plugins as plugins
 from broadcasting import Broadcast, Broadcaster, PluginLoadError, Receipt
@@ -157,22 +158,11 @@ def broadcasting_connect(name, options):
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Path]:
     """A folder on sys.path where a test installs a fake distribution."""
-    sys.path.insert(0, str(tmp_path))
-    plugins._entry_points.cache_clear()
-    before = set(sys.modules)
     try:
-        yield tmp_path
+        with plugin_site(tmp_path, "fake_secret_") as folder:
+            yield folder
     finally:
-        sys.path.remove(str(tmp_path))
-        for name in set(sys.modules) - before:
-            if name.startswith("fake_secret_"):
-                del sys.modules[name]
-        for key, plugin in list(plugins._loaded.items()):
-            module = plugin.__name__ if isinstance(plugin, ModuleType) else plugin.__module__
-            if module.startswith("fake_secret_"):
-                del plugins._loaded[key]
         plugins._class_plugins.pop("hooked-ep", None)
-        plugins._failed.clear()
         plugins._entry_points.cache_clear()
 
 
