@@ -15,14 +15,11 @@ and the order's id taken from the URL, so that each delivery names its row.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -31,10 +28,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from served import HOST, Served, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
 REQUESTS = 50
 #: Bounds on waits (never asserted on as speeds): under load on 2 cores a start takes seconds.
 START = 30.0
@@ -80,70 +77,11 @@ def app_source() -> str:
     return _SENT_LOG + source
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection((HOST, port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
-
-
 def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, f"not seen in {seconds:g} s: {what}"
         time.sleep(0.02)
-
-
-class Served:
-    """The server ``argv`` runs in ``workdir`` (a session of its own), its output in a file."""
-
-    def __init__(self, argv: list[str], workdir: Path, port: int) -> None:
-        self.port = port
-        self.journal = workdir / "server.log"
-        env = dict(os.environ, H22_SENT=str(workdir / "sent.log"), PYTHONPATH=str(workdir))
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        with self.journal.open("ab") as out:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.journal.read_text(encoding="utf-8", errors="replace")
-
-    def wait_accepting(self) -> None:
-        def up() -> bool:
-            assert self.process.poll() is None, f"the server exited:\n{self.log()}"
-            return accepts(self.port)
-
-        wait_for(up, START, "the server's port accepting")
-
-    def stop(self) -> int:
-        """SIGTERM (the server stops its workers, their lifespans stop the relays)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(START)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the server did not exit on SIGTERM:\n{self.log()}") from None
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
 
 
 def uvicorn(port: int) -> list[str]:
@@ -177,7 +115,9 @@ def serve(tmp_path: Path) -> Iterator[Callable[[str], Served]]:
     started: list[Served] = []
 
     def start(kind: str) -> Served:
-        served = Served(SERVERS[kind](port), tmp_path, port)
+        env = dict(os.environ, H22_SENT=str(tmp_path / "sent.log"), PYTHONPATH=str(tmp_path))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        served = Served(SERVERS[kind](port), tmp_path, port, env, START)
         started.append(served)
         return served
 

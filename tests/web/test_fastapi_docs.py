@@ -14,15 +14,11 @@ from its own socket id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +31,7 @@ if str(TESTS / "servers") not in sys.path:
     sys.path.insert(0, str(TESTS / "servers"))
 
 from pusher_ws import PusherSubscriber  # noqa: E402
+from served import HOST, Served, free_port  # noqa: E402
 from soketi_pytest import start_soketi  # noqa: E402
 from soketi_server import SoketiServer  # noqa: E402
 
@@ -43,7 +40,6 @@ pytestmark = [pytest.mark.once, pytest.mark.soketi]
 PAGE = ROOT / "docs" / "fastapi.md"
 _FENCE = re.compile(r"^```(?P<lang>\w*)(?P<info>[^\n]*)\n(?P<code>.*?)^```[ \t]*$", re.M | re.S)
 _TITLE = re.compile(r'\btitle="([^"]+)"')
-HOST = "127.0.0.1"
 TIMEOUT = 120
 #: Bounds on waits (never asserted on as speeds): under load on 2 cores a start takes seconds.
 START = 60.0
@@ -123,62 +119,6 @@ def test_the_pages_tests_pass(tmp_path: Path) -> None:
 # -- served for real ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection((HOST, port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
-
-
-class Served:
-    """The page's server line, bound to ``port``, run in the project (a session of its own)."""
-
-    def __init__(self, argv: list[str], project: Path, port: int, env: dict[str, str]) -> None:
-        self.port = port
-        self.journal = project / "server.log"
-        with self.journal.open("ab") as out:
-            self.process = subprocess.Popen(
-                argv,
-                cwd=project,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
-
-    def log(self) -> str:
-        return self.journal.read_text(encoding="utf-8", errors="replace")
-
-    def wait_accepting(self) -> None:
-        deadline = time.monotonic() + START
-        while not accepts(self.port):
-            assert self.process.poll() is None, f"the server exited:\n{self.log()}"
-            assert time.monotonic() < deadline, f"not accepting in {START:g} s:\n{self.log()}"
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        """SIGTERM: the server stops its workers, and their lifespans run to their end."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(START)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the server did not exit on SIGTERM:\n{self.log()}") from None
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
-
-
 def bound(argv: list[str], port: int) -> list[str]:
     """The page's line, on ``port`` of the loopback, with this interpreter's tools."""
     tool = str(Path(sys.executable).parent / argv[0])
@@ -208,7 +148,7 @@ def served(
     env = environment(
         PUSHER_PORT=str(soketi.port), OUTBOX_URL=f"sqlite:///{tmp_path}/outbox.sqlite3"
     )
-    server = Served(bound(server_lines()[request.param], port), shop, port, env)
+    server = Served(bound(server_lines()[request.param], port), shop, port, env, START)
     try:
         yield server
     finally:
