@@ -183,7 +183,11 @@ async def test_a_lingering_request_counts_each_publish_that_joins_it_once(
     driver, service = connect(made, batch_channels=1000, latency=0.0, batch_linger=1.0)
     done = await _one_per_iteration(driver, [(f"c{n}", "x") for n in range(1000)])
     assert all(isinstance(receipt, Receipt) for receipt in done)
-    assert [channels for _, channels in service.started] == [[f"c{n}" for n in range(1000)]]
+    # one request, unless a loaded machine took longer than the linger (1 s, the most there
+    # is) to make the 1,000 publishes (CI's 3.10 run, 2026-12-07: 554, then 446): in order
+    # either way, and the checks counted linearly whatever the split
+    sent = [channel for _, channels in service.started for channel in channels]
+    assert sent == [f"c{n}" for n in range(1000)]
     assert checks <= 3 * 1000, checks
 
 
