@@ -15,7 +15,7 @@ from broadcasting._background import NOW, send_mode
 from broadcasting._broadcaster import Broadcaster, Publishes, wrong_result
 from broadcasting._channels import Channel
 from broadcasting._config import ConfigSource, load_config
-from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions
+from broadcasting._delivery import DELIVERY_OPTIONS, DeliveryOptions, drivers_own
 from broadcasting._driver import Driver, Feature
 from broadcasting._errors import (
     BadRequestError,
@@ -218,7 +218,7 @@ class Broadcast(Publishes):
         finds in its own options, so that every wrong option is named at once, not one
         run after another. A driver that accepts its options is closed unused (a driver
         opens its connections on first use); its plain exception propagates (a bug first)."""
-        own = Options({k: v for k, v in options.items() if k not in DELIVERY_OPTIONS})
+        own = drivers_own(options)
         del options
         try:
             unused = self._make_driver(name, plugin, own, cls)
@@ -240,21 +240,18 @@ class Broadcast(Publishes):
         (a KeyError in ``from_config``) reaches the caller as it is, its traceback whole, with
         a note (PEP 678) naming the driver, the hook and the plugin; a BroadcastError (a
         ConfigurationError) says what it is about already."""
+        if cls is not None and plugin is None:  # a private or test driver class
+            return _built_noted(name, cls, own)
         try:
-            if cls is not None and plugin is None:  # a private or test driver class
-                return built(cls, own)
             driver = self._from_plugin(name, plugin, own)
-            if cls is not None and not isinstance(driver, cls):
-                return built(cls, own)
-            return driver
         except BroadcastError:
             raise
         except Exception as exc:
-            if cls is not None and (plugin is None or "_from_plugin" not in _frames(exc)):
-                _add_note(exc, class_note(name, cls))
-            else:
-                _add_note(exc, connect_note(self.plugin_manager, name, exc))
+            _add_note(exc, connect_note(self.plugin_manager, name, exc))
             raise
+        if cls is not None and not isinstance(driver, cls):
+            return _built_noted(name, cls, own)
+        return driver
 
     def _from_plugin(self, name: str, plugin: object | None, options: Options) -> Driver:
         pm = self.plugin_manager
@@ -519,14 +516,15 @@ _QUERIES = {  # a query method: the feature it needs, and how NotSupportedError 
 }
 
 
-def _frames(error: BaseException) -> list[str]:
-    """The names of the functions ``error``'s traceback passes through, outermost first."""
-    names = []
-    tb = error.__traceback__
-    while tb is not None:
-        names.append(tb.tb_frame.f_code.co_name)
-        tb = tb.tb_next
-    return names
+def _built_noted(name: str, cls: type[D], options: Options) -> D:
+    """:func:`built`, a plain exception of ``from_config`` noted (:func:`_add_note`)."""
+    try:
+        return built(cls, options)
+    except BroadcastError:
+        raise
+    except Exception as exc:
+        _add_note(exc, class_note(name, cls))
+        raise
 
 
 def _add_note(error: BaseException, note: str) -> None:

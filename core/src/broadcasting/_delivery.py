@@ -102,6 +102,11 @@ DELIVERY_OPTIONS = frozenset(
 MAX_BATCH_LINGER = 1.0
 
 
+def drivers_own(options: Mapping[str, Any]) -> Options:
+    """``options`` without the delivery options: what the driver is given."""
+    return Options({k: v for k, v in options.items() if k not in DELIVERY_OPTIONS})
+
+
 @dataclass(frozen=True)
 class DeliveryOptions:
     """The user's delivery options for one driver (docs/publishing.md#delivery-options):
@@ -119,7 +124,7 @@ class DeliveryOptions:
     ) -> tuple[DeliveryOptions, Options]:
         """The delivery options in ``options``, and the driver's own options; a
         ConfigurationError names each wrong delivery option (``problems``), never its value."""
-        own = Options({k: v for k, v in options.items() if k not in DELIVERY_OPTIONS})
+        own = drivers_own(options)
         if len(own) == len(options):
             return cls(), own
         found: list[ConfigurationError] = []

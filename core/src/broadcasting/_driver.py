@@ -73,17 +73,9 @@ _ASYNC_METHODS = (
     "aterminate_user",
     "aclose",
 )
-#: The methods the core calls without awaiting: a driver's own must not be coroutine functions.
-_SYNC_METHODS = (
-    "send",
-    "publish",
-    "check",
-    "occupied_channels",
-    "channel_info",
-    "members",
-    "terminate_user",
-    "close",
-)
+#: The methods the core calls without awaiting (the sync twins, and ``publish``): a driver's
+#: own must not be coroutine functions.
+_SYNC_METHODS = ("publish", *(name.removeprefix("a") for name in _ASYNC_METHODS))
 
 
 class Driver:

@@ -109,6 +109,12 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str | None = None)
     ``pm``), refusing it, unregistered again, when a hook of it matches no hook spec."""
     name = name or _unique_name(pm, plugin)
     pm.register(plugin, name)
+    _refuse_unknown_hooks(pm, plugin, name)
+
+
+def _refuse_unknown_hooks(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    """Unregister ``plugin`` (registered as ``name``) and raise, if a hook of it matches no
+    hook spec (:func:`_unknown_hook`)."""
     problem = _unknown_hook(pm, plugin)
     if problem is not None:
         pm.unregister(plugin)
@@ -441,10 +447,7 @@ def add_driver_plugin(pm: _manager.PluginManager, name: str, plugin: object) -> 
         if not pm.is_registered(plugin):
             registered = f"driver:{name}"
             pm.register_asked_last(plugin, registered, "broadcasting_connect")
-            problem = _unknown_hook(pm, plugin)
-            if problem is not None:
-                pm.unregister(plugin)
-                raise pluggy.PluginValidationError(plugin, f"Plugin {registered!r}: {problem}")
+            _refuse_unknown_hooks(pm, plugin, registered)
 
 
 def register_everywhere(plugin: object) -> None:

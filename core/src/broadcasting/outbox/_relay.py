@@ -381,7 +381,7 @@ class Relay:
             await task
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None or self._stopping.is_set():
+        if task.cancelled() or task.exception() is None:
             return
         log.error(
             "relay %s stopped: the outbox is not being delivered",

@@ -543,7 +543,7 @@ def _by_id(dialect: str) -> str:
     return " FORCE INDEX (PRIMARY)" if dialect == MYSQL else ""
 
 
-def open_in(dialect: str, table: str, ids: int, partitions: int) -> str:
+def pending_in(dialect: str, table: str, ids: int, partitions: int) -> str:
     """Which listed ids are still pending rows of the listed (held) partitions, locked (only
     those: found by primary key). Not a ``sending`` one: fetched as pending, it was marked by
     another relay since (this one paused past its lease meanwhile), which may have sent it."""
@@ -571,7 +571,7 @@ def _held_array(table: str) -> str:
 @lru_cache(maxsize=64)
 def mark_sending_any(table: str) -> str:
     """PostgreSQL, one statement: mark ``sending`` (state ``?``) the rows of the id array
-    ``?`` that are still pending (:func:`open_in`) in a partition owner ``?`` holds at ``?``;
+    ``?`` that are still pending (:func:`pending_in`) in a partition owner ``?`` holds at ``?``;
     the ids marked."""
     return (
         f"UPDATE {_q(table)} SET state = ? WHERE id = ANY(CAST(? AS BIGINT[])) "

@@ -1477,7 +1477,7 @@ class Store:
             if not held:
                 return []
             for chunk in _chunks(list(ids), CHUNK):
-                sql = _sql.open_in(self.dialect, self.table, len(chunk), len(held))
+                sql = _sql.pending_in(self.dialect, self.table, len(chunk), len(held))
                 found = [i for (i,) in run(sql, *chunk, *held)]
                 if found:
                     run(_sql.mark_sending(self.table, len(found)), SENDING, *found)

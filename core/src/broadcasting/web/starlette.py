@@ -168,10 +168,8 @@ def broadcasting_router(
 
     dependency = options.get("user")
     given: MountOptions = options  # type: ignore[assignment]  # a Depends is replaced below
-    if isinstance(dependency, Depends):
-        if isinstance(target, AuthEndpoints):
-            raise TypeError("pass user=, user_data= and driver= to AuthEndpoints, not here")
-        given = {**given, "user": _user_given}
+    if isinstance(dependency, Depends) and not isinstance(target, AuthEndpoints):
+        given = {**given, "user": _user_given}  # (mount() refuses a user= for AuthEndpoints)
     router = APIRouter()
     for route, path, view in _mounted(target, given):
         endpoint = view
