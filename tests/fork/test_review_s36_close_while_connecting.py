@@ -25,6 +25,7 @@ import trustme
 from pusher_ws import PusherSubscriber
 from serving import pusher_config
 from soketi_server import SoketiServer
+from stream_server import StreamServer
 from tls_terminator import TlsTerminator
 
 from broadcasting import Broadcast, PublishError
@@ -43,16 +44,13 @@ class Gate:
         self.port = 0
         self.arrived = threading.Event()  #: the first connection is held
         self._open = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._first = True
-        self._writers: list[asyncio.StreamWriter] = []  #: closed before the loop is
+        self._server = StreamServer(self._serve, name="gate")
 
     def open(self) -> None:
         self._open.set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
         held = b""
         if self._first:
             self._first = False
@@ -62,44 +60,20 @@ class Gate:
         try:
             up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream_port)
         except OSError:
-            writer.close()
             return
-        self._writers.append(up_writer)
-        up_writer.write(held)
-        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+        try:
+            up_writer.write(held)
+            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+        finally:
+            up_writer.close()
 
     def __enter__(self) -> Gate:
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = self._loop = asyncio.new_event_loop()
-            server = loop.run_until_complete(asyncio.start_server(self._serve, HOST, 0))
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            loop.run_forever()
-            server.close()
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.wait(pending))
-            # every connection closed on its loop: one left for the collector to finalize
-            # after the loop closed raised in its __del__ (3.13.0), failing another test
-            for writer in self._writers:
-                writer.close()
-            loop.run_until_complete(asyncio.sleep(0.05))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="gate", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self.port = self._server.start().port
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._open.set()
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
+        self._server.stop()
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -11,12 +11,11 @@ close_notify) loses its connection, and shows up as a new one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-import threading
 from types import TracebackType
 
 import trustme
+from stream_server import StreamServer
 
 HOST = "127.0.0.1"
 
@@ -42,8 +41,7 @@ class TlsTerminator:
         self.port = 0
         #: TLS connections accepted so far.
         self.accepted = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._server: StreamServer | None = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -56,42 +54,15 @@ class TlsTerminator:
 
     def start(self) -> TlsTerminator:
         """Serve in a background thread."""
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            server = loop.run_until_complete(
-                asyncio.start_server(self._serve, HOST, 0, ssl=self.context)
-            )
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            loop.run_forever()
-            server.close()
-            for _ in range(100):  # cancel until none is left (a straggler starts its own)
-                pending = asyncio.all_tasks(loop)
-                if not pending:
-                    break
-                for task in pending:
-                    task.cancel()
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(server.wait_closed())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="tls-terminator", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._server = StreamServer(self._serve, ssl=self.context, name="tls-terminator").start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
         """Stop serving and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._loop = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     def __enter__(self) -> TlsTerminator:
         return self.start()

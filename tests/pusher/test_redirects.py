@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import Iterator
 
 import pytest
+from stream_server import StreamServer
 
 from broadcasting import Broadcast, PublishError
 
@@ -21,9 +21,7 @@ class Server:
     def __init__(self, status: int, location: str = "") -> None:
         self.status, self.location, self.requests = status, location, 0
         self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._server = StreamServer(self._serve, name=f"answers-{status}")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
@@ -43,27 +41,13 @@ class Server:
                     + body
                 )
                 await writer.drain()
-        writer.close()
-
-    def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        loop.run_forever()
-        server.close()
-        loop.run_until_complete(server.wait_closed())
-        loop.close()
 
     def __enter__(self) -> Server:
-        self._thread.start()
-        self._ready.wait(5)
+        self.port = self._server.start().port
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._server.stop()
 
 
 @pytest.fixture

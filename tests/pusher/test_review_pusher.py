@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +25,7 @@ import pytest
 from pusher_ws import PusherSubscriber
 from soketi_pytest import start_soketi
 from soketi_server import HOST, SoketiServer
+from stream_server import StreamServer
 
 from broadcasting import Broadcast, BroadcastError, PublishError
 from broadcasting._delivery import Batch, Part, may_be_ones_fault
@@ -141,22 +141,12 @@ class FreezingRelay:
     def __init__(self, port: int) -> None:
         self.upstream = port
         self.port = 0
-        self._flowing = asyncio.Event()  # set in the relay's loop until freeze()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._server: asyncio.base_events.Server | None = None
+        self._flowing = asyncio.Event()  # cleared in the relay's loop by freeze()
+        self._flowing.set()
+        self._server = StreamServer(self._serve, name="freezing-relay")
 
     def freeze(self) -> None:
-        self._loop.call_soon_threadsafe(self._flowing.clear)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._flowing.set()
-        self._server = self._loop.run_until_complete(asyncio.start_server(self._serve, HOST, 0))
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
+        self._server.loop.call_soon_threadsafe(self._flowing.clear)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
@@ -166,27 +156,18 @@ class FreezingRelay:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream)
-        # cancelled when the relay stops: ends quietly (asyncio logs a server task's error)
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
-        writer.close()
-        up_writer.close()
+        try:
+            with contextlib.suppress(OSError):
+                await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        finally:
+            up_writer.close()
 
     def __enter__(self) -> FreezingRelay:
-        self._thread.start()
-        self._ready.wait(5)
+        self.port = self._server.start().port
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        tasks = asyncio.all_tasks(self._loop)  # the loop has stopped: finished here
-        for task in tasks:
-            task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        if self._server is not None:
-            self._server.close()
-        self._loop.close()
+        self._server.stop()
 
 
 #: The timings of :func:`brisk_soketi`: the ``activity_timeout`` it tells clients (soketi says

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +28,7 @@ import pytest
 import trustme
 from pusher_ws import PusherSubscriber
 from soketi_server import HOST, SoketiServer
+from stream_server import StreamServer
 
 from broadcasting import Broadcast, PublishError, Receipt
 from broadcasting.plugin import SUBSCRIBED, Heard
@@ -48,9 +48,7 @@ class PlainTextPort:
     def __init__(self) -> None:
         self.port = 0
         self.connections = 0
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server = StreamServer(self._serve, name="plain-text-port")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -64,24 +62,11 @@ class PlainTextPort:
             writer.close()
 
     def start(self) -> PlainTextPort:
-        self._thread.start()
-        started = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, HOST, 0), self._loop
-        )
-        self._server = started.result(10)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = self._server.start().port
         return self
 
     def stop(self) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-                await self._server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._server.stop()
 
 
 @pytest.fixture

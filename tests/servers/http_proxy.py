@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
 
+from stream_server import StreamServer
+
 HOST = "127.0.0.1"
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 413: "Too Large"}
 
@@ -120,9 +122,7 @@ class CountingProxy:
         self.connections = 0
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: StreamServer | None = None
 
     # -- control (any thread) -------------------------------------------------------
 
@@ -277,43 +277,15 @@ class CountingProxy:
 
     def start(self) -> CountingProxy:
         """Serve on a free loopback port in a background thread."""
-        ready = threading.Event()
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)  # gather() below looks the loop up from the thread
-            self._loop = loop
-            self._server = loop.run_until_complete(asyncio.start_server(self._serve, HOST, 0))
-            self.port = self._server.sockets[0].getsockname()[1]
-            ready.set()
-            loop.run_forever()
-            self._server.close()
-            # cancel until none is left: a connection accepted while the first ones
-            # wind down starts a task of its own, which must not be left to the
-            # garbage collector (its cleanup would await in a closed loop)
-            for _ in range(100):
-                pending = asyncio.all_tasks(loop)
-                if not pending:
-                    break
-                for task in pending:
-                    task.cancel()
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(self._server.wait_closed())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="counting-proxy", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._server = StreamServer(self._serve, name="counting-proxy").start()
+        self.port = self._server.port
         return self
 
     def stop(self) -> None:
         """Stop serving and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._loop = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     def __enter__(self) -> CountingProxy:
         return self.start()
