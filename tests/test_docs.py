@@ -1342,6 +1342,11 @@ class TestAcmeConformance(DriverConformance):
         ]
 
     @pytest.fixture
+    def unanswered_options(self, silent_server):
+        endpoint = f"http://{silent_server.host}:{silent_server.port}"
+        return {"api_key": KEY, "endpoint": endpoint, "timeout": 0.5}
+
+    @pytest.fixture
     def invalid_options(self, server):
         return [
             ({"endpoint": server.url}, "api_key"),

@@ -7,12 +7,13 @@ per channel is what Ably would deliver to subscribers.
 from __future__ import annotations
 
 import base64
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import pytest
 
-from broadcasting.testing import Delivery, DriverConformance
+from broadcasting.testing import Delivery, DriverConformance, SilentServer
 from servers.ably_emulator import DROPPING_KEY, TEST_KEY, WRONG_KEY, AblyEmulator
 from servers.soketi_server import refused_port
 
@@ -57,6 +58,16 @@ class TestAblyConformance(DriverConformance):
             # (Ably de-duplicates), so each channel is unknown yet received exactly once
             emulator.options(DROPPING_KEY, retries=2, retry_backoff=0.01),
         ]
+
+    @pytest.fixture
+    def silent_server_context(self, emulator: AblyEmulator) -> ssl.SSLContext:
+        return emulator.server_context()  # the SDK trusts the emulator's CA
+
+    @pytest.fixture
+    def unanswered_options(
+        self, emulator: AblyEmulator, silent_server: SilentServer
+    ) -> Mapping[str, Any]:
+        return emulator.options(tls_port=silent_server.port, timeout=0.5, retry_backoff=0.01)
 
     @pytest.fixture
     def invalid_options(self) -> Sequence[tuple[Mapping[str, Any], str]]:

@@ -291,6 +291,11 @@ class TestKeepsItsPoolAcrossFork(DriverConformance):
             port = sock.getsockname()[1]
         return [{"url": f"http://127.0.0.1:{port}/", "secret": SECRET, "retries": 0}]
 
+    @pytest.fixture
+    def unanswered_options(self, silent_server) -> dict[str, Any]:
+        url = f"http://{silent_server.host}:{silent_server.port}/"
+        return {"url": url, "secret": SECRET, "timeout": 0.5}
+
 
 class TestNetworkedWindowed(ToyConformance):
     driver_name = "review-networked-windowed"

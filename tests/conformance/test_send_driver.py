@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from broadcasting.plugin import register_driver, unregister_driver
-from broadcasting.testing import DeliveryRecorder, DriverConformance, Features
+from broadcasting.testing import DeliveryRecorder, DriverConformance, Features, SilentServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from toy_service import AsendOnlyToyDriver, AsyncToyDriver, ToyDriver
+from toy_service import AsendOnlyToyDriver, AsyncToyDriver, ToyDriver, unanswered
 
 FAULTS = ("refuse", "reject", "unavailable", "lose")
 FAILING = [{"fault": fault, "retry_backoff": 0.001} for fault in FAULTS]
@@ -54,6 +54,10 @@ class TestToyDriverConformance(DriverConformance):
     @pytest.fixture
     def failing_options(self) -> Sequence[Mapping[str, Any]]:
         return FAILING
+
+    @pytest.fixture
+    def unanswered_options(self, silent_server: SilentServer) -> Mapping[str, Any]:
+        return unanswered(silent_server)
 
     @pytest.fixture
     def invalid_options(self) -> Sequence[tuple[Mapping[str, Any], str]]:

@@ -12,6 +12,10 @@ fails a request the ways a network does, chosen per driver configuration:
 * ``lose``: the service stores the message, then the answer is lost
   (the transport raises ``TimeoutError``).
 
+With an ``address`` option (``host:port``) the driver sends each request over a real TCP
+connection there instead, and waits ``timeout`` seconds for a one-line answer: the kit's
+``unanswered_options`` point it at the kit's silent server.
+
 ``ToyDriver`` is a correct driver for it: one request per ``send()``, every
 failure mapped to a PublishError that says whether it may have been
 delivered, never a retry of its own, and a health check that maps the
@@ -24,6 +28,8 @@ runs the kit against both; ``test_kit_catches_bugs.py`` breaks them.
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -32,7 +38,7 @@ import pytest
 
 from broadcasting import ConfigurationError, PublishError, QueryError
 from broadcasting.plugin import Batch, Capabilities, Driver, Health, Part
-from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance
+from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, SilentServer
 
 FAULTS = ("", "refuse", "reject", "unavailable", "lose")
 
@@ -74,22 +80,34 @@ class ToyDriver(Driver):
     service: ClassVar[ToyService] = ToyService()
     capabilities = Capabilities(channels_per_request=5)
 
-    def __init__(self, fault: str = "") -> None:
+    def __init__(self, fault: str = "", address: str | None = None, timeout: float = 1.0) -> None:
         self.fault = fault
+        self.address = address
+        self.timeout = timeout
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> ToyDriver:
         for key in options:
-            if key != "fault":
+            if key not in ("fault", "address", "timeout"):
                 raise ConfigurationError(cls.name, key, "unknown option")
         fault = options.get("fault", "")
         if fault not in FAULTS:
             raise ConfigurationError(cls.name, "fault", f"must be one of {FAULTS}")
-        return cls(fault)
+        driver = cls(fault)
+        driver.address = options.get("address")
+        driver.timeout = float(options.get("timeout", 1.0))
+        return driver
 
     def request(self, parts: Sequence[Part]) -> int:
-        """The transport: one round trip to the service."""
-        return self.service.handle(parts, self.fault)
+        """The transport: one round trip to the service (or to ``address``)."""
+        if self.address is None:
+            return self.service.handle(parts, self.fault)
+        host, port = self.address.rsplit(":", 1)
+        body = json.dumps([[list(p.channels), p.message.event, p.message.text] for p in parts])
+        with socket.create_connection((host, int(port)), timeout=self.timeout) as conn:
+            conn.sendall(body.encode() + b"\n")
+            answer = conn.makefile("rb").readline()  # TimeoutError after `timeout` seconds
+        return int(answer) if answer.strip().isdigit() else 502
 
     def send(self, batch: Batch) -> Any:
         return self.exchange(batch)
@@ -194,6 +212,11 @@ def failing(**options: Any) -> list[dict[str, Any]]:
     return [{"fault": fault, **options, "retry_backoff": 0.001} for fault in FAILING]
 
 
+def unanswered(silent: SilentServer, **options: Any) -> dict[str, Any]:
+    """The kit's ``unanswered_options`` for a toy driver: its requests to ``silent``."""
+    return {"address": f"{silent.host}:{silent.port}", "timeout": 0.5, **options}
+
+
 class ToyConformance(DriverConformance):
     """The conformance kit on a :class:`ToyDriver`: the service's side observes what
     arrived (shared by every instance, ``with_options`` variants too), each fault fails."""
@@ -208,3 +231,7 @@ class ToyConformance(DriverConformance):
     @pytest.fixture
     def failing_options(self) -> list[dict[str, Any]]:
         return failing()
+
+    @pytest.fixture
+    def unanswered_options(self, silent_server: SilentServer) -> dict[str, Any]:
+        return unanswered(silent_server)

@@ -44,7 +44,7 @@ from pusher_ws import Event, PusherSubscriber
 from soketi_server import APP_KEY, APP_SECRET, SoketiServer, refused_port
 
 from broadcasting import Broadcast
-from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance
+from broadcasting.testing import Delivery, DeliveryRecorder, DriverConformance, SilentServer
 
 pytestmark = pytest.mark.soketi
 
@@ -212,6 +212,12 @@ class TestPusherConformance(DriverConformance):
             soketi.driver_options(port=proxy.port, retry_backoff=0.01),
             soketi.driver_options(port=losing_proxy.port, retry_backoff=0.01),
         ]
+
+    @pytest.fixture
+    def unanswered_options(
+        self, soketi: SoketiServer, silent_server: SilentServer
+    ) -> Mapping[str, Any]:
+        return soketi.driver_options(port=silent_server.port, timeout=0.5, retry_backoff=0.01)
 
     @pytest.fixture
     def webhook_delivery(self) -> tuple[Mapping[str, str], bytes]:

@@ -295,9 +295,7 @@ class AblyEmulator:
         app.router.add_post(r"/keys/{key_name:[^/]+}/revokeTokens", self._revoke_tokens)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
-        site = web.TCPSite(self._runner, self.host, 0, ssl_context=ctx)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.server_context())
         await site.start()
         server = site._server
         assert server is not None
@@ -322,6 +320,12 @@ class AblyEmulator:
         self.stop()
 
     # -- what tests use -------------------------------------------------------
+
+    def server_context(self) -> ssl.SSLContext:
+        """A server TLS context with a certificate for 127.0.0.1 from the emulator's CA."""
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+        return ctx
 
     def options(self, key: str = TEST_KEY, **extra: Any) -> dict[str, Any]:
         """Driver options that point the `ably` driver at this emulator."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from broadcasting.testing import DeliveryRecorder, DriverConformance
+from broadcasting.testing import DeliveryRecorder, DriverConformance, SilentServer
 
 from broadcasting_webhook.receiver import WebhookReceiver
 
@@ -49,6 +49,14 @@ class TestWebhookConformance(DriverConformance):
             # processed, then no answer: unknown, and (the kit checks) received at most once
             {"url": lossy_receiver.url, "secret": secret},
         ]
+
+    @pytest.fixture
+    def unanswered_options(
+        self, silent_server: SilentServer, secret: str, token: str
+    ) -> Mapping[str, Any]:
+        # reads each request and never answers: the driver's own read timeout ends it
+        url = f"http://{silent_server.host}:{silent_server.port}/hooks/{token}"
+        return {"url": url, "secret": secret, "timeout": 0.5}
 
     @pytest.fixture
     def invalid_options(

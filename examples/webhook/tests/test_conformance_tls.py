@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
-from broadcasting.testing import DeliveryRecorder, DriverConformance
+from broadcasting.testing import DeliveryRecorder, DriverConformance, SilentServer
 
 from broadcasting_webhook.receiver import WebhookReceiver
 
@@ -55,6 +55,22 @@ class TestWebhookConformanceOverTls(DriverConformance):
             # a certificate the default trust store does not know: not retried, not delivered
             {"url": tls_receiver.url, "secret": secret},
         ]
+
+    @pytest.fixture
+    def silent_server_context(self, tls_ca: tuple[ssl.SSLContext, str]) -> ssl.SSLContext:
+        return tls_ca[0]
+
+    @pytest.fixture
+    def unanswered_options(
+        self,
+        silent_server: SilentServer,
+        tls_ca: tuple[ssl.SSLContext, str],
+        secret: str,
+        token: str,
+    ) -> Mapping[str, Any]:
+        # the TLS handshake succeeds, then the request is read and never answered
+        url = f"https://{silent_server.host}:{silent_server.port}/hooks/{token}"
+        return {"url": url, "secret": secret, "ca_file": tls_ca[1], "timeout": 0.5}
 
     @pytest.fixture
     def invalid_options(

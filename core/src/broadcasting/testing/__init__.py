@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         Observer,
         SocketIdentity,
     )
+    from broadcasting.testing._silent import SilentServer
     from broadcasting.testing._suite import MODES, DriverConformance, PublishProbe
 
 #: Where each public name lives; imported when first asked for.
@@ -32,6 +33,7 @@ _HOMES = {
         "_observe",
     ),
     **dict.fromkeys(("MODES", "DriverConformance", "PublishProbe"), "_suite"),
+    "SilentServer": "_silent",
 }
 
 
@@ -67,6 +69,7 @@ __all__ = [
     "Observer",
     "PublishProbe",
     "Sent",
+    "SilentServer",
     "SocketIdentity",
     "fake",
 ]

@@ -4,6 +4,7 @@ in :class:`DriverConformance`."""
 from __future__ import annotations
 
 import secrets as _secrets
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -13,6 +14,7 @@ from broadcasting import Broadcast, Broadcaster
 from broadcasting.plugin import Driver
 from broadcasting.testing._features import Features
 from broadcasting.testing._observe import AsyncObserver, Observer
+from broadcasting.testing._silent import SilentServer
 from broadcasting.testing._suite.auth import AuthTests
 from broadcasting.testing._suite.declared import DeclaredTests
 from broadcasting.testing._suite.failures import FailureTests
@@ -42,8 +44,8 @@ class DriverConformance(
     """Behavioural tests every driver should pass; subclass it as ``Test...``.
 
     Set ``driver_name`` and override the fixtures your driver needs
-    (``driver_options``, ``observer``, ``failing_options``, ``invalid_options``,
-    ``webhook_delivery``, ``declared_secrets``); docs/writing-a-driver.md
+    (``driver_options``, ``observer``, ``failing_options``, ``unanswered_options``,
+    ``invalid_options``, ``webhook_delivery``, ``declared_secrets``); docs/writing-a-driver.md
     (section 12) says what each must hold and what the kit checks. Yours may
     request the kit's ``broadcast``, ``broadcaster``, ``driver`` and ``probe``;
     a ``broadcast`` of your own must pass ``plugins=[probe]``.
@@ -97,6 +99,18 @@ class DriverConformance(
         return ()
 
     @pytest.fixture
+    def unanswered_options(self, silent_server: SilentServer) -> Mapping[str, Any] | None:
+        """Options that send the driver's requests to ``silent_server``, which never answers,
+        with a request timeout of about a second (``send()`` drivers)."""
+        return None
+
+    @pytest.fixture
+    def silent_server_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context for ``silent_server`` (override it if the driver speaks
+        only TLS, with a certificate the driver trusts), or None: plain TCP."""
+        return None
+
+    @pytest.fixture
     def webhook_delivery(self) -> tuple[Mapping[str, str], bytes] | None:
         """A delivery signed as the service signs one (``Feature.WEBHOOKS``), or None."""
         return None
@@ -107,6 +121,13 @@ class DriverConformance(
         return tuple(self.secrets)
 
     # -- fixtures the kit provides ---------------------------------------------------
+
+    @pytest.fixture
+    def silent_server(self, silent_server_context: ssl.SSLContext | None) -> Iterator[SilentServer]:
+        """A server on loopback that reads every request and never answers."""
+        server = SilentServer(silent_server_context)
+        yield server
+        server.close()
 
     @pytest.fixture
     def probe(self) -> PublishProbe:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from broadcasting import Broadcaster, PublishError
 from broadcasting.plugin import ERROR_KINDS, Health
+from broadcasting.testing._silent import SilentServer
 from broadcasting.testing._suite.leaks import capture_logs
 from broadcasting.testing._suite.run import EVENT, MODES, Run, call, marker
 from broadcasting.testing._tap import SendTap
@@ -182,6 +184,95 @@ class FailureTests:
                         f"{where}: {channel!r} is unknown, and the receiving side got the "
                         f"message {copies} times: {who}"
                     )
+
+    @pytest.mark.parametrize("mode", MODES)
+    def test_an_answer_that_never_comes_is_unknown(
+        self,
+        conformance: Run,
+        unanswered_options: Mapping[str, Any] | None,
+        silent_server: SilentServer,
+        mode: str,
+    ) -> None:
+        """A request to a server that reads it and never answers ends in the driver's own
+        timeout: a PublishError, the channel ``unknown`` (the service may have it), the
+        request made once (a retry could deliver it twice), and no exception of the transport
+        escaping ``send()``/``asend()``."""
+        run = conformance
+        if not run.sends:
+            assert unanswered_options is None, (
+                "unanswered_options given, but the driver has no send()"
+            )
+            return
+        assert unanswered_options is not None, (
+            "a send() driver must give `unanswered_options`: its options with the requests going "
+            "to `silent_server.host` and `.port` (plain TCP, or TLS with "
+            "`silent_server_context`) and a request timeout of about a second. A driver that "
+            "cannot be pointed at a host and port skips it: pytest.skip(reason) in the fixture"
+        )
+        where = "unanswered_options"
+        channels = [run.channel("silent")]
+        failure = _ended_within(
+            UNANSWERED_LIMIT,
+            lambda: fail(run, where, unanswered_options, mode, channels, {"k": 1}),
+        )
+        assert failure is not None, (
+            f"publishing with {where} did not end within {UNANSWERED_LIMIT:.0f} s: the "
+            "driver's request needs a timeout (the options should set it to about a second)"
+        )
+        error = failure.error
+        assert failure.tap is not None
+        raw = [exc for exc in failure.tap.raised if not isinstance(exc, PublishError)]
+        assert not raw, (
+            f"{type(failure.tap.driver).__name__}.{'asend' if mode == 'async' else 'send'}() "
+            f"let {type(raw[0]).__module__}.{type(raw[0]).__qualname__} escape when no answer "
+            "came: map a timeout to PublishError(..., retryable=True, maybe_delivered=True). "
+            "(asyncio.TimeoutError, which aiohttp raises, is not the builtin TimeoutError on "
+            "Python 3.10.)"
+        )
+        assert silent_server.requests >= 1, (
+            f"no request reached the silent server ({silent_server!r}): {where} must send the "
+            "driver's requests to its host and port; the publish failed with "
+            f"{error!r} instead"
+        )
+        assert error.unknown == tuple(channels) and error.maybe_delivered, (
+            f"the request reached the service and no answer came, so the service may have "
+            f"it: the channel must be unknown (maybe_delivered=True), not failed: {error!r}"
+        )
+        _check_outcomes(run, failure, where, channels)
+        run.assert_error_clean(error, f"the error with {where}", run.secrets_of(unanswered_options))
+        once = not (
+            failure.broadcaster.driver.capabilities.deduplicates
+            or unanswered_options.get("at_least_once")
+        )
+        if once:
+            assert silent_server.requests == 1, (
+                f"the request whose answer never came was sent {silent_server.requests} times: "
+                "the service may have had each copy; only a service that de-duplicates (or "
+                "at_least_once) allows a second"
+            )
+
+
+#: How long a publish to the silent server may take before the kit calls it stuck (seconds).
+UNANSWERED_LIMIT = 60.0
+
+
+def _ended_within(seconds: float, publish: Callable[[], Failure]) -> Failure | None:
+    """``publish()``'s result, or None when it had not ended after ``seconds``."""
+    ended: list[Failure] = []
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            ended.append(publish())
+        except BaseException as exc:  # pytest.fail's Failed too: raised in the test's thread
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, name="conformance-unanswered", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if raised:
+        raise raised[0]
+    return ended[0] if ended else None
 
 
 def _check_outcomes(run: Run, failure: Failure, where: str, channels: Sequence[str]) -> None:
