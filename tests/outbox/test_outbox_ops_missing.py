@@ -188,3 +188,36 @@ def test_a_url_whose_own_database_does_not_exist_keeps_the_connection_message(
     status, out, err = main("outbox", "init", "--config", config, capsys=capsys)
     assert (status, out) == (1, ""), err
     assert "cannot connect" in err and "Unknown database" in err and HINT in err, err
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mysql"])
+def test_operations_on_a_table_whose_schema_does_not_exist_say_the_schema_is_missing(
+    dialect: str,
+    pg_url: str,
+    mysql_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A query on ``schema.table`` says only that the table does not exist (PostgreSQL's
+    42P01, MariaDB's 1146): ``outbox list`` and the others said "its tables were never made;
+    create them with `broadcasting outbox init`", which then failed on the schema. They now
+    say what init would: the schema (database) is missing, and how to make it."""
+    schema = f"nosuch_{uuid.uuid4().hex[:8]}"
+    url = pg_url if dialect == "postgresql" else mysql_url
+    config = config_file(tmp_path, {"url": url, "table": f"{schema}.broadcasting_outbox"})
+    make = f'CREATE SCHEMA "{schema}"' if dialect == "postgresql" else f"CREATE DATABASE `{schema}`"
+    for argv in OPERATIONS:
+        status, out, err = main(*argv, "--config", config, capsys=capsys)
+        assert (status, out) == (1, ""), (argv, err)
+        assert len(err.splitlines()) == 1, (argv, err)
+        assert repr(schema) in err and "does not exist" in err and make in err, (argv, err)
+        assert "never made" not in err and HINT not in err, (argv, err)
+
+
+def test_a_table_missing_in_a_schema_that_exists_is_still_the_tables_error(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = config_file(tmp_path, {"url": pg_url, "table": "public.broadcasting_nosuch"})
+    status, out, err = main("outbox", "list", "--config", config, capsys=capsys)
+    assert (status, out) == (1, ""), err
+    assert "never made" in err and "outbox init" in err and "schema" not in err, err

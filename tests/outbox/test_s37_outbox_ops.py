@@ -319,6 +319,33 @@ def test_a_relay_says_once_which_table_is_missing_waits_and_says_when_it_is_ther
     assert [text for level, text in said if level == "ERROR"] == errors
 
 
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_a_relay_on_a_schema_that_does_not_exist_says_so_once_and_waits(
+    kind: str,
+    outbox_config: Callable[..., dict[str, Any]],
+    outbox_logs: pytest.LogCaptureFixture,
+) -> None:
+    """The table's schema (MariaDB: database) missing is the tables' wait too, with one ERROR
+    saying that the schema is missing and how to make it (a query on the table says only
+    that the table is missing: the relay told the user to run init, which then failed)."""
+    schema = f"nosuch_{uuid.uuid4().hex[:8]}"
+    outbox = {**outbox_config(kind), "table": f"{schema}.broadcasting_outbox"}
+    owner = f"s37-{uuid.uuid4().hex[:6]}"
+    with Broadcast({"DRIVER": "memory", "OUTBOX": outbox}) as broadcast:
+        relay = Relay(broadcast, owner=owner)
+        thread = threading.Thread(target=relay.run)
+        thread.start()
+        try:
+            wait_until("three tries", lambda: len(relay_lines(outbox_logs, owner)) >= 3)
+            said = [(r.levelname, r.getMessage()) for r in relay_lines(outbox_logs, owner)]
+        finally:
+            relay.stop()
+            thread.join(60)
+    assert said[0][0] == "ERROR" and repr(schema) in said[0][1], said
+    assert "does not exist" in said[0][1] and "CREATE" in said[0][1], said
+    assert [level for level, _ in said[1:]] == ["DEBUG"] * (len(said) - 1), said
+
+
 def test_the_relay_reminds_ever_more_rarely(
     outbox_config: Callable[..., dict[str, Any]],
     outbox_logs: pytest.LogCaptureFixture,

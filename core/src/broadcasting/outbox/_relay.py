@@ -49,7 +49,12 @@ from broadcasting._types import Message, Receipt
 from broadcasting.outbox import _policy
 from broadcasting.outbox._policy import Backoff, Verdict
 from broadcasting.outbox._row import Outcome, Row
-from broadcasting.outbox._store import SAME_TIME, OutboxTablesMissing, OwnerInUse
+from broadcasting.outbox._store import (
+    SAME_TIME,
+    OutboxSchemaMissing,
+    OutboxTablesMissing,
+    OwnerInUse,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -73,6 +78,8 @@ _STOP_SIGNALS = tuple(
 )
 #: Seconds between two WARNING lines saying that publishing through one driver fails.
 FAILING_NOTE_EVERY = 60.0
+#: The store's errors for tables not made yet: their schema too, on PostgreSQL and MariaDB.
+_NOT_MADE = (OutboxTablesMissing, OutboxSchemaMissing)
 #: Seconds after the ERROR saying the outbox's tables are missing before a WARNING says the
 #: relay still waits for them; each next one comes twice as late, up to
 #: :data:`TABLES_NOTE_MAX` apart.
@@ -280,7 +287,7 @@ class Relay:
                 except Exception as exc:
                     failures += 1
                     pause = min(10.0, 0.5 * 2 ** min(failures - 1, 5))
-                    if isinstance(exc, OutboxTablesMissing):  # the store says so
+                    if isinstance(exc, _NOT_MADE):  # the store says so
                         tables.missing(exc, pause)
                     else:
                         log.warning(
@@ -409,7 +416,7 @@ class Relay:
         try:
             self.release()
         except Exception as exc:  # the database is down, say: the leases expire by themselves
-            if isinstance(exc, OutboxTablesMissing):  # no table: no lease to release
+            if isinstance(exc, _NOT_MADE):  # no table: no lease to release
                 log.debug("relay %s: no leases to release (no tables)", self.owner)
             else:
                 log.warning(

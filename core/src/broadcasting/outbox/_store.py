@@ -1117,6 +1117,8 @@ class Store:
                     missing = self.tables_missing(exc)
             if missing is None or self._source.nested():
                 raise
+            if isinstance(missing, OutboxTablesMissing):
+                missing = self._schema_absent() or missing
             raise missing from exc
 
     def schema_missing(self, error: BaseException) -> OutboxSchemaMissing | None:
@@ -1130,6 +1132,31 @@ class Store:
         said = _missing_schema(error, self.dialect, schema) if schema else None
         if said is None:
             return None
+        return self._schema_error(schema, said)
+
+    def _schema_absent(self) -> OutboxSchemaMissing | None:
+        """After a table was found missing: whether the schema (MySQL/MariaDB: database) its
+        ``schema.table`` names is missing too, which a query on the table does not say
+        (PostgreSQL's 42P01 and MariaDB's 1146 name the table). Asked in a transaction of
+        its own; ``None`` if the schema exists, the table names none, or the question fails."""
+        schema, _, _ = self.table.rpartition(".")
+        if not schema or self.dialect not in (_sql.POSTGRESQL, _sql.MYSQL):
+            return None
+        if self.dialect == _sql.POSTGRESQL:
+            ask, said = "SELECT 1 FROM pg_namespace WHERE nspname = ?", "pg_namespace"
+        else:
+            ask = "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?"
+            said = "information_schema.schemata"
+        try:
+            with self._source.transaction(False, False) as cursor:
+                found = _Tx(cursor, self.dialect, self.paramstyle)(ask, schema)
+        except Exception:  # the table's error stands: it is the one that happened
+            return None
+        if found:
+            return None
+        return self._schema_error(schema, f"not in {said}")
+
+    def _schema_error(self, schema: str, said: str) -> OutboxSchemaMissing:
         if self.dialect == _sql.MYSQL:
             what = (
                 f"the database {schema!r} that the outbox's table {self.table!r} is in does "
