@@ -100,16 +100,23 @@ MAX_AUTH_BODY = 8 * 1024
 MAX_WEBHOOK_BODY = 1024 * 1024
 
 
-class MountOptions(TypedDict, total=False):
-    """The keywords every adapter takes: ``user``, ``user_data`` and ``driver`` as for
-    :class:`AuthEndpoints`, and the paths of the routes (a path of ``None`` leaves it out)."""
+class RouteOptions(TypedDict, total=False):
+    """:class:`MountOptions` but ``user``, which an adapter may take in more forms (FastAPI's
+    ``Depends``): ``user_data`` and ``driver`` as for :class:`AuthEndpoints`, and the paths
+    of the routes (a path of ``None`` leaves it out)."""
 
-    user: UserFunction | None
     user_data: UserDataFunction | None
     driver: DriverRef
     auth_path: str | None
     user_auth_path: str | None
     webhook_path: str | None
+
+
+class MountOptions(RouteOptions, total=False):
+    """The keywords every adapter takes: ``user``, ``user_data`` and ``driver`` as for
+    :class:`AuthEndpoints`, and the paths of the routes (a path of ``None`` leaves it out)."""
+
+    user: UserFunction | None
 
 
 #: The fields the endpoints read; every other one goes to ``extra``, but CSRF tokens.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -16,6 +16,7 @@ from broadcasting.web import (
     METHODS,
     AuthEndpoints,
     Route,
+    RouteOptions,
     _content_length,
     _framework_answers,
     logger,
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     from fastapi.params import Depends
     from typing_extensions import Unpack
 
-    from broadcasting._broadcast import Broadcast, DriverRef
-    from broadcasting.web import MountOptions, UserDataFunction, UserFunction
+    from broadcasting._broadcast import Broadcast
+    from broadcasting.web import MountOptions, UserFunction
 
 __all__ = ["broadcasting_router", "broadcasting_routes", "read_body"]
 
@@ -113,16 +114,11 @@ def broadcasting_routes(
     ]
 
 
-class RouterOptions(TypedDict, total=False):
+class RouterOptions(RouteOptions, total=False):
     """:func:`broadcasting_router`'s keywords: those of ``MountOptions``, where ``user`` may
     also be a FastAPI dependency, ``Depends(current_user)``."""
 
     user: UserFunction | Depends | None
-    user_data: UserDataFunction | None
-    driver: DriverRef
-    auth_path: str | None
-    user_auth_path: str | None
-    webhook_path: str | None
 
 
 #: Where a route keeps the user its ``Depends(...)`` gave, for ``user(request)`` to read.
