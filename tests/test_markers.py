@@ -1,7 +1,8 @@
 """The marks that decide where a test runs name files and folders that exist.
 
 ``tests/conftest.py`` marks tests ``proof``, ``once`` and ``server`` by path, and
-``nox -s tests`` leaves ``once`` out on every Python but the newest: a renamed
+``nox -s tests`` leaves ``once`` out on every Python but the newest (and ``server`` too on
+3.11 and 3.12): a renamed
 file left in those lists would silently move its tests onto every Python, or
 out of ``nox -s unit``'s reach, with no test failing.
 """
@@ -44,7 +45,7 @@ def test_every_listed_folder_exists(suite_conftest: ModuleType, listed: str) -> 
 
 
 def test_the_older_pythons_selection_leaves_out_once_and_keeps_the_rest() -> None:
-    """What nox runs on 3.10-3.12: no browser, cluster or proof test; the Django tests are there."""
+    """What nox runs on 3.10: no browser, cluster or proof test; the Django tests are there."""
     listed = subprocess.run(
         [
             sys.executable,
@@ -71,4 +72,37 @@ def test_the_older_pythons_selection_leaves_out_once_and_keeps_the_rest() -> Non
     assert not [i for i in ids if i.startswith(("tests/e2e/", "tests/cluster/"))]
     assert not [i for i in ids if "test_fault_soak" in i or "guide" in i or "in_chromium" in i]
     assert [i for i in ids if i.startswith("tests/web/test_django_app.py::")]
+    assert [i for i in ids if i.startswith("tests/core/test_client_config.py::")]
+
+
+def test_the_middle_pythons_selection_leaves_out_servers_and_keeps_the_databases() -> None:
+    """What nox runs on 3.11 and 3.12: no soketi, emulator or web server test, no proof; the
+    core's tests and the outbox's tests on PostgreSQL and MariaDB are there."""
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-m",
+            "not server and not once",
+            "-p",
+            "no:cacheprovider",
+            "tests/pusher/test_hosts.py",
+            "tests/ably/test_conformance.py",
+            "tests/outbox/test_store.py",
+            "tests/outbox/test_relay_benchmarks.py",
+            "tests/core/test_client_config.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    ids = [line for line in listed if "::" in line]
+    assert not [i for i in ids if i.startswith(("tests/pusher/", "tests/ably/"))]
+    assert not [i for i in ids if "test_relay_benchmarks" in i]
+    assert [i for i in ids if i.startswith("tests/outbox/test_store.py::") and "mysql" in i]
+    assert [i for i in ids if i.startswith("tests/outbox/test_store.py::") and "postgresql" in i]
     assert [i for i in ids if i.startswith("tests/core/test_client_config.py::")]
