@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
-from collections.abc import Callable
 
 import pytest
 import trustme
 
 from broadcasting.testing import SilentServer
-
-
-def _until(check: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + 5
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_it_counts_connections_and_requests_and_never_answers() -> None:
@@ -28,8 +17,8 @@ def test_it_counts_connections_and_requests_and_never_answers() -> None:
         idle = socket.create_connection((server.host, server.port))
         talking = socket.create_connection((server.host, server.port))
         talking.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-        assert _until(lambda: server.requests == 1)
-        assert server.connections == 2
+        assert server.wait_for_requests(1, timeout=5)
+        assert server.connections == 2 and not server.wait_for_requests(2, timeout=0.2)
         talking.settimeout(0.3)
         with pytest.raises(TimeoutError):
             talking.recv(1)  # nothing ever comes back
@@ -51,7 +40,7 @@ def test_over_tls_the_handshake_completes_and_the_request_is_counted() -> None:
         raw = socket.create_connection((server.host, server.port), timeout=5)
         with client_context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
             tls.sendall(b"GET / HTTP/1.1\r\n\r\n")
-            assert _until(lambda: server.requests == 1)
+            assert server.wait_for_requests(1, timeout=5)
             tls.settimeout(0.3)
             with pytest.raises(TimeoutError):
                 tls.recv(1)

@@ -13,6 +13,7 @@ import selectors
 import socket
 import ssl
 import threading
+import time
 
 HOST = "127.0.0.1"
 
@@ -79,6 +80,15 @@ class SilentServer:
             return
         finally:
             conn.close()
+
+    def wait_for_requests(self, count: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for ``requests`` to reach ``count``; whether it did."""
+        deadline = time.monotonic() + timeout
+        while self.requests < count:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def close(self) -> None:
         """Stop listening; each connection is closed within 0.2 s, by its own thread."""

@@ -229,6 +229,7 @@ class FailureTests:
             "(asyncio.TimeoutError, which aiohttp raises, is not the builtin TimeoutError on "
             "Python 3.10.)"
         )
+        silent_server.wait_for_requests(1, timeout=5.0)  # its reading threads may lag
         assert silent_server.requests >= 1, (
             f"no request reached the silent server ({silent_server!r}): {where} must send the "
             "driver's requests to its host and port; the publish failed with "
