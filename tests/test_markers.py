@@ -44,31 +44,29 @@ def test_every_listed_folder_exists(suite_conftest: ModuleType, listed: str) -> 
     assert sorted(name for name in folders if not (ROOT / "tests" / name).is_dir()) == []
 
 
-def test_the_older_pythons_selection_leaves_out_once_and_keeps_the_rest() -> None:
-    """What nox runs on 3.10: no browser, cluster or proof test; the Django tests are there."""
+def collected(marks: str, *paths: str) -> list[str]:
+    """The test ids ``pytest -m marks`` collects from ``paths``."""
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
     listed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-m",
-            "not once",
-            "-p",
-            "no:cacheprovider",
-            "tests/e2e",
-            "tests/cluster",
-            "tests/web",
-            "tests/pusher/test_fault_soak.py",
-            "tests/core/test_client_config.py",
-        ],
+        [*command, "-m", marks, *paths],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     ).stdout.splitlines()
-    ids = [line for line in listed if "::" in line]
+    return [line for line in listed if "::" in line]
+
+
+def test_the_older_pythons_selection_leaves_out_once_and_keeps_the_rest() -> None:
+    """What nox runs on 3.10: no browser, cluster or proof test; the Django tests are there."""
+    ids = collected(
+        "not once",
+        "tests/e2e",
+        "tests/cluster",
+        "tests/web",
+        "tests/pusher/test_fault_soak.py",
+        "tests/core/test_client_config.py",
+    )
     assert not [i for i in ids if i.startswith(("tests/e2e/", "tests/cluster/"))]
     assert not [i for i in ids if "test_fault_soak" in i or "guide" in i or "in_chromium" in i]
     assert [i for i in ids if i.startswith("tests/web/test_django_app.py::")]
@@ -78,29 +76,14 @@ def test_the_older_pythons_selection_leaves_out_once_and_keeps_the_rest() -> Non
 def test_the_middle_pythons_selection_leaves_out_servers_and_keeps_the_databases() -> None:
     """What nox runs on 3.11 and 3.12: no soketi, emulator or web server test, no proof; the
     core's tests and the outbox's tests on PostgreSQL and MariaDB are there."""
-    listed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--collect-only",
-            "-q",
-            "-m",
-            "not server and not once",
-            "-p",
-            "no:cacheprovider",
-            "tests/pusher/test_hosts.py",
-            "tests/ably/test_conformance.py",
-            "tests/outbox/test_store.py",
-            "tests/outbox/test_relay_benchmarks.py",
-            "tests/core/test_client_config.py",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.splitlines()
-    ids = [line for line in listed if "::" in line]
+    ids = collected(
+        "not server and not once",
+        "tests/pusher/test_hosts.py",
+        "tests/ably/test_conformance.py",
+        "tests/outbox/test_store.py",
+        "tests/outbox/test_relay_benchmarks.py",
+        "tests/core/test_client_config.py",
+    )
     assert not [i for i in ids if i.startswith(("tests/pusher/", "tests/ably/"))]
     assert not [i for i in ids if "test_relay_benchmarks" in i]
     assert [i for i in ids if i.startswith("tests/outbox/test_store.py::") and "mysql" in i]

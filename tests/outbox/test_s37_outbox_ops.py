@@ -319,6 +319,21 @@ def test_a_relay_says_once_which_table_is_missing_waits_and_says_when_it_is_ther
     assert [text for level, text in said if level == "ERROR"] == errors
 
 
+def three_tries(outbox: dict[str, Any], logs: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    """A relay run on ``outbox`` until it logged three lines: their levels and messages."""
+    owner = f"s37-{uuid.uuid4().hex[:6]}"
+    with Broadcast({"DRIVER": "memory", "OUTBOX": outbox}) as broadcast:
+        relay = Relay(broadcast, owner=owner)
+        thread = threading.Thread(target=relay.run)
+        thread.start()
+        try:
+            wait_until("three tries", lambda: len(relay_lines(logs, owner)) >= 3)
+            return [(r.levelname, r.getMessage()) for r in relay_lines(logs, owner)]
+        finally:
+            relay.stop()
+            thread.join(60)
+
+
 @pytest.mark.parametrize("kind", ["postgresql", "mysql"])
 def test_a_relay_on_a_schema_that_does_not_exist_says_so_once_and_waits(
     kind: str,
@@ -330,17 +345,7 @@ def test_a_relay_on_a_schema_that_does_not_exist_says_so_once_and_waits(
     that the table is missing: the relay told the user to run init, which then failed)."""
     schema = f"nosuch_{uuid.uuid4().hex[:8]}"
     outbox = {**outbox_config(kind), "table": f"{schema}.broadcasting_outbox"}
-    owner = f"s37-{uuid.uuid4().hex[:6]}"
-    with Broadcast({"DRIVER": "memory", "OUTBOX": outbox}) as broadcast:
-        relay = Relay(broadcast, owner=owner)
-        thread = threading.Thread(target=relay.run)
-        thread.start()
-        try:
-            wait_until("three tries", lambda: len(relay_lines(outbox_logs, owner)) >= 3)
-            said = [(r.levelname, r.getMessage()) for r in relay_lines(outbox_logs, owner)]
-        finally:
-            relay.stop()
-            thread.join(60)
+    said = three_tries(outbox, outbox_logs)
     assert said[0][0] == "ERROR" and repr(schema) in said[0][1], said
     assert "does not exist" in said[0][1] and "CREATE" in said[0][1], said
     assert [level for level, _ in said[1:]] == ["DEBUG"] * (len(said) - 1), said
@@ -355,17 +360,7 @@ def test_the_relay_reminds_ever_more_rarely(
     due at once (0 s) here, every try says it, as the relay's pauses grow."""
     monkeypatch.setattr(_relay, "TABLES_NOTE_FIRST", 0.0)
     outbox = outbox_config("postgresql")
-    owner = f"s37-{uuid.uuid4().hex[:6]}"
-    with Broadcast({"DRIVER": "memory", "OUTBOX": outbox}) as broadcast:
-        relay = Relay(broadcast, owner=owner)
-        thread = threading.Thread(target=relay.run)
-        thread.start()
-        try:
-            wait_until("three tries", lambda: len(relay_lines(outbox_logs, owner)) >= 3)
-            said = [(r.levelname, r.getMessage()) for r in relay_lines(outbox_logs, owner)]
-        finally:
-            relay.stop()
-            thread.join(60)
+    said = three_tries(outbox, outbox_logs)
     assert said[0][0] == "ERROR"
     assert all(level == "WARNING" and "still waiting" in text for level, text in said[1:]), said
 

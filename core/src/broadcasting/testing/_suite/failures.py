@@ -29,6 +29,11 @@ class Failure:
     #: what check() with the same options returned, or raised
     health: Health | Exception | None = None
 
+    def stray(self) -> list[BaseException]:
+        """What the driver's ``send()``/``asend()`` raised that is not a PublishError."""
+        assert self.tap is not None, "a send() driver's publish is tapped"
+        return [exc for exc in self.tap.raised if not isinstance(exc, PublishError)]
+
 
 def fail(
     run: Run,
@@ -114,10 +119,9 @@ class FailureTests:
             assert isinstance(error.retryable, bool)
             assert error.status is None or isinstance(error.status, int)
             check_kind(error, where)
-            assert failure.tap is not None
-            raw = [exc for exc in failure.tap.raised if not isinstance(exc, PublishError)]
+            raw = failure.stray()
             assert not raw, (
-                f"with {where}, {type(failure.tap.driver).__name__}.send()/asend() raised "
+                f"with {where}, {type(failure.broadcaster.driver).__name__}.send()/asend() raised "
                 f"{raw[0]!r} instead of a PublishError: map every failure of a request to "
                 "PublishError(..., retryable=..., maybe_delivered=...) so the core can "
                 "apply its retry rule"
@@ -220,10 +224,12 @@ class FailureTests:
             "driver's request needs a timeout (the options should set it to about a second)"
         )
         error = failure.error
-        assert failure.tap is not None
-        raw = [exc for exc in failure.tap.raised if not isinstance(exc, PublishError)]
+        raw = failure.stray()
+        method = (
+            f"{type(failure.broadcaster.driver).__name__}.{'asend' if mode == 'async' else 'send'}"
+        )
         assert not raw, (
-            f"{type(failure.tap.driver).__name__}.{'asend' if mode == 'async' else 'send'}() "
+            f"{method}() "
             f"let {type(raw[0]).__module__}.{type(raw[0]).__qualname__} escape when no answer "
             "came: map a timeout to PublishError(..., retryable=True, maybe_delivered=True). "
             "(asyncio.TimeoutError, which aiohttp raises, is not the builtin TimeoutError on "
