@@ -23,12 +23,12 @@ PACKAGES = ["core", "plugins/pusher_driver", "plugins/ably_driver"]
 EXAMPLES = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("examples/*/pyproject.toml"))
 
 nox.options.sessions = ["lint", "typecheck", "docs", "tests", "isolated"]
-#: Four workers; a module marked ``xdist_group`` runs on one of them, so its module-scoped
-#: fixture (the conformance kit's review runs: a child pytest each) runs once, not per worker.
-#: On pytest 9.2 the grouping silently does nothing (pytest-xdist#1386, open): the review runs
-#: still happen once, as tests/conformance/kit_report.py shares their shards between workers
-#: through file locks, and the once-tests took 236 s against 228 s grouped (pytest 9.1).
-WORKERS = ["-n", "4", "--dist", "loadgroup"]
+#: Four workers, each given whole files (``loadfile``): a module's fixtures (a soketi cluster, the
+#: conformance kit's review runs) start once, not once per worker holding one of its tests. The
+#: whole suite took 280 s against 307 s spread test by test, the proofs 189 s against 201 s
+#: (3.11, this project's 2-core machine). (``--dist loadgroup`` would group marked modules
+#: only, and on pytest 9.2 groups nothing: pytest-xdist#1386.)
+WORKERS = ["-n", "4", "--dist", "loadfile"]
 nox.options.reuse_existing_virtualenvs = True
 # uv makes and fills the sessions' venvs in seconds (pip: about 50 s per session here), when it
 # is installed beside nox (.ci/run installs both); plain virtualenv and pip otherwise

@@ -16,6 +16,7 @@ import sys
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,11 @@ def run_suite(
     _write(root / TOY_SERVICE.name, TOY_SERVICE.read_text())
     classes = re.findall(r"^class (Test\w+)", suite, re.MULTILINE)
     shards = [classes[number::SHARDS] for number in range(SHARDS)]
-    for number, shard in enumerate(shards):  # the shards nobody has begun
-        _shard_done(root, filename, number, shard, wait=False)
+    # the shards nobody has begun, side by side: pytest runs each module on one worker
+    with ThreadPoolExecutor(SHARDS) as pool:
+        list(
+            pool.map(lambda n: _shard_done(root, filename, n, shards[n], wait=False), range(SHARDS))
+        )
     for number, shard in enumerate(shards):  # then the ones another worker is making
         _shard_done(root, filename, number, shard, wait=True)
     outcomes: Report = defaultdict(lambda: defaultdict(set))

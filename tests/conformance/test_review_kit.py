@@ -20,10 +20,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kit_report import Report, assert_fails_exactly, run_suite
 
-# one worker runs the module: its report fixture is a whole conformance run in a child
-# pytest, which each worker with one of its tests would run again (``--dist loadgroup``)
-pytestmark = pytest.mark.xdist_group("review-kit")
-
 SUITE = """
 from __future__ import annotations
 

@@ -37,10 +37,6 @@ from kit_report import Report, assert_fails_exactly, run_suite
 from broadcasting import Broadcast, PublishError
 from broadcasting.plugin import Batch, Driver, register_driver, run_sync, unregister_driver
 
-# one worker runs the module: its report fixture is a whole conformance run in a child
-# pytest, which each worker with one of its tests would run again (``--dist loadgroup``)
-pytestmark = pytest.mark.xdist_group("review-s36-author")
-
 SUITE = """
 from __future__ import annotations
 
