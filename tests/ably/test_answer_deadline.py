@@ -371,3 +371,28 @@ async def test_an_async_request_behind_a_full_pool_waits_no_longer_than_the_dead
     await client.aclose()
     await behind.aclose()
     _never_sent(server, took, waited.value)
+
+
+# -- which error the deadline gives: by what was under way, not by the call that noticed -------
+
+
+def test_a_write_past_the_deadline_once_the_answer_is_read_is_a_missing_answer() -> None:
+    """Over HTTP/2 the client writes while it reads the answer (window updates, a ping's ack):
+    CI once saw such a write be the first call past the deadline, and the publish said "the
+    request was not written", though it was. No clock is waited on: the deadline is set
+    already passed."""
+    import httpcore
+
+    from broadcasting_ably._deadline import _Due
+
+    before = _Due(1.0)
+    before.at = time.monotonic() - 0.1  # passed, nothing read yet: the request is going out
+    with pytest.raises(httpcore.WriteTimeout, match="the request was not written within 1 s"):
+        before.wait(None, httpcore.WriteTimeout)
+
+    after = _Due(1.0)
+    after.wait(None, httpcore.ReadTimeout)  # the answer's first read
+    after.at = time.monotonic() - 0.1
+    with pytest.raises(httpcore.ReadTimeout, match="no whole answer within 1 s"):
+        after.wait(None, httpcore.WriteTimeout)
+    assert isinstance(after.late(httpcore.WriteTimeout), httpcore.ReadTimeout)

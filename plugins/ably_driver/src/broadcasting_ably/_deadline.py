@@ -30,11 +30,13 @@ _Late = type[httpcore.TimeoutException]
 class _Due:
     """One request's deadline: ``seconds`` after its first read or write."""
 
-    __slots__ = ("at", "seconds")
+    __slots__ = ("answering", "at", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.at: float | None = None
+        #: a read of the answer began: the request went out whole
+        self.answering = False
 
     def wait(self, timeout: float | None, late: _Late) -> tuple[float, bool]:
         """How long the next read or write may wait (``timeout`` at most), and whether the
@@ -42,14 +44,20 @@ class _Due:
         now = time.monotonic()
         if self.at is None:
             self.at = now + self.seconds
+        if late is httpcore.ReadTimeout:
+            self.answering = True
         left = self.at - now
         if left <= 0:
             raise self.late(late)
         return (timeout, False) if timeout is not None and timeout <= left else (left, True)
 
     def late(self, late: _Late) -> httpcore.TimeoutException:
-        what = "the request was not written" if late is httpcore.WriteTimeout else "no whole answer"
-        return late(f"{what} within {self.seconds:g} s")
+        """The error for the deadline passed in a read or a write (``late``'s). A write once
+        the answer is being read is HTTP/2's own (a window update, a ping's ack): the request
+        was written, and what did not come in time is the whole answer."""
+        if late is httpcore.WriteTimeout and not self.answering:
+            return late(f"the request was not written within {self.seconds:g} s")
+        return httpcore.ReadTimeout(f"no whole answer within {self.seconds:g} s")
 
 
 #: The deadline of the request this thread or task is sending (see :class:`_Whole`).
