@@ -52,6 +52,26 @@ async def subscriber(soketi: SoketiServer) -> AsyncIterator[PusherSubscriber]:
         await sub.close()
 
 
+def _wake_once() -> None:
+    """CPython gh-109564 (open; 3.12-3.14): an asyncio server's connection finalized after the
+    server closed runs ``Server._wakeup`` a second time, whose ``TypeError`` pytest pins on
+    whatever test runs then. tests/servers/stream_server.py closes its own connections; this
+    guard, the None check of the upstream fix (PR 126660), covers the other in-process servers
+    (aiohttp's, uvicorn's). The library runs no server: nothing of it is hidden here."""
+    import asyncio.base_events
+
+    wakeup = asyncio.base_events.Server._wakeup
+
+    def once(self: asyncio.base_events.Server) -> None:
+        if getattr(self, "_waiters", None) is not None:
+            wakeup(self)
+
+    asyncio.base_events.Server._wakeup = once  # type: ignore[method-assign]
+
+
+_wake_once()
+
+
 #: Fixtures that start a server process or an HTTPS service for the test.
 SERVER_FIXTURES = frozenset(
     {
