@@ -1,12 +1,14 @@
-"""The tests' own asyncio server (tests/servers/stream_server.py) leaves no connection for the
-garbage collector: one it left was finalized in a later, unrelated test, and on Python 3.13.0
-its ``__del__`` raised there (CPython gh-109564), failing CI in tests/outbox/test_check.py."""
+"""The tests' own asyncio servers (tests/servers/stream_server.py, and the Ably emulator's
+aiohttp server) leave no connection for the garbage collector: one left was finalized in a
+later, unrelated test, and on Python 3.13.0 its ``__del__`` raised there (CPython gh-109564),
+failing CI in tests/outbox/test_check.py and tests/outbox/test_review_s36c_owner.py."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -14,6 +16,7 @@ import warnings
 from typing import Any
 
 import pytest
+from ably_emulator import AblyEmulator
 from stream_server import HOST, StreamServer
 
 
@@ -127,3 +130,29 @@ def test_the_check_sees_connections_left_open() -> None:
         for client in clients:
             client.close()
     assert sum("unclosed transport" in text for text in left) == 3
+
+
+@pytest.mark.server
+def test_the_ably_emulator_closes_the_connections_open_at_stop() -> None:
+    """Stopped while its clients keep their connections alive (an SDK's pool): the runner's
+    cleanup only began each TLS shutdown, waiting for the client's close_notify, and the loop
+    was closed at once, leaving every socket to the garbage collector (on 3.13.0: the
+    TypeError, in a later test: CI's failure in tests/outbox/test_review_s36c_owner.py)."""
+    emulator = AblyEmulator().start()
+    context = ssl.create_default_context(cafile=emulator.ca_path)
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(3):
+            raw = socket.create_connection((HOST, emulator.port), timeout=5)
+            client = context.wrap_socket(raw, server_hostname=HOST)
+            clients.append(client)
+            client.sendall(b"GET /time HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 200 ")  # answered, kept alive
+        if sys.version_info >= (3, 13):  # Server.abort_clients(): one still in its handshake
+            clients.append(socket.create_connection((HOST, emulator.port), timeout=5))
+            time.sleep(0.1)  # accepted by the emulator's loop
+        assert _unclosed_after(emulator.stop) == []
+    finally:
+        emulator.stop()
+        for client in clients:
+            client.close()

@@ -70,11 +70,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import fnmatch
 import hashlib
 import hmac
 import json
 import ssl
+import sys
 import tempfile
 import threading
 import time
@@ -252,6 +254,7 @@ class AblyEmulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -298,12 +301,38 @@ class AblyEmulator:
         site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.server_context())
         await site.start()
         server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        assert isinstance(server, asyncio.Server)
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        """Stop serving and close every connection on this loop, before it is closed.
+
+        The runner's cleanup only starts the TLS shutdown of a connection still open (a
+        client's kept-alive one): it sends close_notify and waits for the client's, up to 30
+        s. With the loop closed right after, each such socket was left to the garbage
+        collector, which on Python 3.13.0 raised in the transport's ``__del__`` (CPython
+        gh-109564, ``Server._wakeup`` run twice) in whatever later test ran then. So what is
+        still open after the cleanup is aborted, and the loop runs until each transport has
+        closed its socket."""
+        runner, server = self._runner, self._server
+        if runner is None or server is None:
+            return
+        server.close()  # no new connection from here on
+        handlers = runner.server.connections if runner.server is not None else []
+        transports = [h.transport for h in handlers if h.transport is not None]
+        await runner.cleanup()
+        for _ in range(3):  # the TLS shutdowns a client answers at once
+            await asyncio.sleep(0)
+        for transport in transports:
+            transport.abort()
+        if sys.version_info >= (3, 13):
+            server.abort_clients()  # one still in its TLS handshake, too
+        # the transports' connection_lost callbacks, which close their sockets, run here
+        for _ in range(3):
+            await asyncio.sleep(0)
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 5)
 
     def stop(self) -> None:
         """Stop serving and remove the certificate files."""
