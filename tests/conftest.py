@@ -55,9 +55,12 @@ async def subscriber(soketi: SoketiServer) -> AsyncIterator[PusherSubscriber]:
 def _wake_once() -> None:
     """CPython gh-109564 (open; 3.12-3.14): an asyncio server's connection finalized after the
     server closed runs ``Server._wakeup`` a second time, whose ``TypeError`` pytest pins on
-    whatever test runs then. tests/servers/stream_server.py closes its own connections; this
-    guard, the None check of the upstream fix (PR 126660), covers the other in-process servers
-    (aiohttp's, uvicorn's). The library runs no server: nothing of it is hidden here."""
+    whatever test runs then. The tests' servers close their connections as they stop
+    (tests/servers/stream_server.py; the Ably emulator since it was found leaving an SDK's
+    kept-alive TLS connections open, which failed CI in tests/outbox/test_review_s36c_owner.py),
+    and tests/test_stream_server.py checks that they do. This guard, the None check of the
+    upstream fix (PR 126660), stays as a net: a leak that comes back must not fail an unrelated
+    test at random. The library runs no server: nothing of it is hidden here."""
     import asyncio.base_events
 
     wakeup = asyncio.base_events.Server._wakeup
