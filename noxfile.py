@@ -40,8 +40,8 @@ nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 #: machines set PYTHONDONTWRITEBYTECODE, so without these every Python the tests start (each
 #: xdist worker, every Django, Celery or uvicorn process) compiled Django, SQLAlchemy, Celery
 #: and aiohttp from source again, and pytest rewrote every test module's asserts again in each
-#: worker: ``-m "not server and not once"`` on 3.11 took 376 s (390 s of CPU) that way, 254 s
-#: with the installed packages compiled, 240 s with the tests' and the sources' too.
+#: worker: ``-m "not server and not once"`` on 3.11 took 297 s (546 s of CPU) that way, and
+#: 204 s (359 s of CPU) with everything compiled, on this project's quiet 2-core machine.
 COMPILED = {"UV_COMPILE_BYTECODE": "1"}
 WRITE_BYTECODE: dict[str, str | None] = {"PYTHONDONTWRITEBYTECODE": None}  # None: unset
 
