@@ -70,13 +70,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import fnmatch
 import hashlib
 import hmac
 import json
 import ssl
-import sys
 import tempfile
 import threading
 import time
@@ -90,6 +88,7 @@ from urllib.parse import unquote, urlencode
 import msgpack
 import trustme
 from aiohttp import web
+from stream_server import abort_connections
 
 #: Keys for tests: one with every capability, one limited to `allowed:*`, one wrong,
 #: and one whose every publish is stored and then answered by a dropped connection.
@@ -324,15 +323,7 @@ class AblyEmulator:
         await runner.cleanup()
         for _ in range(3):  # the TLS shutdowns a client answers at once
             await asyncio.sleep(0)
-        for transport in transports:
-            transport.abort()
-        if sys.version_info >= (3, 13):
-            server.abort_clients()  # one still in its TLS handshake, too
-        # the transports' connection_lost callbacks, which close their sockets, run here
-        for _ in range(3):
-            await asyncio.sleep(0)
-        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), 5)
+        await abort_connections(server, transports)
 
     def stop(self) -> None:
         """Stop serving and remove the certificate files."""

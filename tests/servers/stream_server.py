@@ -17,12 +17,31 @@ import contextlib
 import ssl
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 
 HOST = "127.0.0.1"
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def abort_connections(
+    server: asyncio.Server, transports: Iterable[asyncio.BaseTransport]
+) -> None:
+    """Close ``server``'s connections on its own loop, before that loop is closed: abort
+    ``transports`` (those still open), and on 3.13+ every client the server still holds (one
+    accepted but never handed to a handler, or still in its TLS handshake); then run the loop
+    until their ``connection_lost`` callbacks have closed the sockets (a TLS transport's take a
+    step more) and the server has closed. Nothing is left for the garbage collector (CPython
+    gh-109564)."""
+    for transport in transports:
+        transport.abort()
+    if sys.version_info >= (3, 13):
+        server.abort_clients()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+        await asyncio.wait_for(server.wait_closed(), 5)
 
 
 class StreamServer:
@@ -88,16 +107,8 @@ class StreamServer:
             for task in pending:
                 task.cancel()
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        for writer in list(self._writers):
-            writer.transport.abort()
-        if sys.version_info >= (3, 13):
-            server.abort_clients()  # one accepted but never handed to a handler, too
-        # the transports' connection_lost callbacks, which close their sockets, run here (a TLS
-        # transport's take a step more)
-        for _ in range(3):
-            loop.run_until_complete(asyncio.sleep(0))
-        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-            loop.run_until_complete(asyncio.wait_for(server.wait_closed(), 5))
+        transports = [writer.transport for writer in self._writers]
+        loop.run_until_complete(abort_connections(server, transports))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
