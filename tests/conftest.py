@@ -101,6 +101,7 @@ PROOF_FILES = frozenset(
         "tests/pusher/test_fault_soak.py",
         "tests/queues/test_workers.py",
         "tests/test_benchmarks.py",
+        "tests/test_benchmarks_load.py",
     }
 )
 #: Tests whose subject is outside the Python running them (a browser, Node.js clients, a soketi
