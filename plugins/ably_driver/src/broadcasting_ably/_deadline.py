@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import typing
+import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import TracebackType
@@ -122,10 +123,15 @@ class _Stream(httpcore.NetworkStream):
 
 
 class _AStream(httpcore.AsyncNetworkStream):
-    """:class:`_Stream` for the async client."""
+    """:class:`_Stream` for the async client, known to the backend that opened it until
+    closed (see :meth:`_ABackend.aclose_left`)."""
 
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+    def __init__(self, stream: httpcore.AsyncNetworkStream, backend: _ABackend) -> None:
         self._stream = stream
+        self._backend = backend
+        #: closed, or closed through the TLS stream :meth:`start_tls` made of it
+        self.done = False
+        backend.opened.add(self)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await _awithin(self._stream.read, max_bytes, timeout, httpcore.ReadTimeout)
@@ -134,6 +140,8 @@ class _AStream(httpcore.AsyncNetworkStream):
         await _awithin(self._stream.write, buffer, timeout, httpcore.WriteTimeout)
 
     async def aclose(self) -> None:
+        self.done = True
+        self._backend.opened.discard(self)
         await self._stream.aclose()
 
     async def start_tls(
@@ -142,7 +150,10 @@ class _AStream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        return _AStream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+        tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        self.done = True  # closed with the TLS stream from now on
+        self._backend.opened.discard(self)
+        return _AStream(tls, self._backend)
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
@@ -165,16 +176,25 @@ class _Backend(httpcore.NetworkBackend):
 
 
 class _ABackend(httpcore.AsyncNetworkBackend):
-    """:class:`_Backend` for the async client."""
+    """:class:`_Backend` for the async client, which knows the connections it opened that
+    are not closed yet."""
 
     def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
         self._backend = backend
+        self.opened: weakref.WeakSet[_AStream] = weakref.WeakSet()
 
     async def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _AStream(await self._backend.connect_tcp(*args, **kwargs))
+        return _AStream(await self._backend.connect_tcp(*args, **kwargs), self)
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        return _AStream(await self._backend.connect_unix_socket(*args, **kwargs))
+        return _AStream(await self._backend.connect_unix_socket(*args, **kwargs), self)
+
+    async def aclose_left(self) -> None:
+        """Close the connections the pool no longer knows of, once closed: one still being
+        made when the pool's ``aclose()`` ran is left out of it, and served its request."""
+        for stream in list(self.opened):
+            if not stream.done:
+                await stream.aclose()
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
@@ -237,15 +257,25 @@ class _Whole(httpx.BaseTransport):
 
 
 class _AWhole(httpx.AsyncBaseTransport):
-    """:class:`_Whole` for the async client."""
+    """:class:`_Whole` for the async client; closed under requests (the driver's ``aclose()``
+    from another task), it closes what they opened once the last of them is done.
+
+    httpcore's pool takes requests after its ``aclose()``, and its connections live on: one
+    made for a request that passed httpx's check before the close, and one still being made
+    when the close ran (the pool forgets it unclosed). Nothing else would close either: the
+    collector would, with a ``ResourceWarning``. The requests themselves are left to end as
+    they would: cut short, an answer that was coming would be lost."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport, seconds: float) -> None:
         self.transport = transport
         self.seconds = seconds
+        self.closed = False
+        self.busy = 0  #: requests under way
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         _wait_for_a_connection(request, self.seconds)
         token = _DUE.set(_Due(self.seconds))
+        self.busy += 1
         try:
             response = await self.transport.handle_async_request(request)
             stream = typing.cast(httpx.AsyncByteStream, response.stream)
@@ -255,7 +285,16 @@ class _AWhole(httpx.AsyncBaseTransport):
                 await stream.aclose()
         finally:
             _DUE.reset(token)
+            self.busy -= 1
+            if self.closed and not self.busy:
+                await self._close_left()
         return _answer(response, raw)
+
+    async def _close_left(self) -> None:
+        await self.transport.aclose()  # the connections the pool took after its close
+        backend = getattr(getattr(self.transport, "_pool", None), "_network_backend", None)
+        if isinstance(backend, _ABackend):
+            await backend.aclose_left()
 
     async def __aenter__(self) -> _AWhole:
         await self.transport.__aenter__()
@@ -267,9 +306,11 @@ class _AWhole(httpx.AsyncBaseTransport):
         exc_value: BaseException | None = None,
         traceback: TracebackType | None = None,
     ) -> None:
+        self.closed = True
         await self.transport.__aexit__(exc_type, exc_value, traceback)
 
     async def aclose(self) -> None:
+        self.closed = True
         await self.transport.aclose()
 
 
