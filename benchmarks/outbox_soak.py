@@ -364,11 +364,13 @@ async def soak(server: Any, settings: Settings) -> Result:
         writing = settings.publishes / settings.rate
         moments = sorted(rng.uniform(0.3, max(0.6, writing)) for _ in range(settings.kills))
         born = settings.relays
+        killed: list[subprocess.Popen[bytes]] = []  # reaped at the end, not left as zombies
         try:
             for moment in moments:
                 await asyncio.sleep(max(0.0, started + moment - time.monotonic()))
                 victim = rng.choice(sorted(relays))
-                relays.pop(victim).send_signal(signal.SIGKILL)
+                killed.append(relays.pop(victim))
+                killed[-1].send_signal(signal.SIGKILL)
                 result.kills += 1
                 relays[f"relay-{born}"] = _spawn(
                     "--role", "relay", config_path, f"relay-{born}", env=env
@@ -391,7 +393,7 @@ async def soak(server: Any, settings: Settings) -> Result:
                 if code != 0:
                     result.broken.append(f"{name} exited with {code} after SIGTERM, not 0")
         finally:
-            for process in (*relays.values(), *writers):
+            for process in (*relays.values(), *writers, *killed):
                 if process.poll() is None:
                     process.kill()
                     process.wait()
