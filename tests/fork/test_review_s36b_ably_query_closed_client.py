@@ -32,6 +32,11 @@ def broadcast(ably_broadcast: Callable[..., Broadcast]) -> Broadcast:
     return ably_broadcast(endpoint="localhost", fallback_hosts=["127.0.0.1"], batch=False)
 
 
+@pytest.fixture
+def driver(broadcast: Broadcast) -> BroadcastAblyDriver:
+    return broadcast.driver(BroadcastAblyDriver).driver
+
+
 def _close_at_first_request(
     monkeypatch: pytest.MonkeyPatch, driver: BroadcastAblyDriver, clients: int
 ) -> list[int]:
@@ -74,13 +79,12 @@ async def _ask(driver: BroadcastAblyDriver, query: str, channel: str, aio: bool)
 @pytest.mark.parametrize("query", ["channel_info", "members"])
 @pytest.mark.parametrize("aio", [False, True], ids=["sync", "async"])
 def test_a_query_whose_client_was_closed_under_it_is_asked_again(
-    broadcast: Broadcast,
+    driver: BroadcastAblyDriver,
     emulator: AblyEmulator,
     monkeypatch: pytest.MonkeyPatch,
     aio: bool,
     query: str,
 ) -> None:
-    driver = broadcast.driver(BroadcastAblyDriver).driver
     channel = "presence:closed" if query == "members" else "closed"
     closes = _close_at_first_request(monkeypatch, driver, clients=1)
     emulator.fail_next(500, 50000)  # the SDK goes on to the fallback host
@@ -95,10 +99,12 @@ def test_a_query_whose_client_was_closed_under_it_is_asked_again(
 
 @pytest.mark.parametrize("query", ["channel_info", "members"])
 def test_a_query_closed_under_it_twice_is_a_query_error(
-    broadcast: Broadcast, emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch, query: str
+    driver: BroadcastAblyDriver,
+    emulator: AblyEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    query: str,
 ) -> None:
     """Closed under it on the new client too: a retryable QueryError, not the RuntimeError."""
-    driver = broadcast.driver(BroadcastAblyDriver).driver
     closes = _close_at_first_request(monkeypatch, driver, clients=2)
     emulator.fail_next(500, 50000, times=2)
     with pytest.raises(QueryError) as raised:
@@ -130,9 +136,11 @@ def _left_open(work: Callable[[], object]) -> list[str]:
 
 @pytest.mark.parametrize("query", ["channel_info", "members"])
 def test_a_connection_opened_after_the_close_is_closed_once_the_query_is_done(
-    broadcast: Broadcast, emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch, query: str
+    driver: BroadcastAblyDriver,
+    emulator: AblyEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    query: str,
 ) -> None:
-    driver = broadcast.driver(BroadcastAblyDriver).driver
     closes = _close_at_first_request(monkeypatch, driver, clients=1)
     emulator.fail_next(500, 50000)  # answered on a connection made after the close
     answers: list[Any] = []
@@ -150,9 +158,8 @@ def test_a_connection_opened_after_the_close_is_closed_once_the_query_is_done(
 
 
 def test_a_connection_being_made_when_the_driver_closed_is_closed_once_its_query_is_done(
-    broadcast: Broadcast, emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch
+    driver: BroadcastAblyDriver, emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    driver = broadcast.driver(BroadcastAblyDriver).driver
     connect = _deadline._ABackend.connect_tcp
     closes: list[int] = []
 
@@ -176,9 +183,11 @@ def test_a_connection_being_made_when_the_driver_closed_is_closed_once_its_query
 
 
 def test_a_publish_whose_client_was_closed_under_it_leaves_no_connection_open(
-    broadcast: Broadcast, emulator: AblyEmulator, monkeypatch: pytest.MonkeyPatch
+    broadcast: Broadcast,
+    driver: BroadcastAblyDriver,
+    emulator: AblyEmulator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    driver = broadcast.driver(BroadcastAblyDriver).driver
     closes = _close_at_first_request(monkeypatch, driver, clients=1)
     results: list[Any] = []
 
