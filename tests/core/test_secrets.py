@@ -86,6 +86,36 @@ def test_a_secret_has_no_vars_and_refuses_pickling_but_copies() -> None:
     assert copy.deepcopy({"s": secret})["s"] is secret
 
 
+@pytest.mark.parametrize(
+    ("options", "where"),
+    [
+        ({"auth": {"token": TOKEN}}, "DRIVERS['x']['auth']['token']"),
+        ({"servers": [{"host": "h", "password": TOKEN}]}, "DRIVERS['x']['servers'][0]['password']"),
+        ({"auth": {"api_key": [TOKEN]}}, "DRIVERS['x']['auth']['api_key']"),
+    ],
+)
+def test_a_secret_inside_an_option_refuses_pickling_too(
+    options: dict[str, Any], where: str
+) -> None:
+    """Read back as text (its driver takes the option as given), yet named like a secret: a
+    pickle of the Config would write it out, as one at the top would."""
+    config = load_config({"DRIVERS": {"x": {"hosts": ["a:6001", "b:6001"], **options}}})
+    with pytest.raises(TypeError, match="cannot be pickled") as info:
+        pickle.dumps(config)
+    assert where in str(info.value)
+    assert TOKEN not in str(info.value)
+    assert copy.deepcopy(config) is config  # read-only: a copy is itself, nothing written out
+
+
+def test_a_config_without_secrets_pickles_and_reads_back_the_same() -> None:
+    config = load_config(
+        {"DRIVERS": {"x": {"hosts": ["a:6001", "b:6001"], "auth": {"user": "u", "retries": 2}}}}
+    )
+    back = pickle.loads(pickle.dumps(config))
+    assert back == config
+    assert back.options("x")["auth"] == {"user": "u", "retries": 2}
+
+
 def test_with_options_wraps_what_it_is_given() -> None:
     broadcast = Broadcast({"DRIVER": "picky", "DRIVERS": {"picky": {"token": TOKEN}}})
     driver = broadcast.driver(Picky).with_options(token="tok-other-value").driver

@@ -12,7 +12,7 @@ from types import ModuleType
 from typing import Any, Union
 
 from broadcasting._errors import ConfigurationError
-from broadcasting._types import Options, Secret, wrap_named, wrap_secrets
+from broadcasting._types import SECRET_OPTION, Options, Secret, wrap_named, wrap_secrets
 
 #: Anything ``Broadcast(config)`` accepts.
 ConfigSource = Union[Mapping[str, Any], ModuleType, str, "os.PathLike[str]", None]
@@ -161,8 +161,24 @@ class Config:
     __hash__ = None  # type: ignore[assignment]
 
     def __reduce__(self) -> Any:
-        # what a pickle holds is read back: a Secret in it refuses to be pickled
+        # what a pickle holds is read back: a Secret in it refuses to be pickled, and so does a
+        # string named like a secret inside an option (``{"auth": {"token": ...}}``), which
+        # reads back as text but is as secret as one at the top
+        for name, (values, _) in self._sealed.items():
+            for key, value in values.items():
+                if (inner := _secret_within(value)) is not None:
+                    path = "".join(f"[{k!r}]" for k in (name, key, *inner))
+                    raise TypeError(
+                        f"a Config holding a secret cannot be pickled (DRIVERS{path}): "
+                        "that would write its value out"
+                    )
         return (_rebuild, (self.driver, self.drivers, self.send, self.outbox))
+
+    def __copy__(self) -> Config:
+        return self  # read-only
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Config:
+        return self
 
     def __repr__(self) -> str:
         # option values may be secrets: show the keys only
@@ -173,6 +189,31 @@ class Config:
         if self._outbox[0]:
             shown += f", outbox keys={sorted(map(str, self._outbox[0]))!r}"
         return shown + ")"
+
+
+def _secret_within(value: Any) -> tuple[Any, ...] | None:
+    """The keys down to a string under a name like a secret (:data:`SECRET_OPTION`) inside the
+    sealed option ``value``, or ``None`` if it holds none (list items are looked into too)."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if isinstance(key, str) and SECRET_OPTION.search(key) and _holds_text(inner):
+                return (key,)
+            if (below := _secret_within(inner)) is not None:
+                return (key, *below)
+    elif type(value) in _CONTAINERS:
+        for index, inner in enumerate(value):
+            if (below := _secret_within(inner)) is not None:
+                return (index, *below)
+    return None
+
+
+def _holds_text(value: Any) -> bool:
+    """Whether the sealed ``value`` is, or holds, a string."""
+    if isinstance(value, Secret):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_text(v) for v in value.values())
+    return type(value) in _CONTAINERS and any(_holds_text(v) for v in value)
 
 
 def _rebuild(
