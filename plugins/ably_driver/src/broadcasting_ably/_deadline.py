@@ -123,14 +123,13 @@ class _Stream(httpcore.NetworkStream):
 
 
 class _AStream(httpcore.AsyncNetworkStream):
-    """:class:`_Stream` for the async client, known to the backend that opened it until
-    closed (see :meth:`_ABackend.aclose_left`)."""
+    """:class:`_Stream` for the async client, in its backend's ``opened`` until closed, or
+    until closed through the TLS stream :meth:`start_tls` made of it (see
+    :meth:`_ABackend.aclose_left`)."""
 
     def __init__(self, stream: httpcore.AsyncNetworkStream, backend: _ABackend) -> None:
         self._stream = stream
         self._backend = backend
-        #: closed, or closed through the TLS stream :meth:`start_tls` made of it
-        self.done = False
         backend.opened.add(self)
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -140,7 +139,6 @@ class _AStream(httpcore.AsyncNetworkStream):
         await _awithin(self._stream.write, buffer, timeout, httpcore.WriteTimeout)
 
     async def aclose(self) -> None:
-        self.done = True
         self._backend.opened.discard(self)
         await self._stream.aclose()
 
@@ -151,8 +149,7 @@ class _AStream(httpcore.AsyncNetworkStream):
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
         tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
-        self.done = True  # closed with the TLS stream from now on
-        self._backend.opened.discard(self)
+        self._backend.opened.discard(self)  # closed with the TLS stream from now on
         return _AStream(tls, self._backend)
 
     def get_extra_info(self, info: str) -> Any:
@@ -193,8 +190,7 @@ class _ABackend(httpcore.AsyncNetworkBackend):
         """Close the connections the pool no longer knows of, once closed: one still being
         made when the pool's ``aclose()`` ran is left out of it, and served its request."""
         for stream in list(self.opened):
-            if not stream.done:
-                await stream.aclose()
+            await stream.aclose()
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
@@ -292,8 +288,7 @@ class _AWhole(httpx.AsyncBaseTransport):
 
     async def _close_left(self) -> None:
         await self.transport.aclose()  # the connections the pool took after its close
-        backend = getattr(getattr(self.transport, "_pool", None), "_network_backend", None)
-        if isinstance(backend, _ABackend):
+        if isinstance(backend := _backend_of(self.transport), _ABackend):
             await backend.aclose_left()
 
     async def __aenter__(self) -> _AWhole:
@@ -314,15 +309,19 @@ class _AWhole(httpx.AsyncBaseTransport):
         await self.transport.aclose()
 
 
+def _backend_of(transport: Any) -> Any:
+    """The network backend of ``transport``'s httpcore pool (``None`` were either renamed)."""
+    return getattr(getattr(transport, "_pool", None), "_network_backend", None)
+
+
 def _shorten(transport: Any, aio: bool) -> bool:
     """Put :class:`_Backend` under ``transport``'s httpcore pool: whether it is there."""
-    pool: Any = getattr(transport, "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
+    backend = _backend_of(transport)
     if isinstance(backend, (_Backend, _ABackend)):
         return True
     if backend is None:
         return False
-    pool._network_backend = _ABackend(backend) if aio else _Backend(backend)
+    transport._pool._network_backend = _ABackend(backend) if aio else _Backend(backend)
     return True
 
 
