@@ -52,7 +52,7 @@ import threading
 import types
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -1175,6 +1175,36 @@ def _scaling_hosts(b: Block, docs: Docs) -> None:
         heard = heard_on_each_node(cluster, channel, publish)
     for events in heard:
         assert sorted(e.json()["n"] for e in events) == list(range(6))
+
+
+@runs(SCALING, "busy")
+def _scaling_busy(b: Block, docs: Docs) -> None:
+    """The file, against the test cluster (whose nodes take the 20 events a request the node
+    configuration gives them), each node behind a counting proxy: 40 async publishes at once
+    go out as two full requests, none sent again alone, and every one reaches a subscriber on
+    every node once."""
+    cluster: ScalingCluster = docs.fixture("scaling_cluster")
+    assert cluster.app["maxEventBatchSize"] == 20, "the node configuration takes 20 a request"
+    docs.monkeypatch.setenv("SOKETI_SECRET", cluster.app["secret"])
+    count = 40
+    channel = f"orders-{uuid.uuid4().hex[:6]}"
+    with ExitStack() as stack:
+        proxies = [stack.enter_context(CountingProxy(node.port)) for node in cluster.nodes]
+        docs.monkeypatch.setenv("SOKETI_NODES", ",".join(f"127.0.0.1:{p.port}" for p in proxies))
+        module = docs.module_from(b)
+        receipts: list[Receipt] = []
+
+        async def publish_all() -> None:
+            async with Broadcast(module) as broadcast:
+                sent = (broadcast.achannel(channel, {"n": n}, "shipped") for n in range(count))
+                receipts.extend(await asyncio.gather(*sent))
+
+        heard = heard_on_each_node(cluster, channel, lambda: asyncio.run(publish_all()))
+        sizes = [len(post.json()["batch"]) for proxy in proxies for post in proxy.posts()]
+    assert [r.requests for r in receipts] == [1] * count, "a publish was refused and sent alone"
+    assert sorted(sizes) == [20, 20], f"events per request: {sizes}"
+    for events in heard:
+        assert sorted(e.json()["n"] for e in events) == list(range(count))
 
 
 # -- core/README.md --------------------------------------------------------------------------
