@@ -201,14 +201,19 @@ def stop(process: subprocess.Popen[bytes], *, graceful: bool = False) -> None:
         process.wait(10)
 
 
-def worker_command(setup: Setup) -> list[str]:
-    """The command that runs a worker of ``setup``'s kind (2 processes, or threads)."""
+def worker_command(setup: Setup, index: int = 0) -> list[str]:
+    """The command that runs worker ``index`` of ``setup``'s kind (2 processes, or threads)."""
     if setup.plugin == "celery":
+        # each worker a node name of its own: under the default (celery@<host>) every worker
+        # on the broker shares one pidbox queue, which a CI preview once saw RabbitMQ refuse
+        # to a second worker (RESOURCE_LOCKED; tests/queues/test_docs_snippets.py)
         return [
             str(BIN / "celery"),
             "-A",
             "worker_app",
             "worker",
+            "-n",
+            f"{setup.queue}-{index}@%h",
             "-Q",
             setup.queue,
             "-P",
@@ -240,8 +245,9 @@ Worker([sys.argv[2]], connection=connection).work(with_scheduler=True)
 class Worker:
     """A worker process (with its children) in a session of its own, logging to a file."""
 
-    def __init__(self, setup: Setup) -> None:
+    def __init__(self, setup: Setup, index: int = 0) -> None:
         self.setup = setup
+        self.index = index
         self.log_path = Path(tempfile.mkstemp(prefix=f"{setup.kind}-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -249,7 +255,7 @@ class Worker:
     def start(self) -> Worker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            worker_command(self.setup),
+            worker_command(self.setup, self.index),
             cwd=APP_DIR,
             env=self.setup.env(),
             stdout=log,
@@ -333,7 +339,7 @@ def _started(pid: int) -> int:
 @contextlib.contextmanager
 def running(setup: Setup, workers: int = 1) -> Iterator[list[Worker]]:
     """``workers`` started workers of ``setup``, stopped (and the queues deleted) afterwards."""
-    started = [Worker(setup).start() for _ in range(workers)]
+    started = [Worker(setup, n).start() for n in range(workers)]
     try:
         yield started
     finally:
