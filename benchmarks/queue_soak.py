@@ -201,19 +201,23 @@ def stop(process: subprocess.Popen[bytes], *, graceful: bool = False) -> None:
         process.wait(10)
 
 
+def celery_node(queue: str, index: int = 0) -> list[str]:
+    """A Celery worker's node-name arguments, its own: under the default (celery@<host>) every
+    worker on the broker shares one pidbox queue, which RabbitMQ once refused to a second
+    worker in a CI preview (RESOURCE_LOCKED on 'celery@vm.celery.pidbox'), and that worker
+    never consumed."""
+    return ["-n", f"{queue}-{index}@%h"]
+
+
 def worker_command(setup: Setup, index: int = 0) -> list[str]:
     """The command that runs worker ``index`` of ``setup``'s kind (2 processes, or threads)."""
     if setup.plugin == "celery":
-        # each worker a node name of its own: under the default (celery@<host>) every worker
-        # on the broker shares one pidbox queue, which a CI preview once saw RabbitMQ refuse
-        # to a second worker (RESOURCE_LOCKED; tests/queues/test_docs_snippets.py)
         return [
             str(BIN / "celery"),
             "-A",
             "worker_app",
             "worker",
-            "-n",
-            f"{setup.queue}-{index}@%h",
+            *celery_node(setup.queue, index),
             "-Q",
             setup.queue,
             "-P",

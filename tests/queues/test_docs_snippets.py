@@ -111,10 +111,7 @@ async def test_a_publish_sent_as_the_page_says_reaches_a_subscriber(
     argv = adapted(command).replace("broadcasts", queue).split()
     argv = [str(BIN / argv[0]), *argv[1:], *extra]
     if kind == "celery":
-        # a node name of its own: under the default (celery@<host>) its exclusive pidbox queue
-        # was locked by another worker on the shared RabbitMQ, and it never consumed (CI
-        # preview, 2026-12-07: RESOURCE_LOCKED on 'celery@vm.celery.pidbox')
-        argv += ["-n", f"{queue}@%h"]
+        argv += queue_soak.celery_node(queue)
     env = {"PYTHONPATH": str(tmp_path), "PATH": str(BIN), "HOME": str(tmp_path)}
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
